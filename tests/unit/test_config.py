@@ -1,0 +1,51 @@
+"""Settings come from defaults, a TOML file, then the environment, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stylebot.config import SettingsError, load_settings
+
+
+def test_defaults_use_the_data_directory_and_the_tiny_model() -> None:
+    settings = load_settings(environ={})
+    assert settings.data_dir == Path("data")
+    assert settings.redis_url is None
+    assert settings.model == str(Path("data/models/tiny-sd"))
+    assert settings.database_path == Path("data/stylebot.sqlite3")
+
+
+def test_toml_then_environment_then_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "stylebot.toml"
+    config.write_text('data_dir = "/srv/sb"\ntrain_steps = 300\nmax_steps = 40\n')
+    env = {"STYLEBOT_TRAIN_STEPS": "500", "REDIS_URL": "redis://h:6379/0"}
+    settings = load_settings(config, environ=env, max_steps=None, default_steps=10)
+    assert settings.data_dir == Path("/srv/sb")
+    assert settings.train_steps == 500  # the environment beats the file
+    assert settings.max_steps == 40
+    assert settings.default_steps == 10
+    assert settings.redis_url == "redis://h:6379/0"
+    assert settings.train_settings().steps == 500
+
+
+def test_the_config_file_can_come_from_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "other.toml"
+    config.write_text('base_model = "org/model"\n')
+    settings = load_settings(environ={"STYLEBOT_CONFIG": str(config)})
+    assert settings.model == "org/model"
+
+
+def test_a_bad_value_names_the_setting() -> None:
+    with pytest.raises(SettingsError, match="STYLEBOT_TRAIN_STEPS"):
+        load_settings(environ={"STYLEBOT_TRAIN_STEPS": "many"})
+
+
+def test_a_missing_or_broken_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("data_dir = [")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(broken, environ={})
