@@ -1,0 +1,178 @@
+"""Commands the bot core understands: what an adapter builds from a platform event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stylebot.bot.core.model import Requester
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """A file as the user sent it: a name for display only, and the raw bytes."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class UploadImages:
+    """Reference images for the next style. `posted_by` is the platform user id
+    of whoever originally posted them, when they come from an existing message
+    (Discord's "Add images to a style"): only one's own posts may be used."""
+
+    requester: Requester
+    files: tuple[IncomingFile, ...]
+    posted_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfirmConsent:
+    requester: Requester
+    licence: str
+    rights_confirmed: bool
+
+
+@dataclass(frozen=True)
+class DiscardUploads:
+    requester: Requester
+
+
+@dataclass(frozen=True)
+class TrainStyle:
+    requester: Requester
+    name: str
+
+
+@dataclass(frozen=True)
+class Imagine:
+    requester: Requester
+    prompt: str
+    style: str | None = None
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    width: int | None = None
+    height: int | None = None
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class ListStyles:
+    requester: Requester
+
+
+@dataclass(frozen=True)
+class ShowStatus:
+    requester: Requester
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    requester: Requester
+    name: str
+
+
+@dataclass(frozen=True)
+class ShareStyle:
+    """Share an own style with the server the command came from, or with everyone."""
+
+    requester: Requester
+    name: str
+    public: bool = False
+
+
+@dataclass(frozen=True)
+class UnshareStyle:
+    requester: Requester
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteStyle:
+    """Delete a style with its training images, weights and the images made with it."""
+
+    requester: Requester
+    name: str
+
+
+@dataclass(frozen=True)
+class ExportStyle:
+    requester: Requester
+    name: str
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    """Cancel one of the user's jobs: the given one, else their newest active one."""
+
+    requester: Requester
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UsableStyles:
+    """Style names the user may use here that start with `prefix` (autocomplete)."""
+
+    requester: Requester
+    prefix: str = ""
+    limit: int = 25
+
+
+@dataclass(frozen=True)
+class RerollOutput:
+    """The same request as an earlier image, with a new random seed."""
+
+    requester: Requester
+    output_id: str
+
+
+@dataclass(frozen=True)
+class VaryOutput:
+    """Images close to an earlier one: same prompt, style and seed, started from it."""
+
+    requester: Requester
+    output_id: str
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    requester: Requester
+    output_id: str
+
+
+@dataclass(frozen=True)
+class DeleteOutput:
+    """Delete one generated image (its maker only)."""
+
+    requester: Requester
+    output_id: str
+
+
+@dataclass(frozen=True)
+class Verify:
+    requester: Requester
+    file: IncomingFile
+
+
+Command = (
+    UploadImages
+    | ConfirmConsent
+    | DiscardUploads
+    | TrainStyle
+    | Imagine
+    | ListStyles
+    | ShowStatus
+    | StyleInfo
+    | ShareStyle
+    | UnshareStyle
+    | DeleteStyle
+    | ExportStyle
+    | CancelJob
+    | UsableStyles
+    | RerollOutput
+    | VaryOutput
+    | OutputInfo
+    | DeleteOutput
+    | Verify
+)

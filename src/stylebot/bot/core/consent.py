@@ -1,0 +1,44 @@
+"""The consent terms and the licences a user can choose for their images."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+TERMS_VERSION = "2026-11-22"
+TERMS_TEXT = (
+    "By training a style you confirm that you made these images yourself, or hold "
+    "the rights to use them to train an image model, and that anyone recognisable "
+    "in them agreed. The style and its images stay yours: you can delete them at "
+    "any time, which deletes the images, the trained weights and the images made "
+    "with it."
+)
+TERMS_SHA256 = hashlib.sha256(TERMS_TEXT.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Licence:
+    id: str  # SPDX id where one exists
+    label: str
+
+
+LICENCES: tuple[Licence, ...] = (
+    Licence("own-work", "My own work"),
+    Licence("CC0-1.0", "CC0 (public domain)"),
+    Licence("CC-BY-4.0", "CC BY 4.0"),
+    Licence("CC-BY-SA-4.0", "CC BY-SA 4.0"),
+    Licence("licensed", "Licensed to me with permission to train"),
+)
+
+
+def find_licence(text: str) -> Licence | None:
+    """Match a licence by id or label, ignoring case, spaces and dashes."""
+    wanted = _squash(text)
+    for licence in LICENCES:
+        if wanted in (_squash(licence.id), _squash(licence.label)):
+            return licence
+    return None
+
+
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())

@@ -1,0 +1,24 @@
+"""Errors a Repository raises that the core handles by name."""
+
+from __future__ import annotations
+
+
+class RepositoryError(Exception):
+    """Base of the errors repositories raise on purpose."""
+
+
+class DuplicateRecord(RepositoryError):
+    """A record with that identity (job id, output id, ...) already exists."""
+
+
+class DuplicateStyleName(DuplicateRecord):
+    """The owner already has a style with that name."""
+
+    def __init__(self, owner_id: int, name: str) -> None:
+        super().__init__(f"user {owner_id} already has a style named {name!r}")
+        self.owner_id = owner_id
+        self.name = name
+
+
+class RecordNotFound(RepositoryError, LookupError):
+    """A write referred to a record that does not exist (or is not usable)."""

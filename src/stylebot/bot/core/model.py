@@ -1,0 +1,139 @@
+"""Domain records of the bot core: plain, immutable data with no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Visibility(StrEnum):
+    PRIVATE = "private"
+    SERVER = "server"
+    PUBLIC = "public"
+
+
+class StyleStatus(StrEnum):
+    TRAINING = "training"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where the answer goes.
+
+    `server_id` is the Discord guild or Telegram group the command came from
+    (None in a direct message or the console); `chat_id` is where replies
+    and later notifications are delivered.
+    """
+
+    platform: str
+    user_id: str
+    display_name: str
+    chat_id: str
+    server_id: str | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """The key a style is shared under: servers are only unique per platform."""
+        return f"{self.platform}:{self.server_id}" if self.server_id else None
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    platform: str
+    platform_user_id: str
+    display_name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A normalised reference image a user sent, waiting for (or used by) a style."""
+
+    id: int
+    user_id: int
+    blob_key: str
+    display_name: str
+    width: int
+    height: int
+    created_at: datetime
+    style_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Consent:
+    """What a user confirmed for one exact set of images (by their hashes)."""
+
+    id: int
+    user_id: int
+    licence: str
+    terms_version: str
+    rights_confirmed: bool
+    image_hashes: tuple[str, ...]
+    created_at: datetime
+    style_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Style:
+    id: int
+    owner_id: int
+    name: str
+    trigger: str
+    visibility: Visibility
+    status: StyleStatus
+    consent_id: int
+    base_model: str
+    created_at: datetime
+    shared_scope: str | None = None
+    lora_key: str | None = None
+    train_settings: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    user_id: int
+    origin: Requester
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    style_id: int | None = None
+    step: int = 0
+    total: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """One generated image. Its id is what the watermark carries."""
+
+    id: str
+    job_id: str
+    user_id: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    created_at: datetime
+    style_id: int | None = None
+    blob_key: str | None = None

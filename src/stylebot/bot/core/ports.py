@@ -1,0 +1,193 @@
+"""The ports of the bot core: what it needs from the outside world.
+
+Adapters implement these (SQLite, the blob store, arq, the watermark reader);
+unit tests implement them in memory. The core imports nothing that does I/O.
+A Repository raises the errors of `stylebot.bot.core.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from stylebot.bot.core.model import (
+    Consent,
+    Job,
+    JobStatus,
+    Output,
+    Requester,
+    Style,
+    StyleStatus,
+    Upload,
+    User,
+    Visibility,
+)
+from stylebot.queue.payloads import GenerateJob, TrainJob
+
+
+class Repository(Protocol):
+    """Records of users, uploads, consents, styles, jobs and outputs.
+
+    Only the front end holds one: workers never write records.
+    """
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """Group writes so that they all land or none does."""
+        ...
+
+    async def get_or_create_user(
+        self, platform: str, platform_user_id: str, display_name: str
+    ) -> User: ...
+
+    async def get_user(self, user_id: int) -> User | None: ...
+
+    async def add_upload(
+        self, user_id: int, blob_key: str, display_name: str, width: int, height: int
+    ) -> Upload: ...
+
+    async def pending_uploads(self, user_id: int) -> list[Upload]:
+        """The user's uploads not yet used by a style, oldest first."""
+        ...
+
+    async def discard_pending_uploads(self, user_id: int) -> list[Upload]:
+        """Forget the user's pending uploads; returns what was removed."""
+        ...
+
+    async def add_consent(
+        self,
+        user_id: int,
+        licence: str,
+        terms_version: str,
+        rights_confirmed: bool,
+        image_hashes: Sequence[str],
+        created_at: datetime,
+    ) -> Consent: ...
+
+    async def latest_consent(self, user_id: int) -> Consent | None:
+        """The user's newest consent not yet tied to a style."""
+        ...
+
+    async def add_style(
+        self,
+        owner_id: int,
+        name: str,
+        trigger: str,
+        consent_id: int,
+        base_model: str,
+        train_settings: dict[str, object],
+        upload_ids: Sequence[int],
+        created_at: datetime,
+    ) -> Style:
+        """Create a style in TRAINING and tie the uploads and consent to it."""
+        ...
+
+    async def get_style(self, style_id: int) -> Style | None: ...
+
+    async def find_style(self, owner_id: int, name: str) -> Style | None: ...
+
+    async def styles_named(self, name: str) -> list[Style]: ...
+
+    async def candidate_styles(self, owner_id: int, scope: str | None) -> list[Style]:
+        """Styles the user might use: their own, those shared to `scope`, public ones.
+
+        The core still decides who may use what; this only narrows the search.
+        """
+        ...
+
+    async def set_style_status(
+        self, style_id: int, status: StyleStatus, lora_key: str | None = None
+    ) -> None: ...
+
+    async def set_style_visibility(
+        self, style_id: int, visibility: Visibility, shared_scope: str | None = None
+    ) -> None:
+        """Share or unshare; a scope is required for SERVER and refused otherwise."""
+        ...
+
+    async def style_uploads(self, style_id: int) -> list[Upload]: ...
+
+    async def delete_style(self, style_id: int) -> list[str]:
+        """Delete a style with its uploads, outputs and consent; jobs keep their
+        history without it. Returns every blob key those records named (the
+        caller deletes the ones nothing else uses)."""
+        ...
+
+    async def unreferenced_blob_keys(self, keys: Sequence[str]) -> set[str]:
+        """Those of `keys` no record uses any more: blobs are shared by content,
+        so only these are safe to delete."""
+        ...
+
+    async def add_job(
+        self,
+        job_id: str,
+        kind: str,
+        user_id: int,
+        origin: Requester,
+        created_at: datetime,
+        style_id: int | None = None,
+    ) -> Job: ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def update_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        updated_at: datetime,
+        step: int | None = None,
+        total: int | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    async def active_jobs(self, user_id: int | None = None) -> list[Job]:
+        """Jobs not yet finished, failed or cancelled, oldest first."""
+        ...
+
+    async def add_outputs(self, outputs: Sequence[Output]) -> None: ...
+
+    async def get_output(self, output_id: str) -> Output | None: ...
+
+    async def job_outputs(self, job_id: str) -> list[Output]: ...
+
+    async def set_output_blob(self, output_id: str, blob_key: str, seed: int) -> None: ...
+
+    async def delete_output(self, output_id: str) -> str | None:
+        """Delete one output record; returns its blob key (None if it had none).
+        Raises RecordNotFound when there is no such output."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Content-addressed bytes: the key is the SHA-256 of the content."""
+
+    async def put(self, data: bytes) -> str: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class JobQueue(Protocol):
+    """Hands work to GPU workers. Events come back through the bot's handle_event."""
+
+    async def enqueue_train(self, job: TrainJob) -> None: ...
+
+    async def enqueue_generate(self, job: GenerateJob) -> None: ...
+
+    async def cancel(self, job_id: str) -> None:
+        """Ask workers to drop the job: before it starts, or between two steps."""
+        ...
+
+
+class WatermarkReader(Protocol):
+    """Reads the output id an image's invisible watermark carries."""
+
+    def read(self, image_bytes: bytes) -> str | None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

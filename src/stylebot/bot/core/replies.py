@@ -1,0 +1,118 @@
+"""Replies as plain data. Adapters decide how each looks on their platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stylebot.bot.core.consent import Licence
+from stylebot.bot.core.model import Output, Requester
+
+
+@dataclass(frozen=True)
+class TextReply:
+    text: str
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """Something the user can fix; nothing was changed."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    """Ask the user to confirm their rights to the waiting images and pick a licence."""
+
+    text: str
+    terms: str
+    terms_version: str
+    licences: tuple[Licence, ...]
+    image_count: int
+
+
+@dataclass(frozen=True)
+class JobQueued:
+    text: str
+    job_id: str
+    kind: str
+    position: int
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    text: str
+    job_id: str
+    kind: str
+    step: int
+    total: int
+    loss: float | None = None
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    """A job ended without images to show (training done, failed or cancelled)."""
+
+    text: str
+    job_id: str
+    kind: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    output_id: str
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ImagesReady:
+    text: str
+    job_id: str
+    images: tuple[ImageFile, ...]
+
+
+@dataclass(frozen=True)
+class FileReply:
+    """A file for the user (a style export)."""
+
+    text: str
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StyleChoices:
+    """Style names for autocomplete, best first."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    text: str
+    output_id: str | None
+    output: Output | None = None
+
+
+Reply = (
+    TextReply
+    | ErrorReply
+    | ConsentRequest
+    | JobQueued
+    | JobProgress
+    | JobFinished
+    | ImagesReady
+    | FileReply
+    | StyleChoices
+    | VerifyReport
+)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A reply that is not an answer to a command: it goes to where the job came from."""
+
+    to: Requester
+    reply: Reply

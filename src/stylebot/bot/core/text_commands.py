@@ -1,0 +1,102 @@
+"""Parse `/command args` text, for the platforms where commands are typed (console, Telegram).
+
+`/imagine a lighthouse at dawn style:mystyle seed:7 negative:blurry, dark`
+becomes a prompt and options. An option is a `key:value` word with a known
+key; the value of `negative:` runs on to the next option.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+IMAGINE_OPTIONS = ("style", "negative", "seed", "steps", "count", "size", "width", "height")
+_OPTION = re.compile(r"^(" + "|".join(IMAGINE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
+
+
+class CommandSyntaxError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TextCommand:
+    name: str
+    args: str
+
+
+@dataclass(frozen=True)
+class ImagineArgs:
+    prompt: str
+    style: str | None = None
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    count: int = 1
+    width: int | None = None
+    height: int | None = None
+    unknown: tuple[str, ...] = field(default=())
+
+
+def split_command(text: str, bot_username: str | None = None) -> TextCommand | None:
+    """`/train@mybot foo` -> TextCommand("train", "foo"); None when not a command.
+
+    The `@bot` suffix is what Telegram adds in groups; a command addressed to
+    another bot is not ours.
+    """
+    text = text.strip()
+    if not text.startswith("/"):
+        return None
+    head, _, rest = text[1:].partition(" ")
+    name, _, target = head.partition("@")
+    if target and bot_username and target.lower() != bot_username.lower():
+        return None
+    return TextCommand(name.lower(), rest.strip())
+
+
+def parse_imagine(args: str) -> ImagineArgs:
+    prompt_words: list[str] = []
+    options: dict[str, str] = {}
+    current: str | None = None
+    for word in args.split():
+        match = _OPTION.match(word)
+        if match:
+            current = match.group(1).lower()
+            options[current] = match.group(2)
+        elif current == "negative":
+            options["negative"] = f"{options['negative']} {word}".strip()
+        else:
+            current = None
+            prompt_words.append(word)
+
+    width = _int_option(options, "width")
+    height = _int_option(options, "height")
+    if "size" in options:
+        size = options["size"].lower()
+        w, sep, h = size.partition("x")
+        if not sep:
+            w = h = size
+        try:
+            width, height = int(w), int(h)
+        except ValueError as exc:
+            raise CommandSyntaxError(
+                f"size:{options['size']} is not a size; write it like size:512 or size:640x512"
+            ) from exc
+    return ImagineArgs(
+        prompt=" ".join(prompt_words),
+        style=options.get("style") or None,
+        negative_prompt=options.get("negative", ""),
+        seed=_int_option(options, "seed"),
+        steps=_int_option(options, "steps"),
+        count=_int_option(options, "count") or 1,
+        width=width,
+        height=height,
+    )
+
+
+def _int_option(options: dict[str, str], key: str) -> int | None:
+    if key not in options or options[key] == "":
+        return None
+    try:
+        return int(options[key])
+    except ValueError as exc:
+        raise CommandSyntaxError(f"{key}:{options[key]} should be a whole number") from exc

@@ -1,0 +1,78 @@
+"""In-memory fakes of the core's other ports, and builders for core tests."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from PIL import Image
+
+from stylebot.bot.core import Requester, StyleBot
+from stylebot.queue.payloads import GenerateJob, TrainJob
+from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+
+
+@dataclass
+class RecordingQueue:
+    """The JobQueue port in memory: keeps what was enqueued, in order."""
+
+    train_jobs: list[TrainJob] = field(default_factory=list)
+    generate_jobs: list[GenerateJob] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    async def enqueue_train(self, job: TrainJob) -> None:
+        self.train_jobs.append(job)
+
+    async def enqueue_generate(self, job: GenerateJob) -> None:
+        self.generate_jobs.append(job)
+
+    async def cancel(self, job_id: str) -> None:
+        self.cancelled.append(job_id)
+
+
+class PixelWatermark:
+    """A WatermarkReader for unit tests: the id is looked up by the top-left pixel.
+
+    The core strips metadata before reading, so the fake keys on pixels, as the
+    real reader does; the real reader is tested on real pixels elsewhere.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[int, int, int], str] = {}
+
+    def read(self, image_bytes: bytes) -> str | None:
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            return self.ids.get(image.convert("RGB").getpixel((0, 0)))  # type: ignore[arg-type]
+
+
+class SteppingClock:
+    def __init__(self) -> None:
+        self.current = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.current += timedelta(seconds=1)
+        return self.current
+
+
+@dataclass
+class CoreWorld:
+    """The core on fakes; tests act through `bot` and look at the rest."""
+
+    bot: StyleBot
+    repo: InMemoryRepository
+    blobs: InMemoryBlobStore
+    queue: RecordingQueue
+    watermark: PixelWatermark
+
+
+def person(
+    user_id: str = "alice", server: str | None = "guild-1", platform: str = "discord"
+) -> Requester:
+    return Requester(platform, user_id, user_id.title(), chat_id=f"chat-{server}", server_id=server)
+
+
+def png(colour: tuple[int, int, int] = (200, 40, 40), size: int = 96) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buffer, "PNG")
+    return buffer.getvalue()

@@ -1,0 +1,240 @@
+"""Sharing, deleting, exporting, cancelling and re-using outputs, on in-memory fakes."""
+
+from __future__ import annotations
+
+from tests.fakes.core import CoreWorld, person, png
+from tests.unit.core.test_service import trained_style, upload
+
+from stylebot.bot.core import (
+    CancelJob,
+    DeleteOutput,
+    DeleteStyle,
+    ErrorReply,
+    ExportStyle,
+    FileReply,
+    Imagine,
+    IncomingFile,
+    JobQueued,
+    JobStatus,
+    OutputInfo,
+    RerollOutput,
+    ShareStyle,
+    StyleChoices,
+    StyleInfo,
+    StyleStatus,
+    TextReply,
+    UnshareStyle,
+    UploadImages,
+    UsableStyles,
+    VaryOutput,
+    Visibility,
+)
+from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
+
+ALICE = person("alice", server="guild-1")
+BOB_HERE = person("bob", server="guild-1")
+BOB_ELSEWHERE = person("bob", server="guild-2")
+BOB_IN_DM = person("bob", server=None)
+
+
+async def finished_image(world: CoreWorld, who=ALICE, style: str | None = "ink") -> str:  # type: ignore[no-untyped-def]
+    """Generate one image and let the 'worker' finish it; returns its output id."""
+    await world.bot.handle(Imagine(who, "a lighthouse", style=style, seed=9))
+    job = world.queue.generate_jobs[-1]
+    key = await world.blobs.put(b"png of " + job.output_ids[0].encode())
+    result = GenerateResult((GeneratedImage(job.output_ids[0], key, 9),), 1.0)
+    await world.bot.handle_event(
+        JobEvent(job.job_id, "generate", "finished", result=result.to_dict())
+    )
+    return job.output_ids[0]
+
+
+async def test_sharing_with_a_server_lets_its_members_use_the_style(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    assert isinstance(await world.bot.handle(Imagine(BOB_HERE, "x", style="ink")), ErrorReply)
+
+    shared = await world.bot.handle(ShareStyle(ALICE, "ink"))
+    assert isinstance(shared, TextReply)
+    assert isinstance(await world.bot.handle(Imagine(BOB_HERE, "x", style="ink")), JobQueued)
+    assert isinstance(await world.bot.handle(Imagine(BOB_ELSEWHERE, "x", style="ink")), ErrorReply)
+    assert isinstance(await world.bot.handle(Imagine(BOB_IN_DM, "x", style="ink")), ErrorReply)
+
+    await world.bot.handle(UnshareStyle(ALICE, "ink"))
+    assert isinstance(await world.bot.handle(Imagine(BOB_HERE, "x", style="ink")), ErrorReply)
+
+
+async def test_public_styles_work_everywhere_and_server_sharing_needs_a_server(
+    world: CoreWorld,
+) -> None:
+    await trained_style(world, person("alice", server=None), "ink")
+    in_dm = await world.bot.handle(ShareStyle(person("alice", server=None), "ink"))
+    assert isinstance(in_dm, ErrorReply)
+    assert "inside the server" in in_dm.text
+    await world.bot.handle(ShareStyle(ALICE, "ink", public=True))
+    assert isinstance(await world.bot.handle(Imagine(BOB_IN_DM, "x", style="ink")), JobQueued)
+    info = await world.bot.handle(StyleInfo(BOB_ELSEWHERE, "ink"))
+    assert isinstance(info, TextReply)
+    assert "public" in info.text
+    assert "owner: Alice" in info.text
+
+
+async def test_only_the_owner_shares_deletes_or_exports(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    await world.bot.handle(ShareStyle(ALICE, "ink"))
+    for command in (
+        ShareStyle(BOB_HERE, "ink", public=True),
+        UnshareStyle(BOB_HERE, "ink"),
+        DeleteStyle(BOB_HERE, "ink"),
+        ExportStyle(BOB_HERE, "ink"),
+    ):
+        reply = await world.bot.handle(command)
+        assert isinstance(reply, ErrorReply), command
+        assert "no style named ink" in reply.text
+    alice = await world.repo.get_or_create_user("discord", "alice", "Alice")
+    style = await world.repo.find_style(alice.id, "ink")
+    assert style is not None
+    assert style.visibility is Visibility.SERVER
+
+
+async def test_export_gives_the_owner_the_weights(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    reply = await world.bot.handle(ExportStyle(ALICE, "ink"))
+    assert isinstance(reply, FileReply)
+    assert reply.filename == "ink.safetensors"
+    assert reply.data == b"lora-weights"
+
+
+async def test_deleting_a_style_deletes_its_images_weights_and_outputs(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    output_id = await finished_image(world)
+    assert len(world.blobs.blobs) == 4  # two uploads, the weights, one image
+
+    reply = await world.bot.handle(DeleteStyle(ALICE, "ink"))
+    assert isinstance(reply, TextReply)
+    assert "2 training image(s)" in reply.text
+    assert world.blobs.blobs == {}
+    assert await world.repo.get_output(output_id) is None
+    again = await world.bot.handle(Imagine(ALICE, "x", style="ink"))
+    assert isinstance(again, ErrorReply)
+
+
+async def test_deleting_a_style_keeps_an_image_another_style_also_uses(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    await trained_style(world, BOB_HERE, "also")  # uploads the same two pictures
+    await world.bot.handle(DeleteStyle(ALICE, "ink"))
+    bob = await world.repo.get_or_create_user("discord", "bob", "Bob")
+    style = await world.repo.find_style(bob.id, "also")
+    assert style is not None
+    for item in await world.repo.style_uploads(style.id):
+        assert await world.blobs.exists(item.blob_key)
+
+
+async def test_deleting_a_style_while_it_trains_cancels_the_job(world: CoreWorld) -> None:
+    await upload(world, ALICE, (1, 2, 3))
+    from stylebot.bot.core import ConfirmConsent, TrainStyle
+
+    await world.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
+    queued = await world.bot.handle(TrainStyle(ALICE, "ink"))
+    assert isinstance(queued, JobQueued)
+    await world.bot.handle(DeleteStyle(ALICE, "ink"))
+    assert world.queue.cancelled == [queued.job_id]
+    job = await world.repo.get_job(queued.job_id)
+    assert job is not None
+    assert job.status is JobStatus.CANCELLED
+    # A late result from the worker changes nothing and tells nobody.
+    late = JobEvent(queued.job_id, "train", "progress", step=5, total=10)
+    assert await world.bot.handle_event(late) == []
+
+
+async def test_cancel_stops_the_users_newest_job_only(world: CoreWorld) -> None:
+    await world.bot.handle(Imagine(BOB_HERE, "bob's"))
+    first = await world.bot.handle(Imagine(ALICE, "first"))
+    second = await world.bot.handle(Imagine(ALICE, "second"))
+    assert isinstance(first, JobQueued)
+    assert isinstance(second, JobQueued)
+    reply = await world.bot.handle(CancelJob(ALICE))
+    assert isinstance(reply, TextReply)
+    assert world.queue.cancelled == [second.job_id]
+    nothing = await world.bot.handle(CancelJob(person("carol")))
+    assert isinstance(nothing, ErrorReply)
+    someone_elses = await world.bot.handle(CancelJob(BOB_HERE, job_id=first.job_id))
+    assert isinstance(someone_elses, ErrorReply)
+
+
+async def test_cancelling_training_marks_the_style_failed(world: CoreWorld) -> None:
+    await upload(world, ALICE, (1, 2, 3))
+    from stylebot.bot.core import ConfirmConsent, TrainStyle
+
+    await world.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
+    await world.bot.handle(TrainStyle(ALICE, "ink"))
+    await world.bot.handle(CancelJob(ALICE))
+    alice = await world.repo.get_or_create_user("discord", "alice", "Alice")
+    style = await world.repo.find_style(alice.id, "ink")
+    assert style is not None
+    assert style.status is StyleStatus.FAILED
+
+
+async def test_autocomplete_lists_only_ready_styles_the_user_may_use(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    await trained_style(world, BOB_HERE, "inkwell")
+    mine = await world.bot.handle(UsableStyles(ALICE, prefix="IN"))
+    assert isinstance(mine, StyleChoices)
+    assert mine.names == ("ink",)  # bob's is private
+    await world.bot.handle(ShareStyle(BOB_HERE, "inkwell"))
+    here = await world.bot.handle(UsableStyles(ALICE, prefix="ink"))
+    assert isinstance(here, StyleChoices)
+    assert here.names == ("ink", "inkwell")  # own first
+    elsewhere = await world.bot.handle(UsableStyles(person("alice", server="guild-2")))
+    assert isinstance(elsewhere, StyleChoices)
+    assert elsewhere.names == ("ink",)
+
+
+async def test_reroll_uses_a_new_seed_and_vary_keeps_it(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    output_id = await finished_image(world)
+    reroll = await world.bot.handle(RerollOutput(ALICE, output_id))
+    vary = await world.bot.handle(VaryOutput(ALICE, output_id))
+    assert isinstance(reroll, JobQueued)
+    assert isinstance(vary, JobQueued)
+    original, rerolled, varied = world.queue.generate_jobs
+    assert rerolled.prompt == original.prompt
+    assert rerolled.lora_key == original.lora_key
+    assert rerolled.variation_seed is None
+    assert varied.seed == original.seed
+    assert varied.variation_seed is not None
+    assert 0 < varied.variation_strength < 0.5
+
+
+async def test_reroll_of_someone_elses_private_style_is_refused(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    output_id = await finished_image(world)
+    reply = await world.bot.handle(RerollOutput(BOB_HERE, output_id))
+    assert isinstance(reply, ErrorReply)
+    assert len(world.queue.generate_jobs) == 1
+
+
+async def test_output_info_and_delete(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    output_id = await finished_image(world)
+    info = await world.bot.handle(OutputInfo(BOB_HERE, output_id))
+    assert isinstance(info, TextReply)
+    assert "prompt: a lighthouse" in info.text
+    assert "seed: 9" in info.text
+
+    refused = await world.bot.handle(DeleteOutput(BOB_HERE, output_id))
+    assert isinstance(refused, ErrorReply)
+    assert await world.repo.get_output(output_id) is not None
+    deleted = await world.bot.handle(DeleteOutput(ALICE, output_id))
+    assert isinstance(deleted, TextReply)
+    assert await world.repo.get_output(output_id) is None
+    gone = await world.bot.handle(RerollOutput(ALICE, output_id))
+    assert isinstance(gone, ErrorReply)
+
+
+async def test_only_ones_own_posts_can_be_added(world: CoreWorld) -> None:
+    files = (IncomingFile("a.png", png()),)
+    refused = await world.bot.handle(UploadImages(ALICE, files, posted_by="bob"))
+    assert isinstance(refused, ErrorReply)
+    assert world.blobs.blobs == {}
+    accepted = await world.bot.handle(UploadImages(ALICE, files, posted_by="alice"))
+    assert not isinstance(accepted, ErrorReply)
