@@ -1,0 +1,104 @@
+"""`LocalBlobStore`: content-addressed bytes in a local directory.
+
+A blob's key is the SHA-256 of its content, so a key names exactly one
+content forever: writing it twice is a no-op, readers never see it change,
+and a directory that several hosts mount can be shared without coordination.
+Files live at `root/ab/cd/<key>` so no directory grows past a few thousand
+entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+
+__all__ = ["LocalBlobStore", "check_blob_key"]
+
+_KEY = re.compile(r"[0-9a-f]{64}")
+_TEMP_PREFIX = ".tmp-"
+
+
+def check_blob_key(key: str) -> str:
+    """Return `key` if it is 64 lowercase hex digits, else raise `ValueError`.
+
+    Keys come from job payloads and database rows; validating them here is
+    what makes `../../etc/passwd` or an absolute path impossible to turn into
+    a file path outside the store.
+    """
+    if not isinstance(key, str) or _KEY.fullmatch(key) is None:
+        raise ValueError(f"not a blob key (64 lowercase hex digits): {key!r}")
+    return key
+
+
+class LocalBlobStore:
+    """The `BlobStore` port on a directory. Safe for concurrent writers.
+
+    A write goes to a temporary file in the blob's own directory, is fsynced
+    and then renamed over the final name, so a reader (or a crash) can only
+    ever see no file or the whole file. Temporary names start with a dot and
+    are never 64 hex digits, so they cannot be mistaken for blobs.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        """Where the blob with `key` lives (or would live), for local readers."""
+        check_blob_key(key)
+        return self.root / key[:2] / key[2:4] / key
+
+    async def put(self, data: bytes) -> str:
+        return await asyncio.to_thread(self.put_sync, data)
+
+    async def get(self, key: str) -> bytes:
+        """The content of `key`; `KeyError` if there is no such blob."""
+        return await asyncio.to_thread(self.get_sync, key)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.path(key).is_file)
+
+    async def delete(self, key: str) -> None:
+        """Remove the blob; a missing blob is fine (deletes are idempotent)."""
+        await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
+
+    def put_sync(self, data: bytes) -> str:
+        """Blocking `put`, for code already in a worker thread (e.g. the trainer)."""
+        key = hashlib.sha256(data).hexdigest()
+        target = self.path(key)
+        if target.is_file():
+            return key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            with open(temp, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_directory(target.parent)
+        return key
+
+    def get_sync(self, key: str) -> bytes:
+        """Blocking `get`, for code already in a worker thread."""
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; not possible (nor needed) on Windows."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,201 @@
+"""The `BlobStore` contract on `LocalBlobStore` and the in-memory fake, plus disk details."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+from tests.fakes.memory import InMemoryBlobStore
+
+from stylebot.storage import LocalBlobStore, check_blob_key
+
+Store = LocalBlobStore | InMemoryBlobStore
+
+HOSTILE_KEYS = [
+    "../x",
+    "../" + "a" * 61,
+    "/etc/passwd",
+    "A" * 64,  # uppercase
+    "a" * 63,  # short
+    "a" * 65,  # long
+    "g" * 64,  # not hex
+    "a" * 63 + "\n",
+    "",
+]
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "local":
+        return LocalBlobStore(tmp_path / "blobs")
+    return InMemoryBlobStore()
+
+
+async def test_round_trip_and_the_key_is_the_sha256(store: Store) -> None:
+    data = b"\x89PNG fake image bytes" * 100
+    key = await store.put(data)
+    assert key == hashlib.sha256(data).hexdigest()
+    assert await store.get(key) == data
+    assert await store.exists(key)
+
+
+async def test_empty_content_is_a_blob_too(store: Store) -> None:
+    key = await store.put(b"")
+    assert await store.get(key) == b""
+
+
+async def test_same_content_twice_is_one_blob(store: Store) -> None:
+    first = await store.put(b"same")
+    second = await store.put(b"same")
+    other = await store.put(b"different")
+    assert first == second
+    assert other != first
+    await store.delete(first)
+    assert not await store.exists(second)
+    assert await store.get(other) == b"different"
+
+
+async def test_missing_blobs(store: Store) -> None:
+    missing = hashlib.sha256(b"never stored").hexdigest()
+    assert not await store.exists(missing)
+    with pytest.raises(KeyError):
+        await store.get(missing)
+    await store.delete(missing)  # no-op, no error
+    key = await store.put(b"x")
+    await store.delete(key)
+    await store.delete(key)
+    assert not await store.exists(key)
+    with pytest.raises(KeyError):
+        await store.get(key)
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS)
+async def test_hostile_keys_are_rejected(store: Store, key: str) -> None:
+    with pytest.raises(ValueError, match="blob key"):
+        await store.get(key)
+    with pytest.raises(ValueError, match="blob key"):
+        await store.exists(key)
+    with pytest.raises(ValueError, match="blob key"):
+        await store.delete(key)
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS)
+def test_hostile_keys_never_become_paths(tmp_path: Path, key: str) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    with pytest.raises(ValueError, match="blob key"):
+        store.path(key)
+    with pytest.raises(ValueError, match="blob key"):
+        check_blob_key(key)
+
+
+async def test_a_file_outside_the_root_cannot_be_read_or_deleted(tmp_path: Path) -> None:
+    secret = tmp_path / ("b" * 64)
+    secret.write_bytes(b"secret")
+    store = LocalBlobStore(tmp_path / "blobs")
+    for key in ("../" + "b" * 64, "../../" + "b" * 64, str(secret)):
+        with pytest.raises(ValueError, match="blob key"):
+            await store.get(key)
+        with pytest.raises(ValueError, match="blob key"):
+            await store.delete(key)
+    assert secret.read_bytes() == b"secret"
+
+
+async def test_files_are_sharded_by_key_prefix(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    store = LocalBlobStore(root)
+    key = await store.put(b"sharded")
+    expected = root / key[:2] / key[2:4] / key
+    assert store.path(key) == expected
+    assert expected.read_bytes() == b"sharded"
+    assert [p for p in root.rglob("*") if p.is_file()] == [expected]
+
+
+async def test_putting_existing_content_does_not_rewrite_the_file(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    key = await store.put(b"once")
+    before = os.stat(store.path(key))
+    await store.put(b"once")
+    after = os.stat(store.path(key))
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+async def test_writes_go_through_a_temp_file_that_is_never_named_like_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = b"atomic" * 1000
+    key = hashlib.sha256(data).hexdigest()
+    seen: list[tuple[str, bool, bytes]] = []
+    real_replace = os.replace
+
+    def watching_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        # At rename time the whole content is in the temp file, and the final
+        # name does not exist yet: nobody can have seen a partial blob.
+        seen.append((Path(src).name, Path(dst).exists(), Path(src).read_bytes()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", watching_replace)
+    assert await store.put(data) == key
+
+    ((temp_name, target_existed, temp_content),) = seen
+    assert temp_name.startswith(".")
+    assert re.fullmatch(r"[0-9a-f]{64}", temp_name) is None
+    assert not target_existed
+    assert temp_content == data
+    assert sorted(p.name for p in store.path(key).parent.iterdir()) == [key]
+
+
+async def test_a_write_that_fails_leaves_no_blob_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = b"doomed"
+    key = hashlib.sha256(data).hexdigest()
+
+    def crash(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="No space"):
+        await store.put(data)
+    monkeypatch.undo()
+
+    assert not await store.exists(key)
+    assert list(store.path(key).parent.iterdir()) == []
+    assert await store.put(data) == key
+    assert await store.get(key) == data
+
+
+async def test_a_leftover_temp_file_is_not_a_blob(tmp_path: Path) -> None:
+    """What a crash between write and rename leaves behind is invisible to readers."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = b"content"
+    key = hashlib.sha256(data).hexdigest()
+    store.path(key).parent.mkdir(parents=True)
+    (store.path(key).parent / ".tmp-0123456789abcdef").write_bytes(data[:3])
+
+    assert not await store.exists(key)
+    assert await store.put(data) == key
+    assert await store.get(key) == data
+
+
+async def test_concurrent_puts_of_the_same_content_agree(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = os.urandom(256 * 1024)
+    keys = await asyncio.gather(*(store.put(data) for _ in range(16)))
+    assert set(keys) == {hashlib.sha256(data).hexdigest()}
+    assert await store.get(keys[0]) == data
+    assert [p.name for p in store.path(keys[0]).parent.iterdir()] == [keys[0]]
+
+
+def test_sync_methods_share_the_store_with_async_ones(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    key = store.put_sync(b"from a worker thread")
+    assert asyncio.run(store.get(key)) == b"from a worker thread"
+    assert store.get_sync(key) == b"from a worker thread"
+    with pytest.raises(KeyError):
+        store.get_sync(hashlib.sha256(b"nothing").hexdigest())
