@@ -1,0 +1,220 @@
+"""The invisible watermark: survives PNG and JPEG re-encoding, stays invisible, and
+unmarked images never read as marked."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylebot.provenance import embed_watermark, new_output_id, read_watermark
+
+# --- test images ----------------------------------------------------------------------
+
+
+def scene(width: int, height: int, seed: int) -> Image.Image:
+    """Stand-in for a generated picture: smooth random colour fields plus fine grain."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC))
+    grain = rng.normal(0, 6, (height, width, 3))
+    return Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8))
+
+
+def subject_on_background(background: str, seed: int) -> Image.Image:
+    """A 512x512 image, 70% plain background (white or black) around a subject."""
+    image = Image.new("RGB", (512, 512), background)
+    image.paste(scene(280, 280, seed), (116, 116))
+    return image
+
+
+def reencode(image: Image.Image, fmt: str, **params: object) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(10 * np.log10(255.0**2 / np.mean(diff**2)))
+
+
+def unmarked_images() -> list[tuple[str, Image.Image]]:
+    rng = np.random.default_rng(1234)
+    images: list[tuple[str, Image.Image]] = []
+    for i in range(8):
+        size = (256, 256) if i % 2 else (512, 384)
+        noise = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        images.append((f"noise{i}", Image.fromarray(noise)))
+    for colour in [
+        (0, 0, 0),
+        (255, 255, 255),
+        (128, 128, 128),
+        (255, 0, 0),
+        (0, 0, 255),
+        (12, 200, 90),
+        (250, 250, 5),
+        (90, 160, 250),
+    ]:
+        images.append((f"flat{colour}", Image.new("RGB", (384, 384), colour)))
+    ramp = np.linspace(0, 255, 512)
+    horizontal = np.tile(ramp, (512, 1))
+    for name, plane in [
+        ("h", horizontal),
+        ("v", horizontal.T),
+        ("d", (horizontal + horizontal.T) / 2),
+    ]:
+        grey = np.stack([plane] * 3, axis=-1)
+        colour = np.stack([plane, plane[::-1], np.full_like(plane, 128)], axis=-1)
+        images.append((f"gradient-grey-{name}", Image.fromarray(grey.astype(np.uint8))))
+        images.append((f"gradient-colour-{name}", Image.fromarray(colour.astype(np.uint8))))
+    for i in range(8):
+        images.append((f"scene{i}", scene(512 if i % 2 else 768, 512, seed=100 + i)))
+    checker = (np.indices((512, 512)).sum(axis=0) // 8 % 2 * 255).astype(np.uint8)
+    images.append(("checkerboard", Image.fromarray(checker).convert("RGB")))
+    return images
+
+
+# --- embedding and reading ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(256, 256), (512, 512), (768, 512), (1024, 1024)])
+def test_mark_survives_png_and_jpeg_q90(size: tuple[int, int]) -> None:
+    original = scene(*size, seed=size[0] + size[1])
+    output_id = new_output_id()
+    marked = embed_watermark(original, output_id)
+    assert marked.size == original.size
+    assert read_watermark(reencode(marked, "PNG")) == output_id
+    assert read_watermark(reencode(marked, "JPEG", quality=90)) == output_id
+    assert psnr(original, marked) > 35.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mark_survives_jpeg_q75_at_512(seed: int) -> None:
+    output_id = new_output_id()
+    marked = embed_watermark(scene(512, 512, seed), output_id)
+    assert read_watermark(reencode(marked, "JPEG", quality=75)) == output_id
+
+
+@pytest.mark.parametrize("background", ["white", "black"])
+def test_mark_survives_on_plain_backgrounds(background: str) -> None:
+    # Saturated pixels cannot move the blue channel past 0/255; the embedder shifts their
+    # brightness instead. Without that, most blocks of these images would vote wrongly.
+    original = subject_on_background(background, seed=9)
+    output_id = new_output_id()
+    marked = embed_watermark(original, output_id)
+    assert read_watermark(reencode(marked, "JPEG", quality=90)) == output_id
+    assert psnr(original, marked) > 35.0
+
+
+def test_mark_is_invisible() -> None:
+    original = scene(512, 512, seed=5)
+    marked = embed_watermark(original, new_output_id())
+    difference = np.abs(np.asarray(original, dtype=int) - np.asarray(marked, dtype=int))
+    assert psnr(original, marked) > 38.0  # measured ~42 dB
+    assert difference.max() <= 16  # no wrapped-around specks (imwatermark's raw encoder: 255)
+
+
+def test_unmarked_images_read_as_none() -> None:
+    false_positives = [
+        name
+        for name, image in unmarked_images()
+        for candidate in (image, reencode(image, "JPEG", quality=90))
+        if read_watermark(candidate) is not None
+    ]
+    assert false_positives == []
+
+
+def test_edited_image_never_reads_as_another_id() -> None:
+    output_id = new_output_id()
+    marked = embed_watermark(scene(512, 512, seed=11), output_id)
+    edits = [
+        marked.resize((460, 460)),
+        marked.crop((13, 7, 500, 505)),
+        reencode(marked, "JPEG", quality=20),
+        marked.rotate(3),
+    ]
+    for edited in edits:
+        assert read_watermark(edited) in (None, output_id)
+
+
+def test_different_ids_read_back_distinctly() -> None:
+    base = scene(512, 512, seed=12)
+    first, second = new_output_id(), new_output_id()
+    assert read_watermark(embed_watermark(base, first)) == first
+    assert read_watermark(embed_watermark(base, second)) == second
+
+
+def test_alpha_is_kept() -> None:
+    rgba = scene(300, 300, seed=13).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((300, 300)))
+    output_id = new_output_id()
+    marked = embed_watermark(rgba, output_id)
+    assert marked.mode == "RGBA"
+    assert (np.asarray(marked.getchannel("A")) == np.asarray(rgba.getchannel("A"))).all()
+    assert read_watermark(marked) == output_id
+
+
+def test_small_images_are_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="256x256"):
+        embed_watermark(scene(256, 255, seed=1), new_output_id())
+    assert read_watermark(scene(200, 200, seed=1)) is None
+
+
+@pytest.mark.parametrize("bad_id", ["", "abc", "ABCDEF012345", "0123456789abc", "0123456789ag"])
+def test_malformed_ids_are_refused(bad_id: str) -> None:
+    with pytest.raises(ValueError, match="12 lowercase hex"):
+        embed_watermark(scene(256, 256, seed=1), bad_id)
+
+
+def test_new_output_id_is_48_bit_lowercase_hex() -> None:
+    ids = {new_output_id() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(len(i) == 12 and int(i, 16) >= 0 and i == i.lower() for i in ids)
+
+
+# --- compatibility and imports --------------------------------------------------------
+
+
+def test_stock_imwatermark_decoder_reads_our_payload() -> None:
+    import cv2
+    from imwatermark import WatermarkDecoder  # imports torch: fine in a test
+
+    from stylebot.provenance.watermark import _payload_bits
+
+    output_id = new_output_id()
+    marked = reencode(embed_watermark(scene(512, 512, seed=21), output_id), "JPEG", quality=90)
+    bgr = cv2.cvtColor(np.asarray(marked), cv2.COLOR_RGB2BGR)
+    decoded = WatermarkDecoder("bits", 64).decode(bgr, "dwtDctSvd")
+    assert [int(bit) for bit in decoded] == _payload_bits(output_id)
+
+
+def test_we_read_marks_made_by_the_stock_imwatermark_encoder() -> None:
+    import cv2
+    from imwatermark import WatermarkEncoder
+
+    from stylebot.provenance.watermark import _payload_bits
+
+    output_id = new_output_id()
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", _payload_bits(output_id))
+    bgr = cv2.cvtColor(np.asarray(scene(512, 512, seed=22)), cv2.COLOR_RGB2BGR)
+    marked = Image.fromarray(cv2.cvtColor(encoder.encode(bgr, "dwtDctSvd"), cv2.COLOR_BGR2RGB))
+    assert read_watermark(marked) == output_id
+
+
+def test_provenance_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from PIL import Image\n"
+        "from stylebot.provenance import embed_watermark, read_watermark\n"
+        "img = Image.effect_noise((256, 256), 40).convert('RGB')\n"
+        "assert read_watermark(embed_watermark(img, '0123456789ab')) == '0123456789ab'\n"
+        "print('torch' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
