@@ -1,0 +1,172 @@
+"""Generation on the tiny model: reproducibility, LoRA styles and the adapter cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+from peft.tuners.lora import LoraLayer
+from PIL import Image
+
+from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
+from stylebot.queue.payloads import TrainSettings
+from stylebot.trainer import train_lora
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+TRIGGER = "sks style"
+REQUEST = GenerationRequest(prompt=TRIGGER, seed=11, steps=3, width=64, height=64)
+# A high learning rate so a few steps move the output visibly.
+STRONG = TrainSettings(steps=6, resolution=64, rank=4, learning_rate=1e-2, seed=0)
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image).astype(np.int16)
+
+
+def _images() -> list[Image.Image]:
+    rng = np.random.default_rng(1)
+    return [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_model_dir: Path) -> StableDiffusionPipeline:
+    return load_pipeline(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def lora_files(
+    pipeline: StableDiffusionPipeline, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """Two different styles trained on the shared pipeline."""
+    root = tmp_path_factory.mktemp("loras")
+    first = train_lora(pipeline, _images(), TRIGGER, STRONG, root / "first")
+    second_settings = TrainSettings(**{**STRONG.to_dict(), "seed": 1})
+    second = train_lora(pipeline, _images(), TRIGGER, second_settings, root / "second")
+    return first.weights_path, second.weights_path
+
+
+@pytest.fixture
+def generator(pipeline: StableDiffusionPipeline) -> Iterator[Generator]:
+    made = Generator(pipeline, max_loaded_adapters=2)
+    yield made
+    # The pipeline is shared by the module: leave no adapters behind.
+    for name in made.loaded_adapters:
+        pipeline.delete_adapters([name])
+
+
+def _lora_param(pipeline: StableDiffusionPipeline, adapter: str) -> torch.nn.Parameter:
+    for module in pipeline.unet.modules():
+        if isinstance(module, LoraLayer) and adapter in module.lora_A:
+            return module.lora_A[adapter].weight
+    raise AssertionError(f"adapter {adapter} is not loaded")
+
+
+def test_same_seed_gives_identical_pixels_and_other_seeds_differ(generator: Generator) -> None:
+    first = generator.generate(REQUEST)
+    again = generator.generate(REQUEST)
+    other = generator.generate(GenerationRequest(**{**REQUEST.__dict__, "seed": 12}))
+    assert len(first) == 1
+    assert first[0].size == (64, 64)
+    assert np.array_equal(_pixels(first[0]), _pixels(again[0]))
+    assert not np.array_equal(_pixels(first[0]), _pixels(other[0]))
+
+
+def test_each_image_of_a_batch_is_reproducible_alone(generator: Generator) -> None:
+    steps: list[tuple[int, int]] = []
+    batch = generator.generate(
+        GenerationRequest(**{**REQUEST.__dict__, "count": 2}),
+        on_step=lambda step, total: steps.append((step, total)),
+    )
+    second_alone = generator.generate(GenerationRequest(**{**REQUEST.__dict__, "seed": 12}))
+    assert len(batch) == 2
+    assert np.array_equal(_pixels(batch[1]), _pixels(second_alone[0]))
+    assert not np.array_equal(_pixels(batch[0]), _pixels(batch[1]))
+    assert steps == [(i, 6) for i in range(1, 7)]
+
+
+def test_width_and_height_must_be_multiples_of_8(generator: Generator) -> None:
+    with pytest.raises(AssertionError, match="multiple of 8"):
+        generator.generate(GenerationRequest(**{**REQUEST.__dict__, "width": 60}))
+
+
+def test_lora_changes_the_output_and_none_restores_the_base(
+    generator: Generator, lora_files: tuple[Path, Path]
+) -> None:
+    base = _pixels(generator.generate(REQUEST)[0])
+    styled = _pixels(generator.generate(REQUEST, lora=LoraWeights("first", lora_files[0]))[0])
+    assert np.abs(styled - base).mean() > 2.0
+    assert np.array_equal(_pixels(generator.generate(REQUEST)[0]), base)
+    again = _pixels(generator.generate(REQUEST, lora=LoraWeights("first", lora_files[0]))[0])
+    assert np.array_equal(again, styled)
+
+
+def test_adapter_is_loaded_once_and_reused(
+    generator: Generator, pipeline: StableDiffusionPipeline, lora_files: tuple[Path, Path]
+) -> None:
+    style = LoraWeights("first", lora_files[0])
+    generator.generate(REQUEST, lora=style)
+    loaded = _lora_param(pipeline, "first")
+    generator.generate(REQUEST)
+    generator.generate(REQUEST, lora=style)
+    # A reload would have replaced the parameter with a new one.
+    assert _lora_param(pipeline, "first") is loaded
+    assert generator.loaded_adapters == ("first",)
+    assert pipeline.get_list_adapters() == {"unet": ["first"]}
+
+
+def test_least_recently_used_adapter_is_evicted_at_the_bound(
+    generator: Generator, pipeline: StableDiffusionPipeline, lora_files: tuple[Path, Path]
+) -> None:
+    a, b, c = (LoraWeights(name, lora_files[0]) for name in ("a", "b", "c"))
+    styled_a = _pixels(generator.generate(REQUEST, lora=a)[0])
+    generator.generate(REQUEST, lora=b)
+    generator.generate(REQUEST, lora=a)  # a is now the most recently used
+    assert generator.loaded_adapters == ("b", "a")
+    generator.generate(REQUEST, lora=c)
+    assert generator.loaded_adapters == ("a", "c")
+    assert sorted(pipeline.get_list_adapters()["unet"]) == ["a", "c"]
+    assert np.array_equal(_pixels(generator.generate(REQUEST, lora=a)[0]), styled_a)
+    assert generator.loaded_adapters == ("c", "a")
+
+
+def test_new_weights_under_a_loaded_name_are_reloaded(
+    generator: Generator, lora_files: tuple[Path, Path]
+) -> None:
+    old = _pixels(generator.generate(REQUEST, lora=LoraWeights("style", lora_files[0]))[0])
+    new = _pixels(generator.generate(REQUEST, lora=LoraWeights("style", lora_files[1]))[0])
+    assert not np.array_equal(old, new)
+    assert generator.loaded_adapters == ("style",)
+
+
+def test_generator_adapters_keep_working_after_training(
+    generator: Generator,
+    pipeline: StableDiffusionPipeline,
+    lora_files: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    style = LoraWeights("first", lora_files[0])
+    styled = _pixels(generator.generate(REQUEST, lora=style)[0])
+    base = _pixels(generator.generate(REQUEST)[0])  # leaves LoRA disabled
+
+    train_lora(pipeline, _images(), TRIGGER, TrainSettings(steps=3, resolution=64), tmp_path)
+
+    assert pipeline.get_list_adapters() == {"unet": ["first"]}
+    assert np.array_equal(
+        _pixels(
+            pipeline(
+                TRIGGER,
+                num_inference_steps=REQUEST.steps,
+                width=64,
+                height=64,
+                generator=torch.Generator().manual_seed(REQUEST.seed),
+            ).images[0]
+        ),
+        base,
+    )
+    assert np.array_equal(_pixels(generator.generate(REQUEST, lora=style)[0]), styled)
+    assert np.array_equal(_pixels(generator.generate(REQUEST)[0]), base)
