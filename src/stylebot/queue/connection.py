@@ -1,0 +1,42 @@
+"""Redis connections and the job encoding shared by the front end and workers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+QUEUE_NAME = "stylebot:queue"
+
+
+def cancel_key(job_id: str) -> str:
+    """Set by /cancel; a worker drops the job when it sees it."""
+    return f"stylebot:cancel:{job_id}"
+
+
+def serialize_job(data: dict[str, Any]) -> bytes:
+    # JSON, not arq's default pickle: a job read from a shared Redis must never
+    # be able to run code on a worker.
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def deserialize_job(data: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(data)
+    return result
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 5
+    settings.conn_retries = 10
+    return settings
+
+
+async def connect(url: str) -> ArqRedis:
+    return await create_pool(
+        redis_settings(url),
+        default_queue_name=QUEUE_NAME,
+        job_serializer=serialize_job,
+        job_deserializer=deserialize_job,
+    )

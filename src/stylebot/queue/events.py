@@ -1,0 +1,102 @@
+"""Job events from workers to the front end, on a Redis stream.
+
+A stream, not pub/sub: an event published while the front end is down waits
+in the stream, and the consumer group redelivers anything read but not
+acknowledged before a crash. Readers block on XREADGROUP, so an event reaches
+the front end as soon as it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from stylebot.queue.payloads import JobEvent
+
+log = logging.getLogger(__name__)
+
+EVENTS_STREAM = "stylebot:events"
+FRONTEND_GROUP = "frontend"
+# Bounded: the stream is a mailbox, not an archive (results live in SQLite).
+STREAM_MAXLEN = 100_000
+
+
+class EventPublisher:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def publish(self, event: JobEvent) -> None:
+        await self.redis.xadd(
+            EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN, approximate=True
+        )
+
+
+class EventConsumer:
+    """Reads events as one member of the front end's consumer group."""
+
+    def __init__(self, redis: Redis, consumer: str | None = None) -> None:
+        self.redis = redis
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(EVENTS_STREAM, FRONTEND_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, block_ms: int = 1000, count: int = 32) -> list[tuple[str, JobEvent]]:
+        """New events for this group, waiting up to block_ms for one to arrive."""
+        response = await self.redis.xreadgroup(
+            FRONTEND_GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=count, block=block_ms
+        )
+        return self._decode(response)
+
+    async def unacknowledged(self, count: int = 100) -> list[tuple[str, JobEvent]]:
+        """Events delivered to any front end but never acknowledged: claim them.
+
+        min_idle_time 0 because a front end only calls this at start, when the
+        previous process that read them is gone.
+        """
+        events: list[tuple[str, JobEvent]] = []
+        start = "0-0"
+        while True:
+            reply = await self.redis.xautoclaim(
+                EVENTS_STREAM, FRONTEND_GROUP, self.consumer, 0, start_id=start, count=count
+            )
+            next_start, messages = reply[0], reply[1]
+            events.extend(self._decode([[EVENTS_STREAM, messages]]))
+            if next_start in (b"0-0", "0-0") or not messages:
+                return events
+            start = next_start
+
+    async def ack(self, message_id: str) -> None:
+        await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, message_id)
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, JobEvent]]:
+        await self.ensure_group()
+        for item in await self.unacknowledged():
+            yield item
+        while True:
+            for item in await self.read():
+                yield item
+
+    @staticmethod
+    def _decode(response: list | None) -> list[tuple[str, JobEvent]]:  # type: ignore[type-arg]
+        decoded: list[tuple[str, JobEvent]] = []
+        for _stream, messages in response or []:
+            for message_id, fields in messages:
+                mid = message_id.decode() if isinstance(message_id, bytes) else message_id
+                if not fields:  # trimmed away while pending
+                    continue
+                raw = fields.get(b"event") or fields.get("event")
+                try:
+                    decoded.append((mid, JobEvent.from_json(raw)))
+                except (TypeError, ValueError, KeyError):
+                    log.exception("undecodable event %s dropped", mid)
+        return decoded

@@ -1,0 +1,77 @@
+"""A `stylebot worker` child process, for the console and the demo on one machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from stylebot.config import ENV_PREFIX, Settings
+
+
+def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    """The environment that gives a child process these exact settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for f in dataclasses.fields(Settings):
+        value = getattr(settings, f.name)
+        if f.name == "extra" or value is None:
+            continue
+        env[ENV_PREFIX + f.name.upper()] = str(value)
+    env[ENV_PREFIX + "DATA_DIR"] = str(settings.data_dir.resolve())
+    env["REDIS_URL"] = redis_url
+    return env
+
+
+class LocalWorker:
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.log_path: Path = settings.data_dir / "logs" / "worker.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LocalWorker:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "stylebot", "worker"],
+                env=settings_env(self.settings, self.redis_url),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def problem(self) -> str | None:
+        """Why the worker cannot finish jobs (it exited), or None while it runs."""
+        if self._process is None or self._process.poll() is None:
+            return None
+        tail = self.log_path.read_text(errors="replace").strip().splitlines()[-8:]
+        return (
+            f"The worker exited (status {self._process.returncode}). "
+            f"Last lines of {self.log_path}:\n    " + "\n    ".join(tail)
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()  # arq finishes or abandons the job and exits
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> LocalWorker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,51 @@
+"""Worker events on the Redis stream: pushed, read at once, redelivered if unacknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from stylebot.queue.events import EventConsumer, EventPublisher
+from stylebot.queue.payloads import JobEvent
+from stylebot.queue.redis_server import EmbeddedRedis
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Redis]:
+    with EmbeddedRedis(tmp_path) as server:
+        connection = Redis(unix_socket_path=str(server.socket_path))
+        yield connection
+        await connection.aclose()
+
+
+async def test_a_published_event_reaches_a_blocked_reader_promptly(client: Redis) -> None:
+    consumer = EventConsumer(client, "front-1")
+    await consumer.ensure_group()
+    reader = asyncio.create_task(consumer.read(block_ms=5000))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    sent_at = loop.time()
+    await EventPublisher(client).publish(JobEvent("job-1", "train", "progress", step=2, total=9))
+    [(_, event)] = await reader
+    assert loop.time() - sent_at < 0.5  # pushed, not polled
+    assert (event.job_id, event.step, event.total) == ("job-1", 2, 9)
+
+
+async def test_unacknowledged_events_are_redelivered_to_the_next_front_end(client: Redis) -> None:
+    publisher = EventPublisher(client)
+    first = EventConsumer(client, "front-1")
+    await first.ensure_group()
+    await publisher.publish(JobEvent("job-1", "generate", "started"))
+    await publisher.publish(JobEvent("job-2", "generate", "started"))
+    read = await first.read(block_ms=100)
+    assert [e.job_id for _, e in read] == ["job-1", "job-2"]
+    await first.ack(read[0][0])  # the process dies before acknowledging job-2
+
+    restarted = EventConsumer(client, "front-2")
+    redelivered = await restarted.unacknowledged()
+    assert [e.job_id for _, e in redelivered] == ["job-2"]
+    assert await restarted.read(block_ms=50) == []
