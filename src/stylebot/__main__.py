@@ -1,0 +1,5 @@
+import sys
+
+from stylebot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,233 @@
+"""The composition root: the one place that builds real adapters and wires them.
+
+The front end owns the database; workers get only Redis and the blob store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from PIL import Image
+
+from stylebot.bot.core import Notification, Policy, StyleBot
+from stylebot.bot.core.images import ImageLimits
+from stylebot.config import Settings
+from stylebot.queue.client import ArqJobQueue
+from stylebot.queue.connection import connect
+from stylebot.queue.events import EventConsumer
+from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
+from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
+
+log = logging.getLogger(__name__)
+
+NotificationSink = Callable[[Notification], Awaitable[None]]
+
+
+class ChatAdapter(Protocol):
+    """A platform front end (Discord, Telegram): translates, holds no business rules."""
+
+    platform: str
+
+    async def start(self) -> None:
+        """Connect and begin taking commands; returns once ready."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop taking commands and disconnect."""
+        ...
+
+    async def notify(self, notification: Notification) -> None:
+        """Deliver a job's progress or result to where the job came from."""
+        ...
+
+
+class NoFrontEndConfigured(RuntimeError):
+    pass
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class PngWatermarkReader:
+    """The WatermarkReader port on the provenance package (imported lazily: cv2 is slow)."""
+
+    def read(self, image_bytes: bytes) -> str | None:
+        from stylebot.provenance.watermark import read_watermark
+
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            try:
+                return read_watermark(image.convert("RGB"))
+            except ValueError:  # too small to carry our watermark
+                return None
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        base_model=settings.model,
+        train=settings.train_settings(),
+        min_train_images=settings.min_train_images,
+        max_train_images=settings.max_train_images,
+        default_steps=settings.default_steps,
+        max_steps=settings.max_steps,
+        default_guidance=settings.default_guidance,
+        default_size=settings.default_size,
+        min_size=settings.min_size,
+        max_size=settings.max_size,
+        max_images_per_request=settings.max_images_per_request,
+        max_prompt_chars=settings.max_prompt_chars,
+        images=ImageLimits(
+            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels
+        ),
+    )
+
+
+@dataclass
+class FrontEnd:
+    """The bot core wired to SQLite, the blob store and the queue, plus event delivery."""
+
+    settings: Settings
+    bot: StyleBot
+    repo: SqliteRepository
+    blobs: LocalBlobStore
+    queue: ArqJobQueue
+    events: EventConsumer
+    redis_url: str
+    sinks: dict[str, NotificationSink] = field(default_factory=dict)
+
+    def add_sink(self, platform: str, sink: NotificationSink) -> None:
+        """Where notifications for users of `platform` go (an adapter's send method)."""
+        self.sinks[platform] = sink
+
+    async def deliver_events(self) -> None:
+        """Run forever: record each worker event, notify the user, then acknowledge.
+
+        An event is acknowledged only once its notifications went out, so one
+        that was being handled when the process died is handled again at the
+        next start (the core makes that repeat harmless).
+        """
+        async for message_id, event in self.events:
+            try:
+                notifications = await self.bot.handle_event(event)
+                for notification in notifications:
+                    await self._deliver(notification)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event %s for job %s not delivered", message_id, event.job_id)
+                continue
+            await self.events.ack(message_id)
+
+    async def _deliver(self, notification: Notification) -> None:
+        sink = self.sinks.get(notification.to.platform)
+        if sink is None:
+            # The result is recorded; the user sees it with /status once the
+            # platform's front end runs again.
+            log.warning(
+                "no %s front end running; notification kept only in records",
+                notification.to.platform,
+            )
+            return
+        await sink(notification)
+
+
+@contextlib.asynccontextmanager
+async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
+    """Start everything the front end needs; stop it all on exit (events included)."""
+    redis_url, embedded = await asyncio.to_thread(
+        redis_url_or_embedded, settings.redis_url, settings.data_dir
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if embedded is not None:
+            stack.callback(embedded.stop)
+        connection = await open_database(settings.database_path)
+        repo = SqliteRepository(connection)
+        stack.push_async_callback(repo.close)
+        blobs = LocalBlobStore(settings.blob_dir)
+        redis = await connect(redis_url)
+        stack.push_async_callback(redis.aclose)
+        queue = ArqJobQueue(redis)
+        events = EventConsumer(redis)
+        await events.ensure_group()
+        bot = StyleBot(
+            repo, blobs, queue, PngWatermarkReader(), SystemClock(), policy_from(settings)
+        )
+        frontend = FrontEnd(settings, bot, repo, blobs, queue, events, redis_url)
+        delivery = asyncio.create_task(frontend.deliver_events(), name="deliver-events")
+
+        async def stop_delivery() -> None:
+            delivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivery
+
+        stack.push_async_callback(stop_delivery)
+        yield frontend
+
+
+def chat_adapters(frontend: FrontEnd) -> list[ChatAdapter]:
+    """The platform adapters whose tokens are configured."""
+    settings = frontend.settings
+    adapters: list[ChatAdapter] = []
+    if settings.discord_token:
+        from stylebot.bot.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(frontend.bot, settings))
+    if settings.telegram_token:
+        from stylebot.bot.telegram import TelegramAdapter
+
+        adapters.append(TelegramAdapter(frontend.bot, settings))
+    return adapters
+
+
+async def run_frontends(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """`stylebot run`: every configured platform in one event loop, until SIGINT/SIGTERM."""
+    if not (settings.discord_token or settings.telegram_token):
+        raise NoFrontEndConfigured(
+            "No chat platform is configured: set DISCORD_TOKEN and/or TELEGRAM_TOKEN "
+            "(or try `stylebot console`)."
+        )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    async with open_frontend(settings) as frontend:
+        started: list[ChatAdapter] = []
+        try:
+            for adapter in chat_adapters(frontend):
+                frontend.add_sink(adapter.platform, adapter.notify)
+                await adapter.start()
+                started.append(adapter)
+                log.info("%s front end running", adapter.platform)
+            await stop.wait()
+        finally:
+            for adapter in reversed(started):
+                await adapter.stop()
+
+
+def start_worker_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """The Redis a worker uses: REDIS_URL, else the data directory's embedded one."""
+    return redis_url_or_embedded(settings.redis_url, settings.data_dir)
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> None:
+    """`stylebot worker`: serve jobs until SIGINT/SIGTERM (or the queue is empty, in burst)."""
+    from stylebot.queue.worker import build_worker
+
+    redis_url, embedded = start_worker_redis(settings)
+    try:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        worker = build_worker(settings, redis_url, burst=burst)
+        worker.run()
+    finally:
+        if embedded is not None:
+            embedded.stop()

@@ -1,0 +1,249 @@
+"""The console front end: typed /commands in, replies printed, images saved as files.
+
+It reads lines from standard input, so it works as an interactive REPL and
+with a piped script. When reading a script it waits for the jobs a command
+queued before it reads the next line, so `/train` then `/imagine` just works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TextIO
+
+from stylebot.bot.core import (
+    ConfirmConsent,
+    ConsentRequest,
+    DiscardUploads,
+    ErrorReply,
+    ImagesReady,
+    Imagine,
+    IncomingFile,
+    JobFinished,
+    JobProgress,
+    JobQueued,
+    ListStyles,
+    Notification,
+    Reply,
+    Requester,
+    ShowStatus,
+    StyleBot,
+    TextReply,
+    TrainStyle,
+    UploadImages,
+    Verify,
+    VerifyReport,
+)
+from stylebot.bot.core.commands import Command
+from stylebot.bot.core.text_commands import CommandSyntaxError, parse_imagine, split_command
+
+HELP = """\
+Commands:
+  /upload PATH...              add reference images (PNG, JPEG or WebP)
+  /consent LICENCE             confirm you made the images or hold the rights, and pick a licence
+  /discard                     forget the images waiting for training
+  /train NAME                  train a style from the waiting images
+  /imagine PROMPT [style:NAME] [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
+  /styles                      the styles you can use
+  /status                      your queued and running jobs
+  /verify PATH                 trace an image back to the record its watermark points to
+  /help                        this text
+  /quit                        leave"""
+
+
+class ConsoleAdapter:
+    def __init__(
+        self,
+        bot: StyleBot,
+        out: TextIO,
+        images_dir: Path,
+        *,
+        user: str = "console-user",
+        max_read_bytes: int = 20 * 1024 * 1024,
+        job_timeout_s: float = 6 * 3600,
+        is_alive: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.bot = bot
+        self.out = out
+        self.images_dir = images_dir
+        self.requester = Requester("console", user, user, chat_id="console")
+        self.max_read_bytes = max_read_bytes
+        self.job_timeout_s = job_timeout_s
+        # Returns why the jobs cannot finish (the worker died), or None.
+        self.is_alive = is_alive or (lambda: None)
+        self.saved_images: list[Path] = []
+        self.last_reply: Reply | None = None
+        self._done: dict[str, asyncio.Event] = {}
+
+    # -- input ----------------------------------------------------------------
+
+    async def run(self, lines: AsyncIterator[str], *, wait_for_jobs: bool) -> int:
+        """Execute lines until /quit or end of input. Returns an exit status."""
+        status = 0
+        async for line in lines:
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            outcome = await self.execute(line)
+            if outcome == "quit":
+                break
+            if outcome == "error":
+                status = 1
+            if wait_for_jobs and not await self.wait_for_jobs():
+                return 1
+        return status
+
+    async def execute(self, line: str) -> str:
+        """Run one line; returns "ok", "error" or "quit"."""
+        parsed = split_command(line)
+        if parsed is None:
+            self._print("Commands start with '/'. Type /help for the list.")
+            return "error"
+        try:
+            command = self._command(parsed.name, parsed.args)
+        except (CommandSyntaxError, ValueError) as exc:
+            self._print(f"! {exc}")
+            return "error"
+        if command == "quit":
+            return "quit"
+        if command == "help":
+            self._print(HELP)
+            return "ok"
+        reply = await self.bot.handle(command)
+        self.last_reply = reply
+        if isinstance(reply, JobQueued):
+            self._done.setdefault(reply.job_id, asyncio.Event())
+        self.show(reply)
+        return "error" if isinstance(reply, ErrorReply) else "ok"
+
+    def _command(self, name: str, args: str) -> Command | str:
+        me = self.requester
+        match name:
+            case "quit" | "exit":
+                return "quit"
+            case "help":
+                return "help"
+            case "upload":
+                paths = shlex.split(args)
+                if not paths:
+                    raise ValueError("Give the image files to upload: /upload a.png b.jpg")
+                return UploadImages(me, tuple(self._read(Path(p)) for p in paths))
+            case "consent":
+                if not args:
+                    raise ValueError("Name a licence: /consent own-work (see the list above)")
+                # Typing /consent is the confirmation: the terms were shown on upload.
+                return ConfirmConsent(me, args.strip(), rights_confirmed=True)
+            case "discard":
+                return DiscardUploads(me)
+            case "train":
+                if not args:
+                    raise ValueError("Name the style: /train mystyle")
+                return TrainStyle(me, args.strip())
+            case "imagine":
+                a = parse_imagine(args)
+                return Imagine(
+                    me,
+                    a.prompt,
+                    style=a.style,
+                    negative_prompt=a.negative_prompt,
+                    seed=a.seed,
+                    steps=a.steps,
+                    width=a.width,
+                    height=a.height,
+                    count=a.count,
+                )
+            case "styles":
+                return ListStyles(me)
+            case "status":
+                return ShowStatus(me)
+            case "verify":
+                paths = shlex.split(args)
+                if len(paths) != 1:
+                    raise ValueError("Give one image to check: /verify image.png")
+                return Verify(me, self._read(Path(paths[0])))
+        raise ValueError(f"Unknown command /{name}. Type /help for the list.")
+
+    def _read(self, path: Path) -> IncomingFile:
+        """Read a file the user named, refusing directories and oversized files early."""
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file I can read.")
+        with path.open("rb") as handle:
+            # One byte over the limit is enough for the core to say "too large".
+            data = handle.read(self.max_read_bytes + 1)
+        return IncomingFile(path.name, data)
+
+    # -- output ---------------------------------------------------------------
+
+    async def notify(self, notification: Notification) -> None:
+        self.show(notification.reply)
+        job_id = getattr(notification.reply, "job_id", None)
+        if isinstance(notification.reply, JobFinished | ImagesReady) and job_id:
+            self._done.setdefault(job_id, asyncio.Event()).set()
+
+    def show(self, reply: Reply) -> None:
+        match reply:
+            case ErrorReply(text=text):
+                self._print(f"! {text}")
+            case ConsentRequest():
+                licences = "\n".join(f"  {lic.id:<14} {lic.label}" for lic in reply.licences)
+                self._print(
+                    f"{reply.text}\n\nTerms (version {reply.terms_version}): {reply.terms}\n\n"
+                    f"Licences:\n{licences}\nType /consent LICENCE to confirm, "
+                    "e.g. /consent own-work"
+                )
+            case ImagesReady():
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+                lines = [reply.text]
+                for image in reply.images:
+                    path = self.images_dir / image.filename
+                    path.write_bytes(image.data)
+                    self.saved_images.append(path)
+                    lines.append(f"  saved {path}")
+                self._print("\n".join(lines))
+            case JobProgress() | JobQueued() | JobFinished() | TextReply() | VerifyReport():
+                self._print(reply.text)
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    async def wait_for_jobs(self) -> bool:
+        """Wait until every job this console queued has ended. False if it never will."""
+        pending = [event for event in self._done.values() if not event.is_set()]
+        deadline = asyncio.get_running_loop().time() + self.job_timeout_s
+        while pending:
+            problem = self.is_alive()
+            if problem:
+                self._print(f"! {problem}")
+                return False
+            if asyncio.get_running_loop().time() > deadline:
+                self._print("! Timed out waiting for the worker.")
+                return False
+            await asyncio.wait(
+                [asyncio.ensure_future(e.wait()) for e in pending],
+                timeout=1.0,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            pending = [event for event in pending if not event.is_set()]
+        return True
+
+
+async def stdin_lines(stream: TextIO, prompt: str | None, out: TextIO) -> AsyncIterator[str]:
+    """Lines from a blocking stream, read on a daemon thread so Ctrl-C never waits on it."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, daemon=True, name="stdin").start()
+    while True:
+        if prompt:
+            print(prompt, end="", file=out, flush=True)
+        line = await queue.get()
+        if line is None:
+            return
+        yield line

@@ -1,0 +1,5 @@
+"""Fixtures: the real stack (see tests/support/stack.py)."""
+
+from tests.support.stack import frontend, inbox, settings, tiny_engine, worker
+
+__all__ = ["frontend", "inbox", "settings", "tiny_engine", "worker"]

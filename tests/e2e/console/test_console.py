@@ -1,0 +1,98 @@
+"""The console and the demo as a person runs them: separate processes, real everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stylebot.bot.console import make_sample_images
+
+pytestmark = pytest.mark.slow
+
+
+def run_stylebot(
+    args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stylebot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("STYLEBOT_")}
+    base.pop("REDIS_URL", None)
+    return {
+        **base,
+        "STYLEBOT_DATA_DIR": str(tmp_path / "data"),
+        "STYLEBOT_BASE_MODEL": str(tiny_model_dir),
+        "STYLEBOT_TRAIN_STEPS": "6",
+        "STYLEBOT_TRAIN_RESOLUTION": "64",
+        "STYLEBOT_DEFAULT_SIZE": "256",
+        "STYLEBOT_DEFAULT_STEPS": "3",
+    }
+
+
+def test_a_piped_script_trains_generates_and_verifies(tmp_path: Path, env: dict[str, str]) -> None:
+    samples = make_sample_images(tmp_path / "refs", 2)
+    script = "\n".join(
+        [
+            f"/upload {samples[0]} {samples[1]}",
+            "/consent own-work",
+            "/train ink",
+            "/imagine a lighthouse at dawn style:ink seed:5",
+            "/styles",
+            "/quit",
+        ]
+    )
+    result = run_stylebot(["console"], env, script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Received 2 image(s)" in result.stdout
+    assert "Style ink is ready" in result.stdout
+    assert "- ink (ready, yours)" in result.stdout
+    saved = re.findall(r"saved (\S+\.png)", result.stdout)
+    assert len(saved) == 1
+    image = Path(saved[0])
+    assert image.is_file()
+
+    verified = run_stylebot(["verify", str(image)], env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "style: ink" in verified.stdout
+    assert "prompt: a lighthouse at dawn" in verified.stdout
+
+    unmarked = run_stylebot(["verify", str(samples[0])], env)
+    assert unmarked.returncode == 1
+    assert "No stylebot watermark" in unmarked.stdout
+
+
+def test_a_bad_upload_is_refused_and_nothing_is_stored(tmp_path: Path, env: dict[str, str]) -> None:
+    fake = tmp_path / "holiday.png"
+    fake.write_text("this is not a picture")
+    result = run_stylebot(["console", "--no-worker"], env, f"/upload {fake}\n/status\n")
+    assert result.returncode == 1
+    assert "holiday.png" in result.stdout
+    assert "Nothing was saved" in result.stdout
+    blobs = Path(env["STYLEBOT_DATA_DIR"]) / "blobs"
+    assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))
+
+
+def test_the_demo_runs_from_an_empty_data_directory(tmp_path: Path, env: dict[str, str]) -> None:
+    demo_env = {k: v for k, v in env.items() if not k.startswith("STYLEBOT_")}
+    demo_env["STYLEBOT_DATA_DIR"] = str(tmp_path / "demo-data")
+    result = run_stylebot(["demo"], demo_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    match = re.search(r"The watermarked image is at:\n\s+(\S+)", result.stdout)
+    assert match, result.stdout
+    assert Path(match.group(1)).is_file()
+    assert "Made with stylebot" in result.stdout
