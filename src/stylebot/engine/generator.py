@@ -24,6 +24,10 @@ class GenerationRequest:
     width: int = 512
     height: int = 512
     count: int = 1
+    # A variation (AUTOMATIC1111's "variation seed"): each image's starting
+    # noise moves from its seed's towards `variation_seed`'s by this much.
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ class Generator:
             return kwargs
 
         images: list[Image.Image] = []
-        for generator in generators:
+        for index, generator in enumerate(generators):
+            latents = self._variation_latents(request, index)
             # One call per image: batched kernels may round differently from
             # a batch of one, and "reproducible alone" means bit-identical.
             # It also keeps peak memory flat on small GPUs.
@@ -126,8 +131,45 @@ class Generator:
                 width=request.width,
                 height=request.height,
                 generator=generator,
+                latents=latents,
                 callback_on_step_end=step_end,
                 output_type="pil",
             )
             images.extend(result.images)
         return images
+
+    def _variation_latents(self, request: GenerationRequest, index: int) -> torch.Tensor | None:
+        """Starting noise between the image's seed and the variation seed, or None.
+
+        Drawn on the CPU like the pipeline's own noise, so strength 0 gives
+        exactly the image the seed alone gives.
+        """
+        if request.variation_seed is None:
+            return None
+        pipe = self.pipeline
+        shape = (
+            1,
+            pipe.unet.config.in_channels,
+            request.height // pipe.vae_scale_factor,
+            request.width // pipe.vae_scale_factor,
+        )
+
+        def noise(seed: int) -> torch.Tensor:
+            generator = torch.Generator(device="cpu").manual_seed(seed)
+            return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+        mixed = slerp(
+            request.variation_strength,
+            noise(request.seed + index),
+            noise(request.variation_seed + index),
+        )
+        return mixed.to(device=pipe.unet.device, dtype=pipe.unet.dtype)
+
+
+def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation: keeps the noise's norm, which linear mixing shrinks."""
+    a_unit, b_unit = a / a.norm(), b / b.norm()
+    omega = torch.acos((a_unit * b_unit).sum().clamp(-1.0, 1.0))
+    if torch.sin(omega).abs() < 1e-6:
+        return (1.0 - t) * a + t * b
+    return (torch.sin((1.0 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)

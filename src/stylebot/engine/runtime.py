@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from diffusers.utils import logging as diffusers_logging
 from PIL import Image
+from transformers.utils import logging as transformers_logging
 
 from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
 from stylebot.engine.models import load_pipeline
@@ -25,11 +27,15 @@ from stylebot.provenance.metadata import OutputMetadata, encode_png
 from stylebot.provenance.watermark import embed_watermark
 from stylebot.queue.payloads import GenerateJob, TrainSettings
 from stylebot.trainer.dataset import prepare_training_image
-from stylebot.trainer.lora import train_lora
+from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)
 
 SAMPLER_NAME = "DDIM"
+
+
+class JobCancelled(Exception):
+    """The job was cancelled between two steps; nothing was produced."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class StyleEngine:
     ) -> None:
         self.base_model = base_model
         self.cache_dir = cache_dir
+        # A worker logs; progress bars on its stderr would only fill the log.
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
         started = time.perf_counter()
         self.pipeline = load_pipeline(base_model, device=device, dtype=dtype)
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
@@ -77,15 +86,18 @@ class StyleEngine:
             for data in images
         ]
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
-            outcome = train_lora(
-                self.pipeline,
-                pictures,
-                trigger,
-                settings,
-                Path(workdir),
-                on_progress=on_progress,
-                should_stop=should_stop,
-            )
+            try:
+                outcome = train_lora(
+                    self.pipeline,
+                    pictures,
+                    trigger,
+                    settings,
+                    Path(workdir),
+                    on_progress=on_progress,
+                    should_stop=should_stop,
+                )
+            except TrainingCancelled as exc:
+                raise JobCancelled(str(exc)) from exc
             data = outcome.weights_path.read_bytes()
         return TrainedWeights(data, outcome.steps, outcome.final_loss, outcome.seconds)
 
@@ -94,8 +106,16 @@ class StyleEngine:
         job: GenerateJob,
         lora: bytes | None = None,
         on_step: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[FinishedImage]:
         """Sample the job's images, then watermark and label each before it leaves."""
+
+        def step(done: int, total: int) -> None:
+            if should_stop is not None and should_stop():
+                raise JobCancelled(f"cancelled at step {done} of {total}")
+            if on_step is not None:
+                on_step(done, total)
+
         weights = self._lora_file(job, lora) if lora is not None else None
         prompt = f"{job.trigger}, {job.prompt}" if job.trigger and weights else job.prompt
         request = GenerationRequest(
@@ -107,8 +127,10 @@ class StyleEngine:
             width=job.width,
             height=job.height,
             count=len(job.output_ids),
+            variation_seed=job.variation_seed,
+            variation_strength=job.variation_strength,
         )
-        images = self.generator.generate(request, lora=weights, on_step=on_step)
+        images = self.generator.generate(request, lora=weights, on_step=step)
         lora_hash = hashlib.sha256(lora).hexdigest() if lora is not None else None
         finished = []
         now = datetime.now(UTC)

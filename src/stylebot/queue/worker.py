@@ -9,7 +9,9 @@ writes result blobs, and reports through events and its return value.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +22,10 @@ from arq import func
 from arq.worker import Worker
 
 from stylebot.config import Settings
+from stylebot.engine.runtime import JobCancelled
 from stylebot.queue.connection import (
     QUEUE_NAME,
+    cancel_key,
     deserialize_job,
     redis_settings,
     serialize_job,
@@ -66,6 +70,45 @@ class ProgressReporter:
         asyncio.run_coroutine_threadsafe(self.publisher.publish(event), self.loop)
 
 
+class CancelWatch:
+    """Watches a job's cancel key from the event loop; the device thread reads `is_set`.
+
+    Checked every CANCEL_POLL_S, well under a training step on a GPU, so a
+    cancel takes effect at the next step.
+    """
+
+    CANCEL_POLL_S = 0.2
+
+    def __init__(self, redis: Any, job_id: str) -> None:
+        self.redis = redis
+        self.key = cancel_key(job_id)
+        self._flag = threading.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    async def already_cancelled(self) -> bool:
+        return bool(await self.redis.exists(self.key))
+
+    async def _watch(self) -> None:
+        while not self._flag.is_set():
+            if await self.redis.exists(self.key):
+                self._flag.set()
+                return
+            await asyncio.sleep(self.CANCEL_POLL_S)
+
+    async def __aenter__(self) -> CancelWatch:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     ctx["device_thread"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
@@ -101,15 +144,25 @@ async def _on_device(ctx: dict[str, Any], work: Callable[[], Any]) -> Any:
 async def train(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     job = TrainJob.from_dict(payload)
     events: EventPublisher = ctx["events"]
+    watch = CancelWatch(ctx["redis"], job.job_id)
+    if await watch.already_cancelled():
+        await events.publish(JobEvent(job.job_id, "train", "cancelled"))
+        return {"cancelled": True}
     await events.publish(JobEvent(job.job_id, "train", "started", total=job.settings.steps))
     try:
         images = [await ctx["blobs"].get(key) for key in job.image_keys]
         report = ProgressReporter(events, asyncio.get_running_loop(), job.job_id, "train")
-        weights = await _on_device(
-            ctx,
-            lambda: ctx["engine"].train(images, job.trigger, job.settings, on_progress=report),
-        )
+        async with watch:
+            weights = await _on_device(
+                ctx,
+                lambda: ctx["engine"].train(
+                    images, job.trigger, job.settings, on_progress=report, should_stop=watch.is_set
+                ),
+            )
         lora_key = await ctx["blobs"].put(weights.data)
+    except JobCancelled:
+        await events.publish(JobEvent(job.job_id, "train", "cancelled"))
+        return {"cancelled": True}
     except Exception as exc:
         log.exception("training job %s failed", job.job_id)
         await events.publish(JobEvent(job.job_id, "train", "failed", error=_user_error(exc)))
@@ -124,16 +177,27 @@ async def train(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
 async def generate(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     job = GenerateJob.from_dict(payload)
     events: EventPublisher = ctx["events"]
+    watch = CancelWatch(ctx["redis"], job.job_id)
+    if await watch.already_cancelled():
+        await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
+        return {"cancelled": True}
     started = time.perf_counter()
     await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
     try:
         lora = await ctx["blobs"].get(job.lora_key) if job.lora_key else None
         report = ProgressReporter(events, asyncio.get_running_loop(), job.job_id, "generate")
-        images = await _on_device(ctx, lambda: ctx["engine"].generate(job, lora, on_step=report))
+        async with watch:
+            images = await _on_device(
+                ctx,
+                lambda: ctx["engine"].generate(job, lora, on_step=report, should_stop=watch.is_set),
+            )
         stored = [
             GeneratedImage(image.output_id, await ctx["blobs"].put(image.png), image.seed)
             for image in images
         ]
+    except JobCancelled:
+        await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
+        return {"cancelled": True}
     except Exception as exc:
         log.exception("generation job %s failed", job.job_id)
         await events.publish(JobEvent(job.job_id, "generate", "failed", error=_user_error(exc)))

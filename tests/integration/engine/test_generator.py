@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,19 @@ def test_generator_adapters_keep_working_after_training(
     )
     assert np.array_equal(_pixels(generator.generate(REQUEST, lora=style)[0]), styled)
     assert np.array_equal(_pixels(generator.generate(REQUEST)[0]), base)
+
+
+def test_a_variation_stays_near_its_seed_and_strength_zero_is_the_seed(
+    generator: Generator,
+) -> None:
+    """Variations move the starting noise a little towards another seed's."""
+    base = _pixels(generator.generate(REQUEST)[0])
+    unchanged = generator.generate(replace(REQUEST, variation_seed=99, variation_strength=0.0))[0]
+    near = _pixels(
+        generator.generate(replace(REQUEST, variation_seed=99, variation_strength=0.15))[0]
+    )
+    other_seed = _pixels(generator.generate(replace(REQUEST, seed=99))[0])
+    assert np.array_equal(base, _pixels(unchanged))
+    assert not np.array_equal(base, near)
+    # Closer to its own seed's image than a different seed's image is.
+    assert np.abs(near - base).mean() < np.abs(other_seed - base).mean()
