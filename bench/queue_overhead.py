@@ -49,6 +49,7 @@ async def main(runs: int) -> None:
                     await done.put(note)
 
             frontend.add_sink("bench", sink)
+            frontend.start_delivery()
             worker = build_worker(
                 settings, frontend.redis_url, handle_signals=False, ctx={"engine": engine}
             )

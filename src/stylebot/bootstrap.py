@@ -53,6 +53,14 @@ class NoFrontEndConfigured(RuntimeError):
     pass
 
 
+class NoSinkForPlatform(RuntimeError):
+    pass
+
+
+class FrontEndStartError(RuntimeError):
+    """A chat platform refused to start (bad token, no network); the message says why."""
+
+
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -103,6 +111,7 @@ class FrontEnd:
     events: EventConsumer
     redis_url: str
     sinks: dict[str, NotificationSink] = field(default_factory=dict)
+    _delivery: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def add_sink(self, platform: str, sink: NotificationSink) -> None:
         """Where notifications for users of `platform` go (an adapter's send method)."""
@@ -130,19 +139,33 @@ class FrontEnd:
     async def _deliver(self, notification: Notification) -> None:
         sink = self.sinks.get(notification.to.platform)
         if sink is None:
-            # The result is recorded; the user sees it with /status once the
-            # platform's front end runs again.
-            log.warning(
-                "no %s front end running; notification kept only in records",
-                notification.to.platform,
+            # Left unacknowledged: the event is handled again at the next
+            # start, when that platform's front end may be running.
+            raise NoSinkForPlatform(
+                f"no {notification.to.platform} front end is running; the event waits"
             )
-            return
         await sink(notification)
+
+    def start_delivery(self) -> None:
+        """Begin handling worker events. Call after every sink is added, or a
+        result that arrived while the bot was down finds nobody to tell."""
+        if self._delivery is None:
+            self._delivery = asyncio.create_task(self.deliver_events(), name="deliver-events")
+
+    async def stop_delivery(self) -> None:
+        delivery, self._delivery = self._delivery, None
+        if delivery is not None:
+            delivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivery
 
 
 @contextlib.asynccontextmanager
 async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
-    """Start everything the front end needs; stop it all on exit (events included)."""
+    """Start everything the front end needs; stop it all on exit.
+
+    Event delivery starts when the caller has added its sinks (`start_delivery`).
+    """
     redis_url, embedded = await asyncio.to_thread(
         redis_url_or_embedded, settings.redis_url, settings.data_dir
     )
@@ -162,14 +185,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
             repo, blobs, queue, PngWatermarkReader(), SystemClock(), policy_from(settings)
         )
         frontend = FrontEnd(settings, bot, repo, blobs, queue, events, redis_url)
-        delivery = asyncio.create_task(frontend.deliver_events(), name="deliver-events")
-
-        async def stop_delivery() -> None:
-            delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await delivery
-
-        stack.push_async_callback(stop_delivery)
+        stack.push_async_callback(frontend.stop_delivery)
         yield frontend
 
 
@@ -205,9 +221,15 @@ async def run_frontends(settings: Settings, stop: asyncio.Event | None = None) -
         try:
             for adapter in chat_adapters(frontend):
                 frontend.add_sink(adapter.platform, adapter.notify)
-                await adapter.start()
+                try:
+                    await adapter.start()
+                except Exception as exc:
+                    raise FrontEndStartError(
+                        f"the {adapter.platform} front end could not start: {exc}"
+                    ) from exc
                 started.append(adapter)
                 log.info("%s front end running", adapter.platform)
+            frontend.start_delivery()
             await stop.wait()
         finally:
             for adapter in reversed(started):

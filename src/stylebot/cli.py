@@ -65,13 +65,20 @@ def main(argv: list[str] | None = None) -> int:
                     run_console(settings, sys.stdin, sys.stdout, with_worker=not args.no_worker)
                 )
             case "run":
-                from stylebot.bootstrap import NoFrontEndConfigured, run_frontends
+                from stylebot.bootstrap import (
+                    FrontEndStartError,
+                    NoFrontEndConfigured,
+                    run_frontends,
+                )
 
                 try:
                     asyncio.run(run_frontends(settings))
                 except NoFrontEndConfigured as exc:
                     print(f"stylebot: {exc}", file=sys.stderr)
                     return 2
+                except FrontEndStartError as exc:
+                    print(f"stylebot: {exc}", file=sys.stderr)
+                    return 1
                 return 0
             case "worker":
                 from stylebot.bootstrap import run_worker

@@ -2,7 +2,7 @@
 
 Each field can be set in TOML under its own name (`data_dir = "..."`) or by an
 environment variable `STYLEBOT_<NAME>` (upper case). `REDIS_URL`,
-`DISCORD_TOKEN` and `TELEGRAM_TOKEN` are also read without the prefix, since
+`DISCORD_TOKEN`, `DISCORD_GUILD_ID` and `TELEGRAM_TOKEN` are also read without the prefix, since
 that is how hosting platforms and compose files usually pass them.
 The TOML file is `STYLEBOT_CONFIG`, else `./stylebot.toml` when it exists.
 """
@@ -22,7 +22,7 @@ from typing import Any
 from stylebot.queue.payloads import TrainSettings
 
 ENV_PREFIX = "STYLEBOT_"
-UNPREFIXED_ENV = ("redis_url", "discord_token", "telegram_token")
+UNPREFIXED_ENV = ("redis_url", "discord_token", "discord_guild_id", "telegram_token")
 
 
 class SettingsError(ValueError):

@@ -23,7 +23,6 @@ from stylebot.bot.core import (
     JobStatus,
     Requester,
     StyleStatus,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
@@ -52,7 +51,8 @@ async def test_cancel_stops_training_within_a_step_and_frees_the_worker(
     await inbox.next((JobProgress,))  # it is running
 
     reply = await bot.handle(CancelJob(ME))
-    assert isinstance(reply, TextReply)
+    assert isinstance(reply, JobFinished)
+    assert reply.job_id == queued.job_id
     arq_job = ArqJob(
         queued.job_id, frontend.queue.redis, _queue_name=QUEUE_NAME, _deserializer=deserialize_job
     )

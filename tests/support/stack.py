@@ -65,9 +65,10 @@ async def frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
 
 
 @pytest.fixture
-def inbox(frontend: FrontEnd) -> Inbox:
+async def inbox(frontend: FrontEnd) -> Inbox:
     box = Inbox()
     frontend.add_sink("test", box)
+    frontend.start_delivery()
     return box
 
 

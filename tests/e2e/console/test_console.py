@@ -96,3 +96,18 @@ def test_the_demo_runs_from_an_empty_data_directory(tmp_path: Path, env: dict[st
     assert match, result.stdout
     assert Path(match.group(1)).is_file()
     assert "Made with stylebot" in result.stdout
+
+
+def test_run_without_a_platform_token_says_what_to_set(env: dict[str, str]) -> None:
+    result = run_stylebot(["run"], env)
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN" in result.stderr
+    assert "TELEGRAM_TOKEN" in result.stderr
+
+
+def test_run_with_a_token_telegram_refuses_exits_cleanly(env: dict[str, str]) -> None:
+    """No network here: the platform cannot be reached, and the CLI says so in one line."""
+    result = run_stylebot(["run"], {**env, "TELEGRAM_TOKEN": "123:not-a-real-token"}, timeout=120)
+    assert result.returncode == 1
+    assert "telegram front end could not start" in result.stderr
+    assert "Traceback" not in result.stderr

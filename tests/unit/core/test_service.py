@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 from tests.fakes.core import CoreWorld, person, png
+from tests.unit.core.test_images import BAD_UPLOADS
 
 from stylebot.bot.core import (
     ConfirmConsent,
@@ -384,3 +386,21 @@ async def test_discard_keeps_an_image_someone_else_also_uploaded(world: CoreWorl
     bob = await world.repo.get_or_create_user("discord", "bob", "Bob")
     [still_pending] = await world.repo.pending_uploads(bob.id)
     assert await world.blobs.exists(still_pending.blob_key)
+
+
+@pytest.mark.parametrize(
+    ("filename", "make", "code", "words"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_UPLOADS],
+)
+async def test_every_kind_of_bad_upload_gets_a_clear_reply_and_stores_nothing(
+    world: CoreWorld, filename: str, make: Callable[[], bytes], code: str, words: tuple[str, ...]
+) -> None:
+    good = IncomingFile("fine.png", png())
+    reply = await world.bot.handle(UploadImages(ALICE, (good, IncomingFile(filename, make()))))
+    assert isinstance(reply, ErrorReply)
+    assert "Nothing was saved" in reply.text
+    for word in words:
+        assert word in reply.text
+    assert world.blobs.blobs == {}
+    alice = await world.repo.get_or_create_user("discord", "alice", "Alice")
+    assert await world.repo.pending_uploads(alice.id) == []

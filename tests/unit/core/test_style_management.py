@@ -14,6 +14,7 @@ from stylebot.bot.core import (
     FileReply,
     Imagine,
     IncomingFile,
+    JobFinished,
     JobQueued,
     JobStatus,
     OutputInfo,
@@ -153,7 +154,9 @@ async def test_cancel_stops_the_users_newest_job_only(world: CoreWorld) -> None:
     assert isinstance(first, JobQueued)
     assert isinstance(second, JobQueued)
     reply = await world.bot.handle(CancelJob(ALICE))
-    assert isinstance(reply, TextReply)
+    assert isinstance(reply, JobFinished)
+    assert reply.job_id == second.job_id
+    assert not reply.ok
     assert world.queue.cancelled == [second.job_id]
     nothing = await world.bot.handle(CancelJob(person("carol")))
     assert isinstance(nothing, ErrorReply)

@@ -31,6 +31,7 @@ async def run_console(
             )
             console = _console(frontend.bot, settings, out, worker)
             frontend.add_sink("console", console.notify)
+            frontend.start_delivery()
             if interactive:
                 print("stylebot console. Type /help for commands, /quit to leave.", file=out)
             lines = stdin_lines(stdin, "> " if interactive else None, out)
@@ -99,6 +100,7 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
         with LocalWorker(settings, frontend.redis_url) as worker:
             console = _console(frontend.bot, settings, out, worker)
             frontend.add_sink("console", console.notify)
+            frontend.start_delivery()
             for line in script:
                 print(f"\n> {line}", file=out, flush=True)
                 if await console.execute(line) != "ok" or not await console.wait_for_jobs():

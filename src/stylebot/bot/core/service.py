@@ -525,7 +525,7 @@ class StyleBot:
         whose = "you" if style.owner_id == user.id else (owner.display_name if owner else "?")
         shared = {
             Visibility.PRIVATE: "private (only its owner can use it)",
-            Visibility.SERVER: "shared with this server",
+            Visibility.SERVER: "shared with one server or group",
             Visibility.PUBLIC: "public (anyone can use it)",
         }[style.visibility]
         steps = style.train_settings.get("steps", "?")
@@ -549,11 +549,11 @@ class StyleBot:
         scope = command.requester.scope
         if scope is None:
             return ErrorReply(
-                "Share from inside the server or group you want to share with "
+                "Share from inside the server or group you want to share it with "
                 "(or share it publicly)."
             )
         await self.repo.set_style_visibility(style.id, Visibility.SERVER, scope)
-        return TextReply(f"Style {style.name} is now shared with the members of this server.")
+        return TextReply(f"Style {style.name} is now shared with the members here.")
 
     async def _unshare(self, command: UnshareStyle) -> Reply:
         style = await self._own_style(command.requester, command.name)
@@ -602,7 +602,10 @@ class StyleBot:
             return ErrorReply("You have no queued or running job to cancel.")
         job = mine[-1]
         await self._cancel_job(job)
-        return TextReply(f"Cancelled your {job.kind} job {job.id}.")
+        # A JobFinished, so adapters can close the job's progress message too.
+        return JobFinished(
+            text=f"Cancelled your {job.kind} job {job.id}.", job_id=job.id, kind=job.kind, ok=False
+        )
 
     async def _cancel_job(self, job: Job) -> None:
         await self.queue.cancel(job.id)
@@ -640,7 +643,7 @@ class StyleBot:
             return TextReply("No styles yet. Upload images and run /train NAME to make one.")
         lines = []
         for style in styles:
-            whose = "yours" if style.owner_id == user.id else f"shared, {style.visibility}"
+            whose = "yours" if style.owner_id == user.id else _SHARED_LABEL[style.visibility]
             lines.append(f"- {style.name} ({style.status}, {whose})")
         return TextReply("Styles you can use:\n" + "\n".join(lines))
 
@@ -807,6 +810,13 @@ class StyleBot:
                 ),
             )
         ]
+
+
+_SHARED_LABEL = {
+    Visibility.SERVER: "shared here",
+    Visibility.PUBLIC: "public",
+    Visibility.PRIVATE: "private",
+}
 
 
 def _position(active: Sequence[Job], job_id: str) -> int:
