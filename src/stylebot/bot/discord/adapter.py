@@ -1,0 +1,545 @@
+"""The Discord front end: the client's lifecycle, answering interactions, delivering results.
+
+It translates and renders; every rule (who may use what, limits, consent)
+comes from the core's replies. What is Discord's business lives here:
+acknowledging within 3 seconds, ephemeral answers, the 15-minute interaction
+token, and where a result goes when its interaction is gone.
+
+Where a job's result goes, in order:
+
+1. the interaction that queued it (its response is edited: progress, then the
+   images), while its token is valid;
+2. otherwise (token expired, Discord says 10015 / 10008, or this process
+   restarted and never saw the interaction): a normal message in the channel
+   the job came from, mentioning the user;
+3. if that channel is gone or closed to the bot (10003 / 403): a DM to the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import discord
+
+from stylebot.bot.core import (
+    ConfirmConsent,
+    ConsentRequest,
+    DiscardUploads,
+    ErrorReply,
+    ImagesReady,
+    IncomingFile,
+    JobFinished,
+    JobProgress,
+    JobQueued,
+    Notification,
+    Reply,
+    Requester,
+    StyleBot,
+    TrainStyle,
+)
+from stylebot.bot.core.commands import (
+    Command,
+    DeleteOutput,
+    OutputInfo,
+    RerollOutput,
+    VaryOutput,
+)
+from stylebot.bot.discord.commands import StyleCommandTree
+from stylebot.bot.discord.jobs import PROGRESS_EDIT_INTERVAL_S, JobInteractions
+from stylebot.bot.discord.render import (
+    ERROR_PREFIX,
+    Rendered,
+    fit,
+    megabytes,
+    mention,
+    render,
+)
+from stylebot.bot.discord.views import (
+    DYNAMIC_ITEMS,
+    OutputAction,
+    consent_view,
+    licence_options,
+    output_ids_on,
+    rename_view,
+    result_view,
+)
+from stylebot.config import Settings
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+#: How long start() waits for the gateway's READY before giving up.
+READY_TIMEOUT_S = 60.0
+#: How long a result waits for its "queued" answer to be on screen first.
+ANSWER_WAIT_S = 10.0
+SOMETHING_WENT_WRONG = (
+    "Something went wrong on my side, not yours. Nothing was changed; please try again "
+    "in a moment. The operator has the details."
+)
+
+ErrorHook = Callable[[BaseException], None]
+
+
+class DiscordSetupError(RuntimeError):
+    """The operator must fix something (token, invite scopes); the message says what."""
+
+
+def minimal_intents() -> discord.Intents:
+    """Only the guilds intent: slash commands, buttons and context menus need nothing
+    privileged, and the bot never reads message content."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    return intents
+
+
+class StyleBotClient(discord.Client):
+    """A discord.py client that knows its adapter (components find it through here)."""
+
+    def __init__(self, adapter: DiscordAdapter, *, guild_ready_timeout: float) -> None:
+        super().__init__(
+            intents=minimal_intents(),
+            guild_ready_timeout=guild_ready_timeout,
+            chunk_guilds_at_startup=False,
+            max_messages=None,
+            # Prompts and names are echoed into chat: never let them ping anyone.
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.adapter = adapter
+        self.tree = StyleCommandTree(self, adapter)
+
+    async def setup_hook(self) -> None:
+        # Registering the component classes is what makes old buttons work after a restart.
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        await self.adapter.sync_commands(self.tree)
+
+
+class DiscordAdapter:
+    """The ChatAdapter for Discord (see stylebot.bootstrap.ChatAdapter)."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        bot: StyleBot,
+        settings: Settings,
+        *,
+        guild_ready_timeout: float = 2.0,
+        progress_interval_s: float = PROGRESS_EDIT_INTERVAL_S,
+        on_error: ErrorHook | None = None,
+    ) -> None:
+        """`guild_ready_timeout` is how long discord.py waits for the guilds at connect
+        (tests shorten it); `progress_interval_s` the least time between two progress
+        edits of one job; `on_error` is told about every unexpected exception while
+        handling an interaction (they are logged either way; tests fail on them)."""
+        self.bot = bot
+        self.settings = settings
+        self.guild_ready_timeout = guild_ready_timeout
+        self.progress_interval_s = progress_interval_s
+        self.on_error = on_error
+        self.client: StyleBotClient | None = None
+        self.jobs = JobInteractions()
+        self._gateway: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in, sync the commands, connect the gateway; return once READY."""
+        if self.client is not None:
+            raise RuntimeError("the Discord adapter is already running")
+        token = self.settings.discord_token
+        if not token:
+            raise DiscordSetupError("DISCORD_TOKEN is not set: copy it from the Developer Portal.")
+        client = StyleBotClient(self, guild_ready_timeout=self.guild_ready_timeout)
+        try:
+            await client.login(token)
+        except discord.LoginFailure as exc:
+            await client.close()
+            raise DiscordSetupError(
+                "Discord rejected DISCORD_TOKEN. Copy the bot token again from the Developer "
+                "Portal (your application -> Bot -> Reset Token)."
+            ) from exc
+        except BaseException:
+            await client.close()
+            raise
+        self.client = client
+        self._gateway = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        ready = asyncio.create_task(client.wait_until_ready(), name="discord-ready")
+        done, _ = await asyncio.wait(
+            {self._gateway, ready}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready in done:
+            log.info("Discord: connected as %s", client.user)
+            return
+        ready.cancel()
+        failure = self._gateway.exception() if self._gateway.done() else None
+        await self.stop()
+        if failure is not None:
+            raise DiscordSetupError(
+                f"could not connect to Discord's gateway: {failure}"
+            ) from failure
+        raise DiscordSetupError(f"Discord's gateway sent no READY within {READY_TIMEOUT_S:.0f} s")
+
+    async def stop(self) -> None:
+        """Disconnect. Jobs keep running; their results go to the channel next time."""
+        client, self.client = self.client, None
+        gateway, self._gateway = self._gateway, None
+        if client is not None:
+            await client.close()
+        if gateway is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await gateway
+
+    async def sync_commands(self, tree: StyleCommandTree) -> None:
+        """Register the commands: to the test guild when configured (instant), else globally."""
+        guild_id = self.settings.discord_guild_id
+        where = f"guild {guild_id}" if guild_id else "all servers"
+        try:
+            if guild_id:
+                guild = discord.Object(id=guild_id)
+                tree.copy_global_to(guild=guild)
+                synced = await tree.sync(guild=guild)
+            else:
+                synced = await tree.sync()
+        except discord.Forbidden as exc:
+            raise DiscordSetupError(
+                f"Discord refused to register the slash commands for {where} ({exc.text}). "
+                "Invite the bot with the scopes 'bot applications.commands', and check "
+                "STYLEBOT_DISCORD_GUILD_ID names a server the bot is in."
+            ) from exc
+        log.info("Discord: %d commands synced to %s", len(synced), where)
+
+    # -- answering interactions --------------------------------------------------
+
+    def requester(self, interaction: discord.Interaction[Any]) -> Requester:
+        """Who asked and where answers go, as the core knows it."""
+        return Requester(
+            PLATFORM,
+            str(interaction.user.id),
+            interaction.user.display_name,
+            chat_id=str(interaction.channel_id),
+            server_id=str(interaction.guild_id) if interaction.guild_id else None,
+        )
+
+    async def defer(self, interaction: discord.Interaction[Any], *, ephemeral: bool) -> None:
+        """Acknowledge now (Discord's 3-second limit); the answer follows by editing."""
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+
+    async def download(
+        self, attachments: Sequence[discord.Attachment]
+    ) -> tuple[IncomingFile, ...] | ErrorReply:
+        """The attachments' bytes, never fetching one larger than the upload limit."""
+        limit = self.settings.max_upload_bytes
+        files: list[IncomingFile] = []
+        for attachment in attachments:
+            if attachment.size > limit:
+                return ErrorReply(
+                    f"{attachment.filename} is {megabytes(attachment.size)}, more than the "
+                    f"{megabytes(limit)} an image may have. Nothing was saved; send a "
+                    "smaller image."
+                )
+            try:
+                data = await attachment.read()
+            except discord.HTTPException as exc:
+                log.warning("could not download attachment %s: %s", attachment.id, exc)
+                return ErrorReply(
+                    f"I could not download {attachment.filename} from Discord. Nothing was "
+                    "saved; please send it again."
+                )
+            files.append(IncomingFile(attachment.filename, data))
+        return tuple(files)
+
+    async def run(
+        self,
+        interaction: discord.Interaction[Any],
+        command: Command,
+        *,
+        ephemeral: bool,
+        style_name: str = "",
+    ) -> None:
+        """Hand a command to the core and show its reply as the interaction's answer."""
+        reply = await self.bot.handle(command)
+        await self.respond(interaction, reply, ephemeral=ephemeral, style_name=style_name)
+
+    async def respond(
+        self,
+        interaction: discord.Interaction[Any],
+        reply: Reply,
+        *,
+        ephemeral: bool,
+        style_name: str = "",
+    ) -> None:
+        """Replace the deferred "thinking…" response with the reply.
+
+        A refusal is for the user's eyes only: when the response was deferred in
+        public, the public placeholder is removed and the error sent ephemerally.
+        """
+        if isinstance(reply, ErrorReply) and not ephemeral:
+            await interaction.delete_original_response()
+            await interaction.followup.send(render(reply).content, ephemeral=True)
+            return
+        rendered = self._within_upload_limit(interaction, render(reply))
+        view: discord.ui.View | None = None
+        if isinstance(reply, ConsentRequest):
+            licences = licence_options((lic.id, lic.label) for lic in reply.licences)
+            view = consent_view(interaction.user.id, style_name, licences)
+        elif isinstance(reply, ImagesReady):
+            view = result_view([image.output_id for image in reply.images])
+        # Track before the first await: a fast job's result must find its interaction.
+        tracked = (
+            self.jobs.track(reply.job_id, interaction) if isinstance(reply, JobQueued) else None
+        )
+        try:
+            await interaction.edit_original_response(
+                content=rendered.content,
+                embed=rendered.embed,
+                attachments=rendered.files(),
+                view=view,
+            )
+        finally:
+            if tracked is not None:
+                tracked.edited()
+                tracked.answered.set()
+
+    def _within_upload_limit(
+        self, interaction: discord.Interaction[Any], rendered: Rendered
+    ) -> Rendered:
+        """Discord refuses uploads over the server's limit; say so instead of failing."""
+        size = sum(len(a.data) for a in rendered.attachments)
+        limit = interaction.filesize_limit
+        if size <= limit:
+            return rendered
+        return Rendered(
+            fit(
+                f"{ERROR_PREFIX}The file is {megabytes(size)}, more than Discord lets me "
+                f"upload here ({megabytes(limit)}). Ask the bot's operator for it."
+            )
+        )
+
+    @contextlib.asynccontextmanager
+    async def guard(self, interaction: discord.Interaction[Any]) -> AsyncIterator[None]:
+        """Report errors from component callbacks (discord.py would only log them)."""
+        try:
+            yield
+        except Exception as error:
+            await self.report_error(interaction, error)
+
+    async def report_error(
+        self, interaction: discord.Interaction[Any], error: BaseException
+    ) -> None:
+        """Log an unexpected error and tell the user something short and true."""
+        log.error("Discord interaction %s failed", interaction.id, exc_info=error)
+        if self.on_error is not None:
+            self.on_error(error)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(SOMETHING_WENT_WRONG, ephemeral=True)
+            else:
+                await interaction.response.send_message(SOMETHING_WENT_WRONG, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not tell the user about the error in interaction %s", interaction.id)
+
+    # -- consent and results: called by the components in views.py ----------------
+
+    async def confirm_and_train(
+        self,
+        interaction: discord.Interaction[Any],
+        licence: str,
+        name: str,
+        *,
+        from_modal: bool = False,
+    ) -> None:
+        """Record consent for the waiting images under `licence`, then train `name`."""
+        if from_modal:
+            await self.defer(interaction, ephemeral=True)
+        else:
+            await interaction.response.defer()  # update the consent message in place
+        requester = self.requester(interaction)
+        consent = await self.bot.handle(ConfirmConsent(requester, licence, rights_confirmed=True))
+        if isinstance(consent, ErrorReply):
+            await interaction.followup.send(render(consent).content, ephemeral=True)
+            return
+        queued = await self.bot.handle(TrainStyle(requester, name))
+        if isinstance(queued, ErrorReply):
+            # Consent is recorded; only the name (or timing) was refused.
+            await interaction.edit_original_response(
+                content=render(queued).content,
+                embed=None,
+                view=rename_view(interaction.user.id, licence),
+            )
+            return
+        await self.respond(interaction, queued, ephemeral=True)
+
+    async def discard_uploads(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer()
+        reply = await self.bot.handle(DiscardUploads(self.requester(interaction)))
+        await interaction.edit_original_response(
+            content=render(reply).content, embed=None, view=None
+        )
+
+    async def output_action(
+        self, interaction: discord.Interaction[Any], action: OutputAction, output_id: str
+    ) -> None:
+        """A button under a result image. New images appear as a new message."""
+        requester = self.requester(interaction)
+        match action:
+            case OutputAction.REROLL:
+                await self.defer(interaction, ephemeral=False)
+                await self.run(interaction, RerollOutput(requester, output_id), ephemeral=False)
+            case OutputAction.VARY:
+                await self.defer(interaction, ephemeral=False)
+                await self.run(interaction, VaryOutput(requester, output_id), ephemeral=False)
+            case OutputAction.INFO:
+                await self.defer(interaction, ephemeral=True)
+                await self.run(interaction, OutputInfo(requester, output_id), ephemeral=True)
+            case OutputAction.DELETE:
+                await interaction.response.defer()  # may edit the result message
+                reply = await self.bot.handle(DeleteOutput(requester, output_id))
+                if not isinstance(reply, ErrorReply):
+                    await self._remove_image(interaction, output_id)
+                await interaction.followup.send(render(reply).content, ephemeral=True)
+
+    async def _remove_image(self, interaction: discord.Interaction[Any], output_id: str) -> None:
+        """Take a deleted image and its buttons off the result message."""
+        message = interaction.message
+        remaining = [o for o in output_ids_on(message) if o != output_id]
+        kept = [a for a in (message.attachments if message else []) if output_id not in a.filename]
+        try:
+            if remaining:
+                await interaction.edit_original_response(
+                    attachments=kept, view=result_view(remaining)
+                )
+            else:
+                await interaction.edit_original_response(
+                    content="This image was deleted by its maker.", attachments=[], view=None
+                )
+        except discord.HTTPException as exc:
+            # The record is gone already; a stale message is cosmetic.
+            log.warning("could not update the message of deleted output %s: %s", output_id, exc)
+
+    # -- notifications (job progress and results) ---------------------------------
+
+    async def notify(self, notification: Notification) -> None:
+        """Show a job's progress or result where the user will see it (see module doc).
+
+        Raises only when Discord could not be reached at all, so the front end
+        keeps the event and delivers it again after a restart.
+        """
+        if notification.to.platform != PLATFORM:
+            log.warning("not a Discord notification: %r", notification.to)
+            return
+        await self._ready_client()
+        reply = notification.reply
+        if isinstance(reply, JobProgress):
+            await self._show_progress(reply)
+            return
+        job_id = reply.job_id if isinstance(reply, JobFinished | ImagesReady) else None
+        view = (
+            result_view([i.output_id for i in reply.images])
+            if isinstance(reply, ImagesReady)
+            else None
+        )
+        rendered = render(reply)
+        if job_id is not None and await self._edit_interaction(job_id, rendered, view):
+            return
+        await self._post_elsewhere(notification.to, rendered, view)
+
+    async def _ready_client(self) -> StyleBotClient:
+        client = self.client
+        if client is None:
+            raise RuntimeError("the Discord adapter is not running")
+        await asyncio.wait_for(client.wait_until_ready(), READY_TIMEOUT_S)
+        return client
+
+    async def _show_progress(self, reply: JobProgress) -> None:
+        """Edit the job's response, at most every few seconds; skipped when not possible."""
+        tracked = self.jobs.get(reply.job_id)
+        if tracked is None or not tracked.answered.is_set() or not tracked.token_usable():
+            return
+        if not tracked.progress_due(self.progress_interval_s):
+            return
+        tracked.edited()
+        try:
+            await tracked.interaction.edit_original_response(content=render(reply).content)
+        except discord.HTTPException as exc:
+            # Progress is best effort; the result has its own fallbacks.
+            log.info("progress of job %s not shown: %s", reply.job_id, exc)
+
+    async def _edit_interaction(
+        self, job_id: str, rendered: Rendered, view: discord.ui.View | None
+    ) -> bool:
+        """Put the result into the interaction's response; False when that is not possible."""
+        tracked = self.jobs.pop(job_id)
+        if tracked is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tracked.answered.wait(), ANSWER_WAIT_S)
+        if not tracked.token_usable():
+            log.info("token of job %s expired; posting the result in the channel", job_id)
+            return False
+        try:
+            await tracked.interaction.edit_original_response(
+                content=rendered.content,
+                embed=rendered.embed,
+                attachments=rendered.files(),
+                view=view,
+            )
+        except discord.HTTPException as exc:
+            # 10015 Unknown Webhook (token dead), 10008 (response deleted), ...
+            log.info(
+                "result of job %s not edited into its interaction (%s); posting it", job_id, exc
+            )
+            return False
+        return True
+
+    async def _post_elsewhere(
+        self, to: Requester, rendered: Rendered, view: discord.ui.View | None
+    ) -> None:
+        """A normal message in the job's channel mentioning the user; a DM if that fails."""
+        client = await self._ready_client()
+        user_id = int(to.user_id)
+        channel = client.get_partial_messageable(
+            int(to.chat_id), guild_id=int(to.server_id) if to.server_id else None
+        )
+        try:
+            await channel.send(
+                fit(f"{mention(to.user_id)} {rendered.content}"),
+                files=rendered.files(),
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
+                **_embed_and_view(rendered, view),
+            )
+            return
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.info("channel %s unusable (%s); sending the result as a DM", to.chat_id, exc)
+        try:
+            user = client.get_user(user_id) or await client.fetch_user(user_id)
+            await user.send(
+                fit(
+                    "I could not post in the channel where you asked, so here it is. "
+                    + rendered.content
+                ),
+                files=rendered.files(),
+                **_embed_and_view(rendered, view),
+            )
+        except (discord.NotFound, discord.Forbidden) as exc:
+            # Nothing else can reach them; the record stays and /status shows it.
+            log.error(
+                "result for Discord user %s could not be delivered: channel %s unusable and "
+                "DMs closed (%s). The result is kept in the database.",
+                to.user_id,
+                to.chat_id,
+                exc,
+            )
+
+
+def _embed_and_view(rendered: Rendered, view: discord.ui.View | None) -> dict[str, Any]:
+    """Send keywords for what is present (send() takes no None for these)."""
+    extras: dict[str, Any] = {}
+    if rendered.embed is not None:
+        extras["embed"] = rendered.embed
+    if view is not None:
+        extras["view"] = view
+    return extras

@@ -1,0 +1,248 @@
+"""The slash commands and the message context menu: Discord input -> core commands.
+
+Each command acknowledges the interaction first (Discord allows 3 seconds),
+then builds the core command and lets the adapter show the reply. Answers
+that only concern the user are ephemeral; /imagine answers in the channel,
+since that is where the community wants to see the images.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+
+from stylebot.bot.core import (
+    CancelJob,
+    DeleteStyle,
+    ErrorReply,
+    ExportStyle,
+    Imagine,
+    ListStyles,
+    ShareStyle,
+    ShowStatus,
+    StyleChoices,
+    StyleInfo,
+    UnshareStyle,
+    UploadImages,
+    UsableStyles,
+    Verify,
+)
+
+if TYPE_CHECKING:
+    from stylebot.bot.discord.adapter import DiscordAdapter
+
+log = logging.getLogger(__name__)
+
+Aspect = Literal["square", "portrait", "landscape"]
+#: Portrait and landscape are 2:3 and 3:2 of the configured default size.
+LONG_SIDE_RATIO = 1.5
+AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+
+
+def aspect_size(aspect: Aspect | None, default_size: int) -> tuple[int | None, int | None]:
+    """Width and height for an aspect choice, in multiples of 8; None keeps the default."""
+    if aspect is None or aspect == "square":
+        return None, None
+    long_side = round(default_size * LONG_SIDE_RATIO / 8) * 8
+    return (default_size, long_side) if aspect == "portrait" else (long_side, default_size)
+
+
+class StyleCommandTree(app_commands.CommandTree[discord.Client]):
+    """The command tree; errors inside any command go to the adapter's error report."""
+
+    def __init__(self, client: discord.Client, adapter: DiscordAdapter) -> None:
+        super().__init__(client)
+        self.adapter = adapter
+        install_commands(self, adapter)
+
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        await self.adapter.report_error(interaction, cause)
+
+
+def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapter) -> None:
+    """Define every slash command and the context menu on `tree`."""
+
+    async def style_names(
+        interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        # Autocomplete cannot be deferred; the core answers from SQLite quickly.
+        reply = await adapter.bot.handle(
+            UsableStyles(adapter.requester(interaction), current, AUTOCOMPLETE_LIMIT)
+        )
+        if not isinstance(reply, StyleChoices):
+            return []
+        return [app_commands.Choice(name=n, value=n) for n in reply.names[:AUTOCOMPLETE_LIMIT]]
+
+    @tree.command(name="train", description="Train a new style from images you made or may use")
+    @app_commands.describe(
+        name="A name for the style: lowercase letters, digits, - or _ (e.g. watercolor)",
+        image1="A reference image (PNG, JPEG or WebP) you made or hold the rights to",
+        image2="Another reference image (optional)",
+        image3="Another reference image (optional)",
+        image4="Another reference image (optional)",
+        image5="Another reference image (optional)",
+        image6="Another reference image (optional)",
+        image7="Another reference image (optional)",
+        image8="Another reference image (optional)",
+        image9="Another reference image (optional)",
+        image10="Another reference image (optional)",
+    )
+    async def train(
+        interaction: discord.Interaction[Any],
+        name: str,
+        image1: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        image5: discord.Attachment | None = None,
+        image6: discord.Attachment | None = None,
+        image7: discord.Attachment | None = None,
+        image8: discord.Attachment | None = None,
+        image9: discord.Attachment | None = None,
+        image10: discord.Attachment | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        given = (image1, image2, image3, image4, image5, image6, image7, image8, image9, image10)
+        files = await adapter.download([a for a in given if a is not None])
+        if isinstance(files, ErrorReply):
+            await adapter.respond(interaction, files, ephemeral=True)
+            return
+        upload = UploadImages(adapter.requester(interaction), files)
+        await adapter.run(interaction, upload, ephemeral=True, style_name=name)
+
+    @tree.context_menu(name="Add images to a style")
+    async def add_images(interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        # Reading a message the user picked needs no message-content intent.
+        await adapter.defer(interaction, ephemeral=True)
+        files = await adapter.download(message.attachments)
+        if isinstance(files, ErrorReply):
+            await adapter.respond(interaction, files, ephemeral=True)
+            return
+        upload = UploadImages(
+            adapter.requester(interaction), files, posted_by=str(message.author.id)
+        )
+        await adapter.run(interaction, upload, ephemeral=True)
+
+    @tree.command(name="imagine", description="Generate images, optionally in a style")
+    @app_commands.describe(
+        prompt="What to draw, e.g. a lighthouse at dawn",
+        style="A style you may use here (yours, or one shared with this server)",
+        negative="What to keep out of the image",
+        seed="A number to make the result repeatable (random when left out)",
+        aspect="The shape of the image",
+        count="How many images to make",
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def imagine(
+        interaction: discord.Interaction[Any],
+        prompt: str,
+        style: str | None = None,
+        negative: str | None = None,
+        seed: int | None = None,
+        aspect: Aspect | None = None,
+        count: int = 1,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=False)
+        width, height = aspect_size(aspect, adapter.settings.default_size)
+        command = Imagine(
+            adapter.requester(interaction),
+            prompt,
+            style=style or None,
+            negative_prompt=negative or "",
+            seed=seed,
+            width=width,
+            height=height,
+            count=count,
+        )
+        await adapter.run(interaction, command, ephemeral=False)
+
+    @tree.command(name="styles", description="List the styles you can use here")
+    async def styles(interaction: discord.Interaction[Any]) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await adapter.run(interaction, ListStyles(adapter.requester(interaction)), ephemeral=True)
+
+    @tree.command(name="status", description="Your queued and running jobs, with queue positions")
+    async def status(interaction: discord.Interaction[Any]) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await adapter.run(interaction, ShowStatus(adapter.requester(interaction)), ephemeral=True)
+
+    @tree.command(name="cancel", description="Cancel your newest queued or running job")
+    @app_commands.describe(job="A job id from /status (default: your newest job)")
+    async def cancel(interaction: discord.Interaction[Any], job: str | None = None) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        command = CancelJob(adapter.requester(interaction), job.strip() if job else None)
+        await adapter.run(interaction, command, ephemeral=True)
+
+    @tree.command(name="verify", description="Check whether an image was made here, and how")
+    @app_commands.describe(image="The image to check for a stylebot watermark")
+    async def verify(interaction: discord.Interaction[Any], image: discord.Attachment) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        files = await adapter.download([image])
+        if isinstance(files, ErrorReply):
+            await adapter.respond(interaction, files, ephemeral=True)
+            return
+        await adapter.run(
+            interaction, Verify(adapter.requester(interaction), files[0]), ephemeral=True
+        )
+
+    style_group = app_commands.Group(name="style", description="Look after your styles")
+
+    @style_group.command(name="info", description="What a style is, who made it, how it trained")
+    @app_commands.describe(name="The style")
+    @app_commands.autocomplete(name=style_names)
+    async def style_info(interaction: discord.Interaction[Any], name: str) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await adapter.run(
+            interaction, StyleInfo(adapter.requester(interaction), name), ephemeral=True
+        )
+
+    @style_group.command(name="share", description="Let members of this server use your style")
+    @app_commands.describe(
+        name="One of your styles",
+        everyone="Share with everyone on every server instead of only this one",
+    )
+    @app_commands.autocomplete(name=style_names)
+    async def style_share(
+        interaction: discord.Interaction[Any], name: str, everyone: bool = False
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        command = ShareStyle(adapter.requester(interaction), name, public=everyone)
+        await adapter.run(interaction, command, ephemeral=True)
+
+    @style_group.command(name="unshare", description="Make your style private again")
+    @app_commands.describe(name="One of your styles")
+    @app_commands.autocomplete(name=style_names)
+    async def style_unshare(interaction: discord.Interaction[Any], name: str) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await adapter.run(
+            interaction, UnshareStyle(adapter.requester(interaction), name), ephemeral=True
+        )
+
+    @style_group.command(
+        name="delete",
+        description="Delete your style, its training images, weights and the images made with it",
+    )
+    @app_commands.describe(name="One of your styles")
+    @app_commands.autocomplete(name=style_names)
+    async def style_delete(interaction: discord.Interaction[Any], name: str) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await adapter.run(
+            interaction, DeleteStyle(adapter.requester(interaction), name), ephemeral=True
+        )
+
+    @style_group.command(name="export", description="Download your style's LoRA weights")
+    @app_commands.describe(name="One of your styles")
+    @app_commands.autocomplete(name=style_names)
+    async def style_export(interaction: discord.Interaction[Any], name: str) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await adapter.run(
+            interaction, ExportStyle(adapter.requester(interaction), name), ephemeral=True
+        )
+
+    tree.add_command(style_group)

@@ -1,0 +1,380 @@
+"""Buttons, selects and the naming modal, with their state in the custom_id.
+
+Every component is a :class:`discord.ui.DynamicItem`: the custom_id carries
+what the press needs (who may press it, the licence chosen, the style name,
+the output id), and the client registers the classes at start. So a button
+keeps working after the bot restarts, with no view or database lookup to
+restore (discord.py's "persistent views" with state in the custom_id).
+
+The callbacks only parse the custom_id, check that the presser is the user
+the component belongs to, and hand over to the adapter; no rules live here.
+
+custom_ids (Discord allows 100 characters):
+
+- ``sb:licence:<user_id>:<name>``          the licence select of a consent request
+- ``sb:confirm:<user_id>:<licence>:<name>`` confirm rights, then train ``name``
+  (an empty name opens the naming modal first)
+- ``sb:discard:<user_id>``                 cancel: forget the waiting images
+- ``sb:rename:<user_id>:<licence>``        pick another name after a refused one
+- ``sb:<reroll|vary|info|delete>:<output_id>``  the buttons under a result image
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+
+if TYPE_CHECKING:
+    from stylebot.bot.discord.adapter import DiscordAdapter
+
+CUSTOM_ID_LIMIT = 100
+# Longest user id (20 digits) and licence id leave this much room for a name;
+# a longer name (or one with ':') is asked for again in the modal instead.
+_MAX_CARRIED_NAME = 48
+_NAME_INPUT_ID = "name"
+
+
+def adapter_of(interaction: discord.Interaction[Any]) -> DiscordAdapter:
+    """The adapter behind the client that received this interaction."""
+    adapter = getattr(interaction.client, "adapter", None)
+    if adapter is None:
+        raise RuntimeError("interaction reached a client without a stylebot adapter")
+    return cast("DiscordAdapter", adapter)
+
+
+def carried_name(name: str) -> str:
+    """The style name to keep in a custom_id, or "" to ask for it in the modal."""
+    name = name.strip()
+    if ":" in name or len(name) > _MAX_CARRIED_NAME or not name.isprintable():
+        return ""
+    return name
+
+
+async def refuse_other_user(interaction: discord.Interaction[Any], owner_id: int) -> bool:
+    """True (after telling the presser) when the component belongs to someone else."""
+    if interaction.user.id == owner_id:
+        return False
+    await interaction.response.send_message(
+        f"This is for <@{owner_id}> only. To train your own style, use /train.",
+        ephemeral=True,
+        allowed_mentions=discord.AllowedMentions.none(),
+    )
+    return True
+
+
+# -- consent ------------------------------------------------------------------
+
+
+class LicenceSelect(
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=r"sb:licence:(?P<user_id>[0-9]+):(?P<name>[^:]*)",
+):
+    """The licence the user grants for their images; choosing one enables Confirm."""
+
+    def __init__(
+        self, user_id: int, name: str, options: Sequence[discord.SelectOption], chosen: str | None
+    ) -> None:
+        self.user_id = user_id
+        self.name = name
+        self.options = [
+            discord.SelectOption(label=o.label, value=o.value, default=o.value == chosen)
+            for o in options
+        ]
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"sb:licence:{user_id}:{name}",
+                placeholder="Choose a licence for these images",
+                options=self.options,
+                min_values=1,
+                max_values=1,
+                row=0,
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> LicenceSelect:
+        options = item.options if isinstance(item, discord.ui.Select) else []
+        return cls(int(match["user_id"]), match["name"], options, None)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            if await refuse_other_user(interaction, self.user_id):
+                return
+            chosen = self.item.values[0] if self.item.values else None
+            view = consent_view(self.user_id, self.name, self.options, chosen)
+            await interaction.response.edit_message(view=view)
+
+
+class ConfirmButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:confirm:(?P<user_id>[0-9]+):(?P<licence>[^:]*):(?P<name>[^:]*)",
+):
+    """ "I have the rights": records consent for the chosen licence, then trains."""
+
+    def __init__(self, user_id: int, licence: str, name: str) -> None:
+        self.user_id = user_id
+        self.licence = licence
+        self.name = name
+        super().__init__(
+            discord.ui.Button(
+                label="I have the rights: train" if name else "I have the rights: name it",
+                style=discord.ButtonStyle.success,
+                custom_id=f"sb:confirm:{user_id}:{licence}:{name}",
+                disabled=not licence,
+                row=1,
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> ConfirmButton:
+        return cls(int(match["user_id"]), match["licence"], match["name"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            if await refuse_other_user(interaction, self.user_id):
+                return
+            if not self.name:
+                await interaction.response.send_modal(NameModal(self.user_id, self.licence))
+                return
+            await adapter.confirm_and_train(interaction, self.licence, self.name)
+
+
+class DiscardButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:discard:(?P<user_id>[0-9]+)",
+):
+    """Cancel: nothing is trained and the waiting images are forgotten."""
+
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"sb:discard:{user_id}",
+                row=1,
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> DiscardButton:
+        return cls(int(match["user_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            if await refuse_other_user(interaction, self.user_id):
+                return
+            await adapter.discard_uploads(interaction)
+
+
+class RenameButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:rename:(?P<user_id>[0-9]+):(?P<licence>[^:]+)",
+):
+    """After the name was refused (taken, invalid): ask for another one."""
+
+    def __init__(self, user_id: int, licence: str) -> None:
+        self.user_id = user_id
+        self.licence = licence
+        super().__init__(
+            discord.ui.Button(
+                label="Choose another name",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"sb:rename:{user_id}:{licence}",
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> RenameButton:
+        return cls(int(match["user_id"]), match["licence"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            if await refuse_other_user(interaction, self.user_id):
+                return
+            await interaction.response.send_modal(NameModal(self.user_id, self.licence))
+
+
+class NameModal(discord.ui.Modal):
+    """Asks for the style name when the images came without one (context menu)."""
+
+    style_name: discord.ui.TextInput[NameModal] = discord.ui.TextInput(
+        label="Style name",
+        custom_id=_NAME_INPUT_ID,
+        placeholder="e.g. watercolor (lowercase letters, digits, - and _)",
+        min_length=1,
+        max_length=64,
+    )
+
+    def __init__(self, user_id: int, licence: str) -> None:
+        super().__init__(title="Name your style", custom_id=f"sb:name:{user_id}:{licence}")
+        self.user_id = user_id
+        self.licence = licence
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            await adapter.confirm_and_train(
+                interaction, self.licence, self.style_name.value, from_modal=True
+            )
+
+    # This is Modal.on_error's signature (no `item`); mypy checks it against
+    # BaseView.on_error, which Modal itself narrows the same way.
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[Any], error: Exception, /
+    ) -> None:
+        await adapter_of(interaction).report_error(interaction, error)
+
+
+def consent_view(
+    user_id: int,
+    name: str,
+    licences: Iterable[discord.SelectOption],
+    chosen: str | None = None,
+) -> discord.ui.View:
+    """Licence select, Confirm (enabled once a licence is chosen) and Cancel."""
+    name = carried_name(name)
+    view = discord.ui.View(timeout=None)
+    view.add_item(LicenceSelect(user_id, name, list(licences), chosen))
+    view.add_item(ConfirmButton(user_id, chosen or "", name))
+    view.add_item(DiscardButton(user_id))
+    return view
+
+
+def licence_options(licences: Iterable[tuple[str, str]]) -> list[discord.SelectOption]:
+    """Select options from (id, label) pairs, as the core lists its licences."""
+    return [discord.SelectOption(label=label[:100], value=lid) for lid, label in licences]
+
+
+def rename_view(user_id: int, licence: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RenameButton(user_id, licence))
+    view.add_item(DiscardButton(user_id))
+    return view
+
+
+# -- results ------------------------------------------------------------------
+
+
+class OutputAction(StrEnum):
+    REROLL = "reroll"
+    VARY = "vary"
+    INFO = "info"
+    DELETE = "delete"
+
+
+_ACTION_LOOK: dict[OutputAction, tuple[str, str, discord.ButtonStyle]] = {
+    OutputAction.REROLL: ("Re-roll", "\N{GAME DIE}", discord.ButtonStyle.primary),
+    OutputAction.VARY: ("Variations", "\N{TWISTED RIGHTWARDS ARROWS}", discord.ButtonStyle.primary),
+    OutputAction.INFO: ("Info", "\N{INFORMATION SOURCE}", discord.ButtonStyle.secondary),
+    OutputAction.DELETE: ("Delete", "\N{WASTEBASKET}", discord.ButtonStyle.danger),
+}
+
+
+class OutputButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:(?P<action>reroll|vary|info|delete):(?P<output_id>[0-9a-zA-Z_-]+)",
+):
+    """One action on one generated image; who may do what is the core's decision."""
+
+    def __init__(
+        self,
+        action: OutputAction,
+        output_id: str,
+        number: int | None = None,
+        row: int | None = None,
+    ) -> None:
+        self.action = action
+        self.output_id = output_id
+        label, emoji, style = _ACTION_LOOK[action]
+        super().__init__(
+            discord.ui.Button(
+                label=f"{label} {number}" if number else label,
+                emoji=emoji,
+                style=style,
+                custom_id=f"sb:{action}:{output_id}",
+                row=row,
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> OutputButton:
+        return cls(OutputAction(match["action"]), match["output_id"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            await adapter.output_action(interaction, self.action, self.output_id)
+
+
+def result_view(output_ids: Sequence[str]) -> discord.ui.View | None:
+    """One row of buttons per image (Discord allows five rows), numbered when several."""
+    if not output_ids:
+        return None
+    view = discord.ui.View(timeout=None)
+    numbered = len(output_ids) > 1
+    for row, output_id in enumerate(output_ids[:5]):
+        for action in OutputAction:
+            view.add_item(OutputButton(action, output_id, row + 1 if numbered else None, row=row))
+    return view
+
+
+def output_ids_on(message: discord.Message | None) -> list[str]:
+    """The output ids whose buttons a result message carries, in order."""
+    found: list[str] = []
+    for row in message.components if message else []:
+        for child in getattr(row, "children", []):
+            match = OutputButton.__discord_ui_compiled_template__.fullmatch(
+                getattr(child, "custom_id", None) or ""
+            )
+            if match and match["output_id"] not in found:
+                found.append(match["output_id"])
+    return found
+
+
+#: Registered with the client at start, so presses on old messages still work.
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    LicenceSelect,
+    ConfirmButton,
+    DiscardButton,
+    RenameButton,
+    OutputButton,
+)
