@@ -1,0 +1,168 @@
+"""The consent question on Telegram: terms, licence buttons, Confirm and Cancel.
+
+The core decides what consent means and records it; this module is the conversation
+around it. The buttons carry the asking user's id, so only they can answer (anyone else
+gets an alert and nothing changes). Nothing is queued before Confirm: Confirm records
+consent and, when the style already has a name (``/train NAME`` as the caption, or typed
+while the question was open), starts training; Cancel discards the waiting images.
+"""
+
+from __future__ import annotations
+
+from telegram import CallbackQuery, Message
+from telegram.error import BadRequest
+
+from stylebot.bot.core import (
+    LICENCES,
+    ConfirmConsent,
+    ConsentRequest,
+    DiscardUploads,
+    ErrorReply,
+    Reply,
+    StyleBot,
+    TrainStyle,
+)
+from stylebot.bot.core.consent import find_licence
+from stylebot.bot.telegram.chat import ChatOutput, Conversation, UserChat, text_of
+from stylebot.bot.telegram.delivery import is_not_modified
+from stylebot.bot.telegram.render import ConsentAction, consent_keyboard, consent_text
+
+NOT_YOURS = "Only the person who sent these images can answer this."
+
+
+class ConsentFlow:
+    """Open consent questions and the style names waiting for them, per user and chat."""
+
+    def __init__(self, core: StyleBot, chat: ChatOutput) -> None:
+        self.core = core
+        self.chat = chat
+        # A style name given with an upload (caption) or while its question is open.
+        self._style_names: dict[UserChat, str] = {}
+        # The consent question waiting for each user in each chat (its message id).
+        self._open: dict[UserChat, int] = {}
+        # Questions whose Confirm is being handled, so a double press counts once.
+        self._confirming: set[tuple[int, int]] = set()
+
+    def is_open(self, conversation: Conversation) -> bool:
+        return conversation.key in self._open
+
+    def style_name(self, conversation: Conversation) -> str | None:
+        return self._style_names.get(conversation.key)
+
+    def name_style(self, conversation: Conversation, name: str) -> None:
+        """Train under this name once the user confirms."""
+        self._style_names[conversation.key] = name
+
+    def forget(self, conversation: Conversation) -> None:
+        self._open.pop(conversation.key, None)
+        self._style_names.pop(conversation.key, None)
+
+    async def ask(
+        self, conversation: Conversation, request: ConsentRequest, *, from_photos: bool
+    ) -> None:
+        """Post the question; an older open one for the same user loses its buttons, as
+        one answer covers every waiting image."""
+        text = consent_text(
+            request, from_photos=from_photos, style_name=self.style_name(conversation)
+        )
+        keyboard = consent_keyboard(conversation.user_id, request.licences)
+        sent = await self.chat.send_text(conversation, text, keyboard=keyboard)
+        previous = self._open.get(conversation.key)
+        self._open[conversation.key] = sent.message_id
+        if previous is not None:
+            await self.chat.drop_buttons(conversation.chat_id, previous)
+
+    async def confirm_typed(self, conversation: Conversation, licence: str) -> None:
+        """`/consent LICENCE`: typing it is the confirmation, as in the console."""
+        reply = await self._record(conversation, licence)
+        if isinstance(reply, ErrorReply):
+            await self.chat.show(conversation, reply)
+            return
+        await self._train_if_named(conversation, reply)
+
+    async def on_button(self, query: CallbackQuery, action: ConsentAction) -> None:
+        message = query.message
+        if query.from_user.id != action.user_id:
+            await self.chat.answer(query, NOT_YOURS, alert=True)
+            return
+        if not isinstance(message, Message):  # too old for Telegram to show us
+            await self.chat.answer(query, "This question expired. Send /consent for a new one.")
+            return
+        conversation = Conversation.of(message, query.from_user, answering=False)
+        match action.step:
+            case "licence":
+                await self._choose_licence(query, message, action)
+            case "cancel":
+                await self.chat.answer(query)
+                reply = await self.core.handle(DiscardUploads(conversation.requester))
+                self.forget(conversation)
+                await self.chat.close_question(message, f"Cancelled. {text_of(reply)}")
+            case "confirm":
+                await self._confirm_pressed(query, message, conversation, action.licence)
+
+    async def _choose_licence(
+        self, query: CallbackQuery, message: Message, action: ConsentAction
+    ) -> None:
+        licence = find_licence(action.licence)
+        await self.chat.answer(query, f"Licence: {licence.label if licence else '?'}")
+        keyboard = consent_keyboard(action.user_id, LICENCES, action.licence)
+        try:
+            await self.chat.sender.call(
+                message.chat_id,
+                lambda: self.chat.bot.edit_message_reply_markup(
+                    message.chat_id, message.message_id, reply_markup=keyboard
+                ),
+                "choose licence",
+            )
+        except BadRequest as error:
+            if not is_not_modified(error):  # the same licence pressed twice is fine
+                raise
+
+    async def _confirm_pressed(
+        self, query: CallbackQuery, message: Message, conversation: Conversation, licence: str
+    ) -> None:
+        if not licence:
+            await self.chat.answer(query, "Pick a licence first.", alert=True)
+            return
+        question = (message.chat_id, message.message_id)
+        if question in self._confirming:
+            await self.chat.answer(query)
+            return
+        self._confirming.add(question)
+        try:
+            await self.chat.answer(query, "Confirmed")
+            reply = await self._record(conversation, licence, pressed=message.message_id)
+            if isinstance(reply, ErrorReply):
+                self.forget(conversation)
+                await self.chat.close_question(message, f"⚠️ {reply.text}")
+                return
+            chosen = find_licence(licence)
+            label = chosen.label if chosen else licence
+            await self.chat.close_question(
+                message, f"✅ Confirmed by {query.from_user.full_name}: {label}."
+            )
+            await self._train_if_named(conversation.answering(message.message_id), reply)
+        finally:
+            self._confirming.discard(question)
+
+    async def _record(
+        self, conversation: Conversation, licence: str, *, pressed: int | None = None
+    ) -> Reply:
+        """Record consent; ``pressed`` is the question whose Confirm did it (if any)."""
+        reply = await self.core.handle(
+            ConfirmConsent(conversation.requester, licence, rights_confirmed=True)
+        )
+        if not isinstance(reply, ErrorReply):
+            question = self._open.pop(conversation.key, None)
+            if question is not None and question != pressed:  # its buttons are stale now
+                await self.chat.drop_buttons(conversation.chat_id, question)
+        return reply
+
+    async def _train_if_named(self, conversation: Conversation, consented: Reply) -> None:
+        """Start training when the user already named the style, else say how to."""
+        name = self._style_names.pop(conversation.key, None)
+        if name is None:
+            await self.chat.show(conversation, consented)
+            return
+        reply = await self.core.handle(TrainStyle(conversation.requester, name))
+        await self.chat.show(conversation, reply)

@@ -1,0 +1,246 @@
+"""How the bot's replies look on Telegram: texts, inline keyboards and callback data.
+
+Everything here is pure (no I/O), so it is the place to change wording or buttons.
+Texts are sent without ``parse_mode``: prompts, style names and file names come from
+users, and plain text cannot break on markup they happen to contain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from stylebot.bot.core import ConsentRequest, JobProgress, Licence, StyleChoices
+
+# Telegram's limits (https://core.telegram.org/bots/api#sendmessage and #inlinekeyboardbutton).
+MAX_TEXT_CHARS = 4096
+MAX_CAPTION_CHARS = 1024
+MAX_CALLBACK_DATA_BYTES = 64
+MAX_ALERT_CHARS = 200
+
+#: What ``setMyCommands`` registers, so Telegram's command menu lists them.
+BOT_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("train", "Train a style: /train NAME, with images as files or photos"),
+    ("imagine", "Make an image: /imagine PROMPT style:NAME [seed:N] [size:WxH]"),
+    ("styles", "The styles you can use here"),
+    ("style", "Manage a style: /style info|share|unshare|delete|export NAME"),
+    ("verify", "Reply to an image with /verify to trace its watermark"),
+    ("status", "Your queued and running jobs"),
+    ("cancel", "Cancel your newest queued or running job"),
+    ("consent", "Confirm your rights to the waiting images"),
+    ("discard", "Forget the images waiting for training"),
+    ("help", "How to use this bot"),
+)
+
+HELP_TEXT = """\
+I train an image style from pictures you made (or hold the rights to) and then draw in it.
+
+1. Send 1 or more reference images, best as files (📎 → File): Telegram re-compresses photos. \
+Put /train NAME in the caption (in groups, that is how I know they are for me), or send \
+/train NAME afterwards.
+2. Confirm your rights and pick a licence with the buttons I show you.
+3. When the style is ready: /imagine a lighthouse at dawn style:NAME
+
+Commands:
+/train NAME — train a style from the images you sent
+/imagine PROMPT style:NAME [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
+/styles — the styles you can use here
+/style info|share|unshare|delete|export NAME — manage your style (share: with this group; \
+"share NAME public": with everyone)
+/verify — reply to an image (best the PNG file) to trace its watermark
+/status — your jobs; /cancel — cancel your newest job
+/consent [LICENCE] — confirm your rights to the waiting images; /discard — forget them
+
+In groups, styles shared with the group can be used by its members; private styles only \
+by their owner."""
+
+PHOTO_RECOMPRESSION_NOTE = (
+    "Note: Telegram re-compresses photos (JPEG, at most 1280 px), which loses detail a "
+    "style learns from. For the best result send the originals as files (📎 → File)."
+)
+
+
+def fit(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """Cut ``text`` to Telegram's length limit, marking the cut, and never send it empty."""
+    text = text.strip() or "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- callback data ---------------------------------------------------------------------------
+#
+# Short prefixes keep every payload under Telegram's 64-byte limit. Consent payloads carry
+# the asking user's id, so a press by anyone else is refused without any server-side state.
+
+ConsentStep = Literal["licence", "confirm", "cancel"]
+OutputVerb = Literal["reroll", "vary", "info", "delete"]
+
+_CONSENT_PREFIX: dict[ConsentStep, str] = {"licence": "cl", "confirm": "cy", "cancel": "cn"}
+_OUTPUT_PREFIX: dict[OutputVerb, str] = {"reroll": "or", "vary": "ov", "info": "oi", "delete": "od"}
+_STYLE_DELETE_PREFIX = "sd"
+_STYLE_KEEP_PREFIX = "sk"
+
+
+@dataclass(frozen=True)
+class ConsentAction:
+    """A press on the consent keyboard. ``licence`` is the chosen one ("" when none yet)."""
+
+    step: ConsentStep
+    user_id: int
+    licence: str = ""
+
+
+@dataclass(frozen=True)
+class OutputAction:
+    """A press on the buttons under a generated image."""
+
+    verb: OutputVerb
+    output_id: str
+
+
+@dataclass(frozen=True)
+class StyleDeleteAction:
+    """The answer to "really delete style NAME?" (``confirmed`` False means keep it)."""
+
+    user_id: int
+    name: str
+    confirmed: bool
+
+
+CallbackAction = ConsentAction | OutputAction | StyleDeleteAction
+
+
+def encode_callback(action: CallbackAction) -> str:
+    match action:
+        case ConsentAction(step=step, user_id=user_id, licence=licence):
+            data = f"{_CONSENT_PREFIX[step]}|{user_id}|{licence}"
+        case OutputAction(verb=verb, output_id=output_id):
+            data = f"{_OUTPUT_PREFIX[verb]}|{output_id}"
+        case StyleDeleteAction(user_id=user_id, name=name, confirmed=confirmed):
+            prefix = _STYLE_DELETE_PREFIX if confirmed else _STYLE_KEEP_PREFIX
+            data = f"{prefix}|{user_id}|{name}"
+    if len(data.encode()) > MAX_CALLBACK_DATA_BYTES:
+        raise ValueError(f"callback data over {MAX_CALLBACK_DATA_BYTES} bytes: {data!r}")
+    return data
+
+
+def parse_callback(data: str | None) -> CallbackAction | None:
+    """The action a button stands for, or None for data this bot never made."""
+    if not data:
+        return None
+    prefix, _, rest = data.partition("|")
+    fields = rest.split("|")
+    try:
+        for step, code in _CONSENT_PREFIX.items():
+            if prefix == code:
+                licence = fields[1] if len(fields) > 1 else ""
+                return ConsentAction(step, int(fields[0]), licence)
+        for verb, code in _OUTPUT_PREFIX.items():
+            if prefix == code and fields[0]:
+                return OutputAction(verb, fields[0])
+        if prefix in (_STYLE_DELETE_PREFIX, _STYLE_KEEP_PREFIX) and len(fields) == 2:
+            return StyleDeleteAction(int(fields[0]), fields[1], prefix == _STYLE_DELETE_PREFIX)
+    except ValueError:
+        return None
+    return None
+
+
+# -- consent -----------------------------------------------------------------------------------
+
+
+def consent_text(reply: ConsentRequest, *, from_photos: bool, style_name: str | None) -> str:
+    parts = [reply.text]
+    if from_photos:
+        parts.append(PHOTO_RECOMPRESSION_NOTE)
+    parts.append(f"Terms (version {reply.terms_version}): {reply.terms}")
+    then = f"training {style_name} starts" if style_name else "I record your consent"
+    parts.append(f"Pick the licence of your images, then press Confirm and {then}.")
+    return fit("\n\n".join(parts))
+
+
+def consent_keyboard(
+    user_id: int, licences: Sequence[Licence], chosen: str = ""
+) -> InlineKeyboardMarkup:
+    """One button per licence (the chosen one ticked), then Confirm and Cancel."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                ("✓ " if licence.id == chosen else "") + licence.label,
+                callback_data=encode_callback(ConsentAction("licence", user_id, licence.id)),
+            )
+        ]
+        for licence in licences
+    ]
+    rows.append(
+        [
+            InlineKeyboardButton(
+                "Confirm", callback_data=encode_callback(ConsentAction("confirm", user_id, chosen))
+            ),
+            InlineKeyboardButton(
+                "Cancel", callback_data=encode_callback(ConsentAction("cancel", user_id))
+            ),
+        ]
+    )
+    return InlineKeyboardMarkup(rows)
+
+
+# -- jobs and results ----------------------------------------------------------------------------
+
+
+def progress_text(reply: JobProgress) -> str:
+    """The core's progress line with a bar, for the one status message a job has."""
+    if reply.total <= 0:
+        return reply.text
+    width = 12
+    filled = max(0, min(width, round(width * reply.step / reply.total)))
+    return f"{reply.text}\n{'▰' * filled}{'▱' * (width - filled)}"
+
+
+def output_keyboard(output_id: str) -> InlineKeyboardMarkup:
+    """Buttons under a result. Anyone in the chat may press them; the core decides what
+    each person may do (only the maker deletes, only those who may use the style re-roll)."""
+
+    def button(label: str, verb: OutputVerb) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            label, callback_data=encode_callback(OutputAction(verb, output_id))
+        )
+
+    return InlineKeyboardMarkup(
+        [
+            [button("🎲 Re-roll", "reroll"), button("🪄 Vary", "vary")],
+            [button("ℹ️ Info", "info"), button("🗑 Delete", "delete")],
+        ]
+    )
+
+
+def photo_caption(output_id: str) -> str:
+    return f"Output {output_id}. The PNG file below is the original, with its provenance data."
+
+
+def document_caption(output_id: str) -> str:
+    return f"stylebot output {output_id} (PNG with provenance metadata; /verify traces it)"
+
+
+def style_choices_text(reply: StyleChoices) -> str:
+    if not reply.names:
+        return "No styles you can use here yet."
+    return "Styles you can use here:\n" + "\n".join(f"- {name}" for name in reply.names)
+
+
+def delete_style_keyboard(user_id: int, name: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    "Delete it",
+                    callback_data=encode_callback(StyleDeleteAction(user_id, name, True)),
+                ),
+                InlineKeyboardButton(
+                    "Keep it",
+                    callback_data=encode_callback(StyleDeleteAction(user_id, name, False)),
+                ),
+            ]
+        ]
+    )
