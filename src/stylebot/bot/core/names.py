@@ -28,3 +28,10 @@ def normalise_style_name(raw: str) -> str:
 def trigger_phrase(name: str) -> str:
     """A phrase unlikely to mean anything to the base model, so the LoRA owns it."""
     return f"sbt {name.replace('-', ' ').replace('_', ' ')} style"
+
+
+def printable(text: str, limit: int = 60) -> str:
+    """User text (a file or style name) safe to echo into chat: printable, no
+    path separators, at most `limit` characters from its end."""
+    cleaned = "".join(ch for ch in text if ch.isprintable() and ch not in "/\\")
+    return cleaned[-limit:] or "file"

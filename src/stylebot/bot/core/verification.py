@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from stylebot.bot.core.commands import Verify
+from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.images import ImageLimits, ImageRejected, normalize_upload
 from stylebot.bot.core.ports import Repository, WatermarkReader
-from stylebot.bot.core.replies import ErrorReply, VerifyReport
+from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport
 
 
 async def verify_image(
@@ -48,4 +50,10 @@ async def verify_image(
         ),
         output_id=output.id,
         output=output,
+    )
+
+
+async def verify(deps: Deps, command: Verify) -> Reply:
+    return await verify_image(
+        deps.repo, deps.watermark, command.file.filename, command.file.data, deps.policy.images
     )

@@ -1,0 +1,203 @@
+"""Generating images: new requests, re-rolls, variations, and what became of them."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from stylebot.bot.core.commands import DeleteOutput, Imagine, OutputInfo
+from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.jobs import new_job_id, queue_position
+from stylebot.bot.core.model import Output, Requester, Style, StyleStatus, User
+from stylebot.bot.core.permissions import can_use
+from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply, TextReply
+from stylebot.bot.core.styles import resolve_style
+from stylebot.queue.payloads import GenerateJob
+
+# How far a variation's starting noise moves towards another seed's.
+VARIATION_STRENGTH = 0.15
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """A checked generation request, whatever command it came from."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    width: int
+    height: int
+    count: int
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+
+
+def new_output_id() -> str:
+    """48 random bits: what the watermark of one image carries."""
+    return secrets.token_hex(6)
+
+
+async def imagine(deps: Deps, command: Imagine) -> Reply:
+    p = deps.policy
+    prompt = command.prompt.strip()
+    if not prompt:
+        return ErrorReply("Describe the image you want, e.g. /imagine a lighthouse at dawn.")
+    if len(prompt) > p.max_prompt_chars or len(command.negative_prompt) > p.max_prompt_chars:
+        return ErrorReply(f"Prompts are limited to {p.max_prompt_chars} characters.")
+    steps = command.steps if command.steps is not None else p.default_steps
+    if not 1 <= steps <= p.max_steps:
+        return ErrorReply(f"steps must be between 1 and {p.max_steps}.")
+    width = command.width or p.default_size
+    height = command.height or p.default_size
+    for label, side in (("width", width), ("height", height)):
+        if not p.min_size <= side <= p.max_size or side % 8:
+            return ErrorReply(
+                f"{label} must be a multiple of 8 between {p.min_size} and {p.max_size}."
+            )
+    if not 1 <= command.count <= p.max_images_per_request:
+        return ErrorReply(f"count must be between 1 and {p.max_images_per_request}.")
+    seed = command.seed if command.seed is not None else secrets.randbelow(2**31)
+    if not 0 <= seed < 2**32:
+        return ErrorReply("seed must be a whole number from 0 to 4294967295.")
+
+    user = await deps.user(command.requester)
+    style: Style | None = None
+    if command.style:
+        found = await resolve_style(deps, user, command.requester, command.style)
+        if isinstance(found, ErrorReply):
+            return found
+        style = found
+    return await queue_generation(
+        deps,
+        command.requester,
+        user,
+        style,
+        GenerationSpec(
+            prompt=prompt,
+            negative_prompt=command.negative_prompt,
+            seed=seed,
+            steps=steps,
+            width=width,
+            height=height,
+            count=command.count,
+        ),
+    )
+
+
+async def queue_generation(
+    deps: Deps, requester: Requester, user: User, style: Style | None, spec: GenerationSpec
+) -> JobQueued:
+    p = deps.policy
+    now = deps.clock.now()
+    job_id = new_job_id("generate")
+    outputs = [
+        Output(
+            id=new_output_id(),
+            job_id=job_id,
+            user_id=user.id,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            seed=spec.seed + i,
+            steps=spec.steps,
+            guidance=p.default_guidance,
+            width=spec.width,
+            height=spec.height,
+            created_at=now,
+            style_id=style.id if style else None,
+        )
+        for i in range(spec.count)
+    ]
+    async with deps.repo.transaction():
+        await deps.repo.add_job(
+            job_id, "generate", user.id, requester, now, style.id if style else None
+        )
+        await deps.repo.add_outputs(outputs)
+    await deps.queue.enqueue_generate(
+        GenerateJob(
+            job_id=job_id,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            seed=spec.seed,
+            steps=spec.steps,
+            guidance=p.default_guidance,
+            width=spec.width,
+            height=spec.height,
+            output_ids=tuple(o.id for o in outputs),
+            style_id=style.id if style else None,
+            style_name=style.name if style else None,
+            lora_key=style.lora_key if style else None,
+            trigger=style.trigger if style else None,
+            base_model=style.base_model if style else p.base_model,
+            variation_seed=spec.variation_seed,
+            variation_strength=spec.variation_strength,
+        )
+    )
+    position = await queue_position(deps, job_id)
+    in_style = f" in style {style.name}" if style else ""
+    what = "A variation of" if spec.variation_seed is not None else "Imagining"
+    return JobQueued(
+        text=f"{what} {spec.prompt!r}{in_style} (seed {spec.seed}, position {position}).",
+        job_id=job_id,
+        kind="generate",
+        position=position,
+    )
+
+
+async def generate_again(deps: Deps, requester: Requester, output_id: str, *, vary: bool) -> Reply:
+    """Re-roll (new seed) or vary (same seed, nearby noise) an earlier image."""
+    output = await deps.repo.get_output(output_id)
+    if output is None:
+        return ErrorReply("That image is no longer available (it was deleted).")
+    user = await deps.user(requester)
+    style: Style | None = None
+    if output.style_id is not None:
+        found = await deps.repo.get_style(output.style_id)
+        if found is None or not can_use(found, user.id, requester.scope):
+            return ErrorReply(
+                "That image's style is not one you can use here, so I can't make more."
+            )
+        if found.status is not StyleStatus.READY or found.lora_key is None:
+            return ErrorReply(f"Style {found.name} is not ready.")
+        style = found
+    spec = GenerationSpec(
+        prompt=output.prompt,
+        negative_prompt=output.negative_prompt,
+        seed=output.seed if vary else secrets.randbelow(2**31),
+        steps=output.steps,
+        width=output.width,
+        height=output.height,
+        count=1,
+        variation_seed=secrets.randbelow(2**31) if vary else None,
+        variation_strength=VARIATION_STRENGTH if vary else 0.0,
+    )
+    return await queue_generation(deps, requester, user, style, spec)
+
+
+async def output_info(deps: Deps, command: OutputInfo) -> Reply:
+    output = await deps.repo.get_output(command.output_id)
+    if output is None:
+        return ErrorReply("That image is no longer available (it was deleted).")
+    style = await deps.repo.get_style(output.style_id) if output.style_id else None
+    negative = f"\nnegative: {output.negative_prompt}" if output.negative_prompt else ""
+    return TextReply(
+        f"prompt: {output.prompt}{negative}\n"
+        f"style: {style.name if style else 'none (base model)'}\n"
+        f"seed: {output.seed}, steps: {output.steps}, guidance: {output.guidance}, "
+        f"size: {output.width}x{output.height}\n"
+        f"output: {output.id}, made {output.created_at.isoformat(timespec='seconds')}"
+    )
+
+
+async def delete_output(deps: Deps, command: DeleteOutput) -> Reply:
+    output = await deps.repo.get_output(command.output_id)
+    if output is None:
+        return ErrorReply("That image is already deleted.")
+    user = await deps.user(command.requester)
+    if output.user_id != user.id:
+        return ErrorReply("Only the person who made an image can delete it.")
+    key = await deps.repo.delete_output(output.id)
+    if key is not None:
+        for unused in await deps.repo.unreferenced_blob_keys([key]):
+            await deps.blobs.delete(unused)
+    return TextReply("Deleted the image and its record.")

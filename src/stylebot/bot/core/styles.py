@@ -1,0 +1,173 @@
+"""Finding, listing and managing styles: the owner decides who may use one."""
+
+from __future__ import annotations
+
+from stylebot.bot.core.commands import (
+    DeleteStyle,
+    ExportStyle,
+    ListStyles,
+    ShareStyle,
+    StyleInfo,
+    UnshareStyle,
+    UsableStyles,
+)
+from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.jobs import cancel_job
+from stylebot.bot.core.model import Requester, Style, StyleStatus, User, Visibility
+from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
+from stylebot.bot.core.permissions import can_use, pick_style
+from stylebot.bot.core.replies import ErrorReply, FileReply, Reply, StyleChoices, TextReply
+
+
+async def resolve_style(
+    deps: Deps, user: User, requester: Requester, raw_name: str, *, require_ready: bool = True
+) -> Style | ErrorReply:
+    try:
+        name = normalise_style_name(raw_name)
+    except InvalidStyleName:
+        return ErrorReply(f"There is no style named {printable(raw_name)!r}. See /styles.")
+    candidates = await deps.repo.candidate_styles(user.id, requester.scope)
+    style = pick_style(candidates, name, user.id, requester.scope)
+    if style is None:
+        # Do not tell a private style exists: "not found" for both cases.
+        return ErrorReply(f"There is no style named {name} that you can use here. See /styles.")
+    if style.status is StyleStatus.TRAINING:
+        return ErrorReply(f"Style {name} is still training. Try again when it is ready.")
+    if style.status is StyleStatus.FAILED or style.lora_key is None:
+        return ErrorReply(f"Style {name} failed to train; its owner can train it again.")
+    return style
+
+
+async def own_style(deps: Deps, requester: Requester, raw_name: str) -> Style | ErrorReply:
+    """A style the requester owns; others' styles are "not yours" whatever they are."""
+    try:
+        name = normalise_style_name(raw_name)
+    except InvalidStyleName as exc:
+        return ErrorReply(str(exc))
+    user = await deps.user(requester)
+    style = await deps.repo.find_style(user.id, name)
+    if style is None:
+        return ErrorReply(f"You have no style named {name}. /styles lists yours.")
+    return style
+
+
+async def list_styles(deps: Deps, command: ListStyles) -> Reply:
+    user = await deps.user(command.requester)
+    scope = command.requester.scope
+    styles = [
+        s for s in await deps.repo.candidate_styles(user.id, scope) if can_use(s, user.id, scope)
+    ]
+    if not styles:
+        return TextReply("No styles yet. Upload images and run /train NAME to make one.")
+    lines = []
+    for style in styles:
+        whose = "yours" if style.owner_id == user.id else _SHARED_LABEL[style.visibility]
+        lines.append(f"- {style.name} ({style.status}, {whose})")
+    return TextReply("Styles you can use:\n" + "\n".join(lines))
+
+
+async def style_info(deps: Deps, command: StyleInfo) -> Reply:
+    user = await deps.user(command.requester)
+    found = await resolve_style(deps, user, command.requester, command.name, require_ready=False)
+    if isinstance(found, ErrorReply):
+        return found
+    style = found
+    owner = await deps.repo.get_user(style.owner_id)
+    images = await deps.repo.style_uploads(style.id)
+    whose = "you" if style.owner_id == user.id else (owner.display_name if owner else "?")
+    shared = {
+        Visibility.PRIVATE: "private (only its owner can use it)",
+        Visibility.SERVER: "shared with one server or group",
+        Visibility.PUBLIC: "public (anyone can use it)",
+    }[style.visibility]
+    steps = style.train_settings.get("steps", "?")
+    return TextReply(
+        f"Style {style.name}\n"
+        f"owner: {whose}\n"
+        f"status: {style.status}\n"
+        f"visibility: {shared}\n"
+        f"trained on: {len(images)} image(s), {steps} steps\n"
+        f"trigger: {style.trigger}\n"
+        f"created: {style.created_at.isoformat(timespec='seconds')}"
+    )
+
+
+async def share_style(deps: Deps, command: ShareStyle) -> Reply:
+    style = await own_style(deps, command.requester, command.name)
+    if isinstance(style, ErrorReply):
+        return style
+    if command.public:
+        await deps.repo.set_style_visibility(style.id, Visibility.PUBLIC)
+        return TextReply(f"Style {style.name} is now public: anyone can use it.")
+    scope = command.requester.scope
+    if scope is None:
+        return ErrorReply(
+            "Share from inside the server or group you want to share it with "
+            "(or share it publicly)."
+        )
+    await deps.repo.set_style_visibility(style.id, Visibility.SERVER, scope)
+    return TextReply(f"Style {style.name} is now shared with the members here.")
+
+
+async def unshare_style(deps: Deps, command: UnshareStyle) -> Reply:
+    style = await own_style(deps, command.requester, command.name)
+    if isinstance(style, ErrorReply):
+        return style
+    await deps.repo.set_style_visibility(style.id, Visibility.PRIVATE)
+    return TextReply(f"Style {style.name} is private again: only you can use it.")
+
+
+async def delete_style(deps: Deps, command: DeleteStyle) -> Reply:
+    style = await own_style(deps, command.requester, command.name)
+    if isinstance(style, ErrorReply):
+        return style
+    for job in await deps.repo.active_jobs(style.owner_id):
+        if job.style_id == style.id:
+            await cancel_job(deps, job)
+    images = len(await deps.repo.style_uploads(style.id))
+    keys = await deps.repo.delete_style(style.id)
+    for key in await deps.repo.unreferenced_blob_keys(keys):
+        await deps.blobs.delete(key)
+    return TextReply(
+        f"Deleted style {style.name}: its {images} training image(s), its weights "
+        "and the images made with it."
+    )
+
+
+async def export_style(deps: Deps, command: ExportStyle) -> Reply:
+    style = await own_style(deps, command.requester, command.name)
+    if isinstance(style, ErrorReply):
+        return style
+    if style.status is not StyleStatus.READY or style.lora_key is None:
+        return ErrorReply(f"Style {style.name} has no trained weights to export yet.")
+    return FileReply(
+        text=(
+            f"Style {style.name} as LoRA weights (safetensors). Use the trigger "
+            f"phrase {style.trigger!r} in prompts."
+        ),
+        filename=f"{style.name}.safetensors",
+        data=await deps.blobs.get(style.lora_key),
+    )
+
+
+async def usable_styles(deps: Deps, command: UsableStyles) -> Reply:
+    user = await deps.user(command.requester)
+    scope = command.requester.scope
+    prefix = command.prefix.strip().lower()
+    styles = [
+        s
+        for s in await deps.repo.candidate_styles(user.id, scope)
+        if can_use(s, user.id, scope)
+        and s.status is StyleStatus.READY
+        and s.name.startswith(prefix)
+    ]
+    styles.sort(key=lambda s: (s.owner_id != user.id, s.name))
+    names = tuple(dict.fromkeys(s.name for s in styles))
+    return StyleChoices(names[: command.limit])
+
+
+_SHARED_LABEL = {
+    Visibility.SERVER: "shared here",
+    Visibility.PUBLIC: "public",
+    Visibility.PRIVATE: "private",
+}

@@ -1,0 +1,78 @@
+"""Starting a style's training once consent covers exactly the waiting images."""
+
+from __future__ import annotations
+
+from stylebot.bot.core.commands import TrainStyle
+from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import DuplicateStyleName
+from stylebot.bot.core.jobs import new_job_id, queue_position
+from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trigger_phrase
+from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply
+from stylebot.queue.payloads import TrainJob
+
+
+async def train_style(deps: Deps, command: TrainStyle) -> Reply:
+    try:
+        name = normalise_style_name(command.name)
+    except InvalidStyleName as exc:
+        return ErrorReply(str(exc))
+    user = await deps.user(command.requester)
+    pending = await deps.repo.pending_uploads(user.id)
+    if len(pending) < deps.policy.min_train_images:
+        return ErrorReply(
+            f"Upload at least {deps.policy.min_train_images} image(s) first, "
+            "then confirm your rights to them."
+        )
+    consent = await deps.repo.latest_consent(user.id)
+    if consent is None:
+        return ErrorReply(
+            "Confirm first that you made these images or hold the rights to them, "
+            "and choose a licence (/consent)."
+        )
+    if set(consent.image_hashes) != {u.blob_key for u in pending}:
+        return ErrorReply(
+            "The waiting images changed since you confirmed your rights to them. "
+            "Please confirm again for this set (/consent)."
+        )
+    if await deps.repo.find_style(user.id, name) is not None:
+        return ErrorReply(f"You already have a style named {name}. Pick another name.")
+    if any(j.kind == "train" for j in await deps.repo.active_jobs(user.id)):
+        return ErrorReply("One of your styles is still training. Wait until it finishes.")
+
+    now = deps.clock.now()
+    settings = deps.policy.train
+    job_id = new_job_id("train")
+    try:
+        async with deps.repo.transaction():
+            style = await deps.repo.add_style(
+                user.id,
+                name,
+                trigger_phrase(name),
+                consent.id,
+                deps.policy.base_model,
+                settings.to_dict(),
+                [u.id for u in pending],
+                now,
+            )
+            await deps.repo.add_job(job_id, "train", user.id, command.requester, now, style.id)
+    except DuplicateStyleName:  # a second /train with this name won the race
+        return ErrorReply(f"You already have a style named {name}. Pick another name.")
+    await deps.queue.enqueue_train(
+        TrainJob(
+            job_id=job_id,
+            style_id=style.id,
+            trigger=style.trigger,
+            image_keys=tuple(u.blob_key for u in pending),
+            settings=settings,
+        )
+    )
+    position = await queue_position(deps, job_id)
+    return JobQueued(
+        text=(
+            f"Training {name} on {len(pending)} image(s) is queued "
+            f"(position {position}). Progress will follow here."
+        ),
+        job_id=job_id,
+        kind="train",
+        position=position,
+    )

@@ -1,0 +1,100 @@
+"""Reference images and consent: what must happen before any training."""
+
+from __future__ import annotations
+
+from stylebot.bot.core import consent as consent_terms
+from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, UploadImages
+from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
+from stylebot.bot.core.names import printable
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, Reply, TextReply
+
+
+async def upload_images(deps: Deps, command: UploadImages) -> Reply:
+    if not command.files:
+        return ErrorReply("Attach at least one image (PNG, JPEG or WebP).")
+    if command.posted_by is not None and command.posted_by != command.requester.user_id:
+        return ErrorReply("You can only train on images you posted yourself.")
+    user = await deps.user(command.requester)
+    pending = await deps.repo.pending_uploads(user.id)
+    known = {u.blob_key for u in pending}
+
+    # Check every file before storing any, so a bad file changes nothing.
+    accepted: list[NormalizedImage] = []
+    for file in command.files:
+        try:
+            image = normalize_upload(file.filename, file.data, deps.policy.images)
+        except ImageRejected as exc:
+            return ErrorReply(
+                f"{printable(file.filename)}: {exc.reason} Nothing was saved; "
+                "send the images again without it."
+            )
+        if image.sha256 not in known and all(a.sha256 != image.sha256 for a in accepted):
+            accepted.append(image)
+    duplicates = len(command.files) - len(accepted)
+
+    total = len(pending) + len(accepted)
+    if total > deps.policy.max_train_images:
+        return ErrorReply(
+            f"A style trains on at most {deps.policy.max_train_images} images and you "
+            f"would have {total}. Nothing was saved; send fewer images."
+        )
+
+    for image in accepted:
+        key = await deps.blobs.put(image.data)
+        if key != image.sha256:
+            raise RuntimeError(f"blob store returned {key} for content {image.sha256}")
+    async with deps.repo.transaction():
+        for image in accepted:
+            await deps.repo.add_upload(
+                user.id, image.sha256, image.display_name, image.width, image.height
+            )
+
+    note = f" ({duplicates} already received, skipped)" if duplicates else ""
+    return ConsentRequest(
+        text=(
+            f"Received {len(accepted)} image(s){note}; {total} waiting for training. "
+            "Before training, confirm that you made them or hold the rights to use "
+            "them, and choose a licence."
+        ),
+        terms=consent_terms.TERMS_TEXT,
+        terms_version=consent_terms.TERMS_VERSION,
+        licences=consent_terms.LICENCES,
+        image_count=total,
+    )
+
+
+async def confirm_consent(deps: Deps, command: ConfirmConsent) -> Reply:
+    licence = consent_terms.find_licence(command.licence)
+    if licence is None:
+        choices = ", ".join(lic.id for lic in consent_terms.LICENCES)
+        return ErrorReply(f"Unknown licence {command.licence!r}. Choose one of: {choices}.")
+    if not command.rights_confirmed:
+        return ErrorReply(
+            "Training needs your confirmation that you made the images or hold the "
+            "rights to them. Nothing was recorded."
+        )
+    user = await deps.user(command.requester)
+    pending = await deps.repo.pending_uploads(user.id)
+    if not pending:
+        return ErrorReply("There are no images waiting. Upload images first, then confirm.")
+    record = await deps.repo.add_consent(
+        user.id,
+        licence.id,
+        consent_terms.TERMS_VERSION,
+        True,
+        sorted(u.blob_key for u in pending),
+        deps.clock.now(),
+    )
+    return TextReply(
+        f"Consent recorded (#{record.id}) for {len(pending)} image(s) under "
+        f"{licence.label}. Now train a style with /train NAME."
+    )
+
+
+async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
+    user = await deps.user(command.requester)
+    removed = await deps.repo.discard_pending_uploads(user.id)
+    for key in await deps.repo.unreferenced_blob_keys([u.blob_key for u in removed]):
+        await deps.blobs.delete(key)
+    return TextReply(f"Discarded {len(removed)} waiting image(s).")
