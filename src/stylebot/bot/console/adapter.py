@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import TextIO
 
 from stylebot.bot.core import (
+    CancelJob,
     ConfirmConsent,
     ConsentRequest,
+    DeleteStyle,
     DiscardUploads,
     ErrorReply,
+    ExportStyle,
+    FileReply,
     ImagesReady,
     Imagine,
     IncomingFile,
@@ -29,10 +33,13 @@ from stylebot.bot.core import (
     Notification,
     Reply,
     Requester,
+    ShareStyle,
     ShowStatus,
     StyleBot,
+    StyleInfo,
     TextReply,
     TrainStyle,
+    UnshareStyle,
     UploadImages,
     Verify,
     VerifyReport,
@@ -48,7 +55,10 @@ Commands:
   /train NAME                  train a style from the waiting images
   /imagine PROMPT [style:NAME] [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
   /styles                      the styles you can use
+  /style info|share|unshare|delete|export NAME
+                               manage a style (share public NAME: share with everyone)
   /status                      your queued and running jobs
+  /cancel [JOB]                cancel your newest job, or the one named
   /verify PATH                 trace an image back to the record its watermark points to
   /help                        this text
   /quit                        leave"""
@@ -158,6 +168,10 @@ class ConsoleAdapter:
                 return ListStyles(me)
             case "status":
                 return ShowStatus(me)
+            case "cancel":
+                return CancelJob(me, args.strip() or None)
+            case "style":
+                return _style_command(me, args)
             case "verify":
                 paths = shlex.split(args)
                 if len(paths) != 1:
@@ -193,6 +207,11 @@ class ConsoleAdapter:
                     f"Licences:\n{licences}\nType /consent LICENCE to confirm, "
                     "e.g. /consent own-work"
                 )
+            case FileReply():
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+                path = self.images_dir / reply.filename
+                path.write_bytes(reply.data)
+                self._print(f"{reply.text}\n  saved {path}")
             case ImagesReady():
                 self.images_dir.mkdir(parents=True, exist_ok=True)
                 lines = [reply.text]
@@ -227,6 +246,26 @@ class ConsoleAdapter:
             )
             pending = [event for event in pending if not event.is_set()]
         return True
+
+
+def _style_command(me: Requester, args: str) -> Command:
+    """`/style ACTION NAME`; `share public NAME` shares with everyone."""
+    words = args.split()
+    if len(words) < 2:
+        raise ValueError("Use /style info|share|unshare|delete|export NAME")
+    action, name = words[0].lower(), words[-1]
+    match action:
+        case "info":
+            return StyleInfo(me, name)
+        case "share":
+            return ShareStyle(me, name, public="public" in (w.lower() for w in words[1:-1]))
+        case "unshare":
+            return UnshareStyle(me, name)
+        case "delete":
+            return DeleteStyle(me, name)
+        case "export":
+            return ExportStyle(me, name)
+    raise ValueError(f"Unknown style action {action!r}: use info, share, unshare, delete or export")
 
 
 async def stdin_lines(stream: TextIO, prompt: str | None, out: TextIO) -> AsyncIterator[str]:

@@ -1,0 +1,101 @@
+"""The console adapter: typed lines to commands, replies to text and files."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from tests.fakes.core import CoreWorld, png
+
+from stylebot.bot.console import ConsoleAdapter
+from stylebot.queue.payloads import JobEvent, TrainResult
+
+
+def console_for(world: CoreWorld, tmp_path: Path) -> tuple[ConsoleAdapter, io.StringIO]:
+    out = io.StringIO()
+    return ConsoleAdapter(world.bot, out, tmp_path / "outputs", user="ada"), out
+
+
+async def lines(*items: str) -> AsyncIterator[str]:
+    for item in items:
+        yield item + "\n"
+
+
+async def test_a_script_uploads_consents_and_queues_training(
+    world: CoreWorld, tmp_path: Path
+) -> None:
+    image = tmp_path / "one image.png"
+    image.write_bytes(png())
+    console, out = console_for(world, tmp_path)
+    status = await console.run(
+        lines(f'/upload "{image}"', "/consent own-work", "/train ink"), wait_for_jobs=False
+    )
+    assert status == 0
+    text = out.getvalue()
+    assert "Received 1 image(s)" in text
+    assert "Type /consent LICENCE" in text
+    assert "Training ink on 1 image(s) is queued" in text
+    assert len(world.queue.train_jobs) == 1
+
+
+async def test_style_commands_and_export_write_a_file(world: CoreWorld, tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(png())
+    console, out = console_for(world, tmp_path)
+    await console.run(
+        lines(f"/upload {image}", "/consent CC0-1.0", "/train ink"), wait_for_jobs=False
+    )
+    job = world.queue.train_jobs[0]
+    result = TrainResult(await world.blobs.put(b"weights"), 10, 0.1, 1.0)
+    for note in await world.bot.handle_event(
+        JobEvent(job.job_id, "train", "finished", result=result.to_dict())
+    ):
+        await console.notify(note)
+
+    status = await console.run(
+        lines("/style info ink", "/style share public ink", "/style export ink"),
+        wait_for_jobs=False,
+    )
+    assert status == 0
+    text = out.getvalue()
+    assert "Style ink is ready" in text
+    assert "owner: you" in text
+    assert "now public" in text
+    exported = tmp_path / "outputs" / "ink.safetensors"
+    assert exported.read_bytes() == b"weights"
+
+
+async def test_mistakes_get_a_clear_line_and_an_error_status(
+    world: CoreWorld, tmp_path: Path
+) -> None:
+    console, out = console_for(world, tmp_path)
+    status = await console.run(
+        lines(
+            "hello",
+            "/upload",
+            f"/upload {tmp_path / 'missing.png'}",
+            "/imagine a cat seed:many",
+            "/style rename ink",
+            "/frobnicate",
+        ),
+        wait_for_jobs=False,
+    )
+    assert status == 1
+    text = out.getvalue()
+    assert "Commands start with '/'" in text
+    assert "Give the image files" in text
+    assert "is not a file" in text
+    assert "whole number" in text
+    assert "Unknown style action" in text
+    assert "Unknown command /frobnicate" in text
+    assert world.blobs.blobs == {}
+
+
+async def test_cancel_names_the_job(world: CoreWorld, tmp_path: Path) -> None:
+    console, out = console_for(world, tmp_path)
+    await console.run(lines("/imagine a cat", "/cancel", "/cancel"), wait_for_jobs=False)
+    text = out.getvalue()
+    [job] = world.queue.generate_jobs
+    assert f"Cancelled your generate job {job.job_id}" in text
+    assert "no queued or running job" in text
