@@ -1,4 +1,4 @@
-"""Fixtures for the core's unit tests: the core on in-memory fakes of its ports."""
+"""Unit-test fixtures: the bot core on in-memory fakes of its ports."""
 
 from __future__ import annotations
 

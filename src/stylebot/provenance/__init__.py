@@ -18,7 +18,9 @@ from stylebot.provenance.metadata import (
 )
 from stylebot.provenance.watermark import (
     MIN_WATERMARK_PIXELS,
+    WatermarkReading,
     embed_watermark,
+    inspect_watermark,
     new_output_id,
     read_watermark,
 )
@@ -29,10 +31,12 @@ __all__ = [
     "STYLEBOT_XMP_NS",
     "TRAINED_ALGORITHMIC_MEDIA",
     "OutputMetadata",
+    "WatermarkReading",
     "a1111_parameters",
     "digital_source_type",
     "embed_watermark",
     "encode_png",
+    "inspect_watermark",
     "new_output_id",
     "read_output_metadata",
     "read_png_metadata",

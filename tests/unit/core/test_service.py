@@ -404,3 +404,15 @@ async def test_every_kind_of_bad_upload_gets_a_clear_reply_and_stores_nothing(
     assert world.blobs.blobs == {}
     alice = await world.repo.get_or_create_user("discord", "alice", "Alice")
     assert await world.repo.pending_uploads(alice.id) == []
+
+
+async def test_jobs_carry_their_owner_so_workers_can_take_turns(world: CoreWorld) -> None:
+    await trained_style(world, ALICE, "ink")
+    await world.bot.handle(Imagine(ALICE, "a cat", style="ink"))
+    await world.bot.handle(Imagine(BOB, "a dog"))
+    [train] = world.queue.train_jobs
+    alices, bobs = world.queue.generate_jobs
+    assert train.owner is not None
+    assert alices.owner == train.owner
+    assert bobs.owner is not None
+    assert bobs.owner != alices.owner

@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from stylebot.provenance import embed_watermark, new_output_id, read_watermark
+from stylebot.provenance import embed_watermark, inspect_watermark, new_output_id, read_watermark
 
 # --- test images ----------------------------------------------------------------------
 
@@ -177,34 +177,109 @@ def test_new_output_id_is_48_bit_lowercase_hex() -> None:
     assert all(len(i) == 12 and int(i, 16) >= 0 and i == i.lower() for i in ids)
 
 
-# --- compatibility and imports --------------------------------------------------------
+# --- robustness: the edits the issue names ---------------------------------------------
 
 
-def test_stock_imwatermark_decoder_reads_our_payload() -> None:
-    import cv2
-    from imwatermark import WatermarkDecoder  # imports torch: fine in a test
+def illustration(seed: int) -> Image.Image:
+    """Flat colours and hard edges: the hardest case for a chroma watermark."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (512, 512), tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x, y = (int(v) for v in rng.integers(0, 400, 2))
+        box = (x, y, x + int(rng.integers(20, 250)), y + int(rng.integers(20, 250)))
+        draw.ellipse(box, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return image
 
-    from stylebot.provenance.watermark import _payload_bits
 
+def half_and_back(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    return image.resize((w // 2, h // 2), Image.Resampling.BICUBIC).resize(
+        (w, h), Image.Resampling.BICUBIC
+    )
+
+
+def telegram_photo(image: Image.Image) -> Image.Image:
+    """Telegram's photo path: long side at most 1280 px, then JPEG q87."""
+    scale = min(1.0, 1280 / max(image.size))
+    if scale < 1:
+        image = image.resize(
+            (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
+        )
+    return reencode(image, "JPEG", quality=87)
+
+
+ROBUSTNESS_IMAGES = [
+    ("scene", lambda: scene(512, 512, seed=31)),
+    ("scene-1024", lambda: scene(1024, 1024, seed=32)),
+    ("illustration", lambda: illustration(33)),
+    ("subject-on-white", lambda: subject_on_background("white", seed=34)),
+    ("subject-on-black", lambda: subject_on_background("black", seed=35)),
+]
+EDITS = [
+    ("jpeg-q60", lambda i: reencode(i, "JPEG", quality=60)),
+    ("half-and-back", half_and_back),
+    ("telegram", telegram_photo),
+]
+
+
+@pytest.mark.parametrize(("kind", "make"), ROBUSTNESS_IMAGES, ids=[k for k, _ in ROBUSTNESS_IMAGES])
+def test_mark_survives_jpeg_q60_half_size_and_back_and_telegram(kind: str, make) -> None:  # type: ignore[no-untyped-def]
     output_id = new_output_id()
-    marked = reencode(embed_watermark(scene(512, 512, seed=21), output_id), "JPEG", quality=90)
-    bgr = cv2.cvtColor(np.asarray(marked), cv2.COLOR_RGB2BGR)
-    decoded = WatermarkDecoder("bits", 64).decode(bgr, "dwtDctSvd")
-    assert [int(bit) for bit in decoded] == _payload_bits(output_id)
+    marked = embed_watermark(make(), output_id)
+    failed = [name for name, edit in EDITS if read_watermark(edit(marked)) != output_id]
+    assert failed == []
 
 
-def test_we_read_marks_made_by_the_stock_imwatermark_encoder() -> None:
-    import cv2
-    from imwatermark import WatermarkEncoder
+def test_reed_solomon_repairs_wrong_bytes_and_the_crc_rejects_the_rest() -> None:
+    from stylebot.provenance.watermark import _decode, code_bits
 
-    from stylebot.provenance.watermark import _payload_bits
+    output_id = "0123456789ab"
+    soft = np.where(np.array(code_bits(output_id)) == 1, -0.5, 0.5)
+    # Four whole bytes wrong: within the Reed-Solomon radius (8 parity bytes).
+    damaged = soft.copy()
+    damaged[0:8] *= -1
+    damaged[40:48] *= -1
+    damaged[80:88] *= -1
+    damaged[120:128] *= -1
+    reading = _decode(damaged, 0.5)
+    assert reading is not None
+    assert reading.output_id == output_id
+    assert reading.corrected_bytes == 4
+    # Six wrong bytes, but the weakest votes point at them: repaired as erasures.
+    weak = soft.copy()
+    for byte in (1, 3, 5, 7, 9, 11):
+        weak[byte * 8 : byte * 8 + 8] *= -0.1
+    repaired = _decode(weak, 0.4)
+    assert repaired is not None
+    assert repaired.output_id == output_id
+    # Nine wrong bytes with confident votes: beyond repair, and never another id.
+    hopeless = soft.copy()
+    hopeless[: 9 * 8] *= -1
+    assert _decode(hopeless, 0.5) is None
 
+
+def test_flat_and_constant_votes_never_decode() -> None:
+    from stylebot.provenance.watermark import CODE_BITS, _decode
+
+    for value in (1.0, -1.0):
+        assert _decode(np.full(CODE_BITS, value), 1.0) is None
+
+
+def test_a_reading_reports_strength_and_repairs() -> None:
     output_id = new_output_id()
-    encoder = WatermarkEncoder()
-    encoder.set_watermark("bits", _payload_bits(output_id))
-    bgr = cv2.cvtColor(np.asarray(scene(512, 512, seed=22)), cv2.COLOR_RGB2BGR)
-    marked = Image.fromarray(cv2.cvtColor(encoder.encode(bgr, "dwtDctSvd"), cv2.COLOR_BGR2RGB))
-    assert read_watermark(marked) == output_id
+    marked = embed_watermark(scene(512, 512, seed=41), output_id)
+    pristine = inspect_watermark(marked)
+    assert pristine is not None
+    assert pristine.corrected_bytes == 0
+    assert pristine.strength > 0.8
+    compressed = inspect_watermark(reencode(marked, "JPEG", quality=60))
+    assert compressed is not None
+    assert compressed.output_id == output_id
+    assert compressed.strength < pristine.strength
+
+
+# --- imports --------------------------------------------------------------------------
 
 
 def test_provenance_does_not_import_torch() -> None:

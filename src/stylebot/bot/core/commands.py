@@ -28,9 +28,15 @@ class UploadImages:
 
 @dataclass(frozen=True)
 class ConfirmConsent:
+    """`identifiable_people`: whether recognisable people appear in the images (None:
+    not asked; the terms the user accepts cover it). If True, `people_agreed` must be
+    True too. Both go into the consent ledger as given."""
+
     requester: Requester
     licence: str
     rights_confirmed: bool
+    identifiable_people: bool | None = None
+    people_agreed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,14 @@ class DeleteOutput:
 
 
 @dataclass(frozen=True)
+class OptOut:
+    """An artist registers their own images so that nobody else can train on copies."""
+
+    requester: Requester
+    files: tuple[IncomingFile, ...]
+
+
+@dataclass(frozen=True)
 class Verify:
     requester: Requester
     file: IncomingFile
@@ -175,4 +189,5 @@ Command = (
     | OutputInfo
     | DeleteOutput
     | Verify
+    | OptOut
 )

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from stylebot.bot.core.commands import DeleteOutput, Imagine, OutputInfo
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.jobs import new_job_id, queue_position
+from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position
 from stylebot.bot.core.model import Output, Requester, Style, StyleStatus, User
 from stylebot.bot.core.permissions import can_use
+from stylebot.bot.core.quotas import GENERATE, admit_generation, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply, TextReply
 from stylebot.bot.core.styles import resolve_style
 from stylebot.queue.payloads import GenerateJob
@@ -61,6 +62,9 @@ async def imagine(deps: Deps, command: Imagine) -> Reply:
     if not 0 <= seed < 2**32:
         return ErrorReply("seed must be a whole number from 0 to 4294967295.")
 
+    refused = await admit_generation(deps, command.requester, prompt, command.count)
+    if refused is not None:
+        return refused
     user = await deps.user(command.requester)
     style: Style | None = None
     if command.style:
@@ -68,7 +72,7 @@ async def imagine(deps: Deps, command: Imagine) -> Reply:
         if isinstance(found, ErrorReply):
             return found
         style = found
-    return await queue_generation(
+    queued = await queue_generation(
         deps,
         command.requester,
         user,
@@ -83,6 +87,8 @@ async def imagine(deps: Deps, command: Imagine) -> Reply:
             count=command.count,
         ),
     )
+    await record_usage(deps, command.requester, GENERATE, command.count)
+    return queued
 
 
 async def queue_generation(
@@ -116,6 +122,8 @@ async def queue_generation(
     await deps.queue.enqueue_generate(
         GenerateJob(
             job_id=job_id,
+            # Workers take turns between owners, so one user's burst waits its turn.
+            owner=job_owner(user),
             prompt=spec.prompt,
             negative_prompt=spec.negative_prompt,
             seed=spec.seed,
@@ -171,7 +179,13 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
         variation_seed=secrets.randbelow(2**31) if vary else None,
         variation_strength=VARIATION_STRENGTH if vary else 0.0,
     )
-    return await queue_generation(deps, requester, user, style, spec)
+    # The blocklist may have grown since the first image: check the prompt again.
+    refused = await admit_generation(deps, requester, spec.prompt, spec.count)
+    if refused is not None:
+        return refused
+    queued = await queue_generation(deps, requester, user, style, spec)
+    await record_usage(deps, requester, GENERATE, spec.count)
+    return queued
 
 
 async def output_info(deps: Deps, command: OutputInfo) -> Reply:

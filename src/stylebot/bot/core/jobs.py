@@ -7,12 +7,17 @@ from collections.abc import Sequence
 
 from stylebot.bot.core.commands import CancelJob, ShowStatus
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.model import Job, JobStatus, StyleStatus
+from stylebot.bot.core.model import Job, JobStatus, StyleStatus, User
 from stylebot.bot.core.replies import ErrorReply, JobFinished, Reply, TextReply
 
 
 def new_job_id(kind: str) -> str:
     return f"{kind}-{secrets.token_hex(8)}"
+
+
+def job_owner(user: User) -> str:
+    """Whose turn a job takes in the workers' round-robin: one key per user."""
+    return f"{user.platform}:{user.id}"
 
 
 async def show_status(deps: Deps, command: ShowStatus) -> Reply:

@@ -23,3 +23,15 @@ class Policy:
     max_images_per_request: int = 4
     max_prompt_chars: int = 1000
     images: ImageLimits = field(default_factory=ImageLimits)
+    # Quotas over a rolling day (24 h), per user and per server or group; 0 = no limit.
+    # Generation counts images, training counts styles.
+    images_per_user_per_day: int = 500
+    images_per_server_per_day: int = 5000
+    trainings_per_user_per_day: int = 10
+    trainings_per_server_per_day: int = 50
+    # Rate limit: at most this many generation or training requests per user in the
+    # window; the reply says how long to wait. 0 = no limit.
+    requests_per_window: int = 10
+    rate_window_s: int = 60
+    # Words or phrases refused in prompts (case, accents and punctuation ignored).
+    prompt_blocklist: tuple[str, ...] = ()

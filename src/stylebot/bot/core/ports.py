@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from stylebot.bot.core.ledger import LedgerEntry, LedgerKind
 from stylebot.bot.core.model import (
     Consent,
     Job,
@@ -24,6 +25,7 @@ from stylebot.bot.core.model import (
     User,
     Visibility,
 )
+from stylebot.bot.core.optout import OptedOutImage
 from stylebot.queue.payloads import GenerateJob, TrainJob
 
 
@@ -191,3 +193,57 @@ class WatermarkReader(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class ConsentLedger(Protocol):
+    """Append-only, hash-chained consent evidence (see stylebot.bot.core.ledger).
+
+    Nothing is ever updated or deleted; the core appends after its repository
+    writes, never inside a repository transaction.
+    """
+
+    async def append(
+        self, kind: LedgerKind, payload: dict[str, Any], recorded_at: datetime
+    ) -> LedgerEntry:
+        """Chain a new entry after the current head and return it."""
+        ...
+
+    async def entries(self) -> list[LedgerEntry]:
+        """Every entry as stored, in seq order (unchecked: see verify_chain)."""
+        ...
+
+
+class OptOutRegistry(Protocol):
+    """Images artists registered with /optout, by perceptual hash."""
+
+    async def add(self, image: OptedOutImage) -> bool:
+        """Register an image; False when this person had already registered it."""
+        ...
+
+    async def all(self) -> list[OptedOutImage]: ...
+
+
+class UsageLog(Protocol):
+    """What users and servers asked for, for quotas and rate limits."""
+
+    async def record(
+        self, kind: str, user_key: str, scope: str | None, amount: int, at: datetime
+    ) -> None: ...
+
+    async def total(
+        self, kind: str, since: datetime, *, user_key: str | None = None, scope: str | None = None
+    ) -> int:
+        """Sum of amounts of `kind` at or after `since`, for one user or one scope."""
+        ...
+
+    async def request_times(self, user_key: str, since: datetime) -> list[datetime]:
+        """When the user's requests (any kind) at or after `since` were made, oldest first."""
+        ...
+
+
+class ContentCredentialsReader(Protocol):
+    """Reads and checks a file's C2PA manifest (stylebot.provenance.content_credentials)."""
+
+    def describe(self, data: bytes) -> str | None:
+        """One line on the manifest and its validity; None if the file carries none."""
+        ...

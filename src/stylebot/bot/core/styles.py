@@ -12,6 +12,7 @@ from stylebot.bot.core.commands import (
     UsableStyles,
 )
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.evidence import record_revocation
 from stylebot.bot.core.jobs import cancel_job
 from stylebot.bot.core.model import Requester, Style, StyleStatus, User, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
@@ -124,10 +125,15 @@ async def delete_style(deps: Deps, command: DeleteStyle) -> Reply:
     for job in await deps.repo.active_jobs(style.owner_id):
         if job.style_id == style.id:
             await cancel_job(deps, job)
-    images = len(await deps.repo.style_uploads(style.id))
+    uploads = await deps.repo.style_uploads(style.id)
+    images = len(uploads)
     keys = await deps.repo.delete_style(style.id)
-    for key in await deps.repo.unreferenced_blob_keys(keys):
+    unused = await deps.repo.unreferenced_blob_keys(keys)
+    for key in unused:
         await deps.blobs.delete(key)
+    await record_revocation(
+        deps, style, [u.blob_key for u in uploads], len(unused), "the owner deleted the style"
+    )
     return TextReply(
         f"Deleted style {style.name}: its {images} training image(s), its weights "
         "and the images made with it."

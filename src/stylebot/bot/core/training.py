@@ -5,8 +5,10 @@ from __future__ import annotations
 from stylebot.bot.core.commands import TrainStyle
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DuplicateStyleName
-from stylebot.bot.core.jobs import new_job_id, queue_position
+from stylebot.bot.core.evidence import record_training
+from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trigger_phrase
+from stylebot.bot.core.quotas import TRAIN, check_allowance, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply
 from stylebot.queue.payloads import TrainJob
 
@@ -38,6 +40,9 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
         return ErrorReply(f"You already have a style named {name}. Pick another name.")
     if any(j.kind == "train" for j in await deps.repo.active_jobs(user.id)):
         return ErrorReply("One of your styles is still training. Wait until it finishes.")
+    refused = await check_allowance(deps, command.requester, TRAIN, 1)
+    if refused is not None:
+        return refused
 
     now = deps.clock.now()
     settings = deps.policy.train
@@ -57,9 +62,12 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
             await deps.repo.add_job(job_id, "train", user.id, command.requester, now, style.id)
     except DuplicateStyleName:  # a second /train with this name won the race
         return ErrorReply(f"You already have a style named {name}. Pick another name.")
+    await record_training(deps, user, style, pending)
+    await record_usage(deps, command.requester, TRAIN, 1)
     await deps.queue.enqueue_train(
         TrainJob(
             job_id=job_id,
+            owner=job_owner(user),
             style_id=style.id,
             trigger=style.trigger,
             image_keys=tuple(u.blob_key for u in pending),

@@ -5,9 +5,14 @@ from __future__ import annotations
 from stylebot.bot.core import consent as consent_terms
 from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, UploadImages
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.evidence import record_consent
 from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
+from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
+from stylebot.bot.core.optout import OptedOutImage, find_opted_out
+from stylebot.bot.core.perceptual import perceptual_hash_of_png
 from stylebot.bot.core.replies import ConsentRequest, ErrorReply, Reply, TextReply
+from stylebot.bot.core.training_rights import training_reservation
 
 
 async def upload_images(deps: Deps, command: UploadImages) -> Reply:
@@ -19,6 +24,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
     pending = await deps.repo.pending_uploads(user.id)
     known = {u.blob_key for u in pending}
 
+    opted_out = await deps.optouts.all() if deps.optouts is not None else []
+
     # Check every file before storing any, so a bad file changes nothing.
     accepted: list[NormalizedImage] = []
     for file in command.files:
@@ -27,6 +34,20 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
         except ImageRejected as exc:
             return ErrorReply(
                 f"{printable(file.filename)}: {exc.reason} Nothing was saved; "
+                "send the images again without it."
+            )
+        # The raw bytes, before normalising dropped the metadata that may reserve them.
+        reservation = training_reservation(file.data)
+        if reservation is not None:
+            return ErrorReply(
+                f"“{image.display_name}” can't be used to train a style: {reservation}. "
+                "Nothing was saved; send the images again without it."
+            )
+        copied = _copies_opted_out(image, opted_out, command.requester)
+        if copied is not None:
+            return ErrorReply(
+                f"“{image.display_name}” matches an image its artist registered with "
+                "/optout, so it can't be used to train a style here. Nothing was saved; "
                 "send the images again without it."
             )
         if image.sha256 not in known and all(a.sha256 != image.sha256 for a in accepted):
@@ -74,6 +95,12 @@ async def confirm_consent(deps: Deps, command: ConfirmConsent) -> Reply:
             "Training needs your confirmation that you made the images or hold the "
             "rights to them. Nothing was recorded."
         )
+    if command.identifiable_people and not command.people_agreed:
+        return ErrorReply(
+            "Recognisable people in the images must have agreed to their use for "
+            "training. Nothing was recorded; remove those images (/discard) or confirm "
+            "that they agreed."
+        )
     user = await deps.user(command.requester)
     pending = await deps.repo.pending_uploads(user.id)
     if not pending:
@@ -85,6 +112,9 @@ async def confirm_consent(deps: Deps, command: ConfirmConsent) -> Reply:
         True,
         sorted(u.blob_key for u in pending),
         deps.clock.now(),
+    )
+    await record_consent(
+        deps, user, record, pending, command.identifiable_people, command.people_agreed
     )
     return TextReply(
         f"Consent recorded (#{record.id}) for {len(pending)} image(s) under "
@@ -98,3 +128,12 @@ async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
     for key in await deps.repo.unreferenced_blob_keys([u.blob_key for u in removed]):
         await deps.blobs.delete(key)
     return TextReply(f"Discarded {len(removed)} waiting image(s).")
+
+
+def _copies_opted_out(
+    image: NormalizedImage, opted_out: list[OptedOutImage], requester: Requester
+) -> OptedOutImage | None:
+    if not opted_out:
+        return None
+    phash = perceptual_hash_of_png(image.data)
+    return find_opted_out(opted_out, image.sha256, phash, requester.platform, requester.user_id)

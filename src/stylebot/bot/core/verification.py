@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stylebot.bot.core.commands import Verify
+from stylebot.bot.core.credentials import with_credentials
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.images import ImageLimits, ImageRejected, normalize_upload
 from stylebot.bot.core.ports import Repository, WatermarkReader
@@ -54,6 +55,7 @@ async def verify_image(
 
 
 async def verify(deps: Deps, command: Verify) -> Reply:
-    return await verify_image(
+    report = await verify_image(
         deps.repo, deps.watermark, command.file.filename, command.file.data, deps.policy.images
     )
+    return with_credentials(report, deps.credentials, command.file.data)

@@ -1,0 +1,147 @@
+"""Quotas, rate limits and the prompt blocklist: the operator's limits on what people ask.
+
+Quotas are over a rolling day, per user and per server (or group), for generated images
+and for trainings. The rate limit is a sliding window per user over every generation and
+training request. Both come from the usage log (a port, SQLite in production), so they
+hold across restarts and across several front-end processes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable
+from datetime import timedelta
+
+from stylebot.bot.core.admin import admin_quota_limit
+from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ErrorReply
+
+__all__ = [
+    "GENERATE",
+    "TRAIN",
+    "admit_generation",
+    "blocked_phrase",
+    "check_allowance",
+    "record_usage",
+    "user_key",
+]
+
+GENERATE = "generate"
+TRAIN = "train"
+_DAY = timedelta(days=1)
+
+
+def user_key(requester: Requester) -> str:
+    """Platform user ids are only unique per platform."""
+    return f"{requester.platform}:{requester.user_id}"
+
+
+async def check_allowance(
+    deps: Deps, requester: Requester, kind: str, amount: int
+) -> ErrorReply | None:
+    """An ErrorReply when this request would go over a limit; None when it may go ahead."""
+    usage = deps.usage
+    if usage is None:
+        return None
+    p = deps.policy
+    now = deps.clock.now()
+    who = user_key(requester)
+
+    if p.requests_per_window > 0:
+        window = timedelta(seconds=p.rate_window_s)
+        recent = await usage.request_times(who, now - window)
+        if len(recent) >= p.requests_per_window:
+            # The oldest request that still counts leaves the window first.
+            frees_at = recent[len(recent) - p.requests_per_window] + window
+            wait = max(1, math.ceil((frees_at - now).total_seconds()))
+            return ErrorReply(
+                f"You're sending requests too quickly (at most {p.requests_per_window} "
+                f"every {p.rate_window_s} s). Try again in {wait} s."
+            )
+
+    if kind == GENERATE:
+        per_user, per_server, unit = (
+            p.images_per_user_per_day,
+            p.images_per_server_per_day,
+            "images",
+        )
+    else:
+        per_user, per_server, unit = (
+            p.trainings_per_user_per_day,
+            p.trainings_per_server_per_day,
+            "trainings",
+        )
+    since = now - _DAY
+    # An admin's quota for this server (or everywhere) can only make it stricter.
+    admin_limit = await admin_quota_limit(deps, requester, kind)
+    if admin_limit is not None:
+        per_user = min(per_user, admin_limit) if per_user > 0 else admin_limit
+    if per_user > 0:
+        used = await usage.total(kind, since, user_key=who)
+        if used + amount > per_user:
+            return ErrorReply(
+                f"You have used {used} of your {per_user} {unit} for the last 24 hours"
+                f"{_asked(amount, unit)}. Try again later."
+            )
+    scope = requester.scope
+    if per_server > 0 and scope is not None:
+        used = await usage.total(kind, since, scope=scope)
+        if used + amount > per_server:
+            return ErrorReply(
+                f"This server has used {used} of its {per_server} {unit} for the last 24 "
+                f"hours{_asked(amount, unit)}. Try again later."
+            )
+    return None
+
+
+async def admit_generation(
+    deps: Deps, requester: Requester, prompt: str, count: int
+) -> ErrorReply | None:
+    """The blocklist, then the rate limit and image quotas, for one generation request."""
+    phrase = blocked_phrase(prompt, deps.policy.prompt_blocklist)
+    if phrase is not None:
+        return ErrorReply(
+            f"Your prompt contains {phrase!r}, which this server does not allow. "
+            "Nothing was queued; rephrase it."
+        )
+    return await check_allowance(deps, requester, GENERATE, count)
+
+
+async def record_usage(deps: Deps, requester: Requester, kind: str, amount: int) -> None:
+    if deps.usage is not None:
+        await deps.usage.record(
+            kind, user_key(requester), requester.scope, amount, deps.clock.now()
+        )
+
+
+def _asked(amount: int, unit: str) -> str:
+    return f", and this asks for {amount} more" if amount > 1 else ""
+
+
+def _fold(text: str) -> str:
+    """Lower case, accents and compatibility forms folded, anything not a letter or digit
+    a single space: so 'N.S.F.W', 'Ｎｓｆｗ' and 'nsfw!' all compare alike."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    letters = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(re.split(r"[\W_]+", letters)).strip()
+
+
+def blocked_phrase(prompt: str, blocklist: Iterable[str]) -> str | None:
+    """The first blocklisted word or phrase the prompt contains, as whole words."""
+    words = f" {_fold(prompt)} "
+    for phrase in blocklist:
+        folded = _fold(phrase)
+        if not folded:
+            continue
+        if f" {folded} " in words:
+            return phrase
+        # Letters spaced out to dodge the list ("n s f w", "n.s.f.w"): a run of single
+        # characters that spells the phrase.
+        if len(folded.replace(" ", "")) > 2:
+            singles = re.findall(r"(?:\b\w\b ?){3,}", words)
+            if any(folded.replace(" ", "") in run.replace(" ", "") for run in singles):
+                return phrase
+    return None

@@ -1,0 +1,225 @@
+"""C2PA Content Credentials on every output PNG, and reading them back for ``verify``.
+
+The manifest, signed with the operator's certificate (:mod:`.signing`), says:
+
+* ``c2pa.actions``: one ``c2pa.created`` action with digital source type
+  ``trainedAlgorithmicMedia``, the software agent (stylebot and its version) and, as action
+  parameters, the style and the base model;
+* ``c2pa.soft-binding``: the invisible watermark, algorithm :data:`SOFT_BINDING_ALG`, whose
+  value is the watermarked output id (base64 of its 6 bytes). A copy stripped of the
+  manifest can be matched back to it through the watermark, which is what a soft binding is
+  for;
+* the data hash that ``c2pa-python`` (the ``c2pa-rs`` SDK) adds, which binds the manifest to
+  these exact bytes: any change to the file shows as "Invalid".
+
+Module name: ``c2pa`` itself is the SDK's import name, so this one says what it holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import c2pa
+from PIL import Image
+
+from stylebot.provenance.metadata import (
+    TRAINED_ALGORITHMIC_MEDIA,
+    OutputMetadata,
+    encode_png,
+    software_name,
+)
+from stylebot.provenance.signing import SigningIdentity
+
+__all__ = [
+    "SOFT_BINDING_ALG",
+    "C2paCredentialsReader",
+    "CredentialsReport",
+    "finish_output_png",
+    "read_content_credentials",
+    "sign_output_png",
+]
+
+#: Names stylebot's watermark (version 2: dwtDctSvd with dither, Reed-Solomon, CRC).
+SOFT_BINDING_ALG = "org.stylebot.watermark.dwtdctsvd-rs.2"
+_CREATED = "c2pa.created"
+
+
+def finish_output_png(
+    image: Image.Image, meta: OutputMetadata, identity: SigningIdentity | None
+) -> bytes:
+    """The bytes of one output as it leaves the worker: PNG with the provenance chunks,
+    then, when the operator has a signing identity, a signed C2PA manifest."""
+    png = encode_png(image, meta)
+    return sign_output_png(png, meta, identity) if identity is not None else png
+
+
+def sign_output_png(png: bytes, meta: OutputMetadata, identity: SigningIdentity) -> bytes:
+    """``png`` with a signed C2PA manifest embedded (its text chunks are kept)."""
+    agent_name, _, agent_version = software_name().partition(" ")
+    manifest: dict[str, Any] = {
+        "claim_generator_info": [{"name": agent_name, "version": agent_version or "dev"}],
+        "title": f"stylebot-{meta.output_id}.png",
+        "format": "image/png",
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": _CREATED,
+                            "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
+                            "softwareAgent": {"name": software_name()},
+                            "parameters": {
+                                "style": meta.style_name,
+                                "base_model": meta.base_model,
+                                "output_id": meta.output_id,
+                            },
+                        }
+                    ]
+                },
+            },
+            {
+                "label": "c2pa.soft-binding",
+                "data": {
+                    "alg": SOFT_BINDING_ALG,
+                    "blocks": [
+                        {
+                            "scope": {},
+                            "value": base64.b64encode(bytes.fromhex(meta.output_id)).decode(),
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+    info = c2pa.C2paSignerInfo(
+        c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_pem, None
+    )
+    signed = io.BytesIO()
+    # No thumbnail: it would more than double the file for a picture that is its own preview.
+    context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+    with (
+        c2pa.Signer.from_info(info) as signer,
+        c2pa.Builder(json.dumps(manifest), context) as builder,
+    ):
+        builder.sign(signer, "image/png", io.BytesIO(png), signed)
+    return signed.getvalue()
+
+
+@dataclass(frozen=True)
+class CredentialsReport:
+    """What a file's C2PA manifest says, and whether it holds."""
+
+    state: str  # "Valid", "Trusted" or "Invalid" (the SDK's validation state)
+    problems: tuple[str, ...]  # failure codes, e.g. "assertion.dataHash.mismatch"
+    signer: str | None  # the signing certificate's issuer, as the SDK reports it
+    digital_source_type: str | None
+    style: str | None
+    base_model: str | None
+    watermark_id: str | None  # from the soft binding
+
+    @property
+    def valid(self) -> bool:
+        """The manifest and the file are intact and the signature checks out (whether or
+        not the signer's CA is on the trust list)."""
+        return self.state in ("Valid", "Trusted") and not self.problems
+
+    @property
+    def trusted(self) -> bool:
+        return self.valid and self.state == "Trusted"
+
+    def describe(self) -> str:
+        if self.valid:
+            trust = "trusted signer" if self.trusted else "signer not on the trust list"
+            head = f"Content Credentials (C2PA): valid, signed by {self.signer or '?'} ({trust})"
+        else:
+            head = "Content Credentials (C2PA): INVALID, the file was changed after signing"
+            if self.problems:
+                head += f" ({', '.join(self.problems[:3])})"
+        made = " made by a trained model (trainedAlgorithmicMedia)"
+        if self.digital_source_type != TRAINED_ALGORITHMIC_MEDIA:
+            made = ""
+        return head + (f";{made}" if made else "")
+
+
+def read_content_credentials(
+    data: bytes, trust_anchors_pem: bytes | None = None
+) -> CredentialsReport | None:
+    """The manifest of a PNG, JPEG or WebP, or None when it carries none (or none readable).
+
+    ``trust_anchors_pem``: CA certificates to trust besides the SDK's own list, e.g. the
+    operator's local CA, so that the bot's own outputs verify as "Trusted".
+    """
+    mime = _mime(data)
+    if mime is None:
+        return None
+    settings: dict[str, Any] = {}
+    if trust_anchors_pem:
+        settings = {"trust": {"trust_anchors": trust_anchors_pem.decode()}}
+    try:
+        context = c2pa.Context.from_dict(settings)
+        with c2pa.Reader(mime, io.BytesIO(data), None, context) as reader:
+            state = reader.get_validation_state() or "Invalid"
+            results = reader.get_validation_results() or {}
+            store = json.loads(reader.json())
+    except c2pa.C2paError:
+        return None
+    active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
+    failures = results.get("activeManifest", {}).get("failure", []) if results else []
+    # An unknown CA is not damage: it is what `trusted` reports.
+    problems = tuple(
+        code
+        for code in (str(f.get("code", "?")) for f in failures)
+        if code != "signingCredential.untrusted"
+    )
+    created: dict[str, Any] = {}
+    binding: str | None = None
+    for assertion in active.get("assertions", []):
+        label = str(assertion.get("label", ""))
+        body = assertion.get("data", {})
+        if label.startswith("c2pa.actions"):
+            for action in body.get("actions", []):
+                if action.get("action") == _CREATED:
+                    created = action
+        elif label == "c2pa.soft-binding" and body.get("alg") == SOFT_BINDING_ALG:
+            blocks = body.get("blocks") or [{}]
+            try:
+                binding = base64.b64decode(str(blocks[0].get("value", ""))).hex() or None
+            except ValueError:
+                binding = None
+    parameters = created.get("parameters", {}) or {}
+    signature = active.get("signature_info", {}) or {}
+    return CredentialsReport(
+        state=str(state),
+        problems=problems,
+        signer=signature.get("issuer"),
+        digital_source_type=created.get("digitalSourceType"),
+        style=parameters.get("style"),
+        base_model=parameters.get("base_model"),
+        watermark_id=binding,
+    )
+
+
+class C2paCredentialsReader:
+    """The core's ``ContentCredentialsReader`` port: trusts the operator's own CA too."""
+
+    def __init__(self, trust_anchors_pem: bytes | None = None) -> None:
+        self.trust_anchors_pem = trust_anchors_pem
+
+    def describe(self, data: bytes) -> str | None:
+        report = read_content_credentials(data, self.trust_anchors_pem)
+        return report.describe() if report is not None else None
+
+
+def _mime(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None

@@ -1,0 +1,131 @@
+"""In-memory fakes of the consent ledger and the opt-out registry.
+
+`tests/integration/safety/test_safety_storage.py` runs one contract suite over these and
+the SQLite adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from stylebot.bot.core import Policy, StyleBot
+from stylebot.bot.core.ledger import LedgerEntry, LedgerKind, chain_entry
+from stylebot.bot.core.optout import OptedOutImage
+from stylebot.queue.payloads import TrainSettings
+from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock
+from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+
+__all__ = [
+    "InMemoryConsentLedger",
+    "InMemoryOptOutRegistry",
+    "InMemoryUsageLog",
+    "SafetyWorld",
+    "safety_world",
+]
+
+
+class InMemoryConsentLedger:
+    def __init__(self) -> None:
+        self.rows: list[LedgerEntry] = []
+        self._lock = asyncio.Lock()
+
+    async def append(
+        self, kind: LedgerKind, payload: dict[str, Any], recorded_at: datetime
+    ) -> LedgerEntry:
+        async with self._lock:
+            entry = chain_entry(self.rows[-1] if self.rows else None, kind, payload, recorded_at)
+            self.rows.append(entry)
+            return entry
+
+    async def entries(self) -> list[LedgerEntry]:
+        async with self._lock:
+            # Copies, like rows read back from a database: callers cannot edit ours.
+            return [replace(e, payload=json.loads(json.dumps(e.payload))) for e in self.rows]
+
+    def of_kind(self, kind: LedgerKind) -> list[LedgerEntry]:
+        return [e for e in self.rows if e.kind == kind]
+
+
+class InMemoryOptOutRegistry:
+    def __init__(self) -> None:
+        self.images: list[OptedOutImage] = []
+
+    async def add(self, image: OptedOutImage) -> bool:
+        if image.created_at.tzinfo is None:
+            raise ValueError("created_at must be timezone-aware")
+        key = (image.platform, image.platform_user_id, image.sha256)
+        if any((i.platform, i.platform_user_id, i.sha256) == key for i in self.images):
+            return False
+        self.images.append(image)
+        return True
+
+    async def all(self) -> list[OptedOutImage]:
+        return list(self.images)
+
+
+class InMemoryUsageLog:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str | None, int, datetime]] = []
+
+    async def record(
+        self, kind: str, user_key: str, scope: str | None, amount: int, at: datetime
+    ) -> None:
+        if at.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware datetime (UTC)")
+        self.events.append((kind, user_key, scope, amount, at.astimezone(UTC)))
+
+    async def total(
+        self, kind: str, since: datetime, *, user_key: str | None = None, scope: str | None = None
+    ) -> int:
+        if (user_key is None) == (scope is None):
+            raise ValueError("give exactly one of user_key and scope")
+        return sum(
+            amount
+            for k, who, where, amount, at in self.events
+            if k == kind
+            and at >= since
+            and (who == user_key if user_key is not None else where == scope)
+        )
+
+    async def request_times(self, user_key: str, since: datetime) -> list[datetime]:
+        return sorted(at for _k, who, _s, _a, at in self.events if who == user_key and at >= since)
+
+
+@dataclass
+class SafetyWorld:
+    """The core on fakes, with the consent ledger and the opt-out registry wired in."""
+
+    bot: StyleBot
+    repo: InMemoryRepository
+    blobs: InMemoryBlobStore
+    queue: RecordingQueue
+    ledger: InMemoryConsentLedger
+    optouts: InMemoryOptOutRegistry
+    usage: InMemoryUsageLog
+    clock: SteppingClock
+
+
+def safety_world(policy: Policy | None = None) -> SafetyWorld:
+    repo = InMemoryRepository()
+    blobs = InMemoryBlobStore()
+    queue = RecordingQueue()
+    ledger = InMemoryConsentLedger()
+    optouts = InMemoryOptOutRegistry()
+    usage = InMemoryUsageLog()
+    clock = SteppingClock()
+    bot = StyleBot(
+        repo,
+        blobs,
+        queue,
+        PixelWatermark(),
+        clock,
+        policy or Policy(base_model="tiny", train=TrainSettings(steps=10, resolution=64)),
+        ledger=ledger,
+        optouts=optouts,
+        usage=usage,
+    )
+    return SafetyWorld(bot, repo, blobs, queue, ledger, optouts, usage, clock)

@@ -1,0 +1,210 @@
+"""One contract for the consent ledger and opt-out registry, over SQLite and the fakes.
+
+Plus what only SQLite can show: the chain survives reopening the file, the database refuses
+to change or delete an entry, two connections appending at once still form one chain, and
+`stylebot consent verify` finds a row someone edited in the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from tests.fakes.safety import InMemoryConsentLedger, InMemoryOptOutRegistry, InMemoryUsageLog
+
+from stylebot.bot.core.ledger import LedgerKind, verify_chain
+from stylebot.bot.core.optout import OptedOutImage
+from stylebot.cli import main
+from stylebot.config import Settings
+from stylebot.storage.ledger import SqliteConsentLedger
+from stylebot.storage.optout import SqliteOptOutRegistry
+from stylebot.storage.usage import SqliteUsageLog
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def ledger(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SqliteConsentLedger | InMemoryConsentLedger]:
+    if request.param == "memory":
+        yield InMemoryConsentLedger()
+        return
+    sqlite_ledger = await SqliteConsentLedger.open(tmp_path / "stylebot.db")
+    yield sqlite_ledger
+    await sqlite_ledger.close()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def optouts(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SqliteOptOutRegistry | InMemoryOptOutRegistry]:
+    if request.param == "memory":
+        yield InMemoryOptOutRegistry()
+        return
+    registry = await SqliteOptOutRegistry.open(tmp_path / "stylebot.db")
+    yield registry
+    await registry.close()
+
+
+async def test_appends_form_a_chain_that_reads_back_equal(
+    ledger: SqliteConsentLedger | InMemoryConsentLedger,
+) -> None:
+    payload = {"consent_id": 1, "note": "ünïcode ✓", "images": [{"sha256": "a" * 64}]}
+    first = await ledger.append(LedgerKind.CONSENT, payload, T0)
+    second = await ledger.append(LedgerKind.REVOCATION, {"style_id": 3}, T0 + timedelta(1))
+    stored = await ledger.entries()
+    assert stored == [first, second]
+    assert stored[0].payload == payload
+    assert stored[0].recorded_at == T0
+    assert verify_chain(stored).intact
+
+
+async def test_an_opt_out_is_registered_once_per_person(
+    optouts: SqliteOptOutRegistry | InMemoryOptOutRegistry,
+) -> None:
+    image = OptedOutImage("discord", "7", "a" * 64, "00ff00ff00ff00ff", T0)
+    assert await optouts.add(image)
+    assert not await optouts.add(image)
+    assert await optouts.add(OptedOutImage("telegram", "7", "a" * 64, "00ff00ff00ff00ff", T0))
+    stored = await optouts.all()
+    assert [(i.platform, i.sha256, i.phash, i.created_at) for i in stored] == [
+        ("discord", "a" * 64, "00ff00ff00ff00ff", T0),
+        ("telegram", "a" * 64, "00ff00ff00ff00ff", T0),
+    ]
+
+
+async def test_the_sqlite_chain_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "stylebot.db"
+    first = await SqliteConsentLedger.open(path)
+    await first.append(LedgerKind.CONSENT, {"n": 1}, T0)
+    await first.close()
+    second = await SqliteConsentLedger.open(path)
+    try:
+        entry = await second.append(LedgerKind.CONSENT, {"n": 2}, T0)
+        assert entry.seq == 2
+        assert verify_chain(await second.entries()).intact
+    finally:
+        await second.close()
+
+
+async def test_the_database_refuses_to_update_or_delete_an_entry(tmp_path: Path) -> None:
+    path = tmp_path / "stylebot.db"
+    ledger = await SqliteConsentLedger.open(path)
+    await ledger.append(LedgerKind.CONSENT, {"n": 1}, T0)
+    await ledger.close()
+    with sqlite3.connect(path) as db:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("UPDATE consent_ledger SET payload = '{}' WHERE seq = 1")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("DELETE FROM consent_ledger")
+        assert db.execute("SELECT COUNT(*) FROM consent_ledger").fetchone()[0] == 1
+
+
+async def test_two_connections_appending_at_once_make_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "stylebot.db"
+    one = await SqliteConsentLedger.open(path)
+    two = await SqliteConsentLedger.open(path)
+    try:
+        await asyncio.gather(
+            *((one if n % 2 else two).append(LedgerKind.CONSENT, {"n": n}, T0) for n in range(20))
+        )
+        entries = await one.entries()
+        assert [e.seq for e in entries] == list(range(1, 21))
+        assert verify_chain(entries).intact
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def _ledger_file(data_dir: Path, entries: int) -> Path:
+    path = Settings(data_dir=data_dir).database_path
+    ledger = await SqliteConsentLedger.open(path)
+    for n in range(entries):
+        await ledger.append(LedgerKind.CONSENT, {"consent_id": n + 1}, T0 + timedelta(n))
+    await ledger.close()
+    return path
+
+
+async def test_consent_verify_passes_an_intact_ledger_and_checks_the_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _ledger_file(tmp_path, 3)
+    assert await asyncio.to_thread(main, ["--data-dir", str(tmp_path), "consent", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "3 entries, intact" in out
+    head = out.rsplit("head ", 1)[1].strip()
+    ok = ["--data-dir", str(tmp_path), "consent", "verify", "--expect-head", head]
+    assert await asyncio.to_thread(main, ok) == 0
+    wrong = [*ok[:-1], "f" * 64]
+    assert await asyncio.to_thread(main, wrong) == 1
+    assert "not the expected" in capsys.readouterr().out
+
+
+async def test_consent_verify_reports_a_row_tampered_with_in_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = await _ledger_file(tmp_path, 4)
+    with sqlite3.connect(path) as db:
+        # What a tamperer with the file can do: drop the guard, then edit.
+        db.execute("DROP TRIGGER consent_ledger_no_update")
+        db.execute("""UPDATE consent_ledger SET payload = '{"consent_id":99}' WHERE seq = 2""")
+    status = await asyncio.to_thread(main, ["--data-dir", str(tmp_path), "consent", "verify"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "entry 2: its content was changed" in out
+    assert "BROKEN" in out
+
+
+async def test_consent_verify_reports_a_deleted_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = await _ledger_file(tmp_path, 4)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER consent_ledger_no_delete")
+        db.execute("DELETE FROM consent_ledger WHERE seq = 3")
+    status = await asyncio.to_thread(main, ["--data-dir", str(tmp_path), "consent", "verify"])
+    assert status == 1
+    assert "entry 4: expected entry 3" in capsys.readouterr().out
+
+
+def test_consent_verify_without_a_database_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--data-dir", str(tmp_path / "nothing"), "consent", "verify"]) == 2
+    assert "no database" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def usage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SqliteUsageLog | InMemoryUsageLog]:
+    if request.param == "memory":
+        yield InMemoryUsageLog()
+        return
+    log = await SqliteUsageLog.open(tmp_path / "stylebot.db")
+    yield log
+    await log.close()
+
+
+async def test_usage_sums_per_user_and_per_scope_since_a_time(
+    usage: SqliteUsageLog | InMemoryUsageLog,
+) -> None:
+    await usage.record("generate", "discord:1", "discord:g", 4, T0)
+    await usage.record("generate", "discord:2", "discord:g", 2, T0 + timedelta(hours=1))
+    await usage.record("generate", "discord:1", None, 3, T0 + timedelta(hours=2))
+    await usage.record("train", "discord:1", "discord:g", 1, T0 + timedelta(hours=3))
+    assert await usage.total("generate", T0, user_key="discord:1") == 7
+    assert await usage.total("generate", T0, scope="discord:g") == 6
+    assert await usage.total("generate", T0 + timedelta(minutes=1), scope="discord:g") == 2
+    assert await usage.total("train", T0, user_key="discord:1") == 1
+    assert await usage.total("train", T0, user_key="telegram:1") == 0
+    times = await usage.request_times("discord:1", T0 + timedelta(hours=1))
+    assert times == [T0 + timedelta(hours=2), T0 + timedelta(hours=3)]
+    with pytest.raises(ValueError, match="exactly one"):
+        await usage.total("generate", T0)

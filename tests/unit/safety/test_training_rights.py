@@ -1,0 +1,81 @@
+"""Metadata that reserves AI training is found in every place an image keeps it."""
+
+from __future__ import annotations
+
+import pytest
+from tests.unit.safety.reservations import (
+    DMI,
+    jpeg_with_c2pa_training_mining,
+    jpeg_with_xmp,
+    png_with_xmp,
+    webp_with_xmp,
+    xmp_with_data_mining,
+)
+
+from stylebot.bot.core.images import normalize_upload
+from stylebot.bot.core.training_rights import training_reservation
+
+PROHIBITED = [
+    "DMI-PROHIBITED",
+    "DMI-PROHIBITED-AIMLTRAINING",
+    "DMI-PROHIBITED-GENAIMLTRAINING",
+    "DMI-PROHIBITED-EXCEPTSEARCHENGINEINDEXING",
+    "DMI-PROHIBITED-SEECONSTRAINT",  # "prohibited, see constraints" is still prohibited
+]
+
+
+@pytest.mark.parametrize("value", PROHIBITED)
+@pytest.mark.parametrize(
+    "build",
+    [
+        jpeg_with_xmp,
+        webp_with_xmp,
+        lambda p: png_with_xmp(p, compressed=False),
+        lambda p: png_with_xmp(p, compressed=True),
+    ],
+    ids=["jpeg", "webp", "png", "png-compressed"],
+)
+def test_a_plus_data_mining_prohibition_is_found(value: str, build) -> None:  # type: ignore[no-untyped-def]
+    data = build(xmp_with_data_mining(DMI + value))
+    normalize_upload("photo.png", data)  # a valid image: only its metadata is the problem
+    reason = training_reservation(data)
+    assert reason is not None
+    assert "Data Mining" in reason
+
+
+def test_the_attribute_form_of_the_property_is_found_too() -> None:
+    data = jpeg_with_xmp(xmp_with_data_mining(DMI + "DMI-PROHIBITED", as_attribute=True))
+    assert training_reservation(data) is not None
+
+
+@pytest.mark.parametrize("value", ["DMI-ALLOWED", "DMI-UNSPECIFIED"])
+def test_permitting_or_unspecified_values_are_not_a_reservation(value: str) -> None:
+    data = jpeg_with_xmp(xmp_with_data_mining(DMI + value))
+    assert training_reservation(data) is None
+
+
+@pytest.mark.parametrize("label", ["cawg.training-mining", "c2pa.training-mining"])
+def test_a_c2pa_training_mining_not_allowed_is_found(label: str) -> None:
+    data = jpeg_with_c2pa_training_mining("notAllowed", label)
+    normalize_upload("photo.jpg", data)
+    reason = training_reservation(data)
+    assert reason is not None
+    assert "C2PA" in reason
+
+
+def test_a_c2pa_assertion_that_allows_training_is_not_a_reservation() -> None:
+    assert training_reservation(jpeg_with_c2pa_training_mining("allowed")) is None
+
+
+def test_broken_xmp_that_still_says_prohibited_is_honoured() -> None:
+    broken = xmp_with_data_mining(DMI + "DMI-PROHIBITED").replace(b"</rdf:RDF>", b"")
+    assert training_reservation(jpeg_with_xmp(broken)) is not None
+
+
+def test_many_unclosed_packets_are_cheap() -> None:
+    import time
+
+    hostile = jpeg_with_xmp(b"<x:xmpmeta>") + b"<x:xmpmeta " * 500_000 + b"</x:xmpmeta>"
+    started = time.perf_counter()
+    assert training_reservation(hostile) is None
+    assert time.perf_counter() - started < 2.0
