@@ -44,7 +44,9 @@ async def test_open_creates_the_file_sets_pragmas_and_applies_the_schema(tmp_pat
         assert row["one"] == 1
         assert await table_names(connection) >= EXPECTED_TABLES
         rows = list(await connection.execute_fetchall("SELECT * FROM schema_migrations"))
-        assert [(r["version"], r["name"]) for r in rows] == [(1, "initial")]
+        shipped = [(m.version, m.name) for m in load_migrations()]
+        assert [(r["version"], r["name"]) for r in rows] == shipped
+        assert shipped[0] == (1, "initial")
         assert rows[0]["applied_at"].endswith("+00:00")
         assert await scalar(connection, "PRAGMA integrity_check") == "ok"
         assert list(await connection.execute_fetchall("PRAGMA foreign_key_check")) == []
@@ -71,15 +73,18 @@ async def test_reopening_applies_nothing_and_keeps_the_data(tmp_path: Path) -> N
         "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
         " VALUES ('discord', '1', 'A', '2024-01-01T00:00:00.000000+00:00')"
     )
-    applied_at = await scalar(first, "SELECT applied_at FROM schema_migrations")
+    applied_at = await scalar(first, "SELECT MAX(applied_at) FROM schema_migrations")
     await first.close()
+    latest = load_migrations()[-1].version
 
     second = await open_database(path)
     try:
         assert await scalar(second, "SELECT COUNT(*) FROM users") == 1
-        assert await scalar(second, "SELECT COUNT(*) FROM schema_migrations") == 1
-        assert await scalar(second, "SELECT applied_at FROM schema_migrations") == applied_at
-        assert await schema_version(second) == 1
+        assert await scalar(second, "SELECT COUNT(*) FROM schema_migrations") == len(
+            load_migrations()
+        )
+        assert await scalar(second, "SELECT MAX(applied_at) FROM schema_migrations") == applied_at
+        assert await schema_version(second) == latest
     finally:
         await second.close()
 
@@ -89,29 +94,30 @@ async def test_a_failing_migration_leaves_the_previous_version_and_names_the_fil
 ) -> None:
     path = tmp_path / "db.sqlite"
     shipped = load_migrations()
+    latest = shipped[-1].version
     broken = Migration(
-        2,
+        latest + 1,
         "add_tags",
         "CREATE TABLE tags (id INTEGER PRIMARY KEY);\n"
         "INSERT INTO tags (id) VALUES (1);\n"
         "INSERT INTO no_such_table VALUES (1);\n",
     )
 
-    with pytest.raises(MigrationError, match=r"0002_add_tags\.sql") as caught:
+    with pytest.raises(MigrationError, match=rf"{latest + 1:04d}_add_tags\.sql") as caught:
         await open_database(path, [*shipped, broken])
     assert "no_such_table" in str(caught.value)
 
     connection = await open_database(path)  # the shipped migrations alone
     try:
-        assert await schema_version(connection) == 1
+        assert await schema_version(connection) == latest
         assert "tags" not in await table_names(connection)
     finally:
         await connection.close()
 
-    fixed = Migration(2, "add_tags", "CREATE TABLE tags (id INTEGER PRIMARY KEY);")
+    fixed = Migration(latest + 1, "add_tags", "CREATE TABLE tags (id INTEGER PRIMARY KEY);")
     connection = await open_database(path, [*shipped, fixed])
     try:
-        assert await schema_version(connection) == 2
+        assert await schema_version(connection) == latest + 1
         assert "tags" in await table_names(connection)
     finally:
         await connection.close()
@@ -119,11 +125,12 @@ async def test_a_failing_migration_leaves_the_previous_version_and_names_the_fil
 
 async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
-    newer = [*load_migrations(), Migration(2, "future", "CREATE TABLE future (x);")]
+    future = load_migrations()[-1].version + 1
+    newer = [*load_migrations(), Migration(future, "future", "CREATE TABLE future (x);")]
     connection = await open_database(path, newer)
     await connection.close()
 
-    with pytest.raises(MigrationError, match=r"schema version 2.*upgrade stylebot"):
+    with pytest.raises(MigrationError, match=rf"schema version {future}.*upgrade stylebot"):
         await open_database(path)
 
 

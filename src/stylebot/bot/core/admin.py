@@ -1,0 +1,458 @@
+"""Admin commands: the operator and server managers keep the bot fit for their community.
+
+Who may do what:
+
+- The **operator** runs the bot: a list of `platform:user_id` in the settings
+  (`STYLEBOT_OPERATORS`). They pause and resume training on every worker, set
+  quotas everywhere, ban and unban users from the whole bot, and see the
+  whole queue.
+- A **server manager** runs one Discord server or Telegram group. The adapter
+  knows who that is (Discord's Manage Server permission, Telegram's chat
+  administrators) and says so in the command (`manages_server`); the core
+  trusts it, as it trusts the requester's id. Managers set quotas for their
+  server, remove styles shared with it, and see its members' jobs.
+
+Everyone else gets a refusal that changes nothing. Each admin action is logged
+through the `AdminStore` with who did it, so a community can see what its
+managers did.
+
+Training is paused with a flag in Redis (the `TrainingSwitch` port), because
+workers, which never read the database, are the ones that honour it: while it
+is set they leave training jobs in the queue and keep generating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.jobs import cancel_job
+from stylebot.bot.core.model import Job, Requester, Visibility
+from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
+from stylebot.bot.core.replies import ErrorReply, Reply, TextReply
+
+__all__ = [
+    "GLOBAL_SCOPE",
+    "JOB_KINDS",
+    "AdminNotConfigured",
+    "AdminPorts",
+    "AdminStore",
+    "Authority",
+    "Ban",
+    "BanUser",
+    "PauseTraining",
+    "Quota",
+    "RemoveSharedStyle",
+    "ResumeTraining",
+    "SetQuota",
+    "ShowQueue",
+    "TrainingSwitch",
+    "UnbanUser",
+    "admin_quota_limit",
+    "authority_of",
+    "banned_refusal",
+    "handle_ban_user",
+    "handle_pause_training",
+    "handle_remove_shared_style",
+    "handle_resume_training",
+    "handle_set_quota",
+    "handle_show_queue",
+    "handle_unban_user",
+    "parse_operators",
+]
+
+# The scope of a quota that holds everywhere (set by the operator); server
+# quotas use the Requester.scope of the server ("discord:1234").
+GLOBAL_SCOPE = "*"
+JOB_KINDS = ("train", "generate")
+QUOTA_UNITS = {"generate": "images", "train": "trainings"}
+
+
+# -- ports -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ban:
+    platform: str
+    platform_user_id: str
+    reason: str
+    banned_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Quota:
+    """At most `per_day` of `kind` (images to generate, or trainings) per member over a
+    rolling day, within `scope`."""
+
+    scope: str
+    kind: str
+    per_day: int
+    set_by: str
+    updated_at: datetime
+
+
+class AdminStore(Protocol):
+    """Bans, quotas and the admin log (SQLite on the front end; a fake in tests)."""
+
+    async def ban(
+        self, platform: str, platform_user_id: str, reason: str, banned_by: str, at: datetime
+    ) -> None:
+        """Ban (or re-ban, with the new reason) a user of a platform."""
+        ...
+
+    async def unban(self, platform: str, platform_user_id: str) -> bool:
+        """Lift a ban; False when there was none."""
+        ...
+
+    async def ban_of(self, platform: str, platform_user_id: str) -> Ban | None: ...
+
+    async def set_quota(
+        self, scope: str, kind: str, per_day: int | None, set_by: str, at: datetime
+    ) -> None:
+        """Set a scope's quota for a kind of job; None removes it."""
+        ...
+
+    async def quotas(self, scopes: Sequence[str], kind: str) -> list[Quota]:
+        """The quotas set for `kind` in any of `scopes`."""
+        ...
+
+    async def log_action(self, actor: str, action: str, detail: str, at: datetime) -> None: ...
+
+
+class TrainingSwitch(Protocol):
+    """The flag workers read before taking a training job."""
+
+    async def pause(self, paused_by: str) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def paused_by(self) -> str | None:
+        """Who paused training, or None while it runs."""
+        ...
+
+
+@dataclass(frozen=True)
+class AdminPorts:
+    store: AdminStore
+    training: TrainingSwitch
+    # "platform:user_id" of each operator (see parse_operators).
+    operators: frozenset[str] = frozenset()
+
+
+class AdminNotConfigured(RuntimeError):
+    """The composition root built the core without AdminPorts (`Deps.admin`)."""
+
+
+def parse_operators(text: str) -> frozenset[str]:
+    """`"discord:123, telegram:456"` → {"discord:123", "telegram:456"}; blanks ignored."""
+    operators = set()
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        platform, sep, user_id = item.partition(":")
+        if not sep or not platform or not user_id:
+            raise ValueError(f"operator {item!r} should be platform:user_id, e.g. discord:1234")
+        operators.add(f"{platform.strip().lower()}:{user_id.strip()}")
+    return frozenset(operators)
+
+
+def _ports(deps: Deps) -> AdminPorts:
+    ports = getattr(deps, "admin", None)
+    if not isinstance(ports, AdminPorts):
+        raise AdminNotConfigured("admin commands need Deps.admin (AdminPorts) to be set")
+    return ports
+
+
+# -- who may do what ---------------------------------------------------------------------------
+
+
+class Authority(StrEnum):
+    OPERATOR = "operator"
+    SERVER_MANAGER = "server manager"
+    NONE = "none"
+
+
+def _who(requester: Requester) -> str:
+    return f"{requester.platform}:{requester.user_id}"
+
+
+def authority_of(ports: AdminPorts, requester: Requester, manages_server: bool) -> Authority:
+    if _who(requester) in ports.operators:
+        return Authority.OPERATOR
+    # Managing "the server" of a direct message means nothing: no scope, no authority.
+    if manages_server and requester.scope is not None:
+        return Authority.SERVER_MANAGER
+    return Authority.NONE
+
+
+OPERATOR_ONLY = ErrorReply("Only the bot's operator can do that.")
+MANAGERS_ONLY = ErrorReply(
+    "Only a manager of this server or group (or the bot's operator) can do that."
+)
+
+
+async def _log(
+    deps: Deps, ports: AdminPorts, requester: Requester, action: str, detail: str
+) -> None:
+    await ports.store.log_action(_who(requester), action, detail, deps.clock.now())
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PauseTraining:
+    """Workers stop taking training jobs (queued ones wait); generation goes on."""
+
+    requester: Requester
+
+
+@dataclass(frozen=True)
+class ResumeTraining:
+    requester: Requester
+
+
+@dataclass(frozen=True)
+class SetQuota:
+    """At most `per_day` images ("generate") or trainings ("train") per member per day;
+    None lifts the quota.
+
+    For the server the command came from, or with `everywhere` for every user
+    (operator only). Quotas only tighten: the lowest of the server's, the global
+    one and the operator's settings (Policy) holds.
+    """
+
+    requester: Requester
+    kind: str
+    per_day: int | None
+    manages_server: bool = False
+    everywhere: bool = False
+
+
+@dataclass(frozen=True)
+class RemoveSharedStyle:
+    """Stop sharing someone's style with this server; it stays its owner's, private."""
+
+    requester: Requester
+    name: str
+    manages_server: bool = False
+
+
+@dataclass(frozen=True)
+class BanUser:
+    """Ban a user of the requester's platform from the whole bot; their jobs are cancelled."""
+
+    requester: Requester
+    platform_user_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UnbanUser:
+    requester: Requester
+    platform_user_id: str
+
+
+@dataclass(frozen=True)
+class ShowQueue:
+    """Queued and running jobs: all of them for the operator, this server's for a manager."""
+
+    requester: Requester
+    manages_server: bool = False
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+async def handle_pause_training(deps: Deps, command: PauseTraining) -> Reply:
+    ports = _ports(deps)
+    if authority_of(ports, command.requester, False) is not Authority.OPERATOR:
+        return OPERATOR_ONLY
+    already = await ports.training.paused_by()
+    if already is not None:
+        return TextReply(f"Training is already paused (by {already}).")
+    await ports.training.pause(_who(command.requester))
+    await _log(deps, ports, command.requester, "pause-training", "")
+    return TextReply(
+        "Training is paused: workers finish the training they are running, then take no "
+        "new one until you resume. Generation goes on."
+    )
+
+
+async def handle_resume_training(deps: Deps, command: ResumeTraining) -> Reply:
+    ports = _ports(deps)
+    if authority_of(ports, command.requester, False) is not Authority.OPERATOR:
+        return OPERATOR_ONLY
+    if await ports.training.paused_by() is None:
+        return TextReply("Training is not paused.")
+    await ports.training.resume()
+    await _log(deps, ports, command.requester, "resume-training", "")
+    return TextReply("Training resumed: queued trainings start as workers free up.")
+
+
+async def handle_set_quota(deps: Deps, command: SetQuota) -> Reply:
+    ports = _ports(deps)
+    authority = authority_of(ports, command.requester, command.manages_server)
+    if command.kind not in JOB_KINDS:
+        return ErrorReply(
+            f"A quota is for {' or '.join(JOB_KINDS)}, not {printable(command.kind)!r}."
+        )
+    if command.per_day is not None and command.per_day < 1:
+        return ErrorReply("A quota is a number per member per day: 1 or more (or none).")
+    if command.everywhere:
+        if authority is not Authority.OPERATOR:
+            return OPERATOR_ONLY
+        scope, where = GLOBAL_SCOPE, "everywhere"
+    else:
+        if authority is Authority.NONE:
+            return MANAGERS_ONLY
+        if command.requester.scope is None:
+            return ErrorReply("Set a server's quota from inside that server or group.")
+        scope, where = command.requester.scope, "in this server"
+    await ports.store.set_quota(
+        scope, command.kind, command.per_day, _who(command.requester), deps.clock.now()
+    )
+    unit = QUOTA_UNITS[command.kind]
+    amount = "no limit" if command.per_day is None else f"{command.per_day} {unit} per member a day"
+    await _log(deps, ports, command.requester, "set-quota", f"{scope} {command.kind} {amount}")
+    return TextReply(f"Quota for {command.kind} {where}: {amount}.")
+
+
+async def handle_remove_shared_style(deps: Deps, command: RemoveSharedStyle) -> Reply:
+    ports = _ports(deps)
+    authority = authority_of(ports, command.requester, command.manages_server)
+    if authority is Authority.NONE:
+        return MANAGERS_ONLY
+    scope = command.requester.scope
+    try:
+        name = normalise_style_name(command.name)
+    except InvalidStyleName:
+        return ErrorReply(f"There is no style named {printable(command.name)!r}.")
+    named = await deps.repo.styles_named(name)
+    shared_here = [
+        s for s in named if s.visibility is Visibility.SERVER and s.shared_scope == scope
+    ]
+    public = [s for s in named if s.visibility is Visibility.PUBLIC]
+    if not shared_here and public and authority is Authority.OPERATOR:
+        shared_here = public  # only the operator can take a public style back
+    if not shared_here:
+        if public:
+            return ErrorReply(
+                f"Style {name} is public, not shared with this server; only the bot's "
+                "operator can make it private."
+            )
+        return ErrorReply(f"No style named {name} is shared with this server.")
+    for style in shared_here:
+        await deps.repo.set_style_visibility(style.id, Visibility.PRIVATE)
+        await _log(
+            deps, ports, command.requester, "remove-shared-style", f"style {style.id} from {scope}"
+        )
+    return TextReply(
+        f"Style {name} is no longer shared here. It stays its owner's, private to them."
+    )
+
+
+async def handle_ban_user(deps: Deps, command: BanUser) -> Reply:
+    ports = _ports(deps)
+    if authority_of(ports, command.requester, False) is not Authority.OPERATOR:
+        return OPERATOR_ONLY
+    platform = command.requester.platform
+    target = command.platform_user_id.strip()
+    if not target:
+        return ErrorReply("Say whom to ban: their user id on this platform.")
+    if f"{platform}:{target}" in ports.operators:
+        return ErrorReply("An operator cannot be banned; remove them from STYLEBOT_OPERATORS.")
+    await ports.store.ban(
+        platform, target, command.reason, _who(command.requester), deps.clock.now()
+    )
+    # Found by where the jobs came from, not by user record: looking the user up
+    # by id would create one (or rename them) as a side effect.
+    cancelled = 0
+    for job in await deps.repo.active_jobs():
+        if (job.origin.platform, job.origin.user_id) == (platform, target):
+            await cancel_job(deps, job)
+            cancelled += 1
+    await _log(deps, ports, command.requester, "ban", f"{platform}:{target} {command.reason}")
+    jobs = f"; {cancelled} of their jobs cancelled" if cancelled else ""
+    return TextReply(f"Banned {target} from the bot{jobs}.")
+
+
+async def handle_unban_user(deps: Deps, command: UnbanUser) -> Reply:
+    ports = _ports(deps)
+    if authority_of(ports, command.requester, False) is not Authority.OPERATOR:
+        return OPERATOR_ONLY
+    platform = command.requester.platform
+    target = command.platform_user_id.strip()
+    if not await ports.store.unban(platform, target):
+        return ErrorReply(f"{printable(target)} is not banned.")
+    await _log(deps, ports, command.requester, "unban", f"{platform}:{target}")
+    return TextReply(f"{target} may use the bot again.")
+
+
+def _describe(job: Job, position: int, owner: str) -> str:
+    progress = f" {job.step}/{job.total}" if job.total else ""
+    return f"{position:>3}. {job.kind} by {owner}: {job.status}{progress} ({job.id})"
+
+
+async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
+    ports = _ports(deps)
+    authority = authority_of(ports, command.requester, command.manages_server)
+    if authority is Authority.NONE:
+        return MANAGERS_ONLY
+    active = await deps.repo.active_jobs()
+    # Positions count every job ahead, also those a manager does not see.
+    listed = [
+        (position, job)
+        for position, job in enumerate(active, start=1)
+        if authority is Authority.OPERATOR or job.origin.scope == command.requester.scope
+    ]
+    paused_by = await ports.training.paused_by()
+    header = f"{len(active)} job(s) queued or running"
+    if authority is Authority.SERVER_MANAGER:
+        header += f", {len(listed)} from this server"
+    lines = [header + "."]
+    if paused_by is not None:
+        lines.append(f"Training is paused (by {paused_by}); generation goes on.")
+    names: dict[int, str] = {}
+    for position, job in listed:
+        if job.user_id not in names:
+            user = await deps.repo.get_user(job.user_id)
+            names[job.user_id] = user.display_name if user else f"user {job.user_id}"
+        lines.append(_describe(job, position, names[job.user_id]))
+    return TextReply("\n".join(lines))
+
+
+# -- gates the other handlers call -------------------------------------------------------------
+
+
+async def banned_refusal(deps: Deps, requester: Requester) -> ErrorReply | None:
+    """The reply for a banned user's command, or None to go ahead. Without AdminPorts
+    (a bot built without admin) nobody is banned."""
+    ports = getattr(deps, "admin", None)
+    if not isinstance(ports, AdminPorts) or _who(requester) in ports.operators:
+        return None
+    if await ports.store.ban_of(requester.platform, requester.user_id) is None:
+        return None
+    return ErrorReply("You cannot use this bot here. Ask the server's managers why.")
+
+
+async def admin_quota_limit(deps: Deps, requester: Requester, kind: str) -> int | None:
+    """The strictest per-member daily quota admins set for `kind` where the requester is
+    (the global one, and their server's), or None when none applies.
+
+    Units are those of the operator's quotas in Policy (stylebot.bot.core.quotas):
+    images for "generate", trainings for "train". The quota check takes the lower of
+    this and the Policy's per-user limit; operators have no admin quota.
+    """
+    ports = getattr(deps, "admin", None)
+    if not isinstance(ports, AdminPorts) or _who(requester) in ports.operators:
+        return None
+    scopes = [GLOBAL_SCOPE] + ([requester.scope] if requester.scope else [])
+    quotas = await ports.store.quotas(scopes, kind)
+    return min((quota.per_day for quota in quotas), default=None)

@@ -1,0 +1,123 @@
+"""Structured logs: every line logged while a job is handled carries its job id.
+
+The worker (and the front end, while it handles a job's event) wraps the work in
+`job_context(job_id)`; a filter on the root handlers copies the id from a
+context variable onto each record, so the engine, arq and library loggers need
+no change. Lines about no job carry `-`.
+
+Two formats: `text` (one line, `job=...` after the logger name) for a terminal
+or journald, and `json` (one object per line) for log collectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+from stylebot.config import ENV_PREFIX, Settings
+
+__all__ = [
+    "NO_JOB",
+    "JobIdFilter",
+    "JsonFormatter",
+    "LogFormat",
+    "bind_job_context",
+    "configure_logging",
+    "current_job_id",
+    "job_context",
+    "log_format_of",
+]
+
+NO_JOB = "-"
+LogFormat = Literal["text", "json"]
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s job=%(job_id)s: %(message)s"
+
+_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "stylebot_job_id", default=None
+)
+
+
+def current_job_id() -> str | None:
+    """The id of the job this code runs for, or None."""
+    return _job_id.get()
+
+
+async def bind_job_context(ctx: dict[str, Any]) -> None:
+    """An arq `on_job_start` hook: the rest of the job's task logs with its id, arq's own
+    result line included. arq runs each job in a task of its own, so this ends with it."""
+    job_id = ctx.get("job_id")
+    if job_id:
+        _job_id.set(str(job_id))
+
+
+@contextlib.contextmanager
+def job_context(job_id: str) -> Iterator[None]:
+    """Every log record made inside (in this task, and in threads started with a copy of
+    this context) carries `job_id`."""
+    token = _job_id.set(job_id)
+    try:
+        yield
+    finally:
+        _job_id.reset(token)
+
+
+class JobIdFilter(logging.Filter):
+    """Adds `record.job_id`; a record that already has one (passed in `extra=`) keeps it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "job_id", None):
+            record.job_id = _job_id.get() or NO_JOB
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, job_id (when there is one), message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        job_id = getattr(record, "job_id", None)
+        if job_id and job_id != NO_JOB:
+            entry["job_id"] = job_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(
+    level: int = logging.INFO, log_format: LogFormat = "text", stream: TextIO | None = None
+) -> logging.Handler:
+    """Replace the root handlers with one that writes job-tagged lines to `stream`."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(JobIdFilter())
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+def log_format_of(settings: Settings) -> LogFormat:
+    """The log_format setting (`text` or `json`): the Settings field once it exists,
+    else the TOML file's value, else STYLEBOT_LOG_FORMAT; `text` when unset."""
+    raw = getattr(settings, "log_format", None) or settings.extra.get("log_format")
+    raw = raw or os.environ.get(ENV_PREFIX + "LOG_FORMAT") or "text"
+    value = str(raw).strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"log_format should be text or json, got {raw!r}")
+    return "json" if value == "json" else "text"

@@ -1,0 +1,209 @@
+"""Admin state: the core's `AdminStore` port on SQLite, and its `TrainingSwitch` on Redis.
+
+Bans, quotas and the admin log are records, so they live in the front end's
+database (migration 0002_admin), on a connection of their own like the consent
+ledger's: each write is one short transaction, never inside a repository one.
+
+The training pause is a Redis key instead, because the workers honour it and
+workers never open the database. It has no expiry: a pause lasts until an
+operator resumes, across restarts of everything (Redis persists it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+from redis.asyncio import Redis
+
+from stylebot.bot.core.admin import AdminPorts, Ban, Quota, parse_operators
+from stylebot.config import ENV_PREFIX, Settings
+from stylebot.storage.database import open_database
+
+__all__ = [
+    "OPERATORS_SETTING",
+    "TRAINING_PAUSED_KEY",
+    "RedisTrainingSwitch",
+    "SqliteAdminStore",
+    "open_admin_ports",
+    "operators_from",
+    "training_paused",
+]
+
+OPERATORS_SETTING = "operators"
+
+# Set while training is paused; the value says who paused it.
+TRAINING_PAUSED_KEY = "stylebot:admin:training-paused"
+
+
+def _utc_text(moment: datetime) -> str:
+    """The repository's time format (fixed-width UTC text), so times compare as text."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment!r}: pass an aware datetime (UTC)")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class SqliteAdminStore:
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        """Open (and migrate) the database file at `path` on a connection of its own."""
+        return cls(await open_database(path))
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = await self._db.execute(sql, params)
+                changed = cursor.rowcount
+                await self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    await asyncio.shield(self._db.execute("ROLLBACK"))
+                raise
+        return changed
+
+    async def _rows(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    async def ban(
+        self, platform: str, platform_user_id: str, reason: str, banned_by: str, at: datetime
+    ) -> None:
+        await self._write(
+            "INSERT INTO bans (platform, platform_user_id, reason, banned_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
+            " reason = excluded.reason, banned_by = excluded.banned_by,"
+            " created_at = excluded.created_at",
+            (platform, platform_user_id, reason, banned_by, _utc_text(at)),
+        )
+
+    async def unban(self, platform: str, platform_user_id: str) -> bool:
+        removed = await self._write(
+            "DELETE FROM bans WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+        return removed > 0
+
+    async def ban_of(self, platform: str, platform_user_id: str) -> Ban | None:
+        rows = await self._rows(
+            "SELECT * FROM bans WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return Ban(
+            platform=row["platform"],
+            platform_user_id=row["platform_user_id"],
+            reason=row["reason"],
+            banned_by=row["banned_by"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+        )
+
+    async def set_quota(
+        self, scope: str, kind: str, per_day: int | None, set_by: str, at: datetime
+    ) -> None:
+        if per_day is None:
+            await self._write("DELETE FROM quotas WHERE scope = ? AND kind = ?", (scope, kind))
+            return
+        await self._write(
+            "INSERT INTO quotas (scope, kind, per_day, set_by, updated_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (scope, kind) DO UPDATE SET"
+            " per_day = excluded.per_day, set_by = excluded.set_by,"
+            " updated_at = excluded.updated_at",
+            (scope, kind, per_day, set_by, _utc_text(at)),
+        )
+
+    async def quotas(self, scopes: Sequence[str], kind: str) -> list[Quota]:
+        if not scopes:
+            return []
+        marks = ", ".join("?" for _ in scopes)
+        rows = await self._rows(
+            f"SELECT * FROM quotas WHERE kind = ? AND scope IN ({marks}) ORDER BY scope",
+            (kind, *scopes),
+        )
+        return [
+            Quota(
+                scope=row["scope"],
+                kind=row["kind"],
+                per_day=int(row["per_day"]),
+                set_by=row["set_by"],
+                updated_at=datetime.fromisoformat(row["updated_at"]),
+            )
+            for row in rows
+        ]
+
+    async def log_action(self, actor: str, action: str, detail: str, at: datetime) -> None:
+        await self._write(
+            "INSERT INTO admin_log (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+            (_utc_text(at), actor, action, detail),
+        )
+
+    async def recent_actions(self, limit: int = 50) -> list[tuple[datetime, str, str, str]]:
+        """(when, who, action, detail), newest first."""
+        rows = await self._rows(
+            "SELECT at, actor, action, detail FROM admin_log ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [
+            (datetime.fromisoformat(row["at"]), row["actor"], row["action"], row["detail"])
+            for row in rows
+        ]
+
+
+class RedisTrainingSwitch:
+    """The training pause flag, on the Redis the workers share."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def pause(self, paused_by: str) -> None:
+        await self.redis.set(TRAINING_PAUSED_KEY, paused_by.encode())
+
+    async def resume(self) -> None:
+        await self.redis.delete(TRAINING_PAUSED_KEY)
+
+    async def paused_by(self) -> str | None:
+        value = await self.redis.get(TRAINING_PAUSED_KEY)
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def training_paused(redis: Redis) -> bool:
+    """For workers: True while an operator has paused training."""
+    return bool(await redis.exists(TRAINING_PAUSED_KEY))
+
+
+def operators_from(settings: Settings) -> frozenset[str]:
+    """The operators setting ("discord:123,telegram:456"): the Settings field once it
+    exists, else the TOML file's value, else STYLEBOT_OPERATORS."""
+    if hasattr(settings, OPERATORS_SETTING):
+        raw = getattr(settings, OPERATORS_SETTING)
+    else:
+        raw = settings.extra.get(OPERATORS_SETTING) or os.environ.get(
+            ENV_PREFIX + OPERATORS_SETTING.upper(), ""
+        )
+    if isinstance(raw, list | tuple | frozenset | set):
+        raw = ",".join(str(item) for item in raw)
+    return parse_operators(str(raw or ""))
+
+
+async def open_admin_ports(settings: Settings, redis: Redis) -> tuple[AdminPorts, SqliteAdminStore]:
+    """The core's AdminPorts for a front end; close the returned store on the way out."""
+    store = await SqliteAdminStore.open(settings.database_path)
+    return AdminPorts(store, RedisTrainingSwitch(redis), operators_from(settings)), store

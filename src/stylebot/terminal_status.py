@@ -1,0 +1,331 @@
+"""`stylebot status`: workers, the queue and running jobs, read from Redis alone.
+
+Everything shown comes from what arq and the workers keep in Redis: the queue
+(a sorted set of job ids), each job's record (`arq:job:<id>`, which names the
+function, i.e. the job kind), the in-progress markers of running jobs, workers'
+health-check keys, and the progress events on the events stream. It never
+opens the database, so it runs next to a front end that holds it, on any host
+that reaches the Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import redis
+from arq.constants import (
+    health_check_key_suffix,
+    in_progress_key_prefix,
+    job_key_prefix,
+    retry_key_prefix,
+)
+
+from stylebot.config import Settings
+from stylebot.queue.connection import QUEUE_NAME
+from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.redis_server import socket_path_for
+from stylebot.storage.admin import TRAINING_PAUSED_KEY
+
+__all__ = [
+    "JOB_KINDS",
+    "QueueSnapshot",
+    "QueuedJob",
+    "RedisUnavailable",
+    "RunningJob",
+    "WorkerHealth",
+    "progress_bar",
+    "read_snapshot",
+    "redis_for_status",
+    "render_snapshot",
+    "run_status",
+    "worker_health_key",
+]
+
+JOB_KINDS = ("train", "generate")
+# arq's own health-check key for the queue: one key, written by whichever worker
+# checked in last.
+QUEUE_HEALTH_KEY = QUEUE_NAME + health_check_key_suffix
+# One key per worker when workers pass `health_check_key=worker_health_key(name)`.
+WORKER_HEALTH_PREFIX = "stylebot:worker:"
+# Progress of running jobs is looked up in this many of the newest events.
+RECENT_EVENTS = 1000
+_HEALTH_FIELD = re.compile(r"(\w+)=(\d+)")
+
+
+def worker_health_key(worker_name: str) -> str:
+    """The health-check key of one worker (e.g. `host-pid`), so each shows separately."""
+    return f"{WORKER_HEALTH_PREFIX}{worker_name}{health_check_key_suffix}"
+
+
+class RedisUnavailable(RuntimeError):
+    """No Redis to read; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    job_id: str
+    kind: str
+    enqueued_at: datetime | None
+    starts: int
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    job_id: str
+    kind: str
+    step: int
+    total: int
+    starts: int
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    name: str
+    checked_at: str
+    completed: int
+    failed: int
+    retried: int
+    ongoing: int
+    expires_in_s: float
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    queued: tuple[QueuedJob, ...]
+    running: tuple[RunningJob, ...]
+    workers: tuple[WorkerHealth, ...]
+    # Who paused training (an admin command), or None while training runs.
+    training_paused_by: str | None = None
+
+    def depth(self, kind: str) -> int:
+        return sum(1 for job in self.queued if job.kind == kind)
+
+    def running_count(self, kind: str) -> int:
+        return sum(1 for job in self.running if job.kind == kind)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _job_record(raw: bytes | None) -> dict[str, Any]:
+    """arq's job record, JSON-encoded by stylebot's serializer; {} when gone or foreign."""
+    if raw is None:
+        return {}
+    try:
+        record = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _latest_progress(client: redis.Redis, job_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """(step, total) from the newest progress or started event of each job."""
+    wanted = set(job_ids)
+    progress: dict[str, tuple[int, int]] = {}
+    if not wanted:
+        return progress
+    for _message_id, fields in client.xrevrange(EVENTS_STREAM, count=RECENT_EVENTS):
+        raw = fields.get(b"event") or fields.get("event")
+        try:
+            event = json.loads(raw)
+        except (TypeError, ValueError):
+            continue
+        job_id = event.get("job_id")
+        if (
+            job_id in wanted
+            and job_id not in progress
+            and event.get("kind")
+            in (
+                "progress",
+                "started",
+            )
+        ):
+            progress[job_id] = (int(event.get("step") or 0), int(event.get("total") or 0))
+            if len(progress) == len(wanted):
+                break
+    return progress
+
+
+def _workers(client: redis.Redis) -> list[WorkerHealth]:
+    """Workers whose health-check key is current: one per worker when workers use
+    `worker_health_key`, else arq's shared queue key (which stands for "at least one")."""
+    keys = sorted(_text(k) for k in client.scan_iter(match=worker_health_key("*"), count=100))
+    if not keys:
+        keys = [QUEUE_HEALTH_KEY]
+    workers = []
+    for key in keys:
+        info = client.get(key)
+        if info is None:
+            continue
+        text = _text(info)
+        fields = {name: int(value) for name, value in _HEALTH_FIELD.findall(text)}
+        name = (
+            "(arq queue check)"
+            if key == QUEUE_HEALTH_KEY
+            else key.removeprefix(WORKER_HEALTH_PREFIX).removesuffix(health_check_key_suffix)
+        )
+        workers.append(
+            WorkerHealth(
+                name=name,
+                checked_at=text.split(" j_", 1)[0],
+                completed=fields.get("j_complete", 0),
+                failed=fields.get("j_failed", 0),
+                retried=fields.get("j_retried", 0),
+                ongoing=fields.get("j_ongoing", 0),
+                expires_in_s=max(client.pttl(key), 0) / 1000,
+            )
+        )
+    return workers
+
+
+def read_snapshot(client: redis.Redis) -> QueueSnapshot:
+    """What is queued, what runs and which workers checked in, as of now."""
+    job_ids = [_text(member) for member in client.zrange(QUEUE_NAME, 0, -1)]
+    pipe = client.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.get(job_key_prefix + job_id)
+        pipe.exists(in_progress_key_prefix + job_id)
+        # arq counts each start of a job here: above 1 while running, or above 0
+        # while queued, means a worker took it before and did not finish it.
+        pipe.get(retry_key_prefix + job_id)
+    replies = pipe.execute() if job_ids else []
+    queued: list[QueuedJob] = []
+    running_records: list[tuple[str, dict[str, Any]]] = []
+    for index, job_id in enumerate(job_ids):
+        raw_record, in_progress, starts = replies[3 * index : 3 * index + 3]
+        record = _job_record(raw_record)
+        record["starts"] = int(starts or 0)
+        if in_progress:
+            running_records.append((job_id, record))
+            continue
+        enqueued_ms = record.get("et")
+        queued.append(
+            QueuedJob(
+                job_id=job_id,
+                kind=str(record.get("f", "?")),
+                enqueued_at=datetime.fromtimestamp(enqueued_ms / 1000, UTC)
+                if isinstance(enqueued_ms, int | float)
+                else None,
+                starts=record["starts"],
+            )
+        )
+    progress = _latest_progress(client, (job_id for job_id, _ in running_records))
+    running = tuple(
+        RunningJob(
+            job_id=job_id,
+            kind=str(record.get("f", "?")),
+            step=progress.get(job_id, (0, 0))[0],
+            total=progress.get(job_id, (0, 0))[1],
+            starts=record["starts"],
+        )
+        for job_id, record in running_records
+    )
+    paused_by = client.get(TRAINING_PAUSED_KEY)
+    return QueueSnapshot(
+        tuple(queued),
+        running,
+        tuple(_workers(client)),
+        training_paused_by=_text(paused_by) if paused_by is not None else None,
+    )
+
+
+def progress_bar(step: int, total: int, width: int = 24) -> str:
+    """`[#########---------------]  37%  9/24`; an unknown total shows as waiting."""
+    if total <= 0:
+        return "[" + "." * width + "]  starting"
+    done = min(max(step, 0), total)
+    filled = round(width * done / total)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {100 * done // total:3d}%  {done}/{total}"
+
+
+def render_snapshot(snapshot: QueueSnapshot, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    lines = [f"Workers ({len(snapshot.workers)})"]
+    if not snapshot.workers:
+        lines.append("  none has checked in (is `stylebot worker` running?)")
+    for worker in snapshot.workers:
+        lines.append(
+            f"  {worker.name:<28} checked {worker.checked_at}  done {worker.completed}"
+            f"  failed {worker.failed}  retried {worker.retried}  running {worker.ongoing}"
+        )
+    depths = ", ".join(f"{kind} {snapshot.depth(kind)}" for kind in JOB_KINDS)
+    lines += ["", f"Queue: {len(snapshot.queued)} waiting ({depths})"]
+    if snapshot.training_paused_by is not None:
+        lines.append(f"  training is paused (by {snapshot.training_paused_by}); generation goes on")
+    for position, job in enumerate(snapshot.queued, start=1):
+        waited = (
+            f"waiting {int((now - job.enqueued_at).total_seconds())} s"
+            if job.enqueued_at
+            else "waiting"
+        )
+        retry = f"  (started {job.starts}x before)" if job.starts else ""
+        lines.append(f"  {position:>3}. {job.kind:<9} {job.job_id}  {waited}{retry}")
+    lines += ["", f"Running ({len(snapshot.running)})"]
+    for running in snapshot.running:
+        lines.append(
+            f"  {running.kind:<9} {running.job_id}  {progress_bar(running.step, running.total)}"
+            + (f"  attempt {running.starts}" if running.starts > 1 else "")
+        )
+    return "\n".join(lines)
+
+
+def redis_for_status(settings: Settings) -> redis.Redis:
+    """A client on the configured Redis, or on the data directory's embedded one if it is
+    running. Never starts a server: with nothing running there is nothing to show."""
+    if settings.redis_url:
+        url = settings.redis_url
+    else:
+        socket_path: Path = socket_path_for(settings.data_dir)
+        if not socket_path.exists():
+            raise RedisUnavailable(
+                f"no embedded Redis is running for {settings.data_dir.resolve()} (start "
+                "`stylebot run`, `console` or `worker` there), and REDIS_URL is not set"
+            )
+        url = f"unix://{socket_path}"
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from exc
+    return client
+
+
+def run_status(
+    settings: Settings, out: TextIO, *, watch_every_s: float | None = None, rounds: int = 0
+) -> int:
+    """Print the status once, or every `watch_every_s` seconds until Ctrl-C (or `rounds`)."""
+    try:
+        client = redis_for_status(settings)
+    except RedisUnavailable as exc:
+        print(f"stylebot status: {exc}", file=out)
+        return 1
+    shown = 0
+    try:
+        while True:
+            text = render_snapshot(read_snapshot(client))
+            if watch_every_s is not None and out.isatty():
+                out.write("\x1b[H\x1b[2J")  # clear the screen between refreshes
+            width = shutil.get_terminal_size((100, 20)).columns
+            print("\n".join(line[:width] for line in text.splitlines()), file=out, flush=True)
+            shown += 1
+            if watch_every_s is None or (rounds and shown >= rounds):
+                return 0
+            print(file=out)
+            time.sleep(watch_every_s)
+    except KeyboardInterrupt:
+        return 0
+    except redis.RedisError as exc:
+        print(f"stylebot status: lost Redis: {exc}", file=out)
+        return 1
+    finally:
+        client.close()

@@ -1,0 +1,114 @@
+"""`stylebot doctor` as the operator runs it: a separate process on a data directory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+# Plausible shapes, not real tokens: doctor checks the form, it cannot reach the platforms.
+DISCORD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB"
+TELEGRAM_TOKEN = "123456789:AAEabcdefghijklmnopqrstuvwxyz0123456"
+
+
+def doctor(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("STYLEBOT_")
+        and k not in ("REDIS_URL", "DISCORD_TOKEN", "TELEGRAM_TOKEN", "DISCORD_GUILD_ID")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "stylebot", "--data-dir", str(tmp_path / "data"), "doctor", *args],
+        env={**clean, **env},
+        cwd=tmp_path,  # no stray ./stylebot.toml
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def lines_by_check(output: str) -> dict[str, str]:
+    """check name -> its level, from the report's first column."""
+    found = {}
+    for line in output.splitlines():
+        level, _, rest = line.partition("  ")
+        if level.strip() in ("OK", "WARN", "FAIL"):
+            name = rest.strip().split("  ")[0]
+            found[name] = level.strip()
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_fresh_install_fails_on_the_missing_model_and_says_how_to_build_it(
+    tmp_path: Path,
+) -> None:
+    result = doctor(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    levels = lines_by_check(result.stdout)
+    assert levels["model"] == "FAIL"
+    assert f"fix: set STYLEBOT_BASE_MODEL, or run `stylebot model tiny {tmp_path}" in result.stdout
+    assert levels["tokens"] == "WARN"
+    assert levels["redis"] == "OK"  # the embedded Redis can start
+    assert levels["disk"] == "OK"
+    assert levels["signing certificate"] == "WARN"
+    assert "not configured" in result.stdout
+    assert "1 failed" in result.stdout
+    # Checking changed nothing: no data directory, no embedded Redis files.
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_dir: Path) -> None:
+    result = doctor(
+        tmp_path,
+        STYLEBOT_BASE_MODEL=str(tiny_model_dir),
+        STYLEBOT_DEVICE="cpu",
+        DISCORD_TOKEN=DISCORD_TOKEN,
+        TELEGRAM_TOKEN=TELEGRAM_TOKEN,
+        STYLEBOT_METRICS_PORT=str(free_port()),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    levels = lines_by_check(result.stdout)
+    assert set(levels) == {
+        "settings",
+        "tokens",
+        "redis",
+        "model",
+        "gpu",
+        "disk",
+        "metrics",
+        "signing certificate",
+    }
+    assert "FAIL" not in levels.values()
+    assert levels["model"] == "OK"
+    assert f"{tiny_model_dir} loads on cpu" in result.stdout
+    assert "will start Discord and Telegram" in result.stdout
+    assert levels["metrics"] == "OK"
+
+
+def test_unreachable_redis_and_a_garbled_token_fail_with_fixes(tmp_path: Path) -> None:
+    result = doctor(
+        tmp_path,
+        "--no-model",
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        TELEGRAM_TOKEN="not-a-token",
+        STYLEBOT_DEVICE="cuda",
+    )
+    assert result.returncode == 1
+    levels = lines_by_check(result.stdout)
+    assert "model" not in levels  # --no-model
+    assert levels["redis"] == "FAIL"
+    assert "fix: start Redis there, or fix REDIS_URL" in result.stdout
+    assert levels["tokens"] == "FAIL"
+    assert "TELEGRAM_TOKEN does not look like a bot token" in result.stdout
+    # No CUDA on this machine, and the settings demand it.
+    assert levels["gpu"] == "FAIL"
+    assert "3 failed" in result.stdout
