@@ -72,6 +72,9 @@ async def main(runs: int) -> None:
                         direct.append(direct_s)
                         through_queue.append(queued_s)
             finally:
+                # The last "finished" event comes before arq has recorded the
+                # job: let it, so that closing does not cancel it half-way.
+                await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

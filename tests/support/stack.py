@@ -82,6 +82,10 @@ async def worker(settings: Settings, frontend: FrontEnd, tiny_engine: Any) -> As
     )
     task = asyncio.create_task(arq_worker.async_run())
     yield
+    # A job's last event comes before arq has recorded the job: let arq
+    # finish its bookkeeping, so that stopping does not cancel it half-way.
+    if arq_worker.tasks:
+        await asyncio.wait(arq_worker.tasks.values(), timeout=10)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -23,11 +23,14 @@ from transformers.utils import logging as transformers_logging
 
 from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
 from stylebot.engine.models import load_pipeline
-from stylebot.provenance.metadata import OutputMetadata, encode_png
+from stylebot.provenance.content_credentials import finish_output_png
+from stylebot.provenance.metadata import OutputMetadata
+from stylebot.provenance.signing import SigningIdentity
 from stylebot.provenance.watermark import embed_watermark
 from stylebot.queue.payloads import GenerateJob, TrainSettings
+from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.dataset import prepare_training_image
-from stylebot.trainer.lora import TrainingCancelled, train_lora
+from stylebot.trainer.lora import DeviceSharing, TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class TrainedWeights:
     steps: int
     final_loss: float
     seconds: float
+    # Steps done by an earlier, interrupted attempt that this one continued.
+    resumed_from: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,37 @@ class FinishedImage:
     output_id: str
     png: bytes
     seed: int
+
+
+def _usable_checkpoint(data: bytes | None, settings: TrainSettings) -> TrainingCheckpoint | None:
+    if data is None:
+        return None
+    try:
+        checkpoint = TrainingCheckpoint.from_bytes(data)
+    except Exception:  # a truncated or foreign blob: start over rather than fail the job
+        log.exception("unreadable training checkpoint ignored; training from step 0")
+        return None
+    if not checkpoint.continues(settings):
+        log.warning("checkpoint at step %d is from other settings; ignored", checkpoint.step)
+        return None
+    return checkpoint
+
+
+def generation_batch_key(job: GenerateJob) -> tuple[object, ...]:
+    """Jobs with equal keys can share one pipeline call: same style, steps, guidance, size."""
+    return (job.lora_key, job.trigger, job.style_id, job.steps, job.guidance, job.width, job.height)
+
+
+def _stepper(
+    on_step: Callable[[int, int], None] | None, should_stop: Callable[[], bool] | None
+) -> Callable[[int, int], None]:
+    def step(done: int, total: int) -> None:
+        if should_stop is not None and should_stop():
+            raise JobCancelled(f"cancelled at step {done} of {total}")
+        if on_step is not None:
+            on_step(done, total)
+
+    return step
 
 
 class StyleEngine:
@@ -62,6 +98,7 @@ class StyleEngine:
         device: str = "auto",
         dtype: str = "auto",
         max_loaded_adapters: int = 8,
+        signing: SigningIdentity | None = None,
     ) -> None:
         self.base_model = base_model
         self.cache_dir = cache_dir
@@ -72,6 +109,8 @@ class StyleEngine:
         self.pipeline = load_pipeline(base_model, device=device, dtype=dtype)
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
         self.generator = Generator(self.pipeline, max_loaded_adapters=max_loaded_adapters)
+        # None: outputs carry the watermark and PNG metadata but no C2PA manifest.
+        self.signing = signing
 
     def train(
         self,
@@ -80,7 +119,16 @@ class StyleEngine:
         settings: TrainSettings,
         on_progress: Callable[[int, int, float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        *,
+        resume_from: bytes | None = None,
+        on_checkpoint: Callable[[bytes, int], None] | None = None,
+        device_sharing: DeviceSharing | None = None,
     ) -> TrainedWeights:
+        """Train a style's LoRA; `on_checkpoint(state, step)` gets the run's state as
+        bytes now and then, which `resume_from` continues after a crash. A
+        checkpoint from other settings (or unreadable) is ignored, with a log line:
+        training again from the start is slower but always right."""
+        checkpoint = _usable_checkpoint(resume_from, settings)
         pictures = [
             prepare_training_image(Image.open(io.BytesIO(data)), settings.resolution)
             for data in images
@@ -95,11 +143,20 @@ class StyleEngine:
                     Path(workdir),
                     on_progress=on_progress,
                     should_stop=should_stop,
+                    resume_from=checkpoint,
+                    on_checkpoint=(
+                        None
+                        if on_checkpoint is None
+                        else lambda state: on_checkpoint(state.to_bytes(), state.step)
+                    ),
+                    device_sharing=device_sharing,
                 )
             except TrainingCancelled as exc:
                 raise JobCancelled(str(exc)) from exc
             data = outcome.weights_path.read_bytes()
-        return TrainedWeights(data, outcome.steps, outcome.final_loss, outcome.seconds)
+        return TrainedWeights(
+            data, outcome.steps, outcome.final_loss, outcome.seconds, outcome.resumed_from
+        )
 
     def generate(
         self,
@@ -109,16 +166,41 @@ class StyleEngine:
         should_stop: Callable[[], bool] | None = None,
     ) -> list[FinishedImage]:
         """Sample the job's images, then watermark and label each before it leaves."""
-
-        def step(done: int, total: int) -> None:
-            if should_stop is not None and should_stop():
-                raise JobCancelled(f"cancelled at step {done} of {total}")
-            if on_step is not None:
-                on_step(done, total)
-
         weights = self._lora_file(job, lora) if lora is not None else None
+        request = self._request(job, weights)
+        images = self.generator.generate(
+            request, lora=weights, on_step=_stepper(on_step, should_stop)
+        )
+        return self._finish(job, request.prompt, images, lora)
+
+    def generate_batch(
+        self,
+        jobs: Sequence[GenerateJob],
+        lora: bytes | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[list[FinishedImage]]:
+        """Several jobs with one style and equal `generation_batch_key` in one pipeline call.
+
+        Each image starts from its own seed's noise, as in `generate` (see
+        `Generator.generate_batch` for how close the two are).
+        """
+        if len(jobs) == 1:
+            return [self.generate(jobs[0], lora, on_step, should_stop)]
+        weights = self._lora_file(jobs[0], lora) if lora is not None else None
+        requests = [self._request(job, weights) for job in jobs]
+        batches = self.generator.generate_batch(
+            requests, lora=weights, on_step=_stepper(on_step, should_stop)
+        )
+        return [
+            self._finish(job, request.prompt, images, lora)
+            for job, request, images in zip(jobs, requests, batches, strict=True)
+        ]
+
+    @staticmethod
+    def _request(job: GenerateJob, weights: LoraWeights | None) -> GenerationRequest:
         prompt = f"{job.trigger}, {job.prompt}" if job.trigger and weights else job.prompt
-        request = GenerationRequest(
+        return GenerationRequest(
             prompt=prompt,
             negative_prompt=job.negative_prompt,
             seed=job.seed,
@@ -130,7 +212,11 @@ class StyleEngine:
             variation_seed=job.variation_seed,
             variation_strength=job.variation_strength,
         )
-        images = self.generator.generate(request, lora=weights, on_step=step)
+
+    def _finish(
+        self, job: GenerateJob, prompt: str, images: Sequence[Image.Image], lora: bytes | None
+    ) -> list[FinishedImage]:
+        """Watermark and label each image: nothing leaves the worker without both."""
         lora_hash = hashlib.sha256(lora).hexdigest() if lora is not None else None
         finished = []
         now = datetime.now(UTC)
@@ -152,7 +238,8 @@ class StyleEngine:
                 lora_hash=lora_hash,
                 created_at=now,
             )
-            finished.append(FinishedImage(output_id, encode_png(marked, meta), seed))
+            png = finish_output_png(marked, meta, self.signing)
+            finished.append(FinishedImage(output_id, png, seed))
         return finished
 
     def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis
 
-from stylebot.queue.connection import QUEUE_NAME, cancel_key
+from stylebot.queue.connection import MAX_PENDING_WAKES, QUEUE_NAME, WAKE_KEY, cancel_key
 from stylebot.queue.payloads import GenerateJob, TrainJob
 
 
@@ -33,3 +33,7 @@ class ArqJobQueue:
         )
         if handle is None:
             raise QueueError(f"job {job_id} is already queued")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(WAKE_KEY, b"1")
+            pipe.ltrim(WAKE_KEY, 0, MAX_PENDING_WAKES - 1)
+            await pipe.execute()

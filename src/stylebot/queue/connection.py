@@ -8,6 +8,11 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 QUEUE_NAME = "stylebot:queue"
+# A front end pushes here after enqueueing; an idle worker blocks on it
+# (BLPOP) instead of polling, so it starts a job within a millisecond or two.
+WAKE_KEY = "stylebot:wake"
+# Wakes nobody took (no worker running) are trimmed to this many.
+MAX_PENDING_WAKES = 64
 
 
 def cancel_key(job_id: str) -> str:

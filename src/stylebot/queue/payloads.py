@@ -56,6 +56,11 @@ class TrainSettings(_JsonData):
     learning_rate: float = 1e-4
     batch_size: int = 1
     seed: int = 0
+    # A worker saves the run (LoRA, optimiser, step, RNG) after this many steps
+    # or this many seconds, whichever comes first, so a crashed worker's run
+    # resumes from there instead of from step 0.
+    checkpoint_every_steps: int = 50
+    checkpoint_every_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class TrainJob(_JsonData):
     trigger: str
     image_keys: tuple[str, ...]
     settings: TrainSettings = field(default_factory=TrainSettings)
+    # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
+    # different owners take turns. None: a queue of its own.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,9 @@ class GenerateJob(_JsonData):
     # `variation_seed`'s by `variation_strength` (0 = the same image).
     variation_seed: int | None = None
     variation_strength: float = 0.0
+    # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
+    # different owners take turns. None: a queue of its own.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """LoRA training of styles (diffusers + peft) and its image preparation."""
 
+from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.dataset import prepare_training_image
 from stylebot.trainer.lora import (
     WEIGHTS_NAME,
+    DeviceSharing,
     TrainingCancelled,
     TrainOutcome,
     train_lora,
@@ -10,8 +12,10 @@ from stylebot.trainer.lora import (
 
 __all__ = [
     "WEIGHTS_NAME",
+    "DeviceSharing",
     "TrainOutcome",
     "TrainingCancelled",
+    "TrainingCheckpoint",
     "prepare_training_image",
     "train_lora",
 ]

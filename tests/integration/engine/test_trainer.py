@@ -3,6 +3,7 @@ shared pipeline being left exactly as it was."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -22,6 +23,7 @@ from stylebot.trainer import (
     prepare_training_image,
     train_lora,
 )
+from stylebot.trainer.checkpoints import TrainingCheckpoint
 
 TRIGGER = "sks style"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -177,6 +179,116 @@ def test_should_stop_cancels_and_restores_the_pipeline(
     assert not (tmp_path / WEIGHTS_NAME).exists()
     assert _unet_state(pipeline) == before_state
     assert np.array_equal(_sample(pipeline), before_image)
+
+
+@pytest.mark.slow
+def test_a_run_resumed_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(
+    pipeline: StableDiffusionPipeline, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(SETTINGS, checkpoint_every_steps=2)
+    whole_losses: list[float] = []
+    whole = train_lora(
+        pipeline,
+        _images(2),
+        TRIGGER,
+        settings,
+        tmp_path / "whole",
+        on_progress=lambda _step, _total, loss: whole_losses.append(loss),
+    )
+
+    saved: list[TrainingCheckpoint] = []
+    stopped_steps: list[int] = []
+    with pytest.raises(TrainingCancelled):
+        train_lora(
+            pipeline,
+            _images(2),
+            TRIGGER,
+            settings,
+            tmp_path / "stopped",
+            # Stopped after step 3: one checkpoint at step 2, one on the stop.
+            on_progress=lambda step, _total, _loss: stopped_steps.append(step),
+            should_stop=lambda: len(stopped_steps) >= 3,
+            on_checkpoint=saved.append,
+        )
+    assert [c.step for c in saved] == [2, 3]
+
+    # Through bytes, as a worker on another host would get it.
+    restored = TrainingCheckpoint.from_bytes(saved[-1].to_bytes())
+    assert restored.continues(settings)
+    resumed_steps: list[int] = []
+    resumed_losses: list[float] = []
+    resumed = train_lora(
+        pipeline,
+        _images(2),
+        TRIGGER,
+        settings,
+        tmp_path / "resumed",
+        on_progress=lambda step, _total, loss: (
+            resumed_steps.append(step),
+            resumed_losses.append(loss),
+        ),
+        resume_from=restored,
+    )
+    assert resumed_steps == [4, 5, 6]
+    assert resumed.resumed_from == 3
+    assert resumed.steps == whole.steps == 6
+    assert resumed_losses == pytest.approx(whole_losses[3:], rel=1e-4)
+    a, b = load_file(whole.weights_path), load_file(resumed.weights_path)
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+
+    other = dataclasses.replace(settings, seed=8)
+    assert not restored.continues(other)
+    with pytest.raises(ValueError, match="checkpoint"):
+        train_lora(pipeline, _images(2), TRIGGER, other, tmp_path / "x", resume_from=restored)
+
+
+class _WaitingGeneration:
+    """Generation that asks for the device once, after the first training step."""
+
+    def __init__(self, pipeline: StableDiffusionPipeline) -> None:
+        self.pipeline = pipeline
+        self.images: list[np.ndarray] = []
+
+    def has_waiting(self) -> bool:
+        return not self.images
+
+    def run_waiting(self) -> None:
+        self.images.append(_sample(self.pipeline))
+
+
+@pytest.mark.slow
+def test_training_lends_the_pipeline_to_waiting_generation_between_steps(
+    pipeline: StableDiffusionPipeline, tmp_path: Path
+) -> None:
+    idle_image = _sample(pipeline)
+    before_state = _unet_state(pipeline)
+    whole_losses: list[float] = []
+    train_lora(
+        pipeline,
+        _images(2),
+        TRIGGER,
+        SETTINGS,
+        tmp_path / "alone",
+        on_progress=lambda _step, _total, loss: whole_losses.append(loss),
+    )
+    waiting = _WaitingGeneration(pipeline)
+    shared_losses: list[float] = []
+    train_lora(
+        pipeline,
+        _images(2),
+        TRIGGER,
+        SETTINGS,
+        tmp_path / "shared",
+        on_progress=lambda _step, _total, loss: shared_losses.append(loss),
+        device_sharing=waiting,
+    )
+    # The generation saw the base pipeline, not the half-trained adapter...
+    assert len(waiting.images) == 1
+    assert np.array_equal(waiting.images[0], idle_image)
+    # ...and training carried on as if nothing had happened.
+    assert shared_losses == pytest.approx(whole_losses, rel=1e-4)
+    assert _unet_state(pipeline) == before_state
 
 
 @pytest.mark.slow

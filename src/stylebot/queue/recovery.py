@@ -1,0 +1,138 @@
+"""What lets a crashed worker's job be taken up by another: lease, checkpoints, results.
+
+arq re-runs a job whose worker died only once the job's in-progress key in
+Redis expires, and arq sets that key for the longest job timeout plus 10 s: six
+hours for training. A worker instead holds the key as a short *lease* that it
+renews while the job runs, so a job whose worker was SIGKILLed (or lost its
+host) is picked up again by any worker within one lease.
+
+A training run's checkpoints go to the blob store (shared by the hosts of a
+scaled-out deployment) and the latest one's key to Redis under the job id, so
+the next attempt, on whatever host, continues from there. A finished run's
+result is kept in Redis too: an attempt that finds it reports that result
+instead of training the style a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from types import TracebackType
+
+from arq.constants import in_progress_key_prefix
+from redis.asyncio import Redis
+
+from stylebot.queue.payloads import TrainResult
+from stylebot.storage.blobs import LocalBlobStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_S = 60.0
+# Kept for as long as a front end may take to come back and collect results.
+RECORD_TTL_S = 7 * 24 * 3600
+
+
+def checkpoint_key(job_id: str) -> str:
+    return f"stylebot:checkpoint:{job_id}"
+
+
+def train_result_key(job_id: str) -> str:
+    return f"stylebot:train-result:{job_id}"
+
+
+class JobLease:
+    """Keeps arq's in-progress key for a job alive for `lease_s` at a time.
+
+    Renewed three times a lease, from the event loop (the device thread may be
+    busy for a whole step), so only a dead or frozen worker lets it lapse.
+    """
+
+    def __init__(self, redis: Redis, job_id: str, lease_s: float) -> None:
+        self.redis = redis
+        self.key = in_progress_key_prefix + job_id
+        self.lease_ms = max(1, int(lease_s * 1000))
+        self._task: asyncio.Task[None] | None = None
+
+    async def _renew(self) -> None:
+        while True:
+            # pexpire, not set: once arq has finished the job and deleted the
+            # key, a late renewal must not bring it back.
+            await self.redis.pexpire(self.key, self.lease_ms)
+            await asyncio.sleep(self.lease_ms / 3000)
+
+    async def __aenter__(self) -> JobLease:
+        await self.redis.pexpire(self.key, self.lease_ms)
+        self._task = asyncio.create_task(self._renew())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class CheckpointStore:
+    """The latest checkpoint of each training job: bytes in the blob store, key in Redis."""
+
+    def __init__(self, redis: Redis, blobs: LocalBlobStore) -> None:
+        self.redis = redis
+        self.blobs = blobs
+
+    async def latest(self, job_id: str) -> tuple[bytes, int] | None:
+        """The job's last checkpoint and the steps it holds, or None."""
+        raw = await self.redis.get(checkpoint_key(job_id))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        try:
+            return await self.blobs.get(record["blob_key"]), int(record["step"])
+        except KeyError:
+            log.warning("checkpoint of job %s is gone from the blob store", job_id)
+            return None
+
+    async def save(self, job_id: str, data: bytes, step: int) -> None:
+        """Record a newer checkpoint, then drop the one it replaces."""
+        previous = await self.redis.get(checkpoint_key(job_id))
+        blob_key = await self.blobs.put(data)
+        record = json.dumps({"blob_key": blob_key, "step": step})
+        await self.redis.set(checkpoint_key(job_id), record, ex=RECORD_TTL_S)
+        if previous is not None:
+            old_key = json.loads(previous)["blob_key"]
+            if old_key != blob_key:
+                await self.blobs.delete(old_key)
+
+    async def discard(self, job_id: str) -> None:
+        raw = await self.redis.get(checkpoint_key(job_id))
+        await self.redis.delete(checkpoint_key(job_id))
+        if raw is not None:
+            await self.blobs.delete(json.loads(raw)["blob_key"])
+
+
+async def finished_training(redis: Redis, job_id: str) -> tuple[TrainResult, bool] | None:
+    """A finished attempt's result, and whether the front end was told of it."""
+    raw = await redis.hgetall(train_result_key(job_id))
+    if not raw:
+        return None
+    result = TrainResult.from_json(raw[b"result"])
+    return result, raw.get(b"reported") == b"1"
+
+
+async def remember_finished_training(redis: Redis, job_id: str, result: TrainResult) -> None:
+    key = train_result_key(job_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping={"result": result.to_json(), "reported": "0"})
+        pipe.expire(key, RECORD_TTL_S)
+        await pipe.execute()
+
+
+async def mark_training_reported(redis: Redis, job_id: str) -> None:
+    """The finished event is in the stream: a later attempt need not send it again."""
+    await redis.hset(train_result_key(job_id), "reported", "1")

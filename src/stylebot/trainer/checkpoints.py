@@ -1,0 +1,90 @@
+"""A training run's resumable state: LoRA weights, optimiser, step and RNG.
+
+A checkpoint is plain bytes (torch's zip format, read back with
+`weights_only=True` so a checkpoint from a shared blob store can never run
+code), so the worker can keep it anywhere a blob fits and a worker on another
+host can resume the run.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from stylebot.queue.payloads import TrainSettings
+
+# Settings that change how often a run is saved, not what it computes: a run
+# may resume under different values of these.
+_CHECKPOINT_ONLY_SETTINGS = ("checkpoint_every_steps", "checkpoint_every_s")
+FORMAT_VERSION = 1
+
+
+def run_fingerprint(settings: TrainSettings) -> dict[str, Any]:
+    """The settings that must match for a checkpoint to continue a run."""
+    return {k: v for k, v in settings.to_dict().items() if k not in _CHECKPOINT_ONLY_SETTINGS}
+
+
+@dataclass(frozen=True)
+class TrainingCheckpoint:
+    """The state after `step` completed steps of a run with `settings`.
+
+    `adapter` maps the training adapter's parameter names to their values;
+    `optimizer` is AdamW's `state_dict()` over those parameters in that order;
+    `rng_state` is the CPU generator that draws batches, noise and timesteps,
+    so a resumed run draws exactly what the uninterrupted run would have.
+    """
+
+    step: int
+    settings: dict[str, Any]
+    loss: float
+    adapter: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng_state: torch.Tensor
+
+    def continues(self, settings: TrainSettings) -> bool:
+        """Whether this checkpoint belongs to a run with these settings (and is not done)."""
+        return self.settings == run_fingerprint(settings) and 0 < self.step < settings.steps
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "format": FORMAT_VERSION,
+                "step": self.step,
+                "settings": self.settings,
+                "loss": self.loss,
+                "adapter": {k: v.detach().cpu() for k, v in self.adapter.items()},
+                "optimizer": cpu_copy(self.optimizer),
+                "rng_state": self.rng_state.cpu(),
+            },
+            buffer,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainingCheckpoint:
+        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if raw.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unknown checkpoint format {raw.get('format')!r}")
+        return cls(
+            step=int(raw["step"]),
+            settings=dict(raw["settings"]),
+            loss=float(raw["loss"]),
+            adapter=dict(raw["adapter"]),
+            optimizer=dict(raw["optimizer"]),
+            rng_state=raw["rng_state"],
+        )
+
+
+def cpu_copy(value: Any) -> Any:
+    """A deep copy of (nested) training state with every tensor on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [cpu_copy(v) for v in value]
+    return value
