@@ -20,11 +20,18 @@ from PIL import Image
 from stylebot.bot.core import Notification, Policy, StyleBot
 from stylebot.bot.core.images import ImageLimits
 from stylebot.config import Settings
+from stylebot.metrics import start_metrics_server
+from stylebot.provenance.content_credentials import C2paCredentialsReader
+from stylebot.provenance.signing import SigningIdentity, signing_identity_for
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.events import EventConsumer
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
+from stylebot.storage.admin import open_admin_ports
+from stylebot.storage.ledger import SqliteConsentLedger
+from stylebot.storage.optout import SqliteOptOutRegistry
+from stylebot.storage.usage import SqliteUsageLog
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,20 @@ def policy_from(settings: Settings) -> Policy:
         images=ImageLimits(
             max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels
         ),
+        images_per_user_per_day=settings.images_per_user_per_day,
+        images_per_server_per_day=settings.images_per_server_per_day,
+        trainings_per_user_per_day=settings.trainings_per_user_per_day,
+        trainings_per_server_per_day=settings.trainings_per_server_per_day,
+        requests_per_window=settings.requests_per_window,
+        rate_window_s=settings.rate_window_s,
+        prompt_blocklist=settings.prompt_blocklist,
+    )
+
+
+def signing_identity(settings: Settings) -> SigningIdentity:
+    """The C2PA identity outputs are signed with: the operator's, else a local one."""
+    return signing_identity_for(
+        settings.signing_dir, settings.c2pa_cert_chain, settings.c2pa_private_key
     )
 
 
@@ -181,9 +202,29 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         queue = ArqJobQueue(redis)
         events = EventConsumer(redis)
         await events.ensure_group()
+        # Each store keeps its own connection to the one database file (WAL).
+        ledger = await SqliteConsentLedger.open(settings.database_path)
+        stack.push_async_callback(ledger.close)
+        optouts = await SqliteOptOutRegistry.open(settings.database_path)
+        stack.push_async_callback(optouts.close)
+        usage = await SqliteUsageLog.open(settings.database_path)
+        stack.push_async_callback(usage.close)
+        identity = await asyncio.to_thread(signing_identity, settings)
         bot = StyleBot(
-            repo, blobs, queue, PngWatermarkReader(), SystemClock(), policy_from(settings)
+            repo,
+            blobs,
+            queue,
+            PngWatermarkReader(),
+            SystemClock(),
+            policy_from(settings),
+            ledger=ledger,
+            optouts=optouts,
+            usage=usage,
+            credentials=C2paCredentialsReader(identity.chain_pem),
         )
+        admin_ports, admin_store = await open_admin_ports(settings, redis)
+        stack.push_async_callback(admin_store.close)
+        bot.deps.admin = admin_ports
         frontend = FrontEnd(settings, bot, repo, blobs, queue, events, redis_url)
         stack.push_async_callback(frontend.stop_delivery)
         yield frontend
@@ -218,6 +259,7 @@ async def run_frontends(settings: Settings, stop: asyncio.Event | None = None) -
             loop.add_signal_handler(signum, stop.set)
     async with open_frontend(settings) as frontend:
         started: list[ChatAdapter] = []
+        metrics = start_metrics_server(settings, frontend.redis_url, role="frontend")
         try:
             for adapter in chat_adapters(frontend):
                 frontend.add_sink(adapter.platform, adapter.notify)
@@ -232,6 +274,8 @@ async def run_frontends(settings: Settings, stop: asyncio.Event | None = None) -
             frontend.start_delivery()
             await stop.wait()
         finally:
+            if metrics is not None:
+                metrics.stop()
             for adapter in reversed(started):
                 await adapter.stop()
 
@@ -246,10 +290,14 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     from stylebot.queue.worker import build_worker
 
     redis_url, embedded = start_worker_redis(settings)
+    metrics = None
     try:
+        metrics = start_metrics_server(settings, redis_url, role="worker")
         asyncio.set_event_loop(asyncio.new_event_loop())
         worker = build_worker(settings, redis_url, burst=burst)
         worker.run()
     finally:
+        if metrics is not None:
+            metrics.stop()
         if embedded is not None:
             embedded.stop()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from stylebot.config import Settings, SettingsError, load_settings
+from stylebot.logs import configure_logging, log_format_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,22 +36,46 @@ def main(argv: list[str] | None = None) -> int:
         "3 a stylebot watermark with no record in this data directory.",
     )
     verify.add_argument("image", type=Path)
+    consent = commands.add_parser("consent", help="the consent ledger")
+    consent_commands = consent.add_subparsers(
+        dest="consent_command", required=True, metavar="ACTION"
+    )
+    consent_verify = consent_commands.add_parser(
+        "verify",
+        help="check the consent ledger's hash chain",
+        description="Exit status: 0 the chain holds, 1 it is broken (each break is listed).",
+    )
+    consent_verify.add_argument(
+        "--expect-head", metavar="HASH", help="also require this head hash (recorded earlier)"
+    )
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     tiny = model_commands.add_parser("tiny", help="write a tiny random SD 1.5-architecture model")
     tiny.add_argument("path", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+    doctor = commands.add_parser(
+        "doctor",
+        help="check settings, tokens, Redis, the model, GPU, disk; say how to fix each",
+        description="Exit status: 0 when no check failed (warnings allowed), 1 otherwise.",
+    )
+    doctor.add_argument(
+        "--no-model", action="store_true", help="skip loading the base model (slow for big ones)"
+    )
+    status = commands.add_parser(
+        "status", help="workers, the queue and running jobs, from Redis (no database needed)"
+    )
+    status.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C"
+    )
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO
-        if args.verbose or args.command in ("worker", "run")
-        else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if args.verbose or args.command in ("worker", "run") else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(args.config, data_dir=args.data_dir)
-    except SettingsError as exc:
+        # Job ids on every line about a job; text or JSON (STYLEBOT_LOG_FORMAT).
+        configure_logging(level, log_format_of(settings))
+    except (SettingsError, ValueError) as exc:
         print(f"stylebot: {exc}", file=sys.stderr)
         return 2
 
@@ -90,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"stylebot: {args.image} is not a file", file=sys.stderr)
                     return 2
                 return asyncio.run(_verify(settings, args.image.name, args.image.read_bytes()))
+            case "consent":
+                return asyncio.run(_consent_verify(settings, args.expect_head))
+            case "doctor":
+                from stylebot.doctor import run_doctor
+
+                return run_doctor(settings, sys.stdout, load_model=not args.no_model)
+            case "status":
+                from stylebot.terminal_status import run_status
+
+                return run_status(settings, sys.stdout, watch_every_s=args.watch)
             case "model":
                 from stylebot.engine.models import write_tiny_model
 
@@ -115,22 +150,50 @@ def _demo(settings: Settings) -> int:
 
 async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     """Print the record an image's watermark points to; exit 1 if it carries none of ours."""
-    from stylebot.bootstrap import PngWatermarkReader, policy_from
+    from stylebot.bootstrap import PngWatermarkReader, policy_from, signing_identity
+    from stylebot.bot.core.credentials import with_credentials
     from stylebot.bot.core.replies import VerifyReport
     from stylebot.bot.core.verification import verify_image
+    from stylebot.provenance.content_credentials import C2paCredentialsReader
     from stylebot.storage import SqliteRepository, open_database
 
     repo = SqliteRepository(await open_database(settings.database_path))
     try:
-        report = await verify_image(
+        found = await verify_image(
             repo, PngWatermarkReader(), filename, data, policy_from(settings).images
         )
     finally:
         await repo.close()
+    # The same report /verify gives in chat: watermark, record, and C2PA manifest.
+    credentials = C2paCredentialsReader(signing_identity(settings).chain_pem)
+    report = with_credentials(found, credentials, data)
     print(report.text)
     if not isinstance(report, VerifyReport) or report.output_id is None:
         return 1  # no watermark of ours
     return 0 if report.output is not None else 3  # ours, but no record here
+
+
+async def _consent_verify(settings: Settings, expect_head: str | None) -> int:
+    """Walk the consent ledger's chain; list every break; exit 1 if there is one."""
+    from stylebot.bot.core.ledger import verify_chain
+    from stylebot.storage.ledger import SqliteConsentLedger
+
+    if not settings.database_path.is_file():
+        print(f"stylebot: no database at {settings.database_path}", file=sys.stderr)
+        return 2
+    ledger = await SqliteConsentLedger.open(settings.database_path)
+    try:
+        report = verify_chain(await ledger.entries())
+    finally:
+        await ledger.close()
+    for problem in report.breaks:
+        print(f"entry {problem.seq}: {problem.problem}")
+    head_ok = expect_head is None or expect_head == report.head_hash
+    if not head_ok:
+        print(f"the head is {report.head_hash}, not the expected {expect_head}")
+    verdict = "intact" if report.intact and head_ok else "BROKEN"
+    print(f"consent ledger: {report.entries} entries, {verdict}; head {report.head_hash}")
+    return 0 if report.intact and head_ok else 1
 
 
 if __name__ == "__main__":

@@ -64,9 +64,39 @@ class Settings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_upload_pixels: int = 40_000_000
 
+    # Quotas over a rolling day, per user and per server or group (0: no limit);
+    # generation counts images, training counts styles.
+    images_per_user_per_day: int = 500
+    images_per_server_per_day: int = 5000
+    trainings_per_user_per_day: int = 10
+    trainings_per_server_per_day: int = 50
+    # At most this many generation or training requests per user per window (0: off).
+    requests_per_window: int = 10
+    rate_window_s: int = 60
+    # Words or phrases refused in prompts, comma-separated in the environment.
+    prompt_blocklist: tuple[str, ...] = ()
+
+    # C2PA signing: the operator's certificate chain and key (PEM). Unset: a
+    # local CA and signing certificate are made under data_dir/c2pa.
+    c2pa_cert_chain: Path | None = None
+    c2pa_private_key: Path | None = None
+
     # Worker.
     max_loaded_adapters: int = 8
     worker_concurrency: int = 1
+    # Same-style requests waiting together share one pipeline call, up to this.
+    max_batch_size: int = 4
+    # A worker holds a running job's lease this long and renews it; a job
+    # whose worker died is retried once its lease runs out.
+    job_lease_s: float = 60.0
+
+    # Operations.
+    # Prometheus metrics on this port (None: no metrics endpoint).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "text"  # text or json
+    # Who may run operator-wide admin commands: "platform:user_id", comma-separated.
+    operators: str = ""
 
     discord_token: str | None = None
     discord_guild_id: int | None = None
@@ -90,6 +120,10 @@ class Settings:
     def outputs_dir(self) -> Path:
         """Where the console adapter writes images for the person at the terminal."""
         return self.data_dir / "outputs"
+
+    @property
+    def signing_dir(self) -> Path:
+        return self.data_dir / "c2pa"
 
     @property
     def tiny_model_dir(self) -> Path:
@@ -175,6 +209,9 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             return float(value)
         if target is str:
             return str(value)
+        if typing.get_origin(target) is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(item).strip() for item in items if str(item).strip())
     except (TypeError, ValueError) as exc:
         raise SettingsError(
             f"setting {name} (env {ENV_PREFIX}{name.upper()}) should be "

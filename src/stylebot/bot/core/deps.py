@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stylebot.bot.core.model import Requester, User
 from stylebot.bot.core.policy import Policy
-from stylebot.bot.core.ports import BlobStore, Clock, JobQueue, Repository, WatermarkReader
+from stylebot.bot.core.ports import (
+    BlobStore,
+    Clock,
+    ConsentLedger,
+    ContentCredentialsReader,
+    JobQueue,
+    OptOutRegistry,
+    Repository,
+    UsageLog,
+    WatermarkReader,
+)
+
+if TYPE_CHECKING:
+    from stylebot.bot.core.admin import AdminPorts
 
 
 @dataclass
@@ -17,6 +31,13 @@ class Deps:
     watermark: WatermarkReader
     clock: Clock
     policy: Policy
+    # None only where nothing looks at consent evidence or opt-outs (some unit tests);
+    # the composition root always passes the SQLite ones.
+    ledger: ConsentLedger | None = None
+    optouts: OptOutRegistry | None = None
+    usage: UsageLog | None = None  # None: no quotas or rate limits
+    credentials: ContentCredentialsReader | None = None  # None: /verify skips C2PA
+    admin: AdminPorts | None = None  # None: no admin commands, nobody banned
 
     async def user(self, requester: Requester) -> User:
         """The requester's user record, created on first sight."""

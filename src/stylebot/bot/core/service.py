@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from stylebot.bot.core import events, generation, jobs, styles, training, uploads
+from stylebot.bot.core import (
+    admin,
+    artist_optout,
+    events,
+    generation,
+    jobs,
+    styles,
+    training,
+    uploads,
+)
 from stylebot.bot.core.commands import (
     CancelJob,
     Command,
@@ -21,6 +30,7 @@ from stylebot.bot.core.commands import (
     ExportStyle,
     Imagine,
     ListStyles,
+    OptOut,
     OutputInfo,
     RerollOutput,
     ShareStyle,
@@ -35,7 +45,17 @@ from stylebot.bot.core.commands import (
 )
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.policy import Policy
-from stylebot.bot.core.ports import BlobStore, Clock, JobQueue, Repository, WatermarkReader
+from stylebot.bot.core.ports import (
+    BlobStore,
+    Clock,
+    ConsentLedger,
+    ContentCredentialsReader,
+    JobQueue,
+    OptOutRegistry,
+    Repository,
+    UsageLog,
+    WatermarkReader,
+)
 from stylebot.bot.core.replies import Notification, Reply
 from stylebot.bot.core.verification import verify
 from stylebot.queue.payloads import JobEvent
@@ -71,6 +91,14 @@ HANDLERS: dict[type, Handler] = {
     ShowStatus: jobs.show_status,
     CancelJob: jobs.cancel,
     Verify: verify,
+    admin.PauseTraining: admin.handle_pause_training,
+    admin.ResumeTraining: admin.handle_resume_training,
+    admin.SetQuota: admin.handle_set_quota,
+    admin.RemoveSharedStyle: admin.handle_remove_shared_style,
+    admin.BanUser: admin.handle_ban_user,
+    admin.UnbanUser: admin.handle_unban_user,
+    admin.ShowQueue: admin.handle_show_queue,
+    OptOut: artist_optout.opt_out,
 }
 
 
@@ -83,8 +111,24 @@ class StyleBot:
         watermark: WatermarkReader,
         clock: Clock,
         policy: Policy,
+        *,
+        ledger: ConsentLedger | None = None,
+        optouts: OptOutRegistry | None = None,
+        usage: UsageLog | None = None,
+        credentials: ContentCredentialsReader | None = None,
     ) -> None:
-        self.deps = Deps(repo, blobs, queue, watermark, clock, policy)
+        self.deps = Deps(
+            repo,
+            blobs,
+            queue,
+            watermark,
+            clock,
+            policy,
+            ledger=ledger,
+            optouts=optouts,
+            usage=usage,
+            credentials=credentials,
+        )
 
     @property
     def policy(self) -> Policy:
@@ -98,6 +142,9 @@ class StyleBot:
         handler = HANDLERS.get(type(command))
         if handler is None:
             raise TypeError(f"no handler for {type(command).__name__}")
+        refusal = await admin.banned_refusal(self.deps, command.requester)
+        if refusal is not None:
+            return refusal
         return await handler(self.deps, command)
 
     async def handle_event(self, event: JobEvent) -> list[Notification]:
