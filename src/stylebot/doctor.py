@@ -310,24 +310,44 @@ def check_metrics(settings: Settings) -> CheckResult:
 
 
 def check_signing_certificate(settings: Settings) -> CheckResult:
-    """Placeholder until C2PA signing exists (issue 8): nothing to check yet, said plainly."""
-    configured = getattr(settings, "signing_certificate", None) or settings.extra.get(
-        "signing_certificate"
-    )
-    if configured:
-        exists = Path(str(configured)).expanduser().is_file()
-        if not exists:
+    """The C2PA identity outputs are signed with: the operator's, or the local CA's.
+
+    Only reads: a missing local identity is made by the first front end or worker.
+    """
+    from stylebot.provenance.signing import CA_FILE, CHAIN_FILE, load_signing_identity
+
+    name = "signing certificate"
+    chain, key = settings.c2pa_cert_chain, settings.c2pa_private_key
+    if (chain is None) != (key is None):
+        return _fail(
+            name,
+            "only one of the certificate chain and its key is set",
+            "set both STYLEBOT_C2PA_CERT_CHAIN and STYLEBOT_C2PA_PRIVATE_KEY, or neither",
+        )
+    if chain is not None and key is not None:
+        try:
+            load_signing_identity(chain, key)
+        except (OSError, ValueError) as exc:
             return _fail(
-                "signing certificate",
-                f"{configured} does not exist",
-                "point STYLEBOT_SIGNING_CERTIFICATE at the PEM certificate chain",
+                name,
+                f"{chain} with {key} cannot sign: {exc}",
+                "point both settings at the PEM chain and the private key of its first certificate",
             )
-        return _ok("signing certificate", f"{configured} (not used until C2PA signing lands)")
+        return _ok(name, f"{chain} (your certificate) signs every output")
+    local = settings.signing_dir
+    if not (local / CHAIN_FILE).is_file():
+        return _warn(
+            name,
+            "not configured: a local CA and signing certificate will be made in "
+            f"{local} on first start",
+            "for manifests that viewers trust, set STYLEBOT_C2PA_CERT_CHAIN and "
+            "STYLEBOT_C2PA_PRIVATE_KEY",
+        )
     return _warn(
-        "signing certificate",
-        "not configured: C2PA signing is not built yet; images carry the watermark and PNG "
-        "metadata only",
-        "nothing to do until C2PA signing lands (issue 8)",
+        name,
+        f"signing with the local CA in {local}: viewers trust it only if told to",
+        f"add {local / CA_FILE} to your viewers' trust lists, or configure a real "
+        "certificate (STYLEBOT_C2PA_CERT_CHAIN, STYLEBOT_C2PA_PRIVATE_KEY)",
     )
 
 
