@@ -110,6 +110,8 @@ def policy_from(settings: Settings) -> Policy:
         requests_per_window=settings.requests_per_window,
         rate_window_s=settings.rate_window_s,
         prompt_blocklist=settings.prompt_blocklist,
+        max_queued_per_user=settings.max_queued_per_user,
+        max_queued_per_server=settings.max_queued_per_server,
     )
 
 

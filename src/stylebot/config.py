@@ -73,6 +73,9 @@ class Settings:
     # At most this many generation or training requests per user per window (0: off).
     requests_per_window: int = 10
     rate_window_s: int = 60
+    # Jobs queued or running at once, per user and per server or group (0: no limit).
+    max_queued_per_user: int = 5
+    max_queued_per_server: int = 50
     # Words or phrases refused in prompts, comma-separated in the environment.
     prompt_blocklist: tuple[str, ...] = ()
 

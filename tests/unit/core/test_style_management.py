@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tests.fakes.core import CoreWorld, person, png
 from tests.unit.core.test_service import trained_style, upload
 
@@ -241,3 +243,23 @@ async def test_only_ones_own_posts_can_be_added(world: CoreWorld) -> None:
     assert world.blobs.blobs == {}
     accepted = await world.bot.handle(UploadImages(ALICE, files, posted_by="alice"))
     assert not isinstance(accepted, ErrorReply)
+
+
+async def test_queued_jobs_are_limited_per_user_and_per_server(world: CoreWorld) -> None:
+    world.bot.policy = dataclasses.replace(
+        world.bot.policy, max_queued_per_user=2, max_queued_per_server=3
+    )
+    for _ in range(2):
+        assert isinstance(await world.bot.handle(Imagine(ALICE, "a cat")), JobQueued)
+    full = await world.bot.handle(Imagine(ALICE, "one more"))
+    assert isinstance(full, ErrorReply)
+    assert "limit is 2" in full.text
+    assert isinstance(await world.bot.handle(Imagine(BOB_HERE, "bob's")), JobQueued)
+    server_full = await world.bot.handle(Imagine(person("carol", server="guild-1"), "x"))
+    assert isinstance(server_full, ErrorReply)
+    assert "This server" in server_full.text
+    # Another server, and a direct message, are not this server's queue.
+    assert isinstance(await world.bot.handle(Imagine(BOB_ELSEWHERE, "x")), JobQueued)
+    assert len(world.queue.generate_jobs) == 4
+    await world.bot.handle(CancelJob(ALICE))
+    assert isinstance(await world.bot.handle(Imagine(ALICE, "now")), JobQueued)

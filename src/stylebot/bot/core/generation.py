@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from stylebot.bot.core.commands import DeleteOutput, Imagine, OutputInfo
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position
+from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
 from stylebot.bot.core.model import Output, Requester, Style, StyleStatus, User
 from stylebot.bot.core.permissions import can_use
 from stylebot.bot.core.quotas import GENERATE, admit_generation, record_usage
@@ -66,6 +66,8 @@ async def imagine(deps: Deps, command: Imagine) -> Reply:
     if refused is not None:
         return refused
     user = await deps.user(command.requester)
+    if (full := await queue_room(deps, command.requester, user)) is not None:
+        return full
     style: Style | None = None
     if command.style:
         found = await resolve_style(deps, user, command.requester, command.style)
@@ -183,6 +185,8 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
     refused = await admit_generation(deps, requester, spec.prompt, spec.count)
     if refused is not None:
         return refused
+    if (full := await queue_room(deps, requester, user)) is not None:
+        return full
     queued = await queue_generation(deps, requester, user, style, spec)
     await record_usage(deps, requester, GENERATE, spec.count)
     return queued

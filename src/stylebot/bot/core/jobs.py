@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from stylebot.bot.core.commands import CancelJob, ShowStatus
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.model import Job, JobStatus, StyleStatus, User
+from stylebot.bot.core.model import Job, JobStatus, Requester, StyleStatus, User
 from stylebot.bot.core.replies import ErrorReply, JobFinished, Reply, TextReply
 
 
@@ -18,6 +18,28 @@ def new_job_id(kind: str) -> str:
 def job_owner(user: User) -> str:
     """Whose turn a job takes in the workers' round-robin: one key per user."""
     return f"{user.platform}:{user.id}"
+
+
+async def queue_room(deps: Deps, requester: Requester, user: User) -> ErrorReply | None:
+    """An ErrorReply when the user, or their server, already has as many jobs waiting
+    as the operator allows; one user's burst cannot fill the queue."""
+    p = deps.policy
+    active = await deps.repo.active_jobs()
+    if p.max_queued_per_user > 0:
+        mine = sum(1 for job in active if job.user_id == user.id)
+        if mine >= p.max_queued_per_user:
+            return ErrorReply(
+                f"You already have {mine} jobs queued or running (the limit is "
+                f"{p.max_queued_per_user}). Wait for one to finish, or /cancel one."
+            )
+    if p.max_queued_per_server > 0 and requester.scope is not None:
+        here = sum(1 for job in active if job.origin.scope == requester.scope)
+        if here >= p.max_queued_per_server:
+            return ErrorReply(
+                f"This server already has {here} jobs queued or running (the limit is "
+                f"{p.max_queued_per_server}). Try again in a little while."
+            )
+    return None
 
 
 async def show_status(deps: Deps, command: ShowStatus) -> Reply:

@@ -33,5 +33,8 @@ class Policy:
     # window; the reply says how long to wait. 0 = no limit.
     requests_per_window: int = 10
     rate_window_s: int = 60
+    # Jobs queued or running at once, per user and per server or group (0: no limit).
+    max_queued_per_user: int = 5
+    max_queued_per_server: int = 50
     # Words or phrases refused in prompts (case, accents and punctuation ignored).
     prompt_blocklist: tuple[str, ...] = ()

@@ -6,7 +6,7 @@ from stylebot.bot.core.commands import TrainStyle
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DuplicateStyleName
 from stylebot.bot.core.evidence import record_training
-from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position
+from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trigger_phrase
 from stylebot.bot.core.quotas import TRAIN, check_allowance, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply
@@ -40,6 +40,8 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
         return ErrorReply(f"You already have a style named {name}. Pick another name.")
     if any(j.kind == "train" for j in await deps.repo.active_jobs(user.id)):
         return ErrorReply("One of your styles is still training. Wait until it finishes.")
+    if (full := await queue_room(deps, command.requester, user)) is not None:
+        return full
     refused = await check_allowance(deps, command.requester, TRAIN, 1)
     if refused is not None:
         return refused
