@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
 import signal
@@ -87,31 +88,20 @@ class PngWatermarkReader:
 
 
 def policy_from(settings: Settings) -> Policy:
+    """The core's Policy: every field Settings has under the same name, plus the
+    three that are built from several settings."""
+    same_name = {
+        f.name: getattr(settings, f.name)
+        for f in dataclasses.fields(Policy)
+        if f.name not in ("base_model", "train", "images") and hasattr(settings, f.name)
+    }
     return Policy(
         base_model=settings.model,
         train=settings.train_settings(),
-        min_train_images=settings.min_train_images,
-        max_train_images=settings.max_train_images,
-        default_steps=settings.default_steps,
-        max_steps=settings.max_steps,
-        default_guidance=settings.default_guidance,
-        default_size=settings.default_size,
-        min_size=settings.min_size,
-        max_size=settings.max_size,
-        max_images_per_request=settings.max_images_per_request,
-        max_prompt_chars=settings.max_prompt_chars,
         images=ImageLimits(
             max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels
         ),
-        images_per_user_per_day=settings.images_per_user_per_day,
-        images_per_server_per_day=settings.images_per_server_per_day,
-        trainings_per_user_per_day=settings.trainings_per_user_per_day,
-        trainings_per_server_per_day=settings.trainings_per_server_per_day,
-        requests_per_window=settings.requests_per_window,
-        rate_window_s=settings.rate_window_s,
-        prompt_blocklist=settings.prompt_blocklist,
-        max_queued_per_user=settings.max_queued_per_user,
-        max_queued_per_server=settings.max_queued_per_server,
+        **same_name,
     )
 
 
@@ -212,6 +202,8 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         usage = await SqliteUsageLog.open(settings.database_path)
         stack.push_async_callback(usage.close)
         identity = await asyncio.to_thread(signing_identity, settings)
+        admin_ports, admin_store = await open_admin_ports(settings, redis)
+        stack.push_async_callback(admin_store.close)
         bot = StyleBot(
             repo,
             blobs,
@@ -223,10 +215,8 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
             optouts=optouts,
             usage=usage,
             credentials=C2paCredentialsReader(identity.chain_pem),
+            admin=admin_ports,
         )
-        admin_ports, admin_store = await open_admin_ports(settings, redis)
-        stack.push_async_callback(admin_store.close)
-        bot.deps.admin = admin_ports
         frontend = FrontEnd(settings, bot, repo, blobs, queue, events, redis_url)
         stack.push_async_callback(frontend.stop_delivery)
         yield frontend

@@ -15,13 +15,12 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-from stylebot.config import ENV_PREFIX, Settings
+from stylebot.config import Settings
 
 __all__ = [
     "NO_JOB",
@@ -113,11 +112,9 @@ def configure_logging(
 
 
 def log_format_of(settings: Settings) -> LogFormat:
-    """The log_format setting (`text` or `json`): the Settings field once it exists,
-    else the TOML file's value, else STYLEBOT_LOG_FORMAT; `text` when unset."""
-    raw = getattr(settings, "log_format", None) or settings.extra.get("log_format")
-    raw = raw or os.environ.get(ENV_PREFIX + "LOG_FORMAT") or "text"
-    value = str(raw).strip().lower()
+    """The log_format setting: `text` or `json`."""
+    raw = settings.log_format or "text"
+    value = raw.strip().lower()
     if value not in ("text", "json"):
         raise ValueError(f"log_format should be text or json, got {raw!r}")
     return "json" if value == "json" else "text"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 import threading
 import time
@@ -36,7 +35,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from stylebot.config import ENV_PREFIX, Settings
+from stylebot.config import Settings
 from stylebot.logs import job_context
 from stylebot.terminal_status import JOB_KINDS, read_snapshot
 
@@ -61,29 +60,11 @@ DEFAULT_METRICS_HOST = "127.0.0.1"
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 
 
-def _setting(settings: Settings, name: str) -> Any:
-    """A setting that may not be a Settings field yet: the field, else the TOML file's
-    value (Settings.extra), else the STYLEBOT_<NAME> environment variable."""
-    if hasattr(settings, name):
-        return getattr(settings, name)
-    if name in settings.extra:
-        return settings.extra[name]
-    return os.environ.get(ENV_PREFIX + name.upper()) or None
-
-
 def metrics_address(settings: Settings) -> tuple[str, int] | None:
     """(host, port) to serve /metrics on, or None when metrics are off."""
-    port = _setting(settings, METRICS_PORT_SETTING)
-    if port in (None, ""):
+    if not settings.metrics_port:  # None or 0: off
         return None
-    try:
-        number = int(port)
-    except (TypeError, ValueError):
-        raise ValueError(f"metrics_port should be a port number, got {port!r}") from None
-    if number == 0:
-        return None
-    host = _setting(settings, METRICS_HOST_SETTING) or DEFAULT_METRICS_HOST
-    return str(host), number
+    return settings.metrics_host or DEFAULT_METRICS_HOST, settings.metrics_port
 
 
 class JobMetrics:

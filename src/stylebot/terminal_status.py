@@ -32,7 +32,7 @@ from stylebot.config import Settings
 from stylebot.queue.connection import QUEUE_NAME
 from stylebot.queue.events import EVENTS_STREAM
 from stylebot.queue.redis_server import socket_path_for
-from stylebot.storage.admin import TRAINING_PAUSED_KEY
+from stylebot.queue.training_switch import TRAINING_PAUSED_KEY
 
 __all__ = [
     "JOB_KINDS",

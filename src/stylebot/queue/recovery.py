@@ -29,7 +29,6 @@ from stylebot.storage.blobs import LocalBlobStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_S = 60.0
 # Kept for as long as a front end may take to come back and collect results.
 RECORD_TTL_S = 7 * 24 * 3600
 

@@ -54,7 +54,7 @@ from stylebot.queue.recovery import (
     remember_finished_training,
 )
 from stylebot.queue.scheduler import DeviceScheduler
-from stylebot.storage.admin import training_paused
+from stylebot.queue.training_switch import training_paused
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import worker_health_key
 

@@ -12,7 +12,6 @@ operator resumes, across restarts of everything (Redis persists it).
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,23 +22,15 @@ import aiosqlite
 from redis.asyncio import Redis
 
 from stylebot.bot.core.admin import AdminPorts, Ban, Quota, parse_operators
-from stylebot.config import ENV_PREFIX, Settings
+from stylebot.config import Settings
+from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.storage.database import open_database
 
 __all__ = [
-    "OPERATORS_SETTING",
-    "TRAINING_PAUSED_KEY",
-    "RedisTrainingSwitch",
     "SqliteAdminStore",
     "open_admin_ports",
     "operators_from",
-    "training_paused",
 ]
-
-OPERATORS_SETTING = "operators"
-
-# Set while training is paused; the value says who paused it.
-TRAINING_PAUSED_KEY = "stylebot:admin:training-paused"
 
 
 def _utc_text(moment: datetime) -> str:
@@ -165,42 +156,9 @@ class SqliteAdminStore:
         ]
 
 
-class RedisTrainingSwitch:
-    """The training pause flag, on the Redis the workers share."""
-
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-
-    async def pause(self, paused_by: str) -> None:
-        await self.redis.set(TRAINING_PAUSED_KEY, paused_by.encode())
-
-    async def resume(self) -> None:
-        await self.redis.delete(TRAINING_PAUSED_KEY)
-
-    async def paused_by(self) -> str | None:
-        value = await self.redis.get(TRAINING_PAUSED_KEY)
-        if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def training_paused(redis: Redis) -> bool:
-    """For workers: True while an operator has paused training."""
-    return bool(await redis.exists(TRAINING_PAUSED_KEY))
-
-
 def operators_from(settings: Settings) -> frozenset[str]:
-    """The operators setting ("discord:123,telegram:456"): the Settings field once it
-    exists, else the TOML file's value, else STYLEBOT_OPERATORS."""
-    if hasattr(settings, OPERATORS_SETTING):
-        raw = getattr(settings, OPERATORS_SETTING)
-    else:
-        raw = settings.extra.get(OPERATORS_SETTING) or os.environ.get(
-            ENV_PREFIX + OPERATORS_SETTING.upper(), ""
-        )
-    if isinstance(raw, list | tuple | frozenset | set):
-        raw = ",".join(str(item) for item in raw)
-    return parse_operators(str(raw or ""))
+    """The operators setting ("discord:123,telegram:456") as a set."""
+    return parse_operators(settings.operators)
 
 
 async def open_admin_ports(settings: Settings, redis: Redis) -> tuple[AdminPorts, SqliteAdminStore]:

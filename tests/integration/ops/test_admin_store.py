@@ -17,14 +17,9 @@ from tests.fakes.memory import InMemoryRepository
 from stylebot.bot.core.model import Requester
 from stylebot.config import load_settings
 from stylebot.queue.redis_server import EmbeddedRedis
+from stylebot.queue.training_switch import RedisTrainingSwitch, training_paused
 from stylebot.storage import SqliteRepository
-from stylebot.storage.admin import (
-    RedisTrainingSwitch,
-    SqliteAdminStore,
-    open_admin_ports,
-    operators_from,
-    training_paused,
-)
+from stylebot.storage.admin import SqliteAdminStore, open_admin_ports, operators_from
 from stylebot.storage.database import load_migrations
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -128,7 +123,6 @@ async def test_the_pause_flag_is_shared_through_redis(embedded_redis: EmbeddedRe
 async def test_admin_ports_for_a_front_end_read_the_operators_setting(
     tmp_path: Path, embedded_redis: EmbeddedRedis
 ) -> None:
-    # `operators` is not a Settings field yet: an override lands in Settings.extra.
     settings = load_settings(
         environ={}, data_dir=tmp_path / "fe", operators="discord:1, telegram:2"
     )

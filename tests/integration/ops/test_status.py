@@ -13,7 +13,7 @@ import redis
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.queue.payloads import GenerateJob, TrainJob, TrainSettings
-from stylebot.storage.admin import RedisTrainingSwitch
+from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.terminal_status import progress_bar, read_snapshot, render_snapshot, run_status
 
 

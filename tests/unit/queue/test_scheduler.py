@@ -70,10 +70,16 @@ async def test_waiting_items_with_one_key_share_a_call_up_to_the_batch_size() ->
 
 async def test_work_cancelled_while_it_waits_never_runs() -> None:
     device = DeviceScheduler()
-    release = threading.Event()
+    holding, release = threading.Event(), threading.Event()
     ran: list[str] = []
-    blocker = asyncio.ensure_future(device.run(release.wait))
-    await asyncio.sleep(0.05)
+
+    def hold_the_device() -> None:
+        holding.set()
+        release.wait()
+
+    blocker = asyncio.ensure_future(device.run(hold_the_device))
+    # Wait until the blocker really holds the device, however loaded the machine.
+    assert await asyncio.to_thread(holding.wait, 10)
     dropped = asyncio.ensure_future(device.run_first(lambda: ran.append("dropped")))
     kept = asyncio.ensure_future(device.run_first(lambda: ran.append("kept")))
     await asyncio.sleep(0.05)

@@ -20,6 +20,7 @@ from stylebot.bot.core import (
     training,
     uploads,
 )
+from stylebot.bot.core.admin import AdminPorts
 from stylebot.bot.core.commands import (
     CancelJob,
     Command,
@@ -116,6 +117,7 @@ class StyleBot:
         optouts: OptOutRegistry | None = None,
         usage: UsageLog | None = None,
         credentials: ContentCredentialsReader | None = None,
+        admin: AdminPorts | None = None,
     ) -> None:
         self.deps = Deps(
             repo,
@@ -128,6 +130,7 @@ class StyleBot:
             optouts=optouts,
             usage=usage,
             credentials=credentials,
+            admin=admin,
         )
 
     @property
