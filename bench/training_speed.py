@@ -1,6 +1,9 @@
 """Training speed: the trainer's steps per second against a plain loop that
 encodes the images (VAE) and the caption (CLIP) at every step, with the same
-model, data, LoRA, optimiser and resolution (128 px) on the CPU.
+model, data, LoRA and resolution (128 px) on the CPU. The plain loop is the
+textbook one (torch's default AdamW, plain MSE); the trainer runs as a worker
+runs it (min-SNR weighting, its own optimiser choice, progress and checkpoint
+checks every step).
 
 Target: the trainer at least 1.1 times as fast.
 Run: .venv/bin/python bench/training_speed.py [--steps N]
@@ -87,9 +90,17 @@ def main(steps: int, rounds: int) -> None:
             ours.append(trainer(pipeline, images, settings, Path(tmp) / f"out{i}"))
     best_ours, best_plain = max(ours), max(plain)
     print(f"{steps} steps x {rounds} rounds, 128 px, rank 4, tiny model, CPU, one torch thread")
+    for i, (p, o) in enumerate(zip(plain, ours, strict=True), 1):
+        print(f"round {i}: plain {p:6.2f} steps/s, trainer {o:6.2f} steps/s, ratio {o / p:.2f}")
     print(f"plain loop (encodes every step)  {best_plain:6.2f} steps/s (best round)")
     print(f"trainer (cached latents/caption) {best_ours:6.2f} steps/s (best round)")
-    print(f"ratio trainer/plain: {best_ours / best_plain:.2f} (target: >= 1.1)")
+    # Each round runs both back to back, so a round's ratio sees one load.
+    ratios = sorted(o / p for p, o in zip(plain, ours, strict=True))
+    median = ratios[len(ratios) // 2]
+    print(
+        f"ratio trainer/plain: {median:.2f} median of rounds, "
+        f"{best_ours / best_plain:.2f} best rounds (target: >= 1.1)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The GPU-side engine: loading the base pipeline and generating images."""
 
 from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
+from stylebot.engine.lora_files import LoraMismatchError, StyleCard, kohya_lora_file
 from stylebot.engine.models import (
     ModelLoadError,
     load_pipeline,
@@ -13,8 +14,11 @@ from stylebot.engine.models import (
 __all__ = [
     "GenerationRequest",
     "Generator",
+    "LoraMismatchError",
     "LoraWeights",
     "ModelLoadError",
+    "StyleCard",
+    "kohya_lora_file",
     "load_pipeline",
     "pipeline_class_for",
     "resolve_device",

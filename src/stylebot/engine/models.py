@@ -1,8 +1,8 @@
-"""Loading diffusion pipelines, and writing the tiny random model used offline.
+"""Loading diffusion pipelines, and writing the tiny random models used offline.
 
-There is one loading path (`load_pipeline`) for a real user's SD 1.5 checkpoint
-and for the tiny model that tests and the demo write with `write_tiny_model`, so
-the tests exercise the code that users run.
+There is one loading path (`load_pipeline`) for a real user's SD 1.5, SD 2.x or
+SDXL model and for the tiny models that tests and the demo write with
+`write_tiny_model`, so the tests exercise the code that users run.
 """
 
 from __future__ import annotations
@@ -11,20 +11,36 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias, get_args
 
 import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
     DiffusionPipeline,
+    EulerDiscreteScheduler,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
 from diffusers.utils import deprecation_utils
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from safetensors import safe_open
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
 
 log = logging.getLogger(__name__)
+
+# The pipelines the engine trains and samples with; both share the LoRA and
+# sampling API the generator and trainer use.
+BasePipeline: TypeAlias = StableDiffusionPipeline | StableDiffusionXLPipeline
+# sd15: SD 1.x (epsilon); sd2: SD 2.x (v-prediction, or epsilon for the
+# 512 px base); sdxl: two text encoders with size and crop conditioning.
+ModelFamily = Literal["sd15", "sd2", "sdxl"]
+MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -37,6 +53,7 @@ _DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16,
 }
 # The SD 1.5 noise schedule: LoRA training and sampling must use the same one.
+# SD 2.x and SDXL use the same betas.
 SD15_SCHEDULE: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "beta_start": 0.00085,
@@ -44,6 +61,14 @@ SD15_SCHEDULE: dict[str, Any] = {
     "beta_schedule": "scaled_linear",
     "prediction_type": "epsilon",
 }
+_PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {
+    "StableDiffusionPipeline": StableDiffusionPipeline,
+    "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
+}
+# Keys only an SDXL checkpoint in the original (Stability) layout has: its
+# second text encoder (OpenCLIP bigG) is embedder 1 of the conditioner.
+_SDXL_SINGLE_FILE_KEY = "conditioner.embedders.1."
+_SD2_SINGLE_FILE_KEY = "cond_stage_model.model."  # SD 2.x's OpenCLIP ViT-H
 _TINY_TEXT_LEN = 77  # CLIP's context length; pipelines pad prompts to it.
 # diffusers renamed `torch_dtype` to `dtype` (the old name warns); support both.
 _DTYPE_KWARG = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
@@ -73,18 +98,98 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         ) from None
 
 
-def pipeline_class_for(model_index: dict[str, Any] | None) -> type[DiffusionPipeline]:
+def pipeline_class_for(
+    model_index: dict[str, Any] | None, *, source: str | None = None
+) -> type[DiffusionPipeline]:
     """The pipeline class for a model, from its `model_index.json` when there is one.
 
-    Only SD 1.x/2.x-style pipelines are supported for now; SDXL slots in here
-    (return `StableDiffusionXLPipeline`) without changing callers.
+    SD 1.x and 2.x models are `StableDiffusionPipeline` (2.x differs only in
+    configs: v-prediction in the scheduler, linear projections in the UNet),
+    SDXL models `StableDiffusionXLPipeline`. `source` names the model in the error.
     """
     class_name = (model_index or {}).get("_class_name", "StableDiffusionPipeline")
-    if class_name == "StableDiffusionPipeline":
-        return StableDiffusionPipeline
+    cls = _PIPELINE_CLASSES.get(class_name)
+    if cls is not None:
+        return cls
+    where = f"{source} is a {class_name} model" if source else f"{class_name} models are"
     raise ModelLoadError(
-        f"{class_name} models are not supported yet; use a Stable Diffusion 1.5-style model"
+        f"{where}: not a supported family; use an SD 1.5, SD 2.x or SDXL text-to-image model "
+        f"({', '.join(_PIPELINE_CLASSES)})"
     )
+
+
+def pipeline_class_for_family(family: str) -> type[BasePipeline]:
+    return StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+
+
+def model_family(pipeline: DiffusionPipeline) -> ModelFamily:
+    """sdxl for an SDXL pipeline; sd2 for an SD pipeline with SD 2.x's linear
+    attention projections or v-prediction; sd15 otherwise."""
+    if isinstance(pipeline, StableDiffusionXLPipeline):
+        return "sdxl"
+    if (
+        pipeline.unet.config.get("use_linear_projection")
+        or pipeline.scheduler.config.get("prediction_type") == "v_prediction"
+    ):
+        return "sd2"
+    return "sd15"
+
+
+def single_file_family(path: Path, family: str = "auto") -> ModelFamily:
+    """The family of a single-file checkpoint: `family` when given, else read
+    from its keys: SDXL's second text encoder, SD 2.x's OpenCLIP one. Only
+    SDXL needs another pipeline class; diffusers tells SD 1.x from 2.x itself."""
+    if family != "auto":
+        if family not in MODEL_FAMILIES:
+            raise ModelLoadError(
+                f"unknown model family {family!r} for {path}: use auto, "
+                + ", ".join(MODEL_FAMILIES)
+            )
+        return family  # type: ignore[return-value]
+    keys = _checkpoint_keys(path)
+    if any(key.startswith(_SDXL_SINGLE_FILE_KEY) for key in keys):
+        return "sdxl"
+    if not any(key.startswith("model.diffusion_model.") for key in keys):
+        raise ModelLoadError(
+            f"{path} does not look like a Stable Diffusion checkpoint (no "
+            "model.diffusion_model.* weights): of an unknown family, or not a full model "
+            "(a LoRA or a VAE alone?)"
+        )
+    if any(key.startswith(_SD2_SINGLE_FILE_KEY) for key in keys):
+        return "sd2"
+    return "sd15"
+
+
+def _checkpoint_keys(path: Path) -> list[str]:
+    try:
+        if path.suffix.lower() == ".safetensors":
+            with safe_open(str(path), framework="pt") as handle:
+                return list(handle.keys())
+        # mmap: reading the key names does not pull gigabytes into memory.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # safetensors and pickle raise many kinds for a bad file
+        raise ModelLoadError(
+            f"{path} is not a readable checkpoint: {exc}. If diffusers can read it, set "
+            "STYLEBOT_BASE_MODEL_FAMILY (sd15, sd2, sdxl) to skip this check"
+        ) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    return [str(key) for key in state] if isinstance(state, dict) else []
+
+
+def _hub_model_index(repo_id: str) -> dict[str, Any]:
+    """The hub model's `model_index.json` (from the local cache when offline)."""
+    from huggingface_hub import hf_hub_download
+
+    return json.loads(Path(hf_hub_download(repo_id, "model_index.json")).read_text())
+
+
+def _class_kwargs(cls: type[DiffusionPipeline]) -> dict[str, Any]:
+    # Outputs are moderated and watermarked by stylebot itself: no safety
+    # checker, and no SDXL watermark (its pixels would fight ours).
+    if cls is StableDiffusionXLPipeline:
+        return {"add_watermarker": False}
+    return {"safety_checker": None, "requires_safety_checker": False}
 
 
 def _looks_like_path(name: str) -> bool:
@@ -102,25 +207,24 @@ def load_pipeline(
     device: str = "auto",
     dtype: str = "auto",
     config: str | Path | None = None,
-) -> StableDiffusionPipeline:
-    """Load a Stable Diffusion pipeline, ready for inference on `device`.
+    family: str = "auto",
+) -> BasePipeline:
+    """Load an SD 1.5, SD 2.x or SDXL pipeline, ready for inference on `device`.
 
     `base_model` is a diffusers folder, a single `.safetensors`/`.ckpt`
     checkpoint, or a hub id such as `stable-diffusion-v1-5/stable-diffusion-v1-5`
-    (which needs the hub or its local cache). `config` is only used for single
-    files: a diffusers folder (or hub id) holding the component configs, needed
-    offline or for checkpoints whose architecture diffusers cannot infer.
+    (which needs the hub or its local cache). A folder's or hub model's family
+    comes from its `model_index.json`, its prediction type from its scheduler
+    config. For single files, `family` (sd15, sd2, sdxl; auto: read from the
+    checkpoint's keys) picks the pipeline class, and `config` is a diffusers
+    folder (or hub id) holding the component configs, needed offline or for
+    checkpoints whose architecture diffusers cannot infer.
     """
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     path = Path(base_model).expanduser()
     pipeline: DiffusionPipeline
-    # safety_checker=None: outputs are moderated and watermarked elsewhere.
-    common: dict[str, Any] = {
-        _DTYPE_KWARG: torch_dtype,
-        "safety_checker": None,
-        "requires_safety_checker": False,
-    }
+    common: dict[str, Any] = {_DTYPE_KWARG: torch_dtype}
     try:
         if path.is_dir():
             index_file = path / "model_index.json"
@@ -129,20 +233,20 @@ def load_pipeline(
                     f"{path} is a folder but not a diffusers model (no model_index.json); "
                     "point base_model at a diffusers model folder or a .safetensors checkpoint"
                 )
-            cls = pipeline_class_for(json.loads(index_file.read_text()))
-            pipeline = cls.from_pretrained(path, **common)
+            cls = pipeline_class_for(json.loads(index_file.read_text()), source=str(path))
+            pipeline = cls.from_pretrained(path, **common, **_class_kwargs(cls))
         elif path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES:
-            cls = pipeline_class_for(None)
+            cls = pipeline_class_for_family(single_file_family(path, family))
             extra: dict[str, Any] = {"config": str(config)} if config is not None else {}
-            pipeline = cls.from_single_file(str(path), **common, **extra)
+            pipeline = cls.from_single_file(str(path), **common, **_class_kwargs(cls), **extra)
         elif path.exists():
             raise ModelLoadError(
                 f"{path} is neither a diffusers model folder nor a "
                 f"{'/'.join(SINGLE_FILE_SUFFIXES)} checkpoint"
             )
         elif _HUB_ID.match(base_model) and not _looks_like_path(base_model):
-            cls = pipeline_class_for(None)
-            pipeline = cls.from_pretrained(base_model, **common)
+            cls = pipeline_class_for(_hub_model_index(base_model), source=base_model)
+            pipeline = cls.from_pretrained(base_model, **common, **_class_kwargs(cls))
         else:
             raise ModelLoadError(
                 f"base model {str(path)!r} does not exist: set it to a diffusers model folder, "
@@ -151,17 +255,26 @@ def load_pipeline(
             )
     except ModelLoadError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        # RuntimeError, KeyError: weights that do not fit the family's architecture.
         raise ModelLoadError(
             f"could not load base model {base_model!r}: {exc}. Check the path, or for a hub id "
             "the network / hub cache (HF_HOME)"
         ) from exc
 
-    assert isinstance(pipeline, StableDiffusionPipeline)
-    pipeline.safety_checker = None
+    assert isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline)
+    if isinstance(pipeline, StableDiffusionPipeline):
+        pipeline.safety_checker = None
     pipeline.set_progress_bar_config(disable=True)
     pipeline.to(target)
-    log.info("loaded %s on %s (%s)", base_model, target, torch_dtype)
+    log.info(
+        "loaded %s on %s (%s): %s, %s",
+        base_model,
+        target,
+        torch_dtype,
+        model_family(pipeline),
+        pipeline.scheduler.config.get("prediction_type", "epsilon"),
+    )
     return pipeline
 
 
@@ -196,80 +309,157 @@ def _write_tiny_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
-def write_tiny_model(path: Path, *, seed: int = 0) -> Path:
-    """Write an SD 1.5-architecture pipeline with tiny random weights to `path`.
+def write_tiny_model(path: Path, *, seed: int = 0, family: str = "sd15") -> Path:
+    """Write a pipeline of `family`'s architecture with tiny random weights to `path`.
 
-    Same block types, VAE scale factor (8), scheduler and folder layout as SD 1.5,
-    so every code path is the real one; widths are tiny so that it trains and
-    samples 256x256 in seconds on a CPU. Deterministic for a given seed.
+    sd15: SD 1.5's block types, VAE scale factor (8), scheduler and folder
+    layout. sd2: the same with SD 2.x's marks, linear attention projections in
+    the UNet, a GELU text encoder (OpenCLIP's activation) and a v-prediction
+    scheduler. sdxl: SDXL's three-level UNet with "text_time" added
+    conditioning, two text encoders (the second with a projection, for the
+    pooled embedding), two tokenizers and SDXL's Euler scheduler. Widths are
+    tiny so that every family trains and samples 256x256 in seconds on a CPU,
+    and every code path is the real one. Deterministic for a given seed.
     """
+    if family not in MODEL_FAMILIES:
+        raise ValueError(f"unknown model family {family!r}: use one of {', '.join(MODEL_FAMILIES)}")
     path = Path(path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=(
-                "CrossAttnDownBlock2D",
-                "CrossAttnDownBlock2D",
-                "CrossAttnDownBlock2D",
-                "DownBlock2D",
-            ),
-            up_block_types=(
-                "UpBlock2D",
-                "CrossAttnUpBlock2D",
-                "CrossAttnUpBlock2D",
-                "CrossAttnUpBlock2D",
-            ),
-            block_out_channels=(32, 32, 64, 64),
-            layers_per_block=1,
-            cross_attention_dim=32,
-            attention_head_dim=2,  # diffusers' legacy name: the number of heads
-            norm_num_groups=16,
-        )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(16, 32, 32, 32),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=256,
-            scaling_factor=0.18215,
-        )
-        tokenizer_dir = path / "tokenizer"
-        _write_tiny_tokenizer_files(tokenizer_dir)
-        # from_pretrained reads the two files with every transformers version;
-        # the constructor's signature changed between 4.x and 5.x.
-        tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, model_max_length=_TINY_TEXT_LEN)
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=2,
-                num_hidden_layers=2,
-                max_position_embeddings=_TINY_TEXT_LEN,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
-        scheduler = DDIMScheduler(
-            **SD15_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1
-        )
-        pipeline = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        pipeline = _tiny_sdxl(path) if family == "sdxl" else _tiny_sd(path, v2=family == "sd2")
         pipeline.save_pretrained(path, safe_serialization=True)
     return path
+
+
+def _tiny_tokenizer(folder: Path, **options: Any) -> CLIPTokenizer:
+    _write_tiny_tokenizer_files(folder)
+    # from_pretrained reads the two files with every transformers version;
+    # the constructor's signature changed between 4.x and 5.x.
+    return CLIPTokenizer.from_pretrained(folder, model_max_length=_TINY_TEXT_LEN, **options)
+
+
+def _tiny_text_config(tokenizer: CLIPTokenizer, **options: Any) -> CLIPTextConfig:
+    config: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": _TINY_TEXT_LEN,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    return CLIPTextConfig(**{**config, **options})
+
+
+def _tiny_vae(scaling_factor: float) -> AutoencoderKL:
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=256,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _tiny_sd(path: Path, *, v2: bool) -> StableDiffusionPipeline:
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=(
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "DownBlock2D",
+        ),
+        up_block_types=(
+            "UpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+        ),
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=1,
+        cross_attention_dim=32,
+        # diffusers' legacy name: the number of heads (SD 2.x: per block).
+        attention_head_dim=(2, 2, 4, 4) if v2 else 2,
+        use_linear_projection=v2,
+        norm_num_groups=16,
+    )
+    vae = _tiny_vae(0.18215)
+    tokenizer = _tiny_tokenizer(path / "tokenizer")
+    text_encoder = CLIPTextModel(
+        _tiny_text_config(tokenizer, hidden_act="gelu" if v2 else "quick_gelu")
+    )
+    scheduler = DDIMScheduler(
+        **{**SD15_SCHEDULE, "prediction_type": "v_prediction" if v2 else "epsilon"},
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _tiny_sdxl(path: Path) -> StableDiffusionXLPipeline:
+    tokenizer = _tiny_tokenizer(path / "tokenizer")
+    # SDXL's second tokenizer pads with "!" (OpenCLIP's token 0), not end-of-text.
+    tokenizer_2 = _tiny_tokenizer(path / "tokenizer_2", pad_token="!")
+    text_encoder = CLIPTextModel(_tiny_text_config(tokenizer))
+    # Wider than the first, as in SDXL (768 and 1280): single-file loaders
+    # tell the two encoders apart by width.
+    text_encoder_2 = CLIPTextModelWithProjection(
+        _tiny_text_config(
+            tokenizer_2, hidden_size=48, intermediate_size=96, projection_dim=48, hidden_act="gelu"
+        )
+    )
+    time_embed_dim = 8  # per size/crop number; SDXL's is 256
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        transformer_layers_per_block=(1, 1, 2),
+        attention_head_dim=(2, 4, 4),
+        use_linear_projection=True,
+        # The two encoders' hidden states side by side.
+        cross_attention_dim=text_encoder.config.hidden_size + text_encoder_2.config.hidden_size,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        # Six size/crop numbers, each embedded, plus the pooled text embedding.
+        projection_class_embeddings_input_dim=6 * time_embed_dim
+        + text_encoder_2.config.projection_dim,
+        norm_num_groups=16,
+    )
+    scheduler = EulerDiscreteScheduler(
+        **SD15_SCHEDULE, timestep_spacing="leading", steps_offset=1, interpolation_type="linear"
+    )
+    return StableDiffusionXLPipeline(
+        vae=_tiny_vae(0.13025),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )

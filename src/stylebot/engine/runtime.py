@@ -17,24 +17,58 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from stylebot.config import FEW_STEP_MAX_STEPS
 from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
-from stylebot.engine.models import load_pipeline
+from stylebot.engine.lora_files import StyleCard, kohya_lora_file, model_label
+from stylebot.engine.models import load_pipeline, model_family
 from stylebot.provenance.content_credentials import finish_output_png
 from stylebot.provenance.metadata import OutputMetadata
 from stylebot.provenance.signing import SigningIdentity
 from stylebot.provenance.watermark import embed_watermark
-from stylebot.queue.payloads import GenerateJob, TrainSettings
+from stylebot.queue.payloads import (
+    GenerateJob,
+    TrainingPreview,
+    TrainJob,
+    TrainSettings,
+    ValidationPoint,
+    preview_output_id,
+)
 from stylebot.trainer.checkpoints import TrainingCheckpoint
-from stylebot.trainer.dataset import prepare_training_image
+from stylebot.trainer.dataset import prepare_upload
+from stylebot.trainer.embeddings import (
+    TRAINING_TOKEN,
+    StyleEmbedding,
+    strip_style_tokens,
+    style_caption,
+)
 from stylebot.trainer.lora import DeviceSharing, TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)
 
-SAMPLER_NAME = "DDIM"
+# AUTOMATIC1111's names for diffusers' schedulers, for the PNG's "Sampler" field.
+SAMPLER_NAMES = {
+    "DDIMScheduler": "DDIM",
+    "PNDMScheduler": "PLMS",
+    "LMSDiscreteScheduler": "LMS",
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM++ SDE",
+    "HeunDiscreteScheduler": "Heun",
+    "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM",
+}
+
+
+def sampler_name(scheduler: object) -> str:
+    """The sampler an image was made with, as A1111 names it (else the class name)."""
+    name = type(scheduler).__name__
+    return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
 
 
 class JobCancelled(Exception):
@@ -49,6 +83,33 @@ class TrainedWeights:
     seconds: float
     # Steps done by an earlier, interrupted attempt that this one continued.
     resumed_from: int = 0
+    # Held-out loss with the LoRA and with the base model over the run.
+    validation: tuple[ValidationPoint, ...] = ()
+    # The same LoRA in kohya's layout with metadata (lora_files), for /style
+    # export; None when converting it failed (logged; the style still works).
+    export_data: bytes | None = None
+    # The style token's embedding (safetensors, A1111/diffusers layout) when the
+    # method trains one; `data` is then empty if no LoRA trained.
+    embedding_data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TrainingPreviews:
+    """Where a training run's preview images go (see `TrainSettings.preview_every_steps`).
+
+    `deliver(step, preview, image)` runs on the device thread, inside the
+    training loop: it should hand the image on, not wait for storage.
+    """
+
+    job_id: str
+    deliver: Callable[[int, TrainingPreview, FinishedImage], None]
+
+
+# Small and quick: a preview shows where the style is going, and it holds up
+# the training run while it renders.
+PREVIEW_SIZE = 256
+PREVIEW_STEPS = 12
+PREVIEW_GUIDANCE = 7.5
 
 
 @dataclass(frozen=True)
@@ -72,9 +133,17 @@ def _usable_checkpoint(data: bytes | None, settings: TrainSettings) -> TrainingC
     return checkpoint
 
 
-def generation_batch_key(job: GenerateJob) -> tuple[object, ...]:
-    """Jobs with equal keys can share one pipeline call: same style, steps, guidance, size."""
-    return (job.lora_key, job.trigger, job.style_id, job.steps, job.guidance, job.width, job.height)
+def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tuple[object, ...]:
+    """Jobs with equal keys can share one pipeline call: same style, steps, guidance, size.
+
+    With `mixed_styles` the style is left out: jobs in different styles share a
+    call through per-sample adapters (`StyleEngine.generate_mixed`).
+    """
+    shape = (job.steps, job.guidance, job.width, job.height)
+    if mixed_styles:
+        # A textual-inversion embedding changes the text encoder for the whole call.
+        return (job.embedding_key, job.embedding_token, *shape)
+    return (job.lora_key, job.trigger, job.style_id, *shape)
 
 
 def _stepper(
@@ -99,16 +168,28 @@ class StyleEngine:
         dtype: str = "auto",
         max_loaded_adapters: int = 8,
         signing: SigningIdentity | None = None,
+        family: str = "auto",
+        few_step: bool | None = None,
+        lora_hotswap: bool = True,
+        lora_hotswap_rank: int = 16,
     ) -> None:
+        # family: a single-file checkpoint's (auto: from its keys); few_step: a
+        # turbo model's step cap (None: from the model's name). See engine.models.
         self.base_model = base_model
         self.cache_dir = cache_dir
         # A worker logs; progress bars on its stderr would only fill the log.
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
         started = time.perf_counter()
-        self.pipeline = load_pipeline(base_model, device=device, dtype=dtype)
+        self.pipeline = load_pipeline(base_model, device=device, dtype=dtype, family=family)
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
-        self.generator = Generator(self.pipeline, max_loaded_adapters=max_loaded_adapters)
+        self.generator = Generator(
+            self.pipeline,
+            max_loaded_adapters=max_loaded_adapters,
+            few_step=few_step,
+            lora_hotswap=lora_hotswap,
+            hotswap_rank=lora_hotswap_rank,
+        )
         # None: outputs carry the watermark and PNG metadata but no C2PA manifest.
         self.signing = signing
 
@@ -123,14 +204,18 @@ class StyleEngine:
         resume_from: bytes | None = None,
         on_checkpoint: Callable[[bytes, int], None] | None = None,
         device_sharing: DeviceSharing | None = None,
+        export_for: TrainJob | None = None,
+        previews: TrainingPreviews | None = None,
     ) -> TrainedWeights:
         """Train a style's LoRA; `on_checkpoint(state, step)` gets the run's state as
         bytes now and then, which `resume_from` continues after a crash. A
         checkpoint from other settings (or unreadable) is ignored, with a log line:
-        training again from the start is slower but always right."""
+        training again from the start is slower but always right. The result
+        also holds the kohya-layout export, described from `export_for`."""
         checkpoint = _usable_checkpoint(resume_from, settings)
         pictures = [
-            prepare_training_image(Image.open(io.BytesIO(data)), settings.resolution)
+            # Uncropped: the trainer fits each image to its aspect-ratio bucket.
+            prepare_upload(Image.open(io.BytesIO(data)), settings.resolution)
             for data in images
         ]
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
@@ -141,7 +226,15 @@ class StyleEngine:
                     trigger,
                     settings,
                     Path(workdir),
-                    on_progress=on_progress,
+                    on_progress=self._with_previews(
+                        on_progress,
+                        # The token in training, so previews show the embedding too.
+                        style_caption(
+                            trigger, TRAINING_TOKEN if settings.method != "lora" else None
+                        ),
+                        settings,
+                        previews,
+                    ),
                     should_stop=should_stop,
                     resume_from=checkpoint,
                     on_checkpoint=(
@@ -153,10 +246,84 @@ class StyleEngine:
                 )
             except TrainingCancelled as exc:
                 raise JobCancelled(str(exc)) from exc
-            data = outcome.weights_path.read_bytes()
+            data = outcome.weights_path.read_bytes() if outcome.weights_path else b""
+            embedding = outcome.embedding_path.read_bytes() if outcome.embedding_path else None
         return TrainedWeights(
-            data, outcome.steps, outcome.final_loss, outcome.seconds, outcome.resumed_from
+            data,
+            outcome.steps,
+            outcome.final_loss,
+            outcome.seconds,
+            outcome.resumed_from,
+            outcome.validation,
+            export_data=(
+                self._kohya_export(data, trigger, settings, export_for, len(images))
+                if data
+                else None
+            ),
+            embedding_data=embedding,
         )
+
+    def store_embedding(self, key: str, data: bytes) -> None:
+        """Keep a style's embedding (blob `key`) where generation finds it by key."""
+        path = self._embedding_path(key)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_bytes(data)
+            partial.replace(path)
+
+    def _embedding_path(self, key: str) -> Path:
+        return self._scratch() / "embeddings" / f"{key}.safetensors"
+
+    def _embedding(self, job: GenerateJob) -> StyleEmbedding | None:
+        if not job.embedding_key or not job.embedding_token:
+            return None
+        path = self._embedding_path(job.embedding_key)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"embedding {job.embedding_key} was not stored before generation (store_embedding)"
+            )
+        return StyleEmbedding(job.embedding_token, path)
+
+    def _kohya_export(
+        self,
+        weights: bytes,
+        trigger: str,
+        settings: TrainSettings,
+        job: TrainJob | None,
+        image_count: int,
+    ) -> bytes | None:
+        """The LoRA as AUTOMATIC1111 / ComfyUI / diffusers load it, with its metadata."""
+        trained_on = model_label(self.pipeline)
+        recorded = Path(job.base_model).name if job is not None and job.base_model else ""
+        if job is not None and recorded and recorded != Path(trained_on).name:
+            log.warning(
+                "style %s was recorded for base model %s but trained on %s",
+                job.style_name,
+                job.base_model,
+                trained_on,
+            )
+        card = StyleCard(
+            style_name=job.style_name if job is not None else "",
+            trigger=trigger,
+            licence=job.licence if job is not None else "",
+            consent_id=job.consent_id if job is not None else None,
+            base_model=trained_on,
+        )
+        try:
+            return kohya_lora_file(
+                weights,
+                card,
+                settings,
+                family=model_family(self.pipeline),
+                prediction_type=self.pipeline.scheduler.config.get("prediction_type", "epsilon"),
+                trained_at=datetime.now(UTC),
+                image_count=image_count,
+                unet_config=self.pipeline.unet.config,
+            )
+        except Exception:  # the style itself is fine; only its export is missing
+            log.exception("could not write the kohya-layout export of style %s", card.style_name)
+            return None
 
     def generate(
         self,
@@ -197,11 +364,43 @@ class StyleEngine:
             for job, request, images in zip(jobs, requests, batches, strict=True)
         ]
 
-    @staticmethod
-    def _request(job: GenerateJob, weights: LoraWeights | None) -> GenerationRequest:
-        prompt = f"{job.trigger}, {job.prompt}" if job.trigger and weights else job.prompt
+    def generate_mixed(
+        self,
+        jobs: Sequence[GenerateJob],
+        loras: Sequence[bytes | None],
+        on_step: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[list[FinishedImage]]:
+        """Jobs with equal steps, guidance and size, each in its own style (`loras[i]`,
+        None: the base model), in one pipeline call (`Generator.generate_mixed`)."""
+        weights = [
+            self._lora_file(job, lora) if lora is not None else None
+            for job, lora in zip(jobs, loras, strict=True)
+        ]
+        requests = [self._request(job, w) for job, w in zip(jobs, weights, strict=True)]
+        batches = self.generator.generate_mixed(
+            list(zip(requests, weights, strict=True)), on_step=_stepper(on_step, should_stop)
+        )
+        return [
+            self._finish(job, request.prompt, images, lora)
+            for job, request, images, lora in zip(jobs, requests, batches, loras, strict=True)
+        ]
+
+    @property
+    def device_type(self) -> str:
+        """Where the pipeline runs: "cuda", "cpu", "mps", ..."""
+        return str(self.pipeline.device.type)
+
+    def _request(self, job: GenerateJob, weights: LoraWeights | None) -> GenerationRequest:
+        embedding = self._embedding(job)
+        # Only the job's own style token reaches the text encoder (others may be loaded).
+        prompt = strip_style_tokens(job.prompt)
+        if embedding is not None or (job.trigger and weights):
+            caption = style_caption(job.trigger or "", embedding.token if embedding else None)
+            prompt = f"{caption}, {prompt}"
         return GenerationRequest(
             prompt=prompt,
+            embedding=embedding,
             negative_prompt=job.negative_prompt,
             seed=job.seed,
             steps=job.steps,
@@ -228,11 +427,12 @@ class StyleEngine:
                 prompt=prompt,
                 negative_prompt=job.negative_prompt,
                 seed=seed,
-                steps=job.steps,
+                # What was sampled: a few-step model caps the steps asked for.
+                steps=self.generator.sampled_steps(job.steps),
                 guidance=job.guidance,
                 width=job.width,
                 height=job.height,
-                sampler=SAMPLER_NAME,
+                sampler=sampler_name(self.pipeline.scheduler),
                 base_model=Path(self.base_model).name or self.base_model,
                 style_name=job.style_name,
                 lora_hash=lora_hash,
@@ -253,6 +453,84 @@ class StyleEngine:
             partial.replace(path)
         # The adapter name changes with the weights, so a retrained style is reloaded.
         return LoraWeights(adapter_name=f"style{job.style_id}_{key[:12]}", path=path)
+
+    def _with_previews(
+        self,
+        on_progress: Callable[[int, int, float], None] | None,
+        trigger: str,
+        settings: TrainSettings,
+        previews: TrainingPreviews | None,
+    ) -> Callable[[int, int, float], None] | None:
+        """`on_progress`, plus a preview every `settings.preview_every_steps` steps."""
+        every = settings.preview_every_steps
+        if previews is None or every <= 0:
+            return on_progress
+
+        def progress(step: int, total: int, loss: float) -> None:
+            if on_progress is not None:
+                on_progress(step, total, loss)
+            if step % every == 0 and step < total:  # the last step's image is the style itself
+                try:
+                    preview, image = self._render_preview(previews.job_id, trigger, settings, step)
+                except Exception:  # a preview is a courtesy: it never fails the run
+                    log.exception("training preview at step %d failed; training goes on", step)
+                    return
+                previews.deliver(step, preview, image)
+
+        return progress
+
+    def _render_preview(
+        self, job_id: str, trigger: str, settings: TrainSettings, step: int
+    ) -> tuple[TrainingPreview, FinishedImage]:
+        """One small image with the LoRA as trained so far, finished like any output.
+
+        Called between two training steps: the training adapter is the active
+        one, so the pipeline is called directly (the Generator would switch
+        adapters), with the UNet in eval mode and back to training after.
+        """
+        unet = self.pipeline.unet
+        was_training = unet.training
+        job = GenerateJob(
+            job_id=job_id,
+            prompt=trigger,
+            negative_prompt="",
+            seed=settings.seed,
+            # A few-step (turbo) model blurs with more steps than its preset.
+            steps=min(PREVIEW_STEPS, FEW_STEP_MAX_STEPS)
+            if self.generator.few_step
+            else PREVIEW_STEPS,
+            guidance=PREVIEW_GUIDANCE,
+            width=PREVIEW_SIZE,
+            height=PREVIEW_SIZE,
+            output_ids=(preview_output_id(job_id, step),),
+        )
+        unet.eval()
+        try:
+            with torch.no_grad():
+                result = self.pipeline(
+                    prompt=trigger,
+                    num_inference_steps=job.steps,
+                    guidance_scale=job.guidance,
+                    width=job.width,
+                    height=job.height,
+                    generator=torch.Generator(device="cpu").manual_seed(job.seed),
+                    output_type="pil",
+                )
+        finally:
+            if was_training:
+                unet.train()
+        [image] = self._finish(job, trigger, result.images[:1], None)
+        preview = TrainingPreview(
+            output_id=image.output_id,
+            blob_key="",  # the worker fills it in once it has stored the image
+            prompt=trigger,
+            seed=job.seed,
+            steps=job.steps,
+            guidance=job.guidance,
+            width=job.width,
+            height=job.height,
+        )
+        return preview, image
 
     def _scratch(self) -> Path:
         self.cache_dir.mkdir(parents=True, exist_ok=True)

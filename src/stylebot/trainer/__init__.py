@@ -1,7 +1,7 @@
 """LoRA training of styles (diffusers + peft) and its image preparation."""
 
 from stylebot.trainer.checkpoints import TrainingCheckpoint
-from stylebot.trainer.dataset import prepare_training_image
+from stylebot.trainer.dataset import prepare_training_image, prepare_upload
 from stylebot.trainer.lora import (
     WEIGHTS_NAME,
     DeviceSharing,
@@ -17,5 +17,6 @@ __all__ = [
     "TrainingCancelled",
     "TrainingCheckpoint",
     "prepare_training_image",
+    "prepare_upload",
     "train_lora",
 ]

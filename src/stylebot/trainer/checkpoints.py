@@ -9,7 +9,7 @@ host can resume the run.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,7 +34,10 @@ class TrainingCheckpoint:
     `adapter` maps the training adapter's parameter names to their values;
     `optimizer` is AdamW's `state_dict()` over those parameters in that order;
     `rng_state` is the CPU generator that draws batches, noise and timesteps,
-    so a resumed run draws exactly what the uninterrupted run would have.
+    so a resumed run draws exactly what the uninterrupted run would have;
+    `validation` is the validation curve so far, (step, loss, base loss) each;
+    `embedding` is the trained token's vector(s) by file key (textual inversion; empty
+    for a LoRA-only run), whose optimiser state follows the adapter's.
     """
 
     step: int
@@ -43,6 +46,8 @@ class TrainingCheckpoint:
     adapter: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     rng_state: torch.Tensor
+    validation: tuple[tuple[int, float, float], ...] = ()
+    embedding: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def continues(self, settings: TrainSettings) -> bool:
         """Whether this checkpoint belongs to a run with these settings (and is not done)."""
@@ -59,6 +64,8 @@ class TrainingCheckpoint:
                 "adapter": {k: v.detach().cpu() for k, v in self.adapter.items()},
                 "optimizer": cpu_copy(self.optimizer),
                 "rng_state": self.rng_state.cpu(),
+                "validation": [list(point) for point in self.validation],
+                "embedding": {k: v.detach().cpu() for k, v in self.embedding.items()},
             },
             buffer,
         )
@@ -76,6 +83,11 @@ class TrainingCheckpoint:
             adapter=dict(raw["adapter"]),
             optimizer=dict(raw["optimizer"]),
             rng_state=raw["rng_state"],
+            validation=tuple(
+                (int(step), float(loss), float(base))
+                for step, loss, base in raw.get("validation", [])
+            ),
+            embedding=dict(raw.get("embedding", {})),
         )
 
 

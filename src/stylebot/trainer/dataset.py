@@ -1,8 +1,35 @@
-"""Turning uploaded reference images into square training images."""
+"""Turning uploaded reference images into training images."""
 
 from __future__ import annotations
 
 from PIL import Image, ImageOps
+
+# An upload is shrunk to at most this many times the training area before the
+# trainer sees it: enough for any bucket's cover-and-crop, and a 40 Mpx upload
+# does not sit in memory for the whole run.
+_MAX_AREA_FACTOR = 4
+
+
+def prepare_upload(image: Image.Image, resolution: int) -> Image.Image:
+    """Upright, RGB, no metadata, its aspect ratio kept (buckets crop it later).
+
+    Phones store rotation in EXIF, so the image is transposed first; large
+    images shrink to about `4 * resolution²` pixels.
+    """
+    if resolution <= 0:
+        raise ValueError(f"resolution must be positive, got {resolution}")
+    upright = ImageOps.exif_transpose(image) or image
+    rgb = upright.convert("RGB")
+    width, height = rgb.size
+    limit = _MAX_AREA_FACTOR * resolution * resolution
+    if width * height > limit:
+        scale = (limit / (width * height)) ** 0.5
+        # Rounded down, so the result never exceeds the limit.
+        rgb = rgb.resize(
+            (max(1, int(width * scale)), max(1, int(height * scale))),
+            Image.Resampling.LANCZOS,
+        )
+    return _pixels_only(rgb)
 
 
 def prepare_training_image(image: Image.Image, resolution: int) -> Image.Image:
@@ -22,8 +49,11 @@ def prepare_training_image(image: Image.Image, resolution: int) -> Image.Image:
     resized = rgb.resize(new_size, Image.Resampling.LANCZOS)
     left = (new_size[0] - resolution) // 2
     top = (new_size[1] - resolution) // 2
-    cropped = resized.crop((left, top, left + resolution, top + resolution))
-    # Copy the pixels only: a new image carries no `info`/EXIF from the upload.
-    clean = Image.new("RGB", cropped.size)
-    clean.paste(cropped)
+    return _pixels_only(resized.crop((left, top, left + resolution, top + resolution)))
+
+
+def _pixels_only(image: Image.Image) -> Image.Image:
+    """A copy of the pixels: a new image carries no `info`/EXIF from the upload."""
+    clean = Image.new("RGB", image.size)
+    clean.paste(image)
     return clean

@@ -10,28 +10,52 @@ one GPU job at a time per pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
 
-from stylebot.queue.payloads import TrainSettings
+from stylebot.engine.models import BasePipeline
+from stylebot.queue.payloads import TRAIN_METHODS, TrainSettings, ValidationPoint
+from stylebot.trainer.buckets import BatchSchedule, BucketedImage, bucket_images
 from stylebot.trainer.checkpoints import TrainingCheckpoint, cpu_copy, run_fingerprint
 from stylebot.trainer.dataset import prepare_training_image
+from stylebot.trainer.embeddings import (
+    EMBEDDING_NAME,
+    TRAINING_TOKEN,
+    TrainableToken,
+    encode_caption,
+    style_caption,
+)
+from stylebot.trainer.hardware import (
+    LossScaler,
+    autocast,
+    autocast_dtype,
+    gradient_checkpointing,
+    make_optimizer,
+)
+from stylebot.trainer.latents import LatentCache
+from stylebot.trainer.objectives import diffusion_loss, min_snr_weights, sample_noise
+from stylebot.trainer.validation import ValidationSet, split_holdout
 
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 TRAINING_ADAPTER = "stylebot_training"
@@ -40,14 +64,21 @@ LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    """What a finished run produced; `seconds` includes encoding and saving."""
+    """What a finished run produced; `seconds` includes encoding and saving.
 
-    weights_path: Path
+    `weights_path` is None when only a token's embedding trained
+    (`TrainSettings.method`); `embedding_path` is None when no embedding did.
+    """
+
+    weights_path: Path | None
     steps: int
     final_loss: float
     seconds: float
     # Steps a checkpoint had done before this run continued it (0: from scratch).
     resumed_from: int = 0
+    # Held-out loss with the LoRA and with the base model, at each checkpoint step and the end.
+    validation: tuple[ValidationPoint, ...] = ()
+    embedding_path: Path | None = None
 
 
 class TrainingCancelled(Exception):
@@ -63,23 +94,64 @@ def _images_to_tensor(images: Sequence[Image.Image], resolution: int) -> torch.T
     return batch / 127.5 - 1.0
 
 
-@torch.no_grad()
-def _encode_images(
-    pipeline: StableDiffusionPipeline, pixels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of each image's latent distribution, one VAE pass per image.
+@dataclass(frozen=True)
+class TextConditioning:
+    """What the UNet is conditioned on besides the noisy latents, encoded once.
 
-    Caching the distribution (not one sample) keeps the VAE out of the loop
-    while every step still draws a fresh latent, as if it had encoded again.
+    SD 1.x/2.x: the caption's hidden states. SDXL also takes the pooled
+    embedding of its second text encoder and, per image, its size and crop
+    ("time ids": original height and width, crop top and left, target height
+    and width), which SDXL was trained to condition on.
     """
-    vae = pipeline.vae
-    means, stds = [], []
-    for image in pixels:
-        batch = image.unsqueeze(0).to(vae.device, vae.dtype)
-        dist = vae.encode(batch).latent_dist
-        means.append(dist.mean.float())
-        stds.append(dist.std.float())
-    return torch.cat(means), torch.cat(stds)
+
+    hidden_states: torch.Tensor  # (1, tokens, dim)
+    pooled: torch.Tensor | None = None  # (1, dim), SDXL only
+    time_ids: torch.Tensor | None = None  # (images, 6), SDXL only
+
+    def unet_kwargs(self, index: torch.Tensor) -> dict[str, Any]:
+        """The UNet's conditioning arguments for the batch of images `index`."""
+        batch = len(index)
+        kwargs: dict[str, Any] = {"encoder_hidden_states": self.hidden_states.expand(batch, -1, -1)}
+        if self.pooled is not None and self.time_ids is not None:
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": self.pooled.expand(batch, -1),
+                "time_ids": self.time_ids[index.to(self.time_ids.device)],
+            }
+        return kwargs
+
+
+def _centre_crop_time_ids(image: Image.Image, resolution: int) -> list[int]:
+    """SDXL's size/crop numbers for `prepare_training_image`'s centre crop: the
+    upload's size, and the crop's top-left corner in the resized image."""
+    width, height = image.size
+    scale = resolution / min(width, height)
+    resized_width = max(resolution, round(width * scale))
+    resized_height = max(resolution, round(height * scale))
+    top, left = (resized_height - resolution) // 2, (resized_width - resolution) // 2
+    return [height, width, top, left, resolution, resolution]
+
+
+@torch.no_grad()
+def _text_conditioning(
+    pipeline: BasePipeline,
+    caption: str,
+    images: Sequence[Image.Image],
+    resolution: int,
+    dtype: torch.dtype,
+) -> TextConditioning:
+    """The caption's conditioning, encoded as the pipeline encodes a prompt at sampling."""
+    device = pipeline.unet.device
+    if not isinstance(pipeline, StableDiffusionXLPipeline):
+        return TextConditioning(_encode_caption(pipeline, caption).to(device, dtype))
+    # SDXL: both encoders' penultimate hidden states side by side, pooled
+    # from the second: the pipeline's own encoding, so training sees what sampling does.
+    hidden_states, _, pooled, _ = pipeline.encode_prompt(
+        caption, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+    )
+    time_ids = torch.tensor(
+        [_centre_crop_time_ids(image, resolution) for image in images], dtype=dtype
+    )
+    return TextConditioning(hidden_states.to(dtype), pooled.to(dtype), time_ids.to(device))
 
 
 @torch.no_grad()
@@ -117,6 +189,18 @@ def _flush_denormals(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+@contextmanager
+def _frozen_unet(unet: UNet2DConditionModel) -> Iterator[list[torch.nn.Parameter]]:
+    """No adapter (a textual-inversion-only run): the UNet frozen, in its own mode."""
+    requires_grad = {p: p.requires_grad for p in unet.parameters()}
+    unet.requires_grad_(False)
+    try:
+        yield []
+    finally:
+        for param, flag in requires_grad.items():
+            param.requires_grad_(flag)
 
 
 @contextmanager
@@ -181,7 +265,10 @@ def _make_training_active(unet: UNet2DConditionModel, params: list[torch.nn.Para
 
     A Generator may have disabled LoRA for a base-model request, so adapters
     are turned back on; `set_adapter` also freezes every other adapter.
+    No parameters: no adapter trains (textual inversion only), nothing to do.
     """
+    if not params:
+        return
     unet.set_adapter(TRAINING_ADAPTER)
     unet.enable_adapters()
     for param in params:
@@ -207,7 +294,8 @@ class DeviceSharing(Protocol):
 def _lent_out(
     unet: UNet2DConditionModel, params: list[torch.nn.Parameter], device: torch.device
 ) -> Iterator[None]:
-    unet.disable_adapters()
+    if params:
+        unet.disable_adapters()
     unet.eval()
     on_cpu = device.type == "cpu"
     if on_cpu:
@@ -222,7 +310,7 @@ def _lent_out(
 
 
 def train_lora(
-    pipeline: StableDiffusionPipeline,
+    pipeline: BasePipeline,
     images: Sequence[Image.Image],
     trigger: str,
     settings: TrainSettings,
@@ -236,9 +324,13 @@ def train_lora(
 ) -> TrainOutcome:
     """Train a LoRA on the UNet's attention layers so `trigger` evokes `images`.
 
-    The VAE and text encoder are frozen and run once per image / once for the
-    caption before the loop. `on_progress(step, total, loss)` is called after
-    every step; `should_stop()` is checked before every step and raises
+    Each image is fitted to its aspect-ratio bucket; `settings.holdout_images`
+    of them never train but measure, at every `checkpoint_every_steps` step
+    and at the end, the loss with the LoRA against the base model's
+    (`TrainOutcome.validation`). The VAE and text encoder are frozen and run
+    before the loop, once per image (twice with flips) and once for the
+    caption. `on_progress(step, total, loss)` is called after every step;
+    `should_stop()` is checked before every step and raises
     `TrainingCancelled`. Writes `output_dir/pytorch_lora_weights.safetensors`.
 
     `on_checkpoint` receives the run's state every
@@ -246,7 +338,17 @@ def train_lora(
     and when the run is stopped; `resume_from` continues such a state (it must
     `continue` these settings), giving the weights the uninterrupted run gives.
     Between steps, `device_sharing` may run waiting work on the pipeline.
+
+    `settings.method` "textual_inversion" trains a new token's embedding
+    instead of the LoRA, "both" trains the two together (trainer.embeddings);
+    the caption then starts with the token and is encoded at every step, and
+    the embedding is written to `output_dir/learned_embeds.safetensors`.
     """
+    if settings.method not in TRAIN_METHODS:
+        raise ValueError(f"method must be one of {TRAIN_METHODS}, got {settings.method!r}")
+    trains_lora = settings.method in ("lora", "both")
+    token = TrainableToken(pipeline) if settings.method != "lora" else None
+    caption = style_caption(trigger, TRAINING_TOKEN if token is not None else None)
     if not images:
         raise ValueError("train_lora needs at least one image")
     if settings.steps < 1 or settings.batch_size < 1:
@@ -260,11 +362,31 @@ def train_lora(
     prediction_type = noise_scheduler.config.prediction_type
     if prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"unsupported prediction_type {prediction_type!r}")
-    scaling_factor = pipeline.vae.config.scaling_factor
 
-    pixels = _images_to_tensor(images, settings.resolution)
-    latent_mean, latent_std = _encode_images(pipeline, pixels)
-    caption = _encode_caption(pipeline, trigger).to(device, unet.dtype)
+    # Aspect-ratio buckets; held-out images are encoded for validation only.
+    bucketed = bucket_images([_rgb(image) for image in images], settings.resolution)
+    train_ids, held_ids = split_holdout(len(images), settings.holdout_images, settings.seed)
+    training = [bucketed[i] for i in train_ids]
+    held_out = [bucketed[i] for i in held_ids]
+    latents_cache = LatentCache(pipeline.vae, training, flip=settings.flip, device=device)
+    schedule = BatchSchedule(
+        [image.bucket for image in training],
+        repeats=settings.repeats,
+        batch_size=settings.batch_size,
+        flip=settings.flip,
+        seed=settings.seed,
+    )
+    # Read once: diffusers' `unet.dtype` walks every module (about 7% of a
+    # tiny-model step when it was read in the loop).
+    unet_dtype = unet.dtype
+    held_cache = LatentCache(pipeline.vae, held_out, flip=False, device=device)
+    validation_set = ValidationSet(
+        [held_cache.mean(i) for i in range(len(held_cache))],
+        noise_scheduler,
+        prediction_type,
+        seed=settings.seed,
+    )
+    amp_dtype = autocast_dtype(settings.mixed_precision, device, unet_dtype)
 
     # Noise, timesteps and batches come from a CPU generator, so a seed gives
     # the same run on any device; the global seed covers the LoRA init.
@@ -272,15 +394,80 @@ def train_lora(
     loss_value = math.nan
     first_step = 1
     devices = [torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad(), _flush_denormals(device):
+    curve: list[tuple[int, float, float]] = []
+    with (
+        torch.random.fork_rng(devices=devices),
+        torch.enable_grad(),
+        _flush_denormals(device),
+        gradient_checkpointing(unet, settings.gradient_checkpointing),
+        # The training token in the tokenizer(s) before the caption is encoded.
+        token.attached() if token is not None else nullcontext(),
+    ):
+        conditioning = _text_conditioning(
+            pipeline, caption, images, settings.resolution, unet_dtype
+        )
+        # SDXL: each image's own size and crop in its bucket.
+        conditioning = _with_size_conditioning(conditioning, training)
+        held_conditioning = _with_size_conditioning(conditioning, held_out)
+
+        def current(cached: TextConditioning) -> TextConditioning:
+            """The cached conditioning, or, while the token's embedding trains, the
+            caption encoded again through it (the cache would hold its old value)."""
+            if token is None:
+                return cached
+            hidden_states, pooled = encode_caption(pipeline, caption)
+            return dataclasses.replace(
+                cached,
+                hidden_states=hidden_states.to(unet_dtype),
+                pooled=None if pooled is None else pooled.to(unet_dtype),
+            )
+
         torch.manual_seed(settings.seed)
-        with _borrowed_unet(unet, settings.rank) as params:
+        borrowed = _borrowed_unet(unet, settings.rank) if trains_lora else _frozen_unet(unet)
+        with borrowed as params:
             names = [n for n, _ in unet.named_parameters() if TRAINING_ADAPTER in n]
-            optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
+            optimizer = _optimizer(params, token, settings, device)
+            scaler = LossScaler(amp_dtype)
             if resume_from is not None:
                 _restore(resume_from, names, params, optimizer, rng)
+                if token is not None:
+                    token.load_state(resume_from.embedding)
                 first_step = resume_from.step + 1
                 loss_value = resume_from.loss
+                curve = list(resume_from.validation)
+
+            def held_out_loss() -> float:
+                with torch.no_grad():
+                    held = current(held_conditioning)
+
+                def prediction(
+                    noisy: torch.Tensor, timesteps: torch.Tensor, position: int
+                ) -> torch.Tensor:
+                    index = torch.full((noisy.shape[0],), position)
+                    with autocast(device, amp_dtype):
+                        return unet(
+                            noisy.to(unet_dtype), timesteps, **held.unet_kwargs(index)
+                        ).sample
+
+                return validation_set.loss(prediction)
+
+            def validate(step: int) -> None:
+                if not validation_set:
+                    return
+                loss = held_out_loss()
+                # The base model, on the same noise and timesteps: no LoRA, and
+                # the token at its initial embedding.
+                if params:
+                    unet.disable_adapters()
+                if token is not None:
+                    token.enabled = False
+                try:
+                    base_loss = held_out_loss()
+                finally:
+                    if token is not None:
+                        token.enabled = True
+                    _make_training_active(unet, params)
+                curve.append((step, loss, base_loss))
 
             def checkpoint(step: int) -> TrainingCheckpoint:
                 return TrainingCheckpoint(
@@ -291,6 +478,8 @@ def train_lora(
                     adapter=cpu_copy(dict(zip(names, params, strict=True))),
                     optimizer=cpu_copy(optimizer.state_dict()),
                     rng_state=rng.get_state(),
+                    validation=tuple(curve),
+                    embedding=token.state() if token is not None else {},
                 )
 
             total = settings.steps
@@ -300,35 +489,37 @@ def train_lora(
                     if on_checkpoint is not None and step > first_step:
                         on_checkpoint(checkpoint(step - 1))
                     raise TrainingCancelled(f"training cancelled before step {step} of {total}")
-                index = torch.randint(0, len(images), (settings.batch_size,), generator=rng)
-                sample = torch.randn(latent_mean[index].shape, generator=rng)
-                latents = (latent_mean[index] + latent_std[index] * sample.to(device)) * (
-                    scaling_factor
-                )
-                noise = torch.randn(latents.shape, generator=rng).to(device)
+                batch = schedule.batch(step)
+                index = torch.tensor([sample.index for sample in batch])
+                latents = latents_cache.draw(batch, rng)
+                noise = sample_noise(latents.shape, rng, settings.noise_offset).to(device)
                 timesteps = torch.randint(
-                    0,
-                    noise_scheduler.config.num_train_timesteps,
-                    (settings.batch_size,),
-                    generator=rng,
+                    0, noise_scheduler.config.num_train_timesteps, (len(batch),), generator=rng
                 ).to(device)
                 noisy = noise_scheduler.add_noise(latents, noise, timesteps)
                 if prediction_type == "epsilon":
                     target = noise
                 else:
                     target = noise_scheduler.get_velocity(latents, noise, timesteps)
-                prediction = unet(
-                    noisy.to(unet.dtype),
-                    timesteps,
-                    encoder_hidden_states=caption.expand(settings.batch_size, -1, -1),
-                ).sample
-                loss = F.mse_loss(prediction.float(), target.float())
+                with autocast(device, amp_dtype):
+                    prediction = unet(
+                        noisy.to(unet_dtype), timesteps, **current(conditioning).unet_kwargs(index)
+                    ).sample
+                snr_weights = (
+                    min_snr_weights(
+                        noise_scheduler, timesteps, settings.min_snr_gamma, prediction_type
+                    )
+                    if settings.min_snr_gamma > 0
+                    else None
+                )
+                loss = diffusion_loss(prediction, target, snr_weights)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.backward_and_step(loss, optimizer)
                 loss_value = float(loss.detach())
                 if on_progress is not None:
                     on_progress(step, total, loss_value)
+                if step % settings.checkpoint_every_steps == 0 or step == total:
+                    validate(step)
                 # The last step's state is the result itself: no checkpoint for it.
                 due = (
                     step % settings.checkpoint_every_steps == 0
@@ -341,14 +532,31 @@ def train_lora(
                     with _lent_out(unet, params, device):
                         device_sharing.run_waiting()
 
+            output_dir = Path(output_dir)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            embedding_path = token.save(output_dir / EMBEDDING_NAME) if token is not None else None
+            if not trains_lora:
+                return TrainOutcome(
+                    weights_path=None,
+                    steps=settings.steps,
+                    final_loss=loss_value,
+                    seconds=time.perf_counter() - started,
+                    resumed_from=first_step - 1,
+                    validation=tuple(ValidationPoint(*point) for point in curve),
+                    embedding_path=embedding_path,
+                )
             weights = convert_state_dict_to_diffusers(
                 get_peft_model_state_dict(unet, adapter_name=TRAINING_ADAPTER)
             )
-            output_dir = Path(output_dir)
-            output_dir.mkdir(parents=True, exist_ok=True)
             # lora_alpha == rank, which is also what loaders assume without
             # metadata, so the file needs no extra config to load correctly.
-            StableDiffusionPipeline.save_lora_weights(
+            # The family's own saver: SDXL's knows its second text encoder.
+            saver = (
+                StableDiffusionXLPipeline
+                if isinstance(pipeline, StableDiffusionXLPipeline)
+                else StableDiffusionPipeline
+            )
+            saver.save_lora_weights(
                 output_dir,
                 unet_lora_layers={k: v.detach().contiguous() for k, v in weights.items()},
                 safe_serialization=True,
@@ -359,7 +567,43 @@ def train_lora(
         final_loss=loss_value,
         seconds=time.perf_counter() - started,
         resumed_from=first_step - 1,
+        validation=tuple(ValidationPoint(*point) for point in curve),
+        embedding_path=embedding_path,
     )
+
+
+def _optimizer(
+    params: list[torch.nn.Parameter],
+    token: TrainableToken | None,
+    settings: TrainSettings,
+    device: torch.device,
+) -> torch.optim.Optimizer:
+    """AdamW over the LoRA, the token's vector(s) with their own learning rate, or both."""
+    if token is None:
+        return make_optimizer(params, settings.learning_rate, settings.optimizer, device)
+    if not params:
+        return make_optimizer(
+            token.params, settings.embedding_learning_rate, settings.optimizer, device
+        )
+    optimizer = make_optimizer(params, settings.learning_rate, settings.optimizer, device)
+    optimizer.add_param_group({"params": token.params, "lr": settings.embedding_learning_rate})
+    return optimizer
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _with_size_conditioning(
+    conditioning: TextConditioning, images: Sequence[BucketedImage]
+) -> TextConditioning:
+    """SDXL's size and crop numbers for `images` in their buckets (others need none)."""
+    if conditioning.time_ids is None:
+        return conditioning
+    time_ids = torch.tensor(
+        [image.size_conditioning() for image in images], dtype=conditioning.time_ids.dtype
+    )
+    return dataclasses.replace(conditioning, time_ids=time_ids.to(conditioning.time_ids.device))
 
 
 def _restore(

@@ -56,8 +56,8 @@ def generator(pipeline: StableDiffusionPipeline) -> Iterator[Generator]:
     made = Generator(pipeline, max_loaded_adapters=2)
     yield made
     # The pipeline is shared by the module: leave no adapters behind.
-    for name in made.loaded_adapters:
-        pipeline.delete_adapters([name])
+    for slot in made.adapter_slots.values():
+        pipeline.delete_adapters([slot])
 
 
 def _lora_param(pipeline: StableDiffusionPipeline, adapter: str) -> torch.nn.Parameter:
@@ -111,13 +111,15 @@ def test_adapter_is_loaded_once_and_reused(
 ) -> None:
     style = LoraWeights("first", lora_files[0])
     generator.generate(REQUEST, lora=style)
-    loaded = _lora_param(pipeline, "first")
+    slot = generator.adapter_slots["first"]
+    loaded = _lora_param(pipeline, slot)
     generator.generate(REQUEST)
     generator.generate(REQUEST, lora=style)
     # A reload would have replaced the parameter with a new one.
-    assert _lora_param(pipeline, "first") is loaded
+    assert _lora_param(pipeline, slot) is loaded
     assert generator.loaded_adapters == ("first",)
-    assert pipeline.get_list_adapters() == {"unet": ["first"]}
+    assert pipeline.get_list_adapters() == {"unet": [slot]}
+    assert generator.loads == 1
 
 
 def test_least_recently_used_adapter_is_evicted_at_the_bound(
@@ -128,9 +130,14 @@ def test_least_recently_used_adapter_is_evicted_at_the_bound(
     generator.generate(REQUEST, lora=b)
     generator.generate(REQUEST, lora=a)  # a is now the most recently used
     assert generator.loaded_adapters == ("b", "a")
+    b_slot = generator.adapter_slots["b"]
     generator.generate(REQUEST, lora=c)
     assert generator.loaded_adapters == ("a", "c")
-    assert sorted(pipeline.get_list_adapters()["unet"]) == ["a", "c"]
+    # c took b's slot: hot-swapped in, not a third adapter.
+    assert generator.adapter_slots["c"] == b_slot
+    assert (generator.loads, generator.hotswaps) == (2, 1)
+    assert sorted(pipeline.get_list_adapters()["unet"]) == sorted(generator.adapter_slots.values())
+    assert len(generator.adapter_slots) == 2
     assert np.array_equal(_pixels(generator.generate(REQUEST, lora=a)[0]), styled_a)
     assert generator.loaded_adapters == ("c", "a")
 
@@ -156,7 +163,7 @@ def test_generator_adapters_keep_working_after_training(
 
     train_lora(pipeline, _images(), TRIGGER, TrainSettings(steps=3, resolution=64), tmp_path)
 
-    assert pipeline.get_list_adapters() == {"unet": ["first"]}
+    assert pipeline.get_list_adapters() == {"unet": [generator.adapter_slots["first"]]}
     assert np.array_equal(
         _pixels(
             pipeline(

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from tests.support.single_file import write_sd_single_file
 
 from stylebot.engine import (
     ModelLoadError,
@@ -21,126 +22,6 @@ from stylebot.engine import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
-
-# --- diffusers folder -> original SD single-file layout (test support) ---
-
-_RESNET = [
-    ("norm1", "in_layers.0"),
-    ("conv1", "in_layers.2"),
-    ("time_emb_proj", "emb_layers.1"),
-    ("norm2", "out_layers.0"),
-    ("conv2", "out_layers.3"),
-    ("conv_shortcut", "skip_connection"),
-]
-
-
-def _unet_prefixes(config: dict) -> list[tuple[str, str]]:
-    """(diffusers prefix, LDM prefix) pairs; the LDM block index counts every
-    resnet/attention pair and every down/upsampler in order."""
-    layers = config["layers_per_block"]
-    n = len(config["block_out_channels"])
-    pairs = [
-        ("time_embedding.linear_1.", "time_embed.0."),
-        ("time_embedding.linear_2.", "time_embed.2."),
-        ("conv_in.", "input_blocks.0.0."),
-        ("conv_norm_out.", "out.0."),
-        ("conv_out.", "out.2."),
-        ("mid_block.attentions.0.", "middle_block.1."),
-    ]
-    for j in range(2):
-        pairs.append((f"mid_block.resnets.{j}.", f"middle_block.{2 * j}."))
-    for i in range(n):
-        for j in range(layers):
-            block = (layers + 1) * i + j + 1
-            pairs.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{block}.0."))
-            pairs.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{block}.1."))
-        if i < n - 1:
-            pairs.append(
-                (
-                    f"down_blocks.{i}.downsamplers.0.conv.",
-                    f"input_blocks.{(layers + 1) * (i + 1)}.0.op.",
-                )
-            )
-        for j in range(layers + 1):
-            block = (layers + 1) * i + j
-            pairs.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{block}.0."))
-            pairs.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{block}.1."))
-        if i < n - 1:
-            has_attn = "CrossAttn" in config["up_block_types"][i]
-            pairs.append(
-                (
-                    f"up_blocks.{i}.upsamplers.0.",
-                    f"output_blocks.{(layers + 1) * i + layers}.{2 if has_attn else 1}.",
-                )
-            )
-    return pairs
-
-
-def _rename(key: str, pairs: list[tuple[str, str]], inner: list[tuple[str, str]]) -> str:
-    for old, new in pairs:
-        if key.startswith(old):
-            rest = key[len(old) :]
-            for a, b in inner:
-                if rest.startswith(a + "."):
-                    rest = b + rest[len(a) :]
-            return new + rest
-    raise KeyError(key)
-
-
-def _vae_key(key: str, config: dict) -> tuple[str, bool]:
-    n = len(config["block_out_channels"])
-    pairs = [
-        ("encoder.conv_norm_out.", "encoder.norm_out."),
-        ("decoder.conv_norm_out.", "decoder.norm_out."),
-        ("encoder.mid_block.attentions.0.", "encoder.mid.attn_1."),
-        ("decoder.mid_block.attentions.0.", "decoder.mid.attn_1."),
-    ]
-    for part in ("encoder", "decoder"):
-        for j in range(2):
-            pairs.append((f"{part}.mid_block.resnets.{j}.", f"{part}.mid.block_{j + 1}."))
-    for i in range(n):
-        pairs.append((f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block."))
-        pairs.append((f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."))
-        pairs.append((f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{n - 1 - i}.block."))
-        pairs.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{n - 1 - i}.upsample."))
-    attn = [
-        ("group_norm", "norm"),
-        ("to_q", "q"),
-        ("to_k", "k"),
-        ("to_v", "v"),
-        ("to_out.0", "proj_out"),
-    ]
-    for old, new in pairs:
-        if key.startswith(old):
-            rest = key[len(old) :]
-            if ".attn_1." in new:
-                for a, b in attn:
-                    if rest.startswith(a + "."):
-                        return new + b + rest[len(a) :], True
-            return new + rest.replace("conv_shortcut.", "nin_shortcut."), False
-    return key, False  # conv_in, conv_out, quant_conv, post_quant_conv keep their names
-
-
-def _write_single_file(model_dir: Path, path: Path) -> Path:
-    """The diffusers folder as one original-layout (LDM) checkpoint, as users
-    download SD 1.5 fine-tunes; the exact inverse of diffusers' converter."""
-    state: dict[str, torch.Tensor] = {}
-    unet_config = json.loads((model_dir / "unet" / "config.json").read_text())
-    pairs = _unet_prefixes(unet_config)
-    for key, value in load_file(model_dir / "unet" / "diffusion_pytorch_model.safetensors").items():
-        state["model.diffusion_model." + _rename(key, pairs, _RESNET)] = value
-    vae_config = json.loads((model_dir / "vae" / "config.json").read_text())
-    for key, value in load_file(model_dir / "vae" / "diffusion_pytorch_model.safetensors").items():
-        new_key, is_attn = _vae_key(key, vae_config)
-        if is_attn and value.ndim == 2:
-            value = value[:, :, None, None]  # LDM's attention projections are 1x1 convs
-        state["first_stage_model." + new_key] = value
-    for key, value in load_file(model_dir / "text_encoder" / "model.safetensors").items():
-        # transformers 5 saves CLIPTextModel without the `text_model.` level.
-        name = key if key.startswith("text_model.") else "text_model." + key
-        state["cond_stage_model.transformer." + name] = value
-    save_file({k: v.contiguous() for k, v in state.items()}, path)
-    return path
 
 
 def _sample(pipeline: StableDiffusionPipeline) -> np.ndarray:
@@ -222,12 +103,11 @@ def test_folder_that_is_not_a_model_is_rejected(tmp_path: Path) -> None:
         load_pipeline(str(tmp_path))
 
 
-def test_sdxl_is_refused_clearly_for_now(tmp_path: Path) -> None:
-    (tmp_path / "model_index.json").write_text(
-        json.dumps({"_class_name": "StableDiffusionXLPipeline"})
-    )
-    with pytest.raises(ModelLoadError, match="StableDiffusionXLPipeline"):
+def test_a_model_of_an_unknown_family_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(ModelLoadError, match="FluxPipeline") as refused:
         load_pipeline(str(tmp_path))
+    assert str(tmp_path) in str(refused.value)
     assert pipeline_class_for(None) is StableDiffusionPipeline
 
 
@@ -245,7 +125,7 @@ def test_device_and_dtype_resolution() -> None:
 def test_single_file_checkpoint_loads_to_the_same_model(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    checkpoint = _write_single_file(tiny_model_dir, tmp_path / "tiny-sd.safetensors")
+    checkpoint = write_sd_single_file(tiny_model_dir, tmp_path / "tiny-sd.safetensors")
     assert any(
         key.startswith("model.diffusion_model.input_blocks.") for key in load_file(checkpoint)
     )
@@ -259,4 +139,9 @@ def test_single_file_checkpoint_loads_to_the_same_model(
         loaded = getattr(from_file, name).state_dict()
         assert loaded.keys() == expected.keys(), name
         assert all(torch.equal(loaded[k], expected[k]) for k in expected), name
-    assert np.array_equal(_sample(from_file), _sample(from_folder))
+    # The same weights draw the same image, give or take rounding: on one CPU thread
+    # the two loading paths' tensors can take different SIMD kernels (torch 2.13
+    # moved a few pixels by one level of 255).
+    difference = np.abs(_sample(from_file).astype(int) - _sample(from_folder).astype(int))
+    assert difference.max() <= 1
+    assert (difference > 0).mean() < 0.01

@@ -1,0 +1,498 @@
+"""A style's LoRA as a file other tools load, and LoRA loading that proves it fits.
+
+The trainer saves diffusers' LoRA layout (`unet.<module>.lora.down.weight`).
+AUTOMATIC1111, ComfyUI and diffusers' own kohya path all read kohya's layout
+(`lora_unet_<module_with_underscores>.lora_down.weight` / `.lora_up.weight`,
+plus a `.alpha` per module), so `kohya_lora_file` converts with diffusers'
+state-dict converters and writes the metadata those tools show: kohya's
+`ss_*` keys, Stability's `modelspec.*` keys, and ours (`stylebot.*`).
+For SDXL, kohya's sd-scripts (and so AUTOMATIC1111 and ComfyUI) name the UNet's
+layers after Stability's reference UNet (`input_blocks_4_1_...`), not after
+diffusers' blocks; `sgm_unet_names` renames them so, from the UNet's own config,
+and diffusers' loader maps them back (`_maybe_map_sgm_blocks_to_diffusers`).
+
+diffusers' `load_lora_weights` skips keys that match no layer of the model
+(peft at most warns), so a LoRA made for another base model would load as a
+silent no-op; `load_checked_lora` compares what the file holds with what was
+injected and raises `LoraMismatchError` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from diffusers import StableDiffusionXLPipeline
+from diffusers.utils.state_dict_utils import (
+    convert_state_dict_to_diffusers,
+    convert_state_dict_to_kohya,
+    convert_state_dict_to_peft,
+    convert_unet_state_dict_to_peft,
+)
+from peft.utils import get_peft_model_state_dict
+
+from stylebot.queue.payloads import TrainSettings
+
+__all__ = [
+    "LoraMismatchError",
+    "StyleCard",
+    "kohya_lora_file",
+    "kohya_state_dict",
+    "load_checked_lora",
+    "model_label",
+    "read_safetensors_metadata",
+    "sgm_unet_names",
+    "tensor_data_sha256",
+    "unapplied_lora_keys",
+]
+
+KOHYA_NETWORK_MODULE = "networks.lora"
+MODELSPEC_VERSION = "1.0.0"
+# diffusers' key for the peft LoraConfig it saves with a LoRA (lora_base.LORA_ADAPTER_METADATA_KEY).
+_DIFFUSERS_ADAPTER_METADATA = "lora_adapter_metadata"
+# The LoRA tensors of a kohya file; `.alpha` scalars are settings, not layers.
+_KOHYA_DOWN = ".lora_down.weight"
+# How many unmatched keys an error names: enough to recognise the model, not a wall.
+_KEYS_SHOWN = 3
+# diffusers' attention blocks as convert_state_dict_to_kohya names them: the part
+# before the transformer's own layers, which keep their names in both layouts.
+_DIFFUSERS_BLOCK_ATTENTION = re.compile(
+    r"lora_unet_(?P<side>down|up)_blocks_(?P<block>\d+)_attentions_(?P<layer>\d+)_(?P<rest>.+)"
+)
+_DIFFUSERS_MID_ATTENTION = re.compile(r"lora_unet_mid_block_attentions_0_(?P<rest>.+)")
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    """How kohya's and Stability's metadata name a base model family."""
+
+    kohya_version: str  # ss_base_model_version, as sd-scripts writes it
+    modelspec: str  # modelspec.architecture, before "/lora"
+    implementation: str  # modelspec.implementation
+    v2: bool
+
+
+_SD15 = _Architecture("sd_v1", "stable-diffusion-v1", "diffusers", v2=False)
+_ARCHITECTURES: dict[tuple[str, str], _Architecture] = {
+    ("sd15", "epsilon"): _SD15,
+    ("sd15", "v_prediction"): _SD15,
+    ("sd2", "epsilon"): _Architecture("sd_v2", "stable-diffusion-v2-512", "diffusers", v2=True),
+    ("sd2", "v_prediction"): _Architecture(
+        "sd_v2", "stable-diffusion-v2-768-v", "diffusers", v2=True
+    ),
+    # sd-scripts names SDXL LoRAs after Stability's reference implementation.
+    ("sdxl", "epsilon"): _Architecture(
+        "sdxl_base_v1-0",
+        "stable-diffusion-xl-v1-base",
+        "https://github.com/Stability-AI/generative-models",
+        v2=False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class StyleCard:
+    """What an exported LoRA says about its style, from the train job."""
+
+    style_name: str
+    trigger: str
+    # An SPDX license expression (`LicenseRef-...` for licences without an id).
+    licence: str = ""
+    consent_id: int | None = None
+    # The base model the worker trained on, as `model_label` names it.
+    base_model: str = ""
+
+
+class LoraMismatchError(ValueError):
+    """A LoRA file whose layers do not all land on the base model: made for another one."""
+
+    def __init__(self, base_model: str, reason: str, unmatched: Sequence[str] = ()) -> None:
+        self.base_model = base_model
+        self.unmatched = tuple(unmatched)
+        shown = ", ".join(self.unmatched[:_KEYS_SHOWN])
+        more = len(self.unmatched) - _KEYS_SHOWN
+        if more > 0:
+            shown += f" and {more} more"
+        super().__init__(
+            f"LoRA does not fit base model {base_model}: {reason}"
+            + (f" ({shown})" if shown else "")
+        )
+
+    @property
+    def user_message(self) -> str:
+        """What the style's user is told: no keys, no paths."""
+        return (
+            "this style was trained for a different base model than the one the "
+            f"worker runs now ({self.base_model}), so it cannot be applied; its owner "
+            "can train it again"
+        )
+
+
+def model_label(pipeline: Any) -> str:
+    """A pipeline's base model as the operator named it: a folder's or file's name, or
+    a hub id (never a full local path, which can end up in chat and in exported files)."""
+    source = str(getattr(pipeline, "name_or_path", "") or "")
+    if not source:
+        return "the base model"
+    path = Path(source)
+    return path.name if path.is_absolute() or path.exists() else source
+
+
+# -- the kohya file ---------------------------------------------------------
+
+
+def kohya_state_dict(
+    diffusers_lora: Mapping[str, torch.Tensor], *, alpha: float | None = None
+) -> dict[str, torch.Tensor]:
+    """diffusers' LoRA layout in kohya's, by diffusers' converters, with an `.alpha`
+    for every module.
+
+    Without `alpha` each module's alpha is its rank: a diffusers file without
+    adapter metadata loads with scale alpha/rank = 1, so that is what keeps
+    the two files equivalent.
+    """
+    peft_layout = _peft_layout(diffusers_lora)
+    kohya = convert_state_dict_to_kohya(peft_layout)
+    if not any(key.endswith(_KOHYA_DOWN) for key in kohya):
+        raise ValueError("no LoRA layers to convert: not a diffusers LoRA state dict")
+    for key, weight in list(kohya.items()):
+        if key.endswith(_KOHYA_DOWN):
+            module = key.removesuffix(_KOHYA_DOWN)
+            value = float(alpha) if alpha is not None else float(weight.shape[0])
+            # float32 scalars, as kohya writes them (the converter makes int64 ones).
+            kohya[f"{module}.alpha"] = torch.tensor(value, dtype=torch.float32)
+    return {key: tensor.detach().cpu().contiguous() for key, tensor in kohya.items()}
+
+
+def sgm_unet_names(
+    kohya: Mapping[str, torch.Tensor], unet_config: Mapping[str, Any]
+) -> dict[str, torch.Tensor]:
+    """kohya-layout UNet keys with diffusers' block names (`lora_unet_down_blocks_1_
+    attentions_0_...`) renamed after Stability's UNet, as sd-scripts names SDXL LoRAs
+    (`lora_unet_input_blocks_4_1_...`); other keys (text encoders) stay as they are.
+
+    The numbers come from `unet_config` (a diffusers UNet's config), so a UNet with
+    other block counts than SDXL's gets its own. Stability's UNet numbers its input
+    blocks 0 (conv_in), then per level `layers_per_block` (ResBlock, transformer)
+    blocks and a downsampler; its output blocks per level `layers_per_block + 1`
+    (ResBlock, transformer[, upsampler]) blocks; its middle block is (ResBlock,
+    transformer, ResBlock). The transformer is module 1 of its block. This is the
+    inverse of diffusers' `_maybe_map_sgm_blocks_to_diffusers`, which loads it back.
+    """
+    per_level = unet_config["layers_per_block"]
+    if not isinstance(per_level, int):  # per-level counts: no SDXL has them, nor the inverse
+        raise ValueError(f"no SGM names for a UNet with layers_per_block={per_level!r}")
+    limits = {
+        "down": (len(unet_config["down_block_types"]), per_level),
+        "up": (len(unet_config["up_block_types"]), per_level + 1),
+    }
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in kohya.items():
+        module, dot, suffix = key.partition(".")
+        if not module.startswith("lora_unet_"):
+            renamed[key] = tensor
+            continue
+        if mid := _DIFFUSERS_MID_ATTENTION.fullmatch(module):
+            renamed[f"lora_unet_middle_block_1_{mid['rest']}{dot}{suffix}"] = tensor
+            continue
+        found = _DIFFUSERS_BLOCK_ATTENTION.fullmatch(module)
+        if found is None:
+            raise ValueError(f"no SGM name for {module}: only attention blocks are mapped")
+        side, block, layer = found["side"], int(found["block"]), int(found["layer"])
+        blocks, layers = limits[side]
+        if block >= blocks or layer >= layers:
+            raise ValueError(f"{module} does not fit a UNet of this config")
+        index = block * (layers + 1) + layer + 1 if side == "down" else block * layers + layer
+        stage = "input_blocks" if side == "down" else "output_blocks"
+        renamed[f"lora_unet_{stage}_{index}_1_{found['rest']}{dot}{suffix}"] = tensor
+    return renamed
+
+
+def _peft_layout(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`unet.<module>.lora_A.weight` keys (and text encoders' likewise), as peft names them."""
+    unet = {k: v for k, v in state.items() if k.startswith("unet.")}
+    others = {k: v for k, v in state.items() if not k.startswith("unet.")}
+    converted = dict(convert_unet_state_dict_to_peft(unet)) if unet else {}
+    if others:
+        if all(".lora_A." in k or ".lora_B." in k for k in others):
+            converted.update(others)
+        else:
+            converted.update(convert_state_dict_to_peft(convert_state_dict_to_diffusers(others)))
+    return converted
+
+
+def tensor_data_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a safetensors file's tensor data, header excluded.
+
+    This is kohya's `sshs_model_hash` (and `modelspec.hash_sha256`): it stays
+    the same whatever the metadata says, so the file can carry its own hash.
+    """
+    raw = safetensors.torch.save(dict(tensors))
+    header = int.from_bytes(raw[:8], "little")
+    return hashlib.sha256(raw[8 + header :]).hexdigest()
+
+
+def read_safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file held in memory ({} when it has none)."""
+    if len(data) < 8:
+        raise ValueError("not a safetensors file: shorter than its header length")
+    header_length = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8 : 8 + header_length])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a safetensors file: {exc}") from exc
+    metadata = header.get("__metadata__") or {}
+    return {str(k): str(v) for k, v in metadata.items()}
+
+
+def _trained_alpha(source_metadata: Mapping[str, str]) -> float | None:
+    """The lora_alpha diffusers saved with the adapter config, if it saved one."""
+    raw = source_metadata.get(_DIFFUSERS_ADAPTER_METADATA)
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    # The saved config is per component: {"unet.lora_alpha": 8, ...} or nested.
+    for key, value in config.items():
+        if key.endswith("lora_alpha") and isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def kohya_lora_file(
+    diffusers_file: bytes,
+    card: StyleCard,
+    settings: TrainSettings,
+    *,
+    family: str,
+    prediction_type: str,
+    trained_at: datetime,
+    image_count: int | None = None,
+    unet_config: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The style's LoRA in kohya's layout with its metadata, as safetensors bytes.
+
+    `diffusers_file` is what the trainer saved. `family` is
+    `stylebot.engine.models.model_family` of the pipeline it trained on, and
+    `unet_config` its UNet's config: an SDXL LoRA gets sd-scripts' SGM names from
+    it (`sgm_unet_names`); without it, diffusers' block names.
+    """
+    source = safetensors.torch.load(diffusers_file)
+    alpha = _trained_alpha(read_safetensors_metadata(diffusers_file))
+    tensors = kohya_state_dict(source, alpha=alpha)
+    if family == "sdxl" and unet_config is not None:
+        tensors = sgm_unet_names(tensors, unet_config)
+    ranks = {t.shape[0] for k, t in tensors.items() if k.endswith(_KOHYA_DOWN)}
+    rank = max(ranks)
+    metadata = _export_metadata(
+        card,
+        settings,
+        architecture=_ARCHITECTURES.get((family, prediction_type), _SD15),
+        rank=rank,
+        alpha=alpha if alpha is not None else float(rank),
+        data_sha256=tensor_data_sha256(tensors),
+        source_sha256=hashlib.sha256(diffusers_file).hexdigest(),
+        trained_at=trained_at,
+        image_count=image_count,
+    )
+    return safetensors.torch.save(tensors, metadata=metadata)
+
+
+def _stylebot_version() -> str:
+    try:
+        return importlib.metadata.version("stylebot")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
+def _export_metadata(
+    card: StyleCard,
+    settings: TrainSettings,
+    *,
+    architecture: _Architecture,
+    rank: int,
+    alpha: float,
+    data_sha256: str,
+    source_sha256: str,
+    trained_at: datetime,
+    image_count: int | None,
+) -> dict[str, str]:
+    """String metadata: kohya's and Stability's keys where they have one, ours otherwise."""
+    finished = trained_at.astimezone(UTC)
+    resolution = settings.resolution
+    metadata = {
+        # kohya sd-scripts (what AUTOMATIC1111's and ComfyUI's LoRA info shows)
+        "ss_network_module": KOHYA_NETWORK_MODULE,
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": f"{alpha:g}",
+        "ss_base_model_version": architecture.kohya_version,
+        "ss_v2": str(architecture.v2),
+        "ss_sd_model_name": card.base_model,
+        "ss_output_name": card.style_name,
+        "ss_steps": str(settings.steps),
+        "ss_max_train_steps": str(settings.steps),
+        "ss_resolution": f"({resolution}, {resolution})",
+        "ss_learning_rate": str(settings.learning_rate),
+        "ss_unet_lr": str(settings.learning_rate),
+        "ss_text_encoder_lr": "0",
+        "ss_network_train_unet_only": "True",
+        "ss_batch_size_per_device": str(settings.batch_size),
+        "ss_seed": str(settings.seed),
+        "ss_training_finished_at": str(finished.timestamp()),
+        "sshs_model_hash": data_sha256,
+        # Stability AI's model metadata standard
+        "modelspec.sai_model_spec": MODELSPEC_VERSION,
+        "modelspec.architecture": f"{architecture.modelspec}/lora",
+        "modelspec.implementation": architecture.implementation,
+        "modelspec.title": card.style_name,
+        "modelspec.resolution": f"{resolution}x{resolution}",
+        "modelspec.date": finished.isoformat(timespec="seconds"),
+        "modelspec.hash_sha256": f"0x{data_sha256}",
+        "modelspec.trigger_phrase": card.trigger,
+        "modelspec.license": card.licence,
+        "modelspec.description": (
+            f"stylebot style {card.style_name}: use the trigger phrase {card.trigger!r}"
+        ),
+        # stylebot's own: provenance back to the records that made it
+        "stylebot.version": _stylebot_version(),
+        "stylebot.style_name": card.style_name,
+        "stylebot.trigger": card.trigger,
+        "stylebot.base_model": card.base_model,
+        "stylebot.licence": card.licence,
+        "stylebot.consent_id": "" if card.consent_id is None else str(card.consent_id),
+        "stylebot.weights_sha256": data_sha256,
+        # The diffusers file's hash: what generated images' provenance names as lora_hash.
+        "stylebot.source_lora_sha256": source_sha256,
+        "stylebot.trained_at": finished.isoformat(timespec="seconds"),
+    }
+    if image_count is not None:
+        metadata["ss_num_train_images"] = str(image_count)
+    if not card.licence:
+        del metadata["modelspec.license"]
+    return metadata
+
+
+# -- checked loading ----------------------------------------------------------
+
+
+def load_checked_lora(pipeline: Any, path: Path, adapter_name: str) -> None:
+    """`pipeline.load_lora_weights`, then proof that every LoRA tensor of the file
+    landed on a layer of the model; otherwise the adapter is removed again and
+    `LoraMismatchError` names what did not fit.
+    """
+    base_model = model_label(pipeline)
+    try:
+        with warnings.catch_warnings():
+            # peft warns whenever a second adapter joins a model: the generator's cache.
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            pipeline.load_lora_weights(str(path), adapter_name=adapter_name)
+    except ValueError as exc:  # no layer matched, or keys diffusers cannot convert
+        _drop_adapter(pipeline, adapter_name)
+        raise LoraMismatchError(base_model, _first_line(exc)) from exc
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):  # out of memory and the like stay what they are
+            raise
+        _drop_adapter(pipeline, adapter_name)
+        raise LoraMismatchError(
+            base_model,
+            "its layers have other sizes than the model's",
+            _size_mismatched(str(exc), adapter_name),
+        ) from exc
+    unmatched, total = unapplied_lora_keys(pipeline, path, adapter_name)
+    if unmatched:
+        _drop_adapter(pipeline, adapter_name)
+        raise LoraMismatchError(
+            base_model, f"{len(unmatched)} of its {total} tensors match no layer", unmatched
+        )
+
+
+def unapplied_lora_keys(pipeline: Any, path: Path, adapter_name: str) -> tuple[list[str], int]:
+    """The file's LoRA tensors (in peft's naming) that the adapter `adapter_name`
+    does not hold, and how many LoRA tensors the file has."""
+    # As load_lora_weights reads the file: an SDXL pipeline passes its UNet's config,
+    # which maps SGM block names (sd-scripts' SDXL layout) to diffusers' blocks.
+    sdxl = isinstance(pipeline, StableDiffusionXLPipeline)
+    unet_config = pipeline.unet.config if sdxl else None
+    state, _alphas = pipeline.lora_state_dict(str(path), unet_config=unet_config)
+    components: dict[str, torch.nn.Module] = {
+        name: module
+        for name in ("unet", "text_encoder", "text_encoder_2")
+        if (module := getattr(pipeline, name, None)) is not None
+    }
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    unmatched: list[str] = []
+    for key, tensor in state.items():
+        prefix, _, rest = key.partition(".")
+        if prefix in components:
+            parts.setdefault(prefix, {})[rest] = tensor
+        else:
+            unmatched.append(key)
+    for prefix, part in parts.items():
+        module = components[prefix]
+        expected = _component_peft_keys(prefix, module, part)
+        applied = (
+            set(get_peft_model_state_dict(module, adapter_name=adapter_name))
+            if adapter_name in (getattr(module, "peft_config", None) or {})
+            else set()
+        )
+        unmatched.extend(f"{prefix}.{key}" for key in sorted(expected - applied))
+    return unmatched, len(state)
+
+
+def _component_peft_keys(
+    prefix: str, module: torch.nn.Module, part: dict[str, torch.Tensor]
+) -> set[str]:
+    """Keys as diffusers renames them on the way into peft (loaders.peft / lora_base)."""
+    if prefix == "unet":
+        return set(convert_unet_state_dict_to_peft(part))
+    if all(".lora_A." in key or ".lora_B." in key for key in part):
+        keys = set(part)  # already peft's naming
+    else:
+        keys = set(convert_state_dict_to_peft(convert_state_dict_to_diffusers(part)))
+    if not hasattr(module, "text_model"):  # transformers 5 flattened CLIPTextModel
+        keys = {key.removeprefix("text_model.") for key in keys}
+    return keys
+
+
+def _drop_adapter(pipeline: Any, adapter_name: str) -> None:
+    """Remove a half-loaded adapter so the pipeline generates as before."""
+    loaded_in = [
+        module
+        for name in ("unet", "text_encoder", "text_encoder_2")
+        if (module := getattr(pipeline, name, None)) is not None
+        and adapter_name in (getattr(module, "peft_config", None) or {})
+    ]
+    if loaded_in:
+        with warnings.catch_warnings():
+            # peft says which adapter it made active instead: the generator sets its own.
+            warnings.filterwarnings("ignore", message="Adapter .* was active")
+            pipeline.delete_adapters([adapter_name])
+
+
+def _size_mismatched(message: str, adapter_name: str) -> list[str]:
+    """Parameter names from torch's "size mismatch for NAME: ..." lines, named as
+    in the file (without the adapter's name that peft puts in)."""
+    names = []
+    for line in message.splitlines():
+        line = line.strip()
+        if line.startswith("size mismatch for "):
+            name = line.removeprefix("size mismatch for ").split(":", 1)[0]
+            names.append(name.replace(f".{adapter_name}.", "."))
+    return names
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
