@@ -2,6 +2,10 @@
 same engine call made directly, on the tiny model on the CPU.
 
 Prints the median and p95 of both and of the difference, and their ratio.
+Each queued run is also taken apart with timestamps (the worker's engine
+call is timed in place, events carry Redis's clock in their stream ids), so
+the time the queue adds is measured within one run as well, without the
+noise of a second, separate generation: where it goes, phase by phase.
 Run: .venv/bin/python bench/queue_overhead.py [--runs N]
 """
 
@@ -14,16 +18,56 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from stylebot.bootstrap import open_frontend
-from stylebot.bot.core import ImagesReady, Imagine, Notification, Requester
+from stylebot.bot.core import ImagesReady, Imagine, JobQueued, Notification, Requester
 from stylebot.config import load_settings
 from stylebot.engine.models import write_tiny_model
 from stylebot.engine.runtime import StyleEngine
-from stylebot.queue.payloads import GenerateJob
+from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 
 ME = Requester("bench", "u1", "Bench", chat_id="c1")
+
+
+class TimedEngine:
+    """The engine, with the wall-clock start and end of each pipeline call noted."""
+
+    def __init__(self, engine: StyleEngine) -> None:
+        self.engine = engine
+        self.calls: list[tuple[float, float]] = []
+
+    def generate_batch(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.time()
+        try:
+            return self.engine.generate_batch(*args, **kwargs)
+        finally:
+            self.calls.append((started, time.time()))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+PHASES = (
+    ("bot core: records, enqueue", "asked", "enqueued"),
+    ("worker picks the job up", "enqueued", "started"),
+    ("job start to pipeline call", "started", "engine_start"),
+    ("pipeline call (the direct work)", "engine_start", "engine_end"),
+    ("store image, publish result", "engine_end", "finished"),
+    ("front end: event, records, image", "finished", "delivered"),
+)
+
+
+async def _event_times(redis: Any, job_id: str) -> dict[str, float]:
+    """When the job's started and finished events were written (Redis's clock)."""
+    times: dict[str, float] = {}
+    for entry_id, fields in await redis.xrange(EVENTS_STREAM):
+        event = JobEvent.from_json(fields[b"event"])
+        if event.job_id == job_id and event.kind in ("started", "finished"):
+            times[event.kind] = int(entry_id.decode().split("-")[0]) / 1000
+    return times
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -35,7 +79,12 @@ async def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = write_tiny_model(Path(tmp) / "tiny")
         settings = load_settings(
-            environ={}, data_dir=Path(tmp) / "data", base_model=str(model), default_size=256
+            environ={},
+            data_dir=Path(tmp) / "data",
+            base_model=str(model),
+            default_size=256,
+            # One user asks again and again: no rate limit in the way of the measure.
+            requests_per_window=1_000_000,
         )
         engine = StyleEngine(str(model), Path(tmp) / "cache")
         job = GenerateJob("direct", "a lighthouse", "", 1, 4, 7.5, 256, 256, ("aaaaaaaaaaaa",))
@@ -50,12 +99,14 @@ async def main(runs: int) -> None:
 
             frontend.add_sink("bench", sink)
             frontend.start_delivery()
+            timed_engine = TimedEngine(engine)
             worker = build_worker(
-                settings, frontend.redis_url, handle_signals=False, ctx={"engine": engine}
+                settings, frontend.redis_url, handle_signals=False, ctx={"engine": timed_engine}
             )
             task = asyncio.create_task(worker.async_run())
             direct: list[float] = []
             through_queue: list[float] = []
+            phases: list[dict[str, float]] = []
             try:
                 # Alternate the two so that whatever else the machine does
                 # slows both alike; the first round only warms up.
@@ -64,13 +115,28 @@ async def main(runs: int) -> None:
                     engine.generate(job)
                     direct_s = time.perf_counter() - started
 
+                    asked = time.time()
                     started = time.perf_counter()
-                    await frontend.bot.handle(Imagine(ME, "a lighthouse", seed=1, steps=4))
+                    queued = await frontend.bot.handle(Imagine(ME, "a lighthouse", seed=1, steps=4))
+                    enqueued = time.time()
+                    if not isinstance(queued, JobQueued):
+                        raise SystemExit(f"the bot refused the request: {queued}")
                     await done.get()
                     queued_s = time.perf_counter() - started
+                    delivered = time.time()
+                    engine_start, engine_end = timed_engine.calls[-1]
+                    marks = {
+                        "asked": asked,
+                        "enqueued": enqueued,
+                        "engine_start": engine_start,
+                        "engine_end": engine_end,
+                        "delivered": delivered,
+                        **await _event_times(frontend.queue.redis, queued.job_id),
+                    }
                     if i:
                         direct.append(direct_s)
                         through_queue.append(queued_s)
+                        phases.append(marks)
             finally:
                 # The last "finished" event comes before arq has recorded the
                 # job: let it, so that closing does not cancel it half-way.
@@ -91,6 +157,19 @@ async def main(runs: int) -> None:
     )
     ratio = statistics.median(through_queue) / statistics.median(direct)
     print(f"ratio queue/direct (median): {ratio:.3f}")
+    print("where the time goes, per queued run (median, p95 of each phase):")
+    for label, begin, end in PHASES:
+        spans = [m[end] - m[begin] for m in phases]
+        print(
+            f"  {label:<34} {statistics.median(spans) * ms:7.1f} ms "
+            f"{percentile(spans, 0.95) * ms:7.1f} ms"
+        )
+    # The same run's total minus its own pipeline call: no second generation's noise.
+    within = [(m["delivered"] - m["asked"]) - (m["engine_end"] - m["engine_start"]) for m in phases]
+    print(
+        f"added by the queue, within each run: median {statistics.median(within) * ms:7.1f} ms, "
+        f"p95 {percentile(within, 0.95) * ms:7.1f} ms (target: 20 ms, 50 ms)"
+    )
 
 
 if __name__ == "__main__":

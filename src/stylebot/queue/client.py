@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis
 
-from stylebot.queue.connection import MAX_PENDING_WAKES, QUEUE_NAME, WAKE_KEY, cancel_key
-from stylebot.queue.payloads import GenerateJob, TrainJob
+from stylebot.queue.connection import MAX_PENDING_WAKES, WAKE_KEY, cancel_key
+from stylebot.queue.fairness import Lane, in_turn_order, lane_of
+from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
+from stylebot.queue.turns import drop_turn, enqueue_with_turn, lane_turns
 
 
 class QueueError(RuntimeError):
@@ -17,21 +19,30 @@ class ArqJobQueue:
         self.redis = redis
 
     async def enqueue_train(self, job: TrainJob) -> None:
-        await self._enqueue("train", job.job_id, job.to_dict())
+        await self._enqueue("train", job.job_id, job.owner, job.to_dict())
 
     async def enqueue_generate(self, job: GenerateJob) -> None:
-        await self._enqueue("generate", job.job_id, job.to_dict())
+        await self._enqueue("generate", job.job_id, job.owner, job.to_dict())
 
     async def cancel(self, job_id: str) -> None:
         # Workers look for this key before a job starts and between steps.
         await self.redis.set(cancel_key(job_id), b"1", ex=7 * 24 * 3600)
+        # It leaves the order now; a worker that still finds it drops it first thing.
+        await drop_turn(self.redis, job_id)
 
-    async def _enqueue(self, function: str, job_id: str, payload: dict[str, object]) -> None:
-        # The job id doubles as arq's id, so enqueueing the same job twice is a no-op.
-        handle = await self.redis.enqueue_job(
-            function, payload, _job_id=job_id, _queue_name=QUEUE_NAME
-        )
-        if handle is None:
+    async def waiting_order(self, kind: JobKind) -> list[str]:
+        """Jobs of a lane with a turn (queued, or running), in the order workers start them."""
+        turns = await lane_turns(self.redis, kind)
+        return in_turn_order(list(turns), turns)
+
+    async def _enqueue(
+        self, function: str, job_id: str, owner: str | None, payload: dict[str, object]
+    ) -> None:
+        lane: Lane = lane_of(function)
+        # The job id doubles as arq's id, so enqueueing the same job twice is a
+        # no-op. The job enters arq's queue together with its fair turn.
+        turn = await enqueue_with_turn(self.redis, function, lane, job_id, owner, payload)
+        if turn is None:
             raise QueueError(f"job {job_id} is already queued")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lpush(WAKE_KEY, b"1")

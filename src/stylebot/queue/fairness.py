@@ -1,45 +1,117 @@
-"""The order in which queued jobs get the device: owners take turns.
+"""The order in which queued jobs get the device: owners take turns, and each
+job's turn is fixed when it is queued.
 
-Rule: a job's turn is how many jobs of the same owner are queued (or running)
-ahead of it; jobs run by turn, and within a turn in arrival order. So one
-user's ten requests go one at a time between everybody else's, and a user
-with one request waits for at most one job of each other user.
+Rule (round robin with memory, like start-time fair queuing): each lane
+(generation, training) has a current round, the highest round of a job a
+worker has started. A job queued by an owner takes round
+max(owner's next round, current round), and the owner's next round becomes
+one more. Jobs start by (round, arrival). So one user's burst spreads over
+one round a job, a later user's job lands in the current round (ahead of the
+rest of the burst), and an owner who had nothing queued starts at the current
+round: nobody banks turns while idle. A turn never changes after it is given,
+so finished jobs cannot let anyone's later job jump ahead.
 
-The rule needs nothing but the queue itself (no state of its own), so every
-worker on one Redis computes the same order, and the front end can compute
-the same order to tell users their true position (`queue_positions`).
+Turns live in Redis (`stylebot.queue.turns`), given atomically at enqueue and
+read by every worker and by the front end, so the positions users are told
+are the order workers start jobs in. This module holds the rule in plain
+Python: the Redis scripts follow it, and the fake queue of core tests runs it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
-T = TypeVar("T")
+Lane = Literal["generate", "train"]
+# Generation is served before training on a worker; each lane takes turns on its own.
+LANES: tuple[Lane, ...] = ("generate", "train")
 
 
-def fair_order(jobs: Sequence[T], owner: Callable[[T], Hashable | None]) -> list[T]:
-    """`jobs` (in arrival order, running ones included) in the order they get the device.
+@dataclass(frozen=True, order=True)
+class Turn:
+    """When a job starts in its lane: by round, then by arrival."""
 
-    Jobs whose owner is None are each their own owner.
+    round: int
+    arrival: int
+
+    def encode(self) -> str:
+        return f"{self.round}:{self.arrival}"
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Turn:
+        raw = text.decode() if isinstance(text, bytes) else text
+        round_text, arrival_text = raw.split(":")
+        return cls(int(round_text), int(arrival_text))
+
+
+# A job queued before turns were kept (or whose turn was dropped by a cancel):
+# it runs first, among such jobs in arrival order, so nothing is left behind.
+UNNUMBERED = Turn(0, -1)
+
+
+def lane_of(function: str) -> Lane:
+    """The lane of a job by its kind (arq function name)."""
+    return "train" if function == "train" else "generate"
+
+
+def owner_key(owner: str | None, job_id: str) -> str:
+    """Whose turns a job takes; a job without an owner is an owner of its own."""
+    return owner if owner is not None else f"(no owner):{job_id}"
+
+
+def next_round(owner_next_round: int, current_round: int) -> int:
+    """The round of an owner's new job: never behind the current round (no banked turns)."""
+    return max(owner_next_round, current_round)
+
+
+def in_turn_order(job_ids: Sequence[str], turns: Mapping[str, Turn]) -> list[str]:
+    """`job_ids` (arrival order) sorted by turn; jobs without one go first, as they came."""
+    return sorted(job_ids, key=lambda job_id: turns.get(job_id, UNNUMBERED))
+
+
+def lanes_in_fair_order(
+    job_ids: Sequence[str], turns: Mapping[str, Turn], is_training: Callable[[str], bool]
+) -> list[str]:
+    """The order a worker starts `job_ids` (arrival order): generation, then training.
+
+    Each lane has turns of its own: a user's training run does not push their
+    generation requests back.
     """
-    seen: Counter[Hashable] = Counter()
-    turns: list[tuple[int, int]] = []
-    for index, job in enumerate(jobs):
-        who = owner(job)
-        key: Hashable = ("anonymous", index) if who is None else who
-        turns.append((seen[key], index))
-        seen[key] += 1
-    return [jobs[index] for _turn, index in sorted(turns)]
+    generation = [job_id for job_id in job_ids if not is_training(job_id)]
+    training = [job_id for job_id in job_ids if is_training(job_id)]
+    return in_turn_order(generation, turns) + in_turn_order(training, turns)
 
 
-def queue_positions(jobs: Sequence[T], owner: Callable[[T], Hashable | None]) -> dict[int, int]:
-    """Position (1 = next) of each job by its index in `jobs`, as `fair_order` runs them.
+@dataclass
+class LaneTurns:
+    """One lane's turns in memory: what Redis keeps, for unit tests and the fake queue."""
 
-    For the front end: pass the waiting jobs of one lane (generation, or
-    training) in arrival order; generation is served before training on a
-    worker, so the two lanes have positions of their own.
-    """
-    order = fair_order(list(range(len(jobs))), lambda index: owner(jobs[index]))
-    return {index: position for position, index in enumerate(order, start=1)}
+    current_round: int = 0
+    owner_next_round: dict[str, int] = field(default_factory=dict)
+    turns: dict[str, Turn] = field(default_factory=dict)
+    arrivals: int = 0
+
+    def give(self, job_id: str, owner: str | None) -> Turn:
+        """The job's turn; a job that has one keeps it."""
+        if job_id in self.turns:
+            return self.turns[job_id]
+        who = owner_key(owner, job_id)
+        round_ = next_round(self.owner_next_round.get(who, 0), self.current_round)
+        self.owner_next_round[who] = round_ + 1
+        self.arrivals += 1
+        turn = self.turns[job_id] = Turn(round_, self.arrivals)
+        return turn
+
+    def started(self, job_id: str) -> None:
+        """A worker started the job: its round is now the current one (never going back)."""
+        turn = self.turns.get(job_id)
+        if turn is not None:
+            self.current_round = max(self.current_round, turn.round)
+
+    def remove(self, job_id: str) -> None:
+        """The job finished or was cancelled: it leaves the order."""
+        self.turns.pop(job_id, None)
+
+    def order(self) -> list[str]:
+        return sorted(self.turns, key=lambda job_id: self.turns[job_id])

@@ -7,6 +7,7 @@ another host needs nothing but Redis and the blob store to do its job.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
@@ -46,6 +47,13 @@ class _JsonData:
         return cls.from_dict(json.loads(text))
 
 
+# The values TrainSettings.mixed_precision and .optimizer take (stylebot.trainer.hardware).
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+OPTIMIZERS = ("auto", "adamw", "adamw8bit")
+# TrainSettings.method: what a run trains (stylebot.trainer.embeddings for the token).
+TRAIN_METHODS = ("lora", "textual_inversion", "both")
+
+
 @dataclass(frozen=True)
 class TrainSettings(_JsonData):
     """Hyper-parameters of one LoRA training run."""
@@ -61,6 +69,26 @@ class TrainSettings(_JsonData):
     # resumes from there instead of from step 0.
     checkpoint_every_steps: int = 50
     checkpoint_every_s: float = 30.0
+    # Quality and speed (stylebot.trainer): each epoch shows every training
+    # image `repeats` times, batched within its aspect-ratio bucket; `flip`
+    # adds mirror images. Min-SNR-γ loss weighting (0: plain MSE) and offset
+    # noise as in diffusers' train_text_to_image_lora.py.
+    repeats: int = 1
+    flip: bool = False
+    min_snr_gamma: float = 5.0
+    noise_offset: float = 0.0
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"  # auto (bf16/fp16 on a GPU, none on a CPU), no, fp16, bf16
+    optimizer: str = "auto"  # auto (8-bit AdamW on CUDA with bitsandbytes), adamw, adamw8bit
+    # Images kept out of training to measure validation loss against the base model.
+    holdout_images: int = 0
+    # A worker renders a small watermarked preview of the style as trained so
+    # far every this many steps (0: none); a default 200-step run sends two.
+    preview_every_steps: int = 80
+    # What trains: a LoRA, a new token's embedding (textual inversion), or
+    # both (pivotal tuning), the embedding with its own learning rate.
+    method: str = "lora"
+    embedding_learning_rate: float = 5e-3
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,13 @@ class TrainJob(_JsonData):
     # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
     # different owners take turns. None: a queue of its own.
     owner: str | None = None
+    # What the exported LoRA file's metadata says (engine.lora_files): the
+    # style, its licence as an SPDX expression, the consent record, and the
+    # base model the front end recorded for it.
+    style_name: str = ""
+    licence: str = ""
+    consent_id: int | None = None
+    base_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +130,9 @@ class GenerateJob(_JsonData):
     lora_key: str | None = None
     trigger: str | None = None
     base_model: str = ""
+    # A style's textual-inversion embedding and the token its prompts use.
+    embedding_key: str | None = None
+    embedding_token: str | None = None
     # A variation: the starting noise moves from `seed`'s towards
     # `variation_seed`'s by `variation_strength` (0 = the same image).
     variation_seed: int | None = None
@@ -105,11 +143,27 @@ class GenerateJob(_JsonData):
 
 
 @dataclass(frozen=True)
+class ValidationPoint(_JsonData):
+    """Loss on the held-out images after `step` steps, with the LoRA and without it."""
+
+    step: int
+    loss: float
+    base_loss: float
+
+
+@dataclass(frozen=True)
 class TrainResult(_JsonData):
     lora_key: str
     steps: int
     final_loss: float
     seconds: float
+    # One point per checkpoint and one at the end; empty without held-out images.
+    validation: tuple[ValidationPoint, ...] = ()
+    # The LoRA in kohya's layout with metadata, for /style export (None: none made).
+    export_key: str | None = None
+    # The style token's embedding (textual inversion, stylebot.trainer.embeddings);
+    # None: not trained. `lora_key` is "" when only the embedding trained.
+    embedding_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +177,35 @@ class GeneratedImage(_JsonData):
 class GenerateResult(_JsonData):
     images: tuple[GeneratedImage, ...]
     seconds: float
+
+
+@dataclass(frozen=True)
+class TrainingPreview(_JsonData):
+    """A small image of a style in training, rendered with its trigger as prompt.
+
+    Watermarked like every image a worker makes, with `output_id`
+    (`preview_output_id`), so the front end can record it and /verify traces it.
+    """
+
+    output_id: str
+    blob_key: str
+    prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    width: int
+    height: int
+
+
+def style_embedding_token(style_id: int) -> str:
+    """The token a style's textual-inversion embedding is loaded under."""
+    return f"<sb-{style_id}>"
+
+
+def preview_output_id(job_id: str, step: int) -> str:
+    """The watermark id of a training job's preview at `step`: derived, not random,
+    so a worker needs no id from the front end, and a repeated event is one record."""
+    return hashlib.sha256(f"{job_id}/preview/{step}".encode()).hexdigest()[:12]
 
 
 EventKind = Literal["started", "progress", "finished", "failed", "cancelled"]
@@ -141,6 +224,11 @@ class JobEvent(_JsonData):
     loss: float | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    # Progress only: seconds left at the recent pace (None until it is known).
+    eta_s: float | None = None
+    # Training progress only, now and then: a watermarked image of the style
+    # as trained so far.
+    preview: TrainingPreview | None = None
 
     def train_result(self) -> TrainResult:
         assert self.result is not None
@@ -154,4 +242,6 @@ class JobEvent(_JsonData):
 _NESTED: dict[tuple[str, str], type[_JsonData]] = {
     ("TrainJob", "settings"): TrainSettings,
     ("GenerateResult", "images"): GeneratedImage,
+    ("JobEvent", "preview"): TrainingPreview,
+    ("TrainResult", "validation"): ValidationPoint,
 }

@@ -21,7 +21,7 @@ import json
 import logging
 from types import TracebackType
 
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 
 from stylebot.queue.payloads import TrainResult
@@ -135,3 +135,22 @@ async def remember_finished_training(redis: Redis, job_id: str, result: TrainRes
 async def mark_training_reported(redis: Redis, job_id: str) -> None:
     """The finished event is in the stream: a later attempt need not send it again."""
     await redis.hset(train_result_key(job_id), "reported", "1")
+
+
+async def give_back_try(redis: Redis, job_id: str) -> None:
+    """Undo arq's count of this run of the job: it was interrupted, not failed.
+
+    arq counts a job's runs in its retry key (`job_try`, checked against
+    `max_tries`) when a run starts. A run that a worker's shutdown cut short
+    goes back on the queue; it must not use up a try, or a few restarts of
+    the workers would fail a job that never failed. A worker that dies
+    without a shutdown (SIGKILL) cannot give its try back: that counts.
+    """
+    key = retry_key_prefix + job_id
+    # Atomic, and never below zero: the run may have been its first.
+    await redis.eval(
+        "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "
+        "if n > 0 then redis.call('DECR', KEYS[1]) end return n",
+        1,
+        key,
+    )

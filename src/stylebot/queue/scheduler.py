@@ -13,6 +13,7 @@ pipeline call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections import deque
@@ -34,6 +35,45 @@ class _Waiting:
     future: Future[Any]
     batch_key: Hashable | None
     max_batch: int
+
+
+class _DeviceWait(asyncio.Future[T]):
+    """Awaits a device thread's Future; cancelling it cancels that Future at once.
+
+    `asyncio.wrap_future` passes a cancel on to the thread's Future only from
+    a callback on the next turn of the loop: by then the device thread may
+    have started the work that was meant to be dropped.
+    """
+
+    def __init__(self, source: Future[T], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._source = source
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        self._source.cancel()  # no-op once the work runs: then it runs to its end
+        return super().cancel(msg=msg)
+
+
+def _cancelled_at_once(source: Future[T]) -> asyncio.Future[T]:
+    loop = asyncio.get_running_loop()
+    waiter: _DeviceWait[T] = _DeviceWait(source, loop)
+
+    def copy_outcome(done: Future[T]) -> None:
+        if waiter.done():
+            return
+        if done.cancelled():
+            waiter.cancel()
+        elif (error := done.exception()) is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    def on_done(done: Future[T]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(copy_outcome, done)
+
+    source.add_done_callback(on_done)
+    return waiter
 
 
 class DeviceScheduler:
@@ -77,7 +117,7 @@ class DeviceScheduler:
         # An idle thread runs it straight away; a busy one runs it when the
         # training run yields (and this call then finds nothing left to do).
         self._thread.submit(self.run_waiting)
-        return await asyncio.wrap_future(future)
+        return await _cancelled_at_once(future)
 
     @property
     def waiting(self) -> int:

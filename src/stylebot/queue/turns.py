@@ -1,0 +1,146 @@
+"""Each queued job's fair turn, kept in Redis (the rule: `stylebot.queue.fairness`).
+
+Per lane: a hash job id -> "round:arrival" (the order), a hash owner -> the
+owner's next round, and the lane's current round (highest round started).
+One arrival counter and one version for both lanes.
+
+Exact positions need two things atomic:
+- a job enters arq's queue in the same script that gives it its turn
+  (`enqueue_with_turn`), so a worker never sees a job without its turn, and
+  every new job moves the version;
+- a worker starts a job only if the version is the one it read the queue at
+  (`claim`), and moves the current round in the same script. So a job queued
+  while a worker decides makes it read the queue again, and a job queued
+  after a start gets a turn behind the started one: no worker starts a job
+  ahead of one that /status says comes first.
+A finished or cancelled job leaves the order; a job retried after its lease
+lapsed keeps its turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job as arq_job_bytes
+from arq.utils import timestamp_ms
+from redis.asyncio import Redis
+
+from stylebot.queue.connection import QUEUE_NAME, serialize_job
+from stylebot.queue.fairness import LANES, Lane, Turn, owner_key
+
+ARRIVALS_KEY = "stylebot:turns:arrivals"
+VERSION_KEY = "stylebot:turns:version"
+
+
+def turns_key(lane: Lane) -> str:
+    return f"stylebot:turns:{lane}"
+
+
+def owner_rounds_key(lane: Lane) -> str:
+    return f"stylebot:turns:{lane}:owners"
+
+
+def current_round_key(lane: Lane) -> str:
+    return f"stylebot:turns:{lane}:current"
+
+
+# arq's enqueue (job key unless it or a result exists, then the queue entry)
+# with the turn, in one script. Returns the turn; nil when the job exists.
+_ENQUEUE_WITH_TURN = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return false end
+local turn = redis.call('HGET', KEYS[4], ARGV[1])
+if not turn then
+  local current = tonumber(redis.call('GET', KEYS[6]) or '0')
+  local owner_next = tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '0')
+  local round = math.max(owner_next, current)
+  redis.call('HSET', KEYS[5], ARGV[2], string.format('%d', round + 1))
+  local arrival = redis.call('INCR', KEYS[7])
+  turn = string.format('%d:%d', round, arrival)
+  redis.call('HSET', KEYS[4], ARGV[1], turn)
+end
+redis.call('PSETEX', KEYS[1], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+redis.call('INCR', KEYS[8])
+return turn
+"""
+
+# Start a job only on an up-to-date read of the queue. The current round only
+# moves forward: a retried job from an earlier round pulls nobody back.
+_CLAIM = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+local turn = redis.call('HGET', KEYS[2], ARGV[2])
+if turn then
+  local round = tonumber(string.match(turn, '^(%d+):'))
+  local current = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if round > current then redis.call('SET', KEYS[3], string.format('%d', round)) end
+end
+return 1
+"""
+
+
+async def enqueue_with_turn(
+    redis: ArqRedis,
+    function: str,
+    lane: Lane,
+    job_id: str,
+    owner: str | None,
+    payload: dict[str, Any],
+) -> Turn | None:
+    """Put the job on arq's queue with its turn; None if the job exists (queued, or done)."""
+    enqueued_ms = timestamp_ms()
+    job = arq_job_bytes(function, (payload,), {}, None, enqueued_ms, serializer=serialize_job)
+    keys = [
+        job_key_prefix + job_id,
+        result_key_prefix + job_id,
+        QUEUE_NAME,
+        turns_key(lane),
+        owner_rounds_key(lane),
+        current_round_key(lane),
+        ARRIVALS_KEY,
+        VERSION_KEY,
+    ]
+    args = [job_id, owner_key(owner, job_id), job, redis.expires_extra_ms, enqueued_ms]
+    turn = await redis.eval(_ENQUEUE_WITH_TURN, len(keys), *keys, *args)
+    return None if turn is None else Turn.decode(turn)
+
+
+async def queue_version(redis: Redis) -> bytes:
+    """Moves whenever a job is queued; read before reading the queue (see `claim`)."""
+    version: bytes | None = await redis.get(VERSION_KEY)
+    return version if version is not None else b"0"
+
+
+async def claim(redis: Redis, version: bytes, lane: Lane, job_id: str) -> bool:
+    """May a worker that read the queue at `version` start the job? If so, its round
+    becomes the lane's current round; if not, a job was queued since: read again."""
+    keys = [VERSION_KEY, turns_key(lane), current_round_key(lane)]
+    return bool(await redis.eval(_CLAIM, len(keys), *keys, version, job_id))
+
+
+async def drop_turn(redis: Redis, job_id: str) -> None:
+    """The job finished or was cancelled: it leaves the order of its lane."""
+    async with redis.pipeline(transaction=True) as pipe:
+        for lane in LANES:
+            pipe.hdel(turns_key(lane), job_id)
+        await pipe.execute()
+
+
+async def read_turns(redis: Redis, lane: Lane, job_ids: Sequence[str]) -> dict[str, Turn]:
+    """The turns of these jobs in `lane`; jobs without one are left out."""
+    if not job_ids:
+        return {}
+    raw = await redis.hmget(turns_key(lane), list(job_ids))
+    return {
+        job_id: Turn.decode(text)
+        for job_id, text in zip(job_ids, raw, strict=True)
+        if text is not None
+    }
+
+
+async def lane_turns(redis: Redis, lane: Lane) -> dict[str, Turn]:
+    """Every job with a turn in `lane` (queued or running)."""
+    raw: dict[bytes, bytes] = await redis.hgetall(turns_key(lane))
+    return {job_id.decode(): Turn.decode(text) for job_id, text in raw.items()}
