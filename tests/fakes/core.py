@@ -9,26 +9,47 @@ from datetime import UTC, datetime, timedelta
 from PIL import Image
 
 from stylebot.bot.core import Requester, StyleBot
-from stylebot.queue.payloads import GenerateJob, TrainJob
+from stylebot.queue.fairness import Lane, LaneTurns, lane_of
+from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
 from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
 
 
 @dataclass
 class RecordingQueue:
-    """The JobQueue port in memory: keeps what was enqueued, in order."""
+    """The JobQueue port in memory: keeps what was enqueued, in order, and gives
+    turns by the same rule as the Redis queue (`LaneTurns`)."""
 
     train_jobs: list[TrainJob] = field(default_factory=list)
     generate_jobs: list[GenerateJob] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    turns: dict[Lane, LaneTurns] = field(
+        default_factory=lambda: {"generate": LaneTurns(), "train": LaneTurns()}
+    )
 
     async def enqueue_train(self, job: TrainJob) -> None:
         self.train_jobs.append(job)
+        self.turns["train"].give(job.job_id, job.owner)
 
     async def enqueue_generate(self, job: GenerateJob) -> None:
         self.generate_jobs.append(job)
+        self.turns["generate"].give(job.job_id, job.owner)
 
     async def cancel(self, job_id: str) -> None:
         self.cancelled.append(job_id)
+        self.finished(job_id)
+
+    async def waiting_order(self, kind: JobKind) -> list[str]:
+        return self.turns[lane_of(kind)].order()
+
+    def started(self, job_id: str) -> None:
+        """What a worker does when it starts the job."""
+        for lane in self.turns.values():
+            lane.started(job_id)
+
+    def finished(self, job_id: str) -> None:
+        """What a worker does when the job is done: it leaves the order."""
+        for lane in self.turns.values():
+            lane.remove(job_id)
 
 
 class PixelWatermark:

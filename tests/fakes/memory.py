@@ -22,7 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from stylebot.bot.core.errors import DuplicateRecord, DuplicateStyleName, RecordNotFound
+from stylebot.bot.core.errors import (
+    DuplicateRecord,
+    DuplicateStyleName,
+    RecordNotFound,
+    RepositoryError,
+)
 from stylebot.bot.core.model import (
     Consent,
     Job,
@@ -35,6 +40,7 @@ from stylebot.bot.core.model import (
     User,
     Visibility,
 )
+from stylebot.queue.payloads import ValidationPoint
 
 __all__ = ["InMemoryBlobStore", "InMemoryRepository"]
 
@@ -67,7 +73,14 @@ class _Tables:
     styles: dict[int, Style] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)  # insertion order = rowid order
     outputs: dict[str, Output] = field(default_factory=dict)
+    # style id -> blob key of its exportable LoRA (the styles.export_key column)
+    style_exports: dict[int, str] = field(default_factory=dict)
+    style_validation: dict[int, tuple[ValidationPoint, ...]] = field(default_factory=dict)
     upload_seq: int = 0  # uploads never reuse an id, like AUTOINCREMENT
+    # The consent ledger's rows when an InMemoryConsentLedger is built on this
+    # repository (tests/fakes/safety.py): they roll back with its transactions, as
+    # the SQLite ledger's do with the SQLite repository's.
+    ledger: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -160,6 +173,34 @@ class InMemoryRepository:
         async with self._reading():
             return self._t.users.get(user_id)
 
+    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
+        async with self._reading():
+            for user in self._t.users.values():
+                if (user.platform, user.platform_user_id) == (platform, platform_user_id):
+                    return user
+            return None
+
+    async def erase_user(self, user_id: int) -> list[str]:
+        async with self.transaction():
+            t = self._t
+            self._need_user(user_id, f"user {user_id} does not exist")
+            if any(s.owner_id == user_id for s in t.styles.values()):
+                raise RepositoryError(
+                    f"user {user_id} still owns styles: delete them before erasing the user"
+                )
+            keys = {u.blob_key for u in t.uploads.values() if u.user_id == user_id}
+            keys |= {
+                o.blob_key
+                for o in t.outputs.values()
+                if o.user_id == user_id and o.blob_key is not None
+            }
+            t.outputs = {k: o for k, o in t.outputs.items() if o.user_id != user_id}
+            t.uploads = {k: u for k, u in t.uploads.items() if u.user_id != user_id}
+            t.consents = {k: c for k, c in t.consents.items() if c.user_id != user_id}
+            t.jobs = {k: j for k, j in t.jobs.items() if j.user_id != user_id}
+            del t.users[user_id]
+        return sorted(keys)
+
     def _need_user(self, user_id: int, message: str) -> None:
         if user_id not in self._t.users:
             raise RecordNotFound(message)
@@ -215,6 +256,8 @@ class InMemoryRepository:
             used = (
                 {u.blob_key for u in self._t.uploads.values()}
                 | {s.lora_key for s in self._t.styles.values() if s.lora_key}
+                | {s.embedding_key for s in self._t.styles.values() if s.embedding_key}
+                | set(self._t.style_exports.values())
                 | {o.blob_key for o in self._t.outputs.values() if o.blob_key}
             )
             return set(keys) - used
@@ -348,6 +391,31 @@ class InMemoryRepository:
                 style, status=status, lora_key=lora_key if lora_key is not None else style.lora_key
             )
 
+    async def set_style_export(self, style_id: int, export_key: str) -> None:
+        async with self.transaction():
+            self._need_style(style_id)
+            self._t.style_exports[style_id] = export_key
+
+    async def set_style_embedding(self, style_id: int, embedding_key: str) -> None:
+        async with self.transaction():
+            style = self._need_style(style_id)
+            self._t.styles[style_id] = replace(style, embedding_key=embedding_key)
+
+    async def style_export_key(self, style_id: int) -> str | None:
+        async with self._reading():
+            self._need_style(style_id)
+            return self._t.style_exports.get(style_id)
+
+    async def set_style_validation(self, style_id: int, curve: Sequence[ValidationPoint]) -> None:
+        async with self.transaction():
+            self._need_style(style_id)
+            self._t.style_validation[style_id] = tuple(curve)
+
+    async def style_validation(self, style_id: int) -> tuple[ValidationPoint, ...]:
+        async with self._reading():
+            self._need_style(style_id)
+            return self._t.style_validation.get(style_id, ())
+
     async def set_style_visibility(
         self, style_id: int, visibility: Visibility, shared_scope: str | None = None
     ) -> None:
@@ -374,6 +442,11 @@ class InMemoryRepository:
             }
             if style.lora_key is not None:
                 keys.add(style.lora_key)
+            if style.embedding_key is not None:
+                keys.add(style.embedding_key)
+            if style_id in t.style_exports:
+                keys.add(t.style_exports.pop(style_id))
+            t.style_validation.pop(style_id, None)
             t.outputs = {k: o for k, o in t.outputs.items() if o.style_id != style_id}
             t.uploads = {k: u for k, u in t.uploads.items() if u.style_id != style_id}
             t.jobs = {
@@ -483,6 +556,18 @@ class InMemoryRepository:
     async def get_output(self, output_id: str) -> Output | None:
         async with self._reading():
             return self._t.outputs.get(output_id)
+
+    async def _outputs_where(self, keep: Callable[[Output], bool]) -> list[Output]:
+        async with self._reading():
+            order = {output_id: n for n, output_id in enumerate(self._t.outputs)}
+            found = [o for o in self._t.outputs.values() if keep(o)]
+            return sorted(found, key=lambda o: (o.created_at, order[o.id]))
+
+    async def user_outputs(self, user_id: int) -> list[Output]:
+        return await self._outputs_where(lambda o: o.user_id == user_id)
+
+    async def style_outputs(self, style_id: int) -> list[Output]:
+        return await self._outputs_where(lambda o: o.style_id == style_id)
 
     async def job_outputs(self, job_id: str) -> list[Output]:
         async with self._reading():

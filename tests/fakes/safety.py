@@ -29,17 +29,36 @@ __all__ = [
 
 
 class InMemoryConsentLedger:
-    def __init__(self) -> None:
-        self.rows: list[LedgerEntry] = []
+    """Built on an InMemoryRepository, its rows live in the repository's tables and an
+    append joins the repository's transaction, as the SQLite ledger does; alone, it keeps
+    its own list."""
+
+    def __init__(self, repo: InMemoryRepository | None = None) -> None:
+        self._repo = repo
+        self._own_rows: list[LedgerEntry] = []
         self._lock = asyncio.Lock()
+
+    @property
+    def rows(self) -> list[LedgerEntry]:
+        # The repository's list as it is now: a rollback swaps its tables.
+        return self._repo._t.ledger if self._repo is not None else self._own_rows
 
     async def append(
         self, kind: LedgerKind, payload: dict[str, Any], recorded_at: datetime
     ) -> LedgerEntry:
+        if self._repo is not None:
+            async with self._repo.transaction():
+                return self._append(kind, payload, recorded_at)
         async with self._lock:
-            entry = chain_entry(self.rows[-1] if self.rows else None, kind, payload, recorded_at)
-            self.rows.append(entry)
-            return entry
+            return self._append(kind, payload, recorded_at)
+
+    def _append(
+        self, kind: LedgerKind, payload: dict[str, Any], recorded_at: datetime
+    ) -> LedgerEntry:
+        rows = self.rows
+        entry = chain_entry(rows[-1] if rows else None, kind, payload, recorded_at)
+        rows.append(entry)
+        return entry
 
     async def entries(self) -> list[LedgerEntry]:
         async with self._lock:
@@ -65,6 +84,16 @@ class InMemoryOptOutRegistry:
 
     async def all(self) -> list[OptedOutImage]:
         return list(self.images)
+
+    async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
+        mine = [
+            n
+            for n, i in enumerate(self.images)
+            if (i.platform, i.platform_user_id) == (platform, platform_user_id)
+        ]
+        for n in mine:
+            self.images[n] = replace(self.images[n], platform_user_id=anonymous_id)
+        return len(mine)
 
 
 class InMemoryUsageLog:
@@ -94,6 +123,12 @@ class InMemoryUsageLog:
     async def request_times(self, user_key: str, since: datetime) -> list[datetime]:
         return sorted(at for _k, who, _s, _a, at in self.events if who == user_key and at >= since)
 
+    async def forget(self, user_key: str) -> int:
+        kept = [e for e in self.events if e[1] != user_key]
+        forgotten = len(self.events) - len(kept)
+        self.events = kept
+        return forgotten
+
 
 @dataclass
 class SafetyWorld:
@@ -113,7 +148,7 @@ def safety_world(policy: Policy | None = None) -> SafetyWorld:
     repo = InMemoryRepository()
     blobs = InMemoryBlobStore()
     queue = RecordingQueue()
-    ledger = InMemoryConsentLedger()
+    ledger = InMemoryConsentLedger(repo)
     optouts = InMemoryOptOutRegistry()
     usage = InMemoryUsageLog()
     clock = SteppingClock()

@@ -19,6 +19,10 @@ behaviour that a bot must cope with in production:
   bytes, stale callback query ids and files over the 20 MB download limit answer 400.
 * ``flood()`` makes a method answer 429 with ``retry_after``; calls made before that time has
   passed keep getting 429 with the remaining wait.
+* Group membership: ``set_member_status`` makes a user the group's creator, an administrator
+  (or anything else); ``getChatMember`` and ``getChatAdministrators`` answer from it. A user
+  who posted in a group is a member; one never seen there gets "user not found".
+  ``send_text(..., as_group=True)`` is an anonymous admin posting as the group.
 
 Test-side helpers inject updates (``send_text``, ``send_photo``, ``send_document``,
 ``send_album``, ``press_button``, ``reply``) and inspect what the bot did (``requests``,
@@ -65,6 +69,14 @@ MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
+# The account Telegram shows as the sender of an anonymous admin's messages in groups.
+GROUP_ANONYMOUS_BOT = {
+    "id": 1087968824,
+    "is_bot": True,
+    "first_name": "Group",
+    "username": "GroupAnonymousBot",
+}
+CHAT_MEMBER_STATUSES = ("creator", "administrator", "member", "restricted", "left", "kicked")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 PHOTO_MAX_SIDE = 1280
 PHOTO_JPEG_QUALITY = 87
@@ -702,6 +714,9 @@ class FakeTelegram:
         self._callback_queries: dict[str, _CallbackQuery] = {}
         self._commands: dict[tuple[str, str], list[JsonDict]] = {}
         self._floods: dict[str, _Flood] = {}
+        # (chat id, user id) -> ChatMember status, and the users behind them.
+        self._member_status: dict[tuple[int, int], str] = {}
+        self._members: dict[tuple[int, int], FakeUser] = {}
         self._pending_updates: list[JsonDict] = []
         self._next_update_id = 1
         self._poll_generation = 0
@@ -802,6 +817,14 @@ class FakeTelegram:
         self._chats[chat.id] = chat
         return chat
 
+    def set_member_status(self, chat: FakeChat, user: FakeUser, status: str) -> None:
+        """Make ``user`` the group's ``creator``, an ``administrator``, a plain ``member``
+        (or ``restricted``, ``left``, ``kicked``), as getChatMember will report."""
+        if status not in CHAT_MEMBER_STATUSES:
+            raise ValueError(f"unknown chat member status {status!r}")
+        self._member_status[(chat.id, user.id)] = status
+        self._members[(chat.id, user.id)] = user
+
     # -- test side: injecting updates --------------------------------------------------------
 
     async def send_text(
@@ -811,12 +834,20 @@ class FakeTelegram:
         text: str,
         *,
         reply_to: StoredMessage | None = None,
+        as_group: bool = False,
     ) -> StoredMessage:
-        """A user writes ``text``; ``/commands`` get ``bot_command`` entities like on Telegram."""
+        """A user writes ``text``; ``/commands`` get ``bot_command`` entities like on Telegram.
+
+        ``as_group``: an anonymous admin of the group posts it, so the bot sees the group as
+        ``sender_chat`` and Telegram's GroupAnonymousBot as ``from``, never ``user``."""
         fields: JsonDict = {"text": text}
         entities = _command_entities(text)
         if entities:
             fields["entities"] = entities
+        if as_group:
+            if chat.type == "private":
+                raise ValueError("only groups have anonymous admins")
+            fields["sender_chat"] = chat.to_api()
         return await self._user_message(chat, user, fields, reply_to=reply_to)
 
     async def reply(
@@ -926,6 +957,16 @@ class FakeTelegram:
             }
         )
         return query_id
+
+    async def press_and_answer(
+        self, chat: FakeChat, user: FakeUser, message: StoredMessage, callback_data: str
+    ) -> JsonDict:
+        """Press a button and wait for the bot's ``answerCallbackQuery`` parameters."""
+        query = await self.press_button(chat, user, message, callback_data)
+        await self.wait_for(lambda _call: self.callback_answer(query) is not None)
+        answer = self.callback_answer(query)
+        assert answer is not None
+        return answer
 
     def callback_answer(self, query_id: str) -> JsonDict | None:
         """The ``answerCallbackQuery`` parameters the bot sent for ``query_id``, if any."""
@@ -1125,12 +1166,15 @@ class FakeTelegram:
         document: StoredFile | None = None,
     ) -> StoredMessage:
         self._chats.setdefault(chat.id, chat)
+        anonymous = "sender_chat" in fields
+        if chat.type != "private" and not anonymous:
+            self._members.setdefault((chat.id, user.id), user)
         message_id = self._allocate_message_id(chat.id)
         api: JsonDict = {
             "message_id": message_id,
             "date": int(time.time()),
             "chat": chat.to_api(),
-            "from": user.to_api(),
+            "from": dict(GROUP_ANONYMOUS_BOT) if anonymous else user.to_api(),
             **fields,
         }
         if reply_to is not None:
@@ -1283,6 +1327,8 @@ class FakeTelegram:
             "getmycommands": self._get_my_commands,
             "deletemycommands": self._delete_my_commands,
             "sendchataction": self._send_chat_action,
+            "getchatmember": self._get_chat_member,
+            "getchatadministrators": self._get_chat_administrators,
         }
 
     # -- internals: Bot API methods ----------------------------------------------------------
@@ -1758,6 +1804,68 @@ class FakeTelegram:
         if action not in allowed:
             raise _bad_request("wrong parameter action in request")
         return True
+
+    def _chat_member_api(self, chat: FakeChat, user: FakeUser, status: str) -> JsonDict:
+        """The Bot API ``ChatMember`` object (the fields PTB requires for each status)."""
+        member: JsonDict = {"status": status, "user": user.to_api()}
+        if status == "creator":
+            member["is_anonymous"] = False
+        elif status == "administrator":
+            rights = (
+                "can_manage_chat can_delete_messages can_manage_video_chats can_restrict_members "
+                "can_change_info can_invite_users can_pin_messages can_post_stories "
+                "can_edit_stories can_delete_stories"
+            )
+            member.update({right: True for right in rights.split()})
+            member.update(can_be_edited=False, is_anonymous=False, can_promote_members=False)
+        elif status == "restricted":
+            rights = (
+                "can_send_messages can_send_audios can_send_documents can_send_photos "
+                "can_send_videos can_send_video_notes can_send_voice_notes can_send_polls "
+                "can_send_other_messages can_add_web_page_previews can_change_info "
+                "can_invite_users can_pin_messages can_manage_topics"
+            )
+            member.update({right: False for right in rights.split()})
+            member.update(is_member=True, until_date=0)
+        elif status == "kicked":
+            member["until_date"] = 0
+        return member
+
+    def _group(self, params: JsonDict) -> FakeChat:
+        chat = self._chat(params)
+        if chat.type == "private":
+            raise _bad_request("there are no administrators in the private chat")
+        return chat
+
+    async def _get_chat_member(self, params: JsonDict, _files: dict[str, UploadedFile]) -> JsonDict:
+        chat = self._chat(params)
+        user_id = params.get("user_id")
+        if not isinstance(user_id, int):
+            raise _bad_request(
+                "user_id is empty" if user_id in (None, "") else "invalid user_id specified"
+            )
+        if chat.type == "private":
+            if user_id not in (chat.id, self.bot.id):
+                raise _bad_request("user not found")
+            user = self.bot if user_id == self.bot.id else FakeUser(user_id, chat.first_name or "")
+            return self._chat_member_api(chat, user, "member")
+        if user_id == self.bot.id:
+            return self._chat_member_api(chat, self.bot, "member")
+        member = self._members.get((chat.id, user_id))
+        if member is None:
+            raise _bad_request("user not found")
+        status = self._member_status.get((chat.id, user_id), "member")
+        return self._chat_member_api(chat, member, status)
+
+    async def _get_chat_administrators(
+        self, params: JsonDict, _files: dict[str, UploadedFile]
+    ) -> list[JsonDict]:
+        chat = self._group(params)
+        return [
+            self._chat_member_api(chat, self._members[key], status)
+            for key, status in self._member_status.items()
+            if key[0] == chat.id and status in ("creator", "administrator")
+        ]
 
 
 def _summary(params: Mapping[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """Admin state: the core's `AdminStore` port on SQLite, and its `TrainingSwitch` on Redis.
 
 Bans, quotas and the admin log are records, so they live in the front end's
-database (migration 0002_admin), on a connection of their own like the consent
-ledger's: each write is one short transaction, never inside a repository one.
+database (migration 0002_admin), on a connection of their own (the opt-out
+registry and usage log do the same; the consent ledger shares the repository's):
+each write is one short transaction, never inside a repository one.
 
 The training pause is a Redis key instead, because the workers honour it and
 workers never open the database. It has no expiry: a pause lasts until an

@@ -1,4 +1,8 @@
-"""`SqliteOptOutRegistry`: the core's `OptOutRegistry` port (table `optout_images`)."""
+"""`SqliteOptOutRegistry`: the core's `OptOutRegistry` port (table `optout_images`).
+
+Rows are only added, except that an erasure (/forgetme) hands a person's rows to an
+anonymous id: the opt-out stays in force without saying whose it was.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ __all__ = ["SqliteOptOutRegistry"]
 
 
 class SqliteOptOutRegistry:
-    """On a connection of its own, like the consent ledger (see storage/ledger.py)."""
+    """On a connection of its own: its writes never need to commit with a repository's."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
@@ -48,6 +52,15 @@ class SqliteOptOutRegistry:
                 ),
             )
             return cursor.rowcount == 1
+
+    async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "UPDATE optout_images SET platform_user_id = ?"
+                " WHERE platform = ? AND platform_user_id = ?",
+                (anonymous_id, platform, platform_user_id),
+            )
+            return cursor.rowcount
 
     async def all(self) -> list[OptedOutImage]:
         async with self._lock:

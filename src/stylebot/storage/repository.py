@@ -26,7 +26,12 @@ from typing import Any, Self
 
 import aiosqlite
 
-from stylebot.bot.core.errors import DuplicateRecord, DuplicateStyleName, RecordNotFound
+from stylebot.bot.core.errors import (
+    DuplicateRecord,
+    DuplicateStyleName,
+    RecordNotFound,
+    RepositoryError,
+)
 from stylebot.bot.core.model import (
     Consent,
     Job,
@@ -39,6 +44,7 @@ from stylebot.bot.core.model import (
     User,
     Visibility,
 )
+from stylebot.queue.payloads import ValidationPoint
 from stylebot.storage.database import StorageError, open_database
 
 __all__ = [
@@ -188,6 +194,19 @@ class SqliteRepository:
         """Run one statement inside the current transaction (the caller opens it)."""
         return await self._db.execute(sql, params)
 
+    # -- for stores that share this connection (storage/ledger.py) --------------
+
+    async def fetch_rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Read on this connection, after other coroutines' transactions."""
+        return await self._fetchall(sql, params)
+
+    async def write_in_transaction(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one write inside the caller's `transaction()` of this repository, so that it
+        commits or rolls back with the repository's own writes."""
+        if self._inside() is None:
+            raise RuntimeError("write_in_transaction needs an open transaction()")
+        await self._db.execute(sql, params)
+
     # -- users ----------------------------------------------------------------
 
     async def get_or_create_user(
@@ -213,6 +232,39 @@ class SqliteRepository:
     async def get_user(self, user_id: int) -> User | None:
         row = await self._fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
         return _user(row) if row is not None else None
+
+    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
+        row = await self._fetchone(
+            "SELECT * FROM users WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+        return _user(row) if row is not None else None
+
+    async def erase_user(self, user_id: int) -> list[str]:
+        """Delete the user's remaining records and the user row, in one transaction.
+
+        Their styles must already be gone (delete_style), else RepositoryError and
+        nothing changes.
+        """
+        async with self.transaction():
+            if await self._fetchone("SELECT 1 FROM users WHERE id = ?", (user_id,)) is None:
+                raise RecordNotFound(f"user {user_id} does not exist")
+            if await self._fetchone("SELECT 1 FROM styles WHERE owner_id = ?", (user_id,)):
+                raise RepositoryError(
+                    f"user {user_id} still owns styles: delete them before erasing the user"
+                )
+            rows = await self._fetchall(
+                "SELECT blob_key FROM uploads WHERE user_id = ?"
+                " UNION SELECT blob_key FROM outputs WHERE user_id = ? AND blob_key IS NOT NULL",
+                (user_id, user_id),
+            )
+            # Children first: outputs name jobs, jobs and uploads name the user.
+            await self._write("DELETE FROM outputs WHERE user_id = ?", (user_id,))
+            await self._write("DELETE FROM uploads WHERE user_id = ?", (user_id,))
+            await self._write("DELETE FROM consents WHERE user_id = ?", (user_id,))
+            await self._write("DELETE FROM jobs WHERE user_id = ?", (user_id,))
+            await self._write("DELETE FROM users WHERE id = ?", (user_id,))
+        return sorted({row[0] for row in rows})
 
     # -- uploads --------------------------------------------------------------
 
@@ -274,8 +326,10 @@ class SqliteRepository:
                 rows = await self._db.execute_fetchall(
                     "SELECT EXISTS (SELECT 1 FROM uploads WHERE blob_key = ?)"
                     " OR EXISTS (SELECT 1 FROM styles WHERE lora_key = ?)"
+                    " OR EXISTS (SELECT 1 FROM styles WHERE export_key = ?)"
+                    " OR EXISTS (SELECT 1 FROM styles WHERE embedding_key = ?)"
                     " OR EXISTS (SELECT 1 FROM outputs WHERE blob_key = ?)",
-                    (key, key, key),
+                    (key, key, key, key, key),
                 )
                 if not next(iter(rows))[0]:
                     unused.add(key)
@@ -438,6 +492,45 @@ class SqliteRepository:
             if cursor.rowcount == 0:
                 raise RecordNotFound(f"style {style_id} does not exist")
 
+    async def set_style_export(self, style_id: int, export_key: str) -> None:
+        async with self.transaction():
+            cursor = await self._write(
+                "UPDATE styles SET export_key = ? WHERE id = ?", (export_key, style_id)
+            )
+            if cursor.rowcount == 0:
+                raise RecordNotFound(f"style {style_id} does not exist")
+
+    async def set_style_embedding(self, style_id: int, embedding_key: str) -> None:
+        """The style's textual-inversion embedding (blob key), loaded at generation."""
+        async with self.transaction():
+            cursor = await self._write(
+                "UPDATE styles SET embedding_key = ? WHERE id = ?", (embedding_key, style_id)
+            )
+            if cursor.rowcount == 0:
+                raise RecordNotFound(f"style {style_id} does not exist")
+
+    async def style_export_key(self, style_id: int) -> str | None:
+        row = await self._fetchone("SELECT export_key FROM styles WHERE id = ?", (style_id,))
+        if row is None:
+            raise RecordNotFound(f"style {style_id} does not exist")
+        return row["export_key"]
+
+    async def set_style_validation(self, style_id: int, curve: Sequence[ValidationPoint]) -> None:
+        text = json.dumps([point.to_dict() for point in curve], sort_keys=True)
+        async with self.transaction():
+            cursor = await self._write(
+                "UPDATE styles SET validation = ? WHERE id = ?", (text, style_id)
+            )
+            if cursor.rowcount == 0:
+                raise RecordNotFound(f"style {style_id} does not exist")
+
+    async def style_validation(self, style_id: int) -> tuple[ValidationPoint, ...]:
+        row = await self._fetchone("SELECT validation FROM styles WHERE id = ?", (style_id,))
+        if row is None:
+            raise RecordNotFound(f"style {style_id} does not exist")
+        raw = json.loads(row["validation"]) if row["validation"] else []
+        return tuple(ValidationPoint.from_dict(point) for point in raw)
+
     async def set_style_visibility(
         self, style_id: int, visibility: Visibility, shared_scope: str | None = None
     ) -> None:
@@ -459,7 +552,8 @@ class SqliteRepository:
     async def delete_style(self, style_id: int) -> list[str]:
         async with self.transaction():
             style = await self._fetchone(
-                "SELECT consent_id, lora_key FROM styles WHERE id = ?", (style_id,)
+                "SELECT consent_id, lora_key, export_key, embedding_key FROM styles WHERE id = ?",
+                (style_id,),
             )
             if style is None:
                 raise RecordNotFound(f"style {style_id} does not exist")
@@ -471,6 +565,10 @@ class SqliteRepository:
             keys = [row[0] for row in rows]
             if style["lora_key"] is not None:
                 keys.append(style["lora_key"])
+            if style["export_key"] is not None:
+                keys.append(style["export_key"])
+            if style["embedding_key"] is not None:
+                keys.append(style["embedding_key"])
             await self._write("DELETE FROM outputs WHERE style_id = ?", (style_id,))
             await self._write("DELETE FROM uploads WHERE style_id = ?", (style_id,))
             await self._write("UPDATE jobs SET style_id = NULL WHERE style_id = ?", (style_id,))
@@ -602,6 +700,18 @@ class SqliteRepository:
         row = await self._fetchone("SELECT * FROM outputs WHERE id = ?", (output_id,))
         return _output(row) if row is not None else None
 
+    async def user_outputs(self, user_id: int) -> list[Output]:
+        rows = await self._fetchall(
+            "SELECT * FROM outputs WHERE user_id = ? ORDER BY created_at, rowid", (user_id,)
+        )
+        return [_output(row) for row in rows]
+
+    async def style_outputs(self, style_id: int) -> list[Output]:
+        rows = await self._fetchall(
+            "SELECT * FROM outputs WHERE style_id = ? ORDER BY created_at, rowid", (style_id,)
+        )
+        return [_output(row) for row in rows]
+
     async def job_outputs(self, job_id: str) -> list[Output]:
         """The job's outputs in the order they were added."""
         rows = await self._fetchall(
@@ -700,6 +810,7 @@ def _style(row: sqlite3.Row) -> Style:
         shared_scope=row["shared_scope"],
         lora_key=row["lora_key"],
         train_settings=json.loads(row["train_settings"]),
+        embedding_key=row["embedding_key"],
     )
 
 

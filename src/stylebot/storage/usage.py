@@ -1,5 +1,5 @@
 """`SqliteUsageLog`: the core's `UsageLog` port (table `usage_events`), for quotas and
-rate limits. On its own connection, like the consent ledger (see storage/ledger.py)."""
+rate limits. On its own connection: its writes never need to commit with a repository's."""
 
 from __future__ import annotations
 
@@ -65,3 +65,10 @@ class SqliteUsageLog:
                 (user_key, _utc_text(since)),
             )
         return [datetime.fromisoformat(row[0]) for row in rows]
+
+    async def forget(self, user_key: str) -> int:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "DELETE FROM usage_events WHERE user_key = ?", (user_key,)
+            )
+            return cursor.rowcount

@@ -59,7 +59,7 @@ async def test_delete_leaves_nothing_on_disk_and_the_ledger_verifies(
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     repo = await SqliteRepository.open(settings.database_path)
-    ledger = await SqliteConsentLedger.open(settings.database_path)
+    ledger = SqliteConsentLedger(repo)  # on the repository's connection, as in bootstrap
     optouts = await SqliteOptOutRegistry.open(settings.database_path)
     blobs = LocalBlobStore(settings.blob_dir)
     queue = RecordingQueue()

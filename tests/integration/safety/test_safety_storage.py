@@ -208,3 +208,36 @@ async def test_usage_sums_per_user_and_per_scope_since_a_time(
     assert times == [T0 + timedelta(hours=2), T0 + timedelta(hours=3)]
     with pytest.raises(ValueError, match="exactly one"):
         await usage.total("generate", T0)
+
+
+async def test_forgetting_a_user_removes_only_their_usage(
+    usage: SqliteUsageLog | InMemoryUsageLog,
+) -> None:
+    await usage.record("generate", "discord:1", "discord:g", 4, T0)
+    await usage.record("train", "discord:1", None, 1, T0)
+    await usage.record("generate", "discord:2", "discord:g", 2, T0)
+    await usage.record("generate", "telegram:1", None, 5, T0)
+
+    assert await usage.forget("discord:1") == 2
+    assert await usage.forget("discord:1") == 0
+    assert await usage.total("generate", T0, user_key="discord:1") == 0
+    assert await usage.request_times("discord:1", T0) == []
+    assert await usage.total("generate", T0, scope="discord:g") == 2
+    assert await usage.total("generate", T0, user_key="telegram:1") == 5
+
+
+async def test_reassigning_opt_outs_keeps_them_and_unlinks_the_person(
+    optouts: SqliteOptOutRegistry | InMemoryOptOutRegistry,
+) -> None:
+    await optouts.add(OptedOutImage("discord", "7", "a" * 64, "00ff00ff00ff00ff", T0))
+    await optouts.add(OptedOutImage("discord", "7", "b" * 64, "0f0f0f0f0f0f0f0f", T0))
+    await optouts.add(OptedOutImage("telegram", "7", "a" * 64, "00ff00ff00ff00ff", T0))
+
+    assert await optouts.reassign("discord", "7", "erased-1") == 2
+    assert await optouts.reassign("discord", "7", "erased-2") == 0
+    stored = sorted((i.platform, i.platform_user_id, i.sha256) for i in await optouts.all())
+    assert stored == [
+        ("discord", "erased-1", "a" * 64),
+        ("discord", "erased-1", "b" * 64),
+        ("telegram", "7", "a" * 64),
+    ]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from tests.fakes.memory import InMemoryRepository
 
+from stylebot.bot.core.errors import RepositoryError
 from stylebot.bot.core.model import (
     JobStatus,
     Output,
@@ -833,3 +834,77 @@ async def test_delete_output_removes_one_record_and_returns_its_blob(repo: Repo)
     assert await repo.job_outputs("job-1") == []
     with pytest.raises(RecordNotFound):
         await repo.delete_output("out-1")
+
+
+# -- erasure --------------------------------------------------------------------
+
+
+async def test_find_user_finds_without_creating(repo: Repo) -> None:
+    assert await repo.find_user("discord", "id-alice") is None
+    alice = await user(repo)
+    assert await repo.find_user("discord", "id-alice") == alice
+    assert await repo.find_user("telegram", "id-alice") is None
+    assert await repo.find_user("discord", "id-nobody") is None
+    assert await repo.get_user(alice.id + 1) is None  # nothing else was made
+
+
+async def test_user_and_style_outputs_are_by_maker_and_by_style(repo: Repo) -> None:
+    alice, bob = await user(repo, "alice"), await user(repo, "bob")
+    ink = await style_for(repo, alice, "ink")
+    await repo.add_job("job-a", "generate", alice.id, requester("a"), T0)
+    await repo.add_job("job-b", "generate", bob.id, requester("b"), T0, ink.id)
+    await repo.add_outputs([output("a-1", "job-a", alice), output("a-2", "job-a", alice)])
+    await repo.add_outputs([output("b-1", "job-b", bob, ink.id)])
+
+    assert [o.id for o in await repo.user_outputs(alice.id)] == ["a-1", "a-2"]
+    assert [o.id for o in await repo.user_outputs(bob.id)] == ["b-1"]
+    assert [o.id for o in await repo.style_outputs(ink.id)] == ["b-1"]
+    assert await repo.style_outputs(ink.id + 1) == []
+
+
+async def test_erase_user_removes_every_remaining_record_and_returns_their_blobs(
+    repo: Repo,
+) -> None:
+    alice, bob = await user(repo, "alice"), await user(repo, "bob")
+    sea = await style_for(repo, bob, "sea", (KEY_A,))
+    await uploads(repo, alice, KEY_A, KEY_B)  # waiting; KEY_A is also Bob's
+    await repo.add_consent(alice.id, "cc0-1.0", "v1", True, [KEY_A, KEY_B], T0)
+    await repo.add_job("job-a", "generate", alice.id, requester("a"), T0, sea.id)
+    await repo.add_outputs([output("a-1", "job-a", alice, sea.id)])
+    await repo.set_output_blob("a-1", KEY_C, 3)
+    await repo.add_job("job-b", "generate", bob.id, requester("b"), T0, sea.id)
+    await repo.add_outputs([output("b-1", "job-b", bob, sea.id)])
+
+    keys = await repo.erase_user(alice.id)
+
+    assert keys == [KEY_A, KEY_B, KEY_C]
+    assert await repo.get_user(alice.id) is None
+    assert await repo.find_user("discord", "id-alice") is None
+    assert await repo.pending_uploads(alice.id) == []
+    assert await repo.latest_consent(alice.id) is None
+    assert await repo.get_job("job-a") is None
+    assert await repo.user_outputs(alice.id) == []
+    assert await repo.unreferenced_blob_keys(keys) == {KEY_B, KEY_C}  # Bob still uses A
+    # Bob's records are whole.
+    assert await repo.get_style(sea.id) is not None
+    assert [o.id for o in await repo.user_outputs(bob.id)] == ["b-1"]
+    assert await repo.get_job("job-b") is not None
+    with pytest.raises(RecordNotFound):
+        await repo.erase_user(alice.id)
+
+
+async def test_erase_user_refuses_while_they_own_a_style_and_changes_nothing(
+    repo: Repo,
+) -> None:
+    alice = await user(repo)
+    ink = await style_for(repo, alice, "ink")
+    pending = await uploads(repo, alice, KEY_B)
+    await repo.add_job("job-a", "train", alice.id, requester("a"), T0, ink.id)
+
+    with pytest.raises(RepositoryError):
+        await repo.erase_user(alice.id)
+
+    assert await repo.get_user(alice.id) == alice
+    assert await repo.pending_uploads(alice.id) == pending
+    assert await repo.get_job("job-a") is not None
+    assert await repo.get_style(ink.id) is not None

@@ -7,7 +7,15 @@ from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
 from tests.fakes.core import CoreWorld, person
 from tests.unit.core.test_service import trained_style
 
-from stylebot.bot.core import ErrorReply, Imagine, JobQueued, TextReply, Visibility
+from stylebot.bot.core import (
+    EraseMyData,
+    ErrorReply,
+    Imagine,
+    JobQueued,
+    ShowStatus,
+    TextReply,
+    Visibility,
+)
 from stylebot.bot.core.admin import (
     GLOBAL_SCOPE,
     AdminNotConfigured,
@@ -31,6 +39,7 @@ from stylebot.bot.core.admin import (
     parse_operators,
 )
 from stylebot.bot.core.commands import ShareStyle
+from stylebot.queue.payloads import JobEvent
 
 OPERATOR = person("root", server="guild-1")
 MANAGER = person("mia", server="guild-1")  # manages guild-1 (the adapter says so)
@@ -238,3 +247,47 @@ async def test_the_queue_shows_all_jobs_to_the_operator_and_a_servers_jobs_to_it
     # Its place counts the job from the other server ahead of it.
     assert f"  2. generate by Alice: queued ({here.job_id})" in managed.text
     assert managed.text.startswith("2 job(s) queued or running, 1 from this server.")
+
+
+async def test_the_queue_lists_the_positions_status_gives_not_arrival_order(
+    world: CoreWorld, admin: AdminPorts
+) -> None:
+    deps = world.bot.deps
+    alice = [await world.bot.handle(Imagine(ALICE, f"boat {i}")) for i in range(3)]
+    bob = await world.bot.handle(Imagine(BOB_ELSEWHERE, "a lighthouse"))
+    assert all(isinstance(reply, JobQueued) for reply in [*alice, bob])
+    ids = [reply.job_id for reply in [*alice, bob]]  # type: ignore[union-attr]
+    # Alice's first job starts; the rest wait, Bob's between Alice's.
+    world.queue.started(ids[0])
+    await world.bot.handle_event(JobEvent(ids[0], "generate", "started", total=4))
+
+    listing = await handle_show_queue(deps, ShowQueue(OPERATOR))
+    assert isinstance(listing, TextReply)
+    lines = listing.text.splitlines()
+    assert lines[1:] == [
+        "Running:",
+        f"   - generate by Alice: running ({ids[0]})",
+        "Generation queue:",
+        f"  1. generate by Bob: queued ({ids[3]})",
+        f"  2. generate by Alice: queued ({ids[1]})",
+        f"  3. generate by Alice: queued ({ids[2]})",
+    ]
+    status = await world.bot.handle(ShowStatus(BOB_ELSEWHERE))
+    assert isinstance(status, TextReply)
+    assert f"{ids[3]}: queued (position 1 in the generation queue)" in status.text
+
+
+async def test_a_banned_user_is_refused_everything_but_erasing_their_data(
+    world: CoreWorld, admin: AdminPorts
+) -> None:
+    queued = await world.bot.handle(Imagine(ALICE, "a lighthouse"))
+    assert isinstance(queued, JobQueued)
+    await handle_ban_user(world.bot.deps, BanUser(OPERATOR, "alice", reason="spam"))
+
+    assert isinstance(await world.bot.handle(Imagine(ALICE, "again")), ErrorReply)
+    erased = await world.bot.handle(EraseMyData(ALICE, confirmed=True))
+
+    assert not isinstance(erased, ErrorReply), erased
+    assert await world.bot.deps.repo.find_user("discord", "alice") is None
+    # The ban itself is the operator's record and outlives the erasure.
+    assert await admin.store.ban_of("discord", "alice") is not None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from stylebot.bot.core.text_commands import CommandSyntaxError, parse_imagine, split_command
+from stylebot.bot.core.text_commands import (
+    CommandSyntaxError,
+    parse_confirmation,
+    parse_imagine,
+    split_command,
+)
 
 
 def test_split_command_reads_name_and_arguments() -> None:
@@ -49,3 +54,11 @@ def test_words_with_colons_that_are_not_options_stay_in_the_prompt() -> None:
     args = parse_imagine("time: 5pm, mood:calm")
     assert args.prompt == "time: 5pm, mood:calm"
     assert args.style is None
+
+
+def test_a_confirmation_is_the_word_confirm_or_nothing() -> None:
+    assert parse_confirmation("", "/forgetme") is False
+    assert parse_confirmation("  Confirm ", "/forgetme") is True
+    for wrong in ("yes", "confirm now", "c", "--force"):
+        with pytest.raises(CommandSyntaxError, match="Nothing was changed"):
+            parse_confirmation(wrong, "/forgetme")

@@ -42,7 +42,7 @@ from stylebot.bot.core import (
     VaryOutput,
     Verify,
 )
-from stylebot.bot.core.commands import Command
+from stylebot.bot.core.commands import Command, EraseMyData
 
 OWNER = person("alice", server="guild-1")
 MEMBER = person("bob", server="guild-1")
@@ -144,6 +144,8 @@ PER_USER: dict[str, Act] = {
     "status": lambda w, who: w.bot.handle(ShowStatus(who)),
     "cancel": lambda w, who: w.bot.handle(CancelJob(who)),
     "verify": lambda w, who: w.bot.handle(Verify(who, IncomingFile("v.png", png((1, 2, 3))))),
+    # Erasure is of one's own data only: another's confirmed /forgetme finds nothing.
+    "forgetme": lambda w, who: w.bot.handle(EraseMyData(who, confirmed=True)),
 }
 
 

@@ -7,6 +7,7 @@ from stylebot.bot.core.commands import (
     DeleteOutput,
     DeleteStyle,
     DiscardUploads,
+    EraseMyData,
     ExportStyle,
     Imagine,
     IncomingFile,
@@ -40,6 +41,7 @@ from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import BlobStore, Clock, JobQueue, Repository, WatermarkReader
 from stylebot.bot.core.replies import (
     ConsentRequest,
+    ErasureConfirmation,
     ErrorReply,
     FileReply,
     ImageFile,
@@ -69,6 +71,8 @@ __all__ = [
     "DeleteOutput",
     "DeleteStyle",
     "DiscardUploads",
+    "EraseMyData",
+    "ErasureConfirmation",
     "ErrorReply",
     "ExportStyle",
     "FileReply",

@@ -30,14 +30,15 @@ from enum import StrEnum
 from typing import Protocol
 
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.jobs import cancel_job
-from stylebot.bot.core.model import Job, Requester, Visibility
+from stylebot.bot.core.jobs import cancel_job, waiting_positions
+from stylebot.bot.core.model import Job, JobStatus, Requester, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.replies import ErrorReply, Reply, TextReply
 
 __all__ = [
     "GLOBAL_SCOPE",
     "JOB_KINDS",
+    "AdminCommand",
     "AdminNotConfigured",
     "AdminPorts",
     "AdminStore",
@@ -267,6 +268,12 @@ class ShowQueue:
     manages_server: bool = False
 
 
+#: Every admin command; `commands.Command` lists the members' commands.
+AdminCommand = (
+    PauseTraining | ResumeTraining | SetQuota | RemoveSharedStyle | BanUser | UnbanUser | ShowQueue
+)
+
+
 # -- handlers ----------------------------------------------------------------------------------
 
 
@@ -395,9 +402,9 @@ async def handle_unban_user(deps: Deps, command: UnbanUser) -> Reply:
     return TextReply(f"{target} may use the bot again.")
 
 
-def _describe(job: Job, position: int, owner: str) -> str:
+def _describe(job: Job, place: str, owner: str) -> str:
     progress = f" {job.step}/{job.total}" if job.total else ""
-    return f"{position:>3}. {job.kind} by {owner}: {job.status}{progress} ({job.id})"
+    return f"{place:>4} {job.kind} by {owner}: {job.status}{progress} ({job.id})"
 
 
 async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
@@ -406,10 +413,12 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
     if authority is Authority.NONE:
         return MANAGERS_ONLY
     active = await deps.repo.active_jobs()
-    # Positions count every job ahead, also those a manager does not see.
+    # The positions /status gives, in each lane; they count every job ahead,
+    # also those a manager does not see.
+    positions = await waiting_positions(deps, active)
     listed = [
-        (position, job)
-        for position, job in enumerate(active, start=1)
+        job
+        for job in active
         if authority is Authority.OPERATOR or job.origin.scope == command.requester.scope
     ]
     paused_by = await ports.training.paused_by()
@@ -420,11 +429,23 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
     if paused_by is not None:
         lines.append(f"Training is paused (by {paused_by}); generation goes on.")
     names: dict[int, str] = {}
-    for position, job in listed:
+
+    async def described(job: Job, place: str) -> str:
         if job.user_id not in names:
             user = await deps.repo.get_user(job.user_id)
             names[job.user_id] = user.display_name if user else f"user {job.user_id}"
-        lines.append(_describe(job, position, names[job.user_id]))
+        return _describe(job, place, names[job.user_id])
+
+    running = [job for job in listed if job.status is not JobStatus.QUEUED]
+    if running:
+        lines.append("Running:")
+        lines.extend([await described(job, "-") for job in running])
+    for kind, title in (("generate", "Generation queue:"), ("train", "Training queue:")):
+        in_lane = [job for job in listed if job.kind == kind and job.id in positions]
+        waiting = sorted(((positions[job.id], job) for job in in_lane), key=lambda pair: pair[0])
+        if waiting:
+            lines.append(title)
+            lines.extend([await described(job, f"{place}.") for place, job in waiting])
     return TextReply("\n".join(lines))
 
 

@@ -169,6 +169,19 @@ class Verify:
     file: IncomingFile
 
 
+@dataclass(frozen=True)
+class EraseMyData:
+    """Erase everything of the requester on this platform (right to erasure).
+
+    Unconfirmed, the core only says what would go and how to confirm; adapters show a
+    confirm button (or `/forgetme confirm`) that sends the same command with
+    `confirmed=True`.
+    """
+
+    requester: Requester
+    confirmed: bool = False
+
+
 Command = (
     UploadImages
     | ConfirmConsent
@@ -190,4 +203,5 @@ Command = (
     | DeleteOutput
     | Verify
     | OptOut
+    | EraseMyData
 )

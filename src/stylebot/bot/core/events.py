@@ -11,6 +11,7 @@ from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.model import (
     Job,
     JobStatus,
+    Output,
     StyleStatus,
 )
 from stylebot.bot.core.replies import (
@@ -20,7 +21,8 @@ from stylebot.bot.core.replies import (
     JobProgress,
     Notification,
 )
-from stylebot.queue.payloads import JobEvent
+from stylebot.bot.core.training import validation_summary
+from stylebot.queue.payloads import JobEvent, TrainingPreview, preview_output_id
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
     job = await deps.repo.get_job(event.job_id)
     if job is None:
         log.warning("event for unknown job %s ignored", event.job_id)
+        await _discard_unwanted_blobs(deps, event)
         return []
     if job.status.is_terminal:
         # A repeat of the event that ended the job (the front end stopped
@@ -44,6 +47,7 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
         )
         if repeats_the_end:
             return await _ending(deps, job, event, record=False)
+        await _discard_unwanted_blobs(deps, event)
         return []
     now = deps.clock.now()
     match event.kind:
@@ -54,6 +58,8 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
             await deps.repo.update_job(
                 job.id, JobStatus.RUNNING, now, step=event.step, total=event.total
             )
+            if event.preview is not None:
+                return await _training_preview(deps, job, event, event.preview)
             return [Notification(job.origin, await _progress_reply(deps, job, event))]
         case "finished" | "failed":
             return await _ending(deps, job, event, record=True)
@@ -65,15 +71,100 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
     return []
 
 
+async def _discard_unwanted_blobs(deps: Deps, event: JobEvent) -> None:
+    """A worker that finished before it saw a cancel (or an erasure that deleted the
+    job) has already stored its results: no record will ever name those blobs, so
+    delete the ones nothing else uses (content-addressed: an identical blob may)."""
+    keys: list[str] = []
+    if event.preview is not None:
+        keys.append(event.preview.blob_key)
+    if event.kind == "finished" and event.result is not None:
+        if event.job_kind == "train":
+            result = event.train_result()
+            keys += [result.lora_key] + ([result.export_key] if result.export_key else [])
+            keys = [key for key in [*keys, result.embedding_key or ""] if key]  # "": no LoRA
+        else:
+            keys += [image.blob_key for image in event.generate_result().images]
+    for key in sorted(await deps.repo.unreferenced_blob_keys(keys)):
+        await deps.blobs.delete(key)
+
+
 async def _progress_reply(deps: Deps, job: Job, event: JobEvent) -> JobProgress:
     if job.kind == "train":
         style = await deps.repo.get_style(job.style_id) if job.style_id else None
-        loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
+        parts = [f"step {event.step}/{event.total}"]
+        if event.loss is not None:
+            parts.append(f"loss {event.loss:.3g}")
+        if event.eta_s is not None and event.step < event.total:
+            parts.append(time_left_text(event.eta_s))
         label = style.name if style else "style"
-        text = f"Training {label}: step {event.step}/{event.total}{loss}"
+        text = f"Training {label}: " + " · ".join(parts)
     else:
         text = f"Imagining: step {event.step}/{event.total}"
-    return JobProgress(text, job.id, job.kind, event.step, event.total, event.loss)
+    return JobProgress(
+        text, job.id, job.kind, event.step, event.total, event.loss, eta_s=event.eta_s
+    )
+
+
+async def _training_preview(
+    deps: Deps, job: Job, event: JobEvent, preview: TrainingPreview
+) -> list[Notification]:
+    """A preview image of a style in training: recorded as an output of the training
+    job (its watermark carries that output's id, so /verify traces it to the job,
+    and deleting the style deletes it), and shown like a result."""
+    if job.kind != "train" or preview.output_id != preview_output_id(job.id, event.step):
+        log.error("job %s sent a preview that is not its own; ignored", job.id)
+        return []
+    if await deps.repo.get_output(preview.output_id) is None:  # events may come twice
+        await deps.repo.add_outputs(
+            [
+                Output(
+                    id=preview.output_id,
+                    job_id=job.id,
+                    user_id=job.user_id,
+                    prompt=preview.prompt,
+                    negative_prompt="",
+                    seed=preview.seed,
+                    steps=preview.steps,
+                    guidance=preview.guidance,
+                    width=preview.width,
+                    height=preview.height,
+                    created_at=deps.clock.now(),
+                    style_id=job.style_id,
+                    blob_key=preview.blob_key,
+                )
+            ]
+        )
+    style = await deps.repo.get_style(job.style_id) if job.style_id else None
+    label = style.name if style else "your style"
+    image = ImageFile(
+        preview.output_id,
+        f"stylebot-preview-{preview.output_id}.png",
+        await deps.blobs.get(preview.blob_key),
+    )
+    reply = ImagesReady(
+        text=(
+            f"Preview of {label} at step {event.step}/{event.total}: its trigger alone, "
+            "as trained so far. Training goes on."
+        ),
+        # A job id of its own: adapters show it as a new message with its
+        # image, and leave the training job's progress message open.
+        job_id=f"{job.id}/preview-{event.step}",
+        images=(image,),
+        preview_of=job.id,
+    )
+    return [Notification(job.origin, reply)]
+
+
+def time_left_text(seconds: float) -> str:
+    """'about 2 min left': rounded as a person would say it, not to the second."""
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5)} s left"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min left"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes} min left" if minutes else f"about {hours} h left"
 
 
 async def _ending(deps: Deps, job: Job, event: JobEvent, *, record: bool) -> list[Notification]:
@@ -92,7 +183,16 @@ async def _training_finished(
     if record:
         async with deps.repo.transaction():
             if style is not None:
-                await deps.repo.set_style_status(style.id, StyleStatus.READY, result.lora_key)
+                # "": only a textual-inversion embedding trained, no LoRA.
+                await deps.repo.set_style_status(
+                    style.id, StyleStatus.READY, result.lora_key or None
+                )
+                if result.export_key is not None:
+                    await deps.repo.set_style_export(style.id, result.export_key)
+                if result.embedding_key is not None:
+                    await deps.repo.set_style_embedding(style.id, result.embedding_key)
+                if result.validation:
+                    await deps.repo.set_style_validation(style.id, result.validation)
             await deps.repo.update_job(
                 job.id,
                 JobStatus.FINISHED,
@@ -107,8 +207,8 @@ async def _training_finished(
             JobFinished(
                 text=(
                     f"Style {name} is ready ({result.steps} steps, final loss "
-                    f"{result.final_loss:.4f}). Try: /imagine a lighthouse at dawn "
-                    f"style:{name}"
+                    f"{result.final_loss:.4f}).{validation_summary(result.validation)} "
+                    f"Try: /imagine a lighthouse at dawn style:{name}"
                 ),
                 job_id=job.id,
                 kind=job.kind,

@@ -4,7 +4,13 @@
   each stored image and a perceptual hash of its pixels), with the terms' version and
   hash, the licence and the identifiable-people answer;
 * training: when /train creates a style from a consent, tying the two together;
-* revocation: when a style is deleted, after its images and weights are gone.
+* revocation: when a style is deleted, in the transaction that deletes its records;
+* erasure: when a user's data is erased at their request (bot/core/erasure.py).
+
+Each append happens inside the repository transaction that writes the records it
+speaks for, so a record and its evidence land together or not at all (the SQLite ledger
+shares the repository's connection for this). Anything slow (reading blobs to hash them)
+is done before that transaction opens.
 """
 
 from __future__ import annotations
@@ -23,26 +29,33 @@ from stylebot.bot.core.ledger import (
 from stylebot.bot.core.model import Consent, Style, Upload, User
 from stylebot.bot.core.perceptual import perceptual_hash_of_png
 
-__all__ = ["record_consent", "record_revocation", "record_training"]
+__all__ = ["NOT_SPDX", "consent_images", "record_consent", "record_revocation", "record_training"]
 
 # Licence ids of consent.LICENCES that are not SPDX identifiers.
-_NOT_SPDX = frozenset({"own-work", "licensed"})
+NOT_SPDX = frozenset({"own-work", "licensed"})
+
+
+async def consent_images(deps: Deps, uploads: Sequence[Upload]) -> list[ImageEvidence]:
+    """The evidence of each image (reads the blobs): done before the consent transaction."""
+    if deps.ledger is None:
+        return []
+    return [
+        ImageEvidence(u.blob_key, perceptual_hash_of_png(await deps.blobs.get(u.blob_key)).hex)
+        for u in uploads
+    ]
 
 
 async def record_consent(
     deps: Deps,
     user: User,
     consent: Consent,
-    uploads: Sequence[Upload],
+    images: Sequence[ImageEvidence],
     identifiable_people: bool | None,
     people_agreed: bool | None,
 ) -> None:
+    """Call inside the transaction that added `consent`."""
     if deps.ledger is None:
         return
-    images = [
-        ImageEvidence(u.blob_key, perceptual_hash_of_png(await deps.blobs.get(u.blob_key)).hex)
-        for u in uploads
-    ]
     payload = consent_payload(
         consent_id=consent.id,
         platform=user.platform,
@@ -50,7 +63,7 @@ async def record_consent(
         terms_version=consent.terms_version,
         terms_sha256=consent_terms.TERMS_SHA256,
         licence=consent.licence,
-        licence_is_spdx=consent.licence not in _NOT_SPDX,
+        licence_is_spdx=consent.licence not in NOT_SPDX,
         identifiable_people=identifiable_people,
         people_agreed=people_agreed,
         images=images,
@@ -59,12 +72,12 @@ async def record_consent(
 
 
 async def record_training(deps: Deps, user: User, style: Style, uploads: Sequence[Upload]) -> None:
+    """Call inside the transaction that adds the style."""
     if deps.ledger is None:
         return
     payload = training_payload(
         consent_id=style.consent_id,
         style_id=style.id,
-        style_name=style.name,
         platform=user.platform,
         platform_user_id=user.platform_user_id,
         base_model=style.base_model,
@@ -76,12 +89,12 @@ async def record_training(deps: Deps, user: User, style: Style, uploads: Sequenc
 async def record_revocation(
     deps: Deps, style: Style, image_sha256: Sequence[str], deleted_blobs: int, reason: str
 ) -> None:
+    """Call inside the transaction that deletes the style's records."""
     if deps.ledger is None:
         return
     owner = await deps.repo.get_user(style.owner_id)
     payload = revocation_payload(
         style_id=style.id,
-        style_name=style.name,
         consent_id=style.consent_id,
         platform=owner.platform if owner else "?",
         platform_user_id=owner.platform_user_id if owner else "?",

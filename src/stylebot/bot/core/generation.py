@@ -13,7 +13,7 @@ from stylebot.bot.core.permissions import can_use
 from stylebot.bot.core.quotas import GENERATE, admit_generation, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply, TextReply
 from stylebot.bot.core.styles import resolve_style
-from stylebot.queue.payloads import GenerateJob
+from stylebot.queue.payloads import GenerateJob, style_embedding_token
 
 # How far a variation's starting noise moves towards another seed's.
 VARIATION_STRENGTH = 0.15
@@ -137,6 +137,10 @@ async def queue_generation(
             style_id=style.id if style else None,
             style_name=style.name if style else None,
             lora_key=style.lora_key if style else None,
+            embedding_key=style.embedding_key if style else None,
+            embedding_token=(
+                style_embedding_token(style.id) if style and style.embedding_key else None
+            ),
             trigger=style.trigger if style else None,
             base_model=style.base_model if style else p.base_model,
             variation_seed=spec.variation_seed,
@@ -167,7 +171,9 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
             return ErrorReply(
                 "That image's style is not one you can use here, so I can't make more."
             )
-        if found.status is not StyleStatus.READY or found.lora_key is None:
+        if found.status is not StyleStatus.READY or (
+            found.lora_key is None and not found.embedding_key
+        ):
             return ErrorReply(f"Style {found.name} is not ready.")
         style = found
     spec = GenerationSpec(

@@ -9,6 +9,7 @@ from stylebot.bot.core.commands import CancelJob, ShowStatus
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.model import Job, JobStatus, Requester, StyleStatus, User
 from stylebot.bot.core.replies import ErrorReply, JobFinished, Reply, TextReply
+from stylebot.queue.fairness import LANES
 
 
 def new_job_id(kind: str) -> str:
@@ -48,7 +49,8 @@ async def show_status(deps: Deps, command: ShowStatus) -> Reply:
     mine = [j for j in everyone if j.user_id == user.id]
     if not mine:
         return TextReply("You have no jobs queued or running.")
-    lines = [_describe_job(job, _position(everyone, job.id)) for job in mine]
+    positions = await waiting_positions(deps, everyone)
+    lines = [_describe_job(job, positions.get(job.id, 0)) for job in mine]
     return TextReply("Your jobs:\n" + "\n".join(lines))
 
 
@@ -76,17 +78,36 @@ async def cancel_job(deps: Deps, job: Job) -> None:
 
 
 async def queue_position(deps: Deps, job_id: str) -> int:
-    return _position(await deps.repo.active_jobs(), job_id)
+    return (await waiting_positions(deps, await deps.repo.active_jobs())).get(job_id, 0)
 
 
-def _position(active: Sequence[Job], job_id: str) -> int:
-    """1-based place among queued and running jobs, oldest first."""
-    for index, job in enumerate(active, start=1):
-        if job.id == job_id:
-            return index
-    return 0
+async def waiting_positions(deps: Deps, active: Sequence[Job]) -> dict[str, int]:
+    """Each queued job's place (1 = starts next) in its lane, in the order workers take them.
+
+    Workers start generation and training jobs in lanes of their own, and in
+    each lane by the fair turn each job was given when it was queued
+    (`stylebot.queue.fairness`); the queue tells that order. Running jobs are
+    not waiting. Jobs the queue gave no turn (queued before turns were kept)
+    start first, oldest first, as on the workers.
+    """
+    positions: dict[str, int] = {}
+    for lane in LANES:
+        waiting = [job.id for job in active if job.kind == lane and job.status is JobStatus.QUEUED]
+        if not waiting:
+            continue
+        in_turn = await deps.queue.waiting_order(lane)
+        is_waiting = set(waiting)
+        turned = [job_id for job_id in in_turn if job_id in is_waiting]
+        has_turn = set(turned)
+        unturned = [job_id for job_id in waiting if job_id not in has_turn]
+        for place, job_id in enumerate([*unturned, *turned], start=1):
+            positions[job_id] = place
+    return positions
 
 
 def _describe_job(job: Job, position: int) -> str:
     progress = f", step {job.step}/{job.total}" if job.total else ""
-    return f"- {job.kind} {job.id}: {job.status}{progress} (position {position})"
+    if job.status is not JobStatus.QUEUED:
+        return f"- {job.kind} {job.id}: {job.status}{progress}"
+    lane = "training" if job.kind == "train" else "generation"
+    return f"- {job.kind} {job.id}: {job.status} (position {position} in the {lane} queue)"

@@ -37,6 +37,7 @@ __all__ = [
     "chain_entry",
     "compute_entry_hash",
     "consent_payload",
+    "erasure_payload",
     "revocation_payload",
     "training_payload",
     "verify_chain",
@@ -49,6 +50,7 @@ class LedgerKind(StrEnum):
     CONSENT = "consent"  # a user confirmed their rights to a set of images
     TRAINING = "training"  # a style was created from a consented set
     REVOCATION = "revocation"  # a style and its images were deleted
+    ERASURE = "erasure"  # a user asked for everything of theirs to be erased
 
 
 @dataclass(frozen=True)
@@ -215,17 +217,18 @@ def training_payload(
     *,
     consent_id: int,
     style_id: int,
-    style_name: str,
     platform: str,
     platform_user_id: str,
     base_model: str,
     image_sha256: Sequence[str],
 ) -> dict[str, Any]:
-    """Which style a consented set trained: ties the consent entry to the style."""
+    """Which style a consented set trained: ties the consent entry to the style.
+
+    By id, not by name: a style's name is free text its owner chose, and the ledger
+    outlives an erasure, so it holds ids and hashes only."""
     return {
         "consent_id": consent_id,
         "style_id": style_id,
-        "style_name": style_name,
         "platform": platform,
         "platform_user_id": platform_user_id,
         "base_model": base_model,
@@ -236,7 +239,6 @@ def training_payload(
 def revocation_payload(
     *,
     style_id: int,
-    style_name: str,
     consent_id: int,
     platform: str,
     platform_user_id: str,
@@ -247,11 +249,37 @@ def revocation_payload(
     """A style deleted: its images, weights and outputs are gone from this point on."""
     return {
         "style_id": style_id,
-        "style_name": style_name,
         "consent_id": consent_id,
         "platform": platform,
         "platform_user_id": platform_user_id,
         "reason": reason,
         "image_sha256": sorted(image_sha256),
         "deleted_blobs": deleted_blobs,
+    }
+
+
+def erasure_payload(
+    *,
+    platform: str,
+    platform_user_id: str,
+    style_ids: Sequence[int],
+    uploads: int,
+    outputs: int,
+    cancelled_jobs: int,
+    deleted_blobs: int,
+    optouts_kept: int,
+) -> dict[str, Any]:
+    """A user's data erased at their request. Each of their styles has its own revocation
+    entry before this one; this one covers the rest (waiting uploads, their generated
+    images, jobs, usage, their user record) and says the erasure was done."""
+    return {
+        "platform": platform,
+        "platform_user_id": platform_user_id,
+        "reason": "the user asked for their data to be erased",
+        "style_ids": sorted(style_ids),
+        "uploads": uploads,
+        "outputs": outputs,
+        "cancelled_jobs": cancelled_jobs,
+        "deleted_blobs": deleted_blobs,
+        "optouts_kept": optouts_kept,
     }

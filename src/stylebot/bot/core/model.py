@@ -103,6 +103,8 @@ class Style:
     shared_scope: str | None = None
     lora_key: str | None = None
     train_settings: dict[str, object] = field(default_factory=dict)
+    # The style token's textual-inversion embedding (None: a LoRA-only style).
+    embedding_key: str | None = None
 
 
 @dataclass(frozen=True)

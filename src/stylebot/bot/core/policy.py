@@ -12,6 +12,9 @@ from stylebot.queue.payloads import TrainSettings
 class Policy:
     base_model: str = ""
     train: TrainSettings = field(default_factory=TrainSettings)
+    # Fields of `train` chosen per style from its number of images instead
+    # (stylebot.bot.core.training_defaults); Settings has the same-named property.
+    train_chosen_from_images: tuple[str, ...] = ()
     min_train_images: int = 1
     max_train_images: int = 40
     default_steps: int = 25

@@ -26,7 +26,7 @@ from stylebot.bot.core.model import (
     Visibility,
 )
 from stylebot.bot.core.optout import OptedOutImage
-from stylebot.queue.payloads import GenerateJob, TrainJob
+from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob, ValidationPoint
 
 
 class Repository(Protocol):
@@ -44,6 +44,18 @@ class Repository(Protocol):
     ) -> User: ...
 
     async def get_user(self, user_id: int) -> User | None: ...
+
+    async def find_user(self, platform: str, platform_user_id: str) -> User | None:
+        """The user if we have a record of them; unlike get_or_create_user, creates nothing."""
+        ...
+
+    async def erase_user(self, user_id: int) -> list[str]:
+        """Delete every remaining record of the user: the outputs they made, their
+        uploads, consents and jobs, and the user row. Their styles must be deleted
+        first (delete_style), else RepositoryError and nothing changes; RecordNotFound
+        if the user does not exist. Returns every
+        blob key those records named (the caller deletes the ones nothing else uses)."""
+        ...
 
     async def add_upload(
         self, user_id: int, blob_key: str, display_name: str, width: int, height: int
@@ -102,6 +114,28 @@ class Repository(Protocol):
         self, style_id: int, status: StyleStatus, lora_key: str | None = None
     ) -> None: ...
 
+    async def set_style_export(self, style_id: int, export_key: str) -> None:
+        """Record the blob of the style's exportable LoRA file (kohya layout)."""
+        ...
+
+    async def set_style_embedding(self, style_id: int, embedding_key: str) -> None:
+        """Record the blob of the style's textual-inversion embedding."""
+        ...
+
+    async def style_export_key(self, style_id: int) -> str | None:
+        """The style's exportable LoRA blob; None for styles trained before there was one.
+        RecordNotFound if the style does not exist."""
+        ...
+
+    async def set_style_validation(self, style_id: int, curve: Sequence[ValidationPoint]) -> None:
+        """Keep the training's validation curve (held-out loss vs the base model's)."""
+        ...
+
+    async def style_validation(self, style_id: int) -> tuple[ValidationPoint, ...]:
+        """The style's validation curve; empty when it has none. RecordNotFound if the
+        style does not exist."""
+        ...
+
     async def set_style_visibility(
         self, style_id: int, visibility: Visibility, shared_scope: str | None = None
     ) -> None:
@@ -151,6 +185,14 @@ class Repository(Protocol):
 
     async def get_output(self, output_id: str) -> Output | None: ...
 
+    async def user_outputs(self, user_id: int) -> list[Output]:
+        """The outputs the user made (with any style), oldest first."""
+        ...
+
+    async def style_outputs(self, style_id: int) -> list[Output]:
+        """The outputs made with the style (by anyone), oldest first."""
+        ...
+
     async def job_outputs(self, job_id: str) -> list[Output]: ...
 
     async def set_output_blob(self, output_id: str, blob_key: str, seed: int) -> None: ...
@@ -184,6 +226,12 @@ class JobQueue(Protocol):
         """Ask workers to drop the job: before it starts, or between two steps."""
         ...
 
+    async def waiting_order(self, kind: JobKind) -> list[str]:
+        """Ids of the jobs of one lane (queued, and maybe running) in the order workers
+        start them: each job's fair turn, fixed when it was queued. Jobs queued before
+        turns were kept are not listed; workers start those first."""
+        ...
+
 
 class WatermarkReader(Protocol):
     """Reads the output id an image's invisible watermark carries."""
@@ -198,8 +246,11 @@ class Clock(Protocol):
 class ConsentLedger(Protocol):
     """Append-only, hash-chained consent evidence (see stylebot.bot.core.ledger).
 
-    Nothing is ever updated or deleted; the core appends after its repository
-    writes, never inside a repository transaction.
+    Nothing is ever updated or deleted. The core appends inside the repository
+    transaction that writes the records an entry speaks for, and an adapter must make
+    the append part of that transaction (the SQLite ledger shares the repository's
+    connection): a consent never lands without its entry, nor an entry without it.
+    Outside a repository transaction an append commits on its own.
     """
 
     async def append(
@@ -222,6 +273,11 @@ class OptOutRegistry(Protocol):
 
     async def all(self) -> list[OptedOutImage]: ...
 
+    async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
+        """Give this person's registrations to `anonymous_id` (on erasure: the opt-out
+        stays in force, no longer linked to them); returns how many."""
+        ...
+
 
 class UsageLog(Protocol):
     """What users and servers asked for, for quotas and rate limits."""
@@ -238,6 +294,10 @@ class UsageLog(Protocol):
 
     async def request_times(self, user_key: str, since: datetime) -> list[datetime]:
         """When the user's requests (any kind) at or after `since` were made, oldest first."""
+        ...
+
+    async def forget(self, user_key: str) -> int:
+        """Delete every usage row of the user (on erasure); returns how many."""
         ...
 
 

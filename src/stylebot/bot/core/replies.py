@@ -47,6 +47,8 @@ class JobProgress:
     step: int
     total: int
     loss: float | None = None
+    # Seconds left at the recent pace, when the worker knows it.
+    eta_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ class ImagesReady:
     text: str
     job_id: str
     images: tuple[ImageFile, ...]
+    # The training job whose preview this is (None for a result): a preview of a
+    # style in training is for its owner's eyes only, wherever training was asked.
+    preview_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,17 @@ class VerifyReport:
     output: Output | None = None
 
 
+@dataclass(frozen=True)
+class ErasureConfirmation:
+    """What /forgetme would erase; adapters offer a confirm button that sends
+    EraseMyData(confirmed=True). Nothing has changed yet."""
+
+    text: str
+    styles: int
+    images: int  # training images and images waiting for training
+    outputs: int  # generated images: the user's own, and others' made with their styles
+
+
 Reply = (
     TextReply
     | ErrorReply
@@ -107,6 +123,7 @@ Reply = (
     | FileReply
     | StyleChoices
     | VerifyReport
+    | ErasureConfirmation
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from stylebot.bot.core import (
     admin,
     artist_optout,
+    erasure,
     events,
     generation,
     jobs,
@@ -20,7 +21,7 @@ from stylebot.bot.core import (
     training,
     uploads,
 )
-from stylebot.bot.core.admin import AdminPorts
+from stylebot.bot.core.admin import AdminCommand, AdminPorts
 from stylebot.bot.core.commands import (
     CancelJob,
     Command,
@@ -28,6 +29,7 @@ from stylebot.bot.core.commands import (
     DeleteOutput,
     DeleteStyle,
     DiscardUploads,
+    EraseMyData,
     ExportStyle,
     Imagine,
     ListStyles,
@@ -100,6 +102,7 @@ HANDLERS: dict[type, Handler] = {
     admin.UnbanUser: admin.handle_unban_user,
     admin.ShowQueue: admin.handle_show_queue,
     OptOut: artist_optout.opt_out,
+    EraseMyData: erasure.erase_my_data,
 }
 
 
@@ -141,13 +144,15 @@ class StyleBot:
     def policy(self, policy: Policy) -> None:
         self.deps.policy = policy
 
-    async def handle(self, command: Command) -> Reply:
+    async def handle(self, command: Command | AdminCommand) -> Reply:
         handler = HANDLERS.get(type(command))
         if handler is None:
             raise TypeError(f"no handler for {type(command).__name__}")
-        refusal = await admin.banned_refusal(self.deps, command.requester)
-        if refusal is not None:
-            return refusal
+        # A ban stops use of the bot, not the right to have one's data erased.
+        if not isinstance(command, EraseMyData):
+            refusal = await admin.banned_refusal(self.deps, command.requester)
+            if refusal is not None:
+                return refusal
         return await handler(self.deps, command)
 
     async def handle_event(self, event: JobEvent) -> list[Notification]:

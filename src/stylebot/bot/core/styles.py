@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from stylebot.bot.core.commands import (
     DeleteStyle,
     ExportStyle,
@@ -18,6 +20,7 @@ from stylebot.bot.core.model import Requester, Style, StyleStatus, User, Visibil
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.permissions import can_use, pick_style
 from stylebot.bot.core.replies import ErrorReply, FileReply, Reply, StyleChoices, TextReply
+from stylebot.bot.core.training import validation_summary
 
 
 async def resolve_style(
@@ -34,7 +37,7 @@ async def resolve_style(
         return ErrorReply(f"There is no style named {name} that you can use here. See /styles.")
     if style.status is StyleStatus.TRAINING:
         return ErrorReply(f"Style {name} is still training. Try again when it is ready.")
-    if style.status is StyleStatus.FAILED or style.lora_key is None:
+    if style.status is StyleStatus.FAILED or (style.lora_key is None and not style.embedding_key):
         return ErrorReply(f"Style {name} failed to train; its owner can train it again.")
     return style
 
@@ -88,9 +91,25 @@ async def style_info(deps: Deps, command: StyleInfo) -> Reply:
         f"status: {style.status}\n"
         f"visibility: {shared}\n"
         f"trained on: {len(images)} image(s), {steps} steps\n"
+        f"{await _training_lines(deps, style)}"
         f"trigger: {style.trigger}\n"
         f"created: {style.created_at.isoformat(timespec='seconds')}"
     )
+
+
+async def _training_lines(deps: Deps, style: Style) -> str:
+    """How the style was trained and what its held-out images say, a line each."""
+    settings = style.train_settings
+    held_out = int(str(settings.get("holdout_images", 0)))
+    lines = (
+        f"training: rank {settings.get('rank', '?')}, "
+        f"learning rate {settings.get('learning_rate', '?')}, "
+        f"{held_out} image(s) held out for validation\n"
+    )
+    summary = validation_summary(await deps.repo.style_validation(style.id)).strip()
+    if summary:
+        lines += f"validation: {summary}\n"
+    return lines
 
 
 async def share_style(deps: Deps, command: ShareStyle) -> Reply:
@@ -122,38 +141,93 @@ async def delete_style(deps: Deps, command: DeleteStyle) -> Reply:
     style = await own_style(deps, command.requester, command.name)
     if isinstance(style, ErrorReply):
         return style
-    for job in await deps.repo.active_jobs(style.owner_id):
+    revoked = await revoke_style(deps, style, "the owner deleted the style")
+    return TextReply(
+        f"Deleted style {style.name}: its {revoked.images} training image(s), its weights "
+        "and the images made with it."
+    )
+
+
+@dataclass(frozen=True)
+class RevokedStyle:
+    images: int  # training images the style had
+    deleted_blobs: int  # blobs removed from the store (those nothing else used)
+
+
+async def revoke_style(deps: Deps, style: Style, reason: str) -> RevokedStyle:
+    """Make a style unusable at once and remove it: stop every queued or running job
+    that uses it (anyone's: a worker may hold its weights in memory), delete its
+    records together with a revocation entry in the ledger, then delete the blobs
+    nothing else uses. Shared by /style delete and /forgetme."""
+    for job in await deps.repo.active_jobs():
         if job.style_id == style.id:
             await cancel_job(deps, job)
     uploads = await deps.repo.style_uploads(style.id)
-    images = len(uploads)
-    keys = await deps.repo.delete_style(style.id)
-    unused = await deps.repo.unreferenced_blob_keys(keys)
-    for key in unused:
+    async with deps.repo.transaction():
+        keys = await deps.repo.delete_style(style.id)
+        unused = await deps.repo.unreferenced_blob_keys(keys)
+        await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
+    # After the commit: a failed commit must not leave records naming missing blobs.
+    for key in sorted(unused):
         await deps.blobs.delete(key)
-    await record_revocation(
-        deps, style, [u.blob_key for u in uploads], len(unused), "the owner deleted the style"
-    )
-    return TextReply(
-        f"Deleted style {style.name}: its {images} training image(s), its weights "
-        "and the images made with it."
-    )
+    return RevokedStyle(images=len(uploads), deleted_blobs=len(unused))
 
 
 async def export_style(deps: Deps, command: ExportStyle) -> Reply:
     style = await own_style(deps, command.requester, command.name)
     if isinstance(style, ErrorReply):
         return style
+    if style.status is StyleStatus.READY and style.lora_key is None and style.embedding_key:
+        # Trained as a textual-inversion embedding only: that file is the style.
+        return FileReply(
+            text=(
+                f"Style {style.name} as a textual-inversion embedding (safetensors, "
+                "AUTOMATIC1111/diffusers layout): it loads in AUTOMATIC1111 (embeddings) "
+                "and diffusers (pipe.load_textual_inversion(path, token=...)); put its "
+                f"token before the trigger phrase {style.trigger!r} in prompts."
+            ),
+            filename=f"{style.name}-embedding.safetensors",
+            data=await deps.blobs.get(style.embedding_key),
+        )
     if style.status is not StyleStatus.READY or style.lora_key is None:
         return ErrorReply(f"Style {style.name} has no trained weights to export yet.")
+    # Style names are [a-z][a-z0-9_-]*, so the file name is safe on every platform.
+    filename = f"{style.name}.safetensors"
+    trigger = f"Use the trigger phrase {style.trigger!r} in prompts."
+    export_key = await deps.repo.style_export_key(style.id)
+    if export_key is None:
+        # Trained before stylebot wrote kohya-layout files: the weights it has.
+        return FileReply(
+            text=(
+                f"Style {style.name} as LoRA weights in diffusers' layout (safetensors). "
+                "It was trained before stylebot exported AUTOMATIC1111/ComfyUI files, so "
+                "it loads in diffusers (pipe.load_lora_weights) but other tools may not "
+                "read it, and it carries no metadata; train it again for a file that loads "
+                f"everywhere. {trigger}"
+            ),
+            filename=filename,
+            data=await deps.blobs.get(style.lora_key),
+        )
     return FileReply(
         text=(
-            f"Style {style.name} as LoRA weights (safetensors). Use the trigger "
-            f"phrase {style.trigger!r} in prompts."
+            f"Style {style.name} as a LoRA in kohya's format (safetensors): it loads in "
+            "AUTOMATIC1111/Forge (models/Lora), ComfyUI (models/loras, LoraLoader) and "
+            f"diffusers (pipe.load_lora_weights), on the base model it was trained on "
+            f"({_model_name(style.base_model)}). {trigger} Its metadata records the base "
+            "model, the trigger, the training settings, the licence, the consent record "
+            "and a hash of the weights."
         ),
-        filename=f"{style.name}.safetensors",
-        data=await deps.blobs.get(style.lora_key),
+        filename=filename,
+        data=await deps.blobs.get(export_key),
     )
+
+
+def _model_name(base_model: str) -> str:
+    """A model's name for chat: a hub id (org/name) as is, a local path by its last part."""
+    parts = [part for part in base_model.replace("\\", "/").split("/") if part]
+    if len(parts) == 2 and not base_model.startswith(("/", ".", "~")):
+        return base_model
+    return parts[-1] if parts else "unknown"
 
 
 async def usable_styles(deps: Deps, command: UsableStyles) -> Reply:

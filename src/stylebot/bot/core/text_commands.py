@@ -53,6 +53,19 @@ def split_command(text: str, bot_username: str | None = None) -> TextCommand | N
     return TextCommand(name.lower(), rest.strip())
 
 
+def parse_confirmation(args: str, command: str) -> bool:
+    """`/forgetme` asks, `/forgetme confirm` does it; anything else is refused rather than
+    guessed, since the confirmed form cannot be undone."""
+    word = args.strip().lower()
+    if not word:
+        return False
+    if word == "confirm":
+        return True
+    raise CommandSyntaxError(
+        f"{command} takes nothing, or the word confirm: {command} confirm. Nothing was changed."
+    )
+
+
 def parse_imagine(args: str) -> ImagineArgs:
     prompt_words: list[str] = []
     options: dict[str, str] = {}

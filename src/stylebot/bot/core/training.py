@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from stylebot.bot.core.commands import TrainStyle
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DuplicateStyleName
-from stylebot.bot.core.evidence import record_training
+from stylebot.bot.core.evidence import NOT_SPDX, record_training
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trigger_phrase
 from stylebot.bot.core.quotas import TRAIN, check_allowance, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply
-from stylebot.queue.payloads import TrainJob
+from stylebot.bot.core.training_defaults import choose_train_settings
+from stylebot.queue.payloads import TrainJob, ValidationPoint
 
 
 async def train_style(deps: Deps, command: TrainStyle) -> Reply:
@@ -47,7 +50,11 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
         return refused
 
     now = deps.clock.now()
-    settings = deps.policy.train
+    # Chosen from the number of images where the operator set nothing; kept in
+    # the style's record (train_settings) and sent with the job.
+    settings = choose_train_settings(
+        len(pending), deps.policy.train, deps.policy.train_chosen_from_images
+    )
     job_id = new_job_id("train")
     try:
         async with deps.repo.transaction():
@@ -62,9 +69,9 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
                 now,
             )
             await deps.repo.add_job(job_id, "train", user.id, command.requester, now, style.id)
+            await record_training(deps, user, style, pending)
     except DuplicateStyleName:  # a second /train with this name won the race
         return ErrorReply(f"You already have a style named {name}. Pick another name.")
-    await record_training(deps, user, style, pending)
     await record_usage(deps, command.requester, TRAIN, 1)
     await deps.queue.enqueue_train(
         TrainJob(
@@ -74,6 +81,10 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
             trigger=style.trigger,
             image_keys=tuple(u.blob_key for u in pending),
             settings=settings,
+            style_name=name,
+            licence=spdx_licence(consent.licence),
+            consent_id=consent.id,
+            base_model=style.base_model,
         )
     )
     position = await queue_position(deps, job_id)
@@ -86,3 +97,29 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
         kind="train",
         position=position,
     )
+
+
+def spdx_licence(licence: str) -> str:
+    """A consent licence as an SPDX license expression, for exported weights:
+    ids SPDX has no entry for become `LicenseRef-stylebot-<id>`, as SPDX allows."""
+    return f"LicenseRef-stylebot-{licence}" if licence in NOT_SPDX else licence
+
+
+# Held-out loss within this fraction of the base model's counts as no change.
+_SAME_LOSS = 0.01
+
+
+def validation_summary(curve: Sequence[ValidationPoint]) -> str:
+    """What the held-out images say about a training run, as a sentence with a
+    leading space ("" without a curve: a style of one image has none)."""
+    if not curve:
+        return ""
+    last = curve[-1]
+    figures = f"validation loss {last.loss:.4f} vs {last.base_loss:.4f} for the base model"
+    if last.loss < last.base_loss * (1 - _SAME_LOSS):
+        verdict = "it learned something about images it never saw"
+    elif last.loss > last.base_loss * (1 + _SAME_LOSS):
+        verdict = "worse on images it never saw: try more images or fewer steps"
+    else:
+        verdict = "about the same: training learned little beyond the base model"
+    return f" Held-out images: {figures}, {verdict}."

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stylebot.bot.core import consent as consent_terms
 from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, UploadImages
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.evidence import record_consent
+from stylebot.bot.core.evidence import consent_images, record_consent
 from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
@@ -98,24 +98,27 @@ async def confirm_consent(deps: Deps, command: ConfirmConsent) -> Reply:
     if command.identifiable_people and not command.people_agreed:
         return ErrorReply(
             "Recognisable people in the images must have agreed to their use for "
-            "training. Nothing was recorded; remove those images (/discard) or confirm "
-            "that they agreed."
+            "training. Nothing was recorded; discard these images and upload a set "
+            "without them, or confirm that they agreed."
         )
     user = await deps.user(command.requester)
     pending = await deps.repo.pending_uploads(user.id)
     if not pending:
         return ErrorReply("There are no images waiting. Upload images first, then confirm.")
-    record = await deps.repo.add_consent(
-        user.id,
-        licence.id,
-        consent_terms.TERMS_VERSION,
-        True,
-        sorted(u.blob_key for u in pending),
-        deps.clock.now(),
-    )
-    await record_consent(
-        deps, user, record, pending, command.identifiable_people, command.people_agreed
-    )
+    images = await consent_images(deps, pending)
+    # The consent record and its ledger entry land together or not at all.
+    async with deps.repo.transaction():
+        record = await deps.repo.add_consent(
+            user.id,
+            licence.id,
+            consent_terms.TERMS_VERSION,
+            True,
+            sorted(u.blob_key for u in pending),
+            deps.clock.now(),
+        )
+        await record_consent(
+            deps, user, record, images, command.identifiable_people, command.people_agreed
+        )
     return TextReply(
         f"Consent recorded (#{record.id}) for {len(pending)} image(s) under "
         f"{licence.label}. Now train a style with /train NAME."

@@ -1,0 +1,186 @@
+"""/forgetme: erase everything of a user on one platform, at their request.
+
+What goes, in this order:
+
+1. every style they own, through the same path as /style delete (`styles.revoke_style`):
+   jobs using it (anyone's) are cancelled, its training images, weights and every image
+   made with it are deleted, and a revocation entry is appended to the consent ledger;
+2. their other queued or running jobs are cancelled;
+3. their remaining records go in one transaction with an erasure entry in the ledger:
+   images waiting for training, unused consents, the images they generated (with anyone's
+   style), their job history, and their user row (deleted, not anonymised: nothing else
+   needs it once the rest is gone);
+4. the blobs those records named that nothing else uses (a blob is shared by content, so
+   another user's upload of the same image keeps it);
+5. their usage rows (quotas, rate limits).
+
+What stays, and why:
+
+* the consent ledger. It is the evidence that what was trained had been agreed to, and
+  that it was revoked and erased: append-only and hash-chained, so old entries are not
+  rewritten. It holds ids (platform, platform user id, record ids), SHA-256 and
+  perceptual hashes, the licence and terms' version, counts and times; no image, name or
+  text the user wrote (see stylebot.bot.core.ledger).
+* their /optout registrations: an artist who asks to be forgotten still does not want
+  others to train on their work. The image hashes stay in force, handed to an anonymous
+  id, so nothing links them to the person any more. (A consequence the reply states:
+  should they come back, their own uploads of those images are refused like anyone's.)
+* bans and the admin log, which are the operators' records (stylebot.storage.admin).
+
+Erasing twice is safe: the second run finds little or nothing and says so.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from stylebot.bot.core.commands import EraseMyData
+from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.jobs import cancel_job
+from stylebot.bot.core.ledger import LedgerKind, erasure_payload
+from stylebot.bot.core.model import Job, Output, Requester, Style, Upload, User
+from stylebot.bot.core.quotas import user_key
+from stylebot.bot.core.replies import ErasureConfirmation, Reply, TextReply
+from stylebot.bot.core.styles import revoke_style
+
+__all__ = ["ERASURE_REASON", "erase_my_data"]
+
+ERASURE_REASON = "the owner asked for their data to be erased"
+
+
+@dataclass(frozen=True)
+class _Holdings:
+    """What we hold of one person, as found before anything is erased."""
+
+    user: User | None
+    styles: tuple[Style, ...]
+    style_images: int
+    pending: tuple[Upload, ...]
+    own_outputs: tuple[Output, ...]  # made by them, with any style
+    others_outputs: int  # made by others with their styles
+    jobs: tuple[Job, ...]  # queued or running
+    optouts: int
+
+    @property
+    def images(self) -> int:
+        return self.style_images + len(self.pending)
+
+    @property
+    def outputs(self) -> int:
+        return len(self.own_outputs) + self.others_outputs
+
+
+async def erase_my_data(deps: Deps, command: EraseMyData) -> Reply:
+    holdings = await _holdings(deps, command.requester)
+    if not command.confirmed:
+        return _confirmation(holdings)
+    return await _erase(deps, command.requester, holdings)
+
+
+async def _holdings(deps: Deps, requester: Requester) -> _Holdings:
+    optouts = 0
+    if deps.optouts is not None:
+        optouts = sum(
+            1
+            for image in await deps.optouts.all()
+            if (image.platform, image.platform_user_id) == (requester.platform, requester.user_id)
+        )
+    user = await deps.repo.find_user(requester.platform, requester.user_id)
+    if user is None:
+        return _Holdings(None, (), 0, (), (), 0, (), optouts)
+    styles = tuple(
+        s for s in await deps.repo.candidate_styles(user.id, None) if s.owner_id == user.id
+    )
+    style_images = 0
+    others_outputs = 0
+    for style in styles:
+        style_images += len(await deps.repo.style_uploads(style.id))
+        others_outputs += sum(
+            1 for o in await deps.repo.style_outputs(style.id) if o.user_id != user.id
+        )
+    return _Holdings(
+        user=user,
+        styles=styles,
+        style_images=style_images,
+        pending=tuple(await deps.repo.pending_uploads(user.id)),
+        own_outputs=tuple(await deps.repo.user_outputs(user.id)),
+        others_outputs=others_outputs,
+        jobs=tuple(await deps.repo.active_jobs(user.id)),
+        optouts=optouts,
+    )
+
+
+def _confirmation(h: _Holdings) -> ErasureConfirmation:
+    names = ", ".join(s.name for s in h.styles)
+    styles = f"{len(h.styles)} style(s)" + (f" ({names})" if names else "")
+    jobs = f", and stops your {len(h.jobs)} queued or running job(s)" if h.jobs else ""
+    return ErasureConfirmation(
+        text=(
+            f"This erases everything of yours here: {styles}, {h.images} reference "
+            f"image(s), {h.outputs} generated image(s) (yours, and those others made with "
+            f"your styles), your job history and usage{jobs}. "
+            f"{_what_stays(h.optouts)} This cannot be undone. Confirm to go ahead."
+        ),
+        styles=len(h.styles),
+        images=h.images,
+        outputs=h.outputs,
+    )
+
+
+def _what_stays(optouts: int) -> str:
+    kept = (
+        "The consent ledger keeps its records of what was agreed and that it was erased "
+        "(ids and image fingerprints, no images)."
+    )
+    if optouts:
+        kept += (
+            f" Your {optouts} /optout registration(s) stay in force as fingerprints "
+            "only, no longer linked to you; if you come back, your own uploads of "
+            "those images are refused too."
+        )
+    return kept
+
+
+async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
+    user = h.user
+    deleted_blobs = 0
+    if user is not None:
+        for style in h.styles:
+            deleted_blobs += (await revoke_style(deps, style, ERASURE_REASON)).deleted_blobs
+        # Jobs that used someone else's style, or none: revoke_style stopped the rest.
+        for job in await deps.repo.active_jobs(user.id):
+            await cancel_job(deps, job)
+        async with deps.repo.transaction():
+            keys = await deps.repo.erase_user(user.id)
+            unused = await deps.repo.unreferenced_blob_keys(keys)
+            if deps.ledger is not None:
+                payload = erasure_payload(
+                    platform=user.platform,
+                    platform_user_id=user.platform_user_id,
+                    style_ids=[s.id for s in h.styles],
+                    uploads=len(h.pending),
+                    outputs=len(h.own_outputs),
+                    cancelled_jobs=len(h.jobs),
+                    deleted_blobs=deleted_blobs + len(unused),
+                    optouts_kept=h.optouts,
+                )
+                await deps.ledger.append(LedgerKind.ERASURE, payload, deps.clock.now())
+        # After the commit, as in revoke_style.
+        for key in sorted(unused):
+            await deps.blobs.delete(key)
+        deleted_blobs += len(unused)
+    if deps.usage is not None:
+        await deps.usage.forget(user_key(requester))
+    if deps.optouts is not None and h.optouts:
+        await deps.optouts.reassign(
+            requester.platform, requester.user_id, f"erased-{secrets.token_hex(8)}"
+        )
+    if user is None and not h.optouts:
+        return TextReply("There was nothing of yours stored here; nothing to erase.")
+    return TextReply(
+        f"Erased: {len(h.styles)} style(s), {h.images} reference image(s) and "
+        f"{h.outputs} generated image(s), with your jobs and "
+        f"usage; {deleted_blobs} file(s) were removed from storage. "
+        f"{_what_stays(h.optouts)}"
+    )

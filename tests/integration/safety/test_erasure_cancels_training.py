@@ -1,0 +1,75 @@
+"""/forgetme through the real queue: a style training on a worker is stopped at its next
+step, its checkpoints and images are gone, and the worker is free for the next user."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+from arq.jobs import Job as ArqJob
+from tests.support.stack import Inbox
+
+from stylebot.bootstrap import FrontEnd
+from stylebot.bot.console import make_sample_images
+from stylebot.bot.core import (
+    ConfirmConsent,
+    EraseMyData,
+    ImagesReady,
+    Imagine,
+    IncomingFile,
+    JobFinished,
+    JobProgress,
+    JobQueued,
+    Requester,
+    TextReply,
+    TrainStyle,
+    UploadImages,
+)
+from stylebot.queue.connection import QUEUE_NAME, deserialize_job
+
+pytestmark = pytest.mark.slow
+
+ME = Requester("test", "u1", "Ada", chat_id="c1", server_id="s1")
+OTHER = Requester("test", "u2", "Grace", chat_id="c2", server_id="s1")
+
+
+async def test_erasure_cancels_a_running_training_and_leaves_no_blob(
+    frontend: FrontEnd, inbox: Inbox, worker: None, tmp_path: Path
+) -> None:
+    bot = frontend.bot
+    # Far more steps than the test waits for: only the erasure ends it in time.
+    bot.policy = dataclasses.replace(
+        bot.policy, train=dataclasses.replace(bot.policy.train, steps=100_000)
+    )
+    files = tuple(
+        IncomingFile(p.name, p.read_bytes()) for p in make_sample_images(tmp_path / "refs", 2)
+    )
+    await bot.handle(UploadImages(ME, files))
+    await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
+    queued = await bot.handle(TrainStyle(ME, "endless"))
+    assert isinstance(queued, JobQueued)
+    await inbox.next((JobProgress,))  # it is running
+    blob_dir = frontend.settings.blob_dir
+    assert any(p.is_file() for p in blob_dir.rglob("*"))
+
+    reply = await bot.handle(EraseMyData(ME, confirmed=True))
+
+    assert isinstance(reply, TextReply)
+    assert "Erased: 1 style(s), 2 reference image(s)" in reply.text
+    arq_job = ArqJob(
+        queued.job_id, frontend.queue.redis, _queue_name=QUEUE_NAME, _deserializer=deserialize_job
+    )
+    async with asyncio.timeout(60):
+        result = await arq_job.result(poll_delay=0.1)
+    assert result == {"cancelled": True}
+    assert await frontend.repo.get_job(queued.job_id) is None
+    assert await frontend.repo.find_user("test", "u1") is None
+    # The training images, and any checkpoint the worker had saved, are gone.
+    assert [p for p in blob_dir.rglob("*") if p.is_file()] == []
+
+    # The worker is free again: the next user is served.
+    await bot.handle(Imagine(OTHER, "after the erasure", seed=1))
+    done = await inbox.next((ImagesReady, JobFinished))
+    assert isinstance(done.reply, ImagesReady)

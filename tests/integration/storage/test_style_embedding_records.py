@@ -1,0 +1,107 @@
+"""A style's textual-inversion embedding in the records (migration 0006): on
+SQLite and on the fake."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.fakes.memory import InMemoryRepository
+
+from stylebot.bot.core.model import Style, StyleStatus, User
+from stylebot.storage import RecordNotFound, SqliteRepository
+from stylebot.storage.database import load_migrations, open_database
+
+Repo = SqliteRepository | InMemoryRepository
+T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+EMBEDDING, WEIGHTS, IMAGE = "e" * 64, "a" * 64, "c" * 64
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repo]:
+    if request.param == "memory":
+        yield InMemoryRepository()
+        return
+    sqlite = await SqliteRepository.open(tmp_path / "stylebot.sqlite")
+    yield sqlite
+    await sqlite.close()
+
+
+async def training_style(repo: Repo) -> Style:
+    owner: User = await repo.get_or_create_user("discord", "alice", "alice")
+    upload = await repo.add_upload(owner.id, IMAGE, "one.png", 64, 64)
+    consent = await repo.add_consent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    return await repo.add_style(owner.id, "ink", "sbt ink", consent.id, "tiny", {}, [upload.id], T0)
+
+
+async def test_a_textual_inversion_style_is_ready_with_an_embedding_and_no_lora(
+    repo: Repo,
+) -> None:
+    style = await training_style(repo)
+    assert style.embedding_key is None
+
+    async with repo.transaction():
+        await repo.set_style_status(style.id, StyleStatus.READY, None)
+        await repo.set_style_embedding(style.id, EMBEDDING)
+
+    stored = await repo.get_style(style.id)
+    assert stored is not None
+    assert stored.status is StyleStatus.READY
+    assert stored.embedding_key == EMBEDDING
+    assert stored.lora_key is None
+
+
+async def test_the_embedding_blob_is_in_use_until_its_style_is_deleted(repo: Repo) -> None:
+    style = await training_style(repo)
+    await repo.set_style_status(style.id, StyleStatus.READY, WEIGHTS)
+    await repo.set_style_embedding(style.id, EMBEDDING)
+    assert await repo.unreferenced_blob_keys([EMBEDDING, "d" * 64]) == {"d" * 64}
+
+    keys = await repo.delete_style(style.id)
+
+    assert EMBEDDING in keys
+    assert WEIGHTS in keys
+    assert await repo.unreferenced_blob_keys([EMBEDDING]) == {EMBEDDING}
+
+
+async def test_an_unknown_style_gets_no_embedding(repo: Repo) -> None:
+    with pytest.raises(RecordNotFound):
+        await repo.set_style_embedding(9999, EMBEDDING)
+
+
+async def test_a_database_from_before_embeddings_upgrades_with_none_for_old_styles(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    old = await open_database(path, [m for m in load_migrations() if m.version < 6])
+    await old.execute(
+        "INSERT INTO users (id, platform, platform_user_id, display_name, created_at)"
+        " VALUES (1, 'discord', 'alice', 'Alice', ?)",
+        (T0.isoformat(),),
+    )
+    await old.execute(
+        "INSERT INTO consents (id, user_id, licence, terms_version, rights_confirmed,"
+        " image_hashes, created_at) VALUES (1, 1, 'CC0-1.0', 'v1', 1, '[]', ?)",
+        (T0.isoformat(),),
+    )
+    await old.execute(
+        "INSERT INTO styles (id, owner_id, name, trigger, status, consent_id, base_model,"
+        " lora_key, created_at) VALUES (1, 1, 'ink', 'sbt ink', 'ready', 1, 'tiny', ?, ?)",
+        (WEIGHTS, T0.isoformat()),
+    )
+    await old.close()
+
+    repo = await SqliteRepository.open(path)
+    try:
+        style = await repo.get_style(1)
+        assert style is not None
+        assert style.embedding_key is None
+        assert style.lora_key == WEIGHTS
+        await repo.set_style_embedding(1, EMBEDDING)
+        updated = await repo.get_style(1)
+        assert updated is not None
+        assert updated.embedding_key == EMBEDDING
+    finally:
+        await repo.close()

@@ -1,0 +1,85 @@
+"""Training progress as users read it, and the queue positions /status gives."""
+
+from __future__ import annotations
+
+import re
+
+from tests.fakes.core import CoreWorld, person
+from tests.unit.core.test_service import upload
+
+from stylebot.bot.core import (
+    ConfirmConsent,
+    Imagine,
+    JobProgress,
+    JobQueued,
+    ShowStatus,
+    TextReply,
+    TrainStyle,
+)
+from stylebot.bot.core.events import time_left_text
+from stylebot.bot.core.model import JobStatus
+from stylebot.queue.payloads import JobEvent
+
+ADA = person("ada")
+BEA = person("bea")
+
+
+def test_time_left_reads_as_a_person_would_say_it() -> None:
+    assert time_left_text(3) == "about 5 s left"
+    assert time_left_text(42) == "about 40 s left"
+    assert time_left_text(118) == "about 2 min left"
+    assert time_left_text(3600) == "about 1 h left"
+    assert time_left_text(3 * 3600 + 20 * 60) == "about 3 h 20 min left"
+
+
+async def _positions(world: CoreWorld, *who: object) -> dict[str, int]:
+    positions: dict[str, int] = {}
+    for requester in who:
+        status = await world.bot.handle(ShowStatus(requester))  # type: ignore[arg-type]
+        assert isinstance(status, TextReply)
+        for job_id, place in re.findall(r"(\S+): queued \(position (\d+) ", status.text):
+            positions[job_id] = int(place)
+    return positions
+
+
+async def test_a_later_user_s_job_is_placed_between_an_earlier_burst(world: CoreWorld) -> None:
+    ada = [await world.bot.handle(Imagine(ADA, f"boat {i}")) for i in range(3)]
+    bea = await world.bot.handle(Imagine(BEA, "a lighthouse"))
+    assert all(isinstance(reply, JobQueued) for reply in [*ada, bea])
+    positions = await _positions(world, ADA, BEA)
+    assert [positions[reply.job_id] for reply in ada] == [1, 3, 4]  # type: ignore[union-attr]
+    assert positions[bea.job_id] == 2  # type: ignore[union-attr]
+
+
+async def test_a_running_job_is_its_owner_s_turn_and_no_longer_waits(world: CoreWorld) -> None:
+    first = await world.bot.handle(Imagine(ADA, "boat"))
+    second = await world.bot.handle(Imagine(ADA, "another boat"))
+    bea = await world.bot.handle(Imagine(BEA, "a lighthouse"))
+    assert isinstance(first, JobQueued)
+    assert isinstance(second, JobQueued)
+    assert isinstance(bea, JobQueued)
+    await world.bot.handle_event(JobEvent(first.job_id, "generate", "started", total=4))
+    job = await world.repo.get_job(first.job_id)
+    assert job is not None
+    assert job.status is JobStatus.RUNNING
+    positions = await _positions(world, ADA, BEA)
+    assert first.job_id not in positions
+    assert positions == {bea.job_id: 1, second.job_id: 2}
+
+
+async def test_training_progress_says_step_loss_and_time_left(world: CoreWorld) -> None:
+    await upload(world, ADA, (1, 2, 3))
+    await world.bot.handle(ConfirmConsent(ADA, "own-work", rights_confirmed=True))
+    queued = await world.bot.handle(TrainStyle(ADA, "ink"))
+    assert isinstance(queued, JobQueued)
+    [note] = await world.bot.handle_event(
+        JobEvent(queued.job_id, "train", "progress", step=120, total=400, loss=0.081, eta_s=130.0)
+    )
+    assert isinstance(note.reply, JobProgress)
+    assert note.reply.text == "Training ink: step 120/400 · loss 0.081 · about 2 min left"
+    assert note.reply.eta_s == 130.0
+    [early] = await world.bot.handle_event(
+        JobEvent(queued.job_id, "train", "progress", step=1, total=400, loss=0.2)
+    )
+    assert isinstance(early.reply, JobProgress)
+    assert early.reply.text == "Training ink: step 1/400 · loss 0.2"

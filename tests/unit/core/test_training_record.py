@@ -1,0 +1,121 @@
+"""The bot core chooses training settings from the number of images, keeps them
+and the validation curve on the style, and tells the user what the curve says."""
+
+from __future__ import annotations
+
+from tests.fakes.core import CoreWorld, PixelWatermark, RecordingQueue, SteppingClock, person, png
+from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+
+from stylebot.bot.core import (
+    ConfirmConsent,
+    IncomingFile,
+    JobFinished,
+    JobQueued,
+    Policy,
+    StyleBot,
+    StyleInfo,
+    TextReply,
+    TrainStyle,
+    UploadImages,
+)
+from stylebot.bot.core.training import validation_summary
+from stylebot.bot.core.training_defaults import choose_train_settings
+from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings, ValidationPoint
+
+ALICE = person("alice")
+
+
+def _world(policy: Policy) -> CoreWorld:
+    repo, blobs, queue, watermark = (
+        InMemoryRepository(),
+        InMemoryBlobStore(),
+        RecordingQueue(),
+        PixelWatermark(),
+    )
+    bot = StyleBot(repo, blobs, queue, watermark, SteppingClock(), policy)
+    return CoreWorld(bot, repo, blobs, queue, watermark)
+
+
+async def _queue_training(world: CoreWorld, images: int) -> JobQueued:
+    files = tuple(IncomingFile(f"img{i}.png", png((i * 20, 40, 90))) for i in range(images))
+    await world.bot.handle(UploadImages(ALICE, files))
+    await world.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
+    queued = await world.bot.handle(TrainStyle(ALICE, "ink"))
+    assert isinstance(queued, JobQueued), queued
+    return queued
+
+
+async def test_settings_chosen_from_the_images_travel_in_the_job_and_the_record() -> None:
+    base = TrainSettings(steps=10, resolution=64, learning_rate=3e-4)
+    world = _world(Policy(base_model="tiny", train=base, train_chosen_from_images=("rank",)))
+    await _queue_training(world, 12)
+    [job] = world.queue.train_jobs
+    expected = choose_train_settings(12, base, ("rank",))
+    assert job.settings == expected
+    # The operator's values stay; the rest follows the 12 images.
+    assert (job.settings.steps, job.settings.learning_rate) == (10, 3e-4)
+    assert job.settings.rank == 16
+    assert job.settings.holdout_images == 2
+    style = await world.repo.get_style(job.style_id)
+    assert style is not None
+    assert style.train_settings == expected.to_dict()
+
+
+async def test_the_validation_curve_is_kept_and_reported(world: CoreWorld) -> None:
+    queued = await _queue_training(world, 3)
+    [job] = world.queue.train_jobs
+    assert job.settings.holdout_images == 1
+
+    curve = (ValidationPoint(5, 0.30, 0.25), ValidationPoint(10, 0.21, 0.25))
+    result = TrainResult(
+        lora_key=await world.blobs.put(b"lora"),
+        steps=10,
+        final_loss=0.1,
+        seconds=1.0,
+        validation=curve,
+    )
+    # Through JSON, as the event arrives from Redis.
+    event = JobEvent.from_json(
+        JobEvent(queued.job_id, "train", "finished", result=result.to_dict()).to_json()
+    )
+    [done] = await world.bot.handle_event(event)
+    assert isinstance(done.reply, JobFinished)
+    assert "validation loss 0.2100 vs 0.2500 for the base model" in done.reply.text
+    assert await world.repo.style_validation(job.style_id) == curve
+    info = await world.bot.handle(StyleInfo(ALICE, "ink"))
+    assert isinstance(info, TextReply)
+    assert "1 image(s) held out for validation" in info.text
+    assert "validation: Held-out images: validation loss 0.2100 vs 0.2500" in info.text
+    assert "learned something" in info.text
+
+
+async def test_a_single_image_style_has_no_curve_and_says_nothing_about_one(
+    world: CoreWorld,
+) -> None:
+    queued = await _queue_training(world, 1)
+    result = TrainResult(
+        lora_key=await world.blobs.put(b"lora"), steps=10, final_loss=0.1, seconds=1
+    )
+    [done] = await world.bot.handle_event(
+        JobEvent(queued.job_id, "train", "finished", result=result.to_dict())
+    )
+    assert isinstance(done.reply, JobFinished)
+    assert "validation" not in done.reply.text
+    info = await world.bot.handle(StyleInfo(ALICE, "ink"))
+    assert isinstance(info, TextReply)
+    assert "0 image(s) held out" in info.text
+    assert "validation:" not in info.text
+
+
+def test_the_summary_says_whether_training_learned_anything() -> None:
+    assert validation_summary(()) == ""
+    better = validation_summary([ValidationPoint(10, 0.20, 0.25)])
+    same = validation_summary([ValidationPoint(10, 0.2501, 0.25)])
+    worse = validation_summary([ValidationPoint(10, 0.40, 0.25)])
+    assert "learned something" in better
+    assert "learned little" in same
+    assert "worse" in worse
+    # The last point is the verdict, not the first.
+    assert "learned something" in validation_summary(
+        [ValidationPoint(5, 0.5, 0.25), ValidationPoint(10, 0.2, 0.25)]
+    )
