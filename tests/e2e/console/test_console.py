@@ -111,3 +111,39 @@ def test_run_with_a_token_telegram_refuses_exits_cleanly(env: dict[str, str]) ->
     assert result.returncode == 1
     assert "telegram front end could not start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_forgetme_asks_then_erases_everything_and_the_ledger_verifies(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    samples = make_sample_images(tmp_path / "refs", 2)
+    script = "\n".join(
+        [
+            f"/upload {samples[0]} {samples[1]}",
+            "/consent own-work",
+            "/train ink",
+            "/imagine a lighthouse style:ink seed:5",
+            "/forgetme",
+            "/forgetme please",
+            "/styles",
+            "/forgetme confirm",
+            "/styles",
+            "/quit",
+        ]
+    )
+    result = run_stylebot(["console"], env, script)
+    out = result.stdout
+    # The one bad line (`/forgetme please`) makes the exit status 1; the rest ran.
+    assert result.returncode == 1, out + result.stderr
+    assert "Style ink is ready" in out
+    asked = out.index("This erases everything of yours here: 1 style(s) (ink)")
+    assert "Type /forgetme confirm to erase it all." in out[asked:]
+    refused = out.index("! /forgetme takes nothing, or the word confirm")
+    assert out.index("- ink (ready, yours)", refused) < out.index("Erased: 1 style(s)")
+    assert "No styles yet" in out[out.index("Erased: 1 style(s)") :]
+    data = Path(env["STYLEBOT_DATA_DIR"])
+    assert [p for p in (data / "blobs").rglob("*") if p.is_file()] == []
+
+    verified = run_stylebot(["consent", "verify"], env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "4 entries, intact" in verified.stdout  # consent, training, revocation, erasure

@@ -75,6 +75,27 @@ async def original_when(
     return message
 
 
+async def answer_consent(
+    fake: FakeDiscord, message_id: int, who: FakeUser, licence: str, people: str, name: str
+) -> str:
+    """Choose a licence, then the answer about recognisable people (n, y or x), the way
+    a member does on the consent message; returns the now enabled Confirm's custom_id."""
+    chose = await fake.select(message_id, f"sb:licence:{who.id}::{name}", [licence], who)
+    assert (await chose.callback()).json["type"] == CB_UPDATE
+    people_id = f"sb:people:{who.id}:{licence}:{name}"
+    answered = await fake.select(message_id, people_id, [people], who)
+    assert (await answered.callback()).json["type"] == CB_UPDATE
+    confirm_id = f"sb:confirm:{who.id}:{licence}:{people}:{name}"
+    (confirm,) = [
+        c
+        for row in fake.messages[message_id]["components"]
+        for c in row["components"]
+        if c["custom_id"] == confirm_id
+    ]
+    assert not confirm.get("disabled")
+    return confirm_id
+
+
 async def discord_user(frontend: FrontEnd, who: FakeUser) -> User:
     return await frontend.repo.get_or_create_user("discord", str(who.id), who.username)
 
@@ -122,6 +143,9 @@ async def test_train_with_consent_then_imagine_in_the_style(
         "cancel",
         "verify",
         "style",
+        "optout",
+        "forget-me",
+        "admin",
         "Add images to a style",
     }
     imagine_options = {o["name"]: o for o in synced["imagine"]["options"]}
@@ -157,21 +181,34 @@ async def test_train_with_consent_then_imagine_in_the_style(
     consent = await original_when(fake, train, lambda m: m["components"], "the consent request")
     assert consent["flags"] & EPHEMERAL
     assert "Before training" in consent["embeds"][0]["title"]
-    select_id, confirm_id, cancel_id = custom_ids(consent)
-    assert select_id == f"sb:licence:{alice.id}:warm"
-    assert cancel_id == f"sb:discard:{alice.id}"
-    assert consent["components"][1]["components"][0]["disabled"] is True  # no licence yet
+    assert custom_ids(consent) == [
+        f"sb:licence:{alice.id}::warm",
+        f"sb:people:{alice.id}::warm",
+        f"sb:confirm:{alice.id}:::warm",
+        f"sb:discard:{alice.id}",
+    ]
+    assert consent["components"][2]["components"][0]["disabled"] is True  # nothing chosen yet
     licences = [o["value"] for o in consent["components"][0]["components"][0]["options"]]
     assert licences == ["own-work", "CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "licensed"]
+    people = [o["value"] for o in consent["components"][1]["components"][0]["options"]]
+    assert people == ["n", "y", "x"]
 
     owner = await discord_user(frontend, alice)
     assert len(await frontend.repo.pending_uploads(owner.id)) == 2
     assert await frontend.repo.latest_consent(owner.id) is None
 
-    chose = await fake.select(int(consent["id"]), select_id, ["CC0-1.0"], alice)
+    # A licence alone does not enable Confirm: the people question is still open.
+    chose = await fake.select(
+        int(consent["id"]), f"sb:licence:{alice.id}::warm", ["CC0-1.0"], alice
+    )
     assert (await chose.callback()).json["type"] == CB_UPDATE
-    confirm_id = f"sb:confirm:{alice.id}:CC0-1.0:warm"
-    assert custom_ids(fake.messages[int(consent["id"])])[1] == confirm_id
+    chosen = fake.messages[int(consent["id"])]
+    assert custom_ids(chosen)[1:3] == [
+        f"sb:people:{alice.id}:CC0-1.0:warm",
+        f"sb:confirm:{alice.id}:CC0-1.0::warm",
+    ]
+    assert chosen["components"][2]["components"][0]["disabled"] is True
+    confirm_id = await answer_consent(fake, int(consent["id"]), alice, "CC0-1.0", "n", "warm")
 
     # Someone else pressing Confirm is refused, and still nothing is recorded or queued.
     intruder = await fake.press_button(int(consent["id"]), confirm_id, bob)
@@ -210,9 +247,11 @@ async def test_train_with_consent_then_imagine_in_the_style(
     weights = await original_when(fake, exported, lambda m: m["attachments"], "the export", 10)
     assert weights["flags"] & EPHEMERAL
     assert weights["attachments"][0]["filename"] == "warm.safetensors"
-    assert style.lora_key is not None
+    # The exported file (kohya layout, with metadata) the training stored for the style.
+    export_key = await frontend.repo.style_export_key(style.id)
+    assert export_key is not None
     assert fake.attachment_bytes(int(weights["attachments"][0]["id"])) == (
-        await frontend.blobs.get(style.lora_key)
+        await frontend.blobs.get(export_key)
     )
 
     # Autocomplete offers the style to its owner only: it is private.
@@ -493,12 +532,11 @@ async def test_images_from_a_message_need_consent_and_a_name(
     )
     await added.callback()
     consent = await original_when(fake, added, lambda m: m["components"], "consent", 10)
-    select_id = f"sb:licence:{alice.id}:"
-    assert custom_ids(consent)[0] == select_id
-    await (await fake.select(int(consent["id"]), select_id, ["own-work"], alice)).callback()
+    assert custom_ids(consent)[0] == f"sb:licence:{alice.id}::"
+    confirm_id = await answer_consent(fake, int(consent["id"]), alice, "own-work", "n", "")
 
     # Without a name yet, Confirm asks for one in a modal, then queues the training.
-    confirm = await fake.press_button(int(consent["id"]), f"sb:confirm:{alice.id}:own-work:", alice)
+    confirm = await fake.press_button(int(consent["id"]), confirm_id, alice)
     assert (await confirm.callback()).json["type"] == CB_MODAL
     named = await fake.submit_modal(confirm, {"name": "sketchy"})
     assert (await named.callback()).json["type"] == CB_DEFERRED
@@ -545,20 +583,17 @@ async def test_a_refused_name_can_be_replaced_and_cancel_forgets_the_images(
 
     # A name the core refuses: consent is kept and a modal asks for another name.
     second = await consent_for("Not A Name!", (10, 90, 10))
-    await (
-        await fake.select(
-            int(second["id"]), f"sb:licence:{alice.id}:Not A Name!", ["licensed"], alice
-        )
-    ).callback()
-    confirm = await fake.press_button(
-        int(second["id"]), f"sb:confirm:{alice.id}:licensed:Not A Name!", alice
+    confirm_id = await answer_consent(
+        fake, int(second["id"]), alice, "licensed", "y", "Not A Name!"
     )
+    confirm = await fake.press_button(int(second["id"]), confirm_id, alice)
     await confirm.callback()
     refused = await original_when(
         fake, confirm, lambda m: "not a valid style name" in m["content"], "the refusal", 10
     )
-    assert custom_ids(refused) == [f"sb:rename:{alice.id}:licensed", f"sb:discard:{alice.id}"]
-    rename = await fake.press_button(int(refused["id"]), f"sb:rename:{alice.id}:licensed", alice)
+    rename_id = f"sb:rename:{alice.id}:licensed:y"
+    assert custom_ids(refused) == [rename_id, f"sb:discard:{alice.id}"]
+    rename = await fake.press_button(int(refused["id"]), rename_id, alice)
     assert (await rename.callback()).json["type"] == CB_MODAL
     named = await fake.submit_modal(rename, {"name": "leafy"})
     await named.callback()

@@ -401,3 +401,32 @@ async def test_privacy_mode_hides_plain_group_messages() -> None:
         plain = await fake.send_text(group, user, "just chatting")
         command = await fake.send_text(group, user, "/echo hi")
         assert (plain.delivered, command.delivered) == (False, True)
+
+
+async def test_chat_members_and_anonymous_admins(fake: FakeTelegram, app: Application) -> None:
+    group = fake.group_chat(id=-1007, title="members")
+    owner = fake.user(id=11, first_name="Owner")
+    admin = fake.user(id=12, first_name="Admin")
+    member = fake.user(id=13, first_name="Member")
+    fake.set_member_status(group, owner, "creator")
+    fake.set_member_status(group, admin, "administrator")
+    await fake.send_text(group, member, "hello")  # posting makes a member
+
+    statuses = [
+        (await app.bot.get_chat_member(group.id, user.id)).status for user in (owner, admin, member)
+    ]
+    assert statuses == ["creator", "administrator", "member"]
+    admins = await app.bot.get_chat_administrators(group.id)
+    assert sorted(a.user.id for a in admins) == [owner.id, admin.id]
+    with pytest.raises(BadRequest, match=r"(?i)user not found"):
+        await app.bot.get_chat_member(group.id, 99)
+    fake.set_member_status(group, admin, "kicked")
+    assert (await app.bot.get_chat_member(group.id, admin.id)).status == "kicked"
+    with pytest.raises(BadRequest, match=r"(?i)no administrators in the private chat"):
+        await app.bot.get_chat_administrators(fake.private_chat(member).id)
+
+    anonymous = await fake.send_text(group, owner, "/echo as the group", as_group=True)
+    assert anonymous.api["sender_chat"]["id"] == group.id
+    assert anonymous.api["from"]["username"] == "GroupAnonymousBot"
+    with pytest.raises(ValueError, match="anonymous admins"):
+        await fake.send_text(fake.private_chat(owner), owner, "hi", as_group=True)

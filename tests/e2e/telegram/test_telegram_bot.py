@@ -12,9 +12,7 @@ import contextlib
 import io
 import os
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -29,7 +27,6 @@ from tests.fakes.telegram_api import (
 )
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
-from stylebot.bot.console import make_sample_images
 from stylebot.bot.core import (
     LICENCES,
     ImageFile,
@@ -45,73 +42,6 @@ from stylebot.bot.telegram.consent import NOT_YOURS
 from stylebot.config import Settings
 
 pytestmark = pytest.mark.slow
-
-TOKEN = "7654321:stylebot-e2e_token"
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024
-
-
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _local_http(monkeypatch: pytest.MonkeyPatch) -> None:
-    """httpx honours proxy variables; the fake Bot API is local. PTB_TIMEDELTA is what the
-    adapter opts in to; set here so the test leaves the environment as it found it."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """The stack's settings with a Telegram token and a small upload limit to test against."""
-    return settings.replace(telegram_token=TOKEN, max_upload_bytes=MAX_UPLOAD_BYTES)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-async def telegram(
-    fake: FakeTelegram, frontend: FrontEnd, settings: Settings
-) -> AsyncIterator[TelegramAdapter]:
-    """The adapter as `stylebot run` wires it: started, and the sink for telegram jobs."""
-    adapter = TelegramAdapter(
-        frontend.bot,
-        settings,
-        base_url=fake.base_url,
-        base_file_url=fake.base_file_url,
-        album_quiet_s=0.4,
-        poll_timeout_s=1.0,
-    )
-    frontend.add_sink(adapter.platform, adapter.notify)
-    await adapter.start()
-    frontend.start_delivery()
-    yield adapter
-    await adapter.stop()
-
-
-@pytest.fixture
-def ada(fake: FakeTelegram) -> FakeUser:
-    return fake.user(id=1001, first_name="Ada", username="ada")
-
-
-@pytest.fixture
-def bob(fake: FakeTelegram) -> FakeUser:
-    return fake.user(id=2002, first_name="Bob", username="bob")
-
-
-@pytest.fixture
-def group(fake: FakeTelegram) -> FakeChat:
-    return fake.group_chat(id=-1001234567890, title="Artists")
-
-
-@pytest.fixture
-def samples(tmp_path: Path) -> list[bytes]:
-    return [p.read_bytes() for p in make_sample_images(tmp_path / "refs", 3, size=128)]
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -152,17 +82,6 @@ def consent_of(settings: Settings, consent_id: int) -> tuple[str, int]:
         ).fetchone()
     assert row is not None
     return (str(row[0]), int(row[1]))
-
-
-async def press_and_answer(
-    fake: FakeTelegram, chat: FakeChat, user: FakeUser, message: StoredMessage, data: str
-) -> dict[str, Any]:
-    """Press a button and return the bot's answerCallbackQuery parameters."""
-    query = await fake.press_button(chat, user, message, data)
-    await fake.wait_for(lambda _call: fake.callback_answer(query) is not None)
-    answer = fake.callback_answer(query)
-    assert answer is not None
-    return answer
 
 
 async def consent_question(fake: FakeTelegram, chat: FakeChat) -> StoredMessage:
@@ -241,7 +160,7 @@ async def test_bad_files_are_refused_and_nothing_is_stored(
 
     # Too big: refused from the size Telegram reports, before anything is downloaded.
     mark = since(fake)
-    big = os.urandom(MAX_UPLOAD_BYTES + 1)
+    big = os.urandom(settings.max_upload_bytes + 1)
     big_message = await fake.send_document(chat, ada, big, "huge.png", "image/png")
     too_big = await fake.wait_for_sent(chat, lambda m: "huge.png" in (m.text or ""))
     assert "larger than the 2 MB limit" in (too_big.text or "")
@@ -355,7 +274,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     ada_record = await repo.get_or_create_user("telegram", str(ada.id), "Ada")
     buttons_before = question.buttons
     for data in (f"cl|{ada.id}|CC0-1.0", f"cy|{ada.id}|"):
-        answer = await press_and_answer(fake, group, bob, question, data)
+        answer = await fake.press_and_answer(group, bob, question, data)
         assert answer.get("show_alert") is True
         assert answer.get("text") == NOT_YOURS
     assert fake.sent_messages(group)[-1].buttons == buttons_before
@@ -368,7 +287,18 @@ async def test_album_consent_train_imagine_verify_in_a_group(
         group, lambda m: (f"cy|{ada.id}|CC-BY-4.0") in [d for _, d in m.buttons]
     )
     assert ("✓ CC BY 4.0", f"cl|{ada.id}|CC-BY-4.0") in question.buttons
-    await fake.press_button(group, ada, question, f"cy|{ada.id}|CC-BY-4.0")
+    # Confirm needs the people answer too: pressing it now only says so.
+    refused = await fake.press_and_answer(group, ada, question, f"cy|{ada.id}|CC-BY-4.0")
+    assert refused.get("show_alert") is True
+    assert "recognisable people" in refused.get("text", "")
+    assert await repo.latest_consent(ada_record.id) is None
+    await fake.press_button(group, ada, question, f"cp|{ada.id}|CC-BY-4.0|n")
+    question = await fake.wait_for_sent(
+        group, lambda m: (f"cy|{ada.id}|CC-BY-4.0|n") in [d for _, d in m.buttons]
+    )
+    assert ("✓ No recognisable people", f"cp|{ada.id}|CC-BY-4.0|n") in question.buttons
+    assert ("✓ CC BY 4.0", f"cl|{ada.id}|CC-BY-4.0|n") in question.buttons
+    await fake.press_button(group, ada, question, f"cy|{ada.id}|CC-BY-4.0|n")
     ready = await fake.wait_for_sent(
         group, lambda m: "Style warm is ready" in (m.text or ""), timeout=120
     )
@@ -439,10 +369,10 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert "a lighthouse at dawn" in (report.text or "")
 
     # The buttons under the image: the core decides who may do what.
-    refused = await press_and_answer(fake, group, bob, photo, f"or|{output_id}")
+    refused = await fake.press_and_answer(group, bob, photo, f"or|{output_id}")
     assert refused.get("show_alert") is True
     assert "not one you can use here" in refused.get("text", "")
-    refused = await press_and_answer(fake, group, bob, photo, f"od|{output_id}")
+    refused = await fake.press_and_answer(group, bob, photo, f"od|{output_id}")
     assert refused.get("text") == "Only the person who made an image can delete it."
     await fake.press_button(group, ada, photo, f"oi|{output_id}")
     info = await fake.wait_for_sent(group, lambda m: (m.text or "").startswith("prompt:"))
@@ -460,7 +390,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert (second.prompt, second.style_id) == (record.prompt, record.style_id)
     assert second.seed != record.seed
 
-    await press_and_answer(fake, group, ada, photo, f"od|{output_id}")
+    await fake.press_and_answer(group, ada, photo, f"od|{output_id}")
     await fake.wait_for(
         lambda c: c.method == "deleteMessage" and c.params["message_id"] == document.message_id
     )
@@ -480,7 +410,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     # Deleting a style asks first, and only the asker can answer.
     await fake.send_text(group, ada, "/style delete warm")
     ask = await fake.wait_for_sent(group, lambda m: (m.text or "").startswith("Delete style warm"))
-    refused = await press_and_answer(fake, group, bob, ask, f"sd|{ada.id}|warm")
+    refused = await fake.press_and_answer(group, bob, ask, f"sd|{ada.id}|warm")
     assert refused.get("show_alert") is True
     assert await repo.find_style(ada_record.id, "warm") is not None
     await fake.press_button(group, ada, ask, f"sd|{ada.id}|warm")

@@ -20,6 +20,8 @@ from stylebot.bot.core import (
     ConsentRequest,
     DeleteStyle,
     DiscardUploads,
+    EraseMyData,
+    ErasureConfirmation,
     ErrorReply,
     ExportStyle,
     FileReply,
@@ -45,7 +47,12 @@ from stylebot.bot.core import (
     VerifyReport,
 )
 from stylebot.bot.core.commands import Command
-from stylebot.bot.core.text_commands import CommandSyntaxError, parse_imagine, split_command
+from stylebot.bot.core.text_commands import (
+    CommandSyntaxError,
+    parse_confirmation,
+    parse_imagine,
+    split_command,
+)
 
 HELP = """\
 Commands:
@@ -60,6 +67,7 @@ Commands:
   /status                      your queued and running jobs
   /cancel [JOB]                cancel your newest job, or the one named
   /verify PATH                 trace an image back to the record its watermark points to
+  /forgetme [confirm]          erase everything of yours (asks first; confirm to do it)
   /help                        this text
   /quit                        leave"""
 
@@ -172,6 +180,8 @@ class ConsoleAdapter:
                 return CancelJob(me, args.strip() or None)
             case "style":
                 return _style_command(me, args)
+            case "forgetme":
+                return EraseMyData(me, confirmed=parse_confirmation(args, "/forgetme"))
             case "verify":
                 paths = shlex.split(args)
                 if len(paths) != 1:
@@ -207,6 +217,8 @@ class ConsoleAdapter:
                     f"Licences:\n{licences}\nType /consent LICENCE to confirm, "
                     "e.g. /consent own-work"
                 )
+            case ErasureConfirmation():
+                self._print(f"{reply.text}\nType /forgetme confirm to erase it all.")
             case FileReply():
                 self.images_dir.mkdir(parents=True, exist_ok=True)
                 path = self.images_dir / reply.filename

@@ -10,13 +10,14 @@ from stylebot.bot.discord.adapter import (
     StyleBotClient,
     minimal_intents,
 )
-from stylebot.bot.discord.views import DYNAMIC_ITEMS, OutputAction
+from stylebot.bot.discord.views import DYNAMIC_ITEMS, OutputAction, PeopleAnswer
 
 __all__ = [
     "DYNAMIC_ITEMS",
     "DiscordAdapter",
     "DiscordSetupError",
     "OutputAction",
+    "PeopleAnswer",
     "StyleBotClient",
     "minimal_intents",
 ]

@@ -13,6 +13,11 @@ Where a job's result goes, in order:
    restarted and never saw the interaction): a normal message in the channel
    the job came from, mentioning the user;
 3. if that channel is gone or closed to the bot (10003 / 403): a DM to the user.
+
+A training preview (a picture of a style still in training) is never posted in the
+channel: /train answers ephemerally and the style is its owner's until shared. It
+goes as an ephemeral follow-up on the interaction showing the training while its
+token is valid, otherwise as a DM to the owner; with DMs closed it is dropped.
 """
 
 from __future__ import annotations
@@ -41,13 +46,16 @@ from stylebot.bot.core import (
     StyleBot,
     TrainStyle,
 )
+from stylebot.bot.core.admin import AdminCommand
 from stylebot.bot.core.commands import (
     Command,
     DeleteOutput,
+    EraseMyData,
     OutputInfo,
     RerollOutput,
     VaryOutput,
 )
+from stylebot.bot.core.replies import ErasureConfirmation
 from stylebot.bot.discord.commands import StyleCommandTree
 from stylebot.bot.discord.jobs import PROGRESS_EDIT_INTERVAL_S, JobInteractions
 from stylebot.bot.discord.render import (
@@ -61,7 +69,9 @@ from stylebot.bot.discord.render import (
 from stylebot.bot.discord.views import (
     DYNAMIC_ITEMS,
     OutputAction,
+    PeopleAnswer,
     consent_view,
+    erasure_view,
     licence_options,
     output_ids_on,
     rename_view,
@@ -255,7 +265,7 @@ class DiscordAdapter:
     async def run(
         self,
         interaction: discord.Interaction[Any],
-        command: Command,
+        command: Command | AdminCommand,
         *,
         ephemeral: bool,
         style_name: str = "",
@@ -288,6 +298,8 @@ class DiscordAdapter:
             view = consent_view(interaction.user.id, style_name, licences)
         elif isinstance(reply, ImagesReady):
             view = result_view([image.output_id for image in reply.images])
+        elif isinstance(reply, ErasureConfirmation):
+            view = erasure_view(interaction.user.id)
         # Track before the first await: a fast job's result must find its interaction.
         tracked = (
             self.jobs.track(reply.job_id, interaction) if isinstance(reply, JobQueued) else None
@@ -348,17 +360,30 @@ class DiscordAdapter:
         self,
         interaction: discord.Interaction[Any],
         licence: str,
+        people: PeopleAnswer | None,
         name: str,
         *,
         from_modal: bool = False,
     ) -> None:
-        """Record consent for the waiting images under `licence`, then train `name`."""
+        """Record consent for the waiting images under `licence`, with the answer about
+        recognisable people, then train `name`. The core refuses people who did not agree.
+
+        `people` is None only for buttons sent before the question existed."""
         if from_modal:
             await self.defer(interaction, ephemeral=True)
         else:
             await interaction.response.defer()  # update the consent message in place
         requester = self.requester(interaction)
-        consent = await self.bot.handle(ConfirmConsent(requester, licence, rights_confirmed=True))
+        identifiable, agreed = people.consent_fields() if people is not None else (None, None)
+        consent = await self.bot.handle(
+            ConfirmConsent(
+                requester,
+                licence,
+                rights_confirmed=True,
+                identifiable_people=identifiable,
+                people_agreed=agreed,
+            )
+        )
         if isinstance(consent, ErrorReply):
             await interaction.followup.send(render(consent).content, ephemeral=True)
             return
@@ -368,7 +393,7 @@ class DiscordAdapter:
             await interaction.edit_original_response(
                 content=render(queued).content,
                 embed=None,
-                view=rename_view(interaction.user.id, licence),
+                view=rename_view(interaction.user.id, licence, people),
             )
             return
         await self.respond(interaction, queued, ephemeral=True)
@@ -376,6 +401,14 @@ class DiscordAdapter:
     async def discard_uploads(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer()
         reply = await self.bot.handle(DiscardUploads(self.requester(interaction)))
+        await interaction.edit_original_response(
+            content=render(reply).content, embed=None, view=None
+        )
+
+    async def erase_my_data(self, interaction: discord.Interaction[Any]) -> None:
+        """/forget-me confirmed: the confirmation message becomes the core's answer."""
+        await interaction.response.defer()
+        reply = await self.bot.handle(EraseMyData(self.requester(interaction), confirmed=True))
         await interaction.edit_original_response(
             content=render(reply).content, embed=None, view=None
         )
@@ -436,6 +469,9 @@ class DiscordAdapter:
         if isinstance(reply, JobProgress):
             await self._show_progress(reply)
             return
+        if isinstance(reply, ImagesReady) and reply.preview_of is not None:
+            await self._show_preview(notification.to, reply.preview_of, render(reply))
+            return
         job_id = reply.job_id if isinstance(reply, JobFinished | ImagesReady) else None
         view = (
             result_view([i.output_id for i in reply.images])
@@ -467,6 +503,29 @@ class DiscordAdapter:
         except discord.HTTPException as exc:
             # Progress is best effort; the result has its own fallbacks.
             log.info("progress of job %s not shown: %s", reply.job_id, exc)
+
+    async def _show_preview(self, to: Requester, training_job_id: str, rendered: Rendered) -> None:
+        """A training preview for the owner only (see module doc), without the result
+        buttons: it is a glimpse of a style in training, not a result to reroll or vary."""
+        tracked = self.jobs.get(training_job_id)
+        if tracked is not None and tracked.token_usable():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tracked.answered.wait(), ANSWER_WAIT_S)
+            fitted = self._within_upload_limit(tracked.interaction, rendered)
+            try:
+                await tracked.interaction.followup.send(
+                    fitted.content, files=fitted.files(), ephemeral=True
+                )
+                return
+            except discord.HTTPException as exc:
+                # 10015 Unknown Webhook (token dead): the owner's DMs are still private.
+                log.info("preview of job %s not sent as a follow-up (%s)", training_job_id, exc)
+        if not await self._direct_message(to, rendered.content, rendered, None):
+            log.info(
+                "preview of job %s not delivered: Discord user %s does not take DMs",
+                training_job_id,
+                to.user_id,
+            )
 
     async def _edit_interaction(
         self, job_id: str, rendered: Rendered, view: discord.ui.View | None
@@ -514,25 +573,30 @@ class DiscordAdapter:
             return
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("channel %s unusable (%s); sending the result as a DM", to.chat_id, exc)
-        try:
-            user = client.get_user(user_id) or await client.fetch_user(user_id)
-            await user.send(
-                fit(
-                    "I could not post in the channel where you asked, so here it is. "
-                    + rendered.content
-                ),
-                files=rendered.files(),
-                **_embed_and_view(rendered, view),
-            )
-        except (discord.NotFound, discord.Forbidden) as exc:
+        content = "I could not post in the channel where you asked, so here it is. "
+        if not await self._direct_message(to, content + rendered.content, rendered, view):
             # Nothing else can reach them; the record stays and /status shows it.
             log.error(
                 "result for Discord user %s could not be delivered: channel %s unusable and "
-                "DMs closed (%s). The result is kept in the database.",
+                "DMs closed. The result is kept in the database.",
                 to.user_id,
                 to.chat_id,
-                exc,
             )
+
+    async def _direct_message(
+        self, to: Requester, content: str, rendered: Rendered, view: discord.ui.View | None
+    ) -> bool:
+        """Send `rendered` with `content` to the user's DMs; False when Discord refuses
+        (DMs closed, user unknown). Other errors propagate, so the event is kept."""
+        client = await self._ready_client()
+        user_id = int(to.user_id)
+        try:
+            user = client.get_user(user_id) or await client.fetch_user(user_id)
+            await user.send(fit(content), files=rendered.files(), **_embed_and_view(rendered, view))
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.info("no DM to Discord user %s: %s", to.user_id, exc)
+            return False
+        return True
 
 
 def _embed_and_view(rendered: Rendered, view: discord.ui.View | None) -> dict[str, Any]:

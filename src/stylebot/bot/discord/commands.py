@@ -4,11 +4,17 @@ Each command acknowledges the interaction first (Discord allows 3 seconds),
 then builds the core command and lets the adapter show the reply. Answers
 that only concern the user are ephemeral; /imagine answers in the channel,
 since that is where the community wants to see the images.
+
+/admin is visible to everyone (no default_permissions): the bot's operator
+may not manage the server they use it in, and the core refuses everyone
+without authority with a clear reply. Discord's Manage Server permission is
+what the adapter passes on as `manages_server`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
@@ -30,6 +36,17 @@ from stylebot.bot.core import (
     UsableStyles,
     Verify,
 )
+from stylebot.bot.core.admin import (
+    AdminCommand,
+    BanUser,
+    PauseTraining,
+    RemoveSharedStyle,
+    ResumeTraining,
+    SetQuota,
+    ShowQueue,
+    UnbanUser,
+)
+from stylebot.bot.core.commands import EraseMyData, OptOut
 
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
@@ -40,6 +57,15 @@ Aspect = Literal["square", "portrait", "landscape"]
 #: Portrait and landscape are 2:3 and 3:2 of the configured default size.
 LONG_SIDE_RATIO = 1.5
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+
+QUOTA_KINDS = [
+    app_commands.Choice(name="images generated", value="generate"),
+    app_commands.Choice(name="trainings", value="train"),
+]
+QUOTA_PLACES = [
+    app_commands.Choice(name="this server", value="server"),
+    app_commands.Choice(name="everywhere (the bot's operator only)", value="everywhere"),
+]
 
 
 def aspect_size(aspect: Aspect | None, default_size: int) -> tuple[int | None, int | None]:
@@ -63,6 +89,11 @@ class StyleCommandTree(app_commands.CommandTree[discord.Client]):
     ) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         await self.adapter.report_error(interaction, cause)
+
+
+def manages_server(interaction: discord.Interaction[Any]) -> bool:
+    """Whether the member may manage the server the command came from (never in a DM)."""
+    return interaction.guild_id is not None and interaction.permissions.manage_guild
 
 
 def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapter) -> None:
@@ -246,3 +277,137 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
         )
 
     tree.add_command(style_group)
+
+    @tree.command(name="optout", description="Register your artwork so nobody else can train on it")
+    @app_commands.describe(
+        image1="An image you made; copies of it uploaded by anyone else are refused",
+        image2="Another of your images (optional)",
+        image3="Another of your images (optional)",
+        image4="Another of your images (optional)",
+        image5="Another of your images (optional)",
+        image6="Another of your images (optional)",
+        image7="Another of your images (optional)",
+        image8="Another of your images (optional)",
+        image9="Another of your images (optional)",
+        image10="Another of your images (optional)",
+    )
+    async def optout(
+        interaction: discord.Interaction[Any],
+        image1: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        image5: discord.Attachment | None = None,
+        image6: discord.Attachment | None = None,
+        image7: discord.Attachment | None = None,
+        image8: discord.Attachment | None = None,
+        image9: discord.Attachment | None = None,
+        image10: discord.Attachment | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        given = (image1, image2, image3, image4, image5, image6, image7, image8, image9, image10)
+        files = await adapter.download([a for a in given if a is not None])
+        if isinstance(files, ErrorReply):
+            await adapter.respond(interaction, files, ephemeral=True)
+            return
+        await adapter.run(
+            interaction, OptOut(adapter.requester(interaction), files), ephemeral=True
+        )
+
+    @tree.command(
+        name="forget-me",
+        description="Erase everything of yours here: styles, images, uploads and outputs",
+    )
+    async def forget_me(interaction: discord.Interaction[Any]) -> None:
+        # The core first says what would go; the Erase button confirms (views.py).
+        await adapter.defer(interaction, ephemeral=True)
+        await adapter.run(interaction, EraseMyData(adapter.requester(interaction)), ephemeral=True)
+
+    install_admin_commands(tree, adapter, style_names)
+
+
+StyleAutocomplete = Callable[
+    [discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]
+]
+
+
+def install_admin_commands(
+    tree: app_commands.CommandTree[Any], adapter: DiscordAdapter, style_names: StyleAutocomplete
+) -> None:
+    """The /admin group. Who may do what is the core's decision; answers are ephemeral."""
+    admin_group = app_commands.Group(
+        name="admin", description="For the bot's operator and this server's managers"
+    )
+
+    async def run_admin(interaction: discord.Interaction[Any], command: AdminCommand) -> None:
+        await adapter.run(interaction, command, ephemeral=True)
+
+    @admin_group.command(name="pause", description="Stop starting trainings (operator)")
+    async def admin_pause(interaction: discord.Interaction[Any]) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await run_admin(interaction, PauseTraining(adapter.requester(interaction)))
+
+    @admin_group.command(name="resume", description="Start trainings again (operator)")
+    async def admin_resume(interaction: discord.Interaction[Any]) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await run_admin(interaction, ResumeTraining(adapter.requester(interaction)))
+
+    @admin_group.command(name="quota", description="Limit what each member may do per day")
+    @app_commands.describe(
+        kind="What to limit",
+        limit="How many per member per day, 1 or more; leave out to lift the quota",
+        where="This server (managers), or every server and chat (the bot's operator)",
+    )
+    @app_commands.choices(kind=QUOTA_KINDS, where=QUOTA_PLACES)
+    async def admin_quota(
+        interaction: discord.Interaction[Any],
+        kind: app_commands.Choice[str],
+        limit: int | None = None,
+        where: app_commands.Choice[str] | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        command = SetQuota(
+            adapter.requester(interaction),
+            kind.value,
+            limit,
+            manages_server=manages_server(interaction),
+            everywhere=where is not None and where.value == "everywhere",
+        )
+        await run_admin(interaction, command)
+
+    @admin_group.command(
+        name="remove-style", description="Stop sharing someone's style with this server"
+    )
+    @app_commands.describe(name="A style shared with this server")
+    @app_commands.autocomplete(name=style_names)
+    async def admin_remove_style(interaction: discord.Interaction[Any], name: str) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        command = RemoveSharedStyle(
+            adapter.requester(interaction), name, manages_server=manages_server(interaction)
+        )
+        await run_admin(interaction, command)
+
+    @admin_group.command(name="ban", description="Ban someone from the whole bot (operator)")
+    @app_commands.describe(user="Whom to ban; their jobs are cancelled", reason="Why (logged)")
+    async def admin_ban(
+        interaction: discord.Interaction[Any], user: discord.User, reason: str | None = None
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        command = BanUser(adapter.requester(interaction), str(user.id), (reason or "").strip())
+        await run_admin(interaction, command)
+
+    @admin_group.command(name="unban", description="Let a banned user use the bot again (operator)")
+    @app_commands.describe(user="Whom to unban")
+    async def admin_unban(interaction: discord.Interaction[Any], user: discord.User) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        await run_admin(interaction, UnbanUser(adapter.requester(interaction), str(user.id)))
+
+    @admin_group.command(name="queue", description="Queued and running jobs, with positions")
+    async def admin_queue(interaction: discord.Interaction[Any]) -> None:
+        await adapter.defer(interaction, ephemeral=True)
+        command = ShowQueue(
+            adapter.requester(interaction), manages_server=manages_server(interaction)
+        )
+        await run_admin(interaction, command)
+
+    tree.add_command(admin_group)

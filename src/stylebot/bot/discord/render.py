@@ -26,6 +26,7 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
+from stylebot.bot.core.replies import ErasureConfirmation
 
 #: Discord refuses message content longer than this.
 CONTENT_LIMIT = 2000
@@ -95,7 +96,7 @@ def render(reply: Reply) -> Rendered:
             return Rendered(fit(reply.text), attachments=(Attachment(reply.filename, reply.data),))
         case StyleChoices(names=names):
             return Rendered(fit(", ".join(names) or "No styles."))
-        case TextReply() | JobQueued() | JobFinished() | VerifyReport():
+        case TextReply() | JobQueued() | JobFinished() | VerifyReport() | ErasureConfirmation():
             return Rendered(fit(reply.text))
     raise TypeError(f"no Discord rendering for {reply!r}")
 

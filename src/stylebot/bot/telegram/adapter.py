@@ -11,7 +11,7 @@ import datetime as dtm
 import logging
 import os
 
-from telegram import BotCommand, Update
+from telegram import BotCommand, BotCommandScopeAllChatAdministrators, Update
 from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
     Application,
@@ -25,7 +25,7 @@ from stylebot.bot.core import Notification, StyleBot
 from stylebot.bot.telegram.chat import PLATFORM
 from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard
 from stylebot.bot.telegram.handlers import TelegramHandlers
-from stylebot.bot.telegram.render import BOT_COMMANDS
+from stylebot.bot.telegram.render import ADMIN_BOT_COMMAND, BOT_COMMANDS
 from stylebot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,15 @@ class TelegramAdapter:
             commands = [BotCommand(name, description) for name, description in BOT_COMMANDS]
             await self.sender.call(
                 "setup", lambda: application.bot.set_my_commands(commands), "set commands"
+            )
+            # Group admins' menus list /admin too (a scope's list replaces the default one).
+            admin_commands = [*commands, BotCommand(*ADMIN_BOT_COMMAND)]
+            await self.sender.call(
+                "setup",
+                lambda: application.bot.set_my_commands(
+                    admin_commands, scope=BotCommandScopeAllChatAdministrators()
+                ),
+                "set admin commands",
             )
             await application.start()
             assert application.updater is not None

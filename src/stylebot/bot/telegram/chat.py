@@ -39,7 +39,8 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
-from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard
+from stylebot.bot.core.replies import ErasureConfirmation
+from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard, PrivatePreviews
 from stylebot.bot.telegram.render import (
     MAX_ALERT_CHARS,
     MAX_CAPTION_CHARS,
@@ -131,6 +132,7 @@ class ChatOutput:
         self.bot = bot
         self.sender = sender
         self.board = board
+        self.previews = PrivatePreviews(bot, sender)
         # output id -> the (chat, message) pairs showing it, to remove them on delete.
         self._output_messages: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         self._remember_outputs = remember_outputs
@@ -176,6 +178,17 @@ class ChatOutput:
             case JobFinished():
                 text = reply.text if reply.ok else f"⚠️ {reply.text}"
                 await self.board.finish(reply.job_id, chat_id, text, in_group=in_group)
+            case ImagesReady(preview_of=str(training_job_id)):
+                # A style in training is its owner's: never shown to a group (delivery.py).
+                await self.previews.send(
+                    chat_id=chat_id,
+                    user_id=conversation.user_id,
+                    display_name=conversation.requester.display_name,
+                    in_group=in_group,
+                    training_job_id=training_job_id,
+                    text=reply.text,
+                    image=reply.images[0].data,
+                )
             case ImagesReady():
                 status_message = await self.board.finish(
                     reply.job_id, chat_id, reply.text, in_group=in_group
@@ -198,7 +211,8 @@ class ChatOutput:
                 )
             case StyleChoices():
                 await self.send_text(conversation, style_choices_text(reply))
-            case TextReply(text=text) | VerifyReport(text=text):
+            # /forgetme shows its question with buttons itself (handlers); this is the text.
+            case TextReply(text=text) | VerifyReport(text=text) | ErasureConfirmation(text=text):
                 await self.send_text(conversation, text)
 
     async def send_text(

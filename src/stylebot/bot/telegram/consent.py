@@ -2,9 +2,12 @@
 
 The core decides what consent means and records it; this module is the conversation
 around it. The buttons carry the asking user's id, so only they can answer (anyone else
-gets an alert and nothing changes). Nothing is queued before Confirm: Confirm records
-consent and, when the style already has a name (``/train NAME`` as the caption, or typed
-while the question was open), starts training; Cancel discards the waiting images.
+gets an alert and nothing changes). Besides the licence the question asks whether
+recognisable people appear in the images and, if so, whether each of them agreed; Confirm
+needs both answers, and the core refuses people who did not agree. Nothing is queued
+before Confirm: Confirm records consent and, when the style already has a name
+(``/train NAME`` as the caption, or typed while the question was open), starts training;
+Cancel discards the waiting images.
 """
 
 from __future__ import annotations
@@ -25,9 +28,15 @@ from stylebot.bot.core import (
 from stylebot.bot.core.consent import find_licence
 from stylebot.bot.telegram.chat import ChatOutput, Conversation, UserChat, text_of
 from stylebot.bot.telegram.delivery import is_not_modified
-from stylebot.bot.telegram.render import ConsentAction, consent_keyboard, consent_text
+from stylebot.bot.telegram.render import (
+    ConsentAction,
+    consent_keyboard,
+    consent_text,
+    find_people_answer,
+)
 
 NOT_YOURS = "Only the person who sent these images can answer this."
+ANSWER_BOTH = "Pick a licence and say whether recognisable people appear first."
 
 
 class ConsentFlow:
@@ -90,39 +99,48 @@ class ConsentFlow:
             return
         conversation = Conversation.of(message, query.from_user, answering=False)
         match action.step:
-            case "licence":
-                await self._choose_licence(query, message, action)
+            case "licence" | "people":
+                await self._choose(query, message, action)
             case "cancel":
                 await self.chat.answer(query)
                 reply = await self.core.handle(DiscardUploads(conversation.requester))
                 self.forget(conversation)
                 await self.chat.close_question(message, f"Cancelled. {text_of(reply)}")
             case "confirm":
-                await self._confirm_pressed(query, message, conversation, action.licence)
+                await self._confirm_pressed(query, message, conversation, action)
 
-    async def _choose_licence(
-        self, query: CallbackQuery, message: Message, action: ConsentAction
-    ) -> None:
-        licence = find_licence(action.licence)
-        await self.chat.answer(query, f"Licence: {licence.label if licence else '?'}")
-        keyboard = consent_keyboard(action.user_id, LICENCES, action.licence)
+    async def _choose(self, query: CallbackQuery, message: Message, action: ConsentAction) -> None:
+        """Tick the licence or people answer pressed; the keyboard carries both answers."""
+        if action.step == "people":
+            people = find_people_answer(action.people)
+            await self.chat.answer(query, people.label if people else "?")
+        else:
+            licence = find_licence(action.licence)
+            await self.chat.answer(query, f"Licence: {licence.label if licence else '?'}")
+        keyboard = consent_keyboard(action.user_id, LICENCES, action.licence, action.people)
         try:
             await self.chat.sender.call(
                 message.chat_id,
                 lambda: self.chat.bot.edit_message_reply_markup(
                     message.chat_id, message.message_id, reply_markup=keyboard
                 ),
-                "choose licence",
+                "choose answer",
             )
         except BadRequest as error:
-            if not is_not_modified(error):  # the same licence pressed twice is fine
+            if not is_not_modified(error):  # the same answer pressed twice is fine
                 raise
 
     async def _confirm_pressed(
-        self, query: CallbackQuery, message: Message, conversation: Conversation, licence: str
+        self,
+        query: CallbackQuery,
+        message: Message,
+        conversation: Conversation,
+        action: ConsentAction,
     ) -> None:
-        if not licence:
-            await self.chat.answer(query, "Pick a licence first.", alert=True)
+        licence = action.licence
+        people = find_people_answer(action.people)
+        if not licence or people is None:
+            await self.chat.answer(query, ANSWER_BOTH, alert=True)
             return
         question = (message.chat_id, message.message_id)
         if question in self._confirming:
@@ -131,7 +149,13 @@ class ConsentFlow:
         self._confirming.add(question)
         try:
             await self.chat.answer(query, "Confirmed")
-            reply = await self._record(conversation, licence, pressed=message.message_id)
+            reply = await self._record(
+                conversation,
+                licence,
+                pressed=message.message_id,
+                identifiable_people=people.identifiable_people,
+                people_agreed=people.people_agreed,
+            )
             if isinstance(reply, ErrorReply):
                 self.forget(conversation)
                 await self.chat.close_question(message, f"⚠️ {reply.text}")
@@ -139,18 +163,31 @@ class ConsentFlow:
             chosen = find_licence(licence)
             label = chosen.label if chosen else licence
             await self.chat.close_question(
-                message, f"✅ Confirmed by {query.from_user.full_name}: {label}."
+                message, f"✅ Confirmed by {query.from_user.full_name}: {label}; {people.label}."
             )
             await self._train_if_named(conversation.answering(message.message_id), reply)
         finally:
             self._confirming.discard(question)
 
     async def _record(
-        self, conversation: Conversation, licence: str, *, pressed: int | None = None
+        self,
+        conversation: Conversation,
+        licence: str,
+        *,
+        pressed: int | None = None,
+        identifiable_people: bool | None = None,
+        people_agreed: bool | None = None,
     ) -> Reply:
-        """Record consent; ``pressed`` is the question whose Confirm did it (if any)."""
+        """Record consent; ``pressed`` is the question whose Confirm did it (if any). Typed
+        ``/consent LICENCE`` asks no people question (None): the terms cover it."""
         reply = await self.core.handle(
-            ConfirmConsent(conversation.requester, licence, rights_confirmed=True)
+            ConfirmConsent(
+                conversation.requester,
+                licence,
+                rights_confirmed=True,
+                identifiable_people=identifiable_people,
+                people_agreed=people_agreed,
+            )
         )
         if not isinstance(reply, ErrorReply):
             question = self._open.pop(conversation.key, None)

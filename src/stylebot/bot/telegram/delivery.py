@@ -10,6 +10,10 @@ tries again.
 second in private chats and once every three seconds in groups, coalescing the steps in
 between; the final state is always delivered, in a new message when the old one is gone
 (after a restart nothing is remembered, so the first update sends a fresh message).
+
+:class:`PrivatePreviews` sends training previews to the style's owner only: Telegram has
+no message that one member of a group alone sees, so from a group they go to the owner's
+private chat with the bot.
 """
 
 from __future__ import annotations
@@ -25,10 +29,17 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from telegram import Bot, Message, ReplyParameters
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.warnings import PTBDeprecationWarning
 
-from stylebot.bot.telegram.render import fit
+from stylebot.bot.telegram.render import MAX_CAPTION_CHARS, fit, preview_hint_text
 
 log = logging.getLogger(__name__)
 
@@ -270,3 +281,66 @@ class JobStatusBoard:
         status.message_id = sent.message_id
         status.shown = text
         status.last_change = asyncio.get_running_loop().time()
+
+
+def cannot_write_to(error: TelegramError) -> bool:
+    """Telegram's answer when a bot writes to a user who never started it (403 "bot can't
+    initiate conversation") or blocked it (403), or whom it does not know (400)."""
+    return isinstance(error, Forbidden) or (
+        isinstance(error, BadRequest) and "chat not found" in error.message.lower()
+    )
+
+
+class PrivatePreviews:
+    """Training previews, for the style's owner only.
+
+    A style in training is its owner's until they share it, and a preview shows what it
+    looks like. In a private chat the preview goes there; from a group it goes to the
+    owner's private chat with the bot, as a group cannot hold a message for one member.
+    When the bot cannot write there (the owner never pressed Start, or blocked it), the
+    group is told once per training how to get them, and the picture is not sent.
+    """
+
+    def __init__(self, bot: Bot, sender: FloodAwareSender, *, remember_hinted: int = 1000) -> None:
+        self.bot = bot
+        self.sender = sender
+        # Training jobs whose group was told where previews go, so it is told once.
+        self._hinted: OrderedDict[str, None] = OrderedDict()
+        self._remember_hinted = remember_hinted
+
+    async def send(
+        self,
+        *,
+        chat_id: ChatId,
+        user_id: int,
+        display_name: str,
+        in_group: bool,
+        training_job_id: str,
+        text: str,
+        image: bytes,
+    ) -> None:
+        """Send the preview `image` with `text`; raises what Telegram answers, except that
+        the owner's private chat is closed to the bot (then the group gets the hint)."""
+        private_chat: ChatId = user_id if in_group else chat_id
+        try:
+            await self.sender.call(
+                private_chat,
+                lambda: self.bot.send_photo(
+                    private_chat, image, caption=fit(text, MAX_CAPTION_CHARS)
+                ),
+                "send preview",
+            )
+            return
+        except TelegramError as error:
+            if not (in_group and cannot_write_to(error)):
+                raise
+            log.info("preview of job %s not sent to user %s: %s", training_job_id, user_id, error)
+        if training_job_id in self._hinted:
+            return
+        self._hinted[training_job_id] = None
+        while len(self._hinted) > self._remember_hinted:
+            self._hinted.popitem(last=False)
+        hint = preview_hint_text(display_name, self.bot.username)
+        await self.sender.call(
+            chat_id, lambda: self.bot.send_message(chat_id, fit(hint)), "send preview hint"
+        )

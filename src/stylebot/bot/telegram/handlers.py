@@ -10,12 +10,13 @@ payloads back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from telegram import Bot, CallbackQuery, Message, Update
-from telegram.constants import ChatType
-from telegram.error import BadRequest
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from stylebot.bot.core import (
@@ -46,11 +47,16 @@ from stylebot.bot.core import (
 from stylebot.bot.core.commands import (
     Command,
     DeleteOutput,
+    EraseMyData,
+    OptOut,
     OutputInfo,
     RerollOutput,
     VaryOutput,
 )
+from stylebot.bot.core.replies import ErasureConfirmation
 from stylebot.bot.core.text_commands import CommandSyntaxError, parse_imagine, split_command
+from stylebot.bot.telegram import admin as admin_commands
+from stylebot.bot.telegram.admin import AdminUsageError, RepliedUser, parse_admin
 from stylebot.bot.telegram.albums import AlbumCollector, Spawn
 from stylebot.bot.telegram.chat import ChatOutput, Conversation, text_of
 from stylebot.bot.telegram.consent import ConsentFlow
@@ -59,9 +65,11 @@ from stylebot.bot.telegram.render import (
     HELP_TEXT,
     MAX_ALERT_CHARS,
     ConsentAction,
+    EraseAction,
     OutputAction,
     StyleDeleteAction,
     delete_style_keyboard,
+    erase_keyboard,
     fit,
     parse_callback,
 )
@@ -72,6 +80,24 @@ log = logging.getLogger(__name__)
 UPLOAD_COMMANDS = ("train", "upload")
 STYLE_VERBS = ("info", "share", "unshare", "delete", "export")
 SORRY = "Sorry, something went wrong on my side and nothing was changed. Please try again later."
+# Someone posting as the group (an anonymous admin) or as a channel: Telegram shows the bot
+# a stand-in account shared by everyone who does that, so nothing can be theirs.
+POSTED_AS_CHAT = (
+    "You are posting as the group or a channel, so I cannot tell who you are and nothing "
+    "I did would be yours. Send it from your own account (anonymous admins: turn off "
+    "“Remain anonymous” in your admin rights)."
+)
+MANAGER_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+
+
+def replied_message(message: Message) -> Message | None:
+    """The message ``message`` answers. In a forum topic Telegram sets the topic's first
+    (service) message as ``reply_to_message`` of every message that answers nothing:
+    that is no reply, and taking it for one would act on the topic's creator."""
+    replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return None
+    return replied
 
 
 class UploadRefused(Exception):
@@ -102,6 +128,8 @@ class TelegramHandlers:
         self.chat = ChatOutput(bot, sender, board)
         self.consent = ConsentFlow(core, self.chat)
         self.albums = AlbumCollector(self._on_images, quiet_s=album_quiet_s, spawn=spawn)
+        # /forgetme questions whose Erase is being handled, so a double press counts once.
+        self._erasing: set[tuple[int, int]] = set()
 
     async def deliver(self, notification: Notification) -> None:
         await self.chat.deliver(notification)
@@ -117,6 +145,9 @@ class TelegramHandlers:
             return
         conversation = Conversation.of(message, message.from_user)
         async with self._guard(conversation):
+            if message.sender_chat is not None and parsed.name not in ("start", "help"):
+                await self.chat.show(conversation, ErrorReply(POSTED_AS_CHAT))
+                return
             await self._run_command(conversation, parsed.name, parsed.args, message)
 
     async def on_text(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -160,9 +191,13 @@ class TelegramHandlers:
             # bot (a command caption, or a reply to it) are uploads.
             return
         async with self._guard(conversation):
-            if command is not None and command.name == "verify":
+            if first.sender_chat is not None:
+                await self.chat.show(conversation, ErrorReply(POSTED_AS_CHAT))
+            elif command is not None and command.name == "verify":
                 for message in messages:
                     await self._verify_message(conversation, message)
+            elif command is not None and command.name == "optout":
+                await self._opt_out(conversation, messages)
             elif command is not None and command.name not in UPLOAD_COMMANDS:
                 await self.chat.show(
                     conversation,
@@ -174,6 +209,17 @@ class TelegramHandlers:
             else:
                 style_name = command.args.split()[0] if command and command.args else None
                 await self._upload(conversation, messages, style_name)
+
+    async def _opt_out(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+        """Register the images of these messages (the sender's own) as the artist's."""
+        try:
+            files = [await self._download(message) for message in messages]
+        except UploadRefused as refused:
+            await self.chat.show(conversation, ErrorReply(str(refused)))
+            return
+        await self.chat.show(
+            conversation, await self.core.handle(OptOut(conversation.requester, tuple(files)))
+        )
 
     def _replies_to_me(self, message: Message) -> bool:
         replied = message.reply_to_message
@@ -262,7 +308,7 @@ class TelegramHandlers:
             case "style":
                 await self._style(conversation, args)
             case "verify":
-                replied = message.reply_to_message
+                replied = replied_message(message)
                 if replied is None or not (replied.photo or replied.document):
                     await self.chat.show(
                         conversation,
@@ -282,6 +328,12 @@ class TelegramHandlers:
             case "discard":
                 self.consent.forget(conversation)
                 command = DiscardUploads(me)
+            case "optout":
+                await self._optout_reply(conversation, message)
+            case "admin":
+                await self._admin(conversation, args, message)
+            case "forgetme":
+                await self._forget_me(conversation, args)
             case "upload":
                 await self.chat.show(
                     conversation,
@@ -352,6 +404,84 @@ class TelegramHandlers:
                     return
         await self.chat.show(conversation, reply)
 
+    async def _optout_reply(self, conversation: Conversation, message: Message) -> None:
+        """``/optout`` typed as a reply to one's own message with an image."""
+        replied = replied_message(message)
+        if replied is None or not (replied.photo or replied.document):
+            await self.chat.show(
+                conversation,
+                ErrorReply(
+                    "Send images you made with /optout as their caption, or reply /optout "
+                    "to your own message with an image. Nothing was registered."
+                ),
+            )
+            return
+        # Registering marks the images as the sender's work, which locks everyone else out
+        # of them: only one's own posts may be registered.
+        if replied.from_user is None or replied.from_user.id != conversation.user_id:
+            await self.chat.show(
+                conversation,
+                ErrorReply(
+                    "You can only opt out images you posted yourself. Nothing was registered."
+                ),
+            )
+            return
+        await self._opt_out(conversation, [replied])
+
+    async def _admin(self, conversation: Conversation, args: str, message: Message) -> None:
+        replied = replied_message(message)
+        replied_user = None
+        if replied is not None and replied.from_user is not None:
+            replied_user = RepliedUser(
+                replied.from_user.id,
+                is_bot=replied.from_user.is_bot or replied.sender_chat is not None,
+            )
+        try:
+            command = parse_admin(conversation.requester, args, replied_user)
+        except AdminUsageError as error:
+            await self.chat.show(conversation, ErrorReply(str(error)))
+            return
+        if command is None:
+            await self.chat.show(conversation, TextReply(admin_commands.HELP))
+            return
+        if admin_commands.needs_manager_check(command) and conversation.in_group:
+            manages = await self._manages_chat(conversation)
+            command = dataclasses.replace(command, manages_server=manages)
+        await self.chat.show(conversation, await self.core.handle(command))
+
+    async def _manages_chat(self, conversation: Conversation) -> bool:
+        """Whether the sender is the group's creator or one of its administrators.
+
+        Asked of Telegram for each admin command rather than cached: admin commands are
+        rare, and a demoted administrator loses the right at once. When Telegram cannot
+        say, the answer is no (the core then refuses, changing nothing).
+        """
+        chat_id, user_id = conversation.chat_id, conversation.user_id
+        try:
+            member = await self.sender.call(
+                chat_id, lambda: self.bot.get_chat_member(chat_id, user_id), "get chat member"
+            )
+        except TelegramError as error:
+            log.warning("chat member %s of %s not known: %s", user_id, chat_id, error)
+            return False
+        return member.status in MANAGER_STATUSES
+
+    async def _forget_me(self, conversation: Conversation, args: str) -> None:
+        """The core says what would go; only the asker's press on Erase erases it."""
+        if args:
+            await self.chat.show(
+                conversation,
+                ErrorReply("Send /forgetme alone: I show what it erases and ask first."),
+            )
+            return
+        reply = await self.core.handle(EraseMyData(conversation.requester))
+        if not isinstance(reply, ErasureConfirmation):
+            await self.chat.show(conversation, reply)
+            return
+        await self.chat.send_text(
+            conversation, reply.text, keyboard=erase_keyboard(conversation.user_id)
+        )
+
     async def _consent(self, conversation: Conversation, args: str) -> None:
         """`/consent LICENCE` confirms like the button; `/consent` alone shows the buttons."""
         if args:
@@ -399,6 +529,8 @@ class TelegramHandlers:
                     await self._output_button(query, action)
                 case StyleDeleteAction():
                     await self._style_delete_button(query, action)
+                case EraseAction():
+                    await self._erase_button(query, action)
         except Exception:
             log.exception("button %r failed", query.data)
             await self.chat.answer(query, SORRY, alert=True)
@@ -448,6 +580,34 @@ class TelegramHandlers:
         await self.chat.close_question(
             message, f"⚠️ {outcome}" if isinstance(reply, ErrorReply) else outcome
         )
+
+    async def _erase_button(self, query: CallbackQuery, action: EraseAction) -> None:
+        message = query.message
+        if query.from_user.id != action.user_id:
+            await self.chat.answer(query, "Only the person who asked can answer this.", alert=True)
+            return
+        if not isinstance(message, Message):
+            await self.chat.answer(query, "This question expired; send /forgetme again.")
+            return
+        await self.chat.answer(query)
+        if not action.confirmed:
+            await self.chat.close_question(message, "Kept everything; nothing was erased.")
+            return
+        question = (message.chat_id, message.message_id)
+        if question in self._erasing:
+            return
+        self._erasing.add(question)
+        try:
+            conversation = Conversation.of(message, query.from_user, answering=False)
+            reply = await self.core.handle(EraseMyData(conversation.requester, confirmed=True))
+            if not isinstance(reply, ErrorReply):
+                self.consent.forget(conversation)  # its images are gone with everything else
+            outcome = text_of(reply)
+            await self.chat.close_question(
+                message, f"⚠️ {outcome}" if isinstance(reply, ErrorReply) else outcome
+            )
+        finally:
+            self._erasing.discard(question)
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -32,8 +32,13 @@ BOT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("cancel", "Cancel your newest queued or running job"),
     ("consent", "Confirm your rights to the waiting images"),
     ("discard", "Forget the images waiting for training"),
+    ("optout", "Images you made, captioned /optout: nobody else may train on copies"),
+    ("forgetme", "Erase everything of yours: styles, images, jobs (asks first)"),
     ("help", "How to use this bot"),
 )
+
+#: Registered for group administrators only (the operator types it in a private chat).
+ADMIN_BOT_COMMAND = ("admin", "Admin: pause|resume|quota|removestyle|ban|unban|queue")
 
 HELP_TEXT = """\
 I train an image style from pictures you made (or hold the rights to) and then draw in it.
@@ -53,6 +58,11 @@ Commands:
 /verify — reply to an image (best the PNG file) to trace its watermark
 /status — your jobs; /cancel — cancel your newest job
 /consent [LICENCE] — confirm your rights to the waiting images; /discard — forget them
+/optout — as the caption of images you made (or a reply to your message with them): \
+nobody else can train a style on copies of them
+/forgetme — erase everything I keep of yours (asks first)
+
+Group admins and the bot's operator: /admin lists the admin commands.
 
 In groups, styles shared with the group can be used by its members; private styles only \
 by their owner."""
@@ -74,22 +84,55 @@ def fit(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 # Short prefixes keep every payload under Telegram's 64-byte limit. Consent payloads carry
 # the asking user's id, so a press by anyone else is refused without any server-side state.
 
-ConsentStep = Literal["licence", "confirm", "cancel"]
+ConsentStep = Literal["licence", "people", "confirm", "cancel"]
 OutputVerb = Literal["reroll", "vary", "info", "delete"]
 
-_CONSENT_PREFIX: dict[ConsentStep, str] = {"licence": "cl", "confirm": "cy", "cancel": "cn"}
+_CONSENT_PREFIX: dict[ConsentStep, str] = {
+    "licence": "cl",
+    "people": "cp",
+    "confirm": "cy",
+    "cancel": "cn",
+}
 _OUTPUT_PREFIX: dict[OutputVerb, str] = {"reroll": "or", "vary": "ov", "info": "oi", "delete": "od"}
 _STYLE_DELETE_PREFIX = "sd"
 _STYLE_KEEP_PREFIX = "sk"
+_ERASE_PREFIX = "ey"
+_ERASE_KEEP_PREFIX = "en"
+
+
+@dataclass(frozen=True)
+class PeopleAnswer:
+    """One answer to "do recognisable people appear?": a one-letter code for callback data,
+    and the ``identifiable_people``/``people_agreed`` of the core's ConfirmConsent."""
+
+    code: str
+    label: str
+    identifiable_people: bool
+    people_agreed: bool | None
+
+
+PEOPLE_ANSWERS: tuple[PeopleAnswer, ...] = (
+    PeopleAnswer("n", "No recognisable people", False, None),
+    PeopleAnswer("y", "Recognisable people, and each agreed", True, True),
+    # The core refuses this one at Confirm; it is offered so nobody has to lie to go on.
+    PeopleAnswer("x", "Recognisable people who did not agree", True, False),
+)
+
+
+def find_people_answer(code: str) -> PeopleAnswer | None:
+    return next((answer for answer in PEOPLE_ANSWERS if answer.code == code), None)
 
 
 @dataclass(frozen=True)
 class ConsentAction:
-    """A press on the consent keyboard. ``licence`` is the chosen one ("" when none yet)."""
+    """A press on the consent keyboard. ``licence`` and ``people`` (a PeopleAnswer code)
+    are the answers chosen so far ("" when none yet): the keyboard carries them, so the
+    bot keeps no state per question."""
 
     step: ConsentStep
     user_id: int
     licence: str = ""
+    people: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,18 +152,29 @@ class StyleDeleteAction:
     confirmed: bool
 
 
-CallbackAction = ConsentAction | OutputAction | StyleDeleteAction
+@dataclass(frozen=True)
+class EraseAction:
+    """The answer to /forgetme's "erase everything?" (``confirmed`` False keeps it all)."""
+
+    user_id: int
+    confirmed: bool
+
+
+CallbackAction = ConsentAction | OutputAction | StyleDeleteAction | EraseAction
 
 
 def encode_callback(action: CallbackAction) -> str:
     match action:
-        case ConsentAction(step=step, user_id=user_id, licence=licence):
-            data = f"{_CONSENT_PREFIX[step]}|{user_id}|{licence}"
+        case ConsentAction(step=step, user_id=user_id, licence=licence, people=people):
+            # Without a people answer the data is what keyboards sent before the question.
+            data = f"{_CONSENT_PREFIX[step]}|{user_id}|{licence}" + (f"|{people}" if people else "")
         case OutputAction(verb=verb, output_id=output_id):
             data = f"{_OUTPUT_PREFIX[verb]}|{output_id}"
         case StyleDeleteAction(user_id=user_id, name=name, confirmed=confirmed):
             prefix = _STYLE_DELETE_PREFIX if confirmed else _STYLE_KEEP_PREFIX
             data = f"{prefix}|{user_id}|{name}"
+        case EraseAction(user_id=user_id, confirmed=confirmed):
+            data = f"{_ERASE_PREFIX if confirmed else _ERASE_KEEP_PREFIX}|{user_id}"
     if len(data.encode()) > MAX_CALLBACK_DATA_BYTES:
         raise ValueError(f"callback data over {MAX_CALLBACK_DATA_BYTES} bytes: {data!r}")
     return data
@@ -136,12 +190,17 @@ def parse_callback(data: str | None) -> CallbackAction | None:
         for step, code in _CONSENT_PREFIX.items():
             if prefix == code:
                 licence = fields[1] if len(fields) > 1 else ""
-                return ConsentAction(step, int(fields[0]), licence)
+                people = fields[2] if len(fields) > 2 else ""
+                if people and find_people_answer(people) is None:
+                    return None
+                return ConsentAction(step, int(fields[0]), licence, people)
         for verb, code in _OUTPUT_PREFIX.items():
             if prefix == code and fields[0]:
                 return OutputAction(verb, fields[0])
         if prefix in (_STYLE_DELETE_PREFIX, _STYLE_KEEP_PREFIX) and len(fields) == 2:
             return StyleDeleteAction(int(fields[0]), fields[1], prefix == _STYLE_DELETE_PREFIX)
+        if prefix in (_ERASE_PREFIX, _ERASE_KEEP_PREFIX) and len(fields) == 1:
+            return EraseAction(int(fields[0]), prefix == _ERASE_PREFIX)
     except ValueError:
         return None
     return None
@@ -156,27 +215,45 @@ def consent_text(reply: ConsentRequest, *, from_photos: bool, style_name: str | 
         parts.append(PHOTO_RECOMPRESSION_NOTE)
     parts.append(f"Terms (version {reply.terms_version}): {reply.terms}")
     then = f"training {style_name} starts" if style_name else "I record your consent"
-    parts.append(f"Pick the licence of your images, then press Confirm and {then}.")
+    parts.append(
+        "Pick the licence of your images and say whether recognisable people appear in them, "
+        f"then press Confirm and {then}."
+    )
     return fit("\n\n".join(parts))
 
 
 def consent_keyboard(
-    user_id: int, licences: Sequence[Licence], chosen: str = ""
+    user_id: int, licences: Sequence[Licence], chosen: str = "", people: str = ""
 ) -> InlineKeyboardMarkup:
-    """One button per licence (the chosen one ticked), then Confirm and Cancel."""
+    """One button per licence, then one per people answer (the chosen ones ticked), then
+    Confirm and Cancel. Every button carries both answers chosen so far."""
     rows = [
         [
             InlineKeyboardButton(
                 ("✓ " if licence.id == chosen else "") + licence.label,
-                callback_data=encode_callback(ConsentAction("licence", user_id, licence.id)),
+                callback_data=encode_callback(
+                    ConsentAction("licence", user_id, licence.id, people)
+                ),
             )
         ]
         for licence in licences
     ]
+    rows.extend(
+        [
+            InlineKeyboardButton(
+                ("✓ " if answer.code == people else "") + answer.label,
+                callback_data=encode_callback(
+                    ConsentAction("people", user_id, chosen, answer.code)
+                ),
+            )
+        ]
+        for answer in PEOPLE_ANSWERS
+    )
     rows.append(
         [
             InlineKeyboardButton(
-                "Confirm", callback_data=encode_callback(ConsentAction("confirm", user_id, chosen))
+                "Confirm",
+                callback_data=encode_callback(ConsentAction("confirm", user_id, chosen, people)),
             ),
             InlineKeyboardButton(
                 "Cancel", callback_data=encode_callback(ConsentAction("cancel", user_id))
@@ -223,6 +300,16 @@ def document_caption(output_id: str) -> str:
     return f"stylebot output {output_id} (PNG with provenance metadata; /verify traces it)"
 
 
+def preview_hint_text(display_name: str, bot_username: str | None) -> str:
+    """Said in a group, once per training, when its owner's private chat is closed to the bot."""
+    chat = f"@{bot_username}" if bot_username else "me"
+    return (
+        f"{display_name}, your style in training has previews, and they are for you only, "
+        f"so I send them in our private chat, where I cannot write to you yet. Open a chat "
+        f"with {chat} and press Start to get the next ones."
+    )
+
+
 def style_choices_text(reply: StyleChoices) -> str:
     if not reply.names:
         return "No styles you can use here yet."
@@ -240,6 +327,21 @@ def delete_style_keyboard(user_id: int, name: str) -> InlineKeyboardMarkup:
                 InlineKeyboardButton(
                     "Keep it",
                     callback_data=encode_callback(StyleDeleteAction(user_id, name, False)),
+                ),
+            ]
+        ]
+    )
+
+
+def erase_keyboard(user_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    "Erase everything", callback_data=encode_callback(EraseAction(user_id, True))
+                ),
+                InlineKeyboardButton(
+                    "Keep it", callback_data=encode_callback(EraseAction(user_id, False))
                 ),
             ]
         ]
