@@ -16,6 +16,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_sd2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SD 2.x-architecture model (v-prediction), written once per session."""
+    from stylebot.engine.models import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd2", family="sd2")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SDXL-architecture model (two text encoders), written once per session."""
+    from stylebot.engine.models import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sdxl", family="sdxl")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Run torch on one CPU thread for a module's tests.

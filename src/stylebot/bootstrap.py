@@ -194,9 +194,9 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         queue = ArqJobQueue(redis)
         events = EventConsumer(redis)
         await events.ensure_group()
-        # Each store keeps its own connection to the one database file (WAL).
-        ledger = await SqliteConsentLedger.open(settings.database_path)
-        stack.push_async_callback(ledger.close)
+        # The ledger writes on the repository's connection, so that an entry commits
+        # with the records it speaks for; the other stores keep their own (WAL).
+        ledger = SqliteConsentLedger(repo)
         optouts = await SqliteOptOutRegistry.open(settings.database_path)
         stack.push_async_callback(optouts.close)
         usage = await SqliteUsageLog.open(settings.database_path)
@@ -233,7 +233,10 @@ def chat_adapters(frontend: FrontEnd) -> list[ChatAdapter]:
     if settings.telegram_token:
         from stylebot.bot.telegram import TelegramAdapter
 
-        adapters.append(TelegramAdapter(frontend.bot, settings))
+        # Unset: python-telegram-bot's own api.telegram.org URLs.
+        api_url = (settings.telegram_api_url or "").rstrip("/")
+        server = {"base_url": f"{api_url}/bot", "base_file_url": f"{api_url}/file/bot"}
+        adapters.append(TelegramAdapter(frontend.bot, settings, **(server if api_url else {})))
     return adapters
 
 

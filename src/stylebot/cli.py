@@ -50,9 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    tiny = model_commands.add_parser("tiny", help="write a tiny random SD 1.5-architecture model")
+    tiny = model_commands.add_parser(
+        "tiny", help="write a tiny random SD 1.5, SD 2.x or SDXL-architecture model"
+    )
     tiny.add_argument("path", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument(
+        "--family",
+        choices=("sd15", "sd2", "sdxl"),
+        default="sd15",
+        help="the architecture: SD 1.5 (epsilon), SD 2.x (v-prediction) or SDXL (default sd15)",
+    )
     doctor = commands.add_parser(
         "doctor",
         help="check settings, tokens, Redis, the model, GPU, disk; say how to fix each",
@@ -128,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             case "model":
                 from stylebot.engine.models import write_tiny_model
 
-                path = write_tiny_model(args.path, seed=args.seed)
-                print(f"wrote a tiny model to {path}")
+                path = write_tiny_model(args.path, seed=args.seed, family=args.family)
+                print(f"wrote a tiny {args.family} model to {path}")
                 return 0
     except KeyboardInterrupt:
         return 130

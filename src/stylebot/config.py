@@ -19,14 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stylebot.queue.payloads import TrainSettings
+from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS, TRAIN_METHODS, TrainSettings
 
 ENV_PREFIX = "STYLEBOT_"
 UNPREFIXED_ENV = ("redis_url", "discord_token", "discord_guild_id", "telegram_token")
+# Few-step ("turbo") models: SD-Turbo and SDXL-Turbo are distilled to sample in
+# 1 to 4 steps without classifier-free guidance; more steps or guidance only
+# spoil their images.
+MODEL_VARIANTS = ("auto", "standard", "turbo")
+BASE_MODEL_FAMILIES = ("auto", "sd15", "sd2", "sdxl")
+FEW_STEP_MAX_STEPS = 4
+FEW_STEP_DEFAULT_STEPS = 1
 
 
 class SettingsError(ValueError):
     """A setting has a value the program cannot use; the message says which and why."""
+
+
+# The values Settings.mixed_style_batches takes.
+MIXED_STYLE_BATCHES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -39,12 +50,37 @@ class Settings:
     base_model: str = ""
     device: str = "auto"
     dtype: str = "auto"
+    # turbo: a few-step model (guidance 0, at most 4 steps, default 1; see
+    # load_settings); standard: not; auto: turbo when the base model's name
+    # contains "turbo".
+    model_variant: str = "auto"
+    # A single-file checkpoint's family: sd15, sd2, sdxl, or auto (read from its keys).
+    base_model_family: str = "auto"
 
-    # Training defaults.
-    train_steps: int = 200
+    # Training defaults. Steps, rank and learning rate left unset (None) are
+    # chosen per style from its number of images (stylebot.bot.core.training_defaults).
+    train_steps: int | None = None
     train_resolution: int = 512
-    lora_rank: int = 8
-    learning_rate: float = 1e-4
+    lora_rank: int | None = None
+    learning_rate: float | None = None
+    # Mirror images too (off: styles with text or asymmetric motifs suffer).
+    train_flip: bool = False
+    # Min-SNR-γ loss weighting (0: plain MSE) and offset noise (0: none; 0.05-0.1
+    # lets a style be darker or brighter overall than mid-grey).
+    train_min_snr_gamma: float = 5.0
+    train_noise_offset: float = 0.0
+    # Less GPU memory for about a third more time per step.
+    train_gradient_checkpointing: bool = False
+    # auto: bf16 (else fp16) autocast on a GPU, none on a CPU; or no, fp16, bf16.
+    train_mixed_precision: str = "auto"
+    # auto: 8-bit AdamW on CUDA when bitsandbytes is installed, else AdamW; or adamw, adamw8bit.
+    train_optimizer: str = "auto"
+    # What a style trains: lora; textual_inversion (a new token's embedding, the
+    # style's token then starts its prompts); or both (pivotal tuning).
+    train_method: str = "lora"
+    # A running training saves a checkpoint every this many steps (or 30 s), so a
+    # worker that dies costs at most that much work: another worker resumes there.
+    checkpoint_every_steps: int = 50
     train_timeout_s: int = 6 * 3600
     min_train_images: int = 1
     max_train_images: int = 40
@@ -89,6 +125,15 @@ class Settings:
     worker_concurrency: int = 1
     # Same-style requests waiting together share one pipeline call, up to this.
     max_batch_size: int = 4
+    # A new style that finds the adapter cache full is hot-swapped into the least
+    # recently used style's slot (no UNet walk, no torch.compile recompile);
+    # slots are padded to this rank, the largest the trainer makes by default.
+    lora_hotswap: bool = True
+    lora_hotswap_rank: int = 16
+    # Requests in different styles (same size, steps, guidance) share one call
+    # through PEFT's per-sample adapters: auto = on a CUDA device only (on the
+    # CPU it saves nothing), on, or off.
+    mixed_style_batches: str = "auto"
     # A worker holds a running job's lease this long and renews it; a job
     # whose worker died is retried once its lease runs out.
     job_lease_s: float = 60.0
@@ -104,6 +149,9 @@ class Settings:
     discord_token: str | None = None
     discord_guild_id: int | None = None
     telegram_token: str | None = None
+    # A Bot API server other than api.telegram.org (e.g. a local telegram-bot-api,
+    # http://localhost:8081); the bot calls URL/bot<token>/ and URL/file/bot<token>/.
+    telegram_api_url: str | None = None
 
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -137,12 +185,38 @@ class Settings:
         """The base model to load: the setting, else the tiny demo model."""
         return self.base_model or str(self.tiny_model_dir)
 
+    @property
+    def few_step_model(self) -> bool:
+        """Whether the base model is a few-step (turbo) one, by `model_variant`."""
+        return is_few_step_model(self.model, self.model_variant)
+
+    @property
+    def train_chosen_from_images(self) -> tuple[str, ...]:
+        """The TrainSettings fields the operator left to the number of images."""
+        unset = {
+            "steps": self.train_steps,
+            "rank": self.lora_rank,
+            "learning_rate": self.learning_rate,
+        }
+        return tuple(name for name, value in unset.items() if value is None)
+
     def train_settings(self) -> TrainSettings:
+        """The operator's training settings; unset ones hold TrainSettings' defaults
+        until `train_chosen_from_images` replaces them per style."""
+        base = TrainSettings()
         return TrainSettings(
-            steps=self.train_steps,
+            steps=base.steps if self.train_steps is None else self.train_steps,
             resolution=self.train_resolution,
-            rank=self.lora_rank,
-            learning_rate=self.learning_rate,
+            rank=base.rank if self.lora_rank is None else self.lora_rank,
+            learning_rate=base.learning_rate if self.learning_rate is None else self.learning_rate,
+            flip=self.train_flip,
+            min_snr_gamma=self.train_min_snr_gamma,
+            noise_offset=self.train_noise_offset,
+            gradient_checkpointing=self.train_gradient_checkpointing,
+            mixed_precision=self.train_mixed_precision,
+            optimizer=self.train_optimizer,
+            checkpoint_every_steps=max(1, self.checkpoint_every_steps),
+            method=self.train_method,
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -179,7 +253,51 @@ def load_settings(
     unknown = {k: v for k, v in values.items() if k not in known}
     hints = typing.get_type_hints(Settings)
     kwargs = {name: _coerce(name, values[name], hints[name]) for name in known if name in values}
-    return Settings(**kwargs, extra=unknown)
+    settings = Settings(**kwargs, extra=unknown)
+    _check_choice("train_mixed_precision", settings.train_mixed_precision, MIXED_PRECISION)
+    _check_choice("train_optimizer", settings.train_optimizer, OPTIMIZERS)
+    _check_choice("train_method", settings.train_method, TRAIN_METHODS)
+    _check_choice("mixed_style_batches", settings.mixed_style_batches, MIXED_STYLE_BATCHES)
+    if settings.model_variant not in MODEL_VARIANTS:
+        raise SettingsError(
+            f"setting model_variant (env {ENV_PREFIX}MODEL_VARIANT) should be one of "
+            f"{', '.join(MODEL_VARIANTS)}, got {settings.model_variant!r}"
+        )
+    if settings.base_model_family not in BASE_MODEL_FAMILIES:
+        raise SettingsError(
+            f"setting base_model_family (env {ENV_PREFIX}BASE_MODEL_FAMILY) should be one of "
+            f"{', '.join(BASE_MODEL_FAMILIES)}, got {settings.base_model_family!r}"
+        )
+    if settings.few_step_model:
+        # Caps rather than defaults: a copied .env.example sets 25 steps and
+        # guidance 7.5, which a turbo model cannot use.
+        max_steps = min(settings.max_steps, FEW_STEP_MAX_STEPS)
+        default_steps = (
+            settings.default_steps if "default_steps" in kwargs else FEW_STEP_DEFAULT_STEPS
+        )
+        settings = dataclasses.replace(
+            settings,
+            max_steps=max_steps,
+            default_steps=min(default_steps, max_steps),
+            default_guidance=0.0,
+        )
+    return settings
+
+
+def is_few_step_model(base_model: str, variant: str = "auto") -> bool:
+    """`variant` "turbo" or "standard" decides; "auto" looks for "turbo" in the
+    model's own name (the folder, file or hub repo name: sd-turbo, sdxl-turbo)."""
+    if variant != "auto":
+        return variant == "turbo"
+    return "turbo" in Path(base_model.rstrip("/\\")).name.lower()
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SettingsError(
+            f"setting {name} (env {ENV_PREFIX}{name.upper()}) should be one of "
+            f"{', '.join(choices)}, got {value!r}"
+        )
 
 
 def _config_path_from(env: Mapping[str, str]) -> Path | None:

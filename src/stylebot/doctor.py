@@ -202,7 +202,9 @@ def check_model(settings: Settings) -> CheckResult:
 
     started = time.perf_counter()
     try:
-        pipeline = load_pipeline(model, device=settings.device, dtype=settings.dtype)
+        pipeline = load_pipeline(
+            model, device=settings.device, dtype=settings.dtype, family=settings.base_model_family
+        )
     except ModelLoadError as exc:
         return _fail(
             "model",
