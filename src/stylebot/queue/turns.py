@@ -29,7 +29,7 @@ from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
 from stylebot.queue.connection import QUEUE_NAME, serialize_job
-from stylebot.queue.fairness import LANES, Lane, Turn, owner_key
+from stylebot.queue.fairness import LANES, Lane, Turn
 
 ARRIVALS_KEY = "stylebot:turns:arrivals"
 VERSION_KEY = "stylebot:turns:version"
@@ -54,9 +54,14 @@ if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return false end
 local turn = redis.call('HGET', KEYS[4], ARGV[1])
 if not turn then
   local current = tonumber(redis.call('GET', KEYS[6]) or '0')
-  local owner_next = tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '0')
-  local round = math.max(owner_next, current)
-  redis.call('HSET', KEYS[5], ARGV[2], string.format('%d', round + 1))
+  local round = current
+  -- A job without an owner takes the current round and books nothing: keeping an
+  -- owner entry per such job would grow the hash by one for every job.
+  if ARGV[2] ~= '' then
+    local owner_next = tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '0')
+    round = math.max(owner_next, current)
+    redis.call('HSET', KEYS[5], ARGV[2], string.format('%d', round + 1))
+  end
   local arrival = redis.call('INCR', KEYS[7])
   turn = string.format('%d:%d', round, arrival)
   redis.call('HSET', KEYS[4], ARGV[1], turn)
@@ -102,7 +107,7 @@ async def enqueue_with_turn(
         ARRIVALS_KEY,
         VERSION_KEY,
     ]
-    args = [job_id, owner_key(owner, job_id), job, redis.expires_extra_ms, enqueued_ms]
+    args = [job_id, owner or "", job, redis.expires_extra_ms, enqueued_ms]
     turn = await redis.eval(_ENQUEUE_WITH_TURN, len(keys), *keys, *args)
     return None if turn is None else Turn.decode(turn)
 

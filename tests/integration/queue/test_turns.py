@@ -19,6 +19,7 @@ from stylebot.queue.turns import (
     claim,
     current_round_key,
     lane_turns,
+    owner_rounds_key,
     queue_version,
     read_turns,
 )
@@ -73,6 +74,9 @@ async def test_redis_gives_the_turns_the_rule_gives(frontend: FrontEnd) -> None:
     assert await frontend.queue.waiting_order("generate") == model.order()
     # Owners came and went: somebody started past round 0, and came back idle.
     assert model.current_round > 3
+    # Only owners are booked; jobs without one leave no entry behind.
+    booked = await redis.hkeys(owner_rounds_key("generate"))
+    assert sorted(key.decode() for key in booked) == ["test:ada", "test:bea", "test:cy", "test:dan"]
 
 
 async def test_concurrent_enqueues_get_distinct_turns_one_round_each(frontend: FrontEnd) -> None:
