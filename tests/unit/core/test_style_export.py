@@ -33,13 +33,16 @@ async def train(world: CoreWorld, who=ALICE, name: str = "ink", licence: str = "
     return queued.job_id
 
 
-async def finish(world: CoreWorld, job_id: str, *, export: bytes | None) -> None:
+async def finish(
+    world: CoreWorld, job_id: str, *, export: bytes | None, embedding: bytes | None = None
+) -> None:
     result = TrainResult(
         lora_key=await world.blobs.put(b"diffusers-layout weights " + job_id.encode()),
         steps=10,
         final_loss=0.1,
         seconds=1.0,
         export_key=await world.blobs.put(export) if export is not None else None,
+        embedding_key=await world.blobs.put(embedding) if embedding is not None else None,
     )
     await world.bot.handle_event(JobEvent(job_id, "train", "finished", result=result.to_dict()))
 
@@ -77,6 +80,20 @@ async def test_export_returns_the_kohya_file_and_says_where_it_loads(world: Core
     assert reply.filename == "ink.safetensors"
     for place in ("AUTOMATIC1111", "ComfyUI", "diffusers", "tiny", "sbt ink style"):
         assert place in reply.text
+    assert "embedding" not in reply.text
+
+
+async def test_a_style_trained_both_ways_exports_its_lora_and_says_the_embedding_stays(
+    world: CoreWorld,
+) -> None:
+    job_id = await train(world)
+    await finish(world, job_id, export=b"kohya-layout file", embedding=b"embedding file")
+
+    reply = await world.bot.handle(ExportStyle(ALICE, "ink"))
+
+    assert isinstance(reply, FileReply)
+    assert reply.data == b"kohya-layout file"
+    assert "holds the LoRA alone" in reply.text
 
 
 async def test_a_style_trained_before_export_files_exports_its_diffusers_weights_with_a_note(

@@ -215,10 +215,20 @@ async def export_style(deps: Deps, command: ExportStyle) -> Reply:
             f"diffusers (pipe.load_lora_weights), on the base model it was trained on "
             f"({_model_name(style.base_model)}). {trigger} Its metadata records the base "
             "model, the trigger, the training settings, the licence, the consent record "
-            "and a hash of the weights."
+            f"and a hash of the weights.{_embedding_left_out(style)}"
         ),
         filename=filename,
         data=await deps.blobs.get(export_key),
+    )
+
+
+def _embedding_left_out(style: Style) -> str:
+    """Trained both ways: say that the file is the LoRA alone, so no one is surprised."""
+    if not style.embedding_key:
+        return ""
+    return (
+        " Here the style also uses a textual-inversion embedding trained with it; this "
+        "file holds the LoRA alone, so elsewhere the style may come out a little weaker."
     )
 
 
