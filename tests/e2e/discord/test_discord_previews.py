@@ -160,12 +160,14 @@ async def test_previews_go_by_dm_once_the_token_is_dead_never_to_the_channel(
         what="the previews by DM",
     )
     await previews_of_one_training(frontend, fake, previews_in(fake.channel_messages(dm)))
-    # The end of training (text only) is told in the channel as before, after the previews.
+    # The end of training follows them into the DMs: /train was private, so is its end.
     await fake.wait_until(
-        lambda: any("is ready" in m["content"] for m in fake.channel_messages(general.id)),
+        lambda: any("is ready" in m["content"] for m in fake.channel_messages(dm)),
         timeout=JOB_TIMEOUT_S,
         what="the end of training",
     )
+    seen_by_all = [m for m in fake.channel_messages(general.id) if not m["flags"] & EPHEMERAL]
+    assert not any("dusk" in m["content"] for m in seen_by_all)
     # The follow-ups were tried and refused (dead token); the channel never got one.
     refused = [
         r
@@ -173,4 +175,32 @@ async def test_previews_go_by_dm_once_the_token_is_dead_never_to_the_channel(
         if r.method == "POST" and r.path.endswith(confirm.token) and r.status == 404
     ]
     assert len(refused) == len(PREVIEW_STEPS)
+    assert previews_in(fake.channel_messages(general.id)) == []
+
+
+async def test_with_dms_closed_previews_are_dropped_and_the_end_is_told_in_the_channel(
+    fake: FakeDiscord,
+    guild: FakeGuild,
+    general: FakeChannel,
+    alice: FakeUser,
+    frontend: FrontEnd,
+    discord_bot: DiscordAdapter,
+    start_worker: StartWorker,
+) -> None:
+    alice.accepts_dms = False
+    preview_every_few_steps(frontend)
+    confirm = await confirm_training(fake, guild, general, alice, "ember")
+    fake.expire_token(confirm.token)
+    await start_worker()
+
+    def ready_posts() -> list[dict[str, Any]]:
+        return [m for m in fake.channel_messages(general.id) if "is ready" in m["content"]]
+
+    await fake.wait_until(lambda: bool(ready_posts()), timeout=JOB_TIMEOUT_S, what="the end")
+    (message,) = ready_posts()
+    assert message["content"].startswith(f"<@{alice.id}> ")
+    assert not message["flags"] & EPHEMERAL  # a normal message: the token was dead
+    # Each preview and the end tried the DMs and were refused; no preview reached anyone.
+    refused_dms = [r for r in fake.requests if r.status == 403 and r.response["code"] == 50007]
+    assert len(refused_dms) == len(PREVIEW_STEPS) + 1
     assert previews_in(fake.channel_messages(general.id)) == []

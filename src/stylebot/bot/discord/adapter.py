@@ -14,6 +14,10 @@ Where a job's result goes, in order:
    the job came from, mentioning the user;
 3. if that channel is gone or closed to the bot (10003 / 403): a DM to the user.
 
+The end of a training job (ready, failed) swaps 2 and 3: /train answers
+ephemerally, so it goes to the owner's DMs first and to the channel only when
+their DMs are closed.
+
 A training preview (a picture of a style still in training) is never posted in the
 channel: /train answers ephemerally and the style is its owner's until shared. It
 goes as an ephemeral follow-up on the interaction showing the training while its
@@ -480,6 +484,14 @@ class DiscordAdapter:
         )
         rendered = render(reply)
         if job_id is not None and await self._edit_interaction(job_id, rendered, view):
+            return
+        # /train answered ephemerally: its end goes to the owner's DMs first, so a
+        # private style's name reaches the channel only when DMs are closed.
+        if (
+            isinstance(reply, JobFinished)
+            and reply.kind == "train"
+            and await self._direct_message(notification.to, rendered.content, rendered, view)
+        ):
             return
         await self._post_elsewhere(notification.to, rendered, view)
 
