@@ -24,9 +24,9 @@ from diffusers import DDPMScheduler
 from stylebot.engine import load_pipeline
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer import train_lora
+from stylebot.trainer.embeddings import encode_caption
 from stylebot.trainer.lora import (
     _borrowed_unet,
-    _encode_caption,
     _flush_denormals,
     _images_to_tensor,
 )
@@ -50,7 +50,7 @@ def plain_loop(pipeline, images, settings: TrainSettings) -> float:  # type: ign
                 with torch.no_grad():
                     latents = vae.encode(pixels[index]).latent_dist.sample(rng)
                     latents = latents * vae.config.scaling_factor
-                    caption = _encode_caption(pipeline, TRIGGER)
+                    caption, _ = encode_caption(pipeline, TRIGGER)
                 noise = torch.randn(latents.shape, generator=rng)
                 timesteps = torch.randint(0, 1000, (1,), generator=rng)
                 noisy = scheduler.add_noise(latents, noise, timesteps)

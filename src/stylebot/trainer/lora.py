@@ -120,53 +120,18 @@ class TextConditioning:
         return kwargs
 
 
-def _centre_crop_time_ids(image: Image.Image, resolution: int) -> list[int]:
-    """SDXL's size/crop numbers for `prepare_training_image`'s centre crop: the
-    upload's size, and the crop's top-left corner in the resized image."""
-    width, height = image.size
-    scale = resolution / min(width, height)
-    resized_width = max(resolution, round(width * scale))
-    resized_height = max(resolution, round(height * scale))
-    top, left = (resized_height - resolution) // 2, (resized_width - resolution) // 2
-    return [height, width, top, left, resolution, resolution]
-
-
 @torch.no_grad()
 def _text_conditioning(
-    pipeline: BasePipeline,
-    caption: str,
-    images: Sequence[Image.Image],
-    resolution: int,
-    dtype: torch.dtype,
+    pipeline: BasePipeline, caption: str, dtype: torch.dtype
 ) -> TextConditioning:
-    """The caption's conditioning, encoded as the pipeline encodes a prompt at sampling."""
+    """The caption's conditioning, encoded once as the pipeline encodes a prompt at
+    sampling. SDXL's per-image size and crop come from the buckets
+    (`_with_size_conditioning`)."""
     device = pipeline.unet.device
-    if not isinstance(pipeline, StableDiffusionXLPipeline):
-        return TextConditioning(_encode_caption(pipeline, caption).to(device, dtype))
-    # SDXL: both encoders' penultimate hidden states side by side, pooled
-    # from the second: the pipeline's own encoding, so training sees what sampling does.
-    hidden_states, _, pooled, _ = pipeline.encode_prompt(
-        caption, device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+    hidden_states, pooled = encode_caption(pipeline, caption)
+    return TextConditioning(
+        hidden_states.to(device, dtype), None if pooled is None else pooled.to(device, dtype)
     )
-    time_ids = torch.tensor(
-        [_centre_crop_time_ids(image, resolution) for image in images], dtype=dtype
-    )
-    return TextConditioning(hidden_states.to(dtype), pooled.to(dtype), time_ids.to(device))
-
-
-@torch.no_grad()
-def _encode_caption(pipeline: StableDiffusionPipeline, caption: str) -> torch.Tensor:
-    """The caption's CLIP hidden states, encoded once, as the pipeline does at sampling."""
-    tokenizer = pipeline.tokenizer
-    ids = tokenizer(
-        caption,
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-    text_encoder = pipeline.text_encoder
-    return text_encoder(ids.to(text_encoder.device))[0]
 
 
 def _tuner_layers(unet: torch.nn.Module) -> list[BaseTunerLayer]:
@@ -403,9 +368,7 @@ def train_lora(
         # The training token in the tokenizer(s) before the caption is encoded.
         token.attached() if token is not None else nullcontext(),
     ):
-        conditioning = _text_conditioning(
-            pipeline, caption, images, settings.resolution, unet_dtype
-        )
+        conditioning = _text_conditioning(pipeline, caption, unet_dtype)
         # SDXL: each image's own size and crop in its bucket.
         conditioning = _with_size_conditioning(conditioning, training)
         held_conditioning = _with_size_conditioning(conditioning, held_out)
@@ -598,12 +561,11 @@ def _with_size_conditioning(
     conditioning: TextConditioning, images: Sequence[BucketedImage]
 ) -> TextConditioning:
     """SDXL's size and crop numbers for `images` in their buckets (others need none)."""
-    if conditioning.time_ids is None:
+    pooled = conditioning.pooled
+    if pooled is None:
         return conditioning
-    time_ids = torch.tensor(
-        [image.size_conditioning() for image in images], dtype=conditioning.time_ids.dtype
-    )
-    return dataclasses.replace(conditioning, time_ids=time_ids.to(conditioning.time_ids.device))
+    time_ids = torch.tensor([image.size_conditioning() for image in images], dtype=pooled.dtype)
+    return dataclasses.replace(conditioning, time_ids=time_ids.to(pooled.device))
 
 
 def _restore(
