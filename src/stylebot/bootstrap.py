@@ -194,13 +194,12 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         queue = ArqJobQueue(redis)
         events = EventConsumer(redis)
         await events.ensure_group()
-        # The ledger writes on the repository's connection, so that an entry commits
-        # with the records it speaks for; the other stores keep their own (WAL).
+        # The ledger, opt-outs and usage write on the repository's connection, so that
+        # their writes commit with the records they go with (a consent and its ledger
+        # entry, an erasure and all it removes); the admin store keeps its own (WAL).
         ledger = SqliteConsentLedger(repo)
-        optouts = await SqliteOptOutRegistry.open(settings.database_path)
-        stack.push_async_callback(optouts.close)
-        usage = await SqliteUsageLog.open(settings.database_path)
-        stack.push_async_callback(usage.close)
+        optouts = SqliteOptOutRegistry(repo)
+        usage = SqliteUsageLog(repo)
         identity = await asyncio.to_thread(signing_identity, settings)
         admin_ports, admin_store = await open_admin_ports(settings, redis)
         stack.push_async_callback(admin_store.close)

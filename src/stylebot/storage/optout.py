@@ -1,44 +1,43 @@
-"""`SqliteOptOutRegistry`: the core's `OptOutRegistry` port (table `optout_images`).
+"""`SqliteOptOutRegistry`: the core's `OptOutRegistry` port (table `optout_images`), on
+the repository's connection (as `stylebot.storage.ledger` explains).
 
 Rows are only added, except that an erasure (/forgetme) hands a person's rows to an
-anonymous id: the opt-out stays in force without saying whose it was.
+anonymous id, in the same transaction as the rest of the erasure: the opt-out stays in
+force without saying whose it was.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
-import aiosqlite
-
 from stylebot.bot.core.optout import OptedOutImage
-from stylebot.storage.database import open_database
+from stylebot.storage.repository import SqliteRepository
 
 __all__ = ["SqliteOptOutRegistry"]
 
 
 class SqliteOptOutRegistry:
-    """On a connection of its own: its writes never need to commit with a repository's."""
-
-    def __init__(self, connection: aiosqlite.Connection) -> None:
-        self._db = connection
-        self._lock = asyncio.Lock()
+    def __init__(self, repo: SqliteRepository, *, owns_repo: bool = False) -> None:
+        self._repo = repo
+        self._owns_repo = owns_repo
 
     @classmethod
     async def open(cls, path: Path) -> Self:
-        return cls(await open_database(path))
+        """Open (and migrate) the database file at `path` on a connection of its own."""
+        return cls(await SqliteRepository.open(path), owns_repo=True)
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._db.close()
+        """Close the connection if `open` made it; a shared repository is its owner's."""
+        if self._owns_repo:
+            await self._repo.close()
 
     async def add(self, image: OptedOutImage) -> bool:
         if image.created_at.tzinfo is None:
             raise ValueError("created_at must be timezone-aware")
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._repo.transaction():
+            added = await self._repo.write_in_transaction(
                 "INSERT INTO optout_images"
                 " (platform, platform_user_id, sha256, phash, created_at)"
                 " VALUES (?, ?, ?, ?, ?)"
@@ -51,20 +50,18 @@ class SqliteOptOutRegistry:
                     image.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
                 ),
             )
-            return cursor.rowcount == 1
+        return added == 1
 
     async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._repo.transaction():
+            return await self._repo.write_in_transaction(
                 "UPDATE optout_images SET platform_user_id = ?"
                 " WHERE platform = ? AND platform_user_id = ?",
                 (anonymous_id, platform, platform_user_id),
             )
-            return cursor.rowcount
 
     async def all(self) -> list[OptedOutImage]:
-        async with self._lock:
-            rows = await self._db.execute_fetchall("SELECT * FROM optout_images ORDER BY id")
+        rows = await self._repo.fetch_rows("SELECT * FROM optout_images ORDER BY id")
         return [
             OptedOutImage(
                 platform=row["platform"],

@@ -194,18 +194,19 @@ class SqliteRepository:
         """Run one statement inside the current transaction (the caller opens it)."""
         return await self._db.execute(sql, params)
 
-    # -- for stores that share this connection (storage/ledger.py) --------------
+    # -- for stores that share this connection (ledger, opt-outs, usage) ------
 
     async def fetch_rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Read on this connection, after other coroutines' transactions."""
         return await self._fetchall(sql, params)
 
-    async def write_in_transaction(self, sql: str, params: Sequence[Any] = ()) -> None:
+    async def write_in_transaction(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write inside the caller's `transaction()` of this repository, so that it
-        commits or rolls back with the repository's own writes."""
+        commits or rolls back with the repository's own writes; returns the rows it changed."""
         if self._inside() is None:
             raise RuntimeError("write_in_transaction needs an open transaction()")
-        await self._db.execute(sql, params)
+        cursor = await self._db.execute(sql, params)
+        return cursor.rowcount
 
     # -- users ----------------------------------------------------------------
 

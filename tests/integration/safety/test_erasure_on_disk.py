@@ -78,8 +78,10 @@ class Stack:
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     settings = Settings(data_dir=tmp_path / "data")
     repo = await SqliteRepository.open(settings.database_path)
-    optouts = await SqliteOptOutRegistry.open(settings.database_path)
-    usage = await SqliteUsageLog.open(settings.database_path)
+    # On the repository's connection, as bootstrap builds them: their writes join the
+    # erasure's transaction (a store on a connection of its own would wait for its lock).
+    optouts = SqliteOptOutRegistry(repo)
+    usage = SqliteUsageLog(repo)
     blobs = LocalBlobStore(settings.blob_dir)
     queue = RecordingQueue()
     bot = StyleBot(
@@ -97,8 +99,6 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield Stack(settings, bot, repo, blobs, queue)
     finally:
         await repo.close()
-        await optouts.close()
-        await usage.close()
 
 
 async def train(s: Stack, who: object, name: str, *seeds: int) -> None:
@@ -218,3 +218,66 @@ async def test_erasure_leaves_nothing_of_the_user_on_disk_and_keeps_the_others_w
     )
     assert status == 0
     assert f"{len(entries)} entries, intact" in capsys.readouterr().out
+
+
+async def test_an_erasure_that_fails_midway_changes_nothing_and_a_second_try_completes(
+    stack: Stack,
+) -> None:
+    """The last step's writes (records, usage, opt-outs, ledger entry) commit together: a
+    failure in the usage delete, injected as a trigger, leaves all of it as it was."""
+    s, database = stack, stack.settings.database_path
+    await train(s, BOB, "sea", 20, 21)
+    await generate(s, ALICE, "sea")  # Alice has no style: all she has goes in one step
+    await s.bot.handle(UploadImages(ALICE, (IncomingFile("a.png", painting(3)),)))
+    await s.bot.handle(OptOut(ALICE, (IncomingFile("mine.png", painting(50)),)))
+    alice = await s.repo.find_user("discord", "alice")
+    assert alice is not None
+
+    def alice_rows() -> dict[str, int]:
+        counted = {
+            "users": rows(database, "SELECT * FROM users WHERE id = ?", (alice.id,)),
+            "uploads": rows(database, "SELECT * FROM uploads WHERE user_id = ?", (alice.id,)),
+            "outputs": rows(database, "SELECT * FROM outputs WHERE user_id = ?", (alice.id,)),
+            "usage": rows(database, "SELECT * FROM usage_events WHERE user_key LIKE '%alice'"),
+            "optouts": rows(
+                database, "SELECT * FROM optout_images WHERE platform_user_id = 'alice'"
+            ),
+            "erasures": rows(database, "SELECT * FROM consent_ledger WHERE kind = 'erasure'"),
+        }
+        return {table: len(found) for table, found in counted.items()}
+
+    before = alice_rows()
+    assert before == {
+        "users": 1,
+        "uploads": 1,
+        "outputs": 1,
+        "usage": before["usage"],
+        "optouts": 1,
+        "erasures": 0,
+    }
+    assert before["usage"] > 0
+    blobs_before = files_under(s.settings.blob_dir)
+
+    rows(  # on a connection of its own, as another process would
+        database,
+        "CREATE TRIGGER refuse_usage_delete BEFORE DELETE ON usage_events"
+        " BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="injected failure"):
+        await s.bot.handle(EraseMyData(ALICE, confirmed=True))
+    assert alice_rows() == before
+    assert files_under(s.settings.blob_dir) == blobs_before
+
+    rows(database, "DROP TRIGGER refuse_usage_delete")
+    reply = await s.bot.handle(EraseMyData(ALICE, confirmed=True))
+    assert isinstance(reply, TextReply), reply
+    assert alice_rows() == {
+        "users": 0,
+        "uploads": 0,
+        "outputs": 0,
+        "usage": 0,
+        "optouts": 0,
+        "erasures": 1,
+    }
+    assert len(rows(database, "SELECT * FROM optout_images")) == 1  # in force, anonymous
+    assert len(files_under(s.settings.blob_dir)) == len(blobs_before) - 2

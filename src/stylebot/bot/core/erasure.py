@@ -8,11 +8,11 @@ What goes, in this order:
 2. their other queued or running jobs are cancelled;
 3. their remaining records go in one transaction with an erasure entry in the ledger:
    images waiting for training, unused consents, the images they generated (with anyone's
-   style), their job history, and their user row (deleted, not anonymised: nothing else
-   needs it once the rest is gone);
-4. the blobs those records named that nothing else uses (a blob is shared by content, so
-   another user's upload of the same image keeps it);
-5. their usage rows (quotas, rate limits).
+   style), their job history, their usage rows (quotas, rate limits), their user row
+   (deleted, not anonymised: nothing else needs it once the rest is gone), and their
+   opt-outs are handed to an anonymous id;
+4. after the commit, the blobs those records named that nothing else uses (a blob is
+   shared by content, so another user's upload of the same image keeps it).
 
 What stays, and why:
 
@@ -111,6 +111,17 @@ async def _holdings(deps: Deps, requester: Requester) -> _Holdings:
     )
 
 
+async def _forget_usage_and_unlink_optouts(deps: Deps, requester: Requester, h: _Holdings) -> None:
+    """Inside the caller's transaction: the stores' adapters write on the repository's
+    connection (see the ports), so these commit or roll back with the erasure."""
+    if deps.usage is not None:
+        await deps.usage.forget(user_key(requester))
+    if deps.optouts is not None and h.optouts:
+        await deps.optouts.reassign(
+            requester.platform, requester.user_id, f"erased-{secrets.token_hex(8)}"
+        )
+
+
 def _confirmation(h: _Holdings) -> ErasureConfirmation:
     names = ", ".join(s.name for s in h.styles)
     styles = f"{len(h.styles)} style(s)" + (f" ({names})" if names else "")
@@ -154,6 +165,7 @@ async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
         async with deps.repo.transaction():
             keys = await deps.repo.erase_user(user.id)
             unused = await deps.repo.unreferenced_blob_keys(keys)
+            await _forget_usage_and_unlink_optouts(deps, requester, h)
             if deps.ledger is not None:
                 payload = erasure_payload(
                     platform=user.platform,
@@ -170,12 +182,10 @@ async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
         for key in sorted(unused):
             await deps.blobs.delete(key)
         deleted_blobs += len(unused)
-    if deps.usage is not None:
-        await deps.usage.forget(user_key(requester))
-    if deps.optouts is not None and h.optouts:
-        await deps.optouts.reassign(
-            requester.platform, requester.user_id, f"erased-{secrets.token_hex(8)}"
-        )
+    else:
+        # No user row (never used the bot, or erased before): usage and opt-outs only.
+        async with deps.repo.transaction():
+            await _forget_usage_and_unlink_optouts(deps, requester, h)
     if user is None and not h.optouts:
         return TextReply("There was nothing of yours stored here; nothing to erase.")
     return TextReply(

@@ -265,7 +265,11 @@ class ConsentLedger(Protocol):
 
 
 class OptOutRegistry(Protocol):
-    """Images artists registered with /optout, by perceptual hash."""
+    """Images artists registered with /optout, by perceptual hash.
+
+    Like the ledger, its writes join a repository transaction that is open (an erasure
+    hands the registrations on with the rest); outside one they commit on their own.
+    """
 
     async def add(self, image: OptedOutImage) -> bool:
         """Register an image; False when this person had already registered it."""
@@ -280,7 +284,11 @@ class OptOutRegistry(Protocol):
 
 
 class UsageLog(Protocol):
-    """What users and servers asked for, for quotas and rate limits."""
+    """What users and servers asked for, for quotas and rate limits.
+
+    Like the ledger, its writes join a repository transaction that is open (an erasure
+    forgets the usage with the rest); outside one they commit on their own.
+    """
 
     async def record(
         self, kind: str, user_key: str, scope: str | None, amount: int, at: datetime
