@@ -520,6 +520,16 @@ class InMemoryRepository:
                 error=job.error if error is None else error,
             )
 
+    async def cancel_active_job(self, job_id: str, updated_at: datetime) -> bool:
+        async with self.transaction():
+            job = self._t.jobs.get(job_id)
+            if job is None or job.status.is_terminal:
+                return False
+            self._t.jobs[job_id] = replace(
+                job, status=JobStatus.CANCELLED, updated_at=_utc(updated_at)
+            )
+            return True
+
     async def active_jobs(self, user_id: int | None = None) -> list[Job]:
         async with self._reading():
             order = {job_id: n for n, job_id in enumerate(self._t.jobs)}

@@ -641,6 +641,15 @@ class SqliteRepository:
             if cursor.rowcount == 0:
                 raise RecordNotFound(f"job {job_id!r} does not exist")
 
+    async def cancel_active_job(self, job_id: str, updated_at: datetime) -> bool:
+        async with self.transaction():
+            cursor = await self._write(
+                "UPDATE jobs SET status = 'cancelled', updated_at = ?"
+                " WHERE id = ? AND status IN ('queued', 'running')",
+                (_utc_text(updated_at), job_id),
+            )
+            return cursor.rowcount == 1
+
     async def active_jobs(self, user_id: int | None = None) -> list[Job]:
         """Jobs not yet finished, failed or cancelled, oldest first."""
         # The literal IN list matches the partial indexes' predicate.

@@ -107,6 +107,21 @@ async def test_a_single_image_style_has_no_curve_and_says_nothing_about_one(
     assert "validation:" not in info.text
 
 
+async def test_style_info_shows_a_style_still_training_and_one_that_failed(
+    world: CoreWorld,
+) -> None:
+    queued = await _queue_training(world, 3)
+    training = await world.bot.handle(StyleInfo(ALICE, "ink"))
+    assert isinstance(training, TextReply), training
+    assert "status: training" in training.text
+    assert "1 image(s) held out for validation" in training.text
+
+    await world.bot.handle_event(JobEvent(queued.job_id, "train", "failed", error="out of memory"))
+    failed = await world.bot.handle(StyleInfo(ALICE, "ink"))
+    assert isinstance(failed, TextReply), failed
+    assert "status: failed" in failed.text
+
+
 def test_the_summary_says_whether_training_learned_anything() -> None:
     assert validation_summary(()) == ""
     better = validation_summary([ValidationPoint(10, 0.20, 0.25)])

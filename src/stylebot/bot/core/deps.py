@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stylebot.bot.core.model import Requester, User
@@ -38,6 +39,11 @@ class Deps:
     usage: UsageLog | None = None  # None: no quotas or rate limits
     credentials: ContentCredentialsReader | None = None  # None: /verify skips C2PA
     admin: AdminPorts | None = None  # None: no admin commands, nobody banned
+    # Requests that count against limits are admitted one at a time: the limits are
+    # checked and the request recorded (job, usage) under this lock, so that requests
+    # sent at once cannot all pass the same check. One front-end process owns the
+    # database (DESIGN.md), so a lock in that process is enough.
+    admission: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     async def user(self, requester: Requester) -> User:
         """The requester's user record, created on first sight."""

@@ -62,35 +62,47 @@ async def imagine(deps: Deps, command: Imagine) -> Reply:
     if not 0 <= seed < 2**32:
         return ErrorReply("seed must be a whole number from 0 to 4294967295.")
 
-    refused = await admit_generation(deps, command.requester, prompt, command.count)
-    if refused is not None:
-        return refused
     user = await deps.user(command.requester)
-    if (full := await queue_room(deps, command.requester, user)) is not None:
-        return full
     style: Style | None = None
     if command.style:
         found = await resolve_style(deps, user, command.requester, command.style)
         if isinstance(found, ErrorReply):
             return found
         style = found
-    queued = await queue_generation(
-        deps,
-        command.requester,
-        user,
-        style,
-        GenerationSpec(
-            prompt=prompt,
-            negative_prompt=command.negative_prompt,
-            seed=seed,
-            steps=steps,
-            width=width,
-            height=height,
-            count=command.count,
-        ),
+    spec = GenerationSpec(
+        prompt=prompt,
+        negative_prompt=command.negative_prompt,
+        seed=seed,
+        steps=steps,
+        width=width,
+        height=height,
+        count=command.count,
     )
-    await record_usage(deps, command.requester, GENERATE, command.count)
-    return queued
+    return await admit_and_queue(deps, command.requester, user, style, spec)
+
+
+async def admit_and_queue(
+    deps: Deps, requester: Requester, user: User, style: Style | None, spec: GenerationSpec
+) -> Reply:
+    """Check the limits, queue, and count the request, as one step (`Deps.admission`)."""
+    async with deps.admission:
+        if style is not None:
+            # Looked up before the lock: it may have been deleted or made private since
+            # (revoke_style holds this lock while it deletes, so after this no longer).
+            current = await deps.repo.get_style(style.id)
+            if current is None or not can_use(current, user.id, requester.scope):
+                return ErrorReply(
+                    f"There is no style named {style.name} that you can use here. See /styles."
+                )
+            style = current
+        refused = await admit_generation(deps, requester, spec.prompt, spec.count)
+        if refused is not None:
+            return refused
+        if (full := await queue_room(deps, requester, user)) is not None:
+            return full
+        queued = await queue_generation(deps, requester, user, style, spec)
+        await record_usage(deps, requester, GENERATE, spec.count)
+        return queued
 
 
 async def queue_generation(
@@ -187,15 +199,8 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
         variation_seed=secrets.randbelow(2**31) if vary else None,
         variation_strength=VARIATION_STRENGTH if vary else 0.0,
     )
-    # The blocklist may have grown since the first image: check the prompt again.
-    refused = await admit_generation(deps, requester, spec.prompt, spec.count)
-    if refused is not None:
-        return refused
-    if (full := await queue_room(deps, requester, user)) is not None:
-        return full
-    queued = await queue_generation(deps, requester, user, style, spec)
-    await record_usage(deps, requester, GENERATE, spec.count)
-    return queued
+    # Admission checks the prompt again: the blocklist may have grown since the first image.
+    return await admit_and_queue(deps, requester, user, style, spec)
 
 
 async def output_info(deps: Deps, command: OutputInfo) -> Reply:

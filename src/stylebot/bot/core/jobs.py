@@ -62,19 +62,25 @@ async def cancel(deps: Deps, command: CancelJob) -> Reply:
     if not mine:
         return ErrorReply("You have no queued or running job to cancel.")
     job = mine[-1]
-    await cancel_job(deps, job)
+    if not await cancel_job(deps, job):
+        # Its result arrived while we asked the workers to stop: the result stands.
+        return ErrorReply(f"Your {job.kind} job {job.id} had already finished; nothing to cancel.")
     # A JobFinished, so adapters can close the job's progress message too.
     return JobFinished(
         text=f"Cancelled your {job.kind} job {job.id}.", job_id=job.id, kind=job.kind, ok=False
     )
 
 
-async def cancel_job(deps: Deps, job: Job) -> None:
+async def cancel_job(deps: Deps, job: Job) -> bool:
+    """Stop the job on the workers and record it cancelled; False when it ended first
+    (the worker's result was recorded while the queue was asked), which then stands."""
     await deps.queue.cancel(job.id)
     async with deps.repo.transaction():
-        await deps.repo.update_job(job.id, JobStatus.CANCELLED, deps.clock.now())
+        if not await deps.repo.cancel_active_job(job.id, deps.clock.now()):
+            return False
         if job.kind == "train" and job.style_id is not None:
             await deps.repo.set_style_status(job.style_id, StyleStatus.FAILED)
+    return True
 
 
 async def queue_position(deps: Deps, job_id: str) -> int:

@@ -177,6 +177,11 @@ class Repository(Protocol):
         error: str | None = None,
     ) -> None: ...
 
+    async def cancel_active_job(self, job_id: str, updated_at: datetime) -> bool:
+        """Mark the job cancelled if it is still queued or running, in one statement;
+        False when it had already ended (a worker's result got there first)."""
+        ...
+
     async def active_jobs(self, user_id: int | None = None) -> list[Job]:
         """Jobs not yet finished, failed or cancelled, oldest first."""
         ...

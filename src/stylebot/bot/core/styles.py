@@ -35,6 +35,8 @@ async def resolve_style(
     if style is None:
         # Do not tell a private style exists: "not found" for both cases.
         return ErrorReply(f"There is no style named {name} that you can use here. See /styles.")
+    if not require_ready:  # e.g. /style info: a style in training or failed has one too
+        return style
     if style.status is StyleStatus.TRAINING:
         return ErrorReply(f"Style {name} is still training. Try again when it is ready.")
     if style.status is StyleStatus.FAILED or (style.lora_key is None and not style.embedding_key):
@@ -158,18 +160,23 @@ async def revoke_style(deps: Deps, style: Style, reason: str) -> RevokedStyle:
     """Make a style unusable at once and remove it: stop every queued or running job
     that uses it (anyone's: a worker may hold its weights in memory), delete its
     records together with a revocation entry in the ledger, then delete the blobs
-    nothing else uses. Shared by /style delete and /forgetme."""
-    for job in await deps.repo.active_jobs():
-        if job.style_id == style.id:
-            await cancel_job(deps, job)
-    uploads = await deps.repo.style_uploads(style.id)
-    async with deps.repo.transaction():
-        keys = await deps.repo.delete_style(style.id)
-        unused = await deps.repo.unreferenced_blob_keys(keys)
-        await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
-    # After the commit: a failed commit must not leave records naming missing blobs.
-    for key in sorted(unused):
-        await deps.blobs.delete(key)
+    nothing else uses. Shared by /style delete and /forgetme.
+
+    Under the admission lock (`Deps.admission`): a request for this style admitted
+    before it has its job cancelled here, and one admitted after finds no style.
+    """
+    async with deps.admission:
+        for job in await deps.repo.active_jobs():
+            if job.style_id == style.id:
+                await cancel_job(deps, job)
+        uploads = await deps.repo.style_uploads(style.id)
+        async with deps.repo.transaction():
+            keys = await deps.repo.delete_style(style.id)
+            unused = await deps.repo.unreferenced_blob_keys(keys)
+            await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
+        # After the commit: a failed commit must not leave records naming missing blobs.
+        for key in sorted(unused):
+            await deps.blobs.delete(key)
     return RevokedStyle(images=len(uploads), deleted_blobs=len(unused))
 
 

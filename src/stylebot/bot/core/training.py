@@ -9,6 +9,7 @@ from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DuplicateStyleName
 from stylebot.bot.core.evidence import NOT_SPDX, record_training
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
+from stylebot.bot.core.model import User
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trigger_phrase
 from stylebot.bot.core.quotas import TRAIN, check_allowance, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply
@@ -22,6 +23,13 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
     except InvalidStyleName as exc:
         return ErrorReply(str(exc))
     user = await deps.user(command.requester)
+    # One at a time (`Deps.admission`): the checks below and the job they admit, so two
+    # requests sent at once cannot both pass the queue and quota checks.
+    async with deps.admission:
+        return await _admit_training(deps, command, name, user)
+
+
+async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User) -> Reply:
     pending = await deps.repo.pending_uploads(user.id)
     if len(pending) < deps.policy.min_train_images:
         return ErrorReply(

@@ -1,0 +1,193 @@
+"""Requests sent at the same moment, on the real SQLite repository: limits hold, a
+/cancel that loses to the worker's result leaves the result standing, and a style being
+deleted takes no new jobs.
+
+Both chat adapters handle commands concurrently, and every check reads what other
+requests write several awaits later; requests gathered here interleave at those awaits
+as they do in the bot. The queue's cancel waits a little, as the real one waits for Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock, person, png
+from tests.fakes.memory import InMemoryBlobStore
+
+from stylebot.bot.core import (
+    CancelJob,
+    ConfirmConsent,
+    DeleteStyle,
+    ErrorReply,
+    Imagine,
+    IncomingFile,
+    JobQueued,
+    Policy,
+    Reply,
+    ShareStyle,
+    StyleBot,
+    TextReply,
+    TrainStyle,
+    UploadImages,
+)
+from stylebot.bot.core.model import JobStatus, Requester
+from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
+from stylebot.storage.ledger import SqliteConsentLedger
+from stylebot.storage.optout import SqliteOptOutRegistry
+from stylebot.storage.repository import SqliteRepository
+from stylebot.storage.usage import SqliteUsageLog
+
+LIMITS = Policy(
+    base_model="tiny",
+    train=TrainSettings(steps=10),
+    images_per_user_per_day=4,
+    images_per_server_per_day=6,
+    requests_per_window=100,
+    max_queued_per_user=10,
+)
+
+
+class RoundTripQueue(RecordingQueue):
+    """Cancelling takes a round trip, during which other requests and events go on."""
+
+    async def cancel(self, job_id: str) -> None:
+        await asyncio.sleep(0.01)
+        await super().cancel(job_id)
+
+
+@pytest.fixture
+async def bot_and_queue(tmp_path: Path) -> AsyncIterator[tuple[StyleBot, RecordingQueue]]:
+    repo = await SqliteRepository.open(tmp_path / "stylebot.db")
+    queue = RoundTripQueue()
+    bot = StyleBot(
+        repo,
+        InMemoryBlobStore(),
+        queue,
+        PixelWatermark(),
+        SteppingClock(),
+        LIMITS,
+        ledger=SqliteConsentLedger(repo),
+        optouts=SqliteOptOutRegistry(repo),
+        usage=SqliteUsageLog(repo),
+    )
+    try:
+        yield bot, queue
+    finally:
+        await repo.close()
+
+
+async def test_one_users_requests_sent_at_once_stay_within_their_quota(
+    bot_and_queue: tuple[StyleBot, RecordingQueue],
+) -> None:
+    bot, queue = bot_and_queue
+    alice = person("alice")
+    replies = await asyncio.gather(
+        *(bot.handle(Imagine(alice, "a boat", count=2)) for _ in range(10))
+    )
+    assert sum(isinstance(r, JobQueued) for r in replies) == 2
+    assert sum(len(job.output_ids) for job in queue.generate_jobs) == 4
+    refusals = {r.text for r in replies if isinstance(r, ErrorReply)}
+    assert len(refusals) == 1
+    assert "4" in refusals.pop()  # names the daily limit
+
+
+async def test_a_servers_members_sent_at_once_stay_within_its_quota(
+    bot_and_queue: tuple[StyleBot, RecordingQueue],
+) -> None:
+    bot, queue = bot_and_queue
+    members = [person(f"member{i}") for i in range(8)]
+    replies = await asyncio.gather(*(bot.handle(Imagine(m, "a boat", count=2)) for m in members))
+    assert sum(isinstance(r, JobQueued) for r in replies) == 3
+    assert sum(len(job.output_ids) for job in queue.generate_jobs) == 6
+
+
+async def test_two_trainings_of_one_image_set_sent_at_once_make_one_style(
+    bot_and_queue: tuple[StyleBot, RecordingQueue],
+) -> None:
+    bot, queue = bot_and_queue
+    alice = person("alice")
+    files = tuple(IncomingFile(f"{i}.png", png((40 * i, 90, 200))) for i in range(1, 4))
+    await bot.handle(UploadImages(alice, files))
+    await bot.handle(ConfirmConsent(alice, "own-work", rights_confirmed=True))
+    replies = await asyncio.gather(
+        bot.handle(TrainStyle(alice, "ink")), bot.handle(TrainStyle(alice, "wash"))
+    )
+    assert sum(isinstance(r, JobQueued) for r in replies) == 1
+    assert len(queue.train_jobs) == 1
+    (refused,) = [r for r in replies if isinstance(r, ErrorReply)]
+    assert refused.text.startswith("Upload at least")  # the first took the waiting images
+
+
+async def trained_style(bot: StyleBot, who: Requester, name: str) -> str:
+    """A style trained and ready; returns its training job's id."""
+    files = tuple(IncomingFile(f"{i}.png", png((40 * i, 90, 200))) for i in range(1, 3))
+    await bot.handle(UploadImages(who, files))
+    await bot.handle(ConfirmConsent(who, "own-work", rights_confirmed=True))
+    queued = await bot.handle(TrainStyle(who, name))
+    assert isinstance(queued, JobQueued)
+    await bot.handle_event(training_finished(queued.job_id))
+    return queued.job_id
+
+
+def training_finished(job_id: str) -> JobEvent:
+    result = TrainResult(lora_key="0" * 64, steps=10, final_loss=0.1, seconds=1.0)
+    return JobEvent(job_id, "train", "finished", result=result.to_dict())
+
+
+async def test_a_cancel_that_loses_to_the_finished_training_leaves_the_style_ready(
+    bot_and_queue: tuple[StyleBot, RecordingQueue],
+) -> None:
+    bot, _ = bot_and_queue
+    alice = person("alice")
+    files = tuple(IncomingFile(f"{i}.png", png((40 * i, 90, 200))) for i in range(1, 3))
+    await bot.handle(UploadImages(alice, files))
+    await bot.handle(ConfirmConsent(alice, "own-work", rights_confirmed=True))
+    queued = await bot.handle(TrainStyle(alice, "ink"))
+    assert isinstance(queued, JobQueued)
+
+    cancelled, told = await asyncio.gather(
+        bot.handle(CancelJob(alice, None)), bot.handle_event(training_finished(queued.job_id))
+    )
+
+    assert isinstance(cancelled, ErrorReply)
+    assert "already finished" in cancelled.text
+    assert ["is ready" in n.reply.text for n in told] == [True]
+    job = await bot.deps.repo.get_job(queued.job_id)
+    assert job is not None
+    assert job.status is JobStatus.FINISHED
+    made = await bot.handle(Imagine(alice, "a boat", style="ink"))
+    assert isinstance(made, JobQueued)
+
+
+async def test_a_style_being_deleted_takes_no_new_job(
+    bot_and_queue: tuple[StyleBot, RecordingQueue],
+) -> None:
+    bot, queue = bot_and_queue
+    alice, bob = person("alice"), person("bob")
+    await trained_style(bot, alice, "ink")
+    await bot.handle(ShareStyle(alice, "ink", public=True))
+    first = await bot.handle(Imagine(alice, "one", style="ink"))  # its cancel takes a while
+    assert isinstance(first, JobQueued)
+
+    async def bob_asks_meanwhile() -> Reply:
+        await asyncio.sleep(0.002)  # while the delete waits for its first cancel
+        return await bot.handle(Imagine(bob, "a boat", style="ink"))
+
+    deleted, asked = await asyncio.gather(
+        bot.handle(DeleteStyle(alice, "ink")), bob_asks_meanwhile()
+    )
+
+    assert isinstance(deleted, TextReply)
+    assert deleted.text.startswith("Deleted style ink")
+    # Bob's request either came first and was cancelled with the style, or found none.
+    active = await bot.deps.repo.active_jobs()
+    assert active == []
+    if isinstance(asked, JobQueued):
+        assert asked.job_id in queue.cancelled
+    else:
+        assert isinstance(asked, ErrorReply)
+        assert "no style named ink" in asked.text
+    assert first.job_id in queue.cancelled
