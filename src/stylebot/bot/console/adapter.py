@@ -26,7 +26,6 @@ from stylebot.bot.core import (
     ExportStyle,
     FileReply,
     ImagesReady,
-    Imagine,
     IncomingFile,
     JobFinished,
     JobProgress,
@@ -160,18 +159,7 @@ class ConsoleAdapter:
                     raise ValueError("Name the style: /train mystyle")
                 return TrainStyle(me, args.strip())
             case "imagine":
-                a = parse_imagine(args)
-                return Imagine(
-                    me,
-                    a.prompt,
-                    style=a.style,
-                    negative_prompt=a.negative_prompt,
-                    seed=a.seed,
-                    steps=a.steps,
-                    width=a.width,
-                    height=a.height,
-                    count=a.count,
-                )
+                return parse_imagine(args).command(me)
             case "styles":
                 return ListStyles(me)
             case "status":

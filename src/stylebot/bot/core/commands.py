@@ -61,6 +61,8 @@ class Imagine:
     width: int | None = None
     height: int | None = None
     count: int = 1
+    # "square", "portrait" or "landscape" (ASPECTS): a shape instead of a size.
+    aspect: str | None = None
 
 
 @dataclass(frozen=True)

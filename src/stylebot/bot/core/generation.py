@@ -18,6 +18,21 @@ from stylebot.queue.payloads import GenerateJob, style_embedding_token
 # How far a variation's starting noise moves towards another seed's.
 VARIATION_STRENGTH = 0.15
 
+ASPECTS = ("square", "portrait", "landscape")
+# Portrait and landscape are 2:3 and 3:2.
+LONG_SIDE_RATIO = 1.5
+
+
+def aspect_size(aspect: str, default_size: int, max_size: int) -> tuple[int, int]:
+    """Width and height for a shape, in multiples of 8: square is the default size;
+    portrait and landscape stretch its long side 1.5 times, up to the largest size
+    allowed, and then shorten the short side to keep 2:3."""
+    if aspect == "square":
+        return default_size, default_size
+    long_side = min(round(default_size * LONG_SIDE_RATIO / 8) * 8, max_size // 8 * 8)
+    short_side = min(default_size, round(long_side / LONG_SIDE_RATIO / 8) * 8)
+    return (short_side, long_side) if aspect == "portrait" else (long_side, short_side)
+
 
 @dataclass(frozen=True)
 class GenerationSpec:
@@ -49,8 +64,15 @@ async def imagine(deps: Deps, command: Imagine) -> Reply:
     steps = command.steps if command.steps is not None else p.default_steps
     if not 1 <= steps <= p.max_steps:
         return ErrorReply(f"steps must be between 1 and {p.max_steps}.")
-    width = command.width or p.default_size
-    height = command.height or p.default_size
+    if command.aspect is not None:
+        if command.width or command.height:
+            return ErrorReply("Give a shape (aspect) or a size, not both.")
+        if command.aspect not in ASPECTS:
+            return ErrorReply(f"aspect is one of {', '.join(ASPECTS)}.")
+        width, height = aspect_size(command.aspect, p.default_size, p.max_size)
+    else:
+        width = command.width or p.default_size
+        height = command.height or p.default_size
     for label, side in (("width", width), ("height", height)):
         if not p.min_size <= side <= p.max_size or side % 8:
             return ErrorReply(

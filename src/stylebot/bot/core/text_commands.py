@@ -1,8 +1,9 @@
 """Parse `/command args` text, for the platforms where commands are typed (console, Telegram).
 
 `/imagine a lighthouse at dawn style:mystyle seed:7 negative:blurry, dark`
-becomes a prompt and options. An option is a `key:value` word with a known
-key; the value of `negative:` runs on to the next option.
+becomes a prompt and options (`ImagineArgs.command` makes the core's Imagine). An
+option is a `key:value` word with a known key; the value of `negative:` runs on to the
+next option.
 """
 
 from __future__ import annotations
@@ -10,7 +11,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-IMAGINE_OPTIONS = ("style", "negative", "seed", "steps", "count", "size", "width", "height")
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.model import Requester
+
+IMAGINE_OPTIONS = (
+    "style",
+    "negative",
+    "seed",
+    "steps",
+    "count",
+    "size",
+    "width",
+    "height",
+    "aspect",
+)
 _OPTION = re.compile(r"^(" + "|".join(IMAGINE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
 
 
@@ -34,7 +48,23 @@ class ImagineArgs:
     count: int = 1
     width: int | None = None
     height: int | None = None
+    aspect: str | None = None
     unknown: tuple[str, ...] = field(default=())
+
+    def command(self, requester: Requester) -> Imagine:
+        """The core's command for these arguments (the core checks the values)."""
+        return Imagine(
+            requester,
+            self.prompt,
+            style=self.style,
+            negative_prompt=self.negative_prompt,
+            seed=self.seed,
+            steps=self.steps,
+            width=self.width,
+            height=self.height,
+            count=self.count,
+            aspect=self.aspect,
+        )
 
 
 def split_command(text: str, bot_username: str | None = None) -> TextCommand | None:
@@ -103,6 +133,7 @@ def parse_imagine(args: str) -> ImagineArgs:
         count=_int_option(options, "count") or 1,
         width=width,
         height=height,
+        aspect=options.get("aspect", "").lower() or None,
     )
 
 

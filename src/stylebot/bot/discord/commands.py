@@ -53,9 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The core's ASPECTS, as a type discord.py turns into the option's choices.
 Aspect = Literal["square", "portrait", "landscape"]
-#: Portrait and landscape are 2:3 and 3:2 of the configured default size.
-LONG_SIDE_RATIO = 1.5
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 
 QUOTA_KINDS = [
@@ -66,14 +65,6 @@ QUOTA_PLACES = [
     app_commands.Choice(name="this server", value="server"),
     app_commands.Choice(name="everywhere (the bot's operator only)", value="everywhere"),
 ]
-
-
-def aspect_size(aspect: Aspect | None, default_size: int) -> tuple[int | None, int | None]:
-    """Width and height for an aspect choice, in multiples of 8; None keeps the default."""
-    if aspect is None or aspect == "square":
-        return None, None
-    long_side = round(default_size * LONG_SIDE_RATIO / 8) * 8
-    return (default_size, long_side) if aspect == "portrait" else (long_side, default_size)
 
 
 class StyleCommandTree(app_commands.CommandTree[discord.Client]):
@@ -180,16 +171,14 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
         count: int = 1,
     ) -> None:
         await adapter.defer(interaction, ephemeral=False)
-        width, height = aspect_size(aspect, adapter.settings.default_size)
         command = Imagine(
             adapter.requester(interaction),
             prompt,
             style=style or None,
             negative_prompt=negative or "",
             seed=seed,
-            width=width,
-            height=height,
             count=count,
+            aspect=aspect,
         )
         await adapter.run(interaction, command, ephemeral=False)
 
