@@ -7,7 +7,9 @@ the SQLite adapters.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -99,6 +101,13 @@ class InMemoryOptOutRegistry:
 class InMemoryUsageLog:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str | None, int, datetime]] = []
+        self._salt = secrets.token_hex(8)
+
+    def _pseudonym(self, user_key: str) -> str:
+        return "erased:" + hashlib.sha256(f"{self._salt}:{user_key}".encode()).hexdigest()[:32]
+
+    def _is(self, who: str, user_key: str) -> bool:
+        return who in (user_key, self._pseudonym(user_key))
 
     async def record(
         self, kind: str, user_key: str, scope: str | None, amount: int, at: datetime
@@ -117,16 +126,21 @@ class InMemoryUsageLog:
             for k, who, where, amount, at in self.events
             if k == kind
             and at >= since
-            and (who == user_key if user_key is not None else where == scope)
+            and (self._is(who, user_key) if user_key is not None else where == scope)
         )
 
     async def request_times(self, user_key: str, since: datetime) -> list[datetime]:
-        return sorted(at for _k, who, _s, _a, at in self.events if who == user_key and at >= since)
+        return sorted(
+            at for _k, who, _s, _a, at in self.events if self._is(who, user_key) and at >= since
+        )
 
-    async def forget(self, user_key: str) -> int:
-        kept = [e for e in self.events if e[1] != user_key]
-        forgotten = len(self.events) - len(kept)
-        self.events = kept
+    async def forget(self, user_key: str, keep_since: datetime) -> int:
+        forgotten = sum(1 for e in self.events if e[1] == user_key)
+        self.events = [
+            (kind, self._pseudonym(who) if who == user_key else who, scope, amount, at)
+            for kind, who, scope, amount, at in self.events
+            if not ((who == user_key or who.startswith("erased:")) and at < keep_since)
+        ]
         return forgotten
 
 

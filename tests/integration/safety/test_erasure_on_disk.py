@@ -224,7 +224,8 @@ async def test_an_erasure_that_fails_midway_changes_nothing_and_a_second_try_com
     stack: Stack,
 ) -> None:
     """The last step's writes (records, usage, opt-outs, ledger entry) commit together: a
-    failure in the usage delete, injected as a trigger, leaves all of it as it was."""
+    failure in the usage update (recent rows go under a code), injected as a trigger,
+    leaves all of it as it was."""
     s, database = stack, stack.settings.database_path
     await train(s, BOB, "sea", 20, 21)
     await generate(s, ALICE, "sea")  # Alice has no style: all she has goes in one step
@@ -260,7 +261,7 @@ async def test_an_erasure_that_fails_midway_changes_nothing_and_a_second_try_com
 
     rows(  # on a connection of its own, as another process would
         database,
-        "CREATE TRIGGER refuse_usage_delete BEFORE DELETE ON usage_events"
+        "CREATE TRIGGER refuse_usage_update BEFORE UPDATE ON usage_events"
         " BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
     )
     with pytest.raises(sqlite3.IntegrityError, match="injected failure"):
@@ -268,7 +269,7 @@ async def test_an_erasure_that_fails_midway_changes_nothing_and_a_second_try_com
     assert alice_rows() == before
     assert files_under(s.settings.blob_dir) == blobs_before
 
-    rows(database, "DROP TRIGGER refuse_usage_delete")
+    rows(database, "DROP TRIGGER refuse_usage_update")
     reply = await s.bot.handle(EraseMyData(ALICE, confirmed=True))
     assert isinstance(reply, TextReply), reply
     assert alice_rows() == {

@@ -210,20 +210,50 @@ async def test_usage_sums_per_user_and_per_scope_since_a_time(
         await usage.total("generate", T0)
 
 
-async def test_forgetting_a_user_removes_only_their_usage(
+async def test_forgetting_a_user_unnames_their_usage_and_keeps_what_limits_count(
     usage: SqliteUsageLog | InMemoryUsageLog,
 ) -> None:
-    await usage.record("generate", "discord:1", "discord:g", 4, T0)
-    await usage.record("train", "discord:1", None, 1, T0)
-    await usage.record("generate", "discord:2", "discord:g", 2, T0)
-    await usage.record("generate", "telegram:1", None, 5, T0)
+    """Rows older than `keep_since` go; later ones keep counting for the same person
+    and their server under a code; other people's rows are untouched."""
+    old, recent = T0 - timedelta(days=2), T0 + timedelta(hours=1)
+    await usage.record("generate", "discord:1", "discord:g", 7, old)
+    await usage.record("generate", "discord:1", "discord:g", 4, recent)
+    await usage.record("train", "discord:1", None, 1, recent)
+    await usage.record("generate", "discord:2", "discord:g", 2, recent)
+    await usage.record("generate", "telegram:1", None, 5, recent)
 
-    assert await usage.forget("discord:1") == 2
-    assert await usage.forget("discord:1") == 0
-    assert await usage.total("generate", T0, user_key="discord:1") == 0
-    assert await usage.request_times("discord:1", T0) == []
-    assert await usage.total("generate", T0, scope="discord:g") == 2
+    assert await usage.forget("discord:1", keep_since=T0) == 3
+    assert await usage.forget("discord:1", keep_since=T0) == 0  # nothing names them now
+    assert await usage.total("generate", old, user_key="discord:1") == 4
+    assert await usage.total("train", T0, user_key="discord:1") == 1
+    assert await usage.request_times("discord:1", old) == [recent, recent]
+    assert await usage.total("generate", old, scope="discord:g") == 6
+    assert await usage.total("generate", T0, user_key="discord:2") == 2
     assert await usage.total("generate", T0, user_key="telegram:1") == 5
+    # Someone else's erasure a day later drops the coded rows that aged out.
+    await usage.forget("discord:2", keep_since=recent + timedelta(seconds=1))
+    assert await usage.total("generate", old, user_key="discord:1") == 0
+
+
+async def test_the_code_names_no_one_in_the_sqlite_file(tmp_path: Path) -> None:
+    log = await SqliteUsageLog.open(tmp_path / "stylebot.db")
+    try:
+        await log.record("generate", "discord:123456789", None, 1, T0)
+        await log.forget("discord:123456789", keep_since=T0 - timedelta(days=1))
+    finally:
+        await log.close()
+    with sqlite3.connect(tmp_path / "stylebot.db") as db:
+        keys = [row[0] for row in db.execute("SELECT user_key FROM usage_events")]
+    assert len(keys) == 1
+    assert keys[0].startswith("erased:")
+    assert "123456789" not in keys[0]
+    # Reopened, the store computes the same code: the row still counts for them.
+    log = await SqliteUsageLog.open(tmp_path / "stylebot.db")
+    try:
+        assert await log.total("generate", T0, user_key="discord:123456789") == 1
+        assert await log.total("generate", T0, user_key="discord:987654321") == 0
+    finally:
+        await log.close()
 
 
 async def test_reassigning_opt_outs_keeps_them_and_unlinks_the_person(

@@ -163,9 +163,10 @@ async def test_confirmed_it_erases_every_record_and_blob_of_the_user_only(
     assert safe.blobs.keys() == scene.bob_keep
     # Her running training and queued generation were stopped.
     assert {scene.alice_running_train, scene.alice_queued_generate} <= set(safe.queue.cancelled)
-    # Usage: hers gone, Bob's kept.
+    # Usage: nothing names her; today's still counts for her limits, under a code.
     assert all(who != "discord:alice" for _k, who, *_ in safe.usage.events)
-    assert 0 < len(safe.usage.events) < usage_before
+    assert len(safe.usage.events) == usage_before
+    assert any(who.startswith("erased:") for _k, who, *_ in safe.usage.events)
 
 
 async def test_the_ledger_keeps_the_evidence_chained_with_ids_and_hashes_only(

@@ -8,9 +8,10 @@ What goes, in this order:
 2. their other queued or running jobs are cancelled;
 3. their remaining records go in one transaction with an erasure entry in the ledger:
    images waiting for training, unused consents, the images they generated (with anyone's
-   style), their job history, their usage rows (quotas, rate limits), their user row
-   (deleted, not anonymised: nothing else needs it once the rest is gone), and their
-   opt-outs are handed to an anonymous id;
+   style), their job history, their usage rows (quotas, rate limits: those the limits
+   still count are kept a day at most under a one-way code, so erasing resets no limit),
+   their user row (deleted, not anonymised: nothing else needs it once the rest is gone),
+   and their opt-outs are handed to an anonymous id;
 4. after the commit, the blobs those records named that nothing else uses (a blob is
    shared by content, so another user's upload of the same image keeps it).
 
@@ -40,7 +41,7 @@ from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import cancel_job
 from stylebot.bot.core.ledger import LedgerKind, erasure_payload
 from stylebot.bot.core.model import Job, Output, Requester, Style, Upload, User
-from stylebot.bot.core.quotas import user_key
+from stylebot.bot.core.quotas import usage_counted_since, user_key
 from stylebot.bot.core.replies import ErasureConfirmation, Reply, TextReply
 from stylebot.bot.core.styles import revoke_style
 
@@ -115,7 +116,8 @@ async def _forget_usage_and_unlink_optouts(deps: Deps, requester: Requester, h: 
     """Inside the caller's transaction: the stores' adapters write on the repository's
     connection (see the ports), so these commit or roll back with the erasure."""
     if deps.usage is not None:
-        await deps.usage.forget(user_key(requester))
+        # Recent requests keep counting (under a code), or erasing would reset limits.
+        await deps.usage.forget(user_key(requester), usage_counted_since(deps))
     if deps.optouts is not None and h.optouts:
         await deps.optouts.reassign(
             requester.platform, requester.user_id, f"erased-{secrets.token_hex(8)}"
@@ -142,7 +144,8 @@ def _confirmation(h: _Holdings) -> ErasureConfirmation:
 def _what_stays(optouts: int) -> str:
     kept = (
         "The consent ledger keeps its records of what was agreed and that it was erased "
-        "(ids and image fingerprints, no images)."
+        "(ids and image fingerprints, no images). Your requests of the last day still "
+        "count towards your limits until they expire, under a code, not your name."
     )
     if optouts:
         kept += (

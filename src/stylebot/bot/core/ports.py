@@ -309,8 +309,11 @@ class UsageLog(Protocol):
         """When the user's requests (any kind) at or after `since` were made, oldest first."""
         ...
 
-    async def forget(self, user_key: str) -> int:
-        """Delete every usage row of the user (on erasure); returns how many."""
+    async def forget(self, user_key: str, keep_since: datetime) -> int:
+        """On erasure: delete the user's rows from before `keep_since`, and move the later
+        ones under a one-way code of `user_key` that only this store can compute, so that
+        they still count for the person's limits (and their server's) until they age out
+        but no longer name them. Returns how many rows no longer name the user."""
         ...
 
 

@@ -12,7 +12,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from stylebot.bot.core.admin import admin_quota_limit
 from stylebot.bot.core.deps import Deps
@@ -26,12 +26,19 @@ __all__ = [
     "blocked_phrase",
     "check_allowance",
     "record_usage",
+    "usage_counted_since",
     "user_key",
 ]
 
 GENERATE = "generate"
 TRAIN = "train"
 _DAY = timedelta(days=1)
+
+
+def usage_counted_since(deps: Deps) -> datetime:
+    """The oldest request any limit still counts: the daily quotas' day, or the rate
+    window when an operator set it longer."""
+    return deps.clock.now() - max(_DAY, timedelta(seconds=deps.policy.rate_window_s))
 
 
 def user_key(requester: Requester) -> str:
