@@ -19,6 +19,9 @@ behaviour that a bot must cope with in production:
   bytes, stale callback query ids and files over the 20 MB download limit answer 400.
 * ``flood()`` makes a method answer 429 with ``retry_after``; calls made before that time has
   passed keep getting 429 with the remaining wait.
+* ``migrate_group()`` upgrades a group to a supergroup with a new chat id: from then on every
+  call naming the old id answers 400 with ``migrate_to_chat_id``, as Telegram does.
+* An uploaded file over the 50 MB a bot may send answers 413 "Request Entity Too Large".
 * Group membership: ``set_member_status`` makes a user the group's creator, an administrator
   (or anything else); ``getChatMember`` and ``getChatAdministrators`` answer from it. A user
   who posted in a group is a member; one never seen there gets "user not found".
@@ -160,6 +163,11 @@ class TelegramApiError(Exception):
 
 def _bad_request(detail: str) -> TelegramApiError:
     return TelegramApiError(400, f"Bad Request: {detail}")
+
+
+def _too_large() -> TelegramApiError:
+    """Telegram's answer to an upload over the 50 MB a bot may send."""
+    return TelegramApiError(413, "Request Entity Too Large")
 
 
 # --------------------------------------------------------------------------------------------
@@ -714,6 +722,8 @@ class FakeTelegram:
         self._callback_queries: dict[str, _CallbackQuery] = {}
         self._commands: dict[tuple[str, str], list[JsonDict]] = {}
         self._floods: dict[str, _Flood] = {}
+        # Old group id -> the id of the supergroup it was upgraded to.
+        self._migrated: dict[int, int] = {}
         # (chat id, user id) -> ChatMember status, and the users behind them.
         self._member_status: dict[tuple[int, int], str] = {}
         self._members: dict[tuple[int, int], FakeUser] = {}
@@ -732,7 +742,8 @@ class FakeTelegram:
         """Bind a random port on 127.0.0.1 and start serving."""
         self._updates_changed = asyncio.Condition()
         self._activity = asyncio.Condition()
-        app = web.Application(client_max_size=MAX_UPLOAD_BYTES + 1024 * 1024)
+        # Bodies a little over the limit are read, to answer them as Telegram does (413).
+        app = web.Application(client_max_size=2 * MAX_UPLOAD_BYTES)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
         app.router.add_get("/file/bot{token}/{file_path:.+}", self._handle_file)
         # A short shutdown timeout: held long polls are released before cleanup anyway.
@@ -985,6 +996,28 @@ class FakeTelegram:
             raise ValueError("retry_after and times must be at least 1")
         self._floods[method.lower()] = _Flood(remaining=times, retry_after=retry_after)
 
+    # -- test side: group upgrades -----------------------------------------------------------
+
+    def migrate_group(self, chat: FakeChat, new_id: int) -> FakeChat:
+        """Upgrade the group ``chat`` to a supergroup with id ``new_id`` (``-100...``).
+
+        Like Telegram, the members come along, and any later call naming the old id answers
+        400 with ``parameters.migrate_to_chat_id``.
+        """
+        if chat.type != "group":
+            raise ValueError("only basic groups are upgraded to supergroups")
+        if not str(new_id).startswith("-100"):
+            raise ValueError("supergroup ids start with -100")
+        supergroup = self.group_chat(new_id, chat.title or "Test group")
+        for (chat_id, user_id), user in list(self._members.items()):
+            if chat_id == chat.id:
+                self._members[(new_id, user_id)] = user
+                status = self._member_status.get((chat_id, user_id))
+                if status is not None:
+                    self._member_status[(new_id, user_id)] = status
+        self._migrated[chat.id] = new_id
+        return supergroup
+
     # -- test side: inspection ---------------------------------------------------------------
 
     def calls(self, method: str) -> list[RecordedCall]:
@@ -1232,7 +1265,10 @@ class FakeTelegram:
             if isinstance(body, dict):
                 params.update(body)
             return params, files
-        form = await request.post()
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise _too_large() from exc
         for key, value in form.items():
             if isinstance(value, web.FileField):
                 files[key] = UploadedFile(
@@ -1260,6 +1296,8 @@ class FakeTelegram:
                 # The client went away mid-upload (a cancelled request at shutdown).
                 _LOGGER.debug("%s: client disconnected while sending the request", method)
                 return web.Response(status=400)
+            if any(len(upload.data) > MAX_UPLOAD_BYTES for upload in files.values()):
+                raise _too_large()
             self._check_flood(method)
             handler = self._handlers().get(method.lower())
             if handler is None:
@@ -1404,6 +1442,12 @@ class FakeTelegram:
         chat_id = params.get("chat_id")
         if chat_id is None or chat_id == "":
             raise _bad_request("chat_id is empty")
+        if isinstance(chat_id, int) and chat_id in self._migrated:
+            raise TelegramApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self._migrated[chat_id]},
+            )
         chat = self._chats.get(chat_id) if isinstance(chat_id, int) else None
         if chat is None:
             raise _bad_request("chat not found")

@@ -3,7 +3,8 @@ and the real adapter started on the stack of tests/e2e/conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,15 @@ from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.console import make_sample_images
+from stylebot.bot.core import TERMS_VERSION, StyleStatus
 from stylebot.bot.telegram import TelegramAdapter
 from stylebot.config import Settings
 
 TOKEN = "7654321:stylebot-e2e_token"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+
+#: ``await ready_style(user, name, weights)``: a style of ``user`` that finished training.
+ReadyStyle = Callable[[FakeUser, str, bytes], Awaitable[None]]
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -80,3 +85,23 @@ def group(fake: FakeTelegram) -> FakeChat:
 @pytest.fixture
 def samples(tmp_path: Path) -> list[bytes]:
     return [p.read_bytes() for p in make_sample_images(tmp_path / "refs", 3, size=128)]
+
+
+@pytest.fixture
+def ready_style(frontend: FrontEnd) -> ReadyStyle:
+    """Puts a trained style in the records (training itself is tested elsewhere), with
+    ``weights`` as its LoRA file, for tests about what the bot does with one."""
+
+    async def make(user: FakeUser, name: str, weights: bytes) -> None:
+        repo, blobs = frontend.repo, frontend.blobs
+        owner = await repo.get_or_create_user("telegram", str(user.id), user.first_name)
+        image = await blobs.put(f"reference image of {name}".encode())
+        upload = await repo.add_upload(owner.id, image, "ref.png", 64, 64)
+        now = datetime.now(UTC)
+        consent = await repo.add_consent(owner.id, "own-work", TERMS_VERSION, True, [image], now)
+        style = await repo.add_style(
+            owner.id, name, f"sbt {name}", consent.id, "tiny", {}, [upload.id], now
+        )
+        await repo.set_style_status(style.id, StyleStatus.READY, await blobs.put(weights))
+
+    return make

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import pytest
 from PIL import Image
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, RetryAfter
+from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -379,6 +379,33 @@ async def test_telegram_errors_reach_the_client(fake: FakeTelegram, app: Applica
     assert await sent.delete()
     with pytest.raises(BadRequest, match=r"(?i)message to delete not found"):
         await sent.delete()
+
+
+async def test_a_migrated_group_answers_with_its_new_id(
+    fake: FakeTelegram, app: Application, user: FakeUser
+) -> None:
+    group = fake.group_chat(id=-42, title="small group")
+    await fake.send_text(group, user, "/echo before")
+    await fake.wait_for_sent(group)
+    supergroup = fake.migrate_group(group, -1000000000042)
+
+    with pytest.raises(ChatMigrated) as migrated:
+        await app.bot.send_message(group.id, "to the old id")
+    assert migrated.value.new_chat_id == supergroup.id
+    assert supergroup.type == "supergroup"
+    member = await app.bot.get_chat_member(supergroup.id, user.id)  # members came along
+    assert member.user.id == user.id
+    await app.bot.send_message(supergroup.id, "to the new id")
+    assert _texts(fake.sent_messages(supergroup)) == ["to the new id"]
+
+
+async def test_an_upload_over_50_mb_answers_413(fake: FakeTelegram, app: Application) -> None:
+    group = fake.group_chat(id=-42, title="small group")
+    with pytest.raises(NetworkError, match="Request Entity Too Large"):
+        await app.bot.send_document(group.id, b"\0" * (50 * 1024 * 1024 + 1), filename="big")
+    (call,) = fake.calls("sendDocument")
+    assert (call.http_status, call.params["chat_id"]) == (413, group.id)
+    assert fake.sent_messages(group) == []
 
 
 async def test_stop_releases_held_long_poll(fake: FakeTelegram) -> None:

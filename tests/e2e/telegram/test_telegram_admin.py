@@ -13,7 +13,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.fakes.telegram_api import AlbumDocument, FakeChat, FakeTelegram, FakeUser
+from tests.fakes.telegram_api import (
+    AlbumDocument,
+    FakeChat,
+    FakeTelegram,
+    FakeUser,
+    StoredMessage,
+)
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core import JobStatus
@@ -397,6 +403,10 @@ async def test_the_consent_question_asks_about_recognisable_people(
 # -- /forgetme ---------------------------------------------------------------------------------
 
 
+def erase_buttons(message: StoredMessage) -> list[tuple[str, str | None]]:
+    return [(t, d) for t, d in message.buttons if d and d.startswith(("ey|", "en|"))]
+
+
 async def test_forgetme_asks_only_the_asker_and_confirm_erases(
     fake: FakeTelegram,
     telegram: TelegramAdapter,
@@ -407,6 +417,7 @@ async def test_forgetme_asks_only_the_asker_and_confirm_erases(
     group: FakeChat,
     samples: list[bytes],
 ) -> None:
+    private = fake.private_chat(ada)  # Ada has pressed Start in a chat with the bot
     await fake.send_document(group, ada, samples[0], "f.png", "image/png", caption="/upload")
     await fake.wait_for_sent(group, lambda m: "Received 1 image(s)" in (m.text or ""))
     assert len(stored_blobs(settings)) == 1
@@ -416,32 +427,66 @@ async def test_forgetme_asks_only_the_asker_and_confirm_erases(
     refusal = await said(fake, group, ada, "/forgetme everything")
     assert refusal.startswith("⚠️ Send /forgetme alone")
 
-    asked = await fake.send_text(group, ada, "/forgetme")
-    question = await fake.wait_for_sent(
-        group, lambda m: m.message_id > asked.message_id and bool(m.buttons)
-    )
+    # Asked in the group, the question (all her styles, private ones too) goes to Ada's
+    # private chat; the group only reads where it went.
+    note = await said(fake, group, ada, "/forgetme")
+    assert note == "Ada, I sent you the /forgetme question in our private chat."
+    question = await fake.wait_for_sent(private, lambda m: bool(m.buttons))
     assert question.buttons == [("Erase everything", f"ey|{ada.id}"), ("Keep it", f"en|{ada.id}")]
+    assert (question.text or "").startswith("This erases everything of yours here")
+    assert [m for m in fake.sent_messages(group) if erase_buttons(m)] == []
+    assert [m for m in fake.sent_messages(group) if "This erases" in (m.text or "")] == []
 
-    # Bob cannot erase Ada's data; Keep leaves everything.
-    answer = await fake.press_and_answer(group, bob, question, f"ey|{ada.id}")
+    # The buttons still refuse anyone but the asker; Keep leaves everything.
+    answer = await fake.press_and_answer(private, bob, question, f"ey|{ada.id}")
     assert answer.get("show_alert") is True
     assert count_rows(settings, users, str(ada.id)) == 1
-    await fake.press_button(group, ada, question, f"en|{ada.id}")
+    await fake.press_button(private, ada, question, f"en|{ada.id}")
     kept = await fake.wait_for_sent(
-        group, lambda m: m.message_id == question.message_id and not m.buttons
+        private, lambda m: m.message_id == question.message_id and not m.buttons
     )
     assert "nothing was erased" in (kept.text or "")
     assert count_rows(settings, users, str(ada.id)) == 1
     assert len(stored_blobs(settings)) == 1
 
-    asked = await fake.send_text(group, ada, "/forgetme")
+    await said(fake, group, ada, "/forgetme")
     question = await fake.wait_for_sent(
-        group, lambda m: m.message_id > asked.message_id and bool(m.buttons)
+        private, lambda m: m.message_id > question.message_id and bool(m.buttons)
     )
-    await fake.press_button(group, ada, question, f"ey|{ada.id}")
+    await fake.press_button(private, ada, question, f"ey|{ada.id}")
     erased = await fake.wait_for_sent(
-        group, lambda m: m.message_id == question.message_id and not m.buttons
+        private, lambda m: m.message_id == question.message_id and not m.buttons
     )
     assert "Erased: 0 style(s), 1 reference image(s)" in (erased.text or "")
     assert count_rows(settings, users, str(ada.id)) == 0
     assert stored_blobs(settings) == []
+    assert [m for m in fake.sent_messages(group) if "Erased" in (m.text or "")] == []
+
+
+async def test_forgetme_in_a_group_with_a_closed_private_chat_only_says_how_to_open_it(
+    fake: FakeTelegram,
+    telegram: TelegramAdapter,
+    settings: Settings,
+    ada: FakeUser,
+    group: FakeChat,
+    samples: list[bytes],
+) -> None:
+    await fake.send_document(group, ada, samples[0], "f.png", "image/png", caption="/upload")
+    await fake.wait_for_sent(group, lambda m: "Received 1 image(s)" in (m.text or ""))
+
+    hint = await said(fake, group, ada, "/forgetme")  # Ada never started a chat with the bot
+
+    assert hint.startswith("Ada, the /forgetme question is for you only")
+    assert telegram.application is not None
+    assert f"@{telegram.application.bot.username}" in hint
+    assert "press Start" in hint
+    assert [m for m in fake.sent_messages(group) if erase_buttons(m)] == []
+    assert [m for m in fake.sent_messages(group) if "This erases" in (m.text or "")] == []
+    assert len(stored_blobs(settings)) == 1
+
+    # Once she has, /forgetme in the private chat asks there, as it always did.
+    private = fake.private_chat(ada)
+    asked = await fake.send_text(private, ada, "/forgetme")
+    question = await fake.wait_for_sent(private, lambda m: bool(m.buttons))
+    assert question.api["reply_to_message"]["message_id"] == asked.message_id
+    assert question.buttons == [("Erase everything", f"ey|{ada.id}"), ("Keep it", f"en|{ada.id}")]

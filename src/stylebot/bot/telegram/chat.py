@@ -8,8 +8,10 @@ user-given prompts and names never break on markup.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from telegram import (
@@ -17,12 +19,13 @@ from telegram import (
     CallbackQuery,
     Chat,
     InlineKeyboardMarkup,
+    MaybeInaccessibleMessage,
     Message,
     ReplyParameters,
     User,
 )
 from telegram.constants import ChatType
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, ChatMigrated, NetworkError, TelegramError
 
 from stylebot.bot.core import (
     ConsentRequest,
@@ -40,17 +43,27 @@ from stylebot.bot.core import (
     VerifyReport,
 )
 from stylebot.bot.core.replies import ErasureConfirmation
-from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard, PrivatePreviews
+from stylebot.bot.telegram.delivery import (
+    FloodAwareSender,
+    JobStatusBoard,
+    PrivatePreviews,
+    cannot_write_to,
+    is_too_large,
+)
 from stylebot.bot.telegram.render import (
     MAX_ALERT_CHARS,
+    MAX_BOT_UPLOAD_BYTES,
     MAX_CAPTION_CHARS,
     consent_keyboard,
     consent_text,
     document_caption,
+    file_too_big_text,
     fit,
     output_keyboard,
     photo_caption,
+    private_chat_closed_text,
     progress_text,
+    sent_privately_text,
     style_choices_text,
 )
 
@@ -83,10 +96,12 @@ class Conversation:
     reply_to: int | None = None
 
     @classmethod
-    def of(cls, message: Message, user: User, *, answering: bool = True) -> Conversation:
+    def of(
+        cls, message: MaybeInaccessibleMessage, user: User, *, answering: bool = True
+    ) -> Conversation:
         """The conversation of ``message``, sent (or, for buttons, pressed) by ``user``."""
         return cls(
-            message.chat_id,
+            message.chat.id,
             requester_for(user, message.chat),
             message.message_id if answering else None,
         )
@@ -105,6 +120,22 @@ class Conversation:
 
     def answering(self, message_id: int | None) -> Conversation:
         return Conversation(self.chat_id, self.requester, message_id)
+
+    def private(self) -> Conversation:
+        """The asker's private chat with the bot (its id is the user's id)."""
+        requester = dataclasses.replace(
+            self.requester, chat_id=self.requester.user_id, server_id=None
+        )
+        return Conversation(self.user_id, requester)
+
+    def moved_to(self, chat_id: int) -> Conversation:
+        """The same conversation in the supergroup a group became (a new chat id)."""
+        requester = dataclasses.replace(
+            self.requester,
+            chat_id=str(chat_id),
+            server_id=str(chat_id) if self.in_group else None,
+        )
+        return Conversation(chat_id, requester, None)
 
 
 def reply_parameters(message_id: int | None) -> ReplyParameters | None:
@@ -128,11 +159,16 @@ class ChatOutput:
         board: JobStatusBoard,
         *,
         remember_outputs: int = 1000,
+        max_send_bytes: int = MAX_BOT_UPLOAD_BYTES,
     ) -> None:
         self.bot = bot
         self.sender = sender
         self.board = board
         self.previews = PrivatePreviews(bot, sender)
+        self.max_send_bytes = max_send_bytes
+        # Callback queries answered (or tried) in the press being handled: Telegram takes
+        # one answer per query, so an error after it is told in the chat instead.
+        self._answered: set[str] = set()
         # output id -> the (chat, message) pairs showing it, to remove them on delete.
         self._output_messages: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         self._remember_outputs = remember_outputs
@@ -145,8 +181,20 @@ class ChatOutput:
         removed or blocked) is logged and skipped: retrying cannot help.
         """
         to = notification.to
+        conversation = Conversation(int(to.chat_id), to)
         try:
-            await self.show(Conversation(int(to.chat_id), to), notification.reply)
+            try:
+                await self.show(conversation, notification.reply)
+            except ChatMigrated as migrated:
+                # The group became a supergroup with a new id: its members are there now.
+                log.warning(
+                    "group %s became supergroup %s; delivering the job update there. Styles "
+                    "shared with the old group id are not re-mapped: their owners need to "
+                    "share them again in the supergroup",
+                    to.chat_id,
+                    migrated.new_chat_id,
+                )
+                await self.show(conversation.moved_to(migrated.new_chat_id), notification.reply)
         except TelegramError as error:
             log.error(
                 "job update for chat %s refused by Telegram (%s); the user sees it in /status",
@@ -198,22 +246,76 @@ class ChatOutput:
                         chat_id, image.output_id, image.filename, image.data, status_message
                     )
             case FileReply():
-                await self.sender.call(
-                    chat_id,
-                    lambda: self.bot.send_document(
-                        chat_id,
-                        reply.data,
-                        filename=reply.filename,
-                        caption=fit(reply.text, MAX_CAPTION_CHARS),
-                        reply_parameters=reply_parameters(conversation.reply_to),
-                    ),
-                    "send file",
-                )
+                await self._send_file(conversation, reply)
             case StyleChoices():
                 await self.send_text(conversation, style_choices_text(reply))
             # /forgetme shows its question with buttons itself (handlers); this is the text.
             case TextReply(text=text) | VerifyReport(text=text) | ErasureConfirmation(text=text):
                 await self.send_text(conversation, text)
+
+    async def _send_file(self, conversation: Conversation, reply: FileReply) -> None:
+        """A style's weights, for its owner only (in a group: to their private chat), and
+        refused up front when Telegram would not take a file that big."""
+        size = len(reply.data)
+        if size > self.max_send_bytes:
+            too_big = file_too_big_text(reply.filename, size, self.max_send_bytes)
+            await self.send_text(conversation, f"⚠️ {too_big}")
+            return
+
+        async def send(to: Conversation) -> None:
+            await self.sender.call(
+                to.chat_id,
+                lambda: self.bot.send_document(
+                    to.chat_id,
+                    reply.data,
+                    filename=reply.filename,
+                    caption=fit(reply.text, MAX_CAPTION_CHARS),
+                    reply_parameters=reply_parameters(to.reply_to),
+                ),
+                "send file",
+            )
+
+        try:
+            await self.to_asker(conversation, send, what="the style file", command="/style export")
+        except NetworkError as error:
+            if not is_too_large(error):
+                raise
+            log.warning("%s refused by Telegram as too large: %s", reply.filename, error)
+            too_big = file_too_big_text(reply.filename, size, MAX_BOT_UPLOAD_BYTES)
+            await self.send_text(conversation, f"⚠️ {too_big}")
+
+    async def to_asker(
+        self,
+        conversation: Conversation,
+        send: Callable[[Conversation], Awaitable[object]],
+        *,
+        what: str,
+        command: str,
+    ) -> bool:
+        """``send`` what is for the asker's eyes only, and say whether it reached them.
+
+        In a private chat it goes there. A group cannot hold a message for one member, so
+        from a group it goes to the asker's private chat with the bot and the group gets a
+        short note; when the bot cannot write there (they never pressed Start, or blocked
+        it) the group is told how to open it, and nothing is sent.
+        """
+        if not conversation.in_group:
+            await send(conversation)
+            return True
+        requester = conversation.requester
+        try:
+            await send(conversation.private())
+        except TelegramError as error:
+            if not cannot_write_to(error):
+                raise
+            log.info("%s not sent to user %s privately: %s", what, requester.user_id, error)
+            hint = private_chat_closed_text(
+                requester.display_name, self.bot.username, what, command
+            )
+            await self.send_text(conversation, hint)
+            return False
+        await self.send_text(conversation, sent_privately_text(requester.display_name, what))
+        return True
 
     async def send_text(
         self,
@@ -255,10 +357,19 @@ class ChatOutput:
         self, query: CallbackQuery, text: str | None = None, *, alert: bool = False
     ) -> None:
         """Answer a button press once; a stale query (Telegram gave up waiting) is ignored."""
+        self._answered.add(query.id)
         try:
             await query.answer(fit(text, MAX_ALERT_CHARS) if text else None, show_alert=alert)
         except TelegramError as error:
             log.info("callback query %s not answered: %s", query.id, error)
+
+    def answered(self, query: CallbackQuery) -> bool:
+        """Whether ``query`` was answered (or that was tried): it takes no second answer."""
+        return query.id in self._answered
+
+    def forget_answer(self, query: CallbackQuery) -> None:
+        """The press is handled: nothing will answer its query any more."""
+        self._answered.discard(query.id)
 
     async def remove_output(self, output_id: str, pressed: Message | None) -> None:
         """Delete the photo and file that showed a deleted output. After a restart only

@@ -66,6 +66,13 @@ class ConsentFlow:
         self._open.pop(conversation.key, None)
         self._style_names.pop(conversation.key, None)
 
+    def forget_user(self, user_id: int) -> None:
+        """Forget the user's questions and names in every chat (after /forgetme)."""
+        for key in [key for key in self._open if key[1] == user_id]:
+            del self._open[key]
+        for key in [key for key in self._style_names if key[1] == user_id]:
+            del self._style_names[key]
+
     async def ask(
         self, conversation: Conversation, request: ConsentRequest, *, from_photos: bool
     ) -> None:

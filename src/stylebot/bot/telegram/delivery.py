@@ -62,6 +62,14 @@ def is_not_modified(error: BadRequest) -> bool:
     return "not modified" in error.message.lower()
 
 
+def is_too_large(error: TelegramError) -> bool:
+    """Telegram's HTTP 413 for an upload over its limit. PTB raises it as a NetworkError
+    ("Request Entity Too Large", or "... (413)" when the body is not JSON), but sending
+    the same bytes again cannot succeed."""
+    message = error.message.lower()
+    return "request entity too large" in message or "(413)" in message
+
+
 class DeliveryFailed(RuntimeError):
     """Telegram kept refusing or timing out; the caller decides whether that loses anything."""
 
@@ -72,7 +80,8 @@ class FloodAwareSender:
     Network errors are retried a few times with a growing pause (a send that timed out may
     have arrived, so a rare duplicate is the price of never dropping a result);
     ``BadRequest`` and other answers that will not change by retrying, such as
-    ``Forbidden``, go straight back to the caller.
+    ``Forbidden`` or a 413 for a file over Telegram's size limit, go straight back to the
+    caller.
     """
 
     def __init__(
@@ -115,6 +124,8 @@ class FloodAwareSender:
             except BadRequest:
                 raise
             except (TimedOut, NetworkError) as error:
+                if is_too_large(error):
+                    raise
                 network_errors += 1
                 if network_errors > self.max_network_retries:
                     raise DeliveryFailed(f"{what} in chat {chat_id}: {error}") from error

@@ -29,7 +29,6 @@ from stylebot.bot.core import (
     DiscardUploads,
     ErrorReply,
     ExportStyle,
-    Imagine,
     IncomingFile,
     ListStyles,
     Notification,
@@ -292,17 +291,7 @@ class TelegramHandlers:
                 except CommandSyntaxError as error:
                     await self.chat.show(conversation, ErrorReply(str(error)))
                     return
-                command = Imagine(
-                    me,
-                    parsed.prompt,
-                    style=parsed.style,
-                    negative_prompt=parsed.negative_prompt,
-                    seed=parsed.seed,
-                    steps=parsed.steps,
-                    width=parsed.width,
-                    height=parsed.height,
-                    count=parsed.count,
-                )
+                command = parsed.command(me)
             case "styles":
                 command = ListStyles(me)
             case "style":
@@ -478,8 +467,14 @@ class TelegramHandlers:
         if not isinstance(reply, ErasureConfirmation):
             await self.chat.show(conversation, reply)
             return
-        await self.chat.send_text(
-            conversation, reply.text, keyboard=erase_keyboard(conversation.user_id)
+        keyboard = erase_keyboard(conversation.user_id)
+
+        async def ask(to: Conversation) -> None:
+            await self.chat.send_text(to, reply.text, keyboard=keyboard)
+
+        # It lists every style of theirs (private ones too): for the asker's eyes only.
+        await self.chat.to_asker(
+            conversation, ask, what="the /forgetme question", command="/forgetme"
         )
 
     async def _consent(self, conversation: Conversation, args: str) -> None:
@@ -533,7 +528,21 @@ class TelegramHandlers:
                     await self._erase_button(query, action)
         except Exception:
             log.exception("button %r failed", query.data)
-            await self.chat.answer(query, SORRY, alert=True)
+            if self.chat.answered(query):
+                await self._apologise_in_chat(query)  # Telegram takes one answer per press
+            else:
+                await self.chat.answer(query, SORRY, alert=True)
+        finally:
+            self.chat.forget_answer(query)
+
+    async def _apologise_in_chat(self, query: CallbackQuery) -> None:
+        """SORRY as a message answering the one whose button was pressed."""
+        message = query.message
+        if message is None:  # only inline-mode messages have none, and the bot sends none
+            return
+        conversation = Conversation.of(message, query.from_user)
+        with contextlib.suppress(Exception):  # already logged; nothing more to tell
+            await self.chat.send_text(conversation, SORRY)
 
     async def _output_button(self, query: CallbackQuery, action: OutputAction) -> None:
         """Re-roll, vary, info or delete under a result: anyone may press, the core decides."""
@@ -601,7 +610,8 @@ class TelegramHandlers:
             conversation = Conversation.of(message, query.from_user, answering=False)
             reply = await self.core.handle(EraseMyData(conversation.requester, confirmed=True))
             if not isinstance(reply, ErrorReply):
-                self.consent.forget(conversation)  # its images are gone with everything else
+                # Their waiting images are gone with everything else, in every chat.
+                self.consent.forget_user(conversation.user_id)
             outcome = text_of(reply)
             await self.chat.close_question(
                 message, f"⚠️ {outcome}" if isinstance(reply, ErrorReply) else outcome

@@ -20,6 +20,8 @@ MAX_TEXT_CHARS = 4096
 MAX_CAPTION_CHARS = 1024
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_ALERT_CHARS = 200
+# Bots may send files of at most 50 MB (https://core.telegram.org/bots/api#sending-files).
+MAX_BOT_UPLOAD_BYTES = 50 * 1024 * 1024
 
 #: What ``setMyCommands`` registers, so Telegram's command menu lists them.
 BOT_COMMANDS: tuple[tuple[str, str], ...] = (
@@ -307,6 +309,33 @@ def preview_hint_text(display_name: str, bot_username: str | None) -> str:
         f"{display_name}, your style in training has previews, and they are for you only, "
         f"so I send them in our private chat, where I cannot write to you yet. Open a chat "
         f"with {chat} and press Start to get the next ones."
+    )
+
+
+def private_chat_closed_text(
+    display_name: str, bot_username: str | None, what: str, command: str
+) -> str:
+    """Said in a group when ``what`` (for the asker only) cannot go to their private chat."""
+    chat = f"@{bot_username}" if bot_username else "me"
+    return (
+        f"{display_name}, {what} is for you only, so I send it in our private chat, where I "
+        f"cannot write to you yet. Open a chat with {chat}, press Start, then send {command} "
+        "again."
+    )
+
+
+def sent_privately_text(display_name: str, what: str) -> str:
+    """The group's note when something for the asker went to their private chat."""
+    return f"{display_name}, I sent you {what} in our private chat."
+
+
+def file_too_big_text(filename: str, size: int, limit: int = MAX_BOT_UPLOAD_BYTES) -> str:
+    """A file larger than Telegram lets a bot send: say so, with the numbers and a way out."""
+    mb = 1024 * 1024
+    return (
+        f"{filename} is {size / mb:.1f} MB, and Telegram lets a bot send files of at most "
+        f"{limit / mb:.0f} MB, so I cannot send it here. Nothing was changed. Ask the bot's "
+        "operator for the file: it is kept on their server."
     )
 
 

@@ -1,0 +1,91 @@
+"""When things go wrong on Telegram's side or ours, the user still hears of it, end to end:
+the real python-telegram-bot Application against the fake Bot API, over the real core,
+SQLite and embedded Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+
+import pytest
+from tests.e2e.telegram.conftest import ReadyStyle
+from tests.fakes.telegram_api import FakeTelegram, FakeUser
+
+from stylebot.bot.core import ImageFile, ImagesReady, Notification, Requester
+from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.handlers import SORRY
+from stylebot.config import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def fail_style_deletes(settings: Settings) -> None:
+    """Make SQLite refuse to delete any style, as a broken database would: the core's
+    DeleteStyle then raises."""
+    with contextlib.closing(sqlite3.connect(settings.database_path)) as db:
+        db.execute(
+            "CREATE TRIGGER no_style_deletes BEFORE DELETE ON styles "
+            "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"
+        )
+        db.commit()
+
+
+async def test_an_error_after_the_button_was_answered_is_said_in_the_chat(
+    fake: FakeTelegram,
+    telegram: TelegramAdapter,
+    settings: Settings,
+    ready_style: ReadyStyle,
+    ada: FakeUser,
+) -> None:
+    """Delete answers the press at once (the core may take a while); when the core then
+    fails, Telegram takes no second answer, so the apology comes as a message."""
+    private = fake.private_chat(ada)
+    await ready_style(ada, "ink", b"weights")
+    await fake.send_text(private, ada, "/style delete ink")
+    question = await fake.wait_for_sent(private, lambda m: bool(m.buttons))
+    (delete,) = [data for label, data in question.buttons if label == "Delete it"]
+    assert delete is not None
+    fail_style_deletes(settings)
+
+    query = await fake.press_button(private, ada, question, delete)
+
+    sorry = await fake.wait_for_sent(private, lambda m: m.text == SORRY)
+    assert sorry.api["reply_to_message"]["message_id"] == question.message_id
+    assert fake.callback_answer(query) is not None  # the one answer, given before the core ran
+    answers = [
+        c for c in fake.calls("answerCallbackQuery") if c.params["callback_query_id"] == query
+    ]
+    assert [c.http_status for c in answers] == [200]  # no second answer was tried
+
+
+async def test_a_result_for_a_group_that_became_a_supergroup_arrives_there(
+    fake: FakeTelegram,
+    telegram: TelegramAdapter,
+    ada: FakeUser,
+    samples: list[bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    group = fake.group_chat(-4242, "Sketchers")  # a basic group
+    await fake.send_text(group, ada, "/styles")
+    await fake.wait_for_sent(group)
+    supergroup = fake.migrate_group(group, -1004242)
+    to = Requester("telegram", str(ada.id), "Ada", str(group.id), server_id=str(group.id))
+    result = ImagesReady(
+        "Here you are (seed 1).", "generate-1", (ImageFile("0123456789ab", "a.png", samples[0]),)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="stylebot.bot.telegram"):
+        await telegram.notify(Notification(to, result))
+
+    status, photo, document = fake.sent_messages(supergroup)
+    assert status.text == "Here you are (seed 1)."
+    assert photo.photo, "the image to look at"
+    assert document.document_bytes == samples[0]
+    refused = [c for c in fake.requests if c.params.get("chat_id") == group.id and not c.ok]
+    assert [c.response["parameters"] for c in refused] == [{"migrate_to_chat_id": supergroup.id}]
+    (warning,) = [r for r in caplog.records if "supergroup" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert str(supergroup.id) in warning.getMessage()
+    assert "not re-mapped" in warning.getMessage()
