@@ -27,6 +27,7 @@ from stylebot.provenance.signing import SigningIdentity, signing_identity_for
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.events import EventConsumer
+from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
 from stylebot.storage.admin import open_admin_ports
@@ -35,6 +36,9 @@ from stylebot.storage.optout import SqliteOptOutRegistry
 from stylebot.storage.usage import SqliteUsageLog
 
 log = logging.getLogger(__name__)
+
+# Worker events handled at once, each job's in order (FrontEnd.deliver_events).
+DELIVERY_CONCURRENCY = 32
 
 NotificationSink = Callable[[Notification], Awaitable[None]]
 
@@ -125,6 +129,11 @@ class FrontEnd:
     redis_url: str
     sinks: dict[str, NotificationSink] = field(default_factory=dict)
     _delivery: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Events being handled at once (each job's in order): bounded, so a backlog after
+    # a restart does not open hundreds of database transactions and uploads together.
+    _delivering: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(DELIVERY_CONCURRENCY), repr=False
+    )
 
     def add_sink(self, platform: str, sink: NotificationSink) -> None:
         """Where notifications for users of `platform` go (an adapter's send method)."""
@@ -136,8 +145,37 @@ class FrontEnd:
         An event is acknowledged only once its notifications went out, so one
         that was being handled when the process died is handled again at the
         next start (the core makes that repeat harmless).
+
+        Each job's events are handled in order, but jobs do not wait for each other:
+        a chat platform that makes us wait (Telegram's flood limits ask for tens of
+        seconds) holds up only the jobs whose messages go there.
         """
-        async for message_id, event in self.events:
+        lanes: dict[str, asyncio.Task[None]] = {}
+        try:
+            async for message_id, event in self.events:
+                previous = lanes.get(event.job_id)
+                lane = asyncio.create_task(
+                    self._handle_after(previous, message_id, event),
+                    name=f"deliver-{event.job_id}",
+                )
+                lanes[event.job_id] = lane
+                lane.add_done_callback(
+                    lambda done, job_id=event.job_id: (
+                        lanes.pop(job_id) if lanes.get(job_id) is done else None
+                    )
+                )
+        finally:
+            for lane in list(lanes.values()):
+                lane.cancel()
+            await asyncio.gather(*lanes.values(), return_exceptions=True)
+
+    async def _handle_after(
+        self, previous: asyncio.Task[None] | None, message_id: str, event: JobEvent
+    ) -> None:
+        """Handle one event once the job's previous event is done (whatever became of it)."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        async with self._delivering:
             try:
                 notifications = await self.bot.handle_event(event)
                 for notification in notifications:
@@ -146,7 +184,7 @@ class FrontEnd:
                 raise
             except Exception:
                 log.exception("event %s for job %s not delivered", message_id, event.job_id)
-                continue
+                return
             await self.events.ack(message_id)
 
     async def _deliver(self, notification: Notification) -> None:
