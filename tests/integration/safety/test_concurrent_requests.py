@@ -1,6 +1,6 @@
 """Requests sent at the same moment, on the real SQLite repository: limits hold, a
-/cancel that loses to the worker's result leaves the result standing, and a style being
-deleted takes no new jobs.
+/cancel that loses to the worker's result leaves the result standing, a style being
+deleted takes no new jobs, and a blob two people share is not deleted under one of them.
 
 Both chat adapters handle commands concurrently, and every check reads what other
 requests write several awaits later; requests gathered here interleave at those awaits
@@ -21,6 +21,7 @@ from stylebot.bot.core import (
     CancelJob,
     ConfirmConsent,
     DeleteStyle,
+    DiscardUploads,
     ErrorReply,
     Imagine,
     IncomingFile,
@@ -50,6 +51,17 @@ LIMITS = Policy(
 )
 
 
+class SlowDisk(InMemoryBlobStore):
+    """Storing a blob takes a moment after the bytes are there, as syncing does."""
+
+    put_delay_s = 0.0
+
+    async def put(self, data: bytes) -> str:
+        key = await super().put(data)
+        await asyncio.sleep(self.put_delay_s)
+        return key
+
+
 class RoundTripQueue(RecordingQueue):
     """Cancelling takes a round trip, during which other requests and events go on."""
 
@@ -64,7 +76,7 @@ async def bot_and_queue(tmp_path: Path) -> AsyncIterator[tuple[StyleBot, Recordi
     queue = RoundTripQueue()
     bot = StyleBot(
         repo,
-        InMemoryBlobStore(),
+        SlowDisk(),
         queue,
         PixelWatermark(),
         SteppingClock(),
@@ -191,3 +203,30 @@ async def test_a_style_being_deleted_takes_no_new_job(
         assert isinstance(asked, ErrorReply)
         assert "no style named ink" in asked.text
     assert first.job_id in queue.cancelled
+
+
+async def test_discarding_an_image_while_someone_uploads_the_same_bytes_keeps_it(
+    bot_and_queue: tuple[StyleBot, RecordingQueue],
+) -> None:
+    bot, _ = bot_and_queue
+    alice, bob = person("alice"), person("bob")
+    same = IncomingFile("sea.png", png((20, 120, 220)))
+    await bot.handle(UploadImages(alice, (same,)))
+    blobs = bot.deps.blobs
+    assert isinstance(blobs, SlowDisk)
+    blobs.put_delay_s = 0.05  # Bob's upload is storing the (already stored) blob...
+
+    async def alice_discards_meanwhile() -> Reply:
+        await asyncio.sleep(0.01)  # ...when Alice discards her copy
+        return await bot.handle(DiscardUploads(alice))
+
+    uploaded, discarded = await asyncio.gather(
+        bot.handle(UploadImages(bob, (same,))), alice_discards_meanwhile()
+    )
+
+    assert isinstance(discarded, TextReply)
+    assert discarded.text == "Discarded 1 waiting image(s)."
+    assert not isinstance(uploaded, ErrorReply), uploaded
+    bob_user = await bot.deps.repo.get_or_create_user("discord", "bob", "Bob")
+    (waiting,) = await bot.deps.repo.pending_uploads(bob_user.id)
+    assert await blobs.exists(waiting.blob_key)  # Bob's image is still there to train on

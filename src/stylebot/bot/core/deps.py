@@ -44,6 +44,9 @@ class Deps:
     # sent at once cannot all pass the same check. One front-end process owns the
     # database (DESIGN.md), so a lock in that process is enough.
     admission: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
+    # Held from storing an upload's blob until its record exists, and by deleters
+    # while they check a blob is unused and delete it (stylebot.bot.core.blobs).
+    blob_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     async def user(self, requester: Requester) -> User:
         """The requester's user record, created on first sight."""

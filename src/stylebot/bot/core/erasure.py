@@ -36,6 +36,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import EraseMyData
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import cancel_job
@@ -182,9 +183,7 @@ async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
                 )
                 await deps.ledger.append(LedgerKind.ERASURE, payload, deps.clock.now())
         # After the commit, as in revoke_style.
-        for key in sorted(unused):
-            await deps.blobs.delete(key)
-        deleted_blobs += len(unused)
+        deleted_blobs += await delete_unused_blobs(deps, unused)
     else:
         # No user row (never used the bot, or erased before): usage and opt-outs only.
         async with deps.repo.transaction():

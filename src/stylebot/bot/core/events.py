@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.model import (
     Job,
@@ -85,8 +86,7 @@ async def _discard_unwanted_blobs(deps: Deps, event: JobEvent) -> None:
             keys = [key for key in [*keys, result.embedding_key or ""] if key]  # "": no LoRA
         else:
             keys += [image.blob_key for image in event.generate_result().images]
-    for key in sorted(await deps.repo.unreferenced_blob_keys(keys)):
-        await deps.blobs.delete(key)
+    await delete_unused_blobs(deps, keys)
 
 
 async def _progress_reply(deps: Deps, job: Job, event: JobEvent) -> JobProgress:

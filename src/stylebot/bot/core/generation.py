@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import DeleteOutput, Imagine, OutputInfo
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
@@ -249,6 +250,5 @@ async def delete_output(deps: Deps, command: DeleteOutput) -> Reply:
         return ErrorReply("Only the person who made an image can delete it.")
     key = await deps.repo.delete_output(output.id)
     if key is not None:
-        for unused in await deps.repo.unreferenced_blob_keys([key]):
-            await deps.blobs.delete(unused)
+        await delete_unused_blobs(deps, [key])
     return TextReply("Deleted the image and its record.")

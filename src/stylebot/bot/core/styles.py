@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import (
     DeleteStyle,
     ExportStyle,
@@ -174,9 +175,7 @@ async def revoke_style(deps: Deps, style: Style, reason: str) -> RevokedStyle:
             keys = await deps.repo.delete_style(style.id)
             unused = await deps.repo.unreferenced_blob_keys(keys)
             await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
-        # After the commit: a failed commit must not leave records naming missing blobs.
-        for key in sorted(unused):
-            await deps.blobs.delete(key)
+        await delete_unused_blobs(deps, unused)
     return RevokedStyle(images=len(uploads), deleted_blobs=len(unused))
 
 

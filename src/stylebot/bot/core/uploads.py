@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stylebot.bot.core import consent as consent_terms
+from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, UploadImages
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.evidence import consent_images, record_consent
@@ -61,15 +62,17 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
             f"would have {total}. Nothing was saved; send fewer images."
         )
 
-    for image in accepted:
-        key = await deps.blobs.put(image.data)
-        if key != image.sha256:
-            raise RuntimeError(f"blob store returned {key} for content {image.sha256}")
-    async with deps.repo.transaction():
+    # Until the records exist nothing names these blobs: see stylebot.bot.core.blobs.
+    async with deps.blob_lock:
         for image in accepted:
-            await deps.repo.add_upload(
-                user.id, image.sha256, image.display_name, image.width, image.height
-            )
+            key = await deps.blobs.put(image.data)
+            if key != image.sha256:
+                raise RuntimeError(f"blob store returned {key} for content {image.sha256}")
+        async with deps.repo.transaction():
+            for image in accepted:
+                await deps.repo.add_upload(
+                    user.id, image.sha256, image.display_name, image.width, image.height
+                )
 
     note = f" ({duplicates} already received, skipped)" if duplicates else ""
     return ConsentRequest(
@@ -128,8 +131,7 @@ async def confirm_consent(deps: Deps, command: ConfirmConsent) -> Reply:
 async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
     user = await deps.user(command.requester)
     removed = await deps.repo.discard_pending_uploads(user.id)
-    for key in await deps.repo.unreferenced_blob_keys([u.blob_key for u in removed]):
-        await deps.blobs.delete(key)
+    await delete_unused_blobs(deps, [u.blob_key for u in removed])
     return TextReply(f"Discarded {len(removed)} waiting image(s).")
 
 
