@@ -56,6 +56,10 @@ class Settings:
     model_variant: str = "auto"
     # A single-file checkpoint's family: sd15, sd2, sdxl, or auto (read from its keys).
     base_model_family: str = "auto"
+    # A diffusers folder or hub id whose component configs a single-file base
+    # model loads with. Empty: diffusers' guess, which takes every SD 2.x file
+    # for the 768 px v-prediction model (wrong for the 512 px epsilon base).
+    base_model_config: str = ""
 
     # Training defaults. Steps, rank and learning rate left unset (None) are
     # chosen per style from its number of images (stylebot.bot.core.training_defaults).

@@ -53,6 +53,10 @@ class LoraWeights:
 # A request and the style it is drawn in (None: the base model), for `generate_mixed`.
 StyledRequest = tuple[GenerationRequest, "LoraWeights | None"]
 
+# A few-step (turbo) model's guidance: distilled to sample without
+# classifier-free guidance (the front end's default for it, see load_settings).
+FEW_STEP_GUIDANCE = 0.0
+
 # PEFT's per-sample adapter name for "no adapter" in a mixed batch.
 BASE_ADAPTER = "__base__"
 # The largest LoRA rank the trainer makes by default (training_defaults.default_rank).
@@ -394,7 +398,29 @@ class Generator:
             return []
         requests = self._compatible(requests)
         self._activate(lora)
+        if self._zeroes_empty_negative() and len({bool(r.negative_prompt) for r in requests}) > 1:
+            return self._split_by_negative(requests, on_step)
         return self._call_batch(requests, on_step)
+
+    def _zeroes_empty_negative(self) -> bool:
+        """SDXL's unconditional embedding for "no negative prompt" is zeros, not the
+        encoded "" that a call with any negative prompt gives every request."""
+        return bool(getattr(self.pipeline.config, "force_zeros_for_empty_prompt", False))
+
+    def _split_by_negative(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_step: Callable[[int, int], None] | None,
+    ) -> list[list[Image.Image]]:
+        """Requests with and without a negative prompt in two calls, results in order,
+        so that each image is the one it gets alone (`_zeroes_empty_negative`)."""
+        results: list[list[Image.Image]] = [[] for _ in requests]
+        for has_negative in (False, True):
+            indices = [i for i, r in enumerate(requests) if bool(r.negative_prompt) == has_negative]
+            images = self._call_batch([requests[i] for i in indices], on_step)
+            for index, made in zip(indices, images, strict=True):
+                results[index] = made
+        return results
 
     def generate_mixed(
         self,
@@ -545,20 +571,36 @@ class Generator:
         """The denoising steps a request for `steps` gets: a few-step model's are capped."""
         return min(steps, FEW_STEP_MAX_STEPS) if self.few_step else steps
 
+    def sampled_guidance(self, guidance: float) -> float:
+        """The guidance a request for `guidance` gets: none on a few-step model."""
+        return min(guidance, FEW_STEP_GUIDANCE) if self.few_step else guidance
+
     def _within_preset(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with a few-step model's step cap applied. The front end's
-        defaults and limits come from the same setting, so this only bites when
-        a worker's model and the front end's settings disagree: logged."""
-        if not self.few_step or request.steps <= FEW_STEP_MAX_STEPS:
+        """The request with a few-step model's step cap and guidance applied. The
+        front end's defaults and limits come from the same setting, so this only
+        bites when a worker's model and the front end's settings disagree: logged."""
+        if not self.few_step:
             return request
-        log.warning(
-            "few-step (turbo) model: %d steps requested, sampling %d; set "
-            "STYLEBOT_MODEL_VARIANT=turbo where the front end runs so it asks for at most %d",
-            request.steps,
-            FEW_STEP_MAX_STEPS,
-            FEW_STEP_MAX_STEPS,
-        )
-        return replace(request, steps=FEW_STEP_MAX_STEPS)
+        if request.steps > FEW_STEP_MAX_STEPS:
+            log.warning(
+                "few-step (turbo) model: %d steps requested, sampling %d; set "
+                "STYLEBOT_MODEL_VARIANT=turbo where the front end runs so it asks for at most %d",
+                request.steps,
+                FEW_STEP_MAX_STEPS,
+                FEW_STEP_MAX_STEPS,
+            )
+            request = replace(request, steps=FEW_STEP_MAX_STEPS)
+        if request.guidance > FEW_STEP_GUIDANCE:
+            # Distilled without classifier-free guidance: guidance only burns its images.
+            log.warning(
+                "few-step (turbo) model: guidance %g requested, sampling with %g; set "
+                "STYLEBOT_MODEL_VARIANT=turbo where the front end runs so it asks for %g",
+                request.guidance,
+                FEW_STEP_GUIDANCE,
+                FEW_STEP_GUIDANCE,
+            )
+            request = replace(request, guidance=FEW_STEP_GUIDANCE)
+        return request
 
     def _starting_noise(self, request: GenerationRequest, index: int) -> torch.Tensor:
         """Image `index`'s starting noise, as the pipeline would draw it for its seed."""

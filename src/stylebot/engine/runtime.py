@@ -23,7 +23,12 @@ from PIL import Image
 from transformers.utils import logging as transformers_logging
 
 from stylebot.config import FEW_STEP_MAX_STEPS
-from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
+from stylebot.engine.generator import (
+    FEW_STEP_GUIDANCE,
+    GenerationRequest,
+    Generator,
+    LoraWeights,
+)
 from stylebot.engine.lora_files import StyleCard, kohya_lora_file, model_label
 from stylebot.engine.models import load_pipeline, model_family
 from stylebot.provenance.content_credentials import finish_output_png
@@ -134,12 +139,17 @@ def _usable_checkpoint(data: bytes | None, settings: TrainSettings) -> TrainingC
 
 
 def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tuple[object, ...]:
-    """Jobs with equal keys can share one pipeline call: same style, steps, guidance, size.
+    """Jobs with equal keys can share one pipeline call: same style, steps, guidance, size,
+    and all with a negative prompt or all without.
 
     With `mixed_styles` the style is left out: jobs in different styles share a
     call through per-sample adapters (`StyleEngine.generate_mixed`).
     """
-    shape = (job.steps, job.guidance, job.width, job.height)
+    # SDXL (`force_zeros_for_empty_prompt`) conditions a request without a
+    # negative prompt on zeros, but once any request in a call has one, every
+    # request's negative is encoded text, "" included: its image would then
+    # depend on its batch-mates.
+    shape = (job.steps, job.guidance, job.width, job.height, bool(job.negative_prompt))
     if mixed_styles:
         # A textual-inversion embedding changes the text encoder for the whole call.
         return (job.embedding_key, job.embedding_token, *shape)
@@ -169,19 +179,24 @@ class StyleEngine:
         max_loaded_adapters: int = 8,
         signing: SigningIdentity | None = None,
         family: str = "auto",
+        config: str | None = None,
         few_step: bool | None = None,
         lora_hotswap: bool = True,
         lora_hotswap_rank: int = 16,
     ) -> None:
-        # family: a single-file checkpoint's (auto: from its keys); few_step: a
-        # turbo model's step cap (None: from the model's name). See engine.models.
+        # family: a single-file checkpoint's (auto: from its keys); config: the
+        # folder or hub id of its component configs (None: diffusers' guess);
+        # few_step: a turbo model's step cap (None: from the model's name). See
+        # engine.models.
         self.base_model = base_model
         self.cache_dir = cache_dir
         # A worker logs; progress bars on its stderr would only fill the log.
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
         started = time.perf_counter()
-        self.pipeline = load_pipeline(base_model, device=device, dtype=dtype, family=family)
+        self.pipeline = load_pipeline(
+            base_model, device=device, dtype=dtype, family=family, config=config
+        )
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
         self.generator = Generator(
             self.pipeline,
@@ -429,7 +444,7 @@ class StyleEngine:
                 seed=seed,
                 # What was sampled: a few-step model caps the steps asked for.
                 steps=self.generator.sampled_steps(job.steps),
-                guidance=job.guidance,
+                guidance=self.generator.sampled_guidance(job.guidance),
                 width=job.width,
                 height=job.height,
                 sampler=sampler_name(self.pipeline.scheduler),
@@ -499,7 +514,8 @@ class StyleEngine:
             steps=min(PREVIEW_STEPS, FEW_STEP_MAX_STEPS)
             if self.generator.few_step
             else PREVIEW_STEPS,
-            guidance=PREVIEW_GUIDANCE,
+            # ... and is distilled without classifier-free guidance.
+            guidance=FEW_STEP_GUIDANCE if self.generator.few_step else PREVIEW_GUIDANCE,
             width=PREVIEW_SIZE,
             height=PREVIEW_SIZE,
             output_ids=(preview_output_id(job_id, step),),

@@ -6,6 +6,7 @@ from stylebot.trainer.lora import (
     WEIGHTS_NAME,
     DeviceSharing,
     TrainingCancelled,
+    TrainingNotFinite,
     TrainOutcome,
     train_lora,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "TrainOutcome",
     "TrainingCancelled",
     "TrainingCheckpoint",
+    "TrainingNotFinite",
     "prepare_training_image",
     "prepare_upload",
     "train_lora",

@@ -37,7 +37,9 @@ class TrainingCheckpoint:
     so a resumed run draws exactly what the uninterrupted run would have;
     `validation` is the validation curve so far, (step, loss, base loss) each;
     `embedding` is the trained token's vector(s) by file key (textual inversion; empty
-    for a LoRA-only run), whose optimiser state follows the adapter's.
+    for a LoRA-only run), whose optimiser state follows the adapter's;
+    `optimizer_name` is the optimiser the run used (`hardware.optimizer_name`,
+    what "auto" resolved to on that host; empty in older checkpoints).
     """
 
     step: int
@@ -48,6 +50,19 @@ class TrainingCheckpoint:
     rng_state: torch.Tensor
     validation: tuple[tuple[int, float, float], ...] = ()
     embedding: dict[str, torch.Tensor] = field(default_factory=dict)
+    optimizer_name: str = ""
+
+    def optimizer_kind(self) -> str:
+        """The optimiser whose state this is: as recorded, else read from the state's
+        keys (torch's AdamW keeps exp_avg, bitsandbytes' state1); empty if unknown."""
+        if self.optimizer_name:
+            return self.optimizer_name
+        for state in self.optimizer.get("state", {}).values():
+            if "exp_avg" in state:
+                return "adamw"
+            if "state1" in state:
+                return "adamw8bit"
+        return ""
 
     def continues(self, settings: TrainSettings) -> bool:
         """Whether this checkpoint belongs to a run with these settings (and is not done)."""
@@ -66,6 +81,7 @@ class TrainingCheckpoint:
                 "rng_state": self.rng_state.cpu(),
                 "validation": [list(point) for point in self.validation],
                 "embedding": {k: v.detach().cpu() for k, v in self.embedding.items()},
+                "optimizer_name": self.optimizer_name,
             },
             buffer,
         )
@@ -88,6 +104,7 @@ class TrainingCheckpoint:
                 for step, loss, base in raw.get("validation", [])
             ),
             embedding=dict(raw.get("embedding", {})),
+            optimizer_name=str(raw.get("optimizer_name", "")),
         )
 
 

@@ -8,7 +8,8 @@ every step still draws a fresh latent, as if the VAE had encoded again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,30 @@ def image_tensor(image: BucketedImage) -> torch.Tensor:
 class _Distribution:
     mean: torch.Tensor
     std: torch.Tensor
+
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.mean).all() and torch.isfinite(self.std).all())
+
+
+def needs_upcast(vae: AutoencoderKL) -> bool:
+    """Whether the VAE must run in float32: it is float16 and its config says it
+    overflows there (SDXL's VAE: `force_upcast`, NaN latents in fp16, diffusers #7188)."""
+    return vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+
+
+@contextmanager
+def encoding_precision(vae: AutoencoderKL) -> Iterator[None]:
+    """The VAE in float32 while it encodes when `needs_upcast`, as the SDXL
+    pipeline does to decode; cast back after, since the pipeline is shared."""
+    if not needs_upcast(vae):
+        yield
+        return
+    dtype = vae.dtype
+    vae.to(dtype=torch.float32)
+    try:
+        yield
+    finally:
+        vae.to(dtype=dtype)
 
 
 @torch.no_grad()
@@ -50,14 +75,24 @@ class LatentCache:
         self.scaling_factor = float(vae.config.scaling_factor)
         self._plain: list[_Distribution] = []
         self._mirrored: list[_Distribution] = []
-        for image in images:
-            pixels = image_tensor(image)
-            self._plain.append(_encode(vae, pixels, device))
-            if flip:
-                self._mirrored.append(_encode(vae, torch.flip(pixels, dims=[3]), device))
+        with encoding_precision(vae):
+            for image in images:
+                pixels = image_tensor(image)
+                self._plain.append(_encode(vae, pixels, device))
+                if flip:
+                    self._mirrored.append(_encode(vae, torch.flip(pixels, dims=[3]), device))
 
     def __len__(self) -> int:
         return len(self._plain)
+
+    def non_finite(self) -> list[int]:
+        """Indices of images whose latents (or mirrored latents) hold a NaN or inf."""
+        mirrored: list[_Distribution | None] = list(self._mirrored) or [None] * len(self._plain)
+        return [
+            index
+            for index, dists in enumerate(zip(self._plain, mirrored, strict=True))
+            if not all(d is None or d.finite() for d in dists)
+        ]
 
     def _get(self, sample: Sample) -> _Distribution:
         if sample.flipped:

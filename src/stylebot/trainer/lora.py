@@ -11,6 +11,7 @@ one GPU job at a time per pipeline.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 import warnings
@@ -52,10 +53,13 @@ from stylebot.trainer.hardware import (
     autocast_dtype,
     gradient_checkpointing,
     make_optimizer,
+    optimizer_name,
 )
 from stylebot.trainer.latents import LatentCache
 from stylebot.trainer.objectives import diffusion_loss, min_snr_weights, sample_noise
 from stylebot.trainer.validation import ValidationSet, split_holdout
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 TRAINING_ADAPTER = "stylebot_training"
@@ -83,6 +87,16 @@ class TrainOutcome:
 
 class TrainingCancelled(Exception):
     """`should_stop()` returned True; no weights were written (a checkpoint may have been)."""
+
+
+class TrainingNotFinite(RuntimeError):
+    """The training images' latents or the loss became NaN or infinite; no
+    weights were written (a LoRA trained on NaN draws only noise or black).
+    `user_message` says so in words a chat user can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.user_message = message
 
 
 def _images_to_tensor(images: Sequence[Image.Image], resolution: int) -> torch.Tensor:
@@ -156,9 +170,66 @@ def _flush_denormals(device: torch.device) -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+class _OtherStylesOff:
+    """Other styles' LoRA adapters switched off in `components` while a run trains.
+
+    A Generator leaves the last style it drew with active on the shared
+    pipeline; a run must train (and validate and preview) against the base
+    model, not that style. `switch_off` records each adapter layer's on/off
+    flag and turns it off, `restore` puts the recorded flags back: around
+    lent-out generation (which expects the pipeline as an idle worker has it)
+    and at the end. Layers a Generator adds meanwhile are recorded then.
+    """
+
+    def __init__(self, components: Sequence[torch.nn.Module]) -> None:
+        self.components = list(components)
+        self._disabled: dict[BaseTunerLayer, bool] = {}
+        self._requires_grad: dict[torch.nn.Parameter, bool] = {}
+
+    def _layers(self) -> list[BaseTunerLayer]:
+        return [layer for component in self.components for layer in _tuner_layers(component)]
+
+    def switch_off(self) -> None:
+        layers = self._layers()
+        self._disabled = {layer: bool(layer.disable_adapters) for layer in layers}
+        self._requires_grad = {
+            p: p.requires_grad
+            for layer in layers
+            for p in layer.parameters()  # type: ignore[attr-defined]  # layers are modules
+        }
+        for layer in layers:
+            layer.enable_adapters(False)
+
+    def restore(self) -> None:
+        for layer, disabled in self._disabled.items():
+            # peft's enable_adapters also changes requires_grad: put that back too.
+            layer.enable_adapters(not disabled)
+        for param, flag in self._requires_grad.items():
+            param.requires_grad_(flag)
+
+
+@contextmanager
+def _other_styles_off(components: Sequence[torch.nn.Module]) -> Iterator[_OtherStylesOff]:
+    styles_off = _OtherStylesOff(components)
+    styles_off.switch_off()
+    try:
+        yield styles_off
+    finally:
+        styles_off.restore()
+
+
+def _text_encoders(pipeline: BasePipeline) -> list[torch.nn.Module]:
+    return [
+        encoder
+        for name in ("text_encoder", "text_encoder_2")
+        if (encoder := getattr(pipeline, name, None)) is not None
+    ]
+
+
 @contextmanager
 def _frozen_unet(unet: UNet2DConditionModel) -> Iterator[list[torch.nn.Parameter]]:
-    """No adapter (a textual-inversion-only run): the UNet frozen, in its own mode."""
+    """No adapter (a textual-inversion-only run): the UNet frozen, in its own mode
+    (other styles' adapters are off: `_OtherStylesOff`)."""
     requires_grad = {p: p.requires_grad for p in unet.parameters()}
     unet.requires_grad_(False)
     try:
@@ -257,10 +328,14 @@ class DeviceSharing(Protocol):
 
 @contextmanager
 def _lent_out(
-    unet: UNet2DConditionModel, params: list[torch.nn.Parameter], device: torch.device
+    unet: UNet2DConditionModel,
+    params: list[torch.nn.Parameter],
+    device: torch.device,
+    styles_off: _OtherStylesOff,
 ) -> Iterator[None]:
     if params:
         unet.disable_adapters()
+    styles_off.restore()
     unet.eval()
     on_cpu = device.type == "cpu"
     if on_cpu:
@@ -272,6 +347,8 @@ def _lent_out(
         if on_cpu:
             torch.set_flush_denormal(True)
         _make_training_active(unet, params)
+        # The generation activated its own style: off again until the run ends.
+        styles_off.switch_off()
 
 
 def train_lora(
@@ -352,6 +429,13 @@ def train_lora(
         seed=settings.seed,
     )
     amp_dtype = autocast_dtype(settings.mixed_precision, device, unet_dtype)
+    broken = len(latents_cache.non_finite()) + len(held_cache.non_finite())
+    if broken:
+        raise TrainingNotFinite(
+            f"the VAE encoded {broken} of the {len(images)} training images to NaN or "
+            f"infinite latents (VAE in {pipeline.vae.dtype}); nothing was trained. Load the "
+            "model in float32 (STYLEBOT_DTYPE=float32) or use a VAE that works in float16"
+        )
 
     # Noise, timesteps and batches come from a CPU generator, so a seed gives
     # the same run on any device; the global seed covers the LoRA init.
@@ -365,6 +449,10 @@ def train_lora(
         torch.enable_grad(),
         _flush_denormals(device),
         gradient_checkpointing(unet, settings.gradient_checkpointing),
+        # No other style's adapter while the caption is encoded and the run
+        # trains: the text encoders' always, the UNet's when no LoRA borrows it
+        # (`_borrowed_unet` makes its training adapter the only active one).
+        _other_styles_off(_text_encoders(pipeline) + ([] if trains_lora else [unet])) as styles_off,
         # The training token in the tokenizer(s) before the caption is encoded.
         token.attached() if token is not None else nullcontext(),
     ):
@@ -390,9 +478,12 @@ def train_lora(
         with borrowed as params:
             names = [n for n, _ in unet.named_parameters() if TRAINING_ADAPTER in n]
             optimizer = _optimizer(params, token, settings, device)
+            # What "auto" became on this host: a checkpoint records it, as its
+            # state only loads into the same optimiser (see `_restore`).
+            optimizer_used = optimizer_name(settings.optimizer, device)
             scaler = LossScaler(amp_dtype)
             if resume_from is not None:
-                _restore(resume_from, names, params, optimizer, rng)
+                _restore(resume_from, names, params, optimizer, rng, optimizer_used)
                 if token is not None:
                     token.load_state(resume_from.embedding)
                 first_step = resume_from.step + 1
@@ -440,6 +531,7 @@ def train_lora(
                     # Copies: the run goes on changing the live tensors.
                     adapter=cpu_copy(dict(zip(names, params, strict=True))),
                     optimizer=cpu_copy(optimizer.state_dict()),
+                    optimizer_name=optimizer_used,
                     rng_state=rng.get_state(),
                     validation=tuple(curve),
                     embedding=token.state() if token is not None else {},
@@ -479,6 +571,14 @@ def train_lora(
                 optimizer.zero_grad(set_to_none=True)
                 scaler.backward_and_step(loss, optimizer)
                 loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    # Diverged (or overflowed in half precision): the weights
+                    # are broken, so neither they nor a checkpoint are saved.
+                    raise TrainingNotFinite(
+                        f"training diverged: the loss became {loss_value} at step {step} of "
+                        f"{settings.steps}; nothing was saved. Try a lower learning rate "
+                        f"(it was {settings.learning_rate:g}) or float32 training"
+                    )
                 if on_progress is not None:
                     on_progress(step, total, loss_value)
                 if step % settings.checkpoint_every_steps == 0 or step == total:
@@ -492,7 +592,7 @@ def train_lora(
                     on_checkpoint(checkpoint(step))
                     last_saved_at = time.monotonic()
                 if device_sharing is not None and step < total and device_sharing.has_waiting():
-                    with _lent_out(unet, params, device):
+                    with _lent_out(unet, params, device, styles_off):
                         device_sharing.run_waiting()
 
             output_dir = Path(output_dir)
@@ -574,11 +674,24 @@ def _restore(
     params: list[torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     rng: torch.Generator,
+    optimizer_used: str,
 ) -> None:
     if sorted(saved.adapter) != sorted(names):
         raise ValueError("checkpoint does not hold this UNet's training adapter")
     with torch.no_grad():
         for name, param in zip(names, params, strict=True):
             param.copy_(saved.adapter[name].to(param.device, param.dtype))
-    optimizer.load_state_dict(saved.optimizer)
+    saved_with = saved.optimizer_kind()
+    if saved_with in ("", optimizer_used):
+        optimizer.load_state_dict(saved.optimizer)
+    else:
+        # Saved on another kind of host ("auto" picks 8-bit AdamW on CUDA with
+        # bitsandbytes): one optimiser's state does not load into the other.
+        log.warning(
+            "checkpoint at step %d was saved with optimiser %s, this host trains with %s; "
+            "its weights and step kept, optimiser state started afresh",
+            saved.step,
+            saved_with,
+            optimizer_used,
+        )
     rng.set_state(saved.rng_state)
