@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis
 
-from stylebot.queue.connection import MAX_PENDING_WAKES, WAKE_KEY, cancel_key
+from stylebot.queue.connection import (
+    MAX_PENDING_WAKES,
+    QUEUED_JOB_TTL_S,
+    WAKE_KEY,
+    cancel_key,
+)
 from stylebot.queue.fairness import Lane, in_turn_order, lane_of
 from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
 from stylebot.queue.turns import drop_turn, enqueue_with_turn, lane_turns
@@ -25,8 +30,9 @@ class ArqJobQueue:
         await self._enqueue("generate", job.job_id, job.owner, job.to_dict())
 
     async def cancel(self, job_id: str) -> None:
-        # Workers look for this key before a job starts and between steps.
-        await self.redis.set(cancel_key(job_id), b"1", ex=7 * 24 * 3600)
+        # Workers look for this key before a job starts and between steps; kept
+        # at least as long as a queued job may wait, so no cancel is forgotten.
+        await self.redis.set(cancel_key(job_id), b"1", ex=QUEUED_JOB_TTL_S)
         # It leaves the order now; a worker that still finds it drops it first thing.
         await drop_turn(self.redis, job_id)
 

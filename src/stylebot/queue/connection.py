@@ -15,6 +15,20 @@ WAKE_KEY = "stylebot:wake"
 MAX_PENDING_WAKES = 64
 
 
+# How long a queued job may wait to start before its arq job key expires (arq
+# then fails it, and the worker tells the user why). arq's default, one day, is
+# shorter than a training pause or a long queue may last. A constant, not a
+# setting: front ends set it at enqueue and workers name it in the message,
+# so every process must agree. Cancels are kept as long (see `cancel_key`).
+QUEUED_JOB_TTL_S = 30 * 24 * 3600
+
+
+def queued_job_ttl_text() -> str:
+    """The wait limit as a user reads it: "30 days"."""
+    days = QUEUED_JOB_TTL_S / (24 * 3600)
+    return f"{days:g} days" if days >= 1 else f"{QUEUED_JOB_TTL_S:g} s"
+
+
 def cancel_key(job_id: str) -> str:
     """Set by /cancel; a worker drops the job when it sees it."""
     return f"stylebot:cancel:{job_id}"

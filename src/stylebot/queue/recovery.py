@@ -19,18 +19,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from types import TracebackType
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 
+from stylebot.queue.connection import QUEUED_JOB_TTL_S
 from stylebot.queue.payloads import TrainResult
 from stylebot.storage.blobs import LocalBlobStore
 
 log = logging.getLogger(__name__)
 
 # Kept for as long as a front end may take to come back and collect results.
-RECORD_TTL_S = 7 * 24 * 3600
+# As long as a job may wait in the queue: a run re-queued and then paused keeps its checkpoint.
+RECORD_TTL_S = QUEUED_JOB_TTL_S
+# How soon a failed lease renewal is tried again (at most).
+LEASE_RETRY_S = 1.0
 
 
 def checkpoint_key(job_id: str) -> str:
@@ -45,20 +50,51 @@ class JobLease:
     """Keeps arq's in-progress key for a job alive for `lease_s` at a time.
 
     Renewed three times a lease, from the event loop (the device thread may be
-    busy for a whole step), so only a dead or frozen worker lets it lapse.
+    busy for a whole step), so only a dead or frozen worker lets it lapse. A
+    failed renewal (a Redis blip) is retried after a short pause: one error
+    must not end renewal for the rest of the job, or another worker runs it too.
     """
 
     def __init__(self, redis: Redis, job_id: str, lease_s: float) -> None:
         self.redis = redis
+        self.job_id = job_id
         self.key = in_progress_key_prefix + job_id
         self.lease_ms = max(1, int(lease_s * 1000))
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def _retry_s(self) -> float:
+        # Well inside the lease, so a short blip costs no part of it.
+        return min(LEASE_RETRY_S, self.lease_ms / 6000)
+
     async def _renew(self) -> None:
+        renewed_at = time.monotonic()
+        lapse_reported = False
         while True:
-            # pexpire, not set: once arq has finished the job and deleted the
-            # key, a late renewal must not bring it back.
-            await self.redis.pexpire(self.key, self.lease_ms)
+            attempted_at = time.monotonic()
+            try:
+                # pexpire, not set: once arq has finished the job and deleted the
+                # key, a late renewal must not bring it back.
+                await self.redis.pexpire(self.key, self.lease_ms)
+            except Exception as exc:
+                if time.monotonic() - renewed_at > self.lease_ms / 1000:
+                    if not lapse_reported:
+                        log.error(
+                            "lease of job %s not renewed for over %g s (%r): "
+                            "another worker may take the job",
+                            self.job_id,
+                            self.lease_ms / 1000,
+                            exc,
+                        )
+                        lapse_reported = True
+                else:
+                    log.warning("renewing the lease of job %s failed: %r", self.job_id, exc)
+                await asyncio.sleep(self._retry_s)
+                continue
+            renewed_at = attempted_at
+            if lapse_reported:
+                log.warning("lease of job %s renewed again", self.job_id)
+                lapse_reported = False
             await asyncio.sleep(self.lease_ms / 3000)
 
     async def __aenter__(self) -> JobLease:
@@ -72,10 +108,24 @@ class JobLease:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_helper(self._task, f"lease renewal of job {self.job_id}")
+
+
+async def stop_helper(task: asyncio.Task[None] | None, what: str) -> None:
+    """Cancel a job's helper task and wait for it, never raising its error.
+
+    A helper (lease renewal, cancel watch) serves the job; its failure must not
+    turn the job's own outcome (a finished training, say) into an error.
+    """
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.warning("%s ended with an error", what, exc_info=True)
 
 
 class CheckpointStore:
@@ -102,7 +152,14 @@ class CheckpointStore:
         previous = await self.redis.get(checkpoint_key(job_id))
         blob_key = await self.blobs.put(data)
         record = json.dumps({"blob_key": blob_key, "step": step})
-        await self.redis.set(checkpoint_key(job_id), record, ex=RECORD_TTL_S)
+        try:
+            await self.redis.set(checkpoint_key(job_id), record, ex=RECORD_TTL_S)
+        except Exception:
+            # Not recorded: nothing would ever name (and delete) the new blob.
+            if previous is None or json.loads(previous)["blob_key"] != blob_key:
+                with contextlib.suppress(Exception):
+                    await self.blobs.delete(blob_key)
+            raise
         if previous is not None:
             old_key = json.loads(previous)["blob_key"]
             if old_key != blob_key:

@@ -28,7 +28,7 @@ from arq.jobs import serialize_job as arq_job_bytes
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
-from stylebot.queue.connection import QUEUE_NAME, serialize_job
+from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, serialize_job
 from stylebot.queue.fairness import LANES, Lane, Turn
 
 ARRIVALS_KEY = "stylebot:turns:arrivals"
@@ -107,7 +107,8 @@ async def enqueue_with_turn(
         ARRIVALS_KEY,
         VERSION_KEY,
     ]
-    args = [job_id, owner or "", job, redis.expires_extra_ms, enqueued_ms]
+    # The job key lives as long as a job may wait (arq's default: one day).
+    args = [job_id, owner or "", job, QUEUED_JOB_TTL_S * 1000, enqueued_ms]
     turn = await redis.eval(_ENQUEUE_WITH_TURN, len(keys), *keys, *args)
     return None if turn is None else Turn.decode(turn)
 

@@ -14,16 +14,17 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from arq import func
-from arq.constants import job_key_prefix
+from arq.constants import job_key_prefix, retry_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 
@@ -42,11 +43,12 @@ from stylebot.queue.connection import (
     WAKE_KEY,
     cancel_key,
     deserialize_job,
+    queued_job_ttl_text,
     redis_settings,
     serialize_job,
 )
 from stylebot.queue.events import EventPublisher
-from stylebot.queue.fairness import Lane, Turn, lane_of, lanes_in_fair_order
+from stylebot.queue.fairness import LANES, Lane, Turn, lane_of, lanes_in_fair_order
 from stylebot.queue.payloads import (
     GeneratedImage,
     GenerateJob,
@@ -65,10 +67,11 @@ from stylebot.queue.recovery import (
     give_back_try,
     mark_training_reported,
     remember_finished_training,
+    stop_helper,
 )
 from stylebot.queue.scheduler import DeviceScheduler
 from stylebot.queue.training_switch import training_paused
-from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
+from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns, turns_key
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import worker_health_key
 
@@ -123,6 +126,8 @@ class CancelWatch:
     """
 
     CANCEL_POLL_S = 0.2
+    # After a failed check: a little longer, not to hammer a Redis in trouble.
+    CANCEL_RETRY_S = 1.0
 
     def __init__(self, redis: Any, job_id: str) -> None:
         self.redis = redis
@@ -138,7 +143,14 @@ class CancelWatch:
 
     async def _watch(self) -> None:
         while not self._flag.is_set():
-            if await self.redis.exists(self.key):
+            try:
+                cancelled = await self.redis.exists(self.key)
+            except Exception as exc:
+                # A Redis blip: keep watching, or a later /cancel goes unseen.
+                log.warning("checking %s for a cancel failed: %r", self.key, exc)
+                await asyncio.sleep(self.CANCEL_RETRY_S)
+                continue
+            if cancelled:
                 self._flag.set()
                 return
             await asyncio.sleep(self.CANCEL_POLL_S)
@@ -148,27 +160,35 @@ class CancelWatch:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_helper(self._task, f"cancel watch of {self.key}")
 
 
 class JobTimedOut(Exception):
-    """A job ran past its time limit: its user was told, and arq records it as failed."""
+    """A job ran past its time limit; arq records it as failed."""
+
+    def __init__(self, message: str, user_error: str) -> None:
+        super().__init__(message)
+        self.user_error = user_error
 
 
 class Interruption:
     """Set from the event loop when the worker itself ends a job: the job ran past
-    its time limit, or the worker is shutting down. The device thread reads it
-    between two steps, as it reads a cancel (a thread cannot be cancelled)."""
+    its time limit, failed, or the worker is shutting down. The device thread
+    reads it between two steps, as it reads a cancel (a thread cannot be
+    cancelled). It also tracks the job's work on the device thread, which goes
+    on after the job's task is cancelled, so the job can wait for it to stop."""
 
     def __init__(self) -> None:
         self._flag = threading.Event()
-        self.timed_out = False
+        # Final: nothing will resume the run, so no checkpoint is worth saving.
+        self.final = False
+        self._device_work: list[asyncio.Future[Any]] = []
 
     def time_out(self) -> None:
-        self.timed_out = True
+        self.fail()
+
+    def fail(self) -> None:
+        self.final = True
         self._flag.set()
 
     def shut_down(self) -> None:
@@ -176,6 +196,28 @@ class Interruption:
 
     def is_set(self) -> bool:
         return self._flag.is_set()
+
+    def track(self, work: asyncio.Future[Any]) -> None:
+        """`work` runs on the device thread; `settled` waits for it."""
+        self._device_work.append(work)
+
+    async def settled(self) -> None:
+        """Wait until the job's device work has stopped (and saved what it saves).
+
+        Further cancels (arq's close() cancels the job again) do not cut the
+        wait short: the device thread cannot be stopped anyway, and the worker
+        waits for it before it exits. A cancel is raised again once it is done.
+        """
+        # Outcomes are read here, so that none is logged as never retrieved.
+        waiting = asyncio.gather(*self._device_work, return_exceptions=True)
+        cancelled = False
+        while not waiting.done():
+            try:
+                await asyncio.shield(waiting)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 def own_time_limit_s(limit_s: float) -> float:
@@ -192,42 +234,84 @@ async def _within_limits(
     job_id: str,
     kind: JobKind,
     limit_s: float,
-    run: Callable[[Interruption], Awaitable[dict[str, Any]]],
+    interruption: Interruption,
+    run: Callable[[], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
     """Run a job to its end, its time limit, or the worker's shutdown.
 
-    Time limit: the job stops at its next step and fails with a message for
-    its user. Shutdown (arq cancels running jobs on SIGTERM): the job stops at
-    its next step and goes back on the queue, for another worker (or this one
-    again) to run; that run does not count as one of the job's tries.
+    Time limit: the job stops at its next step and fails (`_reporting_failure`
+    tells its user). Shutdown (arq cancels running jobs on SIGTERM): the job
+    stops at its next step, saves a checkpoint if it trains, and only then goes
+    back on the queue (its lease renewed meanwhile), so the next run resumes
+    from that checkpoint; that run does not count as one of the job's tries.
     """
-    interruption = Interruption()
     deadline = asyncio.timeout(own_time_limit_s(limit_s))
     try:
         async with deadline:
-            return await run(interruption)
+            return await run()
     except TimeoutError:
         if not deadline.expired():
-            raise  # a timeout of something inside the job: it reported that already
+            raise  # a timeout of something inside the job: an error like any other
         interruption.time_out()
         log.warning("%s job %s ran past its %g s limit", kind, job_id, limit_s)
-        if kind == "train":
-            await ctx["checkpoints"].discard(job_id)
-        error = f"it took longer than the {limit_s:g} s limit"
-        await ctx["events"].publish(JobEvent(job_id, kind, "failed", error=error))
-        raise JobTimedOut(f"{kind} job {job_id} ran past its {limit_s:g} s limit") from None
+        raise JobTimedOut(
+            f"{kind} job {job_id} ran past its {limit_s:g} s limit",
+            f"it took longer than the {limit_s:g} s limit",
+        ) from None
     except asyncio.CancelledError:
         interruption.shut_down()
         log.info(
-            "%s job %s interrupted by the worker's shutdown; it goes back on the queue",
+            "%s job %s interrupted by the worker's shutdown; it goes back on the queue "
+            "once it has stopped",
             kind,
             job_id,
         )
         try:
-            await give_back_try(ctx["redis"], job_id)
-        except Exception:  # the job still runs again; only its try counts
-            log.exception("could not give back the try of interrupted job %s", job_id)
+            await interruption.settled()
+        finally:
+            try:
+                await give_back_try(ctx["redis"], job_id)
+            except Exception:  # the job still runs again; only its try counts
+                log.exception("could not give back the try of interrupted job %s", job_id)
         raise
+
+
+@contextlib.asynccontextmanager
+async def _reporting_failure(
+    ctx: dict[str, Any], job_id: str, kind: JobKind, interruption: Interruption
+) -> AsyncIterator[None]:
+    """Every error of a job, wherever it is raised, reaches its user as "failed".
+
+    arq does not retry a job that raised: a training's checkpoint is discarded
+    too, once its device work has stopped (a save under way could otherwise
+    write it again after the discard).
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, JobTimedOut):
+            log.exception("%s job %s failed", kind, job_id)
+        interruption.fail()
+        try:
+            event = JobEvent(job_id, kind, "failed", error=_user_error(exc))
+            await ctx["events"].publish(event)
+        except Exception:
+            log.exception("could not report the failure of %s job %s", kind, job_id)
+        if kind == "train":
+            # Shielded: arq's own time limit may cancel the job meanwhile.
+            await asyncio.shield(_discard_when_stopped(ctx, job_id, interruption))
+        raise
+
+
+async def _discard_when_stopped(
+    ctx: dict[str, Any], job_id: str, interruption: Interruption
+) -> None:
+    with contextlib.suppress(asyncio.CancelledError):  # it waits on; the discard follows
+        await interruption.settled()
+    try:
+        await ctx["checkpoints"].discard(job_id)
+    except Exception:
+        log.exception("could not discard the checkpoint of failed training job %s", job_id)
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -251,6 +335,7 @@ async def startup(ctx: dict[str, Any]) -> None:
                     settings.signing_dir, settings.c2pa_cert_chain, settings.c2pa_private_key
                 ),
                 family=settings.base_model_family,
+                config=settings.base_model_config or None,
                 few_step=settings.few_step_model,
                 lora_hotswap=settings.lora_hotswap,
                 lora_hotswap_rank=settings.lora_hotswap_rank,
@@ -274,9 +359,13 @@ def job_lease_s(settings: Settings) -> float:
 async def train(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     job = TrainJob.from_dict(payload)
     limit_s = ctx["settings"].train_timeout_s
-    async with JobLease(ctx["redis"], job.job_id, job_lease_s(ctx["settings"])):
+    interruption = Interruption()
+    async with (
+        _reporting_failure(ctx, job.job_id, "train", interruption),
+        JobLease(ctx["redis"], job.job_id, job_lease_s(ctx["settings"])),
+    ):
         return await _within_limits(
-            ctx, job.job_id, "train", limit_s, lambda stop: _train(ctx, job, stop)
+            ctx, job.job_id, "train", limit_s, interruption, lambda: _train(ctx, job, interruption)
         )
 
 
@@ -284,33 +373,24 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
     events: EventPublisher = ctx["events"]
     checkpoints: CheckpointStore = ctx["checkpoints"]
     watch = CancelWatch(ctx["redis"], job.job_id)
-    if await watch.already_cancelled():
-        await checkpoints.discard(job.job_id)
-        await events.publish(JobEvent(job.job_id, "train", "cancelled"))
-        return {"cancelled": True}
-    done = await finished_training(ctx["redis"], job.job_id)
-    if done is not None:
-        # An earlier attempt trained the style and died before arq recorded
-        # it: return that result rather than train a second time, and tell the
-        # front end if that attempt could not.
-        result, reported = done
-        if not reported:
-            await _report_trained(ctx, job.job_id, result)
-        return result.to_dict()
-    saved = await checkpoints.latest(job.job_id)
-    resume_from, done_steps = saved if saved is not None else (None, 0)
-    if saved is not None:
-        log.info("training job %s resumes after step %d", job.job_id, done_steps)
-    await events.publish(
-        JobEvent(job.job_id, "train", "started", step=done_steps, total=job.settings.steps)
-    )
     loop = asyncio.get_running_loop()
 
     def save_checkpoint(state: bytes, step: int) -> None:
-        if interruption.timed_out:
+        if interruption.final:
             return  # the job failed: nothing will resume it
-        saving = checkpoints.save(job.job_id, state, step)
-        asyncio.run_coroutine_threadsafe(saving, loop).result(timeout=CHECKPOINT_WRITE_TIMEOUT_S)
+        saving = asyncio.run_coroutine_threadsafe(checkpoints.save(job.job_id, state, step), loop)
+        try:
+            saving.result(timeout=CHECKPOINT_WRITE_TIMEOUT_S)
+        except Exception:
+            # A lost checkpoint only means a resumed run repeats some steps:
+            # no reason to fail the run itself.
+            saving.cancel()
+            log.warning(
+                "checkpoint of training job %s at step %d was not saved; training goes on",
+                job.job_id,
+                step,
+                exc_info=True,
+            )
 
     # Sent from the device thread as they are rendered; all of them are out
     # before the finished event, which ends the job for the front end.
@@ -322,25 +402,51 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
 
     device: DeviceScheduler = ctx["device"]
     try:
+        if await watch.already_cancelled():
+            await checkpoints.discard(job.job_id)
+            await events.publish(JobEvent(job.job_id, "train", "cancelled"))
+            return {"cancelled": True}
+        done = await finished_training(ctx["redis"], job.job_id)
+        if done is not None:
+            # An earlier attempt trained the style and died before arq recorded
+            # it: return that result rather than train a second time, and tell the
+            # front end if that attempt could not.
+            result, reported = done
+            if not reported:
+                await _report_trained(ctx, job.job_id, result)
+            return result.to_dict()
+        saved = await checkpoints.latest(job.job_id)
+        resume_from, done_steps = saved if saved is not None else (None, 0)
+        if saved is not None:
+            log.info("training job %s resumes after step %d", job.job_id, done_steps)
+        await events.publish(
+            JobEvent(job.job_id, "train", "started", step=done_steps, total=job.settings.steps)
+        )
         images = [await ctx["blobs"].get(key) for key in job.image_keys]
         report = ProgressReporter(events, loop, job.job_id, "train")
         async with watch:
-            weights = await device.run(
-                lambda: ctx["engine"].train(
-                    images,
-                    job.trigger,
-                    job.settings,
-                    on_progress=report,
-                    # Interrupted (shutdown, time limit): the device thread
-                    # saves a checkpoint and stops at its next step.
-                    should_stop=lambda: watch.is_set() or interruption.is_set(),
-                    resume_from=resume_from,
-                    on_checkpoint=save_checkpoint,
-                    device_sharing=device,
-                    export_for=job,
-                    previews=TrainingPreviews(job.job_id, send_preview),
-                ),
+            training = asyncio.ensure_future(
+                device.run(
+                    lambda: ctx["engine"].train(
+                        images,
+                        job.trigger,
+                        job.settings,
+                        on_progress=report,
+                        # Interrupted (shutdown, time limit): the device thread
+                        # saves a checkpoint and stops at its next step.
+                        should_stop=lambda: watch.is_set() or interruption.is_set(),
+                        resume_from=resume_from,
+                        on_checkpoint=save_checkpoint,
+                        device_sharing=device,
+                        export_for=job,
+                        previews=TrainingPreviews(job.job_id, send_preview),
+                    ),
+                )
             )
+            # Shielded: a cancelled job still knows when the thread stops (and
+            # has saved its checkpoint), see `Interruption.settled`.
+            interruption.track(training)
+            weights = await asyncio.shield(training)
         for sent in previews_sent:
             await asyncio.wrap_future(sent)
         # No LoRA bytes: only a textual-inversion embedding trained ("" names no blob).
@@ -353,10 +459,6 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
         await checkpoints.discard(job.job_id)
         await events.publish(JobEvent(job.job_id, "train", "cancelled"))
         return {"cancelled": True}
-    except Exception as exc:
-        log.exception("training job %s failed", job.job_id)
-        await events.publish(JobEvent(job.job_id, "train", "failed", error=_user_error(exc)))
-        raise
     result = TrainResult(
         lora_key,
         weights.steps,
@@ -396,9 +498,18 @@ async def _report_trained(ctx: dict[str, Any], job_id: str, result: TrainResult)
 async def generate(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     job = GenerateJob.from_dict(payload)
     limit_s = ctx["settings"].generate_timeout_s
-    async with JobLease(ctx["redis"], job.job_id, job_lease_s(ctx["settings"])):
+    interruption = Interruption()
+    async with (
+        _reporting_failure(ctx, job.job_id, "generate", interruption),
+        JobLease(ctx["redis"], job.job_id, job_lease_s(ctx["settings"])),
+    ):
         return await _within_limits(
-            ctx, job.job_id, "generate", limit_s, lambda stop: _generate(ctx, job, stop)
+            ctx,
+            job.job_id,
+            "generate",
+            limit_s,
+            interruption,
+            lambda: _generate(ctx, job, interruption),
         )
 
 
@@ -407,12 +518,12 @@ async def _generate(
 ) -> dict[str, Any]:
     events: EventPublisher = ctx["events"]
     watch = CancelWatch(ctx["redis"], job.job_id)
-    if await watch.already_cancelled():
-        await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
-        return {"cancelled": True}
     started = time.perf_counter()
-    await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
     try:
+        if await watch.already_cancelled():
+            await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
+            return {"cancelled": True}
+        await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
         lora = await ctx["blobs"].get(job.lora_key) if job.lora_key else None
         report = ProgressReporter(events, asyncio.get_running_loop(), job.job_id, "generate")
         async with watch:
@@ -439,10 +550,6 @@ async def _generate(
     except JobCancelled:
         await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
         return {"cancelled": True}
-    except Exception as exc:
-        log.exception("generation job %s failed", job.job_id)
-        await events.publish(JobEvent(job.job_id, "generate", "failed", error=_user_error(exc)))
-        raise
     result = GenerateResult(tuple(stored), time.perf_counter() - started)
     await events.publish(JobEvent(job.job_id, "generate", "finished", result=result.to_dict()))
     return result.to_dict()
@@ -519,12 +626,19 @@ def max_batch_size(settings: Settings) -> int:
 
 def _user_error(exc: Exception) -> str:
     """What a chat user is told: the kind of failure, not a traceback."""
+    if isinstance(exc, JobTimedOut):
+        return exc.user_error
     if isinstance(exc, KeyError):
         return "an input file is missing from storage"
     if isinstance(exc, MemoryError):
         return "the worker ran out of memory"
     if isinstance(exc, LoraMismatchError):
         return exc.user_message
+    # Errors written for users (trainer.TrainingNotFinite); duck-typed, as
+    # importing the trainer here would pull torch into the front end.
+    message = getattr(exc, "user_message", None)
+    if isinstance(message, str) and message:
+        return message
     return f"the worker hit an error ({type(exc).__name__})"
 
 
@@ -584,7 +698,8 @@ class StyleWorker(Worker):
         running = [job_id for job_id, task in self.tasks.items() if not task.done()]
         training = any(_is_training(known.get(job_id)) for job_id in running)
         # Paused by an operator: leave training jobs queued, like while training.
-        training = training or await training_paused(self.pool)
+        paused = await training_paused(self.pool)
+        training = training or paused
         ids = [raw.decode() for raw in job_ids]
         turns = {i: job.turn for i, job in known.items() if job.turn is not None}
         in_order = lanes_in_fair_order(ids, turns, lambda i: _is_training(known.get(i)))
@@ -592,6 +707,8 @@ class StyleWorker(Worker):
             job = known.get(job_id)
             if _is_training(job) and training:
                 continue
+            if job is None and paused:
+                continue  # of unknown kind: it may be a training job
             if job_id not in self._claimed:
                 lane: Lane = lane_of(job.function) if job is not None else "generate"
                 if not await claim(self.pool, version, lane, job_id):
@@ -628,8 +745,87 @@ class StyleWorker(Worker):
             await drop_turn(self.pool, job_id)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq fails a job without running it (tried too often, expired while queued):
+        tell its user, and drop a training's checkpoint, as a failed run does."""
+        # Read before arq deletes the job's keys and its turn is dropped.
+        try:
+            kind, error = await self._why_failed(job_id)
+        except Exception:
+            log.exception("could not read why arq failed job %s", job_id)
+            kind, error = self._kind_known(job_id) or "train", "the worker could not run it"
         await super().finish_failed_job(job_id, result_data)
         await drop_turn(self.pool, job_id)
+        log.warning("job %s failed before it ran: %s", job_id, error)
+        try:
+            await self._report_unrun_failure(job_id, kind, error)
+        except Exception:
+            log.exception("could not report the failure of job %s", job_id)
+
+    async def _why_failed(self, job_id: str) -> tuple[JobKind, str]:
+        """The job's kind and what its user is told of why arq failed it."""
+        async with self.pool.pipeline(transaction=True) as pipe:
+            pipe.get(job_key_prefix + job_id)
+            pipe.get(retry_key_prefix + job_id)
+            payload, tries = await pipe.execute()
+        if payload is None:
+            # arq fails a job whose key expired: it waited too long to start.
+            kind = self._kind_known(job_id) or await self._kind_by_turn(job_id)
+            return kind or "train", f"it waited longer than {queued_job_ttl_text()} in the queue"
+        kind = lane_of(str(deserialize_job(payload).get("f", "")))
+        runs = int(tries or 0)
+        if runs > self.max_tries:
+            # Only runs that crashed count (an interrupted run gives its try back).
+            return kind, f"the worker stopped {runs - 1} times while running it"
+        return kind, "the worker could not run it"
+
+    def _kind_known(self, job_id: str) -> JobKind | None:
+        job = self._queued.get(job_id)
+        return None if job is None else lane_of(job.function)
+
+    async def _kind_by_turn(self, job_id: str) -> JobKind | None:
+        """A job's kind by the lane its turn is in (its payload being gone)."""
+        for lane in LANES:
+            if await self.pool.hexists(turns_key(lane), job_id):
+                return lane
+        return None
+
+    async def _report_unrun_failure(self, job_id: str, kind: JobKind, error: str) -> None:
+        ctx = self.ctx
+        if kind == "train":
+            done = await finished_training(self.pool, job_id)
+            if done is not None:
+                # An earlier run trained it and died before arq recorded that:
+                # the style is there, so report it rather than a failure.
+                result, reported = done
+                if not reported:
+                    await _report_trained(ctx, job_id, result)
+                return
+        await ctx["events"].publish(JobEvent(job_id, kind, "failed", error=error))
+        if kind == "train":
+            await ctx["checkpoints"].discard(job_id)
+
+    def handle_sig(self, signum: int) -> None:
+        """arq's stop handler, except that a job's task is cancelled only once.
+
+        A cancelled job stops at its next step and, training, saves a checkpoint
+        before arq hands it back to the queue (see `_within_limits`). A second
+        cancel (a second SIGTERM; arq's close() signals again when it does not
+        handle signals) would make arq hand it back at once, and another worker
+        resume it from an older checkpoint while this one still saves.
+        """
+        sig = signal.Signals(signum)
+        log.info(
+            "shutdown on %s: %d jobs running stop at their next step",
+            sig.name,
+            sum(not task.done() for task in self.tasks.values()),
+        )
+        for task in self.tasks.values():
+            if not task.done() and not task.cancelling():
+                task.cancel()
+        if self.main_task is not None:
+            self.main_task.cancel()
+        if self.on_stop is not None:
+            self.on_stop(sig)
 
     async def _poll_iteration(self) -> None:
         await super()._poll_iteration()
@@ -658,6 +854,14 @@ class StyleWorker(Worker):
             for lane in {lane_of(function) for function in functions.values()}:
                 in_lane = [j for j, function in functions.items() if lane_of(function) == lane]
                 turns.update(await read_turns(self.pool, lane, in_lane))
+            # No payload: finished since it was listed, or its key expired. A job
+            # still queued keeps its turn, whose lane tells its kind (a training
+            # job must not start while training is paused).
+            gone = [job_id for job_id in missing if job_id not in functions]
+            for lane in LANES if gone else ():
+                for job_id, turn in (await read_turns(self.pool, lane, gone)).items():
+                    functions[job_id] = lane
+                    turns[job_id] = turn
             for job_id, function in functions.items():
                 # A turn never changes once given, so it is read once per job.
                 self._queued[job_id] = _QueuedJob(function, turns.get(job_id))
