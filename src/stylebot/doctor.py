@@ -202,8 +202,13 @@ def check_model(settings: Settings) -> CheckResult:
 
     started = time.perf_counter()
     try:
+        # As the worker loads it (queue/worker.py), so a pass here means it loads there.
         pipeline = load_pipeline(
-            model, device=settings.device, dtype=settings.dtype, family=settings.base_model_family
+            model,
+            device=settings.device,
+            dtype=settings.dtype,
+            family=settings.base_model_family,
+            config=settings.base_model_config or None,
         )
     except ModelLoadError as exc:
         return _fail(

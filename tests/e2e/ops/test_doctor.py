@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.single_file import write_sd_single_file
+
 # Plausible shapes, not real tokens: doctor checks the form, it cannot reach the platforms.
 DISCORD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB"
 TELEGRAM_TOKEN = "123456789:AAEabcdefghijklmnopqrstuvwxyz0123456"
@@ -112,3 +114,21 @@ def test_unreachable_redis_and_a_garbled_token_fail_with_fixes(tmp_path: Path) -
     # No CUDA on this machine, and the settings demand it.
     assert levels["gpu"] == "FAIL"
     assert "3 failed" in result.stdout
+
+
+def test_a_single_file_model_is_checked_with_its_configured_component_configs(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Loaded as the worker loads it: offline, a single file needs STYLEBOT_BASE_MODEL_CONFIG."""
+    checkpoint = write_sd_single_file(tiny_model_dir, tmp_path / "tiny-sd.safetensors")
+    result = doctor(
+        tmp_path,
+        STYLEBOT_BASE_MODEL=str(checkpoint),
+        STYLEBOT_BASE_MODEL_CONFIG=str(tiny_model_dir),
+        STYLEBOT_DEVICE="cpu",
+        HF_HUB_OFFLINE="1",
+        STYLEBOT_METRICS_PORT=str(free_port()),
+    )
+    levels = lines_by_check(result.stdout)
+    assert levels["model"] == "OK", result.stdout + result.stderr
+    assert f"{checkpoint} loads on cpu" in result.stdout
