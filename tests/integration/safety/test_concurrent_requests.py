@@ -121,9 +121,7 @@ async def test_two_trainings_of_one_image_set_sent_at_once_make_one_style(
 ) -> None:
     bot, queue = bot_and_queue
     alice = person("alice")
-    files = tuple(IncomingFile(f"{i}.png", png((40 * i, 90, 200))) for i in range(1, 4))
-    await bot.handle(UploadImages(alice, files))
-    await bot.handle(ConfirmConsent(alice, "own-work", rights_confirmed=True))
+    await uploaded_and_consented(bot, alice, 3)
     replies = await asyncio.gather(
         bot.handle(TrainStyle(alice, "ink")), bot.handle(TrainStyle(alice, "wash"))
     )
@@ -133,15 +131,25 @@ async def test_two_trainings_of_one_image_set_sent_at_once_make_one_style(
     assert refused.text.startswith("Upload at least")  # the first took the waiting images
 
 
-async def trained_style(bot: StyleBot, who: Requester, name: str) -> str:
-    """A style trained and ready; returns its training job's id."""
-    files = tuple(IncomingFile(f"{i}.png", png((40 * i, 90, 200))) for i in range(1, 3))
+async def uploaded_and_consented(bot: StyleBot, who: Requester, images: int) -> None:
+    files = tuple(IncomingFile(f"{i}.png", png((40 * i, 90, 200))) for i in range(1, images + 1))
     await bot.handle(UploadImages(who, files))
     await bot.handle(ConfirmConsent(who, "own-work", rights_confirmed=True))
+
+
+async def queued_training(bot: StyleBot, who: Requester, name: str) -> str:
+    """Two images uploaded and consented to, and a training of them queued: its job id."""
+    await uploaded_and_consented(bot, who, 2)
     queued = await bot.handle(TrainStyle(who, name))
     assert isinstance(queued, JobQueued)
-    await bot.handle_event(training_finished(queued.job_id))
     return queued.job_id
+
+
+async def trained_style(bot: StyleBot, who: Requester, name: str) -> str:
+    """A style trained and ready; returns its training job's id."""
+    job_id = await queued_training(bot, who, name)
+    await bot.handle_event(training_finished(job_id))
+    return job_id
 
 
 def training_finished(job_id: str) -> JobEvent:
@@ -154,20 +162,16 @@ async def test_a_cancel_that_loses_to_the_finished_training_leaves_the_style_rea
 ) -> None:
     bot, _ = bot_and_queue
     alice = person("alice")
-    files = tuple(IncomingFile(f"{i}.png", png((40 * i, 90, 200))) for i in range(1, 3))
-    await bot.handle(UploadImages(alice, files))
-    await bot.handle(ConfirmConsent(alice, "own-work", rights_confirmed=True))
-    queued = await bot.handle(TrainStyle(alice, "ink"))
-    assert isinstance(queued, JobQueued)
+    job_id = await queued_training(bot, alice, "ink")
 
     cancelled, told = await asyncio.gather(
-        bot.handle(CancelJob(alice, None)), bot.handle_event(training_finished(queued.job_id))
+        bot.handle(CancelJob(alice, None)), bot.handle_event(training_finished(job_id))
     )
 
     assert isinstance(cancelled, ErrorReply)
     assert "already finished" in cancelled.text
     assert ["is ready" in n.reply.text for n in told] == [True]
-    job = await bot.deps.repo.get_job(queued.job_id)
+    job = await bot.deps.repo.get_job(job_id)
     assert job is not None
     assert job.status is JobStatus.FINISHED
     made = await bot.handle(Imagine(alice, "a boat", style="ink"))
