@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.unit.deploy.deploy_files import setting_names
+from tests.unit.test_env_example import example_variables
 
 UNITS = Path(__file__).resolve().parents[3] / "deploy" / "systemd"
 INSTALLED_STYLEBOT = "/opt/stylebot/.venv/bin/stylebot"
@@ -46,7 +47,9 @@ def test_there_is_a_front_end_unit_and_a_worker_template() -> None:
 )
 def test_units_run_stylebot_as_a_user_and_stop_it_with_sigterm(unit: str, subcommand: str) -> None:
     service = read_unit(unit)["Service"]
-    assert service["ExecStart"] == f"{INSTALLED_STYLEBOT} {subcommand}"
+    assert service["ExecStart"].endswith(
+        f"{INSTALLED_STYLEBOT} --data-dir /var/lib/stylebot {subcommand}"
+    )
     assert service["User"] == "stylebot"
     assert service["KillSignal"] == "SIGTERM"
     # SIGTERM only to stylebot, which stops an embedded Redis it started itself.
@@ -60,17 +63,25 @@ def test_units_run_stylebot_as_a_user_and_stop_it_with_sigterm(unit: str, subcom
 def test_each_worker_instance_gets_its_own_gpu_and_metrics_port() -> None:
     lines = (UNITS / "stylebot-worker@.service").read_text().splitlines()
     assert "Environment=CUDA_VISIBLE_DEVICES=%i" in lines
-    assert "Environment=STYLEBOT_METRICS_PORT=911%i" in lines
+    exec_start = read_unit("stylebot-worker@.service")["Service"]["ExecStart"]
+    assert exec_start.startswith("/usr/bin/env STYLEBOT_METRICS_PORT=911%i ")
     worker_stop = int(read_unit("stylebot-worker@.service")["Service"]["TimeoutStopSec"])
     frontend_stop = int(read_unit("stylebot-frontend.service")["Service"]["TimeoutStopSec"])
     assert worker_stop > frontend_stop  # a job gets longer to end than a chat connection
 
 
 @pytest.mark.parametrize("unit", ["stylebot-frontend.service", "stylebot-worker@.service"])
-def test_units_set_only_real_settings(unit: str) -> None:
-    ours = {name for name in environment_names(unit) if name.startswith("STYLEBOT_")}
+def test_units_set_only_real_settings_and_none_the_env_file_would_override(unit: str) -> None:
+    """systemd lets EnvironmentFile= override Environment= (systemd.exec(5)): a setting
+    the unit fixes must not be one the env file (a copy of .env.example) sets."""
+    exec_start = read_unit(unit)["Service"]["ExecStart"].split()
+    # `/usr/bin/env NAME=value ... stylebot`: assignments before the program.
+    on_command_line = {word.split("=", 1)[0] for word in exec_start if "=" in word}
+    ours = {name for name in environment_names(unit) | on_command_line if "STYLEBOT_" in name}
     assert ours, unit
     assert ours <= setting_names()
+    in_env_file = set(example_variables())
+    assert not (environment_names(unit) & in_env_file), unit
 
 
 def test_systemd_analyze_verify_finds_nothing_to_complain_about(tmp_path: Path) -> None:
