@@ -21,6 +21,7 @@ from PIL import Image
 from stylebot.bot.core import Notification, Policy, StyleBot
 from stylebot.bot.core.images import ImageLimits
 from stylebot.config import Settings
+from stylebot.logs import job_context
 from stylebot.metrics import start_metrics_server
 from stylebot.provenance.content_credentials import C2paCredentialsReader
 from stylebot.provenance.signing import SigningIdentity, signing_identity_for
@@ -175,17 +176,19 @@ class FrontEnd:
         """Handle one event once the job's previous event is done (whatever became of it)."""
         if previous is not None:
             await asyncio.wait([previous])
-        async with self._delivering:
-            try:
-                notifications = await self.bot.handle_event(event)
-                for notification in notifications:
-                    await self._deliver(notification)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("event %s for job %s not delivered", message_id, event.job_id)
-                return
-            await self.events.ack(message_id)
+        # Every line about this event carries its job id, the adapters' included.
+        with job_context(event.job_id):
+            async with self._delivering:
+                try:
+                    notifications = await self.bot.handle_event(event)
+                    for notification in notifications:
+                        await self._deliver(notification)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("event %s for job %s not delivered", message_id, event.job_id)
+                    return
+                await self.events.ack(message_id)
 
     async def _deliver(self, notification: Notification) -> None:
         sink = self.sinks.get(notification.to.platform)

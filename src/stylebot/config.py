@@ -272,6 +272,7 @@ def load_settings(
             f"setting base_model_family (env {ENV_PREFIX}BASE_MODEL_FAMILY) should be one of "
             f"{', '.join(BASE_MODEL_FAMILIES)}, got {settings.base_model_family!r}"
         )
+    _check_operators(settings.operators)
     if settings.few_step_model:
         # Caps rather than defaults: a copied .env.example sets 25 steps and
         # guidance 7.5, which a turbo model cannot use.
@@ -294,6 +295,17 @@ def is_few_step_model(base_model: str, variant: str = "auto") -> bool:
     if variant != "auto":
         return variant == "turbo"
     return "turbo" in Path(base_model.rstrip("/\\")).name.lower()
+
+
+def _check_operators(text: str) -> None:
+    """A malformed operators list is a settings error (exit 2) when the settings load,
+    not a failure halfway through starting the front end."""
+    from stylebot.bot.core.admin import parse_operators  # the rule lives with the admin rules
+
+    try:
+        parse_operators(text)
+    except ValueError as exc:
+        raise SettingsError(f"setting operators (env {ENV_PREFIX}OPERATORS): {exc}") from exc
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -29,7 +29,7 @@ from arq.constants import (
 )
 
 from stylebot.config import Settings
-from stylebot.queue.connection import QUEUE_NAME
+from stylebot.queue.connection import QUEUE_NAME, cancel_key
 from stylebot.queue.events import EVENTS_STREAM
 from stylebot.queue.redis_server import socket_path_for
 from stylebot.queue.training_switch import TRAINING_PAUSED_KEY
@@ -197,15 +197,19 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
         # arq counts each start of a job here: above 1 while running, or above 0
         # while queued, means a worker took it before and did not finish it.
         pipe.get(retry_key_prefix + job_id)
+        # A cancelled job stays in arq's queue until a worker drops it: not waiting.
+        pipe.exists(cancel_key(job_id))
     replies = pipe.execute() if job_ids else []
     queued: list[QueuedJob] = []
     running_records: list[tuple[str, dict[str, Any]]] = []
     for index, job_id in enumerate(job_ids):
-        raw_record, in_progress, starts = replies[3 * index : 3 * index + 3]
+        raw_record, in_progress, starts, cancelled = replies[4 * index : 4 * index + 4]
         record = _job_record(raw_record)
         record["starts"] = int(starts or 0)
         if in_progress:
             running_records.append((job_id, record))
+            continue
+        if cancelled:
             continue
         enqueued_ms = record.get("et")
         queued.append(

@@ -12,6 +12,7 @@ import pytest
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core import Imagine, JobProgress, JobQueued, Notification, Requester
+from stylebot.logs import current_job_id
 from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventPublisher
 from stylebot.queue.payloads import JobEvent
 
@@ -24,8 +25,11 @@ CALM = Requester("calm", "u2", "Bea", chat_id="c2")
 class Sink:
     def __init__(self) -> None:
         self.got: asyncio.Queue[Notification] = asyncio.Queue()
+        # The job id log lines carry while each notification is sent.
+        self.logged_as: list[str | None] = []
 
     async def __call__(self, notification: Notification) -> None:
+        self.logged_as.append(current_job_id())
         await self.got.put(notification)
 
 
@@ -63,6 +67,7 @@ async def test_a_held_chat_does_not_hold_up_another_chats_job(frontend: FrontEnd
         note = await calm.got.get()
     assert isinstance(note.reply, JobProgress)
     assert note.reply.job_id == calm_job
+    assert calm.logged_as == [calm_job]  # `job=<id>` on the adapter's log lines
     assert held.got.empty()
 
     held.release.set()

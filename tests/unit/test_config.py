@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,28 @@ def test_the_config_file_can_come_from_the_environment(tmp_path: Path) -> None:
 def test_a_bad_value_names_the_setting() -> None:
     with pytest.raises(SettingsError, match="STYLEBOT_TRAIN_STEPS"):
         load_settings(environ={"STYLEBOT_TRAIN_STEPS": "many"})
+
+
+def test_a_malformed_operators_list_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match=r"STYLEBOT_OPERATORS.*platform:user_id"):
+        load_settings(environ={"STYLEBOT_OPERATORS": "discord:1, 123456789"})
+    loaded = load_settings(environ={"STYLEBOT_OPERATORS": "discord:1; telegram:22"})
+    assert loaded.operators == "discord:1; telegram:22"
+
+
+def test_run_with_malformed_operators_exits_2_at_once(tmp_path: Path) -> None:
+    """It used to print the error and then hang on an open database connection."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stylebot", "--data-dir", str(tmp_path / "data"), "run"],
+        env={**os.environ, "TELEGRAM_TOKEN": "123:abc", "STYLEBOT_OPERATORS": "123456789"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "STYLEBOT_OPERATORS" in result.stderr
 
 
 def test_a_missing_or_broken_file_is_reported(tmp_path: Path) -> None:

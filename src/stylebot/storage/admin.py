@@ -164,5 +164,8 @@ def operators_from(settings: Settings) -> frozenset[str]:
 
 async def open_admin_ports(settings: Settings, redis: Redis) -> tuple[AdminPorts, SqliteAdminStore]:
     """The core's AdminPorts for a front end; close the returned store on the way out."""
+    # Parsed first: a bad value must not leave an open connection (its thread would
+    # keep the process alive after the error).
+    operators = operators_from(settings)
     store = await SqliteAdminStore.open(settings.database_path)
-    return AdminPorts(store, RedisTrainingSwitch(redis), operators_from(settings)), store
+    return AdminPorts(store, RedisTrainingSwitch(redis), operators), store

@@ -72,6 +72,23 @@ async def test_the_snapshot_lists_queued_jobs_in_order_with_their_kind(
     assert "paused" not in text
 
 
+async def test_a_cancelled_job_is_not_counted_as_waiting(frontend: FrontEnd) -> None:
+    """It stays in arq's queue until a worker drops it, but nobody waits for it."""
+    await frontend.queue.enqueue_train(
+        TrainJob("train-1", 1, "trigger", ("a" * 64,), TrainSettings(steps=8))
+    )
+    await frontend.queue.enqueue_generate(generate_job("gen-1"))
+    await frontend.queue.cancel("train-1")
+    client = redis.Redis.from_url(frontend.redis_url)
+    try:
+        snapshot = await asyncio.to_thread(read_snapshot, client)
+    finally:
+        client.close()
+    assert [job.job_id for job in snapshot.queued] == ["gen-1"]
+    assert snapshot.depth("train") == 0
+    assert "Queue: 1 waiting (train 0, generate 1)" in render_snapshot(snapshot)
+
+
 async def test_a_training_pause_shows(frontend: FrontEnd) -> None:
     await RedisTrainingSwitch(frontend.queue.redis).pause("discord:root")
     client = redis.Redis.from_url(frontend.redis_url)
