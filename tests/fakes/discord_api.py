@@ -373,6 +373,19 @@ class InjectedError:
     times: int = 1
 
 
+@dataclass
+class HeldRequests:
+    """Requests the fake holds unanswered until ``release()`` (a slow CDN, say)."""
+
+    method: str
+    path_prefix: str
+    held: int = 0  # matching requests that arrived (and waited, until released)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class _ApiError(Exception):
     """Raised by handlers; turned into a Discord-style JSON error."""
 
@@ -588,6 +601,7 @@ class FakeDiscord:
         self.identify_count = 0
         self.resume_count = 0
         self.errors: list[InjectedError] = []
+        self.holds: list[HeldRequests] = []
 
         self._dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self._blobs: dict[int, tuple[str, str, bytes]] = {}  # attachment id -> file
@@ -743,6 +757,12 @@ class FakeDiscord:
         error = InjectedError(method.upper(), path_prefix, status, code, message, times)
         self.errors.append(error)
         return error
+
+    def hold(self, method: str, path_prefix: str) -> HeldRequests:
+        """Hold matching API requests unanswered until the returned object is released."""
+        held = HeldRequests(method.upper(), path_prefix)
+        self.holds.append(held)
+        return held
 
     def commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
         """Registered commands: global, or of one guild."""
@@ -1792,6 +1812,7 @@ class FakeDiscord:
         )
         request[_RESPONSE] = None
         try:
+            await self._wait_if_held(request.method, path)
             self._check_injected(request.method, path)
             needs_auth = request.path.startswith(API_PREFIX) and not path.startswith(
                 ("/interactions/", "/webhooks/", "/gateway")
@@ -1827,6 +1848,13 @@ class FakeDiscord:
         )
         self._notify()
         return response
+
+    async def _wait_if_held(self, method: str, path: str) -> None:
+        for held in self.holds:
+            if held.method == method and path.startswith(held.path_prefix):
+                held.held += 1
+                self._notify()
+                await held.released.wait()
 
     def _check_injected(self, method: str, path: str) -> None:
         for error in self.errors:

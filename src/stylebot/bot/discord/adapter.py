@@ -22,6 +22,14 @@ A training preview (a picture of a style still in training) is never posted in t
 channel: /train answers ephemerally and the style is its owner's until shared. It
 goes as an ephemeral follow-up on the interaction showing the training while its
 token is valid, otherwise as a DM to the owner; with DMs closed it is dropped.
+
+Stopping: discord.py runs each interaction's handler as a task of its own, so
+`stop()` first turns new interactions away ("restarting, try again in a
+moment") and waits, up to STOP_WAIT_S, for the handlers already running to
+finish (their uploads stored, their jobs queued, their answers sent) before it
+disconnects and the front end closes the database and Redis under them. Every
+handler is admitted through `admit()`: the command tree's and the components'
+`interaction_check`.
 """
 
 from __future__ import annotations
@@ -90,6 +98,9 @@ PLATFORM = "discord"
 READY_TIMEOUT_S = 60.0
 #: How long a result waits for its "queued" answer to be on screen first.
 ANSWER_WAIT_S = 10.0
+#: How long stop() waits for interactions being handled before it disconnects anyway.
+STOP_WAIT_S = 20.0
+RESTARTING = "The bot is restarting; please try again in a moment."
 SOMETHING_WENT_WRONG = (
     "Something went wrong on my side, not yours. Nothing was changed; please try again "
     "in a moment. The operator has the details."
@@ -144,11 +155,13 @@ class DiscordAdapter:
         guild_ready_timeout: float = 2.0,
         progress_interval_s: float = PROGRESS_EDIT_INTERVAL_S,
         on_error: ErrorHook | None = None,
+        stop_wait_s: float = STOP_WAIT_S,
     ) -> None:
         """`guild_ready_timeout` is how long discord.py waits for the guilds at connect
         (tests shorten it); `progress_interval_s` the least time between two progress
         edits of one job; `on_error` is told about every unexpected exception while
-        handling an interaction (they are logged either way; tests fail on them)."""
+        handling an interaction (they are logged either way; tests fail on them);
+        `stop_wait_s` how long stop() waits for interactions being handled."""
         self.bot = bot
         self.settings = settings
         self.guild_ready_timeout = guild_ready_timeout
@@ -156,7 +169,10 @@ class DiscordAdapter:
         self.on_error = on_error
         self.client: StyleBotClient | None = None
         self.jobs = JobInteractions()
+        self.stop_wait_s = stop_wait_s
         self._gateway: asyncio.Task[None] | None = None
+        self._accepting = False
+        self._handling: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -180,6 +196,7 @@ class DiscordAdapter:
             await client.close()
             raise
         self.client = client
+        self._accepting = True
         self._gateway = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(client.wait_until_ready(), name="discord-ready")
         done, _ = await asyncio.wait(
@@ -198,7 +215,11 @@ class DiscordAdapter:
         raise DiscordSetupError(f"Discord's gateway sent no READY within {READY_TIMEOUT_S:.0f} s")
 
     async def stop(self) -> None:
-        """Disconnect. Jobs keep running; their results go to the channel next time."""
+        """Turn new interactions away, let those being handled finish (up to
+        `stop_wait_s`), then disconnect. Jobs keep running; their results go to the
+        channel next time."""
+        self._accepting = False
+        await self._finish_handling()
         client, self.client = self.client, None
         gateway, self._gateway = self._gateway, None
         if client is not None:
@@ -206,6 +227,44 @@ class DiscordAdapter:
         if gateway is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await gateway
+
+    async def _finish_handling(self) -> None:
+        """Wait for the interaction handlers running now; cancel any that outlast the wait."""
+        running = self._handling - {asyncio.current_task()}
+        if not running:
+            return
+        log.info("Discord: finishing %d interaction(s) before disconnecting", len(running))
+        _, late = await asyncio.wait(running, timeout=self.stop_wait_s)
+        if not late:
+            return
+        log.warning(
+            "Discord: %d interaction(s) still running after %.0f s; cancelling them",
+            len(late),
+            self.stop_wait_s,
+        )
+        # Cancelled now they roll back cleanly; left alone they would fail half-way
+        # once the database and Redis are closed under them.
+        for task in late:
+            task.cancel()
+        await asyncio.wait(late, timeout=5.0)
+
+    async def admit(self, interaction: discord.Interaction[Any]) -> bool:
+        """Whether to handle this interaction: yes while running (its handler task is
+        tracked, so stop() waits for it); while stopping it is answered and refused."""
+        if self._accepting:
+            task = asyncio.current_task()
+            if task is not None and task not in self._handling:
+                self._handling.add(task)
+                task.add_done_callback(self._handling.discard)
+            return True
+        try:
+            if interaction.type is discord.InteractionType.autocomplete:
+                await interaction.response.autocomplete([])
+            elif not interaction.response.is_done():
+                await interaction.response.send_message(RESTARTING, ephemeral=True)
+        except Exception as exc:  # the client may be closing already: best effort
+            log.info("Discord: interaction %s not told about the restart: %s", interaction.id, exc)
+        return False
 
     async def sync_commands(self, tree: StyleCommandTree) -> None:
         """Register the commands: to the test guild when configured (instant), else globally."""

@@ -81,6 +81,10 @@ class StyleCommandTree(app_commands.CommandTree[discord.Client]):
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         await self.adapter.report_error(interaction, cause)
 
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        # Runs in the command's own task: the adapter tracks it so stop() waits for it.
+        return await self.adapter.admit(interaction)
+
 
 def manages_server(interaction: discord.Interaction[Any]) -> bool:
     """Whether the member may manage the server the command came from (never in a DM)."""

@@ -53,6 +53,15 @@ def adapter_of(interaction: discord.Interaction[Any]) -> DiscordAdapter:
     return cast("DiscordAdapter", adapter)
 
 
+class AdmittedItem:
+    """Mixed into every component and modal: its interaction is admitted by the adapter,
+    which tracks the handler so that stop() waits for it (and turns it away while stopping).
+    discord.py calls interaction_check in the task that then runs the callback."""
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await adapter_of(interaction).admit(interaction)
+
+
 def carried_name(name: str) -> str:
     """The style name to keep in a custom_id, or "" to ask for it in the modal."""
     name = name.strip()
@@ -113,6 +122,7 @@ def people_answer(text: str | None) -> PeopleAnswer | None:
 
 
 class LicenceSelect(
+    AdmittedItem,
     discord.ui.DynamicItem[discord.ui.Select[Any]],
     template=r"sb:licence:(?P<user_id>[0-9]+):" + _PEOPLE + r"(?P<name>[^:]*)",
 ):
@@ -168,6 +178,7 @@ class LicenceSelect(
 
 
 class PeopleSelect(
+    AdmittedItem,
     discord.ui.DynamicItem[discord.ui.Select[Any]],
     template=r"sb:people:(?P<user_id>[0-9]+):(?P<licence>[^:]*):(?P<name>[^:]*)",
 ):
@@ -219,6 +230,7 @@ class PeopleSelect(
 
 
 class ConfirmButton(
+    AdmittedItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"sb:confirm:(?P<user_id>[0-9]+):(?P<licence>[^:]*):" + _PEOPLE + r"(?P<name>[^:]*)",
 ):
@@ -271,6 +283,7 @@ class ConfirmButton(
 
 
 class DiscardButton(
+    AdmittedItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"sb:discard:(?P<user_id>[0-9]+)",
 ):
@@ -306,6 +319,7 @@ class DiscardButton(
 
 
 class RenameButton(
+    AdmittedItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"sb:rename:(?P<user_id>[0-9]+):(?P<licence>[^:]+)(?::(?P<people>[nyx]?))?",
 ):
@@ -343,7 +357,7 @@ class RenameButton(
             )
 
 
-class NameModal(discord.ui.Modal):
+class NameModal(AdmittedItem, discord.ui.Modal):
     """Asks for the style name when the images came without one (context menu)."""
 
     style_name: discord.ui.TextInput[NameModal] = discord.ui.TextInput(
@@ -423,6 +437,7 @@ _ERASE_HINT = "To erase your own data, use /forget-me."
 
 
 class EraseButton(
+    AdmittedItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"sb:erase:(?P<user_id>[0-9]+)",
 ):
@@ -457,6 +472,7 @@ class EraseButton(
 
 
 class KeepButton(
+    AdmittedItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"sb:keep:(?P<user_id>[0-9]+)",
 ):
@@ -518,6 +534,7 @@ _ACTION_LOOK: dict[OutputAction, tuple[str, str, discord.ButtonStyle]] = {
 
 
 class OutputButton(
+    AdmittedItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"sb:(?P<action>reroll|vary|info|delete):(?P<output_id>[0-9a-zA-Z_-]+)",
 ):

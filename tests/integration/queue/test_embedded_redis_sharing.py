@@ -1,0 +1,104 @@
+"""The embedded Redis shared by several processes: the last one out stops it.
+
+Each `EmbeddedRedis` handle stands for one stylebot process on the data
+directory (as in /tmp/review-ops/repro_shared_redis.py): the first starts the
+server, the others join it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import redis
+
+from stylebot.queue.redis_server import EmbeddedRedis
+
+
+def _answers(server: EmbeddedRedis) -> bool:
+    client = redis.Redis(unix_socket_path=str(server.socket_path), socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+    finally:
+        client.close()
+
+
+def test_the_owner_leaving_first_leaves_redis_to_the_joiner_who_then_stops_it(
+    tmp_path: Path,
+) -> None:
+    owner = EmbeddedRedis(tmp_path).start()  # `stylebot run`
+    joiner = EmbeddedRedis(tmp_path).start()  # `stylebot worker` on the same data dir
+    try:
+        assert owner.owned
+        assert not joiner.owned
+        client = redis.Redis.from_url(joiner.url)
+        client.set("job", "queued")
+        client.close()
+
+        owner.stop()  # the front end restarts
+        assert _answers(joiner), "Redis was taken away from the process still using it"
+        assert joiner.socket_path.exists()
+    finally:
+        joiner.stop()  # the last one out
+        owner.stop()
+    assert not _answers(joiner)
+    assert not joiner.socket_path.exists()
+
+    with EmbeddedRedis(tmp_path) as again:  # shut down cleanly: the AOF has the job
+        client = redis.Redis.from_url(again.url)
+        assert client.get("job") == b"queued"
+        client.close()
+
+
+def test_the_joiner_leaving_first_leaves_redis_to_the_owner(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path) as owner:
+        with EmbeddedRedis(tmp_path):
+            pass
+        assert _answers(owner)
+    assert not _answers(owner)
+    assert not owner.socket_path.exists()
+
+
+def test_a_plain_client_does_not_keep_redis_running(tmp_path: Path) -> None:
+    """Only stylebot processes (which come through EmbeddedRedis) count as users."""
+    with EmbeddedRedis(tmp_path) as owner:
+        bystander = redis.Redis.from_url(owner.url)
+        assert bystander.ping()
+    assert not _answers(owner)
+    bystander.close()
+
+
+def test_the_last_of_three_stops_it_whichever_order(tmp_path: Path) -> None:
+    first = EmbeddedRedis(tmp_path).start()
+    second = EmbeddedRedis(tmp_path).start()
+    third = EmbeddedRedis(tmp_path).start()
+    try:
+        first.stop()
+        assert _answers(second)
+        third.stop()
+        assert _answers(second)
+    finally:
+        second.stop()
+    assert not _answers(second)
+
+
+def test_processes_leaving_at_the_same_time_do_not_leave_redis_orphaned(
+    tmp_path: Path,
+) -> None:
+    """The exit lock makes them decide one after the other: the last one stops it."""
+    handles = [EmbeddedRedis(tmp_path).start() for _ in range(4)]
+    barrier = threading.Barrier(len(handles))
+
+    def leave(handle: EmbeddedRedis) -> None:
+        barrier.wait()
+        handle.stop()
+
+    threads = [threading.Thread(target=leave, args=(handle,)) for handle in handles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not _answers(handles[0])
