@@ -262,6 +262,36 @@ def test_exif_rotated_jpeg_is_turned_upright() -> None:
     assert bottom[0] < 60
 
 
+def test_a_phone_jpeg_with_a_second_image_inside_is_the_photo_not_an_animation() -> None:
+    """MPF (HDR gain maps, depth maps): Pillow opens it as MPO with two frames."""
+    photo = Image.new("RGB", (120, 90), "red")
+    gain_map = Image.new("RGB", (60, 45), "blue")
+    data = encode(photo, "MPO", save_all=True, append_images=[gain_map], quality=95)
+    with Image.open(io.BytesIO(data)) as opened:
+        assert (opened.format, getattr(opened, "n_frames", 1)) == ("MPO", 2)
+    result = normalize_upload("IMG_0001.jpg", data)
+    image = assert_clean_rgb_png(result)
+    assert image.size == (120, 90)  # the photo, not the map
+    red, _green, blue = np.asarray(image).reshape(-1, 3).mean(axis=0)
+    assert red > 200
+    assert blue < 60
+
+
+def test_a_jpeg_of_copied_scans_is_refused_before_decoding() -> None:
+    """Each repeated progressive scan is decoded over the whole picture: a few hundred
+    KB of them took minutes at 8192x4880. Refused from the bytes, without decoding."""
+    progressive = encode(noise((64, 64)), "JPEG", progressive=True, quality=90)
+    last_scan = progressive.rindex(b"\xff\xda")
+    body, end = progressive[last_scan:-2], progressive[-2:]
+    bomb = progressive[:-2] + body * 100 + end
+    with pytest.raises(ImageRejected) as refused:
+        normalize_upload("sunset.jpg", bomb)
+    assert refused.value.code == "jpeg_scans"
+    assert "save it again" in str(refused.value)
+    # An ordinary progressive JPEG is welcome.
+    assert normalize_upload("sunset.jpg", progressive).source_format == "JPEG"
+
+
 def test_cmyk_jpeg_becomes_rgb() -> None:
     cmyk = Image.new("CMYK", (100, 80), (0, 255, 255, 0))  # full magenta + yellow = red
     result = normalize_upload("print.jpeg", encode(cmyk, "JPEG", quality=95))

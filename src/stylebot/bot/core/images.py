@@ -42,6 +42,13 @@ ALLOWED_EXTENSIONS: frozenset[str] = frozenset(
 )
 _TYPES_WE_TAKE = "PNG, JPEG or WebP"
 _MAX_DISPLAY_NAME = 80
+# Start of image, and start of scan (0xFF is never followed by 0xDA inside
+# entropy-coded data: it is stuffed there as FF 00). Progressive JPEGs from cameras and
+# editors have about ten scans; the extra FF DA of an embedded thumbnail or MPF image
+# fit well within the limit.
+_JPEG_START = b"\xff\xd8"
+_JPEG_SCAN = b"\xff\xda"
+MAX_JPEG_SCANS = 64
 _WHITE = (255, 255, 255)
 
 # Leading bytes of formats people commonly send by mistake, to say what the file really is
@@ -137,6 +144,15 @@ def normalize_upload(
             " limit. Please send a smaller image (for example saved as JPEG).",
             "too_many_bytes",
         )
+    if data.startswith(_JPEG_START) and data.count(_JPEG_SCAN) > MAX_JPEG_SCANS:
+        # libjpeg decodes every scan over the whole picture and only warns about
+        # repeated ones: a few hundred KB of copied scans take minutes to decode.
+        raise ImageRejected(
+            f"{shown} is a JPEG made of {data.count(_JPEG_SCAN)} scans, far more than a "
+            "camera or editor writes, and would take too long to read. Please save it "
+            "again (any editor will do) and send that.",
+            "jpeg_scans",
+        )
     extension = _extension(name)
     if extension not in ALLOWED_EXTENSIONS:
         what = f"“{extension}” files" if extension else "files without an extension"
@@ -184,7 +200,9 @@ def _check_and_convert(
             f"{limits.min_side} pixels on each side. Please send a larger image.",
             "too_small",
         )
-    frames = getattr(image, "n_frames", 1)
+    # A phone's JPEG with a second image inside (MPF: an HDR gain map, a depth map) opens
+    # as MPO with 2+ "frames"; the first is the photo. Only real animations are refused.
+    frames = 1 if source_format == "MPO" else getattr(image, "n_frames", 1)
     if frames > 1:
         raise ImageRejected(
             f"{shown} is animated ({frames} frames). Please send a still image.", "animated"
