@@ -50,6 +50,8 @@ async def test_the_snapshot_lists_queued_jobs_in_order_with_their_kind(
     await frontend.queue.enqueue_train(
         TrainJob("train-1", 1, "trigger", ("a" * 64,), TrainSettings(steps=8))
     )
+    # arq orders its queue by enqueue time in ms; within one ms, by job id.
+    await asyncio.sleep(0.005)
     await frontend.queue.enqueue_generate(generate_job("gen-1"))
     client = redis.Redis.from_url(frontend.redis_url)
     try:
