@@ -163,12 +163,18 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     from stylebot.bot.core.replies import VerifyReport
     from stylebot.bot.core.verification import verify_image
     from stylebot.provenance.content_credentials import C2paCredentialsReader
-    from stylebot.storage import SqliteRepository, open_database
+    from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
 
     repo = SqliteRepository(await open_database(settings.database_path))
     try:
+        # The blob store too: a mark is only attributed if the picture matches its output.
         found = await verify_image(
-            repo, PngWatermarkReader(), filename, data, policy_from(settings).images
+            repo,
+            PngWatermarkReader(),
+            filename,
+            data,
+            policy_from(settings).images,
+            blobs=LocalBlobStore(settings.blob_dir),
         )
     finally:
         await repo.close()
@@ -178,7 +184,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     print(report.text)
     if not isinstance(report, VerifyReport) or report.output_id is None:
         return 1  # no watermark of ours
-    return 0 if report.output is not None else 3  # ours, but no record here
+    return 0 if report.output is not None else 3  # ours, but no record here or no match
 
 
 async def _consent_verify(settings: Settings, expect_head: str | None) -> int:

@@ -6,6 +6,8 @@ pixels: registering must not itself put the artist's work in our store.
 
 from __future__ import annotations
 
+import asyncio
+
 from stylebot.bot.core.commands import OptOut
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
@@ -28,10 +30,13 @@ async def opt_out(deps: Deps, command: OptOut) -> Reply:
     checked: list[tuple[NormalizedImage, str]] = []
     for file in command.files:
         try:
-            image = normalize_upload(file.filename, file.data, deps.policy.images)
+            # CPU work (seconds for a large photo): off the event loop, see uploads.py.
+            image = await asyncio.to_thread(
+                normalize_upload, file.filename, file.data, deps.policy.images
+            )
         except ImageRejected as exc:
             return ErrorReply(f"{printable(file.filename)}: {exc.reason} Nothing was registered.")
-        phash = perceptual_hash_of_png(image.data)
+        phash = await asyncio.to_thread(perceptual_hash_of_png, image.data)
         if not phash.informative:
             return ErrorReply(
                 f"“{image.display_name}” is (nearly) one flat colour, so copies of it can't "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from stylebot.bot.core import consent as consent_terms
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, UploadImages
@@ -31,7 +33,11 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
     accepted: list[NormalizedImage] = []
     for file in command.files:
         try:
-            image = normalize_upload(file.filename, file.data, deps.policy.images)
+            # Decoding is CPU work (seconds for a large photo): off the event loop, so
+            # other chats are answered meanwhile.
+            image = await asyncio.to_thread(
+                normalize_upload, file.filename, file.data, deps.policy.images
+            )
         except ImageRejected as exc:
             return ErrorReply(
                 f"{printable(file.filename)}: {exc.reason} Nothing was saved; "
@@ -44,7 +50,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
                 f"“{image.display_name}” can't be used to train a style: {reservation}. "
                 "Nothing was saved; send the images again without it."
             )
-        copied = _copies_opted_out(image, opted_out, command.requester)
+        copied = await _copies_opted_out(image, opted_out, command.requester)
         if copied is not None:
             return ErrorReply(
                 f"“{image.display_name}” matches an image its artist registered with "
@@ -135,10 +141,10 @@ async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
     return TextReply(f"Discarded {len(removed)} waiting image(s).")
 
 
-def _copies_opted_out(
+async def _copies_opted_out(
     image: NormalizedImage, opted_out: list[OptedOutImage], requester: Requester
 ) -> OptedOutImage | None:
     if not opted_out:
         return None
-    phash = perceptual_hash_of_png(image.data)
+    phash = await asyncio.to_thread(perceptual_hash_of_png, image.data)
     return find_opted_out(opted_out, image.sha256, phash, requester.platform, requester.user_id)

@@ -1,13 +1,43 @@
-"""Trace an image back to its output record through the invisible watermark."""
+"""Trace an image back to its output record through the invisible watermark.
+
+The watermark has no key: anyone can copy a real output id (file names and captions show
+them) into any picture. So a mark alone attributes nothing; while the output's image is
+still stored, the submitted picture must also look like it (perceptual hash) before its
+record is shown.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.images import ImageLimits, ImageRejected, normalize_upload
-from stylebot.bot.core.ports import Repository, WatermarkReader
+from stylebot.bot.core.model import Output
+from stylebot.bot.core.perceptual import hamming, perceptual_hash_of_png
+from stylebot.bot.core.ports import BlobStore, Repository, WatermarkReader
 from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport
+
+__all__ = ["SAME_OUTPUT_BITS", "same_picture", "verify", "verify_image"]
+
+#: At most this many of the 64 perceptual-hash bits may differ for a picture to count as
+#: the output its mark names. The edits the watermark survives (JPEG q60, half size and
+#: back, Telegram's 1280 px JPEG q87) move a few bits on generated images; an unrelated
+#: picture differs in about 32 +- 6, so 10 (the opt-out threshold) leaves room both ways.
+SAME_OUTPUT_BITS = 10
+
+
+def same_picture(submitted_png: bytes, stored_png: bytes) -> bool:
+    """Whether a normalised upload shows the stored output image (CPU-bound: run it in a
+    thread)."""
+    submitted = perceptual_hash_of_png(submitted_png)
+    stored = perceptual_hash_of_png(stored_png)
+    if not stored.informative:
+        # A (nearly) flat output's hash bits are noise: the best test left is that the
+        # submitted picture is flat too.
+        return not submitted.informative
+    return submitted.informative and hamming(submitted, stored) <= SAME_OUTPUT_BITS
 
 
 async def verify_image(
@@ -16,17 +46,20 @@ async def verify_image(
     filename: str,
     data: bytes,
     limits: ImageLimits,
+    *,
+    blobs: BlobStore,
 ) -> VerifyReport | ErrorReply:
     """Read the watermark and describe the record it points to.
 
     The file goes through the same checks as an upload first, so a hostile
-    file is refused before the decoder sees it.
+    file is refused before the decoder sees it. Decoding, reading the mark and hashing
+    run in worker threads: a large picture must not stall every other chat.
     """
     try:
-        image = normalize_upload(filename, data, limits)
+        image = await asyncio.to_thread(normalize_upload, filename, data, limits)
     except ImageRejected as exc:
         return ErrorReply(f"I can't check that file: {exc.reason}")
-    output_id = watermark.read(image.data)
+    output_id = await asyncio.to_thread(watermark.read, image.data)
     if output_id is None:
         return VerifyReport("No stylebot watermark found in this image.", None)
     output = await repo.get_output(output_id)
@@ -34,6 +67,15 @@ async def verify_image(
         return VerifyReport(
             f"This image carries stylebot watermark {output_id}, but this bot has no "
             "record of it: another instance made it, or it was deleted.",
+            output_id,
+        )
+    stored = await _stored_image(blobs, output)
+    if stored is not None and not await asyncio.to_thread(same_picture, image.data, stored):
+        # Nothing from the record: it belongs to whoever made the real output.
+        return VerifyReport(
+            f"This image carries the stylebot watermark of output {output_id}, but it "
+            "does not match that output's image: it was altered, or the mark was copied "
+            "onto another picture. It can't be traced to anyone.",
             output_id,
         )
     owner = await repo.get_user(output.user_id)
@@ -54,8 +96,25 @@ async def verify_image(
     )
 
 
+async def _stored_image(blobs: BlobStore, output: Output) -> bytes | None:
+    """The output's image as stored, or None when there is none to compare with (not
+    delivered yet, or its blob is gone)."""
+    if output.blob_key is None:
+        return None
+    try:
+        return await blobs.get(output.blob_key)
+    except KeyError:
+        return None
+
+
 async def verify(deps: Deps, command: Verify) -> Reply:
     report = await verify_image(
-        deps.repo, deps.watermark, command.file.filename, command.file.data, deps.policy.images
+        deps.repo,
+        deps.watermark,
+        command.file.filename,
+        command.file.data,
+        deps.policy.images,
+        blobs=deps.blobs,
     )
-    return with_credentials(report, deps.credentials, command.file.data)
+    # Parsing the C2PA manifest is CPU work too; each call builds its own c2pa Reader.
+    return await asyncio.to_thread(with_credentials, report, deps.credentials, command.file.data)

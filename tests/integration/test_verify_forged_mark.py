@@ -1,0 +1,98 @@
+"""/verify attributes a mark only to the picture it was made on.
+
+The watermark has no key, so a real output id can be stamped onto any picture. A real
+tiny-model output, its own blob in the store: edits the watermark survives still trace
+to the record; the same id embedded in an unrelated picture does not, and shows nothing
+of the record.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.fakes.core import RecordingQueue, SteppingClock, person
+from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+from tests.unit.provenance.test_watermark import half_and_back, reencode, telegram_photo
+
+from stylebot.bootstrap import PngWatermarkReader
+from stylebot.bot.core import Imagine, IncomingFile, Policy, StyleBot, Verify, VerifyReport
+from stylebot.provenance import embed_watermark
+
+pytestmark = pytest.mark.slow
+
+ALICE = person("alice")
+BOB = person("bob")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def made_by_alice(tiny_engine: Any) -> tuple[StyleBot, Image.Image, str]:
+    """A bot whose store holds one real, delivered output of Alice's."""
+    repo, blobs, queue = InMemoryRepository(), InMemoryBlobStore(), RecordingQueue()
+    bot = StyleBot(repo, blobs, queue, PngWatermarkReader(), SteppingClock(), Policy())
+    await bot.handle(Imagine(ALICE, "a lighthouse", seed=5, steps=4, width=512, height=512))
+    [job] = queue.generate_jobs
+    [finished] = tiny_engine.generate(job)
+    key = await blobs.put(finished.png)
+    await repo.set_output_blob(finished.output_id, key, finished.seed)
+    with Image.open(io.BytesIO(finished.png)) as image:
+        return bot, image.convert("RGB"), finished.output_id
+
+
+EDITS: list[tuple[str, Callable[[Image.Image], Image.Image]]] = [
+    ("as-made", lambda i: i),
+    ("jpeg-q60", lambda i: reencode(i, "JPEG", quality=60)),
+    ("half-and-back", half_and_back),
+    ("telegram", telegram_photo),
+]
+
+
+@pytest.mark.parametrize(("edit_name", "edit"), EDITS, ids=[n for n, _ in EDITS])
+async def test_an_output_edited_as_the_watermark_allows_still_traces(
+    tiny_engine: Any, edit_name: str, edit: Callable[[Image.Image], Image.Image]
+) -> None:
+    bot, output, output_id = await made_by_alice(tiny_engine)
+    sent = png_bytes(edit(output))
+    report = await bot.handle(Verify(BOB, IncomingFile(f"{edit_name}.png", sent)))
+    assert isinstance(report, VerifyReport)
+    assert report.output is not None, report.text
+    assert report.output.id == output_id
+    assert "Alice" in report.text
+
+
+async def test_a_mark_copied_onto_another_picture_is_not_attributed(tiny_engine: Any) -> None:
+    bot, _output, output_id = await made_by_alice(tiny_engine)
+    rng = np.random.default_rng(1)
+    unrelated = Image.fromarray((rng.random((512, 512, 3)) * 255).astype(np.uint8))
+    forged = embed_watermark(unrelated, output_id)  # the id, e.g. from a file name
+    assert PngWatermarkReader().read(png_bytes(forged)) == output_id
+
+    report = await bot.handle(Verify(BOB, IncomingFile("forged.png", png_bytes(forged))))
+    assert isinstance(report, VerifyReport)
+    assert report.output is None
+    assert report.output_id == output_id
+    assert "does not match that output's image" in report.text
+    for private in ("Alice", "a lighthouse", "seed"):
+        assert private not in report.text
+
+
+async def test_without_the_stored_image_the_mark_alone_still_traces(tiny_engine: Any) -> None:
+    """Nothing to compare with (blob gone, record kept): /verify answers as it always did."""
+    bot, output, output_id = await made_by_alice(tiny_engine)
+    record = await bot.deps.repo.get_output(output_id)
+    assert record is not None
+    assert record.blob_key is not None
+    await bot.deps.blobs.delete(record.blob_key)
+    report = await bot.handle(Verify(BOB, IncomingFile("x.png", png_bytes(output))))
+    assert isinstance(report, VerifyReport)
+    assert report.output is not None
+    assert "Alice" in report.text
