@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from tests.fakes.memory import InMemoryRepository
+from tests.support.old_database import database_before
 
 from stylebot.bot.core.model import Style, StyleStatus, User
 from stylebot.storage import RecordNotFound, SqliteRepository
-from stylebot.storage.database import load_migrations, open_database
 
 Repo = SqliteRepository | InMemoryRepository
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
@@ -74,24 +74,7 @@ async def test_a_database_from_before_exports_upgrades_with_no_export_for_old_st
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.sqlite"
-    before = [m for m in load_migrations() if m.version < 4]
-    old = await open_database(path, before)
-    await old.execute(
-        "INSERT INTO users (id, platform, platform_user_id, display_name, created_at)"
-        " VALUES (1, 'discord', 'alice', 'Alice', ?)",
-        (T0.isoformat(),),
-    )
-    await old.execute(
-        "INSERT INTO consents (id, user_id, licence, terms_version, rights_confirmed,"
-        " image_hashes, created_at) VALUES (1, 1, 'CC0-1.0', 'v1', 1, '[]', ?)",
-        (T0.isoformat(),),
-    )
-    await old.execute(
-        "INSERT INTO styles (id, owner_id, name, trigger, status, consent_id, base_model,"
-        " lora_key, created_at) VALUES (1, 1, 'ink', 'sbt ink', 'ready', 1, 'tiny', ?, ?)",
-        (WEIGHTS, T0.isoformat()),
-    )
-    await old.close()
+    await database_before(path, 4, lora_key=WEIGHTS, at=T0)
 
     repo = await SqliteRepository.open(path)
     try:
