@@ -358,14 +358,30 @@ def job_lease_s(settings: Settings) -> float:
 
 async def train(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     job = TrainJob.from_dict(payload)
-    limit_s = ctx["settings"].train_timeout_s
+    return await _run_job(
+        ctx,
+        job.job_id,
+        "train",
+        ctx["settings"].train_timeout_s,
+        lambda interruption: _train(ctx, job, interruption),
+    )
+
+
+async def _run_job(
+    ctx: dict[str, Any],
+    job_id: str,
+    kind: JobKind,
+    limit_s: float,
+    body: Callable[[Interruption], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """A job under its lease and time limit, every failure reported to its user."""
     interruption = Interruption()
     async with (
-        _reporting_failure(ctx, job.job_id, "train", interruption),
-        JobLease(ctx["redis"], job.job_id, job_lease_s(ctx["settings"])),
+        _reporting_failure(ctx, job_id, kind, interruption),
+        JobLease(ctx["redis"], job_id, job_lease_s(ctx["settings"])),
     ):
         return await _within_limits(
-            ctx, job.job_id, "train", limit_s, interruption, lambda: _train(ctx, job, interruption)
+            ctx, job_id, kind, limit_s, interruption, lambda: body(interruption)
         )
 
 
@@ -497,20 +513,13 @@ async def _report_trained(ctx: dict[str, Any], job_id: str, result: TrainResult)
 
 async def generate(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     job = GenerateJob.from_dict(payload)
-    limit_s = ctx["settings"].generate_timeout_s
-    interruption = Interruption()
-    async with (
-        _reporting_failure(ctx, job.job_id, "generate", interruption),
-        JobLease(ctx["redis"], job.job_id, job_lease_s(ctx["settings"])),
-    ):
-        return await _within_limits(
-            ctx,
-            job.job_id,
-            "generate",
-            limit_s,
-            interruption,
-            lambda: _generate(ctx, job, interruption),
-        )
+    return await _run_job(
+        ctx,
+        job.job_id,
+        "generate",
+        ctx["settings"].generate_timeout_s,
+        lambda interruption: _generate(ctx, job, interruption),
+    )
 
 
 async def _generate(

@@ -598,34 +598,9 @@ def train_lora(
             output_dir = Path(output_dir)
             output_dir.mkdir(parents=True, exist_ok=True)
             embedding_path = token.save(output_dir / EMBEDDING_NAME) if token is not None else None
-            if not trains_lora:
-                return TrainOutcome(
-                    weights_path=None,
-                    steps=settings.steps,
-                    final_loss=loss_value,
-                    seconds=time.perf_counter() - started,
-                    resumed_from=first_step - 1,
-                    validation=tuple(ValidationPoint(*point) for point in curve),
-                    embedding_path=embedding_path,
-                )
-            weights = convert_state_dict_to_diffusers(
-                get_peft_model_state_dict(unet, adapter_name=TRAINING_ADAPTER)
-            )
-            # lora_alpha == rank, which is also what loaders assume without
-            # metadata, so the file needs no extra config to load correctly.
-            # The family's own saver: SDXL's knows its second text encoder.
-            saver = (
-                StableDiffusionXLPipeline
-                if isinstance(pipeline, StableDiffusionXLPipeline)
-                else StableDiffusionPipeline
-            )
-            saver.save_lora_weights(
-                output_dir,
-                unet_lora_layers={k: v.detach().contiguous() for k, v in weights.items()},
-                safe_serialization=True,
-            )
+            weights_path = _save_lora(pipeline, unet, output_dir) if trains_lora else None
     return TrainOutcome(
-        weights_path=output_dir / WEIGHTS_NAME,
+        weights_path=weights_path,
         steps=settings.steps,
         final_loss=loss_value,
         seconds=time.perf_counter() - started,
@@ -633,6 +608,27 @@ def train_lora(
         validation=tuple(ValidationPoint(*point) for point in curve),
         embedding_path=embedding_path,
     )
+
+
+def _save_lora(pipeline: BasePipeline, unet: torch.nn.Module, output_dir: Path) -> Path:
+    """The trained adapter as a diffusers LoRA file in `output_dir`; its path."""
+    weights = convert_state_dict_to_diffusers(
+        get_peft_model_state_dict(unet, adapter_name=TRAINING_ADAPTER)
+    )
+    # lora_alpha == rank, which is also what loaders assume without
+    # metadata, so the file needs no extra config to load correctly.
+    # The family's own saver: SDXL's knows its second text encoder.
+    saver = (
+        StableDiffusionXLPipeline
+        if isinstance(pipeline, StableDiffusionXLPipeline)
+        else StableDiffusionPipeline
+    )
+    saver.save_lora_weights(
+        output_dir,
+        unet_lora_layers={k: v.detach().contiguous() for k, v in weights.items()},
+        safe_serialization=True,
+    )
+    return output_dir / WEIGHTS_NAME
 
 
 def _optimizer(

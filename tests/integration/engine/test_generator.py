@@ -11,27 +11,13 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 from peft.tuners.lora import LoraLayer
-from PIL import Image
+from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
 from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
-
-TRIGGER = "sks style"
-REQUEST = GenerationRequest(prompt=TRIGGER, seed=11, steps=3, width=64, height=64)
-# A high learning rate so a few steps move the output visibly.
-STRONG = TrainSettings(steps=6, resolution=64, rank=4, learning_rate=1e-2, seed=0)
-
-
-def _pixels(image: Image.Image) -> np.ndarray:
-    return np.asarray(image).astype(np.int16)
-
-
-def _images() -> list[Image.Image]:
-    rng = np.random.default_rng(1)
-    return [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +31,9 @@ def lora_files(
 ) -> tuple[Path, Path]:
     """Two different styles trained on the shared pipeline."""
     root = tmp_path_factory.mktemp("loras")
-    first = train_lora(pipeline, _images(), TRIGGER, STRONG, root / "first")
+    first = train_lora(pipeline, reference_images(), TRIGGER, STRONG, root / "first")
     second_settings = TrainSettings(**{**STRONG.to_dict(), "seed": 1})
-    second = train_lora(pipeline, _images(), TRIGGER, second_settings, root / "second")
+    second = train_lora(pipeline, reference_images(), TRIGGER, second_settings, root / "second")
     return first.weights_path, second.weights_path
 
 
@@ -73,8 +59,8 @@ def test_same_seed_gives_identical_pixels_and_other_seeds_differ(generator: Gene
     other = generator.generate(GenerationRequest(**{**REQUEST.__dict__, "seed": 12}))
     assert len(first) == 1
     assert first[0].size == (64, 64)
-    assert np.array_equal(_pixels(first[0]), _pixels(again[0]))
-    assert not np.array_equal(_pixels(first[0]), _pixels(other[0]))
+    assert np.array_equal(pixels(first[0]), pixels(again[0]))
+    assert not np.array_equal(pixels(first[0]), pixels(other[0]))
 
 
 def test_each_image_of_a_batch_is_reproducible_alone(generator: Generator) -> None:
@@ -85,8 +71,8 @@ def test_each_image_of_a_batch_is_reproducible_alone(generator: Generator) -> No
     )
     second_alone = generator.generate(GenerationRequest(**{**REQUEST.__dict__, "seed": 12}))
     assert len(batch) == 2
-    assert np.array_equal(_pixels(batch[1]), _pixels(second_alone[0]))
-    assert not np.array_equal(_pixels(batch[0]), _pixels(batch[1]))
+    assert np.array_equal(pixels(batch[1]), pixels(second_alone[0]))
+    assert not np.array_equal(pixels(batch[0]), pixels(batch[1]))
     assert steps == [(i, 6) for i in range(1, 7)]
 
 
@@ -98,11 +84,11 @@ def test_width_and_height_must_be_multiples_of_8(generator: Generator) -> None:
 def test_lora_changes_the_output_and_none_restores_the_base(
     generator: Generator, lora_files: tuple[Path, Path]
 ) -> None:
-    base = _pixels(generator.generate(REQUEST)[0])
-    styled = _pixels(generator.generate(REQUEST, lora=LoraWeights("first", lora_files[0]))[0])
+    base = pixels(generator.generate(REQUEST)[0])
+    styled = pixels(generator.generate(REQUEST, lora=LoraWeights("first", lora_files[0]))[0])
     assert np.abs(styled - base).mean() > 2.0
-    assert np.array_equal(_pixels(generator.generate(REQUEST)[0]), base)
-    again = _pixels(generator.generate(REQUEST, lora=LoraWeights("first", lora_files[0]))[0])
+    assert np.array_equal(pixels(generator.generate(REQUEST)[0]), base)
+    again = pixels(generator.generate(REQUEST, lora=LoraWeights("first", lora_files[0]))[0])
     assert np.array_equal(again, styled)
 
 
@@ -126,7 +112,7 @@ def test_least_recently_used_adapter_is_evicted_at_the_bound(
     generator: Generator, pipeline: StableDiffusionPipeline, lora_files: tuple[Path, Path]
 ) -> None:
     a, b, c = (LoraWeights(name, lora_files[0]) for name in ("a", "b", "c"))
-    styled_a = _pixels(generator.generate(REQUEST, lora=a)[0])
+    styled_a = pixels(generator.generate(REQUEST, lora=a)[0])
     generator.generate(REQUEST, lora=b)
     generator.generate(REQUEST, lora=a)  # a is now the most recently used
     assert generator.loaded_adapters == ("b", "a")
@@ -138,15 +124,15 @@ def test_least_recently_used_adapter_is_evicted_at_the_bound(
     assert (generator.loads, generator.hotswaps) == (2, 1)
     assert sorted(pipeline.get_list_adapters()["unet"]) == sorted(generator.adapter_slots.values())
     assert len(generator.adapter_slots) == 2
-    assert np.array_equal(_pixels(generator.generate(REQUEST, lora=a)[0]), styled_a)
+    assert np.array_equal(pixels(generator.generate(REQUEST, lora=a)[0]), styled_a)
     assert generator.loaded_adapters == ("c", "a")
 
 
 def test_new_weights_under_a_loaded_name_are_reloaded(
     generator: Generator, lora_files: tuple[Path, Path]
 ) -> None:
-    old = _pixels(generator.generate(REQUEST, lora=LoraWeights("style", lora_files[0]))[0])
-    new = _pixels(generator.generate(REQUEST, lora=LoraWeights("style", lora_files[1]))[0])
+    old = pixels(generator.generate(REQUEST, lora=LoraWeights("style", lora_files[0]))[0])
+    new = pixels(generator.generate(REQUEST, lora=LoraWeights("style", lora_files[1]))[0])
     assert not np.array_equal(old, new)
     assert generator.loaded_adapters == ("style",)
 
@@ -158,14 +144,16 @@ def test_generator_adapters_keep_working_after_training(
     tmp_path: Path,
 ) -> None:
     style = LoraWeights("first", lora_files[0])
-    styled = _pixels(generator.generate(REQUEST, lora=style)[0])
-    base = _pixels(generator.generate(REQUEST)[0])  # leaves LoRA disabled
+    styled = pixels(generator.generate(REQUEST, lora=style)[0])
+    base = pixels(generator.generate(REQUEST)[0])  # leaves LoRA disabled
 
-    train_lora(pipeline, _images(), TRIGGER, TrainSettings(steps=3, resolution=64), tmp_path)
+    train_lora(
+        pipeline, reference_images(), TRIGGER, TrainSettings(steps=3, resolution=64), tmp_path
+    )
 
     assert pipeline.get_list_adapters() == {"unet": [generator.adapter_slots["first"]]}
     assert np.array_equal(
-        _pixels(
+        pixels(
             pipeline(
                 TRIGGER,
                 num_inference_steps=REQUEST.steps,
@@ -176,21 +164,21 @@ def test_generator_adapters_keep_working_after_training(
         ),
         base,
     )
-    assert np.array_equal(_pixels(generator.generate(REQUEST, lora=style)[0]), styled)
-    assert np.array_equal(_pixels(generator.generate(REQUEST)[0]), base)
+    assert np.array_equal(pixels(generator.generate(REQUEST, lora=style)[0]), styled)
+    assert np.array_equal(pixels(generator.generate(REQUEST)[0]), base)
 
 
 def test_a_variation_stays_near_its_seed_and_strength_zero_is_the_seed(
     generator: Generator,
 ) -> None:
     """Variations move the starting noise a little towards another seed's."""
-    base = _pixels(generator.generate(REQUEST)[0])
+    base = pixels(generator.generate(REQUEST)[0])
     unchanged = generator.generate(replace(REQUEST, variation_seed=99, variation_strength=0.0))[0]
-    near = _pixels(
+    near = pixels(
         generator.generate(replace(REQUEST, variation_seed=99, variation_strength=0.15))[0]
     )
-    other_seed = _pixels(generator.generate(replace(REQUEST, seed=99))[0])
-    assert np.array_equal(base, _pixels(unchanged))
+    other_seed = pixels(generator.generate(replace(REQUEST, seed=99))[0])
+    assert np.array_equal(base, pixels(unchanged))
     assert not np.array_equal(base, near)
     # Closer to its own seed's image than a different seed's image is.
     assert np.abs(near - base).mean() < np.abs(other_seed - base).mean()
@@ -215,9 +203,9 @@ def test_a_batch_gives_each_request_the_images_its_seed_gives_alone(
     assert [len(images) for images in batched] == [2, 1, 1]
     for batch_images, solo_images in zip(batched, alone, strict=True):
         for from_batch, from_solo in zip(batch_images, solo_images, strict=True):
-            assert np.abs(_pixels(from_batch) - _pixels(from_solo)).max() <= BATCH_TOLERANCE
+            assert np.abs(pixels(from_batch) - pixels(from_solo)).max() <= BATCH_TOLERANCE
     # Different seeds, prompts and variations still give different images.
-    firsts = [_pixels(images[0]) for images in batched]
+    firsts = [pixels(images[0]) for images in batched]
     assert not np.array_equal(firsts[0], firsts[1])
     assert not np.array_equal(firsts[0], firsts[2])
 

@@ -13,33 +13,19 @@ import safetensors.torch
 import torch
 from diffusers import StableDiffusionPipeline
 from peft.tuners.lora import LoraLayer
-from PIL import Image
 from tests.integration.engine.test_lora_files import other_architecture_lora
 from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_encoder_lora_layers
+from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
+from stylebot.engine import Generator, LoraWeights, load_pipeline
 from stylebot.engine.lora_files import LoraMismatchError, kohya_state_dict
-from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
-TRIGGER = "sks style"
-REQUEST = GenerationRequest(prompt=TRIGGER, seed=11, steps=3, width=64, height=64)
-# A high learning rate so a few steps move the output visibly.
-STRONG = TrainSettings(steps=6, resolution=64, rank=4, learning_rate=1e-2, seed=0)
 # Padding a slot to a larger rank adds zero terms, which can round a sum
 # differently: at most a level or two of 255.
 SWAP_TOLERANCE = 2
-
-
-def _pixels(image: Image.Image) -> np.ndarray:
-    return np.asarray(image).astype(np.int16)
-
-
-def _images() -> list[Image.Image]:
-    rng = np.random.default_rng(1)
-    return [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +42,13 @@ def styles(
     made: dict[str, LoraWeights] = {}
     for seed in range(3):
         run = replace(STRONG, seed=seed)
-        path = train_lora(pipeline, _images(), TRIGGER, run, root / f"r4_{seed}").weights_path
+        path = train_lora(
+            pipeline, reference_images(), TRIGGER, run, root / f"r4_{seed}"
+        ).weights_path
         made[f"r4_{seed}"] = LoraWeights(f"r4_{seed}", path)
     rank8 = replace(STRONG, seed=3, rank=8)
     made["r8"] = LoraWeights(
-        "r8", train_lora(pipeline, _images(), TRIGGER, rank8, root / "r8").weights_path
+        "r8", train_lora(pipeline, reference_images(), TRIGGER, rank8, root / "r8").weights_path
     )
     kohya = kohya_state_dict(safetensors.torch.load_file(made["r4_0"].path), alpha=8.0)
     safetensors.torch.save_file(kohya, root / "alpha8.safetensors")
@@ -75,7 +63,7 @@ def fresh_images(
     """Each style's image from a plain load into a cache that never swaps."""
     reference = Generator(pipeline, max_loaded_adapters=len(styles), lora_hotswap=False)
     images = {
-        name: _pixels(reference.generate(REQUEST, lora=style)[0]) for name, style in styles.items()
+        name: pixels(reference.generate(REQUEST, lora=style)[0]) for name, style in styles.items()
     }
     assert reference.hotswaps == 0
     for slot in reference.adapter_slots.values():
@@ -113,7 +101,7 @@ def test_styles_swapped_through_a_small_cache_give_their_fresh_load_images(
 ) -> None:
     order = ["r4_0", "r4_1", "r4_2", "alpha8", "r4_0", "r8", "r4_1", "alpha8", "r4_2"]
     for name in order:
-        image = _pixels(two_slots.generate(REQUEST, lora=styles[name])[0])
+        image = pixels(two_slots.generate(REQUEST, lora=styles[name])[0])
         assert np.abs(image - fresh_images[name]).max() <= SWAP_TOLERANCE, name
         assert len(pipeline.get_list_adapters()["unet"]) <= 2
         assert two_slots.loaded_adapters[-1] == name
@@ -131,7 +119,7 @@ def test_a_cached_style_keeps_its_tensors_and_image_while_another_is_swapped_in(
 ) -> None:
     kept, swapped_out, swapped_in = styles["r4_0"], styles["r4_1"], styles["r4_2"]
     two_slots.generate(REQUEST, lora=swapped_out)
-    before = _pixels(two_slots.generate(REQUEST, lora=kept)[0])
+    before = pixels(two_slots.generate(REQUEST, lora=kept)[0])
     kept_slot = two_slots.adapter_slots[kept.adapter_name]
     kept_tensors = _slot_tensors(pipeline, kept_slot)
 
@@ -142,7 +130,7 @@ def test_a_cached_style_keeps_its_tensors_and_image_while_another_is_swapped_in(
     assert two_slots.loaded_adapters == (kept.adapter_name, swapped_in.adapter_name)
     after = _slot_tensors(pipeline, kept_slot)
     assert all(torch.equal(a, b) for a, b in zip(kept_tensors, after, strict=True))
-    assert np.array_equal(_pixels(two_slots.generate(REQUEST, lora=kept)[0]), before)
+    assert np.array_equal(pixels(two_slots.generate(REQUEST, lora=kept)[0]), before)
 
 
 def test_a_rank_above_the_slots_falls_back_to_unload_and_load(
@@ -154,14 +142,14 @@ def test_a_rank_above_the_slots_falls_back_to_unload_and_load(
     for generator in _generator(pipeline, max_loaded_adapters=1, hotswap_rank=4):
         generator.generate(REQUEST, lora=styles["r4_0"])
         with caplog.at_level(logging.INFO, logger="stylebot.engine.generator"):
-            image = _pixels(generator.generate(REQUEST, lora=styles["r8"])[0])
+            image = pixels(generator.generate(REQUEST, lora=styles["r8"])[0])
         assert "rank 8 is above the slot's 4" in caplog.text
         assert (generator.loads, generator.hotswaps) == (2, 0)
         assert generator.loaded_adapters == ("r8",)
         assert len(pipeline.get_list_adapters()["unet"]) == 1
         assert np.abs(image - fresh_images["r8"]).max() <= SWAP_TOLERANCE
         # A rank-4 style goes into the unpadded rank-8 slot: hot-swapped again.
-        image = _pixels(generator.generate(REQUEST, lora=styles["r4_1"])[0])
+        image = pixels(generator.generate(REQUEST, lora=styles["r4_1"])[0])
         assert (generator.loads, generator.hotswaps) == (2, 1)
         assert np.abs(image - fresh_images["r4_1"]).max() <= SWAP_TOLERANCE
 
@@ -173,7 +161,7 @@ def test_with_hotswap_off_every_new_style_is_loaded(
 ) -> None:
     for generator in _generator(pipeline, max_loaded_adapters=1, lora_hotswap=False):
         for name in ("r4_0", "r4_1", "r4_0"):
-            image = _pixels(generator.generate(REQUEST, lora=styles[name])[0])
+            image = pixels(generator.generate(REQUEST, lora=styles[name])[0])
             assert np.array_equal(image, fresh_images[name])
         assert (generator.loads, generator.hotswaps) == (3, 0)
         assert len(pipeline.get_list_adapters()["unet"]) == 1
@@ -204,7 +192,7 @@ def test_a_lora_for_another_model_is_refused_on_the_way_in_and_changes_nothing_e
         assert generator.loaded_adapters == ()
         assert pipeline.get_list_adapters() in ({}, {"unet": []})
         # The base model and the styles work as before.
-        image = _pixels(generator.generate(REQUEST, lora=styles["r4_1"])[0])
+        image = pixels(generator.generate(REQUEST, lora=styles["r4_1"])[0])
         assert np.abs(image - fresh_images["r4_1"]).max() <= SWAP_TOLERANCE
         assert generator.loaded_adapters == ("r4_1",)
 
@@ -239,7 +227,7 @@ def test_text_encoder_layers_are_never_hot_swapped(
         assert (generator.loads, generator.hotswaps) == (2, 0)
         assert list(pipeline.text_encoder.peft_config) == [generator.adapter_slots["with_te"]]
         # Into the slot that holds text-encoder layers: unloaded too, none left behind.
-        image = _pixels(generator.generate(REQUEST, lora=styles["r4_1"])[0])
+        image = pixels(generator.generate(REQUEST, lora=styles["r4_1"])[0])
         assert (generator.loads, generator.hotswaps) == (3, 0)
         assert not getattr(pipeline.text_encoder, "peft_config", None)
         assert np.abs(image - fresh_images["r4_1"]).max() <= SWAP_TOLERANCE

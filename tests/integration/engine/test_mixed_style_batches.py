@@ -9,29 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from diffusers import StableDiffusionPipeline
-from PIL import Image
+from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
-from stylebot.queue.payloads import TrainSettings
+from stylebot.engine import Generator, LoraWeights, load_pipeline
 from stylebot.trainer import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
-TRIGGER = "sks style"
-REQUEST = GenerationRequest(prompt=TRIGGER, seed=11, steps=3, width=64, height=64)
-STRONG = TrainSettings(steps=6, resolution=64, rank=4, learning_rate=1e-2, seed=0)
 # As for same-style batches (test_generator.py): batched kernels round a
 # little differently from a batch of one.
 BATCH_TOLERANCE = 2
-
-
-def _pixels(image: Image.Image) -> np.ndarray:
-    return np.asarray(image).astype(np.int16)
-
-
-def _images() -> list[Image.Image]:
-    rng = np.random.default_rng(1)
-    return [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +31,11 @@ def two_styles(
     pipeline: StableDiffusionPipeline, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[LoraWeights, LoraWeights]:
     root = tmp_path_factory.mktemp("mixed")
-    first = train_lora(pipeline, _images(), TRIGGER, STRONG, root / "a").weights_path
+    first = train_lora(pipeline, reference_images(), TRIGGER, STRONG, root / "a").weights_path
     second_settings = replace(STRONG, seed=1, rank=8)
-    second = train_lora(pipeline, _images(), TRIGGER, second_settings, root / "b").weights_path
+    second = train_lora(
+        pipeline, reference_images(), TRIGGER, second_settings, root / "b"
+    ).weights_path
     return LoraWeights("a", first), LoraWeights("b", second)
 
 
@@ -99,10 +88,10 @@ def test_a_mixed_batch_gives_each_request_its_image_alone(
     assert [len(images) for images in mixed] == [1, 1, 2, 1]
     for mixed_images, solo_images in zip(mixed, alone, strict=True):
         for from_mixed, from_solo in zip(mixed_images, solo_images, strict=True):
-            assert np.abs(_pixels(from_mixed) - _pixels(from_solo)).max() <= BATCH_TOLERANCE
+            assert np.abs(pixels(from_mixed) - pixels(from_solo)).max() <= BATCH_TOLERANCE
     # Each style was applied to its own rows only: same seed, other style, other image.
-    unstyled = _pixels(generator.generate(replace(base, seed=5))[0])
-    with_a, with_b = _pixels(mixed[0][0]), _pixels(mixed[3][0])
+    unstyled = pixels(generator.generate(replace(base, seed=5))[0])
+    with_a, with_b = pixels(mixed[0][0]), pixels(mixed[3][0])
     assert np.abs(with_a - unstyled).mean() > 2.0
     assert np.abs(with_a - with_b).mean() > 2.0
 
@@ -120,8 +109,8 @@ def test_more_styles_than_the_cache_holds_are_made_style_by_style(
             hook.remove()  # type: ignore[attr-defined]
         assert len(batch_sizes) == 2 * REQUEST.steps  # a call per style
         for (request, lora), images in zip(requests, mixed, strict=True):
-            alone = _pixels(generator.generate(request, lora=lora)[0])
-            assert np.abs(_pixels(images[0]) - alone).max() <= BATCH_TOLERANCE
+            alone = pixels(generator.generate(request, lora=lora)[0])
+            assert np.abs(pixels(images[0]) - alone).max() <= BATCH_TOLERANCE
 
 
 def test_a_mixed_batch_refuses_requests_that_cannot_share_a_call(
