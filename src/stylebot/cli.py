@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument(
         "--no-worker", action="store_true", help="do not start a worker (one runs elsewhere)"
     )
+    console.add_argument(
+        "--user",
+        default="console-user",
+        help="the user the console acts as (a script can switch with /as NAME)",
+    )
     commands.add_parser(
         "run", help="run the configured chat front ends (DISCORD_TOKEN, TELEGRAM_TOKEN)"
     )
@@ -93,9 +98,21 @@ def main(argv: list[str] | None = None) -> int:
                 return _demo(settings)
             case "console":
                 from stylebot.bot.console import run_console
+                from stylebot.bot.console.adapter import console_user_name
 
+                try:
+                    console_user_name(args.user)
+                except ValueError as exc:
+                    print(f"stylebot: --user: {exc}", file=sys.stderr)
+                    return 2
                 return asyncio.run(
-                    run_console(settings, sys.stdin, sys.stdout, with_worker=not args.no_worker)
+                    run_console(
+                        settings,
+                        sys.stdin,
+                        sys.stdout,
+                        with_worker=not args.no_worker,
+                        user=args.user,
+                    )
                 )
             case "run":
                 from stylebot.bootstrap import (

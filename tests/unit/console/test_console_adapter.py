@@ -6,9 +6,11 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from tests.fakes.core import CoreWorld, png
 
 from stylebot.bot.console import ConsoleAdapter
+from stylebot.cli import main
 from stylebot.queue.payloads import JobEvent, TrainResult
 
 
@@ -99,3 +101,47 @@ async def test_cancel_names_the_job(world: CoreWorld, tmp_path: Path) -> None:
     [job] = world.queue.generate_jobs
     assert f"Cancelled your generate job {job.job_id}" in text
     assert "no queued or running job" in text
+
+
+async def test_as_switches_the_user_so_a_script_can_play_several(
+    world: CoreWorld, tmp_path: Path
+) -> None:
+    image = tmp_path / "a.png"
+    image.write_bytes(png())
+    console, out = console_for(world, tmp_path)
+    status = await console.run(
+        lines(f"/upload {image}", "/consent own-work", "/train ink", "/as bob", "/status"),
+        wait_for_jobs=False,
+    )
+    assert status == 0
+    assert "You are now bob." in out.getvalue()
+    assert console.requester.user_id == "bob"
+    bob_status = out.getvalue().split("You are now bob.")[1]
+    assert "ink" not in bob_status  # ada's training is not bob's
+
+    job = world.queue.train_jobs[0]
+    assert job.owner == "console:1"  # ada, the first user
+    result = TrainResult(await world.blobs.put(b"weights"), 10, 0.1, 1.0)
+    for note in await world.bot.handle_event(
+        JobEvent(job.job_id, "train", "finished", result=result.to_dict())
+    ):
+        await console.notify(note)
+    assert "[for ada]" in out.getvalue()
+
+    await console.run(lines("/as ada", "/styles"), wait_for_jobs=False)
+    assert "ink" in out.getvalue().split("You are now ada.")[1]
+
+
+async def test_as_refuses_a_name_that_is_not_one(world: CoreWorld, tmp_path: Path) -> None:
+    console, out = console_for(world, tmp_path)
+    assert await console.execute("/as two words") == "error"
+    assert console.requester.user_id == "ada"
+    assert "is not a console user name" in out.getvalue()
+
+
+def test_console_refuses_a_bad_user_name_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--data-dir", str(tmp_path), "console", "--user", "two words"]) == 2
+    assert "--user: 'two words' is not a console user name" in capsys.readouterr().err
+    assert not (tmp_path / "stylebot.sqlite").exists()

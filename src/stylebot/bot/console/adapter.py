@@ -8,6 +8,7 @@ queued before it reads the next line, so `/train` then `/imagine` just works.
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +54,8 @@ from stylebot.bot.core.text_commands import (
     split_command,
 )
 
+_CONSOLE_USER = re.compile(r"[A-Za-z0-9._-]{1,32}")
+
 HELP = """\
 Commands:
   /upload PATH...              add reference images (PNG, JPEG or WebP)
@@ -67,6 +70,7 @@ Commands:
   /cancel [JOB]                cancel your newest job, or the one named
   /verify PATH                 trace an image back to the record its watermark points to
   /forgetme [confirm]          erase everything of yours (asks first; confirm to do it)
+  /as NAME                     act as another user from here on (to try limits and turns)
   /help                        this text
   /quit                        leave"""
 
@@ -86,7 +90,7 @@ class ConsoleAdapter:
         self.bot = bot
         self.out = out
         self.images_dir = images_dir
-        self.requester = Requester("console", user, user, chat_id="console")
+        self.requester = _console_user(user)
         self.max_read_bytes = max_read_bytes
         self.job_timeout_s = job_timeout_s
         # Returns why the jobs cannot finish (the worker died), or None.
@@ -128,6 +132,10 @@ class ConsoleAdapter:
         if command == "help":
             self._print(HELP)
             return "ok"
+        if isinstance(command, Requester):
+            self.requester = command
+            self._print(f"You are now {command.user_id}.")
+            return "ok"
         reply = await self.bot.handle(command)
         self.last_reply = reply
         if isinstance(reply, JobQueued):
@@ -135,13 +143,15 @@ class ConsoleAdapter:
         self.show(reply)
         return "error" if isinstance(reply, ErrorReply) else "ok"
 
-    def _command(self, name: str, args: str) -> Command | str:
+    def _command(self, name: str, args: str) -> Command | Requester | str:
         me = self.requester
         match name:
             case "quit" | "exit":
                 return "quit"
             case "help":
                 return "help"
+            case "as":
+                return _console_user(args.strip())
             case "upload":
                 paths = shlex.split(args)
                 if not paths:
@@ -189,6 +199,10 @@ class ConsoleAdapter:
     # -- output ---------------------------------------------------------------
 
     async def notify(self, notification: Notification) -> None:
+        # Every console user shares this terminal: say whose news it is when it is not
+        # the current user's.
+        if notification.to.user_id != self.requester.user_id:
+            self._print(f"[for {notification.to.user_id}]")
         self.show(notification.reply)
         job_id = getattr(notification.reply, "job_id", None)
         if isinstance(notification.reply, JobFinished | ImagesReady) and job_id:
@@ -246,6 +260,20 @@ class ConsoleAdapter:
             )
             pending = [event for event in pending if not event.is_set()]
         return True
+
+
+def console_user_name(name: str) -> str:
+    """A console user's name, as `--user` and `/as` take it."""
+    if not _CONSOLE_USER.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a console user name: 1 to 32 letters, digits, '.', '_' or '-'."
+        )
+    return name
+
+
+def _console_user(name: str) -> Requester:
+    name = console_user_name(name)
+    return Requester("console", name, name, chat_id="console")
 
 
 def _style_command(me: Requester, args: str) -> Command:

@@ -19,7 +19,12 @@ from stylebot.queue.local_worker import LocalWorker
 
 
 async def run_console(
-    settings: Settings, stdin: TextIO, out: TextIO, *, with_worker: bool = True
+    settings: Settings,
+    stdin: TextIO,
+    out: TextIO,
+    *,
+    with_worker: bool = True,
+    user: str = "console-user",
 ) -> int:
     interactive = stdin.isatty()
     async with open_frontend(settings) as frontend:
@@ -29,7 +34,7 @@ async def run_console(
                 if with_worker
                 else None
             )
-            console = _console(frontend.bot, settings, out, worker)
+            console = _console(frontend.bot, settings, out, worker, user=user)
             frontend.add_sink("console", console.notify)
             frontend.start_delivery()
             if interactive:
@@ -41,12 +46,18 @@ async def run_console(
 
 
 def _console(
-    bot: StyleBot, settings: Settings, out: TextIO, worker: LocalWorker | None
+    bot: StyleBot,
+    settings: Settings,
+    out: TextIO,
+    worker: LocalWorker | None,
+    *,
+    user: str = "console-user",
 ) -> ConsoleAdapter:
     return ConsoleAdapter(
         bot,
         out,
         settings.outputs_dir,
+        user=user,
         max_read_bytes=settings.max_upload_bytes,
         job_timeout_s=settings.train_timeout_s,
         is_alive=worker.problem if worker else None,
