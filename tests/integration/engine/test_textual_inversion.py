@@ -374,8 +374,7 @@ def test_the_engine_returns_the_embedding_and_previews_show_the_token_in_trainin
     engine.store_embedding("e" * 64, trained.embedding_data)
     job = GenerateJob(
         "g1",
-        # Another style's token typed into the prompt is dropped.
-        "<sb-999> a boat",
+        "a boat",
         "",
         3,
         2,
