@@ -21,12 +21,15 @@ from tests.support.tiny_styles import pixels
 
 from stylebot.engine import GenerationRequest, Generator, load_pipeline
 from stylebot.engine.models import BasePipeline
+from stylebot.engine.own_tokens import only_own_style_tokens
 from stylebot.engine.runtime import StyleEngine
 from stylebot.queue.payloads import GenerateJob, style_embedding_token
 from stylebot.trainer.embeddings import (
     TRAINING_TOKEN,
     StyleEmbedding,
+    TextEncoderSlot,
     TrainableToken,
+    load_embedding,
     text_encoder_slots,
 )
 
@@ -116,6 +119,33 @@ def test_the_token_of_a_run_in_training_reaches_no_generation(
         assert np.abs(pixels(trained) - plain).mean() > 0.5, "the run's token changes an image"
         for crafted in _crafted(PLAIN, TRAINING_TOKEN):
             assert np.array_equal(_image(generator, crafted), plain), crafted
+
+
+def _encoded(slot: TextEncoderSlot, text: str) -> torch.Tensor:
+    """`text` through one text encoder, ids and attention mask passed by keyword."""
+    tokens = slot.tokenizer(
+        text,
+        padding="max_length",
+        max_length=slot.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        encoded: torch.Tensor = slot.text_encoder(
+            input_ids=tokens.input_ids, attention_mask=tokens.attention_mask
+        )[0]
+    return encoded
+
+
+def test_keyword_ids_and_an_attention_mask_become_the_plain_prompts(
+    pipeline: BasePipeline, tmp_path: Path
+) -> None:
+    load_embedding(pipeline, _victim_embedding(pipeline, tmp_path), VICTIM)
+    for slot in text_encoder_slots(pipeline):
+        plain = _encoded(slot, "a cat")
+        with only_own_style_tokens(pipeline, [frozenset()]):
+            assert torch.equal(_encoded(slot, f"a {VICTIM}cat{VICTIM.upper()}"), plain)
+        assert not torch.equal(_encoded(slot, f"a {VICTIM}cat"), plain)  # the hook is gone
 
 
 def _job(name: str, prompt: str, negative: str = "", **style: object) -> GenerateJob:
