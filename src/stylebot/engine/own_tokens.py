@@ -1,7 +1,7 @@
 """Only a job's own style tokens reach the text encoders, whatever its prompt says.
 
 A worker keeps other styles' textual-inversion tokens loaded between jobs, and a
-training run's `<sb-training>` while it trains, so the text alone decides whose
+training run's `<sb-training>` while it trains, so the text alone would decide whose
 embedding a prompt reaches. The core refuses prompts that name a token, but this
 does not rely on any text rule: for the length of one pipeline call a forward
 pre-hook on each text encoder takes every added (not special) token that the
