@@ -19,6 +19,7 @@ from safetensors import safe_open
 from stylebot.config import FEW_STEP_MAX_STEPS, is_few_step_model
 from stylebot.engine.lora_files import _first_line, load_checked_lora
 from stylebot.engine.models import BasePipeline
+from stylebot.engine.own_tokens import only_own_style_tokens
 from stylebot.trainer.embeddings import LoadedEmbeddings, StyleEmbedding
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,13 @@ class GenerationRequest:
     # noise moves from its seed's towards `variation_seed`'s by this much.
     variation_seed: int | None = None
     variation_strength: float = 0.0
-    # The style's textual-inversion token, loaded before the call (its prompt names it).
+    # The style's textual-inversion token, loaded before the call (its prompt names it):
+    # the only added token the request's text reaches (stylebot.engine.own_tokens).
     embedding: StyleEmbedding | None = None
+
+    @property
+    def own_tokens(self) -> frozenset[str]:
+        return frozenset({self.embedding.token}) if self.embedding is not None else frozenset()
 
 
 @dataclass(frozen=True)
@@ -362,19 +368,20 @@ class Generator:
             # One call per image: batched kernels may round differently from
             # a batch of one, and "reproducible alone" means bit-identical.
             # It also keeps peak memory flat on small GPUs.
-            result = self.pipeline(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance,
-                guidance_rescale=self.guidance_rescale,
-                width=request.width,
-                height=request.height,
-                generator=generator,
-                latents=latents,
-                callback_on_step_end=step_end,
-                output_type="pil",
-            )
+            with only_own_style_tokens(self.pipeline, [request.own_tokens]):
+                result = self.pipeline(
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt or None,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.guidance,
+                    guidance_rescale=self.guidance_rescale,
+                    width=request.width,
+                    height=request.height,
+                    generator=generator,
+                    latents=latents,
+                    callback_on_step_end=step_end,
+                    output_type="pil",
+                )
             images.extend(result.images)
         return images
 
@@ -547,19 +554,22 @@ class Generator:
                 on_step(step + 1, first.steps)
             return kwargs
 
-        result = self.pipeline(
-            prompt=prompts,
-            negative_prompt=negatives if any(negatives) else None,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
-            guidance_rescale=self.guidance_rescale,
-            width=first.width,
-            height=first.height,
-            generator=generators,
-            latents=latents,
-            callback_on_step_end=step_end,
-            output_type="pil",
-        )
+        # One row per image in each text-encoder call, prompts and negatives alike.
+        owned = [request.own_tokens for request in requests for _ in range(request.count)]
+        with only_own_style_tokens(self.pipeline, owned):
+            result = self.pipeline(
+                prompt=prompts,
+                negative_prompt=negatives if any(negatives) else None,
+                num_inference_steps=first.steps,
+                guidance_scale=first.guidance,
+                guidance_rescale=self.guidance_rescale,
+                width=first.width,
+                height=first.height,
+                generator=generators,
+                latents=latents,
+                callback_on_step_end=step_end,
+                output_type="pil",
+            )
         images: list[Image.Image] = list(result.images)
         split: list[list[Image.Image]] = []
         for request in requests:

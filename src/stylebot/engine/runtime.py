@@ -48,7 +48,6 @@ from stylebot.trainer.dataset import prepare_upload
 from stylebot.trainer.embeddings import (
     TRAINING_TOKEN,
     StyleEmbedding,
-    strip_style_tokens,
     style_caption,
 )
 from stylebot.trainer.lora import DeviceSharing, TrainingCancelled, train_lora
@@ -408,8 +407,9 @@ class StyleEngine:
 
     def _request(self, job: GenerateJob, weights: LoraWeights | None) -> GenerationRequest:
         embedding = self._embedding(job)
-        # Only the job's own style token reaches the text encoder (others may be loaded).
-        prompt = strip_style_tokens(job.prompt)
+        # Other styles' tokens in the text are harmless: only the job's own reaches
+        # the text encoders (GenerationRequest.embedding, engine.own_tokens).
+        prompt = job.prompt
         if embedding is not None or (job.trigger and weights):
             caption = style_caption(job.trigger or "", embedding.token if embedding else None)
             prompt = f"{caption}, {prompt}"

@@ -12,6 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
+# Named with the other style tokens; front end and worker take it from here.
+from stylebot.style_tokens import style_embedding_token as style_embedding_token
+
 JobKind = Literal["train", "generate"]
 
 
@@ -195,11 +198,6 @@ class TrainingPreview(_JsonData):
     guidance: float
     width: int
     height: int
-
-
-def style_embedding_token(style_id: int) -> str:
-    """The token a style's textual-inversion embedding is loaded under."""
-    return f"<sb-{style_id}>"
 
 
 def preview_output_id(job_id: str, step: int) -> str:

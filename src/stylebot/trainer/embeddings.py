@@ -19,7 +19,6 @@ The file is the AUTOMATIC1111/diffusers layout: `emb_params` for SD 1.x/2.x,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,23 +31,13 @@ from safetensors.torch import load_file, save_file
 
 from stylebot.engine.models import BasePipeline
 
-# A fixed name for the token while a run trains it: a Generator may hold the
-# style's own token (`style_embedding_token`) from an earlier training.
-TRAINING_TOKEN = "<sb-training>"
+# Named in stylebot.style_tokens (the core shares the names); the trainer's users take it here.
+from stylebot.style_tokens import TRAINING_TOKEN as TRAINING_TOKEN
+
 # The word whose embedding a new token starts from (diffusers' textual
 # inversion example: `--initializer_token`).
 INITIALIZER_WORD = "style"
 EMBEDDING_NAME = "learned_embeds.safetensors"
-# Tokens of this form are the bot's own: a user's prompt may not name them.
-_STYLE_TOKEN = re.compile(r"<sb-[^>\s]*>")
-
-
-def strip_style_tokens(prompt: str) -> str:
-    """`prompt` without the bot's style tokens: a loaded embedding of someone
-    else's style must not be reachable by typing its token."""
-    if not _STYLE_TOKEN.search(prompt):
-        return prompt
-    return re.sub(r"\s{2,}", " ", _STYLE_TOKEN.sub("", prompt)).strip()
 
 
 def style_caption(trigger: str, token: str | None) -> str:
@@ -254,8 +243,8 @@ class LoadedEmbeddings:
     Loading a token resizes the text encoders' embedding tables, so tokens
     stay loaded (at most `limit`); a token whose file changed (a retrained
     style) is loaded again. A loaded token only matters to prompts that name it,
-    and prompts reach the pipeline with the bot's tokens stripped
-    (`strip_style_tokens`) but for their own style's.
+    and the Generator lets only a job's own token reach the text encoders
+    (stylebot.engine.own_tokens), whatever its prompt says.
     """
 
     def __init__(self, pipeline: BasePipeline, limit: int) -> None:

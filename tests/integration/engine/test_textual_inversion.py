@@ -327,15 +327,13 @@ def test_sdxl_trains_one_vector_per_text_encoder_and_generates_with_them(
     )[0]
     assert TOKEN in pipe.tokenizer.get_vocab()
     assert TOKEN in pipe.tokenizer_2.get_vocab()
-    # The same token at the initializer word's embeddings, through diffusers' own loader.
-    for slot in text_encoder_slots(pipe):
-        pipe.unload_textual_inversion(
-            TOKEN, tokenizer=slot.tokenizer, text_encoder=slot.text_encoder
-        )
-        pipe.load_textual_inversion(
-            starts[slot.key], token=TOKEN, tokenizer=slot.tokenizer, text_encoder=slot.text_encoder
-        )
-    untrained = Generator(pipe).generate(request)[0]
+    # The same token at the initializer word's embeddings: the request owns the
+    # token it names (the Generator keeps every other added token from a prompt).
+    untrained_file = tmp_path / "untrained.safetensors"
+    save_file({key: vector[None] for key, vector in starts.items()}, str(untrained_file))
+    untrained = generator.generate(
+        dataclasses.replace(request, embedding=StyleEmbedding(TOKEN, untrained_file))
+    )[0]
     difference = np.abs(
         np.asarray(trained, dtype=np.int16) - np.asarray(untrained, dtype=np.int16)
     ).mean()
@@ -374,8 +372,7 @@ def test_the_engine_returns_the_embedding_and_previews_show_the_token_in_trainin
     engine.store_embedding("e" * 64, trained.embedding_data)
     job = GenerateJob(
         "g1",
-        # Another style's token typed into the prompt is dropped.
-        "<sb-999> a boat",
+        "a boat",
         "",
         3,
         2,

@@ -10,19 +10,8 @@ from stylebot.queue.payloads import (
     TrainJob,
     TrainResult,
     TrainSettings,
-    style_embedding_token,
 )
-from stylebot.trainer.embeddings import TRAINING_TOKEN, strip_style_tokens, style_caption
-
-
-def test_the_bots_tokens_are_stripped_from_a_users_prompt_and_nothing_else_is() -> None:
-    token = style_embedding_token(12)
-    assert token == "<sb-12>"
-    assert strip_style_tokens(f"{token} a house by {TRAINING_TOKEN} the sea") == (
-        "a house by the sea"
-    )
-    assert strip_style_tokens("a <b>bold</b>  house") == "a <b>bold</b>  house"
-    assert strip_style_tokens(token) == ""
+from stylebot.trainer.embeddings import style_caption
 
 
 def test_the_caption_starts_with_the_token() -> None:

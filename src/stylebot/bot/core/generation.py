@@ -15,6 +15,7 @@ from stylebot.bot.core.quotas import GENERATE, admit_generation, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply, TextReply
 from stylebot.bot.core.styles import resolve_style
 from stylebot.queue.payloads import GenerateJob, style_embedding_token
+from stylebot.style_tokens import style_token_in
 
 # How far a variation's starting noise moves towards another seed's.
 VARIATION_STRENGTH = 0.15
@@ -104,10 +105,27 @@ async def imagine(deps: Deps, command: Imagine) -> Reply:
     return await admit_and_queue(deps, command.requester, user, style, spec)
 
 
+def style_token_refusal(spec: GenerationSpec) -> ErrorReply | None:
+    """Prompts may not name a style's token: a worker keeps other styles' embeddings
+    (and a run's in training) loaded, so the token would reach someone else's."""
+    for label, text in (("prompt", spec.prompt), ("negative prompt", spec.negative_prompt)):
+        if style_token_in(text) is not None:
+            return ErrorReply(
+                f"The {label} names one of the bot's style tokens (<sb-...>), which prompts "
+                "may not. Choose a style with the style option instead. Nothing was queued."
+            )
+    return None
+
+
 async def admit_and_queue(
     deps: Deps, requester: Requester, user: User, style: Style | None, spec: GenerationSpec
 ) -> Reply:
-    """Check the limits, queue, and count the request, as one step (`Deps.admission`)."""
+    """Check the limits, queue, and count the request, as one step (`Deps.admission`).
+
+    Every command that generates comes through here, so each one's prompt text,
+    typed now or stored with an earlier image, meets the same rules."""
+    if (refused := style_token_refusal(spec)) is not None:
+        return refused
     async with deps.admission:
         if style is not None:
             # Looked up before the lock: it may have been deleted or made private since
