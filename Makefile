@@ -7,14 +7,20 @@ BIN := $(VENV)/bin
 # install the torch build for your CUDA first and set TORCH_SPEC="torch".
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# Every dependency's exact version but torch's (TORCH_SPEC picks the build): installs
+# change only when `make lock` is run and its result committed.
+LOCK := requirements.lock
+LOCK_VENV := .lock-venv
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test lint format install lock clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e ".[dev]"
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,5 +40,16 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
+# Resolve pyproject.toml's ranges afresh, in a venv of its own, and write the lock.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(LOCK_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	{ echo "# Written by 'make lock' from pyproject.toml; torch comes from TORCH_SPEC."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v -i '^torch=='; } > $(LOCK)
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) build *.egg-info .pytest_cache .ruff_cache
