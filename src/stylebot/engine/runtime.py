@@ -7,11 +7,13 @@ bytes: the worker does the blob store and queue I/O around it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,8 +31,14 @@ from stylebot.engine.generator import (
     Generator,
     LoraWeights,
 )
-from stylebot.engine.lora_files import StyleCard, kohya_lora_file, model_label
+from stylebot.engine.lora_files import (
+    StyleCard,
+    export_model_hash,
+    kohya_lora_file,
+    model_label,
+)
 from stylebot.engine.models import load_pipeline, model_family
+from stylebot.provenance.a1111_hashes import addnet_hash, checkpoint_shorthash
 from stylebot.provenance.content_credentials import finish_output_png
 from stylebot.provenance.metadata import OutputMetadata
 from stylebot.provenance.signing import SigningIdentity
@@ -115,6 +123,8 @@ class TrainingPreviews:
 PREVIEW_SIZE = 256
 PREVIEW_STEPS = 12
 PREVIEW_GUIDANCE = 7.5
+# Styles whose export hash generation remembers (one conversion each, then free).
+_EXPORT_HASHES_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,8 @@ class StyleEngine:
         )
         # None: outputs carry the watermark and PNG metadata but no C2PA manifest.
         self.signing = signing
+        # sha256 of a style's weights -> its export's hash (see _export_hash).
+        self._export_hashes: OrderedDict[str, str] = OrderedDict()
 
     def train(
         self,
@@ -432,6 +444,7 @@ class StyleEngine:
     ) -> list[FinishedImage]:
         """Watermark and label each image: nothing leaves the worker without both."""
         lora_hash = hashlib.sha256(lora).hexdigest() if lora is not None else None
+        lora_file_hash = self._export_hash(lora) if lora is not None else None
         finished = []
         now = datetime.now(UTC)
         for index, (output_id, image) in enumerate(zip(job.output_ids, images, strict=True)):
@@ -452,10 +465,39 @@ class StyleEngine:
                 style_name=job.style_name,
                 lora_hash=lora_hash,
                 created_at=now,
+                lora_file_hash=lora_file_hash,
+                model_hash=self._model_hash,
             )
             png = finish_output_png(marked, meta, self.signing)
             finished.append(FinishedImage(output_id, png, seed))
         return finished
+
+    def _export_hash(self, lora: bytes) -> str:
+        """The hash A1111 gives the file `/style export` hands out for these weights:
+        the kohya export's (made at training end from the same weights on this
+        model), or, when no export can be made, the weights' own file's."""
+        cache = self._export_hashes
+        key = hashlib.sha256(lora).hexdigest()
+        if key not in cache:
+            try:
+                cache[key] = export_model_hash(
+                    lora,
+                    family=model_family(self.pipeline),
+                    unet_config=self.pipeline.unet.config,
+                )
+            except Exception:  # as _kohya_export: no export, so the download is `lora`
+                cache[key] = addnet_hash(lora)
+            if len(cache) > _EXPORT_HASHES_KEPT:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return cache[key]
+
+    @functools.cached_property
+    def _model_hash(self) -> str | None:
+        """A1111's ``Model hash`` of a single-file base model, hashed once (and cached
+        on disk); None for a diffusers folder or a hub id."""
+        path = Path(self.base_model)
+        return checkpoint_shorthash(path, self._scratch()) if path.is_file() else None
 
     def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:
         """LoRA weights as a file (diffusers loads from paths), cached by content."""
