@@ -7,7 +7,6 @@ bytes: the worker does the blob store and queue I/O around it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
@@ -219,6 +218,10 @@ class StyleEngine:
         self.signing = signing
         # sha256 of a style's weights -> its export's hash (see _export_hash).
         self._export_hashes: OrderedDict[str, str] = OrderedDict()
+        # A1111's "Model hash" of a single-file checkpoint (None: a folder or hub id),
+        # hashed now, while the file is in the page cache, not during the first job.
+        path = Path(base_model)
+        self.model_hash = checkpoint_shorthash(path, self._scratch()) if path.is_file() else None
 
     def train(
         self,
@@ -444,7 +447,7 @@ class StyleEngine:
     ) -> list[FinishedImage]:
         """Watermark and label each image: nothing leaves the worker without both."""
         lora_hash = hashlib.sha256(lora).hexdigest() if lora is not None else None
-        lora_file_hash = self._export_hash(lora) if lora is not None else None
+        lora_file_hash = self._export_hash(lora, lora_hash) if lora is not None else None
         finished = []
         now = datetime.now(UTC)
         for index, (output_id, image) in enumerate(zip(job.output_ids, images, strict=True)):
@@ -466,18 +469,17 @@ class StyleEngine:
                 lora_hash=lora_hash,
                 created_at=now,
                 lora_file_hash=lora_file_hash,
-                model_hash=self._model_hash,
+                model_hash=self.model_hash,
             )
             png = finish_output_png(marked, meta, self.signing)
             finished.append(FinishedImage(output_id, png, seed))
         return finished
 
-    def _export_hash(self, lora: bytes) -> str:
-        """The hash A1111 gives the file `/style export` hands out for these weights:
-        the kohya export's (made at training end from the same weights on this
-        model), or, when no export can be made, the weights' own file's."""
+    def _export_hash(self, lora: bytes, key: str) -> str:
+        """The hash A1111 gives the file `/style export` hands out for these weights
+        (sha256 `key`): the kohya export's (made at training end from the same
+        weights on this model), or, when no export can be made, the weights' own."""
         cache = self._export_hashes
-        key = hashlib.sha256(lora).hexdigest()
         if key not in cache:
             try:
                 cache[key] = export_model_hash(
@@ -486,18 +488,12 @@ class StyleEngine:
                     unet_config=self.pipeline.unet.config,
                 )
             except Exception:  # as _kohya_export: no export, so the download is `lora`
+                log.warning("no kohya export for weights %s: naming them as they are", key[:12])
                 cache[key] = addnet_hash(lora)
             if len(cache) > _EXPORT_HASHES_KEPT:
                 cache.popitem(last=False)
         cache.move_to_end(key)
         return cache[key]
-
-    @functools.cached_property
-    def _model_hash(self) -> str | None:
-        """A1111's ``Model hash`` of a single-file base model, hashed once (and cached
-        on disk); None for a diffusers folder or a hub id."""
-        path = Path(self.base_model)
-        return checkpoint_shorthash(path, self._scratch()) if path.is_file() else None
 
     def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:
         """LoRA weights as a file (diffusers loads from paths), cached by content."""
