@@ -70,3 +70,14 @@ def addnet_hash(file: bytes) -> str:
 def checkpoint_shorthash(path: Path) -> str:
     """``Model hash``: the first 10 hex digits of the whole file's SHA-256."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """sd-scripts' ``ss_new_sd_model_hash``: the whole file's SHA-256."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def legacy_model_hash(data: bytes) -> str:
+    """The old A1111 hash (``ss_sd_model_hash``, ``sshs_legacy_hash``): 8 hex digits of
+    the SHA-256 of the 64 KiB at offset 1 MiB."""
+    return hashlib.sha256(data[0x100000 : 0x100000 + 0x10000]).hexdigest()[:8]

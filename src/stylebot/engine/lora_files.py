@@ -114,6 +114,10 @@ class StyleCard:
     consent_id: int | None = None
     # The base model the worker trained on, as `model_label` names it.
     base_model: str = ""
+    # A single-file base checkpoint's SHA-256 and old A1111 hash (a1111_hashes), as
+    # sd-scripts records them so Civitai and A1111 link the LoRA to it; "" otherwise.
+    base_model_sha256: str = ""
+    base_model_legacy_hash: str = ""
 
 
 class LoraMismatchError(ValueError):
@@ -409,6 +413,9 @@ def _export_metadata(
     }
     if image_count is not None:
         metadata["ss_num_train_images"] = str(image_count)
+    if card.base_model_sha256:
+        metadata["ss_new_sd_model_hash"] = card.base_model_sha256
+        metadata["ss_sd_model_hash"] = card.base_model_legacy_hash
     if not card.licence:
         del metadata["modelspec.license"]
     return metadata

@@ -37,7 +37,12 @@ from stylebot.engine.lora_files import (
     model_label,
 )
 from stylebot.engine.models import load_pipeline, model_family
-from stylebot.provenance.a1111_hashes import addnet_hash, checkpoint_shorthash
+from stylebot.provenance.a1111_hashes import (
+    MODEL_SHORTHASH_LEN,
+    addnet_hash,
+    checkpoint_legacy_hash,
+    checkpoint_sha256,
+)
 from stylebot.provenance.content_credentials import finish_output_png
 from stylebot.provenance.metadata import OutputMetadata
 from stylebot.provenance.signing import SigningIdentity
@@ -218,10 +223,16 @@ class StyleEngine:
         self.signing = signing
         # sha256 of a style's weights -> its export's hash (see _export_hash).
         self._export_hashes: OrderedDict[str, str] = OrderedDict()
-        # A1111's "Model hash" of a single-file checkpoint (None: a folder or hub id),
-        # hashed now, while the file is in the page cache, not during the first job.
+        # A single-file checkpoint's hashes (None: a folder or hub id), for the images'
+        # "Model hash" and the exports' ss_*_model_hash; hashed now, while the file is
+        # in the page cache, not during the first job.
         path = Path(base_model)
-        self.model_hash = checkpoint_shorthash(path, self._scratch()) if path.is_file() else None
+        self.checkpoint_sha256 = (
+            checkpoint_sha256(path, self._scratch()) if path.is_file() else None
+        )
+        self.model_hash = (
+            self.checkpoint_sha256[:MODEL_SHORTHASH_LEN] if self.checkpoint_sha256 else None
+        )
 
     def train(
         self,
@@ -324,7 +335,10 @@ class StyleEngine:
         image_count: int,
     ) -> bytes | None:
         """The LoRA as AUTOMATIC1111 / ComfyUI / diffusers load it, with its metadata."""
-        trained_on = model_label(self.pipeline)
+        # A single-file pipeline has no name of its own: the file's, as sd-scripts writes.
+        trained_on = (
+            Path(self.base_model).name if self.checkpoint_sha256 else model_label(self.pipeline)
+        )
         recorded = Path(job.base_model).name if job is not None and job.base_model else ""
         if job is not None and recorded and recorded != Path(trained_on).name:
             log.warning(
@@ -339,6 +353,10 @@ class StyleEngine:
             licence=job.licence if job is not None else "",
             consent_id=job.consent_id if job is not None else None,
             base_model=trained_on,
+            base_model_sha256=self.checkpoint_sha256 or "",
+            base_model_legacy_hash=(
+                checkpoint_legacy_hash(Path(self.base_model)) if self.checkpoint_sha256 else ""
+            ),
         )
         try:
             return kohya_lora_file(

@@ -14,7 +14,9 @@ file) links to nothing. The rules, from the tools' sources:
   its ``ss_*`` metadata (``precalculate_safetensors_hashes``).
 * Checkpoint: SHA-256 of the whole file; ``Model hash`` is its first 10 hex digits
   (``sd_models.CheckpointInfo.calculate_shorthash``). A diffusers folder or a hub id has
-  no such file, so no ``Model hash``.
+  no such file, so no ``Model hash``. sd-scripts records the base checkpoint of a LoRA
+  as ``ss_new_sd_model_hash`` (the full SHA-256) and ``ss_sd_model_hash`` (the old
+  A1111 hash: the legacy rule above, over the checkpoint file).
 
 Plain hashlib: importing this does not import torch.
 """
@@ -31,6 +33,8 @@ __all__ = [
     "MODEL_SHORTHASH_LEN",
     "addnet_hash",
     "addnet_legacy_hash",
+    "checkpoint_legacy_hash",
+    "checkpoint_sha256",
     "checkpoint_shorthash",
 ]
 
@@ -57,10 +61,22 @@ def addnet_legacy_hash(safetensors_file: bytes) -> str:
 
 
 def checkpoint_shorthash(path: Path, cache_dir: Path | None = None) -> str:
-    """``Model hash`` of a single-file checkpoint: 10 hex digits of its SHA-256.
+    """``Model hash`` of a single-file checkpoint: 10 hex digits of its SHA-256."""
+    return checkpoint_sha256(path, cache_dir)[:MODEL_SHORTHASH_LEN]
 
-    Hashing a 7 GB checkpoint takes a while, so with ``cache_dir`` the full hash is kept
-    per (path, size, modification time) in a JSON file there, as A1111 keeps its own.
+
+def checkpoint_legacy_hash(path: Path) -> str:
+    """A1111's old model hash (sd-scripts' ``ss_sd_model_hash``) of a checkpoint file."""
+    with path.open("rb") as handle:
+        handle.seek(_LEGACY_OFFSET)
+        return hashlib.sha256(handle.read(_LEGACY_LENGTH)).hexdigest()[:8]
+
+
+def checkpoint_sha256(path: Path, cache_dir: Path | None = None) -> str:
+    """SHA-256 (hex) of a single-file checkpoint.
+
+    Hashing a 7 GB checkpoint takes a while, so with ``cache_dir`` the hash is kept per
+    (path, size, modification time) in a JSON file there, as A1111 keeps its own.
     """
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -76,7 +92,7 @@ def checkpoint_shorthash(path: Path, cache_dir: Path | None = None) -> str:
         if cache_path is not None:
             cache[key] = digest
             _write_cache(cache_path, cache)
-    return digest[:MODEL_SHORTHASH_LEN]
+    return digest
 
 
 def _read_cache(path: Path | None) -> dict[str, str]:

@@ -101,25 +101,32 @@ def test_the_image_names_the_exported_lora_by_the_hash_a1111_gives_that_file(
     assert file_meta["sshs_model_hash"] == file_hash
     training_only = {k: v for k, v in file_meta.items() if k.startswith("ss_")}
     resaved = save(load(export), metadata=training_only)
-    legacy = hashlib.sha256(resaved[0x100000 : 0x100000 + 0x10000]).hexdigest()[:8]
-    assert file_meta["sshs_legacy_hash"] == legacy
+    assert file_meta["sshs_legacy_hash"] == a1111.legacy_model_hash(resaved)
+    # A folder: no checkpoint hashes (sd-scripts writes them for a file only).
+    assert "ss_new_sd_model_hash" not in file_meta
     # And it is not the hash of the trainer's own file, which no one downloads.
     assert file_hash[:12] != hashlib.sha256(trained.data).hexdigest()[:12]
 
 
 def test_a_single_file_checkpoint_is_named_and_hashed_as_a1111_does(
-    trained: TrainedWeights, tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     checkpoint = write_sd_single_file(tiny_model_dir, tmp_path / "tiny-sd-v1.safetensors")
     # `config`: the component configs offline (online they come from the hub).
     engine = StyleEngine(
         str(checkpoint), tmp_path / "cache", device="cpu", config=str(tiny_model_dir)
     )
+    trained = engine.train(_pngs(), TRIGGER, STRONG, export_for=_train_job(checkpoint.name))
+    assert trained.export_data is not None
     [image] = engine.generate(_generate_job("checkpoint-hash"), trained.data)
 
     parsed = _parameters(image.png)
     assert parsed["Model hash"] == a1111.checkpoint_shorthash(checkpoint)
     assert parsed["Model"] == "tiny-sd-v1"
-    assert trained.export_data is not None
     assert a1111.lora_hashes(parsed) == {STYLE: a1111.addnet_hash(trained.export_data)[:12]}
     assert np.asarray(Image.open(io.BytesIO(image.png))).shape == (256, 256, 3)
+    # The export names the checkpoint as sd-scripts does, so Civitai links the two.
+    file_meta = read_safetensors_metadata(trained.export_data)
+    assert file_meta["ss_new_sd_model_hash"] == a1111.checkpoint_sha256(checkpoint)
+    assert file_meta["ss_sd_model_hash"] == a1111.legacy_model_hash(checkpoint.read_bytes())
+    assert file_meta["ss_sd_model_name"] == checkpoint.name
