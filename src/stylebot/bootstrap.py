@@ -113,7 +113,10 @@ def policy_from(settings: Settings) -> Policy:
 def signing_identity(settings: Settings) -> SigningIdentity:
     """The C2PA identity outputs are signed with: the operator's, else a local one."""
     return signing_identity_for(
-        settings.signing_dir, settings.c2pa_cert_chain, settings.c2pa_private_key
+        settings.signing_dir,
+        settings.c2pa_cert_chain,
+        settings.c2pa_private_key,
+        settings.c2pa_tsa_url,
     )
 
 

@@ -123,6 +123,9 @@ class Settings:
     # local CA and signing certificate are made under data_dir/c2pa.
     c2pa_cert_chain: Path | None = None
     c2pa_private_key: Path | None = None
+    # An RFC 3161 time-stamping authority (http(s) URL) for the manifests, so they stay
+    # valid after the signing certificate expires. Empty: no timestamp.
+    c2pa_tsa_url: str = ""
 
     # Worker.
     max_loaded_adapters: int = 8

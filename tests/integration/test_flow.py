@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from tests.support import a1111
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
@@ -14,6 +15,8 @@ from stylebot.bot.console import make_sample_images
 from stylebot.bot.core import (
     ConfirmConsent,
     ConsentRequest,
+    ExportStyle,
+    FileReply,
     ImagesReady,
     Imagine,
     IncomingFile,
@@ -90,6 +93,14 @@ async def test_train_then_generate_through_the_queue(
     assert report.output is not None
     assert report.output.id == ready.reply.images[0].output_id
     assert "warm" in report.text
+
+    # The parameters name the file the owner downloads, as AUTOMATIC1111 hashes it.
+    exported = await bot.handle(ExportStyle(ME, "warm"))
+    assert isinstance(exported, FileReply)
+    parsed = a1111.a1111_parse(read_png_metadata(ready.reply.images[0].data)["parameters"])
+    name = exported.filename.removesuffix(".safetensors")
+    assert a1111.lora_tags(parsed["Prompt"]) == [(name, "1")]
+    assert a1111.lora_hashes(parsed) == {name: a1111.addnet_hash(exported.data)[:12]}
 
 
 async def test_the_same_seed_gives_the_same_image_and_a_style_changes_it(

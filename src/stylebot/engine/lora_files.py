@@ -41,11 +41,14 @@ from diffusers.utils.state_dict_utils import (
 )
 from peft.utils import get_peft_model_state_dict
 
+from stylebot.provenance.a1111_hashes import addnet_legacy_hash
 from stylebot.queue.payloads import TrainSettings
 
 __all__ = [
     "LoraMismatchError",
     "StyleCard",
+    "export_model_hash",
+    "kohya_export_tensors",
     "kohya_lora_file",
     "kohya_state_dict",
     "load_checked_lora",
@@ -111,6 +114,10 @@ class StyleCard:
     consent_id: int | None = None
     # The base model the worker trained on, as `model_label` names it.
     base_model: str = ""
+    # A single-file base checkpoint's SHA-256 and old A1111 hash (a1111_hashes), as
+    # sd-scripts records them so Civitai and A1111 link the LoRA to it; "" otherwise.
+    base_model_sha256: str = ""
+    base_model_legacy_hash: str = ""
 
 
 class LoraMismatchError(ValueError):
@@ -289,13 +296,10 @@ def kohya_lora_file(
     `unet_config` its UNet's config: an SDXL LoRA gets sd-scripts' SGM names from
     it (`sgm_unet_names`); without it, diffusers' block names.
     """
-    source = safetensors.torch.load(diffusers_file)
-    alpha = _trained_alpha(read_safetensors_metadata(diffusers_file))
-    tensors = kohya_state_dict(source, alpha=alpha)
-    if family == "sdxl" and unet_config is not None:
-        tensors = sgm_unet_names(tensors, unet_config)
+    tensors = kohya_export_tensors(diffusers_file, family=family, unet_config=unet_config)
     ranks = {t.shape[0] for k, t in tensors.items() if k.endswith(_KOHYA_DOWN)}
     rank = max(ranks)
+    alpha = _trained_alpha(read_safetensors_metadata(diffusers_file))
     metadata = _export_metadata(
         card,
         settings,
@@ -307,7 +311,37 @@ def kohya_lora_file(
         trained_at=trained_at,
         image_count=image_count,
     )
+    # As sd-scripts' precalculate_safetensors_hashes: over the file with its ss_* keys only.
+    training_only = {key: value for key, value in metadata.items() if key.startswith("ss_")}
+    metadata["sshs_legacy_hash"] = addnet_legacy_hash(
+        safetensors.torch.save(tensors, metadata=training_only)
+    )
     return safetensors.torch.save(tensors, metadata=metadata)
+
+
+def kohya_export_tensors(
+    diffusers_file: bytes, *, family: str, unet_config: Mapping[str, Any] | None = None
+) -> dict[str, torch.Tensor]:
+    """The tensors `kohya_lora_file` writes for `diffusers_file` (arguments as there)."""
+    alpha = _trained_alpha(read_safetensors_metadata(diffusers_file))
+    tensors = kohya_state_dict(safetensors.torch.load(diffusers_file), alpha=alpha)
+    if family == "sdxl" and unet_config is not None:
+        tensors = sgm_unet_names(tensors, unet_config)
+    return tensors
+
+
+def export_model_hash(
+    diffusers_file: bytes, *, family: str, unet_config: Mapping[str, Any] | None = None
+) -> str:
+    """`sshs_model_hash` of the file `kohya_lora_file` makes from `diffusers_file`.
+
+    It covers the tensor data alone, so it is the same whatever metadata (training
+    time, licence) the export carries: generation can name the file the owner
+    downloads without having it.
+    """
+    return tensor_data_sha256(
+        kohya_export_tensors(diffusers_file, family=family, unet_config=unet_config)
+    )
 
 
 def _stylebot_version() -> str:
@@ -379,6 +413,9 @@ def _export_metadata(
     }
     if image_count is not None:
         metadata["ss_num_train_images"] = str(image_count)
+    if card.base_model_sha256:
+        metadata["ss_new_sd_model_hash"] = card.base_model_sha256
+        metadata["ss_sd_model_hash"] = card.base_model_legacy_hash
     if not card.licence:
         del metadata["modelspec.license"]
     return metadata

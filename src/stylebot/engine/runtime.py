@@ -12,6 +12,7 @@ import io
 import logging
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,8 +30,19 @@ from stylebot.engine.generator import (
     Generator,
     LoraWeights,
 )
-from stylebot.engine.lora_files import StyleCard, kohya_lora_file, model_label
+from stylebot.engine.lora_files import (
+    StyleCard,
+    export_model_hash,
+    kohya_lora_file,
+    model_label,
+)
 from stylebot.engine.models import load_pipeline, model_family
+from stylebot.provenance.a1111_hashes import (
+    MODEL_SHORTHASH_LEN,
+    addnet_hash,
+    checkpoint_legacy_hash,
+    checkpoint_sha256,
+)
 from stylebot.provenance.content_credentials import finish_output_png
 from stylebot.provenance.metadata import OutputMetadata
 from stylebot.provenance.signing import SigningIdentity
@@ -114,6 +126,8 @@ class TrainingPreviews:
 PREVIEW_SIZE = 256
 PREVIEW_STEPS = 12
 PREVIEW_GUIDANCE = 7.5
+# Styles whose export hash generation remembers (one conversion each, then free).
+_EXPORT_HASHES_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,18 @@ class StyleEngine:
         )
         # None: outputs carry the watermark and PNG metadata but no C2PA manifest.
         self.signing = signing
+        # sha256 of a style's weights -> its export's hash (see _export_hash).
+        self._export_hashes: OrderedDict[str, str] = OrderedDict()
+        # A single-file checkpoint's hashes (None: a folder or hub id), for the images'
+        # "Model hash" and the exports' ss_*_model_hash; hashed now, while the file is
+        # in the page cache, not during the first job.
+        path = Path(base_model)
+        self.checkpoint_sha256 = (
+            checkpoint_sha256(path, self._scratch()) if path.is_file() else None
+        )
+        self.model_hash = (
+            self.checkpoint_sha256[:MODEL_SHORTHASH_LEN] if self.checkpoint_sha256 else None
+        )
 
     def train(
         self,
@@ -308,7 +334,10 @@ class StyleEngine:
         image_count: int,
     ) -> bytes | None:
         """The LoRA as AUTOMATIC1111 / ComfyUI / diffusers load it, with its metadata."""
-        trained_on = model_label(self.pipeline)
+        # A single-file pipeline has no name of its own: the file's, as sd-scripts writes.
+        trained_on = (
+            Path(self.base_model).name if self.checkpoint_sha256 else model_label(self.pipeline)
+        )
         recorded = Path(job.base_model).name if job is not None and job.base_model else ""
         if job is not None and recorded and recorded != Path(trained_on).name:
             log.warning(
@@ -323,6 +352,10 @@ class StyleEngine:
             licence=job.licence if job is not None else "",
             consent_id=job.consent_id if job is not None else None,
             base_model=trained_on,
+            base_model_sha256=self.checkpoint_sha256 or "",
+            base_model_legacy_hash=(
+                checkpoint_legacy_hash(Path(self.base_model)) if self.checkpoint_sha256 else ""
+            ),
         )
         try:
             return kohya_lora_file(
@@ -432,6 +465,7 @@ class StyleEngine:
     ) -> list[FinishedImage]:
         """Watermark and label each image: nothing leaves the worker without both."""
         lora_hash = hashlib.sha256(lora).hexdigest() if lora is not None else None
+        lora_file_hash = self._export_hash(lora, lora_hash) if lora is not None else None
         finished = []
         now = datetime.now(UTC)
         for index, (output_id, image) in enumerate(zip(job.output_ids, images, strict=True)):
@@ -452,10 +486,32 @@ class StyleEngine:
                 style_name=job.style_name,
                 lora_hash=lora_hash,
                 created_at=now,
+                lora_file_hash=lora_file_hash,
+                model_hash=self.model_hash,
             )
             png = finish_output_png(marked, meta, self.signing)
             finished.append(FinishedImage(output_id, png, seed))
         return finished
+
+    def _export_hash(self, lora: bytes, key: str) -> str:
+        """The hash A1111 gives the file `/style export` hands out for these weights
+        (sha256 `key`): the kohya export's (made at training end from the same
+        weights on this model), or, when no export can be made, the weights' own."""
+        cache = self._export_hashes
+        if key not in cache:
+            try:
+                cache[key] = export_model_hash(
+                    lora,
+                    family=model_family(self.pipeline),
+                    unet_config=self.pipeline.unet.config,
+                )
+            except Exception:  # as _kohya_export: no export, so the download is `lora`
+                log.warning("no kohya export for weights %s: naming them as they are", key[:12])
+                cache[key] = addnet_hash(lora)
+            if len(cache) > _EXPORT_HASHES_KEPT:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return cache[key]
 
     def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:
         """LoRA weights as a file (diffusers loads from paths), cached by content."""

@@ -10,7 +10,11 @@ The manifest, signed with the operator's certificate (:mod:`.signing`), says:
   manifest can be matched back to it through the watermark, which is what a soft binding is
   for;
 * the data hash that ``c2pa-python`` (the ``c2pa-rs`` SDK) adds, which binds the manifest to
-  these exact bytes: any change to the file shows as "Invalid".
+  these exact bytes: any change to the file shows as "Invalid";
+* when the operator configures a time-stamping authority, an RFC 3161 timestamp of the
+  signature. Without one, readers check the certificate against today's date, so every
+  manifest reads "Invalid" (``signingCredential.expired``) once the certificate has
+  expired; with one from a TSA they trust, against the time it vouches for.
 
 Module name: ``c2pa`` itself is the SDK's import name, so this one says what it holds.
 """
@@ -18,9 +22,12 @@ Module name: ``c2pa`` itself is the SDK's import name, so this one says what it 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import c2pa
@@ -32,13 +39,14 @@ from stylebot.provenance.metadata import (
     encode_png,
     software_name,
 )
-from stylebot.provenance.signing import SigningIdentity
+from stylebot.provenance.signing import SigningIdentity, ensure_signing_identity
 
 __all__ = [
     "SOFT_BINDING_ALG",
     "C2paCredentialsReader",
     "CredentialsReport",
     "finish_output_png",
+    "probe_time_stamping",
     "read_content_credentials",
     "sign_output_png",
 ]
@@ -46,6 +54,8 @@ __all__ = [
 #: Names stylebot's watermark (version 2: dwtDctSvd with dither, Reed-Solomon, CRC).
 SOFT_BINDING_ALG = "org.stylebot.watermark.dwtdctsvd-rs.2"
 _CREATED = "c2pa.created"
+# Failure codes about the certificate's dates, not the file's bytes.
+_CREDENTIAL_PROBLEMS = frozenset({"signingCredential.expired"})
 
 
 def finish_output_png(
@@ -96,9 +106,10 @@ def sign_output_png(png: bytes, meta: OutputMetadata, identity: SigningIdentity)
             },
         ],
     }
-    info = c2pa.C2paSignerInfo(
-        c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_pem, None
-    )
+    # With a time-stamping authority the SDK asks it (RFC 3161) for a trusted time
+    # while signing: the manifest then stays valid after the certificate expires.
+    tsa = identity.tsa_url.encode() if identity.tsa_url else None
+    info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_pem, tsa)
     signed = io.BytesIO()
     # No thumbnail: it would more than double the file for a picture that is its own preview.
     context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
@@ -121,6 +132,9 @@ class CredentialsReport:
     style: str | None
     base_model: str | None
     watermark_id: str | None  # from the soft binding
+    # When the signature was made, as its RFC 3161 timestamp says (ISO 8601); None
+    # without a timestamp.
+    signed_at: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -136,8 +150,15 @@ class CredentialsReport:
         if self.valid:
             trust = "trusted signer" if self.trusted else "signer not on the trust list"
             head = f"Content Credentials (C2PA): valid, signed by {self.signer or '?'} ({trust})"
+            if self.signed_at:
+                head += f", timestamped {self.signed_at}"
         else:
-            head = "Content Credentials (C2PA): INVALID, the file was changed after signing"
+            head = "Content Credentials (C2PA): INVALID, " + (
+                "the signing certificate has expired and no trusted timestamp shows it "
+                "was valid when signing"
+                if self.problems and set(self.problems) <= _CREDENTIAL_PROBLEMS
+                else "the file was changed after signing"
+            )
             if self.problems:
                 head += f" ({', '.join(self.problems[:3])})"
         made = " made by a trained model (trainedAlgorithmicMedia)"
@@ -201,6 +222,7 @@ def read_content_credentials(
         style=parameters.get("style"),
         base_model=parameters.get("base_model"),
         watermark_id=binding,
+        signed_at=signature.get("time"),
     )
 
 
@@ -223,3 +245,35 @@ def _mime(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return None
+
+
+def probe_time_stamping(tsa_url: str, scratch: Path) -> str:
+    """Sign a small test image with a throwaway local identity (in ``scratch``) and a
+    timestamp from ``tsa_url``, as the worker would, and return the time the authority
+    vouched for. Raises ``ValueError`` saying what went wrong."""
+    if not tsa_url.startswith(("http://", "https://")):
+        raise ValueError(f"{tsa_url!r} is not an http(s) URL")
+    identity = dataclasses.replace(ensure_signing_identity(scratch), tsa_url=tsa_url)
+    meta = OutputMetadata(
+        output_id="000000000000",
+        prompt="time-stamping probe",
+        negative_prompt="",
+        seed=0,
+        steps=1,
+        guidance=1.0,
+        width=16,
+        height=16,
+        sampler="probe",
+        base_model="probe",
+        style_name=None,
+        lora_hash=None,
+        created_at=datetime.now(UTC),
+    )
+    try:
+        signed = sign_output_png(encode_png(Image.new("RGB", (16, 16)), meta), meta, identity)
+    except c2pa.C2paError as exc:
+        raise ValueError(f"signing with a timestamp from it failed: {exc}") from exc
+    report = read_content_credentials(signed)
+    if report is None or report.signed_at is None:
+        raise ValueError("it answered, but the manifest carries no timestamp")
+    return report.signed_at

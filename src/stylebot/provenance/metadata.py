@@ -3,7 +3,9 @@
 Each PNG carries, as text chunks:
 
 * ``parameters``: the generation settings in the AUTOMATIC1111 "infotext" convention, so
-  A1111's *PNG Info* tab, Civitai and most image browsers show them.
+  A1111's *PNG Info* tab, Civitai and most image browsers show them, and pasting them
+  into A1111 selects the checkpoint (``Model hash``) and applies the style's exported
+  LoRA (``<lora:NAME:1>`` in the prompt, ``Lora hashes``); see :mod:`.a1111_hashes`.
 * ``XML:com.adobe.xmp`` (iTXt): an XMP packet that declares the image as made by a trained
   model (IPTC ``DigitalSourceType`` = ``trainedAlgorithmicMedia``), which is how
   platforms and photo tools recognise AI-generated images, plus ``stylebot:output_id``.
@@ -28,6 +30,8 @@ from xml.sax.saxutils import escape
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from stylebot.provenance.a1111_hashes import LORA_SHORTHASH_LEN
+
 __all__ = [
     "IPTC_EXT_NS",
     "STYLEBOT_XMP_NS",
@@ -50,8 +54,8 @@ _RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _XMP_NS = "http://ns.adobe.com/xap/1.0/"
 _XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword the XMP spec assigns to PNG
 _STYLEBOT_KEY = "stylebot"
-# A1111 writes the first 12 hex digits of a LoRA's sha256 ("shorthash") in "Lora hashes".
-_LORA_SHORTHASH_LEN = 12
+# What A1111 strips from a checkpoint's file name for "Model" (CheckpointInfo.name_for_extra).
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,13 @@ class OutputMetadata:
     sampler: str
     base_model: str
     style_name: str | None
-    lora_hash: str | None  # sha256 hex of the LoRA weights
+    lora_hash: str | None  # sha256 hex of the LoRA weights as the worker holds them
     created_at: datetime
+    # The exported LoRA file's (``<style_name>.safetensors``) sshs_model_hash, as A1111
+    # and Civitai compute it; None without a LoRA. Absent from older outputs' JSON.
+    lora_file_hash: str | None = None
+    # A1111's short hash of a single-file base checkpoint; None for a folder or hub id.
+    model_hash: str | None = None
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:
@@ -103,26 +112,41 @@ def a1111_parameters(meta: OutputMetadata) -> str:
 
     Same layout as A1111's ``create_infotext``: the prompt, then ``Negative prompt: ...``
     (omitted when empty, as A1111 does), then one line of ``Key: value`` pairs where a
-    value containing ``,``, ``:`` or a newline is JSON-quoted. The LoRA appears as
-    ``Lora hashes: "alias: shorthash"`` with ``:`` and ``,`` removed from the alias.
+    value containing ``,``, ``:`` or a newline is JSON-quoted. A style's LoRA shows as
+    A1111 writes one it applied: ``<lora:NAME:1>`` at the end of the prompt, NAME being
+    the export's file name (``NAME.safetensors``), and ``Lora hashes: "NAME: shorthash"``
+    with the first 12 hex digits of that file's ``sshs_model_hash`` (``:`` and ``,``
+    removed from NAME). A single-file checkpoint gets ``Model hash`` and, as ``Model``,
+    its file name without the extension.
     """
+    model = meta.base_model
     params: list[tuple[str, object]] = [
         ("Steps", meta.steps),
         ("Sampler", meta.sampler),
         ("CFG scale", _format_float(meta.guidance)),
         ("Seed", meta.seed),
         ("Size", f"{meta.width}x{meta.height}"),
-        ("Model", meta.base_model),
     ]
-    if meta.lora_hash:
-        alias = (meta.style_name or "style").replace(":", "").replace(",", "").strip()
-        params.append(
-            ("Lora hashes", f"{alias or 'style'}: {meta.lora_hash[:_LORA_SHORTHASH_LEN]}")
-        )
+    if meta.model_hash:
+        params.append(("Model hash", meta.model_hash))
+        model = _checkpoint_name(model)
+    params.append(("Model", model))
+    prompt = meta.prompt
+    if meta.lora_file_hash and meta.style_name:
+        prompt = f"{prompt} <lora:{meta.style_name}:1>"
+        alias = meta.style_name.replace(":", "").replace(",", "")
+        params.append(("Lora hashes", f"{alias}: {meta.lora_file_hash[:LORA_SHORTHASH_LEN]}"))
     params.append(("Version", software_name()))
     line = ", ".join(f"{key}: {_a1111_quote(str(value))}" for key, value in params)
     negative = f"\nNegative prompt: {meta.negative_prompt}" if meta.negative_prompt else ""
-    return f"{meta.prompt}{negative}\n{line}"
+    return f"{prompt}{negative}\n{line}"
+
+
+def _checkpoint_name(file_name: str) -> str:
+    for suffix in _CHECKPOINT_SUFFIXES:
+        if file_name.lower().endswith(suffix):
+            return file_name[: -len(suffix)]
+    return file_name
 
 
 def encode_png(image: Image.Image, meta: OutputMetadata) -> bytes:

@@ -332,7 +332,10 @@ async def startup(ctx: dict[str, Any]) -> None:
                 dtype=settings.dtype,
                 max_loaded_adapters=settings.max_loaded_adapters,
                 signing=signing_identity_for(
-                    settings.signing_dir, settings.c2pa_cert_chain, settings.c2pa_private_key
+                    settings.signing_dir,
+                    settings.c2pa_cert_chain,
+                    settings.c2pa_private_key,
+                    settings.c2pa_tsa_url,
                 ),
                 family=settings.base_model_family,
                 config=settings.base_model_config or None,

@@ -63,6 +63,7 @@ def test_a_fresh_install_fails_on_the_missing_model_and_says_how_to_build_it(
     assert levels["disk"] == "OK"
     assert levels["signing certificate"] == "WARN"
     assert "not configured" in result.stdout
+    assert levels["signature lifetime"] == "WARN"  # no time-stamping authority set
     assert "1 failed" in result.stdout
     # Checking changed nothing: no data directory, no embedded Redis files.
     assert not (tmp_path / "data").exists()
@@ -88,6 +89,7 @@ def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_di
         "disk",
         "metrics",
         "signing certificate",
+        "signature lifetime",
     }
     assert "FAIL" not in levels.values()
     assert levels["model"] == "OK"

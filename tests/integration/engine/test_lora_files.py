@@ -24,12 +24,14 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
 from safetensors.torch import load, save
+from tests.support import a1111
 from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_encoder_lora_layers
 
 from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
 from stylebot.engine.lora_files import (
     LoraMismatchError,
     StyleCard,
+    export_model_hash,
     kohya_lora_file,
     load_checked_lora,
     read_safetensors_metadata,
@@ -481,6 +483,11 @@ def test_an_sdxl_export_names_blocks_as_sd_scripts_does_from_the_unet_config(
     meta = read_safetensors_metadata(sdxl_files["kohya"].read_bytes())
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    # What generation names the export by, from the trainer's file alone (SGM names too).
+    named = export_model_hash(
+        sdxl_files["diffusers"].read_bytes(), family="sdxl", unet_config=dict(unet)
+    )
+    assert named == a1111.addnet_hash(sdxl_files["kohya"].read_bytes())
 
 
 def test_an_sdxl_export_loads_in_diffusers_and_draws_the_trained_image(

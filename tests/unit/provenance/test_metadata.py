@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import struct
 from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
+from tests.support.a1111 import a1111_parse, lora_hashes, lora_tags
 
 from stylebot.provenance import (
     TRAINED_ALGORITHMIC_MEDIA,
@@ -25,6 +25,8 @@ from stylebot.provenance import (
 )
 
 LORA_SHA256 = "3f2a9c1b7e6d5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a"
+# The exported file's sshs_model_hash: another file, so another hash.
+EXPORT_HASH = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d"
 
 
 def make_meta(**changes: object) -> OutputMetadata:
@@ -42,6 +44,7 @@ def make_meta(**changes: object) -> OutputMetadata:
         "style_name": "harbour-sketch",
         "lora_hash": LORA_SHA256,
         "created_at": datetime(2025, 11, 22, 9, 30, 5, tzinfo=UTC),
+        "lora_file_hash": EXPORT_HASH,
     }
     fields.update(changes)
     return OutputMetadata(**fields)  # type: ignore[arg-type]
@@ -50,40 +53,6 @@ def make_meta(**changes: object) -> OutputMetadata:
 def picture(size: tuple[int, int] = (256, 256)) -> Image.Image:
     rng = np.random.default_rng(3)
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-
-
-# A transcription of AUTOMATIC1111's infotext_utils.parse_generation_parameters (core
-# part), the reader behind its "PNG Info" tab: our output must parse with it.
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def a1111_parse(text: str) -> dict[str, str]:
-    result: dict[str, str] = {}
-    prompt, negative, done_with_prompt = "", "", False
-    *lines, lastline = text.strip().split("\n")
-    if len(_RE_PARAM.findall(lastline)) < 3:
-        lines.append(lastline)
-        lastline = ""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            done_with_prompt = True
-            line = line[16:].strip()
-        if done_with_prompt:
-            negative += ("" if negative == "" else "\n") + line
-        else:
-            prompt += ("" if prompt == "" else "\n") + line
-    result["Prompt"], result["Negative prompt"] = prompt, negative
-    for key, value in _RE_PARAM.findall(lastline):
-        if value[:1] == '"' and value[-1:] == '"':
-            value = json.loads(value)
-        size = _RE_IMAGESIZE.match(value)
-        if size:
-            result[f"{key}-1"], result[f"{key}-2"] = size.group(1), size.group(2)
-        else:
-            result[key] = value
-    return result
 
 
 def chunk_types(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -119,7 +88,7 @@ def test_png_carries_all_provenance_chunks() -> None:
 
 def test_parameters_parse_with_a1111_reader() -> None:
     parsed = a1111_parse(read_png_metadata(encode_png(picture(), make_meta()))["parameters"])
-    assert parsed["Prompt"] == "a lighthouse at dusk, oil painting"
+    assert parsed["Prompt"] == "a lighthouse at dusk, oil painting <lora:harbour-sketch:1>"
     assert parsed["Negative prompt"] == "blurry, lowres"
     assert parsed["Steps"] == "20"
     assert parsed["Sampler"] == "Euler a"
@@ -127,16 +96,26 @@ def test_parameters_parse_with_a1111_reader() -> None:
     assert parsed["Seed"] == "1234567"
     assert (parsed["Size-1"], parsed["Size-2"]) == ("512", "512")
     assert parsed["Model"] == "runwayml/stable-diffusion-v1-5"
-    assert parsed["Lora hashes"] == f"harbour-sketch: {LORA_SHA256[:12]}"
+    assert "Model hash" not in parsed  # a hub id is no single file to hash
+    # The exported file, as A1111 names and hashes it: applied by the tag, linked by hash.
+    assert lora_tags(parsed["Prompt"]) == [("harbour-sketch", "1")]
+    assert lora_hashes(parsed) == {"harbour-sketch": EXPORT_HASH[:12]}
+
+
+def test_a_single_file_checkpoint_is_named_and_hashed_as_a1111_does() -> None:
+    meta = make_meta(base_model="dreamshaper_8.safetensors", model_hash="879db523c3")
+    parsed = a1111_parse(read_png_metadata(encode_png(picture(), meta))["parameters"])
+    assert parsed["Model hash"] == "879db523c3"
+    assert parsed["Model"] == "dreamshaper_8"
 
 
 def test_parameters_layout_matches_a1111() -> None:
     text = read_png_metadata(encode_png(picture(), make_meta()))["parameters"]
     prompt, negative, params = text.split("\n")
-    assert prompt == "a lighthouse at dusk, oil painting"
+    assert prompt == "a lighthouse at dusk, oil painting <lora:harbour-sketch:1>"
     assert negative == "Negative prompt: blurry, lowres"
     assert params.startswith("Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 1234567, ")
-    assert f'Lora hashes: "harbour-sketch: {LORA_SHA256[:12]}"' in params
+    assert f'Lora hashes: "harbour-sketch: {EXPORT_HASH[:12]}"' in params
 
 
 def test_awkward_prompts_and_names_survive_a1111_parsing() -> None:
@@ -151,18 +130,19 @@ def test_awkward_prompts_and_names_survive_a1111_parsing() -> None:
     text = read_png_metadata(encode_png(picture(), meta))["parameters"]
     assert "Negative prompt:" not in text  # A1111 omits an empty negative prompt
     parsed = a1111_parse(text)
-    assert parsed["Prompt"] == "line one: with colon\nline two, 灯台 🌅"
+    assert parsed["Prompt"].startswith("line one: with colon\nline two, 灯台 🌅 <lora:")
     assert parsed["Negative prompt"] == ""
     assert parsed["Sampler"] == "DPM++ 2M Karras"
     assert parsed["Model"] == "my, model: v2"
     assert parsed["CFG scale"] == "7"
-    assert parsed["Lora hashes"] == f"ink wash v3: {LORA_SHA256[:12]}"
+    assert parsed["Lora hashes"] == f"ink wash v3: {EXPORT_HASH[:12]}"
 
 
 def test_no_lora_means_no_lora_hashes() -> None:
-    meta = make_meta(style_name=None, lora_hash=None)
+    meta = make_meta(style_name=None, lora_hash=None, lora_file_hash=None)
     parsed = a1111_parse(read_png_metadata(encode_png(picture(), meta))["parameters"])
     assert "Lora hashes" not in parsed
+    assert parsed["Prompt"] == "a lighthouse at dusk, oil painting"
     assert parsed["Steps"] == "20"
 
 
@@ -253,3 +233,10 @@ def test_pixels_and_watermark_survive_encoding() -> None:
     decoded = Image.open(io.BytesIO(data))
     assert (np.asarray(decoded) == np.asarray(marked)).all()
     assert read_watermark(decoded) == "0a1b2c3d4e5f"
+
+
+def test_metadata_of_outputs_made_before_the_export_hash_still_reads() -> None:
+    meta = make_meta(lora_file_hash=None)
+    fields = json.loads(meta.to_json())
+    del fields["lora_file_hash"], fields["model_hash"]  # as stylebot wrote it before
+    assert OutputMetadata.from_json(json.dumps(fields)) == meta
