@@ -266,7 +266,8 @@ async def _job_failed(deps: Deps, job: Job, event: JobEvent, record: bool) -> li
         Notification(
             job.origin,
             JobFinished(
-                text=f"{what} failed: {error}. You can try again.",
+                text=f"{what} failed: {error}."
+                + (" You can try again." if event.retryable else ""),
                 job_id=job.id,
                 kind=job.kind,
                 ok=False,
