@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stylebot.config import Settings, SettingsError, load_settings
 from stylebot.logs import configure_logging, log_format_of
+from stylebot.redaction import RedactingStream, redact, secrets_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     level = logging.INFO if args.verbose or args.command in ("worker", "run") else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level)  # redacting from the first line, before settings load
     try:
         settings = load_settings(args.config, data_dir=args.data_dir)
-        # Job ids on every line about a job; text or JSON (STYLEBOT_LOG_FORMAT).
-        configure_logging(level, log_format_of(settings))
+        # Job ids on every line about a job; text or JSON (STYLEBOT_LOG_FORMAT); the
+        # settings' credentials never appear in any line.
+        configure_logging(level, log_format_of(settings), secrets=secrets_of(settings))
     except (SettingsError, ValueError) as exc:
-        print(f"stylebot: {exc}", file=sys.stderr)
+        print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
         return 2
 
     try:
@@ -107,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     asyncio.run(run_frontends(settings))
                 except NoFrontEndConfigured as exc:
-                    print(f"stylebot: {exc}", file=sys.stderr)
+                    print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
                     return 2
-                except FrontEndStartError as exc:
-                    print(f"stylebot: {exc}", file=sys.stderr)
+                except FrontEndStartError as exc:  # a rejected token is in its message
+                    print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
                     return 1
                 return 0
             case "worker":
@@ -128,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             case "doctor":
                 from stylebot.doctor import run_doctor
 
-                return run_doctor(settings, sys.stdout, load_model=not args.no_model)
+                return run_doctor(
+                    settings, RedactingStream(sys.stdout), load_model=not args.no_model
+                )
             case "status":
                 from stylebot.terminal_status import run_status
 
-                return run_status(settings, sys.stdout, watch_every_s=args.watch)
+                return run_status(settings, RedactingStream(sys.stdout), watch_every_s=args.watch)
             case "model":
                 from stylebot.engine.models import write_tiny_model
 
