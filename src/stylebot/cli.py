@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stylebot.config import Settings, SettingsError, load_settings
 from stylebot.logs import configure_logging, log_format_of
+from stylebot.private_files import ensure_private_directory, use_private_umask
 from stylebot.redaction import RedactingStream, redact, secrets_of
 
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    use_private_umask()  # every file this process and its children make is 0600
     level = logging.INFO if args.verbose or args.command in ("worker", "run") else logging.WARNING
     configure_logging(level)  # redacting from the first line, before settings load
     try:
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
         return 2
 
+    if args.command in ("demo", "console", "run", "worker"):
+        ensure_private_directory(settings.data_dir)
     try:
         match args.command:
             case "demo":
