@@ -29,6 +29,7 @@ from stylebot.metrics import metrics_address
 from stylebot.queue.redis_server import (
     EmbeddedRedis,
     EmbeddedRedisError,
+    check_socket_is_ours,
     find_redis_server,
     socket_path_for,
 )
@@ -153,6 +154,10 @@ def check_redis(settings: Settings) -> CheckResult:
         return _ok("redis", f"Redis {version} at {settings.redis_url}")
 
     running = socket_path_for(settings.data_dir)
+    try:
+        check_socket_is_ours(running)
+    except EmbeddedRedisError as exc:
+        return _fail("redis", str(exc), "remove what another user left there, then start again")
     if running.exists():
         client = redis.Redis(unix_socket_path=str(running), socket_timeout=3)
         try:
