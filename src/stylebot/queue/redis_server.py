@@ -91,10 +91,14 @@ def socket_path_for(data_dir: Path) -> Path:
 
 
 def _runtime_dir() -> Path:
-    """The user's own XDG_RUNTIME_DIR (0700, systemd's) when there is one, else /tmp."""
+    """The user's own XDG_RUNTIME_DIR (systemd's /run/user/UID) when there is one, else
+    the temporary directory. One inherited from another user (sudo) is not ours."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir() and len(runtime) < _MAX_SOCKET_PATH - 50:
-        return Path(runtime)
+    if runtime and len(runtime) < _MAX_SOCKET_PATH - 50:
+        with contextlib.suppress(OSError):
+            info = os.stat(runtime)
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+                return Path(runtime)
     return Path(tempfile.gettempdir())
 
 
