@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument(
         "--no-model", action="store_true", help="skip loading the base model (slow for big ones)"
     )
+    doctor.add_argument(
+        "--check-blobs",
+        action="store_true",
+        help="also hash every stored file against its name and list the damaged ones",
+    )
     status = commands.add_parser(
         "status", help="workers, the queue and running jobs, from Redis (no database needed)"
     )
@@ -135,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                 from stylebot.doctor import run_doctor
 
                 return run_doctor(
-                    settings, RedactingStream(sys.stdout), load_model=not args.no_model
+                    settings,
+                    RedactingStream(sys.stdout),
+                    load_model=not args.no_model,
+                    scan_blobs=args.check_blobs,
                 )
             case "status":
                 from stylebot.terminal_status import run_status

@@ -375,9 +375,30 @@ ALL_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
 )
 
 
-def run_checks(settings: Settings, *, load_model: bool = True) -> list[CheckResult]:
+def check_blobs(settings: Settings) -> CheckResult:
+    """Hash every stored blob against its name (`--check-blobs`: reads the whole store)."""
+    from stylebot.storage.blobs import LocalBlobStore
+
+    store = LocalBlobStore(settings.blob_dir)
+    found = store.scan()
+    damaged, scanned = found.damaged, found.scanned
+    if damaged:
+        return _fail(
+            "blobs",
+            f"{len(damaged)} of {scanned} stored files are damaged (content does not match "
+            f"the name): {', '.join(str(store.path(key)) for key in damaged)}",
+            f"restore those files in {store.root} from a backup, or retrain the styles that "
+            "use them (an upload sent again repairs its own file)",
+        )
+    return _ok("blobs", f"all {scanned} stored files in {store.root} match their SHA-256")
+
+
+def run_checks(
+    settings: Settings, *, load_model: bool = True, scan_blobs: bool = False
+) -> list[CheckResult]:
     results = []
-    for check in ALL_CHECKS:
+    checks = (*ALL_CHECKS, check_blobs) if scan_blobs else ALL_CHECKS
+    for check in checks:
         if check is check_model and not load_model:
             continue
         try:
@@ -390,9 +411,11 @@ def run_checks(settings: Settings, *, load_model: bool = True) -> list[CheckResu
     return results
 
 
-def run_doctor(settings: Settings, out: TextIO, *, load_model: bool = True) -> int:
+def run_doctor(
+    settings: Settings, out: TextIO, *, load_model: bool = True, scan_blobs: bool = False
+) -> int:
     """Print each check; 1 if any failed, else 0."""
-    results = run_checks(settings, load_model=load_model)
+    results = run_checks(settings, load_model=load_model, scan_blobs=scan_blobs)
     width = max(len(result.name) for result in results)
     for result in results:
         print(f"{result.level.value:<4}  {result.name:<{width}}  {result.found}", file=out)

@@ -19,11 +19,12 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from stylebot.bot.core.errors import DamagedBlob
 
-__all__ = ["DamagedBlob", "LocalBlobStore", "check_blob_key", "sha256_of_file"]
+__all__ = ["BlobScan", "DamagedBlob", "LocalBlobStore", "check_blob_key", "sha256_of_file"]
 
 _KEY = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX = ".tmp-"
@@ -108,7 +109,7 @@ class LocalBlobStore:
             raise DamagedBlob(key)
         return data
 
-    def keys(self) -> Iterator[str]:
+    def stored_keys(self) -> Iterator[str]:
         """Every stored key (temporary files are skipped), for a scan of the store."""
         if not self.root.is_dir():
             return
@@ -116,13 +117,25 @@ class LocalBlobStore:
             if _KEY.fullmatch(path.name) and path.is_file():
                 yield path.name
 
-    def damaged_keys(self) -> Iterator[str]:
-        """Keys whose file no longer matches its name (streamed: any size fits)."""
-        for key in self.keys():
+    def scan(self) -> BlobScan:
+        """Hash every blob against its name (streamed: any size fits; reads everything)."""
+        scanned = 0
+        damaged = []
+        for key in self.stored_keys():
+            scanned += 1
             # A blob deleted between listing and hashing is not damage.
             with contextlib.suppress(FileNotFoundError):
                 if sha256_of_file(self.path(key)) != key:
-                    yield key
+                    damaged.append(key)
+        return BlobScan(scanned, tuple(damaged))
+
+
+@dataclass(frozen=True)
+class BlobScan:
+    """What `LocalBlobStore.scan` found: how many blobs, and the keys of damaged ones."""
+
+    scanned: int
+    damaged: tuple[str, ...]
 
 
 def sha256_of_file(path: Path) -> str:

@@ -231,8 +231,10 @@ async def test_a_scan_lists_exactly_the_damaged_blobs(tmp_path: Path) -> None:
     for damaged in keys[1], keys[3]:
         flip_byte(store.path(damaged))
     (store.path(keys[0]).parent / ".tmp-0123456789abcdef").write_bytes(b"partial")
-    assert sorted(store.keys()) == sorted(keys)
-    assert sorted(store.damaged_keys()) == sorted([keys[1], keys[3]])
+    assert sorted(store.stored_keys()) == sorted(keys)
+    found = store.scan()
+    assert found.scanned == 5
+    assert sorted(found.damaged) == sorted([keys[1], keys[3]])
 
 
 def test_files_are_hashed_in_chunks_that_add_up_to_the_content(tmp_path: Path) -> None:
