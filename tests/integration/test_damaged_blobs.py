@@ -3,6 +3,7 @@ reported once in words that say what to do, and repaired by storing the right by
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
+from stylebot.queue.connection import connect
+from stylebot.queue.recovery import CheckpointStore
 
 pytestmark = pytest.mark.slow
 
@@ -122,3 +125,17 @@ async def test_a_damaged_training_image_fails_training_without_an_offer_to_retry
     assert not done.reply.ok
     assert "reference images is damaged in storage" in done.reply.text
     assert "try again." not in done.reply.text
+
+
+async def test_a_damaged_training_checkpoint_is_not_resumed_from(frontend: FrontEnd) -> None:
+    client = await connect(frontend.redis_url)
+    try:
+        checkpoints = CheckpointStore(client, frontend.blobs)
+        await checkpoints.save("train-damaged", b"lora and optimiser state" * 100, 40)
+        saved = await checkpoints.latest("train-damaged")
+        assert saved is not None
+        flip_byte(frontend.blobs.path(hashlib.sha256(saved[0]).hexdigest()))
+        # Training again from step 0 is slower, never wrong; resuming from garbage is.
+        assert await checkpoints.latest("train-damaged") is None
+    finally:
+        await client.aclose()
