@@ -28,6 +28,7 @@ from stylebot.bot.core import (
     UploadImages,
 )
 from stylebot.queue.connection import connect
+from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 from stylebot.queue.recovery import CheckpointStore
 
 pytestmark = pytest.mark.slow
@@ -139,3 +140,21 @@ async def test_a_damaged_training_checkpoint_is_not_resumed_from(frontend: Front
         assert await checkpoints.latest("train-damaged") is None
     finally:
         await client.aclose()
+
+
+async def test_a_generated_image_damaged_before_delivery_is_reported_not_retried_forever(
+    frontend: FrontEnd, tmp_path: Path
+) -> None:
+    asked = await frontend.bot.handle(Imagine(ME, "a lighthouse", seed=3))
+    assert isinstance(asked, JobQueued)
+    [output] = await frontend.repo.job_outputs(asked.job_id)
+    [sample] = make_sample_images(tmp_path / "made", 1)
+    key = await frontend.blobs.put(sample.read_bytes())
+    flip_byte(frontend.blobs.path(key))
+    result = GenerateResult((GeneratedImage(output.id, key, 3),), 1.0)
+    finished = JobEvent(asked.job_id, "generate", "finished", result=result.to_dict())
+
+    [told] = await frontend.bot.handle_event(finished)
+    assert isinstance(told.reply, JobFinished)
+    assert not told.reply.ok
+    assert "damaged in storage" in told.reply.text
