@@ -10,6 +10,8 @@ from pathlib import Path
 
 from stylebot.config import Settings, SettingsError, load_settings
 from stylebot.logs import configure_logging, log_format_of
+from stylebot.private_files import ensure_private_directory, use_private_umask
+from stylebot.redaction import RedactingStream, redact, secrets_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument(
         "--no-model", action="store_true", help="skip loading the base model (slow for big ones)"
     )
+    doctor.add_argument(
+        "--check-blobs",
+        action="store_true",
+        help="also hash every stored file against its name and list the damaged ones",
+    )
     status = commands.add_parser(
         "status", help="workers, the queue and running jobs, from Redis (no database needed)"
     )
@@ -82,16 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    use_private_umask()  # every file this process and its children make is 0600
     level = logging.INFO if args.verbose or args.command in ("worker", "run") else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level)  # redacting from the first line, before settings load
     try:
         settings = load_settings(args.config, data_dir=args.data_dir)
-        # Job ids on every line about a job; text or JSON (STYLEBOT_LOG_FORMAT).
-        configure_logging(level, log_format_of(settings))
+        # Job ids on every line about a job; text or JSON (STYLEBOT_LOG_FORMAT); the
+        # settings' credentials never appear in any line.
+        configure_logging(level, log_format_of(settings), secrets=secrets_of(settings))
     except (SettingsError, ValueError) as exc:
-        print(f"stylebot: {exc}", file=sys.stderr)
+        print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
         return 2
 
+    if args.command in ("demo", "console", "run", "worker"):
+        ensure_private_directory(settings.data_dir)
     try:
         match args.command:
             case "demo":
@@ -124,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     asyncio.run(run_frontends(settings))
                 except NoFrontEndConfigured as exc:
-                    print(f"stylebot: {exc}", file=sys.stderr)
+                    print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
                     return 2
-                except FrontEndStartError as exc:
-                    print(f"stylebot: {exc}", file=sys.stderr)
+                except FrontEndStartError as exc:  # a rejected token is in its message
+                    print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
                     return 1
                 return 0
             case "worker":
@@ -145,11 +156,16 @@ def main(argv: list[str] | None = None) -> int:
             case "doctor":
                 from stylebot.doctor import run_doctor
 
-                return run_doctor(settings, sys.stdout, load_model=not args.no_model)
+                return run_doctor(
+                    settings,
+                    RedactingStream(sys.stdout),
+                    load_model=not args.no_model,
+                    scan_blobs=args.check_blobs,
+                )
             case "status":
                 from stylebot.terminal_status import run_status
 
-                return run_status(settings, sys.stdout, watch_every_s=args.watch)
+                return run_status(settings, RedactingStream(sys.stdout), watch_every_s=args.watch)
             case "model":
                 from stylebot.engine.models import write_tiny_model
 

@@ -29,6 +29,7 @@ from stylebot.metrics import metrics_address
 from stylebot.queue.redis_server import (
     EmbeddedRedis,
     EmbeddedRedisError,
+    check_socket_is_ours,
     find_redis_server,
     socket_path_for,
 )
@@ -153,6 +154,10 @@ def check_redis(settings: Settings) -> CheckResult:
         return _ok("redis", f"Redis {version} at {settings.redis_url}")
 
     running = socket_path_for(settings.data_dir)
+    try:
+        check_socket_is_ours(running)
+    except EmbeddedRedisError as exc:
+        return _fail("redis", str(exc), "remove what another user left there, then start again")
     if running.exists():
         client = redis.Redis(unix_socket_path=str(running), socket_timeout=3)
         try:
@@ -443,9 +448,30 @@ ALL_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
 )
 
 
-def run_checks(settings: Settings, *, load_model: bool = True) -> list[CheckResult]:
+def check_blobs(settings: Settings) -> CheckResult:
+    """Hash every stored blob against its name (`--check-blobs`: reads the whole store)."""
+    from stylebot.storage.blobs import LocalBlobStore
+
+    store = LocalBlobStore(settings.blob_dir)
+    found = store.scan()
+    damaged, scanned = found.damaged, found.scanned
+    if damaged:
+        return _fail(
+            "blobs",
+            f"{len(damaged)} of {scanned} stored files are damaged (content does not match "
+            f"the name): {', '.join(str(store.path(key)) for key in damaged)}",
+            f"restore those files in {store.root} from a backup, or retrain the styles that "
+            "use them (an upload sent again repairs its own file)",
+        )
+    return _ok("blobs", f"all {scanned} stored files in {store.root} match their SHA-256")
+
+
+def run_checks(
+    settings: Settings, *, load_model: bool = True, scan_blobs: bool = False
+) -> list[CheckResult]:
     results = []
-    for check in ALL_CHECKS:
+    checks = (*ALL_CHECKS, check_blobs) if scan_blobs else ALL_CHECKS
+    for check in checks:
         if check is check_model and not load_model:
             continue
         try:
@@ -458,9 +484,11 @@ def run_checks(settings: Settings, *, load_model: bool = True) -> list[CheckResu
     return results
 
 
-def run_doctor(settings: Settings, out: TextIO, *, load_model: bool = True) -> int:
+def run_doctor(
+    settings: Settings, out: TextIO, *, load_model: bool = True, scan_blobs: bool = False
+) -> int:
     """Print each check; 1 if any failed, else 0."""
-    results = run_checks(settings, load_model=load_model)
+    results = run_checks(settings, load_model=load_model, scan_blobs=scan_blobs)
     width = max(len(result.name) for result in results)
     for result in results:
         print(f"{result.level.value:<4}  {result.name:<{width}}  {result.found}", file=out)

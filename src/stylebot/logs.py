@@ -7,6 +7,9 @@ no change. Lines about no job carry `-`.
 
 Two formats: `text` (one line, `job=...` after the logger name) for a terminal
 or journald, and `json` (one object per line) for log collectors.
+
+Every line, tracebacks included, goes through `stylebot.redaction.redact`, and so
+do uncaught exceptions: no credential reaches a log (see that module).
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 from stylebot.config import Settings
+from stylebot.redaction import redact, register_secrets
 
 __all__ = [
     "NO_JOB",
     "JobIdFilter",
     "JsonFormatter",
     "LogFormat",
+    "RedactingFormatter",
     "bind_job_context",
     "configure_logging",
     "current_job_id",
@@ -94,21 +101,61 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class RedactingFormatter(logging.Formatter):
+    """Another formatter's whole output, message and traceback, with secrets removed."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
+
+
 def configure_logging(
-    level: int = logging.INFO, log_format: LogFormat = "text", stream: TextIO | None = None
+    level: int = logging.INFO,
+    log_format: LogFormat = "text",
+    stream: TextIO | None = None,
+    secrets: Iterable[str] = (),
 ) -> logging.Handler:
-    """Replace the root handlers with one that writes job-tagged lines to `stream`."""
+    """Replace the root handlers with one that writes job-tagged, redacted lines to
+    `stream`; `secrets` (see `redaction.secrets_of`) are never written anywhere."""
+    register_secrets(secrets)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(JobIdFilter())
     handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        RedactingFormatter(
+            JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        )
     )
+    # Warnings and uncaught exceptions would otherwise reach stderr unredacted.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("stylebot").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("stylebot").error(
+        "uncaught exception in thread %s",
+        name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def log_format_of(settings: Settings) -> LogFormat:

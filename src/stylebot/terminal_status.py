@@ -31,7 +31,11 @@ from arq.constants import (
 from stylebot.config import Settings
 from stylebot.queue.connection import QUEUE_NAME, cancel_key
 from stylebot.queue.events import EVENTS_STREAM
-from stylebot.queue.redis_server import socket_path_for
+from stylebot.queue.redis_server import (
+    EmbeddedRedisError,
+    check_socket_is_ours,
+    socket_path_for,
+)
 from stylebot.queue.training_switch import TRAINING_PAUSED_KEY
 
 __all__ = [
@@ -289,6 +293,10 @@ def redis_for_status(settings: Settings) -> redis.Redis:
         url = settings.redis_url
     else:
         socket_path: Path = socket_path_for(settings.data_dir)
+        try:
+            check_socket_is_ours(socket_path)  # another user's server is not asked
+        except EmbeddedRedisError as exc:
+            raise RedisUnavailable(str(exc)) from exc
         if not socket_path.exists():
             raise RedisUnavailable(
                 f"no embedded Redis is running for {settings.data_dir.resolve()} (start "

@@ -8,7 +8,6 @@ bytes: the worker does the blob store and queue I/O around it.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import tempfile
 import time
@@ -55,8 +54,9 @@ from stylebot.queue.payloads import (
     ValidationPoint,
     preview_output_id,
 )
+from stylebot.storage.blobs import sha256_of_file
 from stylebot.trainer.checkpoints import TrainingCheckpoint
-from stylebot.trainer.dataset import prepare_upload
+from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
 from stylebot.trainer.embeddings import (
     TRAINING_TOKEN,
     StyleEmbedding,
@@ -85,6 +85,20 @@ def sampler_name(scheduler: object) -> str:
     """The sampler an image was made with, as A1111 names it (else the class name)."""
     name = type(scheduler).__name__
     return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
+
+
+def cached_file(path: Path, data: bytes) -> Path:
+    """`data` at `path`, written unless a copy with the same SHA-256 is there already.
+
+    The copy is checked on every use, like the blob it came from: a damaged cache
+    file is rewritten from the (verified) bytes, never loaded."""
+    if path.exists() and sha256_of_file(path) == hashlib.sha256(data).hexdigest():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+    return path
 
 
 class JobCancelled(Exception):
@@ -196,6 +210,7 @@ class StyleEngine:
         few_step: bool | None = None,
         lora_hotswap: bool = True,
         lora_hotswap_rank: int = 16,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -203,6 +218,8 @@ class StyleEngine:
         # engine.models.
         self.base_model = base_model
         self.cache_dir = cache_dir
+        # Training images bigger than this are refused before they are decoded.
+        self.max_image_pixels = max_image_pixels
         # A worker logs; progress bars on its stderr would only fill the log.
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
@@ -255,7 +272,8 @@ class StyleEngine:
         checkpoint = _usable_checkpoint(resume_from, settings)
         pictures = [
             # Uncropped: the trainer fits each image to its aspect-ratio bucket.
-            prepare_upload(Image.open(io.BytesIO(data)), settings.resolution)
+            # Only the PNGs the front end stored: no other decoder, no pixel bomb.
+            prepare_upload(open_stored_png(data, self.max_image_pixels), settings.resolution)
             for data in images
         ]
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
@@ -305,12 +323,7 @@ class StyleEngine:
 
     def store_embedding(self, key: str, data: bytes) -> None:
         """Keep a style's embedding (blob `key`) where generation finds it by key."""
-        path = self._embedding_path(key)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            partial.write_bytes(data)
-            partial.replace(path)
+        cached_file(self._embedding_path(key), data)
 
     def _embedding_path(self, key: str) -> Path:
         return self._scratch() / "embeddings" / f"{key}.safetensors"
@@ -516,12 +529,7 @@ class StyleEngine:
     def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:
         """LoRA weights as a file (diffusers loads from paths), cached by content."""
         key = hashlib.sha256(data).hexdigest()
-        path = self._scratch() / "loras" / f"{key}.safetensors"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            partial.write_bytes(data)
-            partial.replace(path)
+        path = cached_file(self._scratch() / "loras" / f"{key}.safetensors", data)
         # The adapter name changes with the weights, so a retrained style is reloaded.
         return LoraWeights(adapter_name=f"style{job.style_id}_{key[:12]}", path=path)
 

@@ -227,6 +227,8 @@ class JobEvent(_JsonData):
     # Training progress only, now and then: a watermarked image of the style
     # as trained so far.
     preview: TrainingPreview | None = None
+    # Failed only: False when trying again cannot help (a damaged stored input).
+    retryable: bool = True
 
     def train_result(self) -> TrainResult:
         assert self.result is not None

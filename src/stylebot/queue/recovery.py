@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
 from stylebot.queue.payloads import TrainResult
-from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.blobs import DamagedBlob, LocalBlobStore
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,9 @@ class CheckpointStore:
             return await self.blobs.get(record["blob_key"]), int(record["step"])
         except KeyError:
             log.warning("checkpoint of job %s is gone from the blob store", job_id)
+            return None
+        except DamagedBlob as exc:  # training from the start is slower, never wrong
+            log.warning("checkpoint of job %s is damaged (%s); training from step 0", job_id, exc)
             return None
 
     async def save(self, job_id: str, data: bytes, step: int) -> None:

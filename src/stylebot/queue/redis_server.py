@@ -17,6 +17,13 @@ append-only file. A process that dies without `stop` simply loses its
 connection, so it is not counted. Only processes that came through
 `EmbeddedRedis` count: a client given the socket as REDIS_URL does not keep
 the server alive.
+
+Whatever answers on the socket gets the jobs, so the socket lives in a directory
+only this user can enter (`data_dir/redis`, or for a long data-directory path a
+per-user directory under XDG_RUNTIME_DIR or /tmp), and before it is used the
+directory and anything already at the socket's path must be this user's
+(`check_socket_is_ours`): a Redis that another local user started there is
+refused, never joined.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -70,19 +78,79 @@ def find_redis_server() -> str:
 def socket_path_for(data_dir: Path) -> Path:
     """Where the embedded Redis listens for this data directory.
 
-    Unix socket paths are short, so a deep data directory gets its socket in
-    the temporary directory under a name derived from the data directory; every
-    process on that data directory computes the same path.
+    Unix socket paths are short, so a deep data directory gets its socket in a
+    directory of this user's under the runtime (else temporary) directory, named
+    after the user and the data directory; every process on that data directory
+    computes the same path. `check_socket_is_ours` before using it.
     """
     preferred = data_dir.resolve() / "redis" / "redis.sock"
     if len(str(preferred)) <= _MAX_SOCKET_PATH:
         return preferred
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"stylebot-redis-{digest}.sock"
+    return _runtime_dir() / f"stylebot-{os.geteuid()}-{digest}" / "redis.sock"
+
+
+def _runtime_dir() -> Path:
+    """The user's own XDG_RUNTIME_DIR (systemd's /run/user/UID) when there is one, else
+    the temporary directory. One inherited from another user (sudo) is not ours."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and len(runtime) < _MAX_SOCKET_PATH - 50:
+        with contextlib.suppress(OSError):
+            info = os.stat(runtime)
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+                return Path(runtime)
+    return Path(tempfile.gettempdir())
+
+
+def check_socket_is_ours(socket_path: Path, *, create: bool = False) -> None:
+    """Refuse (`EmbeddedRedisError`) a socket directory, or a file at the socket's path,
+    that belongs to another user: what listens there would receive the jobs.
+
+    The directory must be a real directory (not a symlink) of this user. `create`
+    (the process about to start or join the server) makes it 0700 if missing and
+    tightens one of ours that others may enter; readers (doctor, status) change nothing.
+    """
+    directory = socket_path.parent
+    if create:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return  # nothing there to trust
+    me = os.geteuid()
+    if not stat.S_ISDIR(info.st_mode):
+        raise EmbeddedRedisError(
+            f"{directory} should be a directory for the Redis socket but is not "
+            "(a symlink?); remove it"
+        )
+    if info.st_uid != me:
+        raise EmbeddedRedisError(
+            f"{directory} belongs to uid {info.st_uid}, not to this user (uid {me}): "
+            "its Redis socket is not to be trusted; remove the directory"
+        )
+    if create and stat.S_IMODE(info.st_mode) & 0o077:
+        directory.chmod(0o700)
+        log.warning("%s was open to other users; it is now 0700", directory)
+    try:
+        socket_info = os.lstat(socket_path)
+    except FileNotFoundError:
+        return
+    if socket_info.st_uid != me:
+        raise EmbeddedRedisError(
+            f"{socket_path} belongs to uid {socket_info.st_uid}, not to this user "
+            f"(uid {me}): another user's server is not used; remove it"
+        )
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _answers_ping(path: Path, timeout: float = 0.5) -> bool:
-    if not path.exists():
+    if not _is_socket(path):
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -116,6 +184,8 @@ class EmbeddedRedis:
         return self._process is not None
 
     def start(self, timeout: float = 15.0) -> EmbeddedRedis:
+        # Before anything answering there is trusted (module doc).
+        check_socket_is_ours(self.socket_path, create=True)
         if _answers_ping(self.socket_path):
             try:
                 self._presence = self._connect()
@@ -124,8 +194,7 @@ class EmbeddedRedis:
             else:
                 log.info("using the embedded Redis already running at %s", self.socket_path)
                 return self
-        self.redis_dir.mkdir(parents=True, exist_ok=True)
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        self.redis_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # stale, from a process that died
         config = "\n".join(
@@ -316,6 +385,7 @@ def redis_url_or_embedded(
 __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
+    "check_socket_is_ours",
     "find_redis_server",
     "redis_url_or_embedded",
     "socket_path_for",

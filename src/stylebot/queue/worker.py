@@ -47,6 +47,11 @@ from stylebot.queue.connection import (
     redis_settings,
     serialize_job,
 )
+from stylebot.queue.damaged_inputs import (
+    DamagedInput,
+    read_style_weights,
+    read_training_images,
+)
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.fairness import LANES, Lane, Turn, lane_of, lanes_in_fair_order
 from stylebot.queue.payloads import (
@@ -289,11 +294,21 @@ async def _reporting_failure(
     try:
         yield
     except Exception as exc:
-        if not isinstance(exc, JobTimedOut):
+        if isinstance(exc, DamagedInput):
+            # One line that says what to do; a traceback would add nothing.
+            log.error("%s job %s failed: %s", kind, job_id, exc)
+        elif not isinstance(exc, JobTimedOut):
             log.exception("%s job %s failed", kind, job_id)
         interruption.fail()
         try:
-            event = JobEvent(job_id, kind, "failed", error=_user_error(exc))
+            event = JobEvent(
+                job_id,
+                kind,
+                "failed",
+                error=_user_error(exc),
+                # The same damaged file would fail the same way again.
+                retryable=not isinstance(exc, DamagedInput),
+            )
             await ctx["events"].publish(event)
         except Exception:
             log.exception("could not report the failure of %s job %s", kind, job_id)
@@ -342,6 +357,7 @@ async def startup(ctx: dict[str, Any]) -> None:
                 few_step=settings.few_step_model,
                 lora_hotswap=settings.lora_hotswap,
                 lora_hotswap_rank=settings.lora_hotswap_rank,
+                max_image_pixels=settings.max_upload_pixels,
             ),
         )
     log.info("worker ready")
@@ -441,7 +457,7 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
         await events.publish(
             JobEvent(job.job_id, "train", "started", step=done_steps, total=job.settings.steps)
         )
-        images = [await ctx["blobs"].get(key) for key in job.image_keys]
+        images = await read_training_images(ctx["blobs"], job.image_keys)
         report = ProgressReporter(events, loop, job.job_id, "train")
         async with watch:
             training = asyncio.ensure_future(
@@ -536,13 +552,20 @@ async def _generate(
             await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
             return {"cancelled": True}
         await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
-        lora = await ctx["blobs"].get(job.lora_key) if job.lora_key else None
+        lora = (
+            await read_style_weights(ctx["blobs"], job.lora_key, job.style_name)
+            if job.lora_key
+            else None
+        )
         report = ProgressReporter(events, asyncio.get_running_loop(), job.job_id, "generate")
         async with watch:
             device: DeviceScheduler = ctx["device"]
             engine = ctx["engine"]
             if job.embedding_key:  # the engine loads it by key, from its own disk
-                engine.store_embedding(job.embedding_key, await ctx["blobs"].get(job.embedding_key))
+                embedding = await read_style_weights(
+                    ctx["blobs"], job.embedding_key, job.style_name
+                )
+                engine.store_embedding(job.embedding_key, embedding)
             images = await device.run_batched(
                 lambda batch: _generate_together(engine, batch),
                 _Generation(job, lora, report, watch, interruption),

@@ -3,6 +3,9 @@
 A blob's key is the SHA-256 of its content, so a key names exactly one
 content forever: writing it twice is a no-op, readers never see it change,
 and a directory that several hosts mount can be shared without coordination.
+Every read checks the content against its name, so a damaged file (a flipped
+bit on disk, a truncated copy) is an error naming the key (`DamagedBlob`),
+never silently used; a later `put` of the right bytes repairs it.
 Files live at `root/ab/cd/<key>` so no directory grows past a few thousand
 entries.
 """
@@ -10,16 +13,23 @@ entries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
 import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LocalBlobStore", "check_blob_key"]
+from stylebot.bot.core.errors import DamagedBlob
+
+__all__ = ["BlobScan", "DamagedBlob", "LocalBlobStore", "check_blob_key", "sha256_of_file"]
 
 _KEY = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX = ".tmp-"
+# Files are hashed in chunks of this size: a big LoRA is never held twice.
+_HASH_CHUNK = 1024 * 1024
 
 
 def check_blob_key(key: str) -> str:
@@ -55,7 +65,8 @@ class LocalBlobStore:
         return await asyncio.to_thread(self.put_sync, data)
 
     async def get(self, key: str) -> bytes:
-        """The content of `key`; `KeyError` if there is no such blob."""
+        """The content of `key`; `KeyError` if there is no such blob, `DamagedBlob` if
+        its content no longer matches the key."""
         return await asyncio.to_thread(self.get_sync, key)
 
     async def exists(self, key: str) -> bool:
@@ -69,8 +80,9 @@ class LocalBlobStore:
         """Blocking `put`, for code already in a worker thread (e.g. the trainer)."""
         key = hashlib.sha256(data).hexdigest()
         target = self.path(key)
-        if target.is_file():
+        if target.is_file() and sha256_of_file(target) == key:
             return key
+        # No file, or a damaged one: (re)write it, which repairs the damage.
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
         try:
@@ -86,11 +98,53 @@ class LocalBlobStore:
         return key
 
     def get_sync(self, key: str) -> bytes:
-        """Blocking `get`, for code already in a worker thread."""
+        """Blocking `get`, for code already in a worker thread. `DamagedBlob` when the
+        content does not match the key."""
         try:
-            return self.path(key).read_bytes()
+            data = self.path(key).read_bytes()
         except FileNotFoundError:
             raise KeyError(key) from None
+        # Hashing the bytes already read takes no second copy of them.
+        if hashlib.sha256(data).hexdigest() != key:
+            raise DamagedBlob(key)
+        return data
+
+    def stored_keys(self) -> Iterator[str]:
+        """Every stored key (temporary files are skipped), for a scan of the store."""
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.glob("??/??/*")):
+            if _KEY.fullmatch(path.name) and path.is_file():
+                yield path.name
+
+    def scan(self) -> BlobScan:
+        """Hash every blob against its name (streamed: any size fits; reads everything)."""
+        scanned = 0
+        damaged = []
+        for key in self.stored_keys():
+            scanned += 1
+            # A blob deleted between listing and hashing is not damage.
+            with contextlib.suppress(FileNotFoundError):
+                if sha256_of_file(self.path(key)) != key:
+                    damaged.append(key)
+        return BlobScan(scanned, tuple(damaged))
+
+
+@dataclass(frozen=True)
+class BlobScan:
+    """What `LocalBlobStore.scan` found: how many blobs, and the keys of damaged ones."""
+
+    scanned: int
+    damaged: tuple[str, ...]
+
+
+def sha256_of_file(path: Path) -> str:
+    """The SHA-256 of a file's content, read in chunks so a big file is never held whole."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_directory(directory: Path) -> None:

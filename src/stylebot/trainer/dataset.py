@@ -2,7 +2,42 @@
 
 from __future__ import annotations
 
+import io
+import warnings
+
 from PIL import Image, ImageOps
+
+# The front end's default upload limit (Settings.max_upload_pixels).
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class NotAStoredPng(ValueError):
+    """A training image is not the kind of PNG the front end stores."""
+
+
+def open_stored_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a reference image the front end stored (an RGB PNG it re-encoded).
+
+    Only Pillow's PNG decoder runs, and the pixel count from the header is
+    checked before any pixel is decoded: a blob that is something else (or a
+    decompression bomb) is refused, not parsed by one of Pillow's rarer decoders.
+    """
+    with warnings.catch_warnings():
+        # Pillow only warns between its own limit and twice that: ours is enforced below.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=["PNG"])
+        except (OSError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise NotAStoredPng(f"a training image is not a readable PNG: {exc}") from exc
+    width, height = image.size  # from the header; nothing decoded yet
+    if width * height > max_pixels:
+        image.close()
+        raise NotAStoredPng(
+            f"a training image has {width}x{height} pixels, more than the {max_pixels} allowed"
+        )
+    image.load()
+    return image
+
 
 # An upload is shrunk to at most this many times the training area before the
 # trainer sees it: enough for any bucket's cover-and-crop, and a 40 Mpx upload

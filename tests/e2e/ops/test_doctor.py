@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.damage import flip_byte
 from tests.support.single_file import write_sd_single_file
+
+from stylebot.storage.blobs import LocalBlobStore
 
 # Plausible shapes, not real tokens: doctor checks the form, it cannot reach the platforms.
 DISCORD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB"
@@ -134,3 +137,26 @@ def test_a_single_file_model_is_checked_with_its_configured_component_configs(
     levels = lines_by_check(result.stdout)
     assert levels["model"] == "OK", result.stdout + result.stderr
     assert f"{checkpoint} loads on cpu" in result.stdout
+
+
+def test_check_blobs_names_each_damaged_file_and_passes_once_it_is_repaired(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path / "data" / "blobs")
+    keys = [store.put_sync(f"stored file {n}".encode() * 200) for n in range(3)]
+    flip_byte(store.path(keys[1]))
+
+    result = doctor(tmp_path, "--no-model", "--check-blobs")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert lines_by_check(result.stdout)["blobs"] == "FAIL"
+    assert "1 of 3 stored files are damaged (content does not match the name): " in result.stdout
+    assert str(store.path(keys[1])) in result.stdout
+    assert str(store.path(keys[0])) not in result.stdout
+    assert "restore those files" in result.stdout
+
+    store.put_sync(b"stored file 1" * 200)  # the right bytes again
+    repaired = doctor(tmp_path, "--no-model", "--check-blobs")
+    assert lines_by_check(repaired.stdout)["blobs"] == "OK"
+    assert "all 3 stored files" in repaired.stdout
+    # Without the flag the store is not read.
+    assert "blobs" not in lines_by_check(doctor(tmp_path, "--no-model").stdout)

@@ -1,4 +1,4 @@
-"""Structured logs: the job id on every line logged while a job is handled."""
+"""Structured logs: the job id on every line logged while a job is handled; no secret on any."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import contextvars
 import io
 import json
 import logging
+import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,7 +33,10 @@ log = logging.getLogger("stylebot.test.logs")
 def restore_root_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    hooks = sys.excepthook, threading.excepthook
     yield
+    sys.excepthook, threading.excepthook = hooks
+    logging.captureWarnings(False)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:
@@ -119,3 +124,20 @@ async def test_the_arq_hook_tags_the_rest_of_the_jobs_task_only() -> None:
     )
     assert (first, second) == ("job-a", "job-b")
     assert current_job_id() is None
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_log_lines_and_their_tracebacks_are_redacted(log_format: str) -> None:
+    secret = 'q"uoted-secret-for-logs'
+    stream = io.StringIO()
+    configure_logging(logging.INFO, log_format, stream=stream, secrets=[secret])
+    try:
+        raise RuntimeError(f"refused {secret}")
+    except RuntimeError:
+        logging.getLogger("stylebot.test").exception("connect with %s failed", secret)
+    output = stream.getvalue()
+    assert "refused" in output
+    assert "uoted-secret-for-logs" not in output
+    if log_format == "json":
+        assert "***" in json.loads(output.splitlines()[0])["exception"]

@@ -1,12 +1,20 @@
-"""The embedded Redis: starts on a Unix socket, persists jobs, is shared, stops cleanly."""
+"""The embedded Redis: starts on a Unix socket, persists jobs, is shared, stops cleanly,
+and never trusts a socket (or its directory) that another user owns."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
-from stylebot.queue.redis_server import EmbeddedRedis, socket_path_for
+from stylebot.queue.redis_server import EmbeddedRedis, EmbeddedRedisError, socket_path_for
 
 
 def test_starts_on_a_unix_socket_with_append_only_persistence(tmp_path: Path) -> None:
@@ -57,3 +65,73 @@ def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
         client = redis.Redis(unix_socket_path=str(server.socket_path))
         assert client.ping()
         client.close()
+
+
+NOBODY = 65534  # another local user: the tests run as root, so they can chown to it
+
+
+@pytest.fixture
+def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A runtime directory of this test's own (short, as sockets need): the long-path
+    sockets go there, so the tests below touch nothing they did not create."""
+    made = Path(tempfile.mkdtemp(prefix="sb-run-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(made))
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
+
+
+def deep_socket(tmp_path: Path, runtime_dir: Path) -> tuple[Path, Path]:
+    """A data directory too deep for a socket inside it, and its socket's path, which
+    is in the test's runtime directory (checked: the tests below remove its parent)."""
+    deep = tmp_path.joinpath(*["nested-directory-name"] * 6)
+    path = socket_path_for(deep)
+    assert path.parent.parent == runtime_dir, path
+    return deep, path
+
+
+def test_a_long_path_socket_is_in_a_private_directory_of_this_user(
+    tmp_path: Path, runtime_dir: Path
+) -> None:
+    deep, path = deep_socket(tmp_path, runtime_dir)
+    with EmbeddedRedis(deep) as server:
+        assert server.socket_path == path
+        directory = os.lstat(path.parent)
+        assert stat.S_ISDIR(directory.st_mode)
+        assert directory.st_uid == os.geteuid()
+        assert stat.S_IMODE(directory.st_mode) == 0o700
+        assert str(os.geteuid()) in path.parent.name
+
+
+def test_a_socket_directory_of_another_user_is_refused_not_joined(
+    tmp_path: Path, runtime_dir: Path
+) -> None:
+    deep, path = deep_socket(tmp_path, runtime_dir)
+    path.parent.mkdir(mode=0o777)
+    # Another user's Redis listens there, answering PING.
+    with EmbeddedRedis(tmp_path / "theirs") as theirs:
+        os.symlink(theirs.socket_path, path)
+        os.lchown(path.parent, NOBODY, NOBODY)
+        with pytest.raises(EmbeddedRedisError, match=f"belongs to uid {NOBODY}"):
+            EmbeddedRedis(deep).start()
+        assert not (deep / "redis" / "appendonly.aof").exists()
+
+
+def test_a_socket_of_another_user_in_our_directory_is_refused(
+    tmp_path: Path, runtime_dir: Path
+) -> None:
+    deep, path = deep_socket(tmp_path, runtime_dir)
+    path.parent.mkdir(mode=0o755)  # ours, but left open: another user put a socket in it
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        os.lchown(path, NOBODY, NOBODY)
+        with pytest.raises(EmbeddedRedisError, match=f"{path} belongs to uid {NOBODY}"):
+            EmbeddedRedis(deep).start()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # and it is ours again
+
+
+def test_the_socket_directory_inside_the_data_directory_is_checked_too(tmp_path: Path) -> None:
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    os.chown(redis_dir, NOBODY, NOBODY)
+    with pytest.raises(EmbeddedRedisError, match="belongs to uid"):
+        EmbeddedRedis(tmp_path).start()

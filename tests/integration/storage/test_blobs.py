@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from tests.fakes.memory import InMemoryBlobStore
+from tests.support.damage import flip_byte
 
 from stylebot.storage import LocalBlobStore, check_blob_key
+from stylebot.storage.blobs import DamagedBlob, sha256_of_file
 
 Store = LocalBlobStore | InMemoryBlobStore
 
@@ -199,3 +201,44 @@ def test_sync_methods_share_the_store_with_async_ones(tmp_path: Path) -> None:
     assert store.get_sync(key) == b"from a worker thread"
     with pytest.raises(KeyError):
         store.get_sync(hashlib.sha256(b"nothing").hexdigest())
+
+
+async def test_a_damaged_blob_is_an_error_naming_its_key_never_its_bytes(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = os.urandom(64 * 1024)
+    key = await store.put(data)
+    flip_byte(store.path(key))
+    with pytest.raises(DamagedBlob, match=key) as raised:
+        await store.get(key)
+    assert raised.value.key == key
+    with pytest.raises(DamagedBlob, match=key):
+        store.get_sync(key)
+
+
+async def test_putting_the_right_bytes_again_repairs_a_damaged_blob(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = b"the weights of a style" * 500
+    key = await store.put(data)
+    flip_byte(store.path(key), offset=0)
+    assert await store.put(data) == key
+    assert await store.get(key) == data
+    assert [p.name for p in store.path(key).parent.iterdir()] == [key]
+
+
+async def test_a_scan_lists_exactly_the_damaged_blobs(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    keys = [await store.put(f"blob {n}".encode() * 100) for n in range(5)]
+    for damaged in keys[1], keys[3]:
+        flip_byte(store.path(damaged))
+    (store.path(keys[0]).parent / ".tmp-0123456789abcdef").write_bytes(b"partial")
+    assert sorted(store.stored_keys()) == sorted(keys)
+    found = store.scan()
+    assert found.scanned == 5
+    assert sorted(found.damaged) == sorted([keys[1], keys[3]])
+
+
+def test_files_are_hashed_in_chunks_that_add_up_to_the_content(tmp_path: Path) -> None:
+    path = tmp_path / "big"
+    data = os.urandom(3 * 1024 * 1024 + 17)  # spans several chunks and a partial one
+    path.write_bytes(data)
+    assert sha256_of_file(path) == hashlib.sha256(data).hexdigest()

@@ -107,3 +107,10 @@ def test_systemd_analyze_verify_finds_nothing_to_complain_about(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     # verify exits 0 on unknown keys and bad values too, printing a warning.
     assert result.stderr.strip() == "", result.stderr
+
+
+@pytest.mark.parametrize("unit", ["stylebot-frontend.service", "stylebot-worker@.service"])
+def test_units_keep_the_data_directory_and_its_files_private(unit: str) -> None:
+    service = read_unit(unit)["Service"]
+    assert service["UMask"] == "0077"
+    assert service["StateDirectoryMode"] == "0700"

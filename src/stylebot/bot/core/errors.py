@@ -22,3 +22,13 @@ class DuplicateStyleName(DuplicateRecord):
 
 class RecordNotFound(RepositoryError, LookupError):
     """A write referred to a record that does not exist (or is not usable)."""
+
+
+class DamagedBlob(Exception):
+    """A stored blob's content no longer matches its SHA-256 name (a flipped bit, a
+    truncated copy, a file edited by hand). Retrying cannot fix it: only storing the
+    right bytes again (which repairs it) or restoring the file from a backup can."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"blob {key} is damaged: its content does not match its SHA-256 name")
+        self.key = key

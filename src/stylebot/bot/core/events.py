@@ -9,6 +9,7 @@ import logging
 
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.model import (
     Job,
     JobStatus,
@@ -137,11 +138,12 @@ async def _training_preview(
         )
     style = await deps.repo.get_style(job.style_id) if job.style_id else None
     label = style.name if style else "your style"
-    image = ImageFile(
-        preview.output_id,
-        f"stylebot-preview-{preview.output_id}.png",
-        await deps.blobs.get(preview.blob_key),
-    )
+    try:
+        data = await deps.blobs.get(preview.blob_key)
+    except DamagedBlob as exc:  # a preview is a courtesy: skipped, training goes on
+        log.error("job %s: preview at step %d not sent: %s", job.id, event.step, exc)
+        return []
+    image = ImageFile(preview.output_id, f"stylebot-preview-{preview.output_id}.png", data)
     reply = ImagesReady(
         text=(
             f"Preview of {label} at step {event.step}/{event.total}: its trigger alone, "
@@ -231,14 +233,30 @@ async def _generation_finished(
             for image in images:
                 await deps.repo.set_output_blob(image.output_id, image.blob_key, image.seed)
             await deps.repo.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
-    files = [
-        ImageFile(
-            image.output_id,
-            f"stylebot-{image.output_id}.png",
-            await deps.blobs.get(image.blob_key),
-        )
-        for image in images
-    ]
+    try:
+        files = [
+            ImageFile(
+                image.output_id,
+                f"stylebot-{image.output_id}.png",
+                await deps.blobs.get(image.blob_key),
+            )
+            for image in images
+        ]
+    except DamagedBlob as exc:
+        # Said once, in words; an exception would leave the event to fail at every start.
+        log.error("job %s: %s; its image cannot be sent", job.id, exc)
+        return [
+            Notification(
+                job.origin,
+                JobFinished(
+                    text="Generation finished, but the image was damaged in storage before "
+                    "it could be sent. Please generate it again.",
+                    job_id=job.id,
+                    kind=job.kind,
+                    ok=False,
+                ),
+            )
+        ]
     seeds = ", ".join(str(i.seed) for i in result.images)
     return [
         Notification(
@@ -266,7 +284,8 @@ async def _job_failed(deps: Deps, job: Job, event: JobEvent, record: bool) -> li
         Notification(
             job.origin,
             JobFinished(
-                text=f"{what} failed: {error}. You can try again.",
+                text=f"{what} failed: {error}."
+                + (" You can try again." if event.retryable else ""),
                 job_id=job.id,
                 kind=job.kind,
                 ok=False,

@@ -7,6 +7,7 @@ platform adapter stays a translator.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ from stylebot.bot.core.commands import (
     Verify,
 )
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
@@ -59,11 +61,19 @@ from stylebot.bot.core.ports import (
     UsageLog,
     WatermarkReader,
 )
-from stylebot.bot.core.replies import Notification, Reply
+from stylebot.bot.core.replies import ErrorReply, Notification, Reply
 from stylebot.bot.core.verification import verify
 from stylebot.queue.payloads import JobEvent
 
 Handler = Callable[[Deps, Any], Awaitable[Reply]]
+
+log = logging.getLogger(__name__)
+
+DAMAGED_FILE = (
+    "A stored file this needs is damaged, so nothing was done. If it is one of your "
+    "waiting images, send it again (that repairs it) or /discard them; otherwise the "
+    "operator has to restore it from a backup."
+)
 
 
 async def _reroll(deps: Deps, command: RerollOutput) -> Reply:
@@ -153,7 +163,19 @@ class StyleBot:
             refusal = await admin.banned_refusal(self.deps, command.requester)
             if refusal is not None:
                 return refusal
-        return await handler(self.deps, command)
+        try:
+            return await handler(self.deps, command)
+        except DamagedBlob as exc:
+            # Said once, in words, to both; never a crash that repeats at every retry.
+            log.error(
+                "%s by %s:%s failed: %s; restore DATA_DIR/blobs from a backup, or have "
+                "the user send the image again",
+                type(command).__name__,
+                command.requester.platform,
+                command.requester.user_id,
+                exc,
+            )
+            return ErrorReply(DAMAGED_FILE)
 
     async def handle_event(self, event: JobEvent) -> list[Notification]:
         return await events.handle_event(self.deps, event)

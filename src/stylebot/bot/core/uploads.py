@@ -31,6 +31,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
 
     # Check every file before storing any, so a bad file changes nothing.
     accepted: list[NormalizedImage] = []
+    # Already waiting: stored again all the same, which repairs a damaged stored copy.
+    sent_again: list[NormalizedImage] = []
     for file in command.files:
         try:
             # Decoding is CPU work (seconds for a large photo): off the event loop, so
@@ -57,7 +59,9 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
                 "/optout, so it can't be used to train a style here. Nothing was saved; "
                 "send the images again without it."
             )
-        if image.sha256 not in known and all(a.sha256 != image.sha256 for a in accepted):
+        if image.sha256 in known:
+            sent_again.append(image)
+        elif all(a.sha256 != image.sha256 for a in accepted):
             accepted.append(image)
     duplicates = len(command.files) - len(accepted)
 
@@ -70,7 +74,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
 
     # Until the records exist nothing names these blobs: see stylebot.bot.core.blobs.
     async with deps.blob_lock:
-        for image in accepted:
+        for image in [*accepted, *sent_again]:
             key = await deps.blobs.put(image.data)
             if key != image.sha256:
                 raise RuntimeError(f"blob store returned {key} for content {image.sha256}")

@@ -1,0 +1,54 @@
+"""A job whose stored input is damaged fails for good, in words the user can act on.
+
+The blob store refuses content that no longer matches its SHA-256 name
+(`DamagedBlob`). Retrying the job would read the same damaged file, so the worker
+turns it into a `DamagedInput`: its failure event is marked not retryable (no
+"you can try again"), and the operator's log gets one line naming the style,
+the blob and the directory to restore, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from stylebot.storage.blobs import DamagedBlob, LocalBlobStore
+
+__all__ = ["DamagedInput", "read_style_weights", "read_training_images"]
+
+
+class DamagedInput(Exception):
+    """A job's input blob is damaged: `user_message` for the chat, `str()` for the log."""
+
+    def __init__(self, operator_message: str, user_message: str) -> None:
+        super().__init__(operator_message)
+        self.user_message = user_message
+
+
+async def read_style_weights(blobs: LocalBlobStore, key: str, style_name: str | None) -> bytes:
+    """A style's LoRA or embedding bytes, checked against their name."""
+    name = style_name or "this"
+    try:
+        return await blobs.get(key)
+    except DamagedBlob as exc:
+        raise DamagedInput(
+            f"style {name}'s weights are damaged (blob {exc.key}): retrain it or restore "
+            f"{blobs.root} from a backup",
+            f"style {name}'s weights are damaged: retrain it, or ask the operator to "
+            "restore the bot's stored files from a backup",
+        ) from exc
+
+
+async def read_training_images(blobs: LocalBlobStore, keys: Sequence[str]) -> list[bytes]:
+    """The reference images of a training job, each checked against its name."""
+    images = []
+    for key in keys:
+        try:
+            images.append(await blobs.get(key))
+        except DamagedBlob as exc:
+            raise DamagedInput(
+                f"a training image is damaged (blob {exc.key}): upload the images again "
+                f"or restore {blobs.root} from a backup",
+                "one of the reference images is damaged in storage: upload the images "
+                "again (that repairs it) and train again",
+            ) from exc
+    return images

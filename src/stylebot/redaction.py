@@ -1,0 +1,126 @@
+"""Credentials never reach a terminal, a log file or a chat message.
+
+Two nets, both applied by `redact`:
+
+* the values themselves: every process registers its settings' secrets
+  (`register_secrets`), so a token or password is replaced wherever it shows up,
+  in a message, an exception or a traceback, whatever library printed it;
+* their shapes, for text written before the settings loaded (or by another
+  process): the password of any `scheme://user:password@host` URL, Telegram bot
+  tokens (also inside `https://api.telegram.org/bot<TOKEN>/...`, which httpx and
+  python-telegram-bot log), and Discord bot tokens.
+
+`logs.configure_logging` installs it on every log line and on uncaught
+exceptions; the CLI passes its own messages through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable
+from typing import TextIO
+from urllib.parse import quote, unquote, urlsplit
+
+from stylebot.config import Settings
+
+__all__ = [
+    "REDACTED",
+    "RedactingStream",
+    "redact",
+    "register_secrets",
+    "secrets_of",
+]
+
+REDACTED = "***"
+# Shorter values are not secrets worth the false positives (a password "a").
+_MIN_SECRET_LENGTH = 4
+# Credentials that libraries read from the environment rather than from our settings.
+_SECRET_ENVIRONMENT = (
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "REDIS_PASSWORD",
+)
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):[^@/\s]+@")
+# Standing alone, or right after `bot` as in Telegram's API paths.
+_TELEGRAM_TOKEN = re.compile(r"(?:(?<=bot)|(?<![A-Za-z0-9_-]))\d{5,}:[A-Za-z0-9_-]{30,}")
+_DISCORD_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}"
+)
+
+_lock = threading.Lock()
+_known: frozenset[str] = frozenset()
+
+
+def secrets_of(settings: Settings) -> set[str]:
+    """Every credential the settings (and the environment libraries read) hold."""
+    found: set[str] = set()
+    for token in (settings.discord_token, settings.telegram_token):
+        if token:
+            found.add(token)
+    for url in (settings.redis_url, settings.telegram_api_url):
+        if url:
+            found |= _url_credentials(url)
+    for name in _SECRET_ENVIRONMENT:
+        if os.environ.get(name):
+            found.add(os.environ[name])
+    return found
+
+
+def _url_credentials(url: str) -> set[str]:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return set()
+    if not password:
+        return set()
+    return {password, unquote(password), quote(password, safe="")}
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Add values that `redact` replaces from now on, in this process."""
+    global _known
+    variants: set[str] = set()
+    for value in values:
+        if len(value) < _MIN_SECRET_LENGTH:
+            continue
+        variants.add(value)
+        variants.add(json.dumps(value)[1:-1])  # as it appears inside a JSON log line
+        variants.add(repr(value)[1:-1])  # ... and inside a repr() in a message
+    with _lock:
+        _known = _known | variants
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret and every credential-shaped string replaced."""
+    for secret in sorted(_known, key=len, reverse=True):  # longest first: no partial leftovers
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    text = _URL_PASSWORD.sub(rf"\g<head>:{REDACTED}@", text)
+    text = _TELEGRAM_TOKEN.sub(REDACTED, text)
+    return _DISCORD_TOKEN.sub(REDACTED, text)
+
+
+class RedactingStream:
+    """A text stream that redacts what is written through it (print(file=...))."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        self.inner.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def isatty(self) -> bool:
+        return self.inner.isatty()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()

@@ -1,0 +1,160 @@
+"""Damaged stored files (issue 20), with bytes flipped on disk for real: never used,
+reported once in words that say what to do, and repaired by storing the right bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import pytest
+from tests.support.damage import flip_byte
+from tests.support.stack import Inbox
+
+from stylebot.bootstrap import FrontEnd
+from stylebot.bot.console import make_sample_images
+from stylebot.bot.core import (
+    ConfirmConsent,
+    ConsentRequest,
+    ErrorReply,
+    ImagesReady,
+    Imagine,
+    IncomingFile,
+    JobFinished,
+    JobQueued,
+    Requester,
+    TextReply,
+    TrainStyle,
+    UploadImages,
+)
+from stylebot.queue.connection import connect
+from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
+from stylebot.queue.recovery import CheckpointStore
+
+pytestmark = pytest.mark.slow
+
+ME = Requester("test", "u1", "Ada", chat_id="c1", server_id="s1")
+
+
+def sample_files(directory: Path, count: int) -> tuple[IncomingFile, ...]:
+    return tuple(IncomingFile(p.name, p.read_bytes()) for p in make_sample_images(directory, count))
+
+
+async def test_a_damaged_waiting_upload_is_refused_at_consent_and_repaired_by_sending_it_again(
+    frontend: FrontEnd, tmp_path: Path
+) -> None:
+    bot = frontend.bot
+    files = sample_files(tmp_path / "refs", 2)
+    assert isinstance(await bot.handle(UploadImages(ME, files)), ConsentRequest)
+    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
+    [first, _] = await frontend.repo.pending_uploads(user.id)
+    flip_byte(frontend.blobs.path(first.blob_key))
+
+    refused = await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
+    assert isinstance(refused, ErrorReply)
+    assert "damaged" in refused.text
+    assert "send it again" in refused.text
+
+    assert isinstance(await bot.handle(UploadImages(ME, files)), ConsentRequest)
+    confirmed = await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
+    assert isinstance(confirmed, TextReply), confirmed
+
+
+async def test_damaged_style_weights_fail_generation_for_good_until_the_right_bytes_return(
+    frontend: FrontEnd,
+    inbox: Inbox,
+    worker: None,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = frontend.bot
+    await bot.handle(UploadImages(ME, sample_files(tmp_path / "refs", 3)))
+    await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
+    assert isinstance(await bot.handle(TrainStyle(ME, "warm")), JobQueued)
+    trained = await inbox.next((JobFinished,))
+    assert isinstance(trained.reply, JobFinished)
+    assert trained.reply.ok, trained.reply
+    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.repo.find_style(user.id, "warm")
+    assert style is not None
+    assert style.lora_key
+    weights = await frontend.blobs.get(style.lora_key)
+    flip_byte(frontend.blobs.path(style.lora_key))
+
+    caplog.set_level(logging.INFO)
+    asked = await bot.handle(Imagine(ME, "a lighthouse", style="warm", seed=11))
+    assert isinstance(asked, JobQueued)
+    failed = await inbox.next((ImagesReady, JobFinished))
+    assert isinstance(failed.reply, JobFinished), failed.reply
+    assert not failed.reply.ok
+    assert "style warm's weights are damaged: retrain it" in failed.reply.text
+    assert "try again" not in failed.reply.text
+    # Ours, once (arq's own "job failed" bookkeeping line is arq's, for every failed job).
+    operator_lines = [
+        r
+        for r in caplog.records
+        if r.name.startswith("stylebot") and "weights are damaged" in r.getMessage()
+    ]
+    assert len(operator_lines) == 1, [r.getMessage() for r in operator_lines]
+    [line] = operator_lines
+    assert line.levelno == logging.ERROR
+    assert line.exc_info is None
+    assert style.lora_key in line.getMessage()
+    assert f"restore {frontend.blobs.root} from a backup" in line.getMessage()
+
+    assert await frontend.blobs.put(weights) == style.lora_key  # the repair
+    again = await bot.handle(Imagine(ME, "a lighthouse", style="warm", seed=11))
+    assert isinstance(again, JobQueued)
+    ready = await inbox.next((ImagesReady, JobFinished))
+    assert isinstance(ready.reply, ImagesReady), ready.reply
+
+
+async def test_a_damaged_training_image_fails_training_without_an_offer_to_retry(
+    frontend: FrontEnd, inbox: Inbox, worker: None, tmp_path: Path
+) -> None:
+    bot = frontend.bot
+    await bot.handle(UploadImages(ME, sample_files(tmp_path / "refs", 2)))
+    await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
+    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
+    consent = await frontend.repo.latest_consent(user.id)
+    assert consent is not None
+    flip_byte(frontend.blobs.path(consent.image_hashes[0]))
+
+    assert isinstance(await bot.handle(TrainStyle(ME, "warm")), JobQueued)
+    done = await inbox.next((JobFinished,))
+    assert isinstance(done.reply, JobFinished)
+    assert not done.reply.ok
+    assert "reference images is damaged in storage" in done.reply.text
+    assert "try again." not in done.reply.text
+
+
+async def test_a_damaged_training_checkpoint_is_not_resumed_from(frontend: FrontEnd) -> None:
+    client = await connect(frontend.redis_url)
+    try:
+        checkpoints = CheckpointStore(client, frontend.blobs)
+        await checkpoints.save("train-damaged", b"lora and optimiser state" * 100, 40)
+        saved = await checkpoints.latest("train-damaged")
+        assert saved is not None
+        flip_byte(frontend.blobs.path(hashlib.sha256(saved[0]).hexdigest()))
+        # Training again from step 0 is slower, never wrong; resuming from garbage is.
+        assert await checkpoints.latest("train-damaged") is None
+    finally:
+        await client.aclose()
+
+
+async def test_a_generated_image_damaged_before_delivery_is_reported_not_retried_forever(
+    frontend: FrontEnd, tmp_path: Path
+) -> None:
+    asked = await frontend.bot.handle(Imagine(ME, "a lighthouse", seed=3))
+    assert isinstance(asked, JobQueued)
+    [output] = await frontend.repo.job_outputs(asked.job_id)
+    [sample] = make_sample_images(tmp_path / "made", 1)
+    key = await frontend.blobs.put(sample.read_bytes())
+    flip_byte(frontend.blobs.path(key))
+    result = GenerateResult((GeneratedImage(output.id, key, 3),), 1.0)
+    finished = JobEvent(asked.job_id, "generate", "finished", result=result.to_dict())
+
+    [told] = await frontend.bot.handle_event(finished)
+    assert isinstance(told.reply, JobFinished)
+    assert not told.reply.ok
+    assert "damaged in storage" in told.reply.text
