@@ -2,7 +2,9 @@
 
 :class:`ChatOutput` is the one place that posts: texts, files, job status messages and
 results, each through the flood-aware sender. Texts go without ``parse_mode``, so
-user-given prompts and names never break on markup.
+user-given prompts and names never break on markup (nor make any: Telegram shows them
+as typed). A text longer than a message goes in several, cut between lines. A reply the
+core marks private is never shown to a group: it goes to the asker's private chat.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
-from stylebot.bot.core.replies import ErasureConfirmation
+from stylebot.bot.core.paging import keep_last, pages
+from stylebot.bot.core.replies import ErasureConfirmation, is_private
 from stylebot.bot.telegram.delivery import (
     FloodAwareSender,
     JobStatusBoard,
@@ -54,6 +57,7 @@ from stylebot.bot.telegram.render import (
     MAX_ALERT_CHARS,
     MAX_BOT_UPLOAD_BYTES,
     MAX_CAPTION_CHARS,
+    MAX_TEXT_CHARS,
     consent_keyboard,
     consent_text,
     document_caption,
@@ -202,7 +206,22 @@ class ChatOutput:
                 error,
             )
 
-    async def show(self, conversation: Conversation, reply: Reply) -> None:
+    async def show(
+        self, conversation: Conversation, reply: Reply, *, command: str | None = None
+    ) -> None:
+        """Show ``reply`` in the conversation; one the core marks private, asked in a
+        group, goes to the asker's private chat instead (``command`` is what they would
+        send again if the bot cannot write there yet)."""
+        if is_private(reply) and conversation.in_group and not isinstance(reply, FileReply):
+
+            async def show_privately(to: Conversation) -> None:
+                await self._show(to, reply)
+
+            await self.to_asker(conversation, show_privately, what="my answer", command=command)
+            return
+        await self._show(conversation, reply)
+
+    async def _show(self, conversation: Conversation, reply: Reply) -> None:
         chat_id, in_group = conversation.chat_id, conversation.in_group
         match reply:
             case ErrorReply(text=text):
@@ -290,7 +309,7 @@ class ChatOutput:
         send: Callable[[Conversation], Awaitable[object]],
         *,
         what: str,
-        command: str,
+        command: str | None,
     ) -> bool:
         """``send`` what is for the asker's eyes only, and say whether it reached them.
 
@@ -324,21 +343,44 @@ class ChatOutput:
         *,
         keyboard: InlineKeyboardMarkup | None = None,
     ) -> Message:
+        """Send ``text``; longer than a message, as several cut between lines (the first
+        answers the asker's message, the last has the buttons). Returns the last."""
         chat_id = conversation.chat_id
+        pieces = [piece for piece in pages(text, MAX_TEXT_CHARS) if piece.strip()] or ["…"]
+        sent: Message | None = None
+        for number, piece in enumerate(pieces):
+            last = number == len(pieces) - 1
+            sent = await self._send_piece(
+                chat_id,
+                piece,
+                keyboard if last else None,
+                conversation.reply_to if number == 0 else None,
+            )
+        assert sent is not None  # there is always one piece
+        return sent
+
+    async def _send_piece(
+        self,
+        chat_id: int,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
+        reply_to: int | None,
+    ) -> Message:
         return await self.sender.call(
             chat_id,
             lambda: self.bot.send_message(
                 chat_id,
-                fit(text),
+                text,
                 reply_markup=keyboard,
-                reply_parameters=reply_parameters(conversation.reply_to),
+                reply_parameters=reply_parameters(reply_to),
             ),
             "send message",
         )
 
     async def close_question(self, message: Message, outcome: str) -> None:
-        """Append the outcome to a question and drop its buttons, so nobody presses again."""
-        text = fit(f"{message.text or ''}\n\n{outcome}")
+        """Append the outcome to a question and drop its buttons, so nobody presses again.
+        A long question is shortened to make room: the outcome is never what is cut."""
+        text = keep_last(message.text or "", outcome, MAX_TEXT_CHARS)
         with contextlib.suppress(BadRequest):  # deleted meanwhile: nothing left to close
             await self.sender.call(
                 message.chat_id,

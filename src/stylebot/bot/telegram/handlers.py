@@ -337,7 +337,8 @@ class TelegramHandlers:
                         conversation, ErrorReply(f"Unknown command /{name}. /help lists them.")
                     )
         if command is not None:
-            await self.chat.show(conversation, await self.core.handle(command))
+            reply = await self.core.handle(command)
+            await self.chat.show(conversation, reply, command=f"/{name}")
 
     async def _train(self, conversation: Conversation, args: str) -> None:
         if not args:
@@ -391,7 +392,7 @@ class TelegramHandlers:
                         keyboard=keyboard,
                     )
                     return
-        await self.chat.show(conversation, reply)
+        await self.chat.show(conversation, reply, command=f"/style {verb} {name}")
 
     async def _optout_reply(self, conversation: Conversation, message: Message) -> None:
         """``/optout`` typed as a reply to one's own message with an image."""
@@ -436,7 +437,8 @@ class TelegramHandlers:
         if admin_commands.needs_manager_check(command) and conversation.in_group:
             manages = await self._manages_chat(conversation)
             command = dataclasses.replace(command, manages_server=manages)
-        await self.chat.show(conversation, await self.core.handle(command))
+        reply = await self.core.handle(command)
+        await self.chat.show(conversation, reply, command=f"/admin {args}".strip())
 
     async def _manages_chat(self, conversation: Conversation) -> bool:
         """Whether the sender is the group's creator or one of its administrators.
