@@ -1,5 +1,5 @@
-"""What the bot's Discord messages say: long lists whole, private answers ephemeral, and
-user text shown as typed, never as markdown or a link.
+"""What the bot's Discord messages say: long lists whole, private answers ephemeral, user
+text shown as typed, never as markdown or a link, and custom_ids within Discord's limit.
 
 The real discord.py client and adapter against the fake Discord (which refuses content
 over 2000 characters, as Discord does), over the real core, SQLite and Redis. Styles are
@@ -18,7 +18,9 @@ from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUse
 from tests.support.records import add_ready_style
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.core import LICENCES
+from stylebot.bot.discord import DiscordAdapter, PeopleAnswer
+from stylebot.bot.discord.views import consent_view, erasure_view, licence_options, rename_view
 from stylebot.config import Settings
 
 pytestmark = pytest.mark.slow
@@ -133,3 +135,27 @@ async def test_prompts_show_as_typed_and_never_as_links_or_markdown(
     for markup in ("||boo||", "**big**"):
         assert markup not in content
     assert prompt in unescaped(content), "the reader sees exactly what was typed"
+
+
+def test_the_longest_custom_ids_the_bot_makes_fit_discords_100_characters() -> None:
+    longest_user_id = 2**64 - 1  # snowflakes are 64-bit: 20 digits
+    longest_licence = max((licence.id for licence in LICENCES), key=len)
+    options = licence_options((licence.id, licence.label) for licence in LICENCES)
+    views = [
+        # The longest name carried, with every other field at its longest too.
+        consent_view(longest_user_id, "n" * 48, options, longest_licence, PeopleAnswer.NOT_AGREED),
+        consent_view(longest_user_id, "m" * 49, options, longest_licence, PeopleAnswer.AGREED),
+        consent_view(longest_user_id, "a:b", options),  # a name with the separator in it
+        rename_view(longest_user_id, longest_licence, PeopleAnswer.AGREED),
+        erasure_view(longest_user_id),
+    ]
+    custom_ids = [
+        str(item.custom_id)  # type: ignore[attr-defined]
+        for view in views
+        for item in view.children
+    ]
+    assert len(custom_ids) == 16
+    assert max(len(custom_id) for custom_id in custom_ids) <= 100
+    assert any(custom_id.endswith(":" + "n" * 48) for custom_id in custom_ids)
+    # Too long (or holding ':') to carry, a name is asked for again instead of being cut.
+    assert all("mm" not in c and not c.endswith("a:b") for c in custom_ids)
