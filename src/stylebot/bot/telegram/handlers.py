@@ -57,8 +57,9 @@ from stylebot.bot.core.text_commands import CommandSyntaxError, parse_imagine, s
 from stylebot.bot.telegram import admin as admin_commands
 from stylebot.bot.telegram.admin import AdminUsageError, RepliedUser, parse_admin
 from stylebot.bot.telegram.albums import AlbumCollector, Spawn
-from stylebot.bot.telegram.chat import ChatOutput, Conversation, text_of
+from stylebot.bot.telegram.chat import ChatOutput
 from stylebot.bot.telegram.consent import ConsentFlow
+from stylebot.bot.telegram.conversation import Conversation, text_of
 from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard
 from stylebot.bot.telegram.render import (
     HELP_TEXT,
