@@ -363,9 +363,12 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     with Image.open(io.BytesIO(photo.photo_bytes or b"")) as seen:
         assert seen.format == "JPEG", "the preview is what Telegram makes of it"
 
-    # /verify as a reply to the file names the record.
+    # /verify as a reply to the file names the record: its maker, prompt and style are
+    # for the asker's eyes, so the report goes to Bob's private chat.
+    bob_private = fake.private_chat(bob)
     await fake.reply(group, bob, document, "/verify")
-    report = await fake.wait_for_sent(group, lambda m: "Made with stylebot" in (m.text or ""))
+    report = await fake.wait_for_sent(bob_private, lambda m: "Made with stylebot" in (m.text or ""))
+    assert [m for m in fake.sent_messages(group) if "Made with" in (m.text or "")] == []
     assert f"output {output_id}" in (report.text or "")
     assert "a lighthouse at dawn" in (report.text or "")
 
@@ -407,7 +410,6 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     # Shared with the group, Bob can use it here.
     await fake.send_text(group, ada, "/style share warm")
     await fake.wait_for_sent(group, lambda m: "shared with the members" in (m.text or ""))
-    bob_private = fake.private_chat(bob)
     await fake.send_text(group, bob, "/styles")
     listing = await fake.wait_for_sent(
         bob_private, lambda m: "Styles you can use" in (m.text or "")

@@ -109,6 +109,8 @@ class VerifyReport:
     text: str
     output_id: str | None
     output: Output | None = None
+    # Traced to a record, it names its maker, their prompt and style: for the asker only.
+    private: bool = False
 
 
 @dataclass(frozen=True)
