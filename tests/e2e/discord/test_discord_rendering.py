@@ -18,7 +18,7 @@ from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUse
 from tests.support.records import add_ready_style
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import LICENCES
+from stylebot.bot.core import LICENCES, JobFinished, Notification, Requester
 from stylebot.bot.discord import DiscordAdapter, PeopleAnswer
 from stylebot.bot.discord.views import consent_view, erasure_view, licence_options, rename_view
 from stylebot.config import Settings
@@ -159,3 +159,28 @@ def test_the_longest_custom_ids_the_bot_makes_fit_discords_100_characters() -> N
     assert any(custom_id.endswith(":" + "n" * 48) for custom_id in custom_ids)
     # Too long (or holding ':') to carry, a name is asked for again instead of being cut.
     assert all("mm" not in c and not c.endswith("a:b") for c in custom_ids)
+
+
+async def test_a_long_result_posted_in_the_channel_comes_whole_in_several_messages(
+    fake: FakeDiscord,
+    discord_bot: DiscordAdapter,
+    guild: FakeGuild,
+    general: FakeChannel,
+    alice: FakeUser,
+) -> None:
+    # A result whose interaction this process never saw (say, after a restart) is posted
+    # in the channel; a 1000-character prompt of markup doubles when escaped.
+    prompt = "*_" * 500
+    text = f"Failed to make {prompt!r}: the worker gave up. " + "Details follow. " * 60
+    to = Requester("discord", str(alice.id), "Alice", str(general.id), str(guild.id))
+
+    await discord_bot.notify(Notification(to, JobFinished(text, "generate-1", "generate", False)))
+
+    posted = fake.channel_messages(general.id)
+    assert len(posted) > 1
+    assert posted[0]["content"].startswith(f"<@{alice.id}> ")
+    assert all(len(m["content"]) <= 2000 for m in posted)
+    assert all(not m["content"].endswith("\\") for m in posted), "no escape cut in two"
+    shown = unescaped("".join(m["content"] for m in posted))  # cut within the prompt
+    assert prompt in shown
+    assert shown.rstrip().endswith("Details follow.")

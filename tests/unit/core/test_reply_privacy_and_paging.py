@@ -93,6 +93,9 @@ def test_a_line_longer_than_a_page_is_cut_at_spaces() -> None:
     assert cut[-1].endswith("\ntail")
     assert " ".join(" ".join(cut).split()) == " ".join(f"head {words} tail".split())
     assert pages("x" * 250, 100) == ["x" * 100, "x" * 100, "x" * 50]
+    # Never between a backslash and what it escapes: "\\*" cut apart would be a live "*".
+    escaped = "\\*" * 10
+    assert pages(escaped, 5) == ["\\*\\*"] * 5
 
 
 def test_keep_last_shortens_the_text_never_the_outcome() -> None:

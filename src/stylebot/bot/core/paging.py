@@ -37,13 +37,21 @@ def _line_pieces(line: str, limit: int) -> list[str]:
     while len(line) > limit:
         cut = line.rfind(" ", 0, limit + 1)
         if cut <= 0 or not line[:cut].strip():
-            pieces.append(line[:limit])
-            line = line[limit:]
+            cut = _hard_cut(line, limit)
+            pieces.append(line[:cut])
+            line = line[cut:]
         else:
             pieces.append(line[:cut])
             line = line[cut + 1 :]
     pieces.append(line)
     return pieces
+
+
+def _hard_cut(line: str, limit: int) -> int:
+    """Where to cut a line with no space to cut at: at ``limit``, but never between a
+    backslash and the character it escapes (escaped markup would come alive)."""
+    backslashes = len(line[:limit]) - len(line[:limit].rstrip("\\"))
+    return limit - 1 if backslashes % 2 and limit > 1 else limit
 
 
 def keep_last(text: str, last: str, limit: int, marker: str = "…") -> str:

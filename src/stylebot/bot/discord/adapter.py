@@ -630,13 +630,17 @@ class DiscordAdapter:
                 attachments=rendered.files(),
                 view=view,
             )
-            await self._follow_up(tracked.interaction, rest, ephemeral=tracked.ephemeral)
         except discord.HTTPException as exc:
             # 10015 Unknown Webhook (token dead), 10008 (response deleted), ...
             log.info(
                 "result of job %s not edited into its interaction (%s); posting it", job_id, exc
             )
             return False
+        try:
+            await self._follow_up(tracked.interaction, rest, ephemeral=tracked.ephemeral)
+        except discord.HTTPException as exc:
+            # The result itself is shown; posting it again elsewhere would double it.
+            log.warning("the rest of job %s's result was not sent: %s", job_id, exc)
         return True
 
     async def _post_elsewhere(
@@ -656,11 +660,11 @@ class DiscordAdapter:
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
                 **_embed_and_view(rendered, view),
             )
-            for page in rest:
-                await channel.send(page)
-            return
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("channel %s unusable (%s); sending the result as a DM", to.chat_id, exc)
+        else:
+            await _send_rest(channel, rest)
+            return
         prefix = "I could not post in the channel where you asked, so here it is. "
         if not await self._direct_message(to, rendered, view, prefix=prefix):
             # Nothing else can reach them; the record stays and /status shows it.
@@ -682,12 +686,21 @@ class DiscordAdapter:
         try:
             user = client.get_user(user_id) or await client.fetch_user(user_id)
             await user.send(first, files=rendered.files(), **_embed_and_view(rendered, view))
-            for page in rest:
-                await user.send(page)
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("no DM to Discord user %s: %s", to.user_id, exc)
             return False
+        await _send_rest(user, rest)
         return True
+
+
+async def _send_rest(to: discord.abc.Messageable, pages: Sequence[str]) -> None:
+    """The pages after the first of a long message. The first is out already, so a
+    refusal now is logged rather than sent again somewhere else (it would double it)."""
+    try:
+        for page in pages:
+            await to.send(page)
+    except discord.HTTPException as exc:
+        log.warning("the rest of a long message was not sent: %s", exc)
 
 
 def _embed_and_view(rendered: Rendered, view: discord.ui.View | None) -> dict[str, Any]:
