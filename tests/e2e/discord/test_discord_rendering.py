@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 import pytest
-from tests.e2e.discord.test_discord_bot import EPHEMERAL, original_when
+from tests.e2e.discord.test_discord_bot import CB_DEFERRED, EPHEMERAL, original_when
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUser, SentInteraction
 from tests.support.records import add_ready_style
 
@@ -184,3 +184,29 @@ async def test_a_long_result_posted_in_the_channel_comes_whole_in_several_messag
     shown = unescaped("".join(m["content"] for m in posted))  # cut within the prompt
     assert prompt in shown
     assert shown.rstrip().endswith("Details follow.")
+
+
+async def test_every_command_whose_answer_the_core_marks_private_answers_ephemerally(
+    fake: FakeDiscord,
+    discord_bot: DiscordAdapter,
+    frontend: FrontEnd,
+    guild: FakeGuild,
+    general: FakeChannel,
+    alice: FakeUser,
+) -> None:
+    await add_ready_style(frontend, "discord", str(alice.id), "Alice", "secret-ink", b"weights")
+    private_commands: list[tuple[str, dict[str, Any] | None]] = [
+        ("styles", None),
+        ("status", None),
+        ("style info", {"name": "secret-ink"}),
+        ("style export", {"name": "secret-ink"}),
+        ("forget-me", None),
+        ("admin queue", None),
+    ]
+    for command, options in private_commands:
+        sent = await fake.send_slash_command(guild.id, general.id, alice, command, options)
+        assert (await sent.callback()).json == {"type": CB_DEFERRED, "data": {"flags": EPHEMERAL}}
+        answer = await original_when(fake, sent, lambda m: m["content"], f"/{command}", 10)
+        assert answer["flags"] & EPHEMERAL, command
+    visible = [m for m in fake.channel_messages(general.id) if not m["flags"] & EPHEMERAL]
+    assert visible == []
