@@ -20,7 +20,9 @@ bugs show up in tests rather than in production:
 * interactions can only be sent for commands the bot registered (``strict``),
   with option names the registration declares;
 * deleted channels answer 404 / 10003, users with closed DMs 403 / 50007;
-* message content is limited to 2000 characters and must not be empty;
+* message content is limited to 2000 characters and must not be empty; embeds,
+  components (custom_ids of at most 100 characters, five rows...), modals and
+  autocomplete choices have Discord's limits too (see tests/fakes/discord_limits.py);
 * JSON responses carry exactly ``Content-Type: application/json`` (discord.py
   only parses JSON then).
 
@@ -67,6 +69,8 @@ import discord.gateway
 import discord.http
 import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
+
+from tests.fakes import discord_limits
 
 __all__ = [
     "DISCORD_EPOCH_MS",
@@ -1693,10 +1697,10 @@ class FakeDiscord:
         body: Mapping[str, Any], attachments: list[dict[str, Any]] | None, *, creating: bool
     ) -> None:
         content = body.get("content")
-        if content is not None and len(str(content)) > 2000:
-            raise _ApiError(
-                400, 50035, "Invalid Form Body (content: Must be 2000 or fewer in length.)"
-            )
+        try:
+            discord_limits.check_message(body)
+        except discord_limits.LimitExceeded as exceeded:
+            raise _ApiError(400, 50035, str(exceeded)) from exceeded
         if creating and not (
             content
             or body.get("embeds")
@@ -2066,10 +2070,13 @@ class FakeDiscord:
         }[state.type]
         if kind not in allowed:
             raise _ApiError(400, 50035, f"Invalid Form Body (type: callback {kind} not valid here)")
-        if kind == CB_AUTOCOMPLETE and len(data.get("choices") or []) > 25:
-            raise _ApiError(
-                400, 50035, "Invalid Form Body (data.choices: Must be 25 or fewer in length.)"
-            )
+        try:
+            if kind == CB_AUTOCOMPLETE:
+                discord_limits.check_choices(data.get("choices") or [])
+            elif kind == CB_MODAL:
+                discord_limits.check_modal(data)
+        except discord_limits.LimitExceeded as exceeded:
+            raise _ApiError(400, 50035, str(exceeded)) from exceeded
 
         message: dict[str, Any] | None = None
         message_type = 20 if state.type == IT_APPLICATION_COMMAND else 0

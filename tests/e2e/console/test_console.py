@@ -136,7 +136,8 @@ def test_forgetme_asks_then_erases_everything_and_the_ledger_verifies(
     # The one bad line (`/forgetme please`) makes the exit status 1; the rest ran.
     assert result.returncode == 1, out + result.stderr
     assert "Style ink is ready" in out
-    asked = out.index("This erases everything of yours here: 1 style(s) (ink)")
+    asked = out.index("This erases everything of yours here: 1 style(s), ")
+    assert "Your styles: ink" in out[asked:]
     assert "Type /forgetme confirm to erase it all." in out[asked:]
     refused = out.index("! /forgetme takes nothing, or the word confirm")
     assert out.index("- ink (ready, yours)", refused) < out.index("Erased: 1 style(s)")

@@ -409,3 +409,35 @@ async def test_fake_refuses_interactions_discord_could_not_send(
 
     assert first.status == 200
     assert sum(1 for r in fake.requests if r.path.endswith("/callback")) == 1
+
+
+async def test_fake_refuses_what_discord_refuses_over_its_limits(
+    fake: FakeDiscord, guild: FakeGuild, general: FakeChannel
+) -> None:
+    def button_with_id(custom_id: str) -> discord.ui.View:
+        view = discord.ui.View(timeout=None)
+        view.add_item(discord.ui.Button(label="go", custom_id=custom_id))
+        return view
+
+    too_long: list[tuple[str, dict[str, object]]] = [
+        ("content", {"content": "x" * 2001}),
+        ("embeds.0.description", {"embed": discord.Embed(description="d" * 4097)}),
+        ("embeds.0.title", {"embed": discord.Embed(title="t" * 257)}),
+        ("embeds", {"embed": discord.Embed(description="d" * 4000).set_footer(text="f" * 2001)}),
+        ("components.0.components.0.custom_id", {"view": button_with_id("c" * 101)}),
+    ]
+    async with running(fake, build_bot(guild.id, sync=True)) as bot:
+        channel = bot.client.get_channel(general.id)
+        assert isinstance(channel, discord.TextChannel)
+        for path, kwargs in too_long:
+            with pytest.raises(discord.HTTPException) as refused:
+                await channel.send(**kwargs)  # type: ignore[arg-type]
+            assert (refused.value.status, refused.value.code) == (400, 50035)
+            assert f"({path}:" in refused.value.text, path
+        # At the limits exactly, all of it goes through.
+        await channel.send(
+            "x" * 2000,
+            embed=discord.Embed(title="t" * 256, description="d" * 3000),
+            view=button_with_id("c" * 100),
+        )
+    assert len(fake.channel_messages(general.id)) == 1

@@ -4,15 +4,14 @@ and the real adapter started on the stack of tests/e2e/conftest.py."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser
+from tests.support.records import add_ready_style
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import TERMS_VERSION, StyleStatus
 from stylebot.bot.telegram import TelegramAdapter
 from stylebot.config import Settings
 
@@ -93,15 +92,6 @@ def ready_style(frontend: FrontEnd) -> ReadyStyle:
     ``weights`` as its LoRA file, for tests about what the bot does with one."""
 
     async def make(user: FakeUser, name: str, weights: bytes) -> None:
-        repo, blobs = frontend.repo, frontend.blobs
-        owner = await repo.get_or_create_user("telegram", str(user.id), user.first_name)
-        image = await blobs.put(f"reference image of {name}".encode())
-        upload = await repo.add_upload(owner.id, image, "ref.png", 64, 64)
-        now = datetime.now(UTC)
-        consent = await repo.add_consent(owner.id, "own-work", TERMS_VERSION, True, [image], now)
-        style = await repo.add_style(
-            owner.id, name, f"sbt {name}", consent.id, "tiny", {}, [upload.id], now
-        )
-        await repo.set_style_status(style.id, StyleStatus.READY, await blobs.put(weights))
+        await add_ready_style(frontend, "telegram", str(user.id), user.first_name, name, weights)
 
     return make

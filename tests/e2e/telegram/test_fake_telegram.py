@@ -381,6 +381,28 @@ async def test_telegram_errors_reach_the_client(fake: FakeTelegram, app: Applica
         await sent.delete()
 
 
+async def test_texts_captions_and_button_data_over_telegrams_limits_are_refused(
+    fake: FakeTelegram, app: Application
+) -> None:
+    group = fake.group_chat(id=-43, title="limits")
+    png = _png(8, 8, (1, 2, 3))
+
+    def keyboard(data: str) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup([[InlineKeyboardButton("go", callback_data=data)]])
+
+    with pytest.raises(BadRequest, match=r"(?i)message caption is too long"):
+        await app.bot.send_document(group.id, png, filename="a.png", caption="c" * 1025)
+    with pytest.raises(BadRequest, match=r"(?i)message caption is too long"):
+        await app.bot.send_photo(group.id, png, caption="c" * 1025)
+    with pytest.raises(BadRequest, match=r"(?i)button_data_invalid"):
+        await app.bot.send_message(group.id, "press", reply_markup=keyboard("é" * 33))  # 66 B
+    at_limits = await app.bot.send_message(group.id, "x" * 4096, reply_markup=keyboard("d" * 64))
+    with pytest.raises(BadRequest, match=r"(?i)message is too long"):
+        await at_limits.edit_text("y" * 4097)
+    await app.bot.send_photo(group.id, png, caption="c" * 1024)
+    assert [len(m.text or m.caption or "") for m in fake.sent_messages(group)] == [4096, 1024]
+
+
 async def test_a_migrated_group_answers_with_its_new_id(
     fake: FakeTelegram, app: Application, user: FakeUser
 ) -> None:

@@ -126,7 +126,11 @@ async def test_group_admins_manage_their_group_and_members_are_refused(
     fake.set_member_status(group, bob, "administrator")
     await fake.send_text(group, ada, "/imagine a quiet harbour seed:3")
     await fake.wait_for_sent(group, lambda m: (m.text or "").startswith("Imagining"))
-    listing = await said(fake, group, bob, "/admin@stylebot_test_bot queue")
+    # Who queued what is for the asker: it goes to Bob's private chat.
+    bob_private = fake.private_chat(bob)
+    note = await said(fake, group, bob, "/admin@stylebot_test_bot queue")
+    assert note == "Bob, I sent you my answer in our private chat."
+    listing = (await fake.wait_for_sent(bob_private)).text or ""
     assert listing.startswith("1 job(s) queued or running, 1 from this server.")
     assert "generate by Ada: queued" in listing
 
@@ -262,7 +266,7 @@ async def test_the_operator_bans_by_reply_and_the_banned_user_is_refused(
         f"{bob.id} may use the bot again."
     )
     assert await store.ban_of("telegram", str(bob.id)) is None
-    assert (await said(fake, group, bob, "/styles")).startswith("No styles yet")
+    assert (await said(fake, group, bob, "/styles")).startswith("Bob, my answer is for you only")
 
 
 # -- /optout -----------------------------------------------------------------------------------

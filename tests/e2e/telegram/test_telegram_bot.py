@@ -131,8 +131,9 @@ async def test_in_groups_only_what_is_addressed_to_the_bot_is_taken(
     await fake.send_photo(group, ada, samples[0])  # a picture shared with the group
     await fake.send_text(group, ada, "/styles@some_other_bot")
     await fake.send_text(group, ada, "/styles@stylebot_test_bot")
-    listing = await fake.wait_for_sent(group)
-    assert (listing.text or "").startswith("No styles yet")
+    # The list is for Ada only, and she never opened a private chat with the bot.
+    hint = await fake.wait_for_sent(group)
+    assert (hint.text or "").startswith("Ada, my answer is for you only")
 
     # An image captioned /verify is checked, not uploaded.
     await fake.send_photo(group, ada, samples[1], caption="/verify")
@@ -362,9 +363,12 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     with Image.open(io.BytesIO(photo.photo_bytes or b"")) as seen:
         assert seen.format == "JPEG", "the preview is what Telegram makes of it"
 
-    # /verify as a reply to the file names the record.
+    # /verify as a reply to the file names the record: its maker, prompt and style are
+    # for the asker's eyes, so the report goes to Bob's private chat.
+    bob_private = fake.private_chat(bob)
     await fake.reply(group, bob, document, "/verify")
-    report = await fake.wait_for_sent(group, lambda m: "Made with stylebot" in (m.text or ""))
+    report = await fake.wait_for_sent(bob_private, lambda m: "Made with stylebot" in (m.text or ""))
+    assert [m for m in fake.sent_messages(group) if "Made with" in (m.text or "")] == []
     assert f"output {output_id}" in (report.text or "")
     assert "a lighthouse at dawn" in (report.text or "")
 
@@ -374,8 +378,11 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert "not one you can use here" in refused.get("text", "")
     refused = await fake.press_and_answer(group, bob, photo, f"od|{output_id}")
     assert refused.get("text") == "Only the person who made an image can delete it."
+    # Info shows the prompt: for the presser only, in their private chat.
+    ada_private = fake.private_chat(ada)
     await fake.press_button(group, ada, photo, f"oi|{output_id}")
-    info = await fake.wait_for_sent(group, lambda m: (m.text or "").startswith("prompt:"))
+    info = await fake.wait_for_sent(ada_private, lambda m: "prompt:" in (m.text or ""))
+    assert (info.text or "").startswith(f"output: {output_id}")
     assert "seed: 5" in (info.text or "")
 
     await fake.press_button(group, ada, photo, f"or|{output_id}")
@@ -404,7 +411,9 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     await fake.send_text(group, ada, "/style share warm")
     await fake.wait_for_sent(group, lambda m: "shared with the members" in (m.text or ""))
     await fake.send_text(group, bob, "/styles")
-    listing = await fake.wait_for_sent(group, lambda m: "Styles you can use" in (m.text or ""))
+    listing = await fake.wait_for_sent(
+        bob_private, lambda m: "Styles you can use" in (m.text or "")
+    )
     assert "- warm (ready, shared here)" in (listing.text or "")
 
     # Deleting a style asks first, and only the asker can answer.

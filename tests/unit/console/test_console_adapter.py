@@ -10,8 +10,14 @@ import pytest
 from tests.fakes.core import CoreWorld, png
 
 from stylebot.bot.console import ConsoleAdapter
+from stylebot.bot.core import Imagine, OutputInfo
 from stylebot.cli import main
-from stylebot.queue.payloads import JobEvent, TrainResult
+from stylebot.queue.payloads import (
+    GeneratedImage,
+    GenerateResult,
+    JobEvent,
+    TrainResult,
+)
 
 
 def console_for(world: CoreWorld, tmp_path: Path) -> tuple[ConsoleAdapter, io.StringIO]:
@@ -145,3 +151,30 @@ def test_console_refuses_a_bad_user_name_before_starting(
     assert main(["--data-dir", str(tmp_path), "console", "--user", "two words"]) == 2
     assert "--user: 'two words' is not a console user name" in capsys.readouterr().err
     assert not (tmp_path / "stylebot.sqlite").exists()
+
+
+async def test_user_text_reaches_the_terminal_without_control_sequences(
+    world: CoreWorld, tmp_path: Path
+) -> None:
+    # A file name and a prompt, each trying to clear the screen, retitle the window,
+    # overwrite the line and reorder what is shown.
+    hostile = "\x1b[2J\x1b]0;pwned\x07\rx\x08\x9b31m\u202egnp"
+    console, out = console_for(world, tmp_path)
+    status = await console.run(lines(f'/upload "{tmp_path / hostile}.png"'), wait_for_jobs=False)
+    assert status == 1
+    await world.bot.handle(Imagine(console.requester, f"a boat {hostile}", seed=4))
+    job = world.queue.generate_jobs[-1]
+    key = await world.blobs.put(b"png")
+    result = GenerateResult((GeneratedImage(job.output_ids[0], key, 4),), 1.0)
+    await world.bot.handle_event(
+        JobEvent(job.job_id, "generate", "finished", result=result.to_dict())
+    )
+    info = await world.bot.handle(OutputInfo(console.requester, job.output_ids[0]))
+    assert "\x1b" in getattr(info, "text", ""), "the core keeps the text as typed"
+    console.show(info)
+
+    text = out.getvalue()
+    for control in ("\x1b", "\r", "\x08", "\x9b", "\u202e", "\x07"):
+        assert control not in text, repr(control)
+    assert "x31mgnp.png is not a file I can read." in text
+    assert "prompt: a boat x31mgnp" in text

@@ -370,10 +370,12 @@ async def test_verify_traces_a_watermarked_image_to_its_record(world: CoreWorld)
     assert "Alice" in report.text
     assert "ink" in report.text
     assert "a lighthouse" in report.text
+    assert report.private, "its maker's name and prompt are for the asker's eyes only"
 
     plain = await world.bot.handle(Verify(BOB, IncomingFile("y.png", png((9, 9, 9)))))
     assert isinstance(plain, VerifyReport)
     assert plain.output_id is None
+    assert not plain.private
 
     junk = await world.bot.handle(Verify(BOB, IncomingFile("z.png", b"\x89PNG broken")))
     assert isinstance(junk, ErrorReply)

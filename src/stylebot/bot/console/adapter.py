@@ -3,6 +3,10 @@
 It reads lines from standard input, so it works as an interactive REPL and
 with a piped script. When reading a script it waits for the jobs a command
 queued before it reads the next line, so `/train` then `/imagine` just works.
+
+What it prints holds user text (prompts, file names), so every line goes out
+without terminal control: escape sequences and control characters are dropped,
+or a prompt could clear the screen, retitle the window or hide what came before.
 """
 
 from __future__ import annotations
@@ -73,6 +77,21 @@ Commands:
   /as NAME                     act as another user from here on (to try limits and turns)
   /help                        this text
   /quit                        leave"""
+
+
+# ESC sequences: CSI (colours, cursor, clearing), OSC (window title, hyperlinks, up to
+# BEL or ST), and the two-character ones; then single control characters but newline
+# and tab (carriage return and backspace overwrite), DEL, C1 controls (0x9b is a CSI
+# of its own), and the bidirectional overrides that reorder what is shown.
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?|[ -~]?)"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without anything a terminal would act on rather than show."""
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
 
 class ConsoleAdapter:
@@ -239,7 +258,7 @@ class ConsoleAdapter:
                 self._print(reply.text)
 
     def _print(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(terminal_safe(text), file=self.out, flush=True)
 
     async def wait_for_jobs(self) -> bool:
         """Wait until every job this console queued has ended. False if it never will."""

@@ -446,7 +446,8 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
         if waiting:
             lines.append(title)
             lines.extend([await described(job, f"{place}.") for place, job in waiting])
-    return TextReply("\n".join(lines))
+    # Who queued what (for the operator: in every server) is for the asker, not a group.
+    return TextReply("\n".join(lines), private=True)
 
 
 # -- gates the other handlers call -------------------------------------------------------------

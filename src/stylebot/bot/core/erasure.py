@@ -126,15 +126,16 @@ async def _forget_usage_and_unlink_optouts(deps: Deps, requester: Requester, h: 
 
 
 def _confirmation(h: _Holdings) -> ErasureConfirmation:
+    # The counts and the question first, the names (as many as they made) last.
     names = ", ".join(s.name for s in h.styles)
-    styles = f"{len(h.styles)} style(s)" + (f" ({names})" if names else "")
+    listed = f"\nYour styles: {names}" if names else ""
     jobs = f", and stops your {len(h.jobs)} queued or running job(s)" if h.jobs else ""
     return ErasureConfirmation(
         text=(
-            f"This erases everything of yours here: {styles}, {h.images} reference "
-            f"image(s), {h.outputs} generated image(s) (yours, and those others made with "
-            f"your styles), your job history and usage{jobs}. "
-            f"{_what_stays(h.optouts)} This cannot be undone. Confirm to go ahead."
+            f"This erases everything of yours here: {len(h.styles)} style(s), {h.images} "
+            f"reference image(s), {h.outputs} generated image(s) (yours, and those others "
+            f"made with your styles), your job history and usage{jobs}. "
+            f"{_what_stays(h.optouts)} This cannot be undone. Confirm to go ahead.{listed}"
         ),
         styles=len(h.styles),
         images=h.images,

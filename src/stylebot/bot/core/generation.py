@@ -250,12 +250,15 @@ async def output_info(deps: Deps, command: OutputInfo) -> Reply:
         return ErrorReply("That image is no longer available (it was deleted).")
     style = await deps.repo.get_style(output.style_id) if output.style_id else None
     negative = f"\nnegative: {output.negative_prompt}" if output.negative_prompt else ""
+    # The facts first, the free text (as long as its writer liked) last, so a long
+    # prompt never pushes them out of sight; for the asker only, as prompts are.
     return TextReply(
-        f"prompt: {output.prompt}{negative}\n"
+        f"output: {output.id}, made {output.created_at.isoformat(timespec='seconds')}\n"
         f"style: {style.name if style else 'none (base model)'}\n"
         f"seed: {output.seed}, steps: {output.steps}, guidance: {output.guidance}, "
         f"size: {output.width}x{output.height}\n"
-        f"output: {output.id}, made {output.created_at.isoformat(timespec='seconds')}"
+        f"prompt: {output.prompt}{negative}",
+        private=True,
     )
 
 

@@ -48,10 +48,11 @@ async def show_status(deps: Deps, command: ShowStatus) -> Reply:
     everyone = await deps.repo.active_jobs()
     mine = [j for j in everyone if j.user_id == user.id]
     if not mine:
-        return TextReply("You have no jobs queued or running.")
+        return TextReply("You have no jobs queued or running.", private=True)
     positions = await waiting_positions(deps, everyone)
     lines = [_describe_job(job, positions.get(job.id, 0)) for job in mine]
-    return TextReply("Your jobs:\n" + "\n".join(lines))
+    # Job ids and what they make are the asker's business only.
+    return TextReply("Your jobs:\n" + "\n".join(lines), private=True)
 
 
 async def cancel(deps: Deps, command: CancelJob) -> Reply:

@@ -1,4 +1,11 @@
-"""Replies as plain data. Adapters decide how each looks on their platform."""
+"""Replies as plain data. Adapters decide how each looks on their platform.
+
+Texts are plain text: any user-given part (prompt, style or display name) is kept as
+typed, and each adapter makes the whole text safe for its platform (markdown,
+terminal escapes). A reply marked ``private`` carries what is for the asker's eyes
+only (their private style names, prompts, jobs, what erasure would take): adapters
+never show it to a group, but to the asker alone (a private chat, an ephemeral answer).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,8 @@ from stylebot.bot.core.model import Output, Requester
 @dataclass(frozen=True)
 class TextReply:
     text: str
+    # For the asker only (see the module doc); the core decides.
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,11 +89,12 @@ class ImagesReady:
 
 @dataclass(frozen=True)
 class FileReply:
-    """A file for the user (a style export)."""
+    """A file for the user (a style export): always theirs alone."""
 
     text: str
     filename: str
     data: bytes
+    private: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ class VerifyReport:
     text: str
     output_id: str | None
     output: Output | None = None
+    # Traced to a record, it names its maker, their prompt and style: for the asker only.
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,8 @@ class ErasureConfirmation:
     styles: int
     images: int  # training images and images waiting for training
     outputs: int  # generated images: the user's own, and others' made with their styles
+    # It names every style of theirs, private ones too.
+    private: bool = True
 
 
 Reply = (
@@ -125,6 +139,11 @@ Reply = (
     | VerifyReport
     | ErasureConfirmation
 )
+
+
+def is_private(reply: Reply) -> bool:
+    """Whether ``reply`` is for the asker's eyes only (see the module doc)."""
+    return bool(getattr(reply, "private", False))
 
 
 @dataclass(frozen=True)

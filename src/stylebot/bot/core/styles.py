@@ -65,12 +65,15 @@ async def list_styles(deps: Deps, command: ListStyles) -> Reply:
         s for s in await deps.repo.candidate_styles(user.id, scope) if can_use(s, user.id, scope)
     ]
     if not styles:
-        return TextReply("No styles yet. Upload images and run /train NAME to make one.")
+        return TextReply(
+            "No styles yet. Upload images and run /train NAME to make one.", private=True
+        )
     lines = []
     for style in styles:
         whose = "yours" if style.owner_id == user.id else _SHARED_LABEL[style.visibility]
         lines.append(f"- {style.name} ({style.status}, {whose})")
-    return TextReply("Styles you can use:\n" + "\n".join(lines))
+    # It names the asker's private styles: for their eyes only.
+    return TextReply("Styles you can use:\n" + "\n".join(lines), private=True)
 
 
 async def style_info(deps: Deps, command: StyleInfo) -> Reply:
@@ -96,7 +99,8 @@ async def style_info(deps: Deps, command: StyleInfo) -> Reply:
         f"trained on: {len(images)} image(s), {steps} steps\n"
         f"{await _training_lines(deps, style)}"
         f"trigger: {style.trigger}\n"
-        f"created: {style.created_at.isoformat(timespec='seconds')}"
+        f"created: {style.created_at.isoformat(timespec='seconds')}",
+        private=True,
     )
 
 

@@ -93,6 +93,7 @@ async def verify_image(
         ),
         output_id=output.id,
         output=output,
+        private=True,
     )
 
 

@@ -67,7 +67,7 @@ from stylebot.bot.core.commands import (
     RerollOutput,
     VaryOutput,
 )
-from stylebot.bot.core.replies import ErasureConfirmation
+from stylebot.bot.core.replies import ErasureConfirmation, is_private
 from stylebot.bot.discord.commands import StyleCommandTree
 from stylebot.bot.discord.jobs import PROGRESS_EDIT_INTERVAL_S, JobInteractions
 from stylebot.bot.discord.render import (
@@ -345,14 +345,19 @@ class DiscordAdapter:
         ephemeral: bool,
         style_name: str = "",
     ) -> None:
-        """Replace the deferred "thinking…" response with the reply.
+        """Replace the deferred "thinking…" response with the reply; a text longer than
+        a message continues in follow-ups, as private as the response.
 
-        A refusal is for the user's eyes only: when the response was deferred in
-        public, the public placeholder is removed and the error sent ephemerally.
+        A refusal, and what the core marks private, is for the user's eyes only: when
+        the response was deferred in public, the public placeholder is removed and the
+        reply sent ephemerally.
         """
-        if isinstance(reply, ErrorReply) and not ephemeral:
+        if (isinstance(reply, ErrorReply) or is_private(reply)) and not ephemeral:
             await interaction.delete_original_response()
-            await interaction.followup.send(render(reply).content, ephemeral=True)
+            rendered = self._within_upload_limit(interaction, render(reply))
+            first, *rest = rendered.pages()
+            await interaction.followup.send(first, files=rendered.files(), ephemeral=True)
+            await self._follow_up(interaction, rest, ephemeral=True)
             return
         rendered = self._within_upload_limit(interaction, render(reply))
         view: discord.ui.View | None = None
@@ -365,11 +370,14 @@ class DiscordAdapter:
             view = erasure_view(interaction.user.id)
         # Track before the first await: a fast job's result must find its interaction.
         tracked = (
-            self.jobs.track(reply.job_id, interaction) if isinstance(reply, JobQueued) else None
+            self.jobs.track(reply.job_id, interaction, ephemeral=ephemeral)
+            if isinstance(reply, JobQueued)
+            else None
         )
+        first, *rest = rendered.pages()
         try:
             await interaction.edit_original_response(
-                content=rendered.content,
+                content=first,
                 embed=rendered.embed,
                 attachments=rendered.files(),
                 view=view,
@@ -378,6 +386,14 @@ class DiscordAdapter:
             if tracked is not None:
                 tracked.edited()
                 tracked.answered.set()
+        await self._follow_up(interaction, rest, ephemeral=ephemeral)
+
+    async def _follow_up(
+        self, interaction: discord.Interaction[Any], pages: Sequence[str], *, ephemeral: bool
+    ) -> None:
+        """The rest of a long answer, a message per page, as private as its start."""
+        for page in pages:
+            await interaction.followup.send(page, ephemeral=ephemeral)
 
     def _within_upload_limit(
         self, interaction: discord.Interaction[Any], rendered: Rendered
@@ -448,13 +464,13 @@ class DiscordAdapter:
             )
         )
         if isinstance(consent, ErrorReply):
-            await interaction.followup.send(render(consent).content, ephemeral=True)
+            await interaction.followup.send(render(consent).short, ephemeral=True)
             return
         queued = await self.bot.handle(TrainStyle(requester, name))
         if isinstance(queued, ErrorReply):
             # Consent is recorded; only the name (or timing) was refused.
             await interaction.edit_original_response(
-                content=render(queued).content,
+                content=render(queued).short,
                 embed=None,
                 view=rename_view(interaction.user.id, licence, people),
             )
@@ -464,17 +480,13 @@ class DiscordAdapter:
     async def discard_uploads(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer()
         reply = await self.bot.handle(DiscardUploads(self.requester(interaction)))
-        await interaction.edit_original_response(
-            content=render(reply).content, embed=None, view=None
-        )
+        await interaction.edit_original_response(content=render(reply).short, embed=None, view=None)
 
     async def erase_my_data(self, interaction: discord.Interaction[Any]) -> None:
         """/forget-me confirmed: the confirmation message becomes the core's answer."""
         await interaction.response.defer()
         reply = await self.bot.handle(EraseMyData(self.requester(interaction), confirmed=True))
-        await interaction.edit_original_response(
-            content=render(reply).content, embed=None, view=None
-        )
+        await interaction.edit_original_response(content=render(reply).short, embed=None, view=None)
 
     async def output_action(
         self, interaction: discord.Interaction[Any], action: OutputAction, output_id: str
@@ -496,7 +508,7 @@ class DiscordAdapter:
                 reply = await self.bot.handle(DeleteOutput(requester, output_id))
                 if not isinstance(reply, ErrorReply):
                     await self._remove_image(interaction, output_id)
-                await interaction.followup.send(render(reply).content, ephemeral=True)
+                await interaction.followup.send(render(reply).short, ephemeral=True)
 
     async def _remove_image(self, interaction: discord.Interaction[Any], output_id: str) -> None:
         """Take a deleted image and its buttons off the result message."""
@@ -549,7 +561,7 @@ class DiscordAdapter:
         if (
             isinstance(reply, JobFinished)
             and reply.kind == "train"
-            and await self._direct_message(notification.to, rendered.content, rendered, view)
+            and await self._direct_message(notification.to, rendered, view)
         ):
             return
         await self._post_elsewhere(notification.to, rendered, view)
@@ -570,7 +582,7 @@ class DiscordAdapter:
             return
         tracked.edited()
         try:
-            await tracked.interaction.edit_original_response(content=render(reply).content)
+            await tracked.interaction.edit_original_response(content=render(reply).short)
         except discord.HTTPException as exc:
             # Progress is best effort; the result has its own fallbacks.
             log.info("progress of job %s not shown: %s", reply.job_id, exc)
@@ -585,13 +597,13 @@ class DiscordAdapter:
             fitted = self._within_upload_limit(tracked.interaction, rendered)
             try:
                 await tracked.interaction.followup.send(
-                    fitted.content, files=fitted.files(), ephemeral=True
+                    fitted.short, files=fitted.files(), ephemeral=True
                 )
                 return
             except discord.HTTPException as exc:
                 # 10015 Unknown Webhook (token dead): the owner's DMs are still private.
                 log.info("preview of job %s not sent as a follow-up (%s)", training_job_id, exc)
-        if not await self._direct_message(to, rendered.content, rendered, None):
+        if not await self._direct_message(to, rendered, None):
             log.info(
                 "preview of job %s not delivered: Discord user %s does not take DMs",
                 training_job_id,
@@ -610,9 +622,10 @@ class DiscordAdapter:
         if not tracked.token_usable():
             log.info("token of job %s expired; posting the result in the channel", job_id)
             return False
+        first, *rest = rendered.pages()
         try:
             await tracked.interaction.edit_original_response(
-                content=rendered.content,
+                content=first,
                 embed=rendered.embed,
                 attachments=rendered.files(),
                 view=view,
@@ -623,6 +636,11 @@ class DiscordAdapter:
                 "result of job %s not edited into its interaction (%s); posting it", job_id, exc
             )
             return False
+        try:
+            await self._follow_up(tracked.interaction, rest, ephemeral=tracked.ephemeral)
+        except discord.HTTPException as exc:
+            # The result itself is shown; posting it again elsewhere would double it.
+            log.warning("the rest of job %s's result was not sent: %s", job_id, exc)
         return True
 
     async def _post_elsewhere(
@@ -634,18 +652,21 @@ class DiscordAdapter:
         channel = client.get_partial_messageable(
             int(to.chat_id), guild_id=int(to.server_id) if to.server_id else None
         )
+        first, *rest = rendered.pages(prefix=f"{mention(to.user_id)} ")
         try:
             await channel.send(
-                fit(f"{mention(to.user_id)} {rendered.content}"),
+                first,
                 files=rendered.files(),
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
                 **_embed_and_view(rendered, view),
             )
-            return
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("channel %s unusable (%s); sending the result as a DM", to.chat_id, exc)
-        content = "I could not post in the channel where you asked, so here it is. "
-        if not await self._direct_message(to, content + rendered.content, rendered, view):
+        else:
+            await _send_rest(channel, rest)
+            return
+        prefix = "I could not post in the channel where you asked, so here it is. "
+        if not await self._direct_message(to, rendered, view, prefix=prefix):
             # Nothing else can reach them; the record stays and /status shows it.
             log.error(
                 "result for Discord user %s could not be delivered: channel %s unusable and "
@@ -655,19 +676,31 @@ class DiscordAdapter:
             )
 
     async def _direct_message(
-        self, to: Requester, content: str, rendered: Rendered, view: discord.ui.View | None
+        self, to: Requester, rendered: Rendered, view: discord.ui.View | None, *, prefix: str = ""
     ) -> bool:
-        """Send `rendered` with `content` to the user's DMs; False when Discord refuses
+        """Send `rendered`, after `prefix`, to the user's DMs; False when Discord refuses
         (DMs closed, user unknown). Other errors propagate, so the event is kept."""
         client = await self._ready_client()
         user_id = int(to.user_id)
+        first, *rest = rendered.pages(prefix=prefix)
         try:
             user = client.get_user(user_id) or await client.fetch_user(user_id)
-            await user.send(fit(content), files=rendered.files(), **_embed_and_view(rendered, view))
+            await user.send(first, files=rendered.files(), **_embed_and_view(rendered, view))
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("no DM to Discord user %s: %s", to.user_id, exc)
             return False
+        await _send_rest(user, rest)
         return True
+
+
+async def _send_rest(to: discord.abc.Messageable, pages: Sequence[str]) -> None:
+    """The pages after the first of a long message. The first is out already, so a
+    refusal now is logged rather than sent again somewhere else (it would double it)."""
+    try:
+        for page in pages:
+            await to.send(page)
+    except discord.HTTPException as exc:
+        log.warning("the rest of a long message was not sent: %s", exc)
 
 
 def _embed_and_view(rendered: Rendered, view: discord.ui.View | None) -> dict[str, Any]:

@@ -28,6 +28,8 @@ class TrackedJob:
 
     job_id: str
     interaction: discord.Interaction
+    # Whether its response is ephemeral: a long result's follow-ups must be too.
+    ephemeral: bool = False
     # Set once the "queued" answer is on screen, so a fast result never gets
     # overwritten by the slower "queued" edit.
     answered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,9 +56,11 @@ class JobInteractions:
     def __init__(self) -> None:
         self._jobs: dict[str, TrackedJob] = {}
 
-    def track(self, job_id: str, interaction: discord.Interaction) -> TrackedJob:
+    def track(
+        self, job_id: str, interaction: discord.Interaction, *, ephemeral: bool = False
+    ) -> TrackedJob:
         self._forget_expired()
-        tracked = TrackedJob(job_id, interaction)
+        tracked = TrackedJob(job_id, interaction, ephemeral)
         self._jobs[job_id] = tracked
         return tracked
 

@@ -4,11 +4,18 @@ Pure functions on reply data, no I/O: the adapter decides where a rendered
 message goes (an interaction response, a channel, a DM); this module decides
 what it says. Views (buttons, selects) are attached by the caller, because
 they need to know who asked.
+
+The core's texts are plain text holding what users typed (prompts, style and
+display names, file names), and Discord reads markdown: every text is escaped
+whole, so ``[Free Nitro](https://…)`` in a prompt shows as typed, never as a
+link in the bot's message. A text longer than a message is sent as several
+(:meth:`Rendered.pages`), cut between lines.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 import discord
@@ -26,6 +33,7 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
+from stylebot.bot.core.paging import pages
 from stylebot.bot.core.replies import ErasureConfirmation
 
 #: Discord refuses message content longer than this.
@@ -52,7 +60,8 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A message ready to send: content, optional embed, files."""
+    """A message ready to send: content (escaped, and possibly longer than one
+    message: send :meth:`pages`), optional embed, files."""
 
     content: str
     embed: discord.Embed | None = None
@@ -61,6 +70,40 @@ class Rendered:
     def files(self) -> list[discord.File]:
         """Fresh file objects for one send."""
         return [a.to_file() for a in self.attachments]
+
+    def pages(self, prefix: str = "") -> list[str]:
+        """``prefix`` and the content as messages of at most CONTENT_LIMIT characters: the
+        first carries the embed, files and buttons, the rest follow it."""
+        return pages(prefix + self.content, CONTENT_LIMIT)
+
+    @property
+    def short(self) -> str:
+        """The content as one message, shortened (and saying so) if it must be: for
+        edits of a message that has no room for more, like progress lines."""
+        return fit(self.content)
+
+
+# Every character Discord's markdown gives a meaning anywhere in a line ("[" starts a
+# masked link, "<" a mention, channel or timestamp), then those that count at the start
+# of a line only (headings, "-#" subtext, quotes, lists). discord.utils.escape_markdown
+# is not enough: it escapes a masked link by one backslash in front of the span from
+# the line's first "[" to its last ")", and leaves everything inside that span live.
+_INLINE_MARKUP = re.compile(r"([\\*_~|`\[\]<])")
+_LINE_START_MARKUP = re.compile(r"^([ \t]*)([#>+-]|\d+(?=\.))", re.MULTILINE)
+
+
+def escape(text: str) -> str:
+    """``text`` with nothing in it Discord would render as markdown, a link or a mention:
+    a backslash before each markup character, which Discord shows as the character."""
+    text = _INLINE_MARKUP.sub(r"\\\1", text)
+    return _LINE_START_MARKUP.sub(_escape_line_start, text)
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, markup = match.group(1), match.group(2)
+    if markup.isdigit():  # "1. " starts a numbered list: escape its dot
+        return f"{indent}{markup}\\"
+    return f"{indent}\\{markup}"
 
 
 def fit(text: str, limit: int = CONTENT_LIMIT) -> str:
@@ -83,21 +126,22 @@ def render(reply: Reply) -> Rendered:
     """The Discord message for a reply (without its buttons)."""
     match reply:
         case ErrorReply(text=text):
-            return Rendered(fit(ERROR_PREFIX + text))
+            return Rendered(ERROR_PREFIX + escape(text))
         case ConsentRequest():
-            return Rendered(fit(reply.text), embed=consent_embed(reply))
+            return Rendered(escape(reply.text), embed=consent_embed(reply))
         case JobProgress():
             bar = progress_bar(reply.step, reply.total)
-            return Rendered(fit(f"{reply.text}\n{bar}" if bar else reply.text))
+            return Rendered(escape(reply.text) + (f"\n{bar}" if bar else ""))
         case ImagesReady():
             files = tuple(Attachment(image.filename, image.data) for image in reply.images)
-            return Rendered(fit(reply.text), attachments=files)
+            return Rendered(escape(reply.text), attachments=files)
         case FileReply():
-            return Rendered(fit(reply.text), attachments=(Attachment(reply.filename, reply.data),))
+            attachment = Attachment(reply.filename, reply.data)
+            return Rendered(escape(reply.text), attachments=(attachment,))
         case StyleChoices(names=names):
-            return Rendered(fit(", ".join(names) or "No styles."))
+            return Rendered(escape(", ".join(names)) or "No styles.")
         case TextReply() | JobQueued() | JobFinished() | VerifyReport() | ErasureConfirmation():
-            return Rendered(fit(reply.text))
+            return Rendered(escape(reply.text))
     raise TypeError(f"no Discord rendering for {reply!r}")
 
 

@@ -2,8 +2,9 @@
 
 from stylebot.bot.telegram.adapter import TelegramAdapter, TelegramNotRunning
 from stylebot.bot.telegram.albums import AlbumCollector
-from stylebot.bot.telegram.chat import ChatOutput, Conversation, requester_for
+from stylebot.bot.telegram.chat import ChatOutput
 from stylebot.bot.telegram.consent import ConsentFlow
+from stylebot.bot.telegram.conversation import Conversation, requester_for
 from stylebot.bot.telegram.delivery import DeliveryFailed, FloodAwareSender, JobStatusBoard
 from stylebot.bot.telegram.handlers import TelegramHandlers
 from stylebot.bot.telegram.render import BOT_COMMANDS, HELP_TEXT

@@ -22,7 +22,7 @@ from telegram.ext import (
 )
 
 from stylebot.bot.core import Notification, StyleBot
-from stylebot.bot.telegram.chat import PLATFORM
+from stylebot.bot.telegram.conversation import PLATFORM
 from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard
 from stylebot.bot.telegram.handlers import TelegramHandlers
 from stylebot.bot.telegram.render import ADMIN_BOT_COMMAND, BOT_COMMANDS

@@ -2,29 +2,24 @@
 
 :class:`ChatOutput` is the one place that posts: texts, files, job status messages and
 results, each through the flood-aware sender. Texts go without ``parse_mode``, so
-user-given prompts and names never break on markup.
+user-given prompts and names never break on markup (nor make any: Telegram shows them
+as typed). A text longer than a message goes in several, cut between lines. A reply the
+core marks private is never shown to a group: it goes to the asker's private chat.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from telegram import (
     Bot,
     CallbackQuery,
-    Chat,
     InlineKeyboardMarkup,
-    MaybeInaccessibleMessage,
     Message,
-    ReplyParameters,
-    User,
 )
-from telegram.constants import ChatType
 from telegram.error import BadRequest, ChatMigrated, NetworkError, TelegramError
 
 from stylebot.bot.core import (
@@ -37,12 +32,13 @@ from stylebot.bot.core import (
     JobQueued,
     Notification,
     Reply,
-    Requester,
     StyleChoices,
     TextReply,
     VerifyReport,
 )
-from stylebot.bot.core.replies import ErasureConfirmation
+from stylebot.bot.core.paging import keep_last, pages
+from stylebot.bot.core.replies import ErasureConfirmation, is_private
+from stylebot.bot.telegram.conversation import Conversation, reply_parameters
 from stylebot.bot.telegram.delivery import (
     FloodAwareSender,
     JobStatusBoard,
@@ -54,6 +50,7 @@ from stylebot.bot.telegram.render import (
     MAX_ALERT_CHARS,
     MAX_BOT_UPLOAD_BYTES,
     MAX_CAPTION_CHARS,
+    MAX_TEXT_CHARS,
     consent_keyboard,
     consent_text,
     document_caption,
@@ -68,85 +65,6 @@ from stylebot.bot.telegram.render import (
 )
 
 log = logging.getLogger(__name__)
-
-PLATFORM = "telegram"
-GROUP_CHAT_TYPES = (ChatType.GROUP, ChatType.SUPERGROUP)
-
-UserChat = tuple[int, int]  # (chat id, user id)
-
-
-def requester_for(user: User, chat: Chat) -> Requester:
-    """The core's view of who is asking: in a group, the group is the sharing scope."""
-    in_group = chat.type in GROUP_CHAT_TYPES
-    return Requester(
-        platform=PLATFORM,
-        user_id=str(user.id),
-        display_name=user.full_name or user.username or str(user.id),
-        chat_id=str(chat.id),
-        server_id=str(chat.id) if in_group else None,
-    )
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """Where a reply goes: the chat, who asked, and the message to answer (if any)."""
-
-    chat_id: int
-    requester: Requester
-    reply_to: int | None = None
-
-    @classmethod
-    def of(
-        cls, message: MaybeInaccessibleMessage, user: User, *, answering: bool = True
-    ) -> Conversation:
-        """The conversation of ``message``, sent (or, for buttons, pressed) by ``user``."""
-        return cls(
-            message.chat.id,
-            requester_for(user, message.chat),
-            message.message_id if answering else None,
-        )
-
-    @property
-    def in_group(self) -> bool:
-        return self.requester.server_id is not None
-
-    @property
-    def user_id(self) -> int:
-        return int(self.requester.user_id)
-
-    @property
-    def key(self) -> UserChat:
-        return (self.chat_id, self.user_id)
-
-    def answering(self, message_id: int | None) -> Conversation:
-        return Conversation(self.chat_id, self.requester, message_id)
-
-    def private(self) -> Conversation:
-        """The asker's private chat with the bot (its id is the user's id)."""
-        requester = dataclasses.replace(
-            self.requester, chat_id=self.requester.user_id, server_id=None
-        )
-        return Conversation(self.user_id, requester)
-
-    def moved_to(self, chat_id: int) -> Conversation:
-        """The same conversation in the supergroup a group became (a new chat id)."""
-        requester = dataclasses.replace(
-            self.requester,
-            chat_id=str(chat_id),
-            server_id=str(chat_id) if self.in_group else None,
-        )
-        return Conversation(chat_id, requester, None)
-
-
-def reply_parameters(message_id: int | None) -> ReplyParameters | None:
-    """Answer a message when there is one; if it was deleted meanwhile, send anyway."""
-    if message_id is None:
-        return None
-    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
-
-
-def text_of(reply: Reply) -> str:
-    return getattr(reply, "text", "") or "Done."
 
 
 class ChatOutput:
@@ -202,7 +120,22 @@ class ChatOutput:
                 error,
             )
 
-    async def show(self, conversation: Conversation, reply: Reply) -> None:
+    async def show(
+        self, conversation: Conversation, reply: Reply, *, command: str | None = None
+    ) -> None:
+        """Show ``reply`` in the conversation; one the core marks private, asked in a
+        group, goes to the asker's private chat instead (``command`` is what they would
+        send again if the bot cannot write there yet)."""
+        if is_private(reply) and conversation.in_group and not isinstance(reply, FileReply):
+
+            async def show_privately(to: Conversation) -> None:
+                await self._show(to, reply)
+
+            await self.to_asker(conversation, show_privately, what="my answer", command=command)
+            return
+        await self._show(conversation, reply)
+
+    async def _show(self, conversation: Conversation, reply: Reply) -> None:
         chat_id, in_group = conversation.chat_id, conversation.in_group
         match reply:
             case ErrorReply(text=text):
@@ -290,7 +223,7 @@ class ChatOutput:
         send: Callable[[Conversation], Awaitable[object]],
         *,
         what: str,
-        command: str,
+        command: str | None,
     ) -> bool:
         """``send`` what is for the asker's eyes only, and say whether it reached them.
 
@@ -324,21 +257,44 @@ class ChatOutput:
         *,
         keyboard: InlineKeyboardMarkup | None = None,
     ) -> Message:
+        """Send ``text``; longer than a message, as several cut between lines (the first
+        answers the asker's message, the last has the buttons). Returns the last."""
         chat_id = conversation.chat_id
+        pieces = [piece for piece in pages(text, MAX_TEXT_CHARS) if piece.strip()] or ["…"]
+        sent: Message | None = None
+        for number, piece in enumerate(pieces):
+            last = number == len(pieces) - 1
+            sent = await self._send_piece(
+                chat_id,
+                piece,
+                keyboard if last else None,
+                conversation.reply_to if number == 0 else None,
+            )
+        assert sent is not None  # there is always one piece
+        return sent
+
+    async def _send_piece(
+        self,
+        chat_id: int,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
+        reply_to: int | None,
+    ) -> Message:
         return await self.sender.call(
             chat_id,
             lambda: self.bot.send_message(
                 chat_id,
-                fit(text),
+                text,
                 reply_markup=keyboard,
-                reply_parameters=reply_parameters(conversation.reply_to),
+                reply_parameters=reply_parameters(reply_to),
             ),
             "send message",
         )
 
     async def close_question(self, message: Message, outcome: str) -> None:
-        """Append the outcome to a question and drop its buttons, so nobody presses again."""
-        text = fit(f"{message.text or ''}\n\n{outcome}")
+        """Append the outcome to a question and drop its buttons, so nobody presses again.
+        A long question is shortened to make room: the outcome is never what is cut."""
+        text = keep_last(message.text or "", outcome, MAX_TEXT_CHARS)
         with contextlib.suppress(BadRequest):  # deleted meanwhile: nothing left to close
             await self.sender.call(
                 message.chat_id,

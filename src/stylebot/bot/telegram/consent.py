@@ -26,7 +26,8 @@ from stylebot.bot.core import (
     TrainStyle,
 )
 from stylebot.bot.core.consent import find_licence
-from stylebot.bot.telegram.chat import ChatOutput, Conversation, UserChat, text_of
+from stylebot.bot.telegram.chat import ChatOutput
+from stylebot.bot.telegram.conversation import Conversation, UserChat, text_of
 from stylebot.bot.telegram.delivery import is_not_modified
 from stylebot.bot.telegram.render import (
     ConsentAction,

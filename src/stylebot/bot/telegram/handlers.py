@@ -57,8 +57,9 @@ from stylebot.bot.core.text_commands import CommandSyntaxError, parse_imagine, s
 from stylebot.bot.telegram import admin as admin_commands
 from stylebot.bot.telegram.admin import AdminUsageError, RepliedUser, parse_admin
 from stylebot.bot.telegram.albums import AlbumCollector, Spawn
-from stylebot.bot.telegram.chat import ChatOutput, Conversation, text_of
+from stylebot.bot.telegram.chat import ChatOutput
 from stylebot.bot.telegram.consent import ConsentFlow
+from stylebot.bot.telegram.conversation import Conversation, text_of
 from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard
 from stylebot.bot.telegram.render import (
     HELP_TEXT,
@@ -337,7 +338,8 @@ class TelegramHandlers:
                         conversation, ErrorReply(f"Unknown command /{name}. /help lists them.")
                     )
         if command is not None:
-            await self.chat.show(conversation, await self.core.handle(command))
+            reply = await self.core.handle(command)
+            await self.chat.show(conversation, reply, command=f"/{name}")
 
     async def _train(self, conversation: Conversation, args: str) -> None:
         if not args:
@@ -391,7 +393,7 @@ class TelegramHandlers:
                         keyboard=keyboard,
                     )
                     return
-        await self.chat.show(conversation, reply)
+        await self.chat.show(conversation, reply, command=f"/style {verb} {name}")
 
     async def _optout_reply(self, conversation: Conversation, message: Message) -> None:
         """``/optout`` typed as a reply to one's own message with an image."""
@@ -436,7 +438,8 @@ class TelegramHandlers:
         if admin_commands.needs_manager_check(command) and conversation.in_group:
             manages = await self._manages_chat(conversation)
             command = dataclasses.replace(command, manages_server=manages)
-        await self.chat.show(conversation, await self.core.handle(command))
+        reply = await self.core.handle(command)
+        await self.chat.show(conversation, reply, command=f"/admin {args}".strip())
 
     async def _manages_chat(self, conversation: Conversation) -> bool:
         """Whether the sender is the group's creator or one of its administrators.

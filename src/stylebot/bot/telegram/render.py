@@ -7,6 +7,7 @@ users, and plain text cannot break on markup they happen to contain.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -85,6 +86,8 @@ def fit(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 #
 # Short prefixes keep every payload under Telegram's 64-byte limit. Consent payloads carry
 # the asking user's id, so a press by anyone else is refused without any server-side state.
+# Fields are joined by "|"; a text field (a style name as typed, a licence, an output id)
+# has its "%" and "|" percent-encoded, so whatever it holds it stays one field.
 
 ConsentStep = Literal["licence", "people", "confirm", "cancel"]
 OutputVerb = Literal["reroll", "vary", "info", "delete"]
@@ -165,16 +168,27 @@ class EraseAction:
 CallbackAction = ConsentAction | OutputAction | StyleDeleteAction | EraseAction
 
 
+def _field(text: str) -> str:
+    """A text field of callback data: its "%" and "|" encoded, so it stays one field."""
+    return text.replace("%", "%25").replace("|", "%7C")
+
+
+def _unfield(text: str) -> str:
+    return urllib.parse.unquote(text)  # one pass, left to right: "%257C" is "%7C"
+
+
 def encode_callback(action: CallbackAction) -> str:
     match action:
         case ConsentAction(step=step, user_id=user_id, licence=licence, people=people):
             # Without a people answer the data is what keyboards sent before the question.
-            data = f"{_CONSENT_PREFIX[step]}|{user_id}|{licence}" + (f"|{people}" if people else "")
+            data = f"{_CONSENT_PREFIX[step]}|{user_id}|{_field(licence)}" + (
+                f"|{_field(people)}" if people else ""
+            )
         case OutputAction(verb=verb, output_id=output_id):
-            data = f"{_OUTPUT_PREFIX[verb]}|{output_id}"
+            data = f"{_OUTPUT_PREFIX[verb]}|{_field(output_id)}"
         case StyleDeleteAction(user_id=user_id, name=name, confirmed=confirmed):
             prefix = _STYLE_DELETE_PREFIX if confirmed else _STYLE_KEEP_PREFIX
-            data = f"{prefix}|{user_id}|{name}"
+            data = f"{prefix}|{user_id}|{_field(name)}"
         case EraseAction(user_id=user_id, confirmed=confirmed):
             data = f"{_ERASE_PREFIX if confirmed else _ERASE_KEEP_PREFIX}|{user_id}"
     if len(data.encode()) > MAX_CALLBACK_DATA_BYTES:
@@ -187,7 +201,7 @@ def parse_callback(data: str | None) -> CallbackAction | None:
     if not data:
         return None
     prefix, _, rest = data.partition("|")
-    fields = rest.split("|")
+    fields = [_unfield(field) for field in rest.split("|")]
     try:
         for step, code in _CONSENT_PREFIX.items():
             if prefix == code:
@@ -313,14 +327,14 @@ def preview_hint_text(display_name: str, bot_username: str | None) -> str:
 
 
 def private_chat_closed_text(
-    display_name: str, bot_username: str | None, what: str, command: str
+    display_name: str, bot_username: str | None, what: str, command: str | None
 ) -> str:
     """Said in a group when ``what`` (for the asker only) cannot go to their private chat."""
     chat = f"@{bot_username}" if bot_username else "me"
+    again = f"send {command} again" if command else "ask again"
     return (
         f"{display_name}, {what} is for you only, so I send it in our private chat, where I "
-        f"cannot write to you yet. Open a chat with {chat}, press Start, then send {command} "
-        "again."
+        f"cannot write to you yet. Open a chat with {chat}, press Start, then {again}."
     )
 
 

@@ -1,0 +1,91 @@
+"""Who is talking where, on Telegram: the core's Requester for a chat member, and the
+conversation a reply goes to (a chat, its asker, the message answered)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from telegram import Chat, MaybeInaccessibleMessage, ReplyParameters, User
+from telegram.constants import ChatType
+
+from stylebot.bot.core import Reply, Requester
+
+PLATFORM = "telegram"
+GROUP_CHAT_TYPES = (ChatType.GROUP, ChatType.SUPERGROUP)
+
+UserChat = tuple[int, int]  # (chat id, user id)
+
+
+def requester_for(user: User, chat: Chat) -> Requester:
+    """The core's view of who is asking: in a group, the group is the sharing scope."""
+    in_group = chat.type in GROUP_CHAT_TYPES
+    return Requester(
+        platform=PLATFORM,
+        user_id=str(user.id),
+        display_name=user.full_name or user.username or str(user.id),
+        chat_id=str(chat.id),
+        server_id=str(chat.id) if in_group else None,
+    )
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """Where a reply goes: the chat, who asked, and the message to answer (if any)."""
+
+    chat_id: int
+    requester: Requester
+    reply_to: int | None = None
+
+    @classmethod
+    def of(
+        cls, message: MaybeInaccessibleMessage, user: User, *, answering: bool = True
+    ) -> Conversation:
+        """The conversation of ``message``, sent (or, for buttons, pressed) by ``user``."""
+        return cls(
+            message.chat.id,
+            requester_for(user, message.chat),
+            message.message_id if answering else None,
+        )
+
+    @property
+    def in_group(self) -> bool:
+        return self.requester.server_id is not None
+
+    @property
+    def user_id(self) -> int:
+        return int(self.requester.user_id)
+
+    @property
+    def key(self) -> UserChat:
+        return (self.chat_id, self.user_id)
+
+    def answering(self, message_id: int | None) -> Conversation:
+        return Conversation(self.chat_id, self.requester, message_id)
+
+    def private(self) -> Conversation:
+        """The asker's private chat with the bot (its id is the user's id)."""
+        requester = dataclasses.replace(
+            self.requester, chat_id=self.requester.user_id, server_id=None
+        )
+        return Conversation(self.user_id, requester)
+
+    def moved_to(self, chat_id: int) -> Conversation:
+        """The same conversation in the supergroup a group became (a new chat id)."""
+        requester = dataclasses.replace(
+            self.requester,
+            chat_id=str(chat_id),
+            server_id=str(chat_id) if self.in_group else None,
+        )
+        return Conversation(chat_id, requester, None)
+
+
+def reply_parameters(message_id: int | None) -> ReplyParameters | None:
+    """Answer a message when there is one; if it was deleted meanwhile, send anyway."""
+    if message_id is None:
+        return None
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+
+
+def text_of(reply: Reply) -> str:
+    return getattr(reply, "text", "") or "Done."
