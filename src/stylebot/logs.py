@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from stylebot.config import Settings
+from stylebot.log_privacy import JobArgumentsFilter
 
 __all__ = [
     "NO_JOB",
@@ -100,6 +101,8 @@ def configure_logging(
     """Replace the root handlers with one that writes job-tagged lines to `stream`."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(JobIdFilter())
+    # No job's arguments (prompts, style names) in any line: stylebot.log_privacy.
+    handler.addFilter(JobArgumentsFilter())
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )

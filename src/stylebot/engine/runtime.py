@@ -31,6 +31,7 @@ from stylebot.engine.generator import (
 )
 from stylebot.engine.lora_files import StyleCard, kohya_lora_file, model_label
 from stylebot.engine.models import load_pipeline, model_family
+from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache
 from stylebot.provenance.content_credentials import finish_output_png
 from stylebot.provenance.metadata import OutputMetadata
 from stylebot.provenance.signing import SigningIdentity
@@ -183,6 +184,7 @@ class StyleEngine:
         few_step: bool | None = None,
         lora_hotswap: bool = True,
         lora_hotswap_rank: int = 16,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -190,6 +192,8 @@ class StyleEngine:
         # engine.models.
         self.base_model = base_model
         self.cache_dir = cache_dir
+        # Style weights and embeddings as files, bounded, and dropped when revoked.
+        self.cache = BlobCache(cache_dir, cache_max_bytes)
         # A worker logs; progress bars on its stderr would only fill the log.
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
@@ -280,21 +284,13 @@ class StyleEngine:
 
     def store_embedding(self, key: str, data: bytes) -> None:
         """Keep a style's embedding (blob `key`) where generation finds it by key."""
-        path = self._embedding_path(key)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            partial.write_bytes(data)
-            partial.replace(path)
-
-    def _embedding_path(self, key: str) -> Path:
-        return self._scratch() / "embeddings" / f"{key}.safetensors"
+        self.cache.store("embeddings", key, data)
 
     def _embedding(self, job: GenerateJob) -> StyleEmbedding | None:
         if not job.embedding_key or not job.embedding_token:
             return None
-        path = self._embedding_path(job.embedding_key)
-        if not path.exists():
+        path = self.cache.use("embeddings", job.embedding_key)
+        if path is None:
             raise FileNotFoundError(
                 f"embedding {job.embedding_key} was not stored before generation (store_embedding)"
             )
@@ -312,9 +308,10 @@ class StyleEngine:
         trained_on = model_label(self.pipeline)
         recorded = Path(job.base_model).name if job is not None and job.base_model else ""
         if job is not None and recorded and recorded != Path(trained_on).name:
+            # The job id, not the style's name: no job argument goes to a log.
             log.warning(
-                "style %s was recorded for base model %s but trained on %s",
-                job.style_name,
+                "style of job %s was recorded for base model %s but trained on %s",
+                job.job_id,
                 job.base_model,
                 trained_on,
             )
@@ -337,7 +334,10 @@ class StyleEngine:
                 unet_config=self.pipeline.unet.config,
             )
         except Exception:  # the style itself is fine; only its export is missing
-            log.exception("could not write the kohya-layout export of style %s", card.style_name)
+            log.exception(
+                "could not write the kohya-layout export of job %s's style",
+                job.job_id if job is not None else "-",
+            )
             return None
 
     def generate(
@@ -459,13 +459,8 @@ class StyleEngine:
 
     def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:
         """LoRA weights as a file (diffusers loads from paths), cached by content."""
-        key = hashlib.sha256(data).hexdigest()
-        path = self._scratch() / "loras" / f"{key}.safetensors"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            partial.write_bytes(data)
-            partial.replace(path)
+        key = hashlib.sha256(data).hexdigest()  # the blob key: revocations name it
+        path = self.cache.store("loras", key, data)
         # The adapter name changes with the weights, so a retrained style is reloaded.
         return LoraWeights(adapter_name=f"style{job.style_id}_{key[:12]}", path=path)
 
