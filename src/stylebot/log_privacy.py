@@ -9,6 +9,8 @@ so what users typed must never reach them. Two guards, on the root handlers
 * libraries that log what they send or store at DEBUG (aiosqlite logs every statement
   with its parameters, prompts included; the chat libraries log updates with their
   text) have those records dropped, whatever level is configured;
+* transformers and diffusers log past the root's handlers; the engine routes them
+  there (`route_model_library_logs`);
 * while a job runs, the worker registers its private texts (`private_texts`), and any
   record from any logger and any thread that quotes one (a library warning that quotes
   a truncated prompt, say) has it replaced by `[redacted]`.
@@ -22,7 +24,7 @@ import logging
 import threading
 from collections.abc import Iterator
 
-__all__ = ["REDACTED", "JobArgumentsFilter", "private_texts"]
+__all__ = ["REDACTED", "JobArgumentsFilter", "private_texts", "route_model_library_logs"]
 
 REDACTED = "[redacted]"
 # arq.worker's job start line (arq 0.2x): elapsed, "job_id:function", arguments, extra.
@@ -83,6 +85,17 @@ class JobArgumentsFilter(logging.Filter):
         if redacted_message != message:
             record.msg, record.args = redacted_message, None
         return True
+
+
+def route_model_library_logs() -> None:
+    """transformers and diffusers log through handlers of their own, past the root's
+    filters (a truncated prompt is quoted in full there): send theirs to the root."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (transformers_logging, diffusers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
 
 
 def _from_payload_logger(name: str) -> bool:

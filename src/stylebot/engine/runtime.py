@@ -32,6 +32,7 @@ from stylebot.engine.generator import (
 from stylebot.engine.lora_files import StyleCard, kohya_lora_file, model_label
 from stylebot.engine.models import load_pipeline, model_family
 from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache
+from stylebot.log_privacy import route_model_library_logs
 from stylebot.provenance.content_credentials import finish_output_png
 from stylebot.provenance.metadata import OutputMetadata
 from stylebot.provenance.signing import SigningIdentity
@@ -197,6 +198,8 @@ class StyleEngine:
         # A worker logs; progress bars on its stderr would only fill the log.
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
+        # Their lines through our handlers: job ids on them, user text kept out.
+        route_model_library_logs()
         started = time.perf_counter()
         self.pipeline = load_pipeline(
             base_model, device=device, dtype=dtype, family=family, config=config

@@ -7,7 +7,6 @@ import asyncio
 import io
 import logging
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import redis
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import Job as ArqJob
 from tests.support.leftovers import files_containing, redis_keys_containing
+from tests.support.root_logging import restore_root_logging  # noqa: F401 (a fixture)
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.console import make_sample_images
@@ -39,18 +39,6 @@ from stylebot.queue.payloads import JobEvent, TrainingPreview, TrainResult
 from stylebot.queue.recovery import CheckpointStore, remember_finished_training
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def restore_root_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def sync_client(frontend: FrontEnd) -> redis.Redis:
