@@ -74,3 +74,23 @@ def test_transformers_and_diffusers_lines_go_through_the_same_guard() -> None:
     logged = out.getvalue()
     assert "was truncated" in logged
     assert PROMPT not in logged
+
+
+async def test_the_telegram_error_line_names_the_update_not_what_the_user_wrote(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from telegram import Chat, Message, Update, User
+
+    from stylebot.bot.telegram.adapter import _log_error
+
+    ada = User(id=1001, first_name="Ada", is_bot=False)
+    chat = Chat(id=1001, type=Chat.PRIVATE)
+    message = Message(1, datetime.now(UTC), chat, from_user=ada, text=f"/imagine {PROMPT}")
+    context = SimpleNamespace(error=RuntimeError("boom"))
+    with caplog.at_level(logging.ERROR):
+        await _log_error(Update(update_id=77, message=message), context)  # type: ignore[arg-type]
+    assert "telegram update 77 failed" in caplog.text
+    assert PROMPT not in caplog.text
