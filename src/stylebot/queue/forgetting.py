@@ -21,15 +21,17 @@ Redis's AOF until it is rewritten.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
 
 from arq.constants import abort_jobs_ss, job_key_prefix, result_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, serialize_job
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP
 from stylebot.queue.fairness import LANES
 from stylebot.queue.recovery import checkpoint_key, train_result_key
 from stylebot.queue.turns import owner_rounds_key, turns_key
@@ -123,7 +125,11 @@ async def _delete_events(redis: Redis, job_ids: set[str]) -> int:
             break
         start = "(" + _text(page[-1][0])
     for first in range(0, len(doomed), _STREAM_PAGE):
-        await redis.xdel(EVENTS_STREAM, *doomed[first : first + _STREAM_PAGE])
+        page_ids = doomed[first : first + _STREAM_PAGE]
+        # Acknowledged too, or the front end's pending list would name them for ever.
+        with contextlib.suppress(ResponseError):  # no group yet: nothing pending
+            await redis.xack(EVENTS_STREAM, FRONTEND_GROUP, *page_ids)
+        await redis.xdel(EVENTS_STREAM, *page_ids)
     return len(doomed)
 
 

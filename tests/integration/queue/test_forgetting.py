@@ -34,7 +34,7 @@ from stylebot.bot.core import (
 from stylebot.bot.core.jobs import job_owner
 from stylebot.logs import configure_logging
 from stylebot.queue.connection import QUEUE_NAME, deserialize_job
-from stylebot.queue.events import EventPublisher
+from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventPublisher
 from stylebot.queue.payloads import JobEvent, TrainingPreview, TrainResult
 from stylebot.queue.recovery import CheckpointStore, remember_finished_training
 
@@ -91,6 +91,8 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
     others = await bot.handle(Imagine(bob, "a harbour", seed=2))
     assert isinstance(others, JobQueued)
 
+    # The front end has read the events but not acknowledged them (it is down, say).
+    assert len(await frontend.events.read(block_ms=100)) == 2
     user = await frontend.repo.find_user("test", me.user_id)
     assert user is not None
     needles = [token.encode(), job_owner(user).encode()]
@@ -107,6 +109,7 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
 
     assert redis_keys_containing(client, needles) == {}
     assert client.exists(*job_records) == 0
+    assert client.xpending(EVENTS_STREAM, FRONTEND_GROUP)["pending"] == 0
     # Bob's job is untouched.
     assert client.exists(job_key_prefix + others.job_id)
     assert client.zscore(QUEUE_NAME, others.job_id) is not None
