@@ -286,6 +286,7 @@ async def test_a_result_that_arrives_after_the_erasure_is_not_kept(safe: SafetyW
     await safe.bot.handle(EraseMyData(ALICE, confirmed=True))
     assert job_id in safe.queue.cancelled
     bobs = safe.blobs.keys()
+    forgotten = len(safe.queue.forgotten)
 
     late = await safe.blobs.put(b"an image finished just too late")
     result = GenerateResult(images=(GeneratedImage(job.output_ids[0], late, job.seed),), seconds=1)
@@ -296,6 +297,8 @@ async def test_a_result_that_arrives_after_the_erasure_is_not_kept(safe: SafetyW
     assert told == []
     assert safe.blobs.keys() == bobs
     assert await safe.repo.find_user("discord", "alice") is None
+    # The late event (in the queue after the erasure's clean-up) is forgotten too.
+    assert safe.queue.forgotten[forgotten:] == [job_id]
 
 
 async def test_the_queue_forgets_every_job_of_hers_or_in_her_styles_then_rewrites_once(
