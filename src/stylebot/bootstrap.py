@@ -235,7 +235,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         blobs = LocalBlobStore(settings.blob_dir)
         redis = await connect(redis_url)
         stack.push_async_callback(redis.aclose)
-        queue = ArqJobQueue(redis)
+        queue = ArqJobQueue(redis, blobs)
         events = EventConsumer(redis)
         await events.ensure_group()
         # The ledger, opt-outs and usage write on the repository's connection, so that

@@ -129,6 +129,8 @@ class Settings:
 
     # Worker.
     max_loaded_adapters: int = 8
+    # A worker's disk copies of style weights (least recently used go first).
+    worker_cache_max_bytes: int = 2 * 1024**3
     worker_concurrency: int = 1
     # Same-style requests waiting together share one pipeline call, up to this.
     max_batch_size: int = 4

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 
 from stylebot.config import Settings
+from stylebot.log_privacy import JobArgumentsFilter
 from stylebot.redaction import redact, register_secrets
 
 __all__ = [
@@ -123,6 +124,8 @@ def configure_logging(
     register_secrets(secrets)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(JobIdFilter())
+    # No job's arguments (prompts, style names) in any line: stylebot.log_privacy.
+    handler.addFilter(JobArgumentsFilter())
     handler.setFormatter(
         RedactingFormatter(
             JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,12 @@ class RecordingQueue:
     train_jobs: list[TrainJob] = field(default_factory=list)
     generate_jobs: list[GenerateJob] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+    forgotten_owners: list[str] = field(default_factory=list)
+    revoked_blobs: list[str] = field(default_factory=list)
+    # How many times the store was asked to rewrite its files, and what it had
+    # forgotten by then.
+    disk_rewrites: list[tuple[str, ...]] = field(default_factory=list)
     turns: dict[Lane, LaneTurns] = field(
         default_factory=lambda: {"generate": LaneTurns(), "train": LaneTurns()}
     )
@@ -40,6 +47,21 @@ class RecordingQueue:
 
     async def waiting_order(self, kind: JobKind) -> list[str]:
         return self.turns[lane_of(kind)].order()
+
+    async def forget_jobs(self, job_ids: Sequence[str], owner: str | None = None) -> None:
+        self.forgotten.extend(job_ids)
+        for job_id in job_ids:
+            self.finished(job_id)
+        if owner is not None:
+            self.forgotten_owners.append(owner)
+            for lane in self.turns.values():
+                lane.owner_next_round.pop(owner, None)
+
+    async def revoke_blobs(self, keys: Sequence[str]) -> None:
+        self.revoked_blobs.extend(keys)
+
+    async def erase_from_disk(self) -> None:
+        self.disk_rewrites.append(tuple(self.forgotten))
 
     def started(self, job_id: str) -> None:
         """What a worker does when it starts the job."""

@@ -540,6 +540,19 @@ class InMemoryRepository:
             ]
             return sorted(active, key=lambda j: (j.created_at, order[j.id]))
 
+    async def job_ids(
+        self, *, user_id: int | None = None, style_id: int | None = None
+    ) -> list[str]:
+        if user_id is None and style_id is None:
+            return []
+        async with self._reading():
+            return [
+                j.id
+                for j in self._t.jobs.values()
+                if (user_id is None or j.user_id == user_id)
+                and (style_id is None or j.style_id == style_id)
+            ]
+
     # -- outputs --------------------------------------------------------------
 
     async def add_outputs(self, outputs: Sequence[Output]) -> None:

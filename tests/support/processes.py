@@ -8,18 +8,23 @@ JSON object per line, carrying the job id of every line about a job.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stylebot.config import ENV_PREFIX
 
-__all__ = ["StylebotProcess", "child_env"]
+__all__ = ["StylebotProcess", "child_env", "wait_until", "worker_host"]
 
 # Variables read without the prefix too (see stylebot.config.UNPREFIXED_ENV).
 _UNPREFIXED = ("REDIS_URL", "DISCORD_TOKEN", "DISCORD_GUILD_ID", "TELEGRAM_TOKEN")
@@ -54,19 +59,45 @@ class StylebotProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
 
+    # Where stdout goes when it is not the log (a console's screen), see `start`.
+    screen_path: Path | None = None
+
     @classmethod
     def start(
-        cls, name: str, arguments: list[str], env: dict[str, str], log_path: Path
+        cls,
+        name: str,
+        arguments: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        screen_path: Path | None = None,
     ) -> StylebotProcess:
-        with log_path.open("ab") as log:
+        """With `screen_path`: stdout goes there, the log (stderr) to `log_path`, and
+        stdin is a pipe that `type_line` writes to, as a person at a console."""
+        with contextlib.ExitStack() as files:
+            log = files.enter_context(log_path.open("ab"))
+            screen = files.enter_context(screen_path.open("ab")) if screen_path else None
             process = subprocess.Popen(
                 [sys.executable, "-m", "stylebot", *arguments],
                 env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if screen else subprocess.DEVNULL,
+                stdout=screen or log,
+                stderr=log if screen else subprocess.STDOUT,
             )
-        return cls(name, process, log_path)
+        return cls(name, process, log_path, screen_path)
+
+    def type_line(self, line: str) -> None:
+        assert self.process.stdin is not None, "started without a screen_path"
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+
+    def end_input(self) -> None:
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+
+    def screen_text(self) -> str:
+        path = self.screen_path
+        return path.read_text(errors="replace") if path and path.exists() else ""
 
     @property
     def pid(self) -> int:
@@ -116,3 +147,31 @@ class StylebotProcess:
         """For assertion messages: status and the end of the log."""
         tail = "\n".join(self.log_text().splitlines()[-30:])
         return f"{self.name} (pid {self.pid}, exit {self.process.poll()}):\n{tail}"
+
+
+def worker_host(tmp_path: Path, name: str, frontend_data: Path) -> Path:
+    """A worker's own data directory whose blobs/ is the front end's blob store."""
+    data = tmp_path / name
+    data.mkdir()
+    (data / "blobs").symlink_to(frontend_data / "blobs", target_is_directory=True)
+    return data
+
+
+async def wait_until(
+    what: str,
+    check: Callable[[], bool],
+    within: float,
+    *alive: StylebotProcess,
+    seen: Callable[[], str] = str,
+) -> None:
+    """Poll `check()` until true; fail at once, with its log, if a process exits.
+    `seen()` adds what the user saw to the failure message."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        for process in alive:
+            assert process.running(), f"while waiting for {what}: {process.describe()}"
+        if loop.time() > deadline:
+            logs = "\n\n".join(process.describe() for process in alive)
+            pytest.fail(f"no {what} within {within} s\n{seen()}\n{logs}")
+        await asyncio.sleep(0.05)

@@ -36,6 +36,8 @@ from stylebot.engine.lora_files import (
     model_label,
 )
 from stylebot.engine.models import load_pipeline, model_family
+from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache
+from stylebot.log_privacy import route_model_library_logs
 from stylebot.provenance.a1111_hashes import (
     MODEL_SHORTHASH_LEN,
     addnet_hash,
@@ -54,7 +56,6 @@ from stylebot.queue.payloads import (
     ValidationPoint,
     preview_output_id,
 )
-from stylebot.storage.blobs import sha256_of_file
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
 from stylebot.trainer.embeddings import (
@@ -85,20 +86,6 @@ def sampler_name(scheduler: object) -> str:
     """The sampler an image was made with, as A1111 names it (else the class name)."""
     name = type(scheduler).__name__
     return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
-
-
-def cached_file(path: Path, data: bytes) -> Path:
-    """`data` at `path`, written unless a copy with the same SHA-256 is there already.
-
-    The copy is checked on every use, like the blob it came from: a damaged cache
-    file is rewritten from the (verified) bytes, never loaded."""
-    if path.exists() and sha256_of_file(path) == hashlib.sha256(data).hexdigest():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
-    return path
 
 
 class JobCancelled(Exception):
@@ -211,6 +198,7 @@ class StyleEngine:
         lora_hotswap: bool = True,
         lora_hotswap_rank: int = 16,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -220,9 +208,13 @@ class StyleEngine:
         self.cache_dir = cache_dir
         # Training images bigger than this are refused before they are decoded.
         self.max_image_pixels = max_image_pixels
+        # Style weights and embeddings as files, bounded, and dropped when revoked.
+        self.cache = BlobCache(cache_dir, cache_max_bytes)
         # A worker logs; progress bars on its stderr would only fill the log.
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
+        # Their lines through our handlers: job ids on them, user text kept out.
+        route_model_library_logs()
         started = time.perf_counter()
         self.pipeline = load_pipeline(
             base_model, device=device, dtype=dtype, family=family, config=config
@@ -323,16 +315,13 @@ class StyleEngine:
 
     def store_embedding(self, key: str, data: bytes) -> None:
         """Keep a style's embedding (blob `key`) where generation finds it by key."""
-        cached_file(self._embedding_path(key), data)
-
-    def _embedding_path(self, key: str) -> Path:
-        return self._scratch() / "embeddings" / f"{key}.safetensors"
+        self.cache.store("embeddings", key, data)
 
     def _embedding(self, job: GenerateJob) -> StyleEmbedding | None:
         if not job.embedding_key or not job.embedding_token:
             return None
-        path = self._embedding_path(job.embedding_key)
-        if not path.exists():
+        path = self.cache.use("embeddings", job.embedding_key)
+        if path is None:
             raise FileNotFoundError(
                 f"embedding {job.embedding_key} was not stored before generation (store_embedding)"
             )
@@ -353,9 +342,10 @@ class StyleEngine:
         )
         recorded = Path(job.base_model).name if job is not None and job.base_model else ""
         if job is not None and recorded and recorded != Path(trained_on).name:
+            # The job id, not the style's name: no job argument goes to a log.
             log.warning(
-                "style %s was recorded for base model %s but trained on %s",
-                job.style_name,
+                "style of job %s was recorded for base model %s but trained on %s",
+                job.job_id,
                 job.base_model,
                 trained_on,
             )
@@ -382,7 +372,10 @@ class StyleEngine:
                 unet_config=self.pipeline.unet.config,
             )
         except Exception:  # the style itself is fine; only its export is missing
-            log.exception("could not write the kohya-layout export of style %s", card.style_name)
+            log.exception(
+                "could not write the kohya-layout export of job %s's style",
+                job.job_id if job is not None else "-",
+            )
             return None
 
     def generate(
@@ -528,8 +521,8 @@ class StyleEngine:
 
     def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:
         """LoRA weights as a file (diffusers loads from paths), cached by content."""
-        key = hashlib.sha256(data).hexdigest()
-        path = cached_file(self._scratch() / "loras" / f"{key}.safetensors", data)
+        key = hashlib.sha256(data).hexdigest()  # the blob key: revocations name it
+        path = self.cache.store("loras", key, data)
         # The adapter name changes with the weights, so a retrained style is reloaded.
         return LoraWeights(adapter_name=f"style{job.style_id}_{key[:12]}", path=path)
 

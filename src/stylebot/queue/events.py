@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from stylebot.queue.connection import QUEUED_JOB_TTL_S
 from stylebot.queue.payloads import JobEvent
 
 log = logging.getLogger(__name__)
@@ -24,16 +25,35 @@ EVENTS_STREAM = "stylebot:events"
 FRONTEND_GROUP = "frontend"
 # Bounded: the stream is a mailbox, not an archive (results live in SQLite).
 STREAM_MAXLEN = 100_000
+# ...in time too: events carry what users asked for (a preview's prompt is a style's
+# trigger), so none stays longer than a job may wait for a front end to read it.
+EVENTS_KEEP_S = QUEUED_JOB_TTL_S
 
 
 class EventPublisher:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._trim_by_age = True
 
     async def publish(self, event: JobEvent) -> None:
-        await self.redis.xadd(
+        message_id = await self.redis.xadd(
             EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN, approximate=True
         )
+        if self._trim_by_age:
+            await self._trim_older_than_kept(message_id)
+
+    async def _trim_older_than_kept(self, newest_id: bytes | str) -> None:
+        """Entries older than EVENTS_KEEP_S go (their ids start with the ms they were
+        added at). XTRIM MINID needs Redis 6.2: an older one keeps only the length bound."""
+        text = newest_id.decode() if isinstance(newest_id, bytes) else newest_id
+        newest_ms = int(text.split("-")[0])
+        try:
+            await self.redis.xtrim(
+                EVENTS_STREAM, minid=newest_ms - EVENTS_KEEP_S * 1000, approximate=False
+            )
+        except ResponseError as exc:
+            self._trim_by_age = False
+            log.warning("this Redis cannot trim the events stream by age (%s); by length only", exc)
 
 
 class EventConsumer:

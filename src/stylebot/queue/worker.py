@@ -36,8 +36,10 @@ from stylebot.engine.runtime import (
     TrainingPreviews,
     generation_batch_key,
 )
+from stylebot.log_privacy import private_texts
 from stylebot.logs import bind_job_context
 from stylebot.metrics import observed_job
+from stylebot.queue.cache_revocation import CacheRevocationWatch
 from stylebot.queue.connection import (
     QUEUE_NAME,
     WAKE_KEY,
@@ -54,6 +56,7 @@ from stylebot.queue.damaged_inputs import (
 )
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.fairness import LANES, Lane, Turn, lane_of, lanes_in_fair_order
+from stylebot.queue.forgetting import result_without_arguments
 from stylebot.queue.payloads import (
     GeneratedImage,
     GenerateJob,
@@ -358,12 +361,22 @@ async def startup(ctx: dict[str, Any]) -> None:
                 lora_hotswap=settings.lora_hotswap,
                 lora_hotswap_rank=settings.lora_hotswap_rank,
                 max_image_pixels=settings.max_upload_pixels,
+                cache_max_bytes=settings.worker_cache_max_bytes,
             ),
         )
+    cache = getattr(ctx["engine"], "cache", None)
+    if cache is not None:
+        # Deleted styles' weights leave this worker's disk: those deleted while it was
+        # away now, later ones as they come.
+        watch = ctx["cache_revocations"] = CacheRevocationWatch(ctx["redis"], cache)
+        await watch.start()
     log.info("worker ready")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    watch: CacheRevocationWatch | None = ctx.get("cache_revocations")
+    if watch is not None:
+        await watch.stop()
     device: DeviceScheduler | None = ctx.get("device")
     if device is not None:
         # Off the loop: a training run saves a checkpoint through it on the way out.
@@ -377,13 +390,14 @@ def job_lease_s(settings: Settings) -> float:
 
 async def train(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     job = TrainJob.from_dict(payload)
-    return await _run_job(
-        ctx,
-        job.job_id,
-        "train",
-        ctx["settings"].train_timeout_s,
-        lambda interruption: _train(ctx, job, interruption),
-    )
+    with private_texts(job.style_name, job.trigger):
+        return await _run_job(
+            ctx,
+            job.job_id,
+            "train",
+            ctx["settings"].train_timeout_s,
+            lambda interruption: _train(ctx, job, interruption),
+        )
 
 
 async def _run_job(
@@ -532,13 +546,14 @@ async def _report_trained(ctx: dict[str, Any], job_id: str, result: TrainResult)
 
 async def generate(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     job = GenerateJob.from_dict(payload)
-    return await _run_job(
-        ctx,
-        job.job_id,
-        "generate",
-        ctx["settings"].generate_timeout_s,
-        lambda interruption: _generate(ctx, job, interruption),
-    )
+    with private_texts(job.prompt, job.negative_prompt, job.style_name, job.trigger):
+        return await _run_job(
+            ctx,
+            job.job_id,
+            "generate",
+            ctx["settings"].generate_timeout_s,
+            lambda interruption: _generate(ctx, job, interruption),
+        )
 
 
 async def _generate(
@@ -770,7 +785,7 @@ class StyleWorker(Worker):
         await super().finish_job(
             job_id,
             finish,
-            result_data,
+            result_without_arguments(result_data),
             result_timeout_s,
             keep_result_forever,
             incr_score,
@@ -788,7 +803,7 @@ class StyleWorker(Worker):
         except Exception:
             log.exception("could not read why arq failed job %s", job_id)
             kind, error = self._kind_known(job_id) or "train", "the worker could not run it"
-        await super().finish_failed_job(job_id, result_data)
+        await super().finish_failed_job(job_id, result_without_arguments(result_data))
         await drop_turn(self.pool, job_id)
         log.warning("job %s failed before it ran: %s", job_id, error)
         try:
@@ -955,6 +970,9 @@ def build_worker(
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
         keep_result=timedelta(days=1),
+        # Results hold no job arguments (`result_without_arguments`), nor do logs:
+        # arq's result line is off, its start line filtered (stylebot.logs).
+        log_results=False,
         # One health-check key per worker, so `stylebot status` and the metrics
         # count workers; short, so a dead worker drops out within seconds.
         health_check_key=worker_health_key(f"{socket.gethostname()}-{os.getpid()}"),

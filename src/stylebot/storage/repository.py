@@ -666,6 +666,18 @@ class SqliteRepository:
             )
         return [_job(row) for row in rows]
 
+    async def job_ids(
+        self, *, user_id: int | None = None, style_id: int | None = None
+    ) -> list[str]:
+        if user_id is None and style_id is None:
+            return []
+        rows = await self._fetchall(
+            "SELECT id FROM jobs WHERE (? IS NULL OR user_id = ?) AND (? IS NULL OR style_id = ?)"
+            " ORDER BY created_at, rowid",
+            (user_id, user_id, style_id, style_id),
+        )
+        return [str(row[0]) for row in rows]
+
     # -- outputs --------------------------------------------------------------
 
     async def add_outputs(self, outputs: Sequence[Output]) -> None:

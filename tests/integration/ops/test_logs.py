@@ -7,14 +7,12 @@ import contextvars
 import io
 import json
 import logging
-import sys
-import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.root_logging import restore_root_logging  # noqa: F401 (a fixture)
 
 from stylebot.config import load_settings
 from stylebot.logs import (
@@ -27,21 +25,6 @@ from stylebot.logs import (
 from stylebot.metrics import observed_job
 
 log = logging.getLogger("stylebot.test.logs")
-
-
-@pytest.fixture
-def restore_root_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    hooks = sys.excepthook, threading.excepthook
-    yield
-    sys.excepthook, threading.excepthook = hooks
-    logging.captureWarnings(False)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("restore_root_logging")

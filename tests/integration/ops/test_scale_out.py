@@ -20,14 +20,14 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from arq.constants import job_key_prefix
 from tests.fakes.telegram_api import AlbumDocument, FakeTelegram
-from tests.support.processes import StylebotProcess, child_env
+from tests.support.processes import StylebotProcess, child_env, wait_until, worker_host
 
 from stylebot.bootstrap import PngWatermarkReader
 from stylebot.bot.console import make_sample_images
@@ -63,34 +63,6 @@ def shared_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 async def fake_telegram() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram(token=TOKEN) as server:
         yield server
-
-
-def worker_host(tmp_path: Path, name: str, frontend_data: Path) -> Path:
-    """A worker's own data directory whose blobs/ is the front end's blob store."""
-    data = tmp_path / name
-    data.mkdir()
-    (data / "blobs").symlink_to(frontend_data / "blobs", target_is_directory=True)
-    return data
-
-
-async def wait_until(
-    what: str,
-    check: Callable[[], bool],
-    within: float,
-    *alive: StylebotProcess,
-    seen: Callable[[], str] = str,
-) -> None:
-    """Poll `check()` until true; fail at once, with its log, if a process exits.
-    `seen()` adds what the user saw to the failure message."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not check():
-        for process in alive:
-            assert process.running(), f"while waiting for {what}: {process.describe()}"
-        if loop.time() > deadline:
-            logs = "\n\n".join(process.describe() for process in alive)
-            pytest.fail(f"no {what} within {within} s\n{seen()}\n{logs}")
-        await asyncio.sleep(0.05)
 
 
 def running_training(client: redis.Redis) -> RunningJob | None:

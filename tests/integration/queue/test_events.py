@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from stylebot.queue.events import EventConsumer, EventPublisher
+from stylebot.queue.events import EVENTS_KEEP_S, EVENTS_STREAM, EventConsumer, EventPublisher
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis
 
@@ -49,3 +50,17 @@ async def test_unacknowledged_events_are_redelivered_to_the_next_front_end(clien
     redelivered = await restarted.unacknowledged()
     assert [e.job_id for _, e in redelivered] == ["job-2"]
     assert await restarted.read(block_ms=50) == []
+
+
+async def test_events_older_than_they_are_kept_leave_the_stream(client: Redis) -> None:
+    """Events carry what users asked for: none outlives EVENTS_KEEP_S, read or not."""
+    old_ms = int(time.time() * 1000) - (EVENTS_KEEP_S + 60) * 1000
+    old = JobEvent("job-old", "train", "progress", step=1, total=9)
+    await client.xadd(EVENTS_STREAM, {"event": old.to_json()}, id=f"{old_ms}-0")
+    recent = JobEvent("job-recent", "train", "progress", step=1, total=9)
+    await client.xadd(EVENTS_STREAM, {"event": recent.to_json()})
+
+    await EventPublisher(client).publish(JobEvent("job-new", "train", "progress", step=2, total=9))
+
+    kept = [JobEvent.from_json(f[b"event"]).job_id for _id, f in await client.xrange(EVENTS_STREAM)]
+    assert kept == ["job-recent", "job-new"]

@@ -22,11 +22,12 @@ from stylebot.bot.core import (
     IncomingFile,
     JobQueued,
     ShareStyle,
+    StyleStatus,
     TextReply,
     TrainStyle,
     UploadImages,
 )
-from stylebot.bot.core.commands import OptOut
+from stylebot.bot.core.commands import DeleteStyle, OptOut
 from stylebot.bot.core.errors import RepositoryError
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent, TrainResult
@@ -285,6 +286,7 @@ async def test_a_result_that_arrives_after_the_erasure_is_not_kept(safe: SafetyW
     await safe.bot.handle(EraseMyData(ALICE, confirmed=True))
     assert job_id in safe.queue.cancelled
     bobs = safe.blobs.keys()
+    forgotten = len(safe.queue.forgotten)
 
     late = await safe.blobs.put(b"an image finished just too late")
     result = GenerateResult(images=(GeneratedImage(job.output_ids[0], late, job.seed),), seconds=1)
@@ -295,3 +297,58 @@ async def test_a_result_that_arrives_after_the_erasure_is_not_kept(safe: SafetyW
     assert told == []
     assert safe.blobs.keys() == bobs
     assert await safe.repo.find_user("discord", "alice") is None
+    # The late event (in the queue after the erasure's clean-up) is forgotten too.
+    assert safe.queue.forgotten[forgotten:] == [job_id]
+
+
+async def test_the_queue_forgets_every_job_of_hers_or_in_her_styles_then_rewrites_once(
+    safe: SafetyWorld,
+) -> None:
+    """Beyond the records: the queue holds payloads (prompts, style names) of jobs, and
+    workers cache style weights. All of those of her jobs and of jobs in her styles go,
+    her place in the fair order too, and the store rewrites its files once, after it all."""
+    await tangled(safe)
+    alice = await safe.repo.find_user("discord", "alice")
+    bob = await safe.repo.find_user("discord", "bob")
+    assert alice is not None
+    assert bob is not None
+    t = safe.repo._t
+    her_styles = {s.id for s in t.styles.values() if s.owner_id == alice.id}
+    her_weights = {s.lora_key for s in t.styles.values() if s.owner_id == alice.id} - {None}
+    her_jobs = {j.id for j in t.jobs.values() if j.user_id == alice.id}
+    in_her_styles = {j.id for j in t.jobs.values() if j.style_id in her_styles}
+    bobs_own = {j.id for j in t.jobs.values()} - her_jobs - in_her_styles
+    assert bobs_own
+    assert in_her_styles - her_jobs  # Bob's image with ink is one of them
+
+    await safe.bot.handle(EraseMyData(ALICE, confirmed=True))
+
+    assert set(safe.queue.forgotten) == her_jobs | in_her_styles
+    assert safe.queue.forgotten_owners == [f"discord:{alice.id}"]
+    assert set(safe.queue.revoked_blobs) == her_weights
+    assert safe.queue.disk_rewrites == [tuple(safe.queue.forgotten)]
+
+
+async def test_deleting_a_style_forgets_its_jobs_and_revokes_only_weights_no_one_else_has(
+    safe: SafetyWorld,
+) -> None:
+    await train(safe, BOB, "sea", 20, 21)
+    ink = await train(safe, ALICE, "ink", 1, 2)
+    await safe.bot.handle(ShareStyle(ALICE, "ink", public=True))
+    await generate(safe, BOB, "ink")
+    # Byte for byte the same weights as ink: deleting ink must not revoke them.
+    await train(safe, ALICE, "twin", 3)
+    twin = next(s for s in safe.repo._t.styles.values() if s.name == "twin")
+    await safe.repo.set_style_status(twin.id, StyleStatus.READY, lora_key=ink)
+    ink_style = next(s for s in safe.repo._t.styles.values() if s.name == "ink")
+    ink_jobs = {j.id for j in safe.repo._t.jobs.values() if j.style_id == ink_style.id}
+
+    reply = await safe.bot.handle(DeleteStyle(ALICE, "ink"))
+    assert isinstance(reply, TextReply), reply
+    assert set(safe.queue.forgotten) == ink_jobs
+    assert safe.queue.revoked_blobs == []  # twin still uses those bytes
+    assert len(safe.queue.disk_rewrites) == 1
+
+    await safe.bot.handle(DeleteStyle(ALICE, "twin"))
+    assert safe.queue.revoked_blobs == [ink]
+    assert len(safe.queue.disk_rewrites) == 2

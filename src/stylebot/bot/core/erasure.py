@@ -13,7 +13,11 @@ What goes, in this order:
    their user row (deleted, not anonymised: nothing else needs it once the rest is gone),
    and their opt-outs are handed to an anonymous id;
 4. after the commit, the blobs those records named that nothing else uses (a blob is
-   shared by content, so another user's upload of the same image keeps it).
+   shared by content, so another user's upload of the same image keeps it);
+5. what the queue holds of their jobs (payloads with their prompts, results, events,
+   their place in the fair order), workers' cached copies of their styles' weights
+   (each worker drops them, also one that starts later), and then the queue's store
+   rewrites its files on disk (Redis's append-only file), so none of it stays there.
 
 What stays, and why:
 
@@ -39,7 +43,7 @@ from dataclasses import dataclass
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import EraseMyData
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.jobs import cancel_job
+from stylebot.bot.core.jobs import cancel_job, job_owner
 from stylebot.bot.core.ledger import LedgerKind, erasure_payload
 from stylebot.bot.core.model import Job, Output, Requester, Style, Upload, User
 from stylebot.bot.core.quotas import usage_counted_since, user_key
@@ -163,10 +167,12 @@ async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
     deleted_blobs = 0
     if user is not None:
         for style in h.styles:
-            deleted_blobs += (await revoke_style(deps, style, ERASURE_REASON)).deleted_blobs
+            revoked = await revoke_style(deps, style, ERASURE_REASON, erase_from_disk=False)
+            deleted_blobs += revoked.deleted_blobs
         # Jobs that used someone else's style, or none: revoke_style stopped the rest.
         for job in await deps.repo.active_jobs(user.id):
             await cancel_job(deps, job)
+        job_ids = await deps.repo.job_ids(user_id=user.id)
         async with deps.repo.transaction():
             keys = await deps.repo.erase_user(user.id)
             unused = await deps.repo.unreferenced_blob_keys(keys)
@@ -185,6 +191,8 @@ async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
                 await deps.ledger.append(LedgerKind.ERASURE, payload, deps.clock.now())
         # After the commit, as in revoke_style.
         deleted_blobs += await delete_unused_blobs(deps, unused)
+        await deps.queue.forget_jobs(job_ids, owner=job_owner(user))
+        await deps.queue.erase_from_disk()
     else:
         # No user row (never used the bot, or erased before): usage and opt-outs only.
         async with deps.repo.transaction():

@@ -39,6 +39,9 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
     if job is None:
         log.warning("event for unknown job %s ignored", event.job_id)
         await _discard_unwanted_blobs(deps, event)
+        # An erased job's late event (a worker had not yet seen the cancel): it and
+        # whatever else the queue got of the job since the erasure go too.
+        await deps.queue.forget_jobs([event.job_id])
         return []
     if job.status.is_terminal:
         # A repeat of the event that ended the job (the front end stopped

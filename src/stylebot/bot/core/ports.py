@@ -186,6 +186,13 @@ class Repository(Protocol):
         """Jobs not yet finished, failed or cancelled, oldest first."""
         ...
 
+    async def job_ids(
+        self, *, user_id: int | None = None, style_id: int | None = None
+    ) -> list[str]:
+        """Ids of every job, in any state, of the user and/or with the style (what an
+        erasure has the queue forget); none when neither is given."""
+        ...
+
     async def add_outputs(self, outputs: Sequence[Output]) -> None: ...
 
     async def get_output(self, output_id: str) -> Output | None: ...
@@ -235,6 +242,22 @@ class JobQueue(Protocol):
         """Ids of the jobs of one lane (queued, and maybe running) in the order workers
         start them: each job's fair turn, fixed when it was queued. Jobs queued before
         turns were kept are not listed; workers start those first."""
+        ...
+
+    async def forget_jobs(self, job_ids: Sequence[str], owner: str | None = None) -> None:
+        """On erasure: delete all the queue holds of these jobs (payloads, results,
+        events, checkpoints, turns), and `owner`'s place in the fair order. Cancel
+        running ones first. Safe to repeat."""
+        ...
+
+    async def revoke_blobs(self, keys: Sequence[str]) -> None:
+        """Make every worker drop its cached copies of these blobs: those running now,
+        and those that start later."""
+        ...
+
+    async def erase_from_disk(self) -> None:
+        """After the forgetting: have the queue's store rewrite its files, so what was
+        deleted is gone from its disk too. Best effort; never raises."""
         ...
 
 

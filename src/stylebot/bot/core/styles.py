@@ -161,11 +161,18 @@ class RevokedStyle:
     deleted_blobs: int  # blobs removed from the store (those nothing else used)
 
 
-async def revoke_style(deps: Deps, style: Style, reason: str) -> RevokedStyle:
+async def revoke_style(
+    deps: Deps, style: Style, reason: str, *, erase_from_disk: bool = True
+) -> RevokedStyle:
     """Make a style unusable at once and remove it: stop every queued or running job
     that uses it (anyone's: a worker may hold its weights in memory), delete its
     records together with a revocation entry in the ledger, then delete the blobs
     nothing else uses. Shared by /style delete and /forgetme.
+
+    Beyond the records: the queue forgets every job that used the style (their
+    payloads hold its name and trigger), and workers drop their cached copies of its
+    weights. `erase_from_disk=False` leaves the queue's rewrite of its files to the
+    caller (an erasure does it once, after everything).
 
     Under the admission lock (`Deps.admission`): a request for this style admitted
     before it has its job cancelled here, and one admitted after finds no style.
@@ -175,11 +182,19 @@ async def revoke_style(deps: Deps, style: Style, reason: str) -> RevokedStyle:
             if job.style_id == style.id:
                 await cancel_job(deps, job)
         uploads = await deps.repo.style_uploads(style.id)
+        # Read before delete_style, which unlinks the jobs and the export from the style.
+        job_ids = await deps.repo.job_ids(style_id=style.id)
+        weights = {style.lora_key, style.embedding_key, await deps.repo.style_export_key(style.id)}
         async with deps.repo.transaction():
             keys = await deps.repo.delete_style(style.id)
             unused = await deps.repo.unreferenced_blob_keys(keys)
             await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
         await delete_unused_blobs(deps, unused)
+        await deps.queue.forget_jobs(job_ids)
+        # Only weights nothing else uses: another style with the same bytes keeps its copy.
+        await deps.queue.revoke_blobs(sorted(key for key in weights if key and key in unused))
+    if erase_from_disk:
+        await deps.queue.erase_from_disk()
     return RevokedStyle(images=len(uploads), deleted_blobs=len(unused))
 
 

@@ -189,4 +189,6 @@ class TelegramAdapter:
 
 async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Errors the handlers did not expect (they catch their own): log them for the operator."""
-    log.error("telegram update %r failed", update, exc_info=context.error)
+    # Its id, not the update: that holds what the user wrote (a prompt, a style name).
+    update_id = getattr(update, "update_id", type(update).__name__)
+    log.error("telegram update %s failed", update_id, exc_info=context.error)

@@ -530,7 +530,8 @@ class TelegramHandlers:
                 case EraseAction():
                     await self._erase_button(query, action)
         except Exception:
-            log.exception("button %r failed", query.data)
+            # Not its data: a style's name may be in it.
+            log.exception("button press %s failed", query.id)
             if self.chat.answered(query):
                 await self._apologise_in_chat(query)  # Telegram takes one answer per press
             else:

@@ -1,0 +1,197 @@
+"""What an erasure reaches beyond SQLite and the blob store: Redis, and the workers' caches.
+
+Forgetting jobs (`forget_jobs`): arq's job record (the payload: prompt, style name,
+trigger) and its result, its retry counter, the job's fair turn, a training's result
+and checkpoint, and the job's entries in the events stream (progress previews carry
+the trigger). arq's results never hold a job's arguments in the first place
+(`result_without_arguments`), since a cancelled job's result is written by its worker
+after the erasure that cancelled it.
+
+Revoking blobs (`revoke_blobs`): a worker keeps copies of style weights on its own
+disk (`stylebot.engine.worker_cache`). A revocation is a record in Redis, a sorted
+set of blob keys by when they were revoked, that every worker applies at start and
+polls while it runs (`stylebot.queue.cache_revocation`), so a worker that is offline
+now drops its copy when it starts. The record is kept `REVOCATION_KEEP_S`; a worker
+drops at start every cached file unused for longer, so none outlives its revocation.
+
+Rewriting the append-only file (`rewrite_append_only_file`): deleted keys stay in
+Redis's AOF until it is rewritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+
+from arq.constants import abort_jobs_ss, job_key_prefix, result_key_prefix, retry_key_prefix
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, serialize_job
+from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP
+from stylebot.queue.fairness import LANES
+from stylebot.queue.recovery import checkpoint_key, train_result_key
+from stylebot.queue.turns import owner_rounds_key, turns_key
+
+__all__ = [
+    "REVOCATION_KEEP_S",
+    "REVOKED_BLOBS_KEY",
+    "forget_jobs",
+    "forget_owner",
+    "result_without_arguments",
+    "revoke_blobs",
+    "revoked_blobs_since",
+    "rewrite_append_only_file",
+]
+
+log = logging.getLogger(__name__)
+
+REVOKED_BLOBS_KEY = "stylebot:revoked-blobs"
+# As long as a job may wait in the queue: a worker's cache entry unused for longer is
+# dropped at start without looking (see the module doc).
+REVOCATION_KEEP_S = QUEUED_JOB_TTL_S
+# Events read per XRANGE while looking for a job's entries.
+_STREAM_PAGE = 1000
+# How long a rewrite waits for one already running (which started before the deletes).
+_REWRITE_WAIT_S = 60.0
+
+
+def result_without_arguments(result_data: bytes | None) -> bytes | None:
+    """arq's result record minus the job's arguments (its payload: prompt, style...).
+
+    Results are for whoever waits on a job (tests, tools); the payload is the front
+    end's, which keeps it in SQLite as long as it may. None (no result kept) if the
+    record is not ours to read.
+    """
+    if result_data is None:
+        return None
+    try:
+        record = json.loads(result_data)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    record["a"], record["k"] = [], {}
+    return serialize_job(record)
+
+
+async def forget_jobs(redis: Redis, job_ids: Sequence[str]) -> list[str]:
+    """Delete everything Redis holds of these jobs; returns the blob keys of their
+    training checkpoints (the caller deletes those blobs). Safe to repeat."""
+    ids = sorted(set(job_ids))
+    if not ids:
+        return []
+    checkpoints = await redis.mget([checkpoint_key(job_id) for job_id in ids])
+    checkpoint_blobs = [json.loads(raw)["blob_key"] for raw in checkpoints if raw is not None]
+    async with redis.pipeline(transaction=True) as pipe:
+        for job_id in ids:
+            pipe.delete(
+                job_key_prefix + job_id,
+                result_key_prefix + job_id,
+                retry_key_prefix + job_id,
+                checkpoint_key(job_id),
+                train_result_key(job_id),
+            )
+        pipe.zrem(QUEUE_NAME, *ids)
+        pipe.zrem(abort_jobs_ss, *ids)
+        for lane in LANES:
+            pipe.hdel(turns_key(lane), *ids)
+        await pipe.execute()
+    await _delete_events(redis, set(ids))
+    return checkpoint_blobs
+
+
+async def forget_owner(redis: Redis, owner: str) -> None:
+    """The owner's place in the fair order (their next round) names them: drop it."""
+    async with redis.pipeline(transaction=True) as pipe:
+        for lane in LANES:
+            pipe.hdel(owner_rounds_key(lane), owner)
+        await pipe.execute()
+
+
+async def _delete_events(redis: Redis, job_ids: set[str]) -> int:
+    """XDEL the stream entries of these jobs (the stream is bounded, so this is too)."""
+    doomed: list[bytes] = []
+    start = "-"
+    while True:
+        page = await redis.xrange(EVENTS_STREAM, min=start, max="+", count=_STREAM_PAGE)
+        for message_id, fields in page:
+            if _event_job_id(fields) in job_ids:
+                doomed.append(message_id)
+        if len(page) < _STREAM_PAGE:
+            break
+        start = "(" + _text(page[-1][0])
+    for first in range(0, len(doomed), _STREAM_PAGE):
+        page_ids = doomed[first : first + _STREAM_PAGE]
+        # Acknowledged too, or the front end's pending list would name them for ever.
+        with contextlib.suppress(ResponseError):  # no group yet: nothing pending
+            await redis.xack(EVENTS_STREAM, FRONTEND_GROUP, *page_ids)
+        await redis.xdel(EVENTS_STREAM, *page_ids)
+    return len(doomed)
+
+
+def _event_job_id(fields: dict[bytes, bytes]) -> str | None:
+    raw = fields.get(b"event")
+    if raw is None:
+        return None
+    try:
+        job_id = json.loads(raw).get("job_id")
+    except (ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def revoke_blobs(redis: Redis, keys: Iterable[str]) -> None:
+    """Record that every worker must drop its cached copies of these blobs, and forget
+    revocations older than `REVOCATION_KEEP_S` (no cache entry outlives those)."""
+    members = sorted(set(keys))
+    if not members:
+        return
+    now_ms = await _redis_ms(redis)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(REVOKED_BLOBS_KEY, dict.fromkeys(members, now_ms))
+        pipe.zremrangebyscore(REVOKED_BLOBS_KEY, "-inf", f"({now_ms - REVOCATION_KEEP_S * 1000}")
+        await pipe.execute()
+
+
+async def revoked_blobs_since(redis: Redis, since_ms: int) -> tuple[list[str], int]:
+    """Blob keys revoked at or after `since_ms` (0: all kept), and the time to ask from
+    next. Inclusive, so that one revoked in the same millisecond is not missed; a key
+    seen twice is dropped twice, which does nothing."""
+    rows = await redis.zrangebyscore(REVOKED_BLOBS_KEY, since_ms, "+inf", withscores=True)
+    keys = [_text(member) for member, _score in rows]
+    latest = max((int(score) for _member, score in rows), default=since_ms)
+    return keys, latest
+
+
+async def _redis_ms(redis: Redis) -> int:
+    """Redis's clock, not this host's: workers compare scores written by many hosts."""
+    seconds, microseconds = await redis.time()
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+async def rewrite_append_only_file(redis: Redis) -> bool:
+    """Ask Redis to rewrite its append-only file, so deleted keys leave the disk too.
+
+    A rewrite that is already running snapshotted the data before our deletes: wait for
+    it, then start ours. Without AOF there is nothing to rewrite. Returns whether a
+    rewrite was started."""
+    info = await redis.info("persistence")
+    if not int(info.get("aof_enabled", 0)):
+        return False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _REWRITE_WAIT_S
+    while int(info.get("aof_rewrite_in_progress", 0)) or int(info.get("aof_rewrite_scheduled", 0)):
+        if loop.time() > deadline:
+            break  # BGREWRITEAOF then schedules ours after it
+        await asyncio.sleep(0.1)
+        info = await redis.info("persistence")
+    await redis.bgrewriteaof()
+    return True

@@ -1,0 +1,109 @@
+"""Workers' disk copies of deleted styles' weights go: on the real embedded Redis, a
+worker that starts after the deletion drops its stale copy, a running one drops a copy
+revoked while it runs, and copies of other styles stay. The cache is bounded too."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from arq.connections import ArqRedis
+
+from stylebot.engine.worker_cache import IN_USE_S, BlobCache
+from stylebot.queue.cache_revocation import CacheRevocationWatch
+from stylebot.queue.client import ArqJobQueue
+from stylebot.queue.connection import connect
+from stylebot.queue.forgetting import REVOCATION_KEEP_S, REVOKED_BLOBS_KEY
+from stylebot.queue.redis_server import EmbeddedRedis
+
+DELETED = "a" * 64
+KEPT = "b" * 64
+LATER = "c" * 64
+
+
+@pytest.fixture
+async def redis(tmp_path: Path) -> AsyncIterator[ArqRedis]:
+    with EmbeddedRedis(tmp_path / "redis-home") as server:
+        client = await connect(server.url)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+
+def used_ago(path: Path, seconds: float) -> None:
+    moment = time.time() - seconds
+    os.utime(path, (moment, moment))
+
+
+async def test_a_worker_that_starts_after_the_deletion_drops_its_stale_copy(
+    redis: ArqRedis, tmp_path: Path
+) -> None:
+    # The worker cached two styles, then went offline; one style was deleted meanwhile.
+    cache = BlobCache(tmp_path / "cache")
+    deleted = cache.store("loras", DELETED, b"weights of the deleted style")
+    embedding = cache.store("embeddings", DELETED, b"its embedding")
+    kept = cache.store("loras", KEPT, b"weights of another style")
+    await ArqJobQueue(redis).revoke_blobs([DELETED])
+
+    watch = CacheRevocationWatch(redis, cache, poll_s=0.05)
+    await watch.start()  # what the worker does at start
+    try:
+        assert not deleted.exists()
+        assert not embedding.exists()
+        assert kept.exists()
+
+        # While it runs: a later deletion reaches it within a poll or two.
+        later = cache.store("loras", LATER, b"weights of a style deleted later")
+        await ArqJobQueue(redis).revoke_blobs([LATER])
+        for _poll in range(250):
+            if not later.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert not later.exists()
+        assert kept.exists()
+    finally:
+        await watch.stop()
+
+
+async def test_copies_older_than_the_kept_revocations_go_at_start_and_old_records_expire(
+    redis: ArqRedis, tmp_path: Path
+) -> None:
+    """Revocations are kept REVOCATION_KEEP_S; a copy unused for longer may have had its
+    revocation forgotten, so it goes at start without looking."""
+    cache = BlobCache(tmp_path / "cache")
+    old = cache.store("loras", KEPT, b"not used for a long time")
+    used_ago(old, REVOCATION_KEEP_S + 3600)
+    recent = cache.store("loras", LATER, b"used today")
+    # A revocation record older than the limit is trimmed by the next revocation.
+    await redis.zadd(REVOKED_BLOBS_KEY, {"0" * 64: 1})
+    await ArqJobQueue(redis).revoke_blobs([DELETED])
+    assert [m.decode() for m in await redis.zrange(REVOKED_BLOBS_KEY, 0, -1)] == [DELETED]
+
+    watch = CacheRevocationWatch(redis, cache)
+    await watch.start()
+    await watch.stop()
+    assert not old.exists()
+    assert recent.exists()
+
+
+def test_the_cache_keeps_under_its_size_dropping_the_least_recently_used(tmp_path: Path) -> None:
+    cache = BlobCache(tmp_path / "cache", max_bytes=250)
+    first = cache.store("loras", "1" * 64, b"x" * 100)
+    second = cache.store("loras", "2" * 64, b"x" * 100)
+    used_ago(first, IN_USE_S + 20)
+    used_ago(second, IN_USE_S + 10)
+    assert cache.use("loras", "1" * 64) == first  # used again: now the most recent
+
+    third = cache.store("embeddings", "3" * 64, b"x" * 100)
+    assert first.exists()
+    assert not second.exists()  # least recently used
+    assert third.exists()
+    assert cache.total_bytes() == 200
+    # Files in use (stored or used within IN_USE_S) stay even over the limit.
+    fourth = cache.store("loras", "4" * 64, b"x" * 100)
+    assert {first.exists(), third.exists(), fourth.exists()} == {True}
