@@ -30,8 +30,10 @@ from stylebot.queue.connection import connect
 from stylebot.queue.events import EventConsumer
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
+from stylebot.startup_checks import StartupError
 from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
 from stylebot.storage.admin import open_admin_ports
+from stylebot.storage.full import is_storage_full
 from stylebot.storage.ledger import SqliteConsentLedger
 from stylebot.storage.optout import SqliteOptOutRegistry
 from stylebot.storage.usage import SqliteUsageLog
@@ -330,7 +332,21 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
         metrics = start_metrics_server(settings, redis_url, role="worker")
         asyncio.set_event_loop(asyncio.new_event_loop())
         worker = build_worker(settings, redis_url, burst=burst)
-        worker.run()
+        try:
+            worker.run()
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            raise StartupError(f"the worker cannot start: {exc}") from None
+        except Exception as exc:
+            from stylebot.engine.models import ModelLoadError  # torch: workers only
+
+            if not isinstance(exc, ModelLoadError):
+                raise
+            message = " ".join(str(exc).split())
+            raise StartupError(
+                f"the base model {settings.model} does not load: {message}"
+            ) from None
     finally:
         if metrics is not None:
             metrics.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,10 +20,17 @@ from typing import Any
 
 from stylebot.config import ENV_PREFIX
 
-__all__ = ["StylebotProcess", "child_env"]
+__all__ = ["StylebotProcess", "child_env", "free_port"]
 
 # Variables read without the prefix too (see stylebot.config.UNPREFIXED_ENV).
 _UNPREFIXED = ("REDIS_URL", "DISCORD_TOKEN", "DISCORD_GUILD_ID", "TELEGRAM_TOKEN")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def child_env(**settings: str) -> dict[str, str]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.processes import free_port
 from tests.support.single_file import write_sd_single_file
 
 # Plausible shapes, not real tokens: doctor checks the form, it cannot reach the platforms.
@@ -42,12 +42,6 @@ def lines_by_check(output: str) -> dict[str, str]:
             name = rest.strip().split("  ")[0]
             found[name] = level.strip()
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_fresh_install_fails_on_the_missing_model_and_says_how_to_build_it(

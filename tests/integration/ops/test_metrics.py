@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.processes import free_port
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.config import load_settings
@@ -17,12 +18,6 @@ from stylebot.metrics import MetricsServer, observed_job, start_metrics_server
 from stylebot.queue.payloads import GenerateJob
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(url: str) -> Samples:
