@@ -19,6 +19,7 @@ from typing import Protocol
 from PIL import Image
 
 from stylebot.bot.core import Notification, Policy, StyleBot
+from stylebot.bot.core.errors import StorageFull
 from stylebot.bot.core.images import ImageLimits
 from stylebot.config import Settings
 from stylebot.logs import job_context
@@ -132,6 +133,8 @@ class FrontEnd:
     redis_url: str
     sinks: dict[str, NotificationSink] = field(default_factory=dict)
     _delivery: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Whether the last event failed for a full disk (logged once, not per event).
+    _storage_full: bool = field(default=False, repr=False)
     # Events being handled at once (each job's in order): bounded, so a backlog after
     # a restart does not open hundreds of database transactions and uploads together.
     _delivering: asyncio.Semaphore = field(
@@ -187,10 +190,18 @@ class FrontEnd:
                         await self._deliver(notification)
                 except asyncio.CancelledError:
                     raise
+                except StorageFull as full:
+                    # One line while the disk stays full, not a traceback per progress
+                    # event; unacknowledged, it is handled again at the next start.
+                    if not self._storage_full:
+                        log.error("events not recorded until there is space: %s", full)
+                    self._storage_full = True
+                    return
                 except Exception:
                     log.exception("event %s for job %s not delivered", message_id, event.job_id)
                     return
                 await self.events.ack(message_id)
+                self._storage_full = False
 
     async def _deliver(self, notification: Notification) -> None:
         sink = self.sinks.get(notification.to.platform)

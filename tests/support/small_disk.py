@@ -42,9 +42,9 @@ def mounted_tmpfs(directory: Path, size: str = "30m", *, read_only: bool = False
         subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
-def fill(directory: Path) -> Path:
-    """Write a filler file in `directory` until its file system is full; returns it
-    (delete it to free the space again)."""
+def fill(directory: Path, *, leave: int = 0) -> Path:
+    """Write a filler file in `directory` until its file system is full, then give back
+    `leave` bytes; returns it (delete it to free the space again)."""
     filler = directory / "filler.bin"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -57,6 +57,8 @@ def fill(directory: Path) -> Path:
                     if exc.errno != errno.ENOSPC:
                         raise
                     break
+        if leave:
+            os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
     finally:
         os.close(fd)
     return filler

@@ -16,6 +16,8 @@ import re
 import secrets
 from pathlib import Path
 
+from stylebot.storage.full import storage_full_as_error
+
 __all__ = ["LocalBlobStore", "check_blob_key"]
 
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -71,18 +73,20 @@ class LocalBlobStore:
         target = self.path(key)
         if target.is_file():
             return key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-        try:
-            with open(temp, "xb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        _fsync_directory(target.parent)
+        # A full disk is StorageFull: nothing was stored (the temporary file is gone).
+        with storage_full_as_error("the blob store"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+            try:
+                with open(temp, "xb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_directory(target.parent)
         return key
 
     def get_sync(self, key: str) -> bytes:

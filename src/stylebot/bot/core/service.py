@@ -7,6 +7,7 @@ platform adapter stays a translator.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ from stylebot.bot.core.commands import (
     Verify,
 )
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import STORAGE_FULL_MESSAGE, StorageFull
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
@@ -59,11 +61,13 @@ from stylebot.bot.core.ports import (
     UsageLog,
     WatermarkReader,
 )
-from stylebot.bot.core.replies import Notification, Reply
+from stylebot.bot.core.replies import ErrorReply, Notification, Reply
 from stylebot.bot.core.verification import verify
 from stylebot.queue.payloads import JobEvent
 
 Handler = Callable[[Deps, Any], Awaitable[Reply]]
+log = logging.getLogger(__name__)
+STORAGE_FULL_REPLY = f"Sorry: {STORAGE_FULL_MESSAGE}. Please try again later."
 
 
 async def _reroll(deps: Deps, command: RerollOutput) -> Reply:
@@ -148,12 +152,17 @@ class StyleBot:
         handler = HANDLERS.get(type(command))
         if handler is None:
             raise TypeError(f"no handler for {type(command).__name__}")
-        # A ban stops use of the bot, not the right to have one's data erased.
-        if not isinstance(command, EraseMyData):
-            refusal = await admin.banned_refusal(self.deps, command.requester)
-            if refusal is not None:
-                return refusal
-        return await handler(self.deps, command)
+        try:
+            # A ban stops use of the bot, not the right to have one's data erased.
+            if not isinstance(command, EraseMyData):
+                refusal = await admin.banned_refusal(self.deps, command.requester)
+                if refusal is not None:
+                    return refusal
+            return await handler(self.deps, command)
+        except StorageFull as full:
+            # The operator's one line; the user's plain answer (the write was undone).
+            log.error("%s refused: %s", type(command).__name__, full)
+            return ErrorReply(STORAGE_FULL_REPLY)
 
     async def handle_event(self, event: JobEvent) -> list[Notification]:
         return await events.handle_event(self.deps, event)
