@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.fakes.memory import InMemoryBlobStore
 
+from stylebot.bot.core.errors import StorageFull
 from stylebot.storage import LocalBlobStore, check_blob_key
 
 Store = LocalBlobStore | InMemoryBlobStore
@@ -160,7 +161,7 @@ async def test_a_write_that_fails_leaves_no_blob_and_no_temp_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StorageFull, match="No space"):  # a full disk is StorageFull
         await store.put(data)
     monkeypatch.undo()
 
