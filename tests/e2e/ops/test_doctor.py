@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.support.processes import free_port
 from tests.support.single_file import write_sd_single_file
+from tests.support.small_disk import fill, mounted_tmpfs
 
 # Plausible shapes, not real tokens: doctor checks the form, it cannot reach the platforms.
 DISCORD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB"
@@ -126,3 +127,24 @@ def test_a_single_file_model_is_checked_with_its_configured_component_configs(
     levels = lines_by_check(result.stdout)
     assert levels["model"] == "OK", result.stdout + result.stderr
     assert f"{checkpoint} loads on cpu" in result.stdout
+
+
+def test_a_data_directory_that_is_a_file_fails_the_disk_check(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a directory")
+    result = doctor(tmp_path, "--no-model")
+    assert lines_by_check(result.stdout)["disk"] == "FAIL", result.stdout
+    assert f"{tmp_path / 'data'} is a file, not a directory" in result.stdout
+
+
+def test_low_disk_space_warns_before_it_fails(tmp_path: Path) -> None:
+    """On a real 30 MiB disk: below STYLEBOT_DISK_LOW_FREE_MB a warning, nearly full a
+    failure, long before uploads are refused."""
+    with mounted_tmpfs(tmp_path / "disk", "30m") as disk:
+        result = doctor(disk, "--no-model")
+        assert lines_by_check(result.stdout)["disk"] == "FAIL", result.stdout  # < 1 GiB
+        result = doctor(disk, "--no-model", STYLEBOT_DISK_LOW_FREE_MB="100")
+        assert lines_by_check(result.stdout)["disk"] == "WARN", result.stdout
+        assert "below STYLEBOT_DISK_LOW_FREE_MB=100" in result.stdout
+        fill(disk, leave=5 * 1024 * 1024)
+        result = doctor(disk, "--no-model", STYLEBOT_DISK_LOW_FREE_MB="100")
+        assert lines_by_check(result.stdout)["disk"] == "FAIL", result.stdout  # < 10 MiB
