@@ -96,3 +96,21 @@ def test_no_base_model_and_no_demo_model(tmp_path: Path) -> None:
     line = one_line_error(stylebot(tmp_path, tmp_path / "data", "worker"))
     assert "no base model" in line
     assert "stylebot model tiny" in line
+
+
+def test_the_console_takes_no_command_before_its_worker_serves(tmp_path: Path) -> None:
+    """A model that is there but does not load: the worker child stops; the console
+    says why in one line instead of queueing work ('position 1') nobody will do."""
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    result = stylebot(
+        tmp_path,
+        tmp_path / "data",
+        "console",
+        stdin="/imagine a cat\n",
+        STYLEBOT_BASE_MODEL=str(broken),
+    )
+    line = one_line_error(result)
+    assert "the worker could not start (exit 2): the base model" in line
+    assert "no model_index.json" in line
+    assert "position" not in result.stdout
