@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventPublisher
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.storage import LocalBlobStore
+from stylebot.storage.admin import SqliteAdminStore
 
 ALICE = person("alice")
 FULL = "the bot's storage is full; nothing was saved"
@@ -165,3 +167,23 @@ async def test_events_that_cannot_be_recorded_log_one_line_and_wait(
     assert delivered == []
     assert await pending(frontend) == 5  # handled again after a restart
     filler.unlink()
+
+
+async def log_actions_until_it_fails(store: SqliteAdminStore) -> None:
+    """Write past the pages the database files already have (then a write must fail)."""
+    for _ in range(1000):
+        await store.log_action("op", "ban", "x" * 4000, datetime.now(UTC))
+    raise AssertionError("a thousand 4 KB rows fitted on a full disk")
+
+
+async def test_the_admin_store_says_full_and_keeps_working_after(disk: Path) -> None:
+    store = await SqliteAdminStore.open(disk / "admin.sqlite3")
+    try:
+        filler = fill(disk)
+        with pytest.raises(StorageFull, match="the admin store: no space left"):
+            await log_actions_until_it_fails(store)
+        filler.unlink()
+        await store.ban("discord", "mallory", "spam", "op", datetime.now(UTC))
+        assert await store.ban_of("discord", "mallory") is not None
+    finally:
+        await store.close()
