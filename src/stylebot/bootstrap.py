@@ -133,6 +133,8 @@ class FrontEnd:
     redis_url: str
     sinks: dict[str, NotificationSink] = field(default_factory=dict)
     _delivery: asyncio.Task[None] | None = field(default=None, repr=False)
+    # An event that could not be recorded for a full disk is tried again this often.
+    storage_full_retry_s: float = 30.0
     # Whether the last event failed for a full disk (logged once, not per event).
     _storage_full: bool = field(default=False, repr=False)
     # Events being handled at once (each job's in order): bounded, so a backlog after
@@ -183,25 +185,34 @@ class FrontEnd:
             await asyncio.wait([previous])
         # Every line about this event carries its job id, the adapters' included.
         with job_context(event.job_id):
-            async with self._delivering:
-                try:
-                    notifications = await self.bot.handle_event(event)
-                    for notification in notifications:
-                        await self._deliver(notification)
-                except asyncio.CancelledError:
-                    raise
-                except StorageFull as full:
-                    # One line while the disk stays full, not a traceback per progress
-                    # event; unacknowledged, it is handled again at the next start.
-                    if not self._storage_full:
-                        log.error("events not recorded until there is space: %s", full)
-                    self._storage_full = True
-                    return
-                except Exception:
-                    log.exception("event %s for job %s not delivered", message_id, event.job_id)
-                    return
-                await self.events.ack(message_id)
-                self._storage_full = False
+            while True:
+                async with self._delivering:
+                    try:
+                        notifications = await self.bot.handle_event(event)
+                        for notification in notifications:
+                            await self._deliver(notification)
+                    except asyncio.CancelledError:
+                        raise
+                    except StorageFull as full:
+                        self._note_storage_full(full)
+                    except Exception:
+                        log.exception("event %s for job %s not delivered", message_id, event.job_id)
+                        return
+                    else:
+                        await self.events.ack(message_id)
+                        if self._storage_full:
+                            log.warning("storage has space again: events are recorded")
+                            self._storage_full = False
+                        return
+                # Tried again (in this job's order) until there is space; a restart in
+                # between finds it unacknowledged and handles it then.
+                await asyncio.sleep(self.storage_full_retry_s)
+
+    def _note_storage_full(self, full: StorageFull) -> None:
+        """One line while the disk stays full, not a traceback per progress event."""
+        if not self._storage_full:
+            log.error("events wait until there is space: %s", full)
+        self._storage_full = True
 
     async def _deliver(self, notification: Notification) -> None:
         sink = self.sinks.get(notification.to.platform)

@@ -133,7 +133,7 @@ async def test_the_blob_store_says_full_and_keeps_no_temporary_file(disk: Path) 
     assert blob_files(disk / "blobs") == [blobs.path(key)]
 
 
-async def test_events_that_cannot_be_recorded_log_one_line_and_wait(
+async def test_events_that_cannot_be_recorded_log_one_line_and_wait_for_space(
     frontend: FrontEnd, disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     files = (IncomingFile("a.png", noise_png(5, side=96)),)
@@ -147,6 +147,7 @@ async def test_events_that_cannot_be_recorded_log_one_line_and_wait(
         delivered.append(notification)
 
     frontend.add_sink("discord", sink)
+    frontend.storage_full_retry_s = 0.2
     filler = fill(disk)
     publisher = EventPublisher(frontend.queue.redis)
     with caplog.at_level(logging.INFO, logger="stylebot"):
@@ -157,16 +158,22 @@ async def test_events_that_cannot_be_recorded_log_one_line_and_wait(
             if await pending(frontend) == 5 and caplog.records:
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # the last of them handled too
-        await frontend.stop_delivery()
+        await asyncio.sleep(0.5)  # the last of them handled (and retried) too
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert [r.getMessage().split(":")[0] for r in errors] == [
-        "events not recorded until there is space"
-    ]
+    assert [r.getMessage().split(":")[0] for r in errors] == ["events wait until there is space"]
     assert all(r.exc_info is None for r in caplog.records)
     assert delivered == []
-    assert await pending(frontend) == 5  # handled again after a restart
+    assert await pending(frontend) == 5  # none lost: they wait
+
+    # Space again: the waiting events are recorded and told, in order, without a restart.
     filler.unlink()
+    for _ in range(300):
+        if await pending(frontend) == 0:
+            break
+        await asyncio.sleep(0.1)
+    await frontend.stop_delivery()
+    assert await pending(frontend) == 0
+    assert [n.reply.step for n in delivered] == [1, 2, 3, 4, 5]  # type: ignore[attr-defined]
 
 
 async def log_actions_until_it_fails(store: SqliteAdminStore) -> None:
