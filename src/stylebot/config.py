@@ -67,7 +67,7 @@ class Settings:
     device: str = setting(
         "auto", Pattern("one of auto, cpu, mps, cuda or cuda:N", regex=r"auto|cpu|mps|cuda(:\d+)?")
     )
-    dtype: str = setting("auto", OneOf(choices=DTYPES))
+    dtype: str = setting("auto", OneOf(choices=DTYPES, ignore_case=True))
     # turbo: a few-step model (guidance 0, at most 4 steps, default 1; see
     # load_settings); standard: not; auto: turbo when the base model's name
     # contains "turbo".
@@ -171,7 +171,9 @@ class Settings:
     metrics_host: str = setting(
         "127.0.0.1", Pattern("a host name or IP address", regex=r"[A-Za-z0-9_.:-]+")
     )
-    log_format: str = setting("text", OneOf(choices=("text", "json")))  # text or json
+    log_format: str = setting(
+        "text", OneOf(choices=("text", "json"), ignore_case=True)
+    )  # text or json
     # Who may run operator-wide admin commands: "platform:user_id", comma-separated.
     operators: str = setting("", Text("platform:user_id, comma-separated"))
 

@@ -146,13 +146,20 @@ class Flag(Rule):
 @dataclass(frozen=True)
 class OneOf(Rule):
     choices: Sequence[str] = ()
+    # True: "JSON" is "json" (for names people type in either case).
+    ignore_case: bool = False
 
     def parse(self, raw: Any) -> str:
-        if not isinstance(raw, str) or raw.strip() not in self.choices:
+        if not isinstance(raw, str):
             raise BadValue
-        return raw.strip()
+        word = raw.strip().lower() if self.ignore_case else raw.strip()
+        if word not in self.choices:
+            raise BadValue
+        return word
 
     def describe(self) -> str:
+        if len(self.choices) == 2:
+            return " or ".join(self.choices)
         return f"one of {', '.join(self.choices)}"
 
 
