@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import socket
 import tempfile
 import time
@@ -25,6 +24,7 @@ from typing import Any, TextIO
 import redis
 
 from stylebot.config import Settings
+from stylebot.disk_space import GIB, MIB, existing_ancestor, free_bytes, free_text
 from stylebot.metrics import metrics_address
 from stylebot.queue.redis_server import (
     EmbeddedRedis,
@@ -35,8 +35,6 @@ from stylebot.queue.redis_server import (
 
 __all__ = ["CheckResult", "Level", "run_checks", "run_doctor"]
 
-GIB = 1024**3
-MIB = 1024**2
 # Free space below which the data directory is a problem: blobs (uploads,
 # LoRA weights, every generated image) and the model cache grow there.
 DISK_FAIL_BYTES = 1 * GIB
@@ -271,15 +269,8 @@ def check_gpu(settings: Settings) -> CheckResult:
     return _ok("gpu", found)
 
 
-def _existing_ancestor(path: Path) -> Path:
-    path = path.resolve()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
 def check_disk(settings: Settings) -> CheckResult:
-    where = _existing_ancestor(settings.data_dir)
+    where = existing_ancestor(settings.data_dir)
     if not where.is_dir():  # the data directory, or a folder on its way, is a file
         return _fail(
             "disk",
@@ -293,12 +284,8 @@ def check_disk(settings: Settings) -> CheckResult:
             f"{where} is not writable by this user",
             f"chown the data directory to this user, or set STYLEBOT_DATA_DIR (now {where})",
         )
-    free = shutil.disk_usage(where).free
-    found = (
-        f"{free / GIB:.1f} GiB free at {where}"
-        if free >= GIB
-        else f"{free // MIB} MiB free at {where}"
-    )
+    free = free_bytes(where)
+    found = f"{free_text(free)} free at {where}"
     # Warn below the operator's threshold (well before the disk is full: then uploads
     # and results are refused), fail below a tenth of it, at most 1 GiB.
     warn_below = settings.disk_low_free_mb * MIB

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from stylebot.config import Settings
+from stylebot.disk_space import free_bytes
 from stylebot.logs import job_context
 from stylebot.startup_checks import StartupError
 from stylebot.terminal_status import JOB_KINDS, read_snapshot
@@ -235,13 +235,10 @@ class DiskCollector(Collector):
         self.data_dir = data_dir
 
     def collect(self) -> Iterator[Metric]:
-        where = self.data_dir.resolve()
-        while not where.exists():  # not made yet: the disk it will be made on
-            where = where.parent
         yield GaugeMetricFamily(
             "stylebot_disk_free_bytes",
             "Free bytes on the file system of the data directory",
-            value=shutil.disk_usage(where).free,
+            value=free_bytes(self.data_dir),
         )
 
 

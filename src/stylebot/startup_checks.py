@@ -13,13 +13,13 @@ import errno
 import logging
 import os
 import secrets
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from stylebot.config import Settings
+from stylebot.disk_space import MIB, free_bytes, free_text
 from stylebot.storage.full import is_storage_full
 
 __all__ = [
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 # How long a start-up check waits for a Redis that does not answer.
 REDIS_CHECK_TIMEOUT_S = 5.0
-MIB = 1024 * 1024
 _CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".bin", ".pt", ".pth")
 
 
@@ -70,13 +69,13 @@ def warn_if_disk_low(settings: Settings) -> None:
     """One warning line when the data directory's disk is below `disk_low_free_mb`."""
     if not settings.disk_low_free_mb or not settings.data_dir.is_dir():
         return
-    free = shutil.disk_usage(settings.data_dir).free
+    free = free_bytes(settings.data_dir)
     if free < settings.disk_low_free_mb * MIB:
         log.warning(
-            "the data directory %s has %d MiB free, below STYLEBOT_DISK_LOW_FREE_MB=%d: "
+            "the data directory %s has %s free, below STYLEBOT_DISK_LOW_FREE_MB=%d: "
             "free space, or uploads and results will be refused once it is full",
             settings.data_dir,
-            free // MIB,
+            free_text(free),
             settings.disk_low_free_mb,
         )
 

@@ -114,3 +114,15 @@ def test_the_console_takes_no_command_before_its_worker_serves(tmp_path: Path) -
     assert "the worker could not start (exit 2): the base model" in line
     assert "no model_index.json" in line
     assert "position" not in result.stdout
+
+
+def test_a_disk_running_low_is_warned_about_at_start(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "30m") as disk:
+        result = stylebot(
+            disk, disk / "data", "console", "--no-worker", STYLEBOT_DISK_LOW_FREE_MB="100"
+        )
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines() if "DISK_LOW_FREE_MB" in line]
+        assert len(warnings) == 1, result.stderr
+        assert f"the data directory {disk / 'data'} has " in warnings[0]
+        assert "below STYLEBOT_DISK_LOW_FREE_MB=100" in warnings[0]
