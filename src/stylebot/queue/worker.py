@@ -28,6 +28,7 @@ from arq.constants import job_key_prefix, retry_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 
+from stylebot.bot.core.errors import StorageFull
 from stylebot.config import Settings
 from stylebot.engine.lora_files import LoraMismatchError
 from stylebot.engine.runtime import (
@@ -289,7 +290,9 @@ async def _reporting_failure(
     try:
         yield
     except Exception as exc:
-        if not isinstance(exc, JobTimedOut):
+        if isinstance(exc, StorageFull):  # the operator's one line: a full disk, not a bug
+            log.error("%s job %s failed: %s", kind, job_id, exc)
+        elif not isinstance(exc, JobTimedOut):
             log.exception("%s job %s failed", kind, job_id)
         interruption.fail()
         try:
