@@ -252,12 +252,13 @@ def rule_of(metadata: Any) -> Rule | None:
 
 def shown(source: str, value: Any, rule: Rule | None = None) -> str:
     """`STYLEBOT_X=value` (or `x = value in file.toml`), a secret's value hidden."""
-    text = "***" if rule is not None and rule.secret else str(value)
+    secret = rule is not None and rule.secret
+    if " in " in source:  # from the TOML file: as TOML-ish, repr keeps it on one line
+        name, _, where = source.partition(" in ")
+        return f"{name} = {'***' if secret else repr(value)} in {where}"
+    text = "***" if secret else str(value)
     if _CONTROL.search(text):  # shown escaped: the message stays on one line
         text = repr(text)[1:-1]
-    if " in " in source:  # from the TOML file
-        name, _, where = source.partition(" in ")
-        return f"{name} = {text!r} in {where}"
     return f"{source}={text}"
 
 
