@@ -19,6 +19,7 @@ from typing import Protocol
 from PIL import Image
 
 from stylebot.bot.core import Notification, Policy, StyleBot
+from stylebot.bot.core.errors import StorageFull
 from stylebot.bot.core.images import ImageLimits
 from stylebot.config import Settings
 from stylebot.logs import job_context
@@ -30,8 +31,10 @@ from stylebot.queue.connection import connect
 from stylebot.queue.events import EventConsumer
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
+from stylebot.startup_checks import StartupError
 from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
 from stylebot.storage.admin import open_admin_ports
+from stylebot.storage.full import is_storage_full
 from stylebot.storage.ledger import SqliteConsentLedger
 from stylebot.storage.optout import SqliteOptOutRegistry
 from stylebot.storage.usage import SqliteUsageLog
@@ -133,6 +136,10 @@ class FrontEnd:
     redis_url: str
     sinks: dict[str, NotificationSink] = field(default_factory=dict)
     _delivery: asyncio.Task[None] | None = field(default=None, repr=False)
+    # An event that could not be recorded for a full disk is tried again this often.
+    storage_full_retry_s: float = 30.0
+    # Whether the last event failed for a full disk (logged once, not per event).
+    _storage_full: bool = field(default=False, repr=False)
     # Events being handled at once (each job's in order): bounded, so a backlog after
     # a restart does not open hundreds of database transactions and uploads together.
     _delivering: asyncio.Semaphore = field(
@@ -181,17 +188,34 @@ class FrontEnd:
             await asyncio.wait([previous])
         # Every line about this event carries its job id, the adapters' included.
         with job_context(event.job_id):
-            async with self._delivering:
-                try:
-                    notifications = await self.bot.handle_event(event)
-                    for notification in notifications:
-                        await self._deliver(notification)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("event %s for job %s not delivered", message_id, event.job_id)
-                    return
-                await self.events.ack(message_id)
+            while True:
+                async with self._delivering:
+                    try:
+                        notifications = await self.bot.handle_event(event)
+                        for notification in notifications:
+                            await self._deliver(notification)
+                    except asyncio.CancelledError:
+                        raise
+                    except StorageFull as full:
+                        self._note_storage_full(full)
+                    except Exception:
+                        log.exception("event %s for job %s not delivered", message_id, event.job_id)
+                        return
+                    else:
+                        await self.events.ack(message_id)
+                        if self._storage_full:
+                            log.warning("storage has space again: events are recorded")
+                            self._storage_full = False
+                        return
+                # Tried again (in this job's order) until there is space; a restart in
+                # between finds it unacknowledged and handles it then.
+                await asyncio.sleep(self.storage_full_retry_s)
+
+    def _note_storage_full(self, full: StorageFull) -> None:
+        """One line while the disk stays full, not a traceback per progress event."""
+        if not self._storage_full:
+            log.error("events wait until there is space: %s", full)
+        self._storage_full = True
 
     async def _deliver(self, notification: Notification) -> None:
         sink = self.sinks.get(notification.to.platform)
@@ -333,7 +357,21 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
         metrics = start_metrics_server(settings, redis_url, role="worker")
         asyncio.set_event_loop(asyncio.new_event_loop())
         worker = build_worker(settings, redis_url, burst=burst)
-        worker.run()
+        try:
+            worker.run()
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            raise StartupError(f"the worker cannot start: {exc}") from None
+        except Exception as exc:
+            from stylebot.engine.models import ModelLoadError  # torch: workers only
+
+            if not isinstance(exc, ModelLoadError):
+                raise
+            message = " ".join(str(exc).split())
+            raise StartupError(
+                f"the base model {settings.model} does not load: {message}"
+            ) from None
     finally:
         if metrics is not None:
             metrics.stop()

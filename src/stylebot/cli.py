@@ -101,8 +101,46 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
         return 2
 
-    if args.command in ("demo", "console", "run", "worker"):
-        ensure_private_directory(settings.data_dir)
+    from stylebot.queue.redis_server import EmbeddedRedisError
+    from stylebot.startup_checks import StartupError
+
+    try:
+        _check_before_starting(
+            settings, args.command, with_worker=not getattr(args, "no_worker", False)
+        )
+        return _run_command(parser, args, settings)
+    except (StartupError, EmbeddedRedisError) as exc:
+        # One line, no traceback: what is wrong and what to do (issue 20).
+        print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
+        return 2
+
+
+def _check_before_starting(settings: Settings, command: str, *, with_worker: bool) -> None:
+    """What a command needs, checked before it starts anything (StartupError if missing)."""
+    from stylebot.startup_checks import (
+        check_base_model,
+        check_data_dir,
+        check_redis_reachable,
+        warn_if_disk_low,
+    )
+
+    if command not in ("run", "console", "worker", "demo"):
+        return
+    check_data_dir(settings)
+    ensure_private_directory(settings.data_dir)
+    if settings.redis_url:
+        check_redis_reachable(settings.redis_url)
+    # The demo builds the tiny model itself when no base model is set.
+    if (command == "worker" or (command == "console" and with_worker)) or (
+        command == "demo" and settings.base_model
+    ):
+        check_base_model(settings)
+    warn_if_disk_low(settings)
+
+
+def _run_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings
+) -> int:
     try:
         match args.command:
             case "demo":

@@ -12,14 +12,29 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS, TRAIN_METHODS, TrainSettings
+from stylebot.setting_rules import (
+    Flag,
+    Number,
+    OneOf,
+    PathValue,
+    Pattern,
+    SettingsError,
+    Text,
+    Url,
+    Whole,
+    Words,
+    check_between_fields,
+    parse_value,
+    rule_of,
+    setting,
+    shown,
+)
 
 ENV_PREFIX = "STYLEBOT_"
 UNPREFIXED_ENV = ("redis_url", "discord_token", "discord_guild_id", "telegram_token")
@@ -30,10 +45,11 @@ MODEL_VARIANTS = ("auto", "standard", "turbo")
 BASE_MODEL_FAMILIES = ("auto", "sd15", "sd2", "sdxl")
 FEW_STEP_MAX_STEPS = 4
 FEW_STEP_DEFAULT_STEPS = 1
-
-
-class SettingsError(ValueError):
-    """A setting has a value the program cannot use; the message says which and why."""
+# The names diffusers' dtype setting takes (stylebot.engine.models._DTYPES).
+DTYPES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
+DAY_S = 24 * 3600
+# A daily quota or a limit on queued jobs: 0 turns it off.
+QUOTA = Whole(low=0, high=10**9, low_means="no limit")
 
 
 # The values Settings.mixed_style_batches takes.
@@ -42,125 +58,142 @@ MIXED_STYLE_BATCHES = ("auto", "on", "off")
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path("data")
+    data_dir: Path = setting(Path("data"), PathValue())  # noqa: RUF009 - field()
     # None: start an embedded Redis under data_dir.
-    redis_url: str | None = None
+    redis_url: str | None = setting(None, Url(schemes=("redis", "rediss", "unix")))
     # A diffusers folder, a single-file checkpoint, or a hub id. Empty: the
     # tiny demo model under data_dir/models/tiny-sd.
-    base_model: str = ""
-    device: str = "auto"
-    dtype: str = "auto"
+    base_model: str = setting("", Text("a diffusers folder, a .safetensors file or a hub id"))
+    device: str = setting(
+        "auto", Pattern("one of auto, cpu, mps, cuda or cuda:N", regex=r"auto|cpu|mps|cuda(:\d+)?")
+    )
+    dtype: str = setting("auto", OneOf(choices=DTYPES, ignore_case=True))
     # turbo: a few-step model (guidance 0, at most 4 steps, default 1; see
     # load_settings); standard: not; auto: turbo when the base model's name
     # contains "turbo".
-    model_variant: str = "auto"
+    model_variant: str = setting("auto", OneOf(choices=MODEL_VARIANTS))
     # A single-file checkpoint's family: sd15, sd2, sdxl, or auto (read from its keys).
-    base_model_family: str = "auto"
+    base_model_family: str = setting("auto", OneOf(choices=BASE_MODEL_FAMILIES))
     # A diffusers folder or hub id whose component configs a single-file base
     # model loads with. Empty: diffusers' guess, which takes every SD 2.x file
     # for the 768 px v-prediction model (wrong for the 512 px epsilon base).
-    base_model_config: str = ""
+    base_model_config: str = setting("", Text("a diffusers folder or a hub id"))
 
     # Training defaults. Steps, rank and learning rate left unset (None) are
     # chosen per style from its number of images (stylebot.bot.core.training_defaults).
-    train_steps: int | None = None
-    train_resolution: int = 512
-    lora_rank: int | None = None
-    learning_rate: float | None = None
+    train_steps: int | None = setting(None, Whole(low=1, high=100_000))
+    train_resolution: int = setting(512, Whole(low=64, high=4096, multiple_of=8))
+    lora_rank: int | None = setting(None, Whole(low=1, high=1024))
+    learning_rate: float | None = setting(None, Number(low=0, high=1, above_low=True))
     # Mirror images too (off: styles with text or asymmetric motifs suffer).
-    train_flip: bool = False
+    train_flip: bool = setting(False, Flag())
     # Min-SNR-γ loss weighting (0: plain MSE) and offset noise (0: none; 0.05-0.1
     # lets a style be darker or brighter overall than mid-grey).
-    train_min_snr_gamma: float = 5.0
-    train_noise_offset: float = 0.0
+    train_min_snr_gamma: float = setting(5.0, Number(low=0, high=100))
+    train_noise_offset: float = setting(0.0, Number(low=0, high=1))
     # Less GPU memory for about a third more time per step.
-    train_gradient_checkpointing: bool = False
+    train_gradient_checkpointing: bool = setting(False, Flag())
     # auto: bf16 (else fp16) autocast on a GPU, none on a CPU; or no, fp16, bf16.
-    train_mixed_precision: str = "auto"
+    train_mixed_precision: str = setting("auto", OneOf(choices=MIXED_PRECISION))
     # auto: 8-bit AdamW on CUDA when bitsandbytes is installed, else AdamW; or adamw, adamw8bit.
-    train_optimizer: str = "auto"
+    train_optimizer: str = setting("auto", OneOf(choices=OPTIMIZERS))
     # What a style trains: lora; textual_inversion (a new token's embedding, the
     # style's token then starts its prompts); or both (pivotal tuning).
-    train_method: str = "lora"
+    train_method: str = setting("lora", OneOf(choices=TRAIN_METHODS))
     # A running training saves a checkpoint every this many steps (or 30 s), so a
     # worker that dies costs at most that much work: another worker resumes there.
-    checkpoint_every_steps: int = 50
-    train_timeout_s: int = 6 * 3600
-    min_train_images: int = 1
-    max_train_images: int = 40
+    checkpoint_every_steps: int = setting(50, Whole(low=0, high=1_000_000, low_means="every step"))
+    train_timeout_s: int = setting(6 * 3600, Whole("seconds", low=1, high=7 * DAY_S))
+    min_train_images: int = setting(1, Whole(low=1, high=1000))
+    max_train_images: int = setting(40, Whole(low=1, high=1000))
 
     # Generation defaults and limits.
-    default_steps: int = 25
-    max_steps: int = 60
-    default_guidance: float = 7.5
-    default_size: int = 512
-    min_size: int = 256
-    max_size: int = 1024
-    max_images_per_request: int = 4
-    max_prompt_chars: int = 1000
-    generate_timeout_s: int = 600
+    default_steps: int = setting(25, Whole(low=1, high=1000))
+    max_steps: int = setting(60, Whole(low=1, high=1000))
+    default_guidance: float = setting(7.5, Number(low=0, high=50))
+    default_size: int = setting(512, Whole("pixels", low=64, high=4096, multiple_of=8))
+    min_size: int = setting(256, Whole("pixels", low=64, high=4096, multiple_of=8))
+    max_size: int = setting(1024, Whole("pixels", low=64, high=4096, multiple_of=8))
+    max_images_per_request: int = setting(4, Whole(low=1, high=64))
+    max_prompt_chars: int = setting(1000, Whole(low=1, high=100_000))
+    generate_timeout_s: int = setting(600, Whole("seconds", low=1, high=DAY_S))
 
     # Uploads.
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_upload_pixels: int = 40_000_000
+    max_upload_bytes: int = setting(20 * 1024 * 1024, Whole(low=1024, high=2**34))
+    max_upload_pixels: int = setting(40_000_000, Whole(low=64 * 64, high=2**31))
 
     # Quotas over a rolling day, per user and per server or group (0: no limit);
     # generation counts images, training counts styles.
-    images_per_user_per_day: int = 500
-    images_per_server_per_day: int = 5000
-    trainings_per_user_per_day: int = 10
-    trainings_per_server_per_day: int = 50
+    images_per_user_per_day: int = setting(500, QUOTA)
+    images_per_server_per_day: int = setting(5000, QUOTA)
+    trainings_per_user_per_day: int = setting(10, QUOTA)
+    trainings_per_server_per_day: int = setting(50, QUOTA)
     # At most this many generation or training requests per user per window (0: off).
-    requests_per_window: int = 10
-    rate_window_s: int = 60
+    requests_per_window: int = setting(10, QUOTA)
+    rate_window_s: int = setting(60, Whole("seconds", low=1, high=DAY_S))
     # Jobs queued or running at once, per user and per server or group (0: no limit).
-    max_queued_per_user: int = 5
-    max_queued_per_server: int = 50
+    max_queued_per_user: int = setting(5, QUOTA)
+    max_queued_per_server: int = setting(50, QUOTA)
     # Words or phrases refused in prompts, comma-separated in the environment.
-    prompt_blocklist: tuple[str, ...] = ()
+    prompt_blocklist: tuple[str, ...] = setting((), Words())
 
     # C2PA signing: the operator's certificate chain and key (PEM). Unset: a
     # local CA and signing certificate are made under data_dir/c2pa.
-    c2pa_cert_chain: Path | None = None
-    c2pa_private_key: Path | None = None
+    c2pa_cert_chain: Path | None = setting(None, PathValue("a PEM file"))  # noqa: RUF009
+    c2pa_private_key: Path | None = setting(None, PathValue("a PEM file"))  # noqa: RUF009
     # An RFC 3161 time-stamping authority (http(s) URL) for the manifests, so they stay
     # valid after the signing certificate expires. Empty: no timestamp.
-    c2pa_tsa_url: str = ""
+    c2pa_tsa_url: str = setting("", Url(schemes=("http", "https"), optional=True))
 
     # Worker.
-    max_loaded_adapters: int = 8
+    max_loaded_adapters: int = setting(8, Whole(low=1, high=1000))
     # A worker's disk copies of style weights (least recently used go first).
-    worker_cache_max_bytes: int = 2 * 1024**3
-    worker_concurrency: int = 1
+    worker_cache_max_bytes: int = setting(
+        2 * 1024**3, Whole(low=0, high=2**50, low_means="only the files in use are kept")
+    )
+    worker_concurrency: int = setting(1, Whole(low=1, high=64))
     # Same-style requests waiting together share one pipeline call, up to this.
-    max_batch_size: int = 4
+    max_batch_size: int = setting(4, Whole(low=1, high=64))
     # A new style that finds the adapter cache full is hot-swapped into the least
     # recently used style's slot (no UNet walk, no torch.compile recompile);
     # slots are padded to this rank, the largest the trainer makes by default.
-    lora_hotswap: bool = True
-    lora_hotswap_rank: int = 16
+    lora_hotswap: bool = setting(True, Flag())
+    lora_hotswap_rank: int = setting(16, Whole(low=1, high=1024))
     # Requests in different styles (same size, steps, guidance) share one call
     # through PEFT's per-sample adapters: auto = on a CUDA device only (on the
     # CPU it saves nothing), on, or off.
-    mixed_style_batches: str = "auto"
+    mixed_style_batches: str = setting("auto", OneOf(choices=MIXED_STYLE_BATCHES))
     # A worker holds a running job's lease this long and renews it; a job
     # whose worker died is retried once its lease runs out.
-    job_lease_s: float = 60.0
+    job_lease_s: float = setting(60.0, Number("seconds", low=1, high=3600))
+    # Below this much free space (MiB) in the data directory, doctor warns and the
+    # front end logs a warning: a full disk loses uploads and results.
+    disk_low_free_mb: int = setting(
+        10 * 1024, Whole("MiB", low=0, high=2**31, low_means="no warning")
+    )
 
     # Operations.
     # Prometheus metrics on this port (None: no metrics endpoint).
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    log_format: str = "text"  # text or json
+    metrics_port: int | None = setting(None, Whole(low=0, high=65535, low_means="off"))
+    metrics_host: str = setting(
+        "127.0.0.1", Pattern("a host name or IP address", regex=r"[A-Za-z0-9_.:-]+")
+    )
+    log_format: str = setting(
+        "text", OneOf(choices=("text", "json"), ignore_case=True)
+    )  # text or json
     # Who may run operator-wide admin commands: "platform:user_id", comma-separated.
-    operators: str = ""
+    operators: str = setting("", Text("platform:user_id, comma-separated"))
 
-    discord_token: str | None = None
-    discord_guild_id: int | None = None
-    telegram_token: str | None = None
+    discord_token: str | None = setting(
+        None, Pattern("a bot token (no spaces)", secret=True, regex=r"\S+")
+    )
+    discord_guild_id: int | None = setting(None, Whole(low=1, high=2**63 - 1))
+    telegram_token: str | None = setting(
+        None, Pattern("a bot token (no spaces)", secret=True, regex=r"\S+")
+    )
     # A Bot API server other than api.telegram.org (e.g. a local telegram-bot-api,
     # http://localhost:8081); the bot calls URL/bot<token>/ and URL/file/bot<token>/.
-    telegram_api_url: str | None = None
+    telegram_api_url: str | None = setting(None, Url(schemes=("http", "https")))
 
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -237,47 +270,54 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Build Settings from defaults < TOML file < environment < explicit overrides."""
+    """Build Settings from defaults < TOML file < environment < explicit overrides.
+
+    Every value is checked against its field's rule, then the rules between fields;
+    the first bad one raises SettingsError with one line naming it (see setting_rules).
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    # How each value was given, for the error: `STYLEBOT_X=...`, `x = ... in file.toml`.
+    sources: dict[str, str] = {}
 
     path = config_file or _config_path_from(env)
     if path is not None:
         try:
-            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+            from_file = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise SettingsError(f"config file {path} does not exist") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {path} cannot be read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+        values.update(from_file)
+        sources.update({name: f"{name} in {path}" for name in from_file})
 
     known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
     for name in known:
-        env_value = env.get(ENV_PREFIX + name.upper())
+        variable = ENV_PREFIX + name.upper()
+        env_value = env.get(variable)
         if env_value is None and name in UNPREFIXED_ENV:
-            env_value = env.get(name.upper())
+            variable = name.upper()
+            env_value = env.get(variable)
         if env_value is not None and env_value != "":
             values[name] = env_value
-    values.update({k: v for k, v in overrides.items() if v is not None})
+            sources[name] = variable
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = value
+            sources[name] = name
 
     unknown = {k: v for k, v in values.items() if k not in known}
-    hints = typing.get_type_hints(Settings)
-    kwargs = {name: _coerce(name, values[name], hints[name]) for name in known if name in values}
+    rules = {f.name: rule_of(f.metadata) for f in dataclasses.fields(Settings)}
+    kwargs = {
+        name: parse_value(name, values[name], sources[name], rules[name])
+        for name in sorted(known)
+        if name in values
+    }
     settings = Settings(**kwargs, extra=unknown)
-    _check_choice("train_mixed_precision", settings.train_mixed_precision, MIXED_PRECISION)
-    _check_choice("train_optimizer", settings.train_optimizer, OPTIMIZERS)
-    _check_choice("train_method", settings.train_method, TRAIN_METHODS)
-    _check_choice("mixed_style_batches", settings.mixed_style_batches, MIXED_STYLE_BATCHES)
-    if settings.model_variant not in MODEL_VARIANTS:
-        raise SettingsError(
-            f"setting model_variant (env {ENV_PREFIX}MODEL_VARIANT) should be one of "
-            f"{', '.join(MODEL_VARIANTS)}, got {settings.model_variant!r}"
-        )
-    if settings.base_model_family not in BASE_MODEL_FAMILIES:
-        raise SettingsError(
-            f"setting base_model_family (env {ENV_PREFIX}BASE_MODEL_FAMILY) should be one of "
-            f"{', '.join(BASE_MODEL_FAMILIES)}, got {settings.base_model_family!r}"
-        )
-    _check_operators(settings.operators)
+    check_between_fields(settings, kwargs, sources)
+    _check_operators(settings.operators, sources.get("operators", "operators"))
     if settings.few_step_model:
         # Caps rather than defaults: a copied .env.example sets 25 steps and
         # guidance 7.5, which a turbo model cannot use.
@@ -302,7 +342,7 @@ def is_few_step_model(base_model: str, variant: str = "auto") -> bool:
     return "turbo" in Path(base_model.rstrip("/\\")).name.lower()
 
 
-def _check_operators(text: str) -> None:
+def _check_operators(text: str, source: str) -> None:
     """A malformed operators list is a settings error (exit 2) when the settings load,
     not a failure halfway through starting the front end."""
     from stylebot.bot.core.admin import parse_operators  # the rule lives with the admin rules
@@ -310,15 +350,7 @@ def _check_operators(text: str) -> None:
     try:
         parse_operators(text)
     except ValueError as exc:
-        raise SettingsError(f"setting operators (env {ENV_PREFIX}OPERATORS): {exc}") from exc
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise SettingsError(
-            f"setting {name} (env {ENV_PREFIX}{name.upper()}) should be one of "
-            f"{', '.join(choices)}, got {value!r}"
-        )
+        raise SettingsError(f"{shown(source, text)}: {exc}") from exc
 
 
 def _config_path_from(env: Mapping[str, str]) -> Path | None:
@@ -326,37 +358,3 @@ def _config_path_from(env: Mapping[str, str]) -> Path | None:
         return Path(env[ENV_PREFIX + "CONFIG"])
     default = Path("stylebot.toml")
     return default if default.is_file() else None
-
-
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Turn a TOML or environment value into the field's type, or say what is wrong."""
-    target = annotation
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None:
-            return None
-        target = args[0]
-    try:
-        if target is Path:
-            return Path(value).expanduser()
-        if target is bool:
-            if isinstance(value, bool):
-                return value
-            return str(value).strip().lower() in ("1", "true", "yes", "on")
-        if target is int:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            return int(value)
-        if target is float:
-            return float(value)
-        if target is str:
-            return str(value)
-        if typing.get_origin(target) is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(item).strip() for item in items if str(item).strip())
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(
-            f"setting {name} (env {ENV_PREFIX}{name.upper()}) should be "
-            f"{getattr(target, '__name__', target)}, got {value!r}"
-        ) from exc
-    return value

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import socket
 import tempfile
 import time
@@ -25,6 +24,7 @@ from typing import Any, TextIO
 import redis
 
 from stylebot.config import Settings
+from stylebot.disk_space import GIB, MIB, existing_ancestor, free_bytes, free_text
 from stylebot.metrics import metrics_address
 from stylebot.queue.redis_server import (
     EmbeddedRedis,
@@ -36,11 +36,9 @@ from stylebot.queue.redis_server import (
 
 __all__ = ["CheckResult", "Level", "run_checks", "run_doctor"]
 
-GIB = 1024**3
 # Free space below which the data directory is a problem: blobs (uploads,
 # LoRA weights, every generated image) and the model cache grow there.
 DISK_FAIL_BYTES = 1 * GIB
-DISK_WARN_BYTES = 10 * GIB
 # Training SD 1.5 LoRAs in float16 fits in about 6 GiB; less works only for generating.
 GPU_WARN_BYTES = 6 * GIB
 _TELEGRAM_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]{30,}$")
@@ -276,28 +274,33 @@ def check_gpu(settings: Settings) -> CheckResult:
     return _ok("gpu", found)
 
 
-def _existing_ancestor(path: Path) -> Path:
-    path = path.resolve()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
 def check_disk(settings: Settings) -> CheckResult:
-    where = _existing_ancestor(settings.data_dir)
+    where = existing_ancestor(settings.data_dir)
+    if not where.is_dir():  # the data directory, or a folder on its way, is a file
+        return _fail(
+            "disk",
+            f"{where} is a file, not a directory: the data directory {settings.data_dir} "
+            "cannot be made",
+            "set STYLEBOT_DATA_DIR to a directory (or move that file away)",
+        )
     if not os.access(where, os.W_OK):
         return _fail(
             "disk",
             f"{where} is not writable by this user",
             f"chown the data directory to this user, or set STYLEBOT_DATA_DIR (now {where})",
         )
-    free = shutil.disk_usage(where).free
-    found = f"{free / GIB:.1f} GiB free at {where}"
-    if free < DISK_FAIL_BYTES:
+    free = free_bytes(where)
+    found = f"{free_text(free)} free at {where}"
+    # Warn below the operator's threshold (well before the disk is full: then uploads
+    # and results are refused), fail below a tenth of it, at most 1 GiB.
+    warn_below = settings.disk_low_free_mb * MIB
+    if free < min(DISK_FAIL_BYTES, warn_below // 10):
         return _fail("disk", found, "free space there, or move STYLEBOT_DATA_DIR to a bigger disk")
-    if free < DISK_WARN_BYTES:
+    if free < warn_below:
         return _warn(
-            "disk", found, "blobs and models grow: plan for more, or move STYLEBOT_DATA_DIR"
+            "disk",
+            f"{found}, below STYLEBOT_DISK_LOW_FREE_MB={settings.disk_low_free_mb}",
+            "blobs and models grow: free space, or move STYLEBOT_DATA_DIR to a bigger disk",
         )
     return _ok("disk", found)
 

@@ -12,6 +12,7 @@ Each process serves `/metrics` on `metrics_port` (off when unset or 0), bound to
   functions in `observed_job`: `stylebot_job_duration_seconds{kind,outcome}`
   (a histogram), `stylebot_jobs_total{kind,outcome}`,
   `stylebot_job_failures_total{kind}`, `stylebot_cached_adapters`.
+- Free space on the data directory's disk: `stylebot_disk_free_bytes`.
 - GPU memory, per visible device, in processes that loaded torch (workers):
   `stylebot_gpu_memory_allocated_bytes{device}`, `..._reserved_bytes`,
   `..._total_bytes`.
@@ -26,6 +27,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -36,13 +38,16 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from stylebot.config import Settings
+from stylebot.disk_space import free_bytes
 from stylebot.logs import job_context
+from stylebot.startup_checks import StartupError
 from stylebot.terminal_status import JOB_KINDS, read_snapshot
 
 __all__ = [
     "JOB_METRICS",
     "METRICS_HOST_SETTING",
     "METRICS_PORT_SETTING",
+    "DiskCollector",
     "JobMetrics",
     "MetricsServer",
     "build_registry",
@@ -222,11 +227,30 @@ class GpuMemoryCollector(Collector):
         yield total
 
 
-def build_registry(redis_url: str, role: str) -> tuple[CollectorRegistry, QueueCollector]:
-    """Everything one process exports: queue, jobs, GPU, and process basics."""
+class DiskCollector(Collector):
+    """Free space where the data directory lives, read at each scrape: a full disk
+    refuses uploads and results, so alert well before (the doctor warns too)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "stylebot_disk_free_bytes",
+            "Free bytes on the file system of the data directory",
+            value=free_bytes(self.data_dir),
+        )
+
+
+def build_registry(
+    redis_url: str, role: str, data_dir: Path | None = None
+) -> tuple[CollectorRegistry, QueueCollector]:
+    """Everything one process exports: queue, jobs, GPU, disk, and process basics."""
     registry = CollectorRegistry()
     queue = QueueCollector(redis_url)
     registry.register(queue)
+    if data_dir is not None:
+        registry.register(DiskCollector(data_dir))
     registry.register(JOB_REGISTRY)  # a registry is itself a collector
     registry.register(GpuMemoryCollector())
     ProcessCollector(registry=registry)
@@ -268,7 +292,14 @@ def start_metrics_server(settings: Settings, redis_url: str, *, role: str) -> Me
     if address is None:
         return None
     host, port = address
-    registry, queue = build_registry(redis_url, role)
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    registry, queue = build_registry(redis_url, role, settings.data_dir)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        queue.close()
+        raise StartupError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror}): set "
+            "STYLEBOT_METRICS_PORT to a free port (each process its own), or leave it unset"
+        ) from None
     log.info("metrics on http://%s:%d/metrics", host, port)
     return MetricsServer(host, port, server, thread, queue)

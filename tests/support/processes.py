@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,10 +25,17 @@ import pytest
 
 from stylebot.config import ENV_PREFIX
 
-__all__ = ["StylebotProcess", "child_env", "wait_until", "worker_host"]
+__all__ = ["StylebotProcess", "child_env", "free_port", "wait_until", "worker_host"]
 
 # Variables read without the prefix too (see stylebot.config.UNPREFIXED_ENV).
 _UNPREFIXED = ("REDIS_URL", "DISCORD_TOKEN", "DISCORD_GUILD_ID", "TELEGRAM_TOKEN")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def child_env(**settings: str) -> dict[str, str]:

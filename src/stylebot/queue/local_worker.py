@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
 
+from redis.asyncio import Redis
+
 from stylebot.config import ENV_PREFIX, Settings
+from stylebot.startup_checks import StartupError
+from stylebot.terminal_status import worker_health_key
 
 
 def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
@@ -19,7 +25,8 @@ def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
         value = getattr(settings, f.name)
         if f.name == "extra" or value is None:
             continue
-        env[ENV_PREFIX + f.name.upper()] = str(value)
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        env[ENV_PREFIX + f.name.upper()] = text
     env[ENV_PREFIX + "DATA_DIR"] = str(settings.data_dir.resolve())
     env["REDIS_URL"] = redis_url
     return env
@@ -43,6 +50,22 @@ class LocalWorker:
                 stderr=subprocess.STDOUT,
             )
         return self
+
+    async def wait_until_serving(self, redis: Redis, *, poll_s: float = 0.2) -> None:
+        """Return once the worker serves the queue (its model loaded); StartupError with
+        its last log line if it exits first, so that the console takes no command that
+        nobody would ever carry out."""
+        assert self._process is not None, "start() first"
+        health_key = worker_health_key(f"{socket.gethostname()}-{self._process.pid}")
+        while not await redis.exists(health_key):
+            if self._process.poll() is not None:
+                lines = self.log_path.read_text(errors="replace").strip().splitlines()
+                last = lines[-1].removeprefix("stylebot: ") if lines else "no output"
+                raise StartupError(
+                    f"the worker could not start (exit {self._process.returncode}): {last} "
+                    f"(its log: {self.log_path})"
+                )
+            await asyncio.sleep(poll_s)
 
     def problem(self) -> str | None:
         """Why the worker cannot finish jobs (it exited), or None while it runs."""

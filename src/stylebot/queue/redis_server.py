@@ -157,7 +157,9 @@ def _answers_ping(path: Path, timeout: float = 0.5) -> bool:
             sock.settimeout(timeout)
             sock.connect(str(path))
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            # An error reply is a server too: on a full disk Redis answers even
+            # PING with -MISCONF, and is still serving the processes using it.
+            return sock.recv(16)[:1] in (b"+", b"-")
     except OSError:
         return False
 
@@ -258,6 +260,8 @@ class EmbeddedRedis:
         )
         try:
             client.ping()
+        except redis.ResponseError:
+            pass  # serving but refusing (MISCONF: a full disk); connected is what counts
         except BaseException:
             client.close()
             raise
@@ -288,16 +292,12 @@ class EmbeddedRedis:
         (the lock is released with it); else keep the connection for SHUTDOWN."""
         try:
             presence.ping()
+        except redis.ResponseError:
+            pass  # refusing (MISCONF: its disk is full), but serving: see who else uses it
         except redis.RedisError:
             return False  # the server is gone or unreachable: nothing to leave running
-        deadline = time.monotonic() + timeout
-        name = presence.client_getname() or ""
         try:
-            while not presence.set(_EXIT_LOCK_KEY, name, nx=True, px=_EXIT_LOCK_MS):
-                if time.monotonic() > deadline:
-                    log.warning("embedded Redis: exit lock still held; deciding without it")
-                    break
-                time.sleep(0.05)
+            locked = self._take_exit_lock(presence, time.monotonic() + timeout)
             own_id = presence.client_id()
             others = [
                 client
@@ -308,12 +308,14 @@ class EmbeddedRedis:
                 and not set(str(client.get("flags", ""))) & {"c", "A"}
             ]
             if not others:
-                presence.delete(_EXIT_LOCK_KEY)
+                if locked:
+                    presence.delete(_EXIT_LOCK_KEY)
                 return False
             # One round trip: Redis frees a QUITting client before serving the next
             # sharer that takes the lock, so that one does not count us.
             pipe = presence.pipeline(transaction=False)
-            pipe.delete(_EXIT_LOCK_KEY)
+            if locked:
+                pipe.delete(_EXIT_LOCK_KEY)
             pipe.execute_command("QUIT")
             with contextlib.suppress(redis.ConnectionError):
                 pipe.execute()
@@ -327,6 +329,26 @@ class EmbeddedRedis:
             len(others),
         )
         return True
+
+    def _take_exit_lock(self, presence: redis.Redis, deadline: float) -> bool:
+        """Take the exit lock; False when it cannot be had, and the caller decides
+        without it. A Redis that refuses writes (a full disk fails its append-only
+        file: MISCONF) refuses the lock too; that is no reason to stop it under
+        the processes still using it."""
+        name = presence.client_getname() or ""
+        while True:
+            try:
+                if presence.set(_EXIT_LOCK_KEY, name, nx=True, px=_EXIT_LOCK_MS):
+                    return True
+            except redis.ResponseError as exc:
+                log.warning(
+                    "embedded Redis refuses writes (%s); deciding without the exit lock", exc
+                )
+                return False
+            if time.monotonic() > deadline:
+                log.warning("embedded Redis: exit lock still held; deciding without it")
+                return False
+            time.sleep(0.05)
 
     def _shutdown(
         self,

@@ -28,6 +28,7 @@ from arq.constants import job_key_prefix, retry_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 
+from stylebot.bot.core.errors import StorageFull
 from stylebot.config import Settings
 from stylebot.engine.lora_files import LoraMismatchError
 from stylebot.engine.runtime import (
@@ -297,8 +298,9 @@ async def _reporting_failure(
     try:
         yield
     except Exception as exc:
-        if isinstance(exc, DamagedInput):
-            # One line that says what to do; a traceback would add nothing.
+        if isinstance(exc, DamagedInput | StorageFull):
+            # One line that says what to do (a damaged file, a full disk): not a bug, so
+            # a traceback would add nothing.
             log.error("%s job %s failed: %s", kind, job_id, exc)
         elif not isinstance(exc, JobTimedOut):
             log.exception("%s job %s failed", kind, job_id)

@@ -26,6 +26,7 @@ from stylebot.bot.core.admin import AdminPorts, Ban, Quota, parse_operators
 from stylebot.config import Settings
 from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.storage.database import open_database
+from stylebot.storage.full import storage_full_as_error
 
 __all__ = [
     "SqliteAdminStore",
@@ -56,6 +57,11 @@ class SqliteAdminStore:
             await self._db.close()
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        # SQLITE_FULL is StorageFull, as in the repository: the admin gets the plain reply.
+        with storage_full_as_error("the admin store"):
+            return await self._write_locked(sql, params)
+
+    async def _write_locked(self, sql: str, params: Sequence[Any]) -> int:
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:

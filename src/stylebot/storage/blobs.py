@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylebot.bot.core.errors import DamagedBlob
+from stylebot.storage.full import storage_full_as_error
 
 __all__ = ["BlobScan", "DamagedBlob", "LocalBlobStore", "check_blob_key", "sha256_of_file"]
 
@@ -82,19 +83,21 @@ class LocalBlobStore:
         target = self.path(key)
         if target.is_file() and sha256_of_file(target) == key:
             return key
-        # No file, or a damaged one: (re)write it, which repairs the damage.
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-        try:
-            with open(temp, "xb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        _fsync_directory(target.parent)
+        # No file, or a damaged one: (re)write it, which repairs the damage. A full disk
+        # is StorageFull: nothing was stored (the temporary file is gone).
+        with storage_full_as_error("the blob store"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+            try:
+                with open(temp, "xb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_directory(target.parent)
         return key
 
     def get_sync(self, key: str) -> bytes:

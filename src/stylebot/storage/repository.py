@@ -46,6 +46,7 @@ from stylebot.bot.core.model import (
 )
 from stylebot.queue.payloads import ValidationPoint
 from stylebot.storage.database import StorageError, open_database
+from stylebot.storage.full import storage_full_as_error
 
 __all__ = [
     "DuplicateRecord",
@@ -139,6 +140,13 @@ class SqliteRepository:
             await self._db.execute(f"RELEASE {name}")
             return
 
+        # SQLITE_FULL (and ENOSPC from the caller's block) is StorageFull: rolled back.
+        with storage_full_as_error("the database"):
+            async with self._outermost_transaction():
+                yield
+
+    @asynccontextmanager
+    async def _outermost_transaction(self) -> AsyncIterator[None]:
         async with self._lock:
             # IMMEDIATE takes the write lock now, so another process cannot
             # make this transaction fail half-way with SQLITE_BUSY.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.support.damage import flip_byte
+from tests.support.processes import free_port
 from tests.support.single_file import write_sd_single_file
+from tests.support.small_disk import fill, mounted_tmpfs
 
 from stylebot.storage.blobs import LocalBlobStore
 
@@ -45,12 +46,6 @@ def lines_by_check(output: str) -> dict[str, str]:
             name = rest.strip().split("  ")[0]
             found[name] = level.strip()
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_fresh_install_fails_on_the_missing_model_and_says_how_to_build_it(
@@ -160,3 +155,24 @@ def test_check_blobs_names_each_damaged_file_and_passes_once_it_is_repaired(
     assert "all 3 stored files" in repaired.stdout
     # Without the flag the store is not read.
     assert "blobs" not in lines_by_check(doctor(tmp_path, "--no-model").stdout)
+
+
+def test_a_data_directory_that_is_a_file_fails_the_disk_check(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a directory")
+    result = doctor(tmp_path, "--no-model")
+    assert lines_by_check(result.stdout)["disk"] == "FAIL", result.stdout
+    assert f"{tmp_path / 'data'} is a file, not a directory" in result.stdout
+
+
+def test_low_disk_space_warns_before_it_fails(tmp_path: Path) -> None:
+    """On a real 30 MiB disk: below STYLEBOT_DISK_LOW_FREE_MB a warning, nearly full a
+    failure, long before uploads are refused."""
+    with mounted_tmpfs(tmp_path / "disk", "30m") as disk:
+        result = doctor(disk, "--no-model")
+        assert lines_by_check(result.stdout)["disk"] == "FAIL", result.stdout  # < 1 GiB
+        result = doctor(disk, "--no-model", STYLEBOT_DISK_LOW_FREE_MB="100")
+        assert lines_by_check(result.stdout)["disk"] == "WARN", result.stdout
+        assert "below STYLEBOT_DISK_LOW_FREE_MB=100" in result.stdout
+        fill(disk, leave=5 * 1024 * 1024)
+        result = doctor(disk, "--no-model", STYLEBOT_DISK_LOW_FREE_MB="100")
+        assert lines_by_check(result.stdout)["disk"] == "FAIL", result.stdout  # < 10 MiB

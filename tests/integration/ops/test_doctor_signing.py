@@ -6,9 +6,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from tests.support.tsa import time_stamp_authority
 
-from stylebot.config import load_settings
+from stylebot.config import Settings, SettingsError, load_settings
 from stylebot.doctor import check_signature_lifetime, check_signing_certificate
 from stylebot.provenance.signing import CHAIN_FILE, KEY_FILE, ensure_signing_identity
 
@@ -29,7 +30,12 @@ def test_each_signing_set_up_gets_its_verdict(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # doctor only reads
 
     assert check(c2pa_cert_chain=chain, c2pa_private_key=key)[0] == "OK"
-    assert check(c2pa_cert_chain=chain)[0] == "FAIL"
+    # Only one of the pair: the settings refuse it at start (exit 2) before doctor runs;
+    # doctor's own check still fails it for Settings built otherwise.
+    with pytest.raises(SettingsError, match="must be set together with"):
+        check(c2pa_cert_chain=chain)
+    one_sided = Settings(data_dir=tmp_path / "data", c2pa_cert_chain=chain)
+    assert check_signing_certificate(one_sided).level.value == "FAIL"
     mismatched = check(c2pa_cert_chain=chain, c2pa_private_key=tmp_path / "other" / KEY_FILE)
     assert mismatched[0] == "FAIL"
 

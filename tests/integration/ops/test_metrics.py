@@ -6,23 +6,21 @@ import asyncio
 import socket
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.processes import free_port
+from tests.support.small_disk import fill, mounted_tmpfs
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.config import load_settings
 from stylebot.metrics import MetricsServer, observed_job, start_metrics_server
 from stylebot.queue.payloads import GenerateJob
+from stylebot.startup_checks import StartupError
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(url: str) -> Samples:
@@ -138,3 +136,30 @@ def test_stopping_closes_the_port(frontend: FrontEnd) -> None:
     server.stop()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_free_disk_space_is_exported_and_falls_as_the_disk_fills(
+    frontend: FrontEnd, tmp_path: Path
+) -> None:
+    with mounted_tmpfs(tmp_path / "disk", "30m") as disk:
+        port = free_port()
+        settings = load_settings(environ={}, data_dir=disk / "data", metrics_port=port)
+        server = start_metrics_server(settings, frontend.redis_url, role="frontend")
+        assert server is not None
+        try:
+            free = scrape(server.url)[("stylebot_disk_free_bytes", ())]
+            assert 29 * 2**20 < free <= 30 * 2**20  # the data directory's disk, not /tmp's
+            fill(disk, leave=2**20)
+            assert scrape(server.url)[("stylebot_disk_free_bytes", ())] <= 2**20
+        finally:
+            server.stop()
+
+
+def test_a_metrics_port_in_use_is_a_one_line_start_up_error(frontend: FrontEnd) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        settings = load_settings(environ={}, data_dir=frontend.settings.data_dir, metrics_port=port)
+        with pytest.raises(StartupError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            start_metrics_server(settings, frontend.redis_url, role="worker")

@@ -8,9 +8,11 @@ server, the others join it.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import redis
+from tests.support.small_disk import fill, mounted_tmpfs
 
 from stylebot.queue.redis_server import EmbeddedRedis
 
@@ -19,6 +21,8 @@ def _answers(server: EmbeddedRedis) -> bool:
     client = redis.Redis(unix_socket_path=str(server.socket_path), socket_timeout=2)
     try:
         return bool(client.ping())
+    except redis.ResponseError:
+        return True  # refusing (MISCONF on a full disk), but serving
     except redis.ConnectionError:
         return False
     finally:
@@ -102,3 +106,42 @@ def test_processes_leaving_at_the_same_time_do_not_leave_redis_orphaned(
         thread.join(timeout=30)
     assert not any(thread.is_alive() for thread in threads)
     assert not _answers(handles[0])
+
+
+def _until_writes_are_refused(client: redis.Redis) -> str:
+    """Write until Redis refuses (its append-only file cannot grow); the refusal."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            client.set("job", "x" * 65536)
+        except redis.ResponseError as refused:
+            return str(refused)
+        time.sleep(0.02)
+    raise AssertionError("Redis kept accepting writes on a full disk")
+
+
+def test_a_full_disk_does_not_make_the_first_to_leave_stop_redis_under_the_others(
+    tmp_path: Path,
+) -> None:
+    """A Redis whose append-only file cannot grow refuses writes, the exit lock's
+    too; the front end leaving then must still leave Redis to the worker."""
+    with mounted_tmpfs(tmp_path / "disk", "8m") as disk:
+        owner = EmbeddedRedis(disk).start()  # `stylebot run`
+        joiner = EmbeddedRedis(disk).start()  # `stylebot worker`
+        filler = fill(disk)
+        client = redis.Redis.from_url(joiner.url, socket_timeout=5)
+        try:
+            assert "MISCONF" in _until_writes_are_refused(client)
+            # A process starting now joins the refusing server, not a second one.
+            late = EmbeddedRedis(disk).start()
+            assert not late.owned
+            late.stop()
+            owner.stop()  # the front end exits
+            assert _answers(joiner), "Redis was stopped under the worker still using it"
+            filler.unlink()
+        finally:
+            client.close()
+            filler.unlink(missing_ok=True)
+            joiner.stop()
+            owner.stop()
+        assert not _answers(joiner)

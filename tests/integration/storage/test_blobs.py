@@ -12,6 +12,7 @@ import pytest
 from tests.fakes.memory import InMemoryBlobStore
 from tests.support.damage import flip_byte
 
+from stylebot.bot.core.errors import StorageFull
 from stylebot.storage import LocalBlobStore, check_blob_key
 from stylebot.storage.blobs import DamagedBlob, sha256_of_file
 
@@ -162,7 +163,7 @@ async def test_a_write_that_fails_leaves_no_blob_and_no_temp_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StorageFull, match="No space"):  # a full disk is StorageFull
         await store.put(data)
     monkeypatch.undo()
 

@@ -34,6 +34,10 @@ async def run_console(
                 if with_worker
                 else None
             )
+            if worker is not None:
+                if interactive:
+                    print("Starting the worker (loading the model) ...", file=out, flush=True)
+                await worker.wait_until_serving(frontend.queue.redis)
             console = _console(frontend.bot, settings, out, worker, user=user)
             frontend.add_sink("console", console.notify)
             frontend.start_delivery()
@@ -109,6 +113,7 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
     ]
     async with open_frontend(settings) as frontend:
         with LocalWorker(settings, frontend.redis_url) as worker:
+            await worker.wait_until_serving(frontend.queue.redis)
             console = _console(frontend.bot, settings, out, worker)
             frontend.add_sink("console", console.notify)
             frontend.start_delivery()

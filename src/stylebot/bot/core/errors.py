@@ -32,3 +32,23 @@ class DamagedBlob(Exception):
     def __init__(self, key: str) -> None:
         super().__init__(f"blob {key} is damaged: its content does not match its SHA-256 name")
         self.key = key
+
+
+# What a user is told when a write failed for want of space (see StorageFull).
+STORAGE_FULL_MESSAGE = "the bot's storage is full; nothing was saved"
+
+
+class StorageFull(RepositoryError):
+    """A write failed because the disk (or quota) is full; nothing of it was kept.
+
+    Raised by the storage adapters (blobs, database) for ENOSPC, EDQUOT, EFBIG and
+    SQLite's "database or disk is full"; the core answers the user with
+    STORAGE_FULL_MESSAGE and the operator gets one log line, not a traceback.
+    """
+
+    # Read by the worker's user-facing error text (queue.worker._user_error).
+    user_message = STORAGE_FULL_MESSAGE
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        super().__init__(f"{what}: no space left ({cause})")
+        self.what = what

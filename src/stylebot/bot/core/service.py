@@ -48,7 +48,7 @@ from stylebot.bot.core.commands import (
     Verify,
 )
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.errors import DamagedBlob
+from stylebot.bot.core.errors import STORAGE_FULL_MESSAGE, DamagedBlob, StorageFull
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
@@ -66,6 +66,8 @@ from stylebot.bot.core.verification import verify
 from stylebot.queue.payloads import JobEvent
 
 Handler = Callable[[Deps, Any], Awaitable[Reply]]
+log = logging.getLogger(__name__)
+STORAGE_FULL_REPLY = f"Sorry: {STORAGE_FULL_MESSAGE}. Please try again later."
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +160,17 @@ class StyleBot:
         handler = HANDLERS.get(type(command))
         if handler is None:
             raise TypeError(f"no handler for {type(command).__name__}")
-        # A ban stops use of the bot, not the right to have one's data erased.
-        if not isinstance(command, EraseMyData):
-            refusal = await admin.banned_refusal(self.deps, command.requester)
-            if refusal is not None:
-                return refusal
         try:
+            # A ban stops use of the bot, not the right to have one's data erased.
+            if not isinstance(command, EraseMyData):
+                refusal = await admin.banned_refusal(self.deps, command.requester)
+                if refusal is not None:
+                    return refusal
             return await handler(self.deps, command)
+        except StorageFull as full:
+            # The operator's one line; the user's plain answer (the write was undone).
+            log.error("%s refused: %s", type(command).__name__, full)
+            return ErrorReply(STORAGE_FULL_REPLY)
         except DamagedBlob as exc:
             # Said once, in words, to both; never a crash that repeats at every retry.
             log.error(

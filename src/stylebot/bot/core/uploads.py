@@ -73,16 +73,22 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
         )
 
     # Until the records exist nothing names these blobs: see stylebot.bot.core.blobs.
-    async with deps.blob_lock:
-        for image in [*accepted, *sent_again]:
-            key = await deps.blobs.put(image.data)
-            if key != image.sha256:
-                raise RuntimeError(f"blob store returned {key} for content {image.sha256}")
-        async with deps.repo.transaction():
-            for image in accepted:
-                await deps.repo.add_upload(
-                    user.id, image.sha256, image.display_name, image.width, image.height
-                )
+    try:
+        async with deps.blob_lock:
+            # Images already waiting are stored again: that repairs a damaged copy.
+            for image in [*accepted, *sent_again]:
+                key = await deps.blobs.put(image.data)
+                if key != image.sha256:
+                    raise RuntimeError(f"blob store returned {key} for content {image.sha256}")
+            async with deps.repo.transaction():
+                for image in accepted:
+                    await deps.repo.add_upload(
+                        user.id, image.sha256, image.display_name, image.width, image.height
+                    )
+    except BaseException:
+        # Nothing was saved (a full disk, say): no blob may stay behind without its record.
+        await asyncio.shield(delete_unused_blobs(deps, [image.sha256 for image in accepted]))
+        raise
 
     note = f" ({duplicates} already received, skipped)" if duplicates else ""
     return ConsentRequest(
