@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.add_argument(
         "--user",
+        type=_console_user_name,
         default="console-user",
         help="the user the console acts as (a script can switch with /as NAME)",
     )
@@ -115,6 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _console_user_name(value: str) -> str:
+    """`--user`, checked as the argument is parsed: before anything starts."""
+    from stylebot.bot.console.adapter import console_user_name
+
+    try:
+        return console_user_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _check_before_starting(settings: Settings, command: str, *, with_worker: bool) -> None:
     """What a command needs, checked before it starts anything (StartupError if missing)."""
     from stylebot.startup_checks import (
@@ -147,13 +158,7 @@ def _run_command(
                 return _demo(settings)
             case "console":
                 from stylebot.bot.console import run_console
-                from stylebot.bot.console.adapter import console_user_name
 
-                try:
-                    console_user_name(args.user)
-                except ValueError as exc:
-                    print(f"stylebot: --user: {exc}", file=sys.stderr)
-                    return 2
                 return asyncio.run(
                     run_console(
                         settings,

@@ -148,7 +148,9 @@ async def test_as_refuses_a_name_that_is_not_one(world: CoreWorld, tmp_path: Pat
 def test_console_refuses_a_bad_user_name_before_starting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--data-dir", str(tmp_path), "console", "--user", "two words"]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        main(["--data-dir", str(tmp_path), "console", "--user", "two words"])
+    assert stopped.value.code == 2
     assert "--user: 'two words' is not a console user name" in capsys.readouterr().err
     assert not (tmp_path / "stylebot.sqlite").exists()
 
