@@ -30,10 +30,10 @@ async def finish_with_images(frontend: FrontEnd, job_id: str, images: list[bytes
     it was given, in order) and publish its "finished" event, as a worker would."""
     outputs = await frontend.repo.job_outputs(job_id)
     assert len(outputs) == len(images), (len(outputs), len(images))
-    made = tuple(
+    made = [
         GeneratedImage(output.id, await frontend.blobs.put(data), seed)
         for seed, (output, data) in enumerate(zip(outputs, images, strict=True))
-    )
-    event = JobEvent(job_id, "generate", "finished", result=GenerateResult(made, 1.0).to_dict())
+    ]
+    event = JobEvent(job_id, "generate", "finished", result=GenerateResult(tuple(made), 1.0).to_dict())
     await EventPublisher(frontend.events.redis).publish(event)
     return event
