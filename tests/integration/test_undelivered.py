@@ -32,11 +32,13 @@ class RefusingSink:
     def __init__(self, refusal: Exception) -> None:
         self.refusal = refusal
         self.refused = 0
+        self.was_refused = asyncio.Event()
         self.got: asyncio.Queue[Notification] = asyncio.Queue()
 
     async def __call__(self, notification: Notification) -> None:
         if isinstance(notification.reply, ImagesReady):
             self.refused += 1
+            self.was_refused.set()
             raise self.refusal
         await self.got.put(notification)
 
@@ -58,7 +60,8 @@ async def told_why(sink: RefusingSink) -> JobFinished:
 async def pending(frontend: FrontEnd) -> int:
     """Events read but not acknowledged, once the front end is done with them."""
     for _ in range(250):
-        waiting = int((await frontend.events.redis.xpending(EVENTS_STREAM, FRONTEND_GROUP))["pending"])
+        summary = await frontend.events.redis.xpending(EVENTS_STREAM, FRONTEND_GROUP)
+        waiting = int(summary["pending"])
         if waiting == 0:
             break
         await asyncio.sleep(0.02)
@@ -106,8 +109,7 @@ async def test_failed_tries_are_counted_across_restarts(frontend: FrontEnd) -> N
     await finish_with_images(frontend, job_id, [noise_png(64, 64)])
     frontend.start_delivery()
     async with asyncio.timeout(20):
-        while sink.refused == 0:
-            await asyncio.sleep(0.02)
+        await sink.was_refused.wait()
     await frontend.stop_delivery()
 
     frontend.retry_delays_s = (0.01,)

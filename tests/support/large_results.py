@@ -34,6 +34,7 @@ async def finish_with_images(frontend: FrontEnd, job_id: str, images: list[bytes
         GeneratedImage(output.id, await frontend.blobs.put(data), seed)
         for seed, (output, data) in enumerate(zip(outputs, images, strict=True))
     ]
-    event = JobEvent(job_id, "generate", "finished", result=GenerateResult(tuple(made), 1.0).to_dict())
+    result = GenerateResult(tuple(made), 1.0).to_dict()
+    event = JobEvent(job_id, "generate", "finished", result=result)
     await EventPublisher(frontend.events.redis).publish(event)
     return event
