@@ -110,6 +110,13 @@ async def test_failed_tries_are_counted_across_restarts(frontend: FrontEnd) -> N
     frontend.start_delivery()
     async with asyncio.timeout(20):
         await sink.was_refused.wait()
+    [waiting] = await frontend.events.redis.xpending_range(
+        EVENTS_STREAM, FRONTEND_GROUP, "-", "+", 10
+    )
+    for _ in range(250):  # the failure is counted just after the refusal
+        if await frontend.events.delivery_failures(waiting["message_id"].decode()) == 1:
+            break
+        await asyncio.sleep(0.02)
     await frontend.stop_delivery()
 
     frontend.retry_delays_s = (0.01,)
