@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.large_results import finish_with_images, noise_png
+from tests.support.large_results import finish_with_images, noise_png, unacknowledged_events
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core import (
@@ -57,17 +57,6 @@ async def told_why(sink: RefusingSink) -> JobFinished:
     return note.reply
 
 
-async def pending(frontend: FrontEnd) -> int:
-    """Events read but not acknowledged, once the front end is done with them."""
-    for _ in range(250):
-        summary = await frontend.events.redis.xpending(EVENTS_STREAM, FRONTEND_GROUP)
-        waiting = int(summary["pending"])
-        if waiting == 0:
-            break
-        await asyncio.sleep(0.02)
-    return waiting
-
-
 async def test_a_result_refused_at_every_try_is_acknowledged_with_a_message(
     frontend: FrontEnd,
 ) -> None:
@@ -83,7 +72,7 @@ async def test_a_result_refused_at_every_try_is_acknowledged_with_a_message(
     assert "your 2 images could not be delivered here" in notice.text
     assert f"refused it {DELIVERY_ATTEMPTS} times" in notice.text
     assert sink.refused == DELIVERY_ATTEMPTS
-    assert await pending(frontend) == 0
+    assert await unacknowledged_events(frontend) == 0
 
 
 async def test_a_result_the_adapter_knows_is_undeliverable_is_not_tried_again(
@@ -98,7 +87,7 @@ async def test_a_result_the_adapter_knows_is_undeliverable_is_not_tried_again(
     notice = await told_why(sink)
     assert "your image could not be delivered here: one file is 12.6 MB" in notice.text
     assert sink.refused == 1
-    assert await pending(frontend) == 0
+    assert await unacknowledged_events(frontend) == 0
 
 
 async def test_failed_tries_are_counted_across_restarts(frontend: FrontEnd) -> None:
@@ -123,7 +112,7 @@ async def test_failed_tries_are_counted_across_restarts(frontend: FrontEnd) -> N
     frontend.start_delivery()  # a restart: unacknowledged events are claimed again
     await told_why(sink)
     assert sink.refused == DELIVERY_ATTEMPTS  # not 1 + DELIVERY_ATTEMPTS
-    assert await pending(frontend) == 0
+    assert await unacknowledged_events(frontend) == 0
 
 
 async def test_a_platform_that_is_not_running_keeps_the_event_waiting(

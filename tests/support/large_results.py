@@ -7,13 +7,14 @@ result of that size can get (about 3 bytes a pixel), so it tests the platforms' 
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import numpy as np
 from PIL import Image
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.events import EventPublisher
+from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventPublisher
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 
 
@@ -38,3 +39,14 @@ async def finish_with_images(frontend: FrontEnd, job_id: str, images: list[bytes
     event = JobEvent(job_id, "generate", "finished", result=result)
     await EventPublisher(frontend.events.redis).publish(event)
     return event
+
+
+async def unacknowledged_events(frontend: FrontEnd, *, wait_s: float = 5.0) -> int:
+    """Events the front end read and has not acknowledged, once it had up to ``wait_s``
+    to finish with them (acknowledging comes just after the last message is sent)."""
+    for _ in range(int(wait_s / 0.02)):
+        summary = await frontend.events.redis.xpending(EVENTS_STREAM, FRONTEND_GROUP)
+        if int(summary["pending"]) == 0:
+            return 0
+        await asyncio.sleep(0.02)
+    return int(summary["pending"])
