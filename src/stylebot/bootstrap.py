@@ -62,7 +62,9 @@ class ChatAdapter(Protocol):
         ...
 
     async def notify(self, notification: Notification) -> None:
-        """Deliver a job's progress or result to where the job came from."""
+        """Deliver a job's progress or result to where the job came from, within the
+        platform's limits; raise Undeliverable for what the platform cannot take
+        (stylebot.bot.core.delivery), anything else to be tried again."""
         ...
 
 
