@@ -67,3 +67,19 @@ async def test_a_png_no_bot_may_send_is_answered_with_why_and_acknowledged(
     assert "more than the 50 MB Telegram lets a bot send" in (told.text or "")
     assert not any(m.photo or m.document_bytes for m in fake.sent_messages(chat))
     assert await unacknowledged_events(frontend) == 0
+
+
+async def test_a_png_no_photo_can_show_comes_as_a_file_with_the_buttons(
+    fake: FakeTelegram, telegram: TelegramAdapter, frontend: FrontEnd, ada: FakeUser
+) -> None:
+    job_id = await imagine(fake, frontend, ada)
+    strip = noise_png(4200, 200)  # 21:1, thinner than any photo Telegram takes
+    await finish_with_images(frontend, job_id, [strip])
+
+    chat = fake.private_chat(ada)
+    document = await fake.wait_for_sent(chat, lambda m: bool(m.document_bytes), TIMEOUT_S)
+    assert document.document_bytes == strip
+    assert document.buttons, "the file carries the result's buttons"
+    assert not any(m.photo for m in fake.sent_messages(chat))
+    assert [c.method for c in fake.requests if not c.ok] == []
+    assert await unacknowledged_events(frontend) == 0
