@@ -19,6 +19,7 @@ from typing import Protocol
 from PIL import Image
 
 from stylebot.bot.core import Notification, Policy, StyleBot
+from stylebot.bot.core.delivery import DELIVERY_ATTEMPTS, Undeliverable, undelivered_notice
 from stylebot.bot.core.errors import StorageFull
 from stylebot.bot.core.images import ImageLimits
 from stylebot.config import Settings
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Worker events handled at once, each job's in order (FrontEnd.deliver_events).
 DELIVERY_CONCURRENCY = 32
+# Pauses before a failed delivery is tried again (DELIVERY_ATTEMPTS in all): long enough
+# for a platform's hiccup to pass, short enough that the member is not kept waiting.
+DELIVERY_RETRY_DELAYS_S = (5.0, 30.0)
 
 NotificationSink = Callable[[Notification], Awaitable[None]]
 
@@ -61,7 +65,9 @@ class ChatAdapter(Protocol):
         ...
 
     async def notify(self, notification: Notification) -> None:
-        """Deliver a job's progress or result to where the job came from."""
+        """Deliver a job's progress or result to where the job came from, within the
+        platform's limits; raise Undeliverable for what the platform cannot take
+        (stylebot.bot.core.delivery), anything else to be tried again."""
         ...
 
 
@@ -145,6 +151,7 @@ class FrontEnd:
     _delivering: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(DELIVERY_CONCURRENCY), repr=False
     )
+    retry_delays_s: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S
 
     def add_sink(self, platform: str, sink: NotificationSink) -> None:
         """Where notifications for users of `platform` go (an adapter's send method)."""
@@ -188,28 +195,66 @@ class FrontEnd:
             await asyncio.wait([previous])
         # Every line about this event carries its job id, the adapters' included.
         with job_context(event.job_id):
-            while True:
+            await self._handle(message_id, event)
+
+    async def _handle(self, message_id: str, event: JobEvent) -> None:
+        """Record the event and deliver its notifications, then acknowledge it.
+
+        The core's failures leave it unacknowledged (handled again at the next start:
+        nothing is recorded until that works). A platform that refuses a notification
+        is tried DELIVERY_ATTEMPTS times in all, restarts included, unless the adapter
+        says trying again cannot help (Undeliverable); then the member is told why and
+        the event is acknowledged (stylebot.bot.core.delivery).
+        """
+        failures = await self.events.delivery_failures(message_id)
+        while True:
+            sending: Notification | None = None
+            try:
                 async with self._delivering:
-                    try:
-                        notifications = await self.bot.handle_event(event)
-                        for notification in notifications:
-                            await self._deliver(notification)
-                    except asyncio.CancelledError:
-                        raise
-                    except StorageFull as full:
-                        self._note_storage_full(full)
-                    except Exception:
-                        log.exception("event %s for job %s not delivered", message_id, event.job_id)
-                        return
-                    else:
-                        await self.events.ack(message_id)
-                        if self._storage_full:
-                            log.warning("storage has space again: events are recorded")
-                            self._storage_full = False
-                        return
+                    notifications = await self.bot.handle_event(event)
+                    for sending in notifications:
+                        await self._deliver(sending)
+            except asyncio.CancelledError:
+                raise
+            except StorageFull as full:
                 # Tried again (in this job's order) until there is space; a restart in
                 # between finds it unacknowledged and handles it then.
+                self._note_storage_full(full)
                 await asyncio.sleep(self.storage_full_retry_s)
+                continue
+            except Undeliverable as refused:
+                assert sending is not None  # only adapters raise it
+                log.error("event %s for job %s refused: %s", message_id, event.job_id, refused)
+                await self._tell_undelivered(sending, refused.reason)
+            except Exception as error:
+                log.exception("event %s for job %s not delivered", message_id, event.job_id)
+                if sending is None or isinstance(error, NoSinkForPlatform):
+                    return  # the core failed, or the platform is not running: it waits
+                failures = await self.events.delivery_failed(message_id)
+                if failures < DELIVERY_ATTEMPTS:
+                    delays = self.retry_delays_s or (0.0,)
+                    await asyncio.sleep(delays[min(failures, len(delays)) - 1])
+                    continue
+                await self._tell_undelivered(
+                    sending,
+                    f"the chat platform refused it {failures} times (the operator's log "
+                    "has the details)",
+                )
+            await self.events.ack(message_id)
+            if self._storage_full:
+                log.warning("storage has space again: events are recorded")
+                self._storage_full = False
+            return
+
+    async def _tell_undelivered(self, notification: Notification, reason: str) -> None:
+        """Best effort: the member hears why, when anything reaches them at all."""
+        notice = undelivered_notice(notification, reason)
+        if notice is None:
+            return
+        try:
+            await self._deliver(notice)
+        except Exception:
+            log.exception("the member could not be told either; the result stays recorded")
 
     def _note_storage_full(self, full: StorageFull) -> None:
         """One line while the disk stays full, not a traceback per progress event."""

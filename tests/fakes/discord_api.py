@@ -20,6 +20,8 @@ bugs show up in tests rather than in production:
 * interactions can only be sent for commands the bot registered (``strict``),
   with option names the registration declares;
 * deleted channels answer 404 / 10003, users with closed DMs 403 / 50007;
+* the files of one message are at most 10 and 10 MiB together (413 / 40005 Request
+  entity too large over the size, 400 / 50035 over the count);
 * message content is limited to 2000 characters and must not be empty; embeds,
   components (custom_ids of at most 100 characters, five rows...), modals and
   autocomplete choices have Discord's limits too (see tests/fakes/discord_limits.py);
@@ -125,7 +127,7 @@ CB_UPDATE_MESSAGE = 7
 CB_AUTOCOMPLETE = 8
 CB_MODAL = 9
 
-ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+ATTACHMENT_SIZE_LIMIT = discord_limits.ATTACHMENTS_TOTAL_BYTES
 
 DEFAULT_EVERYONE_PERMISSIONS = discord.Permissions(
     view_channel=True,
@@ -1823,6 +1825,7 @@ class FakeDiscord:
             )
             if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 raise _ApiError(401, 0, "401: Unauthorized")
+            self._check_uploads(files)
             response = await handler(request)
         except _ApiError as error:
             request[_RESPONSE] = {"message": error.message, "code": error.code}
@@ -1859,6 +1862,16 @@ class FakeDiscord:
                 held.held += 1
                 self._notify()
                 await held.released.wait()
+
+    @staticmethod
+    def _check_uploads(files: list[RecordedFile]) -> None:
+        """Refused before the handler, as Discord refuses the request body itself."""
+        try:
+            discord_limits.check_uploads([len(f.data) for f in files])
+        except discord_limits.PayloadTooLarge as too_large:
+            raise _ApiError(413, 40005, str(too_large)) from too_large
+        except discord_limits.LimitExceeded as too_many:
+            raise _ApiError(400, 50035, str(too_many)) from too_many
 
     def _check_injected(self, method: str, path: str) -> None:
         for error in self.errors:

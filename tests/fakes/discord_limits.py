@@ -1,6 +1,6 @@
 """Discord's limits on what a bot sends, as the fake Discord enforces them.
 
-From https://discord.com/developers/docs/resources/message (content, embeds),
+From https://discord.com/developers/docs/resources/message (content, embeds, files),
 /interactions/message-components (components) and /interactions/receiving-and-responding
 (autocomplete choices, modals). Each check raises :class:`LimitExceeded` with the path and
 rule Discord names in its 400 / 50035 "Invalid Form Body" answer, so a bot that cuts or
@@ -31,11 +31,25 @@ SELECT_OPTION_CHARS = 100  # label, value and description each
 SELECT_PLACEHOLDER_CHARS = 150
 MODAL_TITLE_CHARS = 45
 TEXT_INPUT_LABEL_CHARS = 45
+#: Files a bot uploads with one message, together: 10 MiB without server boosts
+#: (https://discord.com/developers/docs/reference#uploading-files; boosted servers take
+#: more, which the fake does not model). Over it Discord answers 413 / 40005.
+ATTACHMENTS_TOTAL_BYTES = 10 * 1024 * 1024
+#: Files one message may carry.
+ATTACHMENTS = 10
 AUTOCOMPLETE_CHOICES = 25
 CHOICE_CHARS = 100  # a choice's name, and a string value
 
 _ACTION_ROW, _BUTTON, _TEXT_INPUT = 1, 2, 4
 _SELECTS = (3, 5, 6, 7, 8)
+
+
+class PayloadTooLarge(ValueError):
+    """Discord's 413 / 40005 for uploads over the size a message may carry."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__("Request entity too large")
+        self.size = size
 
 
 class LimitExceeded(ValueError):
@@ -65,6 +79,13 @@ def check_message(body: Mapping[str, Any]) -> None:
     _at_most(body.get("content"), CONTENT_CHARS, "content")
     check_embeds(body.get("embeds") or [])
     check_components(body.get("components") or [])
+
+
+def check_uploads(sizes: Sequence[int]) -> None:
+    """The files uploaded with one request: how many, and their bytes together."""
+    _count_at_most(sizes, ATTACHMENTS, "attachments")
+    if sum(sizes) > ATTACHMENTS_TOTAL_BYTES:
+        raise PayloadTooLarge(sum(sizes))
 
 
 def check_embeds(embeds: Sequence[Mapping[str, Any]]) -> None:

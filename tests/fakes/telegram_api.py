@@ -21,7 +21,10 @@ behaviour that a bot must cope with in production:
   passed keep getting 429 with the remaining wait.
 * ``migrate_group()`` upgrades a group to a supergroup with a new chat id: from then on every
   call naming the old id answers 400 with ``migrate_to_chat_id``, as Telegram does.
-* An uploaded file over the 50 MB a bot may send answers 413 "Request Entity Too Large".
+* An uploaded file over the 50 MB a bot may send answers 413 "Request Entity Too Large";
+  a photo over 10 MB answers 400 PHOTO_SAVE_FILE_INVALID, one whose sides add up to more
+  than 10000 px or whose ratio is over 20 answers 400 PHOTO_INVALID_DIMENSIONS; an album
+  (``sendMediaGroup``) takes 2-10 items and is refused whole when one is refused.
 * Group membership: ``set_member_status`` makes a user the group's creator, an administrator
   (or anything else); ``getChatMember`` and ``getChatAdministrators`` answer from it. A user
   who posted in a group is a member; one never seen there gets "user not found".
@@ -81,6 +84,7 @@ GROUP_ANONYMOUS_BOT = {
 }
 CHAT_MEMBER_STATUSES = ("creator", "administrator", "member", "restricted", "left", "kicked")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_PHOTO_BYTES = 10 * 1024 * 1024  # sendPhoto: "The photo must be at most 10 MB in size."
 PHOTO_MAX_SIDE = 1280
 PHOTO_JPEG_QUALITY = 87
 # Smaller renditions Telegram adds next to the full photo ("s", "m", "x" sizes).
@@ -1664,7 +1668,7 @@ class FakeTelegram:
         self, upload: UploadedFile | None, existing: StoredFile | None
     ) -> list[StoredFile]:
         if upload is not None:
-            if len(upload.data) > 10 * 1024 * 1024:
+            if len(upload.data) > MAX_PHOTO_BYTES:
                 raise _bad_request("PHOTO_SAVE_FILE_INVALID")
             return self._store_photo(upload.data)
         assert existing is not None
@@ -1742,20 +1746,22 @@ class FakeTelegram:
         if not kinds <= {"photo", "document"}:
             raise _bad_request(f"the fake supports photo and document albums, not {kinds}")
         reply_to = self._reply_target(chat, params)
+        # Every item is checked (photos processed) before any is posted: Telegram
+        # refuses an album with one bad item whole.
         prepared = []
         for item in media:
             upload, existing = self._input_file(item.get("media"), files, "media")
             caption = self._caption_fields(
                 item.get("caption"), item.get("parse_mode"), item.get("caption_entities")
             )
-            prepared.append((item["type"], upload, existing, caption))
+            sizes = self._photo_sizes(upload, existing) if item["type"] == "photo" else []
+            prepared.append((item["type"], upload, existing, caption, sizes))
         group_id = f"{int(time.time())}{next(self._media_group_counter):06d}"
         results = []
-        for kind, upload, existing, caption in prepared:
+        for kind, upload, existing, caption, sizes in prepared:
             uploads = [upload] if upload else []
             fields: JsonDict = {"media_group_id": group_id, **caption}
             if kind == "photo":
-                sizes = self._photo_sizes(upload, existing)
                 fields["photo"] = [size.photo_size() for size in sizes]
                 message = self._bot_message(
                     chat, {}, fields, uploads=uploads, photo=sizes, reply_to=reply_to

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "stylebot:events"
 FRONTEND_GROUP = "frontend"
+# Failed deliveries per event (message id), kept across restarts: a front end that
+# restarts must not start counting again (stylebot.bot.core.delivery).
+DELIVERY_FAILURES = "stylebot:events:delivery-failures"
 # Bounded: the stream is a mailbox, not an archive (results live in SQLite).
 STREAM_MAXLEN = 100_000
 # ...in time too: events carry what users asked for (a preview's prompt is a style's
@@ -97,6 +100,16 @@ class EventConsumer:
 
     async def ack(self, message_id: str) -> None:
         await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, message_id)
+        await self.redis.hdel(DELIVERY_FAILURES, message_id)
+
+    async def delivery_failures(self, message_id: str) -> int:
+        """How many times delivering this event's notifications failed so far."""
+        count = await self.redis.hget(DELIVERY_FAILURES, message_id)
+        return int(count or 0)
+
+    async def delivery_failed(self, message_id: str) -> int:
+        """Count one more failed delivery of this event; returns the count."""
+        return int(await self.redis.hincrby(DELIVERY_FAILURES, message_id, 1))
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, JobEvent]]:
         await self.ensure_group()

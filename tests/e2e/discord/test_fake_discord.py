@@ -20,6 +20,7 @@ import discord
 import pytest
 from discord import app_commands
 from PIL import Image
+from tests.fakes import discord_limits
 from tests.fakes.discord_api import (
     FakeChannel,
     FakeDiscord,
@@ -441,3 +442,28 @@ async def test_fake_refuses_what_discord_refuses_over_its_limits(
             view=button_with_id("c" * 100),
         )
     assert len(fake.channel_messages(general.id)) == 1
+
+
+async def test_fake_refuses_uploads_over_discords_size_and_count(
+    fake: FakeDiscord, guild: FakeGuild, general: FakeChannel
+) -> None:
+    # 10 MiB together is the most a message's files may be (no server boosts).
+    half = discord_limits.ATTACHMENTS_TOTAL_BYTES // 2
+
+    def files(*sizes: int) -> list[discord.File]:
+        return [discord.File(io.BytesIO(b"\0" * size), f"f{n}.bin") for n, size in enumerate(sizes)]
+
+    async with running(fake, build_bot(guild.id, sync=True)) as bot:
+        channel = bot.client.get_channel(general.id)
+        assert isinstance(channel, discord.TextChannel)
+        with pytest.raises(discord.HTTPException) as too_large:
+            await channel.send("two halves and a byte", files=files(half, half + 1))
+        with pytest.raises(discord.HTTPException) as too_many:
+            await channel.send("eleven", files=files(*[1] * 11))
+        # At the limits exactly, they go through.
+        await channel.send("two halves", files=files(half, half))
+        await channel.send("ten", files=files(*[1] * 10))
+
+    assert (too_large.value.status, too_large.value.code) == (413, 40005)
+    assert (too_many.value.status, too_many.value.code) == (400, 50035)
+    assert [len(m["attachments"]) for m in fake.channel_messages(general.id)] == [2, 10]

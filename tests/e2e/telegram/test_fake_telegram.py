@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from PIL import Image
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
 from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter
 from telegram.ext import (
     Application,
@@ -28,6 +28,7 @@ from telegram.ext import (
     filters,
 )
 from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser, StoredMessage
+from tests.support.large_results import noise_png
 
 TOKEN = "123456:TEST-token_abc"
 COMMANDS = [("echo", "Repeat what you say"), ("menu", "Show a menu")]
@@ -479,3 +480,32 @@ async def test_chat_members_and_anonymous_admins(fake: FakeTelegram, app: Applic
     assert anonymous.api["from"]["username"] == "GroupAnonymousBot"
     with pytest.raises(ValueError, match="anonymous admins"):
         await fake.send_text(fake.private_chat(owner), owner, "hi", as_group=True)
+
+
+async def test_photos_and_albums_over_telegrams_limits_are_refused(
+    fake: FakeTelegram, app: Application, group: FakeChat
+) -> None:
+    over_10_mb = noise_png(2048, 2048)
+    refusals = [
+        (over_10_mb, "PHOTO_SAVE_FILE_INVALID"),
+        (_png(5001, 5000, (0, 0, 0)), "PHOTO_INVALID_DIMENSIONS"),  # sides over 10000
+        (_png(2100, 100, (0, 0, 0)), "PHOTO_INVALID_DIMENSIONS"),  # ratio over 20
+    ]
+    for photo, error in refusals:
+        with pytest.raises(BadRequest, match=f"(?i){error}"):
+            await app.bot.send_photo(group.id, photo)
+    small = _png(64, 64, (0, 90, 0))
+    for count in (1, 11):
+        with pytest.raises(BadRequest, match="2-10 items"):
+            await app.bot.send_media_group(group.id, [InputMediaPhoto(small)] * count)
+    # One refused photo refuses the whole album: nothing of it is posted.
+    with pytest.raises(BadRequest, match=r"(?i)PHOTO_SAVE_FILE_INVALID"):
+        await app.bot.send_media_group(
+            group.id, [InputMediaPhoto(small), InputMediaPhoto(over_10_mb)]
+        )
+    assert fake.sent_messages(group) == []
+    # At the limits, photos go through.
+    await app.bot.send_photo(group.id, _png(5000, 5000, (0, 0, 0)))
+    await app.bot.send_photo(group.id, _png(2000, 100, (0, 0, 0)))
+    await app.bot.send_media_group(group.id, [InputMediaPhoto(small)] * 10)
+    assert len(fake.sent_messages(group)) == 12

@@ -5,23 +5,8 @@ comes from the core's replies. What is Discord's business lives here:
 acknowledging within 3 seconds, ephemeral answers, the 15-minute interaction
 token, and where a result goes when its interaction is gone.
 
-Where a job's result goes, in order:
-
-1. the interaction that queued it (its response is edited: progress, then the
-   images), while its token is valid;
-2. otherwise (token expired, Discord says 10015 / 10008, or this process
-   restarted and never saw the interaction): a normal message in the channel
-   the job came from, mentioning the user;
-3. if that channel is gone or closed to the bot (10003 / 403): a DM to the user.
-
-The end of a training job (ready, failed) swaps 2 and 3: /train answers
-ephemerally, so it goes to the owner's DMs first and to the channel only when
-their DMs are closed.
-
-A training preview (a picture of a style still in training) is never posted in the
-channel: /train answers ephemerally and the style is its owner's until shared. It
-goes as an ephemeral follow-up on the interaction showing the training while its
-token is valid, otherwise as a DM to the owner; with DMs closed it is dropped.
+Where a job's progress and results go, and how they fit in Discord's messages, is
+delivery.py's business (:class:`ResultDelivery`).
 
 Stopping: discord.py runs each interaction's handler as a task of its own, so
 `stop()` first turns new interactions away ("restarting, try again in a
@@ -49,8 +34,6 @@ from stylebot.bot.core import (
     ErrorReply,
     ImagesReady,
     IncomingFile,
-    JobFinished,
-    JobProgress,
     JobQueued,
     Notification,
     Reply,
@@ -69,13 +52,13 @@ from stylebot.bot.core.commands import (
 )
 from stylebot.bot.core.replies import ErasureConfirmation, is_private
 from stylebot.bot.discord.commands import StyleCommandTree
+from stylebot.bot.discord.delivery import ResultDelivery
 from stylebot.bot.discord.jobs import PROGRESS_EDIT_INTERVAL_S, JobInteractions
 from stylebot.bot.discord.render import (
     ERROR_PREFIX,
     Rendered,
     fit,
     megabytes,
-    mention,
     render,
 )
 from stylebot.bot.discord.views import (
@@ -96,8 +79,6 @@ log = logging.getLogger(__name__)
 PLATFORM = "discord"
 #: How long start() waits for the gateway's READY before giving up.
 READY_TIMEOUT_S = 60.0
-#: How long a result waits for its "queued" answer to be on screen first.
-ANSWER_WAIT_S = 10.0
 #: How long stop() waits for interactions being handled before it disconnects anyway.
 STOP_WAIT_S = 20.0
 RESTARTING = "The bot is restarting; please try again in a moment."
@@ -169,6 +150,7 @@ class DiscordAdapter:
         self.on_error = on_error
         self.client: StyleBotClient | None = None
         self.jobs = JobInteractions()
+        self.delivery = ResultDelivery(self)
         self.stop_wait_s = stop_wait_s
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
@@ -531,183 +513,20 @@ class DiscordAdapter:
     # -- notifications (job progress and results) ---------------------------------
 
     async def notify(self, notification: Notification) -> None:
-        """Show a job's progress or result where the user will see it (see module doc).
+        """Show a job's progress or result where the user will see it (delivery.py).
 
-        Raises only when Discord could not be reached at all, so the front end
-        keeps the event and delivers it again after a restart.
+        Raises Undeliverable for what Discord cannot take, and other errors only when
+        Discord could not be reached at all, so the front end tries again later.
         """
         if notification.to.platform != PLATFORM:
             log.warning("not a Discord notification: %r", notification.to)
             return
-        await self._ready_client()
-        reply = notification.reply
-        if isinstance(reply, JobProgress):
-            await self._show_progress(reply)
-            return
-        if isinstance(reply, ImagesReady) and reply.preview_of is not None:
-            await self._show_preview(notification.to, reply.preview_of, render(reply))
-            return
-        job_id = reply.job_id if isinstance(reply, JobFinished | ImagesReady) else None
-        view = (
-            result_view([i.output_id for i in reply.images])
-            if isinstance(reply, ImagesReady)
-            else None
-        )
-        rendered = render(reply)
-        if job_id is not None and await self._edit_interaction(job_id, rendered, view):
-            return
-        # /train answered ephemerally: its end goes to the owner's DMs first, so a
-        # private style's name reaches the channel only when DMs are closed.
-        if (
-            isinstance(reply, JobFinished)
-            and reply.kind == "train"
-            and await self._direct_message(notification.to, rendered, view)
-        ):
-            return
-        await self._post_elsewhere(notification.to, rendered, view)
+        await self.ready_client()
+        await self.delivery.notify(notification)
 
-    async def _ready_client(self) -> StyleBotClient:
+    async def ready_client(self) -> StyleBotClient:
         client = self.client
         if client is None:
             raise RuntimeError("the Discord adapter is not running")
         await asyncio.wait_for(client.wait_until_ready(), READY_TIMEOUT_S)
         return client
-
-    async def _show_progress(self, reply: JobProgress) -> None:
-        """Edit the job's response, at most every few seconds; skipped when not possible."""
-        tracked = self.jobs.get(reply.job_id)
-        if tracked is None or not tracked.answered.is_set() or not tracked.token_usable():
-            return
-        if not tracked.progress_due(self.progress_interval_s):
-            return
-        tracked.edited()
-        try:
-            await tracked.interaction.edit_original_response(content=render(reply).short)
-        except discord.HTTPException as exc:
-            # Progress is best effort; the result has its own fallbacks.
-            log.info("progress of job %s not shown: %s", reply.job_id, exc)
-
-    async def _show_preview(self, to: Requester, training_job_id: str, rendered: Rendered) -> None:
-        """A training preview for the owner only (see module doc), without the result
-        buttons: it is a glimpse of a style in training, not a result to reroll or vary."""
-        tracked = self.jobs.get(training_job_id)
-        if tracked is not None and tracked.token_usable():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(tracked.answered.wait(), ANSWER_WAIT_S)
-            fitted = self._within_upload_limit(tracked.interaction, rendered)
-            try:
-                await tracked.interaction.followup.send(
-                    fitted.short, files=fitted.files(), ephemeral=True
-                )
-                return
-            except discord.HTTPException as exc:
-                # 10015 Unknown Webhook (token dead): the owner's DMs are still private.
-                log.info("preview of job %s not sent as a follow-up (%s)", training_job_id, exc)
-        if not await self._direct_message(to, rendered, None):
-            log.info(
-                "preview of job %s not delivered: Discord user %s does not take DMs",
-                training_job_id,
-                to.user_id,
-            )
-
-    async def _edit_interaction(
-        self, job_id: str, rendered: Rendered, view: discord.ui.View | None
-    ) -> bool:
-        """Put the result into the interaction's response; False when that is not possible."""
-        tracked = self.jobs.pop(job_id)
-        if tracked is None:
-            return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(tracked.answered.wait(), ANSWER_WAIT_S)
-        if not tracked.token_usable():
-            log.info("token of job %s expired; posting the result in the channel", job_id)
-            return False
-        first, *rest = rendered.pages()
-        try:
-            await tracked.interaction.edit_original_response(
-                content=first,
-                embed=rendered.embed,
-                attachments=rendered.files(),
-                view=view,
-            )
-        except discord.HTTPException as exc:
-            # 10015 Unknown Webhook (token dead), 10008 (response deleted), ...
-            log.info(
-                "result of job %s not edited into its interaction (%s); posting it", job_id, exc
-            )
-            return False
-        try:
-            await self._follow_up(tracked.interaction, rest, ephemeral=tracked.ephemeral)
-        except discord.HTTPException as exc:
-            # The result itself is shown; posting it again elsewhere would double it.
-            log.warning("the rest of job %s's result was not sent: %s", job_id, exc)
-        return True
-
-    async def _post_elsewhere(
-        self, to: Requester, rendered: Rendered, view: discord.ui.View | None
-    ) -> None:
-        """A normal message in the job's channel mentioning the user; a DM if that fails."""
-        client = await self._ready_client()
-        user_id = int(to.user_id)
-        channel = client.get_partial_messageable(
-            int(to.chat_id), guild_id=int(to.server_id) if to.server_id else None
-        )
-        first, *rest = rendered.pages(prefix=f"{mention(to.user_id)} ")
-        try:
-            await channel.send(
-                first,
-                files=rendered.files(),
-                allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
-                **_embed_and_view(rendered, view),
-            )
-        except (discord.NotFound, discord.Forbidden) as exc:
-            log.info("channel %s unusable (%s); sending the result as a DM", to.chat_id, exc)
-        else:
-            await _send_rest(channel, rest)
-            return
-        prefix = "I could not post in the channel where you asked, so here it is. "
-        if not await self._direct_message(to, rendered, view, prefix=prefix):
-            # Nothing else can reach them; the record stays and /status shows it.
-            log.error(
-                "result for Discord user %s could not be delivered: channel %s unusable and "
-                "DMs closed. The result is kept in the database.",
-                to.user_id,
-                to.chat_id,
-            )
-
-    async def _direct_message(
-        self, to: Requester, rendered: Rendered, view: discord.ui.View | None, *, prefix: str = ""
-    ) -> bool:
-        """Send `rendered`, after `prefix`, to the user's DMs; False when Discord refuses
-        (DMs closed, user unknown). Other errors propagate, so the event is kept."""
-        client = await self._ready_client()
-        user_id = int(to.user_id)
-        first, *rest = rendered.pages(prefix=prefix)
-        try:
-            user = client.get_user(user_id) or await client.fetch_user(user_id)
-            await user.send(first, files=rendered.files(), **_embed_and_view(rendered, view))
-        except (discord.NotFound, discord.Forbidden) as exc:
-            log.info("no DM to Discord user %s: %s", to.user_id, exc)
-            return False
-        await _send_rest(user, rest)
-        return True
-
-
-async def _send_rest(to: discord.abc.Messageable, pages: Sequence[str]) -> None:
-    """The pages after the first of a long message. The first is out already, so a
-    refusal now is logged rather than sent again somewhere else (it would double it)."""
-    try:
-        for page in pages:
-            await to.send(page)
-    except discord.HTTPException as exc:
-        log.warning("the rest of a long message was not sent: %s", exc)
-
-
-def _embed_and_view(rendered: Rendered, view: discord.ui.View | None) -> dict[str, Any]:
-    """Send keywords for what is present (send() takes no None for these)."""
-    extras: dict[str, Any] = {}
-    if rendered.embed is not None:
-        extras["embed"] = rendered.embed
-    if view is not None:
-        extras["view"] = view
-    return extras

@@ -576,15 +576,17 @@ class OutputButton(
             await adapter.output_action(interaction, self.action, self.output_id)
 
 
-def result_view(output_ids: Sequence[str]) -> discord.ui.View | None:
-    """One row of buttons per image (Discord allows five rows), numbered when several."""
+def result_view(output_ids: Sequence[str], *, first_number: int = 1) -> discord.ui.View | None:
+    """One row of buttons per image (Discord allows five rows), numbered when several;
+    a result in several messages numbers on from ``first_number``."""
     if not output_ids:
         return None
     view = discord.ui.View(timeout=None)
-    numbered = len(output_ids) > 1
+    numbered = len(output_ids) > 1 or first_number > 1
     for row, output_id in enumerate(output_ids[:5]):
+        number = first_number + row if numbered else None
         for action in OutputAction:
-            view.add_item(OutputButton(action, output_id, row + 1 if numbered else None, row=row))
+            view.add_item(OutputButton(action, output_id, number, row=row))
     return view
 
 

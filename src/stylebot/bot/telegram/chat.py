@@ -36,6 +36,7 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
+from stylebot.bot.core.delivery import Undeliverable
 from stylebot.bot.core.paging import keep_last, pages
 from stylebot.bot.core.replies import ErasureConfirmation, is_private
 from stylebot.bot.telegram.conversation import Conversation, reply_parameters
@@ -46,6 +47,7 @@ from stylebot.bot.telegram.delivery import (
     cannot_write_to,
     is_too_large,
 )
+from stylebot.bot.telegram.photos import photo_to_show
 from stylebot.bot.telegram.render import (
     MAX_ALERT_CHARS,
     MAX_BOT_UPLOAD_BYTES,
@@ -95,8 +97,9 @@ class ChatOutput:
         """Show a job's progress or result where the job was asked for.
 
         Raises when Telegram could not be reached (DeliveryFailed), so the front end keeps
-        the event and delivers it again later. A chat that refuses for good (the bot was
-        removed or blocked) is logged and skipped: retrying cannot help.
+        the event and delivers it again later, and Undeliverable when Telegram refuses
+        what was sent (the front end tells the member why). A chat that refuses for good
+        (the bot was removed or blocked) is logged and skipped: nothing reaches it.
         """
         to = notification.to
         conversation = Conversation(int(to.chat_id), to)
@@ -114,11 +117,9 @@ class ChatOutput:
                 )
                 await self.show(conversation.moved_to(migrated.new_chat_id), notification.reply)
         except TelegramError as error:
-            log.error(
-                "job update for chat %s refused by Telegram (%s); the user sees it in /status",
-                to.chat_id,
-                error,
-            )
+            if not cannot_write_to(error):
+                raise Undeliverable(f"Telegram refused it ({error.message})") from error
+            log.error("job update for chat %s refused by Telegram (%s)", to.chat_id, error)
 
     async def show(
         self, conversation: Conversation, reply: Reply, *, command: str | None = None
@@ -171,6 +172,7 @@ class ChatOutput:
                     image=reply.images[0].data,
                 )
             case ImagesReady():
+                self._check_sendable(reply)  # before anything is sent: never half a result
                 status_message = await self.board.finish(
                     reply.job_id, chat_id, reply.text, in_group=in_group
                 )
@@ -339,22 +341,38 @@ class ChatOutput:
             except TelegramError as error:  # too old to delete (48 h): leave it
                 log.info("output message %s in %s not deleted: %s", message_id, chat_id, error)
 
+    def _check_sendable(self, reply: ImagesReady) -> None:
+        """Every PNG of a result goes as a document: one over Telegram's limit for a bot's
+        files cannot go at all (a photo of it can, but not its provenance)."""
+        mb = 1024 * 1024
+        for image in reply.images:
+            if len(image.data) > self.max_send_bytes:
+                raise Undeliverable(
+                    f"{image.filename} is {len(image.data) / mb:.1f} MB, more than the "
+                    f"{self.max_send_bytes / mb:.0f} MB Telegram lets a bot send"
+                )
+
     async def _send_image(
         self, chat_id: int, output_id: str, filename: str, data: bytes, reply_to: int | None
     ) -> None:
         """A photo to look at (Telegram re-compresses it, dropping the metadata) with the
-        buttons, then the untouched PNG as a file, which keeps the provenance metadata."""
-        photo = await self.sender.call(
-            chat_id,
-            lambda: self.bot.send_photo(
+        buttons, then the untouched PNG as a file, which keeps the provenance metadata.
+        A PNG Telegram would not take as a photo is shown by a JPEG preview (photos.py)."""
+        shown = photo_to_show(data)
+        messages: list[tuple[int, int]] = []
+        if shown is not None:
+            photo = await self.sender.call(
                 chat_id,
-                data,
-                caption=photo_caption(output_id),
-                reply_markup=output_keyboard(output_id),
-                reply_parameters=reply_parameters(reply_to),
-            ),
-            "send photo",
-        )
+                lambda: self.bot.send_photo(
+                    chat_id,
+                    shown,
+                    caption=photo_caption(output_id),
+                    reply_markup=output_keyboard(output_id),
+                    reply_parameters=reply_parameters(reply_to),
+                ),
+                "send photo",
+            )
+            messages.append((chat_id, photo.message_id))
         document = await self.sender.call(
             chat_id,
             lambda: self.bot.send_document(
@@ -362,13 +380,14 @@ class ChatOutput:
                 data,
                 filename=filename,
                 caption=document_caption(output_id),
+                # No photo to carry the buttons: the file does.
+                reply_markup=output_keyboard(output_id) if shown is None else None,
+                reply_parameters=reply_parameters(reply_to) if shown is None else None,
                 disable_content_type_detection=True,
             ),
             "send document",
         )
-        self._output_messages[output_id] = [
-            (chat_id, photo.message_id),
-            (chat_id, document.message_id),
-        ]
+        messages.append((chat_id, document.message_id))
+        self._output_messages[output_id] = messages
         while len(self._output_messages) > self._remember_outputs:
             self._output_messages.popitem(last=False)

@@ -1,0 +1,50 @@
+"""A notification a chat platform will not take: the rule for every platform.
+
+Adapters check their platform's limits before sending, and split or convert what does
+not fit in one message (the PNG files, which carry the provenance, always stay whole).
+What still cannot go, they raise as :class:`Undeliverable`, with the reason in the
+member's words. Any other failure is tried again, up to :data:`DELIVERY_ATTEMPTS` times
+in all (restarts included). Either way, in the end the member is told why, in the
+notice :func:`undelivered_notice` words, and the event is done with: retrying what a
+platform refuses would fail the same way at every start, and the member would never
+hear of their result.
+"""
+
+from __future__ import annotations
+
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobProgress, Notification
+
+#: Tries at delivering one event's notifications before the member is told it failed.
+DELIVERY_ATTEMPTS = 3
+
+
+class Undeliverable(Exception):
+    """The platform will not take this notification as it is; retrying cannot help.
+
+    ``reason`` completes "… could not be delivered here: ", for the member to read."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def undelivered_notice(notification: Notification, reason: str) -> Notification | None:
+    """What to tell the member instead of ``notification``; None when nothing needs
+    saying (progress is superseded by the result, a training preview is a courtesy)."""
+    reply = notification.reply
+    if isinstance(reply, JobProgress):
+        return None
+    if isinstance(reply, ImagesReady):
+        if reply.preview_of is not None:
+            return None
+        count = len(reply.images)
+        what = "your image" if count == 1 else f"your {count} images"
+        text = (
+            f"Generation finished, but {what} could not be delivered here: {reason}. "
+            "Please ask again for fewer images at once, or a smaller size."
+        )
+        return Notification(notification.to, JobFinished(text, reply.job_id, "generate", False))
+    if isinstance(reply, JobFinished):
+        text = f"A message about your job could not be delivered here: {reason}."
+        return Notification(notification.to, JobFinished(text, reply.job_id, reply.kind, False))
+    return None

@@ -1,0 +1,351 @@
+"""Delivering job progress and results on Discord, within what a message may carry.
+
+Where a job's result goes, in order:
+
+1. the interaction that queued it (its response is edited: progress, then the
+   images), while its token is valid;
+2. otherwise (token expired, Discord says 10015 / 10008, or this process
+   restarted and never saw the interaction): a normal message in the channel
+   the job came from, mentioning the user;
+3. if that channel is gone or closed to the bot (10003 / 403): a DM to the user.
+
+The end of a training job (ready, failed) swaps 2 and 3: /train answers
+ephemerally, so it goes to the owner's DMs first and to the channel only when
+their DMs are closed.
+
+A training preview (a picture of a style in training) is never posted in the
+channel: /train answers ephemerally and the style is its owner's until shared. It
+goes as an ephemeral follow-up on the interaction showing the training while its
+token is valid, otherwise as a DM to the owner; with DMs closed it is dropped.
+
+Discord takes at most MAX_MESSAGE_FILES files and MAX_MESSAGE_FILE_BYTES of them in
+one message (413 / 40005 over it). Results are PNGs that carry their provenance
+(watermark, C2PA manifest, metadata), so they are never shrunk or converted: images
+that do not fit in one message go in several, each with its own buttons, in the same
+place (the interaction's follow-ups, the channel, the DM). One PNG larger than a
+message may carry cannot be sent at all: that is :class:`Undeliverable`, and the front
+end tells the member why (stylebot.bot.core.delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from stylebot.bot.core import ImagesReady, JobFinished, JobProgress, Notification, Requester
+from stylebot.bot.core.delivery import Undeliverable
+from stylebot.bot.discord.render import Attachment, Rendered, megabytes, mention, render
+from stylebot.bot.discord.views import result_view
+
+if TYPE_CHECKING:
+    from stylebot.bot.discord.adapter import DiscordAdapter
+
+log = logging.getLogger(__name__)
+
+#: The files of one message together, for a bot in a server without boosts (boosted
+#: servers take more; the conservative limit holds everywhere, DMs included). From
+#: https://discord.com/developers/docs/reference#uploading-files: "the default file
+#: upload limit is 10 MiB"; over it Discord answers 413 / 40005 Request entity too large.
+MAX_MESSAGE_FILE_BYTES = 10 * 1024 * 1024
+#: Files one message may carry (the same page: up to 10 attachments a message).
+MAX_MESSAGE_FILES = 10
+#: Images with buttons in one message: a row of buttons per image, five rows a message.
+MAX_IMAGES_WITH_BUTTONS = 5
+#: How long a result waits for its "queued" answer to be on screen first.
+ANSWER_WAIT_S = 10.0
+#: Discord's answer to an upload over its size limit.
+PAYLOAD_TOO_LARGE = 413
+
+
+@dataclass(frozen=True)
+class Part:
+    """One message of a delivery: its text (may be empty), embed, files, and the
+    images whose buttons it carries (numbered from ``first_number``)."""
+
+    content: str
+    embed: discord.Embed | None
+    attachments: tuple[Attachment, ...]
+    output_ids: tuple[str, ...]
+    first_number: int
+
+    def files(self) -> list[discord.File]:
+        return [a.to_file() for a in self.attachments]
+
+    def view(self, with_buttons: bool) -> discord.ui.View | None:
+        if not with_buttons:
+            return None
+        return result_view(self.output_ids, first_number=self.first_number)
+
+    def send_kwargs(self, with_buttons: bool) -> dict[str, Any]:
+        """Keywords for Messageable.send / Webhook.send (they take no None for these)."""
+        kwargs: dict[str, Any] = {"files": self.files()}
+        if self.embed is not None:
+            kwargs["embed"] = self.embed
+        view = self.view(with_buttons)
+        if view is not None:
+            kwargs["view"] = view
+        return kwargs
+
+
+def file_batches(
+    attachments: Sequence[Attachment], *, max_files: int = MAX_MESSAGE_FILES
+) -> list[tuple[Attachment, ...]]:
+    """The files in order, as few messages' worth as Discord's limits allow.
+
+    Raises Undeliverable for a file that no message can carry."""
+    batches: list[tuple[Attachment, ...]] = []
+    batch: list[Attachment] = []
+    size = 0
+    for attachment in attachments:
+        if len(attachment.data) > MAX_MESSAGE_FILE_BYTES:
+            raise Undeliverable(
+                f"{attachment.filename} is {megabytes(len(attachment.data))}, more than the "
+                f"{megabytes(MAX_MESSAGE_FILE_BYTES)} Discord lets a bot attach to a message"
+            )
+        full = len(batch) == max_files or size + len(attachment.data) > MAX_MESSAGE_FILE_BYTES
+        if batch and full:
+            batches.append(tuple(batch))
+            batch, size = [], 0
+        batch.append(attachment)
+        size += len(attachment.data)
+    if batch:
+        batches.append(tuple(batch))
+    return batches
+
+
+def parts(
+    rendered: Rendered,
+    output_ids: Mapping[str, str] | None = None,
+    *,
+    prefix: str = "",
+) -> list[Part]:
+    """``rendered`` as the messages Discord takes: text pages and file batches side by
+    side, the embed on the first. ``output_ids`` maps a result's file names to the
+    images they are (those files get buttons: at most five images a message)."""
+    known = output_ids or {}
+    max_files = MAX_IMAGES_WITH_BUTTONS if known else MAX_MESSAGE_FILES
+    batches = file_batches(rendered.attachments, max_files=max_files)
+    pages = rendered.pages(prefix=prefix)
+    made: list[Part] = []
+    number = 1
+    for n in range(max(len(pages), len(batches))):
+        files = batches[n] if n < len(batches) else ()
+        ids = tuple(known[f.filename] for f in files if f.filename in known)
+        made.append(
+            Part(
+                content=pages[n] if n < len(pages) else "",
+                embed=rendered.embed if n == 0 else None,
+                attachments=files,
+                output_ids=ids,
+                first_number=number,
+            )
+        )
+        number += len(ids)
+    return made
+
+
+def result_ids(reply: object) -> dict[str, str]:
+    """A result's file names and the output ids they show (none for other replies)."""
+    if isinstance(reply, ImagesReady) and reply.preview_of is None:
+        return {image.filename: image.output_id for image in reply.images}
+    return {}
+
+
+SendPart = Callable[[Part], Awaitable[object]]
+
+
+class ResultDelivery:
+    """Shows a job's progress and results where the user will see it (module doc)."""
+
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        self.adapter = adapter
+
+    async def notify(self, notification: Notification) -> None:
+        """Raises Undeliverable for what Discord cannot take, and other errors only
+        when Discord could not be reached at all, so the front end tries again later."""
+        try:
+            await self._notify(notification)
+        except discord.HTTPException as exc:
+            if exc.status != PAYLOAD_TOO_LARGE:
+                raise
+            # The limits above are Discord's defaults; a request over them anyway
+            # (headers, a changed limit) fails the same way every time.
+            raise Undeliverable("Discord refused the files as too large") from exc
+
+    async def _notify(self, notification: Notification) -> None:
+        reply = notification.reply
+        if isinstance(reply, JobProgress):
+            await self._show_progress(reply)
+            return
+        if isinstance(reply, ImagesReady) and reply.preview_of is not None:
+            await self._show_preview(notification.to, reply.preview_of, parts(render(reply)))
+            return
+        job_id = reply.job_id if isinstance(reply, JobFinished | ImagesReady) else None
+        rendered = render(reply)
+        ids = result_ids(reply)
+        # Checked before anything is sent: a result that cannot go is not half sent.
+        whole = parts(rendered, ids)
+        if job_id is not None and await self._edit_interaction(job_id, whole, bool(ids)):
+            return
+        # /train answered ephemerally: its end goes to the owner's DMs first, so a
+        # private style's name reaches the channel only when DMs are closed.
+        if (
+            isinstance(reply, JobFinished)
+            and reply.kind == "train"
+            and await self._direct_message(notification.to, rendered, ids)
+        ):
+            return
+        await self._post_elsewhere(notification.to, rendered, ids)
+
+    async def _show_progress(self, reply: JobProgress) -> None:
+        """Edit the job's response, at most every few seconds; skipped when not possible."""
+        tracked = self.adapter.jobs.get(reply.job_id)
+        if tracked is None or not tracked.answered.is_set() or not tracked.token_usable():
+            return
+        if not tracked.progress_due(self.adapter.progress_interval_s):
+            return
+        tracked.edited()
+        try:
+            await tracked.interaction.edit_original_response(content=render(reply).short)
+        except discord.HTTPException as exc:
+            # Progress is best effort; the result has its own fallbacks.
+            log.info("progress of job %s not shown: %s", reply.job_id, exc)
+
+    async def _show_preview(self, to: Requester, training_job_id: str, preview: list[Part]) -> None:
+        """A training preview for the owner only (see module doc), without the result
+        buttons: it is a glimpse of a style in training, not a result to reroll or vary."""
+        tracked = self.adapter.jobs.get(training_job_id)
+        if tracked is not None and tracked.token_usable():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tracked.answered.wait(), ANSWER_WAIT_S)
+            followup = tracked.interaction.followup
+            try:
+                for part in preview:
+                    await followup.send(part.content, ephemeral=True, **part.send_kwargs(False))
+                return
+            except discord.HTTPException as exc:
+                # 10015 Unknown Webhook (token dead): the owner's DMs are still private.
+                log.info("preview of job %s not sent as a follow-up (%s)", training_job_id, exc)
+        if not await self._send_to_dm(to, preview, with_buttons=False):
+            log.info(
+                "preview of job %s not delivered: Discord user %s does not take DMs",
+                training_job_id,
+                to.user_id,
+            )
+
+    async def _edit_interaction(self, job_id: str, whole: list[Part], with_buttons: bool) -> bool:
+        """Put the result into the interaction's response (and its follow-ups, when it
+        takes several messages); False when that is not possible."""
+        tracked = self.adapter.jobs.pop(job_id)
+        if tracked is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tracked.answered.wait(), ANSWER_WAIT_S)
+        if not tracked.token_usable():
+            log.info("token of job %s expired; posting the result in the channel", job_id)
+            return False
+        first, *rest = whole
+        interaction = tracked.interaction
+        try:
+            await interaction.edit_original_response(
+                content=first.content,
+                embed=first.embed,
+                attachments=first.files(),
+                view=first.view(with_buttons),
+            )
+        except discord.HTTPException as exc:
+            if exc.status == PAYLOAD_TOO_LARGE:
+                raise
+            # 10015 Unknown Webhook (token dead), 10008 (response deleted), ...
+            log.info(
+                "result of job %s not edited into its interaction (%s); posting it", job_id, exc
+            )
+            return False
+
+        async def follow_up(part: Part) -> object:
+            return await interaction.followup.send(
+                part.content or None,  # type: ignore[arg-type]
+                ephemeral=tracked.ephemeral,
+                **part.send_kwargs(with_buttons),
+            )
+
+        await _send_rest(follow_up, rest, what=f"job {job_id}'s result")
+        return True
+
+    async def _post_elsewhere(
+        self, to: Requester, rendered: Rendered, ids: Mapping[str, str]
+    ) -> None:
+        """A normal message in the job's channel mentioning the user; a DM if that fails."""
+        client = await self.adapter.ready_client()
+        user_id = int(to.user_id)
+        channel = client.get_partial_messageable(
+            int(to.chat_id), guild_id=int(to.server_id) if to.server_id else None
+        )
+        first, *rest = parts(rendered, ids, prefix=f"{mention(to.user_id)} ")
+        try:
+            await channel.send(
+                first.content,
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
+                **first.send_kwargs(bool(ids)),
+            )
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.info("channel %s unusable (%s); sending the result as a DM", to.chat_id, exc)
+        else:
+            await _send_rest(_sender(channel, bool(ids)), rest, what="a result")
+            return
+        prefix = "I could not post in the channel where you asked, so here it is. "
+        if not await self._direct_message(to, rendered, ids, prefix=prefix):
+            # Nothing else can reach them; the record stays and /status shows it.
+            log.error(
+                "result for Discord user %s could not be delivered: channel %s unusable and "
+                "DMs closed. The result is kept in the database.",
+                to.user_id,
+                to.chat_id,
+            )
+
+    async def _direct_message(
+        self, to: Requester, rendered: Rendered, ids: Mapping[str, str], *, prefix: str = ""
+    ) -> bool:
+        """Send `rendered`, after `prefix`, to the user's DMs; False when Discord refuses
+        (DMs closed, user unknown). Other errors propagate, so the event is kept."""
+        return await self._send_to_dm(to, parts(rendered, ids, prefix=prefix), bool(ids))
+
+    async def _send_to_dm(self, to: Requester, whole: list[Part], with_buttons: bool) -> bool:
+        client = await self.adapter.ready_client()
+        user_id = int(to.user_id)
+        first, *rest = whole
+        try:
+            user = client.get_user(user_id) or await client.fetch_user(user_id)
+            await user.send(first.content, **first.send_kwargs(with_buttons))
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.info("no DM to Discord user %s: %s", to.user_id, exc)
+            return False
+        await _send_rest(_sender(user, with_buttons), rest, what="a DM")
+        return True
+
+
+def _sender(to: discord.abc.Messageable, with_buttons: bool) -> SendPart:
+    async def send(part: Part) -> object:
+        return await to.send(part.content or None, **part.send_kwargs(with_buttons))
+
+    return send
+
+
+async def _send_rest(send: SendPart, rest: Sequence[Part], *, what: str) -> None:
+    """The messages after the first. The first is out already, so a text page refused
+    now is logged rather than sent again somewhere else (it would double it); a refused
+    file raises, so that the front end tries again (or tells the member)."""
+    for part in rest:
+        try:
+            await send(part)
+        except discord.HTTPException as exc:
+            if part.attachments:
+                raise
+            log.warning("the rest of %s was not sent: %s", what, exc)
+            return
