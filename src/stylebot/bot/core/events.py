@@ -5,10 +5,12 @@ sees it again), so handling one is safe to repeat."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.fingerprints import fingerprint_of_png
 from stylebot.bot.core.model import (
     Job,
     JobStatus,
@@ -132,6 +134,13 @@ async def _training_preview(
                     created_at=deps.clock.now(),
                     style_id=job.style_id,
                     blob_key=preview.blob_key,
+                    maker_name=job.origin.display_name,
+                    maker_username=job.origin.username,
+                    # A style in training is its owner's alone, wherever it was asked.
+                    made_in_private=True,
+                    fingerprint=await asyncio.to_thread(
+                        fingerprint_of_png, await deps.blobs.get(preview.blob_key)
+                    ),
                 )
             ]
         )
@@ -226,11 +235,6 @@ async def _generation_finished(
     images = [i for i in result.images if i.output_id in expected]
     if len(images) != len(result.images):
         log.error("job %s returned outputs it was not given; ignored them", job.id)
-    if record:
-        async with deps.repo.transaction():
-            for image in images:
-                await deps.repo.set_output_blob(image.output_id, image.blob_key, image.seed)
-            await deps.repo.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
     files = [
         ImageFile(
             image.output_id,
@@ -239,6 +243,15 @@ async def _generation_finished(
         )
         for image in images
     ]
+    if record:
+        # Kept so that /verify can still find an image whose watermark is gone.
+        fingerprints = [await asyncio.to_thread(fingerprint_of_png, f.data) for f in files]
+        async with deps.repo.transaction():
+            for image, fingerprint in zip(images, fingerprints, strict=True):
+                await deps.repo.set_output_blob(image.output_id, image.blob_key, image.seed)
+                if fingerprint is not None:
+                    await deps.repo.set_output_fingerprint(image.output_id, fingerprint)
+            await deps.repo.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
     seeds = ", ".join(str(i.seed) for i in result.images)
     return [
         Notification(
