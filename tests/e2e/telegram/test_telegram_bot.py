@@ -362,11 +362,13 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     with Image.open(io.BytesIO(photo.photo_bytes or b"")) as seen:
         assert seen.format == "JPEG", "the preview is what Telegram makes of it"
 
-    # /verify as a reply to the file names the record.
+    # /verify as a reply to the file names the maker; made with Ada's private style, its
+    # prompt and style are hers alone.
     await fake.reply(group, bob, document, "/verify")
     report = await fake.wait_for_sent(group, lambda m: "Made with stylebot" in (m.text or ""))
     assert f"output {output_id}" in (report.text or "")
-    assert "a lighthouse at dawn" in (report.text or "")
+    assert f"Telegram id {ada.id}" in (report.text or "")
+    assert "a lighthouse at dawn" not in (report.text or "")
 
     # The buttons under the image: the core decides who may do what.
     refused = await fake.press_and_answer(group, bob, photo, f"or|{output_id}")
