@@ -36,12 +36,15 @@ BLOCK = 16
 # SSIM's stabilising constants for 8-bit values (Wang et al. 2004: K1=0.01, K2=0.03).
 _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
-#: A block pair scoring below this SSIM differs. Measured on generated-looking pictures
-#: (tests/unit/core/test_picture_match.py): JPEG q60, half size and back and Telegram's
-#: photo path keep blocks above ~0.6; a banner or a pasted picture scores near 0.
+#: A block pair scoring below this SSIM differs. Measured on tiny-model outputs, smooth
+#: scenes, flat illustrations and subjects on plain backgrounds (the pictures of
+#: tests/unit/core/test_verify_regions.py): JPEG q60/q75, half size and back and
+#: Telegram's photo path keep every block at 0.96 or more; blocks under a banner or a
+#: pasted picture score 0.1-0.5, a few up to 0.8 (those the colour test below catches).
 MIN_BLOCK_SSIM = 0.75
-#: Or a block's mean colour moved this far (0-255, largest channel): a tint or a flat
-#: patch over a flat area keeps the grey structure but not the colour.
+#: Or a block's mean colour moved this far (0-255, largest channel): a patch whose grey
+#: structure happens to resemble what it covers still changes its colour. Re-encoding
+#: moves block means by at most ~2.
 MAX_BLOCK_COLOUR_SHIFT = 12.0
 #: At most this share of blocks may differ for the picture to be the output itself ("made
 #: by"): JPEG q60, half size and back and Telegram's photo path leave none differing.

@@ -137,7 +137,7 @@ async def _without_mark(
         text="\n".join(
             [
                 f"{NO_MARK_TEXT} But it closely resembles stylebot output {output.id}: its "
-                "fingerprint and every region of it match that output. Its watermark may "
+                "fingerprint and its regions match that output's. Its watermark may "
                 "have been removed (e.g. by re-compression); a likeness is not proof.",
                 *record_lines(output, attribution),
             ]
