@@ -117,6 +117,7 @@ async def _training_preview(
     if job.kind != "train" or preview.output_id != preview_output_id(job.id, event.step):
         log.error("job %s sent a preview that is not its own; ignored", job.id)
         return []
+    data = await deps.blobs.get(preview.blob_key)
     if await deps.repo.get_output(preview.output_id) is None:  # events may come twice
         await deps.repo.add_outputs(
             [
@@ -138,19 +139,13 @@ async def _training_preview(
                     maker_username=job.origin.username,
                     # A style in training is its owner's alone, wherever it was asked.
                     made_in_private=True,
-                    fingerprint=await asyncio.to_thread(
-                        fingerprint_of_png, await deps.blobs.get(preview.blob_key)
-                    ),
+                    fingerprint=await asyncio.to_thread(fingerprint_of_png, data),
                 )
             ]
         )
     style = await deps.repo.get_style(job.style_id) if job.style_id else None
     label = style.name if style else "your style"
-    image = ImageFile(
-        preview.output_id,
-        f"stylebot-preview-{preview.output_id}.png",
-        await deps.blobs.get(preview.blob_key),
-    )
+    image = ImageFile(preview.output_id, f"stylebot-preview-{preview.output_id}.png", data)
     reply = ImagesReady(
         text=(
             f"Preview of {label} at step {event.step}/{event.total}: its trigger alone, "
