@@ -22,6 +22,7 @@ __all__ = [
     "ALTERED_MAX_SHARE",
     "BLOCK",
     "SAME_MAX_SHARE",
+    "SAME_SHAPE_TOLERANCE",
     "WORK_SIDE",
     "PictureDifference",
     "compare_pictures",
@@ -46,6 +47,9 @@ MIN_BLOCK_SSIM = 0.75
 #: structure happens to resemble what it covers still changes its colour. Re-encoding
 #: moves block means by at most ~2.
 MAX_BLOCK_COLOUR_SHIFT = 12.0
+#: Aspect ratios this close count as one shape: resizing to whole pixels (Telegram's
+#: 1280 px side, halving an odd side) moves the ratio by well under 1%.
+SAME_SHAPE_TOLERANCE = 0.02
 #: At most this share of blocks may differ for the picture to be the output itself ("made
 #: by"): JPEG q60, half size and back and Telegram's photo path leave none differing.
 SAME_MAX_SHARE = 0.02
@@ -60,6 +64,9 @@ class PictureDifference:
 
     blocks: int
     differing: int
+    # Whether both have (nearly) one aspect ratio: a crop does not, and is not aligned
+    # (the grid compares whole pictures), so it differs almost everywhere.
+    same_shape: bool = True
 
     @property
     def share(self) -> float:
@@ -117,7 +124,12 @@ def compare_pictures(submitted: Image.Image, stored: Image.Image) -> PictureDiff
     )
     colour_shift = np.abs(_blocks(a).mean(axis=-2) - _blocks(b).mean(axis=-2)).max(axis=-1)
     differs = (ssim < MIN_BLOCK_SSIM) | (colour_shift > MAX_BLOCK_COLOUR_SHIFT)
-    return PictureDifference(blocks=int(differs.size), differing=int(differs.sum()))
+    ratio = (submitted.width * stored.height) / (submitted.height * stored.width)
+    return PictureDifference(
+        blocks=int(differs.size),
+        differing=int(differs.sum()),
+        same_shape=abs(ratio - 1) <= SAME_SHAPE_TOLERANCE,
+    )
 
 
 def compare_png(submitted_png: bytes, stored_png: bytes) -> PictureDifference:

@@ -95,11 +95,17 @@ async def verify_image(
             differs_percent=difference.percent,
         )
     # Nothing from the record: it belongs to whoever made the real output.
-    return VerifyReport(
-        f"This image carries the stylebot watermark of output {output_id}, but it "
+    why = (
         f"does not match that output's image (about {difference.percent}% of it differs): "
         "the mark was copied onto another picture, or the picture was changed beyond "
-        "recognition. It can't be traced to anyone.",
+        "recognition."
+        if difference.same_shape
+        else "its shape differs from that output's (a crop, or another picture), and only "
+        "whole pictures can be compared with it."
+    )
+    return VerifyReport(
+        f"This image carries the stylebot watermark of output {output_id}, but it {why} "
+        "It can't be traced to anyone.",
         output_id,
         verdict=VerifyVerdict.MISMATCH,
         differs_percent=difference.percent,
