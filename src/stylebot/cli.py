@@ -233,10 +233,13 @@ def _demo(settings: Settings) -> int:
 
 
 async def _verify(settings: Settings, filename: str, data: bytes) -> int:
-    """Print the record an image's watermark points to; exit 1 if it carries none of ours."""
+    """Print what /verify knows of an image, in full: the operator sees private records
+    too. Exit 0 when it is an output of ours as made, 1 when it carries no watermark and
+    resembles none, 3 otherwise (altered, a copied mark, no record, or only a likeness)."""
     from stylebot.bootstrap import PngWatermarkReader, policy_from, signing_identity
+    from stylebot.bot.core.attribution import OPERATOR
     from stylebot.bot.core.credentials import with_credentials
-    from stylebot.bot.core.replies import VerifyReport
+    from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
     from stylebot.bot.core.verification import verify_image
     from stylebot.provenance.content_credentials import C2paCredentialsReader
     from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
@@ -251,6 +254,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
             data,
             policy_from(settings).images,
             blobs=LocalBlobStore(settings.blob_dir),
+            viewer=OPERATOR,
         )
     finally:
         await repo.close()
@@ -258,9 +262,11 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     credentials = C2paCredentialsReader(signing_identity(settings).chain_pem)
     report = with_credentials(found, credentials, data)
     print(report.text)
-    if not isinstance(report, VerifyReport) or report.output_id is None:
-        return 1  # no watermark of ours
-    return 0 if report.output is not None else 3  # ours, but no record here or no match
+    if not isinstance(report, VerifyReport) or report.verdict is VerifyVerdict.NO_MARK:
+        return 1  # no watermark of ours, and like none of our outputs
+    if report.output_id is not None:
+        print("(Shown in full: as the operator you see the records of private outputs too.)")
+    return 0 if report.verdict is VerifyVerdict.MADE else 3
 
 
 async def _consent_verify(settings: Settings, expect_head: str | None) -> int:

@@ -28,6 +28,7 @@ from stylebot.bot.core.errors import (
     RecordNotFound,
     RepositoryError,
 )
+from stylebot.bot.core.fingerprints import fingerprint_bands
 from stylebot.bot.core.model import (
     Consent,
     Job,
@@ -603,6 +604,22 @@ class InMemoryRepository:
             if output is None:
                 raise RecordNotFound(f"output {output_id!r} does not exist")
             self._t.outputs[output_id] = replace(output, blob_key=blob_key, seed=seed)
+
+    async def set_output_fingerprint(self, output_id: str, fingerprint: str) -> None:
+        async with self.transaction():
+            output = self._t.outputs.get(output_id)
+            if output is None:
+                raise RecordNotFound(f"output {output_id!r} does not exist")
+            self._t.outputs[output_id] = replace(output, fingerprint=fingerprint)
+
+    async def outputs_with_bands(self, probes: Sequence[tuple[int, str]]) -> list[Output]:
+        wanted = set(probes)
+        return await self._outputs_where(
+            lambda o: (
+                o.fingerprint is not None
+                and not wanted.isdisjoint(fingerprint_bands(o.fingerprint))
+            )
+        )
 
     async def delete_output(self, output_id: str) -> str | None:
         async with self.transaction():

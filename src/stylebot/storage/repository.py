@@ -708,6 +708,10 @@ class SqliteRepository:
                     output.height,
                     output.blob_key,
                     _utc_text(output.created_at),
+                    output.maker_name,
+                    output.maker_username,
+                    None if output.made_in_private is None else int(output.made_in_private),
+                    output.fingerprint,
                 )
             )
         async with self.transaction():
@@ -716,7 +720,9 @@ class SqliteRepository:
                     await self._write(
                         "INSERT INTO outputs (id, job_id, user_id, style_id, prompt,"
                         " negative_prompt, seed, steps, guidance, width, height, blob_key,"
-                        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " created_at, maker_name, maker_username, made_in_private,"
+                        " fingerprint) VALUES"
+                        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
                 except sqlite3.IntegrityError as exc:
@@ -759,6 +765,28 @@ class SqliteRepository:
             )
             if cursor.rowcount == 0:
                 raise RecordNotFound(f"output {output_id!r} does not exist")
+
+    async def set_output_fingerprint(self, output_id: str, fingerprint: str) -> None:
+        """A trigger of migration 0009 indexes the fingerprint's bands."""
+        async with self.transaction():
+            cursor = await self._write(
+                "UPDATE outputs SET fingerprint = ? WHERE id = ?", (fingerprint, output_id)
+            )
+            if cursor.rowcount == 0:
+                raise RecordNotFound(f"output {output_id!r} does not exist")
+
+    async def outputs_with_bands(self, probes: Sequence[tuple[int, str]]) -> list[Output]:
+        if not probes:
+            return []
+        # One indexed lookup per (band, value): a constant table joined to the index.
+        values = ", ".join("(?, ?)" for _ in probes)
+        params = [part for probe in probes for part in probe]
+        rows = await self._fetchall(
+            "SELECT * FROM outputs WHERE id IN (SELECT output_id FROM output_fingerprint_bands"
+            f" WHERE (band, value) IN (VALUES {values})) ORDER BY created_at, rowid",
+            params,
+        )
+        return [_output(row) for row in rows]
 
     async def delete_output(self, output_id: str) -> str | None:
         async with self.transaction():
@@ -875,4 +903,8 @@ def _output(row: sqlite3.Row) -> Output:
         created_at=_time(row["created_at"]),
         style_id=row["style_id"],
         blob_key=row["blob_key"],
+        maker_name=row["maker_name"],
+        maker_username=row["maker_username"],
+        made_in_private=None if row["made_in_private"] is None else bool(row["made_in_private"]),
+        fingerprint=row["fingerprint"],
     )

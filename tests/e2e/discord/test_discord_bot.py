@@ -304,7 +304,10 @@ async def test_train_with_consent_then_imagine_in_the_style(
     await checked.callback()
     report = await original_when(fake, checked, lambda m: m["content"], "the report", 10)
     assert f"output {output_id}" in report["content"]
-    assert "style: warm" in report["content"]
+    # Made with Alice's private style: Bob learns who made it and when, not how.
+    assert f"<@{alice.id}>, named " in report["content"]
+    assert "warm" not in report["content"]
+    assert "a lighthouse at dawn" not in report["content"]
 
     # Shared with the server, Bob may use it: autocomplete now offers it to him.
     share = await fake.send_slash_command(

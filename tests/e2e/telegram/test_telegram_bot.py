@@ -363,14 +363,13 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     with Image.open(io.BytesIO(photo.photo_bytes or b"")) as seen:
         assert seen.format == "JPEG", "the preview is what Telegram makes of it"
 
-    # /verify as a reply to the file names the record: its maker, prompt and style are
-    # for the asker's eyes, so the report goes to Bob's private chat.
-    bob_private = fake.private_chat(bob)
+    # /verify as a reply to the file names the maker; made with Ada's private style, its
+    # prompt and style are hers alone, so what Bob is told the group may read too.
     await fake.reply(group, bob, document, "/verify")
-    report = await fake.wait_for_sent(bob_private, lambda m: "Made with stylebot" in (m.text or ""))
-    assert [m for m in fake.sent_messages(group) if "Made with" in (m.text or "")] == []
+    report = await fake.wait_for_sent(group, lambda m: "Made with stylebot" in (m.text or ""))
     assert f"output {output_id}" in (report.text or "")
-    assert "a lighthouse at dawn" in (report.text or "")
+    assert f"by: @ada (Telegram id {ada.id}), named 'Ada' when it was made" in (report.text or "")
+    assert "a lighthouse at dawn" not in (report.text or "")
 
     # The buttons under the image: the core decides who may do what.
     refused = await fake.press_and_answer(group, bob, photo, f"or|{output_id}")
@@ -412,7 +411,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     await fake.wait_for_sent(group, lambda m: "shared with the members" in (m.text or ""))
     await fake.send_text(group, bob, "/styles")
     listing = await fake.wait_for_sent(
-        bob_private, lambda m: "Styles you can use" in (m.text or "")
+        fake.private_chat(bob), lambda m: "Styles you can use" in (m.text or "")
     )
     assert "- warm (ready, shared here)" in (listing.text or "")
 

@@ -71,6 +71,10 @@ async def test_previews_come_watermarked_every_few_steps_and_verify_to_the_train
         assert record is not None
         assert record.job_id == queued.job_id
         assert record.blob_key is not None
+        # A style in training is its owner's: private wherever asked, and findable by its
+        # fingerprint if its mark is lost.
+        assert record.made_in_private is True
+        assert record.fingerprint is not None
         # ...which /verify finds, with the style in training.
         report = await bot.handle(Verify(ME, IncomingFile(image.filename, image.data)))
         assert isinstance(report, VerifyReport)

@@ -30,6 +30,7 @@ from stylebot.bot.core import (
     UploadImages,
     Verify,
     VerifyReport,
+    VerifyVerdict,
 )
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent, TrainResult
 
@@ -363,14 +364,30 @@ async def test_verify_traces_a_watermarked_image_to_its_record(world: CoreWorld)
     await world.bot.handle(Imagine(ALICE, "a lighthouse", style="ink", seed=3))
     [job] = world.queue.generate_jobs
     world.watermark.ids[(1, 2, 3)] = job.output_ids[0]
+    result = GenerateResult(
+        (GeneratedImage(job.output_ids[0], await world.blobs.put(png((1, 2, 3))), 3),), 1.0
+    )
+    await world.bot.handle_event(
+        JobEvent(job.job_id, "generate", "finished", result=result.to_dict())
+    )
 
-    report = await world.bot.handle(Verify(BOB, IncomingFile("x.png", png((1, 2, 3)))))
-    assert isinstance(report, VerifyReport)
-    assert report.output is not None
-    assert "Alice" in report.text
-    assert "ink" in report.text
-    assert "a lighthouse" in report.text
-    assert report.private, "its maker's name and prompt are for the asker's eyes only"
+    mine = await world.bot.handle(Verify(ALICE, IncomingFile("x.png", png((1, 2, 3)))))
+    assert isinstance(mine, VerifyReport)
+    assert mine.verdict is VerifyVerdict.MADE
+    assert mine.output is not None
+    assert "<@alice>, named 'Alice' when it was made" in mine.text
+    assert "ink" in mine.text
+    assert "a lighthouse" in mine.text
+    assert mine.private, "her private prompt is for her eyes only, never a group's"
+    # Made with her private style: Bob learns who made it and when, not how.
+    theirs = await world.bot.handle(Verify(BOB, IncomingFile("x.png", png((1, 2, 3)))))
+    assert isinstance(theirs, VerifyReport)
+    assert theirs.verdict is VerifyVerdict.MADE
+    assert theirs.output is None
+    assert "<@alice>" in theirs.text
+    assert "ink" not in theirs.text
+    assert "a lighthouse" not in theirs.text
+    assert not theirs.private, "nothing in it is private: a group may read it"
 
     plain = await world.bot.handle(Verify(BOB, IncomingFile("y.png", png((9, 9, 9)))))
     assert isinstance(plain, VerifyReport)
@@ -379,6 +396,20 @@ async def test_verify_traces_a_watermarked_image_to_its_record(world: CoreWorld)
 
     junk = await world.bot.handle(Verify(BOB, IncomingFile("z.png", b"\x89PNG broken")))
     assert isinstance(junk, ErrorReply)
+
+
+async def test_a_mark_of_an_output_whose_image_is_not_stored_proves_nothing(
+    world: CoreWorld,
+) -> None:
+    await world.bot.handle(Imagine(ALICE, "a lighthouse", seed=3))
+    [job] = world.queue.generate_jobs
+    world.watermark.ids[(1, 2, 3)] = job.output_ids[0]  # never delivered: no image to compare
+    report = await world.bot.handle(Verify(BOB, IncomingFile("x.png", png((1, 2, 3)))))
+    assert isinstance(report, VerifyReport)
+    assert report.verdict is VerifyVerdict.MARK_ONLY
+    assert report.output is None
+    assert "does not prove who made it" in report.text
+    assert "Made with stylebot" not in report.text
 
 
 async def test_discard_keeps_an_image_someone_else_also_uploaded(world: CoreWorld) -> None:

@@ -221,10 +221,15 @@ async def test_reroll_of_someone_elses_private_style_is_refused(world: CoreWorld
 async def test_output_info_and_delete(world: CoreWorld) -> None:
     await trained_style(world, ALICE, "ink")
     output_id = await finished_image(world)
-    info = await world.bot.handle(OutputInfo(BOB_HERE, output_id))
+    info = await world.bot.handle(OutputInfo(ALICE, output_id))
     assert isinstance(info, TextReply)
     assert "prompt: a lighthouse" in info.text
     assert "seed: 9" in info.text
+    # Made with her private style: as /verify, the prompt and style are hers alone.
+    theirs = await world.bot.handle(OutputInfo(BOB_HERE, output_id))
+    assert isinstance(theirs, TextReply)
+    assert "a lighthouse" not in theirs.text
+    assert "ink" not in theirs.text
 
     refused = await world.bot.handle(DeleteOutput(BOB_HERE, output_id))
     assert isinstance(refused, ErrorReply)

@@ -80,8 +80,8 @@ STYLE_COMMANDS: dict[str, tuple[Build, str]] = {
     "export": (lambda who, _o: ExportStyle(who, "ink"), "owner"),
     "delete-style": (lambda who, _o: DeleteStyle(who, "ink"), "owner"),
     "delete-output": (lambda who, o: DeleteOutput(who, o), "owner"),
-    # The output id is a capability, like the image itself: /verify of the image shows the
-    # same record to anyone, so its info does too.
+    # Anyone may ask, as anyone may /verify the image; what the answer shows of a private
+    # output (prompt, style) is its maker's alone (tests/unit/core/test_verify_claims.py).
     "output-info": (lambda who, o: OutputInfo(who, o), "all"),
 }
 

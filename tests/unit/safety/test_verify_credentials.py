@@ -89,6 +89,8 @@ async def test_verify_says_when_there_is_no_manifest(tmp_path: Path) -> None:
     reply = await stylebot.handle(Verify(ALICE, IncomingFile("photo.jpg", buffer.getvalue())))
     assert isinstance(reply, VerifyReport)
     assert reply.text.endswith(NO_CREDENTIALS)
+    # No watermark either: nothing "above" survives.
+    assert "survives" not in reply.text
 
 
 async def test_a_refused_file_never_reaches_the_c2pa_reader(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ from stylebot.bot.core.replies import (
     StyleChoices,
     TextReply,
     VerifyReport,
+    VerifyVerdict,
 )
 from stylebot.bot.core.service import StyleBot
 
@@ -113,6 +114,7 @@ __all__ = [
     "VaryOutput",
     "Verify",
     "VerifyReport",
+    "VerifyVerdict",
     "Visibility",
     "WatermarkReader",
 ]

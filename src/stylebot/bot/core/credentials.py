@@ -5,13 +5,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from stylebot.bot.core.ports import ContentCredentialsReader
-from stylebot.bot.core.replies import ErrorReply, VerifyReport
+from stylebot.bot.core.replies import ErrorReply, VerifyReport, VerifyVerdict
 
-__all__ = ["NO_CREDENTIALS", "with_credentials"]
+__all__ = ["NO_CREDENTIALS", "NO_CREDENTIALS_BUT_MARKED", "with_credentials"]
 
 NO_CREDENTIALS = (
     "Content Credentials (C2PA): none in this file (re-saving or sending through a chat "
-    "app removes them; the watermark above survives)."
+    "app removes them)."
+)
+# Only when a watermark was read: it is what survives where the manifest does not.
+NO_CREDENTIALS_BUT_MARKED = (
+    "Content Credentials (C2PA): none in this file (re-saving or sending through a chat "
+    "app removes them; the watermark above survives that)."
 )
 
 
@@ -22,5 +27,7 @@ def with_credentials(
     checks (a VerifyReport) reach the C2PA reader, never a refused hostile file."""
     if reader is None or not isinstance(report, VerifyReport):
         return report
-    line = reader.describe(data) or NO_CREDENTIALS
+    unmarked = report.verdict in (VerifyVerdict.NO_MARK, VerifyVerdict.RESEMBLES)
+    none = NO_CREDENTIALS if unmarked else NO_CREDENTIALS_BUT_MARKED
+    line = reader.describe(data) or none
     return replace(report, text=f"{report.text}\n{line}")

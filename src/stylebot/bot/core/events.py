@@ -5,11 +5,13 @@ sees it again), so handling one is safe to repeat."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DamagedBlob
+from stylebot.bot.core.fingerprints import fingerprint_of_png
 from stylebot.bot.core.model import (
     Job,
     JobStatus,
@@ -119,6 +121,11 @@ async def _training_preview(
     if job.kind != "train" or preview.output_id != preview_output_id(job.id, event.step):
         log.error("job %s sent a preview that is not its own; ignored", job.id)
         return []
+    try:
+        data = await deps.blobs.get(preview.blob_key)
+    except DamagedBlob as exc:  # a preview is a courtesy: skipped, training goes on
+        log.error("job %s: preview at step %d not sent: %s", job.id, event.step, exc)
+        return []
     if await deps.repo.get_output(preview.output_id) is None:  # events may come twice
         await deps.repo.add_outputs(
             [
@@ -136,16 +143,16 @@ async def _training_preview(
                     created_at=deps.clock.now(),
                     style_id=job.style_id,
                     blob_key=preview.blob_key,
+                    maker_name=job.origin.display_name,
+                    maker_username=job.origin.username,
+                    # A style in training is its owner's alone, wherever it was asked.
+                    made_in_private=True,
+                    fingerprint=await asyncio.to_thread(fingerprint_of_png, data),
                 )
             ]
         )
     style = await deps.repo.get_style(job.style_id) if job.style_id else None
     label = style.name if style else "your style"
-    try:
-        data = await deps.blobs.get(preview.blob_key)
-    except DamagedBlob as exc:  # a preview is a courtesy: skipped, training goes on
-        log.error("job %s: preview at step %d not sent: %s", job.id, event.step, exc)
-        return []
     image = ImageFile(preview.output_id, f"stylebot-preview-{preview.output_id}.png", data)
     reply = ImagesReady(
         text=(
@@ -231,11 +238,6 @@ async def _generation_finished(
     images = [i for i in result.images if i.output_id in expected]
     if len(images) != len(result.images):
         log.error("job %s returned outputs it was not given; ignored them", job.id)
-    if record:
-        async with deps.repo.transaction():
-            for image in images:
-                await deps.repo.set_output_blob(image.output_id, image.blob_key, image.seed)
-            await deps.repo.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
     try:
         files = [
             ImageFile(
@@ -248,6 +250,11 @@ async def _generation_finished(
     except DamagedBlob as exc:
         # Said once, in words; an exception would leave the event to fail at every start.
         log.error("job %s: %s; its image cannot be sent", job.id, exc)
+        if record:
+            async with deps.repo.transaction():
+                for image in images:
+                    await deps.repo.set_output_blob(image.output_id, image.blob_key, image.seed)
+                await deps.repo.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
         return [
             Notification(
                 job.origin,
@@ -260,6 +267,15 @@ async def _generation_finished(
                 ),
             )
         ]
+    if record:
+        # Kept so that /verify can still find an image whose watermark is gone.
+        fingerprints = [await asyncio.to_thread(fingerprint_of_png, f.data) for f in files]
+        async with deps.repo.transaction():
+            for image, fingerprint in zip(images, fingerprints, strict=True):
+                await deps.repo.set_output_blob(image.output_id, image.blob_key, image.seed)
+                if fingerprint is not None:
+                    await deps.repo.set_output_fingerprint(image.output_id, fingerprint)
+            await deps.repo.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
     seeds = ", ".join(str(i.seed) for i in result.images)
     return [
         Notification(

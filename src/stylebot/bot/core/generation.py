@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from stylebot.bot.core.attribution import attribute, made_in_private
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import DeleteOutput, Imagine, OutputInfo
 from stylebot.bot.core.deps import Deps
@@ -166,6 +167,9 @@ async def queue_generation(
             height=spec.height,
             created_at=now,
             style_id=style.id if style else None,
+            maker_name=requester.display_name,
+            maker_username=requester.username,
+            made_in_private=made_in_private(requester, style),
         )
         for i in range(spec.count)
     ]
@@ -248,7 +252,14 @@ async def output_info(deps: Deps, command: OutputInfo) -> Reply:
     output = await deps.repo.get_output(command.output_id)
     if output is None:
         return ErrorReply("That image is no longer available (it was deleted).")
-    style = await deps.repo.get_style(output.style_id) if output.style_id else None
+    attribution = await attribute(deps.repo, output, command.requester)
+    if not attribution.full:
+        # The same rule as /verify: a private output's prompt and style are its maker's.
+        return TextReply(
+            f"output: {output.id}, made {output.created_at.isoformat(timespec='seconds')}\n"
+            "It was made in private: its prompt and style are shown only to its maker."
+        )
+    style = attribution.style
     negative = f"\nnegative: {output.negative_prompt}" if output.negative_prompt else ""
     # The facts first, the free text (as long as its writer liked) last, so a long
     # prompt never pushes them out of sight; for the asker only, as prompts are.

@@ -45,6 +45,9 @@ class Requester:
     display_name: str
     chat_id: str
     server_id: str | None = None
+    # The platform's @name (Telegram), when the user has one; None where there is none
+    # or the platform addresses people by id (Discord mentions).
+    username: str | None = None
 
     @property
     def scope(self) -> str | None:
@@ -139,3 +142,12 @@ class Output:
     created_at: datetime
     style_id: int | None = None
     blob_key: str | None = None
+    # Who made it as they were then: their display name and @name at the time (None for
+    # outputs recorded before these were kept), and whether it was made in private (a
+    # direct message, or with a private style; None: not recorded).
+    maker_name: str | None = None
+    maker_username: str | None = None
+    made_in_private: bool | None = None
+    # PerceptualHash.hex of the delivered image, for /verify's lookup of pictures whose
+    # watermark is gone (None until delivered, or for older outputs).
+    fingerprint: str | None = None

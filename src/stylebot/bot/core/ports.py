@@ -209,6 +209,16 @@ class Repository(Protocol):
 
     async def set_output_blob(self, output_id: str, blob_key: str, seed: int) -> None: ...
 
+    async def set_output_fingerprint(self, output_id: str, fingerprint: str) -> None:
+        """Keep the delivered image's fingerprint (PerceptualHash.hex) and index its
+        bands (stylebot.bot.core.fingerprints). RecordNotFound if there is no such output."""
+        ...
+
+    async def outputs_with_bands(self, probes: Sequence[tuple[int, str]]) -> list[Output]:
+        """Outputs whose fingerprint has any of these (band, value) pairs, by index: never
+        a scan of every output. The caller checks each one's real distance."""
+        ...
+
     async def delete_output(self, output_id: str) -> str | None:
         """Delete one output record; returns its blob key (None if it had none).
         Raises RecordNotFound when there is no such output."""

@@ -10,6 +10,7 @@ never show it to a group, but to the asker alone (a private chat, an ephemeral a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from stylebot.bot.core.consent import Licence
 from stylebot.bot.core.model import Output, Requester
@@ -104,13 +105,32 @@ class StyleChoices:
     names: tuple[str, ...]
 
 
+class VerifyVerdict(StrEnum):
+    """What /verify concluded about a picture."""
+
+    NO_MARK = "no-mark"  # no watermark, and it resembles no stored output
+    RESEMBLES = "resembles"  # no watermark, but it closely resembles a stored output
+    UNKNOWN_MARK = "unknown-mark"  # a watermark this bot has no record of
+    MADE = "made"  # the mark decodes and the picture matches the output closely
+    ALTERED = "altered"  # the mark decodes; some regions differ from the output
+    MISMATCH = "mismatch"  # the mark decodes onto a picture that is not the output
+    MARK_ONLY = "mark-only"  # the mark decodes; no stored image to compare with
+
+
 @dataclass(frozen=True)
 class VerifyReport:
+    """`output_id`: the output the picture's mark names (or, for RESEMBLES, the one it
+    resembles). `output`: the whole record, only when the picture is that output (MADE)
+    and the asker may see all of it. `differs_percent`: how much of the picture differs
+    from the output, when it was compared."""
+
     text: str
     output_id: str | None
     output: Output | None = None
     # Traced to a record, it names its maker, their prompt and style: for the asker only.
     private: bool = False
+    verdict: VerifyVerdict = VerifyVerdict.NO_MARK
+    differs_percent: int | None = None
 
 
 @dataclass(frozen=True)

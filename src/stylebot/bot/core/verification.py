@@ -1,43 +1,35 @@
-"""Trace an image back to its output record through the invisible watermark.
+"""Trace an image back to its output record, and say what is known and no more.
 
 The watermark has no key: anyone can copy a real output id (file names and captions show
-them) into any picture. So a mark alone attributes nothing; while the output's image is
-still stored, the submitted picture must also look like it (perceptual hash) before its
-record is shown.
+them) into any picture, and a marked output can be edited. So a mark alone attributes
+nothing: the submitted picture is compared with the stored output block by block
+(:mod:`.picture_match`). It is "made by" the maker only when it matches closely; an
+"altered copy" when some regions differ (the report says how much); and when most of it
+differs, the mark was put on another picture and nothing of the record is shown. A
+picture without a mark may still "resemble" a stored output: its fingerprint is looked up
+in an index (:mod:`.fingerprints`) and the candidate compared block by block as well.
+What of the record is shown depends on who asks (:mod:`.attribution`).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from stylebot.bot.core.attribution import Attribution, Viewer, attribute, record_lines
 from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS, band_probes
 from stylebot.bot.core.images import ImageLimits, ImageRejected, normalize_upload
 from stylebot.bot.core.model import Output
-from stylebot.bot.core.perceptual import hamming, perceptual_hash_of_png
+from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash_of_png
+from stylebot.bot.core.picture_match import PictureDifference, compare_png
 from stylebot.bot.core.ports import BlobStore, Repository, WatermarkReader
-from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport
+from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVerdict
 
-__all__ = ["SAME_OUTPUT_BITS", "same_picture", "verify", "verify_image"]
+__all__ = ["NO_MARK_TEXT", "verify", "verify_image"]
 
-#: At most this many of the 64 perceptual-hash bits may differ for a picture to count as
-#: the output its mark names. The edits the watermark survives (JPEG q60, half size and
-#: back, Telegram's 1280 px JPEG q87) move a few bits on generated images; an unrelated
-#: picture differs in about 32 +- 6, so 10 (the opt-out threshold) leaves room both ways.
-SAME_OUTPUT_BITS = 10
-
-
-def same_picture(submitted_png: bytes, stored_png: bytes) -> bool:
-    """Whether a normalised upload shows the stored output image (CPU-bound: run it in a
-    thread)."""
-    submitted = perceptual_hash_of_png(submitted_png)
-    stored = perceptual_hash_of_png(stored_png)
-    if not stored.informative:
-        # A (nearly) flat output's hash bits are noise: the best test left is that the
-        # submitted picture is flat too.
-        return not submitted.informative
-    return submitted.informative and hamming(submitted, stored) <= SAME_OUTPUT_BITS
+NO_MARK_TEXT = "No stylebot watermark found in this image."
 
 
 async def verify_image(
@@ -48,12 +40,13 @@ async def verify_image(
     limits: ImageLimits,
     *,
     blobs: BlobStore,
+    viewer: Viewer,
 ) -> VerifyReport | ErrorReply:
-    """Read the watermark and describe the record it points to.
+    """Read the watermark and describe the record it points to, as `viewer` may see it.
 
     The file goes through the same checks as an upload first, so a hostile
-    file is refused before the decoder sees it. Decoding, reading the mark and hashing
-    run in worker threads: a large picture must not stall every other chat.
+    file is refused before the decoder sees it. Decoding, reading the mark, comparing
+    and hashing run in worker threads: a large picture must not stall every other chat.
     """
     try:
         image = await asyncio.to_thread(normalize_upload, filename, data, limits)
@@ -61,40 +54,140 @@ async def verify_image(
         return ErrorReply(f"I can't check that file: {exc.reason}")
     output_id = await asyncio.to_thread(watermark.read, image.data)
     if output_id is None:
-        return VerifyReport("No stylebot watermark found in this image.", None)
+        return await _without_mark(repo, blobs, image.data, viewer)
     output = await repo.get_output(output_id)
     if output is None:
         return VerifyReport(
             f"This image carries stylebot watermark {output_id}, but this bot has no "
             "record of it: another instance made it, or it was deleted.",
             output_id,
+            verdict=VerifyVerdict.UNKNOWN_MARK,
         )
     stored = await _stored_image(blobs, output)
-    if stored is not None and not await asyncio.to_thread(same_picture, image.data, stored):
-        # Nothing from the record: it belongs to whoever made the real output.
+    if stored is None:
+        return await _mark_only(repo, output, viewer)
+    difference = await asyncio.to_thread(compare_png, image.data, stored)
+    if difference.same:
+        attribution = await attribute(repo, output, viewer)
         return VerifyReport(
-            f"This image carries the stylebot watermark of output {output_id}, but it "
-            "does not match that output's image: it was altered, or the mark was copied "
-            "onto another picture. It can't be traced to anyone.",
-            output_id,
+            text="\n".join(
+                [f"Made with stylebot: output {output.id}", *record_lines(output, attribution)]
+            ),
+            output_id=output.id,
+            output=output if attribution.full else None,
+            verdict=VerifyVerdict.MADE,
+            private=shows_private(attribution),
+            differs_percent=difference.percent,
         )
-    owner = await repo.get_user(output.user_id)
-    style = await repo.get_style(output.style_id) if output.style_id else None
-    made_by = f"{owner.display_name} ({owner.platform})" if owner else "a deleted user"
+    if difference.altered:
+        attribution = await attribute(repo, output, viewer)
+        return VerifyReport(
+            text="\n".join(
+                [
+                    f"An altered copy of stylebot output {output.id}: about "
+                    f"{difference.percent}% of this picture differs from that output "
+                    "(covered, replaced or pasted over), so only the rest is its maker's "
+                    "work. The output it was made from:",
+                    *record_lines(output, attribution),
+                ]
+            ),
+            output_id=output.id,
+            verdict=VerifyVerdict.ALTERED,
+            private=shows_private(attribution),
+            differs_percent=difference.percent,
+        )
+    # Nothing from the record: it belongs to whoever made the real output.
+    why = (
+        f"does not match that output's image (about {difference.percent}% of it differs): "
+        "the mark was copied onto another picture, or the picture was changed beyond "
+        "recognition."
+        if difference.same_shape
+        else "its shape differs from that output's (a crop, or another picture), and only "
+        "whole pictures can be compared with it."
+    )
     return VerifyReport(
-        text=(
-            f"Made with stylebot: output {output.id}\n"
-            f"by: {made_by}\n"
-            f"style: {style.name if style else 'none (base model)'}\n"
-            f"prompt: {output.prompt}\n"
-            f"seed: {output.seed}, steps: {output.steps}, "
-            f"size: {output.width}x{output.height}\n"
-            f"made: {output.created_at.isoformat(timespec='seconds')}"
+        f"This image carries the stylebot watermark of output {output_id}, but it {why} "
+        "It can't be traced to anyone.",
+        output_id,
+        verdict=VerifyVerdict.MISMATCH,
+        differs_percent=difference.percent,
+    )
+
+
+def shows_private(attribution: Attribution) -> bool:
+    """Whether the report shows this viewer what only they may see (their own private
+    prompt and style): then it goes to them alone, never to a group."""
+    return attribution.private and attribution.full
+
+
+async def _mark_only(repo: Repository, output: Output, viewer: Viewer) -> VerifyReport:
+    """A mark of a known output whose image is not stored (never delivered, or its blob
+    is gone): a mark can be copied, so this is no proof of who made the picture."""
+    attribution = await attribute(repo, output, viewer)
+    return VerifyReport(
+        text="\n".join(
+            [
+                f"This image carries the stylebot watermark of output {output.id}, but that "
+                "output's image is no longer stored, so the picture could not be compared "
+                "with it: a watermark can be copied onto another picture, so this does not "
+                "prove who made it. The record the mark names:",
+                *record_lines(output, attribution),
+            ]
         ),
         output_id=output.id,
-        output=output,
-        private=True,
+        verdict=VerifyVerdict.MARK_ONLY,
+        private=shows_private(attribution),
     )
+
+
+async def _without_mark(
+    repo: Repository, blobs: BlobStore, picture: bytes, viewer: Viewer
+) -> VerifyReport:
+    found = await _resembled_output(repo, blobs, picture)
+    if found is None:
+        return VerifyReport(NO_MARK_TEXT, None)
+    output, difference = found
+    attribution = await attribute(repo, output, viewer)
+    return VerifyReport(
+        text="\n".join(
+            [
+                f"{NO_MARK_TEXT} But it closely resembles stylebot output {output.id}: its "
+                "fingerprint and its regions match that output's. Its watermark may "
+                "have been removed (e.g. by re-compression); a likeness is not proof.",
+                *record_lines(output, attribution),
+            ]
+        ),
+        output_id=output.id,
+        verdict=VerifyVerdict.RESEMBLES,
+        private=shows_private(attribution),
+        differs_percent=difference.percent,
+    )
+
+
+async def _resembled_output(
+    repo: Repository, blobs: BlobStore, picture: bytes
+) -> tuple[Output, PictureDifference] | None:
+    """The stored output the picture closely resembles, if any: found through the
+    fingerprint index, and only claimed when its regions match as for "made by"."""
+    phash = await asyncio.to_thread(perceptual_hash_of_png, picture)
+    probes = band_probes(phash, RESEMBLES_MAX_BITS)
+    if not probes:
+        return None  # a flat picture: its hash says nothing
+    candidates = [
+        (distance, output)
+        for output in await repo.outputs_with_bands(probes)
+        if output.fingerprint is not None
+        and (distance := hamming(phash, PerceptualHash.from_hex(output.fingerprint)))
+        <= RESEMBLES_MAX_BITS
+    ]
+    for _distance, output in sorted(candidates, key=lambda found: found[0]):
+        stored = await _stored_image(blobs, output)
+        if stored is None:
+            continue
+        difference = await asyncio.to_thread(compare_png, picture, stored)
+        if difference.same:
+            return output, difference
+    return None
 
 
 async def _stored_image(blobs: BlobStore, output: Output) -> bytes | None:
@@ -116,6 +209,7 @@ async def verify(deps: Deps, command: Verify) -> Reply:
         command.file.data,
         deps.policy.images,
         blobs=deps.blobs,
+        viewer=command.requester,
     )
     # Parsing the C2PA manifest is CPU work too; each call builds its own c2pa Reader.
     return await asyncio.to_thread(with_credentials, report, deps.credentials, command.file.data)

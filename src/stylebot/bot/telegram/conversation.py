@@ -26,6 +26,7 @@ def requester_for(user: User, chat: Chat) -> Requester:
         display_name=user.full_name or user.username or str(user.id),
         chat_id=str(chat.id),
         server_id=str(chat.id) if in_group else None,
+        username=user.username,
     )
 
 

@@ -42,6 +42,7 @@ from stylebot.bot.core import (
     UploadImages,
     Verify,
     VerifyReport,
+    VerifyVerdict,
 )
 from stylebot.bot.core.commands import (
     Command,
@@ -501,11 +502,15 @@ class TelegramHandlers:
             await self.chat.show(conversation, ErrorReply(str(refused)))
             return
         reply = await self.core.handle(Verify(conversation.requester, file))
-        if isinstance(reply, VerifyReport) and reply.output_id is None and message.photo:
-            reply = VerifyReport(
-                reply.text + " Telegram re-compresses photos, which can erase the watermark: "
-                "try the PNG file instead.",
-                None,
+        if (
+            isinstance(reply, VerifyReport)
+            and reply.verdict is VerifyVerdict.NO_MARK
+            and message.photo
+        ):
+            reply = dataclasses.replace(
+                reply,
+                text=reply.text + " Telegram re-compresses photos, which can erase the "
+                "watermark: try the PNG file instead.",
             )
         await self.chat.show(conversation, reply)
 

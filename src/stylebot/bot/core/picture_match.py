@@ -1,0 +1,141 @@
+"""How much of a submitted picture differs from a stored output, region by region.
+
+A whole-image hash cannot tell a re-encoded output from one with a banner over a third of
+it: both move only a few of its 64 bits. So both pictures are brought to one working size
+(the stored output's shape, long side :data:`WORK_SIDE`), cut into a grid of blocks, and
+each block pair is scored with SSIM (luminance, contrast and structure, on grey) plus the
+difference of the blocks' mean colours. JPEG and rescaling blur every block a little but
+keep its structure and colour (scores stay high); a banner or a pasted picture replaces
+the structure of the blocks it covers, which then score low. The answer is the share of
+blocks that differ.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "ALTERED_MAX_SHARE",
+    "BLOCK",
+    "SAME_MAX_SHARE",
+    "SAME_SHAPE_TOLERANCE",
+    "WORK_SIDE",
+    "PictureDifference",
+    "compare_pictures",
+    "compare_png",
+]
+
+#: Long side of the working size. Smaller would average away the fine texture that tells
+#: two generated pictures apart; larger would keep JPEG's own noise.
+WORK_SIDE = 256
+#: Block side at the working size: a 16x16 grid on a square output.
+BLOCK = 16
+# SSIM's stabilising constants for 8-bit values (Wang et al. 2004: K1=0.01, K2=0.03).
+_C1 = (0.01 * 255) ** 2
+_C2 = (0.03 * 255) ** 2
+#: A block pair scoring below this SSIM differs. Measured on tiny-model outputs, smooth
+#: scenes, flat illustrations and subjects on plain backgrounds (the pictures of
+#: tests/unit/core/test_verify_regions.py): JPEG q60/q75, half size and back and
+#: Telegram's photo path keep every block at 0.96 or more; blocks under a banner or a
+#: pasted picture score 0.1-0.5, a few up to 0.8 (those the colour test below catches).
+MIN_BLOCK_SSIM = 0.75
+#: Or a block's mean colour moved this far (0-255, largest channel): a patch whose grey
+#: structure happens to resemble what it covers still changes its colour. Re-encoding
+#: moves block means by at most ~2.
+MAX_BLOCK_COLOUR_SHIFT = 12.0
+#: Aspect ratios this close count as one shape: resizing to whole pixels (Telegram's
+#: 1280 px side, halving an odd side) moves the ratio by well under 1%.
+SAME_SHAPE_TOLERANCE = 0.02
+#: At most this share of blocks may differ for the picture to be the output itself ("made
+#: by"): JPEG q60, half size and back and Telegram's photo path leave none differing.
+SAME_MAX_SHARE = 0.02
+#: Beyond this share the picture is not an altered copy but another picture (a mark
+#: copied onto it): unrelated pictures differ in 96-100% of their blocks.
+ALTERED_MAX_SHARE = 0.6
+
+
+@dataclass(frozen=True)
+class PictureDifference:
+    """The block grid's verdict: `differing` of `blocks` blocks differ."""
+
+    blocks: int
+    differing: int
+    # Whether both have (nearly) one aspect ratio: a crop does not, and is not aligned
+    # (the grid compares whole pictures), so it differs almost everywhere.
+    same_shape: bool = True
+
+    @property
+    def share(self) -> float:
+        return self.differing / self.blocks if self.blocks else 1.0
+
+    @property
+    def same(self) -> bool:
+        return self.share <= SAME_MAX_SHARE
+
+    @property
+    def altered(self) -> bool:
+        return SAME_MAX_SHARE < self.share <= ALTERED_MAX_SHARE
+
+    @property
+    def percent(self) -> int:
+        """The share as a whole percent, never rounded down to 0 when something differs."""
+        if self.differing == 0:
+            return 0
+        return max(1, round(100 * self.share))
+
+
+def _work_size(width: int, height: int) -> tuple[int, int]:
+    scale = WORK_SIDE / max(width, height)
+    # Whole blocks only: a strip narrower than a block would be compared on too few pixels.
+    w = max(BLOCK, round(width * scale) // BLOCK * BLOCK)
+    h = max(BLOCK, round(height * scale) // BLOCK * BLOCK)
+    return w, h
+
+
+def _pixels(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    rgb = image.convert("RGB").resize(size, Image.Resampling.BOX)
+    return np.asarray(rgb, dtype=np.float64)
+
+
+def _blocks(plane: np.ndarray) -> np.ndarray:
+    """(rows, cols, BLOCK*BLOCK[, channels]) view of a plane cut into blocks."""
+    h, w = plane.shape[:2]
+    rest = plane.shape[2:]
+    grid = plane.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK, *rest).swapaxes(1, 2)
+    return grid.reshape(h // BLOCK, w // BLOCK, BLOCK * BLOCK, *rest)
+
+
+def compare_pictures(submitted: Image.Image, stored: Image.Image) -> PictureDifference:
+    """Compare `submitted` to `stored` at the stored picture's shape (CPU-bound)."""
+    size = _work_size(*stored.size)
+    a = _pixels(submitted, size)
+    b = _pixels(stored, size)
+    grey_weights = np.array([0.299, 0.587, 0.114])
+    ga, gb = _blocks(a @ grey_weights), _blocks(b @ grey_weights)
+    mean_a, mean_b = ga.mean(axis=-1), gb.mean(axis=-1)
+    var_a, var_b = ga.var(axis=-1), gb.var(axis=-1)
+    cov = ((ga - mean_a[..., None]) * (gb - mean_b[..., None])).mean(axis=-1)
+    ssim = ((2 * mean_a * mean_b + _C1) * (2 * cov + _C2)) / (
+        (mean_a**2 + mean_b**2 + _C1) * (var_a + var_b + _C2)
+    )
+    colour_shift = np.abs(_blocks(a).mean(axis=-2) - _blocks(b).mean(axis=-2)).max(axis=-1)
+    differs = (ssim < MIN_BLOCK_SSIM) | (colour_shift > MAX_BLOCK_COLOUR_SHIFT)
+    ratio = (submitted.width * stored.height) / (submitted.height * stored.width)
+    return PictureDifference(
+        blocks=int(differs.size),
+        differing=int(differs.sum()),
+        same_shape=abs(ratio - 1) <= SAME_SHAPE_TOLERANCE,
+    )
+
+
+def compare_png(submitted_png: bytes, stored_png: bytes) -> PictureDifference:
+    """`compare_pictures` on already-checked PNGs (a normalised upload, a stored output)."""
+    with (
+        Image.open(io.BytesIO(submitted_png), formats=["PNG"]) as submitted,
+        Image.open(io.BytesIO(stored_png), formats=["PNG"]) as stored,
+    ):
+        return compare_pictures(submitted, stored)

@@ -1,0 +1,87 @@
+"""A picture without a watermark "resembles" a stored output only when its fingerprint
+is within a few bits of that output's (found through the band index) and every region
+matches; unrelated pictures never do."""
+
+from __future__ import annotations
+
+from tests.fakes.core import person
+from tests.support.picture_edits import banner
+from tests.support.verify_world import check, deliver, stored_picture, verify_world
+from tests.unit.provenance.test_watermark import (
+    illustration,
+    reencode,
+    scene,
+    subject_on_background,
+    telegram_photo,
+    unmarked_images,
+)
+
+from stylebot.bot.core import VerifyVerdict
+from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS, band_probes
+from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash
+
+ALICE = person("alice")
+BOB = person("bob")
+
+
+async def test_an_output_whose_mark_is_gone_resembles_it_and_names_its_maker() -> None:
+    world = verify_world()
+    # Delivered without a mark: what is left of an output whose mark was destroyed.
+    output_id = await deliver(world, ALICE, scene(512, 512, seed=11), "a lighthouse", mark=False)
+    record = await world.bot.deps.repo.get_output(output_id)
+    assert record is not None
+    assert record.fingerprint is not None, "kept when the image was delivered"
+    made = await stored_picture(world, output_id)
+
+    for copy in (reencode(made, "JPEG", quality=75), telegram_photo(made)):
+        report = await check(world, BOB, copy)
+        assert report.verdict is VerifyVerdict.RESEMBLES, report.text
+        assert report.output_id == output_id
+        assert report.output is None, "a likeness is not attributed as made"
+        assert report.text.startswith("No stylebot watermark found in this image. But it")
+        assert f"closely resembles stylebot output {output_id}" in report.text
+        assert "<@alice>" in report.text
+
+    # A likeness is claimed only when every region matches: not for an edited copy.
+    covered = await check(world, BOB, banner(made, 0.35))
+    assert covered.verdict is VerifyVerdict.NO_MARK
+    assert covered.output_id is None
+
+
+async def test_unrelated_pictures_resemble_no_stored_output() -> None:
+    """Measured false matches: 24 stored outputs of three kinds, 45 unrelated pictures
+    (noise, flat colours, gradients, other scenes and illustrations): none is claimed."""
+    world = verify_world()
+    stored = (
+        [scene(512, 512, seed=300 + n) for n in range(12)]
+        + [illustration(400 + n) for n in range(6)]
+        + [subject_on_background("white" if n % 2 else "black", seed=500 + n) for n in range(6)]
+    )
+    for picture in stored:
+        await deliver(world, ALICE, picture, mark=False)
+    unrelated = [image for _, image in unmarked_images()]
+    unrelated += [scene(512, 512, seed=600 + n) for n in range(8)]
+    unrelated += [illustration(700 + n) for n in range(6)]
+
+    claimed = []
+    for picture in unrelated:
+        report = await check(world, BOB, picture)
+        if report.verdict is not VerifyVerdict.NO_MARK:
+            claimed.append(report.text)
+    assert claimed == []
+    assert len(unrelated) == 45
+
+
+def test_the_band_probes_find_every_hash_within_the_threshold() -> None:
+    """Pigeonhole over 4 bands: a hash RESEMBLES_MAX_BITS bits away, the flips spread
+    as evenly as possible over the bands, still shares a probed band value."""
+    base = perceptual_hash(scene(256, 256, seed=12))
+    assert base.informative
+    probes = set(band_probes(base))
+    for start in range(16):
+        flipped = base.value
+        for n in range(RESEMBLES_MAX_BITS):
+            flipped ^= 1 << ((start + n * 16 + n) % 64)
+        other = PerceptualHash(flipped, informative=True)
+        assert hamming(base, other) == RESEMBLES_MAX_BITS
+        assert probes & set(band_probes(other, 0)), start
