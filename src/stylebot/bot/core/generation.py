@@ -257,7 +257,9 @@ async def output_info(deps: Deps, command: OutputInfo) -> Reply:
         # The same rule as /verify: a private output's prompt and style are its maker's.
         return TextReply(
             f"output: {output.id}, made {output.created_at.isoformat(timespec='seconds')}\n"
-            "It was made in private: its prompt and style are shown only to its maker."
+            "It was made in private: its prompt and style are shown only to its maker.",
+            # Info is the presser's, whatever it holds (a button's answer is theirs).
+            private=True,
         )
     style = attribution.style
     negative = f"\nnegative: {output.negative_prompt}" if output.negative_prompt else ""
