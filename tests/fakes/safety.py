@@ -75,7 +75,8 @@ class InMemoryConsentLedger:
 
 class InMemoryOptOutRegistry:
     """Finds candidates by comparing every row: the contract (a superset of the near
-    ones) holds; being indexed is the SQLite registry's own test."""
+    ones) holds; being indexed is the SQLite registry's own test. Like the port, it has
+    no way to read every row at once (tests look at `images`)."""
 
     def __init__(self) -> None:
         self.images: list[OptedOutImage] = []
@@ -144,9 +145,6 @@ class InMemoryOptOutRegistry:
         doomed = self._chosen(within, ids, registrant)
         self.images = [i for i in self.images if i not in doomed]
         return doomed
-
-    async def all(self) -> list[OptedOutImage]:
-        return list(self.images)
 
     async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
         mine = [

@@ -98,10 +98,12 @@ class SqliteOptOutRegistry:
         self, sha256: str, phash: PerceptualHash, max_bits: int
     ) -> list[OptedOutImage]:
         probes = band_probes(phash, max_bits)
-        # One indexed lookup per (band, value): a constant table joined to the index.
-        values = ", ".join("(?, ?)" for _ in probes)
+        # The probes as a constant table joined to the band index: one index search each.
         by_band = (
-            f" UNION SELECT optout_id FROM optout_bands WHERE (band, value) IN (VALUES {values})"
+            " UNION SELECT optout_bands.optout_id FROM (VALUES "
+            + ", ".join("(?, ?)" for _ in probes)
+            + ") AS probe JOIN optout_bands"
+            " ON optout_bands.band = probe.column1 AND optout_bands.value = probe.column2"
             if probes
             else ""
         )
