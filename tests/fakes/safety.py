@@ -129,7 +129,7 @@ class InMemoryOptOutRegistry:
             for i in self.images
             if (within is None or i.scope == within)
             and (not ids or i.id in ids)
-            and (registrant is None or i.registrant == registrant)
+            and (registrant is None or i.registrant.startswith(registrant))
         ]
 
     async def listing(

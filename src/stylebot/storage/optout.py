@@ -183,8 +183,9 @@ class SqliteOptOutRegistry:
             clauses.append(f"id IN ({', '.join('?' for _ in ids)})")
             params.extend(ids)
         if registrant is not None:
-            clauses.append("registrant = ?")
-            params.append(registrant)
+            # A code or its start; the core lets only hex digits through (no wildcards).
+            clauses.append("registrant LIKE ?")
+            params.append(registrant + "%")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     async def _images(self, sql: str, params: Sequence[Any]) -> list[OptedOutImage]:

@@ -307,14 +307,15 @@ class OptOutRegistry(Protocol):
         self, within: str | None, registrant: str | None = None, limit: int = 50
     ) -> list[OptedOutImage]:
         """Newest first: those registered in scope `within` (None: everywhere), only
-        `registrant`'s when given."""
+        those whose registrant code starts with `registrant` when given."""
         ...
 
     async def remove(
         self, within: str | None, ids: Sequence[int] = (), registrant: str | None = None
     ) -> list[OptedOutImage]:
-        """Delete the registrations with these ids, or all of `registrant`'s, among those
-        registered in scope `within` (None: everywhere); returns what was deleted."""
+        """Delete the registrations with these ids, or all whose registrant code starts
+        with `registrant`, among those registered in scope `within` (None: everywhere);
+        returns what was deleted."""
         ...
 
     async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
