@@ -103,6 +103,14 @@ class Settings:
     # Uploads.
     max_upload_bytes: int = 20 * 1024 * 1024
     max_upload_pixels: int = 40_000_000
+    # Per message (an upload, /optout), checked before any image is decoded.
+    max_upload_files: int = 10
+    max_upload_total_bytes: int = 50 * 1024 * 1024
+    # Images decoded at once on the front end (uploads, /optout, /verify); more wait.
+    image_work_concurrency: int = 2
+    # /optout registrations per person: in all, and over a rolling day (0: no limit).
+    optouts_per_user: int = 200
+    optouts_per_user_per_day: int = 20
 
     # Quotas over a rolling day, per user and per server or group (0: no limit);
     # generation counts images, training counts styles.

@@ -23,6 +23,7 @@ from tests.fakes.core import person, png
 from tests.fakes.safety import safety_world
 from tests.support.processes import child_env
 
+from stylebot.bootstrap import policy_from
 from stylebot.bot.core import (
     Command,
     ErrorReply,
@@ -35,6 +36,7 @@ from stylebot.bot.core import (
 )
 from stylebot.bot.core.commands import OptOut
 from stylebot.bot.core.images import ImageLimits, normalize_for_reading
+from stylebot.config import Settings
 from stylebot.queue.payloads import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -179,3 +181,17 @@ def test_a_huge_jpeg_is_read_shrunk_to_the_largest_output_size(huge_jpeg: Path) 
     assert (image.width, image.height) == (1024, 640)
     with Image.open(io.BytesIO(image.data)) as decoded:
         assert decoded.size == (1024, 640)
+
+
+def test_the_bounds_are_settings() -> None:
+    settings = Settings(
+        max_upload_files=4,
+        max_upload_total_bytes=1000,
+        image_work_concurrency=3,
+        optouts_per_user=7,
+        optouts_per_user_per_day=2,
+    )
+    policy = policy_from(settings)
+    assert (policy.images.max_files, policy.images.max_total_bytes) == (4, 1000)
+    assert (policy.optouts_per_user, policy.optouts_per_user_per_day) == (7, 2)
+    assert policy.image_work_concurrency == 3  # Deps.image_work's size (tested above)
