@@ -104,7 +104,7 @@ class Settings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_upload_pixels: int = 40_000_000
     # Per message (an upload, /optout), checked before any image is decoded.
-    max_upload_files: int = 10
+    max_upload_files: int = 20
     max_upload_total_bytes: int = 50 * 1024 * 1024
     # Images decoded at once on the front end (uploads, /optout, /verify); more wait.
     image_work_concurrency: int = 2

@@ -107,9 +107,9 @@ async def test_too_many_images_in_one_message_are_refused_before_any_is_decoded(
     name: str, make: Callable[[tuple[IncomingFile, ...]], Command]
 ) -> None:
     world = safety_world()
-    reply = await world.bot.handle(make(_junk(11, 1000)))
+    reply = await world.bot.handle(make(_junk(21, 1000)))
     assert isinstance(reply, ErrorReply)
-    assert "at most 10 at a time" in reply.text
+    assert "at most 20 at a time" in reply.text
     assert world.usage.events == []  # refused before counting, too
 
 

@@ -78,7 +78,7 @@ class ImageLimits:
     min_side: int = 64
     max_side: int = 8192
     # Per message, checked before any file is decoded (stylebot.bot.core.image_work).
-    max_files: int = 10
+    max_files: int = 20
     max_total_bytes: int = 50 * 1024 * 1024
 
 
