@@ -53,11 +53,16 @@ class SqliteOptOutRegistry:
         if self._owns_repo:
             await self._repo.close()
 
-    async def _registrant(self, platform: str, platform_user_id: str) -> str:
+    async def _ready_key(self) -> bytes:
+        """The code key; on first use, rows from before migration 0008 get their code."""
         if self._key is None:
             self._key = await load_pseudonym_key(self._repo)
             await self._code_older_rows(self._key)
-        return pseudonym(self._key, _PURPOSE, f"{platform}:{platform_user_id}")
+        return self._key
+
+    async def _registrant(self, platform: str, platform_user_id: str) -> str:
+        key = await self._ready_key()
+        return pseudonym(key, _PURPOSE, f"{platform}:{platform_user_id}")
 
     async def _code_older_rows(self, key: bytes) -> None:
         """Rows from before migration 0008 get their code (of whoever they name now)."""
@@ -158,7 +163,7 @@ class SqliteOptOutRegistry:
         return doomed
 
     async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
-        await self._registrant(platform, platform_user_id)  # older rows coded first
+        await self._ready_key()  # older rows coded before they stop naming the person
         async with self._repo.transaction():
             return await self._repo.write_in_transaction(
                 "UPDATE optout_images SET platform_user_id = ?"
@@ -189,8 +194,7 @@ class SqliteOptOutRegistry:
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     async def _images(self, sql: str, params: Sequence[Any]) -> list[OptedOutImage]:
-        if self._key is None:
-            await self._registrant("", "")  # older rows get their code before being shown
+        await self._ready_key()  # older rows get their code before being shown
         return [_image(row) for row in await self._repo.fetch_rows(sql, params)]
 
 
