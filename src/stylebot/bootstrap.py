@@ -113,7 +113,10 @@ def policy_from(settings: Settings) -> Policy:
         base_model=settings.model,
         train=settings.train_settings(),
         images=ImageLimits(
-            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_upload_pixels,
+            max_files=settings.max_upload_files,
+            max_total_bytes=settings.max_upload_total_bytes,
         ),
         **same_name,
     )

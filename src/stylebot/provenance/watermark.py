@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ from reedsolo import ReedSolomonError, RSCodec
 
 __all__ = [
     "CODE_BITS",
+    "MAX_READ_SIDE",
     "MIN_WATERMARK_PIXELS",
     "WatermarkReading",
     "embed_watermark",
@@ -77,6 +79,10 @@ __all__ = [
 
 #: imwatermark refuses images with fewer pixels than 256x256; so do we.
 MIN_WATERMARK_PIXELS = 256 * 256
+#: A larger picture is reduced by a whole factor before reading: the reader's float planes
+#: cost ~40 bytes a pixel, and no output is this big unless someone enlarged it (by a
+#: whole factor, the reduction gives the marked pixels back).
+MAX_READ_SIDE = 2048
 
 _ID_BYTES = 6  # 48 bits, 12 lowercase hex characters
 _CRC_BYTES = 2
@@ -179,6 +185,9 @@ def inspect_watermark(image: Image.Image) -> WatermarkReading | None:
     width, height = image.size
     if width * height < MIN_WATERMARK_PIXELS:
         return None
+    if max(width, height) > MAX_READ_SIDE:
+        image = image.convert("RGB").reduce(math.ceil(max(width, height) / MAX_READ_SIDE))
+        width, height = image.size
     rgb = np.asarray(image.convert("RGB"))
     rows, cols = height // _BLOCK * _BLOCK, width // _BLOCK * _BLOCK
     low, _details = pywt.dwt2(_u_plane(rgb, rows, cols), "haar")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -293,3 +294,23 @@ def test_provenance_does_not_import_torch() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False"
+
+
+def test_a_huge_picture_is_reduced_before_the_mark_is_read() -> None:
+    # The reader's float planes cost ~40 bytes a pixel: ~1 GB for 24 megapixels read
+    # as they are. Python's tracer sees numpy's memory (not Pillow's).
+    huge = Image.linear_gradient("L").resize((6000, 4000)).convert("RGB")
+    tracemalloc.start()
+    try:
+        assert read_watermark(huge) is None
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 150 * 1024 * 1024, f"peak {peak / 2**20:.0f} MB"
+
+
+def test_an_output_enlarged_by_a_whole_factor_reads_after_the_reduction() -> None:
+    output_id = new_output_id()
+    marked = embed_watermark(scene(1280, 1280, seed=4), output_id)
+    enlarged = marked.resize((2560, 2560), Image.Resampling.NEAREST)
+    assert read_watermark(enlarged) == output_id

@@ -18,6 +18,7 @@ from stylebot.bot.core import (
     events,
     generation,
     jobs,
+    optout_review,
     styles,
     training,
     uploads,
@@ -113,6 +114,8 @@ HANDLERS: dict[type, Handler] = {
     admin.BanUser: admin.handle_ban_user,
     admin.UnbanUser: admin.handle_unban_user,
     admin.ShowQueue: admin.handle_show_queue,
+    admin.ListOptOuts: optout_review.handle_list_optouts,
+    admin.RemoveOptOuts: optout_review.handle_remove_optouts,
     OptOut: artist_optout.opt_out,
     EraseMyData: erasure.erase_my_data,
 }
