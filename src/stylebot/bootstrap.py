@@ -27,6 +27,7 @@ from stylebot.provenance.content_credentials import C2paCredentialsReader
 from stylebot.provenance.signing import SigningIdentity, signing_identity_for
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
+from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
@@ -321,18 +322,23 @@ def start_worker_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    """`stylebot worker`: serve jobs until SIGINT/SIGTERM (or the queue is empty, in burst)."""
+    """`stylebot worker`: serve jobs until SIGINT/SIGTERM (or the queue is empty, in burst).
+
+    A Redis outage pauses it (and it starts the embedded Redis again if it runs it);
+    an error it cannot go on from is raised, so the process exits non-zero.
+    """
+    from stylebot.queue.outage_worker import KEEPER_CTX_KEY
     from stylebot.queue.worker import build_worker
 
     redis_url, embedded = start_worker_redis(settings)
+    keeper = EmbeddedRedisKeeper(embedded)
     metrics = None
     try:
         metrics = start_metrics_server(settings, redis_url, role="worker")
         asyncio.set_event_loop(asyncio.new_event_loop())
-        worker = build_worker(settings, redis_url, burst=burst)
+        worker = build_worker(settings, redis_url, burst=burst, ctx={KEEPER_CTX_KEY: keeper})
         worker.run()
     finally:
         if metrics is not None:
             metrics.stop()
-        if embedded is not None:
-            embedded.stop()
+        keeper.stop()

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from stylebot.queue.outage import until_redis_answers
 from stylebot.queue.payloads import JobEvent
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,18 @@ class EventPublisher:
         self.redis = redis
 
     async def publish(self, event: JobEvent) -> None:
+        """Add the event to the stream. While Redis is down, an event the user must get
+        (started, finished, failed, a preview) waits for it to come back (cancelling
+        the caller ends the wait); a plain progress update is dropped with an error,
+        as the next one soon says more."""
+        if event.kind == "progress" and event.preview is None:
+            await self._add(event)
+            return
+        await until_redis_answers(
+            lambda: self._add(event), f"the {event.kind} event of job {event.job_id}"
+        )
+
+    async def _add(self, event: JobEvent) -> None:
         await self.redis.xadd(
             EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN, approximate=True
         )
