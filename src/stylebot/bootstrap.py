@@ -29,6 +29,7 @@ from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
+from stylebot.queue.outage import OUTAGE_ERRORS
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
@@ -189,7 +190,11 @@ class FrontEnd:
                 except Exception:
                     log.exception("event %s for job %s not delivered", message_id, event.job_id)
                     return
-                await self.events.ack(message_id)
+                try:
+                    await self.events.ack(message_id)
+                except OUTAGE_ERRORS as exc:
+                    # Delivered; only the ack is lost: handled again (harmlessly) at the next start.
+                    log.warning("event %s delivered but not acknowledged: %r", message_id, exc)
 
     async def _deliver(self, notification: Notification) -> None:
         sink = self.sinks.get(notification.to.platform)
@@ -206,6 +211,7 @@ class FrontEnd:
         result that arrived while the bot was down finds nobody to tell."""
         if self._delivery is None:
             self._delivery = asyncio.create_task(self.deliver_events(), name="deliver-events")
+            self._delivery.add_done_callback(_report_delivery_end)
 
     async def stop_delivery(self) -> None:
         delivery, self._delivery = self._delivery, None
@@ -213,6 +219,12 @@ class FrontEnd:
             delivery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await delivery
+
+
+def _report_delivery_end(delivery: asyncio.Task[None]) -> None:
+    """Event delivery runs for ever (an outage only pauses it): its end is news."""
+    if not delivery.cancelled() and (error := delivery.exception()) is not None:
+        log.error("event delivery stopped: %r; no results reach users", error, exc_info=error)
 
 
 @contextlib.asynccontextmanager
@@ -225,8 +237,9 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         redis_url_or_embedded, settings.redis_url, settings.data_dir
     )
     async with contextlib.AsyncExitStack() as stack:
-        if embedded is not None:
-            stack.callback(embedded.stop)
+        # Whoever notices the embedded Redis died starts it again (event delivery does).
+        keeper = EmbeddedRedisKeeper(embedded)
+        stack.callback(keeper.stop)
         connection = await open_database(settings.database_path)
         repo = SqliteRepository(connection)
         stack.push_async_callback(repo.close)
@@ -234,7 +247,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         redis = await connect(redis_url)
         stack.push_async_callback(redis.aclose)
         queue = ArqJobQueue(redis)
-        events = EventConsumer(redis)
+        events = EventConsumer(redis, on_outage=keeper.revive)
         await events.ensure_group()
         # The ledger, opt-outs and usage write on the repository's connection, so that
         # their writes commit with the records they go with (a consent and its ledger
@@ -258,9 +271,20 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
             credentials=C2paCredentialsReader(identity.chain_pem),
             admin=admin_ports,
         )
+        # Jobs the database holds but Redis lost (it may drop its last second, or come
+        # back empty) are failed now and again after each outage: they would never run.
+        await bot.reconcile_with_queue()
+        events.on_back = _reconciling(bot)
         frontend = FrontEnd(settings, bot, repo, blobs, queue, events, redis_url)
         stack.push_async_callback(frontend.stop_delivery)
         yield frontend
+
+
+def _reconciling(bot: StyleBot) -> Callable[[], Awaitable[None]]:
+    async def reconcile() -> None:
+        await bot.reconcile_with_queue()
+
+    return reconcile
 
 
 def chat_adapters(frontend: FrontEnd) -> list[ChatAdapter]:

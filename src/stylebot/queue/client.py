@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
+
 from arq.connections import ArqRedis
 
 from stylebot.queue.connection import (
@@ -10,8 +13,11 @@ from stylebot.queue.connection import (
     WAKE_KEY,
     cancel_key,
 )
+from stylebot.queue.events import EventPublisher
 from stylebot.queue.fairness import Lane, in_turn_order, lane_of
-from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
+from stylebot.queue.outage import OUTAGE_ERRORS, as_queue_unavailable
+from stylebot.queue.payloads import GenerateJob, JobEvent, JobKind, TrainJob
+from stylebot.queue.traces import untraced_jobs
 from stylebot.queue.turns import drop_turn, enqueue_with_turn, lane_turns
 
 
@@ -20,6 +26,8 @@ class QueueError(RuntimeError):
 
 
 class ArqJobQueue:
+    """Raises QueueUnavailable (the core's) while Redis is down: nothing was done."""
+
     def __init__(self, redis: ArqRedis) -> None:
         self.redis = redis
 
@@ -30,16 +38,26 @@ class ArqJobQueue:
         await self._enqueue("generate", job.job_id, job.owner, job.to_dict())
 
     async def cancel(self, job_id: str) -> None:
-        # Workers look for this key before a job starts and between steps; kept
-        # at least as long as a queued job may wait, so no cancel is forgotten.
-        await self.redis.set(cancel_key(job_id), b"1", ex=QUEUED_JOB_TTL_S)
-        # It leaves the order now; a worker that still finds it drops it first thing.
-        await drop_turn(self.redis, job_id)
+        with as_queue_unavailable():
+            # Workers look for this key before a job starts and between steps; kept
+            # at least as long as a queued job may wait, so no cancel is forgotten.
+            await self.redis.set(cancel_key(job_id), b"1", ex=QUEUED_JOB_TTL_S)
+            # It leaves the order now; a worker that still finds it drops it first thing.
+            await drop_turn(self.redis, job_id)
 
     async def waiting_order(self, kind: JobKind) -> list[str]:
         """Jobs of a lane with a turn (queued, or running), in the order workers start them."""
-        turns = await lane_turns(self.redis, kind)
+        with as_queue_unavailable():
+            turns = await lane_turns(self.redis, kind)
         return in_turn_order(list(turns), turns)
+
+    async def untraced(self, job_ids: Sequence[str]) -> set[str]:
+        with as_queue_unavailable():
+            return await untraced_jobs(self.redis, job_ids)
+
+    async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
+        with as_queue_unavailable():
+            await EventPublisher(self.redis).add(JobEvent(job_id, kind, "failed", error=error))
 
     async def _enqueue(
         self, function: str, job_id: str, owner: str | None, payload: dict[str, object]
@@ -47,10 +65,13 @@ class ArqJobQueue:
         lane: Lane = lane_of(function)
         # The job id doubles as arq's id, so enqueueing the same job twice is a
         # no-op. The job enters arq's queue together with its fair turn.
-        turn = await enqueue_with_turn(self.redis, function, lane, job_id, owner, payload)
+        with as_queue_unavailable():
+            turn = await enqueue_with_turn(self.redis, function, lane, job_id, owner, payload)
         if turn is None:
             raise QueueError(f"job {job_id} is already queued")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(WAKE_KEY, b"1")
-            pipe.ltrim(WAKE_KEY, 0, MAX_PENDING_WAKES - 1)
-            await pipe.execute()
+        # Queued: a lost wake only means a worker finds the job at its next poll.
+        with contextlib.suppress(*OUTAGE_ERRORS):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.lpush(WAKE_KEY, b"1")
+                pipe.ltrim(WAKE_KEY, 0, MAX_PENDING_WAKES - 1)
+                await pipe.execute()

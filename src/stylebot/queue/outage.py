@@ -10,12 +10,15 @@ Redis answers; a user's request is refused with "the queue is unavailable".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import redis.exceptions
+
+from stylebot.bot.core.errors import QueueUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,15 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, OUTAGE_ERRORS)
+
+
+@contextlib.contextmanager
+def as_queue_unavailable() -> Iterator[None]:
+    """An outage inside becomes the core's QueueUnavailable (the core knows no Redis)."""
+    try:
+        yield
+    except OUTAGE_ERRORS as exc:
+        raise QueueUnavailable(f"Redis is unavailable: {exc!r}") from exc
 
 
 class Backoff:

@@ -1,4 +1,4 @@
-"""Errors a Repository raises that the core handles by name."""
+"""Errors the ports raise that the core handles by name."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ class DuplicateStyleName(DuplicateRecord):
 
 class RecordNotFound(RepositoryError, LookupError):
     """A write referred to a record that does not exist (or is not usable)."""
+
+
+class QueueUnavailable(Exception):
+    """The job queue cannot be reached (its Redis is down or restarting): the request
+    was not queued, nor a job cancelled. Raised by the JobQueue adapter."""
+
+
+#: What a user is told when the queue cannot take their request.
+QUEUE_UNAVAILABLE_TEXT = (
+    "The queue is unavailable right now, so your request was not taken. "
+    "Please try again in a minute."
+)

@@ -17,6 +17,7 @@ from stylebot.bot.core import (
     events,
     generation,
     jobs,
+    reconcile,
     styles,
     training,
     uploads,
@@ -47,6 +48,7 @@ from stylebot.bot.core.commands import (
     Verify,
 )
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import QUEUE_UNAVAILABLE_TEXT, QueueUnavailable
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
@@ -59,7 +61,7 @@ from stylebot.bot.core.ports import (
     UsageLog,
     WatermarkReader,
 )
-from stylebot.bot.core.replies import Notification, Reply
+from stylebot.bot.core.replies import ErrorReply, Notification, Reply
 from stylebot.bot.core.verification import verify
 from stylebot.queue.payloads import JobEvent
 
@@ -153,7 +155,15 @@ class StyleBot:
             refusal = await admin.banned_refusal(self.deps, command.requester)
             if refusal is not None:
                 return refusal
-        return await handler(self.deps, command)
+        try:
+            return await handler(self.deps, command)
+        except QueueUnavailable:
+            # Raised before anything was queued or recorded (see training, generation).
+            return ErrorReply(QUEUE_UNAVAILABLE_TEXT)
 
     async def handle_event(self, event: JobEvent) -> list[Notification]:
         return await events.handle_event(self.deps, event)
+
+    async def reconcile_with_queue(self) -> list[str]:
+        """Fail the jobs the queue lost (see `reconcile`); at start and after an outage."""
+        return await reconcile.reconcile_with_queue(self.deps)
