@@ -19,7 +19,13 @@ import redis
 
 from tests.support.processes import StylebotProcess
 
-__all__ = ["kill_redis_server", "redis_pid", "shut_down_if_running", "wait_until"]
+__all__ = [
+    "kill_redis_server",
+    "redis_pid",
+    "shut_down_if_running",
+    "until_restarted",
+    "wait_until",
+]
 
 
 def redis_pid(socket_path: Path) -> int | None:
@@ -75,3 +81,10 @@ async def wait_until(
             logs = "\n\n".join(process.describe() for process in alive)
             pytest.fail(f"no {what} within {within} s\n{logs}")
         await asyncio.sleep(0.1)
+
+
+async def until_restarted(socket_path: Path, killed: int, within: float = 20) -> None:
+    """Wait until a redis-server other than `killed` answers on `socket_path`."""
+    await wait_until(
+        "a restarted Redis", lambda: redis_pid(socket_path) not in (None, killed), within
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.fakes.core import png
-from tests.support.redis_outage import kill_redis_server, redis_pid
+from tests.support.redis_outage import kill_redis_server, until_restarted
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
@@ -44,12 +44,6 @@ USER = Requester("test", "u1", "Ada", chat_id="c1")
 def rows(database: Path, sql: str) -> list[tuple[object, ...]]:
     with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
         return db.execute(sql).fetchall()
-
-
-async def until_restarted(socket_path: Path, killed: int, within: float = 20) -> None:
-    async with asyncio.timeout(within):
-        while redis_pid(socket_path) in (None, killed):
-            await asyncio.sleep(0.05)
 
 
 async def test_requests_while_redis_is_down_are_refused_in_both_and_delivery_resumes(
@@ -99,7 +93,8 @@ async def test_delivery_carries_on_through_an_outage_while_it_runs(
     publish = EventPublisher(frontend.events.redis).publish
     await publish(JobEvent(queued.job_id, "generate", "progress", step=1, total=4))
     first = await inbox.next((JobProgress,), within=20)
-    assert isinstance(first.reply, JobProgress) and first.reply.step == 1
+    assert isinstance(first.reply, JobProgress)
+    assert first.reply.step == 1
 
     killed = await asyncio.to_thread(kill_redis_server, socket_path)
     await until_restarted(socket_path, killed)
@@ -107,6 +102,8 @@ async def test_delivery_carries_on_through_an_outage_while_it_runs(
     # The job survived in Redis (append-only file) and its later events reach the user.
     await publish(JobEvent(queued.job_id, "generate", "progress", step=2, total=4))
     second = await inbox.next((JobProgress,), within=20)
-    assert isinstance(second.reply, JobProgress) and second.reply.step == 2
+    assert isinstance(second.reply, JobProgress)
+    assert second.reply.step == 2
     status = await frontend.bot.handle(ShowStatus(USER))
-    assert isinstance(status, TextReply) and queued.job_id in status.text
+    assert isinstance(status, TextReply)
+    assert queued.job_id in status.text
