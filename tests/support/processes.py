@@ -56,13 +56,20 @@ class StylebotProcess:
 
     @classmethod
     def start(
-        cls, name: str, arguments: list[str], env: dict[str, str], log_path: Path
+        cls,
+        name: str,
+        arguments: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        open_stdin: bool = False,
     ) -> StylebotProcess:
+        """`open_stdin`: a pipe left open (the console then waits for input), not EOF."""
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "stylebot", *arguments],
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if open_stdin else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
