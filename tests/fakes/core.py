@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,7 @@ class RecordingQueue:
     train_jobs: list[TrainJob] = field(default_factory=list)
     generate_jobs: list[GenerateJob] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    reported_failed: list[tuple[str, JobKind, str]] = field(default_factory=list)
     turns: dict[Lane, LaneTurns] = field(
         default_factory=lambda: {"generate": LaneTurns(), "train": LaneTurns()}
     )
@@ -40,6 +42,13 @@ class RecordingQueue:
 
     async def waiting_order(self, kind: JobKind) -> list[str]:
         return self.turns[lane_of(kind)].order()
+
+    async def untraced(self, job_ids: Sequence[str]) -> set[str]:
+        known = {job.job_id for job in [*self.train_jobs, *self.generate_jobs]}
+        return {job_id for job_id in job_ids if job_id not in known}
+
+    async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
+        self.reported_failed.append((job_id, kind, error))
 
     def started(self, job_id: str) -> None:
         """What a worker does when it starts the job."""

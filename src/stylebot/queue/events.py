@@ -11,6 +11,7 @@ carries on where the group left off (`on_back` runs first).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -160,7 +161,10 @@ class EventConsumer:
                     continue
                 raw = fields.get(b"event") or fields.get("event")
                 try:
-                    decoded.append((mid, JobEvent.from_json(raw)))
+                    event = JobEvent.from_json(raw)
+                    # A stream id starts with the milliseconds Redis added it at.
+                    sent_at = int(mid.split("-", 1)[0]) / 1000
+                    decoded.append((mid, dataclasses.replace(event, sent_at=sent_at)))
                 except (TypeError, ValueError, KeyError):
                     log.exception("undecodable event %s dropped", mid)
         return decoded
