@@ -118,6 +118,8 @@ class ProgressReporter:
         event = JobEvent(
             self.job_id, self.kind, "progress", step=step, total=total, loss=loss, eta_s=eta_s
         )
+        if loop_stopped(self.loop):
+            return  # the worker is exiting: nobody would send it
         asyncio.run_coroutine_threadsafe(self.publisher.publish(event), self.loop)
 
 
@@ -422,6 +424,8 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
     previews_sent: list[concurrent.futures.Future[None]] = []
 
     def send_preview(step: int, preview: TrainingPreview, image: FinishedImage) -> None:
+        if loop_stopped(loop):
+            return  # the worker is exiting: nobody would send it
         sending = _send_preview(ctx, job, step, preview, image.png)
         previews_sent.append(asyncio.run_coroutine_threadsafe(sending, loop))
 
