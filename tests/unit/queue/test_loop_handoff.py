@@ -29,12 +29,16 @@ def running_loop() -> Iterator[asyncio.AbstractEventLoop]:
     if loop.is_running():
         loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
-    # Work left on the stopped loop is cancelled, as asyncio.run does at its end.
-    left = asyncio.all_tasks(loop)
+    loop.run_until_complete(cancel_what_is_left())
+    loop.close()
+
+
+async def cancel_what_is_left() -> None:
+    """Work left on a stopped loop is cancelled, as asyncio.run does at its end."""
+    left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     for task in left:
         task.cancel()
-    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-    loop.close()
+    await asyncio.gather(*left, return_exceptions=True)
 
 
 async def double(value: int) -> int:
