@@ -221,6 +221,22 @@ class FrontEnd:
                 await delivery
 
 
+async def _start_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """REDIS_URL, else the embedded Redis, started on a thread. Cancelled meanwhile
+    (SIGTERM at start-up), the thread still starts the server: it is stopped then."""
+    starting = asyncio.ensure_future(
+        asyncio.to_thread(redis_url_or_embedded, settings.redis_url, settings.data_dir)
+    )
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            _url, embedded = await starting
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+        raise
+
+
 def _report_delivery_end(delivery: asyncio.Task[None]) -> None:
     """Event delivery runs for ever (an outage only pauses it): its end is news."""
     if not delivery.cancelled() and (error := delivery.exception()) is not None:
@@ -233,9 +249,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
 
     Event delivery starts when the caller has added its sinks (`start_delivery`).
     """
-    redis_url, embedded = await asyncio.to_thread(
-        redis_url_or_embedded, settings.redis_url, settings.data_dir
-    )
+    redis_url, embedded = await _start_redis(settings)
     async with contextlib.AsyncExitStack() as stack:
         # Whoever notices the embedded Redis died starts it again (event delivery does).
         keeper = EmbeddedRedisKeeper(embedded)
