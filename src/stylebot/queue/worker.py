@@ -147,14 +147,19 @@ class CancelWatch:
         return bool(await self.redis.exists(self.key))
 
     async def _watch(self) -> None:
+        failing = False
         while not self._flag.is_set():
             try:
                 cancelled = await self.redis.exists(self.key)
             except Exception as exc:
-                # A Redis blip: keep watching, or a later /cancel goes unseen.
-                log.warning("checking %s for a cancel failed: %r", self.key, exc)
+                # A Redis blip: keep watching, or a later /cancel goes unseen. Said
+                # once, not every second of an outage.
+                if not failing:
+                    log.warning("checking %s for a cancel failed: %r", self.key, exc)
+                failing = True
                 await asyncio.sleep(self.CANCEL_RETRY_S)
                 continue
+            failing = False
             if cancelled:
                 self._flag.set()
                 return
