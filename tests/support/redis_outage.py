@@ -46,15 +46,23 @@ def kill_redis_server(socket_path: Path) -> int:
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
         # Our child (the test's own server): reap it, or it stays a zombie.
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+        if _dead(pid):
+            return pid
         time.sleep(0.02)
     raise AssertionError(f"redis-server {pid} did not die")
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (it no longer serves anything)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    # The state follows the command name, which is in parentheses.
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def shut_down_if_running(socket_path: Path) -> None:
