@@ -38,7 +38,7 @@ class ArqJobQueue:
         await self._enqueue("generate", job.job_id, job.owner, job.to_dict())
 
     async def cancel(self, job_id: str) -> None:
-        with as_queue_unavailable():
+        async with as_queue_unavailable():
             # Workers look for this key before a job starts and between steps; kept
             # at least as long as a queued job may wait, so no cancel is forgotten.
             await self.redis.set(cancel_key(job_id), b"1", ex=QUEUED_JOB_TTL_S)
@@ -47,16 +47,17 @@ class ArqJobQueue:
 
     async def waiting_order(self, kind: JobKind) -> list[str]:
         """Jobs of a lane with a turn (queued, or running), in the order workers start them."""
-        with as_queue_unavailable():
+        async with as_queue_unavailable():
             turns = await lane_turns(self.redis, kind)
         return in_turn_order(list(turns), turns)
 
     async def untraced(self, job_ids: Sequence[str]) -> set[str]:
-        with as_queue_unavailable():
+        # Longer: it may read a backlog of events from the stream.
+        async with as_queue_unavailable(timeout_s=60):
             return await untraced_jobs(self.redis, job_ids)
 
     async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
-        with as_queue_unavailable():
+        async with as_queue_unavailable():
             await EventPublisher(self.redis).add(JobEvent(job_id, kind, "failed", error=error))
 
     async def _enqueue(
@@ -65,7 +66,7 @@ class ArqJobQueue:
         lane: Lane = lane_of(function)
         # The job id doubles as arq's id, so enqueueing the same job twice is a
         # no-op. The job enters arq's queue together with its fair turn.
-        with as_queue_unavailable():
+        async with as_queue_unavailable():
             turn = await enqueue_with_turn(self.redis, function, lane, job_id, owner, payload)
         if turn is None:
             raise QueueError(f"job {job_id} is already queued")

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import redis.exceptions
@@ -40,11 +40,19 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, OUTAGE_ERRORS)
 
 
-@contextlib.contextmanager
-def as_queue_unavailable() -> Iterator[None]:
-    """An outage inside becomes the core's QueueUnavailable (the core knows no Redis)."""
+#: How long a front end's queue call may take before the queue counts as unavailable.
+#: Bounded: enqueueing runs inside the job's SQLite transaction, and Redis sets no
+#: reply timeout, so a server that stopped answering (not closed) would hold it for ever.
+QUEUE_CALL_TIMEOUT_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def as_queue_unavailable(timeout_s: float | None = None) -> AsyncIterator[None]:
+    """An outage (or no answer in `timeout_s`, default QUEUE_CALL_TIMEOUT_S) becomes the
+    core's QueueUnavailable: the core knows no Redis."""
     try:
-        yield
+        async with asyncio.timeout(timeout_s or QUEUE_CALL_TIMEOUT_S):
+            yield
     except OUTAGE_ERRORS as exc:
         raise QueueUnavailable(f"Redis is unavailable: {exc!r}") from exc
 

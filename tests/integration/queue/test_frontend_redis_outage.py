@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
 from tests.fakes.core import png
-from tests.support.redis_outage import kill_redis_server, until_restarted
+from tests.support.redis_outage import kill_redis_server, redis_pid, until_restarted
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
@@ -82,6 +84,25 @@ async def test_requests_while_redis_is_down_are_refused_in_both_and_delivery_res
     progress = await inbox.next((JobProgress,), within=20)
     assert isinstance(progress.reply, JobProgress)
     assert progress.reply.job_id == queued.job_id
+
+
+async def test_a_redis_that_stops_answering_refuses_requests_within_a_bound(
+    frontend: FrontEnd,
+) -> None:
+    # Frozen, not dead: connections stay open and nothing answers (a hung host, a
+    # network that drops packets). Enqueueing runs inside the SQLite transaction.
+    pid = redis_pid(socket_path_for(frontend.settings.data_dir))
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # The front end gives up after 10 s (QUEUE_CALL_TIMEOUT_S); it used to wait for ever.
+        async with asyncio.timeout(30):
+            reply = await frontend.bot.handle(Imagine(USER, "a quiet harbour", seed=1, steps=4))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert isinstance(reply, ErrorReply), reply
+    assert "queue is unavailable" in reply.text
+    assert rows(frontend.settings.database_path, "SELECT id FROM jobs") == []
 
 
 async def test_delivery_carries_on_through_an_outage_while_it_runs(
