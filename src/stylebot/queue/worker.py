@@ -417,7 +417,7 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
             # A lost checkpoint only means a resumed run repeats some steps:
             # no reason to fail the run itself.
             log.warning(
-                "checkpoint of training job %s at step %d was not saved (%r); training goes on",
+                "checkpoint of training job %s at step %d was not saved; training goes on (%r)",
                 job.job_id,
                 step,
                 exc,
