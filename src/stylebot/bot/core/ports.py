@@ -271,6 +271,18 @@ class JobQueue(Protocol):
         deleted is gone from its disk too. Best effort; never raises."""
         ...
 
+    async def untraced(self, job_ids: Sequence[str]) -> set[str]:
+        """Of these jobs, those the queue holds nothing of: not waiting, not running,
+        no result and no event still on its way to the front end."""
+        ...
+
+    async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
+        """Report the job failed as a worker would: the event comes back through
+        `handle_event`, after any event of the job already on its way."""
+        ...
+
+    # Every method raises QueueUnavailable (errors.py) when the queue cannot be reached.
+
 
 class WatermarkReader(Protocol):
     """Reads the output id an image's invisible watermark carries."""

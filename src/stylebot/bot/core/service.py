@@ -19,6 +19,7 @@ from stylebot.bot.core import (
     generation,
     jobs,
     optout_review,
+    reconcile,
     styles,
     training,
     uploads,
@@ -49,7 +50,13 @@ from stylebot.bot.core.commands import (
     Verify,
 )
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.errors import STORAGE_FULL_MESSAGE, DamagedBlob, StorageFull
+from stylebot.bot.core.errors import (
+    QUEUE_UNAVAILABLE_TEXT,
+    STORAGE_FULL_MESSAGE,
+    DamagedBlob,
+    QueueUnavailable,
+    StorageFull,
+)
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
@@ -170,6 +177,9 @@ class StyleBot:
                 if refusal is not None:
                     return refusal
             return await handler(self.deps, command)
+        except QueueUnavailable:
+            # Raised before anything was queued or recorded (see training, generation).
+            return ErrorReply(QUEUE_UNAVAILABLE_TEXT)
         except StorageFull as full:
             # The operator's one line; the user's plain answer (the write was undone).
             log.error("%s refused: %s", type(command).__name__, full)
@@ -188,3 +198,7 @@ class StyleBot:
 
     async def handle_event(self, event: JobEvent) -> list[Notification]:
         return await events.handle_event(self.deps, event)
+
+    async def reconcile_with_queue(self) -> list[str]:
+        """Fail the jobs the queue lost (see `reconcile`); at start and after an outage."""
+        return await reconcile.reconcile_with_queue(self.deps)
