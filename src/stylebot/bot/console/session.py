@@ -46,7 +46,7 @@ async def run_console(
     with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     try:
-        return await _run_console(settings, stdin, out, with_worker=with_worker)
+        return await _run_console(settings, stdin, out, with_worker=with_worker, user=user)
     except asyncio.CancelledError:
         if not terminated.is_set():
             raise
@@ -56,7 +56,9 @@ async def run_console(
             loop.remove_signal_handler(signal.SIGTERM)
 
 
-async def _run_console(settings: Settings, stdin: TextIO, out: TextIO, *, with_worker: bool) -> int:
+async def _run_console(
+    settings: Settings, stdin: TextIO, out: TextIO, *, with_worker: bool, user: str
+) -> int:
     interactive = stdin.isatty()
     async with open_frontend(settings) as frontend:
         with contextlib.ExitStack() as stack:
