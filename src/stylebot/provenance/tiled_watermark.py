@@ -30,6 +30,7 @@ and the final read at a central region of at most 1024x1024 pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ _TILE = 32  # blocks per tile side; a block is 8x8 pixels, so 256 pixels
 _PIXELS_PER_BLOCK = 2 * _BLOCK  # the low band of the Haar DWT is half size
 _SEARCH_SIDE = 384  # pixels (original scale) around the centre the placement search reads
 _READ_SIDE = 1024  # pixels (original scale) around the centre the final read uses
-_PLACEMENTS_DECODED = 2  # best placements per rescale that are given to the decoder
+_MIN_WINDOW_PIXELS = 2 * _PIXELS_PER_BLOCK  # narrower than two blocks: nothing to read
 
 
 @dataclass(frozen=True)
@@ -115,44 +116,62 @@ def search_tiled(rgb: np.ndarray) -> WatermarkReading | None:
     height, width = rgb.shape[:2]
     if height * width < MIN_READ_PIXELS:
         return None
-    for scale in rescale_candidates(rgb):
-        region = _undo_rescale(rgb, scale)
-        if region.shape[0] < 2 * _PIXELS_PER_BLOCK or region.shape[1] < 2 * _PIXELS_PER_BLOCK:
+    for estimate in rescale_candidates(rgb):
+        source = _prefiltered(rgb, estimate)
+        region_shape = _shape_at(rgb, estimate, _READ_SIDE)
+        window_shape = (
+            _same_parity(_shape_at(rgb, estimate, _SEARCH_SIDE)[0], region_shape[0]),
+            _same_parity(_shape_at(rgb, estimate, _SEARCH_SIDE)[1], region_shape[1]),
+        )
+        if min(window_shape) < _MIN_WINDOW_PIXELS:
             continue
-        u = _u_plane(region, region.shape[0], region.shape[1])
-        for placement in _best_placements(u):
-            reading = _read_at(u, placement)
+        window = _u_plane_of(_resample(source, estimate, window_shape))
+        # Unrescaled placements cost no refinement: try two.
+        for placement in _best_placements(window)[: 2 if estimate == 1.0 else 1]:
+            scale = estimate
+            if estimate != 1.0:  # an estimate is within ~1%; the mark needs ~0.1%
+                scale = _refine_scale(source, estimate, window_shape, placement)
+            region = _u_plane_of(_resample(source, scale, region_shape))
+            top = (region_shape[0] - window_shape[0]) // 2
+            left = (region_shape[1] - window_shape[1]) // 2
+            reading = _read_at(region, _moved(placement, top, left))
             if reading is not None:
-                return WatermarkReading(
-                    reading.output_id,
-                    reading.strength,
-                    reading.corrected_bytes,
-                    _VERSION,
-                    round(scale, 4),
-                )
+                return dataclasses.replace(reading, scale=round(scale, 4))
     return None
 
 
-def _undo_rescale(rgb: np.ndarray, scale: float) -> np.ndarray:
-    """The central part of ``rgb`` (at most ``_READ_SIDE`` pixels a side once resampled)
-    brought back to the original scale: shrunk by ``scale`` if it was enlarged."""
-    height, width = rgb.shape[:2]
-    out_h = min(_READ_SIDE, int(height / scale))
-    out_w = min(_READ_SIDE, int(width / scale))
-    source = rgb
-    if scale > 1.05:  # shrinking: blur first so the resampling does not alias
-        sigma = 0.45 * scale
-        source = cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma, sigmaY=sigma)
-    # Map output pixel centres to input pixel centres, centre on centre.
+def _same_parity(side: int, region: int) -> int:
+    """``side``, one less if needed so that a window of it and the region share a centre."""
+    return side - (region - side) % 2
+
+
+def _shape_at(rgb: np.ndarray, scale: float, limit: int) -> tuple[int, int]:
+    """The picture's size at the original scale, at most ``limit`` a side."""
+    return (min(limit, int(rgb.shape[0] / scale)), min(limit, int(rgb.shape[1] / scale)))
+
+
+def _prefiltered(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """``rgb``, blurred first if undoing ``scale`` shrinks it (so resampling won't alias)."""
+    if scale <= 1.05:
+        return rgb
+    sigma = 0.45 * scale
+    return cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma, sigmaY=sigma)
+
+
+def _resample(source: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """The central ``shape`` of ``source`` brought back to the original scale, centre on
+    centre: output pixel ``x`` reads input ``centre + (x - out centre) * scale``."""
+    height, width = source.shape[:2]
+    out_h, out_w = shape
+    if scale == 1.0:
+        top, left = (height - out_h) // 2, (width - out_w) // 2
+        return np.ascontiguousarray(source[top : top + out_h, left : left + out_w])
     matrix = np.array(
         [
             [scale, 0.0, (width - 1) / 2 - scale * (out_w - 1) / 2],
             [0.0, scale, (height - 1) / 2 - scale * (out_h - 1) / 2],
         ]
     )
-    if abs(scale - 1) < 1e-9:
-        top, left = (height - out_h) // 2, (width - out_w) // 2
-        return np.ascontiguousarray(rgb[top : top + out_h, left : left + out_w])
     return cv2.warpAffine(
         np.ascontiguousarray(source),
         matrix,
@@ -160,6 +179,37 @@ def _undo_rescale(rgb: np.ndarray, scale: float) -> np.ndarray:
         flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT,
     )
+
+
+def _u_plane_of(rgb: np.ndarray) -> np.ndarray:
+    return _u_plane(rgb, rgb.shape[0], rgb.shape[1])
+
+
+def _refine_scale(
+    source: np.ndarray, estimate: float, shape: tuple[int, int], placement: _Placement
+) -> float:
+    """The scale near ``estimate`` at which the placement's votes are clearest: steps of
+    0.2% over +-1%, then 0.1% either side of the best."""
+
+    def strength(scale: float) -> float:
+        return _strength_at(_u_plane_of(_resample(source, scale, shape)), placement)
+
+    tried = {estimate * (1 + step * 0.002): 0.0 for step in range(-5, 6)}
+    for scale in tried:
+        tried[scale] = strength(scale)
+    best = max(tried, key=tried.__getitem__)
+    for scale in (best * 0.999, best * 1.001):
+        tried[scale] = strength(scale)
+    return max(tried, key=tried.__getitem__)
+
+
+def _moved(placement: _Placement, top: int, left: int) -> _Placement:
+    """The placement found on a window seen from a region whose pixel (top, left) is the
+    window's first: the region's grid starts whole blocks earlier."""
+    oy, ox = placement.offset[0] + top, placement.offset[1] + left
+    skip_r, skip_c = oy // _PIXELS_PER_BLOCK, ox // _PIXELS_PER_BLOCK
+    shift = ((placement.shift[0] - skip_r) % _TILE, (placement.shift[1] - skip_c) % _TILE)
+    return _Placement(placement.strength, (oy % _PIXELS_PER_BLOCK, ox % _PIXELS_PER_BLOCK), shift)
 
 
 def _low_band(u: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
@@ -182,14 +232,10 @@ def _trim(sums: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
 
 
 def _best_placements(u: np.ndarray) -> list[_Placement]:
-    """The placements (pixel offset, tile shift) whose votes are the clearest, found on a
-    central window."""
-    height, width = u.shape
-    side_h, side_w = min(height, _SEARCH_SIDE), min(width, _SEARCH_SIDE)
-    top, left = (height - side_h) // 2, (width - side_w) // 2
-    window = u[top : top + side_h, left : left + side_w]
+    """The placements (pixel offset, tile shift) of ``u``'s block grid whose votes are
+    the clearest, best first."""
     found: list[_Placement] = []
-    sums = {parity: _pair_sums(window, parity) for parity in ((0, 0), (0, 1), (1, 0), (1, 1))}
+    sums = {parity: _pair_sums(u, parity) for parity in ((0, 0), (0, 1), (1, 0), (1, 1))}
     for dy in range(_PIXELS_PER_BLOCK):
         for dx in range(_PIXELS_PER_BLOCK):
             low = _trim(sums[dy % 2, dx % 2], (dy, dx))
@@ -198,15 +244,9 @@ def _best_placements(u: np.ndarray) -> list[_Placement]:
                 continue
             angle = 2 * np.pi * _largest_singular_fast(blocks) / _SCALE
             strength, shift = _search_shift(angle.reshape(rows // _BLOCK, cols // _BLOCK))
-            # The window's block grid starts at (top + dy, left + dx) in the region; the
-            # region's own grid at offset (oy, ox) is that many whole blocks earlier.
-            oy, ox = (top + dy) % _PIXELS_PER_BLOCK, (left + dx) % _PIXELS_PER_BLOCK
-            skip_r = (top + dy) // _PIXELS_PER_BLOCK
-            skip_c = (left + dx) // _PIXELS_PER_BLOCK
-            region_shift = ((shift[0] - skip_r) % _TILE, (shift[1] - skip_c) % _TILE)
-            found.append(_Placement(strength, (oy, ox), region_shift))
+            found.append(_Placement(strength, (dy, dx), shift))
     found.sort(key=lambda placement: placement.strength, reverse=True)
-    return found[:_PLACEMENTS_DECODED]
+    return found
 
 
 def _search_shift(angle: np.ndarray) -> tuple[float, tuple[int, int]]:
@@ -217,11 +257,10 @@ def _search_shift(angle: np.ndarray) -> tuple[float, tuple[int, int]]:
     sin_f, cos_f = _folded_spectra(angle)[:2]
     ranked = slice(0, CODE_BITS // 4)
     votes = np.fft.irfft2(
-        np.conj(sin_f) * _LAYOUT.cos_by_bit[ranked]
-        - np.conj(cos_f) * _LAYOUT.sin_by_bit[ranked],
+        np.conj(sin_f) * _LAYOUT.cos_by_bit[ranked] - np.conj(cos_f) * _LAYOUT.sin_by_bit[ranked],
         s=(_TILE, _TILE),
     )
-    strength = np.abs(votes).mean(axis=0)
+    strength = np.abs(votes).mean(axis=0) * CODE_BITS / angle.size
     best = np.unravel_index(int(np.argmax(strength)), strength.shape)
     return float(strength[best]), (int(best[0]), int(best[1]))
 
@@ -250,13 +289,22 @@ def _folded_spectra(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return sin_f, cos_f, count_f
 
 
-def _read_at(u: np.ndarray, placement: _Placement) -> WatermarkReading | None:
-    """Decode the whole region's votes at one placement."""
+def _soft_at(u: np.ndarray, placement: _Placement) -> np.ndarray:
+    """The 128 code bits' mean votes over all of ``u`` at one placement."""
     low = _low_band(u, placement.offset)
     blocks, (rows, cols) = _blocks(low)
     angle = 2 * np.pi * _largest_singular_fast(blocks) / _SCALE
     soft = _soft_by_shift(angle.reshape(rows // _BLOCK, cols // _BLOCK))
-    bits = soft[:, placement.shift[0], placement.shift[1]]
+    return soft[:, placement.shift[0], placement.shift[1]]
+
+
+def _strength_at(u: np.ndarray, placement: _Placement) -> float:
+    return float(np.mean(np.abs(_soft_at(u, placement))))
+
+
+def _read_at(u: np.ndarray, placement: _Placement) -> WatermarkReading | None:
+    """Decode the votes of all of ``u`` at one placement."""
+    bits = _soft_at(u, placement)
     return _decode(bits, float(np.mean(np.abs(bits))), _VERSION)
 
 
