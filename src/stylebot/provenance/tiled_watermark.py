@@ -111,12 +111,13 @@ class _Placement:
     shift: tuple[int, int]  # tile position of that grid's first block
 
 
-def search_tiled(rgb: np.ndarray) -> WatermarkReading | None:
-    """Find and read a version 3 mark in an RGB array, after crops and rescales."""
+def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | None:
+    """Find and read a version 3 mark in an RGB array, after crops and (unless
+    ``rescales`` is false, which the benchmark uses to measure their part) rescales."""
     height, width = rgb.shape[:2]
     if height * width < MIN_READ_PIXELS:
         return None
-    for estimate in rescale_candidates(rgb):
+    for estimate in rescale_candidates(rgb) if rescales else [1.0]:
         source = _prefiltered(rgb, estimate)
         region_shape = _shape_at(rgb, estimate, _READ_SIDE)
         window_shape = (
