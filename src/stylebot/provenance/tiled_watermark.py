@@ -127,8 +127,9 @@ def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | N
         if min(window_shape) < _MIN_WINDOW_PIXELS:
             continue
         window = _u_plane_of(_resample(source, estimate, window_shape))
-        # Unrescaled placements cost no refinement: try two.
-        for placement in _best_placements(window)[: 2 if estimate == 1.0 else 1]:
+        # A placement found at an estimated scale may be off by a pixel (the estimate is
+        # off by up to ~1%): refine and decode the best three.
+        for placement in _best_placements(window)[: 2 if estimate == 1.0 else 3]:
             scale = estimate
             if estimate != 1.0:  # an estimate is within ~1%; the mark needs ~0.1%
                 scale = _refine_scale(source, estimate, window_shape, placement)
