@@ -3,8 +3,15 @@
 The mark builds on the ``dwtDctSvd`` method of ``invisible-watermark`` (``imwatermark``):
 the U (blue-difference) chroma plane is split by a Haar DWT, and in every 4x4 block of the
 low band the largest singular value of the block's DCT is quantised so that its remainder
-modulo ``_SCALE`` encodes one bit (a quarter of the step for 0, three quarters for 1). The
-code bits repeat over all blocks, in imwatermark's block order.
+modulo ``_SCALE`` encodes one bit (a quarter of the step for 0, three quarters for 1).
+
+Two versions, read in this order, with the same blocks, quantiser and code:
+
+* version 2 (this module), every output until issue 14: the code bits repeat over all
+  blocks in imwatermark's block order, so a crop or a rescale loses them;
+* version 3 (``tiled_watermark.py``), what :func:`embed_watermark` writes now: bits and
+  dithers tile the picture every 32x32 blocks, and the reader searches for crops and
+  rescales. It has its own CRC prefix and whitening, so neither reads as the other.
 
 One change from imwatermark: each block's quantiser is shifted by a fixed pseudo-random
 offset (subtractive dither). Without it, JPEG pulls flat regions (plain backgrounds,
@@ -14,7 +21,7 @@ flat illustrations were read back 0 times in 12 at 512x512). With the dither suc
 vote at random instead, which averages out, and the same images are read 12 times in 12.
 The price is that the stock ``imwatermark`` decoder no longer reads the bits.
 
-What is carried (128 bits, version 2 of stylebot's mark):
+What is carried (128 bits):
 
 1. the 48-bit output id and a CRC-16 (CRC-16/CCITT-FALSE over a stylebot-specific prefix
    and the id): 8 bytes;
@@ -193,8 +200,9 @@ def _embed(
 def read_watermark(image: Image.Image) -> str | None:
     """The output id hidden in ``image``, or ``None`` if there is no readable stylebot mark.
 
-    ``None`` covers unmarked images, marks destroyed by editing (cropping, rotating, very
-    heavy compression) and images under 256x256 pixels.
+    ``None`` covers unmarked images, marks destroyed by editing (rotating, cropping most
+    of the picture away, very heavy compression, a rescale outside about 0.5x to 2x),
+    pictures under 128x128 pixels, and version 2 marks that were cropped or rescaled.
     """
     reading = inspect_watermark(image)
     return reading.output_id if reading is not None else None
