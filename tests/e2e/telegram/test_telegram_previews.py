@@ -19,6 +19,7 @@ from tests.fakes.telegram_api import (
 )
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
+from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
 from stylebot.bot.telegram import TelegramAdapter
 from stylebot.queue.payloads import preview_output_id
 
@@ -40,7 +41,8 @@ async def train_in(
     fake: FakeTelegram, chat: FakeChat, who: FakeUser, name: str, samples: list[bytes]
 ) -> StoredMessage:
     """An album captioned /train NAME, consent through the buttons; returns the job's
-    status message once it says the style is ready."""
+    status message once it says the training ended (in a group, only that it ended:
+    how it went is the owner's)."""
     documents = [AlbumDocument(data, f"ref-{i}.png", "image/png") for i, data in enumerate(samples)]
     await fake.send_album(chat, who, documents, caption=f"/train {name}")
     question = await fake.wait_for_sent(
@@ -51,8 +53,9 @@ async def train_in(
     await fake.press_button(chat, who, question, f"cp|{who.id}|own-work|n")
     await fake.wait_for_sent(chat, lambda m: f"cy|{who.id}|own-work|n" in [d for _, d in m.buttons])
     await fake.press_button(chat, who, question, f"cy|{who.id}|own-work|n")
+    ended = TRAINING_ENDED_PUBLICLY if chat.type != "private" else f"Style {name} is ready"
     return await fake.wait_for_sent(
-        chat, lambda m: f"Style {name} is ready" in (m.text or ""), timeout=TRAINING_TIMEOUT_S
+        chat, lambda m: ended in (m.text or ""), timeout=TRAINING_TIMEOUT_S
     )
 
 

@@ -228,9 +228,6 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
     output = await deps.repo.get_output(output_id)
     if output is None:
         return ErrorReply("That image is no longer available (it was deleted).")
-    attribution = await attribute(deps.repo, output, requester)
-    if not attribution.full:
-        return ErrorReply("That image was made in private: only its maker can make more like it.")
     user = await deps.user(requester)
     style: Style | None = None
     if output.style_id is not None:
@@ -244,6 +241,9 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
         ):
             return ErrorReply(f"Style {found.name} is not ready.")
         style = found
+    attribution = await attribute(deps.repo, output, requester)
+    if not attribution.full:
+        return ErrorReply("That image was made in private: only its maker can make more like it.")
     spec = GenerationSpec(
         prompt=output.prompt,
         negative_prompt=output.negative_prompt,

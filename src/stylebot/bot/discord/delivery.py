@@ -9,9 +9,10 @@ Where a job's result goes, in order:
    the job came from, mentioning the user;
 3. if that channel is gone or closed to the bot (10003 / 403): a DM to the user.
 
-The end of a training job (ready, failed) swaps 2 and 3: /train answers
-ephemerally, so it goes to the owner's DMs first and to the channel only when
-their DMs are closed.
+A result the core marks private (the end of a training: it names the owner's
+style) never goes to the channel: after 1 it goes to the owner's DMs, and with their
+DMs closed the channel gets only the core's neutral line (``public_text``), with a
+mention, or nothing.
 
 A training preview (a picture of a style in training) is never posted in the
 channel: /train answers ephemerally and the style is its owner's until shared. It
@@ -40,7 +41,15 @@ import discord
 
 from stylebot.bot.core import ImagesReady, JobFinished, JobProgress, Notification, Requester
 from stylebot.bot.core.delivery import Undeliverable
-from stylebot.bot.discord.render import Attachment, Rendered, megabytes, mention, render
+from stylebot.bot.core.replies import is_private
+from stylebot.bot.discord.render import (
+    Attachment,
+    Rendered,
+    escape,
+    megabytes,
+    mention,
+    render,
+)
 from stylebot.bot.discord.views import result_view
 
 if TYPE_CHECKING:
@@ -193,13 +202,15 @@ class ResultDelivery:
         whole = parts(rendered, ids)
         if job_id is not None and await self._edit_interaction(job_id, whole, bool(ids)):
             return
-        # /train answered ephemerally: its end goes to the owner's DMs first, so a
-        # private style's name reaches the channel only when DMs are closed.
-        if (
-            isinstance(reply, JobFinished)
-            and reply.kind == "train"
-            and await self._direct_message(notification.to, rendered, ids)
-        ):
+        if is_private(reply):
+            # For the owner's eyes only: their DMs, else the core's neutral line at most.
+            if await self._direct_message(notification.to, rendered, ids):
+                return
+            public_text = reply.public_text if isinstance(reply, JobFinished) else ""
+            if public_text:
+                await self._post_elsewhere(notification.to, Rendered(escape(public_text)), {})
+            else:
+                log.info("private result of job %s not delivered: DMs closed", job_id)
             return
         await self._post_elsewhere(notification.to, rendered, ids)
 

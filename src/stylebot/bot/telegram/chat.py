@@ -128,6 +128,9 @@ class ChatOutput:
         group, goes to the asker's private chat instead (``command`` is what they would
         send again if the bot cannot write there yet)."""
         if is_private(reply) and conversation.in_group and not isinstance(reply, FileReply):
+            if isinstance(reply, JobFinished) and reply.public_text:
+                await self._finish_in_private(conversation, reply)
+                return
 
             async def show_privately(to: Conversation) -> None:
                 await self._show(to, reply)
@@ -135,6 +138,20 @@ class ChatOutput:
             await self.to_asker(conversation, show_privately, what="my answer", command=command)
             return
         await self._show(conversation, reply)
+
+    async def _finish_in_private(self, conversation: Conversation, reply: JobFinished) -> None:
+        """The job's status message in the group ends with the core's neutral line; the
+        owner's text goes to their private chat, or nowhere when it is closed (the
+        neutral line already points at /styles and /status)."""
+        await self.board.finish(
+            reply.job_id, conversation.chat_id, reply.public_text, in_group=True
+        )
+        try:
+            await self._show(conversation.private(), reply)
+        except TelegramError as error:
+            if not cannot_write_to(error):
+                raise
+            log.info("end of job %s not sent privately: %s", reply.job_id, error)
 
     async def _show(self, conversation: Conversation, reply: Reply) -> None:
         chat_id, in_group = conversation.chat_id, conversation.in_group
