@@ -27,6 +27,7 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
+from stylebot.log_privacy import JobArgumentsFilter
 from stylebot.queue.connection import connect
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 from stylebot.queue.recovery import CheckpointStore
@@ -82,6 +83,7 @@ async def test_damaged_style_weights_fail_generation_for_good_until_the_right_by
     flip_byte(frontend.blobs.path(style.lora_key))
 
     caplog.set_level(logging.INFO)
+    caplog.clear()
     asked = await bot.handle(Imagine(ME, "a lighthouse", style="warm", seed=11))
     assert isinstance(asked, JobQueued)
     failed = await inbox.next((ImagesReady, JobFinished))
@@ -101,6 +103,18 @@ async def test_damaged_style_weights_fail_generation_for_good_until_the_right_by
     assert line.exc_info is None
     assert style.lora_key in line.getMessage()
     assert f"restore {frontend.blobs.root} from a backup" in line.getMessage()
+    # The operator's line says which style by id (issue 20); its name is Ada's, and no
+    # line as the log handlers' guard passes it (arq's failure line and its trace
+    # included, logged after the job's texts are no longer redacted) carries it or the
+    # prompt.
+    assert f"style {style.id}'s weights are damaged" in line.getMessage()
+    for record in caplog.records:
+        JobArgumentsFilter().filter(record)
+        logged = record.getMessage()
+        if record.exc_info:
+            logged += logging.Formatter().formatException(record.exc_info)
+        assert "warm" not in logged, logged
+        assert "a lighthouse" not in logged, logged
 
     assert await frontend.blobs.put(weights) == style.lora_key  # the repair
     again = await bot.handle(Imagine(ME, "a lighthouse", style="warm", seed=11))
