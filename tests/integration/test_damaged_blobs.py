@@ -42,7 +42,7 @@ def sample_files(directory: Path, count: int) -> tuple[IncomingFile, ...]:
 
 
 async def test_a_damaged_waiting_upload_is_refused_at_consent_and_repaired_by_sending_it_again(
-    frontend: FrontEnd, tmp_path: Path
+    frontend: FrontEnd, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     bot = frontend.bot
     files = sample_files(tmp_path / "refs", 2)
@@ -51,10 +51,15 @@ async def test_a_damaged_waiting_upload_is_refused_at_consent_and_repaired_by_se
     [first, _] = await frontend.repo.pending_uploads(user.id)
     flip_byte(frontend.blobs.path(first.blob_key))
 
-    refused = await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
+    with caplog.at_level(logging.INFO):
+        refused = await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
     assert isinstance(refused, ErrorReply)
     assert "damaged" in refused.text
     assert "send it again" in refused.text
+    # The operator's line names the blob to restore, not the person who asked.
+    [line] = [r.getMessage() for r in caplog.records if r.name.startswith("stylebot")]
+    assert first.blob_key in line
+    assert ME.user_id not in line
 
     assert isinstance(await bot.handle(UploadImages(ME, files)), ConsentRequest)
     confirmed = await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))

@@ -7,6 +7,7 @@ an arq worker and the tiny model, training with a preview every few steps.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import pytest
@@ -188,7 +189,9 @@ async def test_with_dms_closed_previews_are_dropped_and_the_channel_learns_only_
     frontend: FrontEnd,
     discord_bot: DiscordAdapter,
     start_worker: StartWorker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     alice.accepts_dms = False
     preview_every_few_steps(frontend)
     confirm = await confirm_training(fake, guild, general, alice, "ember")
@@ -210,4 +213,8 @@ async def test_with_dms_closed_previews_are_dropped_and_the_channel_learns_only_
     # Each preview and the end tried the DMs and were refused; no preview reached anyone.
     refused_dms = [r for r in fake.requests if r.status == 403 and r.response["code"] == 50007]
     assert len(refused_dms) == len(PREVIEW_STEPS) + 1
+    # The bot's lines name the job, never the person: no Discord user id in them.
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("stylebot")]
+    assert any("not delivered" in line for line in ours)
+    assert not [line for line in ours if str(alice.id) in line]
     assert previews_in(fake.channel_messages(general.id)) == []

@@ -7,6 +7,7 @@ SQLite, Redis, an arq worker and the tiny model, training with a preview every f
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 from tests.fakes.telegram_api import (
@@ -124,7 +125,9 @@ async def test_a_closed_private_chat_gets_the_group_one_hint_not_the_picture(
     ada: FakeUser,
     group: FakeChat,
     samples: list[bytes],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     preview_every_few_steps(frontend)  # Ada never started a private chat with the bot
 
     await train_in(fake, group, ada, "dusk", samples)
@@ -138,6 +141,10 @@ async def test_a_closed_private_chat_gets_the_group_one_hint_not_the_picture(
     assert telegram.application is not None
     assert f"@{telegram.application.bot.username}" in (hint.text or "")
     assert "Start" in (hint.text or "")
+    # The bot's lines name the job, never the person (a private chat's id is theirs too).
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("stylebot")]
+    assert any("not sent privately" in line for line in ours)
+    assert not [line for line in ours if str(ada.id) in line]
 
 
 async def test_previews_in_a_private_chat_come_in_that_chat(

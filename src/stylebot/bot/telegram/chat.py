@@ -119,7 +119,8 @@ class ChatOutput:
         except TelegramError as error:
             if not cannot_write_to(error):
                 raise Undeliverable(f"Telegram refused it ({error.message})") from error
-            log.error("job update for chat %s refused by Telegram (%s)", to.chat_id, error)
+            # Named by job: a private chat's id is its member's Telegram id.
+            log.error("update of job %s refused by Telegram (%s)", _job_of(notification), error)
 
     async def show(
         self, conversation: Conversation, reply: Reply, *, command: str | None = None
@@ -232,7 +233,8 @@ class ChatOutput:
         except NetworkError as error:
             if not is_too_large(error):
                 raise
-            log.warning("%s refused by Telegram as too large: %s", reply.filename, error)
+            # Not the file's name: it is the style's (`<name>.safetensors`).
+            log.warning("a style export refused by Telegram as too large: %s", error)
             too_big = file_too_big_text(reply.filename, size, MAX_BOT_UPLOAD_BYTES)
             await self.send_text(conversation, f"⚠️ {too_big}")
 
@@ -260,7 +262,7 @@ class ChatOutput:
         except TelegramError as error:
             if not cannot_write_to(error):
                 raise
-            log.info("%s not sent to user %s privately: %s", what, requester.user_id, error)
+            log.info("%s not sent privately: %s", what, error)
             hint = private_chat_closed_text(
                 requester.display_name, self.bot.username, what, command
             )
@@ -356,7 +358,7 @@ class ChatOutput:
             try:
                 await self.bot.delete_message(chat_id, message_id)
             except TelegramError as error:  # too old to delete (48 h): leave it
-                log.info("output message %s in %s not deleted: %s", message_id, chat_id, error)
+                log.info("a message of output %s not deleted: %s", output_id, error)
 
     def _check_sendable(self, reply: ImagesReady) -> None:
         """Every PNG of a result goes as a document: one over Telegram's limit for a bot's
@@ -408,3 +410,8 @@ class ChatOutput:
         self._output_messages[output_id] = messages
         while len(self._output_messages) > self._remember_outputs:
             self._output_messages.popitem(last=False)
+
+
+def _job_of(notification: Notification) -> str:
+    """The job a notification is about, to name it in a log line (never its person)."""
+    return str(getattr(notification.reply, "job_id", "?"))

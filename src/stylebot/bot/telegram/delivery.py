@@ -140,6 +140,7 @@ class FloodAwareSender:
 class _StatusMessage:
     """A job's status message: what it shows, and what it should show next."""
 
+    job_id: str
     chat_id: ChatId
     min_interval_s: float
     message_id: int | None = None
@@ -178,7 +179,7 @@ class JobStatusBoard:
     def _status(self, job_id: str, chat_id: ChatId, in_group: bool) -> _StatusMessage:
         status = self._jobs.get(job_id)
         if status is None:
-            status = _StatusMessage(chat_id, self._interval(in_group))
+            status = _StatusMessage(job_id, chat_id, self._interval(in_group))
             self._jobs[job_id] = status
         return status
 
@@ -252,7 +253,8 @@ class JobStatusBoard:
                     await self._post(status)
                 except (TelegramError, DeliveryFailed) as error:
                     # Progress is best effort: the final state is delivered by finish().
-                    log.warning("progress for chat %s not shown: %s", status.chat_id, error)
+                    # Named by job: a private chat's id is its member's Telegram id.
+                    log.warning("progress of job %s not shown: %s", status.job_id, error)
                     return
 
     async def _post(self, status: _StatusMessage, reply_to: int | None = None) -> None:
@@ -345,7 +347,7 @@ class PrivatePreviews:
         except TelegramError as error:
             if not (in_group and cannot_write_to(error)):
                 raise
-            log.info("preview of job %s not sent to user %s: %s", training_job_id, user_id, error)
+            log.info("preview of job %s not sent privately: %s", training_job_id, error)
         if training_job_id in self._hinted:
             return
         self._hinted[training_job_id] = None

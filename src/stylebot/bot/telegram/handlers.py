@@ -455,7 +455,7 @@ class TelegramHandlers:
                 chat_id, lambda: self.bot.get_chat_member(chat_id, user_id), "get chat member"
             )
         except TelegramError as error:
-            log.warning("chat member %s of %s not known: %s", user_id, chat_id, error)
+            log.warning("a member's status in group %s not known: %s", chat_id, error)
             return False
         return member.status in MANAGER_STATUSES
 
