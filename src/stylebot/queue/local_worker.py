@@ -17,13 +17,21 @@ from stylebot.config import ENV_PREFIX, Settings
 from stylebot.startup_checks import StartupError
 from stylebot.terminal_status import worker_health_key
 
+#: Secrets of the chat front ends: a worker talks to Redis only, so it is not given them
+#: (a worker's environment is readable by whatever runs as its user, and crash dumps).
+FRONT_END_SECRETS = ("discord_token", "telegram_token")
+
 
 def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
-    """The environment that gives a child process these exact settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    """The environment that gives a child worker process these exact settings, less the
+    front ends' secrets (`FRONT_END_SECRETS`), however they were given."""
+    dropped = {ENV_PREFIX + name.upper() for name in FRONT_END_SECRETS} | {
+        name.upper() for name in FRONT_END_SECRETS
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX) and k not in dropped}
     for f in dataclasses.fields(Settings):
         value = getattr(settings, f.name)
-        if f.name == "extra" or value is None:
+        if f.name == "extra" or f.name in FRONT_END_SECRETS or value is None:
             continue
         text = ",".join(value) if isinstance(value, tuple) else str(value)
         env[ENV_PREFIX + f.name.upper()] = text
