@@ -338,7 +338,8 @@ class ChatOutput:
         try:
             await query.answer(fit(text, MAX_ALERT_CHARS) if text else None, show_alert=alert)
         except TelegramError as error:
-            log.info("callback query %s not answered: %s", query.id, error)
+            # Not the query's id: Telegram's carry the presser's user id.
+            log.info("a button press not answered: %s", error)
 
     def answered(self, query: CallbackQuery) -> bool:
         """Whether ``query`` was answered (or that was tried): it takes no second answer."""

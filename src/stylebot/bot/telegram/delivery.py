@@ -39,6 +39,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from stylebot.bot.telegram.conversation import chat_in_logs
 from stylebot.bot.telegram.render import MAX_CAPTION_CHARS, fit, preview_hint_text
 
 log = logging.getLogger(__name__)
@@ -114,10 +115,12 @@ class FloodAwareSender:
                 wait = retry_after_seconds(error)
                 if flood_waits > self.max_flood_waits:
                     raise DeliveryFailed(
-                        f"{what} in chat {chat_id}: still flood-limited after "
+                        f"{what} in {chat_in_logs(chat_id)}: still flood-limited after "
                         f"{self.max_flood_waits} waits"
                     ) from error
-                log.info("%s in chat %s: flood control, waiting %.1f s", what, chat_id, wait)
+                log.info(
+                    "%s in %s: flood control, waiting %.1f s", what, chat_in_logs(chat_id), wait
+                )
                 # A small margin: retrying a moment too early earns another 429.
                 until = loop.time() + wait + 0.05
                 self._blocked_until[chat_id] = max(self._blocked_until.get(chat_id, 0.0), until)
@@ -128,10 +131,14 @@ class FloodAwareSender:
                     raise
                 network_errors += 1
                 if network_errors > self.max_network_retries:
-                    raise DeliveryFailed(f"{what} in chat {chat_id}: {error}") from error
+                    raise DeliveryFailed(f"{what} in {chat_in_logs(chat_id)}: {error}") from error
                 pause = self.network_backoff_s * 2 ** (network_errors - 1)
                 log.warning(
-                    "%s in chat %s failed (%s); retrying in %.1f s", what, chat_id, error, pause
+                    "%s in %s failed (%s); retrying in %.1f s",
+                    what,
+                    chat_in_logs(chat_id),
+                    error,
+                    pause,
                 )
                 await asyncio.sleep(pause)
 
