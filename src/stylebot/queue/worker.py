@@ -190,6 +190,13 @@ class JobTimedOut(Exception):
         self.user_error = user_error
 
 
+class JobFailed(Exception):
+    """What a failed job hands arq, in place of its error: arq logs it (with a trace)
+    after the job has left `private_texts`, and keeps it with the job's result, so it
+    names the job and the kind of error, never the error's text (which may quote a
+    prompt or a style name). The error itself was logged while the job ran."""
+
+
 class Interruption:
     """Set from the event loop when the worker itself ends a job: the job ran past
     its time limit, failed, or the worker is shutting down. The device thread
@@ -335,7 +342,7 @@ async def _reporting_failure(
         if kind == "train":
             # Shielded: arq's own time limit may cancel the job meanwhile.
             await asyncio.shield(_discard_when_stopped(ctx, job_id, interruption))
-        raise
+        raise JobFailed(f"{kind} job {job_id} failed ({type(exc).__name__})") from None
 
 
 async def _discard_when_stopped(
@@ -599,7 +606,7 @@ async def _generate(
             return {"cancelled": True}
         await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
         lora = (
-            await read_style_weights(ctx["blobs"], job.lora_key, job.style_name)
+            await read_style_weights(ctx["blobs"], job.lora_key, job.style_id, job.style_name)
             if job.lora_key
             else None
         )
@@ -609,7 +616,7 @@ async def _generate(
             engine = ctx["engine"]
             if job.embedding_key:  # the engine loads it by key, from its own disk
                 embedding = await read_style_weights(
-                    ctx["blobs"], job.embedding_key, job.style_name
+                    ctx["blobs"], job.embedding_key, job.style_id, job.style_name
                 )
                 engine.store_embedding(job.embedding_key, embedding)
             images = await device.run_batched(

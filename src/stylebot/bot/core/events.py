@@ -20,6 +20,7 @@ from stylebot.bot.core.model import (
     StyleStatus,
 )
 from stylebot.bot.core.replies import (
+    TRAINING_ENDED_PUBLICLY,
     ImageFile,
     ImagesReady,
     JobFinished,
@@ -258,6 +259,8 @@ async def _training_finished(
                 job_id=job.id,
                 kind=job.kind,
                 ok=True,
+                private=True,
+                public_text=TRAINING_ENDED_PUBLICLY,
             ),
         )
     ]
@@ -341,6 +344,9 @@ async def _job_failed(deps: Deps, job: Job, event: JobEvent, record: bool) -> li
                 job_id=job.id,
                 kind=job.kind,
                 ok=False,
+                # A failed training's message may name the style (damaged weights).
+                private=job.kind == "train",
+                public_text=TRAINING_ENDED_PUBLICLY if job.kind == "train" else "",
             ),
         )
     ]
