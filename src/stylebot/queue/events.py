@@ -4,6 +4,10 @@ A stream, not pub/sub: an event published while the front end is down waits
 in the stream, and the consumer group redelivers anything read but not
 acknowledged before a crash. Readers block on XREADGROUP, so an event reaches
 the front end as soon as it is written.
+
+Each job's entry ids are indexed beside the stream (`job_events_key`, a set kept as
+long as its entries), so forgetting a job deletes its entries without reading the
+stream (`stylebot.queue.forgetting`).
 """
 
 from __future__ import annotations
@@ -23,14 +27,36 @@ log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "stylebot:events"
 FRONTEND_GROUP = "frontend"
-# Failed deliveries per event (message id), kept across restarts: a front end that
-# restarts must not start counting again (stylebot.bot.core.delivery).
-DELIVERY_FAILURES = "stylebot:events:delivery-failures"
+# Failed deliveries of an event (+ its message id), kept across restarts: a front end
+# that restarts must not start counting again (stylebot.bot.core.delivery). One key per
+# event with the events' expiry, so a count goes with its event however that goes
+# (acknowledged, forgotten, trimmed).
+DELIVERY_FAILURES_PREFIX = "stylebot:events:delivery-failures:"
+# Where those counts were kept before: a hash that only ever lost fields on ack.
+_OLD_DELIVERY_FAILURES = "stylebot:events:delivery-failures"
+_JOB_EVENTS_PREFIX = "stylebot:events:of:"
 # Bounded: the stream is a mailbox, not an archive (results live in SQLite).
 STREAM_MAXLEN = 100_000
 # ...in time too: events carry what users asked for (a preview's prompt is a style's
 # trigger), so none stays longer than a job may wait for a front end to read it.
 EVENTS_KEEP_S = QUEUED_JOB_TTL_S
+
+# XADD and the job's index in one step: an entry is never in the stream unindexed.
+_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2])
+redis.call('SADD', KEYS[2], id)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return id
+"""
+
+
+def job_events_key(job_id: str) -> str:
+    """The set of a job's entry ids in the events stream."""
+    return _JOB_EVENTS_PREFIX + job_id
+
+
+def delivery_failures_key(message_id: str) -> str:
+    return DELIVERY_FAILURES_PREFIX + message_id
 
 
 class EventPublisher:
@@ -39,8 +65,14 @@ class EventPublisher:
         self._trim_by_age = True
 
     async def publish(self, event: JobEvent) -> None:
-        message_id = await self.redis.xadd(
-            EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN, approximate=True
+        message_id = await self.redis.eval(
+            _PUBLISH,
+            2,
+            EVENTS_STREAM,
+            job_events_key(event.job_id),
+            STREAM_MAXLEN,
+            event.to_json(),
+            EVENTS_KEEP_S,
         )
         if self._trim_by_age:
             await self._trim_older_than_kept(message_id)
@@ -72,6 +104,7 @@ class EventConsumer:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        await self.redis.delete(_OLD_DELIVERY_FAILURES)  # counts only; recounted if needed
 
     async def read(self, block_ms: int = 1000, count: int = 32) -> list[tuple[str, JobEvent]]:
         """New events for this group, waiting up to block_ms for one to arrive."""
@@ -100,16 +133,21 @@ class EventConsumer:
 
     async def ack(self, message_id: str) -> None:
         await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, message_id)
-        await self.redis.hdel(DELIVERY_FAILURES, message_id)
+        await self.redis.delete(delivery_failures_key(message_id))
 
     async def delivery_failures(self, message_id: str) -> int:
         """How many times delivering this event's notifications failed so far."""
-        count = await self.redis.hget(DELIVERY_FAILURES, message_id)
+        count = await self.redis.get(delivery_failures_key(message_id))
         return int(count or 0)
 
     async def delivery_failed(self, message_id: str) -> int:
         """Count one more failed delivery of this event; returns the count."""
-        return int(await self.redis.hincrby(DELIVERY_FAILURES, message_id, 1))
+        key = delivery_failures_key(message_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, EVENTS_KEEP_S)
+            count, _ = await pipe.execute()
+        return int(count)
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, JobEvent]]:
         await self.ensure_group()

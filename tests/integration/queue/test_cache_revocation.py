@@ -7,32 +7,18 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from arq.connections import ArqRedis
 
 from stylebot.engine.worker_cache import IN_USE_S, BlobCache
 from stylebot.queue.cache_revocation import CacheRevocationWatch
 from stylebot.queue.client import ArqJobQueue
-from stylebot.queue.connection import connect
 from stylebot.queue.forgetting import REVOCATION_KEEP_S, REVOKED_BLOBS_KEY
-from stylebot.queue.redis_server import EmbeddedRedis
 
 DELETED = "a" * 64
 KEPT = "b" * 64
 LATER = "c" * 64
-
-
-@pytest.fixture
-async def redis(tmp_path: Path) -> AsyncIterator[ArqRedis]:
-    with EmbeddedRedis(tmp_path / "redis-home") as server:
-        client = await connect(server.url)
-        try:
-            yield client
-        finally:
-            await client.aclose()
 
 
 def used_ago(path: Path, seconds: float) -> None:
