@@ -46,7 +46,13 @@ from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import cancel_job, job_owner
 from stylebot.bot.core.ledger import LedgerKind, erasure_payload
 from stylebot.bot.core.model import Job, Output, Requester, Style, Upload, User
-from stylebot.bot.core.quotas import usage_counted_since, user_key
+from stylebot.bot.core.quotas import (
+    ERASE,
+    admit_erasure,
+    record_usage,
+    usage_counted_since,
+    user_key,
+)
 from stylebot.bot.core.replies import ErasureConfirmation, Reply, TextReply
 from stylebot.bot.core.styles import revoke_style
 
@@ -81,6 +87,12 @@ async def erase_my_data(deps: Deps, command: EraseMyData) -> Reply:
     holdings = await _holdings(deps, command.requester)
     if not command.confirmed:
         return _confirmation(holdings)
+    if holdings.user is not None:  # else nothing to erase, and nothing to rewrite
+        refused = await admit_erasure(deps, command.requester)
+        if refused is not None:
+            return refused
+        # Before the erasure, which moves this row under a code with the user's others.
+        await record_usage(deps, command.requester, ERASE, 1)
     return await _erase(deps, command.requester, holdings)
 
 
