@@ -91,8 +91,6 @@ async def erase_my_data(deps: Deps, command: EraseMyData) -> Reply:
         refused = await admit_erasure(deps, command.requester)
         if refused is not None:
             return refused
-        # Before the erasure, which moves this row under a code with the user's others.
-        await record_usage(deps, command.requester, ERASE, 1)
     return await _erase(deps, command.requester, holdings)
 
 
@@ -188,6 +186,8 @@ async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
         async with deps.repo.transaction():
             keys = await deps.repo.erase_user(user.id)
             unused = await deps.repo.unreferenced_blob_keys(keys)
+            # Counted with the erasure (a failed one counts not), under a code like the rest.
+            await record_usage(deps, requester, ERASE, 1)
             await _forget_usage_and_unlink_optouts(deps, requester, h)
             if deps.ledger is not None:
                 payload = erasure_payload(
