@@ -12,6 +12,7 @@ stream (`stylebot.queue.forgetting`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -35,6 +36,9 @@ DELIVERY_FAILURES_PREFIX = "stylebot:events:delivery-failures:"
 # Where those counts were kept before: a hash that only ever lost fields on ack.
 _OLD_DELIVERY_FAILURES = "stylebot:events:delivery-failures"
 _JOB_EVENTS_PREFIX = "stylebot:events:of:"
+# Set once the entries written before the index existed are indexed (`index_old_entries`).
+_INDEXED_MARK = "stylebot:events:indexed"
+_INDEX_PAGE = 1000
 # Bounded: the stream is a mailbox, not an archive (results live in SQLite).
 STREAM_MAXLEN = 100_000
 # ...in time too: events carry what users asked for (a preview's prompt is a style's
@@ -91,6 +95,42 @@ class EventPublisher:
             log.warning("this Redis cannot trim the events stream by age (%s); by length only", exc)
 
 
+async def index_old_entries(redis: Redis) -> int:
+    """Once per Redis, at a front end's start: index the entries published before the
+    per-job index existed, so forgetting their jobs finds them too. Returns how many."""
+    if await redis.exists(_INDEXED_MARK):
+        return 0
+    indexed = 0
+    start = "-"
+    while True:
+        page = await redis.xrange(EVENTS_STREAM, min=start, max="+", count=_INDEX_PAGE)
+        async with redis.pipeline(transaction=False) as pipe:
+            for message_id, fields in page:
+                job_id = _job_id_of(fields)
+                if job_id is not None:
+                    pipe.sadd(job_events_key(job_id), message_id)
+                    pipe.expire(job_events_key(job_id), EVENTS_KEEP_S)
+                    indexed += 1
+            await pipe.execute()
+        if len(page) < _INDEX_PAGE:
+            break
+        last = page[-1][0]
+        start = "(" + (last.decode() if isinstance(last, bytes) else last)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(_INDEXED_MARK, b"1")
+        pipe.delete(_OLD_DELIVERY_FAILURES)  # counts only: recounted from nought
+        await pipe.execute()
+    return indexed
+
+
+def _job_id_of(fields: dict[bytes, bytes]) -> str | None:
+    try:
+        job_id = json.loads(fields[b"event"]).get("job_id")
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
+
+
 class EventConsumer:
     """Reads events as one member of the front end's consumer group."""
 
@@ -104,7 +144,7 @@ class EventConsumer:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        await self.redis.delete(_OLD_DELIVERY_FAILURES)  # counts only; recounted if needed
+        await index_old_entries(self.redis)
 
     async def read(self, block_ms: int = 1000, count: int = 32) -> list[tuple[str, JobEvent]]:
         """New events for this group, waiting up to block_ms for one to arrive."""

@@ -89,3 +89,20 @@ async def test_a_late_report_does_not_bring_a_forgotten_training_result_back(
     await mark_training_reported(redis, job_id)
 
     assert await redis.exists(train_result_key(job_id)) == 0
+
+
+async def test_entries_written_before_the_index_existed_are_found_after_an_upgrade(
+    redis: ArqRedis,
+) -> None:
+    # What an older stylebot wrote: plain entries, no index beside them.
+    for step in range(3):
+        event = JobEvent(FORGOTTEN, "generate", "progress", step=step)
+        await redis.xadd(EVENTS_STREAM, {"event": event.to_json()})
+    await redis.xadd(EVENTS_STREAM, {"event": JobEvent("g-other", "generate", "queued").to_json()})
+
+    await EventConsumer(redis, "fe-1").ensure_group()  # the upgraded front end starts
+    await forget_jobs(redis, [FORGOTTEN])
+
+    left = [fields[b"event"] for _id, fields in await redis.xrange(EVENTS_STREAM)]
+    assert len(left) == 1
+    assert b"g-other" in left[0]
