@@ -86,10 +86,17 @@ def result_without_arguments(result_data: bytes | None) -> bytes | None:
 
 async def forget_jobs(redis: Redis, job_ids: Sequence[str]) -> list[str]:
     """Delete everything Redis holds of these jobs; returns the blob keys of their
-    training checkpoints (the caller deletes those blobs). Safe to repeat."""
+    training checkpoints (the caller deletes those blobs). Safe to repeat. Works through
+    `_STREAM_PAGE` jobs at a time, so no single command grows with a user's history."""
     ids = sorted(set(job_ids))
-    if not ids:
-        return []
+    checkpoint_blobs: list[str] = []
+    for first in range(0, len(ids), _STREAM_PAGE):
+        checkpoint_blobs += await _forget_job_records(redis, ids[first : first + _STREAM_PAGE])
+    await _delete_events(redis, set(ids))
+    return checkpoint_blobs
+
+
+async def _forget_job_records(redis: Redis, ids: list[str]) -> list[str]:
     checkpoints = await redis.mget([checkpoint_key(job_id) for job_id in ids])
     checkpoint_blobs = [json.loads(raw)["blob_key"] for raw in checkpoints if raw is not None]
     async with redis.pipeline(transaction=True) as pipe:
@@ -106,7 +113,6 @@ async def forget_jobs(redis: Redis, job_ids: Sequence[str]) -> list[str]:
         for lane in LANES:
             pipe.hdel(turns_key(lane), *ids)
         await pipe.execute()
-    await _delete_events(redis, set(ids))
     return checkpoint_blobs
 
 
