@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -392,7 +392,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     if cache is not None:
         # Deleted styles' weights leave this worker's disk: those deleted while it was
         # away now, later ones as they come.
-        watch = ctx["cache_revocations"] = CacheRevocationWatch(ctx["redis"], cache)
+        engine = ctx["engine"]
+
+        async def unload(keys: Sequence[str]) -> int:
+            # Between jobs, on the device thread: a job may be using the pipeline.
+            return int(await device.run(lambda: engine.unload_blobs(keys)))
+
+        has_unload = hasattr(engine, "unload_blobs")
+        watch = ctx["cache_revocations"] = CacheRevocationWatch(
+            ctx["redis"], cache, unload=unload if has_unload else None
+        )
         await watch.start()
     log.info("worker ready")
 

@@ -46,7 +46,13 @@ from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import cancel_job, job_owner
 from stylebot.bot.core.ledger import LedgerKind, erasure_payload
 from stylebot.bot.core.model import Job, Output, Requester, Style, Upload, User
-from stylebot.bot.core.quotas import usage_counted_since, user_key
+from stylebot.bot.core.quotas import (
+    ERASE,
+    admit_erasure,
+    record_usage,
+    usage_counted_since,
+    user_key,
+)
 from stylebot.bot.core.replies import ErasureConfirmation, Reply, TextReply
 from stylebot.bot.core.styles import revoke_style
 
@@ -81,6 +87,10 @@ async def erase_my_data(deps: Deps, command: EraseMyData) -> Reply:
     holdings = await _holdings(deps, command.requester)
     if not command.confirmed:
         return _confirmation(holdings)
+    if holdings.user is not None:  # else nothing to erase, and nothing to rewrite
+        refused = await admit_erasure(deps, command.requester)
+        if refused is not None:
+            return refused
     return await _erase(deps, command.requester, holdings)
 
 
@@ -172,6 +182,8 @@ async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
         async with deps.repo.transaction():
             keys = await deps.repo.erase_user(user.id)
             unused = await deps.repo.unreferenced_blob_keys(keys)
+            # Counted with the erasure (a failed one counts not), under a code like the rest.
+            await record_usage(deps, requester, ERASE, 1)
             await _forget_usage_and_unlink_optouts(deps, requester, h)
             if deps.ledger is not None:
                 payload = erasure_payload(

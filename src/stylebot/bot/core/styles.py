@@ -20,6 +20,7 @@ from stylebot.bot.core.jobs import cancel_job
 from stylebot.bot.core.model import Requester, Style, StyleStatus, User, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.permissions import can_use, pick_style
+from stylebot.bot.core.quotas import ERASE, admit_erasure, record_usage
 from stylebot.bot.core.replies import ErrorReply, FileReply, Reply, StyleChoices, TextReply
 from stylebot.bot.core.training import validation_summary
 
@@ -148,6 +149,10 @@ async def delete_style(deps: Deps, command: DeleteStyle) -> Reply:
     style = await own_style(deps, command.requester, command.name)
     if isinstance(style, ErrorReply):
         return style
+    refused = await admit_erasure(deps, command.requester)
+    if refused is not None:
+        return refused
+    await record_usage(deps, command.requester, ERASE, 1)
     revoked = await revoke_style(deps, style, "the owner deleted the style")
     return TextReply(
         f"Deleted style {style.name}: its {revoked.images} training image(s), its weights "
@@ -174,8 +179,10 @@ async def revoke_style(
     weights. `erase_from_disk=False` leaves the queue's rewrite of its files to the
     caller (an erasure does it once, after everything).
 
-    Under the admission lock (`Deps.admission`): a request for this style admitted
-    before it has its job cancelled here, and one admitted after finds no style.
+    The cancels and the records under the admission lock (`Deps.admission`): a request
+    for this style admitted before it has its job cancelled here, and one admitted after
+    finds no style. The queue's part comes after the lock: no new job can use the style
+    by then, and it must not hold up everyone's requests while Redis works.
     """
     async with deps.admission:
         for job in await deps.repo.active_jobs():
@@ -189,10 +196,10 @@ async def revoke_style(
             keys = await deps.repo.delete_style(style.id)
             unused = await deps.repo.unreferenced_blob_keys(keys)
             await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
-        await delete_unused_blobs(deps, unused)
-        await deps.queue.forget_jobs(job_ids)
-        # Only weights nothing else uses: another style with the same bytes keeps its copy.
-        await deps.queue.revoke_blobs(sorted(key for key in weights if key and key in unused))
+    await delete_unused_blobs(deps, unused)
+    await deps.queue.forget_jobs(job_ids)
+    # Only weights nothing else uses: another style with the same bytes keeps its copy.
+    await deps.queue.revoke_blobs(sorted(key for key in weights if key and key in unused))
     if erase_from_disk:
         await deps.queue.erase_from_disk()
     return RevokedStyle(images=len(uploads), deleted_blobs=len(unused))
