@@ -45,8 +45,9 @@ def text_over(image: Image.Image, size_at_1024: int, colour: tuple[int, int, int
     scale = edited.width / 1024
     font = ImageFont.load_default(size=max(6, round(size_at_1024 * scale)))
     draw = ImageDraw.Draw(edited)
+    line = "THIS PICTURE IS FAKE - NOT MADE BY THE BOT " * 2
     for top in range(round(20 * scale), edited.height, max(1, round(64 * scale))):
-        draw.text((4, top), "THIS PICTURE IS FAKE - NOT MADE BY THE BOT " * 2, fill=colour, font=font)
+        draw.text((4, top), line, fill=colour, font=font)
     return edited
 
 

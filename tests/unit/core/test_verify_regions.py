@@ -147,7 +147,8 @@ async def test_text_written_over_it_or_a_small_logo_is_never_made_by_the_maker(
         expected = {VerifyVerdict.ALTERED} if "logo" in name else ALTERED_OR_UNTRACED
         assert report.verdict in expected, (name, report.text)
         assert report.output is None
-        assert report.differs_percent is not None and report.differs_percent >= 1, name
+        assert report.differs_percent is not None
+        assert report.differs_percent >= 1, name
         assert f"about {report.differs_percent}% of" in report.text
         assert "Made with stylebot" not in report.text
 
