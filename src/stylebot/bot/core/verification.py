@@ -179,8 +179,8 @@ async def _mark_only(repo: Repository, output: Output, viewer: Viewer) -> Verify
             [
                 f"This image carries the stylebot watermark of output {output.id}, but that "
                 "output's image is no longer stored (or its copy is damaged), so the "
-                "picture could not be compared with it: a watermark can be copied onto another picture, so this does not "
-                "prove who made it. The record the mark names:",
+                "picture could not be compared with it: a watermark can be copied onto "
+                "another picture, so this does not prove who made it. The record the mark names:",
                 *record_lines(output, attribution),
             ]
         ),
