@@ -374,7 +374,9 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     await fake.reply(group, bob, document, "/verify")
     report = await fake.wait_for_sent(group, lambda m: "Made with stylebot" in (m.text or ""))
     assert f"output {output_id}" in (report.text or "")
-    assert f"by: @ada (Telegram id {ada.id}), named 'Ada' when it was made" in (report.text or "")
+    # The @ is broken (a zero-width non-joiner): a group /verify must not notify Ada.
+    assert "by: @\u200cada, named 'Ada' when it was made" in (report.text or "")
+    assert str(ada.id) not in (report.text or "")
     assert "a lighthouse at dawn" not in (report.text or "")
 
     # The buttons under the image: the core decides who may do what.

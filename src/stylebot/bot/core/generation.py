@@ -160,6 +160,7 @@ async def queue_generation(
     p = deps.policy
     now = deps.clock.now()
     job_id = new_job_id("generate")
+    private = made_in_private(requester, style)
     outputs = [
         Output(
             id=new_output_id(),
@@ -176,7 +177,7 @@ async def queue_generation(
             style_id=style.id if style else None,
             maker_name=requester.display_name,
             maker_username=requester.username,
-            made_in_private=made_in_private(requester, style),
+            made_in_private=private,
         )
         for i in range(spec.count)
     ]
@@ -210,6 +211,7 @@ async def queue_generation(
                 base_model=style.base_model if style else p.base_model,
                 variation_seed=spec.variation_seed,
                 variation_strength=spec.variation_strength,
+                private=private,
             )
         )
     position = await queue_position(deps, job_id)

@@ -62,6 +62,7 @@ from stylebot.bot.telegram.render import (
     photo_caption,
     private_chat_closed_text,
     progress_text,
+    quiet_mentions,
     sent_privately_text,
     style_choices_text,
 )
@@ -222,7 +223,9 @@ class ChatOutput:
                     to.chat_id,
                     reply.data,
                     filename=reply.filename,
-                    caption=fit(reply.text, MAX_CAPTION_CHARS),
+                    caption=fit(
+                        quiet_mentions(reply.text, self._own_username()), MAX_CAPTION_CHARS
+                    ),
                     reply_parameters=reply_parameters(to.reply_to),
                 ),
                 "send file",
@@ -271,6 +274,13 @@ class ChatOutput:
         await self.send_text(conversation, sent_privately_text(requester.display_name, what))
         return True
 
+    def _own_username(self) -> str | None:
+        """The bot's @name, once it has asked Telegram who it is (None before)."""
+        try:
+            return self.bot.username
+        except RuntimeError:  # python-telegram-bot: the Bot is not initialized yet
+            return None
+
     async def send_text(
         self,
         conversation: Conversation,
@@ -281,6 +291,7 @@ class ChatOutput:
         """Send ``text``; longer than a message, as several cut between lines (the first
         answers the asker's message, the last has the buttons). Returns the last."""
         chat_id = conversation.chat_id
+        text = quiet_mentions(text, self._own_username())
         pieces = [piece for piece in pages(text, MAX_TEXT_CHARS) if piece.strip()] or ["…"]
         sent: Message | None = None
         for number, piece in enumerate(pieces):
