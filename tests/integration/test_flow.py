@@ -15,7 +15,6 @@ from stylebot.bot.console import make_sample_images
 from stylebot.bot.core import (
     ConfirmConsent,
     ConsentRequest,
-    ErrorReply,
     ExportStyle,
     FileReply,
     ImagesReady,
@@ -25,7 +24,6 @@ from stylebot.bot.core import (
     JobProgress,
     JobQueued,
     Requester,
-    ShareStyle,
     StyleStatus,
     TrainStyle,
     UploadImages,
@@ -68,10 +66,6 @@ async def test_train_then_generate_through_the_queue(
     weights = await frontend.blobs.get(style.lora_key)
     assert b"lora" in weights[:4096].lower()  # the safetensors header names LoRA layers
 
-    # Shared with the server, so made in public: the file names its prompt and style (an
-    # output of a private style or a DM leaves them out, test_a1111_infotext).
-    shared = await bot.handle(ShareStyle(ME, "warm"))
-    assert not isinstance(shared, ErrorReply), shared
     asked = await bot.handle(Imagine(ME, "a lighthouse at dawn", style="warm", seed=11, count=2))
     assert isinstance(asked, JobQueued)
     ready = await inbox.next((ImagesReady, JobFinished))
