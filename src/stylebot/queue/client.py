@@ -6,6 +6,8 @@ import logging
 from collections.abc import Sequence
 
 from arq.connections import ArqRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stylebot.queue.connection import (
     MAX_PENDING_WAKES,
@@ -73,6 +75,8 @@ class ArqJobQueue:
         disk until its own next rewrite; said once, not on every erasure."""
         try:
             await rewrite_append_only_file(self.redis)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            raise  # unreachable, not refusing: the caller retries the rewrite later
         except Exception as exc:
             if not self._rewrite_failure_logged:
                 self._rewrite_failure_logged = True
