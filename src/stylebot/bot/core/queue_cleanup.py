@@ -107,8 +107,11 @@ class QueueCleanupCarrier:
         return True
 
     async def _carry_out(self, deps: Deps) -> None:
+        pending = await self._pending(deps)
+        if not pending:
+            return
         waiting_for_rewrite: list[int] = []
-        for cleanup_id, cleanup in await self._pending(deps):
+        for cleanup_id, cleanup in pending:
             for job_id in cleanup.cancel_job_ids:
                 await deps.queue.cancel(job_id)
             if cleanup.forget_job_ids or cleanup.owner:
@@ -123,6 +126,8 @@ class QueueCleanupCarrier:
             # One rewrite for all of them, after every deletion it is to drop.
             await deps.queue.erase_from_disk()
             await self._done(deps, waiting_for_rewrite)
+        # The records named the erased user's queue key: out of the database's log too.
+        await deps.repo.wipe_deleted()
 
     def carry_out_later(self, deps: Deps) -> None:
         """Debounced: requests within `late_rewrite_delay_s` of a scheduled run join it."""

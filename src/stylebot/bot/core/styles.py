@@ -222,11 +222,12 @@ async def delete_style_records(deps: Deps, style: Style, reason: str) -> StyleRe
 
 
 async def finish_deletion(deps: Deps, unused_blobs: Iterable[str]) -> int:
-    """After a deletion's commit: its blobs, its rows' traces in the database's files,
-    then the queue's part (recorded with it). Returns how many blobs went."""
+    """After a deletion's commit: its blobs, the queue's part (recorded with it), then
+    the deleted rows' traces in the database's files. Returns how many blobs went."""
     removed = await delete_unused_blobs(deps, unused_blobs)
-    await deps.repo.wipe_deleted()
+    # Its records name what was erased (job ids, the owner's queue key): after them.
     await deps.queue_cleanup.carry_out(deps)
+    await deps.repo.wipe_deleted()
     return removed
 
 
