@@ -136,7 +136,11 @@ async def test_delete_and_forgetme_leave_nothing_in_files_logs_caches_or_redis(
         console.type_line(f"/style delete {style}")
         console.type_line("/forgetme confirm")
         await wait_until(
-            "the erasure", lambda: "Erased:" in console.screen_text(), JOB_S, *everyone
+            "the erasure",
+            lambda: "Erased:" in console.screen_text(),
+            JOB_S,
+            console,
+            *workers.values(),
         )
         # While the front end still runs, its database open: neither the database file
         # nor its write-ahead log keeps anything erased, nor does the blob store.
