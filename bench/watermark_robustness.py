@@ -6,11 +6,20 @@ Images are made here, varied on purpose: smooth colour fields with grain, multi-
 white or black background, gradients; at 256x256, 512x512, 768x512, 512x768 and 1024x1024.
 
 Edits: PNG (none), JPEG q90/q75/q60, resize to half and back (bicubic), the same then
-JPEG q75, and Telegram's photo path (long side at most 1280 px, JPEG q87).
+JPEG q75, Telegram's photo path (long side at most 1280 px, JPEG q87), and the geometry
+of issue 14: 10% cropped off one side, a random crop keeping 75% of the area, a rescale
+to 0.7x and to a random factor in [0.5, 2] (not undone), a screenshot (random rescale in
+[0.6, 1.6], a 2-6 px border, then PNG or JPEG q80), and the last three through Telegram.
 
-The baseline, measured in the same run on the same marked images, is the same mark read
-without error correction: hard majority votes, accepted only if all 128 bits are right
-and the CRC matches. The ratio is recovery with error correction over recovery without.
+Each marked image is read three ways, in the same run (columns of the table):
+
+* ``v3``: the mark outputs carry now (tiled layout), read by ``inspect_watermark``: the
+  search over crops and rescales;
+* ``v3 no-rescale``: the same mark, searched over crops only (the rescale step off);
+* ``v2``: the same image marked with the old block-order mark and read as before.
+
+Unmarked reads (the false-claim count) use the full reader. PSNR is of the marked image
+against the unmarked one.
 
 Run: .venv/bin/python bench/watermark_robustness.py [--images 300] [--unmarked 300]
 """
@@ -25,11 +34,12 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from stylebot.provenance.tiled_watermark import search_tiled
 from stylebot.provenance.watermark import (
-    CODE_BITS,
-    _soft_bits,
-    _u_plane,
-    code_bits,
+    WatermarkReading,
+    _embed,
+    _quantise,
+    _read_block_order,
     embed_watermark,
     inspect_watermark,
     new_output_id,
@@ -147,86 +157,161 @@ def telegram(image: Image.Image) -> Image.Image:
     return jpeg(image, 87)
 
 
-EDITS: list[tuple[str, Callable[[Image.Image], Image.Image]]] = [
-    ("png", png),
-    ("jpeg-q90", lambda i: jpeg(i, 90)),
-    ("jpeg-q75", lambda i: jpeg(i, 75)),
-    ("jpeg-q60", lambda i: jpeg(i, 60)),
-    ("half-and-back", half_and_back),
-    ("half-and-back+jpeg-q75", lambda i: jpeg(half_and_back(i), 75)),
-    ("telegram", telegram),
+def crop_one_side(image: Image.Image) -> Image.Image:
+    """10% cut off the left side."""
+    w, h = image.size
+    return image.crop((w // 10, 0, w, h))
+
+
+def crop_to_three_quarters(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A random window keeping 75% of the area, of random proportions and place."""
+    w, h = image.size
+    keep_w = float(rng.uniform(0.75, 1.0))
+    cw, ch = round(w * keep_w), round(h * 0.75 / keep_w)
+    left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return image.crop((left, top, left + cw, top + ch))
+
+
+def rescale(image: Image.Image, factor: float) -> Image.Image:
+    w, h = image.size
+    size = (round(w * factor), round(h * factor))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def screenshot(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Shown at another zoom, captured with a few pixels of window around it."""
+    shown = rescale(image, float(rng.uniform(0.6, 1.6)))
+    border = int(rng.integers(2, 7))
+    grey = int(rng.integers(0, 256))
+    framed = Image.new("RGB", (shown.width + 2 * border, shown.height + 2 * border), (grey,) * 3)
+    framed.paste(shown, (border, border))
+    return jpeg(framed, 80) if rng.random() < 0.5 else png(framed)
+
+
+Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
+EDITS: list[tuple[str, Edit]] = [
+    ("png", lambda i, r: png(i)),
+    ("jpeg-q90", lambda i, r: jpeg(i, 90)),
+    ("jpeg-q75", lambda i, r: jpeg(i, 75)),
+    ("jpeg-q60", lambda i, r: jpeg(i, 60)),
+    ("half-and-back", lambda i, r: half_and_back(i)),
+    ("half-and-back+jpeg-q75", lambda i, r: jpeg(half_and_back(i), 75)),
+    ("telegram", lambda i, r: telegram(i)),
+    ("crop-10%-one-side", lambda i, r: png(crop_one_side(i))),
+    ("crop-to-75%-area", lambda i, r: png(crop_to_three_quarters(i, r))),
+    ("rescale-0.7", lambda i, r: png(rescale(i, 0.7))),
+    ("rescale-0.5..2", lambda i, r: png(rescale(i, float(r.uniform(0.5, 2.0))))),
+    ("screenshot", screenshot),
+    ("crop-75%+telegram", lambda i, r: telegram(crop_to_three_quarters(i, r))),
+    ("rescale-0.5..2+telegram", lambda i, r: telegram(rescale(i, float(r.uniform(0.5, 2))))),
+    ("screenshot+telegram", lambda i, r: telegram(screenshot(i, r))),
 ]
+METHODS = ["v3", "v3 no-rescale", "v2"]
 
 
-def read_without_correction(image: Image.Image, output_id: str) -> bool:
-    """The baseline: hard votes, every one of the 128 bits right (so the CRC matches)."""
-    import pywt
+def embed_block_order(image: Image.Image, output_id: str) -> Image.Image:
+    """The version 2 mark, as outputs carried it before version 3."""
+    return _embed(image, output_id, 2, _quantise)
 
+
+def read_as(method: str, image: Image.Image) -> WatermarkReading | None:
     rgb = np.asarray(image.convert("RGB"))
-    rows, cols = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
-    low, _ = pywt.dwt2(_u_plane(rgb, rows, cols), "haar")
-    bits = [int(b) for b in (_soft_bits(low, CODE_BITS) < 0)]
-    return bits == code_bits(output_id)
+    if method == "v3":
+        return inspect_watermark(image)
+    if method == "v3 no-rescale":
+        return search_tiled(rgb, rescales=False)
+    return _read_block_order(rgb)
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(10 * np.log10(255.0**2 / np.mean(diff**2)))
 
 
 def main(images: int, unmarked: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
-    read = {name: 0 for name, _ in EDITS}
-    baseline = {name: 0 for name, _ in EDITS}
-    wrong = 0
-    per_kind: dict[str, list[int]] = {kind: [0, 0] for kind, _ in KINDS}
-    per_size_q60: dict[tuple[int, int], list[int]] = {size: [0, 0] for size in SIZES}
-    weakest: dict[str, float] = {name: 1.0 for name, _ in EDITS}
+    # (method, edit, size label, kind) -> [traced, tried]
+    tally: dict[tuple[str, str, str, str], list[int]] = {}
+    wrong = {method: 0 for method in METHODS}
+    quality = {"v3": [], "v2": []}  # type: dict[str, list[float]]
     for n in range(images):
         kind, make = KINDS[n % len(KINDS)]
         w, h = SIZES[(n // len(KINDS)) % len(SIZES)]
+        size = "256" if max(w, h) == 256 else "512+"
         output_id = new_output_id()
-        marked = embed_watermark(make(w, h, rng), output_id)
+        original = make(w, h, rng)
+        marked = {"v3": embed_watermark(original, output_id)}
+        marked["v2"] = embed_block_order(original, output_id)
+        quality["v3"].append(psnr(original, marked["v3"]))
+        quality["v2"].append(psnr(original, marked["v2"]))
         for name, edit in EDITS:
-            edited = edit(marked)
-            reading = inspect_watermark(edited)
-            if reading is not None and reading.output_id == output_id:
-                read[name] += 1
-                weakest[name] = min(weakest[name], reading.strength)
-                per_kind[kind][0] += 1
-            elif reading is not None:
-                wrong += 1
-            per_kind[kind][1] += 1
-            if name == "jpeg-q60":
-                per_size_q60[(w, h)][1] += 1
-                per_size_q60[(w, h)][0] += reading is not None and reading.output_id == output_id
-            baseline[name] += read_without_correction(edited, output_id)
+            state = rng.bit_generator.state  # the same edit for both marks
+            edited = {"v3": edit(marked["v3"], rng)}
+            rng.bit_generator.state = state
+            edited["v2"] = edit(marked["v2"], rng)
+            for method in METHODS:
+                reading = read_as(method, edited["v2" if method == "v2" else "v3"])
+                cell = tally.setdefault((method, name, size, kind), [0, 0])
+                cell[1] += 1
+                if reading is not None and reading.output_id == output_id:
+                    cell[0] += 1
+                elif reading is not None:
+                    wrong[method] += 1
 
-    false_positives = 0
+    false_claims = 0
     checked = 0
+    slowest = 0.0
     for n in range(unmarked):
         kind, make = KINDS[n % len(KINDS)]
         w, h = SIZES[(n // len(KINDS)) % len(SIZES)]
         original = make(w, h, rng)
-        for candidate in (png(original), jpeg(original, 75)):
+        edit = EDITS[n % len(EDITS)][1]
+        for candidate in (png(original), edit(original, rng)):
             checked += 1
-            false_positives += inspect_watermark(candidate) is not None
+            began = time.perf_counter()
+            false_claims += inspect_watermark(candidate) is not None
+            slowest = max(slowest, time.perf_counter() - began)
     for colour in range(0, 256, 15):  # flat images: all votes alike
-        for candidate in (Image.new("RGB", (512, 512), (colour, 255 - colour, colour // 2)),):
-            checked += 1
-            false_positives += inspect_watermark(candidate) is not None
+        checked += 1
+        flat = Image.new("RGB", (512, 512), (colour, 255 - colour, colour // 2))
+        false_claims += inspect_watermark(flat) is not None
 
     print(f"watermark robustness: {images} marked images, {checked} unmarked reads")
-    print(f"{'edit':26} {'with ECC':>9} {'without':>9} {'ratio':>7} {'weakest':>8}")
-    for name, _ in EDITS:
-        with_ecc, without = read[name] / images, baseline[name] / images
-        ratio = with_ecc / without if without else float("inf")
-        print(f"{name:26} {with_ecc:9.1%} {without:9.1%} {ratio:7.2f} {weakest[name]:8.2f}")
-    print("recovery by kind of image (all edits):")
-    for kind, (good, total) in per_kind.items():
-        print(f"  {kind:20} {good / total:7.1%}")
-    print("JPEG q60 recovery by size:")
-    for (w, h), (good, total) in per_size_q60.items():
-        print(f"  {w}x{h:<14} {good / total:7.1%}")
-    print(f"read as a different id: {wrong} of {images * len(EDITS)}")
-    print(f"false positives: {false_positives} of {checked} unmarked reads")
+    for mark in ("v3", "v2"):
+        print(f"PSNR {mark}: mean {np.mean(quality[mark]):.1f} dB, min {min(quality[mark]):.1f} dB")
+    print()
+    print(_table(tally, "size", ["256", "512+"], METHODS))
+    print()
+    print(_table(tally, "kind", [kind for kind, _ in KINDS], ["v3"]))
+    print()
+    print(f"read as a different id: {wrong} (of {images * len(EDITS)} reads per method)")
+    print(f"false claims: {false_claims} of {checked} unmarked reads (slowest {slowest:.1f} s)")
     print(f"({time.perf_counter() - started:.0f} s)")
+
+
+def _table(
+    tally: dict[tuple[str, str, str, str], list[int]],
+    by: str,
+    groups: list[str],
+    methods: list[str],
+) -> str:
+    """Markdown: one row per edit, one column per method and group (size or kind)."""
+    columns = [(method, group) for method in methods for group in groups]
+    lines = [
+        "| edit | " + " | ".join(f"{m} {g}" for m, g in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name, _ in EDITS:
+        cells = []
+        for method, group in columns:
+            good = total = 0
+            for (m, e, size, kind), (traced, tried) in tally.items():
+                if m == method and e == name and (size if by == "size" else kind) == group:
+                    good, total = good + traced, total + tried
+            cells.append(f"{good / total:.0%}" if total else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ from stylebot.provenance.content_credentials import C2paCredentialsReader
 from stylebot.provenance.signing import SigningIdentity, signing_identity_for
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
+from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
+from stylebot.queue.outage import OUTAGE_ERRORS
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.startup_checks import StartupError
@@ -114,7 +116,10 @@ def policy_from(settings: Settings) -> Policy:
         base_model=settings.model,
         train=settings.train_settings(),
         images=ImageLimits(
-            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_upload_pixels
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_upload_pixels,
+            max_files=settings.max_upload_files,
+            max_total_bytes=settings.max_upload_total_bytes,
         ),
         **same_name,
     )
@@ -207,7 +212,10 @@ class FrontEnd:
         says trying again cannot help (Undeliverable); then the member is told why and
         the event is acknowledged (stylebot.bot.core.delivery).
         """
-        failures = await self.events.delivery_failures(message_id)
+        try:
+            failures = await self.events.delivery_failures(message_id)
+        except OUTAGE_ERRORS:
+            failures = 0  # Redis is back soon or the next start counts again
         while True:
             sending: Notification | None = None
             try:
@@ -241,7 +249,12 @@ class FrontEnd:
                     f"the chat platform refused it {failures} times (the operator's log "
                     "has the details)",
                 )
-            await self.events.ack(message_id)
+            try:
+                await self.events.ack(message_id)
+            except OUTAGE_ERRORS as exc:
+                # Delivered; only the ack is lost: handled again (harmlessly) at the next
+                # start.
+                log.warning("event %s delivered but not acknowledged: %r", message_id, exc)
             if self._storage_full:
                 log.warning("storage has space again: events are recorded")
                 self._storage_full = False
@@ -278,6 +291,7 @@ class FrontEnd:
         result that arrived while the bot was down finds nobody to tell."""
         if self._delivery is None:
             self._delivery = asyncio.create_task(self.deliver_events(), name="deliver-events")
+            self._delivery.add_done_callback(_report_delivery_end)
 
     async def stop_delivery(self) -> None:
         delivery, self._delivery = self._delivery, None
@@ -287,18 +301,39 @@ class FrontEnd:
                 await delivery
 
 
+async def _start_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """REDIS_URL, else the embedded Redis, started on a thread. Cancelled meanwhile
+    (SIGTERM at start-up), the thread still starts the server: it is stopped then."""
+    starting = asyncio.ensure_future(
+        asyncio.to_thread(redis_url_or_embedded, settings.redis_url, settings.data_dir)
+    )
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            _url, embedded = await starting
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+        raise
+
+
+def _report_delivery_end(delivery: asyncio.Task[None]) -> None:
+    """Event delivery runs for ever (an outage only pauses it): its end is news."""
+    if not delivery.cancelled() and (error := delivery.exception()) is not None:
+        log.error("event delivery stopped: %r; no results reach users", error, exc_info=error)
+
+
 @contextlib.asynccontextmanager
 async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
     """Start everything the front end needs; stop it all on exit.
 
     Event delivery starts when the caller has added its sinks (`start_delivery`).
     """
-    redis_url, embedded = await asyncio.to_thread(
-        redis_url_or_embedded, settings.redis_url, settings.data_dir
-    )
+    redis_url, embedded = await _start_redis(settings)
     async with contextlib.AsyncExitStack() as stack:
-        if embedded is not None:
-            stack.callback(embedded.stop)
+        # Whoever notices the embedded Redis died starts it again (event delivery does).
+        keeper = EmbeddedRedisKeeper(embedded)
+        stack.callback(keeper.stop)
         connection = await open_database(settings.database_path)
         repo = SqliteRepository(connection)
         stack.push_async_callback(repo.close)
@@ -306,7 +341,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         redis = await connect(redis_url)
         stack.push_async_callback(redis.aclose)
         queue = ArqJobQueue(redis, blobs)
-        events = EventConsumer(redis)
+        events = EventConsumer(redis, on_outage=keeper.revive)
         await events.ensure_group()
         # The ledger, opt-outs and usage write on the repository's connection, so that
         # their writes commit with the records they go with (a consent and its ledger
@@ -336,9 +371,21 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         # An erasure's queue part the last run could not finish (the queue was down,
         # or the front end stopped): done now, or retried until the queue answers.
         await bot.carry_out_queue_cleanups()
+        # Jobs the database holds but Redis lost (it may drop its last second, or come
+        # back empty) are failed now and again after each outage: they would never run.
+        await bot.reconcile_with_queue()
+        events.on_back = _after_outage(bot)
         frontend = FrontEnd(settings, bot, repo, blobs, queue, events, redis_url)
         stack.push_async_callback(frontend.stop_delivery)
         yield frontend
+
+
+def _after_outage(bot: StyleBot) -> Callable[[], Awaitable[None]]:
+    async def queue_is_back() -> None:
+        await bot.carry_out_queue_cleanups()  # erasures' queue part first: it never raises
+        await bot.reconcile_with_queue()
+
+    return queue_is_back
 
 
 def chat_adapters(frontend: FrontEnd) -> list[ChatAdapter]:
@@ -400,15 +447,21 @@ def start_worker_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    """`stylebot worker`: serve jobs until SIGINT/SIGTERM (or the queue is empty, in burst)."""
+    """`stylebot worker`: serve jobs until SIGINT/SIGTERM (or the queue is empty, in burst).
+
+    A Redis outage pauses it (and it starts the embedded Redis again if it runs it);
+    an error it cannot go on from is raised, so the process exits non-zero.
+    """
+    from stylebot.queue.outage_worker import KEEPER_CTX_KEY
     from stylebot.queue.worker import build_worker
 
     redis_url, embedded = start_worker_redis(settings)
+    keeper = EmbeddedRedisKeeper(embedded)
     metrics = None
     try:
         metrics = start_metrics_server(settings, redis_url, role="worker")
         asyncio.set_event_loop(asyncio.new_event_loop())
-        worker = build_worker(settings, redis_url, burst=burst)
+        worker = build_worker(settings, redis_url, burst=burst, ctx={KEEPER_CTX_KEY: keeper})
         try:
             worker.run()
         except OSError as exc:
@@ -427,5 +480,4 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     finally:
         if metrics is not None:
             metrics.stop()
-        if embedded is not None:
-            embedded.stop()
+        keeper.stop()

@@ -245,6 +245,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
 
     repo = SqliteRepository(await open_database(settings.database_path))
+    policy = policy_from(settings)
     try:
         # The blob store too: a mark is only attributed if the picture matches its output.
         found = await verify_image(
@@ -252,9 +253,10 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
             PngWatermarkReader(),
             filename,
             data,
-            policy_from(settings).images,
+            policy.images,
             blobs=LocalBlobStore(settings.blob_dir),
             viewer=OPERATOR,
+            max_side=policy.max_size,
         )
     finally:
         await repo.close()

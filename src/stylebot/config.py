@@ -121,6 +121,14 @@ class Settings:
     # Uploads.
     max_upload_bytes: int = setting(20 * 1024 * 1024, Whole(low=1024, high=2**34))
     max_upload_pixels: int = setting(40_000_000, Whole(low=64 * 64, high=2**31))
+    # Per message (an upload, /optout), checked before any image is decoded.
+    max_upload_files: int = setting(20, Whole(low=1, high=1000))
+    max_upload_total_bytes: int = setting(50 * 1024 * 1024, Whole(low=1024, high=2**36))
+    # Images decoded at once on the front end (uploads, /optout, /verify); more wait.
+    image_work_concurrency: int = setting(2, Whole(low=1, high=64))
+    # /optout registrations per person: in all, and over a rolling day (0: no limit).
+    optouts_per_user: int = setting(200, Whole(low=0, high=1_000_000, low_means="no limit"))
+    optouts_per_user_per_day: int = setting(20, Whole(low=0, high=1_000_000, low_means="no limit"))
 
     # Quotas over a rolling day, per user and per server or group (0: no limit);
     # generation counts images, training counts styles.

@@ -46,7 +46,16 @@ _SECRET_ENVIRONMENT = (
     "REDIS_PASSWORD",
 )
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):[^@/\s]+@")
+# The password runs to the '@' even across a '/' that should have been percent-encoded
+# (`redis://:pa/ss@host`): a host with a port and a path with an '@' is over-redacted,
+# which is the safe side.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):[^@\s]+@")
+# Credentials passed as URL query parameters (redis-py's `?password=`, API keys).
+_QUERY_SECRET_NAMES = (
+    "password|passwd|pwd|pass|token|access_token|secret|secret_key|client_secret"
+    "|key|api_key|apikey|access_key|signature|sig|auth"
+)
+_QUERY_SECRET = re.compile(rf"(?P<head>[?&](?:{_QUERY_SECRET_NAMES})=)[^&#\s]+", re.IGNORECASE)
 # Standing alone, or right after `bot` as in Telegram's API paths.
 _TELEGRAM_TOKEN = re.compile(r"(?:(?<=bot)|(?<![A-Za-z0-9_-]))\d{5,}:[A-Za-z0-9_-]{30,}")
 _DISCORD_TOKEN = re.compile(
@@ -63,7 +72,7 @@ def secrets_of(settings: Settings) -> set[str]:
     for token in (settings.discord_token, settings.telegram_token):
         if token:
             found.add(token)
-    for url in (settings.redis_url, settings.telegram_api_url):
+    for url in (settings.redis_url, settings.telegram_api_url, settings.c2pa_tsa_url):
         if url:
             found |= _url_credentials(url)
     for name in _SECRET_ENVIRONMENT:
@@ -73,13 +82,15 @@ def secrets_of(settings: Settings) -> set[str]:
 
 
 def _url_credentials(url: str) -> set[str]:
+    """The URL's password and the values of its credential-named query parameters, as
+    written, decoded and encoded."""
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
     except ValueError:
         return set()
-    if not password:
-        return set()
-    return {password, unquote(password), quote(password, safe="")}
+    found += [match.group(0)[len(match.group("head")) :] for match in _QUERY_SECRET.finditer(url)]
+    return {form for value in found for form in (value, unquote(value), quote(value, safe=""))}
 
 
 def register_secrets(values: Iterable[str]) -> None:
@@ -102,6 +113,7 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _URL_PASSWORD.sub(rf"\g<head>:{REDACTED}@", text)
+    text = _QUERY_SECRET.sub(rf"\g<head>{REDACTED}", text)
     text = _TELEGRAM_TOKEN.sub(REDACTED, text)
     return _DISCORD_TOKEN.sub(REDACTED, text)
 

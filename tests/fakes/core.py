@@ -29,6 +29,8 @@ class RecordingQueue:
     # How many times the store was asked to rewrite its files, and what it had
     # forgotten by then.
     disk_rewrites: list[tuple[str, ...]] = field(default_factory=list)
+
+    reported_failed: list[tuple[str, JobKind, str]] = field(default_factory=list)
     turns: dict[Lane, LaneTurns] = field(
         default_factory=lambda: {"generate": LaneTurns(), "train": LaneTurns()}
     )
@@ -62,6 +64,13 @@ class RecordingQueue:
 
     async def erase_from_disk(self) -> None:
         self.disk_rewrites.append(tuple(self.forgotten))
+
+    async def untraced(self, job_ids: Sequence[str]) -> set[str]:
+        known = {job.job_id for job in [*self.train_jobs, *self.generate_jobs]}
+        return {job_id for job_id in job_ids if job_id not in known}
+
+    async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
+        self.reported_failed.append((job_id, kind, error))
 
     def started(self, job_id: str) -> None:
         """What a worker does when it starts the job."""

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from stylebot.bot.core import Policy, StyleBot
 from stylebot.bot.core.ledger import LedgerEntry, LedgerKind, chain_entry
 from stylebot.bot.core.optout import OptedOutImage
+from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.queue.payloads import TrainSettings
 from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock
 from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
@@ -72,8 +74,18 @@ class InMemoryConsentLedger:
 
 
 class InMemoryOptOutRegistry:
+    """Finds candidates by comparing every row: the contract (a superset of the near
+    ones) holds; being indexed is the SQLite registry's own test. Like the port, it has
+    no way to read every row at once (tests look at `images`)."""
+
     def __init__(self) -> None:
         self.images: list[OptedOutImage] = []
+        self._salt = secrets.token_hex(8)
+        self._next_id = 1
+
+    def _registrant(self, platform: str, platform_user_id: str) -> str:
+        who = f"{self._salt}:{platform}:{platform_user_id}"
+        return hashlib.sha256(who.encode()).hexdigest()[:32]
 
     async def add(self, image: OptedOutImage) -> bool:
         if image.created_at.tzinfo is None:
@@ -81,11 +93,58 @@ class InMemoryOptOutRegistry:
         key = (image.platform, image.platform_user_id, image.sha256)
         if any((i.platform, i.platform_user_id, i.sha256) == key for i in self.images):
             return False
-        self.images.append(image)
+        registrant = self._registrant(image.platform, image.platform_user_id)
+        self.images.append(replace(image, id=self._next_id, registrant=registrant))
+        self._next_id += 1
         return True
 
-    async def all(self) -> list[OptedOutImage]:
-        return list(self.images)
+    async def candidates(
+        self, sha256: str, phash: PerceptualHash, max_bits: int
+    ) -> list[OptedOutImage]:
+        return [
+            i
+            for i in self.images
+            if i.sha256 == sha256 or phash.near(PerceptualHash.from_hex(i.phash), max_bits)
+        ]
+
+    async def count_registered_by(
+        self, platform: str, platform_user_id: str, since: datetime | None = None
+    ) -> int:
+        registrant = self._registrant(platform, platform_user_id)
+        return sum(
+            1
+            for i in self.images
+            if i.registrant == registrant and (since is None or i.created_at >= since)
+        )
+
+    async def count_naming(self, platform: str, platform_user_id: str) -> int:
+        person = (platform, platform_user_id)
+        return sum(1 for i in self.images if (i.platform, i.platform_user_id) == person)
+
+    def _chosen(
+        self, within: str | None, ids: Sequence[int], registrant: str | None
+    ) -> list[OptedOutImage]:
+        return [
+            i
+            for i in self.images
+            if (within is None or i.scope == within)
+            and (not ids or i.id in ids)
+            and (registrant is None or i.registrant.startswith(registrant))
+        ]
+
+    async def listing(
+        self, within: str | None, registrant: str | None = None, limit: int = 50
+    ) -> list[OptedOutImage]:
+        return list(reversed(self._chosen(within, (), registrant)))[:limit]
+
+    async def remove(
+        self, within: str | None, ids: Sequence[int] = (), registrant: str | None = None
+    ) -> list[OptedOutImage]:
+        if not ids and registrant is None:
+            return []
+        doomed = self._chosen(within, ids, registrant)
+        self.images = [i for i in self.images if i not in doomed]
+        return doomed
 
     async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
         mine = [

@@ -79,16 +79,18 @@ class StylebotProcess:
         log_path: Path,
         *,
         screen_path: Path | None = None,
+        open_stdin: bool = False,
     ) -> StylebotProcess:
         """With `screen_path`: stdout goes there, the log (stderr) to `log_path`, and
-        stdin is a pipe that `type_line` writes to, as a person at a console."""
+        stdin is a pipe that `type_line` writes to, as a person at a console.
+        `open_stdin`: a pipe left open (the console then waits for input), not EOF."""
         with contextlib.ExitStack() as files:
             log = files.enter_context(log_path.open("ab"))
             screen = files.enter_context(screen_path.open("ab")) if screen_path else None
             process = subprocess.Popen(
                 [sys.executable, "-m", "stylebot", *arguments],
                 env=env,
-                stdin=subprocess.PIPE if screen else subprocess.DEVNULL,
+                stdin=subprocess.PIPE if screen or open_stdin else subprocess.DEVNULL,
                 stdout=screen or log,
                 stderr=log if screen else subprocess.STDOUT,
             )

@@ -24,7 +24,16 @@ from stylebot.redaction import redact, register_secrets, secrets_of
             "Discord MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB bad",
             "Discord *** bad",
         ),
+        # A password with a '/' (not percent-encoded): the whole of it goes.
+        ("redis://:pa/ss0rdXYZ@host:6379", "redis://:***@host:6379"),
+        # Credentials in the query string, as redis-py and many services take them.
+        ("redis://127.0.0.1:1/0?password=hunter2secretQ", "redis://127.0.0.1:1/0?password=***"),
+        (
+            "https://tsa.example/ts?api_key=k3y-xyz&profile=a&Token=t0k",
+            "https://tsa.example/ts?api_key=***&profile=a&Token=***",
+        ),
         ("redis://db:6379/0 and unix:///data/redis/redis.sock", None),
+        ("https://example.com/a@b and http://host:8080/x", None),
     ],
 )
 def test_credential_shapes_are_redacted_and_nothing_else(text: str, expected: str | None) -> None:
@@ -42,3 +51,15 @@ def test_settings_secrets_are_redacted_wherever_they_appear() -> None:
     assert "tok-plain" not in redact("the token was short:tok-plain")
     assert "pa/ss-unique" not in redact("AUTH user pa/ss-unique")  # decoded
     assert "pa%2Fss-unique" not in redact("dsn pa%2Fss-unique")  # as written
+
+
+def test_credentials_in_a_query_string_and_the_tsa_url_are_known_secrets() -> None:
+    settings = load_settings(
+        environ={
+            "REDIS_URL": "redis://db:6379/0?password=q-pass-unique",
+            "STYLEBOT_C2PA_TSA_URL": "https://tsa.example/?token=tsa-token-unique",
+        }
+    )
+    register_secrets(secrets_of(settings))
+    assert "q-pass-unique" not in redact("AUTH q-pass-unique")
+    assert "tsa-token-unique" not in redact("sent tsa-token-unique")

@@ -3,8 +3,15 @@
 The mark builds on the ``dwtDctSvd`` method of ``invisible-watermark`` (``imwatermark``):
 the U (blue-difference) chroma plane is split by a Haar DWT, and in every 4x4 block of the
 low band the largest singular value of the block's DCT is quantised so that its remainder
-modulo ``_SCALE`` encodes one bit (a quarter of the step for 0, three quarters for 1). The
-code bits repeat over all blocks, in imwatermark's block order.
+modulo ``_SCALE`` encodes one bit (a quarter of the step for 0, three quarters for 1).
+
+Two versions, read in this order, with the same blocks, quantiser and code:
+
+* version 2 (this module), every output until issue 14: the code bits repeat over all
+  blocks in imwatermark's block order, so a crop or a rescale loses them;
+* version 3 (``tiled_watermark.py``), what :func:`embed_watermark` writes now: bits and
+  dithers tile the picture every 32x32 blocks, and the reader searches for crops and
+  rescales. It has its own CRC prefix and whitening, so neither reads as the other.
 
 One change from imwatermark: each block's quantiser is shifted by a fixed pseudo-random
 offset (subtractive dither). Without it, JPEG pulls flat regions (plain backgrounds,
@@ -14,7 +21,7 @@ flat illustrations were read back 0 times in 12 at 512x512). With the dither suc
 vote at random instead, which averages out, and the same images are read 12 times in 12.
 The price is that the stock ``imwatermark`` decoder no longer reads the bits.
 
-What is carried (128 bits, version 2 of stylebot's mark):
+What is carried (128 bits):
 
 1. the 48-bit output id and a CRC-16 (CRC-16/CCITT-FALSE over a stylebot-specific prefix
    and the id): 8 bytes;
@@ -54,8 +61,10 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import math
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -67,6 +76,7 @@ from reedsolo import ReedSolomonError, RSCodec
 
 __all__ = [
     "CODE_BITS",
+    "MAX_READ_SIDE",
     "MIN_WATERMARK_PIXELS",
     "WatermarkReading",
     "embed_watermark",
@@ -77,6 +87,10 @@ __all__ = [
 
 #: imwatermark refuses images with fewer pixels than 256x256; so do we.
 MIN_WATERMARK_PIXELS = 256 * 256
+#: A larger picture is reduced by a whole factor before reading: the reader's float planes
+#: cost ~40 bytes a pixel, and no output is this big unless someone enlarged it (by a
+#: whole factor, the reduction gives the marked pixels back).
+MAX_READ_SIDE = 2048
 
 _ID_BYTES = 6  # 48 bits, 12 lowercase hex characters
 _CRC_BYTES = 2
@@ -85,8 +99,13 @@ _MESSAGE_BYTES = _ID_BYTES + _CRC_BYTES
 CODE_BITS = (_MESSAGE_BYTES + _PARITY_BYTES) * 8  # 128
 _OUTPUT_ID_RE = re.compile(r"[0-9a-f]{12}")
 # Mixed into the CRC so that another system's "48 bits + CRC-16" mark never reads as ours.
-_CRC_PREFIX = b"stylebot-wm2"
-_WHITENING = np.frombuffer(hashlib.sha256(b"stylebot-wm2 whitening").digest()[:16], np.uint8)
+# Each version of the mark has its own prefix and whitening, so that a word read with one
+# version's layout never decodes as the other's.
+_CRC_PREFIX = {2: b"stylebot-wm2", 3: b"stylebot-wm3"}
+_WHITENING = {
+    version: np.frombuffer(hashlib.sha256(prefix + b" whitening").digest()[:16], np.uint8)
+    for version, prefix in _CRC_PREFIX.items()
+}
 _RS = RSCodec(_PARITY_BYTES)
 # Erasure counts tried after a plain decode fails, with the errors each still allows
 # (2 * errors + erasures <= 8): never all 8 parity bytes, so a check always remains.
@@ -116,6 +135,8 @@ class WatermarkReading:
     output_id: str
     strength: float  # mean |soft vote|, 0 (noise) to 1 (pristine)
     corrected_bytes: int  # bytes the Reed-Solomon decoder changed or filled in
+    version: int = 2  # 2: the block-order mark of 2026; 3: the tiled mark (tiled_watermark)
+    scale: float = 1.0  # how much the picture was enlarged since it was marked (version 3)
 
 
 def new_output_id() -> str:
@@ -131,6 +152,18 @@ def embed_watermark(image: Image.Image, output_id: str) -> Image.Image:
     A region of one fully saturated colour (e.g. pure blue) cannot carry the mark; an
     image made only of such regions reads back as ``None``.
     """
+    from stylebot.provenance.tiled_watermark import quantise_tiled  # builds on this module
+
+    return _embed(image, output_id, 3, quantise_tiled)
+
+
+def _embed(
+    image: Image.Image,
+    output_id: str,
+    version: int,
+    quantise: Callable[[np.ndarray, np.ndarray], None],
+) -> Image.Image:
+    """Embed ``output_id``'s code bits of ``version`` by ``quantise(low band, bits)``."""
     if not isinstance(output_id, str) or not _OUTPUT_ID_RE.fullmatch(output_id):
         raise ValueError(f"output id must be 12 lowercase hex characters, got {output_id!r}")
     width, height = image.size
@@ -145,7 +178,7 @@ def embed_watermark(image: Image.Image, output_id: str) -> Image.Image:
 
     u = _u_plane(rgb, rows, cols)
     low, details = pywt.dwt2(u, "haar")
-    _quantise(low, np.array(code_bits(output_id), dtype=np.float64))
+    quantise(low, np.array(code_bits(output_id, version), dtype=np.float64))
     du = pywt.idwt2((low, details), "haar") - u
 
     out = rgb.astype(np.float64)
@@ -167,19 +200,36 @@ def embed_watermark(image: Image.Image, output_id: str) -> Image.Image:
 def read_watermark(image: Image.Image) -> str | None:
     """The output id hidden in ``image``, or ``None`` if there is no readable stylebot mark.
 
-    ``None`` covers unmarked images, marks destroyed by editing (cropping, rotating, very
-    heavy compression) and images under 256x256 pixels.
+    ``None`` covers unmarked images, marks destroyed by editing (rotating, cropping most
+    of the picture away, very heavy compression, a rescale outside about 0.5x to 2x),
+    pictures under 128x128 pixels, and version 2 marks that were cropped or rescaled.
     """
     reading = inspect_watermark(image)
     return reading.output_id if reading is not None else None
 
 
 def inspect_watermark(image: Image.Image) -> WatermarkReading | None:
-    """Like :func:`read_watermark`, with how clearly the mark was read."""
+    """Like :func:`read_watermark`, with how clearly the mark was read.
+
+    Tries the version 2 mark where it was put (cheap), then searches for the tiled
+    version 3 mark over rescales and crops (:mod:`stylebot.provenance.tiled_watermark`).
+    """
+    from stylebot.provenance.tiled_watermark import MIN_READ_PIXELS, search_tiled
+
     width, height = image.size
+    if width * height < MIN_READ_PIXELS:
+        return None
+    if max(width, height) > MAX_READ_SIDE:
+        image = image.convert("RGB").reduce(math.ceil(max(width, height) / MAX_READ_SIDE))
+    rgb = np.asarray(image.convert("RGB"))
+    return _read_block_order(rgb) or search_tiled(rgb)
+
+
+def _read_block_order(rgb: np.ndarray) -> WatermarkReading | None:
+    """The version 2 mark: code bits in block order from the top left corner."""
+    height, width = rgb.shape[:2]
     if width * height < MIN_WATERMARK_PIXELS:
         return None
-    rgb = np.asarray(image.convert("RGB"))
     rows, cols = height // _BLOCK * _BLOCK, width // _BLOCK * _BLOCK
     low, _details = pywt.dwt2(_u_plane(rgb, rows, cols), "haar")
     soft = _soft_bits(low, CODE_BITS)
@@ -189,15 +239,15 @@ def inspect_watermark(image: Image.Image) -> WatermarkReading | None:
     return _decode(soft, strength)
 
 
-def code_bits(output_id: str) -> list[int]:
+def code_bits(output_id: str, version: int = 2) -> list[int]:
     """The 128 bits embedded for ``output_id``: id, CRC, Reed-Solomon parity, whitened."""
     id_bytes = bytes.fromhex(output_id)
-    codeword = np.frombuffer(bytes(_RS.encode(id_bytes + _crc(id_bytes))), np.uint8)
-    return [int(bit) for bit in np.unpackbits(codeword ^ _WHITENING)]
+    codeword = np.frombuffer(bytes(_RS.encode(id_bytes + _crc(id_bytes, version))), np.uint8)
+    return [int(bit) for bit in np.unpackbits(codeword ^ _WHITENING[version])]
 
 
-def _decode(soft: np.ndarray, strength: float) -> WatermarkReading | None:
-    received = np.packbits(soft < 0) ^ _WHITENING  # soft > 0 votes for 0
+def _decode(soft: np.ndarray, strength: float, version: int = 2) -> WatermarkReading | None:
+    received = np.packbits(soft < 0) ^ _WHITENING[version]  # soft > 0 votes for 0
     # A byte is as reliable as its least certain bit.
     reliability = np.abs(soft).reshape(-1, 8).min(axis=1)
     weakest = [int(i) for i in np.argsort(reliability, kind="stable")]
@@ -209,15 +259,16 @@ def _decode(soft: np.ndarray, strength: float) -> WatermarkReading | None:
         except ReedSolomonError:
             continue
         id_bytes, crc = bytes(message[:_ID_BYTES]), bytes(message[_ID_BYTES:])
-        if _crc(id_bytes) != crc:
+        if _crc(id_bytes, version) != crc:
             continue
         changed = int(np.count_nonzero(np.frombuffer(bytes(codeword), np.uint8) != received))
-        return WatermarkReading(id_bytes.hex(), strength, changed)
+        return WatermarkReading(id_bytes.hex(), strength, changed, version)
     return None
 
 
-def _crc(id_bytes: bytes) -> bytes:
-    return binascii.crc_hqx(_CRC_PREFIX + id_bytes, 0xFFFF).to_bytes(_CRC_BYTES, "big")
+def _crc(id_bytes: bytes, version: int) -> bytes:
+    prefixed = _CRC_PREFIX[version] + id_bytes
+    return binascii.crc_hqx(prefixed, 0xFFFF).to_bytes(_CRC_BYTES, "big")
 
 
 def _blocks(low: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -231,9 +282,14 @@ def _blocks(low: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
 def _quantise(low: np.ndarray, bits: np.ndarray) -> None:
     """Embed: move each block's largest singular value to the middle of its bit's half
     of the quantisation step (imwatermark's ``diffuse_dct_svd``), in place."""
+    count = (low.shape[0] // _BLOCK) * (low.shape[1] // _BLOCK)
+    _quantise_blocks(low, bits[np.arange(count) % len(bits)], _dither(count))
+
+
+def _quantise_blocks(low: np.ndarray, block_bits: np.ndarray, dither: np.ndarray) -> None:
+    """Put each block's largest singular value at its bit's quarter of the step above its
+    dither, in place; ``block_bits`` and ``dither`` are in :func:`_blocks` order."""
     blocks, (rows, cols) = _blocks(low)
-    block_bits = bits[np.arange(len(blocks)) % len(bits)]
-    dither = _dither(len(blocks))
     left, singular, right = np.linalg.svd(blocks)
     steps = (singular[:, 0] - dither) // _SCALE
     singular[:, 0] = (steps + 0.25 + 0.5 * block_bits) * _SCALE + dither

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
 from arq.connections import ArqRedis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from stylebot.bot.core.errors import QueueUnavailable
 from stylebot.queue.connection import (
     MAX_PENDING_WAKES,
     QUEUED_JOB_TTL_S,
     WAKE_KEY,
     cancel_key,
 )
+from stylebot.queue.events import EventPublisher
 from stylebot.queue.fairness import Lane, in_turn_order, lane_of
 from stylebot.queue.forgetting import (
     forget_jobs,
@@ -22,11 +23,17 @@ from stylebot.queue.forgetting import (
     revoke_blobs,
     rewrite_append_only_file,
 )
-from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
+from stylebot.queue.outage import OUTAGE_ERRORS, as_queue_unavailable
+from stylebot.queue.payloads import GenerateJob, JobEvent, JobKind, TrainJob
+from stylebot.queue.traces import untraced_jobs
 from stylebot.queue.turns import drop_turn, enqueue_with_turn, lane_turns
 from stylebot.storage.blobs import LocalBlobStore
 
 log = logging.getLogger(__name__)
+
+
+#: How long erase_from_disk may take before the queue counts as unavailable.
+REWRITE_CALL_TIMEOUT_S = 90.0  # forgetting waits up to 60 s for a running rewrite
 
 
 class QueueError(RuntimeError):
@@ -34,6 +41,8 @@ class QueueError(RuntimeError):
 
 
 class ArqJobQueue:
+    """Raises QueueUnavailable (the core's) while Redis is down: nothing was done."""
+
     def __init__(self, redis: ArqRedis, blobs: LocalBlobStore | None = None) -> None:
         self.redis = redis
         # Where forgotten jobs' training checkpoints are deleted (None: left to workers).
@@ -47,36 +56,43 @@ class ArqJobQueue:
         await self._enqueue("generate", job.job_id, job.owner, job.to_dict())
 
     async def cancel(self, job_id: str) -> None:
-        # Workers look for this key before a job starts and between steps; kept
-        # at least as long as a queued job may wait, so no cancel is forgotten.
-        await self.redis.set(cancel_key(job_id), b"1", ex=QUEUED_JOB_TTL_S)
-        # It leaves the order now; a worker that still finds it drops it first thing.
-        await drop_turn(self.redis, job_id)
+        async with as_queue_unavailable():
+            # Workers look for this key before a job starts and between steps; kept
+            # at least as long as a queued job may wait, so no cancel is forgotten.
+            await self.redis.set(cancel_key(job_id), b"1", ex=QUEUED_JOB_TTL_S)
+            # It leaves the order now; a worker that still finds it drops it first thing.
+            await drop_turn(self.redis, job_id)
 
     async def waiting_order(self, kind: JobKind) -> list[str]:
         """Jobs of a lane with a turn (queued, or running), in the order workers start them."""
-        turns = await lane_turns(self.redis, kind)
+        async with as_queue_unavailable():
+            turns = await lane_turns(self.redis, kind)
         return in_turn_order(list(turns), turns)
 
     async def forget_jobs(self, job_ids: Sequence[str], owner: str | None = None) -> None:
         """See `stylebot.queue.forgetting.forget_jobs`; `owner`'s fair-order entry too."""
-        checkpoints = await forget_jobs(self.redis, job_ids)
+        async with as_queue_unavailable():
+            checkpoints = await forget_jobs(self.redis, job_ids)
         if self.blobs is not None:
             for key in checkpoints:
                 await self.blobs.delete(key)
         if owner is not None:
-            await forget_owner(self.redis, owner)
+            async with as_queue_unavailable():
+                await forget_owner(self.redis, owner)
 
     async def revoke_blobs(self, keys: Sequence[str]) -> None:
-        await revoke_blobs(self.redis, keys)
+        async with as_queue_unavailable():
+            await revoke_blobs(self.redis, keys)
 
     async def erase_from_disk(self) -> None:
         """Best effort: a Redis that refuses (a managed one may) keeps the data on its
         disk until its own next rewrite; said once, not on every erasure."""
         try:
-            await rewrite_append_only_file(self.redis)
-        except (RedisConnectionError, RedisTimeoutError, OSError):
-            raise  # unreachable, not refusing: the caller retries the rewrite later
+            # Longer than other calls: a rewrite already running is waited for first.
+            async with as_queue_unavailable(timeout_s=REWRITE_CALL_TIMEOUT_S):
+                await rewrite_append_only_file(self.redis)
+        except QueueUnavailable:
+            raise  # unreachable, not refusing: the erasure's clean-up retries it
         except Exception as exc:
             if not self._rewrite_failure_logged:
                 self._rewrite_failure_logged = True
@@ -86,16 +102,28 @@ class ArqJobQueue:
                     exc,
                 )
 
+    async def untraced(self, job_ids: Sequence[str]) -> set[str]:
+        # Longer: it may read a backlog of events from the stream.
+        async with as_queue_unavailable(timeout_s=60):
+            return await untraced_jobs(self.redis, job_ids)
+
+    async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
+        async with as_queue_unavailable():
+            await EventPublisher(self.redis).add(JobEvent(job_id, kind, "failed", error=error))
+
     async def _enqueue(
         self, function: str, job_id: str, owner: str | None, payload: dict[str, object]
     ) -> None:
         lane: Lane = lane_of(function)
         # The job id doubles as arq's id, so enqueueing the same job twice is a
         # no-op. The job enters arq's queue together with its fair turn.
-        turn = await enqueue_with_turn(self.redis, function, lane, job_id, owner, payload)
+        async with as_queue_unavailable():
+            turn = await enqueue_with_turn(self.redis, function, lane, job_id, owner, payload)
         if turn is None:
             raise QueueError(f"job {job_id} is already queued")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(WAKE_KEY, b"1")
-            pipe.ltrim(WAKE_KEY, 0, MAX_PENDING_WAKES - 1)
-            await pipe.execute()
+        # Queued: a lost wake only means a worker finds the job at its next poll.
+        with contextlib.suppress(*OUTAGE_ERRORS):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.lpush(WAKE_KEY, b"1")
+                pipe.ltrim(WAKE_KEY, 0, MAX_PENDING_WAKES - 1)
+                await pipe.execute()

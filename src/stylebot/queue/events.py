@@ -3,20 +3,25 @@
 A stream, not pub/sub: an event published while the front end is down waits
 in the stream, and the consumer group redelivers anything read but not
 acknowledged before a crash. Readers block on XREADGROUP, so an event reaches
-the front end as soon as it is written.
+the front end as soon as it is written. While Redis is down the reader waits
+with backoff (and has the embedded Redis started again, `on_outage`), then
+carries on where the group left off (`on_back` runs first).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
+from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch, until_redis_answers
 from stylebot.queue.payloads import JobEvent
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,19 @@ class EventPublisher:
         self._trim_by_age = True
 
     async def publish(self, event: JobEvent) -> None:
+        """Add the event to the stream. While Redis is down, an event the user must get
+        (started, finished, failed, a preview) waits for it to come back (cancelling
+        the caller ends the wait); a plain progress update is dropped with an error,
+        as the next one soon says more."""
+        if event.kind == "progress" and event.preview is None:
+            await self.add(event)
+            return
+        await until_redis_answers(
+            lambda: self.add(event), f"the {event.kind} event of job {event.job_id}"
+        )
+
+    async def add(self, event: JobEvent) -> None:
+        """Add the event to the stream, once: raises while Redis is down."""
         message_id = await self.redis.xadd(
             EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN, approximate=True
         )
@@ -62,9 +80,21 @@ class EventPublisher:
 class EventConsumer:
     """Reads events as one member of the front end's consumer group."""
 
-    def __init__(self, redis: Redis, consumer: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        consumer: str | None = None,
+        *,
+        on_outage: Callable[[], Awaitable[None]] | None = None,
+        on_back: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.redis = redis
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        # Called at each failed try while Redis is down (start the embedded one again).
+        self.on_outage = on_outage
+        # Called once Redis answers again, before reading goes on (reconcile the jobs).
+        self.on_back = on_back
+        self._outage = OutageWatch("event delivery")
 
     async def ensure_group(self) -> None:
         try:
@@ -112,12 +142,47 @@ class EventConsumer:
         return int(await self.redis.hincrby(DELIVERY_FAILURES, message_id, 1))
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, JobEvent]]:
-        await self.ensure_group()
-        for item in await self.unacknowledged():
-            yield item
+        """Every event for this group, for ever: a Redis outage only pauses it."""
+        # First the events an earlier front end read and did not acknowledge.
+        joined = False
         while True:
-            for item in await self.read():
+            try:
+                if joined:
+                    batch = await self.read()
+                else:
+                    await self.ensure_group()
+                    batch = await self.unacknowledged()
+                    joined = True
+            except OUTAGE_ERRORS as exc:
+                delay = self._outage.failed(exc)
+                if self.on_outage is not None:
+                    await self._quietly(self.on_outage, "restarting Redis")
+                await asyncio.sleep(delay)
+                continue
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # A Redis that came back without its data: the group goes too.
+                log.warning("the front end's consumer group was gone; creating it again")
+                joined = False
+                continue
+            if self._outage.succeeded() and self.on_back is not None:
+                await self._quietly(self.on_back, "catching up after the outage")
+            for item in batch:
                 yield item
+
+    @staticmethod
+    async def _quietly(hook: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run a hook; its failure is logged, and delivery goes on."""
+        try:
+            await hook()
+        except Exception:
+            log.exception("%s failed", what)
+
+    @staticmethod
+    def decode_entries(entries: list) -> list[tuple[str, JobEvent]]:  # type: ignore[type-arg]
+        """Stream entries (as XRANGE returns them) as events; undecodable ones dropped."""
+        return EventConsumer._decode([[EVENTS_STREAM, entries]])
 
     @staticmethod
     def _decode(response: list | None) -> list[tuple[str, JobEvent]]:  # type: ignore[type-arg]
@@ -129,7 +194,10 @@ class EventConsumer:
                     continue
                 raw = fields.get(b"event") or fields.get("event")
                 try:
-                    decoded.append((mid, JobEvent.from_json(raw)))
+                    event = JobEvent.from_json(raw)
+                    # A stream id starts with the milliseconds Redis added it at.
+                    sent_at = int(mid.split("-", 1)[0]) / 1000
+                    decoded.append((mid, dataclasses.replace(event, sent_at=sent_at)))
                 except (TypeError, ValueError, KeyError):
                     log.exception("undecodable event %s dropped", mid)
         return decoded

@@ -229,6 +229,9 @@ class JobEvent(_JsonData):
     preview: TrainingPreview | None = None
     # Failed only: False when trying again cannot help (a damaged stored input).
     retryable: bool = True
+    # When the event entered the stream (Unix seconds), set by the front end's reader
+    # from the stream entry's id; None where that is not known.
+    sent_at: float | None = None
 
     def train_result(self) -> TrainResult:
         assert self.result is not None

@@ -75,7 +75,10 @@ class JobLease:
             try:
                 # pexpire, not set: once arq has finished the job and deleted the
                 # key, a late renewal must not bring it back.
-                await self.redis.pexpire(self.key, self.lease_ms)
+                if not await self.redis.pexpire(self.key, self.lease_ms):
+                    # Gone while the job runs here: it lapsed during a Redis outage (or
+                    # a restart lost it). Take it again unless another worker has.
+                    await self._retake()
             except Exception as exc:
                 if time.monotonic() - renewed_at > self.lease_ms / 1000:
                     if not lapse_reported:
@@ -96,6 +99,12 @@ class JobLease:
                 log.warning("lease of job %s renewed again", self.job_id)
                 lapse_reported = False
             await asyncio.sleep(self.lease_ms / 3000)
+
+    async def _retake(self) -> None:
+        if await self.redis.set(self.key, b"1", px=self.lease_ms, nx=True):
+            log.warning("lease of job %s had lapsed; taken again", self.job_id)
+        else:
+            log.error("lease of job %s was taken by another worker meanwhile", self.job_id)
 
     async def __aenter__(self) -> JobLease:
         await self.redis.pexpire(self.key, self.lease_ms)

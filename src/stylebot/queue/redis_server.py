@@ -287,6 +287,19 @@ class EmbeddedRedis:
             if presence is not None:
                 presence.close()
 
+    def abandon(self) -> None:
+        """Forget a server that died (SIGKILL, out of memory): close our connection and
+        reap the process, leaving the socket path alone, which a server started since
+        (`stylebot.queue.embedded_keeper`) may already listen on."""
+        process, self._process = self._process, None
+        presence, self._presence = self._presence, None
+        if presence is not None:
+            presence.close()
+        if process is not None:
+            if process.stderr:
+                process.stderr.close()
+            threading.Thread(target=process.wait, daemon=True).start()
+
     def _left_for_others(self, presence: redis.Redis, timeout: float) -> bool:
         """Under the exit lock: if other sharers are connected, disconnect and return True
         (the lock is released with it); else keep the connection for SHUTDOWN."""

@@ -58,6 +58,9 @@ from stylebot.queue.damaged_inputs import (
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.fairness import LANES, Lane, Turn, lane_of, lanes_in_fair_order
 from stylebot.queue.forgetting import result_without_arguments
+from stylebot.queue.loop_handoff import LoopGone, loop_stopped, run_on_loop
+from stylebot.queue.outage import is_outage, until_redis_answers
+from stylebot.queue.outage_worker import OutageTolerantWorker
 from stylebot.queue.payloads import (
     GeneratedImage,
     GenerateJob,
@@ -124,6 +127,8 @@ class ProgressReporter:
         event = JobEvent(
             self.job_id, self.kind, "progress", step=step, total=total, loss=loss, eta_s=eta_s
         )
+        if loop_stopped(self.loop):
+            return  # the worker is exiting: nobody would send it
         asyncio.run_coroutine_threadsafe(self.publisher.publish(event), self.loop)
 
 
@@ -151,14 +156,19 @@ class CancelWatch:
         return bool(await self.redis.exists(self.key))
 
     async def _watch(self) -> None:
+        failing = False
         while not self._flag.is_set():
             try:
                 cancelled = await self.redis.exists(self.key)
             except Exception as exc:
-                # A Redis blip: keep watching, or a later /cancel goes unseen.
-                log.warning("checking %s for a cancel failed: %r", self.key, exc)
+                # A Redis blip: keep watching, or a later /cancel goes unseen. Said
+                # once, not every second of an outage.
+                if not failing:
+                    log.warning("checking %s for a cancel failed: %r", self.key, exc)
+                failing = True
                 await asyncio.sleep(self.CANCEL_RETRY_S)
                 continue
+            failing = False
             if cancelled:
                 self._flag.set()
                 return
@@ -280,8 +290,13 @@ async def _within_limits(
         finally:
             try:
                 await give_back_try(ctx["redis"], job_id)
-            except Exception:  # the job still runs again; only its try counts
-                log.exception("could not give back the try of interrupted job %s", job_id)
+            except Exception as exc:  # the job still runs again; only its try counts
+                log.warning(
+                    "could not give back the try of interrupted job %s: %r",
+                    job_id,
+                    exc,
+                    exc_info=not is_outage(exc),
+                )
         raise
 
 
@@ -429,18 +444,19 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
     def save_checkpoint(state: bytes, step: int) -> None:
         if interruption.final:
             return  # the job failed: nothing will resume it
-        saving = asyncio.run_coroutine_threadsafe(checkpoints.save(job.job_id, state, step), loop)
         try:
-            saving.result(timeout=CHECKPOINT_WRITE_TIMEOUT_S)
-        except Exception:
+            # Gives up at once if the loop stopped (the worker is exiting): waiting
+            # on it would hold the device thread, and the process, for ever.
+            run_on_loop(checkpoints.save(job.job_id, state, step), loop, CHECKPOINT_WRITE_TIMEOUT_S)
+        except Exception as exc:
             # A lost checkpoint only means a resumed run repeats some steps:
             # no reason to fail the run itself.
-            saving.cancel()
             log.warning(
-                "checkpoint of training job %s at step %d was not saved; training goes on",
+                "checkpoint of training job %s at step %d was not saved; training goes on (%r)",
                 job.job_id,
                 step,
-                exc_info=True,
+                exc,
+                exc_info=not (is_outage(exc) or isinstance(exc, LoopGone)),
             )
 
     # Sent from the device thread as they are rendered; all of them are out
@@ -448,6 +464,8 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
     previews_sent: list[concurrent.futures.Future[None]] = []
 
     def send_preview(step: int, preview: TrainingPreview, image: FinishedImage) -> None:
+        if loop_stopped(loop):
+            return  # the worker is exiting: nobody would send it
         sending = _send_preview(ctx, job, step, preview, image.png)
         previews_sent.append(asyncio.run_coroutine_threadsafe(sending, loop))
 
@@ -485,7 +503,10 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
                         on_progress=report,
                         # Interrupted (shutdown, time limit): the device thread
                         # saves a checkpoint and stops at its next step.
-                        should_stop=lambda: watch.is_set() or interruption.is_set(),
+                        # A stopped loop: the worker is gone, nobody waits for this run.
+                        should_stop=lambda: (
+                            watch.is_set() or interruption.is_set() or loop_stopped(loop)
+                        ),
                         resume_from=resume_from,
                         on_checkpoint=save_checkpoint,
                         device_sharing=device,
@@ -519,8 +540,14 @@ async def _train(ctx: dict[str, Any], job: TrainJob, interruption: Interruption)
         export_key=export_key,
         embedding_key=embedding_key,
     )
-    await remember_finished_training(ctx["redis"], job.job_id, result)
-    await checkpoints.discard(job.job_id)
+    # Trained: through a Redis outage, wait to record it rather than train it again.
+    await until_redis_answers(
+        lambda: remember_finished_training(ctx["redis"], job.job_id, result),
+        f"recording the result of training job {job.job_id}",
+    )
+    await until_redis_answers(
+        lambda: checkpoints.discard(job.job_id), f"dropping the checkpoint of {job.job_id}"
+    )
     await _report_trained(ctx, job.job_id, result)
     return result.to_dict()
 
@@ -543,7 +570,9 @@ async def _report_trained(ctx: dict[str, Any], job_id: str, result: TrainResult)
     await ctx["events"].publish(
         JobEvent(job_id, "train", "finished", step=result.steps, result=result.to_dict())
     )
-    await mark_training_reported(ctx["redis"], job_id)
+    await until_redis_answers(
+        lambda: mark_training_reported(ctx["redis"], job_id), f"noting {job_id} reported"
+    )
 
 
 async def generate(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -701,7 +730,7 @@ class _QueuedJob:
     turn: Turn | None
 
 
-class StyleWorker(Worker):
+class StyleWorker(OutageTolerantWorker):
     """An arq Worker that takes jobs in fair order, and one training job at a time.
 
     Order: arq takes ready jobs by arrival; this worker takes them in
@@ -784,17 +813,21 @@ class StyleWorker(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        await super().finish_job(
-            job_id,
-            finish,
-            result_without_arguments(result_data),
-            result_timeout_s,
-            keep_result_forever,
-            incr_score,
-            keep_in_progress,
-        )
-        if finish:  # not finished: arq retries it, in its turn
-            await drop_turn(self.pool, job_id)
+        async def record() -> None:
+            await super(StyleWorker, self).finish_job(
+                job_id,
+                finish,
+                result_without_arguments(result_data),
+                result_timeout_s,
+                keep_result_forever,
+                incr_score,
+                keep_in_progress,
+            )
+            if finish:  # not finished: arq retries it, in its turn
+                await drop_turn(self.pool, job_id)
+
+        # Through an outage: a result lost here means the job runs again.
+        await self.lasting(record, f"recording the end of job {job_id}")
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq fails a job without running it (tried too often, expired while queued):
@@ -805,8 +838,14 @@ class StyleWorker(Worker):
         except Exception:
             log.exception("could not read why arq failed job %s", job_id)
             kind, error = self._kind_known(job_id) or "train", "the worker could not run it"
-        await super().finish_failed_job(job_id, result_without_arguments(result_data))
-        await drop_turn(self.pool, job_id)
+
+        async def record() -> None:
+            await super(StyleWorker, self).finish_failed_job(
+                job_id, result_without_arguments(result_data)
+            )
+            await drop_turn(self.pool, job_id)
+
+        await self.lasting(record, f"recording the failure of job {job_id}")
         log.warning("job %s failed before it ran: %s", job_id, error)
         try:
             await self._report_unrun_failure(job_id, kind, error)
@@ -866,6 +905,7 @@ class StyleWorker(Worker):
         resume it from an older checkpoint while this one still saves.
         """
         sig = signal.Signals(signum)
+        self.stopping = True
         log.info(
             "shutdown on %s: %d jobs running stop at their next step",
             sig.name,
@@ -879,8 +919,8 @@ class StyleWorker(Worker):
         if self.on_stop is not None:
             self.on_stop(sig)
 
-    async def _poll_iteration(self) -> None:
-        await super()._poll_iteration()
+    async def poll_once(self) -> None:
+        await super().poll_once()
         if self.allow_pick_jobs and self.job_counter < self.max_jobs:
             # Idle slots: wait for a front end's wake instead of arq's next
             # poll. Bounded, so that jobs nobody announces (retries after a
@@ -890,7 +930,7 @@ class StyleWorker(Worker):
             if woken is not None and self.allow_pick_jobs:
                 # Take the announced job now: returning would first sleep
                 # what is left of arq's poll_delay (measured: ~45 ms a job).
-                await super()._poll_iteration()
+                await super().poll_once()
 
     async def _describe(self, job_ids: list[bytes]) -> dict[str, _QueuedJob]:
         ids = [raw.decode() for raw in job_ids]

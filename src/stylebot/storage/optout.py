@@ -1,27 +1,47 @@
-"""`SqliteOptOutRegistry`: the core's `OptOutRegistry` port (table `optout_images`), on
-the repository's connection (as `stylebot.storage.ledger` explains).
+"""`SqliteOptOutRegistry`: the core's `OptOutRegistry` port (table `optout_images`, its
+band index `optout_bands`), on the repository's connection (as `stylebot.storage.ledger`
+explains).
 
-Rows are only added, except that an erasure (/forgetme) hands a person's rows to an
+Lookups go through the band index (stylebot.bot.core.optout; a trigger of migration
+0008 writes the bands), so an upload reads the few rows that may match, not the table.
+
+Each row carries `registrant`, a one-way code of who registered it (key: see
+stylebot.storage.pseudonyms). An erasure (/forgetme) hands a person's rows to an
 anonymous id, in the same transaction as the rest of the erasure: the opt-out stays in
-force without saying whose it was.
+force without naming them, while the code keeps their caps and lets admins review all
+of one registrant's rows together. Rows are removed only by an admin
+(stylebot.bot.core.optout_review), each removal with a consent ledger entry.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
-from stylebot.bot.core.optout import OptedOutImage
+from stylebot.bot.core.optout import OptedOutImage, band_probes
+from stylebot.bot.core.perceptual import PerceptualHash
+from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
 from stylebot.storage.repository import SqliteRepository
 
 __all__ = ["SqliteOptOutRegistry"]
+
+_PURPOSE = "optout-registrant"
+
+
+def _utc_text(moment: datetime) -> str:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("created_at must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class SqliteOptOutRegistry:
     def __init__(self, repo: SqliteRepository, *, owns_repo: bool = False) -> None:
         self._repo = repo
         self._owns_repo = owns_repo
+        self._key: bytes | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -33,26 +53,117 @@ class SqliteOptOutRegistry:
         if self._owns_repo:
             await self._repo.close()
 
+    async def _ready_key(self) -> bytes:
+        """The code key; on first use, rows from before migration 0008 get their code."""
+        if self._key is None:
+            self._key = await load_pseudonym_key(self._repo)
+            await self._code_older_rows(self._key)
+        return self._key
+
+    async def _registrant(self, platform: str, platform_user_id: str) -> str:
+        key = await self._ready_key()
+        return pseudonym(key, _PURPOSE, f"{platform}:{platform_user_id}")
+
+    async def _code_older_rows(self, key: bytes) -> None:
+        """Rows from before migration 0008 get their code (of whoever they name now)."""
+        rows = await self._repo.fetch_rows(
+            "SELECT id, platform, platform_user_id FROM optout_images WHERE registrant IS NULL"
+        )
+        if not rows:
+            return
+        async with self._repo.transaction():
+            for row in rows:
+                code = pseudonym(key, _PURPOSE, f"{row['platform']}:{row['platform_user_id']}")
+                await self._repo.write_in_transaction(
+                    "UPDATE optout_images SET registrant = ? WHERE id = ?", (code, row["id"])
+                )
+
     async def add(self, image: OptedOutImage) -> bool:
-        if image.created_at.tzinfo is None:
-            raise ValueError("created_at must be timezone-aware")
+        created_at = _utc_text(image.created_at)
+        registrant = await self._registrant(image.platform, image.platform_user_id)
         async with self._repo.transaction():
             added = await self._repo.write_in_transaction(
                 "INSERT INTO optout_images"
-                " (platform, platform_user_id, sha256, phash, created_at)"
-                " VALUES (?, ?, ?, ?, ?)"
+                " (platform, platform_user_id, sha256, phash, created_at, scope, registrant)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (platform, platform_user_id, sha256) DO NOTHING",
                 (
                     image.platform,
                     image.platform_user_id,
                     image.sha256,
                     image.phash,
-                    image.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+                    created_at,
+                    image.scope,
+                    registrant,
                 ),
             )
         return added == 1
 
+    async def candidates(
+        self, sha256: str, phash: PerceptualHash, max_bits: int
+    ) -> list[OptedOutImage]:
+        probes = band_probes(phash, max_bits)
+        # The probes as a constant table joined to the band index: one index search each.
+        by_band = (
+            " UNION SELECT optout_bands.optout_id FROM (VALUES "
+            + ", ".join("(?, ?)" for _ in probes)
+            + ") AS probe JOIN optout_bands"
+            " ON optout_bands.band = probe.column1 AND optout_bands.value = probe.column2"
+            if probes
+            else ""
+        )
+        params: list[Any] = [sha256]
+        for band, value in probes:
+            params.extend((band, value))
+        return await self._images(
+            "SELECT * FROM optout_images WHERE id IN"
+            f" (SELECT id FROM optout_images WHERE sha256 = ?{by_band}) ORDER BY id",
+            params,
+        )
+
+    async def count_registered_by(
+        self, platform: str, platform_user_id: str, since: datetime | None = None
+    ) -> int:
+        registrant = await self._registrant(platform, platform_user_id)
+        after = "" if since is None else " AND created_at >= ?"
+        params: list[Any] = [registrant] + ([] if since is None else [_utc_text(since)])
+        rows = await self._repo.fetch_rows(
+            f"SELECT COUNT(*) FROM optout_images WHERE registrant = ?{after}", params
+        )
+        return int(rows[0][0])
+
+    async def count_naming(self, platform: str, platform_user_id: str) -> int:
+        rows = await self._repo.fetch_rows(
+            "SELECT COUNT(*) FROM optout_images WHERE platform = ? AND platform_user_id = ?",
+            (platform, platform_user_id),
+        )
+        return int(rows[0][0])
+
+    async def listing(
+        self, within: str | None, registrant: str | None = None, limit: int = 50
+    ) -> list[OptedOutImage]:
+        where, params = self._where(within, (), registrant)
+        return await self._images(
+            f"SELECT * FROM optout_images{where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
+
+    async def remove(
+        self, within: str | None, ids: Sequence[int] = (), registrant: str | None = None
+    ) -> list[OptedOutImage]:
+        if not ids and registrant is None:
+            return []
+        where, params = self._where(within, ids, registrant)
+        async with self._repo.transaction():
+            # Read inside the transaction: what is returned is exactly what goes.
+            doomed = await self._images(f"SELECT * FROM optout_images{where} ORDER BY id", params)
+            for image in doomed:
+                await self._repo.write_in_transaction(
+                    "DELETE FROM optout_images WHERE id = ?", (image.id,)
+                )
+        return doomed
+
     async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
+        await self._ready_key()  # older rows coded before they stop naming the person
         async with self._repo.transaction():
             return await self._repo.write_in_transaction(
                 "UPDATE optout_images SET platform_user_id = ?"
@@ -61,14 +172,40 @@ class SqliteOptOutRegistry:
             )
 
     async def all(self) -> list[OptedOutImage]:
-        rows = await self._repo.fetch_rows("SELECT * FROM optout_images ORDER BY id")
-        return [
-            OptedOutImage(
-                platform=row["platform"],
-                platform_user_id=row["platform_user_id"],
-                sha256=row["sha256"],
-                phash=row["phash"],
-                created_at=datetime.fromisoformat(row["created_at"]),
-            )
-            for row in rows
-        ]
+        """Every registration (tests and maintenance; lookups use `candidates`)."""
+        return await self._images("SELECT * FROM optout_images ORDER BY id", [])
+
+    @staticmethod
+    def _where(
+        within: str | None, ids: Sequence[int], registrant: str | None
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if within is not None:
+            clauses.append("scope = ?")
+            params.append(within)
+        if ids:
+            clauses.append(f"id IN ({', '.join('?' for _ in ids)})")
+            params.extend(ids)
+        if registrant is not None:
+            # A code or its start; the core lets only hex digits through (no wildcards).
+            clauses.append("registrant LIKE ?")
+            params.append(registrant + "%")
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    async def _images(self, sql: str, params: Sequence[Any]) -> list[OptedOutImage]:
+        await self._ready_key()  # older rows get their code before being shown
+        return [_image(row) for row in await self._repo.fetch_rows(sql, params)]
+
+
+def _image(row: sqlite3.Row) -> OptedOutImage:
+    return OptedOutImage(
+        platform=row["platform"],
+        platform_user_id=row["platform_user_id"],
+        sha256=row["sha256"],
+        phash=row["phash"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        scope=row["scope"],
+        id=int(row["id"]),
+        registrant=row["registrant"] or "",
+    )

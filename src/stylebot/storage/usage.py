@@ -10,13 +10,11 @@ and coded rows once they age out, are deleted.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
+from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
 from stylebot.storage.repository import SqliteRepository
 
 __all__ = ["SqliteUsageLog"]
@@ -40,16 +38,8 @@ class SqliteUsageLog:
     async def _pseudonym(self, user_key: str) -> str:
         """The one-way code an erased user's recent rows are kept under."""
         if self._key is None:
-            # INSERT OR IGNORE: two processes making the key at once agree on one.
-            async with self._repo.transaction():
-                await self._repo.write_in_transaction(
-                    "INSERT OR IGNORE INTO usage_pseudonym_key (id, key) VALUES (1, ?)",
-                    (secrets.token_bytes(32),),
-                )
-            rows = await self._repo.fetch_rows("SELECT key FROM usage_pseudonym_key")
-            self._key = bytes(rows[0][0])
-        code = hmac.new(self._key, user_key.encode(), hashlib.sha256).hexdigest()[:32]
-        return ERASED_PREFIX + code
+            self._key = await load_pseudonym_key(self._repo)
+        return ERASED_PREFIX + pseudonym(self._key, "", user_key)
 
     @classmethod
     async def open(cls, path: Path) -> Self:

@@ -8,6 +8,7 @@ globally, as in production, so they work in DMs too.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,12 +17,15 @@ from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUse
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core.admin import AdminPorts
+from stylebot.bot.core.ledger import LedgerKind
+from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.discord import DiscordAdapter
 from stylebot.config import Settings
 
 pytestmark = [pytest.mark.slow]
 
 OPTION_USER, OPTION_STRING = 6, 3
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -87,6 +91,8 @@ async def test_admin_commands_are_registered_for_everyone(
         "ban",
         "unban",
         "queue",
+        "optouts",
+        "remove-optout",
     }
     quota = {o["name"]: o for o in subcommands["quota"]["options"]}
     assert [c["value"] for c in quota["kind"]["choices"]] == ["generate", "train"]
@@ -208,6 +214,44 @@ async def test_quotas_queue_and_removing_a_style_by_server_managers(
     )
     missing = await answer(fake, guild, general, alice, "admin remove-style", {"name": "warm"})
     assert "No style named warm is shared with this server" in missing
+
+
+async def test_managers_review_and_remove_optouts_made_in_their_server(
+    fake: FakeDiscord,
+    guild: FakeGuild,
+    general: FakeChannel,
+    alice: FakeUser,
+    bob: FakeUser,
+    frontend: FrontEnd,
+    discord_bot: DiscordAdapter,
+) -> None:
+    registry = frontend.bot.deps.optouts
+    assert registry is not None
+    here, elsewhere = f"discord:{guild.id}", "discord:another-server"
+    for n, scope in enumerate((here, here, elsewhere)):
+        image = OptedOutImage(
+            "discord", str(bob.id), f"{n:064x}", "00ff00ff00ff00ff", T0, scope=scope
+        )
+        await registry.add(image)
+
+    assert "Only a manager" in await answer(fake, guild, general, bob, "admin optouts")
+    listing = await answer(fake, guild, general, alice, "admin optouts")
+    assert "newest first (2 shown)" in listing
+    assert str(bob.id) not in listing
+    bad = await answer(fake, guild, general, alice, "admin remove-optout", {"ids": "two"})
+    assert "numbers" in bad
+    ids = " ".join(line.split()[0] for line in listing.splitlines() if line.startswith("#"))
+    removed = await answer(
+        fake, guild, general, alice, "admin remove-optout", {"ids": ids, "reason": "squatting"}
+    )
+    assert "Removed 2 /optout registration(s)" in removed
+    assert [i.scope for i in await registry.listing(None)] == [elsewhere]
+    assert frontend.bot.deps.ledger is not None
+    entries = await frontend.bot.deps.ledger.entries()
+    assert [e.payload["reason"] for e in entries if e.kind == LedgerKind.OPTOUT_REMOVAL] == [
+        "squatting",
+        "squatting",
+    ]
 
 
 async def test_a_banned_member_is_refused_until_unbanned(

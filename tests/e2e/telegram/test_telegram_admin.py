@@ -325,6 +325,37 @@ async def test_optout_then_someone_elses_upload_of_the_same_image_is_refused(
     assert question.buttons
 
 
+async def test_group_admins_review_and_remove_optouts_made_in_their_group(
+    fake: FakeTelegram,
+    telegram: TelegramAdapter,
+    settings: Settings,
+    ada: FakeUser,
+    bob: FakeUser,
+    group: FakeChat,
+    samples: list[bytes],
+) -> None:
+    fake.set_member_status(group, ada, "creator")
+    fake.set_member_status(group, bob, "member")
+    posted = await fake.send_document(group, bob, samples[0], "c.png", "image/png")
+    reply = await fake.reply(group, bob, posted, "/optout")
+    assert (await answer_to(fake, group, reply.message_id)).startswith("Registered 1 image(s).")
+
+    refusal = await said(fake, group, bob, "/admin optouts")
+    assert refusal.startswith("⚠️ Only a manager")
+    listing = await said(fake, group, ada, "/admin optouts")
+    assert "newest first (1 shown)" in listing
+    assert str(bob.id) not in listing  # who registered shows only as a code
+    code = listing.split(" by ", 1)[1].split()[0]
+    usage = await said(fake, group, ada, "/admin removeoptout")
+    assert "Nothing was changed" in usage
+
+    answer = await said(fake, group, ada, f"/admin removeoptout by:{code} not Bob's work")
+    assert answer.startswith("Removed 1 /optout registration(s)")
+    assert count_rows(settings, "SELECT COUNT(*) FROM optout_images") == 0
+    removals = "SELECT COUNT(*) FROM consent_ledger WHERE kind = ?"
+    assert count_rows(settings, removals, str(LedgerKind.OPTOUT_REMOVAL)) == 1
+
+
 # -- the people question -----------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
 from tests.fakes.core import RecordingQueue, SteppingClock, person
 
 from stylebot.bootstrap import PngWatermarkReader
@@ -30,10 +31,13 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.admin import AdminPorts, RemoveOptOuts, parse_operators
+from stylebot.bot.core.commands import OptOut
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
 from stylebot.storage import LocalBlobStore, SqliteRepository
 from stylebot.storage.ledger import SqliteConsentLedger
+from stylebot.storage.optout import SqliteOptOutRegistry
 
 ALICE = person("alice")
 
@@ -70,6 +74,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         SteppingClock(),
         Policy(base_model="tiny", train=TrainSettings(steps=2, resolution=64)),
         ledger=ledger,
+        optouts=SqliteOptOutRegistry(repo),
+        admin=AdminPorts(FakeAdminStore(), FakeTrainingSwitch(), parse_operators("discord:root")),
     )
     try:
         yield Stack(database, bot, repo, ledger, blobs, queue)
@@ -190,4 +196,26 @@ async def test_a_failed_revocation_entry_keeps_the_style_and_its_files(
     assert not any(path.exists() for path in files)
     entries = await stack.ledger.entries()
     assert [e.kind for e in entries] == ["consent", "training", "revocation"]
+    assert verify_chain(entries).intact
+
+
+async def test_a_failed_ledger_append_undoes_the_whole_optout_removal(stack: Stack) -> None:
+    files = tuple(IncomingFile(f"o{i}.png", painting(i)) for i in (1, 2))
+    assert isinstance(await stack.bot.handle(OptOut(ALICE, files)), TextReply)
+    # The second removal's entry fails: the first removal must not stay done either.
+    refuse_inserts(stack.database, "consent_ledger", "(SELECT COUNT(*) FROM consent_ledger) >= 1")
+    remove = RemoveOptOuts(person("root"), ids=(1, 2), reason="test")
+
+    with pytest.raises(sqlite3.IntegrityError, match="injected failure"):
+        await stack.bot.handle(remove)
+
+    assert count(stack.database, "optout_images") == 2
+    assert count(stack.database, "optout_bands") == 8
+    assert count(stack.database, "consent_ledger") == 0
+    allow_inserts(stack.database, "consent_ledger")
+    assert isinstance(await stack.bot.handle(remove), TextReply)
+    assert count(stack.database, "optout_images") == 0
+    assert count(stack.database, "optout_bands") == 0  # the index goes with the rows
+    entries = await stack.ledger.entries()
+    assert [e.kind for e in entries] == [LedgerKind.OPTOUT_REMOVAL] * 2
     assert verify_chain(entries).intact

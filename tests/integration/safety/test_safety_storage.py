@@ -8,16 +8,20 @@ to change or delete an entry, two connections appending at once still form one c
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tests.fakes.safety import InMemoryConsentLedger, InMemoryOptOutRegistry, InMemoryUsageLog
+from tests.support.old_database import database_before
 
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
 from stylebot.bot.core.optout import OptedOutImage
+from stylebot.bot.core.perceptual import NEAR_DUPLICATE_BITS, PerceptualHash
 from stylebot.cli import main
 from stylebot.config import Settings
 from stylebot.storage.ledger import SqliteConsentLedger
@@ -71,7 +75,7 @@ async def test_an_opt_out_is_registered_once_per_person(
     assert await optouts.add(image)
     assert not await optouts.add(image)
     assert await optouts.add(OptedOutImage("telegram", "7", "a" * 64, "00ff00ff00ff00ff", T0))
-    stored = await optouts.all()
+    stored = list(reversed(await optouts.listing(None)))
     assert [(i.platform, i.sha256, i.phash, i.created_at) for i in stored] == [
         ("discord", "a" * 64, "00ff00ff00ff00ff", T0),
         ("telegram", "a" * 64, "00ff00ff00ff00ff", T0),
@@ -265,9 +269,117 @@ async def test_reassigning_opt_outs_keeps_them_and_unlinks_the_person(
 
     assert await optouts.reassign("discord", "7", "erased-1") == 2
     assert await optouts.reassign("discord", "7", "erased-2") == 0
-    stored = sorted((i.platform, i.platform_user_id, i.sha256) for i in await optouts.all())
+    stored = sorted((i.platform, i.platform_user_id, i.sha256) for i in await optouts.listing(None))
     assert stored == [
         ("discord", "erased-1", "a" * 64),
         ("discord", "erased-1", "b" * 64),
         ("telegram", "7", "a" * 64),
     ]
+
+
+def _flipped(value: int, bits: int, rng: random.Random) -> int:
+    for bit in rng.sample(range(64), bits):
+        value ^= 1 << bit
+    return value
+
+
+async def test_candidates_include_every_registration_within_the_threshold(
+    optouts: SqliteOptOutRegistry | InMemoryOptOutRegistry,
+) -> None:
+    rng = random.Random(5)
+    query = PerceptualHash(rng.getrandbits(64), True)
+    near = {}
+    for distance in range(NEAR_DUPLICATE_BITS + 1):  # every distance the check allows
+        for copy in range(3):
+            phash = PerceptualHash(_flipped(query.value, distance, rng), True)
+            sha = f"{distance:032x}{copy:032x}"
+            near[sha] = phash.hex
+            await optouts.add(OptedOutImage("discord", f"n{copy}", sha, phash.hex, T0))
+    for n in range(200):
+        phash = PerceptualHash(rng.getrandbits(64), True)
+        await optouts.add(OptedOutImage("discord", "far", f"{n:064x}", phash.hex, T0))
+    # A flat picture's hash never matches; its exact bytes still do.
+    await optouts.add(OptedOutImage("discord", "f", "e" * 64, "flat:" + query.hex, T0))
+
+    found = {i.sha256: i.phash for i in await optouts.candidates("c" * 64, query, 10)}
+    assert near.items() <= found.items()
+    assert "e" * 64 not in found
+    exact = await optouts.candidates("e" * 64, query, 10)
+    assert "e" * 64 in {i.sha256 for i in exact}
+
+
+async def test_a_lookup_reads_a_small_part_of_a_large_registry(tmp_path: Path) -> None:
+    # Before the band index every upload read the whole table.
+    path = tmp_path / "stylebot.db"
+    await (await SqliteOptOutRegistry.open(path)).close()  # migrated
+    rng = random.Random(6)
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO optout_images (platform, platform_user_id, sha256, phash,"
+            " created_at, registrant) VALUES ('discord', ?, ?, ?, ?, 'r')",
+            [
+                (str(n), f"{n:064x}", f"{rng.getrandbits(64):016x}", T0.isoformat())
+                for n in range(20_000)
+            ],
+        )
+    registry = await SqliteOptOutRegistry.open(path)
+    try:
+        for _ in range(5):
+            unrelated = PerceptualHash(rng.getrandbits(64), True)
+            # ~4 bands x 137 probe values x 20000 / 65536: about 170 rows, not 20000.
+            assert len(await registry.candidates("c" * 64, unrelated, 10)) < 400
+    finally:
+        await registry.close()
+
+
+async def test_registrations_from_before_the_index_are_found_and_coded(tmp_path: Path) -> None:
+    path = tmp_path / "stylebot.db"
+    await database_before(path, 8, lora_key="k", at=T0)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO optout_images (platform, platform_user_id, sha256, phash, created_at)"
+            " VALUES ('discord', '7', ?, '00ff00ff00ff00ff', ?)",
+            ("a" * 64, T0.isoformat()),
+        )
+    registry = await SqliteOptOutRegistry.open(path)
+    try:
+        query = PerceptualHash.from_hex("00ff00ff00ff00fe")
+        [found] = await registry.candidates("c" * 64, query, 10)
+        assert found.sha256 == "a" * 64
+        assert found.registrant  # coded on first use
+        assert await registry.count_registered_by("discord", "7") == 1
+    finally:
+        await registry.close()
+
+
+async def test_counts_by_registrant_survive_reassignment(
+    optouts: SqliteOptOutRegistry | InMemoryOptOutRegistry,
+) -> None:
+    for n in range(3):
+        when = T0 + timedelta(hours=n * 12)
+        await optouts.add(OptedOutImage("discord", "7", f"{n:064x}", "00ff00ff00ff00ff", when))
+    assert await optouts.count_registered_by("discord", "7") == 3
+    assert await optouts.count_registered_by("discord", "7", T0 + timedelta(hours=1)) == 2
+    assert await optouts.count_naming("discord", "7") == 3
+    await optouts.reassign("discord", "7", "erased-1")
+    assert await optouts.count_naming("discord", "7") == 0
+    assert await optouts.count_registered_by("discord", "7") == 3  # erasing resets no cap
+    assert await optouts.count_registered_by("telegram", "7") == 0
+
+
+async def test_listing_and_removing_keep_to_the_scope(
+    optouts: SqliteOptOutRegistry | InMemoryOptOutRegistry,
+) -> None:
+    for n, scope in enumerate(["discord:g1", "discord:g1", "discord:g2", None]):
+        image = OptedOutImage("discord", f"u{n % 2}", f"{n:064x}", "00ff00ff00ff00ff", T0)
+        await optouts.add(replace(image, scope=scope))
+    here = await optouts.listing("discord:g1")
+    assert [i.sha256 for i in here] == [f"{1:064x}", f"{0:064x}"]  # newest first
+    assert len(await optouts.listing(None)) == 4
+    other = (await optouts.listing("discord:g2"))[0]
+    assert await optouts.remove("discord:g1", ids=[other.id]) == []  # not this scope's
+    registrant = here[0].registrant
+    gone = await optouts.remove("discord:g1", registrant=registrant)
+    assert [i.sha256 for i in gone] == [f"{1:064x}"]
+    assert len(await optouts.listing(None)) == 3
+    assert await optouts.remove(None) == []  # nothing named, nothing removed

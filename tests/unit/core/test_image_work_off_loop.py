@@ -19,6 +19,8 @@ from tests.fakes.safety import SafetyWorld, safety_world
 
 from stylebot.bot.core import (
     Command,
+    ConfirmConsent,
+    ConsentRequest,
     IncomingFile,
     ListStyles,
     TextReply,
@@ -26,6 +28,7 @@ from stylebot.bot.core import (
     Verify,
 )
 from stylebot.bot.core.commands import OptOut
+from stylebot.bot.core.ledger import LedgerKind
 
 ALICE, BOB, CAROL = person("alice"), person("bob"), person("carol")
 
@@ -72,6 +75,25 @@ async def test_another_users_command_is_answered_while_a_large_image_is_checked(
     # until it is done, and /styles could only finish after it.
     await asyncio.gather(run(name, make(large_jpeg)), run("styles", ListStyles(BOB)))
     assert finished == ["styles", name]
+
+
+async def test_another_users_command_is_answered_while_consent_hashes_the_images(
+    large_jpeg: bytes,
+) -> None:
+    # Consent evidence hashes every waiting upload: a photo-sized one here.
+    world: SafetyWorld = safety_world()
+    upload = UploadImages(ALICE, (IncomingFile("a.jpg", large_jpeg),))
+    assert isinstance(await world.bot.handle(upload), ConsentRequest)
+    finished: list[str] = []
+
+    async def run(label: str, command: Command) -> None:
+        await world.bot.handle(command)
+        finished.append(label)
+
+    consent = ConfirmConsent(ALICE, "own-work", rights_confirmed=True)
+    await asyncio.gather(run("consent", consent), run("styles", ListStyles(BOB)))
+    assert finished == ["styles", "consent"]
+    assert len(world.ledger.of_kind(LedgerKind.CONSENT)) == 1
 
 
 async def test_styles_reply_is_a_real_reply() -> None:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import numpy as np
 from PIL import Image, ImageEnhance
 from tests.fakes.core import person
-from tests.fakes.safety import SafetyWorld
+from tests.fakes.safety import SafetyWorld, safety_world
 
-from stylebot.bot.core import ConsentRequest, ErrorReply, IncomingFile, TextReply, UploadImages
+from stylebot.bot.core import (
+    ConsentRequest,
+    EraseMyData,
+    ErrorReply,
+    IncomingFile,
+    Policy,
+    TextReply,
+    UploadImages,
+)
 from stylebot.bot.core.commands import OptOut
+from stylebot.queue.payloads import TrainSettings
 
 ARTIST = person("artist", server="guild-1")
 COPIER = person("copier", server="guild-1")
@@ -94,3 +104,48 @@ async def test_registering_twice_and_bad_files(safe: SafetyWorld) -> None:
     assert "flat colour" in flat.text
     empty = await safe.bot.handle(OptOut(ARTIST, ()))
     assert isinstance(empty, ErrorReply)
+
+
+def capped(**caps: int) -> SafetyWorld:
+    policy = Policy(base_model="tiny", train=TrainSettings(steps=10, resolution=64), **caps)
+    return safety_world(policy)
+
+
+async def test_registrations_per_day_are_capped() -> None:
+    safe = capped(optouts_per_user_per_day=3, optouts_per_user=0)
+    assert isinstance(
+        await opt_out(safe, ARTIST, *(encoded(painting(s)) for s in (1, 2))), TextReply
+    )
+    refused = await opt_out(safe, ARTIST, *(encoded(painting(s)) for s in (3, 4)))
+    assert isinstance(refused, ErrorReply)
+    assert "at most 3 a day" in refused.text
+    assert "Nothing was registered" in refused.text
+    assert len(safe.optouts.images) == 2
+    safe.clock.current += timedelta(days=1)
+    again = await opt_out(safe, ARTIST, *(encoded(painting(s)) for s in (3, 4)))
+    assert isinstance(again, TextReply)
+    assert len(safe.optouts.images) == 4
+
+
+async def test_the_cap_in_all_holds_across_erasure() -> None:
+    # Erasing unlinks the registrations from the person; it must not make room for more.
+    safe = capped(optouts_per_user=2, optouts_per_user_per_day=0)
+    await opt_out(safe, ARTIST, encoded(painting(1)), encoded(painting(2)))
+    await safe.bot.handle(EraseMyData(ARTIST, confirmed=True))
+    assert {i.platform_user_id for i in safe.optouts.images} != {ARTIST.user_id}
+    refused = await opt_out(safe, ARTIST, encoded(painting(3)))
+    assert isinstance(refused, ErrorReply)
+    assert "at most 2 in all" in refused.text
+    other = await opt_out(safe, COPIER, encoded(painting(3)))
+    assert isinstance(other, TextReply)
+
+
+async def test_a_registration_records_where_and_by_whom(safe: SafetyWorld) -> None:
+    await opt_out(safe, ARTIST, encoded(painting(1)))
+    await opt_out(safe, ELSEWHERE, encoded(painting(2)))
+    registered, elsewhere = safe.optouts.images
+    assert registered.scope == "discord:guild-1"
+    assert elsewhere.scope is None  # a direct message
+    assert len(registered.registrant) == len(elsewhere.registrant) == 32
+    assert registered.registrant != elsewhere.registrant
+    assert ARTIST.user_id not in registered.registrant  # a one-way code, not the id

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,37 @@ async def run_console(
     *,
     with_worker: bool = True,
     user: str = "console-user",
+) -> int:
+    """The console until /quit, the end of input, or SIGTERM (`docker stop`, `kill`).
+
+    SIGTERM unwinds like /quit: the worker child is stopped and the embedded Redis
+    shut down. Python's default for SIGTERM is to die on the spot, which left the
+    embedded redis-server (in a session of its own) running for ever.
+    """
+    terminated = asyncio.Event()
+    console_task = asyncio.current_task()
+    assert console_task is not None
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm() -> None:
+        terminated.set()
+        console_task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await _run_console(settings, stdin, out, with_worker=with_worker, user=user)
+    except asyncio.CancelledError:
+        if not terminated.is_set():
+            raise
+        return 0
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run_console(
+    settings: Settings, stdin: TextIO, out: TextIO, *, with_worker: bool, user: str
 ) -> int:
     interactive = stdin.isatty()
     async with open_frontend(settings) as frontend:

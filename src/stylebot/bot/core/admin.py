@@ -45,8 +45,10 @@ __all__ = [
     "Authority",
     "Ban",
     "BanUser",
+    "ListOptOuts",
     "PauseTraining",
     "Quota",
+    "RemoveOptOuts",
     "RemoveSharedStyle",
     "ResumeTraining",
     "SetQuota",
@@ -268,9 +270,40 @@ class ShowQueue:
     manages_server: bool = False
 
 
+@dataclass(frozen=True)
+class ListOptOuts:
+    """/optout registrations to review (stylebot.bot.core.optout_review): those made in
+    this server for a manager, all for the operator; one registrant's (code or its
+    start) when given."""
+
+    requester: Requester
+    registrant: str | None = None
+    manages_server: bool = False
+
+
+@dataclass(frozen=True)
+class RemoveOptOuts:
+    """Remove /optout registrations by id, or all of one registrant's; each removal goes
+    into the consent ledger."""
+
+    requester: Requester
+    ids: tuple[int, ...] = ()
+    registrant: str | None = None
+    reason: str = ""
+    manages_server: bool = False
+
+
 #: Every admin command; `commands.Command` lists the members' commands.
 AdminCommand = (
-    PauseTraining | ResumeTraining | SetQuota | RemoveSharedStyle | BanUser | UnbanUser | ShowQueue
+    PauseTraining
+    | ResumeTraining
+    | SetQuota
+    | RemoveSharedStyle
+    | BanUser
+    | UnbanUser
+    | ShowQueue
+    | ListOptOuts
+    | RemoveOptOuts
 )
 
 

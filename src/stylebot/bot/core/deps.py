@@ -55,6 +55,11 @@ class Deps:
     # Held from storing an upload's blob until its record exists, and by deleters
     # while they check a blob is unused and delete it (stylebot.bot.core.blobs).
     blob_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
+    # Image decodes running at once (stylebot.bot.core.image_work); sized from the policy.
+    image_work: asyncio.Semaphore = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.image_work = asyncio.Semaphore(max(1, self.policy.image_work_concurrency))
 
     async def user(self, requester: Requester) -> User:
         """The requester's user record, created on first sight."""

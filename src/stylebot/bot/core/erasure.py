@@ -98,11 +98,7 @@ async def erase_my_data(deps: Deps, command: EraseMyData) -> Reply:
 async def _holdings(deps: Deps, requester: Requester) -> _Holdings:
     optouts = 0
     if deps.optouts is not None:
-        optouts = sum(
-            1
-            for image in await deps.optouts.all()
-            if (image.platform, image.platform_user_id) == (requester.platform, requester.user_id)
-        )
+        optouts = await deps.optouts.count_naming(requester.platform, requester.user_id)
     user = await deps.repo.find_user(requester.platform, requester.user_id)
     if user is None:
         return _Holdings(None, (), 0, (), (), 0, (), optouts)

@@ -1,4 +1,4 @@
-"""Errors a Repository raises that the core handles by name."""
+"""Errors the ports raise that the core handles by name."""
 
 from __future__ import annotations
 
@@ -52,3 +52,15 @@ class StorageFull(RepositoryError):
     def __init__(self, what: str, cause: BaseException) -> None:
         super().__init__(f"{what}: no space left ({cause})")
         self.what = what
+
+
+class QueueUnavailable(Exception):
+    """The job queue cannot be reached (its Redis is down or restarting): the request
+    was not queued, nor a job cancelled. Raised by the JobQueue adapter."""
+
+
+#: What a user is told when the queue cannot take their request.
+QUEUE_UNAVAILABLE_TEXT = (
+    "The queue is unavailable right now, so your request was not taken. "
+    "Please try again in a minute."
+)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.deps import Deps
@@ -25,11 +26,17 @@ from stylebot.bot.core.replies import (
     JobFinished,
     JobProgress,
     Notification,
+    TextReply,
 )
 from stylebot.bot.core.training import validation_summary
 from stylebot.queue.payloads import JobEvent, TrainingPreview, preview_output_id
 
 log = logging.getLogger(__name__)
+
+# A progress update older than this is news to nobody (a front end catching up
+# after a restart would otherwise replay every line, "about 1 h 51 min left"
+# included): its step is recorded, nothing is sent.
+STALE_PROGRESS = timedelta(minutes=2)
 
 
 async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
@@ -63,6 +70,8 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
     now = deps.clock.now()
     match event.kind:
         case "started":
+            if job.status is JobStatus.RUNNING and job.step:
+                return await _resumed(deps, job, event)
             await deps.repo.update_job(job.id, JobStatus.RUNNING, now)
             return []
         case "progress":
@@ -71,6 +80,8 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
             )
             if event.preview is not None:
                 return await _training_preview(deps, job, event, event.preview)
+            if _is_stale(event, now):
+                return []
             return [Notification(job.origin, await _progress_reply(deps, job, event))]
         case "finished" | "failed":
             return await _ending(deps, job, event, record=True)
@@ -80,6 +91,28 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
             return []
     log.warning("event of unknown kind %s for job %s", event.kind, job.id)
     return []
+
+
+def _is_stale(event: JobEvent, now: datetime) -> bool:
+    if event.sent_at is None:
+        return False
+    return now - datetime.fromtimestamp(event.sent_at, UTC) > STALE_PROGRESS
+
+
+async def _resumed(deps: Deps, job: Job, event: JobEvent) -> list[Notification]:
+    """A job that was running (and had made progress) started again: its worker
+    stopped or died, and a worker took it up, from its last checkpoint if it trains."""
+    await deps.repo.update_job(
+        job.id, JobStatus.RUNNING, deps.clock.now(), step=event.step, total=event.total
+    )
+    if job.kind == "train":
+        style = await deps.repo.get_style(job.style_id) if job.style_id else None
+        label = style.name if style else "your style"
+        where = f"from step {event.step}/{event.total}" if event.step else "from the start"
+        text = f"Training {label} resumed {where}: the worker running it had stopped."
+    else:
+        text = "Your image is being made again: the worker making it had stopped."
+    return [Notification(job.origin, TextReply(text))]
 
 
 async def _discard_unwanted_blobs(deps: Deps, event: JobEvent) -> None:

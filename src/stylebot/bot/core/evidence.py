@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from stylebot.bot.core import consent as consent_terms
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.image_work import run_image_work
 from stylebot.bot.core.ledger import (
     ImageEvidence,
     LedgerKind,
@@ -39,10 +40,14 @@ async def consent_images(deps: Deps, uploads: Sequence[Upload]) -> list[ImageEvi
     """The evidence of each image (reads the blobs): done before the consent transaction."""
     if deps.ledger is None:
         return []
-    return [
-        ImageEvidence(u.blob_key, perceptual_hash_of_png(await deps.blobs.get(u.blob_key)).hex)
-        for u in uploads
-    ]
+    # Hashing decodes each image (up to 40 of them, each up to the pixel limit): off the
+    # event loop and a few at a time, like every image work (stylebot.bot.core.image_work).
+    evidence = []
+    for upload in uploads:
+        data = await deps.blobs.get(upload.blob_key)
+        phash = await run_image_work(deps, perceptual_hash_of_png, data)
+        evidence.append(ImageEvidence(upload.blob_key, phash.hex))
+    return evidence
 
 
 async def record_consent(

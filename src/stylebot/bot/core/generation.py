@@ -9,6 +9,7 @@ from stylebot.bot.core.attribution import attribute, made_in_private
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import DeleteOutput, Imagine, OutputInfo
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import QUEUE_UNAVAILABLE_TEXT, QueueUnavailable
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
 from stylebot.bot.core.model import Output, Requester, Style, StyleStatus, User
 from stylebot.bot.core.permissions import can_use
@@ -142,7 +143,10 @@ async def admit_and_queue(
             return refused
         if (full := await queue_room(deps, requester, user)) is not None:
             return full
-        queued = await queue_generation(deps, requester, user, style, spec)
+        try:
+            queued = await queue_generation(deps, requester, user, style, spec)
+        except QueueUnavailable:
+            return ErrorReply(QUEUE_UNAVAILABLE_TEXT)
         await record_usage(deps, requester, GENERATE, spec.count)
         return queued
 
@@ -178,32 +182,33 @@ async def queue_generation(
             job_id, "generate", user.id, requester, now, style.id if style else None
         )
         await deps.repo.add_outputs(outputs)
-    await deps.queue.enqueue_generate(
-        GenerateJob(
-            job_id=job_id,
-            # Workers take turns between owners, so one user's burst waits its turn.
-            owner=job_owner(user),
-            prompt=spec.prompt,
-            negative_prompt=spec.negative_prompt,
-            seed=spec.seed,
-            steps=spec.steps,
-            guidance=p.default_guidance,
-            width=spec.width,
-            height=spec.height,
-            output_ids=tuple(o.id for o in outputs),
-            style_id=style.id if style else None,
-            style_name=style.name if style else None,
-            lora_key=style.lora_key if style else None,
-            embedding_key=style.embedding_key if style else None,
-            embedding_token=(
-                style_embedding_token(style.id) if style and style.embedding_key else None
-            ),
-            trigger=style.trigger if style else None,
-            base_model=style.base_model if style else p.base_model,
-            variation_seed=spec.variation_seed,
-            variation_strength=spec.variation_strength,
+        # Inside the transaction: queued in both, or (the queue down) in neither.
+        await deps.queue.enqueue_generate(
+            GenerateJob(
+                job_id=job_id,
+                # Workers take turns between owners, so one user's burst waits its turn.
+                owner=job_owner(user),
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt,
+                seed=spec.seed,
+                steps=spec.steps,
+                guidance=p.default_guidance,
+                width=spec.width,
+                height=spec.height,
+                output_ids=tuple(o.id for o in outputs),
+                style_id=style.id if style else None,
+                style_name=style.name if style else None,
+                lora_key=style.lora_key if style else None,
+                embedding_key=style.embedding_key if style else None,
+                embedding_token=(
+                    style_embedding_token(style.id) if style and style.embedding_key else None
+                ),
+                trigger=style.trigger if style else None,
+                base_model=style.base_model if style else p.base_model,
+                variation_seed=spec.variation_seed,
+                variation_strength=spec.variation_strength,
+            )
         )
-    )
     position = await queue_position(deps, job_id)
     in_style = f" in style {style.name}" if style else ""
     what = "A variation of" if spec.variation_seed is not None else "Imagining"

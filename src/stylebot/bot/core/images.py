@@ -27,6 +27,7 @@ __all__ = [
     "ImageLimits",
     "ImageRejected",
     "NormalizedImage",
+    "normalize_for_reading",
     "normalize_upload",
     "safe_display_name",
 ]
@@ -50,6 +51,7 @@ _JPEG_START = b"\xff\xd8"
 _JPEG_SCAN = b"\xff\xda"
 MAX_JPEG_SCANS = 64
 _WHITE = (255, 255, 255)
+_JPEGS = ("JPEG", "MPO")  # MPO: a phone's JPEG with extra images, read as JPEG
 
 # Leading bytes of formats people commonly send by mistake, to say what the file really is
 # instead of "not an image". Only consulted after the allowed decoders have failed.
@@ -75,6 +77,9 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     min_side: int = 64
     max_side: int = 8192
+    # Per message, checked before any file is decoded (stylebot.bot.core.image_work).
+    max_files: int = 20
+    max_total_bytes: int = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,25 @@ def normalize_upload(
     its real format; content in any other format is refused whatever its name.
     Raises :class:`ImageRejected` for anything we will not take.
     """
+    return _normalize(filename, data, limits, None)
+
+
+def normalize_for_reading(
+    filename: str, data: bytes, limits: ImageLimits, max_side: int
+) -> NormalizedImage:
+    """Like :func:`normalize_upload`, but shrunk to at most ``max_side`` pixels a side, for
+    code that only reads the picture (a watermark, a perceptual hash).
+
+    A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (``Image.draft``, nearly free) and
+    the rest reduced before any full-size copy exists: an 8000x5000 photo costs a few MB
+    instead of ~120 MB per copy. Images already within ``max_side`` are left as they are.
+    """
+    return _normalize(filename, data, limits, max_side)
+
+
+def _normalize(
+    filename: str, data: bytes, limits: ImageLimits, max_side: int | None
+) -> NormalizedImage:
     name = safe_display_name(filename)
     shown = f"“{name}”"
     if not data:
@@ -178,11 +202,11 @@ def normalize_upload(
         except Exception as exc:  # header parsers raise assorted errors on malformed input
             raise _corrupt(shown) from exc
         with image:
-            return _check_and_convert(image, name, shown, limits)
+            return _check_and_convert(image, name, shown, limits, max_side)
 
 
 def _check_and_convert(
-    image: Image.Image, name: str, shown: str, limits: ImageLimits
+    image: Image.Image, name: str, shown: str, limits: ImageLimits, max_side: int | None
 ) -> NormalizedImage:
     source_format = image.format or "?"
     width, height = image.size  # from the header; no pixels decoded yet
@@ -207,6 +231,9 @@ def _check_and_convert(
         raise ImageRejected(
             f"{shown} is animated ({frames} frames). Please send a still image.", "animated"
         )
+    if max_side is not None and max(width, height) > max_side and source_format in _JPEGS:
+        # Decode at the smallest 1/2^k scale still at least max_side on the long side.
+        image.draft(None, _fit(width, height, max_side))
     try:
         image.load()  # full decode: truncated or corrupt data fails here, not in training
     except MemoryError:
@@ -216,6 +243,8 @@ def _check_and_convert(
     except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, ...
         raise _corrupt(shown) from exc
 
+    if max_side is not None and max(image.size) > max_side:
+        image = image.resize(_fit(*image.size, max_side), Image.Resampling.LANCZOS)
     rgb = _to_rgb(_upright(image))
     # A brand-new image holds only pixels: no info dict, so no EXIF, ICC, text or dpi can
     # reach the encoder. compress_level is fixed so equal pixels give equal bytes and hash.
@@ -231,6 +260,12 @@ def _check_and_convert(
         source_format=source_format,
         display_name=name,
     )
+
+
+def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size that fits ``width`` x ``height`` within ``max_side``, keeping its shape."""
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _upright(image: Image.Image) -> Image.Image:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from stylebot.bot.core.commands import CancelJob, ShowStatus
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import QueueUnavailable
 from stylebot.bot.core.model import Job, JobStatus, Requester, StyleStatus, User
 from stylebot.bot.core.replies import ErrorReply, JobFinished, Reply, TextReply
 from stylebot.queue.fairness import LANES
@@ -95,14 +96,18 @@ async def waiting_positions(deps: Deps, active: Sequence[Job]) -> dict[str, int]
     each lane by the fair turn each job was given when it was queued
     (`stylebot.queue.fairness`); the queue tells that order. Running jobs are
     not waiting. Jobs the queue gave no turn (queued before turns were kept)
-    start first, oldest first, as on the workers.
+    start first, oldest first, as on the workers. While the queue is unavailable
+    no place is known: none is given (0).
     """
     positions: dict[str, int] = {}
     for lane in LANES:
         waiting = [job.id for job in active if job.kind == lane and job.status is JobStatus.QUEUED]
         if not waiting:
             continue
-        in_turn = await deps.queue.waiting_order(lane)
+        try:
+            in_turn = await deps.queue.waiting_order(lane)
+        except QueueUnavailable:
+            return {}
         is_waiting = set(waiting)
         turned = [job_id for job_id in in_turn if job_id in is_waiting]
         has_turn = set(turned)
@@ -117,4 +122,6 @@ def _describe_job(job: Job, position: int) -> str:
     if job.status is not JobStatus.QUEUED:
         return f"- {job.kind} {job.id}: {job.status}{progress}"
     lane = "training" if job.kind == "train" else "generation"
+    if position == 0:
+        return f"- {job.kind} {job.id}: {job.status} (the queue is not answering; place unknown)"
     return f"- {job.kind} {job.id}: {job.status} (position {position} in the {lane} queue)"

@@ -38,6 +38,7 @@ __all__ = [
     "compute_entry_hash",
     "consent_payload",
     "erasure_payload",
+    "optout_removal_payload",
     "revocation_payload",
     "training_payload",
     "verify_chain",
@@ -51,6 +52,7 @@ class LedgerKind(StrEnum):
     TRAINING = "training"  # a style was created from a consented set
     REVOCATION = "revocation"  # a style and its images were deleted
     ERASURE = "erasure"  # a user asked for everything of theirs to be erased
+    OPTOUT_REMOVAL = "optout-removal"  # an admin removed an /optout registration
 
 
 @dataclass(frozen=True)
@@ -282,4 +284,32 @@ def erasure_payload(
         "cancelled_jobs": cancelled_jobs,
         "deleted_blobs": deleted_blobs,
         "optouts_kept": optouts_kept,
+    }
+
+
+def optout_removal_payload(
+    *,
+    optout_id: int,
+    sha256: str,
+    phash: str,
+    registrant: str,
+    registered_at: datetime,
+    scope: str | None,
+    removed_by: str,
+    authority: str,
+    reason: str,
+) -> dict[str, Any]:
+    """An /optout registration an admin removed: from here on copies of that image may be
+    trained on again. Who registered it only as their one-way code; who removed it by
+    platform id, as the admin log names admins."""
+    return {
+        "optout_id": optout_id,
+        "sha256": sha256,
+        "phash": phash,
+        "registrant": registrant,
+        "registered_at": utc_text(registered_at),
+        "scope": scope,
+        "removed_by": removed_by,
+        "authority": authority,
+        "reason": reason,
     }

@@ -2,6 +2,15 @@
 
 An image is registered by its perceptual hash (:mod:`.perceptual`), so a re-encoded,
 resized or lightly edited copy is still recognised. The registry holds no pixels.
+
+Looking a picture up must not read every registration. The 64-bit hash is cut into
+:data:`BAND_COUNT` bands of 16 bits, each stored in an indexed table (multi-index
+hashing). Two hashes at most ``t`` bits apart differ in at most ``t // BAND_COUNT`` bits
+of at least one band (pigeonhole: otherwise they would differ in more than ``t``). So a
+lookup asks the index, for each band, for the values within that radius of the picture's
+band (137 values a band for t = 10), and compares only the rows found. With t + 1 bands
+of 5-6 bits the radius would be 0, but a 6-bit band matches 1 row in 64 at random, so an
+unrelated picture would still read a tenth of the table; a 16-bit band matches 1 in 65536.
 """
 
 from __future__ import annotations
@@ -9,10 +18,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import combinations
 
 from stylebot.bot.core.perceptual import PerceptualHash
 
-__all__ = ["OptedOutImage", "find_opted_out"]
+__all__ = [
+    "BAND_BITS",
+    "BAND_COUNT",
+    "OptedOutImage",
+    "band_probes",
+    "find_opted_out",
+    "hash_bands",
+]
+
+BAND_COUNT = 4
+BAND_BITS = 64 // BAND_COUNT
+_BAND_HEX = BAND_BITS // 4
 
 
 @dataclass(frozen=True)
@@ -22,6 +43,39 @@ class OptedOutImage:
     sha256: str
     phash: str  # PerceptualHash.hex
     created_at: datetime
+    # Where it was registered ("discord:<guild>"; None in a DM): that server's managers
+    # review it.
+    scope: str | None = None
+    # Given by the registry when it reads a row back: the row's id, and a one-way code of
+    # who registered it, which an erasure leaves in place (caps and review still hold)
+    # while the row stops naming the person.
+    id: int = 0
+    registrant: str = ""
+
+
+def hash_bands(phash: PerceptualHash) -> list[tuple[int, str]]:
+    """(band number, the band's bits as hex) for an informative hash; [] for a flat one,
+    which never matches by hash and so is not indexed."""
+    if not phash.informative:
+        return []
+    text = f"{phash.value:016x}"
+    return [(n, text[n * _BAND_HEX : (n + 1) * _BAND_HEX]) for n in range(BAND_COUNT)]
+
+
+def band_probes(phash: PerceptualHash, max_bits: int) -> list[tuple[int, str]]:
+    """Every (band, value) a registered hash within ``max_bits`` of ``phash`` must have
+    in at least one band (see the module doc)."""
+    radius = max_bits // BAND_COUNT
+    probes: list[tuple[int, str]] = []
+    for band, text in hash_bands(phash):
+        value = int(text, 16)
+        for flips in range(radius + 1):
+            for bits in combinations(range(BAND_BITS), flips):
+                flipped = value
+                for bit in bits:
+                    flipped ^= 1 << bit
+                probes.append((band, f"{flipped:0{_BAND_HEX}x}"))
+    return probes
 
 
 def find_opted_out(

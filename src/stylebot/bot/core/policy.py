@@ -39,5 +39,10 @@ class Policy:
     # Jobs queued or running at once, per user and per server or group (0: no limit).
     max_queued_per_user: int = 5
     max_queued_per_server: int = 50
+    # Images decoded at once on the front end (uploads, /optout, /verify); more wait.
+    image_work_concurrency: int = 2
+    # /optout registrations per person: in all, and over a rolling day (0: no limit).
+    optouts_per_user: int = 200
+    optouts_per_user_per_day: int = 20
     # Words or phrases refused in prompts (case, accents and punctuation ignored).
     prompt_blocklist: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ from stylebot.bot.core.model import (
     Visibility,
 )
 from stylebot.bot.core.optout import OptedOutImage
+from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob, ValidationPoint
 
@@ -277,6 +278,18 @@ class JobQueue(Protocol):
         deleted is gone from its disk too. Best effort; never raises."""
         ...
 
+    async def untraced(self, job_ids: Sequence[str]) -> set[str]:
+        """Of these jobs, those the queue holds nothing of: not waiting, not running,
+        no result and no event still on its way to the front end."""
+        ...
+
+    async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
+        """Report the job failed as a worker would: the event comes back through
+        `handle_event`, after any event of the job already on its way."""
+        ...
+
+    # Every method raises QueueUnavailable (errors.py) when the queue cannot be reached.
+
 
 class PendingQueueCleanups(Protocol):
     """Queue-side work still owed by an erasure or a style deletion
@@ -327,14 +340,49 @@ class OptOutRegistry(Protocol):
     """Images artists registered with /optout, by perceptual hash.
 
     Like the ledger, its writes join a repository transaction that is open (an erasure
-    hands the registrations on with the rest); outside one they commit on their own.
+    hands the registrations on with the rest, a removal lands with its ledger entry);
+    outside one they commit on their own. Each row keeps a one-way code of who
+    registered it (`OptedOutImage.registrant`), computed by the registry, so caps and
+    review survive the erasure that unlinks the row from the person.
     """
 
     async def add(self, image: OptedOutImage) -> bool:
         """Register an image; False when this person had already registered it."""
         ...
 
-    async def all(self) -> list[OptedOutImage]: ...
+    async def candidates(
+        self, sha256: str, phash: PerceptualHash, max_bits: int
+    ) -> list[OptedOutImage]:
+        """Registrations that may be within `max_bits` of `phash` or have this `sha256`,
+        found through an index (see stylebot.bot.core.optout), never by reading them
+        all; a superset: the caller compares the hashes."""
+        ...
+
+    async def count_registered_by(
+        self, platform: str, platform_user_id: str, since: datetime | None = None
+    ) -> int:
+        """How many images this person registered (at or after `since`), by their
+        registrant code: erasing does not reset the count."""
+        ...
+
+    async def count_naming(self, platform: str, platform_user_id: str) -> int:
+        """How many registrations still name this person (what an erasure unlinks)."""
+        ...
+
+    async def listing(
+        self, within: str | None, registrant: str | None = None, limit: int = 50
+    ) -> list[OptedOutImage]:
+        """Newest first: those registered in scope `within` (None: everywhere), only
+        those whose registrant code starts with `registrant` when given."""
+        ...
+
+    async def remove(
+        self, within: str | None, ids: Sequence[int] = (), registrant: str | None = None
+    ) -> list[OptedOutImage]:
+        """Delete the registrations with these ids, or all whose registrant code starts
+        with `registrant`, among those registered in scope `within` (None: everywhere);
+        returns what was deleted."""
+        ...
 
     async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
         """Give this person's registrations to `anonymous_id` (on erasure: the opt-out

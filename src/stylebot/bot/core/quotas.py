@@ -2,7 +2,9 @@
 
 Quotas are over a rolling day, per user and per server (or group), for generated images
 and for trainings. The rate limit is a sliding window per user over every generation and
-training request. Both come from the usage log (a port, SQLite in production), so they
+training request, and every command that makes the front end decode images (uploads,
+/optout, /verify: see stylebot.bot.core.image_work), which has no quota of its own.
+Both come from the usage log (a port, SQLite in production), so they
 hold across restarts and across several front-end processes.
 """
 
@@ -21,10 +23,12 @@ from stylebot.bot.core.replies import ErrorReply
 
 __all__ = [
     "GENERATE",
+    "IMAGE_CHECK",
     "TRAIN",
     "admit_generation",
     "blocked_phrase",
     "check_allowance",
+    "rate_limited",
     "record_usage",
     "usage_counted_since",
     "user_key",
@@ -32,6 +36,7 @@ __all__ = [
 
 GENERATE = "generate"
 TRAIN = "train"
+IMAGE_CHECK = "image-check"  # images decoded on the front end; rate-limited, no quota
 _DAY = timedelta(days=1)
 
 
@@ -57,17 +62,9 @@ async def check_allowance(
     now = deps.clock.now()
     who = user_key(requester)
 
-    if p.requests_per_window > 0:
-        window = timedelta(seconds=p.rate_window_s)
-        recent = await usage.request_times(who, now - window)
-        if len(recent) >= p.requests_per_window:
-            # The oldest request that still counts leaves the window first.
-            frees_at = recent[len(recent) - p.requests_per_window] + window
-            wait = max(1, math.ceil((frees_at - now).total_seconds()))
-            return ErrorReply(
-                f"You're sending requests too quickly (at most {p.requests_per_window} "
-                f"every {p.rate_window_s} s). Try again in {wait} s."
-            )
+    too_quick = await rate_limited(deps, requester, now)
+    if too_quick is not None:
+        return too_quick
 
     if kind == GENERATE:
         per_user, per_server, unit = (
@@ -102,6 +99,28 @@ async def check_allowance(
                 f"hours{_asked(amount, unit)}. Try again later."
             )
     return None
+
+
+async def rate_limited(
+    deps: Deps, requester: Requester, now: datetime | None = None
+) -> ErrorReply | None:
+    """An ErrorReply when the requester already made `requests_per_window` requests of
+    any kind within the window; None when one more may go ahead."""
+    usage, p = deps.usage, deps.policy
+    if usage is None or p.requests_per_window <= 0:
+        return None
+    now = now or deps.clock.now()
+    window = timedelta(seconds=p.rate_window_s)
+    recent = await usage.request_times(user_key(requester), now - window)
+    if len(recent) < p.requests_per_window:
+        return None
+    # The oldest request that still counts leaves the window first.
+    frees_at = recent[len(recent) - p.requests_per_window] + window
+    wait = max(1, math.ceil((frees_at - now).total_seconds()))
+    return ErrorReply(
+        f"You're sending requests too quickly (at most {p.requests_per_window} "
+        f"every {p.rate_window_s} s). Try again in {wait} s."
+    )
 
 
 async def admit_generation(

@@ -18,6 +18,8 @@ from stylebot.bot.core import (
     events,
     generation,
     jobs,
+    optout_review,
+    reconcile,
     styles,
     training,
     uploads,
@@ -48,7 +50,13 @@ from stylebot.bot.core.commands import (
     Verify,
 )
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.errors import STORAGE_FULL_MESSAGE, DamagedBlob, StorageFull
+from stylebot.bot.core.errors import (
+    QUEUE_UNAVAILABLE_TEXT,
+    STORAGE_FULL_MESSAGE,
+    DamagedBlob,
+    QueueUnavailable,
+    StorageFull,
+)
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
@@ -114,6 +122,8 @@ HANDLERS: dict[type, Handler] = {
     admin.BanUser: admin.handle_ban_user,
     admin.UnbanUser: admin.handle_unban_user,
     admin.ShowQueue: admin.handle_show_queue,
+    admin.ListOptOuts: optout_review.handle_list_optouts,
+    admin.RemoveOptOuts: optout_review.handle_remove_optouts,
     OptOut: artist_optout.opt_out,
     EraseMyData: erasure.erase_my_data,
 }
@@ -170,6 +180,9 @@ class StyleBot:
                 if refusal is not None:
                     return refusal
             return await handler(self.deps, command)
+        except QueueUnavailable:
+            # Raised before anything was queued or recorded (see training, generation).
+            return ErrorReply(QUEUE_UNAVAILABLE_TEXT)
         except StorageFull as full:
             # The operator's one line; the user's plain answer (the write was undone).
             log.error("%s refused: %s", type(command).__name__, full)
@@ -198,3 +211,7 @@ class StyleBot:
     async def stop_queue_cleanups(self) -> None:
         """Cancel a scheduled retry; what is left stays recorded for the next start."""
         await self.deps.queue_cleanup.stop()
+
+    async def reconcile_with_queue(self) -> list[str]:
+        """Fail the jobs the queue lost (see `reconcile`); at start and after an outage."""
+        return await reconcile.reconcile_with_queue(self.deps)

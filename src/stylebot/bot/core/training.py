@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from stylebot.bot.core.commands import TrainStyle
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.errors import DuplicateStyleName
+from stylebot.bot.core.errors import QUEUE_UNAVAILABLE_TEXT, DuplicateStyleName, QueueUnavailable
 from stylebot.bot.core.evidence import NOT_SPDX, record_training
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
 from stylebot.bot.core.model import User
@@ -78,23 +78,26 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
             )
             await deps.repo.add_job(job_id, "train", user.id, command.requester, now, style.id)
             await record_training(deps, user, style, pending)
+            # Inside the transaction: queued in both, or (the queue down) in neither.
+            await deps.queue.enqueue_train(
+                TrainJob(
+                    job_id=job_id,
+                    owner=job_owner(user),
+                    style_id=style.id,
+                    trigger=style.trigger,
+                    image_keys=tuple(u.blob_key for u in pending),
+                    settings=settings,
+                    style_name=name,
+                    licence=spdx_licence(consent.licence),
+                    consent_id=consent.id,
+                    base_model=style.base_model,
+                )
+            )
     except DuplicateStyleName:  # a second /train with this name won the race
         return ErrorReply(f"You already have a style named {name}. Pick another name.")
+    except QueueUnavailable:
+        return ErrorReply(QUEUE_UNAVAILABLE_TEXT)
     await record_usage(deps, command.requester, TRAIN, 1)
-    await deps.queue.enqueue_train(
-        TrainJob(
-            job_id=job_id,
-            owner=job_owner(user),
-            style_id=style.id,
-            trigger=style.trigger,
-            image_keys=tuple(u.blob_key for u in pending),
-            settings=settings,
-            style_name=name,
-            licence=spdx_licence(consent.licence),
-            consent_id=consent.id,
-            base_model=style.base_model,
-        )
-    )
     position = await queue_position(deps, job_id)
     return JobQueued(
         text=(

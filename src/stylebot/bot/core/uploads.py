@@ -9,11 +9,12 @@ from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, UploadImages
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.evidence import consent_images, record_consent
+from stylebot.bot.core.image_work import admit_image_work, run_image_work
 from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
 from stylebot.bot.core.optout import OptedOutImage, find_opted_out
-from stylebot.bot.core.perceptual import perceptual_hash_of_png
+from stylebot.bot.core.perceptual import NEAR_DUPLICATE_BITS, perceptual_hash_of_png
 from stylebot.bot.core.replies import ConsentRequest, ErrorReply, Reply, TextReply
 from stylebot.bot.core.training_rights import training_reservation
 
@@ -23,11 +24,12 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
         return ErrorReply("Attach at least one image (PNG, JPEG or WebP).")
     if command.posted_by is not None and command.posted_by != command.requester.user_id:
         return ErrorReply("You can only train on images you posted yourself.")
+    refused = await admit_image_work(deps, command.requester, command.files)
+    if refused is not None:
+        return refused
     user = await deps.user(command.requester)
     pending = await deps.repo.pending_uploads(user.id)
     known = {u.blob_key for u in pending}
-
-    opted_out = await deps.optouts.all() if deps.optouts is not None else []
 
     # Check every file before storing any, so a bad file changes nothing.
     accepted: list[NormalizedImage] = []
@@ -36,9 +38,9 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
     for file in command.files:
         try:
             # Decoding is CPU work (seconds for a large photo): off the event loop, so
-            # other chats are answered meanwhile.
-            image = await asyncio.to_thread(
-                normalize_upload, file.filename, file.data, deps.policy.images
+            # other chats are answered meanwhile, and a few at a time (image_work).
+            image = await run_image_work(
+                deps, normalize_upload, file.filename, file.data, deps.policy.images
             )
         except ImageRejected as exc:
             return ErrorReply(
@@ -52,7 +54,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
                 f"“{image.display_name}” can't be used to train a style: {reservation}. "
                 "Nothing was saved; send the images again without it."
             )
-        copied = await _copies_opted_out(image, opted_out, command.requester)
+        copied = await _copies_opted_out(deps, image, command.requester)
         if copied is not None:
             return ErrorReply(
                 f"“{image.display_name}” matches an image its artist registered with "
@@ -152,9 +154,12 @@ async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
 
 
 async def _copies_opted_out(
-    image: NormalizedImage, opted_out: list[OptedOutImage], requester: Requester
+    deps: Deps, image: NormalizedImage, requester: Requester
 ) -> OptedOutImage | None:
-    if not opted_out:
+    if deps.optouts is None:
         return None
-    phash = await asyncio.to_thread(perceptual_hash_of_png, image.data)
-    return find_opted_out(opted_out, image.sha256, phash, requester.platform, requester.user_id)
+    phash = await run_image_work(deps, perceptual_hash_of_png, image.data)
+    # The registry's index finds the few registrations that may match; only those are
+    # compared, whatever the size of the registry.
+    found = await deps.optouts.candidates(image.sha256, phash, NEAR_DUPLICATE_BITS)
+    return find_opted_out(found, image.sha256, phash, requester.platform, requester.user_id)

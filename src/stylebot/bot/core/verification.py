@@ -20,7 +20,8 @@ from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS, band_probes
-from stylebot.bot.core.images import ImageLimits, ImageRejected, normalize_upload
+from stylebot.bot.core.image_work import admit_image_work
+from stylebot.bot.core.images import ImageLimits, ImageRejected, normalize_for_reading
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash_of_png
 from stylebot.bot.core.picture_match import PictureDifference, compare_png
@@ -30,6 +31,7 @@ from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVer
 __all__ = ["NO_MARK_TEXT", "verify", "verify_image"]
 
 NO_MARK_TEXT = "No stylebot watermark found in this image."
+DEFAULT_READ_SIDE = 1024  # Policy.max_size's default
 
 
 async def verify_image(
@@ -41,15 +43,21 @@ async def verify_image(
     *,
     blobs: BlobStore,
     viewer: Viewer,
+    max_side: int = DEFAULT_READ_SIDE,
 ) -> VerifyReport | ErrorReply:
     """Read the watermark and describe the record it points to, as `viewer` may see it.
 
     The file goes through the same checks as an upload first, so a hostile
     file is refused before the decoder sees it. Decoding, reading the mark, comparing
     and hashing run in worker threads: a large picture must not stall every other chat.
+
+    ``max_side`` is the largest side of the images this bot makes (Policy.max_size): a
+    bigger picture cannot be an untouched output, so it is decoded shrunk to fit (a JPEG
+    at 1/2^k scale, see normalize_for_reading) before the mark is read. That bounds the
+    work a huge photo costs, and an output enlarged by a whole factor reads again.
     """
     try:
-        image = await asyncio.to_thread(normalize_upload, filename, data, limits)
+        image = await asyncio.to_thread(normalize_for_reading, filename, data, limits, max_side)
     except ImageRejected as exc:
         return ErrorReply(f"I can't check that file: {exc.reason}")
     output_id = await asyncio.to_thread(watermark.read, image.data)
@@ -202,14 +210,22 @@ async def _stored_image(blobs: BlobStore, output: Output) -> bytes | None:
 
 
 async def verify(deps: Deps, command: Verify) -> Reply:
-    report = await verify_image(
-        deps.repo,
-        deps.watermark,
-        command.file.filename,
-        command.file.data,
-        deps.policy.images,
-        blobs=deps.blobs,
-        viewer=command.requester,
-    )
-    # Parsing the C2PA manifest is CPU work too; each call builds its own c2pa Reader.
-    return await asyncio.to_thread(with_credentials, report, deps.credentials, command.file.data)
+    refused = await admit_image_work(deps, command.requester, (command.file,))
+    if refused is not None:
+        return refused
+    # All of it is image work (decode, mark, hashes, C2PA): one turn of Deps.image_work.
+    async with deps.image_work:
+        report = await verify_image(
+            deps.repo,
+            deps.watermark,
+            command.file.filename,
+            command.file.data,
+            deps.policy.images,
+            blobs=deps.blobs,
+            viewer=command.requester,
+            max_side=deps.policy.max_size,
+        )
+        # Parsing the C2PA manifest is CPU work too; each call builds its own c2pa Reader.
+        return await asyncio.to_thread(
+            with_credentials, report, deps.credentials, command.file.data
+        )

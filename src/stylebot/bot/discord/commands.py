@@ -47,6 +47,7 @@ from stylebot.bot.core.admin import (
     UnbanUser,
 )
 from stylebot.bot.core.commands import EraseMyData, OptOut
+from stylebot.bot.discord.optout_admin import install_optout_review
 
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
@@ -403,4 +404,5 @@ def install_admin_commands(
         )
         await run_admin(interaction, command)
 
+    install_optout_review(admin_group, adapter, manages_server)
     tree.add_command(admin_group)

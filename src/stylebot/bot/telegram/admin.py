@@ -14,7 +14,9 @@ from stylebot.bot.core.admin import (
     JOB_KINDS,
     AdminCommand,
     BanUser,
+    ListOptOuts,
     PauseTraining,
+    RemoveOptOuts,
     RemoveSharedStyle,
     ResumeTraining,
     SetQuota,
@@ -42,6 +44,14 @@ USAGE: dict[str, str] = {
     ),
     "unban": "/admin unban USER_ID — or as a reply to one of their messages (operator)",
     "queue": "/admin queue — queued and running jobs (this group's, for its managers)",
+    "optouts": (
+        "/admin optouts [by:CODE] — /optout registrations made in this group (all, for the "
+        "operator), or one registrant's"
+    ),
+    "removeoptout": (
+        "/admin removeoptout ID [ID ...] [REASON] — or by:CODE [REASON] for all of one "
+        "registrant's; each removal is recorded in the consent ledger"
+    ),
 }
 HELP = "Admin commands, for this group's admins and the bot's operator:\n" + "\n".join(
     USAGE.values()
@@ -92,13 +102,43 @@ def parse_admin(
         case "queue":
             _no_more(verb, rest)
             return ShowQueue(requester)
+        case "optouts":
+            registrant, extra = _registrant(verb, rest)
+            _no_more(verb, extra)
+            return ListOptOuts(requester, registrant)
+        case "removeoptout" | "remove-optout":
+            return _remove_optouts(requester, rest)
         case _:
             raise AdminUsageError(f"Unknown admin command {printable(verb)!r}.\n\n{HELP}")
 
 
 def needs_manager_check(command: AdminCommand) -> bool:
     """Whether the command's authority depends on managing the group it comes from."""
-    return isinstance(command, SetQuota | RemoveSharedStyle | ShowQueue)
+    return isinstance(
+        command, SetQuota | RemoveSharedStyle | ShowQueue | ListOptOuts | RemoveOptOuts
+    )
+
+
+def _registrant(verb: str, rest: list[str]) -> tuple[str | None, list[str]]:
+    """A leading ``by:CODE`` (the core checks the code), and the words after it."""
+    if rest and rest[0].lower().startswith("by:"):
+        code = rest[0][3:]
+        if not code:
+            raise AdminUsageError(_usage(verb, "Write the registrant code right after by:"))
+        return code, rest[1:]
+    return None, rest
+
+
+def _remove_optouts(requester: Requester, rest: list[str]) -> RemoveOptOuts:
+    registrant, words = _registrant("removeoptout", rest)
+    ids: list[int] = []
+    if registrant is None:
+        while words and words[0].lstrip("#").isdigit():
+            ids.append(int(words.pop(0).lstrip("#")))
+        if not ids:
+            problem = "Give the ids a listing shows (/admin optouts), or by:CODE."
+            raise AdminUsageError(_usage("removeoptout", problem))
+    return RemoveOptOuts(requester, tuple(ids), registrant, " ".join(words))
 
 
 def _quota(requester: Requester, rest: list[str]) -> SetQuota:

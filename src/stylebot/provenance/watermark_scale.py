@@ -1,0 +1,72 @@
+"""How much a marked picture was rescaled, guessed from the mark's own block grid.
+
+The mark changes each 8x8-pixel block of the U plane on its own, so a marked picture has
+small steps in U every 8 pixels along both axes. Rescaled by ``s``, the steps come every
+``8 s`` pixels: the mean absolute step between neighbouring columns (and rows), as a
+function of position, has a spectral peak at ``1 / (8 s)``. The peak is found to about
+0.1%, which the reader needs (the mark is lost at 0.5% off over 512 pixels).
+
+JPEG has steps of its own, every 8 pixels on luma and 16 on (subsampled) chroma, so peaks
+at ``k / 16`` say nothing: they are skipped, and the scales they would give (1, 1/2, 2/3,
+2) are always tried instead. The reader tries every candidate until one decodes; the
+Reed-Solomon code and CRC, not these guesses, decide what is a mark.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stylebot.provenance.watermark import _u_plane
+
+__all__ = ["MAX_RESCALE", "MIN_RESCALE", "rescale_candidates"]
+
+MIN_RESCALE = 0.48  # a little beyond the 0.5x to 2x the reader promises
+MAX_RESCALE = 2.1
+_BLOCK_PIXELS = 8
+_ESTIMATE_SIDE = 1024  # the estimate reads at most this central square of the picture
+_PADDED = 1 << 14  # FFT length: frequency steps fine enough for 0.1% on the scale
+_PEAKS = 3
+# Scales where the mark's grid and JPEG's coincide: always tried, never estimated.
+_JPEG_SCALES = (1.0, 0.5, 2 / 3, 2.0)
+_JPEG_FREQUENCIES = tuple(k / 16 for k in range(1, 5))
+_SAME = 0.004  # relative distance under which two scales (or frequencies) are one
+
+
+def rescale_candidates(rgb: np.ndarray) -> list[float]:
+    """Scales to try, most likely first: 1 (not rescaled), the spectral estimates, then the
+    other scales at which JPEG's grid hides ours."""
+    candidates = [1.0]
+    for scale in (*_estimated_scales(rgb), *_JPEG_SCALES):
+        if all(abs(scale / known - 1) > _SAME for known in candidates):
+            candidates.append(scale)
+    return candidates
+
+
+def _estimated_scales(rgb: np.ndarray) -> list[float]:
+    height, width = rgb.shape[:2]
+    side_h, side_w = min(height, _ESTIMATE_SIDE), min(width, _ESTIMATE_SIDE)
+    top, left = (height - side_h) // 2, (width - side_w) // 2
+    crop = rgb[top : top + side_h, left : left + side_w]
+    u = _u_plane(crop, side_h, side_w)
+    spectrum = _step_spectrum(u, axis=1) + _step_spectrum(u, axis=0)
+    frequencies = np.fft.rfftfreq(_PADDED)
+    band = (frequencies > 1 / (_BLOCK_PIXELS * MAX_RESCALE)) & (
+        frequencies < 1 / (_BLOCK_PIXELS * MIN_RESCALE)
+    )
+    for jpeg in _JPEG_FREQUENCIES:
+        band &= np.abs(frequencies / jpeg - 1) > _SAME
+    inner = spectrum[1:-1]
+    is_peak = np.zeros_like(band)
+    is_peak[1:-1] = (inner > spectrum[:-2]) & (inner >= spectrum[2:])
+    peaks = np.flatnonzero(band & is_peak)
+    strongest = peaks[np.argsort(spectrum[peaks])[::-1][:_PEAKS]]
+    return [float(1 / (_BLOCK_PIXELS * frequencies[i])) for i in strongest]
+
+
+def _step_spectrum(u: np.ndarray, axis: int) -> np.ndarray:
+    """Magnitude spectrum of the mean |step| between neighbours along ``axis``."""
+    steps = np.abs(np.diff(u, axis=axis)).mean(axis=1 - axis)
+    if len(steps) < 32:
+        return np.zeros(_PADDED // 2 + 1)
+    trend = np.convolve(steps, np.ones(17) / 17, mode="same")
+    return np.abs(np.fft.rfft((steps - trend) * np.hanning(len(steps)), _PADDED))

@@ -1,0 +1,159 @@
+"""Issue 14, geometry: the mark is read back after the edits people make when passing an
+image on (crops, rescales that are not undone, screenshots, Telegram), outputs marked
+before version 3 still verify, and edited unmarked images never read as marked.
+
+A handful of images per edit, at 256 and 512 pixels; the rates over hundreds of images
+are measured by ``bench/watermark_robustness.py``."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.support.watermark_images import (
+    illustration,
+    psnr,
+    reencode,
+    scene,
+    subject_on_background,
+    telegram_photo,
+    unmarked_images,
+)
+
+from stylebot.provenance import embed_watermark, inspect_watermark, new_output_id, read_watermark
+from stylebot.provenance.watermark import _embed, _quantise
+
+SIZES = [256, 512]
+
+
+def pictures(side: int) -> list[tuple[str, Image.Image]]:
+    """Three kinds of picture at ``side`` x ``side``: texture, flat colours, a subject on
+    a plain background."""
+    return [
+        ("scene", scene(side, side, seed=side + 1)),
+        ("illustration", illustration(seed=side + 2).resize((side, side))),
+        ("subject-on-white", subject_on_background("white", seed=side + 3).resize((side, side))),
+    ]
+
+
+def untraced(side: int, edit: Callable[[Image.Image], Image.Image]) -> list[str]:
+    """The kinds of picture whose mark is not read back after ``edit``."""
+    failed = []
+    for kind, picture in pictures(side):
+        output_id = new_output_id()
+        if read_watermark(edit(embed_watermark(picture, output_id))) != output_id:
+            failed.append(kind)
+    return failed
+
+
+def rescaled(image: Image.Image, factor: float) -> Image.Image:
+    size = (round(image.width * factor), round(image.height * factor))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def screenshot(image: Image.Image) -> Image.Image:
+    """Shown at 85%, captured with a 4 px grey frame around it, saved as PNG."""
+    shown = rescaled(image, 0.85)
+    framed = Image.new("RGB", (shown.width + 8, shown.height + 8), (200, 200, 200))
+    framed.paste(shown, (4, 4))
+    return reencode(framed, "PNG")
+
+
+def crop_left_tenth(image: Image.Image) -> Image.Image:
+    return image.crop((image.width // 10, 0, image.width, image.height))
+
+
+def crop_to_three_quarters(image: Image.Image) -> Image.Image:
+    """87% of the width and 86% of the height (75% of the area), at an odd offset."""
+    width, height = round(image.width * 0.87), round(image.height * 0.86)
+    return image.crop((11, 5, 11 + width, 5 + height))
+
+
+@pytest.mark.parametrize("side", SIZES)
+def test_mark_survives_a_tenth_cropped_off_one_side(side: int) -> None:
+    assert untraced(side, crop_left_tenth) == []
+
+
+@pytest.mark.parametrize("side", SIZES)
+def test_mark_survives_a_crop_keeping_three_quarters(side: int) -> None:
+    assert untraced(side, crop_to_three_quarters) == []
+
+
+@pytest.mark.parametrize("side", SIZES)
+def test_mark_survives_a_crop_sent_as_a_telegram_photo(side: int) -> None:
+    assert untraced(side, lambda image: telegram_photo(crop_to_three_quarters(image))) == []
+
+
+@pytest.mark.parametrize("side", SIZES)
+@pytest.mark.parametrize("factor", [0.5, 0.7, 1.37, 2.0])
+def test_mark_survives_a_rescale_that_is_not_undone(side: int, factor: float) -> None:
+    assert untraced(side, lambda image: reencode(rescaled(image, factor), "PNG")) == []
+
+
+@pytest.mark.parametrize("side", SIZES)
+def test_mark_survives_a_screenshot(side: int) -> None:
+    assert untraced(side, screenshot) == []
+
+
+def test_mark_survives_jpeg_q60_at_256() -> None:
+    assert untraced(256, lambda image: reencode(image, "JPEG", quality=60)) == []
+
+
+def test_a_reading_says_which_mark_and_how_much_the_picture_was_rescaled() -> None:
+    output_id = new_output_id()
+    marked = embed_watermark(scene(512, 512, seed=7), output_id)
+    reading = inspect_watermark(rescaled(marked, 0.7))
+    assert reading is not None
+    assert (reading.output_id, reading.version) == (output_id, 3)
+    assert reading.scale == pytest.approx(358 / 512, rel=0.003)
+
+
+@pytest.mark.parametrize("side", SIZES)
+def test_outputs_marked_before_version_3_still_verify(side: int) -> None:
+    # Version 2, the block-order mark every output carried until now, made the old way.
+    output_id = new_output_id()
+    old_output = _embed(scene(side, side, seed=side), output_id, 2, _quantise)
+    reading = inspect_watermark(reencode(old_output, "JPEG", quality=75))
+    assert reading is not None
+    assert (reading.output_id, reading.version) == (output_id, 2)
+
+
+def test_version_3_costs_no_more_quality_than_version_2() -> None:
+    original = scene(512, 512, seed=21)
+    output_id = new_output_id()
+    tiled = psnr(original, embed_watermark(original, output_id))
+    block_order = psnr(original, _embed(original, output_id, 2, _quantise))
+    assert tiled > 38.0
+    assert abs(tiled - block_order) < 0.5
+
+
+def test_edited_unmarked_images_never_read_as_marked() -> None:
+    edits: list[Callable[[Image.Image], Image.Image]] = [
+        crop_to_three_quarters,
+        lambda image: rescaled(image, 0.7),
+        lambda image: reencode(rescaled(image, 1.6), "JPEG", quality=80),
+        screenshot,
+    ]
+    claims = [
+        (name, number)
+        for name, image in unmarked_images()[::3]
+        for number, edit in enumerate(edits)
+        if image.width * image.height >= 256 * 256 and read_watermark(edit(image)) is not None
+    ]
+    assert claims == []
+
+
+def test_reading_a_2048_pixel_picture_stays_in_bounded_memory() -> None:
+    # The worst case: nothing to find, so every rescale candidate is searched.
+    noise = np.random.default_rng(3).integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
+    picture = Image.fromarray(noise)
+    tracemalloc.start()
+    try:
+        assert read_watermark(picture) is None
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 1024 * 1024, f"peak {peak / 2**20:.0f} MB"
