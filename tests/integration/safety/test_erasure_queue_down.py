@@ -4,7 +4,7 @@ is stopped before the erasure and started again (on the same files) after it.
 The erasure must finish its SQLite part and say so; what the queue holds of the user's
 jobs (payloads with the prompt and the styles' names) is recorded as owed, and carried
 out once Redis answers again: then nothing of it is left in Redis, in its files on disk,
-or in the database's files.
+or in the database's files. A clean-up the last run left is carried out at start.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
 from tests.fakes.core import SteppingClock, person, png
 
-from stylebot.bootstrap import PngWatermarkReader
+from stylebot.bootstrap import PngWatermarkReader, open_frontend
 from stylebot.bot.core import (
     ConfirmConsent,
     EraseMyData,
@@ -31,6 +34,8 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.queue_cleanup import QueueCleanup
+from stylebot.config import Settings
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import cancel_key, connect
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
@@ -163,3 +168,25 @@ async def test_erasure_with_redis_down_erases_the_records_and_the_queue_catches_
         # waiting, for a worker that may have them; the first training had finished.
         assert left == ([] if job_id == job_ids[0] else [cancel_key(job_id).encode()])
     assert files_holding(s.data_dir, needles) == []
+
+
+async def test_a_clean_up_left_by_the_last_run_is_carried_out_when_the_front_end_starts(
+    settings: Settings,
+) -> None:
+    """The last run recorded an erasure's queue part and stopped before Redis was back."""
+    job_id = "generate-0123456789abcdef"
+    with EmbeddedRedis(settings.data_dir) as server:  # the front end joins it
+        client = Redis(unix_socket_path=str(server.socket_path))
+        await client.set(job_key_prefix + job_id, SECRET_PROMPT.encode())
+        repo = await SqliteRepository.open(settings.database_path)
+        async with repo.transaction():
+            await SqlitePendingQueueCleanups(repo).add(
+                QueueCleanup(forget_job_ids=(job_id,), rewrite_files=True), datetime.now(UTC)
+            )
+        await repo.close()
+
+        async with open_frontend(settings):
+            assert await client.exists(job_key_prefix + job_id) == 0
+            with sqlite3.connect(settings.database_path) as db:
+                assert db.execute("SELECT COUNT(*) FROM pending_queue_cleanups").fetchone() == (0,)
+        await client.aclose()
