@@ -24,6 +24,7 @@ from tests.fakes.core import SteppingClock, person, png
 from stylebot.bootstrap import PngWatermarkReader, open_frontend
 from stylebot.bot.core import (
     ConfirmConsent,
+    DeleteStyle,
     EraseMyData,
     Imagine,
     IncomingFile,
@@ -190,3 +191,26 @@ async def test_a_clean_up_left_by_the_last_run_is_carried_out_when_the_front_end
             with sqlite3.connect(settings.database_path) as db:
                 assert db.execute("SELECT COUNT(*) FROM pending_queue_cleanups").fetchone() == (0,)
         await client.aclose()
+
+
+async def test_style_deletion_with_redis_down_deletes_the_style_and_the_queue_catches_up(
+    stack: Stack,
+) -> None:
+    s = stack
+    job_ids = await queue_work_of_alice(s)
+    s.redis.stop()
+
+    reply = await s.bot.handle(DeleteStyle(ALICE, STYLE_NAMES[1]))
+
+    assert isinstance(reply, TextReply), reply
+    assert reply.text.startswith(f"Deleted style {STYLE_NAMES[1]}")
+    assert await s.repo.get_job(job_ids[1]) is not None  # its job history stays, cancelled
+    assert pending_rows(s) == 1
+    s.redis = EmbeddedRedis(s.data_dir).start()
+    async with asyncio.timeout(60):
+        while pending_rows(s):  # noqa: ASYNC110 - another process's file, no event to wait on
+            await asyncio.sleep(0.2)
+    assert await s.queue.redis.exists(f"arq:job:{job_ids[1]}") == 0
+    assert await s.queue.redis.exists(cancel_key(job_ids[1])) == 1
+    # The other style's job and the image waiting are untouched.
+    assert await s.queue.redis.exists(f"arq:job:{job_ids[2]}") == 1
