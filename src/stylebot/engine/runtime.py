@@ -484,9 +484,8 @@ class StyleEngine:
             marked = embed_watermark(image, output_id)
             meta = OutputMetadata(
                 output_id=output_id,
-                # Made in private: the file may be passed on, its prompt and style not.
-                prompt="" if job.private else prompt,
-                negative_prompt="" if job.private else job.negative_prompt,
+                prompt=prompt,
+                negative_prompt=job.negative_prompt,
                 seed=seed,
                 # What was sampled: a few-step model caps the steps asked for.
                 steps=self.generator.sampled_steps(job.steps),
@@ -495,10 +494,10 @@ class StyleEngine:
                 height=job.height,
                 sampler=sampler_name(self.pipeline.scheduler),
                 base_model=Path(self.base_model).name or self.base_model,
-                style_name=None if job.private else job.style_name,
-                lora_hash=None if job.private else lora_hash,
+                style_name=job.style_name,
+                lora_hash=lora_hash,
                 created_at=now,
-                lora_file_hash=None if job.private else lora_file_hash,
+                lora_file_hash=lora_file_hash,
                 model_hash=self.model_hash,
             )
             png = finish_output_png(marked, meta, self.signing)

@@ -104,10 +104,6 @@ class TrainJob(_JsonData):
     # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
     # different owners take turns. None: a queue of its own.
     owner: str | None = None
-    # Made in private (a DM, or a private style): the PNG's text metadata and C2PA
-    # manifest leave out the prompt and the style, which only the maker may see; the
-    # watermark and the rest are kept. False for jobs queued before the flag existed.
-    private: bool = False
     # What the exported LoRA file's metadata says (engine.lora_files): the
     # style, its licence as an SPDX expression, the consent record, and the
     # base model the front end recorded for it.
@@ -147,10 +143,6 @@ class GenerateJob(_JsonData):
     # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
     # different owners take turns. None: a queue of its own.
     owner: str | None = None
-    # Made in private (a DM, or a private style): the PNG's text metadata and C2PA
-    # manifest leave out the prompt and the style, which only the maker may see; the
-    # watermark and the rest are kept. False for jobs queued before the flag existed.
-    private: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ the tiny model; the hashes are computed here from the files, by A1111's rules
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 from pathlib import Path
@@ -20,10 +19,9 @@ from tests.support import a1111
 from tests.support.single_file import write_sd_single_file
 from tests.support.tiny_styles import STRONG, TRIGGER, reference_images
 
-from stylebot.bootstrap import PngWatermarkReader
 from stylebot.engine.lora_files import read_safetensors_metadata
 from stylebot.engine.runtime import StyleEngine, TrainedWeights
-from stylebot.provenance import read_output_metadata, read_png_metadata
+from stylebot.provenance import read_png_metadata
 from stylebot.queue.payloads import GenerateJob, TrainJob
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -132,27 +130,3 @@ def test_a_single_file_checkpoint_is_named_and_hashed_as_a1111_does(
     assert file_meta["ss_new_sd_model_hash"] == a1111.checkpoint_sha256(checkpoint)
     assert file_meta["ss_sd_model_hash"] == a1111.legacy_model_hash(checkpoint.read_bytes())
     assert file_meta["ss_sd_model_name"] == checkpoint.name
-
-
-def test_an_output_made_in_private_keeps_its_prompt_and_style_out_of_the_file(
-    engine: StyleEngine, trained: TrainedWeights
-) -> None:
-    """A DM or a private style: the PNG may be passed on, what made it is the maker's."""
-    job = dataclasses.replace(
-        _generate_job("private"), negative_prompt="blurry harbour", private=True
-    )
-    [image] = engine.generate(job, trained.data)
-
-    texts = read_png_metadata(image.png)
-    everything = "\n".join(texts.values())
-    for secret in ("lighthouse", "blurry harbour", STYLE, TRIGGER, "<lora:", "Lora hashes"):
-        assert secret not in everything, secret
-    parsed = _parameters(image.png)
-    assert parsed["Prompt"] == ""
-    assert parsed["Seed"] == "5"
-    meta = read_output_metadata(image.png)
-    assert meta is not None
-    assert meta.output_id == job.output_ids[0]
-    assert (meta.prompt, meta.style_name, meta.lora_hash) == ("", None, None)
-    # The watermark still names the output.
-    assert PngWatermarkReader().read(image.png) == job.output_ids[0]

@@ -125,13 +125,3 @@ async def test_an_older_dm_output_stays_private() -> None:
     await repo.add_outputs([dataclasses.replace(record, maker_name=None, made_in_private=None)])
     report = await check(world, BOB, await stored_picture(world, output_id))
     assert "secret" not in report.text
-
-
-async def test_the_worker_is_told_which_outputs_are_made_in_private() -> None:
-    """So it leaves their prompt and style out of the PNG (test_a1111_infotext checks the
-    file); an output made in a group with no private style keeps them."""
-    world = verify_world()
-    await deliver(world, ALICE_IN_DM, scene(512, 512, seed=4), "my secret plan")
-    assert world.queue.generate_jobs[-1].private is True
-    await deliver(world, ALICE, scene(512, 512, seed=5), "a public lighthouse")
-    assert world.queue.generate_jobs[-1].private is False

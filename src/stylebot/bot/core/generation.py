@@ -160,7 +160,6 @@ async def queue_generation(
     p = deps.policy
     now = deps.clock.now()
     job_id = new_job_id("generate")
-    private = made_in_private(requester, style)
     outputs = [
         Output(
             id=new_output_id(),
@@ -177,7 +176,7 @@ async def queue_generation(
             style_id=style.id if style else None,
             maker_name=requester.display_name,
             maker_username=requester.username,
-            made_in_private=private,
+            made_in_private=made_in_private(requester, style),
         )
         for i in range(spec.count)
     ]
@@ -211,7 +210,6 @@ async def queue_generation(
                 base_model=style.base_model if style else p.base_model,
                 variation_seed=spec.variation_seed,
                 variation_strength=spec.variation_strength,
-                private=private,
             )
         )
     position = await queue_position(deps, job_id)
