@@ -341,6 +341,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         redis = await connect(redis_url)
         stack.push_async_callback(redis.aclose)
         queue = ArqJobQueue(redis, blobs)
+        stack.push_async_callback(queue.close)
         events = EventConsumer(redis, on_outage=keeper.revive)
         await events.ensure_group()
         # The ledger, opt-outs and usage write on the repository's connection, so that

@@ -11,9 +11,17 @@ so what users typed must never reach them. Two guards, on the root handlers
   text) have those records dropped, whatever level is configured;
 * transformers and diffusers log past the root's handlers; the engine routes them
   there (`route_model_library_logs`);
+* library lines known to quote a piece of a prompt have that piece replaced by
+  `[redacted]`, whenever they come: diffusers' warning about a prompt longer than CLIP
+  takes quotes its cut-off tail, decoded by the tokenizer (lower-cased, re-spaced), so
+  it matches no text the job registered (`_QUOTING_LIBRARY_LINES`);
 * while a job runs, the worker registers its private texts (`private_texts`), and any
-  record from any logger and any thread that quotes one (a library warning that quotes
-  a truncated prompt, say) has it replaced by `[redacted]`.
+  record from any logger and any thread that quotes one whole (an error that quotes a
+  prompt, say) has it replaced by `[redacted]`.
+
+Texts shorter than `_MIN_PRIVATE_LEN` are not registered, so the bot's own lines never
+name a style (or quote a prompt): they name jobs, styles and outputs by id, and blobs
+by key.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import re
 import threading
 from collections.abc import Iterator
 
@@ -32,6 +41,13 @@ _ARQ_START_LINE = "%6.2fs → %s(%s)%s"
 # Shorter texts (a style named "ink") would blank common words of unrelated lines;
 # such a text reaches a log only inside arq's start line, which is blanked anyway.
 _MIN_PRIVATE_LEN = 4
+
+# Library lines that quote part of a prompt: the text before the quote is kept (the
+# operator learns that prompts are being cut), the quote is redacted.
+_QUOTING_LIBRARY_LINES = (
+    # diffusers' Stable Diffusion pipelines (1.x, 2.x, XL and the rest), 0.2x-0.3x.
+    re.compile(r"(The following part of your input was truncated because .*? tokens): .*", re.S),
+)
 
 # Loggers whose DEBUG records carry data (statement parameters, message payloads).
 _PAYLOAD_LOGGERS = ("aiosqlite", "discord", "telegram", "httpcore", "httpx", "hpack")
@@ -65,6 +81,7 @@ class JobArgumentsFilter(logging.Filter):
             args = record.args
             if isinstance(args, tuple) and len(args) == 4:
                 record.args = (args[0], args[1], "…", args[3])
+        _redact_quoting_library_line(record)
         with _lock:
             private = sorted({t for texts in _texts.values() for t in texts}, key=len, reverse=True)
         if not private:
@@ -96,6 +113,16 @@ def route_model_library_logs() -> None:
     for library in (transformers_logging, diffusers_logging):
         library.disable_default_handler()
         library.enable_propagation()
+
+
+def _redact_quoting_library_line(record: logging.LogRecord) -> None:
+    if not record.name.startswith(("diffusers", "transformers")):
+        return
+    message = record.getMessage()
+    for line in _QUOTING_LIBRARY_LINES:
+        if (found := line.match(message)) is not None:
+            record.msg, record.args = f"{found.group(1)}: {REDACTED}", None
+            return
 
 
 def _from_payload_logger(name: str) -> bool:

@@ -27,6 +27,7 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
+from stylebot.log_privacy import JobArgumentsFilter
 from stylebot.queue.connection import connect
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 from stylebot.queue.recovery import CheckpointStore
@@ -41,7 +42,7 @@ def sample_files(directory: Path, count: int) -> tuple[IncomingFile, ...]:
 
 
 async def test_a_damaged_waiting_upload_is_refused_at_consent_and_repaired_by_sending_it_again(
-    frontend: FrontEnd, tmp_path: Path
+    frontend: FrontEnd, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     bot = frontend.bot
     files = sample_files(tmp_path / "refs", 2)
@@ -50,10 +51,15 @@ async def test_a_damaged_waiting_upload_is_refused_at_consent_and_repaired_by_se
     [first, _] = await frontend.repo.pending_uploads(user.id)
     flip_byte(frontend.blobs.path(first.blob_key))
 
-    refused = await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
+    with caplog.at_level(logging.INFO):
+        refused = await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
     assert isinstance(refused, ErrorReply)
     assert "damaged" in refused.text
     assert "send it again" in refused.text
+    # The operator's line names the blob to restore, not the person who asked.
+    [line] = [r.getMessage() for r in caplog.records if r.name.startswith("stylebot")]
+    assert first.blob_key in line
+    assert ME.user_id not in line
 
     assert isinstance(await bot.handle(UploadImages(ME, files)), ConsentRequest)
     confirmed = await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
@@ -82,6 +88,7 @@ async def test_damaged_style_weights_fail_generation_for_good_until_the_right_by
     flip_byte(frontend.blobs.path(style.lora_key))
 
     caplog.set_level(logging.INFO)
+    caplog.clear()
     asked = await bot.handle(Imagine(ME, "a lighthouse", style="warm", seed=11))
     assert isinstance(asked, JobQueued)
     failed = await inbox.next((ImagesReady, JobFinished))
@@ -101,6 +108,18 @@ async def test_damaged_style_weights_fail_generation_for_good_until_the_right_by
     assert line.exc_info is None
     assert style.lora_key in line.getMessage()
     assert f"restore {frontend.blobs.root} from a backup" in line.getMessage()
+    # The operator's line says which style by id (issue 20); its name is Ada's, and no
+    # line as the log handlers' guard passes it (arq's failure line and its trace
+    # included, logged after the job's texts are no longer redacted) carries it or the
+    # prompt.
+    assert f"style {style.id}'s weights are damaged" in line.getMessage()
+    for record in caplog.records:
+        JobArgumentsFilter().filter(record)
+        logged = record.getMessage()
+        if record.exc_info:
+            logged += logging.Formatter().formatException(record.exc_info)
+        assert "warm" not in logged, logged
+        assert "a lighthouse" not in logged, logged
 
     assert await frontend.blobs.put(weights) == style.lora_key  # the repair
     again = await bot.handle(Imagine(ME, "a lighthouse", style="warm", seed=11))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from arq.connections import ArqRedis
 
 from stylebot.bootstrap import FrontEnd, open_frontend
 from stylebot.bot.core import Notification
@@ -56,6 +57,20 @@ class Inbox:
                 notification = await self.received.get()
                 if isinstance(notification.reply, kinds):
                     return notification
+
+
+@pytest.fixture
+async def redis(tmp_path: Path) -> AsyncIterator[ArqRedis]:
+    """A client of an embedded Redis of the test's own (no front end around it)."""
+    from stylebot.queue.connection import connect
+    from stylebot.queue.redis_server import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path / "redis-home") as server:
+        client = await connect(server.url)
+        try:
+            yield client
+        finally:
+            await client.aclose()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import logging
 import math
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,15 @@ class Generator:
     def adapter_slots(self) -> dict[str, str]:
         """Style name -> the PEFT adapter (slot) that holds it."""
         return {name: cached.slot for name, cached in self._adapters.items()}
+
+    def unload_files(self, stems: Collection[str]) -> int:
+        """Unload the adapters and embeddings loaded from files named `<stem>.*` (the
+        worker cache names them by blob key: a revoked style's weights leave memory
+        too). Device thread only. Returns how many went."""
+        gone = [name for name, cached in self._adapters.items() if cached.path.stem in stems]
+        for name in gone:
+            self._evict(name)
+        return len(gone) + self.embeddings.unload_files(stems)
 
     def _activate(self, lora: LoraWeights | None) -> None:
         """Make exactly `lora` (or no LoRA) active for the next call."""

@@ -313,6 +313,11 @@ class StyleEngine:
             embedding_data=embedding,
         )
 
+    def unload_blobs(self, keys: Sequence[str]) -> int:
+        """Revoked blobs (deleted styles): their LoRA adapters and embeddings leave the
+        pipeline's memory (the cache files are named by blob key). Device thread only."""
+        return self.generator.unload_files(frozenset(keys))
+
     def store_embedding(self, key: str, data: bytes) -> None:
         """Keep a style's embedding (blob `key`) where generation finds it by key."""
         self.cache.store("embeddings", key, data)

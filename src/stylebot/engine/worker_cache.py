@@ -6,9 +6,11 @@ dir, named by the blob key (the SHA-256 of its bytes), and reuses it. Two limits
 * size: least recently used files go once the cache holds more than `max_bytes`
   (a file's mtime is its last use). Files used in the last `IN_USE_S` stay whatever
   the size, since a job may be about to load them.
-* revocation: a deleted style's weights must leave every worker (`drop`), which the
+* revocation: a deleted style's weights must leave every worker (`revoke`), which the
   worker does on a revocation record in Redis (`stylebot.queue.cache_revocation`);
   files unused for longer than that record is kept go at start (`drop_unused_for`).
+  A revoked key is refused from then on: a job that read the weights before the
+  deletion cannot store them again after the copy was dropped.
 
 Plain files, no model: the worker's revocation watch and tests use it on its own.
 """
@@ -27,7 +29,7 @@ from typing import Literal
 
 from stylebot.storage.blobs import sha256_of_file
 
-__all__ = ["DEFAULT_CACHE_MAX_BYTES", "IN_USE_S", "BlobCache", "CacheKind"]
+__all__ = ["DEFAULT_CACHE_MAX_BYTES", "IN_USE_S", "BlobCache", "CacheKind", "RevokedBlobError"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ IN_USE_S = 60.0
 SUFFIX = ".safetensors"
 
 
+class RevokedBlobError(LookupError):
+    """The blob was revoked (its style deleted): this worker keeps no copy of it."""
+
+
 class BlobCache:
     """Blob copies under `root/<kind>/<blob key>.safetensors`. Thread-safe: the device
     thread stores and uses files, the event loop drops revoked ones."""
@@ -48,6 +54,9 @@ class BlobCache:
         self.root = root
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        # Blob keys revoked since this process started: never stored again. Bounded by
+        # the revocations kept in Redis (a blob key names content nobody has any more).
+        self._revoked: set[str] = set()
 
     def path(self, kind: CacheKind, key: str) -> Path:
         return self.root / kind / f"{key}{SUFFIX}"
@@ -59,6 +68,8 @@ class BlobCache:
         rewritten from `data` (already verified against `key`), never loaded."""
         path = self.path(kind, key)
         with self._lock:
+            if key in self._revoked:
+                raise RevokedBlobError(f"blob {key} was revoked: not cached")
             if path.exists() and sha256_of_file(path) == hashlib.sha256(data).hexdigest():
                 _touch(path)
             else:
@@ -77,6 +88,15 @@ class BlobCache:
                 return None
             _touch(path)
         return path
+
+    def revoke(self, keys: Iterable[str]) -> tuple[list[str], int]:
+        """Refuse these blobs from now on and delete their copies; returns the keys not
+        revoked before, and how many files went."""
+        wanted = set(keys)
+        with self._lock:
+            new = sorted(wanted - self._revoked)
+            self._revoked.update(wanted)
+        return new, self.drop(wanted)
 
     def drop(self, keys: Iterable[str]) -> int:
         """Delete the cached copies of these blobs, of every kind; returns how many."""

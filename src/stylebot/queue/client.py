@@ -8,21 +8,16 @@ from collections.abc import Sequence
 
 from arq.connections import ArqRedis
 
-from stylebot.bot.core.errors import QueueUnavailable
 from stylebot.queue.connection import (
     MAX_PENDING_WAKES,
     QUEUED_JOB_TTL_S,
     WAKE_KEY,
     cancel_key,
 )
+from stylebot.queue.disk_rewrites import MIN_REWRITE_INTERVAL_S, DiskRewrites
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.fairness import Lane, in_turn_order, lane_of
-from stylebot.queue.forgetting import (
-    forget_jobs,
-    forget_owner,
-    revoke_blobs,
-    rewrite_append_only_file,
-)
+from stylebot.queue.forgetting import forget_jobs, forget_owner, revoke_blobs
 from stylebot.queue.outage import OUTAGE_ERRORS, as_queue_unavailable
 from stylebot.queue.payloads import GenerateJob, JobEvent, JobKind, TrainJob
 from stylebot.queue.traces import untraced_jobs
@@ -32,10 +27,6 @@ from stylebot.storage.blobs import LocalBlobStore
 log = logging.getLogger(__name__)
 
 
-#: How long erase_from_disk may take before the queue counts as unavailable.
-REWRITE_CALL_TIMEOUT_S = 90.0  # forgetting waits up to 60 s for a running rewrite
-
-
 class QueueError(RuntimeError):
     pass
 
@@ -43,11 +34,17 @@ class QueueError(RuntimeError):
 class ArqJobQueue:
     """Raises QueueUnavailable (the core's) while Redis is down: nothing was done."""
 
-    def __init__(self, redis: ArqRedis, blobs: LocalBlobStore | None = None) -> None:
+    def __init__(
+        self,
+        redis: ArqRedis,
+        blobs: LocalBlobStore | None = None,
+        *,
+        min_rewrite_interval_s: float = MIN_REWRITE_INTERVAL_S,
+    ) -> None:
         self.redis = redis
         # Where forgotten jobs' training checkpoints are deleted (None: left to workers).
         self.blobs = blobs
-        self._rewrite_failure_logged = False
+        self.disk_rewrites = DiskRewrites(redis, min_rewrite_interval_s)
 
     async def enqueue_train(self, job: TrainJob) -> None:
         await self._enqueue("train", job.job_id, job.owner, job.to_dict())
@@ -85,22 +82,16 @@ class ArqJobQueue:
             await revoke_blobs(self.redis, keys)
 
     async def erase_from_disk(self) -> None:
-        """Best effort: a Redis that refuses (a managed one may) keeps the data on its
-        disk until its own next rewrite; said once, not on every erasure."""
-        try:
-            # Longer than other calls: a rewrite already running is waited for first.
-            async with as_queue_unavailable(timeout_s=REWRITE_CALL_TIMEOUT_S):
-                await rewrite_append_only_file(self.redis)
-        except QueueUnavailable:
-            raise  # unreachable, not refusing: the erasure's clean-up retries it
-        except Exception as exc:
-            if not self._rewrite_failure_logged:
-                self._rewrite_failure_logged = True
-                log.warning(
-                    "Redis did not rewrite its append-only file after an erasure (%r): "
-                    "erased jobs stay in that file until Redis next rewrites it",
-                    exc,
-                )
+        """Redis rewrites its files (`stylebot.queue.disk_rewrites`): now, or once the
+        last rewrite is `min_rewrite_interval_s` old. Unreachable, QueueUnavailable: the
+        erasure's recorded clean-up keeps the rewrite owed and asks again later."""
+        async with as_queue_unavailable():
+            await self.redis.ping()
+        await self.disk_rewrites.request()
+
+    async def close(self) -> None:
+        """Before the connection closes: a rewrite still waiting runs now."""
+        await self.disk_rewrites.close()
 
     async def untraced(self, job_ids: Sequence[str]) -> set[str]:
         # Longer: it may read a backlog of events from the stream.

@@ -3,8 +3,9 @@
 The blob store refuses content that no longer matches its SHA-256 name
 (`DamagedBlob`). Retrying the job would read the same damaged file, so the worker
 turns it into a `DamagedInput`: its failure event is marked not retryable (no
-"you can try again"), and the operator's log gets one line naming the style,
-the blob and the directory to restore, instead of a traceback.
+"you can try again"), and the operator's log gets one line naming the style (by
+id, never by its name), the blob and the directory to restore, instead of a
+traceback.
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ class DamagedInput(Exception):
         self.user_message = user_message
 
 
-async def read_style_weights(blobs: LocalBlobStore, key: str, style_name: str | None) -> bytes:
-    """A style's LoRA or embedding bytes, checked against their name."""
-    name = style_name or "this"
+async def read_style_weights(
+    blobs: LocalBlobStore, key: str, style_id: int | None, style_name: str | None
+) -> bytes:
+    """A style's LoRA or embedding bytes, checked against their name.
+
+    The operator's message names the style by id and the blob by key: a style's name is
+    its owner's text, and logs are kept beyond the reach of /style delete and /forgetme.
+    """
     try:
         return await blobs.get(key)
     except DamagedBlob as exc:
         raise DamagedInput(
-            f"style {name}'s weights are damaged (blob {exc.key}): retrain it or restore "
-            f"{blobs.root} from a backup",
-            f"style {name}'s weights are damaged: retrain it, or ask the operator to "
-            "restore the bot's stored files from a backup",
+            f"style {style_id}'s weights are damaged (blob {exc.key}): retrain it or "
+            f"restore {blobs.root} from a backup",
+            f"style {style_name or 'this'}'s weights are damaged: retrain it, or ask the "
+            "operator to restore the bot's stored files from a backup",
         ) from exc
 
 

@@ -6,12 +6,17 @@ acknowledged before a crash. Readers block on XREADGROUP, so an event reaches
 the front end as soon as it is written. While Redis is down the reader waits
 with backoff (and has the embedded Redis started again, `on_outage`), then
 carries on where the group left off (`on_back` runs first).
+
+Each job's entry ids are indexed beside the stream (`job_events_key`, a set kept as
+long as its entries), so forgetting a job deletes its entries without reading the
+stream (`stylebot.queue.forgetting`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -28,14 +33,39 @@ log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "stylebot:events"
 FRONTEND_GROUP = "frontend"
-# Failed deliveries per event (message id), kept across restarts: a front end that
-# restarts must not start counting again (stylebot.bot.core.delivery).
-DELIVERY_FAILURES = "stylebot:events:delivery-failures"
+# Failed deliveries of an event (+ its message id), kept across restarts: a front end
+# that restarts must not start counting again (stylebot.bot.core.delivery). One key per
+# event with the events' expiry, so a count goes with its event however that goes
+# (acknowledged, forgotten, trimmed).
+DELIVERY_FAILURES_PREFIX = "stylebot:events:delivery-failures:"
+# Where those counts were kept before: a hash that only ever lost fields on ack.
+_OLD_DELIVERY_FAILURES = "stylebot:events:delivery-failures"
+_JOB_EVENTS_PREFIX = "stylebot:events:of:"
+# Set once the entries written before the index existed are indexed (`index_old_entries`).
+_INDEXED_MARK = "stylebot:events:indexed"
+_INDEX_PAGE = 1000
 # Bounded: the stream is a mailbox, not an archive (results live in SQLite).
 STREAM_MAXLEN = 100_000
 # ...in time too: events carry what users asked for (a preview's prompt is a style's
 # trigger), so none stays longer than a job may wait for a front end to read it.
 EVENTS_KEEP_S = QUEUED_JOB_TTL_S
+
+# XADD and the job's index in one step: an entry is never in the stream unindexed.
+_PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2])
+redis.call('SADD', KEYS[2], id)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return id
+"""
+
+
+def job_events_key(job_id: str) -> str:
+    """The set of a job's entry ids in the events stream."""
+    return _JOB_EVENTS_PREFIX + job_id
+
+
+def delivery_failures_key(message_id: str) -> str:
+    return DELIVERY_FAILURES_PREFIX + message_id
 
 
 class EventPublisher:
@@ -57,8 +87,14 @@ class EventPublisher:
 
     async def add(self, event: JobEvent) -> None:
         """Add the event to the stream, once: raises while Redis is down."""
-        message_id = await self.redis.xadd(
-            EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN, approximate=True
+        message_id = await self.redis.eval(
+            _PUBLISH,
+            2,
+            EVENTS_STREAM,
+            job_events_key(event.job_id),
+            STREAM_MAXLEN,
+            event.to_json(),
+            EVENTS_KEEP_S,
         )
         if self._trim_by_age:
             await self._trim_older_than_kept(message_id)
@@ -75,6 +111,42 @@ class EventPublisher:
         except ResponseError as exc:
             self._trim_by_age = False
             log.warning("this Redis cannot trim the events stream by age (%s); by length only", exc)
+
+
+async def index_old_entries(redis: Redis) -> int:
+    """Once per Redis, at a front end's start: index the entries published before the
+    per-job index existed, so forgetting their jobs finds them too. Returns how many."""
+    if await redis.exists(_INDEXED_MARK):
+        return 0
+    indexed = 0
+    start = "-"
+    while True:
+        page = await redis.xrange(EVENTS_STREAM, min=start, max="+", count=_INDEX_PAGE)
+        async with redis.pipeline(transaction=False) as pipe:
+            for message_id, fields in page:
+                job_id = _job_id_of(fields)
+                if job_id is not None:
+                    pipe.sadd(job_events_key(job_id), message_id)
+                    pipe.expire(job_events_key(job_id), EVENTS_KEEP_S)
+                    indexed += 1
+            await pipe.execute()
+        if len(page) < _INDEX_PAGE:
+            break
+        last = page[-1][0]
+        start = "(" + (last.decode() if isinstance(last, bytes) else last)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(_INDEXED_MARK, b"1")
+        pipe.delete(_OLD_DELIVERY_FAILURES)  # counts only: recounted from nought
+        await pipe.execute()
+    return indexed
+
+
+def _job_id_of(fields: dict[bytes, bytes]) -> str | None:
+    try:
+        job_id = json.loads(fields[b"event"]).get("job_id")
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
 
 
 class EventConsumer:
@@ -102,6 +174,7 @@ class EventConsumer:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        await index_old_entries(self.redis)
 
     async def read(self, block_ms: int = 1000, count: int = 32) -> list[tuple[str, JobEvent]]:
         """New events for this group, waiting up to block_ms for one to arrive."""
@@ -130,16 +203,21 @@ class EventConsumer:
 
     async def ack(self, message_id: str) -> None:
         await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, message_id)
-        await self.redis.hdel(DELIVERY_FAILURES, message_id)
+        await self.redis.delete(delivery_failures_key(message_id))
 
     async def delivery_failures(self, message_id: str) -> int:
         """How many times delivering this event's notifications failed so far."""
-        count = await self.redis.hget(DELIVERY_FAILURES, message_id)
+        count = await self.redis.get(delivery_failures_key(message_id))
         return int(count or 0)
 
     async def delivery_failed(self, message_id: str) -> int:
         """Count one more failed delivery of this event; returns the count."""
-        return int(await self.redis.hincrby(DELIVERY_FAILURES, message_id, 1))
+        key = delivery_failures_key(message_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, EVENTS_KEEP_S)
+            count, _ = await pipe.execute()
+        return int(count)
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, JobEvent]]:
         """Every event for this group, for ever: a Redis outage only pauses it."""

@@ -3,9 +3,10 @@
 Forgetting jobs (`forget_jobs`): arq's job record (the payload: prompt, style name,
 trigger) and its result, its retry counter, the job's fair turn, a training's result
 and checkpoint, and the job's entries in the events stream (progress previews carry
-the trigger). arq's results never hold a job's arguments in the first place
-(`result_without_arguments`), since a cancelled job's result is written by its worker
-after the erasure that cancelled it.
+the trigger), found by the stream's per-job index (`stylebot.queue.events`). arq's
+results never hold a job's arguments in the first place (`result_without_arguments`),
+since a cancelled job's result is written by its worker after the erasure that
+cancelled it.
 
 Revoking blobs (`revoke_blobs`): a worker keeps copies of style weights on its own
 disk (`stylebot.engine.worker_cache`). A revocation is a record in Redis, a sorted
@@ -31,7 +32,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, serialize_job
-from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP
+from stylebot.queue.events import (
+    EVENTS_STREAM,
+    FRONTEND_GROUP,
+    delivery_failures_key,
+    job_events_key,
+)
 from stylebot.queue.fairness import LANES
 from stylebot.queue.recovery import checkpoint_key, train_result_key
 from stylebot.queue.turns import owner_rounds_key, turns_key
@@ -53,7 +59,7 @@ REVOKED_BLOBS_KEY = "stylebot:revoked-blobs"
 # As long as a job may wait in the queue: a worker's cache entry unused for longer is
 # dropped at start without looking (see the module doc).
 REVOCATION_KEEP_S = QUEUED_JOB_TTL_S
-# Events read per XRANGE while looking for a job's entries.
+# Stream entries deleted per command.
 _STREAM_PAGE = 1000
 # How long a rewrite waits for one already running (which started before the deletes).
 _REWRITE_WAIT_S = 60.0
@@ -80,10 +86,17 @@ def result_without_arguments(result_data: bytes | None) -> bytes | None:
 
 async def forget_jobs(redis: Redis, job_ids: Sequence[str]) -> list[str]:
     """Delete everything Redis holds of these jobs; returns the blob keys of their
-    training checkpoints (the caller deletes those blobs). Safe to repeat."""
+    training checkpoints (the caller deletes those blobs). Safe to repeat. Works through
+    `_STREAM_PAGE` jobs at a time, so no single command grows with a user's history."""
     ids = sorted(set(job_ids))
-    if not ids:
-        return []
+    checkpoint_blobs: list[str] = []
+    for first in range(0, len(ids), _STREAM_PAGE):
+        checkpoint_blobs += await _forget_job_records(redis, ids[first : first + _STREAM_PAGE])
+    await _delete_events(redis, set(ids))
+    return checkpoint_blobs
+
+
+async def _forget_job_records(redis: Redis, ids: list[str]) -> list[str]:
     checkpoints = await redis.mget([checkpoint_key(job_id) for job_id in ids])
     checkpoint_blobs = [json.loads(raw)["blob_key"] for raw in checkpoints if raw is not None]
     async with redis.pipeline(transaction=True) as pipe:
@@ -100,7 +113,6 @@ async def forget_jobs(redis: Redis, job_ids: Sequence[str]) -> list[str]:
         for lane in LANES:
             pipe.hdel(turns_key(lane), *ids)
         await pipe.execute()
-    await _delete_events(redis, set(ids))
     return checkpoint_blobs
 
 
@@ -113,39 +125,43 @@ async def forget_owner(redis: Redis, owner: str) -> None:
 
 
 async def _delete_events(redis: Redis, job_ids: set[str]) -> int:
-    """XDEL the stream entries of these jobs (the stream is bounded, so this is too)."""
-    doomed: list[bytes] = []
-    start = "-"
-    while True:
-        page = await redis.xrange(EVENTS_STREAM, min=start, max="+", count=_STREAM_PAGE)
-        for message_id, fields in page:
-            if _event_job_id(fields) in job_ids:
-                doomed.append(message_id)
-        if len(page) < _STREAM_PAGE:
-            break
-        start = "(" + _text(page[-1][0])
-    for first in range(0, len(doomed), _STREAM_PAGE):
-        page_ids = doomed[first : first + _STREAM_PAGE]
-        # Acknowledged too, or the front end's pending list would name them for ever.
-        with contextlib.suppress(ResponseError):  # no group yet: nothing pending
-            await redis.xack(EVENTS_STREAM, FRONTEND_GROUP, *page_ids)
-        await redis.xdel(EVENTS_STREAM, *page_ids)
-    return len(doomed)
-
-
-def _event_job_id(fields: dict[bytes, bytes]) -> str | None:
-    raw = fields.get(b"event")
-    if raw is None:
-        return None
-    try:
-        job_id = json.loads(raw).get("job_id")
-    except (ValueError, AttributeError):
-        return None
-    return job_id if isinstance(job_id, str) else None
+    """XDEL the stream entries of these jobs, found by their index (never by reading the
+    stream: its length is anyone's to grow). At most `_STREAM_PAGE` ids per command."""
+    deleted = 0
+    for job_id in sorted(job_ids):
+        index = job_events_key(job_id)
+        while True:
+            # Removed from the index only once deleted: a failure here is retried whole.
+            page = [_text(id_) for id_ in await redis.srandmember(index, _STREAM_PAGE)]
+            if not page:
+                break
+            # Acknowledged too, or the front end's pending list would name them for ever.
+            with contextlib.suppress(ResponseError):  # no group yet: nothing pending
+                await redis.xack(EVENTS_STREAM, FRONTEND_GROUP, *page)
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.xdel(EVENTS_STREAM, *page)
+                pipe.delete(*(delivery_failures_key(message_id) for message_id in page))
+                pipe.srem(index, *page)
+                await pipe.execute()
+            deleted += len(page)
+    return deleted
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+# The time, the record and the clean-up in one step on Redis's clock: revocations from
+# several front ends get scores in the order they land, so a poll that saw one has seen
+# every earlier one. (replicate_commands: a Redis before 5 needs it to write after TIME.)
+_REVOKE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now - ARGV[1]))
+return now
+"""
 
 
 async def revoke_blobs(redis: Redis, keys: Iterable[str]) -> None:
@@ -154,11 +170,7 @@ async def revoke_blobs(redis: Redis, keys: Iterable[str]) -> None:
     members = sorted(set(keys))
     if not members:
         return
-    now_ms = await _redis_ms(redis)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zadd(REVOKED_BLOBS_KEY, dict.fromkeys(members, now_ms))
-        pipe.zremrangebyscore(REVOKED_BLOBS_KEY, "-inf", f"({now_ms - REVOCATION_KEEP_S * 1000}")
-        await pipe.execute()
+    await redis.eval(_REVOKE, 1, REVOKED_BLOBS_KEY, REVOCATION_KEEP_S * 1000, *members)
 
 
 async def revoked_blobs_since(redis: Redis, since_ms: int) -> tuple[list[str], int]:
@@ -169,12 +181,6 @@ async def revoked_blobs_since(redis: Redis, since_ms: int) -> tuple[list[str], i
     keys = [_text(member) for member, _score in rows]
     latest = max((int(score) for _member, score in rows), default=since_ms)
     return keys, latest
-
-
-async def _redis_ms(redis: Redis) -> int:
-    """Redis's clock, not this host's: workers compare scores written by many hosts."""
-    seconds, microseconds = await redis.time()
-    return int(seconds) * 1000 + int(microseconds) // 1000
 
 
 async def rewrite_append_only_file(redis: Redis) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import socket
 import subprocess
 import sys
@@ -13,17 +12,19 @@ from types import TracebackType
 
 from redis.asyncio import Redis
 
+from stylebot.child_environment import FRONT_END_SECRETS, inherited_environment
 from stylebot.config import ENV_PREFIX, Settings
 from stylebot.startup_checks import StartupError
 from stylebot.terminal_status import worker_health_key
 
 
 def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
-    """The environment that gives a child process these exact settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    """The environment that gives a child worker process these exact settings, less the
+    front ends' secrets (`FRONT_END_SECRETS`), however they were given."""
+    env = inherited_environment()
     for f in dataclasses.fields(Settings):
         value = getattr(settings, f.name)
-        if f.name == "extra" or value is None:
+        if f.name == "extra" or f.name in FRONT_END_SECRETS or value is None:
             continue
         text = ",".join(value) if isinstance(value, tuple) else str(value)
         env[ENV_PREFIX + f.name.upper()] = text

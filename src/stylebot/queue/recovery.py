@@ -202,8 +202,16 @@ async def remember_finished_training(redis: Redis, job_id: str, result: TrainRes
 
 
 async def mark_training_reported(redis: Redis, job_id: str) -> None:
-    """The finished event is in the stream: a later attempt need not send it again."""
-    await redis.hset(train_result_key(job_id), "reported", "1")
+    """The finished event is in the stream: a later attempt need not send it again.
+
+    Only on a result still there: the front end may have forgotten the job meanwhile,
+    and a bare HSET would bring the key back with no expiry."""
+    await redis.eval(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then "
+        "redis.call('HSET', KEYS[1], 'reported', '1') end",
+        1,
+        train_result_key(job_id),
+    )
 
 
 async def give_back_try(redis: Redis, job_id: str) -> None:

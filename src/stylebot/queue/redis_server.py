@@ -45,6 +45,8 @@ from types import TracebackType
 
 import redis
 
+from stylebot.child_environment import inherited_environment
+
 log = logging.getLogger(__name__)
 
 # sun_path is 108 bytes on Linux (104 on macOS); keep a margin.
@@ -218,6 +220,7 @@ class EmbeddedRedis:
         executable = self.executable or find_redis_server()
         self._process = subprocess.Popen(
             [executable, str(config_path.resolve())],
+            env=inherited_environment(),  # no bot tokens, no settings: Redis needs none
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

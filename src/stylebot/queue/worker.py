@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -190,6 +190,13 @@ class JobTimedOut(Exception):
         self.user_error = user_error
 
 
+class JobFailed(Exception):
+    """What a failed job hands arq, in place of its error: arq logs it (with a trace)
+    after the job has left `private_texts`, and keeps it with the job's result, so it
+    names the job and the kind of error, never the error's text (which may quote a
+    prompt or a style name). The error itself was logged while the job ran."""
+
+
 class Interruption:
     """Set from the event loop when the worker itself ends a job: the job ran past
     its time limit, failed, or the worker is shutting down. The device thread
@@ -335,7 +342,7 @@ async def _reporting_failure(
         if kind == "train":
             # Shielded: arq's own time limit may cancel the job meanwhile.
             await asyncio.shield(_discard_when_stopped(ctx, job_id, interruption))
-        raise
+        raise JobFailed(f"{kind} job {job_id} failed ({type(exc).__name__})") from None
 
 
 async def _discard_when_stopped(
@@ -385,7 +392,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     if cache is not None:
         # Deleted styles' weights leave this worker's disk: those deleted while it was
         # away now, later ones as they come.
-        watch = ctx["cache_revocations"] = CacheRevocationWatch(ctx["redis"], cache)
+        engine = ctx["engine"]
+
+        async def unload(keys: Sequence[str]) -> int:
+            # Between jobs, on the device thread: a job may be using the pipeline.
+            return int(await device.run(lambda: engine.unload_blobs(keys)))
+
+        has_unload = hasattr(engine, "unload_blobs")
+        watch = ctx["cache_revocations"] = CacheRevocationWatch(
+            ctx["redis"], cache, unload=unload if has_unload else None
+        )
         await watch.start()
     log.info("worker ready")
 
@@ -599,7 +615,7 @@ async def _generate(
             return {"cancelled": True}
         await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
         lora = (
-            await read_style_weights(ctx["blobs"], job.lora_key, job.style_name)
+            await read_style_weights(ctx["blobs"], job.lora_key, job.style_id, job.style_name)
             if job.lora_key
             else None
         )
@@ -609,7 +625,7 @@ async def _generate(
             engine = ctx["engine"]
             if job.embedding_key:  # the engine loads it by key, from its own disk
                 embedding = await read_style_weights(
-                    ctx["blobs"], job.embedding_key, job.style_name
+                    ctx["blobs"], job.embedding_key, job.style_id, job.style_name
                 )
                 engine.store_embedding(job.embedding_key, embedding)
             images = await device.run_batched(

@@ -23,6 +23,7 @@ from typing import Any, Self
 
 from stylebot.bot.core.optout import OptedOutImage, band_probes
 from stylebot.bot.core.perceptual import PerceptualHash
+from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
 from stylebot.storage.repository import SqliteRepository
 
@@ -103,18 +104,12 @@ class SqliteOptOutRegistry:
         self, sha256: str, phash: PerceptualHash, max_bits: int
     ) -> list[OptedOutImage]:
         probes = band_probes(phash, max_bits)
-        # The probes as a constant table joined to the band index: one index search each.
-        by_band = (
-            " UNION SELECT optout_bands.optout_id FROM (VALUES "
-            + ", ".join("(?, ?)" for _ in probes)
-            + ") AS probe JOIN optout_bands"
-            " ON optout_bands.band = probe.column1 AND optout_bands.value = probe.column2"
-            if probes
-            else ""
-        )
         params: list[Any] = [sha256]
-        for band, value in probes:
-            params.extend((band, value))
+        by_band = ""
+        if probes:  # a flat hash is found by its SHA-256 only
+            matching, band_params = ids_with_bands("optout_bands", "optout_id", probes)
+            by_band = f" UNION {matching}"
+            params.extend(band_params)
         return await self._images(
             "SELECT * FROM optout_images WHERE id IN"
             f" (SELECT id FROM optout_images WHERE sha256 = ?{by_band}) ORDER BY id",

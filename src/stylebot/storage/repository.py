@@ -46,6 +46,7 @@ from stylebot.bot.core.model import (
     Visibility,
 )
 from stylebot.queue.payloads import ValidationPoint
+from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.database import StorageError, open_database
 from stylebot.storage.full import storage_full_as_error
 
@@ -781,12 +782,9 @@ class SqliteRepository:
     async def outputs_with_bands(self, probes: Sequence[tuple[int, str]]) -> list[Output]:
         if not probes:
             return []
-        # One indexed lookup per (band, value): a constant table joined to the index.
-        values = ", ".join("(?, ?)" for _ in probes)
-        params = [part for probe in probes for part in probe]
+        matching, params = ids_with_bands("output_fingerprint_bands", "output_id", probes)
         rows = await self._fetchall(
-            "SELECT * FROM outputs WHERE id IN (SELECT output_id FROM output_fingerprint_bands"
-            f" WHERE (band, value) IN (VALUES {values})) ORDER BY created_at, rowid",
+            f"SELECT * FROM outputs WHERE id IN ({matching}) ORDER BY created_at, rowid",
             params,
         )
         return [_output(row) for row in rows]

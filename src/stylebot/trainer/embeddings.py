@@ -19,7 +19,7 @@ The file is the AUTOMATIC1111/diffusers layout: `emb_params` for SD 1.x/2.x,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +276,13 @@ class LoadedEmbeddings:
                 unload_embedding(self.pipeline, token)  # SDXL: one encoder may have it
                 raise
             self._loaded[token] = path
+
+    def unload_files(self, stems: Collection[str]) -> int:
+        """Unload the tokens loaded from files named `<stem>.*`; returns how many."""
+        gone = [token for token, path in self._loaded.items() if path.stem in stems]
+        for token in gone:
+            self._unload(token)
+        return len(gone)
 
     def _unload(self, token: str) -> None:
         unload_embedding(self.pipeline, token)

@@ -7,6 +7,7 @@ an arq worker and the tiny model, training with a preview every few steps.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import pytest
@@ -30,7 +31,9 @@ from tests.fakes.discord_api import (
 )
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
+from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
 from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.render import escape
 from stylebot.queue.payloads import preview_output_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -178,7 +181,7 @@ async def test_previews_go_by_dm_once_the_token_is_dead_never_to_the_channel(
     assert previews_in(fake.channel_messages(general.id)) == []
 
 
-async def test_with_dms_closed_previews_are_dropped_and_the_end_is_told_in_the_channel(
+async def test_with_dms_closed_previews_are_dropped_and_the_channel_learns_only_that_it_ended(
     fake: FakeDiscord,
     guild: FakeGuild,
     general: FakeChannel,
@@ -186,21 +189,32 @@ async def test_with_dms_closed_previews_are_dropped_and_the_end_is_told_in_the_c
     frontend: FrontEnd,
     discord_bot: DiscordAdapter,
     start_worker: StartWorker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     alice.accepts_dms = False
     preview_every_few_steps(frontend)
     confirm = await confirm_training(fake, guild, general, alice, "ember")
     fake.expire_token(confirm.token)
     await start_worker()
 
-    def ready_posts() -> list[dict[str, Any]]:
-        return [m for m in fake.channel_messages(general.id) if "is ready" in m["content"]]
+    def end_posts() -> list[dict[str, Any]]:
+        return [m for m in fake.channel_messages(general.id) if "ended" in m["content"]]
 
-    await fake.wait_until(lambda: bool(ready_posts()), timeout=JOB_TIMEOUT_S, what="the end")
-    (message,) = ready_posts()
+    await fake.wait_until(lambda: bool(end_posts()), timeout=JOB_TIMEOUT_S, what="the end")
+    (message,) = end_posts()
+    # The private style's name (and how training went) stays the owner's: the channel
+    # gets the core's neutral line with a mention, and nothing else names the style.
     assert message["content"].startswith(f"<@{alice.id}> ")
+    assert message["content"].endswith(escape(TRAINING_ENDED_PUBLICLY))
+    public = [m for m in fake.channel_messages(general.id) if not m["flags"] & EPHEMERAL]
+    assert not any("ember" in m["content"] for m in public)
     assert not message["flags"] & EPHEMERAL  # a normal message: the token was dead
     # Each preview and the end tried the DMs and were refused; no preview reached anyone.
     refused_dms = [r for r in fake.requests if r.status == 403 and r.response["code"] == 50007]
     assert len(refused_dms) == len(PREVIEW_STEPS) + 1
+    # The bot's lines name the job, never the person: no Discord user id in them.
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("stylebot")]
+    assert any("not delivered" in line for line in ours)
+    assert not [line for line in ours if str(alice.id) in line]
     assert previews_in(fake.channel_messages(general.id)) == []

@@ -37,6 +37,7 @@ from stylebot.bot.core import (
     Requester,
     StyleStatus,
 )
+from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
 from stylebot.bot.telegram import BOT_COMMANDS, TelegramAdapter, TelegramNotRunning
 from stylebot.bot.telegram.consent import NOT_YOURS
 from stylebot.config import Settings
@@ -301,8 +302,13 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert ("✓ CC BY 4.0", f"cl|{ada.id}|CC-BY-4.0|n") in question.buttons
     await fake.press_button(group, ada, question, f"cy|{ada.id}|CC-BY-4.0|n")
     ready = await fake.wait_for_sent(
-        group, lambda m: "Style warm is ready" in (m.text or ""), timeout=120
+        group, lambda m: TRAINING_ENDED_PUBLICLY in (m.text or ""), timeout=120
     )
+    # How it went (the loss, what validation found) is Ada's: her private chat has it.
+    await fake.wait_for_sent(
+        fake.private_chat(ada), lambda m: "Style warm is ready" in (m.text or "")
+    )
+    assert not any("is ready" in (m.text or "") for m in fake.sent_messages(group))
     closed = next(m for m in fake.sent_messages(group) if m.message_id == question.message_id)
     assert "Confirmed by Ada: CC BY 4.0" in (closed.text or "")
     assert closed.buttons == []
@@ -368,7 +374,9 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     await fake.reply(group, bob, document, "/verify")
     report = await fake.wait_for_sent(group, lambda m: "Made with stylebot" in (m.text or ""))
     assert f"output {output_id}" in (report.text or "")
-    assert f"by: @ada (Telegram id {ada.id}), named 'Ada' when it was made" in (report.text or "")
+    # The @ is broken (a zero-width non-joiner): a group /verify must not notify Ada.
+    assert "by: @\u200cada, named 'Ada' when it was made" in (report.text or "")
+    assert str(ada.id) not in (report.text or "")
     assert "a lighthouse at dawn" not in (report.text or "")
 
     # The buttons under the image: the core decides who may do what.

@@ -38,11 +38,14 @@ async def test_an_error_after_the_button_was_answered_is_said_in_the_chat(
     settings: Settings,
     ready_style: ReadyStyle,
     ada: FakeUser,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Delete answers the press at once (the core may take a while); when the core then
     fails, Telegram takes no second answer, so the apology comes as a message."""
+    caplog.set_level(logging.INFO)
     private = fake.private_chat(ada)
     await ready_style(ada, "ink", b"weights")
+    fake.flood("sendMessage", retry_after=1)  # the question waits out a flood wait first
     await fake.send_text(private, ada, "/style delete ink")
     question = await fake.wait_for_sent(private, lambda m: bool(m.buttons))
     (delete,) = [data for label, data in question.buttons if label == "Delete it"]
@@ -58,6 +61,11 @@ async def test_an_error_after_the_button_was_answered_is_said_in_the_chat(
         c for c in fake.calls("answerCallbackQuery") if c.params["callback_query_id"] == query
     ]
     assert [c.http_status for c in answers] == [200]  # no second answer was tried
+    # The flood wait and the failure are logged without naming the chat: a private
+    # chat's id is Ada's Telegram user id.
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("stylebot")]
+    assert any("flood control" in line for line in ours), ours
+    assert not [line for line in ours if str(ada.id) in line]
 
 
 async def test_a_result_for_a_group_that_became_a_supergroup_arrives_there(

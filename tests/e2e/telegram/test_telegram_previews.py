@@ -7,6 +7,7 @@ SQLite, Redis, an arq worker and the tiny model, training with a preview every f
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 from tests.fakes.telegram_api import (
@@ -19,6 +20,7 @@ from tests.fakes.telegram_api import (
 )
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
+from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
 from stylebot.bot.telegram import TelegramAdapter
 from stylebot.queue.payloads import preview_output_id
 
@@ -40,7 +42,8 @@ async def train_in(
     fake: FakeTelegram, chat: FakeChat, who: FakeUser, name: str, samples: list[bytes]
 ) -> StoredMessage:
     """An album captioned /train NAME, consent through the buttons; returns the job's
-    status message once it says the style is ready."""
+    status message once it says the training ended (in a group, only that it ended:
+    how it went is the owner's)."""
     documents = [AlbumDocument(data, f"ref-{i}.png", "image/png") for i, data in enumerate(samples)]
     await fake.send_album(chat, who, documents, caption=f"/train {name}")
     question = await fake.wait_for_sent(
@@ -51,8 +54,9 @@ async def train_in(
     await fake.press_button(chat, who, question, f"cp|{who.id}|own-work|n")
     await fake.wait_for_sent(chat, lambda m: f"cy|{who.id}|own-work|n" in [d for _, d in m.buttons])
     await fake.press_button(chat, who, question, f"cy|{who.id}|own-work|n")
+    ended = TRAINING_ENDED_PUBLICLY if chat.type != "private" else f"Style {name} is ready"
     return await fake.wait_for_sent(
-        chat, lambda m: f"Style {name} is ready" in (m.text or ""), timeout=TRAINING_TIMEOUT_S
+        chat, lambda m: ended in (m.text or ""), timeout=TRAINING_TIMEOUT_S
     )
 
 
@@ -121,7 +125,9 @@ async def test_a_closed_private_chat_gets_the_group_one_hint_not_the_picture(
     ada: FakeUser,
     group: FakeChat,
     samples: list[bytes],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     preview_every_few_steps(frontend)  # Ada never started a private chat with the bot
 
     await train_in(fake, group, ada, "dusk", samples)
@@ -135,6 +141,10 @@ async def test_a_closed_private_chat_gets_the_group_one_hint_not_the_picture(
     assert telegram.application is not None
     assert f"@{telegram.application.bot.username}" in (hint.text or "")
     assert "Start" in (hint.text or "")
+    # The bot's lines name the job, never the person (a private chat's id is theirs too).
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("stylebot")]
+    assert any("not sent privately" in line for line in ours)
+    assert not [line for line in ours if str(ada.id) in line]
 
 
 async def test_previews_in_a_private_chat_come_in_that_chat(

@@ -6,6 +6,7 @@ shared pipeline is left as it was."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from stylebot.engine import GenerationRequest, Generator, load_pipeline
+from stylebot.engine.worker_cache import BlobCache
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer import TrainingCancelled, train_lora
 from stylebot.trainer.checkpoints import TrainingCheckpoint
@@ -397,3 +399,37 @@ def test_the_engine_returns_the_embedding_and_previews_show_the_token_in_trainin
             - np.asarray(b.convert("RGB"), dtype=np.int16)
         ).mean()
     assert difference > 0.5
+
+
+def test_a_revoked_embedding_leaves_the_pipeline(
+    pipeline: StableDiffusionPipeline, tmp_path: Path
+) -> None:
+    """A deleted style's token goes from memory too: the worker cache names files by
+    blob key, and the Generator unloads by that key (stylebot.queue.cache_revocation)."""
+    trained = train_lora(pipeline, _images(), TRIGGER, SETTINGS, tmp_path / "trained")
+    assert trained.embedding_path is not None
+    data = trained.embedding_path.read_bytes()
+    key = hashlib.sha256(data).hexdigest()
+    cached = BlobCache(tmp_path / "cache").store("embeddings", key, data)
+    generator = Generator(pipeline, max_loaded_adapters=2)
+    size = pipeline.text_encoder.get_input_embeddings().weight.shape[0]
+    try:
+        request = GenerationRequest(
+            f"{TOKEN} {TRIGGER}",
+            steps=1,
+            width=64,
+            height=64,
+            embedding=StyleEmbedding(TOKEN, cached),
+        )
+        generator.generate(request)
+        assert generator.embeddings.tokens == (TOKEN,)
+
+        assert generator.unload_files({"0" * 64}) == 0  # another blob: stays
+        assert generator.unload_files({key}) == 1
+
+        assert generator.embeddings.tokens == ()
+        assert TOKEN not in pipeline.tokenizer.get_vocab()
+        assert pipeline.text_encoder.get_input_embeddings().weight.shape[0] == size
+    finally:
+        for token in generator.embeddings.tokens:
+            pipeline.unload_textual_inversion(token)

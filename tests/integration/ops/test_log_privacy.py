@@ -61,19 +61,29 @@ def test_arqs_job_start_line_and_libraries_statement_logs_carry_no_arguments() -
 
 
 @pytest.mark.usefixtures("restore_root_logging")
-def test_transformers_and_diffusers_lines_go_through_the_same_guard() -> None:
-    """They log through handlers of their own unless the engine routes them (it does)."""
-    from transformers.utils import logging as transformers_logging
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_the_cut_off_tail_of_a_long_prompt_is_not_logged(
+    family: str, request: pytest.FixtureRequest
+) -> None:
+    """diffusers warns that a prompt over CLIP's 77 tokens was cut, quoting the tail as
+    its tokenizer decodes it (lower-cased: no registered text matches). A real
+    pipeline's warning, through the loggers the engine routes (both SDXL tokenizers)."""
+    from stylebot.engine.models import load_pipeline
 
+    model = request.getfixturevalue("tiny_sdxl_model_dir" if family == "sdxl" else "tiny_model_dir")
+    pipe = load_pipeline(str(model), device="cpu", dtype="float32")
     out = io.StringIO()
-    configure_logging(logging.DEBUG, "text", out)
+    configure_logging(logging.INFO, "text", out)
     route_model_library_logs()
-    clip = transformers_logging.get_logger("transformers.models.clip.tokenization_clip")
-    with private_texts(PROMPT):
-        clip.warning("The following part of your input was truncated: %s", PROMPT)
+    prompt = "a lighthouse at dawn " * 20 + "and my Secret plan ZANZIBAR quokka"
+    with private_texts(prompt):
+        pipe.encode_prompt(
+            prompt=prompt, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
     logged = out.getvalue()
-    assert "was truncated" in logged
-    assert PROMPT not in logged
+    assert "was truncated" in logged  # the operator still learns prompts are being cut
+    for word in ("zanzibar", "quokka", "secret", "lighthouse"):
+        assert word not in logged.lower(), logged
 
 
 async def test_the_telegram_error_line_names_the_update_not_what_the_user_wrote(

@@ -7,32 +7,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
 
-from stylebot.engine.worker_cache import IN_USE_S, BlobCache
+from stylebot.engine.worker_cache import IN_USE_S, BlobCache, RevokedBlobError
 from stylebot.queue.cache_revocation import CacheRevocationWatch
 from stylebot.queue.client import ArqJobQueue
-from stylebot.queue.connection import connect
 from stylebot.queue.forgetting import REVOCATION_KEEP_S, REVOKED_BLOBS_KEY
-from stylebot.queue.redis_server import EmbeddedRedis
 
 DELETED = "a" * 64
 KEPT = "b" * 64
 LATER = "c" * 64
-
-
-@pytest.fixture
-async def redis(tmp_path: Path) -> AsyncIterator[ArqRedis]:
-    with EmbeddedRedis(tmp_path / "redis-home") as server:
-        client = await connect(server.url)
-        try:
-            yield client
-        finally:
-            await client.aclose()
 
 
 def used_ago(path: Path, seconds: float) -> None:
@@ -107,3 +94,46 @@ def test_the_cache_keeps_under_its_size_dropping_the_least_recently_used(tmp_pat
     # Files in use (stored or used within IN_USE_S) stay even over the limit.
     fourth = cache.store("loras", "4" * 64, b"x" * 100)
     assert {first.exists(), third.exists(), fourth.exists()} == {True}
+
+
+async def test_a_job_that_read_the_weights_before_the_deletion_cannot_cache_them_after(
+    redis: ArqRedis, tmp_path: Path
+) -> None:
+    cache = BlobCache(tmp_path / "cache")
+    cache.store("loras", DELETED, b"weights of the deleted style")
+    await ArqJobQueue(redis).revoke_blobs([DELETED])
+    watch = CacheRevocationWatch(redis, cache, poll_s=0.05)
+    await watch.start()
+    try:
+        # The job read the blob before the deletion; it stores it after the drop.
+        with pytest.raises(RevokedBlobError):
+            cache.store("loras", DELETED, b"weights of the deleted style")
+        with pytest.raises(RevokedBlobError):
+            cache.store("embeddings", DELETED, b"its embedding")
+        assert not cache.path("loras", DELETED).exists()
+        assert not cache.path("embeddings", DELETED).exists()
+        assert cache.store("loras", KEPT, b"weights of another style").exists()
+    finally:
+        await watch.stop()
+
+
+async def test_a_revocation_that_lands_late_with_an_earlier_time_is_not_skipped(
+    redis: ArqRedis, tmp_path: Path
+) -> None:
+    """Two front ends: one's revocation is timed before the other's but written after
+    a worker's poll saw the later one (or Redis's clock stepped back)."""
+    cache = BlobCache(tmp_path / "cache")
+    late = cache.store("loras", LATER, b"weights revoked by the slower front end")
+    await ArqJobQueue(redis).revoke_blobs([DELETED])
+    watch = CacheRevocationWatch(redis, cache, poll_s=0.05)
+    await watch.start()
+    try:
+        [(_, seen)] = await redis.zrange(REVOKED_BLOBS_KEY, 0, -1, withscores=True)
+        await redis.zadd(REVOKED_BLOBS_KEY, {LATER: int(seen) - 2000})
+        for _poll in range(250):
+            if not late.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert not late.exists()
+    finally:
+        await watch.stop()

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from stylebot.queue.redis_server import EmbeddedRedis, EmbeddedRedisError, socket_path_for
+from stylebot.queue.redis_server import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    find_redis_server,
+    socket_path_for,
+)
 
 
 def test_starts_on_a_unix_socket_with_append_only_persistence(tmp_path: Path) -> None:
@@ -30,6 +35,32 @@ def test_starts_on_a_unix_socket_with_append_only_persistence(tmp_path: Path) ->
         client = redis.Redis(unix_socket_path=str(again.socket_path))
         assert client.get("job") == b"queued"  # survived the restart via the AOF
         client.close()
+
+
+def test_the_server_inherits_no_bot_token_nor_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its environment is readable by its user (/proc/PID/environ) and outlives the bot."""
+    secrets = {
+        "DISCORD_TOKEN": "discord-token-Zq81x",
+        "STYLEBOT_TELEGRAM_TOKEN": "123456:telegram-token-Kp4",
+        "REDIS_URL": "redis://:hunter2secretQ@elsewhere:6379/0",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    # redis-server overwrites its own environ block (its process title), so a wrapper
+    # notes what it was started with, then becomes the real server.
+    seen = tmp_path / "environ"
+    wrapper = tmp_path / "redis-server-noting-environ"
+    wrapper.write_text(f'#!/bin/sh\nenv > "{seen}"\nexec "{find_redis_server()}" "$@"\n')
+    wrapper.chmod(0o700)
+    with EmbeddedRedis(tmp_path / "data", executable=str(wrapper)) as server:
+        client = redis.Redis(unix_socket_path=str(server.socket_path))
+        assert client.ping()
+        client.close()
+    environ = seen.read_text()
+    assert "PATH=" in environ
+    assert not [name for name, value in secrets.items() if value in environ]
 
 
 def test_a_second_process_on_the_same_data_dir_joins_the_running_server(tmp_path: Path) -> None:

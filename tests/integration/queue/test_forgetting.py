@@ -63,6 +63,8 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
     bob = Requester("test", "bob", "Bob", chat_id="c2", server_id="s1")
     prompt, style = f"a lighthouse {token} at dawn", f"ink{token}"
     bot, redis_async = frontend.bot, frontend.queue.redis
+    # Rewrites at most every second here: the erasure's comes a second after the deletion's.
+    frontend.queue.disk_rewrites.min_interval_s = 1.0
     client = sync_client(frontend)
     # Uncompressed snapshots, so that a search of the file's bytes finds what is there.
     client.config_set("rdbcompression", "no")
@@ -114,6 +116,9 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
     assert client.exists(job_key_prefix + others.job_id)
     assert client.zscore(QUEUE_NAME, others.job_id) is not None
     # The append-only file was rewritten after the erasure: it holds none of it either.
+    rewrites = client.info("commandstats")["cmdstat_bgrewriteaof"]["calls"]
+    await asyncio.sleep(1.5)  # the interval since the deletion's rewrite
+    assert client.info("commandstats")["cmdstat_bgrewriteaof"]["calls"] == rewrites + 1
     await wait_for_aof_rewrite(client)
     aof = frontend.settings.data_dir / "redis" / "appendonly.aof"
     assert aof.read_bytes().startswith(b"REDIS")  # a rewrite's snapshot preamble

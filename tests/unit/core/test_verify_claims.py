@@ -41,14 +41,15 @@ async def test_a_renamed_maker_is_named_as_they_were_when_it_was_made() -> None:
     assert "Alice Smith" not in report.text
 
 
-async def test_a_telegram_maker_is_named_by_id_and_the_at_name_they_had() -> None:
+async def test_a_telegram_maker_is_named_by_the_at_name_they_had_without_their_id() -> None:
     world = verify_world()
     ada = Requester("telegram", "5678", "Ada L", chat_id="-100", server_id="-100", username="ada")
     output_id = await deliver(world, ada, scene(512, 512, seed=2))
     await world.bot.handle(ListStyles(dataclasses.replace(ada, username="ada_new")))
     report = await check(world, BOB, await stored_picture(world, output_id))
-    assert "by: @ada (Telegram id 5678), named 'Ada L' when it was made" in report.text
+    assert "by: @ada, named 'Ada L' when it was made" in report.text
     assert "ada_new" not in report.text
+    assert "5678" not in report.text, "an id next to a name only helps to track them"
 
 
 async def test_a_dm_output_shows_its_prompt_to_its_maker_only() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 from tests.fakes.core import PixelWatermark, person
-from tests.support.picture_edits import banner, paste
+from tests.support.picture_edits import banner, paste, small_logo, text_over
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
 from tests.unit.provenance.test_watermark import (
     half_and_back,
@@ -118,3 +118,57 @@ async def test_a_crop_is_not_compared_as_a_whole_picture_and_says_so() -> None:
     assert "its shape differs from that output's (a crop, or another picture)" in report.text
     assert "copied" not in report.text
     assert "alice" not in report.text.lower()
+
+
+ALTERED_OR_UNTRACED = {VerifyVerdict.ALTERED, VerifyVerdict.MISMATCH}
+SMALL_EDITS: list[tuple[str, Callable[[Image.Image], Image.Image]]] = [
+    ("white-text-11px", lambda i: text_over(i, 11, (255, 255, 255))),
+    ("black-text-11px", lambda i: text_over(i, 11, (0, 0, 0))),
+    ("red-text-13px", lambda i: text_over(i, 13, (255, 0, 0))),
+    ("red-text-13px-jpeg", lambda i: jpeg_q75(text_over(i, 13, (255, 0, 0)))),
+    ("logo-3%", lambda i: small_logo(i, 0.03)),
+    ("logo-2%-telegram", lambda i: telegram_photo(small_logo(i, 0.02))),
+]
+
+
+@pytest.mark.parametrize(("kind", "make"), PICTURES, ids=IDS)
+async def test_text_written_over_it_or_a_small_logo_is_never_made_by_the_maker(
+    kind: str, make: Callable[[], Image.Image]
+) -> None:
+    """Thin strokes and small patches average away at the block grid's size; the finer
+    check catches them, and no share of differing blocks at all passes as "made by"."""
+    world = verify_world()
+    output_id = await deliver(world, ALICE, make())
+    made = await stored_picture(world, output_id)
+    for name, edit in SMALL_EDITS:
+        report = await check(world, BOB, edit(made))
+        # Lines of text over the whole picture touch most blocks: an altered copy, or
+        # (beyond ALTERED_MAX_SHARE) one that can't be traced; never the maker's own.
+        expected = {VerifyVerdict.ALTERED} if "logo" in name else ALTERED_OR_UNTRACED
+        assert report.verdict in expected, (name, report.text)
+        assert report.output is None
+        assert report.differs_percent is not None
+        assert report.differs_percent >= 1, name
+        assert f"about {report.differs_percent}% of" in report.text
+        assert "Made with stylebot" not in report.text
+
+
+async def test_a_text_overlay_on_a_1024_output_is_altered() -> None:
+    """The reviewer's case: 16 lines of 13 px red text over a marked 1024 px picture."""
+    world = verify_world()
+    output_id = await deliver(world, ALICE, scene(1024, 1024, seed=48))
+    made = await stored_picture(world, output_id)
+    report = await check(world, BOB, text_over(made, 13, (255, 0, 0)))
+    assert report.verdict in ALTERED_OR_UNTRACED, report.text
+    assert report.output is None
+    assert "Made with stylebot" not in report.text
+
+
+async def test_an_output_stretched_to_another_shape_is_not_made_by_its_maker() -> None:
+    world = verify_world()
+    output_id = await deliver(world, ALICE, scene(512, 512, seed=49))
+    made = await stored_picture(world, output_id)
+    report = await check(world, BOB, made.resize((528, 512), Image.Resampling.LANCZOS))
+    assert report.verdict is not VerifyVerdict.MADE, report.text
+    assert report.verdict is not VerifyVerdict.ALTERED, report.text
+    assert "Made with stylebot" not in report.text

@@ -61,6 +61,8 @@ def test_redis_persists_to_an_append_only_file_and_never_evicts(compose: dict[st
     redis = compose["services"]["redis"]
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
+    # No snapshots: a dump.rdb would keep erased data (only the AOF is rewritten).
+    assert command[command.index("--save") + 1] == ""
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert "redis-data:/data" in redis["volumes"]
     assert "ping" in redis["healthcheck"]["test"]

@@ -183,3 +183,47 @@ async def test_per_user_commands_never_touch_the_owners_things(
         assert isinstance(reply, TextReply)
         assert "train" not in reply.text
     assert world.queue.cancelled == []
+
+
+# An output made in private (here: a direct message, no style) is its maker's alone,
+# style or not: its id is no secret (/verify names it, files are stylebot-<id>.png, and
+# Telegram's callback data is the client's to forge).
+PRIVATE_MAKER = person("alice", server=None)
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+@pytest.mark.parametrize("again", [RerollOutput, VaryOutput])
+async def test_reroll_and_vary_of_a_private_output_are_its_makers(
+    world: CoreWorld, role: str, again: type[RerollOutput] | type[VaryOutput]
+) -> None:
+    queued = await world.bot.handle(
+        Imagine(PRIVATE_MAKER, "my secret plan", negative_prompt="secret negative")
+    )
+    assert isinstance(queued, JobQueued)
+    output_id = world.queue.generate_jobs[-1].output_ids[0]
+    who = PRIVATE_MAKER if role == "owner" else ROLES[role]
+    jobs_before = len(world.queue.generate_jobs)
+    reply = await world.bot.handle(again(who, output_id))
+    if role == "owner":
+        assert isinstance(reply, JobQueued)
+        assert world.queue.generate_jobs[-1].prompt == "my secret plan"
+        return
+    assert isinstance(reply, ErrorReply)
+    assert "secret" not in reply.text
+    assert len(world.queue.generate_jobs) == jobs_before
+
+
+@pytest.mark.parametrize("again", [RerollOutput, VaryOutput])
+async def test_reroll_of_anothers_public_output_names_it_by_id(
+    world: CoreWorld, again: type[RerollOutput] | type[VaryOutput]
+) -> None:
+    output_id = await world_with_style(world, "public")
+    reply = await world.bot.handle(again(OUTSIDER, output_id))
+    assert isinstance(reply, JobQueued)
+    # Alice's prompt went to the queue, not into Carol's reply.
+    assert world.queue.generate_jobs[-1].prompt == "a boat"
+    assert "a boat" not in reply.text
+    assert f"output {output_id}" in reply.text
+    own = await world.bot.handle(again(OWNER, output_id))
+    assert isinstance(own, JobQueued)
+    assert "'a boat'" in own.text

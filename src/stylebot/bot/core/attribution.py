@@ -41,16 +41,13 @@ def made_in_private(requester: Requester, style: Style | None) -> bool:
 
 def maker_handle(platform: str, platform_user_id: str, username: str | None = None) -> str:
     """A stable way to name a person: Discord shows ``<@id>`` as a mention of them
-    (the adapter sends it without pinging anyone); Telegram ids never change, @names can,
-    so the @name is the one they had then."""
+    (the adapter sends it without pinging anyone). On Telegram the @name they had then, or
+    (without one) their id: not both, an id next to a name only helps to track them. The
+    Telegram renderer breaks the @ so that nobody is notified."""
     if platform == "discord":
         return f"<@{platform_user_id}>"
     if platform == "telegram":
-        return (
-            f"@{username} (Telegram id {platform_user_id})"
-            if username
-            else (f"Telegram id {platform_user_id}")
-        )
+        return f"@{username}" if username else f"Telegram id {platform_user_id}"
     return f"{platform} user {platform_user_id}"
 
 

@@ -51,7 +51,13 @@ from stylebot.bot.core.jobs import job_owner
 from stylebot.bot.core.ledger import LedgerKind, erasure_payload
 from stylebot.bot.core.model import Job, Output, Requester, Style, Upload, User
 from stylebot.bot.core.queue_cleanup import QueueCleanup
-from stylebot.bot.core.quotas import usage_counted_since, user_key
+from stylebot.bot.core.quotas import (
+    ERASE,
+    admit_erasure,
+    record_usage,
+    usage_counted_since,
+    user_key,
+)
 from stylebot.bot.core.replies import ErasureConfirmation, Reply, TextReply
 from stylebot.bot.core.styles import delete_style_records, finish_deletion
 
@@ -91,6 +97,10 @@ async def erase_my_data(deps: Deps, command: EraseMyData) -> Reply:
     # clean-up recorded with the erasure, so an unreachable queue delays only it.
     async with deps.admission:
         holdings = await _holdings(deps, command.requester)
+        if holdings.user is not None:  # else nothing to erase, and nothing to rewrite
+            refused = await admit_erasure(deps, command.requester)
+            if refused is not None:
+                return refused
         unused_blobs = await _erase_records(deps, command.requester, holdings)
     return _erased_reply(holdings, await finish_deletion(deps, unused_blobs))
 
@@ -198,6 +208,8 @@ async def _erase_records(deps: Deps, requester: Requester, h: _Holdings) -> froz
         )
         keys = await deps.repo.erase_user(user.id)
         unused |= await deps.repo.unreferenced_blob_keys(keys)
+        # Counted with the erasure (a failed one counts not), under a code like the rest.
+        await record_usage(deps, requester, ERASE, 1)
         await _forget_usage_and_unlink_optouts(deps, requester, h)
         if deps.ledger is not None:
             payload = erasure_payload(

@@ -21,6 +21,7 @@ from stylebot.bot.core.model import (
 )
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.bot.core.replies import (
+    TRAINING_ENDED_PUBLICLY,
     ImageFile,
     ImagesReady,
     JobFinished,
@@ -262,6 +263,8 @@ async def _training_finished(
                 job_id=job.id,
                 kind=job.kind,
                 ok=True,
+                private=True,
+                public_text=TRAINING_ENDED_PUBLICLY,
             ),
         )
     ]
@@ -345,6 +348,9 @@ async def _job_failed(deps: Deps, job: Job, event: JobEvent, record: bool) -> li
                 job_id=job.id,
                 kind=job.kind,
                 ok=False,
+                # A failed training's message may name the style (damaged weights).
+                private=job.kind == "train",
+                public_text=TRAINING_ENDED_PUBLICLY if job.kind == "train" else "",
             ),
         )
     ]

@@ -51,6 +51,9 @@ class GenerationSpec:
     count: int
     variation_seed: int | None = None
     variation_strength: float = 0.0
+    # How the queued reply names what is being made: the prompt, or for an image of
+    # someone else's, its output id (their prompt is never echoed back to another).
+    described_as: str | None = None
 
 
 def new_output_id() -> str:
@@ -212,8 +215,9 @@ async def queue_generation(
     position = await queue_position(deps, job_id)
     in_style = f" in style {style.name}" if style else ""
     what = "A variation of" if spec.variation_seed is not None else "Imagining"
+    described = spec.described_as or repr(spec.prompt)
     return JobQueued(
-        text=f"{what} {spec.prompt!r}{in_style} (seed {spec.seed}, position {position}).",
+        text=f"{what} {described}{in_style} (seed {spec.seed}, position {position}).",
         job_id=job_id,
         kind="generate",
         position=position,
@@ -221,7 +225,11 @@ async def queue_generation(
 
 
 async def generate_again(deps: Deps, requester: Requester, output_id: str, *, vary: bool) -> Reply:
-    """Re-roll (new seed) or vary (same seed, nearby noise) an earlier image."""
+    """Re-roll (new seed) or vary (same seed, nearby noise) an earlier image.
+
+    A re-roll reuses the output's prompt, negative prompt and style, so it is allowed to
+    whoever may see them (`attribute`): an output made in private is its maker's alone,
+    whatever its style, as its id is no secret (/verify, file names, callback data)."""
     output = await deps.repo.get_output(output_id)
     if output is None:
         return ErrorReply("That image is no longer available (it was deleted).")
@@ -238,6 +246,9 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
         ):
             return ErrorReply(f"Style {found.name} is not ready.")
         style = found
+    attribution = await attribute(deps.repo, output, requester)
+    if not attribution.full:
+        return ErrorReply("That image was made in private: only its maker can make more like it.")
     spec = GenerationSpec(
         prompt=output.prompt,
         negative_prompt=output.negative_prompt,
@@ -248,6 +259,7 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
         count=1,
         variation_seed=secrets.randbelow(2**31) if vary else None,
         variation_strength=VARIATION_STRENGTH if vary else 0.0,
+        described_as=None if output.user_id == user.id else f"output {output.id}",
     )
     # Admission checks the prompt again: the blocklist may have grown since the first image.
     return await admit_and_queue(deps, requester, user, style, spec)

@@ -92,6 +92,10 @@ class NormalizedImage:
     height: int
     source_format: str  # the real format, "PNG", "JPEG" or "WEBP", whatever the name said
     display_name: str  # the upload's name made safe to show; never use it as a path
+    # normalize_for_reading only: when any pixel is translucent, the picture composited
+    # over black instead of white, as PNG. A translucent file looks different on a dark
+    # theme than `data` (over white) shows, so /verify compares both.
+    over_black: bytes | None = None
 
 
 class ImageRejected(Exception):
@@ -245,21 +249,44 @@ def _check_and_convert(
 
     if max_side is not None and max(image.size) > max_side:
         image = image.resize(_fit(*image.size, max_side), Image.Resampling.LANCZOS)
-    rgb = _to_rgb(_upright(image))
+    upright = _upright(image)
+    rgb = _to_rgb(upright)
+    png = _clean_png(rgb)
+    over_black = _translucent_over_black(upright) if max_side is not None else None
+    return NormalizedImage(
+        data=png,
+        sha256=hashlib.sha256(png).hexdigest(),
+        width=rgb.width,
+        height=rgb.height,
+        source_format=source_format,
+        display_name=name,
+        over_black=over_black,
+    )
+
+
+def _clean_png(rgb: Image.Image) -> bytes:
     # A brand-new image holds only pixels: no info dict, so no EXIF, ICC, text or dpi can
     # reach the encoder. compress_level is fixed so equal pixels give equal bytes and hash.
     clean = Image.frombytes("RGB", rgb.size, rgb.tobytes())
     buffer = io.BytesIO()
     clean.save(buffer, format="PNG", compress_level=6)
-    png = buffer.getvalue()
-    return NormalizedImage(
-        data=png,
-        sha256=hashlib.sha256(png).hexdigest(),
-        width=clean.width,
-        height=clean.height,
-        source_format=source_format,
-        display_name=name,
-    )
+    return buffer.getvalue()
+
+
+def _translucent_over_black(image: Image.Image) -> bytes | None:
+    """The picture over black as a clean PNG, if any pixel's alpha is below 255."""
+    if not _has_alpha(image):
+        return None
+    rgba = image.convert("RGBA")
+    low, _high = rgba.getchannel("A").getextrema()
+    if low == 255:
+        return None
+    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return _clean_png(Image.alpha_composite(black, rgba).convert("RGB"))
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
 def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -287,7 +314,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # every 16-bit pixel white; scale 0-65535 down to 0-255 first.
         wide = image.convert("I") if mode != "I" else image
         return wide.point(lambda v: v * (1 / 257)).convert("L").convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+    if _has_alpha(image):
         rgba = image.convert("RGBA")  # also expands palette and tRNS colour-key transparency
         background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import combinations
 
+from stylebot.bot.core.hash_bands import BAND_BITS, BAND_COUNT, band_probes, hash_bands
 from stylebot.bot.core.perceptual import PerceptualHash
 
 __all__ = [
@@ -30,10 +30,6 @@ __all__ = [
     "find_opted_out",
     "hash_bands",
 ]
-
-BAND_COUNT = 4
-BAND_BITS = 64 // BAND_COUNT
-_BAND_HEX = BAND_BITS // 4
 
 
 @dataclass(frozen=True)
@@ -51,31 +47,6 @@ class OptedOutImage:
     # while the row stops naming the person.
     id: int = 0
     registrant: str = ""
-
-
-def hash_bands(phash: PerceptualHash) -> list[tuple[int, str]]:
-    """(band number, the band's bits as hex) for an informative hash; [] for a flat one,
-    which never matches by hash and so is not indexed."""
-    if not phash.informative:
-        return []
-    text = f"{phash.value:016x}"
-    return [(n, text[n * _BAND_HEX : (n + 1) * _BAND_HEX]) for n in range(BAND_COUNT)]
-
-
-def band_probes(phash: PerceptualHash, max_bits: int) -> list[tuple[int, str]]:
-    """Every (band, value) a registered hash within ``max_bits`` of ``phash`` must have
-    in at least one band (see the module doc)."""
-    radius = max_bits // BAND_COUNT
-    probes: list[tuple[int, str]] = []
-    for band, text in hash_bands(phash):
-        value = int(text, 16)
-        for flips in range(radius + 1):
-            for bits in combinations(range(BAND_BITS), flips):
-                flipped = value
-                for bit in bits:
-                    flipped ^= 1 << bit
-                probes.append((band, f"{flipped:0{_BAND_HEX}x}"))
-    return probes
 
 
 def find_opted_out(

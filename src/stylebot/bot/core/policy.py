@@ -36,6 +36,9 @@ class Policy:
     # window; the reply says how long to wait. 0 = no limit.
     requests_per_window: int = 10
     rate_window_s: int = 60
+    # Style deletions and /forgetme erasures per user over a rolling day (0 = no limit):
+    # each makes the queue's store rewrite its files, so nobody may ask for it endlessly.
+    erasures_per_user_per_day: int = 20
     # Jobs queued or running at once, per user and per server or group (0: no limit).
     max_queued_per_user: int = 5
     max_queued_per_server: int = 50

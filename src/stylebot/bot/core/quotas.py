@@ -1,11 +1,12 @@
 """Quotas, rate limits and the prompt blocklist: the operator's limits on what people ask.
 
 Quotas are over a rolling day, per user and per server (or group), for generated images
-and for trainings. The rate limit is a sliding window per user over every generation and
-training request, and every command that makes the front end decode images (uploads,
-/optout, /verify: see stylebot.bot.core.image_work), which has no quota of its own.
-Both come from the usage log (a port, SQLite in production), so they
-hold across restarts and across several front-end processes.
+and for trainings, and per user for erasures (style deletions and /forgetme). The rate
+limit is a sliding window per user over every generation and training request, and every
+command that makes the front end decode images (uploads, /optout, /verify: see
+stylebot.bot.core.image_work), which has no quota of its own. All come from the usage
+log (a port, SQLite in production), so they hold across restarts and across several
+front-end processes.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import ErrorReply
 
 __all__ = [
+    "ERASE",
     "GENERATE",
     "IMAGE_CHECK",
     "TRAIN",
+    "admit_erasure",
     "admit_generation",
     "blocked_phrase",
     "check_allowance",
@@ -34,6 +37,7 @@ __all__ = [
     "user_key",
 ]
 
+ERASE = "erase"
 GENERATE = "generate"
 TRAIN = "train"
 IMAGE_CHECK = "image-check"  # images decoded on the front end; rate-limited, no quota
@@ -134,6 +138,24 @@ async def admit_generation(
             "Nothing was queued; rephrase it."
         )
     return await check_allowance(deps, requester, GENERATE, count)
+
+
+async def admit_erasure(deps: Deps, requester: Requester) -> ErrorReply | None:
+    """The daily limit on a user's style deletions and erasures: each one rewrites the
+    queue's files on disk, so they must not be a way to slow the bot for everyone.
+
+    Counted like the other quotas, from the usage log; an erasure keeps its own count
+    (under a code) like every other recent request, so erasing resets nothing."""
+    limit = deps.policy.erasures_per_user_per_day
+    if deps.usage is None or limit <= 0:
+        return None
+    used = await deps.usage.total(ERASE, deps.clock.now() - _DAY, user_key=user_key(requester))
+    if used >= limit:
+        return ErrorReply(
+            f"You have deleted styles or erased your data {used} times in the last 24 hours "
+            f"(at most {limit}). Try again later."
+        )
+    return None
 
 
 async def record_usage(deps: Deps, requester: Requester, kind: str, amount: int) -> None:

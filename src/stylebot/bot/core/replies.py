@@ -69,6 +69,15 @@ class JobFinished:
     job_id: str
     kind: str
     ok: bool
+    # For the owner only (a training's end names their style); see the module doc.
+    private: bool = False
+    # What may be said where others see it when a private text cannot reach its owner
+    # (their DMs closed); "" = nothing.
+    public_text: str = ""
+
+
+#: The most a training's end says in a channel: not the style, not how it went.
+TRAINING_ENDED_PUBLICLY = "your training has ended; /styles and /status show the result."
 
 
 @dataclass(frozen=True)

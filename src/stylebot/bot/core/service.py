@@ -75,7 +75,6 @@ from stylebot.bot.core.verification import verify
 from stylebot.queue.payloads import JobEvent
 
 Handler = Callable[[Deps, Any], Awaitable[Reply]]
-log = logging.getLogger(__name__)
 STORAGE_FULL_REPLY = f"Sorry: {STORAGE_FULL_MESSAGE}. Please try again later."
 
 log = logging.getLogger(__name__)
@@ -189,12 +188,12 @@ class StyleBot:
             return ErrorReply(STORAGE_FULL_REPLY)
         except DamagedBlob as exc:
             # Said once, in words, to both; never a crash that repeats at every retry.
+            # No person in the line (blob key and command name say what to restore).
             log.error(
-                "%s by %s:%s failed: %s; restore DATA_DIR/blobs from a backup, or have "
+                "%s on %s failed: %s; restore DATA_DIR/blobs from a backup, or have "
                 "the user send the image again",
                 type(command).__name__,
                 command.requester.platform,
-                command.requester.user_id,
                 exc,
             )
             return ErrorReply(DAMAGED_FILE)

@@ -21,6 +21,7 @@ from stylebot.bot.core.model import Requester, Style, StyleStatus, User, Visibil
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.permissions import can_use, pick_style
 from stylebot.bot.core.queue_cleanup import QueueCleanup
+from stylebot.bot.core.quotas import ERASE, admit_erasure, record_usage
 from stylebot.bot.core.replies import ErrorReply, FileReply, Reply, StyleChoices, TextReply
 from stylebot.bot.core.training import validation_summary
 
@@ -149,6 +150,10 @@ async def delete_style(deps: Deps, command: DeleteStyle) -> Reply:
     style = await own_style(deps, command.requester, command.name)
     if isinstance(style, ErrorReply):
         return style
+    refused = await admit_erasure(deps, command.requester)
+    if refused is not None:
+        return refused
+    await record_usage(deps, command.requester, ERASE, 1)
     revoked = await revoke_style(deps, style, "the owner deleted the style")
     return TextReply(
         f"Deleted style {style.name}: its {revoked.images} training image(s), its weights "

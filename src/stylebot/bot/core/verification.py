@@ -9,6 +9,10 @@ differs, the mark was put on another picture and nothing of the record is shown.
 picture without a mark may still "resemble" a stored output: its fingerprint is looked up
 in an index (:mod:`.fingerprints`) and the candidate compared block by block as well.
 What of the record is shown depends on who asks (:mod:`.attribution`).
+
+A file with transparency is compared twice, over white and over black: a PNG can equal an
+output over a white background yet show something else on a dark theme, so it is "made
+by" only when both match.
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ from stylebot.bot.core.attribution import Attribution, Viewer, attribute, record
 from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS, band_probes
 from stylebot.bot.core.image_work import admit_image_work
-from stylebot.bot.core.images import ImageLimits, ImageRejected, normalize_for_reading
+from stylebot.bot.core.images import (
+    ImageLimits,
+    ImageRejected,
+    NormalizedImage,
+    normalize_for_reading,
+)
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash_of_png
 from stylebot.bot.core.picture_match import PictureDifference, compare_png
@@ -32,6 +42,10 @@ __all__ = ["NO_MARK_TEXT", "verify", "verify_image"]
 
 NO_MARK_TEXT = "No stylebot watermark found in this image."
 DEFAULT_READ_SIDE = 1024  # Policy.max_size's default
+#: At most this many stored outputs, the closest fingerprints first, are compared with an
+#: unmarked picture: each comparison decodes a stored image, and a hash shared by many
+#: outputs (near-identical rerolls) must not make one /verify read all of them.
+MAX_RESEMBLES_CANDIDATES = 10
 
 
 async def verify_image(
@@ -62,7 +76,7 @@ async def verify_image(
         return ErrorReply(f"I can't check that file: {exc.reason}")
     output_id = await asyncio.to_thread(watermark.read, image.data)
     if output_id is None:
-        return await _without_mark(repo, blobs, image.data, viewer)
+        return await _without_mark(repo, blobs, image, viewer)
     output = await repo.get_output(output_id)
     if output is None:
         return VerifyReport(
@@ -75,6 +89,10 @@ async def verify_image(
     if stored is None:
         return await _mark_only(repo, output, viewer)
     difference = await asyncio.to_thread(compare_png, image.data, stored)
+    if difference.same and image.over_black is not None:
+        over_black = await asyncio.to_thread(compare_png, image.over_black, stored)
+        if not over_black.same:
+            return await _depends_on_background(repo, output, viewer, over_black)
     if difference.same:
         attribution = await attribute(repo, output, viewer)
         return VerifyReport(
@@ -122,6 +140,30 @@ async def verify_image(
     )
 
 
+async def _depends_on_background(
+    repo: Repository, output: Output, viewer: Viewer, over_black: PictureDifference
+) -> VerifyReport:
+    """A translucent file that is the output over white but not over black: what a
+    viewer sees depends on their background, so it is not the maker's picture."""
+    attribution = await attribute(repo, output, viewer)
+    return VerifyReport(
+        text="\n".join(
+            [
+                f"An altered copy of stylebot output {output.id}: this file has "
+                "transparency, and while over a white background it shows that output, "
+                f"over a dark one (a dark theme) about {over_black.percent}% of it shows "
+                "something else. What it looks like depends on the background, so it "
+                "is not that output's maker's work. The output it was made from:",
+                *record_lines(output, attribution),
+            ]
+        ),
+        output_id=output.id,
+        verdict=VerifyVerdict.ALTERED,
+        private=shows_private(attribution),
+        differs_percent=over_black.percent,
+    )
+
+
 def shows_private(attribution: Attribution) -> bool:
     """Whether the report shows this viewer what only they may see (their own private
     prompt and style): then it goes to them alone, never to a group."""
@@ -136,9 +178,9 @@ async def _mark_only(repo: Repository, output: Output, viewer: Viewer) -> Verify
         text="\n".join(
             [
                 f"This image carries the stylebot watermark of output {output.id}, but that "
-                "output's image is no longer stored, so the picture could not be compared "
-                "with it: a watermark can be copied onto another picture, so this does not "
-                "prove who made it. The record the mark names:",
+                "output's image is no longer stored (or its copy is damaged), so the "
+                "picture could not be compared with it: a watermark can be copied onto "
+                "another picture, so this does not prove who made it. The record the mark names:",
                 *record_lines(output, attribution),
             ]
         ),
@@ -149,7 +191,7 @@ async def _mark_only(repo: Repository, output: Output, viewer: Viewer) -> Verify
 
 
 async def _without_mark(
-    repo: Repository, blobs: BlobStore, picture: bytes, viewer: Viewer
+    repo: Repository, blobs: BlobStore, picture: NormalizedImage, viewer: Viewer
 ) -> VerifyReport:
     found = await _resembled_output(repo, blobs, picture)
     if found is None:
@@ -173,11 +215,13 @@ async def _without_mark(
 
 
 async def _resembled_output(
-    repo: Repository, blobs: BlobStore, picture: bytes
+    repo: Repository, blobs: BlobStore, picture: NormalizedImage
 ) -> tuple[Output, PictureDifference] | None:
     """The stored output the picture closely resembles, if any: found through the
-    fingerprint index, and only claimed when its regions match as for "made by"."""
-    phash = await asyncio.to_thread(perceptual_hash_of_png, picture)
+    fingerprint index, and only claimed when its regions match as for "made by" (over
+    black too, for a translucent file). At most :data:`MAX_RESEMBLES_CANDIDATES` stored
+    images, the closest first, each image once."""
+    phash = await asyncio.to_thread(perceptual_hash_of_png, picture.data)
     probes = band_probes(phash, RESEMBLES_MAX_BITS)
     if not probes:
         return None  # a flat picture: its hash says nothing
@@ -188,24 +232,35 @@ async def _resembled_output(
         and (distance := hamming(phash, PerceptualHash.from_hex(output.fingerprint)))
         <= RESEMBLES_MAX_BITS
     ]
+    compared: set[str] = set()
     for _distance, output in sorted(candidates, key=lambda found: found[0]):
+        if len(compared) >= MAX_RESEMBLES_CANDIDATES:
+            break
+        if output.blob_key is None or output.blob_key in compared:
+            continue
+        compared.add(output.blob_key)
         stored = await _stored_image(blobs, output)
         if stored is None:
             continue
-        difference = await asyncio.to_thread(compare_png, picture, stored)
-        if difference.same:
-            return output, difference
+        difference = await asyncio.to_thread(compare_png, picture.data, stored)
+        if not difference.same:
+            continue
+        if picture.over_black is not None:
+            over_black = await asyncio.to_thread(compare_png, picture.over_black, stored)
+            if not over_black.same:
+                continue
+        return output, difference
     return None
 
 
 async def _stored_image(blobs: BlobStore, output: Output) -> bytes | None:
     """The output's image as stored, or None when there is none to compare with (not
-    delivered yet, or its blob is gone)."""
+    delivered yet, its blob is gone, or damaged: then it proves nothing either way)."""
     if output.blob_key is None:
         return None
     try:
         return await blobs.get(output.blob_key)
-    except KeyError:
+    except (KeyError, DamagedBlob):
         return None
 
 

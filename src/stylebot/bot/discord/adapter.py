@@ -519,7 +519,7 @@ class DiscordAdapter:
         Discord could not be reached at all, so the front end tries again later.
         """
         if notification.to.platform != PLATFORM:
-            log.warning("not a Discord notification: %r", notification.to)
+            log.warning("not a Discord notification: it is for %s", notification.to.platform)
             return
         await self.ready_client()
         await self.delivery.notify(notification)

@@ -9,9 +9,10 @@ Where a job's result goes, in order:
    the job came from, mentioning the user;
 3. if that channel is gone or closed to the bot (10003 / 403): a DM to the user.
 
-The end of a training job (ready, failed) swaps 2 and 3: /train answers
-ephemerally, so it goes to the owner's DMs first and to the channel only when
-their DMs are closed.
+A result the core marks private (the end of a training: it names the owner's
+style) never goes to the channel: after 1 it goes to the owner's DMs, and with their
+DMs closed the channel gets only the core's neutral line (``public_text``), with a
+mention, or nothing.
 
 A training preview (a picture of a style in training) is never posted in the
 channel: /train answers ephemerally and the style is its owner's until shared. It
@@ -40,7 +41,15 @@ import discord
 
 from stylebot.bot.core import ImagesReady, JobFinished, JobProgress, Notification, Requester
 from stylebot.bot.core.delivery import Undeliverable
-from stylebot.bot.discord.render import Attachment, Rendered, megabytes, mention, render
+from stylebot.bot.core.replies import is_private
+from stylebot.bot.discord.render import (
+    Attachment,
+    Rendered,
+    escape,
+    megabytes,
+    mention,
+    render,
+)
 from stylebot.bot.discord.views import result_view
 
 if TYPE_CHECKING:
@@ -193,15 +202,19 @@ class ResultDelivery:
         whole = parts(rendered, ids)
         if job_id is not None and await self._edit_interaction(job_id, whole, bool(ids)):
             return
-        # /train answered ephemerally: its end goes to the owner's DMs first, so a
-        # private style's name reaches the channel only when DMs are closed.
-        if (
-            isinstance(reply, JobFinished)
-            and reply.kind == "train"
-            and await self._direct_message(notification.to, rendered, ids)
-        ):
+        if is_private(reply):
+            # For the owner's eyes only: their DMs, else the core's neutral line at most.
+            if await self._direct_message(notification.to, rendered, ids):
+                return
+            public_text = reply.public_text if isinstance(reply, JobFinished) else ""
+            if public_text:
+                await self._post_elsewhere(
+                    notification.to, Rendered(escape(public_text)), {}, job_id
+                )
+            else:
+                log.info("private result of job %s not delivered: DMs closed", job_id)
             return
-        await self._post_elsewhere(notification.to, rendered, ids)
+        await self._post_elsewhere(notification.to, rendered, ids, job_id)
 
     async def _show_progress(self, reply: JobProgress) -> None:
         """Edit the job's response, at most every few seconds; skipped when not possible."""
@@ -233,11 +246,7 @@ class ResultDelivery:
                 # 10015 Unknown Webhook (token dead): the owner's DMs are still private.
                 log.info("preview of job %s not sent as a follow-up (%s)", training_job_id, exc)
         if not await self._send_to_dm(to, preview, with_buttons=False):
-            log.info(
-                "preview of job %s not delivered: Discord user %s does not take DMs",
-                training_job_id,
-                to.user_id,
-            )
+            log.info("preview of job %s not delivered: its owner takes no DMs", training_job_id)
 
     async def _edit_interaction(self, job_id: str, whole: list[Part], with_buttons: bool) -> bool:
         """Put the result into the interaction's response (and its follow-ups, when it
@@ -279,7 +288,7 @@ class ResultDelivery:
         return True
 
     async def _post_elsewhere(
-        self, to: Requester, rendered: Rendered, ids: Mapping[str, str]
+        self, to: Requester, rendered: Rendered, ids: Mapping[str, str], job_id: str | None
     ) -> None:
         """A normal message in the job's channel mentioning the user; a DM if that fails."""
         client = await self.adapter.ready_client()
@@ -303,9 +312,9 @@ class ResultDelivery:
         if not await self._direct_message(to, rendered, ids, prefix=prefix):
             # Nothing else can reach them; the record stays and /status shows it.
             log.error(
-                "result for Discord user %s could not be delivered: channel %s unusable and "
-                "DMs closed. The result is kept in the database.",
-                to.user_id,
+                "result of job %s could not be delivered: channel %s unusable and DMs "
+                "closed. The result is kept in the database.",
+                job_id,
                 to.chat_id,
             )
 
@@ -324,7 +333,7 @@ class ResultDelivery:
             user = client.get_user(user_id) or await client.fetch_user(user_id)
             await user.send(first.content, **first.send_kwargs(with_buttons))
         except (discord.NotFound, discord.Forbidden) as exc:
-            log.info("no DM to Discord user %s: %s", to.user_id, exc)
+            log.info("DM refused by Discord: %s", exc)
             return False
         await _send_rest(_sender(user, with_buttons), rest, what="a DM")
         return True

@@ -17,6 +17,8 @@ from typing import Any
 
 from telegram import Message
 
+from stylebot.bot.telegram.conversation import chat_in_logs
+
 log = logging.getLogger(__name__)
 
 AlbumHandler = Callable[[list[Message]], Awaitable[None]]
@@ -87,6 +89,6 @@ class AlbumCollector:
         try:
             await self.on_album(sorted(album.messages, key=lambda m: m.message_id))
         except Exception:
-            log.exception("album %s in chat %s not handled", group_id, album.chat_id)
+            log.exception("album %s in %s not handled", group_id, chat_in_logs(album.chat_id))
         finally:
             self._handling.remove(album)

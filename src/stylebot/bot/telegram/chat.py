@@ -62,6 +62,7 @@ from stylebot.bot.telegram.render import (
     photo_caption,
     private_chat_closed_text,
     progress_text,
+    quiet_mentions,
     sent_privately_text,
     style_choices_text,
 )
@@ -119,7 +120,8 @@ class ChatOutput:
         except TelegramError as error:
             if not cannot_write_to(error):
                 raise Undeliverable(f"Telegram refused it ({error.message})") from error
-            log.error("job update for chat %s refused by Telegram (%s)", to.chat_id, error)
+            # Named by job: a private chat's id is its member's Telegram id.
+            log.error("update of job %s refused by Telegram (%s)", _job_of(notification), error)
 
     async def show(
         self, conversation: Conversation, reply: Reply, *, command: str | None = None
@@ -128,6 +130,9 @@ class ChatOutput:
         group, goes to the asker's private chat instead (``command`` is what they would
         send again if the bot cannot write there yet)."""
         if is_private(reply) and conversation.in_group and not isinstance(reply, FileReply):
+            if isinstance(reply, JobFinished) and reply.public_text:
+                await self._finish_in_private(conversation, reply)
+                return
 
             async def show_privately(to: Conversation) -> None:
                 await self._show(to, reply)
@@ -135,6 +140,20 @@ class ChatOutput:
             await self.to_asker(conversation, show_privately, what="my answer", command=command)
             return
         await self._show(conversation, reply)
+
+    async def _finish_in_private(self, conversation: Conversation, reply: JobFinished) -> None:
+        """The job's status message in the group ends with the core's neutral line; the
+        owner's text goes to their private chat, or nowhere when it is closed (the
+        neutral line already points at /styles and /status)."""
+        await self.board.finish(
+            reply.job_id, conversation.chat_id, reply.public_text, in_group=True
+        )
+        try:
+            await self._show(conversation.private(), reply)
+        except TelegramError as error:
+            if not cannot_write_to(error):
+                raise
+            log.info("end of job %s not sent privately: %s", reply.job_id, error)
 
     async def _show(self, conversation: Conversation, reply: Reply) -> None:
         chat_id, in_group = conversation.chat_id, conversation.in_group
@@ -204,7 +223,9 @@ class ChatOutput:
                     to.chat_id,
                     reply.data,
                     filename=reply.filename,
-                    caption=fit(reply.text, MAX_CAPTION_CHARS),
+                    caption=fit(
+                        quiet_mentions(reply.text, self._own_username()), MAX_CAPTION_CHARS
+                    ),
                     reply_parameters=reply_parameters(to.reply_to),
                 ),
                 "send file",
@@ -215,7 +236,8 @@ class ChatOutput:
         except NetworkError as error:
             if not is_too_large(error):
                 raise
-            log.warning("%s refused by Telegram as too large: %s", reply.filename, error)
+            # Not the file's name: it is the style's (`<name>.safetensors`).
+            log.warning("a style export refused by Telegram as too large: %s", error)
             too_big = file_too_big_text(reply.filename, size, MAX_BOT_UPLOAD_BYTES)
             await self.send_text(conversation, f"⚠️ {too_big}")
 
@@ -243,7 +265,7 @@ class ChatOutput:
         except TelegramError as error:
             if not cannot_write_to(error):
                 raise
-            log.info("%s not sent to user %s privately: %s", what, requester.user_id, error)
+            log.info("%s not sent privately: %s", what, error)
             hint = private_chat_closed_text(
                 requester.display_name, self.bot.username, what, command
             )
@@ -251,6 +273,13 @@ class ChatOutput:
             return False
         await self.send_text(conversation, sent_privately_text(requester.display_name, what))
         return True
+
+    def _own_username(self) -> str | None:
+        """The bot's @name, once it has asked Telegram who it is (None before)."""
+        try:
+            return self.bot.username
+        except RuntimeError:  # python-telegram-bot: the Bot is not initialized yet
+            return None
 
     async def send_text(
         self,
@@ -262,6 +291,7 @@ class ChatOutput:
         """Send ``text``; longer than a message, as several cut between lines (the first
         answers the asker's message, the last has the buttons). Returns the last."""
         chat_id = conversation.chat_id
+        text = quiet_mentions(text, self._own_username())
         pieces = [piece for piece in pages(text, MAX_TEXT_CHARS) if piece.strip()] or ["…"]
         sent: Message | None = None
         for number, piece in enumerate(pieces):
@@ -319,7 +349,8 @@ class ChatOutput:
         try:
             await query.answer(fit(text, MAX_ALERT_CHARS) if text else None, show_alert=alert)
         except TelegramError as error:
-            log.info("callback query %s not answered: %s", query.id, error)
+            # Not the query's id: Telegram's carry the presser's user id.
+            log.info("a button press not answered: %s", error)
 
     def answered(self, query: CallbackQuery) -> bool:
         """Whether ``query`` was answered (or that was tried): it takes no second answer."""
@@ -339,7 +370,7 @@ class ChatOutput:
             try:
                 await self.bot.delete_message(chat_id, message_id)
             except TelegramError as error:  # too old to delete (48 h): leave it
-                log.info("output message %s in %s not deleted: %s", message_id, chat_id, error)
+                log.info("a message of output %s not deleted: %s", output_id, error)
 
     def _check_sendable(self, reply: ImagesReady) -> None:
         """Every PNG of a result goes as a document: one over Telegram's limit for a bot's
@@ -391,3 +422,8 @@ class ChatOutput:
         self._output_messages[output_id] = messages
         while len(self._output_messages) > self._remember_outputs:
             self._output_messages.popitem(last=False)
+
+
+def _job_of(notification: Notification) -> str:
+    """The job a notification is about, to name it in a log line (never its person)."""
+    return str(getattr(notification.reply, "job_id", "?"))

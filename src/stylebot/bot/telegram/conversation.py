@@ -90,3 +90,9 @@ def reply_parameters(message_id: int | None) -> ReplyParameters | None:
 
 def text_of(reply: Reply) -> str:
     return getattr(reply, "text", "") or "Done."
+
+
+def chat_in_logs(chat_id: int | str) -> str:
+    """How a log line names a chat: a group by its id, a private chat not at all (its id
+    is its member's Telegram user id, and log lines name jobs and records, not people)."""
+    return str(chat_id) if str(chat_id).startswith(("-", "@")) else "a private chat"

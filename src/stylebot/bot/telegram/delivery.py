@@ -39,6 +39,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from stylebot.bot.telegram.conversation import chat_in_logs
 from stylebot.bot.telegram.render import MAX_CAPTION_CHARS, fit, preview_hint_text
 
 log = logging.getLogger(__name__)
@@ -114,10 +115,12 @@ class FloodAwareSender:
                 wait = retry_after_seconds(error)
                 if flood_waits > self.max_flood_waits:
                     raise DeliveryFailed(
-                        f"{what} in chat {chat_id}: still flood-limited after "
+                        f"{what} in {chat_in_logs(chat_id)}: still flood-limited after "
                         f"{self.max_flood_waits} waits"
                     ) from error
-                log.info("%s in chat %s: flood control, waiting %.1f s", what, chat_id, wait)
+                log.info(
+                    "%s in %s: flood control, waiting %.1f s", what, chat_in_logs(chat_id), wait
+                )
                 # A small margin: retrying a moment too early earns another 429.
                 until = loop.time() + wait + 0.05
                 self._blocked_until[chat_id] = max(self._blocked_until.get(chat_id, 0.0), until)
@@ -128,10 +131,14 @@ class FloodAwareSender:
                     raise
                 network_errors += 1
                 if network_errors > self.max_network_retries:
-                    raise DeliveryFailed(f"{what} in chat {chat_id}: {error}") from error
+                    raise DeliveryFailed(f"{what} in {chat_in_logs(chat_id)}: {error}") from error
                 pause = self.network_backoff_s * 2 ** (network_errors - 1)
                 log.warning(
-                    "%s in chat %s failed (%s); retrying in %.1f s", what, chat_id, error, pause
+                    "%s in %s failed (%s); retrying in %.1f s",
+                    what,
+                    chat_in_logs(chat_id),
+                    error,
+                    pause,
                 )
                 await asyncio.sleep(pause)
 
@@ -140,6 +147,7 @@ class FloodAwareSender:
 class _StatusMessage:
     """A job's status message: what it shows, and what it should show next."""
 
+    job_id: str
     chat_id: ChatId
     min_interval_s: float
     message_id: int | None = None
@@ -178,7 +186,7 @@ class JobStatusBoard:
     def _status(self, job_id: str, chat_id: ChatId, in_group: bool) -> _StatusMessage:
         status = self._jobs.get(job_id)
         if status is None:
-            status = _StatusMessage(chat_id, self._interval(in_group))
+            status = _StatusMessage(job_id, chat_id, self._interval(in_group))
             self._jobs[job_id] = status
         return status
 
@@ -252,7 +260,8 @@ class JobStatusBoard:
                     await self._post(status)
                 except (TelegramError, DeliveryFailed) as error:
                     # Progress is best effort: the final state is delivered by finish().
-                    log.warning("progress for chat %s not shown: %s", status.chat_id, error)
+                    # Named by job: a private chat's id is its member's Telegram id.
+                    log.warning("progress of job %s not shown: %s", status.job_id, error)
                     return
 
     async def _post(self, status: _StatusMessage, reply_to: int | None = None) -> None:
@@ -345,7 +354,7 @@ class PrivatePreviews:
         except TelegramError as error:
             if not (in_group and cannot_write_to(error)):
                 raise
-            log.info("preview of job %s not sent to user %s: %s", training_job_id, user_id, error)
+            log.info("preview of job %s not sent privately: %s", training_job_id, error)
         if training_job_id in self._hinted:
             return
         self._hinted[training_job_id] = None

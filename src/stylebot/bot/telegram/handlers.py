@@ -60,7 +60,7 @@ from stylebot.bot.telegram.admin import AdminUsageError, RepliedUser, parse_admi
 from stylebot.bot.telegram.albums import AlbumCollector, Spawn
 from stylebot.bot.telegram.chat import ChatOutput
 from stylebot.bot.telegram.consent import ConsentFlow
-from stylebot.bot.telegram.conversation import Conversation, text_of
+from stylebot.bot.telegram.conversation import Conversation, chat_in_logs, text_of
 from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard
 from stylebot.bot.telegram.render import (
     HELP_TEXT,
@@ -455,7 +455,7 @@ class TelegramHandlers:
                 chat_id, lambda: self.bot.get_chat_member(chat_id, user_id), "get chat member"
             )
         except TelegramError as error:
-            log.warning("chat member %s of %s not known: %s", user_id, chat_id, error)
+            log.warning("a member's status in group %s not known: %s", chat_id, error)
             return False
         return member.status in MANAGER_STATUSES
 
@@ -535,8 +535,9 @@ class TelegramHandlers:
                 case EraseAction():
                     await self._erase_button(query, action)
         except Exception:
-            # Not its data: a style's name may be in it.
-            log.exception("button press %s failed", query.id)
+            # Not its data (a style's name may be in it), nor its id (Telegram's callback
+            # query ids carry the presser's user id): the kind of button.
+            log.exception("a %s button press failed", type(action).__name__)
             if self.chat.answered(query):
                 await self._apologise_in_chat(query)  # Telegram takes one answer per press
             else:
@@ -636,6 +637,6 @@ class TelegramHandlers:
         try:
             yield
         except Exception:
-            log.exception("update in chat %s failed", conversation.chat_id)
+            log.exception("update in %s failed", chat_in_logs(conversation.chat_id))
             with contextlib.suppress(Exception):
                 await self.chat.send_text(conversation, SORRY)

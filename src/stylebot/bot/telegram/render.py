@@ -7,6 +7,7 @@ users, and plain text cannot break on markup they happen to contain.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +75,23 @@ PHOTO_RECOMPRESSION_NOTE = (
     "Note: Telegram re-compresses photos (JPEG, at most 1280 px), which loses detail a "
     "style learns from. For the best result send the originals as files (📎 → File)."
 )
+
+
+# Telegram turns "@name" in plain text into a mention that notifies that person, and has
+# no allowed_mentions to stop it. Replies carry names users chose (display names, the
+# @name a maker had, prompts), so each "@" gets a zero-width non-joiner after it: it reads
+# the same and links to no one. Only the bot's own @name stays a link (to open its chat).
+_ZWNJ = "\u200c"
+_MENTION = re.compile(r"@(?=\w)")
+
+
+def quiet_mentions(text: str, bot_username: str | None = None) -> str:
+    """``text`` with every @mention broken but the bot's own (see above)."""
+    quiet = _MENTION.sub("@" + _ZWNJ, text)
+    if bot_username:
+        own = re.compile(rf"@{_ZWNJ}({re.escape(bot_username)})(?!\w)", re.IGNORECASE)
+        quiet = own.sub(r"@\1", quiet)
+    return quiet
 
 
 def fit(text: str, limit: int = MAX_TEXT_CHARS) -> str:
