@@ -40,6 +40,7 @@ from stylebot.storage.admin import open_admin_ports
 from stylebot.storage.full import is_storage_full
 from stylebot.storage.ledger import SqliteConsentLedger
 from stylebot.storage.optout import SqliteOptOutRegistry
+from stylebot.storage.queue_cleanups import SqlitePendingQueueCleanups
 from stylebot.storage.usage import SqliteUsageLog
 
 log = logging.getLogger(__name__)
@@ -364,21 +365,28 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
             usage=usage,
             credentials=C2paCredentialsReader(identity.chain_pem),
             admin=admin_ports,
+            cleanups=SqlitePendingQueueCleanups(repo),
         )
+        # Stopped before the connections close (the exit stack unwinds in reverse).
+        stack.push_async_callback(bot.stop_queue_cleanups)
+        # An erasure's queue part the last run could not finish (the queue was down,
+        # or the front end stopped): done now, or retried until the queue answers.
+        await bot.carry_out_queue_cleanups()
         # Jobs the database holds but Redis lost (it may drop its last second, or come
         # back empty) are failed now and again after each outage: they would never run.
         await bot.reconcile_with_queue()
-        events.on_back = _reconciling(bot)
+        events.on_back = _after_outage(bot)
         frontend = FrontEnd(settings, bot, repo, blobs, queue, events, redis_url)
         stack.push_async_callback(frontend.stop_delivery)
         yield frontend
 
 
-def _reconciling(bot: StyleBot) -> Callable[[], Awaitable[None]]:
-    async def reconcile() -> None:
+def _after_outage(bot: StyleBot) -> Callable[[], Awaitable[None]]:
+    async def queue_is_back() -> None:
+        await bot.carry_out_queue_cleanups()  # erasures' queue part first: it never raises
         await bot.reconcile_with_queue()
 
-    return reconcile
+    return queue_is_back
 
 
 def chat_adapters(frontend: FrontEnd) -> list[ChatAdapter]:

@@ -628,6 +628,9 @@ class InMemoryRepository:
                 raise RecordNotFound(f"output {output_id!r} does not exist")
         return output.blob_key
 
+    async def wipe_deleted(self) -> None:
+        """Nothing stays in memory once deleted."""
+
 
 class InMemoryBlobStore:
     """The `BlobStore` port in a dict, with the same key rules as `LocalBlobStore`."""

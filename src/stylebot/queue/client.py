@@ -83,7 +83,10 @@ class ArqJobQueue:
 
     async def erase_from_disk(self) -> None:
         """Redis rewrites its files (`stylebot.queue.disk_rewrites`): now, or once the
-        last rewrite is `min_rewrite_interval_s` old."""
+        last rewrite is `min_rewrite_interval_s` old. Unreachable, QueueUnavailable: the
+        erasure's recorded clean-up keeps the rewrite owed and asks again later."""
+        async with as_queue_unavailable():
+            await self.redis.ping()
         await self.disk_rewrites.request()
 
     async def close(self) -> None:

@@ -108,6 +108,11 @@ async def open_database(
         connection.row_factory = sqlite3.Row
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not left in free space: erasure
+        # (/forgetme, /style delete) must not leave prompts or names in the file.
+        # Builds differ in their default; the write-ahead log is emptied by the
+        # repository's wipe_deleted().
+        await connection.execute("PRAGMA secure_delete=ON")
         await connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # NORMAL is durable across application crashes in WAL mode; only a
         # power loss can drop the last transactions, never corrupt the file.

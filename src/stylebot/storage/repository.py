@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -58,6 +59,8 @@ __all__ = [
 
 _SQLITE_INT_MIN = -(2**63)
 _SQLITE_INT_MAX = 2**63 - 1
+
+log = logging.getLogger(__name__)
 
 
 def _utc_text(moment: datetime) -> str:
@@ -794,6 +797,14 @@ class SqliteRepository:
             await self._write("DELETE FROM outputs WHERE id = ?", (output_id,))
         blob_key: str | None = row[0]
         return blob_key
+
+    async def wipe_deleted(self) -> None:
+        # secure_delete (open_database) zeroes deleted content in the pages, but the
+        # write-ahead log keeps earlier copies of them until it is checkpointed and
+        # emptied. TRUNCATE waits for readers (busy_timeout); a busy result is logged.
+        rows = await self._fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        if rows and rows[0][0]:
+            log.warning("the write-ahead log could not be emptied after a deletion (busy)")
 
 
 def _check_scope(visibility: Visibility, shared_scope: str | None) -> None:

@@ -135,6 +135,22 @@ async def test_delete_and_forgetme_leave_nothing_in_files_logs_caches_or_redis(
 
         console.type_line(f"/style delete {style}")
         console.type_line("/forgetme confirm")
+        await wait_until(
+            "the erasure",
+            lambda: "Erased:" in console.screen_text(),
+            JOB_S,
+            console,
+            *workers.values(),
+        )
+        # While the front end still runs, its database open: neither the database file
+        # nor its write-ahead log keeps anything erased, nor does the blob store.
+        while_running = {
+            path: hits
+            for path, hits in files_containing(data_dir, needles).items()
+            if path.name.startswith("stylebot.sqlite3") or data_dir / "blobs" in path.parents
+        }
+        assert while_running == {}
+        assert (data_dir / "stylebot.sqlite3").exists()
         console.type_line("/quit")
         console.end_input()
         exit_status = await asyncio.to_thread(console.process.wait, JOB_S)

@@ -77,14 +77,14 @@ async def test_delete_leaves_nothing_on_disk_and_the_ledger_verifies(
         files = tuple(IncomingFile(f"p{i}.png", painting(i)) for i in range(3))
         await bot.handle(UploadImages(ALICE, files))
         await bot.handle(ConfirmConsent(ALICE, "CC-BY-SA-4.0", True))
-        queued = await bot.handle(TrainStyle(ALICE, "ink"))
+        queued = await bot.handle(TrainStyle(ALICE, "inkquokka"))
         assert isinstance(queued, JobQueued)
         lora = await blobs.put(b"the trained weights")
         result = TrainResult(lora_key=lora, steps=2, final_loss=0.5, seconds=1.0)
         await bot.handle_event(
             JobEvent(queued.job_id, "train", "finished", result=result.to_dict())
         )
-        await bot.handle(Imagine(ALICE, "a boat", style="ink"))
+        await bot.handle(Imagine(ALICE, "a boat near zanzibar", style="inkquokka"))
         job = queue.generate_jobs[-1]
         image_key = await blobs.put(b"an output png")
         generated = GenerateResult(
@@ -95,9 +95,18 @@ async def test_delete_leaves_nothing_on_disk_and_the_ledger_verifies(
         )
         assert len(files_under(settings.blob_dir)) == 5
 
-        reply = await bot.handle(DeleteStyle(ALICE, "ink"))
+        reply = await bot.handle(DeleteStyle(ALICE, "inkquokka"))
         assert isinstance(reply, TextReply)
         assert files_under(settings.blob_dir) == []
+        # With the database still open: neither its file nor its write-ahead log keeps
+        # the deleted style's name or the prompt made with it.
+        holding = [
+            p
+            for p in files_under(settings.database_path.parent)
+            if p.name.startswith(settings.database_path.name)
+            and (b"inkquokka" in p.read_bytes() or b"zanzibar" in p.read_bytes())
+        ]
+        assert holding == []
         entries = await ledger.entries()
         assert [e.kind for e in entries] == ["consent", "training", "revocation"]
         assert entries[0].payload["licence"] == "CC-BY-SA-4.0"

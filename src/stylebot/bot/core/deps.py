@@ -15,10 +15,12 @@ from stylebot.bot.core.ports import (
     ContentCredentialsReader,
     JobQueue,
     OptOutRegistry,
+    PendingQueueCleanups,
     Repository,
     UsageLog,
     WatermarkReader,
 )
+from stylebot.bot.core.queue_cleanup import QueueCleanupCarrier
 
 if TYPE_CHECKING:
     from stylebot.bot.core.admin import AdminPorts
@@ -39,10 +41,17 @@ class Deps:
     usage: UsageLog | None = None  # None: no quotas or rate limits
     credentials: ContentCredentialsReader | None = None  # None: /verify skips C2PA
     admin: AdminPorts | None = None  # None: no admin commands, nobody banned
+    # None: queue clean-ups owed by erasures are kept in memory only (unit tests);
+    # the composition root passes the SQLite one.
+    cleanups: PendingQueueCleanups | None = None
+    queue_cleanup: QueueCleanupCarrier = field(
+        default_factory=QueueCleanupCarrier, repr=False, compare=False
+    )
     # Requests that count against limits are admitted one at a time: the limits are
     # checked and the request recorded (job, usage) under this lock, so that requests
     # sent at once cannot all pass the same check. One front-end process owns the
-    # database (DESIGN.md), so a lock in that process is enough.
+    # database (DESIGN.md), so a lock in that process is enough. Erasure and style
+    # deletion hold it for their SQLite part only (their queue work runs after it).
     admission: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     # Held from storing an upload's blob until its record exists, and by deleters
     # while they check a blob is unused and delete it (stylebot.bot.core.blobs).

@@ -1,23 +1,28 @@
 """/forgetme: erase everything of a user on one platform, at their request.
 
-What goes, in this order:
+What goes, in one transaction with the ledger's entries, under the admission lock:
 
-1. every style they own, through the same path as /style delete (`styles.revoke_style`):
-   jobs using it (anyone's) are cancelled, its training images, weights and every image
-   made with it are deleted, and a revocation entry is appended to the consent ledger;
-2. their other queued or running jobs are cancelled;
-3. their remaining records go in one transaction with an erasure entry in the ledger:
-   images waiting for training, unused consents, the images they generated (with anyone's
-   style), their job history, their usage rows (quotas, rate limits: those the limits
-   still count are kept a day at most under a one-way code, so erasing resets no limit),
-   their user row (deleted, not anonymised: nothing else needs it once the rest is gone),
+1. every style they own, as /style delete does (`styles.delete_style_records`): jobs
+   using it (anyone's) are recorded cancelled, its training images, weights and every
+   image made with it are deleted, and a revocation entry is appended to the ledger;
+2. their other queued or running jobs are recorded cancelled;
+3. their remaining records, with an erasure entry in the ledger: images waiting for
+   training, unused consents, the images they generated (with anyone's style), their
+   job history, their usage rows (quotas, rate limits: those the limits still count
+   are kept a day at most under a one-way code, so erasing resets no limit), their
+   user row (deleted, not anonymised: nothing else needs it once the rest is gone),
    and their opt-outs are handed to an anonymous id;
-4. after the commit, the blobs those records named that nothing else uses (a blob is
-   shared by content, so another user's upload of the same image keeps it);
-5. what the queue holds of their jobs (payloads with their prompts, results, events,
-   their place in the fair order), workers' cached copies of their styles' weights
-   (each worker drops them, also one that starts later), and then the queue's store
-   rewrites its files on disk (Redis's append-only file), so none of it stays there.
+4. the queue's part, recorded as a pending clean-up (`queue_cleanup`): the jobs to stop
+   and forget (payloads with their prompts, results, events, their place in the fair
+   order), the weights workers must drop from their caches, a rewrite of the queue's
+   files on disk (Redis's append-only file).
+
+After the commit: the blobs those records named that nothing else uses (a blob is
+shared by content, so another user's upload of the same image keeps it), the
+database's write-ahead log is emptied (deleted rows are zeroed in the file itself),
+and the queue's part is carried out. If the queue is unreachable, the erasure is still
+done and the user told so; the queue's part waits in the database and is carried out
+when the queue answers again (retried, and at the next start).
 
 What stays, and why:
 
@@ -40,12 +45,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import EraseMyData
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.jobs import cancel_job, job_owner
+from stylebot.bot.core.jobs import job_owner
 from stylebot.bot.core.ledger import LedgerKind, erasure_payload
 from stylebot.bot.core.model import Job, Output, Requester, Style, Upload, User
+from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.bot.core.quotas import (
     ERASE,
     admit_erasure,
@@ -54,7 +59,7 @@ from stylebot.bot.core.quotas import (
     user_key,
 )
 from stylebot.bot.core.replies import ErasureConfirmation, Reply, TextReply
-from stylebot.bot.core.styles import revoke_style
+from stylebot.bot.core.styles import delete_style_records, finish_deletion
 
 __all__ = ["ERASURE_REASON", "erase_my_data"]
 
@@ -84,14 +89,20 @@ class _Holdings:
 
 
 async def erase_my_data(deps: Deps, command: EraseMyData) -> Reply:
-    holdings = await _holdings(deps, command.requester)
     if not command.confirmed:
-        return _confirmation(holdings)
-    if holdings.user is not None:  # else nothing to erase, and nothing to rewrite
-        refused = await admit_erasure(deps, command.requester)
-        if refused is not None:
-            return refused
-    return await _erase(deps, command.requester, holdings)
+        return _confirmation(await _holdings(deps, command.requester))
+    # The SQLite part under the admission lock: a request admitted before it has its
+    # job (committed and queued under the lock) cancelled and forgotten here; one after
+    # it finds nothing of theirs. The queue's part runs after the lock, from the
+    # clean-up recorded with the erasure, so an unreachable queue delays only it.
+    async with deps.admission:
+        holdings = await _holdings(deps, command.requester)
+        if holdings.user is not None:  # else nothing to erase, and nothing to rewrite
+            refused = await admit_erasure(deps, command.requester)
+            if refused is not None:
+                return refused
+        unused_blobs = await _erase_records(deps, command.requester, holdings)
+    return _erased_reply(holdings, await finish_deletion(deps, unused_blobs))
 
 
 async def _holdings(deps: Deps, requester: Requester) -> _Holdings:
@@ -168,44 +179,66 @@ def _what_stays(optouts: int) -> str:
     return kept
 
 
-async def _erase(deps: Deps, requester: Requester, h: _Holdings) -> Reply:
+async def _erase_records(deps: Deps, requester: Requester, h: _Holdings) -> frozenset[str]:
+    """Every record in one transaction, with the ledger's entries and the queue's
+    clean-up: all of it commits, or none of it."""
     user = h.user
-    deleted_blobs = 0
-    if user is not None:
-        for style in h.styles:
-            revoked = await revoke_style(deps, style, ERASURE_REASON, erase_from_disk=False)
-            deleted_blobs += revoked.deleted_blobs
-        # Jobs that used someone else's style, or none: revoke_style stopped the rest.
-        for job in await deps.repo.active_jobs(user.id):
-            await cancel_job(deps, job)
-        job_ids = await deps.repo.job_ids(user_id=user.id)
-        async with deps.repo.transaction():
-            keys = await deps.repo.erase_user(user.id)
-            unused = await deps.repo.unreferenced_blob_keys(keys)
-            # Counted with the erasure (a failed one counts not), under a code like the rest.
-            await record_usage(deps, requester, ERASE, 1)
-            await _forget_usage_and_unlink_optouts(deps, requester, h)
-            if deps.ledger is not None:
-                payload = erasure_payload(
-                    platform=user.platform,
-                    platform_user_id=user.platform_user_id,
-                    style_ids=[s.id for s in h.styles],
-                    uploads=len(h.pending),
-                    outputs=len(h.own_outputs),
-                    cancelled_jobs=len(h.jobs),
-                    deleted_blobs=deleted_blobs + len(unused),
-                    optouts_kept=h.optouts,
-                )
-                await deps.ledger.append(LedgerKind.ERASURE, payload, deps.clock.now())
-        # After the commit, as in revoke_style.
-        deleted_blobs += await delete_unused_blobs(deps, unused)
-        await deps.queue.forget_jobs(job_ids, owner=job_owner(user))
-        await deps.queue.erase_from_disk()
-    else:
+    if user is None:
         # No user row (never used the bot, or erased before): usage and opt-outs only.
         async with deps.repo.transaction():
             await _forget_usage_and_unlink_optouts(deps, requester, h)
-    if user is None and not h.optouts:
+        return frozenset()
+    unused: set[str] = set()
+    cleanup = QueueCleanup(owner=job_owner(user), rewrite_files=True)
+    async with deps.repo.transaction():
+        for style in h.styles:
+            deleted = await delete_style_records(deps, style, ERASURE_REASON)
+            unused |= deleted.unused_blobs
+            cleanup = _joined(cleanup, deleted.queue)
+        # Jobs that used someone else's style, or none: the style deletions stopped the rest.
+        active = await deps.repo.active_jobs(user.id)
+        for job in active:
+            await deps.repo.cancel_active_job(job.id, deps.clock.now())
+        job_ids = await deps.repo.job_ids(user_id=user.id)
+        cleanup = _joined(
+            cleanup,
+            QueueCleanup(
+                cancel_job_ids=tuple(job.id for job in active), forget_job_ids=tuple(job_ids)
+            ),
+        )
+        keys = await deps.repo.erase_user(user.id)
+        unused |= await deps.repo.unreferenced_blob_keys(keys)
+        # Counted with the erasure (a failed one counts not), under a code like the rest.
+        await record_usage(deps, requester, ERASE, 1)
+        await _forget_usage_and_unlink_optouts(deps, requester, h)
+        if deps.ledger is not None:
+            payload = erasure_payload(
+                platform=user.platform,
+                platform_user_id=user.platform_user_id,
+                style_ids=[s.id for s in h.styles],
+                uploads=len(h.pending),
+                outputs=len(h.own_outputs),
+                cancelled_jobs=len(h.jobs),
+                deleted_blobs=len(unused),
+                optouts_kept=h.optouts,
+            )
+            await deps.ledger.append(LedgerKind.ERASURE, payload, deps.clock.now())
+        await deps.queue_cleanup.record(deps, cleanup)
+    return frozenset(unused)  # the blobs to delete after the commit
+
+
+def _joined(a: QueueCleanup, b: QueueCleanup) -> QueueCleanup:
+    return QueueCleanup(
+        cancel_job_ids=tuple(dict.fromkeys(a.cancel_job_ids + b.cancel_job_ids)),
+        forget_job_ids=tuple(dict.fromkeys(a.forget_job_ids + b.forget_job_ids)),
+        owner=a.owner or b.owner,
+        revoke_blob_keys=tuple(dict.fromkeys(a.revoke_blob_keys + b.revoke_blob_keys)),
+        rewrite_files=a.rewrite_files or b.rewrite_files,
+    )
+
+
+def _erased_reply(h: _Holdings, deleted_blobs: int) -> Reply:
+    if h.user is None and not h.optouts:
         return TextReply("There was nothing of yours stored here; nothing to erase.")
     return TextReply(
         f"Erased: {len(h.styles)} style(s), {h.images} reference image(s) and "

@@ -19,6 +19,7 @@ from stylebot.bot.core.model import (
     Output,
     StyleStatus,
 )
+from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.bot.core.replies import (
     TRAINING_ENDED_PUBLICLY,
     ImageFile,
@@ -50,8 +51,11 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
         log.warning("event for unknown job %s ignored", event.job_id)
         await _discard_unwanted_blobs(deps, event)
         # An erased job's late event (a worker had not yet seen the cancel): it and
-        # whatever else the queue got of the job since the erasure go too.
+        # whatever else the queue got of the job since the erasure go too, from the
+        # queue's files as well; the rewrite waits for the rest of a burst.
         await deps.queue.forget_jobs([event.job_id])
+        await deps.queue_cleanup.record(deps, QueueCleanup(rewrite_files=True))
+        deps.queue_cleanup.carry_out_later(deps)
         return []
     if job.status.is_terminal:
         # A repeat of the event that ended the job (the front end stopped

@@ -27,6 +27,7 @@ from stylebot.bot.core.model import (
 )
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.perceptual import PerceptualHash
+from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob, ValidationPoint
 
 
@@ -225,6 +226,12 @@ class Repository(Protocol):
         Raises RecordNotFound when there is no such output."""
         ...
 
+    async def wipe_deleted(self) -> None:
+        """Make what was deleted so far unreadable in the store's files too (SQLite:
+        secure_delete zeroes it in the database, and this empties the write-ahead
+        log, which still holds the pages as they were). Outside a transaction."""
+        ...
+
 
 class BlobStore(Protocol):
     """Content-addressed bytes: the key is the SHA-256 of the content."""
@@ -282,6 +289,20 @@ class JobQueue(Protocol):
         ...
 
     # Every method raises QueueUnavailable (errors.py) when the queue cannot be reached.
+
+
+class PendingQueueCleanups(Protocol):
+    """Queue-side work still owed by an erasure or a style deletion
+    (`stylebot.bot.core.queue_cleanup`); it writes on the repository's connection, so
+    `add` inside the repository's transaction commits with the deletion."""
+
+    async def add(self, cleanup: QueueCleanup, recorded_at: datetime) -> None: ...
+
+    async def pending(self) -> list[tuple[int, QueueCleanup]]:
+        """Oldest first, with the id `done` takes."""
+        ...
+
+    async def done(self, cleanup_ids: Sequence[int]) -> None: ...
 
 
 class WatermarkReader(Protocol):

@@ -65,6 +65,7 @@ from stylebot.bot.core.ports import (
     ContentCredentialsReader,
     JobQueue,
     OptOutRegistry,
+    PendingQueueCleanups,
     Repository,
     UsageLog,
     WatermarkReader,
@@ -142,6 +143,7 @@ class StyleBot:
         usage: UsageLog | None = None,
         credentials: ContentCredentialsReader | None = None,
         admin: AdminPorts | None = None,
+        cleanups: PendingQueueCleanups | None = None,
     ) -> None:
         self.deps = Deps(
             repo,
@@ -155,6 +157,7 @@ class StyleBot:
             usage=usage,
             credentials=credentials,
             admin=admin,
+            cleanups=cleanups,
         )
 
     @property
@@ -197,6 +200,16 @@ class StyleBot:
 
     async def handle_event(self, event: JobEvent) -> list[Notification]:
         return await events.handle_event(self.deps, event)
+
+    async def carry_out_queue_cleanups(self) -> bool:
+        """The queue's part of erasures and deletions still recorded (`queue_cleanup`):
+        at start and when the queue is reachable again. True when none is left;
+        on failure it is retried on a backoff."""
+        return await self.deps.queue_cleanup.carry_out(self.deps)
+
+    async def stop_queue_cleanups(self) -> None:
+        """Cancel a scheduled retry; what is left stays recorded for the next start."""
+        await self.deps.queue_cleanup.stop()
 
     async def reconcile_with_queue(self) -> list[str]:
         """Fail the jobs the queue lost (see `reconcile`); at start and after an outage."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import (
@@ -16,10 +17,10 @@ from stylebot.bot.core.commands import (
 )
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.evidence import record_revocation
-from stylebot.bot.core.jobs import cancel_job
 from stylebot.bot.core.model import Requester, Style, StyleStatus, User, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.permissions import can_use, pick_style
+from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.bot.core.quotas import ERASE, admit_erasure, record_usage
 from stylebot.bot.core.replies import ErrorReply, FileReply, Reply, StyleChoices, TextReply
 from stylebot.bot.core.training import validation_summary
@@ -166,43 +167,73 @@ class RevokedStyle:
     deleted_blobs: int  # blobs removed from the store (those nothing else used)
 
 
-async def revoke_style(
-    deps: Deps, style: Style, reason: str, *, erase_from_disk: bool = True
-) -> RevokedStyle:
+@dataclass(frozen=True)
+class StyleRecordsDeleted:
+    """What `delete_style_records` did in SQLite, and what the queue still owes."""
+
+    images: int
+    unused_blobs: frozenset[str]  # to delete after the commit
+    queue: QueueCleanup
+
+
+async def revoke_style(deps: Deps, style: Style, reason: str) -> RevokedStyle:
     """Make a style unusable at once and remove it: stop every queued or running job
     that uses it (anyone's: a worker may hold its weights in memory), delete its
     records together with a revocation entry in the ledger, then delete the blobs
-    nothing else uses. Shared by /style delete and /forgetme.
+    nothing else uses. /style delete and the admins' removal.
 
     Beyond the records: the queue forgets every job that used the style (their
-    payloads hold its name and trigger), and workers drop their cached copies of its
-    weights. `erase_from_disk=False` leaves the queue's rewrite of its files to the
-    caller (an erasure does it once, after everything).
+    payloads hold its name and trigger), workers drop their cached copies of its
+    weights, and the queue's store rewrites its files. That work is recorded with the
+    deletion and carried out after it (`queue_cleanup`): an unreachable queue delays
+    it, never the deletion.
 
-    The cancels and the records under the admission lock (`Deps.admission`): a request
-    for this style admitted before it has its job cancelled here, and one admitted after
-    finds no style. The queue's part comes after the lock: no new job can use the style
-    by then, and it must not hold up everyone's requests while Redis works.
+    Under the admission lock (`Deps.admission`), SQLite work only: a request for this
+    style admitted before it has its job cancelled here, and one admitted after finds
+    no style.
     """
-    async with deps.admission:
-        for job in await deps.repo.active_jobs():
-            if job.style_id == style.id:
-                await cancel_job(deps, job)
-        uploads = await deps.repo.style_uploads(style.id)
-        # Read before delete_style, which unlinks the jobs and the export from the style.
-        job_ids = await deps.repo.job_ids(style_id=style.id)
-        weights = {style.lora_key, style.embedding_key, await deps.repo.style_export_key(style.id)}
-        async with deps.repo.transaction():
-            keys = await deps.repo.delete_style(style.id)
-            unused = await deps.repo.unreferenced_blob_keys(keys)
-            await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
-    await delete_unused_blobs(deps, unused)
-    await deps.queue.forget_jobs(job_ids)
-    # Only weights nothing else uses: another style with the same bytes keeps its copy.
-    await deps.queue.revoke_blobs(sorted(key for key in weights if key and key in unused))
-    if erase_from_disk:
-        await deps.queue.erase_from_disk()
-    return RevokedStyle(images=len(uploads), deleted_blobs=len(unused))
+    async with deps.admission, deps.repo.transaction():
+        deleted = await delete_style_records(deps, style, reason)
+        await deps.queue_cleanup.record(deps, replace(deleted.queue, rewrite_files=True))
+    removed = await finish_deletion(deps, deleted.unused_blobs)
+    return RevokedStyle(images=deleted.images, deleted_blobs=removed)
+
+
+async def delete_style_records(deps: Deps, style: Style, reason: str) -> StyleRecordsDeleted:
+    """Inside the caller's transaction and admission lock: the jobs using the style are
+    recorded cancelled, its records deleted with a revocation entry in the ledger."""
+    job_ids_to_stop: list[str] = []
+    for job in await deps.repo.active_jobs():
+        if job.style_id == style.id:
+            await deps.repo.cancel_active_job(job.id, deps.clock.now())
+            job_ids_to_stop.append(job.id)
+    uploads = await deps.repo.style_uploads(style.id)
+    # Read before delete_style, which unlinks the jobs and the export from the style.
+    job_ids = await deps.repo.job_ids(style_id=style.id)
+    weights = {style.lora_key, style.embedding_key, await deps.repo.style_export_key(style.id)}
+    keys = await deps.repo.delete_style(style.id)
+    unused = await deps.repo.unreferenced_blob_keys(keys)
+    await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
+    return StyleRecordsDeleted(
+        images=len(uploads),
+        unused_blobs=frozenset(unused),
+        queue=QueueCleanup(
+            cancel_job_ids=tuple(job_ids_to_stop),
+            forget_job_ids=tuple(job_ids),
+            # Only weights nothing else uses: another style with the same bytes keeps its copy.
+            revoke_blob_keys=tuple(sorted(key for key in weights if key and key in unused)),
+        ),
+    )
+
+
+async def finish_deletion(deps: Deps, unused_blobs: Iterable[str]) -> int:
+    """After a deletion's commit: its blobs, the queue's part (recorded with it), then
+    the deleted rows' traces in the database's files. Returns how many blobs went."""
+    removed = await delete_unused_blobs(deps, unused_blobs)
+    # Its records name what was erased (job ids, the owner's queue key): after them.
+    await deps.queue_cleanup.carry_out(deps)
+    await deps.repo.wipe_deleted()
+    return removed
 
 
 async def export_style(deps: Deps, command: ExportStyle) -> Reply:
