@@ -10,7 +10,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
 
 from stylebot.bot.core import Notification, StyleBot
-from stylebot.bot.core.delivery import DELIVERY_ATTEMPTS, Undeliverable, undelivered_notice
+from stylebot.bot.core.delivery import (
+    DELIVERY_ATTEMPTS,
+    PlatformUnreachable,
+    Undeliverable,
+    undelivered_notice,
+)
 from stylebot.bot.core.errors import StorageFull
 from stylebot.logs import job_context
 from stylebot.queue.events import EventConsumer
@@ -24,6 +29,11 @@ DELIVERY_CONCURRENCY = 32
 # Pauses before a failed delivery is tried again (DELIVERY_ATTEMPTS in all): long enough
 # for a platform's hiccup to pass, short enough that the member is not kept waiting.
 DELIVERY_RETRY_DELAYS_S = (5.0, 30.0)
+# First and longest pause while a platform cannot be reached: it is tried again for as
+# long as the outage lasts, and within a minute of its end.
+UNREACHABLE_BACKOFF_S = (1.0, 60.0)
+# What a sink raising means the platform was not reached, whatever the adapter said.
+UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (PlatformUnreachable, OSError, TimeoutError)
 
 NotificationSink = Callable[[Notification], Awaitable[None]]
 
@@ -51,6 +61,7 @@ class EventDelivery:
         default_factory=lambda: asyncio.Semaphore(DELIVERY_CONCURRENCY), repr=False
     )
     retry_delays_s: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S
+    unreachable_backoff_s: tuple[float, float] = UNREACHABLE_BACKOFF_S
 
     def add_sink(self, platform: str, sink: NotificationSink) -> None:
         """Where notifications for users of `platform` go (an adapter's send method)."""
@@ -103,8 +114,10 @@ class EventDelivery:
         nothing is recorded until that works). A platform that refuses a notification
         is tried DELIVERY_ATTEMPTS times in all, restarts included, unless the adapter
         says trying again cannot help (Undeliverable); then the member is told why and
-        the event is acknowledged (stylebot.bot.core.delivery).
+        the event is acknowledged (stylebot.bot.core.delivery). A platform that cannot
+        be reached is no refusal: tried again with capped backoff, uncounted, until it is.
         """
+        unreachable_pause = 0.0
         try:
             failures = await self.events.delivery_failures(message_id)
         except OUTAGE_ERRORS:
@@ -123,6 +136,21 @@ class EventDelivery:
                 # between finds it unacknowledged and handles it then.
                 self._note_storage_full(full)
                 await asyncio.sleep(self.storage_full_retry_s)
+                continue
+            except UNREACHABLE_ERRORS as error:
+                if sending is None:  # the core's (an OSError reading a blob): it waits
+                    log.exception("event %s for job %s not handled", message_id, event.job_id)
+                    return
+                unreachable_pause = self._next_unreachable_pause(unreachable_pause)
+                log.warning(
+                    "event %s for job %s waits: %s is unreachable (%r); trying again in %.0f s",
+                    message_id,
+                    event.job_id,
+                    sending.to.platform,
+                    error,
+                    unreachable_pause,
+                )
+                await asyncio.sleep(unreachable_pause)
                 continue
             except Undeliverable as refused:
                 assert sending is not None  # only adapters raise it
@@ -152,6 +180,10 @@ class EventDelivery:
                 log.warning("storage has space again: events are recorded")
                 self._storage_full = False
             return
+
+    def _next_unreachable_pause(self, previous: float) -> float:
+        first, longest = self.unreachable_backoff_s
+        return first if previous <= 0 else min(previous * 2, longest)
 
     async def _tell_undelivered(self, notification: Notification, reason: str) -> None:
         """Best effort: the member hears why, when anything reaches them at all."""

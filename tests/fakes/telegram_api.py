@@ -137,6 +137,13 @@ _BOT_COMMAND_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 _TOKEN_RE = re.compile(r"^(\d+):[A-Za-z0-9_-]+$")
 
 
+def _cut_off(request: web.Request) -> None:
+    """Drop the connection unanswered, as a server that went away does."""
+    if request.transport is not None:
+        request.transport.close()
+    raise ConnectionResetError("the fake Bot API is offline")
+
+
 def _utf16_len(text: str) -> int:
     """Telegram counts entity offsets and lengths in UTF-16 code units, not code points."""
     return len(text.encode("utf-16-le")) // 2
@@ -738,7 +745,10 @@ class FakeTelegram:
         self._updates_changed: asyncio.Condition | None = None
         self._activity: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self._port: int | None = None
+        # Between go_offline() and come_back(): nothing answers (an outage).
+        self._offline = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -753,9 +763,28 @@ class FakeTelegram:
         # A short shutdown timeout: held long polls are released before cleanup anyway.
         self._runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
+        self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await self._site.start()
         self._port = int(self._runner.addresses[0][1])
+
+    async def go_offline(self) -> None:
+        """An outage: the port refuses connections, and a request on a connection the
+        client kept open is cut before any answer (a long poll held now ends empty)."""
+        self._offline = True
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        if self._updates_changed is not None:
+            async with self._updates_changed:
+                self._updates_changed.notify_all()
+
+    async def come_back(self) -> None:
+        """The end of the outage: serving again on the same port."""
+        assert self._runner is not None, "FakeTelegram.start() has not been awaited"
+        assert self._port is not None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+        await self._site.start()
+        self._offline = False
 
     async def stop(self) -> None:
         """Release held long polls (PTB's shutdown would otherwise wait on them), then close."""
@@ -1289,6 +1318,8 @@ class FakeTelegram:
 
     async def _handle_method(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if self._offline:
+            _cut_off(request)
         params: JsonDict = {}
         files: dict[str, UploadedFile] = {}
         try:
@@ -1320,6 +1351,8 @@ class FakeTelegram:
         return web.json_response(body, status=status)
 
     async def _handle_file(self, request: web.Request) -> web.Response:
+        if self._offline:
+            _cut_off(request)
         if request.match_info["token"] != self.token:
             return web.json_response(TelegramApiError(401, "Unauthorized").envelope(), status=401)
         stored = self._files_by_path.get(request.match_info["file_path"])
@@ -1423,7 +1456,7 @@ class FakeTelegram:
             elif offset < 0:
                 self._pending_updates = self._pending_updates[offset:]
             while True:
-                if self._closing:
+                if self._closing or self._offline:
                     return []
                 if generation != self._poll_generation:
                     raise TelegramApiError(

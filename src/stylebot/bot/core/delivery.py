@@ -3,11 +3,14 @@
 Adapters check their platform's limits before sending, and split or convert what does
 not fit in one message (the PNG files, which carry the provenance, always stay whole).
 What still cannot go, they raise as :class:`Undeliverable`, with the reason in the
-member's words. Any other failure is tried again, up to :data:`DELIVERY_ATTEMPTS` times
-in all (restarts included). Either way, in the end the member is told why, in the
-notice :func:`undelivered_notice` words, and the event is done with: retrying what a
-platform refuses would fail the same way at every start, and the member would never
-hear of their result.
+member's words. A platform that cannot be reached (a network outage, its servers
+failing, a rate limit it would not lift) is :class:`PlatformUnreachable`: tried again
+for as long as that lasts, never counted, for an outage says nothing about the
+notification. Any other failure (a real refusal) is tried again, up to
+:data:`DELIVERY_ATTEMPTS` times in all (restarts included). Either way, in the end the
+member is told why, in the notice :func:`undelivered_notice` words, and the event is
+done with: retrying what a platform refuses would fail the same way at every start, and
+the member would never hear of their result.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ class Undeliverable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class PlatformUnreachable(Exception):
+    """The platform did not answer (network down, 5xx, still rate-limited): the
+    notification was not refused, so it waits, uncounted, until the platform is back."""
 
 
 def undelivered_notice(notification: Notification, reason: str) -> Notification | None:

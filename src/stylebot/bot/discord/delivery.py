@@ -36,10 +36,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from stylebot.bot.core import ImagesReady, JobFinished, JobProgress, Notification, Requester
-from stylebot.bot.core.delivery import Undeliverable
+from stylebot.bot.core.delivery import PlatformUnreachable, Undeliverable
 from stylebot.bot.discord.render import Attachment, Rendered, megabytes, mention, render
 from stylebot.bot.discord.views import result_view
 
@@ -167,11 +168,16 @@ class ResultDelivery:
         self.adapter = adapter
 
     async def notify(self, notification: Notification) -> None:
-        """Raises Undeliverable for what Discord cannot take, and other errors only
-        when Discord could not be reached at all, so the front end tries again later."""
+        """Raises Undeliverable for what Discord cannot take, PlatformUnreachable when
+        Discord could not be reached (the front end waits for it, uncounted), and other
+        errors for a refusal worth trying again a few times."""
         try:
             await self._notify(notification)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise PlatformUnreachable(f"Discord: {exc!r}") from exc
         except discord.HTTPException as exc:
+            if not_reached(exc):
+                raise PlatformUnreachable(f"Discord answered {exc.status}") from exc
             if exc.status != PAYLOAD_TOO_LARGE:
                 raise
             # The limits above are Discord's defaults; a request over them anyway
@@ -349,3 +355,9 @@ async def _send_rest(send: SendPart, rest: Sequence[Part], *, what: str) -> None
                 raise
             log.warning("the rest of %s was not sent: %s", what, exc)
             return
+
+
+def not_reached(error: discord.HTTPException) -> bool:
+    """Discord's servers failing (5xx) or a rate limit discord.py would not wait out:
+    no refusal of what was sent."""
+    return error.status >= 500 or error.status == 429

@@ -20,7 +20,7 @@ from telegram import (
     InlineKeyboardMarkup,
     Message,
 )
-from telegram.error import BadRequest, ChatMigrated, NetworkError, TelegramError
+from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError
 
 from stylebot.bot.core import (
     ConsentRequest,
@@ -36,7 +36,7 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
-from stylebot.bot.core.delivery import Undeliverable
+from stylebot.bot.core.delivery import PlatformUnreachable, Undeliverable
 from stylebot.bot.core.paging import keep_last, pages
 from stylebot.bot.core.replies import ErasureConfirmation, is_private
 from stylebot.bot.telegram.conversation import Conversation, reply_parameters
@@ -96,8 +96,9 @@ class ChatOutput:
     async def deliver(self, notification: Notification) -> None:
         """Show a job's progress or result where the job was asked for.
 
-        Raises when Telegram could not be reached (DeliveryFailed), so the front end keeps
-        the event and delivers it again later, and Undeliverable when Telegram refuses
+        Raises PlatformUnreachable when Telegram could not be reached (DeliveryFailed is
+        one), so the front end keeps the event and delivers it again once it can be, and
+        Undeliverable when Telegram refuses
         what was sent (the front end tells the member why). A chat that refuses for good
         (the bot was removed or blocked) is logged and skipped: nothing reaches it.
         """
@@ -117,6 +118,8 @@ class ChatOutput:
                 )
                 await self.show(conversation.moved_to(migrated.new_chat_id), notification.reply)
         except TelegramError as error:
+            if not_reached(error):
+                raise PlatformUnreachable(f"Telegram: {error.message}") from error
             if not cannot_write_to(error):
                 raise Undeliverable(f"Telegram refused it ({error.message})") from error
             log.error("job update for chat %s refused by Telegram (%s)", to.chat_id, error)
@@ -391,3 +394,15 @@ class ChatOutput:
         self._output_messages[output_id] = messages
         while len(self._output_messages) > self._remember_outputs:
             self._output_messages.popitem(last=False)
+
+
+def not_reached(error: TelegramError) -> bool:
+    """Telegram did not answer, or asked us to wait: no refusal of what was sent. PTB
+    raises a 400 (BadRequest) and a 413 as NetworkErrors too: those are refusals."""
+    if isinstance(error, RetryAfter):
+        return True
+    return (
+        isinstance(error, NetworkError)
+        and not isinstance(error, BadRequest)
+        and not is_too_large(error)
+    )

@@ -39,6 +39,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from stylebot.bot.core.delivery import PlatformUnreachable
 from stylebot.bot.telegram.render import MAX_CAPTION_CHARS, fit, preview_hint_text
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ def is_too_large(error: TelegramError) -> bool:
     return "request entity too large" in message or "(413)" in message
 
 
-class DeliveryFailed(RuntimeError):
-    """Telegram kept refusing or timing out; the caller decides whether that loses anything."""
+class DeliveryFailed(PlatformUnreachable):
+    """Telegram kept timing out or rate-limiting after our retries: not a refusal of what
+    was sent; the caller decides whether that loses anything."""
 
 
 class FloodAwareSender:
