@@ -347,6 +347,12 @@ class StoredMessage:
 
 
 @dataclass
+class _Refusal:
+    skip: int
+    description: str
+
+
+@dataclass
 class _Flood:
     remaining: int
     retry_after: int
@@ -733,6 +739,7 @@ class FakeTelegram:
         self._callback_queries: dict[str, _CallbackQuery] = {}
         self._commands: dict[tuple[str, str], list[JsonDict]] = {}
         self._floods: dict[str, _Flood] = {}
+        self._refusals: dict[str, _Refusal] = {}
         # Old group id -> the id of the supergroup it was upgraded to.
         self._migrated: dict[int, int] = {}
         # (chat id, user id) -> ChatMember status, and the users behind them.
@@ -1028,6 +1035,11 @@ class FakeTelegram:
         if retry_after < 1 or times < 1:
             raise ValueError("retry_after and times must be at least 1")
         self._floods[method.lower()] = _Flood(remaining=times, retry_after=retry_after)
+
+    def refuse(self, method: str, description: str, *, skip: int = 0) -> None:
+        """Answer one call of ``method``, after ``skip`` more go through, with 400 and
+        ``description`` (Telegram's "Bad Request: IMAGE_PROCESS_FAILED", say)."""
+        self._refusals[method.lower()] = _Refusal(skip=skip, description=description)
 
     # -- test side: group upgrades -----------------------------------------------------------
 
@@ -1334,6 +1346,7 @@ class FakeTelegram:
             if any(len(upload.data) > MAX_UPLOAD_BYTES for upload in files.values()):
                 raise _too_large()
             self._check_flood(method)
+            self._check_refusal(method)
             handler = self._handlers().get(method.lower())
             if handler is None:
                 raise TelegramApiError(404, "Not Found")
@@ -1361,6 +1374,16 @@ class FakeTelegram:
         return web.Response(
             body=stored.data, content_type=stored.mime_type or "application/octet-stream"
         )
+
+    def _check_refusal(self, method: str) -> None:
+        refusal = self._refusals.get(method.lower())
+        if refusal is None:
+            return
+        if refusal.skip > 0:
+            refusal.skip -= 1
+            return
+        del self._refusals[method.lower()]
+        raise _bad_request(refusal.description)
 
     def _check_flood(self, method: str) -> None:
         flood = self._floods.get(method.lower())

@@ -9,6 +9,7 @@ core marks private is never shown to a group: it goes to the asker's private cha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
@@ -360,22 +361,30 @@ class ChatOutput:
     ) -> None:
         """A photo to look at (Telegram re-compresses it, dropping the metadata) with the
         buttons, then the untouched PNG as a file, which keeps the provenance metadata.
-        A PNG Telegram would not take as a photo is shown by a JPEG preview (photos.py)."""
-        shown = photo_to_show(data)
+        A PNG Telegram would not take as a photo is shown by a JPEG preview (photos.py);
+        one it refuses as a photo anyway (IMAGE_PROCESS_FAILED) is shown by the file."""
+        # Off the event loop: making a preview of a 2048² PNG takes about 0.4 s.
+        shown = await asyncio.to_thread(photo_to_show, data)
         messages: list[tuple[int, int]] = []
         if shown is not None:
-            photo = await self.sender.call(
-                chat_id,
-                lambda: self.bot.send_photo(
+            try:
+                photo = await self.sender.call(
                     chat_id,
-                    shown,
-                    caption=photo_caption(output_id),
-                    reply_markup=output_keyboard(output_id),
-                    reply_parameters=reply_parameters(reply_to),
-                ),
-                "send photo",
-            )
-            messages.append((chat_id, photo.message_id))
+                    lambda: self.bot.send_photo(
+                        chat_id,
+                        shown,
+                        caption=photo_caption(output_id),
+                        reply_markup=output_keyboard(output_id),
+                        reply_parameters=reply_parameters(reply_to),
+                    ),
+                    "send photo",
+                )
+            except BadRequest as error:
+                # The file still goes, with the buttons, and so do the images after it.
+                log.warning("output %s refused as a photo (%s); sent as a file", output_id, error)
+                shown = None
+            else:
+                messages.append((chat_id, photo.message_id))
         document = await self.sender.call(
             chat_id,
             lambda: self.bot.send_document(
