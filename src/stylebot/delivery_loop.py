@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 
 from stylebot.bot.core import Notification, StyleBot
@@ -40,6 +41,32 @@ NotificationSink = Callable[[Notification], Awaitable[None]]
 
 class NoSinkForPlatform(RuntimeError):
     pass
+
+
+class EventParts:
+    """SentParts of one notification of an event, kept in Redis until the event is
+    acknowledged (queue.events.DELIVERED_PARTS). Redis away, a part goes unrecorded:
+    a retry may then send it again, which beats not sending the rest."""
+
+    def __init__(self, events: EventConsumer, message_id: str, notification_index: int) -> None:
+        self.events = events
+        self.message_id = message_id
+        self.prefix = f"{notification_index}/"
+
+    async def sent(self) -> Mapping[str, str]:
+        try:
+            parts = await self.events.delivered_parts(self.message_id)
+        except OUTAGE_ERRORS as exc:
+            log.warning("parts sent of event %s unknown: %r", self.message_id, exc)
+            return {}
+        n = len(self.prefix)
+        return {name[n:]: note for name, note in parts.items() if name.startswith(self.prefix)}
+
+    async def mark_sent(self, part: str, note: str = "") -> None:
+        try:
+            await self.events.part_delivered(self.message_id, self.prefix + part, note)
+        except OUTAGE_ERRORS as exc:
+            log.warning("part %s of event %s sent but not recorded: %r", part, self.message_id, exc)
 
 
 @dataclass
@@ -127,7 +154,9 @@ class EventDelivery:
             try:
                 async with self._delivering:
                     notifications = await self.bot.handle_event(event)
-                    for sending in notifications:
+                    for index, unrecorded in enumerate(notifications):
+                        parts = EventParts(self.events, message_id, index)
+                        sending = dataclasses.replace(unrecorded, sent=parts)
                         await self._deliver(sending)
             except asyncio.CancelledError:
                 raise
@@ -186,8 +215,10 @@ class EventDelivery:
         return first if previous <= 0 else min(previous * 2, longest)
 
     async def _tell_undelivered(self, notification: Notification, reason: str) -> None:
-        """Best effort: the member hears why, when anything reaches them at all."""
-        notice = undelivered_notice(notification, reason)
+        """Best effort: the member hears why (and which images did not arrive), when
+        anything reaches them at all."""
+        sent = await notification.sent.sent() if notification.sent is not None else {}
+        notice = undelivered_notice(notification, reason, sent)
         if notice is None:
             return
         try:

@@ -350,6 +350,7 @@ class StoredMessage:
 class _Refusal:
     skip: int
     description: str
+    retry_after: int | None = None
 
 
 @dataclass
@@ -1036,10 +1037,13 @@ class FakeTelegram:
             raise ValueError("retry_after and times must be at least 1")
         self._floods[method.lower()] = _Flood(remaining=times, retry_after=retry_after)
 
-    def refuse(self, method: str, description: str, *, skip: int = 0) -> None:
+    def refuse(
+        self, method: str, description: str, *, skip: int = 0, retry_after: int | None = None
+    ) -> None:
         """Answer one call of ``method``, after ``skip`` more go through, with 400 and
-        ``description`` (Telegram's "Bad Request: IMAGE_PROCESS_FAILED", say)."""
-        self._refusals[method.lower()] = _Refusal(skip=skip, description=description)
+        ``description`` (Telegram's "Bad Request: IMAGE_PROCESS_FAILED", say), or with
+        429 and ``retry_after`` when that is given."""
+        self._refusals[method.lower()] = _Refusal(skip, description, retry_after)
 
     # -- test side: group upgrades -----------------------------------------------------------
 
@@ -1383,6 +1387,8 @@ class FakeTelegram:
             refusal.skip -= 1
             return
         del self._refusals[method.lower()]
+        if refusal.retry_after is not None:
+            raise TelegramApiError(429, refusal.description, {"retry_after": refusal.retry_after})
         raise _bad_request(refusal.description)
 
     def _check_flood(self, method: str) -> None:

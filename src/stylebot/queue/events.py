@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -166,6 +167,18 @@ class EventConsumer:
     async def ack(self, message_id: str) -> None:
         await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, message_id)
         await forget_delivery_state(self.redis, [message_id])
+
+    async def delivered_parts(self, message_id: str) -> dict[str, str]:
+        """The parts of this event's notifications that reached their platform."""
+        raw = await self.redis.hget(DELIVERED_PARTS, message_id)
+        return dict(json.loads(raw)) if raw else {}
+
+    async def part_delivered(self, message_id: str, part: str, note: str = "") -> None:
+        """Record one more part as delivered (an event's notifications go one at a
+        time, in order, so reading and writing the whole record is safe)."""
+        parts = await self.delivered_parts(message_id)
+        parts[part] = note
+        await self.redis.hset(DELIVERED_PARTS, message_id, json.dumps(parts))
 
     async def delivery_failures(self, message_id: str) -> int:
         """How many times delivering this event's notifications failed so far."""

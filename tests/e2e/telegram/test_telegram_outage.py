@@ -51,3 +51,49 @@ async def test_a_result_finished_during_an_outage_arrives_once_when_telegram_is_
     assert sorted(m.document_bytes for m in sent if m.document) == sorted(images)
     assert len([m for m in sent if m.photo]) == len(images)
     assert not [m for m in sent if m.text and "could not be delivered" in m.text]
+
+
+async def queued_result(frontend: FrontEnd, me: Requester, images: list[bytes]) -> None:
+    queued = await frontend.bot.handle(Imagine(me, "a quiet harbour", seed=1, count=len(images)))
+    assert isinstance(queued, JobQueued), queued
+    await finish_with_images(frontend, queued.job_id, images)
+
+
+async def test_a_retry_after_a_failure_half_way_sends_only_the_rest(
+    fake: FakeTelegram, telegram: TelegramAdapter, frontend: FrontEnd, ada: FakeUser
+) -> None:
+    private = fake.private_chat(ada)
+    frontend.unreachable_backoff_s = (0.1, 0.4)
+    telegram.sender.max_flood_waits = 0  # the rate limit on image 2 fails this try
+    images = [noise_png(64, 64, seed) for seed in range(3)]
+    fake.refuse("sendPhoto", "Too Many Requests: retry after 1", skip=1, retry_after=1)
+
+    await queued_result(frontend, Requester("telegram", str(ada.id), "Ada", str(ada.id)), images)
+
+    def all_files_sent(_call: object) -> bool:
+        return len([m for m in fake.sent_messages(private) if m.document]) == len(images)
+
+    await fake.wait_for(all_files_sent, timeout=20)
+    assert await unacknowledged_events(frontend) == 0
+    sent = fake.sent_messages(private)
+    assert [m.document_bytes for m in sent if m.document] == images
+    assert len([m for m in sent if m.photo]) == len(images)
+    assert len([m for m in sent if m.text]) == 1, [m.text for m in sent]  # the status, once
+
+
+async def test_the_notice_names_the_images_that_did_not_arrive(
+    fake: FakeTelegram, telegram: TelegramAdapter, frontend: FrontEnd, ada: FakeUser
+) -> None:
+    private = fake.private_chat(ada)
+    images = [noise_png(64, 64, seed) for seed in range(3)]
+    fake.refuse("sendDocument", "FILE_PARTS_INVALID", skip=1)
+
+    await queued_result(frontend, Requester("telegram", str(ada.id), "Ada", str(ada.id)), images)
+
+    notice = await fake.wait_for_sent(
+        private, lambda m: bool(m.text and "could not be delivered" in m.text), timeout=20
+    )
+    assert notice.text is not None
+    # Image 2's file refused: it and image 3 are missing, and named; image 1 is not.
+    assert "2 of your 3 images (" in notice.text, notice.text
+    assert [m.document_bytes for m in fake.sent_messages(private) if m.document] == [images[0]]

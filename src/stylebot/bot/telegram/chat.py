@@ -37,9 +37,14 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
-from stylebot.bot.core.delivery import PlatformUnreachable, Undeliverable
+from stylebot.bot.core.delivery import (
+    PartsSentHere,
+    PlatformUnreachable,
+    Undeliverable,
+    image_part,
+)
 from stylebot.bot.core.paging import keep_last, pages
-from stylebot.bot.core.replies import ErasureConfirmation, is_private
+from stylebot.bot.core.replies import ErasureConfirmation, SentParts, is_private
 from stylebot.bot.telegram.conversation import Conversation, reply_parameters
 from stylebot.bot.telegram.delivery import (
     FloodAwareSender,
@@ -107,7 +112,7 @@ class ChatOutput:
         conversation = Conversation(int(to.chat_id), to)
         try:
             try:
-                await self.show(conversation, notification.reply)
+                await self.show(conversation, notification.reply, sent=notification.sent)
             except ChatMigrated as migrated:
                 # The group became a supergroup with a new id: its members are there now.
                 log.warning(
@@ -117,7 +122,11 @@ class ChatOutput:
                     to.chat_id,
                     migrated.new_chat_id,
                 )
-                await self.show(conversation.moved_to(migrated.new_chat_id), notification.reply)
+                await self.show(
+                    conversation.moved_to(migrated.new_chat_id),
+                    notification.reply,
+                    sent=notification.sent,
+                )
         except TelegramError as error:
             if not_reached(error):
                 raise PlatformUnreachable(f"Telegram: {error.message}") from error
@@ -126,7 +135,12 @@ class ChatOutput:
             log.error("job update for chat %s refused by Telegram (%s)", to.chat_id, error)
 
     async def show(
-        self, conversation: Conversation, reply: Reply, *, command: str | None = None
+        self,
+        conversation: Conversation,
+        reply: Reply,
+        *,
+        command: str | None = None,
+        sent: SentParts | None = None,
     ) -> None:
         """Show ``reply`` in the conversation; one the core marks private, asked in a
         group, goes to the asker's private chat instead (``command`` is what they would
@@ -138,9 +152,11 @@ class ChatOutput:
 
             await self.to_asker(conversation, show_privately, what="my answer", command=command)
             return
-        await self._show(conversation, reply)
+        await self._show(conversation, reply, sent or PartsSentHere())
 
-    async def _show(self, conversation: Conversation, reply: Reply) -> None:
+    async def _show(
+        self, conversation: Conversation, reply: Reply, sent: SentParts | None = None
+    ) -> None:
         chat_id, in_group = conversation.chat_id, conversation.in_group
         match reply:
             case ErrorReply(text=text):
@@ -177,13 +193,7 @@ class ChatOutput:
                 )
             case ImagesReady():
                 self._check_sendable(reply)  # before anything is sent: never half a result
-                status_message = await self.board.finish(
-                    reply.job_id, chat_id, reply.text, in_group=in_group
-                )
-                for image in reply.images:
-                    await self._send_image(
-                        chat_id, image.output_id, image.filename, image.data, status_message
-                    )
+                await self._send_result(chat_id, in_group, reply, sent or PartsSentHere())
             case FileReply():
                 await self._send_file(conversation, reply)
             case StyleChoices():
@@ -355,6 +365,27 @@ class ChatOutput:
                     f"{image.filename} is {len(image.data) / mb:.1f} MB, more than the "
                     f"{self.max_send_bytes / mb:.0f} MB Telegram lets a bot send"
                 )
+
+    async def _send_result(
+        self, chat_id: int, in_group: bool, reply: ImagesReady, sent: SentParts
+    ) -> None:
+        """The status message, then each image; what a try before this one sent (``sent``)
+        is not sent again, so a retry after a failure half-way sends only the rest."""
+        done = await sent.sent()
+        if "status" in done:
+            status_message: int | None = int(done["status"]) if done["status"] else None
+        else:
+            status_message = await self.board.finish(
+                reply.job_id, chat_id, reply.text, in_group=in_group
+            )
+            await sent.mark_sent("status", str(status_message or ""))
+        for image in reply.images:
+            if image_part(image.output_id) in done:
+                continue
+            await self._send_image(
+                chat_id, image.output_id, image.filename, image.data, status_message
+            )
+            await sent.mark_sent(image_part(image.output_id))
 
     async def _send_image(
         self, chat_id: int, output_id: str, filename: str, data: bytes, reply_to: int | None
