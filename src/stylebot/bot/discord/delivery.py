@@ -41,6 +41,14 @@ import discord
 
 from stylebot.bot.core import ImagesReady, JobFinished, JobProgress, Notification, Requester
 from stylebot.bot.core.delivery import PlatformUnreachable, Undeliverable
+from stylebot.bot.discord.parts_sent import (
+    CHANNEL,
+    DM,
+    INTERACTION,
+    DeliveryProgress,
+    already_sent,
+    progress_of,
+)
 from stylebot.bot.discord.render import Attachment, Rendered, megabytes, mention, render
 from stylebot.bot.discord.views import result_view
 
@@ -197,17 +205,54 @@ class ResultDelivery:
         ids = result_ids(reply)
         # Checked before anything is sent: a result that cannot go is not half sent.
         whole = parts(rendered, ids)
-        if job_id is not None and await self._edit_interaction(job_id, whole, bool(ids)):
+        progress = progress_of(notification.sent)
+        where, remaining = already_sent(await progress.sent.sent(), len(whole))
+        if where is not None:
+            await self._send_remaining(notification.to, job_id, whole, remaining, where, progress)
+            return
+        if job_id is not None and await self._edit_interaction(job_id, whole, bool(ids), progress):
             return
         # /train answered ephemerally: its end goes to the owner's DMs first, so a
         # private style's name reaches the channel only when DMs are closed.
         if (
             isinstance(reply, JobFinished)
             and reply.kind == "train"
-            and await self._direct_message(notification.to, rendered, ids)
+            and await self._direct_message(notification.to, rendered, ids, progress=progress)
         ):
             return
-        await self._post_elsewhere(notification.to, rendered, ids)
+        await self._post_elsewhere(notification.to, rendered, ids, progress)
+
+    async def _send_remaining(
+        self,
+        to: Requester,
+        job_id: str | None,
+        whole: list[Part],
+        remaining: list[int],
+        where: str,
+        progress: DeliveryProgress,
+    ) -> None:
+        """What an earlier try left unsent, after what it sent: as follow-ups while the
+        interaction can take them, else in the channel, or the DM it went to."""
+        with_buttons = any(part.output_ids for part in whole)
+        send: SendPart
+        tracked = self.adapter.jobs.get(job_id) if job_id is not None else None
+        if where == INTERACTION and tracked is not None and tracked.token_usable():
+            send = _follow_up_sender(tracked.interaction, tracked.ephemeral, with_buttons)
+        elif where == DM:
+            client = await self.adapter.ready_client()
+            user_id = int(to.user_id)
+            user = client.get_user(user_id) or await client.fetch_user(user_id)
+            send, where = _sender(user, with_buttons), DM
+        else:
+            client = await self.adapter.ready_client()
+            channel = client.get_partial_messageable(
+                int(to.chat_id), guild_id=int(to.server_id) if to.server_id else None
+            )
+            send, where = _sender(channel, with_buttons), CHANNEL
+        numbered = [(i, whole[i]) for i in remaining]
+        await _send_rest(send, numbered, what="the rest of a result", progress=progress.at(where))
+        if job_id is not None:
+            self.adapter.jobs.pop(job_id)
 
     async def _show_progress(self, reply: JobProgress) -> None:
         """Edit the job's response, at most every few seconds; skipped when not possible."""
@@ -245,16 +290,20 @@ class ResultDelivery:
                 to.user_id,
             )
 
-    async def _edit_interaction(self, job_id: str, whole: list[Part], with_buttons: bool) -> bool:
+    async def _edit_interaction(
+        self, job_id: str, whole: list[Part], with_buttons: bool, progress: DeliveryProgress
+    ) -> bool:
         """Put the result into the interaction's response (and its follow-ups, when it
-        takes several messages); False when that is not possible."""
-        tracked = self.adapter.jobs.pop(job_id)
+        takes several messages); False when that is not possible. The interaction is
+        forgotten once all went (a retry after a failed follow-up still needs it)."""
+        tracked = self.adapter.jobs.get(job_id)
         if tracked is None:
             return False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(tracked.answered.wait(), ANSWER_WAIT_S)
         if not tracked.token_usable():
             log.info("token of job %s expired; posting the result in the channel", job_id)
+            self.adapter.jobs.pop(job_id)
             return False
         first, *rest = whole
         interaction = tracked.interaction
@@ -272,20 +321,22 @@ class ResultDelivery:
             log.info(
                 "result of job %s not edited into its interaction (%s); posting it", job_id, exc
             )
+            self.adapter.jobs.pop(job_id)
             return False
-
-        async def follow_up(part: Part) -> object:
-            return await interaction.followup.send(
-                part.content or None,  # type: ignore[arg-type]
-                ephemeral=tracked.ephemeral,
-                **part.send_kwargs(with_buttons),
-            )
-
-        await _send_rest(follow_up, rest, what=f"job {job_id}'s result")
+        progress = progress.at(INTERACTION)
+        await progress.mark(0, first.output_ids)
+        follow_up = _follow_up_sender(interaction, tracked.ephemeral, with_buttons)
+        numbered = list(enumerate(rest, start=1))
+        await _send_rest(follow_up, numbered, what=f"job {job_id}'s result", progress=progress)
+        self.adapter.jobs.pop(job_id)
         return True
 
     async def _post_elsewhere(
-        self, to: Requester, rendered: Rendered, ids: Mapping[str, str]
+        self,
+        to: Requester,
+        rendered: Rendered,
+        ids: Mapping[str, str],
+        progress: DeliveryProgress | None = None,
     ) -> None:
         """A normal message in the job's channel mentioning the user; a DM if that fails."""
         client = await self.adapter.ready_client()
@@ -303,10 +354,16 @@ class ResultDelivery:
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("channel %s unusable (%s); sending the result as a DM", to.chat_id, exc)
         else:
-            await _send_rest(_sender(channel, bool(ids)), rest, what="a result")
+            in_channel = progress.at(CHANNEL) if progress is not None else None
+            if in_channel is not None:
+                await in_channel.mark(0, first.output_ids)
+            numbered = list(enumerate(rest, start=1))
+            await _send_rest(
+                _sender(channel, bool(ids)), numbered, what="a result", progress=in_channel
+            )
             return
         prefix = "I could not post in the channel where you asked, so here it is. "
-        if not await self._direct_message(to, rendered, ids, prefix=prefix):
+        if not await self._direct_message(to, rendered, ids, prefix=prefix, progress=progress):
             # Nothing else can reach them; the record stays and /status shows it.
             log.error(
                 "result for Discord user %s could not be delivered: channel %s unusable and "
@@ -316,13 +373,26 @@ class ResultDelivery:
             )
 
     async def _direct_message(
-        self, to: Requester, rendered: Rendered, ids: Mapping[str, str], *, prefix: str = ""
+        self,
+        to: Requester,
+        rendered: Rendered,
+        ids: Mapping[str, str],
+        *,
+        prefix: str = "",
+        progress: DeliveryProgress | None = None,
     ) -> bool:
         """Send `rendered`, after `prefix`, to the user's DMs; False when Discord refuses
         (DMs closed, user unknown). Other errors propagate, so the event is kept."""
-        return await self._send_to_dm(to, parts(rendered, ids, prefix=prefix), bool(ids))
+        whole = parts(rendered, ids, prefix=prefix)
+        return await self._send_to_dm(to, whole, bool(ids), progress)
 
-    async def _send_to_dm(self, to: Requester, whole: list[Part], with_buttons: bool) -> bool:
+    async def _send_to_dm(
+        self,
+        to: Requester,
+        whole: list[Part],
+        with_buttons: bool,
+        progress: DeliveryProgress | None = None,
+    ) -> bool:
         client = await self.adapter.ready_client()
         user_id = int(to.user_id)
         first, *rest = whole
@@ -332,8 +402,25 @@ class ResultDelivery:
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("no DM to Discord user %s: %s", to.user_id, exc)
             return False
-        await _send_rest(_sender(user, with_buttons), rest, what="a DM")
+        in_dm = progress.at(DM) if progress is not None else None
+        if in_dm is not None:
+            await in_dm.mark(0, first.output_ids)
+        numbered = list(enumerate(rest, start=1))
+        await _send_rest(_sender(user, with_buttons), numbered, what="a DM", progress=in_dm)
         return True
+
+
+def _follow_up_sender(
+    interaction: discord.Interaction[Any], ephemeral: bool, with_buttons: bool
+) -> SendPart:
+    async def follow_up(part: Part) -> object:
+        return await interaction.followup.send(
+            part.content or None,  # type: ignore[arg-type]
+            ephemeral=ephemeral,
+            **part.send_kwargs(with_buttons),
+        )
+
+    return follow_up
 
 
 def _sender(to: discord.abc.Messageable, with_buttons: bool) -> SendPart:
@@ -343,11 +430,18 @@ def _sender(to: discord.abc.Messageable, with_buttons: bool) -> SendPart:
     return send
 
 
-async def _send_rest(send: SendPart, rest: Sequence[Part], *, what: str) -> None:
-    """The messages after the first. The first is out already, so a text page refused
-    now is logged rather than sent again somewhere else (it would double it); a refused
-    file raises, so that the front end tries again (or tells the member)."""
-    for part in rest:
+async def _send_rest(
+    send: SendPart,
+    rest: Sequence[tuple[int, Part]],
+    *,
+    what: str,
+    progress: DeliveryProgress | None = None,
+) -> None:
+    """The messages after the first (numbered). The first is out already, so a text page
+    refused now is logged rather than sent again somewhere else (it would double it); a
+    refused file raises, so that the front end tries again (only what is not marked
+    sent in ``progress``) or tells the member."""
+    for index, part in rest:
         try:
             await send(part)
         except discord.HTTPException as exc:
@@ -355,6 +449,8 @@ async def _send_rest(send: SendPart, rest: Sequence[Part], *, what: str) -> None
                 raise
             log.warning("the rest of %s was not sent: %s", what, exc)
             return
+        if progress is not None:
+            await progress.mark(index, part.output_ids)
 
 
 def not_reached(error: discord.HTTPException) -> bool:
