@@ -395,15 +395,17 @@ class ChatOutput:
         A PNG Telegram would not take as a photo is shown by a JPEG preview (photos.py);
         one it refuses as a photo anyway (IMAGE_PROCESS_FAILED) is shown by the file."""
         # Off the event loop: making a preview of a 2048² PNG takes about 0.4 s.
-        shown = await asyncio.to_thread(photo_to_show, data)
+        preview = await asyncio.to_thread(photo_to_show, data)
+        shown = preview is not None
         messages: list[tuple[int, int]] = []
-        if shown is not None:
+        if preview is not None:
+            photo_data = preview
             try:
                 photo = await self.sender.call(
                     chat_id,
                     lambda: self.bot.send_photo(
                         chat_id,
-                        shown,
+                        photo_data,
                         caption=photo_caption(output_id),
                         reply_markup=output_keyboard(output_id),
                         reply_parameters=reply_parameters(reply_to),
@@ -413,7 +415,7 @@ class ChatOutput:
             except BadRequest as error:
                 # The file still goes, with the buttons, and so do the images after it.
                 log.warning("output %s refused as a photo (%s); sent as a file", output_id, error)
-                shown = None
+                shown = False
             else:
                 messages.append((chat_id, photo.message_id))
         document = await self.sender.call(
@@ -424,8 +426,8 @@ class ChatOutput:
                 filename=filename,
                 caption=document_caption(output_id),
                 # No photo to carry the buttons: the file does.
-                reply_markup=output_keyboard(output_id) if shown is None else None,
-                reply_parameters=reply_parameters(reply_to) if shown is None else None,
+                reply_markup=output_keyboard(output_id) if not shown else None,
+                reply_parameters=reply_parameters(reply_to) if not shown else None,
                 disable_content_type_detection=True,
             ),
             "send document",
