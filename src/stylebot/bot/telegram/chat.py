@@ -21,7 +21,7 @@ from telegram import (
     InlineKeyboardMarkup,
     Message,
 )
-from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, NetworkError, TelegramError
 
 from stylebot.bot.core import (
     ConsentRequest,
@@ -52,6 +52,7 @@ from stylebot.bot.telegram.delivery import (
     PrivatePreviews,
     cannot_write_to,
     is_too_large,
+    not_reached,
 )
 from stylebot.bot.telegram.photos import photo_to_show
 from stylebot.bot.telegram.render import (
@@ -436,15 +437,3 @@ class ChatOutput:
         self._output_messages[output_id] = messages
         while len(self._output_messages) > self._remember_outputs:
             self._output_messages.popitem(last=False)
-
-
-def not_reached(error: TelegramError) -> bool:
-    """Telegram did not answer, or asked us to wait: no refusal of what was sent. PTB
-    raises a 400 (BadRequest) and a 413 as NetworkErrors too: those are refusals."""
-    if isinstance(error, RetryAfter):
-        return True
-    return (
-        isinstance(error, NetworkError)
-        and not isinstance(error, BadRequest)
-        and not is_too_large(error)
-    )

@@ -71,6 +71,18 @@ def is_too_large(error: TelegramError) -> bool:
     return "request entity too large" in message or "(413)" in message
 
 
+def not_reached(error: TelegramError) -> bool:
+    """Telegram did not answer, or asked us to wait: no refusal of what was sent. PTB
+    raises a 400 (BadRequest) and a 413 as NetworkErrors too: those are refusals."""
+    if isinstance(error, RetryAfter):
+        return True
+    return (
+        isinstance(error, NetworkError)
+        and not isinstance(error, BadRequest)
+        and not is_too_large(error)
+    )
+
+
 class DeliveryFailed(PlatformUnreachable):
     """Telegram kept timing out or rate-limiting after our retries: not a refusal of what
     was sent; the caller decides whether that loses anything."""
