@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
@@ -114,11 +115,7 @@ class EventDelivery:
                     name=f"deliver-{event.job_id}",
                 )
                 lanes[event.job_id] = lane
-                lane.add_done_callback(
-                    lambda done, job_id=event.job_id: (
-                        lanes.pop(job_id) if lanes.get(job_id) is done else None
-                    )
-                )
+                lane.add_done_callback(functools.partial(_forget_lane, lanes, event.job_id))
         finally:
             for lane in list(lanes.values()):
                 lane.cancel()
@@ -255,6 +252,14 @@ class EventDelivery:
             delivery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await delivery
+
+
+def _forget_lane(
+    lanes: dict[str, asyncio.Task[None]], job_id: str, done: asyncio.Task[None]
+) -> None:
+    """A job's lane is dropped once its last event is done (a newer one replaced it else)."""
+    if lanes.get(job_id) is done:
+        lanes.pop(job_id)
 
 
 def _report_delivery_end(delivery: asyncio.Task[None]) -> None:
