@@ -12,18 +12,16 @@ import io
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from PIL import Image
 
 from stylebot.bot.core import Notification, Policy, StyleBot
-from stylebot.bot.core.delivery import DELIVERY_ATTEMPTS, Undeliverable, undelivered_notice
-from stylebot.bot.core.errors import StorageFull
 from stylebot.bot.core.images import ImageLimits
 from stylebot.config import Settings
-from stylebot.logs import job_context
+from stylebot.delivery_loop import EventDelivery
 from stylebot.metrics import start_metrics_server
 from stylebot.provenance.content_credentials import C2paCredentialsReader
 from stylebot.provenance.signing import SigningIdentity, signing_identity_for
@@ -31,8 +29,6 @@ from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
-from stylebot.queue.outage import OUTAGE_ERRORS
-from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.startup_checks import StartupError
 from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
@@ -44,14 +40,6 @@ from stylebot.storage.queue_cleanups import SqlitePendingQueueCleanups
 from stylebot.storage.usage import SqliteUsageLog
 
 log = logging.getLogger(__name__)
-
-# Worker events handled at once, each job's in order (FrontEnd.deliver_events).
-DELIVERY_CONCURRENCY = 32
-# Pauses before a failed delivery is tried again (DELIVERY_ATTEMPTS in all): long enough
-# for a platform's hiccup to pass, short enough that the member is not kept waiting.
-DELIVERY_RETRY_DELAYS_S = (5.0, 30.0)
-
-NotificationSink = Callable[[Notification], Awaitable[None]]
 
 
 class ChatAdapter(Protocol):
@@ -75,10 +63,6 @@ class ChatAdapter(Protocol):
 
 
 class NoFrontEndConfigured(RuntimeError):
-    pass
-
-
-class NoSinkForPlatform(RuntimeError):
     pass
 
 
@@ -136,169 +120,15 @@ def signing_identity(settings: Settings) -> SigningIdentity:
 
 
 @dataclass
-class FrontEnd:
-    """The bot core wired to SQLite, the blob store and the queue, plus event delivery."""
+class FrontEnd(EventDelivery):
+    """The bot core wired to SQLite, the blob store and the queue, plus event delivery
+    (stylebot.delivery_loop)."""
 
     settings: Settings
-    bot: StyleBot
     repo: SqliteRepository
     blobs: LocalBlobStore
     queue: ArqJobQueue
-    events: EventConsumer
     redis_url: str
-    sinks: dict[str, NotificationSink] = field(default_factory=dict)
-    _delivery: asyncio.Task[None] | None = field(default=None, repr=False)
-    # An event that could not be recorded for a full disk is tried again this often.
-    storage_full_retry_s: float = 30.0
-    # Whether the last event failed for a full disk (logged once, not per event).
-    _storage_full: bool = field(default=False, repr=False)
-    # Events being handled at once (each job's in order): bounded, so a backlog after
-    # a restart does not open hundreds of database transactions and uploads together.
-    _delivering: asyncio.Semaphore = field(
-        default_factory=lambda: asyncio.Semaphore(DELIVERY_CONCURRENCY), repr=False
-    )
-    retry_delays_s: tuple[float, ...] = DELIVERY_RETRY_DELAYS_S
-
-    def add_sink(self, platform: str, sink: NotificationSink) -> None:
-        """Where notifications for users of `platform` go (an adapter's send method)."""
-        self.sinks[platform] = sink
-
-    async def deliver_events(self) -> None:
-        """Run forever: record each worker event, notify the user, then acknowledge.
-
-        An event is acknowledged only once its notifications went out, so one
-        that was being handled when the process died is handled again at the
-        next start (the core makes that repeat harmless).
-
-        Each job's events are handled in order, but jobs do not wait for each other:
-        a chat platform that makes us wait (Telegram's flood limits ask for tens of
-        seconds) holds up only the jobs whose messages go there.
-        """
-        lanes: dict[str, asyncio.Task[None]] = {}
-        try:
-            async for message_id, event in self.events:
-                previous = lanes.get(event.job_id)
-                lane = asyncio.create_task(
-                    self._handle_after(previous, message_id, event),
-                    name=f"deliver-{event.job_id}",
-                )
-                lanes[event.job_id] = lane
-                lane.add_done_callback(
-                    lambda done, job_id=event.job_id: (
-                        lanes.pop(job_id) if lanes.get(job_id) is done else None
-                    )
-                )
-        finally:
-            for lane in list(lanes.values()):
-                lane.cancel()
-            await asyncio.gather(*lanes.values(), return_exceptions=True)
-
-    async def _handle_after(
-        self, previous: asyncio.Task[None] | None, message_id: str, event: JobEvent
-    ) -> None:
-        """Handle one event once the job's previous event is done (whatever became of it)."""
-        if previous is not None:
-            await asyncio.wait([previous])
-        # Every line about this event carries its job id, the adapters' included.
-        with job_context(event.job_id):
-            await self._handle(message_id, event)
-
-    async def _handle(self, message_id: str, event: JobEvent) -> None:
-        """Record the event and deliver its notifications, then acknowledge it.
-
-        The core's failures leave it unacknowledged (handled again at the next start:
-        nothing is recorded until that works). A platform that refuses a notification
-        is tried DELIVERY_ATTEMPTS times in all, restarts included, unless the adapter
-        says trying again cannot help (Undeliverable); then the member is told why and
-        the event is acknowledged (stylebot.bot.core.delivery).
-        """
-        try:
-            failures = await self.events.delivery_failures(message_id)
-        except OUTAGE_ERRORS:
-            failures = 0  # Redis is back soon or the next start counts again
-        while True:
-            sending: Notification | None = None
-            try:
-                async with self._delivering:
-                    notifications = await self.bot.handle_event(event)
-                    for sending in notifications:
-                        await self._deliver(sending)
-            except asyncio.CancelledError:
-                raise
-            except StorageFull as full:
-                # Tried again (in this job's order) until there is space; a restart in
-                # between finds it unacknowledged and handles it then.
-                self._note_storage_full(full)
-                await asyncio.sleep(self.storage_full_retry_s)
-                continue
-            except Undeliverable as refused:
-                assert sending is not None  # only adapters raise it
-                log.error("event %s for job %s refused: %s", message_id, event.job_id, refused)
-                await self._tell_undelivered(sending, refused.reason)
-            except Exception as error:
-                log.exception("event %s for job %s not delivered", message_id, event.job_id)
-                if sending is None or isinstance(error, NoSinkForPlatform):
-                    return  # the core failed, or the platform is not running: it waits
-                failures = await self.events.delivery_failed(message_id)
-                if failures < DELIVERY_ATTEMPTS:
-                    delays = self.retry_delays_s or (0.0,)
-                    await asyncio.sleep(delays[min(failures, len(delays)) - 1])
-                    continue
-                await self._tell_undelivered(
-                    sending,
-                    f"the chat platform refused it {failures} times (the operator's log "
-                    "has the details)",
-                )
-            try:
-                await self.events.ack(message_id)
-            except OUTAGE_ERRORS as exc:
-                # Delivered; only the ack is lost: handled again (harmlessly) at the next
-                # start.
-                log.warning("event %s delivered but not acknowledged: %r", message_id, exc)
-            if self._storage_full:
-                log.warning("storage has space again: events are recorded")
-                self._storage_full = False
-            return
-
-    async def _tell_undelivered(self, notification: Notification, reason: str) -> None:
-        """Best effort: the member hears why, when anything reaches them at all."""
-        notice = undelivered_notice(notification, reason)
-        if notice is None:
-            return
-        try:
-            await self._deliver(notice)
-        except Exception:
-            log.exception("the member could not be told either; the result stays recorded")
-
-    def _note_storage_full(self, full: StorageFull) -> None:
-        """One line while the disk stays full, not a traceback per progress event."""
-        if not self._storage_full:
-            log.error("events wait until there is space: %s", full)
-        self._storage_full = True
-
-    async def _deliver(self, notification: Notification) -> None:
-        sink = self.sinks.get(notification.to.platform)
-        if sink is None:
-            # Left unacknowledged: the event is handled again at the next
-            # start, when that platform's front end may be running.
-            raise NoSinkForPlatform(
-                f"no {notification.to.platform} front end is running; the event waits"
-            )
-        await sink(notification)
-
-    def start_delivery(self) -> None:
-        """Begin handling worker events. Call after every sink is added, or a
-        result that arrived while the bot was down finds nobody to tell."""
-        if self._delivery is None:
-            self._delivery = asyncio.create_task(self.deliver_events(), name="deliver-events")
-            self._delivery.add_done_callback(_report_delivery_end)
-
-    async def stop_delivery(self) -> None:
-        delivery, self._delivery = self._delivery, None
-        if delivery is not None:
-            delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await delivery
 
 
 async def _start_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
@@ -315,12 +145,6 @@ async def _start_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
         raise
-
-
-def _report_delivery_end(delivery: asyncio.Task[None]) -> None:
-    """Event delivery runs for ever (an outage only pauses it): its end is news."""
-    if not delivery.cancelled() and (error := delivery.exception()) is not None:
-        log.error("event delivery stopped: %r; no results reach users", error, exc_info=error)
 
 
 @contextlib.asynccontextmanager
@@ -376,7 +200,15 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         # back empty) are failed now and again after each outage: they would never run.
         await bot.reconcile_with_queue()
         events.on_back = _after_outage(bot)
-        frontend = FrontEnd(settings, bot, repo, blobs, queue, events, redis_url)
+        frontend = FrontEnd(
+            bot=bot,
+            events=events,
+            settings=settings,
+            repo=repo,
+            blobs=blobs,
+            queue=queue,
+            redis_url=redis_url,
+        )
         stack.push_async_callback(frontend.stop_delivery)
         yield frontend
 

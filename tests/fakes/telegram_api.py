@@ -137,6 +137,13 @@ _BOT_COMMAND_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 _TOKEN_RE = re.compile(r"^(\d+):[A-Za-z0-9_-]+$")
 
 
+def _cut_off(request: web.Request) -> None:
+    """Drop the connection unanswered, as a server that went away does."""
+    if request.transport is not None:
+        request.transport.close()
+    raise ConnectionResetError("the fake Bot API is offline")
+
+
 def _utf16_len(text: str) -> int:
     """Telegram counts entity offsets and lengths in UTF-16 code units, not code points."""
     return len(text.encode("utf-16-le")) // 2
@@ -337,6 +344,13 @@ class StoredMessage:
     @property
     def document_bytes(self) -> bytes | None:
         return self.document.data if self.document else None
+
+
+@dataclass
+class _Refusal:
+    skip: int
+    description: str
+    retry_after: int | None = None
 
 
 @dataclass
@@ -726,6 +740,7 @@ class FakeTelegram:
         self._callback_queries: dict[str, _CallbackQuery] = {}
         self._commands: dict[tuple[str, str], list[JsonDict]] = {}
         self._floods: dict[str, _Flood] = {}
+        self._refusals: dict[str, _Refusal] = {}
         # Old group id -> the id of the supergroup it was upgraded to.
         self._migrated: dict[int, int] = {}
         # (chat id, user id) -> ChatMember status, and the users behind them.
@@ -738,7 +753,10 @@ class FakeTelegram:
         self._updates_changed: asyncio.Condition | None = None
         self._activity: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self._port: int | None = None
+        # Between go_offline() and come_back(): nothing answers (an outage).
+        self._offline = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -753,9 +771,28 @@ class FakeTelegram:
         # A short shutdown timeout: held long polls are released before cleanup anyway.
         self._runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
+        self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await self._site.start()
         self._port = int(self._runner.addresses[0][1])
+
+    async def go_offline(self) -> None:
+        """An outage: the port refuses connections, and a request on a connection the
+        client kept open is cut before any answer (a long poll held now ends empty)."""
+        self._offline = True
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        if self._updates_changed is not None:
+            async with self._updates_changed:
+                self._updates_changed.notify_all()
+
+    async def come_back(self) -> None:
+        """The end of the outage: serving again on the same port."""
+        assert self._runner is not None, "FakeTelegram.start() has not been awaited"
+        assert self._port is not None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+        await self._site.start()
+        self._offline = False
 
     async def stop(self) -> None:
         """Release held long polls (PTB's shutdown would otherwise wait on them), then close."""
@@ -999,6 +1036,14 @@ class FakeTelegram:
         if retry_after < 1 or times < 1:
             raise ValueError("retry_after and times must be at least 1")
         self._floods[method.lower()] = _Flood(remaining=times, retry_after=retry_after)
+
+    def refuse(
+        self, method: str, description: str, *, skip: int = 0, retry_after: int | None = None
+    ) -> None:
+        """Answer one call of ``method``, after ``skip`` more go through, with 400 and
+        ``description`` (Telegram's "Bad Request: IMAGE_PROCESS_FAILED", say), or with
+        429 and ``retry_after`` when that is given."""
+        self._refusals[method.lower()] = _Refusal(skip, description, retry_after)
 
     # -- test side: group upgrades -----------------------------------------------------------
 
@@ -1289,6 +1334,8 @@ class FakeTelegram:
 
     async def _handle_method(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if self._offline:
+            _cut_off(request)
         params: JsonDict = {}
         files: dict[str, UploadedFile] = {}
         try:
@@ -1303,6 +1350,7 @@ class FakeTelegram:
             if any(len(upload.data) > MAX_UPLOAD_BYTES for upload in files.values()):
                 raise _too_large()
             self._check_flood(method)
+            self._check_refusal(method)
             handler = self._handlers().get(method.lower())
             if handler is None:
                 raise TelegramApiError(404, "Not Found")
@@ -1320,6 +1368,8 @@ class FakeTelegram:
         return web.json_response(body, status=status)
 
     async def _handle_file(self, request: web.Request) -> web.Response:
+        if self._offline:
+            _cut_off(request)
         if request.match_info["token"] != self.token:
             return web.json_response(TelegramApiError(401, "Unauthorized").envelope(), status=401)
         stored = self._files_by_path.get(request.match_info["file_path"])
@@ -1328,6 +1378,18 @@ class FakeTelegram:
         return web.Response(
             body=stored.data, content_type=stored.mime_type or "application/octet-stream"
         )
+
+    def _check_refusal(self, method: str) -> None:
+        refusal = self._refusals.get(method.lower())
+        if refusal is None:
+            return
+        if refusal.skip > 0:
+            refusal.skip -= 1
+            return
+        del self._refusals[method.lower()]
+        if refusal.retry_after is not None:
+            raise TelegramApiError(429, refusal.description, {"retry_after": refusal.retry_after})
+        raise _bad_request(refusal.description)
 
     def _check_flood(self, method: str) -> None:
         flood = self._floods.get(method.lower())
@@ -1423,7 +1485,7 @@ class FakeTelegram:
             elif offset < 0:
                 self._pending_updates = self._pending_updates[offset:]
             while True:
-                if self._closing:
+                if self._closing or self._offline:
                     return []
                 if generation != self._poll_generation:
                     raise TelegramApiError(

@@ -44,6 +44,10 @@ _JOB_EVENTS_PREFIX = "stylebot:events:of:"
 # Set once the entries written before the index existed are indexed (`index_old_entries`).
 _INDEXED_MARK = "stylebot:events:indexed"
 _INDEX_PAGE = 1000
+# Parts of an event's notifications that reached the platform (part key -> note), so a
+# retry sends only the rest (stylebot.delivery_loop): a hash per event, kept and removed
+# with its failure count.
+DELIVERED_PARTS_PREFIX = "stylebot:events:delivered-parts:"
 # Bounded: the stream is a mailbox, not an archive (results live in SQLite).
 STREAM_MAXLEN = 100_000
 # ...in time too: events carry what users asked for (a preview's prompt is a style's
@@ -66,6 +70,10 @@ def job_events_key(job_id: str) -> str:
 
 def delivery_failures_key(message_id: str) -> str:
     return DELIVERY_FAILURES_PREFIX + message_id
+
+
+def delivered_parts_key(message_id: str) -> str:
+    return DELIVERED_PARTS_PREFIX + message_id
 
 
 class EventPublisher:
@@ -181,7 +189,9 @@ class EventConsumer:
         response = await self.redis.xreadgroup(
             FRONTEND_GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=count, block=block_ms
         )
-        return self._decode(response)
+        events, dropped = _split(response)
+        await self._drop(dropped)
+        return events
 
     async def unacknowledged(self, count: int = 100) -> list[tuple[str, JobEvent]]:
         """Events delivered to any front end but never acknowledged: claim them.
@@ -190,20 +200,62 @@ class EventConsumer:
         previous process that read them is gone.
         """
         events: list[tuple[str, JobEvent]] = []
-        start = "0-0"
+        start: bytes | str = "0-0"
         while True:
             reply = await self.redis.xautoclaim(
                 EVENTS_STREAM, FRONTEND_GROUP, self.consumer, 0, start_id=start, count=count
             )
             next_start, messages = reply[0], reply[1]
-            events.extend(self._decode([[EVENTS_STREAM, messages]]))
-            if next_start in (b"0-0", "0-0") or not messages:
+            batch, dropped = _split([[EVENTS_STREAM, [m for m in messages if m[0] is not None]]])
+            if len(reply) > 2:
+                # Redis 7 names the pending entries trimmed from the stream (and drops
+                # them from the group itself).
+                await forget_delivery_state(self.redis, [_text(mid) for mid in reply[2]])
+            elif any(mid is None for mid, _fields in messages):
+                # 6.2 claims them as nils, without their ids, and keeps them pending.
+                dropped += await self._claimed_but_gone(start, next_start, batch)
+            await self._drop(dropped)
+            events.extend(batch)
+            # Only the cursor says it is done: a batch may hold nothing but deleted entries.
+            if _text(next_start) == "0-0":
                 return events
             start = next_start
 
+    async def _claimed_but_gone(
+        self, start: bytes | str, next_start: bytes | str, kept: list[tuple[str, JobEvent]]
+    ) -> list[str]:
+        """The ids this consumer just claimed from ``start`` up to ``next_start`` whose
+        entries are no longer in the stream (all it claimed, less what it got back)."""
+        end = "+" if _text(next_start) == "0-0" else f"({_text(next_start)}"
+        pending = await self.redis.xpending_range(
+            EVENTS_STREAM, FRONTEND_GROUP, start, end, 10_000, consumername=self.consumer
+        )
+        present = {mid for mid, _event in kept}
+        return [_text(p["message_id"]) for p in pending if _text(p["message_id"]) not in present]
+
+    async def _drop(self, message_ids: list[str]) -> None:
+        """Events trimmed away or undecodable: acknowledged, with their delivery state,
+        or they would be claimed (and their counts kept) for ever."""
+        if message_ids:
+            await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, *message_ids)
+            await forget_delivery_state(self.redis, message_ids)
+
     async def ack(self, message_id: str) -> None:
         await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, message_id)
-        await self.redis.delete(delivery_failures_key(message_id))
+        await forget_delivery_state(self.redis, [message_id])
+
+    async def delivered_parts(self, message_id: str) -> dict[str, str]:
+        """The parts of this event's notifications that reached their platform."""
+        raw = await self.redis.hgetall(delivered_parts_key(message_id))
+        return {_text(part): _text(note) for part, note in raw.items()}
+
+    async def part_delivered(self, message_id: str, part: str, note: str = "") -> None:
+        """Record one more part as delivered, with the events' expiry."""
+        key = delivered_parts_key(message_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, part, note)
+            pipe.expire(key, EVENTS_KEEP_S)
+            await pipe.execute()
 
     async def delivery_failures(self, message_id: str) -> int:
         """How many times delivering this event's notifications failed so far."""
@@ -264,18 +316,43 @@ class EventConsumer:
 
     @staticmethod
     def _decode(response: list | None) -> list[tuple[str, JobEvent]]:  # type: ignore[type-arg]
-        decoded: list[tuple[str, JobEvent]] = []
-        for _stream, messages in response or []:
-            for message_id, fields in messages:
-                mid = message_id.decode() if isinstance(message_id, bytes) else message_id
-                if not fields:  # trimmed away while pending
-                    continue
-                raw = fields.get(b"event") or fields.get("event")
-                try:
-                    event = JobEvent.from_json(raw)
-                    # A stream id starts with the milliseconds Redis added it at.
-                    sent_at = int(mid.split("-", 1)[0]) / 1000
-                    decoded.append((mid, dataclasses.replace(event, sent_at=sent_at)))
-                except (TypeError, ValueError, KeyError):
-                    log.exception("undecodable event %s dropped", mid)
-        return decoded
+        return _split(response)[0]
+
+
+def delivery_state_keys(message_id: str) -> tuple[str, str]:
+    """What is kept about delivering one event: its failure count, its parts sent."""
+    return delivery_failures_key(message_id), delivered_parts_key(message_id)
+
+
+async def forget_delivery_state(redis: Redis, message_ids: list[str]) -> None:
+    """Remove what is kept about delivering these events (failure counts, parts sent)."""
+    if message_ids:
+        await redis.delete(*(key for mid in message_ids for key in delivery_state_keys(mid)))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _split(
+    response: list | None,  # type: ignore[type-arg]
+) -> tuple[list[tuple[str, JobEvent]], list[str]]:
+    """Stream entries as events, and the ids of those trimmed away or undecodable."""
+    decoded: list[tuple[str, JobEvent]] = []
+    dropped: list[str] = []
+    for _stream, messages in response or []:
+        for message_id, fields in messages:
+            mid = _text(message_id)
+            if not fields:  # trimmed away while pending
+                dropped.append(mid)
+                continue
+            raw = fields.get(b"event") or fields.get("event")
+            try:
+                event = JobEvent.from_json(raw)
+                # A stream id starts with the milliseconds Redis added it at.
+                sent_at = int(mid.split("-", 1)[0]) / 1000
+                decoded.append((mid, dataclasses.replace(event, sent_at=sent_at)))
+            except (TypeError, ValueError, KeyError):
+                log.exception("undecodable event %s dropped", mid)
+                dropped.append(mid)
+    return decoded, dropped

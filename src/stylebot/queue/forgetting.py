@@ -35,7 +35,7 @@ from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, serialize_jo
 from stylebot.queue.events import (
     EVENTS_STREAM,
     FRONTEND_GROUP,
-    delivery_failures_key,
+    delivery_state_keys,
     job_events_key,
 )
 from stylebot.queue.fairness import LANES
@@ -140,7 +140,7 @@ async def _delete_events(redis: Redis, job_ids: set[str]) -> int:
                 await redis.xack(EVENTS_STREAM, FRONTEND_GROUP, *page)
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.xdel(EVENTS_STREAM, *page)
-                pipe.delete(*(delivery_failures_key(message_id) for message_id in page))
+                pipe.delete(*(key for mid in page for key in delivery_state_keys(mid)))
                 pipe.srem(index, *page)
                 await pipe.execute()
             deleted += len(page)

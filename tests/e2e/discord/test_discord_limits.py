@@ -134,3 +134,29 @@ async def test_a_result_no_message_can_carry_is_answered_with_why_and_acknowledg
     assert await unacknowledged_events(frontend) == 0
     # Nothing was uploaded that Discord would refuse: the limits were checked first.
     assert [r for r in fake.requests if r.status >= 400] == []
+
+
+async def test_a_follow_up_refused_once_is_sent_again_alone(
+    fake: FakeDiscord,
+    guild: FakeGuild,
+    general: FakeChannel,
+    alice: FakeUser,
+    frontend: FrontEnd,
+    discord_bot: DiscordAdapter,
+) -> None:
+    """The first message of a result went, its follow-up was refused: the retry sends
+    the follow-up only, where the first went, not the whole result in the channel."""
+    frontend.retry_delays_s = (0.01,)
+    sent, job_id = await queue_imagine(fake, guild, general, alice, frontend, 4)
+    images = [noise_png(1024, 1536, seed) for seed in range(4)]
+    fake.inject_error("POST", "/webhooks/", 403, 50001, "Missing Access")
+    await finish_with_images(frontend, job_id, images)
+
+    followup = await sent.followup(0, timeout=TIMEOUT_S)
+    assert await unacknowledged_events(frontend) == 0
+    original = sent.original_message()
+    assert original is not None
+    messages = [original, fake.messages[int(followup.response["id"])]]
+    assert attachment_bytes(fake, messages) == images
+    posted = [m for m in fake.channel_messages(general.id) if "webhook_id" not in m]
+    assert attachment_bytes(fake, posted) == []  # nothing twice in the channel

@@ -5,17 +5,21 @@ SQLite and embedded Redis.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 
 import pytest
 from tests.e2e.telegram.conftest import ReadyStyle
 from tests.fakes.telegram_api import FakeTelegram, FakeUser
+from tests.support.large_results import noise_png
 
 from stylebot.bot.core import ImageFile, ImagesReady, Notification, Requester
 from stylebot.bot.telegram import TelegramAdapter
 from stylebot.bot.telegram.handlers import SORRY
+from stylebot.bot.telegram.photos import photo_to_show
 from stylebot.config import Settings
 
 pytestmark = pytest.mark.slow
@@ -97,3 +101,63 @@ async def test_a_result_for_a_group_that_became_a_supergroup_arrives_there(
     assert warning.levelno == logging.WARNING
     assert str(supergroup.id) in warning.getMessage()
     assert "not re-mapped" in warning.getMessage()
+
+
+async def test_an_image_refused_as_a_photo_goes_as_a_file_and_the_rest_follow(
+    fake: FakeTelegram, telegram: TelegramAdapter, ada: FakeUser
+) -> None:
+    """Telegram failing to make a photo of one image (IMAGE_PROCESS_FAILED) loses neither
+    that image nor the ones after it: its file carries the buttons instead."""
+    private = fake.private_chat(ada)
+    images = [noise_png(64, 64, seed) for seed in range(3)]
+    to = Requester("telegram", str(ada.id), "Ada", str(private.id))
+    result = ImagesReady(
+        "Here you are.",
+        "generate-2",
+        tuple(ImageFile(f"out{n}", f"{n}.png", data) for n, data in enumerate(images)),
+    )
+    fake.refuse("sendPhoto", "IMAGE_PROCESS_FAILED", skip=1)
+
+    await telegram.notify(Notification(to, result))
+
+    sent = fake.sent_messages(private)
+    assert [m.document_bytes for m in sent if m.document] == images
+    assert len([m for m in sent if m.photo]) == 2
+    [refused_one] = [m for m in sent if m.document_bytes == images[1]]
+    assert refused_one.buttons, "the file carries the buttons its photo would have"
+    assert not [m for m in sent if m.document_bytes != images[1] and m.document and m.buttons]
+
+
+async def test_a_large_result_is_previewed_off_the_event_loop(
+    fake: FakeTelegram, telegram: TelegramAdapter, ada: FakeUser
+) -> None:
+    """A PNG over the photo limit is shown through a JPEG preview; making it (decode,
+    resize, encode) must not stall every other chat's updates meanwhile."""
+    private = fake.private_chat(ada)
+    large = noise_png(3072, 3072)  # about 28 MB: over the 10 MB a photo may be
+    started = time.perf_counter()
+    assert photo_to_show(large) != large
+    preview_s = time.perf_counter() - started
+    to = Requester("telegram", str(ada.id), "Ada", str(private.id))
+    result = ImagesReady("Here.", "generate-3", (ImageFile("big", "big.png", large),))
+    longest_stall = 0.0
+
+    async def heartbeat() -> None:
+        """The longest the loop stood still until the photo reached the fake (which
+        runs on this loop too, and re-encodes what it gets: not ours to time)."""
+        nonlocal longest_stall
+        loop = asyncio.get_running_loop()
+        while not fake.calls("sendPhoto"):
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            longest_stall = max(longest_stall, loop.time() - before)
+
+    beating = asyncio.create_task(heartbeat())
+    try:
+        await telegram.notify(Notification(to, result))
+    finally:
+        beating.cancel()
+
+    assert [m for m in fake.sent_messages(private) if m.photo]
+    # The fake's own work on the photo stalls the loop a little (a tenth of a second).
+    assert longest_stall < preview_s * 0.75, (longest_stall, preview_s)

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from stylebot.queue.events import EVENTS_KEEP_S, EVENTS_STREAM, EventConsumer, EventPublisher
+from stylebot.queue.events import (
+    EVENTS_KEEP_S,
+    EVENTS_STREAM,
+    FRONTEND_GROUP,
+    EventConsumer,
+    EventPublisher,
+    delivery_failures_key,
+)
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis
 
@@ -64,3 +71,45 @@ async def test_events_older_than_they_are_kept_leave_the_stream(client: Redis) -
 
     kept = [JobEvent.from_json(f[b"event"]).job_id for _id, f in await client.xrange(EVENTS_STREAM)]
     assert kept == ["job-recent", "job-new"]
+
+
+async def test_events_trimmed_while_unacknowledged_leave_no_bookkeeping(client: Redis) -> None:
+    """A batch of nothing but trimmed entries does not hide the unacknowledged events
+    after it, and the trimmed ones' failure counts go with them."""
+    publisher = EventPublisher(client)
+    first = EventConsumer(client, "front-1")
+    await first.ensure_group()
+    for n in range(4):
+        await publisher.publish(JobEvent(f"job-{n}", "generate", "started"))
+    read = await first.read(block_ms=100)
+    for message_id, _event in read:
+        await first.delivery_failed(message_id)
+    trimmed = [message_id for message_id, _event in read[:2]]
+    await client.xdel(EVENTS_STREAM, *trimmed)  # as the stream's trimming does
+
+    restarted = EventConsumer(client, "front-2")
+    redelivered = await restarted.unacknowledged(count=2)
+
+    assert [e.job_id for _, e in redelivered] == ["job-2", "job-3"]
+    counted = [m for m, _event in read if await client.exists(delivery_failures_key(m))]
+    assert sorted(counted) == sorted(message_id for message_id, _event in read[2:])
+    pending = await client.xpending(EVENTS_STREAM, FRONTEND_GROUP)
+    assert pending["pending"] == 2
+
+
+async def test_an_undecodable_event_is_acknowledged_when_dropped(client: Redis) -> None:
+    consumer = EventConsumer(client, "front-1")
+    await consumer.ensure_group()
+    broken = (await client.xadd(EVENTS_STREAM, {"event": "{not json"})).decode()
+    await client.incr(delivery_failures_key(broken))
+    await EventPublisher(client).publish(JobEvent("job-1", "generate", "started"))
+
+    [(_, event)] = await consumer.read(block_ms=100)
+
+    assert event.job_id == "job-1"
+    assert broken not in [p["message_id"].decode() for p in await _pending(client)]
+    assert not await client.exists(delivery_failures_key(broken))
+
+
+async def _pending(client: Redis) -> list[dict]:  # type: ignore[type-arg]
+    return await client.xpending_range(EVENTS_STREAM, FRONTEND_GROUP, "-", "+", 10)

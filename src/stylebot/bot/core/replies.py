@@ -9,8 +9,10 @@ never show it to a group, but to the asker alone (a private chat, an ephemeral a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from stylebot.bot.core.consent import Licence
 from stylebot.bot.core.model import Output, Requester
@@ -177,7 +179,25 @@ def is_private(reply: Reply) -> bool:
 
 @dataclass(frozen=True)
 class Notification:
-    """A reply that is not an answer to a command: it goes to where the job came from."""
+    """A reply that is not an answer to a command: it goes to where the job came from.
+
+    ``sent`` keeps which of its messages reached the platform, across retries and
+    restarts, so that a retry sends only the rest (stylebot.bot.core.delivery)."""
 
     to: Requester
     reply: Reply
+    sent: SentParts | None = field(default=None, compare=False, repr=False)
+
+
+class SentParts(Protocol):
+    """What of one notification reached its platform: part names (the adapter's, or
+    :func:`stylebot.bot.core.delivery.image_part` for a result's image) and a note each
+    (a message id to reply to, where the part went)."""
+
+    async def sent(self) -> Mapping[str, str]:
+        """The parts sent so far, with their notes."""
+        ...
+
+    async def mark_sent(self, part: str, note: str = "") -> None:
+        """Record that ``part`` reached the platform."""
+        ...

@@ -50,6 +50,7 @@ from stylebot.bot.core.commands import (
     RerollOutput,
     VaryOutput,
 )
+from stylebot.bot.core.delivery import PlatformUnreachable
 from stylebot.bot.core.replies import ErasureConfirmation, is_private
 from stylebot.bot.discord.commands import StyleCommandTree
 from stylebot.bot.discord.delivery import ResultDelivery
@@ -521,7 +522,13 @@ class DiscordAdapter:
         if notification.to.platform != PLATFORM:
             log.warning("not a Discord notification: it is for %s", notification.to.platform)
             return
-        await self.ready_client()
+        try:
+            await self.ready_client()
+        except TimeoutError as exc:
+            # The gateway is reconnecting (an outage): the result waits for it.
+            raise PlatformUnreachable(
+                f"Discord's gateway not ready within {READY_TIMEOUT_S:.0f} s"
+            ) from exc
         await self.delivery.notify(notification)
 
     async def ready_client(self) -> StyleBotClient:

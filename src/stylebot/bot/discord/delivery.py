@@ -34,136 +34,39 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from stylebot.bot.core import ImagesReady, JobFinished, JobProgress, Notification, Requester
-from stylebot.bot.core.delivery import Undeliverable
+from stylebot.bot.core.delivery import PlatformUnreachable, Undeliverable
 from stylebot.bot.core.replies import is_private
+from stylebot.bot.discord.message_parts import Part, parts, result_ids
+from stylebot.bot.discord.parts_sent import (
+    CHANNEL,
+    DM,
+    INTERACTION,
+    DeliveryProgress,
+    already_sent,
+    progress_of,
+)
 from stylebot.bot.discord.render import (
-    Attachment,
     Rendered,
     escape,
-    megabytes,
     mention,
     render,
 )
-from stylebot.bot.discord.views import result_view
 
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
 
 log = logging.getLogger(__name__)
 
-#: The files of one message together, for a bot in a server without boosts (boosted
-#: servers take more; the conservative limit holds everywhere, DMs included). From
-#: https://discord.com/developers/docs/reference#uploading-files: "the default file
-#: upload limit is 10 MiB"; over it Discord answers 413 / 40005 Request entity too large.
-MAX_MESSAGE_FILE_BYTES = 10 * 1024 * 1024
-#: Files one message may carry (the same page: up to 10 attachments a message).
-MAX_MESSAGE_FILES = 10
-#: Images with buttons in one message: a row of buttons per image, five rows a message.
-MAX_IMAGES_WITH_BUTTONS = 5
 #: How long a result waits for its "queued" answer to be on screen first.
 ANSWER_WAIT_S = 10.0
 #: Discord's answer to an upload over its size limit.
 PAYLOAD_TOO_LARGE = 413
-
-
-@dataclass(frozen=True)
-class Part:
-    """One message of a delivery: its text (may be empty), embed, files, and the
-    images whose buttons it carries (numbered from ``first_number``)."""
-
-    content: str
-    embed: discord.Embed | None
-    attachments: tuple[Attachment, ...]
-    output_ids: tuple[str, ...]
-    first_number: int
-
-    def files(self) -> list[discord.File]:
-        return [a.to_file() for a in self.attachments]
-
-    def view(self, with_buttons: bool) -> discord.ui.View | None:
-        if not with_buttons:
-            return None
-        return result_view(self.output_ids, first_number=self.first_number)
-
-    def send_kwargs(self, with_buttons: bool) -> dict[str, Any]:
-        """Keywords for Messageable.send / Webhook.send (they take no None for these)."""
-        kwargs: dict[str, Any] = {"files": self.files()}
-        if self.embed is not None:
-            kwargs["embed"] = self.embed
-        view = self.view(with_buttons)
-        if view is not None:
-            kwargs["view"] = view
-        return kwargs
-
-
-def file_batches(
-    attachments: Sequence[Attachment], *, max_files: int = MAX_MESSAGE_FILES
-) -> list[tuple[Attachment, ...]]:
-    """The files in order, as few messages' worth as Discord's limits allow.
-
-    Raises Undeliverable for a file that no message can carry."""
-    batches: list[tuple[Attachment, ...]] = []
-    batch: list[Attachment] = []
-    size = 0
-    for attachment in attachments:
-        if len(attachment.data) > MAX_MESSAGE_FILE_BYTES:
-            raise Undeliverable(
-                f"{attachment.filename} is {megabytes(len(attachment.data))}, more than the "
-                f"{megabytes(MAX_MESSAGE_FILE_BYTES)} Discord lets a bot attach to a message"
-            )
-        full = len(batch) == max_files or size + len(attachment.data) > MAX_MESSAGE_FILE_BYTES
-        if batch and full:
-            batches.append(tuple(batch))
-            batch, size = [], 0
-        batch.append(attachment)
-        size += len(attachment.data)
-    if batch:
-        batches.append(tuple(batch))
-    return batches
-
-
-def parts(
-    rendered: Rendered,
-    output_ids: Mapping[str, str] | None = None,
-    *,
-    prefix: str = "",
-) -> list[Part]:
-    """``rendered`` as the messages Discord takes: text pages and file batches side by
-    side, the embed on the first. ``output_ids`` maps a result's file names to the
-    images they are (those files get buttons: at most five images a message)."""
-    known = output_ids or {}
-    max_files = MAX_IMAGES_WITH_BUTTONS if known else MAX_MESSAGE_FILES
-    batches = file_batches(rendered.attachments, max_files=max_files)
-    pages = rendered.pages(prefix=prefix)
-    made: list[Part] = []
-    number = 1
-    for n in range(max(len(pages), len(batches))):
-        files = batches[n] if n < len(batches) else ()
-        ids = tuple(known[f.filename] for f in files if f.filename in known)
-        made.append(
-            Part(
-                content=pages[n] if n < len(pages) else "",
-                embed=rendered.embed if n == 0 else None,
-                attachments=files,
-                output_ids=ids,
-                first_number=number,
-            )
-        )
-        number += len(ids)
-    return made
-
-
-def result_ids(reply: object) -> dict[str, str]:
-    """A result's file names and the output ids they show (none for other replies)."""
-    if isinstance(reply, ImagesReady) and reply.preview_of is None:
-        return {image.filename: image.output_id for image in reply.images}
-    return {}
 
 
 SendPart = Callable[[Part], Awaitable[object]]
@@ -176,11 +79,16 @@ class ResultDelivery:
         self.adapter = adapter
 
     async def notify(self, notification: Notification) -> None:
-        """Raises Undeliverable for what Discord cannot take, and other errors only
-        when Discord could not be reached at all, so the front end tries again later."""
+        """Raises Undeliverable for what Discord cannot take, PlatformUnreachable when
+        Discord could not be reached (the front end waits for it, uncounted), and other
+        errors for a refusal worth trying again a few times."""
         try:
             await self._notify(notification)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise PlatformUnreachable(f"Discord: {exc!r}") from exc
         except discord.HTTPException as exc:
+            if not_reached(exc):
+                raise PlatformUnreachable(f"Discord answered {exc.status}") from exc
             if exc.status != PAYLOAD_TOO_LARGE:
                 raise
             # The limits above are Discord's defaults; a request over them anyway
@@ -200,21 +108,58 @@ class ResultDelivery:
         ids = result_ids(reply)
         # Checked before anything is sent: a result that cannot go is not half sent.
         whole = parts(rendered, ids)
-        if job_id is not None and await self._edit_interaction(job_id, whole, bool(ids)):
+        progress = progress_of(notification.sent)
+        where, remaining = already_sent(await progress.sent.sent(), len(whole))
+        if where is not None:
+            await self._send_remaining(notification.to, job_id, whole, remaining, where, progress)
+            return
+        if job_id is not None and await self._edit_interaction(job_id, whole, bool(ids), progress):
             return
         if is_private(reply):
             # For the owner's eyes only: their DMs, else the core's neutral line at most.
-            if await self._direct_message(notification.to, rendered, ids):
+            if await self._direct_message(notification.to, rendered, ids, progress=progress):
                 return
             public_text = reply.public_text if isinstance(reply, JobFinished) else ""
             if public_text:
                 await self._post_elsewhere(
-                    notification.to, Rendered(escape(public_text)), {}, job_id
+                    notification.to, Rendered(escape(public_text)), {}, job_id, progress
                 )
             else:
                 log.info("private result of job %s not delivered: DMs closed", job_id)
             return
-        await self._post_elsewhere(notification.to, rendered, ids, job_id)
+        await self._post_elsewhere(notification.to, rendered, ids, job_id, progress)
+
+    async def _send_remaining(
+        self,
+        to: Requester,
+        job_id: str | None,
+        whole: list[Part],
+        remaining: list[int],
+        where: str,
+        progress: DeliveryProgress,
+    ) -> None:
+        """What an earlier try left unsent, after what it sent: as follow-ups while the
+        interaction can take them, else in the channel, or the DM it went to."""
+        with_buttons = any(part.output_ids for part in whole)
+        send: SendPart
+        tracked = self.adapter.jobs.get(job_id) if job_id is not None else None
+        if where == INTERACTION and tracked is not None and tracked.token_usable():
+            send = _follow_up_sender(tracked.interaction, tracked.ephemeral, with_buttons)
+        elif where == DM:
+            client = await self.adapter.ready_client()
+            user_id = int(to.user_id)
+            user = client.get_user(user_id) or await client.fetch_user(user_id)
+            send, where = _sender(user, with_buttons), DM
+        else:
+            client = await self.adapter.ready_client()
+            channel = client.get_partial_messageable(
+                int(to.chat_id), guild_id=int(to.server_id) if to.server_id else None
+            )
+            send, where = _sender(channel, with_buttons), CHANNEL
+        numbered = [(i, whole[i]) for i in remaining]
+        await _send_rest(send, numbered, what="the rest of a result", progress=progress.at(where))
+        if job_id is not None:
+            self.adapter.jobs.pop(job_id)
 
     async def _show_progress(self, reply: JobProgress) -> None:
         """Edit the job's response, at most every few seconds; skipped when not possible."""
@@ -248,16 +193,20 @@ class ResultDelivery:
         if not await self._send_to_dm(to, preview, with_buttons=False):
             log.info("preview of job %s not delivered: its owner takes no DMs", training_job_id)
 
-    async def _edit_interaction(self, job_id: str, whole: list[Part], with_buttons: bool) -> bool:
+    async def _edit_interaction(
+        self, job_id: str, whole: list[Part], with_buttons: bool, progress: DeliveryProgress
+    ) -> bool:
         """Put the result into the interaction's response (and its follow-ups, when it
-        takes several messages); False when that is not possible."""
-        tracked = self.adapter.jobs.pop(job_id)
+        takes several messages); False when that is not possible. The interaction is
+        forgotten once all went (a retry after a failed follow-up still needs it)."""
+        tracked = self.adapter.jobs.get(job_id)
         if tracked is None:
             return False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(tracked.answered.wait(), ANSWER_WAIT_S)
         if not tracked.token_usable():
             log.info("token of job %s expired; posting the result in the channel", job_id)
+            self.adapter.jobs.pop(job_id)
             return False
         first, *rest = whole
         interaction = tracked.interaction
@@ -275,20 +224,23 @@ class ResultDelivery:
             log.info(
                 "result of job %s not edited into its interaction (%s); posting it", job_id, exc
             )
+            self.adapter.jobs.pop(job_id)
             return False
-
-        async def follow_up(part: Part) -> object:
-            return await interaction.followup.send(
-                part.content or None,  # type: ignore[arg-type]
-                ephemeral=tracked.ephemeral,
-                **part.send_kwargs(with_buttons),
-            )
-
-        await _send_rest(follow_up, rest, what=f"job {job_id}'s result")
+        progress = progress.at(INTERACTION)
+        await progress.mark(0, first.output_ids)
+        follow_up = _follow_up_sender(interaction, tracked.ephemeral, with_buttons)
+        numbered = list(enumerate(rest, start=1))
+        await _send_rest(follow_up, numbered, what=f"job {job_id}'s result", progress=progress)
+        self.adapter.jobs.pop(job_id)
         return True
 
     async def _post_elsewhere(
-        self, to: Requester, rendered: Rendered, ids: Mapping[str, str], job_id: str | None
+        self,
+        to: Requester,
+        rendered: Rendered,
+        ids: Mapping[str, str],
+        job_id: str | None,
+        progress: DeliveryProgress | None = None,
     ) -> None:
         """A normal message in the job's channel mentioning the user; a DM if that fails."""
         client = await self.adapter.ready_client()
@@ -306,10 +258,16 @@ class ResultDelivery:
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("channel %s unusable (%s); sending the result as a DM", to.chat_id, exc)
         else:
-            await _send_rest(_sender(channel, bool(ids)), rest, what="a result")
+            in_channel = progress.at(CHANNEL) if progress is not None else None
+            if in_channel is not None:
+                await in_channel.mark(0, first.output_ids)
+            numbered = list(enumerate(rest, start=1))
+            await _send_rest(
+                _sender(channel, bool(ids)), numbered, what="a result", progress=in_channel
+            )
             return
         prefix = "I could not post in the channel where you asked, so here it is. "
-        if not await self._direct_message(to, rendered, ids, prefix=prefix):
+        if not await self._direct_message(to, rendered, ids, prefix=prefix, progress=progress):
             # Nothing else can reach them; the record stays and /status shows it.
             log.error(
                 "result of job %s could not be delivered: channel %s unusable and DMs "
@@ -319,13 +277,26 @@ class ResultDelivery:
             )
 
     async def _direct_message(
-        self, to: Requester, rendered: Rendered, ids: Mapping[str, str], *, prefix: str = ""
+        self,
+        to: Requester,
+        rendered: Rendered,
+        ids: Mapping[str, str],
+        *,
+        prefix: str = "",
+        progress: DeliveryProgress | None = None,
     ) -> bool:
         """Send `rendered`, after `prefix`, to the user's DMs; False when Discord refuses
         (DMs closed, user unknown). Other errors propagate, so the event is kept."""
-        return await self._send_to_dm(to, parts(rendered, ids, prefix=prefix), bool(ids))
+        whole = parts(rendered, ids, prefix=prefix)
+        return await self._send_to_dm(to, whole, bool(ids), progress)
 
-    async def _send_to_dm(self, to: Requester, whole: list[Part], with_buttons: bool) -> bool:
+    async def _send_to_dm(
+        self,
+        to: Requester,
+        whole: list[Part],
+        with_buttons: bool,
+        progress: DeliveryProgress | None = None,
+    ) -> bool:
         client = await self.adapter.ready_client()
         user_id = int(to.user_id)
         first, *rest = whole
@@ -335,8 +306,25 @@ class ResultDelivery:
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("DM refused by Discord: %s", exc)
             return False
-        await _send_rest(_sender(user, with_buttons), rest, what="a DM")
+        in_dm = progress.at(DM) if progress is not None else None
+        if in_dm is not None:
+            await in_dm.mark(0, first.output_ids)
+        numbered = list(enumerate(rest, start=1))
+        await _send_rest(_sender(user, with_buttons), numbered, what="a DM", progress=in_dm)
         return True
+
+
+def _follow_up_sender(
+    interaction: discord.Interaction[Any], ephemeral: bool, with_buttons: bool
+) -> SendPart:
+    async def follow_up(part: Part) -> object:
+        return await interaction.followup.send(
+            part.content or None,  # type: ignore[arg-type]
+            ephemeral=ephemeral,
+            **part.send_kwargs(with_buttons),
+        )
+
+    return follow_up
 
 
 def _sender(to: discord.abc.Messageable, with_buttons: bool) -> SendPart:
@@ -346,11 +334,18 @@ def _sender(to: discord.abc.Messageable, with_buttons: bool) -> SendPart:
     return send
 
 
-async def _send_rest(send: SendPart, rest: Sequence[Part], *, what: str) -> None:
-    """The messages after the first. The first is out already, so a text page refused
-    now is logged rather than sent again somewhere else (it would double it); a refused
-    file raises, so that the front end tries again (or tells the member)."""
-    for part in rest:
+async def _send_rest(
+    send: SendPart,
+    rest: Sequence[tuple[int, Part]],
+    *,
+    what: str,
+    progress: DeliveryProgress | None = None,
+) -> None:
+    """The messages after the first (numbered). The first is out already, so a text page
+    refused now is logged rather than sent again somewhere else (it would double it); a
+    refused file raises, so that the front end tries again (only what is not marked
+    sent in ``progress``) or tells the member."""
+    for index, part in rest:
         try:
             await send(part)
         except discord.HTTPException as exc:
@@ -358,3 +353,11 @@ async def _send_rest(send: SendPart, rest: Sequence[Part], *, what: str) -> None
                 raise
             log.warning("the rest of %s was not sent: %s", what, exc)
             return
+        if progress is not None:
+            await progress.mark(index, part.output_ids)
+
+
+def not_reached(error: discord.HTTPException) -> bool:
+    """Discord's servers failing (5xx) or a rate limit discord.py would not wait out:
+    no refusal of what was sent."""
+    return error.status >= 500 or error.status == 429

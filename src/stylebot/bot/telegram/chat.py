@@ -9,6 +9,7 @@ core marks private is never shown to a group: it goes to the asker's private cha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
@@ -36,9 +37,14 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
-from stylebot.bot.core.delivery import Undeliverable
+from stylebot.bot.core.delivery import (
+    PartsSentHere,
+    PlatformUnreachable,
+    Undeliverable,
+    image_part,
+)
 from stylebot.bot.core.paging import keep_last, pages
-from stylebot.bot.core.replies import ErasureConfirmation, is_private
+from stylebot.bot.core.replies import ErasureConfirmation, SentParts, is_private
 from stylebot.bot.telegram.conversation import Conversation, reply_parameters
 from stylebot.bot.telegram.delivery import (
     FloodAwareSender,
@@ -46,6 +52,7 @@ from stylebot.bot.telegram.delivery import (
     PrivatePreviews,
     cannot_write_to,
     is_too_large,
+    not_reached,
 )
 from stylebot.bot.telegram.photos import photo_to_show
 from stylebot.bot.telegram.render import (
@@ -97,8 +104,9 @@ class ChatOutput:
     async def deliver(self, notification: Notification) -> None:
         """Show a job's progress or result where the job was asked for.
 
-        Raises when Telegram could not be reached (DeliveryFailed), so the front end keeps
-        the event and delivers it again later, and Undeliverable when Telegram refuses
+        Raises PlatformUnreachable when Telegram could not be reached (DeliveryFailed is
+        one), so the front end keeps the event and delivers it again once it can be, and
+        Undeliverable when Telegram refuses
         what was sent (the front end tells the member why). A chat that refuses for good
         (the bot was removed or blocked) is logged and skipped: nothing reaches it.
         """
@@ -106,7 +114,7 @@ class ChatOutput:
         conversation = Conversation(int(to.chat_id), to)
         try:
             try:
-                await self.show(conversation, notification.reply)
+                await self.show(conversation, notification.reply, sent=notification.sent)
             except ChatMigrated as migrated:
                 # The group became a supergroup with a new id: its members are there now.
                 log.warning(
@@ -116,15 +124,26 @@ class ChatOutput:
                     to.chat_id,
                     migrated.new_chat_id,
                 )
-                await self.show(conversation.moved_to(migrated.new_chat_id), notification.reply)
+                await self.show(
+                    conversation.moved_to(migrated.new_chat_id),
+                    notification.reply,
+                    sent=notification.sent,
+                )
         except TelegramError as error:
+            if not_reached(error):
+                raise PlatformUnreachable(f"Telegram: {error.message}") from error
             if not cannot_write_to(error):
                 raise Undeliverable(f"Telegram refused it ({error.message})") from error
             # Named by job: a private chat's id is its member's Telegram id.
             log.error("update of job %s refused by Telegram (%s)", _job_of(notification), error)
 
     async def show(
-        self, conversation: Conversation, reply: Reply, *, command: str | None = None
+        self,
+        conversation: Conversation,
+        reply: Reply,
+        *,
+        command: str | None = None,
+        sent: SentParts | None = None,
     ) -> None:
         """Show ``reply`` in the conversation; one the core marks private, asked in a
         group, goes to the asker's private chat instead (``command`` is what they would
@@ -139,7 +158,7 @@ class ChatOutput:
 
             await self.to_asker(conversation, show_privately, what="my answer", command=command)
             return
-        await self._show(conversation, reply)
+        await self._show(conversation, reply, sent or PartsSentHere())
 
     async def _finish_in_private(self, conversation: Conversation, reply: JobFinished) -> None:
         """The job's status message in the group ends with the core's neutral line; the
@@ -155,7 +174,9 @@ class ChatOutput:
                 raise
             log.info("end of job %s not sent privately: %s", reply.job_id, error)
 
-    async def _show(self, conversation: Conversation, reply: Reply) -> None:
+    async def _show(
+        self, conversation: Conversation, reply: Reply, sent: SentParts | None = None
+    ) -> None:
         chat_id, in_group = conversation.chat_id, conversation.in_group
         match reply:
             case ErrorReply(text=text):
@@ -192,13 +213,7 @@ class ChatOutput:
                 )
             case ImagesReady():
                 self._check_sendable(reply)  # before anything is sent: never half a result
-                status_message = await self.board.finish(
-                    reply.job_id, chat_id, reply.text, in_group=in_group
-                )
-                for image in reply.images:
-                    await self._send_image(
-                        chat_id, image.output_id, image.filename, image.data, status_message
-                    )
+                await self._send_result(chat_id, in_group, reply, sent or PartsSentHere())
             case FileReply():
                 await self._send_file(conversation, reply)
             case StyleChoices():
@@ -383,27 +398,58 @@ class ChatOutput:
                     f"{self.max_send_bytes / mb:.0f} MB Telegram lets a bot send"
                 )
 
+    async def _send_result(
+        self, chat_id: int, in_group: bool, reply: ImagesReady, sent: SentParts
+    ) -> None:
+        """The status message, then each image; what a try before this one sent (``sent``)
+        is not sent again, so a retry after a failure half-way sends only the rest."""
+        done = await sent.sent()
+        if "status" in done:
+            status_message: int | None = int(done["status"]) if done["status"] else None
+        else:
+            status_message = await self.board.finish(
+                reply.job_id, chat_id, reply.text, in_group=in_group
+            )
+            await sent.mark_sent("status", str(status_message or ""))
+        for image in reply.images:
+            if image_part(image.output_id) in done:
+                continue
+            await self._send_image(
+                chat_id, image.output_id, image.filename, image.data, status_message
+            )
+            await sent.mark_sent(image_part(image.output_id))
+
     async def _send_image(
         self, chat_id: int, output_id: str, filename: str, data: bytes, reply_to: int | None
     ) -> None:
         """A photo to look at (Telegram re-compresses it, dropping the metadata) with the
         buttons, then the untouched PNG as a file, which keeps the provenance metadata.
-        A PNG Telegram would not take as a photo is shown by a JPEG preview (photos.py)."""
-        shown = photo_to_show(data)
+        A PNG Telegram would not take as a photo is shown by a JPEG preview (photos.py);
+        one it refuses as a photo anyway (IMAGE_PROCESS_FAILED) is shown by the file."""
+        # Off the event loop: making a preview of a 2048² PNG takes about 0.4 s.
+        preview = await asyncio.to_thread(photo_to_show, data)
+        shown = preview is not None
         messages: list[tuple[int, int]] = []
-        if shown is not None:
-            photo = await self.sender.call(
-                chat_id,
-                lambda: self.bot.send_photo(
+        if preview is not None:
+            photo_data = preview
+            try:
+                photo = await self.sender.call(
                     chat_id,
-                    shown,
-                    caption=photo_caption(output_id),
-                    reply_markup=output_keyboard(output_id),
-                    reply_parameters=reply_parameters(reply_to),
-                ),
-                "send photo",
-            )
-            messages.append((chat_id, photo.message_id))
+                    lambda: self.bot.send_photo(
+                        chat_id,
+                        photo_data,
+                        caption=photo_caption(output_id),
+                        reply_markup=output_keyboard(output_id),
+                        reply_parameters=reply_parameters(reply_to),
+                    ),
+                    "send photo",
+                )
+            except BadRequest as error:
+                # The file still goes, with the buttons, and so do the images after it.
+                log.warning("output %s refused as a photo (%s); sent as a file", output_id, error)
+                shown = False
+            else:
+                messages.append((chat_id, photo.message_id))
         document = await self.sender.call(
             chat_id,
             lambda: self.bot.send_document(
@@ -412,8 +458,8 @@ class ChatOutput:
                 filename=filename,
                 caption=document_caption(output_id),
                 # No photo to carry the buttons: the file does.
-                reply_markup=output_keyboard(output_id) if shown is None else None,
-                reply_parameters=reply_parameters(reply_to) if shown is None else None,
+                reply_markup=output_keyboard(output_id) if not shown else None,
+                reply_parameters=reply_parameters(reply_to) if not shown else None,
                 disable_content_type_detection=True,
             ),
             "send document",

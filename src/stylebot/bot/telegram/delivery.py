@@ -39,6 +39,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from stylebot.bot.core.delivery import PlatformUnreachable
 from stylebot.bot.telegram.conversation import chat_in_logs
 from stylebot.bot.telegram.render import MAX_CAPTION_CHARS, fit, preview_hint_text
 
@@ -71,8 +72,21 @@ def is_too_large(error: TelegramError) -> bool:
     return "request entity too large" in message or "(413)" in message
 
 
-class DeliveryFailed(RuntimeError):
-    """Telegram kept refusing or timing out; the caller decides whether that loses anything."""
+def not_reached(error: TelegramError) -> bool:
+    """Telegram did not answer, or asked us to wait: no refusal of what was sent. PTB
+    raises a 400 (BadRequest) and a 413 as NetworkErrors too: those are refusals."""
+    if isinstance(error, RetryAfter):
+        return True
+    return (
+        isinstance(error, NetworkError)
+        and not isinstance(error, BadRequest)
+        and not is_too_large(error)
+    )
+
+
+class DeliveryFailed(PlatformUnreachable):
+    """Telegram kept timing out or rate-limiting after our retries: not a refusal of what
+    was sent; the caller decides whether that loses anything."""
 
 
 class FloodAwareSender:
