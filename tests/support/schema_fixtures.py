@@ -30,6 +30,7 @@ RELEASES = (
     ("v3", "7358bc6"),
     ("v6", "d6b23a1"),
     ("v7", "113a946"),
+    ("v10", "5c2f43a"),  # this session's: opt-out index, output makers, pending clean-ups
 )
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SHA_A, SHA_B, LORA, EXPORT, EMBEDDING, IMAGE = (c * 64 for c in "abcdef")
