@@ -78,13 +78,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         ledger=SqliteConsentLedger(repo),
         cleanups=SqlitePendingQueueCleanups(repo),
     )
+    stack = Stack(data_dir, bot, repo, blobs, queue, server)
     try:
-        yield Stack(data_dir, bot, repo, blobs, queue, server)
+        yield stack
     finally:
         await bot.stop_queue_cleanups()
         await repo.close()
         await redis.aclose()
-        server.stop()
+        # The server the test left running: it may have started a new one in its place.
+        stack.redis.stop()
 
 
 async def queue_work_of_alice(s: Stack) -> list[str]:
