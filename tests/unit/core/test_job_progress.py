@@ -25,7 +25,9 @@ BEA = person("bea")
 
 
 def test_time_left_reads_as_a_person_would_say_it() -> None:
-    assert time_left_text(3) == "about 5 s left"
+    assert time_left_text(3) == "a few seconds left"
+    assert time_left_text(9.4) == "a few seconds left"
+    assert time_left_text(11) == "about 10 s left"
     assert time_left_text(42) == "about 40 s left"
     assert time_left_text(118) == "about 2 min left"
     assert time_left_text(3600) == "about 1 h left"

@@ -207,7 +207,12 @@ async def _training_preview(
 
 
 def time_left_text(seconds: float) -> str:
-    """'about 2 min left': rounded as a person would say it, not to the second."""
+    """'about 2 min left': rounded as a person would say it, not to the second.
+
+    Under 10 s it says "a few seconds left": "about 5 s" for anything shorter was a
+    number that stayed put while the run went on (issue 20, the demo's training)."""
+    if seconds < 10:
+        return "a few seconds left"
     if seconds < 60:
         return f"about {max(5, round(seconds / 5) * 5)} s left"
     minutes = round(seconds / 60)
