@@ -89,6 +89,12 @@ async def job_worker_alive(redis: Redis, job_id: str) -> bool:
     holder = await redis.get(in_progress_key_prefix + job_id)
     if holder is None:
         return False
-    if holder == b"1":
+    worker_id = lease_holder(holder)
+    if worker_id is None:
         return True
-    return bool(await redis.exists(presence_key(holder.decode())))
+    return bool(await redis.exists(presence_key(worker_id)))
+
+
+def lease_holder(lease_value: bytes) -> str | None:
+    """The worker id a lease names; None for arq's own b"1" (no id written yet)."""
+    return None if lease_value == b"1" else lease_value.decode()

@@ -13,6 +13,7 @@ import re
 import time
 from pathlib import Path
 
+import redis as sync_redis
 from arq.constants import in_progress_key_prefix
 from tests.support.processes import StylebotProcess
 from tests.support.stack import Inbox
@@ -32,6 +33,7 @@ from stylebot.bot.core import (
 from stylebot.bot.core.model import JobStatus
 from stylebot.queue.local_worker import settings_env
 from stylebot.queue.worker_presence import PRESENCE_TTL_S, presence_key
+from stylebot.terminal_status import read_snapshot, render_snapshot
 
 ME = Requester("test", "u1", "Ada", chat_id="c1", server_id="s1")
 # Far more than the test waits: the dead worker's lease is held throughout.
@@ -80,6 +82,12 @@ async def test_status_says_the_worker_stopped_soon_after_it_was_killed(
                 await refresh_step()
                 await asyncio.sleep(0.05)
         alive = await _status_text(frontend)
+        client = sync_redis.Redis.from_url(frontend.redis_url)
+        try:
+            before = await asyncio.to_thread(read_snapshot, client)
+        finally:
+            client.close()
+        assert [r.worker_stopped for r in before.running] == [False]
         assert re.search(rf"{queued.job_id}: running, step \d+/{STEPS}", alive), alive
         # The lease names its worker, and that worker is present.
         holder = await redis.get(in_progress_key_prefix + queued.job_id)
@@ -103,5 +111,14 @@ async def test_status_says_the_worker_stopped_soon_after_it_was_killed(
         ), text
         # Well inside the lease: it was the presence key that told.
         assert await redis.exists(in_progress_key_prefix + queued.job_id)
+        # The operator's `stylebot status` says so too.
+        client = sync_redis.Redis.from_url(frontend.redis_url)
+        try:
+            snapshot = await asyncio.to_thread(read_snapshot, client)
+        finally:
+            client.close()
+        (running,) = snapshot.running
+        assert (running.job_id, running.worker_stopped) == (queued.job_id, True)
+        assert "worker stopped: waits for another" in render_snapshot(snapshot)
     finally:
         worker.stop()
