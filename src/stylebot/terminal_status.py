@@ -37,6 +37,7 @@ from stylebot.queue.redis_server import (
     socket_path_for,
 )
 from stylebot.queue.training_switch import TRAINING_PAUSED_KEY
+from stylebot.queue.worker_presence import lease_holder, presence_key
 
 __all__ = [
     "JOB_KINDS",
@@ -88,6 +89,8 @@ class RunningJob:
     step: int
     total: int
     starts: int
+    # Its lease is still held, but by a worker that is gone (killed, host lost).
+    worker_stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
     pipe = client.pipeline(transaction=False)
     for job_id in job_ids:
         pipe.get(job_key_prefix + job_id)
-        pipe.exists(in_progress_key_prefix + job_id)
+        pipe.get(in_progress_key_prefix + job_id)
         # arq counts each start of a job here: above 1 while running, or above 0
         # while queued, means a worker took it before and did not finish it.
         pipe.get(retry_key_prefix + job_id)
@@ -206,12 +209,16 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
     replies = pipe.execute() if job_ids else []
     queued: list[QueuedJob] = []
     running_records: list[tuple[str, dict[str, Any]]] = []
+    holders: dict[str, str] = {}
     for index, job_id in enumerate(job_ids):
         raw_record, in_progress, starts, cancelled = replies[4 * index : 4 * index + 4]
         record = _job_record(raw_record)
         record["starts"] = int(starts or 0)
-        if in_progress:
+        if in_progress is not None:
             running_records.append((job_id, record))
+            holder = lease_holder(in_progress)
+            if holder is not None:
+                holders[job_id] = holder
             continue
         if cancelled:
             continue
@@ -227,6 +234,7 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
             )
         )
     progress = _latest_progress(client, (job_id for job_id, _ in running_records))
+    stopped = _held_by_stopped_workers(client, holders)
     running = tuple(
         RunningJob(
             job_id=job_id,
@@ -234,6 +242,7 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
             step=progress.get(job_id, (0, 0))[0],
             total=progress.get(job_id, (0, 0))[1],
             starts=record["starts"],
+            worker_stopped=job_id in stopped,
         )
         for job_id, record in running_records
     )
@@ -244,6 +253,17 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
         tuple(_workers(client)),
         training_paused_by=_text(paused_by) if paused_by is not None else None,
     )
+
+
+def _held_by_stopped_workers(client: redis.Redis, holders: dict[str, str]) -> set[str]:
+    """Of these jobs (by the worker id their lease names), those whose worker is gone."""
+    if not holders:
+        return set()
+    pipe = client.pipeline(transaction=False)
+    for worker_id in holders.values():
+        pipe.exists(presence_key(worker_id))
+    present = pipe.execute()
+    return {job_id for job_id, alive in zip(holders, present, strict=True) if not alive}
 
 
 def progress_bar(step: int, total: int, width: int = 24) -> str:
@@ -282,6 +302,7 @@ def render_snapshot(snapshot: QueueSnapshot, now: datetime | None = None) -> str
         lines.append(
             f"  {running.kind:<9} {running.job_id}  {progress_bar(running.step, running.total)}"
             + (f"  attempt {running.starts}" if running.starts > 1 else "")
+            + ("  worker stopped: waits for another" if running.worker_stopped else "")
         )
     return "\n".join(lines)
 

@@ -31,6 +31,8 @@ class RecordingQueue:
     disk_rewrites: list[tuple[str, ...]] = field(default_factory=list)
 
     reported_failed: list[tuple[str, JobKind, str]] = field(default_factory=list)
+    # Running jobs whose worker died (`worker_died`): held by no live worker.
+    orphaned: set[str] = field(default_factory=set)
     turns: dict[Lane, LaneTurns] = field(
         default_factory=lambda: {"generate": LaneTurns(), "train": LaneTurns()}
     )
@@ -71,6 +73,13 @@ class RecordingQueue:
 
     async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
         self.reported_failed.append((job_id, kind, error))
+
+    async def worker_alive(self, job_id: str) -> bool:
+        return job_id not in self.orphaned
+
+    def worker_died(self, job_id: str) -> None:
+        """What killing the worker that runs the job does (until another takes it up)."""
+        self.orphaned.add(job_id)
 
     def started(self, job_id: str) -> None:
         """What a worker does when it starts the job."""

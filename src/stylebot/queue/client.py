@@ -22,6 +22,7 @@ from stylebot.queue.outage import OUTAGE_ERRORS, as_queue_unavailable
 from stylebot.queue.payloads import GenerateJob, JobEvent, JobKind, TrainJob
 from stylebot.queue.traces import untraced_jobs
 from stylebot.queue.turns import drop_turn, enqueue_with_turn, lane_turns
+from stylebot.queue.worker_presence import job_worker_alive
 from stylebot.storage.blobs import LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,10 @@ class ArqJobQueue:
     async def report_failed(self, job_id: str, kind: JobKind, error: str) -> None:
         async with as_queue_unavailable():
             await EventPublisher(self.redis).add(JobEvent(job_id, kind, "failed", error=error))
+
+    async def worker_alive(self, job_id: str) -> bool:
+        async with as_queue_unavailable():
+            return await job_worker_alive(self.redis, job_id)
 
     async def _enqueue(
         self, function: str, job_id: str, owner: str | None, payload: dict[str, object]

@@ -55,9 +55,14 @@ class JobLease:
     must not end renewal for the rest of the job, or another worker runs it too.
     """
 
-    def __init__(self, redis: Redis, job_id: str, lease_s: float) -> None:
+    def __init__(
+        self, redis: Redis, job_id: str, lease_s: float, worker_id: str | None = None
+    ) -> None:
         self.redis = redis
         self.job_id = job_id
+        # Written into the lease, so the front end can tell whether its holder is alive
+        # (`stylebot.queue.worker_presence`); arq itself only checks the key exists.
+        self.holder = worker_id.encode() if worker_id is not None else b"1"
         self.key = in_progress_key_prefix + job_id
         self.lease_ms = max(1, int(lease_s * 1000))
         self._task: asyncio.Task[None] | None = None
@@ -101,13 +106,14 @@ class JobLease:
             await asyncio.sleep(self.lease_ms / 3000)
 
     async def _retake(self) -> None:
-        if await self.redis.set(self.key, b"1", px=self.lease_ms, nx=True):
+        if await self.redis.set(self.key, self.holder, px=self.lease_ms, nx=True):
             log.warning("lease of job %s had lapsed; taken again", self.job_id)
         else:
             log.error("lease of job %s was taken by another worker meanwhile", self.job_id)
 
     async def __aenter__(self) -> JobLease:
-        await self.redis.pexpire(self.key, self.lease_ms)
+        # xx: only the lease arq gave this worker, never one arq has already dropped.
+        await self.redis.set(self.key, self.holder, px=self.lease_ms, xx=True)
         self._task = asyncio.create_task(self._renew())
         return self
 

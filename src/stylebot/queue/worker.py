@@ -13,9 +13,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -84,6 +82,7 @@ from stylebot.queue.recovery import (
 from stylebot.queue.scheduler import DeviceScheduler
 from stylebot.queue.training_switch import training_paused
 from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns, turns_key
+from stylebot.queue.worker_presence import WorkerPresence, this_worker_id
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import worker_health_key
 
@@ -403,10 +402,16 @@ async def startup(ctx: dict[str, Any]) -> None:
             ctx["redis"], cache, unload=unload if has_unload else None
         )
         await watch.start()
+    ctx["worker_id"] = this_worker_id()
+    presence = ctx["presence"] = WorkerPresence(ctx["redis"], ctx["worker_id"])
+    await presence.start()
     log.info("worker ready")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    presence: WorkerPresence | None = ctx.get("presence")
+    if presence is not None:
+        await presence.stop()
     watch: CacheRevocationWatch | None = ctx.get("cache_revocations")
     if watch is not None:
         await watch.stop()
@@ -444,7 +449,7 @@ async def _run_job(
     interruption = Interruption()
     async with (
         _reporting_failure(ctx, job_id, kind, interruption),
-        JobLease(ctx["redis"], job_id, job_lease_s(ctx["settings"])),
+        JobLease(ctx["redis"], job_id, job_lease_s(ctx["settings"]), ctx.get("worker_id")),
     ):
         return await _within_limits(
             ctx, job_id, kind, limit_s, interruption, lambda: body(interruption)
@@ -1033,7 +1038,7 @@ def build_worker(
         log_results=False,
         # One health-check key per worker, so `stylebot status` and the metrics
         # count workers; short, so a dead worker drops out within seconds.
-        health_check_key=worker_health_key(f"{socket.gethostname()}-{os.getpid()}"),
+        health_check_key=worker_health_key(this_worker_id()),
         health_check_interval=10,
     )
     # arq claims a job for its longest timeout (hours, for training) plus 10 s;

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from arq.constants import in_progress_key_prefix
 from tests.fakes.telegram_api import FakeTelegram
 
 from stylebot.bot.console import make_sample_images
@@ -26,6 +27,7 @@ from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.payloads import TrainJob, TrainSettings
 from stylebot.queue.redis_server import EmbeddedRedis, socket_path_for
+from stylebot.queue.worker_presence import presence_key
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import QueueSnapshot, read_snapshot
 
@@ -183,6 +185,9 @@ async def test_a_worker_stopped_mid_training_exits_0_and_the_job_is_not_lost(
         )
         (seen,) = running.running
         assert (seen.kind, seen.total) == ("train", 100_000)
+        holder = client.get(in_progress_key_prefix + job.job_id)
+        assert holder is not None
+        assert client.exists(presence_key(holder.decode()))
 
         code, took = await asyncio.to_thread(stop_and_wait, process)
         output = (tmp_path / "worker.log").read_text()
@@ -197,6 +202,8 @@ async def test_a_worker_stopped_mid_training_exits_0_and_the_job_is_not_lost(
         assert after.queued[0].starts == 0
         assert "interrupted by the worker's shutdown" in output
         assert not after.running
+        # Gone at once, not a presence TTL later: /status need not wait to say so.
+        assert not client.exists(presence_key(holder.decode()))
     finally:
         if process.poll() is None:
             process.kill()

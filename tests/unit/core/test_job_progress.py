@@ -85,3 +85,34 @@ async def test_training_progress_says_step_loss_and_time_left(world: CoreWorld) 
     )
     assert isinstance(early.reply, JobProgress)
     assert early.reply.text == "Training ink: step 1/400 · loss 0.2"
+
+
+async def test_status_says_a_running_job_waits_once_its_worker_stopped(world: CoreWorld) -> None:
+    await upload(world, ADA, (1, 2, 3))
+    await world.bot.handle(ConfirmConsent(ADA, "own-work", rights_confirmed=True))
+    queued = await world.bot.handle(TrainStyle(ADA, "ink"))
+    drawing = await world.bot.handle(Imagine(ADA, "boat"))
+    assert isinstance(queued, JobQueued)
+    assert isinstance(drawing, JobQueued)
+    await world.bot.handle_event(
+        JobEvent(queued.job_id, "train", "progress", step=102, total=200, loss=0.1)
+    )
+    await world.bot.handle_event(JobEvent(drawing.job_id, "generate", "started", total=4))
+
+    alive = await world.bot.handle(ShowStatus(ADA))
+    assert isinstance(alive, TextReply)
+    assert f"train {queued.job_id}: running, step 102/200\n" in alive.text + "\n"
+
+    world.queue.worker_died(queued.job_id)
+    world.queue.worker_died(drawing.job_id)
+    stopped = await world.bot.handle(ShowStatus(ADA))
+    assert isinstance(stopped, TextReply)
+    assert "running" not in stopped.text
+    assert (
+        f"train {queued.job_id}: waiting (reached step 102/200): its worker stopped; "
+        "it resumes from its last checkpoint when a worker takes it up"
+    ) in stopped.text
+    assert (
+        f"generate {drawing.job_id}: waiting: its worker stopped; "
+        "it starts again when a worker takes it up"
+    ) in stopped.text

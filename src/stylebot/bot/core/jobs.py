@@ -51,7 +51,12 @@ async def show_status(deps: Deps, command: ShowStatus) -> Reply:
     if not mine:
         return TextReply("You have no jobs queued or running.", private=True)
     positions = await waiting_positions(deps, everyone)
-    lines = [_describe_job(job, positions.get(job.id, 0)) for job in mine]
+    lines = [
+        _describe_job(job, positions.get(job.id, 0))
+        if job.status is not JobStatus.RUNNING
+        else await _describe_running_job(deps, job)
+        for job in mine
+    ]
     # Job ids and what they make are the asker's business only.
     return TextReply("Your jobs:\n" + "\n".join(lines), private=True)
 
@@ -115,6 +120,24 @@ async def waiting_positions(deps: Deps, active: Sequence[Job]) -> dict[str, int]
         for place, job_id in enumerate([*unturned, *turned], start=1):
             positions[job_id] = place
     return positions
+
+
+async def _describe_running_job(deps: Deps, job: Job) -> str:
+    """The records say running until a worker reports otherwise; a killed worker never
+    does, so its job would look running for a whole lease. The queue knows better."""
+    progress = f", step {job.step}/{job.total}" if job.total else ""
+    try:
+        alive = await deps.queue.worker_alive(job.id)
+    except QueueUnavailable:
+        return f"- {job.kind} {job.id}: {job.status}{progress} (the queue is not answering)"
+    if alive:
+        return f"- {job.kind} {job.id}: {job.status}{progress}"
+    resumes = "it resumes from its last checkpoint" if job.kind == "train" else "it starts again"
+    reached = f" (reached step {job.step}/{job.total})" if job.total else ""
+    return (
+        f"- {job.kind} {job.id}: waiting{reached}: its worker stopped; "
+        f"{resumes} when a worker takes it up"
+    )
 
 
 def _describe_job(job: Job, position: int) -> str:

@@ -288,6 +288,11 @@ class JobQueue(Protocol):
         `handle_event`, after any event of the job already on its way."""
         ...
 
+    async def worker_alive(self, job_id: str) -> bool:
+        """For a job the records say is running: whether a live worker holds it. False
+        once its worker died (killed, host lost) until another worker takes it up."""
+        ...
+
     # Every method raises QueueUnavailable (errors.py) when the queue cannot be reached.
 
 

@@ -1,0 +1,100 @@
+"""Whether a running job's worker is alive: a short-lived presence key per worker.
+
+A job's lease (`stylebot.queue.recovery.JobLease`) outlives a SIGKILLed worker by
+up to one lease, and during that time the records still say the job is running.
+Each worker therefore keeps a presence key alive for a few seconds at a time and
+writes its id into the lease it holds; the front end reads the lease's worker id
+and asks whether that worker's presence key is still there (`job_worker_alive`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+from arq.constants import in_progress_key_prefix
+from redis.asyncio import Redis
+
+from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch
+
+log = logging.getLogger(__name__)
+
+#: How long a worker counts as alive after its last renewal.
+PRESENCE_TTL_S = 10.0
+#: How often a worker renews its presence: several times a TTL, so a blip costs nothing.
+PRESENCE_RENEW_S = 2.5
+
+
+def presence_key(worker_id: str) -> str:
+    return f"stylebot:worker-alive:{worker_id}"
+
+
+def this_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerPresence:
+    """Renews this worker's presence key from the event loop until `stop`.
+
+    Rides out a Redis outage like the rest of the worker: the renewal is tried
+    again with backoff, and the key is back as soon as Redis is.
+    """
+
+    def __init__(self, redis: Redis, worker_id: str) -> None:
+        self.redis = redis
+        self.worker_id = worker_id
+        self.key = presence_key(worker_id)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(*OUTAGE_ERRORS):
+            await self._renew_once()
+        self._task = asyncio.create_task(self._renew())
+
+    async def _renew_once(self) -> None:
+        await self.redis.set(self.key, b"1", px=int(PRESENCE_TTL_S * 1000))
+
+    async def _renew(self) -> None:
+        watch = OutageWatch(f"presence of worker {self.worker_id}")
+        while True:
+            try:
+                await self._renew_once()
+            except OUTAGE_ERRORS as exc:
+                await asyncio.sleep(min(PRESENCE_RENEW_S, watch.failed(exc)))
+                continue
+            watch.succeeded()
+            await asyncio.sleep(PRESENCE_RENEW_S)
+
+    async def stop(self) -> None:
+        """A clean shutdown: the worker is gone at once, not a TTL later."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self.redis.delete(self.key)
+        except OUTAGE_ERRORS as exc:
+            log.warning("could not remove the presence key of worker %s: %r", self.worker_id, exc)
+
+
+async def job_worker_alive(redis: Redis, job_id: str) -> bool:
+    """Whether the job's lease is held by a worker that is still alive.
+
+    No lease: the job waits for a worker again. A lease with no worker id (taken
+    by a worker older than presence keys): its holder is taken to be alive.
+    """
+    holder = await redis.get(in_progress_key_prefix + job_id)
+    if holder is None:
+        return False
+    worker_id = lease_holder(holder)
+    if worker_id is None:
+        return True
+    return bool(await redis.exists(presence_key(worker_id)))
+
+
+def lease_holder(lease_value: bytes) -> str | None:
+    """The worker id a lease names; None for arq's own b"1" (no id written yet)."""
+    return None if lease_value == b"1" else lease_value.decode()
