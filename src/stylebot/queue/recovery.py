@@ -24,6 +24,7 @@ from types import TracebackType
 
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
 from stylebot.queue.payloads import TrainResult
@@ -113,7 +114,13 @@ class JobLease:
 
     async def __aenter__(self) -> JobLease:
         # xx: only the lease arq gave this worker, never one arq has already dropped.
-        await self.redis.set(self.key, self.holder, px=self.lease_ms, xx=True)
+        try:
+            await self.redis.set(self.key, self.holder, px=self.lease_ms, xx=True)
+        except ResponseError as exc:
+            # Naming the holder only serves /status; a Redis that refuses SET (an ACL,
+            # a full disk) still lets the lease be renewed, as before it was named.
+            log.warning("lease of job %s not named after its worker: %r", self.job_id, exc)
+            await self.redis.pexpire(self.key, self.lease_ms)
         self._task = asyncio.create_task(self._renew())
         return self
 

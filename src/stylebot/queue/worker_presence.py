@@ -17,6 +17,7 @@ import socket
 
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch
 
@@ -50,7 +51,7 @@ class WorkerPresence:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        with contextlib.suppress(*OUTAGE_ERRORS):
+        with contextlib.suppress(*OUTAGE_ERRORS, ResponseError):
             await self._renew_once()
         self._task = asyncio.create_task(self._renew())
 
@@ -65,6 +66,12 @@ class WorkerPresence:
             except OUTAGE_ERRORS as exc:
                 await asyncio.sleep(min(PRESENCE_RENEW_S, watch.failed(exc)))
                 continue
+            except ResponseError as exc:
+                # Refused (an ACL, a full disk): the worker goes on; /status may call it
+                # stopped until Redis takes the key again.
+                log.warning("presence of worker %s not renewed: %r", self.worker_id, exc)
+                await asyncio.sleep(PRESENCE_RENEW_S)
+                continue
             watch.succeeded()
             await asyncio.sleep(PRESENCE_RENEW_S)
 
@@ -76,7 +83,7 @@ class WorkerPresence:
                 await self._task
         try:
             await self.redis.delete(self.key)
-        except OUTAGE_ERRORS as exc:
+        except (*OUTAGE_ERRORS, ResponseError) as exc:
             log.warning("could not remove the presence key of worker %s: %r", self.worker_id, exc)
 
 
