@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser(
         "verify",
         help="trace an image back through its watermark",
-        description="Exit status: 0 traced to a record, 1 no stylebot watermark, "
-        "3 a stylebot watermark with no record in this data directory.",
+        description="Exit status: 0 an output as it was made, 1 no stylebot watermark and "
+        "like none of the outputs, 3 anything else (altered, a copied mark, no record, "
+        "or only a likeness).",
     )
     verify.add_argument("image", type=Path)
     consent = commands.add_parser("consent", help="the consent ledger")
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     doctor = commands.add_parser(
         "doctor",
-        help="check settings, tokens, Redis, the model, GPU, disk; say how to fix each",
+        help="check settings, tokens, Redis, the model, GPU, disk, metrics port and signing; "
+        "say how to fix each",
         description="Exit status: 0 when no check failed (warnings allowed), 1 otherwise.",
     )
     doctor.add_argument(

@@ -1,6 +1,6 @@
 """Open the SQLite database and bring its schema up to date.
 
-The front end is the only writer (see DESIGN.md), so one connection per
+The front end is the only writer (see docs/architecture.md), so one connection per
 process is enough; WAL lets readers (backups, `stylebot doctor`) look at the
 file while the bot writes, and `busy_timeout` makes a second process wait
 for the write lock instead of failing at once.

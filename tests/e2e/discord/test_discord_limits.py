@@ -3,7 +3,7 @@ that no message can carry is answered with a message saying why.
 
 The real discord.py client against the fake Discord, which refuses what Discord
 refuses (10 files and 10 MiB of them a message). The results are noise PNGs of the
-sizes the README allows, stored and announced as a worker would (tests/support/
+sizes docs/operations.md allows, stored and announced as a worker would (tests/support/
 large_results.py): generating them with the tiny model would take minutes.
 """
 

@@ -3,7 +3,7 @@
 `stylebot run` (Telegram, against the fake Bot API in this process) and two
 `stylebot worker` processes share a Redis the test owns. Each worker has a data
 directory of its own, as a worker on another host would, configured only with
-what the README says such a worker needs: REDIS_URL, the front end's blob store
+what docs/operations.md says such a worker needs: REDIS_URL, the front end's blob store
 (here a symlink, there a shared mount), the model, and the front end's signing
 identity. A user trains a style through Telegram; the worker that runs the job is
 SIGKILLed after its first checkpoint; the other worker resumes from it, the user

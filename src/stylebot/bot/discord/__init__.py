@@ -1,7 +1,7 @@
 """The Discord front end (discord.py): slash commands, consent views, results with buttons.
 
 Start it through :func:`stylebot.bootstrap.chat_adapters` (``stylebot run`` with
-``DISCORD_TOKEN`` set); see ``README_SECTION.md`` for setting up the application.
+``DISCORD_TOKEN`` set); see ``docs/discord.md`` for setting up the application.
 """
 
 from stylebot.bot.discord.adapter import (
