@@ -91,11 +91,8 @@ async def _check(request: web.Request) -> web.Response:
                 filename, data = await _read_upload(request, max_bytes)
         except TimeoutError:
             raise _Refused(408, "The upload took too long. Please try again.") from None
-    address = client_address(
-        request.remote,
-        request.headers.getall("X-Forwarded-For", []),
-        request.app[_PROXIES_KEY],
-    )
+    proxies = request.app[_PROXIES_KEY]
+    address = client_address(request.remote, request.headers.getall("X-Forwarded-For", []), proxies)
     key = request.app[_KEYS_KEY].key_of(address)
     reply = await request.app[_BOT_KEY].handle(Verify(visitor(key), IncomingFile(filename, data)))
     match reply:
