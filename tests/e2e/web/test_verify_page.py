@@ -12,29 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
 
-import pytest
 from PIL import PngImagePlugin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 from tests.fakes.core import person
-from tests.support.browser import headless_chromium, upload
+from tests.support.browser import upload
 from tests.support.picture_edits import png_bytes
-from tests.support.processes import free_port
 from tests.support.records import add_ready_style
 from tests.support.verify_world import deliver, stored_picture, verify_world
 from tests.support.watermark_images import scene
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.web import VerifyWebServer, start_verify_web
-from stylebot.config import Settings, load_settings
+from stylebot.bot.web import VerifyWebServer
 
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 # Discord ids as Discord has them: the page names a maker by theirs.
 BOB_IN_SERVER = replace(person("bob"), user_id="811111111111111111")
 ALICE_IN_SERVER = replace(person("alice"), user_id="822222222222222222")
@@ -42,31 +37,6 @@ PUBLIC_PROMPT = "a lighthouse at dusk"
 SECRET_PROMPT = "the surprise for my sister"
 SECRET_STYLE = "moonveil"
 XSS = "typeof window.__xss"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """The front end's settings, the page on a port of its own (no model: none is run)."""
-    return load_settings(
-        environ={},
-        data_dir=tmp_path / "data",
-        verify_web_port=free_port(),
-        max_upload_bytes=MAX_UPLOAD_BYTES,
-    )
-
-
-@pytest.fixture
-async def page(frontend: FrontEnd) -> AsyncIterator[VerifyWebServer]:
-    server = await start_verify_web(frontend.bot, frontend.settings)
-    assert server is not None
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    with headless_chromium() as driver:
-        yield driver
 
 
 async def marked_outputs(frontend: FrontEnd, folder: Path) -> dict[str, tuple[str, Path]]:
@@ -157,10 +127,12 @@ async def test_hostile_uploads_get_a_clear_error_and_run_nothing(
     assert "No stylebot watermark found in this image." in text
 
     too_big = tmp_path / "huge.png"
-    too_big.write_bytes(png_bytes(scene(64, 64, seed=44)) + bytes(MAX_UPLOAD_BYTES))
+    too_big.write_bytes(
+        png_bytes(scene(64, 64, seed=44)) + bytes(frontend.settings.max_upload_bytes)
+    )
     text, verdict, xss = await visit(browser, page, too_big)
     assert (verdict, xss) == ("error", "undefined")
-    assert "more than the 2.0 MB limit" in text
+    assert "more than the 2.0 MB limit" in text  # conftest: 2 MiB
 
 
 async def test_dropping_a_file_on_the_page_checks_it(
