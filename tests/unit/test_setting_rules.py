@@ -189,6 +189,15 @@ def test_good_values_load_as_their_types() -> None:
     assert settings.prompt_blocklist == ("gore", "spam")
 
 
+def test_trusted_proxies_are_addresses_or_networks_in_canonical_form() -> None:
+    settings = load_settings(
+        environ={"STYLEBOT_VERIFY_WEB_TRUSTED_PROXIES": "127.0.0.1, 10.1.2.3/8,,::1"}
+    )
+    assert settings.verify_web_trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8", "::1/128")
+    assert load_settings(environ={}).verify_web_trusted_proxies == ()
+    assert load_settings(environ={}).verify_web_port == 0  # the page is off
+
+
 # One bad setting per entry point, as the issue found them: each process stops
 # before it starts anything (no data directory), with one line and exit status 2.
 ENTRY_POINTS = [
