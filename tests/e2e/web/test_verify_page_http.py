@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import re
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from PIL import Image
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support.picture_edits import png_bytes
 from tests.support.processes import free_port
@@ -129,6 +131,18 @@ async def test_the_rate_limit_counts_each_visitor_the_trusted_proxy_names(
         assert TOO_QUICKLY not in await check(no_proxy_trusted, "192.0.2.1")
         assert TOO_QUICKLY not in await check(no_proxy_trusted, "192.0.2.2")
         assert TOO_QUICKLY in await check(no_proxy_trusted, "192.0.2.3")
+
+
+async def test_a_decompression_bomb_is_refused_by_the_cores_checks(
+    page: VerifyWebServer, client: aiohttp.ClientSession
+) -> None:
+    """100 megapixels in a small file: refused from its header, before it is decoded."""
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(buffer, "PNG")
+    assert len(buffer.getvalue()) < 100_000
+    async with client.post(page.url, data=form(buffer.getvalue(), "calm.png")) as answer:
+        assert answer.status == 400
+        assert "has too many pixels: the limit is 40 megapixels" in await answer.text()
 
 
 async def test_a_body_declared_too_big_is_refused_before_it_is_read(
