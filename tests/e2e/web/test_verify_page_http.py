@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import logging
 import re
 from collections.abc import AsyncIterator
 
@@ -160,8 +161,11 @@ async def test_a_body_declared_too_big_is_refused_before_it_is_read(
     assert b"more than the 2.0 MB limit" in body
 
 
-async def test_uploads_in_flight_are_bounded(page: VerifyWebServer) -> None:
-    """Slow uploads hold at most MAX_RECEIVING bodies; the next is asked to come back."""
+async def test_uploads_in_flight_are_bounded(
+    page: VerifyWebServer, client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slow uploads hold at most MAX_RECEIVING bodies; the next is asked to come back.
+    Visitors who then leave mid-upload are no failure of the page's."""
     head = (
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
         "Content-Length: 100000\r\n\r\n"
@@ -179,6 +183,12 @@ async def test_uploads_in_flight_are_bounded(page: VerifyWebServer) -> None:
     finally:
         for _, writer in slow:
             writer.close()
+    await asyncio.sleep(0.3)  # the server notices they left
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # Their places are free again.
+    async with client.post(page.url, data=form(b"not an image")) as answer:
+        assert answer.status == 400
+        assert "is not an image we can read" in await answer.text()
 
 
 async def test_the_page_is_off_unless_its_port_is_set(frontend: FrontEnd) -> None:

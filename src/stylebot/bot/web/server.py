@@ -140,6 +140,8 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, bytes
             raise _Refused(400, "Please send one image with the form on this page.")
     except ValueError as exc:  # aiohttp's parser on a malformed body
         raise _Refused(400, "That upload could not be read. Please try again.") from exc
+    except ConnectionError:  # the visitor left (or lost the line) mid-upload: no failure
+        raise _Refused(400, "The upload was cut off. Please try again.") from None
     if too_big:
         raise _Refused(413, _limit_text(max_bytes))
     if found is None or not found[1]:
