@@ -46,6 +46,7 @@ HEADLINES = {
     VerifyVerdict.UNKNOWN_MARK: "A stylebot watermark this bot has no record of",
     VerifyVerdict.NO_MARK: "No stylebot watermark",
 }
+ANOTHER = "Check another image"
 _DISCORD_MENTION = re.compile(r"<@!?(\d+)>")
 _ACCEPT = ",".join([*sorted(ALLOWED_EXTENSIONS), "image/png", "image/jpeg", "image/webp"])
 
@@ -63,9 +64,9 @@ def _document(body: str) -> str:
     )
 
 
-def _form(max_bytes: int) -> str:
+def _form(max_bytes: int, heading: str = "Was this image made with stylebot?") -> str:
     return (
-        "<h1>Was this image made with stylebot?</h1>"
+        f"<h1>{heading}</h1>"
         "<p>Choose or drop an image to read its stylebot watermark and Content "
         "Credentials. You see what anyone would: who made it and when, and the prompt "
         "and style only of images made in public.</p>"
@@ -95,7 +96,7 @@ def report_page(report: VerifyReport, max_bytes: int) -> str:
         f'data-verdict="{escape(report.verdict.value)}">'
         f"<h2>{escape(HEADLINES[report.verdict])}</h2>{lines}</section>"
     )
-    return _document(result + _form(max_bytes))
+    return _document(result + _form(max_bytes, ANOTHER))
 
 
 def error_page(problem: ErrorReply | str, max_bytes: int) -> str:
@@ -104,7 +105,7 @@ def error_page(problem: ErrorReply | str, max_bytes: int) -> str:
         '<section id="result" class="error" role="alert" data-verdict="error">'
         f"<h2>This file could not be checked</h2><p>{_shown(text)}</p></section>"
     )
-    return _document(result + _form(max_bytes))
+    return _document(result + _form(max_bytes, ANOTHER))
 
 
 STYLE = """\
@@ -117,6 +118,7 @@ form { display: grid; gap: .75rem; margin-top: 1.5rem; }
 button { justify-self: start; padding: .5rem 1.25rem; font-size: 1rem; }
 .verdict, .error { padding: .75rem 1rem; border-radius: .5rem; background: #fff;
   border-left: .4rem solid #888; overflow-wrap: anywhere; }
+.verdict p, .error p { margin: .35rem 0; }
 .verdict.made { border-color: #1f8a3b; }
 .verdict.altered, .verdict.resembles, .verdict.mark-only { border-color: #c98a00; }
 .verdict.mismatch, .verdict.unknown-mark, .error { border-color: #b3261e; }
