@@ -62,13 +62,18 @@ async def serving(frontend: FrontEnd, **settings: object) -> AsyncIterator[Verif
 
 
 async def raw_request(port: int, head: str, body: bytes = b"") -> bytes:
-    """Send bytes as they are (a lying Content-Length, a body cut short); the answer."""
+    """Send bytes as they are (a lying Content-Length, a body cut short); the answer's
+    head and body. (The server may go on reading what the client still sends for a
+    while after answering, so the answer is read by its length, not to the close.)"""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(head.encode() + body)
         await writer.drain()
         async with asyncio.timeout(10):
-            return await reader.read(65536)
+            answer_head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", answer_head)
+            assert length is not None, answer_head
+            return answer_head + await reader.readexactly(int(length.group(1)))
     finally:
         writer.close()
 
@@ -100,6 +105,26 @@ async def test_every_answer_carries_the_security_headers(
     assert "<script>" not in html
     assert "<style" not in html
     assert re.search(r"<[^>]*\son\w+\s*=", html) is None
+
+
+async def test_a_file_name_with_script_comes_back_escaped(
+    page: VerifyWebServer, client: aiohttp.ClientSession
+) -> None:
+    """Written by hand rather than by a browser (which percent-encodes quotes and angle
+    brackets in a file name): the name is as the sender wants it."""
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="image"; '
+        b'filename="x\'><script>window.__xss=1;<b>.png"\r\n\r\nGIF89a\r\n--b--\r\n'
+    )
+    answer = await raw_request(
+        page.port,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n",
+        body,
+    )
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"x&#x27;&gt;&lt;script&gt;window.__xss=1;&lt;b&gt;.png" in answer
+    assert b"<script>window" not in answer
 
 
 async def test_the_rate_limit_counts_each_visitor_the_trusted_proxy_names(
