@@ -211,9 +211,9 @@ async def test_uploads_in_flight_are_bounded(
     await asyncio.sleep(0.3)  # the server notices they left
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     # Their places are free again.
-    async with client.post(page.url, data=form(b"not an image")) as answer:
-        assert answer.status == 400
-        assert "is not an image we can read" in await answer.text()
+    async with client.post(page.url, data=form(b"not an image")) as freed:
+        assert freed.status == 400
+        assert "is not an image we can read" in await freed.text()
 
 
 async def test_the_page_is_off_unless_its_port_is_set(frontend: FrontEnd) -> None:
