@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_VENV := .lock-venv
 
-.PHONY: demo test lint format install lock clean
+.PHONY: demo test lint format install lock clean browser
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,24 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/stylebot demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest -q
+
+# The headless browser of the verify page's test (tests/e2e/web): Debian's Chromium and
+# its matching driver, from the package registry, installed only when missing (as root,
+# or through sudo). Selenium is given both paths, so it never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+	  set -e; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "Installing Debian's chromium and chromium-driver for the browser tests ..."; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

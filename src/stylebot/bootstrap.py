@@ -254,6 +254,7 @@ async def run_frontends(settings: Settings, stop: asyncio.Event | None = None) -
     async with open_frontend(settings) as frontend:
         started: list[ChatAdapter] = []
         metrics = start_metrics_server(settings, frontend.redis_url, role="frontend")
+        verify_page = None
         try:
             for adapter in chat_adapters(frontend):
                 frontend.add_sink(adapter.platform, adapter.notify)
@@ -265,9 +266,15 @@ async def run_frontends(settings: Settings, stop: asyncio.Event | None = None) -
                     ) from exc
                 started.append(adapter)
                 log.info("%s front end running", adapter.platform)
+            if settings.verify_web_port:  # aiohttp is imported only when the page is on
+                from stylebot.bot.web import start_verify_web
+
+                verify_page = await start_verify_web(frontend.bot, settings)
             frontend.start_delivery()
             await stop.wait()
         finally:
+            if verify_page is not None:
+                await verify_page.stop()
             if metrics is not None:
                 metrics.stop()
             for adapter in reversed(started):

@@ -20,6 +20,7 @@ from typing import Any
 from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS, TRAIN_METHODS, TrainSettings
 from stylebot.setting_rules import (
     Flag,
+    Networks,
     Number,
     OneOf,
     PathValue,
@@ -186,6 +187,16 @@ class Settings:
     metrics_host: str = setting(
         "127.0.0.1", Pattern("a host name or IP address", regex=r"[A-Za-z0-9_.:-]+")
     )
+    # The public verify page (stylebot.bot.web): anyone drops an image and reads what
+    # /verify tells a stranger. Served by `stylebot run` on this port (0: off), meant to
+    # sit behind the operator's reverse proxy.
+    verify_web_port: int = setting(0, Whole(low=0, high=65535, low_means="off"))
+    verify_web_host: str = setting(
+        "127.0.0.1", Pattern("a host name or IP address", regex=r"[A-Za-z0-9_.:-]+")
+    )
+    # The reverse proxies whose X-Forwarded-For names the visitor (addresses or networks);
+    # empty: nobody's, each request is counted against the address it came from.
+    verify_web_trusted_proxies: tuple[str, ...] = setting((), Networks())
     log_format: str = setting(
         "text", OneOf(choices=("text", "json"), ignore_case=True)
     )  # text or json

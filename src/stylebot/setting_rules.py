@@ -9,6 +9,7 @@ from 1 to 3600 (seconds)`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "BadValue",
     "Flag",
+    "Networks",
     "Number",
     "OneOf",
     "PathValue",
@@ -244,6 +246,22 @@ class Words(Rule):
 
     def describe(self) -> str:
         return "words or phrases separated by commas, each on one line"
+
+
+@dataclass(frozen=True)
+class Networks(Words):
+    """IP addresses or networks (CIDR), comma-separated; each kept in its canonical form."""
+
+    def parse(self, raw: Any) -> tuple[str, ...]:
+        try:
+            return tuple(
+                str(ipaddress.ip_network(item, strict=False)) for item in super().parse(raw)
+            )
+        except ValueError:
+            raise BadValue from None
+
+    def describe(self) -> str:
+        return "IP addresses or networks (like 10.0.0.0/8), separated by commas"
 
 
 def setting(default: T, rule: Rule, **options: Any) -> T:

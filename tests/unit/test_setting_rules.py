@@ -82,6 +82,9 @@ BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "disk_low_free_mb": ("-1", "lots"),
     "metrics_port": ("99999", "-1", "http"),
     "metrics_host": ("local host", "h/1"),
+    "verify_web_port": ("65536", "-1", "web"),
+    "verify_web_host": ("web host", "h/1", "<host>"),
+    "verify_web_trusted_proxies": ("localhost", "10.0.0.0/33", "1.2.3.4;5.6.7.8"),
     "log_format": ("xml",),
     "operators": ("123456789",),
     "discord_token": ("two words",),
@@ -184,6 +187,15 @@ def test_good_values_load_as_their_types() -> None:
     assert settings.metrics_port == 0
     assert settings.device == "cuda:1"
     assert settings.prompt_blocklist == ("gore", "spam")
+
+
+def test_trusted_proxies_are_addresses_or_networks_in_canonical_form() -> None:
+    settings = load_settings(
+        environ={"STYLEBOT_VERIFY_WEB_TRUSTED_PROXIES": "127.0.0.1, 10.1.2.3/8,,::1"}
+    )
+    assert settings.verify_web_trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8", "::1/128")
+    assert load_settings(environ={}).verify_web_trusted_proxies == ()
+    assert load_settings(environ={}).verify_web_port == 0  # the page is off
 
 
 # One bad setting per entry point, as the issue found them: each process stops

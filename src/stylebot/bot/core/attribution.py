@@ -15,6 +15,7 @@ from typing import Literal
 
 from stylebot.bot.core.model import Output, Requester, Style, User, Visibility
 from stylebot.bot.core.ports import Repository
+from stylebot.bot.core.visitors import is_visitor
 
 __all__ = [
     "OPERATOR",
@@ -68,6 +69,7 @@ async def attribute(repo: Repository, output: Output, viewer: Viewer) -> Attribu
     is_maker = viewer == OPERATOR or (
         owner is not None
         and isinstance(viewer, Requester)
+        and not is_visitor(viewer)  # a visitor's key is no account, whatever it reads
         and (viewer.platform, viewer.user_id) == (owner.platform, owner.platform_user_id)
     )
     return Attribution(maker=maker, private=private, full=is_maker or not private, style=style)
