@@ -25,7 +25,7 @@ from stylebot.bot.core import ImagesReady, Imagine, JobQueued, Notification, Req
 from stylebot.config import load_settings
 from stylebot.engine.models import write_tiny_model
 from stylebot.engine.runtime import StyleEngine
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 

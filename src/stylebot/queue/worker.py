@@ -22,7 +22,6 @@ from datetime import timedelta
 from typing import Any
 
 from arq import func
-from arq.constants import job_key_prefix, retry_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 
@@ -40,9 +39,6 @@ from stylebot.logs import bind_job_context
 from stylebot.metrics import observed_job
 from stylebot.queue.cache_revocation import CacheRevocationWatch
 from stylebot.queue.connection import (
-    QUEUE_NAME,
-    WAKE_KEY,
-    cancel_key,
     deserialize_job,
     queued_job_ttl_text,
     redis_settings,
@@ -56,6 +52,15 @@ from stylebot.queue.damaged_inputs import (
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.fairness import LANES, Lane, Turn, lane_of, lanes_in_fair_order
 from stylebot.queue.forgetting import result_without_arguments
+from stylebot.queue.keys import (
+    QUEUE_NAME,
+    WAKE_KEY,
+    arq_job_key,
+    arq_retry_key,
+    cancel_key,
+    turns_key,
+    worker_health_key,
+)
 from stylebot.queue.loop_handoff import LoopGone, loop_stopped, run_on_loop
 from stylebot.queue.outage import is_outage, until_redis_answers
 from stylebot.queue.outage_worker import OutageTolerantWorker
@@ -81,10 +86,9 @@ from stylebot.queue.recovery import (
 )
 from stylebot.queue.scheduler import DeviceScheduler
 from stylebot.queue.training_switch import training_paused
-from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns, turns_key
+from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
 from stylebot.queue.worker_presence import WorkerPresence, this_worker_id
 from stylebot.storage.blobs import LocalBlobStore
-from stylebot.terminal_status import worker_health_key
 
 log = logging.getLogger(__name__)
 
@@ -876,8 +880,8 @@ class StyleWorker(OutageTolerantWorker):
     async def _why_failed(self, job_id: str) -> tuple[JobKind, str]:
         """The job's kind and what its user is told of why arq failed it."""
         async with self.pool.pipeline(transaction=True) as pipe:
-            pipe.get(job_key_prefix + job_id)
-            pipe.get(retry_key_prefix + job_id)
+            pipe.get(arq_job_key(job_id))
+            pipe.get(arq_retry_key(job_id))
             payload, tries = await pipe.execute()
         if payload is None:
             # arq fails a job whose key expired: it waited too long to start.
@@ -957,7 +961,7 @@ class StyleWorker(OutageTolerantWorker):
         ids = [raw.decode() for raw in job_ids]
         missing = [job_id for job_id in ids if job_id not in self._queued]
         if missing:
-            payloads = await self.pool.mget([job_key_prefix + job_id for job_id in missing])
+            payloads = await self.pool.mget([arq_job_key(job_id) for job_id in missing])
             functions = {
                 job_id: deserialize_job(payload)["f"]
                 for job_id, payload in zip(missing, payloads, strict=True)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 

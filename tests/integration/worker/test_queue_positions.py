@@ -23,8 +23,7 @@ from stylebot.bot.core import (
 )
 from stylebot.bot.core.admin import ShowQueue
 from stylebot.config import Settings
-from stylebot.queue.connection import QUEUE_NAME
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME
 from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 

@@ -29,8 +29,8 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
-from stylebot.queue.recovery import checkpoint_key
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import QUEUE_NAME, checkpoint_key
 from stylebot.queue.worker import build_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

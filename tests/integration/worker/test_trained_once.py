@@ -8,8 +8,8 @@ import pytest
 from arq.jobs import Job as ArqJob
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME
 from stylebot.queue.payloads import JobEvent, TrainJob, TrainResult
 from stylebot.queue.recovery import (
     finished_training,

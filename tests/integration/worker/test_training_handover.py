@@ -27,7 +27,7 @@ from stylebot.bot.console import make_sample_images
 from stylebot.config import Settings
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import JobEvent, TrainJob, TrainSettings
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.queue.worker import build_worker
