@@ -101,7 +101,7 @@ async def main(runs: int) -> None:
             frontend.start_delivery()
             timed_engine = TimedEngine(engine)
             worker = build_worker(
-                settings, frontend.redis_url, handle_signals=False, ctx={"engine": timed_engine}
+                settings, frontend.redis_url, handle_signals=False, engine=timed_engine
             )
             task = asyncio.create_task(worker.async_run())
             direct: list[float] = []

@@ -92,7 +92,7 @@ async def test_a_job_cancelled_while_queued_never_runs(
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": object()},  # must never be touched
+        engine=object(),  # must never be touched
     )
     async with asyncio.timeout(30):
         await arq_worker.async_run()

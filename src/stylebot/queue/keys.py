@@ -39,15 +39,29 @@ The `arq:` keys are arq 0.28's own (its `arq.constants`, pinned in pyproject.tom
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from arq import constants as _arq
 
 from stylebot.queue.fairness import Lane
+
+
+def _keyed(prefix: str) -> Callable[[str], str]:
+    """A family of keys: `prefix` and a job id (a worker's, an event entry's...)."""
+    return prefix.__add__
+
 
 QUEUE_NAME = "stylebot:queue"
 # A front end pushes here after enqueueing; an idle worker blocks on it
 # (BLPOP) instead of polling, so it starts a job within a millisecond or two.
 WAKE_KEY = "stylebot:wake"
+# Set by /cancel; a worker drops the job when it sees it.
+cancel_key = _keyed("stylebot:cancel:")
 
+arq_job_key = _keyed(_arq.job_key_prefix)
+arq_in_progress_key = _keyed(_arq.in_progress_key_prefix)
+arq_retry_key = _keyed(_arq.retry_key_prefix)
+arq_result_key = _keyed(_arq.result_key_prefix)
 ARQ_ABORTED_JOBS_KEY = _arq.abort_jobs_ss
 ARQ_HEALTH_CHECK_SUFFIX = _arq.health_check_key_suffix
 # arq's shared health-check key for the queue: written by whichever worker checked in last.
@@ -57,37 +71,22 @@ WORKER_HEALTH_PREFIX = "stylebot:worker:"
 TURN_ARRIVALS_KEY = "stylebot:turns:arrivals"
 TURNS_VERSION_KEY = "stylebot:turns:version"
 
+checkpoint_key = _keyed("stylebot:checkpoint:")
+train_result_key = _keyed("stylebot:train-result:")
+
 EVENTS_STREAM = "stylebot:events"
 EVENTS_INDEXED_MARK = "stylebot:events:indexed"
-DELIVERY_FAILURES_PREFIX = "stylebot:events:delivery-failures:"
+# A job's entry ids in the events stream.
+job_events_key = _keyed("stylebot:events:of:")
+delivery_failures_key = _keyed("stylebot:events:delivery-failures:")
 # Where those counts were kept before: a hash that only ever lost fields on ack.
 OLD_DELIVERY_FAILURES_KEY = "stylebot:events:delivery-failures"
-DELIVERED_PARTS_PREFIX = "stylebot:events:delivered-parts:"
+delivered_parts_key = _keyed("stylebot:events:delivered-parts:")
 
 REVOKED_BLOBS_KEY = "stylebot:revoked-blobs"
 TRAINING_PAUSED_KEY = "stylebot:admin:training-paused"
 EMBEDDED_REDIS_EXIT_LOCK_KEY = "stylebot:embedded-redis:exiting"
-
-
-def arq_job_key(job_id: str) -> str:
-    return _arq.job_key_prefix + job_id
-
-
-def arq_in_progress_key(job_id: str) -> str:
-    return _arq.in_progress_key_prefix + job_id
-
-
-def arq_retry_key(job_id: str) -> str:
-    return _arq.retry_key_prefix + job_id
-
-
-def arq_result_key(job_id: str) -> str:
-    return _arq.result_key_prefix + job_id
-
-
-def cancel_key(job_id: str) -> str:
-    """Set by /cancel; a worker drops the job when it sees it."""
-    return f"stylebot:cancel:{job_id}"
+presence_key = _keyed("stylebot:worker-alive:")
 
 
 def turns_key(lane: Lane) -> str:
@@ -100,31 +99,6 @@ def owner_rounds_key(lane: Lane) -> str:
 
 def current_round_key(lane: Lane) -> str:
     return f"stylebot:turns:{lane}:current"
-
-
-def checkpoint_key(job_id: str) -> str:
-    return f"stylebot:checkpoint:{job_id}"
-
-
-def train_result_key(job_id: str) -> str:
-    return f"stylebot:train-result:{job_id}"
-
-
-def job_events_key(job_id: str) -> str:
-    """The set of a job's entry ids in the events stream."""
-    return f"stylebot:events:of:{job_id}"
-
-
-def delivery_failures_key(message_id: str) -> str:
-    return DELIVERY_FAILURES_PREFIX + message_id
-
-
-def delivered_parts_key(message_id: str) -> str:
-    return DELIVERED_PARTS_PREFIX + message_id
-
-
-def presence_key(worker_id: str) -> str:
-    return f"stylebot:worker-alive:{worker_id}"
 
 
 def worker_health_key(worker_name: str) -> str:

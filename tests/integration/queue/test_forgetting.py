@@ -146,7 +146,7 @@ async def test_a_workers_results_and_logs_hold_no_job_arguments(frontend: FrontE
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": object()},  # never touched: the job was cancelled
+        engine=object(),  # never touched: the job was cancelled
     )
     async with asyncio.timeout(30):
         await arq_worker.async_run()

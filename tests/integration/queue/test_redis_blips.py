@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from stylebot.queue.cancel_watch import CancelWatch
 from stylebot.queue.keys import arq_in_progress_key, cancel_key
 from stylebot.queue.recovery import CheckpointStore, JobLease
 from stylebot.queue.redis_server import EmbeddedRedis
-from stylebot.queue.worker import CancelWatch
 from stylebot.storage.blobs import LocalBlobStore
 
 USER = "worker"

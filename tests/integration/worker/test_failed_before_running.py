@@ -72,7 +72,7 @@ async def start_worker(
     started: list[tuple[Any, asyncio.Task[None]]] = []
 
     async def start() -> None:
-        worker = build_worker(settings, url, handle_signals=False, ctx={"engine": NoEngine()})
+        worker = build_worker(settings, url, handle_signals=False, engine=NoEngine())
         started.append((worker, asyncio.create_task(worker.async_run())))
 
     yield start

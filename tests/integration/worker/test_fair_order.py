@@ -47,7 +47,7 @@ async def test_a_later_user_s_request_runs_before_an_earlier_user_s_backlog(
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": tiny_engine},
+        engine=tiny_engine,
     )
     async with asyncio.timeout(120):
         await worker.async_run()

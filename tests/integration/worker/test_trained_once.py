@@ -30,7 +30,7 @@ async def _run_once(frontend: FrontEnd, job_id: str) -> object:
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": object()},  # training must not run: it would fail on this
+        engine=object(),  # training must not run: it would fail on this
     )
     async with asyncio.timeout(30):
         await worker.async_run()

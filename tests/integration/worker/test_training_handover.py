@@ -72,7 +72,7 @@ class Workers:
         self.running: list[tuple[Any, asyncio.Task[None]]] = []
 
     def start(self, engine: Any) -> Any:
-        worker = build_worker(self.settings, self.url, handle_signals=False, ctx={"engine": engine})
+        worker = build_worker(self.settings, self.url, handle_signals=False, engine=engine)
         self.running.append((worker, asyncio.create_task(worker.async_run())))
         return worker
 
