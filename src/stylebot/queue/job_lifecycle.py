@@ -1,8 +1,8 @@
-"""A job's lifecycle around its body: lease, time limit, shutdown, failure.
+"""A job's lifecycle around its body: lease, time limit, cancel, shutdown, failure.
 
 `run_job` holds the job's lease (`JobLease`) while it runs, ends it at its time
 limit or the worker's shutdown (`Interruption`, read by the device thread between
-two steps), and tells its user of every failure.
+two steps, as a cancel is: `CancelWatch`), and tells its user of every failure.
 """
 
 from __future__ import annotations
@@ -14,15 +14,70 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from redis.asyncio import Redis
+
 from stylebot.bot.core.errors import StorageFull
+from stylebot.config import Settings
 from stylebot.engine.lora_files import LoraMismatchError
+from stylebot.log_privacy import private_texts
 from stylebot.queue.damaged_inputs import DamagedInput
+from stylebot.queue.keys import cancel_key
 from stylebot.queue.outage import is_outage
 from stylebot.queue.payloads import JobEvent, JobKind
-from stylebot.queue.recovery import JobLease, give_back_try
+from stylebot.queue.recovery import JobLease, give_back_try, stop_helper
 from stylebot.queue.worker_context import WorkerContext
 
 log = logging.getLogger(__name__)
+
+
+class CancelWatch:
+    """Watches a job's cancel key from the event loop; the device thread reads `is_set`.
+
+    Checked every CANCEL_POLL_S, well under a training step on a GPU, so a
+    cancel takes effect at the next step.
+    """
+
+    CANCEL_POLL_S = 0.2
+    # After a failed check: a little longer, not to hammer a Redis in trouble.
+    CANCEL_RETRY_S = 1.0
+
+    def __init__(self, redis: Redis, job_id: str) -> None:
+        self.redis = redis
+        self.key = cancel_key(job_id)
+        self._flag = threading.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    async def already_cancelled(self) -> bool:
+        return bool(await self.redis.exists(self.key))
+
+    async def _watch(self) -> None:
+        failing = False
+        while not self._flag.is_set():
+            try:
+                cancelled = await self.redis.exists(self.key)
+            except Exception as exc:
+                # A Redis blip: keep watching, or a later /cancel goes unseen. Said
+                # once, not every second of an outage.
+                if not failing:
+                    log.warning("checking %s for a cancel failed: %r", self.key, exc)
+                failing = True
+                await asyncio.sleep(self.CANCEL_RETRY_S)
+                continue
+            failing = False
+            if cancelled:
+                self._flag.set()
+                return
+            await asyncio.sleep(self.CANCEL_POLL_S)
+
+    async def __aenter__(self) -> CancelWatch:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await stop_helper(self._task, f"cancel watch of {self.key}")
 
 
 class JobTimedOut(Exception):
@@ -199,22 +254,30 @@ async def _discard_when_stopped(
         log.exception("could not discard the checkpoint of failed training job %s", job_id)
 
 
+def time_limit_s(settings: Settings, kind: JobKind) -> float:
+    """arq's time limit for a job of this kind (the job ends itself a little earlier)."""
+    return settings.train_timeout_s if kind == "train" else settings.generate_timeout_s
+
+
 async def run_job(
     context: WorkerContext,
     job_id: str,
     kind: JobKind,
-    limit_s: float,
+    private: tuple[str | None, ...],
     body: Callable[[Interruption], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """A job under its lease and time limit, every failure reported to its user."""
+    """A job under its lease and time limit, every failure reported to its user, and
+    no log line quoting its `private` texts (a prompt, a style's name)."""
     interruption = Interruption()
-    async with (
-        _reporting_failure(context, job_id, kind, interruption),
-        JobLease(context.redis, job_id, context.lease_s, context.worker_id),
-    ):
-        return await _within_limits(
-            context, job_id, kind, limit_s, interruption, lambda: body(interruption)
-        )
+    limit_s = time_limit_s(context.settings, kind)
+    with private_texts(*private):
+        async with (
+            _reporting_failure(context, job_id, kind, interruption),
+            JobLease(context.redis, job_id, context.settings.job_lease_s, context.worker_id),
+        ):
+            return await _within_limits(
+                context, job_id, kind, limit_s, interruption, lambda: body(interruption)
+            )
 
 
 def user_error(exc: Exception) -> str:

@@ -1,6 +1,6 @@
 """The GPU worker: an arq Worker that starts jobs in fair order (`StyleWorker`).
 
-What its jobs do is in `training_job` and `generation_job`; a job's lease, time
+What its jobs do is in `job_bodies`; a job's lease, time
 limit, shutdown and failure in `job_lifecycle`; what they share in `worker_context`.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from arq import func
 from arq.utils import timestamp_ms
+from arq.worker import Function, func
 
 from stylebot.config import Settings
 from stylebot.logs import bind_job_context
@@ -27,7 +27,8 @@ from stylebot.queue.connection import (
 from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.fairness import LANES, Lane, Turn, lane_of, lanes_in_fair_order
 from stylebot.queue.forgetting import result_without_arguments
-from stylebot.queue.generation_job import generate, max_batch_size
+from stylebot.queue.job_bodies import JOB_BODIES, JobBody, max_batch_size, report_trained
+from stylebot.queue.job_lifecycle import time_limit_s
 from stylebot.queue.keys import (
     QUEUE_NAME,
     WAKE_KEY,
@@ -39,7 +40,6 @@ from stylebot.queue.keys import (
 from stylebot.queue.outage_worker import OutageTolerantWorker
 from stylebot.queue.payloads import JobEvent, JobKind
 from stylebot.queue.recovery import finished_training
-from stylebot.queue.training_job import report_trained, train
 from stylebot.queue.training_switch import training_paused
 from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
 from stylebot.queue.worker_context import WorkerContext, start_worker_context, stop_worker_context
@@ -100,18 +100,7 @@ class StyleWorker(OutageTolerantWorker):
         self._engine = engine
         self._context: WorkerContext | None = None
         super().__init__(
-            functions=[
-                func(
-                    observed_job(self._train, "train", engine=self._current_engine),
-                    name="train",
-                    timeout=timedelta(seconds=settings.train_timeout_s),
-                ),
-                func(
-                    observed_job(self._generate, "generate", engine=self._current_engine),
-                    name="generate",
-                    timeout=timedelta(seconds=settings.generate_timeout_s),
-                ),
-            ],
+            functions=[self._arq_function(kind, body) for kind, body in JOB_BODIES.items()],
             queue_name=QUEUE_NAME,
             on_startup=self._start,
             on_shutdown=self._stop,
@@ -145,11 +134,12 @@ class StyleWorker(OutageTolerantWorker):
         if self._context is not None:
             await stop_worker_context(self._context)
 
-    async def _train(self, ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
-        return await train(self.context, payload)
+    def _arq_function(self, kind: JobKind, body: JobBody) -> Function:
+        async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+            return await body(self.context, payload)
 
-    async def _generate(self, ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
-        return await generate(self.context, payload)
+        observed = observed_job(run, kind, engine=self._current_engine)
+        return func(observed, name=kind, timeout=time_limit_s(self.settings, kind))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # arq read `job_ids` a moment ago: read the queue again at a known

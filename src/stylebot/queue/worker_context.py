@@ -44,11 +44,6 @@ class WorkerContext:
     presence: WorkerPresence
     cache_revocations: CacheRevocationWatch | None
 
-    @property
-    def lease_s(self) -> float:
-        """How long a dead worker's job stays claimed before another worker takes it."""
-        return self.settings.job_lease_s
-
 
 async def start_worker_context(
     settings: Settings, redis: Redis, engine: StyleEngine | None = None

@@ -63,6 +63,29 @@ ARQ_SOURCES = {
     jobs.serialize_result: "709b9d4709d5aa08",
 }
 
+# The attributes of arq's Worker that StyleWorker and OutageTolerantWorker read or set,
+# and their types on a new worker (no on_shutdown, not yet running).
+WORKER_STATE: dict[str, type] = {
+    "tasks": dict,
+    "job_counter": int,
+    "max_jobs": int,
+    "max_tries": int,
+    "allow_pick_jobs": bool,
+    "main_task": type(None),
+    "on_stop": type(None),
+    "on_shutdown": type(None),
+    "in_progress_timeout_s": int,
+    "_handle_signals": bool,
+    "_pool": ArqRedis,
+    "health_check_key": str,
+    "queue_name": str,
+    "ctx": dict,
+}
+
+
+async def _noop(ctx: dict[str, Any]) -> None:
+    """A job function for workers that never run one."""
+
 
 def test_arq_is_pinned_to_the_version_this_contract_was_checked_against() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -96,6 +119,12 @@ def test_the_overrides_take_what_arq_passes(ours: type[Worker], name: str) -> No
     theirs = inspect.signature(getattr(Worker, name))
     mine = inspect.signature(getattr(ours, name))
     assert list(mine.parameters) == list(theirs.parameters)
+
+
+async def test_the_worker_state_the_overrides_read_is_there(redis: ArqRedis) -> None:
+    worker = Worker(functions=[func(_noop, name="noop")], redis_pool=redis, handle_signals=False)
+    state = {name: type(getattr(worker, name)) for name in WORKER_STATE}
+    assert state == WORKER_STATE
 
 
 def test_the_keys_are_arqs() -> None:

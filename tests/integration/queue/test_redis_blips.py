@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from stylebot.queue.cancel_watch import CancelWatch
+from stylebot.queue.job_lifecycle import CancelWatch
 from stylebot.queue.keys import arq_in_progress_key, cancel_key
 from stylebot.queue.recovery import CheckpointStore, JobLease
 from stylebot.queue.redis_server import EmbeddedRedis

@@ -14,7 +14,7 @@ from PIL import Image
 from tests.integration.engine.test_lora_files import other_architecture_lora
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.generation_job import mixed_style_batches
+from stylebot.queue.job_bodies import mixed_style_batches
 from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent, TrainSettings
 from stylebot.queue.worker import build_worker
