@@ -60,7 +60,7 @@ async def start_worker_context(
             engine = await device.run(lambda: _load_engine(settings))
         watch = await _watch_cache_revocations(redis, engine, device)
         await presence.start()
-    except BaseException:  # arq does not call on_shutdown when on_startup fails
+    except BaseException:  # no context to stop later: stop what started here
         if watch is not None:
             await watch.stop()
         await asyncio.to_thread(device.shutdown)
