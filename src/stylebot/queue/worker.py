@@ -1,7 +1,8 @@
 """The GPU worker: an arq Worker that starts jobs in fair order (`StyleWorker`).
 
-What its jobs do is in `job_bodies`; a job's lease, time
-limit, shutdown and failure in `job_lifecycle`; what they share in `worker_context`.
+What its jobs do is in `job_bodies`; a job's lease, time limit, cancel, shutdown
+and failure in `job_lifecycle`; what the jobs share in `worker_context`. It
+extends arq's internals, pinned (tests/integration/queue/test_arq_contract.py).
 """
 
 from __future__ import annotations
@@ -283,7 +284,7 @@ class StyleWorker(OutageTolerantWorker):
         """arq's stop handler, except that a job's task is cancelled only once.
 
         A cancelled job stops at its next step and, training, saves a checkpoint
-        before arq hands it back to the queue (see `_within_limits`). A second
+        before arq hands it back to the queue (see `job_lifecycle._within_limits`). A second
         cancel (a second SIGTERM; arq's close() signals again when it does not
         handle signals) would make arq hand it back at once, and another worker
         resume it from an older checkpoint while this one still saves.
