@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from stylebot.queue.connection import connect
-from stylebot.queue.events import EVENTS_STREAM, EventPublisher
+from stylebot.queue.events import EventPublisher
 from stylebot.queue.forgetting import forget_jobs
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis
 

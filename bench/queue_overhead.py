@@ -25,7 +25,7 @@ from stylebot.bot.core import ImagesReady, Imagine, JobQueued, Notification, Req
 from stylebot.config import load_settings
 from stylebot.engine.models import write_tiny_model
 from stylebot.engine.runtime import StyleEngine
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 
@@ -101,7 +101,7 @@ async def main(runs: int) -> None:
             frontend.start_delivery()
             timed_engine = TimedEngine(engine)
             worker = build_worker(
-                settings, frontend.redis_url, handle_signals=False, ctx={"engine": timed_engine}
+                settings, frontend.redis_url, handle_signals=False, engine=timed_engine
             )
             task = asyncio.create_task(worker.async_run())
             direct: list[float] = []

@@ -292,7 +292,6 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     A Redis outage pauses it (and it starts the embedded Redis again if it runs it);
     an error it cannot go on from is raised, so the process exits non-zero.
     """
-    from stylebot.queue.outage_worker import KEEPER_CTX_KEY
     from stylebot.queue.worker import build_worker
 
     redis_url, embedded = start_worker_redis(settings)
@@ -301,7 +300,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     try:
         metrics = start_metrics_server(settings, redis_url, role="worker")
         asyncio.set_event_loop(asyncio.new_event_loop())
-        worker = build_worker(settings, redis_url, burst=burst, ctx={KEEPER_CTX_KEY: keeper})
+        worker = build_worker(settings, redis_url, burst=burst, redis_keeper=keeper)
         try:
             worker.run()
         except OSError as exc:

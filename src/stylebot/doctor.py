@@ -205,7 +205,7 @@ def check_model(settings: Settings) -> CheckResult:
 
     started = time.perf_counter()
     try:
-        # As the worker loads it (queue/worker.py), so a pass here means it loads there.
+        # As the worker loads it (queue/worker_context.py), so a pass here means it loads there.
         pipeline = load_pipeline(
             model,
             device=settings.device,

@@ -119,10 +119,15 @@ JobFunction = Callable[[dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any
 
 
 def observed_job(
-    function: JobFunction, kind: str, metrics: JobMetrics | None = None
+    function: JobFunction,
+    kind: str,
+    metrics: JobMetrics | None = None,
+    *,
+    engine: Callable[[], object] = lambda: None,
 ) -> JobFunction:
     """Wrap an arq job function: logs inside carry the job id, and its duration and
-    outcome are counted. The wrapper keeps the function's name (arq's job name)."""
+    outcome are counted, and `engine()`'s loaded adapters. The wrapper keeps the
+    function's name (arq's job name)."""
 
     @functools.wraps(function)
     async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -143,8 +148,8 @@ def observed_job(
                 raise
             finally:
                 recorder.record(kind, outcome, time.perf_counter() - started)
-                engine = ctx.get("engine")
-                adapters = getattr(getattr(engine, "generator", None), "loaded_adapters", None)
+                generator = getattr(engine(), "generator", None)
+                adapters = getattr(generator, "loaded_adapters", None)
                 if adapters is not None:
                     recorder.cached_adapters.set(len(adapters))
 

@@ -21,23 +21,28 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import redis
-from arq.constants import (
-    health_check_key_suffix,
-    in_progress_key_prefix,
-    job_key_prefix,
-    retry_key_prefix,
-)
 
 from stylebot.config import Settings
-from stylebot.queue.connection import QUEUE_NAME, cancel_key
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import (
+    ARQ_HEALTH_CHECK_SUFFIX,
+    EVENTS_STREAM,
+    QUEUE_HEALTH_KEY,
+    QUEUE_NAME,
+    TRAINING_PAUSED_KEY,
+    WORKER_HEALTH_PREFIX,
+    arq_in_progress_key,
+    arq_job_key,
+    arq_retry_key,
+    cancel_key,
+    presence_key,
+    worker_health_key,
+)
 from stylebot.queue.redis_server import (
     EmbeddedRedisError,
     check_socket_is_ours,
     socket_path_for,
 )
-from stylebot.queue.training_switch import TRAINING_PAUSED_KEY
-from stylebot.queue.worker_presence import lease_holder, presence_key
+from stylebot.queue.worker_presence import lease_holder
 
 __all__ = [
     "JOB_KINDS",
@@ -51,23 +56,12 @@ __all__ = [
     "redis_for_status",
     "render_snapshot",
     "run_status",
-    "worker_health_key",
 ]
 
 JOB_KINDS = ("train", "generate")
-# arq's own health-check key for the queue: one key, written by whichever worker
-# checked in last.
-QUEUE_HEALTH_KEY = QUEUE_NAME + health_check_key_suffix
-# One key per worker when workers pass `health_check_key=worker_health_key(name)`.
-WORKER_HEALTH_PREFIX = "stylebot:worker:"
 # Progress of running jobs is looked up in this many of the newest events.
 RECENT_EVENTS = 1000
 _HEALTH_FIELD = re.compile(r"(\w+)=(\d+)")
-
-
-def worker_health_key(worker_name: str) -> str:
-    """The health-check key of one worker (e.g. `host-pid`), so each shows separately."""
-    return f"{WORKER_HEALTH_PREFIX}{worker_name}{health_check_key_suffix}"
 
 
 class RedisUnavailable(RuntimeError):
@@ -178,7 +172,7 @@ def _workers(client: redis.Redis) -> list[WorkerHealth]:
         name = (
             "(arq queue check)"
             if key == QUEUE_HEALTH_KEY
-            else key.removeprefix(WORKER_HEALTH_PREFIX).removesuffix(health_check_key_suffix)
+            else key.removeprefix(WORKER_HEALTH_PREFIX).removesuffix(ARQ_HEALTH_CHECK_SUFFIX)
         )
         workers.append(
             WorkerHealth(
@@ -199,11 +193,11 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
     job_ids = [_text(member) for member in client.zrange(QUEUE_NAME, 0, -1)]
     pipe = client.pipeline(transaction=False)
     for job_id in job_ids:
-        pipe.get(job_key_prefix + job_id)
-        pipe.get(in_progress_key_prefix + job_id)
+        pipe.get(arq_job_key(job_id))
+        pipe.get(arq_in_progress_key(job_id))
         # arq counts each start of a job here: above 1 while running, or above 0
         # while queued, means a worker took it before and did not finish it.
-        pipe.get(retry_key_prefix + job_id)
+        pipe.get(arq_retry_key(job_id))
         # A cancelled job stays in arq's queue until a worker drops it: not waiting.
         pipe.exists(cancel_key(job_id))
     replies = pipe.execute() if job_ids else []

@@ -26,7 +26,8 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import QUEUE_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +92,7 @@ async def test_a_job_cancelled_while_queued_never_runs(
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": object()},  # must never be touched
+        engine=object(),  # must never be touched
     )
     async with asyncio.timeout(30):
         await arq_worker.async_run()

@@ -13,7 +13,8 @@ import pytest
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core import Imagine, JobProgress, JobQueued, Notification, Requester
 from stylebot.logs import current_job_id
-from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventPublisher
+from stylebot.queue.events import FRONTEND_GROUP, EventPublisher
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import JobEvent
 
 pytestmark = pytest.mark.slow

@@ -31,7 +31,7 @@ async def test_a_result_finished_while_no_front_end_could_deliver_arrives_after_
             first.redis_url,
             burst=True,
             handle_signals=False,
-            ctx={"engine": tiny_engine},
+            engine=tiny_engine,
         )
         async with asyncio.timeout(60):
             await worker.async_run()

@@ -21,7 +21,8 @@ from stylebot.bot.core import (
     Requester,
 )
 from stylebot.bot.core.delivery import DELIVERY_ATTEMPTS, Undeliverable
-from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP
+from stylebot.queue.events import FRONTEND_GROUP
+from stylebot.queue.keys import EVENTS_STREAM
 
 ME = Requester("refusing", "u1", "Ada", chat_id="c1")
 

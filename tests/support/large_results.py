@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventPublisher
+from stylebot.queue.events import FRONTEND_GROUP, EventPublisher
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 
 

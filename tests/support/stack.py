@@ -93,7 +93,7 @@ async def worker(settings: Settings, frontend: FrontEnd, tiny_engine: Any) -> As
     from stylebot.queue.worker import build_worker
 
     arq_worker = build_worker(
-        settings, frontend.redis_url, handle_signals=False, ctx={"engine": tiny_engine}
+        settings, frontend.redis_url, handle_signals=False, engine=tiny_engine
     )
     task = asyncio.create_task(arq_worker.async_run())
     yield

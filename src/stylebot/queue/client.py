@@ -8,16 +8,12 @@ from collections.abc import Sequence
 
 from arq.connections import ArqRedis
 
-from stylebot.queue.connection import (
-    MAX_PENDING_WAKES,
-    QUEUED_JOB_TTL_S,
-    WAKE_KEY,
-    cancel_key,
-)
+from stylebot.queue.connection import MAX_PENDING_WAKES, QUEUED_JOB_TTL_S
 from stylebot.queue.disk_rewrites import MIN_REWRITE_INTERVAL_S, DiskRewrites
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.fairness import Lane, in_turn_order, lane_of
 from stylebot.queue.forgetting import forget_jobs, forget_owner, revoke_blobs
+from stylebot.queue.keys import WAKE_KEY, cancel_key
 from stylebot.queue.outage import OUTAGE_ERRORS, as_queue_unavailable
 from stylebot.queue.payloads import GenerateJob, JobEvent, JobKind, TrainJob
 from stylebot.queue.traces import untraced_jobs

@@ -7,10 +7,8 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
-QUEUE_NAME = "stylebot:queue"
-# A front end pushes here after enqueueing; an idle worker blocks on it
-# (BLPOP) instead of polling, so it starts a job within a millisecond or two.
-WAKE_KEY = "stylebot:wake"
+from stylebot.queue.keys import QUEUE_NAME
+
 # Wakes nobody took (no worker running) are trimmed to this many.
 MAX_PENDING_WAKES = 64
 
@@ -27,11 +25,6 @@ def queued_job_ttl_text() -> str:
     """The wait limit as a user reads it: "30 days"."""
     days = QUEUED_JOB_TTL_S / (24 * 3600)
     return f"{days:g} days" if days >= 1 else f"{QUEUED_JOB_TTL_S:g} s"
-
-
-def cancel_key(job_id: str) -> str:
-    """Set by /cancel; a worker drops the job when it sees it."""
-    return f"stylebot:cancel:{job_id}"
 
 
 def serialize_job(data: dict[str, Any]) -> bytes:

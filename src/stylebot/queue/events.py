@@ -26,28 +26,26 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
+from stylebot.queue.keys import (
+    EVENTS_INDEXED_MARK,
+    EVENTS_STREAM,
+    OLD_DELIVERY_FAILURES_KEY,
+    delivered_parts_key,
+    delivery_failures_key,
+    job_events_key,
+)
 from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch, until_redis_answers
 from stylebot.queue.payloads import JobEvent
 
 log = logging.getLogger(__name__)
 
-EVENTS_STREAM = "stylebot:events"
 FRONTEND_GROUP = "frontend"
-# Failed deliveries of an event (+ its message id), kept across restarts: a front end
-# that restarts must not start counting again (stylebot.bot.core.delivery). One key per
-# event with the events' expiry, so a count goes with its event however that goes
-# (acknowledged, forgotten, trimmed).
-DELIVERY_FAILURES_PREFIX = "stylebot:events:delivery-failures:"
-# Where those counts were kept before: a hash that only ever lost fields on ack.
-_OLD_DELIVERY_FAILURES = "stylebot:events:delivery-failures"
-_JOB_EVENTS_PREFIX = "stylebot:events:of:"
-# Set once the entries written before the index existed are indexed (`index_old_entries`).
-_INDEXED_MARK = "stylebot:events:indexed"
+# Failed deliveries of an event are counted in Redis, one key per event with the
+# events' expiry (`delivery_failures_key`): a front end that restarts must not start
+# counting again (stylebot.bot.core.delivery), and a count goes with its event.
 _INDEX_PAGE = 1000
-# Parts of an event's notifications that reached the platform (part key -> note), so a
-# retry sends only the rest (stylebot.delivery_loop): a hash per event, kept and removed
-# with its failure count.
-DELIVERED_PARTS_PREFIX = "stylebot:events:delivered-parts:"
+# Parts of an event's notifications that reached the platform (`delivered_parts_key`,
+# part key -> note), so a retry sends only the rest (stylebot.delivery_loop).
 # Bounded: the stream is a mailbox, not an archive (results live in SQLite).
 STREAM_MAXLEN = 100_000
 # ...in time too: events carry what users asked for (a preview's prompt is a style's
@@ -61,19 +59,6 @@ redis.call('SADD', KEYS[2], id)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return id
 """
-
-
-def job_events_key(job_id: str) -> str:
-    """The set of a job's entry ids in the events stream."""
-    return _JOB_EVENTS_PREFIX + job_id
-
-
-def delivery_failures_key(message_id: str) -> str:
-    return DELIVERY_FAILURES_PREFIX + message_id
-
-
-def delivered_parts_key(message_id: str) -> str:
-    return DELIVERED_PARTS_PREFIX + message_id
 
 
 class EventPublisher:
@@ -124,7 +109,7 @@ class EventPublisher:
 async def index_old_entries(redis: Redis) -> int:
     """Once per Redis, at a front end's start: index the entries published before the
     per-job index existed, so forgetting their jobs finds them too. Returns how many."""
-    if await redis.exists(_INDEXED_MARK):
+    if await redis.exists(EVENTS_INDEXED_MARK):
         return 0
     indexed = 0
     start = "-"
@@ -143,8 +128,8 @@ async def index_old_entries(redis: Redis) -> int:
         last = page[-1][0]
         start = "(" + (last.decode() if isinstance(last, bytes) else last)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(_INDEXED_MARK, b"1")
-        pipe.delete(_OLD_DELIVERY_FAILURES)  # counts only: recounted from nought
+        pipe.set(EVENTS_INDEXED_MARK, b"1")
+        pipe.delete(OLD_DELIVERY_FAILURES_KEY)  # counts only: recounted from nought
         await pipe.execute()
     return indexed
 

@@ -27,24 +27,32 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 
-from arq.constants import abort_jobs_ss, job_key_prefix, result_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, serialize_job
+from stylebot.queue.connection import QUEUED_JOB_TTL_S, serialize_job
 from stylebot.queue.events import (
-    EVENTS_STREAM,
     FRONTEND_GROUP,
     delivery_state_keys,
-    job_events_key,
 )
 from stylebot.queue.fairness import LANES
-from stylebot.queue.recovery import checkpoint_key, train_result_key
-from stylebot.queue.turns import owner_rounds_key, turns_key
+from stylebot.queue.keys import (
+    ARQ_ABORTED_JOBS_KEY,
+    EVENTS_STREAM,
+    QUEUE_NAME,
+    REVOKED_BLOBS_KEY,
+    arq_job_key,
+    arq_result_key,
+    arq_retry_key,
+    checkpoint_key,
+    job_events_key,
+    owner_rounds_key,
+    train_result_key,
+    turns_key,
+)
 
 __all__ = [
     "REVOCATION_KEEP_S",
-    "REVOKED_BLOBS_KEY",
     "forget_jobs",
     "forget_owner",
     "result_without_arguments",
@@ -55,7 +63,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REVOKED_BLOBS_KEY = "stylebot:revoked-blobs"
 # As long as a job may wait in the queue: a worker's cache entry unused for longer is
 # dropped at start without looking (see the module doc).
 REVOCATION_KEEP_S = QUEUED_JOB_TTL_S
@@ -102,14 +109,14 @@ async def _forget_job_records(redis: Redis, ids: list[str]) -> list[str]:
     async with redis.pipeline(transaction=True) as pipe:
         for job_id in ids:
             pipe.delete(
-                job_key_prefix + job_id,
-                result_key_prefix + job_id,
-                retry_key_prefix + job_id,
+                arq_job_key(job_id),
+                arq_result_key(job_id),
+                arq_retry_key(job_id),
                 checkpoint_key(job_id),
                 train_result_key(job_id),
             )
         pipe.zrem(QUEUE_NAME, *ids)
-        pipe.zrem(abort_jobs_ss, *ids)
+        pipe.zrem(ARQ_ABORTED_JOBS_KEY, *ids)
         for lane in LANES:
             pipe.hdel(turns_key(lane), *ids)
         await pipe.execute()

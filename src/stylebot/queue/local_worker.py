@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from stylebot.child_environment import FRONT_END_SECRETS, inherited_environment
 from stylebot.config import ENV_PREFIX, Settings
+from stylebot.queue.keys import worker_health_key
 from stylebot.startup_checks import StartupError
-from stylebot.terminal_status import worker_health_key
 
 
 def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:

@@ -27,15 +27,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Where `run_worker` puts the keeper of the embedded Redis, if this worker runs one.
-KEEPER_CTX_KEY = "redis_keeper"
-
 
 class OutageTolerantWorker(Worker):
     """An arq Worker that outlives its Redis going away (see the module doc)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, redis_keeper: EmbeddedRedisKeeper | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # The embedded Redis this process keeps, if it does: started again after an outage.
+        self._redis_keeper = redis_keeper
         # Set on SIGTERM/SIGINT: from then on nothing waits for Redis to come back.
         self.stopping = False
         self._outage = OutageWatch("the worker")
@@ -52,9 +53,8 @@ class OutageTolerantWorker(Worker):
             await self.poll_once()
         except OUTAGE_ERRORS as exc:
             delay = self._outage.failed(exc)
-            keeper: EmbeddedRedisKeeper | None = self.ctx.get(KEEPER_CTX_KEY)
-            if keeper is not None:
-                await keeper.revive()
+            if self._redis_keeper is not None:
+                await self._redis_keeper.revive()
             await asyncio.sleep(delay)
 
     async def lasting(self, operation: Callable[[], Awaitable[T]], what: str) -> T:

@@ -22,11 +22,11 @@ import logging
 import time
 from types import TracebackType
 
-from arq.constants import in_progress_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
+from stylebot.queue.keys import arq_in_progress_key, arq_retry_key, checkpoint_key, train_result_key
 from stylebot.queue.payloads import TrainResult
 from stylebot.storage.blobs import DamagedBlob, LocalBlobStore
 
@@ -37,14 +37,6 @@ log = logging.getLogger(__name__)
 RECORD_TTL_S = QUEUED_JOB_TTL_S
 # How soon a failed lease renewal is tried again (at most).
 LEASE_RETRY_S = 1.0
-
-
-def checkpoint_key(job_id: str) -> str:
-    return f"stylebot:checkpoint:{job_id}"
-
-
-def train_result_key(job_id: str) -> str:
-    return f"stylebot:train-result:{job_id}"
 
 
 class JobLease:
@@ -64,7 +56,7 @@ class JobLease:
         # Written into the lease, so the front end can tell whether its holder is alive
         # (`stylebot.queue.worker_presence`); arq itself only checks the key exists.
         self.holder = worker_id.encode() if worker_id is not None else b"1"
-        self.key = in_progress_key_prefix + job_id
+        self.key = arq_in_progress_key(job_id)
         self.lease_ms = max(1, int(lease_s * 1000))
         self._task: asyncio.Task[None] | None = None
 
@@ -236,7 +228,7 @@ async def give_back_try(redis: Redis, job_id: str) -> None:
     the workers would fail a job that never failed. A worker that dies
     without a shutdown (SIGKILL) cannot give its try back: that counts.
     """
-    key = retry_key_prefix + job_id
+    key = arq_retry_key(job_id)
     # Atomic, and never below zero: the run may have been its first.
     await redis.eval(
         "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "

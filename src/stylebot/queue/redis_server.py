@@ -46,6 +46,7 @@ from types import TracebackType
 import redis
 
 from stylebot.child_environment import inherited_environment
+from stylebot.queue.keys import EMBEDDED_REDIS_EXIT_LOCK_KEY
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ log = logging.getLogger(__name__)
 _MAX_SOCKET_PATH = 100
 #: The name prefix of each sharing process's presence connection (see the module doc).
 PRESENCE_NAME_PREFIX = "stylebot-embedded"
-#: The key that serialises exits; it expires on its own if its holder dies.
-_EXIT_LOCK_KEY = "stylebot:embedded-redis:exiting"
+#: The exit lock (`EMBEDDED_REDIS_EXIT_LOCK_KEY`) expires on its own if its holder dies.
 _EXIT_LOCK_MS = 10_000
 
 
@@ -325,13 +325,13 @@ class EmbeddedRedis:
             ]
             if not others:
                 if locked:
-                    presence.delete(_EXIT_LOCK_KEY)
+                    presence.delete(EMBEDDED_REDIS_EXIT_LOCK_KEY)
                 return False
             # One round trip: Redis frees a QUITting client before serving the next
             # sharer that takes the lock, so that one does not count us.
             pipe = presence.pipeline(transaction=False)
             if locked:
-                pipe.delete(_EXIT_LOCK_KEY)
+                pipe.delete(EMBEDDED_REDIS_EXIT_LOCK_KEY)
             pipe.execute_command("QUIT")
             with contextlib.suppress(redis.ConnectionError):
                 pipe.execute()
@@ -354,7 +354,7 @@ class EmbeddedRedis:
         name = presence.client_getname() or ""
         while True:
             try:
-                if presence.set(_EXIT_LOCK_KEY, name, nx=True, px=_EXIT_LOCK_MS):
+                if presence.set(EMBEDDED_REDIS_EXIT_LOCK_KEY, name, nx=True, px=_EXIT_LOCK_MS):
                     return True
             except redis.ResponseError as exc:
                 log.warning(

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventConsumer
-from stylebot.queue.recovery import train_result_key
+from stylebot.queue.events import FRONTEND_GROUP, EventConsumer
+from stylebot.queue.keys import (
+    EVENTS_STREAM,
+    arq_in_progress_key,
+    arq_job_key,
+    arq_result_key,
+    train_result_key,
+)
 
 # Stream entries read per round trip while looking for unhandled events.
 _READ_BATCH = 1000
@@ -28,9 +33,9 @@ async def untraced_jobs(redis: Redis, job_ids: Sequence[str]) -> set[str]:
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
             pipe.exists(
-                job_key_prefix + job_id,
-                in_progress_key_prefix + job_id,
-                result_key_prefix + job_id,
+                arq_job_key(job_id),
+                arq_in_progress_key(job_id),
+                arq_result_key(job_id),
                 train_result_key(job_id),
             )
         found = await pipe.execute()

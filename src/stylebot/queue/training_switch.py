@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-# Set while training is paused; the value says who paused it.
-TRAINING_PAUSED_KEY = "stylebot:admin:training-paused"
+from stylebot.queue.keys import TRAINING_PAUSED_KEY
 
 
 class RedisTrainingSwitch:

@@ -23,29 +23,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job as arq_job_bytes
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
-from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, serialize_job
+from stylebot.queue.connection import QUEUED_JOB_TTL_S, serialize_job
 from stylebot.queue.fairness import LANES, Lane, Turn
-
-ARRIVALS_KEY = "stylebot:turns:arrivals"
-VERSION_KEY = "stylebot:turns:version"
-
-
-def turns_key(lane: Lane) -> str:
-    return f"stylebot:turns:{lane}"
-
-
-def owner_rounds_key(lane: Lane) -> str:
-    return f"stylebot:turns:{lane}:owners"
-
-
-def current_round_key(lane: Lane) -> str:
-    return f"stylebot:turns:{lane}:current"
-
+from stylebot.queue.keys import (
+    QUEUE_NAME,
+    TURN_ARRIVALS_KEY,
+    TURNS_VERSION_KEY,
+    arq_job_key,
+    arq_result_key,
+    current_round_key,
+    owner_rounds_key,
+    turns_key,
+)
 
 # arq's enqueue (job key unless it or a result exists, then the queue entry)
 # with the turn, in one script. Returns the turn; nil when the job exists.
@@ -98,14 +91,14 @@ async def enqueue_with_turn(
     enqueued_ms = timestamp_ms()
     job = arq_job_bytes(function, (payload,), {}, None, enqueued_ms, serializer=serialize_job)
     keys = [
-        job_key_prefix + job_id,
-        result_key_prefix + job_id,
+        arq_job_key(job_id),
+        arq_result_key(job_id),
         QUEUE_NAME,
         turns_key(lane),
         owner_rounds_key(lane),
         current_round_key(lane),
-        ARRIVALS_KEY,
-        VERSION_KEY,
+        TURN_ARRIVALS_KEY,
+        TURNS_VERSION_KEY,
     ]
     # The job key lives as long as a job may wait (arq's default: one day).
     args = [job_id, owner or "", job, QUEUED_JOB_TTL_S * 1000, enqueued_ms]
@@ -115,14 +108,14 @@ async def enqueue_with_turn(
 
 async def queue_version(redis: Redis) -> bytes:
     """Moves whenever a job is queued; read before reading the queue (see `claim`)."""
-    version: bytes | None = await redis.get(VERSION_KEY)
+    version: bytes | None = await redis.get(TURNS_VERSION_KEY)
     return version if version is not None else b"0"
 
 
 async def claim(redis: Redis, version: bytes, lane: Lane, job_id: str) -> bool:
     """May a worker that read the queue at `version` start the job? If so, its round
     becomes the lane's current round; if not, a job was queued since: read again."""
-    keys = [VERSION_KEY, turns_key(lane), current_round_key(lane)]
+    keys = [TURNS_VERSION_KEY, turns_key(lane), current_round_key(lane)]
     return bool(await redis.eval(_CLAIM, len(keys), *keys, version, job_id))
 
 

@@ -15,10 +15,10 @@ import logging
 import os
 import socket
 
-from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from stylebot.queue.keys import arq_in_progress_key, presence_key
 from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 PRESENCE_TTL_S = 10.0
 #: How often a worker renews its presence: several times a TTL, so a blip costs nothing.
 PRESENCE_RENEW_S = 2.5
-
-
-def presence_key(worker_id: str) -> str:
-    return f"stylebot:worker-alive:{worker_id}"
 
 
 def this_worker_id() -> str:
@@ -93,7 +89,7 @@ async def job_worker_alive(redis: Redis, job_id: str) -> bool:
     No lease: the job waits for a worker again. A lease with no worker id (taken
     by a worker older than presence keys): its holder is taken to be alive.
     """
-    holder = await redis.get(in_progress_key_prefix + job_id)
+    holder = await redis.get(arq_in_progress_key(job_id))
     if holder is None:
         return False
     worker_id = lease_holder(holder)

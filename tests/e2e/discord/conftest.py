@@ -97,7 +97,7 @@ async def start_worker(
 
     async def start() -> None:
         worker = build_worker(
-            settings, frontend.redis_url, handle_signals=False, ctx={"engine": tiny_engine}
+            settings, frontend.redis_url, handle_signals=False, engine=tiny_engine
         )
         running.append((worker, asyncio.create_task(worker.async_run())))
 

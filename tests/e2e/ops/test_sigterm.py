@@ -19,15 +19,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from arq.constants import in_progress_key_prefix
 from tests.fakes.telegram_api import FakeTelegram
 
 from stylebot.bot.console import make_sample_images
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
+from stylebot.queue.keys import arq_in_progress_key, presence_key
 from stylebot.queue.payloads import TrainJob, TrainSettings
 from stylebot.queue.redis_server import EmbeddedRedis, socket_path_for
-from stylebot.queue.worker_presence import presence_key
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import QueueSnapshot, read_snapshot
 
@@ -185,7 +184,7 @@ async def test_a_worker_stopped_mid_training_exits_0_and_the_job_is_not_lost(
         )
         (seen,) = running.running
         assert (seen.kind, seen.total) == ("train", 100_000)
-        holder = client.get(in_progress_key_prefix + job.job_id)
+        holder = client.get(arq_in_progress_key(job.job_id))
         assert holder is not None
         assert client.exists(presence_key(holder.decode()))
 

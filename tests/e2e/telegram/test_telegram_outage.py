@@ -13,7 +13,8 @@ from tests.support.large_results import finish_with_images, noise_png, unacknowl
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core import Imagine, JobQueued, Requester
 from stylebot.bot.telegram import TelegramAdapter
-from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP
+from stylebot.queue.events import FRONTEND_GROUP
+from stylebot.queue.keys import EVENTS_STREAM
 
 pytestmark = pytest.mark.slow
 

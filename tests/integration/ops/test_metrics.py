@@ -105,9 +105,9 @@ async def test_job_durations_outcomes_and_failures_are_counted(metrics: MetricsS
         generator = Generator()
 
     before = await asyncio.to_thread(scrape, metrics.url)
-    wrapped = observed_job(finishes, "generate")
+    wrapped = observed_job(finishes, "generate", engine=Engine)
     assert wrapped.__name__ == "finishes"  # arq names jobs after the function
-    await wrapped({"engine": Engine()}, {"job_id": "j1"})
+    await wrapped({}, {"job_id": "j1"})
     await observed_job(is_cancelled, "train")({}, {"job_id": "j2"})
     with pytest.raises(RuntimeError):
         await observed_job(fails, "train")({}, {"job_id": "j3"})

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from arq.constants import job_key_prefix
 from tests.fakes.telegram_api import AlbumDocument, FakeTelegram
 from tests.support.processes import StylebotProcess, child_env, wait_until, worker_host
 
@@ -34,9 +33,8 @@ from stylebot.bot.console import make_sample_images
 from stylebot.provenance.content_credentials import read_content_credentials
 from stylebot.provenance.signing import CHAIN_FILE, KEY_FILE, ensure_signing_identity
 from stylebot.queue.connection import deserialize_job
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM, arq_job_key, checkpoint_key
 from stylebot.queue.payloads import JobEvent, TrainJob
-from stylebot.queue.recovery import checkpoint_key
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.terminal_status import RunningJob, read_snapshot
 
@@ -176,7 +174,7 @@ async def test_a_job_whose_worker_is_killed_finishes_on_the_other_and_reaches_th
         training = running_training(client)
         assert training is not None
         job_id = training.job_id
-        record = client.get(job_key_prefix + job_id)
+        record = client.get(arq_job_key(job_id))
         assert record is not None
         payload = TrainJob.from_dict(deserialize_job(record)["a"][0])
         holders = [w for w in workers if w.job_log(job_id)]

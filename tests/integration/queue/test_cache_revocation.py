@@ -15,7 +15,8 @@ from arq.connections import ArqRedis
 from stylebot.engine.worker_cache import IN_USE_S, BlobCache, RevokedBlobError
 from stylebot.queue.cache_revocation import CacheRevocationWatch
 from stylebot.queue.client import ArqJobQueue
-from stylebot.queue.forgetting import REVOCATION_KEEP_S, REVOKED_BLOBS_KEY
+from stylebot.queue.forgetting import REVOCATION_KEEP_S
+from stylebot.queue.keys import REVOKED_BLOBS_KEY
 
 DELETED = "a" * 64
 KEPT = "b" * 64

@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from stylebot.queue.events import (
-    EVENTS_KEEP_S,
-    EVENTS_STREAM,
-    FRONTEND_GROUP,
-    EventConsumer,
-    EventPublisher,
-    delivery_failures_key,
-)
+from stylebot.queue.events import EVENTS_KEEP_S, FRONTEND_GROUP, EventConsumer, EventPublisher
+from stylebot.queue.keys import EVENTS_STREAM, delivery_failures_key
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis
 

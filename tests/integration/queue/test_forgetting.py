@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import Job as ArqJob
 from tests.support.leftovers import files_containing, redis_keys_containing
 from tests.support.root_logging import restore_root_logging  # noqa: F401 (a fixture)
@@ -33,8 +32,9 @@ from stylebot.bot.core import (
 )
 from stylebot.bot.core.jobs import job_owner
 from stylebot.logs import configure_logging
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
-from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventPublisher
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.events import FRONTEND_GROUP, EventPublisher
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, arq_job_key, arq_result_key
 from stylebot.queue.payloads import JobEvent, TrainingPreview, TrainResult
 from stylebot.queue.recovery import CheckpointStore, remember_finished_training
 
@@ -100,7 +100,7 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
     needles = [token.encode(), job_owner(user).encode()]
     before = redis_keys_containing(client, needles)
     # The search sees them: payloads, the event, the owner's turns.
-    assert job_key_prefix.encode() + queued.job_id.encode() in before
+    assert arq_job_key(queued.job_id).encode() in before
     assert b"stylebot:events" in before
     assert b"stylebot:turns:generate:owners" in before
     job_records = [f"stylebot:{kind}:{train.job_id}" for kind in ("train-result", "checkpoint")]
@@ -113,7 +113,7 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
     assert client.exists(*job_records) == 0
     assert client.xpending(EVENTS_STREAM, FRONTEND_GROUP)["pending"] == 0
     # Bob's job is untouched.
-    assert client.exists(job_key_prefix + others.job_id)
+    assert client.exists(arq_job_key(others.job_id))
     assert client.zscore(QUEUE_NAME, others.job_id) is not None
     # The append-only file was rewritten after the erasure: it holds none of it either.
     rewrites = client.info("commandstats")["cmdstat_bgrewriteaof"]["calls"]
@@ -146,7 +146,7 @@ async def test_a_workers_results_and_logs_hold_no_job_arguments(frontend: FrontE
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": object()},  # never touched: the job was cancelled
+        engine=object(),  # never touched: the job was cancelled
     )
     async with asyncio.timeout(30):
         await arq_worker.async_run()
@@ -157,7 +157,7 @@ async def test_a_workers_results_and_logs_hold_no_job_arguments(frontend: FrontE
     )
     assert await arq_job.result(timeout=5) == {"cancelled": True}
     client = sync_client(frontend)
-    stored = client.get(result_key_prefix + queued.job_id)
+    stored = client.get(arq_result_key(queued.job_id))
     client.close()
     assert stored is not None
     assert token.encode() not in stored

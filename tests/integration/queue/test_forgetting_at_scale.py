@@ -6,22 +6,16 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis
 
-from stylebot.queue.events import (
-    EVENTS_KEEP_S,
+from stylebot.queue.events import EVENTS_KEEP_S, FRONTEND_GROUP, EventConsumer, EventPublisher
+from stylebot.queue.forgetting import forget_jobs
+from stylebot.queue.keys import (
     EVENTS_STREAM,
-    FRONTEND_GROUP,
-    EventConsumer,
-    EventPublisher,
     delivery_failures_key,
     job_events_key,
-)
-from stylebot.queue.forgetting import forget_jobs
-from stylebot.queue.payloads import JobEvent, TrainResult
-from stylebot.queue.recovery import (
-    mark_training_reported,
-    remember_finished_training,
     train_result_key,
 )
+from stylebot.queue.payloads import JobEvent, TrainResult
+from stylebot.queue.recovery import mark_training_reported, remember_finished_training
 
 FORGOTTEN = "generate-forgotten"
 OTHERS = 20_000

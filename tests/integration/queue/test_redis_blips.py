@@ -15,13 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
-from stylebot.queue.connection import cancel_key
+from stylebot.queue.job_lifecycle import CancelWatch
+from stylebot.queue.keys import arq_in_progress_key, cancel_key
 from stylebot.queue.recovery import CheckpointStore, JobLease
 from stylebot.queue.redis_server import EmbeddedRedis
-from stylebot.queue.worker import CancelWatch
 from stylebot.storage.blobs import LocalBlobStore
 
 USER = "worker"
@@ -55,7 +54,7 @@ async def clients(tmp_path: Path) -> AsyncIterator[Clients]:
 
 
 async def test_the_lease_is_renewed_again_after_a_failed_renewal(clients: Clients) -> None:
-    key = in_progress_key_prefix + "j1"
+    key = arq_in_progress_key("j1")
     await clients.admin.psetex(key, 600, b"1")
     lease = JobLease(clients.worker, "j1", 0.6)  # renewed every 0.2 s
     async with lease:
@@ -70,7 +69,7 @@ async def test_the_lease_is_renewed_again_after_a_failed_renewal(clients: Client
 async def test_a_lease_not_renewed_for_its_lifetime_is_logged_as_an_error(
     clients: Clients, caplog: pytest.LogCaptureFixture
 ) -> None:
-    key = in_progress_key_prefix + "j2"
+    key = arq_in_progress_key("j2")
     await clients.admin.psetex(key, 600, b"1")
     with caplog.at_level(logging.WARNING, logger="stylebot.queue.recovery"):
         async with JobLease(clients.worker, "j2", 0.6):

@@ -7,23 +7,14 @@ import hashlib
 import random
 
 import pytest
-from arq import func
-from arq.constants import in_progress_key_prefix
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.queue.client import QueueError
-from stylebot.queue.connection import QUEUE_NAME
 from stylebot.queue.fairness import LaneTurns, Turn
+from stylebot.queue.keys import QUEUE_NAME, arq_in_progress_key, current_round_key, owner_rounds_key
 from stylebot.queue.payloads import GenerateJob
-from stylebot.queue.turns import (
-    claim,
-    current_round_key,
-    lane_turns,
-    owner_rounds_key,
-    queue_version,
-    read_turns,
-)
-from stylebot.queue.worker import StyleWorker, generate
+from stylebot.queue.turns import claim, lane_turns, queue_version, read_turns
+from stylebot.queue.worker import StyleWorker
 
 
 def _job(job_id: str, owner: str | None) -> GenerateJob:
@@ -131,15 +122,10 @@ async def test_a_retried_job_keeps_its_turn_and_a_finished_one_leaves(frontend: 
         await frontend.queue.enqueue_generate(_job(job_id, owner))
     # The worker's bookkeeping on the front end's connection (never closed here:
     # closing a worker closes its pool).
-    worker = StyleWorker(
-        functions=[func(generate, name="generate")],
-        redis_pool=redis,
-        queue_name=QUEUE_NAME,
-        handle_signals=False,
-    )
+    worker = StyleWorker(frontend.settings, redis_pool=redis, handle_signals=False)
     # What arq does with a job it ran but did not finish (a shutdown, or a
     # lapsed lease): it stays queued for a retry, in its turn.
-    await redis.set(in_progress_key_prefix + "ada-1", b"1")
+    await redis.set(arq_in_progress_key("ada-1"), b"1")
     await worker.finish_job("ada-1", False, None, None, False, None, None)
     assert await frontend.queue.waiting_order("generate") == ["ada-1", "bea-1", "ada-2"]
     # Done, its result kept: it leaves the order.

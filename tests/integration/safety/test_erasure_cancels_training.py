@@ -28,7 +28,8 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import QUEUE_NAME
 
 pytestmark = pytest.mark.slow
 

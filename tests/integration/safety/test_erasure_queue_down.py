@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from tests.fakes.core import SteppingClock, person, png
 
@@ -38,7 +37,8 @@ from stylebot.bot.core import (
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.config import Settings
 from stylebot.queue.client import ArqJobQueue
-from stylebot.queue.connection import cancel_key, connect
+from stylebot.queue.connection import connect
+from stylebot.queue.keys import arq_job_key, cancel_key
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.storage import LocalBlobStore, SqliteRepository
@@ -180,7 +180,7 @@ async def test_a_clean_up_left_by_the_last_run_is_carried_out_when_the_front_end
     job_id = "generate-0123456789abcdef"
     with EmbeddedRedis(settings.data_dir) as server:  # the front end joins it
         client = Redis(unix_socket_path=str(server.socket_path))
-        await client.set(job_key_prefix + job_id, SECRET_PROMPT.encode())
+        await client.set(arq_job_key(job_id), SECRET_PROMPT.encode())
         repo = await SqliteRepository.open(settings.database_path)
         async with repo.transaction():
             await SqlitePendingQueueCleanups(repo).add(
@@ -189,7 +189,7 @@ async def test_a_clean_up_left_by_the_last_run_is_carried_out_when_the_front_end
         await repo.close()
 
         async with open_frontend(settings):
-            assert await client.exists(job_key_prefix + job_id) == 0
+            assert await client.exists(arq_job_key(job_id)) == 0
             with sqlite3.connect(settings.database_path) as db:
                 assert db.execute("SELECT COUNT(*) FROM pending_queue_cleanups").fetchone() == (0,)
         await client.aclose()

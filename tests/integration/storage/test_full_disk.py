@@ -34,7 +34,8 @@ from stylebot.bot.core import (
 )
 from stylebot.bot.core.errors import StorageFull
 from stylebot.config import Settings
-from stylebot.queue.events import EVENTS_STREAM, FRONTEND_GROUP, EventPublisher
+from stylebot.queue.events import FRONTEND_GROUP, EventPublisher
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.storage import LocalBlobStore

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 
@@ -55,7 +55,7 @@ async def test_requests_waiting_together_are_batched_and_each_gets_its_image(
             frontend.redis_url,
             burst=True,
             handle_signals=False,
-            ctx={"engine": tiny_engine},
+            engine=tiny_engine,
         )
         async with asyncio.timeout(120):
             await worker.async_run()

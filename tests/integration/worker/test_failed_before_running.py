@@ -19,14 +19,19 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, retry_key_prefix
 
 from stylebot.config import Settings
 from stylebot.queue.client import ArqJobQueue
-from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, connect
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.connection import QUEUED_JOB_TTL_S, connect
+from stylebot.queue.keys import (
+    EVENTS_STREAM,
+    QUEUE_NAME,
+    arq_job_key,
+    arq_retry_key,
+    checkpoint_key,
+)
 from stylebot.queue.payloads import JobEvent, TrainJob
-from stylebot.queue.recovery import CheckpointStore, checkpoint_key
+from stylebot.queue.recovery import CheckpointStore
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.queue.turns import drop_turn
@@ -67,7 +72,7 @@ async def start_worker(
     started: list[tuple[Any, asyncio.Task[None]]] = []
 
     async def start() -> None:
-        worker = build_worker(settings, url, handle_signals=False, ctx={"engine": NoEngine()})
+        worker = build_worker(settings, url, handle_signals=False, engine=NoEngine())
         started.append((worker, asyncio.create_task(worker.async_run())))
 
     yield start
@@ -105,7 +110,7 @@ async def test_a_job_over_its_tries_is_reported_failed_and_its_checkpoint_droppe
     # Three earlier runs were SIGKILLed after saving a checkpoint: arq counted three tries.
     await CheckpointStore(client, blobs).save(job.job_id, b"lora and optimiser state", 150)
     saved_blob = await blobs.put(b"lora and optimiser state")
-    await client.set(retry_key_prefix + job.job_id, 3)
+    await client.set(arq_retry_key(job.job_id), 3)
 
     await start_worker()
     failed = await _failure(client, job.job_id)
@@ -123,7 +128,7 @@ async def test_a_job_key_lives_as_long_as_a_queued_job_may_wait(
 ) -> None:
     _url, client = redis
     await ArqJobQueue(client).enqueue_train(TrainJob("waits", 1, "t", ("0" * 64,)))
-    ttl_s = await client.pttl(job_key_prefix + "waits") / 1000
+    ttl_s = await client.pttl(arq_job_key("waits")) / 1000
     assert QUEUED_JOB_TTL_S - 60 < ttl_s <= QUEUED_JOB_TTL_S
     assert QUEUED_JOB_TTL_S >= 30 * 24 * 3600  # arq's own default, one day, is too short
 
@@ -136,7 +141,7 @@ async def test_an_expired_training_job_waits_out_a_pause_then_is_reported(
     await switch.pause("admin")
     await ArqJobQueue(client).enqueue_train(TrainJob("expired", 2, "t", ("0" * 64,)))
     # Its key expires while training is paused (after QUEUED_JOB_TTL_S in real life).
-    await client.pexpire(job_key_prefix + "expired", 200)
+    await client.pexpire(arq_job_key("expired"), 200)
     await asyncio.sleep(0.4)
 
     await start_worker()
@@ -203,7 +208,7 @@ async def test_a_job_of_unknown_kind_is_not_started_while_training_is_paused(
     await ArqJobQueue(client).enqueue_train(TrainJob("unknown", 5, "t", ("0" * 64,)))
     # Neither its payload nor its turn says what it is: it may be a training job.
     await drop_turn(client, "unknown")
-    await client.delete(job_key_prefix + "unknown")
+    await client.delete(arq_job_key("unknown"))
 
     await start_worker()
     await asyncio.sleep(2)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 
@@ -47,7 +47,7 @@ async def test_a_later_user_s_request_runs_before_an_earlier_user_s_backlog(
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": tiny_engine},
+        engine=tiny_engine,
     )
     async with asyncio.timeout(120):
         await worker.async_run()

@@ -22,8 +22,8 @@ from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core import ImagesReady, Imagine, JobFinished, JobQueued, JobStatus, Requester
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME
 from stylebot.queue.local_worker import settings_env
 from stylebot.queue.payloads import JobEvent
 

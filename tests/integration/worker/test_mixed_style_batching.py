@@ -14,9 +14,10 @@ from PIL import Image
 from tests.integration.engine.test_lora_files import other_architecture_lora
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.job_bodies import mixed_style_batches
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent, TrainSettings
-from stylebot.queue.worker import build_worker, mixed_style_batches
+from stylebot.queue.worker import build_worker
 from stylebot.trainer import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -87,7 +88,7 @@ async def _run_jobs(
             frontend.redis_url,
             burst=True,
             handle_signals=False,
-            ctx={"engine": tiny_engine},
+            engine=tiny_engine,
         )
         async with asyncio.timeout(120):
             await worker.async_run()
@@ -133,7 +134,7 @@ async def test_a_style_that_does_not_fit_fails_alone_in_a_mixed_batch(
         await frontend.queue.enqueue_generate(job)
     settings = frontend.settings.replace(max_batch_size=4, mixed_style_batches="on")
     worker = build_worker(
-        settings, frontend.redis_url, burst=True, handle_signals=False, ctx={"engine": tiny_engine}
+        settings, frontend.redis_url, burst=True, handle_signals=False, engine=tiny_engine
     )
     async with asyncio.timeout(120):
         await worker.async_run()

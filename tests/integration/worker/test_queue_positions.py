@@ -23,8 +23,7 @@ from stylebot.bot.core import (
 )
 from stylebot.bot.core.admin import ShowQueue
 from stylebot.config import Settings
-from stylebot.queue.connection import QUEUE_NAME
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME
 from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 
@@ -68,7 +67,7 @@ async def test_reported_positions_are_the_order_the_worker_runs_the_jobs(
     # the device runs them is the order the worker started them in.
     unbatched = frontend.settings.replace(max_batch_size=1, worker_concurrency=len(arrivals))
     worker = build_worker(
-        unbatched, frontend.redis_url, burst=True, handle_signals=False, ctx={"engine": tiny_engine}
+        unbatched, frontend.redis_url, burst=True, handle_signals=False, engine=tiny_engine
     )
     async with asyncio.timeout(180):
         await worker.async_run()
@@ -173,7 +172,7 @@ async def _run_until_empty(frontend: FrontEnd, tiny_engine: Any) -> None:
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": tiny_engine},
+        engine=tiny_engine,
     )
     assert worker.max_jobs == 2
     async with asyncio.timeout(300):
@@ -230,7 +229,7 @@ async def test_positions_told_at_any_moment_are_the_order_a_running_worker_keeps
 ) -> None:
     ada, bea, cy, dan = everyone = [_person(name) for name in ("ada", "bea", "cy", "dan")]
     worker = build_worker(
-        _two_slots(frontend), frontend.redis_url, handle_signals=False, ctx={"engine": tiny_engine}
+        _two_slots(frontend), frontend.redis_url, handle_signals=False, engine=tiny_engine
     )
     running = asyncio.create_task(worker.async_run())
     snapshots: list[list[str]] = []

@@ -32,11 +32,10 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, checkpoint_key
 from stylebot.queue.local_worker import settings_env
 from stylebot.queue.payloads import JobEvent
-from stylebot.queue.recovery import checkpoint_key
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import redis as sync_redis
-from arq.constants import in_progress_key_prefix
 from tests.support.processes import StylebotProcess
 from tests.support.stack import Inbox
 
@@ -31,8 +30,9 @@ from stylebot.bot.core import (
     UploadImages,
 )
 from stylebot.bot.core.model import JobStatus
+from stylebot.queue.keys import arq_in_progress_key, presence_key
 from stylebot.queue.local_worker import settings_env
-from stylebot.queue.worker_presence import PRESENCE_TTL_S, presence_key
+from stylebot.queue.worker_presence import PRESENCE_TTL_S
 from stylebot.terminal_status import read_snapshot, render_snapshot
 
 ME = Requester("test", "u1", "Ada", chat_id="c1", server_id="s1")
@@ -90,14 +90,14 @@ async def test_status_says_the_worker_stopped_soon_after_it_was_killed(
         assert [r.worker_stopped for r in before.running] == [False]
         assert re.search(rf"{queued.job_id}: running, step \d+/{STEPS}", alive), alive
         # The lease names its worker, and that worker is present.
-        holder = await redis.get(in_progress_key_prefix + queued.job_id)
+        holder = await redis.get(arq_in_progress_key(queued.job_id))
         assert holder is not None
         assert holder.decode().endswith(f"-{worker.pid}")
         assert await redis.exists(presence_key(holder.decode()))
 
         worker.kill()
         killed_at = time.monotonic()
-        assert await redis.exists(in_progress_key_prefix + queued.job_id), "lease still held"
+        assert await redis.exists(arq_in_progress_key(queued.job_id)), "lease still held"
         text = await _status_text(frontend)
         while "its worker stopped" not in text:
             assert time.monotonic() - killed_at < PRESENCE_TTL_S + 5, text
@@ -110,7 +110,7 @@ async def test_status_says_the_worker_stopped_soon_after_it_was_killed(
             text,
         ), text
         # Well inside the lease: it was the presence key that told.
-        assert await redis.exists(in_progress_key_prefix + queued.job_id)
+        assert await redis.exists(arq_in_progress_key(queued.job_id))
         # The operator's `stylebot status` says so too.
         client = sync_redis.Redis.from_url(frontend.redis_url)
         try:

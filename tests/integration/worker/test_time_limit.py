@@ -29,8 +29,8 @@ from stylebot.bot.core import (
     TrainStyle,
     UploadImages,
 )
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
-from stylebot.queue.recovery import checkpoint_key
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import QUEUE_NAME, checkpoint_key
 from stylebot.queue.worker import build_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -43,9 +43,7 @@ LIMIT_S = 2
 async def limited_worker(frontend: FrontEnd, tiny_engine: Any) -> AsyncIterator[None]:
     """A worker whose jobs may take LIMIT_S seconds, training and generation alike."""
     settings = frontend.settings.replace(generate_timeout_s=LIMIT_S, train_timeout_s=LIMIT_S)
-    worker = build_worker(
-        settings, frontend.redis_url, handle_signals=False, ctx={"engine": tiny_engine}
-    )
+    worker = build_worker(settings, frontend.redis_url, handle_signals=False, engine=tiny_engine)
     task = asyncio.create_task(worker.async_run())
     yield
     if worker.tasks:

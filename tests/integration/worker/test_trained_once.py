@@ -8,8 +8,8 @@ import pytest
 from arq.jobs import Job as ArqJob
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.connection import QUEUE_NAME, deserialize_job
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME
 from stylebot.queue.payloads import JobEvent, TrainJob, TrainResult
 from stylebot.queue.recovery import (
     finished_training,
@@ -30,7 +30,7 @@ async def _run_once(frontend: FrontEnd, job_id: str) -> object:
         frontend.redis_url,
         burst=True,
         handle_signals=False,
-        ctx={"engine": object()},  # training must not run: it would fail on this
+        engine=object(),  # training must not run: it would fail on this
     )
     async with asyncio.timeout(30):
         await worker.async_run()

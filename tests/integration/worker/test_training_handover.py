@@ -27,7 +27,7 @@ from stylebot.bot.console import make_sample_images
 from stylebot.config import Settings
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
-from stylebot.queue.events import EVENTS_STREAM
+from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import JobEvent, TrainJob, TrainSettings
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.queue.worker import build_worker
@@ -72,7 +72,7 @@ class Workers:
         self.running: list[tuple[Any, asyncio.Task[None]]] = []
 
     def start(self, engine: Any) -> Any:
-        worker = build_worker(self.settings, self.url, handle_signals=False, ctx={"engine": engine})
+        worker = build_worker(self.settings, self.url, handle_signals=False, engine=engine)
         self.running.append((worker, asyncio.create_task(worker.async_run())))
         return worker
 

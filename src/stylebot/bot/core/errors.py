@@ -46,7 +46,7 @@ class StorageFull(RepositoryError):
     STORAGE_FULL_MESSAGE and the operator gets one log line, not a traceback.
     """
 
-    # Read by the worker's user-facing error text (queue.worker._user_error).
+    # Read by the worker's user-facing error text (queue.job_lifecycle.user_error).
     user_message = STORAGE_FULL_MESSAGE
 
     def __init__(self, what: str, cause: BaseException) -> None:

@@ -1,0 +1,328 @@
+"""What the two kinds of job do: train a style, generate images (in batches:
+compatible jobs share a pipeline call). Their lifecycle is `job_lifecycle`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from stylebot.config import Settings
+from stylebot.engine.lora_files import LoraMismatchError
+from stylebot.engine.runtime import (
+    FinishedImage,
+    JobCancelled,
+    StyleEngine,
+    TrainingPreviews,
+    generation_batch_key,
+)
+from stylebot.queue.damaged_inputs import read_style_weights, read_training_images
+from stylebot.queue.job_lifecycle import CancelWatch, Interruption, run_job
+from stylebot.queue.loop_handoff import LoopGone, loop_stopped, run_on_loop
+from stylebot.queue.outage import is_outage, until_redis_answers
+from stylebot.queue.payloads import (
+    GeneratedImage,
+    GenerateJob,
+    GenerateResult,
+    JobEvent,
+    JobKind,
+    TrainingPreview,
+    TrainJob,
+    TrainResult,
+)
+from stylebot.queue.progress import ProgressReporter
+from stylebot.queue.recovery import (
+    finished_training,
+    mark_training_reported,
+    remember_finished_training,
+)
+from stylebot.queue.worker_context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+# Writing a checkpoint pauses training; a store slower than this is broken.
+CHECKPOINT_WRITE_TIMEOUT_S = 300.0
+
+
+async def train(context: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    job = TrainJob.from_dict(payload)
+    private = (job.style_name, job.trigger)
+    return await run_job(context, job.job_id, "train", private, lambda i: _train(context, job, i))
+
+
+async def _train(
+    context: WorkerContext, job: TrainJob, interruption: Interruption
+) -> dict[str, Any]:
+    events = context.events
+    checkpoints = context.checkpoints
+    watch = CancelWatch(context.redis, job.job_id)
+    loop = asyncio.get_running_loop()
+
+    def save_checkpoint(state: bytes, step: int) -> None:
+        if interruption.final:
+            return  # the job failed: nothing will resume it
+        try:
+            # Gives up at once if the loop stopped (the worker is exiting): waiting
+            # on it would hold the device thread, and the process, for ever.
+            run_on_loop(checkpoints.save(job.job_id, state, step), loop, CHECKPOINT_WRITE_TIMEOUT_S)
+        except Exception as exc:
+            # A lost checkpoint only means a resumed run repeats some steps:
+            # no reason to fail the run itself.
+            log.warning(
+                "checkpoint of training job %s at step %d was not saved; training goes on (%r)",
+                job.job_id,
+                step,
+                exc,
+                exc_info=not (is_outage(exc) or isinstance(exc, LoopGone)),
+            )
+
+    # Sent from the device thread as they are rendered; all of them are out
+    # before the finished event, which ends the job for the front end.
+    previews_sent: list[concurrent.futures.Future[None]] = []
+
+    def send_preview(step: int, preview: TrainingPreview, image: FinishedImage) -> None:
+        if loop_stopped(loop):
+            return  # the worker is exiting: nobody would send it
+        sending = _send_preview(context, job, step, preview, image.png)
+        previews_sent.append(asyncio.run_coroutine_threadsafe(sending, loop))
+
+    device = context.device
+    try:
+        if await watch.already_cancelled():
+            await checkpoints.discard(job.job_id)
+            await events.publish(JobEvent(job.job_id, "train", "cancelled"))
+            return {"cancelled": True}
+        done = await finished_training(context.redis, job.job_id)
+        if done is not None:
+            # An earlier attempt trained the style and died before arq recorded
+            # it: return that result rather than train a second time, and tell the
+            # front end if that attempt could not.
+            result, reported = done
+            if not reported:
+                await report_trained(context, job.job_id, result)
+            return result.to_dict()
+        saved = await checkpoints.latest(job.job_id)
+        resume_from, done_steps = saved if saved is not None else (None, 0)
+        if saved is not None:
+            log.info("training job %s resumes after step %d", job.job_id, done_steps)
+        await events.publish(
+            JobEvent(job.job_id, "train", "started", step=done_steps, total=job.settings.steps)
+        )
+        images = await read_training_images(context.blobs, job.image_keys)
+        report = ProgressReporter(events, loop, job.job_id, "train")
+        async with watch:
+            training = asyncio.ensure_future(
+                device.run(
+                    lambda: context.engine.train(
+                        images,
+                        job.trigger,
+                        job.settings,
+                        on_progress=report,
+                        # Interrupted (shutdown, time limit): the device thread
+                        # saves a checkpoint and stops at its next step.
+                        # A stopped loop: the worker is gone, nobody waits for this run.
+                        should_stop=lambda: (
+                            watch.is_set() or interruption.is_set() or loop_stopped(loop)
+                        ),
+                        resume_from=resume_from,
+                        on_checkpoint=save_checkpoint,
+                        device_sharing=device,
+                        export_for=job,
+                        previews=TrainingPreviews(job.job_id, send_preview),
+                    ),
+                )
+            )
+            # Shielded: a cancelled job still knows when the thread stops (and
+            # has saved its checkpoint), see `Interruption.settled`.
+            interruption.track(training)
+            weights = await asyncio.shield(training)
+        for sent in previews_sent:
+            await asyncio.wrap_future(sent)
+        # No LoRA bytes: only a textual-inversion embedding trained ("" names no blob).
+        lora_key = await context.blobs.put(weights.data) if weights.data else ""
+        export_key = await context.blobs.put(weights.export_data) if weights.export_data else None
+        embedding_key = (
+            await context.blobs.put(weights.embedding_data) if weights.embedding_data else None
+        )
+    except JobCancelled:
+        await checkpoints.discard(job.job_id)
+        await events.publish(JobEvent(job.job_id, "train", "cancelled"))
+        return {"cancelled": True}
+    result = TrainResult(
+        lora_key,
+        weights.steps,
+        weights.final_loss,
+        weights.seconds,
+        weights.validation,
+        export_key=export_key,
+        embedding_key=embedding_key,
+    )
+    # Trained: through a Redis outage, wait to record it rather than train it again.
+    await until_redis_answers(
+        lambda: remember_finished_training(context.redis, job.job_id, result),
+        f"recording the result of training job {job.job_id}",
+    )
+    await until_redis_answers(
+        lambda: checkpoints.discard(job.job_id), f"dropping the checkpoint of {job.job_id}"
+    )
+    await report_trained(context, job.job_id, result)
+    return result.to_dict()
+
+
+async def _send_preview(
+    context: WorkerContext, job: TrainJob, step: int, preview: TrainingPreview, png: bytes
+) -> None:
+    """Store a training preview (watermarked by the engine) and tell the front end."""
+    try:
+        stored = dataclasses.replace(preview, blob_key=await context.blobs.put(png))
+        event = JobEvent(
+            job.job_id, "train", "progress", step=step, total=job.settings.steps, preview=stored
+        )
+        await context.events.publish(event)
+    except Exception:  # a preview is a courtesy: the run goes on without it
+        log.exception("training preview of job %s at step %d was not sent", job.job_id, step)
+
+
+async def report_trained(context: WorkerContext, job_id: str, result: TrainResult) -> None:
+    await context.events.publish(
+        JobEvent(job_id, "train", "finished", step=result.steps, result=result.to_dict())
+    )
+    await until_redis_answers(
+        lambda: mark_training_reported(context.redis, job_id), f"noting {job_id} reported"
+    )
+
+
+async def generate(context: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    job = GenerateJob.from_dict(payload)
+    private = (job.prompt, job.negative_prompt, job.style_name, job.trigger)
+    return await run_job(
+        context, job.job_id, "generate", private, lambda i: _generate(context, job, i)
+    )
+
+
+async def _generate(
+    context: WorkerContext, job: GenerateJob, interruption: Interruption
+) -> dict[str, Any]:
+    events = context.events
+    watch = CancelWatch(context.redis, job.job_id)
+    started = time.perf_counter()
+    try:
+        if await watch.already_cancelled():
+            await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
+            return {"cancelled": True}
+        await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
+        lora = (
+            await read_style_weights(context.blobs, job.lora_key, job.style_id, job.style_name)
+            if job.lora_key
+            else None
+        )
+        report = ProgressReporter(events, asyncio.get_running_loop(), job.job_id, "generate")
+        async with watch:
+            engine = context.engine
+            if job.embedding_key:  # the engine loads it by key, from its own disk
+                embedding = await read_style_weights(
+                    context.blobs, job.embedding_key, job.style_id, job.style_name
+                )
+                engine.store_embedding(job.embedding_key, embedding)
+            images = await context.device.run_batched(
+                lambda batch: _generate_together(engine, batch),
+                _Generation(job, lora, report, watch, interruption),
+                batch_key=generation_batch_key(
+                    job, mixed_styles=mixed_style_batches(context.settings, engine)
+                ),
+                max_batch=max_batch_size(context.settings),
+            )
+        if isinstance(images, LoraMismatchError):  # its style failed; others in the batch went on
+            raise images
+        if watch.is_set():  # cancelled while it shared a batch with jobs that went on
+            raise JobCancelled(f"job {job.job_id} was cancelled")
+        stored = [
+            GeneratedImage(image.output_id, await context.blobs.put(image.png), image.seed)
+            for image in images
+        ]
+    except JobCancelled:
+        await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
+        return {"cancelled": True}
+    result = GenerateResult(tuple(stored), time.perf_counter() - started)
+    await events.publish(JobEvent(job.job_id, "generate", "finished", result=result.to_dict()))
+    return result.to_dict()
+
+
+@dataclass(frozen=True)
+class _Generation:
+    """One generation job's share of a batch."""
+
+    job: GenerateJob
+    lora: bytes | None
+    report: ProgressReporter
+    watch: CancelWatch
+    interruption: Interruption
+
+    def should_stop(self) -> bool:
+        return self.watch.is_set() or self.interruption.is_set()
+
+
+def _generate_together(engine: StyleEngine, batch: list[_Generation]) -> list[Any]:
+    """Run on the device thread: one pipeline call for jobs that share a batch key."""
+
+    def on_step(done: int, total: int) -> None:
+        for item in batch:
+            item.report(done, total)
+
+    def should_stop() -> bool:
+        # A batch stops only when every job in it was cancelled or
+        # interrupted (the worker's shutdown interrupts them all); a job
+        # cancelled alone is dropped when the batch is done.
+        return all(item.should_stop() for item in batch)
+
+    jobs = [item.job for item in batch]
+    styles: dict[tuple[object, ...], list[int]] = {}
+    for index, job in enumerate(jobs):
+        styles.setdefault((job.lora_key, job.trigger, job.style_id), []).append(index)
+    if len(styles) == 1:
+        result: list[Any] = engine.generate_batch(jobs, batch[0].lora, on_step, should_stop)
+        return result
+    # Only with mixed_style_batches: one call through per-sample adapters.
+    try:
+        mixed: list[Any] = engine.generate_mixed(
+            jobs, [item.lora for item in batch], on_step, should_stop
+        )
+        return mixed
+    except LoraMismatchError:
+        log.info("a style in a mixed batch does not fit the model; generating style by style")
+    # One style's LoRA does not fit: its jobs get the error, the others their images.
+    per_job: list[Any] = [None] * len(batch)
+    for indices in styles.values():
+        try:
+            made = engine.generate_batch(
+                [jobs[i] for i in indices], batch[indices[0]].lora, on_step, should_stop
+            )
+        except LoraMismatchError as exc:
+            made = [exc] * len(indices)
+        for index, images in zip(indices, made, strict=True):
+            per_job[index] = images
+    return per_job
+
+
+def mixed_style_batches(settings: Settings, engine: StyleEngine) -> bool:
+    """Whether jobs in different styles may share a pipeline call: "auto" on CUDA
+    only, where a bigger batch is nearly free; on the CPU it saves nothing."""
+    if settings.mixed_style_batches == "auto":
+        return bool(engine.device_type == "cuda")
+    return settings.mixed_style_batches == "on"
+
+
+def max_batch_size(settings: Settings) -> int:
+    """How many compatible generation requests share one pipeline call, at most."""
+    return max(1, settings.max_batch_size)
+
+
+JobBody = Callable[[WorkerContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+# What a job of each kind does: the arq function of that name runs it.
+JOB_BODIES: dict[JobKind, JobBody] = {"train": train, "generate": generate}
