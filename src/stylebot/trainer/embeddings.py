@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionXLPipeline
 from safetensors.torch import load_file, save_file
 
+from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
 from stylebot.engine.models import BasePipeline
 
 # Named in stylebot.style_tokens (the core shares the names); the trainer's users take it here.

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Iterator, Sequence
 
 import torch
-from diffusers import UNet2DConditionModel
 
+from stylebot.engine.diffusers_classes import UNet2DConditionModel
 from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL
 
+from stylebot.engine.diffusers_classes import AutoencoderKL
 from stylebot.trainer.buckets import BucketedImage, Sample
 
 

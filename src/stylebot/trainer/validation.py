@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDPMScheduler
 
+from stylebot.engine.diffusers_classes import DDPMScheduler
 from stylebot.trainer.objectives import diffusion_loss
 
 # Timesteps each held-out image is measured at, as fractions of the schedule:
