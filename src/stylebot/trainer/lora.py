@@ -499,9 +499,10 @@ def train_lora(
                 ) -> torch.Tensor:
                     index = torch.full((noisy.shape[0],), position)
                     with autocast(device, amp_dtype):
-                        return unet(
+                        predicted: torch.Tensor = unet(
                             noisy.to(unet_dtype), timesteps, **held.unet_kwargs(index)
                         ).sample
+                    return predicted
 
                 return validation_set.loss(prediction)
 
