@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -248,7 +248,7 @@ class Words(Rule):
 
 def setting(default: T, rule: Rule, **options: Any) -> T:
     """A Settings field with its rule (and `default_factory` etc. in `options`)."""
-    return cast(T, field(default=default, metadata={RULE_KEY: rule}, **options))
+    return field(default=default, metadata={RULE_KEY: rule}, **options)
 
 
 def rule_of(metadata: Any) -> Rule | None:
