@@ -71,11 +71,11 @@ class ValidationSet:
             steps = timesteps.to(clean.device)
             # diffusers annotates timesteps as the legacy torch.IntTensor, which no tensor
             # operation is typed to return; an int64 tensor is what it takes.
-            noisy = scheduler.add_noise(clean, noise, steps)  # type: ignore[arg-type]  # IntTensor
+            noisy = scheduler.add_noise(clean, noise, steps)  # type: ignore[arg-type]  # diffusers: legacy IntTensor
             if prediction_type == "epsilon":
                 target = noise
             else:
-                target = scheduler.get_velocity(clean, noise, steps)  # type: ignore[arg-type]  # IntTensor
+                target = scheduler.get_velocity(clean, noise, steps)  # type: ignore[arg-type]  # diffusers: legacy IntTensor
             self._batches.append((noisy, steps, target))
 
     def __bool__(self) -> bool:
