@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -310,12 +311,12 @@ class EventConsumer:
             log.exception("%s failed", what)
 
     @staticmethod
-    def decode_entries(entries: list) -> list[tuple[str, JobEvent]]:  # type: ignore[type-arg]
+    def decode_entries(entries: list[Any]) -> list[tuple[str, JobEvent]]:
         """Stream entries (as XRANGE returns them) as events; undecodable ones dropped."""
         return EventConsumer._decode([[EVENTS_STREAM, entries]])
 
     @staticmethod
-    def _decode(response: list | None) -> list[tuple[str, JobEvent]]:  # type: ignore[type-arg]
+    def _decode(response: list[Any] | None) -> list[tuple[str, JobEvent]]:
         return _split(response)[0]
 
 
@@ -335,7 +336,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _split(
-    response: list | None,  # type: ignore[type-arg]
+    response: list[Any] | None,
 ) -> tuple[list[tuple[str, JobEvent]], list[str]]:
     """Stream entries as events, and the ids of those trimmed away or undecodable."""
     decoded: list[tuple[str, JobEvent]] = []
