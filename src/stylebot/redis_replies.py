@@ -1,16 +1,20 @@
-"""A blocking redis client's replies, checked for the shape their command returns.
+"""Redis replies, checked for the shape their command returns.
 
 redis-py types each command of its blocking and its asyncio client alike as
-``Awaitable[Any] | Any``, so a reply read without a check is unchecked everywhere it
-flows. These narrow a reply of the blocking client at run time: a reply of the wrong
-shape (an asyncio client passed by mistake, a command renamed) fails here, by name.
+``Awaitable[Any] | Any`` (or ``Awaitable[X] | X``), so a reply read without a check is
+unchecked everywhere it flows. The ``*_reply`` functions narrow a reply of the blocking
+client at run time: a reply of the wrong shape (an asyncio client passed by mistake, a
+command renamed) fails here, by name. `awaited` takes the asyncio client's replies.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from redis.typing import ResponseT
+
+T = TypeVar("T")
 
 
 class UnexpectedReply(TypeError):
@@ -46,4 +50,13 @@ def value_reply(reply: ResponseT) -> str | bytes | None:
     """GET: the value (text with decode_responses, else bytes), or None for no key."""
     if reply is not None and not isinstance(reply, str | bytes):
         raise _unexpected(reply, "a string or nothing")
+    return reply
+
+
+async def awaited(reply: Awaitable[T] | T) -> T:
+    """A reply of the asyncio client. redis-py types its commands once for both clients
+    (``Awaitable[X] | X``); on the asyncio client the reply is always the awaitable."""
+    if isinstance(reply, Awaitable):
+        value: T = await reply
+        return value
     return reply

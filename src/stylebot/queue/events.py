@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
 from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch, until_redis_answers
 from stylebot.queue.payloads import JobEvent
+from stylebot.redis_replies import awaited
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,16 @@ class EventPublisher:
 
     async def add(self, event: JobEvent) -> None:
         """Add the event to the stream, once: raises while Redis is down."""
-        message_id = await self.redis.eval(
-            _PUBLISH,
-            2,
-            EVENTS_STREAM,
-            job_events_key(event.job_id),
-            STREAM_MAXLEN,
-            event.to_json(),
-            EVENTS_KEEP_S,
+        message_id = await awaited(
+            self.redis.eval(
+                _PUBLISH,
+                2,
+                EVENTS_STREAM,
+                job_events_key(event.job_id),
+                STREAM_MAXLEN,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+                event.to_json(),
+                EVENTS_KEEP_S,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+            )
         )
         if self._trim_by_age:
             await self._trim_older_than_kept(message_id)
@@ -247,7 +250,7 @@ class EventConsumer:
 
     async def delivered_parts(self, message_id: str) -> dict[str, str]:
         """The parts of this event's notifications that reached their platform."""
-        raw = await self.redis.hgetall(delivered_parts_key(message_id))
+        raw = await awaited(self.redis.hgetall(delivered_parts_key(message_id)))
         return {_text(part): _text(note) for part, note in raw.items()}
 
     async def part_delivered(self, message_id: str, part: str, note: str = "") -> None:

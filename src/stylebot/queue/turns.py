@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 
 from stylebot.queue.connection import QUEUE_NAME, QUEUED_JOB_TTL_S, serialize_job
 from stylebot.queue.fairness import LANES, Lane, Turn
+from stylebot.redis_replies import awaited
 
 ARRIVALS_KEY = "stylebot:turns:arrivals"
 VERSION_KEY = "stylebot:turns:version"
@@ -109,7 +110,7 @@ async def enqueue_with_turn(
     ]
     # The job key lives as long as a job may wait (arq's default: one day).
     args = [job_id, owner or "", job, QUEUED_JOB_TTL_S * 1000, enqueued_ms]
-    turn = await redis.eval(_ENQUEUE_WITH_TURN, len(keys), *keys, *args)
+    turn = await awaited(redis.eval(_ENQUEUE_WITH_TURN, len(keys), *keys, *args))  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
     return None if turn is None else Turn.decode(turn)
 
 
@@ -123,7 +124,8 @@ async def claim(redis: Redis, version: bytes, lane: Lane, job_id: str) -> bool:
     """May a worker that read the queue at `version` start the job? If so, its round
     becomes the lane's current round; if not, a job was queued since: read again."""
     keys = [VERSION_KEY, turns_key(lane), current_round_key(lane)]
-    return bool(await redis.eval(_CLAIM, len(keys), *keys, version, job_id))
+    claimed = await awaited(redis.eval(_CLAIM, len(keys), *keys, version, job_id))  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+    return bool(claimed)
 
 
 async def drop_turn(redis: Redis, job_id: str) -> None:
@@ -138,7 +140,7 @@ async def read_turns(redis: Redis, lane: Lane, job_ids: Sequence[str]) -> dict[s
     """The turns of these jobs in `lane`; jobs without one are left out."""
     if not job_ids:
         return {}
-    raw = await redis.hmget(turns_key(lane), list(job_ids))
+    raw = await awaited(redis.hmget(turns_key(lane), list(job_ids)))
     return {
         job_id: Turn.decode(text)
         for job_id, text in zip(job_ids, raw, strict=True)
@@ -148,5 +150,5 @@ async def read_turns(redis: Redis, lane: Lane, job_ids: Sequence[str]) -> dict[s
 
 async def lane_turns(redis: Redis, lane: Lane) -> dict[str, Turn]:
     """Every job with a turn in `lane` (queued or running)."""
-    raw: dict[bytes, bytes] = await redis.hgetall(turns_key(lane))
+    raw: dict[bytes, bytes] = await awaited(redis.hgetall(turns_key(lane)))
     return {job_id.decode(): Turn.decode(text) for job_id, text in raw.items()}
