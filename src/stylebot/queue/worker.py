@@ -83,6 +83,7 @@ from stylebot.queue.scheduler import DeviceScheduler
 from stylebot.queue.training_switch import training_paused
 from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns, turns_key
 from stylebot.queue.worker_presence import WorkerPresence, this_worker_id
+from stylebot.redis_replies import awaited
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import worker_health_key
 
@@ -897,7 +898,7 @@ class StyleWorker(OutageTolerantWorker):
     async def _kind_by_turn(self, job_id: str) -> JobKind | None:
         """A job's kind by the lane its turn is in (its payload being gone)."""
         for lane in LANES:
-            if await self.pool.hexists(turns_key(lane), job_id):
+            if await awaited(self.pool.hexists(turns_key(lane), job_id)):
                 return lane
         return None
 
@@ -947,7 +948,9 @@ class StyleWorker(OutageTolerantWorker):
             # poll. Bounded, so that jobs nobody announces (retries after a
             # lapsed lease, deferred jobs) are still found within WAKE_WAIT_S.
             # A busy worker does not take wakes it could not act on.
-            woken = await self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S)
+            woken = await awaited(
+                self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S)  # type: ignore[arg-type]  # redis-py: int; Redis 6+ takes a float
+            )
             if woken is not None and self.allow_pick_jobs:
                 # Take the announced job now: returning would first sleep
                 # what is left of arq's poll_delay (measured: ~45 ms a job).
@@ -1002,12 +1005,12 @@ def build_worker(
     worker = StyleWorker(
         functions=[
             func(
-                observed_job(train, "train"),
+                observed_job(train, "train"),  # type: ignore[arg-type]  # arq's WorkerCoroutine wants *args; it passes the payload
                 name="train",
                 timeout=timedelta(seconds=settings.train_timeout_s),
             ),
             func(
-                observed_job(generate, "generate"),
+                observed_job(generate, "generate"),  # type: ignore[arg-type]  # arq's WorkerCoroutine wants *args; it passes the payload
                 name="generate",
                 timeout=timedelta(seconds=settings.generate_timeout_s),
             ),
