@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_VENV := .lock-venv
 
-.PHONY: demo test lint format install lock clean browser
+.PHONY: demo test lint typecheck format install lock clean browser
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 
 # The headless browser of the verify page's test (tests/e2e/web): Debian's Chromium and
@@ -49,6 +50,10 @@ browser:
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+
+# mypy over src/ as pyproject.toml's [tool.mypy] configures it (strict).
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench

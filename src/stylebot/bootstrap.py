@@ -234,8 +234,14 @@ def chat_adapters(frontend: FrontEnd) -> list[ChatAdapter]:
 
         # Unset: python-telegram-bot's own api.telegram.org URLs.
         api_url = (settings.telegram_api_url or "").rstrip("/")
-        server = {"base_url": f"{api_url}/bot", "base_file_url": f"{api_url}/file/bot"}
-        adapters.append(TelegramAdapter(frontend.bot, settings, **(server if api_url else {})))
+        adapters.append(
+            TelegramAdapter(
+                frontend.bot,
+                settings,
+                base_url=f"{api_url}/bot" if api_url else None,
+                base_file_url=f"{api_url}/file/bot" if api_url else None,
+            )
+        )
     return adapters
 
 

@@ -8,10 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
-from stylebot.config import Settings, SettingsError, load_settings
+from stylebot.config import Settings, load_settings
 from stylebot.logs import configure_logging, log_format_of
 from stylebot.private_files import ensure_private_directory, use_private_umask
 from stylebot.redaction import RedactingStream, redact, secrets_of
+from stylebot.setting_rules import SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:

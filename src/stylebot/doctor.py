@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import redis
 
@@ -33,6 +33,8 @@ from stylebot.queue.redis_server import (
     find_redis_server,
     socket_path_for,
 )
+from stylebot.redaction import TextOutput
+from stylebot.redis_replies import dict_reply
 
 __all__ = ["CheckResult", "Level", "run_checks", "run_doctor"]
 
@@ -115,8 +117,8 @@ def check_tokens(settings: Settings) -> CheckResult:
 def _redis_persistence_warning(client: redis.Redis) -> str | None:
     """Why queued jobs could be lost with this server's configuration, if they could."""
     try:
-        config = client.config_get("appendonly")
-        policy = client.config_get("maxmemory-policy")
+        config = dict_reply(client.config_get("appendonly"))
+        policy = dict_reply(client.config_get("maxmemory-policy"))
     except redis.ResponseError:  # CONFIG is disabled on many managed Redis servers
         return None
     problems = []
@@ -133,7 +135,7 @@ def check_redis(settings: Settings) -> CheckResult:
             settings.redis_url, socket_timeout=3, socket_connect_timeout=3, decode_responses=True
         )
         try:
-            version = client.info("server").get("redis_version", "?")
+            version = dict_reply(client.info("server")).get("redis_version", "?")
             problem = _redis_persistence_warning(client)
         except redis.RedisError as exc:
             return _fail(
@@ -488,7 +490,7 @@ def run_checks(
 
 
 def run_doctor(
-    settings: Settings, out: TextIO, *, load_model: bool = True, scan_blobs: bool = False
+    settings: Settings, out: TextOutput, *, load_model: bool = True, scan_blobs: bool = False
 ) -> int:
     """Print each check; 1 if any failed, else 0."""
     results = run_checks(settings, load_model=load_model, scan_blobs=scan_blobs)

@@ -182,7 +182,11 @@ class QueueCollector(Collector):
         running = GaugeMetricFamily(
             "stylebot_jobs_running", "Jobs a worker is running, by kind", labels=["kind"]
         )
-        kinds = set(JOB_KINDS) | {job.kind for job in (*snapshot.queued, *snapshot.running)}
+        kinds = (
+            set(JOB_KINDS)
+            | {job.kind for job in snapshot.queued}
+            | {job.kind for job in snapshot.running}
+        )
         for kind in sorted(kinds):
             depth.add_metric([kind], snapshot.depth(kind))
             running.add_metric([kind], snapshot.running_count(kind))

@@ -21,7 +21,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable
-from typing import TextIO
+from typing import Protocol, TextIO
 from urllib.parse import quote, unquote, urlsplit
 
 from stylebot.config import Settings
@@ -116,6 +116,16 @@ def redact(text: str) -> str:
     text = _QUERY_SECRET.sub(rf"\g<head>{REDACTED}", text)
     text = _TELEGRAM_TOKEN.sub(REDACTED, text)
     return _DISCORD_TOKEN.sub(REDACTED, text)
+
+
+class TextOutput(Protocol):
+    """Where a command prints its report: `print(file=...)`, and whether it is a terminal."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def isatty(self) -> bool: ...
 
 
 class RedactingStream:

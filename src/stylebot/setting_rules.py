@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -266,7 +266,7 @@ class Networks(Words):
 
 def setting(default: T, rule: Rule, **options: Any) -> T:
     """A Settings field with its rule (and `default_factory` etc. in `options`)."""
-    return cast(T, field(default=default, metadata={RULE_KEY: rule}, **options))
+    return field(default=default, metadata={RULE_KEY: rule}, **options)
 
 
 def rule_of(metadata: Any) -> Rule | None:

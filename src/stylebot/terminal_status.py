@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import redis
 
@@ -43,6 +43,8 @@ from stylebot.queue.redis_server import (
     socket_path_for,
 )
 from stylebot.queue.worker_presence import lease_holder
+from stylebot.redaction import TextOutput
+from stylebot.redis_replies import int_reply, list_reply, value_reply
 
 __all__ = [
     "JOB_KINDS",
@@ -134,7 +136,7 @@ def _latest_progress(client: redis.Redis, job_ids: Iterable[str]) -> dict[str, t
     progress: dict[str, tuple[int, int]] = {}
     if not wanted:
         return progress
-    for _message_id, fields in client.xrevrange(EVENTS_STREAM, count=RECENT_EVENTS):
+    for _message_id, fields in list_reply(client.xrevrange(EVENTS_STREAM, count=RECENT_EVENTS)):
         raw = fields.get(b"event") or fields.get("event")
         try:
             event = json.loads(raw)
@@ -164,7 +166,7 @@ def _workers(client: redis.Redis) -> list[WorkerHealth]:
         keys = [QUEUE_HEALTH_KEY]
     workers = []
     for key in keys:
-        info = client.get(key)
+        info = value_reply(client.get(key))
         if info is None:
             continue
         text = _text(info)
@@ -182,7 +184,7 @@ def _workers(client: redis.Redis) -> list[WorkerHealth]:
                 failed=fields.get("j_failed", 0),
                 retried=fields.get("j_retried", 0),
                 ongoing=fields.get("j_ongoing", 0),
-                expires_in_s=max(client.pttl(key), 0) / 1000,
+                expires_in_s=max(int_reply(client.pttl(key)), 0) / 1000,
             )
         )
     return workers
@@ -190,7 +192,7 @@ def _workers(client: redis.Redis) -> list[WorkerHealth]:
 
 def read_snapshot(client: redis.Redis) -> QueueSnapshot:
     """What is queued, what runs and which workers checked in, as of now."""
-    job_ids = [_text(member) for member in client.zrange(QUEUE_NAME, 0, -1)]
+    job_ids = [_text(member) for member in list_reply(client.zrange(QUEUE_NAME, 0, -1))]
     pipe = client.pipeline(transaction=False)
     for job_id in job_ids:
         pipe.get(arq_job_key(job_id))
@@ -240,7 +242,7 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
         )
         for job_id, record in running_records
     )
-    paused_by = client.get(TRAINING_PAUSED_KEY)
+    paused_by = value_reply(client.get(TRAINING_PAUSED_KEY))
     return QueueSnapshot(
         tuple(queued),
         running,
@@ -328,7 +330,7 @@ def redis_for_status(settings: Settings) -> redis.Redis:
 
 
 def run_status(
-    settings: Settings, out: TextIO, *, watch_every_s: float | None = None, rounds: int = 0
+    settings: Settings, out: TextOutput, *, watch_every_s: float | None = None, rounds: int = 0
 ) -> int:
     """Print the status once, or every `watch_every_s` seconds until Ctrl-C (or `rounds`)."""
     try:

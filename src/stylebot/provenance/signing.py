@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
@@ -90,9 +91,17 @@ def load_signing_identity(chain_path: Path, key_path: Path) -> SigningIdentity:
     key = key_path.read_bytes()
     certificates = x509.load_pem_x509_certificates(chain)
     private_key = serialization.load_pem_private_key(key, password=None)
-    if certificates[0].public_key().public_numbers() != private_key.public_key().public_numbers():  # type: ignore[union-attr]
+    # Compared as encoded public keys: that works for every key type (Ed25519 keys
+    # have no public_numbers()).
+    if _public_key_der(certificates[0].public_key()) != _public_key_der(private_key.public_key()):
         raise ValueError(f"{key_path} is not the key of the first certificate in {chain_path}")
     return SigningIdentity(chain, key, generated_locally=False)
+
+
+def _public_key_der(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def ensure_signing_identity(

@@ -225,7 +225,8 @@ def _pair_sums(u: np.ndarray, parity: tuple[int, int]) -> np.ndarray:
     parity is a part of it."""
     part = u[parity[0] :, parity[1] :]
     part = part[: part.shape[0] // 2 * 2, : part.shape[1] // 2 * 2]
-    return (part[0::2, 0::2] + part[0::2, 1::2] + part[1::2, 0::2] + part[1::2, 1::2]) / 2
+    sums: np.ndarray = part[0::2, 0::2] + part[0::2, 1::2] + part[1::2, 0::2] + part[1::2, 1::2]
+    return sums / 2
 
 
 def _trim(sums: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
@@ -319,4 +320,7 @@ def _largest_singular_fast(blocks: np.ndarray) -> np.ndarray:
     vector = np.matmul(gram, vector[:, :, None])[:, :, 0]
     image = np.matmul(gram, vector[:, :, None])[:, :, 0]
     # Rayleigh quotient of the Gram matrix: the largest eigenvalue, sigma squared.
-    return np.sqrt(np.einsum("ij,ij->i", vector, image) / np.einsum("ij,ij->i", vector, vector))
+    sigma: np.ndarray = np.sqrt(
+        np.einsum("ij,ij->i", vector, image) / np.einsum("ij,ij->i", vector, vector)
+    )
+    return sigma

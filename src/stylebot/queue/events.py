@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -36,6 +37,7 @@ from stylebot.queue.keys import (
 )
 from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch, until_redis_answers
 from stylebot.queue.payloads import JobEvent
+from stylebot.redis_replies import awaited
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +82,16 @@ class EventPublisher:
 
     async def add(self, event: JobEvent) -> None:
         """Add the event to the stream, once: raises while Redis is down."""
-        message_id = await self.redis.eval(
-            _PUBLISH,
-            2,
-            EVENTS_STREAM,
-            job_events_key(event.job_id),
-            STREAM_MAXLEN,
-            event.to_json(),
-            EVENTS_KEEP_S,
+        message_id = await awaited(
+            self.redis.eval(
+                _PUBLISH,
+                2,
+                EVENTS_STREAM,
+                job_events_key(event.job_id),
+                STREAM_MAXLEN,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+                event.to_json(),
+                EVENTS_KEEP_S,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+            )
         )
         if self._trim_by_age:
             await self._trim_older_than_kept(message_id)
@@ -231,7 +235,7 @@ class EventConsumer:
 
     async def delivered_parts(self, message_id: str) -> dict[str, str]:
         """The parts of this event's notifications that reached their platform."""
-        raw = await self.redis.hgetall(delivered_parts_key(message_id))
+        raw = await awaited(self.redis.hgetall(delivered_parts_key(message_id)))
         return {_text(part): _text(note) for part, note in raw.items()}
 
     async def part_delivered(self, message_id: str, part: str, note: str = "") -> None:
@@ -295,12 +299,12 @@ class EventConsumer:
             log.exception("%s failed", what)
 
     @staticmethod
-    def decode_entries(entries: list) -> list[tuple[str, JobEvent]]:  # type: ignore[type-arg]
+    def decode_entries(entries: list[Any]) -> list[tuple[str, JobEvent]]:
         """Stream entries (as XRANGE returns them) as events; undecodable ones dropped."""
         return EventConsumer._decode([[EVENTS_STREAM, entries]])
 
     @staticmethod
-    def _decode(response: list | None) -> list[tuple[str, JobEvent]]:  # type: ignore[type-arg]
+    def _decode(response: list[Any] | None) -> list[tuple[str, JobEvent]]:
         return _split(response)[0]
 
 
@@ -320,7 +324,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _split(
-    response: list | None,  # type: ignore[type-arg]
+    response: list[Any] | None,
 ) -> tuple[list[tuple[str, JobEvent]], list[str]]:
     """Stream entries as events, and the ids of those trimmed away or undecodable."""
     decoded: list[tuple[str, JobEvent]] = []

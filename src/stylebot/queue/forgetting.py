@@ -50,6 +50,7 @@ from stylebot.queue.keys import (
     train_result_key,
     turns_key,
 )
+from stylebot.redis_replies import awaited, list_reply
 
 __all__ = [
     "REVOCATION_KEEP_S",
@@ -139,7 +140,8 @@ async def _delete_events(redis: Redis, job_ids: set[str]) -> int:
         index = job_events_key(job_id)
         while True:
             # Removed from the index only once deleted: a failure here is retried whole.
-            page = [_text(id_) for id_ in await redis.srandmember(index, _STREAM_PAGE)]
+            members = await awaited(redis.srandmember(index, _STREAM_PAGE))
+            page = [_text(id_) for id_ in list_reply(members)]
             if not page:
                 break
             # Acknowledged too, or the front end's pending list would name them for ever.
@@ -177,7 +179,7 @@ async def revoke_blobs(redis: Redis, keys: Iterable[str]) -> None:
     members = sorted(set(keys))
     if not members:
         return
-    await redis.eval(_REVOKE, 1, REVOKED_BLOBS_KEY, REVOCATION_KEEP_S * 1000, *members)
+    await awaited(redis.eval(_REVOKE, 1, REVOKED_BLOBS_KEY, REVOCATION_KEEP_S * 1000, *members))  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
 
 
 async def revoked_blobs_since(redis: Redis, since_ms: int) -> tuple[list[str], int]:

@@ -299,6 +299,7 @@ def _generate_together(engine: StyleEngine, batch: list[_Generation]) -> list[An
     # One style's LoRA does not fit: its jobs get the error, the others their images.
     per_job: list[Any] = [None] * len(batch)
     for indices in styles.values():
+        made: list[Any]
         try:
             made = engine.generate_batch(
                 [jobs[i] for i in indices], batch[indices[0]].lora, on_step, should_stop

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 # Named with the other style tokens; front end and worker take it from here.
 from stylebot.style_tokens import style_embedding_token as style_embedding_token
@@ -21,8 +21,12 @@ JobKind = Literal["train", "generate"]
 class _JsonData:
     """Round-trip a (possibly nested) dataclass through a JSON-ready dict."""
 
+    # Declared, not set: every subclass is a @dataclass, and this tells the type
+    # checker so (dataclasses.asdict and fields take only dataclasses).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return dataclasses.asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -30,7 +34,7 @@ class _JsonData:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue
             value = data[f.name]

@@ -28,6 +28,7 @@ from redis.exceptions import ResponseError
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
 from stylebot.queue.keys import arq_in_progress_key, arq_retry_key, checkpoint_key, train_result_key
 from stylebot.queue.payloads import TrainResult
+from stylebot.redis_replies import awaited
 from stylebot.storage.blobs import DamagedBlob, LocalBlobStore
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class CheckpointStore:
 
 async def finished_training(redis: Redis, job_id: str) -> tuple[TrainResult, bool] | None:
     """A finished attempt's result, and whether the front end was told of it."""
-    raw = await redis.hgetall(train_result_key(job_id))
+    raw = await awaited(redis.hgetall(train_result_key(job_id)))
     if not raw:
         return None
     result = TrainResult.from_json(raw[b"result"])
@@ -211,11 +212,13 @@ async def mark_training_reported(redis: Redis, job_id: str) -> None:
 
     Only on a result still there: the front end may have forgotten the job meanwhile,
     and a bare HSET would bring the key back with no expiry."""
-    await redis.eval(
-        "if redis.call('EXISTS', KEYS[1]) == 1 then "
-        "redis.call('HSET', KEYS[1], 'reported', '1') end",
-        1,
-        train_result_key(job_id),
+    await awaited(
+        redis.eval(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then "
+            "redis.call('HSET', KEYS[1], 'reported', '1') end",
+            1,
+            train_result_key(job_id),
+        )
     )
 
 
@@ -230,9 +233,11 @@ async def give_back_try(redis: Redis, job_id: str) -> None:
     """
     key = arq_retry_key(job_id)
     # Atomic, and never below zero: the run may have been its first.
-    await redis.eval(
-        "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "
-        "if n > 0 then redis.call('DECR', KEYS[1]) end return n",
-        1,
-        key,
+    await awaited(
+        redis.eval(
+            "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "
+            "if n > 0 then redis.call('DECR', KEYS[1]) end return n",
+            1,
+            key,
+        )
     )

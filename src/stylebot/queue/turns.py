@@ -39,6 +39,7 @@ from stylebot.queue.keys import (
     owner_rounds_key,
     turns_key,
 )
+from stylebot.redis_replies import awaited
 
 # arq's enqueue (job key unless it or a result exists, then the queue entry)
 # with the turn, in one script. Returns the turn; nil when the job exists.
@@ -102,7 +103,7 @@ async def enqueue_with_turn(
     ]
     # The job key lives as long as a job may wait (arq's default: one day).
     args = [job_id, owner or "", job, QUEUED_JOB_TTL_S * 1000, enqueued_ms]
-    turn = await redis.eval(_ENQUEUE_WITH_TURN, len(keys), *keys, *args)
+    turn = await awaited(redis.eval(_ENQUEUE_WITH_TURN, len(keys), *keys, *args))  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
     return None if turn is None else Turn.decode(turn)
 
 
@@ -116,7 +117,8 @@ async def claim(redis: Redis, version: bytes, lane: Lane, job_id: str) -> bool:
     """May a worker that read the queue at `version` start the job? If so, its round
     becomes the lane's current round; if not, a job was queued since: read again."""
     keys = [TURNS_VERSION_KEY, turns_key(lane), current_round_key(lane)]
-    return bool(await redis.eval(_CLAIM, len(keys), *keys, version, job_id))
+    claimed = await awaited(redis.eval(_CLAIM, len(keys), *keys, version, job_id))  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+    return bool(claimed)
 
 
 async def drop_turn(redis: Redis, job_id: str) -> None:
@@ -131,7 +133,7 @@ async def read_turns(redis: Redis, lane: Lane, job_ids: Sequence[str]) -> dict[s
     """The turns of these jobs in `lane`; jobs without one are left out."""
     if not job_ids:
         return {}
-    raw = await redis.hmget(turns_key(lane), list(job_ids))
+    raw = await awaited(redis.hmget(turns_key(lane), list(job_ids)))
     return {
         job_id: Turn.decode(text)
         for job_id, text in zip(job_ids, raw, strict=True)
@@ -141,5 +143,5 @@ async def read_turns(redis: Redis, lane: Lane, job_ids: Sequence[str]) -> dict[s
 
 async def lane_turns(redis: Redis, lane: Lane) -> dict[str, Turn]:
     """Every job with a turn in `lane` (queued or running)."""
-    raw: dict[bytes, bytes] = await redis.hgetall(turns_key(lane))
+    raw: dict[bytes, bytes] = await awaited(redis.hgetall(turns_key(lane)))
     return {job_id.decode(): Turn.decode(text) for job_id, text in raw.items()}

@@ -45,6 +45,7 @@ from stylebot.queue.training_switch import training_paused
 from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
 from stylebot.queue.worker_context import WorkerContext, start_worker_context, stop_worker_context
 from stylebot.queue.worker_presence import this_worker_id
+from stylebot.redis_replies import awaited
 
 if TYPE_CHECKING:
     from stylebot.engine.runtime import StyleEngine
@@ -140,7 +141,11 @@ class StyleWorker(OutageTolerantWorker):
             return await body(self.context, payload)
 
         observed = observed_job(run, kind, engine=self._current_engine)
-        return func(observed, name=kind, timeout=time_limit_s(self.settings, kind))
+        return func(
+            observed,  # type: ignore[arg-type]  # arq's WorkerCoroutine wants *args; it passes the payload
+            name=kind,
+            timeout=time_limit_s(self.settings, kind),
+        )
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # arq read `job_ids` a moment ago: read the queue again at a known
@@ -261,7 +266,7 @@ class StyleWorker(OutageTolerantWorker):
     async def _kind_by_turn(self, job_id: str) -> JobKind | None:
         """A job's kind by the lane its turn is in (its payload being gone)."""
         for lane in LANES:
-            if await self.pool.hexists(turns_key(lane), job_id):
+            if await awaited(self.pool.hexists(turns_key(lane), job_id)):
                 return lane
         return None
 
@@ -311,7 +316,9 @@ class StyleWorker(OutageTolerantWorker):
             # poll. Bounded, so that jobs nobody announces (retries after a
             # lapsed lease, deferred jobs) are still found within WAKE_WAIT_S.
             # A busy worker does not take wakes it could not act on.
-            woken = await self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S)
+            woken = await awaited(
+                self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S)  # type: ignore[arg-type]  # redis-py: int; Redis 6+ takes a float
+            )
             if woken is not None and self.allow_pick_jobs:
                 # Take the announced job now: returning would first sleep
                 # what is left of arq's poll_delay (measured: ~45 ms a job).

@@ -23,6 +23,9 @@ from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch
 
 log = logging.getLogger(__name__)
 
+# Redis gone, or refusing the write (MISCONF: its disk is full).
+_OUTAGE_OR_REFUSED: tuple[type[BaseException], ...] = (*OUTAGE_ERRORS, ResponseError)
+
 #: How long a worker counts as alive after its last renewal.
 PRESENCE_TTL_S = 10.0
 #: How often a worker renews its presence: several times a TTL, so a blip costs nothing.
@@ -79,7 +82,7 @@ class WorkerPresence:
                 await self._task
         try:
             await self.redis.delete(self.key)
-        except (*OUTAGE_ERRORS, ResponseError) as exc:
+        except _OUTAGE_OR_REFUSED as exc:
             log.warning("could not remove the presence key of worker %s: %r", self.worker_id, exc)
 
 

@@ -526,7 +526,8 @@ class SqliteRepository:
         row = await self._fetchone("SELECT export_key FROM styles WHERE id = ?", (style_id,))
         if row is None:
             raise RecordNotFound(f"style {style_id} does not exist")
-        return row["export_key"]
+        export_key: str | None = row["export_key"]
+        return export_key
 
     async def set_style_validation(self, style_id: int, curve: Sequence[ValidationPoint]) -> None:
         text = json.dumps([point.to_dict() for point in curve], sort_keys=True)
@@ -814,7 +815,7 @@ def _check_scope(visibility: Visibility, shared_scope: str | None) -> None:
         )
 
 
-def _integrity_error(exc: sqlite3.IntegrityError, not_found: str) -> StorageError:
+def _integrity_error(exc: sqlite3.IntegrityError, not_found: str) -> RepositoryError | StorageError:
     """Translate SQLite's constraint errors into the storage layer's own."""
     if "FOREIGN KEY" in str(exc):
         return RecordNotFound(not_found)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
 from stylebot.provenance import (
@@ -135,6 +137,22 @@ def test_an_operators_own_chain_is_loaded_and_a_wrong_key_is_refused(tmp_path: P
     assert "Example Art Club" in identity.subject
     with pytest.raises(ValueError, match="is not the key"):
         load_signing_identity(mine / CHAIN_FILE, other / KEY_FILE)
+
+
+def test_a_key_of_another_type_than_the_certificates_is_refused_as_not_its_key(
+    tmp_path: Path,
+) -> None:
+    ensure_signing_identity(tmp_path / "mine")  # an EC certificate
+    ed25519_key = tmp_path / "ed25519.pem"
+    ed25519_key.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(ValueError, match="is not the key"):
+        load_signing_identity(tmp_path / "mine" / CHAIN_FILE, ed25519_key)
 
 
 def test_finish_output_png_signs_only_with_an_identity(tmp_path: Path) -> None:

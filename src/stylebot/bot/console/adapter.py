@@ -17,7 +17,7 @@ import shlex
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 from stylebot.bot.core import (
     CancelJob,
@@ -146,9 +146,9 @@ class ConsoleAdapter:
         except (CommandSyntaxError, ValueError) as exc:
             self._print(f"! {exc}")
             return "error"
-        if command == "quit":
-            return "quit"
-        if command == "help":
+        if isinstance(command, str):  # the console's own "quit" or "help"
+            if command == "quit":
+                return "quit"
             self._print(HELP)
             return "ok"
         if isinstance(command, Requester):
@@ -162,7 +162,7 @@ class ConsoleAdapter:
         self.show(reply)
         return "error" if isinstance(reply, ErrorReply) else "ok"
 
-    def _command(self, name: str, args: str) -> Command | Requester | str:
+    def _command(self, name: str, args: str) -> Command | Requester | Literal["quit", "help"]:
         me = self.requester
         match name:
             case "quit" | "exit":

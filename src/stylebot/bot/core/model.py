@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from stylebot.queue.payloads import JobKind
+
 
 class Visibility(StrEnum):
     PRIVATE = "private"
@@ -113,7 +115,7 @@ class Style:
 @dataclass(frozen=True)
 class Job:
     id: str
-    kind: str
+    kind: JobKind
     user_id: int
     origin: Requester
     status: JobStatus

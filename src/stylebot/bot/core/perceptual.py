@@ -62,7 +62,7 @@ def _dct_matrix(n: int) -> np.ndarray:
     """Orthonormal DCT-II matrix: ``M @ x`` is the DCT of the column vector ``x``."""
     k = np.arange(n)[:, None]
     i = np.arange(n)[None, :]
-    matrix = np.sqrt(2 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
+    matrix: np.ndarray = np.sqrt(2 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
     matrix[0] /= np.sqrt(2)
     return matrix
 

@@ -68,13 +68,16 @@ def choose_train_settings(
         raise ValueError(f"cannot choose {sorted(unknown)} from the number of images")
     holdout = holdout_count(image_count)
     training_images = image_count - holdout
-    changes: dict[str, object] = {"holdout_images": holdout}
-    if "steps" in chosen:
-        changes["steps"] = default_steps(training_images)
-    if "rank" in chosen:
-        changes["rank"] = default_rank(training_images)
-    if "learning_rate" in chosen:
-        changes["learning_rate"] = default_learning_rate(training_images)
-    steps = int(changes.get("steps", base.steps))  # type: ignore[call-overload]
-    changes["repeats"] = default_repeats(training_images, steps, base.batch_size)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    steps = default_steps(training_images) if "steps" in chosen else base.steps
+    return dataclasses.replace(
+        base,
+        holdout_images=holdout,
+        steps=steps,
+        rank=default_rank(training_images) if "rank" in chosen else base.rank,
+        learning_rate=(
+            default_learning_rate(training_images)
+            if "learning_rate" in chosen
+            else base.learning_rate
+        ),
+        repeats=default_repeats(training_images, steps, base.batch_size),
+    )

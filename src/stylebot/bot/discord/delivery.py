@@ -318,11 +318,10 @@ def _follow_up_sender(
     interaction: discord.Interaction[Any], ephemeral: bool, with_buttons: bool
 ) -> SendPart:
     async def follow_up(part: Part) -> object:
-        return await interaction.followup.send(
-            part.content or None,  # type: ignore[arg-type]
-            ephemeral=ephemeral,
-            **part.send_kwargs(with_buttons),
-        )
+        kwargs = part.send_kwargs(with_buttons)
+        if part.content:  # Webhook.send takes no None for content: left out instead
+            kwargs["content"] = part.content
+        return await interaction.followup.send(ephemeral=ephemeral, **kwargs)
 
     return follow_up
 

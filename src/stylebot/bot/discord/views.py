@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -47,10 +47,13 @@ _NAME_INPUT_ID = "name"
 
 def adapter_of(interaction: discord.Interaction[Any]) -> DiscordAdapter:
     """The adapter behind the client that received this interaction."""
+    # Imported here: the adapter module imports this one.
+    from stylebot.bot.discord.adapter import DiscordAdapter
+
     adapter = getattr(interaction.client, "adapter", None)
-    if adapter is None:
+    if not isinstance(adapter, DiscordAdapter):
         raise RuntimeError("interaction reached a client without a stylebot adapter")
-    return cast("DiscordAdapter", adapter)
+    return adapter
 
 
 class AdmittedItem:
@@ -385,7 +388,7 @@ class NameModal(AdmittedItem, discord.ui.Modal):
 
     # This is Modal.on_error's signature (no `item`); mypy checks it against
     # BaseView.on_error, which Modal itself narrows the same way.
-    async def on_error(  # type: ignore[override]
+    async def on_error(  # type: ignore[override]  # Modal's signature: see above
         self, interaction: discord.Interaction[Any], error: Exception, /
     ) -> None:
         await adapter_of(interaction).report_error(interaction, error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dtm
 import logging
 import os
+from typing import Any, TypeAlias
 
 from telegram import BotCommand, BotCommandScopeAllChatAdministrators, Update
 from telegram.error import InvalidToken, NetworkError
@@ -17,6 +18,8 @@ from telegram.ext import (
     Application,
     CallbackQueryHandler,
     ContextTypes,
+    ExtBot,
+    JobQueue,
     MessageHandler,
     filters,
 )
@@ -29,6 +32,17 @@ from stylebot.bot.telegram.render import ADMIN_BOT_COMMAND, BOT_COMMANDS
 from stylebot.config import Settings
 
 log = logging.getLogger(__name__)
+
+# What `Application.builder()...build()` makes: python-telegram-bot's default bot,
+# context, user/chat/bot data and job queue types.
+DefaultApplication: TypeAlias = Application[
+    ExtBot[None],
+    ContextTypes.DEFAULT_TYPE,
+    dict[Any, Any],
+    dict[Any, Any],
+    dict[Any, Any],
+    JobQueue[ContextTypes.DEFAULT_TYPE],
+]
 
 
 class TelegramNotRunning(RuntimeError):
@@ -68,7 +82,7 @@ class TelegramAdapter:
         self.group_edit_interval_s = group_edit_interval_s
         self.poll_timeout_s = poll_timeout_s
         self.sender = FloodAwareSender()
-        self.application: Application | None = None  # type: ignore[type-arg]
+        self.application: DefaultApplication | None = None
         self.handlers: TelegramHandlers | None = None
         self.board: JobStatusBoard | None = None
 

@@ -9,6 +9,7 @@ commands that take it (see ``needs_manager_check``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from stylebot.bot.core.admin import (
     JOB_KINDS,
@@ -112,11 +113,13 @@ def parse_admin(
             raise AdminUsageError(f"Unknown admin command {printable(verb)!r}.\n\n{HELP}")
 
 
-def needs_manager_check(command: AdminCommand) -> bool:
+# The commands whose authority depends on managing the group they come from.
+ManagerCheckedCommand = SetQuota | RemoveSharedStyle | ShowQueue | ListOptOuts | RemoveOptOuts
+
+
+def needs_manager_check(command: AdminCommand) -> TypeGuard[ManagerCheckedCommand]:
     """Whether the command's authority depends on managing the group it comes from."""
-    return isinstance(
-        command, SetQuota | RemoveSharedStyle | ShowQueue | ListOptOuts | RemoveOptOuts
-    )
+    return isinstance(command, ManagerCheckedCommand)
 
 
 def _registrant(verb: str, rest: list[str]) -> tuple[str | None, list[str]]:
