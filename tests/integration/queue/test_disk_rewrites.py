@@ -31,20 +31,41 @@ async def files_written(redis: ArqRedis) -> None:
             await asyncio.sleep(0.05)
 
 
+async def rewrites_reach(redis: ArqRedis, count: int, within_s: float) -> float:
+    """Seconds until `count` rewrites have started (fails after `within_s`)."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    async with asyncio.timeout(within_s):
+        while True:
+            if await rewrites_started(redis) >= count:
+                break
+            await asyncio.sleep(0.05)
+    return loop.time() - began
+
+
 async def test_many_erasures_make_one_rewrite_now_and_one_after_the_interval(
     redis: ArqRedis,
 ) -> None:
-    queue = ArqJobQueue(redis, min_rewrite_interval_s=1.0)
+    # An interval far longer than five erasures take, even on a loaded machine.
+    interval_s = 3.0
+    queue = ArqJobQueue(redis, min_rewrite_interval_s=interval_s)
     await redis.config_resetstat()
+    loop = asyncio.get_running_loop()
+    burst_began = loop.time()
     for _erasure in range(5):
         await queue.erase_from_disk()
+    burst_s = loop.time() - burst_began
+    assert burst_s < interval_s / 2, "the machine is too slow for this test's interval"
     assert await rewrites_started(redis) == 1
-    # The ones asked for meanwhile: one rewrite, once the interval is over.
-    await asyncio.sleep(2.0)
+    # The ones asked for meanwhile: one rewrite, once the interval is over, not before.
+    waited_s = await rewrites_reach(redis, 2, within_s=interval_s + 10)
+    assert burst_s + waited_s >= interval_s - 0.5
+    await asyncio.sleep(0.5)
     assert await rewrites_started(redis) == 2
 
     # A rewrite still waiting when the front end stops runs before it goes.
     await files_written(redis)
+    await asyncio.sleep(interval_s)
     await queue.erase_from_disk()  # the interval is over: at once
     await queue.erase_from_disk()  # waits
     assert await rewrites_started(redis) == 3
