@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from stylebot.bot.core import ErrorReply, IncomingFile, StyleBot, Verify, VerifyReport
 from stylebot.bot.core.visitors import visitor
@@ -117,11 +118,12 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, bytes
         found: tuple[str, bytes] | None = None
         too_big = False
         received = 0
-        for _ in range(MAX_PARTS):
+        # One read past MAX_PARTS: a form of exactly MAX_PARTS parts must reach its end.
+        for parts_read in range(MAX_PARTS + 1):
             part = await reader.next()
             if part is None:
                 break
-            if not isinstance(part, BodyPartReader):
+            if parts_read == MAX_PARTS or not isinstance(part, BodyPartReader):
                 raise _Refused(400, "Please send one image with the form on this page.")
             is_file = part.name == FIELD and found is None
             chunks: list[bytes] = []
@@ -136,9 +138,9 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, bytes
             if is_file:
                 too_big = size > max_bytes
                 found = (part.filename or "image", b"".join(chunks))
-        else:
-            raise _Refused(400, "Please send one image with the form on this page.")
-    except ValueError as exc:  # aiohttp's parser on a malformed body
+    # aiohttp's parser on a malformed body: ValueError, or HttpProcessingError for a
+    # part's header line that is too long or cannot be read.
+    except (ValueError, HttpProcessingError) as exc:
         raise _Refused(400, "That upload could not be read. Please try again.") from exc
     except ConnectionError:  # the visitor left (or lost the line) mid-upload: no failure
         raise _Refused(400, "The upload was cut off. Please try again.") from None

@@ -1,0 +1,62 @@
+"""The verify page against a hostile visitor: multipart tricks, lying headers, hostile
+image chunks and Content Credentials, methods it does not serve, and a store that is
+down. Against the real front end (SQLite usage log, embedded Redis)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from tests.support.picture_edits import png_bytes
+from tests.support.verify_web import multipart_body, raw_request
+from tests.support.watermark_images import scene
+
+from stylebot.bot.web import VerifyWebServer
+from stylebot.bot.web.server import MAX_PARTS
+
+HEAD = (
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    "Content-Length: {length}\r\n\r\n"
+)
+
+
+async def post(page: VerifyWebServer, body: bytes) -> tuple[int, str]:
+    answer = await raw_request(page.port, HEAD.format(length=len(body)), body)
+    head, _, text = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), text.decode()
+
+
+def image_part(data: bytes, name: bytes = b"image") -> tuple[bytes, bytes]:
+    headers = b'Content-Disposition: form-data; name="' + name + b'"; filename="a.png"'
+    return headers, data
+
+
+def field_part(name: bytes, value: bytes = b"x") -> tuple[bytes, bytes]:
+    return b'Content-Disposition: form-data; name="' + name + b'"', value
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_form_of_up_to_max_parts_is_read_and_more_are_refused(
+    page: VerifyWebServer,
+) -> None:
+    picture = png_bytes(scene(96, 96, seed=61))
+    for count in range(1, MAX_PARTS + 1):
+        extra = [field_part(f"note{n}".encode()) for n in range(count - 1)]
+        status, text = await post(page, multipart_body(*extra, image_part(picture)))
+        assert (status, "No stylebot watermark" in text) == (200, True), (count, text)
+    extra = [field_part(f"note{n}".encode()) for n in range(MAX_PARTS)]
+    status, text = await post(page, multipart_body(*extra, image_part(picture)))
+    assert status == 400
+    assert "Please send one image with the form on this page." in text
+
+
+async def test_a_huge_field_name_is_a_refused_upload_not_a_failure(
+    page: VerifyWebServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    picture = png_bytes(scene(96, 96, seed=62))
+    status, text = await post(page, multipart_body(image_part(picture, name=b"n" * 20_000)))
+    assert status == 400, text
+    assert errors(caplog) == []
