@@ -4,6 +4,7 @@ down. Against the real front end (SQLite usage log, embedded Redis)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -60,3 +61,26 @@ async def test_a_huge_field_name_is_a_refused_upload_not_a_failure(
     status, text = await post(page, multipart_body(image_part(picture, name=b"n" * 20_000)))
     assert status == 400, text
     assert errors(caplog) == []
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "G<T / HTTP/1.1\r\nHost: x\r\n\r\n",  # not a method
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + "a" * 10_000 + "\r\n\r\n",  # header > 8 KB
+    ],
+    ids=["bad-method", "long-header"],
+)
+async def test_a_request_aiohttp_cannot_parse_logs_no_address_and_no_failure(
+    page: VerifyWebServer, caplog: pytest.LogCaptureFixture, head: str
+) -> None:
+    """aiohttp answers these itself, before the page's code runs; its log line named the
+    visitor's address, at ERROR with a traceback."""
+    caplog.set_level(logging.DEBUG)
+    answer = await raw_request(page.port, head)
+    assert answer.startswith(b"HTTP/1.0 400 ")
+    await asyncio.sleep(0.1)  # the log line is written after the answer
+    logged = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records]
+    assert [line for line in logged if "127.0.0.1" in line[1]] == []
+    assert errors(caplog) == []
+    assert [line for line in logged if "refused a malformed request" in line[1]] != []

@@ -31,6 +31,7 @@ from stylebot.bot.web.page import (
     form_page,
     report_page,
 )
+from stylebot.bot.web.protocol_log import protocol_log
 from stylebot.config import Settings
 from stylebot.startup_checks import StartupError
 
@@ -230,7 +231,7 @@ async def start_verify_web(bot: StyleBot, settings: Settings) -> VerifyWebServer
         return None
     host, port = settings.verify_web_host, settings.verify_web_port
     # No access log: it would write every visitor's address; the proxy keeps its own.
-    runner = web.AppRunner(verify_web_app(bot, settings), access_log=None)
+    runner = web.AppRunner(verify_web_app(bot, settings), access_log=None, logger=protocol_log())
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
