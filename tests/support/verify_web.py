@@ -4,11 +4,17 @@ hostile client sends them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 
 import aiohttp
 
-__all__ = ["form", "multipart_body", "raw_request"]
+from stylebot.bootstrap import FrontEnd
+from stylebot.bot.web import VerifyWebServer, start_verify_web
+from tests.support.processes import free_port
+
+__all__ = ["form", "multipart_body", "raw_request", "serving"]
 
 
 def form(data: bytes, filename: str = "picture.png") -> aiohttp.FormData:
@@ -41,3 +47,15 @@ async def raw_request(port: int, head: str, body: bytes = b"") -> bytes:
             return answer_head + await reader.readexactly(int(length.group(1)))
     finally:
         writer.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(frontend: FrontEnd, **settings: object) -> AsyncIterator[VerifyWebServer]:
+    """Another page on the same front end, with other settings."""
+    changed = frontend.settings.replace(verify_web_port=free_port(), **settings)
+    server = await start_verify_web(frontend.bot, changed)
+    assert server is not None
+    try:
+        yield server
+    finally:
+        await server.stop()

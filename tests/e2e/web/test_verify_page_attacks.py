@@ -5,14 +5,17 @@ down. Against the real front end (SQLite usage log, embedded Redis)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 
 import pytest
 from tests.support.picture_edits import png_bytes
-from tests.support.verify_web import multipart_body, raw_request
+from tests.support.verify_web import multipart_body, raw_request, serving
 from tests.support.watermark_images import scene
 
-from stylebot.bot.web import VerifyWebServer
+from stylebot.bootstrap import FrontEnd
+from stylebot.bot.web import VerifyWebServer, server
 from stylebot.bot.web.server import MAX_PARTS
 
 HEAD = (
@@ -84,3 +87,32 @@ async def test_a_request_aiohttp_cannot_parse_logs_no_address_and_no_failure(
     assert [line for line in logged if "127.0.0.1" in line[1]] == []
     assert errors(caplog) == []
     assert [line for line in logged if "refused a malformed request" in line[1]] != []
+
+
+async def test_a_slow_request_head_is_cut_off(
+    frontend: FrontEnd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slowloris: a header line now and then, never the end of the head. aiohttp's own
+    limit was an hour per connection."""
+    monkeypatch.setattr(server, "REQUEST_HEAD_TIMEOUT_S", 1.0)
+    async with serving(frontend) as page:
+        reader, writer = await asyncio.open_connection("127.0.0.1", page.port)
+
+        async def trickle() -> None:
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    await asyncio.sleep(0.2)
+                    writer.write(b"X-Slow: 1\r\n")
+                    await writer.drain()
+
+        started = time.monotonic()
+        trickling = asyncio.create_task(trickle())
+        try:
+            async with asyncio.timeout(10):
+                answer = await reader.read()  # to the end: the server closes
+        finally:
+            trickling.cancel()
+            writer.close()
+        assert answer == b""
+        assert 0.9 < time.monotonic() - started < 5

@@ -18,8 +18,7 @@ import pytest
 from PIL import Image
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support.picture_edits import png_bytes
-from tests.support.processes import free_port
-from tests.support.verify_web import form, raw_request
+from tests.support.verify_web import form, raw_request, serving
 from tests.support.watermark_images import scene
 
 from stylebot.bootstrap import FrontEnd, run_frontends
@@ -42,18 +41,6 @@ def _local_http(monkeypatch: pytest.MonkeyPatch) -> None:
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-@contextlib.asynccontextmanager
-async def serving(frontend: FrontEnd, **settings: object) -> AsyncIterator[VerifyWebServer]:
-    """Another page on the same front end, with other settings."""
-    changed = frontend.settings.replace(verify_web_port=free_port(), **settings)
-    server = await start_verify_web(frontend.bot, changed)
-    assert server is not None
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_every_answer_carries_the_security_headers(

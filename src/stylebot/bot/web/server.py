@@ -49,6 +49,10 @@ DRAIN_FACTOR = 2
 MAX_PARTS = 4
 MAX_RECEIVING = 8  # uploads being received at once; more are asked to come back
 BODY_TIMEOUT_S = 60.0
+# A connection that has not sent a whole request head this long after it opened (or
+# after its last answer) is closed. aiohttp's own default is an hour, which lets a few
+# slow clients hold open enough sockets to starve the whole bot process of files.
+REQUEST_HEAD_TIMEOUT_S = 15.0
 CHUNK = 64 * 1024
 
 _SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -231,7 +235,12 @@ async def start_verify_web(bot: StyleBot, settings: Settings) -> VerifyWebServer
         return None
     host, port = settings.verify_web_host, settings.verify_web_port
     # No access log: it would write every visitor's address; the proxy keeps its own.
-    runner = web.AppRunner(verify_web_app(bot, settings), access_log=None, logger=protocol_log())
+    runner = web.AppRunner(
+        verify_web_app(bot, settings),
+        access_log=None,
+        logger=protocol_log(),
+        keepalive_timeout=REQUEST_HEAD_TIMEOUT_S,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
