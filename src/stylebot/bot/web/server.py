@@ -12,7 +12,6 @@ time limit, and only a few uploads received at once.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from stylebot.bot.core import ErrorReply, IncomingFile, StyleBot, Verify, VerifyReport
 from stylebot.bot.core.visitors import visitor
-from stylebot.bot.web.clients import ClientKeys, IpNetwork, client_address
+from stylebot.bot.web.clients import ClientKeys, IpNetwork, client_address, trusted_networks
 from stylebot.bot.web.page import (
     SCRIPT,
     SECURITY_HEADERS,
@@ -200,10 +199,7 @@ def verify_web_app(bot: StyleBot, settings: Settings) -> web.Application:
     app[_BOT_KEY] = bot
     app[_KEYS_KEY] = ClientKeys()
     app[_RECEIVING_KEY] = asyncio.Semaphore(MAX_RECEIVING)
-    proxies: tuple[IpNetwork, ...] = tuple(
-        ipaddress.ip_network(network) for network in settings.verify_web_trusted_proxies
-    )
-    app[_PROXIES_KEY] = proxies
+    app[_PROXIES_KEY] = trusted_networks(settings.verify_web_trusted_proxies)
     app.router.add_get("/", _show_form)
     app.router.add_post("/", _check)
     app.router.add_get("/verify.css", _asset(STYLE, "text/css"))
