@@ -11,12 +11,14 @@ import time
 
 import pytest
 from tests.support.picture_edits import png_bytes
+from tests.support.redis_outage import kill_redis_server
 from tests.support.verify_web import multipart_body, raw_request, serving
 from tests.support.watermark_images import scene
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.web import VerifyWebServer, server
 from stylebot.bot.web.server import MAX_PARTS
+from stylebot.queue.redis_server import socket_path_for
 
 HEAD = (
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -116,3 +118,15 @@ async def test_a_slow_request_head_is_cut_off(
             writer.close()
         assert answer == b""
         assert 0.9 < time.monotonic() - started < 5
+
+
+async def test_the_page_checks_images_while_redis_is_down(
+    frontend: FrontEnd, page: VerifyWebServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Verifying reads the database and the file, never the queue."""
+    kill_redis_server(socket_path_for(frontend.settings.data_dir))
+    picture = png_bytes(scene(96, 96, seed=63))
+    status, text = await post(page, multipart_body(image_part(picture)))
+    assert status == 200
+    assert "No stylebot watermark found in this image." in text
+    assert errors(caplog) == []
