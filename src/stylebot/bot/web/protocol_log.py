@@ -11,7 +11,6 @@ naming the kind of fault); anything else aiohttp logs keeps its level, without t
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -23,33 +22,17 @@ _NAMES_THE_PEER = "Error handling request from %s"
 
 
 class _AddresslessProtocolLog(logging.LoggerAdapter[logging.Logger]):
-    def log(
-        self,
-        level: int,
-        msg: object,
-        *args: object,
-        exc_info: Any = None,
-        stack_info: bool = False,
-        stacklevel: int = 1,
-        extra: Mapping[str, object] | None = None,
-    ) -> None:
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if msg == _NAMES_THE_PEER:
-            if isinstance(exc_info, HttpProcessingError):
+            fault = kwargs.get("exc_info")
+            if isinstance(fault, HttpProcessingError):
                 # Its class only: the message quotes the visitor's bytes.
                 level = min(level, logging.INFO)
-                msg, args = "refused a malformed request (%s)", (type(exc_info).__name__,)
-                exc_info = None
+                msg, args = "refused a malformed request (%s)", (type(fault).__name__,)
+                kwargs["exc_info"] = None
             else:
                 msg, args = "failed to handle a request", ()
-        super().log(
-            level,
-            msg,
-            *args,
-            exc_info=exc_info,
-            stack_info=stack_info,
-            stacklevel=stacklevel,
-            extra=extra,
-        )
+        super().log(level, msg, *args, **kwargs)
 
 
 def protocol_log() -> logging.LoggerAdapter[logging.Logger]:
