@@ -149,7 +149,8 @@ class CredentialsReport:
     def describe(self) -> str:
         if self.valid:
             trust = "trusted signer" if self.trusted else "signer not on the trust list"
-            head = f"Content Credentials (C2PA): valid, signed by {self.signer or '?'} ({trust})"
+            signer = _quoted(self.signer) if self.signer else "?"
+            head = f"Content Credentials (C2PA): valid, signed by {signer} ({trust})"
             if self.signed_at:
                 head += f", timestamped {self.signed_at}"
         else:
@@ -165,6 +166,15 @@ class CredentialsReport:
         if self.digital_source_type != TRAINED_ALGORITHMIC_MEDIA:
             made = ""
         return head + (f";{made}" if made else "")
+
+
+def _quoted(text: str, limit: int = 64) -> str:
+    """A name the file itself carries (anyone can sign with a certificate naming anything)
+    as one quoted line: no line breaks or other control characters that could forge
+    report lines, and no angle brackets that a chat or the web page would read as a
+    mention or markup."""
+    shown = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return repr(shown[:limit].replace("<", "‹").replace(">", "›"))
 
 
 def read_content_credentials(

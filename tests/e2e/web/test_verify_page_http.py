@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support.picture_edits import png_bytes
-from tests.support.processes import free_port
+from tests.support.verify_web import form, raw_request, serving
 from tests.support.watermark_images import scene
 
 from stylebot.bootstrap import FrontEnd, run_frontends
@@ -41,41 +41,6 @@ def _local_http(monkeypatch: pytest.MonkeyPatch) -> None:
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-def form(data: bytes, filename: str = "picture.png") -> aiohttp.FormData:
-    body = aiohttp.FormData()
-    body.add_field("image", data, filename=filename, content_type="image/png")
-    return body
-
-
-@contextlib.asynccontextmanager
-async def serving(frontend: FrontEnd, **settings: object) -> AsyncIterator[VerifyWebServer]:
-    """Another page on the same front end, with other settings."""
-    changed = frontend.settings.replace(verify_web_port=free_port(), **settings)
-    server = await start_verify_web(frontend.bot, changed)
-    assert server is not None
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-async def raw_request(port: int, head: str, body: bytes = b"") -> bytes:
-    """Send bytes as they are (a lying Content-Length, a body cut short); the answer's
-    head and body. (The server may go on reading what the client still sends for a
-    while after answering, so the answer is read by its length, not to the close.)"""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(head.encode() + body)
-        await writer.drain()
-        async with asyncio.timeout(10):
-            answer_head = await reader.readuntil(b"\r\n\r\n")
-            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", answer_head)
-            assert length is not None, answer_head
-            return answer_head + await reader.readexactly(int(length.group(1)))
-    finally:
-        writer.close()
 
 
 async def test_every_answer_carries_the_security_headers(

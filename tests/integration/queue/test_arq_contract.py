@@ -58,6 +58,10 @@ ARQ_SOURCES = {
     Worker.finish_failed_job: "3e16087f318a7acf",
     Worker.handle_sig: "985ff7ba01aa8f04",
     Worker.close: "5bcc9cb356680829",
+    # Its health key's lifetime is how `stylebot status` and the metrics count workers.
+    Worker.record_health: "108f4b8686c9402d",
+    # Reproduced by `stylebot.queue.turns` (the job record and queue entry, with a turn).
+    ArqRedis.enqueue_job: "7da8706a747c1171",
     jobs.serialize_job: "1fc854cc50e16e5c",
     jobs.deserialize_job_raw: "f330dfaff8e2160f",
     jobs.serialize_result: "709b9d4709d5aa08",

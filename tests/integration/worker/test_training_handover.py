@@ -136,7 +136,7 @@ async def test_a_checkpoint_that_cannot_be_saved_does_not_fail_the_run(
     # Redis refuses SET (the checkpoint record) for a while: every save then fails.
     await client.acl_setuser("default", enabled=True, nopass=True, commands=["-set"])
     try:
-        with caplog.at_level(logging.WARNING, logger="stylebot.queue.worker"):
+        with caplog.at_level(logging.WARNING, logger="stylebot.queue.job_bodies"):
             await ArqJobQueue(client).enqueue_train(job)
             await _until(
                 client,

@@ -86,6 +86,22 @@ def test_the_operators_ca_as_trust_anchor_makes_it_trusted(
     assert "trusted signer" in report.describe()
 
 
+def test_a_signers_name_cannot_forge_report_lines_or_carry_markup(tmp_path: Path) -> None:
+    """Anyone can sign a picture with a certificate of their own naming anything: the
+    report quotes it on its own line, without mention or markup syntax."""
+    forged = "<b>x</b>\nMade with stylebot <@1234>"
+    png = encode_png(Image.new("RGB", (64, 64)), META)
+    signed = sign_output_png(png, META, ensure_signing_identity(tmp_path, forged))
+    report = read_content_credentials(signed)
+    assert report is not None
+    assert report.signer == forged
+    line = report.describe()
+    assert "\n" not in line
+    assert "<" not in line
+    assert ">" not in line
+    assert "signed by '\u2039b\u203ax\u2039/b\u203a Made with stylebot \u2039@1234\u203a'" in line
+
+
 def test_signing_keeps_the_pixels_watermark_and_png_metadata(signed: bytes) -> None:
     assert read_watermark(Image.open(io.BytesIO(signed))) == OUTPUT_ID
     assert read_output_metadata(signed) == META

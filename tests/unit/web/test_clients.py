@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from stylebot.bot.web.clients import ClientKeys, client_address
+from stylebot.bot.web.clients import ClientKeys, client_address, trusted_networks
 
 PROXY = (ipaddress.ip_network("10.0.0.0/8"),)
 ip = ipaddress.ip_address
@@ -34,6 +34,17 @@ def test_the_visitor_is_the_rightmost_address_no_trusted_proxy_holds(
     peer: str, forwarded: list[str], visitor: str
 ) -> None:
     assert client_address(peer, forwarded, PROXY) == ip(visitor)
+
+
+def test_a_proxy_written_as_an_ipv4_mapped_address_is_trusted() -> None:
+    """The peer of a dual-stack socket is seen as IPv4; the operator may have copied the
+    proxy's address as the socket showed it. Otherwise nobody's header is believed and
+    all visitors share the proxy's one limit."""
+    mapped = trusted_networks(["::ffff:10.0.0.2", "::ffff:192.168.0.0/112"])
+    assert mapped == (ipaddress.ip_network("10.0.0.2/32"), ipaddress.ip_network("192.168.0.0/16"))
+    for peer in ("10.0.0.2", "::ffff:10.0.0.2", "192.168.4.4"):
+        assert client_address(peer, ["203.0.113.5"], mapped) == ip("203.0.113.5")
+    assert trusted_networks(["2001:db8::/32"]) == (ipaddress.ip_network("2001:db8::/32"),)
 
 
 def test_an_unreadable_forwarded_address_or_peer_is_no_address() -> None:

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["ClientKeys", "client_address"]
+__all__ = ["ClientKeys", "client_address", "trusted_networks"]
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -34,6 +34,20 @@ def _address(text: str) -> IpAddress | None:
     if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
         return found.ipv4_mapped
     return found
+
+
+def trusted_networks(texts: Iterable[str]) -> tuple[IpNetwork, ...]:
+    """The operator's trusted proxies. One written as an IPv4-mapped IPv6 address (as
+    `ss` shows a dual-stack socket's peer) is taken as the IPv4 network it maps, since
+    that is how `client_address` sees every such peer."""
+    networks: list[IpNetwork] = []
+    for text in texts:
+        network = ipaddress.ip_network(text, strict=False)
+        mapped = network.network_address.ipv4_mapped if network.version == 6 else None
+        if mapped is not None and network.prefixlen >= 96:
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96), strict=False)
+        networks.append(network)
+    return tuple(networks)
 
 
 def client_address(

@@ -12,16 +12,16 @@ time limit, and only a few uploads received at once.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from stylebot.bot.core import ErrorReply, IncomingFile, StyleBot, Verify, VerifyReport
 from stylebot.bot.core.visitors import visitor
-from stylebot.bot.web.clients import ClientKeys, IpNetwork, client_address
+from stylebot.bot.web.clients import ClientKeys, IpNetwork, client_address, trusted_networks
 from stylebot.bot.web.page import (
     SCRIPT,
     SECURITY_HEADERS,
@@ -30,6 +30,7 @@ from stylebot.bot.web.page import (
     form_page,
     report_page,
 )
+from stylebot.bot.web.protocol_log import protocol_log
 from stylebot.config import Settings
 from stylebot.startup_checks import StartupError
 
@@ -47,6 +48,10 @@ DRAIN_FACTOR = 2
 MAX_PARTS = 4
 MAX_RECEIVING = 8  # uploads being received at once; more are asked to come back
 BODY_TIMEOUT_S = 60.0
+# A connection that has not sent a whole request head this long after it opened (or
+# after its last answer) is closed. aiohttp's own default is an hour, which lets a few
+# slow clients hold open enough sockets to starve the whole bot process of files.
+REQUEST_HEAD_TIMEOUT_S = 15.0
 CHUNK = 64 * 1024
 
 _SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -117,11 +122,12 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, bytes
         found: tuple[str, bytes] | None = None
         too_big = False
         received = 0
-        for _ in range(MAX_PARTS):
+        # One read past MAX_PARTS: a form of exactly MAX_PARTS parts must reach its end.
+        for parts_read in range(MAX_PARTS + 1):
             part = await reader.next()
             if part is None:
                 break
-            if not isinstance(part, BodyPartReader):
+            if parts_read == MAX_PARTS or not isinstance(part, BodyPartReader):
                 raise _Refused(400, "Please send one image with the form on this page.")
             is_file = part.name == FIELD and found is None
             chunks: list[bytes] = []
@@ -136,9 +142,9 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str, bytes
             if is_file:
                 too_big = size > max_bytes
                 found = (part.filename or "image", b"".join(chunks))
-        else:
-            raise _Refused(400, "Please send one image with the form on this page.")
-    except ValueError as exc:  # aiohttp's parser on a malformed body
+    # aiohttp's parser on a malformed body: ValueError, or HttpProcessingError for a
+    # part's header line that is too long or cannot be read.
+    except (ValueError, HttpProcessingError) as exc:
         raise _Refused(400, "That upload could not be read. Please try again.") from exc
     except ConnectionError:  # the visitor left (or lost the line) mid-upload: no failure
         raise _Refused(400, "The upload was cut off. Please try again.") from None
@@ -193,10 +199,7 @@ def verify_web_app(bot: StyleBot, settings: Settings) -> web.Application:
     app[_BOT_KEY] = bot
     app[_KEYS_KEY] = ClientKeys()
     app[_RECEIVING_KEY] = asyncio.Semaphore(MAX_RECEIVING)
-    proxies: tuple[IpNetwork, ...] = tuple(
-        ipaddress.ip_network(network) for network in settings.verify_web_trusted_proxies
-    )
-    app[_PROXIES_KEY] = proxies
+    app[_PROXIES_KEY] = trusted_networks(settings.verify_web_trusted_proxies)
     app.router.add_get("/", _show_form)
     app.router.add_post("/", _check)
     app.router.add_get("/verify.css", _asset(STYLE, "text/css"))
@@ -228,7 +231,12 @@ async def start_verify_web(bot: StyleBot, settings: Settings) -> VerifyWebServer
         return None
     host, port = settings.verify_web_host, settings.verify_web_port
     # No access log: it would write every visitor's address; the proxy keeps its own.
-    runner = web.AppRunner(verify_web_app(bot, settings), access_log=None)
+    runner = web.AppRunner(
+        verify_web_app(bot, settings),
+        access_log=None,
+        logger=protocol_log(),
+        keepalive_timeout=REQUEST_HEAD_TIMEOUT_S,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
