@@ -79,3 +79,26 @@ def test_many_unclosed_packets_are_cheap() -> None:
     started = time.perf_counter()
     assert training_reservation(hostile) is None
     assert time.perf_counter() - started < 2.0
+
+
+def test_the_text_form_of_the_property_is_found_too() -> None:
+    packet = xmp_with_data_mining(DMI + "DMI-PROHIBITED").replace(
+        f'<plus:DataMining rdf:resource="{DMI}DMI-PROHIBITED"/>'.encode(),
+        f"<plus:DataMining> {DMI}DMI-PROHIBITED </plus:DataMining>".encode(),
+    )
+    assert b"rdf:resource" not in packet
+    assert training_reservation(jpeg_with_xmp(packet)) is not None
+    allowed = packet.replace(b"DMI-PROHIBITED", b"DMI-ALLOWED")
+    assert training_reservation(jpeg_with_xmp(allowed)) is None
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        # Broken XMP is read by its words, and it takes both: the property and the value.
+        b"<x:xmpmeta><plus:DataMining>DMI-ALLOWED</x:xmpmeta>",
+        b"<x:xmpmeta><plus:Other>DMI-PROHIBITED</x:xmpmeta>",
+    ],
+)
+def test_broken_xmp_needs_both_the_property_and_a_prohibition(broken: bytes) -> None:
+    assert training_reservation(jpeg_with_xmp(broken)) is None
