@@ -85,7 +85,31 @@ def mutant_change(functions: dict[str, str], function: str) -> str:
             removed.append(line[2:].strip())
         elif line.startswith("+ "):
             added.append(line[2:].strip())
+    if len(removed) == 1 and len(added) == 1:
+        return _around_the_difference(removed[0], added[0])
     return f"{' | '.join(removed)} -> {' | '.join(added)}"
+
+
+_CONTEXT = 24  # characters kept either side of what a one-line mutant changes
+
+
+def _around_the_difference(old: str, new: str) -> str:
+    """'old -> new' for one line, cut to the changed part and a little context."""
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    left = max(0, start - _CONTEXT)
+
+    def cut(line: str) -> str:
+        right = min(len(line), len(line) - end + _CONTEXT)
+        head = "..." if left > 0 else ""
+        tail = "..." if right < len(line) else ""
+        return head + line[left:right] + tail
+
+    return f"{cut(old)} -> {cut(new)}"
 
 
 def _module_name(path: str) -> str:
