@@ -76,11 +76,13 @@ def _functions(source: str) -> dict[str, str]:
 
 def mutant_change(functions: dict[str, str], function: str) -> str:
     """What a mutant changes, as 'old line -> new line' (lines stripped, ' | '-joined)."""
-    original = functions[function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"]
-    mutated = functions[function]
+    original_name = function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+    original = functions[original_name]
+    # Named alike, so that only a mutated signature (a default value) differs there.
+    mutated = functions[function].replace(function, original_name, 1)
     removed: list[str] = []
     added: list[str] = []
-    for line in difflib.ndiff(original.splitlines()[1:], mutated.splitlines()[1:]):
+    for line in difflib.ndiff(original.splitlines(), mutated.splitlines()):
         if line.startswith("- "):
             removed.append(line[2:].strip())
         elif line.startswith("+ "):

@@ -189,3 +189,10 @@ def test_the_words_of_each_kind_of_break() -> None:
         (3, "expected entry 2 here, found 3 (entries removed, inserted or reordered)"),
         (3, f"does not link to the entry before it (prev_hash {head}..., expected {link}...)"),
     ]
+
+
+def test_an_entry_keeps_its_time_in_utc() -> None:
+    paris = timezone(timedelta(hours=1))
+    entry = chain_entry(None, LedgerKind.CONSENT, {"n": 1}, T0.astimezone(paris))
+    assert entry.recorded_at == T0
+    assert entry.recorded_at.tzinfo is UTC

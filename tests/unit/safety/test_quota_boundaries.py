@@ -20,6 +20,7 @@ from stylebot.bot.core.quotas import (
     TRAIN,
     admit_erasure,
     admit_generation,
+    blocked_phrase,
     check_allowance,
     rate_limited,
     record_usage,
@@ -209,9 +210,10 @@ async def test_the_rate_limit_allows_exactly_its_number_of_requests() -> None:
     assert text(await rate_limited(deps, ALICE, w.clock.current)) == (
         "You're sending requests too quickly (at most 2 every 60 s). Try again in 58 s."
     )
-    # check_allowance applies it too, before any quota.
-    assert text(await check_allowance(deps, ALICE, GENERATE, 1)).startswith(
-        "You're sending requests too quickly"
+    # check_allowance applies it too, before any quota, at the moment it judges the
+    # request (the clock here moves a second each time it is read).
+    assert text(await check_allowance(deps, ALICE, GENERATE, 1)) == (
+        "You're sending requests too quickly (at most 2 every 60 s). Try again in 57 s."
     )
     assert await rate_limited(deps, BOB) is None
 
@@ -280,3 +282,20 @@ async def test_a_generation_is_checked_for_the_blocklist_then_the_quota() -> Non
     )
     assert await admit_generation(w.bot.deps, ALICE, "a boat", 1) is None
     assert await admit_generation(w.bot.deps, ALICE, "a boat", 2) is not None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "blocklist", "found"),
+    [
+        ("gore", ("", "gore"), "gore"),  # an empty entry is skipped, not the end of the list
+        ("i n k wash", ("ink",), "ink"),  # three letters spaced out
+        ("x a b", ("ab",), None),  # two are too few to read as a word spelled out
+        ("g o r e s c e n e", ("gore scene",), "gore scene"),  # a phrase spelled out
+        ("N S F W", ("N.S.F.W",), "N.S.F.W"),  # the list's own entry comes back
+        ("a boat", ("boat", "a"), "boat"),  # the first entry that matches
+    ],
+)
+def test_the_blocklist_at_its_edges(
+    prompt: str, blocklist: tuple[str, ...], found: str | None
+) -> None:
+    assert blocked_phrase(prompt, blocklist) == found
