@@ -5,8 +5,10 @@ dropped or re-cased key is a break of the format, not a detail."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 from tests.unit.safety.test_ledger import T0, a_chain
@@ -157,6 +159,37 @@ def test_a_naive_time_cannot_be_written_into_a_hash() -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         utc_text(datetime(2026, 1, 1))
     assert utc_text(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00.000000+00:00"
+
+
+class NoOffset(tzinfo):
+    """A time zone that does not know its offset: such a time is as good as naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+def test_a_time_with_no_known_offset_cannot_be_written_into_a_hash() -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        utc_text(datetime(2026, 1, 1, tzinfo=NoOffset()))
+
+
+@pytest.fixture
+def host_in_paris(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's own time zone is not UTC (as on many an operator's server)."""
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("host_in_paris")
+def test_times_are_written_in_utc_whatever_the_hosts_time_zone() -> None:
+    paris = timezone(timedelta(hours=1))
+    moment = datetime(2026, 11, 22, 13, 30, tzinfo=paris)
+    assert utc_text(moment) == "2026-11-22T12:30:00.000000+00:00"
+    entry = chain_entry(None, LedgerKind.CONSENT, {"n": 1}, moment)
+    assert entry.recorded_at.utcoffset() == timedelta(0)
 
 
 def test_an_entry_hash_is_the_sha256_of_its_canonical_fields() -> None:
