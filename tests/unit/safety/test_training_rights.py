@@ -102,3 +102,38 @@ def test_the_text_form_of_the_property_is_found_too() -> None:
 )
 def test_broken_xmp_needs_both_the_property_and_a_prohibition(broken: bytes) -> None:
     assert training_reservation(jpeg_with_xmp(broken)) is None
+
+
+def test_the_reasons_say_which_metadata_forbids_training() -> None:
+    plus = jpeg_with_xmp(xmp_with_data_mining(DMI + "DMI-PROHIBITED"))
+    assert training_reservation(plus) == (
+        "its metadata (IPTC PLUS “Data Mining”) says its rights holder does not allow it to "
+        "be used for AI training"
+    )
+    c2pa = jpeg_with_c2pa_training_mining("notAllowed")
+    assert training_reservation(c2pa) == (
+        "its Content Credentials (C2PA “training-mining” assertion) say it may not be used "
+        "for AI training"
+    )
+
+
+def test_a_c2pa_not_allowed_for_something_other_than_training_is_no_reservation() -> None:
+    data = jpeg_with_c2pa_training_mining("notAllowed", entries=("cawg.other_use",))
+    assert training_reservation(data) is None
+    every_use = ("cawg.ai_training", "cawg.ai_generative_training", "cawg.data_mining")
+    every_use += ("cawg.ai_inference",)
+    assert training_reservation(jpeg_with_c2pa_training_mining("notAllowed", entries=every_use))
+
+
+def test_every_packet_is_read_not_only_the_last() -> None:
+    prohibiting = xmp_with_data_mining(DMI + "DMI-PROHIBITED")
+    allowing = xmp_with_data_mining(DMI + "DMI-ALLOWED")
+    assert training_reservation(jpeg_with_xmp(prohibiting) + allowing) is not None
+
+
+def test_at_most_16_packets_are_read() -> None:
+    allowing = xmp_with_data_mining(DMI + "DMI-ALLOWED")
+    prohibiting = xmp_with_data_mining(DMI + "DMI-PROHIBITED")
+    image = jpeg_with_xmp(allowing)  # one packet
+    assert training_reservation(image + allowing * 14 + prohibiting) is not None  # the 16th
+    assert training_reservation(image + allowing * 15 + prohibiting) is None  # the 17th
