@@ -216,3 +216,22 @@ async def test_a_removal_without_a_reason_logs_the_ids_alone(world: SafetyWorld)
     assert detail == f"#{image.id}"
     [entry] = world.ledger.of_kind(LedgerKind.OPTOUT_REMOVAL)
     assert (entry.payload["authority"], entry.payload["removed_by"]) == ("operator", "discord:root")
+
+
+async def test_removing_one_registrants_registrations_by_their_code(world: SafetyWorld) -> None:
+    first = await register(world, SQUATTER, 1)
+    await register(world, MEMBER, 2)
+    second = await register(world, SQUATTER, 3)
+    remove = RemoveOptOuts(MANAGER, registrant=first.registrant[:8], manages_server=True)
+    reply = await world.bot.handle(remove)
+    assert isinstance(reply, TextReply)
+    assert reply.text.startswith(f"Removed 2 /optout registration(s): #{first.id}, #{second.id}.")
+    assert [i.platform_user_id for i in world.optouts.images] == [MEMBER.user_id]
+
+
+async def test_ids_and_a_code_together_remove_only_that_registrants(world: SafetyWorld) -> None:
+    mine = await register(world, SQUATTER, 1)
+    theirs = await register(world, MEMBER, 2)
+    remove = RemoveOptOuts(OPERATOR, ids=(mine.id, theirs.id), registrant=mine.registrant[:8])
+    assert isinstance(await world.bot.handle(remove), TextReply)
+    assert world.optouts.images == [theirs]

@@ -54,6 +54,7 @@ def test_the_trigger_phrase_spells_the_name_as_words() -> None:
 
 def test_printable_drops_control_characters_and_path_separators() -> None:
     assert printable("../a\\b/c\x00d\ne.png") == "..abcde.png"
+    assert printable("X-ray") == "X-ray"
 
 
 def test_printable_keeps_the_end_of_long_text() -> None:

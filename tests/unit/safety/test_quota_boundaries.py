@@ -178,7 +178,7 @@ async def with_admin_quota(w: SafetyWorld, per_day: int) -> None:
 
 @pytest.mark.parametrize(
     ("operator_limit", "admin_limit", "allowed_images"),
-    [(5, 3, 3), (3, 5, 3), (0, 4, 4)],
+    [(5, 3, 3), (3, 5, 3), (1, 5, 1), (0, 4, 4)],
 )
 async def test_an_admin_quota_only_makes_the_operators_stricter(
     operator_limit: int, admin_limit: int, allowed_images: int
