@@ -137,3 +137,11 @@ def test_at_most_16_packets_are_read() -> None:
     image = jpeg_with_xmp(allowing)  # one packet
     assert training_reservation(image + allowing * 14 + prohibiting) is not None  # the 16th
     assert training_reservation(image + allowing * 15 + prohibiting) is None  # the 17th
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_bare_packet_without_its_xpacket_wrapper_is_found(compressed: bool) -> None:
+    # The wrapper is optional; a PNG's text chunk may hold the packet from its first byte.
+    bare = xmp_with_data_mining(DMI + "DMI-PROHIBITED")
+    bare = bare[bare.index(b"<x:xmpmeta") : bare.index(b"</x:xmpmeta>") + len(b"</x:xmpmeta>")]
+    assert training_reservation(png_with_xmp(bare, compressed=compressed)) is not None
