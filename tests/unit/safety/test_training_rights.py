@@ -145,3 +145,33 @@ def test_a_bare_packet_without_its_xpacket_wrapper_is_found(compressed: bool) ->
     bare = xmp_with_data_mining(DMI + "DMI-PROHIBITED")
     bare = bare[bare.index(b"<x:xmpmeta") : bare.index(b"</x:xmpmeta>") + len(b"</x:xmpmeta>")]
     assert training_reservation(png_with_xmp(bare, compressed=compressed)) is not None
+
+
+def allowing_packet_that_mentions_the_prohibition() -> bytes:
+    """Well-formed, allowing mining, with the prohibition's words in a description."""
+    return xmp_with_data_mining(DMI + "DMI-ALLOWED").replace(
+        b"</rdf:RDF>",
+        b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        b"<dc:description>DataMining was DMI-PROHIBITED once</dc:description>"
+        b"</rdf:Description></rdf:RDF>",
+    )
+
+
+def test_a_well_formed_packet_is_read_as_xml_not_by_its_words() -> None:
+    packet = allowing_packet_that_mentions_the_prohibition()
+    assert training_reservation(jpeg_with_xmp(packet)) is None
+    # A stray start before it does not make it part of a broken one.
+    assert training_reservation(jpeg_with_xmp(b"<x:xmpmeta " + packet)) is None
+
+
+def test_ends_without_a_start_do_not_use_up_the_packets_read() -> None:
+    prohibiting = xmp_with_data_mining(DMI + "DMI-PROHIBITED")
+    assert training_reservation(jpeg_with_xmp(b"</x:xmpmeta>" * 16 + prohibiting)) is not None
+
+
+def test_a_packet_over_a_mebibyte_is_not_read() -> None:
+    padding = b" " * (1024 * 1024)
+    huge = xmp_with_data_mining(DMI + "DMI-PROHIBITED").replace(
+        b"</rdf:RDF>", padding + b"</rdf:RDF>"
+    )
+    assert training_reservation(jpeg_with_xmp(b"x") + huge) is None
