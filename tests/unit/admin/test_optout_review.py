@@ -31,15 +31,20 @@ ARTIST = person("artist", server="guild-2")
 MEMBER = person("member", server="guild-1")
 
 
-@pytest.fixture
-def world() -> SafetyWorld:
+def reviewing_world() -> SafetyWorld:
+    """The core on fakes with admin ports: discord:root is the operator."""
     world = safety_world()
     store = FakeAdminStore()
     world.bot.deps.admin = AdminPorts(store, FakeTrainingSwitch(), parse_operators("discord:root"))
     return world
 
 
-def _store(world: SafetyWorld) -> FakeAdminStore:
+@pytest.fixture
+def world() -> SafetyWorld:
+    return reviewing_world()
+
+
+def admin_store(world: SafetyWorld) -> FakeAdminStore:
     assert world.bot.deps.admin is not None
     store = world.bot.deps.admin.store
     assert isinstance(store, FakeAdminStore)
@@ -96,7 +101,7 @@ async def test_a_manager_reviews_and_removes_a_squatters_registrations(
     assert {e.payload["reason"] for e in entries} == {"not theirs"}
     assert {e.payload["registrant"][:12] for e in entries} == {code}
     assert verify_chain(world.ledger.rows).intact
-    assert [action for _at, _who, action, _detail in _store(world).log] == ["remove-optout"]
+    assert [action for _at, _who, action, _detail in admin_store(world).log] == ["remove-optout"]
 
     assert isinstance(await world.bot.handle(upload), ConsentRequest)
 

@@ -61,6 +61,13 @@ def test_a_users_own_style_wins_over_a_shared_one_of_the_same_name() -> None:
     assert pick_style([shared], "ink", OWNER, ELSEWHERE) is None
 
 
+def test_a_style_shared_to_this_server_wins_over_an_older_public_one() -> None:
+    public = style(Visibility.PUBLIC, owner=3, style_id=1)
+    shared = style(Visibility.SERVER, HERE, owner=OTHER, style_id=2)
+    assert pick_style([public, shared], "ink", OWNER, HERE) is shared
+    assert pick_style([shared, public], "ink", OWNER, ELSEWHERE) is public
+
+
 def test_style_names_are_normalised_and_checked() -> None:
     assert normalise_style_name("  Ink-Wash ") == "ink-wash"
     with pytest.raises(InvalidStyleName, match="lowercase letters"):

@@ -75,18 +75,16 @@ def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", 8 + len(payload)) + kind + payload
 
 
-def jpeg_with_c2pa_training_mining(use: str, label: str = "cawg.training-mining") -> bytes:
+TRAINING_ENTRIES = ("cawg.ai_generative_training", "cawg.ai_training", "cawg.data_mining")
+
+
+def jpeg_with_c2pa_training_mining(
+    use: str, label: str = "cawg.training-mining", entries: tuple[str, ...] = TRAINING_ENTRIES
+) -> bytes:
     """A JPEG with a C2PA manifest store (JUMBF in APP11) holding a training-mining
-    assertion, laid out as the C2PA spec does (superbox, description box, CBOR box)."""
-    assertion = _cbor(
-        {
-            "entries": {
-                "cawg.ai_generative_training": {"use": use},
-                "cawg.ai_training": {"use": use},
-                "cawg.data_mining": {"use": use},
-            }
-        }
-    )
+    assertion, laid out as the C2PA spec does (superbox, description box, CBOR box);
+    each of `entries` says `use`."""
+    assertion = _cbor({"entries": {entry: {"use": use} for entry in entries}})
     cbor_type = bytes.fromhex("63626f7200110010800000aa00389b71")  # 'cbor' content type
     description = _box(b"jumd", cbor_type + b"\x03" + label.encode() + b"\x00")
     jumbf = _box(b"jumb", description + _box(b"cbor", assertion))
