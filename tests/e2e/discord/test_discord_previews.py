@@ -31,10 +31,14 @@ from tests.fakes.discord_api import (
 )
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
+from stylebot.bot.core.mentions import spell
 from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
 from stylebot.bot.discord import DiscordAdapter
-from stylebot.bot.discord.render import escape
+from stylebot.bot.discord.render import discord_spelling, escape
 from stylebot.queue.payloads import preview_output_id
+
+#: What a group sees when a training ends, as this platform spells it.
+ENDED_PUBLICLY = spell(TRAINING_ENDED_PUBLICLY, discord_spelling)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -206,7 +210,7 @@ async def test_with_dms_closed_previews_are_dropped_and_the_channel_learns_only_
     # The private style's name (and how training went) stays the owner's: the channel
     # gets the core's neutral line with a mention, and nothing else names the style.
     assert message["content"].startswith(f"<@{alice.id}> ")
-    assert message["content"].endswith(escape(TRAINING_ENDED_PUBLICLY))
+    assert message["content"].endswith(escape(ENDED_PUBLICLY))
     public = [m for m in fake.channel_messages(general.id) if not m["flags"] & EPHEMERAL]
     assert not any("ember" in m["content"] for m in public)
     assert not message["flags"] & EPHEMERAL  # a normal message: the token was dead

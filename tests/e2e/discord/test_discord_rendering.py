@@ -20,7 +20,8 @@ from tests.support.records import add_ready_style
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core import LICENCES, JobFinished, Notification, Requester
 from stylebot.bot.discord import DiscordAdapter, PeopleAnswer
-from stylebot.bot.discord.views import consent_view, erasure_view, licence_options, rename_view
+from stylebot.bot.discord.consent_views import consent_view, licence_options, rename_view
+from stylebot.bot.discord.views import erasure_view
 from stylebot.config import Settings
 
 pytestmark = pytest.mark.slow

@@ -378,7 +378,7 @@ async def test_the_consent_question_asks_about_recognisable_people(
     people = [(label, data) for label, data in question.buttons if data and data[:3] == "cp|"]
     assert people == [
         ("No recognisable people", f"cp|{ada.id}||n"),
-        ("Recognisable people, and each agreed", f"cp|{ada.id}||y"),
+        ("Recognisable people, and each of them agreed", f"cp|{ada.id}||y"),
         ("Recognisable people who did not agree", f"cp|{ada.id}||x"),
     ]
     # Only Ada may answer.
@@ -425,7 +425,7 @@ async def test_the_consent_question_asks_about_recognisable_people(
     await fake.press_button(group, ada, question, f"cy|{ada.id}|own-work|y")
     await fake.wait_for_sent(group, lambda m: "Consent recorded" in (m.text or ""))
     closed = next(m for m in fake.sent_messages(group) if m.message_id == question.message_id)
-    assert "Confirmed by Ada: My own work; Recognisable people, and each agreed." in (
+    assert "Confirmed by Ada: My own work; Recognisable people, and each of them agreed." in (
         closed.text or ""
     )
     consent = await frontend.repo.latest_consent(ada_record.id)
@@ -461,7 +461,7 @@ async def test_forgetme_asks_only_the_asker_and_confirm_erases(
     assert count_rows(settings, users, str(ada.id)) == 1
 
     refusal = await said(fake, group, ada, "/forgetme everything")
-    assert refusal.startswith("⚠️ Send /forgetme alone")
+    assert refusal.startswith("⚠️ /forgetme takes nothing, or the word confirm")
 
     # Asked in the group, the question (all her styles, private ones too) goes to Ada's
     # private chat; the group only reads where it went.

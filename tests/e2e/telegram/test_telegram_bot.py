@@ -37,10 +37,15 @@ from stylebot.bot.core import (
     Requester,
     StyleStatus,
 )
+from stylebot.bot.core.mentions import spell
 from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
 from stylebot.bot.telegram import BOT_COMMANDS, TelegramAdapter, TelegramNotRunning
 from stylebot.bot.telegram.consent import NOT_YOURS
+from stylebot.bot.telegram.render import telegram_spelling
 from stylebot.config import Settings
+
+#: What a group sees when a training ends, as this platform spells it.
+ENDED_PUBLICLY = spell(TRAINING_ENDED_PUBLICLY, telegram_spelling)
 
 pytestmark = pytest.mark.slow
 
@@ -301,9 +306,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert ("✓ No recognisable people", f"cp|{ada.id}|CC-BY-4.0|n") in question.buttons
     assert ("✓ CC BY 4.0", f"cl|{ada.id}|CC-BY-4.0|n") in question.buttons
     await fake.press_button(group, ada, question, f"cy|{ada.id}|CC-BY-4.0|n")
-    ready = await fake.wait_for_sent(
-        group, lambda m: TRAINING_ENDED_PUBLICLY in (m.text or ""), timeout=120
-    )
+    ready = await fake.wait_for_sent(group, lambda m: ENDED_PUBLICLY in (m.text or ""), timeout=120)
     # How it went (the loss, what validation found) is Ada's: her private chat has it.
     await fake.wait_for_sent(
         fake.private_chat(ada), lambda m: "Style warm is ready" in (m.text or "")

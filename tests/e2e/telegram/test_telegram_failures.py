@@ -18,8 +18,8 @@ from tests.support.large_results import noise_png
 
 from stylebot.bot.core import ImageFile, ImagesReady, Notification, Requester
 from stylebot.bot.telegram import TelegramAdapter
-from stylebot.bot.telegram.handlers import SORRY
 from stylebot.bot.telegram.photos import photo_to_show
+from stylebot.bot.telegram.render import SORRY
 from stylebot.config import Settings
 
 pytestmark = pytest.mark.slow

@@ -20,9 +20,14 @@ from tests.fakes.telegram_api import (
 )
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
+from stylebot.bot.core.mentions import spell
 from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
 from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.render import telegram_spelling
 from stylebot.queue.payloads import preview_output_id
+
+#: What a group sees when a training ends, as this platform spells it.
+ENDED_PUBLICLY = spell(TRAINING_ENDED_PUBLICLY, telegram_spelling)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -54,7 +59,7 @@ async def train_in(
     await fake.press_button(chat, who, question, f"cp|{who.id}|own-work|n")
     await fake.wait_for_sent(chat, lambda m: f"cy|{who.id}|own-work|n" in [d for _, d in m.buttons])
     await fake.press_button(chat, who, question, f"cy|{who.id}|own-work|n")
-    ended = TRAINING_ENDED_PUBLICLY if chat.type != "private" else f"Style {name} is ready"
+    ended = ENDED_PUBLICLY if chat.type != "private" else f"Style {name} is ready"
     return await fake.wait_for_sent(
         chat, lambda m: ended in (m.text or ""), timeout=TRAINING_TIMEOUT_S
     )

@@ -9,7 +9,7 @@ from tests.fakes.core import CoreWorld, person
 
 from stylebot.bot.core import ErrorReply, Imagine, JobQueued
 from stylebot.bot.core.generation import aspect_size
-from stylebot.bot.core.text_commands import CommandSyntaxError, parse_imagine
+from stylebot.bot.core.grammar import CommandSyntaxError, parse_imagine
 
 ALICE = person("alice")
 

@@ -30,6 +30,7 @@ from stylebot.bot.core import (
 from stylebot.bot.core.commands import DeleteStyle, OptOut
 from stylebot.bot.core.errors import RepositoryError
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent, TrainResult
 
 ALICE = person("alice", server="guild-1")
@@ -134,7 +135,8 @@ async def test_unconfirmed_it_says_what_would_go_and_changes_nothing(safe: Safet
     assert "ink" in reply.text
     assert "wash" in reply.text
     assert "Confirm" in reply.text
-    assert "/optout registration" in reply.text  # and that it stays, unlinked
+    # and that it stays, unlinked
+    assert f"{mention(CommandName.OPTOUT)} registration" in reply.text
     assert everything(safe) == before
     assert len(safe.ledger.rows) == rows
     assert safe.queue.cancelled == []
@@ -209,7 +211,7 @@ async def test_an_opt_out_stays_in_force_but_no_longer_names_the_artist(
     assert "alice" not in kept.platform_user_id
     copied = await safe.bot.handle(UploadImages(BOB, (IncomingFile("c.png", painting(50)),)))
     assert isinstance(copied, ErrorReply)
-    assert "/optout" in copied.text
+    assert mention(CommandName.OPTOUT) in copied.text
 
 
 async def test_the_same_person_on_another_platform_is_untouched(safe: SafetyWorld) -> None:

@@ -20,6 +20,7 @@ from stylebot.bot.core import (
     UploadImages,
 )
 from stylebot.bot.core.commands import OptOut
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.queue.payloads import TrainSettings
 
 ARTIST = person("artist", server="guild-1")
@@ -60,7 +61,7 @@ async def test_copies_of_an_opted_out_image_are_refused_to_others(safe: SafetyWo
     for name, data in copies.items():
         refused = await safe.bot.handle(UploadImages(COPIER, (IncomingFile(name, data),)))
         assert isinstance(refused, ErrorReply), name
-        assert "/optout" in refused.text
+        assert mention(CommandName.OPTOUT) in refused.text
         assert "Nothing was saved" in refused.text
     assert safe.blobs.keys() == set()
 

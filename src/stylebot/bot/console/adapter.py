@@ -13,52 +13,40 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shlex
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TextIO
 
-from stylebot.bot.core import (
-    CancelJob,
-    ConfirmConsent,
-    ConsentRequest,
-    DeleteStyle,
-    DiscardUploads,
-    EraseMyData,
-    ErasureConfirmation,
-    ErrorReply,
-    ExportStyle,
-    FileReply,
-    ImagesReady,
-    IncomingFile,
-    JobFinished,
-    JobProgress,
-    JobQueued,
-    ListStyles,
-    Notification,
-    Reply,
-    Requester,
-    ShareStyle,
-    ShowStatus,
-    StyleBot,
-    StyleInfo,
-    TextReply,
-    TrainStyle,
-    UnshareStyle,
-    UploadImages,
-    Verify,
-    VerifyReport,
-)
-from stylebot.bot.core.commands import Command
-from stylebot.bot.core.text_commands import (
-    CommandSyntaxError,
-    parse_confirmation,
-    parse_imagine,
-    split_command,
-)
+from stylebot.bot.core import grammar, replies
+from stylebot.bot.core.admin import AdminCommand
+from stylebot.bot.core.commands import Command, IncomingFile, OptOut, UploadImages, Verify
+from stylebot.bot.core.errors import CommandSyntaxError
+from stylebot.bot.core.mentions import typed
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.platform_core import PlatformCore
+from stylebot.bot.core.service import StyleBot
 
 _CONSOLE_USER = re.compile(r"[A-Za-z0-9._-]{1,32}")
+#: The typed commands (stylebot.bot.core.grammar) the console offers: HELP lists them.
+CONSOLE_COMMANDS = (
+    "upload",
+    "consent",
+    "discard",
+    "train",
+    "imagine",
+    "styles",
+    "style",
+    "status",
+    "cancel",
+    "verify",
+    "optout",
+    "forgetme",
+    "as",
+    "help",
+    "quit",
+    "exit",
+)
 
 HELP = """\
 Commands:
@@ -69,10 +57,11 @@ Commands:
   /imagine PROMPT [style:NAME] [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
   /styles                      the styles you can use
   /style info|share|unshare|delete|export NAME
-                               manage a style (share public NAME: share with everyone)
+                               manage a style (share NAME public: share with everyone)
   /status                      your queued and running jobs
   /cancel [JOB]                cancel your newest job, or the one named
   /verify PATH                 trace an image back to the record its watermark points to
+  /optout PATH...              register images you made: nobody else may train on copies
   /forgetme [confirm]          erase everything of yours (asks first; confirm to do it)
   /as NAME                     act as another user from here on (to try limits and turns)
   /help                        this text
@@ -106,7 +95,7 @@ class ConsoleAdapter:
         job_timeout_s: float = 6 * 3600,
         is_alive: Callable[[], str | None] | None = None,
     ) -> None:
-        self.bot = bot
+        self.bot = PlatformCore(bot, typed)
         self.out = out
         self.images_dir = images_dir
         self.requester = _console_user(user)
@@ -115,7 +104,7 @@ class ConsoleAdapter:
         # Returns why the jobs cannot finish (the worker died), or None.
         self.is_alive = is_alive or (lambda: None)
         self.saved_images: list[Path] = []
-        self.last_reply: Reply | None = None
+        self.last_reply: replies.Reply | None = None
         self._done: dict[str, asyncio.Event] = {}
 
     # -- input ----------------------------------------------------------------
@@ -137,74 +126,52 @@ class ConsoleAdapter:
 
     async def execute(self, line: str) -> str:
         """Run one line; returns "ok", "error" or "quit"."""
-        parsed = split_command(line)
+        parsed = grammar.split_command(line)
         if parsed is None:
             self._print("Commands start with '/'. Type /help for the list.")
             return "error"
         try:
-            command = self._command(parsed.name, parsed.args)
+            if parsed.name not in CONSOLE_COMMANDS:
+                raise ValueError(f"Unknown command /{parsed.name}. Type /help for the list.")
+            command = grammar.parse(parsed, self.requester)
+            if isinstance(command, grammar.Quit):
+                return "quit"
+            if isinstance(command, grammar.ShowHelp):
+                self._print(HELP)
+                return "ok"
+            if isinstance(command, grammar.ActAs):
+                self.requester = _console_user(command.name)
+                self._print(f"You are now {command.name}.")
+                return "ok"
+            command = self._with_files(command)
         except (CommandSyntaxError, ValueError) as exc:
             self._print(f"! {exc}")
             return "error"
-        if isinstance(command, str):  # the console's own "quit" or "help"
-            if command == "quit":
-                return "quit"
-            self._print(HELP)
-            return "ok"
-        if isinstance(command, Requester):
-            self.requester = command
-            self._print(f"You are now {command.user_id}.")
-            return "ok"
         reply = await self.bot.handle(command)
         self.last_reply = reply
-        if isinstance(reply, JobQueued):
+        if isinstance(reply, replies.JobQueued):
             self._done.setdefault(reply.job_id, asyncio.Event())
         self.show(reply)
-        return "error" if isinstance(reply, ErrorReply) else "ok"
+        return "error" if isinstance(reply, replies.ErrorReply) else "ok"
 
-    def _command(self, name: str, args: str) -> Command | Requester | Literal["quit", "help"]:
-        me = self.requester
-        match name:
-            case "quit" | "exit":
-                return "quit"
-            case "help":
-                return "help"
-            case "as":
-                return _console_user(args.strip())
-            case "upload":
-                paths = shlex.split(args)
-                if not paths:
-                    raise ValueError("Give the image files to upload: /upload a.png b.jpg")
-                return UploadImages(me, tuple(self._read(Path(p)) for p in paths))
-            case "consent":
-                if not args:
-                    raise ValueError("Name a licence: /consent own-work (see the list above)")
-                # Typing /consent is the confirmation: the terms were shown on upload.
-                return ConfirmConsent(me, args.strip(), rights_confirmed=True)
-            case "discard":
-                return DiscardUploads(me)
-            case "train":
-                if not args:
-                    raise ValueError("Name the style: /train mystyle")
-                return TrainStyle(me, args.strip())
-            case "imagine":
-                return parse_imagine(args).command(me)
-            case "styles":
-                return ListStyles(me)
-            case "status":
-                return ShowStatus(me)
-            case "cancel":
-                return CancelJob(me, args.strip() or None)
-            case "style":
-                return _style_command(me, args)
-            case "forgetme":
-                return EraseMyData(me, confirmed=parse_confirmation(args, "/forgetme"))
-            case "verify":
-                paths = shlex.split(args)
+    def _with_files(
+        self, parsed: Command | AdminCommand | grammar.NeedsFiles | grammar.AskConsent
+    ) -> Command | AdminCommand:
+        """The parsed line, with the files it names read (the console's part)."""
+        match parsed:
+            case grammar.AskConsent():
+                raise ValueError("Name a licence: /consent own-work (see the list above)")
+            case grammar.NeedsFiles(verb="verify", paths=paths):
                 if len(paths) != 1:
                     raise ValueError("Give one image to check: /verify image.png")
-                return Verify(me, self._read(Path(paths[0])))
-        raise ValueError(f"Unknown command /{name}. Type /help for the list.")
+                return Verify(self.requester, self._read(Path(paths[0])))
+            case grammar.NeedsFiles(verb=verb, paths=paths):
+                if not paths:
+                    raise ValueError(f"Give the image files: /{verb} a.png b.jpg")
+                files = tuple(self._read(Path(p)) for p in paths)
+                kind = UploadImages if verb == "upload" else OptOut
+                return kind(self.requester, files)
+        return parsed
 
     def _read(self, path: Path) -> IncomingFile:
         """Read a file the user named, refusing directories and oversized files early."""
@@ -217,35 +184,35 @@ class ConsoleAdapter:
 
     # -- output ---------------------------------------------------------------
 
-    async def notify(self, notification: Notification) -> None:
+    async def notify(self, notification: replies.Notification) -> None:
         # Every console user shares this terminal: say whose news it is when it is not
         # the current user's.
         if notification.to.user_id != self.requester.user_id:
             self._print(f"[for {notification.to.user_id}]")
         self.show(notification.reply)
         job_id = getattr(notification.reply, "job_id", None)
-        if isinstance(notification.reply, JobFinished | ImagesReady) and job_id:
+        if isinstance(notification.reply, replies.JobFinished | replies.ImagesReady) and job_id:
             self._done.setdefault(job_id, asyncio.Event()).set()
 
-    def show(self, reply: Reply) -> None:
+    def show(self, reply: replies.Reply) -> None:
         match reply:
-            case ErrorReply(text=text):
+            case replies.ErrorReply(text=text):
                 self._print(f"! {text}")
-            case ConsentRequest():
+            case replies.ConsentRequest():
                 licences = "\n".join(f"  {lic.id:<14} {lic.label}" for lic in reply.licences)
                 self._print(
                     f"{reply.text}\n\nTerms (version {reply.terms_version}): {reply.terms}\n\n"
                     f"Licences:\n{licences}\nType /consent LICENCE to confirm, "
                     "e.g. /consent own-work"
                 )
-            case ErasureConfirmation():
+            case replies.ErasureConfirmation():
                 self._print(f"{reply.text}\nType /forgetme confirm to erase it all.")
-            case FileReply():
+            case replies.FileReply():
                 self.images_dir.mkdir(parents=True, exist_ok=True)
                 path = self.images_dir / reply.filename
                 path.write_bytes(reply.data)
                 self._print(f"{reply.text}\n  saved {path}")
-            case ImagesReady():
+            case replies.ImagesReady():
                 self.images_dir.mkdir(parents=True, exist_ok=True)
                 lines = [reply.text]
                 for image in reply.images:
@@ -254,7 +221,13 @@ class ConsoleAdapter:
                     self.saved_images.append(path)
                     lines.append(f"  saved {path}")
                 self._print("\n".join(lines))
-            case JobProgress() | JobQueued() | JobFinished() | TextReply() | VerifyReport():
+            case (
+                replies.JobProgress()
+                | replies.JobQueued()
+                | replies.JobFinished()
+                | replies.TextReply()
+                | replies.VerifyReport()
+            ):
                 self._print(reply.text)
 
     def _print(self, text: str) -> None:
@@ -293,26 +266,6 @@ def console_user_name(name: str) -> str:
 def _console_user(name: str) -> Requester:
     name = console_user_name(name)
     return Requester("console", name, name, chat_id="console")
-
-
-def _style_command(me: Requester, args: str) -> Command:
-    """`/style ACTION NAME`; `share public NAME` shares with everyone."""
-    words = args.split()
-    if len(words) < 2:
-        raise ValueError("Use /style info|share|unshare|delete|export NAME")
-    action, name = words[0].lower(), words[-1]
-    match action:
-        case "info":
-            return StyleInfo(me, name)
-        case "share":
-            return ShareStyle(me, name, public="public" in (w.lower() for w in words[1:-1]))
-        case "unshare":
-            return UnshareStyle(me, name)
-        case "delete":
-            return DeleteStyle(me, name)
-        case "export":
-            return ExportStyle(me, name)
-    raise ValueError(f"Unknown style action {action!r}: use info, share, unshare, delete or export")
 
 
 async def stdin_lines(stream: TextIO, prompt: str | None, out: TextIO) -> AsyncIterator[str]:

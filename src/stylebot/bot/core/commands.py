@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stylebot.bot.core.consent import PeopleAnswer
 from stylebot.bot.core.model import Requester
 
 
@@ -28,26 +29,32 @@ class UploadImages:
 
 @dataclass(frozen=True)
 class ConfirmConsent:
-    """`identifiable_people`: whether recognisable people appear in the images (None:
-    not asked; the terms the user accepts cover it). If True, `people_agreed` must be
-    True too. Both go into the consent ledger as given."""
+    """Consent for the waiting images, then (``train_as``) their training under that name:
+    one command, so no platform sequences the two itself.
+
+    ``identifiable_people``: whether recognisable people appear in the images (None: not
+    asked; the terms the user accepts cover it). If True, ``people_agreed`` must be True
+    too. Both go into the consent ledger as given."""
 
     requester: Requester
     licence: str
     rights_confirmed: bool
     identifiable_people: bool | None = None
     people_agreed: bool | None = None
+    train_as: str | None = None
+
+    @classmethod
+    def answered(
+        cls, requester: Requester, licence: str, people: PeopleAnswer | None, train_as: str | None
+    ) -> ConfirmConsent:
+        """Rights confirmed (by a press or by typing), with the people answer if asked."""
+        identifiable, agreed = people.consent_fields() if people is not None else (None, None)
+        return cls(requester, licence, True, identifiable, agreed, train_as or None)
 
 
 @dataclass(frozen=True)
 class DiscardUploads:
     requester: Requester
-
-
-@dataclass(frozen=True)
-class TrainStyle:
-    requester: Requester
-    name: str
 
 
 @dataclass(frozen=True)
@@ -76,38 +83,38 @@ class ShowStatus:
 
 
 @dataclass(frozen=True)
-class StyleInfo:
+class NamedStyle:
+    """A command on one style, by the name the user gave."""
+
     requester: Requester
     name: str
+
+
+class TrainStyle(NamedStyle):
+    pass
+
+
+class StyleInfo(NamedStyle):
+    pass
 
 
 @dataclass(frozen=True)
-class ShareStyle:
+class ShareStyle(NamedStyle):
     """Share an own style with the server the command came from, or with everyone."""
 
-    requester: Requester
-    name: str
     public: bool = False
 
 
-@dataclass(frozen=True)
-class UnshareStyle:
-    requester: Requester
-    name: str
+class UnshareStyle(NamedStyle):
+    pass
 
 
-@dataclass(frozen=True)
-class DeleteStyle:
+class DeleteStyle(NamedStyle):
     """Delete a style with its training images, weights and the images made with it."""
 
-    requester: Requester
-    name: str
 
-
-@dataclass(frozen=True)
-class ExportStyle:
-    requester: Requester
-    name: str
+class ExportStyle(NamedStyle):
+    pass
 
 
 @dataclass(frozen=True)
@@ -128,33 +135,27 @@ class UsableStyles:
 
 
 @dataclass(frozen=True)
-class RerollOutput:
+class OnOutput:
+    """A command on one generated image (the buttons under a result)."""
+
+    requester: Requester
+    output_id: str
+
+
+class RerollOutput(OnOutput):
     """The same request as an earlier image, with a new random seed."""
 
-    requester: Requester
-    output_id: str
 
-
-@dataclass(frozen=True)
-class VaryOutput:
+class VaryOutput(OnOutput):
     """Images close to an earlier one: same prompt, style and seed, started from it."""
 
-    requester: Requester
-    output_id: str
+
+class OutputInfo(OnOutput):
+    pass
 
 
-@dataclass(frozen=True)
-class OutputInfo:
-    requester: Requester
-    output_id: str
-
-
-@dataclass(frozen=True)
-class DeleteOutput:
+class DeleteOutput(OnOutput):
     """Delete one generated image (its maker only)."""
-
-    requester: Requester
-    output_id: str
 
 
 @dataclass(frozen=True)

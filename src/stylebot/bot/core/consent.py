@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from enum import StrEnum
 
 TERMS_VERSION = "2026-11-22"
 TERMS_TEXT = (
@@ -42,3 +43,37 @@ def find_licence(text: str) -> Licence | None:
 
 def _squash(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+class PeopleAnswer(StrEnum):
+    """The answer to "do recognisable people appear in the images?", as every platform
+    asks it: a one-letter code (kept in button data) and a label."""
+
+    NONE = "n"
+    AGREED = "y"
+    NOT_AGREED = "x"
+
+    @property
+    def label(self) -> str:
+        return _PEOPLE_LABELS[self]
+
+    def consent_fields(self) -> tuple[bool, bool | None]:
+        """``identifiable_people`` and ``people_agreed`` of ConfirmConsent."""
+        if self is PeopleAnswer.NONE:
+            return False, None
+        return True, self is PeopleAnswer.AGREED
+
+
+_PEOPLE_LABELS = {
+    PeopleAnswer.NONE: "No recognisable people",
+    PeopleAnswer.AGREED: "Recognisable people, and each of them agreed",
+    PeopleAnswer.NOT_AGREED: "Recognisable people who did not agree",
+}
+
+
+def people_answer(code: str | None) -> PeopleAnswer | None:
+    """The answer a code stands for; None when not (yet) given or not a code."""
+    try:
+        return PeopleAnswer(code) if code else None
+    except ValueError:
+        return None

@@ -49,6 +49,7 @@ from stylebot.bot.core.commands import EraseMyData
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import job_owner
 from stylebot.bot.core.ledger import LedgerKind, erasure_payload
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Job, Output, Requester, Style, Upload, User
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.bot.core.quotas import (
@@ -172,8 +173,8 @@ def _what_stays(optouts: int) -> str:
     )
     if optouts:
         kept += (
-            f" Your {optouts} /optout registration(s) stay in force as fingerprints "
-            "only, no longer linked to you; if you come back, your own uploads of "
+            f" Your {optouts} {mention(CommandName.OPTOUT)} registration(s) stay in force as "
+            "fingerprints only, no longer linked to you; if you come back, your own uploads of "
             "those images are refused too."
         )
     return kept

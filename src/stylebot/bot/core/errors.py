@@ -64,3 +64,7 @@ QUEUE_UNAVAILABLE_TEXT = (
     "The queue is unavailable right now, so your request was not taken. "
     "Please try again in a minute."
 )
+
+
+class CommandSyntaxError(ValueError):
+    """A typed line does not fit its command; the message says how it should look."""

@@ -13,6 +13,7 @@ from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.fingerprints import fingerprint_of_png
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import (
     Job,
     JobStatus,
@@ -263,7 +264,7 @@ async def _training_finished(
                 text=(
                     f"Style {name} is ready ({result.steps} steps, final loss "
                     f"{result.final_loss:.4f}).{validation_summary(result.validation)} "
-                    f"Try: /imagine a lighthouse at dawn style:{name}"
+                    f"Try: {mention(CommandName.IMAGINE, 'a lighthouse at dawn', style=name)}"
                 ),
                 job_id=job.id,
                 kind=job.kind,
@@ -327,7 +328,8 @@ async def _generation_finished(
             job.origin,
             ImagesReady(
                 text=(
-                    f"Here you are (seed {seeds}). Each image is watermarked; /verify traces it."
+                    f"Here you are (seed {seeds}). Each image is watermarked; "
+                    f"{mention(CommandName.VERIFY)} traces it."
                 ),
                 job_id=job.id,
                 images=tuple(files),

@@ -11,6 +11,7 @@ from stylebot.bot.core.commands import DeleteOutput, Imagine, OutputInfo
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import QUEUE_UNAVAILABLE_TEXT, QueueUnavailable
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Output, Requester, Style, StyleStatus, User
 from stylebot.bot.core.permissions import can_use
 from stylebot.bot.core.quotas import GENERATE, admit_generation, record_usage
@@ -65,7 +66,10 @@ async def imagine(deps: Deps, command: Imagine) -> Reply:
     p = deps.policy
     prompt = command.prompt.strip()
     if not prompt:
-        return ErrorReply("Describe the image you want, e.g. /imagine a lighthouse at dawn.")
+        return ErrorReply(
+            "Describe the image you want, e.g. "
+            f"{mention(CommandName.IMAGINE, 'a lighthouse at dawn')}."
+        )
     if len(prompt) > p.max_prompt_chars or len(command.negative_prompt) > p.max_prompt_chars:
         return ErrorReply(f"Prompts are limited to {p.max_prompt_chars} characters.")
     steps = command.steps if command.steps is not None else p.default_steps
@@ -138,7 +142,8 @@ async def admit_and_queue(
             current = await deps.repo.get_style(style.id)
             if current is None or not can_use(current, user.id, requester.scope):
                 return ErrorReply(
-                    f"There is no style named {style.name} that you can use here. See /styles."
+                    f"There is no style named {style.name} that you can use here. "
+                    f"See {mention(CommandName.STYLES)}."
                 )
             style = current
         refused = await admit_generation(deps, requester, spec.prompt, spec.count)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from stylebot.bot.core.commands import CancelJob, ShowStatus
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import QueueUnavailable
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Job, JobStatus, Requester, StyleStatus, User
 from stylebot.bot.core.replies import ErrorReply, JobFinished, Reply, TextReply
 from stylebot.queue.fairness import LANES
@@ -32,7 +33,8 @@ async def queue_room(deps: Deps, requester: Requester, user: User) -> ErrorReply
         if mine >= p.max_queued_per_user:
             return ErrorReply(
                 f"You already have {mine} jobs queued or running (the limit is "
-                f"{p.max_queued_per_user}). Wait for one to finish, or /cancel one."
+                f"{p.max_queued_per_user}). Wait for one to finish, or "
+                f"{mention(CommandName.CANCEL)} one."
             )
     if p.max_queued_per_server > 0 and requester.scope is not None:
         here = sum(1 for job in active if job.origin.scope == requester.scope)

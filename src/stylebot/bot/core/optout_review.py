@@ -24,10 +24,13 @@ from stylebot.bot.core.admin import (
 )
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.ledger import LedgerKind, optout_removal_payload
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.replies import ErrorReply, Reply, TextReply
+
+_OPTOUT = mention(CommandName.OPTOUT)
 
 __all__ = ["LISTED", "SHOWN_CODE", "handle_list_optouts", "handle_remove_optouts"]
 
@@ -75,9 +78,9 @@ async def handle_list_optouts(deps: Deps, command: ListOptOuts) -> Reply:
     listed = await deps.optouts.listing(within, registrant, LISTED)
     where = "" if within is None else " made in this server"
     if not listed:
-        return TextReply(f"No /optout registrations{where}.")
+        return TextReply(f"No {_OPTOUT} registrations{where}.")
     operator = authority is Authority.OPERATOR
-    lines = [f"/optout registrations{where}, newest first ({len(listed)} shown):"]
+    lines = [f"{_OPTOUT} registrations{where}, newest first ({len(listed)} shown):"]
     lines += [_line(image, operator) for image in listed]
     busiest, count = Counter(i.registrant for i in listed).most_common(1)[0]
     if count > 1 and busiest:
@@ -124,10 +127,10 @@ async def handle_remove_optouts(deps: Deps, command: RemoveOptOuts) -> Reply:
             await deps.ledger.append(LedgerKind.OPTOUT_REMOVAL, payload, now)
     if not removed:
         where = "" if within is None else " made in this server"
-        return ErrorReply(f"No such /optout registrations{where}. Nothing was removed.")
+        return ErrorReply(f"No such {_OPTOUT} registrations{where}. Nothing was removed.")
     ids = ", ".join(f"#{image.id}" for image in removed)
     await _log(deps, ports, command.requester, "remove-optout", f"{ids} {command.reason}".strip())
     return TextReply(
-        f"Removed {len(removed)} /optout registration(s): {ids}. Copies of those images may "
+        f"Removed {len(removed)} {_OPTOUT} registration(s): {ids}. Copies of those images may "
         "be trained on again; the consent ledger records each removal."
     )

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from stylebot.bot.core.consent import Licence
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Output, Requester
 
 
@@ -30,6 +31,11 @@ class ErrorReply:
     """Something the user can fix; nothing was changed."""
 
     text: str
+
+
+class TrainingRefused(ErrorReply):
+    """Consent was recorded, but the training it was to start was refused (the name, the
+    timing): another name needs no new consent."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,10 @@ class JobFinished:
 
 
 #: The most a training's end says in a channel: not the style, not how it went.
-TRAINING_ENDED_PUBLICLY = "your training has ended; /styles and /status show the result."
+TRAINING_ENDED_PUBLICLY = (
+    f"your training has ended; {mention(CommandName.STYLES)} and "
+    f"{mention(CommandName.STATUS)} show the result."
+)
 
 
 @dataclass(frozen=True)

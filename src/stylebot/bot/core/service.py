@@ -57,6 +57,7 @@ from stylebot.bot.core.errors import (
     QueueUnavailable,
     StorageFull,
 )
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
@@ -81,7 +82,8 @@ log = logging.getLogger(__name__)
 
 DAMAGED_FILE = (
     "A stored file this needs is damaged, so nothing was done. If it is one of your "
-    "waiting images, send it again (that repairs it) or /discard them; otherwise the "
+    f"waiting images, send it again (that repairs it) or discard them with "
+    f"{mention(CommandName.DISCARD)}; otherwise the "
     "operator has to restore it from a backup."
 )
 

@@ -17,6 +17,7 @@ from stylebot.bot.core.commands import (
 )
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.evidence import record_revocation
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Requester, Style, StyleStatus, User, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.permissions import can_use, pick_style
@@ -32,12 +33,17 @@ async def resolve_style(
     try:
         name = normalise_style_name(raw_name)
     except InvalidStyleName:
-        return ErrorReply(f"There is no style named {printable(raw_name)!r}. See /styles.")
+        return ErrorReply(
+            f"There is no style named {printable(raw_name)!r}. See {mention(CommandName.STYLES)}."
+        )
     candidates = await deps.repo.candidate_styles(user.id, requester.scope)
     style = pick_style(candidates, name, user.id, requester.scope)
     if style is None:
         # Do not tell a private style exists: "not found" for both cases.
-        return ErrorReply(f"There is no style named {name} that you can use here. See /styles.")
+        return ErrorReply(
+            f"There is no style named {name} that you can use here. "
+            f"See {mention(CommandName.STYLES)}."
+        )
     if not require_ready:  # e.g. /style info: a style in training or failed has one too
         return style
     if style.status is StyleStatus.TRAINING:
@@ -56,7 +62,9 @@ async def own_style(deps: Deps, requester: Requester, raw_name: str) -> Style | 
     user = await deps.user(requester)
     style = await deps.repo.find_style(user.id, name)
     if style is None:
-        return ErrorReply(f"You have no style named {name}. /styles lists yours.")
+        return ErrorReply(
+            f"You have no style named {name}. {mention(CommandName.STYLES)} lists yours."
+        )
     return style
 
 
@@ -68,7 +76,9 @@ async def list_styles(deps: Deps, command: ListStyles) -> Reply:
     ]
     if not styles:
         return TextReply(
-            "No styles yet. Upload images and run /train NAME to make one.", private=True
+            f"No styles yet. Upload images and run {mention(CommandName.TRAIN, 'NAME')} to "
+            "make one.",
+            private=True,
         )
     lines = []
     for style in styles:

@@ -9,6 +9,7 @@ from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import QUEUE_UNAVAILABLE_TEXT, DuplicateStyleName, QueueUnavailable
 from stylebot.bot.core.evidence import NOT_SPDX, record_training
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import User
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trigger_phrase
 from stylebot.bot.core.quotas import TRAIN, check_allowance, record_usage
@@ -40,12 +41,12 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
     if consent is None:
         return ErrorReply(
             "Confirm first that you made these images or hold the rights to them, "
-            "and choose a licence (/consent)."
+            f"and choose a licence ({mention(CommandName.CONSENT)})."
         )
     if set(consent.image_hashes) != {u.blob_key for u in pending}:
         return ErrorReply(
             "The waiting images changed since you confirmed your rights to them. "
-            "Please confirm again for this set (/consent)."
+            f"Please confirm again for this set ({mention(CommandName.CONSENT)})."
         )
     if await deps.repo.find_style(user.id, name) is not None:
         return ErrorReply(f"You already have a style named {name}. Pick another name.")

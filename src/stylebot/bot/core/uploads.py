@@ -6,16 +6,24 @@ import asyncio
 
 from stylebot.bot.core import consent as consent_terms
 from stylebot.bot.core.blobs import delete_unused_blobs
-from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, UploadImages
+from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, TrainStyle, UploadImages
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.evidence import consent_images, record_consent
 from stylebot.bot.core.image_work import admit_image_work, run_image_work
 from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
 from stylebot.bot.core.optout import OptedOutImage, find_opted_out
 from stylebot.bot.core.perceptual import NEAR_DUPLICATE_BITS, perceptual_hash_of_png
-from stylebot.bot.core.replies import ConsentRequest, ErrorReply, Reply, TextReply
+from stylebot.bot.core.replies import (
+    ConsentRequest,
+    ErrorReply,
+    Reply,
+    TextReply,
+    TrainingRefused,
+)
+from stylebot.bot.core.training import train_style
 from stylebot.bot.core.training_rights import training_reservation
 
 
@@ -58,7 +66,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
         if copied is not None:
             return ErrorReply(
                 f"“{image.display_name}” matches an image its artist registered with "
-                "/optout, so it can't be used to train a style here. Nothing was saved; "
+                f"{mention(CommandName.OPTOUT)}, so it can't be used to train a style here. "
+                "Nothing was saved; "
                 "send the images again without it."
             )
         if image.sha256 in known:
@@ -107,6 +116,15 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
 
 
 async def confirm_consent(deps: Deps, command: ConfirmConsent) -> Reply:
+    """Record consent, then start the training it names (if it names one)."""
+    consented = await _record_consent(deps, command)
+    if isinstance(consented, ErrorReply) or not command.train_as:
+        return consented
+    queued = await train_style(deps, TrainStyle(command.requester, command.train_as))
+    return TrainingRefused(queued.text) if isinstance(queued, ErrorReply) else queued
+
+
+async def _record_consent(deps: Deps, command: ConfirmConsent) -> Reply:
     licence = consent_terms.find_licence(command.licence)
     if licence is None:
         choices = ", ".join(lic.id for lic in consent_terms.LICENCES)
@@ -142,7 +160,7 @@ async def confirm_consent(deps: Deps, command: ConfirmConsent) -> Reply:
         )
     return TextReply(
         f"Consent recorded (#{record.id}) for {len(pending)} image(s) under "
-        f"{licence.label}. Now train a style with /train NAME."
+        f"{licence.label}. Now train a style with {mention(CommandName.TRAIN, 'NAME')}."
     )
 
 

@@ -27,37 +27,42 @@ from typing import Any
 
 import discord
 
-from stylebot.bot.core import (
-    ConfirmConsent,
-    ConsentRequest,
-    DiscardUploads,
-    ErrorReply,
-    ImagesReady,
-    IncomingFile,
-    JobQueued,
-    Notification,
-    Reply,
-    Requester,
-    StyleBot,
-    TrainStyle,
-)
 from stylebot.bot.core.admin import AdminCommand
 from stylebot.bot.core.commands import (
     Command,
+    ConfirmConsent,
     DeleteOutput,
+    DiscardUploads,
     EraseMyData,
+    IncomingFile,
     OutputInfo,
     RerollOutput,
     VaryOutput,
 )
+from stylebot.bot.core.consent import PeopleAnswer
 from stylebot.bot.core.delivery import PlatformUnreachable
-from stylebot.bot.core.replies import ErasureConfirmation, is_private
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.platform_core import PlatformCore
+from stylebot.bot.core.replies import (
+    ConsentRequest,
+    ErasureConfirmation,
+    ErrorReply,
+    ImagesReady,
+    JobQueued,
+    Notification,
+    Reply,
+    TrainingRefused,
+    is_private,
+)
+from stylebot.bot.core.service import StyleBot
 from stylebot.bot.discord.commands import StyleCommandTree
+from stylebot.bot.discord.consent_views import consent_view, licence_options, rename_view
 from stylebot.bot.discord.delivery import ResultDelivery
 from stylebot.bot.discord.jobs import PROGRESS_EDIT_INTERVAL_S, JobInteractions
 from stylebot.bot.discord.render import (
     ERROR_PREFIX,
     Rendered,
+    discord_spelling,
     fit,
     megabytes,
     render,
@@ -65,12 +70,8 @@ from stylebot.bot.discord.render import (
 from stylebot.bot.discord.views import (
     DYNAMIC_ITEMS,
     OutputAction,
-    PeopleAnswer,
-    consent_view,
     erasure_view,
-    licence_options,
     output_ids_on,
-    rename_view,
     result_view,
 )
 from stylebot.config import Settings
@@ -144,7 +145,7 @@ class DiscordAdapter:
         edits of one job; `on_error` is told about every unexpected exception while
         handling an interaction (they are logged either way; tests fail on them);
         `stop_wait_s` how long stop() waits for interactions being handled."""
-        self.bot = bot
+        self.bot = PlatformCore(bot, discord_spelling)
         self.settings = settings
         self.guild_ready_timeout = guild_ready_timeout
         self.progress_interval_s = progress_interval_s
@@ -308,6 +309,33 @@ class DiscordAdapter:
             files.append(IncomingFile(attachment.filename, data))
         return tuple(files)
 
+    async def answer(
+        self,
+        interaction: discord.Interaction[Any],
+        command: Command | AdminCommand,
+        *,
+        ephemeral: bool,
+    ) -> None:
+        """Acknowledge, then run the command (building one takes no I/O: well in 3 s)."""
+        await self.defer(interaction, ephemeral=ephemeral)
+        await self.run(interaction, command, ephemeral=ephemeral)
+
+    async def run_on_files(
+        self,
+        interaction: discord.Interaction[Any],
+        attachments: Sequence[discord.Attachment],
+        command: Callable[[tuple[IncomingFile, ...]], Command],
+        *,
+        ephemeral: bool,
+        style_name: str = "",
+    ) -> None:
+        """Download the attachments, then run the command made of them (or say why not)."""
+        files = await self.download(attachments)
+        if isinstance(files, ErrorReply):
+            await self.respond(interaction, files, ephemeral=ephemeral)
+            return
+        await self.run(interaction, command(files), ephemeral=ephemeral, style_name=style_name)
+
     async def run(
         self,
         interaction: discord.Interaction[Any],
@@ -428,37 +456,27 @@ class DiscordAdapter:
         from_modal: bool = False,
     ) -> None:
         """Record consent for the waiting images under `licence`, with the answer about
-        recognisable people, then train `name`. The core refuses people who did not agree.
+        recognisable people, then train `name` (one core command). The core refuses people
+        who did not agree.
 
         `people` is None only for buttons sent before the question existed."""
         if from_modal:
             await self.defer(interaction, ephemeral=True)
         else:
             await interaction.response.defer()  # update the consent message in place
-        requester = self.requester(interaction)
-        identifiable, agreed = people.consent_fields() if people is not None else (None, None)
-        consent = await self.bot.handle(
-            ConfirmConsent(
-                requester,
-                licence,
-                rights_confirmed=True,
-                identifiable_people=identifiable,
-                people_agreed=agreed,
-            )
-        )
-        if isinstance(consent, ErrorReply):
-            await interaction.followup.send(render(consent).short, ephemeral=True)
-            return
-        queued = await self.bot.handle(TrainStyle(requester, name))
-        if isinstance(queued, ErrorReply):
+        command = ConfirmConsent.answered(self.requester(interaction), licence, people, name)
+        reply = await self.bot.handle(command)
+        if isinstance(reply, TrainingRefused):
             # Consent is recorded; only the name (or timing) was refused.
             await interaction.edit_original_response(
-                content=render(queued).short,
+                content=render(reply).short,
                 embed=None,
                 view=rename_view(interaction.user.id, licence, people),
             )
-            return
-        await self.respond(interaction, queued, ephemeral=True)
+        elif isinstance(reply, ErrorReply):
+            await interaction.followup.send(render(reply).short, ephemeral=True)
+        else:
+            await self.respond(interaction, reply, ephemeral=True)
 
     async def discard_uploads(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer()
@@ -529,7 +547,7 @@ class DiscordAdapter:
             raise PlatformUnreachable(
                 f"Discord's gateway not ready within {READY_TIMEOUT_S:.0f} s"
             ) from exc
-        await self.delivery.notify(notification)
+        await self.delivery.notify(self.bot.spelled(notification))
 
     async def ready_client(self) -> StyleBotClient:
         client = self.client

@@ -13,6 +13,7 @@ what the adapter passes on as `manages_server`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,7 +24,6 @@ from discord import app_commands
 from stylebot.bot.core import (
     CancelJob,
     DeleteStyle,
-    ErrorReply,
     ExportStyle,
     Imagine,
     ListStyles,
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 # The core's ASPECTS, as a type discord.py turns into the option's choices.
 Aspect = Literal["square", "portrait", "landscape"]
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+MAX_IMAGES = 10  # attachment options on the commands that take images
 
 QUOTA_KINDS = [
     app_commands.Choice(name="images generated", value="generate"),
@@ -87,6 +88,41 @@ class StyleCommandTree(app_commands.CommandTree[discord.Client]):
         return await self.adapter.admit(interaction)
 
 
+ImagesCallback = Callable[..., Coroutine[Any, Any, None]]
+
+
+def with_images(first: str, more: str) -> Callable[[ImagesCallback], ImagesCallback]:
+    """A command taking up to MAX_IMAGES images: Discord has no option for a list of files,
+    so the command gets options image1 (required) to image10, and ``callback`` gets them
+    as one list ``images`` (its second parameter), with its other options by name."""
+
+    def decorate(callback: ImagesCallback) -> ImagesCallback:
+        signature = inspect.signature(callback)
+        interaction, _images, *named = signature.parameters.values()
+        slots = [
+            inspect.Parameter(
+                f"image{n}",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=discord.Attachment if n == 1 else discord.Attachment | None,
+                default=inspect.Parameter.empty if n == 1 else None,
+            )
+            for n in range(1, MAX_IMAGES + 1)
+        ]
+
+        async def command(interaction: discord.Interaction[Any], **options: Any) -> None:
+            given = [options.pop(f"image{n}", None) for n in range(1, MAX_IMAGES + 1)]
+            await callback(interaction, [a for a in given if a is not None], **options)
+
+        command.__name__, command.__qualname__ = callback.__name__, callback.__qualname__
+        command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[interaction, *named, *slots]
+        )
+        descriptions = {f"image{n}": first if n == 1 else more for n in range(1, MAX_IMAGES + 1)}
+        return app_commands.describe(**descriptions)(command)
+
+    return decorate
+
+
 def manages_server(interaction: discord.Interaction[Any]) -> bool:
     """Whether the member may manage the server the command came from (never in a DM)."""
     return interaction.guild_id is not None and interaction.permissions.manage_guild
@@ -108,53 +144,36 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
 
     @tree.command(name="train", description="Train a new style from images you made or may use")
     @app_commands.describe(
-        name="A name for the style: lowercase letters, digits, - or _ (e.g. watercolor)",
-        image1="A reference image (PNG, JPEG or WebP) you made or hold the rights to",
-        image2="Another reference image (optional)",
-        image3="Another reference image (optional)",
-        image4="Another reference image (optional)",
-        image5="Another reference image (optional)",
-        image6="Another reference image (optional)",
-        image7="Another reference image (optional)",
-        image8="Another reference image (optional)",
-        image9="Another reference image (optional)",
-        image10="Another reference image (optional)",
+        name="A name for the style: lowercase letters, digits, - or _ (e.g. watercolor)"
+    )
+    @with_images(
+        "A reference image (PNG, JPEG or WebP) you made or hold the rights to",
+        "Another reference image (optional)",
     )
     async def train(
-        interaction: discord.Interaction[Any],
-        name: str,
-        image1: discord.Attachment,
-        image2: discord.Attachment | None = None,
-        image3: discord.Attachment | None = None,
-        image4: discord.Attachment | None = None,
-        image5: discord.Attachment | None = None,
-        image6: discord.Attachment | None = None,
-        image7: discord.Attachment | None = None,
-        image8: discord.Attachment | None = None,
-        image9: discord.Attachment | None = None,
-        image10: discord.Attachment | None = None,
+        interaction: discord.Interaction[Any], images: list[discord.Attachment], name: str
     ) -> None:
         await adapter.defer(interaction, ephemeral=True)
-        given = (image1, image2, image3, image4, image5, image6, image7, image8, image9, image10)
-        files = await adapter.download([a for a in given if a is not None])
-        if isinstance(files, ErrorReply):
-            await adapter.respond(interaction, files, ephemeral=True)
-            return
-        upload = UploadImages(adapter.requester(interaction), files)
-        await adapter.run(interaction, upload, ephemeral=True, style_name=name)
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction,
+            images,
+            lambda files: UploadImages(requester, files),
+            ephemeral=True,
+            style_name=name,
+        )
 
     @tree.context_menu(name="Add images to a style")
     async def add_images(interaction: discord.Interaction[Any], message: discord.Message) -> None:
         # Reading a message the user picked needs no message-content intent.
         await adapter.defer(interaction, ephemeral=True)
-        files = await adapter.download(message.attachments)
-        if isinstance(files, ErrorReply):
-            await adapter.respond(interaction, files, ephemeral=True)
-            return
-        upload = UploadImages(
-            adapter.requester(interaction), files, posted_by=str(message.author.id)
+        requester, posted_by = adapter.requester(interaction), str(message.author.id)
+        await adapter.run_on_files(
+            interaction,
+            message.attachments,
+            lambda files: UploadImages(requester, files, posted_by=posted_by),
+            ephemeral=True,
         )
-        await adapter.run(interaction, upload, ephemeral=True)
 
     @tree.command(name="imagine", description="Generate images, optionally in a style")
     @app_commands.describe(
@@ -175,7 +194,6 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
         aspect: Aspect | None = None,
         count: int = 1,
     ) -> None:
-        await adapter.defer(interaction, ephemeral=False)
         command = Imagine(
             adapter.requester(interaction),
             prompt,
@@ -185,47 +203,36 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
             count=count,
             aspect=aspect,
         )
-        await adapter.run(interaction, command, ephemeral=False)
+        await adapter.answer(interaction, command, ephemeral=False)
 
     @tree.command(name="styles", description="List the styles you can use here")
     async def styles(interaction: discord.Interaction[Any]) -> None:
-        await adapter.defer(interaction, ephemeral=True)
-        await adapter.run(interaction, ListStyles(adapter.requester(interaction)), ephemeral=True)
+        await adapter.answer(
+            interaction, ListStyles(adapter.requester(interaction)), ephemeral=True
+        )
 
     @tree.command(name="status", description="Your queued and running jobs, with queue positions")
     async def status(interaction: discord.Interaction[Any]) -> None:
-        await adapter.defer(interaction, ephemeral=True)
-        await adapter.run(interaction, ShowStatus(adapter.requester(interaction)), ephemeral=True)
+        await adapter.answer(
+            interaction, ShowStatus(adapter.requester(interaction)), ephemeral=True
+        )
 
     @tree.command(name="cancel", description="Cancel your newest queued or running job")
     @app_commands.describe(job="A job id from /status (default: your newest job)")
     async def cancel(interaction: discord.Interaction[Any], job: str | None = None) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         command = CancelJob(adapter.requester(interaction), job.strip() if job else None)
-        await adapter.run(interaction, command, ephemeral=True)
+        await adapter.answer(interaction, command, ephemeral=True)
 
     @tree.command(name="verify", description="Check whether an image was made here, and how")
     @app_commands.describe(image="The image to check for a stylebot watermark")
     async def verify(interaction: discord.Interaction[Any], image: discord.Attachment) -> None:
         await adapter.defer(interaction, ephemeral=True)
-        files = await adapter.download([image])
-        if isinstance(files, ErrorReply):
-            await adapter.respond(interaction, files, ephemeral=True)
-            return
-        await adapter.run(
-            interaction, Verify(adapter.requester(interaction), files[0]), ephemeral=True
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction, [image], lambda files: Verify(requester, files[0]), ephemeral=True
         )
 
     style_group = app_commands.Group(name="style", description="Look after your styles")
-
-    @style_group.command(name="info", description="What a style is, who made it, how it trained")
-    @app_commands.describe(name="The style")
-    @app_commands.autocomplete(name=style_names)
-    async def style_info(interaction: discord.Interaction[Any], name: str) -> None:
-        await adapter.defer(interaction, ephemeral=True)
-        await adapter.run(
-            interaction, StyleInfo(adapter.requester(interaction), name), ephemeral=True
-        )
 
     @style_group.command(name="share", description="Let members of this server use your style")
     @app_commands.describe(
@@ -236,76 +243,26 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
     async def style_share(
         interaction: discord.Interaction[Any], name: str, everyone: bool = False
     ) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         command = ShareStyle(adapter.requester(interaction), name, public=everyone)
-        await adapter.run(interaction, command, ephemeral=True)
+        await adapter.answer(interaction, command, ephemeral=True)
 
-    @style_group.command(name="unshare", description="Make your style private again")
-    @app_commands.describe(name="One of your styles")
-    @app_commands.autocomplete(name=style_names)
-    async def style_unshare(interaction: discord.Interaction[Any], name: str) -> None:
-        await adapter.defer(interaction, ephemeral=True)
-        await adapter.run(
-            interaction, UnshareStyle(adapter.requester(interaction), name), ephemeral=True
-        )
-
-    @style_group.command(
-        name="delete",
-        description="Delete your style, its training images, weights and the images made with it",
-    )
-    @app_commands.describe(name="One of your styles")
-    @app_commands.autocomplete(name=style_names)
-    async def style_delete(interaction: discord.Interaction[Any], name: str) -> None:
-        await adapter.defer(interaction, ephemeral=True)
-        await adapter.run(
-            interaction, DeleteStyle(adapter.requester(interaction), name), ephemeral=True
-        )
-
-    @style_group.command(name="export", description="Download your style's LoRA weights")
-    @app_commands.describe(name="One of your styles")
-    @app_commands.autocomplete(name=style_names)
-    async def style_export(interaction: discord.Interaction[Any], name: str) -> None:
-        await adapter.defer(interaction, ephemeral=True)
-        await adapter.run(
-            interaction, ExportStyle(adapter.requester(interaction), name), ephemeral=True
-        )
+    for verb, kind, description in STYLE_COMMANDS:
+        add_style_command(style_group, adapter, style_names, verb, kind, description)
 
     tree.add_command(style_group)
 
     @tree.command(name="optout", description="Register your artwork so nobody else can train on it")
-    @app_commands.describe(
-        image1="An image you made; copies of it uploaded by anyone else are refused",
-        image2="Another of your images (optional)",
-        image3="Another of your images (optional)",
-        image4="Another of your images (optional)",
-        image5="Another of your images (optional)",
-        image6="Another of your images (optional)",
-        image7="Another of your images (optional)",
-        image8="Another of your images (optional)",
-        image9="Another of your images (optional)",
-        image10="Another of your images (optional)",
+    @with_images(
+        "An image you made; copies of it uploaded by anyone else are refused",
+        "Another of your images (optional)",
     )
     async def optout(
-        interaction: discord.Interaction[Any],
-        image1: discord.Attachment,
-        image2: discord.Attachment | None = None,
-        image3: discord.Attachment | None = None,
-        image4: discord.Attachment | None = None,
-        image5: discord.Attachment | None = None,
-        image6: discord.Attachment | None = None,
-        image7: discord.Attachment | None = None,
-        image8: discord.Attachment | None = None,
-        image9: discord.Attachment | None = None,
-        image10: discord.Attachment | None = None,
+        interaction: discord.Interaction[Any], images: list[discord.Attachment]
     ) -> None:
         await adapter.defer(interaction, ephemeral=True)
-        given = (image1, image2, image3, image4, image5, image6, image7, image8, image9, image10)
-        files = await adapter.download([a for a in given if a is not None])
-        if isinstance(files, ErrorReply):
-            await adapter.respond(interaction, files, ephemeral=True)
-            return
-        await adapter.run(
-            interaction, OptOut(adapter.requester(interaction), files), ephemeral=True
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction, images, lambda files: OptOut(requester, files), ephemeral=True
         )
 
     @tree.command(
@@ -314,8 +271,9 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
     )
     async def forget_me(interaction: discord.Interaction[Any]) -> None:
         # The core first says what would go; the Erase button confirms (views.py).
-        await adapter.defer(interaction, ephemeral=True)
-        await adapter.run(interaction, EraseMyData(adapter.requester(interaction)), ephemeral=True)
+        await adapter.answer(
+            interaction, EraseMyData(adapter.requester(interaction)), ephemeral=True
+        )
 
     install_admin_commands(tree, adapter, style_names)
 
@@ -323,6 +281,38 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
 StyleAutocomplete = Callable[
     [discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]
 ]
+
+#: The /style subcommands that take just a style's name (share takes more).
+NamedStyleCommand = type[StyleInfo | UnshareStyle | DeleteStyle | ExportStyle]
+STYLE_COMMANDS: tuple[tuple[str, NamedStyleCommand, str], ...] = (
+    ("info", StyleInfo, "What a style is, who made it, how it trained"),
+    ("unshare", UnshareStyle, "Make your style private again"),
+    (
+        "delete",
+        DeleteStyle,
+        "Delete your style, its training images, weights and the images made with it",
+    ),
+    ("export", ExportStyle, "Download your style's LoRA weights"),
+)
+
+
+def add_style_command(
+    group: app_commands.Group,
+    adapter: DiscordAdapter,
+    style_names: StyleAutocomplete,
+    verb: str,
+    kind: NamedStyleCommand,
+    description: str,
+) -> None:
+    """``/style VERB name``: the core's command of ``kind`` on that style."""
+
+    @group.command(name=verb, description=description)
+    @app_commands.describe(name="The style" if kind is StyleInfo else "One of your styles")
+    @app_commands.autocomplete(name=style_names)
+    async def style_command(interaction: discord.Interaction[Any], name: str) -> None:
+        await adapter.answer(
+            interaction, kind(adapter.requester(interaction), name), ephemeral=True
+        )
 
 
 def install_admin_commands(
@@ -334,16 +324,14 @@ def install_admin_commands(
     )
 
     async def run_admin(interaction: discord.Interaction[Any], command: AdminCommand) -> None:
-        await adapter.run(interaction, command, ephemeral=True)
+        await adapter.answer(interaction, command, ephemeral=True)
 
     @admin_group.command(name="pause", description="Stop starting trainings (operator)")
     async def admin_pause(interaction: discord.Interaction[Any]) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         await run_admin(interaction, PauseTraining(adapter.requester(interaction)))
 
     @admin_group.command(name="resume", description="Start trainings again (operator)")
     async def admin_resume(interaction: discord.Interaction[Any]) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         await run_admin(interaction, ResumeTraining(adapter.requester(interaction)))
 
     @admin_group.command(name="quota", description="Limit what each member may do per day")
@@ -359,7 +347,6 @@ def install_admin_commands(
         limit: int | None = None,
         where: app_commands.Choice[str] | None = None,
     ) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         command = SetQuota(
             adapter.requester(interaction),
             kind.value,
@@ -375,7 +362,6 @@ def install_admin_commands(
     @app_commands.describe(name="A style shared with this server")
     @app_commands.autocomplete(name=style_names)
     async def admin_remove_style(interaction: discord.Interaction[Any], name: str) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         command = RemoveSharedStyle(
             adapter.requester(interaction), name, manages_server=manages_server(interaction)
         )
@@ -386,19 +372,16 @@ def install_admin_commands(
     async def admin_ban(
         interaction: discord.Interaction[Any], user: discord.User, reason: str | None = None
     ) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         command = BanUser(adapter.requester(interaction), str(user.id), (reason or "").strip())
         await run_admin(interaction, command)
 
     @admin_group.command(name="unban", description="Let a banned user use the bot again (operator)")
     @app_commands.describe(user="Whom to unban")
     async def admin_unban(interaction: discord.Interaction[Any], user: discord.User) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         await run_admin(interaction, UnbanUser(adapter.requester(interaction), str(user.id)))
 
     @admin_group.command(name="queue", description="Queued and running jobs, with positions")
     async def admin_queue(interaction: discord.Interaction[Any]) -> None:
-        await adapter.defer(interaction, ephemeral=True)
         command = ShowQueue(
             adapter.requester(interaction), manages_server=manages_server(interaction)
         )

@@ -33,6 +33,7 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
+from stylebot.bot.core.mentions import CommandName, Mention
 from stylebot.bot.core.paging import pages
 from stylebot.bot.core.replies import ErasureConfirmation
 
@@ -158,6 +159,39 @@ def consent_embed(reply: ConsentRequest) -> discord.Embed:
     )
     embed.set_footer(text=f"Terms version {reply.terms_version}")
     return embed
+
+
+#: Discord's slash command for each command a reply may name (commands.py registers them).
+SLASH_COMMANDS: dict[CommandName, str] = {
+    CommandName.TRAIN: "/train",
+    CommandName.IMAGINE: "/imagine",
+    CommandName.STYLES: "/styles",
+    CommandName.STATUS: "/status",
+    CommandName.CANCEL: "/cancel",
+    CommandName.VERIFY: "/verify",
+    CommandName.OPTOUT: "/optout",
+    CommandName.FORGET_ME: "/forget-me",
+}
+#: What Discord has instead of the typed commands it lacks: /train takes the images and
+#: asks the consent question under its answer.
+INSTEAD_OF: dict[CommandName, str] = {
+    CommandName.UPLOAD: "/train with the images attached",
+    CommandName.CONSENT: "the licence question /train shows",
+    CommandName.DISCARD: "Cancel on the licence question /train shows",
+}
+#: The option a command's first words fill on Discord (typed, they come unnamed).
+_FIRST_OPTION = {CommandName.TRAIN: "name", CommandName.IMAGINE: "prompt"}
+
+
+def discord_spelling(mention: Mention) -> str:
+    """A command a reply names, as a Discord user finds it: ``/train name:NAME``."""
+    if mention.command in INSTEAD_OF:
+        return INSTEAD_OF[mention.command]
+    words = [SLASH_COMMANDS[mention.command]]
+    if mention.args:
+        words.append(f"{_FIRST_OPTION[mention.command]}:{' '.join(mention.args)}")
+    words.extend(f"{key}:{value}" for key, value in mention.options)
+    return " ".join(words)
 
 
 def mention(user_id: str) -> str:

@@ -23,20 +23,7 @@ from telegram import (
 )
 from telegram.error import BadRequest, ChatMigrated, NetworkError, TelegramError
 
-from stylebot.bot.core import (
-    ConsentRequest,
-    ErrorReply,
-    FileReply,
-    ImagesReady,
-    JobFinished,
-    JobProgress,
-    JobQueued,
-    Notification,
-    Reply,
-    StyleChoices,
-    TextReply,
-    VerifyReport,
-)
+from stylebot.bot.core import replies
 from stylebot.bot.core.delivery import (
     PartsSentHere,
     PlatformUnreachable,
@@ -44,7 +31,6 @@ from stylebot.bot.core.delivery import (
     image_part,
 )
 from stylebot.bot.core.paging import keep_last, pages
-from stylebot.bot.core.replies import ErasureConfirmation, SentParts, is_private
 from stylebot.bot.telegram.conversation import Conversation, reply_parameters
 from stylebot.bot.telegram.delivery import (
     FloodAwareSender,
@@ -101,7 +87,7 @@ class ChatOutput:
         self._output_messages: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
         self._remember_outputs = remember_outputs
 
-    async def deliver(self, notification: Notification) -> None:
+    async def deliver(self, notification: replies.Notification) -> None:
         """Show a job's progress or result where the job was asked for.
 
         Raises PlatformUnreachable when Telegram could not be reached (DeliveryFailed is
@@ -140,16 +126,20 @@ class ChatOutput:
     async def show(
         self,
         conversation: Conversation,
-        reply: Reply,
+        reply: replies.Reply,
         *,
         command: str | None = None,
-        sent: SentParts | None = None,
+        sent: replies.SentParts | None = None,
     ) -> None:
         """Show ``reply`` in the conversation; one the core marks private, asked in a
         group, goes to the asker's private chat instead (``command`` is what they would
         send again if the bot cannot write there yet)."""
-        if is_private(reply) and conversation.in_group and not isinstance(reply, FileReply):
-            if isinstance(reply, JobFinished) and reply.public_text:
+        if (
+            replies.is_private(reply)
+            and conversation.in_group
+            and not isinstance(reply, replies.FileReply)
+        ):
+            if isinstance(reply, replies.JobFinished) and reply.public_text:
                 await self._finish_in_private(conversation, reply)
                 return
 
@@ -160,7 +150,9 @@ class ChatOutput:
             return
         await self._show(conversation, reply, sent or PartsSentHere())
 
-    async def _finish_in_private(self, conversation: Conversation, reply: JobFinished) -> None:
+    async def _finish_in_private(
+        self, conversation: Conversation, reply: replies.JobFinished
+    ) -> None:
         """The job's status message in the group ends with the core's neutral line; the
         owner's text goes to their private chat, or nowhere when it is closed (the
         neutral line already points at /styles and /status)."""
@@ -175,19 +167,23 @@ class ChatOutput:
             log.info("end of job %s not sent privately: %s", reply.job_id, error)
 
     async def _show(
-        self, conversation: Conversation, reply: Reply, sent: SentParts | None = None
+        self,
+        conversation: Conversation,
+        reply: replies.Reply,
+        sent: replies.SentParts | None = None,
     ) -> None:
         chat_id, in_group = conversation.chat_id, conversation.in_group
         match reply:
-            case ErrorReply(text=text):
+            case replies.ErrorReply(text=text):
                 await self.send_text(conversation, f"⚠️ {text}")
-            case ConsentRequest():  # uploads ask through ConsentFlow; this is the plain form
+            # Uploads ask through ConsentFlow; this is the plain form.
+            case replies.ConsentRequest():
                 await self.send_text(
                     conversation,
                     consent_text(reply, from_photos=False, style_name=None),
                     keyboard=consent_keyboard(conversation.user_id, reply.licences),
                 )
-            case JobQueued():
+            case replies.JobQueued():
                 await self.board.open(
                     reply.job_id,
                     chat_id,
@@ -195,12 +191,12 @@ class ChatOutput:
                     in_group=in_group,
                     reply_to=conversation.reply_to,
                 )
-            case JobProgress():
+            case replies.JobProgress():
                 self.board.progress(reply.job_id, chat_id, progress_text(reply), in_group=in_group)
-            case JobFinished():
+            case replies.JobFinished():
                 text = reply.text if reply.ok else f"⚠️ {reply.text}"
                 await self.board.finish(reply.job_id, chat_id, text, in_group=in_group)
-            case ImagesReady(preview_of=str(training_job_id)):
+            case replies.ImagesReady(preview_of=str(training_job_id)):
                 # A style in training is its owner's: never shown to a group (delivery.py).
                 await self.previews.send(
                     chat_id=chat_id,
@@ -211,18 +207,22 @@ class ChatOutput:
                     text=reply.text,
                     image=reply.images[0].data,
                 )
-            case ImagesReady():
+            case replies.ImagesReady():
                 self._check_sendable(reply)  # before anything is sent: never half a result
                 await self._send_result(chat_id, in_group, reply, sent or PartsSentHere())
-            case FileReply():
+            case replies.FileReply():
                 await self._send_file(conversation, reply)
-            case StyleChoices():
+            case replies.StyleChoices():
                 await self.send_text(conversation, style_choices_text(reply))
             # /forgetme shows its question with buttons itself (handlers); this is the text.
-            case TextReply(text=text) | VerifyReport(text=text) | ErasureConfirmation(text=text):
+            case (
+                replies.TextReply(text=text)
+                | replies.VerifyReport(text=text)
+                | replies.ErasureConfirmation(text=text)
+            ):
                 await self.send_text(conversation, text)
 
-    async def _send_file(self, conversation: Conversation, reply: FileReply) -> None:
+    async def _send_file(self, conversation: Conversation, reply: replies.FileReply) -> None:
         """A style's weights, for its owner only (in a group: to their private chat), and
         refused up front when Telegram would not take a file that big."""
         size = len(reply.data)
@@ -387,7 +387,7 @@ class ChatOutput:
             except TelegramError as error:  # too old to delete (48 h): leave it
                 log.info("a message of output %s not deleted: %s", output_id, error)
 
-    def _check_sendable(self, reply: ImagesReady) -> None:
+    def _check_sendable(self, reply: replies.ImagesReady) -> None:
         """Every PNG of a result goes as a document: one over Telegram's limit for a bot's
         files cannot go at all (a photo of it can, but not its provenance)."""
         mb = 1024 * 1024
@@ -399,7 +399,7 @@ class ChatOutput:
                 )
 
     async def _send_result(
-        self, chat_id: int, in_group: bool, reply: ImagesReady, sent: SentParts
+        self, chat_id: int, in_group: bool, reply: replies.ImagesReady, sent: replies.SentParts
     ) -> None:
         """The status message, then each image; what a try before this one sent (``sent``)
         is not sent again, so a retry after a failure half-way sends only the rest."""
@@ -470,6 +470,6 @@ class ChatOutput:
             self._output_messages.popitem(last=False)
 
 
-def _job_of(notification: Notification) -> str:
+def _job_of(notification: replies.Notification) -> str:
     """The job a notification is about, to name it in a log line (never its person)."""
     return str(getattr(notification.reply, "job_id", "?"))

@@ -12,20 +12,15 @@ Cancel discards the waiting images.
 
 from __future__ import annotations
 
+import dataclasses
+
 from telegram import CallbackQuery, Message
 from telegram.error import BadRequest
 
-from stylebot.bot.core import (
-    LICENCES,
-    ConfirmConsent,
-    ConsentRequest,
-    DiscardUploads,
-    ErrorReply,
-    Reply,
-    StyleBot,
-    TrainStyle,
-)
-from stylebot.bot.core.consent import find_licence
+from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads
+from stylebot.bot.core.consent import LICENCES, find_licence, people_answer
+from stylebot.bot.core.platform_core import PlatformCore
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, Reply, TrainingRefused
 from stylebot.bot.telegram.chat import ChatOutput
 from stylebot.bot.telegram.conversation import Conversation, UserChat, text_of
 from stylebot.bot.telegram.delivery import is_not_modified
@@ -33,7 +28,6 @@ from stylebot.bot.telegram.render import (
     ConsentAction,
     consent_keyboard,
     consent_text,
-    find_people_answer,
 )
 
 NOT_YOURS = "Only the person who sent these images can answer this."
@@ -43,7 +37,7 @@ ANSWER_BOTH = "Pick a licence and say whether recognisable people appear first."
 class ConsentFlow:
     """Open consent questions and the style names waiting for them, per user and chat."""
 
-    def __init__(self, core: StyleBot, chat: ChatOutput) -> None:
+    def __init__(self, core: PlatformCore, chat: ChatOutput) -> None:
         self.core = core
         self.chat = chat
         # A style name given with an upload (caption) or while its question is open.
@@ -89,13 +83,10 @@ class ConsentFlow:
         if previous is not None:
             await self.chat.drop_buttons(conversation.chat_id, previous)
 
-    async def confirm_typed(self, conversation: Conversation, licence: str) -> None:
+    async def confirm_typed(self, conversation: Conversation, command: ConfirmConsent) -> None:
         """`/consent LICENCE`: typing it is the confirmation, as in the console."""
-        reply = await self._record(conversation, licence)
-        if isinstance(reply, ErrorReply):
-            await self.chat.show(conversation, reply)
-            return
-        await self._train_if_named(conversation, reply)
+        reply = await self._confirm(conversation, command)
+        await self.chat.show(conversation, reply)
 
     async def on_button(self, query: CallbackQuery, action: ConsentAction) -> None:
         message = query.message
@@ -120,7 +111,7 @@ class ConsentFlow:
     async def _choose(self, query: CallbackQuery, message: Message, action: ConsentAction) -> None:
         """Tick the licence or people answer pressed; the keyboard carries both answers."""
         if action.step == "people":
-            people = find_people_answer(action.people)
+            people = people_answer(action.people)
             await self.chat.answer(query, people.label if people else "?")
         else:
             licence = find_licence(action.licence)
@@ -146,7 +137,7 @@ class ConsentFlow:
         action: ConsentAction,
     ) -> None:
         licence = action.licence
-        people = find_people_answer(action.people)
+        people = people_answer(action.people)
         if not licence or people is None:
             await self.chat.answer(query, ANSWER_BOTH, alert=True)
             return
@@ -157,14 +148,9 @@ class ConsentFlow:
         self._confirming.add(question)
         try:
             await self.chat.answer(query, "Confirmed")
-            reply = await self._record(
-                conversation,
-                licence,
-                pressed=message.message_id,
-                identifiable_people=people.identifiable_people,
-                people_agreed=people.people_agreed,
-            )
-            if isinstance(reply, ErrorReply):
+            command = ConfirmConsent.answered(conversation.requester, licence, people, None)
+            reply = await self._confirm(conversation, command, pressed=message.message_id)
+            if isinstance(reply, ErrorReply) and not isinstance(reply, TrainingRefused):
                 self.forget(conversation)
                 await self.chat.close_question(message, f"⚠️ {reply.text}")
                 return
@@ -173,41 +159,21 @@ class ConsentFlow:
             await self.chat.close_question(
                 message, f"✅ Confirmed by {query.from_user.full_name}: {label}; {people.label}."
             )
-            await self._train_if_named(conversation.answering(message.message_id), reply)
+            await self.chat.show(conversation.answering(message.message_id), reply)
         finally:
             self._confirming.discard(question)
 
-    async def _record(
-        self,
-        conversation: Conversation,
-        licence: str,
-        *,
-        pressed: int | None = None,
-        identifiable_people: bool | None = None,
-        people_agreed: bool | None = None,
+    async def _confirm(
+        self, conversation: Conversation, command: ConfirmConsent, *, pressed: int | None = None
     ) -> Reply:
-        """Record consent; ``pressed`` is the question whose Confirm did it (if any). Typed
-        ``/consent LICENCE`` asks no people question (None): the terms cover it."""
-        reply = await self.core.handle(
-            ConfirmConsent(
-                conversation.requester,
-                licence,
-                rights_confirmed=True,
-                identifiable_people=identifiable_people,
-                people_agreed=people_agreed,
-            )
-        )
-        if not isinstance(reply, ErrorReply):
-            question = self._open.pop(conversation.key, None)
-            if question is not None and question != pressed:  # its buttons are stale now
-                await self.chat.drop_buttons(conversation.chat_id, question)
+        """Record consent and train the style named for it, if one was (one core command);
+        ``pressed`` is the question whose Confirm did it (if any)."""
+        name = self._style_names.get(conversation.key)
+        reply = await self.core.handle(dataclasses.replace(command, train_as=name))
+        if isinstance(reply, ErrorReply) and not isinstance(reply, TrainingRefused):
+            return reply  # nothing recorded: the name waits for the next try
+        self._style_names.pop(conversation.key, None)
+        question = self._open.pop(conversation.key, None)
+        if question is not None and question != pressed:  # its buttons are stale now
+            await self.chat.drop_buttons(conversation.chat_id, question)
         return reply
-
-    async def _train_if_named(self, conversation: Conversation, consented: Reply) -> None:
-        """Start training when the user already named the style, else say how to."""
-        name = self._style_names.pop(conversation.key, None)
-        if name is None:
-            await self.chat.show(conversation, consented)
-            return
-        reply = await self.core.handle(TrainStyle(conversation.requester, name))
-        await self.chat.show(conversation, reply)

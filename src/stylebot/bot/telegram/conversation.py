@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from telegram import Chat, MaybeInaccessibleMessage, ReplyParameters, User
+from telegram import Chat, MaybeInaccessibleMessage, Message, ReplyParameters, User
 from telegram.constants import ChatType
 
 from stylebot.bot.core import Reply, Requester
+from stylebot.bot.core.admin_grammar import RepliedUser
 
 PLATFORM = "telegram"
 GROUP_CHAT_TYPES = (ChatType.GROUP, ChatType.SUPERGROUP)
@@ -96,3 +97,22 @@ def chat_in_logs(chat_id: int | str) -> str:
     """How a log line names a chat: a group by its id, a private chat not at all (its id
     is its member's Telegram user id, and log lines name jobs and records, not people)."""
     return str(chat_id) if str(chat_id).startswith(("-", "@")) else "a private chat"
+
+
+def replied_message(message: Message) -> Message | None:
+    """The message ``message`` answers. In a forum topic Telegram sets the topic's first
+    (service) message as ``reply_to_message`` of every message that answers nothing:
+    that is no reply, and taking it for one would act on the topic's creator."""
+    replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return None
+    return replied
+
+
+def replied_user(message: Message) -> RepliedUser | None:
+    """The sender of the message ``message`` answers (``/admin ban`` as a reply)."""
+    replied = replied_message(message)
+    if replied is None or replied.from_user is None:
+        return None
+    is_bot = replied.from_user.is_bot or replied.sender_chat is not None
+    return RepliedUser(replied.from_user.id, is_bot=is_bot)

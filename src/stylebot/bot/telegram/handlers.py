@@ -14,73 +14,83 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from telegram import Bot, CallbackQuery, Message, Update
+from telegram import Bot, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
-from telegram.error import BadRequest, TelegramError
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from stylebot.bot.core import (
-    LICENCES,
-    TERMS_TEXT,
-    TERMS_VERSION,
-    CancelJob,
-    ConsentRequest,
+from stylebot.bot.core.admin_grammar import HELP as ADMIN_HELP
+from stylebot.bot.core.admin_grammar import needs_manager_check
+from stylebot.bot.core.commands import (
+    ConfirmConsent,
     DeleteStyle,
     DiscardUploads,
-    ErrorReply,
-    ExportStyle,
-    IncomingFile,
-    ListStyles,
-    Notification,
-    ShareStyle,
-    ShowStatus,
-    StyleBot,
-    StyleInfo,
-    TextReply,
-    TrainStyle,
-    UnshareStyle,
-    UploadImages,
-    Verify,
-    VerifyReport,
-    VerifyVerdict,
-)
-from stylebot.bot.core.commands import (
-    Command,
-    DeleteOutput,
     EraseMyData,
-    OptOut,
-    OutputInfo,
-    RerollOutput,
-    VaryOutput,
+    TrainStyle,
 )
-from stylebot.bot.core.replies import ErasureConfirmation
-from stylebot.bot.core.text_commands import CommandSyntaxError, parse_imagine, split_command
-from stylebot.bot.telegram import admin as admin_commands
-from stylebot.bot.telegram.admin import AdminUsageError, RepliedUser, parse_admin
+from stylebot.bot.core.consent import LICENCES, TERMS_TEXT, TERMS_VERSION
+from stylebot.bot.core.errors import CommandSyntaxError
+from stylebot.bot.core.grammar import (
+    ActAs,
+    AskConsent,
+    NeedsFiles,
+    Quit,
+    ShowHelp,
+    TextCommand,
+    parse,
+    split_command,
+)
+from stylebot.bot.core.platform_core import PlatformCore
+from stylebot.bot.core.replies import (
+    ConsentRequest,
+    ErasureConfirmation,
+    ErrorReply,
+    Notification,
+    TextReply,
+)
+from stylebot.bot.core.service import StyleBot
 from stylebot.bot.telegram.albums import AlbumCollector, Spawn
+from stylebot.bot.telegram.buttons import Buttons
 from stylebot.bot.telegram.chat import ChatOutput
 from stylebot.bot.telegram.consent import ConsentFlow
-from stylebot.bot.telegram.conversation import Conversation, chat_in_logs, text_of
+from stylebot.bot.telegram.conversation import (
+    Conversation,
+    chat_in_logs,
+    replied_user,
+)
 from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard
+from stylebot.bot.telegram.files import Downloads
+from stylebot.bot.telegram.images import ImageFlows
 from stylebot.bot.telegram.render import (
+    ADMIN_BOT_COMMAND,
+    BOT_COMMANDS,
     HELP_TEXT,
-    MAX_ALERT_CHARS,
-    ConsentAction,
-    EraseAction,
-    OutputAction,
-    StyleDeleteAction,
+    SORRY,
     delete_style_keyboard,
     erase_keyboard,
-    fit,
-    parse_callback,
+    telegram_spelling,
 )
 
 log = logging.getLogger(__name__)
 
+#: The typed commands (stylebot.bot.core.grammar) Telegram offers: those in its menus,
+#: /start (what Telegram sends first) and /upload (which says how to send images).
+TELEGRAM_COMMANDS = (
+    *(name for name, _ in BOT_COMMANDS),
+    ADMIN_BOT_COMMAND[0],
+    "start",
+    "upload",
+)
 # Commands whose caption on images means "these are reference images for a style".
 UPLOAD_COMMANDS = ("train", "upload")
-STYLE_VERBS = ("info", "share", "unshare", "delete", "export")
-SORRY = "Sorry, something went wrong on my side and nothing was changed. Please try again later."
+HOW_TO_UPLOAD = "Send the images as files (📎 → File) or photos, with /train NAME as the caption."
+CONSENT_AGAIN = ConsentRequest(
+    text="Confirm your rights to the images waiting for training.",
+    terms=TERMS_TEXT,
+    terms_version=TERMS_VERSION,
+    licences=LICENCES,
+    image_count=0,
+)
 # Someone posting as the group (an anonymous admin) or as a channel: Telegram shows the bot
 # a stand-in account shared by everyone who does that, so nothing can be theirs.
 POSTED_AS_CHAT = (
@@ -89,20 +99,6 @@ POSTED_AS_CHAT = (
     "“Remain anonymous” in your admin rights)."
 )
 MANAGER_STATUSES = (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
-
-
-def replied_message(message: Message) -> Message | None:
-    """The message ``message`` answers. In a forum topic Telegram sets the topic's first
-    (service) message as ``reply_to_message`` of every message that answers nothing:
-    that is no reply, and taking it for one would act on the topic's creator."""
-    replied = message.reply_to_message
-    if replied is None or replied.forum_topic_created is not None:
-        return None
-    return replied
-
-
-class UploadRefused(Exception):
-    """A file we will not download; the message says why, for the user."""
 
 
 class TelegramHandlers:
@@ -121,19 +117,20 @@ class TelegramHandlers:
         album_quiet_s: float = 1.0,
         spawn: Spawn | None = None,
     ) -> None:
-        self.core = core
+        self.core = PlatformCore(core, telegram_spelling)
         self.bot = bot
         self.max_upload_bytes = max_upload_bytes
         self._bot_username = bot_username
         self.sender = sender
+        self.files = Downloads(bot, sender, max_upload_bytes)
         self.chat = ChatOutput(bot, sender, board)
-        self.consent = ConsentFlow(core, self.chat)
+        self.consent = ConsentFlow(self.core, self.chat)
+        self.buttons = Buttons(self.core, self.chat, self.consent)
+        self.images = ImageFlows(self.core, self.chat, self.consent, self.files)
         self.albums = AlbumCollector(self._on_images, quiet_s=album_quiet_s, spawn=spawn)
-        # /forgetme questions whose Erase is being handled, so a double press counts once.
-        self._erasing: set[tuple[int, int]] = set()
 
     async def deliver(self, notification: Notification) -> None:
-        await self.chat.deliver(notification)
+        await self.chat.deliver(self.core.spelled(notification))
 
     # -- incoming messages -------------------------------------------------------------------
 
@@ -149,7 +146,7 @@ class TelegramHandlers:
             if message.sender_chat is not None and parsed.name not in ("start", "help"):
                 await self.chat.show(conversation, ErrorReply(POSTED_AS_CHAT))
                 return
-            await self._run_command(conversation, parsed.name, parsed.args, message)
+            await self._run_command(conversation, parsed, message)
 
     async def on_text(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """Plain text: only private chats get a hint; groups talk among themselves."""
@@ -196,9 +193,9 @@ class TelegramHandlers:
                 await self.chat.show(conversation, ErrorReply(POSTED_AS_CHAT))
             elif command is not None and command.name == "verify":
                 for message in messages:
-                    await self._verify_message(conversation, message)
+                    await self.images.verify(conversation, message)
             elif command is not None and command.name == "optout":
-                await self._opt_out(conversation, messages)
+                await self.images.opt_out(conversation, messages)
             elif command is not None and command.name not in UPLOAD_COMMANDS:
                 await self.chat.show(
                     conversation,
@@ -208,239 +205,86 @@ class TelegramHandlers:
                     ),
                 )
             else:
-                style_name = command.args.split()[0] if command and command.args else None
-                await self._upload(conversation, messages, style_name)
-
-    async def _opt_out(self, conversation: Conversation, messages: Sequence[Message]) -> None:
-        """Register the images of these messages (the sender's own) as the artist's."""
-        try:
-            files = [await self._download(message) for message in messages]
-        except UploadRefused as refused:
-            await self.chat.show(conversation, ErrorReply(str(refused)))
-            return
-        await self.chat.show(
-            conversation, await self.core.handle(OptOut(conversation.requester, tuple(files)))
-        )
+                await self.images.upload(conversation, messages, command)
 
     def _replies_to_me(self, message: Message) -> bool:
         replied = message.reply_to_message
         return bool(replied and replied.from_user and replied.from_user.id == self.bot.id)
 
-    async def _upload(
-        self, conversation: Conversation, messages: Sequence[Message], style_name: str | None
-    ) -> None:
-        try:
-            files = [await self._download(message) for message in messages]
-        except UploadRefused as refused:
-            await self.chat.show(conversation, ErrorReply(str(refused)))
-            return
-        reply = await self.core.handle(UploadImages(conversation.requester, tuple(files)))
-        if not isinstance(reply, ConsentRequest):
-            await self.chat.show(conversation, reply)
-            return
-        if style_name:
-            self.consent.name_style(conversation, style_name)
-        from_photos = any(message.photo for message in messages)
-        await self.consent.ask(conversation, reply, from_photos=from_photos)
-
-    async def _download(self, message: Message) -> IncomingFile:
-        """The file of a photo or document message, refused early when it is too big."""
-        if message.photo:
-            largest = message.photo[-1]
-            file_id, size = largest.file_id, largest.file_size
-            filename = f"photo-{largest.file_unique_id}.jpg"
-        elif message.document:
-            file_id, size = message.document.file_id, message.document.file_size
-            filename = message.document.file_name or f"file-{message.document.file_unique_id}"
-        else:
-            raise UploadRefused("That message has no image. Send a photo or an image file.")
-        limit_mb = self.max_upload_bytes / 1024 / 1024
-        too_big = (
-            f"{filename} is larger than the {limit_mb:.0f} MB limit. Nothing was saved; send "
-            "a smaller image."
-        )
-        # Telegram tells the size up front: no need to download what we would refuse.
-        if size is not None and size > self.max_upload_bytes:
-            raise UploadRefused(too_big)
-        try:
-            telegram_file = await self.sender.call(
-                message.chat_id, lambda: self.bot.get_file(file_id), "get file"
-            )
-        except BadRequest as error:
-            if "too big" in error.message.lower():  # Telegram serves bots at most 20 MB
-                raise UploadRefused(too_big) from error
-            raise
-        data = bytes(await telegram_file.download_as_bytearray())
-        if len(data) > self.max_upload_bytes:
-            raise UploadRefused(too_big)
-        return IncomingFile(filename, data)
-
     # -- typed commands ------------------------------------------------------------------------
 
     async def _run_command(
-        self, conversation: Conversation, name: str, args: str, message: Message
+        self, conversation: Conversation, typed: TextCommand, message: Message
     ) -> None:
-        me = conversation.requester
-        command: Command | None = None
-        match name:
-            case "start" | "help":
-                await self.chat.show(conversation, TextReply(HELP_TEXT))
-            case "train":
-                await self._train(conversation, args)
-            case "imagine":
-                try:
-                    parsed = parse_imagine(args)
-                except CommandSyntaxError as error:
-                    await self.chat.show(conversation, ErrorReply(str(error)))
-                    return
-                command = parsed.command(me)
-            case "styles":
-                command = ListStyles(me)
-            case "style":
-                await self._style(conversation, args)
-            case "verify":
-                replied = replied_message(message)
-                if replied is None or not (replied.photo or replied.document):
-                    await self.chat.show(
-                        conversation,
-                        ErrorReply(
-                            "Reply /verify to an image (best the PNG file I sent), or send "
-                            "the image with /verify as its caption."
-                        ),
-                    )
-                    return
-                await self._verify_message(conversation, replied)
-            case "status":
-                command = ShowStatus(me)
-            case "cancel":
-                command = CancelJob(me, args.split()[0] if args else None)
-            case "consent":
-                await self._consent(conversation, args)
-            case "discard":
-                self.consent.forget(conversation)
-                command = DiscardUploads(me)
-            case "optout":
-                await self._optout_reply(conversation, message)
-            case "admin":
-                await self._admin(conversation, args, message)
-            case "forgetme":
-                await self._forget_me(conversation, args)
-            case "upload":
+        if typed.name not in TELEGRAM_COMMANDS:
+            if not conversation.in_group:  # in groups it may be another bot's command
                 await self.chat.show(
-                    conversation,
-                    TextReply(
-                        "Send the images as files (📎 → File) or photos, with /train NAME as "
-                        "the caption."
-                    ),
+                    conversation, ErrorReply(f"Unknown command /{typed.name}. /help lists them.")
                 )
-            case _:
-                if not conversation.in_group:  # in groups it may be another bot's command
-                    await self.chat.show(
-                        conversation, ErrorReply(f"Unknown command /{name}. /help lists them.")
-                    )
-        if command is not None:
-            reply = await self.core.handle(command)
-            await self.chat.show(conversation, reply, command=f"/{name}")
-
-    async def _train(self, conversation: Conversation, args: str) -> None:
-        if not args:
-            await self.chat.show(conversation, ErrorReply("Name the style: /train NAME"))
             return
-        name = args.split()[0]
+        try:
+            parsed = parse(typed, conversation.requester, replied_user(message))
+        except CommandSyntaxError as error:
+            await self.chat.show(conversation, ErrorReply(str(error)))
+            return
+        match parsed:
+            case ShowHelp(admin=admin):
+                await self.chat.show(conversation, TextReply(ADMIN_HELP if admin else HELP_TEXT))
+            case NeedsFiles(verb="verify"):
+                await self.images.verify_reply(conversation, message)
+            case NeedsFiles(verb="optout"):
+                await self.images.optout_reply(conversation, message)
+            case NeedsFiles() | Quit() | ActAs():  # upload: files come with their caption
+                await self.chat.show(conversation, TextReply(HOW_TO_UPLOAD))
+            case AskConsent():
+                await self.consent.ask(conversation, CONSENT_AGAIN, from_photos=False)
+            case ConfirmConsent():
+                await self.consent.confirm_typed(conversation, parsed)
+            case TrainStyle():
+                await self._train(conversation, parsed)
+            case DeleteStyle():
+                await self._ask_delete_style(conversation, parsed)
+            case EraseMyData():
+                await self._forget_me(conversation)
+            case _:
+                if isinstance(parsed, DiscardUploads):
+                    self.consent.forget(conversation)
+                elif needs_manager_check(parsed) and conversation.in_group:
+                    manages = await self._manages_chat(conversation)
+                    parsed = dataclasses.replace(parsed, manages_server=manages)
+                reply = await self.core.handle(parsed)
+                await self.chat.show(
+                    conversation, reply, command=f"/{typed.name} {typed.args}".strip()
+                )
+
+    async def _train(self, conversation: Conversation, command: TrainStyle) -> None:
         # An album sent just before may still be being collected: let it arrive first.
         await self.albums.settled(conversation.chat_id, conversation.user_id)
         if self.consent.is_open(conversation):
-            self.consent.name_style(conversation, name)
+            self.consent.name_style(conversation, command.name)
             await self.chat.show(
                 conversation,
                 TextReply(
-                    f"Pick a licence and press Confirm on the question above; training {name} "
-                    "starts then."
+                    f"Pick a licence and press Confirm on the question above; training "
+                    f"{command.name} starts then."
                 ),
             )
             return
-        reply = await self.core.handle(TrainStyle(conversation.requester, name))
-        await self.chat.show(conversation, reply)
+        await self.chat.show(conversation, await self.core.handle(command))
 
-    async def _style(self, conversation: Conversation, args: str) -> None:
-        me = conversation.requester
-        words = args.split()
-        if len(words) < 2 or words[0].lower() not in STYLE_VERBS:
-            await self.chat.show(
-                conversation, ErrorReply("Use /style info|share|unshare|delete|export NAME.")
-            )
-            return
-        verb, name = words[0].lower(), words[1]
-        match verb:
-            case "info":
-                reply = await self.core.handle(StyleInfo(me, name))
-            case "share":
-                public = any(word.lower() == "public" for word in words[2:])
-                reply = await self.core.handle(ShareStyle(me, name, public=public))
-            case "unshare":
-                reply = await self.core.handle(UnshareStyle(me, name))
-            case "export":
-                reply = await self.core.handle(ExportStyle(me, name))
-            case _:  # delete: ask first, it removes images, weights and outputs for good
-                try:
-                    keyboard = delete_style_keyboard(conversation.user_id, name)
-                except ValueError:  # too long for a button, so not a valid name: the core says
-                    reply = await self.core.handle(DeleteStyle(me, name))
-                else:
-                    await self.chat.send_text(
-                        conversation,
-                        f"Delete style {name} with its training images, its weights and every "
-                        "image made with it? This cannot be undone.",
-                        keyboard=keyboard,
-                    )
-                    return
-        await self.chat.show(conversation, reply, command=f"/style {verb} {name}")
-
-    async def _optout_reply(self, conversation: Conversation, message: Message) -> None:
-        """``/optout`` typed as a reply to one's own message with an image."""
-        replied = replied_message(message)
-        if replied is None or not (replied.photo or replied.document):
-            await self.chat.show(
-                conversation,
-                ErrorReply(
-                    "Send images you made with /optout as their caption, or reply /optout "
-                    "to your own message with an image. Nothing was registered."
-                ),
-            )
-            return
-        # Registering marks the images as the sender's work, which locks everyone else out
-        # of them: only one's own posts may be registered.
-        if replied.from_user is None or replied.from_user.id != conversation.user_id:
-            await self.chat.show(
-                conversation,
-                ErrorReply(
-                    "You can only opt out images you posted yourself. Nothing was registered."
-                ),
-            )
-            return
-        await self._opt_out(conversation, [replied])
-
-    async def _admin(self, conversation: Conversation, args: str, message: Message) -> None:
-        replied = replied_message(message)
-        replied_user = None
-        if replied is not None and replied.from_user is not None:
-            replied_user = RepliedUser(
-                replied.from_user.id,
-                is_bot=replied.from_user.is_bot or replied.sender_chat is not None,
-            )
+    async def _ask_delete_style(self, conversation: Conversation, command: DeleteStyle) -> None:
+        """Ask first: deleting removes images, weights and outputs for good."""
         try:
-            command = parse_admin(conversation.requester, args, replied_user)
-        except AdminUsageError as error:
-            await self.chat.show(conversation, ErrorReply(str(error)))
+            keyboard = delete_style_keyboard(conversation.user_id, command.name)
+        except ValueError:  # too long for a button, so not a valid name: the core says
+            await self.chat.show(conversation, await self.core.handle(command))
             return
-        if command is None:
-            await self.chat.show(conversation, TextReply(admin_commands.HELP))
-            return
-        if admin_commands.needs_manager_check(command) and conversation.in_group:
-            manages = await self._manages_chat(conversation)
-            command = dataclasses.replace(command, manages_server=manages)
-        reply = await self.core.handle(command)
-        await self.chat.show(conversation, reply, command=f"/admin {args}".strip())
+        await self.chat.send_text(
+            conversation,
+            f"Delete style {command.name} with its training images, its weights and every "
+            "image made with it? This cannot be undone.",
+            keyboard=keyboard,
+        )
 
     async def _manages_chat(self, conversation: Conversation) -> bool:
         """Whether the sender is the group's creator or one of its administrators.
@@ -459,14 +303,9 @@ class TelegramHandlers:
             return False
         return member.status in MANAGER_STATUSES
 
-    async def _forget_me(self, conversation: Conversation, args: str) -> None:
-        """The core says what would go; only the asker's press on Erase erases it."""
-        if args:
-            await self.chat.show(
-                conversation,
-                ErrorReply("Send /forgetme alone: I show what it erases and ask first."),
-            )
-            return
+    async def _forget_me(self, conversation: Conversation) -> None:
+        """The core says what would go; only the asker's press on Erase erases it (typed
+        ``/forgetme confirm`` asks too: here the button is the confirmation)."""
         reply = await self.core.handle(EraseMyData(conversation.requester))
         if not isinstance(reply, ErasureConfirmation):
             await self.chat.show(conversation, reply)
@@ -481,153 +320,8 @@ class TelegramHandlers:
             conversation, ask, what="the /forgetme question", command="/forgetme"
         )
 
-    async def _consent(self, conversation: Conversation, args: str) -> None:
-        """`/consent LICENCE` confirms like the button; `/consent` alone shows the buttons."""
-        if args:
-            await self.consent.confirm_typed(conversation, args.strip())
-            return
-        request = ConsentRequest(
-            text="Confirm your rights to the images waiting for training.",
-            terms=TERMS_TEXT,
-            terms_version=TERMS_VERSION,
-            licences=LICENCES,
-            image_count=0,
-        )
-        await self.consent.ask(conversation, request, from_photos=False)
-
-    async def _verify_message(self, conversation: Conversation, message: Message) -> None:
-        try:
-            file = await self._download(message)
-        except UploadRefused as refused:
-            await self.chat.show(conversation, ErrorReply(str(refused)))
-            return
-        reply = await self.core.handle(Verify(conversation.requester, file))
-        if (
-            isinstance(reply, VerifyReport)
-            and reply.verdict is VerifyVerdict.NO_MARK
-            and message.photo
-        ):
-            reply = dataclasses.replace(
-                reply,
-                text=reply.text + " Telegram re-compresses photos, which can erase the "
-                "watermark: try the PNG file instead.",
-            )
-        await self.chat.show(conversation, reply)
-
-    # -- buttons -------------------------------------------------------------------------------
-
-    async def on_button(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        query = update.callback_query
-        if query is None:
-            return
-        action = parse_callback(query.data)
-        if action is None:
-            await self.chat.answer(query, "This button no longer works.")
-            return
-        try:
-            match action:
-                case ConsentAction():
-                    await self.consent.on_button(query, action)
-                case OutputAction():
-                    await self._output_button(query, action)
-                case StyleDeleteAction():
-                    await self._style_delete_button(query, action)
-                case EraseAction():
-                    await self._erase_button(query, action)
-        except Exception:
-            # Not its data (a style's name may be in it), nor its id (Telegram's callback
-            # query ids carry the presser's user id): the kind of button.
-            log.exception("a %s button press failed", type(action).__name__)
-            if self.chat.answered(query):
-                await self._apologise_in_chat(query)  # Telegram takes one answer per press
-            else:
-                await self.chat.answer(query, SORRY, alert=True)
-        finally:
-            self.chat.forget_answer(query)
-
-    async def _apologise_in_chat(self, query: CallbackQuery) -> None:
-        """SORRY as a message answering the one whose button was pressed."""
-        message = query.message
-        if message is None:  # only inline-mode messages have none, and the bot sends none
-            return
-        conversation = Conversation.of(message, query.from_user)
-        with contextlib.suppress(Exception):  # already logged; nothing more to tell
-            await self.chat.send_text(conversation, SORRY)
-
-    async def _output_button(self, query: CallbackQuery, action: OutputAction) -> None:
-        """Re-roll, vary, info or delete under a result: anyone may press, the core decides."""
-        message = query.message
-        if not isinstance(message, Message):
-            await self.chat.answer(query, "That image is too old to act on.")
-            return
-        here = Conversation.of(message, query.from_user)  # answers go under the image
-        me = here.requester
-        match action.verb:
-            case "reroll":
-                reply = await self.core.handle(RerollOutput(me, action.output_id))
-            case "vary":
-                reply = await self.core.handle(VaryOutput(me, action.output_id))
-            case "info":
-                reply = await self.core.handle(OutputInfo(me, action.output_id))
-            case "delete":
-                reply = await self.core.handle(DeleteOutput(me, action.output_id))
-                if not isinstance(reply, ErrorReply):
-                    await self.chat.answer(query, fit(text_of(reply), MAX_ALERT_CHARS))
-                    await self.chat.remove_output(action.output_id, message)
-                    return
-        if isinstance(reply, ErrorReply) and len(reply.text) <= MAX_ALERT_CHARS:
-            await self.chat.answer(query, reply.text, alert=True)
-            return
-        await self.chat.answer(query)
-        await self.chat.show(here, reply)
-
-    async def _style_delete_button(self, query: CallbackQuery, action: StyleDeleteAction) -> None:
-        message = query.message
-        if query.from_user.id != action.user_id:
-            await self.chat.answer(query, "Only the person who asked can answer this.", alert=True)
-            return
-        if not isinstance(message, Message):
-            await self.chat.answer(query, "This question expired; ask again.")
-            return
-        await self.chat.answer(query)
-        if not action.confirmed:
-            await self.chat.close_question(message, f"Kept style {action.name}.")
-            return
-        requester = Conversation.of(message, query.from_user).requester
-        reply = await self.core.handle(DeleteStyle(requester, action.name))
-        outcome = text_of(reply)
-        await self.chat.close_question(
-            message, f"⚠️ {outcome}" if isinstance(reply, ErrorReply) else outcome
-        )
-
-    async def _erase_button(self, query: CallbackQuery, action: EraseAction) -> None:
-        message = query.message
-        if query.from_user.id != action.user_id:
-            await self.chat.answer(query, "Only the person who asked can answer this.", alert=True)
-            return
-        if not isinstance(message, Message):
-            await self.chat.answer(query, "This question expired; send /forgetme again.")
-            return
-        await self.chat.answer(query)
-        if not action.confirmed:
-            await self.chat.close_question(message, "Kept everything; nothing was erased.")
-            return
-        question = (message.chat_id, message.message_id)
-        if question in self._erasing:
-            return
-        self._erasing.add(question)
-        try:
-            conversation = Conversation.of(message, query.from_user, answering=False)
-            reply = await self.core.handle(EraseMyData(conversation.requester, confirmed=True))
-            if not isinstance(reply, ErrorReply):
-                # Their waiting images are gone with everything else, in every chat.
-                self.consent.forget_user(conversation.user_id)
-            outcome = text_of(reply)
-            await self.chat.close_question(
-                message, f"⚠️ {outcome}" if isinstance(reply, ErrorReply) else outcome
-            )
-        finally:
-            self._erasing.discard(question)
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.buttons.on_button(update, context)
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from typing import Literal
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from stylebot.bot.core import ConsentRequest, JobProgress, Licence, StyleChoices
+from stylebot.bot.core.consent import PeopleAnswer, people_answer
+from stylebot.bot.core.mentions import CommandName, Mention, typed
 
 # Telegram's limits (https://core.telegram.org/bots/api#sendmessage and #inlinekeyboardbutton).
 MAX_TEXT_CHARS = 4096
@@ -43,6 +45,17 @@ BOT_COMMANDS: tuple[tuple[str, str], ...] = (
 
 #: Registered for group administrators only (the operator types it in a private chat).
 ADMIN_BOT_COMMAND = ("admin", "Admin: pause|resume|quota|removestyle|ban|unban|queue")
+
+
+def telegram_spelling(mention: Mention) -> str:
+    """A command a reply names, as a Telegram user sends it (typed; images come with their
+    caption rather than through a command)."""
+    if mention.command is CommandName.UPLOAD:
+        return "images sent with /train NAME as their caption"
+    return typed(mention)
+
+
+SORRY = "Sorry, something went wrong on my side and nothing was changed. Please try again later."
 
 HELP_TEXT = """\
 I train an image style from pictures you made (or hold the rights to) and then draw in it.
@@ -124,29 +137,6 @@ _ERASE_KEEP_PREFIX = "en"
 
 
 @dataclass(frozen=True)
-class PeopleAnswer:
-    """One answer to "do recognisable people appear?": a one-letter code for callback data,
-    and the ``identifiable_people``/``people_agreed`` of the core's ConfirmConsent."""
-
-    code: str
-    label: str
-    identifiable_people: bool
-    people_agreed: bool | None
-
-
-PEOPLE_ANSWERS: tuple[PeopleAnswer, ...] = (
-    PeopleAnswer("n", "No recognisable people", False, None),
-    PeopleAnswer("y", "Recognisable people, and each agreed", True, True),
-    # The core refuses this one at Confirm; it is offered so nobody has to lie to go on.
-    PeopleAnswer("x", "Recognisable people who did not agree", True, False),
-)
-
-
-def find_people_answer(code: str) -> PeopleAnswer | None:
-    return next((answer for answer in PEOPLE_ANSWERS if answer.code == code), None)
-
-
-@dataclass(frozen=True)
 class ConsentAction:
     """A press on the consent keyboard. ``licence`` and ``people`` (a PeopleAnswer code)
     are the answers chosen so far ("" when none yet): the keyboard carries them, so the
@@ -225,7 +215,7 @@ def parse_callback(data: str | None) -> CallbackAction | None:
             if prefix == code:
                 licence = fields[1] if len(fields) > 1 else ""
                 people = fields[2] if len(fields) > 2 else ""
-                if people and find_people_answer(people) is None:
+                if people and people_answer(people) is None:
                     return None
                 return ConsentAction(step, int(fields[0]), licence, people)
         for verb, code in _OUTPUT_PREFIX.items():
@@ -275,13 +265,11 @@ def consent_keyboard(
     rows.extend(
         [
             InlineKeyboardButton(
-                ("✓ " if answer.code == people else "") + answer.label,
-                callback_data=encode_callback(
-                    ConsentAction("people", user_id, chosen, answer.code)
-                ),
+                ("✓ " if answer == people else "") + answer.label,
+                callback_data=encode_callback(ConsentAction("people", user_id, chosen, answer)),
             )
         ]
-        for answer in PEOPLE_ANSWERS
+        for answer in PeopleAnswer
     )
     rows.append(
         [

@@ -1,9 +1,10 @@
-"""``/admin SUBCOMMAND ...`` typed on Telegram, turned into the core's admin commands.
+"""``/admin SUBCOMMAND ...`` as typed (Telegram), turned into the core's admin commands;
+the admin part of the typed grammar (stylebot.bot.core.grammar).
 
 Parsing only: who may do what is the core's decision (stylebot.bot.core.admin). A typing
 mistake gets the usage of that subcommand and builds no command, so it changes nothing.
-Whether the sender manages the group is asked of Telegram afterwards, and only for the
-commands that take it (see ``needs_manager_check``).
+Whether the sender manages the group is asked of the platform afterwards, and only for
+the commands that take it (see ``needs_manager_check``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stylebot.bot.core.admin import (
     ShowQueue,
     UnbanUser,
 )
+from stylebot.bot.core.errors import CommandSyntaxError
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
 
@@ -59,7 +61,7 @@ HELP = "Admin commands, for this group's admins and the bot's operator:\n" + "\n
 )
 
 
-class AdminUsageError(ValueError):
+class AdminUsageError(CommandSyntaxError):
     """The arguments do not fit; the message says how they should look."""
 
 
@@ -113,13 +115,12 @@ def parse_admin(
             raise AdminUsageError(f"Unknown admin command {printable(verb)!r}.\n\n{HELP}")
 
 
-# The commands whose authority depends on managing the group they come from.
-ManagerCheckedCommand = SetQuota | RemoveSharedStyle | ShowQueue | ListOptOuts | RemoveOptOuts
+ManagerCommand = SetQuota | RemoveSharedStyle | ShowQueue | ListOptOuts | RemoveOptOuts
 
 
-def needs_manager_check(command: AdminCommand) -> TypeGuard[ManagerCheckedCommand]:
+def needs_manager_check(command: object) -> TypeGuard[ManagerCommand]:
     """Whether the command's authority depends on managing the group it comes from."""
-    return isinstance(command, ManagerCheckedCommand)
+    return isinstance(command, ManagerCommand)
 
 
 def _registrant(verb: str, rest: list[str]) -> tuple[str | None, list[str]]:
@@ -189,7 +190,7 @@ def _target(verb: str, rest: list[str], replied: RepliedUser | None) -> tuple[st
 
 
 def _user_id(word: str, verb: str) -> str:
-    """Telegram user ids are positive numbers; bots cannot look up @usernames."""
+    """Telegram (the one typed platform with /admin) has positive numeric user ids."""
     if word.isdigit() and int(word) > 0:
         return str(int(word))
     if word.startswith("@"):

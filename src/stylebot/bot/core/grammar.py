@@ -1,0 +1,282 @@
+"""The typed command language, one for every platform where commands are typed (console,
+Telegram): a line in, the core's command out.
+
+:func:`parse` turns ``/style share public ink`` into ``ShareStyle(..., "ink", public=True)``
+on every typed platform alike; an adapter only supplies what its platform has (files,
+the message replied to) for the few commands that need it (:class:`NeedsFiles`). Discord
+has no typed commands: its slash commands' options map to the same command objects.
+
+`/imagine a lighthouse at dawn style:mystyle seed:7 negative:blurry, dark`
+becomes a prompt and options. An option is a `key:value` word with a known key; the value
+of `negative:` runs on to the next option.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Literal
+
+from stylebot.bot.core import commands
+from stylebot.bot.core.admin import AdminCommand
+from stylebot.bot.core.admin_grammar import RepliedUser, parse_admin
+from stylebot.bot.core.errors import CommandSyntaxError
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.names import printable
+
+IMAGINE_OPTIONS = (
+    "style",
+    "negative",
+    "seed",
+    "steps",
+    "count",
+    "size",
+    "width",
+    "height",
+    "aspect",
+)
+_OPTION = re.compile(r"^(" + "|".join(IMAGINE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ShowHelp:
+    """``/help`` (``/admin`` alone: the admin commands' help)."""
+
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True)
+class ActAs:
+    """``/as NAME``: the console acts as another user from here on."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class NeedsFiles:
+    """A command on images the platform supplies: the typed paths (console), or the
+    message replied to or captioned (Telegram)."""
+
+    verb: Literal["upload", "verify", "optout"]
+    paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AskConsent:
+    """``/consent`` without a licence: ask the consent question again."""
+
+
+Parsed = commands.Command | AdminCommand | ShowHelp | Quit | ActAs | NeedsFiles | AskConsent
+
+STYLE_USAGE = "Use /style info|share|unshare|delete|export NAME (share NAME public: with everyone)"
+_STYLE_COMMANDS: dict[
+    str,
+    type[commands.StyleInfo | commands.UnshareStyle | commands.DeleteStyle | commands.ExportStyle],
+] = {
+    "info": commands.StyleInfo,
+    "unshare": commands.UnshareStyle,
+    "delete": commands.DeleteStyle,
+    "export": commands.ExportStyle,
+}
+PUBLIC = "public"
+
+
+@dataclass(frozen=True)
+class TextCommand:
+    name: str
+    args: str
+
+
+@dataclass(frozen=True)
+class ImagineArgs:
+    prompt: str
+    style: str | None = None
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    count: int = 1
+    width: int | None = None
+    height: int | None = None
+    aspect: str | None = None
+    unknown: tuple[str, ...] = field(default=())
+
+    def command(self, requester: Requester) -> commands.Imagine:
+        """The core's command for these arguments (the core checks the values)."""
+        return commands.Imagine(
+            requester,
+            self.prompt,
+            style=self.style,
+            negative_prompt=self.negative_prompt,
+            seed=self.seed,
+            steps=self.steps,
+            width=self.width,
+            height=self.height,
+            count=self.count,
+            aspect=self.aspect,
+        )
+
+
+def split_command(text: str, bot_username: str | None = None) -> TextCommand | None:
+    """`/train@mybot foo` -> TextCommand("train", "foo"); None when not a command.
+
+    The `@bot` suffix is what Telegram adds in groups; a command addressed to
+    another bot is not ours.
+    """
+    text = text.strip()
+    if not text.startswith("/"):
+        return None
+    head, _, rest = text[1:].partition(" ")
+    name, _, target = head.partition("@")
+    if target and bot_username and target.lower() != bot_username.lower():
+        return None
+    return TextCommand(name.lower(), rest.strip())
+
+
+def parse(command: TextCommand, requester: Requester, replied: RepliedUser | None = None) -> Parsed:
+    """What ``command`` asks for. ``replied``: the sender of the message it answers, where
+    the platform has replies (``/admin ban`` as a reply)."""
+    name, args, me = command.name, command.args, requester
+    words = args.split()
+    match name:
+        case "help" | "start":
+            return ShowHelp()
+        case "quit" | "exit":
+            return Quit()
+        case "as":
+            if not args:
+                raise CommandSyntaxError("Name the user to act as: /as NAME")
+            return ActAs(args)  # the console says which names it takes
+        case "upload" | "verify" | "optout":
+            return NeedsFiles(name, tuple(_paths(args)))
+        case "consent":
+            # Typing /consent LICENCE is the confirmation: the terms were shown on upload.
+            return (
+                commands.ConfirmConsent(me, args, rights_confirmed=True) if args else AskConsent()
+            )
+        case "discard":
+            return commands.DiscardUploads(me)
+        case "train":
+            return commands.TrainStyle(
+                me, _one_word(words, "Name the style in one word: /train NAME")
+            )
+        case "imagine":
+            return parse_imagine(args).command(me)
+        case "styles":
+            return commands.ListStyles(me)
+        case "style":
+            return _style_command(me, words)
+        case "status":
+            return commands.ShowStatus(me)
+        case "cancel":
+            if len(words) > 1:
+                raise CommandSyntaxError("Give one job id, or none for your newest: /cancel [JOB]")
+            return commands.CancelJob(me, words[0] if words else None)
+        case "forgetme":
+            return commands.EraseMyData(me, confirmed=parse_confirmation(args, "/forgetme"))
+        case "admin":
+            admin = parse_admin(me, args, replied)
+            return ShowHelp(admin=True) if admin is None else admin
+    raise CommandSyntaxError(f"Unknown command /{name}.")
+
+
+def _one_word(words: list[str], usage: str) -> str:
+    if len(words) != 1:
+        raise CommandSyntaxError(usage)
+    return words[0]
+
+
+def _paths(args: str) -> list[str]:
+    try:
+        return shlex.split(args)
+    except ValueError as exc:  # an unclosed quote
+        raise CommandSyntaxError(f"Could not read the file names: {exc}.") from exc
+
+
+def _style_command(me: Requester, words: list[str]) -> commands.Command:
+    """``/style VERB NAME``; ``share`` takes ``public`` before or after the name (the
+    console wrote it before, Telegram after: both habits stay right)."""
+    if not words:
+        raise CommandSyntaxError(STYLE_USAGE)
+    if words[0].lower() not in (*_STYLE_COMMANDS, "share"):
+        raise CommandSyntaxError(
+            f"Unknown style action {printable(words[0])!r}: use info, share, unshare, "
+            "delete or export."
+        )
+    verb, rest = words[0].lower(), words[1:]
+    if verb == "share" and len(rest) == 2 and PUBLIC in (rest[0].lower(), rest[1].lower()):
+        name = rest[1] if rest[0].lower() == PUBLIC else rest[0]
+        return commands.ShareStyle(me, name, public=True)
+    if len(rest) != 1:
+        raise CommandSyntaxError(STYLE_USAGE)
+    if verb == "share":
+        return commands.ShareStyle(me, rest[0])
+    return _STYLE_COMMANDS[verb](me, rest[0])
+
+
+def parse_confirmation(args: str, command: str) -> bool:
+    """`/forgetme` asks, `/forgetme confirm` does it; anything else is refused rather than
+    guessed, since the confirmed form cannot be undone."""
+    word = args.strip().lower()
+    if not word:
+        return False
+    if word == "confirm":
+        return True
+    raise CommandSyntaxError(
+        f"{command} takes nothing, or the word confirm: {command} confirm. Nothing was changed."
+    )
+
+
+def parse_imagine(args: str) -> ImagineArgs:
+    prompt_words: list[str] = []
+    options: dict[str, str] = {}
+    current: str | None = None
+    for word in args.split():
+        match = _OPTION.match(word)
+        if match:
+            current = match.group(1).lower()
+            options[current] = match.group(2)
+        elif current == "negative":
+            options["negative"] = f"{options['negative']} {word}".strip()
+        else:
+            current = None
+            prompt_words.append(word)
+
+    width = _int_option(options, "width")
+    height = _int_option(options, "height")
+    if "size" in options:
+        size = options["size"].lower()
+        w, sep, h = size.partition("x")
+        if not sep:
+            w = h = size
+        try:
+            width, height = int(w), int(h)
+        except ValueError as exc:
+            raise CommandSyntaxError(
+                f"size:{options['size']} is not a size; write it like size:512 or size:640x512"
+            ) from exc
+    return ImagineArgs(
+        prompt=" ".join(prompt_words),
+        style=options.get("style") or None,
+        negative_prompt=options.get("negative", ""),
+        seed=_int_option(options, "seed"),
+        steps=_int_option(options, "steps"),
+        count=_int_option(options, "count") or 1,
+        width=width,
+        height=height,
+        aspect=options.get("aspect", "").lower() or None,
+    )
+
+
+def _int_option(options: dict[str, str], key: str) -> int | None:
+    if key not in options or options[key] == "":
+        return None
+    try:
+        return int(options[key])
+    except ValueError as exc:
+        raise CommandSyntaxError(f"{key}:{options[key]} should be a whole number") from exc

@@ -1,0 +1,309 @@
+"""The consent question on Discord: licence and people selects, Confirm, Cancel, and the
+naming modal. Their state lives in the custom_ids (see views.py for the scheme):
+
+- ``sb:licence:<user_id>:<people>:<name>``  the licence select of a consent request
+- ``sb:people:<user_id>:<licence>:<name>``  whether recognisable people appear
+- ``sb:confirm:<user_id>:<licence>:<people>:<name>`` confirm rights, then train
+  ``name`` (an empty name opens the naming modal first)
+- ``sb:discard:<user_id>``                 cancel: forget the waiting images
+- ``sb:rename:<user_id>:<licence>:<people>`` pick another name after a refused one
+
+``<people>`` is the one-letter code of the core's :class:`PeopleAnswer`, empty until
+answered. Each consent component carries the other select's answer, so choosing one
+keeps the other. Messages sent before the people question existed lack it (their
+custom_ids match with ``people`` unset); pressing them shows the question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Self
+
+import discord
+
+from stylebot.bot.core.consent import PeopleAnswer, people_answer
+from stylebot.bot.discord.components import AdmittedItem, OwnedItem, adapter_of
+
+if TYPE_CHECKING:
+    from stylebot.bot.discord.adapter import DiscordAdapter
+
+# Longest user id (20 digits) and licence id leave this much room for a name;
+# a longer name (or one with ':') is asked for again in the modal instead.
+_MAX_CARRIED_NAME = 48
+_NAME_INPUT_ID = "name"
+# Optional in templates: custom_ids sent before the people question lack it.
+_PEOPLE = r"(?:(?P<people>[nyx]?):)?"
+
+
+def carried_name(name: str) -> str:
+    """The style name to keep in a custom_id, or "" to ask for it in the modal."""
+    name = name.strip()
+    if ":" in name or len(name) > _MAX_CARRIED_NAME or not name.isprintable():
+        return ""
+    return name
+
+
+class LicenceSelect(
+    OwnedItem,
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=r"sb:licence:(?P<user_id>[0-9]+):" + _PEOPLE + r"(?P<name>[^:]*)",
+):
+    """The licence the user grants for their images; Confirm needs it (and PeopleSelect)."""
+
+    def __init__(
+        self,
+        user_id: int,
+        name: str,
+        options: Sequence[discord.SelectOption],
+        chosen: str | None,
+        people: PeopleAnswer | None = None,
+    ) -> None:
+        self.user_id = user_id
+        self.name = name
+        self.people = people
+        self.options = [
+            discord.SelectOption(label=o.label, value=o.value, default=o.value == chosen)
+            for o in options
+        ]
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"sb:licence:{user_id}:{people or ''}:{name}",
+                placeholder="Choose a licence for these images",
+                options=self.options,
+                min_values=1,
+                max_values=1,
+                row=0,
+            )
+        )
+
+    @classmethod
+    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
+        options = item.options if isinstance(item, discord.ui.Select) else []
+        return cls(
+            int(match["user_id"]), match["name"], options, None, people_answer(match["people"])
+        )
+
+    async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+        chosen = self.item.values[0] if self.item.values else None
+        view = consent_view(self.user_id, self.name, self.options, chosen, self.people)
+        await interaction.response.edit_message(view=view)
+
+
+class PeopleSelect(
+    OwnedItem,
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=r"sb:people:(?P<user_id>[0-9]+):(?P<licence>[^:]*):(?P<name>[^:]*)",
+):
+    """Whether recognisable people appear, and agreed; Confirm needs it (and a licence).
+
+    "Did not agree" enables Confirm too: the core then refuses and says why, rather
+    than the choice quietly doing nothing.
+    """
+
+    def __init__(self, user_id: int, licence: str, name: str, chosen: PeopleAnswer | None) -> None:
+        self.user_id = user_id
+        self.licence = licence
+        self.name = name
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"sb:people:{user_id}:{licence}:{name}",
+                placeholder="Are there recognisable people in these images?",
+                options=[
+                    discord.SelectOption(
+                        label=answer.label, value=answer.value, default=answer is chosen
+                    )
+                    for answer in PeopleAnswer
+                ],
+                min_values=1,
+                max_values=1,
+                row=1,
+            )
+        )
+
+    @classmethod
+    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
+        return cls(int(match["user_id"]), match["licence"], match["name"], None)
+
+    async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+        chosen = people_answer(self.item.values[0] if self.item.values else None)
+        licences = licence_options_on(interaction.message)
+        view = consent_view(self.user_id, self.name, licences, self.licence or None, chosen)
+        await interaction.response.edit_message(view=view)
+
+
+class ConfirmButton(
+    OwnedItem,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:confirm:(?P<user_id>[0-9]+):(?P<licence>[^:]*):" + _PEOPLE + r"(?P<name>[^:]*)",
+):
+    """ "I have the rights": records consent for the chosen licence, then trains."""
+
+    def __init__(self, user_id: int, licence: str, people: PeopleAnswer | None, name: str) -> None:
+        self.user_id = user_id
+        self.licence = licence
+        self.people = people
+        self.name = name
+        super().__init__(
+            discord.ui.Button(
+                label="I have the rights: train" if name else "I have the rights: name it",
+                style=discord.ButtonStyle.success,
+                custom_id=f"sb:confirm:{user_id}:{licence}:{people or ''}:{name}",
+                disabled=not licence or people is None,
+                row=2,
+            )
+        )
+
+    @classmethod
+    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
+        people = people_answer(match["people"])
+        return cls(int(match["user_id"]), match["licence"], people, match["name"])
+
+    async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+        if self.people is None:
+            # A consent message from before the people question: ask it now.
+            licences = licence_options_on(interaction.message)
+            view = consent_view(self.user_id, self.name, licences, self.licence or None)
+            await interaction.response.edit_message(view=view)
+        elif not self.name:
+            modal = NameModal(self.user_id, self.licence, self.people)
+            await interaction.response.send_modal(modal)
+        else:
+            await adapter.confirm_and_train(interaction, self.licence, self.people, self.name)
+
+
+class DiscardButton(
+    OwnedItem,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:discard:(?P<user_id>[0-9]+)",
+):
+    """Cancel: nothing is trained and the waiting images are forgotten."""
+
+    def __init__(self, user_id: int, row: int | None = None) -> None:
+        self.user_id = user_id
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"sb:discard:{user_id}",
+                row=row,
+            )
+        )
+
+    @classmethod
+    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
+        return cls(int(match["user_id"]))
+
+    async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+        await adapter.discard_uploads(interaction)
+
+
+class RenameButton(
+    OwnedItem,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:rename:(?P<user_id>[0-9]+):(?P<licence>[^:]+)(?::(?P<people>[nyx]?))?",
+):
+    """After the name was refused (taken, invalid): ask for another one."""
+
+    def __init__(self, user_id: int, licence: str, people: PeopleAnswer | None) -> None:
+        self.user_id = user_id
+        self.licence = licence
+        self.people = people
+        super().__init__(
+            discord.ui.Button(
+                label="Choose another name",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"sb:rename:{user_id}:{licence}:{people or ''}",
+            )
+        )
+
+    @classmethod
+    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
+        return cls(int(match["user_id"]), match["licence"], people_answer(match["people"]))
+
+    async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.send_modal(NameModal(self.user_id, self.licence, self.people))
+
+
+class NameModal(AdmittedItem, discord.ui.Modal):
+    """Asks for the style name when the images came without one (context menu)."""
+
+    style_name: discord.ui.TextInput[NameModal] = discord.ui.TextInput(
+        label="Style name",
+        custom_id=_NAME_INPUT_ID,
+        placeholder="e.g. watercolor (lowercase letters, digits, - and _)",
+        min_length=1,
+        max_length=64,
+    )
+
+    def __init__(self, user_id: int, licence: str, people: PeopleAnswer | None) -> None:
+        super().__init__(
+            title="Name your style", custom_id=f"sb:name:{user_id}:{licence}:{people or ''}"
+        )
+        self.user_id = user_id
+        self.licence = licence
+        self.people = people
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            await adapter.confirm_and_train(
+                interaction, self.licence, self.people, self.style_name.value, from_modal=True
+            )
+
+    # This is Modal.on_error's signature (no `item`); mypy checks it against
+    # BaseView.on_error, which Modal itself narrows the same way.
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[Any], error: Exception, /
+    ) -> None:
+        await adapter_of(interaction).report_error(interaction, error)
+
+
+def consent_view(
+    user_id: int,
+    name: str,
+    licences: Iterable[discord.SelectOption],
+    chosen: str | None = None,
+    people: PeopleAnswer | None = None,
+) -> discord.ui.View:
+    """Licence select, people select, Confirm (enabled once both are answered), Cancel."""
+    name = carried_name(name)
+    licence = chosen or ""
+    view = discord.ui.View(timeout=None)
+    view.add_item(LicenceSelect(user_id, name, list(licences), chosen, people))
+    view.add_item(PeopleSelect(user_id, licence, name, people))
+    view.add_item(ConfirmButton(user_id, licence, people, name))
+    view.add_item(DiscardButton(user_id, row=2))
+    return view
+
+
+def licence_options(licences: Iterable[tuple[str, str]]) -> list[discord.SelectOption]:
+    """Select options from (id, label) pairs, as the core lists its licences."""
+    return [discord.SelectOption(label=label[:100], value=lid) for lid, label in licences]
+
+
+def licence_options_on(message: discord.Message | None) -> list[discord.SelectOption]:
+    """The licence select's options on a consent message (its state lives there)."""
+    template = LicenceSelect.__discord_ui_compiled_template__
+    for row in message.components if message else []:
+        for child in getattr(row, "children", []):
+            if isinstance(child, discord.SelectMenu) and template.fullmatch(child.custom_id or ""):
+                return list(child.options)
+    return []
+
+
+def rename_view(user_id: int, licence: str, people: PeopleAnswer | None) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RenameButton(user_id, licence, people))
+    view.add_item(DiscardButton(user_id))
+    return view
+
+
+#: Registered with the client at start, so presses on old messages still work.
+CONSENT_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    LicenceSelect,
+    PeopleSelect,
+    ConfirmButton,
+    DiscardButton,
+    RenameButton,
+)

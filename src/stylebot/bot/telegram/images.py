@@ -1,0 +1,132 @@
+"""Images sent to the bot on Telegram: reference images for a style, images to /verify,
+and artists' own images to /optout, as captions or as replies say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from telegram import Message
+
+from stylebot.bot.core.commands import IncomingFile, OptOut, TrainStyle, UploadImages, Verify
+from stylebot.bot.core.errors import CommandSyntaxError
+from stylebot.bot.core.grammar import TextCommand, parse
+from stylebot.bot.core.platform_core import PlatformCore
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, VerifyReport, VerifyVerdict
+from stylebot.bot.telegram.chat import ChatOutput
+from stylebot.bot.telegram.consent import ConsentFlow
+from stylebot.bot.telegram.conversation import Conversation, replied_message
+from stylebot.bot.telegram.files import Downloads, UploadRefused
+
+
+class ImageFlows:
+    def __init__(
+        self, core: PlatformCore, chat: ChatOutput, consent: ConsentFlow, files: Downloads
+    ) -> None:
+        self.core = core
+        self.chat = chat
+        self.consent = consent
+        self.files = files
+
+    async def _download(
+        self, conversation: Conversation, messages: Sequence[Message]
+    ) -> tuple[IncomingFile, ...] | None:
+        """The messages' files; None (after saying why) when one is refused."""
+        try:
+            return tuple([await self.files.download(message) for message in messages])
+        except UploadRefused as refused:
+            await self.chat.show(conversation, ErrorReply(str(refused)))
+            return None
+
+    async def opt_out(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+        """Register the images of these messages (the sender's own) as the artist's."""
+        files = await self._download(conversation, messages)
+        if files is None:
+            return
+        await self.chat.show(
+            conversation, await self.core.handle(OptOut(conversation.requester, files))
+        )
+
+    async def upload(
+        self, conversation: Conversation, messages: Sequence[Message], caption: TextCommand | None
+    ) -> None:
+        """Reference images; a ``/train NAME`` caption names the style they are for."""
+        try:
+            named = parse(caption, conversation.requester) if caption and caption.args else None
+        except CommandSyntaxError as error:
+            await self.chat.show(conversation, ErrorReply(str(error)))
+            return
+        style_name = named.name if isinstance(named, TrainStyle) else None
+        files = await self._download(conversation, messages)
+        if files is None:
+            return
+        reply = await self.core.handle(UploadImages(conversation.requester, files))
+        if not isinstance(reply, ConsentRequest):
+            await self.chat.show(conversation, reply)
+            return
+        if style_name:
+            self.consent.name_style(conversation, style_name)
+        from_photos = any(message.photo for message in messages)
+        await self.consent.ask(conversation, reply, from_photos=from_photos)
+
+    async def _replied_image(
+        self, conversation: Conversation, message: Message, refusal: str
+    ) -> Message | None:
+        """The message with an image that ``message`` replies to; None (after saying
+        ``refusal``) when it replies to none."""
+        replied = replied_message(message)
+        if replied is None or not (replied.photo or replied.document):
+            await self.chat.show(conversation, ErrorReply(refusal))
+            return None
+        return replied
+
+    async def verify_reply(self, conversation: Conversation, message: Message) -> None:
+        """``/verify`` typed as a reply to an image."""
+        replied = await self._replied_image(
+            conversation,
+            message,
+            "Reply /verify to an image (best the PNG file I sent), or send the image with "
+            "/verify as its caption.",
+        )
+        if replied is not None:
+            await self.verify(conversation, replied)
+
+    async def optout_reply(self, conversation: Conversation, message: Message) -> None:
+        """``/optout`` typed as a reply to one's own message with an image."""
+        replied = await self._replied_image(
+            conversation,
+            message,
+            "Send images you made with /optout as their caption, or reply /optout to your "
+            "own message with an image. Nothing was registered.",
+        )
+        if replied is None:
+            return
+        # Registering marks the images as the sender's work, which locks everyone else out
+        # of them: only one's own posts may be registered.
+        if replied.from_user is None or replied.from_user.id != conversation.user_id:
+            await self.chat.show(
+                conversation,
+                ErrorReply(
+                    "You can only opt out images you posted yourself. Nothing was registered."
+                ),
+            )
+            return
+        await self.opt_out(conversation, [replied])
+
+    async def verify(self, conversation: Conversation, message: Message) -> None:
+        files = await self._download(conversation, [message])
+        if files is None:
+            return
+        reply = await self.core.handle(Verify(conversation.requester, files[0]))
+        if (
+            isinstance(reply, VerifyReport)
+            and reply.verdict is VerifyVerdict.NO_MARK
+            and message.photo
+        ):
+            reply = dataclasses.replace(
+                reply,
+                text=reply.text + " Telegram re-compresses photos, which can erase the "
+                "watermark: try the PNG file instead.",
+            )
+        await self.chat.show(conversation, reply)

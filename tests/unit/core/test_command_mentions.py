@@ -1,0 +1,176 @@
+"""Replies name commands the way each platform has them (issue 15, point 4).
+
+Every reply kind, with every command the core can name in it, is rendered for every
+platform; a command the text then names must be one that platform registers, read from
+the adapter's own registration (Discord's command tree, Telegram's command menus, the
+console's command list), never from a list kept here. And the core writes no command
+name of its own: its texts name commands only as mentions.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import discord
+import pytest
+from tests.fakes.core import CoreWorld
+
+import stylebot.bot.core as core_package
+from stylebot.bot.console.adapter import CONSOLE_COMMANDS, ConsoleAdapter
+from stylebot.bot.core import LICENCES, TERMS_TEXT, TERMS_VERSION
+from stylebot.bot.core.mentions import CommandName, mention, mentions_in
+from stylebot.bot.core.platform_core import spell_reply
+from stylebot.bot.core.replies import (
+    ConsentRequest,
+    ErasureConfirmation,
+    ErrorReply,
+    FileReply,
+    ImageFile,
+    ImagesReady,
+    JobFinished,
+    JobProgress,
+    JobQueued,
+    Reply,
+    TextReply,
+    TrainingRefused,
+    VerifyReport,
+)
+from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.commands import StyleCommandTree
+from stylebot.bot.discord.render import discord_spelling, render
+from stylebot.bot.telegram.conversation import text_of
+from stylebot.bot.telegram.handlers import TELEGRAM_COMMANDS
+from stylebot.bot.telegram.render import consent_text, telegram_spelling
+from stylebot.config import Settings
+
+# A "/word" not inside a path or a link.
+COMMAND_NAMED = re.compile(r"(?<![\w/.:<])/([a-z][a-z-]*)(?![\w/-])")
+EVERY_MENTION = " ".join(
+    [
+        *(mention(name) for name in CommandName),
+        mention(CommandName.TRAIN, "NAME"),
+        mention(CommandName.IMAGINE, "a cat", style="ink"),
+    ]
+)
+
+
+def every_reply() -> list[Reply]:
+    """One reply of every kind, each text naming every command the core can name."""
+    text = f"See {EVERY_MENTION}."
+    return [
+        TextReply(text),
+        ErrorReply(text),
+        TrainingRefused(text),
+        ConsentRequest(text, TERMS_TEXT, TERMS_VERSION, LICENCES, 1),
+        JobQueued(text, "j1", "train", 1),
+        JobProgress(text, "j1", "train", 1, 10),
+        JobFinished(text, "j1", "train", True, private=True, public_text=text),
+        ImagesReady(text, "j1", (ImageFile("o1", "o1.png", b"png"),)),
+        FileReply(text, "ink.safetensors", b"weights"),
+        VerifyReport(text, None),
+        ErasureConfirmation(text, 1, 1, 1),
+    ]
+
+
+def discord_commands(world: CoreWorld) -> set[str]:
+    """The slash commands the Discord adapter registers, from its own command tree."""
+    adapter = DiscordAdapter(world.bot, Settings(discord_token="token"))
+    tree = StyleCommandTree(discord.Client(intents=discord.Intents.none()), adapter)
+    return {command.name for command in tree.get_commands(type=discord.AppCommandType.chat_input)}
+
+
+def discord_shows(reply: Reply, tmp_path: Path) -> str:
+    shown = render(spell_reply(reply, discord_spelling))
+    public = spell_reply(reply, discord_spelling)
+    return shown.content + getattr(public, "public_text", "")
+
+
+def telegram_shows(reply: Reply, tmp_path: Path) -> str:
+    spelled = spell_reply(reply, telegram_spelling)
+    if isinstance(spelled, ConsentRequest):
+        return consent_text(spelled, from_photos=False, style_name=None)
+    return text_of(spelled) + getattr(spelled, "public_text", "")
+
+
+def console_shows(world: CoreWorld) -> Callable[[Reply, Path], str]:
+    def shows(reply: Reply, tmp_path: Path) -> str:
+        out = io.StringIO()
+        console = ConsoleAdapter(world.bot, out, tmp_path / "outputs")
+        console.show(spell_reply(reply, console.bot.spelling))
+        return out.getvalue()
+
+    return shows
+
+
+@pytest.mark.parametrize("platform", ["discord", "telegram", "console"])
+def test_every_reply_names_only_commands_its_platform_has(
+    platform: str, world: CoreWorld, tmp_path: Path
+) -> None:
+    registered, shows = {
+        "discord": (discord_commands(world), discord_shows),
+        "telegram": (set(TELEGRAM_COMMANDS), telegram_shows),
+        "console": (set(CONSOLE_COMMANDS), console_shows(world)),
+    }[platform]
+    for reply in every_reply():
+        shown = shows(reply, tmp_path)
+        named = set(COMMAND_NAMED.findall(shown))
+        assert named, f"{type(reply).__name__} on {platform} shows no command: {shown!r}"
+        assert named <= registered, (type(reply).__name__, named - registered, shown)
+        assert "\u27e6" not in shown, f"a mention left unspelled on {platform}: {shown!r}"
+
+
+def test_discord_names_its_own_commands_with_their_options(world: CoreWorld) -> None:
+    shown = spell_reply(ErrorReply(EVERY_MENTION), discord_spelling).text
+    assert "/train name:NAME" in shown
+    assert "/imagine prompt:a cat style:ink" in shown
+    assert "/forget-me" in shown
+    for missing in ("/consent", "/discard", "/forgetme", "/upload"):
+        assert missing not in shown
+
+
+def test_typed_platforms_name_commands_as_typed() -> None:
+    shown = spell_reply(TextReply(EVERY_MENTION), telegram_spelling).text
+    assert "/train NAME" in shown
+    assert "/imagine a cat style:ink" in shown
+    assert "/consent" in shown
+    assert "/forgetme" in shown
+
+
+def core_texts() -> list[tuple[str, int, str]]:
+    """Every string the core writes but docstrings (file, line, text); the typed
+    grammar's own usage lines are for the typed platforms only, and are left out."""
+    found = []
+    for path in sorted(Path(core_package.__file__).parent.glob("*.py")):
+        if path.name in ("grammar.py", "admin_grammar.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        found += [
+            (path.name, node.lineno, node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ]
+    return found
+
+
+def test_the_core_names_commands_only_as_mentions() -> None:
+    spelled_out = [
+        (name, line, text)
+        for name, line, text in core_texts()
+        if any(word in set(CommandName) for word in COMMAND_NAMED.findall(text))
+    ]
+    assert spelled_out == []
+    # ... and its mentions are there to be spelled (the scan above sees the core's texts).
+    assert mentions_in(mention(CommandName.TRAIN, "NAME"))[0].command is CommandName.TRAIN
