@@ -20,6 +20,7 @@ from PIL import Image
 
 from stylebot.bot.core import Notification, Policy, StyleBot
 from stylebot.bot.core.images import ImageLimits
+from stylebot.bot.core.policy import PolicySettings
 from stylebot.config import Settings
 from stylebot.delivery_loop import EventDelivery
 from stylebot.metrics import start_metrics_server
@@ -31,13 +32,9 @@ from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.startup_checks import StartupError
-from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
+from stylebot.storage import LocalBlobStore, SqliteUnitOfWork, open_database
 from stylebot.storage.admin import open_admin_ports
 from stylebot.storage.full import is_storage_full
-from stylebot.storage.ledger import SqliteConsentLedger
-from stylebot.storage.optout import SqliteOptOutRegistry
-from stylebot.storage.queue_cleanups import SqlitePendingQueueCleanups
-from stylebot.storage.usage import SqliteUsageLog
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +86,9 @@ class PngWatermarkReader:
 
 
 def policy_from(settings: Settings) -> Policy:
-    """The core's Policy: every field Settings has under the same name, plus the
-    three that are built from several settings."""
-    same_name = {
-        f.name: getattr(settings, f.name)
-        for f in dataclasses.fields(Policy)
-        if f.name not in ("base_model", "train", "images") and hasattr(settings, f.name)
-    }
+    """The core's Policy: the PolicySettings Settings inherits, plus what is built
+    from several settings."""
+    knobs = {f.name: getattr(settings, f.name) for f in dataclasses.fields(PolicySettings)}
     return Policy(
         base_model=settings.model,
         train=settings.train_settings(),
@@ -105,7 +98,8 @@ def policy_from(settings: Settings) -> Policy:
             max_files=settings.max_upload_files,
             max_total_bytes=settings.max_upload_total_bytes,
         ),
-        **same_name,
+        train_chosen_from_images=settings.train_chosen_from_images,
+        **knobs,
     )
 
 
@@ -125,7 +119,7 @@ class FrontEnd(EventDelivery):
     (stylebot.delivery_loop)."""
 
     settings: Settings
-    repo: SqliteRepository
+    uow: SqliteUnitOfWork
     blobs: LocalBlobStore
     queue: ArqJobQueue
     redis_url: str
@@ -158,9 +152,9 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         # Whoever notices the embedded Redis died starts it again (event delivery does).
         keeper = EmbeddedRedisKeeper(embedded)
         stack.callback(keeper.stop)
-        connection = await open_database(settings.database_path)
-        repo = SqliteRepository(connection)
-        stack.push_async_callback(repo.close)
+        # The records and every store that must commit with them, on one connection.
+        uow = SqliteUnitOfWork(await open_database(settings.database_path))
+        stack.push_async_callback(uow.close)
         blobs = LocalBlobStore(settings.blob_dir)
         redis = await connect(redis_url)
         stack.push_async_callback(redis.aclose)
@@ -168,28 +162,18 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         stack.push_async_callback(queue.close)
         events = EventConsumer(redis, on_outage=keeper.revive)
         await events.ensure_group()
-        # The ledger, opt-outs and usage write on the repository's connection, so that
-        # their writes commit with the records they go with (a consent and its ledger
-        # entry, an erasure and all it removes); the admin store keeps its own (WAL).
-        ledger = SqliteConsentLedger(repo)
-        optouts = SqliteOptOutRegistry(repo)
-        usage = SqliteUsageLog(repo)
         identity = await asyncio.to_thread(signing_identity, settings)
         admin_ports, admin_store = await open_admin_ports(settings, redis)
         stack.push_async_callback(admin_store.close)
         bot = StyleBot(
-            repo,
+            uow,
             blobs,
             queue,
             PngWatermarkReader(),
             SystemClock(),
             policy_from(settings),
-            ledger=ledger,
-            optouts=optouts,
-            usage=usage,
             credentials=C2paCredentialsReader(identity.chain_pem),
-            admin=admin_ports,
-            cleanups=SqlitePendingQueueCleanups(repo),
+            admin=admin_ports,  # the admin store keeps a connection of its own (WAL)
         )
         # Stopped before the connections close (the exit stack unwinds in reverse).
         stack.push_async_callback(bot.stop_queue_cleanups)
@@ -204,7 +188,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
             bot=bot,
             events=events,
             settings=settings,
-            repo=repo,
+            uow=uow,
             blobs=blobs,
             queue=queue,
             redis_url=redis_url,

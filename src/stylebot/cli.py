@@ -245,14 +245,14 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
     from stylebot.bot.core.verification import verify_image
     from stylebot.provenance.content_credentials import C2paCredentialsReader
-    from stylebot.storage import LocalBlobStore, SqliteRepository, open_database
+    from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
 
-    repo = SqliteRepository(await open_database(settings.database_path))
+    records = await SqliteUnitOfWork.open(settings.database_path)
     policy = policy_from(settings)
     try:
         # The blob store too: a mark is only attributed if the picture matches its output.
         found = await verify_image(
-            repo,
+            records,
             PngWatermarkReader(),
             filename,
             data,
@@ -262,7 +262,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
             max_side=policy.max_size,
         )
     finally:
-        await repo.close()
+        await records.close()
     # The same report /verify gives in chat: watermark, record, and C2PA manifest.
     credentials = C2paCredentialsReader(signing_identity(settings).chain_pem)
     report = with_credentials(found, credentials, data)
@@ -277,16 +277,16 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
 async def _consent_verify(settings: Settings, expect_head: str | None) -> int:
     """Walk the consent ledger's chain; list every break; exit 1 if there is one."""
     from stylebot.bot.core.ledger import verify_chain
-    from stylebot.storage.ledger import SqliteConsentLedger
+    from stylebot.storage import SqliteUnitOfWork
 
     if not settings.database_path.is_file():
         print(f"stylebot: no database at {settings.database_path}", file=sys.stderr)
         return 2
-    ledger = await SqliteConsentLedger.open(settings.database_path)
+    records = await SqliteUnitOfWork.open(settings.database_path)
     try:
-        report = verify_chain(await ledger.entries())
+        report = verify_chain(await records.ledger.entries())
     finally:
-        await ledger.close()
+        await records.close()
     for problem in report.breaks:
         print(f"entry {problem.seq}: {problem.problem}")
     head_ok = expect_head is None or expect_head == report.head_hash

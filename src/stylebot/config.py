@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stylebot.bot.core.images import ImageLimits
+from stylebot.bot.core.policy import PolicySettings
 from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS, TRAIN_METHODS, TrainSettings
 from stylebot.setting_rules import (
     Flag,
@@ -25,6 +27,7 @@ from stylebot.setting_rules import (
     OneOf,
     PathValue,
     Pattern,
+    Rule,
     SettingsError,
     Text,
     Url,
@@ -55,10 +58,42 @@ QUOTA = Whole(low=0, high=10**9, low_means="no limit")
 
 # The values Settings.mixed_style_batches takes.
 MIXED_STYLE_BATCHES = ("auto", "on", "off")
+# Defaults the settings share with the core's types, defined there.
+_UPLOADS = ImageLimits()
+_TRAIN = TrainSettings()
+# The rule of each PolicySettings field (its type and default are in the core).
+POLICY_RULES: dict[str, Rule] = {
+    "min_train_images": Whole(low=1, high=1000),
+    "max_train_images": Whole(low=1, high=1000),
+    "default_steps": Whole(low=1, high=1000),
+    "max_steps": Whole(low=1, high=1000),
+    "default_guidance": Number(low=0, high=50),
+    "default_size": Whole("pixels", low=64, high=4096, multiple_of=8),
+    "min_size": Whole("pixels", low=64, high=4096, multiple_of=8),
+    "max_size": Whole("pixels", low=64, high=4096, multiple_of=8),
+    "max_images_per_request": Whole(low=1, high=64),
+    "max_prompt_chars": Whole(low=1, high=100_000),
+    "images_per_user_per_day": QUOTA,
+    "images_per_server_per_day": QUOTA,
+    "trainings_per_user_per_day": QUOTA,
+    "trainings_per_server_per_day": QUOTA,
+    "requests_per_window": QUOTA,
+    "rate_window_s": Whole("seconds", low=1, high=DAY_S),
+    "erasures_per_user_per_day": QUOTA,
+    "max_queued_per_user": QUOTA,
+    "max_queued_per_server": QUOTA,
+    "image_work_concurrency": Whole(low=1, high=64),
+    "optouts_per_user": Whole(low=0, high=1_000_000, low_means="no limit"),
+    "optouts_per_user_per_day": Whole(low=0, high=1_000_000, low_means="no limit"),
+    # Comma-separated in the environment.
+    "prompt_blocklist": Words(),
+}
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(PolicySettings):
+    """Every setting: the core's PolicySettings (inherited) and the rest."""
+
     data_dir: Path = setting(Path("data"), PathValue())  # noqa: RUF009 - field()
     # None: start an embedded Redis under data_dir.
     redis_url: str | None = setting(None, Url(schemes=("redis", "rediss", "unix")))
@@ -83,68 +118,39 @@ class Settings:
     # Training defaults. Steps, rank and learning rate left unset (None) are
     # chosen per style from its number of images (stylebot.bot.core.training_defaults).
     train_steps: int | None = setting(None, Whole(low=1, high=100_000))
-    train_resolution: int = setting(512, Whole(low=64, high=4096, multiple_of=8))
+    train_resolution: int = setting(_TRAIN.resolution, Whole(low=64, high=4096, multiple_of=8))
     lora_rank: int | None = setting(None, Whole(low=1, high=1024))
     learning_rate: float | None = setting(None, Number(low=0, high=1, above_low=True))
     # Mirror images too (off: styles with text or asymmetric motifs suffer).
-    train_flip: bool = setting(False, Flag())
+    train_flip: bool = setting(_TRAIN.flip, Flag())
     # Min-SNR-γ loss weighting (0: plain MSE) and offset noise (0: none; 0.05-0.1
     # lets a style be darker or brighter overall than mid-grey).
-    train_min_snr_gamma: float = setting(5.0, Number(low=0, high=100))
-    train_noise_offset: float = setting(0.0, Number(low=0, high=1))
+    train_min_snr_gamma: float = setting(_TRAIN.min_snr_gamma, Number(low=0, high=100))
+    train_noise_offset: float = setting(_TRAIN.noise_offset, Number(low=0, high=1))
     # Less GPU memory for about a third more time per step.
-    train_gradient_checkpointing: bool = setting(False, Flag())
+    train_gradient_checkpointing: bool = setting(_TRAIN.gradient_checkpointing, Flag())
     # auto: bf16 (else fp16) autocast on a GPU, none on a CPU; or no, fp16, bf16.
-    train_mixed_precision: str = setting("auto", OneOf(choices=MIXED_PRECISION))
+    train_mixed_precision: str = setting(_TRAIN.mixed_precision, OneOf(choices=MIXED_PRECISION))
     # auto: 8-bit AdamW on CUDA when bitsandbytes is installed, else AdamW; or adamw, adamw8bit.
-    train_optimizer: str = setting("auto", OneOf(choices=OPTIMIZERS))
+    train_optimizer: str = setting(_TRAIN.optimizer, OneOf(choices=OPTIMIZERS))
     # What a style trains: lora; textual_inversion (a new token's embedding, the
     # style's token then starts its prompts); or both (pivotal tuning).
-    train_method: str = setting("lora", OneOf(choices=TRAIN_METHODS))
+    train_method: str = setting(_TRAIN.method, OneOf(choices=TRAIN_METHODS))
     # A running training saves a checkpoint every this many steps (or 30 s), so a
     # worker that dies costs at most that much work: another worker resumes there.
-    checkpoint_every_steps: int = setting(50, Whole(low=0, high=1_000_000, low_means="every step"))
+    checkpoint_every_steps: int = setting(
+        _TRAIN.checkpoint_every_steps, Whole(low=0, high=1_000_000, low_means="every step")
+    )
     train_timeout_s: int = setting(6 * 3600, Whole("seconds", low=1, high=7 * DAY_S))
-    min_train_images: int = setting(1, Whole(low=1, high=1000))
-    max_train_images: int = setting(40, Whole(low=1, high=1000))
 
-    # Generation defaults and limits.
-    default_steps: int = setting(25, Whole(low=1, high=1000))
-    max_steps: int = setting(60, Whole(low=1, high=1000))
-    default_guidance: float = setting(7.5, Number(low=0, high=50))
-    default_size: int = setting(512, Whole("pixels", low=64, high=4096, multiple_of=8))
-    min_size: int = setting(256, Whole("pixels", low=64, high=4096, multiple_of=8))
-    max_size: int = setting(1024, Whole("pixels", low=64, high=4096, multiple_of=8))
-    max_images_per_request: int = setting(4, Whole(low=1, high=64))
-    max_prompt_chars: int = setting(1000, Whole(low=1, high=100_000))
     generate_timeout_s: int = setting(600, Whole("seconds", low=1, high=DAY_S))
 
     # Uploads.
-    max_upload_bytes: int = setting(20 * 1024 * 1024, Whole(low=1024, high=2**34))
-    max_upload_pixels: int = setting(40_000_000, Whole(low=64 * 64, high=2**31))
+    max_upload_bytes: int = setting(_UPLOADS.max_bytes, Whole(low=1024, high=2**34))
+    max_upload_pixels: int = setting(_UPLOADS.max_pixels, Whole(low=64 * 64, high=2**31))
     # Per message (an upload, /optout), checked before any image is decoded.
-    max_upload_files: int = setting(20, Whole(low=1, high=1000))
-    max_upload_total_bytes: int = setting(50 * 1024 * 1024, Whole(low=1024, high=2**36))
-    # Images decoded at once on the front end (uploads, /optout, /verify); more wait.
-    image_work_concurrency: int = setting(2, Whole(low=1, high=64))
-    # /optout registrations per person: in all, and over a rolling day (0: no limit).
-    optouts_per_user: int = setting(200, Whole(low=0, high=1_000_000, low_means="no limit"))
-    optouts_per_user_per_day: int = setting(20, Whole(low=0, high=1_000_000, low_means="no limit"))
-
-    # Quotas over a rolling day, per user and per server or group (0: no limit);
-    # generation counts images, training counts styles.
-    images_per_user_per_day: int = setting(500, QUOTA)
-    images_per_server_per_day: int = setting(5000, QUOTA)
-    trainings_per_user_per_day: int = setting(10, QUOTA)
-    trainings_per_server_per_day: int = setting(50, QUOTA)
-    # At most this many generation or training requests per user per window (0: off).
-    requests_per_window: int = setting(10, QUOTA)
-    rate_window_s: int = setting(60, Whole("seconds", low=1, high=DAY_S))
-    # Jobs queued or running at once, per user and per server or group (0: no limit).
-    max_queued_per_user: int = setting(5, QUOTA)
-    max_queued_per_server: int = setting(50, QUOTA)
-    # Words or phrases refused in prompts, comma-separated in the environment.
-    prompt_blocklist: tuple[str, ...] = setting((), Words())
+    max_upload_files: int = setting(_UPLOADS.max_files, Whole(low=1, high=1000))
+    max_upload_total_bytes: int = setting(_UPLOADS.max_total_bytes, Whole(low=1024, high=2**36))
 
     # C2PA signing: the operator's certificate chain and key (PEM). Unset: a
     # local CA and signing certificate are made under data_dir/c2pa.
@@ -328,7 +334,7 @@ def load_settings(
             sources[name] = name
 
     unknown = {k: v for k, v in values.items() if k not in known}
-    rules = {f.name: rule_of(f.metadata) for f in dataclasses.fields(Settings)}
+    rules = {f.name: rule_for(f) for f in dataclasses.fields(Settings)}
     kwargs = {
         name: parse_value(name, values[name], sources[name], rules[name])
         for name in sorted(known)
@@ -351,6 +357,12 @@ def load_settings(
             default_guidance=0.0,
         )
     return settings
+
+
+def rule_for(setting_field: dataclasses.Field[Any]) -> Rule | None:
+    """A setting's rule: in its field's metadata, or for a PolicySettings field in
+    POLICY_RULES."""
+    return rule_of(setting_field.metadata) or POLICY_RULES.get(setting_field.name)
 
 
 def is_few_step_model(base_model: str, variant: str = "auto") -> bool:

@@ -9,10 +9,20 @@ from datetime import UTC, datetime, timedelta
 
 from PIL import Image
 
-from stylebot.bot.core import Requester, StyleBot
+from stylebot.bot.core import Policy, Requester, StyleBot
+from stylebot.bot.core.admin import AdminPorts, parse_operators
+from stylebot.bot.core.ports import (
+    BlobStore,
+    Clock,
+    ContentCredentialsReader,
+    JobQueue,
+    WatermarkReader,
+)
+from stylebot.bot.core.stores import UnitOfWork
 from stylebot.queue.fairness import Lane, LaneTurns, lane_of
 from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
-from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
+from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
 
 @dataclass
@@ -107,6 +117,41 @@ class PixelWatermark:
             return self.ids.get(image.convert("RGB").getpixel((0, 0)))  # type: ignore[arg-type]
 
 
+class NoCredentials:
+    """A ContentCredentialsReader that finds no C2PA manifest in any file."""
+
+    def describe(self, data: bytes) -> str | None:
+        return None
+
+
+def fake_admin(operators: str = "") -> AdminPorts:
+    return AdminPorts(FakeAdminStore(), FakeTrainingSwitch(), parse_operators(operators))
+
+
+def bot_on(
+    uow: UnitOfWork,
+    blobs: BlobStore,
+    queue: JobQueue,
+    watermark: WatermarkReader,
+    clock: Clock,
+    policy: Policy,
+    *,
+    credentials: ContentCredentialsReader | None = None,
+    admin: AdminPorts | None = None,
+) -> StyleBot:
+    """The core on these ports; the ports a test does not look at are fakes."""
+    return StyleBot(
+        uow,
+        blobs,
+        queue,
+        watermark,
+        clock,
+        policy,
+        credentials=credentials or NoCredentials(),
+        admin=admin or fake_admin(),
+    )
+
+
 class SteppingClock:
     def __init__(self) -> None:
         self.current = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -121,7 +166,7 @@ class CoreWorld:
     """The core on fakes; tests act through `bot` and look at the rest."""
 
     bot: StyleBot
-    repo: InMemoryRepository
+    uow: InMemoryUnitOfWork
     blobs: InMemoryBlobStore
     queue: RecordingQueue
     watermark: PixelWatermark

@@ -61,12 +61,12 @@ async def test_cancel_stops_training_within_a_step_and_frees_the_worker(
         result = await arq_job.result(poll_delay=0.1)
     assert result == {"cancelled": True}
 
-    job = await frontend.repo.get_job(queued.job_id)
+    job = await frontend.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.status is JobStatus.CANCELLED
     assert job.step < 100_000
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    style = await frontend.repo.find_style(user.id, "endless")
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.uow.styles.find_style(user.id, "endless")
     assert style is not None
     assert style.status is StyleStatus.FAILED
 
@@ -101,5 +101,5 @@ async def test_a_job_cancelled_while_queued_never_runs(
         queued.job_id, frontend.queue.redis, _queue_name=QUEUE_NAME, _deserializer=deserialize_job
     )
     assert await arq_job.result(timeout=5) == {"cancelled": True}
-    outputs = await frontend.repo.job_outputs(queued.job_id)
+    outputs = await frontend.uow.outputs.job_outputs(queued.job_id)
     assert all(o.blob_key is None for o in outputs)

@@ -47,8 +47,8 @@ async def test_a_damaged_waiting_upload_is_refused_at_consent_and_repaired_by_se
     bot = frontend.bot
     files = sample_files(tmp_path / "refs", 2)
     assert isinstance(await bot.handle(UploadImages(ME, files)), ConsentRequest)
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    [first, _] = await frontend.repo.pending_uploads(user.id)
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    [first, _] = await frontend.uow.uploads.pending_uploads(user.id)
     flip_byte(frontend.blobs.path(first.blob_key))
 
     with caplog.at_level(logging.INFO):
@@ -80,8 +80,8 @@ async def test_damaged_style_weights_fail_generation_for_good_until_the_right_by
     trained = await inbox.next((JobFinished,))
     assert isinstance(trained.reply, JobFinished)
     assert trained.reply.ok, trained.reply
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    style = await frontend.repo.find_style(user.id, "warm")
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.uow.styles.find_style(user.id, "warm")
     assert style is not None
     assert style.lora_key
     weights = await frontend.blobs.get(style.lora_key)
@@ -134,8 +134,8 @@ async def test_a_damaged_training_image_fails_training_without_an_offer_to_retry
     bot = frontend.bot
     await bot.handle(UploadImages(ME, sample_files(tmp_path / "refs", 2)))
     await bot.handle(ConfirmConsent(ME, "own-work", rights_confirmed=True))
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    consent = await frontend.repo.latest_consent(user.id)
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    consent = await frontend.uow.consents.latest_consent(user.id)
     assert consent is not None
     flip_byte(frontend.blobs.path(consent.image_hashes[0]))
 
@@ -166,7 +166,7 @@ async def test_a_generated_image_damaged_before_delivery_is_reported_not_retried
 ) -> None:
     asked = await frontend.bot.handle(Imagine(ME, "a lighthouse", seed=3))
     assert isinstance(asked, JobQueued)
-    [output] = await frontend.repo.job_outputs(asked.job_id)
+    [output] = await frontend.uow.outputs.job_outputs(asked.job_id)
     [sample] = make_sample_images(tmp_path / "made", 1)
     key = await frontend.blobs.put(sample.read_bytes())
     flip_byte(frontend.blobs.path(key))

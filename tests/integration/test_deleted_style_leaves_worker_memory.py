@@ -50,8 +50,8 @@ async def test_deleting_a_style_unloads_its_adapter_from_the_worker(
     done = await inbox.next((JobFinished,))
     assert isinstance(done.reply, JobFinished)
     assert done.reply.ok, done.reply.text
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    style = await frontend.repo.find_style(user.id, "gone")
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.uow.styles.find_style(user.id, "gone")
     assert style is not None
     assert style.lora_key is not None
     assert isinstance(

@@ -58,8 +58,8 @@ async def test_train_then_generate_through_the_queue(
     assert isinstance(done.reply, JobFinished)
     assert done.reply.ok, done.reply.text
 
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    style = await frontend.repo.find_style(user.id, "warm")
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.uow.styles.find_style(user.id, "warm")
     assert style is not None
     assert style.status is StyleStatus.READY
     assert style.lora_key is not None
@@ -75,7 +75,7 @@ async def test_train_then_generate_through_the_queue(
     for image in ready.reply.images:
         # The pixels carry the output id; the PNG carries the parameters.
         assert PngWatermarkReader().read(image.data) == image.output_id
-        record = await frontend.repo.get_output(image.output_id)
+        record = await frontend.uow.outputs.get_output(image.output_id)
         assert record is not None
         assert record.style_id == style.id
         assert record.blob_key is not None

@@ -39,7 +39,7 @@ async def test_a_result_finished_while_no_front_end_could_deliver_arrives_after_
         # Wait until the first front end has recorded the result: it was
         # handled but could not be delivered, the harder case for a restart.
         async with asyncio.timeout(10):
-            await _until_finished(first.repo, queued.job_id)
+            await _until_finished(first.uow, queued.job_id)
 
     async with open_frontend(settings) as second:
         inbox = Inbox()
@@ -53,7 +53,7 @@ async def test_a_result_finished_while_no_front_end_could_deliver_arrives_after_
 
 async def _until_finished(repo: Any, job_id: str) -> None:
     """Poll the job record: there is no event for "recorded but not delivered"."""
-    job = await repo.get_job(job_id)
+    job = await repo.jobs.get_job(job_id)
     while job is None or job.status is not JobStatus.FINISHED:
         await asyncio.sleep(0.05)
-        job = await repo.get_job(job_id)
+        job = await repo.jobs.get_job(job_id)

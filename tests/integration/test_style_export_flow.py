@@ -59,8 +59,8 @@ async def test_export_and_mismatch_through_the_queue(
     assert all(key.startswith("lora_unet_") for key in keys)
     assert any(key.endswith(".lora_down.weight") for key in keys)
     assert any(key.endswith(".alpha") for key in keys)
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    style = await frontend.repo.find_style(user.id, "warm")
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.uow.styles.find_style(user.id, "warm")
     assert style is not None
     meta = read_safetensors_metadata(exported.data)
     assert meta["modelspec.title"] == "warm"
@@ -71,7 +71,7 @@ async def test_export_and_mismatch_through_the_queue(
     # The style's weights now come from a model of another shape, as when the
     # operator moves the workers to another base model.
     other = await frontend.blobs.put(other_architecture_lora(tmp_path / "other").read_bytes())
-    await frontend.repo.set_style_status(style.id, StyleStatus.READY, other)
+    await frontend.uow.styles.set_style_status(style.id, StyleStatus.READY, other)
     assert isinstance(
         await bot.handle(Imagine(ME, "a lighthouse", style="warm", seed=3)), JobQueued
     )

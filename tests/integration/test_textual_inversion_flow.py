@@ -56,8 +56,8 @@ async def test_a_textual_inversion_style_trains_and_generates_through_the_queue(
     assert isinstance(done.reply, JobFinished)
     assert done.reply.ok, done.reply.text
 
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    style = await frontend.repo.find_style(user.id, "inky")
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.uow.styles.find_style(user.id, "inky")
     assert style is not None
     assert style.status is StyleStatus.READY
     assert style.train_settings["method"] == "textual_inversion"

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from tests.fakes.core import RecordingQueue, SteppingClock, person
-from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+from tests.fakes.core import RecordingQueue, SteppingClock, bot_on, person
+from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 from tests.support.picture_edits import banner, paste, png_bytes
 from tests.unit.provenance.test_watermark import half_and_back, reencode, scene, telegram_photo
 
@@ -42,8 +42,8 @@ BOB = person("bob")
 
 async def made_by_alice(tiny_engine: Any) -> tuple[StyleBot, Image.Image, str]:
     """A bot whose store holds one real, delivered output of Alice's."""
-    repo, blobs, queue = InMemoryRepository(), InMemoryBlobStore(), RecordingQueue()
-    bot = StyleBot(repo, blobs, queue, PngWatermarkReader(), SteppingClock(), Policy())
+    repo, blobs, queue = InMemoryUnitOfWork(), InMemoryBlobStore(), RecordingQueue()
+    bot = bot_on(repo, blobs, queue, PngWatermarkReader(), SteppingClock(), Policy())
     await bot.handle(Imagine(ALICE, "a lighthouse", seed=5, steps=4, width=512, height=512))
     [job] = queue.generate_jobs
     [finished] = tiny_engine.generate(job)
@@ -120,7 +120,7 @@ async def test_without_the_stored_image_the_mark_alone_proves_nothing(tiny_engin
     """Nothing to compare with (blob gone, record kept): the record the mark names is
     shown, but not as the picture's maker: a mark can be copied."""
     bot, output, output_id = await made_by_alice(tiny_engine)
-    record = await bot.deps.repo.get_output(output_id)
+    record = await bot.deps.uow.outputs.get_output(output_id)
     assert record is not None
     assert record.blob_key is not None
     await bot.deps.blobs.delete(record.blob_key)

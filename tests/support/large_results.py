@@ -30,7 +30,7 @@ def noise_png(width: int, height: int, seed: int = 0) -> bytes:
 async def finish_with_images(frontend: FrontEnd, job_id: str, images: list[bytes]) -> JobEvent:
     """Store ``images`` as the results of the queued generation ``job_id`` (one per output
     it was given, in order) and publish its "finished" event, as a worker would."""
-    outputs = await frontend.repo.job_outputs(job_id)
+    outputs = await frontend.uow.outputs.job_outputs(job_id)
     assert len(outputs) == len(images), (len(outputs), len(images))
     made = [
         GeneratedImage(output.id, await frontend.blobs.put(data), seed)

@@ -13,13 +13,15 @@ async def add_ready_style(
     frontend: FrontEnd, platform: str, user_id: str, display_name: str, name: str, weights: bytes
 ) -> None:
     """A style of the user that finished training, with ``weights`` as its LoRA file."""
-    repo, blobs = frontend.repo, frontend.blobs
-    owner = await repo.get_or_create_user(platform, user_id, display_name)
+    repo, blobs = frontend.uow, frontend.blobs
+    owner = await repo.users.get_or_create_user(platform, user_id, display_name)
     image = await blobs.put(f"reference image of {name}".encode())
-    upload = await repo.add_upload(owner.id, image, "ref.png", 64, 64)
+    upload = await repo.uploads.add_upload(owner.id, image, "ref.png", 64, 64)
     now = datetime.now(UTC)
-    consent = await repo.add_consent(owner.id, "own-work", TERMS_VERSION, True, [image], now)
-    style = await repo.add_style(
+    consent = await repo.consents.add_consent(
+        owner.id, "own-work", TERMS_VERSION, True, [image], now
+    )
+    style = await repo.styles.add_style(
         owner.id, name, f"sbt {name}", consent.id, "tiny", {}, [upload.id], now
     )
-    await repo.set_style_status(style.id, StyleStatus.READY, await blobs.put(weights))
+    await repo.styles.set_style_status(style.id, StyleStatus.READY, await blobs.put(weights))

@@ -23,11 +23,12 @@ from stylebot.bot.core import (
     Verify,
     VerifyReport,
 )
-from stylebot.bot.core.ports import BlobStore, Repository, WatermarkReader
+from stylebot.bot.core.ports import BlobStore, WatermarkReader
+from stylebot.bot.core.stores import UnitOfWork
 from stylebot.provenance import embed_watermark
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
-from tests.fakes.core import RecordingQueue, SteppingClock
-from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+from tests.fakes.core import RecordingQueue, SteppingClock, bot_on
+from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 from tests.support.picture_edits import png_bytes
 
 # No limits: some tests deliver dozens of outputs for one person.
@@ -41,14 +42,14 @@ class VerifyWorld:
 
 
 def verify_world(
-    repo: Repository | None = None,
+    repo: UnitOfWork | None = None,
     blobs: BlobStore | None = None,
     watermark: WatermarkReader | None = None,
 ) -> VerifyWorld:
     """The core on in-memory fakes (or the given stores) with the real watermark reader."""
     queue = RecordingQueue()
-    bot = StyleBot(
-        repo or InMemoryRepository(),
+    bot = bot_on(
+        repo or InMemoryUnitOfWork(),
         blobs or InMemoryBlobStore(),
         queue,
         watermark or PngWatermarkReader(),
@@ -85,7 +86,7 @@ async def deliver(
 
 async def stored_picture(world: VerifyWorld, output_id: str) -> Image.Image:
     """The output as delivered (watermarked), to edit and send back."""
-    output = await world.bot.deps.repo.get_output(output_id)
+    output = await world.bot.deps.uow.outputs.get_output(output_id)
     assert output is not None
     assert output.blob_key is not None
     with Image.open(BytesIO(await world.bot.deps.blobs.get(output.blob_key))) as image:

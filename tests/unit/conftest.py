@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import pytest
-from tests.fakes.core import CoreWorld, PixelWatermark, RecordingQueue, SteppingClock
-from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+from tests.fakes.core import CoreWorld, PixelWatermark, RecordingQueue, SteppingClock, bot_on
+from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
-from stylebot.bot.core import Policy, StyleBot
+from stylebot.bot.core import Policy
 from stylebot.queue.payloads import TrainSettings
 
 
 @pytest.fixture
 def world() -> CoreWorld:
-    repo = InMemoryRepository()
+    uow = InMemoryUnitOfWork()
     blobs = InMemoryBlobStore()
     queue = RecordingQueue()
-    policy = Policy(base_model="tiny", train=TrainSettings(steps=10, resolution=64))
+    # Quotas and rate limits off: their own tests (tests/unit/safety) turn them on.
+    policy = Policy(
+        base_model="tiny",
+        train=TrainSettings(steps=10, resolution=64),
+        requests_per_window=0,
+        images_per_user_per_day=0,
+        trainings_per_user_per_day=0,
+        erasures_per_user_per_day=0,
+    )
     watermark = PixelWatermark()
-    bot = StyleBot(repo, blobs, queue, watermark, SteppingClock(), policy)
-    return CoreWorld(bot, repo, blobs, queue, watermark)
+    bot = bot_on(uow, blobs, queue, watermark, SteppingClock(), policy)
+    return CoreWorld(bot, uow, blobs, queue, watermark)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from stylebot.config import SettingsError, load_settings
+from stylebot.bootstrap import policy_from
+from stylebot.bot.core.policy import PolicySettings
+from stylebot.config import ENV_PREFIX, POLICY_RULES, SettingsError, load_settings
+from stylebot.setting_rules import Whole
 
 
 def test_defaults_use_the_data_directory_and_the_tiny_model() -> None:
@@ -74,3 +78,23 @@ def test_a_missing_or_broken_file_is_reported(tmp_path: Path) -> None:
     broken.write_text("data_dir = [")
     with pytest.raises(SettingsError, match="not valid TOML"):
         load_settings(broken, environ={})
+
+
+def test_every_policy_knob_set_in_the_environment_reaches_the_core() -> None:
+    """Each PolicySettings field is a setting, and policy_from hands its value to the core."""
+    changed: dict[str, object] = {}
+    for knob in dataclasses.fields(PolicySettings):
+        default = getattr(PolicySettings(), knob.name)
+        rule = POLICY_RULES[knob.name]
+        if isinstance(default, tuple):
+            changed[knob.name] = ("gore", "spam")
+        elif isinstance(default, float):
+            changed[knob.name] = default + 1.0
+        else:  # a whole number: one step up keeps it within its rule
+            changed[knob.name] = default + (rule.multiple_of if isinstance(rule, Whole) else 1)
+    environ = {
+        ENV_PREFIX + name.upper(): ",".join(value) if isinstance(value, tuple) else str(value)
+        for name, value in changed.items()
+    }
+    policy = policy_from(load_settings(environ=environ))
+    assert {name: getattr(policy, name) for name in changed} == changed

@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 from tests.support.processes import child_env
 
-from stylebot.config import ENV_PREFIX, UNPREFIXED_ENV, Settings, SettingsError, load_settings
-from stylebot.setting_rules import rule_of
+from stylebot.config import (
+    ENV_PREFIX,
+    UNPREFIXED_ENV,
+    Settings,
+    SettingsError,
+    load_settings,
+    rule_for,
+)
 
 # field -> environment values it must refuse (the empty string means "unset", so it
 # is not in here; a TOML-only bad value is in BAD_IN_TOML).
@@ -60,6 +66,7 @@ BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "trainings_per_server_per_day": ("-1",),
     "requests_per_window": ("-1",),
     "rate_window_s": ("0", "-60"),
+    "erasures_per_user_per_day": ("-1", "often"),
     "max_queued_per_user": ("-1",),
     "max_queued_per_server": ("-1",),
     "prompt_blocklist": ("gore,\x07beep",),
@@ -109,7 +116,7 @@ def variable(name: str) -> str:
 
 def test_every_setting_has_a_rule_and_a_row() -> None:
     fields = [f for f in dataclasses.fields(Settings) if f.name != "extra"]
-    assert [f.name for f in fields if rule_of(f.metadata) is None] == []
+    assert [f.name for f in fields if rule_for(f) is None] == []
     assert sorted(BAD_IN_ENV) == sorted(f.name for f in fields)
 
 

@@ -2,8 +2,8 @@
 
 Bans, quotas and the admin log are records, so they live in the front end's
 database (migration 0002_admin), on a connection of their own (the opt-out
-registry and usage log do the same; the consent ledger shares the repository's):
-each write is one short transaction, never inside a repository one.
+registry and usage log do the same; the consent ledger shares the unit of work's):
+each write is one short transaction, never inside the unit of work's.
 
 The training pause is a Redis key instead, because the workers honour it and
 workers never open the database. It has no expiry: a pause lasts until an
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -27,19 +27,13 @@ from stylebot.config import Settings
 from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.storage.database import open_database
 from stylebot.storage.full import storage_full_as_error
+from stylebot.storage.session import utc_text
 
 __all__ = [
     "SqliteAdminStore",
     "open_admin_ports",
     "operators_from",
 ]
-
-
-def _utc_text(moment: datetime) -> str:
-    """The repository's time format (fixed-width UTC text), so times compare as text."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment!r}: pass an aware datetime (UTC)")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class SqliteAdminStore:
@@ -87,7 +81,7 @@ class SqliteAdminStore:
             " ON CONFLICT (platform, platform_user_id) DO UPDATE SET"
             " reason = excluded.reason, banned_by = excluded.banned_by,"
             " created_at = excluded.created_at",
-            (platform, platform_user_id, reason, banned_by, _utc_text(at)),
+            (platform, platform_user_id, reason, banned_by, utc_text(at)),
         )
 
     async def unban(self, platform: str, platform_user_id: str) -> bool:
@@ -124,7 +118,7 @@ class SqliteAdminStore:
             " ON CONFLICT (scope, kind) DO UPDATE SET"
             " per_day = excluded.per_day, set_by = excluded.set_by,"
             " updated_at = excluded.updated_at",
-            (scope, kind, per_day, set_by, _utc_text(at)),
+            (scope, kind, per_day, set_by, utc_text(at)),
         )
 
     async def quotas(self, scopes: Sequence[str], kind: str) -> list[Quota]:
@@ -149,7 +143,7 @@ class SqliteAdminStore:
     async def log_action(self, actor: str, action: str, detail: str, at: datetime) -> None:
         await self._write(
             "INSERT INTO admin_log (at, actor, action, detail) VALUES (?, ?, ?, ?)",
-            (_utc_text(at), actor, action, detail),
+            (utc_text(at), actor, action, detail),
         )
 
     async def recent_actions(self, limit: int = 50) -> list[tuple[datetime, str, str, str]]:

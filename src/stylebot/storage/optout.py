@@ -1,5 +1,5 @@
 """`SqliteOptOutRegistry`: the core's `OptOutRegistry` port (table `optout_images`, its
-band index `optout_bands`), on the repository's connection (as `stylebot.storage.ledger`
+band index `optout_bands`), on the unit of work's session (as `stylebot.storage.ledger`
 explains).
 
 Lookups go through the band index (stylebot.bot.core.optout; a trigger of migration
@@ -17,47 +17,29 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Self
+from datetime import datetime
+from typing import Any
 
 from stylebot.bot.core.optout import OptedOutImage, band_probes
 from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
-from stylebot.storage.repository import SqliteRepository
+from stylebot.storage.session import SqliteSession, SqliteStore, utc_text
 
 __all__ = ["SqliteOptOutRegistry"]
 
 _PURPOSE = "optout-registrant"
 
 
-def _utc_text(moment: datetime) -> str:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("created_at must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-class SqliteOptOutRegistry:
-    def __init__(self, repo: SqliteRepository, *, owns_repo: bool = False) -> None:
-        self._repo = repo
-        self._owns_repo = owns_repo
-        self._key: bytes | None = None
-
-    @classmethod
-    async def open(cls, path: Path) -> Self:
-        """Open (and migrate) the database file at `path` on a connection of its own."""
-        return cls(await SqliteRepository.open(path), owns_repo=True)
-
-    async def close(self) -> None:
-        """Close the connection if `open` made it; a shared repository is its owner's."""
-        if self._owns_repo:
-            await self._repo.close()
+class SqliteOptOutRegistry(SqliteStore):
+    def __init__(self, session: SqliteSession) -> None:
+        super().__init__(session)
+        self._key: bytes | None = None  # the pseudonym key, read on first use
 
     async def _ready_key(self) -> bytes:
         """The code key; on first use, rows from before migration 0008 get their code."""
         if self._key is None:
-            self._key = await load_pseudonym_key(self._repo)
+            self._key = await load_pseudonym_key(self._session)
             await self._code_older_rows(self._key)
         return self._key
 
@@ -67,23 +49,23 @@ class SqliteOptOutRegistry:
 
     async def _code_older_rows(self, key: bytes) -> None:
         """Rows from before migration 0008 get their code (of whoever they name now)."""
-        rows = await self._repo.fetch_rows(
+        rows = await self._session.fetch_rows(
             "SELECT id, platform, platform_user_id FROM optout_images WHERE registrant IS NULL"
         )
         if not rows:
             return
-        async with self._repo.transaction():
+        async with self._session.transaction():
             for row in rows:
                 code = pseudonym(key, _PURPOSE, f"{row['platform']}:{row['platform_user_id']}")
-                await self._repo.write_in_transaction(
+                await self._session.write(
                     "UPDATE optout_images SET registrant = ? WHERE id = ?", (code, row["id"])
                 )
 
     async def add(self, image: OptedOutImage) -> bool:
-        created_at = _utc_text(image.created_at)
+        created_at = utc_text(image.created_at)
         registrant = await self._registrant(image.platform, image.platform_user_id)
-        async with self._repo.transaction():
-            added = await self._repo.write_in_transaction(
+        async with self._session.transaction():
+            added = await self._session.changes(
                 "INSERT INTO optout_images"
                 " (platform, platform_user_id, sha256, phash, created_at, scope, registrant)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -121,14 +103,14 @@ class SqliteOptOutRegistry:
     ) -> int:
         registrant = await self._registrant(platform, platform_user_id)
         after = "" if since is None else " AND created_at >= ?"
-        params: list[Any] = [registrant] + ([] if since is None else [_utc_text(since)])
-        rows = await self._repo.fetch_rows(
+        params: list[Any] = [registrant] + ([] if since is None else [utc_text(since)])
+        rows = await self._session.fetch_rows(
             f"SELECT COUNT(*) FROM optout_images WHERE registrant = ?{after}", params
         )
         return int(rows[0][0])
 
     async def count_naming(self, platform: str, platform_user_id: str) -> int:
-        rows = await self._repo.fetch_rows(
+        rows = await self._session.fetch_rows(
             "SELECT COUNT(*) FROM optout_images WHERE platform = ? AND platform_user_id = ?",
             (platform, platform_user_id),
         )
@@ -148,19 +130,17 @@ class SqliteOptOutRegistry:
         if not ids and registrant is None:
             return []
         where, params = self._where(within, ids, registrant)
-        async with self._repo.transaction():
+        async with self._session.transaction():
             # Read inside the transaction: what is returned is exactly what goes.
             doomed = await self._images(f"SELECT * FROM optout_images{where} ORDER BY id", params)
             for image in doomed:
-                await self._repo.write_in_transaction(
-                    "DELETE FROM optout_images WHERE id = ?", (image.id,)
-                )
+                await self._session.write("DELETE FROM optout_images WHERE id = ?", (image.id,))
         return doomed
 
     async def reassign(self, platform: str, platform_user_id: str, anonymous_id: str) -> int:
         await self._ready_key()  # older rows coded before they stop naming the person
-        async with self._repo.transaction():
-            return await self._repo.write_in_transaction(
+        async with self._session.transaction():
+            return await self._session.changes(
                 "UPDATE optout_images SET platform_user_id = ?"
                 " WHERE platform = ? AND platform_user_id = ?",
                 (anonymous_id, platform, platform_user_id),
@@ -190,7 +170,7 @@ class SqliteOptOutRegistry:
 
     async def _images(self, sql: str, params: Sequence[Any]) -> list[OptedOutImage]:
         await self._ready_key()  # older rows get their code before being shown
-        return [_image(row) for row in await self._repo.fetch_rows(sql, params)]
+        return [_image(row) for row in await self._session.fetch_rows(sql, params)]
 
 
 def _image(row: sqlite3.Row) -> OptedOutImage:

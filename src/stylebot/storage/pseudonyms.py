@@ -11,19 +11,19 @@ import hashlib
 import hmac
 import secrets
 
-from stylebot.storage.repository import SqliteRepository
+from stylebot.storage.session import SqliteSession
 
 __all__ = ["load_pseudonym_key", "pseudonym"]
 
 
-async def load_pseudonym_key(repo: SqliteRepository) -> bytes:
+async def load_pseudonym_key(session: SqliteSession) -> bytes:
     # INSERT OR IGNORE: two processes making the key at once agree on one.
-    async with repo.transaction():
-        await repo.write_in_transaction(
+    async with session.transaction():
+        await session.write(
             "INSERT OR IGNORE INTO usage_pseudonym_key (id, key) VALUES (1, ?)",
             (secrets.token_bytes(32),),
         )
-    rows = await repo.fetch_rows("SELECT key FROM usage_pseudonym_key")
+    rows = await session.fetch_rows("SELECT key FROM usage_pseudonym_key")
     return bytes(rows[0][0])
 
 

@@ -1,5 +1,5 @@
-"""`SqlitePendingQueueCleanups`: the core's `PendingQueueCleanups` port, on the
-repository's connection, so a clean-up recorded inside the core's transaction
+"""`SqlitePendingQueueCleanups`: the core's `PendingQueueCleanups` port, on the unit
+of work's session, so a clean-up recorded inside the core's transaction
 commits or rolls back with the deletion it belongs to (as the consent ledger does)."""
 
 from __future__ import annotations
@@ -9,15 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from stylebot.bot.core.queue_cleanup import QueueCleanup
-from stylebot.storage.repository import SqliteRepository
+from stylebot.storage.session import SqliteStore
 
 __all__ = ["SqlitePendingQueueCleanups"]
 
 
-class SqlitePendingQueueCleanups:
-    def __init__(self, repo: SqliteRepository) -> None:
-        self._repo = repo
-
+class SqlitePendingQueueCleanups(SqliteStore):
     async def add(self, cleanup: QueueCleanup, recorded_at: datetime) -> None:
         work = {
             "cancel": list(cleanup.cancel_job_ids),
@@ -26,14 +23,14 @@ class SqlitePendingQueueCleanups:
             "revoke": list(cleanup.revoke_blob_keys),
             "rewrite": cleanup.rewrite_files,
         }
-        async with self._repo.transaction():
-            await self._repo.write_in_transaction(
+        async with self._session.transaction():
+            await self._session.write(
                 "INSERT INTO pending_queue_cleanups (work, recorded_at) VALUES (?, ?)",
                 (json.dumps(work), recorded_at.isoformat(timespec="microseconds")),
             )
 
     async def pending(self) -> list[tuple[int, QueueCleanup]]:
-        rows = await self._repo.fetch_rows(
+        rows = await self._session.fetch_rows(
             "SELECT id, work FROM pending_queue_cleanups ORDER BY id"
         )
         return [(int(row["id"]), _cleanup(json.loads(row["work"]))) for row in rows]
@@ -41,9 +38,9 @@ class SqlitePendingQueueCleanups:
     async def done(self, cleanup_ids: Sequence[int]) -> None:
         if not cleanup_ids:
             return
-        async with self._repo.transaction():
+        async with self._session.transaction():
             for cleanup_id in cleanup_ids:
-                await self._repo.write_in_transaction(
+                await self._session.write(
                     "DELETE FROM pending_queue_cleanups WHERE id = ?", (cleanup_id,)
                 )
 

@@ -200,7 +200,7 @@ async def test_quotas_queue_and_removing_a_style_by_server_managers(
     )
     await sent.callback()
     await original_when(fake, sent, lambda m: "quiet pond" in m["content"], "queued", 10)
-    (job,) = await frontend.repo.active_jobs()
+    (job,) = await frontend.uow.jobs.active_jobs()
     assert "Only a manager" in await answer(fake, guild, general, bob, "admin queue")
     managers_view = await answer(fake, guild, general, alice, "admin queue")
     assert "1 job(s) queued or running, 1 from this server" in managers_view
@@ -225,7 +225,7 @@ async def test_managers_review_and_remove_optouts_made_in_their_server(
     frontend: FrontEnd,
     discord_bot: DiscordAdapter,
 ) -> None:
-    registry = frontend.bot.deps.optouts
+    registry = frontend.bot.deps.uow.optouts
     assert registry is not None
     here, elsewhere = f"discord:{guild.id}", "discord:another-server"
     for n, scope in enumerate((here, here, elsewhere)):
@@ -248,8 +248,7 @@ async def test_managers_review_and_remove_optouts_made_in_their_server(
     )
     assert "Removed 2 /optout registration(s)" in removed
     assert [i.scope for i in await registry.listing(None)] == [elsewhere]
-    assert frontend.bot.deps.ledger is not None
-    entries = await frontend.bot.deps.ledger.entries()
+    entries = await frontend.bot.deps.uow.ledger.entries()
     assert [e.payload["reason"] for e in entries if e.kind == LedgerKind.OPTOUT_REMOVAL] == [
         "squatting",
         "squatting",
@@ -286,7 +285,7 @@ async def test_a_banned_member_is_refused_until_unbanned(
     ban = await store.ban_of("discord", str(bob.id))
     assert ban is not None
     assert (ban.reason, ban.banned_by) == ("spam prompts", f"discord:{carol.id}")
-    assert await frontend.repo.active_jobs() == []
+    assert await frontend.uow.jobs.active_jobs() == []
 
     # Every command of Bob's is refused now, in the server and in a DM.
     assert "cannot use this bot" in await answer(fake, guild, general, bob, "styles")

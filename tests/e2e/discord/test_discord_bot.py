@@ -97,7 +97,7 @@ async def answer_consent(
 
 
 async def discord_user(frontend: FrontEnd, who: FakeUser) -> User:
-    return await frontend.repo.get_or_create_user("discord", str(who.id), who.username)
+    return await frontend.uow.users.get_or_create_user("discord", str(who.id), who.username)
 
 
 def stored_consents(settings: Settings, user: User) -> list[tuple[str, int, str, int | None]]:
@@ -194,8 +194,8 @@ async def test_train_with_consent_then_imagine_in_the_style(
     assert people == ["n", "y", "x"]
 
     owner = await discord_user(frontend, alice)
-    assert len(await frontend.repo.pending_uploads(owner.id)) == 2
-    assert await frontend.repo.latest_consent(owner.id) is None
+    assert len(await frontend.uow.uploads.pending_uploads(owner.id)) == 2
+    assert await frontend.uow.consents.latest_consent(owner.id) is None
 
     # A licence alone does not enable Confirm: the people question is still open.
     chose = await fake.select(
@@ -216,8 +216,8 @@ async def test_train_with_consent_then_imagine_in_the_style(
     assert refusal.json["type"] == CB_MESSAGE
     assert refusal.json["data"]["flags"] == EPHEMERAL
     assert f"<@{alice.id}> only" in refusal.json["data"]["content"]
-    assert await frontend.repo.latest_consent(owner.id) is None
-    assert await frontend.repo.active_jobs() == []
+    assert await frontend.uow.consents.latest_consent(owner.id) is None
+    assert await frontend.uow.jobs.active_jobs() == []
 
     discord_bot.progress_interval_s = 0.0  # show every step: training is over in a second
     await start_worker()
@@ -226,7 +226,7 @@ async def test_train_with_consent_then_imagine_in_the_style(
     done = await original_when(fake, confirm, lambda m: "is ready" in m["content"], "training")
     assert done["id"] == consent["id"]  # the consent message became the progress, then result
     assert done["components"] == []
-    style = await frontend.repo.find_style(owner.id, "warm")
+    style = await frontend.uow.styles.find_style(owner.id, "warm")
     assert style is not None
     assert style.status is StyleStatus.READY
     assert stored_consents(discord_settings, owner) == [("CC0-1.0", 1, TERMS_VERSION, style.id)]
@@ -248,7 +248,7 @@ async def test_train_with_consent_then_imagine_in_the_style(
     assert weights["flags"] & EPHEMERAL
     assert weights["attachments"][0]["filename"] == "warm.safetensors"
     # The exported file (kohya layout, with metadata) the training stored for the style.
-    export_key = await frontend.repo.style_export_key(style.id)
+    export_key = await frontend.uow.styles.style_export_key(style.id)
     assert export_key is not None
     assert fake.attachment_bytes(int(weights["attachments"][0]["id"])) == (
         await frontend.blobs.get(export_key)
@@ -278,7 +278,7 @@ async def test_train_with_consent_then_imagine_in_the_style(
     assert "no style named warm" in error.json["content"]
     assert refused.original_message() is None  # deleted
     bob_user = await discord_user(frontend, bob)
-    assert await frontend.repo.active_jobs(bob_user.id) == []
+    assert await frontend.uow.jobs.active_jobs(bob_user.id) == []
 
     # Alice's image in her style: a public message with the image and its buttons.
     _, result = await imagine_result(
@@ -289,7 +289,7 @@ async def test_train_with_consent_then_imagine_in_the_style(
     image = fake.attachment_bytes(int(attachment["id"]))
     output_id = PngWatermarkReader().read(image)
     assert output_id is not None
-    record = await frontend.repo.get_output(output_id)
+    record = await frontend.uow.outputs.get_output(output_id)
     assert record is not None
     assert (record.prompt, record.seed, record.style_id) == ("a lighthouse at dawn", 7, style.id)
     assert custom_ids(result) == [
@@ -338,7 +338,7 @@ async def test_result_buttons_work_after_the_adapter_restarts(
         fake, guild, general, alice, prompt="a red barn", seed=3, aspect="landscape"
     )
     output_id = custom_ids(result)[0].removeprefix("sb:reroll:")
-    first = await frontend.repo.get_output(output_id)
+    first = await frontend.uow.outputs.get_output(output_id)
     assert first is not None
     assert (first.width, first.height) == (384, 256)  # landscape of the 256 default
 
@@ -358,7 +358,7 @@ async def test_result_buttons_work_after_the_adapter_restarts(
         denied = await fake.press_button(int(result["id"]), f"sb:delete:{output_id}", bob)
         assert (await denied.callback()).json["type"] == CB_DEFERRED_UPDATE
         assert "Only the person who made" in (await denied.followup()).json["content"]
-        assert await frontend.repo.get_output(output_id) is not None
+        assert await frontend.uow.outputs.get_output(output_id) is not None
 
         reroll = await fake.press_button(int(result["id"]), f"sb:reroll:{output_id}", alice)
         assert (await reroll.callback()).json["type"] == CB_DEFERRED
@@ -368,7 +368,7 @@ async def test_result_buttons_work_after_the_adapter_restarts(
         )
         assert new_id is not None
         assert new_id != output_id
-        second = await frontend.repo.get_output(new_id)
+        second = await frontend.uow.outputs.get_output(new_id)
         assert second is not None
         assert second.prompt == "a red barn"
         assert (second.width, second.height) == (384, 256)
@@ -376,7 +376,7 @@ async def test_result_buttons_work_after_the_adapter_restarts(
         removed = await fake.press_button(int(result["id"]), f"sb:delete:{output_id}", alice)
         await removed.callback()
         assert "Deleted" in (await removed.followup()).json["content"]
-        assert await frontend.repo.get_output(output_id) is None
+        assert await frontend.uow.outputs.get_output(output_id) is None
         assert fake.messages[int(result["id"])]["attachments"] == []
         assert fake.messages[int(result["id"])]["components"] == []
     finally:
@@ -428,10 +428,10 @@ async def test_an_expired_token_sends_the_result_to_the_channel(
     )
     assert output_id is not None
     assert f"sb:reroll:{output_id}" in custom_ids(message)
-    record = await frontend.repo.get_output(output_id)
+    record = await frontend.uow.outputs.get_output(output_id)
     assert record is not None
     assert record.prompt == "a quiet harbour"
-    job = await frontend.repo.get_job(record.job_id)
+    job = await frontend.uow.jobs.get_job(record.job_id)
     assert job is not None
     assert job.status is JobStatus.FINISHED
     original = sent.original_message()
@@ -492,7 +492,7 @@ async def test_a_bad_attachment_is_refused_and_nothing_is_stored(
     assert "PDF" in refusal["content"]
     assert refusal["components"] == []
     owner = await discord_user(frontend, alice)
-    assert await frontend.repo.pending_uploads(owner.id) == []
+    assert await frontend.uow.uploads.pending_uploads(owner.id) == []
     stored = [p for p in discord_settings.blob_dir.rglob("*") if p.is_file()]
     assert stored == []
 
@@ -528,7 +528,7 @@ async def test_images_from_a_message_need_consent_and_a_name(
     await taken.callback()
     refusal = await original_when(fake, taken, lambda m: m["content"], "the refusal", 10)
     assert "images you posted yourself" in refusal["content"]
-    assert await frontend.repo.pending_uploads((await discord_user(frontend, bob)).id) == []
+    assert await frontend.uow.uploads.pending_uploads((await discord_user(frontend, bob)).id) == []
 
     added = await fake.send_message_command(
         guild.id, general.id, alice, "Add images to a style", int(posted["id"])
@@ -546,10 +546,10 @@ async def test_images_from_a_message_need_consent_and_a_name(
     queued = await original_when(fake, named, lambda m: m["content"], "queued", 10)
     assert "Training sketchy" in queued["content"]
     owner = await discord_user(frontend, alice)
-    style = await frontend.repo.find_style(owner.id, "sketchy")
+    style = await frontend.uow.styles.find_style(owner.id, "sketchy")
     assert style is not None
     assert stored_consents(discord_settings, owner) == [("own-work", 1, TERMS_VERSION, style.id)]
-    assert discord_bot.jobs.get((await frontend.repo.active_jobs(owner.id))[0].id) is not None
+    assert discord_bot.jobs.get((await frontend.uow.jobs.active_jobs(owner.id))[0].id) is not None
 
 
 async def test_a_refused_name_can_be_replaced_and_cancel_forgets_the_images(
@@ -582,7 +582,7 @@ async def test_a_refused_name_can_be_replaced_and_cancel_forgets_the_images(
         what="the discard answer",
     )
     assert fake.messages[int(first["id"])]["components"] == []
-    assert await frontend.repo.pending_uploads(owner.id) == []
+    assert await frontend.uow.uploads.pending_uploads(owner.id) == []
 
     # A name the core refuses: consent is kept and a modal asks for another name.
     second = await consent_for("Not A Name!", (10, 90, 10))
@@ -602,7 +602,7 @@ async def test_a_refused_name_can_be_replaced_and_cancel_forgets_the_images(
     await named.callback()
     queued = await original_when(fake, named, lambda m: m["content"], "queued", 10)
     assert "Training leafy" in queued["content"]
-    assert await frontend.repo.find_style(owner.id, "leafy") is not None
+    assert await frontend.uow.styles.find_style(owner.id, "leafy") is not None
 
 
 # -- the composition root ------------------------------------------------------------------

@@ -46,7 +46,7 @@ async def test_a_damaged_waiting_image_is_answered_with_discords_own_commands(
 ) -> None:
     consent = await train(fake, guild, general, alice, "ink", FakeFile("a.png", png((90, 40, 20))))
     owner = await discord_user(frontend, alice)
-    (waiting,) = await frontend.repo.pending_uploads(owner.id)
+    (waiting,) = await frontend.uow.uploads.pending_uploads(owner.id)
     flip_byte(frontend.blobs.path(waiting.blob_key))
 
     message_id = int(consent["id"])
@@ -60,4 +60,4 @@ async def test_a_damaged_waiting_image_is_answered_with_discords_own_commands(
     assert "Cancel on the licence question" in refusal["content"]
     named = set(COMMAND_NAMED.findall(refusal["content"]))
     assert named <= registered_commands(discord_bot), named
-    assert await frontend.repo.latest_consent(owner.id) is None
+    assert await frontend.uow.consents.latest_consent(owner.id) is None

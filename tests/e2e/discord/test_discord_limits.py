@@ -39,8 +39,8 @@ async def queue_imagine(
     )
     assert (await sent.callback()).json["type"] == CB_DEFERRED
     await original_when(fake, sent, lambda m: "tall lighthouse" in m["content"], "queued", 10)
-    user = await frontend.repo.get_or_create_user("discord", str(who.id), who.username)
-    [job] = await frontend.repo.active_jobs(user.id)
+    user = await frontend.uow.users.get_or_create_user("discord", str(who.id), who.username)
+    [job] = await frontend.uow.jobs.active_jobs(user.id)
     return sent, job.id
 
 

@@ -99,10 +99,10 @@ async def previews_of_one_training(
     """The previews' output ids (from their watermarks), checked to be the records
     of one training job's previews at PREVIEW_STEPS, in order."""
     ids = preview_ids(fake, messages)
-    records = [await frontend.repo.get_output(i) for i in ids if i is not None]
+    records = [await frontend.uow.outputs.get_output(i) for i in ids if i is not None]
     assert len(records) == len(PREVIEW_STEPS)
     (job_id,) = {r.job_id for r in records if r is not None}
-    job = await frontend.repo.get_job(job_id)
+    job = await frontend.uow.jobs.get_job(job_id)
     assert job is not None
     assert job.kind == "train"
     assert ids == [preview_output_id(job_id, step) for step in PREVIEW_STEPS]

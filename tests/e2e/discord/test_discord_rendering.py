@@ -103,7 +103,7 @@ async def test_status_shows_all_45_jobs(
             guild.id, general.id, alice, "imagine", {"prompt": f"boat {n}", "seed": n}
         )
         await original_when(fake, queued, lambda m: m["content"], "queued", 10)
-    jobs = await frontend.repo.active_jobs()
+    jobs = await frontend.uow.jobs.active_jobs()
     assert len(jobs) == 45
 
     sent = await fake.send_slash_command(guild.id, general.id, alice, "status")

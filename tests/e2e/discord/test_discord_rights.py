@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 async def consent_entries(frontend: FrontEnd) -> list[LedgerEntry]:
-    ledger = frontend.bot.deps.ledger
+    ledger = frontend.bot.deps.uow.ledger
     assert ledger is not None
     return [e for e in await ledger.entries() if e.kind == LedgerKind.CONSENT]
 
@@ -64,7 +64,7 @@ async def test_an_artist_opts_out_and_nobody_else_can_train_on_their_image(
     frontend: FrontEnd,
     discord_bot: DiscordAdapter,
 ) -> None:
-    registry = frontend.bot.deps.optouts
+    registry = frontend.bot.deps.uow.optouts
     assert registry is not None
     artwork = png((30, 140, 90))
 
@@ -98,13 +98,13 @@ async def test_an_artist_opts_out_and_nobody_else_can_train_on_their_image(
     assert "/optout" in copied["content"]
     assert copied["components"] == []
     bob_user = await discord_user(frontend, bob)
-    assert await frontend.repo.pending_uploads(bob_user.id) == []
+    assert await frontend.uow.uploads.pending_uploads(bob_user.id) == []
 
     # The artist herself may still train on her own work.
     own = await train(fake, guild, general, alice, "mine", FakeFile("mine.png", artwork))
     assert "Before training" in own["embeds"][0]["title"]
     alice_user = await discord_user(frontend, alice)
-    assert len(await frontend.repo.pending_uploads(alice_user.id)) == 1
+    assert len(await frontend.uow.uploads.pending_uploads(alice_user.id)) == 1
 
 
 async def test_recognisable_people_must_have_agreed(
@@ -141,10 +141,10 @@ async def test_recognisable_people_must_have_agreed(
     assert reason["flags"] == EPHEMERAL
     assert "Recognisable people in the images must have agreed" in reason["content"]
     owner = await discord_user(frontend, alice)
-    assert await frontend.repo.latest_consent(owner.id) is None
+    assert await frontend.uow.consents.latest_consent(owner.id) is None
     assert await consent_entries(frontend) == []
-    assert await frontend.repo.active_jobs() == []
-    assert len(await frontend.repo.pending_uploads(owner.id)) == 1
+    assert await frontend.uow.jobs.active_jobs() == []
+    assert len(await frontend.uow.uploads.pending_uploads(owner.id)) == 1
     assert fake.messages[message_id]["components"]  # still there to answer again
 
     # Answering that each of them agreed records it, and the training is queued.
@@ -158,7 +158,7 @@ async def test_recognisable_people_must_have_agreed(
     (entry,) = await consent_entries(frontend)
     assert (entry.payload["identifiable_people"], entry.payload["people_agreed"]) == (True, True)
     assert entry.payload["platform_user_id"] == str(alice.id)
-    style = await frontend.repo.find_style(owner.id, "faces")
+    style = await frontend.uow.styles.find_style(owner.id, "faces")
     assert style is not None
     assert stored_consents(discord_settings, owner) == [("own-work", 1, TERMS_VERSION, style.id)]
 
@@ -235,7 +235,7 @@ async def test_a_consent_message_from_before_the_people_question_asks_it(
     assert [o["value"] for o in licence_select["options"] if o.get("default")] == ["CC-BY-4.0"]
     assert upgraded["components"][2]["components"][0]["disabled"] is True
     owner = await discord_user(frontend, alice)
-    assert await frontend.repo.latest_consent(owner.id) is None
+    assert await frontend.uow.consents.latest_consent(owner.id) is None
 
 
 async def test_forget_me_erases_everything_once_confirmed_by_the_asker(
@@ -250,11 +250,11 @@ async def test_forget_me_erases_everything_once_confirmed_by_the_asker(
 ) -> None:
     _, result = await imagine_result(fake, guild, general, alice, prompt="a paper boat", seed=9)
     output_id = custom_ids(result)[0].removeprefix("sb:reroll:")
-    output = await frontend.repo.get_output(output_id)
+    output = await frontend.uow.outputs.get_output(output_id)
     assert output is not None
     await train(fake, guild, general, alice, "boats", FakeFile("boat.png", png((10, 60, 160))))
     owner = await discord_user(frontend, alice)
-    (upload,) = await frontend.repo.pending_uploads(owner.id)
+    (upload,) = await frontend.uow.uploads.pending_uploads(owner.id)
 
     async def ask() -> dict[str, Any]:
         sent = await fake.send_slash_command(guild.id, general.id, alice, "forget-me")
@@ -266,14 +266,14 @@ async def test_forget_me_erases_everything_once_confirmed_by_the_asker(
     assert question["flags"] & EPHEMERAL
     assert "1 reference image(s), 1 generated image(s)" in question["content"]
     assert custom_ids(question) == [f"sb:erase:{alice.id}", f"sb:keep:{alice.id}"]
-    assert await frontend.repo.pending_uploads(owner.id) == [upload]
+    assert await frontend.uow.uploads.pending_uploads(owner.id) == [upload]
 
     # Cancel keeps everything.
     kept = await fake.press_button(int(question["id"]), f"sb:keep:{alice.id}", alice)
     assert (await kept.callback()).json["type"] == CB_UPDATE
     assert fake.messages[int(question["id"])]["content"] == "Nothing was erased."
     assert fake.messages[int(question["id"])]["components"] == []
-    assert await frontend.repo.get_output(output_id) is not None
+    assert await frontend.uow.outputs.get_output(output_id) is not None
 
     # Only the asker can confirm.
     question = await ask()
@@ -281,14 +281,14 @@ async def test_forget_me_erases_everything_once_confirmed_by_the_asker(
     refusal = (await intruder.callback()).json
     assert refusal["type"] == CB_MESSAGE
     assert f"<@{alice.id}> only" in refusal["data"]["content"]
-    assert await frontend.repo.pending_uploads(owner.id) == [upload]
+    assert await frontend.uow.uploads.pending_uploads(owner.id) == [upload]
 
     erase = await fake.press_button(int(question["id"]), f"sb:erase:{alice.id}", alice)
     assert (await erase.callback()).json["type"] == CB_DEFERRED_UPDATE
     done = await original_when(fake, erase, lambda m: not m["components"], "the erasure answer", 10)
     assert done["id"] == question["id"]
     assert "Erased: 0 style(s), 1 reference image(s) and 1 generated image(s)" in done["content"]
-    assert await frontend.repo.pending_uploads(owner.id) == []
-    assert await frontend.repo.get_output(output_id) is None
+    assert await frontend.uow.uploads.pending_uploads(owner.id) == []
+    assert await frontend.uow.outputs.get_output(output_id) is None
     assert not await frontend.blobs.exists(upload.blob_key)
-    assert await frontend.repo.find_user("discord", str(alice.id)) is None
+    assert await frontend.uow.users.find_user("discord", str(alice.id)) is None

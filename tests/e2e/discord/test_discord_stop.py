@@ -67,8 +67,8 @@ async def test_stop_waits_for_a_command_in_progress_and_turns_new_ones_away(
         cdn.release()  # never leave the bot's download hanging
 
     # By the time stop() returned, /train had stored its upload and answered.
-    owner = await frontend.repo.get_or_create_user("discord", str(alice.id), alice.username)
-    assert len(await frontend.repo.pending_uploads(owner.id)) == 1
+    owner = await frontend.uow.users.get_or_create_user("discord", str(alice.id), alice.username)
+    assert len(await frontend.uow.uploads.pending_uploads(owner.id)) == 1
     answer = train.original_message()
     assert answer is not None
     assert answer["components"], "the consent request was not sent"

@@ -85,8 +85,8 @@ def stored_blobs(settings: Settings) -> list[Path]:
 
 
 async def pending_images(frontend: FrontEnd, user: FakeUser) -> int:
-    record = await frontend.repo.get_or_create_user("telegram", str(user.id), user.first_name)
-    return len(await frontend.repo.pending_uploads(record.id))
+    record = await frontend.uow.users.get_or_create_user("telegram", str(user.id), user.first_name)
+    return len(await frontend.uow.uploads.pending_uploads(record.id))
 
 
 # -- /admin ------------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ async def test_the_operator_bans_by_reply_and_the_banned_user_is_refused(
     store = admin_ports(frontend).store
     await fake.send_text(group, bob, "/imagine a noisy market seed:1")
     await fake.wait_for_sent(group, lambda m: (m.text or "").startswith("Imagining"))
-    [job] = await frontend.repo.active_jobs()
+    [job] = await frontend.uow.jobs.active_jobs()
 
     # Replying to the bot's own message is not a way to ban the bot.
     bot_message = fake.sent_messages(group)[-1]
@@ -252,7 +252,7 @@ async def test_the_operator_bans_by_reply_and_the_banned_user_is_refused(
     ban = await store.ban_of("telegram", str(bob.id))
     assert ban is not None
     assert (ban.reason, ban.banned_by) == ("spamming the group", f"telegram:{OPERATOR_ID}")
-    cancelled = await frontend.repo.get_job(job.id)
+    cancelled = await frontend.uow.jobs.get_job(job.id)
     assert cancelled is not None
     assert cancelled.status is JobStatus.CANCELLED
 
@@ -260,7 +260,7 @@ async def test_the_operator_bans_by_reply_and_the_banned_user_is_refused(
     assert refusal == "⚠️ You cannot use this bot here. Ask the server's managers why."
     refusal = await said(fake, group, bob, "/imagine another market")
     assert refusal.startswith("⚠️ You cannot use this bot here")
-    assert await frontend.repo.active_jobs() == []
+    assert await frontend.uow.jobs.active_jobs() == []
 
     # Unban by id; Bob is back.
     assert await said(fake, group, carol, f"/admin unban {bob.id}") == (
@@ -369,9 +369,9 @@ async def test_the_consent_question_asks_about_recognisable_people(
     group: FakeChat,
     samples: list[bytes],
 ) -> None:
-    ledger = frontend.bot.deps.ledger
+    ledger = frontend.bot.deps.uow.ledger
     assert ledger is not None
-    ada_record = await frontend.repo.get_or_create_user("telegram", str(ada.id), "Ada")
+    ada_record = await frontend.uow.users.get_or_create_user("telegram", str(ada.id), "Ada")
     await fake.send_document(group, ada, samples[0], "p.png", "image/png", caption="/upload")
     question = await fake.wait_for_sent(group, lambda m: "Received 1 image(s)" in (m.text or ""))
     assert "recognisable people" in (question.text or "")
@@ -404,7 +404,7 @@ async def test_the_consent_question_asks_about_recognisable_people(
         group, lambda m: m.message_id == question.message_id and not m.buttons
     )
     assert "⚠️ Recognisable people in the images must have agreed" in (closed.text or "")
-    assert await frontend.repo.latest_consent(ada_record.id) is None
+    assert await frontend.uow.consents.latest_consent(ada_record.id) is None
     assert [e for e in await ledger.entries() if e.kind == LedgerKind.CONSENT] == []
     assert await pending_images(frontend, ada) == 1
 
@@ -428,7 +428,7 @@ async def test_the_consent_question_asks_about_recognisable_people(
     assert "Confirmed by Ada: My own work; Recognisable people, and each of them agreed." in (
         closed.text or ""
     )
-    consent = await frontend.repo.latest_consent(ada_record.id)
+    consent = await frontend.uow.consents.latest_consent(ada_record.id)
     assert consent is not None
     assert consent.licence == "own-work"
     [entry] = [e for e in await ledger.entries() if e.kind == LedgerKind.CONSENT]

@@ -67,8 +67,8 @@ def statuses(calls: list[RecordedCall]) -> list[int]:
 
 
 async def pending_images(frontend: FrontEnd, user: FakeUser) -> int:
-    record = await frontend.repo.get_or_create_user("telegram", str(user.id), user.first_name)
-    return len(await frontend.repo.pending_uploads(record.id))
+    record = await frontend.uow.users.get_or_create_user("telegram", str(user.id), user.first_name)
+    return len(await frontend.uow.uploads.pending_uploads(record.id))
 
 
 def stored_blobs(settings: Settings) -> list[Path]:
@@ -214,7 +214,7 @@ async def test_photo_album_warns_about_recompression_and_cancel_discards(
     assert closed.buttons == []
     assert "Discarded 2 waiting image(s)" in (closed.text or "")
     assert await pending_images(frontend, ada) == 0
-    assert await frontend.repo.active_jobs() == []
+    assert await frontend.uow.jobs.active_jobs() == []
 
 
 async def test_a_result_after_a_restart_arrives_in_new_messages(
@@ -265,7 +265,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     group: FakeChat,
     samples: list[bytes],
 ) -> None:
-    repo = frontend.repo
+    repo = frontend.uow
 
     # An album of files, named by its caption.
     documents = [AlbumDocument(data, f"ref-{i}.png", "image/png") for i, data in enumerate(samples)]
@@ -278,15 +278,15 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert all(len(data.encode()) <= 64 for _, data in question.buttons if data)
 
     # Bob cannot answer Ada's question: an alert, and nothing changes.
-    ada_record = await repo.get_or_create_user("telegram", str(ada.id), "Ada")
+    ada_record = await repo.users.get_or_create_user("telegram", str(ada.id), "Ada")
     buttons_before = question.buttons
     for data in (f"cl|{ada.id}|CC0-1.0", f"cy|{ada.id}|"):
         answer = await fake.press_and_answer(group, bob, question, data)
         assert answer.get("show_alert") is True
         assert answer.get("text") == NOT_YOURS
     assert fake.sent_messages(group)[-1].buttons == buttons_before
-    assert await repo.latest_consent(ada_record.id) is None
-    assert await repo.active_jobs() == [], "nothing queued before Confirm"
+    assert await repo.consents.latest_consent(ada_record.id) is None
+    assert await repo.jobs.active_jobs() == [], "nothing queued before Confirm"
 
     # Ada picks a licence and confirms: consent is recorded and training starts.
     await fake.press_button(group, ada, question, f"cl|{ada.id}|CC-BY-4.0")
@@ -298,7 +298,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     refused = await fake.press_and_answer(group, ada, question, f"cy|{ada.id}|CC-BY-4.0")
     assert refused.get("show_alert") is True
     assert "recognisable people" in refused.get("text", "")
-    assert await repo.latest_consent(ada_record.id) is None
+    assert await repo.consents.latest_consent(ada_record.id) is None
     await fake.press_button(group, ada, question, f"cp|{ada.id}|CC-BY-4.0|n")
     question = await fake.wait_for_sent(
         group, lambda m: (f"cy|{ada.id}|CC-BY-4.0|n") in [d for _, d in m.buttons]
@@ -320,7 +320,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     started = [m for m in fake.sent_messages(group) if m.text_history[0].startswith("Training")]
     assert started == [ready], "one status message, edited, not resent"
     assert len(ready.text_history) >= 2
-    style = await repo.find_style(ada_record.id, "warm")
+    style = await repo.styles.find_style(ada_record.id, "warm")
     assert style is not None
     assert style.status is StyleStatus.READY
     assert consent_of(settings, style.consent_id) == ("CC-BY-4.0", 1)
@@ -334,8 +334,8 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     )
     assert (refusal.text or "").startswith("⚠️")
     assert statuses(calls_since(fake, mark, "sendMessage")) == [429, 200]
-    bob_record = await repo.get_or_create_user("telegram", str(bob.id), "Bob")
-    assert await repo.active_jobs(bob_record.id) == []
+    bob_record = await repo.users.get_or_create_user("telegram", str(bob.id), "Bob")
+    assert await repo.jobs.active_jobs(bob_record.id) == []
 
     # Ada imagines while Telegram pushes back on edits and photos: the bot waits as told
     # (a retry inside the window would earn a second 429) and still delivers everything.
@@ -358,7 +358,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert png.startswith(b"\x89PNG")
     output_id = PngWatermarkReader().read(png)
     assert output_id is not None
-    record = await repo.get_output(output_id)
+    record = await repo.outputs.get_output(output_id)
     assert record is not None
     assert record.style_id == style.id
     assert record.prompt == "a lighthouse at dawn"
@@ -402,7 +402,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     second_id = PngWatermarkReader().read(rerolled.document_bytes or b"")
     assert second_id is not None
     assert second_id != output_id
-    second = await repo.get_output(second_id)
+    second = await repo.outputs.get_output(second_id)
     assert second is not None
     assert (second.prompt, second.style_id) == (record.prompt, record.style_id)
     assert second.seed != record.seed
@@ -415,7 +415,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert photo.message_id not in remaining
     assert document.message_id not in remaining
     assert rerolled.message_id in remaining
-    assert await repo.get_output(output_id) is None
+    assert await repo.outputs.get_output(output_id) is None
 
     # Shared with the group, Bob can use it here.
     await fake.send_text(group, ada, "/style share warm")
@@ -431,10 +431,10 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     ask = await fake.wait_for_sent(group, lambda m: (m.text or "").startswith("Delete style warm"))
     refused = await fake.press_and_answer(group, bob, ask, f"sd|{ada.id}|warm")
     assert refused.get("show_alert") is True
-    assert await repo.find_style(ada_record.id, "warm") is not None
+    assert await repo.styles.find_style(ada_record.id, "warm") is not None
     await fake.press_button(group, ada, ask, f"sd|{ada.id}|warm")
     await fake.wait_for_sent(group, lambda m: "Deleted style warm" in (m.text or ""))
-    assert await repo.find_style(ada_record.id, "warm") is None
+    assert await repo.styles.find_style(ada_record.id, "warm") is None
 
 
 async def test_progress_edits_one_message_less_often_in_groups(

@@ -23,9 +23,9 @@ async def test_imagine_with_a_shape_queues_that_shape(
     await fake.send_text(private, ada, "/imagine a tall tower aspect:portrait seed:4")
     await fake.wait_for_sent(private, lambda m: "a tall tower" in (m.text or ""), timeout=20)
 
-    user = await frontend.repo.get_or_create_user("telegram", str(ada.id), "Ada")
-    (job,) = await frontend.repo.active_jobs(user.id)
-    (output,) = await frontend.repo.job_outputs(job.id)
+    user = await frontend.uow.users.get_or_create_user("telegram", str(ada.id), "Ada")
+    (job,) = await frontend.uow.jobs.active_jobs(user.id)
+    (output,) = await frontend.uow.outputs.job_outputs(job.id)
     policy = frontend.bot.policy
     assert (output.width, output.height) == aspect_size(
         "portrait", policy.default_size, policy.max_size

@@ -29,8 +29,8 @@ async def imagine(fake: FakeTelegram, frontend: FrontEnd, who: FakeUser) -> str:
     chat = fake.private_chat(who)
     await fake.send_text(chat, who, "/imagine a tall lighthouse")
     await fake.wait_for_sent(chat, lambda m: "lighthouse" in (m.text or ""), timeout=10)
-    user = await frontend.repo.get_or_create_user("telegram", str(who.id), who.first_name)
-    [job] = await frontend.repo.active_jobs(user.id)
+    user = await frontend.uow.users.get_or_create_user("telegram", str(who.id), who.first_name)
+    [job] = await frontend.uow.jobs.active_jobs(user.id)
     return job.id
 
 

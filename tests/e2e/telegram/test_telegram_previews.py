@@ -80,9 +80,9 @@ async def check_previews_of_one_training(frontend: FrontEnd, calls: list[Recorde
     """The uploaded PNGs carry the ids of one training job's previews at PREVIEW_STEPS."""
     reader = PngWatermarkReader()
     ids = [reader.read(call.files["photo"].data) for call in calls]
-    first = await frontend.repo.get_output(ids[0] or "")
+    first = await frontend.uow.outputs.get_output(ids[0] or "")
     assert first is not None
-    job = await frontend.repo.get_job(first.job_id)
+    job = await frontend.uow.jobs.get_job(first.job_id)
     assert job is not None
     assert job.kind == "train"
     assert ids == [preview_output_id(job.id, step) for step in PREVIEW_STEPS]

@@ -102,8 +102,8 @@ async def test_forgetme_with_130_styles_shows_them_all_and_says_erased(
         private, lambda m: m.message_id == question.message_id and not m.buttons, timeout=60.0
     )
     assert "Erased: 130 style(s)" in (erased.text or "")
-    user = await frontend.repo.get_or_create_user("telegram", str(ada.id), "Ada")
-    assert await frontend.repo.find_style(user.id, names[0]) is None
+    user = await frontend.uow.users.get_or_create_user("telegram", str(ada.id), "Ada")
+    assert await frontend.uow.styles.find_style(user.id, names[0]) is None
 
 
 async def test_a_bar_in_a_style_name_reaches_the_core_through_the_delete_button(

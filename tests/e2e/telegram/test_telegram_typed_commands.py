@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 async def visibility_of(frontend: FrontEnd, user: FakeUser, name: str) -> Visibility:
-    owner = await frontend.repo.get_or_create_user("telegram", str(user.id), user.first_name)
-    style = await frontend.repo.find_style(owner.id, name)
+    owner = await frontend.uow.users.get_or_create_user("telegram", str(user.id), user.first_name)
+    style = await frontend.uow.styles.find_style(owner.id, name)
     assert style is not None, name
     return style.visibility
 

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from tests.fakes.admin import FakeAdminStore
-from tests.fakes.memory import InMemoryRepository
+from tests.fakes.memory import InMemoryUnitOfWork
 
 from stylebot.bot.core.model import Requester
 from stylebot.config import load_settings
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.queue.training_switch import RedisTrainingSwitch, training_paused
-from stylebot.storage import SqliteRepository
+from stylebot.storage import SqliteUnitOfWork
 from stylebot.storage.admin import SqliteAdminStore, open_admin_ports, operators_from
 from stylebot.storage.database import load_migrations
 
@@ -28,18 +28,18 @@ ORIGIN = Requester("discord", "alice", "Alice", chat_id="c1", server_id="g1")
 
 @dataclass
 class Backend:
-    repo: Any  # SqliteRepository or InMemoryRepository: the Repository port
+    repo: Any  # SqliteUnitOfWork or InMemoryUnitOfWork: the Repository port
     store: Any  # SqliteAdminStore or FakeAdminStore: the AdminStore port
 
 
 @pytest.fixture(params=["sqlite", "memory"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "memory":
-        repo = InMemoryRepository()
+        repo = InMemoryUnitOfWork()
         yield Backend(repo, FakeAdminStore())
         return
     database = tmp_path / "stylebot.sqlite3"
-    repo = await SqliteRepository.open(database)
+    repo = await SqliteUnitOfWork.open(database)
     store = await SqliteAdminStore.open(database)
     try:
         yield Backend(repo, store)

@@ -95,7 +95,7 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
 
     # The front end has read the events but not acknowledged them (it is down, say).
     assert len(await frontend.events.read(block_ms=100)) == 2
-    user = await frontend.repo.find_user("test", me.user_id)
+    user = await frontend.uow.users.find_user("test", me.user_id)
     assert user is not None
     needles = [token.encode(), job_owner(user).encode()]
     before = redis_keys_containing(client, needles)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock, person, png
+from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock, bot_on, person, png
 from tests.fakes.memory import InMemoryBlobStore
 
 from stylebot.bot.core import (
@@ -36,10 +36,7 @@ from stylebot.bot.core import (
 )
 from stylebot.bot.core.model import JobStatus, Requester
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
-from stylebot.storage.ledger import SqliteConsentLedger
-from stylebot.storage.optout import SqliteOptOutRegistry
-from stylebot.storage.repository import SqliteRepository
-from stylebot.storage.usage import SqliteUsageLog
+from stylebot.storage import SqliteUnitOfWork
 
 LIMITS = Policy(
     base_model="tiny",
@@ -72,18 +69,15 @@ class RoundTripQueue(RecordingQueue):
 
 @pytest.fixture
 async def bot_and_queue(tmp_path: Path) -> AsyncIterator[tuple[StyleBot, RecordingQueue]]:
-    repo = await SqliteRepository.open(tmp_path / "stylebot.db")
+    repo = await SqliteUnitOfWork.open(tmp_path / "stylebot.db")
     queue = RoundTripQueue()
-    bot = StyleBot(
+    bot = bot_on(
         repo,
         SlowDisk(),
         queue,
         PixelWatermark(),
         SteppingClock(),
         LIMITS,
-        ledger=SqliteConsentLedger(repo),
-        optouts=SqliteOptOutRegistry(repo),
-        usage=SqliteUsageLog(repo),
     )
     try:
         yield bot, queue
@@ -171,7 +165,7 @@ async def test_a_cancel_that_loses_to_the_finished_training_leaves_the_style_rea
     assert isinstance(cancelled, ErrorReply)
     assert "already finished" in cancelled.text
     assert ["is ready" in n.reply.text for n in told] == [True]
-    job = await bot.deps.repo.get_job(job_id)
+    job = await bot.deps.uow.jobs.get_job(job_id)
     assert job is not None
     assert job.status is JobStatus.FINISHED
     made = await bot.handle(Imagine(alice, "a boat", style="ink"))
@@ -199,7 +193,7 @@ async def test_a_style_being_deleted_takes_no_new_job(
     assert isinstance(deleted, TextReply)
     assert deleted.text.startswith("Deleted style ink")
     # Bob's request either came first and was cancelled with the style, or found none.
-    active = await bot.deps.repo.active_jobs()
+    active = await bot.deps.uow.jobs.active_jobs()
     assert active == []
     if isinstance(asked, JobQueued):
         assert asked.job_id in queue.cancelled
@@ -231,6 +225,6 @@ async def test_discarding_an_image_while_someone_uploads_the_same_bytes_keeps_it
     assert isinstance(discarded, TextReply)
     assert discarded.text == "Discarded 1 waiting image(s)."
     assert not isinstance(uploaded, ErrorReply), uploaded
-    bob_user = await bot.deps.repo.get_or_create_user("discord", "bob", "Bob")
-    (waiting,) = await bot.deps.repo.pending_uploads(bob_user.id)
+    bob_user = await bot.deps.uow.users.get_or_create_user("discord", "bob", "Bob")
+    (waiting,) = await bot.deps.uow.uploads.pending_uploads(bob_user.id)
     assert await blobs.exists(waiting.blob_key)  # Bob's image is still there to train on

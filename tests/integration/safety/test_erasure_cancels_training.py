@@ -80,8 +80,8 @@ async def test_erasure_cancels_a_running_training_and_leaves_no_blob(
     if outcome is not None:
         assert outcome.result == {"cancelled": True}
         assert not outcome.args
-    assert await frontend.repo.get_job(queued.job_id) is None
-    assert await frontend.repo.find_user("test", "u1") is None
+    assert await frontend.uow.jobs.get_job(queued.job_id) is None
+    assert await frontend.uow.users.find_user("test", "u1") is None
     # The training images, and any checkpoint the worker had saved, are gone.
     assert [p for p in blob_dir.rglob("*") if p.is_file()] == []
 

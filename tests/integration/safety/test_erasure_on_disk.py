@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.fakes.core import RecordingQueue, SteppingClock, person
+from tests.fakes.core import RecordingQueue, SteppingClock, bot_on, person
 
 from stylebot.bootstrap import PngWatermarkReader
 from stylebot.bot.core import (
@@ -45,10 +45,7 @@ from stylebot.queue.payloads import (
     TrainResult,
     TrainSettings,
 )
-from stylebot.storage import LocalBlobStore, SqliteRepository
-from stylebot.storage.ledger import SqliteConsentLedger
-from stylebot.storage.optout import SqliteOptOutRegistry
-from stylebot.storage.usage import SqliteUsageLog
+from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
 
 ALICE = person("alice")
 BOB = person("bob")
@@ -69,7 +66,7 @@ def files_under(root: Path) -> set[Path]:
 class Stack:
     settings: Settings
     bot: StyleBot
-    repo: SqliteRepository
+    uow: SqliteUnitOfWork
     blobs: LocalBlobStore
     queue: RecordingQueue
 
@@ -77,23 +74,16 @@ class Stack:
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     settings = Settings(data_dir=tmp_path / "data")
-    repo = await SqliteRepository.open(settings.database_path)
-    # On the repository's connection, as bootstrap builds them: their writes join the
-    # erasure's transaction (a store on a connection of its own would wait for its lock).
-    optouts = SqliteOptOutRegistry(repo)
-    usage = SqliteUsageLog(repo)
+    repo = await SqliteUnitOfWork.open(settings.database_path)
     blobs = LocalBlobStore(settings.blob_dir)
     queue = RecordingQueue()
-    bot = StyleBot(
+    bot = bot_on(
         repo,
         blobs,
         queue,
         PngWatermarkReader(),
         SteppingClock(),
         Policy(base_model="tiny", train=TrainSettings(steps=2, resolution=64)),
-        ledger=SqliteConsentLedger(repo),
-        optouts=optouts,
-        usage=usage,
     )
     try:
         yield Stack(settings, bot, repo, blobs, queue)
@@ -156,8 +146,8 @@ async def test_erasure_leaves_nothing_of_the_user_on_disk_and_keeps_the_others_w
     await s.bot.handle(UploadImages(ALICE, (IncomingFile("b.png", painting(20)),)))
     await s.bot.handle(OptOut(ALICE, (IncomingFile("mine.png", painting(50)),)))
 
-    alice = await s.repo.find_user("discord", "alice")
-    bob = await s.repo.find_user("discord", "bob")
+    alice = await s.uow.users.find_user("discord", "alice")
+    bob = await s.uow.users.find_user("discord", "bob")
     assert alice is not None
     assert bob is not None
     bob_own = {
@@ -199,18 +189,18 @@ async def test_erasure_leaves_nothing_of_the_user_on_disk_and_keeps_the_others_w
         for row in rows(database, f"SELECT * FROM {table}"):
             assert "alice" not in " ".join(str(v) for v in tuple(row)).lower(), (table, tuple(row))
     # Bob's style and his own image are whole; his image made with ink went with ink.
-    sea = await s.repo.find_style(bob.id, "sea")
+    sea = await s.uow.styles.find_style(bob.id, "sea")
     assert sea is not None
     assert sea.status is StyleStatus.READY
     assert await s.blobs.exists(sea.lora_key or "")
-    bob_outputs = await s.repo.user_outputs(bob.id)
+    bob_outputs = await s.uow.outputs.user_outputs(bob.id)
     assert [o.style_id for o in bob_outputs] == [sea.id]
     # Alice's opt-out still refuses copies, without naming her.
     copy = await s.bot.handle(UploadImages(BOB, (IncomingFile("c.png", painting(50)),)))
     assert isinstance(copy, ErrorReply)
 
     # The ledger keeps the chain: consent, training, revocation ... erasure.
-    entries = await SqliteConsentLedger(s.repo).entries()
+    entries = await s.uow.ledger.entries()
     assert verify_chain(entries).intact
     assert [e.kind for e in entries][-2:] == ["revocation", "erasure"]
     status = await asyncio.to_thread(
@@ -231,7 +221,7 @@ async def test_an_erasure_that_fails_midway_changes_nothing_and_a_second_try_com
     await generate(s, ALICE, "sea")  # Alice has no style: all she has goes in one step
     await s.bot.handle(UploadImages(ALICE, (IncomingFile("a.png", painting(3)),)))
     await s.bot.handle(OptOut(ALICE, (IncomingFile("mine.png", painting(50)),)))
-    alice = await s.repo.find_user("discord", "alice")
+    alice = await s.uow.users.find_user("discord", "alice")
     assert alice is not None
 
     def alice_rows() -> dict[str, int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from tests.fakes.core import SteppingClock, person, png
+from tests.fakes.core import SteppingClock, bot_on, person, png
 
 from stylebot.bootstrap import PngWatermarkReader, open_frontend
 from stylebot.bot.core import (
@@ -41,9 +41,7 @@ from stylebot.queue.connection import connect
 from stylebot.queue.keys import arq_job_key, cancel_key
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
 from stylebot.queue.redis_server import EmbeddedRedis
-from stylebot.storage import LocalBlobStore, SqliteRepository
-from stylebot.storage.ledger import SqliteConsentLedger
-from stylebot.storage.queue_cleanups import SqlitePendingQueueCleanups
+from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
 
 ALICE = person("alice")
 SECRET_PROMPT = "zanzibar quokka lighthouse"
@@ -54,7 +52,7 @@ STYLE_NAMES = ("inkwashsecret", "oilsecret")
 class Stack:
     data_dir: Path
     bot: StyleBot
-    repo: SqliteRepository
+    uow: SqliteUnitOfWork
     blobs: LocalBlobStore
     queue: ArqJobQueue
     redis: EmbeddedRedis
@@ -65,18 +63,16 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     data_dir = tmp_path / "data"
     server = EmbeddedRedis(data_dir).start()
     redis = await connect(server.url)
-    repo = await SqliteRepository.open(data_dir / "stylebot.sqlite3")
+    repo = await SqliteUnitOfWork.open(data_dir / "stylebot.sqlite3")
     blobs = LocalBlobStore(data_dir / "blobs")
     queue = ArqJobQueue(redis, blobs)
-    bot = StyleBot(
+    bot = bot_on(
         repo,
         blobs,
         queue,
         PngWatermarkReader(),
         SteppingClock(),
         Policy(base_model="tiny", train=TrainSettings(steps=2, resolution=64)),
-        ledger=SqliteConsentLedger(repo),
-        cleanups=SqlitePendingQueueCleanups(repo),
     )
     stack = Stack(data_dir, bot, repo, blobs, queue, server)
     try:
@@ -145,9 +141,9 @@ async def test_erasure_with_redis_down_erases_the_records_and_the_queue_catches_
     # The user is told the erasure is done; every record is gone from SQLite.
     assert isinstance(reply, TextReply), reply
     assert reply.text.startswith("Erased: 2 style(s), 4 reference image(s)")
-    assert await s.repo.find_user(ALICE.platform, ALICE.user_id) is None
+    assert await s.uow.users.find_user(ALICE.platform, ALICE.user_id) is None
     for job_id in job_ids:
-        assert await s.repo.get_job(job_id) is None
+        assert await s.uow.jobs.get_job(job_id) is None
     # The queue's part is owed, durably: one row, ids only.
     assert pending_rows(s) == 1
     # Nothing erased is readable in the database's files while it is still open.
@@ -181,9 +177,9 @@ async def test_a_clean_up_left_by_the_last_run_is_carried_out_when_the_front_end
     with EmbeddedRedis(settings.data_dir) as server:  # the front end joins it
         client = Redis(unix_socket_path=str(server.socket_path))
         await client.set(arq_job_key(job_id), SECRET_PROMPT.encode())
-        repo = await SqliteRepository.open(settings.database_path)
+        repo = await SqliteUnitOfWork.open(settings.database_path)
         async with repo.transaction():
-            await SqlitePendingQueueCleanups(repo).add(
+            await repo.cleanups.add(
                 QueueCleanup(forget_job_ids=(job_id,), rewrite_files=True), datetime.now(UTC)
             )
         await repo.close()
@@ -206,7 +202,7 @@ async def test_style_deletion_with_redis_down_deletes_the_style_and_the_queue_ca
 
     assert isinstance(reply, TextReply), reply
     assert reply.text.startswith(f"Deleted style {STYLE_NAMES[1]}")
-    assert await s.repo.get_job(job_ids[1]) is not None  # its job history stays, cancelled
+    assert await s.uow.jobs.get_job(job_ids[1]) is not None  # its job history stays, cancelled
     assert pending_rows(s) == 1
     s.redis = EmbeddedRedis(s.data_dir).start()
     async with asyncio.timeout(60):

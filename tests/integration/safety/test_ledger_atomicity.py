@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
-from tests.fakes.core import RecordingQueue, SteppingClock, person
+from tests.fakes.core import RecordingQueue, SteppingClock, bot_on, person
 
 from stylebot.bootstrap import PngWatermarkReader
 from stylebot.bot.core import (
     ConfirmConsent,
     DeleteStyle,
+    EraseMyData,
     IncomingFile,
     JobQueued,
     Policy,
@@ -35,9 +36,8 @@ from stylebot.bot.core.admin import AdminPorts, RemoveOptOuts, parse_operators
 from stylebot.bot.core.commands import OptOut
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
-from stylebot.storage import LocalBlobStore, SqliteRepository
+from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
 from stylebot.storage.ledger import SqliteConsentLedger
-from stylebot.storage.optout import SqliteOptOutRegistry
 
 ALICE = person("alice")
 
@@ -53,7 +53,7 @@ def painting(seed: int) -> bytes:
 class Stack:
     database: Path
     bot: StyleBot
-    repo: SqliteRepository
+    uow: SqliteUnitOfWork
     ledger: SqliteConsentLedger
     blobs: LocalBlobStore
     queue: RecordingQueue
@@ -62,19 +62,17 @@ class Stack:
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     database = tmp_path / "stylebot.db"
-    repo = await SqliteRepository.open(database)
-    ledger = SqliteConsentLedger(repo)
+    repo = await SqliteUnitOfWork.open(database)
+    ledger = repo.ledger
     blobs = LocalBlobStore(tmp_path / "blobs")
     queue = RecordingQueue()
-    bot = StyleBot(
+    bot = bot_on(
         repo,
         blobs,
         queue,
         PngWatermarkReader(),
         SteppingClock(),
         Policy(base_model="tiny", train=TrainSettings(steps=2, resolution=64)),
-        ledger=ledger,
-        optouts=SqliteOptOutRegistry(repo),
         admin=AdminPorts(FakeAdminStore(), FakeTrainingSwitch(), parse_operators("discord:root")),
     )
     try:
@@ -133,14 +131,14 @@ async def test_a_failed_ledger_append_leaves_no_consent_record(stack: Stack) -> 
 async def test_a_failed_consent_write_takes_the_ledger_entry_with_it(stack: Stack) -> None:
     """The other way round: the entry is appended first, then the record fails."""
     await upload(stack, 1)
-    alice = await stack.repo.find_user("discord", "alice")
+    alice = await stack.uow.users.find_user("discord", "alice")
     assert alice is not None
     refuse_inserts(stack.database, "consents")
 
     async def entry_then_consent() -> None:
-        async with stack.repo.transaction():
+        async with stack.uow.transaction():
             await stack.ledger.append(LedgerKind.CONSENT, {"for": "test"}, SteppingClock().now())
-            await stack.repo.add_consent(
+            await stack.uow.consents.add_consent(
                 alice.id, "own-work", "v1", True, [], SteppingClock().now()
             )
 
@@ -218,4 +216,33 @@ async def test_a_failed_ledger_append_undoes_the_whole_optout_removal(stack: Sta
     assert count(stack.database, "optout_bands") == 0  # the index goes with the rows
     entries = await stack.ledger.entries()
     assert [e.kind for e in entries] == [LedgerKind.OPTOUT_REMOVAL] * 2
+    assert verify_chain(entries).intact
+
+
+async def test_a_failed_erasure_entry_leaves_the_person_their_usage_and_opt_outs(
+    stack: Stack,
+) -> None:
+    """The erasure's last write is its ledger entry: when it fails, the records, the usage
+    written (the erasure itself counts) and the opt-outs handed on earlier in the same
+    unit of work all stay as they were."""
+    await upload(stack, 1)
+    optout = (IncomingFile("mine.png", painting(5)),)
+    assert isinstance(await stack.bot.handle(OptOut(ALICE, optout)), TextReply)
+    tables = ("users", "uploads", "usage_events", "optout_images", "consent_ledger")
+    before = {table: count(stack.database, table) for table in tables}
+    naming_alice = "optout_images WHERE platform_user_id = 'alice'"
+    assert count(stack.database, naming_alice) == 1
+    refuse_inserts(stack.database, "consent_ledger", "NEW.kind = 'erasure'")
+
+    with pytest.raises(sqlite3.IntegrityError, match="injected failure"):
+        await stack.bot.handle(EraseMyData(ALICE, confirmed=True))
+
+    assert {table: count(stack.database, table) for table in tables} == before
+    assert count(stack.database, naming_alice) == 1
+    allow_inserts(stack.database, "consent_ledger")
+    assert isinstance(await stack.bot.handle(EraseMyData(ALICE, confirmed=True)), TextReply)
+    assert count(stack.database, "users") == 0
+    assert count(stack.database, naming_alice) == 0
+    entries = await stack.ledger.entries()
+    assert [e.kind for e in entries] == [LedgerKind.ERASURE]
     assert verify_chain(entries).intact

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.fakes.core import RecordingQueue, SteppingClock, person
+from tests.fakes.core import RecordingQueue, SteppingClock, bot_on, person
 
 from stylebot.bootstrap import PngWatermarkReader
 from stylebot.bot.core import (
@@ -21,7 +21,6 @@ from stylebot.bot.core import (
     IncomingFile,
     JobQueued,
     Policy,
-    StyleBot,
     TextReply,
     TrainStyle,
     UploadImages,
@@ -36,9 +35,7 @@ from stylebot.queue.payloads import (
     TrainResult,
     TrainSettings,
 )
-from stylebot.storage import LocalBlobStore, SqliteRepository
-from stylebot.storage.ledger import SqliteConsentLedger
-from stylebot.storage.optout import SqliteOptOutRegistry
+from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
 
 ALICE = person("alice")
 
@@ -58,20 +55,17 @@ async def test_delete_leaves_nothing_on_disk_and_the_ledger_verifies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    repo = await SqliteRepository.open(settings.database_path)
-    ledger = SqliteConsentLedger(repo)  # on the repository's connection, as in bootstrap
-    optouts = await SqliteOptOutRegistry.open(settings.database_path)
+    repo = await SqliteUnitOfWork.open(settings.database_path)
+    ledger = repo.ledger
     blobs = LocalBlobStore(settings.blob_dir)
     queue = RecordingQueue()
-    bot = StyleBot(
+    bot = bot_on(
         repo,
         blobs,
         queue,
         PngWatermarkReader(),
         SteppingClock(),
         Policy(base_model="tiny", train=TrainSettings(steps=2, resolution=64)),
-        ledger=ledger,
-        optouts=optouts,
     )
     try:
         files = tuple(IncomingFile(f"p{i}.png", painting(i)) for i in range(3))
@@ -114,8 +108,6 @@ async def test_delete_leaves_nothing_on_disk_and_the_ledger_verifies(
         assert verify_chain(entries).intact
     finally:
         await repo.close()
-        await ledger.close()
-        await optouts.close()
 
     status = await asyncio.to_thread(
         main, ["--data-dir", str(settings.data_dir), "consent", "verify"]

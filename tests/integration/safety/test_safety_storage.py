@@ -24,6 +24,7 @@ from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.perceptual import NEAR_DUPLICATE_BITS, PerceptualHash
 from stylebot.cli import main
 from stylebot.config import Settings
+from stylebot.storage import SqliteUnitOfWork
 from stylebot.storage.ledger import SqliteConsentLedger
 from stylebot.storage.optout import SqliteOptOutRegistry
 from stylebot.storage.usage import SqliteUsageLog
@@ -38,9 +39,10 @@ async def ledger(
     if request.param == "memory":
         yield InMemoryConsentLedger()
         return
-    sqlite_ledger = await SqliteConsentLedger.open(tmp_path / "stylebot.db")
+    sqlite_ledger_records = await SqliteUnitOfWork.open(tmp_path / "stylebot.db")
+    sqlite_ledger = sqlite_ledger_records.ledger
     yield sqlite_ledger
-    await sqlite_ledger.close()
+    await sqlite_ledger_records.close()
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -50,9 +52,10 @@ async def optouts(
     if request.param == "memory":
         yield InMemoryOptOutRegistry()
         return
-    registry = await SqliteOptOutRegistry.open(tmp_path / "stylebot.db")
+    registry_records = await SqliteUnitOfWork.open(tmp_path / "stylebot.db")
+    registry = registry_records.optouts
     yield registry
-    await registry.close()
+    await registry_records.close()
 
 
 async def test_appends_form_a_chain_that_reads_back_equal(
@@ -84,23 +87,26 @@ async def test_an_opt_out_is_registered_once_per_person(
 
 async def test_the_sqlite_chain_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "stylebot.db"
-    first = await SqliteConsentLedger.open(path)
+    first_records = await SqliteUnitOfWork.open(path)
+    first = first_records.ledger
     await first.append(LedgerKind.CONSENT, {"n": 1}, T0)
-    await first.close()
-    second = await SqliteConsentLedger.open(path)
+    await first_records.close()
+    second_records = await SqliteUnitOfWork.open(path)
+    second = second_records.ledger
     try:
         entry = await second.append(LedgerKind.CONSENT, {"n": 2}, T0)
         assert entry.seq == 2
         assert verify_chain(await second.entries()).intact
     finally:
-        await second.close()
+        await second_records.close()
 
 
 async def test_the_database_refuses_to_update_or_delete_an_entry(tmp_path: Path) -> None:
     path = tmp_path / "stylebot.db"
-    ledger = await SqliteConsentLedger.open(path)
+    ledger_records = await SqliteUnitOfWork.open(path)
+    ledger = ledger_records.ledger
     await ledger.append(LedgerKind.CONSENT, {"n": 1}, T0)
-    await ledger.close()
+    await ledger_records.close()
     with sqlite3.connect(path) as db:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             db.execute("UPDATE consent_ledger SET payload = '{}' WHERE seq = 1")
@@ -111,8 +117,10 @@ async def test_the_database_refuses_to_update_or_delete_an_entry(tmp_path: Path)
 
 async def test_two_connections_appending_at_once_make_one_chain(tmp_path: Path) -> None:
     path = tmp_path / "stylebot.db"
-    one = await SqliteConsentLedger.open(path)
-    two = await SqliteConsentLedger.open(path)
+    one_records = await SqliteUnitOfWork.open(path)
+    one = one_records.ledger
+    two_records = await SqliteUnitOfWork.open(path)
+    two = two_records.ledger
     try:
         await asyncio.gather(
             *((one if n % 2 else two).append(LedgerKind.CONSENT, {"n": n}, T0) for n in range(20))
@@ -121,16 +129,17 @@ async def test_two_connections_appending_at_once_make_one_chain(tmp_path: Path) 
         assert [e.seq for e in entries] == list(range(1, 21))
         assert verify_chain(entries).intact
     finally:
-        await one.close()
-        await two.close()
+        await one_records.close()
+        await two_records.close()
 
 
 async def _ledger_file(data_dir: Path, entries: int) -> Path:
     path = Settings(data_dir=data_dir).database_path
-    ledger = await SqliteConsentLedger.open(path)
+    ledger_records = await SqliteUnitOfWork.open(path)
+    ledger = ledger_records.ledger
     for n in range(entries):
         await ledger.append(LedgerKind.CONSENT, {"consent_id": n + 1}, T0 + timedelta(n))
-    await ledger.close()
+    await ledger_records.close()
     return path
 
 
@@ -191,9 +200,10 @@ async def usage(
     if request.param == "memory":
         yield InMemoryUsageLog()
         return
-    log = await SqliteUsageLog.open(tmp_path / "stylebot.db")
+    log_records = await SqliteUnitOfWork.open(tmp_path / "stylebot.db")
+    log = log_records.usage
     yield log
-    await log.close()
+    await log_records.close()
 
 
 async def test_usage_sums_per_user_and_per_scope_since_a_time(
@@ -240,24 +250,26 @@ async def test_forgetting_a_user_unnames_their_usage_and_keeps_what_limits_count
 
 
 async def test_the_code_names_no_one_in_the_sqlite_file(tmp_path: Path) -> None:
-    log = await SqliteUsageLog.open(tmp_path / "stylebot.db")
+    log_records = await SqliteUnitOfWork.open(tmp_path / "stylebot.db")
+    log = log_records.usage
     try:
         await log.record("generate", "discord:123456789", None, 1, T0)
         await log.forget("discord:123456789", keep_since=T0 - timedelta(days=1))
     finally:
-        await log.close()
+        await log_records.close()
     with sqlite3.connect(tmp_path / "stylebot.db") as db:
         keys = [row[0] for row in db.execute("SELECT user_key FROM usage_events")]
     assert len(keys) == 1
     assert keys[0].startswith("erased:")
     assert "123456789" not in keys[0]
     # Reopened, the store computes the same code: the row still counts for them.
-    log = await SqliteUsageLog.open(tmp_path / "stylebot.db")
+    log_records = await SqliteUnitOfWork.open(tmp_path / "stylebot.db")
+    log = log_records.usage
     try:
         assert await log.total("generate", T0, user_key="discord:123456789") == 1
         assert await log.total("generate", T0, user_key="discord:987654321") == 0
     finally:
-        await log.close()
+        await log_records.close()
 
 
 async def test_reassigning_opt_outs_keeps_them_and_unlinks_the_person(
@@ -311,7 +323,7 @@ async def test_candidates_include_every_registration_within_the_threshold(
 async def test_a_lookup_reads_a_small_part_of_a_large_registry(tmp_path: Path) -> None:
     # Before the band index every upload read the whole table.
     path = tmp_path / "stylebot.db"
-    await (await SqliteOptOutRegistry.open(path)).close()  # migrated
+    await (await SqliteUnitOfWork.open(path)).close()  # migrated
     rng = random.Random(6)
     with sqlite3.connect(path) as db:
         db.executemany(
@@ -322,14 +334,15 @@ async def test_a_lookup_reads_a_small_part_of_a_large_registry(tmp_path: Path) -
                 for n in range(20_000)
             ],
         )
-    registry = await SqliteOptOutRegistry.open(path)
+    registry_records = await SqliteUnitOfWork.open(path)
+    registry = registry_records.optouts
     try:
         for _ in range(5):
             unrelated = PerceptualHash(rng.getrandbits(64), True)
             # ~4 bands x 137 probe values x 20000 / 65536: about 170 rows, not 20000.
             assert len(await registry.candidates("c" * 64, unrelated, 10)) < 400
     finally:
-        await registry.close()
+        await registry_records.close()
 
 
 async def test_registrations_from_before_the_index_are_found_and_coded(tmp_path: Path) -> None:
@@ -341,7 +354,8 @@ async def test_registrations_from_before_the_index_are_found_and_coded(tmp_path:
             " VALUES ('discord', '7', ?, '00ff00ff00ff00ff', ?)",
             ("a" * 64, T0.isoformat()),
         )
-    registry = await SqliteOptOutRegistry.open(path)
+    registry_records = await SqliteUnitOfWork.open(path)
+    registry = registry_records.optouts
     try:
         query = PerceptualHash.from_hex("00ff00ff00ff00fe")
         [found] = await registry.candidates("c" * 64, query, 10)
@@ -349,7 +363,7 @@ async def test_registrations_from_before_the_index_are_found_and_coded(tmp_path:
         assert found.registrant  # coded on first use
         assert await registry.count_registered_by("discord", "7") == 1
     finally:
-        await registry.close()
+        await registry_records.close()
 
 
 async def test_counts_by_registrant_survive_reassignment(

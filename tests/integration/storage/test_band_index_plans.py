@@ -11,9 +11,8 @@ import aiosqlite
 from stylebot.bot.core.fingerprints import band_probes
 from stylebot.bot.core.optout import band_probes as optout_band_probes
 from stylebot.bot.core.perceptual import PerceptualHash
-from stylebot.storage import SqliteRepository
+from stylebot.storage import SqliteUnitOfWork
 from stylebot.storage.database import open_database
-from stylebot.storage.optout import SqliteOptOutRegistry
 
 PHASH = PerceptualHash(0x123456789ABCDEF0, True)
 INDEXED = re.compile(r"SEARCH .* USING (COVERING INDEX|INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)")
@@ -41,9 +40,11 @@ def band_table_lines(lines: list[str], table: str) -> list[str]:
 async def test_the_fingerprint_lookup_searches_the_band_index(tmp_path: Path) -> None:
     db = await open_database(tmp_path / "stylebot.sqlite")
     try:
-        repo = SqliteRepository(db)
+        repo = SqliteUnitOfWork(db)
         probes = band_probes(PHASH)
-        statement = await traced(db, "output_fingerprint_bands", repo.outputs_with_bands(probes))
+        statement = await traced(
+            db, "output_fingerprint_bands", repo.outputs.outputs_with_bands(probes)
+        )
         lines = await plan_lines(db, statement)
         on_bands = band_table_lines(lines, "output_fingerprint_bands")
         assert on_bands, lines
@@ -56,7 +57,7 @@ async def test_the_fingerprint_lookup_searches_the_band_index(tmp_path: Path) ->
 async def test_the_opt_out_lookup_searches_the_band_index(tmp_path: Path) -> None:
     db = await open_database(tmp_path / "stylebot.sqlite")
     try:
-        registry = SqliteOptOutRegistry(SqliteRepository(db))
+        registry = SqliteUnitOfWork(db).optouts
         assert optout_band_probes(PHASH, 10)
         statement = await traced(db, "optout_bands", registry.candidates("0" * 64, PHASH, 10))
         lines = await plan_lines(db, statement)

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from stylebot.storage import MigrationError, SqliteRepository, open_database
+from stylebot.storage import MigrationError, SqliteUnitOfWork, open_database
 from stylebot.storage.database import (
     Migration,
     load_migrations,
@@ -180,14 +180,14 @@ def test_split_statements_respects_strings_comments_and_triggers() -> None:
 async def test_two_connections_can_write_concurrently(tmp_path: Path) -> None:
     """A second process (a CLI command, say) waits for the lock instead of failing."""
     path = tmp_path / "db.sqlite"
-    first = await SqliteRepository.open(path)
-    second = await SqliteRepository.open(path)
+    first = await SqliteUnitOfWork.open(path)
+    second = await SqliteUnitOfWork.open(path)
     try:
         await asyncio.gather(
-            *(first.get_or_create_user("discord", f"a{n}", "a") for n in range(25)),
-            *(second.get_or_create_user("telegram", f"b{n}", "b") for n in range(25)),
+            *(first.users.get_or_create_user("discord", f"a{n}", "a") for n in range(25)),
+            *(second.users.get_or_create_user("telegram", f"b{n}", "b") for n in range(25)),
         )
-        seen_by_first = [await first.get_user(n) for n in range(1, 52)]
+        seen_by_first = [await first.users.get_user(n) for n in range(1, 52)]
         assert [u is not None for u in seen_by_first] == [True] * 50 + [False]
         assert {u.platform for u in seen_by_first if u} == {"discord", "telegram"}
     finally:

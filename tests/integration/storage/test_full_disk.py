@@ -96,8 +96,8 @@ async def test_an_upload_that_does_not_fit_is_refused_and_leaves_no_blob(
     assert isinstance(reply, ErrorReply)
     assert FULL in reply.text
     assert blob_files(frontend.settings.blob_dir) == before
-    user = await frontend.repo.find_user("discord", "alice")
-    assert user is None or await frontend.repo.pending_uploads(user.id) == []
+    user = await frontend.uow.users.find_user("discord", "alice")
+    assert user is None or await frontend.uow.uploads.pending_uploads(user.id) == []
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert errors[0].exc_info is None

@@ -18,7 +18,7 @@ from tests.unit.provenance.test_watermark import reencode, scene
 
 from stylebot.bot.core import VerifyVerdict
 from stylebot.provenance import embed_watermark
-from stylebot.storage import LocalBlobStore, SqliteRepository
+from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
 
 T0 = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 ALICE_IN_DM = person("alice", server=None)
@@ -38,11 +38,11 @@ def band_rows(path: Path, output_id: str) -> list[tuple[int, str]]:
 
 async def test_a_new_output_keeps_its_maker_privacy_and_fingerprint(tmp_path: Path) -> None:
     path = tmp_path / "stylebot.sqlite"
-    repo = await SqliteRepository.open(path)
+    repo = await SqliteUnitOfWork.open(path)
     try:
         world = verify_world(repo, LocalBlobStore(tmp_path / "blobs"))
         output_id = await deliver(world, ALICE_IN_DM, scene(512, 512, seed=21), "my plan")
-        record = await repo.get_output(output_id)
+        record = await repo.outputs.get_output(output_id)
         assert record is not None
         assert (record.maker_name, record.maker_username, record.made_in_private) == (
             "Alice",
@@ -67,7 +67,7 @@ async def test_a_new_output_keeps_its_maker_privacy_and_fingerprint(tmp_path: Pa
         assert found.verdict is VerifyVerdict.RESEMBLES
         assert found.output_id == unmarked
 
-        await repo.delete_output(unmarked)
+        await repo.outputs.delete_output(unmarked)
         assert band_rows(path, unmarked) == []
         gone = await check(world, BOB, copy)
         assert gone.verdict is VerifyVerdict.NO_MARK
@@ -104,9 +104,9 @@ async def test_an_output_from_before_the_migration_is_named_from_its_job(tmp_pat
         await old.execute("UPDATE users SET display_name = 'Alice Smith' WHERE id = 1")
         await old.commit()
 
-    repo = await SqliteRepository.open(path)
+    repo = await SqliteUnitOfWork.open(path)
     try:
-        record = await repo.get_output(output_id)
+        record = await repo.outputs.get_output(output_id)
         assert record is not None
         assert (record.maker_name, record.made_in_private, record.fingerprint) == (None,) * 3
         world = verify_world(repo, blobs)

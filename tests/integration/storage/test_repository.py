@@ -1,7 +1,8 @@
-"""One contract for the `Repository` port, run against SQLite and the in-memory fake.
+"""One contract for the record stores and their unit of work, run against SQLite and
+the in-memory fake.
 
 Every test runs twice: on a real SQLite file in `tmp_path` and on
-`InMemoryRepository`. The core's unit tests trust the fake; this suite is
+`InMemoryUnitOfWork`. The core's unit tests trust the fake; this suite is
 what earns that trust.
 """
 
@@ -14,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from tests.fakes.memory import InMemoryRepository
+from tests.fakes.memory import InMemoryUnitOfWork
 
 from stylebot.bot.core.errors import RepositoryError
 from stylebot.bot.core.model import (
@@ -27,15 +28,23 @@ from stylebot.bot.core.model import (
     User,
     Visibility,
 )
-from stylebot.bot.core.ports import Repository
+from stylebot.bot.core.stores import (
+    ConsentStore,
+    JobStore,
+    OutputStore,
+    StyleStore,
+    UnitOfWork,
+    UploadStore,
+    UserStore,
+)
 from stylebot.storage import (
     DuplicateRecord,
     DuplicateStyleName,
     RecordNotFound,
-    SqliteRepository,
+    SqliteUnitOfWork,
 )
 
-Repo = SqliteRepository | InMemoryRepository
+Repo = SqliteUnitOfWork | InMemoryUnitOfWork
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 KEY_A = "a" * 64
@@ -64,15 +73,15 @@ class Backend:
         self.kind = kind
         self.path = path
         self.clock = clock
-        self._memory: InMemoryRepository | None = None
+        self._memory: InMemoryUnitOfWork | None = None
         self._opened: list[Repo] = []
 
     async def open(self) -> Repo:
         if self.kind == "memory":
             if self._memory is None:
-                self._memory = InMemoryRepository(now=self.clock.now)
+                self._memory = InMemoryUnitOfWork(now=self.clock.now)
             return self._memory
-        repo = await SqliteRepository.open(self.path, now=self.clock.now)
+        repo = await SqliteUnitOfWork.open(self.path, now=self.clock.now)
         self._opened.append(repo)
         return repo
 
@@ -117,18 +126,20 @@ def requester(user: str = "u1", server: str | None = "guild1") -> Requester:
 
 
 async def user(repo: Repo, name: str = "alice") -> User:
-    return await repo.get_or_create_user("discord", f"id-{name}", name)
+    return await repo.users.get_or_create_user("discord", f"id-{name}", name)
 
 
 async def uploads(repo: Repo, owner: User, *keys: str) -> list[Upload]:
-    return [await repo.add_upload(owner.id, key, f"{key[:4]}.png", 512, 512) for key in keys]
+    return [
+        await repo.uploads.add_upload(owner.id, key, f"{key[:4]}.png", 512, 512) for key in keys
+    ]
 
 
 async def style_for(repo: Repo, owner: User, name: str, keys: tuple[str, ...] = (KEY_A,)) -> Style:
     """A style through the same steps the core takes: uploads, consent, add_style."""
     ups = await uploads(repo, owner, *keys)
-    consent = await repo.add_consent(owner.id, "cc-by-4.0", "v1", True, keys, T0)
-    return await repo.add_style(
+    consent = await repo.consents.add_consent(owner.id, "cc-by-4.0", "v1", True, keys, T0)
+    return await repo.styles.add_style(
         owner.id, name, f"<{name}>", consent.id, "tiny", {"rank": 4}, [u.id for u in ups], T0
     )
 
@@ -153,23 +164,38 @@ def output(output_id: str, job_id: str, owner: User, style_id: int | None = None
 # -- the port itself ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", [SqliteRepository, InMemoryRepository])
-def test_implements_every_port_method_with_the_same_signature(cls: type) -> None:
+STORE_PORTS: dict[str, type] = {
+    "users": UserStore,
+    "uploads": UploadStore,
+    "consents": ConsentStore,
+    "styles": StyleStore,
+    "jobs": JobStore,
+    "outputs": OutputStore,
+}
+
+
+def assert_same_methods(port: type, implementation: type) -> None:
     methods = {
         name
-        for name, member in vars(Repository).items()
+        for name, member in vars(port).items()
         if inspect.isfunction(member) and not name.startswith("_")
     }
-    assert "candidate_styles" in methods
+    assert methods, port
     for name in methods:
-        port = inspect.signature(getattr(Repository, name))
-        ours = inspect.signature(getattr(cls, name))
-        assert list(ours.parameters.values()) == list(port.parameters.values()), name
+        expected = inspect.signature(getattr(port, name))
+        ours = inspect.signature(getattr(implementation, name))
+        assert list(ours.parameters.values()) == list(expected.parameters.values()), name
         if name != "transaction":  # an @asynccontextmanager generator: checked by use below
-            assert ours.return_annotation == port.return_annotation, name
-        assert inspect.iscoroutinefunction(getattr(cls, name)) == (
-            inspect.iscoroutinefunction(getattr(Repository, name))
+            assert ours.return_annotation == expected.return_annotation, name
+        assert inspect.iscoroutinefunction(getattr(implementation, name)) == (
+            inspect.iscoroutinefunction(getattr(port, name))
         ), name
+
+
+def test_each_store_implements_its_port_with_the_same_signatures(repo: Repo) -> None:
+    for attribute, port in STORE_PORTS.items():
+        assert_same_methods(port, type(getattr(repo, attribute)))
+    assert_same_methods(UnitOfWork, type(repo))
 
 
 # -- users --------------------------------------------------------------------
@@ -178,22 +204,22 @@ def test_implements_every_port_method_with_the_same_signature(cls: type) -> None
 async def test_get_or_create_user_creates_once_and_keeps_the_name_current(
     repo: Repo, clock: Clock
 ) -> None:
-    first = await repo.get_or_create_user("discord", "42", "Alice")
+    first = await repo.users.get_or_create_user("discord", "42", "Alice")
     clock.advance()
-    again = await repo.get_or_create_user("discord", "42", "Alice B.")
-    other_platform = await repo.get_or_create_user("telegram", "42", "Alice")
+    again = await repo.users.get_or_create_user("discord", "42", "Alice B.")
+    other_platform = await repo.users.get_or_create_user("telegram", "42", "Alice")
 
     assert again.id == first.id
     assert again.display_name == "Alice B."
     assert again.created_at == first.created_at == T0
     assert other_platform.id != first.id
-    assert await repo.get_user(first.id) == again
-    assert await repo.get_user(9999) is None
+    assert await repo.users.get_user(first.id) == again
+    assert await repo.users.get_user(9999) is None
 
 
 async def test_concurrent_get_or_create_user_makes_one_user(repo: Repo) -> None:
     users = await asyncio.gather(
-        *(repo.get_or_create_user("discord", "same", "Sam") for _ in range(30))
+        *(repo.users.get_or_create_user("discord", "same", "Sam") for _ in range(30))
     )
     assert {u.id for u in users} == {users[0].id}
 
@@ -203,10 +229,10 @@ async def test_concurrent_get_or_create_user_makes_one_user(repo: Repo) -> None:
 
 async def test_uploads_are_pending_oldest_first(repo: Repo, clock: Clock) -> None:
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
-    first = await repo.add_upload(alice.id, KEY_A, "a.png", 640, 480)
+    first = await repo.uploads.add_upload(alice.id, KEY_A, "a.png", 640, 480)
     clock.advance()
-    second = await repo.add_upload(alice.id, KEY_B, "b.png", 512, 768)
-    await repo.add_upload(bob.id, KEY_C, "c.png", 512, 512)
+    second = await repo.uploads.add_upload(alice.id, KEY_B, "b.png", 512, 768)
+    await repo.uploads.add_upload(bob.id, KEY_C, "c.png", 512, 512)
 
     assert first.style_id is None
     assert (first.blob_key, first.display_name, first.width, first.height) == (
@@ -217,12 +243,12 @@ async def test_uploads_are_pending_oldest_first(repo: Repo, clock: Clock) -> Non
     )
     assert first.created_at == T0
     assert second.created_at == T0 + timedelta(seconds=1)
-    assert await repo.pending_uploads(alice.id) == [first, second]
+    assert await repo.uploads.pending_uploads(alice.id) == [first, second]
 
 
 async def test_add_upload_for_unknown_user_is_refused(repo: Repo) -> None:
     with pytest.raises(RecordNotFound):
-        await repo.add_upload(404, KEY_A, "a.png", 1, 1)
+        await repo.uploads.add_upload(404, KEY_A, "a.png", 1, 1)
 
 
 async def test_discard_pending_uploads_returns_and_removes_only_pending(repo: Repo) -> None:
@@ -231,19 +257,19 @@ async def test_discard_pending_uploads_returns_and_removes_only_pending(repo: Re
     pending = await uploads(repo, alice, KEY_B, KEY_C)
     bobs = await uploads(repo, bob, KEY_B)
 
-    removed = await repo.discard_pending_uploads(alice.id)
+    removed = await repo.uploads.discard_pending_uploads(alice.id)
 
     assert removed == pending
-    assert await repo.pending_uploads(alice.id) == []
-    assert await repo.pending_uploads(bob.id) == bobs
-    assert [u.blob_key for u in await repo.style_uploads(style.id)] == [KEY_A]
-    assert await repo.discard_pending_uploads(alice.id) == []
+    assert await repo.uploads.pending_uploads(alice.id) == []
+    assert await repo.uploads.pending_uploads(bob.id) == bobs
+    assert [u.blob_key for u in await repo.uploads.style_uploads(style.id)] == [KEY_A]
+    assert await repo.uploads.discard_pending_uploads(alice.id) == []
 
 
 async def test_upload_ids_are_not_reused_after_discard(repo: Repo) -> None:
     alice = await user(repo)
     (old,) = await uploads(repo, alice, KEY_A)
-    await repo.discard_pending_uploads(alice.id)
+    await repo.uploads.discard_pending_uploads(alice.id)
     (new,) = await uploads(repo, alice, KEY_A)
     assert new.id > old.id
 
@@ -254,12 +280,12 @@ async def test_unreferenced_blob_keys_are_the_ones_safe_to_delete(repo: Repo) ->
     await uploads(repo, alice, KEY_A, KEY_B, shared_key)
     await uploads(repo, bob, shared_key)
     style = await style_for(repo, bob, "ink", (KEY_C,))
-    await repo.set_style_status(style.id, StyleStatus.READY, lora_key)
-    await repo.add_job("job-1", "generate", bob.id, requester(), T0)
-    await repo.add_outputs([output("out-1", "job-1", bob)])
-    await repo.set_output_blob("out-1", image_key, 1)
+    await repo.styles.set_style_status(style.id, StyleStatus.READY, lora_key)
+    await repo.jobs.add_job("job-1", "generate", bob.id, requester(), T0)
+    await repo.outputs.add_outputs([output("out-1", "job-1", bob)])
+    await repo.outputs.set_output_blob("out-1", image_key, 1)
 
-    removed = await repo.discard_pending_uploads(alice.id)
+    removed = await repo.uploads.discard_pending_uploads(alice.id)
     keys = [u.blob_key for u in removed] + [KEY_C, lora_key, image_key, KEY_A]
 
     assert await repo.unreferenced_blob_keys(keys) == {KEY_A, KEY_B}
@@ -271,28 +297,28 @@ async def test_unreferenced_blob_keys_are_the_ones_safe_to_delete(repo: Repo) ->
 
 async def test_latest_consent_is_the_newest_unused_one(repo: Repo) -> None:
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
-    assert await repo.latest_consent(alice.id) is None
+    assert await repo.consents.latest_consent(alice.id) is None
 
-    older = await repo.add_consent(alice.id, "cc0", "v1", True, [KEY_A], T0)
-    newer = await repo.add_consent(
+    older = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A], T0)
+    newer = await repo.consents.add_consent(
         alice.id, "cc-by-4.0", "v2", False, (KEY_A, KEY_B), T0 + timedelta(minutes=5)
     )
-    await repo.add_consent(bob.id, "cc0", "v2", True, [KEY_C], T0 + timedelta(hours=1))
+    await repo.consents.add_consent(bob.id, "cc0", "v2", True, [KEY_C], T0 + timedelta(hours=1))
 
-    latest = await repo.latest_consent(alice.id)
+    latest = await repo.consents.latest_consent(alice.id)
     assert latest == newer
     assert latest is not None
     assert latest.image_hashes == (KEY_A, KEY_B)
     assert latest.rights_confirmed is False
     assert (latest.licence, latest.terms_version, latest.style_id) == ("cc-by-4.0", "v2", None)
 
-    await repo.add_style(alice.id, "s", "<s>", newer.id, "tiny", {}, [], T0)
-    assert await repo.latest_consent(alice.id) == older
+    await repo.styles.add_style(alice.id, "s", "<s>", newer.id, "tiny", {}, [], T0)
+    assert await repo.consents.latest_consent(alice.id) == older
 
 
 async def test_add_consent_for_unknown_user_is_refused(repo: Repo) -> None:
     with pytest.raises(RecordNotFound):
-        await repo.add_consent(404, "cc0", "v1", True, [KEY_A], T0)
+        await repo.consents.add_consent(404, "cc0", "v1", True, [KEY_A], T0)
 
 
 # -- styles -------------------------------------------------------------------
@@ -301,11 +327,11 @@ async def test_add_consent_for_unknown_user_is_refused(repo: Repo) -> None:
 async def test_add_style_ties_uploads_and_consent_to_the_new_style(repo: Repo) -> None:
     alice = await user(repo)
     ups = await uploads(repo, alice, KEY_A, KEY_B)
-    extra = await repo.add_upload(alice.id, KEY_C, "later.png", 64, 64)
-    consent = await repo.add_consent(alice.id, "cc0", "v1", True, [KEY_A, KEY_B], T0)
+    extra = await repo.uploads.add_upload(alice.id, KEY_C, "later.png", 64, 64)
+    consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A, KEY_B], T0)
     settings: dict[str, object] = {"rank": 8, "lr": 1e-4, "tags": ["x", "y"], "nested": {"a": 1}}
 
-    style = await repo.add_style(
+    style = await repo.styles.add_style(
         alice.id, "ink", "<ink>", consent.id, "sd15", settings, [u.id for u in ups], T0
     )
 
@@ -320,19 +346,19 @@ async def test_add_style_ties_uploads_and_consent_to_the_new_style(repo: Repo) -
     assert (style.consent_id, style.shared_scope, style.lora_key) == (consent.id, None, None)
     assert style.train_settings == settings
     assert style.created_at == T0
-    assert await repo.get_style(style.id) == style
-    assert await repo.find_style(alice.id, "ink") == style
-    assert await repo.pending_uploads(alice.id) == [extra]
-    assert [u.id for u in await repo.style_uploads(style.id)] == [u.id for u in ups]
-    assert all(u.style_id == style.id for u in await repo.style_uploads(style.id))
-    assert await repo.latest_consent(alice.id) is None
+    assert await repo.styles.get_style(style.id) == style
+    assert await repo.styles.find_style(alice.id, "ink") == style
+    assert await repo.uploads.pending_uploads(alice.id) == [extra]
+    assert [u.id for u in await repo.uploads.style_uploads(style.id)] == [u.id for u in ups]
+    assert all(u.style_id == style.id for u in await repo.uploads.style_uploads(style.id))
+    assert await repo.consents.latest_consent(alice.id) is None
 
 
 async def test_returned_train_settings_cannot_change_the_stored_style(repo: Repo) -> None:
     alice = await user(repo)
     style = await style_for(repo, alice, "ink")
     style.train_settings["rank"] = 999
-    stored = await repo.get_style(style.id)
+    stored = await repo.styles.get_style(style.id)
     assert stored is not None
     assert stored.train_settings == {"rank": 4}
 
@@ -341,35 +367,35 @@ async def test_style_name_is_unique_per_owner_and_failure_changes_nothing(repo: 
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     first = await style_for(repo, alice, "ink")
     ups = await uploads(repo, alice, KEY_B)
-    consent = await repo.add_consent(alice.id, "cc0", "v1", True, [KEY_B], T0)
+    consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_B], T0)
 
     with pytest.raises(DuplicateStyleName) as caught:
-        await repo.add_style(alice.id, "ink", "<x>", consent.id, "tiny", {}, [ups[0].id], T0)
+        await repo.styles.add_style(alice.id, "ink", "<x>", consent.id, "tiny", {}, [ups[0].id], T0)
 
     assert caught.value.owner_id == alice.id
     assert "ink" in str(caught.value)
     assert isinstance(caught.value, DuplicateRecord)
-    assert await repo.pending_uploads(alice.id) == ups
-    assert await repo.latest_consent(alice.id) == consent
-    assert await repo.styles_named("ink") == [first]
+    assert await repo.uploads.pending_uploads(alice.id) == ups
+    assert await repo.consents.latest_consent(alice.id) == consent
+    assert await repo.styles.styles_named("ink") == [first]
 
     bobs = await style_for(repo, bob, "ink")
-    assert await repo.styles_named("ink") == [first, bobs]
-    assert await repo.find_style(bob.id, "ink") == bobs
-    assert await repo.find_style(bob.id, "other") is None
-    assert await repo.styles_named("nothing") == []
+    assert await repo.styles.styles_named("ink") == [first, bobs]
+    assert await repo.styles.find_style(bob.id, "ink") == bobs
+    assert await repo.styles.find_style(bob.id, "other") is None
+    assert await repo.styles.styles_named("nothing") == []
 
 
 async def test_add_style_refuses_consent_or_uploads_it_may_not_use(repo: Repo) -> None:
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     (alice_upload,) = await uploads(repo, alice, KEY_A)
     (bob_upload,) = await uploads(repo, bob, KEY_B)
-    alice_consent = await repo.add_consent(alice.id, "cc0", "v1", True, [KEY_A], T0)
-    bob_consent = await repo.add_consent(bob.id, "cc0", "v1", True, [KEY_B], T0)
+    alice_consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A], T0)
+    bob_consent = await repo.consents.add_consent(bob.id, "cc0", "v1", True, [KEY_B], T0)
     used = await style_for(repo, alice, "used", (KEY_C,))
 
     async def attempt(consent_id: int, upload_ids: list[int]) -> None:
-        await repo.add_style(alice.id, "new", "<n>", consent_id, "tiny", {}, upload_ids, T0)
+        await repo.styles.add_style(alice.id, "new", "<n>", consent_id, "tiny", {}, upload_ids, T0)
 
     with pytest.raises(RecordNotFound, match="consent"):
         await attempt(bob_consent.id, [alice_upload.id])
@@ -380,28 +406,28 @@ async def test_add_style_refuses_consent_or_uploads_it_may_not_use(repo: Repo) -
     with pytest.raises(RecordNotFound, match="uploads"):
         await attempt(alice_consent.id, [9999])
 
-    assert await repo.find_style(alice.id, "new") is None
-    assert await repo.pending_uploads(alice.id) == [alice_upload]
-    assert await repo.pending_uploads(bob.id) == [bob_upload]
-    assert await repo.latest_consent(alice.id) == alice_consent
+    assert await repo.styles.find_style(alice.id, "new") is None
+    assert await repo.uploads.pending_uploads(alice.id) == [alice_upload]
+    assert await repo.uploads.pending_uploads(bob.id) == [bob_upload]
+    assert await repo.consents.latest_consent(alice.id) == alice_consent
 
 
 async def test_candidate_styles_are_own_same_scope_and_public(repo: Repo) -> None:
     alice, bob, carol = await user(repo, "alice"), await user(repo, "bob"), await user(repo, "c")
     own = await style_for(repo, alice, "own")
     own_public = await style_for(repo, alice, "own-public")
-    await repo.set_style_visibility(own_public.id, Visibility.PUBLIC)
+    await repo.styles.set_style_visibility(own_public.id, Visibility.PUBLIC)
     bob_private = await style_for(repo, bob, "private")
     here = await style_for(repo, bob, "here")
-    await repo.set_style_visibility(here.id, Visibility.SERVER, "discord:1")
+    await repo.styles.set_style_visibility(here.id, Visibility.SERVER, "discord:1")
     elsewhere = await style_for(repo, carol, "elsewhere")
-    await repo.set_style_visibility(elsewhere.id, Visibility.SERVER, "discord:2")
+    await repo.styles.set_style_visibility(elsewhere.id, Visibility.SERVER, "discord:2")
     public = await style_for(repo, carol, "public")
-    await repo.set_style_visibility(public.id, Visibility.PUBLIC)
+    await repo.styles.set_style_visibility(public.id, Visibility.PUBLIC)
 
-    in_server = await repo.candidate_styles(alice.id, "discord:1")
-    in_dm = await repo.candidate_styles(alice.id, None)
-    for_bob = await repo.candidate_styles(bob.id, "discord:2")
+    in_server = await repo.styles.candidate_styles(alice.id, "discord:1")
+    in_dm = await repo.styles.candidate_styles(alice.id, None)
+    for_bob = await repo.styles.candidate_styles(bob.id, "discord:2")
 
     assert [s.id for s in in_server] == [own.id, own_public.id, here.id, public.id]
     assert [s.id for s in in_dm] == [own.id, own_public.id, public.id]
@@ -420,15 +446,15 @@ async def test_set_style_visibility_needs_a_scope_exactly_for_server(repo: Repo)
     alice = await user(repo)
     style = await style_for(repo, alice, "ink")
     with pytest.raises(ValueError, match="shared_scope"):
-        await repo.set_style_visibility(style.id, Visibility.SERVER)
+        await repo.styles.set_style_visibility(style.id, Visibility.SERVER)
     with pytest.raises(ValueError, match="shared_scope"):
-        await repo.set_style_visibility(style.id, Visibility.PUBLIC, "discord:1")
+        await repo.styles.set_style_visibility(style.id, Visibility.PUBLIC, "discord:1")
     with pytest.raises(RecordNotFound):
-        await repo.set_style_visibility(9999, Visibility.PUBLIC)
+        await repo.styles.set_style_visibility(9999, Visibility.PUBLIC)
 
-    await repo.set_style_visibility(style.id, Visibility.SERVER, "discord:1")
-    await repo.set_style_visibility(style.id, Visibility.PRIVATE)
-    stored = await repo.get_style(style.id)
+    await repo.styles.set_style_visibility(style.id, Visibility.SERVER, "discord:1")
+    await repo.styles.set_style_visibility(style.id, Visibility.PRIVATE)
+    stored = await repo.styles.get_style(style.id)
     assert stored is not None
     assert (stored.visibility, stored.shared_scope) == (Visibility.PRIVATE, None)
 
@@ -437,20 +463,20 @@ async def test_set_style_status_keeps_the_lora_key_unless_given(repo: Repo) -> N
     alice = await user(repo)
     style = await style_for(repo, alice, "ink")
 
-    await repo.set_style_status(style.id, StyleStatus.READY, KEY_B)
-    ready = await repo.get_style(style.id)
-    await repo.set_style_status(style.id, StyleStatus.FAILED)
-    failed = await repo.get_style(style.id)
+    await repo.styles.set_style_status(style.id, StyleStatus.READY, KEY_B)
+    ready = await repo.styles.get_style(style.id)
+    await repo.styles.set_style_status(style.id, StyleStatus.FAILED)
+    failed = await repo.styles.get_style(style.id)
 
     assert ready is not None
     assert failed is not None
     assert (ready.status, ready.lora_key) == (StyleStatus.READY, KEY_B)
     assert (failed.status, failed.lora_key) == (StyleStatus.FAILED, KEY_B)
     with pytest.raises(RecordNotFound):
-        await repo.set_style_status(9999, StyleStatus.READY)
+        await repo.styles.set_style_status(9999, StyleStatus.READY)
     with pytest.raises(ValueError, match="bogus"):
-        await repo.set_style_status(style.id, "bogus")  # type: ignore[arg-type]
-    assert await repo.get_style(9999) is None
+        await repo.styles.set_style_status(style.id, "bogus")  # type: ignore[arg-type]
+    assert await repo.styles.get_style(9999) is None
 
 
 # -- jobs ---------------------------------------------------------------------
@@ -461,8 +487,8 @@ async def test_add_job_is_queued_and_keeps_its_origin(repo: Repo) -> None:
     style = await style_for(repo, alice, "ink")
     origin = requester("alice", server="guild1")
 
-    job = await repo.add_job("job-1", "train", alice.id, origin, T0, style.id)
-    dm_job = await repo.add_job("job-2", "generate", alice.id, requester("a", None), T0)
+    job = await repo.jobs.add_job("job-1", "train", alice.id, origin, T0, style.id)
+    dm_job = await repo.jobs.add_job("job-2", "generate", alice.id, requester("a", None), T0)
 
     assert job.status is JobStatus.QUEUED
     assert (job.kind, job.user_id, job.style_id) == ("train", alice.id, style.id)
@@ -470,35 +496,35 @@ async def test_add_job_is_queued_and_keeps_its_origin(repo: Repo) -> None:
     assert job.created_at == job.updated_at == T0
     assert job.origin == origin
     assert job.origin.scope == "discord:guild1"
-    assert await repo.get_job("job-1") == job
-    fetched_dm = await repo.get_job("job-2")
+    assert await repo.jobs.get_job("job-1") == job
+    fetched_dm = await repo.jobs.get_job("job-2")
     assert fetched_dm == dm_job
     assert fetched_dm is not None
     assert fetched_dm.origin.server_id is None
-    assert await repo.get_job("nope") is None
+    assert await repo.jobs.get_job("nope") is None
 
 
 async def test_add_job_refuses_duplicates_and_unknown_references(repo: Repo) -> None:
     alice = await user(repo)
-    await repo.add_job("job-1", "generate", alice.id, requester(), T0)
+    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
     with pytest.raises(DuplicateRecord):
-        await repo.add_job("job-1", "generate", alice.id, requester(), T0)
+        await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
     with pytest.raises(RecordNotFound):
-        await repo.add_job("job-2", "generate", 404, requester(), T0)
+        await repo.jobs.add_job("job-2", "generate", 404, requester(), T0)
     with pytest.raises(RecordNotFound):
-        await repo.add_job("job-3", "train", alice.id, requester(), T0, style_id=404)
-    assert [j.id for j in await repo.active_jobs()] == ["job-1"]
+        await repo.jobs.add_job("job-3", "train", alice.id, requester(), T0, style_id=404)
+    assert [j.id for j in await repo.jobs.active_jobs()] == ["job-1"]
 
 
 async def test_update_job_changes_only_what_it_is_given(repo: Repo) -> None:
     alice = await user(repo)
-    await repo.add_job("job-1", "train", alice.id, requester(), T0)
+    await repo.jobs.add_job("job-1", "train", alice.id, requester(), T0)
     t1, t2 = T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)
 
-    await repo.update_job("job-1", JobStatus.RUNNING, t1, step=3, total=100)
-    running = await repo.get_job("job-1")
-    await repo.update_job("job-1", JobStatus.FAILED, t2, error="out of memory")
-    failed = await repo.get_job("job-1")
+    await repo.jobs.update_job("job-1", JobStatus.RUNNING, t1, step=3, total=100)
+    running = await repo.jobs.get_job("job-1")
+    await repo.jobs.update_job("job-1", JobStatus.FAILED, t2, error="out of memory")
+    failed = await repo.jobs.get_job("job-1")
 
     assert running is not None
     assert failed is not None
@@ -518,26 +544,26 @@ async def test_update_job_changes_only_what_it_is_given(repo: Repo) -> None:
     assert failed.updated_at == t2
     assert failed.created_at == T0
     with pytest.raises(RecordNotFound):
-        await repo.update_job("nope", JobStatus.RUNNING, t2)
+        await repo.jobs.update_job("nope", JobStatus.RUNNING, t2)
 
 
 async def test_active_jobs_are_unfinished_oldest_first_optionally_per_user(repo: Repo) -> None:
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
-    await repo.add_job("late", "generate", alice.id, requester(), T0 + timedelta(minutes=2))
-    await repo.add_job("early", "generate", bob.id, requester(), T0)
-    await repo.add_job("tie-1", "generate", alice.id, requester(), T0 + timedelta(minutes=1))
-    await repo.add_job("tie-2", "generate", bob.id, requester(), T0 + timedelta(minutes=1))
+    await repo.jobs.add_job("late", "generate", alice.id, requester(), T0 + timedelta(minutes=2))
+    await repo.jobs.add_job("early", "generate", bob.id, requester(), T0)
+    await repo.jobs.add_job("tie-1", "generate", alice.id, requester(), T0 + timedelta(minutes=1))
+    await repo.jobs.add_job("tie-2", "generate", bob.id, requester(), T0 + timedelta(minutes=1))
     for done, status in [("x1", JobStatus.FINISHED), ("x2", JobStatus.FAILED)]:
-        await repo.add_job(done, "generate", alice.id, requester(), T0)
-        await repo.update_job(done, status, T0)
-    await repo.add_job("x3", "generate", bob.id, requester(), T0)
-    await repo.update_job("x3", JobStatus.CANCELLED, T0)
-    await repo.update_job("late", JobStatus.RUNNING, T0 + timedelta(minutes=3))
+        await repo.jobs.add_job(done, "generate", alice.id, requester(), T0)
+        await repo.jobs.update_job(done, status, T0)
+    await repo.jobs.add_job("x3", "generate", bob.id, requester(), T0)
+    await repo.jobs.update_job("x3", JobStatus.CANCELLED, T0)
+    await repo.jobs.update_job("late", JobStatus.RUNNING, T0 + timedelta(minutes=3))
 
-    assert [j.id for j in await repo.active_jobs()] == ["early", "tie-1", "tie-2", "late"]
-    assert [j.id for j in await repo.active_jobs(alice.id)] == ["tie-1", "late"]
-    assert [j.id for j in await repo.active_jobs(bob.id)] == ["early", "tie-2"]
-    assert await repo.active_jobs(9999) == []
+    assert [j.id for j in await repo.jobs.active_jobs()] == ["early", "tie-1", "tie-2", "late"]
+    assert [j.id for j in await repo.jobs.active_jobs(alice.id)] == ["tie-1", "late"]
+    assert [j.id for j in await repo.jobs.active_jobs(bob.id)] == ["early", "tie-2"]
+    assert await repo.jobs.active_jobs(9999) == []
 
 
 # -- outputs ------------------------------------------------------------------
@@ -546,42 +572,46 @@ async def test_active_jobs_are_unfinished_oldest_first_optionally_per_user(repo:
 async def test_outputs_are_stored_in_order_and_get_their_blob_later(repo: Repo) -> None:
     alice = await user(repo)
     style = await style_for(repo, alice, "ink")
-    await repo.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
-    await repo.add_job("job-2", "generate", alice.id, requester(), T0)
+    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
+    await repo.jobs.add_job("job-2", "generate", alice.id, requester(), T0)
     batch = [output(f"out-{n}", "job-1", alice, style.id) for n in (3, 1, 2)]
 
-    await repo.add_outputs(batch)
-    await repo.add_outputs([output("other", "job-2", alice)])
+    await repo.outputs.add_outputs(batch)
+    await repo.outputs.add_outputs([output("other", "job-2", alice)])
 
-    assert await repo.job_outputs("job-1") == batch
-    assert await repo.get_output("out-1") == batch[1]
+    assert await repo.outputs.job_outputs("job-1") == batch
+    assert await repo.outputs.get_output("out-1") == batch[1]
     assert batch[1].blob_key is None
-    assert await repo.get_output("missing") is None
+    assert await repo.outputs.get_output("missing") is None
 
-    await repo.set_output_blob("out-1", KEY_C, seed=2**63 - 1)
-    finished = await repo.get_output("out-1")
+    await repo.outputs.set_output_blob("out-1", KEY_C, seed=2**63 - 1)
+    finished = await repo.outputs.get_output("out-1")
     assert finished is not None
     assert (finished.blob_key, finished.seed) == (KEY_C, 2**63 - 1)
     assert (finished.prompt, finished.guidance, finished.style_id) == ("a cat", 7.5, style.id)
-    assert [o.id for o in await repo.job_outputs("job-2")] == ["other"]
+    assert [o.id for o in await repo.outputs.job_outputs("job-2")] == ["other"]
     with pytest.raises(RecordNotFound):
-        await repo.set_output_blob("missing", KEY_C, 1)
+        await repo.outputs.set_output_blob("missing", KEY_C, 1)
     with pytest.raises(ValueError, match="64-bit"):
-        await repo.set_output_blob("out-1", KEY_C, 2**64 - 1)
+        await repo.outputs.set_output_blob("out-1", KEY_C, 2**64 - 1)
 
 
 async def test_add_outputs_is_all_or_nothing(repo: Repo) -> None:
     alice = await user(repo)
-    await repo.add_job("job-1", "generate", alice.id, requester(), T0)
-    await repo.add_outputs([output("taken", "job-1", alice)])
+    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
+    await repo.outputs.add_outputs([output("taken", "job-1", alice)])
 
     with pytest.raises(DuplicateRecord):
-        await repo.add_outputs([output("fresh", "job-1", alice), output("taken", "job-1", alice)])
+        await repo.outputs.add_outputs(
+            [output("fresh", "job-1", alice), output("taken", "job-1", alice)]
+        )
     with pytest.raises(RecordNotFound):
-        await repo.add_outputs([output("fresh", "job-1", alice), output("x", "no-job", alice)])
+        await repo.outputs.add_outputs(
+            [output("fresh", "job-1", alice), output("x", "no-job", alice)]
+        )
 
-    assert await repo.get_output("fresh") is None
-    assert [o.id for o in await repo.job_outputs("job-1")] == ["taken"]
+    assert await repo.outputs.get_output("fresh") is None
+    assert [o.id for o in await repo.outputs.job_outputs("job-1")] == ["taken"]
 
 
 # -- times --------------------------------------------------------------------
@@ -592,10 +622,10 @@ async def test_times_come_back_as_aware_utc_and_naive_ones_are_refused(repo: Rep
     plus_two = timezone(timedelta(hours=2))
     local = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=plus_two)
 
-    consent = await repo.add_consent(alice.id, "cc0", "v1", True, [KEY_A], local)
-    job = await repo.add_job("job-1", "generate", alice.id, requester(), local)
-    stored = await repo.latest_consent(alice.id)
-    stored_job = await repo.get_job("job-1")
+    consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A], local)
+    job = await repo.jobs.add_job("job-1", "generate", alice.id, requester(), local)
+    stored = await repo.consents.latest_consent(alice.id)
+    stored_job = await repo.jobs.get_job("job-1")
 
     assert stored is not None
     assert stored_job is not None
@@ -603,8 +633,8 @@ async def test_times_come_back_as_aware_utc_and_naive_ones_are_refused(repo: Rep
         assert moment == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
         assert moment.utcoffset() == timedelta(0)
     with pytest.raises(ValueError, match="naive"):
-        await repo.add_job("job-2", "generate", alice.id, requester(), datetime(2024, 1, 1))
-    assert await repo.get_job("job-2") is None
+        await repo.jobs.add_job("job-2", "generate", alice.id, requester(), datetime(2024, 1, 1))
+    assert await repo.jobs.get_job("job-2") is None
 
 
 # -- transactions -------------------------------------------------------------
@@ -618,10 +648,10 @@ async def test_transaction_commits_all_writes_together(repo: Repo) -> None:
     async with repo.transaction():
         alice = await user(repo)
         style = await style_for(repo, alice, "ink")
-        await repo.add_job("job-1", "train", alice.id, requester(), T0, style.id)
+        await repo.jobs.add_job("job-1", "train", alice.id, requester(), T0, style.id)
 
-    assert await repo.get_style(style.id) == style
-    assert await repo.get_job("job-1") is not None
+    assert await repo.styles.get_style(style.id) == style
+    assert await repo.jobs.get_job("job-1") is not None
 
 
 async def test_transaction_rolls_back_everything_on_error(repo: Repo) -> None:
@@ -633,21 +663,21 @@ async def test_transaction_rolls_back_everything_on_error(repo: Repo) -> None:
             alice = await user(repo, "alice")
             made.append(alice)
             await style_for(repo, alice, "ink")
-            await repo.add_job("job-1", "train", alice.id, requester(), T0)
-            await repo.add_upload(bob.id, KEY_B, "b.png", 1, 1)
+            await repo.jobs.add_job("job-1", "train", alice.id, requester(), T0)
+            await repo.uploads.add_upload(bob.id, KEY_B, "b.png", 1, 1)
             raise Boom
 
     with pytest.raises(Boom):
         await doomed()
 
-    assert await repo.get_user(made[0].id) is None
-    assert await repo.styles_named("ink") == []
-    assert await repo.get_job("job-1") is None
-    assert await repo.pending_uploads(bob.id) == []
-    assert await repo.get_user(bob.id) == bob
+    assert await repo.users.get_user(made[0].id) is None
+    assert await repo.styles.styles_named("ink") == []
+    assert await repo.jobs.get_job("job-1") is None
+    assert await repo.uploads.pending_uploads(bob.id) == []
+    assert await repo.users.get_user(bob.id) == bob
     # The repository is still usable, and ids freed by the rollback are fine to reuse.
     again = await user(repo, "alice")
-    assert await repo.get_user(again.id) == again
+    assert await repo.users.get_user(again.id) == again
 
 
 async def test_nested_failure_undoes_only_the_inner_part(repo: Repo) -> None:
@@ -666,13 +696,13 @@ async def test_nested_failure_undoes_only_the_inner_part(repo: Repo) -> None:
         # A writing method that fails inside a transaction undoes only itself.
         with pytest.raises(DuplicateStyleName):
             await style_for(repo, alice, "ink", (KEY_B,))
-        await repo.add_job("job-1", "generate", alice.id, requester(), T0)
+        await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
 
-    assert await repo.get_user(ghosts[0].id) is None
-    assert await repo.get_user(alice.id) == alice
-    assert len(await repo.styles_named("ink")) == 1
-    assert [u.blob_key for u in await repo.pending_uploads(alice.id)] == [KEY_B]
-    assert await repo.get_job("job-1") is not None
+    assert await repo.users.get_user(ghosts[0].id) is None
+    assert await repo.users.get_user(alice.id) == alice
+    assert len(await repo.styles.styles_named("ink")) == 1
+    assert [u.blob_key for u in await repo.uploads.pending_uploads(alice.id)] == [KEY_B]
+    assert await repo.jobs.get_job("job-1") is not None
 
 
 async def test_other_coroutines_never_see_or_lose_to_an_open_transaction(repo: Repo) -> None:
@@ -682,7 +712,7 @@ async def test_other_coroutines_never_see_or_lose_to_an_open_transaction(repo: R
 
     async def failing() -> None:
         async with repo.transaction():
-            await repo.add_upload(alice.id, KEY_A, "doomed.png", 1, 1)
+            await repo.uploads.add_upload(alice.id, KEY_A, "doomed.png", 1, 1)
             inside.set()
             for _ in range(5):
                 await asyncio.sleep(0)
@@ -690,18 +720,18 @@ async def test_other_coroutines_never_see_or_lose_to_an_open_transaction(repo: R
 
     async def reader() -> None:
         await inside.wait()
-        seen.append(await repo.pending_uploads(alice.id))
+        seen.append(await repo.uploads.pending_uploads(alice.id))
 
     async def writer() -> None:
         await inside.wait()
-        await repo.add_upload(alice.id, KEY_B, "kept.png", 1, 1)
+        await repo.uploads.add_upload(alice.id, KEY_B, "kept.png", 1, 1)
 
     results = await asyncio.gather(failing(), reader(), writer(), return_exceptions=True)
 
     assert isinstance(results[0], Boom)
     assert results[1:] == [None, None]
     assert [u.display_name for u in seen[0]] in ([], ["kept.png"])
-    assert [u.display_name for u in await repo.pending_uploads(alice.id)] == ["kept.png"]
+    assert [u.display_name for u in await repo.uploads.pending_uploads(alice.id)] == ["kept.png"]
 
 
 async def test_concurrent_transactions_do_not_mix(repo: Repo) -> None:
@@ -710,7 +740,7 @@ async def test_concurrent_transactions_do_not_mix(repo: Repo) -> None:
     async def work(n: int) -> None:
         async with repo.transaction():
             for key in (KEY_A, KEY_B, KEY_C):
-                await repo.add_upload(owners[n].id, key, f"{n}.png", 1, 1)
+                await repo.uploads.add_upload(owners[n].id, key, f"{n}.png", 1, 1)
                 await asyncio.sleep(0)
             if n % 2:
                 raise Boom
@@ -718,7 +748,7 @@ async def test_concurrent_transactions_do_not_mix(repo: Repo) -> None:
     results = await asyncio.gather(*(work(n) for n in range(8)), return_exceptions=True)
 
     for n, result in enumerate(results):
-        pending = await repo.pending_uploads(owners[n].id)
+        pending = await repo.uploads.pending_uploads(owners[n].id)
         if n % 2:
             assert isinstance(result, Boom)
             assert pending == []
@@ -730,10 +760,12 @@ async def test_concurrent_transactions_do_not_mix(repo: Repo) -> None:
 async def test_many_concurrent_writes_all_land_with_distinct_ids(repo: Repo) -> None:
     alice = await user(repo)
     made = await asyncio.gather(
-        *(repo.add_upload(alice.id, KEY_A, f"{n}.png", 1, 1) for n in range(50))
+        *(repo.uploads.add_upload(alice.id, KEY_A, f"{n}.png", 1, 1) for n in range(50))
     )
     assert len({u.id for u in made}) == 50
-    assert sorted(u.id for u in await repo.pending_uploads(alice.id)) == sorted(u.id for u in made)
+    assert sorted(u.id for u in await repo.uploads.pending_uploads(alice.id)) == sorted(
+        u.id for u in made
+    )
 
 
 async def test_a_cancelled_transaction_rolls_back_and_frees_the_repository(repo: Repo) -> None:
@@ -742,7 +774,7 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_repository(repo:
 
     async def slow() -> None:
         async with repo.transaction():
-            await repo.add_upload(alice.id, KEY_A, "cancelled.png", 1, 1)
+            await repo.uploads.add_upload(alice.id, KEY_A, "cancelled.png", 1, 1)
             started.set()
             await asyncio.sleep(60)
 
@@ -753,9 +785,9 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_repository(repo:
         await task
 
     async with asyncio.timeout(5):
-        assert await repo.pending_uploads(alice.id) == []
-        await repo.add_upload(alice.id, KEY_B, "after.png", 1, 1)
-    assert [u.display_name for u in await repo.pending_uploads(alice.id)] == ["after.png"]
+        assert await repo.uploads.pending_uploads(alice.id) == []
+        await repo.uploads.add_upload(alice.id, KEY_B, "after.png", 1, 1)
+    assert [u.display_name for u in await repo.uploads.pending_uploads(alice.id)] == ["after.png"]
 
 
 # -- durability ---------------------------------------------------------------
@@ -764,102 +796,104 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_repository(repo:
 async def test_everything_survives_a_reopen(backend: Backend, repo: Repo) -> None:
     alice = await user(repo)
     style = await style_for(repo, alice, "ink")
-    await repo.set_style_visibility(style.id, Visibility.SERVER, "discord:1")
-    await repo.set_style_status(style.id, StyleStatus.READY, KEY_B)
+    await repo.styles.set_style_visibility(style.id, Visibility.SERVER, "discord:1")
+    await repo.styles.set_style_status(style.id, StyleStatus.READY, KEY_B)
     (pending,) = await uploads(repo, alice, KEY_C)
-    consent = await repo.add_consent(alice.id, "cc0", "v1", True, [KEY_C], T0)
-    job = await repo.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
-    await repo.update_job("job-1", JobStatus.RUNNING, T0, step=1, total=2)
-    await repo.add_outputs([output("out-1", "job-1", alice, style.id)])
-    await repo.set_output_blob("out-1", KEY_A, 99)
+    consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_C], T0)
+    job = await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
+    await repo.jobs.update_job("job-1", JobStatus.RUNNING, T0, step=1, total=2)
+    await repo.outputs.add_outputs([output("out-1", "job-1", alice, style.id)])
+    await repo.outputs.set_output_blob("out-1", KEY_A, 99)
     before = (
-        await repo.get_user(alice.id),
-        await repo.get_style(style.id),
-        await repo.style_uploads(style.id),
-        await repo.get_job(job.id),
-        await repo.job_outputs(job.id),
+        await repo.users.get_user(alice.id),
+        await repo.styles.get_style(style.id),
+        await repo.uploads.style_uploads(style.id),
+        await repo.jobs.get_job(job.id),
+        await repo.outputs.job_outputs(job.id),
     )
 
     reopened = await backend.reopen(repo)
 
     after = (
-        await reopened.get_user(alice.id),
-        await reopened.get_style(style.id),
-        await reopened.style_uploads(style.id),
-        await reopened.get_job(job.id),
-        await reopened.job_outputs(job.id),
+        await reopened.users.get_user(alice.id),
+        await reopened.styles.get_style(style.id),
+        await reopened.uploads.style_uploads(style.id),
+        await reopened.jobs.get_job(job.id),
+        await reopened.outputs.job_outputs(job.id),
     )
     assert after == before
-    assert await reopened.pending_uploads(alice.id) == [pending]
-    assert await reopened.latest_consent(alice.id) == consent
-    assert [s.id for s in await reopened.candidate_styles(alice.id, None)] == [style.id]
-    assert [j.id for j in await reopened.active_jobs()] == ["job-1"]
+    assert await reopened.uploads.pending_uploads(alice.id) == [pending]
+    assert await reopened.consents.latest_consent(alice.id) == consent
+    assert [s.id for s in await reopened.styles.candidate_styles(alice.id, None)] == [style.id]
+    assert [j.id for j in await reopened.jobs.active_jobs()] == ["job-1"]
 
 
 async def test_delete_style_removes_its_records_and_returns_their_blobs(repo: Repo) -> None:
     alice = await user(repo)
     style = await style_for(repo, alice, "ink", (KEY_A, KEY_B))
-    await repo.set_style_status(style.id, StyleStatus.READY, lora_key=KEY_C)
-    await repo.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
-    await repo.add_outputs([output("out-1", "job-1", alice, style.id)])
-    await repo.set_output_blob("out-1", "d" * 64, 7)
+    await repo.styles.set_style_status(style.id, StyleStatus.READY, lora_key=KEY_C)
+    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
+    await repo.outputs.add_outputs([output("out-1", "job-1", alice, style.id)])
+    await repo.outputs.set_output_blob("out-1", "d" * 64, 7)
     other = await style_for(repo, alice, "kept", (KEY_A,))  # shares KEY_A's content
 
-    keys = await repo.delete_style(style.id)
+    keys = await repo.styles.delete_style(style.id)
 
     assert keys == sorted({KEY_A, KEY_B, KEY_C, "d" * 64})
-    assert await repo.get_style(style.id) is None
-    assert await repo.get_output("out-1") is None
-    assert await repo.style_uploads(style.id) == []
-    job = await repo.get_job("job-1")
+    assert await repo.styles.get_style(style.id) is None
+    assert await repo.outputs.get_output("out-1") is None
+    assert await repo.uploads.style_uploads(style.id) == []
+    job = await repo.jobs.get_job("job-1")
     assert job is not None
     assert job.style_id is None
-    assert await repo.latest_consent(alice.id) is None  # its consent went with it
+    assert await repo.consents.latest_consent(alice.id) is None  # its consent went with it
     # Only what nothing else uses is safe to delete: the other style keeps KEY_A.
     assert await repo.unreferenced_blob_keys(keys) == {KEY_B, KEY_C, "d" * 64}
-    assert await repo.get_style(other.id) is not None
+    assert await repo.styles.get_style(other.id) is not None
     with pytest.raises(RecordNotFound):
-        await repo.delete_style(style.id)
+        await repo.styles.delete_style(style.id)
 
 
 async def test_delete_output_removes_one_record_and_returns_its_blob(repo: Repo) -> None:
     alice = await user(repo)
-    await repo.add_job("job-1", "generate", alice.id, requester(), T0)
-    await repo.add_outputs([output("out-1", "job-1", alice), output("out-2", "job-1", alice)])
-    await repo.set_output_blob("out-1", KEY_A, 5)
+    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
+    await repo.outputs.add_outputs(
+        [output("out-1", "job-1", alice), output("out-2", "job-1", alice)]
+    )
+    await repo.outputs.set_output_blob("out-1", KEY_A, 5)
 
-    assert await repo.delete_output("out-1") == KEY_A
-    assert await repo.delete_output("out-2") is None
-    assert await repo.get_output("out-1") is None
-    assert await repo.job_outputs("job-1") == []
+    assert await repo.outputs.delete_output("out-1") == KEY_A
+    assert await repo.outputs.delete_output("out-2") is None
+    assert await repo.outputs.get_output("out-1") is None
+    assert await repo.outputs.job_outputs("job-1") == []
     with pytest.raises(RecordNotFound):
-        await repo.delete_output("out-1")
+        await repo.outputs.delete_output("out-1")
 
 
 # -- erasure --------------------------------------------------------------------
 
 
 async def test_find_user_finds_without_creating(repo: Repo) -> None:
-    assert await repo.find_user("discord", "id-alice") is None
+    assert await repo.users.find_user("discord", "id-alice") is None
     alice = await user(repo)
-    assert await repo.find_user("discord", "id-alice") == alice
-    assert await repo.find_user("telegram", "id-alice") is None
-    assert await repo.find_user("discord", "id-nobody") is None
-    assert await repo.get_user(alice.id + 1) is None  # nothing else was made
+    assert await repo.users.find_user("discord", "id-alice") == alice
+    assert await repo.users.find_user("telegram", "id-alice") is None
+    assert await repo.users.find_user("discord", "id-nobody") is None
+    assert await repo.users.get_user(alice.id + 1) is None  # nothing else was made
 
 
 async def test_user_and_style_outputs_are_by_maker_and_by_style(repo: Repo) -> None:
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     ink = await style_for(repo, alice, "ink")
-    await repo.add_job("job-a", "generate", alice.id, requester("a"), T0)
-    await repo.add_job("job-b", "generate", bob.id, requester("b"), T0, ink.id)
-    await repo.add_outputs([output("a-1", "job-a", alice), output("a-2", "job-a", alice)])
-    await repo.add_outputs([output("b-1", "job-b", bob, ink.id)])
+    await repo.jobs.add_job("job-a", "generate", alice.id, requester("a"), T0)
+    await repo.jobs.add_job("job-b", "generate", bob.id, requester("b"), T0, ink.id)
+    await repo.outputs.add_outputs([output("a-1", "job-a", alice), output("a-2", "job-a", alice)])
+    await repo.outputs.add_outputs([output("b-1", "job-b", bob, ink.id)])
 
-    assert [o.id for o in await repo.user_outputs(alice.id)] == ["a-1", "a-2"]
-    assert [o.id for o in await repo.user_outputs(bob.id)] == ["b-1"]
-    assert [o.id for o in await repo.style_outputs(ink.id)] == ["b-1"]
-    assert await repo.style_outputs(ink.id + 1) == []
+    assert [o.id for o in await repo.outputs.user_outputs(alice.id)] == ["a-1", "a-2"]
+    assert [o.id for o in await repo.outputs.user_outputs(bob.id)] == ["b-1"]
+    assert [o.id for o in await repo.outputs.style_outputs(ink.id)] == ["b-1"]
+    assert await repo.outputs.style_outputs(ink.id + 1) == []
 
 
 async def test_erase_user_removes_every_remaining_record_and_returns_their_blobs(
@@ -868,29 +902,29 @@ async def test_erase_user_removes_every_remaining_record_and_returns_their_blobs
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     sea = await style_for(repo, bob, "sea", (KEY_A,))
     await uploads(repo, alice, KEY_A, KEY_B)  # waiting; KEY_A is also Bob's
-    await repo.add_consent(alice.id, "cc0-1.0", "v1", True, [KEY_A, KEY_B], T0)
-    await repo.add_job("job-a", "generate", alice.id, requester("a"), T0, sea.id)
-    await repo.add_outputs([output("a-1", "job-a", alice, sea.id)])
-    await repo.set_output_blob("a-1", KEY_C, 3)
-    await repo.add_job("job-b", "generate", bob.id, requester("b"), T0, sea.id)
-    await repo.add_outputs([output("b-1", "job-b", bob, sea.id)])
+    await repo.consents.add_consent(alice.id, "cc0-1.0", "v1", True, [KEY_A, KEY_B], T0)
+    await repo.jobs.add_job("job-a", "generate", alice.id, requester("a"), T0, sea.id)
+    await repo.outputs.add_outputs([output("a-1", "job-a", alice, sea.id)])
+    await repo.outputs.set_output_blob("a-1", KEY_C, 3)
+    await repo.jobs.add_job("job-b", "generate", bob.id, requester("b"), T0, sea.id)
+    await repo.outputs.add_outputs([output("b-1", "job-b", bob, sea.id)])
 
-    keys = await repo.erase_user(alice.id)
+    keys = await repo.users.erase_user(alice.id)
 
     assert keys == [KEY_A, KEY_B, KEY_C]
-    assert await repo.get_user(alice.id) is None
-    assert await repo.find_user("discord", "id-alice") is None
-    assert await repo.pending_uploads(alice.id) == []
-    assert await repo.latest_consent(alice.id) is None
-    assert await repo.get_job("job-a") is None
-    assert await repo.user_outputs(alice.id) == []
+    assert await repo.users.get_user(alice.id) is None
+    assert await repo.users.find_user("discord", "id-alice") is None
+    assert await repo.uploads.pending_uploads(alice.id) == []
+    assert await repo.consents.latest_consent(alice.id) is None
+    assert await repo.jobs.get_job("job-a") is None
+    assert await repo.outputs.user_outputs(alice.id) == []
     assert await repo.unreferenced_blob_keys(keys) == {KEY_B, KEY_C}  # Bob still uses A
     # Bob's records are whole.
-    assert await repo.get_style(sea.id) is not None
-    assert [o.id for o in await repo.user_outputs(bob.id)] == ["b-1"]
-    assert await repo.get_job("job-b") is not None
+    assert await repo.styles.get_style(sea.id) is not None
+    assert [o.id for o in await repo.outputs.user_outputs(bob.id)] == ["b-1"]
+    assert await repo.jobs.get_job("job-b") is not None
     with pytest.raises(RecordNotFound):
-        await repo.erase_user(alice.id)
+        await repo.users.erase_user(alice.id)
 
 
 async def test_erase_user_refuses_while_they_own_a_style_and_changes_nothing(
@@ -899,12 +933,12 @@ async def test_erase_user_refuses_while_they_own_a_style_and_changes_nothing(
     alice = await user(repo)
     ink = await style_for(repo, alice, "ink")
     pending = await uploads(repo, alice, KEY_B)
-    await repo.add_job("job-a", "train", alice.id, requester("a"), T0, ink.id)
+    await repo.jobs.add_job("job-a", "train", alice.id, requester("a"), T0, ink.id)
 
     with pytest.raises(RepositoryError):
-        await repo.erase_user(alice.id)
+        await repo.users.erase_user(alice.id)
 
-    assert await repo.get_user(alice.id) == alice
-    assert await repo.pending_uploads(alice.id) == pending
-    assert await repo.get_job("job-a") is not None
-    assert await repo.get_style(ink.id) is not None
+    assert await repo.users.get_user(alice.id) == alice
+    assert await repo.uploads.pending_uploads(alice.id) == pending
+    assert await repo.jobs.get_job("job-a") is not None
+    assert await repo.styles.get_style(ink.id) is not None

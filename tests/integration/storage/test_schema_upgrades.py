@@ -16,9 +16,8 @@ from tests.support.schema_fixtures import FIXTURES, IMAGE, LORA, RELEASES, SHA_A
 
 from stylebot.bot.core.ledger import verify_chain
 from stylebot.bot.core.model import JobStatus, StyleStatus, Visibility
-from stylebot.storage import SqliteRepository
+from stylebot.storage import SqliteUnitOfWork
 from stylebot.storage.database import load_migrations
-from stylebot.storage.ledger import SqliteConsentLedger
 
 RELEASED = sorted(FIXTURES.glob("*.sqlite"))
 
@@ -53,41 +52,41 @@ async def test_a_released_database_upgrades_with_its_rows(released: Path, tmp_pa
     path = tmp_path / "stylebot.sqlite"
     shutil.copy(released, path)
 
-    repo = await SqliteRepository.open(path)
+    repo = await SqliteUnitOfWork.open(path)
     try:
-        alice = await repo.find_user("discord", "1001")
-        bob = await repo.find_user("telegram", "2002")
+        alice = await repo.users.find_user("discord", "1001")
+        bob = await repo.users.find_user("telegram", "2002")
         assert alice is not None
         assert bob is not None
         assert alice.display_name == "Alice"
 
-        ink = await repo.find_style(alice.id, "ink")
+        ink = await repo.styles.find_style(alice.id, "ink")
         assert ink is not None
         assert ink.status is StyleStatus.READY
         assert ink.visibility is Visibility.SERVER
         assert ink.lora_key == LORA
-        assert [u.blob_key for u in await repo.style_uploads(ink.id)] != []
-        assert [u.blob_key for u in await repo.pending_uploads(bob.id)] == [SHA_A]
+        assert [u.blob_key for u in await repo.uploads.style_uploads(ink.id)] != []
+        assert [u.blob_key for u in await repo.uploads.pending_uploads(bob.id)] == [SHA_A]
 
-        outputs = await repo.user_outputs(alice.id)
+        outputs = await repo.outputs.user_outputs(alice.id)
         assert [(o.prompt, o.seed, o.blob_key) for o in outputs] == [
             ("a lighthouse sbt ink", 42, IMAGE)
         ]
-        job = await repo.get_job("generate-1")
+        job = await repo.jobs.get_job("generate-1")
         assert job is not None
         assert job.status is JobStatus.FINISHED
-        assert await repo.active_jobs() == []
+        assert await repo.jobs.active_jobs() == []
         # Keys still in use are not handed out for deletion after the upgrade.
         assert await repo.unreferenced_blob_keys([IMAGE, LORA, SHA_A]) == set()
     finally:
         await repo.close()
 
-    ledger = await SqliteConsentLedger.open(path)
+    records = await SqliteUnitOfWork.open(path)
     try:
-        report = verify_chain(await ledger.entries())
+        report = verify_chain(await records.ledger.entries())
         assert report.breaks == ()
     finally:
-        await ledger.close()
+        await records.close()
 
     db = sqlite3.connect(path)
     try:
@@ -106,6 +105,6 @@ async def test_an_upgraded_database_has_the_schema_of_a_new_one(
     upgraded, fresh = tmp_path / "upgraded.sqlite", tmp_path / "fresh.sqlite"
     shutil.copy(released, upgraded)
     for path in (upgraded, fresh):
-        await (await SqliteRepository.open(path)).close()
+        await (await SqliteUnitOfWork.open(path)).close()
 
     assert _schema(upgraded) == _schema(fresh)

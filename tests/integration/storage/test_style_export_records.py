@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.fakes.memory import InMemoryRepository
+from tests.fakes.memory import InMemoryUnitOfWork
 from tests.support.old_database import database_before
 
 from stylebot.bot.core.model import Style, StyleStatus, User
-from stylebot.storage import RecordNotFound, SqliteRepository
+from stylebot.storage import RecordNotFound, SqliteUnitOfWork
 
-Repo = SqliteRepository | InMemoryRepository
+Repo = SqliteUnitOfWork | InMemoryUnitOfWork
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 WEIGHTS, EXPORT, IMAGE = "a" * 64, "b" * 64, "c" * 64
 
@@ -21,49 +21,49 @@ WEIGHTS, EXPORT, IMAGE = "a" * 64, "b" * 64, "c" * 64
 @pytest.fixture(params=["sqlite", "memory"])
 async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repo]:
     if request.param == "memory":
-        yield InMemoryRepository()
+        yield InMemoryUnitOfWork()
         return
-    sqlite = await SqliteRepository.open(tmp_path / "stylebot.sqlite")
+    sqlite = await SqliteUnitOfWork.open(tmp_path / "stylebot.sqlite")
     yield sqlite
     await sqlite.close()
 
 
 async def ready_style(repo: Repo, name: str = "alice", style_name: str = "ink") -> Style:
-    owner: User = await repo.get_or_create_user("discord", name, name)
-    upload = await repo.add_upload(owner.id, IMAGE, "one.png", 64, 64)
-    consent = await repo.add_consent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
-    style = await repo.add_style(
+    owner: User = await repo.users.get_or_create_user("discord", name, name)
+    upload = await repo.uploads.add_upload(owner.id, IMAGE, "one.png", 64, 64)
+    consent = await repo.consents.add_consent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    style = await repo.styles.add_style(
         owner.id, style_name, f"sbt {style_name}", consent.id, "tiny", {}, [upload.id], T0
     )
-    await repo.set_style_status(style.id, StyleStatus.READY, WEIGHTS)
+    await repo.styles.set_style_status(style.id, StyleStatus.READY, WEIGHTS)
     return style
 
 
 async def test_a_style_keeps_its_export_key(repo: Repo) -> None:
     style = await ready_style(repo)
-    assert await repo.style_export_key(style.id) is None
+    assert await repo.styles.style_export_key(style.id) is None
 
-    await repo.set_style_export(style.id, EXPORT)
+    await repo.styles.set_style_export(style.id, EXPORT)
 
-    assert await repo.style_export_key(style.id) == EXPORT
-    stored = await repo.get_style(style.id)
+    assert await repo.styles.style_export_key(style.id) == EXPORT
+    stored = await repo.styles.get_style(style.id)
     assert stored is not None
     assert stored.lora_key == WEIGHTS  # the generator's weights are untouched
 
 
 async def test_an_unknown_style_has_no_export(repo: Repo) -> None:
     with pytest.raises(RecordNotFound):
-        await repo.set_style_export(9999, EXPORT)
+        await repo.styles.set_style_export(9999, EXPORT)
     with pytest.raises(RecordNotFound):
-        await repo.style_export_key(9999)
+        await repo.styles.style_export_key(9999)
 
 
 async def test_the_export_blob_is_in_use_until_its_style_is_deleted(repo: Repo) -> None:
     style = await ready_style(repo)
-    await repo.set_style_export(style.id, EXPORT)
+    await repo.styles.set_style_export(style.id, EXPORT)
     assert await repo.unreferenced_blob_keys([EXPORT, "d" * 64]) == {"d" * 64}
 
-    keys = await repo.delete_style(style.id)
+    keys = await repo.styles.delete_style(style.id)
 
     assert EXPORT in keys
     assert WEIGHTS in keys
@@ -76,10 +76,10 @@ async def test_a_database_from_before_exports_upgrades_with_no_export_for_old_st
     path = tmp_path / "old.sqlite"
     await database_before(path, 4, lora_key=WEIGHTS, at=T0)
 
-    repo = await SqliteRepository.open(path)
+    repo = await SqliteUnitOfWork.open(path)
     try:
-        assert await repo.style_export_key(1) is None
-        await repo.set_style_export(1, EXPORT)
-        assert await repo.style_export_key(1) == EXPORT
+        assert await repo.styles.style_export_key(1) is None
+        await repo.styles.set_style_export(1, EXPORT)
+        assert await repo.styles.style_export_key(1) == EXPORT
     finally:
         await repo.close()

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.fakes.memory import InMemoryRepository
+from tests.fakes.memory import InMemoryUnitOfWork
 
 from stylebot.bot.core.model import Style, StyleStatus
 from stylebot.queue.payloads import ValidationPoint
-from stylebot.storage import RecordNotFound, SqliteRepository
+from stylebot.storage import RecordNotFound, SqliteUnitOfWork
 
-Repo = SqliteRepository | InMemoryRepository
+Repo = SqliteUnitOfWork | InMemoryUnitOfWork
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 IMAGE = "c" * 64
 CURVE = (ValidationPoint(50, 0.31, 0.25), ValidationPoint(100, 0.2125, 0.25))
@@ -22,44 +22,44 @@ CURVE = (ValidationPoint(50, 0.31, 0.25), ValidationPoint(100, 0.2125, 0.25))
 @pytest.fixture(params=["sqlite", "memory"])
 async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repo]:
     if request.param == "memory":
-        yield InMemoryRepository()
+        yield InMemoryUnitOfWork()
         return
-    sqlite = await SqliteRepository.open(tmp_path / "stylebot.sqlite")
+    sqlite = await SqliteUnitOfWork.open(tmp_path / "stylebot.sqlite")
     yield sqlite
     await sqlite.close()
 
 
 async def _style(repo: Repo) -> Style:
-    owner = await repo.get_or_create_user("discord", "alice", "Alice")
-    upload = await repo.add_upload(owner.id, IMAGE, "one.png", 64, 64)
-    consent = await repo.add_consent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
-    style = await repo.add_style(
+    owner = await repo.users.get_or_create_user("discord", "alice", "Alice")
+    upload = await repo.uploads.add_upload(owner.id, IMAGE, "one.png", 64, 64)
+    consent = await repo.consents.add_consent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    style = await repo.styles.add_style(
         owner.id, "ink", "sbt ink", consent.id, "tiny", {"steps": 100}, [upload.id], T0
     )
-    await repo.set_style_status(style.id, StyleStatus.READY, "a" * 64)
+    await repo.styles.set_style_status(style.id, StyleStatus.READY, "a" * 64)
     return style
 
 
 async def test_a_style_keeps_its_validation_curve(repo: Repo) -> None:
     style = await _style(repo)
-    assert await repo.style_validation(style.id) == ()
-    await repo.set_style_validation(style.id, CURVE)
-    assert await repo.style_validation(style.id) == CURVE
-    stored = await repo.get_style(style.id)
+    assert await repo.styles.style_validation(style.id) == ()
+    await repo.styles.set_style_validation(style.id, CURVE)
+    assert await repo.styles.style_validation(style.id) == CURVE
+    stored = await repo.styles.get_style(style.id)
     assert stored is not None
     assert stored.train_settings == {"steps": 100}  # the settings stay as they were
 
 
 async def test_an_unknown_style_has_no_curve_and_gets_none(repo: Repo) -> None:
     with pytest.raises(RecordNotFound):
-        await repo.set_style_validation(9999, CURVE)
+        await repo.styles.set_style_validation(9999, CURVE)
     with pytest.raises(RecordNotFound):
-        await repo.style_validation(9999)
+        await repo.styles.style_validation(9999)
 
 
 async def test_the_curve_goes_with_its_style(repo: Repo) -> None:
     style = await _style(repo)
-    await repo.set_style_validation(style.id, CURVE)
-    await repo.delete_style(style.id)
+    await repo.styles.set_style_validation(style.id, CURVE)
+    await repo.styles.delete_style(style.id)
     with pytest.raises(RecordNotFound):
-        await repo.style_validation(style.id)
+        await repo.styles.style_validation(style.id)

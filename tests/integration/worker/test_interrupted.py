@@ -97,7 +97,7 @@ async def test_a_stopped_worker_leaves_its_generation_to_another_without_losing_
         if (e := JobEvent.from_json(fields[b"event"])).job_id == queued.job_id
     ]
     assert not [e for e in events if e.kind in ("failed", "cancelled", "finished")]
-    job = await frontend.repo.get_job(queued.job_id)
+    job = await frontend.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -117,6 +117,6 @@ async def test_a_stopped_worker_leaves_its_generation_to_another_without_losing_
     assert outcome.success
     # The run the shutdown cut short gave its try back.
     assert outcome.job_try == 1
-    job = await frontend.repo.get_job(queued.job_id)
+    job = await frontend.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.status is JobStatus.FINISHED

@@ -135,7 +135,7 @@ async def test_a_killed_worker_s_training_resumes_from_its_checkpoint_on_another
     # The finished run leaves no checkpoint behind.
     assert await redis.get(checkpoint_key(queued.job_id)) is None
 
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    style = await frontend.repo.find_style(user.id, "sturdy")
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.uow.styles.find_style(user.id, "sturdy")
     assert style is not None
     assert style.status is StyleStatus.READY

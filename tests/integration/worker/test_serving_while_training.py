@@ -54,7 +54,7 @@ async def test_a_generation_finishes_while_a_long_training_runs_and_training_the
     assert images.reply.job_id == imagined.job_id
 
     # The image came while the training job was still running...
-    job = await frontend.repo.get_job(training.job_id)
+    job = await frontend.uow.jobs.get_job(training.job_id)
     assert job is not None
     assert job.status is JobStatus.RUNNING
     assert 0 < job.step < STEPS
@@ -64,6 +64,6 @@ async def test_a_generation_finishes_while_a_long_training_runs_and_training_the
     assert isinstance(done.reply, JobFinished)
     assert done.reply.job_id == training.job_id
     assert done.reply.ok, done.reply.text
-    job = await frontend.repo.get_job(training.job_id)
+    job = await frontend.uow.jobs.get_job(training.job_id)
     assert job is not None
     assert job.status is JobStatus.FINISHED

@@ -72,7 +72,7 @@ async def test_status_says_the_worker_stopped_soon_after_it_was_killed(
 
         async def refresh_step() -> None:
             nonlocal step
-            job = await frontend.repo.get_job(queued.job_id)
+            job = await frontend.uow.jobs.get_job(queued.job_id)
             assert job is not None
             step = job.step if job.status is JobStatus.RUNNING else 0
 

@@ -79,7 +79,7 @@ async def test_a_generation_past_its_limit_fails_with_the_limit_in_the_message(
     assert not done.reply.ok
     assert done.reply.job_id == queued.job_id
     assert f"took longer than the {LIMIT_S} s limit" in done.reply.text
-    job = await frontend.repo.get_job(queued.job_id)
+    job = await frontend.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.status is JobStatus.FAILED
     assert f"{LIMIT_S} s limit" in (job.error or "")
@@ -114,11 +114,11 @@ async def test_a_training_past_its_limit_fails_and_its_style_too(
     assert isinstance(done.reply, JobFinished)
     assert not done.reply.ok
     assert f"took longer than the {LIMIT_S} s limit" in done.reply.text
-    job = await frontend.repo.get_job(queued.job_id)
+    job = await frontend.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.status is JobStatus.FAILED
-    user = await frontend.repo.get_or_create_user("test", "u1", "Ada")
-    style = await frontend.repo.find_style(user.id, "endless")
+    user = await frontend.uow.users.get_or_create_user("test", "u1", "Ada")
+    style = await frontend.uow.styles.find_style(user.id, "endless")
     assert style is not None
     assert style.status is StyleStatus.FAILED
     outcome = await _arq_outcome(frontend, queued.job_id)

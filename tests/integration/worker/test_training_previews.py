@@ -67,7 +67,7 @@ async def test_previews_come_watermarked_every_few_steps_and_verify_to_the_train
         assert f"step {step}/{STEPS}" in preview.text
         # Watermarked like every output, with the id of its own record...
         assert read_watermark(Image.open(io.BytesIO(image.data))) == image.output_id
-        record = await frontend.repo.get_output(image.output_id)
+        record = await frontend.uow.outputs.get_output(image.output_id)
         assert record is not None
         assert record.job_id == queued.job_id
         assert record.blob_key is not None
@@ -100,4 +100,4 @@ async def test_no_previews_when_they_are_off(
     note = await inbox.next((ImagesReady, JobFinished), within=180)
     assert isinstance(note.reply, JobFinished), note.reply
     assert note.reply.ok
-    assert await frontend.repo.get_output(preview_output_id(queued.job_id, EVERY)) is None
+    assert await frontend.uow.outputs.get_output(preview_output_id(queued.job_id, EVERY)) is None

@@ -18,7 +18,6 @@ from stylebot.bot.core import (
 )
 from stylebot.bot.core.admin import (
     GLOBAL_SCOPE,
-    AdminNotConfigured,
     AdminPorts,
     BanUser,
     PauseTraining,
@@ -52,7 +51,7 @@ BOB_ELSEWHERE = person("bob", server="guild-2")
 def admin(world: CoreWorld) -> AdminPorts:
     store = FakeAdminStore()
     ports = AdminPorts(store, FakeTrainingSwitch(), parse_operators("discord:root"))
-    world.bot.deps.admin = ports  # type: ignore[attr-defined]  # Deps.admin: see the report
+    world.bot.deps.admin = ports
     return ports
 
 
@@ -60,15 +59,6 @@ def test_operators_are_platform_and_user_id() -> None:
     assert parse_operators(" discord:1 ; Telegram:22,, ") == {"discord:1", "telegram:22"}
     with pytest.raises(ValueError, match="platform:user_id"):
         parse_operators("1234")
-
-
-async def test_without_admin_ports_admin_commands_say_so_and_gates_let_everyone_through(
-    world: CoreWorld,
-) -> None:
-    with pytest.raises(AdminNotConfigured):
-        await handle_pause_training(world.bot.deps, PauseTraining(OPERATOR))
-    assert await banned_refusal(world.bot.deps, ALICE) is None
-    assert await admin_quota_limit(world.bot.deps, ALICE, "generate") is None
 
 
 async def test_only_the_operator_pauses_and_resumes_training(
@@ -150,7 +140,7 @@ async def test_a_manager_removes_a_style_shared_with_their_server_only(
     await trained_style(world, ALICE, "ink")
     assert isinstance(await world.bot.handle(ShareStyle(ALICE, "ink")), TextReply)
     alice = await deps.user(ALICE)
-    (style,) = [s for s in await deps.repo.styles_named("ink") if s.owner_id == alice.id]
+    (style,) = [s for s in await deps.uow.styles.styles_named("ink") if s.owner_id == alice.id]
     assert style.visibility is Visibility.SERVER
 
     # A manager of another server, and a member here, cannot.
@@ -160,13 +150,13 @@ async def test_a_manager_removes_a_style_shared_with_their_server_only(
     assert isinstance(other, ErrorReply)
     member = await handle_remove_shared_style(deps, RemoveSharedStyle(ALICE, "ink"))
     assert isinstance(member, ErrorReply)
-    assert (await deps.repo.get_style(style.id)).visibility is Visibility.SERVER  # type: ignore[union-attr]
+    assert (await deps.uow.styles.get_style(style.id)).visibility is Visibility.SERVER  # type: ignore[union-attr]
 
     removed = await handle_remove_shared_style(
         deps, RemoveSharedStyle(MANAGER, "ink", manages_server=True)
     )
     assert isinstance(removed, TextReply)
-    after = await deps.repo.get_style(style.id)
+    after = await deps.uow.styles.get_style(style.id)
     assert after is not None
     assert after.visibility is Visibility.PRIVATE
     assert after.owner_id == alice.id  # still hers
@@ -185,7 +175,7 @@ async def test_a_public_style_is_the_operators_to_take_back(
     assert "public" in refused.text
     done = await handle_remove_shared_style(deps, RemoveSharedStyle(OPERATOR, "ink"))
     assert isinstance(done, TextReply)
-    (style,) = await deps.repo.styles_named("ink")
+    (style,) = await deps.uow.styles.styles_named("ink")
     assert style.visibility is Visibility.PRIVATE
 
 
@@ -205,9 +195,9 @@ async def test_a_ban_refuses_the_user_everywhere_and_cancels_their_jobs(
     banned = await handle_ban_user(deps, BanUser(OPERATOR, "alice", reason="spam"))
     assert banned == TextReply("Banned alice from the bot; 1 of their jobs cancelled.")
     assert world.queue.cancelled == [queued.job_id]  # not Bob's
-    job = await deps.repo.get_job(queued.job_id)
+    job = await deps.uow.jobs.get_job(queued.job_id)
     assert job is not None
-    alice = await deps.repo.get_user(job.user_id)
+    alice = await deps.uow.users.get_user(job.user_id)
     assert alice is not None
     assert alice.display_name == "Alice"  # the ban renamed nobody
     assert isinstance(await banned_refusal(deps, ALICE_ELSEWHERE), ErrorReply)
@@ -288,6 +278,6 @@ async def test_a_banned_user_is_refused_everything_but_erasing_their_data(
     erased = await world.bot.handle(EraseMyData(ALICE, confirmed=True))
 
     assert not isinstance(erased, ErrorReply), erased
-    assert await world.bot.deps.repo.find_user("discord", "alice") is None
+    assert await world.bot.deps.uow.users.find_user("discord", "alice") is None
     # The ban itself is the operator's record and outlives the erasure.
     assert await admin.store.ban_of("discord", "alice") is not None

@@ -16,8 +16,8 @@ ALICE = person("alice")
 
 async def consented(world: CoreWorld) -> bool:
     """Whether consent is recorded for the waiting images (not yet used by a training)."""
-    user = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    return await world.repo.latest_consent(user.id) is not None
+    user = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    return await world.uow.consents.latest_consent(user.id) is not None
 
 
 async def test_one_command_records_consent_and_queues_the_training(world: CoreWorld) -> None:

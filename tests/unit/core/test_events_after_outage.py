@@ -40,7 +40,7 @@ async def test_progress_older_than_the_limit_is_recorded_but_not_sent(world: Cor
         sent_at=sent_ago(world, timedelta(hours=1)),  # replayed after a restart
     )
     assert await world.bot.handle_event(stale) == []
-    job = await world.repo.get_job(queued.job_id)
+    job = await world.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.step == 3
 
@@ -74,6 +74,6 @@ async def test_a_training_taken_up_again_after_its_worker_stopped_is_told(
     assert note.reply.text == (
         "Training ink resumed from step 5/10: the worker running it had stopped."
     )
-    job = await world.repo.get_job(job_id)
+    job = await world.uow.jobs.get_job(job_id)
     assert job is not None
     assert job.step == 5

@@ -61,7 +61,7 @@ async def test_a_running_job_is_its_owner_s_turn_and_no_longer_waits(world: Core
     assert isinstance(second, JobQueued)
     assert isinstance(bea, JobQueued)
     await world.bot.handle_event(JobEvent(first.job_id, "generate", "started", total=4))
-    job = await world.repo.get_job(first.job_id)
+    job = await world.uow.jobs.get_job(first.job_id)
     assert job is not None
     assert job.status is JobStatus.RUNNING
     positions = await _positions(world, ADA, BEA)

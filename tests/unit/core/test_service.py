@@ -63,8 +63,8 @@ async def test_upload_asks_for_consent_and_keeps_images_pending(world: CoreWorld
     assert isinstance(reply, ConsentRequest)
     assert reply.image_count == 2
     assert {lic.id for lic in reply.licences} >= {"own-work", "CC0-1.0", "CC-BY-4.0"}
-    user = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    pending = await world.repo.pending_uploads(user.id)
+    user = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    pending = await world.uow.uploads.pending_uploads(user.id)
     assert len(pending) == 2
     for item in pending:
         assert await world.blobs.exists(item.blob_key)
@@ -84,8 +84,8 @@ async def test_one_bad_file_refuses_the_whole_upload_and_stores_nothing(world: C
     assert isinstance(reply, ErrorReply)
     assert "notes.png" in reply.text
     assert world.blobs.blobs == {}
-    user = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    assert await world.repo.pending_uploads(user.id) == []
+    user = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    assert await world.uow.uploads.pending_uploads(user.id) == []
 
 
 async def test_upload_over_the_image_limit_is_refused(world: CoreWorld) -> None:
@@ -111,18 +111,18 @@ async def test_consent_needs_a_known_licence_and_confirmed_rights(world: CoreWor
     assert isinstance(unknown, ErrorReply)
     assert "own-work" in unknown.text
     assert isinstance(unconfirmed, ErrorReply)
-    user = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    assert await world.repo.latest_consent(user.id) is None
+    user = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    assert await world.uow.consents.latest_consent(user.id) is None
 
 
 async def test_consent_records_the_hashes_licence_and_time(world: CoreWorld) -> None:
     await upload(world, ALICE, (1, 2, 3), (9, 9, 9))
     reply = await world.bot.handle(ConfirmConsent(ALICE, "cc by 4.0", rights_confirmed=True))
     assert isinstance(reply, TextReply)
-    user = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    consent = await world.repo.latest_consent(user.id)
+    user = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    consent = await world.uow.consents.latest_consent(user.id)
     assert consent is not None
-    pending = await world.repo.pending_uploads(user.id)
+    pending = await world.uow.uploads.pending_uploads(user.id)
     assert set(consent.image_hashes) == {u.blob_key for u in pending}
     assert consent.licence == "CC-BY-4.0"
     assert consent.rights_confirmed
@@ -140,12 +140,12 @@ async def test_train_queues_a_job_with_the_images_and_trigger(world: CoreWorld) 
     assert len(job.image_keys) == 2
     assert "ink wash" in job.trigger
     assert job.settings.steps == 10
-    style = await world.repo.get_style(job.style_id)
+    style = await world.uow.styles.get_style(job.style_id)
     assert style is not None
     assert style.name == "ink-wash"
     assert style.status is StyleStatus.TRAINING
-    user = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    assert await world.repo.pending_uploads(user.id) == []
+    user = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    assert await world.uow.uploads.pending_uploads(user.id) == []
 
 
 async def test_images_added_after_consent_need_a_new_consent(world: CoreWorld) -> None:
@@ -203,7 +203,7 @@ async def test_progress_and_completion_reach_where_the_job_came_from(world: Core
     assert progress.to == ALICE
     assert isinstance(progress.reply, JobProgress)
     assert "3/10" in progress.reply.text
-    job = await world.repo.get_job(queued.job_id)
+    job = await world.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert (job.status, job.step, job.total) == (JobStatus.RUNNING, 3, 10)
 
@@ -214,8 +214,8 @@ async def test_progress_and_completion_reach_where_the_job_came_from(world: Core
     )
     assert isinstance(done.reply, JobFinished)
     assert done.reply.ok
-    style = await world.repo.find_style(
-        (await world.repo.get_or_create_user("discord", "alice", "Alice")).id, "ink"
+    style = await world.uow.styles.find_style(
+        (await world.uow.users.get_or_create_user("discord", "alice", "Alice")).id, "ink"
     )
     assert style is not None
     assert style.status is StyleStatus.READY
@@ -233,7 +233,7 @@ async def test_a_failed_training_marks_the_style_failed(world: CoreWorld) -> Non
     assert isinstance(note.reply, JobFinished)
     assert not note.reply.ok
     assert "out of memory" in note.reply.text
-    job = await world.repo.get_job(queued.job_id)
+    job = await world.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.status is JobStatus.FAILED
     imagine = await world.bot.handle(Imagine(ALICE, "a cat", style="ink"))
@@ -253,7 +253,7 @@ async def test_imagine_sends_the_style_weights_and_one_output_id_per_image(
     assert "ink" in job.trigger
     assert job.seed == 5
     assert len(job.output_ids) == 2 == len(set(job.output_ids))
-    outputs = await world.repo.job_outputs(job.job_id)
+    outputs = await world.uow.outputs.job_outputs(job.job_id)
     assert sorted(o.seed for o in outputs) == [5, 6]
     assert all(o.blob_key is None for o in outputs)
 
@@ -270,7 +270,7 @@ async def test_generated_images_are_recorded_and_delivered(world: CoreWorld) -> 
     assert note.to == ALICE
     assert isinstance(note.reply, ImagesReady)
     assert [i.data for i in note.reply.images] == [b"png bytes"]
-    output = await world.repo.get_output(job.output_ids[0])
+    output = await world.uow.outputs.get_output(job.output_ids[0])
     assert output is not None
     assert output.blob_key == key
 
@@ -291,7 +291,7 @@ async def test_outputs_a_worker_was_not_given_are_ignored(world: CoreWorld) -> N
     )
     assert isinstance(note.reply, ImagesReady)
     assert note.reply.images == ()
-    assert await world.repo.get_output("ffffffffffff") is None
+    assert await world.uow.outputs.get_output("ffffffffffff") is None
 
 
 async def test_someone_elses_private_style_is_not_found(world: CoreWorld) -> None:
@@ -416,8 +416,8 @@ async def test_discard_keeps_an_image_someone_else_also_uploaded(world: CoreWorl
     await upload(world, ALICE, (5, 5, 5))
     await upload(world, BOB, (5, 5, 5))
     await world.bot.handle(DiscardUploads(ALICE))
-    bob = await world.repo.get_or_create_user("discord", "bob", "Bob")
-    [still_pending] = await world.repo.pending_uploads(bob.id)
+    bob = await world.uow.users.get_or_create_user("discord", "bob", "Bob")
+    [still_pending] = await world.uow.uploads.pending_uploads(bob.id)
     assert await world.blobs.exists(still_pending.blob_key)
 
 
@@ -435,8 +435,8 @@ async def test_every_kind_of_bad_upload_gets_a_clear_reply_and_stores_nothing(
     for word in words:
         assert word in reply.text
     assert world.blobs.blobs == {}
-    alice = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    assert await world.repo.pending_uploads(alice.id) == []
+    alice = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    assert await world.uow.uploads.pending_uploads(alice.id) == []
 
 
 async def test_jobs_carry_their_owner_so_workers_can_take_turns(world: CoreWorld) -> None:

@@ -60,8 +60,8 @@ async def test_the_train_job_carries_what_the_export_metadata_needs(
 ) -> None:
     await train(world, licence=licence)
     job = world.queue.train_jobs[-1]
-    user = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    style = await world.repo.find_style(user.id, "ink")
+    user = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    style = await world.uow.styles.find_style(user.id, "ink")
     assert style is not None
     assert job.style_name == "ink"
     assert job.licence == expression == spdx_licence(licence)

@@ -93,8 +93,8 @@ async def test_only_the_owner_shares_deletes_or_exports(world: CoreWorld) -> Non
         reply = await world.bot.handle(command)
         assert isinstance(reply, ErrorReply), command
         assert "no style named ink" in reply.text
-    alice = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    style = await world.repo.find_style(alice.id, "ink")
+    alice = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    style = await world.uow.styles.find_style(alice.id, "ink")
     assert style is not None
     assert style.visibility is Visibility.SERVER
 
@@ -116,7 +116,7 @@ async def test_deleting_a_style_deletes_its_images_weights_and_outputs(world: Co
     assert isinstance(reply, TextReply)
     assert "2 training image(s)" in reply.text
     assert world.blobs.blobs == {}
-    assert await world.repo.get_output(output_id) is None
+    assert await world.uow.outputs.get_output(output_id) is None
     again = await world.bot.handle(Imagine(ALICE, "x", style="ink"))
     assert isinstance(again, ErrorReply)
 
@@ -125,10 +125,10 @@ async def test_deleting_a_style_keeps_an_image_another_style_also_uses(world: Co
     await trained_style(world, ALICE, "ink")
     await trained_style(world, BOB_HERE, "also")  # uploads the same two pictures
     await world.bot.handle(DeleteStyle(ALICE, "ink"))
-    bob = await world.repo.get_or_create_user("discord", "bob", "Bob")
-    style = await world.repo.find_style(bob.id, "also")
+    bob = await world.uow.users.get_or_create_user("discord", "bob", "Bob")
+    style = await world.uow.styles.find_style(bob.id, "also")
     assert style is not None
-    for item in await world.repo.style_uploads(style.id):
+    for item in await world.uow.uploads.style_uploads(style.id):
         assert await world.blobs.exists(item.blob_key)
 
 
@@ -141,7 +141,7 @@ async def test_deleting_a_style_while_it_trains_cancels_the_job(world: CoreWorld
     assert isinstance(queued, JobQueued)
     await world.bot.handle(DeleteStyle(ALICE, "ink"))
     assert world.queue.cancelled == [queued.job_id]
-    job = await world.repo.get_job(queued.job_id)
+    job = await world.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.status is JobStatus.CANCELLED
     # A late result from the worker changes nothing and tells nobody.
@@ -173,8 +173,8 @@ async def test_cancelling_training_marks_the_style_failed(world: CoreWorld) -> N
     await world.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
     await world.bot.handle(TrainStyle(ALICE, "ink"))
     await world.bot.handle(CancelJob(ALICE))
-    alice = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    style = await world.repo.find_style(alice.id, "ink")
+    alice = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    style = await world.uow.styles.find_style(alice.id, "ink")
     assert style is not None
     assert style.status is StyleStatus.FAILED
 
@@ -233,10 +233,10 @@ async def test_output_info_and_delete(world: CoreWorld) -> None:
 
     refused = await world.bot.handle(DeleteOutput(BOB_HERE, output_id))
     assert isinstance(refused, ErrorReply)
-    assert await world.repo.get_output(output_id) is not None
+    assert await world.uow.outputs.get_output(output_id) is not None
     deleted = await world.bot.handle(DeleteOutput(ALICE, output_id))
     assert isinstance(deleted, TextReply)
-    assert await world.repo.get_output(output_id) is None
+    assert await world.uow.outputs.get_output(output_id) is None
     gone = await world.bot.handle(RerollOutput(ALICE, output_id))
     assert isinstance(gone, ErrorReply)
 

@@ -58,8 +58,8 @@ async def test_a_prompt_or_negative_prompt_naming_a_token_is_refused_and_costs_n
     assert_refused(await safe.bot.handle(Imagine(MALLORY, "a cat", negative_prompt=text)))
     assert safe.queue.generate_jobs == []
     assert safe.usage.events == []  # no quota, no rate-limit slot
-    user = await safe.repo.get_or_create_user("discord", "mallory", "Mallory")
-    assert await safe.repo.user_outputs(user.id) == []
+    user = await safe.uow.users.get_or_create_user("discord", "mallory", "Mallory")
+    assert await safe.uow.outputs.user_outputs(user.id) == []
 
 
 async def test_prompts_with_other_angle_brackets_still_queue(world: CoreWorld) -> None:
@@ -99,11 +99,11 @@ async def test_more_of_a_stored_image_whose_prompt_names_a_token_is_refused(
     world: CoreWorld,
 ) -> None:
     preview_id = await _textual_inversion_style_with_a_preview(world)
-    assert await world.repo.get_output(preview_id) is not None
+    assert await world.uow.outputs.get_output(preview_id) is not None
     # An image recorded before prompts were checked, its token in the negative prompt.
     first = await world.bot.handle(Imagine(ALICE, "a cat"))
     assert isinstance(first, JobQueued)
-    [stored] = await world.repo.job_outputs(first.job_id)
+    [stored] = await world.uow.outputs.job_outputs(first.job_id)
     older = Output(
         id="0123456789ab",
         job_id=first.job_id,
@@ -117,7 +117,7 @@ async def test_more_of_a_stored_image_whose_prompt_names_a_token_is_refused(
         height=stored.height,
         created_at=stored.created_at,
     )
-    await world.repo.add_outputs([older])
+    await world.uow.outputs.add_outputs([older])
     queued_before = len(world.queue.generate_jobs)
 
     for output_id in (preview_id, older.id):

@@ -3,8 +3,16 @@ and the validation curve on the style, and tells the user what the curve says.""
 
 from __future__ import annotations
 
-from tests.fakes.core import CoreWorld, PixelWatermark, RecordingQueue, SteppingClock, person, png
-from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+from tests.fakes.core import (
+    CoreWorld,
+    PixelWatermark,
+    RecordingQueue,
+    SteppingClock,
+    bot_on,
+    person,
+    png,
+)
+from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
 from stylebot.bot.core import (
     ConfirmConsent,
@@ -12,7 +20,6 @@ from stylebot.bot.core import (
     JobFinished,
     JobQueued,
     Policy,
-    StyleBot,
     StyleInfo,
     TextReply,
     TrainStyle,
@@ -27,12 +34,12 @@ ALICE = person("alice")
 
 def _world(policy: Policy) -> CoreWorld:
     repo, blobs, queue, watermark = (
-        InMemoryRepository(),
+        InMemoryUnitOfWork(),
         InMemoryBlobStore(),
         RecordingQueue(),
         PixelWatermark(),
     )
-    bot = StyleBot(repo, blobs, queue, watermark, SteppingClock(), policy)
+    bot = bot_on(repo, blobs, queue, watermark, SteppingClock(), policy)
     return CoreWorld(bot, repo, blobs, queue, watermark)
 
 
@@ -56,7 +63,7 @@ async def test_settings_chosen_from_the_images_travel_in_the_job_and_the_record(
     assert (job.settings.steps, job.settings.learning_rate) == (10, 3e-4)
     assert job.settings.rank == 16
     assert job.settings.holdout_images == 2
-    style = await world.repo.get_style(job.style_id)
+    style = await world.uow.styles.get_style(job.style_id)
     assert style is not None
     assert style.train_settings == expected.to_dict()
 
@@ -81,7 +88,7 @@ async def test_the_validation_curve_is_kept_and_reported(world: CoreWorld) -> No
     [done] = await world.bot.handle_event(event)
     assert isinstance(done.reply, JobFinished)
     assert "validation loss 0.2100 vs 0.2500 for the base model" in done.reply.text
-    assert await world.repo.style_validation(job.style_id) == curve
+    assert await world.uow.styles.style_validation(job.style_id) == curve
     info = await world.bot.handle(StyleInfo(ALICE, "ink"))
     assert isinstance(info, TextReply)
     assert "1 image(s) held out for validation" in info.text

@@ -31,7 +31,7 @@ async def test_a_renamed_maker_is_named_as_they_were_when_it_was_made() -> None:
     output_id = await deliver(world, ALICE, scene(512, 512, seed=1))
     # Alice renames herself; the bot sees the new name on her next command.
     await world.bot.handle(ListStyles(dataclasses.replace(ALICE, display_name="Alice Smith")))
-    user = await world.bot.deps.repo.find_user("discord", "alice")
+    user = await world.bot.deps.uow.users.find_user("discord", "alice")
     assert user is not None
     assert user.display_name == "Alice Smith"
 
@@ -96,13 +96,13 @@ async def test_an_output_recorded_before_makers_were_kept_uses_its_jobs_record()
     Alice had then, and /verify says where the name comes from."""
     world = verify_world()
     output_id = await deliver(world, ALICE, scene(512, 512, seed=7), "a lighthouse")
-    repo = world.bot.deps.repo
-    record = await repo.get_output(output_id)
+    repo = world.bot.deps.uow
+    record = await repo.outputs.get_output(output_id)
     assert record is not None
     assert record.maker_name == "Alice"
     # The record as migration 0009 leaves an older one: no maker, privacy unknown.
-    await repo.delete_output(output_id)
-    await repo.add_outputs(
+    await repo.outputs.delete_output(output_id)
+    await repo.outputs.add_outputs(
         [dataclasses.replace(record, maker_name=None, maker_username=None, made_in_private=None)]
     )
     await world.bot.handle(ListStyles(dataclasses.replace(ALICE, display_name="Alice Smith")))
@@ -118,10 +118,12 @@ async def test_an_output_recorded_before_makers_were_kept_uses_its_jobs_record()
 async def test_an_older_dm_output_stays_private() -> None:
     world = verify_world()
     output_id = await deliver(world, ALICE_IN_DM, scene(512, 512, seed=8), "my secret plan")
-    repo = world.bot.deps.repo
-    record = await repo.get_output(output_id)
+    repo = world.bot.deps.uow
+    record = await repo.outputs.get_output(output_id)
     assert record is not None
-    await repo.delete_output(output_id)
-    await repo.add_outputs([dataclasses.replace(record, maker_name=None, made_in_private=None)])
+    await repo.outputs.delete_output(output_id)
+    await repo.outputs.add_outputs(
+        [dataclasses.replace(record, maker_name=None, made_in_private=None)]
+    )
     report = await check(world, BOB, await stored_picture(world, output_id))
     assert "secret" not in report.text

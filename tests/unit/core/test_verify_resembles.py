@@ -28,7 +28,7 @@ async def test_an_output_whose_mark_is_gone_resembles_it_and_names_its_maker() -
     world = verify_world()
     # Delivered without a mark: what is left of an output whose mark was destroyed.
     output_id = await deliver(world, ALICE, scene(512, 512, seed=11), "a lighthouse", mark=False)
-    record = await world.bot.deps.repo.get_output(output_id)
+    record = await world.bot.deps.uow.outputs.get_output(output_id)
     assert record is not None
     assert record.fingerprint is not None, "kept when the image was delivered"
     made = await stored_picture(world, output_id)

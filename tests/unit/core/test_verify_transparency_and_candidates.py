@@ -95,7 +95,7 @@ async def test_a_damaged_stored_copy_gives_mark_only_not_an_error(tmp_path: Path
     world = verify_world(blobs=blobs)
     output_id = await deliver(world, ALICE, scene(512, 512, seed=63))
     made = await stored_picture(world, output_id)
-    record = await world.bot.deps.repo.get_output(output_id)
+    record = await world.bot.deps.uow.outputs.get_output(output_id)
     assert record is not None
     assert record.blob_key is not None
     flip_byte(blobs.path(record.blob_key))

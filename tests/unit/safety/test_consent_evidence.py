@@ -69,8 +69,8 @@ async def test_a_consent_records_who_what_when_terms_licence_and_each_image(
     assert (p["licence"], p["licence_is_spdx"]) == ("CC-BY-4.0", True)
     assert (p["identifiable_people"], p["people_agreed"]) == (False, None)
     assert entry.recorded_at.utcoffset() is not None
-    user = await safe.repo.get_or_create_user("discord", "alice", "Alice")
-    pending = await safe.repo.pending_uploads(user.id)
+    user = await safe.uow.users.get_or_create_user("discord", "alice", "Alice")
+    pending = await safe.uow.uploads.pending_uploads(user.id)
     assert sorted(i["sha256"] for i in p["images"]) == sorted(u.blob_key for u in pending)
     for image in p["images"]:
         stored = safe.blobs.blobs[image["sha256"]]
@@ -93,8 +93,8 @@ async def test_identifiable_people_without_their_agreement_is_refused(safe: Safe
     assert isinstance(reply, ErrorReply)
     assert "Recognisable people" in reply.text
     assert safe.ledger.rows == []
-    user = await safe.repo.get_or_create_user("discord", "alice", "Alice")
-    assert await safe.repo.latest_consent(user.id) is None
+    user = await safe.uow.users.get_or_create_user("discord", "alice", "Alice")
+    assert await safe.uow.consents.latest_consent(user.id) is None
     agreed = await safe.bot.handle(
         ConfirmConsent(ALICE, "CC0-1.0", True, identifiable_people=True, people_agreed=True)
     )
@@ -116,7 +116,7 @@ async def test_training_ties_the_consent_to_the_style(safe: SafetyWorld) -> None
     assert isinstance(queued, JobQueued)
     consent_entry, training_entry = safe.ledger.rows
     assert training_entry.kind == LedgerKind.TRAINING
-    style = await safe.repo.get_style(safe.queue.train_jobs[0].style_id)
+    style = await safe.uow.styles.get_style(safe.queue.train_jobs[0].style_id)
     assert style is not None
     assert training_entry.payload["style_id"] == style.id
     assert "style_name" not in training_entry.payload  # ids and hashes only: no free text

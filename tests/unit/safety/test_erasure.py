@@ -88,7 +88,7 @@ async def generate(safe: SafetyWorld, who: object, style: str, *, finish: bool =
 
 def everything(safe: SafetyWorld) -> object:
     """A deep copy of every store, to compare before and after."""
-    return copy.deepcopy((safe.repo._t, safe.blobs.blobs, safe.usage.events, safe.optouts.images))
+    return copy.deepcopy((safe.uow._t, safe.blobs.blobs, safe.usage.events, safe.optouts.images))
 
 
 class Scene:
@@ -116,9 +116,9 @@ async def tangled(safe: SafetyWorld) -> Scene:
         await safe.bot.handle(OptOut(ALICE, (IncomingFile("m.png", painting(50)),))), TextReply
     )
 
-    bob = await safe.repo.find_user("discord", "bob")
+    bob = await safe.uow.users.find_user("discord", "bob")
     assert bob is not None
-    bob_images = {u.blob_key for u in safe.repo._t.uploads.values() if u.user_id == bob.id}
+    bob_images = {u.blob_key for u in safe.uow._t.uploads.values() if u.user_id == bob.id}
     scene.bob_keep = bob_images | {bob_lora, bob_own_output}
     return scene
 
@@ -146,7 +146,7 @@ async def test_confirmed_it_erases_every_record_and_blob_of_the_user_only(
     safe: SafetyWorld,
 ) -> None:
     scene = await tangled(safe)
-    alice = await safe.repo.find_user("discord", "alice")
+    alice = await safe.uow.users.find_user("discord", "alice")
     assert alice is not None
     usage_before = len(safe.usage.events)
 
@@ -154,8 +154,8 @@ async def test_confirmed_it_erases_every_record_and_blob_of_the_user_only(
 
     assert isinstance(reply, TextReply)
     assert "Erased: 2 style(s)" in reply.text
-    assert await safe.repo.find_user("discord", "alice") is None
-    t = safe.repo._t
+    assert await safe.uow.users.find_user("discord", "alice") is None
+    t = safe.uow._t
     assert alice.id not in t.users
     for table in (t.uploads, t.consents, t.jobs, t.outputs):
         assert [r for r in table.values() if r.user_id == alice.id] == []
@@ -223,7 +223,7 @@ async def test_the_same_person_on_another_platform_is_untouched(safe: SafetyWorl
     assert isinstance(reply, TextReply)
     assert "nothing to erase" in reply.text
     assert everything(safe) == elsewhere
-    assert await safe.repo.find_user("telegram", "alice") is not None
+    assert await safe.uow.users.find_user("telegram", "alice") is not None
 
 
 async def test_erasing_twice_is_safe_and_creates_no_user(safe: SafetyWorld) -> None:
@@ -240,7 +240,7 @@ async def test_erasing_twice_is_safe_and_creates_no_user(safe: SafetyWorld) -> N
     assert "nothing to erase" in again.text
     assert isinstance(preview, ErasureConfirmation)
     assert (preview.styles, preview.images, preview.outputs) == (0, 0, 0)
-    assert safe.repo._t.users == {}
+    assert safe.uow._t.users == {}
     assert safe.blobs.keys() == set()
     assert len(safe.ledger.rows) == ledger_rows
 
@@ -249,11 +249,11 @@ async def test_the_repository_refuses_to_erase_a_user_who_still_owns_styles(
     safe: SafetyWorld,
 ) -> None:
     await train(safe, ALICE, "ink", 1)
-    alice = await safe.repo.find_user("discord", "alice")
+    alice = await safe.uow.users.find_user("discord", "alice")
     assert alice is not None
     before = everything(safe)
     with pytest.raises(RepositoryError):
-        await safe.repo.erase_user(alice.id)
+        await safe.uow.users.erase_user(alice.id)
     assert everything(safe) == before
 
 
@@ -261,22 +261,24 @@ async def test_a_ledger_append_rolls_back_with_the_repository_transaction(
     safe: SafetyWorld,
 ) -> None:
     await upload(safe, ALICE, 1)
-    alice = await safe.repo.find_user("discord", "alice")
+    alice = await safe.uow.users.find_user("discord", "alice")
     assert alice is not None
 
     class Boom(Exception):
         pass
 
     async def consent_then_fail() -> None:
-        async with safe.repo.transaction():
+        async with safe.uow.transaction():
             await safe.ledger.append(LedgerKind.CONSENT, {"n": 1}, safe.clock.now())
-            await safe.repo.add_consent(alice.id, "own-work", "v1", True, [], safe.clock.now())
+            await safe.uow.consents.add_consent(
+                alice.id, "own-work", "v1", True, [], safe.clock.now()
+            )
             raise Boom
 
     with pytest.raises(Boom):
         await consent_then_fail()
     assert safe.ledger.rows == []
-    assert await safe.repo.latest_consent(alice.id) is None
+    assert await safe.uow.consents.latest_consent(alice.id) is None
 
 
 async def test_a_result_that_arrives_after_the_erasure_is_not_kept(safe: SafetyWorld) -> None:
@@ -298,7 +300,7 @@ async def test_a_result_that_arrives_after_the_erasure_is_not_kept(safe: SafetyW
 
     assert told == []
     assert safe.blobs.keys() == bobs
-    assert await safe.repo.find_user("discord", "alice") is None
+    assert await safe.uow.users.find_user("discord", "alice") is None
     # The late event (in the queue after the erasure's clean-up) is forgotten too.
     assert safe.queue.forgotten[forgotten:] == [job_id]
 
@@ -310,11 +312,11 @@ async def test_the_queue_forgets_every_job_of_hers_or_in_her_styles_then_rewrite
     workers cache style weights. All of those of her jobs and of jobs in her styles go,
     her place in the fair order too, and the store rewrites its files once, after it all."""
     await tangled(safe)
-    alice = await safe.repo.find_user("discord", "alice")
-    bob = await safe.repo.find_user("discord", "bob")
+    alice = await safe.uow.users.find_user("discord", "alice")
+    bob = await safe.uow.users.find_user("discord", "bob")
     assert alice is not None
     assert bob is not None
-    t = safe.repo._t
+    t = safe.uow._t
     her_styles = {s.id for s in t.styles.values() if s.owner_id == alice.id}
     her_weights = {s.lora_key for s in t.styles.values() if s.owner_id == alice.id} - {None}
     her_jobs = {j.id for j in t.jobs.values() if j.user_id == alice.id}
@@ -340,10 +342,10 @@ async def test_deleting_a_style_forgets_its_jobs_and_revokes_only_weights_no_one
     await generate(safe, BOB, "ink")
     # Byte for byte the same weights as ink: deleting ink must not revoke them.
     await train(safe, ALICE, "twin", 3)
-    twin = next(s for s in safe.repo._t.styles.values() if s.name == "twin")
-    await safe.repo.set_style_status(twin.id, StyleStatus.READY, lora_key=ink)
-    ink_style = next(s for s in safe.repo._t.styles.values() if s.name == "ink")
-    ink_jobs = {j.id for j in safe.repo._t.jobs.values() if j.style_id == ink_style.id}
+    twin = next(s for s in safe.uow._t.styles.values() if s.name == "twin")
+    await safe.uow.styles.set_style_status(twin.id, StyleStatus.READY, lora_key=ink)
+    ink_style = next(s for s in safe.uow._t.styles.values() if s.name == "ink")
+    ink_jobs = {j.id for j in safe.uow._t.jobs.values() if j.style_id == ink_style.id}
 
     reply = await safe.bot.handle(DeleteStyle(ALICE, "ink"))
     assert isinstance(reply, TextReply), reply

@@ -42,9 +42,9 @@ async def test_deletions_and_erasures_are_limited_per_user_per_day() -> None:
     assert isinstance(refused, ErrorReply), refused
     assert "at most 2" in refused.text
     assert isinstance(await world.bot.handle(EraseMyData(ALICE, confirmed=True)), ErrorReply)
-    alice = await world.repo.find_user("discord", "alice")
+    alice = await world.uow.users.find_user("discord", "alice")
     assert alice is not None
-    assert await world.repo.find_style(alice.id, "wax") is not None  # nothing was deleted
+    assert await world.uow.styles.find_style(alice.id, "wax") is not None  # nothing was deleted
     assert len(world.queue.disk_rewrites) == 2
     # Someone else's limit is their own.
     assert isinstance(await world.bot.handle(DeleteStyle(BOB, "chalk")), TextReply)

@@ -47,7 +47,7 @@ async def test_an_imagine_being_queued_during_the_erasure_is_forgotten_after_it_
     assert isinstance(queued, JobQueued)
     # The payload (with the prompt) reached the queue before the erasure forgot it.
     assert order.index(("queued", queued.job_id)) < order.index(("forgotten", queued.job_id))
-    assert await safe.repo.find_user(ALICE.platform, ALICE.user_id) is None
+    assert await safe.uow.users.find_user(ALICE.platform, ALICE.user_id) is None
 
 
 async def test_late_events_of_erased_jobs_get_one_rewrite_of_the_queue_files_after_the_burst(

@@ -51,10 +51,10 @@ def assert_clear(reply: object, words: tuple[str, ...]) -> ErrorReply:
 
 async def assert_nothing_stored(world: CoreWorld) -> None:
     assert world.blobs.keys() == set()
-    user = await world.repo.get_or_create_user("discord", "alice", "Alice")
-    assert await world.repo.pending_uploads(user.id) == []
-    assert await world.repo.latest_consent(user.id) is None
-    assert await world.repo.candidate_styles(user.id, None) == []
+    user = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
+    assert await world.uow.uploads.pending_uploads(user.id) == []
+    assert await world.uow.consents.latest_consent(user.id) is None
+    assert await world.uow.styles.candidate_styles(user.id, None) == []
     assert world.queue.train_jobs == []
     assert world.queue.generate_jobs == []
 

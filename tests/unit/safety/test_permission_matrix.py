@@ -102,15 +102,15 @@ async def test_style_and_output_commands(
 ) -> None:
     output_id = await world_with_style(world, visibility)
     build, rule = STYLE_COMMANDS[command]
-    styles_before = await world.repo.styles_named("ink")
+    styles_before = await world.uow.styles.styles_named("ink")
     reply = await world.bot.handle(build(ROLES[role], output_id))
     allowed = may(rule, role, visibility)
     assert isinstance(reply, ErrorReply) is not allowed, reply
     if not allowed:
         # A refusal changes nothing and does not say a private style exists.
-        assert await world.repo.styles_named("ink") == styles_before
+        assert await world.uow.styles.styles_named("ink") == styles_before
         assert "alice" not in reply.text.lower()
-        assert await world.repo.get_output(output_id) is not None
+        assert await world.uow.outputs.get_output(output_id) is not None
 
 
 @pytest.mark.parametrize("visibility", VISIBILITIES)
@@ -161,19 +161,19 @@ async def test_per_user_commands_never_touch_the_owners_things(
     waiting = await upload(world, OWNER, (2, 2, 2))
     assert isinstance(waiting, ConsentRequest)
     await world.bot.handle(ConfirmConsent(OWNER, "CC0-1.0", True))
-    alice = await world.repo.get_or_create_user("discord", "alice", "Alice")
+    alice = await world.uow.users.get_or_create_user("discord", "alice", "Alice")
     before = (
-        await world.repo.pending_uploads(alice.id),
-        await world.repo.latest_consent(alice.id),
-        await world.repo.active_jobs(alice.id),
-        await world.repo.candidate_styles(alice.id, None),
+        await world.uow.uploads.pending_uploads(alice.id),
+        await world.uow.consents.latest_consent(alice.id),
+        await world.uow.jobs.active_jobs(alice.id),
+        await world.uow.styles.candidate_styles(alice.id, None),
     )
     reply = await PER_USER[command](world, ROLES[role])
     after = (
-        await world.repo.pending_uploads(alice.id),
-        await world.repo.latest_consent(alice.id),
-        await world.repo.active_jobs(alice.id),
-        await world.repo.candidate_styles(alice.id, None),
+        await world.uow.uploads.pending_uploads(alice.id),
+        await world.uow.consents.latest_consent(alice.id),
+        await world.uow.jobs.active_jobs(alice.id),
+        await world.uow.styles.candidate_styles(alice.id, None),
     )
     assert after == before
     if command in ("consent", "train", "cancel"):

@@ -119,16 +119,6 @@ async def test_a_limit_of_one_is_a_limit() -> None:
     assert await check_allowance(w.bot.deps, BOB, GENERATE, 1) is not None
 
 
-async def test_without_a_usage_log_nothing_is_limited_or_recorded() -> None:
-    w = world(images_per_user_per_day=1, requests_per_window=1, erasures_per_user_per_day=1)
-    w.bot.deps.usage = None
-    await use(w, ALICE, GENERATE, 5)
-    assert await check_allowance(w.bot.deps, ALICE, GENERATE, 5) is None
-    assert await rate_limited(w.bot.deps, ALICE) is None
-    assert await admit_erasure(w.bot.deps, ALICE) is None
-    assert w.usage.events == []
-
-
 async def test_a_server_quota_does_not_apply_in_a_direct_message() -> None:
     w = world(images_per_user_per_day=0, images_per_server_per_day=2)
     await use(w, ALICE_DM, GENERATE, 2)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock, person
-from tests.fakes.memory import InMemoryBlobStore, InMemoryRepository
+from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock, bot_on, person
+from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
 from stylebot.bot.core import ErrorReply, IncomingFile, Policy, StyleBot, Verify, VerifyReport
 from stylebot.bot.core.credentials import NO_CREDENTIALS
@@ -25,8 +25,8 @@ ALICE = person("alice")
 def bot(tmp_path: Path) -> tuple[StyleBot, bytes]:
     identity = ensure_signing_identity(tmp_path / "c2pa")
     reader = C2paCredentialsReader((tmp_path / "c2pa" / CA_FILE).read_bytes())
-    made = StyleBot(
-        InMemoryRepository(),
+    made = bot_on(
+        InMemoryUnitOfWork(),
         InMemoryBlobStore(),
         RecordingQueue(),
         PixelWatermark(),

@@ -38,7 +38,7 @@ from stylebot.bot.core.model import (
     Visibility,
 )
 from stylebot.bot.core.policy import Policy
-from stylebot.bot.core.ports import BlobStore, Clock, JobQueue, Repository, WatermarkReader
+from stylebot.bot.core.ports import BlobStore, Clock, JobQueue, WatermarkReader
 from stylebot.bot.core.replies import (
     ConsentRequest,
     ErasureConfirmation,
@@ -57,6 +57,7 @@ from stylebot.bot.core.replies import (
     VerifyVerdict,
 )
 from stylebot.bot.core.service import StyleBot
+from stylebot.bot.core.stores import UnitOfWork
 
 __all__ = [
     "LICENCES",
@@ -94,7 +95,6 @@ __all__ = [
     "OutputInfo",
     "Policy",
     "Reply",
-    "Repository",
     "Requester",
     "RerollOutput",
     "ShareStyle",
@@ -106,6 +106,7 @@ __all__ = [
     "StyleStatus",
     "TextReply",
     "TrainStyle",
+    "UnitOfWork",
     "UnshareStyle",
     "Upload",
     "UploadImages",

@@ -39,7 +39,6 @@ __all__ = [
     "GLOBAL_SCOPE",
     "JOB_KINDS",
     "AdminCommand",
-    "AdminNotConfigured",
     "AdminPorts",
     "AdminStore",
     "Authority",
@@ -147,10 +146,6 @@ class AdminPorts:
     operators: frozenset[str] = frozenset()
 
 
-class AdminNotConfigured(RuntimeError):
-    """The composition root built the core without AdminPorts (`Deps.admin`)."""
-
-
 def parse_operators(text: str) -> frozenset[str]:
     """`"discord:123, telegram:456"` → {"discord:123", "telegram:456"}; blanks ignored."""
     operators = set()
@@ -163,13 +158,6 @@ def parse_operators(text: str) -> frozenset[str]:
             raise ValueError(f"operator {item!r} should be platform:user_id, e.g. discord:1234")
         operators.add(f"{platform.strip().lower()}:{user_id.strip()}")
     return frozenset(operators)
-
-
-def _ports(deps: Deps) -> AdminPorts:
-    ports = getattr(deps, "admin", None)
-    if not isinstance(ports, AdminPorts):
-        raise AdminNotConfigured("admin commands need Deps.admin (AdminPorts) to be set")
-    return ports
 
 
 # -- who may do what ---------------------------------------------------------------------------
@@ -311,7 +299,7 @@ AdminCommand = (
 
 
 async def handle_pause_training(deps: Deps, command: PauseTraining) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     if authority_of(ports, command.requester, False) is not Authority.OPERATOR:
         return OPERATOR_ONLY
     already = await ports.training.paused_by()
@@ -326,7 +314,7 @@ async def handle_pause_training(deps: Deps, command: PauseTraining) -> Reply:
 
 
 async def handle_resume_training(deps: Deps, command: ResumeTraining) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     if authority_of(ports, command.requester, False) is not Authority.OPERATOR:
         return OPERATOR_ONLY
     if await ports.training.paused_by() is None:
@@ -337,7 +325,7 @@ async def handle_resume_training(deps: Deps, command: ResumeTraining) -> Reply:
 
 
 async def handle_set_quota(deps: Deps, command: SetQuota) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     authority = authority_of(ports, command.requester, command.manages_server)
     if command.kind not in JOB_KINDS:
         return ErrorReply(
@@ -365,7 +353,7 @@ async def handle_set_quota(deps: Deps, command: SetQuota) -> Reply:
 
 
 async def handle_remove_shared_style(deps: Deps, command: RemoveSharedStyle) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     authority = authority_of(ports, command.requester, command.manages_server)
     if authority is Authority.NONE:
         return MANAGERS_ONLY
@@ -374,7 +362,7 @@ async def handle_remove_shared_style(deps: Deps, command: RemoveSharedStyle) -> 
         name = normalise_style_name(command.name)
     except InvalidStyleName:
         return ErrorReply(f"There is no style named {printable(command.name)!r}.")
-    named = await deps.repo.styles_named(name)
+    named = await deps.uow.styles.styles_named(name)
     shared_here = [
         s for s in named if s.visibility is Visibility.SERVER and s.shared_scope == scope
     ]
@@ -389,7 +377,7 @@ async def handle_remove_shared_style(deps: Deps, command: RemoveSharedStyle) -> 
             )
         return ErrorReply(f"No style named {name} is shared with this server.")
     for style in shared_here:
-        await deps.repo.set_style_visibility(style.id, Visibility.PRIVATE)
+        await deps.uow.styles.set_style_visibility(style.id, Visibility.PRIVATE)
         await _log(
             deps, ports, command.requester, "remove-shared-style", f"style {style.id} from {scope}"
         )
@@ -399,7 +387,7 @@ async def handle_remove_shared_style(deps: Deps, command: RemoveSharedStyle) -> 
 
 
 async def handle_ban_user(deps: Deps, command: BanUser) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     if authority_of(ports, command.requester, False) is not Authority.OPERATOR:
         return OPERATOR_ONLY
     platform = command.requester.platform
@@ -414,7 +402,7 @@ async def handle_ban_user(deps: Deps, command: BanUser) -> Reply:
     # Found by where the jobs came from, not by user record: looking the user up
     # by id would create one (or rename them) as a side effect.
     cancelled = 0
-    for job in await deps.repo.active_jobs():
+    for job in await deps.uow.jobs.active_jobs():
         if (job.origin.platform, job.origin.user_id) == (platform, target):
             await cancel_job(deps, job)
             cancelled += 1
@@ -424,7 +412,7 @@ async def handle_ban_user(deps: Deps, command: BanUser) -> Reply:
 
 
 async def handle_unban_user(deps: Deps, command: UnbanUser) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     if authority_of(ports, command.requester, False) is not Authority.OPERATOR:
         return OPERATOR_ONLY
     platform = command.requester.platform
@@ -441,11 +429,11 @@ def _describe(job: Job, place: str, owner: str) -> str:
 
 
 async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     authority = authority_of(ports, command.requester, command.manages_server)
     if authority is Authority.NONE:
         return MANAGERS_ONLY
-    active = await deps.repo.active_jobs()
+    active = await deps.uow.jobs.active_jobs()
     # The positions /status gives, in each lane; they count every job ahead,
     # also those a manager does not see.
     positions = await waiting_positions(deps, active)
@@ -465,7 +453,7 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
 
     async def described(job: Job, place: str) -> str:
         if job.user_id not in names:
-            user = await deps.repo.get_user(job.user_id)
+            user = await deps.uow.users.get_user(job.user_id)
             names[job.user_id] = user.display_name if user else f"user {job.user_id}"
         return _describe(job, place, names[job.user_id])
 
@@ -487,10 +475,9 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
 
 
 async def banned_refusal(deps: Deps, requester: Requester) -> ErrorReply | None:
-    """The reply for a banned user's command, or None to go ahead. Without AdminPorts
-    (a bot built without admin) nobody is banned."""
-    ports = getattr(deps, "admin", None)
-    if not isinstance(ports, AdminPorts) or _who(requester) in ports.operators:
+    """The reply for a banned user's command, or None to go ahead."""
+    ports = deps.admin
+    if _who(requester) in ports.operators:
         return None
     if await ports.store.ban_of(requester.platform, requester.user_id) is None:
         return None
@@ -505,8 +492,8 @@ async def admin_quota_limit(deps: Deps, requester: Requester, kind: str) -> int 
     images for "generate", trainings for "train". The quota check takes the lower of
     this and the Policy's per-user limit; operators have no admin quota.
     """
-    ports = getattr(deps, "admin", None)
-    if not isinstance(ports, AdminPorts) or _who(requester) in ports.operators:
+    ports = deps.admin
+    if _who(requester) in ports.operators:
         return None
     scopes = [GLOBAL_SCOPE] + ([requester.scope] if requester.scope else [])
     quotas = await ports.store.quotas(scopes, kind)

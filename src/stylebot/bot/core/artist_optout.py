@@ -27,8 +27,6 @@ __all__ = ["opt_out"]
 
 
 async def opt_out(deps: Deps, command: OptOut) -> Reply:
-    if deps.optouts is None:
-        return ErrorReply("Opting out is not set up on this bot; ask its operator.")
     if not command.files:
         return ErrorReply(
             "Attach the images of yours that nobody else may train a style on (PNG, JPEG or WebP)."
@@ -36,7 +34,7 @@ async def opt_out(deps: Deps, command: OptOut) -> Reply:
     refused = await admit_image_work(deps, command.requester, command.files)
     if refused is not None:
         return refused
-    refused = await _over_cap(deps, deps.optouts, command)
+    refused = await _over_cap(deps, deps.uow.optouts, command)
     if refused is not None:
         return refused
     # Check every file before registering any, so a bad file changes nothing.
@@ -59,7 +57,7 @@ async def opt_out(deps: Deps, command: OptOut) -> Reply:
     now = deps.clock.now()
     added = 0
     for image, phash_hex in checked:
-        added += await deps.optouts.add(
+        added += await deps.uow.optouts.add(
             OptedOutImage(
                 platform=command.requester.platform,
                 platform_user_id=command.requester.user_id,

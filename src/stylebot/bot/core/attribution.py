@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stylebot.bot.core.model import Output, Requester, Style, User, Visibility
-from stylebot.bot.core.ports import Repository
+from stylebot.bot.core.stores import UnitOfWork
 from stylebot.bot.core.visitors import is_visitor
 
 __all__ = [
@@ -62,10 +62,10 @@ class Attribution:
     style: Style | None
 
 
-async def attribute(repo: Repository, output: Output, viewer: Viewer) -> Attribution:
-    owner = await repo.get_user(output.user_id)
-    style = await repo.get_style(output.style_id) if output.style_id else None
-    maker, private = await _maker_and_privacy(repo, output, owner, style)
+async def attribute(records: UnitOfWork, output: Output, viewer: Viewer) -> Attribution:
+    owner = await records.users.get_user(output.user_id)
+    style = await records.styles.get_style(output.style_id) if output.style_id else None
+    maker, private = await _maker_and_privacy(records, output, owner, style)
     is_maker = viewer == OPERATOR or (
         owner is not None
         and isinstance(viewer, Requester)
@@ -76,7 +76,7 @@ async def attribute(repo: Repository, output: Output, viewer: Viewer) -> Attribu
 
 
 async def _maker_and_privacy(
-    repo: Repository, output: Output, owner: User | None, style: Style | None
+    records: UnitOfWork, output: Output, owner: User | None, style: Style | None
 ) -> tuple[str, bool]:
     if owner is None:
         return "a deleted user", True
@@ -85,7 +85,7 @@ async def _maker_and_privacy(
         return f"{handle}, named {output.maker_name!r} when it was made", output.made_in_private
     # Recorded before outputs kept their maker: the job that asked for it still holds who
     # asked, as they were named then, and where.
-    job = await repo.get_job(output.job_id)
+    job = await records.jobs.get_job(output.job_id)
     handle = maker_handle(owner.platform, owner.platform_user_id)
     style_private = style is not None and style.visibility is Visibility.PRIVATE
     if job is None:

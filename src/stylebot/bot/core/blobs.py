@@ -22,7 +22,7 @@ async def delete_unused_blobs(deps: Deps, keys: Iterable[str]) -> int:
     Call after the transaction that removed the records commits: a failed commit must
     not leave records naming missing blobs."""
     async with deps.blob_lock:
-        unused = await deps.repo.unreferenced_blob_keys(sorted(set(keys)))
+        unused = await deps.uow.unreferenced_blob_keys(sorted(set(keys)))
         for key in sorted(unused):
             await deps.blobs.delete(key)
     return len(unused)

@@ -21,11 +21,11 @@ NO_CREDENTIALS_BUT_MARKED = (
 
 
 def with_credentials(
-    report: VerifyReport | ErrorReply, reader: ContentCredentialsReader | None, data: bytes
+    report: VerifyReport | ErrorReply, reader: ContentCredentialsReader, data: bytes
 ) -> VerifyReport | ErrorReply:
     """The report with the manifest's state appended. Only files that passed the upload
     checks (a VerifyReport) reach the C2PA reader, never a refused hostile file."""
-    if reader is None or not isinstance(report, VerifyReport):
+    if not isinstance(report, VerifyReport):
         return report
     unmarked = report.verdict in (VerifyVerdict.NO_MARK, VerifyVerdict.RESEMBLES)
     none = NO_CREDENTIALS if unmarked else NO_CREDENTIALS_BUT_MARKED

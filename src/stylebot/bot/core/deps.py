@@ -11,16 +11,12 @@ from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
     Clock,
-    ConsentLedger,
     ContentCredentialsReader,
     JobQueue,
-    OptOutRegistry,
-    PendingQueueCleanups,
-    Repository,
-    UsageLog,
     WatermarkReader,
 )
 from stylebot.bot.core.queue_cleanup import QueueCleanupCarrier
+from stylebot.bot.core.stores import UnitOfWork
 
 if TYPE_CHECKING:
     from stylebot.bot.core.admin import AdminPorts
@@ -28,22 +24,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class Deps:
-    repo: Repository
+    # The records (users ... outputs, the consent ledger, opt-outs, usage, queue
+    # clean-ups owed): what a use case writes in one `async with uow:` commits together.
+    uow: UnitOfWork
     blobs: BlobStore
     queue: JobQueue
     watermark: WatermarkReader
     clock: Clock
     policy: Policy
-    # None only where nothing looks at consent evidence or opt-outs (some unit tests);
-    # the composition root always passes the SQLite ones.
-    ledger: ConsentLedger | None = None
-    optouts: OptOutRegistry | None = None
-    usage: UsageLog | None = None  # None: no quotas or rate limits
-    credentials: ContentCredentialsReader | None = None  # None: /verify skips C2PA
-    admin: AdminPorts | None = None  # None: no admin commands, nobody banned
-    # None: queue clean-ups owed by erasures are kept in memory only (unit tests);
-    # the composition root passes the SQLite one.
-    cleanups: PendingQueueCleanups | None = None
+    credentials: ContentCredentialsReader
+    admin: AdminPorts
     queue_cleanup: QueueCleanupCarrier = field(
         default_factory=QueueCleanupCarrier, repr=False, compare=False
     )
@@ -64,6 +54,6 @@ class Deps:
 
     async def user(self, requester: Requester) -> User:
         """The requester's user record, created on first sight."""
-        return await self.repo.get_or_create_user(
+        return await self.uow.users.get_or_create_user(
             requester.platform, requester.user_id, requester.display_name
         )

@@ -107,42 +107,39 @@ async def erase_my_data(deps: Deps, command: EraseMyData) -> Reply:
 
 
 async def _holdings(deps: Deps, requester: Requester) -> _Holdings:
-    optouts = 0
-    if deps.optouts is not None:
-        optouts = await deps.optouts.count_naming(requester.platform, requester.user_id)
-    user = await deps.repo.find_user(requester.platform, requester.user_id)
+    optouts = await deps.uow.optouts.count_naming(requester.platform, requester.user_id)
+    user = await deps.uow.users.find_user(requester.platform, requester.user_id)
     if user is None:
         return _Holdings(None, (), 0, (), (), 0, (), optouts)
     styles = tuple(
-        s for s in await deps.repo.candidate_styles(user.id, None) if s.owner_id == user.id
+        s for s in await deps.uow.styles.candidate_styles(user.id, None) if s.owner_id == user.id
     )
     style_images = 0
     others_outputs = 0
     for style in styles:
-        style_images += len(await deps.repo.style_uploads(style.id))
+        style_images += len(await deps.uow.uploads.style_uploads(style.id))
         others_outputs += sum(
-            1 for o in await deps.repo.style_outputs(style.id) if o.user_id != user.id
+            1 for o in await deps.uow.outputs.style_outputs(style.id) if o.user_id != user.id
         )
     return _Holdings(
         user=user,
         styles=styles,
         style_images=style_images,
-        pending=tuple(await deps.repo.pending_uploads(user.id)),
-        own_outputs=tuple(await deps.repo.user_outputs(user.id)),
+        pending=tuple(await deps.uow.uploads.pending_uploads(user.id)),
+        own_outputs=tuple(await deps.uow.outputs.user_outputs(user.id)),
         others_outputs=others_outputs,
-        jobs=tuple(await deps.repo.active_jobs(user.id)),
+        jobs=tuple(await deps.uow.jobs.active_jobs(user.id)),
         optouts=optouts,
     )
 
 
 async def _forget_usage_and_unlink_optouts(deps: Deps, requester: Requester, h: _Holdings) -> None:
-    """Inside the caller's transaction: the stores' adapters write on the repository's
-    connection (see the ports), so these commit or roll back with the erasure."""
-    if deps.usage is not None:
-        # Recent requests keep counting (under a code), or erasing would reset limits.
-        await deps.usage.forget(user_key(requester), usage_counted_since(deps))
-    if deps.optouts is not None and h.optouts:
-        await deps.optouts.reassign(
+    """Inside the caller's `async with deps.uow:`, so these commit or roll back with
+    the erasure."""
+    # Recent requests keep counting (under a code), or erasing would reset limits.
+    await deps.uow.usage.forget(user_key(requester), usage_counted_since(deps))
+    if h.optouts:
+        await deps.uow.optouts.reassign(
             requester.platform, requester.user_id, f"erased-{secrets.token_hex(8)}"
         )
 
@@ -186,44 +183,43 @@ async def _erase_records(deps: Deps, requester: Requester, h: _Holdings) -> froz
     user = h.user
     if user is None:
         # No user row (never used the bot, or erased before): usage and opt-outs only.
-        async with deps.repo.transaction():
+        async with deps.uow:
             await _forget_usage_and_unlink_optouts(deps, requester, h)
         return frozenset()
     unused: set[str] = set()
     cleanup = QueueCleanup(owner=job_owner(user), rewrite_files=True)
-    async with deps.repo.transaction():
+    async with deps.uow:
         for style in h.styles:
             deleted = await delete_style_records(deps, style, ERASURE_REASON)
             unused |= deleted.unused_blobs
             cleanup = _joined(cleanup, deleted.queue)
         # Jobs that used someone else's style, or none: the style deletions stopped the rest.
-        active = await deps.repo.active_jobs(user.id)
+        active = await deps.uow.jobs.active_jobs(user.id)
         for job in active:
-            await deps.repo.cancel_active_job(job.id, deps.clock.now())
-        job_ids = await deps.repo.job_ids(user_id=user.id)
+            await deps.uow.jobs.cancel_active_job(job.id, deps.clock.now())
+        job_ids = await deps.uow.jobs.job_ids(user_id=user.id)
         cleanup = _joined(
             cleanup,
             QueueCleanup(
                 cancel_job_ids=tuple(job.id for job in active), forget_job_ids=tuple(job_ids)
             ),
         )
-        keys = await deps.repo.erase_user(user.id)
-        unused |= await deps.repo.unreferenced_blob_keys(keys)
+        keys = await deps.uow.users.erase_user(user.id)
+        unused |= await deps.uow.unreferenced_blob_keys(keys)
         # Counted with the erasure (a failed one counts not), under a code like the rest.
         await record_usage(deps, requester, ERASE, 1)
         await _forget_usage_and_unlink_optouts(deps, requester, h)
-        if deps.ledger is not None:
-            payload = erasure_payload(
-                platform=user.platform,
-                platform_user_id=user.platform_user_id,
-                style_ids=[s.id for s in h.styles],
-                uploads=len(h.pending),
-                outputs=len(h.own_outputs),
-                cancelled_jobs=len(h.jobs),
-                deleted_blobs=len(unused),
-                optouts_kept=h.optouts,
-            )
-            await deps.ledger.append(LedgerKind.ERASURE, payload, deps.clock.now())
+        payload = erasure_payload(
+            platform=user.platform,
+            platform_user_id=user.platform_user_id,
+            style_ids=[s.id for s in h.styles],
+            uploads=len(h.pending),
+            outputs=len(h.own_outputs),
+            cancelled_jobs=len(h.jobs),
+            deleted_blobs=len(unused),
+            optouts_kept=h.optouts,
+        )
+        await deps.uow.ledger.append(LedgerKind.ERASURE, payload, deps.clock.now())
         await deps.queue_cleanup.record(deps, cleanup)
     return frozenset(unused)  # the blobs to delete after the commit
 

@@ -47,7 +47,7 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
     Events can arrive twice (a front end restarting mid-delivery), so a job
     that already ended ignores further events.
     """
-    job = await deps.repo.get_job(event.job_id)
+    job = await deps.uow.jobs.get_job(event.job_id)
     if job is None:
         log.warning("event for unknown job %s ignored", event.job_id)
         await _discard_unwanted_blobs(deps, event)
@@ -74,10 +74,10 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
         case "started":
             if job.status is JobStatus.RUNNING and job.step:
                 return await _resumed(deps, job, event)
-            await deps.repo.update_job(job.id, JobStatus.RUNNING, now)
+            await deps.uow.jobs.update_job(job.id, JobStatus.RUNNING, now)
             return []
         case "progress":
-            await deps.repo.update_job(
+            await deps.uow.jobs.update_job(
                 job.id, JobStatus.RUNNING, now, step=event.step, total=event.total
             )
             if event.preview is not None:
@@ -89,7 +89,7 @@ async def handle_event(deps: Deps, event: JobEvent) -> list[Notification]:
             return await _ending(deps, job, event, record=True)
         case "cancelled":
             # A worker dropped the job without /cancel (it was deleted, say).
-            await deps.repo.update_job(job.id, JobStatus.CANCELLED, now)
+            await deps.uow.jobs.update_job(job.id, JobStatus.CANCELLED, now)
             return []
     log.warning("event of unknown kind %s for job %s", event.kind, job.id)
     return []
@@ -104,11 +104,11 @@ def _is_stale(event: JobEvent, now: datetime) -> bool:
 async def _resumed(deps: Deps, job: Job, event: JobEvent) -> list[Notification]:
     """A job that was running (and had made progress) started again: its worker
     stopped or died, and a worker took it up, from its last checkpoint if it trains."""
-    await deps.repo.update_job(
+    await deps.uow.jobs.update_job(
         job.id, JobStatus.RUNNING, deps.clock.now(), step=event.step, total=event.total
     )
     if job.kind == "train":
-        style = await deps.repo.get_style(job.style_id) if job.style_id else None
+        style = await deps.uow.styles.get_style(job.style_id) if job.style_id else None
         label = style.name if style else "your style"
         where = f"from step {event.step}/{event.total}" if event.step else "from the start"
         text = f"Training {label} resumed {where}: the worker running it had stopped."
@@ -136,7 +136,7 @@ async def _discard_unwanted_blobs(deps: Deps, event: JobEvent) -> None:
 
 async def _progress_reply(deps: Deps, job: Job, event: JobEvent) -> JobProgress:
     if job.kind == "train":
-        style = await deps.repo.get_style(job.style_id) if job.style_id else None
+        style = await deps.uow.styles.get_style(job.style_id) if job.style_id else None
         parts = [f"step {event.step}/{event.total}"]
         if event.loss is not None:
             parts.append(f"loss {event.loss:.3g}")
@@ -165,8 +165,8 @@ async def _training_preview(
     except DamagedBlob as exc:  # a preview is a courtesy: skipped, training goes on
         log.error("job %s: preview at step %d not sent: %s", job.id, event.step, exc)
         return []
-    if await deps.repo.get_output(preview.output_id) is None:  # events may come twice
-        await deps.repo.add_outputs(
+    if await deps.uow.outputs.get_output(preview.output_id) is None:  # events may come twice
+        await deps.uow.outputs.add_outputs(
             [
                 Output(
                     id=preview.output_id,
@@ -190,7 +190,7 @@ async def _training_preview(
                 )
             ]
         )
-    style = await deps.repo.get_style(job.style_id) if job.style_id else None
+    style = await deps.uow.styles.get_style(job.style_id) if job.style_id else None
     label = style.name if style else "your style"
     image = ImageFile(preview.output_id, f"stylebot-preview-{preview.output_id}.png", data)
     reply = ImagesReady(
@@ -235,21 +235,21 @@ async def _training_finished(
     deps: Deps, job: Job, event: JobEvent, record: bool
 ) -> list[Notification]:
     result = event.train_result()
-    style = await deps.repo.get_style(job.style_id) if job.style_id else None
+    style = await deps.uow.styles.get_style(job.style_id) if job.style_id else None
     if record:
-        async with deps.repo.transaction():
+        async with deps.uow:
             if style is not None:
                 # "": only a textual-inversion embedding trained, no LoRA.
-                await deps.repo.set_style_status(
+                await deps.uow.styles.set_style_status(
                     style.id, StyleStatus.READY, result.lora_key or None
                 )
                 if result.export_key is not None:
-                    await deps.repo.set_style_export(style.id, result.export_key)
+                    await deps.uow.styles.set_style_export(style.id, result.export_key)
                 if result.embedding_key is not None:
-                    await deps.repo.set_style_embedding(style.id, result.embedding_key)
+                    await deps.uow.styles.set_style_embedding(style.id, result.embedding_key)
                 if result.validation:
-                    await deps.repo.set_style_validation(style.id, result.validation)
-            await deps.repo.update_job(
+                    await deps.uow.styles.set_style_validation(style.id, result.validation)
+            await deps.uow.jobs.update_job(
                 job.id,
                 JobStatus.FINISHED,
                 deps.clock.now(),
@@ -280,7 +280,7 @@ async def _generation_finished(
     deps: Deps, job: Job, event: JobEvent, record: bool
 ) -> list[Notification]:
     result = event.generate_result()
-    expected = {o.id for o in await deps.repo.job_outputs(job.id)}
+    expected = {o.id for o in await deps.uow.outputs.job_outputs(job.id)}
     images = [i for i in result.images if i.output_id in expected]
     if len(images) != len(result.images):
         log.error("job %s returned outputs it was not given; ignored them", job.id)
@@ -297,10 +297,12 @@ async def _generation_finished(
         # Said once, in words; an exception would leave the event to fail at every start.
         log.error("job %s: %s; its image cannot be sent", job.id, exc)
         if record:
-            async with deps.repo.transaction():
+            async with deps.uow:
                 for image in images:
-                    await deps.repo.set_output_blob(image.output_id, image.blob_key, image.seed)
-                await deps.repo.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
+                    await deps.uow.outputs.set_output_blob(
+                        image.output_id, image.blob_key, image.seed
+                    )
+                await deps.uow.jobs.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
         return [
             Notification(
                 job.origin,
@@ -316,12 +318,12 @@ async def _generation_finished(
     if record:
         # Kept so that /verify can still find an image whose watermark is gone.
         fingerprints = [await asyncio.to_thread(fingerprint_of_png, f.data) for f in files]
-        async with deps.repo.transaction():
+        async with deps.uow:
             for image, fingerprint in zip(images, fingerprints, strict=True):
-                await deps.repo.set_output_blob(image.output_id, image.blob_key, image.seed)
+                await deps.uow.outputs.set_output_blob(image.output_id, image.blob_key, image.seed)
                 if fingerprint is not None:
-                    await deps.repo.set_output_fingerprint(image.output_id, fingerprint)
-            await deps.repo.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
+                    await deps.uow.outputs.set_output_fingerprint(image.output_id, fingerprint)
+            await deps.uow.jobs.update_job(job.id, JobStatus.FINISHED, deps.clock.now())
     seeds = ", ".join(str(i.seed) for i in result.images)
     return [
         Notification(
@@ -341,10 +343,10 @@ async def _generation_finished(
 async def _job_failed(deps: Deps, job: Job, event: JobEvent, record: bool) -> list[Notification]:
     error = event.error or "unknown error"
     if record:
-        async with deps.repo.transaction():
+        async with deps.uow:
             if job.kind == "train" and job.style_id is not None:
-                await deps.repo.set_style_status(job.style_id, StyleStatus.FAILED)
-            await deps.repo.update_job(job.id, JobStatus.FAILED, deps.clock.now(), error=error)
+                await deps.uow.styles.set_style_status(job.style_id, StyleStatus.FAILED)
+            await deps.uow.jobs.update_job(job.id, JobStatus.FAILED, deps.clock.now(), error=error)
     what = "Training" if job.kind == "train" else "Generation"
     return [
         Notification(

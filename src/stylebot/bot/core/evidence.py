@@ -7,10 +7,9 @@
 * revocation: when a style is deleted, in the transaction that deletes its records;
 * erasure: when a user's data is erased at their request (bot/core/erasure.py).
 
-Each append happens inside the repository transaction that writes the records it
-speaks for, so a record and its evidence land together or not at all (the SQLite ledger
-shares the repository's connection for this). Anything slow (reading blobs to hash them)
-is done before that transaction opens.
+Each append happens inside the `async with deps.uow:` block that writes the records it
+speaks for, so a record and its evidence land together or not at all. Anything slow
+(reading blobs to hash them) is done before that transaction opens.
 """
 
 from __future__ import annotations
@@ -38,8 +37,6 @@ NOT_SPDX = frozenset({"own-work", "licensed"})
 
 async def consent_images(deps: Deps, uploads: Sequence[Upload]) -> list[ImageEvidence]:
     """The evidence of each image (reads the blobs): done before the consent transaction."""
-    if deps.ledger is None:
-        return []
     # Hashing decodes each image (up to 40 of them, each up to the pixel limit): off the
     # event loop and a few at a time, like every image work (stylebot.bot.core.image_work).
     evidence = []
@@ -59,8 +56,6 @@ async def record_consent(
     people_agreed: bool | None,
 ) -> None:
     """Call inside the transaction that added `consent`."""
-    if deps.ledger is None:
-        return
     payload = consent_payload(
         consent_id=consent.id,
         platform=user.platform,
@@ -73,13 +68,11 @@ async def record_consent(
         people_agreed=people_agreed,
         images=images,
     )
-    await deps.ledger.append(LedgerKind.CONSENT, payload, consent.created_at)
+    await deps.uow.ledger.append(LedgerKind.CONSENT, payload, consent.created_at)
 
 
 async def record_training(deps: Deps, user: User, style: Style, uploads: Sequence[Upload]) -> None:
     """Call inside the transaction that adds the style."""
-    if deps.ledger is None:
-        return
     payload = training_payload(
         consent_id=style.consent_id,
         style_id=style.id,
@@ -88,16 +81,14 @@ async def record_training(deps: Deps, user: User, style: Style, uploads: Sequenc
         base_model=style.base_model,
         image_sha256=[u.blob_key for u in uploads],
     )
-    await deps.ledger.append(LedgerKind.TRAINING, payload, style.created_at)
+    await deps.uow.ledger.append(LedgerKind.TRAINING, payload, style.created_at)
 
 
 async def record_revocation(
     deps: Deps, style: Style, image_sha256: Sequence[str], deleted_blobs: int, reason: str
 ) -> None:
     """Call inside the transaction that deletes the style's records."""
-    if deps.ledger is None:
-        return
-    owner = await deps.repo.get_user(style.owner_id)
+    owner = await deps.uow.users.get_user(style.owner_id)
     payload = revocation_payload(
         style_id=style.id,
         consent_id=style.consent_id,
@@ -107,4 +98,4 @@ async def record_revocation(
         image_sha256=image_sha256,
         deleted_blobs=deleted_blobs,
     )
-    await deps.ledger.append(LedgerKind.REVOCATION, payload, deps.clock.now())
+    await deps.uow.ledger.append(LedgerKind.REVOCATION, payload, deps.clock.now())

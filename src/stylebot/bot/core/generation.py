@@ -139,7 +139,7 @@ async def admit_and_queue(
         if style is not None:
             # Looked up before the lock: it may have been deleted or made private since
             # (revoke_style holds this lock while it deletes, so after this no longer).
-            current = await deps.repo.get_style(style.id)
+            current = await deps.uow.styles.get_style(style.id)
             if current is None or not can_use(current, user.id, requester.scope):
                 return ErrorReply(
                     f"There is no style named {style.name} that you can use here. "
@@ -185,11 +185,11 @@ async def queue_generation(
         )
         for i in range(spec.count)
     ]
-    async with deps.repo.transaction():
-        await deps.repo.add_job(
+    async with deps.uow:
+        await deps.uow.jobs.add_job(
             job_id, "generate", user.id, requester, now, style.id if style else None
         )
-        await deps.repo.add_outputs(outputs)
+        await deps.uow.outputs.add_outputs(outputs)
         # Inside the transaction: queued in both, or (the queue down) in neither.
         await deps.queue.enqueue_generate(
             GenerateJob(
@@ -235,13 +235,13 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
     A re-roll reuses the output's prompt, negative prompt and style, so it is allowed to
     whoever may see them (`attribute`): an output made in private is its maker's alone,
     whatever its style, as its id is no secret (/verify, file names, callback data)."""
-    output = await deps.repo.get_output(output_id)
+    output = await deps.uow.outputs.get_output(output_id)
     if output is None:
         return ErrorReply("That image is no longer available (it was deleted).")
     user = await deps.user(requester)
     style: Style | None = None
     if output.style_id is not None:
-        found = await deps.repo.get_style(output.style_id)
+        found = await deps.uow.styles.get_style(output.style_id)
         if found is None or not can_use(found, user.id, requester.scope):
             return ErrorReply(
                 "That image's style is not one you can use here, so I can't make more."
@@ -251,7 +251,7 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
         ):
             return ErrorReply(f"Style {found.name} is not ready.")
         style = found
-    attribution = await attribute(deps.repo, output, requester)
+    attribution = await attribute(deps.uow, output, requester)
     if not attribution.full:
         return ErrorReply("That image was made in private: only its maker can make more like it.")
     spec = GenerationSpec(
@@ -271,10 +271,10 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
 
 
 async def output_info(deps: Deps, command: OutputInfo) -> Reply:
-    output = await deps.repo.get_output(command.output_id)
+    output = await deps.uow.outputs.get_output(command.output_id)
     if output is None:
         return ErrorReply("That image is no longer available (it was deleted).")
-    attribution = await attribute(deps.repo, output, command.requester)
+    attribution = await attribute(deps.uow, output, command.requester)
     if not attribution.full:
         # The same rule as /verify: a private output's prompt and style are its maker's.
         return TextReply(
@@ -298,13 +298,13 @@ async def output_info(deps: Deps, command: OutputInfo) -> Reply:
 
 
 async def delete_output(deps: Deps, command: DeleteOutput) -> Reply:
-    output = await deps.repo.get_output(command.output_id)
+    output = await deps.uow.outputs.get_output(command.output_id)
     if output is None:
         return ErrorReply("That image is already deleted.")
     user = await deps.user(command.requester)
     if output.user_id != user.id:
         return ErrorReply("Only the person who made an image can delete it.")
-    key = await deps.repo.delete_output(output.id)
+    key = await deps.uow.outputs.delete_output(output.id)
     if key is not None:
         await delete_unused_blobs(deps, [key])
     return TextReply("Deleted the image and its record.")

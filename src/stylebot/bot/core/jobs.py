@@ -27,7 +27,7 @@ async def queue_room(deps: Deps, requester: Requester, user: User) -> ErrorReply
     """An ErrorReply when the user, or their server, already has as many jobs waiting
     as the operator allows; one user's burst cannot fill the queue."""
     p = deps.policy
-    active = await deps.repo.active_jobs()
+    active = await deps.uow.jobs.active_jobs()
     if p.max_queued_per_user > 0:
         mine = sum(1 for job in active if job.user_id == user.id)
         if mine >= p.max_queued_per_user:
@@ -48,7 +48,7 @@ async def queue_room(deps: Deps, requester: Requester, user: User) -> ErrorReply
 
 async def show_status(deps: Deps, command: ShowStatus) -> Reply:
     user = await deps.user(command.requester)
-    everyone = await deps.repo.active_jobs()
+    everyone = await deps.uow.jobs.active_jobs()
     mine = [j for j in everyone if j.user_id == user.id]
     if not mine:
         return TextReply("You have no jobs queued or running.", private=True)
@@ -65,7 +65,7 @@ async def show_status(deps: Deps, command: ShowStatus) -> Reply:
 
 async def cancel(deps: Deps, command: CancelJob) -> Reply:
     user = await deps.user(command.requester)
-    mine = await deps.repo.active_jobs(user.id)
+    mine = await deps.uow.jobs.active_jobs(user.id)
     if command.job_id is not None:
         mine = [j for j in mine if j.id == command.job_id]
     if not mine:
@@ -84,16 +84,16 @@ async def cancel_job(deps: Deps, job: Job) -> bool:
     """Stop the job on the workers and record it cancelled; False when it ended first
     (the worker's result was recorded while the queue was asked), which then stands."""
     await deps.queue.cancel(job.id)
-    async with deps.repo.transaction():
-        if not await deps.repo.cancel_active_job(job.id, deps.clock.now()):
+    async with deps.uow:
+        if not await deps.uow.jobs.cancel_active_job(job.id, deps.clock.now()):
             return False
         if job.kind == "train" and job.style_id is not None:
-            await deps.repo.set_style_status(job.style_id, StyleStatus.FAILED)
+            await deps.uow.styles.set_style_status(job.style_id, StyleStatus.FAILED)
     return True
 
 
 async def queue_position(deps: Deps, job_id: str) -> int:
-    return (await waiting_positions(deps, await deps.repo.active_jobs())).get(job_id, 0)
+    return (await waiting_positions(deps, await deps.uow.jobs.active_jobs())).get(job_id, 0)
 
 
 async def waiting_positions(deps: Deps, active: Sequence[Job]) -> dict[str, int]:

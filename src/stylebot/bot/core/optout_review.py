@@ -19,7 +19,6 @@ from stylebot.bot.core.admin import (
     ListOptOuts,
     RemoveOptOuts,
     _log,
-    _ports,
     authority_of,
 )
 from stylebot.bot.core.deps import Deps
@@ -38,7 +37,6 @@ LISTED = 50  # registrations a listing shows
 SHOWN_CODE = 12  # hex digits of a registrant code shown; 8 or more select one
 _MIN_CODE = 8
 _CODE = re.compile(r"[0-9a-f]+")
-_NOT_SET_UP = ErrorReply("Opting out is not set up on this bot; there is nothing to review.")
 
 
 def _scope_of(authority: Authority, requester: Requester) -> str | None:
@@ -65,17 +63,15 @@ def _line(image: OptedOutImage, operator: bool) -> str:
 
 
 async def handle_list_optouts(deps: Deps, command: ListOptOuts) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     authority = authority_of(ports, command.requester, command.manages_server)
     if authority is Authority.NONE:
         return MANAGERS_ONLY
-    if deps.optouts is None:
-        return _NOT_SET_UP
     registrant = _registrant(command.registrant)
     if isinstance(registrant, ErrorReply):
         return registrant
     within = _scope_of(authority, command.requester)
-    listed = await deps.optouts.listing(within, registrant, LISTED)
+    listed = await deps.uow.optouts.listing(within, registrant, LISTED)
     where = "" if within is None else " made in this server"
     if not listed:
         return TextReply(f"No {_OPTOUT} registrations{where}.")
@@ -93,14 +89,10 @@ async def handle_list_optouts(deps: Deps, command: ListOptOuts) -> Reply:
 
 
 async def handle_remove_optouts(deps: Deps, command: RemoveOptOuts) -> Reply:
-    ports = _ports(deps)
+    ports = deps.admin
     authority = authority_of(ports, command.requester, command.manages_server)
     if authority is Authority.NONE:
         return MANAGERS_ONLY
-    if deps.optouts is None:
-        return _NOT_SET_UP
-    if deps.ledger is None:
-        return ErrorReply("Removing needs the consent ledger, which this bot has not set up.")
     registrant = _registrant(command.registrant)
     if isinstance(registrant, ErrorReply):
         return registrant
@@ -110,8 +102,8 @@ async def handle_remove_optouts(deps: Deps, command: RemoveOptOuts) -> Reply:
     admin = f"{command.requester.platform}:{command.requester.user_id}"
     now = deps.clock.now()
     # The removals and their ledger entries land together or not at all.
-    async with deps.repo.transaction():
-        removed = await deps.optouts.remove(within, command.ids, registrant)
+    async with deps.uow:
+        removed = await deps.uow.optouts.remove(within, command.ids, registrant)
         for image in removed:
             payload = optout_removal_payload(
                 optout_id=image.id,
@@ -124,7 +116,7 @@ async def handle_remove_optouts(deps: Deps, command: RemoveOptOuts) -> Reply:
                 authority=str(authority),
                 reason=command.reason,
             )
-            await deps.ledger.append(LedgerKind.OPTOUT_REMOVAL, payload, now)
+            await deps.uow.ledger.append(LedgerKind.OPTOUT_REMOVAL, payload, now)
     if not removed:
         where = "" if within is None else " made in this server"
         return ErrorReply(f"No such {_OPTOUT} registrations{where}. Nothing was removed.")

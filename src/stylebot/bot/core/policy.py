@@ -1,4 +1,10 @@
-"""Limits and defaults the core enforces, set by the operator (see stylebot.config)."""
+"""Limits and defaults the core enforces, set by the operator.
+
+`PolicySettings` is the one definition of the knobs the operator sets directly:
+`stylebot.config.Settings` inherits these fields (one `STYLEBOT_<NAME>` setting
+each, its rule in `stylebot.config.POLICY_RULES`), and `Policy` adds what is
+built from several settings.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,7 @@ from stylebot.queue.payloads import TrainSettings
 
 
 @dataclass(frozen=True)
-class Policy:
-    base_model: str = ""
-    train: TrainSettings = field(default_factory=TrainSettings)
-    # Fields of `train` chosen per style from its number of images instead
-    # (stylebot.bot.core.training_defaults); Settings has the same-named property.
-    train_chosen_from_images: tuple[str, ...] = ()
+class PolicySettings:
     min_train_images: int = 1
     max_train_images: int = 40
     default_steps: int = 25
@@ -25,7 +26,6 @@ class Policy:
     max_size: int = 1024
     max_images_per_request: int = 4
     max_prompt_chars: int = 1000
-    images: ImageLimits = field(default_factory=ImageLimits)
     # Quotas over a rolling day (24 h), per user and per server or group; 0 = no limit.
     # Generation counts images, training counts styles.
     images_per_user_per_day: int = 500
@@ -49,3 +49,13 @@ class Policy:
     optouts_per_user_per_day: int = 20
     # Words or phrases refused in prompts (case, accents and punctuation ignored).
     prompt_blocklist: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy(PolicySettings):
+    base_model: str = ""
+    train: TrainSettings = field(default_factory=TrainSettings)
+    # Fields of `train` chosen per style from its number of images instead
+    # (stylebot.bot.core.training_defaults); Settings has the same-named property.
+    train_chosen_from_images: tuple[str, ...] = ()
+    images: ImageLimits = field(default_factory=ImageLimits)

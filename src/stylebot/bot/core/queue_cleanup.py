@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,16 +57,12 @@ class QueueCleanup:
 
 
 class QueueCleanupCarrier:
-    """Carries out the recorded clean-ups, one run at a time, and retries them.
-
-    Without a durable store (`Deps.cleanups` None: unit tests, tools without a
-    database) the work is kept in this process only."""
+    """Carries out the recorded clean-ups (`UnitOfWork.cleanups`), one run at a time,
+    and retries them."""
 
     def __init__(self, late_rewrite_delay_s: float = LATE_EVENT_REWRITE_DELAY_S) -> None:
         self.late_rewrite_delay_s = late_rewrite_delay_s
         self._running = asyncio.Lock()
-        self._unrecorded: dict[int, QueueCleanup] = {}
-        self._next_unrecorded = 0
         self._scheduled: asyncio.Task[None] | None = None
         self._retry_s = RETRY_FIRST_S
 
@@ -75,22 +70,7 @@ class QueueCleanupCarrier:
         """Inside the caller's transaction, so it commits with the deletion."""
         if cleanup.is_empty:
             return
-        if deps.cleanups is not None:
-            await deps.cleanups.add(cleanup, deps.clock.now())
-            return
-        self._next_unrecorded += 1
-        self._unrecorded[self._next_unrecorded] = cleanup
-
-    async def _pending(self, deps: Deps) -> list[tuple[int, QueueCleanup]]:
-        if deps.cleanups is not None:
-            return await deps.cleanups.pending()
-        return sorted(self._unrecorded.items())
-
-    async def _done(self, deps: Deps, cleanup_ids: Sequence[int]) -> None:
-        if deps.cleanups is not None:
-            await deps.cleanups.done(cleanup_ids)
-        for cleanup_id in cleanup_ids:
-            self._unrecorded.pop(cleanup_id, None)
+        await deps.uow.cleanups.add(cleanup, deps.clock.now())
 
     async def carry_out(self, deps: Deps) -> bool:
         """Do what is recorded; True when nothing is left. A queue failure is logged,
@@ -107,7 +87,7 @@ class QueueCleanupCarrier:
         return True
 
     async def _carry_out(self, deps: Deps) -> None:
-        pending = await self._pending(deps)
+        pending = await deps.uow.cleanups.pending()
         if not pending:
             return
         waiting_for_rewrite: list[int] = []
@@ -121,13 +101,13 @@ class QueueCleanupCarrier:
             if cleanup.rewrite_files:
                 waiting_for_rewrite.append(cleanup_id)
             else:
-                await self._done(deps, [cleanup_id])
+                await deps.uow.cleanups.done([cleanup_id])
         if waiting_for_rewrite:
             # One rewrite for all of them, after every deletion it is to drop.
             await deps.queue.erase_from_disk()
-            await self._done(deps, waiting_for_rewrite)
+            await deps.uow.cleanups.done(waiting_for_rewrite)
         # The records named the erased user's queue key: out of the database's log too.
-        await deps.repo.wipe_deleted()
+        await deps.uow.wipe_deleted()
 
     def carry_out_later(self, deps: Deps) -> None:
         """Debounced: requests within `late_rewrite_delay_s` of a scheduled run join it."""

@@ -59,9 +59,7 @@ async def check_allowance(
     deps: Deps, requester: Requester, kind: str, amount: int
 ) -> ErrorReply | None:
     """An ErrorReply when this request would go over a limit; None when it may go ahead."""
-    usage = deps.usage
-    if usage is None:
-        return None
+    usage = deps.uow.usage
     p = deps.policy
     now = deps.clock.now()
     who = user_key(requester)
@@ -110,7 +108,7 @@ async def rate_limited(
 ) -> ErrorReply | None:
     """An ErrorReply when the requester already made `requests_per_window` requests of
     any kind within the window; None when one more may go ahead."""
-    usage, p = deps.usage, deps.policy
+    usage, p = deps.uow.usage, deps.policy
     if usage is None or p.requests_per_window <= 0:
         return None
     now = now or deps.clock.now()
@@ -147,9 +145,9 @@ async def admit_erasure(deps: Deps, requester: Requester) -> ErrorReply | None:
     Counted like the other quotas, from the usage log; an erasure keeps its own count
     (under a code) like every other recent request, so erasing resets nothing."""
     limit = deps.policy.erasures_per_user_per_day
-    if deps.usage is None or limit <= 0:
+    if limit <= 0:
         return None
-    used = await deps.usage.total(ERASE, deps.clock.now() - _DAY, user_key=user_key(requester))
+    used = await deps.uow.usage.total(ERASE, deps.clock.now() - _DAY, user_key=user_key(requester))
     if used >= limit:
         return ErrorReply(
             f"You have deleted styles or erased your data {used} times in the last 24 hours "
@@ -159,10 +157,9 @@ async def admit_erasure(deps: Deps, requester: Requester) -> ErrorReply | None:
 
 
 async def record_usage(deps: Deps, requester: Requester, kind: str, amount: int) -> None:
-    if deps.usage is not None:
-        await deps.usage.record(
-            kind, user_key(requester), requester.scope, amount, deps.clock.now()
-        )
+    await deps.uow.usage.record(
+        kind, user_key(requester), requester.scope, amount, deps.clock.now()
+    )
 
 
 def _asked(amount: int, unit: str) -> str:

@@ -33,7 +33,7 @@ async def reconcile_with_queue(deps: Deps) -> list[str]:
     # Under the admission lock: a request being admitted has its job row written
     # before it is enqueued (in one transaction), and must not be taken for lost.
     async with deps.admission:
-        active = await deps.repo.active_jobs()
+        active = await deps.uow.jobs.active_jobs()
         if not active:
             return []
         untraced = await deps.queue.untraced([job.id for job in active])

@@ -62,16 +62,12 @@ from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
     Clock,
-    ConsentLedger,
     ContentCredentialsReader,
     JobQueue,
-    OptOutRegistry,
-    PendingQueueCleanups,
-    Repository,
-    UsageLog,
     WatermarkReader,
 )
 from stylebot.bot.core.replies import ErrorReply, Notification, Reply
+from stylebot.bot.core.stores import UnitOfWork
 from stylebot.bot.core.verification import verify
 from stylebot.queue.payloads import JobEvent
 
@@ -133,34 +129,17 @@ HANDLERS: dict[type, Handler] = {
 class StyleBot:
     def __init__(
         self,
-        repo: Repository,
+        uow: UnitOfWork,
         blobs: BlobStore,
         queue: JobQueue,
         watermark: WatermarkReader,
         clock: Clock,
         policy: Policy,
         *,
-        ledger: ConsentLedger | None = None,
-        optouts: OptOutRegistry | None = None,
-        usage: UsageLog | None = None,
-        credentials: ContentCredentialsReader | None = None,
-        admin: AdminPorts | None = None,
-        cleanups: PendingQueueCleanups | None = None,
+        credentials: ContentCredentialsReader,
+        admin: AdminPorts,
     ) -> None:
-        self.deps = Deps(
-            repo,
-            blobs,
-            queue,
-            watermark,
-            clock,
-            policy,
-            ledger=ledger,
-            optouts=optouts,
-            usage=usage,
-            credentials=credentials,
-            admin=admin,
-            cleanups=cleanups,
-        )
+        self.deps = Deps(uow, blobs, queue, watermark, clock, policy, credentials, admin)
 
     @property
     def policy(self) -> Policy:

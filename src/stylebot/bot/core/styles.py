@@ -36,7 +36,7 @@ async def resolve_style(
         return ErrorReply(
             f"There is no style named {printable(raw_name)!r}. See {mention(CommandName.STYLES)}."
         )
-    candidates = await deps.repo.candidate_styles(user.id, requester.scope)
+    candidates = await deps.uow.styles.candidate_styles(user.id, requester.scope)
     style = pick_style(candidates, name, user.id, requester.scope)
     if style is None:
         # Do not tell a private style exists: "not found" for both cases.
@@ -60,7 +60,7 @@ async def own_style(deps: Deps, requester: Requester, raw_name: str) -> Style | 
     except InvalidStyleName as exc:
         return ErrorReply(str(exc))
     user = await deps.user(requester)
-    style = await deps.repo.find_style(user.id, name)
+    style = await deps.uow.styles.find_style(user.id, name)
     if style is None:
         return ErrorReply(
             f"You have no style named {name}. {mention(CommandName.STYLES)} lists yours."
@@ -72,7 +72,9 @@ async def list_styles(deps: Deps, command: ListStyles) -> Reply:
     user = await deps.user(command.requester)
     scope = command.requester.scope
     styles = [
-        s for s in await deps.repo.candidate_styles(user.id, scope) if can_use(s, user.id, scope)
+        s
+        for s in await deps.uow.styles.candidate_styles(user.id, scope)
+        if can_use(s, user.id, scope)
     ]
     if not styles:
         return TextReply(
@@ -94,8 +96,8 @@ async def style_info(deps: Deps, command: StyleInfo) -> Reply:
     if isinstance(found, ErrorReply):
         return found
     style = found
-    owner = await deps.repo.get_user(style.owner_id)
-    images = await deps.repo.style_uploads(style.id)
+    owner = await deps.uow.users.get_user(style.owner_id)
+    images = await deps.uow.uploads.style_uploads(style.id)
     whose = "you" if style.owner_id == user.id else (owner.display_name if owner else "?")
     shared = {
         Visibility.PRIVATE: "private (only its owner can use it)",
@@ -125,7 +127,7 @@ async def _training_lines(deps: Deps, style: Style) -> str:
         f"learning rate {settings.get('learning_rate', '?')}, "
         f"{held_out} image(s) held out for validation\n"
     )
-    summary = validation_summary(await deps.repo.style_validation(style.id)).strip()
+    summary = validation_summary(await deps.uow.styles.style_validation(style.id)).strip()
     if summary:
         lines += f"validation: {summary}\n"
     return lines
@@ -136,7 +138,7 @@ async def share_style(deps: Deps, command: ShareStyle) -> Reply:
     if isinstance(style, ErrorReply):
         return style
     if command.public:
-        await deps.repo.set_style_visibility(style.id, Visibility.PUBLIC)
+        await deps.uow.styles.set_style_visibility(style.id, Visibility.PUBLIC)
         return TextReply(f"Style {style.name} is now public: anyone can use it.")
     scope = command.requester.scope
     if scope is None:
@@ -144,7 +146,7 @@ async def share_style(deps: Deps, command: ShareStyle) -> Reply:
             "Share from inside the server or group you want to share it with "
             "(or share it publicly)."
         )
-    await deps.repo.set_style_visibility(style.id, Visibility.SERVER, scope)
+    await deps.uow.styles.set_style_visibility(style.id, Visibility.SERVER, scope)
     return TextReply(f"Style {style.name} is now shared with the members here.")
 
 
@@ -152,7 +154,7 @@ async def unshare_style(deps: Deps, command: UnshareStyle) -> Reply:
     style = await own_style(deps, command.requester, command.name)
     if isinstance(style, ErrorReply):
         return style
-    await deps.repo.set_style_visibility(style.id, Visibility.PRIVATE)
+    await deps.uow.styles.set_style_visibility(style.id, Visibility.PRIVATE)
     return TextReply(f"Style {style.name} is private again: only you can use it.")
 
 
@@ -202,7 +204,7 @@ async def revoke_style(deps: Deps, style: Style, reason: str) -> RevokedStyle:
     style admitted before it has its job cancelled here, and one admitted after finds
     no style.
     """
-    async with deps.admission, deps.repo.transaction():
+    async with deps.admission, deps.uow:
         deleted = await delete_style_records(deps, style, reason)
         await deps.queue_cleanup.record(deps, replace(deleted.queue, rewrite_files=True))
     removed = await finish_deletion(deps, deleted.unused_blobs)
@@ -213,16 +215,20 @@ async def delete_style_records(deps: Deps, style: Style, reason: str) -> StyleRe
     """Inside the caller's transaction and admission lock: the jobs using the style are
     recorded cancelled, its records deleted with a revocation entry in the ledger."""
     job_ids_to_stop: list[str] = []
-    for job in await deps.repo.active_jobs():
+    for job in await deps.uow.jobs.active_jobs():
         if job.style_id == style.id:
-            await deps.repo.cancel_active_job(job.id, deps.clock.now())
+            await deps.uow.jobs.cancel_active_job(job.id, deps.clock.now())
             job_ids_to_stop.append(job.id)
-    uploads = await deps.repo.style_uploads(style.id)
+    uploads = await deps.uow.uploads.style_uploads(style.id)
     # Read before delete_style, which unlinks the jobs and the export from the style.
-    job_ids = await deps.repo.job_ids(style_id=style.id)
-    weights = {style.lora_key, style.embedding_key, await deps.repo.style_export_key(style.id)}
-    keys = await deps.repo.delete_style(style.id)
-    unused = await deps.repo.unreferenced_blob_keys(keys)
+    job_ids = await deps.uow.jobs.job_ids(style_id=style.id)
+    weights = {
+        style.lora_key,
+        style.embedding_key,
+        await deps.uow.styles.style_export_key(style.id),
+    }
+    keys = await deps.uow.styles.delete_style(style.id)
+    unused = await deps.uow.unreferenced_blob_keys(keys)
     await record_revocation(deps, style, [u.blob_key for u in uploads], len(unused), reason)
     return StyleRecordsDeleted(
         images=len(uploads),
@@ -242,7 +248,7 @@ async def finish_deletion(deps: Deps, unused_blobs: Iterable[str]) -> int:
     removed = await delete_unused_blobs(deps, unused_blobs)
     # Its records name what was erased (job ids, the owner's queue key): after them.
     await deps.queue_cleanup.carry_out(deps)
-    await deps.repo.wipe_deleted()
+    await deps.uow.wipe_deleted()
     return removed
 
 
@@ -267,7 +273,7 @@ async def export_style(deps: Deps, command: ExportStyle) -> Reply:
     # Style names are [a-z][a-z0-9_-]*, so the file name is safe on every platform.
     filename = f"{style.name}.safetensors"
     trigger = f"Use the trigger phrase {style.trigger!r} in prompts."
-    export_key = await deps.repo.style_export_key(style.id)
+    export_key = await deps.uow.styles.style_export_key(style.id)
     if export_key is None:
         # Trained before stylebot wrote kohya-layout files: the weights it has.
         return FileReply(
@@ -319,7 +325,7 @@ async def usable_styles(deps: Deps, command: UsableStyles) -> Reply:
     prefix = command.prefix.strip().lower()
     styles = [
         s
-        for s in await deps.repo.candidate_styles(user.id, scope)
+        for s in await deps.uow.styles.candidate_styles(user.id, scope)
         if can_use(s, user.id, scope)
         and s.status is StyleStatus.READY
         and s.name.startswith(prefix)

@@ -31,13 +31,13 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
 
 
 async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User) -> Reply:
-    pending = await deps.repo.pending_uploads(user.id)
+    pending = await deps.uow.uploads.pending_uploads(user.id)
     if len(pending) < deps.policy.min_train_images:
         return ErrorReply(
             f"Upload at least {deps.policy.min_train_images} image(s) first, "
             "then confirm your rights to them."
         )
-    consent = await deps.repo.latest_consent(user.id)
+    consent = await deps.uow.consents.latest_consent(user.id)
     if consent is None:
         return ErrorReply(
             "Confirm first that you made these images or hold the rights to them, "
@@ -48,9 +48,9 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
             "The waiting images changed since you confirmed your rights to them. "
             f"Please confirm again for this set ({mention(CommandName.CONSENT)})."
         )
-    if await deps.repo.find_style(user.id, name) is not None:
+    if await deps.uow.styles.find_style(user.id, name) is not None:
         return ErrorReply(f"You already have a style named {name}. Pick another name.")
-    if any(j.kind == "train" for j in await deps.repo.active_jobs(user.id)):
+    if any(j.kind == "train" for j in await deps.uow.jobs.active_jobs(user.id)):
         return ErrorReply("One of your styles is still training. Wait until it finishes.")
     if (full := await queue_room(deps, command.requester, user)) is not None:
         return full
@@ -66,8 +66,8 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
     )
     job_id = new_job_id("train")
     try:
-        async with deps.repo.transaction():
-            style = await deps.repo.add_style(
+        async with deps.uow:
+            style = await deps.uow.styles.add_style(
                 user.id,
                 name,
                 trigger_phrase(name),
@@ -77,7 +77,7 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
                 [u.id for u in pending],
                 now,
             )
-            await deps.repo.add_job(job_id, "train", user.id, command.requester, now, style.id)
+            await deps.uow.jobs.add_job(job_id, "train", user.id, command.requester, now, style.id)
             await record_training(deps, user, style, pending)
             # Inside the transaction: queued in both, or (the queue down) in neither.
             await deps.queue.enqueue_train(

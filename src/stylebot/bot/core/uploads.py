@@ -36,7 +36,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
     if refused is not None:
         return refused
     user = await deps.user(command.requester)
-    pending = await deps.repo.pending_uploads(user.id)
+    pending = await deps.uow.uploads.pending_uploads(user.id)
     known = {u.blob_key for u in pending}
 
     # Check every file before storing any, so a bad file changes nothing.
@@ -91,9 +91,9 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
                 key = await deps.blobs.put(image.data)
                 if key != image.sha256:
                     raise RuntimeError(f"blob store returned {key} for content {image.sha256}")
-            async with deps.repo.transaction():
+            async with deps.uow:
                 for image in accepted:
-                    await deps.repo.add_upload(
+                    await deps.uow.uploads.add_upload(
                         user.id, image.sha256, image.display_name, image.width, image.height
                     )
     except BaseException:
@@ -141,13 +141,13 @@ async def _record_consent(deps: Deps, command: ConfirmConsent) -> Reply:
             "without them, or confirm that they agreed."
         )
     user = await deps.user(command.requester)
-    pending = await deps.repo.pending_uploads(user.id)
+    pending = await deps.uow.uploads.pending_uploads(user.id)
     if not pending:
         return ErrorReply("There are no images waiting. Upload images first, then confirm.")
     images = await consent_images(deps, pending)
     # The consent record and its ledger entry land together or not at all.
-    async with deps.repo.transaction():
-        record = await deps.repo.add_consent(
+    async with deps.uow:
+        record = await deps.uow.consents.add_consent(
             user.id,
             licence.id,
             consent_terms.TERMS_VERSION,
@@ -166,7 +166,7 @@ async def _record_consent(deps: Deps, command: ConfirmConsent) -> Reply:
 
 async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
     user = await deps.user(command.requester)
-    removed = await deps.repo.discard_pending_uploads(user.id)
+    removed = await deps.uow.uploads.discard_pending_uploads(user.id)
     await delete_unused_blobs(deps, [u.blob_key for u in removed])
     return TextReply(f"Discarded {len(removed)} waiting image(s).")
 
@@ -174,10 +174,8 @@ async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
 async def _copies_opted_out(
     deps: Deps, image: NormalizedImage, requester: Requester
 ) -> OptedOutImage | None:
-    if deps.optouts is None:
-        return None
     phash = await run_image_work(deps, perceptual_hash_of_png, image.data)
     # The registry's index finds the few registrations that may match; only those are
     # compared, whatever the size of the registry.
-    found = await deps.optouts.candidates(image.sha256, phash, NEAR_DUPLICATE_BITS)
+    found = await deps.uow.optouts.candidates(image.sha256, phash, NEAR_DUPLICATE_BITS)
     return find_opted_out(found, image.sha256, phash, requester.platform, requester.user_id)

@@ -35,8 +35,9 @@ from stylebot.bot.core.images import (
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash_of_png
 from stylebot.bot.core.picture_match import PictureDifference, compare_png
-from stylebot.bot.core.ports import BlobStore, Repository, WatermarkReader
+from stylebot.bot.core.ports import BlobStore, WatermarkReader
 from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVerdict
+from stylebot.bot.core.stores import UnitOfWork
 
 __all__ = ["NO_MARK_TEXT", "verify", "verify_image"]
 
@@ -49,7 +50,7 @@ MAX_RESEMBLES_CANDIDATES = 10
 
 
 async def verify_image(
-    repo: Repository,
+    records: UnitOfWork,
     watermark: WatermarkReader,
     filename: str,
     data: bytes,
@@ -76,8 +77,8 @@ async def verify_image(
         return ErrorReply(f"I can't check that file: {exc.reason}")
     output_id = await asyncio.to_thread(watermark.read, image.data)
     if output_id is None:
-        return await _without_mark(repo, blobs, image, viewer)
-    output = await repo.get_output(output_id)
+        return await _without_mark(records, blobs, image, viewer)
+    output = await records.outputs.get_output(output_id)
     if output is None:
         return VerifyReport(
             f"This image carries stylebot watermark {output_id}, but this bot has no "
@@ -87,14 +88,14 @@ async def verify_image(
         )
     stored = await _stored_image(blobs, output)
     if stored is None:
-        return await _mark_only(repo, output, viewer)
+        return await _mark_only(records, output, viewer)
     difference = await asyncio.to_thread(compare_png, image.data, stored)
     if difference.same and image.over_black is not None:
         over_black = await asyncio.to_thread(compare_png, image.over_black, stored)
         if not over_black.same:
-            return await _depends_on_background(repo, output, viewer, over_black)
+            return await _depends_on_background(records, output, viewer, over_black)
     if difference.same:
-        attribution = await attribute(repo, output, viewer)
+        attribution = await attribute(records, output, viewer)
         return VerifyReport(
             text="\n".join(
                 [f"Made with stylebot: output {output.id}", *record_lines(output, attribution)]
@@ -106,7 +107,7 @@ async def verify_image(
             differs_percent=difference.percent,
         )
     if difference.altered:
-        attribution = await attribute(repo, output, viewer)
+        attribution = await attribute(records, output, viewer)
         return VerifyReport(
             text="\n".join(
                 [
@@ -141,11 +142,11 @@ async def verify_image(
 
 
 async def _depends_on_background(
-    repo: Repository, output: Output, viewer: Viewer, over_black: PictureDifference
+    records: UnitOfWork, output: Output, viewer: Viewer, over_black: PictureDifference
 ) -> VerifyReport:
     """A translucent file that is the output over white but not over black: what a
     viewer sees depends on their background, so it is not the maker's picture."""
-    attribution = await attribute(repo, output, viewer)
+    attribution = await attribute(records, output, viewer)
     return VerifyReport(
         text="\n".join(
             [
@@ -170,10 +171,10 @@ def shows_private(attribution: Attribution) -> bool:
     return attribution.private and attribution.full
 
 
-async def _mark_only(repo: Repository, output: Output, viewer: Viewer) -> VerifyReport:
+async def _mark_only(records: UnitOfWork, output: Output, viewer: Viewer) -> VerifyReport:
     """A mark of a known output whose image is not stored (never delivered, or its blob
     is gone): a mark can be copied, so this is no proof of who made the picture."""
-    attribution = await attribute(repo, output, viewer)
+    attribution = await attribute(records, output, viewer)
     return VerifyReport(
         text="\n".join(
             [
@@ -191,13 +192,13 @@ async def _mark_only(repo: Repository, output: Output, viewer: Viewer) -> Verify
 
 
 async def _without_mark(
-    repo: Repository, blobs: BlobStore, picture: NormalizedImage, viewer: Viewer
+    records: UnitOfWork, blobs: BlobStore, picture: NormalizedImage, viewer: Viewer
 ) -> VerifyReport:
-    found = await _resembled_output(repo, blobs, picture)
+    found = await _resembled_output(records, blobs, picture)
     if found is None:
         return VerifyReport(NO_MARK_TEXT, None)
     output, difference = found
-    attribution = await attribute(repo, output, viewer)
+    attribution = await attribute(records, output, viewer)
     return VerifyReport(
         text="\n".join(
             [
@@ -215,7 +216,7 @@ async def _without_mark(
 
 
 async def _resembled_output(
-    repo: Repository, blobs: BlobStore, picture: NormalizedImage
+    records: UnitOfWork, blobs: BlobStore, picture: NormalizedImage
 ) -> tuple[Output, PictureDifference] | None:
     """The stored output the picture closely resembles, if any: found through the
     fingerprint index, and only claimed when its regions match as for "made by" (over
@@ -227,7 +228,7 @@ async def _resembled_output(
         return None  # a flat picture: its hash says nothing
     candidates = [
         (distance, output)
-        for output in await repo.outputs_with_bands(probes)
+        for output in await records.outputs.outputs_with_bands(probes)
         if output.fingerprint is not None
         and (distance := hamming(phash, PerceptualHash.from_hex(output.fingerprint)))
         <= RESEMBLES_MAX_BITS
@@ -271,7 +272,7 @@ async def verify(deps: Deps, command: Verify) -> Reply:
     # All of it is image work (decode, mark, hashes, C2PA): one turn of Deps.image_work.
     async with deps.image_work:
         report = await verify_image(
-            deps.repo,
+            deps.uow,
             deps.watermark,
             command.file.filename,
             command.file.data,
