@@ -309,8 +309,8 @@ class Generator:
     def _slot_fits_model(self, slot: str) -> bool:
         """Every layer of the slot maps the base layer's inputs to its outputs."""
         for layer in self._lora_layers(slot):
-            base = layer.get_base_layer().weight
-            down, up = layer.lora_A[slot].weight, layer.lora_B[slot].weight
+            base = _weight(layer.get_base_layer())
+            down, up = _weight(layer.lora_A[slot]), _weight(layer.lora_B[slot])
             if down.shape[1] != base.shape[1] or up.shape[0] != base.shape[0]:
                 return False
             if down.shape[0] != up.shape[1]:
@@ -491,9 +491,10 @@ class Generator:
             kwargs["adapter_names"] = names * (rows // len(names))
             return args, kwargs
 
+        unet: torch.nn.Module = self.pipeline.unet
         hooks = [
             layer.register_forward_pre_hook(per_sample_names, with_kwargs=True)
-            for layer in self.pipeline.unet.modules()
+            for layer in unet.modules()
             if isinstance(layer, LoraLayer)
         ]
         try:
@@ -676,12 +677,29 @@ def _paddable(down: torch.nn.Module, up: torch.nn.Module) -> bool:
     )
 
 
+def _weight(layer: torch.nn.Module) -> torch.Tensor:
+    """The weight of a layer LoRA wraps or adds (a Linear or a Conv2d: all have one)."""
+    weight = layer.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"a {type(layer).__name__} has no weight tensor")
+    return weight
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's kernel size, stride, padding or dilation: torch types them as
+    tuples of any length, but a Conv2d's hold two numbers."""
+    first, second = values
+    return first, second
+
+
 def _padded(layer: torch.nn.Module, rank: int, *, down: bool) -> torch.nn.Module:
     """A LoRA down (A) or up (B) projection with `rank` rows (A) or columns (B),
     the ones it did not have zero."""
+    if not isinstance(layer, torch.nn.Linear | torch.nn.Conv2d):
+        raise TypeError(f"cannot pad a {type(layer).__name__}: `_paddable` admits no other")
     weight = layer.weight.data
-    bias = getattr(layer, "bias", None)
-    made: torch.nn.Module
+    bias = layer.bias
+    made: torch.nn.Linear | torch.nn.Conv2d
     if isinstance(layer, torch.nn.Linear):
         made = (
             torch.nn.Linear(layer.in_features, rank, bias=bias is not None)
@@ -689,14 +707,13 @@ def _padded(layer: torch.nn.Module, rank: int, *, down: bool) -> torch.nn.Module
             else torch.nn.Linear(rank, layer.out_features, bias=bias is not None)
         )
     else:
-        assert isinstance(layer, torch.nn.Conv2d)
         made = torch.nn.Conv2d(
             layer.in_channels if down else rank,
             rank if down else layer.out_channels,
-            layer.kernel_size,
-            layer.stride,
-            layer.padding,
-            layer.dilation,
+            _pair(layer.kernel_size),
+            _pair(layer.stride),
+            layer.padding if isinstance(layer.padding, str) else _pair(layer.padding),
+            _pair(layer.dilation),
             bias=bias is not None,
         )
     made = made.to(device=weight.device, dtype=weight.dtype)
@@ -706,7 +723,7 @@ def _padded(layer: torch.nn.Module, rank: int, *, down: bool) -> torch.nn.Module
             made.weight[: weight.shape[0]] = weight
         else:
             made.weight[:, : weight.shape[1]] = weight
-        if bias is not None:
+        if bias is not None and made.bias is not None:  # made has a bias iff layer has
             made.bias.copy_(bias)
     made.requires_grad_(layer.weight.requires_grad)
     return made

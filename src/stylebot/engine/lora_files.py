@@ -32,7 +32,6 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from diffusers import StableDiffusionXLPipeline
 from diffusers.utils.state_dict_utils import (
     convert_state_dict_to_diffusers,
     convert_state_dict_to_kohya,
@@ -41,6 +40,7 @@ from diffusers.utils.state_dict_utils import (
 )
 from peft.utils import get_peft_model_state_dict
 
+from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
 from stylebot.provenance.a1111_hashes import addnet_legacy_hash
 from stylebot.queue.payloads import TrainSettings
 

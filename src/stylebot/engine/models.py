@@ -11,18 +11,9 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias, TypeGuard, get_args
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    DiffusionPipeline,
-    EulerDiscreteScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-    UNet2DConditionModel,
-)
 from diffusers.utils import deprecation_utils
 from safetensors import safe_open
 from transformers import (
@@ -30,6 +21,16 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+)
+
+from stylebot.engine.diffusers_classes import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DiffusionPipeline,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
 )
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ SD15_SCHEDULE: dict[str, Any] = {
     "beta_schedule": "scaled_linear",
     "prediction_type": "epsilon",
 }
-_PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {
+_PIPELINE_CLASSES: dict[str, type[BasePipeline]] = {
     "StableDiffusionPipeline": StableDiffusionPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
 }
@@ -100,7 +101,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def pipeline_class_for(
     model_index: dict[str, Any] | None, *, source: str | None = None
-) -> type[DiffusionPipeline]:
+) -> type[BasePipeline]:
     """The pipeline class for a model, from its `model_index.json` when there is one.
 
     SD 1.x and 2.x models are `StableDiffusionPipeline` (2.x differs only in
@@ -140,12 +141,12 @@ def single_file_family(path: Path, family: str = "auto") -> ModelFamily:
     from its keys: SDXL's second text encoder, SD 2.x's OpenCLIP one. Only
     SDXL needs another pipeline class; diffusers tells SD 1.x from 2.x itself."""
     if family != "auto":
-        if family not in MODEL_FAMILIES:
+        if not _is_model_family(family):
             raise ModelLoadError(
                 f"unknown model family {family!r} for {path}: use auto, "
                 + ", ".join(MODEL_FAMILIES)
             )
-        return family  # type: ignore[return-value]
+        return family
     keys = _checkpoint_keys(path)
     if any(key.startswith(_SDXL_SINGLE_FILE_KEY) for key in keys):
         return "sdxl"
@@ -158,6 +159,10 @@ def single_file_family(path: Path, family: str = "auto") -> ModelFamily:
     if any(key.startswith(_SD2_SINGLE_FILE_KEY) for key in keys):
         return "sd2"
     return "sd15"
+
+
+def _is_model_family(name: str) -> TypeGuard[ModelFamily]:
+    return name in MODEL_FAMILIES
 
 
 def _checkpoint_keys(path: Path) -> list[str]:
@@ -181,10 +186,17 @@ def _hub_model_index(repo_id: str) -> dict[str, Any]:
     """The hub model's `model_index.json` (from the local cache when offline)."""
     from huggingface_hub import hf_hub_download
 
-    return json.loads(Path(hf_hub_download(repo_id, "model_index.json")).read_text())
+    return _model_index(Path(hf_hub_download(repo_id, "model_index.json")), repo_id)
 
 
-def _class_kwargs(cls: type[DiffusionPipeline]) -> dict[str, Any]:
+def _model_index(index_file: Path, source: str) -> dict[str, Any]:
+    index = json.loads(index_file.read_text())
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"{source}'s model_index.json is not a JSON object")
+    return index
+
+
+def _class_kwargs(cls: type[BasePipeline]) -> dict[str, Any]:
     # Outputs are moderated and watermarked by stylebot itself: no safety
     # checker, and no SDXL watermark (its pixels would fight ours).
     if cls is StableDiffusionXLPipeline:
@@ -233,7 +245,7 @@ def load_pipeline(
                     f"{path} is a folder but not a diffusers model (no model_index.json); "
                     "point base_model at a diffusers model folder or a .safetensors checkpoint"
                 )
-            cls = pipeline_class_for(json.loads(index_file.read_text()), source=str(path))
+            cls = pipeline_class_for(_model_index(index_file, str(path)), source=str(path))
             pipeline = cls.from_pretrained(path, **common, **_class_kwargs(cls))
         elif path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES:
             cls = pipeline_class_for_family(single_file_family(path, family))
@@ -335,7 +347,10 @@ def _tiny_tokenizer(folder: Path, **options: Any) -> CLIPTokenizer:
     _write_tiny_tokenizer_files(folder)
     # from_pretrained reads the two files with every transformers version;
     # the constructor's signature changed between 4.x and 5.x.
-    return CLIPTokenizer.from_pretrained(folder, model_max_length=_TINY_TEXT_LEN, **options)
+    tokenizer: CLIPTokenizer = CLIPTokenizer.from_pretrained(
+        folder, model_max_length=_TINY_TEXT_LEN, **options
+    )
+    return tokenizer
 
 
 def _tiny_text_config(tokenizer: CLIPTokenizer, **options: Any) -> CLIPTextConfig:
@@ -354,7 +369,8 @@ def _tiny_text_config(tokenizer: CLIPTokenizer, **options: Any) -> CLIPTextConfi
 
 
 def _tiny_vae(scaling_factor: float) -> AutoencoderKL:
-    return AutoencoderKL(
+    # Typed here: diffusers' @register_to_config leaves the constructor's result untyped.
+    vae: AutoencoderKL = AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -366,6 +382,7 @@ def _tiny_vae(scaling_factor: float) -> AutoencoderKL:
         sample_size=256,
         scaling_factor=scaling_factor,
     )
+    return vae
 
 
 def _tiny_sd(path: Path, *, v2: bool) -> StableDiffusionPipeline:
@@ -410,8 +427,9 @@ def _tiny_sd(path: Path, *, v2: bool) -> StableDiffusionPipeline:
         tokenizer=tokenizer,
         unet=unet,
         scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
+        # None is diffusers' documented "no checker"; its annotations lack the Optional.
+        safety_checker=None,  # type: ignore[arg-type]  # diffusers' annotation lacks None
+        feature_extractor=None,  # type: ignore[arg-type]  # diffusers' annotation lacks None
         requires_safety_checker=False,
     )
 
@@ -423,9 +441,14 @@ def _tiny_sdxl(path: Path) -> StableDiffusionXLPipeline:
     text_encoder = CLIPTextModel(_tiny_text_config(tokenizer))
     # Wider than the first, as in SDXL (768 and 1280): single-file loaders
     # tell the two encoders apart by width.
+    projection_dim = 48
     text_encoder_2 = CLIPTextModelWithProjection(
         _tiny_text_config(
-            tokenizer_2, hidden_size=48, intermediate_size=96, projection_dim=48, hidden_act="gelu"
+            tokenizer_2,
+            hidden_size=48,
+            intermediate_size=96,
+            projection_dim=projection_dim,
+            hidden_act="gelu",
         )
     )
     time_embed_dim = 8  # per size/crop number; SDXL's is 256
@@ -445,8 +468,7 @@ def _tiny_sdxl(path: Path) -> StableDiffusionXLPipeline:
         addition_embed_type="text_time",
         addition_time_embed_dim=time_embed_dim,
         # Six size/crop numbers, each embedded, plus the pooled text embedding.
-        projection_class_embeddings_input_dim=6 * time_embed_dim
-        + text_encoder_2.config.projection_dim,
+        projection_class_embeddings_input_dim=6 * time_embed_dim + projection_dim,
         norm_num_groups=16,
     )
     scheduler = EulerDiscreteScheduler(

@@ -475,8 +475,10 @@ class StyleEngine:
         self, job: GenerateJob, prompt: str, images: Sequence[Image.Image], lora: bytes | None
     ) -> list[FinishedImage]:
         """Watermark and label each image: nothing leaves the worker without both."""
-        lora_hash = hashlib.sha256(lora).hexdigest() if lora is not None else None
-        lora_file_hash = self._export_hash(lora, lora_hash) if lora is not None else None
+        lora_hash = lora_file_hash = None
+        if lora is not None:
+            lora_hash = hashlib.sha256(lora).hexdigest()
+            lora_file_hash = self._export_hash(lora, lora_hash)
         finished = []
         now = datetime.now(UTC)
         for index, (output_id, image) in enumerate(zip(job.output_ids, images, strict=True)):

@@ -9,6 +9,7 @@ buckets, so every tensor in it has one shape.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
@@ -146,14 +147,15 @@ class BatchSchedule:
     def __init__(
         self, buckets: Sequence[Size], *, repeats: int, batch_size: int, flip: bool, seed: int
     ) -> None:
-        self._args = {
-            "buckets": list(buckets),
-            "repeats": repeats,
-            "batch_size": batch_size,
-            "flip": flip,
-            "seed": seed,
-        }
-        self.batches_per_epoch = len(epoch_batches(**self._args, epoch=0))  # type: ignore[arg-type]
+        self._epoch_batches = functools.partial(
+            epoch_batches,
+            list(buckets),
+            repeats=repeats,
+            batch_size=batch_size,
+            flip=flip,
+            seed=seed,
+        )
+        self.batches_per_epoch = len(self._epoch_batches(epoch=0))
         self._epoch = -1
         self._batches: list[tuple[Sample, ...]] = []
 
@@ -161,6 +163,6 @@ class BatchSchedule:
         """The batch of 1-based `step`."""
         epoch, position = divmod(step - 1, self.batches_per_epoch)
         if epoch != self._epoch:
-            self._batches = epoch_batches(**self._args, epoch=epoch)  # type: ignore[arg-type]
+            self._batches = self._epoch_batches(epoch=epoch)
             self._epoch = epoch
         return self._batches[position]

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionXLPipeline
 from safetensors.torch import load_file, save_file
 
+from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
 from stylebot.engine.models import BasePipeline
 
 # Named in stylebot.style_tokens (the core shares the names); the trainer's users take it here.
@@ -136,10 +136,10 @@ class TrainableToken:
             kwargs: dict[str, Any],
             output: torch.Tensor,
         ) -> torch.Tensor:
-            input_ids = kwargs.get("input_ids", args[0] if args else None)
+            input_ids: torch.Tensor | None = kwargs.get("input_ids", args[0] if args else None)
             if not self.enabled or input_ids is None:
                 return output
-            token_id = slot.tokenizer.convert_tokens_to_ids(self.token)
+            token_id: int = slot.tokenizer.convert_tokens_to_ids(self.token)
             mask = input_ids == token_id
             if not bool(mask.any()):
                 return output

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Iterator, Sequence
 
 import torch
-from diffusers import UNet2DConditionModel
 
+from stylebot.engine.diffusers_classes import UNet2DConditionModel
 from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def make_optimizer(
     name = optimizer_name(requested, device)
     log.info("training optimiser: %s (asked for %s, device %s)", name, requested, device)
     if name == "adamw8bit":
-        import bitsandbytes  # type: ignore[import-not-found]  # optional, CUDA hosts only
+        import bitsandbytes  # optional, CUDA hosts only
 
         optimizer: torch.optim.Optimizer = bitsandbytes.optim.AdamW8bit(params, lr=learning_rate)
         return optimizer

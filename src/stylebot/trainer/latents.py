@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL
 
+from stylebot.engine.diffusers_classes import AutoencoderKL
 from stylebot.trainer.buckets import BucketedImage, Sample
 
 
@@ -48,11 +48,13 @@ def encoding_precision(vae: AutoencoderKL) -> Iterator[None]:
         yield
         return
     dtype = vae.dtype
-    vae.to(dtype=torch.float32)
+    # diffusers decorates ModelMixin.to with functools.wraps(Module.to), which a type
+    # checker reads as the unbound Module.to (self missing).
+    vae.to(dtype=torch.float32)  # type: ignore[call-arg]  # diffusers' @wraps on `to`
     try:
         yield
     finally:
-        vae.to(dtype=dtype)
+        vae.to(dtype=dtype)  # type: ignore[call-arg]  # diffusers' @wraps on `to`
 
 
 @torch.no_grad()
@@ -72,7 +74,7 @@ class LatentCache:
         flip: bool,
         device: torch.device,
     ) -> None:
-        self.scaling_factor = float(vae.config.scaling_factor)
+        self.scaling_factor = float(vae.config["scaling_factor"])
         self._plain: list[_Distribution] = []
         self._mirrored: list[_Distribution] = []
         with encoding_precision(vae):

@@ -23,18 +23,18 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from diffusers import (
-    DDPMScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-    UNet2DConditionModel,
-)
-from diffusers.utils import convert_state_dict_to_diffusers
+from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
 
+from stylebot.engine.diffusers_classes import (
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from stylebot.engine.models import BasePipeline
 from stylebot.queue.payloads import TRAIN_METHODS, TrainSettings, ValidationPoint
 from stylebot.trainer.buckets import BatchSchedule, BucketedImage, bucket_images
@@ -499,9 +499,10 @@ def train_lora(
                 ) -> torch.Tensor:
                     index = torch.full((noisy.shape[0],), position)
                     with autocast(device, amp_dtype):
-                        return unet(
+                        predicted: torch.Tensor = unet(
                             noisy.to(unet_dtype), timesteps, **held.unet_kwargs(index)
                         ).sample
+                    return predicted
 
                 return validation_set.loss(prediction)
 

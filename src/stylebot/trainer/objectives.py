@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+
+from stylebot.engine.diffusers_classes import DDPMScheduler
 
 
 def sample_noise(

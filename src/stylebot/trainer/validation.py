@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDPMScheduler
 
+from stylebot.engine.diffusers_classes import DDPMScheduler
 from stylebot.trainer.objectives import diffusion_loss
 
 # Timesteps each held-out image is measured at, as fractions of the schedule:
@@ -62,18 +62,20 @@ class ValidationSet:
         seed: int,
     ) -> None:
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        total = scheduler.config.num_train_timesteps
+        total = scheduler.config["num_train_timesteps"]
         timesteps = torch.tensor([int(f * total) for f in _TIMESTEP_FRACTIONS])
         self._batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         for latent in latents:
             clean = latent.expand(len(timesteps), -1, -1, -1)
             noise = torch.randn(clean.shape, generator=generator).to(clean.device)
             steps = timesteps.to(clean.device)
-            noisy = scheduler.add_noise(clean, noise, steps)
+            # diffusers annotates timesteps as the legacy torch.IntTensor, which no tensor
+            # operation is typed to return; an int64 tensor is what it takes.
+            noisy = scheduler.add_noise(clean, noise, steps)  # type: ignore[arg-type]  # IntTensor
             if prediction_type == "epsilon":
                 target = noise
             else:
-                target = scheduler.get_velocity(clean, noise, steps)
+                target = scheduler.get_velocity(clean, noise, steps)  # type: ignore[arg-type]  # IntTensor
             self._batches.append((noisy, steps, target))
 
     def __bool__(self) -> bool:

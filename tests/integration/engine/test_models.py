@@ -103,6 +103,15 @@ def test_folder_that_is_not_a_model_is_rejected(tmp_path: Path) -> None:
         load_pipeline(str(tmp_path))
 
 
+def test_a_model_index_that_is_not_a_json_object_is_refused_naming_the_folder(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "model_index.json").write_text(json.dumps(["StableDiffusionPipeline"]))
+    with pytest.raises(ModelLoadError, match=r"model_index\.json is not a JSON object") as refused:
+        load_pipeline(str(tmp_path))
+    assert str(tmp_path) in str(refused.value)
+
+
 def test_a_model_of_an_unknown_family_is_refused_naming_it(tmp_path: Path) -> None:
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     with pytest.raises(ModelLoadError, match="FluxPipeline") as refused:
