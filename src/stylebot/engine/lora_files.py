@@ -437,7 +437,7 @@ def load_checked_lora(pipeline: Any, path: Path, adapter_name: str) -> None:
             pipeline.load_lora_weights(str(path), adapter_name=adapter_name)
     except ValueError as exc:  # no layer matched, or keys diffusers cannot convert
         _drop_adapter(pipeline, adapter_name)
-        raise LoraMismatchError(base_model, _first_line(exc)) from exc
+        raise LoraMismatchError(base_model, first_line(exc)) from exc
     except RuntimeError as exc:
         if "size mismatch" not in str(exc):  # out of memory and the like stay what they are
             raise
@@ -530,6 +530,6 @@ def _size_mismatched(message: str, adapter_name: str) -> list[str]:
     return names
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -56,6 +56,7 @@ from stylebot.queue.payloads import (
     ValidationPoint,
     preview_output_id,
 )
+from stylebot.trainer.borrowed_unet import DeviceSharing
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
 from stylebot.trainer.embeddings import (
@@ -63,7 +64,7 @@ from stylebot.trainer.embeddings import (
     StyleEmbedding,
     style_caption,
 )
-from stylebot.trainer.lora import DeviceSharing, TrainingCancelled, train_lora
+from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)
 

@@ -141,7 +141,7 @@ def test_a_rank_above_the_slots_falls_back_to_unload_and_load(
 ) -> None:
     for generator in _generator(pipeline, max_loaded_adapters=1, hotswap_rank=4):
         generator.generate(REQUEST, lora=styles["r4_0"])
-        with caplog.at_level(logging.INFO, logger="stylebot.engine.generator"):
+        with caplog.at_level(logging.INFO, logger="stylebot.engine.adapter_slots"):
             image = pixels(generator.generate(REQUEST, lora=styles["r8"])[0])
         assert "rank 8 is above the slot's 4" in caplog.text
         assert (generator.loads, generator.hotswaps) == (2, 0)
@@ -184,7 +184,7 @@ def test_a_lora_for_another_model_is_refused_on_the_way_in_and_changes_nothing_e
     for generator in _generator(pipeline, max_loaded_adapters=1):
         generator.generate(REQUEST, lora=styles["r4_0"])
         with (
-            caplog.at_level(logging.INFO, logger="stylebot.engine.generator"),
+            caplog.at_level(logging.INFO, logger="stylebot.engine.adapter_slots"),
             pytest.raises(LoraMismatchError),
         ):
             generator.generate(REQUEST, lora=foreign)
@@ -221,7 +221,7 @@ def test_text_encoder_layers_are_never_hot_swapped(
     )
     for generator in _generator(pipeline, max_loaded_adapters=1):
         generator.generate(REQUEST, lora=styles["r4_1"])
-        with caplog.at_level(logging.INFO, logger="stylebot.engine.generator"):
+        with caplog.at_level(logging.INFO, logger="stylebot.engine.adapter_slots"):
             generator.generate(REQUEST, lora=with_te)
         assert "cannot hot-swap text-encoder" in caplog.text
         assert (generator.loads, generator.hotswaps) == (2, 0)
