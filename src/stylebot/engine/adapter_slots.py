@@ -98,7 +98,6 @@ class AdapterSlots:
         return tuple(self.cached)
 
     @property
-    @property
     def adapter_slots(self) -> dict[str, str]:
         """Style name -> the PEFT adapter (slot) that holds it."""
         return {name: cached.slot for name, cached in self.cached.items()}
