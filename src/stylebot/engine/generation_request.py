@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from stylebot.queue.payloads import GenerateJob
 from stylebot.trainer.embeddings import StyleEmbedding
 
 
@@ -46,3 +47,21 @@ StyledRequest = tuple[GenerationRequest, "LoraWeights | None"]
 def batch_key(request: GenerationRequest) -> tuple[int, float, int, int]:
     """Requests with equal keys (and the same LoRA) can share one pipeline call."""
     return (request.steps, request.guidance, request.width, request.height)
+
+
+def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tuple[object, ...]:
+    """Jobs with equal keys can share one pipeline call: same style, steps, guidance, size,
+    and all with a negative prompt or all without.
+
+    With `mixed_styles` the style is left out: jobs in different styles share a
+    call through per-sample adapters (`StyleEngine.generate_mixed`).
+    """
+    # SDXL (`force_zeros_for_empty_prompt`) conditions a request without a
+    # negative prompt on zeros, but once any request in a call has one, every
+    # request's negative is encoded text, "" included: its image would then
+    # depend on its batch-mates.
+    shape = (job.steps, job.guidance, job.width, job.height, bool(job.negative_prompt))
+    if mixed_styles:
+        # A textual-inversion embedding changes the text encoder for the whole call.
+        return (job.embedding_key, job.embedding_token, *shape)
+    return (job.lora_key, job.trigger, job.style_id, *shape)

@@ -151,3 +151,19 @@ def restore_checkpoint(
             optimizer_used,
         )
     rng.set_state(saved.rng_state)
+
+
+def usable_checkpoint(data: bytes | None, settings: TrainSettings) -> TrainingCheckpoint | None:
+    """The checkpoint in `data` if it can continue a run with `settings`, else None
+    (logged): training again from the start is slower but always right."""
+    if data is None:
+        return None
+    try:
+        checkpoint = TrainingCheckpoint.from_bytes(data)
+    except Exception:  # a truncated or foreign blob: start over rather than fail the job
+        log.exception("unreadable training checkpoint ignored; training from step 0")
+        return None
+    if not checkpoint.continues(settings):
+        log.warning("checkpoint at step %d is from other settings; ignored", checkpoint.step)
+        return None
+    return checkpoint
