@@ -16,7 +16,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 
 from stylebot.engine.generation_request import LoraWeights
-from stylebot.engine.lora_files import first_line, load_checked_lora
+from stylebot.engine.lora_loading import first_line, load_checked_lora
 from stylebot.engine.models import BasePipeline
 
 log = logging.getLogger(__name__)

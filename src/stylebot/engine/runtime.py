@@ -20,13 +20,14 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
-from stylebot.engine.generation_request import generation_batch_key
+# generation_batch_key: the worker imports it from here.
+from stylebot.engine.generation_request import generation_batch_key as generation_batch_key
 from stylebot.engine.generator import (
     GenerationRequest,
     Generator,
     LoraWeights,
 )
-from stylebot.engine.models import load_pipeline
+from stylebot.engine.models import load_pipeline, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.training_previews import (
     TrainingPreviews,
@@ -63,36 +64,6 @@ from stylebot.trainer.embeddings import (
 from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)
-
-# The worker imports these from here.
-__all__ = [
-    "FinishedImage",
-    "JobCancelled",
-    "StyleEngine",
-    "TrainedWeights",
-    "TrainingPreviews",
-    "generation_batch_key",
-]
-
-# AUTOMATIC1111's names for diffusers' schedulers, for the PNG's "Sampler" field.
-SAMPLER_NAMES = {
-    "DDIMScheduler": "DDIM",
-    "PNDMScheduler": "PLMS",
-    "LMSDiscreteScheduler": "LMS",
-    "EulerDiscreteScheduler": "Euler",
-    "EulerAncestralDiscreteScheduler": "Euler a",
-    "DPMSolverMultistepScheduler": "DPM++ 2M",
-    "DPMSolverSinglestepScheduler": "DPM++ SDE",
-    "HeunDiscreteScheduler": "Heun",
-    "UniPCMultistepScheduler": "UniPC",
-    "LCMScheduler": "LCM",
-}
-
-
-def sampler_name(scheduler: object) -> str:
-    """The sampler an image was made with, as A1111 names it (else the class name)."""
-    name = type(scheduler).__name__
-    return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
 
 
 class JobCancelled(Exception):
