@@ -21,7 +21,7 @@ from stylebot.engine.generation_request import (
 )
 from stylebot.engine.models import BasePipeline
 from stylebot.engine.own_tokens import only_own_style_tokens
-from stylebot.engine.starting_noise import starting_noise, variation_latents
+from stylebot.engine.starting_noise import starting_noise
 from stylebot.trainer.embeddings import LoadedEmbeddings
 
 log = logging.getLogger(__name__)
@@ -88,24 +88,9 @@ class Generator:
         self.embeddings = LoadedEmbeddings(pipeline, max_loaded_adapters)
 
     @property
-    def loads(self) -> int:
-        """Adapter slot loads so far (tests and benchmarks)."""
-        return self.adapters.loads
-
-    @property
-    def hotswaps(self) -> int:
-        """Adapter hot-swaps so far (tests and benchmarks)."""
-        return self.adapters.hotswaps
-
-    @property
     def loaded_adapters(self) -> tuple[str, ...]:
         """Names of the loaded styles, most recently used last."""
         return self.adapters.loaded_adapters
-
-    @property
-    def adapter_slots(self) -> dict[str, str]:
-        """Style name -> the PEFT adapter (slot) that holds it."""
-        return self.adapters.adapter_slots
 
     def unload_files(self, stems: Collection[str]) -> int:
         """Unload the adapters and embeddings loaded from files named `<stem>.*` (the
@@ -128,39 +113,27 @@ class Generator:
         assert request.width % 8 == 0, "width must be a multiple of 8"
         assert request.height % 8 == 0, "height must be a multiple of 8"
         self.adapters.activate(lora)
-        self.embeddings.ensure([request.embedding])
-        # CPU generators give the same noise on every device for a seed.
-        generators = [
-            torch.Generator(device="cpu").manual_seed(request.seed + i)
-            for i in range(request.count)
-        ]
         total = request.steps * request.count
-        done = 0
+        done_before = 0
 
-        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            nonlocal done
-            done += 1
+        def step(done: int, _steps: int) -> None:
             if on_step is not None:
-                on_step(done, total)
-            return kwargs
+                on_step(done_before + done, total)
 
         images: list[Image.Image] = []
-        for index, generator in enumerate(generators):
-            latents = variation_latents(self.pipeline, request, index)
+        for index in range(request.count):
             # One call per image: batched kernels may round differently from
             # a batch of one, and "reproducible alone" means bit-identical.
             # It also keeps peak memory flat on small GPUs.
-            images.extend(
-                self._sample(
-                    request,
-                    prompt=request.prompt,
-                    negative_prompt=request.negative_prompt or None,
-                    generator=generator,
-                    latents=latents,
-                    step_end=step_end,
-                    owned=[request.own_tokens],
-                )
+            variation = request.variation_seed
+            alone = replace(
+                request,
+                seed=request.seed + index,
+                count=1,
+                variation_seed=None if variation is None else variation + index,
             )
+            done_before = index * request.steps
+            images.extend(self._call_batch([alone], step)[0])
         return images
 
     def generate_batch(
@@ -335,48 +308,27 @@ class Generator:
 
         # One row per image in each text-encoder call, prompts and negatives alike.
         owned = [request.own_tokens for request in requests for _ in range(request.count)]
-        images = self._sample(
-            first,
-            prompt=prompts,
-            negative_prompt=negatives if any(negatives) else None,
-            generator=generators,
-            latents=latents,
-            step_end=step_end,
-            owned=owned,
-        )
-        split: list[list[Image.Image]] = []
-        for request in requests:
-            split.append(images[: request.count])
-            images = images[request.count :]
-        return split
-
-    def _sample(
-        self,
-        first: GenerationRequest,
-        *,
-        prompt: str | list[str],
-        negative_prompt: str | list[str] | None,
-        generator: torch.Generator | list[torch.Generator],
-        latents: torch.Tensor | None,
-        step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]],
-        owned: Sequence[frozenset[str]],
-    ) -> list[Image.Image]:
-        """One pipeline call with `first`'s steps, guidance and size."""
         with only_own_style_tokens(self.pipeline, owned):
             result = self.pipeline(
-                prompt=prompt,
-                negative_prompt=negative_prompt,
+                prompt=prompts,
+                negative_prompt=negatives if any(negatives) else None,
                 num_inference_steps=first.steps,
                 guidance_scale=first.guidance,
                 guidance_rescale=self.guidance_rescale,
                 width=first.width,
                 height=first.height,
-                generator=generator,
+                # CPU generators give the same noise on every device for a seed.
+                generator=generators,
                 latents=latents,
                 callback_on_step_end=step_end,
                 output_type="pil",
             )
-        return list(result.images)
+        images: list[Image.Image] = list(result.images)
+        split: list[list[Image.Image]] = []
+        for request in requests:
+            split.append(images[: request.count])
+            images = images[request.count :]
+        return split
 
     def sampled_steps(self, steps: int) -> int:
         """The denoising steps a request for `steps` gets: a few-step model's are capped."""

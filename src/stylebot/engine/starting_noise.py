@@ -14,41 +14,20 @@ def _seeded_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
-def _latent_shape(pipeline: BasePipeline, request: GenerationRequest) -> tuple[int, ...]:
-    return (
+def starting_noise(pipeline: BasePipeline, request: GenerationRequest, index: int) -> torch.Tensor:
+    """Image `index`'s starting noise, as the pipeline would draw it for its seed; with a
+    variation seed, between the two seeds' noise (strength 0: exactly the seed's)."""
+    shape = (
         1,
         pipeline.unet.config.in_channels,
         request.height // pipeline.vae_scale_factor,
         request.width // pipeline.vae_scale_factor,
     )
-
-
-def starting_noise(pipeline: BasePipeline, request: GenerationRequest, index: int) -> torch.Tensor:
-    """Image `index`'s starting noise, as the pipeline would draw it for its seed."""
-    latents = variation_latents(pipeline, request, index)
-    if latents is not None:
-        return latents
-    noise = _seeded_noise(_latent_shape(pipeline, request), request.seed + index)
+    noise = _seeded_noise(shape, request.seed + index)
+    if request.variation_seed is not None:
+        towards = _seeded_noise(shape, request.variation_seed + index)
+        noise = slerp(request.variation_strength, noise, towards)
     return noise.to(device=pipeline.unet.device, dtype=pipeline.unet.dtype)
-
-
-def variation_latents(
-    pipeline: BasePipeline, request: GenerationRequest, index: int
-) -> torch.Tensor | None:
-    """Starting noise between the image's seed and the variation seed, or None.
-
-    Drawn on the CPU like the pipeline's own noise, so strength 0 gives
-    exactly the image the seed alone gives.
-    """
-    if request.variation_seed is None:
-        return None
-    shape = _latent_shape(pipeline, request)
-    mixed = slerp(
-        request.variation_strength,
-        _seeded_noise(shape, request.seed + index),
-        _seeded_noise(shape, request.variation_seed + index),
-    )
-    return mixed.to(device=pipeline.unet.device, dtype=pipeline.unet.dtype)
 
 
 def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
