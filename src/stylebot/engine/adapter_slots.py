@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from stylebot.engine.generation_request import LoraWeights
 from stylebot.engine.lora_loading import first_line, load_checked_lora
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.models import BasePipeline, lora_components
 
 log = logging.getLogger(__name__)
 
@@ -253,10 +253,7 @@ class AdapterSlots:
 
     def _discard_slot(self, slot: str) -> None:
         """Remove whatever is left of a slot after a failed hot-swap."""
-        for name in ("unet", "text_encoder", "text_encoder_2"):
-            component = getattr(self.pipeline, name, None)
-            if component is None:
-                continue
+        for component in lora_components(self.pipeline).values():
             for module in component.modules():
                 if isinstance(module, LoraLayer) and slot in module.lora_A:
                     module.delete_adapter(slot)

@@ -22,6 +22,7 @@ from diffusers.utils.state_dict_utils import (
 from peft.utils import get_peft_model_state_dict
 
 from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
+from stylebot.engine.models import lora_components
 
 # How many unmatched keys an error names: enough to recognise the model, not a wall.
 _KEYS_SHOWN = 3
@@ -104,11 +105,7 @@ def unapplied_lora_keys(pipeline: Any, path: Path, adapter_name: str) -> tuple[l
     sdxl = isinstance(pipeline, StableDiffusionXLPipeline)
     unet_config = pipeline.unet.config if sdxl else None
     state, _alphas = pipeline.lora_state_dict(str(path), unet_config=unet_config)
-    components: dict[str, torch.nn.Module] = {
-        name: module
-        for name in ("unet", "text_encoder", "text_encoder_2")
-        if (module := getattr(pipeline, name, None)) is not None
-    }
+    components = lora_components(pipeline)
     parts: dict[str, dict[str, torch.Tensor]] = {}
     unmatched: list[str] = []
     for key, tensor in state.items():
@@ -148,9 +145,8 @@ def _drop_adapter(pipeline: Any, adapter_name: str) -> None:
     """Remove a half-loaded adapter so the pipeline generates as before."""
     loaded_in = [
         module
-        for name in ("unet", "text_encoder", "text_encoder_2")
-        if (module := getattr(pipeline, name, None)) is not None
-        and adapter_name in (getattr(module, "peft_config", None) or {})
+        for module in lora_components(pipeline).values()
+        if adapter_name in (getattr(module, "peft_config", None) or {})
     ]
     if loaded_in:
         with warnings.catch_warnings():

@@ -298,3 +298,12 @@ def sampler_name(scheduler: object) -> str:
     """The sampler an image was made with, as A1111 names it (else the class name)."""
     name = type(scheduler).__name__
     return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
+
+
+def lora_components(pipeline: Any) -> dict[str, torch.nn.Module]:
+    """The parts of a pipeline that LoRA layers can be on, by attribute name."""
+    return {
+        name: module
+        for name in ("unet", "text_encoder", "text_encoder_2")
+        if (module := getattr(pipeline, name, None)) is not None
+    }

@@ -18,7 +18,7 @@ from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 
 from stylebot.engine.diffusers_classes import UNet2DConditionModel
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.models import BasePipeline, lora_components
 
 TRAINING_ADAPTER = "stylebot_training"
 LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -95,11 +95,7 @@ def other_styles_off(components: Sequence[torch.nn.Module]) -> Iterator[OtherSty
 
 
 def text_encoders(pipeline: BasePipeline) -> list[torch.nn.Module]:
-    return [
-        encoder
-        for name in ("text_encoder", "text_encoder_2")
-        if (encoder := getattr(pipeline, name, None)) is not None
-    ]
+    return [part for name, part in lora_components(pipeline).items() if name != "unet"]
 
 
 @contextmanager
