@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylebot.engine.models import write_tiny_model
+from stylebot.engine.tiny_model import write_tiny_model
 
 
 def tiny_model(root: Path) -> Path:

@@ -23,8 +23,8 @@ from typing import Any
 from stylebot.bootstrap import open_frontend
 from stylebot.bot.core import ImagesReady, Imagine, JobQueued, Notification, Requester
 from stylebot.config import load_settings
-from stylebot.engine.models import write_tiny_model
 from stylebot.engine.runtime import StyleEngine
+from stylebot.engine.tiny_model import write_tiny_model
 from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker

@@ -35,8 +35,8 @@ def switches(
     for i in range(count):
         switching.append(timed(lambda i=i: generator.generate(REQUEST, lora=styles[i % 2])))
         keeping.append(timed(lambda i=i: generator.generate(REQUEST, lora=styles[i % 2])))
-    assert generator.hotswaps == (count if hotswap else 0)
-    for slot in generator.adapter_slots.values():
+    assert generator.adapters.hotswaps == (count if hotswap else 0)
+    for slot in generator.adapters.adapter_slots.values():
         pipeline.delete_adapters([slot])
     return switching, keeping
 
@@ -66,7 +66,7 @@ def main(runs: int) -> None:
             one_style.append(timed(lambda: generator.generate(REQUEST, lora=styles[0])))
             alternating.append(timed(lambda i=i: generator.generate(REQUEST, lora=styles[i % 2])))
 
-        for slot in generator.adapter_slots.values():
+        for slot in generator.adapters.adapter_slots.values():
             pipeline.delete_adapters([slot])
 
         # A style not in the cache, with the cache full (one slot, alternating

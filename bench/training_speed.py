@@ -24,12 +24,9 @@ from diffusers import DDPMScheduler
 from stylebot.engine import load_pipeline
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer import train_lora
+from stylebot.trainer.borrowed_unet import borrowed_unet, flush_denormals
+from stylebot.trainer.conditioning import images_to_tensor
 from stylebot.trainer.embeddings import encode_caption
-from stylebot.trainer.lora import (
-    _borrowed_unet,
-    _flush_denormals,
-    _images_to_tensor,
-)
 
 TRIGGER = "sks style"
 
@@ -38,11 +35,11 @@ def plain_loop(pipeline, images, settings: TrainSettings) -> float:  # type: ign
     """Steps per second of the textbook loop: every step encodes image and caption."""
     unet, vae = pipeline.unet, pipeline.vae
     scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-    pixels = _images_to_tensor(images, settings.resolution)
+    pixels = images_to_tensor(images, settings.resolution)
     rng = torch.Generator().manual_seed(settings.seed)
-    with torch.enable_grad(), _flush_denormals(unet.device):
+    with torch.enable_grad(), flush_denormals(unet.device):
         torch.manual_seed(settings.seed)
-        with _borrowed_unet(unet, settings.rank) as params:
+        with borrowed_unet(unet, settings.rank) as params:
             optimizer = torch.optim.AdamW(params, lr=settings.learning_rate)
             started = time.perf_counter()
             for _ in range(settings.steps):

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random SD 1.5-architecture model, written once per session."""
-    from stylebot.engine.models import write_tiny_model  # heavy import: only when used
+    from stylebot.engine.tiny_model import write_tiny_model  # heavy import: only when used
 
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd", seed=0)
 
@@ -19,7 +19,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny SD 2.x-architecture model (v-prediction), written once per session."""
-    from stylebot.engine.models import write_tiny_model
+    from stylebot.engine.tiny_model import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd2", family="sd2")
 
@@ -27,7 +27,7 @@ def tiny_sd2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny SDXL-architecture model (two text encoders), written once per session."""
-    from stylebot.engine.models import write_tiny_model
+    from stylebot.engine.tiny_model import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sdxl", family="sdxl")
 

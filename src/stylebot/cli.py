@@ -213,7 +213,7 @@ def _run_command(
 
                 return run_status(settings, RedactingStream(sys.stdout), watch_every_s=args.watch)
             case "model":
-                from stylebot.engine.models import write_tiny_model
+                from stylebot.engine.tiny_model import write_tiny_model
 
                 path = write_tiny_model(args.path, seed=args.seed, family=args.family)
                 print(f"wrote a tiny {args.family} model to {path}")
@@ -228,7 +228,7 @@ def _demo(settings: Settings) -> int:
     from stylebot.bot.console import run_demo
 
     if not settings.base_model and not (settings.tiny_model_dir / "model_index.json").exists():
-        from stylebot.engine.models import write_tiny_model
+        from stylebot.engine.tiny_model import write_tiny_model
 
         print(f"Building the tiny demo model in {settings.tiny_model_dir} ...", flush=True)
         write_tiny_model(settings.tiny_model_dir)

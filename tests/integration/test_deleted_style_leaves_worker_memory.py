@@ -34,7 +34,7 @@ ME = Requester("test", "u1", "Ada", chat_id="c1", server_id="s1")
 def loaded_from(tiny_engine: Any) -> set[str]:
     """The blob keys of the adapters the worker's pipeline holds (cache files are
     named by blob key)."""
-    return {cached.path.stem for cached in tiny_engine.generator._adapters.values()}
+    return {cached.path.stem for cached in tiny_engine.generator.adapters.cached.values()}
 
 
 async def test_deleting_a_style_unloads_its_adapter_from_the_worker(

@@ -8,8 +8,8 @@ from stylebot.engine.models import (
     pipeline_class_for,
     resolve_device,
     resolve_dtype,
-    write_tiny_model,
 )
+from stylebot.engine.tiny_model import write_tiny_model
 
 __all__ = [
     "GenerationRequest",

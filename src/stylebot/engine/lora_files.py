@@ -1,4 +1,4 @@
-"""A style's LoRA as a file other tools load, and LoRA loading that proves it fits.
+"""A style's LoRA as a file other tools load (kohya's layout, with metadata).
 
 The trainer saves diffusers' LoRA layout (`unet.<module>.lora.down.weight`).
 AUTOMATIC1111, ComfyUI and diffusers' own kohya path all read kohya's layout
@@ -11,10 +11,7 @@ layers after Stability's reference UNet (`input_blocks_4_1_...`), not after
 diffusers' blocks; `sgm_unet_names` renames them so, from the UNet's own config,
 and diffusers' loader maps them back (`_maybe_map_sgm_blocks_to_diffusers`).
 
-diffusers' `load_lora_weights` skips keys that match no layer of the model
-(peft at most warns), so a LoRA made for another base model would load as a
-silent no-op; `load_checked_lora` compares what the file holds with what was
-injected and raises `LoraMismatchError` instead.
+Loading a LoRA so that it proves to fit is `stylebot.engine.lora_loading`.
 """
 
 from __future__ import annotations
@@ -23,11 +20,9 @@ import hashlib
 import importlib.metadata
 import json
 import re
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import safetensors.torch
@@ -38,9 +33,13 @@ from diffusers.utils.state_dict_utils import (
     convert_state_dict_to_peft,
     convert_unet_state_dict_to_peft,
 )
-from peft.utils import get_peft_model_state_dict
 
-from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
+from stylebot.engine.lora_loading import (
+    LoraMismatchError,
+    load_checked_lora,
+    model_label,
+    unapplied_lora_keys,
+)
 from stylebot.provenance.a1111_hashes import addnet_legacy_hash
 from stylebot.queue.payloads import TrainSettings
 
@@ -65,8 +64,6 @@ MODELSPEC_VERSION = "1.0.0"
 _DIFFUSERS_ADAPTER_METADATA = "lora_adapter_metadata"
 # The LoRA tensors of a kohya file; `.alpha` scalars are settings, not layers.
 _KOHYA_DOWN = ".lora_down.weight"
-# How many unmatched keys an error names: enough to recognise the model, not a wall.
-_KEYS_SHOWN = 3
 # diffusers' attention blocks as convert_state_dict_to_kohya names them: the part
 # before the transformer's own layers, which keep their names in both layouts.
 _DIFFUSERS_BLOCK_ATTENTION = re.compile(
@@ -118,44 +115,6 @@ class StyleCard:
     # sd-scripts records them so Civitai and A1111 link the LoRA to it; "" otherwise.
     base_model_sha256: str = ""
     base_model_legacy_hash: str = ""
-
-
-class LoraMismatchError(ValueError):
-    """A LoRA file whose layers do not all land on the base model: made for another one."""
-
-    def __init__(self, base_model: str, reason: str, unmatched: Sequence[str] = ()) -> None:
-        self.base_model = base_model
-        self.unmatched = tuple(unmatched)
-        shown = ", ".join(self.unmatched[:_KEYS_SHOWN])
-        more = len(self.unmatched) - _KEYS_SHOWN
-        if more > 0:
-            shown += f" and {more} more"
-        super().__init__(
-            f"LoRA does not fit base model {base_model}: {reason}"
-            + (f" ({shown})" if shown else "")
-        )
-
-    @property
-    def user_message(self) -> str:
-        """What the style's user is told: no keys, no paths."""
-        return (
-            "this style was trained for a different base model than the one the "
-            f"worker runs now ({self.base_model}), so it cannot be applied; its owner "
-            "can train it again"
-        )
-
-
-def model_label(pipeline: Any) -> str:
-    """A pipeline's base model as the operator named it: a folder's or file's name, or
-    a hub id (never a full local path, which can end up in chat and in exported files)."""
-    source = str(getattr(pipeline, "name_or_path", "") or "")
-    if not source:
-        return "the base model"
-    path = Path(source)
-    return path.name if path.is_absolute() or path.exists() else source
-
-
-# -- the kohya file ---------------------------------------------------------
 
 
 def kohya_state_dict(
@@ -419,117 +378,3 @@ def _export_metadata(
     if not card.licence:
         del metadata["modelspec.license"]
     return metadata
-
-
-# -- checked loading ----------------------------------------------------------
-
-
-def load_checked_lora(pipeline: Any, path: Path, adapter_name: str) -> None:
-    """`pipeline.load_lora_weights`, then proof that every LoRA tensor of the file
-    landed on a layer of the model; otherwise the adapter is removed again and
-    `LoraMismatchError` names what did not fit.
-    """
-    base_model = model_label(pipeline)
-    try:
-        with warnings.catch_warnings():
-            # peft warns whenever a second adapter joins a model: the generator's cache.
-            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            pipeline.load_lora_weights(str(path), adapter_name=adapter_name)
-    except ValueError as exc:  # no layer matched, or keys diffusers cannot convert
-        _drop_adapter(pipeline, adapter_name)
-        raise LoraMismatchError(base_model, _first_line(exc)) from exc
-    except RuntimeError as exc:
-        if "size mismatch" not in str(exc):  # out of memory and the like stay what they are
-            raise
-        _drop_adapter(pipeline, adapter_name)
-        raise LoraMismatchError(
-            base_model,
-            "its layers have other sizes than the model's",
-            _size_mismatched(str(exc), adapter_name),
-        ) from exc
-    unmatched, total = unapplied_lora_keys(pipeline, path, adapter_name)
-    if unmatched:
-        _drop_adapter(pipeline, adapter_name)
-        raise LoraMismatchError(
-            base_model, f"{len(unmatched)} of its {total} tensors match no layer", unmatched
-        )
-
-
-def unapplied_lora_keys(pipeline: Any, path: Path, adapter_name: str) -> tuple[list[str], int]:
-    """The file's LoRA tensors (in peft's naming) that the adapter `adapter_name`
-    does not hold, and how many LoRA tensors the file has."""
-    # As load_lora_weights reads the file: an SDXL pipeline passes its UNet's config,
-    # which maps SGM block names (sd-scripts' SDXL layout) to diffusers' blocks.
-    sdxl = isinstance(pipeline, StableDiffusionXLPipeline)
-    unet_config = pipeline.unet.config if sdxl else None
-    state, _alphas = pipeline.lora_state_dict(str(path), unet_config=unet_config)
-    components: dict[str, torch.nn.Module] = {
-        name: module
-        for name in ("unet", "text_encoder", "text_encoder_2")
-        if (module := getattr(pipeline, name, None)) is not None
-    }
-    parts: dict[str, dict[str, torch.Tensor]] = {}
-    unmatched: list[str] = []
-    for key, tensor in state.items():
-        prefix, _, rest = key.partition(".")
-        if prefix in components:
-            parts.setdefault(prefix, {})[rest] = tensor
-        else:
-            unmatched.append(key)
-    for prefix, part in parts.items():
-        module = components[prefix]
-        expected = _component_peft_keys(prefix, module, part)
-        applied = (
-            set(get_peft_model_state_dict(module, adapter_name=adapter_name))
-            if adapter_name in (getattr(module, "peft_config", None) or {})
-            else set()
-        )
-        unmatched.extend(f"{prefix}.{key}" for key in sorted(expected - applied))
-    return unmatched, len(state)
-
-
-def _component_peft_keys(
-    prefix: str, module: torch.nn.Module, part: dict[str, torch.Tensor]
-) -> set[str]:
-    """Keys as diffusers renames them on the way into peft (loaders.peft / lora_base)."""
-    if prefix == "unet":
-        return set(convert_unet_state_dict_to_peft(part))
-    if all(".lora_A." in key or ".lora_B." in key for key in part):
-        keys = set(part)  # already peft's naming
-    else:
-        keys = set(convert_state_dict_to_peft(convert_state_dict_to_diffusers(part)))
-    if not hasattr(module, "text_model"):  # transformers 5 flattened CLIPTextModel
-        keys = {key.removeprefix("text_model.") for key in keys}
-    return keys
-
-
-def _drop_adapter(pipeline: Any, adapter_name: str) -> None:
-    """Remove a half-loaded adapter so the pipeline generates as before."""
-    loaded_in = [
-        module
-        for name in ("unet", "text_encoder", "text_encoder_2")
-        if (module := getattr(pipeline, name, None)) is not None
-        and adapter_name in (getattr(module, "peft_config", None) or {})
-    ]
-    if loaded_in:
-        with warnings.catch_warnings():
-            # peft says which adapter it made active instead: the generator sets its own.
-            warnings.filterwarnings("ignore", message="Adapter .* was active")
-            pipeline.delete_adapters([adapter_name])
-
-
-def _size_mismatched(message: str, adapter_name: str) -> list[str]:
-    """Parameter names from torch's "size mismatch for NAME: ..." lines, named as
-    in the file (without the adapter's name that peft puts in)."""
-    names = []
-    for line in message.splitlines():
-        line = line.strip()
-        if line.startswith("size mismatch for "):
-            name = line.removeprefix("size mismatch for ").split(":", 1)[0]
-            names.append(name.replace(f".{adapter_name}.", "."))
-    return names
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,8 +1,8 @@
-"""Loading diffusion pipelines, and writing the tiny random models used offline.
+"""Loading diffusion pipelines: a user's SD 1.5, SD 2.x or SDXL model, or a tiny one.
 
 There is one loading path (`load_pipeline`) for a real user's SD 1.5, SD 2.x or
 SDXL model and for the tiny models that tests and the demo write with
-`write_tiny_model`, so the tests exercise the code that users run.
+`write_tiny_model` (stylebot.engine.tiny_model), so the tests exercise the code that users run.
 """
 
 from __future__ import annotations
@@ -16,21 +16,11 @@ from typing import Any, Literal, TypeAlias, TypeGuard, get_args
 import torch
 from diffusers.utils import deprecation_utils
 from safetensors import safe_open
-from transformers import (
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTextModelWithProjection,
-    CLIPTokenizer,
-)
 
 from stylebot.engine.diffusers_classes import (
-    AutoencoderKL,
-    DDIMScheduler,
     DiffusionPipeline,
-    EulerDiscreteScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
-    UNet2DConditionModel,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +60,6 @@ _PIPELINE_CLASSES: dict[str, type[BasePipeline]] = {
 # second text encoder (OpenCLIP bigG) is embedder 1 of the conditioner.
 _SDXL_SINGLE_FILE_KEY = "conditioner.embedders.1."
 _SD2_SINGLE_FILE_KEY = "cond_stage_model.model."  # SD 2.x's OpenCLIP ViT-H
-_TINY_TEXT_LEN = 77  # CLIP's context length; pipelines pad prompts to it.
 # diffusers renamed `torch_dtype` to `dtype` (the old name warns); support both.
 _DTYPE_KWARG = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
@@ -290,198 +279,31 @@ def load_pipeline(
     return pipeline
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte → printable character table."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+# AUTOMATIC1111's names for diffusers' schedulers, for the PNG's "Sampler" field.
+SAMPLER_NAMES = {
+    "DDIMScheduler": "DDIM",
+    "PNDMScheduler": "PLMS",
+    "LMSDiscreteScheduler": "LMS",
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DPMSolverSinglestepScheduler": "DPM++ SDE",
+    "HeunDiscreteScheduler": "Heun",
+    "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM",
+}
 
 
-def _write_tiny_tokenizer_files(folder: Path) -> None:
-    """A byte-level CLIP BPE vocabulary: every byte with and without `</w>`, a
-    few merges so that common letters pair up, and CLIP's two special tokens."""
-    byte_chars = list(_bytes_to_unicode().values())
-    tokens = byte_chars + [c + "</w>" for c in byte_chars]
-    merges = ["t h", "th e</w>", "a n", "i n", "e r", "o n", "s t", "a r"]
-    tokens += [merge.replace(" ", "") for merge in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {token: i for i, token in enumerate(tokens)}
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+def sampler_name(scheduler: object) -> str:
+    """The sampler an image was made with, as A1111 names it (else the class name)."""
+    name = type(scheduler).__name__
+    return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
 
 
-def write_tiny_model(path: Path, *, seed: int = 0, family: str = "sd15") -> Path:
-    """Write a pipeline of `family`'s architecture with tiny random weights to `path`.
-
-    sd15: SD 1.5's block types, VAE scale factor (8), scheduler and folder
-    layout. sd2: the same with SD 2.x's marks, linear attention projections in
-    the UNet, a GELU text encoder (OpenCLIP's activation) and a v-prediction
-    scheduler. sdxl: SDXL's three-level UNet with "text_time" added
-    conditioning, two text encoders (the second with a projection, for the
-    pooled embedding), two tokenizers and SDXL's Euler scheduler. Widths are
-    tiny so that every family trains and samples 256x256 in seconds on a CPU,
-    and every code path is the real one. Deterministic for a given seed.
-    """
-    if family not in MODEL_FAMILIES:
-        raise ValueError(f"unknown model family {family!r}: use one of {', '.join(MODEL_FAMILIES)}")
-    path = Path(path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        pipeline = _tiny_sdxl(path) if family == "sdxl" else _tiny_sd(path, v2=family == "sd2")
-        pipeline.save_pretrained(path, safe_serialization=True)
-    return path
-
-
-def _tiny_tokenizer(folder: Path, **options: Any) -> CLIPTokenizer:
-    _write_tiny_tokenizer_files(folder)
-    # from_pretrained reads the two files with every transformers version;
-    # the constructor's signature changed between 4.x and 5.x.
-    tokenizer: CLIPTokenizer = CLIPTokenizer.from_pretrained(
-        folder, model_max_length=_TINY_TEXT_LEN, **options
-    )
-    return tokenizer
-
-
-def _tiny_text_config(tokenizer: CLIPTokenizer, **options: Any) -> CLIPTextConfig:
-    config: dict[str, Any] = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_attention_heads": 2,
-        "num_hidden_layers": 2,
-        "max_position_embeddings": _TINY_TEXT_LEN,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
+def lora_components(pipeline: Any) -> dict[str, torch.nn.Module]:
+    """The parts of a pipeline that LoRA layers can be on, by attribute name."""
+    return {
+        name: module
+        for name in ("unet", "text_encoder", "text_encoder_2")
+        if (module := getattr(pipeline, name, None)) is not None
     }
-    return CLIPTextConfig(**{**config, **options})
-
-
-def _tiny_vae(scaling_factor: float) -> AutoencoderKL:
-    # Typed here: diffusers' @register_to_config leaves the constructor's result untyped.
-    vae: AutoencoderKL = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 32, 32, 32),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=256,
-        scaling_factor=scaling_factor,
-    )
-    return vae
-
-
-def _tiny_sd(path: Path, *, v2: bool) -> StableDiffusionPipeline:
-    unet = UNet2DConditionModel(
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=(
-            "CrossAttnDownBlock2D",
-            "CrossAttnDownBlock2D",
-            "CrossAttnDownBlock2D",
-            "DownBlock2D",
-        ),
-        up_block_types=(
-            "UpBlock2D",
-            "CrossAttnUpBlock2D",
-            "CrossAttnUpBlock2D",
-            "CrossAttnUpBlock2D",
-        ),
-        block_out_channels=(32, 32, 64, 64),
-        layers_per_block=1,
-        cross_attention_dim=32,
-        # diffusers' legacy name: the number of heads (SD 2.x: per block).
-        attention_head_dim=(2, 2, 4, 4) if v2 else 2,
-        use_linear_projection=v2,
-        norm_num_groups=16,
-    )
-    vae = _tiny_vae(0.18215)
-    tokenizer = _tiny_tokenizer(path / "tokenizer")
-    text_encoder = CLIPTextModel(
-        _tiny_text_config(tokenizer, hidden_act="gelu" if v2 else "quick_gelu")
-    )
-    scheduler = DDIMScheduler(
-        **{**SD15_SCHEDULE, "prediction_type": "v_prediction" if v2 else "epsilon"},
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        # None is diffusers' documented "no checker"; its annotations lack the Optional.
-        safety_checker=None,  # type: ignore[arg-type]  # diffusers' annotation lacks None
-        feature_extractor=None,  # type: ignore[arg-type]  # diffusers' annotation lacks None
-        requires_safety_checker=False,
-    )
-
-
-def _tiny_sdxl(path: Path) -> StableDiffusionXLPipeline:
-    tokenizer = _tiny_tokenizer(path / "tokenizer")
-    # SDXL's second tokenizer pads with "!" (OpenCLIP's token 0), not end-of-text.
-    tokenizer_2 = _tiny_tokenizer(path / "tokenizer_2", pad_token="!")
-    text_encoder = CLIPTextModel(_tiny_text_config(tokenizer))
-    # Wider than the first, as in SDXL (768 and 1280): single-file loaders
-    # tell the two encoders apart by width.
-    projection_dim = 48
-    text_encoder_2 = CLIPTextModelWithProjection(
-        _tiny_text_config(
-            tokenizer_2,
-            hidden_size=48,
-            intermediate_size=96,
-            projection_dim=projection_dim,
-            hidden_act="gelu",
-        )
-    )
-    time_embed_dim = 8  # per size/crop number; SDXL's is 256
-    unet = UNet2DConditionModel(
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        transformer_layers_per_block=(1, 1, 2),
-        attention_head_dim=(2, 4, 4),
-        use_linear_projection=True,
-        # The two encoders' hidden states side by side.
-        cross_attention_dim=text_encoder.config.hidden_size + text_encoder_2.config.hidden_size,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=time_embed_dim,
-        # Six size/crop numbers, each embedded, plus the pooled text embedding.
-        projection_class_embeddings_input_dim=6 * time_embed_dim + projection_dim,
-        norm_num_groups=16,
-    )
-    scheduler = EulerDiscreteScheduler(
-        **SD15_SCHEDULE, timestep_spacing="leading", steps_offset=1, interpolation_type="linear"
-    )
-    return StableDiffusionXLPipeline(
-        vae=_tiny_vae(0.13025),
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        scheduler=scheduler,
-        force_zeros_for_empty_prompt=True,
-        add_watermarker=False,
-    )

@@ -11,37 +11,35 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
-from stylebot.config import FEW_STEP_MAX_STEPS
+# generation_batch_key: the worker imports it from here.
+from stylebot.engine.generation_request import generation_batch_key as generation_batch_key
 from stylebot.engine.generator import (
-    FEW_STEP_GUIDANCE,
     GenerationRequest,
     Generator,
     LoraWeights,
 )
-from stylebot.engine.lora_files import (
-    StyleCard,
-    export_model_hash,
-    kohya_lora_file,
-    model_label,
+from stylebot.engine.models import load_pipeline, sampler_name
+from stylebot.engine.style_exports import StyleExports
+from stylebot.engine.training_previews import (
+    TrainingPreviews,
+    draw_preview,
+    preview_job,
+    preview_record,
+    with_previews,
 )
-from stylebot.engine.models import load_pipeline, model_family
 from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache
 from stylebot.log_privacy import route_model_library_logs
 from stylebot.provenance.a1111_hashes import (
     MODEL_SHORTHASH_LEN,
-    addnet_hash,
-    checkpoint_legacy_hash,
     checkpoint_sha256,
 )
 from stylebot.provenance.content_credentials import finish_output_png
@@ -54,38 +52,18 @@ from stylebot.queue.payloads import (
     TrainJob,
     TrainSettings,
     ValidationPoint,
-    preview_output_id,
 )
-from stylebot.trainer.checkpoints import TrainingCheckpoint
+from stylebot.trainer.borrowed_unet import DeviceSharing
+from stylebot.trainer.checkpoints import usable_checkpoint
 from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
 from stylebot.trainer.embeddings import (
     TRAINING_TOKEN,
     StyleEmbedding,
     style_caption,
 )
-from stylebot.trainer.lora import DeviceSharing, TrainingCancelled, train_lora
+from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)
-
-# AUTOMATIC1111's names for diffusers' schedulers, for the PNG's "Sampler" field.
-SAMPLER_NAMES = {
-    "DDIMScheduler": "DDIM",
-    "PNDMScheduler": "PLMS",
-    "LMSDiscreteScheduler": "LMS",
-    "EulerDiscreteScheduler": "Euler",
-    "EulerAncestralDiscreteScheduler": "Euler a",
-    "DPMSolverMultistepScheduler": "DPM++ 2M",
-    "DPMSolverSinglestepScheduler": "DPM++ SDE",
-    "HeunDiscreteScheduler": "Heun",
-    "UniPCMultistepScheduler": "UniPC",
-    "LCMScheduler": "LCM",
-}
-
-
-def sampler_name(scheduler: object) -> str:
-    """The sampler an image was made with, as A1111 names it (else the class name)."""
-    name = type(scheduler).__name__
-    return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
 
 
 class JobCancelled(Exception):
@@ -111,63 +89,10 @@ class TrainedWeights:
 
 
 @dataclass(frozen=True)
-class TrainingPreviews:
-    """Where a training run's preview images go (see `TrainSettings.preview_every_steps`).
-
-    `deliver(step, preview, image)` runs on the device thread, inside the
-    training loop: it should hand the image on, not wait for storage.
-    """
-
-    job_id: str
-    deliver: Callable[[int, TrainingPreview, FinishedImage], None]
-
-
-# Small and quick: a preview shows where the style is going, and it holds up
-# the training run while it renders.
-PREVIEW_SIZE = 256
-PREVIEW_STEPS = 12
-PREVIEW_GUIDANCE = 7.5
-# Styles whose export hash generation remembers (one conversion each, then free).
-_EXPORT_HASHES_KEPT = 64
-
-
-@dataclass(frozen=True)
 class FinishedImage:
     output_id: str
     png: bytes
     seed: int
-
-
-def _usable_checkpoint(data: bytes | None, settings: TrainSettings) -> TrainingCheckpoint | None:
-    if data is None:
-        return None
-    try:
-        checkpoint = TrainingCheckpoint.from_bytes(data)
-    except Exception:  # a truncated or foreign blob: start over rather than fail the job
-        log.exception("unreadable training checkpoint ignored; training from step 0")
-        return None
-    if not checkpoint.continues(settings):
-        log.warning("checkpoint at step %d is from other settings; ignored", checkpoint.step)
-        return None
-    return checkpoint
-
-
-def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tuple[object, ...]:
-    """Jobs with equal keys can share one pipeline call: same style, steps, guidance, size,
-    and all with a negative prompt or all without.
-
-    With `mixed_styles` the style is left out: jobs in different styles share a
-    call through per-sample adapters (`StyleEngine.generate_mixed`).
-    """
-    # SDXL (`force_zeros_for_empty_prompt`) conditions a request without a
-    # negative prompt on zeros, but once any request in a call has one, every
-    # request's negative is encoded text, "" included: its image would then
-    # depend on its batch-mates.
-    shape = (job.steps, job.guidance, job.width, job.height, bool(job.negative_prompt))
-    if mixed_styles:
-        # A textual-inversion embedding changes the text encoder for the whole call.
-        return (job.embedding_key, job.embedding_token, *shape)
-    return (job.lora_key, job.trigger, job.style_id, *shape)
 
 
 def _stepper(
@@ -229,8 +154,6 @@ class StyleEngine:
         )
         # None: outputs carry the watermark and PNG metadata but no C2PA manifest.
         self.signing = signing
-        # sha256 of a style's weights -> its export's hash (see _export_hash).
-        self._export_hashes: OrderedDict[str, str] = OrderedDict()
         # A single-file checkpoint's hashes (None: a folder or hub id), for the images'
         # "Model hash" and the exports' ss_*_model_hash; hashed now, while the file is
         # in the page cache, not during the first job.
@@ -241,6 +164,7 @@ class StyleEngine:
         self.model_hash = (
             self.checkpoint_sha256[:MODEL_SHORTHASH_LEN] if self.checkpoint_sha256 else None
         )
+        self.exports = StyleExports(self.pipeline, base_model, self.checkpoint_sha256)
 
     def train(
         self,
@@ -261,13 +185,17 @@ class StyleEngine:
         checkpoint from other settings (or unreadable) is ignored, with a log line:
         training again from the start is slower but always right. The result
         also holds the kohya-layout export, described from `export_for`."""
-        checkpoint = _usable_checkpoint(resume_from, settings)
+        checkpoint = usable_checkpoint(resume_from, settings)
         pictures = [
             # Uncropped: the trainer fits each image to its aspect-ratio bucket.
             # Only the PNGs the front end stored: no other decoder, no pixel bomb.
             prepare_upload(open_stored_png(data, self.max_image_pixels), settings.resolution)
             for data in images
         ]
+        # The token in training, so previews show the embedding too.
+        preview_caption = style_caption(
+            trigger, TRAINING_TOKEN if settings.method != "lora" else None
+        )
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
             try:
                 outcome = train_lora(
@@ -276,14 +204,13 @@ class StyleEngine:
                     trigger,
                     settings,
                     Path(workdir),
-                    on_progress=self._with_previews(
+                    on_progress=with_previews(
                         on_progress,
-                        # The token in training, so previews show the embedding too.
-                        style_caption(
-                            trigger, TRAINING_TOKEN if settings.method != "lora" else None
-                        ),
                         settings,
                         previews,
+                        lambda job_id, step: self._render_preview(
+                            job_id, preview_caption, settings, step
+                        ),
                     ),
                     should_stop=should_stop,
                     resume_from=checkpoint,
@@ -306,7 +233,7 @@ class StyleEngine:
             outcome.resumed_from,
             outcome.validation,
             export_data=(
-                self._kohya_export(data, trigger, settings, export_for, len(images))
+                self.exports.kohya_export(data, trigger, settings, export_for, len(images))
                 if data
                 else None
             ),
@@ -331,57 +258,6 @@ class StyleEngine:
                 f"embedding {job.embedding_key} was not stored before generation (store_embedding)"
             )
         return StyleEmbedding(job.embedding_token, path)
-
-    def _kohya_export(
-        self,
-        weights: bytes,
-        trigger: str,
-        settings: TrainSettings,
-        job: TrainJob | None,
-        image_count: int,
-    ) -> bytes | None:
-        """The LoRA as AUTOMATIC1111 / ComfyUI / diffusers load it, with its metadata."""
-        # A single-file pipeline has no name of its own: the file's, as sd-scripts writes.
-        trained_on = (
-            Path(self.base_model).name if self.checkpoint_sha256 else model_label(self.pipeline)
-        )
-        recorded = Path(job.base_model).name if job is not None and job.base_model else ""
-        if job is not None and recorded and recorded != Path(trained_on).name:
-            # The job id, not the style's name: no job argument goes to a log.
-            log.warning(
-                "style of job %s was recorded for base model %s but trained on %s",
-                job.job_id,
-                job.base_model,
-                trained_on,
-            )
-        card = StyleCard(
-            style_name=job.style_name if job is not None else "",
-            trigger=trigger,
-            licence=job.licence if job is not None else "",
-            consent_id=job.consent_id if job is not None else None,
-            base_model=trained_on,
-            base_model_sha256=self.checkpoint_sha256 or "",
-            base_model_legacy_hash=(
-                checkpoint_legacy_hash(Path(self.base_model)) if self.checkpoint_sha256 else ""
-            ),
-        )
-        try:
-            return kohya_lora_file(
-                weights,
-                card,
-                settings,
-                family=model_family(self.pipeline),
-                prediction_type=self.pipeline.scheduler.config.get("prediction_type", "epsilon"),
-                trained_at=datetime.now(UTC),
-                image_count=image_count,
-                unet_config=self.pipeline.unet.config,
-            )
-        except Exception:  # the style itself is fine; only its export is missing
-            log.exception(
-                "could not write the kohya-layout export of job %s's style",
-                job.job_id if job is not None else "-",
-            )
-            return None
 
     def generate(
         self,
@@ -478,7 +354,7 @@ class StyleEngine:
         lora_hash = lora_file_hash = None
         if lora is not None:
             lora_hash = hashlib.sha256(lora).hexdigest()
-            lora_file_hash = self._export_hash(lora, lora_hash)
+            lora_file_hash = self.exports.export_hash(lora, lora_hash)
         finished = []
         now = datetime.now(UTC)
         for index, (output_id, image) in enumerate(zip(job.output_ids, images, strict=True)):
@@ -506,26 +382,6 @@ class StyleEngine:
             finished.append(FinishedImage(output_id, png, seed))
         return finished
 
-    def _export_hash(self, lora: bytes, key: str) -> str:
-        """The hash A1111 gives the file `/style export` hands out for these weights
-        (sha256 `key`): the kohya export's (made at training end from the same
-        weights on this model), or, when no export can be made, the weights' own."""
-        cache = self._export_hashes
-        if key not in cache:
-            try:
-                cache[key] = export_model_hash(
-                    lora,
-                    family=model_family(self.pipeline),
-                    unet_config=self.pipeline.unet.config,
-                )
-            except Exception:  # as _kohya_export: no export, so the download is `lora`
-                log.warning("no kohya export for weights %s: naming them as they are", key[:12])
-                cache[key] = addnet_hash(lora)
-            if len(cache) > _EXPORT_HASHES_KEPT:
-                cache.popitem(last=False)
-        cache.move_to_end(key)
-        return cache[key]
-
     def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:
         """LoRA weights as a file (diffusers loads from paths), cached by content."""
         key = hashlib.sha256(data).hexdigest()  # the blob key: revocations name it
@@ -533,84 +389,13 @@ class StyleEngine:
         # The adapter name changes with the weights, so a retrained style is reloaded.
         return LoraWeights(adapter_name=f"style{job.style_id}_{key[:12]}", path=path)
 
-    def _with_previews(
-        self,
-        on_progress: Callable[[int, int, float], None] | None,
-        trigger: str,
-        settings: TrainSettings,
-        previews: TrainingPreviews | None,
-    ) -> Callable[[int, int, float], None] | None:
-        """`on_progress`, plus a preview every `settings.preview_every_steps` steps."""
-        every = settings.preview_every_steps
-        if previews is None or every <= 0:
-            return on_progress
-
-        def progress(step: int, total: int, loss: float) -> None:
-            if on_progress is not None:
-                on_progress(step, total, loss)
-            if step % every == 0 and step < total:  # the last step's image is the style itself
-                try:
-                    preview, image = self._render_preview(previews.job_id, trigger, settings, step)
-                except Exception:  # a preview is a courtesy: it never fails the run
-                    log.exception("training preview at step %d failed; training goes on", step)
-                    return
-                previews.deliver(step, preview, image)
-
-        return progress
-
     def _render_preview(
         self, job_id: str, trigger: str, settings: TrainSettings, step: int
     ) -> tuple[TrainingPreview, FinishedImage]:
-        """One small image with the LoRA as trained so far, finished like any output.
-
-        Called between two training steps: the training adapter is the active
-        one, so the pipeline is called directly (the Generator would switch
-        adapters), with the UNet in eval mode and back to training after.
-        """
-        unet = self.pipeline.unet
-        was_training = unet.training
-        job = GenerateJob(
-            job_id=job_id,
-            prompt=trigger,
-            negative_prompt="",
-            seed=settings.seed,
-            # A few-step (turbo) model blurs with more steps than its preset.
-            steps=min(PREVIEW_STEPS, FEW_STEP_MAX_STEPS)
-            if self.generator.few_step
-            else PREVIEW_STEPS,
-            # ... and is distilled without classifier-free guidance.
-            guidance=FEW_STEP_GUIDANCE if self.generator.few_step else PREVIEW_GUIDANCE,
-            width=PREVIEW_SIZE,
-            height=PREVIEW_SIZE,
-            output_ids=(preview_output_id(job_id, step),),
-        )
-        unet.eval()
-        try:
-            with torch.no_grad():
-                result = self.pipeline(
-                    prompt=trigger,
-                    num_inference_steps=job.steps,
-                    guidance_scale=job.guidance,
-                    width=job.width,
-                    height=job.height,
-                    generator=torch.Generator(device="cpu").manual_seed(job.seed),
-                    output_type="pil",
-                )
-        finally:
-            if was_training:
-                unet.train()
-        [image] = self._finish(job, trigger, result.images[:1], None)
-        preview = TrainingPreview(
-            output_id=image.output_id,
-            blob_key="",  # the worker fills it in once it has stored the image
-            prompt=trigger,
-            seed=job.seed,
-            steps=job.steps,
-            guidance=job.guidance,
-            width=job.width,
-            height=job.height,
-        )
-        return preview, image
+        """Job `job_id`'s preview at `step`, finished like any output."""
+        job = preview_job(job_id, trigger, settings, step, few_step=self.generator.few_step)
+        [image] = self._finish(job, trigger, [draw_preview(self.pipeline, trigger, job)], None)
+        return preview_record(image, trigger, job), image
 
     def _scratch(self) -> Path:
         self.cache_dir.mkdir(parents=True, exist_ok=True)

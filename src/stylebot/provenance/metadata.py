@@ -176,7 +176,17 @@ def read_png_metadata(data: bytes) -> dict[str, str]:
 
 
 def digital_source_type(data: bytes) -> str | None:
-    """The IPTC ``DigitalSourceType`` declared in a PNG's XMP packet, if any.
+    """The IPTC ``DigitalSourceType`` declared in a PNG's XMP packet, if any."""
+    return _xmp_simple_property(data, f"{{{IPTC_EXT_NS}}}DigitalSourceType")
+
+
+def xmp_output_id(data: bytes) -> str | None:
+    """``stylebot:output_id`` from a PNG's XMP packet, if any."""
+    return _xmp_simple_property(data, f"{{{STYLEBOT_XMP_NS}}}output_id")
+
+
+def _xmp_simple_property(data: bytes, prop: str) -> str | None:
+    """The first non-empty value of a simple property in a PNG's XMP packet.
 
     Accepts both RDF spellings of a simple property (an attribute of ``rdf:Description``
     or a child element, with a text value or an ``rdf:resource``). Returns ``None`` when
@@ -185,29 +195,13 @@ def digital_source_type(data: bytes) -> str | None:
     root = _xmp_root(data)
     if root is None:
         return None
-    prop = f"{{{IPTC_EXT_NS}}}DigitalSourceType"
     for description in root.iter(f"{{{_RDF_NS}}}Description"):
-        if prop in description.attrib:
-            return description.attrib[prop].strip()
+        value = description.get(prop)
         element = description.find(prop)
-        if element is not None:
-            value = element.get(f"{{{_RDF_NS}}}resource") or element.text or ""
-            return value.strip() or None
-    return None
-
-
-def xmp_output_id(data: bytes) -> str | None:
-    """``stylebot:output_id`` from a PNG's XMP packet, if any."""
-    root = _xmp_root(data)
-    if root is None:
-        return None
-    prop = f"{{{STYLEBOT_XMP_NS}}}output_id"
-    for description in root.iter(f"{{{_RDF_NS}}}Description"):
-        if prop in description.attrib:
-            return description.attrib[prop].strip()
-        element = description.find(prop)
-        if element is not None and element.text:
-            return element.text.strip()
+        if value is None and element is not None:
+            value = element.get(f"{{{_RDF_NS}}}resource") or element.text
+        if value is not None and value.strip():
+            return value.strip()
     return None
 
 

@@ -19,9 +19,9 @@ from stylebot.engine.runtime import (
     FinishedImage,
     JobCancelled,
     StyleEngine,
-    TrainingPreviews,
     generation_batch_key,
 )
+from stylebot.engine.training_previews import TrainingPreviews
 from stylebot.queue.damaged_inputs import read_style_weights, read_training_images
 from stylebot.queue.job_lifecycle import CancelWatch, Interruption, run_job
 from stylebot.queue.loop_handoff import LoopGone, loop_stopped, run_on_loop

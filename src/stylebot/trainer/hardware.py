@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from stylebot.engine.diffusers_classes import UNet2DConditionModel
-from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS
+from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS, TrainSettings
+from stylebot.trainer.embeddings import TrainableToken
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +127,21 @@ def gradient_checkpointing(unet: UNet2DConditionModel, enabled: bool) -> Iterato
             unet.enable_gradient_checkpointing()
         else:
             unet.disable_gradient_checkpointing()
+
+
+def run_optimizer(
+    params: list[torch.nn.Parameter],
+    token: TrainableToken | None,
+    settings: TrainSettings,
+    device: torch.device,
+) -> torch.optim.Optimizer:
+    """AdamW over the LoRA, the token's vector(s) with their own learning rate, or both."""
+    if token is None:
+        return make_optimizer(params, settings.learning_rate, settings.optimizer, device)
+    if not params:
+        return make_optimizer(
+            token.params, settings.embedding_learning_rate, settings.optimizer, device
+        )
+    optimizer = make_optimizer(params, settings.learning_rate, settings.optimizer, device)
+    optimizer.add_param_group({"params": token.params, "lr": settings.embedding_learning_rate})
+    return optimizer

@@ -14,18 +14,13 @@ import dataclasses
 import logging
 import math
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
 import torch
 from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
-from peft import LoraConfig
-from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
 
@@ -33,13 +28,32 @@ from stylebot.engine.diffusers_classes import (
     DDPMScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
-    UNet2DConditionModel,
 )
 from stylebot.engine.models import BasePipeline
 from stylebot.queue.payloads import TRAIN_METHODS, TrainSettings, ValidationPoint
-from stylebot.trainer.buckets import BatchSchedule, BucketedImage, bucket_images
-from stylebot.trainer.checkpoints import TrainingCheckpoint, cpu_copy, run_fingerprint
-from stylebot.trainer.dataset import prepare_training_image
+from stylebot.trainer.borrowed_unet import (
+    TRAINING_ADAPTER,
+    DeviceSharing,
+    borrowed_unet,
+    flush_denormals,
+    frozen_unet,
+    lent_out,
+    make_training_active,
+    other_styles_off,
+    text_encoders,
+)
+from stylebot.trainer.buckets import BatchSchedule, bucket_images
+from stylebot.trainer.checkpoints import (
+    TrainingCheckpoint,
+    cpu_copy,
+    restore_checkpoint,
+    run_fingerprint,
+)
+from stylebot.trainer.conditioning import (
+    TextConditioning,
+    text_conditioning,
+    with_size_conditioning,
+)
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
     TRAINING_TOKEN,
@@ -52,8 +66,8 @@ from stylebot.trainer.hardware import (
     autocast,
     autocast_dtype,
     gradient_checkpointing,
-    make_optimizer,
     optimizer_name,
+    run_optimizer,
 )
 from stylebot.trainer.latents import LatentCache
 from stylebot.trainer.objectives import diffusion_loss, min_snr_weights, sample_noise
@@ -62,8 +76,6 @@ from stylebot.trainer.validation import ValidationSet, split_holdout
 log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
-TRAINING_ADAPTER = "stylebot_training"
-LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
 
 
 @dataclass(frozen=True)
@@ -97,258 +109,6 @@ class TrainingNotFinite(RuntimeError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.user_message = message
-
-
-def _images_to_tensor(images: Sequence[Image.Image], resolution: int) -> torch.Tensor:
-    """(N, 3, R, R) in [-1, 1], the VAE's input range."""
-    arrays = [
-        np.asarray(prepare_training_image(image, resolution), dtype=np.float32) for image in images
-    ]
-    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return batch / 127.5 - 1.0
-
-
-@dataclass(frozen=True)
-class TextConditioning:
-    """What the UNet is conditioned on besides the noisy latents, encoded once.
-
-    SD 1.x/2.x: the caption's hidden states. SDXL also takes the pooled
-    embedding of its second text encoder and, per image, its size and crop
-    ("time ids": original height and width, crop top and left, target height
-    and width), which SDXL was trained to condition on.
-    """
-
-    hidden_states: torch.Tensor  # (1, tokens, dim)
-    pooled: torch.Tensor | None = None  # (1, dim), SDXL only
-    time_ids: torch.Tensor | None = None  # (images, 6), SDXL only
-
-    def unet_kwargs(self, index: torch.Tensor) -> dict[str, Any]:
-        """The UNet's conditioning arguments for the batch of images `index`."""
-        batch = len(index)
-        kwargs: dict[str, Any] = {"encoder_hidden_states": self.hidden_states.expand(batch, -1, -1)}
-        if self.pooled is not None and self.time_ids is not None:
-            kwargs["added_cond_kwargs"] = {
-                "text_embeds": self.pooled.expand(batch, -1),
-                "time_ids": self.time_ids[index.to(self.time_ids.device)],
-            }
-        return kwargs
-
-
-@torch.no_grad()
-def _text_conditioning(
-    pipeline: BasePipeline, caption: str, dtype: torch.dtype
-) -> TextConditioning:
-    """The caption's conditioning, encoded once as the pipeline encodes a prompt at
-    sampling. SDXL's per-image size and crop come from the buckets
-    (`_with_size_conditioning`)."""
-    device = pipeline.unet.device
-    hidden_states, pooled = encode_caption(pipeline, caption)
-    return TextConditioning(
-        hidden_states.to(device, dtype), None if pooled is None else pooled.to(device, dtype)
-    )
-
-
-def _tuner_layers(unet: torch.nn.Module) -> list[BaseTunerLayer]:
-    return [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
-
-
-@contextmanager
-def _flush_denormals(device: torch.device) -> Iterator[None]:
-    """Treat subnormal floats as zero while training on a CPU.
-
-    Tiny gradients make the CPU backward pass hit subnormals, which x86 handles
-    10-20x slower (measured: 0.12 s → 2.6 s per step on the tiny model); GPUs
-    flush them anyway. torch has no getter for the flag, so it is turned back
-    off afterwards, which is torch's default.
-    """
-    if device.type != "cpu" or not torch.set_flush_denormal(True):
-        yield
-        return
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
-class _OtherStylesOff:
-    """Other styles' LoRA adapters switched off in `components` while a run trains.
-
-    A Generator leaves the last style it drew with active on the shared
-    pipeline; a run must train (and validate and preview) against the base
-    model, not that style. `switch_off` records each adapter layer's on/off
-    flag and turns it off, `restore` puts the recorded flags back: around
-    lent-out generation (which expects the pipeline as an idle worker has it)
-    and at the end. Layers a Generator adds meanwhile are recorded then.
-    """
-
-    def __init__(self, components: Sequence[torch.nn.Module]) -> None:
-        self.components = list(components)
-        self._disabled: dict[BaseTunerLayer, bool] = {}
-        self._requires_grad: dict[torch.nn.Parameter, bool] = {}
-
-    def _layers(self) -> list[BaseTunerLayer]:
-        return [layer for component in self.components for layer in _tuner_layers(component)]
-
-    def switch_off(self) -> None:
-        layers = self._layers()
-        self._disabled = {layer: bool(layer.disable_adapters) for layer in layers}
-        self._requires_grad = {
-            p: p.requires_grad
-            for layer in layers
-            for p in layer.parameters()  # type: ignore[attr-defined]  # layers are modules
-        }
-        for layer in layers:
-            layer.enable_adapters(False)
-
-    def restore(self) -> None:
-        for layer, disabled in self._disabled.items():
-            # peft's enable_adapters also changes requires_grad: put that back too.
-            layer.enable_adapters(not disabled)
-        for param, flag in self._requires_grad.items():
-            param.requires_grad_(flag)
-
-
-@contextmanager
-def _other_styles_off(components: Sequence[torch.nn.Module]) -> Iterator[_OtherStylesOff]:
-    styles_off = _OtherStylesOff(components)
-    styles_off.switch_off()
-    try:
-        yield styles_off
-    finally:
-        styles_off.restore()
-
-
-def _text_encoders(pipeline: BasePipeline) -> list[torch.nn.Module]:
-    return [
-        encoder
-        for name in ("text_encoder", "text_encoder_2")
-        if (encoder := getattr(pipeline, name, None)) is not None
-    ]
-
-
-@contextmanager
-def _frozen_unet(unet: UNet2DConditionModel) -> Iterator[list[torch.nn.Parameter]]:
-    """No adapter (a textual-inversion-only run): the UNet frozen, in its own mode
-    (other styles' adapters are off: `_OtherStylesOff`)."""
-    requires_grad = {p: p.requires_grad for p in unet.parameters()}
-    unet.requires_grad_(False)
-    try:
-        yield []
-    finally:
-        for param, flag in requires_grad.items():
-            param.requires_grad_(flag)
-
-
-@contextmanager
-def _borrowed_unet(unet: UNet2DConditionModel, rank: int) -> Iterator[list[torch.nn.Parameter]]:
-    """Add the training adapter and make only it trainable; undo it all on exit.
-
-    Yields the LoRA parameters to optimise. Generation may run between steps
-    (see `DeviceSharing`) and load or evict a Generator's adapters meanwhile,
-    so the exit restores from what is loaded then, not from what was before.
-    """
-    requires_grad = {p: p.requires_grad for p in unet.parameters()}
-    training_modes = {m: m.training for m in unet.modules()}
-    layers = _tuner_layers(unet)
-    had_adapters = bool(layers) and bool(getattr(unet, "peft_config", None))
-    previous_active = list(unet.active_adapters()) if had_adapters else []
-    was_disabled = had_adapters and any(layer.disable_adapters for layer in layers)
-
-    unet.requires_grad_(False)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=rank,
-        init_lora_weights="gaussian",
-        target_modules=LORA_TARGET_MODULES,
-    )
-    with warnings.catch_warnings():
-        # Sharing the UNet with a Generator's adapters is the point here.
-        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-        unet.add_adapter(config, adapter_name=TRAINING_ADAPTER)
-    try:
-        params = [p for n, p in unet.named_parameters() if TRAINING_ADAPTER in n]
-        for param in params:
-            # Train in float32 even when the pipeline is float16 on a GPU:
-            # AdamW's updates underflow in half precision.
-            param.data = param.data.float()
-        _make_training_active(unet, params)
-        yield params
-    finally:
-        others = [name for name in getattr(unet, "peft_config", {}) if name != TRAINING_ADAPTER]
-        if others:
-            still_loaded = [name for name in previous_active if name in others]
-            # Another adapter active first: peft warns when the active one is deleted.
-            unet.set_adapter(still_loaded or others[:1])
-            unet.delete_adapters(TRAINING_ADAPTER)
-            if was_disabled or not still_loaded:
-                unet.disable_adapters()
-            else:
-                unet.enable_adapters()
-        else:
-            # Nothing else is loaded: unwrap the peft layers entirely, so the
-            # UNet is the very module tree it was.
-            unet.unload_lora()
-        # Modules a Generator added while training ran were never in training mode.
-        unet.eval()
-        for module, mode in training_modes.items():
-            module.training = mode
-        for param, flag in requires_grad.items():
-            param.requires_grad_(flag)
-
-
-def _make_training_active(unet: UNet2DConditionModel, params: list[torch.nn.Parameter]) -> None:
-    """Only the training adapter active and trainable, the UNet in training mode.
-
-    A Generator may have disabled LoRA for a base-model request, so adapters
-    are turned back on; `set_adapter` also freezes every other adapter.
-    No parameters: no adapter trains (textual inversion only), nothing to do.
-    """
-    if not params:
-        return
-    unet.set_adapter(TRAINING_ADAPTER)
-    unet.enable_adapters()
-    for param in params:
-        param.requires_grad_(True)
-    unet.train()
-
-
-class DeviceSharing(Protocol):
-    """Work that waits for the device while a training run holds it.
-
-    The trainer asks between two steps; when something waits, it hands the
-    pipeline over (training adapter off, UNet in eval mode, the CPU's float
-    flags back to torch's defaults) and takes it back afterwards, so the
-    waiting work sees the pipeline exactly as an idle worker would.
-    """
-
-    def has_waiting(self) -> bool: ...
-
-    def run_waiting(self) -> None: ...
-
-
-@contextmanager
-def _lent_out(
-    unet: UNet2DConditionModel,
-    params: list[torch.nn.Parameter],
-    device: torch.device,
-    styles_off: _OtherStylesOff,
-) -> Iterator[None]:
-    if params:
-        unet.disable_adapters()
-    styles_off.restore()
-    unet.eval()
-    on_cpu = device.type == "cpu"
-    if on_cpu:
-        torch.set_flush_denormal(False)  # generation keeps torch's default numerics
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if on_cpu:
-            torch.set_flush_denormal(True)
-        _make_training_active(unet, params)
-        # The generation activated its own style: off again until the run ends.
-        styles_off.switch_off()
 
 
 def train_lora(
@@ -447,19 +207,19 @@ def train_lora(
     with (
         torch.random.fork_rng(devices=devices),
         torch.enable_grad(),
-        _flush_denormals(device),
+        flush_denormals(device),
         gradient_checkpointing(unet, settings.gradient_checkpointing),
         # No other style's adapter while the caption is encoded and the run
         # trains: the text encoders' always, the UNet's when no LoRA borrows it
-        # (`_borrowed_unet` makes its training adapter the only active one).
-        _other_styles_off(_text_encoders(pipeline) + ([] if trains_lora else [unet])) as styles_off,
+        # (`borrowed_unet` makes its training adapter the only active one).
+        other_styles_off(text_encoders(pipeline) + ([] if trains_lora else [unet])) as styles_off,
         # The training token in the tokenizer(s) before the caption is encoded.
         token.attached() if token is not None else nullcontext(),
     ):
-        conditioning = _text_conditioning(pipeline, caption, unet_dtype)
+        conditioning = text_conditioning(pipeline, caption, unet_dtype)
         # SDXL: each image's own size and crop in its bucket.
-        conditioning = _with_size_conditioning(conditioning, training)
-        held_conditioning = _with_size_conditioning(conditioning, held_out)
+        conditioning = with_size_conditioning(conditioning, training)
+        held_conditioning = with_size_conditioning(conditioning, held_out)
 
         def current(cached: TextConditioning) -> TextConditioning:
             """The cached conditioning, or, while the token's embedding trains, the
@@ -474,16 +234,16 @@ def train_lora(
             )
 
         torch.manual_seed(settings.seed)
-        borrowed = _borrowed_unet(unet, settings.rank) if trains_lora else _frozen_unet(unet)
+        borrowed = borrowed_unet(unet, settings.rank) if trains_lora else frozen_unet(unet)
         with borrowed as params:
             names = [n for n, _ in unet.named_parameters() if TRAINING_ADAPTER in n]
-            optimizer = _optimizer(params, token, settings, device)
+            optimizer = run_optimizer(params, token, settings, device)
             # What "auto" became on this host: a checkpoint records it, as its
             # state only loads into the same optimiser (see `_restore`).
             optimizer_used = optimizer_name(settings.optimizer, device)
             scaler = LossScaler(amp_dtype)
             if resume_from is not None:
-                _restore(resume_from, names, params, optimizer, rng, optimizer_used)
+                restore_checkpoint(resume_from, names, params, optimizer, rng, optimizer_used)
                 if token is not None:
                     token.load_state(resume_from.embedding)
                 first_step = resume_from.step + 1
@@ -521,7 +281,7 @@ def train_lora(
                 finally:
                     if token is not None:
                         token.enabled = True
-                    _make_training_active(unet, params)
+                    make_training_active(unet, params)
                 curve.append((step, loss, base_loss))
 
             def checkpoint(step: int) -> TrainingCheckpoint:
@@ -593,7 +353,7 @@ def train_lora(
                     on_checkpoint(checkpoint(step))
                     last_saved_at = time.monotonic()
                 if device_sharing is not None and step < total and device_sharing.has_waiting():
-                    with _lent_out(unet, params, device, styles_off):
+                    with lent_out(unet, params, device, styles_off):
                         device_sharing.run_waiting()
 
             output_dir = Path(output_dir)
@@ -632,63 +392,5 @@ def _save_lora(pipeline: BasePipeline, unet: torch.nn.Module, output_dir: Path) 
     return output_dir / WEIGHTS_NAME
 
 
-def _optimizer(
-    params: list[torch.nn.Parameter],
-    token: TrainableToken | None,
-    settings: TrainSettings,
-    device: torch.device,
-) -> torch.optim.Optimizer:
-    """AdamW over the LoRA, the token's vector(s) with their own learning rate, or both."""
-    if token is None:
-        return make_optimizer(params, settings.learning_rate, settings.optimizer, device)
-    if not params:
-        return make_optimizer(
-            token.params, settings.embedding_learning_rate, settings.optimizer, device
-        )
-    optimizer = make_optimizer(params, settings.learning_rate, settings.optimizer, device)
-    optimizer.add_param_group({"params": token.params, "lr": settings.embedding_learning_rate})
-    return optimizer
-
-
 def _rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def _with_size_conditioning(
-    conditioning: TextConditioning, images: Sequence[BucketedImage]
-) -> TextConditioning:
-    """SDXL's size and crop numbers for `images` in their buckets (others need none)."""
-    pooled = conditioning.pooled
-    if pooled is None:
-        return conditioning
-    time_ids = torch.tensor([image.size_conditioning() for image in images], dtype=pooled.dtype)
-    return dataclasses.replace(conditioning, time_ids=time_ids.to(pooled.device))
-
-
-def _restore(
-    saved: TrainingCheckpoint,
-    names: list[str],
-    params: list[torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    rng: torch.Generator,
-    optimizer_used: str,
-) -> None:
-    if sorted(saved.adapter) != sorted(names):
-        raise ValueError("checkpoint does not hold this UNet's training adapter")
-    with torch.no_grad():
-        for name, param in zip(names, params, strict=True):
-            param.copy_(saved.adapter[name].to(param.device, param.dtype))
-    saved_with = saved.optimizer_kind()
-    if saved_with in ("", optimizer_used):
-        optimizer.load_state_dict(saved.optimizer)
-    else:
-        # Saved on another kind of host ("auto" picks 8-bit AdamW on CUDA with
-        # bitsandbytes): one optimiser's state does not load into the other.
-        log.warning(
-            "checkpoint at step %d was saved with optimiser %s, this host trains with %s; "
-            "its weights and step kept, optimiser state started afresh",
-            saved.step,
-            saved_with,
-            optimizer_used,
-        )
-    rng.set_state(saved.rng_state)

@@ -21,8 +21,9 @@ from PIL import Image
 from safetensors.torch import load
 
 from stylebot.engine import GenerationRequest
-from stylebot.engine.models import model_family, write_tiny_model
+from stylebot.engine.models import model_family
 from stylebot.engine.runtime import FinishedImage, StyleEngine
+from stylebot.engine.tiny_model import write_tiny_model
 from stylebot.provenance.watermark import read_watermark
 from stylebot.queue.payloads import GenerateJob, TrainSettings
 from stylebot.trainer import train_lora

@@ -42,7 +42,7 @@ def generator(pipeline: StableDiffusionPipeline) -> Iterator[Generator]:
     made = Generator(pipeline, max_loaded_adapters=2)
     yield made
     # The pipeline is shared by the module: leave no adapters behind.
-    for slot in made.adapter_slots.values():
+    for slot in made.adapters.adapter_slots.values():
         pipeline.delete_adapters([slot])
 
 
@@ -97,7 +97,7 @@ def test_adapter_is_loaded_once_and_reused(
 ) -> None:
     style = LoraWeights("first", lora_files[0])
     generator.generate(REQUEST, lora=style)
-    slot = generator.adapter_slots["first"]
+    slot = generator.adapters.adapter_slots["first"]
     loaded = _lora_param(pipeline, slot)
     generator.generate(REQUEST)
     generator.generate(REQUEST, lora=style)
@@ -105,7 +105,7 @@ def test_adapter_is_loaded_once_and_reused(
     assert _lora_param(pipeline, slot) is loaded
     assert generator.loaded_adapters == ("first",)
     assert pipeline.get_list_adapters() == {"unet": [slot]}
-    assert generator.loads == 1
+    assert generator.adapters.loads == 1
 
 
 def test_least_recently_used_adapter_is_evicted_at_the_bound(
@@ -116,14 +116,16 @@ def test_least_recently_used_adapter_is_evicted_at_the_bound(
     generator.generate(REQUEST, lora=b)
     generator.generate(REQUEST, lora=a)  # a is now the most recently used
     assert generator.loaded_adapters == ("b", "a")
-    b_slot = generator.adapter_slots["b"]
+    b_slot = generator.adapters.adapter_slots["b"]
     generator.generate(REQUEST, lora=c)
     assert generator.loaded_adapters == ("a", "c")
     # c took b's slot: hot-swapped in, not a third adapter.
-    assert generator.adapter_slots["c"] == b_slot
-    assert (generator.loads, generator.hotswaps) == (2, 1)
-    assert sorted(pipeline.get_list_adapters()["unet"]) == sorted(generator.adapter_slots.values())
-    assert len(generator.adapter_slots) == 2
+    assert generator.adapters.adapter_slots["c"] == b_slot
+    assert (generator.adapters.loads, generator.adapters.hotswaps) == (2, 1)
+    assert sorted(pipeline.get_list_adapters()["unet"]) == sorted(
+        generator.adapters.adapter_slots.values()
+    )
+    assert len(generator.adapters.adapter_slots) == 2
     assert np.array_equal(pixels(generator.generate(REQUEST, lora=a)[0]), styled_a)
     assert generator.loaded_adapters == ("c", "a")
 
@@ -151,7 +153,7 @@ def test_generator_adapters_keep_working_after_training(
         pipeline, reference_images(), TRIGGER, TrainSettings(steps=3, resolution=64), tmp_path
     )
 
-    assert pipeline.get_list_adapters() == {"unet": [generator.adapter_slots["first"]]}
+    assert pipeline.get_list_adapters() == {"unet": [generator.adapters.adapter_slots["first"]]}
     assert np.array_equal(
         pixels(
             pipeline(

@@ -65,8 +65,8 @@ def fresh_images(
     images = {
         name: pixels(reference.generate(REQUEST, lora=style)[0]) for name, style in styles.items()
     }
-    assert reference.hotswaps == 0
-    for slot in reference.adapter_slots.values():
+    assert reference.adapters.hotswaps == 0
+    for slot in reference.adapters.adapter_slots.values():
         pipeline.delete_adapters([slot])
     return images
 
@@ -75,7 +75,7 @@ def _generator(pipeline: StableDiffusionPipeline, **options: object) -> Iterator
     made = Generator(pipeline, **options)  # type: ignore[arg-type]
     yield made
     # The pipeline is shared by the module: leave no adapters behind.
-    for slot in made.adapter_slots.values():
+    for slot in made.adapters.adapter_slots.values():
         pipeline.delete_adapters([slot])
 
 
@@ -106,8 +106,8 @@ def test_styles_swapped_through_a_small_cache_give_their_fresh_load_images(
         assert len(pipeline.get_list_adapters()["unet"]) <= 2
         assert two_slots.loaded_adapters[-1] == name
     # Two slots loaded from disk; every later style went into one of them.
-    assert two_slots.loads == 2
-    assert two_slots.hotswaps == len(order) - 2
+    assert two_slots.adapters.loads == 2
+    assert two_slots.adapters.hotswaps == len(order) - 2
     assert sorted(pipeline.get_list_adapters()["unet"]) == ["slot0_", "slot1_"]
     # The styles really differ, so matching each one's own image means something.
     assert np.abs(fresh_images["alpha8"] - fresh_images["r4_0"]).mean() > 1.0
@@ -120,13 +120,13 @@ def test_a_cached_style_keeps_its_tensors_and_image_while_another_is_swapped_in(
     kept, swapped_out, swapped_in = styles["r4_0"], styles["r4_1"], styles["r4_2"]
     two_slots.generate(REQUEST, lora=swapped_out)
     before = pixels(two_slots.generate(REQUEST, lora=kept)[0])
-    kept_slot = two_slots.adapter_slots[kept.adapter_name]
+    kept_slot = two_slots.adapters.adapter_slots[kept.adapter_name]
     kept_tensors = _slot_tensors(pipeline, kept_slot)
 
     two_slots.generate(REQUEST, lora=swapped_in)
 
-    assert two_slots.hotswaps == 1
-    assert two_slots.adapter_slots[swapped_in.adapter_name] != kept_slot
+    assert two_slots.adapters.hotswaps == 1
+    assert two_slots.adapters.adapter_slots[swapped_in.adapter_name] != kept_slot
     assert two_slots.loaded_adapters == (kept.adapter_name, swapped_in.adapter_name)
     after = _slot_tensors(pipeline, kept_slot)
     assert all(torch.equal(a, b) for a, b in zip(kept_tensors, after, strict=True))
@@ -141,16 +141,16 @@ def test_a_rank_above_the_slots_falls_back_to_unload_and_load(
 ) -> None:
     for generator in _generator(pipeline, max_loaded_adapters=1, hotswap_rank=4):
         generator.generate(REQUEST, lora=styles["r4_0"])
-        with caplog.at_level(logging.INFO, logger="stylebot.engine.generator"):
+        with caplog.at_level(logging.INFO, logger="stylebot.engine.adapter_slots"):
             image = pixels(generator.generate(REQUEST, lora=styles["r8"])[0])
         assert "rank 8 is above the slot's 4" in caplog.text
-        assert (generator.loads, generator.hotswaps) == (2, 0)
+        assert (generator.adapters.loads, generator.adapters.hotswaps) == (2, 0)
         assert generator.loaded_adapters == ("r8",)
         assert len(pipeline.get_list_adapters()["unet"]) == 1
         assert np.abs(image - fresh_images["r8"]).max() <= SWAP_TOLERANCE
         # A rank-4 style goes into the unpadded rank-8 slot: hot-swapped again.
         image = pixels(generator.generate(REQUEST, lora=styles["r4_1"])[0])
-        assert (generator.loads, generator.hotswaps) == (2, 1)
+        assert (generator.adapters.loads, generator.adapters.hotswaps) == (2, 1)
         assert np.abs(image - fresh_images["r4_1"]).max() <= SWAP_TOLERANCE
 
 
@@ -163,7 +163,7 @@ def test_with_hotswap_off_every_new_style_is_loaded(
         for name in ("r4_0", "r4_1", "r4_0"):
             image = pixels(generator.generate(REQUEST, lora=styles[name])[0])
             assert np.array_equal(image, fresh_images[name])
-        assert (generator.loads, generator.hotswaps) == (3, 0)
+        assert (generator.adapters.loads, generator.adapters.hotswaps) == (3, 0)
         assert len(pipeline.get_list_adapters()["unet"]) == 1
 
 
@@ -184,7 +184,7 @@ def test_a_lora_for_another_model_is_refused_on_the_way_in_and_changes_nothing_e
     for generator in _generator(pipeline, max_loaded_adapters=1):
         generator.generate(REQUEST, lora=styles["r4_0"])
         with (
-            caplog.at_level(logging.INFO, logger="stylebot.engine.generator"),
+            caplog.at_level(logging.INFO, logger="stylebot.engine.adapter_slots"),
             pytest.raises(LoraMismatchError),
         ):
             generator.generate(REQUEST, lora=foreign)
@@ -221,13 +221,15 @@ def test_text_encoder_layers_are_never_hot_swapped(
     )
     for generator in _generator(pipeline, max_loaded_adapters=1):
         generator.generate(REQUEST, lora=styles["r4_1"])
-        with caplog.at_level(logging.INFO, logger="stylebot.engine.generator"):
+        with caplog.at_level(logging.INFO, logger="stylebot.engine.adapter_slots"):
             generator.generate(REQUEST, lora=with_te)
         assert "cannot hot-swap text-encoder" in caplog.text
-        assert (generator.loads, generator.hotswaps) == (2, 0)
-        assert list(pipeline.text_encoder.peft_config) == [generator.adapter_slots["with_te"]]
+        assert (generator.adapters.loads, generator.adapters.hotswaps) == (2, 0)
+        assert list(pipeline.text_encoder.peft_config) == [
+            generator.adapters.adapter_slots["with_te"]
+        ]
         # Into the slot that holds text-encoder layers: unloaded too, none left behind.
         image = pixels(generator.generate(REQUEST, lora=styles["r4_1"])[0])
-        assert (generator.loads, generator.hotswaps) == (3, 0)
+        assert (generator.adapters.loads, generator.adapters.hotswaps) == (3, 0)
         assert not getattr(pipeline.text_encoder, "peft_config", None)
         assert np.abs(image - fresh_images["r4_1"]).max() <= SWAP_TOLERANCE

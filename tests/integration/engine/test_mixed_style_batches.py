@@ -42,7 +42,7 @@ def two_styles(
 def _generator(pipeline: StableDiffusionPipeline, cache: int) -> Iterator[Generator]:
     made = Generator(pipeline, max_loaded_adapters=cache)
     yield made
-    for slot in made.adapter_slots.values():
+    for slot in made.adapters.adapter_slots.values():
         pipeline.delete_adapters([slot])
 
 

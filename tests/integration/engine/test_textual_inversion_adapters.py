@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from stylebot.engine import GenerationRequest, Generator, load_pipeline
-from stylebot.engine.generator import LoraWeights
+from stylebot.engine.generation_request import LoraWeights
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer import train_lora
 

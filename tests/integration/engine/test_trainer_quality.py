@@ -263,7 +263,7 @@ def test_a_single_image_trains_without_validation(
 
 
 def test_sdxl_is_conditioned_on_each_images_bucket_and_crop(tmp_path: Path) -> None:
-    from stylebot.engine.models import write_tiny_model
+    from stylebot.engine.tiny_model import write_tiny_model
 
     pipeline = load_pipeline(
         str(write_tiny_model(tmp_path / "tiny-sdxl", family="sdxl")), device="cpu"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from stylebot.engine import GenerationRequest
-from stylebot.engine.runtime import PREVIEW_GUIDANCE, StyleEngine
+from stylebot.engine.runtime import StyleEngine
+from stylebot.engine.training_previews import PREVIEW_GUIDANCE
 from stylebot.queue.payloads import TrainSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -10,7 +10,7 @@ import pytest
 from tests.support.tsa import time_stamp_authority
 
 from stylebot.config import Settings, SettingsError, load_settings
-from stylebot.doctor import check_signature_lifetime, check_signing_certificate
+from stylebot.doctor.signing import check_signature_lifetime, check_signing_certificate
 from stylebot.provenance.signing import CHAIN_FILE, KEY_FILE, ensure_signing_identity
 
 

@@ -23,12 +23,29 @@ is set they leave training jobs in the queue and keep generating.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
 
+from stylebot.bot.core.admin_commands import (
+    AdminCommand,
+    BanUser,
+    ListOptOuts,
+    PauseTraining,
+    RemoveOptOuts,
+    RemoveSharedStyle,
+    ResumeTraining,
+    SetQuota,
+    ShowQueue,
+    UnbanUser,
+)
+from stylebot.bot.core.admin_ports import (
+    GLOBAL_SCOPE,
+    AdminPorts,
+    AdminStore,
+    Ban,
+    Quota,
+    TrainingSwitch,
+    parse_operators,
+)
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import cancel_job, waiting_positions
 from stylebot.bot.core.model import Job, JobStatus, Requester, Visibility
@@ -67,97 +84,8 @@ __all__ = [
     "parse_operators",
 ]
 
-# The scope of a quota that holds everywhere (set by the operator); server
-# quotas use the Requester.scope of the server ("discord:1234").
-GLOBAL_SCOPE = "*"
 JOB_KINDS = ("train", "generate")
 QUOTA_UNITS = {"generate": "images", "train": "trainings"}
-
-
-# -- ports -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ban:
-    platform: str
-    platform_user_id: str
-    reason: str
-    banned_by: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Quota:
-    """At most `per_day` of `kind` (images to generate, or trainings) per member over a
-    rolling day, within `scope`."""
-
-    scope: str
-    kind: str
-    per_day: int
-    set_by: str
-    updated_at: datetime
-
-
-class AdminStore(Protocol):
-    """Bans, quotas and the admin log (SQLite on the front end; a fake in tests)."""
-
-    async def ban(
-        self, platform: str, platform_user_id: str, reason: str, banned_by: str, at: datetime
-    ) -> None:
-        """Ban (or re-ban, with the new reason) a user of a platform."""
-        ...
-
-    async def unban(self, platform: str, platform_user_id: str) -> bool:
-        """Lift a ban; False when there was none."""
-        ...
-
-    async def ban_of(self, platform: str, platform_user_id: str) -> Ban | None: ...
-
-    async def set_quota(
-        self, scope: str, kind: str, per_day: int | None, set_by: str, at: datetime
-    ) -> None:
-        """Set a scope's quota for a kind of job; None removes it."""
-        ...
-
-    async def quotas(self, scopes: Sequence[str], kind: str) -> list[Quota]:
-        """The quotas set for `kind` in any of `scopes`."""
-        ...
-
-    async def log_action(self, actor: str, action: str, detail: str, at: datetime) -> None: ...
-
-
-class TrainingSwitch(Protocol):
-    """The flag workers read before taking a training job."""
-
-    async def pause(self, paused_by: str) -> None: ...
-
-    async def resume(self) -> None: ...
-
-    async def paused_by(self) -> str | None:
-        """Who paused training, or None while it runs."""
-        ...
-
-
-@dataclass(frozen=True)
-class AdminPorts:
-    store: AdminStore
-    training: TrainingSwitch
-    # "platform:user_id" of each operator (see parse_operators).
-    operators: frozenset[str] = frozenset()
-
-
-def parse_operators(text: str) -> frozenset[str]:
-    """`"discord:123, telegram:456"` → {"discord:123", "telegram:456"}; blanks ignored."""
-    operators = set()
-    for item in text.replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        platform, sep, user_id = item.partition(":")
-        if not sep or not platform or not user_id:
-            raise ValueError(f"operator {item!r} should be platform:user_id, e.g. discord:1234")
-        operators.add(f"{platform.strip().lower()}:{user_id.strip()}")
-    return frozenset(operators)
 
 
 # -- who may do what ---------------------------------------------------------------------------
@@ -192,107 +120,6 @@ async def _log(
     deps: Deps, ports: AdminPorts, requester: Requester, action: str, detail: str
 ) -> None:
     await ports.store.log_action(_who(requester), action, detail, deps.clock.now())
-
-
-# -- commands ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PauseTraining:
-    """Workers stop taking training jobs (queued ones wait); generation goes on."""
-
-    requester: Requester
-
-
-@dataclass(frozen=True)
-class ResumeTraining:
-    requester: Requester
-
-
-@dataclass(frozen=True)
-class SetQuota:
-    """At most `per_day` images ("generate") or trainings ("train") per member per day;
-    None lifts the quota.
-
-    For the server the command came from, or with `everywhere` for every user
-    (operator only). Quotas only tighten: the lowest of the server's, the global
-    one and the operator's settings (Policy) holds.
-    """
-
-    requester: Requester
-    kind: str
-    per_day: int | None
-    manages_server: bool = False
-    everywhere: bool = False
-
-
-@dataclass(frozen=True)
-class RemoveSharedStyle:
-    """Stop sharing someone's style with this server; it stays its owner's, private."""
-
-    requester: Requester
-    name: str
-    manages_server: bool = False
-
-
-@dataclass(frozen=True)
-class BanUser:
-    """Ban a user of the requester's platform from the whole bot; their jobs are cancelled."""
-
-    requester: Requester
-    platform_user_id: str
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class UnbanUser:
-    requester: Requester
-    platform_user_id: str
-
-
-@dataclass(frozen=True)
-class ShowQueue:
-    """Queued and running jobs: all of them for the operator, this server's for a manager."""
-
-    requester: Requester
-    manages_server: bool = False
-
-
-@dataclass(frozen=True)
-class ListOptOuts:
-    """/optout registrations to review (stylebot.bot.core.optout_review): those made in
-    this server for a manager, all for the operator; one registrant's (code or its
-    start) when given."""
-
-    requester: Requester
-    registrant: str | None = None
-    manages_server: bool = False
-
-
-@dataclass(frozen=True)
-class RemoveOptOuts:
-    """Remove /optout registrations by id, or all of one registrant's; each removal goes
-    into the consent ledger."""
-
-    requester: Requester
-    ids: tuple[int, ...] = ()
-    registrant: str | None = None
-    reason: str = ""
-    manages_server: bool = False
-
-
-#: Every admin command; `commands.Command` lists the members' commands.
-AdminCommand = (
-    PauseTraining
-    | ResumeTraining
-    | SetQuota
-    | RemoveSharedStyle
-    | BanUser
-    | UnbanUser
-    | ShowQueue
-    | ListOptOuts
-    | RemoveOptOuts
-)
 
 
 # -- handlers ----------------------------------------------------------------------------------

@@ -1,0 +1,39 @@
+"""The starting noise of an image: drawn on the CPU per seed, or mixed towards a variation seed."""
+
+from __future__ import annotations
+
+import torch
+
+from stylebot.engine.generation_request import GenerationRequest
+from stylebot.engine.models import BasePipeline
+
+
+def _seeded_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    # CPU generators give the same noise on every device for a seed.
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+
+def starting_noise(pipeline: BasePipeline, request: GenerationRequest, index: int) -> torch.Tensor:
+    """Image `index`'s starting noise, as the pipeline would draw it for its seed; with a
+    variation seed, between the two seeds' noise (strength 0: exactly the seed's)."""
+    shape = (
+        1,
+        pipeline.unet.config.in_channels,
+        request.height // pipeline.vae_scale_factor,
+        request.width // pipeline.vae_scale_factor,
+    )
+    noise = _seeded_noise(shape, request.seed + index)
+    if request.variation_seed is not None:
+        towards = _seeded_noise(shape, request.variation_seed + index)
+        noise = slerp(request.variation_strength, noise, towards)
+    return noise.to(device=pipeline.unet.device, dtype=pipeline.unet.dtype)
+
+
+def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation: keeps the noise's norm, which linear mixing shrinks."""
+    a_unit, b_unit = a / a.norm(), b / b.norm()
+    omega = torch.acos((a_unit * b_unit).sum().clamp(-1.0, 1.0))
+    if torch.sin(omega).abs() < 1e-6:
+        return (1.0 - t) * a + t * b
+    return (torch.sin((1.0 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
