@@ -110,25 +110,34 @@ class AlignedDifference:
 
 
 def compare_aligned(
-    picture: Image.Image, output: Image.Image, like: AlignedDifference | None = None
+    picture: Image.Image,
+    output: Image.Image,
+    like: AlignedDifference | None = None,
+    *,
+    thorough: bool = True,
 ) -> AlignedDifference:
     """Place ``picture`` on ``output`` (or where ``like`` placed a picture of the same
-    size: the same file over another background) and compare. CPU-bound."""
-    alignment = align(picture, output) if like is None else like.alignment
+    size: the same file over another background) and compare. ``thorough=False``: see
+    :func:`.picture_alignment.align`. CPU-bound."""
+    alignment = align(picture, output, thorough=thorough) if like is None else like.alignment
     if alignment is None or alignment.stretched:
         return _whole(picture, output, stretched=alignment is not None)
     return _placed(picture, output, alignment)
 
 
 def compare_aligned_png(
-    picture_png: bytes, output_png: bytes, like: AlignedDifference | None = None
+    picture_png: bytes,
+    output_png: bytes,
+    like: AlignedDifference | None = None,
+    *,
+    thorough: bool = True,
 ) -> AlignedDifference:
     """`compare_aligned` on already-checked PNGs (a normalised upload, a stored output)."""
     with (
         Image.open(io.BytesIO(picture_png), formats=["PNG"]) as picture,
         Image.open(io.BytesIO(output_png), formats=["PNG"]) as output,
     ):
-        return compare_aligned(picture, output, like)
+        return compare_aligned(picture, output, like, thorough=thorough)
 
 
 def _whole(picture: Image.Image, output: Image.Image, *, stretched: bool) -> AlignedDifference:

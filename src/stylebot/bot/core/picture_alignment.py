@@ -46,7 +46,11 @@ MIN_SHOWN_SHARE = 0.25
 _MAX_FRAME = 0.1
 #: Scales tried in the coarse step are this factor apart; the fine step corrects the rest
 #: (a patch far from the centre moves by at most half a step times its distance).
-_SCALE_STEP = 1.03
+_SCALE_STEP = 1.04
+#: A whole-side fit (1, or the scale at which the picture's width or height is the
+#: output's) that correlates this well is taken without trying the grid: a crop, a
+#: rescale or the output itself, the usual cases, cost a few FFTs.
+_SURE = 0.9
 _PATCH = 64  # fine patch side, pixels at FINE_SIDE
 _PATCH_GRID = 5  # patches per axis
 #: How far (pixels at FINE_SIDE) a patch is searched around where the coarse step puts
@@ -82,16 +86,18 @@ class Alignment:
         return abs(self.scale_x / self.scale_y - 1) > STRETCH_TOLERANCE
 
 
-def align(picture: Image.Image, output: Image.Image) -> Alignment | None:
+def align(picture: Image.Image, output: Image.Image, *, thorough: bool = True) -> Alignment | None:
     """Where ``picture`` sits on ``output``, or None when it can't be placed (too small,
-    or flat). CPU-bound: call it in a worker thread."""
+    or flat). ``thorough=False`` tries only the scales that fit a whole side (enough
+    when the picture's fingerprint already matched the output's as a whole). CPU-bound:
+    call it in a worker thread."""
     grey_output = output.convert("L")
     grey_picture = picture.convert("L")
-    found = _coarse(grey_picture, grey_output)
-    # Each fine step starts where the last one ended: patches then match more closely,
-    # and their positions are read with less bias.
+    found = _coarse(grey_picture, grey_output, thorough)
     if found is None:
         return None
+    # Each fine step starts where the last one ended: patches then match more closely,
+    # and their positions are read with less bias.
     fine = _fine(grey_picture, grey_output, found)
     for _ in range(_FINE_STEPS - 1):
         if fine is None:
@@ -112,30 +118,34 @@ def _resized(
     return pixels, width / image.width, height / image.height
 
 
-def _scales_to_try(picture: tuple[int, int], output: tuple[int, int]) -> list[float]:
+def _scales_to_try(
+    picture: tuple[int, int], output: tuple[int, int], thorough: bool = True
+) -> tuple[list[float], list[float]]:
     """Picture pixels per output pixel at which the picture shows at least
     MIN_SHOWN_SHARE of the output (with at most a thin frame of its own): 1 and the
-    scales that fit a whole side first, then a geometric grid."""
+    scales that fit a whole side, then (if ``thorough``) a geometric grid."""
     fits = (picture[0] / output[0], picture[1] / output[1])
     lowest = max(fits) * (1 - _MAX_FRAME)
     highest = math.sqrt(picture[0] * picture[1] / (MIN_SHOWN_SHARE * output[0] * output[1]))
     if highest < lowest:
-        return []  # not a piece of the output: a different shape than any crop of it
-    steps = max(1, math.ceil(math.log(highest / lowest) / math.log(_SCALE_STEP)))
-    grid = [lowest * (highest / lowest) ** (i / steps) for i in range(steps + 1)]
+        return [], []  # not a piece of the output: a different shape than any crop of it
     exact = [s for s in (1.0, *fits) if lowest <= s <= highest]
-    return exact + grid
+    if not thorough:
+        return exact, []
+    steps = max(1, math.ceil(math.log(highest / lowest) / math.log(_SCALE_STEP)))
+    return exact, [lowest * (highest / lowest) ** (i / steps) for i in range(steps + 1)]
 
 
-def _coarse(picture: Image.Image, output: Image.Image) -> Alignment | None:
+def _coarse(picture: Image.Image, output: Image.Image, thorough: bool) -> Alignment | None:
     factor = COARSE_SIDE / max(output.size)
     reference, fx, fy = _resized(output, factor)
-    scales = _scales_to_try(picture.size, output.size)
-    if not scales:
+    exact, grid = _scales_to_try(picture.size, output.size, thorough)
+    if not exact + grid:
         return None
+    lowest = min(exact + grid)
     # Shrink a large picture once: every scale is then resized from the small copy.
     # `kept` is small-copy pixels per picture pixel.
-    kept = min(1.0, 2 * factor / min(scales))
+    kept = min(1.0, 2 * factor / lowest)
     small = picture
     if kept < 1:
         small = picture.resize(
@@ -143,12 +153,21 @@ def _coarse(picture: Image.Image, output: Image.Image) -> Alignment | None:
             Image.Resampling.BOX,
         )
     kept_x, kept_y = small.width / picture.width, small.height / picture.height
+    # One FFT size for every scale (room for the largest resized picture), so the
+    # reference's spectrum is computed once.
+    shape = (
+        _fast_length(reference.shape[0] + math.ceil(picture.height * factor / lowest) + 1),
+        _fast_length(reference.shape[1] + math.ceil(picture.width * factor / lowest) + 1),
+    )
+    spectrum = np.fft.rfft2(reference - reference.mean(), s=shape)
     best: tuple[float, Alignment] | None = None
-    for scale in scales:
+    for index, scale in enumerate(exact + grid):
+        if index == len(exact) and best is not None and best[0] >= _SURE:
+            break  # a whole-side fit matches clearly: the grid would not do better
         moving, mx, my = _resized(small, factor / (scale * kept_x))
         if min(moving.shape) < 8 or moving.std() < _MIN_PATCH_STD:
             continue
-        ty, tx = _locate(reference, moving)
+        ty, tx = _locate(spectrum, reference.shape, moving)
         # Over the whole picture: a placement that leaves out the part that does not
         # match (a banner) must not win by correlating better over what is left.
         correlation = _overlap_correlation(reference, moving, round(ty), round(tx))
@@ -164,20 +183,34 @@ def _coarse(picture: Image.Image, output: Image.Image) -> Alignment | None:
     return best[1] if best else None
 
 
-def _locate(reference: np.ndarray, moving: np.ndarray) -> tuple[float, float]:
-    """Where ``moving``'s top-left corner best sits on ``reference`` (pixels, sub-pixel,
-    negative or past the edge when it sticks out), by phase correlation."""
-    shape = (reference.shape[0] + moving.shape[0], reference.shape[1] + moving.shape[1])
-    cross = np.fft.rfft2(reference - reference.mean(), s=shape) * np.conj(
-        np.fft.rfft2(moving - moving.mean(), s=shape)
-    )
+def _fast_length(length: int) -> int:
+    """The least length at or above ``length`` whose only prime factors are 2, 3 and 5
+    (where the FFT is fastest)."""
+    while True:
+        rest = length
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return length
+        length += 1
+
+
+def _locate(
+    spectrum: np.ndarray, reference_shape: tuple[int, ...], moving: np.ndarray
+) -> tuple[float, float]:
+    """Where ``moving``'s top-left corner best sits on the reference whose centred
+    spectrum is ``spectrum`` (pixels, sub-pixel, negative or past the edge when it sticks
+    out), by phase correlation. The FFT size must hold both side by side."""
+    shape = (spectrum.shape[0], (spectrum.shape[1] - 1) * 2)
+    cross = spectrum * np.conj(np.fft.rfft2(moving - moving.mean(), s=shape))
     surface = np.fft.irfft2(cross / (np.abs(cross) + 1e-9), s=shape)
     peak_y, peak_x = np.unravel_index(int(np.argmax(surface)), surface.shape)
     dy = _sub_pixel(surface[(peak_y + np.arange(-1, 2)) % shape[0], peak_x])
     dx = _sub_pixel(surface[peak_y, (peak_x + np.arange(-1, 2)) % shape[1]])
     # Indices past the reference wrap around: the picture starts before its edge.
-    y = peak_y - shape[0] if peak_y >= reference.shape[0] else peak_y
-    x = peak_x - shape[1] if peak_x >= reference.shape[1] else peak_x
+    y = peak_y - shape[0] if peak_y >= reference_shape[0] else peak_y
+    x = peak_x - shape[1] if peak_x >= reference_shape[1] else peak_x
     return float(y + dy), float(x + dx)
 
 

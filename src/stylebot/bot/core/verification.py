@@ -18,6 +18,7 @@ by" only when both match.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png
 from stylebot.bot.core.attribution import Attribution, Viewer, attribute, record_lines
@@ -300,7 +301,11 @@ async def _resembled_output(
         stored = await _stored_image(blobs, output)
         if stored is None:
             continue
-        difference = await asyncio.to_thread(compare_aligned_png, picture.data, stored)
+        # Its fingerprint matched this output's as a whole: only whole-side fits are
+        # tried, which bounds the work of up to MAX_RESEMBLES_CANDIDATES comparisons.
+        difference = await asyncio.to_thread(
+            partial(compare_aligned_png, thorough=False), picture.data, stored
+        )
         if not difference.same:
             continue
         if picture.over_black is not None:
