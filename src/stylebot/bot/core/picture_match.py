@@ -15,7 +15,6 @@ the share of blocks that differ; "the same picture" means none differs.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +30,6 @@ __all__ = [
     "Box",
     "PictureDifference",
     "compare_pictures",
-    "compare_png",
 ]
 
 #: Long side of the working size. Smaller would average away the fine texture that tells
@@ -80,8 +78,9 @@ class PictureDifference:
 
     blocks: int
     differing: int
-    # Whether both have (nearly) one aspect ratio: a crop does not, and is not aligned
-    # (the grid compares whole pictures), so it differs almost everywhere.
+    # Whether both compared parts have (nearly) one aspect ratio: two parts of another
+    # shape are not aligned (the grid compares them whole), so they differ almost
+    # everywhere. aligned_match finds the part of the output a crop shows first.
     same_shape: bool = True
 
     @property
@@ -199,12 +198,3 @@ def compare_pictures(
         differing=int(differs.sum()),
         same_shape=abs(ratio - 1) <= SAME_SHAPE_TOLERANCE,
     )
-
-
-def compare_png(submitted_png: bytes, stored_png: bytes) -> PictureDifference:
-    """`compare_pictures` on already-checked PNGs (a normalised upload, a stored output)."""
-    with (
-        Image.open(io.BytesIO(submitted_png), formats=["PNG"]) as submitted,
-        Image.open(io.BytesIO(stored_png), formats=["PNG"]) as stored,
-    ):
-        return compare_pictures(submitted, stored)

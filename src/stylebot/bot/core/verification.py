@@ -2,10 +2,13 @@
 
 The watermark has no key: anyone can copy a real output id (file names and captions show
 them) into any picture, and a marked output can be edited. So a mark alone attributes
-nothing: the submitted picture is compared with the stored output block by block
-(:mod:`.picture_match`). It is "made by" the maker only when it matches closely; an
-"altered copy" when some regions differ (the report says how much); and when most of it
-differs, the mark was put on another picture and nothing of the record is shown. A
+nothing: the submitted picture is placed on the stored output (a crop or a rescale shows
+only part of it, or at another size) and compared block by block with the part it shows
+(:mod:`.aligned_match`). It is "made by" the maker only when all of that matches closely
+(worded "a cropped copy" or "a resized copy" when it is one: still the maker's pixels and
+no others); an "altered copy" when some regions differ or something was added around it
+(the report says how much); and when most of it differs, or it was stretched, the mark
+was put on another picture and nothing of the record is shown. A
 picture without a mark may still "resemble" a stored output: its fingerprint is looked up
 in an index (:mod:`.fingerprints`) and the candidate compared block by block as well.
 What of the record is shown depends on who asks (:mod:`.attribution`).
