@@ -91,14 +91,18 @@ class Alignment:
 
 def align(picture: Image.Image, output: Image.Image, *, thorough: bool = True) -> Alignment | None:
     """Where ``picture`` sits on ``output``, or None when it can't be placed (too small,
-    or flat). ``thorough=False`` tries only the scales that fit a whole side (enough
-    when the picture's fingerprint already matched the output's as a whole). CPU-bound:
+    or flat). ``thorough=False`` tries only the scales that fit a whole side, and gives
+    up unless one correlates clearly (enough when the picture's fingerprint already
+    matched the output's as a whole). CPU-bound:
     call it in a worker thread."""
     grey_output = output.convert("L")
     grey_picture = picture.convert("L")
-    found = _coarse(grey_picture, grey_output, thorough)
-    if found is None:
+    coarse = _coarse(grey_picture, grey_output, thorough)
+    # Without the grid, only a clear whole-side fit is worth refining: the unrelated
+    # candidates a fingerprint lookup brings cost a few small FFTs each, not a fit.
+    if coarse is None or (not thorough and coarse[0] < _SURE):
         return None
+    found = coarse[1]
     # Each fine step starts where the last one ended: patches then match more closely,
     # and their positions are read with less bias.
     fine = _fine(grey_picture, grey_output, found)
@@ -139,7 +143,10 @@ def _scales_to_try(
     return exact, [lowest * (highest / lowest) ** (i / steps) for i in range(steps + 1)]
 
 
-def _coarse(picture: Image.Image, output: Image.Image, thorough: bool) -> Alignment | None:
+def _coarse(
+    picture: Image.Image, output: Image.Image, thorough: bool
+) -> tuple[float, Alignment] | None:
+    """The best placement over the scales tried, and how well it correlates."""
     factor = COARSE_SIDE / max(output.size)
     reference, fx, fy = _resized(output, factor)
     exact, grid = _scales_to_try(picture.size, output.size, thorough)
@@ -183,7 +190,7 @@ def _coarse(picture: Image.Image, output: Image.Image, thorough: bool) -> Alignm
         )
         if best is None or correlation > best[0]:
             best = (correlation, candidate)
-    return best[1] if best else None
+    return best
 
 
 def _fast_length(length: int) -> int:
