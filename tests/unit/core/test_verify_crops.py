@@ -19,7 +19,7 @@ from tests.support.picture_edits import paste
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
 from tests.unit.core.test_verify_regions import IDS, PICTURES
 from tests.unit.provenance.test_watermark import illustration, reencode, scene
-from tests.unit.provenance.test_watermark_geometry import crop_left_tenth, rescaled
+from tests.unit.provenance.test_watermark_geometry import crop_left_tenth, rescaled, screenshot
 
 from stylebot.bot.core import VerifyVerdict
 from stylebot.provenance import embed_watermark
@@ -127,3 +127,27 @@ async def test_the_same_crop_of_another_picture_with_the_mark_is_never_made(
     assert report.differs_percent >= 90
     for private in ("alice", "Alice", "a lighthouse", "seed"):
         assert private not in report.text
+
+
+async def test_a_screenshot_with_a_frame_says_what_was_added_around_it() -> None:
+    """Shown at 85% and captured with a 4 px frame: the output's pixels are all there,
+    but the frame is not the maker's, so it is an altered copy (a few percent), not
+    "made"; a picture set beside another is one too, with the other's share."""
+    world = verify_world()
+    output_id = await deliver(world, ALICE, scene(512, 512, seed=64))
+    made = await stored_picture(world, output_id)
+
+    framed = await check(world, BOB, screenshot(made))
+    assert framed.verdict is VerifyVerdict.ALTERED, framed.text
+    assert framed.differs_percent is not None
+    assert 2 <= framed.differs_percent <= 6, framed.differs_percent
+    assert f"An altered copy of stylebot output {output_id}, resized to 85%: about" in (framed.text)
+    assert "or added around it" in framed.text
+
+    side_by_side = Image.new("RGB", (512 + 128, 512), "white")
+    side_by_side.paste(made, (0, 0))
+    side_by_side.paste(illustration(65).resize((128, 512)), (512, 0))
+    collage = await check(world, BOB, side_by_side)
+    assert collage.verdict is VerifyVerdict.ALTERED, collage.text
+    assert collage.differs_percent is not None
+    assert 17 <= collage.differs_percent <= 23, collage.differs_percent

@@ -41,9 +41,10 @@ FINE_SIDE = 2 * WORK_SIDE
 #: smaller piece has too few blocks to say much, and the coarse search would need to try
 #: too many scales.
 MIN_SHOWN_SHARE = 0.25
-#: A picture may be this much larger than the part of the output it shows (a frame around
-#: a screenshot); more is left to the comparison, which counts it as not the output.
-_MAX_FRAME = 0.1
+#: Up to this share of a picture's width or height may be something other than the
+#: output (a screenshot's frame, a picture set beside it): it is still placed, and the
+#: comparison counts what lies beyond the output as not the maker's.
+_MAX_FRAME = 0.25
 #: Scales tried in the coarse step are this factor apart; the fine step corrects the rest
 #: (a patch far from the centre moves by at most half a step times its distance).
 _SCALE_STEP = 1.04
@@ -129,7 +130,7 @@ def _scales_to_try(
     picture: tuple[int, int], output: tuple[int, int], thorough: bool = True
 ) -> tuple[list[float], list[float]]:
     """Picture pixels per output pixel at which the picture shows at least
-    MIN_SHOWN_SHARE of the output (with at most a thin frame of its own): 1 and the
+    MIN_SHOWN_SHARE of the output (with at most _MAX_FRAME of its own): 1 and the
     scales that fit a whole side, then (if ``thorough``) a geometric grid."""
     fits = (picture[0] / output[0], picture[1] / output[1])
     lowest = max(fits) * (1 - _MAX_FRAME)
