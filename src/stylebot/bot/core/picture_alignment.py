@@ -2,18 +2,21 @@
 part of the output it shows, so that a crop or a rescale can be compared, region by
 region, with the part of the output it shows (:mod:`.aligned_match`).
 
-Two steps on greyscale, numpy and Pillow only (the front end has no OpenCV or torch):
+Three steps on greyscale, numpy and Pillow only (the front end has no OpenCV or torch):
 
 1. Coarse: the output at a long side of :data:`COARSE_SIDE` pixels; the picture at each
    of a bounded set of scales, :data:`_SCALE_STEP` apart and only those at which it could
    show at least :data:`MIN_SHOWN_SHARE` of the output, is located on it by phase
    correlation. The placement whose overlap correlates best wins.
-2. Fine: at :data:`FINE_SIDE` pixels (the finest level the comparison looks at), a grid of
-   patches of the picture is located on the output near where step 1 put them (phase
-   correlation again, with a sub-pixel peak). A least-squares line through their
-   positions gives the scale along each axis and the offset to a fraction of a pixel.
-   Patches far from the line (under a pasted picture or a banner) are dropped and the
-   line fitted again. Two different scales mean the picture was stretched.
+2. Fine: at :data:`.placement.FINE_SIDE` pixels (the finest level the comparison looks
+   at), a grid of patches of the picture is located on the output near where step 1 put
+   them (normalised cross-correlation, with a sub-pixel peak). A line through their
+   positions gives the scale along each axis and the offset; patches off the line that
+   most of them agree on (under a pasted picture or a banner) are left out. Two
+   different scales mean the picture was stretched.
+3. Exact: Lucas-Kanade over every pixel the two share (:mod:`.placement_polish`), which
+   the patches of a flat illustration need (an edge alone does not say where along it a
+   patch sits).
 
 Nothing here decides what the picture is: an unrelated picture is still placed somewhere,
 and the block comparison then finds that it differs.
@@ -22,21 +25,18 @@ and the block comparison then finds that it differs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from stylebot.bot.core.picture_match import WORK_SIDE
+from stylebot.bot.core.placement import FINE_BLUR, FINE_SIDE, Alignment
+from stylebot.bot.core.placement_polish import polished
 
 __all__ = ["COARSE_SIDE", "FINE_SIDE", "MIN_SHOWN_SHARE", "Alignment", "align"]
 
 #: Long side of the output in the coarse search: enough for the shapes of a picture, and
 #: each of the ~30 scales tried costs one small FFT.
 COARSE_SIDE = 128
-#: Long side of the output in the fine step: twice the comparison's working size, where
-#: its finest check looks (a misplacement of a pixel there would read as an edit).
-FINE_SIDE = 2 * WORK_SIDE
 #: The least share of the output's area a picture may show and still be compared: a
 #: smaller piece has too few blocks to say much, and the coarse search would need to try
 #: too many scales.
@@ -61,33 +61,6 @@ _MIN_PATCH_STD = 2.0  # a flatter patch (a plain background, a banner) cannot be
 _MIN_PATCH_CORRELATION = 0.6  # a patch that matches less well is not where it was found
 _MAX_RESIDUAL = 1.5  # pixels at FINE_SIDE from the fitted line, or the patch is dropped
 _MIN_FITTED_PATCHES = 4
-_FINE_STEPS = 1
-_POLISH_STEPS = 4
-_MIN_SPREAD = 4.0  # grey levels
-_POLISH_MARGIN = 2.0  # output pixels kept clear of the shared part's edges
-_FINE_BLUR = 1.0
-#: Scales along x and y this far apart mean the picture was stretched: resizing to whole
-#: pixels moves each by well under 0.5%.
-STRETCH_TOLERANCE = 0.01
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """Output pixel ``(left + u / scale_x, top + v / scale_y)`` shows at picture pixel
-    ``(u, v)`` (continuous coordinates: pixel ``i`` spans ``[i, i + 1]``)."""
-
-    scale_x: float  # picture pixels per output pixel
-    scale_y: float
-    left: float  # where the picture's left edge falls on the output, in output pixels
-    top: float
-
-    @property
-    def scale(self) -> float:
-        return math.sqrt(self.scale_x * self.scale_y)
-
-    @property
-    def stretched(self) -> bool:
-        return abs(self.scale_x / self.scale_y - 1) > STRETCH_TOLERANCE
 
 
 def align(picture: Image.Image, output: Image.Image, *, thorough: bool = True) -> Alignment | None:
@@ -104,14 +77,8 @@ def align(picture: Image.Image, output: Image.Image, *, thorough: bool = True) -
     if coarse is None or (not thorough and coarse[0] < _SURE):
         return None
     found = coarse[1]
-    # Each fine step starts where the last one ended: patches then match more closely,
-    # and their positions are read with less bias.
     fine = _fine(grey_picture, grey_output, found)
-    for _ in range(_FINE_STEPS - 1):
-        if fine is None:
-            return None
-        fine = _fine(grey_picture, grey_output, fine) or fine
-    return _polished(grey_picture, grey_output, fine) if fine else None
+    return polished(grey_picture, grey_output, fine) if fine else None
 
 
 def _resized(
@@ -259,7 +226,7 @@ def _fine(picture: Image.Image, output: Image.Image, coarse: Alignment) -> Align
     when too few patches could be placed (a flat picture, or a piece too small)."""
     factor = FINE_SIDE / max(output.size)
     # A light blur evens out JPEG's and resampling's noise, which the two do not share.
-    blur = ImageFilter.GaussianBlur(_FINE_BLUR)
+    blur = ImageFilter.GaussianBlur(FINE_BLUR)
     reference, gx, gy = _resized(output, factor, blur)
     moving, hx, hy = _resized(picture, gx / coarse.scale_x, blur)
     # Samples: a patch's centre in picture pixels and where it was found in output pixels.
@@ -384,147 +351,3 @@ def _line(points: np.ndarray) -> Line | None:
         return None  # all in one column or row: no scale to read
     slope, intercept = np.polyfit(points[:, 0], points[:, 1], 1)
     return float(slope), float(intercept)
-
-
-def _polished(picture: Image.Image, output: Image.Image, start: Alignment) -> Alignment:
-    """``start`` made exact with every pixel the two share (Lucas-Kanade, in scale and
-    offset per axis). Patches place themselves well only where they have texture both
-    ways: one whose only feature is an edge could slide along it (the aperture problem),
-    and on flat illustrations the patch fit is then off by most of a pixel. Gradients
-    weigh each pixel by what it does say. Pixels that differ far more than most (under a
-    pasted picture or a banner) are left out of each step."""
-    found = start
-    factor = FINE_SIDE / max(output.size)  # fine pixels per output pixel
-    blur = ImageFilter.GaussianBlur(_FINE_BLUR)
-    for _ in range(_POLISH_STEPS):
-        part = _shared_part(picture.size, output.size, found)
-        if part is None:
-            return found
-        on_picture, on_output = part
-        size = (
-            max(8, round((on_output[2] - on_output[0]) * factor)),
-            max(8, round((on_output[3] - on_output[1]) * factor)),
-        )
-        shown = _grey(picture, size, on_picture, blur)
-        expected = _grey(output, size, on_output, blur)
-        step = _lucas_kanade_step(shown, expected)
-        if step is None:
-            return found
-        stretch_x, shift_x, stretch_y, shift_y = step
-        # Grid pixel x of the part shows output grid pixel x + stretch (x - c) + shift.
-        found = Alignment(
-            scale_x=found.scale_x / (1 + stretch_x),
-            scale_y=found.scale_y / (1 + stretch_y),
-            left=_moved_edge(
-                on_picture[0],
-                on_output[0],
-                on_output[2],
-                size[0],
-                found.scale_x,
-                stretch_x,
-                shift_x,
-            ),
-            top=_moved_edge(
-                on_picture[1],
-                on_output[1],
-                on_output[3],
-                size[1],
-                found.scale_y,
-                stretch_y,
-                shift_y,
-            ),
-        )
-        if max(abs(shift_x), abs(shift_y)) < 0.01 and max(abs(stretch_x), abs(stretch_y)) < 1e-5:
-            break
-    return found
-
-
-def _moved_edge(
-    picture_start: float,
-    output_start: float,
-    output_end: float,
-    pixels: int,
-    scale: float,
-    stretch: float,
-    shift: float,
-) -> float:
-    """Where the picture's edge falls on the output after a Lucas-Kanade step along one
-    axis. Grid pixel x (continuous) is picture ``picture_start + x * p`` and, after the
-    step, output ``output_start + o * (x + stretch * (x - c) + shift)``, where ``o`` is
-    output pixels per grid pixel and ``p = o * scale``."""
-    per_pixel = (output_end - output_start) / pixels
-    centre = pixels / 2
-    # Picture pixel 0 is grid pixel -picture_start / (per_pixel * scale).
-    x = -picture_start / (per_pixel * scale)
-    return output_start + per_pixel * (x + stretch * (x - centre) + shift)
-
-
-def _shared_part(
-    picture: tuple[int, int], output: tuple[int, int], placed: Alignment
-) -> tuple[tuple[float, float, float, float], tuple[float, float, float, float]] | None:
-    """The part of the picture that lies on the output (a margin inside its edges), as a
-    box on the picture and the same box on the output; None when it is too small."""
-    margin = _POLISH_MARGIN
-    out_left = max(0.0, placed.left) + margin
-    out_top = max(0.0, placed.top) + margin
-    out_right = min(float(output[0]), placed.left + picture[0] / placed.scale_x) - margin
-    out_bottom = min(float(output[1]), placed.top + picture[1] / placed.scale_y) - margin
-    if out_right - out_left < 16 or out_bottom - out_top < 16:
-        return None
-    on_picture = (
-        (out_left - placed.left) * placed.scale_x,
-        (out_top - placed.top) * placed.scale_y,
-        (out_right - placed.left) * placed.scale_x,
-        (out_bottom - placed.top) * placed.scale_y,
-    )
-    return on_picture, (out_left, out_top, out_right, out_bottom)
-
-
-def _grey(
-    image: Image.Image,
-    size: tuple[int, int],
-    box: tuple[float, float, float, float],
-    blur: ImageFilter.Filter,
-) -> np.ndarray:
-    return np.asarray(
-        image.resize(size, Image.Resampling.BILINEAR, box=box).filter(blur), np.float64
-    )
-
-
-def _lucas_kanade_step(
-    shown: np.ndarray, expected: np.ndarray
-) -> tuple[float, float, float, float] | None:
-    """(stretch_x, shift_x, stretch_y, shift_y) such that ``shown`` at grid pixel (x, y)
-    is ``expected`` at (x + stretch_x (x - cx) + shift_x, y + stretch_y (y - cy) +
-    shift_y), to first order, by least squares over the pixels that differ least (plus a
-    brightness offset, which JPEG and colour handling move)."""
-    rows, cols = expected.shape
-    grad_y, grad_x = np.gradient(expected)
-    ys, xs = np.mgrid[0:rows, 0:cols]
-    xs = xs - (cols - 1) / 2
-    ys = ys - (rows - 1) / 2
-    residual = shown - expected
-    # Robust spread of the residual (MAD), at least a few grey levels: on flat colours
-    # most residuals are exactly 0, and edges a fraction of a pixel off must still count.
-    spread = max(_MIN_SPREAD, 1.4826 * float(np.median(np.abs(residual - np.median(residual)))))
-    keep = np.abs(residual - np.median(residual)) <= 3 * spread
-    # The stretch columns are scaled to pixel units over the part, for conditioning.
-    reach_x, reach_y = cols / 2, rows / 2
-    columns = np.stack(
-        [
-            (grad_x * xs / reach_x)[keep],
-            grad_x[keep],
-            (grad_y * ys / reach_y)[keep],
-            grad_y[keep],
-            np.ones(int(keep.sum())),
-        ],
-        axis=1,
-    )
-    if len(columns) < 64:
-        return None
-    normal = columns.T @ columns
-    if np.linalg.cond(normal) > 1e10:
-        return None
-    solution = np.linalg.solve(normal, columns.T @ residual[keep])
-    stretch_x, shift_x, stretch_y, shift_y = (float(v) for v in solution[:4])
-    return stretch_x / reach_x, shift_x, stretch_y / reach_y, shift_y
