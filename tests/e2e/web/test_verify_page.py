@@ -42,7 +42,7 @@ XSS = "typeof window.__xss"
 async def marked_outputs(frontend: FrontEnd, folder: Path) -> dict[str, tuple[str, Path]]:
     """A public output of Bob's and one Alice made with her private style, delivered
     into the front end's own stores, each saved to a file as its maker received it."""
-    world = verify_world(frontend.repo, frontend.blobs)
+    world = verify_world(frontend.uow, frontend.blobs)
     await add_ready_style(
         frontend, "discord", ALICE_IN_SERVER.user_id, "Alice", SECRET_STYLE, b"lora"
     )

@@ -3,7 +3,7 @@
 Each delivered output keeps its perceptual hash (:mod:`.perceptual`) as its fingerprint.
 A lookup must not read every output, so the hash's bands are indexed (:mod:`.hash_bands`,
 shared with the opt-out registry; 17 probes a band for t < 8). The candidates are then
-compared block by block (:mod:`.picture_match`) before anything is claimed.
+compared block by block (:mod:`.aligned_match`) before anything is claimed.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ the share of blocks that differ; "the same picture" means none differs.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +27,9 @@ __all__ = [
     "SAME_MAX_SHARE",
     "SAME_SHAPE_TOLERANCE",
     "WORK_SIDE",
+    "Box",
     "PictureDifference",
     "compare_pictures",
-    "compare_png",
 ]
 
 #: Long side of the working size. Smaller would average away the fine texture that tells
@@ -79,8 +78,9 @@ class PictureDifference:
 
     blocks: int
     differing: int
-    # Whether both have (nearly) one aspect ratio: a crop does not, and is not aligned
-    # (the grid compares whole pictures), so it differs almost everywhere.
+    # Whether both compared parts have (nearly) one aspect ratio: two parts of another
+    # shape are not aligned (the grid compares them whole), so they differ almost
+    # everywhere. aligned_match finds the part of the output a crop shows first.
     same_shape: bool = True
 
     @property
@@ -112,19 +112,34 @@ def _work_size(width: int, height: int) -> tuple[int, int]:
     return w, h
 
 
-def _pixels(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    rgb = image.convert("RGB").resize(size, Image.Resampling.BOX)
-    return np.asarray(rgb, dtype=np.float64)
+#: A part of a picture: (left, top, right, bottom) in pixels, fractions allowed.
+Box = tuple[float, float, float, float]
+
+
+def _whole(image: Image.Image) -> Box:
+    return (0.0, 0.0, float(image.width), float(image.height))
+
+
+def _resized(image: Image.Image, box: Box, size: tuple[int, int]) -> Image.Image:
+    return image.convert("RGB").resize(size, Image.Resampling.BOX, box=box)
+
+
+def _pixels(image: Image.Image, box: Box, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(_resized(image, box, size), dtype=np.float64)
 
 
 def _local_differences(
-    submitted: Image.Image, stored: Image.Image, size: tuple[int, int]
+    submitted: Image.Image,
+    submitted_box: Box,
+    stored: Image.Image,
+    stored_box: Box,
+    size: tuple[int, int],
 ) -> np.ndarray:
     """(rows, cols) of each block's largest local difference at twice the working size."""
     fine = (size[0] * 2, size[1] * 2)
     blur = ImageFilter.GaussianBlur(_FINE_BLUR)
-    a = np.asarray(submitted.convert("RGB").resize(fine, Image.Resampling.BOX).filter(blur))
-    b = np.asarray(stored.convert("RGB").resize(fine, Image.Resampling.BOX).filter(blur))
+    a = np.asarray(_resized(submitted, submitted_box, fine).filter(blur))
+    b = np.asarray(_resized(stored, stored_box, fine).filter(blur))
     per_pixel = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1)
     h, w = per_pixel.shape
     squares = per_pixel.reshape(h // _FINE_WINDOW, _FINE_WINDOW, w // _FINE_WINDOW, _FINE_WINDOW)
@@ -144,11 +159,22 @@ def _blocks(plane: np.ndarray) -> np.ndarray:
     return grid.reshape(h // BLOCK, w // BLOCK, BLOCK * BLOCK, *rest)
 
 
-def compare_pictures(submitted: Image.Image, stored: Image.Image) -> PictureDifference:
-    """Compare `submitted` to `stored` at the stored picture's shape (CPU-bound)."""
-    size = _work_size(*stored.size)
-    a = _pixels(submitted, size)
-    b = _pixels(stored, size)
+def compare_pictures(
+    submitted: Image.Image,
+    stored: Image.Image,
+    submitted_box: Box | None = None,
+    stored_box: Box | None = None,
+) -> PictureDifference:
+    """Compare `submitted` to `stored` (or the given parts of them, which
+    :mod:`.aligned_match` finds for a crop or a rescale) at the stored part's shape
+    (CPU-bound)."""
+    submitted_box = submitted_box or _whole(submitted)
+    stored_box = stored_box or _whole(stored)
+    stored_width, stored_height = stored_box[2] - stored_box[0], stored_box[3] - stored_box[1]
+    width, height = submitted_box[2] - submitted_box[0], submitted_box[3] - submitted_box[1]
+    size = _work_size(round(stored_width), round(stored_height))
+    a = _pixels(submitted, submitted_box, size)
+    b = _pixels(stored, stored_box, size)
     grey_weights = np.array([0.299, 0.587, 0.114])
     ga, gb = _blocks(a @ grey_weights), _blocks(b @ grey_weights)
     mean_a, mean_b = ga.mean(axis=-1), gb.mean(axis=-1)
@@ -161,20 +187,14 @@ def compare_pictures(submitted: Image.Image, stored: Image.Image) -> PictureDiff
     differs = (
         (ssim < MIN_BLOCK_SSIM)
         | (colour_shift > MAX_BLOCK_COLOUR_SHIFT)
-        | (_local_differences(submitted, stored, size) > MAX_LOCAL_DIFFERENCE)
+        | (
+            _local_differences(submitted, submitted_box, stored, stored_box, size)
+            > MAX_LOCAL_DIFFERENCE
+        )
     )
-    ratio = (submitted.width * stored.height) / (submitted.height * stored.width)
+    ratio = (width * stored_height) / (height * stored_width)
     return PictureDifference(
         blocks=int(differs.size),
         differing=int(differs.sum()),
         same_shape=abs(ratio - 1) <= SAME_SHAPE_TOLERANCE,
     )
-
-
-def compare_png(submitted_png: bytes, stored_png: bytes) -> PictureDifference:
-    """`compare_pictures` on already-checked PNGs (a normalised upload, a stored output)."""
-    with (
-        Image.open(io.BytesIO(submitted_png), formats=["PNG"]) as submitted,
-        Image.open(io.BytesIO(stored_png), formats=["PNG"]) as stored,
-    ):
-        return compare_pictures(submitted, stored)

@@ -142,7 +142,9 @@ class VerifyReport:
     """`output_id`: the output the picture's mark names (or, for RESEMBLES, the one it
     resembles). `output`: the whole record, only when the picture is that output (MADE)
     and the asker may see all of it. `differs_percent`: how much of the picture differs
-    from the output, when it was compared."""
+    from the output, when it was compared. `shown_percent` and `scale_percent`, when it
+    matched (in part): how much of the output's area it shows (100: all of it) and its
+    size against the output's (100: as made; 70: a 0.7x copy)."""
 
     text: str
     output_id: str | None
@@ -151,6 +153,8 @@ class VerifyReport:
     private: bool = False
     verdict: VerifyVerdict = VerifyVerdict.NO_MARK
     differs_percent: int | None = None
+    shown_percent: int | None = None
+    scale_percent: int | None = None
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 The watermark has no key: anyone can copy a real output id (file names and captions show
 them) into any picture, and a marked output can be edited. So a mark alone attributes
-nothing: the submitted picture is compared with the stored output block by block
-(:mod:`.picture_match`). It is "made by" the maker only when it matches closely; an
-"altered copy" when some regions differ (the report says how much); and when most of it
-differs, the mark was put on another picture and nothing of the record is shown. A
+nothing: the submitted picture is placed on the stored output (a crop or a rescale shows
+only part of it, or at another size) and compared block by block with the part it shows
+(:mod:`.aligned_match`). It is "made by" the maker only when all of that matches closely
+(worded "a cropped copy" or "a resized copy" when it is one: still the maker's pixels and
+no others); an "altered copy" when some regions differ or something was added around it
+(the report says how much); and when most of it differs, or it was stretched, the mark
+was put on another picture and nothing of the record is shown. A
 picture without a mark may still "resemble" a stored output: its fingerprint is looked up
 in an index (:mod:`.fingerprints`) and the candidate compared block by block as well.
 What of the record is shown depends on who asks (:mod:`.attribution`).
@@ -18,7 +21,10 @@ by" only when both match.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
+from typing import TypedDict
 
+from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png
 from stylebot.bot.core.attribution import Attribution, Viewer, attribute, record_lines
 from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
@@ -34,7 +40,6 @@ from stylebot.bot.core.images import (
 )
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash_of_png
-from stylebot.bot.core.picture_match import PictureDifference, compare_png
 from stylebot.bot.core.ports import BlobStore, WatermarkReader
 from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVerdict
 from stylebot.bot.core.stores import UnitOfWork
@@ -89,60 +94,123 @@ async def verify_image(
     stored = await _stored_image(blobs, output)
     if stored is None:
         return await _mark_only(records, output, viewer)
-    difference = await asyncio.to_thread(compare_png, image.data, stored)
+    # A crop or a rescale is placed on the output first, then compared with the part of
+    # the output it shows (aligned_match).
+    difference = await asyncio.to_thread(compare_aligned_png, image.data, stored)
     if difference.same and image.over_black is not None:
-        over_black = await asyncio.to_thread(compare_png, image.over_black, stored)
+        over_black = await asyncio.to_thread(
+            compare_aligned_png, image.over_black, stored, difference
+        )
         if not over_black.same:
             return await _depends_on_background(records, output, viewer, over_black)
     if difference.same:
         attribution = await attribute(records, output, viewer)
         return VerifyReport(
             text="\n".join(
-                [f"Made with stylebot: output {output.id}", *record_lines(output, attribution)]
+                [
+                    f"Made with stylebot: {copy_of(difference, output.id)}",
+                    *record_lines(output, attribution),
+                ]
             ),
             output_id=output.id,
             output=output if attribution.full else None,
             verdict=VerifyVerdict.MADE,
             private=shows_private(attribution),
-            differs_percent=difference.percent,
+            **_geometry(difference),
         )
     if difference.altered:
         attribution = await attribute(records, output, viewer)
+        added = ", or added around it" if difference.outside_share > 0 else ""
         return VerifyReport(
             text="\n".join(
                 [
-                    f"An altered copy of stylebot output {output.id}: about "
-                    f"{difference.percent}% of this picture differs from that output "
-                    "(covered, replaced or pasted over), so only the rest is its maker's "
-                    "work. The output it was made from:",
+                    f"An altered copy of stylebot output {output.id}"
+                    f"{_cut_and_size(difference)}: about {difference.percent}% of this "
+                    "picture differs from that output (covered, replaced or pasted over"
+                    f"{added}), so only the rest is its maker's work. The output it was "
+                    "made from:",
                     *record_lines(output, attribution),
                 ]
             ),
             output_id=output.id,
             verdict=VerifyVerdict.ALTERED,
             private=shows_private(attribution),
-            differs_percent=difference.percent,
+            **_geometry(difference),
         )
     # Nothing from the record: it belongs to whoever made the real output.
-    why = (
-        f"does not match that output's image (about {difference.percent}% of it differs): "
-        "the mark was copied onto another picture, or the picture was changed beyond "
-        "recognition."
-        if difference.same_shape
-        else "its shape differs from that output's (a crop, or another picture), and only "
-        "whole pictures can be compared with it."
-    )
     return VerifyReport(
-        f"This image carries the stylebot watermark of output {output_id}, but it {why} "
-        "It can't be traced to anyone.",
+        f"This image carries the stylebot watermark of output {output_id}, but it "
+        f"{_why_not_traced(difference)} It can't be traced to anyone.",
         output_id,
         verdict=VerifyVerdict.MISMATCH,
         differs_percent=difference.percent,
     )
 
 
+def copy_of(difference: AlignedDifference, output_id: str) -> str:
+    """What a picture that matches an output is of it: the output itself, or a cropped
+    and/or resized copy (still its maker's pixels and no others, so "made by" holds for
+    what it shows)."""
+    kinds = [
+        kind
+        for kind, is_it in (("cropped", difference.cropped), ("resized", difference.resized))
+        if is_it
+    ]
+    if not kinds:
+        return f"output {output_id}"
+    details = []
+    if difference.cropped:
+        details.append(f"it shows {difference.shown_percent}% of that picture")
+    if difference.resized:
+        details.append(f"at {difference.scale_percent}% of its size")
+    return f"a {' and '.join(kinds)} copy of output {output_id} ({', '.join(details)})"
+
+
+def _cut_and_size(difference: AlignedDifference) -> str:
+    """ ", cropped to N% of it and resized to M%" for an altered copy, or nothing."""
+    parts = []
+    if difference.cropped:
+        parts.append(f"cropped to {difference.shown_percent}% of it")
+    if difference.resized:
+        parts.append(f"resized to {difference.scale_percent}%")
+    return f", {' and '.join(parts)}" if parts else ""
+
+
+class _Geometry(TypedDict):
+    differs_percent: int
+    shown_percent: int
+    scale_percent: int
+
+
+def _geometry(difference: AlignedDifference) -> _Geometry:
+    """The report's figures of a picture compared with an output."""
+    return {
+        "differs_percent": difference.percent,
+        "shown_percent": difference.shown_percent,
+        "scale_percent": difference.scale_percent,
+    }
+
+
+def _why_not_traced(difference: AlignedDifference) -> str:
+    if difference.stretched:
+        return (
+            "was stretched to another shape than that output's (resized more across than "
+            "down, or the other way), so it is not that output's picture."
+        )
+    if not difference.comparable:
+        return (
+            "has another shape than that output's, and no part of that output large "
+            "enough to compare (a quarter of it or more) could be found in it."
+        )
+    return (
+        f"does not match that output's image (about {difference.percent}% of it differs): "
+        "the mark was copied onto another picture, or the picture was changed beyond "
+        "recognition."
+    )
+
+
 async def _depends_on_background(
-    records: UnitOfWork, output: Output, viewer: Viewer, over_black: PictureDifference
+    records: UnitOfWork, output: Output, viewer: Viewer, over_black: AlignedDifference
 ) -> VerifyReport:
     """A translucent file that is the output over white but not over black: what a
     viewer sees depends on their background, so it is not the maker's picture."""
@@ -202,8 +270,9 @@ async def _without_mark(
     return VerifyReport(
         text="\n".join(
             [
-                f"{NO_MARK_TEXT} But it closely resembles stylebot output {output.id}: its "
-                "fingerprint and its regions match that output's. Its watermark may "
+                f"{NO_MARK_TEXT} But it closely resembles stylebot output {output.id}"
+                f"{_cut_and_size(difference)}: its fingerprint and its regions match that "
+                "output's. Its watermark may "
                 "have been removed (e.g. by re-compression); a likeness is not proof.",
                 *record_lines(output, attribution),
             ]
@@ -211,13 +280,13 @@ async def _without_mark(
         output_id=output.id,
         verdict=VerifyVerdict.RESEMBLES,
         private=shows_private(attribution),
-        differs_percent=difference.percent,
+        **_geometry(difference),
     )
 
 
 async def _resembled_output(
     records: UnitOfWork, blobs: BlobStore, picture: NormalizedImage
-) -> tuple[Output, PictureDifference] | None:
+) -> tuple[Output, AlignedDifference] | None:
     """The stored output the picture closely resembles, if any: found through the
     fingerprint index, and only claimed when its regions match as for "made by" (over
     black too, for a translucent file). At most :data:`MAX_RESEMBLES_CANDIDATES` stored
@@ -243,11 +312,17 @@ async def _resembled_output(
         stored = await _stored_image(blobs, output)
         if stored is None:
             continue
-        difference = await asyncio.to_thread(compare_png, picture.data, stored)
+        # Its fingerprint matched this output's as a whole: only whole-side fits are
+        # tried, which bounds the work of up to MAX_RESEMBLES_CANDIDATES comparisons.
+        difference = await asyncio.to_thread(
+            partial(compare_aligned_png, thorough=False), picture.data, stored
+        )
         if not difference.same:
             continue
         if picture.over_black is not None:
-            over_black = await asyncio.to_thread(compare_png, picture.over_black, stored)
+            over_black = await asyncio.to_thread(
+                compare_aligned_png, picture.over_black, stored, difference
+            )
             if not over_black.same:
                 continue
         return output, difference
