@@ -6,10 +6,13 @@ small steps in U every 8 pixels along both axes. Rescaled by ``s``, the steps co
 function of position, has a spectral peak at ``1 / (8 s)``. The peak is found to about
 0.1%, which the reader needs (the mark is lost at 0.5% off over 512 pixels).
 
-JPEG has steps of its own, every 8 pixels on luma and 16 on (subsampled) chroma, so peaks
-at ``k / 16`` say nothing: they are skipped, and the scales they would give (1, 1/2, 2/3,
-2) are always tried instead. The reader tries every candidate until one decodes; the
-Reed-Solomon code and CRC, not these guesses, decide what is a mark.
+JPEG has steps of its own, every 8 pixels on luma and 16 on (subsampled) chroma: the part
+of the step series that repeats every 16 pixels is taken out, peaks at ``k / 16`` are
+skipped, and the scales they would give (1, 1/2, 2/3, 2) are always tried instead. Steps
+are clipped at 3 U levels, so the picture's own edges do not drown the mark's small ones.
+After JPEG the right peak is often not among the strongest three, so twelve are offered;
+the reader ranks them by the mark's own votes, and the Reed-Solomon code and CRC, not
+these guesses, decide what is a mark.
 """
 
 from __future__ import annotations
