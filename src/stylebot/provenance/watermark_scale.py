@@ -6,10 +6,13 @@ small steps in U every 8 pixels along both axes. Rescaled by ``s``, the steps co
 function of position, has a spectral peak at ``1 / (8 s)``. The peak is found to about
 0.1%, which the reader needs (the mark is lost at 0.5% off over 512 pixels).
 
-JPEG has steps of its own, every 8 pixels on luma and 16 on (subsampled) chroma, so peaks
-at ``k / 16`` say nothing: they are skipped, and the scales they would give (1, 1/2, 2/3,
-2) are always tried instead. The reader tries every candidate until one decodes; the
-Reed-Solomon code and CRC, not these guesses, decide what is a mark.
+JPEG has steps of its own, every 8 pixels on luma and 16 on (subsampled) chroma: the part
+of the step series that repeats every 16 pixels is taken out, peaks at ``k / 16`` are
+skipped, and the scales they would give (1, 1/2, 2/3, 2) are always tried instead. Steps
+are clipped at 3 U levels, so the picture's own edges do not drown the mark's small ones.
+After JPEG the right peak is often not among the strongest three, so twelve are offered;
+the reader ranks them by the mark's own votes, and the Reed-Solomon code and CRC, not
+these guesses, decide what is a mark.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ MAX_RESCALE = 2.1
 _BLOCK_PIXELS = 8
 _ESTIMATE_SIDE = 1024  # the estimate reads at most this central square of the picture
 _PADDED = 1 << 14  # FFT length: frequency steps fine enough for 0.1% on the scale
-_PEAKS = 3
+_PEAKS = 12  # the reader ranks them by the mark's own votes (tiled_watermark)
+# A step between neighbours larger than this (U levels) is the picture's own edge, not the
+# mark's (whose steps are at most ~6 and mostly 1-3): clipped, so that a few strong edges
+# do not drown the grid's many small steps.
+_STEP_CLIP = 3.0
+_JPEG_PERIOD = 16  # pixels: JPEG's chroma blocks (8x8 samples, subsampled by 2)
 # Scales where the mark's grid and JPEG's coincide: always tried, never estimated.
 _JPEG_SCALES = (1.0, 0.5, 2 / 3, 2.0)
 _JPEG_FREQUENCIES = tuple(k / 16 for k in range(1, 5))
@@ -64,9 +72,13 @@ def _estimated_scales(rgb: np.ndarray) -> list[float]:
 
 
 def _step_spectrum(u: np.ndarray, axis: int) -> np.ndarray:
-    """Magnitude spectrum of the mean |step| between neighbours along ``axis``."""
-    steps = np.abs(np.diff(u, axis=axis)).mean(axis=1 - axis)
+    """Magnitude spectrum of the mean |step| between neighbours along ``axis``, without
+    the part that repeats every 16 pixels (JPEG's own block edges)."""
+    steps = np.minimum(np.abs(np.diff(u, axis=axis)), _STEP_CLIP).mean(axis=1 - axis)
+    steps = steps[: len(steps) // _JPEG_PERIOD * _JPEG_PERIOD]
     if len(steps) < 32:
         return np.zeros(_PADDED // 2 + 1)
+    by_phase = steps.reshape(-1, _JPEG_PERIOD)
+    steps = (by_phase - by_phase.mean(axis=0)).reshape(-1)
     trend = np.convolve(steps, np.ones(17) / 17, mode="same")
     return np.abs(np.fft.rfft((steps - trend) * np.hanning(len(steps)), _PADDED))

@@ -101,6 +101,24 @@ def test_mark_survives_a_screenshot(side: int) -> None:
     assert untraced(side, screenshot) == []
 
 
+@pytest.mark.parametrize(("side", "factor"), [(256, 1.3), (512, 1.3), (512, 0.8)])
+def test_mark_survives_a_rescale_sent_as_a_telegram_photo(side: int, factor: float) -> None:
+    # JPEG's own block edges and smoothed chroma used to hide the rescale from the
+    # estimate, and plain backgrounds voted at wrong scales as loudly as the mark.
+    assert untraced(side, lambda image: telegram_photo(rescaled(image, factor))) == []
+
+
+def test_mark_survives_a_screenshot_saved_as_jpeg() -> None:
+    def jpeg_screenshot(image: Image.Image) -> Image.Image:
+        """Shown at 130%, captured with a 3 px dark frame, saved as JPEG q80."""
+        shown = rescaled(image, 1.3)
+        framed = Image.new("RGB", (shown.width + 6, shown.height + 6), (40, 40, 40))
+        framed.paste(shown, (3, 3))
+        return reencode(framed, "JPEG", quality=80)
+
+    assert untraced(512, jpeg_screenshot) == []
+
+
 def test_mark_survives_jpeg_q60_at_256() -> None:
     assert untraced(256, lambda image: reencode(image, "JPEG", quality=60)) == []
 
