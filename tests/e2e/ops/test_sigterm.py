@@ -35,23 +35,20 @@ pytestmark = pytest.mark.slow
 TOKEN = "7654321:stylebot-sigterm_token"
 STOP_WITHIN_S = 30
 
-# `stylebot run` exactly as the CLI runs it, with python-telegram-bot pointed at
-# the fake Bot API (the in-process e2e tests pass the same base_url).
-RUN_AGAINST_FAKE_TELEGRAM = """
+# `stylebot run` exactly as the CLI runs it, pointed at the fake Bot API by its setting
+# (STYLEBOT_TELEGRAM_API_URL); only the long poll is shortened, so a stop is quick.
+RUN_WITH_SHORT_POLLS = """
 import sys
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.cli import main
 
-base_url, base_file_url = sys.argv[1], sys.argv[2]
 original_init = TelegramAdapter.__init__
 
-def init_with_fake_api(self, *args, **kwargs):
-    kwargs.setdefault("base_url", base_url)
-    kwargs.setdefault("base_file_url", base_file_url)
+def init_with_short_polls(self, *args, **kwargs):
     kwargs.setdefault("poll_timeout_s", 1.0)
     original_init(self, *args, **kwargs)
 
-TelegramAdapter.__init__ = init_with_fake_api
+TelegramAdapter.__init__ = init_with_short_polls
 sys.exit(main(["run"]))
 """
 
@@ -98,11 +95,13 @@ async def test_the_front_end_stops_polling_and_exits_0_on_sigterm(
         [
             sys.executable,
             "-c",
-            RUN_AGAINST_FAKE_TELEGRAM,
-            fake_telegram.base_url,
-            fake_telegram.base_file_url,
+            RUN_WITH_SHORT_POLLS,
         ],
-        child_env(TELEGRAM_TOKEN=TOKEN, STYLEBOT_DATA_DIR=str(data_dir)),
+        child_env(
+            TELEGRAM_TOKEN=TOKEN,
+            STYLEBOT_DATA_DIR=str(data_dir),
+            STYLEBOT_TELEGRAM_API_URL=f"http://127.0.0.1:{fake_telegram.port}",
+        ),
         log_path,
     )
     try:

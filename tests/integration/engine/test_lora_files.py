@@ -204,7 +204,7 @@ def test_checked_loading_takes_both_files(engine: StyleEngine, files: dict[str, 
         images = generator.generate(request, lora=LoraWeights(f"checked_{name}", path))
         assert len(images) == 1
     assert set(generator.loaded_adapters) == {"checked_diffusers", "checked_kohya"}
-    engine.pipeline.delete_adapters(list(generator.adapter_slots.values()))
+    engine.pipeline.delete_adapters(list(generator.adapters.adapter_slots.values()))
 
 
 def _refused(engine: StyleEngine, path: Path) -> LoraMismatchError:
