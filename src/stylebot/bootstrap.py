@@ -18,9 +18,10 @@ from typing import Protocol
 
 from PIL import Image
 
-from stylebot.bot.core import Notification, Policy, StyleBot
 from stylebot.bot.core.images import ImageLimits
-from stylebot.bot.core.policy import PolicySettings
+from stylebot.bot.core.policy import Policy, PolicySettings
+from stylebot.bot.core.replies import Notification
+from stylebot.bot.core.service import StyleBot
 from stylebot.config import Settings
 from stylebot.delivery_loop import EventDelivery
 from stylebot.metrics import start_metrics_server
@@ -32,9 +33,11 @@ from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.startup_checks import StartupError
-from stylebot.storage import LocalBlobStore, SqliteUnitOfWork, open_database
 from stylebot.storage.admin import open_admin_ports
+from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.database import open_database
 from stylebot.storage.full import is_storage_full
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 log = logging.getLogger(__name__)
 

@@ -245,7 +245,8 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
     from stylebot.bot.core.verification import verify_image
     from stylebot.provenance.content_credentials import C2paCredentialsReader
-    from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
+    from stylebot.storage.blobs import LocalBlobStore
+    from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
     records = await SqliteUnitOfWork.open(settings.database_path)
     policy = policy_from(settings)
@@ -277,7 +278,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
 async def _consent_verify(settings: Settings, expect_head: str | None) -> int:
     """Walk the consent ledger's chain; list every break; exit 1 if there is one."""
     from stylebot.bot.core.ledger import verify_chain
-    from stylebot.storage import SqliteUnitOfWork
+    from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
     if not settings.database_path.is_file():
         print(f"stylebot: no database at {settings.database_path}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """The GPU-side engine: loading the base pipeline and generating images."""
 
 from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
-from stylebot.engine.lora_files import LoraMismatchError, StyleCard, kohya_lora_file
+from stylebot.engine.lora_files import StyleCard, kohya_lora_file
+from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.engine.models import (
     ModelLoadError,
     load_pipeline,

@@ -20,8 +20,6 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
-# generation_batch_key: the worker imports it from here.
-from stylebot.engine.generation_request import generation_batch_key as generation_batch_key
 from stylebot.engine.generator import (
     GenerationRequest,
     Generator,

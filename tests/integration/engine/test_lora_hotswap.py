@@ -18,7 +18,8 @@ from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_enco
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
 from stylebot.engine import Generator, LoraWeights, load_pipeline
-from stylebot.engine.lora_files import LoraMismatchError, kohya_state_dict
+from stylebot.engine.lora_files import kohya_state_dict
+from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.trainer import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stylebot.engine import GenerationRequest, Generator, load_pipeline
-from stylebot.engine.runtime import generation_batch_key
+from stylebot.engine.generation_request import generation_batch_key
 from stylebot.queue.payloads import GenerateJob
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

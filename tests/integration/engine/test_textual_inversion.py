@@ -347,7 +347,8 @@ def test_the_engine_returns_the_embedding_and_previews_show_the_token_in_trainin
 ) -> None:
     import io
 
-    from stylebot.engine.runtime import StyleEngine, TrainingPreviews
+    from stylebot.engine.runtime import StyleEngine
+    from stylebot.engine.training_previews import TrainingPreviews
     from stylebot.queue.payloads import GenerateJob
 
     engine = StyleEngine(str(tiny_model_dir), tmp_path / "cache", device="cpu")

@@ -13,8 +13,7 @@ from tests.fakes.memory import InMemoryBlobStore
 from tests.support.damage import flip_byte
 
 from stylebot.bot.core.errors import StorageFull
-from stylebot.storage import LocalBlobStore, check_blob_key
-from stylebot.storage.blobs import DamagedBlob, sha256_of_file
+from stylebot.storage.blobs import DamagedBlob, LocalBlobStore, check_blob_key, sha256_of_file
 
 Store = LocalBlobStore | InMemoryBlobStore
 

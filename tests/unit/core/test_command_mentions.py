@@ -21,7 +21,7 @@ from tests.fakes.core import CoreWorld
 
 import stylebot.bot.core as core_package
 from stylebot.bot.console.adapter import CONSOLE_COMMANDS, ConsoleAdapter
-from stylebot.bot.core import LICENCES, TERMS_TEXT, TERMS_VERSION
+from stylebot.bot.core.consent import LICENCES, TERMS_TEXT, TERMS_VERSION
 from stylebot.bot.core.mentions import CommandName, mention, mentions_in
 from stylebot.bot.core.platform_core import spell_reply
 from stylebot.bot.core.replies import (

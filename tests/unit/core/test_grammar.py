@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stylebot.bot.core.admin import PauseTraining
+from stylebot.bot.core.admin_commands import PauseTraining
 from stylebot.bot.core.commands import (
     CancelJob,
     ConfirmConsent,

@@ -8,16 +8,9 @@ from tests.fakes.core import CoreWorld, person
 from tests.fakes.safety import safety_world
 from tests.unit.core.test_service import upload
 
-from stylebot.bot.core import (
-    ConfirmConsent,
-    ErrorReply,
-    Imagine,
-    JobQueued,
-    RerollOutput,
-    TrainStyle,
-    VaryOutput,
-)
+from stylebot.bot.core.commands import ConfirmConsent, Imagine, RerollOutput, TrainStyle, VaryOutput
 from stylebot.bot.core.model import Output
+from stylebot.bot.core.replies import ErrorReply, JobQueued
 from stylebot.queue.payloads import (
     JobEvent,
     TrainingPreview,

@@ -12,8 +12,7 @@ from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld
 from tests.unit.safety.test_quotas import world
 
-from stylebot.bot.core import ErrorReply
-from stylebot.bot.core.admin import GLOBAL_SCOPE, AdminPorts, parse_operators
+from stylebot.bot.core.admin_ports import GLOBAL_SCOPE, AdminPorts, parse_operators
 from stylebot.bot.core.quotas import (
     ERASE,
     GENERATE,
@@ -27,6 +26,7 @@ from stylebot.bot.core.quotas import (
     usage_counted_since,
     user_key,
 )
+from stylebot.bot.core.replies import ErrorReply
 
 ALICE = person("alice", server="guild-1")
 BOB = person("bob", server="guild-1")

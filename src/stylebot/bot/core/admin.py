@@ -26,11 +26,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from stylebot.bot.core.admin_commands import (
-    AdminCommand,
     BanUser,
-    ListOptOuts,
     PauseTraining,
-    RemoveOptOuts,
     RemoveSharedStyle,
     ResumeTraining,
     SetQuota,
@@ -40,49 +37,12 @@ from stylebot.bot.core.admin_commands import (
 from stylebot.bot.core.admin_ports import (
     GLOBAL_SCOPE,
     AdminPorts,
-    AdminStore,
-    Ban,
-    Quota,
-    TrainingSwitch,
-    parse_operators,
 )
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import cancel_job, waiting_positions
 from stylebot.bot.core.model import Job, JobStatus, Requester, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.replies import ErrorReply, Reply, TextReply
-
-__all__ = [
-    "GLOBAL_SCOPE",
-    "JOB_KINDS",
-    "AdminCommand",
-    "AdminPorts",
-    "AdminStore",
-    "Authority",
-    "Ban",
-    "BanUser",
-    "ListOptOuts",
-    "PauseTraining",
-    "Quota",
-    "RemoveOptOuts",
-    "RemoveSharedStyle",
-    "ResumeTraining",
-    "SetQuota",
-    "ShowQueue",
-    "TrainingSwitch",
-    "UnbanUser",
-    "admin_quota_limit",
-    "authority_of",
-    "banned_refusal",
-    "handle_ban_user",
-    "handle_pause_training",
-    "handle_remove_shared_style",
-    "handle_resume_training",
-    "handle_set_quota",
-    "handle_show_queue",
-    "handle_unban_user",
-    "parse_operators",
-]
 
 JOB_KINDS = ("train", "generate")
 QUOTA_UNITS = {"generate": "images", "train": "trainings"}

@@ -13,14 +13,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from stylebot.bot.core.admin import (
-    MANAGERS_ONLY,
-    Authority,
-    ListOptOuts,
-    RemoveOptOuts,
-    _log,
-    authority_of,
-)
+from stylebot.bot.core.admin import MANAGERS_ONLY, Authority, _log, authority_of
+from stylebot.bot.core.admin_commands import ListOptOuts, RemoveOptOuts
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.ledger import LedgerKind, optout_removal_payload
 from stylebot.bot.core.mentions import CommandName, mention

@@ -27,7 +27,7 @@ from typing import Any
 
 import discord
 
-from stylebot.bot.core.admin import AdminCommand
+from stylebot.bot.core.admin_commands import AdminCommand
 from stylebot.bot.core.commands import (
     Command,
     ConfirmConsent,
