@@ -213,11 +213,11 @@ def chat_adapters(frontend: FrontEnd) -> list[ChatAdapter]:
     settings = frontend.settings
     adapters: list[ChatAdapter] = []
     if settings.discord_token:
-        from stylebot.bot.discord import DiscordAdapter
+        from stylebot.bot.discord.adapter import DiscordAdapter
 
         adapters.append(DiscordAdapter(frontend.bot, settings))
     if settings.telegram_token:
-        from stylebot.bot.telegram import TelegramAdapter
+        from stylebot.bot.telegram.adapter import TelegramAdapter
 
         # Unset: python-telegram-bot's own api.telegram.org URLs.
         api_url = (settings.telegram_api_url or "").rstrip("/")
@@ -260,7 +260,7 @@ async def run_frontends(settings: Settings, stop: asyncio.Event | None = None) -
                 started.append(adapter)
                 log.info("%s front end running", adapter.platform)
             if settings.verify_web_port:  # aiohttp is imported only when the page is on
-                from stylebot.bot.web import start_verify_web
+                from stylebot.bot.web.server import start_verify_web
 
                 verify_page = await start_verify_web(frontend.bot, settings)
             frontend.start_delivery()

@@ -160,7 +160,7 @@ def _run_command(
             case "demo":
                 return _demo(settings)
             case "console":
-                from stylebot.bot.console import run_console
+                from stylebot.bot.console.session import run_console
 
                 return asyncio.run(
                     run_console(
@@ -225,7 +225,7 @@ def _run_command(
 
 
 def _demo(settings: Settings) -> int:
-    from stylebot.bot.console import run_demo
+    from stylebot.bot.console.session import run_demo
 
     if not settings.base_model and not (settings.tiny_model_dir / "model_index.json").exists():
         from stylebot.engine.tiny_model import write_tiny_model

@@ -10,7 +10,7 @@ from arq.jobs import Job as ArqJob
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.bot.core.commands import (
     CancelJob,
     ConfirmConsent,

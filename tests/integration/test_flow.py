@@ -11,7 +11,7 @@ from tests.support import a1111
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.bot.core.commands import (
     ConfirmConsent,
     ExportStyle,

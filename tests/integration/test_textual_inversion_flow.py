@@ -12,7 +12,7 @@ from safetensors.torch import load
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.bot.core.commands import (
     ConfirmConsent,
     ExportStyle,

@@ -19,7 +19,7 @@ from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core.admin_ports import AdminPorts
 from stylebot.bot.core.ledger import LedgerKind
 from stylebot.bot.core.optout import OptedOutImage
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.config import Settings
 
 pytestmark = [pytest.mark.slow]

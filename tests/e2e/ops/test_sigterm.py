@@ -21,7 +21,7 @@ import pytest
 import redis
 from tests.fakes.telegram_api import FakeTelegram
 
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.keys import arq_in_progress_key, presence_key
@@ -39,7 +39,7 @@ STOP_WITHIN_S = 30
 # the fake Bot API (the in-process e2e tests pass the same base_url).
 RUN_AGAINST_FAKE_TELEGRAM = """
 import sys
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.cli import main
 
 base_url, base_file_url = sys.argv[1], sys.argv[2]

@@ -24,7 +24,7 @@ from tests.support.redis_outage import (
     wait_until,
 )
 
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.payloads import TrainJob, TrainSettings

@@ -38,9 +38,9 @@ from stylebot.bot.core.replies import (
     JobProgress,
     Notification,
 )
-from stylebot.bot.telegram import BOT_COMMANDS, TelegramAdapter, TelegramNotRunning
+from stylebot.bot.telegram.adapter import TelegramAdapter, TelegramNotRunning
 from stylebot.bot.telegram.consent import NOT_YOURS
-from stylebot.bot.telegram.render import telegram_spelling
+from stylebot.bot.telegram.render import BOT_COMMANDS, telegram_spelling
 from stylebot.config import Settings
 
 #: What a group sees when a training ends, as this platform spells it.

@@ -18,7 +18,7 @@ from tests.support.large_results import noise_png
 
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import ImageFile, ImagesReady, Notification
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.bot.telegram.photos import photo_to_show
 from stylebot.bot.telegram.render import SORRY
 from stylebot.config import Settings

@@ -14,7 +14,7 @@ from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core.commands import Imagine
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import JobQueued
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.queue.events import FRONTEND_GROUP
 from stylebot.queue.keys import EVENTS_STREAM
 

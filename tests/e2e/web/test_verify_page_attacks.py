@@ -16,8 +16,8 @@ from tests.support.verify_web import multipart_body, raw_request, serving
 from tests.support.watermark_images import scene
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.web import VerifyWebServer, server
-from stylebot.bot.web.server import MAX_PARTS
+from stylebot.bot.web import server
+from stylebot.bot.web.server import MAX_PARTS, VerifyWebServer
 from stylebot.queue.redis_server import socket_path_for
 
 HEAD = (

@@ -27,7 +27,7 @@ from safetensors.torch import load, save
 from tests.support import a1111
 from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_encoder_lora_layers
 
-from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
+from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
 from stylebot.engine.lora_files import (
     StyleCard,
     export_model_hash,
@@ -37,6 +37,7 @@ from stylebot.engine.lora_files import (
     tensor_data_sha256,
 )
 from stylebot.engine.lora_loading import LoraMismatchError, load_checked_lora, unapplied_lora_keys
+from stylebot.engine.models import load_pipeline
 from stylebot.engine.runtime import StyleEngine, TrainedWeights
 from stylebot.queue.payloads import GenerateJob, TrainJob, TrainSettings
 

@@ -19,8 +19,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from tests.support.tiny_styles import pixels
 
-from stylebot.engine import GenerationRequest, Generator, load_pipeline
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.generator import GenerationRequest, Generator
+from stylebot.engine.models import BasePipeline, load_pipeline
 from stylebot.engine.own_tokens import only_own_style_tokens
 from stylebot.engine.runtime import StyleEngine
 from stylebot.queue.payloads import GenerateJob, style_embedding_token

@@ -16,10 +16,10 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from stylebot.engine import GenerationRequest, Generator, load_pipeline
+from stylebot.engine.generator import GenerationRequest, Generator
+from stylebot.engine.models import load_pipeline
 from stylebot.engine.worker_cache import BlobCache
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import TrainingCancelled, train_lora
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
@@ -28,6 +28,7 @@ from stylebot.trainer.embeddings import (
     initial_vector,
     text_encoder_slots,
 )
+from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -16,7 +16,7 @@ from tests.support.leftovers import files_containing, redis_keys_containing
 from tests.support.root_logging import restore_root_logging  # noqa: F401 (a fixture)
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.bot.core.commands import (
     CancelJob,
     ConfirmConsent,

@@ -18,7 +18,7 @@ from stylebot.queue.job_bodies import mixed_style_batches
 from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent, TrainSettings
 from stylebot.queue.worker import build_worker
-from stylebot.trainer import train_lora
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

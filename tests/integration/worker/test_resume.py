@@ -21,7 +21,7 @@ from arq.jobs import Job as ArqJob
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.bot.core.commands import ConfirmConsent, IncomingFile, TrainStyle, UploadImages
 from stylebot.bot.core.model import Requester, StyleStatus
 from stylebot.bot.core.replies import JobFinished, JobQueued

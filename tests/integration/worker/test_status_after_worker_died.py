@@ -18,7 +18,7 @@ from tests.support.processes import StylebotProcess
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.bot.core.commands import (
     ConfirmConsent,
     IncomingFile,

@@ -15,7 +15,7 @@ from arq.jobs import JobResult
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.bot.core.commands import (
     ConfirmConsent,
     Imagine,

@@ -39,7 +39,7 @@ from stylebot.bot.core.replies import (
     TrainingRefused,
     VerifyReport,
 )
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.bot.discord.commands import StyleCommandTree
 from stylebot.bot.discord.render import discord_spelling, render
 from stylebot.bot.telegram.conversation import text_of
