@@ -15,7 +15,8 @@ from pathlib import Path
 
 from _common import median_ms, one_thread, sample_images, timed, tiny_model
 
-from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
 from stylebot.engine.models import BasePipeline, load_pipeline
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer.lora import train_lora

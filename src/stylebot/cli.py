@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
         return 2
 
-    from stylebot.queue.redis_server import EmbeddedRedisError
+    from stylebot.queue.redis_socket import EmbeddedRedisError
     from stylebot.startup_checks import StartupError
 
     try:

@@ -25,7 +25,7 @@ from stylebot.bot.core.model import Requester, StyleStatus
 from stylebot.bot.core.replies import ErrorReply, FileReply, ImagesReady, JobFinished, JobQueued
 from stylebot.config import Settings
 from stylebot.provenance.metadata import read_png_metadata
-from stylebot.queue.payloads import style_embedding_token
+from stylebot.style_tokens import style_embedding_token
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,8 @@ from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.keys import arq_in_progress_key, presence_key
 from stylebot.queue.payloads import TrainJob, TrainSettings
-from stylebot.queue.redis_server import EmbeddedRedis, socket_path_for
+from stylebot.queue.redis_server import EmbeddedRedis
+from stylebot.queue.redis_socket import socket_path_for
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import QueueSnapshot, read_snapshot
 

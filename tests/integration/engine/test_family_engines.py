@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load
 
-from stylebot.engine.generator import GenerationRequest
+from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.models import model_family
 from stylebot.engine.runtime import FinishedImage, StyleEngine
 from stylebot.engine.tiny_model import write_tiny_model

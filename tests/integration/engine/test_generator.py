@@ -13,7 +13,8 @@ from diffusers import StableDiffusionPipeline
 from peft.tuners.lora import LoraLayer
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer.lora import train_lora

@@ -27,7 +27,8 @@ from safetensors.torch import load, save
 from tests.support import a1111
 from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_encoder_lora_layers
 
-from stylebot.engine.generator import GenerationRequest, Generator, LoraWeights
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
 from stylebot.engine.lora_files import (
     StyleCard,
     export_model_hash,

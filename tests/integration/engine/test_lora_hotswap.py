@@ -17,7 +17,8 @@ from tests.integration.engine.test_lora_files import other_architecture_lora
 from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_encoder_lora_layers
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine.generator import Generator, LoraWeights
+from stylebot.engine.generation_request import LoraWeights
+from stylebot.engine.generator import Generator
 from stylebot.engine.lora_files import kohya_state_dict
 from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.engine.models import load_pipeline

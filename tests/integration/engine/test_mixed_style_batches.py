@@ -11,7 +11,8 @@ import pytest
 from diffusers import StableDiffusionPipeline
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine.generator import Generator, LoraWeights
+from stylebot.engine.generation_request import LoraWeights
+from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline
 from stylebot.trainer.lora import train_lora
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylebot.engine.generation_request import generation_batch_key
-from stylebot.engine.generator import GenerationRequest, Generator
+from stylebot.engine.generation_request import GenerationRequest, generation_batch_key
+from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import GenerateJob
 

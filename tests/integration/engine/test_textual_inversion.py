@@ -16,14 +16,15 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from stylebot.engine.generator import GenerationRequest, Generator
+from stylebot.engine.generation_request import GenerationRequest
+from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline
 from stylebot.engine.worker_cache import BlobCache
 from stylebot.queue.payloads import TrainSettings
+from stylebot.style_tokens import TRAINING_TOKEN
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
-    TRAINING_TOKEN,
     StyleEmbedding,
     initial_vector,
     text_encoder_slots,

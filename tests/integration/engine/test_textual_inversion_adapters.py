@@ -15,8 +15,8 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image
 from safetensors.torch import load_file
 
-from stylebot.engine.generation_request import LoraWeights
-from stylebot.engine.generator import GenerationRequest, Generator
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer.lora import train_lora

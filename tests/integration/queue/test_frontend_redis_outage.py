@@ -33,7 +33,7 @@ from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import ErrorReply, JobProgress, JobQueued, TextReply
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.payloads import JobEvent
-from stylebot.queue.redis_server import socket_path_for
+from stylebot.queue.redis_socket import socket_path_for
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from stylebot.bot.core.commands import Imagine
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import JobFinished, JobQueued
 from stylebot.config import Settings
-from stylebot.queue.redis_server import socket_path_for
+from stylebot.queue.redis_socket import socket_path_for
 
 pytestmark = pytest.mark.slow
 

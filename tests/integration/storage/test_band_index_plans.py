@@ -9,7 +9,7 @@ from pathlib import Path
 import aiosqlite
 
 from stylebot.bot.core.fingerprints import band_probes
-from stylebot.bot.core.optout import band_probes as optout_band_probes
+from stylebot.bot.core.hash_bands import band_probes as optout_band_probes
 from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.storage.database import open_database
 from stylebot.storage.unit_of_work import SqliteUnitOfWork

@@ -164,7 +164,8 @@ def test_auto_mixes_styles_on_cuda_only(frontend: FrontEnd, tiny_engine: Any) ->
 
 
 def test_an_unknown_mixed_style_batches_value_is_refused(tmp_path: Path) -> None:
-    from stylebot.config import SettingsError, load_settings
+    from stylebot.config import load_settings
+    from stylebot.setting_rules import SettingsError
 
     with pytest.raises(
         SettingsError, match=r"STYLEBOT_MIXED_STYLE_BATCHES=sometimes: must be one of auto, on, off"

@@ -20,10 +20,10 @@ from stylebot.bot.core.commands import (
     TrainStyle,
     UnshareStyle,
 )
+from stylebot.bot.core.errors import CommandSyntaxError
 from stylebot.bot.core.grammar import (
     ActAs,
     AskConsent,
-    CommandSyntaxError,
     NeedsFiles,
     Quit,
     ShowHelp,

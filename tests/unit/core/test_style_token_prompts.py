@@ -11,14 +11,8 @@ from tests.unit.core.test_service import upload
 from stylebot.bot.core.commands import ConfirmConsent, Imagine, RerollOutput, TrainStyle, VaryOutput
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.replies import ErrorReply, JobQueued
-from stylebot.queue.payloads import (
-    JobEvent,
-    TrainingPreview,
-    TrainResult,
-    preview_output_id,
-    style_embedding_token,
-)
-from stylebot.style_tokens import TRAINING_TOKEN
+from stylebot.queue.payloads import JobEvent, TrainingPreview, TrainResult, preview_output_id
+from stylebot.style_tokens import TRAINING_TOKEN, style_embedding_token
 
 ALICE = person("alice")
 MALLORY = person("mallory")
