@@ -76,10 +76,8 @@ MANAGERS_ONLY = ErrorReply(
 )
 
 
-async def _log(
-    deps: Deps, ports: AdminPorts, requester: Requester, action: str, detail: str
-) -> None:
-    await ports.store.log_action(_who(requester), action, detail, deps.clock.now())
+async def _log(deps: Deps, requester: Requester, action: str, detail: str) -> None:
+    await deps.admin.store.log_action(_who(requester), action, detail, deps.clock.now())
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -93,7 +91,7 @@ async def handle_pause_training(deps: Deps, command: PauseTraining) -> Reply:
     if already is not None:
         return TextReply(f"Training is already paused (by {already}).")
     await ports.training.pause(_who(command.requester))
-    await _log(deps, ports, command.requester, "pause-training", "")
+    await _log(deps, command.requester, "pause-training", "")
     return TextReply(
         "Training is paused: workers finish the training they are running, then take no "
         "new one until you resume. Generation goes on."
@@ -107,7 +105,7 @@ async def handle_resume_training(deps: Deps, command: ResumeTraining) -> Reply:
     if await ports.training.paused_by() is None:
         return TextReply("Training is not paused.")
     await ports.training.resume()
-    await _log(deps, ports, command.requester, "resume-training", "")
+    await _log(deps, command.requester, "resume-training", "")
     return TextReply("Training resumed: queued trainings start as workers free up.")
 
 
@@ -135,7 +133,7 @@ async def handle_set_quota(deps: Deps, command: SetQuota) -> Reply:
     )
     unit = QUOTA_UNITS[command.kind]
     amount = "no limit" if command.per_day is None else f"{command.per_day} {unit} per member a day"
-    await _log(deps, ports, command.requester, "set-quota", f"{scope} {command.kind} {amount}")
+    await _log(deps, command.requester, "set-quota", f"{scope} {command.kind} {amount}")
     return TextReply(f"Quota for {command.kind} {where}: {amount}.")
 
 
@@ -165,9 +163,7 @@ async def handle_remove_shared_style(deps: Deps, command: RemoveSharedStyle) -> 
         return ErrorReply(f"No style named {name} is shared with this server.")
     for style in shared_here:
         await deps.uow.styles.set_style_visibility(style.id, Visibility.PRIVATE)
-        await _log(
-            deps, ports, command.requester, "remove-shared-style", f"style {style.id} from {scope}"
-        )
+        await _log(deps, command.requester, "remove-shared-style", f"style {style.id} from {scope}")
     return TextReply(
         f"Style {name} is no longer shared here. It stays its owner's, private to them."
     )
@@ -193,7 +189,7 @@ async def handle_ban_user(deps: Deps, command: BanUser) -> Reply:
         if (job.origin.platform, job.origin.user_id) == (platform, target):
             await cancel_job(deps, job)
             cancelled += 1
-    await _log(deps, ports, command.requester, "ban", f"{platform}:{target} {command.reason}")
+    await _log(deps, command.requester, "ban", f"{platform}:{target} {command.reason}")
     jobs = f"; {cancelled} of their jobs cancelled" if cancelled else ""
     return TextReply(f"Banned {target} from the bot{jobs}.")
 
@@ -206,7 +202,7 @@ async def handle_unban_user(deps: Deps, command: UnbanUser) -> Reply:
     target = command.platform_user_id.strip()
     if not await ports.store.unban(platform, target):
         return ErrorReply(f"{printable(target)} is not banned.")
-    await _log(deps, ports, command.requester, "unban", f"{platform}:{target}")
+    await _log(deps, command.requester, "unban", f"{platform}:{target}")
     return TextReply(f"{target} may use the bot again.")
 
 
