@@ -90,7 +90,7 @@ async def check_allowance(
         if used + amount > per_user:
             return ErrorReply(
                 f"You have used {used} of your {per_user} {unit} for the last 24 hours"
-                f"{_asked(amount, unit)}. Try again later."
+                f"{_asked(amount)}. Try again later."
             )
     scope = requester.scope
     if per_server > 0 and scope is not None:
@@ -98,7 +98,7 @@ async def check_allowance(
         if used + amount > per_server:
             return ErrorReply(
                 f"This server has used {used} of its {per_server} {unit} for the last 24 "
-                f"hours{_asked(amount, unit)}. Try again later."
+                f"hours{_asked(amount)}. Try again later."
             )
     return None
 
@@ -162,7 +162,7 @@ async def record_usage(deps: Deps, requester: Requester, kind: str, amount: int)
     )
 
 
-def _asked(amount: int, unit: str) -> str:
+def _asked(amount: int) -> str:
     return f", and this asks for {amount} more" if amount > 1 else ""
 
 
