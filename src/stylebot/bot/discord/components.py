@@ -19,6 +19,7 @@ import discord
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
 
+
 def adapter_of(interaction: discord.Interaction[Any]) -> DiscordAdapter:
     """The adapter behind the client that received this interaction."""
     adapter = getattr(interaction.client, "adapter", None)
