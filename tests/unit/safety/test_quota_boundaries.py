@@ -24,7 +24,6 @@ from stylebot.bot.core.quotas import (
     rate_limited,
     record_usage,
     usage_counted_since,
-    user_key,
 )
 from stylebot.bot.core.replies import ErrorReply
 
@@ -43,8 +42,8 @@ def text(reply: ErrorReply | None) -> str:
 
 
 def test_a_users_key_names_the_platform() -> None:
-    assert user_key(ALICE) == "discord:alice"
-    assert user_key(person("alice", platform="telegram")) == "telegram:alice"
+    assert ALICE.user_key == "discord:alice"
+    assert person("alice", platform="telegram").user_key == "telegram:alice"
 
 
 async def test_usage_is_recorded_with_who_where_how_much_and_when() -> None:

@@ -57,12 +57,8 @@ class Authority(StrEnum):
     NONE = "none"
 
 
-def _who(requester: Requester) -> str:
-    return f"{requester.platform}:{requester.user_id}"
-
-
 def authority_of(ports: AdminPorts, requester: Requester, manages_server: bool) -> Authority:
-    if _who(requester) in ports.operators:
+    if requester.user_key in ports.operators:
         return Authority.OPERATOR
     # Managing "the server" of a direct message means nothing: no scope, no authority.
     if manages_server and requester.scope is not None:
@@ -77,7 +73,7 @@ MANAGERS_ONLY = ErrorReply(
 
 
 async def _log(deps: Deps, requester: Requester, action: str, detail: str) -> None:
-    await deps.admin.store.log_action(_who(requester), action, detail, deps.clock.now())
+    await deps.admin.store.log_action(requester.user_key, action, detail, deps.clock.now())
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -90,7 +86,7 @@ async def handle_pause_training(deps: Deps, command: PauseTraining) -> Reply:
     already = await ports.training.paused_by()
     if already is not None:
         return TextReply(f"Training is already paused (by {already}).")
-    await ports.training.pause(_who(command.requester))
+    await ports.training.pause(command.requester.user_key)
     await _log(deps, command.requester, "pause-training", "")
     return TextReply(
         "Training is paused: workers finish the training they are running, then take no "
@@ -129,7 +125,7 @@ async def handle_set_quota(deps: Deps, command: SetQuota) -> Reply:
             return ErrorReply("Set a server's quota from inside that server or group.")
         scope, where = command.requester.scope, "in this server"
     await ports.store.set_quota(
-        scope, command.kind, command.per_day, _who(command.requester), deps.clock.now()
+        scope, command.kind, command.per_day, command.requester.user_key, deps.clock.now()
     )
     unit = QUOTA_UNITS[command.kind]
     amount = "no limit" if command.per_day is None else f"{command.per_day} {unit} per member a day"
@@ -180,7 +176,7 @@ async def handle_ban_user(deps: Deps, command: BanUser) -> Reply:
     if f"{platform}:{target}" in ports.operators:
         return ErrorReply("An operator cannot be banned; remove them from STYLEBOT_OPERATORS.")
     await ports.store.ban(
-        platform, target, command.reason, _who(command.requester), deps.clock.now()
+        platform, target, command.reason, command.requester.user_key, deps.clock.now()
     )
     # Found by where the jobs came from, not by user record: looking the user up
     # by id would create one (or rename them) as a side effect.
@@ -260,7 +256,7 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
 async def banned_refusal(deps: Deps, requester: Requester) -> ErrorReply | None:
     """The reply for a banned user's command, or None to go ahead."""
     ports = deps.admin
-    if _who(requester) in ports.operators:
+    if requester.user_key in ports.operators:
         return None
     if await ports.store.ban_of(requester.platform, requester.user_id) is None:
         return None
@@ -276,7 +272,7 @@ async def admin_quota_limit(deps: Deps, requester: Requester, kind: str) -> int 
     this and the Policy's per-user limit; operators have no admin quota.
     """
     ports = deps.admin
-    if _who(requester) in ports.operators:
+    if requester.user_key in ports.operators:
         return None
     scopes = [GLOBAL_SCOPE] + ([requester.scope] if requester.scope else [])
     quotas = await ports.store.quotas(scopes, kind)

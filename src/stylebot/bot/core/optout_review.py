@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from stylebot.bot.core.admin import MANAGERS_ONLY, Authority, _log, _who, authority_of
+from stylebot.bot.core.admin import MANAGERS_ONLY, Authority, _log, authority_of
 from stylebot.bot.core.admin_commands import ListOptOuts, RemoveOptOuts
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.ledger import LedgerKind, optout_removal_payload
@@ -105,7 +105,7 @@ async def handle_remove_optouts(deps: Deps, command: RemoveOptOuts) -> Reply:
                 registrant=image.registrant,
                 registered_at=image.created_at,
                 scope=image.scope,
-                removed_by=_who(command.requester),
+                removed_by=command.requester.user_key,
                 authority=str(authority),
                 reason=command.reason,
             )
