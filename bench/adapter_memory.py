@@ -17,9 +17,11 @@ from pathlib import Path
 from _common import one_thread, rss_mb, sample_images, tiny_model
 from safetensors.torch import load_file, save_file
 
-from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import train_lora
+from stylebot.trainer.lora import train_lora
 
 REQUEST = GenerationRequest(prompt="sks style", seed=1, steps=1, width=64, height=64)
 

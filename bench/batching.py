@@ -22,9 +22,11 @@ from pathlib import Path
 
 from _common import median_ms, one_thread, sample_images, timed, tiny_model
 
-from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import train_lora
+from stylebot.trainer.lora import train_lora
 
 REQUEST = GenerationRequest(prompt="a lighthouse", steps=4, width=256, height=256)
 

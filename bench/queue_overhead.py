@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from stylebot.bootstrap import open_frontend
-from stylebot.bot.core import ImagesReady, Imagine, JobQueued, Notification, Requester
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ImagesReady, JobQueued, Notification
 from stylebot.config import load_settings
 from stylebot.engine.runtime import StyleEngine
 from stylebot.engine.tiny_model import write_tiny_model

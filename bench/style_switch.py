@@ -15,10 +15,11 @@ from pathlib import Path
 
 from _common import median_ms, one_thread, sample_images, timed, tiny_model
 
-from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import BasePipeline, load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import train_lora
+from stylebot.trainer.lora import train_lora
 
 REQUEST = GenerationRequest(prompt="sks style, a harbour", seed=1, steps=4, width=128, height=128)
 

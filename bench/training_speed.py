@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from _common import one_thread, sample_images, tiny_model
 from diffusers import DDPMScheduler
 
-from stylebot.engine import load_pipeline
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import train_lora
 from stylebot.trainer.borrowed_unet import borrowed_unet, flush_denormals
 from stylebot.trainer.conditioning import images_to_tensor
 from stylebot.trainer.embeddings import encode_caption
+from stylebot.trainer.lora import train_lora
 
 TRIGGER = "sks style"
 

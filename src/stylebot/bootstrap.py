@@ -18,9 +18,10 @@ from typing import Protocol
 
 from PIL import Image
 
-from stylebot.bot.core import Notification, Policy, StyleBot
 from stylebot.bot.core.images import ImageLimits
-from stylebot.bot.core.policy import PolicySettings
+from stylebot.bot.core.policy import Policy, PolicySettings
+from stylebot.bot.core.replies import Notification
+from stylebot.bot.core.service import StyleBot
 from stylebot.config import Settings
 from stylebot.delivery_loop import EventDelivery
 from stylebot.metrics import start_metrics_server
@@ -32,9 +33,11 @@ from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.startup_checks import StartupError
-from stylebot.storage import LocalBlobStore, SqliteUnitOfWork, open_database
 from stylebot.storage.admin import open_admin_ports
+from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.database import open_database
 from stylebot.storage.full import is_storage_full
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +213,11 @@ def chat_adapters(frontend: FrontEnd) -> list[ChatAdapter]:
     settings = frontend.settings
     adapters: list[ChatAdapter] = []
     if settings.discord_token:
-        from stylebot.bot.discord import DiscordAdapter
+        from stylebot.bot.discord.adapter import DiscordAdapter
 
         adapters.append(DiscordAdapter(frontend.bot, settings))
     if settings.telegram_token:
-        from stylebot.bot.telegram import TelegramAdapter
+        from stylebot.bot.telegram.adapter import TelegramAdapter
 
         # Unset: python-telegram-bot's own api.telegram.org URLs.
         api_url = (settings.telegram_api_url or "").rstrip("/")
@@ -257,7 +260,7 @@ async def run_frontends(settings: Settings, stop: asyncio.Event | None = None) -
                 started.append(adapter)
                 log.info("%s front end running", adapter.platform)
             if settings.verify_web_port:  # aiohttp is imported only when the page is on
-                from stylebot.bot.web import start_verify_web
+                from stylebot.bot.web.server import start_verify_web
 
                 verify_page = await start_verify_web(frontend.bot, settings)
             frontend.start_delivery()

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stylebot: {redact(str(exc))}", file=sys.stderr)
         return 2
 
-    from stylebot.queue.redis_server import EmbeddedRedisError
+    from stylebot.queue.redis_socket import EmbeddedRedisError
     from stylebot.startup_checks import StartupError
 
     try:
@@ -160,7 +160,7 @@ def _run_command(
             case "demo":
                 return _demo(settings)
             case "console":
-                from stylebot.bot.console import run_console
+                from stylebot.bot.console.session import run_console
 
                 return asyncio.run(
                     run_console(
@@ -225,7 +225,7 @@ def _run_command(
 
 
 def _demo(settings: Settings) -> int:
-    from stylebot.bot.console import run_demo
+    from stylebot.bot.console.session import run_demo
 
     if not settings.base_model and not (settings.tiny_model_dir / "model_index.json").exists():
         from stylebot.engine.tiny_model import write_tiny_model
@@ -245,7 +245,8 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
     from stylebot.bot.core.verification import verify_image
     from stylebot.provenance.content_credentials import C2paCredentialsReader
-    from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
+    from stylebot.storage.blobs import LocalBlobStore
+    from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
     records = await SqliteUnitOfWork.open(settings.database_path)
     policy = policy_from(settings)
@@ -277,7 +278,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
 async def _consent_verify(settings: Settings, expect_head: str | None) -> int:
     """Walk the consent ledger's chain; list every break; exit 1 if there is one."""
     from stylebot.bot.core.ledger import verify_chain
-    from stylebot.storage import SqliteUnitOfWork
+    from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
     if not settings.database_path.is_file():
         print(f"stylebot: no database at {settings.database_path}", file=sys.stderr)

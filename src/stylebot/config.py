@@ -376,7 +376,7 @@ def is_few_step_model(base_model: str, variant: str = "auto") -> bool:
 def _check_operators(text: str, source: str) -> None:
     """A malformed operators list is a settings error (exit 2) when the settings load,
     not a failure halfway through starting the front end."""
-    from stylebot.bot.core.admin import parse_operators  # the rule lives with the admin rules
+    from stylebot.bot.core.admin_ports import parse_operators  # the rule lives with the admin rules
 
     try:
         parse_operators(text)

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 
-from stylebot.bot.core import Notification, StyleBot
 from stylebot.bot.core.delivery import (
     DELIVERY_ATTEMPTS,
     PlatformUnreachable,
@@ -19,6 +18,8 @@ from stylebot.bot.core.delivery import (
     undelivered_notice,
 )
 from stylebot.bot.core.errors import StorageFull
+from stylebot.bot.core.replies import Notification
+from stylebot.bot.core.service import StyleBot
 from stylebot.logs import job_context
 from stylebot.queue.events import EventConsumer
 from stylebot.queue.outage import OUTAGE_ERRORS

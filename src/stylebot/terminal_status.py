@@ -37,11 +37,7 @@ from stylebot.queue.keys import (
     presence_key,
     worker_health_key,
 )
-from stylebot.queue.redis_server import (
-    EmbeddedRedisError,
-    check_socket_is_ours,
-    socket_path_for,
-)
+from stylebot.queue.redis_socket import EmbeddedRedisError, check_socket_is_ours, socket_path_for
 from stylebot.queue.worker_presence import lease_holder
 from stylebot.redaction import TextOutput
 from stylebot.redis_replies import int_reply, list_reply, value_reply

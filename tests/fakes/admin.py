@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from stylebot.bot.core.admin import Ban, Quota
+from stylebot.bot.core.admin_ports import Ban, Quota
 
 
 class FakeAdminStore:

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from PIL import Image
 
-from stylebot.bot.core import Policy, Requester, StyleBot
-from stylebot.bot.core.admin import AdminPorts, parse_operators
+from stylebot.bot.core.admin_ports import AdminPorts, parse_operators
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
     Clock,
@@ -18,6 +19,7 @@ from stylebot.bot.core.ports import (
     JobQueue,
     WatermarkReader,
 )
+from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.stores import UnitOfWork
 from stylebot.queue.fairness import Lane, LaneTurns, lane_of
 from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob

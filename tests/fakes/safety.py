@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stylebot.bot.core import Policy, StyleBot
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.service import StyleBot
 from stylebot.queue.payloads import TrainSettings
 from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock, bot_on
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork

@@ -12,20 +12,22 @@ from tests.support.damage import flip_byte
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
+    Imagine,
+    IncomingFile,
+    TrainStyle,
+    UploadImages,
+)
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import (
     ConsentRequest,
     ErrorReply,
     ImagesReady,
-    Imagine,
-    IncomingFile,
     JobFinished,
     JobQueued,
-    Requester,
     TextReply,
-    TrainStyle,
-    UploadImages,
 )
 from stylebot.log_privacy import JobArgumentsFilter
 from stylebot.queue.connection import connect

@@ -11,20 +11,17 @@ import pytest
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     DeleteStyle,
-    ImagesReady,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobQueued,
-    Requester,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued, TextReply
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,9 @@ import asyncio
 import pytest
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import Imagine, JobProgress, JobQueued, Notification, Requester
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import JobProgress, JobQueued, Notification
 from stylebot.logs import current_job_id
 from stylebot.queue.events import FRONTEND_GROUP, EventPublisher
 from stylebot.queue.keys import EVENTS_STREAM

@@ -11,23 +11,24 @@ from tests.support import a1111
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ConsentRequest,
     ExportStyle,
-    FileReply,
-    ImagesReady,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobProgress,
-    JobQueued,
-    Requester,
-    StyleStatus,
     TrainStyle,
     UploadImages,
     Verify,
+)
+from stylebot.bot.core.model import Requester, StyleStatus
+from stylebot.bot.core.replies import (
+    ConsentRequest,
+    FileReply,
+    ImagesReady,
+    JobFinished,
+    JobProgress,
+    JobQueued,
     VerifyReport,
 )
 from stylebot.provenance.metadata import digital_source_type, read_png_metadata

@@ -9,7 +9,9 @@ import pytest
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import open_frontend
-from stylebot.bot.core import ImagesReady, Imagine, JobQueued, JobStatus, Requester
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.model import JobStatus, Requester
+from stylebot.bot.core.replies import ImagesReady, JobQueued
 from stylebot.config import Settings
 from stylebot.queue.worker import build_worker
 

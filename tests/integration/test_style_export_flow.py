@@ -12,21 +12,17 @@ from tests.integration.engine.test_lora_files import other_architecture_lora
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     ExportStyle,
-    FileReply,
-    ImagesReady,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobQueued,
-    Requester,
-    StyleStatus,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.model import Requester, StyleStatus
+from stylebot.bot.core.replies import FileReply, ImagesReady, JobFinished, JobQueued
 from stylebot.engine.lora_files import read_safetensors_metadata
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

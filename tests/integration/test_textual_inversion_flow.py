@@ -12,25 +12,20 @@ from safetensors.torch import load
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ErrorReply,
     ExportStyle,
-    FileReply,
-    ImagesReady,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobQueued,
-    Requester,
-    StyleStatus,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.model import Requester, StyleStatus
+from stylebot.bot.core.replies import ErrorReply, FileReply, ImagesReady, JobFinished, JobQueued
 from stylebot.config import Settings
 from stylebot.provenance.metadata import read_png_metadata
-from stylebot.queue.payloads import style_embedding_token
+from stylebot.style_tokens import style_embedding_token
 
 pytestmark = pytest.mark.slow
 

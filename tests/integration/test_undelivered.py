@@ -12,15 +12,10 @@ import asyncio
 from tests.support.large_results import finish_with_images, noise_png, unacknowledged_events
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import (
-    ImagesReady,
-    Imagine,
-    JobFinished,
-    JobQueued,
-    Notification,
-    Requester,
-)
+from stylebot.bot.core.commands import Imagine
 from stylebot.bot.core.delivery import DELIVERY_ATTEMPTS, Undeliverable
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued, Notification
 from stylebot.queue.events import FRONTEND_GROUP
 from stylebot.queue.keys import EVENTS_STREAM
 

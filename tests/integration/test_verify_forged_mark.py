@@ -22,15 +22,10 @@ from tests.support.picture_edits import banner, paste, png_bytes
 from tests.unit.provenance.test_watermark import half_and_back, reencode, scene, telegram_photo
 
 from stylebot.bootstrap import PngWatermarkReader
-from stylebot.bot.core import (
-    Imagine,
-    IncomingFile,
-    Policy,
-    StyleBot,
-    Verify,
-    VerifyReport,
-    VerifyVerdict,
-)
+from stylebot.bot.core.commands import Imagine, IncomingFile, Verify
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
+from stylebot.bot.core.service import StyleBot
 from stylebot.provenance import embed_watermark
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import TERMS_VERSION, StyleStatus
+from stylebot.bot.core.consent import TERMS_VERSION
+from stylebot.bot.core.model import StyleStatus
 
 
 async def add_ready_style(

@@ -15,7 +15,7 @@ import pytest
 from arq.connections import ArqRedis
 
 from stylebot.bootstrap import FrontEnd, open_frontend
-from stylebot.bot.core import Notification
+from stylebot.bot.core.replies import Notification
 from stylebot.config import Settings, load_settings
 
 

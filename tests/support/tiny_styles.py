@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from stylebot.engine import GenerationRequest
+from stylebot.engine.generation_request import GenerationRequest
 from stylebot.queue.payloads import TrainSettings
 
 TRIGGER = "sks style"

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.web import VerifyWebServer, start_verify_web
+from stylebot.bot.web.server import VerifyWebServer, start_verify_web
 from tests.support.processes import free_port
 
 __all__ = ["form", "multipart_body", "raw_request", "serving"]

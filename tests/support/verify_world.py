@@ -13,17 +13,12 @@ from io import BytesIO
 from PIL import Image
 
 from stylebot.bootstrap import PngWatermarkReader
-from stylebot.bot.core import (
-    Imagine,
-    IncomingFile,
-    JobQueued,
-    Policy,
-    Requester,
-    StyleBot,
-    Verify,
-    VerifyReport,
-)
+from stylebot.bot.core.commands import Imagine, IncomingFile, Verify
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import BlobStore, WatermarkReader
+from stylebot.bot.core.replies import JobQueued, VerifyReport
+from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.stores import UnitOfWork
 from stylebot.provenance import embed_watermark
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent

@@ -6,7 +6,7 @@ import pytest
 from tests.fakes.core import CoreWorld, PixelWatermark, RecordingQueue, SteppingClock, bot_on
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
-from stylebot.bot.core import Policy
+from stylebot.bot.core.policy import Policy
 from stylebot.queue.payloads import TrainSettings
 
 

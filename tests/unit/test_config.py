@@ -12,8 +12,8 @@ import pytest
 
 from stylebot.bootstrap import policy_from
 from stylebot.bot.core.policy import PolicySettings
-from stylebot.config import ENV_PREFIX, POLICY_RULES, SettingsError, load_settings
-from stylebot.setting_rules import Whole
+from stylebot.config import ENV_PREFIX, POLICY_RULES, load_settings
+from stylebot.setting_rules import SettingsError, Whole
 
 
 def test_defaults_use_the_data_directory_and_the_tiny_model() -> None:

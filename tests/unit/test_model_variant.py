@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stylebot.bootstrap import policy_from
-from stylebot.config import SettingsError, is_few_step_model, load_settings
+from stylebot.config import is_few_step_model, load_settings
+from stylebot.setting_rules import SettingsError
 
 
 def test_a_model_named_turbo_gets_guidance_zero_and_one_to_four_steps() -> None:

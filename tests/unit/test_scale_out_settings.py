@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from stylebot.config import SettingsError, load_settings
+from stylebot.config import load_settings
+from stylebot.setting_rules import SettingsError
 
 
 def test_the_checkpoint_interval_goes_into_every_training_job() -> None:

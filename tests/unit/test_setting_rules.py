@@ -14,14 +14,8 @@ from pathlib import Path
 import pytest
 from tests.support.processes import child_env
 
-from stylebot.config import (
-    ENV_PREFIX,
-    UNPREFIXED_ENV,
-    Settings,
-    SettingsError,
-    load_settings,
-    rule_for,
-)
+from stylebot.config import ENV_PREFIX, UNPREFIXED_ENV, Settings, load_settings, rule_for
+from stylebot.setting_rules import SettingsError
 
 # field -> environment values it must refuse (the empty string means "unset", so it
 # is not in here; a TOML-only bad value is in BAD_IN_TOML).

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stylebot.queue.payloads import style_embedding_token
-from stylebot.style_tokens import TRAINING_TOKEN, style_token_in
-from stylebot.trainer.embeddings import TRAINING_TOKEN as TRAINERS_TRAINING_TOKEN
+from stylebot.style_tokens import TRAINING_TOKEN, style_embedding_token, style_token_in
+from stylebot.style_tokens import TRAINING_TOKEN as TRAINERS_TRAINING_TOKEN
 
 
 def test_the_tokens_are_named_in_one_place() -> None:

@@ -25,8 +25,6 @@ from stylebot.doctor.results import CheckResult, Level, fail
 from stylebot.doctor.signing import check_signature_lifetime, check_signing_certificate
 from stylebot.redaction import TextOutput
 
-__all__ = ["CheckResult", "Level", "run_checks", "run_doctor"]
-
 ALL_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_settings,
     check_tokens,

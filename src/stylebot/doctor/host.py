@@ -15,13 +15,8 @@ from stylebot.config import Settings
 from stylebot.disk_space import GIB, MIB, existing_ancestor, free_bytes, free_text
 from stylebot.doctor.results import CheckResult, fail, ok, warn
 from stylebot.metrics import metrics_address
-from stylebot.queue.redis_server import (
-    EmbeddedRedis,
-    EmbeddedRedisError,
-    check_socket_is_ours,
-    find_redis_server,
-    socket_path_for,
-)
+from stylebot.queue.redis_server import EmbeddedRedis, find_redis_server
+from stylebot.queue.redis_socket import EmbeddedRedisError, check_socket_is_ours, socket_path_for
 from stylebot.redis_replies import dict_reply
 
 # Free space below which the data directory is a problem: blobs (uploads,

@@ -34,28 +34,18 @@ from diffusers.utils.state_dict_utils import (
     convert_unet_state_dict_to_peft,
 )
 
-from stylebot.engine.lora_loading import (
-    LoraMismatchError,
-    load_checked_lora,
-    model_label,
-    unapplied_lora_keys,
-)
 from stylebot.provenance.a1111_hashes import addnet_legacy_hash
 from stylebot.queue.payloads import TrainSettings
 
 __all__ = [
-    "LoraMismatchError",
     "StyleCard",
     "export_model_hash",
     "kohya_export_tensors",
     "kohya_lora_file",
     "kohya_state_dict",
-    "load_checked_lora",
-    "model_label",
     "read_safetensors_metadata",
     "sgm_unet_names",
     "tensor_data_sha256",
-    "unapplied_lora_keys",
 ]
 
 KOHYA_NETWORK_MODULE = "networks.lora"

@@ -20,13 +20,8 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
-# generation_batch_key: the worker imports it from here.
-from stylebot.engine.generation_request import generation_batch_key as generation_batch_key
-from stylebot.engine.generator import (
-    GenerationRequest,
-    Generator,
-    LoraWeights,
-)
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.training_previews import (
@@ -53,14 +48,11 @@ from stylebot.queue.payloads import (
     TrainSettings,
     ValidationPoint,
 )
+from stylebot.style_tokens import TRAINING_TOKEN
 from stylebot.trainer.borrowed_unet import DeviceSharing
 from stylebot.trainer.checkpoints import usable_checkpoint
 from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
-from stylebot.trainer.embeddings import (
-    TRAINING_TOKEN,
-    StyleEmbedding,
-    style_caption,
-)
+from stylebot.trainer.embeddings import StyleEmbedding, style_caption
 from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,8 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stylebot.engine.lora_files import (
-    StyleCard,
-    export_model_hash,
-    kohya_lora_file,
-    model_label,
-)
+from stylebot.engine.lora_files import StyleCard, export_model_hash, kohya_lora_file
+from stylebot.engine.lora_loading import model_label
 from stylebot.engine.models import BasePipeline, model_family
 from stylebot.provenance.a1111_hashes import addnet_hash, checkpoint_legacy_hash
 from stylebot.queue.payloads import TrainJob, TrainSettings

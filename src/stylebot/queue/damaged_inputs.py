@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stylebot.storage.blobs import DamagedBlob, LocalBlobStore
+from stylebot.bot.core.errors import DamagedBlob
+from stylebot.storage.blobs import LocalBlobStore
 
 __all__ = ["DamagedInput", "read_style_weights", "read_training_images"]
 

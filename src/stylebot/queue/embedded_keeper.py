@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from stylebot.queue.redis_server import EmbeddedRedis, EmbeddedRedisError
+from stylebot.queue.redis_server import EmbeddedRedis
+from stylebot.queue.redis_socket import EmbeddedRedisError
 
 log = logging.getLogger(__name__)
 

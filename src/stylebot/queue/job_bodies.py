@@ -14,13 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from stylebot.config import Settings
-from stylebot.engine.lora_files import LoraMismatchError
-from stylebot.engine.runtime import (
-    FinishedImage,
-    JobCancelled,
-    StyleEngine,
-    generation_batch_key,
-)
+from stylebot.engine.generation_request import generation_batch_key
+from stylebot.engine.lora_loading import LoraMismatchError
+from stylebot.engine.runtime import FinishedImage, JobCancelled, StyleEngine
 from stylebot.engine.training_previews import TrainingPreviews
 from stylebot.queue.damaged_inputs import read_style_weights, read_training_images
 from stylebot.queue.job_lifecycle import CancelWatch, Interruption, run_job

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from stylebot.bot.core.errors import StorageFull
 from stylebot.config import Settings
-from stylebot.engine.lora_files import LoraMismatchError
+from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.log_privacy import private_texts
 from stylebot.queue.damaged_inputs import DamagedInput
 from stylebot.queue.keys import cancel_key

@@ -12,9 +12,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
-# Named with the other style tokens; front end and worker take it from here.
-from stylebot.style_tokens import style_embedding_token as style_embedding_token
-
 JobKind = Literal["train", "generate"]
 
 

@@ -25,11 +25,12 @@ from types import TracebackType
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from stylebot.bot.core.errors import DamagedBlob
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
 from stylebot.queue.keys import arq_in_progress_key, arq_retry_key, checkpoint_key, train_result_key
 from stylebot.queue.payloads import TrainResult
 from stylebot.redis_replies import awaited
-from stylebot.storage.blobs import DamagedBlob, LocalBlobStore
+from stylebot.storage.blobs import LocalBlobStore
 
 log = logging.getLogger(__name__)
 

@@ -309,11 +309,4 @@ def redis_url_or_embedded(
     return server.url, server
 
 
-__all__ = [
-    "EmbeddedRedis",
-    "EmbeddedRedisError",
-    "check_socket_is_ours",
-    "find_redis_server",
-    "redis_url_or_embedded",
-    "socket_path_for",
-]
+__all__ = ["EmbeddedRedis", "find_redis_server", "redis_url_or_embedded"]

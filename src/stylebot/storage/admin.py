@@ -22,7 +22,7 @@ from typing import Any, Self
 import aiosqlite
 from redis.asyncio import Redis
 
-from stylebot.bot.core.admin import AdminPorts, Ban, Quota, parse_operators
+from stylebot.bot.core.admin_ports import AdminPorts, Ban, Quota, parse_operators
 from stylebot.config import Settings
 from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.storage.database import open_database

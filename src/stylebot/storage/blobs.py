@@ -25,7 +25,7 @@ from pathlib import Path
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.storage.full import storage_full_as_error
 
-__all__ = ["BlobScan", "DamagedBlob", "LocalBlobStore", "check_blob_key", "sha256_of_file"]
+__all__ = ["BlobScan", "LocalBlobStore", "check_blob_key", "sha256_of_file"]
 
 _KEY = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX = ".tmp-"

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from stylebot.bot.core.optout import OptedOutImage, band_probes
+from stylebot.bot.core.hash_bands import band_probes
+from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym

@@ -30,9 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
 from stylebot.engine.models import BasePipeline
-
-# Named in stylebot.style_tokens (the core shares the names); the trainer's users take it here.
-from stylebot.style_tokens import TRAINING_TOKEN as TRAINING_TOKEN
+from stylebot.style_tokens import TRAINING_TOKEN
 
 # The word whose embedding a new token starts from (diffusers' textual
 # inversion example: `--initializer_token`).

@@ -31,6 +31,7 @@ from stylebot.engine.diffusers_classes import (
 )
 from stylebot.engine.models import BasePipeline
 from stylebot.queue.payloads import TRAIN_METHODS, TrainSettings, ValidationPoint
+from stylebot.style_tokens import TRAINING_TOKEN
 from stylebot.trainer.borrowed_unet import (
     TRAINING_ADAPTER,
     DeviceSharing,
@@ -56,7 +57,6 @@ from stylebot.trainer.conditioning import (
 )
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
-    TRAINING_TOKEN,
     TrainableToken,
     encode_caption,
     style_caption,

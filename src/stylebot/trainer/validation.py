@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
@@ -38,13 +37,6 @@ def split_holdout(image_count: int, holdout: int, seed: int) -> tuple[list[int],
     holdout = max(0, min(holdout, image_count - 1))
     held = sorted(random.Random(f"holdout:{seed}").sample(range(image_count), holdout))
     return [i for i in range(image_count) if i not in held], held
-
-
-@dataclass(frozen=True)
-class ValidationLoss:
-    step: int
-    loss: float
-    base_loss: float
 
 
 # (noisy latents, timesteps, position in the held-out images) -> the UNet's prediction

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ from tests.support.redis_outage import (
     wait_until,
 )
 
-from stylebot.bot.console import make_sample_images
-from stylebot.queue.redis_server import socket_path_for
+from stylebot.bot.console.session import make_sample_images
+from stylebot.queue.redis_socket import socket_path_for
 from stylebot.terminal_status import read_snapshot
 
 pytestmark = pytest.mark.slow

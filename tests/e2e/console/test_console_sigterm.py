@@ -13,7 +13,7 @@ import pytest
 from tests.support.processes import StylebotProcess, child_env
 from tests.support.redis_outage import redis_pid, shut_down_if_running, wait_until
 
-from stylebot.queue.redis_server import socket_path_for
+from stylebot.queue.redis_socket import socket_path_for
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ import pytest
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUser
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.config import Settings
 
 StartWorker = Callable[[], Awaitable[None]]

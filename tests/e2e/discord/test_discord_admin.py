@@ -16,10 +16,10 @@ from tests.e2e.discord.test_discord_bot import CB_DEFERRED, EPHEMERAL, original_
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUser, SentInteraction
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core.admin import AdminPorts
+from stylebot.bot.core.admin_ports import AdminPorts
 from stylebot.bot.core.ledger import LedgerKind
 from stylebot.bot.core.optout import OptedOutImage
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.config import Settings
 
 pytestmark = [pytest.mark.slow]

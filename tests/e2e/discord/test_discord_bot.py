@@ -29,8 +29,9 @@ from tests.fakes.discord_api import (
 )
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader, run_frontends
-from stylebot.bot.core import TERMS_VERSION, JobStatus, StyleStatus, User
-from stylebot.bot.discord import DiscordAdapter, minimal_intents
+from stylebot.bot.core.consent import TERMS_VERSION
+from stylebot.bot.core.model import JobStatus, StyleStatus, User
+from stylebot.bot.discord.adapter import DiscordAdapter, minimal_intents
 from stylebot.bot.discord.jobs import PROGRESS_EDIT_INTERVAL_S, TrackedJob
 from stylebot.config import Settings
 

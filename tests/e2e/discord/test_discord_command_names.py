@@ -22,7 +22,7 @@ from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeFile, FakeGuil
 from tests.support.damage import flip_byte
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

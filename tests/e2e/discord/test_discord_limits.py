@@ -18,7 +18,7 @@ from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUse
 from tests.support.large_results import finish_with_images, noise_png, unacknowledged_events
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from tests.support.large_results import finish_with_images, noise_png, unacknowl
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core.delivery import DELIVERY_ATTEMPTS
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 
 pytestmark = pytest.mark.slow
 

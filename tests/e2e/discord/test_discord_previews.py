@@ -33,7 +33,7 @@ from tests.fakes.discord_api import (
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
 from stylebot.bot.core.mentions import spell
 from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.bot.discord.render import discord_spelling, escape
 from stylebot.queue.payloads import preview_output_id
 

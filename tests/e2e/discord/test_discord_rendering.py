@@ -18,8 +18,10 @@ from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUse
 from tests.support.records import add_ready_style
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import LICENCES, JobFinished, Notification, Requester
-from stylebot.bot.discord import DiscordAdapter, PeopleAnswer
+from stylebot.bot.core.consent import LICENCES, PeopleAnswer
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import JobFinished, Notification
+from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.bot.discord.consent_views import consent_view, licence_options, rename_view
 from stylebot.bot.discord.views import erasure_view
 from stylebot.config import Settings

@@ -25,9 +25,9 @@ from tests.e2e.discord.test_discord_bot import (
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeFile, FakeGuild, FakeUser
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import TERMS_VERSION
+from stylebot.bot.core.consent import TERMS_VERSION
 from stylebot.bot.core.ledger import LedgerEntry, LedgerKind
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.config import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -15,8 +15,7 @@ from PIL import Image
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeFile, FakeGuild, FakeUser
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.discord import DiscordAdapter
-from stylebot.bot.discord.adapter import RESTARTING
+from stylebot.bot.discord.adapter import RESTARTING, DiscordAdapter
 
 EPHEMERAL = 1 << 6
 CB_MESSAGE, CB_DEFERRED = 4, 5

@@ -23,7 +23,7 @@ import redis
 from tests.support.leftovers import files_containing, redis_keys_containing
 from tests.support.processes import StylebotProcess, child_env, wait_until, worker_host
 
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.terminal_status import read_snapshot
 

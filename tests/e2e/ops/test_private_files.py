@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tests.support.processes import child_env
 
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 
 pytestmark = pytest.mark.slow
 

@@ -21,12 +21,13 @@ import pytest
 import redis
 from tests.fakes.telegram_api import FakeTelegram
 
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.keys import arq_in_progress_key, presence_key
 from stylebot.queue.payloads import TrainJob, TrainSettings
-from stylebot.queue.redis_server import EmbeddedRedis, socket_path_for
+from stylebot.queue.redis_server import EmbeddedRedis
+from stylebot.queue.redis_socket import socket_path_for
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import QueueSnapshot, read_snapshot
 

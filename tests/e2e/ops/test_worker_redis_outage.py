@@ -24,11 +24,12 @@ from tests.support.redis_outage import (
     wait_until,
 )
 
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.payloads import TrainJob, TrainSettings
-from stylebot.queue.redis_server import EmbeddedRedis, socket_path_for
+from stylebot.queue.redis_server import EmbeddedRedis
+from stylebot.queue.redis_socket import socket_path_for
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.terminal_status import read_snapshot
 

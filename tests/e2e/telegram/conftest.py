@@ -11,8 +11,8 @@ from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser
 from tests.support.records import add_ready_style
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.config import Settings
 
 TOKEN = "7654321:stylebot-e2e_token"

@@ -22,12 +22,13 @@ from tests.fakes.telegram_api import (
 )
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import JobStatus
-from stylebot.bot.core.admin import GLOBAL_SCOPE, AdminPorts
+from stylebot.bot.core.admin_ports import GLOBAL_SCOPE, AdminPorts
 from stylebot.bot.core.ledger import LedgerKind
-from stylebot.bot.telegram import BOT_COMMANDS, TelegramAdapter
+from stylebot.bot.core.model import JobStatus
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.bot.telegram.consent import NOT_YOURS
 from stylebot.bot.telegram.handlers import POSTED_AS_CHAT
+from stylebot.bot.telegram.render import BOT_COMMANDS
 from stylebot.config import Settings
 
 pytestmark = pytest.mark.slow

@@ -27,21 +27,20 @@ from tests.fakes.telegram_api import (
 )
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
-from stylebot.bot.core import (
-    LICENCES,
+from stylebot.bot.core.consent import LICENCES
+from stylebot.bot.core.mentions import spell
+from stylebot.bot.core.model import Requester, StyleStatus
+from stylebot.bot.core.replies import (
+    TRAINING_ENDED_PUBLICLY,
     ImageFile,
     ImagesReady,
     JobFinished,
     JobProgress,
     Notification,
-    Requester,
-    StyleStatus,
 )
-from stylebot.bot.core.mentions import spell
-from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
-from stylebot.bot.telegram import BOT_COMMANDS, TelegramAdapter, TelegramNotRunning
+from stylebot.bot.telegram.adapter import TelegramAdapter, TelegramNotRunning
 from stylebot.bot.telegram.consent import NOT_YOURS
-from stylebot.bot.telegram.render import telegram_spelling
+from stylebot.bot.telegram.render import BOT_COMMANDS, telegram_spelling
 from stylebot.config import Settings
 
 #: What a group sees when a training ends, as this platform spells it.

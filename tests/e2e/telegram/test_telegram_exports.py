@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.telegram.conftest import ReadyStyle
 from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser, StoredMessage
 
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.bot.telegram.render import MAX_BOT_UPLOAD_BYTES
 
 pytestmark = pytest.mark.slow

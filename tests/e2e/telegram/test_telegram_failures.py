@@ -16,8 +16,9 @@ from tests.e2e.telegram.conftest import ReadyStyle
 from tests.fakes.telegram_api import FakeTelegram, FakeUser
 from tests.support.large_results import noise_png
 
-from stylebot.bot.core import ImageFile, ImagesReady, Notification, Requester
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ImageFile, ImagesReady, Notification
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.bot.telegram.photos import photo_to_show
 from stylebot.bot.telegram.render import SORRY
 from stylebot.config import Settings

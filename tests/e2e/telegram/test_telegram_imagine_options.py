@@ -11,7 +11,7 @@ from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core.generation import aspect_size
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 
 pytestmark = pytest.mark.slow
 

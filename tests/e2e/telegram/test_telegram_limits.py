@@ -17,7 +17,7 @@ from tests.fakes.telegram_api import FakeTelegram, FakeUser
 from tests.support.large_results import finish_with_images, noise_png, unacknowledged_events
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,10 @@ from tests.fakes.telegram_api import FakeTelegram, FakeUser
 from tests.support.large_results import finish_with_images, noise_png, unacknowledged_events
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import Imagine, JobQueued, Requester
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import JobQueued
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.queue.events import FRONTEND_GROUP
 from stylebot.queue.keys import EVENTS_STREAM
 

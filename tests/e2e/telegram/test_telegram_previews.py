@@ -22,7 +22,7 @@ from tests.fakes.telegram_api import (
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
 from stylebot.bot.core.mentions import spell
 from stylebot.bot.core.replies import TRAINING_ENDED_PUBLICLY
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.bot.telegram.render import telegram_spelling
 from stylebot.queue.payloads import preview_output_id
 

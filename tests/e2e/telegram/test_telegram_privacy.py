@@ -17,7 +17,7 @@ from tests.e2e.telegram.test_telegram_admin import said
 from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.bot.telegram.render import MAX_TEXT_CHARS
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core.model import Visibility
-from stylebot.bot.telegram import TelegramAdapter
+from stylebot.bot.telegram.adapter import TelegramAdapter
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from tests.support.browser import headless_chromium
 from tests.support.processes import free_port
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.web import VerifyWebServer, start_verify_web
+from stylebot.bot.web.server import VerifyWebServer, start_verify_web
 from stylebot.config import Settings, load_settings
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024

@@ -28,7 +28,7 @@ from tests.support.verify_world import deliver, stored_picture, verify_world
 from tests.support.watermark_images import scene
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.web import VerifyWebServer
+from stylebot.bot.web.server import VerifyWebServer
 
 # Discord ids as Discord has them: the page names a maker by theirs.
 BOB_IN_SERVER = replace(person("bob"), user_id="811111111111111111")

@@ -16,9 +16,9 @@ from tests.support.verify_web import multipart_body, raw_request, serving
 from tests.support.watermark_images import scene
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.web import VerifyWebServer, server
-from stylebot.bot.web.server import MAX_PARTS
-from stylebot.queue.redis_server import socket_path_for
+from stylebot.bot.web import server
+from stylebot.bot.web.server import MAX_PARTS, VerifyWebServer
+from stylebot.queue.redis_socket import socket_path_for
 
 HEAD = (
     "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"

@@ -22,9 +22,8 @@ from tests.support.verify_web import form, raw_request, serving
 from tests.support.watermark_images import scene
 
 from stylebot.bootstrap import FrontEnd, run_frontends
-from stylebot.bot.web import VerifyWebServer, start_verify_web
 from stylebot.bot.web.page import SECURITY_HEADERS
-from stylebot.bot.web.server import MAX_RECEIVING
+from stylebot.bot.web.server import MAX_RECEIVING, VerifyWebServer, start_verify_web
 from stylebot.config import Settings
 from stylebot.startup_checks import StartupError
 

@@ -20,13 +20,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load
 
-from stylebot.engine import GenerationRequest
+from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.models import model_family
 from stylebot.engine.runtime import FinishedImage, StyleEngine
 from stylebot.engine.tiny_model import write_tiny_model
 from stylebot.provenance.watermark import read_watermark
 from stylebot.queue.payloads import GenerateJob, TrainSettings
-from stylebot.trainer import train_lora
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

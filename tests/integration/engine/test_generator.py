@@ -13,9 +13,11 @@ from diffusers import StableDiffusionPipeline
 from peft.tuners.lora import LoraLayer
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import train_lora
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -27,18 +27,18 @@ from safetensors.torch import load, save
 from tests.support import a1111
 from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_encoder_lora_layers
 
-from stylebot.engine import GenerationRequest, Generator, LoraWeights, load_pipeline
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
 from stylebot.engine.lora_files import (
-    LoraMismatchError,
     StyleCard,
     export_model_hash,
     kohya_lora_file,
-    load_checked_lora,
     read_safetensors_metadata,
     sgm_unet_names,
     tensor_data_sha256,
-    unapplied_lora_keys,
 )
+from stylebot.engine.lora_loading import LoraMismatchError, load_checked_lora, unapplied_lora_keys
+from stylebot.engine.models import load_pipeline
 from stylebot.engine.runtime import StyleEngine, TrainedWeights
 from stylebot.queue.payloads import GenerateJob, TrainJob, TrainSettings
 

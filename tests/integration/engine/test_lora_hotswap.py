@@ -17,9 +17,12 @@ from tests.integration.engine.test_lora_files import other_architecture_lora
 from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_encoder_lora_layers
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine import Generator, LoraWeights, load_pipeline
-from stylebot.engine.lora_files import LoraMismatchError, kohya_state_dict
-from stylebot.trainer import train_lora
+from stylebot.engine.generation_request import LoraWeights
+from stylebot.engine.generator import Generator
+from stylebot.engine.lora_files import kohya_state_dict
+from stylebot.engine.lora_loading import LoraMismatchError
+from stylebot.engine.models import load_pipeline
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

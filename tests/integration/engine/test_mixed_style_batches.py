@@ -11,8 +11,10 @@ import pytest
 from diffusers import StableDiffusionPipeline
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine import Generator, LoraWeights, load_pipeline
-from stylebot.trainer import train_lora
+from stylebot.engine.generation_request import LoraWeights
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import load_pipeline
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -17,8 +17,9 @@ from tests.support.single_file import write_sd_single_file, write_sdxl_single_fi
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from stylebot.cli import main
-from stylebot.engine import GenerationRequest, Generator, ModelLoadError, load_pipeline
-from stylebot.engine.models import model_family, single_file_family
+from stylebot.engine.generation_request import GenerationRequest
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import ModelLoadError, load_pipeline, model_family, single_file_family
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

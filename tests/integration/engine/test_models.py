@@ -12,14 +12,14 @@ from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 from tests.support.single_file import write_sd_single_file
 
-from stylebot.engine import (
+from stylebot.engine.models import (
     ModelLoadError,
     load_pipeline,
     pipeline_class_for,
     resolve_device,
     resolve_dtype,
-    write_tiny_model,
 )
+from stylebot.engine.tiny_model import write_tiny_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

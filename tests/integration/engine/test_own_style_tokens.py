@@ -19,13 +19,14 @@ from PIL import Image
 from safetensors.torch import save_file
 from tests.support.tiny_styles import pixels
 
-from stylebot.engine import GenerationRequest, Generator, load_pipeline
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.generation_request import GenerationRequest
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import BasePipeline, load_pipeline
 from stylebot.engine.own_tokens import only_own_style_tokens
 from stylebot.engine.runtime import StyleEngine
-from stylebot.queue.payloads import GenerateJob, style_embedding_token
+from stylebot.queue.payloads import GenerateJob
+from stylebot.style_tokens import TRAINING_TOKEN, style_embedding_token
 from stylebot.trainer.embeddings import (
-    TRAINING_TOKEN,
     StyleEmbedding,
     TextEncoderSlot,
     TrainableToken,

@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stylebot.engine import load_pipeline
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import TrainingCancelled, train_lora
 from stylebot.trainer.checkpoints import TrainingCheckpoint
+from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylebot.engine import GenerationRequest, Generator, load_pipeline
-from stylebot.engine.runtime import generation_batch_key
+from stylebot.engine.generation_request import GenerationRequest, generation_batch_key
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import GenerateJob
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -16,18 +16,20 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from stylebot.engine import GenerationRequest, Generator, load_pipeline
+from stylebot.engine.generation_request import GenerationRequest
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import load_pipeline
 from stylebot.engine.worker_cache import BlobCache
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import TrainingCancelled, train_lora
+from stylebot.style_tokens import TRAINING_TOKEN
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
-    TRAINING_TOKEN,
     StyleEmbedding,
     initial_vector,
     text_encoder_slots,
 )
+from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -347,7 +349,8 @@ def test_the_engine_returns_the_embedding_and_previews_show_the_token_in_trainin
 ) -> None:
     import io
 
-    from stylebot.engine.runtime import StyleEngine, TrainingPreviews
+    from stylebot.engine.runtime import StyleEngine
+    from stylebot.engine.training_previews import TrainingPreviews
     from stylebot.queue.payloads import GenerateJob
 
     engine = StyleEngine(str(tiny_model_dir), tmp_path / "cache", device="cpu")

@@ -15,10 +15,11 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image
 from safetensors.torch import load_file
 
-from stylebot.engine import GenerationRequest, Generator, load_pipeline
-from stylebot.engine.generation_request import LoraWeights
+from stylebot.engine.generation_request import GenerationRequest, LoraWeights
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import train_lora
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -15,15 +15,11 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 from PIL import Image
 from safetensors.torch import load_file
 
-from stylebot.engine import load_pipeline
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import (
-    WEIGHTS_NAME,
-    TrainingCancelled,
-    prepare_training_image,
-    train_lora,
-)
 from stylebot.trainer.checkpoints import TrainingCheckpoint
+from stylebot.trainer.dataset import prepare_training_image
+from stylebot.trainer.lora import WEIGHTS_NAME, TrainingCancelled, train_lora
 
 TRIGGER = "sks style"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -16,11 +16,11 @@ import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from PIL import Image
 
-from stylebot.engine import load_pipeline
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import TrainingCancelled, train_lora
 from stylebot.trainer.buckets import bucket_images
 from stylebot.trainer.checkpoints import TrainingCheckpoint
+from stylebot.trainer.lora import TrainingCancelled, train_lora
 from stylebot.trainer.objectives import min_snr_weights
 from stylebot.trainer.validation import split_holdout
 

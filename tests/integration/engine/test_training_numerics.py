@@ -18,11 +18,11 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLP
 from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image
 
-from stylebot.engine import load_pipeline
+from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
-from stylebot.trainer import WEIGHTS_NAME, TrainingNotFinite, train_lora
 from stylebot.trainer.buckets import bucket_images
 from stylebot.trainer.latents import LatentCache, needs_upcast
+from stylebot.trainer.lora import WEIGHTS_NAME, TrainingNotFinite, train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylebot.engine import GenerationRequest
+from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.runtime import StyleEngine
 from stylebot.engine.training_previews import PREVIEW_GUIDANCE
 from stylebot.queue.payloads import TrainSettings

@@ -18,9 +18,9 @@ from stylebot.bot.core.model import Requester
 from stylebot.config import load_settings
 from stylebot.queue.redis_server import EmbeddedRedis
 from stylebot.queue.training_switch import RedisTrainingSwitch, training_paused
-from stylebot.storage import SqliteUnitOfWork
 from stylebot.storage.admin import SqliteAdminStore, open_admin_ports, operators_from
 from stylebot.storage.database import load_migrations
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ORIGIN = Requester("discord", "alice", "Alice", chat_id="c1", server_id="g1")

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from tests.support.tsa import time_stamp_authority
 
-from stylebot.config import Settings, SettingsError, load_settings
+from stylebot.config import Settings, load_settings
 from stylebot.doctor.signing import check_signature_lifetime, check_signing_certificate
 from stylebot.provenance.signing import CHAIN_FILE, KEY_FILE, ensure_signing_identity
+from stylebot.setting_rules import SettingsError
 
 
 def test_each_signing_set_up_gets_its_verdict(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from tests.fakes.telegram_api import AlbumDocument, FakeTelegram
 from tests.support.processes import StylebotProcess, child_env, wait_until, worker_host
 
 from stylebot.bootstrap import PngWatermarkReader
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.provenance.content_credentials import read_content_credentials
 from stylebot.provenance.signing import CHAIN_FILE, KEY_FILE, ensure_signing_identity
 from stylebot.queue.connection import deserialize_job

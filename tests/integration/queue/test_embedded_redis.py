@@ -14,12 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from stylebot.queue.redis_server import (
-    EmbeddedRedis,
-    EmbeddedRedisError,
-    find_redis_server,
-    socket_path_for,
-)
+from stylebot.queue.redis_server import EmbeddedRedis, find_redis_server
+from stylebot.queue.redis_socket import EmbeddedRedisError, socket_path_for
 
 
 def test_starts_on_a_unix_socket_with_append_only_persistence(tmp_path: Path) -> None:

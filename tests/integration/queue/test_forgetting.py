@@ -16,21 +16,20 @@ from tests.support.leftovers import files_containing, redis_keys_containing
 from tests.support.root_logging import restore_root_logging  # noqa: F401 (a fixture)
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     CancelJob,
     ConfirmConsent,
     DeleteStyle,
     EraseMyData,
     Imagine,
     IncomingFile,
-    JobQueued,
-    Requester,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
 from stylebot.bot.core.jobs import job_owner
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import JobQueued, TextReply
 from stylebot.logs import configure_logging
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.events import FRONTEND_GROUP, EventPublisher

@@ -21,22 +21,19 @@ from tests.support.redis_outage import kill_redis_server, redis_pid, until_resta
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ErrorReply,
     Imagine,
     IncomingFile,
-    JobProgress,
-    JobQueued,
-    Requester,
     ShowStatus,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ErrorReply, JobProgress, JobQueued, TextReply
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.payloads import JobEvent
-from stylebot.queue.redis_server import socket_path_for
+from stylebot.queue.redis_socket import socket_path_for
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,11 @@ from tests.support.redis_outage import kill_redis_server, until_restarted
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd, open_frontend
-from stylebot.bot.core import Imagine, JobFinished, JobQueued, Requester
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import JobFinished, JobQueued
 from stylebot.config import Settings
-from stylebot.queue.redis_server import socket_path_for
+from stylebot.queue.redis_socket import socket_path_for
 
 pytestmark = pytest.mark.slow
 

@@ -17,26 +17,23 @@ import pytest
 from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock, bot_on, person, png
 from tests.fakes.memory import InMemoryBlobStore
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     CancelJob,
     ConfirmConsent,
     DeleteStyle,
     DiscardUploads,
-    ErrorReply,
     Imagine,
     IncomingFile,
-    JobQueued,
-    Policy,
-    Reply,
     ShareStyle,
-    StyleBot,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
 from stylebot.bot.core.model import JobStatus, Requester
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply, TextReply
+from stylebot.bot.core.service import StyleBot
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
-from stylebot.storage import SqliteUnitOfWork
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 LIMITS = Policy(
     base_model="tiny",

@@ -13,21 +13,17 @@ from arq.jobs import JobStatus as ArqJobStatus
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     EraseMyData,
-    ImagesReady,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobProgress,
-    JobQueued,
-    Requester,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobProgress, JobQueued, TextReply
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.keys import QUEUE_NAME
 

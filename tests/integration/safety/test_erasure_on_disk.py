@@ -18,24 +18,21 @@ from PIL import Image
 from tests.fakes.core import RecordingQueue, SteppingClock, bot_on, person
 
 from stylebot.bootstrap import PngWatermarkReader
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     EraseMyData,
-    ErasureConfirmation,
-    ErrorReply,
     Imagine,
     IncomingFile,
-    JobQueued,
-    Policy,
+    OptOut,
     ShareStyle,
-    StyleBot,
-    StyleStatus,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
-from stylebot.bot.core.commands import OptOut
 from stylebot.bot.core.ledger import verify_chain
+from stylebot.bot.core.model import StyleStatus
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import ErasureConfirmation, ErrorReply, JobQueued, TextReply
+from stylebot.bot.core.service import StyleBot
 from stylebot.cli import main
 from stylebot.config import Settings
 from stylebot.queue.payloads import (
@@ -45,7 +42,8 @@ from stylebot.queue.payloads import (
     TrainResult,
     TrainSettings,
 )
-from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
+from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 ALICE = person("alice")
 BOB = person("bob")

@@ -21,27 +21,27 @@ from redis.asyncio import Redis
 from tests.fakes.core import SteppingClock, bot_on, person, png
 
 from stylebot.bootstrap import PngWatermarkReader, open_frontend
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     DeleteStyle,
     EraseMyData,
     Imagine,
     IncomingFile,
-    JobQueued,
-    Policy,
-    StyleBot,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.queue_cleanup import QueueCleanup
+from stylebot.bot.core.replies import JobQueued, TextReply
+from stylebot.bot.core.service import StyleBot
 from stylebot.config import Settings
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.keys import arq_job_key, cancel_key
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
 from stylebot.queue.redis_server import EmbeddedRedis
-from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
+from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 ALICE = person("alice")
 SECRET_PROMPT = "zanzibar quokka lighthouse"

@@ -20,24 +20,25 @@ from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
 from tests.fakes.core import RecordingQueue, SteppingClock, bot_on, person
 
 from stylebot.bootstrap import PngWatermarkReader
-from stylebot.bot.core import (
+from stylebot.bot.core.admin_commands import RemoveOptOuts
+from stylebot.bot.core.admin_ports import AdminPorts, parse_operators
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     DeleteStyle,
     EraseMyData,
     IncomingFile,
-    JobQueued,
-    Policy,
-    StyleBot,
-    TextReply,
+    OptOut,
     TrainStyle,
     UploadImages,
 )
-from stylebot.bot.core.admin import AdminPorts, RemoveOptOuts, parse_operators
-from stylebot.bot.core.commands import OptOut
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import JobQueued, TextReply
+from stylebot.bot.core.service import StyleBot
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
-from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
+from stylebot.storage.blobs import LocalBlobStore
 from stylebot.storage.ledger import SqliteConsentLedger
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 ALICE = person("alice")
 

@@ -14,18 +14,17 @@ from PIL import Image
 from tests.fakes.core import RecordingQueue, SteppingClock, bot_on, person
 
 from stylebot.bootstrap import PngWatermarkReader
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     DeleteStyle,
     Imagine,
     IncomingFile,
-    JobQueued,
-    Policy,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
 from stylebot.bot.core.ledger import verify_chain
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import JobQueued, TextReply
 from stylebot.cli import main
 from stylebot.config import Settings
 from stylebot.queue.payloads import (
@@ -35,7 +34,8 @@ from stylebot.queue.payloads import (
     TrainResult,
     TrainSettings,
 )
-from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
+from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 ALICE = person("alice")
 

@@ -24,9 +24,9 @@ from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.perceptual import NEAR_DUPLICATE_BITS, PerceptualHash
 from stylebot.cli import main
 from stylebot.config import Settings
-from stylebot.storage import SqliteUnitOfWork
 from stylebot.storage.ledger import SqliteConsentLedger
 from stylebot.storage.optout import SqliteOptOutRegistry
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 from stylebot.storage.usage import SqliteUsageLog
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -9,10 +9,10 @@ from pathlib import Path
 import aiosqlite
 
 from stylebot.bot.core.fingerprints import band_probes
-from stylebot.bot.core.optout import band_probes as optout_band_probes
+from stylebot.bot.core.hash_bands import band_probes as optout_band_probes
 from stylebot.bot.core.perceptual import PerceptualHash
-from stylebot.storage import SqliteUnitOfWork
 from stylebot.storage.database import open_database
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 PHASH = PerceptualHash(0x123456789ABCDEF0, True)
 INDEXED = re.compile(r"SEARCH .* USING (COVERING INDEX|INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)")

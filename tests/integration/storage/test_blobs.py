@@ -12,9 +12,8 @@ import pytest
 from tests.fakes.memory import InMemoryBlobStore
 from tests.support.damage import flip_byte
 
-from stylebot.bot.core.errors import StorageFull
-from stylebot.storage import LocalBlobStore, check_blob_key
-from stylebot.storage.blobs import DamagedBlob, sha256_of_file
+from stylebot.bot.core.errors import DamagedBlob, StorageFull
+from stylebot.storage.blobs import LocalBlobStore, check_blob_key, sha256_of_file
 
 Store = LocalBlobStore | InMemoryBlobStore
 

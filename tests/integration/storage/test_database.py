@@ -9,13 +9,15 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from stylebot.storage import MigrationError, SqliteUnitOfWork, open_database
 from stylebot.storage.database import (
     Migration,
+    MigrationError,
     load_migrations,
+    open_database,
     schema_version,
     split_statements,
 )
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 EXPECTED_TABLES = {"users", "uploads", "consents", "styles", "jobs", "outputs"}
 

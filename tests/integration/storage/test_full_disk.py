@@ -22,24 +22,16 @@ from tests.fakes.core import person
 from tests.support.small_disk import fill, mounted_tmpfs
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import (
-    ConfirmConsent,
-    ConsentRequest,
-    ErrorReply,
-    IncomingFile,
-    JobQueued,
-    Notification,
-    TrainStyle,
-    UploadImages,
-)
+from stylebot.bot.core.commands import ConfirmConsent, IncomingFile, TrainStyle, UploadImages
 from stylebot.bot.core.errors import StorageFull
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, JobQueued, Notification
 from stylebot.config import Settings
 from stylebot.queue.events import FRONTEND_GROUP, EventPublisher
 from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import JobEvent
 from stylebot.queue.redis_server import EmbeddedRedis
-from stylebot.storage import LocalBlobStore
 from stylebot.storage.admin import SqliteAdminStore
+from stylebot.storage.blobs import LocalBlobStore
 
 ALICE = person("alice")
 FULL = "the bot's storage is full; nothing was saved"

@@ -16,9 +16,10 @@ from tests.support.picture_edits import png_bytes
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
 from tests.unit.provenance.test_watermark import reencode, scene
 
-from stylebot.bot.core import VerifyVerdict
+from stylebot.bot.core.replies import VerifyVerdict
 from stylebot.provenance import embed_watermark
-from stylebot.storage import LocalBlobStore, SqliteUnitOfWork
+from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 T0 = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 ALICE_IN_DM = person("alice", server=None)

@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 from tests.fakes.memory import InMemoryUnitOfWork
 
-from stylebot.bot.core.errors import RepositoryError
+from stylebot.bot.core.errors import (
+    DuplicateRecord,
+    DuplicateStyleName,
+    RecordNotFound,
+    RepositoryError,
+)
 from stylebot.bot.core.model import (
     JobStatus,
     Output,
@@ -37,12 +42,7 @@ from stylebot.bot.core.stores import (
     UploadStore,
     UserStore,
 )
-from stylebot.storage import (
-    DuplicateRecord,
-    DuplicateStyleName,
-    RecordNotFound,
-    SqliteUnitOfWork,
-)
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 Repo = SqliteUnitOfWork | InMemoryUnitOfWork
 

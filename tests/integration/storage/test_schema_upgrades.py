@@ -16,8 +16,8 @@ from tests.support.schema_fixtures import FIXTURES, IMAGE, LORA, RELEASES, SHA_A
 
 from stylebot.bot.core.ledger import verify_chain
 from stylebot.bot.core.model import JobStatus, StyleStatus, Visibility
-from stylebot.storage import SqliteUnitOfWork
 from stylebot.storage.database import load_migrations
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 RELEASED = sorted(FIXTURES.glob("*.sqlite"))
 

@@ -11,8 +11,9 @@ import pytest
 from tests.fakes.memory import InMemoryUnitOfWork
 from tests.support.old_database import database_before
 
+from stylebot.bot.core.errors import RecordNotFound
 from stylebot.bot.core.model import Style, StyleStatus, User
-from stylebot.storage import RecordNotFound, SqliteUnitOfWork
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 Repo = SqliteUnitOfWork | InMemoryUnitOfWork
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from tests.fakes.memory import InMemoryUnitOfWork
 
+from stylebot.bot.core.errors import RecordNotFound
 from stylebot.bot.core.model import Style, StyleStatus
 from stylebot.queue.payloads import ValidationPoint
-from stylebot.storage import RecordNotFound, SqliteUnitOfWork
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 Repo = SqliteUnitOfWork | InMemoryUnitOfWork
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)

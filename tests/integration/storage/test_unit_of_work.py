@@ -21,7 +21,7 @@ from stylebot.bot.core.model import Requester, User
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.bot.core.stores import UnitOfWork
-from stylebot.storage import SqliteUnitOfWork
+from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BLOB = "b" * 64

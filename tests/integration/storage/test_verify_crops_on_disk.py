@@ -14,9 +14,9 @@ from tests.support.verify_world import check, deliver, stored_picture, verify_wo
 from tests.unit.provenance.test_watermark import illustration, scene
 from tests.unit.provenance.test_watermark_geometry import crop_left_tenth, rescaled
 
-from stylebot.bot.core import VerifyVerdict
+from stylebot.bot.core.replies import VerifyVerdict
 from stylebot.provenance import embed_watermark
-from stylebot.storage import LocalBlobStore
+from stylebot.storage.blobs import LocalBlobStore
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 ALICE = person("alice")

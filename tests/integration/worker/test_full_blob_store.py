@@ -12,7 +12,9 @@ from tests.support.small_disk import fill, mounted_tmpfs
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import ImagesReady, Imagine, JobFinished, JobQueued, Requester
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued
 from stylebot.config import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -21,7 +21,9 @@ from arq.jobs import Job as ArqJob
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import ImagesReady, Imagine, JobFinished, JobQueued, JobStatus, Requester
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.model import JobStatus, Requester
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME
 from stylebot.queue.local_worker import settings_env

@@ -18,7 +18,7 @@ from stylebot.queue.job_bodies import mixed_style_batches
 from stylebot.queue.keys import EVENTS_STREAM
 from stylebot.queue.payloads import GenerateJob, JobEvent, TrainSettings
 from stylebot.queue.worker import build_worker
-from stylebot.trainer import train_lora
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -164,7 +164,8 @@ def test_auto_mixes_styles_on_cuda_only(frontend: FrontEnd, tiny_engine: Any) ->
 
 
 def test_an_unknown_mixed_style_batches_value_is_refused(tmp_path: Path) -> None:
-    from stylebot.config import SettingsError, load_settings
+    from stylebot.config import load_settings
+    from stylebot.setting_rules import SettingsError
 
     with pytest.raises(
         SettingsError, match=r"STYLEBOT_MIXED_STYLE_BATCHES=sometimes: must be one of auto, on, off"

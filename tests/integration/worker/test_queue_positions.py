@@ -12,16 +12,10 @@ import pytest
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.core import (
-    ImagesReady,
-    Imagine,
-    JobFinished,
-    JobQueued,
-    Requester,
-    ShowStatus,
-    TextReply,
-)
-from stylebot.bot.core.admin import ShowQueue
+from stylebot.bot.core.admin_commands import ShowQueue
+from stylebot.bot.core.commands import Imagine, ShowStatus
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued, TextReply
 from stylebot.config import Settings
 from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME
 from stylebot.queue.payloads import GenerateJob, JobEvent

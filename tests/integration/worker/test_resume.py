@@ -21,17 +21,10 @@ from arq.jobs import Job as ArqJob
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
-    ConfirmConsent,
-    IncomingFile,
-    JobFinished,
-    JobQueued,
-    Requester,
-    StyleStatus,
-    TrainStyle,
-    UploadImages,
-)
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import ConfirmConsent, IncomingFile, TrainStyle, UploadImages
+from stylebot.bot.core.model import Requester, StyleStatus
+from stylebot.bot.core.replies import JobFinished, JobQueued
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, checkpoint_key
 from stylebot.queue.local_worker import settings_env

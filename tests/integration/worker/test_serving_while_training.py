@@ -9,20 +9,16 @@ import pytest
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ImagesReady,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobProgress,
-    JobQueued,
-    JobStatus,
-    Requester,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.model import JobStatus, Requester
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobProgress, JobQueued
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

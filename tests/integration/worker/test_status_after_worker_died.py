@@ -18,18 +18,16 @@ from tests.support.processes import StylebotProcess
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     IncomingFile,
-    JobQueued,
-    Requester,
     ShowStatus,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
-from stylebot.bot.core.model import JobStatus
+from stylebot.bot.core.model import JobStatus, Requester
+from stylebot.bot.core.replies import JobQueued, TextReply
 from stylebot.queue.keys import arq_in_progress_key, presence_key
 from stylebot.queue.local_worker import settings_env
 from stylebot.queue.worker_presence import PRESENCE_TTL_S

@@ -15,20 +15,16 @@ from arq.jobs import JobResult
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ImagesReady,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobQueued,
-    JobStatus,
-    Requester,
-    StyleStatus,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.model import JobStatus, Requester, StyleStatus
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.keys import QUEUE_NAME, checkpoint_key
 from stylebot.queue.worker import build_worker

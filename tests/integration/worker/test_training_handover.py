@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 
-from stylebot.bot.console import make_sample_images
+from stylebot.bot.console.session import make_sample_images
 from stylebot.config import Settings
 from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect

@@ -11,19 +11,16 @@ from PIL import Image
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.bot.console import make_sample_images
-from stylebot.bot.core import (
+from stylebot.bot.console.session import make_sample_images
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ImagesReady,
     IncomingFile,
-    JobFinished,
-    JobQueued,
-    Requester,
     TrainStyle,
     UploadImages,
     Verify,
-    VerifyReport,
 )
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued, VerifyReport
 from stylebot.provenance.watermark import read_watermark
 from stylebot.queue.payloads import preview_output_id
 

@@ -7,25 +7,7 @@ from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
 from tests.fakes.core import CoreWorld, person
 from tests.unit.core.test_service import trained_style
 
-from stylebot.bot.core import (
-    EraseMyData,
-    ErrorReply,
-    Imagine,
-    JobQueued,
-    ShowStatus,
-    TextReply,
-    Visibility,
-)
 from stylebot.bot.core.admin import (
-    GLOBAL_SCOPE,
-    AdminPorts,
-    BanUser,
-    PauseTraining,
-    RemoveSharedStyle,
-    ResumeTraining,
-    SetQuota,
-    ShowQueue,
-    UnbanUser,
     admin_quota_limit,
     banned_refusal,
     handle_ban_user,
@@ -35,9 +17,20 @@ from stylebot.bot.core.admin import (
     handle_set_quota,
     handle_show_queue,
     handle_unban_user,
-    parse_operators,
 )
-from stylebot.bot.core.commands import ShareStyle
+from stylebot.bot.core.admin_commands import (
+    BanUser,
+    PauseTraining,
+    RemoveSharedStyle,
+    ResumeTraining,
+    SetQuota,
+    ShowQueue,
+    UnbanUser,
+)
+from stylebot.bot.core.admin_ports import GLOBAL_SCOPE, AdminPorts, parse_operators
+from stylebot.bot.core.commands import EraseMyData, Imagine, ShareStyle, ShowStatus
+from stylebot.bot.core.model import Visibility
+from stylebot.bot.core.replies import ErrorReply, JobQueued, TextReply
 from stylebot.queue.payloads import JobEvent
 
 OPERATOR = person("root", server="guild-1")

@@ -15,14 +15,11 @@ from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld, safety_world
 from tests.unit.safety.test_optout import encoded, opt_out, painting
 
-from stylebot.bot.core import ConsentRequest, ErrorReply, IncomingFile, TextReply, UploadImages
-from stylebot.bot.core.admin import (
-    AdminPorts,
-    ListOptOuts,
-    RemoveOptOuts,
-    parse_operators,
-)
+from stylebot.bot.core.admin_commands import ListOptOuts, RemoveOptOuts
+from stylebot.bot.core.admin_ports import AdminPorts, parse_operators
+from stylebot.bot.core.commands import IncomingFile, UploadImages
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, TextReply
 
 OPERATOR = person("root", server="guild-1")
 MANAGER = person("mia", server="guild-1")  # manages guild-1 (the adapter says so)

@@ -18,12 +18,12 @@ from tests.unit.admin.test_optout_review import (
     reviewing_world,
 )
 
-from stylebot.bot.core import ErrorReply, TextReply
-from stylebot.bot.core.admin import ListOptOuts, RemoveOptOuts
+from stylebot.bot.core.admin_commands import ListOptOuts, RemoveOptOuts
 from stylebot.bot.core.ledger import LedgerKind
 from stylebot.bot.core.mentions import spell, typed
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.optout import OptedOutImage
+from stylebot.bot.core.replies import ErrorReply, TextReply
 
 AT = datetime(2026, 11, 22, 9, 5, tzinfo=UTC)
 FOOTER = (

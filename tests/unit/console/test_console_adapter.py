@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tests.fakes.core import CoreWorld, png
 
-from stylebot.bot.console import ConsoleAdapter
-from stylebot.bot.core import Imagine, OutputInfo
+from stylebot.bot.console.adapter import ConsoleAdapter
+from stylebot.bot.core.commands import Imagine, OutputInfo
 from stylebot.cli import main
 from stylebot.queue.payloads import (
     GeneratedImage,

@@ -21,7 +21,7 @@ from tests.fakes.core import CoreWorld
 
 import stylebot.bot.core as core_package
 from stylebot.bot.console.adapter import CONSOLE_COMMANDS, ConsoleAdapter
-from stylebot.bot.core import LICENCES, TERMS_TEXT, TERMS_VERSION
+from stylebot.bot.core.consent import LICENCES, TERMS_TEXT, TERMS_VERSION
 from stylebot.bot.core.mentions import CommandName, mention, mentions_in
 from stylebot.bot.core.platform_core import spell_reply
 from stylebot.bot.core.replies import (
@@ -39,7 +39,7 @@ from stylebot.bot.core.replies import (
     TrainingRefused,
     VerifyReport,
 )
-from stylebot.bot.discord import DiscordAdapter
+from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.bot.discord.commands import StyleCommandTree
 from stylebot.bot.discord.render import discord_spelling, render
 from stylebot.bot.telegram.conversation import text_of

@@ -8,14 +8,8 @@ from datetime import timedelta
 from tests.fakes.core import CoreWorld, SteppingClock, person
 from tests.unit.core.test_service import upload
 
-from stylebot.bot.core import (
-    ConfirmConsent,
-    Imagine,
-    JobProgress,
-    JobQueued,
-    TextReply,
-    TrainStyle,
-)
+from stylebot.bot.core.commands import ConfirmConsent, Imagine, TrainStyle
+from stylebot.bot.core.replies import JobProgress, JobQueued, TextReply
 from stylebot.queue.payloads import JobEvent
 
 ADA = person("ada")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stylebot.bot.core.admin import PauseTraining
+from stylebot.bot.core.admin_commands import PauseTraining
 from stylebot.bot.core.commands import (
     CancelJob,
     ConfirmConsent,
@@ -20,10 +20,10 @@ from stylebot.bot.core.commands import (
     TrainStyle,
     UnshareStyle,
 )
+from stylebot.bot.core.errors import CommandSyntaxError
 from stylebot.bot.core.grammar import (
     ActAs,
     AskConsent,
-    CommandSyntaxError,
     NeedsFiles,
     Quit,
     ShowHelp,

@@ -17,18 +17,17 @@ from PIL import Image
 from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld, safety_world
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     Command,
     ConfirmConsent,
-    ConsentRequest,
     IncomingFile,
     ListStyles,
-    TextReply,
+    OptOut,
     UploadImages,
     Verify,
 )
-from stylebot.bot.core.commands import OptOut
 from stylebot.bot.core.ledger import LedgerKind
+from stylebot.bot.core.replies import ConsentRequest, TextReply
 
 ALICE, BOB, CAROL = person("alice"), person("bob"), person("carol")
 

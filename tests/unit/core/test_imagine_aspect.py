@@ -7,9 +7,11 @@ import dataclasses
 import pytest
 from tests.fakes.core import CoreWorld, person
 
-from stylebot.bot.core import ErrorReply, Imagine, JobQueued
+from stylebot.bot.core.commands import Imagine
+from stylebot.bot.core.errors import CommandSyntaxError
 from stylebot.bot.core.generation import aspect_size
-from stylebot.bot.core.grammar import CommandSyntaxError, parse_imagine
+from stylebot.bot.core.grammar import parse_imagine
+from stylebot.bot.core.replies import ErrorReply, JobQueued
 
 ALICE = person("alice")
 

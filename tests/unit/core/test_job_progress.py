@@ -7,17 +7,10 @@ import re
 from tests.fakes.core import CoreWorld, person
 from tests.unit.core.test_service import upload
 
-from stylebot.bot.core import (
-    ConfirmConsent,
-    Imagine,
-    JobProgress,
-    JobQueued,
-    ShowStatus,
-    TextReply,
-    TrainStyle,
-)
+from stylebot.bot.core.commands import ConfirmConsent, Imagine, ShowStatus, TrainStyle
 from stylebot.bot.core.events import time_left_text
 from stylebot.bot.core.model import JobStatus
+from stylebot.bot.core.replies import JobProgress, JobQueued, TextReply
 from stylebot.queue.payloads import JobEvent
 
 ADA = person("ada")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stylebot.bot.core import Style, StyleStatus, Visibility
+from stylebot.bot.core.model import Style, StyleStatus, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trigger_phrase
 from stylebot.bot.core.permissions import can_use, pick_style
 

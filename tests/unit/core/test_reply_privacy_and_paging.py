@@ -7,7 +7,7 @@ from tests.fakes.core import CoreWorld
 from tests.unit.core.test_service import trained_style
 from tests.unit.core.test_style_management import ALICE, BOB_HERE, finished_image
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     EraseMyData,
     ExportStyle,
     Imagine,
@@ -16,10 +16,9 @@ from stylebot.bot.core import (
     ShareStyle,
     ShowStatus,
     StyleInfo,
-    TextReply,
 )
 from stylebot.bot.core.paging import keep_last, pages
-from stylebot.bot.core.replies import ErasureConfirmation, is_private
+from stylebot.bot.core.replies import ErasureConfirmation, TextReply, is_private
 
 
 async def test_replies_naming_private_things_are_marked_private(world: CoreWorld) -> None:

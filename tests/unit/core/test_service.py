@@ -9,26 +9,26 @@ import pytest
 from tests.fakes.core import CoreWorld, person, png
 from tests.unit.core.test_images import BAD_UPLOADS
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ConsentRequest,
     DiscardUploads,
-    ErrorReply,
-    ImagesReady,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobProgress,
-    JobQueued,
-    JobStatus,
     ListStyles,
-    Requester,
     ShowStatus,
-    StyleStatus,
-    TextReply,
     TrainStyle,
     UploadImages,
     Verify,
+)
+from stylebot.bot.core.model import JobStatus, Requester, StyleStatus
+from stylebot.bot.core.replies import (
+    ConsentRequest,
+    ErrorReply,
+    ImagesReady,
+    JobFinished,
+    JobProgress,
+    JobQueued,
+    TextReply,
     VerifyReport,
     VerifyVerdict,
 )

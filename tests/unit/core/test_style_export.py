@@ -7,16 +7,8 @@ import pytest
 from tests.fakes.core import CoreWorld, person
 from tests.unit.core.test_service import upload
 
-from stylebot.bot.core import (
-    ConfirmConsent,
-    DeleteStyle,
-    ErrorReply,
-    ExportStyle,
-    FileReply,
-    JobQueued,
-    TextReply,
-    TrainStyle,
-)
+from stylebot.bot.core.commands import ConfirmConsent, DeleteStyle, ExportStyle, TrainStyle
+from stylebot.bot.core.replies import ErrorReply, FileReply, JobQueued, TextReply
 from stylebot.bot.core.training import spdx_licence
 from stylebot.queue.payloads import JobEvent, TrainResult
 

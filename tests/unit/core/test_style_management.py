@@ -7,30 +7,30 @@ import dataclasses
 from tests.fakes.core import CoreWorld, person, png
 from tests.unit.core.test_service import trained_style, upload
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     CancelJob,
     DeleteOutput,
     DeleteStyle,
-    ErrorReply,
     ExportStyle,
-    FileReply,
     Imagine,
     IncomingFile,
-    JobFinished,
-    JobQueued,
-    JobStatus,
     OutputInfo,
     RerollOutput,
     ShareStyle,
-    StyleChoices,
     StyleInfo,
-    StyleStatus,
-    TextReply,
     UnshareStyle,
     UploadImages,
     UsableStyles,
     VaryOutput,
-    Visibility,
+)
+from stylebot.bot.core.model import JobStatus, StyleStatus, Visibility
+from stylebot.bot.core.replies import (
+    ErrorReply,
+    FileReply,
+    JobFinished,
+    JobQueued,
+    StyleChoices,
+    TextReply,
 )
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 
@@ -134,7 +134,7 @@ async def test_deleting_a_style_keeps_an_image_another_style_also_uses(world: Co
 
 async def test_deleting_a_style_while_it_trains_cancels_the_job(world: CoreWorld) -> None:
     await upload(world, ALICE, (1, 2, 3))
-    from stylebot.bot.core import ConfirmConsent, TrainStyle
+    from stylebot.bot.core.commands import ConfirmConsent, TrainStyle
 
     await world.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
     queued = await world.bot.handle(TrainStyle(ALICE, "ink"))
@@ -168,7 +168,7 @@ async def test_cancel_stops_the_users_newest_job_only(world: CoreWorld) -> None:
 
 async def test_cancelling_training_marks_the_style_failed(world: CoreWorld) -> None:
     await upload(world, ALICE, (1, 2, 3))
-    from stylebot.bot.core import ConfirmConsent, TrainStyle
+    from stylebot.bot.core.commands import ConfirmConsent, TrainStyle
 
     await world.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
     await world.bot.handle(TrainStyle(ALICE, "ink"))

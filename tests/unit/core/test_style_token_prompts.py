@@ -8,24 +8,11 @@ from tests.fakes.core import CoreWorld, person
 from tests.fakes.safety import safety_world
 from tests.unit.core.test_service import upload
 
-from stylebot.bot.core import (
-    ConfirmConsent,
-    ErrorReply,
-    Imagine,
-    JobQueued,
-    RerollOutput,
-    TrainStyle,
-    VaryOutput,
-)
+from stylebot.bot.core.commands import ConfirmConsent, Imagine, RerollOutput, TrainStyle, VaryOutput
 from stylebot.bot.core.model import Output
-from stylebot.queue.payloads import (
-    JobEvent,
-    TrainingPreview,
-    TrainResult,
-    preview_output_id,
-    style_embedding_token,
-)
-from stylebot.style_tokens import TRAINING_TOKEN
+from stylebot.bot.core.replies import ErrorReply, JobQueued
+from stylebot.queue.payloads import JobEvent, TrainingPreview, TrainResult, preview_output_id
+from stylebot.style_tokens import TRAINING_TOKEN, style_embedding_token
 
 ALICE = person("alice")
 MALLORY = person("mallory")

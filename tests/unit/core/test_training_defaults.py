@@ -13,8 +13,9 @@ from stylebot.bot.core.training_defaults import (
     choose_train_settings,
     holdout_count,
 )
-from stylebot.config import SettingsError, load_settings
+from stylebot.config import load_settings
 from stylebot.queue.payloads import TrainSettings
+from stylebot.setting_rules import SettingsError
 
 
 def test_holdout_is_one_image_two_from_eight_none_for_one() -> None:

@@ -14,17 +14,15 @@ from tests.fakes.core import (
 )
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
     IncomingFile,
-    JobFinished,
-    JobQueued,
-    Policy,
     StyleInfo,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import JobFinished, JobQueued, TextReply
 from stylebot.bot.core.training import validation_summary
 from stylebot.bot.core.training_defaults import choose_train_settings
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings, ValidationPoint

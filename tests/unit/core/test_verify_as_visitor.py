@@ -8,7 +8,7 @@ from tests.fakes.core import person
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
 from tests.support.watermark_images import scene
 
-from stylebot.bot.core import VerifyVerdict
+from stylebot.bot.core.replies import VerifyVerdict
 from stylebot.bot.core.visitors import visitor
 
 

@@ -13,13 +13,9 @@ from tests.fakes.core import person
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
 from tests.unit.provenance.test_watermark import scene
 
-from stylebot.bot.core import (
-    ListStyles,
-    OutputInfo,
-    Requester,
-    TextReply,
-    VerifyVerdict,
-)
+from stylebot.bot.core.commands import ListStyles, OutputInfo
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import TextReply, VerifyVerdict
 
 ALICE = person("alice")
 BOB = person("bob")

@@ -21,7 +21,7 @@ from tests.unit.core.test_verify_regions import IDS, PICTURES
 from tests.unit.provenance.test_watermark import illustration, reencode, scene
 from tests.unit.provenance.test_watermark_geometry import crop_left_tenth, rescaled, screenshot
 
-from stylebot.bot.core import VerifyVerdict
+from stylebot.bot.core.replies import VerifyVerdict
 from stylebot.provenance import embed_watermark
 
 ALICE = person("alice")

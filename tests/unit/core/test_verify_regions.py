@@ -24,7 +24,7 @@ from tests.unit.provenance.test_watermark import (
     telegram_photo,
 )
 
-from stylebot.bot.core import VerifyVerdict
+from stylebot.bot.core.replies import VerifyVerdict
 from stylebot.provenance import embed_watermark
 
 ALICE = person("alice")

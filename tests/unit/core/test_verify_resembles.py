@@ -16,9 +16,9 @@ from tests.unit.provenance.test_watermark import (
     unmarked_images,
 )
 
-from stylebot.bot.core import VerifyVerdict
 from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS, band_probes
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash
+from stylebot.bot.core.replies import VerifyVerdict
 
 ALICE = person("alice")
 BOB = person("bob")

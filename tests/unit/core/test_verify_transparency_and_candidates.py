@@ -22,7 +22,8 @@ from tests.support.verify_world import (
 )
 from tests.unit.provenance.test_watermark import scene
 
-from stylebot.bot.core import IncomingFile, Verify, VerifyReport, VerifyVerdict
+from stylebot.bot.core.commands import IncomingFile, Verify
+from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
 from stylebot.bot.core.verification import MAX_RESEMBLES_CANDIDATES
 from stylebot.storage.blobs import LocalBlobStore
 

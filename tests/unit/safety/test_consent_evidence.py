@@ -16,21 +16,18 @@ from tests.unit.safety.reservations import (
     xmp_with_data_mining,
 )
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ConsentRequest,
     DeleteStyle,
-    ErrorReply,
     Imagine,
     IncomingFile,
-    JobQueued,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
 from stylebot.bot.core.consent import TERMS_SHA256, TERMS_VERSION
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
 from stylebot.bot.core.perceptual import PerceptualHash, perceptual_hash
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, JobQueued, TextReply
 from stylebot.queue.payloads import (
     GeneratedImage,
     GenerateResult,

@@ -12,25 +12,28 @@ from PIL import Image
 from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ConsentRequest,
+    DeleteStyle,
     EraseMyData,
-    ErasureConfirmation,
-    ErrorReply,
     Imagine,
     IncomingFile,
-    JobQueued,
+    OptOut,
     ShareStyle,
-    StyleStatus,
-    TextReply,
     TrainStyle,
     UploadImages,
 )
-from stylebot.bot.core.commands import DeleteStyle, OptOut
 from stylebot.bot.core.errors import RepositoryError
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
 from stylebot.bot.core.mentions import CommandName, mention
+from stylebot.bot.core.model import StyleStatus
+from stylebot.bot.core.replies import (
+    ConsentRequest,
+    ErasureConfirmation,
+    ErrorReply,
+    JobQueued,
+    TextReply,
+)
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent, TrainResult
 
 ALICE = person("alice", server="guild-1")

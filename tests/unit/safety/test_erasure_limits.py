@@ -12,15 +12,9 @@ from tests.fakes.core import person
 from tests.fakes.safety import safety_world
 from tests.unit.core.test_service import trained_style
 
-from stylebot.bot.core import (
-    DeleteStyle,
-    EraseMyData,
-    ErrorReply,
-    Imagine,
-    JobQueued,
-    Policy,
-    TextReply,
-)
+from stylebot.bot.core.commands import DeleteStyle, EraseMyData, Imagine
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import ErrorReply, JobQueued, TextReply
 from stylebot.queue.payloads import TrainSettings
 
 ALICE = person("alice", server="guild-1")

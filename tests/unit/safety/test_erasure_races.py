@@ -9,7 +9,8 @@ from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld
 from tests.unit.safety.test_erasure import generate, train
 
-from stylebot.bot.core import EraseMyData, Imagine, JobQueued, ShareStyle
+from stylebot.bot.core.commands import EraseMyData, Imagine, ShareStyle
+from stylebot.bot.core.replies import JobQueued
 from stylebot.queue.payloads import GenerateJob, JobEvent
 
 ALICE = person("alice")

@@ -17,17 +17,14 @@ from tests.unit.safety.hostile_corpus import (
     HostileFile,
 )
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ConsentRequest,
-    ErrorReply,
     IncomingFile,
-    JobQueued,
-    TextReply,
     TrainStyle,
     UploadImages,
     Verify,
 )
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, JobQueued, TextReply
 
 ALICE = person("alice")
 

@@ -24,18 +24,10 @@ from tests.fakes.safety import safety_world
 from tests.support.processes import child_env
 
 from stylebot.bootstrap import policy_from
-from stylebot.bot.core import (
-    Command,
-    ErrorReply,
-    Imagine,
-    IncomingFile,
-    Policy,
-    UploadImages,
-    Verify,
-    VerifyReport,
-)
-from stylebot.bot.core.commands import OptOut
+from stylebot.bot.core.commands import Command, Imagine, IncomingFile, OptOut, UploadImages, Verify
 from stylebot.bot.core.images import ImageLimits, normalize_for_reading
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import ErrorReply, VerifyReport
 from stylebot.config import Settings
 from stylebot.queue.payloads import TrainSettings
 
@@ -63,7 +55,7 @@ import asyncio, resource, sys
 from tests.fakes.core import person
 from tests.fakes.safety import safety_world
 from stylebot.bootstrap import PngWatermarkReader
-from stylebot.bot.core import IncomingFile, Verify
+from stylebot.bot.core.commands import IncomingFile, Verify
 data = open(sys.argv[1], "rb").read()
 world = safety_world()
 world.bot.deps.watermark = PngWatermarkReader()  # the real reader

@@ -10,17 +10,10 @@ from PIL import Image, ImageEnhance
 from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld, safety_world
 
-from stylebot.bot.core import (
-    ConsentRequest,
-    EraseMyData,
-    ErrorReply,
-    IncomingFile,
-    Policy,
-    TextReply,
-    UploadImages,
-)
-from stylebot.bot.core.commands import OptOut
+from stylebot.bot.core.commands import EraseMyData, IncomingFile, OptOut, UploadImages
 from stylebot.bot.core.mentions import CommandName, mention
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, TextReply
 from stylebot.queue.payloads import TrainSettings
 
 ARTIST = person("artist", server="guild-1")

@@ -14,27 +14,23 @@ import pytest
 from tests.fakes.core import CoreWorld, person, png
 from tests.unit.core.test_service import trained_style, upload
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     CancelJob,
+    Command,
     ConfirmConsent,
-    ConsentRequest,
     DeleteOutput,
     DeleteStyle,
     DiscardUploads,
-    ErrorReply,
+    EraseMyData,
     ExportStyle,
     Imagine,
     IncomingFile,
-    JobQueued,
     ListStyles,
     OutputInfo,
-    Requester,
     RerollOutput,
     ShareStyle,
     ShowStatus,
-    StyleChoices,
     StyleInfo,
-    TextReply,
     TrainStyle,
     UnshareStyle,
     UploadImages,
@@ -42,7 +38,8 @@ from stylebot.bot.core import (
     VaryOutput,
     Verify,
 )
-from stylebot.bot.core.commands import Command, EraseMyData
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import ConsentRequest, ErrorReply, JobQueued, StyleChoices, TextReply
 
 OWNER = person("alice", server="guild-1")
 MEMBER = person("bob", server="guild-1")

@@ -12,8 +12,7 @@ from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld
 from tests.unit.safety.test_quotas import world
 
-from stylebot.bot.core import ErrorReply
-from stylebot.bot.core.admin import GLOBAL_SCOPE, AdminPorts, parse_operators
+from stylebot.bot.core.admin_ports import GLOBAL_SCOPE, AdminPorts, parse_operators
 from stylebot.bot.core.quotas import (
     ERASE,
     GENERATE,
@@ -25,8 +24,8 @@ from stylebot.bot.core.quotas import (
     rate_limited,
     record_usage,
     usage_counted_since,
-    user_key,
 )
+from stylebot.bot.core.replies import ErrorReply
 
 ALICE = person("alice", server="guild-1")
 BOB = person("bob", server="guild-1")
@@ -43,8 +42,8 @@ def text(reply: ErrorReply | None) -> str:
 
 
 def test_a_users_key_names_the_platform() -> None:
-    assert user_key(ALICE) == "discord:alice"
-    assert user_key(person("alice", platform="telegram")) == "telegram:alice"
+    assert ALICE.user_key == "discord:alice"
+    assert person("alice", platform="telegram").user_key == "telegram:alice"
 
 
 async def test_usage_is_recorded_with_who_where_how_much_and_when() -> None:

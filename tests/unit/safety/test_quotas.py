@@ -10,17 +10,16 @@ from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld, safety_world
 from tests.unit.safety.test_consent_evidence import painting
 
-from stylebot.bot.core import (
+from stylebot.bot.core.commands import (
     ConfirmConsent,
-    ErrorReply,
     Imagine,
     IncomingFile,
-    JobQueued,
-    Policy,
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.quotas import blocked_phrase
+from stylebot.bot.core.replies import ErrorReply, JobQueued
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings
 
 ALICE = person("alice", server="guild-1")

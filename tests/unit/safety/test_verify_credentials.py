@@ -13,8 +13,11 @@ from PIL import Image
 from tests.fakes.core import PixelWatermark, RecordingQueue, SteppingClock, bot_on, person
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
-from stylebot.bot.core import ErrorReply, IncomingFile, Policy, StyleBot, Verify, VerifyReport
+from stylebot.bot.core.commands import IncomingFile, Verify
 from stylebot.bot.core.credentials import NO_CREDENTIALS
+from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.replies import ErrorReply, VerifyReport
+from stylebot.bot.core.service import StyleBot
 from stylebot.provenance import OutputMetadata, encode_png
 from stylebot.provenance.content_credentials import C2paCredentialsReader, sign_output_png
 from stylebot.provenance.signing import CA_FILE, ensure_signing_identity

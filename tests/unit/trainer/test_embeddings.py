@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from stylebot.config import SettingsError, load_settings
+from stylebot.config import load_settings
 from stylebot.queue.payloads import (
     GenerateJob,
     TrainJob,
     TrainResult,
     TrainSettings,
 )
+from stylebot.setting_rules import SettingsError
 from stylebot.trainer.embeddings import style_caption
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from stylebot.bot.core import grammar, replies
-from stylebot.bot.core.admin import AdminCommand
+from stylebot.bot.core.admin_commands import AdminCommand
 from stylebot.bot.core.commands import Command, IncomingFile, OptOut, UploadImages, Verify
 from stylebot.bot.core.errors import CommandSyntaxError
 from stylebot.bot.core.mentions import typed

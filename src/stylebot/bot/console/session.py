@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw
 
 from stylebot.bootstrap import open_frontend
 from stylebot.bot.console.adapter import ConsoleAdapter, stdin_lines
-from stylebot.bot.core import StyleBot, VerifyReport
+from stylebot.bot.core.replies import VerifyReport
+from stylebot.bot.core.service import StyleBot
 from stylebot.config import Settings
 from stylebot.queue.local_worker import LocalWorker
 

@@ -26,11 +26,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from stylebot.bot.core.admin_commands import (
-    AdminCommand,
     BanUser,
-    ListOptOuts,
     PauseTraining,
-    RemoveOptOuts,
     RemoveSharedStyle,
     ResumeTraining,
     SetQuota,
@@ -40,49 +37,12 @@ from stylebot.bot.core.admin_commands import (
 from stylebot.bot.core.admin_ports import (
     GLOBAL_SCOPE,
     AdminPorts,
-    AdminStore,
-    Ban,
-    Quota,
-    TrainingSwitch,
-    parse_operators,
 )
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.jobs import cancel_job, waiting_positions
 from stylebot.bot.core.model import Job, JobStatus, Requester, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.replies import ErrorReply, Reply, TextReply
-
-__all__ = [
-    "GLOBAL_SCOPE",
-    "JOB_KINDS",
-    "AdminCommand",
-    "AdminPorts",
-    "AdminStore",
-    "Authority",
-    "Ban",
-    "BanUser",
-    "ListOptOuts",
-    "PauseTraining",
-    "Quota",
-    "RemoveOptOuts",
-    "RemoveSharedStyle",
-    "ResumeTraining",
-    "SetQuota",
-    "ShowQueue",
-    "TrainingSwitch",
-    "UnbanUser",
-    "admin_quota_limit",
-    "authority_of",
-    "banned_refusal",
-    "handle_ban_user",
-    "handle_pause_training",
-    "handle_remove_shared_style",
-    "handle_resume_training",
-    "handle_set_quota",
-    "handle_show_queue",
-    "handle_unban_user",
-    "parse_operators",
-]
 
 JOB_KINDS = ("train", "generate")
 QUOTA_UNITS = {"generate": "images", "train": "trainings"}
@@ -97,12 +57,8 @@ class Authority(StrEnum):
     NONE = "none"
 
 
-def _who(requester: Requester) -> str:
-    return f"{requester.platform}:{requester.user_id}"
-
-
 def authority_of(ports: AdminPorts, requester: Requester, manages_server: bool) -> Authority:
-    if _who(requester) in ports.operators:
+    if requester.user_key in ports.operators:
         return Authority.OPERATOR
     # Managing "the server" of a direct message means nothing: no scope, no authority.
     if manages_server and requester.scope is not None:
@@ -116,10 +72,8 @@ MANAGERS_ONLY = ErrorReply(
 )
 
 
-async def _log(
-    deps: Deps, ports: AdminPorts, requester: Requester, action: str, detail: str
-) -> None:
-    await ports.store.log_action(_who(requester), action, detail, deps.clock.now())
+async def _log(deps: Deps, requester: Requester, action: str, detail: str) -> None:
+    await deps.admin.store.log_action(requester.user_key, action, detail, deps.clock.now())
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -132,8 +86,8 @@ async def handle_pause_training(deps: Deps, command: PauseTraining) -> Reply:
     already = await ports.training.paused_by()
     if already is not None:
         return TextReply(f"Training is already paused (by {already}).")
-    await ports.training.pause(_who(command.requester))
-    await _log(deps, ports, command.requester, "pause-training", "")
+    await ports.training.pause(command.requester.user_key)
+    await _log(deps, command.requester, "pause-training", "")
     return TextReply(
         "Training is paused: workers finish the training they are running, then take no "
         "new one until you resume. Generation goes on."
@@ -147,7 +101,7 @@ async def handle_resume_training(deps: Deps, command: ResumeTraining) -> Reply:
     if await ports.training.paused_by() is None:
         return TextReply("Training is not paused.")
     await ports.training.resume()
-    await _log(deps, ports, command.requester, "resume-training", "")
+    await _log(deps, command.requester, "resume-training", "")
     return TextReply("Training resumed: queued trainings start as workers free up.")
 
 
@@ -171,11 +125,11 @@ async def handle_set_quota(deps: Deps, command: SetQuota) -> Reply:
             return ErrorReply("Set a server's quota from inside that server or group.")
         scope, where = command.requester.scope, "in this server"
     await ports.store.set_quota(
-        scope, command.kind, command.per_day, _who(command.requester), deps.clock.now()
+        scope, command.kind, command.per_day, command.requester.user_key, deps.clock.now()
     )
     unit = QUOTA_UNITS[command.kind]
     amount = "no limit" if command.per_day is None else f"{command.per_day} {unit} per member a day"
-    await _log(deps, ports, command.requester, "set-quota", f"{scope} {command.kind} {amount}")
+    await _log(deps, command.requester, "set-quota", f"{scope} {command.kind} {amount}")
     return TextReply(f"Quota for {command.kind} {where}: {amount}.")
 
 
@@ -205,9 +159,7 @@ async def handle_remove_shared_style(deps: Deps, command: RemoveSharedStyle) -> 
         return ErrorReply(f"No style named {name} is shared with this server.")
     for style in shared_here:
         await deps.uow.styles.set_style_visibility(style.id, Visibility.PRIVATE)
-        await _log(
-            deps, ports, command.requester, "remove-shared-style", f"style {style.id} from {scope}"
-        )
+        await _log(deps, command.requester, "remove-shared-style", f"style {style.id} from {scope}")
     return TextReply(
         f"Style {name} is no longer shared here. It stays its owner's, private to them."
     )
@@ -224,7 +176,7 @@ async def handle_ban_user(deps: Deps, command: BanUser) -> Reply:
     if f"{platform}:{target}" in ports.operators:
         return ErrorReply("An operator cannot be banned; remove them from STYLEBOT_OPERATORS.")
     await ports.store.ban(
-        platform, target, command.reason, _who(command.requester), deps.clock.now()
+        platform, target, command.reason, command.requester.user_key, deps.clock.now()
     )
     # Found by where the jobs came from, not by user record: looking the user up
     # by id would create one (or rename them) as a side effect.
@@ -233,7 +185,7 @@ async def handle_ban_user(deps: Deps, command: BanUser) -> Reply:
         if (job.origin.platform, job.origin.user_id) == (platform, target):
             await cancel_job(deps, job)
             cancelled += 1
-    await _log(deps, ports, command.requester, "ban", f"{platform}:{target} {command.reason}")
+    await _log(deps, command.requester, "ban", f"{platform}:{target} {command.reason}")
     jobs = f"; {cancelled} of their jobs cancelled" if cancelled else ""
     return TextReply(f"Banned {target} from the bot{jobs}.")
 
@@ -246,7 +198,7 @@ async def handle_unban_user(deps: Deps, command: UnbanUser) -> Reply:
     target = command.platform_user_id.strip()
     if not await ports.store.unban(platform, target):
         return ErrorReply(f"{printable(target)} is not banned.")
-    await _log(deps, ports, command.requester, "unban", f"{platform}:{target}")
+    await _log(deps, command.requester, "unban", f"{platform}:{target}")
     return TextReply(f"{target} may use the bot again.")
 
 
@@ -304,7 +256,7 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
 async def banned_refusal(deps: Deps, requester: Requester) -> ErrorReply | None:
     """The reply for a banned user's command, or None to go ahead."""
     ports = deps.admin
-    if _who(requester) in ports.operators:
+    if requester.user_key in ports.operators:
         return None
     if await ports.store.ban_of(requester.platform, requester.user_id) is None:
         return None
@@ -320,7 +272,7 @@ async def admin_quota_limit(deps: Deps, requester: Requester, kind: str) -> int 
     this and the Policy's per-user limit; operators have no admin quota.
     """
     ports = deps.admin
-    if _who(requester) in ports.operators:
+    if requester.user_key in ports.operators:
         return None
     scopes = [GLOBAL_SCOPE] + ([requester.scope] if requester.scope else [])
     quotas = await ports.store.quotas(scopes, kind)

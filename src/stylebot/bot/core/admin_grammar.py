@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeGuard
 
-from stylebot.bot.core.admin import (
-    JOB_KINDS,
+from stylebot.bot.core.admin import JOB_KINDS
+from stylebot.bot.core.admin_commands import (
     AdminCommand,
     BanUser,
     ListOptOuts,

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from stylebot.bot.core.picture_alignment import MIN_SHOWN_SHARE, Alignment, align
+from stylebot.bot.core.picture_alignment import MIN_SHOWN_SHARE, align
 from stylebot.bot.core.picture_match import (
     ALTERED_MAX_SHARE,
     Box,
     PictureDifference,
     compare_pictures,
 )
+from stylebot.bot.core.placement import Alignment
 
 __all__ = [
     "RESIZED_BEYOND",

@@ -19,7 +19,7 @@ from stylebot.bot.core.queue_cleanup import QueueCleanupCarrier
 from stylebot.bot.core.stores import UnitOfWork
 
 if TYPE_CHECKING:
-    from stylebot.bot.core.admin import AdminPorts
+    from stylebot.bot.core.admin_ports import AdminPorts
 
 
 @dataclass

@@ -57,7 +57,6 @@ from stylebot.bot.core.quotas import (
     admit_erasure,
     record_usage,
     usage_counted_since,
-    user_key,
 )
 from stylebot.bot.core.replies import ErasureConfirmation, Reply, TextReply
 from stylebot.bot.core.styles import delete_style_records, finish_deletion
@@ -137,7 +136,7 @@ async def _forget_usage_and_unlink_optouts(deps: Deps, requester: Requester, h: 
     """Inside the caller's `async with deps.uow:`, so these commit or roll back with
     the erasure."""
     # Recent requests keep counting (under a code), or erasing would reset limits.
-    await deps.uow.usage.forget(user_key(requester), usage_counted_since(deps))
+    await deps.uow.usage.forget(requester.user_key, usage_counted_since(deps))
     if h.optouts:
         await deps.uow.optouts.reassign(
             requester.platform, requester.user_id, f"erased-{secrets.token_hex(8)}"

@@ -12,18 +12,11 @@ import logging
 
 from PIL import Image
 
-from stylebot.bot.core.hash_bands import BAND_BITS, BAND_COUNT, hash_bands
 from stylebot.bot.core.hash_bands import band_probes as hash_band_probes
+from stylebot.bot.core.hash_bands import hash_bands
 from stylebot.bot.core.perceptual import PerceptualHash, perceptual_hash_of_png
 
-__all__ = [
-    "BAND_BITS",
-    "BAND_COUNT",
-    "RESEMBLES_MAX_BITS",
-    "band_probes",
-    "fingerprint_bands",
-    "fingerprint_of_png",
-]
+__all__ = ["RESEMBLES_MAX_BITS", "band_probes", "fingerprint_bands", "fingerprint_of_png"]
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from stylebot.bot.core.permissions import can_use
 from stylebot.bot.core.quotas import GENERATE, admit_generation, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply, TextReply
 from stylebot.bot.core.styles import resolve_style
-from stylebot.queue.payloads import GenerateJob, style_embedding_token
-from stylebot.style_tokens import style_token_in
+from stylebot.queue.payloads import GenerateJob
+from stylebot.style_tokens import style_embedding_token, style_token_in
 
 # How far a variation's starting noise moves towards another seed's.
 VARIATION_STRENGTH = 0.15

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stylebot.bot.core import commands
-from stylebot.bot.core.admin import AdminCommand
+from stylebot.bot.core.admin_commands import AdminCommand
 from stylebot.bot.core.admin_grammar import RepliedUser, parse_admin
 from stylebot.bot.core.errors import CommandSyntaxError
 from stylebot.bot.core.model import Requester

@@ -56,6 +56,12 @@ class Requester:
         """The key a style is shared under: servers are only unique per platform."""
         return f"{self.platform}:{self.server_id}" if self.server_id else None
 
+    @property
+    def user_key(self) -> str:
+        """Who asked, as admin lists and usage counts name them: user ids are only unique
+        per platform."""
+        return f"{self.platform}:{self.user_id}"
+
 
 @dataclass(frozen=True)
 class User:

@@ -19,17 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from stylebot.bot.core.hash_bands import BAND_BITS, BAND_COUNT, band_probes, hash_bands
 from stylebot.bot.core.perceptual import PerceptualHash
 
-__all__ = [
-    "BAND_BITS",
-    "BAND_COUNT",
-    "OptedOutImage",
-    "band_probes",
-    "find_opted_out",
-    "hash_bands",
-]
+__all__ = ["OptedOutImage", "find_opted_out"]
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from stylebot.bot.core.admin import (
-    MANAGERS_ONLY,
-    Authority,
-    ListOptOuts,
-    RemoveOptOuts,
-    _log,
-    authority_of,
-)
+from stylebot.bot.core.admin import MANAGERS_ONLY, Authority, _log, authority_of
+from stylebot.bot.core.admin_commands import ListOptOuts, RemoveOptOuts
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.ledger import LedgerKind, optout_removal_payload
 from stylebot.bot.core.mentions import CommandName, mention
@@ -44,32 +38,35 @@ def _scope_of(authority: Authority, requester: Requester) -> str | None:
     return None if authority is Authority.OPERATOR else requester.scope
 
 
-def _registrant(text: str | None) -> str | ErrorReply | None:
-    if text is None:
-        return None
-    code = text.strip().lower()
-    if len(code) < _MIN_CODE or not _CODE.fullmatch(code):
-        return ErrorReply(
-            f"{printable(text)!r} is not a registrant code: give at least {_MIN_CODE} of "
-            "the hex digits a listing shows."
-        )
-    return code
-
-
 def _line(image: OptedOutImage, operator: bool) -> str:
     when = image.created_at.strftime("%Y-%m-%d %H:%M")
     where = f" in {image.scope or 'a direct message'}" if operator else ""
     return f"#{image.id} {when} by {image.registrant[:SHOWN_CODE] or 'unknown'}{where}"
 
 
-async def handle_list_optouts(deps: Deps, command: ListOptOuts) -> Reply:
-    ports = deps.admin
-    authority = authority_of(ports, command.requester, command.manages_server)
+def _authority_and_registrant(
+    deps: Deps, command: ListOptOuts | RemoveOptOuts
+) -> tuple[Authority, str | None] | ErrorReply:
+    """The requester's authority over registrations and the registrant code given, or why not."""
+    authority = authority_of(deps.admin, command.requester, command.manages_server)
     if authority is Authority.NONE:
         return MANAGERS_ONLY
-    registrant = _registrant(command.registrant)
-    if isinstance(registrant, ErrorReply):
-        return registrant
+    if command.registrant is None:
+        return authority, None
+    code = command.registrant.strip().lower()
+    if len(code) < _MIN_CODE or not _CODE.fullmatch(code):
+        return ErrorReply(
+            f"{printable(command.registrant)!r} is not a registrant code: give at least "
+            f"{_MIN_CODE} of the hex digits a listing shows."
+        )
+    return authority, code
+
+
+async def handle_list_optouts(deps: Deps, command: ListOptOuts) -> Reply:
+    checked = _authority_and_registrant(deps, command)
+    if isinstance(checked, ErrorReply):
+        return checked
+    authority, registrant = checked
     within = _scope_of(authority, command.requester)
     listed = await deps.uow.optouts.listing(within, registrant, LISTED)
     where = "" if within is None else " made in this server"
@@ -89,17 +86,13 @@ async def handle_list_optouts(deps: Deps, command: ListOptOuts) -> Reply:
 
 
 async def handle_remove_optouts(deps: Deps, command: RemoveOptOuts) -> Reply:
-    ports = deps.admin
-    authority = authority_of(ports, command.requester, command.manages_server)
-    if authority is Authority.NONE:
-        return MANAGERS_ONLY
-    registrant = _registrant(command.registrant)
-    if isinstance(registrant, ErrorReply):
-        return registrant
+    checked = _authority_and_registrant(deps, command)
+    if isinstance(checked, ErrorReply):
+        return checked
+    authority, registrant = checked
     if not command.ids and registrant is None:
         return ErrorReply("Say which registrations to remove: their ids, or a registrant code.")
     within = _scope_of(authority, command.requester)
-    admin = f"{command.requester.platform}:{command.requester.user_id}"
     now = deps.clock.now()
     # The removals and their ledger entries land together or not at all.
     async with deps.uow:
@@ -112,7 +105,7 @@ async def handle_remove_optouts(deps: Deps, command: RemoveOptOuts) -> Reply:
                 registrant=image.registrant,
                 registered_at=image.created_at,
                 scope=image.scope,
-                removed_by=admin,
+                removed_by=command.requester.user_key,
                 authority=str(authority),
                 reason=command.reason,
             )
@@ -121,7 +114,7 @@ async def handle_remove_optouts(deps: Deps, command: RemoveOptOuts) -> Reply:
         where = "" if within is None else " made in this server"
         return ErrorReply(f"No such {_OPTOUT} registrations{where}. Nothing was removed.")
     ids = ", ".join(f"#{image.id}" for image in removed)
-    await _log(deps, ports, command.requester, "remove-optout", f"{ids} {command.reason}".strip())
+    await _log(deps, command.requester, "remove-optout", f"{ids} {command.reason}".strip())
     return TextReply(
         f"Removed {len(removed)} {_OPTOUT} registration(s): {ids}. Copies of those images may "
         "be trained on again; the consent ledger records each removal."

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, cast
 
-from stylebot.bot.core.admin import AdminCommand
+from stylebot.bot.core.admin_commands import AdminCommand
 from stylebot.bot.core.commands import Command
 from stylebot.bot.core.mentions import Spelling, spell
 from stylebot.bot.core.replies import Notification, Reply

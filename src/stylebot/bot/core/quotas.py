@@ -34,7 +34,6 @@ __all__ = [
     "rate_limited",
     "record_usage",
     "usage_counted_since",
-    "user_key",
 ]
 
 ERASE = "erase"
@@ -50,11 +49,6 @@ def usage_counted_since(deps: Deps) -> datetime:
     return deps.clock.now() - max(_DAY, timedelta(seconds=deps.policy.rate_window_s))
 
 
-def user_key(requester: Requester) -> str:
-    """Platform user ids are only unique per platform."""
-    return f"{requester.platform}:{requester.user_id}"
-
-
 async def check_allowance(
     deps: Deps, requester: Requester, kind: str, amount: int
 ) -> ErrorReply | None:
@@ -62,7 +56,7 @@ async def check_allowance(
     usage = deps.uow.usage
     p = deps.policy
     now = deps.clock.now()
-    who = user_key(requester)
+    who = requester.user_key
 
     too_quick = await rate_limited(deps, requester, now)
     if too_quick is not None:
@@ -90,7 +84,7 @@ async def check_allowance(
         if used + amount > per_user:
             return ErrorReply(
                 f"You have used {used} of your {per_user} {unit} for the last 24 hours"
-                f"{_asked(amount, unit)}. Try again later."
+                f"{_asked(amount)}. Try again later."
             )
     scope = requester.scope
     if per_server > 0 and scope is not None:
@@ -98,7 +92,7 @@ async def check_allowance(
         if used + amount > per_server:
             return ErrorReply(
                 f"This server has used {used} of its {per_server} {unit} for the last 24 "
-                f"hours{_asked(amount, unit)}. Try again later."
+                f"hours{_asked(amount)}. Try again later."
             )
     return None
 
@@ -113,7 +107,7 @@ async def rate_limited(
         return None
     now = now or deps.clock.now()
     window = timedelta(seconds=p.rate_window_s)
-    recent = await usage.request_times(user_key(requester), now - window)
+    recent = await usage.request_times(requester.user_key, now - window)
     if len(recent) < p.requests_per_window:
         return None
     # The oldest request that still counts leaves the window first.
@@ -147,7 +141,7 @@ async def admit_erasure(deps: Deps, requester: Requester) -> ErrorReply | None:
     limit = deps.policy.erasures_per_user_per_day
     if limit <= 0:
         return None
-    used = await deps.uow.usage.total(ERASE, deps.clock.now() - _DAY, user_key=user_key(requester))
+    used = await deps.uow.usage.total(ERASE, deps.clock.now() - _DAY, user_key=requester.user_key)
     if used >= limit:
         return ErrorReply(
             f"You have deleted styles or erased your data {used} times in the last 24 hours "
@@ -157,12 +151,10 @@ async def admit_erasure(deps: Deps, requester: Requester) -> ErrorReply | None:
 
 
 async def record_usage(deps: Deps, requester: Requester, kind: str, amount: int) -> None:
-    await deps.uow.usage.record(
-        kind, user_key(requester), requester.scope, amount, deps.clock.now()
-    )
+    await deps.uow.usage.record(kind, requester.user_key, requester.scope, amount, deps.clock.now())
 
 
-def _asked(amount: int, unit: str) -> str:
+def _asked(amount: int) -> str:
     return f", and this asks for {amount} more" if amount > 1 else ""
 
 

@@ -24,7 +24,19 @@ from stylebot.bot.core import (
     training,
     uploads,
 )
-from stylebot.bot.core.admin import AdminCommand, AdminPorts
+from stylebot.bot.core.admin_commands import (
+    AdminCommand,
+    BanUser,
+    ListOptOuts,
+    PauseTraining,
+    RemoveOptOuts,
+    RemoveSharedStyle,
+    ResumeTraining,
+    SetQuota,
+    ShowQueue,
+    UnbanUser,
+)
+from stylebot.bot.core.admin_ports import AdminPorts
 from stylebot.bot.core.commands import (
     CancelJob,
     Command,
@@ -112,15 +124,15 @@ HANDLERS: dict[type, Handler] = {
     ShowStatus: jobs.show_status,
     CancelJob: jobs.cancel,
     Verify: verify,
-    admin.PauseTraining: admin.handle_pause_training,
-    admin.ResumeTraining: admin.handle_resume_training,
-    admin.SetQuota: admin.handle_set_quota,
-    admin.RemoveSharedStyle: admin.handle_remove_shared_style,
-    admin.BanUser: admin.handle_ban_user,
-    admin.UnbanUser: admin.handle_unban_user,
-    admin.ShowQueue: admin.handle_show_queue,
-    admin.ListOptOuts: optout_review.handle_list_optouts,
-    admin.RemoveOptOuts: optout_review.handle_remove_optouts,
+    PauseTraining: admin.handle_pause_training,
+    ResumeTraining: admin.handle_resume_training,
+    SetQuota: admin.handle_set_quota,
+    RemoveSharedStyle: admin.handle_remove_shared_style,
+    BanUser: admin.handle_ban_user,
+    UnbanUser: admin.handle_unban_user,
+    ShowQueue: admin.handle_show_queue,
+    ListOptOuts: optout_review.handle_list_optouts,
+    RemoveOptOuts: optout_review.handle_remove_optouts,
     OptOut: artist_optout.opt_out,
     EraseMyData: erasure.erase_my_data,
 }

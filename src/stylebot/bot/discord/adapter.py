@@ -14,7 +14,10 @@ moment") and waits, up to STOP_WAIT_S, for the handlers already running to
 finish (their uploads stored, their jobs queued, their answers sent) before it
 disconnects and the front end closes the database and Redis under them. Every
 handler is admitted through `admit()`: the command tree's and the components'
-`interaction_check`.
+`interaction_check`. What each button does is in views.py and consent_views.py.
+
+Over 400 lines on purpose: starting, stopping and answering share one state (the client,
+the handlers stop() waits for) and change together.
 """
 
 from __future__ import annotations
@@ -27,19 +30,11 @@ from typing import Any
 
 import discord
 
-from stylebot.bot.core.admin import AdminCommand
+from stylebot.bot.core.admin_commands import AdminCommand
 from stylebot.bot.core.commands import (
     Command,
-    ConfirmConsent,
-    DeleteOutput,
-    DiscardUploads,
-    EraseMyData,
     IncomingFile,
-    OutputInfo,
-    RerollOutput,
-    VaryOutput,
 )
-from stylebot.bot.core.consent import PeopleAnswer
 from stylebot.bot.core.delivery import PlatformUnreachable
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.platform_core import PlatformCore
@@ -51,12 +46,11 @@ from stylebot.bot.core.replies import (
     JobQueued,
     Notification,
     Reply,
-    TrainingRefused,
     is_private,
 )
 from stylebot.bot.core.service import StyleBot
 from stylebot.bot.discord.commands import StyleCommandTree
-from stylebot.bot.discord.consent_views import consent_view, licence_options, rename_view
+from stylebot.bot.discord.consent_views import consent_view, licence_options
 from stylebot.bot.discord.delivery import ResultDelivery
 from stylebot.bot.discord.jobs import PROGRESS_EDIT_INTERVAL_S, JobInteractions
 from stylebot.bot.discord.render import (
@@ -69,9 +63,7 @@ from stylebot.bot.discord.render import (
 )
 from stylebot.bot.discord.views import (
     DYNAMIC_ITEMS,
-    OutputAction,
     erasure_view,
-    output_ids_on,
     result_view,
 )
 from stylebot.config import Settings
@@ -443,91 +435,6 @@ class DiscordAdapter:
                 await interaction.response.send_message(SOMETHING_WENT_WRONG, ephemeral=True)
         except discord.HTTPException:
             log.warning("could not tell the user about the error in interaction %s", interaction.id)
-
-    # -- consent and results: called by the components in views.py ----------------
-
-    async def confirm_and_train(
-        self,
-        interaction: discord.Interaction[Any],
-        licence: str,
-        people: PeopleAnswer | None,
-        name: str,
-        *,
-        from_modal: bool = False,
-    ) -> None:
-        """Record consent for the waiting images under `licence`, with the answer about
-        recognisable people, then train `name` (one core command). The core refuses people
-        who did not agree.
-
-        `people` is None only for buttons sent before the question existed."""
-        if from_modal:
-            await self.defer(interaction, ephemeral=True)
-        else:
-            await interaction.response.defer()  # update the consent message in place
-        command = ConfirmConsent.answered(self.requester(interaction), licence, people, name)
-        reply = await self.bot.handle(command)
-        if isinstance(reply, TrainingRefused):
-            # Consent is recorded; only the name (or timing) was refused.
-            await interaction.edit_original_response(
-                content=render(reply).short,
-                embed=None,
-                view=rename_view(interaction.user.id, licence, people),
-            )
-        elif isinstance(reply, ErrorReply):
-            await interaction.followup.send(render(reply).short, ephemeral=True)
-        else:
-            await self.respond(interaction, reply, ephemeral=True)
-
-    async def discard_uploads(self, interaction: discord.Interaction[Any]) -> None:
-        await interaction.response.defer()
-        reply = await self.bot.handle(DiscardUploads(self.requester(interaction)))
-        await interaction.edit_original_response(content=render(reply).short, embed=None, view=None)
-
-    async def erase_my_data(self, interaction: discord.Interaction[Any]) -> None:
-        """/forget-me confirmed: the confirmation message becomes the core's answer."""
-        await interaction.response.defer()
-        reply = await self.bot.handle(EraseMyData(self.requester(interaction), confirmed=True))
-        await interaction.edit_original_response(content=render(reply).short, embed=None, view=None)
-
-    async def output_action(
-        self, interaction: discord.Interaction[Any], action: OutputAction, output_id: str
-    ) -> None:
-        """A button under a result image. New images appear as a new message."""
-        requester = self.requester(interaction)
-        match action:
-            case OutputAction.REROLL:
-                await self.defer(interaction, ephemeral=False)
-                await self.run(interaction, RerollOutput(requester, output_id), ephemeral=False)
-            case OutputAction.VARY:
-                await self.defer(interaction, ephemeral=False)
-                await self.run(interaction, VaryOutput(requester, output_id), ephemeral=False)
-            case OutputAction.INFO:
-                await self.defer(interaction, ephemeral=True)
-                await self.run(interaction, OutputInfo(requester, output_id), ephemeral=True)
-            case OutputAction.DELETE:
-                await interaction.response.defer()  # may edit the result message
-                reply = await self.bot.handle(DeleteOutput(requester, output_id))
-                if not isinstance(reply, ErrorReply):
-                    await self._remove_image(interaction, output_id)
-                await interaction.followup.send(render(reply).short, ephemeral=True)
-
-    async def _remove_image(self, interaction: discord.Interaction[Any], output_id: str) -> None:
-        """Take a deleted image and its buttons off the result message."""
-        message = interaction.message
-        remaining = [o for o in output_ids_on(message) if o != output_id]
-        kept = [a for a in (message.attachments if message else []) if output_id not in a.filename]
-        try:
-            if remaining:
-                await interaction.edit_original_response(
-                    attachments=kept, view=result_view(remaining)
-                )
-            else:
-                await interaction.edit_original_response(
-                    content="This image was deleted by its maker.", attachments=[], view=None
-                )
-        except discord.HTTPException as exc:
-            # The record is gone already; a stale message is cosmetic.
-            log.warning("could not update the message of deleted output %s: %s", output_id, exc)
 
     # -- notifications (job progress and results) ---------------------------------
 

@@ -21,22 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import discord
 from discord import app_commands
 
-from stylebot.bot.core import (
-    CancelJob,
-    DeleteStyle,
-    ExportStyle,
-    Imagine,
-    ListStyles,
-    ShareStyle,
-    ShowStatus,
-    StyleChoices,
-    StyleInfo,
-    UnshareStyle,
-    UploadImages,
-    UsableStyles,
-    Verify,
-)
-from stylebot.bot.core.admin import (
+from stylebot.bot.core.admin_commands import (
     AdminCommand,
     BanUser,
     PauseTraining,
@@ -46,7 +31,23 @@ from stylebot.bot.core.admin import (
     ShowQueue,
     UnbanUser,
 )
-from stylebot.bot.core.commands import EraseMyData, OptOut
+from stylebot.bot.core.commands import (
+    CancelJob,
+    DeleteStyle,
+    EraseMyData,
+    ExportStyle,
+    Imagine,
+    ListStyles,
+    OptOut,
+    ShareStyle,
+    ShowStatus,
+    StyleInfo,
+    UnshareStyle,
+    UploadImages,
+    UsableStyles,
+    Verify,
+)
+from stylebot.bot.core.replies import StyleChoices
 from stylebot.bot.discord.optout_admin import install_optout_review
 
 if TYPE_CHECKING:

@@ -19,8 +19,6 @@ import discord
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
 
-CUSTOM_ID_LIMIT = 100
-
 
 def adapter_of(interaction: discord.Interaction[Any]) -> DiscordAdapter:
     """The adapter behind the client that received this interaction."""

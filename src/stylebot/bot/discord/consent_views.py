@@ -22,8 +22,11 @@ from typing import TYPE_CHECKING, Any, Self
 
 import discord
 
+from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads
 from stylebot.bot.core.consent import PeopleAnswer, people_answer
+from stylebot.bot.core.replies import ErrorReply, TrainingRefused
 from stylebot.bot.discord.components import AdmittedItem, OwnedItem, adapter_of
+from stylebot.bot.discord.render import render
 
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
@@ -169,7 +172,7 @@ class ConfirmButton(
             modal = NameModal(self.user_id, self.licence, self.people)
             await interaction.response.send_modal(modal)
         else:
-            await adapter.confirm_and_train(interaction, self.licence, self.people, self.name)
+            await confirm_and_train(adapter, interaction, self.licence, self.people, self.name)
 
 
 class DiscardButton(
@@ -195,7 +198,7 @@ class DiscardButton(
         return cls(int(match["user_id"]))
 
     async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
-        await adapter.discard_uploads(interaction)
+        await discard_uploads(adapter, interaction)
 
 
 class RenameButton(
@@ -247,8 +250,13 @@ class NameModal(AdmittedItem, discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         adapter = adapter_of(interaction)
         async with adapter.guard(interaction):
-            await adapter.confirm_and_train(
-                interaction, self.licence, self.people, self.style_name.value, from_modal=True
+            await confirm_and_train(
+                adapter,
+                interaction,
+                self.licence,
+                self.people,
+                self.style_name.value,
+                from_modal=True,
             )
 
     # This is Modal.on_error's signature (no `item`); mypy checks it against
@@ -307,3 +315,45 @@ CONSENT_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     DiscardButton,
     RenameButton,
 )
+
+
+# -- what Confirm and Cancel do ---------------------------------------------------
+
+
+async def confirm_and_train(
+    adapter: DiscordAdapter,
+    interaction: discord.Interaction[Any],
+    licence: str,
+    people: PeopleAnswer | None,
+    name: str,
+    *,
+    from_modal: bool = False,
+) -> None:
+    """Record consent for the waiting images under `licence`, with the answer about
+    recognisable people, then train `name` (one core command). The core refuses people
+    who did not agree.
+
+    `people` is None only for buttons sent before the question existed."""
+    if from_modal:
+        await adapter.defer(interaction, ephemeral=True)
+    else:
+        await interaction.response.defer()  # update the consent message in place
+    command = ConfirmConsent.answered(adapter.requester(interaction), licence, people, name)
+    reply = await adapter.bot.handle(command)
+    if isinstance(reply, TrainingRefused):
+        # Consent is recorded; only the name (or timing) was refused.
+        await interaction.edit_original_response(
+            content=render(reply).short,
+            embed=None,
+            view=rename_view(interaction.user.id, licence, people),
+        )
+    elif isinstance(reply, ErrorReply):
+        await interaction.followup.send(render(reply).short, ephemeral=True)
+    else:
+        await adapter.respond(interaction, reply, ephemeral=True)
+
+
+async def discard_uploads(adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+    await interaction.response.defer()
+    reply = await adapter.bot.handle(DiscardUploads(adapter.requester(interaction)))
+    await interaction.edit_original_response(content=render(reply).short, embed=None, view=None)

@@ -39,9 +39,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import discord
 
-from stylebot.bot.core import ImagesReady, JobFinished, JobProgress, Notification, Requester
 from stylebot.bot.core.delivery import PlatformUnreachable, Undeliverable
-from stylebot.bot.core.replies import is_private
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import (
+    ImagesReady,
+    JobFinished,
+    JobProgress,
+    Notification,
+    is_private,
+)
 from stylebot.bot.discord.message_parts import Part, parts, result_ids
 from stylebot.bot.discord.parts_sent import (
     CHANNEL,

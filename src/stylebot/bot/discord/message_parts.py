@@ -9,8 +9,8 @@ from typing import Any
 
 import discord
 
-from stylebot.bot.core import ImagesReady
 from stylebot.bot.core.delivery import Undeliverable
+from stylebot.bot.core.replies import ImagesReady
 from stylebot.bot.discord.render import Attachment, Rendered, megabytes
 from stylebot.bot.discord.views import result_view
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from stylebot.bot.core.admin import ListOptOuts, RemoveOptOuts
+from stylebot.bot.core.admin_commands import ListOptOuts, RemoveOptOuts
 from stylebot.bot.core.replies import ErrorReply
 
 if TYPE_CHECKING:

@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 
 import discord
 
-from stylebot.bot.core import (
+from stylebot.bot.core.mentions import CommandName, Mention
+from stylebot.bot.core.paging import pages
+from stylebot.bot.core.replies import (
     ConsentRequest,
+    ErasureConfirmation,
     ErrorReply,
     FileReply,
     ImagesReady,
@@ -33,9 +36,6 @@ from stylebot.bot.core import (
     TextReply,
     VerifyReport,
 )
-from stylebot.bot.core.mentions import CommandName, Mention
-from stylebot.bot.core.paging import pages
-from stylebot.bot.core.replies import ErasureConfirmation
 
 #: Discord refuses message content longer than this.
 CONTENT_LIMIT = 2000

@@ -1,5 +1,6 @@
-"""The bot's buttons under results and on the /forget-me question, and every component
-class the client registers (consent ones in consent_views.py, the base in components.py).
+"""The bot's buttons under results and on the /forget-me question, what they do, and every
+component class the client registers (consent ones in consent_views.py, the base in
+components.py).
 
 custom_ids (Discord allows 100 characters), besides the consent question's:
 
@@ -9,6 +10,7 @@ custom_ids (Discord allows 100 characters), besides the consent question's:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from enum import StrEnum
@@ -16,11 +18,22 @@ from typing import TYPE_CHECKING, Any, Self
 
 import discord
 
+from stylebot.bot.core.commands import (
+    DeleteOutput,
+    EraseMyData,
+    OutputInfo,
+    RerollOutput,
+    VaryOutput,
+)
+from stylebot.bot.core.replies import ErrorReply
 from stylebot.bot.discord.components import OwnedItem, StatefulItem, adapter_of
 from stylebot.bot.discord.consent_views import CONSENT_ITEMS
+from stylebot.bot.discord.render import render
 
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
+
+log = logging.getLogger(__name__)
 
 
 # -- erasure ------------------------------------------------------------------
@@ -53,7 +66,7 @@ class ErasureButton(
 
     async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
         if self.erase:
-            await adapter.erase_my_data(interaction)
+            await erase_my_data(adapter, interaction)
         else:
             await interaction.response.edit_message(
                 content="Nothing was erased.", embed=None, view=None
@@ -120,7 +133,7 @@ class OutputButton(
         # Anyone may press these: who may do what to the image is the core's decision.
         adapter = adapter_of(interaction)
         async with adapter.guard(interaction):
-            await adapter.output_action(interaction, self.action, self.output_id)
+            await output_action(adapter, interaction, self.action, self.output_id)
 
 
 def result_view(output_ids: Sequence[str], *, first_number: int = 1) -> discord.ui.View | None:
@@ -156,3 +169,56 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     ErasureButton,
     OutputButton,
 )
+
+
+# -- what the buttons do ------------------------------------------------------
+
+
+async def erase_my_data(adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+    """/forget-me confirmed: the confirmation message becomes the core's answer."""
+    await interaction.response.defer()
+    reply = await adapter.bot.handle(EraseMyData(adapter.requester(interaction), confirmed=True))
+    await interaction.edit_original_response(content=render(reply).short, embed=None, view=None)
+
+
+async def output_action(
+    adapter: DiscordAdapter,
+    interaction: discord.Interaction[Any],
+    action: OutputAction,
+    output_id: str,
+) -> None:
+    """A button under a result image. New images appear as a new message."""
+    requester = adapter.requester(interaction)
+    match action:
+        case OutputAction.REROLL:
+            await adapter.defer(interaction, ephemeral=False)
+            await adapter.run(interaction, RerollOutput(requester, output_id), ephemeral=False)
+        case OutputAction.VARY:
+            await adapter.defer(interaction, ephemeral=False)
+            await adapter.run(interaction, VaryOutput(requester, output_id), ephemeral=False)
+        case OutputAction.INFO:
+            await adapter.defer(interaction, ephemeral=True)
+            await adapter.run(interaction, OutputInfo(requester, output_id), ephemeral=True)
+        case OutputAction.DELETE:
+            await interaction.response.defer()  # may edit the result message
+            reply = await adapter.bot.handle(DeleteOutput(requester, output_id))
+            if not isinstance(reply, ErrorReply):
+                await _remove_image(interaction, output_id)
+            await interaction.followup.send(render(reply).short, ephemeral=True)
+
+
+async def _remove_image(interaction: discord.Interaction[Any], output_id: str) -> None:
+    """Take a deleted image and its buttons off the result message."""
+    message = interaction.message
+    remaining = [o for o in output_ids_on(message) if o != output_id]
+    kept = [a for a in (message.attachments if message else []) if output_id not in a.filename]
+    try:
+        if remaining:
+            await interaction.edit_original_response(attachments=kept, view=result_view(remaining))
+        else:
+            await interaction.edit_original_response(
+                content="This image was deleted by its maker.", attachments=[], view=None
+            )
+    except discord.HTTPException as exc:
+        # The record is gone already; a stale message is cosmetic.
+        log.warning("could not update the message of deleted output %s: %s", output_id, exc)

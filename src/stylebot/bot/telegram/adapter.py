@@ -24,7 +24,8 @@ from telegram.ext import (
     filters,
 )
 
-from stylebot.bot.core import Notification, StyleBot
+from stylebot.bot.core.replies import Notification
+from stylebot.bot.core.service import StyleBot
 from stylebot.bot.telegram.conversation import PLATFORM
 from stylebot.bot.telegram.delivery import FloodAwareSender, JobStatusBoard
 from stylebot.bot.telegram.handlers import TelegramHandlers

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from telegram import Chat, MaybeInaccessibleMessage, Message, ReplyParameters, User
 from telegram.constants import ChatType
 
-from stylebot.bot.core import Reply, Requester
 from stylebot.bot.core.admin_grammar import RepliedUser
+from stylebot.bot.core.model import Requester
+from stylebot.bot.core.replies import Reply
 
 PLATFORM = "telegram"
 GROUP_CHAT_TYPES = (ChatType.GROUP, ChatType.SUPERGROUP)

@@ -15,9 +15,9 @@ from typing import Literal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from stylebot.bot.core import ConsentRequest, JobProgress, Licence, StyleChoices
-from stylebot.bot.core.consent import PeopleAnswer, people_answer
+from stylebot.bot.core.consent import Licence, PeopleAnswer, people_answer
 from stylebot.bot.core.mentions import CommandName, Mention, typed
+from stylebot.bot.core.replies import ConsentRequest, JobProgress, StyleChoices
 
 # Telegram's limits (https://core.telegram.org/bots/api#sendmessage and #inlinekeyboardbutton).
 MAX_TEXT_CHARS = 4096

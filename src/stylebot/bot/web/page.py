@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from html import escape
 
-from stylebot.bot.core import ErrorReply, VerifyReport, VerifyVerdict
 from stylebot.bot.core.images import ALLOWED_EXTENSIONS
+from stylebot.bot.core.replies import ErrorReply, VerifyReport, VerifyVerdict
 
 __all__ = [
     "SCRIPT",

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from stylebot.bot.core import ErrorReply, IncomingFile, StyleBot, Verify, VerifyReport
+from stylebot.bot.core.commands import IncomingFile, Verify
+from stylebot.bot.core.replies import ErrorReply, VerifyReport
+from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.visitors import visitor
 from stylebot.bot.web.clients import ClientKeys, IpNetwork, client_address, trusted_networks
 from stylebot.bot.web.page import (
