@@ -39,9 +39,9 @@ OPTIONAL_HERE = {
 
 FRONT_END_PROBE = """
 import importlib.metadata, io, json, sys
-import stylebot.bootstrap, stylebot.cli, stylebot.bot.console, stylebot.bot.discord
-import stylebot.bot.telegram, stylebot.metrics, stylebot.terminal_status, stylebot.logs
-import stylebot.doctor
+import stylebot.bootstrap, stylebot.cli, stylebot.bot.console.adapter
+import stylebot.bot.discord.adapter, stylebot.bot.telegram.adapter, stylebot.bot.web.server
+import stylebot.metrics, stylebot.terminal_status, stylebot.logs, stylebot.doctor
 from PIL import Image
 from stylebot.bootstrap import PngWatermarkReader
 buffer = io.BytesIO()
