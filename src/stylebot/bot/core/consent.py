@@ -21,11 +21,13 @@ TERMS_SHA256 = hashlib.sha256(TERMS_TEXT.encode()).hexdigest()
 class Licence:
     id: str  # SPDX id where one exists
     label: str
+    # Other names people type; only where unambiguous (CC0 has one version, CC BY several).
+    aliases: tuple[str, ...] = ()
 
 
 LICENCES: tuple[Licence, ...] = (
     Licence("own-work", "My own work"),
-    Licence("CC0-1.0", "CC0 (public domain)"),
+    Licence("CC0-1.0", "CC0 (public domain)", aliases=("CC0", "public domain")),
     Licence("CC-BY-4.0", "CC BY 4.0"),
     Licence("CC-BY-SA-4.0", "CC BY-SA 4.0"),
     Licence("licensed", "Licensed to me with permission to train"),
@@ -33,10 +35,10 @@ LICENCES: tuple[Licence, ...] = (
 
 
 def find_licence(text: str) -> Licence | None:
-    """Match a licence by id or label, ignoring case, spaces and dashes."""
+    """Match a licence by id, label or alias, ignoring case, spaces and dashes."""
     wanted = _squash(text)
     for licence in LICENCES:
-        if wanted in (_squash(licence.id), _squash(licence.label)):
+        if wanted in {_squash(name) for name in (licence.id, licence.label, *licence.aliases)}:
             return licence
     return None
 
