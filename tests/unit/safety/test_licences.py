@@ -32,8 +32,9 @@ def test_a_licence_is_found_by_id_or_label(text: str, licence_id: str) -> None:
 
 @pytest.mark.parametrize("text", ["", "gpl", "cc by", "CC-BY-NC-4.0", "lıcensed", "own work!x"])
 def test_anything_else_is_no_licence(text: str) -> None:
-    # "cc by" names no version (CC BY has several, CC0 one). "lıcensed" has a dotless i: upper-cased it would read LICENSED; compared lower-case
-    # (as the ids are written) it is not a licence.
+    # "cc by" names no version (CC BY has several, CC0 one). "lıcensed" has a dotless
+    # i: upper-cased it would read LICENSED; compared lower-case (as the ids are
+    # written) it is not a licence.
     assert find_licence(text) is None
 
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from stylebot.bot.core.admin import admin_quota_limit
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.model import Requester
-from stylebot.bot.core.replies import ErrorReply
+from stylebot.bot.core.replies import ErrorReply, TooQuickly
 
 __all__ = [
     "ERASE",
@@ -113,9 +113,10 @@ async def rate_limited(
     # The oldest request that still counts leaves the window first.
     frees_at = recent[len(recent) - p.requests_per_window] + window
     wait = max(1, math.ceil((frees_at - now).total_seconds()))
-    return ErrorReply(
+    return TooQuickly(
         f"You're sending requests too quickly (at most {p.requests_per_window} "
-        f"every {p.rate_window_s} s). Try again in {wait} s."
+        f"every {p.rate_window_s} s). Try again in {wait} s.",
+        retry_after_s=wait,
     )
 
 

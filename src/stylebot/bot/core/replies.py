@@ -33,6 +33,14 @@ class ErrorReply:
     text: str
 
 
+@dataclass(frozen=True)
+class TooQuickly(ErrorReply):
+    """The rate limit: nothing was done, and the same request may go ahead in
+    `retry_after_s` (the verify page says so with HTTP 429 and Retry-After)."""
+
+    retry_after_s: int = 1
+
+
 class TrainingRefused(ErrorReply):
     """Consent was recorded, but the training it was to start was refused (the name, the
     timing): another name needs no new consent."""

@@ -20,7 +20,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from stylebot.bot.core.commands import IncomingFile, Verify
-from stylebot.bot.core.replies import ErrorReply, VerifyReport
+from stylebot.bot.core.replies import ErrorReply, TooQuickly, VerifyReport
 from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.visitors import visitor
 from stylebot.bot.web.clients import ClientKeys, IpNetwork, client_address, trusted_networks
@@ -105,6 +105,10 @@ async def _check(request: web.Request) -> web.Response:
     match reply:
         case VerifyReport(private=False):
             return _html(report_page(reply, max_bytes))
+        case TooQuickly(retry_after_s=wait):
+            answer = _html(error_page(reply, max_bytes), status=429)
+            answer.headers["Retry-After"] = str(wait)
+            return answer
         case ErrorReply():
             return _html(error_page(reply, max_bytes), status=400)
     # A visitor is nobody's maker: a private report or another reply is a bug, not shown.
