@@ -29,12 +29,6 @@ from stylebot.storage.database import open_database
 from stylebot.storage.full import storage_full_as_error
 from stylebot.storage.session import utc_text
 
-__all__ = [
-    "SqliteAdminStore",
-    "open_admin_ports",
-    "operators_from",
-]
-
 
 class SqliteAdminStore:
     def __init__(self, connection: aiosqlite.Connection) -> None:

@@ -10,8 +10,6 @@ from datetime import datetime
 from stylebot.bot.core.model import Consent
 from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
 
-__all__ = ["SqliteConsentStore"]
-
 
 class SqliteConsentStore(SqliteStore):
     async def add_consent(

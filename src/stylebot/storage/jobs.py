@@ -11,8 +11,6 @@ from stylebot.bot.core.errors import RecordNotFound
 from stylebot.bot.core.model import Job, JobStatus, Requester
 from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
 
-__all__ = ["SqliteJobStore"]
-
 
 class SqliteJobStore(SqliteStore):
     async def add_job(

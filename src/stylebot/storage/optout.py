@@ -27,8 +27,6 @@ from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
 from stylebot.storage.session import SqliteSession, SqliteStore, utc_text
 
-__all__ = ["SqliteOptOutRegistry"]
-
 _PURPOSE = "optout-registrant"
 
 

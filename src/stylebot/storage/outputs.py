@@ -17,8 +17,6 @@ from stylebot.storage.session import (
     utc_time,
 )
 
-__all__ = ["SqliteOutputStore"]
-
 
 class SqliteOutputStore(SqliteStore):
     async def add_outputs(self, outputs: Sequence[Output]) -> None:

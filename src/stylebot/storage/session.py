@@ -29,17 +29,6 @@ from stylebot.bot.core.errors import DuplicateRecord, RecordNotFound, Repository
 from stylebot.storage.database import StorageError
 from stylebot.storage.full import storage_full_as_error
 
-__all__ = [
-    "SqliteSession",
-    "SqliteStore",
-    "check_seed",
-    "from_row",
-    "integrity_error",
-    "utc_now",
-    "utc_text",
-    "utc_time",
-]
-
 R = TypeVar("R")
 _SQLITE_INT_MIN = -(2**63)
 _SQLITE_INT_MAX = 2**63 - 1

@@ -12,8 +12,6 @@ from stylebot.bot.core.model import Style, StyleStatus, Visibility
 from stylebot.queue.payloads import ValidationPoint
 from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
 
-__all__ = ["SqliteStyleStore"]
-
 
 class SqliteStyleStore(SqliteStore):
     async def add_style(

@@ -7,8 +7,6 @@ import sqlite3
 from stylebot.bot.core.model import Upload
 from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
 
-__all__ = ["SqliteUploadStore"]
-
 
 class SqliteUploadStore(SqliteStore):
     async def add_upload(

@@ -15,9 +15,6 @@ from datetime import datetime
 from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
 from stylebot.storage.session import SqliteSession, SqliteStore, utc_text
 
-__all__ = ["SqliteUsageLog"]
-
-
 ERASED_PREFIX = "erased:"
 
 

@@ -8,8 +8,6 @@ from stylebot.bot.core.errors import RecordNotFound, RepositoryError
 from stylebot.bot.core.model import User
 from stylebot.storage.session import SqliteStore, from_row, utc_text, utc_time
 
-__all__ = ["SqliteUserStore"]
-
 
 class SqliteUserStore(SqliteStore):
     async def get_or_create_user(

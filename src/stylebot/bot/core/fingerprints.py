@@ -16,8 +16,6 @@ from stylebot.bot.core.hash_bands import band_probes as hash_band_probes
 from stylebot.bot.core.hash_bands import hash_bands
 from stylebot.bot.core.perceptual import PerceptualHash, perceptual_hash_of_png
 
-__all__ = ["RESEMBLES_MAX_BITS", "band_probes", "fingerprint_bands", "fingerprint_of_png"]
-
 log = logging.getLogger(__name__)
 
 #: At most this many of the 64 bits may differ for a stored output to be a candidate.

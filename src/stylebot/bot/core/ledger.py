@@ -26,24 +26,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = [
-    "GENESIS_HASH",
-    "ChainBreak",
-    "ChainReport",
-    "ImageEvidence",
-    "LedgerEntry",
-    "LedgerKind",
-    "canonical_json",
-    "chain_entry",
-    "compute_entry_hash",
-    "consent_payload",
-    "erasure_payload",
-    "optout_removal_payload",
-    "revocation_payload",
-    "training_payload",
-    "verify_chain",
-]
-
 GENESIS_HASH = "0" * 64
 
 

@@ -44,8 +44,6 @@ from stylebot.bot.core.ports import BlobStore, WatermarkReader
 from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVerdict
 from stylebot.bot.core.stores import UnitOfWork
 
-__all__ = ["NO_MARK_TEXT", "verify", "verify_image"]
-
 NO_MARK_TEXT = "No stylebot watermark found in this image."
 DEFAULT_READ_SIDE = 1024  # Policy.max_size's default
 #: At most this many stored outputs, the closest fingerprints first, are compared with an
