@@ -23,11 +23,11 @@ import aiosqlite
 from redis.asyncio import Redis
 
 from stylebot.bot.core.admin_ports import AdminPorts, Ban, Quota, parse_operators
+from stylebot.bot.core.ledger import utc_text
 from stylebot.config import Settings
 from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.storage.database import open_database
 from stylebot.storage.full import storage_full_as_error
-from stylebot.storage.session import utc_text
 
 
 class SqliteAdminStore:

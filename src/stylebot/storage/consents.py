@@ -7,8 +7,9 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import Consent
-from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
+from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
 class SqliteConsentStore(SqliteStore):

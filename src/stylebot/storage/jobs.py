@@ -8,8 +8,9 @@ import sqlite3
 from datetime import datetime
 
 from stylebot.bot.core.errors import RecordNotFound
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import Job, JobStatus, Requester
-from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
+from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
 class SqliteJobStore(SqliteStore):

@@ -21,11 +21,12 @@ from datetime import datetime
 from typing import Any
 
 from stylebot.bot.core.hash_bands import band_probes
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
-from stylebot.storage.session import SqliteSession, SqliteStore, utc_text
+from stylebot.storage.session import SqliteSession, SqliteStore
 
 _PURPOSE = "optout-registrant"
 

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from stylebot.bot.core.errors import RecordNotFound
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import Output
 from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.session import (
@@ -13,7 +14,6 @@ from stylebot.storage.session import (
     check_seed,
     from_row,
     integrity_error,
-    utc_text,
     utc_time,
 )
 

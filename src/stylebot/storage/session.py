@@ -34,17 +34,6 @@ _SQLITE_INT_MIN = -(2**63)
 _SQLITE_INT_MAX = 2**63 - 1
 
 
-def utc_text(moment: datetime) -> str:
-    """Store times as fixed-width UTC text, which sorts in time order.
-
-    Naive datetimes are refused: guessing their zone would silently shift
-    every stored time on a host with a non-UTC clock.
-    """
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment!r}: pass an aware datetime (UTC)")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def utc_time(text: str) -> datetime:
     """A stored time, back as an aware UTC datetime."""
     return datetime.fromisoformat(text).astimezone(UTC)

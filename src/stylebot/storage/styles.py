@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from stylebot.bot.core.errors import DuplicateStyleName, RecordNotFound
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import Style, StyleStatus, Visibility
 from stylebot.queue.payloads import ValidationPoint
-from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
+from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
 class SqliteStyleStore(SqliteStore):
