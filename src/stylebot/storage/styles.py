@@ -5,30 +5,20 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 
 from stylebot.bot.core.errors import DuplicateStyleName, RecordNotFound
 from stylebot.bot.core.ledger import utc_text
-from stylebot.bot.core.model import Style, StyleStatus, Visibility
+from stylebot.bot.core.model import NewStyle, Style, StyleStatus, Visibility
 from stylebot.queue.payloads import ValidationPoint
 from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
 class SqliteStyleStore(SqliteStore):
-    async def add_style(
-        self,
-        owner_id: int,
-        name: str,
-        trigger: str,
-        consent_id: int,
-        base_model: str,
-        train_settings: dict[str, object],
-        upload_ids: Sequence[int],
-        created_at: datetime,
-    ) -> Style:
-        settings = json.dumps(train_settings, sort_keys=True)
-        created = utc_text(created_at)
-        wanted = sorted(set(upload_ids))
+    async def add_style(self, new: NewStyle) -> Style:
+        owner_id, consent_id = new.owner_id, new.consent_id
+        settings = json.dumps(new.train_settings, sort_keys=True)
+        created = utc_text(new.created_at)
+        wanted = sorted(set(new.upload_ids))
         async with self._session.transaction():
             consent = await self._session.fetch_row(
                 "SELECT id FROM consents WHERE id = ? AND user_id = ? AND style_id IS NULL",
@@ -55,19 +45,19 @@ class SqliteStyleStore(SqliteStore):
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         owner_id,
-                        name,
-                        trigger,
+                        new.name,
+                        new.trigger,
                         Visibility.PRIVATE.value,
                         StyleStatus.TRAINING.value,
                         consent_id,
-                        base_model,
+                        new.base_model,
                         settings,
                         created,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
                 if "styles.owner_id, styles.name" in str(exc):
-                    raise DuplicateStyleName(owner_id, name) from exc
+                    raise DuplicateStyleName(owner_id, new.name) from exc
                 raise integrity_error(exc, f"user {owner_id} does not exist") from exc
             style_id = cursor.lastrowid
             if wanted:
