@@ -18,7 +18,7 @@ from stylebot.bot.core.errors import (
     RecordNotFound,
     RepositoryError,
 )
-from stylebot.bot.core.fingerprints import fingerprint_bands
+from stylebot.bot.core.hash_bands import hash_bands
 from stylebot.bot.core.model import (
     Consent,
     Job,
@@ -34,6 +34,7 @@ from stylebot.bot.core.model import (
     User,
     Visibility,
 )
+from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.queue.payloads import ValidationPoint
 from tests.fakes.memory_tables import MemoryStore, _check_seed, _json_copy, _style_copy, _utc
 
@@ -454,7 +455,7 @@ class InMemoryOutputStore(MemoryStore):
         return await self._outputs_where(
             lambda o: (
                 o.fingerprint is not None
-                and not wanted.isdisjoint(fingerprint_bands(o.fingerprint))
+                and not wanted.isdisjoint(hash_bands(PerceptualHash.from_hex(o.fingerprint)))
             )
         )
 

@@ -30,7 +30,8 @@ from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DamagedBlob
-from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS, band_probes
+from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
+from stylebot.bot.core.hash_bands import band_probes
 from stylebot.bot.core.image_work import admit_image_work
 from stylebot.bot.core.images import (
     ImageLimits,
