@@ -187,6 +187,15 @@ class SqliteStore:
     def __init__(self, session: SqliteSession) -> None:
         self._session = session
 
+    async def _update_row(
+        self, table: str, row_id: object, assignments: str, *values: object
+    ) -> None:
+        """`UPDATE <table> SET <assignments>` of the row `row_id`; RecordNotFound if none."""
+        async with self._session.transaction():
+            sql = f"UPDATE {table} SET {assignments} WHERE id = ?"
+            if await self._session.changes(sql, (*values, row_id)) == 0:
+                raise RecordNotFound(f"{table.removesuffix('s')} {row_id!r} does not exist")
+
 
 def from_row(record: type[R], row: sqlite3.Row, **converted: Any) -> R:
     """A record (a dataclass) whose fields are the row's columns of the same names;

@@ -142,11 +142,7 @@ class SqliteStyleStore(SqliteStore):
         )
 
     async def _update(self, style_id: int, assignments: str, *values: object) -> None:
-        """`UPDATE styles SET <assignments>` of one style; RecordNotFound if there is none."""
-        async with self._session.transaction():
-            sql = f"UPDATE styles SET {assignments} WHERE id = ?"
-            if await self._session.changes(sql, (*values, style_id)) == 0:
-                raise RecordNotFound(f"style {style_id} does not exist")
+        await self._update_row("styles", style_id, assignments, *values)
 
     async def _column(self, style_id: int, column: str) -> Any:
         row = await self._session.fetch_row(
