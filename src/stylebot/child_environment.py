@@ -12,8 +12,6 @@ from collections.abc import Mapping
 
 from stylebot.config import ENV_PREFIX
 
-__all__ = ["FRONT_END_SECRETS", "inherited_environment"]
-
 #: Settings only the chat front ends use; given with or without the prefix.
 FRONT_END_SECRETS = ("discord_token", "telegram_token")
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-__all__ = ["existing_ancestor", "free_bytes", "free_text"]
-
 MIB = 1024**2
 GIB = 1024**3
 

@@ -33,8 +33,6 @@ import re
 import threading
 from collections.abc import Iterator
 
-__all__ = ["REDACTED", "JobArgumentsFilter", "private_texts", "route_model_library_logs"]
-
 REDACTED = "[redacted]"
 # arq.worker's job start line (arq 0.2x): elapsed, "job_id:function", arguments, extra.
 _ARQ_START_LINE = "%6.2fs → %s(%s)%s"

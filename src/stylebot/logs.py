@@ -29,19 +29,6 @@ from stylebot.config import Settings
 from stylebot.log_privacy import JobArgumentsFilter
 from stylebot.redaction import redact, register_secrets
 
-__all__ = [
-    "NO_JOB",
-    "JobIdFilter",
-    "JsonFormatter",
-    "LogFormat",
-    "RedactingFormatter",
-    "bind_job_context",
-    "configure_logging",
-    "current_job_id",
-    "job_context",
-    "log_format_of",
-]
-
 NO_JOB = "-"
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s job=%(job_id)s: %(message)s"

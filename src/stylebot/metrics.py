@@ -43,19 +43,6 @@ from stylebot.logs import job_context
 from stylebot.startup_checks import StartupError
 from stylebot.terminal_status import JOB_KINDS, read_snapshot
 
-__all__ = [
-    "JOB_METRICS",
-    "METRICS_HOST_SETTING",
-    "METRICS_PORT_SETTING",
-    "DiskCollector",
-    "JobMetrics",
-    "MetricsServer",
-    "build_registry",
-    "metrics_address",
-    "observed_job",
-    "start_metrics_server",
-]
-
 log = logging.getLogger(__name__)
 
 METRICS_PORT_SETTING = "metrics_port"

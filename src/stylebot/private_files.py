@@ -14,8 +14,6 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["PRIVATE_UMASK", "ensure_private_directory", "use_private_umask"]
-
 log = logging.getLogger(__name__)
 
 PRIVATE_UMASK = 0o077

@@ -26,14 +26,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 from stylebot.config import Settings
 
-__all__ = [
-    "REDACTED",
-    "RedactingStream",
-    "redact",
-    "register_secrets",
-    "secrets_of",
-]
-
 REDACTED = "***"
 # Shorter values are not secrets worth the false positives (a password "a").
 _MIN_SECRET_LENGTH = 4

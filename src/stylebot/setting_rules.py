@@ -18,27 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = [
-    "BadValue",
-    "Flag",
-    "Networks",
-    "Number",
-    "OneOf",
-    "PathValue",
-    "Pattern",
-    "Rule",
-    "SettingsError",
-    "Text",
-    "Url",
-    "Whole",
-    "Words",
-    "check_between_fields",
-    "parse_value",
-    "rule_of",
-    "setting",
-    "shown",
-]
-
 RULE_KEY = "rule"
 _ENV_PREFIX = "STYLEBOT_"  # as stylebot.config.ENV_PREFIX (which imports this module)
 T = TypeVar("T")

@@ -22,15 +22,6 @@ from stylebot.config import Settings
 from stylebot.disk_space import MIB, free_bytes, free_text
 from stylebot.storage.full import is_storage_full
 
-__all__ = [
-    "StartupError",
-    "check_base_model",
-    "check_data_dir",
-    "check_redis_reachable",
-    "shown_url",
-    "warn_if_disk_low",
-]
-
 log = logging.getLogger(__name__)
 
 # How long a start-up check waits for a Redis that does not answer.

@@ -42,20 +42,6 @@ from stylebot.queue.worker_presence import lease_holder
 from stylebot.redaction import TextOutput
 from stylebot.redis_replies import int_reply, list_reply, value_reply
 
-__all__ = [
-    "JOB_KINDS",
-    "QueueSnapshot",
-    "QueuedJob",
-    "RedisUnavailable",
-    "RunningJob",
-    "WorkerHealth",
-    "progress_bar",
-    "read_snapshot",
-    "redis_for_status",
-    "render_snapshot",
-    "run_status",
-]
-
 JOB_KINDS = ("train", "generate")
 # Progress of running jobs is looked up in this many of the newest events.
 RECENT_EVENTS = 1000

@@ -21,9 +21,10 @@ from stylebot.bot.core.ports import (
 )
 from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.stores import UnitOfWork
-from stylebot.queue.fairness import Lane, LaneTurns, lane_of
+from stylebot.queue.fairness import Lane, lane_of
 from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
 from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
+from tests.fakes.lane_turns import LaneTurns
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
 

@@ -18,11 +18,14 @@ from stylebot.bot.core.errors import (
     RecordNotFound,
     RepositoryError,
 )
-from stylebot.bot.core.fingerprints import fingerprint_bands
+from stylebot.bot.core.hash_bands import hash_bands
 from stylebot.bot.core.model import (
     Consent,
     Job,
     JobStatus,
+    NewConsent,
+    NewJob,
+    NewStyle,
     Output,
     Requester,
     Style,
@@ -31,6 +34,7 @@ from stylebot.bot.core.model import (
     User,
     Visibility,
 )
+from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.queue.payloads import ValidationPoint
 from tests.fakes.memory_tables import MemoryStore, _check_seed, _json_copy, _style_copy, _utc
 
@@ -129,25 +133,17 @@ class InMemoryUploadStore(MemoryStore):
 
 
 class InMemoryConsentStore(MemoryStore):
-    async def add_consent(
-        self,
-        user_id: int,
-        licence: str,
-        terms_version: str,
-        rights_confirmed: bool,
-        image_hashes: Sequence[str],
-        created_at: datetime,
-    ) -> Consent:
-        hashes = tuple(_json_copy(list(image_hashes)))
-        created = _utc(created_at)
+    async def add_consent(self, new: NewConsent) -> Consent:
+        hashes = tuple(_json_copy(list(new.image_hashes)))
+        created = _utc(new.created_at)
         async with self.transaction():
-            self._need_user(user_id, f"user {user_id} does not exist")
+            self._need_user(new.user_id, f"user {new.user_id} does not exist")
             consent = Consent(
                 id=max(self._t.consents, default=0) + 1,
-                user_id=user_id,
-                licence=licence,
-                terms_version=terms_version,
-                rights_confirmed=bool(rights_confirmed),
+                user_id=new.user_id,
+                licence=new.licence,
+                terms_version=new.terms_version,
+                rights_confirmed=bool(new.rights_confirmed),
                 image_hashes=hashes,
                 created_at=created,
             )
@@ -163,20 +159,11 @@ class InMemoryConsentStore(MemoryStore):
 
 
 class InMemoryStyleStore(MemoryStore):
-    async def add_style(
-        self,
-        owner_id: int,
-        name: str,
-        trigger: str,
-        consent_id: int,
-        base_model: str,
-        train_settings: dict[str, object],
-        upload_ids: Sequence[int],
-        created_at: datetime,
-    ) -> Style:
-        settings = _json_copy(train_settings)
-        created = _utc(created_at)
-        wanted = sorted(set(upload_ids))
+    async def add_style(self, new: NewStyle) -> Style:
+        owner_id, name, consent_id = new.owner_id, new.name, new.consent_id
+        settings = _json_copy(new.train_settings)
+        created = _utc(new.created_at)
+        wanted = sorted(set(new.upload_ids))
         async with self.transaction():
             consent = self._t.consents.get(consent_id)
             if consent is None or consent.user_id != owner_id or consent.style_id is not None:
@@ -198,11 +185,11 @@ class InMemoryStyleStore(MemoryStore):
                 id=max(self._t.styles, default=0) + 1,
                 owner_id=owner_id,
                 name=name,
-                trigger=trigger,
+                trigger=new.trigger,
                 visibility=Visibility.PRIVATE,
                 status=StyleStatus.TRAINING,
                 consent_id=consent_id,
-                base_model=base_model,
+                base_model=new.base_model,
                 created_at=created,
                 train_settings=settings,
             )
@@ -318,17 +305,10 @@ class InMemoryStyleStore(MemoryStore):
 
 
 class InMemoryJobStore(MemoryStore):
-    async def add_job(
-        self,
-        job_id: str,
-        kind: str,
-        user_id: int,
-        origin: Requester,
-        created_at: datetime,
-        style_id: int | None = None,
-    ) -> Job:
-        created = _utc(created_at)
-        origin = Requester(**_json_copy(dataclasses.asdict(origin)))
+    async def add_job(self, new: NewJob) -> Job:
+        job_id, user_id, style_id = new.job_id, new.user_id, new.style_id
+        created = _utc(new.created_at)
+        origin = Requester(**_json_copy(dataclasses.asdict(new.origin)))
         async with self.transaction():
             if job_id in self._t.jobs:
                 raise DuplicateRecord(f"job {job_id!r} already exists")
@@ -340,7 +320,7 @@ class InMemoryJobStore(MemoryStore):
                 )
             job = Job(
                 id=job_id,
-                kind=kind,
+                kind=new.kind,
                 user_id=user_id,
                 origin=origin,
                 status=JobStatus.QUEUED,
@@ -475,7 +455,7 @@ class InMemoryOutputStore(MemoryStore):
         return await self._outputs_where(
             lambda o: (
                 o.fingerprint is not None
-                and not wanted.isdisjoint(fingerprint_bands(o.fingerprint))
+                and not wanted.isdisjoint(hash_bands(PerceptualHash.from_hex(o.fingerprint)))
             )
         )
 

@@ -26,7 +26,7 @@ from stylebot.bot.core.commands import Imagine, IncomingFile, Verify
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
 from stylebot.bot.core.service import StyleBot
-from stylebot.provenance import embed_watermark
+from stylebot.provenance.watermark import embed_watermark
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 
 pytestmark = pytest.mark.slow

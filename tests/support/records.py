@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.core.consent import TERMS_VERSION
-from stylebot.bot.core.model import StyleStatus
+from stylebot.bot.core.model import NewConsent, NewStyle, StyleStatus
 
 
 async def add_ready_style(
@@ -20,9 +20,9 @@ async def add_ready_style(
     upload = await repo.uploads.add_upload(owner.id, image, "ref.png", 64, 64)
     now = datetime.now(UTC)
     consent = await repo.consents.add_consent(
-        owner.id, "own-work", TERMS_VERSION, True, [image], now
+        NewConsent(owner.id, "own-work", TERMS_VERSION, True, [image], now)
     )
     style = await repo.styles.add_style(
-        owner.id, name, f"sbt {name}", consent.id, "tiny", {}, [upload.id], now
+        NewStyle(owner.id, name, f"sbt {name}", consent.id, "tiny", {}, [upload.id], now)
     )
     await repo.styles.set_style_status(style.id, StyleStatus.READY, await blobs.put(weights))

@@ -20,7 +20,7 @@ from stylebot.bot.core.ports import BlobStore, WatermarkReader
 from stylebot.bot.core.replies import JobQueued, VerifyReport
 from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.stores import UnitOfWork
-from stylebot.provenance import embed_watermark
+from stylebot.provenance.watermark import embed_watermark
 from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
 from tests.fakes.core import RecordingQueue, SteppingClock, bot_on
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork

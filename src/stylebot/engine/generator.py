@@ -26,7 +26,6 @@ from stylebot.trainer.embeddings import LoadedEmbeddings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FEW_STEP_GUIDANCE", "Generator"]
 
 # A few-step (turbo) model's guidance: distilled to sample without
 # classifier-free guidance (the front end's default for it, see load_settings).

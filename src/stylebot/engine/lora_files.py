@@ -37,17 +37,6 @@ from diffusers.utils.state_dict_utils import (
 from stylebot.provenance.a1111_hashes import addnet_legacy_hash
 from stylebot.queue.payloads import TrainSettings
 
-__all__ = [
-    "StyleCard",
-    "export_model_hash",
-    "kohya_export_tensors",
-    "kohya_lora_file",
-    "kohya_state_dict",
-    "read_safetensors_metadata",
-    "sgm_unet_names",
-    "tensor_data_sha256",
-]
-
 KOHYA_NETWORK_MODULE = "networks.lora"
 MODELSPEC_VERSION = "1.0.0"
 # diffusers' key for the peft LoraConfig it saves with a LoRA (lora_base.LORA_ADAPTER_METADATA_KEY).

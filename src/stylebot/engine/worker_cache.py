@@ -29,8 +29,6 @@ from typing import Literal
 
 from stylebot.storage.blobs import sha256_of_file
 
-__all__ = ["DEFAULT_CACHE_MAX_BYTES", "IN_USE_S", "BlobCache", "CacheKind", "RevokedBlobError"]
-
 log = logging.getLogger(__name__)
 
 CacheKind = Literal["loras", "embeddings"]

@@ -28,16 +28,6 @@ import json
 import os
 from pathlib import Path
 
-__all__ = [
-    "LORA_SHORTHASH_LEN",
-    "MODEL_SHORTHASH_LEN",
-    "addnet_hash",
-    "addnet_legacy_hash",
-    "checkpoint_legacy_hash",
-    "checkpoint_sha256",
-    "checkpoint_shorthash",
-]
-
 LORA_SHORTHASH_LEN = 12
 MODEL_SHORTHASH_LEN = 10
 _LEGACY_OFFSET = 0x100000

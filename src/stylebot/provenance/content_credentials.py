@@ -41,16 +41,6 @@ from stylebot.provenance.metadata import (
 )
 from stylebot.provenance.signing import SigningIdentity, ensure_signing_identity
 
-__all__ = [
-    "SOFT_BINDING_ALG",
-    "C2paCredentialsReader",
-    "CredentialsReport",
-    "finish_output_png",
-    "probe_time_stamping",
-    "read_content_credentials",
-    "sign_output_png",
-]
-
 #: Names stylebot's watermark (version 2: dwtDctSvd with dither, Reed-Solomon, CRC).
 SOFT_BINDING_ALG = "org.stylebot.watermark.dwtdctsvd-rs.2"
 _CREATED = "c2pa.created"

@@ -32,20 +32,6 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from stylebot.provenance.a1111_hashes import LORA_SHORTHASH_LEN
 
-__all__ = [
-    "IPTC_EXT_NS",
-    "STYLEBOT_XMP_NS",
-    "TRAINED_ALGORITHMIC_MEDIA",
-    "OutputMetadata",
-    "a1111_parameters",
-    "digital_source_type",
-    "encode_png",
-    "read_output_metadata",
-    "read_png_metadata",
-    "software_name",
-    "xmp_output_id",
-]
-
 IPTC_EXT_NS = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 #: Namespace of stylebot's own XMP properties. A URN: it names, it need not resolve.

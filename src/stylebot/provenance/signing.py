@@ -29,14 +29,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = [
-    "RENEW_BEFORE",
-    "SigningIdentity",
-    "ensure_signing_identity",
-    "load_signing_identity",
-    "signing_identity_for",
-]
-
 CHAIN_FILE = "signing-chain.pem"
 KEY_FILE = "signing-key.pem"
 CA_FILE = "ca.pem"

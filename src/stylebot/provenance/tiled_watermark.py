@@ -57,8 +57,6 @@ from stylebot.provenance.watermark import (
 )
 from stylebot.provenance.watermark_scale import rescale_candidates
 
-__all__ = ["MIN_READ_PIXELS", "quantise_tiled", "search_tiled"]
-
 #: The smallest picture searched: a 256x256 output shrunk to half.
 MIN_READ_PIXELS = 128 * 128
 

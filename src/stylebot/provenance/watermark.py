@@ -74,17 +74,6 @@ import pywt
 from PIL import Image
 from reedsolo import ReedSolomonError, RSCodec
 
-__all__ = [
-    "CODE_BITS",
-    "MAX_READ_SIDE",
-    "MIN_WATERMARK_PIXELS",
-    "WatermarkReading",
-    "embed_watermark",
-    "inspect_watermark",
-    "new_output_id",
-    "read_watermark",
-]
-
 #: imwatermark refuses images with fewer pixels than 256x256; so do we.
 MIN_WATERMARK_PIXELS = 256 * 256
 #: A larger picture is reduced by a whole factor before reading: the reader's float planes

@@ -21,8 +21,6 @@ import numpy as np
 
 from stylebot.provenance.watermark import _u_plane
 
-__all__ = ["MAX_RESCALE", "MIN_RESCALE", "rescale_candidates"]
-
 MIN_RESCALE = 0.48  # a little beyond the 0.5x to 2x the reader promises
 MAX_RESCALE = 2.1
 _BLOCK_PIXELS = 8

@@ -22,8 +22,6 @@ from redis.asyncio import Redis
 from stylebot.engine.worker_cache import BlobCache
 from stylebot.queue.forgetting import REVOCATION_KEEP_S, revoked_blobs_since
 
-__all__ = ["CacheRevocationWatch", "UnloadBlobs"]
-
 log = logging.getLogger(__name__)
 
 # Unloads revoked blobs' weights from the engine's memory; returns how many went.

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.storage.blobs import LocalBlobStore
 
-__all__ = ["DamagedInput", "read_style_weights", "read_training_images"]
-
 
 class DamagedInput(Exception):
     """A job's input blob is damaged: `user_message` for the chat, `str()` for the log."""

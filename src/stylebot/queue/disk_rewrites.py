@@ -19,8 +19,6 @@ from redis.exceptions import ResponseError
 
 from stylebot.queue.forgetting import rewrite_append_only_file
 
-__all__ = ["MIN_REWRITE_INTERVAL_S", "DiskRewrites", "save_snapshot_again", "snapshots_enabled"]
-
 log = logging.getLogger(__name__)
 
 # At most one rewrite of Redis's files this often, per front end.

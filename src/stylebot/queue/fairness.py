@@ -13,14 +13,14 @@ so finished jobs cannot let anyone's later job jump ahead.
 
 Turns live in Redis (`stylebot.queue.turns`), given atomically at enqueue and
 read by every worker and by the front end, so the positions users are told
-are the order workers start jobs in. This module holds the rule in plain
-Python: the Redis scripts follow it, and the fake queue of core tests runs it.
+are the order workers start jobs in. The tests' `LaneTurns` (tests/fakes/lane_turns.py)
+is the rule in plain Python, which the Redis scripts are checked against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Lane = Literal["generate", "train"]
@@ -55,16 +55,6 @@ def lane_of(function: str) -> Lane:
     return "train" if function == "train" else "generate"
 
 
-def owner_key(owner: str | None, job_id: str) -> str:
-    """Whose turns a job takes; a job without an owner is an owner of its own."""
-    return owner if owner is not None else f"(no owner):{job_id}"
-
-
-def next_round(owner_next_round: int, current_round: int) -> int:
-    """The round of an owner's new job: never behind the current round (no banked turns)."""
-    return max(owner_next_round, current_round)
-
-
 def in_turn_order(job_ids: Sequence[str], turns: Mapping[str, Turn]) -> list[str]:
     """`job_ids` (arrival order) sorted by turn; jobs without one go first, as they came."""
     return sorted(job_ids, key=lambda job_id: turns.get(job_id, UNNUMBERED))
@@ -81,37 +71,3 @@ def lanes_in_fair_order(
     generation = [job_id for job_id in job_ids if not is_training(job_id)]
     training = [job_id for job_id in job_ids if is_training(job_id)]
     return in_turn_order(generation, turns) + in_turn_order(training, turns)
-
-
-@dataclass
-class LaneTurns:
-    """One lane's turns in memory: what Redis keeps, for unit tests and the fake queue."""
-
-    current_round: int = 0
-    owner_next_round: dict[str, int] = field(default_factory=dict)
-    turns: dict[str, Turn] = field(default_factory=dict)
-    arrivals: int = 0
-
-    def give(self, job_id: str, owner: str | None) -> Turn:
-        """The job's turn; a job that has one keeps it."""
-        if job_id in self.turns:
-            return self.turns[job_id]
-        who = owner_key(owner, job_id)
-        round_ = next_round(self.owner_next_round.get(who, 0), self.current_round)
-        self.owner_next_round[who] = round_ + 1
-        self.arrivals += 1
-        turn = self.turns[job_id] = Turn(round_, self.arrivals)
-        return turn
-
-    def started(self, job_id: str) -> None:
-        """A worker started the job: its round is now the current one (never going back)."""
-        turn = self.turns.get(job_id)
-        if turn is not None:
-            self.current_round = max(self.current_round, turn.round)
-
-    def remove(self, job_id: str) -> None:
-        """The job finished or was cancelled: it leaves the order."""
-        self.turns.pop(job_id, None)
-
-    def order(self) -> list[str]:
-        return sorted(self.turns, key=lambda job_id: self.turns[job_id])

@@ -52,16 +52,6 @@ from stylebot.queue.keys import (
 )
 from stylebot.redis_replies import awaited, list_reply
 
-__all__ = [
-    "REVOCATION_KEEP_S",
-    "forget_jobs",
-    "forget_owner",
-    "result_without_arguments",
-    "revoke_blobs",
-    "revoked_blobs_since",
-    "rewrite_append_only_file",
-]
-
 log = logging.getLogger(__name__)
 
 # As long as a job may wait in the queue: a worker's cache entry unused for longer is

@@ -1,37 +1,8 @@
 """Every Redis key stylebot reads or writes, and the arq keys it touches directly.
 
-No other module spells a key: they import it from here, so the schema below is
-the whole of what a shared Redis holds for stylebot (`<id>` is a job id).
-
-| Key | Type | What it holds (writer) |
-|---|---|---|
-| `stylebot:queue` | zset | arq's queue: job id -> enqueue ms (`enqueue_with_turn`) |
-| `arq:job:<id>` | string | arq's job record, JSON; expires after `QUEUED_JOB_TTL_S` |
-| `arq:in-progress:<id>` | string | a running job's lease, naming its worker (`JobLease`) |
-| `arq:retry:<id>` | string | arq's count of a job's runs (an interrupted run gives one back) |
-| `arq:result:<id>` | string | arq's result, without the job's arguments; kept a day |
-| `arq:abort` | zset | arq's aborted jobs: unused (cancel is `cancel:<id>`), erasure clears it |
-| `stylebot:wake` | list | one entry per enqueue; idle workers BLPOP it (64 at most) |
-| `stylebot:cancel:<id>` | string | set by /cancel; workers look before and during a job |
-| `stylebot:turns:arrivals` | counter | the arrival number of the next job, both lanes |
-| `stylebot:turns:version` | counter | moves at each enqueue; a start is valid at the version read |
-| `stylebot:turns:<lane>` | hash | job id -> "round:arrival", its fair turn (train, generate) |
-| `stylebot:turns:<lane>:owners` | hash | owner -> the owner's next round |
-| `stylebot:turns:<lane>:current` | string | the lane's highest round started |
-| `stylebot:checkpoint:<id>` | string | a training run's latest checkpoint (blob key, step) |
-| `stylebot:train-result:<id>` | hash | a finished training's result, and if it was reported |
-| `stylebot:events` | stream | job events for the front ends (group `frontend`), 30 days |
-| `stylebot:events:of:<id>` | set | a job's entry ids in the stream (erasure finds them) |
-| `stylebot:events:indexed` | string | set once entries older than that index are indexed |
-| `stylebot:events:delivery-failures:<entry>` | string | failed deliveries of one event |
-| `stylebot:events:delivery-failures` | hash | the same, as kept before; deleted at start |
-| `stylebot:events:delivered-parts:<entry>` | hash | parts of an event that reached the chat |
-| `stylebot:revoked-blobs` | zset | blob key -> revoked ms; workers drop cached copies |
-| `stylebot:admin:training-paused` | string | set while training is paused; who paused it |
-| `stylebot:worker-alive:<worker>` | string | a worker's presence, renewed every few seconds |
-| `stylebot:worker:<worker>:health-check` | string | arq's health check, one per worker |
-| `stylebot:queue:health-check` | string | arq's shared health check (workers without their own) |
-| `stylebot:embedded-redis:exiting` | string | serialises exits of processes sharing one Redis |
+No other module spells a key: they import it from here, so these are the whole of
+what a shared Redis holds for stylebot. Each key's type, writer, lifetime and purpose:
+docs/architecture.md, "The Redis key schema".
 
 The `arq:` keys are arq 0.28's own (its `arq.constants`, pinned in pyproject.toml);
 `tests/unit/queue/test_arq_contract.py` fails when a release changes them.

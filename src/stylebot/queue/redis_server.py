@@ -307,6 +307,3 @@ def redis_url_or_embedded(
         return redis_url, None
     server = EmbeddedRedis(data_dir).start()
     return server.url, server
-
-
-__all__ = ["EmbeddedRedis", "find_redis_server", "redis_url_or_embedded"]

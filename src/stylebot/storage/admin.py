@@ -23,17 +23,12 @@ import aiosqlite
 from redis.asyncio import Redis
 
 from stylebot.bot.core.admin_ports import AdminPorts, Ban, Quota, parse_operators
+from stylebot.bot.core.ledger import utc_text
 from stylebot.config import Settings
 from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.storage.database import open_database
 from stylebot.storage.full import storage_full_as_error
-from stylebot.storage.session import utc_text
-
-__all__ = [
-    "SqliteAdminStore",
-    "open_admin_ports",
-    "operators_from",
-]
+from stylebot.storage.session import from_row
 
 
 class SqliteAdminStore:
@@ -98,14 +93,7 @@ class SqliteAdminStore:
         )
         if not rows:
             return None
-        row = rows[0]
-        return Ban(
-            platform=row["platform"],
-            platform_user_id=row["platform_user_id"],
-            reason=row["reason"],
-            banned_by=row["banned_by"],
-            created_at=datetime.fromisoformat(row["created_at"]),
-        )
+        return from_row(Ban, rows[0], created_at=datetime.fromisoformat(rows[0]["created_at"]))
 
     async def set_quota(
         self, scope: str, kind: str, per_day: int | None, set_by: str, at: datetime
@@ -130,13 +118,7 @@ class SqliteAdminStore:
             (kind, *scopes),
         )
         return [
-            Quota(
-                scope=row["scope"],
-                kind=row["kind"],
-                per_day=int(row["per_day"]),
-                set_by=row["set_by"],
-                updated_at=datetime.fromisoformat(row["updated_at"]),
-            )
+            from_row(Quota, row, updated_at=datetime.fromisoformat(row["updated_at"]))
             for row in rows
         ]
 

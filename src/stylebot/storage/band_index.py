@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ids_with_bands"]
-
 
 def ids_with_bands(
     table: str, id_column: str, probes: Sequence[tuple[int, str]]

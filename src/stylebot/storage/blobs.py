@@ -25,8 +25,6 @@ from pathlib import Path
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.storage.full import storage_full_as_error
 
-__all__ = ["BlobScan", "LocalBlobStore", "check_blob_key", "sha256_of_file"]
-
 _KEY = re.compile(r"[0-9a-f]{64}")
 _TEMP_PREFIX = ".tmp-"
 # Files are hashed in chunks of this size: a big LoRA is never held twice.

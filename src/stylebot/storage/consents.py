@@ -4,42 +4,31 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from datetime import datetime
 
-from stylebot.bot.core.model import Consent
-from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
-
-__all__ = ["SqliteConsentStore"]
+from stylebot.bot.core.ledger import utc_text
+from stylebot.bot.core.model import Consent, NewConsent
+from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
 class SqliteConsentStore(SqliteStore):
-    async def add_consent(
-        self,
-        user_id: int,
-        licence: str,
-        terms_version: str,
-        rights_confirmed: bool,
-        image_hashes: Sequence[str],
-        created_at: datetime,
-    ) -> Consent:
-        hashes = json.dumps(list(image_hashes))
+    async def add_consent(self, new: NewConsent) -> Consent:
+        hashes = json.dumps(list(new.image_hashes))
         async with self._session.transaction():
             try:
                 cursor = await self._session.write(
                     "INSERT INTO consents (user_id, licence, terms_version, rights_confirmed,"
                     " image_hashes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (
-                        user_id,
-                        licence,
-                        terms_version,
-                        int(bool(rights_confirmed)),
+                        new.user_id,
+                        new.licence,
+                        new.terms_version,
+                        int(bool(new.rights_confirmed)),
                         hashes,
-                        utc_text(created_at),
+                        utc_text(new.created_at),
                     ),
                 )
             except sqlite3.IntegrityError as exc:
-                raise integrity_error(exc, f"user {user_id} does not exist") from exc
+                raise integrity_error(exc, f"user {new.user_id} does not exist") from exc
             row = await self._session.fetch_row(
                 "SELECT * FROM consents WHERE id = ?", (cursor.lastrowid,)
             )

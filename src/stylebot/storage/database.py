@@ -24,18 +24,6 @@ from pathlib import Path
 
 import aiosqlite
 
-__all__ = [
-    "BUSY_TIMEOUT_MS",
-    "Migration",
-    "MigrationError",
-    "StorageError",
-    "apply_migrations",
-    "load_migrations",
-    "open_database",
-    "schema_version",
-    "split_statements",
-]
-
 BUSY_TIMEOUT_MS = 5_000
 """How long a write waits for another process's write lock before failing."""
 

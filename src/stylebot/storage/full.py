@@ -14,8 +14,6 @@ from contextlib import contextmanager
 
 from stylebot.bot.core.errors import StorageFull
 
-__all__ = ["is_storage_full", "storage_full_as_error"]
-
 # No space, over quota, or a file past the size limit (RLIMIT_FSIZE): all "full".
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 

@@ -8,43 +8,36 @@ import sqlite3
 from datetime import datetime
 
 from stylebot.bot.core.errors import RecordNotFound
-from stylebot.bot.core.model import Job, JobStatus, Requester
-from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
-
-__all__ = ["SqliteJobStore"]
+from stylebot.bot.core.ledger import utc_text
+from stylebot.bot.core.model import Job, JobStatus, NewJob, Requester
+from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
 class SqliteJobStore(SqliteStore):
-    async def add_job(
-        self,
-        job_id: str,
-        kind: str,
-        user_id: int,
-        origin: Requester,
-        created_at: datetime,
-        style_id: int | None = None,
-    ) -> Job:
-        created = utc_text(created_at)
+    async def add_job(self, new: NewJob) -> Job:
+        created = utc_text(new.created_at)
         async with self._session.transaction():
             try:
                 await self._session.write(
                     "INSERT INTO jobs (id, kind, user_id, style_id, status, origin,"
                     " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        job_id,
-                        kind,
-                        user_id,
-                        style_id,
+                        new.job_id,
+                        new.kind,
+                        new.user_id,
+                        new.style_id,
                         JobStatus.QUEUED.value,
-                        json.dumps(dataclasses.asdict(origin), sort_keys=True),
+                        json.dumps(dataclasses.asdict(new.origin), sort_keys=True),
                         created,
                         created,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
-                missing = f"job {job_id!r}: user {user_id} or style {style_id} does not exist"
-                raise integrity_error(exc, missing, f"job {job_id!r} already exists") from exc
-            row = await self._session.fetch_row("SELECT * FROM jobs WHERE id = ?", (job_id,))
+                missing = (
+                    f"job {new.job_id!r}: user {new.user_id} or style {new.style_id} does not exist"
+                )
+                raise integrity_error(exc, missing, f"job {new.job_id!r} already exists") from exc
+            row = await self._session.fetch_row("SELECT * FROM jobs WHERE id = ?", (new.job_id,))
         assert row is not None
         return _job(row)
 

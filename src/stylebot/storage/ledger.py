@@ -20,8 +20,6 @@ from typing import Any
 from stylebot.bot.core.ledger import LedgerEntry, LedgerKind, canonical_json, chain_entry
 from stylebot.storage.session import SqliteStore
 
-__all__ = ["SqliteConsentLedger"]
-
 
 class SqliteConsentLedger(SqliteStore):
     async def append(

@@ -21,13 +21,12 @@ from datetime import datetime
 from typing import Any
 
 from stylebot.bot.core.hash_bands import band_probes
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
-from stylebot.storage.session import SqliteSession, SqliteStore, utc_text
-
-__all__ = ["SqliteOptOutRegistry"]
+from stylebot.storage.session import SqliteSession, SqliteStore, from_row
 
 _PURPOSE = "optout-registrant"
 
@@ -175,13 +174,9 @@ class SqliteOptOutRegistry(SqliteStore):
 
 
 def _image(row: sqlite3.Row) -> OptedOutImage:
-    return OptedOutImage(
-        platform=row["platform"],
-        platform_user_id=row["platform_user_id"],
-        sha256=row["sha256"],
-        phash=row["phash"],
+    return from_row(
+        OptedOutImage,
+        row,
         created_at=datetime.fromisoformat(row["created_at"]),
-        scope=row["scope"],
-        id=int(row["id"]),
         registrant=row["registrant"] or "",
     )

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from stylebot.bot.core.errors import RecordNotFound
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import Output
 from stylebot.storage.band_index import ids_with_bands
 from stylebot.storage.session import (
@@ -13,11 +14,8 @@ from stylebot.storage.session import (
     check_seed,
     from_row,
     integrity_error,
-    utc_text,
     utc_time,
 )
-
-__all__ = ["SqliteOutputStore"]
 
 
 class SqliteOutputStore(SqliteStore):
@@ -88,22 +86,11 @@ class SqliteOutputStore(SqliteStore):
     async def set_output_blob(self, output_id: str, blob_key: str, seed: int) -> None:
         """Record where the finished image is, and the seed it was really made with."""
         check_seed(seed)
-        async with self._session.transaction():
-            cursor = await self._session.write(
-                "UPDATE outputs SET blob_key = ?, seed = ? WHERE id = ?",
-                (blob_key, seed, output_id),
-            )
-            if cursor.rowcount == 0:
-                raise RecordNotFound(f"output {output_id!r} does not exist")
+        await self._update_row("outputs", output_id, "blob_key = ?, seed = ?", blob_key, seed)
 
     async def set_output_fingerprint(self, output_id: str, fingerprint: str) -> None:
         """A trigger of migration 0009 indexes the fingerprint's bands."""
-        async with self._session.transaction():
-            cursor = await self._session.write(
-                "UPDATE outputs SET fingerprint = ? WHERE id = ?", (fingerprint, output_id)
-            )
-            if cursor.rowcount == 0:
-                raise RecordNotFound(f"output {output_id!r} does not exist")
+        await self._update_row("outputs", output_id, "fingerprint = ?", fingerprint)
 
     async def outputs_with_bands(self, probes: Sequence[tuple[int, str]]) -> list[Output]:
         if not probes:

@@ -13,8 +13,6 @@ import secrets
 
 from stylebot.storage.session import SqliteSession
 
-__all__ = ["load_pseudonym_key", "pseudonym"]
-
 
 async def load_pseudonym_key(session: SqliteSession) -> bytes:
     # INSERT OR IGNORE: two processes making the key at once agree on one.

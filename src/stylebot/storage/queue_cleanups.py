@@ -11,8 +11,6 @@ from datetime import datetime
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.storage.session import SqliteStore
 
-__all__ = ["SqlitePendingQueueCleanups"]
-
 
 class SqlitePendingQueueCleanups(SqliteStore):
     async def add(self, cleanup: QueueCleanup, recorded_at: datetime) -> None:

@@ -29,31 +29,9 @@ from stylebot.bot.core.errors import DuplicateRecord, RecordNotFound, Repository
 from stylebot.storage.database import StorageError
 from stylebot.storage.full import storage_full_as_error
 
-__all__ = [
-    "SqliteSession",
-    "SqliteStore",
-    "check_seed",
-    "from_row",
-    "integrity_error",
-    "utc_now",
-    "utc_text",
-    "utc_time",
-]
-
 R = TypeVar("R")
 _SQLITE_INT_MIN = -(2**63)
 _SQLITE_INT_MAX = 2**63 - 1
-
-
-def utc_text(moment: datetime) -> str:
-    """Store times as fixed-width UTC text, which sorts in time order.
-
-    Naive datetimes are refused: guessing their zone would silently shift
-    every stored time on a host with a non-UTC clock.
-    """
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment!r}: pass an aware datetime (UTC)")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def utc_time(text: str) -> datetime:
@@ -208,6 +186,15 @@ class SqliteStore:
 
     def __init__(self, session: SqliteSession) -> None:
         self._session = session
+
+    async def _update_row(
+        self, table: str, row_id: object, assignments: str, *values: object
+    ) -> None:
+        """`UPDATE <table> SET <assignments>` of the row `row_id`; RecordNotFound if none."""
+        async with self._session.transaction():
+            sql = f"UPDATE {table} SET {assignments} WHERE id = ?"
+            if await self._session.changes(sql, (*values, row_id)) == 0:
+                raise RecordNotFound(f"{table.removesuffix('s')} {row_id!r} does not exist")
 
 
 def from_row(record: type[R], row: sqlite3.Row, **converted: Any) -> R:

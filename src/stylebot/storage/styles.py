@@ -5,31 +5,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from typing import Any
 
 from stylebot.bot.core.errors import DuplicateStyleName, RecordNotFound
-from stylebot.bot.core.model import Style, StyleStatus, Visibility
+from stylebot.bot.core.ledger import utc_text
+from stylebot.bot.core.model import NewStyle, Style, StyleStatus, Visibility
 from stylebot.queue.payloads import ValidationPoint
-from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
-
-__all__ = ["SqliteStyleStore"]
+from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
 class SqliteStyleStore(SqliteStore):
-    async def add_style(
-        self,
-        owner_id: int,
-        name: str,
-        trigger: str,
-        consent_id: int,
-        base_model: str,
-        train_settings: dict[str, object],
-        upload_ids: Sequence[int],
-        created_at: datetime,
-    ) -> Style:
-        settings = json.dumps(train_settings, sort_keys=True)
-        created = utc_text(created_at)
-        wanted = sorted(set(upload_ids))
+    async def add_style(self, new: NewStyle) -> Style:
+        owner_id, consent_id = new.owner_id, new.consent_id
+        settings = json.dumps(new.train_settings, sort_keys=True)
+        created = utc_text(new.created_at)
+        wanted = sorted(set(new.upload_ids))
         async with self._session.transaction():
             consent = await self._session.fetch_row(
                 "SELECT id FROM consents WHERE id = ? AND user_id = ? AND style_id IS NULL",
@@ -56,19 +46,19 @@ class SqliteStyleStore(SqliteStore):
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         owner_id,
-                        name,
-                        trigger,
+                        new.name,
+                        new.trigger,
                         Visibility.PRIVATE.value,
                         StyleStatus.TRAINING.value,
                         consent_id,
-                        base_model,
+                        new.base_model,
                         settings,
                         created,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
                 if "styles.owner_id, styles.name" in str(exc):
-                    raise DuplicateStyleName(owner_id, name) from exc
+                    raise DuplicateStyleName(owner_id, new.name) from exc
                 raise integrity_error(exc, f"user {owner_id} does not exist") from exc
             style_id = cursor.lastrowid
             if wanted:
@@ -119,70 +109,48 @@ class SqliteStyleStore(SqliteStore):
     ) -> None:
         """Set the status; `lora_key=None` keeps the stored key."""
         status = StyleStatus(status)
-        async with self._session.transaction():
-            cursor = await self._session.write(
-                "UPDATE styles SET status = ?, lora_key = COALESCE(?, lora_key) WHERE id = ?",
-                (status.value, lora_key, style_id),
-            )
-            if cursor.rowcount == 0:
-                raise RecordNotFound(f"style {style_id} does not exist")
+        await self._update(
+            style_id, "status = ?, lora_key = COALESCE(?, lora_key)", status.value, lora_key
+        )
 
     async def set_style_export(self, style_id: int, export_key: str) -> None:
-        async with self._session.transaction():
-            cursor = await self._session.write(
-                "UPDATE styles SET export_key = ? WHERE id = ?", (export_key, style_id)
-            )
-            if cursor.rowcount == 0:
-                raise RecordNotFound(f"style {style_id} does not exist")
+        await self._update(style_id, "export_key = ?", export_key)
 
     async def set_style_embedding(self, style_id: int, embedding_key: str) -> None:
         """The style's textual-inversion embedding (blob key), loaded at generation."""
-        async with self._session.transaction():
-            cursor = await self._session.write(
-                "UPDATE styles SET embedding_key = ? WHERE id = ?", (embedding_key, style_id)
-            )
-            if cursor.rowcount == 0:
-                raise RecordNotFound(f"style {style_id} does not exist")
+        await self._update(style_id, "embedding_key = ?", embedding_key)
 
     async def style_export_key(self, style_id: int) -> str | None:
-        row = await self._session.fetch_row(
-            "SELECT export_key FROM styles WHERE id = ?", (style_id,)
-        )
-        if row is None:
-            raise RecordNotFound(f"style {style_id} does not exist")
-        export_key: str | None = row["export_key"]
+        export_key: str | None = await self._column(style_id, "export_key")
         return export_key
 
     async def set_style_validation(self, style_id: int, curve: Sequence[ValidationPoint]) -> None:
         text = json.dumps([point.to_dict() for point in curve], sort_keys=True)
-        async with self._session.transaction():
-            cursor = await self._session.write(
-                "UPDATE styles SET validation = ? WHERE id = ?", (text, style_id)
-            )
-            if cursor.rowcount == 0:
-                raise RecordNotFound(f"style {style_id} does not exist")
+        await self._update(style_id, "validation = ?", text)
 
     async def style_validation(self, style_id: int) -> tuple[ValidationPoint, ...]:
-        row = await self._session.fetch_row(
-            "SELECT validation FROM styles WHERE id = ?", (style_id,)
-        )
-        if row is None:
-            raise RecordNotFound(f"style {style_id} does not exist")
-        raw = json.loads(row["validation"]) if row["validation"] else []
-        return tuple(ValidationPoint.from_dict(point) for point in raw)
+        text = await self._column(style_id, "validation")
+        return tuple(ValidationPoint.from_dict(point) for point in json.loads(text or "[]"))
 
     async def set_style_visibility(
         self, style_id: int, visibility: Visibility, shared_scope: str | None = None
     ) -> None:
         visibility = Visibility(visibility)
         _check_scope(visibility, shared_scope)
-        async with self._session.transaction():
-            cursor = await self._session.write(
-                "UPDATE styles SET visibility = ?, shared_scope = ? WHERE id = ?",
-                (visibility.value, shared_scope, style_id),
-            )
-            if cursor.rowcount == 0:
-                raise RecordNotFound(f"style {style_id} does not exist")
+        await self._update(
+            style_id, "visibility = ?, shared_scope = ?", visibility.value, shared_scope
+        )
+
+    async def _update(self, style_id: int, assignments: str, *values: object) -> None:
+        await self._update_row("styles", style_id, assignments, *values)
+
+    async def _column(self, style_id: int, column: str) -> Any:
+        row = await self._session.fetch_row(
+            f"SELECT {column} FROM styles WHERE id = ?", (style_id,)
+        )
+        if row is None:
+            raise RecordNotFound(f"style {style_id} does not exist")
+        return row[column]
 
     async def delete_style(self, style_id: int) -> list[str]:
         async with self._session.transaction():

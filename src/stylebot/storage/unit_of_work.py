@@ -31,8 +31,6 @@ from stylebot.storage.uploads import SqliteUploadStore
 from stylebot.storage.usage import SqliteUsageLog
 from stylebot.storage.users import SqliteUserStore
 
-__all__ = ["SqliteUnitOfWork"]
-
 log = logging.getLogger(__name__)
 
 

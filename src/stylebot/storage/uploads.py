@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import Upload
-from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
-
-__all__ = ["SqliteUploadStore"]
+from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
 class SqliteUploadStore(SqliteStore):

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from stylebot.bot.core.ledger import utc_text
 from stylebot.storage.pseudonyms import load_pseudonym_key, pseudonym
-from stylebot.storage.session import SqliteSession, SqliteStore, utc_text
-
-__all__ = ["SqliteUsageLog"]
-
+from stylebot.storage.session import SqliteSession, SqliteStore
 
 ERASED_PREFIX = "erased:"
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from stylebot.bot.core.errors import RecordNotFound, RepositoryError
+from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import User
-from stylebot.storage.session import SqliteStore, from_row, utc_text, utc_time
-
-__all__ = ["SqliteUserStore"]
+from stylebot.storage.session import SqliteStore, from_row, utc_time
 
 
 class SqliteUserStore(SqliteStore):

@@ -21,7 +21,7 @@ from tests.support.tiny_styles import STRONG, TRIGGER, reference_images
 
 from stylebot.engine.lora_files import read_safetensors_metadata
 from stylebot.engine.runtime import StyleEngine, TrainedWeights
-from stylebot.provenance import read_png_metadata
+from stylebot.provenance.metadata import read_png_metadata
 from stylebot.queue.payloads import GenerateJob, TrainJob
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -7,10 +7,11 @@ import hashlib
 import random
 
 import pytest
+from tests.fakes.lane_turns import LaneTurns
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.queue.client import QueueError
-from stylebot.queue.fairness import LaneTurns, Turn
+from stylebot.queue.fairness import Turn
 from stylebot.queue.keys import QUEUE_NAME, arq_in_progress_key, current_round_key, owner_rounds_key
 from stylebot.queue.payloads import GenerateJob
 from stylebot.queue.turns import claim, lane_turns, queue_version, read_turns

@@ -32,6 +32,7 @@ from stylebot.bot.core.commands import (
     UploadImages,
 )
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
+from stylebot.bot.core.model import NewConsent
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.replies import JobQueued, TextReply
 from stylebot.bot.core.service import StyleBot
@@ -140,7 +141,7 @@ async def test_a_failed_consent_write_takes_the_ledger_entry_with_it(stack: Stac
         async with stack.uow.transaction():
             await stack.ledger.append(LedgerKind.CONSENT, {"for": "test"}, SteppingClock().now())
             await stack.uow.consents.add_consent(
-                alice.id, "own-work", "v1", True, [], SteppingClock().now()
+                NewConsent(alice.id, "own-work", "v1", True, [], SteppingClock().now())
             )
 
     with pytest.raises(Exception, match="injected failure"):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from stylebot.bot.core.fingerprints import band_probes
-from stylebot.bot.core.hash_bands import band_probes as optout_band_probes
+from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
+from stylebot.bot.core.hash_bands import band_probes
 from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.storage.database import open_database
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
@@ -41,7 +41,7 @@ async def test_the_fingerprint_lookup_searches_the_band_index(tmp_path: Path) ->
     db = await open_database(tmp_path / "stylebot.sqlite")
     try:
         repo = SqliteUnitOfWork(db)
-        probes = band_probes(PHASH)
+        probes = band_probes(PHASH, RESEMBLES_MAX_BITS)
         statement = await traced(
             db, "output_fingerprint_bands", repo.outputs.outputs_with_bands(probes)
         )
@@ -58,7 +58,7 @@ async def test_the_opt_out_lookup_searches_the_band_index(tmp_path: Path) -> Non
     db = await open_database(tmp_path / "stylebot.sqlite")
     try:
         registry = SqliteUnitOfWork(db).optouts
-        assert optout_band_probes(PHASH, 10)
+        assert band_probes(PHASH, 10)
         statement = await traced(db, "optout_bands", registry.candidates("0" * 64, PHASH, 10))
         lines = await plan_lines(db, statement)
         on_bands = band_table_lines(lines, "optout_bands")

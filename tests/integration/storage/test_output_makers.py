@@ -17,7 +17,7 @@ from tests.support.verify_world import check, deliver, stored_picture, verify_wo
 from tests.unit.provenance.test_watermark import reencode, scene
 
 from stylebot.bot.core.replies import VerifyVerdict
-from stylebot.provenance import embed_watermark
+from stylebot.provenance.watermark import embed_watermark
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
 

@@ -25,6 +25,9 @@ from stylebot.bot.core.errors import (
 )
 from stylebot.bot.core.model import (
     JobStatus,
+    NewConsent,
+    NewJob,
+    NewStyle,
     Output,
     Requester,
     Style,
@@ -138,9 +141,13 @@ async def uploads(repo: Repo, owner: User, *keys: str) -> list[Upload]:
 async def style_for(repo: Repo, owner: User, name: str, keys: tuple[str, ...] = (KEY_A,)) -> Style:
     """A style through the same steps the core takes: uploads, consent, add_style."""
     ups = await uploads(repo, owner, *keys)
-    consent = await repo.consents.add_consent(owner.id, "cc-by-4.0", "v1", True, keys, T0)
+    consent = await repo.consents.add_consent(
+        NewConsent(owner.id, "cc-by-4.0", "v1", True, keys, T0)
+    )
     return await repo.styles.add_style(
-        owner.id, name, f"<{name}>", consent.id, "tiny", {"rank": 4}, [u.id for u in ups], T0
+        NewStyle(
+            owner.id, name, f"<{name}>", consent.id, "tiny", {"rank": 4}, [u.id for u in ups], T0
+        )
     )
 
 
@@ -281,7 +288,7 @@ async def test_unreferenced_blob_keys_are_the_ones_safe_to_delete(repo: Repo) ->
     await uploads(repo, bob, shared_key)
     style = await style_for(repo, bob, "ink", (KEY_C,))
     await repo.styles.set_style_status(style.id, StyleStatus.READY, lora_key)
-    await repo.jobs.add_job("job-1", "generate", bob.id, requester(), T0)
+    await repo.jobs.add_job(NewJob("job-1", "generate", bob.id, requester(), T0))
     await repo.outputs.add_outputs([output("out-1", "job-1", bob)])
     await repo.outputs.set_output_blob("out-1", image_key, 1)
 
@@ -299,11 +306,13 @@ async def test_latest_consent_is_the_newest_unused_one(repo: Repo) -> None:
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     assert await repo.consents.latest_consent(alice.id) is None
 
-    older = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A], T0)
+    older = await repo.consents.add_consent(NewConsent(alice.id, "cc0", "v1", True, [KEY_A], T0))
     newer = await repo.consents.add_consent(
-        alice.id, "cc-by-4.0", "v2", False, (KEY_A, KEY_B), T0 + timedelta(minutes=5)
+        NewConsent(alice.id, "cc-by-4.0", "v2", False, (KEY_A, KEY_B), T0 + timedelta(minutes=5))
     )
-    await repo.consents.add_consent(bob.id, "cc0", "v2", True, [KEY_C], T0 + timedelta(hours=1))
+    await repo.consents.add_consent(
+        NewConsent(bob.id, "cc0", "v2", True, [KEY_C], T0 + timedelta(hours=1))
+    )
 
     latest = await repo.consents.latest_consent(alice.id)
     assert latest == newer
@@ -312,13 +321,13 @@ async def test_latest_consent_is_the_newest_unused_one(repo: Repo) -> None:
     assert latest.rights_confirmed is False
     assert (latest.licence, latest.terms_version, latest.style_id) == ("cc-by-4.0", "v2", None)
 
-    await repo.styles.add_style(alice.id, "s", "<s>", newer.id, "tiny", {}, [], T0)
+    await repo.styles.add_style(NewStyle(alice.id, "s", "<s>", newer.id, "tiny", {}, [], T0))
     assert await repo.consents.latest_consent(alice.id) == older
 
 
 async def test_add_consent_for_unknown_user_is_refused(repo: Repo) -> None:
     with pytest.raises(RecordNotFound):
-        await repo.consents.add_consent(404, "cc0", "v1", True, [KEY_A], T0)
+        await repo.consents.add_consent(NewConsent(404, "cc0", "v1", True, [KEY_A], T0))
 
 
 # -- styles -------------------------------------------------------------------
@@ -328,11 +337,13 @@ async def test_add_style_ties_uploads_and_consent_to_the_new_style(repo: Repo) -
     alice = await user(repo)
     ups = await uploads(repo, alice, KEY_A, KEY_B)
     extra = await repo.uploads.add_upload(alice.id, KEY_C, "later.png", 64, 64)
-    consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A, KEY_B], T0)
+    consent = await repo.consents.add_consent(
+        NewConsent(alice.id, "cc0", "v1", True, [KEY_A, KEY_B], T0)
+    )
     settings: dict[str, object] = {"rank": 8, "lr": 1e-4, "tags": ["x", "y"], "nested": {"a": 1}}
 
     style = await repo.styles.add_style(
-        alice.id, "ink", "<ink>", consent.id, "sd15", settings, [u.id for u in ups], T0
+        NewStyle(alice.id, "ink", "<ink>", consent.id, "sd15", settings, [u.id for u in ups], T0)
     )
 
     assert style.status is StyleStatus.TRAINING
@@ -367,10 +378,12 @@ async def test_style_name_is_unique_per_owner_and_failure_changes_nothing(repo: 
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     first = await style_for(repo, alice, "ink")
     ups = await uploads(repo, alice, KEY_B)
-    consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_B], T0)
+    consent = await repo.consents.add_consent(NewConsent(alice.id, "cc0", "v1", True, [KEY_B], T0))
 
     with pytest.raises(DuplicateStyleName) as caught:
-        await repo.styles.add_style(alice.id, "ink", "<x>", consent.id, "tiny", {}, [ups[0].id], T0)
+        await repo.styles.add_style(
+            NewStyle(alice.id, "ink", "<x>", consent.id, "tiny", {}, [ups[0].id], T0)
+        )
 
     assert caught.value.owner_id == alice.id
     assert "ink" in str(caught.value)
@@ -390,12 +403,18 @@ async def test_add_style_refuses_consent_or_uploads_it_may_not_use(repo: Repo) -
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     (alice_upload,) = await uploads(repo, alice, KEY_A)
     (bob_upload,) = await uploads(repo, bob, KEY_B)
-    alice_consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A], T0)
-    bob_consent = await repo.consents.add_consent(bob.id, "cc0", "v1", True, [KEY_B], T0)
+    alice_consent = await repo.consents.add_consent(
+        NewConsent(alice.id, "cc0", "v1", True, [KEY_A], T0)
+    )
+    bob_consent = await repo.consents.add_consent(
+        NewConsent(bob.id, "cc0", "v1", True, [KEY_B], T0)
+    )
     used = await style_for(repo, alice, "used", (KEY_C,))
 
     async def attempt(consent_id: int, upload_ids: list[int]) -> None:
-        await repo.styles.add_style(alice.id, "new", "<n>", consent_id, "tiny", {}, upload_ids, T0)
+        await repo.styles.add_style(
+            NewStyle(alice.id, "new", "<n>", consent_id, "tiny", {}, upload_ids, T0)
+        )
 
     with pytest.raises(RecordNotFound, match="consent"):
         await attempt(bob_consent.id, [alice_upload.id])
@@ -487,8 +506,10 @@ async def test_add_job_is_queued_and_keeps_its_origin(repo: Repo) -> None:
     style = await style_for(repo, alice, "ink")
     origin = requester("alice", server="guild1")
 
-    job = await repo.jobs.add_job("job-1", "train", alice.id, origin, T0, style.id)
-    dm_job = await repo.jobs.add_job("job-2", "generate", alice.id, requester("a", None), T0)
+    job = await repo.jobs.add_job(NewJob("job-1", "train", alice.id, origin, T0, style.id))
+    dm_job = await repo.jobs.add_job(
+        NewJob("job-2", "generate", alice.id, requester("a", None), T0)
+    )
 
     assert job.status is JobStatus.QUEUED
     assert (job.kind, job.user_id, job.style_id) == ("train", alice.id, style.id)
@@ -506,19 +527,19 @@ async def test_add_job_is_queued_and_keeps_its_origin(repo: Repo) -> None:
 
 async def test_add_job_refuses_duplicates_and_unknown_references(repo: Repo) -> None:
     alice = await user(repo)
-    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
+    await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0))
     with pytest.raises(DuplicateRecord):
-        await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
+        await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0))
     with pytest.raises(RecordNotFound):
-        await repo.jobs.add_job("job-2", "generate", 404, requester(), T0)
+        await repo.jobs.add_job(NewJob("job-2", "generate", 404, requester(), T0))
     with pytest.raises(RecordNotFound):
-        await repo.jobs.add_job("job-3", "train", alice.id, requester(), T0, style_id=404)
+        await repo.jobs.add_job(NewJob("job-3", "train", alice.id, requester(), T0, style_id=404))
     assert [j.id for j in await repo.jobs.active_jobs()] == ["job-1"]
 
 
 async def test_update_job_changes_only_what_it_is_given(repo: Repo) -> None:
     alice = await user(repo)
-    await repo.jobs.add_job("job-1", "train", alice.id, requester(), T0)
+    await repo.jobs.add_job(NewJob("job-1", "train", alice.id, requester(), T0))
     t1, t2 = T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)
 
     await repo.jobs.update_job("job-1", JobStatus.RUNNING, t1, step=3, total=100)
@@ -549,14 +570,20 @@ async def test_update_job_changes_only_what_it_is_given(repo: Repo) -> None:
 
 async def test_active_jobs_are_unfinished_oldest_first_optionally_per_user(repo: Repo) -> None:
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
-    await repo.jobs.add_job("late", "generate", alice.id, requester(), T0 + timedelta(minutes=2))
-    await repo.jobs.add_job("early", "generate", bob.id, requester(), T0)
-    await repo.jobs.add_job("tie-1", "generate", alice.id, requester(), T0 + timedelta(minutes=1))
-    await repo.jobs.add_job("tie-2", "generate", bob.id, requester(), T0 + timedelta(minutes=1))
+    await repo.jobs.add_job(
+        NewJob("late", "generate", alice.id, requester(), T0 + timedelta(minutes=2))
+    )
+    await repo.jobs.add_job(NewJob("early", "generate", bob.id, requester(), T0))
+    await repo.jobs.add_job(
+        NewJob("tie-1", "generate", alice.id, requester(), T0 + timedelta(minutes=1))
+    )
+    await repo.jobs.add_job(
+        NewJob("tie-2", "generate", bob.id, requester(), T0 + timedelta(minutes=1))
+    )
     for done, status in [("x1", JobStatus.FINISHED), ("x2", JobStatus.FAILED)]:
-        await repo.jobs.add_job(done, "generate", alice.id, requester(), T0)
+        await repo.jobs.add_job(NewJob(done, "generate", alice.id, requester(), T0))
         await repo.jobs.update_job(done, status, T0)
-    await repo.jobs.add_job("x3", "generate", bob.id, requester(), T0)
+    await repo.jobs.add_job(NewJob("x3", "generate", bob.id, requester(), T0))
     await repo.jobs.update_job("x3", JobStatus.CANCELLED, T0)
     await repo.jobs.update_job("late", JobStatus.RUNNING, T0 + timedelta(minutes=3))
 
@@ -572,8 +599,8 @@ async def test_active_jobs_are_unfinished_oldest_first_optionally_per_user(repo:
 async def test_outputs_are_stored_in_order_and_get_their_blob_later(repo: Repo) -> None:
     alice = await user(repo)
     style = await style_for(repo, alice, "ink")
-    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
-    await repo.jobs.add_job("job-2", "generate", alice.id, requester(), T0)
+    await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0, style.id))
+    await repo.jobs.add_job(NewJob("job-2", "generate", alice.id, requester(), T0))
     batch = [output(f"out-{n}", "job-1", alice, style.id) for n in (3, 1, 2)]
 
     await repo.outputs.add_outputs(batch)
@@ -598,7 +625,7 @@ async def test_outputs_are_stored_in_order_and_get_their_blob_later(repo: Repo) 
 
 async def test_add_outputs_is_all_or_nothing(repo: Repo) -> None:
     alice = await user(repo)
-    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
+    await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0))
     await repo.outputs.add_outputs([output("taken", "job-1", alice)])
 
     with pytest.raises(DuplicateRecord):
@@ -622,8 +649,10 @@ async def test_times_come_back_as_aware_utc_and_naive_ones_are_refused(repo: Rep
     plus_two = timezone(timedelta(hours=2))
     local = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=plus_two)
 
-    consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A], local)
-    job = await repo.jobs.add_job("job-1", "generate", alice.id, requester(), local)
+    consent = await repo.consents.add_consent(
+        NewConsent(alice.id, "cc0", "v1", True, [KEY_A], local)
+    )
+    job = await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), local))
     stored = await repo.consents.latest_consent(alice.id)
     stored_job = await repo.jobs.get_job("job-1")
 
@@ -633,7 +662,9 @@ async def test_times_come_back_as_aware_utc_and_naive_ones_are_refused(repo: Rep
         assert moment == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
         assert moment.utcoffset() == timedelta(0)
     with pytest.raises(ValueError, match="naive"):
-        await repo.jobs.add_job("job-2", "generate", alice.id, requester(), datetime(2024, 1, 1))
+        await repo.jobs.add_job(
+            NewJob("job-2", "generate", alice.id, requester(), datetime(2024, 1, 1))
+        )
     assert await repo.jobs.get_job("job-2") is None
 
 
@@ -648,7 +679,7 @@ async def test_transaction_commits_all_writes_together(repo: Repo) -> None:
     async with repo.transaction():
         alice = await user(repo)
         style = await style_for(repo, alice, "ink")
-        await repo.jobs.add_job("job-1", "train", alice.id, requester(), T0, style.id)
+        await repo.jobs.add_job(NewJob("job-1", "train", alice.id, requester(), T0, style.id))
 
     assert await repo.styles.get_style(style.id) == style
     assert await repo.jobs.get_job("job-1") is not None
@@ -663,7 +694,7 @@ async def test_transaction_rolls_back_everything_on_error(repo: Repo) -> None:
             alice = await user(repo, "alice")
             made.append(alice)
             await style_for(repo, alice, "ink")
-            await repo.jobs.add_job("job-1", "train", alice.id, requester(), T0)
+            await repo.jobs.add_job(NewJob("job-1", "train", alice.id, requester(), T0))
             await repo.uploads.add_upload(bob.id, KEY_B, "b.png", 1, 1)
             raise Boom
 
@@ -696,7 +727,7 @@ async def test_nested_failure_undoes_only_the_inner_part(repo: Repo) -> None:
         # A writing method that fails inside a transaction undoes only itself.
         with pytest.raises(DuplicateStyleName):
             await style_for(repo, alice, "ink", (KEY_B,))
-        await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
+        await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0))
 
     assert await repo.users.get_user(ghosts[0].id) is None
     assert await repo.users.get_user(alice.id) == alice
@@ -799,8 +830,8 @@ async def test_everything_survives_a_reopen(backend: Backend, repo: Repo) -> Non
     await repo.styles.set_style_visibility(style.id, Visibility.SERVER, "discord:1")
     await repo.styles.set_style_status(style.id, StyleStatus.READY, KEY_B)
     (pending,) = await uploads(repo, alice, KEY_C)
-    consent = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_C], T0)
-    job = await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
+    consent = await repo.consents.add_consent(NewConsent(alice.id, "cc0", "v1", True, [KEY_C], T0))
+    job = await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0, style.id))
     await repo.jobs.update_job("job-1", JobStatus.RUNNING, T0, step=1, total=2)
     await repo.outputs.add_outputs([output("out-1", "job-1", alice, style.id)])
     await repo.outputs.set_output_blob("out-1", KEY_A, 99)
@@ -832,7 +863,7 @@ async def test_delete_style_removes_its_records_and_returns_their_blobs(repo: Re
     alice = await user(repo)
     style = await style_for(repo, alice, "ink", (KEY_A, KEY_B))
     await repo.styles.set_style_status(style.id, StyleStatus.READY, lora_key=KEY_C)
-    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0, style.id)
+    await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0, style.id))
     await repo.outputs.add_outputs([output("out-1", "job-1", alice, style.id)])
     await repo.outputs.set_output_blob("out-1", "d" * 64, 7)
     other = await style_for(repo, alice, "kept", (KEY_A,))  # shares KEY_A's content
@@ -856,7 +887,7 @@ async def test_delete_style_removes_its_records_and_returns_their_blobs(repo: Re
 
 async def test_delete_output_removes_one_record_and_returns_its_blob(repo: Repo) -> None:
     alice = await user(repo)
-    await repo.jobs.add_job("job-1", "generate", alice.id, requester(), T0)
+    await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0))
     await repo.outputs.add_outputs(
         [output("out-1", "job-1", alice), output("out-2", "job-1", alice)]
     )
@@ -885,8 +916,8 @@ async def test_find_user_finds_without_creating(repo: Repo) -> None:
 async def test_user_and_style_outputs_are_by_maker_and_by_style(repo: Repo) -> None:
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     ink = await style_for(repo, alice, "ink")
-    await repo.jobs.add_job("job-a", "generate", alice.id, requester("a"), T0)
-    await repo.jobs.add_job("job-b", "generate", bob.id, requester("b"), T0, ink.id)
+    await repo.jobs.add_job(NewJob("job-a", "generate", alice.id, requester("a"), T0))
+    await repo.jobs.add_job(NewJob("job-b", "generate", bob.id, requester("b"), T0, ink.id))
     await repo.outputs.add_outputs([output("a-1", "job-a", alice), output("a-2", "job-a", alice)])
     await repo.outputs.add_outputs([output("b-1", "job-b", bob, ink.id)])
 
@@ -902,11 +933,11 @@ async def test_erase_user_removes_every_remaining_record_and_returns_their_blobs
     alice, bob = await user(repo, "alice"), await user(repo, "bob")
     sea = await style_for(repo, bob, "sea", (KEY_A,))
     await uploads(repo, alice, KEY_A, KEY_B)  # waiting; KEY_A is also Bob's
-    await repo.consents.add_consent(alice.id, "cc0-1.0", "v1", True, [KEY_A, KEY_B], T0)
-    await repo.jobs.add_job("job-a", "generate", alice.id, requester("a"), T0, sea.id)
+    await repo.consents.add_consent(NewConsent(alice.id, "cc0-1.0", "v1", True, [KEY_A, KEY_B], T0))
+    await repo.jobs.add_job(NewJob("job-a", "generate", alice.id, requester("a"), T0, sea.id))
     await repo.outputs.add_outputs([output("a-1", "job-a", alice, sea.id)])
     await repo.outputs.set_output_blob("a-1", KEY_C, 3)
-    await repo.jobs.add_job("job-b", "generate", bob.id, requester("b"), T0, sea.id)
+    await repo.jobs.add_job(NewJob("job-b", "generate", bob.id, requester("b"), T0, sea.id))
     await repo.outputs.add_outputs([output("b-1", "job-b", bob, sea.id)])
 
     keys = await repo.users.erase_user(alice.id)
@@ -933,7 +964,7 @@ async def test_erase_user_refuses_while_they_own_a_style_and_changes_nothing(
     alice = await user(repo)
     ink = await style_for(repo, alice, "ink")
     pending = await uploads(repo, alice, KEY_B)
-    await repo.jobs.add_job("job-a", "train", alice.id, requester("a"), T0, ink.id)
+    await repo.jobs.add_job(NewJob("job-a", "train", alice.id, requester("a"), T0, ink.id))
 
     with pytest.raises(RepositoryError):
         await repo.users.erase_user(alice.id)

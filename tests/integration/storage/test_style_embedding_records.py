@@ -12,7 +12,7 @@ from tests.fakes.memory import InMemoryUnitOfWork
 from tests.support.old_database import database_before
 
 from stylebot.bot.core.errors import RecordNotFound
-from stylebot.bot.core.model import Style, StyleStatus, User
+from stylebot.bot.core.model import NewConsent, NewStyle, Style, StyleStatus, User
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 Repo = SqliteUnitOfWork | InMemoryUnitOfWork
@@ -33,9 +33,11 @@ async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 async def training_style(repo: Repo) -> Style:
     owner: User = await repo.users.get_or_create_user("discord", "alice", "alice")
     upload = await repo.uploads.add_upload(owner.id, IMAGE, "one.png", 64, 64)
-    consent = await repo.consents.add_consent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    consent = await repo.consents.add_consent(
+        NewConsent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    )
     return await repo.styles.add_style(
-        owner.id, "ink", "sbt ink", consent.id, "tiny", {}, [upload.id], T0
+        NewStyle(owner.id, "ink", "sbt ink", consent.id, "tiny", {}, [upload.id], T0)
     )
 
 

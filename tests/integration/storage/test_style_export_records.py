@@ -11,7 +11,7 @@ from tests.fakes.memory import InMemoryUnitOfWork
 from tests.support.old_database import database_before
 
 from stylebot.bot.core.errors import RecordNotFound
-from stylebot.bot.core.model import Style, StyleStatus, User
+from stylebot.bot.core.model import NewConsent, NewStyle, Style, StyleStatus, User
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 Repo = SqliteUnitOfWork | InMemoryUnitOfWork
@@ -32,9 +32,11 @@ async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 async def ready_style(repo: Repo, name: str = "alice", style_name: str = "ink") -> Style:
     owner: User = await repo.users.get_or_create_user("discord", name, name)
     upload = await repo.uploads.add_upload(owner.id, IMAGE, "one.png", 64, 64)
-    consent = await repo.consents.add_consent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    consent = await repo.consents.add_consent(
+        NewConsent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    )
     style = await repo.styles.add_style(
-        owner.id, style_name, f"sbt {style_name}", consent.id, "tiny", {}, [upload.id], T0
+        NewStyle(owner.id, style_name, f"sbt {style_name}", consent.id, "tiny", {}, [upload.id], T0)
     )
     await repo.styles.set_style_status(style.id, StyleStatus.READY, WEIGHTS)
     return style

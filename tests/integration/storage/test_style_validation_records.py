@@ -10,7 +10,7 @@ import pytest
 from tests.fakes.memory import InMemoryUnitOfWork
 
 from stylebot.bot.core.errors import RecordNotFound
-from stylebot.bot.core.model import Style, StyleStatus
+from stylebot.bot.core.model import NewConsent, NewStyle, Style, StyleStatus
 from stylebot.queue.payloads import ValidationPoint
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
@@ -33,9 +33,11 @@ async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 async def _style(repo: Repo) -> Style:
     owner = await repo.users.get_or_create_user("discord", "alice", "Alice")
     upload = await repo.uploads.add_upload(owner.id, IMAGE, "one.png", 64, 64)
-    consent = await repo.consents.add_consent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    consent = await repo.consents.add_consent(
+        NewConsent(owner.id, "CC0-1.0", "v1", True, [IMAGE], T0)
+    )
     style = await repo.styles.add_style(
-        owner.id, "ink", "sbt ink", consent.id, "tiny", {"steps": 100}, [upload.id], T0
+        NewStyle(owner.id, "ink", "sbt ink", consent.id, "tiny", {"steps": 100}, [upload.id], T0)
     )
     await repo.styles.set_style_status(style.id, StyleStatus.READY, "a" * 64)
     return style

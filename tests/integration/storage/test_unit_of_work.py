@@ -17,7 +17,7 @@ from tests.fakes.memory import InMemoryUnitOfWork
 
 from stylebot.bot.core.errors import RecordNotFound
 from stylebot.bot.core.ledger import LedgerKind
-from stylebot.bot.core.model import Requester, User
+from stylebot.bot.core.model import NewConsent, NewJob, Requester, User
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.bot.core.stores import UnitOfWork
@@ -45,7 +45,7 @@ async def write_to_every_store(uow: UnitOfWork, alice: User) -> None:
     await uow.ledger.append(LedgerKind.CONSENT, {"consent_id": 1}, T0)
     await uow.cleanups.add(QueueCleanup(forget_job_ids=("job-1",)), T0)
     await uow.uploads.add_upload(alice.id, BLOB, "a.png", 64, 64)
-    await uow.jobs.add_job("job-1", "generate", alice.id, ALICE, T0)
+    await uow.jobs.add_job(NewJob("job-1", "generate", alice.id, ALICE, T0))
 
 
 async def block_failing_at_the_end(
@@ -54,7 +54,7 @@ async def block_failing_at_the_end(
     async with uow:
         await writes
         # A consent for nobody: a foreign key refuses it on SQLite, the fake checks too.
-        await uow.consents.add_consent(alice.id + 1000, "own-work", "1", True, [], T0)
+        await uow.consents.add_consent(NewConsent(alice.id + 1000, "own-work", "1", True, [], T0))
 
 
 async def what_is_stored(uow: UnitOfWork, alice: User) -> dict[str, Any]:

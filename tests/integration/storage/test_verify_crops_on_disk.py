@@ -15,7 +15,7 @@ from tests.unit.provenance.test_watermark import illustration, scene
 from tests.unit.provenance.test_watermark_geometry import crop_left_tenth, rescaled
 
 from stylebot.bot.core.replies import VerifyVerdict
-from stylebot.provenance import embed_watermark
+from stylebot.provenance.watermark import embed_watermark
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
 

@@ -22,7 +22,7 @@ from tests.fakes.core import CoreWorld
 import stylebot.bot.core as core_package
 from stylebot.bot.console.adapter import CONSOLE_COMMANDS, ConsoleAdapter
 from stylebot.bot.core.consent import LICENCES, TERMS_TEXT, TERMS_VERSION
-from stylebot.bot.core.mentions import CommandName, mention, mentions_in
+from stylebot.bot.core.mentions import CommandName, mention, spell
 from stylebot.bot.core.platform_core import spell_reply
 from stylebot.bot.core.replies import (
     ConsentRequest,
@@ -173,4 +173,4 @@ def test_the_core_names_commands_only_as_mentions() -> None:
     ]
     assert spelled_out == []
     # ... and its mentions are there to be spelled (the scan above sees the core's texts).
-    assert mentions_in(mention(CommandName.TRAIN, "NAME"))[0].command is CommandName.TRAIN
+    assert spell(mention(CommandName.TRAIN, "NAME"), lambda m: m.command) == CommandName.TRAIN

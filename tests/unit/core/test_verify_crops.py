@@ -22,7 +22,7 @@ from tests.unit.provenance.test_watermark import illustration, reencode, scene
 from tests.unit.provenance.test_watermark_geometry import crop_left_tenth, rescaled, screenshot
 
 from stylebot.bot.core.replies import VerifyVerdict
-from stylebot.provenance import embed_watermark
+from stylebot.provenance.watermark import embed_watermark
 
 ALICE = person("alice")
 BOB = person("bob")

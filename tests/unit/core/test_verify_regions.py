@@ -25,7 +25,7 @@ from tests.unit.provenance.test_watermark import (
 )
 
 from stylebot.bot.core.replies import VerifyVerdict
-from stylebot.provenance import embed_watermark
+from stylebot.provenance.watermark import embed_watermark
 
 ALICE = person("alice")
 BOB = person("bob")

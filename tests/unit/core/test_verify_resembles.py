@@ -16,7 +16,8 @@ from tests.unit.provenance.test_watermark import (
     unmarked_images,
 )
 
-from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS, band_probes
+from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
+from stylebot.bot.core.hash_bands import band_probes
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash
 from stylebot.bot.core.replies import VerifyVerdict
 
@@ -77,7 +78,7 @@ def test_the_band_probes_find_every_hash_within_the_threshold() -> None:
     as evenly as possible over the bands, still shares a probed band value."""
     base = perceptual_hash(scene(256, 256, seed=12))
     assert base.informative
-    probes = set(band_probes(base))
+    probes = set(band_probes(base, RESEMBLES_MAX_BITS))
     for start in range(16):
         flipped = base.value
         for n in range(RESEMBLES_MAX_BITS):

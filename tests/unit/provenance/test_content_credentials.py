@@ -13,15 +13,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
-from stylebot.provenance import (
+from stylebot.provenance.content_credentials import read_content_credentials, sign_output_png
+from stylebot.provenance.metadata import (
     TRAINED_ALGORITHMIC_MEDIA,
     OutputMetadata,
-    embed_watermark,
     encode_png,
     read_output_metadata,
-    read_watermark,
 )
-from stylebot.provenance.content_credentials import read_content_credentials, sign_output_png
 from stylebot.provenance.signing import (
     CA_FILE,
     CHAIN_FILE,
@@ -29,6 +27,7 @@ from stylebot.provenance.signing import (
     ensure_signing_identity,
     load_signing_identity,
 )
+from stylebot.provenance.watermark import embed_watermark, read_watermark
 
 OUTPUT_ID = "0123456789ab"
 META = OutputMetadata(

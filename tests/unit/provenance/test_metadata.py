@@ -12,17 +12,16 @@ import pytest
 from PIL import Image, PngImagePlugin
 from tests.support.a1111 import a1111_parse, lora_hashes, lora_tags
 
-from stylebot.provenance import (
+from stylebot.provenance.metadata import (
     TRAINED_ALGORITHMIC_MEDIA,
     OutputMetadata,
     digital_source_type,
-    embed_watermark,
     encode_png,
     read_output_metadata,
     read_png_metadata,
-    read_watermark,
     xmp_output_id,
 )
+from stylebot.provenance.watermark import embed_watermark, read_watermark
 
 LORA_SHA256 = "3f2a9c1b7e6d5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a"
 # The exported file's sshs_model_hash: another file, so another hash.

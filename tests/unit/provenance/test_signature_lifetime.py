@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 from tests.support.tsa import time_stamp_authority
 
-from stylebot.provenance import OutputMetadata, encode_png
 from stylebot.provenance.content_credentials import (
     probe_time_stamping,
     read_content_credentials,
     sign_output_png,
 )
+from stylebot.provenance.metadata import OutputMetadata, encode_png
 from stylebot.provenance.signing import (
     CA_FILE,
     RENEW_BEFORE,

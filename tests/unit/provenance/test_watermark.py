@@ -20,7 +20,12 @@ from tests.support.watermark_images import (
     unmarked_images,
 )
 
-from stylebot.provenance import embed_watermark, inspect_watermark, new_output_id, read_watermark
+from stylebot.provenance.watermark import (
+    embed_watermark,
+    inspect_watermark,
+    new_output_id,
+    read_watermark,
+)
 
 # --- test images ----------------------------------------------------------------------
 
@@ -210,7 +215,7 @@ def test_provenance_does_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from PIL import Image\n"
-        "from stylebot.provenance import embed_watermark, read_watermark\n"
+        "from stylebot.provenance.watermark import embed_watermark, read_watermark\n"
         "img = Image.effect_noise((256, 256), 40).convert('RGB')\n"
         "assert read_watermark(embed_watermark(img, '0123456789ab')) == '0123456789ab'\n"
         "print('torch' in sys.modules)\n"

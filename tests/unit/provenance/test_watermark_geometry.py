@@ -24,8 +24,14 @@ from tests.support.watermark_images import (
     unmarked_images,
 )
 
-from stylebot.provenance import embed_watermark, inspect_watermark, new_output_id, read_watermark
-from stylebot.provenance.watermark import _embed, _quantise
+from stylebot.provenance.watermark import (
+    _embed,
+    _quantise,
+    embed_watermark,
+    inspect_watermark,
+    new_output_id,
+    read_watermark,
+)
 
 SIZES = [256, 512]
 

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from stylebot.queue.fairness import (
-    UNNUMBERED,
-    LaneTurns,
-    Turn,
-    in_turn_order,
-    lanes_in_fair_order,
-    next_round,
-)
+from tests.fakes.lane_turns import LaneTurns, next_round
+
+from stylebot.queue.fairness import UNNUMBERED, Turn, in_turn_order, lanes_in_fair_order
 
 
 def _queue(lane: LaneTurns, *job_ids: str) -> None:

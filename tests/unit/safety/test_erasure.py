@@ -26,7 +26,7 @@ from stylebot.bot.core.commands import (
 from stylebot.bot.core.errors import RepositoryError
 from stylebot.bot.core.ledger import LedgerKind, verify_chain
 from stylebot.bot.core.mentions import CommandName, mention
-from stylebot.bot.core.model import StyleStatus
+from stylebot.bot.core.model import NewConsent, StyleStatus
 from stylebot.bot.core.replies import (
     ConsentRequest,
     ErasureConfirmation,
@@ -274,7 +274,7 @@ async def test_a_ledger_append_rolls_back_with_the_repository_transaction(
         async with safe.uow.transaction():
             await safe.ledger.append(LedgerKind.CONSENT, {"n": 1}, safe.clock.now())
             await safe.uow.consents.add_consent(
-                alice.id, "own-work", "v1", True, [], safe.clock.now()
+                NewConsent(alice.id, "own-work", "v1", True, [], safe.clock.now())
             )
             raise Boom
 

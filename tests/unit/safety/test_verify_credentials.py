@@ -18,8 +18,8 @@ from stylebot.bot.core.credentials import NO_CREDENTIALS
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.replies import ErrorReply, VerifyReport
 from stylebot.bot.core.service import StyleBot
-from stylebot.provenance import OutputMetadata, encode_png
 from stylebot.provenance.content_credentials import C2paCredentialsReader, sign_output_png
+from stylebot.provenance.metadata import OutputMetadata, encode_png
 from stylebot.provenance.signing import CA_FILE, ensure_signing_identity
 
 ALICE = person("alice")

@@ -33,14 +33,6 @@ from stylebot.bot.core.picture_match import (
 )
 from stylebot.bot.core.placement import Alignment
 
-__all__ = [
-    "RESIZED_BEYOND",
-    "SHOWN_WHOLE",
-    "AlignedDifference",
-    "compare_aligned",
-    "compare_aligned_png",
-]
-
 #: Edges of the picture and of the output this close (output pixels) are one edge: the
 #: placement is good to a fraction of a pixel, resizing to whole pixels moves an edge by
 #: up to one.

@@ -23,8 +23,6 @@ from stylebot.bot.core.perceptual import perceptual_hash_of_png
 from stylebot.bot.core.ports import OptOutRegistry
 from stylebot.bot.core.replies import ErrorReply, Reply, TextReply
 
-__all__ = ["opt_out"]
-
 
 async def opt_out(deps: Deps, command: OptOut) -> Reply:
     if not command.files:

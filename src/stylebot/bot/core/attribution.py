@@ -17,16 +17,6 @@ from stylebot.bot.core.model import Output, Requester, Style, User, Visibility
 from stylebot.bot.core.stores import UnitOfWork
 from stylebot.bot.core.visitors import is_visitor
 
-__all__ = [
-    "OPERATOR",
-    "Attribution",
-    "Viewer",
-    "attribute",
-    "made_in_private",
-    "maker_handle",
-    "record_lines",
-]
-
 #: The viewer at the operator's command line: may see every record in full.
 OPERATOR: Literal["operator"] = "operator"
 Viewer = Requester | Literal["operator"]

@@ -13,8 +13,6 @@ from collections.abc import Iterable
 
 from stylebot.bot.core.deps import Deps
 
-__all__ = ["delete_unused_blobs"]
-
 
 async def delete_unused_blobs(deps: Deps, keys: Iterable[str]) -> int:
     """Delete those of `keys` that no record names now; returns how many went.

@@ -7,8 +7,6 @@ from dataclasses import replace
 from stylebot.bot.core.ports import ContentCredentialsReader
 from stylebot.bot.core.replies import ErrorReply, VerifyReport, VerifyVerdict
 
-__all__ = ["NO_CREDENTIALS", "NO_CREDENTIALS_BUT_MARKED", "with_credentials"]
-
 NO_CREDENTIALS = (
     "Content Credentials (C2PA): none in this file (re-saving or sending through a chat "
     "app removes them)."

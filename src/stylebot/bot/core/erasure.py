@@ -61,8 +61,6 @@ from stylebot.bot.core.quotas import (
 from stylebot.bot.core.replies import ErasureConfirmation, Reply, TextReply
 from stylebot.bot.core.styles import delete_style_records, finish_deletion
 
-__all__ = ["ERASURE_REASON", "erase_my_data"]
-
 ERASURE_REASON = "the owner asked for their data to be erased"
 
 

@@ -29,8 +29,6 @@ from stylebot.bot.core.ledger import (
 from stylebot.bot.core.model import Consent, Style, Upload, User
 from stylebot.bot.core.perceptual import perceptual_hash_of_png
 
-__all__ = ["NOT_SPDX", "consent_images", "record_consent", "record_revocation", "record_training"]
-
 # Licence ids of consent.LICENCES that are not SPDX identifiers.
 NOT_SPDX = frozenset({"own-work", "licensed"})
 

@@ -12,11 +12,7 @@ import logging
 
 from PIL import Image
 
-from stylebot.bot.core.hash_bands import band_probes as hash_band_probes
-from stylebot.bot.core.hash_bands import hash_bands
-from stylebot.bot.core.perceptual import PerceptualHash, perceptual_hash_of_png
-
-__all__ = ["RESEMBLES_MAX_BITS", "band_probes", "fingerprint_bands", "fingerprint_of_png"]
+from stylebot.bot.core.perceptual import perceptual_hash_of_png
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +31,3 @@ def fingerprint_of_png(data: bytes) -> str | None:
     except (OSError, ValueError, Image.DecompressionBombError):
         log.warning("an output image did not decode; it gets no fingerprint")
         return None
-
-
-def fingerprint_bands(fingerprint: str) -> list[tuple[int, str]]:
-    """(band number, the band's bits as hex) of a stored fingerprint; [] for a flat one,
-    which never matches by hash and so is not indexed (migration 0009 writes the same)."""
-    return hash_bands(PerceptualHash.from_hex(fingerprint))
-
-
-def band_probes(phash: PerceptualHash, max_bits: int = RESEMBLES_MAX_BITS) -> list[tuple[int, str]]:
-    """Every (band, value) a fingerprint within ``max_bits`` of ``phash`` must have in at
-    least one band; [] for a flat hash (nothing to look up)."""
-    return hash_band_probes(phash, max_bits)

@@ -12,7 +12,7 @@ from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import QUEUE_UNAVAILABLE_TEXT, QueueUnavailable
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
 from stylebot.bot.core.mentions import CommandName, mention
-from stylebot.bot.core.model import Output, Requester, Style, StyleStatus, User
+from stylebot.bot.core.model import NewJob, Output, Requester, Style, StyleStatus, User
 from stylebot.bot.core.permissions import can_use
 from stylebot.bot.core.quotas import GENERATE, admit_generation, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply, TextReply
@@ -187,7 +187,7 @@ async def queue_generation(
     ]
     async with deps.uow:
         await deps.uow.jobs.add_job(
-            job_id, "generate", user.id, requester, now, style.id if style else None
+            NewJob(job_id, "generate", user.id, requester, now, style.id if style else None)
         )
         await deps.uow.outputs.add_outputs(outputs)
         # Inside the transaction: queued in both, or (the queue down) in neither.

@@ -14,8 +14,6 @@ from itertools import combinations
 
 from stylebot.bot.core.perceptual import PerceptualHash
 
-__all__ = ["BAND_BITS", "BAND_COUNT", "band_probes", "hash_bands"]
-
 BAND_COUNT = 4
 BAND_BITS = 64 // BAND_COUNT
 _BAND_HEX = BAND_BITS // 4

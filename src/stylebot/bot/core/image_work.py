@@ -24,8 +24,6 @@ from stylebot.bot.core.model import Requester
 from stylebot.bot.core.quotas import IMAGE_CHECK, rate_limited, record_usage
 from stylebot.bot.core.replies import ErrorReply
 
-__all__ = ["admit_image_work", "message_too_big", "run_image_work"]
-
 T = TypeVar("T")
 
 

@@ -22,16 +22,6 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = [
-    "ALLOWED_EXTENSIONS",
-    "ImageLimits",
-    "ImageRejected",
-    "NormalizedImage",
-    "normalize_for_reading",
-    "normalize_upload",
-    "safe_display_name",
-]
-
 #: Pillow format name -> file extensions we take for it.
 _FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "PNG": (".png",),

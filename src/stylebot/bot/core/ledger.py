@@ -26,24 +26,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = [
-    "GENESIS_HASH",
-    "ChainBreak",
-    "ChainReport",
-    "ImageEvidence",
-    "LedgerEntry",
-    "LedgerKind",
-    "canonical_json",
-    "chain_entry",
-    "compute_entry_hash",
-    "consent_payload",
-    "erasure_payload",
-    "optout_removal_payload",
-    "revocation_payload",
-    "training_payload",
-    "verify_chain",
-]
-
 GENESIS_HASH = "0" * 64
 
 
@@ -78,7 +60,8 @@ def canonical_json(value: Any) -> str:
 
 
 def utc_text(moment: datetime) -> str:
-    """The one textual form of a time that goes into a hash."""
+    """The one textual form of a time, hashed and stored: fixed-width UTC, which sorts in
+    time order. Naive datetimes are refused: guessing their zone would shift them."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment!r}: pass an aware datetime (UTC)")
     return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -159,3 +160,36 @@ class Output:
     # PerceptualHash.hex of the delivered image, for /verify's lookup of pictures whose
     # watermark is gone (None until delivered, or for older outputs).
     fingerprint: str | None = None
+
+
+# What the stores' add_* methods record; the store gives the new record its id.
+@dataclass(frozen=True)
+class NewConsent:
+    user_id: int
+    licence: str
+    terms_version: str
+    rights_confirmed: bool
+    image_hashes: Sequence[str]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewStyle:
+    owner_id: int
+    name: str
+    trigger: str
+    consent_id: int
+    base_model: str
+    train_settings: dict[str, object]
+    upload_ids: Sequence[int]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewJob:
+    job_id: str
+    kind: JobKind
+    user_id: int
+    origin: Requester
+    created_at: datetime
+    style_id: int | None = None

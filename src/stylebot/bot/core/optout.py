@@ -21,8 +21,6 @@ from datetime import datetime
 
 from stylebot.bot.core.perceptual import PerceptualHash
 
-__all__ = ["OptedOutImage", "find_opted_out"]
-
 
 @dataclass(frozen=True)
 class OptedOutImage:

@@ -25,7 +25,6 @@ from stylebot.bot.core.replies import ErrorReply, Reply, TextReply
 
 _OPTOUT = mention(CommandName.OPTOUT)
 
-__all__ = ["LISTED", "SHOWN_CODE", "handle_list_optouts", "handle_remove_optouts"]
 
 LISTED = 50  # registrations a listing shows
 SHOWN_CODE = 12  # hex digits of a registrant code shown; 8 or more select one

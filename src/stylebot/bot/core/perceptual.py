@@ -16,14 +16,6 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-__all__ = [
-    "NEAR_DUPLICATE_BITS",
-    "PerceptualHash",
-    "hamming",
-    "perceptual_hash",
-    "perceptual_hash_of_png",
-]
-
 _SIDE = 32
 _KEEP = 8
 #: At most this many of the 64 bits may differ for two images to count as the same

@@ -32,8 +32,6 @@ from PIL import Image, ImageFilter
 from stylebot.bot.core.placement import FINE_BLUR, FINE_SIDE, Alignment
 from stylebot.bot.core.placement_polish import polished
 
-__all__ = ["COARSE_SIDE", "MIN_SHOWN_SHARE", "align"]
-
 #: Long side of the output in the coarse search: enough for the shapes of a picture, and
 #: each of the ~30 scales tried costs one small FFT.
 COARSE_SIDE = 128

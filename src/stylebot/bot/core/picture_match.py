@@ -20,18 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-__all__ = [
-    "ALTERED_MAX_SHARE",
-    "BLOCK",
-    "MAX_LOCAL_DIFFERENCE",
-    "SAME_MAX_SHARE",
-    "SAME_SHAPE_TOLERANCE",
-    "WORK_SIDE",
-    "Box",
-    "PictureDifference",
-    "compare_pictures",
-]
-
 #: Long side of the working size. Smaller would average away the fine texture that tells
 #: two generated pictures apart; larger would keep JPEG's own noise.
 WORK_SIDE = 256

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 from stylebot.bot.core.picture_match import WORK_SIDE
 
-__all__ = ["FINE_BLUR", "FINE_SIDE", "STRETCH_TOLERANCE", "Alignment"]
-
 #: Long side of the output where a placement is made exact: twice the comparison's
 #: working size, where its finest check looks (a misplacement of a pixel there would
 #: read as an edit).

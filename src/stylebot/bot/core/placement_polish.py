@@ -8,8 +8,6 @@ from PIL import Image, ImageFilter
 
 from stylebot.bot.core.placement import FINE_BLUR, FINE_SIDE, Alignment
 
-__all__ = ["polished"]
-
 _POLISH_STEPS = 4
 _MIN_SPREAD = 4.0  # grey levels
 _POLISH_MARGIN = 2.0  # output pixels kept clear of the shared part's edges

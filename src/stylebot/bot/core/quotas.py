@@ -22,20 +22,6 @@ from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import ErrorReply, TooQuickly
 
-__all__ = [
-    "ERASE",
-    "GENERATE",
-    "IMAGE_CHECK",
-    "TRAIN",
-    "admit_erasure",
-    "admit_generation",
-    "blocked_phrase",
-    "check_allowance",
-    "rate_limited",
-    "record_usage",
-    "usage_counted_since",
-]
-
 ERASE = "erase"
 GENERATE = "generate"
 TRAIN = "train"

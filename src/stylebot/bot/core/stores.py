@@ -22,8 +22,10 @@ from stylebot.bot.core.model import (
     Consent,
     Job,
     JobStatus,
+    NewConsent,
+    NewJob,
+    NewStyle,
     Output,
-    Requester,
     Style,
     StyleStatus,
     Upload,
@@ -82,15 +84,7 @@ class UploadStore(Protocol):
 class ConsentStore(Protocol):
     """Consents to train on uploads; a style uses one."""
 
-    async def add_consent(
-        self,
-        user_id: int,
-        licence: str,
-        terms_version: str,
-        rights_confirmed: bool,
-        image_hashes: Sequence[str],
-        created_at: datetime,
-    ) -> Consent: ...
+    async def add_consent(self, new: NewConsent) -> Consent: ...
 
     async def latest_consent(self, user_id: int) -> Consent | None:
         """The user's newest consent not yet tied to a style."""
@@ -100,17 +94,7 @@ class ConsentStore(Protocol):
 class StyleStore(Protocol):
     """Styles (LoRAs): their training, sharing, exports and deletion."""
 
-    async def add_style(
-        self,
-        owner_id: int,
-        name: str,
-        trigger: str,
-        consent_id: int,
-        base_model: str,
-        train_settings: dict[str, object],
-        upload_ids: Sequence[int],
-        created_at: datetime,
-    ) -> Style:
+    async def add_style(self, new: NewStyle) -> Style:
         """Create a private style in TRAINING and tie the uploads and consent to it. The
         consent must be the owner's and unused, and every upload the owner's and pending;
         otherwise RecordNotFound and nothing changes."""
@@ -171,15 +155,7 @@ class StyleStore(Protocol):
 class JobStore(Protocol):
     """Training and generation jobs' records (the queue holds the work itself)."""
 
-    async def add_job(
-        self,
-        job_id: str,
-        kind: str,
-        user_id: int,
-        origin: Requester,
-        created_at: datetime,
-        style_id: int | None = None,
-    ) -> Job: ...
+    async def add_job(self, new: NewJob) -> Job: ...
 
     async def get_job(self, job_id: str) -> Job | None: ...
 

@@ -10,7 +10,7 @@ from stylebot.bot.core.errors import QUEUE_UNAVAILABLE_TEXT, DuplicateStyleName,
 from stylebot.bot.core.evidence import NOT_SPDX, record_training
 from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_room
 from stylebot.bot.core.mentions import CommandName, mention
-from stylebot.bot.core.model import User
+from stylebot.bot.core.model import NewJob, NewStyle, User
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trigger_phrase
 from stylebot.bot.core.quotas import TRAIN, check_allowance, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply
@@ -68,16 +68,20 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
     try:
         async with deps.uow:
             style = await deps.uow.styles.add_style(
-                user.id,
-                name,
-                trigger_phrase(name),
-                consent.id,
-                deps.policy.base_model,
-                settings.to_dict(),
-                [u.id for u in pending],
-                now,
+                NewStyle(
+                    user.id,
+                    name,
+                    trigger_phrase(name),
+                    consent.id,
+                    deps.policy.base_model,
+                    settings.to_dict(),
+                    [u.id for u in pending],
+                    now,
+                )
             )
-            await deps.uow.jobs.add_job(job_id, "train", user.id, command.requester, now, style.id)
+            await deps.uow.jobs.add_job(
+                NewJob(job_id, "train", user.id, command.requester, now, style.id)
+            )
             await record_training(deps, user, style, pending)
             # Inside the transaction: queued in both, or (the queue down) in neither.
             await deps.queue.enqueue_train(

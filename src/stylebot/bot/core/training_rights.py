@@ -27,8 +27,6 @@ import xml.etree.ElementTree as ET
 
 from PIL import Image
 
-__all__ = ["DMI_PROHIBITED_PREFIX", "PLUS_NS", "training_reservation"]
-
 PLUS_NS = "http://ns.useplus.org/ldf/xmp/1.0/"
 DMI_PROHIBITED_PREFIX = "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED"
 _RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"

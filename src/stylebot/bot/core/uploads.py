@@ -12,7 +12,7 @@ from stylebot.bot.core.evidence import consent_images, record_consent
 from stylebot.bot.core.image_work import admit_image_work, run_image_work
 from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
 from stylebot.bot.core.mentions import CommandName, mention
-from stylebot.bot.core.model import Requester
+from stylebot.bot.core.model import NewConsent, Requester
 from stylebot.bot.core.names import printable
 from stylebot.bot.core.optout import OptedOutImage, find_opted_out
 from stylebot.bot.core.perceptual import NEAR_DUPLICATE_BITS, perceptual_hash_of_png
@@ -148,12 +148,14 @@ async def _record_consent(deps: Deps, command: ConfirmConsent) -> Reply:
     # The consent record and its ledger entry land together or not at all.
     async with deps.uow:
         record = await deps.uow.consents.add_consent(
-            user.id,
-            licence.id,
-            consent_terms.TERMS_VERSION,
-            True,
-            sorted(u.blob_key for u in pending),
-            deps.clock.now(),
+            NewConsent(
+                user.id,
+                licence.id,
+                consent_terms.TERMS_VERSION,
+                True,
+                sorted(u.blob_key for u in pending),
+                deps.clock.now(),
+            )
         )
         await record_consent(
             deps, user, record, images, command.identifiable_people, command.people_agreed

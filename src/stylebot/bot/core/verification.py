@@ -30,7 +30,8 @@ from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DamagedBlob
-from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS, band_probes
+from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
+from stylebot.bot.core.hash_bands import band_probes
 from stylebot.bot.core.image_work import admit_image_work
 from stylebot.bot.core.images import (
     ImageLimits,
@@ -43,8 +44,6 @@ from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_has
 from stylebot.bot.core.ports import BlobStore, WatermarkReader
 from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVerdict
 from stylebot.bot.core.stores import UnitOfWork
-
-__all__ = ["NO_MARK_TEXT", "verify", "verify_image"]
 
 NO_MARK_TEXT = "No stylebot watermark found in this image."
 DEFAULT_READ_SIDE = 1024  # Policy.max_size's default

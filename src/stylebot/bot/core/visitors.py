@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from stylebot.bot.core.model import Requester
 
-__all__ = ["VISITOR_PLATFORM", "is_visitor", "visitor"]
-
 #: No chat platform has this name, and no user is ever recorded under it.
 VISITOR_PLATFORM = "visitor"
 

@@ -18,7 +18,6 @@ from stylebot.bot.core.replies import ErrorReply
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
 
-__all__ = ["install_optout_review"]
 
 BAD_IDS = ErrorReply("Give registration ids as numbers, e.g. 12 15 (from /admin optouts).")
 

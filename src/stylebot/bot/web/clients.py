@@ -20,8 +20,6 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["ClientKeys", "client_address", "trusted_networks"]
-
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -14,15 +14,6 @@ from html import escape
 from stylebot.bot.core.images import ALLOWED_EXTENSIONS
 from stylebot.bot.core.replies import ErrorReply, VerifyReport, VerifyVerdict
 
-__all__ = [
-    "SCRIPT",
-    "SECURITY_HEADERS",
-    "STYLE",
-    "error_page",
-    "form_page",
-    "report_page",
-]
-
 #: Only this server's own script and style, no inline code; no framing, no referrer.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -15,8 +15,6 @@ from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-__all__ = ["protocol_log"]
-
 #: aiohttp's message (web_protocol.RequestHandler.handle_error); its argument is the peer.
 _NAMES_THE_PEER = "Error handling request from %s"
 

@@ -36,8 +36,6 @@ from stylebot.bot.web.protocol_log import protocol_log
 from stylebot.config import Settings
 from stylebot.startup_checks import StartupError
 
-__all__ = ["VerifyWebServer", "start_verify_web", "verify_web_app"]
-
 log = logging.getLogger(__name__)
 
 FIELD = "image"

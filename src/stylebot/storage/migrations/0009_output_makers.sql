@@ -13,7 +13,7 @@ ALTER TABLE outputs ADD COLUMN made_in_private INTEGER;
 ALTER TABLE outputs ADD COLUMN fingerprint TEXT;
 
 -- The fingerprint cut into 4 bands of 16 bits (4 hex digits), as
--- stylebot.bot.core.fingerprints.fingerprint_bands does, so that a lookup reads only the
+-- stylebot.bot.core.hash_bands.hash_bands does, so that a lookup reads only the
 -- outputs sharing a band value with the picture, never the whole table.
 CREATE TABLE output_fingerprint_bands (
     band      INTEGER NOT NULL,
