@@ -245,7 +245,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
     from stylebot.bot.core.verification import verify_image
     from stylebot.provenance.content_credentials import C2paCredentialsReader
-    from stylebot.storage.blobs import LocalBlobStore
+    from stylebot.storage.blob_storage import open_blob_store
     from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
     records = await SqliteUnitOfWork.open(settings.database_path)
@@ -258,7 +258,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
             filename,
             data,
             policy.images,
-            blobs=LocalBlobStore(settings.blob_dir),
+            blobs=open_blob_store(settings),
             viewer=OPERATOR,
             max_side=policy.max_size,
         )

@@ -97,6 +97,27 @@ class Settings(PolicySettings):
     data_dir: Path = setting(Path("data"), PathValue())  # noqa: RUF009 - field()
     # None: start an embedded Redis under data_dir.
     redis_url: str | None = setting(None, Url(schemes=("redis", "rediss", "unix")))
+    # Where blobs (uploads, weights, checkpoints, results) live: empty = data_dir/blobs,
+    # a directory, or s3://bucket/prefix on S3-compatible storage (the s3_* settings).
+    blob_url: str = setting(
+        "",
+        Pattern(
+            "a directory or s3://bucket/prefix",
+            regex=r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?|(?!.*://)[^\x00-\x1f\x7f]*",
+        ),
+    )
+    # Empty: AWS S3 (its endpoint for s3_region); else the provider's https:// URL.
+    s3_endpoint_url: str = setting("", Url(schemes=("http", "https"), optional=True))
+    s3_region: str = setting(
+        "", Pattern("a region name such as us-east-1 or auto", regex=r"([a-z0-9]+(-[a-z0-9]+)*)?")
+    )
+    # Unset: botocore's own chain (AWS_ACCESS_KEY_ID, ~/.aws, an instance role).
+    s3_access_key_id: str | None = setting(None, Pattern("an access key id", regex=r"\S+"))
+    s3_secret_access_key: str | None = setting(
+        None, Pattern("a secret key (no spaces)", secret=True, regex=r"\S+"), repr=False
+    )
+    # path: https://host/bucket/key (MinIO, SeaweedFS); virtual: https://bucket.host/key.
+    s3_addressing_style: str = setting("auto", OneOf(choices=("auto", "path", "virtual")))
     # A diffusers folder, a single-file checkpoint, or a hub id. Empty: the
     # tiny demo model under data_dir/models/tiny-sd.
     base_model: str = setting("", Text("a diffusers folder, a .safetensors file or a hub id"))
