@@ -78,4 +78,6 @@ def open_blob_store(settings: Settings) -> BlobStorage:
         from stylebot.storage.s3_blobs import S3BlobStore
 
         return S3BlobStore.from_settings(settings)
-    return LocalBlobStore(Path(settings.blob_url) if settings.blob_url else settings.blob_dir)
+    return LocalBlobStore(
+        Path(settings.blob_url).expanduser() if settings.blob_url else settings.blob_dir
+    )

@@ -66,6 +66,7 @@ _READ_CHUNK = 1024 * 1024
 _KEY = re.compile(r"[0-9a-f]{64}")
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _CHANGED = ("PreconditionFailed", "412")
+_PAST_THE_END = ("InvalidRange", "416")
 # Codes that mean "not this request, try again" when they arrive mid-body.
 _STREAM_ERRORS = (
     BotoConnectionError,
@@ -279,43 +280,56 @@ class S3BlobStore:
     # Helpers.
 
     def _download(self, key: str, sink: IO[bytes]) -> None:
-        """Stream the object into `sink`, hashing as it comes; a broken stream resumes
-        where it stopped (same ETag), a replaced object starts over."""
+        """Stream the object into `sink`, hashing as it comes. A request that fails has
+        had botocore's retries; a body that breaks off mid-way resumes where it stopped
+        (a ranged GET of the same ETag), and a replaced object starts over."""
         name = self.object_name(key)
         digest = hashlib.sha256()
         received = 0
         etag: str | None = None
-        attempt = 0
+        breaks = 0
         while True:
             request: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
-            if etag is not None:
+            if received:
                 request |= {"Range": f"bytes={received}-", "IfMatch": etag}
             try:
                 response = self._client.get_object(**request)
-                etag = etag or response.get("ETag")
-                for chunk in response["Body"].iter_chunks(_READ_CHUNK):
-                    digest.update(chunk)
-                    sink.write(chunk)
-                    received += len(chunk)
-                break
             except ClientError as exc:
-                if _code(exc) in _MISSING:
+                code = _code(exc)
+                if code in _MISSING:
                     raise KeyError(key) from None
-                if _code(exc) not in _CHANGED:
+                if code in _PAST_THE_END:  # broke off after the last byte: all here
+                    break
+                if code not in _CHANGED:
                     raise BlobStoreUnavailable(self._failed("read", key, exc)) from exc
                 # Replaced meanwhile (a repair): what was read is of the old object.
                 sink.seek(0)
                 sink.truncate()
                 digest, received, etag = hashlib.sha256(), 0, None
+                continue
+            except BotoCoreError as exc:
+                raise BlobStoreUnavailable(self._failed("read", key, exc)) from exc
+            etag = etag or response.get("ETag")
+            try:
+                for chunk in response["Body"].iter_chunks(_READ_CHUNK):
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    received += len(chunk)
+                break
             except (*_STREAM_ERRORS, BotoCoreError) as exc:
-                attempt += 1
-                if attempt >= self.max_attempts:
+                breaks += 1
+                if breaks >= self.max_attempts:
                     raise BlobStoreUnavailable(self._failed("read", key, exc)) from exc
-                delay = min(8.0, 0.25 * 2**attempt)
+                if etag is None:  # no version to pin a resumed range to: start over
+                    sink.seek(0)
+                    sink.truncate()
+                    digest, received = hashlib.sha256(), 0
+                delay = min(8.0, 0.25 * 2**breaks)
                 log.warning(
-                    "reading blob %s from %s broke off (%s); again in %.1f s",
+                    "reading blob %s from %s broke off after %d bytes (%s); resuming in %.1f s",
                     key,
                     self.location,
+                    received,
                     type(exc).__name__,
                     delay,
                 )

@@ -22,8 +22,9 @@ from tests.support.damage import flip_byte
 from tests.support.s3_server import SeaweedS3
 
 from stylebot.bot.core.errors import DamagedBlob
+from stylebot.config import load_settings
 from stylebot.queue.damaged_inputs import DamagedInput, read_style_weights
-from stylebot.storage.blob_storage import BlobStorage
+from stylebot.storage.blob_storage import BlobStorage, open_blob_store
 from stylebot.storage.blobs import LocalBlobStore, sha256_of_file
 from stylebot.storage.s3_blobs import S3BlobStore, parse_s3_url
 
@@ -249,6 +250,21 @@ async def test_big_blobs_stream_through_in_parts(contract: Contract, tmp_path: P
 async def test_the_store_proves_it_is_writable(contract: Contract) -> None:
     contract.store.check_writable()
     assert list(contract.store.stored_keys()) == [], "the probe is deleted again"
+
+
+def test_the_blob_url_chooses_the_store(tmp_path: Path) -> None:
+    default = open_blob_store(load_settings(environ={}, data_dir=tmp_path))
+    assert isinstance(default, LocalBlobStore)
+    assert default.location == str(tmp_path / "blobs")
+    elsewhere = load_settings(environ={"STYLEBOT_BLOB_URL": str(tmp_path / "elsewhere")})
+    assert open_blob_store(elsewhere).location == str(tmp_path / "elsewhere")
+    bucket = open_blob_store(load_settings(environ={"STYLEBOT_BLOB_URL": "s3://blobs-1/a/b"}))
+    assert isinstance(bucket, S3BlobStore)
+    assert (bucket.bucket, bucket.prefix, bucket.location) == (
+        "blobs-1",
+        "a/b/",
+        "s3://blobs-1/a/b/",
+    )
 
 
 def _names_in(directory: Path) -> set[str]:
