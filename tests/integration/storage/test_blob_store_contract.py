@@ -51,11 +51,13 @@ class Contract:
     copies: Callable[[str], int]
 
 
-def s3_store(server: SeaweedS3, prefix: str, *, max_attempts: int = 3) -> S3BlobStore:
+def s3_store(
+    server: SeaweedS3, prefix: str, *, max_attempts: int = 3, endpoint_url: str | None = None
+) -> S3BlobStore:
     env = server.env(prefix)
     return S3BlobStore(
         parse_s3_url(env["STYLEBOT_BLOB_URL"]),
-        endpoint_url=server.endpoint_url,
+        endpoint_url=endpoint_url or server.endpoint_url,
         region="us-east-1",
         access_key_id=env["STYLEBOT_S3_ACCESS_KEY_ID"],
         secret_access_key=env["STYLEBOT_S3_SECRET_ACCESS_KEY"],

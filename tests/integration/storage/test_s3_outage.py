@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.storage.test_blob_store_contract import PART, s3_store
+from tests.support.cutting_proxy import CuttingProxy
 from tests.support.s3_server import SeaweedS3
 
 from stylebot.storage.blob_storage import BlobStoreUnavailable
@@ -45,8 +47,9 @@ async def test_a_read_while_the_store_is_down_fails_naming_the_store(
 async def test_a_write_waits_out_a_restart_and_the_content_is_right(
     own_s3_server: SeaweedS3,
 ) -> None:
-    # Ten attempts: botocore's backoff then spans well over a restart.
-    store = s3_store(own_s3_server, "restart/", max_attempts=10)
+    # Twenty attempts: botocore's jittered backoff (up to 20 s each) outlasts a restart
+    # even on a loaded machine.
+    store = s3_store(own_s3_server, "restart/", max_attempts=20)
     own_s3_server.kill()
     data = os.urandom(256 * 1024)
     writing = asyncio.ensure_future(store.put(data))
@@ -107,3 +110,23 @@ def write_random_file(path: Path, *, parts: int) -> Path:
 
 def names_in(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir())
+
+
+async def test_a_download_broken_off_mid_body_resumes_where_it_stopped(
+    s3_server: SeaweedS3, s3_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection is reset (a real RST) after 7 MiB of a 5-part object: the store
+    asks for the rest with a ranged GET and the content comes out whole and right."""
+    source = await asyncio.to_thread(write_random_file, tmp_path / "big.bin", parts=5)
+    key = await s3_store(s3_server, s3_prefix).put_file(source)
+    with CuttingProxy(int(s3_server.endpoint_url.rsplit(":", 1)[1])) as proxy:
+        through_proxy = s3_store(s3_server, s3_prefix, endpoint_url=proxy.url)
+        proxy.cut_after(7 * 1024 * 1024)
+        caplog.set_level(logging.WARNING, logger="stylebot.storage.s3_blobs")
+        target = tmp_path / "restored.bin"
+        await through_proxy.get_to_file(key, target)
+        assert proxy.cuts == 1
+    assert await asyncio.to_thread(sha256_of_file, target) == key
+    (resumed,) = [r.getMessage() for r in caplog.records if "broke off" in r.getMessage()]
+    assert f"reading blob {key}" in resumed
+    assert "resuming" in resumed
