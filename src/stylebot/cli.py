@@ -133,6 +133,7 @@ def _check_before_starting(settings: Settings, command: str, *, with_worker: boo
     """What a command needs, checked before it starts anything (StartupError if missing)."""
     from stylebot.startup_checks import (
         check_base_model,
+        check_blob_store,
         check_data_dir,
         check_redis_reachable,
         warn_if_disk_low,
@@ -144,6 +145,7 @@ def _check_before_starting(settings: Settings, command: str, *, with_worker: boo
     ensure_private_directory(settings.data_dir)
     if settings.redis_url:
         check_redis_reachable(settings.redis_url)
+    check_blob_store(settings)
     # The demo builds the tiny model itself when no base model is set.
     if (command == "worker" or (command == "console" and with_worker)) or (
         command == "demo" and settings.base_model

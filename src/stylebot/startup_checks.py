@@ -25,6 +25,7 @@ from stylebot.storage.full import is_storage_full
 __all__ = [
     "StartupError",
     "check_base_model",
+    "check_blob_store",
     "check_data_dir",
     "check_redis_reachable",
     "shown_url",
@@ -63,6 +64,23 @@ def check_data_dir(settings: Settings) -> None:
             raise StartupError(f"{where} is inside a file, not a directory: {fix}") from None
         reason = "read-only" if exc.errno == errno.EROFS else "not writable"
         raise StartupError(f"{where} is {reason} ({exc.strerror}): {fix}") from None
+
+
+def check_blob_store(settings: Settings) -> None:
+    """Object storage answers and takes a write (a probe blob, deleted again), so that a
+    wrong endpoint, bucket or key stops the process now, not its first job. A directory
+    store is the data directory's (`check_data_dir`) or the operator's own path."""
+    from stylebot.storage.blob_storage import BlobStoreUnavailable, is_s3_url, open_blob_store
+
+    if not is_s3_url(settings.blob_url):
+        return
+    try:
+        open_blob_store(settings).check_writable()
+    except BlobStoreUnavailable as exc:
+        raise StartupError(
+            f"the blob store cannot be used: {exc}: fix STYLEBOT_BLOB_URL or the "
+            "STYLEBOT_S3_* settings (`stylebot doctor` checks them)"
+        ) from None
 
 
 def warn_if_disk_low(settings: Settings) -> None:
