@@ -6,7 +6,9 @@ Each queued run is also taken apart with timestamps (the worker's engine
 call is timed in place, events carry Redis's clock in their stream ids), so
 the time the queue adds is measured within one run as well, without the
 noise of a second, separate generation: where it goes, phase by phase.
-Run: .venv/bin/python bench/queue_overhead.py [--runs N]
+With --s3 the blob store is an S3 bucket on a local SeaweedFS server (as the tests
+start it) instead of the data directory's blobs/.
+Run: .venv/bin/python bench/queue_overhead.py [--runs N] [--s3]
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import argparse
 import asyncio
 import contextlib
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,21 @@ from stylebot.queue.payloads import GenerateJob, JobEvent
 from stylebot.queue.worker import build_worker
 
 ME = Requester("bench", "u1", "Bench", chat_id="c1")
+
+
+@contextlib.contextmanager
+def blob_settings(home: Path, s3: bool) -> Iterator[dict[str, str]]:
+    """No settings (the directory store), or those of a bucket on a SeaweedFS server."""
+    if not s3:
+        yield {}
+        return
+    # The S3 server the tests use: one helper, not a copy.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.s3_server import SeaweedS3
+
+    with SeaweedS3(home) as server:
+        env = server.env("bench/")
+        yield {name.removeprefix("STYLEBOT_").lower(): value for name, value in env.items()}
 
 
 class TimedEngine:
@@ -77,11 +96,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main(runs: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+async def main(runs: int, s3: bool) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        blob_settings(Path(tmp) / "seaweedfs", s3) as blobs,
+    ):
         model = write_tiny_model(Path(tmp) / "tiny")
         settings = load_settings(
             environ={},
+            **blobs,
             data_dir=Path(tmp) / "data",
             base_model=str(model),
             default_size=256,
@@ -150,7 +173,7 @@ async def main(runs: int) -> None:
 
     overhead = [q - d for q, d in zip(through_queue, direct, strict=True)]
     ms = 1000
-    print(f"runs: {runs}, tiny model, 256x256, 4 steps, CPU")
+    print(f"runs: {runs}, tiny model, 256x256, 4 steps, CPU, {'S3' if s3 else 'directory'} store")
     print(f"direct engine call   median {statistics.median(direct) * ms:7.1f} ms")
     print(f"through bot + queue  median {statistics.median(through_queue) * ms:7.1f} ms")
     print(
@@ -177,4 +200,6 @@ async def main(runs: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
-    asyncio.run(main(parser.parse_args().runs))
+    parser.add_argument("--s3", action="store_true", help="blobs in S3 (a local SeaweedFS)")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.runs, arguments.s3))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.s3_server import SeaweedS3
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +50,20 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3 server (SeaweedFS) for the session, with its versioned bucket
+    `SeaweedS3.BUCKET`; tests take a prefix of their own in it (`s3_prefix`)."""
+    with SeaweedS3(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_prefix() -> str:
+    """A prefix in the session's bucket that no other test uses."""
+    return f"test-{os.getpid()}-{next(_PREFIX_NUMBERS)}/"
+
+
+_PREFIX_NUMBERS = itertools.count(1)

@@ -34,7 +34,7 @@ from stylebot.queue.events import EventConsumer
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.startup_checks import StartupError
 from stylebot.storage.admin import open_admin_ports
-from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.blob_storage import BlobStorage, open_blob_store
 from stylebot.storage.database import open_database
 from stylebot.storage.full import is_storage_full
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
@@ -123,7 +123,7 @@ class FrontEnd(EventDelivery):
 
     settings: Settings
     uow: SqliteUnitOfWork
-    blobs: LocalBlobStore
+    blobs: BlobStorage
     queue: ArqJobQueue
     redis_url: str
 
@@ -158,7 +158,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         # The records and every store that must commit with them, on one connection.
         uow = SqliteUnitOfWork(await open_database(settings.database_path))
         stack.push_async_callback(uow.close)
-        blobs = LocalBlobStore(settings.blob_dir)
+        blobs = open_blob_store(settings)
         redis = await connect(redis_url)
         stack.push_async_callback(redis.aclose)
         queue = ArqJobQueue(redis, blobs)

@@ -133,6 +133,7 @@ def _check_before_starting(settings: Settings, command: str, *, with_worker: boo
     """What a command needs, checked before it starts anything (StartupError if missing)."""
     from stylebot.startup_checks import (
         check_base_model,
+        check_blob_store,
         check_data_dir,
         check_redis_reachable,
         warn_if_disk_low,
@@ -144,6 +145,7 @@ def _check_before_starting(settings: Settings, command: str, *, with_worker: boo
     ensure_private_directory(settings.data_dir)
     if settings.redis_url:
         check_redis_reachable(settings.redis_url)
+    check_blob_store(settings)
     # The demo builds the tiny model itself when no base model is set.
     if (command == "worker" or (command == "console" and with_worker)) or (
         command == "demo" and settings.base_model
@@ -245,7 +247,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
     from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
     from stylebot.bot.core.verification import verify_image
     from stylebot.provenance.content_credentials import C2paCredentialsReader
-    from stylebot.storage.blobs import LocalBlobStore
+    from stylebot.storage.blob_storage import open_blob_store
     from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
     records = await SqliteUnitOfWork.open(settings.database_path)
@@ -258,7 +260,7 @@ async def _verify(settings: Settings, filename: str, data: bytes) -> int:
             filename,
             data,
             policy.images,
-            blobs=LocalBlobStore(settings.blob_dir),
+            blobs=open_blob_store(settings),
             viewer=OPERATOR,
             max_side=policy.max_size,
         )

@@ -52,6 +52,8 @@ FEW_STEP_DEFAULT_STEPS = 1
 # The names diffusers' dtype setting takes (stylebot.engine.models._DTYPES).
 DTYPES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
 DAY_S = 24 * 3600
+# An s3:// URL with a valid bucket name, or a path (any other scheme:// is a mistake).
+_BLOB_URL = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|(?!.*://)[^\x00-\x1f\x7f]*"
 # A daily quota or a limit on queued jobs: 0 turns it off.
 QUOTA = Whole(low=0, high=10**9, low_means="no limit")
 
@@ -97,6 +99,21 @@ class Settings(PolicySettings):
     data_dir: Path = setting(Path("data"), PathValue())  # noqa: RUF009 - field()
     # None: start an embedded Redis under data_dir.
     redis_url: str | None = setting(None, Url(schemes=("redis", "rediss", "unix")))
+    # Blobs (uploads, weights, checkpoints, results): empty = data_dir/blobs, a
+    # directory, or s3://bucket/prefix on S3-compatible storage (the s3_* settings).
+    blob_url: str = setting("", Pattern("a directory or s3://bucket/prefix", regex=_BLOB_URL))
+    # Empty: AWS S3 (its endpoint for s3_region); else the provider's https:// URL.
+    s3_endpoint_url: str = setting("", Url(schemes=("http", "https"), optional=True))
+    s3_region: str = setting(
+        "", Pattern("a region name such as us-east-1 or auto", regex=r"([a-z0-9]+(-[a-z0-9]+)*)?")
+    )
+    # Unset: botocore's own chain (AWS_ACCESS_KEY_ID, ~/.aws, an instance role).
+    s3_access_key_id: str | None = setting(None, Pattern("an access key id", regex=r"\S+"))
+    s3_secret_access_key: str | None = setting(
+        None, Pattern("a secret key (no spaces)", secret=True, regex=r"\S+"), repr=False
+    )
+    # path: https://host/bucket/key (MinIO, SeaweedFS); virtual: https://bucket.host/key.
+    s3_addressing_style: str = setting("auto", OneOf(choices=("auto", "path", "virtual")))
     # A diffusers folder, a single-file checkpoint, or a hub id. Empty: the
     # tiny demo model under data_dir/models/tiny-sd.
     base_model: str = setting("", Text("a diffusers folder, a .safetensors file or a hub id"))

@@ -61,10 +61,11 @@ _known: frozenset[str] = frozenset()
 def secrets_of(settings: Settings) -> set[str]:
     """Every credential the settings (and the environment libraries read) hold."""
     found: set[str] = set()
-    for token in (settings.discord_token, settings.telegram_token):
+    for token in (settings.discord_token, settings.telegram_token, settings.s3_secret_access_key):
         if token:
             found.add(token)
-    for url in (settings.redis_url, settings.telegram_api_url, settings.c2pa_tsa_url):
+    urls = (settings.redis_url, settings.telegram_api_url, settings.c2pa_tsa_url)
+    for url in (*urls, settings.s3_endpoint_url):
         if url:
             found |= _url_credentials(url)
     for name in _SECRET_ENVIRONMENT:

@@ -298,6 +298,17 @@ def check_between_fields(
             raise SettingsError(f"{shown(sources[lower], given[lower])}: {message}")
         message = f"must be at least {_name(lower, sources)} ({low})"
         raise SettingsError(f"{shown(sources[upper], given[upper])}: {message}")
+    key_id, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+    if (key_id is None) != (secret is None):
+        one, other = (
+            ("s3_access_key_id", "s3_secret_access_key")
+            if secret is None
+            else ("s3_secret_access_key", "s3_access_key_id")
+        )
+        shown_value = "***" if one == "s3_secret_access_key" else given[one]
+        raise SettingsError(
+            f"{shown(sources[one], shown_value)}: must be set together with {_name(other, sources)}"
+        )
     chain, key = settings.c2pa_cert_chain, settings.c2pa_private_key
     if (chain is None) != (key is None):
         one, other = (

@@ -56,6 +56,23 @@ def check_data_dir(settings: Settings) -> None:
         raise StartupError(f"{where} is {reason} ({exc.strerror}): {fix}") from None
 
 
+def check_blob_store(settings: Settings) -> None:
+    """Object storage answers and takes a write (a probe blob, deleted again), so that a
+    wrong endpoint, bucket or key stops the process now, not its first job. A directory
+    store is the data directory's (`check_data_dir`) or the operator's own path."""
+    from stylebot.storage.blob_storage import BlobStoreUnavailable, is_s3_url, open_blob_store
+
+    if not is_s3_url(settings.blob_url):
+        return
+    try:
+        open_blob_store(settings).check_writable()
+    except BlobStoreUnavailable as exc:
+        raise StartupError(
+            f"the blob store cannot be used: {exc}: fix STYLEBOT_BLOB_URL or the "
+            "STYLEBOT_S3_* settings (`stylebot doctor` checks them)"
+        ) from None
+
+
 def warn_if_disk_low(settings: Settings) -> None:
     """One warning line when the data directory's disk is below `disk_low_free_mb`."""
     if not settings.disk_low_free_mb or not settings.data_dir.is_dir():

@@ -12,12 +12,15 @@ import asyncio
 import copy
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 
+from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.stores import UnitOfWork
+from stylebot.storage.blobs import BlobScan
 from tests.fakes.memory_safety import (
     InMemoryConsentLedger,
     InMemoryOptOutRegistry,
@@ -123,10 +126,15 @@ class InMemoryUnitOfWork(UnitOfWork):
 
 
 class InMemoryBlobStore:
-    """The `BlobStore` port in a dict, with the same key rules as `LocalBlobStore`."""
+    """The `BlobStorage` port in a dict, with the same key rules as `LocalBlobStore`,
+    checked on read like every store (a test may damage `blobs[key]`)."""
 
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
+
+    @property
+    def location(self) -> str:
+        return "memory"
 
     @staticmethod
     def _check(key: str) -> str:
@@ -136,20 +144,40 @@ class InMemoryBlobStore:
 
     async def put(self, data: bytes) -> str:
         key = hashlib.sha256(data).hexdigest()
-        self.blobs.setdefault(key, bytes(data))
+        self.blobs[key] = bytes(data)  # replaced: a put of the right bytes repairs
         return key
 
     async def get(self, key: str) -> bytes:
         try:
-            return self.blobs[self._check(key)]
+            data = self.blobs[self._check(key)]
         except KeyError:
             raise KeyError(key) from None
+        if hashlib.sha256(data).hexdigest() != key:
+            raise DamagedBlob(key)
+        return data
 
     async def exists(self, key: str) -> bool:
         return self._check(key) in self.blobs
 
     async def delete(self, key: str) -> None:
         self.blobs.pop(self._check(key), None)
+
+    async def put_file(self, path: Path) -> str:
+        return await self.put(await asyncio.to_thread(path.read_bytes))
+
+    async def get_to_file(self, key: str, path: Path) -> None:
+        data = await self.get(key)
+        await asyncio.to_thread(path.write_bytes, data)
+
+    def stored_keys(self) -> Iterator[str]:
+        return iter(sorted(self.blobs))
+
+    def scan(self) -> BlobScan:
+        damaged = [k for k, v in sorted(self.blobs.items()) if hashlib.sha256(v).hexdigest() != k]
+        return BlobScan(len(self.blobs), tuple(damaged))
+
+    def check_writable(self) -> None:
+        """Memory always takes a write."""
 
     def keys(self) -> set[str]:
         """The stored keys, for tests to assert what was (not) stored."""

@@ -45,9 +45,12 @@ def test_settings_secrets_are_redacted_wherever_they_appear() -> None:
         environ={
             "TELEGRAM_TOKEN": "short:tok-plain",
             "REDIS_URL": "redis://user:pa%2Fss-unique@db:6379/0",
+            "STYLEBOT_S3_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "STYLEBOT_S3_SECRET_ACCESS_KEY": "s3-secret-unique",
         }
     )
     register_secrets(secrets_of(settings))
+    assert "s3-secret-unique" not in redact("signing with s3-secret-unique")
     assert "tok-plain" not in redact("the token was short:tok-plain")
     assert "pa/ss-unique" not in redact("AUTH user pa/ss-unique")  # decoded
     assert "pa%2Fss-unique" not in redact("dsn pa%2Fss-unique")  # as written

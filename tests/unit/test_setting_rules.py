@@ -22,6 +22,19 @@ from stylebot.setting_rules import SettingsError
 BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "data_dir": ("data\x01dir",),
     "redis_url": ("garbage", "localhost:6379", "redis://", "redis://h:99999/0", "http://h"),
+    "blob_url": (
+        "s3://",
+        "s3://B",
+        "s3://Bucket/x",
+        "https://bucket.example/x",
+        "s3://b!/x",
+        "a\x01b",
+    ),
+    "s3_endpoint_url": ("minio:9000", "ftp://h", "https://"),
+    "s3_region": ("us east 1", "US-EAST-1", "eu_west_1"),
+    "s3_access_key_id": ("two words",),
+    "s3_secret_access_key": ("two words",),
+    "s3_addressing_style": ("dns", "vhost"),
     "base_model": ("models/sd\n15",),
     "device": ("gpu", "cuda:x", "CPU "),
     "dtype": ("float64", "half"),
@@ -123,7 +136,7 @@ def test_a_bad_value_is_refused_in_one_line_naming_it(name: str, value: str) -> 
     message = str(refused.value)
     assert "\n" not in message
     value = repr(value)[1:-1]  # control characters are shown escaped
-    if name.endswith("_token"):
+    if name.endswith(("_token", "_secret_access_key")):
         assert message.startswith(f"{variable(name)}=***: must be ")
         assert value not in message  # a token never reaches a terminal or a log
     elif name == "operators":
@@ -234,3 +247,26 @@ def test_every_entry_point_stops_with_one_line_and_status_2(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stdout == ""
     assert not data_dir.exists()
+
+
+def test_the_object_store_key_id_and_secret_come_together_and_the_secret_stays_hidden() -> None:
+    with pytest.raises(SettingsError) as only_id:
+        load_settings(environ={"STYLEBOT_S3_ACCESS_KEY_ID": "AKIAEXAMPLE"})
+    assert str(only_id.value) == (
+        "STYLEBOT_S3_ACCESS_KEY_ID=AKIAEXAMPLE: must be set together with "
+        "STYLEBOT_S3_SECRET_ACCESS_KEY"
+    )
+    with pytest.raises(SettingsError) as only_secret:
+        load_settings(environ={"STYLEBOT_S3_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG"})
+    assert str(only_secret.value) == (
+        "STYLEBOT_S3_SECRET_ACCESS_KEY=***: must be set together with STYLEBOT_S3_ACCESS_KEY_ID"
+    )
+    both = load_settings(
+        environ={
+            "STYLEBOT_BLOB_URL": "s3://stylebot-blobs/eu/",
+            "STYLEBOT_S3_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "STYLEBOT_S3_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
+        }
+    )
+    assert both.blob_url == "s3://stylebot-blobs/eu/"
+    assert "wJalrXUtnFEMI" not in repr(both)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from stylebot.config import Settings
 from stylebot.doctor.device import check_gpu, check_model
 from stylebot.doctor.host import (
+    check_blob_store,
     check_blobs,
     check_disk,
     check_metrics,
@@ -32,6 +33,7 @@ ALL_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_model,
     check_gpu,
     check_disk,
+    check_blob_store,
     check_metrics,
     check_signing_certificate,
     check_signature_lifetime,

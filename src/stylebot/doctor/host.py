@@ -186,17 +186,44 @@ def check_metrics(settings: Settings) -> CheckResult:
 
 def check_blobs(settings: Settings) -> CheckResult:
     """Hash every stored blob against its name (`--check-blobs`: reads the whole store)."""
+    from stylebot.storage.blob_storage import open_blob_store
     from stylebot.storage.blobs import LocalBlobStore
 
-    store = LocalBlobStore(settings.blob_dir)
+    store = open_blob_store(settings)
     found = store.scan()
     damaged, scanned = found.damaged, found.scanned
+    # A directory's files are named by path, an object store's blobs by key.
+    named = (
+        [str(store.path(key)) for key in damaged]
+        if isinstance(store, LocalBlobStore)
+        else list(damaged)
+    )
     if damaged:
         return fail(
             "blobs",
             f"{len(damaged)} of {scanned} stored files are damaged (content does not match "
-            f"the name): {', '.join(str(store.path(key)) for key in damaged)}",
-            f"restore those files in {store.root} from a backup, or retrain the styles that "
-            "use them (an upload sent again repairs its own file)",
+            f"the name): {', '.join(named)}",
+            f"restore those files in {store.location} from a backup, or retrain the styles "
+            "that use them (an upload sent again repairs its own file)",
         )
-    return ok("blobs", f"all {scanned} stored files in {store.root} match their SHA-256")
+    return ok("blobs", f"all {scanned} stored files in {store.location} match their SHA-256")
+
+
+def check_blob_store(settings: Settings) -> CheckResult:
+    """Object storage: the bucket answers and takes a write (a probe blob, deleted again).
+    A directory store is the data directory's, which `check_disk` covers."""
+    from stylebot.storage.blob_storage import BlobStoreUnavailable, is_s3_url, open_blob_store
+
+    if not is_s3_url(settings.blob_url):
+        return ok("blob store", f"a directory: {open_blob_store(settings).location}")
+    try:
+        store = open_blob_store(settings)
+        store.check_writable()
+    except BlobStoreUnavailable as exc:
+        return fail(
+            "blob store",
+            str(exc),
+            "check STYLEBOT_BLOB_URL's bucket, STYLEBOT_S3_ENDPOINT_URL, STYLEBOT_S3_REGION "
+            "and the access key's rights (read, write, delete, list on the bucket)",
+        )
+    return ok("blob store", f"{store.location} answers and takes writes")

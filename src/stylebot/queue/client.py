@@ -19,7 +19,7 @@ from stylebot.queue.payloads import GenerateJob, JobEvent, JobKind, TrainJob
 from stylebot.queue.traces import untraced_jobs
 from stylebot.queue.turns import drop_turn, enqueue_with_turn, lane_turns
 from stylebot.queue.worker_presence import job_worker_alive
-from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.blob_storage import BlobStorage
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class ArqJobQueue:
     def __init__(
         self,
         redis: ArqRedis,
-        blobs: LocalBlobStore | None = None,
+        blobs: BlobStorage | None = None,
         *,
         min_rewrite_interval_s: float = MIN_REWRITE_INTERVAL_S,
     ) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stylebot.bot.core.errors import DamagedBlob
-from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.blob_storage import BlobStorage
 
 
 class DamagedInput(Exception):
@@ -25,7 +25,7 @@ class DamagedInput(Exception):
 
 
 async def read_style_weights(
-    blobs: LocalBlobStore, key: str, style_id: int | None, style_name: str | None
+    blobs: BlobStorage, key: str, style_id: int | None, style_name: str | None
 ) -> bytes:
     """A style's LoRA or embedding bytes, checked against their name.
 
@@ -37,13 +37,13 @@ async def read_style_weights(
     except DamagedBlob as exc:
         raise DamagedInput(
             f"style {style_id}'s weights are damaged (blob {exc.key}): retrain it or "
-            f"restore {blobs.root} from a backup",
+            f"restore {blobs.location} from a backup",
             f"style {style_name or 'this'}'s weights are damaged: retrain it, or ask the "
             "operator to restore the bot's stored files from a backup",
         ) from exc
 
 
-async def read_training_images(blobs: LocalBlobStore, keys: Sequence[str]) -> list[bytes]:
+async def read_training_images(blobs: BlobStorage, keys: Sequence[str]) -> list[bytes]:
     """The reference images of a training job, each checked against its name."""
     images = []
     for key in keys:
@@ -52,7 +52,7 @@ async def read_training_images(blobs: LocalBlobStore, keys: Sequence[str]) -> li
         except DamagedBlob as exc:
             raise DamagedInput(
                 f"a training image is damaged (blob {exc.key}): upload the images again "
-                f"or restore {blobs.root} from a backup",
+                f"or restore {blobs.location} from a backup",
                 "one of the reference images is damaged in storage: upload the images "
                 "again (that repairs it) and train again",
             ) from exc

@@ -30,7 +30,7 @@ from stylebot.queue.connection import QUEUED_JOB_TTL_S
 from stylebot.queue.keys import arq_in_progress_key, arq_retry_key, checkpoint_key, train_result_key
 from stylebot.queue.payloads import TrainResult
 from stylebot.redis_replies import awaited
-from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.blob_storage import BlobStorage
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ async def stop_helper(task: asyncio.Task[None] | None, what: str) -> None:
 class CheckpointStore:
     """The latest checkpoint of each training job: bytes in the blob store, key in Redis."""
 
-    def __init__(self, redis: Redis, blobs: LocalBlobStore) -> None:
+    def __init__(self, redis: Redis, blobs: BlobStorage) -> None:
         self.redis = redis
         self.blobs = blobs
 

@@ -22,7 +22,7 @@ from stylebot.queue.events import EventPublisher
 from stylebot.queue.recovery import CheckpointStore
 from stylebot.queue.scheduler import DeviceScheduler
 from stylebot.queue.worker_presence import WorkerPresence, this_worker_id
-from stylebot.storage.blobs import LocalBlobStore
+from stylebot.storage.blob_storage import BlobStorage, open_blob_store
 
 if TYPE_CHECKING:  # torch: imported where the engine is built, and only there
     from stylebot.engine.runtime import StyleEngine
@@ -37,7 +37,7 @@ class WorkerContext:
     # Tests hand in a stand-in with only the methods their jobs reach.
     engine: StyleEngine
     device: DeviceScheduler
-    blobs: LocalBlobStore
+    blobs: BlobStorage
     events: EventPublisher
     checkpoints: CheckpointStore
     worker_id: str
@@ -51,7 +51,7 @@ async def start_worker_context(
     """Load the engine (unless one is given), start watching cache revocations and
     announcing this worker's presence."""
     device = DeviceScheduler()
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = open_blob_store(settings)
     worker_id = this_worker_id()
     presence = WorkerPresence(redis, worker_id)
     watch: CacheRevocationWatch | None = None

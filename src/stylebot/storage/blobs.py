@@ -55,6 +55,10 @@ class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
     def path(self, key: str) -> Path:
         """Where the blob with `key` lives (or would live), for local readers."""
         check_blob_key(key)
@@ -74,6 +78,12 @@ class LocalBlobStore:
     async def delete(self, key: str) -> None:
         """Remove the blob; a missing blob is fine (deletes are idempotent)."""
         await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
+
+    async def put_file(self, path: Path) -> str:
+        return await asyncio.to_thread(self.put_file_sync, path)
+
+    async def get_to_file(self, key: str, path: Path) -> None:
+        await asyncio.to_thread(self.get_to_file_sync, key, path)
 
     def put_sync(self, data: bytes) -> str:
         """Blocking `put`, for code already in a worker thread (e.g. the trainer)."""
@@ -109,6 +119,60 @@ class LocalBlobStore:
         if hashlib.sha256(data).hexdigest() != key:
             raise DamagedBlob(key)
         return data
+
+    def put_file_sync(self, source: Path) -> str:
+        """Blocking `put_file`: the file is hashed, then copied, in chunks."""
+        key = sha256_of_file(source)
+        target = self.path(key)
+        if target.is_file() and sha256_of_file(target) == key:
+            return key
+        with storage_full_as_error("the blob store"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+            try:
+                with open(source, "rb") as reading, open(temp, "xb") as writing:
+                    digest = hashlib.sha256()
+                    while chunk := reading.read(_HASH_CHUNK):
+                        digest.update(chunk)
+                        writing.write(chunk)
+                    writing.flush()
+                    os.fsync(writing.fileno())
+                if digest.hexdigest() != key:  # the source changed while it was copied
+                    raise OSError(f"{source} changed while it was stored")
+                os.replace(temp, target)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_directory(target.parent)
+        return key
+
+    def get_to_file_sync(self, key: str, target: Path) -> None:
+        """Blocking `get_to_file`: copied in chunks, checked, then renamed into place."""
+        temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            try:
+                reading = open(self.path(key), "rb")  # noqa: SIM115 - closed just below
+            except FileNotFoundError:
+                raise KeyError(key) from None
+            with reading, open(temp, "xb") as writing:
+                digest = hashlib.sha256()
+                while chunk := reading.read(_HASH_CHUNK):
+                    digest.update(chunk)
+                    writing.write(chunk)
+            if digest.hexdigest() != key:
+                raise DamagedBlob(key)
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def check_writable(self) -> None:
+        probe = f"stylebot doctor probe {secrets.token_hex(16)}".encode()
+        key = self.put_sync(probe)
+        try:
+            if self.get_sync(key) != probe:
+                raise OSError(f"{self.root} returned other bytes than were written")
+        finally:
+            self.path(key).unlink(missing_ok=True)
 
     def stored_keys(self) -> Iterator[str]:
         """Every stored key (temporary files are skipped), for a scan of the store."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.support.damage import flip_byte
 from tests.support.processes import free_port
+from tests.support.s3_server import SeaweedS3
 from tests.support.single_file import write_sd_single_file
 from tests.support.small_disk import fill, mounted_tmpfs
 
@@ -85,6 +86,7 @@ def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_di
         "model",
         "gpu",
         "disk",
+        "blob store",
         "metrics",
         "signing certificate",
         "signature lifetime",
@@ -94,6 +96,32 @@ def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_di
     assert f"{tiny_model_dir} loads on cpu" in result.stdout
     assert "will start Discord and Telegram" in result.stdout
     assert levels["metrics"] == "OK"
+
+
+def test_the_object_store_is_checked_by_a_probe_that_leaves_nothing_behind(
+    tmp_path: Path, s3_server: SeaweedS3, s3_prefix: str
+) -> None:
+    settings = s3_server.env(s3_prefix)
+    result = doctor(tmp_path, "--no-model", **settings)
+    assert lines_by_check(result.stdout)["blob store"] == "OK", result.stdout + result.stderr
+    assert f"{settings['STYLEBOT_BLOB_URL']} answers and takes writes" in result.stdout
+    listed = s3_server.client().list_object_versions(Bucket=s3_server.BUCKET, Prefix=s3_prefix)
+    assert listed.get("Versions", []) == []
+
+    wrong_secret = "not-the-secret-d0d0d0d0"
+    refused = doctor(
+        tmp_path, "--no-model", **{**settings, "STYLEBOT_S3_SECRET_ACCESS_KEY": wrong_secret}
+    )
+    assert refused.returncode == 1
+    assert lines_by_check(refused.stdout)["blob store"] == "FAIL"
+    assert "SignatureDoesNotMatch" in refused.stdout
+    assert "fix: check STYLEBOT_BLOB_URL's bucket, STYLEBOT_S3_ENDPOINT_URL" in refused.stdout
+    assert wrong_secret not in refused.stdout + refused.stderr
+
+    nobody = f"http://127.0.0.1:{free_port()}"
+    unreachable = doctor(tmp_path, "--no-model", **{**settings, "STYLEBOT_S3_ENDPOINT_URL": nobody})
+    assert lines_by_check(unreachable.stdout)["blob store"] == "FAIL"
+    assert f'Could not connect to the endpoint URL: "{nobody}/' in unreachable.stdout
 
 
 def test_unreachable_redis_and_a_garbled_token_fail_with_fixes(tmp_path: Path) -> None:

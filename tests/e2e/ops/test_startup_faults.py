@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.processes import child_env, free_port
+from tests.support.s3_server import SeaweedS3
 from tests.support.small_disk import mounted_tmpfs
 
 
@@ -56,6 +57,26 @@ def test_a_password_in_the_redis_url_is_not_shown(tmp_path: Path) -> None:
     line = one_line_error(stylebot(tmp_path, tmp_path / "data", "worker", REDIS_URL=url))
     assert "hunter2" not in line
     assert "cannot reach Redis at redis://:***@127.0.0.1" in line
+
+
+@pytest.mark.parametrize("command", [["run"], ["worker"]])
+def test_an_object_store_that_refuses_the_key(
+    tmp_path: Path, command: list[str], s3_server: SeaweedS3, s3_prefix: str
+) -> None:
+    settings = {**s3_server.env(s3_prefix), "STYLEBOT_S3_SECRET_ACCESS_KEY": "wrong-s3-secret"}
+    line = one_line_error(stylebot(tmp_path, tmp_path / "data", *command, **settings))
+    assert "the blob store cannot be used: could not store blob" in line
+    assert f"in s3://{s3_server.BUCKET}/{s3_prefix}" in line
+    assert "SignatureDoesNotMatch" in line
+    assert "fix STYLEBOT_BLOB_URL or the STYLEBOT_S3_* settings" in line
+    assert "wrong-s3-secret" not in line
+
+
+def test_an_object_store_that_is_not_there(tmp_path: Path, s3_server: SeaweedS3) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    settings = {**s3_server.env("x/"), "STYLEBOT_S3_ENDPOINT_URL": nobody}
+    line = one_line_error(stylebot(tmp_path, tmp_path / "data", "worker", **settings))
+    assert f'Could not connect to the endpoint URL: "{nobody}/' in line
 
 
 @pytest.mark.parametrize("command", [["run"], ["worker"], ["console"]])

@@ -1,13 +1,14 @@
 """Scale-out: one front end and two workers, as separate processes on one Redis.
 
 `stylebot run` (Telegram, against the fake Bot API in this process) and two
-`stylebot worker` processes share a Redis the test owns. Each worker has a data
-directory of its own, as a worker on another host would, configured only with
-what docs/operations.md says such a worker needs: REDIS_URL, the front end's blob store
-(here a symlink, there a shared mount), the model, and the front end's signing
-identity. A user trains a style through Telegram; the worker that runs the job is
-SIGKILLed after its first checkpoint; the other worker resumes from it, the user
-gets "ready", and an /imagine in the new style comes back through the front end.
+`stylebot worker` processes share a Redis the test owns and an S3 object store (a
+real SeaweedFS server), and nothing else: each process has a private data directory,
+as a worker on another host would, configured only with what docs/operations.md says
+such a worker needs: REDIS_URL, the blob store's URL and credentials, the model, and
+the front end's signing identity. A user trains a style through Telegram; the worker
+that runs the job is SIGKILLed after its first checkpoint; the other worker resumes
+from it, the user gets "ready", and an /imagine in the new style comes back through
+the front end.
 
 Telegram rather than Discord: the Bot API is plain HTTP polling, so the front end
 process needs only its base URL (`STYLEBOT_TELEGRAM_API_URL`) to use the fake,
@@ -26,7 +27,8 @@ from pathlib import Path
 import pytest
 import redis
 from tests.fakes.telegram_api import AlbumDocument, FakeTelegram
-from tests.support.processes import StylebotProcess, child_env, wait_until, worker_host
+from tests.support.processes import StylebotProcess, child_env, wait_until
+from tests.support.s3_server import SeaweedS3
 
 from stylebot.bootstrap import PngWatermarkReader
 from stylebot.bot.console.session import make_sample_images
@@ -82,10 +84,11 @@ async def test_a_job_whose_worker_is_killed_finishes_on_the_other_and_reaches_th
     tiny_model_dir: Path,
     shared_redis: EmbeddedRedis,
     fake_telegram: FakeTelegram,
+    s3_server: SeaweedS3,
+    s3_prefix: str,
 ) -> None:
     fake = fake_telegram
     frontend_data = tmp_path / "frontend"
-    (frontend_data / "blobs").mkdir(parents=True)
     # The identity the front end loads at start, made here first so that the
     # workers can be pointed at its files before the front end has run.
     signing_dir = frontend_data / "c2pa"
@@ -95,6 +98,7 @@ async def test_a_job_whose_worker_is_killed_finishes_on_the_other_and_reaches_th
         "STYLEBOT_BASE_MODEL": str(tiny_model_dir),
         "STYLEBOT_DEVICE": "cpu",
         "STYLEBOT_LOG_FORMAT": "json",
+        **s3_server.env(s3_prefix),
     }
     frontend = StylebotProcess.start(
         "front end",
@@ -119,7 +123,7 @@ async def test_a_job_whose_worker_is_killed_finishes_on_the_other_and_reaches_th
             ["worker"],
             child_env(
                 **common,
-                STYLEBOT_DATA_DIR=str(worker_host(tmp_path, name, frontend_data)),
+                STYLEBOT_DATA_DIR=str(tmp_path / name),  # its own, shared with nobody
                 STYLEBOT_JOB_LEASE_S=str(LEASE_S),
                 STYLEBOT_C2PA_CERT_CHAIN=str(signing_dir / CHAIN_FILE),
                 STYLEBOT_C2PA_PRIVATE_KEY=str(signing_dir / KEY_FILE),
@@ -185,6 +189,7 @@ async def test_a_job_whose_worker_is_killed_finishes_on_the_other_and_reaches_th
         saved = client.get(checkpoint_key(job_id))
         assert saved is not None
         saved_step = int(json.loads(saved)["step"])
+        saved_key = json.loads(saved)["blob_key"]
 
         # The other worker takes it over; the user hears that it is ready.
         ready = await fake.wait_for_sent(
@@ -257,3 +262,17 @@ async def test_a_job_whose_worker_is_killed_finishes_on_the_other_and_reaches_th
     credentials = read_content_credentials(png, identity.chain_pem)
     assert credentials is not None
     assert credentials.trusted, credentials
+
+    # Nothing went through a shared disk: no process has a blob directory, and the
+    # style's weights and the delivered image are objects in the bucket.
+    for data_dir in (frontend_data, tmp_path / "host-a", tmp_path / "host-b"):
+        assert not (data_dir / "blobs").exists(), data_dir
+    stored = {
+        item["Key"].removeprefix(s3_prefix)
+        for item in s3_server.client()
+        .list_objects_v2(Bucket=s3_server.BUCKET, Prefix=s3_prefix)
+        .get("Contents", [])
+    }
+    ((output_key,),) = query(database, "SELECT blob_key FROM outputs WHERE id = ?", output_id)
+    assert {lora_key, output_key} <= stored
+    assert saved_key not in stored, "the run's checkpoint is deleted when it ends"

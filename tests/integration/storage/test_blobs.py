@@ -1,4 +1,4 @@
-"""The `BlobStore` contract on `LocalBlobStore` and the in-memory fake, plus disk details."""
+"""`LocalBlobStore`'s details on disk (the contract: test_blob_store_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,82 +9,15 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.fakes.memory import InMemoryBlobStore
+from tests.integration.storage.test_blob_store_contract import HOSTILE_KEYS
 from tests.support.damage import flip_byte
 
 from stylebot.bot.core.errors import DamagedBlob, StorageFull
 from stylebot.storage.blobs import LocalBlobStore, check_blob_key, sha256_of_file
 
-Store = LocalBlobStore | InMemoryBlobStore
 
-HOSTILE_KEYS = [
-    "../x",
-    "../" + "a" * 61,
-    "/etc/passwd",
-    "A" * 64,  # uppercase
-    "a" * 63,  # short
-    "a" * 65,  # long
-    "g" * 64,  # not hex
-    "a" * 63 + "\n",
-    "",
-]
-
-
-@pytest.fixture(params=["local", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "local":
-        return LocalBlobStore(tmp_path / "blobs")
-    return InMemoryBlobStore()
-
-
-async def test_round_trip_and_the_key_is_the_sha256(store: Store) -> None:
-    data = b"\x89PNG fake image bytes" * 100
-    key = await store.put(data)
-    assert key == hashlib.sha256(data).hexdigest()
-    assert await store.get(key) == data
-    assert await store.exists(key)
-
-
-async def test_empty_content_is_a_blob_too(store: Store) -> None:
-    key = await store.put(b"")
-    assert await store.get(key) == b""
-
-
-async def test_same_content_twice_is_one_blob(store: Store) -> None:
-    first = await store.put(b"same")
-    second = await store.put(b"same")
-    other = await store.put(b"different")
-    assert first == second
-    assert other != first
-    await store.delete(first)
-    assert not await store.exists(second)
-    assert await store.get(other) == b"different"
-
-
-async def test_missing_blobs(store: Store) -> None:
-    missing = hashlib.sha256(b"never stored").hexdigest()
-    assert not await store.exists(missing)
-    with pytest.raises(KeyError):
-        await store.get(missing)
-    await store.delete(missing)  # no-op, no error
-    key = await store.put(b"x")
-    await store.delete(key)
-    await store.delete(key)
-    assert not await store.exists(key)
-    with pytest.raises(KeyError):
-        await store.get(key)
-
-
-@pytest.mark.parametrize("key", HOSTILE_KEYS)
-async def test_hostile_keys_are_rejected(store: Store, key: str) -> None:
-    with pytest.raises(ValueError, match="blob key"):
-        await store.get(key)
-    with pytest.raises(ValueError, match="blob key"):
-        await store.exists(key)
-    with pytest.raises(ValueError, match="blob key"):
-        await store.delete(key)
-
-
+# The contract every store keeps is in test_blob_store_contract.py; these are the
+# directory store's own details.
 @pytest.mark.parametrize("key", HOSTILE_KEYS)
 def test_hostile_keys_never_become_paths(tmp_path: Path, key: str) -> None:
     store = LocalBlobStore(tmp_path / "blobs")

@@ -183,8 +183,8 @@ class StyleBot:
             # Said once, in words, to both; never a crash that repeats at every retry.
             # No person in the line (blob key and command name say what to restore).
             log.error(
-                "%s on %s failed: %s; restore DATA_DIR/blobs from a backup, or have "
-                "the user send the image again",
+                "%s on %s failed: %s; restore the blob store (STYLEBOT_BLOB_URL) from a "
+                "backup, or have the user send the image again",
                 type(command).__name__,
                 command.requester.platform,
                 exc,
