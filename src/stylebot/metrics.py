@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from stylebot.config import Settings
 from stylebot.disk_space import free_bytes
 from stylebot.logs import job_context
+from stylebot.queue.redis_endpoint import RedisEndpoint
 from stylebot.startup_checks import StartupError
 from stylebot.terminal_status import JOB_KINDS, read_snapshot
 
@@ -159,8 +160,8 @@ def observed_job(
 class QueueCollector(Collector):
     """Queue depth, running jobs and workers, read from Redis at each scrape."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
+    def __init__(self, redis_url: str | RedisEndpoint) -> None:
+        self.client = RedisEndpoint.of(redis_url).client(socket_timeout=3, socket_connect_timeout=3)
         # The HTTP server may serve two scrapes at once; one Redis reading at a time.
         self._lock = threading.Lock()
 
@@ -252,7 +253,7 @@ class DiskCollector(Collector):
 
 
 def build_registry(
-    redis_url: str, role: str, data_dir: Path | None = None
+    redis_url: str | RedisEndpoint, role: str, data_dir: Path | None = None
 ) -> tuple[CollectorRegistry, QueueCollector]:
     """Everything one process exports: queue, jobs, GPU, disk, and process basics."""
     registry = CollectorRegistry()
@@ -301,7 +302,8 @@ def start_metrics_server(settings: Settings, redis_url: str, *, role: str) -> Me
     if address is None:
         return None
     host, port = address
-    registry, queue = build_registry(redis_url, role, settings.data_dir)
+    endpoint = RedisEndpoint.from_settings(settings, redis_url)
+    registry, queue = build_registry(endpoint, role, settings.data_dir)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:  # the port is taken, or the host is not this machine's

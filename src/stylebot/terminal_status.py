@@ -37,6 +37,7 @@ from stylebot.queue.keys import (
     presence_key,
     worker_health_key,
 )
+from stylebot.queue.redis_endpoint import RedisEndpoint, connection_problem
 from stylebot.queue.redis_socket import EmbeddedRedisError, check_socket_is_ours, socket_path_for
 from stylebot.queue.worker_presence import lease_holder
 from stylebot.redaction import TextOutput
@@ -303,7 +304,7 @@ def redis_for_status(settings: Settings) -> redis.Redis:
     """A client on the configured Redis, or on the data directory's embedded one if it is
     running. Never starts a server: with nothing running there is nothing to show."""
     if settings.redis_url:
-        url = settings.redis_url
+        endpoint = RedisEndpoint.from_settings(settings)
     else:
         socket_path: Path = socket_path_for(settings.data_dir)
         try:
@@ -315,13 +316,13 @@ def redis_for_status(settings: Settings) -> redis.Redis:
                 f"no embedded Redis is running for {settings.data_dir.resolve()} (start "
                 "`stylebot run`, `console` or `worker` there), and REDIS_URL is not set"
             )
-        url = f"unix://{socket_path}"
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        endpoint = RedisEndpoint(f"unix://{socket_path}")
+    client = endpoint.client(socket_timeout=5, socket_connect_timeout=5)
     try:
         client.ping()
     except redis.RedisError as exc:
         client.close()
-        raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from exc
+        raise RedisUnavailable(connection_problem(exc, endpoint)) from exc
     return client
 
 

@@ -41,6 +41,7 @@ from stylebot.queue.keys import (
 from stylebot.queue.outage_worker import OutageTolerantWorker
 from stylebot.queue.payloads import JobEvent, JobKind
 from stylebot.queue.recovery import finished_training
+from stylebot.queue.redis_endpoint import RedisEndpoint
 from stylebot.queue.training_switch import training_paused
 from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
 from stylebot.queue.worker_context import WorkerContext, start_worker_context, stop_worker_context
@@ -376,7 +377,8 @@ def build_worker(
         settings,
         engine=engine,
         redis_keeper=redis_keeper,
-        redis_settings=redis_settings(redis_url),
+        # The URL with the TLS files of the settings (a rediss:// REDIS_URL).
+        redis_settings=redis_settings(RedisEndpoint.from_settings(settings, redis_url)),
         # Every log line of a job's task carries its id, arq's result line too.
         on_job_start=bind_job_context,
         burst=burst,
