@@ -7,7 +7,10 @@ Each process serves `/metrics` on `metrics_port` (off when unset or 0), bound to
   as `stylebot status`), so every process reports the same truth and a front
   end with no worker still shows the queue growing:
   `stylebot_queue_depth{kind}`, `stylebot_jobs_running{kind}`,
-  `stylebot_workers`, `stylebot_redis_up`.
+  `stylebot_workers`, `stylebot_redis_up`, and per live worker (what it announced,
+  `stylebot.queue.worker_announcement`) `stylebot_worker_info{worker,host,device,
+  family,base_model,version,state}`, `stylebot_worker_jobs_running{worker}`,
+  `stylebot_worker_gpu_memory_bytes{worker}`.
 - Job metrics are counted where jobs run, by wrapping the worker's job
   functions in `observed_job`: `stylebot_job_duration_seconds{kind,outcome}`
   (a histogram), `stylebot_jobs_total{kind,outcome}`,
@@ -198,6 +201,29 @@ class QueueCollector(Collector):
         )
         workers.add_metric([], len(snapshot.workers))
         yield workers
+        live = GaugeMetricFamily(
+            "stylebot_worker_info",
+            "1 per live worker (its heartbeat is current), labelled with what it announced",
+            labels=["worker", "host", "device", "family", "base_model", "version", "state"],
+        )
+        memory = GaugeMetricFamily(
+            "stylebot_worker_gpu_memory_bytes",
+            "The GPU memory of each live worker's device",
+            labels=["worker"],
+        )
+        worker_jobs = GaugeMetricFamily(
+            "stylebot_worker_jobs_running", "Jobs each live worker runs now", labels=["worker"]
+        )
+        for worker in snapshot.live:
+            state = "draining" if worker.draining else "serving"
+            labels = [worker.worker_id, worker.host, worker.device, worker.family]
+            live.add_metric([*labels, worker.base_model, worker.version, state], 1)
+            worker_jobs.add_metric([worker.worker_id], len(worker.jobs))
+            if worker.gpu_memory_bytes is not None:
+                memory.add_metric([worker.worker_id], worker.gpu_memory_bytes)
+        yield live
+        yield memory
+        yield worker_jobs
 
     def close(self) -> None:
         self.client.close()

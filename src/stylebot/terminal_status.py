@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from stylebot.bot.core.admin_ports import LiveWorker
 from stylebot.config import Settings
 from stylebot.queue.keys import (
     ARQ_HEALTH_CHECK_SUFFIX,
@@ -39,6 +40,7 @@ from stylebot.queue.keys import (
 )
 from stylebot.queue.redis_endpoint import RedisEndpoint, connection_problem
 from stylebot.queue.redis_socket import EmbeddedRedisError, check_socket_is_ours, socket_path_for
+from stylebot.queue.worker_announcement import read_live_workers
 from stylebot.queue.worker_presence import lease_holder
 from stylebot.redaction import TextOutput
 from stylebot.redis_replies import int_reply, list_reply, value_reply
@@ -50,6 +52,7 @@ __all__ = [
     "RedisUnavailable",
     "RunningJob",
     "WorkerHealth",
+    "describe_live_worker",
     "progress_bar",
     "read_snapshot",
     "redis_for_status",
@@ -104,6 +107,8 @@ class QueueSnapshot:
     workers: tuple[WorkerHealth, ...]
     # Who paused training (an admin command), or None while training runs.
     training_paused_by: str | None = None
+    # What each live worker announced (`stylebot.queue.worker_announcement`).
+    live: tuple[LiveWorker, ...] = ()
 
     def depth(self, kind: str) -> int:
         return sum(1 for job in self.queued if job.kind == kind)
@@ -245,6 +250,7 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
         running,
         tuple(_workers(client)),
         training_paused_by=_text(paused_by) if paused_by is not None else None,
+        live=tuple(read_live_workers(client)),
     )
 
 
@@ -268,9 +274,26 @@ def progress_bar(step: int, total: int, width: int = 24) -> str:
     return f"[{'#' * filled}{'-' * (width - filled)}] {100 * done // total:3d}%  {done}/{total}"
 
 
+def describe_live_worker(worker: LiveWorker, now: datetime) -> str:
+    """One line: `gpu-7 (host) NVIDIA A100 80 GiB, sdxl, base-model, 0.1.0, up 5 min, serving`."""
+    device = worker.device
+    if worker.gpu_memory_bytes:
+        device += f" {worker.gpu_memory_bytes / 1024**3:.0f} GiB"
+    up = max(0, int((now - worker.started_at).total_seconds()))
+    uptime = f"{up} s" if up < 120 else f"{up // 60} min" if up < 7200 else f"{up // 3600} h"
+    state = "draining" if worker.draining else "serving"
+    jobs = f", running {' '.join(worker.jobs)}" if worker.jobs else ""
+    return (
+        f"{worker.worker_id} ({worker.host}): {device}, {worker.family}, {worker.base_model}, "
+        f"stylebot {worker.version}, up {uptime}, {state}{jobs}"
+    )
+
+
 def render_snapshot(snapshot: QueueSnapshot, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
-    lines = [f"Workers ({len(snapshot.workers)})"]
+    lines = [f"Live workers ({len(snapshot.live)})"]
+    lines += [f"  {describe_live_worker(worker, now)}" for worker in snapshot.live]
+    lines += ["", f"Workers ({len(snapshot.workers)})"]
     if not snapshot.workers:
         lines.append("  none has checked in (is `stylebot worker` running?)")
     for worker in snapshot.workers:

@@ -7,6 +7,7 @@ extends arq's internals, pinned (tests/integration/queue/test_arq_contract.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from dataclasses import dataclass
@@ -120,6 +121,8 @@ class StyleWorker(OutageTolerantWorker):
         self._queued: dict[str, _QueuedJob] = {}
         # Jobs this worker claimed (started, or found started elsewhere).
         self._claimed: set[str] = set()
+        # The announcement that this worker drains (kept: a task nobody holds may vanish).
+        self._announcing: asyncio.Future[None] | None = None
 
     @property
     def context(self) -> WorkerContext:
@@ -131,7 +134,15 @@ class StyleWorker(OutageTolerantWorker):
         return None if self._context is None else self._context.engine
 
     async def _start(self, ctx: dict[str, Any]) -> None:
-        self._context = await start_worker_context(self.settings, self.pool, self._engine)
+        self._context = await start_worker_context(
+            self.settings, self.pool, self._engine, activity=self._activity
+        )
+
+    def _activity(self) -> tuple[tuple[str, ...], bool]:
+        """What the presence key announces: the jobs running here, and whether this
+        worker is draining (stopping: its jobs end or go back, no new ones start)."""
+        running = tuple(sorted(job_id for job_id, task in self.tasks.items() if not task.done()))
+        return running, self.stopping
 
     async def _stop(self, ctx: dict[str, Any]) -> None:
         if self._context is not None:
@@ -307,6 +318,9 @@ class StyleWorker(OutageTolerantWorker):
                 task.cancel()
         if self.main_task is not None:
             self.main_task.cancel()
+        if self._context is not None:
+            # Seen at once as draining (`stylebot status`, /admin queue), until it exits.
+            self._announcing = asyncio.ensure_future(self._context.presence.announce_now())
         if self.on_stop is not None:
             self.on_stop(sig)
 

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from stylebot.bot.core.admin_ports import AdminPorts, Ban, Quota, parse_operators
 from stylebot.config import Settings
 from stylebot.queue.training_switch import RedisTrainingSwitch
+from stylebot.queue.worker_announcement import RedisWorkerDirectory
 from stylebot.storage.database import open_database
 from stylebot.storage.full import storage_full_as_error
 from stylebot.storage.session import utc_text
@@ -168,4 +169,5 @@ async def open_admin_ports(settings: Settings, redis: Redis) -> tuple[AdminPorts
     # keep the process alive after the error).
     operators = operators_from(settings)
     store = await SqliteAdminStore.open(settings.database_path)
-    return AdminPorts(store, RedisTrainingSwitch(redis), operators), store
+    workers = RedisWorkerDirectory(redis)
+    return AdminPorts(store, RedisTrainingSwitch(redis), operators, workers), store
