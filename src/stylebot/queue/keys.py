@@ -28,7 +28,7 @@ the whole of what a shared Redis holds for stylebot (`<id>` is a job id).
 | `stylebot:events:delivered-parts:<entry>` | hash | parts of an event that reached the chat |
 | `stylebot:revoked-blobs` | zset | blob key -> revoked ms; workers drop cached copies |
 | `stylebot:admin:training-paused` | string | set while training is paused; who paused it |
-| `stylebot:worker-alive:<worker>` | string | a worker's heartbeat and announcement (JSON: host, device, family, base model, version, start, jobs, serving/draining), renewed every few seconds, expiring 10 s after |
+| `stylebot:worker-alive:<worker>` | string | a worker's heartbeat and announcement (JSON) |
 | `stylebot:worker:<worker>:health-check` | string | arq's health check, one per worker |
 | `stylebot:queue:health-check` | string | arq's shared health check (workers without their own) |
 | `stylebot:embedded-redis:exiting` | string | serialises exits of processes sharing one Redis |

@@ -170,4 +170,4 @@ async def open_admin_ports(settings: Settings, redis: Redis) -> tuple[AdminPorts
     operators = operators_from(settings)
     store = await SqliteAdminStore.open(settings.database_path)
     workers = RedisWorkerDirectory(redis)
-    return AdminPorts(store, RedisTrainingSwitch(redis), operators, workers), store
+    return AdminPorts(store, RedisTrainingSwitch(redis), workers, operators), store

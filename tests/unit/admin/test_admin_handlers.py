@@ -46,7 +46,9 @@ BOB_ELSEWHERE = person("bob", server="guild-2")
 @pytest.fixture
 def admin(world: CoreWorld) -> AdminPorts:
     store = FakeAdminStore()
-    ports = AdminPorts(store, FakeTrainingSwitch(), parse_operators("discord:root"))
+    ports = AdminPorts(
+        store, FakeTrainingSwitch(), FakeWorkerDirectory(), parse_operators("discord:root")
+    )
     world.bot.deps.admin = ports
     return ports
 
@@ -257,6 +259,7 @@ async def test_the_queue_lists_the_positions_status_gives_not_arrival_order(
         f"  1. generate by Bob: queued ({ids[3]})",
         f"  2. generate by Alice: queued ({ids[1]})",
         f"  3. generate by Alice: queued ({ids[2]})",
+        "0 worker(s) online.",
     ]
     status = await world.bot.handle(ShowStatus(BOB_ELSEWHERE))
     assert isinstance(status, TextReply)

@@ -228,7 +228,6 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
     lines = [header + "."]
     if paused_by is not None:
         lines.append(f"Training is paused (by {paused_by}); generation goes on.")
-    lines.extend(await _worker_lines(ports, authority))
     names: dict[int, str] = {}
 
     async def described(job: Job, place: str) -> str:
@@ -247,6 +246,7 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
         if waiting:
             lines.append(title)
             lines.extend([await described(job, f"{place}.") for place, job in waiting])
+    lines.extend(await _worker_lines(ports, authority))
     # Who queued what (for the operator: in every server) is for the asker, not a group.
     return TextReply("\n".join(lines), private=True)
 
@@ -254,8 +254,6 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
 async def _worker_lines(ports: AdminPorts, authority: Authority) -> list[str]:
     """The live workers: each with its device and model for the operator, how many
     for a server manager (the hosts are the operator's business)."""
-    if ports.workers is None:
-        return []
     workers = await ports.workers.live_workers()
     draining = sum(worker.draining for worker in workers)
     summary = f"{len(workers)} worker(s) online" + (f", {draining} draining" if draining else "")

@@ -103,10 +103,9 @@ class WorkerDirectory(Protocol):
 class AdminPorts:
     store: AdminStore
     training: TrainingSwitch
+    workers: WorkerDirectory
     # "platform:user_id" of each operator (see parse_operators).
     operators: frozenset[str] = frozenset()
-    # None: nobody to ask (unit tests of other rules); /admin queue then lists no workers.
-    workers: WorkerDirectory | None = None
 
 
 def parse_operators(text: str) -> frozenset[str]:
