@@ -45,6 +45,7 @@ from stylebot.queue.recovery import finished_training
 from stylebot.queue.redis_endpoint import RedisEndpoint
 from stylebot.queue.training_switch import training_paused
 from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
+from stylebot.queue.worker_announcement import running_jobs
 from stylebot.queue.worker_context import WorkerContext, start_worker_context, stop_worker_context
 from stylebot.queue.worker_presence import this_worker_id
 from stylebot.redis_replies import awaited
@@ -121,8 +122,7 @@ class StyleWorker(OutageTolerantWorker):
         self._queued: dict[str, _QueuedJob] = {}
         # Jobs this worker claimed (started, or found started elsewhere).
         self._claimed: set[str] = set()
-        # The announcement that this worker drains (kept: a task nobody holds may vanish).
-        self._announcing: asyncio.Future[None] | None = None
+        self._announcing: asyncio.Future[None] | None = None  # held: see handle_sig
 
     @property
     def context(self) -> WorkerContext:
@@ -134,15 +134,9 @@ class StyleWorker(OutageTolerantWorker):
         return None if self._context is None else self._context.engine
 
     async def _start(self, ctx: dict[str, Any]) -> None:
-        self._context = await start_worker_context(
-            self.settings, self.pool, self._engine, activity=self._activity
-        )
-
-    def _activity(self) -> tuple[tuple[str, ...], bool]:
-        """What the presence key announces: the jobs running here, and whether this
-        worker is draining (stopping: its jobs end or go back, no new ones start)."""
-        running = tuple(sorted(job_id for job_id, task in self.tasks.items() if not task.done()))
-        return running, self.stopping
+        # Announced: the jobs running here, and whether it drains (stopping).
+        activity = lambda: (running_jobs(self.tasks), self.stopping)  # noqa: E731
+        self._context = await start_worker_context(self.settings, self.pool, self._engine, activity)
 
     async def _stop(self, ctx: dict[str, Any]) -> None:
         if self._context is not None:

@@ -16,10 +16,11 @@ nothing announced.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "live_workers",
     "parse_announcement",
     "read_live_workers",
+    "running_jobs",
     "worker_snapshot",
 ]
 
@@ -52,6 +54,11 @@ def _version() -> str:
 
 WorkerSnapshot = Callable[[], tuple[tuple[str, ...], bool]]
 """What the worker is doing now: (running job ids, draining)."""
+
+
+def running_jobs(tasks: Mapping[str, asyncio.Task[Any]]) -> tuple[str, ...]:
+    """The ids of an arq worker's jobs whose tasks have not ended."""
+    return tuple(sorted(job_id for job_id, task in tasks.items() if not task.done()))
 
 
 def _device(engine: Any) -> tuple[str, int | None]:

@@ -172,6 +172,13 @@ async def test_workers_are_announced_forgotten_when_killed_and_drain_on_sigterm(
         queued = await bot.handle(TrainStyle(ME, "warm"))
         assert isinstance(queued, JobQueued), queued
         await inbox.next((JobProgress,), within=STARTUP_S)
+        # Announced at its next heartbeat (every 2.5 s).
+        await wait_until(
+            "the worker to announce its job",
+            lambda: any(worker.jobs for worker in read_snapshot(client).live),
+            PRESENCE_TTL_S,
+            drained,
+        )
         job_id = read_snapshot(client).live[0].jobs[0]
         assert job_id.startswith("train")
 
