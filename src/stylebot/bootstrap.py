@@ -31,6 +31,7 @@ from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
+from stylebot.queue.redis_endpoint import RedisEndpoint
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.startup_checks import StartupError
 from stylebot.storage.admin import open_admin_ports
@@ -159,7 +160,7 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         uow = SqliteUnitOfWork(await open_database(settings.database_path))
         stack.push_async_callback(uow.close)
         blobs = open_blob_store(settings)
-        redis = await connect(redis_url)
+        redis = await connect(RedisEndpoint.from_settings(settings, redis_url))
         stack.push_async_callback(redis.aclose)
         queue = ArqJobQueue(redis, blobs)
         stack.push_async_callback(queue.close)

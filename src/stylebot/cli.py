@@ -144,7 +144,9 @@ def _check_before_starting(settings: Settings, command: str, *, with_worker: boo
     check_data_dir(settings)
     ensure_private_directory(settings.data_dir)
     if settings.redis_url:
-        check_redis_reachable(settings.redis_url)
+        from stylebot.queue.redis_endpoint import RedisEndpoint
+
+        check_redis_reachable(RedisEndpoint.from_settings(settings))
     check_blob_store(settings)
     # The demo builds the tiny model itself when no base model is set.
     if (command == "worker" or (command == "console" and with_worker)) or (

@@ -114,6 +114,12 @@ class Settings(PolicySettings):
     )
     # path: https://host/bucket/key (MinIO, SeaweedFS); virtual: https://bucket.host/key.
     s3_addressing_style: str = setting("auto", OneOf(choices=("auto", "path", "virtual")))
+    # rediss:// only (stylebot.queue.redis_endpoint): the CA that signed the Redis
+    # server's certificate (unset: the system's CAs), and this process's own
+    # certificate and key for a server that wants one (mutual TLS).
+    redis_tls_ca_file: Path | None = setting(None, PathValue("a PEM file"))  # noqa: RUF009
+    redis_tls_cert_file: Path | None = setting(None, PathValue("a PEM file"))  # noqa: RUF009
+    redis_tls_key_file: Path | None = setting(None, PathValue("a PEM file"))  # noqa: RUF009
     # A diffusers folder, a single-file checkpoint, or a hub id. Empty: the
     # tiny demo model under data_dir/models/tiny-sd.
     base_model: str = setting("", Text("a diffusers folder, a .safetensors file or a hub id"))

@@ -7,7 +7,10 @@ Each process serves `/metrics` on `metrics_port` (off when unset or 0), bound to
   as `stylebot status`), so every process reports the same truth and a front
   end with no worker still shows the queue growing:
   `stylebot_queue_depth{kind}`, `stylebot_jobs_running{kind}`,
-  `stylebot_workers`, `stylebot_redis_up`.
+  `stylebot_workers`, `stylebot_redis_up`, and per live worker (what it announced,
+  `stylebot.queue.worker_announcement`) `stylebot_worker_info{worker,host,device,
+  family,base_model,version,state}`, `stylebot_worker_jobs_running{worker}`,
+  `stylebot_worker_gpu_memory_bytes{worker}`.
 - Job metrics are counted where jobs run, by wrapping the worker's job
   functions in `observed_job`: `stylebot_job_duration_seconds{kind,outcome}`
   (a histogram), `stylebot_jobs_total{kind,outcome}`,
@@ -40,6 +43,7 @@ from prometheus_client.registry import Collector
 from stylebot.config import Settings
 from stylebot.disk_space import free_bytes
 from stylebot.logs import job_context
+from stylebot.queue.redis_endpoint import RedisEndpoint
 from stylebot.startup_checks import StartupError
 from stylebot.terminal_status import JOB_KINDS, read_snapshot
 
@@ -146,8 +150,8 @@ def observed_job(
 class QueueCollector(Collector):
     """Queue depth, running jobs and workers, read from Redis at each scrape."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
+    def __init__(self, redis_url: str | RedisEndpoint) -> None:
+        self.client = RedisEndpoint.of(redis_url).client(socket_timeout=3, socket_connect_timeout=3)
         # The HTTP server may serve two scrapes at once; one Redis reading at a time.
         self._lock = threading.Lock()
 
@@ -184,6 +188,29 @@ class QueueCollector(Collector):
         )
         workers.add_metric([], len(snapshot.workers))
         yield workers
+        live = GaugeMetricFamily(
+            "stylebot_worker_info",
+            "1 per live worker (its heartbeat is current), labelled with what it announced",
+            labels=["worker", "host", "device", "family", "base_model", "version", "state"],
+        )
+        memory = GaugeMetricFamily(
+            "stylebot_worker_gpu_memory_bytes",
+            "The GPU memory of each live worker's device",
+            labels=["worker"],
+        )
+        worker_jobs = GaugeMetricFamily(
+            "stylebot_worker_jobs_running", "Jobs each live worker runs now", labels=["worker"]
+        )
+        for worker in snapshot.live:
+            state = "draining" if worker.draining else "serving"
+            labels = [worker.worker_id, worker.host, worker.device, worker.family]
+            live.add_metric([*labels, worker.base_model, worker.version, state], 1)
+            worker_jobs.add_metric([worker.worker_id], len(worker.jobs))
+            if worker.gpu_memory_bytes is not None:
+                memory.add_metric([worker.worker_id], worker.gpu_memory_bytes)
+        yield live
+        yield memory
+        yield worker_jobs
 
     def close(self) -> None:
         self.client.close()
@@ -239,7 +266,7 @@ class DiskCollector(Collector):
 
 
 def build_registry(
-    redis_url: str, role: str, data_dir: Path | None = None
+    redis_url: str | RedisEndpoint, role: str, data_dir: Path | None = None
 ) -> tuple[CollectorRegistry, QueueCollector]:
     """Everything one process exports: queue, jobs, GPU, disk, and process basics."""
     registry = CollectorRegistry()
@@ -288,7 +315,8 @@ def start_metrics_server(settings: Settings, redis_url: str, *, role: str) -> Me
     if address is None:
         return None
     host, port = address
-    registry, queue = build_registry(redis_url, role, settings.data_dir)
+    endpoint = RedisEndpoint.from_settings(settings, redis_url)
+    registry, queue = build_registry(endpoint, role, settings.data_dir)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:  # the port is taken, or the host is not this machine's

@@ -9,6 +9,7 @@ from 1 to 3600 (seconds)`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import re
@@ -16,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 RULE_KEY = "rule"
 _ENV_PREFIX = "STYLEBOT_"  # as stylebot.config.ENV_PREFIX (which imports this module)
@@ -253,13 +254,27 @@ def rule_of(metadata: Any) -> Rule | None:
     return found if isinstance(found, Rule) else None
 
 
+def shown_url(text: str) -> str:
+    """A URL without its password (`redis://user:***@host`); other text as it is."""
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return text
+    if password is None:
+        return text
+    user, _, at_host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{at_host}"))
+
+
 def shown(source: str, value: Any, rule: Rule | None = None) -> str:
     """`STYLEBOT_X=value` (or `x = value in file.toml`), a secret's value hidden."""
     secret = rule is not None and rule.secret
     if " in " in source:  # from the TOML file: as TOML-ish, repr keeps it on one line
         name, _, where = source.partition(" in ")
+        value = shown_url(value) if isinstance(value, str) else value
         return f"{name} = {'***' if secret else repr(value)} in {where}"
-    text = "***" if secret else str(value)
+    text = "***" if secret else shown_url(str(value))
     if _CONTROL.search(text):  # shown escaped: the message stays on one line
         text = repr(text)[1:-1]
     return f"{source}={text}"
@@ -273,6 +288,15 @@ def parse_value(name: str, raw: Any, source: str, rule: Rule | None) -> Any:
     except BadValue:
         raise SettingsError(f"{shown(source, raw, rule)}: must be {rule.describe()}") from None
 
+
+# Settings that are given both or neither.
+_PAIRED = (
+    ("s3_access_key_id", "s3_secret_access_key"),
+    ("c2pa_cert_chain", "c2pa_private_key"),
+    ("redis_tls_cert_file", "redis_tls_key_file"),
+)
+# Used by a rediss:// REDIS_URL only; set with another, they would silently do nothing.
+_REDIS_TLS_FILES = ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
 
 # (lower, upper): settings that must not cross; checked in this order, so that a
 # too-large minimum is reported against the maximum it passes.
@@ -298,27 +322,22 @@ def check_between_fields(
             raise SettingsError(f"{shown(sources[lower], given[lower])}: {message}")
         message = f"must be at least {_name(lower, sources)} ({low})"
         raise SettingsError(f"{shown(sources[upper], given[upper])}: {message}")
-    key_id, secret = settings.s3_access_key_id, settings.s3_secret_access_key
-    if (key_id is None) != (secret is None):
-        one, other = (
-            ("s3_access_key_id", "s3_secret_access_key")
-            if secret is None
-            else ("s3_secret_access_key", "s3_access_key_id")
-        )
-        shown_value = "***" if one == "s3_secret_access_key" else given[one]
-        raise SettingsError(
-            f"{shown(sources[one], shown_value)}: must be set together with {_name(other, sources)}"
-        )
-    chain, key = settings.c2pa_cert_chain, settings.c2pa_private_key
-    if (chain is None) != (key is None):
-        one, other = (
-            ("c2pa_cert_chain", "c2pa_private_key")
-            if key is None
-            else ("c2pa_private_key", "c2pa_cert_chain")
-        )
-        raise SettingsError(
-            f"{shown(sources[one], given[one])}: must be set together with {_name(other, sources)}"
-        )
+    fields = {each.name: each for each in dataclasses.fields(settings)}
+    for first, second in _PAIRED:
+        if (getattr(settings, first) is None) != (getattr(settings, second) is None):
+            one, other = (first, second) if getattr(settings, second) is None else (second, first)
+            raise SettingsError(
+                f"{shown(sources[one], given[one], rule_of(fields[one].metadata))}: must be "
+                "set together with "
+                f"{_name(other, sources)}"
+            )
+    scheme = urlsplit(settings.redis_url or "").scheme
+    for tls_file in _REDIS_TLS_FILES:
+        if getattr(settings, tls_file) is not None and scheme != "rediss":
+            raise SettingsError(
+                f"{shown(sources[tls_file], given[tls_file])}: is for a TLS Redis, but "
+                f"{_name('redis_url', sources)} is not a rediss:// URL"
+            )
 
 
 def _name(field_name: str, sources: Mapping[str, str]) -> str:

@@ -14,12 +14,12 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from stylebot.config import Settings
 from stylebot.disk_space import MIB, free_bytes, free_text
+from stylebot.queue.redis_endpoint import RedisEndpoint, connection_problem
 from stylebot.storage.full import is_storage_full
 
 log = logging.getLogger(__name__)
@@ -88,28 +88,18 @@ def warn_if_disk_low(settings: Settings) -> None:
         )
 
 
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def check_redis_reachable(url: str) -> None:
-    """A configured Redis answers PING (the embedded one is started, not checked)."""
-    client = redis.Redis.from_url(
-        url, socket_timeout=REDIS_CHECK_TIMEOUT_S, socket_connect_timeout=REDIS_CHECK_TIMEOUT_S
+def check_redis_reachable(endpoint: RedisEndpoint) -> None:
+    """A configured Redis answers PING (the embedded one is started, not checked); one
+    line on what is wrong when not (unreachable, TLS, password: `connection_problem`)."""
+    client = endpoint.client(
+        socket_timeout=REDIS_CHECK_TIMEOUT_S, socket_connect_timeout=REDIS_CHECK_TIMEOUT_S
     )
     try:
         client.ping()
     except redis.RedisError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StartupError(
-            f"cannot reach Redis at {shown_url(url)} ({reason}): start it, or fix REDIS_URL "
-            "(unset: the embedded Redis)"
+            f"{connection_problem(exc, endpoint)} (fix REDIS_URL or its TLS settings; "
+            "unset: the embedded Redis)"
         ) from None
     finally:
         client.close()

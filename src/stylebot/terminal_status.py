@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from stylebot.bot.core.admin_ports import LiveWorker
 from stylebot.config import Settings
 from stylebot.queue.keys import (
     ARQ_HEALTH_CHECK_SUFFIX,
@@ -37,7 +38,9 @@ from stylebot.queue.keys import (
     presence_key,
     worker_health_key,
 )
+from stylebot.queue.redis_endpoint import RedisEndpoint, connection_problem
 from stylebot.queue.redis_socket import EmbeddedRedisError, check_socket_is_ours, socket_path_for
+from stylebot.queue.worker_announcement import read_live_workers
 from stylebot.queue.worker_presence import lease_holder
 from stylebot.redaction import TextOutput
 from stylebot.redis_replies import int_reply, list_reply, value_reply
@@ -89,6 +92,8 @@ class QueueSnapshot:
     workers: tuple[WorkerHealth, ...]
     # Who paused training (an admin command), or None while training runs.
     training_paused_by: str | None = None
+    # What each live worker announced (`stylebot.queue.worker_announcement`).
+    live: tuple[LiveWorker, ...] = ()
 
     def depth(self, kind: str) -> int:
         return sum(1 for job in self.queued if job.kind == kind)
@@ -230,6 +235,7 @@ def read_snapshot(client: redis.Redis) -> QueueSnapshot:
         running,
         tuple(_workers(client)),
         training_paused_by=_text(paused_by) if paused_by is not None else None,
+        live=tuple(read_live_workers(client)),
     )
 
 
@@ -253,9 +259,26 @@ def progress_bar(step: int, total: int, width: int = 24) -> str:
     return f"[{'#' * filled}{'-' * (width - filled)}] {100 * done // total:3d}%  {done}/{total}"
 
 
+def describe_live_worker(worker: LiveWorker, now: datetime) -> str:
+    """One line: `gpu-7 (host) NVIDIA A100 80 GiB, sdxl, base-model, 0.1.0, up 5 min, serving`."""
+    device = worker.device
+    if worker.gpu_memory_bytes:
+        device += f" {worker.gpu_memory_bytes / 1024**3:.0f} GiB"
+    up = max(0, int((now - worker.started_at).total_seconds()))
+    uptime = f"{up} s" if up < 120 else f"{up // 60} min" if up < 7200 else f"{up // 3600} h"
+    state = "draining" if worker.draining else "serving"
+    jobs = f", running {' '.join(worker.jobs)}" if worker.jobs else ""
+    return (
+        f"{worker.worker_id} ({worker.host}): {device}, {worker.family}, {worker.base_model}, "
+        f"stylebot {worker.version}, up {uptime}, {state}{jobs}"
+    )
+
+
 def render_snapshot(snapshot: QueueSnapshot, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
-    lines = [f"Workers ({len(snapshot.workers)})"]
+    lines = [f"Live workers ({len(snapshot.live)})"]
+    lines += [f"  {describe_live_worker(worker, now)}" for worker in snapshot.live]
+    lines += ["", f"Workers ({len(snapshot.workers)})"]
     if not snapshot.workers:
         lines.append("  none has checked in (is `stylebot worker` running?)")
     for worker in snapshot.workers:
@@ -289,7 +312,7 @@ def redis_for_status(settings: Settings) -> redis.Redis:
     """A client on the configured Redis, or on the data directory's embedded one if it is
     running. Never starts a server: with nothing running there is nothing to show."""
     if settings.redis_url:
-        url = settings.redis_url
+        endpoint = RedisEndpoint.from_settings(settings)
     else:
         socket_path: Path = socket_path_for(settings.data_dir)
         try:
@@ -301,13 +324,13 @@ def redis_for_status(settings: Settings) -> redis.Redis:
                 f"no embedded Redis is running for {settings.data_dir.resolve()} (start "
                 "`stylebot run`, `console` or `worker` there), and REDIS_URL is not set"
             )
-        url = f"unix://{socket_path}"
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        endpoint = RedisEndpoint(f"unix://{socket_path}")
+    client = endpoint.client(socket_timeout=5, socket_connect_timeout=5)
     try:
         client.ping()
     except redis.RedisError as exc:
         client.close()
-        raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from exc
+        raise RedisUnavailable(connection_problem(exc, endpoint)) from exc
     return client
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from stylebot.bot.core.admin_ports import Ban, Quota
+from stylebot.bot.core.admin_ports import Ban, LiveWorker, Quota
 
 
 class FakeAdminStore:
@@ -64,3 +64,13 @@ class FakeTrainingSwitch:
 
     async def paused_by(self) -> str | None:
         return self.paused
+
+
+class FakeWorkerDirectory:
+    """The core's `WorkerDirectory`: the workers a test says are alive."""
+
+    def __init__(self, *workers: LiveWorker) -> None:
+        self.workers = list(workers)
+
+    async def live_workers(self) -> list[LiveWorker]:
+        return list(self.workers)

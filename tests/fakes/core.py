@@ -23,7 +23,7 @@ from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.stores import UnitOfWork
 from stylebot.queue.fairness import Lane, lane_of
 from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
-from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
+from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch, FakeWorkerDirectory
 from tests.fakes.lane_turns import LaneTurns
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
 
@@ -128,7 +128,9 @@ class NoCredentials:
 
 
 def fake_admin(operators: str = "") -> AdminPorts:
-    return AdminPorts(FakeAdminStore(), FakeTrainingSwitch(), parse_operators(operators))
+    return AdminPorts(
+        FakeAdminStore(), FakeTrainingSwitch(), FakeWorkerDirectory(), parse_operators(operators)
+    )
 
 
 def bot_on(

@@ -79,6 +79,9 @@ BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "prompt_blocklist": ("gore,\x07beep",),
     "c2pa_cert_chain": ("cert\x00.pem",),
     "c2pa_private_key": ("key\n.pem",),
+    "redis_tls_ca_file": ("ca\x00.pem",),
+    "redis_tls_cert_file": ("cert\n.pem",),
+    "redis_tls_key_file": ("key\x07.pem",),
     "max_loaded_adapters": ("0",),
     "worker_concurrency": ("0", "-1"),
     "worker_cache_max_bytes": ("-1", "2GB"),
@@ -167,6 +170,19 @@ def test_a_value_of_the_wrong_type_in_the_file_is_refused(
             {"STYLEBOT_C2PA_CERT_CHAIN": "/etc/chain.pem"},
             "STYLEBOT_C2PA_CERT_CHAIN=/etc/chain.pem: must be set together with "
             "STYLEBOT_C2PA_PRIVATE_KEY",
+        ),
+        (
+            {
+                "REDIS_URL": "rediss://redis.example:6380/0",
+                "STYLEBOT_REDIS_TLS_KEY_FILE": "/etc/worker.key",
+            },
+            "STYLEBOT_REDIS_TLS_KEY_FILE=/etc/worker.key: must be set together with "
+            "STYLEBOT_REDIS_TLS_CERT_FILE",
+        ),
+        (
+            {"REDIS_URL": "redis://redis.example:6379/0", "STYLEBOT_REDIS_TLS_CA_FILE": "/ca.pem"},
+            "STYLEBOT_REDIS_TLS_CA_FILE=/ca.pem: is for a TLS Redis, but REDIS_URL is not a "
+            "rediss:// URL",
         ),
     ],
 )
@@ -270,3 +286,10 @@ def test_the_object_store_key_id_and_secret_come_together_and_the_secret_stays_h
     )
     assert both.blob_url == "s3://stylebot-blobs/eu/"
     assert "wJalrXUtnFEMI" not in repr(both)
+
+
+def test_a_bad_redis_url_is_refused_without_showing_its_password() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(environ={"REDIS_URL": "rediss://worker:s3cret-pass@redis.example:99999/0"})
+    assert "REDIS_URL=rediss://worker:***@redis.example" in str(refused.value)
+    assert "s3cret-pass" not in str(refused.value)

@@ -15,6 +15,7 @@ from stylebot.config import Settings
 from stylebot.disk_space import GIB, MIB, existing_ancestor, free_bytes, free_text
 from stylebot.doctor.results import CheckResult, fail, ok, warn
 from stylebot.metrics import metrics_address
+from stylebot.queue.redis_endpoint import RedisEndpoint, connection_problem
 from stylebot.queue.redis_server import EmbeddedRedis, find_redis_server
 from stylebot.queue.redis_socket import EmbeddedRedisError, check_socket_is_ours, socket_path_for
 from stylebot.redis_replies import dict_reply
@@ -67,12 +68,20 @@ def check_tokens(settings: Settings) -> CheckResult:
     return ok("tokens", f"`stylebot run` will start {' and '.join(platforms)}")
 
 
+def _redis_version(client: redis.Redis) -> str:
+    """The server's version; "?" when its ACL denies INFO (a worker's user, say)."""
+    try:
+        return str(dict_reply(client.info("server")).get("redis_version", "?"))
+    except redis.exceptions.NoPermissionError:
+        return "?"
+
+
 def _redis_persistence_warning(client: redis.Redis) -> str | None:
     """Why queued jobs could be lost with this server's configuration, if they could."""
     try:
         config = dict_reply(client.config_get("appendonly"))
         policy = dict_reply(client.config_get("maxmemory-policy"))
-    except redis.ResponseError:  # CONFIG is disabled on many managed Redis servers
+    except redis.ResponseError:  # CONFIG is disabled on many managed Redis servers, or by ACL
         return None
     problems = []
     if config.get("appendonly") == "no":
@@ -84,27 +93,29 @@ def _redis_persistence_warning(client: redis.Redis) -> str | None:
 
 def check_redis(settings: Settings) -> CheckResult:
     if settings.redis_url:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=3, socket_connect_timeout=3, decode_responses=True
-        )
+        endpoint = RedisEndpoint.from_settings(settings)
+        client = endpoint.client(socket_timeout=3, socket_connect_timeout=3, decode_responses=True)
         try:
-            version = dict_reply(client.info("server")).get("redis_version", "?")
+            client.ping()
+            version = _redis_version(client)
             problem = _redis_persistence_warning(client)
         except redis.RedisError as exc:
             return fail(
                 "redis",
-                f"cannot reach {settings.redis_url}: {exc}",
-                "start Redis there, or fix REDIS_URL (empty: use the embedded Redis)",
+                connection_problem(exc, endpoint),
+                "start Redis there, or fix REDIS_URL and its TLS settings "
+                "(empty: use the embedded Redis)",
             )
         finally:
             client.close()
+        secured = " over TLS" if endpoint.tls else ""
         if problem:
             return warn(
                 "redis",
-                f"Redis {version} at {settings.redis_url}: {problem}",
+                f"Redis {version} at {endpoint.shown}{secured}: {problem}",
                 "set `appendonly yes` and `maxmemory-policy noeviction` in redis.conf",
             )
-        return ok("redis", f"Redis {version} at {settings.redis_url}")
+        return ok("redis", f"Redis {version} at {endpoint.shown}{secured}")
 
     running = socket_path_for(settings.data_dir)
     try:

@@ -282,7 +282,7 @@ def export_model_hash(
     )
 
 
-def _stylebot_version() -> str:
+def stylebot_version() -> str:
     try:
         return importlib.metadata.version("stylebot")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree
@@ -338,7 +338,7 @@ def _export_metadata(
             f"stylebot style {card.style_name}: use the trigger phrase {card.trigger!r}"
         ),
         # stylebot's own: provenance back to the records that made it
-        "stylebot.version": _stylebot_version(),
+        "stylebot.version": stylebot_version(),
         "stylebot.style_name": card.style_name,
         "stylebot.trigger": card.trigger,
         "stylebot.base_model": card.base_model,

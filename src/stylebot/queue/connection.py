@@ -8,6 +8,7 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from stylebot.queue.keys import QUEUE_NAME
+from stylebot.queue.redis_endpoint import RedisEndpoint
 
 # Wakes nobody took (no worker running) are trimmed to this many.
 MAX_PENDING_WAKES = 64
@@ -38,14 +39,16 @@ def deserialize_job(data: bytes) -> dict[str, Any]:
     return result
 
 
-def redis_settings(url: str) -> RedisSettings:
-    settings = RedisSettings.from_dsn(url)
+def redis_settings(url: str | RedisEndpoint) -> RedisSettings:
+    """arq's settings for a URL (the system's CAs for rediss://) or an endpoint with
+    its TLS files (`RedisEndpoint.from_settings`)."""
+    settings = RedisEndpoint.of(url).arq_settings()
     settings.conn_timeout = 5
     settings.conn_retries = 10
     return settings
 
 
-async def connect(url: str) -> ArqRedis:
+async def connect(url: str | RedisEndpoint) -> ArqRedis:
     return await create_pool(
         redis_settings(url),
         default_queue_name=QUEUE_NAME,

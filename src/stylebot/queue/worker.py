@@ -7,6 +7,7 @@ extends arq's internals, pinned (tests/integration/queue/test_arq_contract.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ from stylebot.queue.keys import (
 from stylebot.queue.outage_worker import OutageTolerantWorker
 from stylebot.queue.payloads import JobEvent, JobKind
 from stylebot.queue.recovery import finished_training
+from stylebot.queue.redis_endpoint import RedisEndpoint
 from stylebot.queue.training_switch import training_paused
 from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
+from stylebot.queue.worker_announcement import running_jobs
 from stylebot.queue.worker_context import WorkerContext, start_worker_context, stop_worker_context
 from stylebot.queue.worker_presence import this_worker_id
 from stylebot.redis_replies import awaited
@@ -119,6 +122,7 @@ class StyleWorker(OutageTolerantWorker):
         self._queued: dict[str, _QueuedJob] = {}
         # Jobs this worker claimed (started, or found started elsewhere).
         self._claimed: set[str] = set()
+        self._announcing: asyncio.Future[None] | None = None  # held: see handle_sig
 
     @property
     def context(self) -> WorkerContext:
@@ -130,7 +134,9 @@ class StyleWorker(OutageTolerantWorker):
         return None if self._context is None else self._context.engine
 
     async def _start(self, ctx: dict[str, Any]) -> None:
-        self._context = await start_worker_context(self.settings, self.pool, self._engine)
+        # Announced: the jobs running here, and whether it drains (stopping).
+        activity = lambda: (running_jobs(self.tasks), self.stopping)  # noqa: E731
+        self._context = await start_worker_context(self.settings, self.pool, self._engine, activity)
 
     async def _stop(self, ctx: dict[str, Any]) -> None:
         if self._context is not None:
@@ -306,6 +312,9 @@ class StyleWorker(OutageTolerantWorker):
                 task.cancel()
         if self.main_task is not None:
             self.main_task.cancel()
+        if self._context is not None:
+            # Seen at once as draining (`stylebot status`, /admin queue), until it exits.
+            self._announcing = asyncio.ensure_future(self._context.presence.announce_now())
         if self.on_stop is not None:
             self.on_stop(sig)
 
@@ -376,7 +385,8 @@ def build_worker(
         settings,
         engine=engine,
         redis_keeper=redis_keeper,
-        redis_settings=redis_settings(redis_url),
+        # The URL with the TLS files of the settings (a rediss:// REDIS_URL).
+        redis_settings=redis_settings(RedisEndpoint.from_settings(settings, redis_url)),
         # Every log line of a job's task carries its id, arq's result line too.
         on_job_start=bind_job_context,
         burst=burst,

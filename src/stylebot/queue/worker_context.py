@@ -21,6 +21,7 @@ from stylebot.queue.cache_revocation import CacheRevocationWatch
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.recovery import CheckpointStore
 from stylebot.queue.scheduler import DeviceScheduler
+from stylebot.queue.worker_announcement import WorkerSnapshot, worker_snapshot
 from stylebot.queue.worker_presence import WorkerPresence, this_worker_id
 from stylebot.storage.blob_storage import BlobStorage, open_blob_store
 
@@ -46,10 +47,13 @@ class WorkerContext:
 
 
 async def start_worker_context(
-    settings: Settings, redis: Redis, engine: StyleEngine | None = None
+    settings: Settings,
+    redis: Redis,
+    engine: StyleEngine | None = None,
+    activity: WorkerSnapshot = lambda: ((), False),
 ) -> WorkerContext:
     """Load the engine (unless one is given), start watching cache revocations and
-    announcing this worker's presence."""
+    announcing this worker's presence (`activity`: its jobs and whether it drains)."""
     device = DeviceScheduler()
     blobs = open_blob_store(settings)
     worker_id = this_worker_id()
@@ -59,6 +63,9 @@ async def start_worker_context(
         if engine is None:
             engine = await device.run(lambda: _load_engine(settings))
         watch = await _watch_cache_revocations(redis, engine, device)
+        presence.announcement = worker_snapshot(
+            worker_id, engine, settings.model, settings.base_model_family, activity
+        )
         await presence.start()
     except BaseException:  # no context to stop later: stop what started here
         if watch is not None:
@@ -81,11 +88,12 @@ async def start_worker_context(
 
 
 async def stop_worker_context(context: WorkerContext) -> None:
-    await context.presence.stop()
     if context.cache_revocations is not None:
         await context.cache_revocations.stop()
     # Off the loop: a training run saves a checkpoint through it on the way out.
     await asyncio.to_thread(context.device.shutdown)
+    # Last: until here the worker is alive, announced as draining.
+    await context.presence.stop()
 
 
 def _load_engine(settings: Settings) -> StyleEngine:

@@ -2,7 +2,8 @@
 
 A job's lease (`stylebot.queue.recovery.JobLease`) outlives a SIGKILLed worker by
 up to one lease, and during that time the records still say the job is running.
-Each worker therefore keeps a presence key alive for a few seconds at a time and
+Each worker therefore keeps a presence key alive for a few seconds at a time (its
+value announces the worker, `stylebot.queue.worker_announcement`) and
 writes its id into the lease it holds; the front end reads the lease's worker id
 and asks whether that worker's presence key is still there (`job_worker_alive`).
 """
@@ -14,12 +15,15 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from stylebot.bot.core.admin_ports import LiveWorker
 from stylebot.queue.keys import arq_in_progress_key, presence_key
 from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch
+from stylebot.queue.worker_announcement import announcement_json
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +47,17 @@ class WorkerPresence:
     again with backoff, and the key is back as soon as Redis is.
     """
 
-    def __init__(self, redis: Redis, worker_id: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        worker_id: str,
+        announcement: Callable[[], LiveWorker] | None = None,
+    ) -> None:
         self.redis = redis
         self.worker_id = worker_id
         self.key = presence_key(worker_id)
+        # The key's value: what this worker is and does (`worker_announcement`).
+        self.announcement = announcement
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -55,7 +66,15 @@ class WorkerPresence:
         self._task = asyncio.create_task(self._renew())
 
     async def _renew_once(self) -> None:
-        await self.redis.set(self.key, b"1", px=int(PRESENCE_TTL_S * 1000))
+        value = b"1" if self.announcement is None else announcement_json(self.announcement())
+        await self.redis.set(self.key, value, px=int(PRESENCE_TTL_S * 1000))
+
+    async def announce_now(self) -> None:
+        """Renew at once, not at the next beat: the worker started draining."""
+        try:
+            await self._renew_once()
+        except _OUTAGE_OR_REFUSED as exc:
+            log.warning("worker %s could not announce its change: %r", self.worker_id, exc)
 
     async def _renew(self) -> None:
         watch = OutageWatch(f"presence of worker {self.worker_id}")

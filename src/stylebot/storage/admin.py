@@ -26,6 +26,7 @@ from stylebot.bot.core.admin_ports import AdminPorts, Ban, Quota, parse_operator
 from stylebot.bot.core.ledger import utc_text
 from stylebot.config import Settings
 from stylebot.queue.training_switch import RedisTrainingSwitch
+from stylebot.queue.worker_announcement import RedisWorkerDirectory
 from stylebot.storage.database import open_database
 from stylebot.storage.full import storage_full_as_error
 from stylebot.storage.session import from_row
@@ -150,4 +151,5 @@ async def open_admin_ports(settings: Settings, redis: Redis) -> tuple[AdminPorts
     # keep the process alive after the error).
     operators = operators_from(settings)
     store = await SqliteAdminStore.open(settings.database_path)
-    return AdminPorts(store, RedisTrainingSwitch(redis), operators), store
+    workers = RedisWorkerDirectory(redis)
+    return AdminPorts(store, RedisTrainingSwitch(redis), workers, operators), store

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
+from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch, FakeWorkerDirectory
 from tests.fakes.core import RecordingQueue, SteppingClock, bot_on, person
 
 from stylebot.bootstrap import PngWatermarkReader
@@ -75,7 +75,12 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         PngWatermarkReader(),
         SteppingClock(),
         Policy(base_model="tiny", train=TrainSettings(steps=2, resolution=64)),
-        admin=AdminPorts(FakeAdminStore(), FakeTrainingSwitch(), parse_operators("discord:root")),
+        admin=AdminPorts(
+            FakeAdminStore(),
+            FakeTrainingSwitch(),
+            FakeWorkerDirectory(),
+            parse_operators("discord:root"),
+        ),
     )
     try:
         yield Stack(database, bot, repo, ledger, blobs, queue)

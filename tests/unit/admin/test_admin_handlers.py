@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
+
 import pytest
-from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
+from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch, FakeWorkerDirectory
 from tests.fakes.core import CoreWorld, person
 from tests.unit.core.test_service import trained_style
 
@@ -27,7 +30,7 @@ from stylebot.bot.core.admin_commands import (
     ShowQueue,
     UnbanUser,
 )
-from stylebot.bot.core.admin_ports import GLOBAL_SCOPE, AdminPorts, parse_operators
+from stylebot.bot.core.admin_ports import GLOBAL_SCOPE, AdminPorts, LiveWorker, parse_operators
 from stylebot.bot.core.commands import EraseMyData, Imagine, ShareStyle, ShowStatus
 from stylebot.bot.core.model import Visibility
 from stylebot.bot.core.replies import ErrorReply, JobQueued, TextReply
@@ -43,7 +46,9 @@ BOB_ELSEWHERE = person("bob", server="guild-2")
 @pytest.fixture
 def admin(world: CoreWorld) -> AdminPorts:
     store = FakeAdminStore()
-    ports = AdminPorts(store, FakeTrainingSwitch(), parse_operators("discord:root"))
+    ports = AdminPorts(
+        store, FakeTrainingSwitch(), FakeWorkerDirectory(), parse_operators("discord:root")
+    )
     world.bot.deps.admin = ports
     return ports
 
@@ -254,6 +259,7 @@ async def test_the_queue_lists_the_positions_status_gives_not_arrival_order(
         f"  1. generate by Bob: queued ({ids[3]})",
         f"  2. generate by Alice: queued ({ids[1]})",
         f"  3. generate by Alice: queued ({ids[2]})",
+        "0 worker(s) online.",
     ]
     status = await world.bot.handle(ShowStatus(BOB_ELSEWHERE))
     assert isinstance(status, TextReply)
@@ -274,3 +280,43 @@ async def test_a_banned_user_is_refused_everything_but_erasing_their_data(
     assert await world.bot.deps.uow.users.find_user("discord", "alice") is None
     # The ban itself is the operator's record and outlives the erasure.
     assert await admin.store.ban_of("discord", "alice") is not None
+
+
+def _gpu_worker(worker_id: str, *, draining: bool = False) -> LiveWorker:
+    return LiveWorker(
+        worker_id=worker_id,
+        host="gpu-host",
+        device="NVIDIA A100",
+        gpu_memory_bytes=80 * 1024**3,
+        family="sdxl",
+        base_model="sdxl-base",
+        version="0.1.0",
+        started_at=datetime(2026, 12, 1, tzinfo=UTC),
+        jobs=("train-1",) if draining else (),
+        draining=draining,
+    )
+
+
+async def test_admin_queue_lists_live_workers_for_the_operator_and_counts_them_for_managers(
+    world: CoreWorld, admin: AdminPorts
+) -> None:
+    directory = FakeWorkerDirectory(_gpu_worker("gpu-1"), _gpu_worker("gpu-2", draining=True))
+    world.bot.deps.admin = dataclasses.replace(admin, workers=directory)
+    deps = world.bot.deps
+
+    listing = await handle_show_queue(deps, ShowQueue(OPERATOR))
+    assert isinstance(listing, TextReply)
+    assert "2 worker(s) online, 1 draining:" in listing.text
+    assert "- gpu-1: NVIDIA A100 80 GiB, sdxl, sdxl-base, stylebot 0.1.0, serving" in listing.text
+    assert (
+        "- gpu-2: NVIDIA A100 80 GiB, sdxl, sdxl-base, stylebot 0.1.0, draining, running train-1"
+        in listing.text
+    )
+
+    managed = await handle_show_queue(deps, ShowQueue(MANAGER, manages_server=True))
+    assert isinstance(managed, TextReply)
+    assert "2 worker(s) online, 1 draining." in managed.text
+    assert "gpu-1" not in managed.text
+
+    directory.workers.clear()
+    assert "0 worker(s) online." in (await handle_show_queue(deps, ShowQueue(OPERATOR))).text

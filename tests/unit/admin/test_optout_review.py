@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
+from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch, FakeWorkerDirectory
 from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld, safety_world
 from tests.unit.safety.test_optout import encoded, opt_out, painting
@@ -32,7 +32,9 @@ def reviewing_world() -> SafetyWorld:
     """The core on fakes with admin ports: discord:root is the operator."""
     world = safety_world()
     store = FakeAdminStore()
-    world.bot.deps.admin = AdminPorts(store, FakeTrainingSwitch(), parse_operators("discord:root"))
+    world.bot.deps.admin = AdminPorts(
+        store, FakeTrainingSwitch(), FakeWorkerDirectory(), parse_operators("discord:root")
+    )
     return world
 
 

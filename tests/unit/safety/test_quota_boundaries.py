@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch
+from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch, FakeWorkerDirectory
 from tests.fakes.core import person
 from tests.fakes.safety import SafetyWorld
 from tests.unit.safety.test_quotas import world
@@ -161,7 +161,9 @@ async def test_a_quota_counts_the_last_24_hours_only() -> None:
 
 async def with_admin_quota(w: SafetyWorld, per_day: int) -> None:
     store = FakeAdminStore()
-    w.bot.deps.admin = AdminPorts(store, FakeTrainingSwitch(), parse_operators("discord:root"))
+    w.bot.deps.admin = AdminPorts(
+        store, FakeTrainingSwitch(), FakeWorkerDirectory(), parse_operators("discord:root")
+    )
     await store.set_quota(GLOBAL_SCOPE, GENERATE, per_day, "discord:root", w.clock.now())
 
 

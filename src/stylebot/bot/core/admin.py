@@ -246,8 +246,31 @@ async def handle_show_queue(deps: Deps, command: ShowQueue) -> Reply:
         if waiting:
             lines.append(title)
             lines.extend([await described(job, f"{place}.") for place, job in waiting])
+    lines.extend(await _worker_lines(ports, authority))
     # Who queued what (for the operator: in every server) is for the asker, not a group.
     return TextReply("\n".join(lines), private=True)
+
+
+async def _worker_lines(ports: AdminPorts, authority: Authority) -> list[str]:
+    """The live workers: each with its device and model for the operator, how many
+    for a server manager (the hosts are the operator's business)."""
+    workers = await ports.workers.live_workers()
+    draining = sum(worker.draining for worker in workers)
+    summary = f"{len(workers)} worker(s) online" + (f", {draining} draining" if draining else "")
+    if authority is not Authority.OPERATOR or not workers:
+        return [summary + "."]
+    lines = [summary + ":"]
+    for worker in workers:
+        device = worker.device
+        if worker.gpu_memory_bytes:
+            device += f" {worker.gpu_memory_bytes / 1024**3:.0f} GiB"
+        state = "draining" if worker.draining else "serving"
+        jobs = f", running {', '.join(worker.jobs)}" if worker.jobs else ""
+        lines.append(
+            f"- {printable(worker.worker_id)}: {printable(device)}, {printable(worker.family)}, "
+            f"{printable(worker.base_model)}, stylebot {printable(worker.version)}, {state}{jobs}"
+        )
+    return lines
 
 
 # -- gates the other handlers call -------------------------------------------------------------

@@ -75,9 +75,35 @@ class TrainingSwitch(Protocol):
 
 
 @dataclass(frozen=True)
+class LiveWorker:
+    """A worker that announced itself and whose heartbeat is current."""
+
+    worker_id: str
+    host: str
+    # "cpu", "mps", or the GPU's name; its memory when it is a GPU.
+    device: str
+    gpu_memory_bytes: int | None
+    family: str
+    base_model: str
+    version: str
+    started_at: datetime
+    # The jobs it runs now.
+    jobs: tuple[str, ...]
+    # Stopping (SIGTERM): it finishes or hands back its jobs and takes no new ones.
+    draining: bool
+
+
+class WorkerDirectory(Protocol):
+    """The workers alive now (announced in Redis, forgotten when their heartbeat stops)."""
+
+    async def live_workers(self) -> list[LiveWorker]: ...
+
+
+@dataclass(frozen=True)
 class AdminPorts:
     store: AdminStore
     training: TrainingSwitch
+    workers: WorkerDirectory
     # "platform:user_id" of each operator (see parse_operators).
     operators: frozenset[str] = frozenset()
 
