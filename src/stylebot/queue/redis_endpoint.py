@@ -31,7 +31,6 @@ from stylebot.setting_rules import shown_url
 if TYPE_CHECKING:
     from stylebot.config import Settings
 
-__all__ = ["RedisEndpoint", "connection_problem", "shown_url"]
 
 # OpenSSL's verify codes (X509_V_ERR_*) that need their own advice.
 _NAME_MISMATCH = (62, 64)  # host name, IP address

@@ -32,16 +32,6 @@ from stylebot.bot.core.admin_ports import LiveWorker
 from stylebot.queue.keys import presence_key
 from stylebot.redis_replies import list_reply
 
-__all__ = [
-    "RedisWorkerDirectory",
-    "WorkerSnapshot",
-    "announcement_json",
-    "live_workers",
-    "parse_announcement",
-    "read_live_workers",
-    "running_jobs",
-    "worker_snapshot",
-]
 
 _PRESENCE_PREFIX = presence_key("")
 

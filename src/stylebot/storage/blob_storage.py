@@ -22,7 +22,6 @@ from stylebot.storage.blobs import BlobScan, LocalBlobStore
 if TYPE_CHECKING:
     from stylebot.config import Settings
 
-__all__ = ["BlobStorage", "BlobStoreUnavailable", "is_s3_url", "open_blob_store"]
 
 S3_SCHEME = "s3://"
 

@@ -56,7 +56,6 @@ from stylebot.storage.blobs import BlobScan, check_blob_key, sha256_of_file
 if TYPE_CHECKING:
     from stylebot.config import Settings
 
-__all__ = ["DEFAULT_PART_SIZE", "S3BlobStore", "S3Location", "parse_s3_url"]
 
 log = logging.getLogger(__name__)
 
