@@ -138,28 +138,17 @@ async def main(outputs: int, unrelated: int, seed: int) -> None:
         blobs.data[f"blob{n}"] = data
         originals.append((record.id, kind, picture))
 
-    tally: dict[str, list[int]] = {}
-    wrong: list[str] = []
-    for output_id, kind, picture in originals:
-        for name, edit in COPY_EDITS:
-            found = await traced(records, blobs, edit(picture, rng))
-            cell = tally.setdefault(name, [0, 0])
-            cell[1] += 1
-            cell[0] += found == output_id
-            if found not in (None, output_id):
-                wrong.append(f"{name} of {output_id} ({kind}) traced to {found}")
-
     false_claims: list[str] = []
     checked = 0
     for n in range(unrelated):
-        if n % 5 == 4:  # a near-duplicate of a stored output
+        if n % 10 == 4:  # a near-duplicate of a stored output
             output_id, kind, picture = originals[n % len(originals)]
             other = KINDS[(n + 1) % len(KINDS)][1](picture.width, picture.height, rng)
             near = [
                 ("small logo", small_logo(picture)),
                 ("a quarter of another blended in", Image.blend(picture, other, 0.25)),
                 ("banner over a fifth", banner_over(picture, 0.2)),
-            ][(n // 5) % 3]
+            ][(n // 10) % 3]
             label, candidate = f"{near[0]} on {output_id} ({kind})", near[1]
         elif n % 10 == 9:
             colour = tuple(int(v) for v in rng.integers(0, 256, 3))
@@ -174,6 +163,20 @@ async def main(outputs: int, unrelated: int, seed: int) -> None:
         if found is not None:
             false_claims.append(f"{label}: resembles {found}")
             print(f"FALSE LIKENESS: {false_claims[-1]}", flush=True)
+        if checked % 100 == 0:
+            print(f"{checked} unrelated pictures, {len(false_claims)} false likenesses", flush=True)
+
+    tally: dict[str, list[int]] = {}
+    wrong: list[str] = []
+    for output_id, kind, picture in originals:
+        for name, edit in COPY_EDITS:
+            found = await traced(records, blobs, edit(picture, rng))
+            cell = tally.setdefault(name, [0, 0])
+            cell[1] += 1
+            cell[0] += found == output_id
+            print(f"{name} of {output_id} ({kind}): {found}", flush=True)
+            if found not in (None, output_id):
+                wrong.append(f"{name} of {output_id} ({kind}) traced to {found}")
 
     print(f"resemblance lookup: {outputs} stored outputs (unmarked), seed {seed}")
     print("| edit of a stored output | traced |")
