@@ -15,6 +15,7 @@ from tests.unit.provenance.test_watermark import (
     telegram_photo,
     unmarked_images,
 )
+from tests.unit.provenance.test_watermark_geometry import rescaled, screenshot
 
 from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
 from stylebot.bot.core.hash_bands import band_probes
@@ -47,6 +48,27 @@ async def test_an_output_whose_mark_is_gone_resembles_it_and_names_its_maker() -
     covered = await check(world, BOB, banner(made, 0.35))
     assert covered.verdict is VerifyVerdict.NO_MARK
     assert covered.output_id is None
+
+
+async def test_a_screenshot_or_rescale_whose_mark_is_gone_resembles_its_output() -> None:
+    """A screenshot (shown at 85%, a 4 px plain frame around it), the same through
+    Telegram, and a 0.6x rescale saved as JPEG q80: the frame is left out and the
+    rescale placed by the full search, so each is traced to the output it shows."""
+    world = verify_world()
+    output_id = await deliver(world, ALICE, scene(512, 512, seed=21), mark=False)
+    made = await stored_picture(world, output_id)
+    copies = [
+        (screenshot(made), "resized to 85%, inside a plain frame"),
+        (telegram_photo(screenshot(made)), "resized to 85%, inside a plain frame"),
+        (reencode(rescaled(made, 0.6), "JPEG", quality=80), "resized to 60%:"),
+    ]
+    for copy, how in copies:
+        report = await check(world, BOB, copy)
+        assert report.verdict is VerifyVerdict.RESEMBLES, (how, report.text)
+        assert report.output_id == output_id
+        assert f"closely resembles stylebot output {output_id}" in report.text
+        # The frame's edge is left out with it: compared as a crop of nearly all of it.
+        assert how in report.text, report.text
 
 
 async def test_unrelated_pictures_resemble_no_stored_output() -> None:

@@ -24,7 +24,7 @@ from tests.unit.provenance.test_watermark import scene
 
 from stylebot.bot.core.commands import IncomingFile, Verify
 from stylebot.bot.core.replies import VerifyReport, VerifyVerdict
-from stylebot.bot.core.verification import MAX_RESEMBLES_CANDIDATES
+from stylebot.bot.core.resemblance import MAX_RESEMBLES_CANDIDATES
 from stylebot.storage.blobs import LocalBlobStore
 
 ALICE = person("alice")

@@ -21,7 +21,6 @@ by" only when both match.
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from typing import TypedDict
 
 from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png
@@ -29,9 +28,6 @@ from stylebot.bot.core.attribution import Attribution, Viewer, attribute, record
 from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
 from stylebot.bot.core.deps import Deps
-from stylebot.bot.core.errors import DamagedBlob
-from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
-from stylebot.bot.core.hash_bands import band_probes
 from stylebot.bot.core.image_work import admit_image_work
 from stylebot.bot.core.images import (
     ImageLimits,
@@ -40,17 +36,13 @@ from stylebot.bot.core.images import (
     normalize_for_reading,
 )
 from stylebot.bot.core.model import Output
-from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash_of_png
 from stylebot.bot.core.ports import BlobStore, WatermarkReader
 from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVerdict
+from stylebot.bot.core.resemblance import resembled_output, stored_image
 from stylebot.bot.core.stores import UnitOfWork
 
 NO_MARK_TEXT = "No stylebot watermark found in this image."
 DEFAULT_READ_SIDE = 1024  # Policy.max_size's default
-#: At most this many stored outputs, the closest fingerprints first, are compared with an
-#: unmarked picture: each comparison decodes a stored image, and a hash shared by many
-#: outputs (near-identical rerolls) must not make one /verify read all of them.
-MAX_RESEMBLES_CANDIDATES = 10
 
 
 async def verify_image(
@@ -90,7 +82,7 @@ async def verify_image(
             output_id,
             verdict=VerifyVerdict.UNKNOWN_MARK,
         )
-    stored = await _stored_image(blobs, output)
+    stored = await stored_image(blobs, output)
     if stored is None:
         return await _mark_only(records, output, viewer)
     # A crop or a rescale is placed on the output first, then compared with the part of
@@ -261,17 +253,18 @@ async def _mark_only(records: UnitOfWork, output: Output, viewer: Viewer) -> Ver
 async def _without_mark(
     records: UnitOfWork, blobs: BlobStore, picture: NormalizedImage, viewer: Viewer
 ) -> VerifyReport:
-    found = await _resembled_output(records, blobs, picture)
+    found = await resembled_output(records, blobs, picture)
     if found is None:
         return VerifyReport(NO_MARK_TEXT, None)
-    output, difference = found
+    output, difference = found.output, found.difference
+    framed = ", inside a plain frame (left out to compare)" if found.framed else ""
     attribution = await attribute(records, output, viewer)
     return VerifyReport(
         text="\n".join(
             [
                 f"{NO_MARK_TEXT} But it closely resembles stylebot output {output.id}"
-                f"{_cut_and_size(difference)}: its fingerprint and its regions match that "
-                "output's. Its watermark may "
+                f"{_cut_and_size(difference)}{framed}: its fingerprint and its regions "
+                "match that output's. Its watermark may "
                 "have been removed (e.g. by re-compression); a likeness is not proof.",
                 *record_lines(output, attribution),
             ]
@@ -281,62 +274,6 @@ async def _without_mark(
         private=shows_private(attribution),
         **_geometry(difference),
     )
-
-
-async def _resembled_output(
-    records: UnitOfWork, blobs: BlobStore, picture: NormalizedImage
-) -> tuple[Output, AlignedDifference] | None:
-    """The stored output the picture closely resembles, if any: found through the
-    fingerprint index, and only claimed when its regions match as for "made by" (over
-    black too, for a translucent file). At most :data:`MAX_RESEMBLES_CANDIDATES` stored
-    images, the closest first, each image once."""
-    phash = await asyncio.to_thread(perceptual_hash_of_png, picture.data)
-    probes = band_probes(phash, RESEMBLES_MAX_BITS)
-    if not probes:
-        return None  # a flat picture: its hash says nothing
-    candidates = [
-        (distance, output)
-        for output in await records.outputs.outputs_with_bands(probes)
-        if output.fingerprint is not None
-        and (distance := hamming(phash, PerceptualHash.from_hex(output.fingerprint)))
-        <= RESEMBLES_MAX_BITS
-    ]
-    compared: set[str] = set()
-    for _distance, output in sorted(candidates, key=lambda found: found[0]):
-        if len(compared) >= MAX_RESEMBLES_CANDIDATES:
-            break
-        if output.blob_key is None or output.blob_key in compared:
-            continue
-        compared.add(output.blob_key)
-        stored = await _stored_image(blobs, output)
-        if stored is None:
-            continue
-        # Its fingerprint matched this output's as a whole: only whole-side fits are
-        # tried, which bounds the work of up to MAX_RESEMBLES_CANDIDATES comparisons.
-        difference = await asyncio.to_thread(
-            partial(compare_aligned_png, thorough=False), picture.data, stored
-        )
-        if not difference.same:
-            continue
-        if picture.over_black is not None:
-            over_black = await asyncio.to_thread(
-                compare_aligned_png, picture.over_black, stored, difference
-            )
-            if not over_black.same:
-                continue
-        return output, difference
-    return None
-
-
-async def _stored_image(blobs: BlobStore, output: Output) -> bytes | None:
-    """The output's image as stored, or None when there is none to compare with (not
-    delivered yet, its blob is gone, or damaged: then it proves nothing either way)."""
-    if output.blob_key is None:
-        return None
-    try:
-        return await blobs.get(output.blob_key)
-    except (KeyError, DamagedBlob):
-        return None
 
 
 async def verify(deps: Deps, command: Verify) -> Reply:

@@ -1,0 +1,65 @@
+"""A plain frame around a picture: what a screenshot adds (a few pixels of window or page
+around the image it captured).
+
+The frame changes a whole-picture fingerprint by a few to a dozen bits and moves every
+whole-side fit of the alignment off by its width, so an unmarked screenshot of an output
+would not be found by its fingerprint nor placed on the output. Taking the frame off first
+gives back the picture that was captured. A frame here is one colour on all four sides:
+a picture of a subject on a plain background can look framed too, which is why the
+caller tries the picture as it came as well.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+#: A frame wider than this share of a side is not a frame but most of the picture.
+MAX_FRAME_SHARE = 0.25
+#: A frame must stand out: the picture's lines differ from the frame's colour at least
+#: this many times as much (plus :data:`_NOISE`) as the frame's own lines do. JPEG's
+#: chroma subsampling smears a thin frame (its lines move by 6-15 of 255 on average, a
+#: picture's by 30 and more), so only the contrast is sure, not the frame's exact colour.
+_CONTRAST = 3.0
+_NOISE = 2.0
+
+
+def without_plain_frame(image: Image.Image, margin: int = 0) -> Image.Image | None:
+    """``image`` without a plain frame of one colour around all four sides (and
+    ``margin`` more pixels on each side), or None when it has none (or what would be left
+    is too small to be a picture)."""
+    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    height, width = grey.shape
+    if min(height, width) < 16:
+        return None
+    # The frame's colour: the median of the outermost ring of pixels.
+    colour = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
+    off = np.abs(grey - colour)
+    top = _frame_lines(off)
+    bottom = _frame_lines(off[::-1])
+    left = _frame_lines(off.T)
+    right = _frame_lines(off.T[::-1])
+    if min(top, bottom, left, right) == 0:
+        return None
+    if top + bottom > MAX_FRAME_SHARE * height or left + right > MAX_FRAME_SHARE * width:
+        return None
+    box = (left + margin, top + margin, width - right - margin, height - bottom - margin)
+    if box[2] - box[0] < 16 or box[3] - box[1] < 16:
+        return None
+    return image.convert("RGB").crop(box)
+
+
+def _frame_lines(off: np.ndarray) -> int:
+    """How many lines from the start of ``off`` (each row a line: how far each pixel is
+    from the frame's colour) belong to the frame: those before the first line that is
+    halfway between the outermost line and the picture inside; 0 when nothing stands
+    out from the outermost line."""
+    limit = max(2, int(MAX_FRAME_SHARE * off.shape[0]))
+    per_line = off[:limit].mean(axis=1)
+    outermost = float(per_line[0])
+    inside = float(np.median(per_line[limit // 2 :]))
+    if inside < _CONTRAST * (outermost + _NOISE):
+        return 0
+    beyond = per_line > (outermost + inside) / 2
+    return int(np.argmax(beyond)) if beyond.any() else 0

@@ -1,0 +1,150 @@
+"""The stored output an unmarked picture resembles: the second line of /verify, for copies
+whose watermark was destroyed (heavy re-compression, a small rescale, a screenshot).
+
+Candidates come from the fingerprint index (:mod:`.fingerprints`, bands of the
+whole-picture hash), and each is compared region by region (:mod:`.aligned_match`): only
+a picture whose every region matches the part of the output it shows is claimed. Two
+things keep copies that people make findable:
+
+* a screenshot's plain frame is taken off first (:mod:`.picture_frame`): left on, it moves
+  the hash by up to a dozen bits and puts every whole-side fit off by its width. The
+  picture as it came is looked up as well, since a subject on a plain background looks
+  framed without being so;
+* the closest candidate is placed on its output by the full search over scales, which
+  finds a rescale the whole-side fits miss (after JPEG, at 256 px); the others by the
+  whole-side fits only, which bounds the work of a lookup that brings many.
+
+Crops are not found: the whole-picture hash of a crop keeping 75-90% of an output is as
+far from the output's as an unrelated picture's (docs/provenance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+
+from PIL import Image
+
+from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png
+from stylebot.bot.core.errors import DamagedBlob
+from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
+from stylebot.bot.core.hash_bands import band_probes
+from stylebot.bot.core.images import NormalizedImage
+from stylebot.bot.core.model import Output
+from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash
+from stylebot.bot.core.picture_frame import without_plain_frame
+from stylebot.bot.core.ports import BlobStore
+from stylebot.bot.core.stores import UnitOfWork
+
+
+#: At most this many stored outputs, the closest fingerprints first, are compared with an
+#: unmarked picture: each comparison decodes a stored image, and a hash shared by many
+#: outputs (near-identical rerolls) must not make one /verify read all of them.
+MAX_RESEMBLES_CANDIDATES = 10
+
+#: Pixels of the picture next to a frame left out with it: JPEG's blocks (16 px for
+#: colour) straddle the frame's edge, and its ringing changes the picture's outermost
+#: pixels enough for the finest region check (a 4 px square 36 of 255 off, measured
+#: after Telegram's q87). Left out, the copy is compared as a crop of what it shows.
+_FRAME_MARGIN = 2
+
+
+@dataclass(frozen=True)
+class Resemblance:
+    """An output an unmarked picture matches region by region."""
+
+    output: Output
+    difference: AlignedDifference
+    framed: bool  # a plain frame around the picture was left out to compare it
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """The picture as it came, or without its plain frame, ready to look up and compare."""
+
+    png: bytes
+    phash: PerceptualHash
+    framed: bool
+
+
+def _variants(picture_png: bytes, translucent: bool) -> list[_Variant]:
+    """The picture, and the picture without its plain frame when it has one (not for a
+    translucent file, whose frame would look different over another background)."""
+    with Image.open(io.BytesIO(picture_png), formats=["PNG"]) as image:
+        variants = [_Variant(picture_png, perceptual_hash(image), framed=False)]
+        inside = None if translucent else without_plain_frame(image, _FRAME_MARGIN)
+    if inside is not None:
+        buffer = io.BytesIO()
+        inside.save(buffer, "PNG")
+        variants.append(_Variant(buffer.getvalue(), perceptual_hash(inside), framed=True))
+    return variants
+
+
+async def resembled_output(
+    records: UnitOfWork, blobs: BlobStore, picture: NormalizedImage
+) -> Resemblance | None:
+    """The stored output the picture closely resembles, if any: found through the
+    fingerprint index, and only claimed when its regions match as for "made by" (over
+    black too, for a translucent file). At most :data:`MAX_RESEMBLES_CANDIDATES` stored
+    images, the closest first, each image once."""
+    variants = await asyncio.to_thread(_variants, picture.data, picture.over_black is not None)
+    probes = sorted({probe for v in variants for probe in band_probes(v.phash)})
+    if not probes:
+        return None  # a flat picture: its hash says nothing
+    candidates: list[tuple[int, Output, list[_Variant]]] = []
+    for output in await records.outputs.outputs_with_bands(probes):
+        if output.fingerprint is None:
+            continue
+        stored_hash = PerceptualHash.from_hex(output.fingerprint)
+        near = sorted(
+            (v for v in variants if hamming(v.phash, stored_hash) <= RESEMBLES_MAX_BITS),
+            key=lambda v: hamming(v.phash, stored_hash),
+        )
+        if near:
+            candidates.append((hamming(near[0].phash, stored_hash), output, near))
+    compared: set[str] = set()
+    for _distance, output, near in sorted(candidates, key=lambda found: found[0]):
+        if len(compared) >= MAX_RESEMBLES_CANDIDATES:
+            break
+        if output.blob_key is None or output.blob_key in compared:
+            continue
+        thorough = not compared  # the closest candidate only: see the module's doc
+        compared.add(output.blob_key)
+        stored = await stored_image(blobs, output)
+        if stored is None:
+            continue
+        for variant in near:
+            found = await _matching(picture, variant, stored, thorough)
+            if found is not None:
+                return Resemblance(output, found, variant.framed)
+    return None
+
+
+async def _matching(
+    picture: NormalizedImage, variant: _Variant, stored: bytes, thorough: bool
+) -> AlignedDifference | None:
+    """How the variant sits on the stored output, when every region of it matches."""
+    difference = await asyncio.to_thread(
+        compare_aligned_png, variant.png, stored, thorough=thorough
+    )
+    if not difference.same:
+        return None
+    if picture.over_black is not None:
+        over_black = await asyncio.to_thread(
+            compare_aligned_png, picture.over_black, stored, difference
+        )
+        if not over_black.same:
+            return None
+    return difference
+
+
+async def stored_image(blobs: BlobStore, output: Output) -> bytes | None:
+    """The output's image as stored, or None when there is none to compare with (not
+    delivered yet, its blob is gone, or damaged: then it proves nothing either way)."""
+    if output.blob_key is None:
+        return None
+    try:
+        return await blobs.get(output.blob_key)
+    except (KeyError, DamagedBlob):
+        return None

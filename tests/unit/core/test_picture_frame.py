@@ -1,0 +1,33 @@
+"""A screenshot's plain frame is found to the pixel, also after JPEG smeared it; a picture
+without one has none."""
+
+from __future__ import annotations
+
+from PIL import Image
+from tests.support.watermark_images import reencode, scene
+
+from stylebot.bot.core.picture_frame import without_plain_frame
+
+
+def framed(picture: Image.Image, border: int, grey: int) -> Image.Image:
+    frame = Image.new("RGB", (picture.width + 2 * border, picture.height + 2 * border), (grey,) * 3)
+    frame.paste(picture, (border, border))
+    return frame
+
+
+def test_a_plain_frame_is_taken_off_to_the_pixel_after_jpeg() -> None:
+    picture = scene(300, 200, seed=3)
+    for border, grey in ((2, 30), (3, 120), (6, 240)):
+        copy = reencode(framed(picture, border, grey), "JPEG", quality=80)
+        inside = without_plain_frame(copy)
+        assert inside is not None, (border, grey)
+        assert inside.size == picture.size, (border, grey)
+        assert without_plain_frame(copy, margin=2).size == (296, 196)  # type: ignore[union-attr]
+
+
+def test_a_picture_without_a_frame_has_none() -> None:
+    assert without_plain_frame(scene(300, 200, seed=4)) is None
+    assert without_plain_frame(Image.new("RGB", (300, 200), "white")) is None
+    # A frame on three sides only is not a screenshot's.
+    picture = framed(scene(300, 200, seed=5), 4, 200).crop((4, 0, 308, 208))
+    assert without_plain_frame(picture) is None
