@@ -61,15 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     tiny = model_commands.add_parser(
-        "tiny", help="write a tiny random SD 1.5, SD 2.x or SDXL-architecture model"
+        "tiny", help="write a tiny random SD 1.5, SD 2.x, SDXL, FLUX.1 or SD 3.5-architecture model"
     )
     tiny.add_argument("path", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument(
         "--family",
-        choices=("sd15", "sd2", "sdxl"),
+        choices=("sd15", "sd2", "sdxl", "flux", "flux-schnell", "sd3"),
         default="sd15",
-        help="the architecture: SD 1.5 (epsilon), SD 2.x (v-prediction) or SDXL (default sd15)",
+        help="the architecture: SD 1.5 (epsilon), SD 2.x (v-prediction), SDXL, FLUX.1-dev, "
+        "FLUX.1-schnell or SD 3.5 (default sd15)",
     )
     doctor = commands.add_parser(
         "doctor",

@@ -46,7 +46,7 @@ UNPREFIXED_ENV = ("redis_url", "discord_token", "discord_guild_id", "telegram_to
 # 1 to 4 steps without classifier-free guidance; more steps or guidance only
 # spoil their images.
 MODEL_VARIANTS = ("auto", "standard", "turbo")
-BASE_MODEL_FAMILIES = ("auto", "sd15", "sd2", "sdxl")
+BASE_MODEL_FAMILIES = ("auto", "sd15", "sd2", "sdxl", "flux", "sd3")
 FEW_STEP_MAX_STEPS = 4
 FEW_STEP_DEFAULT_STEPS = 1
 # The names diffusers' dtype setting takes (stylebot.engine.models._DTYPES).

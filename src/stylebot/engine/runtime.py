@@ -20,9 +20,10 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
-from stylebot.engine.models import load_pipeline, sampler_name
+from stylebot.engine.models import ModelLoadError, load_pipeline, model_family, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.training_previews import (
     TrainingPreviews,
@@ -133,9 +134,15 @@ class StyleEngine:
         # Their lines through our handlers: job ids on them, user text kept out.
         route_model_library_logs()
         started = time.perf_counter()
-        self.pipeline = load_pipeline(
+        pipeline = load_pipeline(
             base_model, device=device, dtype=dtype, family=family, config=config
         )
+        if not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline):
+            raise ModelLoadError(
+                f"{base_model} is a {model_family(pipeline)} model: this worker trains and "
+                "samples the UNet families (sd15, sd2, sdxl) only"
+            )
+        self.pipeline = pipeline
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
         self.generator = Generator(
             self.pipeline,

@@ -102,10 +102,10 @@ def test_cli_writes_each_family_as_the_fixtures_do(
     ).read_bytes()
 
     with pytest.raises(SystemExit) as refused:
-        main(["model", "tiny", "--family", "flux", str(tmp_path / "flux")])
+        main(["model", "tiny", "--family", "sd4", str(tmp_path / "sd4")])
     assert refused.value.code == 2
-    assert "flux" in capsys.readouterr().err
-    assert not (tmp_path / "flux").exists()
+    assert "sd4" in capsys.readouterr().err
+    assert not (tmp_path / "sd4").exists()
 
 
 def test_sdxl_single_file_checkpoint_loads_to_the_same_model(
@@ -175,8 +175,8 @@ def test_single_files_of_unknown_families_or_unreadable_are_refused_naming_them(
 
     sd15 = tmp_path / "model.safetensors"
     save_file({"model.diffusion_model.out.2.weight": torch.ones(1)}, sd15)
-    with pytest.raises(ModelLoadError, match=r"unknown model family 'flux'.*model\.safetensors"):
-        load_pipeline(str(sd15), device="cpu", family="flux")
+    with pytest.raises(ModelLoadError, match=r"unknown model family 'sd4'.*model\.safetensors"):
+        load_pipeline(str(sd15), device="cpu", family="sd4")
 
 
 def test_a_single_file_forced_to_the_wrong_family_is_an_error_naming_it(
