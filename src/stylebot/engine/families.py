@@ -23,6 +23,7 @@ from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import (
 )
 
 FlowPipeline: TypeAlias = FluxPipeline | StableDiffusion3Pipeline
+FlowTransformer: TypeAlias = FluxTransformer2DModel | SD3Transformer2DModel
 FlowFamily = Literal["flux", "sd3"]
 FLOW_FAMILIES: tuple[FlowFamily, ...] = ("flux", "sd3")
 FLOW_PIPELINE_CLASSES: dict[str, type[FlowPipeline]] = {
@@ -167,3 +168,19 @@ def load_flow_single_file(
         source, transformer=transformer, **options
     )
     return pipeline
+
+
+# The transformer layers a style's LoRA trains: every attention projection (the
+# image and the text streams) and the feed-forward layers, as diffusers'
+# Flux/SD 3 LoRA trainers and ComfyUI name them. peft matches these as suffixes.
+_ATTENTION = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj")
+_FEED_FORWARD = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
+LORA_TARGET_MODULES: dict[FlowFamily, tuple[str, ...]] = {
+    "flux": (*(f"attn.{name}" for name in (*_ATTENTION, "to_add_out")), *_FEED_FORWARD),
+    # SD 3.5 Medium's MMDiT-X blocks have a second image attention (attn2).
+    "sd3": (
+        *(f"attn.{name}" for name in (*_ATTENTION, "to_add_out")),
+        *(f"attn2.{name}" for name in ("to_q", "to_k", "to_v", "to_out.0")),
+        *_FEED_FORWARD,
+    ),
+}

@@ -349,6 +349,12 @@ def sampler_name(scheduler: object) -> str:
     return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
 
 
+def denoiser(pipeline: Any) -> torch.nn.Module:
+    """The network that denoises: the UNet, or the flow families' transformer."""
+    module: torch.nn.Module = getattr(pipeline, "unet", None) or pipeline.transformer
+    return module
+
+
 def lora_components(pipeline: Any) -> dict[str, torch.nn.Module]:
     """The parts of a pipeline that LoRA layers can be on, by attribute name."""
     return {

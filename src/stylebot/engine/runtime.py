@@ -23,7 +23,7 @@ from transformers.utils import logging as transformers_logging
 from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
-from stylebot.engine.models import ModelLoadError, load_pipeline, model_family, sampler_name
+from stylebot.engine.models import load_pipeline, model_family, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.training_previews import (
     TrainingPreviews,
@@ -54,6 +54,7 @@ from stylebot.trainer.borrowed_unet import DeviceSharing
 from stylebot.trainer.checkpoints import usable_checkpoint
 from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
 from stylebot.trainer.embeddings import StyleEmbedding, style_caption
+from stylebot.trainer.flow_matching import train_flow_lora
 from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)
@@ -134,15 +135,9 @@ class StyleEngine:
         # Their lines through our handlers: job ids on them, user text kept out.
         route_model_library_logs()
         started = time.perf_counter()
-        pipeline = load_pipeline(
+        self.pipeline = load_pipeline(
             base_model, device=device, dtype=dtype, family=family, config=config
         )
-        if not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline):
-            raise ModelLoadError(
-                f"{base_model} is a {model_family(pipeline)} model: this worker trains and "
-                "samples the UNet families (sd15, sd2, sdxl) only"
-            )
-        self.pipeline = pipeline
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
         self.generator = Generator(
             self.pipeline,
@@ -184,6 +179,12 @@ class StyleEngine:
         checkpoint from other settings (or unreadable) is ignored, with a log line:
         training again from the start is slower but always right. The result
         also holds the kohya-layout export, described from `export_for`."""
+        pipeline = self.pipeline
+        flow = not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline)
+        if flow and settings.method != "lora":
+            raise ValueError(
+                f"{model_family(pipeline)} styles train a LoRA only, not {settings.method}"
+            )
         checkpoint = usable_checkpoint(resume_from, settings)
         pictures = [
             # Uncropped: the trainer fits each image to its aspect-ratio bucket.
@@ -195,31 +196,42 @@ class StyleEngine:
         preview_caption = style_caption(
             trigger, TRAINING_TOKEN if settings.method != "lora" else None
         )
+        progress = with_previews(
+            on_progress,
+            settings,
+            previews,
+            lambda job_id, step: self._render_preview(job_id, preview_caption, settings, step),
+        )
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
             try:
-                outcome = train_lora(
-                    self.pipeline,
-                    pictures,
-                    trigger,
-                    settings,
-                    Path(workdir),
-                    on_progress=with_previews(
-                        on_progress,
+                if not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline):
+                    # FLUX.1 / SD 3.5: no checkpoints or device sharing yet (trainer.flow_matching).
+                    outcome = train_flow_lora(
+                        pipeline,
+                        pictures,
+                        style_caption(trigger, None),
                         settings,
-                        previews,
-                        lambda job_id, step: self._render_preview(
-                            job_id, preview_caption, settings, step
+                        Path(workdir),
+                        on_progress=progress,
+                        should_stop=should_stop,
+                    )
+                else:
+                    outcome = train_lora(
+                        pipeline,
+                        pictures,
+                        trigger,
+                        settings,
+                        Path(workdir),
+                        on_progress=progress,
+                        should_stop=should_stop,
+                        resume_from=checkpoint,
+                        on_checkpoint=(
+                            None
+                            if on_checkpoint is None
+                            else lambda state: on_checkpoint(state.to_bytes(), state.step)
                         ),
-                    ),
-                    should_stop=should_stop,
-                    resume_from=checkpoint,
-                    on_checkpoint=(
-                        None
-                        if on_checkpoint is None
-                        else lambda state: on_checkpoint(state.to_bytes(), state.step)
-                    ),
-                    device_sharing=device_sharing,
-                )
+                        device_sharing=device_sharing,
+                    )
             except TrainingCancelled as exc:
                 raise JobCancelled(str(exc)) from exc
             data = outcome.weights_path.read_bytes() if outcome.weights_path else b""

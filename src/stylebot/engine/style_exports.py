@@ -8,9 +8,10 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stylebot.engine.families import is_flow_pipeline
 from stylebot.engine.lora_files import StyleCard, export_model_hash, kohya_lora_file
 from stylebot.engine.lora_loading import model_label
-from stylebot.engine.models import BasePipeline, model_family
+from stylebot.engine.models import AnyPipeline, model_family
 from stylebot.provenance.a1111_hashes import addnet_hash, checkpoint_legacy_hash
 from stylebot.queue.payloads import TrainJob, TrainSettings
 
@@ -25,7 +26,7 @@ class StyleExports:
     (`checkpoint_sha256`: the single-file checkpoint's hash, None for a folder)."""
 
     def __init__(
-        self, pipeline: BasePipeline, base_model: str, checkpoint_sha256: str | None
+        self, pipeline: AnyPipeline, base_model: str, checkpoint_sha256: str | None
     ) -> None:
         self.pipeline = pipeline
         self.base_model = base_model
@@ -42,6 +43,9 @@ class StyleExports:
         image_count: int,
     ) -> bytes | None:
         """The LoRA as AUTOMATIC1111 / ComfyUI / diffusers load it, with its metadata."""
+        if is_flow_pipeline(self.pipeline):
+            log.info("no kohya-layout export for %s styles yet", model_family(self.pipeline))
+            return None
         # A single-file pipeline has no name of its own: the file's, as sd-scripts writes.
         trained_on = (
             Path(self.base_model).name if self.checkpoint_sha256 else model_label(self.pipeline)
@@ -89,6 +93,8 @@ class StyleExports:
         (sha256 `key`): the kohya export's (made at training end from the same
         weights on this model), or, when no export can be made, the weights' own."""
         cache = self._export_hashes
+        if is_flow_pipeline(self.pipeline):
+            return addnet_hash(lora)  # no kohya export: the download is `lora` itself
         if key not in cache:
             try:
                 cache[key] = export_model_hash(
