@@ -35,6 +35,10 @@ def starting_noise(pipeline: AnyPipeline, request: GenerationRequest, index: int
 
 def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation: keeps the noise's norm, which linear mixing shrinks."""
+    if t == 0.0:
+        # Exactly `a`: the formula below rounds sin(ω)·a/sin(ω) off by an ulp,
+        # enough to move a pixel (seen on SD 3.5), and strength 0 promises the seed's image.
+        return a
     a_unit, b_unit = a / a.norm(), b / b.norm()
     omega = torch.acos((a_unit * b_unit).sum().clamp(-1.0, 1.0))
     if torch.sin(omega).abs() < 1e-6:
