@@ -8,7 +8,8 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stylebot.engine.families import is_flow_pipeline
+from stylebot.engine.families import family_variant, is_flow_pipeline
+from stylebot.engine.flow_lora_files import flow_export_hash, flow_lora_file
 from stylebot.engine.lora_files import StyleCard, export_model_hash, kohya_lora_file
 from stylebot.engine.lora_loading import model_label
 from stylebot.engine.models import AnyPipeline, model_family
@@ -43,9 +44,6 @@ class StyleExports:
         image_count: int,
     ) -> bytes | None:
         """The LoRA as AUTOMATIC1111 / ComfyUI / diffusers load it, with its metadata."""
-        if is_flow_pipeline(self.pipeline):
-            log.info("no kohya-layout export for %s styles yet", model_family(self.pipeline))
-            return None
         # A single-file pipeline has no name of its own: the file's, as sd-scripts writes.
         trained_on = (
             Path(self.base_model).name if self.checkpoint_sha256 else model_label(self.pipeline)
@@ -70,7 +68,17 @@ class StyleExports:
                 checkpoint_legacy_hash(Path(self.base_model)) if self.checkpoint_sha256 else ""
             ),
         )
+        variant = family_variant(self.pipeline)
         try:
+            if variant is not None:  # FLUX.1 / SD 3.5: ComfyUI's layout for the family
+                return flow_lora_file(
+                    weights,
+                    card,
+                    settings,
+                    variant=variant,
+                    trained_at=datetime.now(UTC),
+                    image_count=image_count,
+                )
             return kohya_lora_file(
                 weights,
                 card,
@@ -93,14 +101,16 @@ class StyleExports:
         (sha256 `key`): the kohya export's (made at training end from the same
         weights on this model), or, when no export can be made, the weights' own."""
         cache = self._export_hashes
-        if is_flow_pipeline(self.pipeline):
-            return addnet_hash(lora)  # no kohya export: the download is `lora` itself
         if key not in cache:
             try:
-                cache[key] = export_model_hash(
-                    lora,
-                    family=model_family(self.pipeline),
-                    unet_config=self.pipeline.unet.config,
+                cache[key] = (
+                    flow_export_hash(lora)
+                    if is_flow_pipeline(self.pipeline)
+                    else export_model_hash(
+                        lora,
+                        family=model_family(self.pipeline),
+                        unet_config=self.pipeline.unet.config,
+                    )
                 )
             except Exception:  # as kohya_export: no export, so the download is `lora`
                 log.warning("no kohya export for weights %s: naming them as they are", key[:12])

@@ -12,16 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from peft.tuners.lora import LoraLayer
 from PIL import Image
 from safetensors.torch import load
 from tests.integration.engine.test_family_engines import _job, _pixels, _uploads, _watermark
+from tests.support.comfyui_keys import comfyui_flux_targets, comfyui_sd3_targets, keys_not_loaded
 
-from stylebot.engine.families import LORA_TARGET_MODULES
+from stylebot.engine.families import LORA_TARGET_MODULES, family_variant, licence_for
 from stylebot.engine.generation_request import GenerationRequest
-from stylebot.engine.models import model_family
+from stylebot.engine.lora_files import read_safetensors_metadata, tensor_data_sha256
+from stylebot.engine.lora_loading import load_checked_lora
+from stylebot.engine.models import load_pipeline, model_family
 from stylebot.engine.runtime import StyleEngine
 from stylebot.engine.tiny_model import write_tiny_model
-from stylebot.queue.payloads import TrainSettings
+from stylebot.queue.payloads import TrainJob, TrainSettings
 from stylebot.trainer.flow_matching import noise_levels
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -169,3 +173,57 @@ def test_noise_levels_are_logit_normal_and_shifted_towards_noise() -> None:
     draw = torch.Generator().manual_seed(0)
     by_mu = noise_levels(20_000, draw, shift=1.0, mu=float(np.log(3.0)))
     assert torch.allclose(by_mu, shifted, atol=1e-5)
+
+
+def test_the_export_loads_in_comfyui_and_diffusers_with_every_module_applied(
+    engine: StyleEngine, tmp_path: Path
+) -> None:
+    job = TrainJob(
+        job_id="export",
+        style_id=1,
+        trigger=TRIGGER,
+        style_name="mystyle",
+        image_keys=(),
+        licence="CC-BY-4.0",
+    )
+    trained = engine.train(_uploads(), TRIGGER, SETTINGS, export_for=job)
+    assert trained.export_data is not None
+    tensors = load(trained.export_data)
+    transformer = engine.pipeline.transformer
+    family = model_family(engine.pipeline)
+    if family == "flux":
+        targets = comfyui_flux_targets(
+            transformer.config.num_layers, transformer.config.num_single_layers
+        )
+    else:
+        targets = comfyui_sd3_targets(transformer.config.num_layers)
+    assert keys_not_loaded(tensors, targets) == []
+    # Every trained layer is in the file: a style is not silently thinner in ComfyUI.
+    assert {key.rsplit(".lora_", 1)[0] for key in tensors} == {
+        key.rsplit(".lora_", 1)[0] for key in load(trained.data)
+    }
+    metadata = read_safetensors_metadata(trained.export_data)
+    variant = family_variant(engine.pipeline)
+    assert variant is not None
+    assert metadata["stylebot.base_model_variant"] == variant
+    assert metadata["stylebot.base_model_licence"] == licence_for(variant).name
+    assert metadata["ss_base_model_version"] == ("flux1" if family == "flux" else "sd3")
+    assert metadata["modelspec.trigger_phrase"] == TRIGGER
+    assert metadata["modelspec.license"] == "CC-BY-4.0"
+    assert metadata["sshs_model_hash"] == tensor_data_sha256(tensors)
+    # The image's "Lora hashes" name the export a user downloads.
+    assert engine.exports.export_hash(trained.data, "k") == metadata["sshs_model_hash"]
+
+    # diffusers loads the export onto a fresh pipeline with every module applied.
+    exported = tmp_path / "export.safetensors"
+    exported.write_bytes(trained.export_data)
+    fresh = load_pipeline(engine.base_model, device="cpu")
+    load_checked_lora(fresh, exported, "exported")
+    applied = {
+        name
+        for name, module in fresh.transformer.named_modules()
+        if isinstance(module, LoraLayer) and "exported" in module.lora_A
+    }
+    assert {f"transformer.{name}" for name in applied} == {
+        key.rsplit(".lora_", 1)[0] for key in tensors
+    }
