@@ -205,7 +205,7 @@ class StyleEngine:
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
             try:
                 if not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline):
-                    # FLUX.1 / SD 3.5: no checkpoints or device sharing yet (trainer.flow_matching).
+                    # FLUX.1 / SD 3.5: no device sharing yet (trainer.flow_matching).
                     outcome = train_flow_lora(
                         pipeline,
                         pictures,
@@ -214,6 +214,12 @@ class StyleEngine:
                         Path(workdir),
                         on_progress=progress,
                         should_stop=should_stop,
+                        resume_from=checkpoint,
+                        on_checkpoint=(
+                            None
+                            if on_checkpoint is None
+                            else lambda state: on_checkpoint(state.to_bytes(), state.step)
+                        ),
                     )
                 else:
                     outcome = train_lora(

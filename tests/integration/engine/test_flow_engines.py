@@ -23,7 +23,7 @@ from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.lora_files import read_safetensors_metadata, tensor_data_sha256
 from stylebot.engine.lora_loading import load_checked_lora
 from stylebot.engine.models import load_pipeline, model_family
-from stylebot.engine.runtime import StyleEngine
+from stylebot.engine.runtime import JobCancelled, StyleEngine
 from stylebot.engine.tiny_model import write_tiny_model
 from stylebot.queue.payloads import TrainJob, TrainSettings
 from stylebot.trainer.flow_matching import noise_levels
@@ -227,3 +227,30 @@ def test_the_export_loads_in_comfyui_and_diffusers_with_every_module_applied(
     assert {f"transformer.{name}" for name in applied} == {
         key.rsplit(".lora_", 1)[0] for key in tensors
     }
+
+
+def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_weights(
+    engine: StyleEngine,
+) -> None:
+    settings = dataclasses.replace(SETTINGS, checkpoint_every_steps=2)
+    whole = engine.train(_uploads(), TRIGGER, settings)
+    saved: list[tuple[bytes, int]] = []
+    done: list[int] = []
+    with pytest.raises(JobCancelled):
+        engine.train(
+            _uploads(),
+            TRIGGER,
+            settings,
+            on_progress=lambda step, _total, _loss: done.append(step),
+            should_stop=lambda: len(done) >= 3,
+            on_checkpoint=lambda state, step: saved.append((state, step)),
+        )
+    state, step = saved[-1]
+    assert step == 3
+    resumed = engine.train(_uploads(), TRIGGER, settings, resume_from=state)
+    assert resumed.resumed_from == 3
+    assert resumed.steps == settings.steps
+    resumed_weights, whole_weights = load(resumed.data), load(whole.data)
+    assert resumed_weights.keys() == whole_weights.keys()
+    for key, tensor in whole_weights.items():
+        assert torch.allclose(resumed_weights[key], tensor, atol=1e-6), key
