@@ -20,7 +20,9 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from stylebot.engine.base_quantization import prepare_base
 from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
+from stylebot.engine.families import family_variant
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline, model_family, sampler_name
@@ -113,6 +115,7 @@ class StyleEngine:
         signing: SigningIdentity | None = None,
         family: str = "auto",
         config: str | None = None,
+        quantization: str = "none",
         few_step: bool | None = None,
         lora_hotswap: bool = True,
         lora_hotswap_rank: int = 16,
@@ -122,7 +125,8 @@ class StyleEngine:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
         # few_step: a turbo model's step cap (None: from the model's name). See
-        # engine.models.
+        # engine.models. quantization: the base transformer's weights (auto, none,
+        # int8; see engine.base_quantization).
         self.base_model = base_model
         self.cache_dir = cache_dir
         # Training images bigger than this are refused before they are decoded.
@@ -139,6 +143,12 @@ class StyleEngine:
             base_model, device=device, dtype=dtype, family=family, config=config
         )
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
+        # sd15 ... flux-dev: what doctor and the exports name; the base's weights
+        # in int8 when the family and the GPU call for it.
+        self.variant = family_variant(self.pipeline) or model_family(self.pipeline)
+        self.quantization = prepare_base(
+            self.pipeline, quantization, self.variant, self.device_type
+        )
         self.generator = Generator(
             self.pipeline,
             max_loaded_adapters=max_loaded_adapters,

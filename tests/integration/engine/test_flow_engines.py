@@ -18,6 +18,7 @@ from safetensors.torch import load
 from tests.integration.engine.test_family_engines import _job, _pixels, _uploads, _watermark
 from tests.support.comfyui_keys import comfyui_flux_targets, comfyui_sd3_targets, keys_not_loaded
 
+from stylebot.engine.base_quantization import is_quantized, plan_quantization
 from stylebot.engine.families import LORA_TARGET_MODULES, family_variant, licence_for
 from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.lora_files import read_safetensors_metadata, tensor_data_sha256
@@ -254,3 +255,39 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_weights(
     assert resumed_weights.keys() == whole_weights.keys()
     for key, tensor in whole_weights.items():
         assert torch.allclose(resumed_weights[key], tensor, atol=1e-6), key
+
+
+def test_a_style_trains_and_samples_on_an_int8_base_transformer(
+    tiny_flux_model_dir: Path, tmp_path: Path
+) -> None:
+    engine = StyleEngine(
+        str(tiny_flux_model_dir), tmp_path / "cache", device="cpu", quantization="int8"
+    )
+    assert engine.quantization == "int8"
+    transformer = engine.pipeline.transformer
+    assert is_quantized(transformer)
+    quantized = {
+        name
+        for name, param in transformer.named_parameters()
+        if type(param).__module__.startswith("torchao")
+    }
+    assert "transformer_blocks.0.attn.to_q.weight" in quantized
+    trained = engine.train(_uploads(), TRIGGER, SETTINGS)
+    assert np.isfinite(trained.final_loss)
+    # The LoRA trained in full precision on top of the int8 weights.
+    assert all(tensor.dtype == torch.float32 for tensor in load(trained.data).values())
+    [base] = engine.generate(_job("q-base", lora_key=None, trigger=None))
+    [styled] = engine.generate(_job("q-styled"), lora=trained.data)
+    assert np.abs(_pixels(styled) - _pixels(base)).mean() > 1.0
+    assert _watermark(styled) == _job("q-styled").output_ids[0]
+
+
+def test_auto_quantises_a_flow_base_only_on_a_gpu_too_small_for_it() -> None:
+    gib = 1024**3
+    assert plan_quantization("auto", "flux-dev", "cuda", 16 * gib) == "int8"
+    assert plan_quantization("auto", "flux-dev", "cuda", 48 * gib) == "none"
+    assert plan_quantization("auto", "flux-dev", "cpu", None) == "none"
+    assert plan_quantization("auto", "sdxl", "cuda", 8 * gib) == "none"
+    assert plan_quantization("int8", "sd3-large", "cpu", None) == "int8"
+    with pytest.raises(ValueError, match="int4"):
+        plan_quantization("int4", "flux-dev", "cuda", 16 * gib)
