@@ -47,6 +47,9 @@ UNPREFIXED_ENV = ("redis_url", "discord_token", "discord_guild_id", "telegram_to
 # spoil their images.
 MODEL_VARIANTS = ("auto", "standard", "turbo")
 BASE_MODEL_FAMILIES = ("auto", "sd15", "sd2", "sdxl", "flux", "sd3")
+# What `stylebot model tiny` and `stylebot demo --family` build: each family, and
+# FLUX.1's two variants (flux: dev-like, with the guidance input).
+TINY_FAMILIES = ("sd15", "sd2", "sdxl", "flux", "flux-schnell", "sd3")
 # Mirrors stylebot.engine.base_quantization (config imports no torch-side module).
 BASE_QUANTIZATIONS = ("auto", "none", "int8")
 FEW_STEP_MAX_STEPS = 4

@@ -3,6 +3,10 @@
 Plain synchronous code that the worker runs on a single thread of its own,
 so the pipeline is never used by two jobs at once. It takes and returns
 bytes: the worker does the blob store and queue I/O around it.
+
+Over 400 lines because `StyleEngine` is the worker's one entry to the device:
+training (either trainer), generation and finishing share its pipeline, caches
+and signing identity; the family-specific parts live in their own modules.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from transformers import (
     CLIPTokenizer,
 )
 
+from stylebot.config import TINY_FAMILIES
 from stylebot.engine.diffusers_classes import (
     AutoencoderKL,
     DDIMScheduler,
@@ -24,11 +25,10 @@ from stylebot.engine.diffusers_classes import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from stylebot.engine.models import MODEL_FAMILIES, SD15_SCHEDULE
+from stylebot.engine.models import SD15_SCHEDULE
 
-# The kinds `write_tiny_model` writes: each family, and FLUX.1's two variants
-# (flux: dev-like, with the guidance input; flux-schnell: without).
-TINY_MODEL_KINDS = (*MODEL_FAMILIES, "flux-schnell")
+# The kinds `write_tiny_model` writes (flux: dev-like, with the guidance input).
+TINY_MODEL_KINDS = TINY_FAMILIES
 _TINY_TEXT_LEN = 77  # CLIP's context length; pipelines pad prompts to it.
 
 
