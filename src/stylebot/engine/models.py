@@ -178,6 +178,29 @@ def single_file_family(path: Path, family: str = "auto") -> ModelFamily:
     return "sd15"
 
 
+# Empty marker tensors that v-prediction SDXL fine-tunes (NoobAI-XL v-pred and its
+# kin) carry, as ComfyUI and Forge read them: the model predicts velocity, and
+# was trained with zero terminal SNR. diffusers' single-file loader ignores both.
+_V_PREDICTION_MARKER = "v_pred"
+_ZERO_SNR_MARKER = "ztsnr"
+
+
+def _apply_checkpoint_markers(pipeline: DiffusionPipeline, path: Path) -> None:
+    """A single-file model's v-prediction / zero-terminal-SNR markers into its
+    scheduler config, which the trainer's objective and the sampler read."""
+    keys = set(_checkpoint_keys(path))
+    changes: dict[str, Any] = {}
+    if _V_PREDICTION_MARKER in keys:
+        changes["prediction_type"] = "v_prediction"
+    if _ZERO_SNR_MARKER in keys:
+        # Zero terminal SNR needs the last timestep sampled (trailing spacing).
+        changes.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    if changes:
+        scheduler = pipeline.scheduler
+        pipeline.scheduler = type(scheduler).from_config(scheduler.config, **changes)
+        log.info("%s: scheduler set from its markers: %s", path.name, changes)
+
+
 def _is_model_family(name: str) -> TypeGuard[ModelFamily]:
     return name in MODEL_FAMILIES
 
@@ -287,6 +310,7 @@ def load_pipeline(
             else:
                 extra: dict[str, Any] = {"config": str(config)} if config is not None else {}
                 pipeline = cls.from_single_file(str(path), **common, **_class_kwargs(cls), **extra)
+                _apply_checkpoint_markers(pipeline, path)
         elif path.exists():
             raise ModelLoadError(
                 f"{path} is neither a diffusers model folder nor a "

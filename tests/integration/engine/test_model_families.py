@@ -11,7 +11,12 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 from safetensors.torch import load_file, save_file
 from tests.support.single_file import write_sd_single_file, write_sdxl_single_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -236,3 +241,26 @@ def test_zero_terminal_snr_v_prediction_models_sample_with_guidance_rescale(
     [rescaled] = generator.generate(request)
     assert rescaled.size == (64, 64)
     assert not np.array_equal(np.asarray(rescaled), np.asarray(plain))
+
+
+def test_an_sdxl_v_prediction_checkpoint_trains_and_samples_as_its_markers_say(
+    tiny_sdxl_model_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint = write_sdxl_single_file(tiny_sdxl_model_dir, tmp_path / "noob-vpred.safetensors")
+    # As NoobAI-XL v-pred ships: empty marker tensors beside the weights.
+    weights = load_file(checkpoint)
+    save_file({**weights, "v_pred": torch.tensor([]), "ztsnr": torch.tensor([])}, checkpoint)
+    pipeline = load_pipeline(str(checkpoint), device="cpu", config=tiny_sdxl_model_dir)
+    assert isinstance(pipeline, StableDiffusionXLPipeline)
+    config = pipeline.scheduler.config
+    assert config.prediction_type == "v_prediction"
+    assert config.rescale_betas_zero_snr is True
+    assert config.timestep_spacing == "trailing"
+    # Sampling rescales guidance for zero terminal SNR; the trainer's objective
+    # (a DDPM scheduler from this config) predicts velocity.
+    assert Generator(pipeline).guidance_rescale == 0.7
+    assert DDPMScheduler.from_config(config).config.prediction_type == "v_prediction"
+    # Without the markers the same file is an epsilon model, as before.
+    save_file(weights, checkpoint)
+    plain = load_pipeline(str(checkpoint), device="cpu", config=tiny_sdxl_model_dir)
+    assert plain.scheduler.config.prediction_type == "epsilon"
