@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_VENV := .lock-venv
 
-.PHONY: demo test lint typecheck format install lock clean browser redis-tls mutation
+.PHONY: demo demo-flux test lint typecheck format install lock clean browser redis-tls mutation
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/stylebot demo
+
+# The same on a tiny FLUX.1 model (a transformer LoRA trained by flow matching).
+demo-flux: $(STAMP)
+	$(BIN)/stylebot demo --family flux
 
 test: $(STAMP) browser redis-tls
 	$(BIN)/ruff check src tests bench tools

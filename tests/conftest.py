@@ -36,6 +36,22 @@ def tiny_sdxl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sdxl", family="sdxl")
 
 
+@pytest.fixture(scope="session")
+def tiny_flux_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny FLUX.1-dev-architecture model (guidance input, T5 + CLIP), once per session."""
+    from stylebot.engine.tiny_model import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-flux", family="flux")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SD 3.5-architecture model (two CLIPs + T5, MMDiT), once per session."""
+    from stylebot.engine.tiny_model import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd3", family="sd3")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Run torch on one CPU thread for a module's tests.

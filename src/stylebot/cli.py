@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from stylebot.config import Settings, load_settings
+from stylebot.config import TINY_FAMILIES, Settings, load_settings
 from stylebot.logs import configure_logging, log_format_of
 from stylebot.private_files import ensure_private_directory, use_private_umask
 from stylebot.redaction import RedactingStream, redact, secrets_of
@@ -22,7 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("demo", help="upload, consent, train and generate on the tiny model")
+    demo = commands.add_parser("demo", help="upload, consent, train and generate on the tiny model")
+    demo.add_argument(
+        "--family",
+        choices=TINY_FAMILIES,
+        default="sd15",
+        help="the tiny model's family when no base model is set (default sd15)",
+    )
     console = commands.add_parser("console", help="the bot in this terminal (reads stdin)")
     console.add_argument(
         "--no-worker", action="store_true", help="do not start a worker (one runs elsewhere)"
@@ -61,15 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     model = commands.add_parser("model", help="model tools")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     tiny = model_commands.add_parser(
-        "tiny", help="write a tiny random SD 1.5, SD 2.x or SDXL-architecture model"
+        "tiny", help="write a tiny random SD 1.5, SD 2.x, SDXL, FLUX.1 or SD 3.5-architecture model"
     )
     tiny.add_argument("path", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument(
         "--family",
-        choices=("sd15", "sd2", "sdxl"),
+        choices=TINY_FAMILIES,
         default="sd15",
-        help="the architecture: SD 1.5 (epsilon), SD 2.x (v-prediction) or SDXL (default sd15)",
+        help="the architecture: SD 1.5 (epsilon), SD 2.x (v-prediction), SDXL, FLUX.1-dev, "
+        "FLUX.1-schnell or SD 3.5 (default sd15)",
     )
     doctor = commands.add_parser(
         "doctor",
@@ -162,7 +169,7 @@ def _run_command(
     try:
         match args.command:
             case "demo":
-                return _demo(settings)
+                return _demo(settings, args.family)
             case "console":
                 from stylebot.bot.console.session import run_console
 
@@ -228,14 +235,20 @@ def _run_command(
     return 2
 
 
-def _demo(settings: Settings) -> int:
+def _demo(settings: Settings, family: str = "sd15") -> int:
     from stylebot.bot.console.session import run_demo
 
-    if not settings.base_model and not (settings.tiny_model_dir / "model_index.json").exists():
-        from stylebot.engine.tiny_model import write_tiny_model
+    if not settings.base_model:
+        model_dir = settings.tiny_model_dir
+        if family != "sd15":
+            # Another family's tiny model beside the default one, as the base model.
+            model_dir = model_dir.with_name(f"tiny-{family}")
+            settings = settings.replace(base_model=str(model_dir))
+        if not (model_dir / "model_index.json").exists():
+            from stylebot.engine.tiny_model import write_tiny_model
 
-        print(f"Building the tiny demo model in {settings.tiny_model_dir} ...", flush=True)
-        write_tiny_model(settings.tiny_model_dir)
+            print(f"Building the tiny {family} demo model in {model_dir} ...", flush=True)
+            write_tiny_model(model_dir, family=family)
     return asyncio.run(run_demo(settings))
 
 

@@ -46,7 +46,12 @@ UNPREFIXED_ENV = ("redis_url", "discord_token", "discord_guild_id", "telegram_to
 # 1 to 4 steps without classifier-free guidance; more steps or guidance only
 # spoil their images.
 MODEL_VARIANTS = ("auto", "standard", "turbo")
-BASE_MODEL_FAMILIES = ("auto", "sd15", "sd2", "sdxl")
+BASE_MODEL_FAMILIES = ("auto", "sd15", "sd2", "sdxl", "flux", "sd3")
+# What `stylebot model tiny` and `stylebot demo --family` build: each family, and
+# FLUX.1's two variants (flux: dev-like, with the guidance input).
+TINY_FAMILIES = ("sd15", "sd2", "sdxl", "flux", "flux-schnell", "sd3")
+# Mirrors stylebot.engine.base_quantization (config imports no torch-side module).
+BASE_QUANTIZATIONS = ("auto", "none", "int8")
 FEW_STEP_MAX_STEPS = 4
 FEW_STEP_DEFAULT_STEPS = 1
 # The names diffusers' dtype setting takes (stylebot.engine.models._DTYPES).
@@ -131,8 +136,12 @@ class Settings(PolicySettings):
     # load_settings); standard: not; auto: turbo when the base model's name
     # contains "turbo".
     model_variant: str = setting("auto", OneOf(choices=MODEL_VARIANTS))
-    # A single-file checkpoint's family: sd15, sd2, sdxl, or auto (read from its keys).
+    # A single-file checkpoint's family: sd15, sd2, sdxl, flux, sd3, or auto (read from its keys).
     base_model_family: str = setting("auto", OneOf(choices=BASE_MODEL_FAMILIES))
+    # The base transformer's weights (FLUX.1, SD 3.5) in int8 while LoRAs train on
+    # it: auto picks it when the GPU has less memory than the family needs in
+    # full precision (stylebot.engine.base_quantization).
+    base_quantization: str = setting("auto", OneOf(choices=BASE_QUANTIZATIONS))
     # A diffusers folder or hub id whose component configs a single-file base
     # model loads with. Empty: diffusers' guess, which takes every SD 2.x file
     # for the 768 px v-prediction model (wrong for the 512 px epsilon base).

@@ -60,8 +60,53 @@ def check_model(settings: Settings) -> CheckResult:
             "point STYLEBOT_BASE_MODEL at a diffusers folder or a .safetensors checkpoint",
         )
     device = pipeline.device
+    seconds = time.perf_counter() - started
+    about, fits = describe_base(pipeline, settings.base_quantization)
     del pipeline
-    return ok("model", f"{model} loads on {device} in {time.perf_counter() - started:.1f} s")
+    loaded = f"{model} loads on {device} in {seconds:.1f} s; {about}"
+    if not fits:
+        return warn(
+            "model",
+            loaded,
+            "use a GPU with more memory, set STYLEBOT_BASE_QUANTIZATION=int8 (FLUX.1, SD 3.5), "
+            "or lower STYLEBOT_TRAIN_RESOLUTION",
+        )
+    return ok("model", loaded)
+
+
+def describe_base(pipeline: Any, quantization: str) -> tuple[str, bool]:
+    """What the worker will run for this base: its family, precision, quantisation,
+    memory need against this GPU, and licence; and whether the GPU has the memory
+    (True without a GPU: the CPU's memory is the host's)."""
+    from stylebot.engine.base_quantization import (
+        MEMORY_NEEDS,
+        gpu_memory_bytes,
+        plan_quantization,
+    )
+    from stylebot.engine.families import family_variant, licence_for
+    from stylebot.engine.models import denoiser, model_family
+
+    variant = family_variant(pipeline) or model_family(pipeline)
+    device_type = str(pipeline.device.type)
+    gpu_bytes = gpu_memory_bytes(device_type)
+    chosen = plan_quantization(quantization, variant, device_type, gpu_bytes)
+    dtype = str(next(denoiser(pipeline).parameters()).dtype).removeprefix("torch.")
+    need = MEMORY_NEEDS[variant]
+    need_gib = need.int8_gib if chosen == "int8" and need.int8_gib else need.full_gib
+    licence = licence_for(variant)
+    fits = gpu_bytes is None or gpu_bytes >= need_gib * GIB
+    if gpu_bytes is None:
+        memory = f"training needs about {need_gib:g} GB on a GPU (none here)"
+    else:
+        verdict = "enough" if fits else "too little"
+        memory = (
+            f"training needs about {need_gib:g} GB, this GPU has {gpu_bytes / GIB:.1f}: {verdict}"
+        )
+    about = (
+        f"family {variant}, {dtype}, quantisation {chosen}; {memory}; "
+        f"licence: {licence.name} ({licence.selling_images})"
+    )
+    return about, fits
 
 
 def check_gpu(settings: Settings) -> CheckResult:

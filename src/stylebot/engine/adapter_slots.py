@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from stylebot.engine.generation_request import LoraWeights
 from stylebot.engine.lora_loading import first_line, load_checked_lora
-from stylebot.engine.models import BasePipeline, lora_components
+from stylebot.engine.models import AnyPipeline, denoiser, lora_components
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class AdapterSlots:
 
     def __init__(
         self,
-        pipeline: BasePipeline,
+        pipeline: AnyPipeline,
         *,
         max_loaded_adapters: int,
         lora_hotswap: bool,
@@ -211,7 +211,7 @@ class AdapterSlots:
     def _lora_layers(self, slot: str) -> list[LoraLayer]:
         return [
             module
-            for module in self.pipeline.unet.modules()
+            for module in denoiser(self.pipeline).modules()
             if isinstance(module, LoraLayer) and slot in module.lora_A
         ]
 

@@ -13,13 +13,15 @@ from PIL import Image
 
 from stylebot.config import FEW_STEP_MAX_STEPS, is_few_step_model
 from stylebot.engine.adapter_slots import DEFAULT_HOTSWAP_RANK, AdapterSlots
+from stylebot.engine.families import family_variant
+from stylebot.engine.flow_sampling import family_call_options
 from stylebot.engine.generation_request import (
     GenerationRequest,
     LoraWeights,
     StyledRequest,
     batch_key,
 )
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.models import AnyPipeline, denoiser
 from stylebot.engine.own_tokens import only_own_style_tokens
 from stylebot.engine.starting_noise import starting_noise
 from stylebot.trainer.embeddings import LoadedEmbeddings
@@ -55,14 +57,16 @@ class Generator:
 
     SD 1.5, SD 2.x and SDXL pipelines all take the same call: SDXL's pipeline
     computes its pooled embeddings and size/crop ids itself, and v-prediction
-    comes with the scheduler config. A few-step model (`few_step`; None: from
-    the model's name, see `is_few_step_model`) samples at most
-    `FEW_STEP_MAX_STEPS` steps: more only blur a distilled model's output.
+    comes with the scheduler config. FLUX.1 and SD 3.5 take the same call but
+    for a few options (`family_call_options`). A few-step model (`few_step`;
+    None: FLUX.1-schnell, or from the model's name, see `is_few_step_model`)
+    samples at most `FEW_STEP_MAX_STEPS` steps without guidance: more only blur
+    a distilled model's output.
     """
 
     def __init__(
         self,
-        pipeline: BasePipeline,
+        pipeline: AnyPipeline,
         *,
         max_loaded_adapters: int = 8,
         few_step: bool | None = None,
@@ -76,9 +80,11 @@ class Generator:
             hotswap_rank=hotswap_rank,
         )
         self.pipeline = pipeline
-        self.few_step = (
-            is_few_step_model(str(pipeline.name_or_path or "")) if few_step is None else few_step
-        )
+        if few_step is None:
+            few_step = family_variant(pipeline) == "flux-schnell" or is_few_step_model(
+                str(pipeline.name_or_path or "")
+            )
+        self.few_step = few_step
         # Zero-terminal-SNR v-prediction models over-expose under plain
         # classifier-free guidance; their papers' fix is guidance rescale 0.7.
         zero_snr = bool(pipeline.scheduler.config.get("rescale_betas_zero_snr"))
@@ -223,7 +229,7 @@ class Generator:
             names.extend([slot] * request.count)
         # The text encoders run without LoRA; the UNet's layers pick per sample.
         self.pipeline.disable_lora()
-        self.pipeline.unet.enable_lora()
+        denoiser(self.pipeline).enable_lora()  # type: ignore[operator]  # diffusers' PeftAdapterMixin
 
         def per_sample_names(
             module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -232,10 +238,9 @@ class Generator:
             kwargs["adapter_names"] = names * (rows // len(names))
             return args, kwargs
 
-        unet: torch.nn.Module = self.pipeline.unet
         hooks = [
             layer.register_forward_pre_hook(per_sample_names, with_kwargs=True)
-            for layer in unet.modules()
+            for layer in denoiser(self.pipeline).modules()
             if isinstance(layer, LoraLayer)
         ]
         try:
@@ -310,10 +315,9 @@ class Generator:
         with only_own_style_tokens(self.pipeline, owned):
             result = self.pipeline(
                 prompt=prompts,
-                negative_prompt=negatives if any(negatives) else None,
                 num_inference_steps=first.steps,
                 guidance_scale=first.guidance,
-                guidance_rescale=self.guidance_rescale,
+                **family_call_options(self.pipeline, negatives, self.guidance_rescale),
                 width=first.width,
                 height=first.height,
                 # CPU generators give the same noise on every device for a seed.

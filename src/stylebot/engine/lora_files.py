@@ -77,6 +77,8 @@ _ARCHITECTURES: dict[tuple[str, str], _Architecture] = {
         v2=False,
     ),
 }
+# SDXL v-prediction fine-tunes are SDXL to every loader (not SD 1.5, the fallback).
+_ARCHITECTURES[("sdxl", "v_prediction")] = _ARCHITECTURES[("sdxl", "epsilon")]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from diffusers.utils.state_dict_utils import (
 from peft.utils import get_peft_model_state_dict
 
 from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
+from stylebot.engine.families import is_flow_pipeline
 from stylebot.engine.models import lora_components
 
 # How many unmatched keys an error names: enough to recognise the model, not a wall.
@@ -102,9 +103,14 @@ def unapplied_lora_keys(pipeline: Any, path: Path, adapter_name: str) -> tuple[l
     does not hold, and how many LoRA tensors the file has."""
     # As load_lora_weights reads the file: an SDXL pipeline passes its UNet's config,
     # which maps SGM block names (sd-scripts' SDXL layout) to diffusers' blocks.
-    sdxl = isinstance(pipeline, StableDiffusionXLPipeline)
-    unet_config = pipeline.unet.config if sdxl else None
-    state, _alphas = pipeline.lora_state_dict(str(path), unet_config=unet_config)
+    if is_flow_pipeline(pipeline):
+        # Flux's and SD 3's loaders take no UNet config; Flux's may add the alphas.
+        read = pipeline.lora_state_dict(str(path))
+        state = read[0] if isinstance(read, tuple) else read
+    else:
+        sdxl = isinstance(pipeline, StableDiffusionXLPipeline)
+        unet_config = pipeline.unet.config if sdxl else None
+        state, _alphas = pipeline.lora_state_dict(str(path), unet_config=unet_config)
     components = lora_components(pipeline)
     parts: dict[str, dict[str, torch.Tensor]] = {}
     unmatched: list[str] = []

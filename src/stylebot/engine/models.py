@@ -1,8 +1,9 @@
-"""Loading diffusion pipelines: a user's SD 1.5, SD 2.x or SDXL model, or a tiny one.
+"""Loading diffusion pipelines: a user's SD 1.5, SD 2.x, SDXL, Flux.1 or SD 3.5
+model, or a tiny one.
 
-There is one loading path (`load_pipeline`) for a real user's SD 1.5, SD 2.x or
-SDXL model and for the tiny models that tests and the demo write with
-`write_tiny_model` (stylebot.engine.tiny_model), so the tests exercise the code that users run.
+There is one loading path (`load_pipeline`) for a real user's model and for the
+tiny models that tests and the demo write with `write_tiny_model`
+(stylebot.engine.tiny_model), so the tests exercise the code that users run.
 """
 
 from __future__ import annotations
@@ -22,15 +23,27 @@ from stylebot.engine.diffusers_classes import (
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
 )
+from stylebot.engine.families import (
+    FLOW_PIPELINE_CLASSES,
+    REFERENCE_MODELS,
+    FlowPipeline,
+    flow_family,
+    load_flow_single_file,
+    single_file_flow_variant,
+)
 
 log = logging.getLogger(__name__)
 
-# The pipelines the engine trains and samples with; both share the LoRA and
-# sampling API the generator and trainer use.
+# The UNet pipelines; both share the LoRA and sampling API the generator and
+# trainer use.
 BasePipeline: TypeAlias = StableDiffusionPipeline | StableDiffusionXLPipeline
+# Every pipeline the engine samples with: the UNet ones and the flow-matching
+# transformers (stylebot.engine.families).
+AnyPipeline: TypeAlias = BasePipeline | FlowPipeline
 # sd15: SD 1.x (epsilon); sd2: SD 2.x (v-prediction, or epsilon for the
-# 512 px base); sdxl: two text encoders with size and crop conditioning.
-ModelFamily = Literal["sd15", "sd2", "sdxl"]
+# 512 px base); sdxl: two text encoders with size and crop conditioning;
+# flux: FLUX.1 dev or schnell; sd3: SD 3.5 Medium or Large.
+ModelFamily = Literal["sd15", "sd2", "sdxl", "flux", "sd3"]
 MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
@@ -52,9 +65,10 @@ SD15_SCHEDULE: dict[str, Any] = {
     "beta_schedule": "scaled_linear",
     "prediction_type": "epsilon",
 }
-_PIPELINE_CLASSES: dict[str, type[BasePipeline]] = {
+_PIPELINE_CLASSES: dict[str, type[AnyPipeline]] = {
     "StableDiffusionPipeline": StableDiffusionPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
+    **FLOW_PIPELINE_CLASSES,
 }
 # Keys only an SDXL checkpoint in the original (Stability) layout has: its
 # second text encoder (OpenCLIP bigG) is embedder 1 of the conditioner.
@@ -90,12 +104,14 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def pipeline_class_for(
     model_index: dict[str, Any] | None, *, source: str | None = None
-) -> type[BasePipeline]:
+) -> type[AnyPipeline]:
     """The pipeline class for a model, from its `model_index.json` when there is one.
 
     SD 1.x and 2.x models are `StableDiffusionPipeline` (2.x differs only in
     configs: v-prediction in the scheduler, linear projections in the UNet),
-    SDXL models `StableDiffusionXLPipeline`. `source` names the model in the error.
+    SDXL models `StableDiffusionXLPipeline`, FLUX.1 dev and schnell `FluxPipeline`
+    (the transformer's config tells them apart), SD 3.5 `StableDiffusion3Pipeline`.
+    `source` names the model in the error.
     """
     class_name = (model_index or {}).get("_class_name", "StableDiffusionPipeline")
     cls = _PIPELINE_CLASSES.get(class_name)
@@ -103,18 +119,27 @@ def pipeline_class_for(
         return cls
     where = f"{source} is a {class_name} model" if source else f"{class_name} models are"
     raise ModelLoadError(
-        f"{where}: not a supported family; use an SD 1.5, SD 2.x or SDXL text-to-image model "
+        f"{where}: not a supported family; use an SD 1.5, SD 2.x, SDXL, FLUX.1 or SD 3.5 "
+        "text-to-image model "
         f"({', '.join(_PIPELINE_CLASSES)})"
     )
 
 
-def pipeline_class_for_family(family: str) -> type[BasePipeline]:
+def pipeline_class_for_family(family: str) -> type[AnyPipeline]:
+    if family in ("flux", "sd3"):
+        return FLOW_PIPELINE_CLASSES[
+            "FluxPipeline" if family == "flux" else "StableDiffusion3Pipeline"
+        ]
     return StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
 
 
 def model_family(pipeline: DiffusionPipeline) -> ModelFamily:
-    """sdxl for an SDXL pipeline; sd2 for an SD pipeline with SD 2.x's linear
-    attention projections or v-prediction; sd15 otherwise."""
+    """flux or sd3 for a flow-matching pipeline; sdxl for an SDXL pipeline; sd2 for
+    an SD pipeline with SD 2.x's linear attention projections or v-prediction;
+    sd15 otherwise."""
+    flow = flow_family(pipeline)
+    if flow is not None:
+        return flow
     if isinstance(pipeline, StableDiffusionXLPipeline):
         return "sdxl"
     if (
@@ -137,6 +162,9 @@ def single_file_family(path: Path, family: str = "auto") -> ModelFamily:
             )
         return family
     keys = _checkpoint_keys(path)
+    flow = single_file_flow_variant(keys)
+    if flow is not None:
+        return "flux" if flow.startswith("flux") else "sd3"
     if any(key.startswith(_SDXL_SINGLE_FILE_KEY) for key in keys):
         return "sdxl"
     if not any(key.startswith("model.diffusion_model.") for key in keys):
@@ -148,6 +176,29 @@ def single_file_family(path: Path, family: str = "auto") -> ModelFamily:
     if any(key.startswith(_SD2_SINGLE_FILE_KEY) for key in keys):
         return "sd2"
     return "sd15"
+
+
+# Empty marker tensors that v-prediction SDXL fine-tunes (NoobAI-XL v-pred and its
+# kin) carry, as ComfyUI and Forge read them: the model predicts velocity, and
+# was trained with zero terminal SNR. diffusers' single-file loader ignores both.
+_V_PREDICTION_MARKER = "v_pred"
+_ZERO_SNR_MARKER = "ztsnr"
+
+
+def _apply_checkpoint_markers(pipeline: DiffusionPipeline, path: Path) -> None:
+    """A single-file model's v-prediction / zero-terminal-SNR markers into its
+    scheduler config, which the trainer's objective and the sampler read."""
+    keys = set(_checkpoint_keys(path))
+    changes: dict[str, Any] = {}
+    if _V_PREDICTION_MARKER in keys:
+        changes["prediction_type"] = "v_prediction"
+    if _ZERO_SNR_MARKER in keys:
+        # Zero terminal SNR needs the last timestep sampled (trailing spacing).
+        changes.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    if changes:
+        scheduler = pipeline.scheduler
+        pipeline.scheduler = type(scheduler).from_config(scheduler.config, **changes)
+        log.info("%s: scheduler set from its markers: %s", path.name, changes)
 
 
 def _is_model_family(name: str) -> TypeGuard[ModelFamily]:
@@ -164,7 +215,7 @@ def _checkpoint_keys(path: Path) -> list[str]:
     except Exception as exc:  # safetensors and pickle raise many kinds for a bad file
         raise ModelLoadError(
             f"{path} is not a readable checkpoint: {exc}. If diffusers can read it, set "
-            "STYLEBOT_BASE_MODEL_FAMILY (sd15, sd2, sdxl) to skip this check"
+            "STYLEBOT_BASE_MODEL_FAMILY (sd15, sd2, sdxl, flux, sd3) to skip this check"
         ) from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -185,12 +236,15 @@ def _model_index(index_file: Path, source: str) -> dict[str, Any]:
     return index
 
 
-def _class_kwargs(cls: type[BasePipeline]) -> dict[str, Any]:
+def _class_kwargs(cls: type[AnyPipeline]) -> dict[str, Any]:
     # Outputs are moderated and watermarked by stylebot itself: no safety
-    # checker, and no SDXL watermark (its pixels would fight ours).
+    # checker, and no SDXL watermark (its pixels would fight ours). The flow
+    # pipelines have neither.
     if cls is StableDiffusionXLPipeline:
         return {"add_watermarker": False}
-    return {"safety_checker": None, "requires_safety_checker": False}
+    if cls is StableDiffusionPipeline:
+        return {"safety_checker": None, "requires_safety_checker": False}
+    return {}
 
 
 def _looks_like_path(name: str) -> bool:
@@ -209,17 +263,21 @@ def load_pipeline(
     dtype: str = "auto",
     config: str | Path | None = None,
     family: str = "auto",
-) -> BasePipeline:
-    """Load an SD 1.5, SD 2.x or SDXL pipeline, ready for inference on `device`.
+) -> AnyPipeline:
+    """Load an SD 1.5, SD 2.x, SDXL, FLUX.1 or SD 3.5 pipeline, ready for inference
+    on `device`.
 
     `base_model` is a diffusers folder, a single `.safetensors`/`.ckpt`
     checkpoint, or a hub id such as `stable-diffusion-v1-5/stable-diffusion-v1-5`
     (which needs the hub or its local cache). A folder's or hub model's family
     comes from its `model_index.json`, its prediction type from its scheduler
-    config. For single files, `family` (sd15, sd2, sdxl; auto: read from the
-    checkpoint's keys) picks the pipeline class, and `config` is a diffusers
-    folder (or hub id) holding the component configs, needed offline or for
-    checkpoints whose architecture diffusers cannot infer.
+    config. For single files, `family` (sd15, sd2, sdxl, flux, sd3; auto: read
+    from the checkpoint's keys) picks the pipeline class, and `config` is a
+    diffusers folder (or hub id) holding the component configs, needed offline
+    or for checkpoints whose architecture diffusers cannot infer. A Flux or
+    SD 3.5 file is a transformer alone (as Black Forest Labs and Stability ship
+    them): the other components come from `config`, else the family's
+    reference model on the hub.
     """
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
@@ -237,9 +295,22 @@ def load_pipeline(
             cls = pipeline_class_for(_model_index(index_file, str(path)), source=str(path))
             pipeline = cls.from_pretrained(path, **common, **_class_kwargs(cls))
         elif path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES:
-            cls = pipeline_class_for_family(single_file_family(path, family))
-            extra: dict[str, Any] = {"config": str(config)} if config is not None else {}
-            pipeline = cls.from_single_file(str(path), **common, **_class_kwargs(cls), **extra)
+            family_name = single_file_family(path, family)
+            cls = pipeline_class_for_family(family_name)
+            if family_name in ("flux", "sd3"):
+                variant = single_file_flow_variant(_checkpoint_keys(path))
+                source = (
+                    str(config)
+                    if config is not None
+                    else REFERENCE_MODELS[
+                        variant or ("flux-dev" if family_name == "flux" else "sd3-large")
+                    ]
+                )
+                pipeline = load_flow_single_file(path, family_name, source, common)
+            else:
+                extra: dict[str, Any] = {"config": str(config)} if config is not None else {}
+                pipeline = cls.from_single_file(str(path), **common, **_class_kwargs(cls), **extra)
+                _apply_checkpoint_markers(pipeline, path)
         elif path.exists():
             raise ModelLoadError(
                 f"{path} is neither a diffusers model folder nor a "
@@ -263,7 +334,9 @@ def load_pipeline(
             "the network / hub cache (HF_HOME)"
         ) from exc
 
-    assert isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline)
+    assert isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline) or (
+        flow_family(pipeline) is not None
+    )
     if isinstance(pipeline, StableDiffusionPipeline):
         pipeline.safety_checker = None
     pipeline.set_progress_bar_config(disable=True)
@@ -274,7 +347,7 @@ def load_pipeline(
         target,
         torch_dtype,
         model_family(pipeline),
-        pipeline.scheduler.config.get("prediction_type", "epsilon"),
+        pipeline.scheduler.config.get("prediction_type", type(pipeline.scheduler).__name__),
     )
     return pipeline
 
@@ -300,10 +373,16 @@ def sampler_name(scheduler: object) -> str:
     return SAMPLER_NAMES.get(name, name.removesuffix("Scheduler"))
 
 
+def denoiser(pipeline: Any) -> torch.nn.Module:
+    """The network that denoises: the UNet, or the flow families' transformer."""
+    module: torch.nn.Module = getattr(pipeline, "unet", None) or pipeline.transformer
+    return module
+
+
 def lora_components(pipeline: Any) -> dict[str, torch.nn.Module]:
     """The parts of a pipeline that LoRA layers can be on, by attribute name."""
     return {
         name: module
-        for name in ("unet", "text_encoder", "text_encoder_2")
+        for name in ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
         if (module := getattr(pipeline, name, None)) is not None
     }

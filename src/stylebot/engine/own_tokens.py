@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.models import AnyPipeline
 from stylebot.trainer.embeddings import TextEncoderSlot, text_encoder_slots
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def _hook(slot: TextEncoderSlot, owned: Sequence[frozenset[str]], seen: ForeignT
 
 @contextmanager
 def only_own_style_tokens(
-    pipeline: BasePipeline, owned: Sequence[frozenset[str]]
+    pipeline: AnyPipeline, owned: Sequence[frozenset[str]]
 ) -> Iterator[ForeignTokens]:
     """Within the block, row i of every text-encoder call keeps of the added tokens
     only those in `owned[i]` (one set per image of the call, in order)."""

@@ -3,6 +3,10 @@
 Plain synchronous code that the worker runs on a single thread of its own,
 so the pipeline is never used by two jobs at once. It takes and returns
 bytes: the worker does the blob store and queue I/O around it.
+
+Over 400 lines because `StyleEngine` is the worker's one entry to the device:
+training (either trainer), generation and finishing share its pipeline, caches
+and signing identity; the family-specific parts live in their own modules.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from stylebot.engine.base_quantization import prepare_base
+from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
+from stylebot.engine.families import family_variant
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
-from stylebot.engine.models import load_pipeline, sampler_name
+from stylebot.engine.models import load_pipeline, model_family, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.training_previews import (
     TrainingPreviews,
@@ -53,6 +60,7 @@ from stylebot.trainer.borrowed_unet import DeviceSharing
 from stylebot.trainer.checkpoints import usable_checkpoint
 from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
 from stylebot.trainer.embeddings import StyleEmbedding, style_caption
+from stylebot.trainer.flow_matching import train_flow_lora
 from stylebot.trainer.lora import TrainingCancelled, train_lora
 
 log = logging.getLogger(__name__)
@@ -111,6 +119,7 @@ class StyleEngine:
         signing: SigningIdentity | None = None,
         family: str = "auto",
         config: str | None = None,
+        quantization: str = "none",
         few_step: bool | None = None,
         lora_hotswap: bool = True,
         lora_hotswap_rank: int = 16,
@@ -120,7 +129,8 @@ class StyleEngine:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
         # few_step: a turbo model's step cap (None: from the model's name). See
-        # engine.models.
+        # engine.models. quantization: the base transformer's weights (auto, none,
+        # int8; see engine.base_quantization).
         self.base_model = base_model
         self.cache_dir = cache_dir
         # Training images bigger than this are refused before they are decoded.
@@ -137,6 +147,12 @@ class StyleEngine:
             base_model, device=device, dtype=dtype, family=family, config=config
         )
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
+        # sd15 ... flux-dev: what doctor and the exports name; the base's weights
+        # in int8 when the family and the GPU call for it.
+        self.variant = family_variant(self.pipeline) or model_family(self.pipeline)
+        self.quantization = prepare_base(
+            self.pipeline, quantization, self.variant, self.device_type
+        )
         self.generator = Generator(
             self.pipeline,
             max_loaded_adapters=max_loaded_adapters,
@@ -177,6 +193,12 @@ class StyleEngine:
         checkpoint from other settings (or unreadable) is ignored, with a log line:
         training again from the start is slower but always right. The result
         also holds the kohya-layout export, described from `export_for`."""
+        pipeline = self.pipeline
+        flow = not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline)
+        if flow and settings.method != "lora":
+            raise ValueError(
+                f"{model_family(pipeline)} styles train a LoRA only, not {settings.method}"
+            )
         checkpoint = usable_checkpoint(resume_from, settings)
         pictures = [
             # Uncropped: the trainer fits each image to its aspect-ratio bucket.
@@ -188,31 +210,48 @@ class StyleEngine:
         preview_caption = style_caption(
             trigger, TRAINING_TOKEN if settings.method != "lora" else None
         )
+        progress = with_previews(
+            on_progress,
+            settings,
+            previews,
+            lambda job_id, step: self._render_preview(job_id, preview_caption, settings, step),
+        )
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
             try:
-                outcome = train_lora(
-                    self.pipeline,
-                    pictures,
-                    trigger,
-                    settings,
-                    Path(workdir),
-                    on_progress=with_previews(
-                        on_progress,
+                if not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline):
+                    # FLUX.1 / SD 3.5: no device sharing yet (trainer.flow_matching).
+                    outcome = train_flow_lora(
+                        pipeline,
+                        pictures,
+                        style_caption(trigger, None),
                         settings,
-                        previews,
-                        lambda job_id, step: self._render_preview(
-                            job_id, preview_caption, settings, step
+                        Path(workdir),
+                        on_progress=progress,
+                        should_stop=should_stop,
+                        resume_from=checkpoint,
+                        on_checkpoint=(
+                            None
+                            if on_checkpoint is None
+                            else lambda state: on_checkpoint(state.to_bytes(), state.step)
                         ),
-                    ),
-                    should_stop=should_stop,
-                    resume_from=checkpoint,
-                    on_checkpoint=(
-                        None
-                        if on_checkpoint is None
-                        else lambda state: on_checkpoint(state.to_bytes(), state.step)
-                    ),
-                    device_sharing=device_sharing,
-                )
+                    )
+                else:
+                    outcome = train_lora(
+                        pipeline,
+                        pictures,
+                        trigger,
+                        settings,
+                        Path(workdir),
+                        on_progress=progress,
+                        should_stop=should_stop,
+                        resume_from=checkpoint,
+                        on_checkpoint=(
+                            None
+                            if on_checkpoint is None
+                            else lambda state: on_checkpoint(state.to_bytes(), state.step)
+                        ),
+                        device_sharing=device_sharing,
+                    )
             except TrainingCancelled as exc:
                 raise JobCancelled(str(exc)) from exc
             data = outcome.weights_path.read_bytes() if outcome.weights_path else b""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from stylebot.engine.flow_sampling import as_pipeline_latents, latent_channels
 from stylebot.engine.generation_request import GenerationRequest
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.models import AnyPipeline, denoiser
 
 
 def _seeded_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -14,12 +15,12 @@ def _seeded_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
-def starting_noise(pipeline: BasePipeline, request: GenerationRequest, index: int) -> torch.Tensor:
+def starting_noise(pipeline: AnyPipeline, request: GenerationRequest, index: int) -> torch.Tensor:
     """Image `index`'s starting noise, as the pipeline would draw it for its seed; with a
     variation seed, between the two seeds' noise (strength 0: exactly the seed's)."""
     shape = (
         1,
-        pipeline.unet.config.in_channels,
+        latent_channels(pipeline),
         request.height // pipeline.vae_scale_factor,
         request.width // pipeline.vae_scale_factor,
     )
@@ -27,11 +28,17 @@ def starting_noise(pipeline: BasePipeline, request: GenerationRequest, index: in
     if request.variation_seed is not None:
         towards = _seeded_noise(shape, request.variation_seed + index)
         noise = slerp(request.variation_strength, noise, towards)
-    return noise.to(device=pipeline.unet.device, dtype=pipeline.unet.dtype)
+    model = denoiser(pipeline)
+    first = next(model.parameters())
+    return as_pipeline_latents(pipeline, noise).to(device=first.device, dtype=first.dtype)
 
 
 def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation: keeps the noise's norm, which linear mixing shrinks."""
+    if t == 0.0:
+        # Exactly `a`: the formula below rounds sin(ω)·a/sin(ω) off by an ulp,
+        # enough to move a pixel (seen on SD 3.5), and strength 0 promises the seed's image.
+        return a
     a_unit, b_unit = a / a.norm(), b / b.norm()
     omega = torch.acos((a_unit * b_unit).sum().clamp(-1.0, 1.0))
     if torch.sin(omega).abs() < 1e-6:

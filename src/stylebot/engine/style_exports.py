@@ -8,9 +8,11 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stylebot.engine.families import family_variant, is_flow_pipeline
+from stylebot.engine.flow_lora_files import flow_export_hash, flow_lora_file
 from stylebot.engine.lora_files import StyleCard, export_model_hash, kohya_lora_file
 from stylebot.engine.lora_loading import model_label
-from stylebot.engine.models import BasePipeline, model_family
+from stylebot.engine.models import AnyPipeline, model_family
 from stylebot.provenance.a1111_hashes import addnet_hash, checkpoint_legacy_hash
 from stylebot.queue.payloads import TrainJob, TrainSettings
 
@@ -25,7 +27,7 @@ class StyleExports:
     (`checkpoint_sha256`: the single-file checkpoint's hash, None for a folder)."""
 
     def __init__(
-        self, pipeline: BasePipeline, base_model: str, checkpoint_sha256: str | None
+        self, pipeline: AnyPipeline, base_model: str, checkpoint_sha256: str | None
     ) -> None:
         self.pipeline = pipeline
         self.base_model = base_model
@@ -66,7 +68,17 @@ class StyleExports:
                 checkpoint_legacy_hash(Path(self.base_model)) if self.checkpoint_sha256 else ""
             ),
         )
+        variant = family_variant(self.pipeline)
         try:
+            if variant is not None:  # FLUX.1 / SD 3.5: ComfyUI's layout for the family
+                return flow_lora_file(
+                    weights,
+                    card,
+                    settings,
+                    variant=variant,
+                    trained_at=datetime.now(UTC),
+                    image_count=image_count,
+                )
             return kohya_lora_file(
                 weights,
                 card,
@@ -91,10 +103,14 @@ class StyleExports:
         cache = self._export_hashes
         if key not in cache:
             try:
-                cache[key] = export_model_hash(
-                    lora,
-                    family=model_family(self.pipeline),
-                    unet_config=self.pipeline.unet.config,
+                cache[key] = (
+                    flow_export_hash(lora)
+                    if is_flow_pipeline(self.pipeline)
+                    else export_model_hash(
+                        lora,
+                        family=model_family(self.pipeline),
+                        unet_config=self.pipeline.unet.config,
+                    )
                 )
             except Exception:  # as kohya_export: no export, so the download is `lora`
                 log.warning("no kohya export for weights %s: naming them as they are", key[:12])

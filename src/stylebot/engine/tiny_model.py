@@ -16,6 +16,7 @@ from transformers import (
     CLIPTokenizer,
 )
 
+from stylebot.config import TINY_FAMILIES
 from stylebot.engine.diffusers_classes import (
     AutoencoderKL,
     DDIMScheduler,
@@ -24,8 +25,10 @@ from stylebot.engine.diffusers_classes import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from stylebot.engine.models import MODEL_FAMILIES, SD15_SCHEDULE
+from stylebot.engine.models import SD15_SCHEDULE
 
+# The kinds `write_tiny_model` writes (flux: dev-like, with the guidance input).
+TINY_MODEL_KINDS = TINY_FAMILIES
 _TINY_TEXT_LEN = 77  # CLIP's context length; pipelines pad prompts to it.
 
 
@@ -71,18 +74,27 @@ def write_tiny_model(path: Path, *, seed: int = 0, family: str = "sd15") -> Path
     pooled embedding), two tokenizers and SDXL's Euler scheduler. Widths are
     tiny so that every family trains and samples 256x256 in seconds on a CPU,
     and every code path is the real one. Deterministic for a given seed.
+    flux, flux-schnell and sd3: see stylebot.engine.tiny_flow_models.
     """
-    if family not in MODEL_FAMILIES:
-        raise ValueError(f"unknown model family {family!r}: use one of {', '.join(MODEL_FAMILIES)}")
+    if family not in TINY_MODEL_KINDS:
+        raise ValueError(
+            f"unknown model family {family!r}: use one of {', '.join(TINY_MODEL_KINDS)}"
+        )
     path = Path(path)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if family in ("flux", "flux-schnell", "sd3"):
+            # Imported here: it builds on this module's CLIP helpers.
+            from stylebot.engine.tiny_flow_models import write_tiny_flow_model
+
+            write_tiny_flow_model(path, family)
+            return path
         pipeline = _tiny_sdxl(path) if family == "sdxl" else _tiny_sd(path, v2=family == "sd2")
         pipeline.save_pretrained(path, safe_serialization=True)
     return path
 
 
-def _tiny_tokenizer(folder: Path, **options: Any) -> CLIPTokenizer:
+def tiny_clip_tokenizer(folder: Path, **options: Any) -> CLIPTokenizer:
     _write_tiny_tokenizer_files(folder)
     # from_pretrained reads the two files with every transformers version;
     # the constructor's signature changed between 4.x and 5.x.
@@ -92,7 +104,7 @@ def _tiny_tokenizer(folder: Path, **options: Any) -> CLIPTokenizer:
     return tokenizer
 
 
-def _tiny_text_config(tokenizer: CLIPTokenizer, **options: Any) -> CLIPTextConfig:
+def tiny_clip_config(tokenizer: CLIPTokenizer, **options: Any) -> CLIPTextConfig:
     config: dict[str, Any] = {
         "vocab_size": len(tokenizer),
         "hidden_size": 32,
@@ -150,9 +162,9 @@ def _tiny_sd(path: Path, *, v2: bool) -> StableDiffusionPipeline:
         norm_num_groups=16,
     )
     vae = _tiny_vae(0.18215)
-    tokenizer = _tiny_tokenizer(path / "tokenizer")
+    tokenizer = tiny_clip_tokenizer(path / "tokenizer")
     text_encoder = CLIPTextModel(
-        _tiny_text_config(tokenizer, hidden_act="gelu" if v2 else "quick_gelu")
+        tiny_clip_config(tokenizer, hidden_act="gelu" if v2 else "quick_gelu")
     )
     scheduler = DDIMScheduler(
         **{**SD15_SCHEDULE, "prediction_type": "v_prediction" if v2 else "epsilon"},
@@ -174,15 +186,15 @@ def _tiny_sd(path: Path, *, v2: bool) -> StableDiffusionPipeline:
 
 
 def _tiny_sdxl(path: Path) -> StableDiffusionXLPipeline:
-    tokenizer = _tiny_tokenizer(path / "tokenizer")
+    tokenizer = tiny_clip_tokenizer(path / "tokenizer")
     # SDXL's second tokenizer pads with "!" (OpenCLIP's token 0), not end-of-text.
-    tokenizer_2 = _tiny_tokenizer(path / "tokenizer_2", pad_token="!")
-    text_encoder = CLIPTextModel(_tiny_text_config(tokenizer))
+    tokenizer_2 = tiny_clip_tokenizer(path / "tokenizer_2", pad_token="!")
+    text_encoder = CLIPTextModel(tiny_clip_config(tokenizer))
     # Wider than the first, as in SDXL (768 and 1280): single-file loaders
     # tell the two encoders apart by width.
     projection_dim = 48
     text_encoder_2 = CLIPTextModelWithProjection(
-        _tiny_text_config(
+        tiny_clip_config(
             tokenizer_2,
             hidden_size=48,
             intermediate_size=96,

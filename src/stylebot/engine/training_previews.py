@@ -13,7 +13,7 @@ from PIL import Image
 
 from stylebot.config import FEW_STEP_MAX_STEPS
 from stylebot.engine.generator import FEW_STEP_GUIDANCE
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.models import AnyPipeline, denoiser
 from stylebot.queue.payloads import GenerateJob, TrainingPreview, TrainSettings, preview_output_id
 
 if TYPE_CHECKING:
@@ -89,14 +89,14 @@ def preview_job(
     )
 
 
-def draw_preview(pipeline: BasePipeline, trigger: str, job: GenerateJob) -> Image.Image:
+def draw_preview(pipeline: AnyPipeline, trigger: str, job: GenerateJob) -> Image.Image:
     """The preview's image, unfinished.
 
     Called between two training steps: the training adapter is the active
     one, so the pipeline is called directly (the Generator would switch
-    adapters), with the UNet in eval mode and back to training after.
+    adapters), with the UNet (or transformer) in eval mode and back to training after.
     """
-    unet = pipeline.unet
+    unet = denoiser(pipeline)
     was_training = unet.training
     unet.eval()
     try:

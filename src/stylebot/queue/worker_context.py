@@ -114,6 +114,7 @@ def _load_engine(settings: Settings) -> StyleEngine:
         ),
         family=settings.base_model_family,
         config=settings.base_model_config or None,
+        quantization=settings.base_quantization,
         few_step=settings.few_step_model,
         lora_hotswap=settings.lora_hotswap,
         lora_hotswap_rank=settings.lora_hotswap_rank,

@@ -18,7 +18,8 @@ from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 
 from stylebot.engine.diffusers_classes import UNet2DConditionModel
-from stylebot.engine.models import BasePipeline, lora_components
+from stylebot.engine.families import FlowTransformer
+from stylebot.engine.models import AnyPipeline, lora_components
 
 TRAINING_ADAPTER = "stylebot_training"
 LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -94,8 +95,12 @@ def other_styles_off(components: Sequence[torch.nn.Module]) -> Iterator[OtherSty
         styles_off.restore()
 
 
-def text_encoders(pipeline: BasePipeline) -> list[torch.nn.Module]:
-    return [part for name, part in lora_components(pipeline).items() if name != "unet"]
+def text_encoders(pipeline: AnyPipeline) -> list[torch.nn.Module]:
+    return [
+        part
+        for name, part in lora_components(pipeline).items()
+        if name not in ("unet", "transformer")
+    ]
 
 
 @contextmanager
@@ -112,8 +117,15 @@ def frozen_unet(unet: UNet2DConditionModel) -> Iterator[list[torch.nn.Parameter]
 
 
 @contextmanager
-def borrowed_unet(unet: UNet2DConditionModel, rank: int) -> Iterator[list[torch.nn.Parameter]]:
+def borrowed_unet(
+    unet: UNet2DConditionModel | FlowTransformer,
+    rank: int,
+    target_modules: Sequence[str] = LORA_TARGET_MODULES,
+) -> Iterator[list[torch.nn.Parameter]]:
     """Add the training adapter and make only it trainable; undo it all on exit.
+
+    `unet` is the denoiser: a UNet, or a FLUX.1 / SD 3.5 transformer with its
+    family's `target_modules` (stylebot.engine.families.LORA_TARGET_MODULES).
 
     Yields the LoRA parameters to optimise. Generation may run between steps
     (see `DeviceSharing`) and load or evict a Generator's adapters meanwhile,
@@ -131,7 +143,7 @@ def borrowed_unet(unet: UNet2DConditionModel, rank: int) -> Iterator[list[torch.
         r=rank,
         lora_alpha=rank,
         init_lora_weights="gaussian",
-        target_modules=LORA_TARGET_MODULES,
+        target_modules=list(target_modules),
     )
     with warnings.catch_warnings():
         # Sharing the UNet with a Generator's adapters is the point here.
@@ -168,7 +180,9 @@ def borrowed_unet(unet: UNet2DConditionModel, rank: int) -> Iterator[list[torch.
             param.requires_grad_(flag)
 
 
-def make_training_active(unet: UNet2DConditionModel, params: list[torch.nn.Parameter]) -> None:
+def make_training_active(
+    unet: UNet2DConditionModel | FlowTransformer, params: list[torch.nn.Parameter]
+) -> None:
     """Only the training adapter active and trainable, the UNet in training mode.
 
     A Generator may have disabled LoRA for a base-model request, so adapters

@@ -93,9 +93,13 @@ def fit_to_bucket(image: Image.Image, bucket: Size) -> BucketedImage:
     return BucketedImage(cropped, bucket, (width, height), (left, top))
 
 
-def bucket_images(images: Sequence[Image.Image], resolution: int) -> list[BucketedImage]:
-    """Each image fitted to its nearest bucket at `resolution`."""
-    buckets = bucket_sizes(resolution)
+def bucket_images(
+    images: Sequence[Image.Image], resolution: int, min_step: int = 8
+) -> list[BucketedImage]:
+    """Each image fitted to its nearest bucket at `resolution`. `min_step`: the
+    least side step the model takes (FLUX.1 and SD 3.5 see the latent in 2x2
+    patches: 16 px)."""
+    buckets = bucket_sizes(resolution, max(bucket_step(resolution), min_step))
     return [fit_to_bucket(image, nearest_bucket(image.size, buckets)) for image in images]
 
 

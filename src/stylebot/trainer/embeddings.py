@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
+from stylebot.engine.models import AnyPipeline, BasePipeline
 from stylebot.style_tokens import TRAINING_TOKEN
 
 # The word whose embedding a new token starts from (diffusers' textual
@@ -54,8 +54,11 @@ class TextEncoderSlot:
     text_encoder: Any
 
 
-def text_encoder_slots(pipeline: BasePipeline) -> list[TextEncoderSlot]:
-    """SD 1.x/2.x: one encoder (`emb_params`); SDXL: CLIP-L and CLIP-G."""
+def text_encoder_slots(pipeline: AnyPipeline) -> list[TextEncoderSlot]:
+    """SD 1.x/2.x: one encoder (`emb_params`); SDXL: CLIP-L and CLIP-G; the flow
+    families (FLUX.1, SD 3.5): none, their styles are LoRAs only."""
+    if not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline):
+        return []
     if isinstance(pipeline, StableDiffusionXLPipeline):
         return [
             TextEncoderSlot("clip_l", pipeline.tokenizer, pipeline.text_encoder),
@@ -86,7 +89,7 @@ def add_token(pipeline: BasePipeline, slot: TextEncoderSlot, token: str, vector:
     )
 
 
-def remove_token(pipeline: BasePipeline, slot: TextEncoderSlot, token: str) -> None:
+def remove_token(pipeline: AnyPipeline, slot: TextEncoderSlot, token: str) -> None:
     if token in slot.tokenizer.get_vocab():
         pipeline.unload_textual_inversion(
             token, tokenizer=slot.tokenizer, text_encoder=slot.text_encoder
@@ -208,8 +211,10 @@ def encode_caption(
     return text_encoder(ids.to(text_encoder.device))[0], None
 
 
-def load_embedding(pipeline: BasePipeline, path: Path, token: str) -> None:
+def load_embedding(pipeline: AnyPipeline, path: Path, token: str) -> None:
     """Add a style's embedding file to the pipeline under `token` (both encoders on SDXL)."""
+    if not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline):
+        raise ValueError(f"embedding file {path.name}: this model's styles are LoRAs only")
     saved = load_file(str(path))
     slots = text_encoder_slots(pipeline)
     missing = [slot.key for slot in slots if slot.key not in saved]
@@ -222,7 +227,7 @@ def load_embedding(pipeline: BasePipeline, path: Path, token: str) -> None:
         add_token(pipeline, slot, token, saved[slot.key])
 
 
-def unload_embedding(pipeline: BasePipeline, token: str) -> None:
+def unload_embedding(pipeline: AnyPipeline, token: str) -> None:
     for slot in text_encoder_slots(pipeline):
         remove_token(pipeline, slot, token)
 
@@ -245,7 +250,7 @@ class LoadedEmbeddings:
     (stylebot.engine.own_tokens), whatever its prompt says.
     """
 
-    def __init__(self, pipeline: BasePipeline, limit: int) -> None:
+    def __init__(self, pipeline: AnyPipeline, limit: int) -> None:
         self.pipeline = pipeline
         self.limit = max(1, limit)
         self._loaded: dict[str, Path] = {}

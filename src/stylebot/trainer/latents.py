@@ -75,6 +75,9 @@ class LatentCache:
         device: torch.device,
     ) -> None:
         self.scaling_factor = float(vae.config["scaling_factor"])
+        # FLUX.1's and SD 3's VAEs also centre the latent (`shift_factor`) before
+        # scaling, as their pipelines undo when decoding; SD's have none.
+        self.shift_factor = float(vae.config.get("shift_factor") or 0.0)
         self._plain: list[_Distribution] = []
         self._mirrored: list[_Distribution] = []
         with encoding_precision(vae):
@@ -105,7 +108,7 @@ class LatentCache:
 
     def mean(self, index: int) -> torch.Tensor:
         """The (1, C, h, w) latent mean of image `index`, scaled as the UNet sees latents."""
-        return self._plain[index].mean * self.scaling_factor
+        return (self._plain[index].mean - self.shift_factor) * self.scaling_factor
 
     def draw(self, samples: Sequence[Sample], generator: torch.Generator) -> torch.Tensor:
         """A latent sample of each image in the batch, scaled; the draw is on the CPU generator."""
@@ -113,4 +116,4 @@ class LatentCache:
         mean = torch.cat([d.mean for d in dists])
         std = torch.cat([d.std for d in dists])
         draw = torch.randn(mean.shape, generator=generator).to(mean.device)
-        return (mean + std * draw) * self.scaling_factor
+        return (mean + std * draw - self.shift_factor) * self.scaling_factor

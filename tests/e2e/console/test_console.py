@@ -87,11 +87,16 @@ def test_a_bad_upload_is_refused_and_nothing_is_stored(tmp_path: Path, env: dict
     assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))
 
 
-def test_the_demo_runs_from_an_empty_data_directory(tmp_path: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("family", ["sd15", "flux"])
+def test_the_demo_runs_from_an_empty_data_directory(
+    tmp_path: Path, env: dict[str, str], family: str
+) -> None:
     demo_env = {k: v for k, v in env.items() if not k.startswith("STYLEBOT_")}
     demo_env["STYLEBOT_DATA_DIR"] = str(tmp_path / "demo-data")
-    result = run_stylebot(["demo"], demo_env)
+    result = run_stylebot(["demo", "--family", family], demo_env)
     assert result.returncode == 0, result.stdout + result.stderr
+    built = tmp_path / "demo-data" / "models" / ("tiny-sd" if family == "sd15" else "tiny-flux")
+    assert (built / "model_index.json").is_file()
     match = re.search(r"The watermarked image is at:\n\s+(\S+)", result.stdout)
     assert match, result.stdout
     assert Path(match.group(1)).is_file()

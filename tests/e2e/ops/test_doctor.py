@@ -94,6 +94,8 @@ def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_di
     assert "FAIL" not in levels.values()
     assert levels["model"] == "OK"
     assert f"{tiny_model_dir} loads on cpu" in result.stdout
+    assert "family sd15, float32, quantisation none" in result.stdout
+    assert "CreativeML Open RAIL-M" in result.stdout
     assert "will start Discord and Telegram" in result.stdout
     assert levels["metrics"] == "OK"
 
@@ -122,6 +124,22 @@ def test_the_object_store_is_checked_by_a_probe_that_leaves_nothing_behind(
     unreachable = doctor(tmp_path, "--no-model", **{**settings, "STYLEBOT_S3_ENDPOINT_URL": nobody})
     assert lines_by_check(unreachable.stdout)["blob store"] == "FAIL"
     assert f'Could not connect to the endpoint URL: "{nobody}/' in unreachable.stdout
+
+
+def test_doctor_names_a_flux_bases_variant_quantisation_and_licence(
+    tmp_path: Path, tiny_flux_model_dir: Path
+) -> None:
+    result = doctor(
+        tmp_path,
+        STYLEBOT_BASE_MODEL=str(tiny_flux_model_dir),
+        STYLEBOT_DEVICE="cpu",
+        STYLEBOT_BASE_QUANTIZATION="int8",
+    )
+    levels = lines_by_check(result.stdout)
+    assert levels["model"] == "OK", result.stdout + result.stderr
+    assert "family flux-dev, float32, quantisation int8" in result.stdout
+    assert "training needs about 16 GB on a GPU (none here)" in result.stdout
+    assert "FLUX.1 [dev] Non-Commercial License" in result.stdout
 
 
 def test_unreachable_redis_and_a_garbled_token_fail_with_fixes(tmp_path: Path) -> None:

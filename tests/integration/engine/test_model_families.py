@@ -11,7 +11,12 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 from safetensors.torch import load_file, save_file
 from tests.support.single_file import write_sd_single_file, write_sdxl_single_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -102,10 +107,10 @@ def test_cli_writes_each_family_as_the_fixtures_do(
     ).read_bytes()
 
     with pytest.raises(SystemExit) as refused:
-        main(["model", "tiny", "--family", "flux", str(tmp_path / "flux")])
+        main(["model", "tiny", "--family", "sd4", str(tmp_path / "sd4")])
     assert refused.value.code == 2
-    assert "flux" in capsys.readouterr().err
-    assert not (tmp_path / "flux").exists()
+    assert "sd4" in capsys.readouterr().err
+    assert not (tmp_path / "sd4").exists()
 
 
 def test_sdxl_single_file_checkpoint_loads_to_the_same_model(
@@ -175,8 +180,8 @@ def test_single_files_of_unknown_families_or_unreadable_are_refused_naming_them(
 
     sd15 = tmp_path / "model.safetensors"
     save_file({"model.diffusion_model.out.2.weight": torch.ones(1)}, sd15)
-    with pytest.raises(ModelLoadError, match=r"unknown model family 'flux'.*model\.safetensors"):
-        load_pipeline(str(sd15), device="cpu", family="flux")
+    with pytest.raises(ModelLoadError, match=r"unknown model family 'sd4'.*model\.safetensors"):
+        load_pipeline(str(sd15), device="cpu", family="sd4")
 
 
 def test_a_single_file_forced_to_the_wrong_family_is_an_error_naming_it(
@@ -236,3 +241,26 @@ def test_zero_terminal_snr_v_prediction_models_sample_with_guidance_rescale(
     [rescaled] = generator.generate(request)
     assert rescaled.size == (64, 64)
     assert not np.array_equal(np.asarray(rescaled), np.asarray(plain))
+
+
+def test_an_sdxl_v_prediction_checkpoint_trains_and_samples_as_its_markers_say(
+    tiny_sdxl_model_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint = write_sdxl_single_file(tiny_sdxl_model_dir, tmp_path / "noob-vpred.safetensors")
+    # As NoobAI-XL v-pred ships: empty marker tensors beside the weights.
+    weights = load_file(checkpoint)
+    save_file({**weights, "v_pred": torch.tensor([]), "ztsnr": torch.tensor([])}, checkpoint)
+    pipeline = load_pipeline(str(checkpoint), device="cpu", config=tiny_sdxl_model_dir)
+    assert isinstance(pipeline, StableDiffusionXLPipeline)
+    config = pipeline.scheduler.config
+    assert config.prediction_type == "v_prediction"
+    assert config.rescale_betas_zero_snr is True
+    assert config.timestep_spacing == "trailing"
+    # Sampling rescales guidance for zero terminal SNR; the trainer's objective
+    # (a DDPM scheduler from this config) predicts velocity.
+    assert Generator(pipeline).guidance_rescale == 0.7
+    assert DDPMScheduler.from_config(config).config.prediction_type == "v_prediction"
+    # Without the markers the same file is an epsilon model, as before.
+    save_file(weights, checkpoint)
+    plain = load_pipeline(str(checkpoint), device="cpu", config=tiny_sdxl_model_dir)
+    assert plain.scheduler.config.prediction_type == "epsilon"

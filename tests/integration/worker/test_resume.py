@@ -3,7 +3,9 @@
 Real worker processes (`python -m stylebot worker`), real Redis and blob store:
 the first worker is killed once it has written a checkpoint, a second worker
 takes the job over when the first one's lease lapses, continues from the
-checkpoint, and the front end hears of exactly one finished training.
+checkpoint, and the front end hears of exactly one finished training. On an
+SD 1.5 base (a UNet LoRA) and on a FLUX.1 one (a transformer LoRA trained by
+flow matching).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from stylebot.bot.console.session import make_sample_images
 from stylebot.bot.core.commands import ConfirmConsent, IncomingFile, TrainStyle, UploadImages
 from stylebot.bot.core.model import Requester, StyleStatus
 from stylebot.bot.core.replies import JobFinished, JobQueued
+from stylebot.config import Settings
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, checkpoint_key
 from stylebot.queue.local_worker import settings_env
@@ -36,6 +39,14 @@ ME = Requester("test", "u1", "Ada", chat_id="c1", server_id="s1")
 STEPS = 40
 CHECKPOINT_EVERY = 10
 LEASE_S = 1.5
+BASE_MODELS = {"sd15": "tiny_model_dir", "flux": "tiny_flux_model_dir"}
+
+
+@pytest.fixture(params=sorted(BASE_MODELS))
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The stack's settings on each family's tiny base model."""
+    model_dir: Path = request.getfixturevalue(BASE_MODELS[request.param])
+    return settings.replace(base_model=str(model_dir))
 
 
 def _start_worker(frontend: FrontEnd, log: Path) -> subprocess.Popen[bytes]:

@@ -26,7 +26,15 @@ from tests.unit.deploy.deploy_files import COMPOSE, load
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
-WORKER_ONLY = {"torch", "diffusers", "transformers", "peft", "accelerate", "safetensors"}
+WORKER_ONLY = {
+    "torch",
+    "diffusers",
+    "transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "torchao",
+}
 # Distributions that provide the same import (the headless OpenCV needs no libGL).
 SAME_MODULES = {"opencv-python": "opencv-python-headless"}
 # Loaded in this venv but not needed by the front end: imported only when present.

@@ -1,0 +1,308 @@
+"""A style's LoRA on a FLUX.1 or SD 3.5 transformer, trained by flow matching.
+
+The model predicts the velocity `noise - latents` at a point `(1 - s) * latents +
+s * noise` of the straight path between them. Noise levels `s` are drawn as
+these models were trained: logit-normal (a sigmoid of a normal draw), shifted
+towards noise by the scheduler's shift (SD 3.5: a fixed 3; FLUX.1-dev: by the
+image's size). The caption is encoded once (T5 and CLIP) before the first step,
+and on a GPU the text encoders are moved off it for the run.
+
+Checkpoints, resume, cancel and previews work as for the UNet families; a
+held-out validation loss is not computed for these families yet.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers.pipelines.flux.pipeline_flux import FluxPipeline, calculate_shift
+from peft.utils import get_peft_model_state_dict
+from PIL import Image
+
+from stylebot.engine.families import LORA_TARGET_MODULES, FlowPipeline, flow_family
+from stylebot.queue.payloads import TrainSettings
+from stylebot.trainer.borrowed_unet import (
+    TRAINING_ADAPTER,
+    borrowed_unet,
+    flush_denormals,
+    other_styles_off,
+    text_encoders,
+)
+from stylebot.trainer.buckets import BatchSchedule, bucket_images
+from stylebot.trainer.checkpoints import (
+    TrainingCheckpoint,
+    cpu_copy,
+    restore_checkpoint,
+    run_fingerprint,
+)
+from stylebot.trainer.hardware import (
+    LossScaler,
+    autocast,
+    autocast_dtype,
+    gradient_checkpointing,
+    make_optimizer,
+    optimizer_name,
+)
+from stylebot.trainer.latents import LatentCache
+from stylebot.trainer.lora import TrainingCancelled, TrainingNotFinite, TrainOutcome
+
+WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+# FLUX.1-dev's distilled guidance during training, as diffusers' and ai-toolkit's
+# trainers pass it (the value users sample with is about 3.5; 1 trains the base).
+FLUX_TRAINING_GUIDANCE = 1.0
+
+
+@dataclass(frozen=True)
+class FlowConditioning:
+    """The caption, encoded once: T5's sequence and CLIP's pooled vector (and
+    Flux's text position ids)."""
+
+    hidden_states: torch.Tensor
+    pooled: torch.Tensor
+    text_ids: torch.Tensor | None
+
+
+def noise_levels(
+    count: int, generator: torch.Generator, *, shift: float, mu: float | None
+) -> torch.Tensor:
+    """`count` noise levels in (0, 1): logit-normal, shifted towards noise. `mu`
+    (FLUX.1-dev's resolution-dependent shift) replaces `shift` when given."""
+    u = torch.sigmoid(torch.randn(count, generator=generator))
+    if mu is not None:
+        return math.exp(mu) / (math.exp(mu) + (1.0 / u - 1.0))
+    return shift * u / (1.0 + (shift - 1.0) * u)
+
+
+@torch.no_grad()
+def encode_caption_once(pipeline: FlowPipeline, caption: str) -> FlowConditioning:
+    device = pipeline.transformer.device
+    if isinstance(pipeline, FluxPipeline):
+        hidden, pooled, text_ids = pipeline.encode_prompt(caption, None, device=device)
+        return FlowConditioning(hidden, pooled, text_ids)
+    # The caption goes to all three encoders, as the pipeline sends a prompt.
+    hidden, _, pooled, _ = pipeline.encode_prompt(
+        caption, caption, caption, device=device, do_classifier_free_guidance=False
+    )
+    return FlowConditioning(hidden, pooled, None)
+
+
+@contextmanager
+def text_encoders_released(pipeline: FlowPipeline) -> Iterator[None]:
+    """On a GPU the text encoders (T5-XXL alone is 9 GB in bf16) leave it for the
+    run and come back after; on a CPU there is nothing to free."""
+    encoders = text_encoders(pipeline)
+    device = pipeline.transformer.device
+    if device.type == "cpu":
+        yield
+        return
+    for encoder in encoders:
+        encoder.to("cpu")
+    torch.cuda.empty_cache()
+    try:
+        yield
+    finally:
+        for encoder in encoders:
+            encoder.to(device)
+
+
+def _velocity(
+    pipeline: FlowPipeline,
+    noisy: torch.Tensor,
+    levels: torch.Tensor,
+    conditioning: FlowConditioning,
+) -> torch.Tensor:
+    """The transformer's predicted velocity, in the latents' (B, C, h, w) shape."""
+    batch, channels, height, width = noisy.shape
+    hidden = conditioning.hidden_states.expand(batch, -1, -1)
+    pooled = conditioning.pooled.expand(batch, -1)
+    if isinstance(pipeline, FluxPipeline):
+        packed = pipeline._pack_latents(noisy, batch, channels, height, width)
+        image_ids = pipeline._prepare_latent_image_ids(
+            batch, height // 2, width // 2, noisy.device, noisy.dtype
+        )
+        guidance = (
+            torch.full((batch,), FLUX_TRAINING_GUIDANCE, device=noisy.device)
+            if pipeline.transformer.config.get("guidance_embeds")
+            else None
+        )
+        out = pipeline.transformer(
+            hidden_states=packed,
+            timestep=levels,  # FLUX.1 takes the level in [0, 1]
+            guidance=guidance,
+            pooled_projections=pooled,
+            encoder_hidden_states=hidden,
+            txt_ids=conditioning.text_ids,
+            img_ids=image_ids,
+            return_dict=False,
+        )[0]
+        unpacked: torch.Tensor = pipeline._unpack_latents(
+            out,
+            height * pipeline.vae_scale_factor,
+            width * pipeline.vae_scale_factor,
+            pipeline.vae_scale_factor,
+        )
+        return unpacked
+    velocity: torch.Tensor = pipeline.transformer(
+        hidden_states=noisy,
+        timestep=levels * 1000.0,  # SD 3 takes the timestep in [0, 1000]
+        encoder_hidden_states=hidden,
+        pooled_projections=pooled,
+        return_dict=False,
+    )[0]
+    return velocity
+
+
+def _flux_mu(scheduler: Any, latents: torch.Tensor) -> float | None:
+    """FLUX.1-dev's shift for this image size (its scheduler shifts dynamically), or
+    None for a fixed shift (schnell, SD 3.5)."""
+    if not scheduler.get("use_dynamic_shifting"):
+        return None
+    tokens = (latents.shape[2] // 2) * (latents.shape[3] // 2)
+    mu: float = calculate_shift(
+        tokens,
+        scheduler.get("base_image_seq_len", 256),
+        scheduler.get("max_image_seq_len", 4096),
+        scheduler.get("base_shift", 0.5),
+        scheduler.get("max_shift", 1.15),
+    )
+    return mu
+
+
+def train_flow_lora(
+    pipeline: FlowPipeline,
+    images: Sequence[Image.Image],
+    caption: str,
+    settings: TrainSettings,
+    output_dir: Path,
+    *,
+    on_progress: Callable[[int, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume_from: TrainingCheckpoint | None = None,
+    on_checkpoint: Callable[[TrainingCheckpoint], None] | None = None,
+) -> TrainOutcome:
+    """Train a LoRA on the transformer's attention and feed-forward layers so that
+    `caption` evokes `images`; writes `output_dir/pytorch_lora_weights.safetensors`
+    in diffusers' layout (`transformer.` keys), which `load_lora_weights` loads.
+
+    Checkpoints and resume work as in `train_lora` (trainer.checkpoints): the
+    state every `checkpoint_every_steps` steps or `checkpoint_every_s` seconds and
+    on cancel; a resumed run draws what the uninterrupted one would have.
+    Gradient checkpointing, mixed precision and 8-bit AdamW follow the settings
+    as there (trainer.hardware)."""
+    family = flow_family(pipeline)
+    if family is None or not images:
+        raise ValueError("train_flow_lora needs a FLUX.1 or SD 3.5 pipeline and images")
+    if resume_from is not None and not resume_from.continues(settings):
+        raise ValueError(f"checkpoint at step {resume_from.step} is not from a run like {settings}")
+    started = time.perf_counter()
+    transformer = pipeline.transformer
+    device = transformer.device
+    dtype = transformer.dtype
+    # Sides in multiples of 16 px: the transformers see the latent in 2x2 patches.
+    bucketed = bucket_images(
+        [image.convert("RGB") for image in images], settings.resolution, min_step=16
+    )
+    latents_cache = LatentCache(pipeline.vae, bucketed, flip=settings.flip, device=device)
+    schedule = BatchSchedule(
+        [image.bucket for image in bucketed],
+        repeats=settings.repeats,
+        batch_size=settings.batch_size,
+        flip=settings.flip,
+        seed=settings.seed,
+    )
+    scheduler = pipeline.scheduler.config
+    amp_dtype = autocast_dtype(settings.mixed_precision, device, dtype)
+    rng = torch.Generator(device="cpu").manual_seed(settings.seed)
+    loss_value = math.nan
+    first_step = 1
+    devices = [torch.cuda.current_device()] if device.type == "cuda" else []
+    with (
+        torch.random.fork_rng(devices=devices),
+        flush_denormals(device),
+        other_styles_off([transformer, *text_encoders(pipeline)]),
+        gradient_checkpointing(transformer, settings.gradient_checkpointing),
+    ):
+        conditioning = encode_caption_once(pipeline, caption)
+        torch.manual_seed(settings.seed)
+        with (
+            text_encoders_released(pipeline),
+            torch.enable_grad(),
+            borrowed_unet(transformer, settings.rank, LORA_TARGET_MODULES[family]) as params,
+        ):
+            names = [n for n, _ in transformer.named_parameters() if TRAINING_ADAPTER in n]
+            optimizer = make_optimizer(params, settings.learning_rate, settings.optimizer, device)
+            optimizer_used = optimizer_name(settings.optimizer, device)
+            scaler = LossScaler(amp_dtype)
+            if resume_from is not None:
+                restore_checkpoint(resume_from, names, params, optimizer, rng, optimizer_used)
+                first_step = resume_from.step + 1
+                loss_value = resume_from.loss
+
+            def checkpoint(step: int) -> TrainingCheckpoint:
+                return TrainingCheckpoint(
+                    step=step,
+                    settings=run_fingerprint(settings),
+                    loss=loss_value,
+                    adapter=cpu_copy(dict(zip(names, params, strict=True))),
+                    optimizer=cpu_copy(optimizer.state_dict()),
+                    optimizer_name=optimizer_used,
+                    rng_state=rng.get_state(),
+                )
+
+            total = settings.steps
+            last_saved_at = time.monotonic()
+            for step in range(first_step, total + 1):
+                if should_stop is not None and should_stop():
+                    if on_checkpoint is not None and step > first_step:
+                        on_checkpoint(checkpoint(step - 1))
+                    raise TrainingCancelled(f"training cancelled before step {step} of {total}")
+                latents = latents_cache.draw(schedule.batch(step), rng).to(dtype)
+                noise = torch.randn(latents.shape, generator=rng).to(device, dtype)
+                shift = float(scheduler.get("shift", 1.0))
+                levels = noise_levels(
+                    latents.shape[0], rng, shift=shift, mu=_flux_mu(scheduler, latents)
+                ).to(device, dtype)
+                s = levels.view(-1, 1, 1, 1)
+                noisy = (1.0 - s) * latents + s * noise
+                with autocast(device, amp_dtype):
+                    predicted = _velocity(pipeline, noisy, levels, conditioning)
+                loss = torch.nn.functional.mse_loss(predicted.float(), (noise - latents).float())
+                optimizer.zero_grad(set_to_none=True)
+                scaler.backward_and_step(loss, optimizer)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise TrainingNotFinite(
+                        f"training diverged: the loss became {loss_value} at step {step} of "
+                        f"{total}; nothing was saved. Try a lower learning rate "
+                        f"(it was {settings.learning_rate:g}) or float32 training"
+                    )
+                if on_progress is not None:
+                    on_progress(step, total, loss_value)
+                due = (
+                    step % settings.checkpoint_every_steps == 0
+                    or time.monotonic() - last_saved_at >= settings.checkpoint_every_s
+                )
+                if on_checkpoint is not None and step < total and due:
+                    on_checkpoint(checkpoint(step))
+                    last_saved_at = time.monotonic()
+            weights = get_peft_model_state_dict(transformer, adapter_name=TRAINING_ADAPTER)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            type(pipeline).save_lora_weights(
+                output_dir,
+                transformer_lora_layers={k: v.detach().cpu() for k, v in weights.items()},
+                weight_name=WEIGHTS_NAME,
+            )
+    return TrainOutcome(
+        weights_path=output_dir / WEIGHTS_NAME,
+        steps=settings.steps,
+        final_loss=loss_value,
+        seconds=time.perf_counter() - started,
+        resumed_from=first_step - 1,
+    )
