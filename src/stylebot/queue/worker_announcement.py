@@ -32,7 +32,6 @@ from stylebot.bot.core.admin_ports import LiveWorker
 from stylebot.queue.keys import presence_key
 from stylebot.redis_replies import list_reply
 
-
 _PRESENCE_PREFIX = presence_key("")
 
 

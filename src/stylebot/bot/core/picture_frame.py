@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-
 #: A frame wider than this share of a side is not a frame but most of the picture.
 MAX_FRAME_SHARE = 0.25
 #: A frame must stand out: the picture's lines differ from the frame's colour at least

@@ -37,7 +37,6 @@ from stylebot.bot.core.picture_frame import without_plain_frame
 from stylebot.bot.core.ports import BlobStore
 from stylebot.bot.core.stores import UnitOfWork
 
-
 #: At most this many stored outputs, the closest fingerprints first, are compared with an
 #: unmarked picture: each comparison decodes a stored image, and a hash shared by many
 #: outputs (near-identical rerolls) must not make one /verify read all of them.
