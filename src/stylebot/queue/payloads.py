@@ -56,6 +56,11 @@ MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 OPTIMIZERS = ("auto", "adamw", "adamw8bit")
 # TrainSettings.method: what a run trains (stylebot.trainer.embeddings for the token).
 TRAIN_METHODS = ("lora", "textual_inversion", "both")
+# TrainSettings.lora_variant: the kind of adapter a LoRA run trains
+# (stylebot.trainer.adapter_variants): plain LoRA, DoRA, or LoKr (LyCORIS).
+LORA_VARIANTS = ("lora", "dora", "lokr")
+# TrainSettings.lr_schedule (stylebot.trainer.lr_schedule).
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,15 @@ class TrainSettings(_JsonData):
     # both (pivotal tuning), the embedding with its own learning rate.
     method: str = "lora"
     embedding_learning_rate: float = 5e-3
+    # The adapter a LoRA run trains: lora, dora or lokr (LORA_VARIANTS).
+    lora_variant: str = "lora"
+    # Learning rate over the run: linear warm-up over this fraction of the
+    # steps, then cosine decay to 0 ("cosine") or held ("constant").
+    lr_schedule: str = "cosine"
+    lr_warmup: float = 0.05
+    # Exponential moving average of the adapter's weights (0: off); when on,
+    # the average is what is saved as the style.
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from typing import Protocol
 
 import torch
-from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 
 from stylebot.engine.diffusers_classes import UNet2DConditionModel
 from stylebot.engine.models import BasePipeline, lora_components
+from stylebot.trainer.adapter_variants import adapter_config
 
 TRAINING_ADAPTER = "stylebot_training"
-LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
 
 
 def tuner_layers(unet: torch.nn.Module) -> list[BaseTunerLayer]:
@@ -112,8 +111,11 @@ def frozen_unet(unet: UNet2DConditionModel) -> Iterator[list[torch.nn.Parameter]
 
 
 @contextmanager
-def borrowed_unet(unet: UNet2DConditionModel, rank: int) -> Iterator[list[torch.nn.Parameter]]:
-    """Add the training adapter and make only it trainable; undo it all on exit.
+def borrowed_unet(
+    unet: UNet2DConditionModel, rank: int, variant: str = "lora"
+) -> Iterator[list[torch.nn.Parameter]]:
+    """Add the training adapter (`variant`: adapter_variants) and make only it
+    trainable; undo it all on exit.
 
     Yields the LoRA parameters to optimise. Generation may run between steps
     (see `DeviceSharing`) and load or evict a Generator's adapters meanwhile,
@@ -127,12 +129,7 @@ def borrowed_unet(unet: UNet2DConditionModel, rank: int) -> Iterator[list[torch.
     was_disabled = had_adapters and any(layer.disable_adapters for layer in layers)
 
     unet.requires_grad_(False)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=rank,
-        init_lora_weights="gaussian",
-        target_modules=LORA_TARGET_MODULES,
-    )
+    config = adapter_config(variant, rank)
     with warnings.catch_warnings():
         # Sharing the UNet with a Generator's adapters is the point here.
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
 
@@ -32,6 +31,7 @@ from stylebot.engine.diffusers_classes import (
 from stylebot.engine.models import BasePipeline
 from stylebot.queue.payloads import TRAIN_METHODS, TrainSettings, ValidationPoint
 from stylebot.style_tokens import TRAINING_TOKEN
+from stylebot.trainer.adapter_variants import diffusers_layout
 from stylebot.trainer.borrowed_unet import (
     TRAINING_ADAPTER,
     DeviceSharing,
@@ -234,7 +234,11 @@ def train_lora(
             )
 
         torch.manual_seed(settings.seed)
-        borrowed = borrowed_unet(unet, settings.rank) if trains_lora else frozen_unet(unet)
+        borrowed = (
+            borrowed_unet(unet, settings.rank, settings.lora_variant)
+            if trains_lora
+            else frozen_unet(unet)
+        )
         with borrowed as params:
             names = [n for n, _ in unet.named_parameters() if TRAINING_ADAPTER in n]
             optimizer = run_optimizer(params, token, settings, device)
@@ -373,11 +377,9 @@ def train_lora(
 
 def _save_lora(pipeline: BasePipeline, unet: torch.nn.Module, output_dir: Path) -> Path:
     """The trained adapter as a diffusers LoRA file in `output_dir`; its path."""
-    weights = convert_state_dict_to_diffusers(
-        get_peft_model_state_dict(unet, adapter_name=TRAINING_ADAPTER)
-    )
-    # lora_alpha == rank, which is also what loaders assume without
-    # metadata, so the file needs no extra config to load correctly.
+    weights = diffusers_layout(get_peft_model_state_dict(unet, adapter_name=TRAINING_ADAPTER))
+    # alpha == rank (adapter_variants), which is also what loaders assume
+    # without metadata, so the file needs no extra config to load correctly.
     # The family's own saver: SDXL's knows its second text encoder.
     saver = (
         StableDiffusionXLPipeline

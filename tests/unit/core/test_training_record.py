@@ -21,8 +21,9 @@ from stylebot.bot.core.commands import (
     TrainStyle,
     UploadImages,
 )
+from stylebot.bot.core.grammar import parse, split_command
 from stylebot.bot.core.policy import Policy
-from stylebot.bot.core.replies import JobFinished, JobQueued, TextReply
+from stylebot.bot.core.replies import ErrorReply, JobFinished, JobQueued, TextReply
 from stylebot.bot.core.training import validation_summary
 from stylebot.bot.core.training_defaults import choose_train_settings
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings, ValidationPoint
@@ -41,13 +42,49 @@ def _world(policy: Policy) -> CoreWorld:
     return CoreWorld(bot, repo, blobs, queue, watermark)
 
 
-async def _queue_training(world: CoreWorld, images: int) -> JobQueued:
+async def _consented_uploads(world: CoreWorld, images: int) -> None:
     files = tuple(IncomingFile(f"img{i}.png", png((i * 20, 40, 90))) for i in range(images))
     await world.bot.handle(UploadImages(ALICE, files))
     await world.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
+
+
+async def _queue_training(world: CoreWorld, images: int) -> JobQueued:
+    await _consented_uploads(world, images)
     queued = await world.bot.handle(TrainStyle(ALICE, "ink"))
     assert isinstance(queued, JobQueued), queued
     return queued
+
+
+def _typed(text: str) -> TrainStyle:
+    typed = split_command(text)
+    assert typed is not None
+    command = parse(typed, ALICE)
+    assert isinstance(command, TrainStyle)
+    return command
+
+
+async def test_a_style_trains_the_variant_its_member_typed_over_the_operators() -> None:
+    base = TrainSettings(steps=10, resolution=64, lora_variant="lokr")
+    world = _world(Policy(base_model="tiny", train=base))
+    await _consented_uploads(world, 3)
+    refused = await world.bot.handle(_typed("/train ink variant:loha"))
+    assert isinstance(refused, ErrorReply)
+    assert "lora, dora or lokr" in refused.text
+    assert world.queue.train_jobs == []
+    queued = await world.bot.handle(_typed("/train ink variant:DoRA"))
+    assert isinstance(queued, JobQueued), queued
+    [job] = world.queue.train_jobs
+    assert job.settings.lora_variant == "dora"
+    style = await world.uow.styles.get_style(job.style_id)
+    assert style is not None
+    assert style.train_settings["lora_variant"] == "dora"
+
+
+async def test_without_a_variant_the_operators_goes_with_the_job() -> None:
+    world = _world(Policy(base_model="tiny", train=TrainSettings(lora_variant="lokr")))
+    await _queue_training(world, 3)
+    [job] = world.queue.train_jobs
+    assert job.settings.lora_variant == "lokr"
 
 
 async def test_settings_chosen_from_the_images_travel_in_the_job_and_the_record() -> None:
