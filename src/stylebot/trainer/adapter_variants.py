@@ -11,11 +11,15 @@ whole), so the saved file needs no config to load as it trained.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
 from peft import LoKrConfig, LoraConfig, PeftConfig
+from peft.utils import get_peft_model_state_dict
 
+from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
+from stylebot.engine.models import BasePipeline
 from stylebot.queue.payloads import LORA_VARIANTS
 
 LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
@@ -51,3 +55,22 @@ def diffusers_layout(peft_state: Mapping[str, torch.Tensor]) -> dict[str, torch.
     if is_lokr(peft_state):
         return dict(peft_state)
     return dict(convert_state_dict_to_diffusers(dict(peft_state)))
+
+
+def save_adapter(
+    pipeline: BasePipeline, unet: torch.nn.Module, adapter_name: str, output_dir: Path
+) -> None:
+    """The UNet's adapter `adapter_name` as a diffusers LoRA file in `output_dir`
+    (`pytorch_lora_weights.safetensors`), by the family's own saver: SDXL's knows
+    its second text encoder."""
+    weights = diffusers_layout(get_peft_model_state_dict(unet, adapter_name=adapter_name))
+    saver = (
+        StableDiffusionXLPipeline
+        if isinstance(pipeline, StableDiffusionXLPipeline)
+        else StableDiffusionPipeline
+    )
+    saver.save_lora_weights(
+        output_dir,
+        unet_lora_layers={k: v.detach().contiguous() for k, v in weights.items()},
+        safe_serialization=True,
+    )
