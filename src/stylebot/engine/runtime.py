@@ -31,6 +31,7 @@ from stylebot.engine.training_previews import (
     preview_record,
     with_previews,
 )
+from stylebot.engine.training_report import RunRecorder
 from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache
 from stylebot.log_privacy import route_model_library_logs
 from stylebot.provenance.a1111_hashes import (
@@ -78,6 +79,8 @@ class TrainedWeights:
     # The style token's embedding (safetensors, A1111/diffusers layout) when the
     # method trains one; `data` is then empty if no LoRA trained.
     embedding_data: bytes | None = None
+    # The loss curve and previews as one PNG (training_report); None if not drawn.
+    report_png: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class StyleEngine:
         training again from the start is slower but always right. The result
         also holds the kohya-layout export, described from `export_for`."""
         checkpoint = usable_checkpoint(resume_from, settings)
+        record = RunRecorder()
         pictures = [
             # Uncropped: the trainer fits each image to its aspect-ratio bucket.
             # Only the PNGs the front end stored: no other decoder, no pixel bomb.
@@ -197,9 +201,9 @@ class StyleEngine:
                     settings,
                     Path(workdir),
                     on_progress=with_previews(
-                        on_progress,
+                        record.on_progress(on_progress),
                         settings,
-                        previews,
+                        record.previews_to(previews),
                         lambda job_id, step: self._render_preview(
                             job_id, preview_caption, settings, step
                         ),
@@ -230,6 +234,7 @@ class StyleEngine:
                 else None
             ),
             embedding_data=embedding,
+            report_png=record.report_png(outcome.validation),
         )
 
     def unload_blobs(self, keys: Sequence[str]) -> int:

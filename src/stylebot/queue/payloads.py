@@ -182,6 +182,8 @@ class TrainResult(_JsonData):
     # The style token's embedding (textual inversion, stylebot.trainer.embeddings);
     # None: not trained. `lora_key` is "" when only the embedding trained.
     embedding_key: str | None = None
+    # A PNG of the loss curve and the previews over the run (engine.training_report).
+    report_key: str | None = None
 
 
 @dataclass(frozen=True)

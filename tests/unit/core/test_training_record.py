@@ -23,7 +23,7 @@ from stylebot.bot.core.commands import (
 )
 from stylebot.bot.core.grammar import parse, split_command
 from stylebot.bot.core.policy import Policy
-from stylebot.bot.core.replies import ErrorReply, JobFinished, JobQueued, TextReply
+from stylebot.bot.core.replies import ErrorReply, ImagesReady, JobFinished, JobQueued, TextReply
 from stylebot.bot.core.training import validation_summary
 from stylebot.bot.core.training_defaults import choose_train_settings
 from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings, ValidationPoint
@@ -129,6 +129,35 @@ async def test_the_validation_curve_is_kept_and_reported(world: CoreWorld) -> No
     assert "1 image(s) held out for validation" in info.text
     assert "validation: Held-out images: validation loss 0.2100 vs 0.2500" in info.text
     assert "learned something" in info.text
+
+
+async def test_the_report_picture_goes_privately_just_before_the_ready_message(
+    world: CoreWorld,
+) -> None:
+    queued = await _queue_training(world, 3)
+    picture = png((10, 200, 30))
+    report_key = await world.blobs.put(picture)
+    result = TrainResult(
+        lora_key=await world.blobs.put(b"lora"),
+        steps=10,
+        final_loss=0.1,
+        seconds=1.0,
+        report_key=report_key,
+    )
+    event = JobEvent(queued.job_id, "train", "finished", result=result.to_dict())
+    report, done = await world.bot.handle_event(JobEvent.from_json(event.to_json()))
+    assert isinstance(done.reply, JobFinished)
+    assert "Style ink is ready" in done.reply.text
+    assert isinstance(report.reply, ImagesReady)
+    assert report.to == done.to
+    # A training's own picture: shown as its previews are, to the owner alone.
+    assert report.reply.preview_of == queued.job_id
+    assert [image.data for image in report.reply.images] == [picture]
+    assert "How ink trained" in report.reply.text
+    # Its blob names no record: read once, then gone; the event again has no picture.
+    assert not await world.blobs.exists(report_key)
+    again = await world.bot.handle_event(JobEvent.from_json(event.to_json()))
+    assert not any(isinstance(n.reply, ImagesReady) for n in again)
 
 
 async def test_a_single_image_style_has_no_curve_and_says_nothing_about_one(

@@ -31,6 +31,7 @@ from stylebot.bot.core.replies import (
     TextReply,
 )
 from stylebot.bot.core.training import validation_summary
+from stylebot.bot.core.training_report import training_report
 from stylebot.queue.payloads import JobEvent, TrainingPreview, preview_output_id
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,8 @@ async def _training_finished(
                 total=result.steps,
             )
     name = style.name if style else "?"
-    return [
+    report = await training_report(deps, job, result, name, record=record)
+    return ([report] if report is not None else []) + [
         Notification(
             job.origin,
             JobFinished(
