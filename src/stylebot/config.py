@@ -155,6 +155,9 @@ class Settings(PolicySettings):
     train_ema_decay: float = setting(_TRAIN.ema_decay, Number(low=0, high=0.9999))
     # A running training saves a checkpoint every this many steps (or 30 s), so a
     # worker that dies costs at most that much work: another worker resumes there.
+    # A CLIPModel checkpoint (folder or hub id, e.g. openai/clip-vit-large-patch14)
+    # with which workers measure each finished style for /style info; "": none.
+    clip_model: str = setting("", Text("a CLIPModel folder or hub id"))
     checkpoint_every_steps: int = setting(
         _TRAIN.checkpoint_every_steps, Whole(low=0, high=1_000_000, low_means="every step")
     )

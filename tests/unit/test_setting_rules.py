@@ -40,6 +40,7 @@ BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "train_optimizer": ("sgd",),
     "train_method": ("dreambooth",),
     "train_lora_variant": ("loha", "DoRA "),
+    "clip_model": ("openai/clip\x00vit", "a\nb"),
     "train_lr_schedule": ("linear", "cosine-ish"),
     "train_lr_warmup": ("-0.1", "0.9", "nan"),
     "train_ema_decay": ("-0.5", "1", "1.5", "inf"),

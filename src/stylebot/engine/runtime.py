@@ -24,6 +24,7 @@ from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline, sampler_name
 from stylebot.engine.style_exports import StyleExports
+from stylebot.engine.style_metrics import StyleMeasurer
 from stylebot.engine.training_previews import (
     TrainingPreviews,
     draw_preview,
@@ -44,6 +45,7 @@ from stylebot.provenance.signing import SigningIdentity
 from stylebot.provenance.watermark import embed_watermark
 from stylebot.queue.payloads import (
     GenerateJob,
+    StyleMetrics,
     TrainingPreview,
     TrainJob,
     TrainSettings,
@@ -81,6 +83,8 @@ class TrainedWeights:
     embedding_data: bytes | None = None
     # The loss curve and previews as one PNG (training_report); None if not drawn.
     report_png: bytes | None = None
+    # Measured with the configured CLIP model (style_metrics); None without one.
+    metrics: StyleMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class StyleEngine:
         lora_hotswap_rank: int = 16,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+        clip_model: str = "",
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -128,6 +133,8 @@ class StyleEngine:
         self.cache_dir = cache_dir
         # Training images bigger than this are refused before they are decoded.
         self.max_image_pixels = max_image_pixels
+        # Measures finished styles with a CLIPModel checkpoint ("": none).
+        self.measurer = StyleMeasurer(clip_model)
         # Style weights and embeddings as files, bounded, and dropped when revoked.
         self.cache = BlobCache(cache_dir, cache_max_bytes)
         # A worker logs; progress bars on its stderr would only fill the log.
@@ -220,6 +227,9 @@ class StyleEngine:
             except TrainingCancelled as exc:
                 raise JobCancelled(str(exc)) from exc
             data = outcome.weights_path.read_bytes() if outcome.weights_path else b""
+            metrics = self.measurer.measure(
+                self.generator, outcome.weights_path, trigger, settings, pictures
+            )
             embedding = outcome.embedding_path.read_bytes() if outcome.embedding_path else None
         return TrainedWeights(
             data,
@@ -235,6 +245,7 @@ class StyleEngine:
             ),
             embedding_data=embedding,
             report_png=record.report_png(outcome.validation),
+            metrics=metrics,
         )
 
     def unload_blobs(self, keys: Sequence[str]) -> int:

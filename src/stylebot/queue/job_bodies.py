@@ -160,6 +160,7 @@ async def _train(
         export_key=export_key,
         embedding_key=embedding_key,
         report_key=report_key,
+        metrics=weights.metrics,
     )
     # Trained: through a Redis outage, wait to record it rather than train it again.
     await until_redis_answers(

@@ -170,6 +170,28 @@ class ValidationPoint(_JsonData):
 
 
 @dataclass(frozen=True)
+class StyleMetrics(_JsonData):
+    """How well a style learned, by the operator's CLIP model (engine.style_metrics).
+
+    Similarities are mean cosines of CLIP image embeddings to the member's
+    references, of images drawn from neutral prompts with the style and with
+    the base model (same prompts and seeds); `style_fidelity` is the first
+    minus the second. CLIP scores (0-100) say how well the images still show
+    their prompts; `kid` is the Kernel Inception Distance (on CLIP features)
+    between the styled images and the references (None: one reference).
+    """
+
+    style_fidelity: float
+    styled_similarity: float
+    base_similarity: float
+    clip_score: float
+    base_clip_score: float
+    kid: float | None
+    samples: int
+    clip_model: str
+
+
+@dataclass(frozen=True)
 class TrainResult(_JsonData):
     lora_key: str
     steps: int
@@ -184,6 +206,8 @@ class TrainResult(_JsonData):
     embedding_key: str | None = None
     # A PNG of the loss curve and the previews over the run (engine.training_report).
     report_key: str | None = None
+    # Measured with the operator's CLIP model; None when none is configured.
+    metrics: StyleMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -264,4 +288,5 @@ _NESTED: dict[tuple[str, str], type[_JsonData]] = {
     ("GenerateResult", "images"): GeneratedImage,
     ("JobEvent", "preview"): TrainingPreview,
     ("TrainResult", "validation"): ValidationPoint,
+    ("TrainResult", "metrics"): StyleMetrics,
 }

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from stylebot.bot.core.errors import DuplicateStyleName, RecordNotFound
 from stylebot.bot.core.model import Style, StyleStatus, Visibility
-from stylebot.queue.payloads import ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, ValidationPoint
 from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_text, utc_time
 
 __all__ = ["SqliteStyleStore"]
@@ -170,6 +170,20 @@ class SqliteStyleStore(SqliteStore):
             raise RecordNotFound(f"style {style_id} does not exist")
         raw = json.loads(row["validation"]) if row["validation"] else []
         return tuple(ValidationPoint.from_dict(point) for point in raw)
+
+    async def set_style_metrics(self, style_id: int, metrics: StyleMetrics) -> None:
+        async with self._session.transaction():
+            cursor = await self._session.write(
+                "UPDATE styles SET metrics = ? WHERE id = ?", (metrics.to_json(), style_id)
+            )
+            if cursor.rowcount == 0:
+                raise RecordNotFound(f"style {style_id} does not exist")
+
+    async def style_metrics(self, style_id: int) -> StyleMetrics | None:
+        row = await self._session.fetch_row("SELECT metrics FROM styles WHERE id = ?", (style_id,))
+        if row is None:
+            raise RecordNotFound(f"style {style_id} does not exist")
+        return StyleMetrics.from_json(row["metrics"]) if row["metrics"] else None
 
     async def set_style_visibility(
         self, style_id: int, visibility: Visibility, shared_scope: str | None = None

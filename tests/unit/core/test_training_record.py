@@ -24,9 +24,16 @@ from stylebot.bot.core.commands import (
 from stylebot.bot.core.grammar import parse, split_command
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.replies import ErrorReply, ImagesReady, JobFinished, JobQueued, TextReply
+from stylebot.bot.core.style_metrics import metrics_lines
 from stylebot.bot.core.training import validation_summary
 from stylebot.bot.core.training_defaults import choose_train_settings
-from stylebot.queue.payloads import JobEvent, TrainResult, TrainSettings, ValidationPoint
+from stylebot.queue.payloads import (
+    JobEvent,
+    StyleMetrics,
+    TrainResult,
+    TrainSettings,
+    ValidationPoint,
+)
 
 ALICE = person("alice")
 
@@ -158,6 +165,41 @@ async def test_the_report_picture_goes_privately_just_before_the_ready_message(
     assert not await world.blobs.exists(report_key)
     again = await world.bot.handle_event(JobEvent.from_json(event.to_json()))
     assert not any(isinstance(n.reply, ImagesReady) for n in again)
+
+
+async def test_style_info_shows_the_clip_metrics_in_words(world: CoreWorld) -> None:
+    queued = await _queue_training(world, 3)
+    metrics = StyleMetrics(0.21, 0.83, 0.62, 27.54, 29.0, 0.0123, 4, "tiny-clip")
+    result = TrainResult(
+        lora_key=await world.blobs.put(b"lora"),
+        steps=10,
+        final_loss=0.1,
+        seconds=1.0,
+        validation=(ValidationPoint(10, 0.21, 0.25),),
+        metrics=metrics,
+    )
+    event = JobEvent(queued.job_id, "train", "finished", result=result.to_dict())
+    await world.bot.handle_event(JobEvent.from_json(event.to_json()))
+    info = await world.bot.handle(StyleInfo(ALICE, "ink"))
+    assert isinstance(info, TextReply)
+    lines = info.text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("validation:"))
+    # Next to the validation loss, in words.
+    assert lines[at + 1] == (
+        "likeness: the style moves images 0.21 closer to your references than the base "
+        "model does (similarity 0.83 vs 0.62, 4 test prompts)"
+    )
+    assert "CLIP score 27.5 with the style, 29.0 without" in lines[at + 2]
+    assert "(KID): 0.012" in lines[at + 3]
+
+
+def test_the_metrics_say_when_a_style_moved_nothing_or_moved_away() -> None:
+    same = StyleMetrics(0.004, 0.6, 0.596, 30.0, 30.0, None, 4, "clip")
+    assert "no closer to your references" in metrics_lines(same)
+    assert "KID" not in metrics_lines(same)
+    away = StyleMetrics(-0.1, 0.5, 0.6, 30.0, 30.0, 0.2, 4, "clip")
+    assert "0.10 further from your references" in metrics_lines(away)
+    assert metrics_lines(None) == ""
 
 
 async def test_a_single_image_style_has_no_curve_and_says_nothing_about_one(

@@ -250,6 +250,8 @@ async def _training_finished(
                     await deps.uow.styles.set_style_embedding(style.id, result.embedding_key)
                 if result.validation:
                     await deps.uow.styles.set_style_validation(style.id, result.validation)
+                if result.metrics is not None:
+                    await deps.uow.styles.set_style_metrics(style.id, result.metrics)
             await deps.uow.jobs.update_job(
                 job.id,
                 JobStatus.FINISHED,
