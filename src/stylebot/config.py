@@ -19,7 +19,14 @@ from typing import Any
 
 from stylebot.bot.core.images import ImageLimits
 from stylebot.bot.core.policy import PolicySettings
-from stylebot.queue.payloads import MIXED_PRECISION, OPTIMIZERS, TRAIN_METHODS, TrainSettings
+from stylebot.queue.payloads import (
+    LORA_VARIANTS,
+    LR_SCHEDULES,
+    MIXED_PRECISION,
+    OPTIMIZERS,
+    TRAIN_METHODS,
+    TrainSettings,
+)
 from stylebot.setting_rules import (
     Flag,
     Networks,
@@ -168,8 +175,21 @@ class Settings(PolicySettings):
     # What a style trains: lora; textual_inversion (a new token's embedding, the
     # style's token then starts its prompts); or both (pivotal tuning).
     train_method: str = setting(_TRAIN.method, OneOf(choices=TRAIN_METHODS))
+    # The adapter a LoRA trains: lora, dora (LoRA with a trained magnitude per
+    # output) or lokr (Kronecker factors, LyCORIS); a style may ask for another.
+    train_lora_variant: str = setting(_TRAIN.lora_variant, OneOf(choices=LORA_VARIANTS))
+    # Learning rate: linear warm-up over this fraction of the steps, then cosine
+    # decay to 0 ("cosine") or held ("constant").
+    train_lr_schedule: str = setting(_TRAIN.lr_schedule, OneOf(choices=LR_SCHEDULES))
+    train_lr_warmup: float = setting(_TRAIN.lr_warmup, Number(low=0, high=0.5))
+    # An exponential moving average of the adapter's weights, saved as the style
+    # instead of the last step's (0: off; 0.99-0.999 typical).
+    train_ema_decay: float = setting(_TRAIN.ema_decay, Number(low=0, high=0.9999))
     # A running training saves a checkpoint every this many steps (or 30 s), so a
     # worker that dies costs at most that much work: another worker resumes there.
+    # A CLIPModel checkpoint (folder or hub id, e.g. openai/clip-vit-large-patch14)
+    # with which workers measure each finished style for /style info; "": none.
+    clip_model: str = setting("", Text("a CLIPModel folder or hub id"))
     checkpoint_every_steps: int = setting(
         _TRAIN.checkpoint_every_steps, Whole(low=0, high=1_000_000, low_means="every step")
     )
@@ -316,6 +336,10 @@ class Settings(PolicySettings):
             optimizer=self.train_optimizer,
             checkpoint_every_steps=max(1, self.checkpoint_every_steps),
             method=self.train_method,
+            lora_variant=self.train_lora_variant,
+            lr_schedule=self.train_lr_schedule,
+            lr_warmup=self.train_lr_warmup,
+            ema_decay=self.train_ema_decay,
         )
 
     def replace(self, **changes: Any) -> Settings:

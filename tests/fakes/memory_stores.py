@@ -35,7 +35,7 @@ from stylebot.bot.core.model import (
     Visibility,
 )
 from stylebot.bot.core.perceptual import PerceptualHash
-from stylebot.queue.payloads import ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, ValidationPoint
 from tests.fakes.memory_tables import MemoryStore, _check_seed, _json_copy, _style_copy, _utc
 
 
@@ -262,6 +262,16 @@ class InMemoryStyleStore(MemoryStore):
             self._need_style(style_id)
             return self._t.style_validation.get(style_id, ())
 
+    async def set_style_metrics(self, style_id: int, metrics: StyleMetrics) -> None:
+        async with self.transaction():
+            self._need_style(style_id)
+            self._t.style_metrics[style_id] = metrics
+
+    async def style_metrics(self, style_id: int) -> StyleMetrics | None:
+        async with self._reading():
+            self._need_style(style_id)
+            return self._t.style_metrics.get(style_id)
+
     async def set_style_visibility(
         self, style_id: int, visibility: Visibility, shared_scope: str | None = None
     ) -> None:
@@ -293,6 +303,7 @@ class InMemoryStyleStore(MemoryStore):
             if style_id in t.style_exports:
                 keys.add(t.style_exports.pop(style_id))
             t.style_validation.pop(style_id, None)
+            t.style_metrics.pop(style_id, None)
             t.outputs = {k: o for k, o in t.outputs.items() if o.style_id != style_id}
             t.uploads = {k: u for k, u in t.uploads.items() if u.style_id != style_id}
             t.jobs = {

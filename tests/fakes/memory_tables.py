@@ -19,7 +19,7 @@ from stylebot.bot.core.errors import RecordNotFound
 from stylebot.bot.core.model import Consent, Job, Output, Style, Upload, User
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.queue_cleanup import QueueCleanup
-from stylebot.queue.payloads import ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, ValidationPoint
 
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -56,6 +56,7 @@ class _Tables:
     # style id -> blob key of its exportable LoRA (the styles.export_key column)
     style_exports: dict[int, str] = field(default_factory=dict)
     style_validation: dict[int, tuple[ValidationPoint, ...]] = field(default_factory=dict)
+    style_metrics: dict[int, StyleMetrics] = field(default_factory=dict)
     upload_seq: int = 0  # uploads never reuse an id, like AUTOINCREMENT
     # The consent ledger's, opt-out registry's, usage log's and pending queue
     # clean-ups' rows (tests/fakes/memory_safety.py).

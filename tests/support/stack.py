@@ -16,6 +16,7 @@ from arq.connections import ArqRedis
 
 from stylebot.bootstrap import FrontEnd, open_frontend
 from stylebot.bot.core.replies import Notification
+from stylebot.bot.core.training_report import is_training_report
 from stylebot.config import Settings, load_settings
 
 
@@ -50,11 +51,16 @@ class Inbox:
     async def __call__(self, notification: Notification) -> None:
         await self.received.put(notification)
 
-    async def next(self, kinds: tuple[type, ...], within: float = 120) -> Notification:
-        """The next notification whose reply is one of `kinds`, skipping progress."""
+    async def next(
+        self, kinds: tuple[type, ...], within: float = 120, *, reports: bool = False
+    ) -> Notification:
+        """The next notification whose reply is one of `kinds`, skipping progress and
+        (unless `reports`) the picture of how a training went."""
         async with asyncio.timeout(within):
             while True:
                 notification = await self.received.get()
+                if is_training_report(notification.reply) and not reports:
+                    continue
                 if isinstance(notification.reply, kinds):
                     return notification
 

@@ -35,6 +35,8 @@ class CachedStyle:
     capacity: int
     # Text-encoder LoRA layers: diffusers cannot hot-swap those.
     text_encoder: bool
+    # Plain LoRA (not DoRA or LoKr): the only kind padded and hot-swapped.
+    plain: bool = True
 
 
 @dataclass(frozen=True)
@@ -43,21 +45,26 @@ class _LoraFileShape:
 
     rank: int
     text_encoder: bool
+    # No DoRA magnitudes and no LoKr factors (trainer.adapter_variants).
+    plain: bool
 
 
 def _lora_file_shape(path: Path) -> _LoraFileShape:
     ranks: list[int] = []
     text_encoder = False
+    plain = True
     with safe_open(str(path), framework="pt") as tensors:
         for key in tensors.keys():  # noqa: SIM118 (safe_open is not a mapping)
             # diffusers ("text_encoder."), kohya ("lora_te_", "lora_te1_") and peft layouts.
             if key.startswith(("text_encoder", "lora_te")):
                 text_encoder = True
+            if any(mark in key for mark in ("magnitude", "dora_scale", ".lokr_")):
+                plain = False
             if any(down in key for down in ("lora_A", "lora.down", "lora_down")):
                 shape = tensors.get_slice(key).get_shape()
                 if len(shape) >= 2:
                     ranks.append(int(shape[0]))
-    return _LoraFileShape(rank=max(ranks, default=0), text_encoder=text_encoder)
+    return _LoraFileShape(rank=max(ranks, default=0), text_encoder=text_encoder, plain=plain)
 
 
 class AdapterSlots:
@@ -143,10 +150,10 @@ class AdapterSlots:
         self.loads += 1
         shape = _lora_file_shape(path)
         capacity = shape.rank
-        if self.lora_hotswap and not shape.text_encoder:
+        if self.lora_hotswap and not shape.text_encoder and shape.plain:
             capacity = self._pad_slot(slot, shape.rank)
         self.cached[lora.adapter_name] = CachedStyle(
-            path, slot, capacity, text_encoder=shape.text_encoder
+            path, slot, capacity, text_encoder=shape.text_encoder, plain=shape.plain
         )
         return slot
 
@@ -160,6 +167,10 @@ class AdapterSlots:
         refusal = None
         if shape.text_encoder or oldest.text_encoder:
             refusal = "diffusers cannot hot-swap text-encoder LoRA layers"
+        elif not (shape.plain and oldest.plain):
+            # peft's hot-swap replaces lora_A/lora_B only: a DoRA magnitude would
+            # stay the old style's, and LoKr factors are not swapped at all.
+            refusal = "only plain LoRA styles are hot-swapped, not DoRA or LoKr"
         elif shape.rank > oldest.capacity:
             refusal = f"rank {shape.rank} is above the slot's {oldest.capacity} (lora_hotswap_rank)"
         if refusal is None:

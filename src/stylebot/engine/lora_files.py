@@ -34,8 +34,14 @@ from diffusers.utils.state_dict_utils import (
     convert_unet_state_dict_to_peft,
 )
 
+from stylebot.engine.lycoris_names import (
+    lokr_kohya_state_dict,
+    network_metadata,
+    split_dora_scales,
+)
 from stylebot.provenance.a1111_hashes import addnet_legacy_hash
 from stylebot.queue.payloads import TrainSettings
+from stylebot.trainer.adapter_variants import is_lokr
 
 KOHYA_NETWORK_MODULE = "networks.lora"
 MODELSPEC_VERSION = "1.0.0"
@@ -108,7 +114,7 @@ def kohya_state_dict(
     adapter metadata loads with scale alpha/rank = 1, so that is what keeps
     the two files equivalent.
     """
-    peft_layout = _peft_layout(diffusers_lora)
+    peft_layout, dora_scales = split_dora_scales(_peft_layout(diffusers_lora))
     kohya = convert_state_dict_to_kohya(peft_layout)
     if not any(key.endswith(_KOHYA_DOWN) for key in kohya):
         raise ValueError("no LoRA layers to convert: not a diffusers LoRA state dict")
@@ -118,6 +124,7 @@ def kohya_state_dict(
             value = float(alpha) if alpha is not None else float(weight.shape[0])
             # float32 scalars, as kohya writes them (the converter makes int64 ones).
             kohya[f"{module}.alpha"] = torch.tensor(value, dtype=torch.float32)
+    kohya.update(dora_scales)
     return {key: tensor.detach().cpu().contiguous() for key, tensor in kohya.items()}
 
 
@@ -238,7 +245,7 @@ def kohya_lora_file(
     """
     tensors = kohya_export_tensors(diffusers_file, family=family, unet_config=unet_config)
     ranks = {t.shape[0] for k, t in tensors.items() if k.endswith(_KOHYA_DOWN)}
-    rank = max(ranks)
+    rank = max(ranks, default=settings.rank)  # LoKr has no lora_down: the rank it trained with
     alpha = _trained_alpha(read_safetensors_metadata(diffusers_file))
     metadata = _export_metadata(
         card,
@@ -251,6 +258,7 @@ def kohya_lora_file(
         trained_at=trained_at,
         image_count=image_count,
     )
+    metadata.update(network_metadata(settings.lora_variant, rank))
     # As sd-scripts' precalculate_safetensors_hashes: over the file with its ss_* keys only.
     training_only = {key: value for key, value in metadata.items() if key.startswith("ss_")}
     metadata["sshs_legacy_hash"] = addnet_legacy_hash(
@@ -264,7 +272,10 @@ def kohya_export_tensors(
 ) -> dict[str, torch.Tensor]:
     """The tensors `kohya_lora_file` writes for `diffusers_file` (arguments as there)."""
     alpha = _trained_alpha(read_safetensors_metadata(diffusers_file))
-    tensors = kohya_state_dict(safetensors.torch.load(diffusers_file), alpha=alpha)
+    state = safetensors.torch.load(diffusers_file)
+    tensors = (
+        lokr_kohya_state_dict(state) if is_lokr(state) else kohya_state_dict(state, alpha=alpha)
+    )
     if family == "sdxl" and unet_config is not None:
         tensors = sgm_unet_names(tensors, unet_config)
     return tensors

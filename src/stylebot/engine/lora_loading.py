@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 from diffusers.utils.state_dict_utils import (
     convert_state_dict_to_diffusers,
@@ -24,6 +25,7 @@ from peft.utils import get_peft_model_state_dict
 from stylebot.engine.diffusers_classes import StableDiffusionXLPipeline
 from stylebot.engine.families import is_flow_pipeline
 from stylebot.engine.models import lora_components
+from stylebot.trainer.adapter_variants import is_lokr
 
 # How many unmatched keys an error names: enough to recognise the model, not a wall.
 _KEYS_SHOWN = 3
@@ -73,11 +75,17 @@ def load_checked_lora(pipeline: Any, path: Path, adapter_name: str) -> None:
     `LoraMismatchError` names what did not fit.
     """
     base_model = model_label(pipeline)
+    lokr = _lokr_unet_state(path, base_model)
     try:
         with warnings.catch_warnings():
             # peft warns whenever a second adapter joins a model: the generator's cache.
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            pipeline.load_lora_weights(str(path), adapter_name=adapter_name)
+            if lokr is None:
+                pipeline.load_lora_weights(str(path), adapter_name=adapter_name)
+            else:
+                # The pipelines' loaders take LoRA names only; the UNet's own loader
+                # knows LoKr factors (diffusers' PeftAdapterMixin.load_lora_adapter).
+                pipeline.unet.load_lora_adapter(lokr, prefix=None, adapter_name=adapter_name)
     except ValueError as exc:  # no layer matched, or keys diffusers cannot convert
         _drop_adapter(pipeline, adapter_name)
         raise LoraMismatchError(base_model, first_line(exc)) from exc
@@ -101,6 +109,15 @@ def load_checked_lora(pipeline: Any, path: Path, adapter_name: str) -> None:
 def unapplied_lora_keys(pipeline: Any, path: Path, adapter_name: str) -> tuple[list[str], int]:
     """The file's LoRA tensors (in peft's naming) that the adapter `adapter_name`
     does not hold, and how many LoRA tensors the file has."""
+    lokr = _lokr_unet_state(path, model_label(pipeline))
+    if lokr is not None:
+        unet = pipeline.unet
+        held = (
+            set(get_peft_model_state_dict(unet, adapter_name=adapter_name))
+            if adapter_name in (getattr(unet, "peft_config", None) or {})
+            else set()
+        )
+        return [f"unet.{key}" for key in sorted(set(lokr) - held)], len(lokr)
     # As load_lora_weights reads the file: an SDXL pipeline passes its UNet's config,
     # which maps SGM block names (sd-scripts' SDXL layout) to diffusers' blocks.
     if is_flow_pipeline(pipeline):
@@ -130,6 +147,20 @@ def unapplied_lora_keys(pipeline: Any, path: Path, adapter_name: str) -> tuple[l
         )
         unmatched.extend(f"{prefix}.{key}" for key in sorted(expected - applied))
     return unmatched, len(state)
+
+
+def _lokr_unet_state(path: Path, base_model: str) -> dict[str, torch.Tensor] | None:
+    """A LoKr file's UNet factors in peft's naming (None: not LoKr). Only the UNet's:
+    the trainer makes no text-encoder LoKr, so any other key cannot be applied."""
+    with safetensors.safe_open(str(path), framework="pt") as tensors:
+        keys = list(tensors.keys())
+    if not is_lokr(keys):
+        return None
+    state = safetensors.torch.load_file(str(path))
+    outside = [key for key in state if not key.startswith("unet.")]
+    if outside:
+        raise LoraMismatchError(base_model, "LoKr factors outside the UNet", outside)
+    return {key.removeprefix("unet."): tensor for key, tensor in state.items()}
 
 
 def _component_peft_keys(

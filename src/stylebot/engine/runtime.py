@@ -31,6 +31,7 @@ from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline, model_family, sampler_name
 from stylebot.engine.style_exports import StyleExports
+from stylebot.engine.style_metrics import StyleMeasurer
 from stylebot.engine.training_previews import (
     TrainingPreviews,
     draw_preview,
@@ -38,6 +39,7 @@ from stylebot.engine.training_previews import (
     preview_record,
     with_previews,
 )
+from stylebot.engine.training_report import RunRecorder
 from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache
 from stylebot.log_privacy import route_model_library_logs
 from stylebot.provenance.a1111_hashes import (
@@ -50,6 +52,7 @@ from stylebot.provenance.signing import SigningIdentity
 from stylebot.provenance.watermark import embed_watermark
 from stylebot.queue.payloads import (
     GenerateJob,
+    StyleMetrics,
     TrainingPreview,
     TrainJob,
     TrainSettings,
@@ -86,6 +89,10 @@ class TrainedWeights:
     # The style token's embedding (safetensors, A1111/diffusers layout) when the
     # method trains one; `data` is then empty if no LoRA trained.
     embedding_data: bytes | None = None
+    # The loss curve and previews as one PNG (training_report); None if not drawn.
+    report_png: bytes | None = None
+    # Measured with the configured CLIP model (style_metrics); None without one.
+    metrics: StyleMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ class StyleEngine:
         lora_hotswap_rank: int = 16,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+        clip_model: str = "",
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -135,6 +143,8 @@ class StyleEngine:
         self.cache_dir = cache_dir
         # Training images bigger than this are refused before they are decoded.
         self.max_image_pixels = max_image_pixels
+        # Measures finished styles with a CLIPModel checkpoint ("": none).
+        self.measurer = StyleMeasurer(clip_model)
         # Style weights and embeddings as files, bounded, and dropped when revoked.
         self.cache = BlobCache(cache_dir, cache_max_bytes)
         # A worker logs; progress bars on its stderr would only fill the log.
@@ -200,6 +210,7 @@ class StyleEngine:
                 f"{model_family(pipeline)} styles train a LoRA only, not {settings.method}"
             )
         checkpoint = usable_checkpoint(resume_from, settings)
+        record = RunRecorder()
         pictures = [
             # Uncropped: the trainer fits each image to its aspect-ratio bucket.
             # Only the PNGs the front end stored: no other decoder, no pixel bomb.
@@ -211,9 +222,9 @@ class StyleEngine:
             trigger, TRAINING_TOKEN if settings.method != "lora" else None
         )
         progress = with_previews(
-            on_progress,
+            record.on_progress(on_progress),
             settings,
-            previews,
+            record.previews_to(previews),
             lambda job_id, step: self._render_preview(job_id, preview_caption, settings, step),
         )
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
@@ -255,6 +266,9 @@ class StyleEngine:
             except TrainingCancelled as exc:
                 raise JobCancelled(str(exc)) from exc
             data = outcome.weights_path.read_bytes() if outcome.weights_path else b""
+            metrics = self.measurer.measure(
+                self.generator, outcome.weights_path, trigger, settings, pictures
+            )
             embedding = outcome.embedding_path.read_bytes() if outcome.embedding_path else None
         return TrainedWeights(
             data,
@@ -269,6 +283,8 @@ class StyleEngine:
                 else None
             ),
             embedding_data=embedding,
+            report_png=record.report_png(outcome.validation),
+            metrics=metrics,
         )
 
     def unload_blobs(self, keys: Sequence[str]) -> int:

@@ -146,6 +146,7 @@ async def _train(
         embedding_key = (
             await context.blobs.put(weights.embedding_data) if weights.embedding_data else None
         )
+        report_key = await context.blobs.put(weights.report_png) if weights.report_png else None
     except JobCancelled:
         await checkpoints.discard(job.job_id)
         await events.publish(JobEvent(job.job_id, "train", "cancelled"))
@@ -158,6 +159,8 @@ async def _train(
         weights.validation,
         export_key=export_key,
         embedding_key=embedding_key,
+        report_key=report_key,
+        metrics=weights.metrics,
     )
     # Trained: through a Redis outage, wait to record it rather than train it again.
     await until_redis_answers(

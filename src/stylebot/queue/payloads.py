@@ -56,6 +56,11 @@ MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 OPTIMIZERS = ("auto", "adamw", "adamw8bit")
 # TrainSettings.method: what a run trains (stylebot.trainer.embeddings for the token).
 TRAIN_METHODS = ("lora", "textual_inversion", "both")
+# TrainSettings.lora_variant: the kind of adapter a LoRA run trains
+# (stylebot.trainer.adapter_variants): plain LoRA, DoRA, or LoKr (LyCORIS).
+LORA_VARIANTS = ("lora", "dora", "lokr")
+# TrainSettings.lr_schedule (stylebot.trainer.lr_schedule).
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,15 @@ class TrainSettings(_JsonData):
     # both (pivotal tuning), the embedding with its own learning rate.
     method: str = "lora"
     embedding_learning_rate: float = 5e-3
+    # The adapter a LoRA run trains: lora, dora or lokr (LORA_VARIANTS).
+    lora_variant: str = "lora"
+    # Learning rate over the run: linear warm-up over this fraction of the
+    # steps, then cosine decay to 0 ("cosine") or held ("constant").
+    lr_schedule: str = "cosine"
+    lr_warmup: float = 0.05
+    # Exponential moving average of the adapter's weights (0: off); when on,
+    # the average is what is saved as the style.
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,28 @@ class ValidationPoint(_JsonData):
 
 
 @dataclass(frozen=True)
+class StyleMetrics(_JsonData):
+    """How well a style learned, by the operator's CLIP model (engine.style_metrics).
+
+    Similarities are mean cosines of CLIP image embeddings to the member's
+    references, of images drawn from neutral prompts with the style and with
+    the base model (same prompts and seeds); `style_fidelity` is the first
+    minus the second. CLIP scores (0-100) say how well the images still show
+    their prompts; `kid` is the Kernel Inception Distance (on CLIP features)
+    between the styled images and the references (None: one reference).
+    """
+
+    style_fidelity: float
+    styled_similarity: float
+    base_similarity: float
+    clip_score: float
+    base_clip_score: float
+    kid: float | None
+    samples: int
+    clip_model: str
+
+
+@dataclass(frozen=True)
 class TrainResult(_JsonData):
     lora_key: str
     steps: int
@@ -168,6 +204,10 @@ class TrainResult(_JsonData):
     # The style token's embedding (textual inversion, stylebot.trainer.embeddings);
     # None: not trained. `lora_key` is "" when only the embedding trained.
     embedding_key: str | None = None
+    # A PNG of the loss curve and the previews over the run (engine.training_report).
+    report_key: str | None = None
+    # Measured with the operator's CLIP model; None when none is configured.
+    metrics: StyleMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -248,4 +288,5 @@ _NESTED: dict[tuple[str, str], type[_JsonData]] = {
     ("GenerateResult", "images"): GeneratedImage,
     ("JobEvent", "preview"): TrainingPreview,
     ("TrainResult", "validation"): ValidationPoint,
+    ("TrainResult", "metrics"): StyleMetrics,
 }

@@ -120,6 +120,7 @@ def _load_engine(settings: Settings) -> StyleEngine:
         lora_hotswap_rank=settings.lora_hotswap_rank,
         max_image_pixels=settings.max_upload_pixels,
         cache_max_bytes=settings.worker_cache_max_bytes,
+        clip_model=settings.clip_model,
     )
 
 

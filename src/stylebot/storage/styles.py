@@ -10,7 +10,7 @@ from typing import Any
 from stylebot.bot.core.errors import DuplicateStyleName, RecordNotFound
 from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import NewStyle, Style, StyleStatus, Visibility
-from stylebot.queue.payloads import ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, ValidationPoint
 from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
@@ -131,6 +131,20 @@ class SqliteStyleStore(SqliteStore):
     async def style_validation(self, style_id: int) -> tuple[ValidationPoint, ...]:
         text = await self._column(style_id, "validation")
         return tuple(ValidationPoint.from_dict(point) for point in json.loads(text or "[]"))
+
+    async def set_style_metrics(self, style_id: int, metrics: StyleMetrics) -> None:
+        async with self._session.transaction():
+            cursor = await self._session.write(
+                "UPDATE styles SET metrics = ? WHERE id = ?", (metrics.to_json(), style_id)
+            )
+            if cursor.rowcount == 0:
+                raise RecordNotFound(f"style {style_id} does not exist")
+
+    async def style_metrics(self, style_id: int) -> StyleMetrics | None:
+        row = await self._session.fetch_row("SELECT metrics FROM styles WHERE id = ?", (style_id,))
+        if row is None:
+            raise RecordNotFound(f"style {style_id} does not exist")
+        return StyleMetrics.from_json(row["metrics"]) if row["metrics"] else None
 
     async def set_style_visibility(
         self, style_id: int, visibility: Visibility, shared_scope: str | None = None

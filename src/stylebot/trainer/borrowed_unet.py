@@ -14,15 +14,14 @@ from contextlib import contextmanager
 from typing import Protocol
 
 import torch
-from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 
 from stylebot.engine.diffusers_classes import UNet2DConditionModel
 from stylebot.engine.families import FlowTransformer
 from stylebot.engine.models import AnyPipeline, lora_components
+from stylebot.trainer.adapter_variants import LORA_TARGET_MODULES, adapter_config
 
 TRAINING_ADAPTER = "stylebot_training"
-LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
 
 
 def tuner_layers(unet: torch.nn.Module) -> list[BaseTunerLayer]:
@@ -120,9 +119,11 @@ def frozen_unet(unet: UNet2DConditionModel) -> Iterator[list[torch.nn.Parameter]
 def borrowed_unet(
     unet: UNet2DConditionModel | FlowTransformer,
     rank: int,
+    variant: str = "lora",
     target_modules: Sequence[str] = LORA_TARGET_MODULES,
 ) -> Iterator[list[torch.nn.Parameter]]:
-    """Add the training adapter and make only it trainable; undo it all on exit.
+    """Add the training adapter (`variant`: adapter_variants) and make only it
+    trainable; undo it all on exit.
 
     `unet` is the denoiser: a UNet, or a FLUX.1 / SD 3.5 transformer with its
     family's `target_modules` (stylebot.engine.families.LORA_TARGET_MODULES).
@@ -139,12 +140,7 @@ def borrowed_unet(
     was_disabled = had_adapters and any(layer.disable_adapters for layer in layers)
 
     unet.requires_grad_(False)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=rank,
-        init_lora_weights="gaussian",
-        target_modules=list(target_modules),
-    )
+    config = adapter_config(variant, rank, target_modules)
     with warnings.catch_warnings():
         # Sharing the UNet with a Generator's adapters is the point here.
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")

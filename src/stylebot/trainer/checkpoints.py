@@ -42,7 +42,8 @@ class TrainingCheckpoint:
     `embedding` is the trained token's vector(s) by file key (textual inversion; empty
     for a LoRA-only run), whose optimiser state follows the adapter's;
     `optimizer_name` is the optimiser the run used (`hardware.optimizer_name`,
-    what "auto" resolved to on that host; empty in older checkpoints).
+    what "auto" resolved to on that host; empty in older checkpoints);
+    `ema` the adapter's moving average (`trainer.ema`), when the run keeps one.
     """
 
     step: int
@@ -54,6 +55,8 @@ class TrainingCheckpoint:
     validation: tuple[tuple[int, float, float], ...] = ()
     embedding: dict[str, torch.Tensor] = field(default_factory=dict)
     optimizer_name: str = ""
+    # The moving average of the adapter (trainer.ema; empty when the run keeps none).
+    ema: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def optimizer_kind(self) -> str:
         """The optimiser whose state this is: as recorded, else read from the state's
@@ -85,6 +88,7 @@ class TrainingCheckpoint:
                 "validation": [list(point) for point in self.validation],
                 "embedding": {k: v.detach().cpu() for k, v in self.embedding.items()},
                 "optimizer_name": self.optimizer_name,
+                "ema": {k: v.detach().cpu() for k, v in self.ema.items()},
             },
             buffer,
         )
@@ -108,6 +112,7 @@ class TrainingCheckpoint:
             ),
             embedding=dict(raw.get("embedding", {})),
             optimizer_name=str(raw.get("optimizer_name", "")),
+            ema=dict(raw.get("ema", {})),
         )
 
 

@@ -234,7 +234,9 @@ def train_flow_lora(
         with (
             text_encoders_released(pipeline),
             torch.enable_grad(),
-            borrowed_unet(transformer, settings.rank, LORA_TARGET_MODULES[family]) as params,
+            borrowed_unet(
+                transformer, settings.rank, target_modules=LORA_TARGET_MODULES[family]
+            ) as params,
         ):
             names = [n for n, _ in transformer.named_parameters() if TRAINING_ADAPTER in n]
             optimizer = make_optimizer(params, settings.learning_rate, settings.optimizer, device)

@@ -20,18 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
-from peft.utils import get_peft_model_state_dict
 from PIL import Image
 
-from stylebot.engine.diffusers_classes import (
-    DDPMScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-)
+from stylebot.engine.diffusers_classes import DDPMScheduler
 from stylebot.engine.models import BasePipeline
 from stylebot.queue.payloads import TRAIN_METHODS, TrainSettings, ValidationPoint
 from stylebot.style_tokens import TRAINING_TOKEN
+from stylebot.trainer.adapter_variants import save_adapter
 from stylebot.trainer.borrowed_unet import (
     TRAINING_ADAPTER,
     DeviceSharing,
@@ -55,6 +50,7 @@ from stylebot.trainer.conditioning import (
     text_conditioning,
     with_size_conditioning,
 )
+from stylebot.trainer.ema import AdapterEMA
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
     TrainableToken,
@@ -70,6 +66,7 @@ from stylebot.trainer.hardware import (
     run_optimizer,
 )
 from stylebot.trainer.latents import LatentCache
+from stylebot.trainer.lr_schedule import ScheduledLearningRate
 from stylebot.trainer.objectives import diffusion_loss, min_snr_weights, sample_noise
 from stylebot.trainer.validation import ValidationSet, split_holdout
 
@@ -234,10 +231,17 @@ def train_lora(
             )
 
         torch.manual_seed(settings.seed)
-        borrowed = borrowed_unet(unet, settings.rank) if trains_lora else frozen_unet(unet)
+        borrowed = (
+            borrowed_unet(unet, settings.rank, settings.lora_variant)
+            if trains_lora
+            else frozen_unet(unet)
+        )
         with borrowed as params:
             names = [n for n, _ in unet.named_parameters() if TRAINING_ADAPTER in n]
             optimizer = run_optimizer(params, token, settings, device)
+            # Before a checkpoint's optimiser state replaces the rates with scheduled ones.
+            learning_rate = ScheduledLearningRate(optimizer, settings)
+            ema = AdapterEMA(names, params, settings.ema_decay) if settings.ema_decay else None
             # What "auto" became on this host: a checkpoint records it, as its
             # state only loads into the same optimiser (see `_restore`).
             optimizer_used = optimizer_name(settings.optimizer, device)
@@ -246,6 +250,8 @@ def train_lora(
                 restore_checkpoint(resume_from, names, params, optimizer, rng, optimizer_used)
                 if token is not None:
                     token.load_state(resume_from.embedding)
+                if ema is not None:
+                    ema.load_state(resume_from.ema)
                 first_step = resume_from.step + 1
                 loss_value = resume_from.loss
                 curve = list(resume_from.validation)
@@ -296,6 +302,7 @@ def train_lora(
                     rng_state=rng.get_state(),
                     validation=tuple(curve),
                     embedding=token.state() if token is not None else {},
+                    ema=ema.state() if ema is not None else {},
                 )
 
             total = settings.steps
@@ -330,7 +337,12 @@ def train_lora(
                 )
                 loss = diffusion_loss(prediction, target, snr_weights)
                 optimizer.zero_grad(set_to_none=True)
+                learning_rate.set_for(step)
                 scaler.backward_and_step(loss, optimizer)
+                if ema is not None:
+                    ema.update()
+                    if step == total:  # the average is the style: validated and saved
+                        ema.copy_to_params()
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     # Diverged (or overflowed in half precision): the weights
@@ -359,7 +371,11 @@ def train_lora(
             output_dir = Path(output_dir)
             output_dir.mkdir(parents=True, exist_ok=True)
             embedding_path = token.save(output_dir / EMBEDDING_NAME) if token is not None else None
-            weights_path = _save_lora(pipeline, unet, output_dir) if trains_lora else None
+            weights_path = None
+            if trains_lora:
+                # alpha == rank (adapter_variants): loaders assume that without metadata.
+                save_adapter(pipeline, unet, TRAINING_ADAPTER, output_dir)
+                weights_path = output_dir / WEIGHTS_NAME
     return TrainOutcome(
         weights_path=weights_path,
         steps=settings.steps,
@@ -369,27 +385,6 @@ def train_lora(
         validation=tuple(ValidationPoint(*point) for point in curve),
         embedding_path=embedding_path,
     )
-
-
-def _save_lora(pipeline: BasePipeline, unet: torch.nn.Module, output_dir: Path) -> Path:
-    """The trained adapter as a diffusers LoRA file in `output_dir`; its path."""
-    weights = convert_state_dict_to_diffusers(
-        get_peft_model_state_dict(unet, adapter_name=TRAINING_ADAPTER)
-    )
-    # lora_alpha == rank, which is also what loaders assume without
-    # metadata, so the file needs no extra config to load correctly.
-    # The family's own saver: SDXL's knows its second text encoder.
-    saver = (
-        StableDiffusionXLPipeline
-        if isinstance(pipeline, StableDiffusionXLPipeline)
-        else StableDiffusionPipeline
-    )
-    saver.save_lora_weights(
-        output_dir,
-        unet_lora_layers={k: v.detach().contiguous() for k, v in weights.items()},
-        safe_serialization=True,
-    )
-    return output_dir / WEIGHTS_NAME
 
 
 def _rgb(image: Image.Image) -> Image.Image:

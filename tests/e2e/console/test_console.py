@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from stylebot.bot.console.session import make_sample_images
 
@@ -61,9 +62,12 @@ def test_a_piped_script_trains_generates_and_verifies(tmp_path: Path, env: dict[
     assert "Received 2 image(s)" in result.stdout
     assert "Style ink is ready" in result.stdout
     assert "- ink (ready, yours)" in result.stdout
-    saved = re.findall(r"saved (\S+\.png)", result.stdout)
-    assert len(saved) == 1
-    image = Path(saved[0])
+    # The picture of how training went (loss curve, previews), then the image.
+    assert "How ink trained" in result.stdout
+    report, saved = re.findall(r"saved (\S+\.png)", result.stdout)
+    assert Path(report).name == "stylebot-training-ink.png"
+    assert Image.open(report).width == 512
+    image = Path(saved)
     assert image.is_file()
 
     verified = run_stylebot(["verify", str(image)], env)

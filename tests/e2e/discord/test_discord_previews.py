@@ -7,10 +7,12 @@ an arq worker and the tiny model, training with a preview every few steps.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 from typing import Any
 
 import pytest
+from PIL import Image
 from tests.e2e.discord.conftest import StartWorker
 from tests.e2e.discord.test_discord_bot import (
     CB_DEFERRED,
@@ -133,6 +135,21 @@ async def test_previews_are_ephemeral_follow_ups_of_the_training_interaction(
     )
     assert len(follow_ups) == len(PREVIEW_STEPS)
     assert all(body["flags"] & EPHEMERAL for body in follow_ups)
+    # The picture of how training went (loss curve, previews) comes the same way.
+    (report,) = [
+        r.json
+        for r in fake.requests
+        if r.method == "POST"
+        and r.path.endswith(confirm.token)
+        and r.status < 300
+        and r.json["content"].startswith("How glow trained")
+    ]
+    assert report["flags"] & EPHEMERAL
+    (shown_report,) = [
+        m for m in fake.channel_messages(general.id) if m["content"].startswith("How glow trained")
+    ]
+    (attachment,) = shown_report["attachments"]
+    assert Image.open(io.BytesIO(fake.attachment_bytes(int(attachment["id"])))).width == 512
     assert all("components" not in body or not body["components"] for body in follow_ups)
 
     # In the channel they exist only as ephemeral messages: Alice alone sees them.
@@ -181,8 +198,10 @@ async def test_previews_go_by_dm_once_the_token_is_dead_never_to_the_channel(
         for r in fake.requests
         if r.method == "POST" and r.path.endswith(confirm.token) and r.status == 404
     ]
-    assert len(refused) == len(PREVIEW_STEPS)
+    assert len(refused) == len(PREVIEW_STEPS) + 1  # and the training report's picture
     assert previews_in(fake.channel_messages(general.id)) == []
+    assert not any("trained" in m["content"] for m in fake.channel_messages(general.id))
+    assert any(m["content"].startswith("How dusk trained") for m in fake.channel_messages(dm))
 
 
 async def test_with_dms_closed_previews_are_dropped_and_the_channel_learns_only_that_it_ended(
@@ -214,11 +233,13 @@ async def test_with_dms_closed_previews_are_dropped_and_the_channel_learns_only_
     public = [m for m in fake.channel_messages(general.id) if not m["flags"] & EPHEMERAL]
     assert not any("ember" in m["content"] for m in public)
     assert not message["flags"] & EPHEMERAL  # a normal message: the token was dead
-    # Each preview and the end tried the DMs and were refused; no preview reached anyone.
+    # Each preview, the training report and the end tried the DMs and were refused;
+    # no preview (nor the report) reached anyone.
     refused_dms = [r for r in fake.requests if r.status == 403 and r.response["code"] == 50007]
-    assert len(refused_dms) == len(PREVIEW_STEPS) + 1
+    assert len(refused_dms) == len(PREVIEW_STEPS) + 2
     # The bot's lines name the job, never the person: no Discord user id in them.
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("stylebot")]
     assert any("not delivered" in line for line in ours)
     assert not [line for line in ours if str(alice.id) in line]
     assert previews_in(fake.channel_messages(general.id)) == []
+    assert not any("trained" in m["content"] for m in fake.channel_messages(general.id))

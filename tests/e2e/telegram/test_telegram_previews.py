@@ -116,6 +116,9 @@ async def test_previews_from_a_group_go_to_the_owners_private_chat(
     shown = [m for m in fake.sent_messages(private) if (m.caption or "").startswith("Preview")]
     assert len(shown) == len(PREVIEW_STEPS)
     assert all(m.photo_bytes for m in shown)
+    # The picture of how training went (loss curve, previews), privately too.
+    (report,) = [m for m in fake.sent_messages(private) if "How glow trained" in (m.caption or "")]
+    assert report.photo_bytes
     # The group saw the training's status, never a preview or a word about them.
     nothing_of_the_previews_in(fake, group)
     assert not [m for m in fake.sent_messages(group) if "private chat" in (m.text or "")]

@@ -1,4 +1,5 @@
-"""A style's validation curve in the records (migration 0005): on SQLite and on the fake."""
+"""A style's validation curve (migration 0005) and CLIP metrics (0013) in the records:
+on SQLite and on the fake."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from tests.fakes.memory import InMemoryUnitOfWork
 
 from stylebot.bot.core.errors import RecordNotFound
 from stylebot.bot.core.model import NewConsent, NewStyle, Style, StyleStatus
-from stylebot.queue.payloads import ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, ValidationPoint
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 Repo = SqliteUnitOfWork | InMemoryUnitOfWork
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 IMAGE = "c" * 64
 CURVE = (ValidationPoint(50, 0.31, 0.25), ValidationPoint(100, 0.2125, 0.25))
+METRICS = StyleMetrics(0.21, 0.8, 0.59, 27.5, 29.0, 0.012, 4, "openai/clip-vit-large-patch14")
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -66,3 +68,18 @@ async def test_the_curve_goes_with_its_style(repo: Repo) -> None:
     await repo.styles.delete_style(style.id)
     with pytest.raises(RecordNotFound):
         await repo.styles.style_validation(style.id)
+
+
+async def test_a_style_keeps_its_metrics_and_they_go_with_it(repo: Repo) -> None:
+    style = await _style(repo)
+    assert await repo.styles.style_metrics(style.id) is None
+    await repo.styles.set_style_metrics(style.id, METRICS)
+    assert await repo.styles.style_metrics(style.id) == METRICS
+    without_kid = StyleMetrics(-0.05, 0.5, 0.55, 20.0, 21.0, None, 4, "clip")
+    await repo.styles.set_style_metrics(style.id, without_kid)
+    assert await repo.styles.style_metrics(style.id) == without_kid
+    with pytest.raises(RecordNotFound):
+        await repo.styles.set_style_metrics(9999, METRICS)
+    await repo.styles.delete_style(style.id)
+    with pytest.raises(RecordNotFound):
+        await repo.styles.style_metrics(style.id)

@@ -49,12 +49,20 @@ async def test_previews_come_watermarked_every_few_steps_and_verify_to_the_train
 
     previews: list[ImagesReady] = []
     while True:
-        note = await inbox.next((ImagesReady, JobFinished), within=180)
+        note = await inbox.next((ImagesReady, JobFinished), within=180, reports=True)
         if isinstance(note.reply, JobFinished):
             assert note.reply.ok, note.reply.text
             break
         assert isinstance(note.reply, ImagesReady)
         previews.append(note.reply)
+    # Just before the ready message: the picture of the loss and of these previews.
+    report = previews.pop()
+    assert report.job_id == f"{queued.job_id}/report"
+    assert report.preview_of == queued.job_id
+    [picture] = report.images
+    drawn = Image.open(io.BytesIO(picture.data))
+    assert drawn.width == 512
+    assert drawn.height > 300  # the chart, and a row of the previews below it
     # Steps 2 and 4; step 6 is the end, and the style itself.
     preview_steps = [step for step in range(EVERY, STEPS, EVERY)]
     assert [p.job_id for p in previews] == [f"{queued.job_id}/preview-{s}" for s in preview_steps]

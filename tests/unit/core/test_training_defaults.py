@@ -78,6 +78,10 @@ def test_config_leaves_unset_values_to_the_images_and_passes_the_rest() -> None:
             "STYLEBOT_TRAIN_GRADIENT_CHECKPOINTING": "yes",
             "STYLEBOT_TRAIN_OPTIMIZER": "adamw",
             "STYLEBOT_TRAIN_MIXED_PRECISION": "no",
+            "STYLEBOT_TRAIN_LORA_VARIANT": "dora",
+            "STYLEBOT_TRAIN_LR_SCHEDULE": "constant",
+            "STYLEBOT_TRAIN_LR_WARMUP": "0.1",
+            "STYLEBOT_TRAIN_EMA_DECAY": "0.99",
         }
     )
     assert settings.train_chosen_from_images == ("steps",)
@@ -87,6 +91,8 @@ def test_config_leaves_unset_values_to_the_images_and_passes_the_rest() -> None:
     assert train.gradient_checkpointing
     assert (train.noise_offset, train.min_snr_gamma) == (0.05, 0.0)
     assert (train.optimizer, train.mixed_precision) == ("adamw", "no")
+    assert (train.lora_variant, train.lr_schedule, train.lr_warmup) == ("dora", "constant", 0.1)
+    assert train.ema_decay == 0.99
 
 
 @pytest.mark.parametrize(

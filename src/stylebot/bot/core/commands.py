@@ -90,8 +90,10 @@ class NamedStyle:
     name: str
 
 
+@dataclass(frozen=True)
 class TrainStyle(NamedStyle):
-    pass
+    # The adapter this style trains (`variant:` option; LORA_VARIANTS); None: the operator's.
+    variant: str | None = None
 
 
 class StyleInfo(NamedStyle):

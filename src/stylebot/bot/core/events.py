@@ -31,6 +31,7 @@ from stylebot.bot.core.replies import (
     TextReply,
 )
 from stylebot.bot.core.training import validation_summary
+from stylebot.bot.core.training_report import training_report
 from stylebot.queue.payloads import JobEvent, TrainingPreview, preview_output_id
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,8 @@ async def _training_finished(
                     await deps.uow.styles.set_style_embedding(style.id, result.embedding_key)
                 if result.validation:
                     await deps.uow.styles.set_style_validation(style.id, result.validation)
+                if result.metrics is not None:
+                    await deps.uow.styles.set_style_metrics(style.id, result.metrics)
             await deps.uow.jobs.update_job(
                 job.id,
                 JobStatus.FINISHED,
@@ -257,7 +260,8 @@ async def _training_finished(
                 total=result.steps,
             )
     name = style.name if style else "?"
-    return [
+    report = await training_report(deps, job, result, name, record=record)
+    return ([report] if report is not None else []) + [
         Notification(
             job.origin,
             JobFinished(

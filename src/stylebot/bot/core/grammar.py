@@ -162,9 +162,7 @@ def parse(command: TextCommand, requester: Requester, replied: RepliedUser | Non
         case "discard":
             return commands.DiscardUploads(me)
         case "train":
-            return commands.TrainStyle(
-                me, _one_word(words, "Name the style in one word: /train NAME")
-            )
+            return _train_command(me, words)
         case "imagine":
             return parse_imagine(args).command(me)
         case "styles":
@@ -183,6 +181,19 @@ def parse(command: TextCommand, requester: Requester, replied: RepliedUser | Non
             admin = parse_admin(me, args, replied)
             return ShowHelp(admin=True) if admin is None else admin
     raise CommandSyntaxError(f"Unknown command /{name}.")
+
+
+TRAIN_USAGE = "Name the style in one word: /train NAME (optionally variant:lora, dora or lokr)"
+
+
+def _train_command(me: Requester, words: list[str]) -> commands.TrainStyle:
+    """`/train NAME [variant:KIND]`: the kind is checked where training starts."""
+    name_words = [word for word in words if not word.lower().startswith("variant:")]
+    variants = [word.split(":", 1)[1].lower() for word in words if word not in name_words]
+    if len(variants) > 1:
+        raise CommandSyntaxError("Give variant: once.")
+    name = _one_word(name_words, TRAIN_USAGE)
+    return commands.TrainStyle(me, name, variant=variants[0] if variants else None)
 
 
 def _one_word(words: list[str], usage: str) -> str:

@@ -38,7 +38,7 @@ from stylebot.bot.core.ports import (
     PendingQueueCleanups,
     UsageLog,
 )
-from stylebot.queue.payloads import ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, ValidationPoint
 
 
 class UserStore(Protocol):
@@ -137,6 +137,15 @@ class StyleStore(Protocol):
     async def style_validation(self, style_id: int) -> tuple[ValidationPoint, ...]:
         """The style's validation curve; empty when it has none. RecordNotFound if the
         style does not exist."""
+        ...
+
+    async def set_style_metrics(self, style_id: int, metrics: StyleMetrics) -> None:
+        """Keep what the worker's CLIP model measured of the finished style."""
+        ...
+
+    async def style_metrics(self, style_id: int) -> StyleMetrics | None:
+        """The style's CLIP metrics; None when it was not measured. RecordNotFound if
+        the style does not exist."""
         ...
 
     async def set_style_visibility(

@@ -24,6 +24,7 @@ from stylebot.bot.core.permissions import can_use, pick_style
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.bot.core.quotas import ERASE, admit_erasure, record_usage
 from stylebot.bot.core.replies import ErrorReply, FileReply, Reply, StyleChoices, TextReply
+from stylebot.bot.core.style_metrics import metrics_lines
 from stylebot.bot.core.training import validation_summary
 
 
@@ -130,7 +131,7 @@ async def _training_lines(deps: Deps, style: Style) -> str:
     summary = validation_summary(await deps.uow.styles.style_validation(style.id)).strip()
     if summary:
         lines += f"validation: {summary}\n"
-    return lines
+    return lines + metrics_lines(await deps.uow.styles.style_metrics(style.id))
 
 
 async def share_style(deps: Deps, command: ShareStyle) -> Reply:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from stylebot.bot.core.commands import TrainStyle
@@ -15,7 +16,7 @@ from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, trig
 from stylebot.bot.core.quotas import TRAIN, check_allowance, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply
 from stylebot.bot.core.training_defaults import choose_train_settings
-from stylebot.queue.payloads import TrainJob, ValidationPoint
+from stylebot.queue.payloads import LORA_VARIANTS, TrainJob, ValidationPoint
 
 
 async def train_style(deps: Deps, command: TrainStyle) -> Reply:
@@ -23,6 +24,11 @@ async def train_style(deps: Deps, command: TrainStyle) -> Reply:
         name = normalise_style_name(command.name)
     except InvalidStyleName as exc:
         return ErrorReply(str(exc))
+    if command.variant is not None and command.variant not in LORA_VARIANTS:
+        return ErrorReply(
+            f"variant:{command.variant} is not a kind of LoRA this bot trains; "
+            f"choose {', '.join(LORA_VARIANTS[:-1])} or {LORA_VARIANTS[-1]}."
+        )
     user = await deps.user(command.requester)
     # One at a time (`Deps.admission`): the checks below and the job they admit, so two
     # requests sent at once cannot both pass the queue and quota checks.
@@ -64,6 +70,8 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
     settings = choose_train_settings(
         len(pending), deps.policy.train, deps.policy.train_chosen_from_images
     )
+    if command.variant is not None:  # the member's choice over the operator's default
+        settings = dataclasses.replace(settings, lora_variant=command.variant)
     job_id = new_job_id("train")
     try:
         async with deps.uow:
