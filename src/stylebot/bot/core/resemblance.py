@@ -88,7 +88,7 @@ async def resembled_output(
     black too, for a translucent file). At most :data:`MAX_RESEMBLES_CANDIDATES` stored
     images, the closest first, each image once."""
     variants = await asyncio.to_thread(_variants, picture.data, picture.over_black is not None)
-    probes = sorted({probe for v in variants for probe in band_probes(v.phash)})
+    probes = sorted({probe for v in variants for probe in band_probes(v.phash, RESEMBLES_MAX_BITS)})
     if not probes:
         return None  # a flat picture: its hash says nothing
     candidates: list[tuple[int, Output, list[_Variant]]] = []
