@@ -136,6 +136,11 @@ class Settings(PolicySettings):
     # What a style trains: lora; textual_inversion (a new token's embedding, the
     # style's token then starts its prompts); or both (pivotal tuning).
     train_method: str = setting(_TRAIN.method, OneOf(choices=TRAIN_METHODS))
+    # Per-image captions (stylebot.trainer.captions): the share of steps an image trains
+    # on the trigger alone (0.05-0.1 keeps the trigger working without captions), and
+    # whether a caption's comma-separated tags are shuffled at each step.
+    train_caption_dropout: float = setting(_TRAIN.caption_dropout, Number(low=0, high=1))
+    train_shuffle_tags: bool = setting(_TRAIN.shuffle_tags, Flag())
     # A running training saves a checkpoint every this many steps (or 30 s), so a
     # worker that dies costs at most that much work: another worker resumes there.
     checkpoint_every_steps: int = setting(
@@ -284,6 +289,8 @@ class Settings(PolicySettings):
             optimizer=self.train_optimizer,
             checkpoint_every_steps=max(1, self.checkpoint_every_steps),
             method=self.train_method,
+            caption_dropout=self.train_caption_dropout,
+            shuffle_tags=self.train_shuffle_tags,
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -39,6 +39,8 @@ BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "train_mixed_precision": ("fp8",),
     "train_optimizer": ("sgd",),
     "train_method": ("dreambooth",),
+    "train_caption_dropout": ("-0.1", "1.5", "nan", "often"),
+    "train_shuffle_tags": ("shuffled",),
     "checkpoint_every_steps": ("-1", "often"),
     "train_timeout_s": ("0", "-1", "1e9"),
     "min_train_images": ("0", "-3"),

@@ -171,12 +171,14 @@ class StyleEngine:
         device_sharing: DeviceSharing | None = None,
         export_for: TrainJob | None = None,
         previews: TrainingPreviews | None = None,
+        captions: Sequence[str] = (),
     ) -> TrainedWeights:
         """Train a style's LoRA; `on_checkpoint(state, step)` gets the run's state as
         bytes now and then, which `resume_from` continues after a crash. A
         checkpoint from other settings (or unreadable) is ignored, with a log line:
         training again from the start is slower but always right. The result
-        also holds the kohya-layout export, described from `export_for`."""
+        also holds the kohya-layout export, described from `export_for`. `captions`:
+        each image's own ("" or none: the trigger alone), after the trigger."""
         checkpoint = usable_checkpoint(resume_from, settings)
         pictures = [
             # Uncropped: the trainer fits each image to its aspect-ratio bucket.
@@ -212,6 +214,7 @@ class StyleEngine:
                         else lambda state: on_checkpoint(state.to_bytes(), state.step)
                     ),
                     device_sharing=device_sharing,
+                    captions=captions,
                 )
             except TrainingCancelled as exc:
                 raise JobCancelled(str(exc)) from exc

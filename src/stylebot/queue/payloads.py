@@ -93,6 +93,10 @@ class TrainSettings(_JsonData):
     # both (pivotal tuning), the embedding with its own learning rate.
     method: str = "lora"
     embedding_learning_rate: float = 5e-3
+    # Per-image captions (stylebot.trainer.captions): the share of steps an image
+    # trains on the trigger alone, and whether its comma-separated tags are shuffled.
+    caption_dropout: float = 0.0
+    shuffle_tags: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,9 @@ class TrainJob(_JsonData):
     trigger: str
     image_keys: tuple[str, ...]
     settings: TrainSettings = field(default_factory=TrainSettings)
+    # Each image's caption, in `image_keys`' order ("": none, the trigger alone);
+    # empty for a job queued before captions existed.
+    captions: tuple[str, ...] = ()
     # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
     # different owners take turns. None: a queue of its own.
     owner: str | None = None

@@ -22,13 +22,14 @@ class SqliteConsentStore(SqliteStore):
         rights_confirmed: bool,
         image_hashes: Sequence[str],
         created_at: datetime,
+        captions_sha256: str | None = None,
     ) -> Consent:
         hashes = json.dumps(list(image_hashes))
         async with self._session.transaction():
             try:
                 cursor = await self._session.write(
                     "INSERT INTO consents (user_id, licence, terms_version, rights_confirmed,"
-                    " image_hashes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    " image_hashes, created_at, captions_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         user_id,
                         licence,
@@ -36,6 +37,7 @@ class SqliteConsentStore(SqliteStore):
                         int(bool(rights_confirmed)),
                         hashes,
                         utc_text(created_at),
+                        captions_sha256,
                     ),
                 )
             except sqlite3.IntegrityError as exc:

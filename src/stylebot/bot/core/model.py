@@ -84,6 +84,8 @@ class Upload:
     height: int
     created_at: datetime
     style_id: int | None = None
+    # What the image shows, in the member's words (None: none; it trains on the trigger).
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Consent:
     image_hashes: tuple[str, ...]
     created_at: datetime
     style_id: int | None = None
+    # The images' captions as confirmed (stylebot.bot.core.captions.captions_digest).
+    captions_sha256: str | None = None
 
 
 @dataclass(frozen=True)

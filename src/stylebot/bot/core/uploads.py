@@ -6,6 +6,7 @@ import asyncio
 
 from stylebot.bot.core import consent as consent_terms
 from stylebot.bot.core.blobs import delete_unused_blobs
+from stylebot.bot.core.captions import captions_digest, fitted_caption
 from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, TrainStyle, UploadImages
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.evidence import consent_images, record_consent
@@ -40,7 +41,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
     known = {u.blob_key for u in pending}
 
     # Check every file before storing any, so a bad file changes nothing.
-    accepted: list[NormalizedImage] = []
+    accepted: list[tuple[NormalizedImage, str | None]] = []
     # Already waiting: stored again all the same, which repairs a damaged stored copy.
     sent_again: list[NormalizedImage] = []
     for file in command.files:
@@ -72,8 +73,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
             )
         if image.sha256 in known:
             sent_again.append(image)
-        elif all(a.sha256 != image.sha256 for a in accepted):
-            accepted.append(image)
+        elif all(a.sha256 != image.sha256 for a, _ in accepted):
+            accepted.append((image, fitted_caption(file.caption)))
     duplicates = len(command.files) - len(accepted)
 
     total = len(pending) + len(accepted)
@@ -87,18 +88,23 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
     try:
         async with deps.blob_lock:
             # Images already waiting are stored again: that repairs a damaged copy.
-            for image in [*accepted, *sent_again]:
+            for image in [*(a for a, _ in accepted), *sent_again]:
                 key = await deps.blobs.put(image.data)
                 if key != image.sha256:
                     raise RuntimeError(f"blob store returned {key} for content {image.sha256}")
             async with deps.uow:
-                for image in accepted:
+                for image, caption in accepted:
                     await deps.uow.uploads.add_upload(
-                        user.id, image.sha256, image.display_name, image.width, image.height
+                        user.id,
+                        image.sha256,
+                        image.display_name,
+                        image.width,
+                        image.height,
+                        caption,
                     )
     except BaseException:
         # Nothing was saved (a full disk, say): no blob may stay behind without its record.
-        await asyncio.shield(delete_unused_blobs(deps, [image.sha256 for image in accepted]))
+        await asyncio.shield(delete_unused_blobs(deps, [image.sha256 for image, _ in accepted]))
         raise
 
     note = f" ({duplicates} already received, skipped)" if duplicates else ""
@@ -106,7 +112,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
         text=(
             f"Received {len(accepted)} image(s){note}; {total} waiting for training. "
             "Before training, confirm that you made them or hold the rights to use "
-            "them, and choose a licence."
+            "them, and choose a licence. "
+            f"{mention(CommandName.CAPTIONS)} shows and changes what each image is captioned."
         ),
         terms=consent_terms.TERMS_TEXT,
         terms_version=consent_terms.TERMS_VERSION,
@@ -154,6 +161,7 @@ async def _record_consent(deps: Deps, command: ConfirmConsent) -> Reply:
             True,
             sorted(u.blob_key for u in pending),
             deps.clock.now(),
+            captions_digest(pending),
         )
         await record_consent(
             deps, user, record, images, command.identifiable_people, command.people_agreed
