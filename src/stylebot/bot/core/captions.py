@@ -72,7 +72,8 @@ def listing(uploads: Sequence[Upload], heading: str, style: str | None) -> Capti
     if style is None:
         lines.append(
             f"Change one with {mention(CommandName.CAPTIONS, 'NUMBER', 'CAPTION')} "
-            f"(a caption of {CLEAR} clears it). The style's trigger goes first when it trains."
+            f"({CLEAR} or an empty caption clears it). The style's trigger goes first when "
+            "it trains."
         )
     return CaptionList("\n".join(lines), private=True, captions=entries, style=style)
 
