@@ -15,8 +15,18 @@ from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_u
 from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
+from stylebot.bot.core.near_duplicates import (
+    NamedHash,
+    near_duplicate_pairs,
+    near_duplicates_note,
+    waiting_hashes,
+)
 from stylebot.bot.core.optout import OptedOutImage, find_opted_out
-from stylebot.bot.core.perceptual import NEAR_DUPLICATE_BITS, perceptual_hash_of_png
+from stylebot.bot.core.perceptual import (
+    NEAR_DUPLICATE_BITS,
+    PerceptualHash,
+    perceptual_hash_of_png,
+)
 from stylebot.bot.core.replies import (
     ConsentRequest,
     ErrorReply,
@@ -42,6 +52,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
 
     # Check every file before storing any, so a bad file changes nothing.
     accepted: list[tuple[NormalizedImage, str | None]] = []
+    new_hashes: list[NamedHash] = []  # of the accepted images, to point out near-duplicates
     # Already waiting: stored again all the same, which repairs a damaged stored copy.
     sent_again: list[NormalizedImage] = []
     for file in command.files:
@@ -63,7 +74,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
                 f"“{image.display_name}” can't be used to train a style: {reservation}. "
                 "Nothing was saved; send the images again without it."
             )
-        copied = await _copies_opted_out(deps, image, command.requester)
+        phash = await run_image_work(deps, perceptual_hash_of_png, image.data)
+        copied = await _copies_opted_out(deps, image, phash, command.requester)
         if copied is not None:
             return ErrorReply(
                 f"“{image.display_name}” matches an image its artist registered with "
@@ -75,6 +87,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
             sent_again.append(image)
         elif all(a.sha256 != image.sha256 for a, _ in accepted):
             accepted.append((image, fitted_caption(file.caption)))
+            new_hashes.append((image.display_name, phash))
     duplicates = len(command.files) - len(accepted)
 
     total = len(pending) + len(accepted)
@@ -108,12 +121,14 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
         raise
 
     note = f" ({duplicates} already received, skipped)" if duplicates else ""
+    pairs = near_duplicate_pairs(await waiting_hashes(deps, pending), new_hashes)
     return ConsentRequest(
         text=(
             f"Received {len(accepted)} image(s){note}; {total} waiting for training. "
             "Before training, confirm that you made them or hold the rights to use "
             "them, and choose a licence. "
             f"{mention(CommandName.CAPTIONS)} shows and changes what each image is captioned."
+            f"{near_duplicates_note(pairs)}"
         ),
         terms=consent_terms.TERMS_TEXT,
         terms_version=consent_terms.TERMS_VERSION,
@@ -180,9 +195,8 @@ async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
 
 
 async def _copies_opted_out(
-    deps: Deps, image: NormalizedImage, requester: Requester
+    deps: Deps, image: NormalizedImage, phash: PerceptualHash, requester: Requester
 ) -> OptedOutImage | None:
-    phash = await run_image_work(deps, perceptual_hash_of_png, image.data)
     # The registry's index finds the few registrations that may match; only those are
     # compared, whatever the size of the registry.
     found = await deps.uow.optouts.candidates(image.sha256, phash, NEAR_DUPLICATE_BITS)
