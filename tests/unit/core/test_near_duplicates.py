@@ -48,3 +48,15 @@ def scene(colour: tuple[int, int, int], *, flip: bool = False) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+async def test_a_lost_waiting_image_does_not_stop_the_next_upload(world: CoreWorld) -> None:
+    await world.bot.handle(UploadImages(ALICE, (IncomingFile("harbour.png", scene((9, 9, 9))),)))
+    world.blobs.blobs.clear()  # the waiting image's file is gone from the store
+
+    reply = await world.bot.handle(
+        UploadImages(ALICE, (IncomingFile("lighthouse.png", scene((20, 40, 200), flip=True)),))
+    )
+
+    assert isinstance(reply, ConsentRequest), reply
+    assert reply.image_count == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.image_work import run_image_work
 from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Upload
@@ -37,13 +38,17 @@ def near_duplicate_pairs(
 
 
 async def waiting_hashes(deps: Deps, uploads: Sequence[Upload]) -> list[NamedHash]:
-    """The waiting images' perceptual hashes (reads and decodes each blob, off the loop)."""
+    """The waiting images' perceptual hashes (reads and decodes each blob, off the loop).
+    A damaged or missing one is left out: this is advice, and the upload must still
+    succeed (sending that image again repairs it; training says so if it is not)."""
     hashes = []
     for upload in uploads:
-        data = await deps.blobs.get(upload.blob_key)
-        hashes.append(
-            (upload.display_name, await run_image_work(deps, perceptual_hash_of_png, data))
-        )
+        try:
+            data = await deps.blobs.get(upload.blob_key)
+        except (DamagedBlob, KeyError):
+            continue
+        phash = await run_image_work(deps, perceptual_hash_of_png, data)
+        hashes.append((upload.display_name, phash))
     return hashes
 
 
