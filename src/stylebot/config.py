@@ -185,6 +185,11 @@ class Settings(PolicySettings):
     # An exponential moving average of the adapter's weights, saved as the style
     # instead of the last step's (0: off; 0.99-0.999 typical).
     train_ema_decay: float = setting(_TRAIN.ema_decay, Number(low=0, high=0.9999))
+    # Per-image captions (stylebot.trainer.captions): the share of steps an image trains
+    # on the trigger alone (0.05-0.1 keeps the trigger working without captions), and
+    # whether a caption's comma-separated tags are shuffled at each step.
+    train_caption_dropout: float = setting(_TRAIN.caption_dropout, Number(low=0, high=1))
+    train_shuffle_tags: bool = setting(_TRAIN.shuffle_tags, Flag())
     # A running training saves a checkpoint every this many steps (or 30 s), so a
     # worker that dies costs at most that much work: another worker resumes there.
     # A CLIPModel checkpoint (folder or hub id, e.g. openai/clip-vit-large-patch14)
@@ -340,6 +345,8 @@ class Settings(PolicySettings):
             lr_schedule=self.train_lr_schedule,
             lr_warmup=self.train_lr_warmup,
             ema_decay=self.train_ema_decay,
+            caption_dropout=self.train_caption_dropout,
+            shuffle_tags=self.train_shuffle_tags,
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -95,7 +95,13 @@ class InMemoryUserStore(MemoryStore):
 
 class InMemoryUploadStore(MemoryStore):
     async def add_upload(
-        self, user_id: int, blob_key: str, display_name: str, width: int, height: int
+        self,
+        user_id: int,
+        blob_key: str,
+        display_name: str,
+        width: int,
+        height: int,
+        caption: str | None = None,
     ) -> Upload:
         created_at = _utc(self._now())
         async with self.transaction():
@@ -109,9 +115,20 @@ class InMemoryUploadStore(MemoryStore):
                 width=width,
                 height=height,
                 created_at=created_at,
+                caption=caption,
             )
             self._t.uploads[upload.id] = upload
             return upload
+
+    async def set_pending_caption(
+        self, user_id: int, upload_id: int, caption: str | None
+    ) -> Upload | None:
+        async with self.transaction():
+            upload = self._t.uploads.get(upload_id)
+            if upload is None or upload.user_id != user_id or upload.style_id is not None:
+                return None
+            self._t.uploads[upload_id] = replace(upload, caption=caption)
+            return self._t.uploads[upload_id]
 
     async def pending_uploads(self, user_id: int) -> list[Upload]:
         async with self._reading():
@@ -146,6 +163,7 @@ class InMemoryConsentStore(MemoryStore):
                 rights_confirmed=bool(new.rights_confirmed),
                 image_hashes=hashes,
                 created_at=created,
+                captions_sha256=new.captions_sha256,
             )
             self._t.consents[consent.id] = consent
             return consent

@@ -58,6 +58,8 @@ BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "train_lr_schedule": ("linear", "cosine-ish"),
     "train_lr_warmup": ("-0.1", "0.9", "nan"),
     "train_ema_decay": ("-0.5", "1", "1.5", "inf"),
+    "train_caption_dropout": ("-0.1", "1.5", "nan", "often"),
+    "train_shuffle_tags": ("shuffled",),
     "checkpoint_every_steps": ("-1", "often"),
     "train_timeout_s": ("0", "-1", "1e9"),
     "min_train_images": ("0", "-3"),

@@ -102,6 +102,8 @@ class StyleCard:
     # sd-scripts records them so Civitai and A1111 link the LoRA to it; "" otherwise.
     base_model_sha256: str = ""
     base_model_legacy_hash: str = ""
+    # kohya's ss_tag_frequency (stylebot.trainer.captions.tag_frequency); None: not known.
+    tag_frequency: Mapping[str, Mapping[str, int]] | None = None
 
 
 def kohya_state_dict(
@@ -364,6 +366,12 @@ def _export_metadata(
     }
     if image_count is not None:
         metadata["ss_num_train_images"] = str(image_count)
+    if card.tag_frequency is not None:
+        # What sd-scripts writes about captions: the trigger is the one kept token.
+        metadata["ss_tag_frequency"] = json.dumps(card.tag_frequency, ensure_ascii=False)
+        metadata["ss_caption_dropout_rate"] = str(settings.caption_dropout)
+        metadata["ss_shuffle_caption"] = str(settings.shuffle_tags)
+        metadata["ss_keep_tokens"] = "1"
     if card.base_model_sha256:
         metadata["ss_new_sd_model_hash"] = card.base_model_sha256
         metadata["ss_sd_model_hash"] = card.base_model_legacy_hash

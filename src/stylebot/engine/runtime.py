@@ -197,18 +197,20 @@ class StyleEngine:
         device_sharing: DeviceSharing | None = None,
         export_for: TrainJob | None = None,
         previews: TrainingPreviews | None = None,
+        captions: Sequence[str] = (),
     ) -> TrainedWeights:
         """Train a style's LoRA; `on_checkpoint(state, step)` gets the run's state as
         bytes now and then, which `resume_from` continues after a crash. A
         checkpoint from other settings (or unreadable) is ignored, with a log line:
         training again from the start is slower but always right. The result
-        also holds the kohya-layout export, described from `export_for`."""
+        also holds the kohya-layout export, described from `export_for`. `captions`:
+        each image's own ("" or none: the trigger alone), after the trigger."""
         pipeline = self.pipeline
         flow = not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline)
-        if flow and settings.method != "lora":
-            raise ValueError(
-                f"{model_family(pipeline)} styles train a LoRA only, not {settings.method}"
-            )
+        if flow and (settings.method != "lora" or settings.lora_variant != "lora"):
+            # Their exports (flow_lora_files) have plain LoRA's layout only.
+            kind = settings.method if settings.method != "lora" else settings.lora_variant
+            raise ValueError(f"{model_family(pipeline)} styles train a plain LoRA only, not {kind}")
         checkpoint = usable_checkpoint(resume_from, settings)
         record = RunRecorder()
         pictures = [
@@ -262,6 +264,7 @@ class StyleEngine:
                             else lambda state: on_checkpoint(state.to_bytes(), state.step)
                         ),
                         device_sharing=device_sharing,
+                        captions=captions,
                     )
             except TrainingCancelled as exc:
                 raise JobCancelled(str(exc)) from exc

@@ -15,6 +15,7 @@ from stylebot.engine.lora_loading import model_label
 from stylebot.engine.models import AnyPipeline, model_family
 from stylebot.provenance.a1111_hashes import addnet_hash, checkpoint_legacy_hash
 from stylebot.queue.payloads import TrainJob, TrainSettings
+from stylebot.trainer.captions import tag_frequency
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class StyleExports:
             base_model_sha256=self.checkpoint_sha256 or "",
             base_model_legacy_hash=(
                 checkpoint_legacy_hash(Path(self.base_model)) if self.checkpoint_sha256 else ""
+            ),
+            tag_frequency=tag_frequency(
+                trigger, job.captions if job is not None else (), image_count, settings.repeats
             ),
         )
         variant = family_variant(self.pipeline)

@@ -48,7 +48,8 @@ CHECKPOINT_WRITE_TIMEOUT_S = 300.0
 
 async def train(context: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:
     job = TrainJob.from_dict(payload)
-    private = (job.style_name, job.trigger)
+    # Captions are the member's words too: never in a log line.
+    private = (job.style_name, job.trigger, *filter(None, job.captions))
     return await run_job(context, job.job_id, "train", private, lambda i: _train(context, job, i))
 
 
@@ -131,6 +132,7 @@ async def _train(
                         device_sharing=device,
                         export_for=job,
                         previews=TrainingPreviews(job.job_id, send_preview),
+                        captions=job.captions,
                     ),
                 )
             )

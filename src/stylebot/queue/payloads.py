@@ -107,6 +107,10 @@ class TrainSettings(_JsonData):
     # Exponential moving average of the adapter's weights (0: off); when on,
     # the average is what is saved as the style.
     ema_decay: float = 0.0
+    # Per-image captions (stylebot.trainer.captions): the share of steps an image
+    # trains on the trigger alone, and whether its comma-separated tags are shuffled.
+    caption_dropout: float = 0.0
+    shuffle_tags: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,9 @@ class TrainJob(_JsonData):
     trigger: str
     image_keys: tuple[str, ...]
     settings: TrainSettings = field(default_factory=TrainSettings)
+    # Each image's caption, in `image_keys`' order ("": none, the trigger alone);
+    # empty for a job queued before captions existed.
+    captions: tuple[str, ...] = ()
     # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
     # different owners take turns. None: a queue of its own.
     owner: str | None = None

@@ -17,7 +17,7 @@ class SqliteConsentStore(SqliteStore):
             try:
                 cursor = await self._session.write(
                     "INSERT INTO consents (user_id, licence, terms_version, rights_confirmed,"
-                    " image_hashes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    " image_hashes, created_at, captions_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         new.user_id,
                         new.licence,
@@ -25,6 +25,7 @@ class SqliteConsentStore(SqliteStore):
                         int(bool(new.rights_confirmed)),
                         hashes,
                         utc_text(new.created_at),
+                        new.captions_sha256,
                     ),
                 )
             except sqlite3.IntegrityError as exc:

@@ -11,16 +11,22 @@ from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc
 
 class SqliteUploadStore(SqliteStore):
     async def add_upload(
-        self, user_id: int, blob_key: str, display_name: str, width: int, height: int
+        self,
+        user_id: int,
+        blob_key: str,
+        display_name: str,
+        width: int,
+        height: int,
+        caption: str | None = None,
     ) -> Upload:
         created_at = utc_text(self._session.now())
         async with self._session.transaction():
             try:
                 cursor = await self._session.write(
                     "INSERT INTO uploads"
-                    " (user_id, blob_key, display_name, width, height, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (user_id, blob_key, display_name, width, height, created_at),
+                    " (user_id, blob_key, display_name, width, height, created_at, caption)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (user_id, blob_key, display_name, width, height, created_at, caption),
                 )
             except sqlite3.IntegrityError as exc:
                 raise integrity_error(exc, f"user {user_id} does not exist") from exc
@@ -36,6 +42,20 @@ class SqliteUploadStore(SqliteStore):
             (user_id,),
         )
         return [_upload(row) for row in rows]
+
+    async def set_pending_caption(
+        self, user_id: int, upload_id: int, caption: str | None
+    ) -> Upload | None:
+        async with self._session.transaction():
+            await self._session.write(
+                "UPDATE uploads SET caption = ? WHERE id = ? AND user_id = ? AND style_id IS NULL",
+                (caption, upload_id, user_id),
+            )
+            row = await self._session.fetch_row(
+                "SELECT * FROM uploads WHERE id = ? AND user_id = ? AND style_id IS NULL",
+                (upload_id, user_id),
+            )
+        return _upload(row) if row is not None else None
 
     async def discard_pending_uploads(self, user_id: int) -> list[Upload]:
         """Delete the pending uploads and return them.

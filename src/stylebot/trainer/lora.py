@@ -10,7 +10,6 @@ one GPU job at a time per pipeline.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -38,7 +37,8 @@ from stylebot.trainer.borrowed_unet import (
     other_styles_off,
     text_encoders,
 )
-from stylebot.trainer.buckets import BatchSchedule, bucket_images
+from stylebot.trainer.buckets import BatchSchedule, BucketedImage, bucket_images
+from stylebot.trainer.captions import CaptionEncoder, TrainingCaptions
 from stylebot.trainer.checkpoints import (
     TrainingCheckpoint,
     cpu_copy,
@@ -120,6 +120,7 @@ def train_lora(
     resume_from: TrainingCheckpoint | None = None,
     on_checkpoint: Callable[[TrainingCheckpoint], None] | None = None,
     device_sharing: DeviceSharing | None = None,
+    captions: Sequence[str] = (),
 ) -> TrainOutcome:
     """Train a LoRA on the UNet's attention layers so `trigger` evokes `images`.
 
@@ -142,12 +143,20 @@ def train_lora(
     instead of the LoRA, "both" trains the two together (trainer.embeddings);
     the caption then starts with the token and is encoded at every step, and
     the embedding is written to `output_dir/learned_embeds.safetensors`.
+
+    `captions`: each image's own, after the trigger (trainer.captions); none: the
+    trigger alone for every image.
     """
     if settings.method not in TRAIN_METHODS:
         raise ValueError(f"method must be one of {TRAIN_METHODS}, got {settings.method!r}")
     trains_lora = settings.method in ("lora", "both")
     token = TrainableToken(pipeline) if settings.method != "lora" else None
-    caption = style_caption(trigger, TRAINING_TOKEN if token is not None else None)
+    prompts = TrainingCaptions.for_run(
+        style_caption(trigger, TRAINING_TOKEN if token is not None else None),
+        captions,
+        len(images),
+        settings,
+    )
     if not images:
         raise ValueError("train_lora needs at least one image")
     if settings.steps < 1 or settings.batch_size < 1:
@@ -213,22 +222,13 @@ def train_lora(
         # The training token in the tokenizer(s) before the caption is encoded.
         token.attached() if token is not None else nullcontext(),
     ):
-        conditioning = text_conditioning(pipeline, caption, unet_dtype)
-        # SDXL: each image's own size and crop in its bucket.
-        conditioning = with_size_conditioning(conditioning, training)
-        held_conditioning = with_size_conditioning(conditioning, held_out)
+        # Encoded once per text, or, while the token's embedding trains, at every use
+        # through it (a cache would hold its old value).
+        encoder = CaptionEncoder(pipeline, unet_dtype, cache=token is None)
 
-        def current(cached: TextConditioning) -> TextConditioning:
-            """The cached conditioning, or, while the token's embedding trains, the
-            caption encoded again through it (the cache would hold its old value)."""
-            if token is None:
-                return cached
-            hidden_states, pooled = encode_caption(pipeline, caption)
-            return dataclasses.replace(
-                cached,
-                hidden_states=hidden_states.to(unet_dtype),
-                pooled=None if pooled is None else pooled.to(unet_dtype),
-            )
+        def conditioning(texts: Sequence[str], of: Sequence[BucketedImage]) -> TextConditioning:
+            """The texts' conditioning, with (SDXL) each image's size and crop in its bucket."""
+            return with_size_conditioning(encoder.encode(texts), of)
 
         torch.manual_seed(settings.seed)
         borrowed = (
@@ -257,13 +257,14 @@ def train_lora(
                 curve = list(resume_from.validation)
 
             def held_out_loss() -> float:
-                with torch.no_grad():
-                    held = current(held_conditioning)
-
                 def prediction(
                     noisy: torch.Tensor, timesteps: torch.Tensor, position: int
                 ) -> torch.Tensor:
-                    index = torch.full((noisy.shape[0],), position)
+                    with torch.no_grad():
+                        held = conditioning(
+                            [prompts.fixed(held_ids[position])], [held_out[position]]
+                        )
+                    index = torch.zeros(noisy.shape[0], dtype=torch.long)
                     with autocast(device, amp_dtype):
                         predicted: torch.Tensor = unet(
                             noisy.to(unet_dtype), timesteps, **held.unet_kwargs(index)
@@ -313,7 +314,8 @@ def train_lora(
                         on_checkpoint(checkpoint(step - 1))
                     raise TrainingCancelled(f"training cancelled before step {step} of {total}")
                 batch = schedule.batch(step)
-                index = torch.tensor([sample.index for sample in batch])
+                texts = [prompts.at_step(train_ids[sample.index], step) for sample in batch]
+                batch_conditioning = conditioning(texts, [training[s.index] for s in batch])
                 latents = latents_cache.draw(batch, rng)
                 noise = sample_noise(latents.shape, rng, settings.noise_offset).to(device)
                 timesteps = torch.randint(
@@ -326,7 +328,9 @@ def train_lora(
                     target = noise_scheduler.get_velocity(latents, noise, timesteps)
                 with autocast(device, amp_dtype):
                     prediction = unet(
-                        noisy.to(unet_dtype), timesteps, **current(conditioning).unet_kwargs(index)
+                        noisy.to(unet_dtype),
+                        timesteps,
+                        **batch_conditioning.unet_kwargs(torch.arange(len(batch))),
                     ).sample
                 snr_weights = (
                     min_snr_weights(

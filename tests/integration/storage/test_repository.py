@@ -253,6 +253,41 @@ async def test_uploads_are_pending_oldest_first(repo: Repo, clock: Clock) -> Non
     assert await repo.uploads.pending_uploads(alice.id) == [first, second]
 
 
+async def test_an_upload_keeps_its_caption_and_only_a_pending_one_changes(repo: Repo) -> None:
+    alice, bob = await user(repo, "alice"), await user(repo, "bob")
+    used = await style_for(repo, alice, "used", (KEY_A,))
+    waiting = await repo.uploads.add_upload(alice.id, KEY_B, "b.png", 64, 64, "neon, night")
+    plain = await repo.uploads.add_upload(alice.id, KEY_C, "c.png", 64, 64)
+    assert (waiting.caption, plain.caption) == ("neon, night", None)
+
+    changed = await repo.uploads.set_pending_caption(alice.id, plain.id, "fog")
+    cleared = await repo.uploads.set_pending_caption(alice.id, waiting.id, None)
+
+    assert changed is not None
+    assert changed.caption == "fog"
+    assert cleared is not None
+    assert cleared.caption is None
+    assert [u.caption for u in await repo.uploads.pending_uploads(alice.id)] == [None, "fog"]
+    # Not the owner's, or already trained on: unchanged.
+    assert await repo.uploads.set_pending_caption(bob.id, plain.id, "mine") is None
+    [trained] = await repo.uploads.style_uploads(used.id)
+    assert await repo.uploads.set_pending_caption(alice.id, trained.id, "later") is None
+    assert [u.caption for u in await repo.uploads.style_uploads(used.id)] == [None]
+    assert [u.caption for u in await repo.uploads.pending_uploads(alice.id)] == [None, "fog"]
+
+
+async def test_a_consent_keeps_the_digest_of_its_captions(repo: Repo) -> None:
+    alice = await user(repo, "alice")
+    plain = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A], T0)
+    captioned = await repo.consents.add_consent(
+        alice.id, "cc0", "v1", True, [KEY_A], T0 + timedelta(seconds=1), "d" * 64
+    )
+
+    assert plain.captions_sha256 is None
+    assert captioned.captions_sha256 == "d" * 64
+    assert await repo.consents.latest_consent(alice.id) == captioned
+
+
 async def test_add_upload_for_unknown_user_is_refused(repo: Repo) -> None:
     with pytest.raises(RecordNotFound):
         await repo.uploads.add_upload(404, KEY_A, "a.png", 1, 1)

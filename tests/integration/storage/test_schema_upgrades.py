@@ -67,6 +67,8 @@ async def test_a_released_database_upgrades_with_its_rows(released: Path, tmp_pa
         assert ink.lora_key == LORA
         assert [u.blob_key for u in await repo.uploads.style_uploads(ink.id)] != []
         assert [u.blob_key for u in await repo.uploads.pending_uploads(bob.id)] == [SHA_A]
+        # Images from before captions have none: they train on the trigger alone.
+        assert {u.caption for u in await repo.uploads.style_uploads(ink.id)} == {None}
 
         outputs = await repo.outputs.user_outputs(alice.id)
         assert [(o.prompt, o.seed, o.blob_key) for o in outputs] == [

@@ -32,6 +32,7 @@ _CONSOLE_USER = re.compile(r"[A-Za-z0-9._-]{1,32}")
 CONSOLE_COMMANDS = (
     "upload",
     "consent",
+    "captions",
     "discard",
     "train",
     "imagine",
@@ -50,7 +51,10 @@ CONSOLE_COMMANDS = (
 
 HELP = """\
 Commands:
-  /upload PATH...              add reference images (PNG, JPEG or WebP)
+  /upload PATH... [caption:TEXT]
+                               add reference images (PNG, JPEG or WebP), captioned TEXT
+  /captions [NUMBER CAPTION]   the waiting images' captions; change one (- clears it)
+  /captions STYLE              the captions a style of yours trained on
   /consent LICENCE             confirm you made the images or hold the rights, and pick a licence
   /discard                     forget the images waiting for training
   /train NAME                  train a style from the waiting images
@@ -165,22 +169,24 @@ class ConsoleAdapter:
                 if len(paths) != 1:
                     raise ValueError("Give one image to check: /verify image.png")
                 return Verify(self.requester, self._read(Path(paths[0])))
-            case grammar.NeedsFiles(verb=verb, paths=paths):
+            case grammar.NeedsFiles(verb=verb, paths=paths, caption=caption):
                 if not paths:
                     raise ValueError(f"Give the image files: /{verb} a.png b.jpg")
-                files = tuple(self._read(Path(p)) for p in paths)
-                kind = UploadImages if verb == "upload" else OptOut
-                return kind(self.requester, files)
+                if verb == "optout":
+                    return OptOut(self.requester, tuple(self._read(Path(p)) for p in paths))
+                return UploadImages(
+                    self.requester, tuple(self._read(Path(p), caption) for p in paths)
+                )
         return parsed
 
-    def _read(self, path: Path) -> IncomingFile:
+    def _read(self, path: Path, caption: str | None = None) -> IncomingFile:
         """Read a file the user named, refusing directories and oversized files early."""
         if not path.is_file():
             raise ValueError(f"{path} is not a file I can read.")
         with path.open("rb") as handle:
             # One byte over the limit is enough for the core to say "too large".
             data = handle.read(self.max_read_bytes + 1)
-        return IncomingFile(path.name, data)
+        return IncomingFile(path.name, data, caption)
 
     # -- output ---------------------------------------------------------------
 

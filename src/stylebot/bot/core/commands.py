@@ -10,10 +10,12 @@ from stylebot.bot.core.model import Requester
 
 @dataclass(frozen=True)
 class IncomingFile:
-    """A file as the user sent it: a name for display only, and the raw bytes."""
+    """A file as the user sent it: a name for display only, and the raw bytes; for a
+    training image, the text it came with (its caption, stylebot.bot.core.captions)."""
 
     filename: str
     data: bytes
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,23 @@ class ConfirmConsent:
         """Rights confirmed (by a press or by typing), with the people answer if asked."""
         identifiable, agreed = people.consent_fields() if people is not None else (None, None)
         return cls(requester, licence, True, identifiable, agreed, train_as or None)
+
+
+@dataclass(frozen=True)
+class ShowCaptions:
+    """The captions of the waiting images, or (``style``) of an own style's images."""
+
+    requester: Requester
+    style: str | None = None
+
+
+@dataclass(frozen=True)
+class SetCaption:
+    """Change the caption of waiting image ``number`` (1-based, as listed); ``-`` clears it."""
+
+    requester: Requester
+    number: int
+    caption: str
 
 
 @dataclass(frozen=True)
@@ -190,6 +209,8 @@ class EraseMyData:
 Command = (
     UploadImages
     | ConfirmConsent
+    | ShowCaptions
+    | SetCaption
     | DiscardUploads
     | TrainStyle
     | Imagine

@@ -65,6 +65,8 @@ class NeedsFiles:
 
     verb: Literal["upload", "verify", "optout"]
     paths: tuple[str, ...] = ()
+    # ``/upload a.png b.png caption:a city at night``: every image's caption.
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,13 @@ def parse(command: TextCommand, requester: Requester, replied: RepliedUser | Non
             if not args:
                 raise CommandSyntaxError("Name the user to act as: /as NAME")
             return ActAs(args)  # the console says which names it takes
-        case "upload" | "verify" | "optout":
+        case "upload":
+            paths, caption = _split_caption(args)
+            return NeedsFiles(name, tuple(_paths(paths)), caption)
+        case "verify" | "optout":
             return NeedsFiles(name, tuple(_paths(args)))
+        case "captions":
+            return _captions_command(me, args)
         case "consent":
             # Typing /consent LICENCE is the confirmation: the terms were shown on upload.
             return (
@@ -194,6 +201,55 @@ def _train_command(me: Requester, words: list[str]) -> commands.TrainStyle:
         raise CommandSyntaxError("Give variant: once.")
     name = _one_word(name_words, TRAIN_USAGE)
     return commands.TrainStyle(me, name, variant=variants[0] if variants else None)
+
+
+CAPTIONS_USAGE = "Use /captions, /captions NUMBER CAPTION (- clears it) or /captions STYLE"
+
+
+_CAPTION = re.compile(r"(?:^|\s)caption:", re.IGNORECASE)
+
+
+def _split_caption(args: str) -> tuple[str, str | None]:
+    """``a.png b.png caption:a city at night``: the paths, and the caption after the
+    first ``caption:`` (the rest of the line, spaces and all)."""
+    found = _CAPTION.search(args)
+    if found is None:
+        return args, None
+    return args[: found.start()], args[found.end() :].strip() or None
+
+
+def _captions_command(me: Requester, args: str) -> commands.Command:
+    """``/captions`` lists the waiting images' captions, ``/captions 2 TEXT`` sets one,
+    ``/captions STYLE`` lists those a style trained on."""
+    first, _, rest = args.strip().partition(" ")
+    if not first:
+        return commands.ShowCaptions(me)
+    if first.isdecimal():
+        if not rest.strip():
+            raise CommandSyntaxError(CAPTIONS_USAGE)
+        return commands.SetCaption(me, int(first), rest.strip())
+    if rest.strip():
+        raise CommandSyntaxError(CAPTIONS_USAGE)
+    return commands.ShowCaptions(me, first)
+
+
+def caption_edits(me: Requester, text: str) -> list[commands.SetCaption]:
+    """Lines of ``NUMBER CAPTION`` (a reply to the caption listing, where a platform takes
+    one): a change for each; a line of another shape says how to write it."""
+    edits = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        number, _, caption = line.strip().partition(" ")
+        if not number.isdecimal() or not caption.strip():
+            raise CommandSyntaxError(
+                "Write one caption a line, after the image's number: 2 a city at night. "
+                "Nothing was changed."
+            )
+        edits.append(commands.SetCaption(me, int(number), caption.strip()))
+    if not edits:
+        raise CommandSyntaxError("Write one caption a line, after the image's number.")
+    return edits
 
 
 def _one_word(words: list[str], usage: str) -> str:

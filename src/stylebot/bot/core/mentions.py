@@ -24,6 +24,7 @@ class CommandName(StrEnum):
 
     UPLOAD = "upload"
     CONSENT = "consent"
+    CAPTIONS = "captions"
     DISCARD = "discard"
     TRAIN = "train"
     IMAGINE = "imagine"

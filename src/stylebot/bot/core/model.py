@@ -85,6 +85,8 @@ class Upload:
     height: int
     created_at: datetime
     style_id: int | None = None
+    # What the image shows, in the member's words (None: none; it trains on the trigger).
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class Consent:
     image_hashes: tuple[str, ...]
     created_at: datetime
     style_id: int | None = None
+    # The images' captions as confirmed (stylebot.bot.core.captions.captions_digest).
+    captions_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,9 @@ class NewConsent:
     rights_confirmed: bool
     image_hashes: Sequence[str]
     created_at: datetime
+    # The SHA-256 of the images' captions as agreed (uploads.captions_digest); None
+    # when they had none.
+    captions_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,24 @@ class TextReply:
 
 
 @dataclass(frozen=True)
+class ImageCaption:
+    """One image in a caption listing: its number there, its name and caption ("": none)."""
+
+    number: int
+    display_name: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class CaptionList(TextReply):
+    """Images with their captions (the text lists them too); ``style`` None: the waiting
+    images, which the member may still change (adapters offer their way to)."""
+
+    captions: tuple[ImageCaption, ...] = ()
+    style: str | None = None
+
+
+@dataclass(frozen=True)
 class ErrorReply:
     """Something the user can fix; nothing was changed."""
 

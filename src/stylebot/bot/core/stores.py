@@ -67,8 +67,21 @@ class UploadStore(Protocol):
     """Training images people upload, pending until a style uses them."""
 
     async def add_upload(
-        self, user_id: int, blob_key: str, display_name: str, width: int, height: int
+        self,
+        user_id: int,
+        blob_key: str,
+        display_name: str,
+        width: int,
+        height: int,
+        caption: str | None = None,
     ) -> Upload: ...
+
+    async def set_pending_caption(
+        self, user_id: int, upload_id: int, caption: str | None
+    ) -> Upload | None:
+        """Set (None: clear) the caption of one of the user's pending uploads; the
+        changed upload, or None when it is not one of them."""
+        ...
 
     async def pending_uploads(self, user_id: int) -> list[Upload]:
         """The user's uploads not yet used by a style, oldest first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from stylebot.bot.core.captions import captions_digest
 from stylebot.bot.core.commands import TrainStyle
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import QUEUE_UNAVAILABLE_TEXT, DuplicateStyleName, QueueUnavailable
@@ -54,6 +55,12 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
             "The waiting images changed since you confirmed your rights to them. "
             f"Please confirm again for this set ({mention(CommandName.CONSENT)})."
         )
+    if consent.captions_sha256 != captions_digest(pending):
+        # The consent says what the style trains on, captions included.
+        return ErrorReply(
+            "The captions changed since you confirmed your rights to the images. "
+            f"Please confirm again for them as they are now ({mention(CommandName.CONSENT)})."
+        )
     if await deps.uow.styles.find_style(user.id, name) is not None:
         return ErrorReply(f"You already have a style named {name}. Pick another name.")
     if any(j.kind == "train" for j in await deps.uow.jobs.active_jobs(user.id)):
@@ -99,6 +106,7 @@ async def _admit_training(deps: Deps, command: TrainStyle, name: str, user: User
                     style_id=style.id,
                     trigger=style.trigger,
                     image_keys=tuple(u.blob_key for u in pending),
+                    captions=tuple(u.caption or "" for u in pending),
                     settings=settings,
                     style_name=name,
                     licence=spdx_licence(consent.licence),

@@ -6,6 +6,7 @@ import asyncio
 
 from stylebot.bot.core import consent as consent_terms
 from stylebot.bot.core.blobs import delete_unused_blobs
+from stylebot.bot.core.captions import captions_digest, fitted_caption
 from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, TrainStyle, UploadImages
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.evidence import consent_images, record_consent
@@ -14,8 +15,18 @@ from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_u
 from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import NewConsent, Requester
 from stylebot.bot.core.names import printable
+from stylebot.bot.core.near_duplicates import (
+    NamedHash,
+    near_duplicate_pairs,
+    near_duplicates_note,
+    waiting_hashes,
+)
 from stylebot.bot.core.optout import OptedOutImage, find_opted_out
-from stylebot.bot.core.perceptual import NEAR_DUPLICATE_BITS, perceptual_hash_of_png
+from stylebot.bot.core.perceptual import (
+    NEAR_DUPLICATE_BITS,
+    PerceptualHash,
+    perceptual_hash_of_png,
+)
 from stylebot.bot.core.replies import (
     ConsentRequest,
     ErrorReply,
@@ -40,7 +51,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
     known = {u.blob_key for u in pending}
 
     # Check every file before storing any, so a bad file changes nothing.
-    accepted: list[NormalizedImage] = []
+    accepted: list[tuple[NormalizedImage, str | None]] = []
+    new_hashes: list[NamedHash] = []  # of the accepted images, to point out near-duplicates
     # Already waiting: stored again all the same, which repairs a damaged stored copy.
     sent_again: list[NormalizedImage] = []
     for file in command.files:
@@ -62,7 +74,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
                 f"“{image.display_name}” can't be used to train a style: {reservation}. "
                 "Nothing was saved; send the images again without it."
             )
-        copied = await _copies_opted_out(deps, image, command.requester)
+        phash = await run_image_work(deps, perceptual_hash_of_png, image.data)
+        copied = await _copies_opted_out(deps, image, phash, command.requester)
         if copied is not None:
             return ErrorReply(
                 f"“{image.display_name}” matches an image its artist registered with "
@@ -72,8 +85,9 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
             )
         if image.sha256 in known:
             sent_again.append(image)
-        elif all(a.sha256 != image.sha256 for a in accepted):
-            accepted.append(image)
+        elif all(a.sha256 != image.sha256 for a, _ in accepted):
+            accepted.append((image, fitted_caption(file.caption)))
+            new_hashes.append((image.display_name, phash))
     duplicates = len(command.files) - len(accepted)
 
     total = len(pending) + len(accepted)
@@ -87,26 +101,34 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
     try:
         async with deps.blob_lock:
             # Images already waiting are stored again: that repairs a damaged copy.
-            for image in [*accepted, *sent_again]:
+            for image in [*(a for a, _ in accepted), *sent_again]:
                 key = await deps.blobs.put(image.data)
                 if key != image.sha256:
                     raise RuntimeError(f"blob store returned {key} for content {image.sha256}")
             async with deps.uow:
-                for image in accepted:
+                for image, caption in accepted:
                     await deps.uow.uploads.add_upload(
-                        user.id, image.sha256, image.display_name, image.width, image.height
+                        user.id,
+                        image.sha256,
+                        image.display_name,
+                        image.width,
+                        image.height,
+                        caption,
                     )
     except BaseException:
         # Nothing was saved (a full disk, say): no blob may stay behind without its record.
-        await asyncio.shield(delete_unused_blobs(deps, [image.sha256 for image in accepted]))
+        await asyncio.shield(delete_unused_blobs(deps, [image.sha256 for image, _ in accepted]))
         raise
 
     note = f" ({duplicates} already received, skipped)" if duplicates else ""
+    pairs = near_duplicate_pairs(await waiting_hashes(deps, pending), new_hashes)
     return ConsentRequest(
         text=(
             f"Received {len(accepted)} image(s){note}; {total} waiting for training. "
             "Before training, confirm that you made them or hold the rights to use "
-            "them, and choose a licence."
+            "them, and choose a licence. "
+            f"{mention(CommandName.CAPTIONS)} shows and changes what each image is captioned."
+            f"{near_duplicates_note(pairs)}"
         ),
         terms=consent_terms.TERMS_TEXT,
         terms_version=consent_terms.TERMS_VERSION,
@@ -155,6 +177,7 @@ async def _record_consent(deps: Deps, command: ConfirmConsent) -> Reply:
                 True,
                 sorted(u.blob_key for u in pending),
                 deps.clock.now(),
+                captions_digest(pending),
             )
         )
         await record_consent(
@@ -174,9 +197,8 @@ async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
 
 
 async def _copies_opted_out(
-    deps: Deps, image: NormalizedImage, requester: Requester
+    deps: Deps, image: NormalizedImage, phash: PerceptualHash, requester: Requester
 ) -> OptedOutImage | None:
-    phash = await run_image_work(deps, perceptual_hash_of_png, image.data)
     # The registry's index finds the few registrations that may match; only those are
     # compared, whatever the size of the registry.
     found = await deps.uow.optouts.candidates(image.sha256, phash, NEAR_DUPLICATE_BITS)

@@ -39,6 +39,7 @@ from stylebot.bot.core.delivery import PlatformUnreachable
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.platform_core import PlatformCore
 from stylebot.bot.core.replies import (
+    CaptionList,
     ConsentRequest,
     ErasureConfirmation,
     ErrorReply,
@@ -49,6 +50,7 @@ from stylebot.bot.core.replies import (
     is_private,
 )
 from stylebot.bot.core.service import StyleBot
+from stylebot.bot.discord.caption_views import captions_view
 from stylebot.bot.discord.commands import StyleCommandTree
 from stylebot.bot.discord.consent_views import consent_view, licence_options
 from stylebot.bot.discord.delivery import ResultDelivery
@@ -371,6 +373,8 @@ class DiscordAdapter:
             view = result_view([image.output_id for image in reply.images])
         elif isinstance(reply, ErasureConfirmation):
             view = erasure_view(interaction.user.id)
+        elif isinstance(reply, CaptionList):
+            view = captions_view(interaction.user.id, reply)
         # Track before the first await: a fast job's result must find its interaction.
         tracked = (
             self.jobs.track(reply.job_id, interaction, ephemeral=ephemeral)

@@ -40,6 +40,7 @@ from stylebot.bot.core.commands import (
     ListStyles,
     OptOut,
     ShareStyle,
+    ShowCaptions,
     ShowStatus,
     StyleInfo,
     UnshareStyle,
@@ -48,6 +49,7 @@ from stylebot.bot.core.commands import (
     Verify,
 )
 from stylebot.bot.core.replies import StyleChoices
+from stylebot.bot.discord.caption_views import captioned
 from stylebot.bot.discord.optout_admin import install_optout_review
 
 if TYPE_CHECKING:
@@ -115,8 +117,11 @@ def with_images(first: str, more: str) -> Callable[[ImagesCallback], ImagesCallb
             await callback(interaction, [a for a in given if a is not None], **options)
 
         command.__name__, command.__qualname__ = callback.__name__, callback.__qualname__
+        # Discord (and Python) take required options before optional ones.
+        required = [p for p in named if p.default is inspect.Parameter.empty]
+        optional = [p for p in named if p.default is not inspect.Parameter.empty]
         command.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[interaction, *named, *slots]
+            parameters=[interaction, *required, slots[0], *optional, *slots[1:]]
         )
         descriptions = {f"image{n}": first if n == 1 else more for n in range(1, MAX_IMAGES + 1)}
         return app_commands.describe(**descriptions)(command)
@@ -145,21 +150,25 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
 
     @tree.command(name="train", description="Train a new style from images you made or may use")
     @app_commands.describe(
-        name="A name for the style: lowercase letters, digits, - or _ (e.g. watercolor)"
+        name="A name for the style: lowercase letters, digits, - or _ (e.g. watercolor)",
+        caption="What the images show, e.g. a harbour at dusk, fog (change it with /captions)",
     )
     @with_images(
         "A reference image (PNG, JPEG or WebP) you made or hold the rights to",
         "Another reference image (optional)",
     )
     async def train(
-        interaction: discord.Interaction[Any], images: list[discord.Attachment], name: str
+        interaction: discord.Interaction[Any],
+        images: list[discord.Attachment],
+        name: str,
+        caption: str | None = None,
     ) -> None:
         await adapter.defer(interaction, ephemeral=True)
         requester = adapter.requester(interaction)
         await adapter.run_on_files(
             interaction,
             images,
-            lambda files: UploadImages(requester, files),
+            lambda files: UploadImages(requester, captioned(files, caption)),
             ephemeral=True,
             style_name=name,
         )
@@ -169,12 +178,24 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
         # Reading a message the user picked needs no message-content intent.
         await adapter.defer(interaction, ephemeral=True)
         requester, posted_by = adapter.requester(interaction), str(message.author.id)
+        # The message's text says what its images show.
         await adapter.run_on_files(
             interaction,
             message.attachments,
-            lambda files: UploadImages(requester, files, posted_by=posted_by),
+            lambda files: UploadImages(
+                requester, captioned(files, message.content), posted_by=posted_by
+            ),
             ephemeral=True,
         )
+
+    @tree.command(name="captions", description="See and edit the captions of your images")
+    @app_commands.describe(
+        style="One of your styles, to see what it trained on (default: the waiting images)"
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def captions(interaction: discord.Interaction[Any], style: str | None = None) -> None:
+        command = ShowCaptions(adapter.requester(interaction), style or None)
+        await adapter.answer(interaction, command, ephemeral=True)
 
     @tree.command(name="imagine", description="Generate images, optionally in a style")
     @app_commands.describe(

@@ -178,6 +178,7 @@ INSTEAD_OF: dict[CommandName, str] = {
     CommandName.UPLOAD: "/train with the images attached",
     CommandName.CONSENT: "the licence question /train shows",
     CommandName.DISCARD: "Cancel on the licence question /train shows",
+    CommandName.CAPTIONS: "/captions and its Edit captions button",
 }
 #: The option a command's first words fill on Discord (typed, they come unnamed).
 _FIRST_OPTION = {CommandName.TRAIN: "name", CommandName.IMAGINE: "prompt"}

@@ -6,6 +6,7 @@ custom_ids (Discord allows 100 characters), besides the consent question's:
 
 - ``sb:<reroll|vary|info|delete>:<output_id>``  the buttons under a result image
 - ``sb:erase:<user_id>`` / ``sb:keep:<user_id>``  confirm or cancel /forget-me
+- ``sb:captions:<user_id>:<first>``  edit the captions of waiting images (caption_views.py)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from stylebot.bot.core.commands import (
     VaryOutput,
 )
 from stylebot.bot.core.replies import ErrorReply
+from stylebot.bot.discord.caption_views import EditCaptionsButton
 from stylebot.bot.discord.components import OwnedItem, StatefulItem, adapter_of
 from stylebot.bot.discord.consent_views import CONSENT_ITEMS
 from stylebot.bot.discord.render import render
@@ -166,6 +168,7 @@ def output_ids_on(message: discord.Message | None) -> list[str]:
 #: Registered with the client at start, so presses on old messages still work.
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     *CONSENT_ITEMS,
+    EditCaptionsButton,
     ErasureButton,
     OutputButton,
 )

@@ -21,6 +21,7 @@ from telegram.ext import ContextTypes
 
 from stylebot.bot.core.admin_grammar import HELP as ADMIN_HELP
 from stylebot.bot.core.admin_grammar import needs_manager_check
+from stylebot.bot.core.captions import WAITING_LISTING
 from stylebot.bot.core.commands import (
     ConfirmConsent,
     DeleteStyle,
@@ -37,6 +38,7 @@ from stylebot.bot.core.grammar import (
     Quit,
     ShowHelp,
     TextCommand,
+    caption_edits,
     parse,
     split_command,
 )
@@ -155,10 +157,34 @@ class TelegramHandlers:
             return
         conversation = Conversation.of(message, message.from_user)
         async with self._guard(conversation):
+            if message.text and self._replies_to_caption_listing(message):
+                await self._edit_captions(conversation, message.text)
+                return
             await self.chat.show(
                 conversation,
                 TextReply("Send me images to train a style, or a command: /help lists them."),
             )
+
+    def _replies_to_caption_listing(self, message: Message) -> bool:
+        replied = message.reply_to_message
+        return bool(
+            self._replies_to_me(message)
+            and replied is not None
+            and replied.text
+            and replied.text.startswith(WAITING_LISTING)
+        )
+
+    async def _edit_captions(self, conversation: Conversation, text: str) -> None:
+        """A reply to the caption listing: a line ``NUMBER CAPTION`` for each change."""
+        try:
+            edits = caption_edits(conversation.requester, text)
+        except CommandSyntaxError as error:
+            await self.chat.show(conversation, ErrorReply(str(error)))
+            return
+        answers = [await self.core.handle(edit) for edit in edits]
+        said = "\n".join(getattr(answer, "text", "") for answer in answers)
+        failed = any(isinstance(answer, ErrorReply) for answer in answers)
+        await self.chat.show(conversation, ErrorReply(said) if failed else TextReply(said))
 
     async def on_media(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message

@@ -20,6 +20,15 @@ from stylebot.bot.telegram.conversation import Conversation, replied_message
 from stylebot.bot.telegram.files import Downloads, UploadRefused
 
 
+def image_caption(message: Message) -> str | None:
+    """What a photo's or file's caption says about the image: its text, unless it is a
+    command (``/train NAME`` names the style, it does not describe the picture)."""
+    text = message.caption
+    if text is None or text.lstrip().startswith("/"):
+        return None
+    return text
+
+
 class ImageFlows:
     def __init__(
         self, core: PlatformCore, chat: ChatOutput, consent: ConsentFlow, files: Downloads
@@ -61,7 +70,11 @@ class ImageFlows:
         files = await self._download(conversation, messages)
         if files is None:
             return
-        reply = await self.core.handle(UploadImages(conversation.requester, files))
+        captioned = tuple(
+            dataclasses.replace(file, caption=image_caption(message))
+            for file, message in zip(files, messages, strict=True)
+        )
+        reply = await self.core.handle(UploadImages(conversation.requester, captioned))
         if not isinstance(reply, ConsentRequest):
             await self.chat.show(conversation, reply)
             return

@@ -38,6 +38,7 @@ BOT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("cancel", "Cancel your newest queued or running job"),
     ("consent", "Confirm your rights to the waiting images"),
     ("discard", "Forget the images waiting for training"),
+    ("captions", "The waiting images' captions; /captions N TEXT changes one"),
     ("optout", "Images you made, captioned /optout: nobody else may train on copies"),
     ("forgetme", "Erase everything of yours: styles, images, jobs (asks first)"),
     ("help", "How to use this bot"),
@@ -75,6 +76,9 @@ Commands:
 /verify — reply to an image (best the PNG file) to trace its watermark
 /status — your jobs; /cancel — cancel your newest job
 /consent [LICENCE] — confirm your rights to the waiting images; /discard — forget them
+/captions — the waiting images' captions (each image's caption when you sent it); change \
+one with /captions 2 NEW CAPTION, or reply to the list with lines of "2 NEW CAPTION"; \
+/captions STYLE shows those a style of yours trained on
 /optout — as the caption of images you made (or a reply to your message with them): \
 nobody else can train a style on copies of them
 /forgetme — erase everything I keep of yours (asks first)
