@@ -47,14 +47,12 @@ from stylebot.trainer.checkpoints import (
 )
 from stylebot.trainer.conditioning import (
     TextConditioning,
-    text_conditioning,
     with_size_conditioning,
 )
 from stylebot.trainer.ema import AdapterEMA
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
     TrainableToken,
-    encode_caption,
     style_caption,
 )
 from stylebot.trainer.hardware import (
