@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from stylebot.queue.payloads import GenerateJob
 from stylebot.trainer.embeddings import StyleEmbedding
 
@@ -26,6 +28,10 @@ class GenerationRequest:
     # The style's textual-inversion token, loaded before the call (its prompt names it):
     # the only added token the request's text reaches (stylebot.engine.own_tokens).
     embedding: StyleEmbedding | None = None
+    # Image-to-image (restyle): the picture to start from, and how much of it is
+    # noised away and drawn again (AUTOMATIC1111's "Denoising strength", 0-1).
+    init_image: Image.Image | None = None
+    strength: float = 0.0
 
     @property
     def own_tokens(self) -> frozenset[str]:
@@ -44,9 +50,10 @@ class LoraWeights:
 StyledRequest = tuple[GenerationRequest, "LoraWeights | None"]
 
 
-def batch_key(request: GenerationRequest) -> tuple[int, float, int, int]:
+def batch_key(request: GenerationRequest) -> tuple[int, float, int, int, bool, float]:
     """Requests with equal keys (and the same LoRA) can share one pipeline call."""
-    return (request.steps, request.guidance, request.width, request.height)
+    shape = (request.steps, request.guidance, request.width, request.height)
+    return (*shape, request.init_image is not None, request.strength)
 
 
 def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tuple[object, ...]:
@@ -61,6 +68,8 @@ def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tup
     # request's negative is encoded text, "" included: its image would then
     # depend on its batch-mates.
     shape = (job.steps, job.guidance, job.width, job.height, bool(job.negative_prompt))
+    # A restyle runs the image-to-image pipeline: with restyles of the same strength only.
+    shape = (*shape, job.source_key is not None, job.strength)
     if mixed_styles:
         # A textual-inversion embedding changes the text encoder for the whole call.
         return (job.embedding_key, job.embedding_token, *shape)

@@ -241,6 +241,21 @@ class StyleEngine:
         """Keep a style's embedding (blob `key`) where generation finds it by key."""
         self.cache.store("embeddings", key, data)
 
+    def store_source(self, key: str, data: bytes) -> None:
+        """Keep the picture a restyle starts from (blob `key`) where generation finds it."""
+        self.cache.store("sources", key, data)
+
+    def _source(self, job: GenerateJob) -> bytes | None:
+        """The picture a restyle starts from, as stored (None: text-to-image)."""
+        if not job.source_key:
+            return None
+        path = self.cache.use("sources", job.source_key)
+        if path is None:
+            raise FileNotFoundError(
+                f"picture {job.source_key} was not stored before generation (store_source)"
+            )
+        return path.read_bytes()
+
     def _embedding(self, job: GenerateJob) -> StyleEmbedding | None:
         if not job.embedding_key or not job.embedding_token:
             return None
@@ -325,9 +340,13 @@ class StyleEngine:
         if embedding is not None or (job.trigger and weights):
             caption = style_caption(job.trigger or "", embedding.token if embedding else None)
             prompt = f"{caption}, {prompt}"
+        source = self._source(job)
         return GenerationRequest(
             prompt=prompt,
             embedding=embedding,
+            # Only Pillow's PNG decoder, the pixel count checked first (open_stored_png).
+            init_image=None if source is None else open_stored_png(source, self.max_image_pixels),
+            strength=job.strength if source is not None else 0.0,
             negative_prompt=job.negative_prompt,
             seed=job.seed,
             steps=job.steps,
@@ -349,6 +368,7 @@ class StyleEngine:
             lora_file_hash = self.exports.export_hash(lora, lora_hash)
         finished = []
         now = datetime.now(UTC)
+        source = self._source(job)
         for index, (output_id, image) in enumerate(zip(job.output_ids, images, strict=True)):
             seed = job.seed + index
             marked = embed_watermark(image, output_id)
@@ -369,8 +389,11 @@ class StyleEngine:
                 created_at=now,
                 lora_file_hash=lora_file_hash,
                 model_hash=self.model_hash,
+                denoising_strength=job.strength if source is not None else None,
+                source_sha256=hashlib.sha256(source).hexdigest() if source is not None else None,
+                source_output_id=job.source_output_id,
             )
-            png = finish_output_png(marked, meta, self.signing)
+            png = finish_output_png(marked, meta, self.signing, source=source)
             finished.append(FinishedImage(output_id, png, seed))
         return finished
 

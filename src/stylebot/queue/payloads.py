@@ -144,6 +144,12 @@ class GenerateJob(_JsonData):
     # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
     # different owners take turns. None: a queue of its own.
     owner: str | None = None
+    # A restyle (image-to-image): the blob of the picture it starts from (a checked,
+    # metadata-free upload, or a stylebot output as stored, manifest and all), how
+    # much of it is drawn again (0-1), and the output it is when it is one.
+    source_key: str | None = None
+    strength: float = 0.0
+    source_output_id: str | None = None
 
 
 @dataclass(frozen=True)

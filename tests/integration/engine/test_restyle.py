@@ -1,0 +1,78 @@
+"""Image-to-image (restyle) on the hot tiny pipeline: made from the same components
+(no second model), starting from the picture, and text-to-image served as before."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+from tests.support.tiny_styles import REQUEST, pixels
+
+from stylebot.engine.generator import Generator
+from stylebot.engine.models import load_pipeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_model_dir: Path) -> Generator:
+    pipeline: StableDiffusionPipeline = load_pipeline(str(tiny_model_dir), device="cpu")
+    return Generator(pipeline, max_loaded_adapters=2)
+
+
+def _stripes() -> Image.Image:
+    """A picture nothing random looks like: bold vertical stripes."""
+    row = np.where((np.arange(64) // 8) % 2 == 0, 250, 5).astype(np.uint8)
+    return Image.fromarray(np.repeat(np.tile(row, (64, 1))[:, :, None], 3, axis=2))
+
+
+def test_the_image_pipeline_shares_every_component_of_the_text_pipeline(
+    generator: Generator,
+) -> None:
+    image_pipe = generator.modes.image_to_image()
+    base = generator.pipeline
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        assert getattr(image_pipe, name) is getattr(base, name), name
+    assert generator.modes.image_to_image() is image_pipe  # made once
+
+
+def test_a_restyle_starts_from_the_picture_and_strength_sets_how_far_it_moves(
+    generator: Generator,
+) -> None:
+    stripes = _stripes()
+    gentle = replace(REQUEST, steps=4, init_image=stripes, strength=0.25)
+    strong = replace(gentle, strength=1.0)
+    [near] = generator.generate(gentle)
+    [far] = generator.generate(strong)
+    [text_only] = generator.generate(replace(REQUEST, steps=4))
+    assert near.size == stripes.size
+    to_stripes = {
+        name: float(np.abs(pixels(image) - pixels(stripes)).mean())
+        for name, image in (("near", near), ("far", far), ("text", text_only))
+    }
+    # Low strength keeps much of the picture; full strength and text alone do not.
+    assert to_stripes["near"] < to_stripes["far"]
+    assert to_stripes["near"] < to_stripes["text"]
+    # The same request again gives the same pixels (its seed's noise, its picture).
+    [again] = generator.generate(gentle)
+    assert np.array_equal(pixels(again), pixels(near))
+
+
+def test_text_to_image_is_unchanged_by_restyles_in_between(generator: Generator) -> None:
+    [before] = generator.generate(REQUEST)
+    generator.generate(replace(REQUEST, init_image=_stripes(), strength=0.5))
+    [after] = generator.generate(REQUEST)
+    assert np.array_equal(pixels(before), pixels(after))
+
+
+def test_restyles_of_one_strength_share_a_batch(generator: Generator) -> None:
+    first = replace(REQUEST, init_image=_stripes(), strength=0.5)
+    second = replace(first, seed=99, init_image=_stripes().transpose(Image.Transpose.ROTATE_90))
+    made = generator.generate_batch([first, second])
+    assert [len(images) for images in made] == [1, 1]
+    with pytest.raises(ValueError, match="same steps"):
+        generator.generate_batch([first, replace(REQUEST, seed=5)])
