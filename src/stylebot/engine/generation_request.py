@@ -67,9 +67,16 @@ def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tup
     # negative prompt on zeros, but once any request in a call has one, every
     # request's negative is encoded text, "" included: its image would then
     # depend on its batch-mates.
-    shape = (job.steps, job.guidance, job.width, job.height, bool(job.negative_prompt))
     # A restyle runs the image-to-image pipeline: with restyles of the same strength only.
-    shape = (*shape, job.source_key is not None, job.strength)
+    shape = (
+        job.steps,
+        job.guidance,
+        job.width,
+        job.height,
+        bool(job.negative_prompt),
+        job.source_key is not None,
+        job.strength,
+    )
     if mixed_styles:
         # A textual-inversion embedding changes the text encoder for the whole call.
         return (job.embedding_key, job.embedding_token, *shape)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.storage.blobs import LocalBlobStore
 
-__all__ = ["DamagedInput", "read_style_weights", "read_training_images"]
+__all__ = ["DamagedInput", "read_source_picture", "read_style_weights", "read_training_images"]
 
 
 class DamagedInput(Exception):
@@ -59,3 +59,14 @@ async def read_training_images(blobs: LocalBlobStore, keys: Sequence[str]) -> li
                 "again (that repairs it) and train again",
             ) from exc
     return images
+
+
+async def read_source_picture(blobs: LocalBlobStore, key: str) -> bytes:
+    """The picture a restyle starts from, checked against its name."""
+    try:
+        return await blobs.get(key)
+    except DamagedBlob as exc:
+        raise DamagedInput(
+            f"a restyle's picture is damaged (blob {exc.key}): restore {blobs.root} from a backup",
+            "the picture to restyle is damaged in storage: send it again",
+        ) from exc

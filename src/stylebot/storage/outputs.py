@@ -45,6 +45,9 @@ class SqliteOutputStore(SqliteStore):
                     output.maker_username,
                     None if output.made_in_private is None else int(output.made_in_private),
                     output.fingerprint,
+                    output.source_key,
+                    output.source_output_id,
+                    output.denoising_strength,
                 )
             )
         async with self._session.transaction():
@@ -54,8 +57,8 @@ class SqliteOutputStore(SqliteStore):
                         "INSERT INTO outputs (id, job_id, user_id, style_id, prompt,"
                         " negative_prompt, seed, steps, guidance, width, height, blob_key,"
                         " created_at, maker_name, maker_username, made_in_private,"
-                        " fingerprint) VALUES"
-                        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " fingerprint, source_key, source_output_id, denoising_strength)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
                 except sqlite3.IntegrityError as exc:

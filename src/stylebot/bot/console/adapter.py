@@ -35,6 +35,7 @@ CONSOLE_COMMANDS = (
     "discard",
     "train",
     "imagine",
+    "restyle",
     "styles",
     "style",
     "status",
@@ -55,6 +56,9 @@ Commands:
   /discard                     forget the images waiting for training
   /train NAME                  train a style from the waiting images
   /imagine PROMPT [style:NAME] [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
+  /restyle PATH style:NAME [strength:0.6] [PROMPT]
+                               draw a picture again in a style (add confirm:yes for a
+                               picture that is not a stylebot image of yours)
   /styles                      the styles you can use
   /style info|share|unshare|delete|export NAME
                                manage a style (share NAME public: share with everyone)
@@ -155,12 +159,21 @@ class ConsoleAdapter:
         return "error" if isinstance(reply, replies.ErrorReply) else "ok"
 
     def _with_files(
-        self, parsed: Command | AdminCommand | grammar.NeedsFiles | grammar.AskConsent
+        self,
+        parsed: Command
+        | AdminCommand
+        | grammar.NeedsFiles
+        | grammar.AskConsent
+        | grammar.RestyleArgs,
     ) -> Command | AdminCommand:
         """The parsed line, with the files it names read (the console's part)."""
         match parsed:
             case grammar.AskConsent():
                 raise ValueError("Name a licence: /consent own-work (see the list above)")
+            case grammar.RestyleArgs(words=words):
+                if not words:
+                    raise ValueError("Give the picture first: /restyle photo.jpg style:NAME")
+                return parsed.command(self.requester, self._read(Path(words[0])), words[1:])
             case grammar.NeedsFiles(verb="verify", paths=paths):
                 if len(paths) != 1:
                     raise ValueError("Give one image to check: /verify image.png")

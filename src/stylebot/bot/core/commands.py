@@ -73,6 +73,21 @@ class Imagine:
 
 
 @dataclass(frozen=True)
+class Restyle:
+    """A picture drawn again in a style (image-to-image). ``strength``: how much of it is
+    drawn again, 0-1 (None: the default). ``rights_confirmed``: the member says they made
+    the picture or may use it, needed for any picture that is not a stylebot output they
+    may see, and recorded in the consent ledger."""
+
+    requester: Requester
+    file: IncomingFile
+    style: str | None
+    prompt: str = ""
+    strength: float | None = None
+    rights_confirmed: bool = False
+
+
+@dataclass(frozen=True)
 class ListStyles:
     requester: Requester
 
@@ -191,6 +206,7 @@ Command = (
     | DiscardUploads
     | TrainStyle
     | Imagine
+    | Restyle
     | ListStyles
     | ShowStatus
     | StyleInfo

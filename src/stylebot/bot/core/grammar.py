@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -72,7 +73,40 @@ class AskConsent:
     """``/consent`` without a licence: ask the consent question again."""
 
 
-Parsed = commands.Command | AdminCommand | ShowHelp | Quit | ActAs | NeedsFiles | AskConsent
+@dataclass(frozen=True)
+class RestyleArgs:
+    """``/restyle [PATH] style:NAME [strength:0.6] [confirm:yes] [PROMPT]``: the picture
+    comes from the platform (the console's first word is its path; Telegram's is the
+    photo or file captioned so). ``words``: the words that are not options."""
+
+    words: tuple[str, ...]
+    style: str | None = None
+    strength: float | None = None
+    confirmed: bool = False
+
+    def command(
+        self, requester: Requester, file: commands.IncomingFile, prompt_words: Sequence[str]
+    ) -> commands.Restyle:
+        return commands.Restyle(
+            requester,
+            file,
+            self.style,
+            prompt=" ".join(prompt_words),
+            strength=self.strength,
+            rights_confirmed=self.confirmed,
+        )
+
+
+Parsed = (
+    commands.Command
+    | AdminCommand
+    | ShowHelp
+    | Quit
+    | ActAs
+    | NeedsFiles
+    | AskConsent
+    | RestyleArgs
+)
 
 STYLE_USAGE = "Use /style info|share|unshare|delete|export NAME (share NAME public: with everyone)"
 _STYLE_COMMANDS: dict[
@@ -167,6 +201,8 @@ def parse(command: TextCommand, requester: Requester, replied: RepliedUser | Non
             )
         case "imagine":
             return parse_imagine(args).command(me)
+        case "restyle":
+            return parse_restyle(args)
         case "styles":
             return commands.ListStyles(me)
         case "style":
@@ -280,3 +316,36 @@ def _int_option(options: dict[str, str], key: str) -> int | None:
         return int(options[key])
     except ValueError as exc:
         raise CommandSyntaxError(f"{key}:{options[key]} should be a whole number") from exc
+
+
+RESTYLE_OPTIONS = ("style", "strength", "confirm")
+_RESTYLE_OPTION = re.compile(r"^(" + "|".join(RESTYLE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
+
+
+def parse_restyle(args: str) -> RestyleArgs:
+    words: list[str] = []
+    options: dict[str, str] = {}
+    try:
+        split = shlex.split(args)  # a console path may be quoted
+    except ValueError:  # a prompt's lone apostrophe ("don't"): plain words then
+        split = args.split()
+    for word in split:
+        match = _RESTYLE_OPTION.match(word)
+        if match:
+            options[match.group(1).lower()] = match.group(2)
+        else:
+            words.append(word)
+    strength: float | None = None
+    if options.get("strength"):
+        try:
+            strength = float(options["strength"])
+        except ValueError as exc:
+            raise CommandSyntaxError(
+                f"strength:{options['strength']} is not a number; write it like strength:0.6"
+            ) from exc
+    confirm = options.get("confirm", "").lower()
+    if confirm not in ("", "yes"):
+        raise CommandSyntaxError("confirm takes the word yes: confirm:yes")
+    return RestyleArgs(
+        tuple(words), options.get("style") or None, strength, confirmed=confirm == "yes"
+    )

@@ -27,6 +27,7 @@ class CommandName(StrEnum):
     DISCARD = "discard"
     TRAIN = "train"
     IMAGINE = "imagine"
+    RESTYLE = "restyle"
     STYLES = "styles"
     STATUS = "status"
     CANCEL = "cancel"

@@ -62,7 +62,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
                 f"“{image.display_name}” can't be used to train a style: {reservation}. "
                 "Nothing was saved; send the images again without it."
             )
-        copied = await _copies_opted_out(deps, image, command.requester)
+        copied = await copies_opted_out(deps, image, command.requester)
         if copied is not None:
             return ErrorReply(
                 f"“{image.display_name}” matches an image its artist registered with "
@@ -171,7 +171,7 @@ async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
     return TextReply(f"Discarded {len(removed)} waiting image(s).")
 
 
-async def _copies_opted_out(
+async def copies_opted_out(
     deps: Deps, image: NormalizedImage, requester: Requester
 ) -> OptedOutImage | None:
     phash = await run_image_work(deps, perceptual_hash_of_png, image.data)

@@ -165,6 +165,7 @@ def consent_embed(reply: ConsentRequest) -> discord.Embed:
 SLASH_COMMANDS: dict[CommandName, str] = {
     CommandName.TRAIN: "/train",
     CommandName.IMAGINE: "/imagine",
+    CommandName.RESTYLE: "/restyle",
     CommandName.STYLES: "/styles",
     CommandName.STATUS: "/status",
     CommandName.CANCEL: "/cancel",

@@ -31,6 +31,7 @@ MAX_BOT_UPLOAD_BYTES = 50 * 1024 * 1024
 BOT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "Train a style: /train NAME, with images as files or photos"),
     ("imagine", "Make an image: /imagine PROMPT style:NAME [seed:N] [size:WxH]"),
+    ("restyle", "A picture captioned /restyle style:NAME [strength:0.6]: drawn in that style"),
     ("styles", "The styles you can use here"),
     ("style", "Manage a style: /style info|share|unshare|delete|export NAME"),
     ("verify", "Reply to an image with /verify to trace its watermark"),
@@ -69,6 +70,9 @@ Put /train NAME in the caption (in groups, that is how I know they are for me), 
 Commands:
 /train NAME — train a style from the images you sent
 /imagine PROMPT style:NAME [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
+/restyle style:NAME [strength:0.6] [PROMPT] — as the caption of a picture (or a reply to \
+one): that picture drawn in the style (add confirm:yes for a picture that is not a stylebot \
+image of yours)
 /styles — the styles you can use here
 /style info|share|unshare|delete|export NAME — manage your style (share: with this group; \
 "share NAME public": with everyone)
