@@ -148,6 +148,8 @@ async def test_train_with_consent_then_imagine_in_the_style(
         "forget-me",
         "admin",
         "Add images to a style",
+        "restyle",
+        "Restyle with…",
     }
     imagine_options = {o["name"]: o for o in synced["imagine"]["options"]}
     assert imagine_options["style"]["autocomplete"] is True

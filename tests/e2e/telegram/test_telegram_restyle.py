@@ -1,0 +1,72 @@
+"""/restyle on Telegram end to end: a picture captioned /restyle style:NAME, then a
+reply /restyle to a result; the real adapter, core, worker and tiny model."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from tests.e2e.telegram.conftest import ReadyStyle
+from tests.fakes.telegram_api import FakeTelegram, FakeUser
+from tests.support.tiny_styles import quick_lora_bytes, striped_png
+
+from stylebot.bootstrap import FrontEnd, PngWatermarkReader
+from stylebot.bot.telegram.adapter import TelegramAdapter
+from stylebot.provenance.metadata import read_png_metadata
+
+pytestmark = pytest.mark.slow
+
+
+async def test_restyle_a_captioned_file_then_reply_restyle_to_the_result(
+    fake: FakeTelegram,
+    telegram: TelegramAdapter,
+    frontend: FrontEnd,
+    tiny_engine: Any,
+    ready_style: ReadyStyle,
+    worker: None,
+    one_torch_thread: None,
+    ada: FakeUser,
+    tmp_path: Path,
+) -> None:
+    # Trained on the worker's pipeline before any job is queued (it is idle meanwhile).
+    await ready_style(ada, "ink", quick_lora_bytes(tiny_engine.pipeline, tmp_path / "lora"))
+    chat = fake.private_chat(ada)
+    picture = striped_png(320, 192)
+    await fake.send_document(
+        chat, ada, picture, "garden.png", "image/png", caption="/restyle style:ink"
+    )
+    asked = await fake.wait_for_sent(chat, lambda m: "garden.png" in (m.text or ""))
+    assert "is not a stylebot image of yours" in (asked.text or "")
+    assert "/restyle style:NAME confirm:yes" in (asked.text or "")
+
+    await fake.send_document(
+        chat,
+        ada,
+        picture,
+        "garden.png",
+        "image/png",
+        caption="/restyle style:ink strength:0.5 confirm:yes",
+    )
+    first = await fake.wait_for_sent(chat, lambda m: m.document is not None, timeout=120)
+    png = first.document_bytes
+    assert png is not None
+    assert "Denoising strength: 0.5" in read_png_metadata(png)["parameters"]
+    with Image.open(io.BytesIO(png)) as made:
+        assert made.width > made.height  # the picture's shape
+    first_id = PngWatermarkReader().read(png)
+    assert first_id is not None
+
+    # A reply /restyle to the result: a stylebot output, so no confirmation.
+    await fake.reply(chat, ada, first, "/restyle style:ink")
+    second = await fake.wait_for_sent(
+        chat, lambda m: m.document is not None and m is not first, timeout=120
+    )
+    assert second.document_bytes is not None
+    second_id = PngWatermarkReader().read(second.document_bytes)
+    assert second_id is not None
+    record = await frontend.uow.outputs.get_output(second_id)
+    assert record is not None
+    assert record.source_output_id == first_id
