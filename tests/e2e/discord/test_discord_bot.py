@@ -298,6 +298,7 @@ async def test_train_with_consent_then_imagine_in_the_style(
     assert custom_ids(result) == [
         f"sb:reroll:{output_id}",
         f"sb:vary:{output_id}",
+        f"sb:upscale:{output_id}",
         f"sb:info:{output_id}",
         f"sb:delete:{output_id}",
     ]

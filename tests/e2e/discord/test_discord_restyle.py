@@ -27,7 +27,7 @@ from stylebot.provenance.metadata import read_png_metadata
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
-async def test_restyle_an_attachment_then_a_result_from_the_context_menu(
+async def test_restyle_an_attachment_then_a_result_from_the_context_menu_then_upscale(
     fake: FakeDiscord,
     guild: FakeGuild,
     general: FakeChannel,
@@ -61,7 +61,7 @@ async def test_restyle_an_attachment_then_a_result_from_the_context_menu(
             if "is not a stylebot image of yours" in (m.get("content") or "")
         ]
 
-    await fake.wait_until(lambda: bool(question()), timeout=30, what="the question")
+    await fake.wait_until(lambda: bool(question()), timeout=60, what="the question")
     [refusal] = question()
     assert refusal["flags"] & EPHEMERAL
     assert "/restyle style:NAME confirm:yes" in refusal["content"]
@@ -79,6 +79,7 @@ async def test_restyle_an_attachment_then_a_result_from_the_context_menu(
     assert "Denoising strength: 0.5" in read_png_metadata(png)["parameters"]
     with Image.open(io.BytesIO(png)) as image:
         assert image.width > image.height
+        image_size = image.size
     first_id = PngWatermarkReader().read(png)
     assert first_id is not None
 
@@ -95,3 +96,10 @@ async def test_restyle_an_attachment_then_a_result_from_the_context_menu(
     record = await frontend.uow.outputs.get_output(second_id)
     assert record is not None
     assert record.source_output_id == first_id
+
+    # Upscale on the first result: twice its size, drawn again from it in its style.
+    upscale = await fake.press_button(int(result["id"]), f"sb:upscale:{first_id}", alice)
+    assert (await upscale.callback()).json["type"] == CB_DEFERRED
+    bigger = await original_when(fake, upscale, lambda m: m["attachments"], "the upscale")
+    with Image.open(io.BytesIO(fake.attachment_bytes(int(bigger["attachments"][0]["id"])))) as up:
+        assert up.size == (image_size[0] * 2, image_size[1] * 2)

@@ -365,6 +365,7 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert [data for _, data in photo.buttons] == [
         f"or|{output_id}",
         f"ov|{output_id}",
+        f"ou|{output_id}",
         f"oi|{output_id}",
         f"od|{output_id}",
     ]

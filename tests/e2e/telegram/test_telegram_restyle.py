@@ -20,7 +20,7 @@ from stylebot.provenance.metadata import read_png_metadata
 pytestmark = pytest.mark.slow
 
 
-async def test_restyle_a_captioned_file_then_reply_restyle_to_the_result(
+async def test_restyle_a_captioned_file_then_reply_restyle_then_upscale(
     fake: FakeTelegram,
     telegram: TelegramAdapter,
     frontend: FrontEnd,
@@ -38,7 +38,7 @@ async def test_restyle_a_captioned_file_then_reply_restyle_to_the_result(
     await fake.send_document(
         chat, ada, picture, "garden.png", "image/png", caption="/restyle style:ink"
     )
-    asked = await fake.wait_for_sent(chat, lambda m: "garden.png" in (m.text or ""))
+    asked = await fake.wait_for_sent(chat, lambda m: "garden.png" in (m.text or ""), timeout=60)
     assert "is not a stylebot image of yours" in (asked.text or "")
     assert "/restyle style:NAME confirm:yes" in (asked.text or "")
 
@@ -56,6 +56,7 @@ async def test_restyle_a_captioned_file_then_reply_restyle_to_the_result(
     assert "Denoising strength: 0.5" in read_png_metadata(png)["parameters"]
     with Image.open(io.BytesIO(png)) as made:
         assert made.width > made.height  # the picture's shape
+        made_size = made.size
     first_id = PngWatermarkReader().read(png)
     assert first_id is not None
 
@@ -70,3 +71,16 @@ async def test_restyle_a_captioned_file_then_reply_restyle_to_the_result(
     record = await frontend.uow.outputs.get_output(second_id)
     assert record is not None
     assert record.source_output_id == first_id
+
+    # Upscale under the first result's photo: twice its size.
+    upscale = f"ou|{first_id}"
+    photo = next(
+        m for m in fake.sent_messages(chat) if m.photo and upscale in [d for _, d in m.buttons]
+    )
+    await fake.press_button(chat, ada, photo, upscale)
+    bigger = await fake.wait_for_sent(
+        chat, lambda m: m.document is not None and m is not first and m is not second, timeout=120
+    )
+    assert bigger.document_bytes is not None
+    with Image.open(io.BytesIO(bigger.document_bytes)) as up:
+        assert up.size == (made_size[0] * 2, made_size[1] * 2)

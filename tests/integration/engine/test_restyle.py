@@ -76,3 +76,14 @@ def test_restyles_of_one_strength_share_a_batch(generator: Generator) -> None:
     assert [len(images) for images in made] == [1, 1]
     with pytest.raises(ValueError, match="same steps"):
         generator.generate_batch([first, replace(REQUEST, seed=5)])
+
+
+def test_an_upscale_pass_draws_at_twice_the_pictures_size(generator: Generator) -> None:
+    [small] = generator.generate(REQUEST)
+    [large] = generator.generate(
+        replace(REQUEST, width=128, height=128, init_image=small, strength=0.35)
+    )
+    assert large.size == (128, 128)
+    # The enlarged picture is what it starts from: it stays close to it.
+    enlarged = small.resize((128, 128), Image.Resampling.LANCZOS)
+    assert float(np.abs(pixels(large) - pixels(enlarged)).mean()) < 40

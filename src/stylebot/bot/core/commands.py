@@ -165,6 +165,10 @@ class VaryOutput(OnOutput):
     """Images close to an earlier one: same prompt, style and seed, started from it."""
 
 
+class UpscaleOutput(OnOutput):
+    """An earlier image at twice its size, drawn again in its style ("hires fix")."""
+
+
 class OutputInfo(OnOutput):
     pass
 
@@ -218,6 +222,7 @@ Command = (
     | UsableStyles
     | RerollOutput
     | VaryOutput
+    | UpscaleOutput
     | OutputInfo
     | DeleteOutput
     | Verify

@@ -58,6 +58,8 @@ class GenerationSpec:
     described_as: str | None = None
     # A restyle: the picture it starts from (stylebot.bot.core.restyle).
     source: PictureSource | None = None
+    # How the queued reply starts ("Upscaling"); None: from what the spec is.
+    action: str | None = None
 
 
 def new_output_id() -> str:
@@ -273,7 +275,7 @@ async def _queue_records(
     in_style = f" in style {style.name}" if style else ""
     what = "A variation of" if spec.variation_seed is not None else "Imagining"
     if source is not None:
-        what = "Restyling"
+        what = spec.action or "Restyling"
     described = spec.described_as or repr(spec.prompt)
     return JobQueued(
         text=f"{what} {described}{in_style} (seed {spec.seed}, position {position}).",
@@ -284,30 +286,11 @@ async def _queue_records(
 
 
 async def generate_again(deps: Deps, requester: Requester, output_id: str, *, vary: bool) -> Reply:
-    """Re-roll (new seed) or vary (same seed, nearby noise) an earlier image.
-
-    A re-roll reuses the output's prompt, negative prompt and style, so it is allowed to
-    whoever may see them (`attribute`): an output made in private is its maker's alone,
-    whatever its style, as its id is no secret (/verify, file names, callback data)."""
-    output = await deps.uow.outputs.get_output(output_id)
-    if output is None:
-        return ErrorReply("That image is no longer available (it was deleted).")
-    user = await deps.user(requester)
-    style: Style | None = None
-    if output.style_id is not None:
-        found = await deps.uow.styles.get_style(output.style_id)
-        if found is None or not can_use(found, user.id, requester.scope):
-            return ErrorReply(
-                "That image's style is not one you can use here, so I can't make more."
-            )
-        if found.status is not StyleStatus.READY or (
-            found.lora_key is None and not found.embedding_key
-        ):
-            return ErrorReply(f"Style {found.name} is not ready.")
-        style = found
-    attribution = await attribute(deps.uow, output, requester)
-    if not attribution.full:
-        return ErrorReply("That image was made in private: only its maker can make more like it.")
+    """Re-roll (new seed) or vary (same seed, nearby noise) an earlier image."""
+    found = await earlier_output(deps, requester, output_id)
+    if isinstance(found, ErrorReply):
+        return found
+    output, user, style = found
     spec = GenerationSpec(
         prompt=output.prompt,
         negative_prompt=output.negative_prompt,
@@ -330,6 +313,36 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
     )
     # Admission checks the prompt again: the blocklist may have grown since the first image.
     return await admit_and_queue(deps, requester, user, style, spec)
+
+
+async def earlier_output(
+    deps: Deps, requester: Requester, output_id: str
+) -> tuple[Output, User, Style | None] | ErrorReply:
+    """An earlier image to make more from, its asker and its style, if they may.
+
+    More of an image reuses its prompt, negative prompt and style, so it is allowed to
+    whoever may see them (`attribute`): an output made in private is its maker's alone,
+    whatever its style, as its id is no secret (/verify, file names, callback data)."""
+    output = await deps.uow.outputs.get_output(output_id)
+    if output is None:
+        return ErrorReply("That image is no longer available (it was deleted).")
+    user = await deps.user(requester)
+    style: Style | None = None
+    if output.style_id is not None:
+        found = await deps.uow.styles.get_style(output.style_id)
+        if found is None or not can_use(found, user.id, requester.scope):
+            return ErrorReply(
+                "That image's style is not one you can use here, so I can't make more."
+            )
+        if found.status is not StyleStatus.READY or (
+            found.lora_key is None and not found.embedding_key
+        ):
+            return ErrorReply(f"Style {found.name} is not ready.")
+        style = found
+    attribution = await attribute(deps.uow, output, requester)
+    if not attribution.full:
+        return ErrorReply("That image was made in private: only its maker can make more like it.")
+    return output, user, style
 
 
 async def output_info(deps: Deps, command: OutputInfo) -> Reply:
@@ -369,6 +382,8 @@ async def delete_output(deps: Deps, command: DeleteOutput) -> Reply:
     if output.user_id != user.id:
         return ErrorReply("Only the person who made an image can delete it.")
     key = await deps.uow.outputs.delete_output(output.id)
-    if key is not None:
-        await delete_unused_blobs(deps, [key])
+    # A restyle's picture goes with its last output (other restyles may share it).
+    keys = [k for k in (key, output.source_key) if k is not None]
+    if keys:
+        await delete_unused_blobs(deps, keys)
     return TextReply("Deleted the image and its record.")

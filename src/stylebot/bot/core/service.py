@@ -24,6 +24,7 @@ from stylebot.bot.core import (
     styles,
     training,
     uploads,
+    upscale,
 )
 from stylebot.bot.core.admin_commands import (
     AdminCommand,
@@ -59,6 +60,7 @@ from stylebot.bot.core.commands import (
     TrainStyle,
     UnshareStyle,
     UploadImages,
+    UpscaleOutput,
     UsableStyles,
     VaryOutput,
     Verify,
@@ -115,6 +117,7 @@ HANDLERS: dict[type, Handler] = {
     Restyle: restyle.restyle,
     RerollOutput: _reroll,
     VaryOutput: _vary,
+    UpscaleOutput: upscale.upscale_output,
     OutputInfo: generation.output_info,
     DeleteOutput: generation.delete_output,
     ListStyles: styles.list_styles,

@@ -4,7 +4,7 @@ components.py).
 
 custom_ids (Discord allows 100 characters), besides the consent question's:
 
-- ``sb:<reroll|vary|info|delete>:<output_id>``  the buttons under a result image
+- ``sb:<reroll|vary|upscale|info|delete>:<output_id>``  the buttons under a result image
 - ``sb:erase:<user_id>`` / ``sb:keep:<user_id>``  confirm or cancel /forget-me
 """
 
@@ -23,6 +23,7 @@ from stylebot.bot.core.commands import (
     EraseMyData,
     OutputInfo,
     RerollOutput,
+    UpscaleOutput,
     VaryOutput,
 )
 from stylebot.bot.core.replies import ErrorReply
@@ -86,6 +87,7 @@ def erasure_view(user_id: int) -> discord.ui.View:
 class OutputAction(StrEnum):
     REROLL = "reroll"
     VARY = "vary"
+    UPSCALE = "upscale"
     INFO = "info"
     DELETE = "delete"
 
@@ -93,6 +95,11 @@ class OutputAction(StrEnum):
 _ACTION_LOOK: dict[OutputAction, tuple[str, str, discord.ButtonStyle]] = {
     OutputAction.REROLL: ("Re-roll", "\N{GAME DIE}", discord.ButtonStyle.primary),
     OutputAction.VARY: ("Variations", "\N{TWISTED RIGHTWARDS ARROWS}", discord.ButtonStyle.primary),
+    OutputAction.UPSCALE: (
+        "Upscale",
+        "\N{SQUARED UP WITH EXCLAMATION MARK}",
+        discord.ButtonStyle.primary,
+    ),
     OutputAction.INFO: ("Info", "\N{INFORMATION SOURCE}", discord.ButtonStyle.secondary),
     OutputAction.DELETE: ("Delete", "\N{WASTEBASKET}", discord.ButtonStyle.danger),
 }
@@ -101,7 +108,7 @@ _ACTION_LOOK: dict[OutputAction, tuple[str, str, discord.ButtonStyle]] = {
 class OutputButton(
     StatefulItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"sb:(?P<action>reroll|vary|info|delete):(?P<output_id>[0-9a-zA-Z_-]+)",
+    template=r"sb:(?P<action>reroll|vary|upscale|info|delete):(?P<output_id>[0-9a-zA-Z_-]+)",
 ):
     """One action on one generated image; who may do what is the core's decision."""
 
@@ -196,6 +203,9 @@ async def output_action(
         case OutputAction.VARY:
             await adapter.defer(interaction, ephemeral=False)
             await adapter.run(interaction, VaryOutput(requester, output_id), ephemeral=False)
+        case OutputAction.UPSCALE:
+            await adapter.defer(interaction, ephemeral=False)
+            await adapter.run(interaction, UpscaleOutput(requester, output_id), ephemeral=False)
         case OutputAction.INFO:
             await adapter.defer(interaction, ephemeral=True)
             await adapter.run(interaction, OutputInfo(requester, output_id), ephemeral=True)

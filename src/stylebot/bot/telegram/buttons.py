@@ -19,6 +19,7 @@ from stylebot.bot.core.commands import (
     EraseMyData,
     OutputInfo,
     RerollOutput,
+    UpscaleOutput,
     VaryOutput,
 )
 from stylebot.bot.core.platform_core import PlatformCore
@@ -101,6 +102,8 @@ class Buttons:
                 reply = await self.core.handle(RerollOutput(me, action.output_id))
             case "vary":
                 reply = await self.core.handle(VaryOutput(me, action.output_id))
+            case "upscale":
+                reply = await self.core.handle(UpscaleOutput(me, action.output_id))
             case "info":
                 reply = await self.core.handle(OutputInfo(me, action.output_id))
             case "delete":

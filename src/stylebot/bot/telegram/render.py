@@ -125,7 +125,7 @@ def fit(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 # has its "%" and "|" percent-encoded, so whatever it holds it stays one field.
 
 ConsentStep = Literal["licence", "people", "confirm", "cancel"]
-OutputVerb = Literal["reroll", "vary", "info", "delete"]
+OutputVerb = Literal["reroll", "vary", "upscale", "info", "delete"]
 
 _CONSENT_PREFIX: dict[ConsentStep, str] = {
     "licence": "cl",
@@ -133,7 +133,13 @@ _CONSENT_PREFIX: dict[ConsentStep, str] = {
     "confirm": "cy",
     "cancel": "cn",
 }
-_OUTPUT_PREFIX: dict[OutputVerb, str] = {"reroll": "or", "vary": "ov", "info": "oi", "delete": "od"}
+_OUTPUT_PREFIX: dict[OutputVerb, str] = {
+    "reroll": "or",
+    "vary": "ov",
+    "upscale": "ou",
+    "info": "oi",
+    "delete": "od",
+}
 _STYLE_DELETE_PREFIX = "sd"
 _STYLE_KEEP_PREFIX = "sk"
 _ERASE_PREFIX = "ey"
@@ -312,7 +318,11 @@ def output_keyboard(output_id: str) -> InlineKeyboardMarkup:
 
     return InlineKeyboardMarkup(
         [
-            [button("🎲 Re-roll", "reroll"), button("🪄 Vary", "vary")],
+            [
+                button("🎲 Re-roll", "reroll"),
+                button("🪄 Vary", "vary"),
+                button("🔍 Upscale", "upscale"),
+            ],
             [button("ℹ️ Info", "info"), button("🗑 Delete", "delete")],
         ]
     )
