@@ -32,6 +32,8 @@ class GenerationRequest:
     # noised away and drawn again (AUTOMATIC1111's "Denoising strength", 0-1).
     init_image: Image.Image | None = None
     strength: float = 0.0
+    # Extend or repaint (inpainting): white is drawn anew, black is kept as it is.
+    mask_image: Image.Image | None = None
 
     @property
     def own_tokens(self) -> frozenset[str]:
@@ -50,10 +52,11 @@ class LoraWeights:
 StyledRequest = tuple[GenerationRequest, "LoraWeights | None"]
 
 
-def batch_key(request: GenerationRequest) -> tuple[int, float, int, int, bool, float]:
+def batch_key(request: GenerationRequest) -> tuple[int, float, int, int, bool, bool, float]:
     """Requests with equal keys (and the same LoRA) can share one pipeline call."""
     shape = (request.steps, request.guidance, request.width, request.height)
-    return (*shape, request.init_image is not None, request.strength)
+    modes = (request.init_image is not None, request.mask_image is not None)
+    return (*shape, *modes, request.strength)
 
 
 def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tuple[object, ...]:
@@ -75,6 +78,7 @@ def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tup
         job.height,
         bool(job.negative_prompt),
         job.source_key is not None,
+        bool(job.mask_key or job.keep_box or job.repaint_box),
         job.strength,
     )
     if mixed_styles:

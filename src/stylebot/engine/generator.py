@@ -330,7 +330,7 @@ class Generator:
         )
         with only_own_style_tokens(self.pipeline, owned):
             result = pipe(**call)
-        images: list[Image.Image] = list(result.images)
+        images: list[Image.Image] = self.modes.keep_unmasked(requests, list(result.images))
         split: list[list[Image.Image]] = []
         for request in requests:
             split.append(images[: request.count])

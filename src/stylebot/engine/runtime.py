@@ -22,6 +22,7 @@ from transformers.utils import logging as transformers_logging
 
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
+from stylebot.engine.image_modes import job_picture_and_mask
 from stylebot.engine.models import load_pipeline, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.training_previews import (
@@ -31,7 +32,7 @@ from stylebot.engine.training_previews import (
     preview_record,
     with_previews,
 )
-from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache
+from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache, CacheKind
 from stylebot.log_privacy import route_model_library_logs
 from stylebot.provenance.a1111_hashes import (
     MODEL_SHORTHASH_LEN,
@@ -247,13 +248,14 @@ class StyleEngine:
 
     def _source(self, job: GenerateJob) -> bytes | None:
         """The picture a restyle starts from, as stored (None: text-to-image)."""
-        if not job.source_key:
+        return self._stored("sources", job.source_key)
+
+    def _stored(self, kind: CacheKind, key: str | None) -> bytes | None:
+        if not key:
             return None
-        path = self.cache.use("sources", job.source_key)
+        path = self.cache.use(kind, key)
         if path is None:
-            raise FileNotFoundError(
-                f"picture {job.source_key} was not stored before generation (store_source)"
-            )
+            raise FileNotFoundError(f"blob {key} was not stored before generation")
         return path.read_bytes()
 
     def _embedding(self, job: GenerateJob) -> StyleEmbedding | None:
@@ -341,11 +343,19 @@ class StyleEngine:
             caption = style_caption(job.trigger or "", embedding.token if embedding else None)
             prompt = f"{caption}, {prompt}"
         source = self._source(job)
+        # Only Pillow's PNG decoder, the pixel count checked first (open_stored_png).
+        picture = None if source is None else open_stored_png(source, self.max_image_pixels)
+        mask = self._stored("sources", job.mask_key)
+        picture, mask_image = job_picture_and_mask(
+            job,
+            picture,
+            None if mask is None else open_stored_png(mask, self.max_image_pixels),
+        )
         return GenerationRequest(
             prompt=prompt,
             embedding=embedding,
-            # Only Pillow's PNG decoder, the pixel count checked first (open_stored_png).
-            init_image=None if source is None else open_stored_png(source, self.max_image_pixels),
+            init_image=picture,
+            mask_image=mask_image,
             strength=job.strength if source is not None else 0.0,
             negative_prompt=job.negative_prompt,
             seed=job.seed,

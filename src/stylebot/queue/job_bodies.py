@@ -230,10 +230,10 @@ async def _generate(
                     context.blobs, job.embedding_key, job.style_id, job.style_name
                 )
                 engine.store_embedding(job.embedding_key, embedding)
-            if job.source_key:  # a restyle: the engine reads its picture by key too
-                engine.store_source(
-                    job.source_key, await read_source_picture(context.blobs, job.source_key)
-                )
+            # A restyle (and a repaint's mask): the engine reads its pictures by key too.
+            for key in (job.source_key, job.mask_key):
+                if key:
+                    engine.store_source(key, await read_source_picture(context.blobs, key))
             images = await context.device.run_batched(
                 lambda batch: _generate_together(engine, batch),
                 _Generation(job, lora, report, watch, interruption),

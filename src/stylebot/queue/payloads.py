@@ -150,6 +150,13 @@ class GenerateJob(_JsonData):
     source_key: str | None = None
     strength: float = 0.0
     source_output_id: str | None = None
+    # Extend (outpainting): where the picture goes on the job's larger canvas, as
+    # (left, top, width, height) in pixels; the rest is drawn anew. Repaint
+    # (inpainting): the region drawn anew, as a box in the job's pixels or as a mask
+    # image's blob (white is drawn anew).
+    keep_box: tuple[int, int, int, int] | None = None
+    repaint_box: tuple[int, int, int, int] | None = None
+    mask_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Image-to-image (restyle) on the hot tiny pipeline: made from the same components
-(no second model), starting from the picture, and text-to-image served as before."""
+"""Restyle, upscale, extend and repaint on the hot tiny pipeline: made from the same
+components (no second model), starting from the picture, measured on the pixels, and
+text-to-image served as before."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PIL import Image
 from tests.support.tiny_styles import REQUEST, pixels
 
 from stylebot.engine.generator import Generator
+from stylebot.engine.image_modes import box_mask, extended_canvas, mask_from_png
 from stylebot.engine.models import load_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -34,9 +36,11 @@ def test_the_image_pipeline_shares_every_component_of_the_text_pipeline(
     generator: Generator,
 ) -> None:
     image_pipe = generator.modes.image_to_image()
+    inpainting = generator.modes.inpainting()
     base = generator.pipeline
     for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         assert getattr(image_pipe, name) is getattr(base, name), name
+        assert getattr(inpainting, name) is getattr(base, name), name
     assert generator.modes.image_to_image() is image_pipe  # made once
 
 
@@ -87,3 +91,52 @@ def test_an_upscale_pass_draws_at_twice_the_pictures_size(generator: Generator) 
     # The enlarged picture is what it starts from: it stays close to it.
     enlarged = small.resize((128, 128), Image.Resampling.LANCZOS)
     assert float(np.abs(pixels(large) - pixels(enlarged)).mean()) < 40
+
+
+def test_extend_draws_the_new_area_and_keeps_the_picture_pixel_for_pixel(
+    generator: Generator,
+) -> None:
+    stripes = _stripes()
+    # Zoomed out 2x: the 64 px picture in the middle of a 128 px canvas.
+    box = (32, 32, 64, 64)
+    canvas, mask = extended_canvas(stripes, 128, 128, box)
+    request = replace(
+        REQUEST, width=128, height=128, init_image=canvas, mask_image=mask, strength=1.0
+    )
+    [extended] = generator.generate(request)
+    assert extended.size == (128, 128)
+    made = pixels(extended)
+    inside = made[32:96, 32:96]
+    assert np.array_equal(inside, pixels(stripes)), "the picture is kept as it was"
+    outside = np.ones((128, 128), dtype=bool)
+    outside[32:96, 32:96] = False
+    # The new area is drawn, not the blurred stretch it started from.
+    changed = np.abs(made - pixels(canvas)).max(axis=2)[outside]
+    assert float((changed > 8).mean()) > 0.5
+
+
+def test_repaint_changes_the_region_and_keeps_the_rest(generator: Generator) -> None:
+    stripes = _stripes()
+    box = (16, 16, 32, 24)  # left, top, width, height in pixels
+    request = replace(
+        REQUEST,
+        init_image=stripes,
+        mask_image=box_mask(64, 64, box),
+        strength=1.0,
+    )
+    [repainted] = generator.generate(request)
+    made, before = pixels(repainted), pixels(stripes)
+    region = np.zeros((64, 64), dtype=bool)
+    region[16:40, 16:48] = True
+    assert np.array_equal(made[~region], before[~region]), "the rest is kept"
+    changed = np.abs(made - before).max(axis=2)[region]
+    assert float((changed > 8).mean()) > 0.5, "the region is drawn anew"
+
+
+def test_a_members_mask_image_counts_white_as_repainted() -> None:
+    drawn = Image.new("RGB", (32, 32), (0, 0, 0))
+    drawn.paste((200, 200, 200), (0, 0, 16, 32))  # light grey: white from half way
+    mask = np.asarray(mask_from_png(drawn, 64, 64))
+    assert set(np.unique(mask)) == {0, 255}
+    assert (mask[:, :32] == 255).all()
+    assert (mask[:, 32:] == 0).all()
