@@ -301,6 +301,10 @@ async def test_train_with_consent_then_imagine_in_the_style(
         f"sb:upscale:{output_id}",
         f"sb:info:{output_id}",
         f"sb:delete:{output_id}",
+        f"sb:extend:zoom1.5:{output_id}",
+        f"sb:extend:zoom2:{output_id}",
+        f"sb:extend:square:{output_id}",
+        f"sb:extend:portrait:{output_id}",
     ]
     checked = await fake.send_slash_command(
         guild.id, general.id, bob, "verify", {"image": FakeFile("found.png", image)}

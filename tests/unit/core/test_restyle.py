@@ -18,6 +18,7 @@ from tests.unit.safety.reservations import png_with_xmp, xmp_with_data_mining
 from stylebot.bot.core.commands import (
     DeleteOutput,
     EraseMyData,
+    ExtendOutput,
     Imagine,
     IncomingFile,
     OptOut,
@@ -28,6 +29,7 @@ from stylebot.bot.core.commands import (
     Verify,
 )
 from stylebot.bot.core.errors import QueueUnavailable
+from stylebot.bot.core.extend import extend_geometry
 from stylebot.bot.core.ledger import LedgerKind
 from stylebot.bot.core.replies import ErrorReply, JobQueued, TextReply, VerifyReport
 from stylebot.bot.core.restyle import DEFAULT_STRENGTH, restyle_size
@@ -272,3 +274,46 @@ async def test_upscale_is_refused_past_the_largest_size_or_to_others_private_ima
     private = await world.bot.handle(UpscaleOutput(BOB, output_id))
     assert isinstance(private, ErrorReply)
     assert len(world.queue.generate_jobs) == 1
+
+
+@pytest.mark.parametrize(
+    ("size", "how", "canvas", "box"),
+    [
+        ((256, 256), "zoom2", (512, 512), (128, 128, 256, 256)),
+        ((256, 256), "zoom1.5", (384, 384), (64, 64, 256, 256)),
+        ((512, 256), "square", (512, 512), (0, 128, 512, 256)),
+        ((256, 256), "portrait", (256, 384), (0, 64, 256, 256)),
+        # Past the largest size: all of it smaller, the image with it.
+        ((768, 768), "zoom2", (1024, 1024), (256, 256, 512, 512)),
+    ],
+)
+def test_extend_geometry_places_the_image_on_a_canvas_within_the_limits(
+    world: CoreWorld,
+    size: tuple[int, int],
+    how: str,
+    canvas: tuple[int, int],
+    box: tuple[int, int, int, int],
+) -> None:
+    assert extend_geometry(*size, how, world.bot.policy) == (*canvas, box)
+
+
+def test_extending_to_a_shape_it_has_already_is_refused(world: CoreWorld) -> None:
+    assert extend_geometry(256, 256, "square", world.bot.policy) == "That image is square already."
+    assert "portrait-shaped" in str(extend_geometry(256, 384, "portrait", world.bot.policy))
+
+
+async def test_extend_queues_the_stored_output_on_a_larger_canvas(world: CoreWorld) -> None:
+    await trained_style(world)
+    await world.bot.handle(Imagine(ALICE, "a lighthouse", style="ink", width=256, height=256))
+    [made] = world.queue.generate_jobs
+    output_id = await deliver(world, made, png((1, 2, 3), size=256))
+    stored = await world.uow.outputs.get_output(output_id)
+    assert stored is not None
+    queued = await world.bot.handle(ExtendOutput(ALICE, output_id, "zoom2"))
+    assert isinstance(queued, JobQueued), queued
+    assert queued.text.startswith(f"Extending output {output_id}, zoomed out 2x (512x512)")
+    job = world.queue.generate_jobs[-1]
+    assert (job.width, job.height, job.keep_box) == (512, 512, (128, 128, 256, 256))
+    assert (job.source_key, job.source_output_id, job.strength) == (stored.blob_key, output_id, 1.0)
+    refused = await world.bot.handle(ExtendOutput(BOB, output_id, "zoom2"))
+    assert isinstance(refused, ErrorReply)

@@ -169,6 +169,14 @@ class UpscaleOutput(OnOutput):
     """An earlier image at twice its size, drawn again in its style ("hires fix")."""
 
 
+@dataclass(frozen=True)
+class ExtendOutput(OnOutput):
+    """An earlier image extended (outpainting): zoomed out ("zoom1.5", "zoom2") or to
+    another shape ("square", "portrait"), the new area drawn in its style (EXTENSIONS)."""
+
+    how: str = "zoom2"
+
+
 class OutputInfo(OnOutput):
     pass
 
@@ -223,6 +231,7 @@ Command = (
     | RerollOutput
     | VaryOutput
     | UpscaleOutput
+    | ExtendOutput
     | OutputInfo
     | DeleteOutput
     | Verify

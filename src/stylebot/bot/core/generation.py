@@ -269,6 +269,8 @@ async def _queue_records(
                 source_key=source.key if source else None,
                 strength=source.strength if source else 0.0,
                 source_output_id=source.output_id if source else None,
+                keep_box=source.keep_box if source else None,
+                repaint_box=source.repaint_box if source else None,
             )
         )
     position = await queue_position(deps, job_id)

@@ -31,6 +31,10 @@ class PictureSource:
     output_id: str | None = None
     upload: bytes | None = None
     evidence: ImageEvidence | None = None
+    # Extend: where the picture goes on the job's larger canvas (left, top, width, height
+    # in pixels); repaint: the box drawn anew. See GenerateJob.
+    keep_box: tuple[int, int, int, int] | None = None
+    repaint_box: tuple[int, int, int, int] | None = None
 
 
 async def record_image_use(

@@ -17,6 +17,7 @@ from stylebot.bot.core.commands import (
     DeleteOutput,
     DeleteStyle,
     EraseMyData,
+    ExtendOutput,
     OutputInfo,
     RerollOutput,
     UpscaleOutput,
@@ -104,6 +105,8 @@ class Buttons:
                 reply = await self.core.handle(VaryOutput(me, action.output_id))
             case "upscale":
                 reply = await self.core.handle(UpscaleOutput(me, action.output_id))
+            case "zoom1.5" | "zoom2" | "square" | "portrait":
+                reply = await self.core.handle(ExtendOutput(me, action.output_id, action.verb))
             case "info":
                 reply = await self.core.handle(OutputInfo(me, action.output_id))
             case "delete":

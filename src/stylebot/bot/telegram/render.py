@@ -125,7 +125,9 @@ def fit(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 # has its "%" and "|" percent-encoded, so whatever it holds it stays one field.
 
 ConsentStep = Literal["licence", "people", "confirm", "cancel"]
-OutputVerb = Literal["reroll", "vary", "upscale", "info", "delete"]
+OutputVerb = Literal[
+    "reroll", "vary", "upscale", "info", "delete", "zoom1.5", "zoom2", "square", "portrait"
+]
 
 _CONSENT_PREFIX: dict[ConsentStep, str] = {
     "licence": "cl",
@@ -139,6 +141,11 @@ _OUTPUT_PREFIX: dict[OutputVerb, str] = {
     "upscale": "ou",
     "info": "oi",
     "delete": "od",
+    # Extend (stylebot.bot.core.extend.EXTENSIONS).
+    "zoom1.5": "ow",
+    "zoom2": "ox",
+    "square": "os",
+    "portrait": "op",
 }
 _STYLE_DELETE_PREFIX = "sd"
 _STYLE_KEEP_PREFIX = "sk"
@@ -322,6 +329,12 @@ def output_keyboard(output_id: str) -> InlineKeyboardMarkup:
                 button("🎲 Re-roll", "reroll"),
                 button("🪄 Vary", "vary"),
                 button("🔍 Upscale", "upscale"),
+            ],
+            [
+                button("🔭 1.5x", "zoom1.5"),
+                button("🔭 2x", "zoom2"),
+                button("⬜ Square", "square"),
+                button("📱 Portrait", "portrait"),
             ],
             [button("ℹ️ Info", "info"), button("🗑 Delete", "delete")],
         ]
