@@ -149,6 +149,8 @@ async def test_train_with_consent_then_imagine_in_the_style(
         "admin",
         "Add images to a style",
         "restyle",
+        "extend",
+        "repaint",
         "Restyle with…",
     }
     imagine_options = {o["name"]: o for o in synced["imagine"]["options"]}

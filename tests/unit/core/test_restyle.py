@@ -28,9 +28,11 @@ from stylebot.bot.core.commands import (
     UpscaleOutput,
     Verify,
 )
-from stylebot.bot.core.errors import QueueUnavailable
+from stylebot.bot.core.errors import CommandSyntaxError, QueueUnavailable
 from stylebot.bot.core.extend import extend_geometry
+from stylebot.bot.core.grammar import parse_restyle
 from stylebot.bot.core.ledger import LedgerKind
+from stylebot.bot.core.mentions import CommandName, mentions_in
 from stylebot.bot.core.replies import ErrorReply, JobQueued, TextReply, VerifyReport
 from stylebot.bot.core.restyle import DEFAULT_STRENGTH, restyle_size
 from stylebot.bot.core.upscale import UPSCALE_STRENGTH
@@ -161,7 +163,7 @@ async def test_metadata_forbidding_ai_use_is_refused(world: CoreWorld) -> None:
     )
     refused = await world.bot.handle(restyle(reserved, rights_confirmed=True))
     assert isinstance(refused, ErrorReply)
-    assert "can't be restyled" in refused.text
+    assert "can't be used here" in refused.text
     assert world.queue.generate_jobs == []
 
 
@@ -172,7 +174,7 @@ async def test_a_picture_its_artist_opted_out_is_refused(world: CoreWorld) -> No
     await trained_style(world)
     refused = await world.bot.handle(restyle(artwork, rights_confirmed=True))
     assert isinstance(refused, ErrorReply)
-    assert "can't be restyled here" in refused.text
+    assert "can't be used here" in refused.text
     assert world.queue.generate_jobs == []
 
 
@@ -317,3 +319,70 @@ async def test_extend_queues_the_stored_output_on_a_larger_canvas(world: CoreWor
     assert (job.source_key, job.source_output_id, job.strength) == (stored.blob_key, output_id, 1.0)
     refused = await world.bot.handle(ExtendOutput(BOB, output_id, "zoom2"))
     assert isinstance(refused, ErrorReply)
+
+
+async def test_repaint_queues_the_region_in_pixels_of_the_picture(world: CoreWorld) -> None:
+    await trained_style(world)
+    queued = await world.bot.handle(
+        restyle(
+            picture(400, 200), prompt="a red door", rights_confirmed=True, region=(25, 50, 50, 50)
+        )
+    )
+    assert isinstance(queued, JobQueued), queued
+    assert queued.text.startswith("Repainting a region of your picture in style ink")
+    job = world.queue.generate_jobs[-1]
+    assert (job.width, job.height) == (512, 256)
+    assert job.repaint_box == (128, 128, 256, 128)
+    assert (job.keep_box, job.strength) == (None, 1.0)
+
+
+@pytest.mark.parametrize("region", [(-1, 0, 10, 10), (50, 50, 60, 10), (0, 0, 0, 10)])
+async def test_a_region_outside_the_picture_is_refused(
+    world: CoreWorld, region: tuple[float, float, float, float]
+) -> None:
+    await trained_style(world)
+    refused = await world.bot.handle(restyle(picture(), rights_confirmed=True, region=region))
+    assert isinstance(refused, ErrorReply)
+    assert "region is left,top,width,height in percent" in refused.text
+    assert world.queue.generate_jobs == []
+
+
+async def test_extend_of_a_picture_queues_its_canvas(world: CoreWorld) -> None:
+    await trained_style(world)
+    queued = await world.bot.handle(
+        restyle(picture(256, 256), rights_confirmed=True, extend="zoom2")
+    )
+    assert isinstance(queued, JobQueued), queued
+    job = world.queue.generate_jobs[-1]
+    # The picture at the default size (512), zoomed out 2x past the largest size (1024):
+    # all of it at 1024, the picture 512 in the middle.
+    assert (job.width, job.height, job.keep_box) == (1024, 1024, (256, 256, 512, 512))
+    asked = await world.bot.handle(restyle(picture(256, 256), extend="square"))
+    assert isinstance(asked, ErrorReply)
+    [named] = mentions_in(asked.text)
+    assert (named.command, named.options) == (
+        CommandName.EXTEND,
+        (("style", "NAME"), ("confirm", "yes")),
+    )
+
+
+def test_typed_extend_and_repaint_read_their_options() -> None:
+    extend = parse_restyle("a.png style:ink zoom:1.5 misty hills", "extend")
+    assert (extend.words, extend.style, extend.extend) == (
+        ("a.png", "misty", "hills"),
+        "ink",
+        "zoom1.5",
+    )
+    assert parse_restyle("style:ink", "extend").extend == "zoom2"
+    assert parse_restyle("style:ink shape:portrait", "extend").extend == "portrait"
+    repaint = parse_restyle("style:ink region:10,20,30,40.5 a door", "repaint")
+    assert repaint.region == (10, 20, 30, 40.5)
+    for bad, verb in [
+        ("style:ink zoom:3", "extend"),
+        ("style:ink shape:round", "extend"),
+        ("style:ink zoom:2 shape:square", "extend"),
+        ("style:ink a door", "repaint"),
+        ("style:ink region:1,2,3", "repaint"),
+    ]:
+        with pytest.raises(CommandSyntaxError):
+            parse_restyle(bad, verb)

@@ -36,6 +36,8 @@ CONSOLE_COMMANDS = (
     "train",
     "imagine",
     "restyle",
+    "extend",
+    "repaint",
     "styles",
     "style",
     "status",
@@ -59,6 +61,10 @@ Commands:
   /restyle PATH style:NAME [strength:0.6] [PROMPT]
                                draw a picture again in a style (add confirm:yes for a
                                picture that is not a stylebot image of yours)
+  /extend PATH style:NAME [zoom:1.5|2 or shape:square|portrait] [confirm:yes] [PROMPT]
+                               the picture on a larger canvas, the new area drawn in the style
+  /repaint PATH style:NAME region:LEFT,TOP,WIDTH,HEIGHT [confirm:yes] PROMPT
+                               a region (in percent) of the picture drawn anew in the style
   /styles                      the styles you can use
   /style info|share|unshare|delete|export NAME
                                manage a style (share NAME public: share with everyone)
@@ -172,7 +178,7 @@ class ConsoleAdapter:
                 raise ValueError("Name a licence: /consent own-work (see the list above)")
             case grammar.RestyleArgs(words=words):
                 if not words:
-                    raise ValueError("Give the picture first: /restyle photo.jpg style:NAME")
+                    raise ValueError("Give the picture first, e.g. /restyle photo.jpg style:NAME")
                 return parsed.command(self.requester, self._read(Path(words[0])), words[1:])
             case grammar.NeedsFiles(verb="verify", paths=paths):
                 if len(paths) != 1:

@@ -74,10 +74,11 @@ class Imagine:
 
 @dataclass(frozen=True)
 class Restyle:
-    """A picture drawn again in a style (image-to-image). ``strength``: how much of it is
-    drawn again, 0-1 (None: the default). ``rights_confirmed``: the member says they made
-    the picture or may use it, needed for any picture that is not a stylebot output they
-    may see, and recorded in the consent ledger."""
+    """A picture drawn again in a style (image-to-image), extended or partly repainted.
+    ``strength``: how much of it is drawn again, 0-1 (None: the default).
+    ``rights_confirmed``: the member says they made the picture or may use it, needed for
+    any picture that is not a stylebot output they may see, and recorded in the consent
+    ledger."""
 
     requester: Requester
     file: IncomingFile
@@ -85,6 +86,12 @@ class Restyle:
     prompt: str = ""
     strength: float | None = None
     rights_confirmed: bool = False
+    # Extend (outpainting) instead: "zoom1.5", "zoom2", "square" or "portrait"
+    # (stylebot.bot.core.extend.EXTENSIONS).
+    extend: str | None = None
+    # Repaint (inpainting) instead: the region drawn anew, as (left, top, width, height)
+    # in percent of the picture.
+    region: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

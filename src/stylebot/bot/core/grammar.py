@@ -83,6 +83,9 @@ class RestyleArgs:
     style: str | None = None
     strength: float | None = None
     confirmed: bool = False
+    # /extend's zoom or shape (EXTENSIONS' key) and /repaint's region in percent.
+    extend: str | None = None
+    region: tuple[float, float, float, float] | None = None
 
     def command(
         self, requester: Requester, file: commands.IncomingFile, prompt_words: Sequence[str]
@@ -94,6 +97,8 @@ class RestyleArgs:
             prompt=" ".join(prompt_words),
             strength=self.strength,
             rights_confirmed=self.confirmed,
+            extend=self.extend,
+            region=self.region,
         )
 
 
@@ -201,8 +206,8 @@ def parse(command: TextCommand, requester: Requester, replied: RepliedUser | Non
             )
         case "imagine":
             return parse_imagine(args).command(me)
-        case "restyle":
-            return parse_restyle(args)
+        case "restyle" | "extend" | "repaint":
+            return parse_restyle(args, name)
         case "styles":
             return commands.ListStyles(me)
         case "style":
@@ -318,11 +323,13 @@ def _int_option(options: dict[str, str], key: str) -> int | None:
         raise CommandSyntaxError(f"{key}:{options[key]} should be a whole number") from exc
 
 
-RESTYLE_OPTIONS = ("style", "strength", "confirm")
+RESTYLE_OPTIONS = ("style", "strength", "confirm", "zoom", "shape", "region")
 _RESTYLE_OPTION = re.compile(r"^(" + "|".join(RESTYLE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
 
 
-def parse_restyle(args: str) -> RestyleArgs:
+def parse_restyle(args: str, verb: str = "restyle") -> RestyleArgs:
+    """``/restyle``, ``/extend`` (``zoom:1.5|2`` or ``shape:square|portrait``, zoom 2 when
+    neither) and ``/repaint`` (``region:LEFT,TOP,WIDTH,HEIGHT`` in percent)."""
     words: list[str] = []
     options: dict[str, str] = {}
     try:
@@ -346,6 +353,41 @@ def parse_restyle(args: str) -> RestyleArgs:
     confirm = options.get("confirm", "").lower()
     if confirm not in ("", "yes"):
         raise CommandSyntaxError("confirm takes the word yes: confirm:yes")
+    extend = region = None
+    if verb == "extend":
+        extend = _extension(options)
+    elif verb == "repaint":
+        region = _region(options.get("region", ""))
     return RestyleArgs(
-        tuple(words), options.get("style") or None, strength, confirmed=confirm == "yes"
+        tuple(words),
+        options.get("style") or None,
+        strength,
+        confirmed=confirm == "yes",
+        extend=extend,
+        region=region,
     )
+
+
+def _extension(options: dict[str, str]) -> str:
+    zoom, shape = options.get("zoom", "").lower(), options.get("shape", "").lower()
+    if zoom and shape:
+        raise CommandSyntaxError("Give a zoom or a shape, not both: zoom:2 or shape:square")
+    if shape:
+        if shape not in ("square", "portrait"):
+            raise CommandSyntaxError("shape is square or portrait: shape:square")
+        return shape
+    if zoom not in ("", "2", "1.5"):
+        raise CommandSyntaxError("zoom is 1.5 or 2: zoom:2")
+    return f"zoom{zoom or '2'}"
+
+
+def _region(text: str) -> tuple[float, float, float, float]:
+    parts = text.split(",")
+    try:
+        left, top, width, height = (float(part) for part in parts)
+    except ValueError as exc:
+        raise CommandSyntaxError(
+            "Say which part to repaint: region:LEFT,TOP,WIDTH,HEIGHT in percent, "
+            "e.g. region:25,25,50,50"
+        ) from exc
+    return left, top, width, height

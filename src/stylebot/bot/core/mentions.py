@@ -28,6 +28,8 @@ class CommandName(StrEnum):
     TRAIN = "train"
     IMAGINE = "imagine"
     RESTYLE = "restyle"
+    EXTEND = "extend"
+    REPAINT = "repaint"
     STYLES = "styles"
     STATUS = "status"
     CANCEL = "cancel"

@@ -12,9 +12,11 @@ same admission as /imagine: permissions, quotas and queue.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 
 from stylebot.bot.core.commands import Restyle
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.extend import EXTEND_STRENGTH, EXTENSIONS, extend_geometry
 from stylebot.bot.core.generation import GenerationSpec, admit_and_queue
 from stylebot.bot.core.image_work import admit_image_work, run_image_work
 from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
@@ -30,10 +32,31 @@ from stylebot.bot.core.training_rights import training_reservation
 from stylebot.bot.core.uploads import copies_opted_out
 from stylebot.bot.core.verification import verify_image
 
-__all__ = ["DEFAULT_STRENGTH", "restyle", "restyle_size"]
+__all__ = ["DEFAULT_STRENGTH", "region_box", "restyle", "restyle_size"]
 
 # AUTOMATIC1111's img2img default: the picture's layout stays, its look changes.
 DEFAULT_STRENGTH = 0.6
+
+
+def region_refusal(region: tuple[float, float, float, float]) -> ErrorReply | None:
+    left, top, width, height = region
+    if min(region) < 0 or width <= 0 or height <= 0 or left + width > 100 or top + height > 100:
+        return ErrorReply(
+            "region is left,top,width,height in percent of the picture, inside it: "
+            "e.g. region:25,25,50,50 for the middle."
+        )
+    return None
+
+
+def region_box(
+    region: tuple[float, float, float, float], width: int, height: int
+) -> tuple[int, int, int, int]:
+    """A region in percent as a box in pixels of a `width` x `height` picture (at least
+    one pixel each way)."""
+    left, top = round(region[0] * width / 100), round(region[1] * height / 100)
+    right = max(left + 1, round((region[0] + region[2]) * width / 100))
+    bottom = max(top + 1, round((region[1] + region[3]) * height / 100))
+    return left, top, min(right, width) - left, min(bottom, height) - top
 
 
 def restyle_size(width: int, height: int, policy: Policy) -> tuple[int, int]:
@@ -71,11 +94,30 @@ async def restyle(deps: Deps, command: Restyle) -> Reply:
     found = await resolve_style(deps, user, command.requester, command.style)
     if isinstance(found, ErrorReply):
         return found
+    if command.extend is not None and command.region is not None:
+        return ErrorReply("Extend or repaint a picture, not both at once.")
+    if command.region is not None and (refused := region_refusal(command.region)) is not None:
+        return refused
     found_source = await _picture_source(deps, command, strength)
     if isinstance(found_source, ErrorReply):
         return found_source
     source, picture_size = found_source
     width, height = restyle_size(*picture_size, p)
+    described, action = f"your picture (strength {strength:g})", None
+    if command.extend is not None:
+        geometry = extend_geometry(width, height, command.extend, p)
+        if isinstance(geometry, str):
+            return ErrorReply(geometry)
+        width, height, box = geometry
+        source = replace(source, strength=EXTEND_STRENGTH, keep_box=box)
+        described = f"your picture, {EXTENSIONS[command.extend]} ({width}x{height})"
+        action = "Extending"
+    elif command.region is not None:
+        repaint = 1.0 if command.strength is None else strength
+        source = replace(
+            source, strength=repaint, repaint_box=region_box(command.region, width, height)
+        )
+        described, action = "a region of your picture", "Repainting"
     spec = GenerationSpec(
         prompt=prompt,
         negative_prompt="",
@@ -84,8 +126,9 @@ async def restyle(deps: Deps, command: Restyle) -> Reply:
         width=width,
         height=height,
         count=1,
-        described_as=f"your picture (strength {strength:g})",
+        described_as=described,
         source=source,
+        action=action,
     )
     return await admit_and_queue(deps, command.requester, user, found, spec)
 
@@ -104,11 +147,11 @@ async def _picture_source(
     # The raw bytes, before normalising dropped the metadata that may reserve them.
     reservation = training_reservation(file.data)
     if reservation is not None:
-        return ErrorReply(f"“{image.display_name}” can't be restyled: {reservation}.")
+        return ErrorReply(f"“{image.display_name}” can't be used here: {reservation}.")
     if await copies_opted_out(deps, image, requester) is not None:
         return ErrorReply(
             f"“{image.display_name}” matches an image its artist registered with "
-            f"{mention(CommandName.OPTOUT)}, so it can't be restyled here."
+            f"{mention(CommandName.OPTOUT)}, so it can't be used here."
         )
     async with deps.image_work:
         report = await verify_image(
@@ -130,17 +173,22 @@ async def _picture_source(
     ):
         return PictureSource(made.blob_key, strength, output_id=made.id), (made.width, made.height)
     if not command.rights_confirmed:
-        return ErrorReply(_confirm_text(image))
+        return ErrorReply(_confirm_text(image, command))
     phash = await run_image_work(deps, perceptual_hash_of_png, image.data)
     evidence = ImageEvidence(image.sha256, phash.hex)
     source = PictureSource(image.sha256, strength, upload=image.data, evidence=evidence)
     return source, (image.width, image.height)
 
 
-def _confirm_text(image: NormalizedImage) -> str:
+def _confirm_text(image: NormalizedImage, command: Restyle) -> str:
+    name = CommandName.RESTYLE
+    if command.extend is not None:
+        name = CommandName.EXTEND
+    elif command.region is not None:
+        name = CommandName.REPAINT
     return (
-        f"“{image.display_name}” is not a stylebot image of yours. To restyle it, confirm: "
+        f"“{image.display_name}” is not a stylebot image of yours. To use it, confirm: "
         f"“{PICTURE_RIGHTS_TEXT}” Send it again with "
-        f"{mention(CommandName.RESTYLE, style='NAME', confirm='yes')}; your confirmation is "
+        f"{mention(name, style='NAME', confirm='yes')}; your confirmation is "
         "recorded. Nothing was queued."
     )

@@ -1,4 +1,5 @@
-"""``/restyle`` and the "Restyle with…" message context menu on Discord.
+"""``/restyle``, ``/extend``, ``/repaint`` and the "Restyle with…" message context menu on
+Discord.
 
 Translation only: the picture is the attachment (or the picked message's first image),
 and the core decides the rest (stylebot.bot.core.restyle). The result is shown in the
@@ -14,6 +15,8 @@ import discord
 from discord import app_commands
 
 from stylebot.bot.core.commands import Restyle
+from stylebot.bot.core.errors import CommandSyntaxError
+from stylebot.bot.core.grammar import parse_restyle
 from stylebot.bot.core.replies import ErrorReply
 from stylebot.bot.discord.components import AdmittedItem, adapter_of
 
@@ -26,6 +29,15 @@ StyleAutocomplete = Callable[
     [discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]
 ]
 NO_PICTURE = ErrorReply("That message has no picture to restyle.")
+# The core's EXTENSIONS, as a type discord.py turns into the option's choices.
+Extension = Literal["zoom1.5", "zoom2", "square", "portrait"]
+
+
+def _region(option: str) -> tuple[float, float, float, float]:
+    """The typed grammar's reading of a region, so every platform reads it alike."""
+    parsed = parse_restyle(option, "repaint")
+    assert parsed.region is not None
+    return parsed.region
 
 
 def install_restyle_commands(
@@ -60,6 +72,77 @@ def install_restyle_commands(
                 prompt=prompt or "",
                 strength=strength,
                 rights_confirmed=confirm == "yes",
+            ),
+            ephemeral=False,
+        )
+
+    @tree.command(name="extend", description="Extend a picture: zoom out, or another shape")
+    @app_commands.describe(
+        image="The picture (PNG, JPEG or WebP)",
+        style="A style you may use here, for the new area",
+        how="Zoom out, or the shape to make it",
+        prompt="What the picture shows, to guide the new area (optional)",
+        confirm="yes: you made this picture or may use it (not needed for stylebot images)",
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def extend(
+        interaction: discord.Interaction[Any],
+        image: discord.Attachment,
+        style: str,
+        how: Extension = "zoom2",
+        prompt: str | None = None,
+        confirm: Literal["yes"] | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=False)
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction,
+            [image],
+            lambda files: Restyle(
+                requester,
+                files[0],
+                style,
+                prompt=prompt or "",
+                rights_confirmed=confirm == "yes",
+                extend=how,
+            ),
+            ephemeral=False,
+        )
+
+    @tree.command(name="repaint", description="Draw a region of a picture anew in a style")
+    @app_commands.describe(
+        image="The picture (PNG, JPEG or WebP)",
+        style="A style you may use here",
+        region="The region in percent: left,top,width,height (25,25,50,50: the middle)",
+        prompt="What to draw there",
+        confirm="yes: you made this picture or may use it (not needed for stylebot images)",
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def repaint(
+        interaction: discord.Interaction[Any],
+        image: discord.Attachment,
+        style: str,
+        region: str,
+        prompt: str,
+        confirm: Literal["yes"] | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=False)
+        try:
+            box = _region(f"region:{region}")
+        except CommandSyntaxError as error:
+            await adapter.respond(interaction, ErrorReply(str(error)), ephemeral=False)
+            return
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction,
+            [image],
+            lambda files: Restyle(
+                requester,
+                files[0],
+                style,
+                prompt=prompt,
+                rights_confirmed=confirm == "yes",
+                region=box,
             ),
             ephemeral=False,
         )

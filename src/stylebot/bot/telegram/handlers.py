@@ -197,7 +197,7 @@ class TelegramHandlers:
                     await self.images.verify(conversation, message)
             elif command is not None and command.name == "optout":
                 await self.images.opt_out(conversation, messages)
-            elif command is not None and command.name == "restyle":
+            elif command is not None and command.name in ("restyle", "extend", "repaint"):
                 for message in messages:
                     await self.images.restyle(conversation, message, command)
             elif command is not None and command.name not in UPLOAD_COMMANDS:

@@ -129,7 +129,8 @@ class ImageFlows:
             return
         command = parsed.command(conversation.requester, files[0], parsed.words)
         reply = await self.core.handle(command)
-        await self.chat.show(conversation, reply, command=f"/restyle {caption.args}".strip())
+        typed = f"/{caption.name} {caption.args}".strip()
+        await self.chat.show(conversation, reply, command=typed)
 
     async def restyle_reply(
         self, conversation: Conversation, message: Message, caption: TextCommand
@@ -138,8 +139,8 @@ class ImageFlows:
         replied = await self._replied_image(
             conversation,
             message,
-            "Send the picture with /restyle style:NAME as its caption, or reply "
-            "/restyle style:NAME to a picture.",
+            f"Send the picture with /{caption.name} style:NAME as its caption, or reply "
+            f"/{caption.name} style:NAME to a picture.",
         )
         if replied is not None:
             await self.restyle(conversation, replied, caption)

@@ -32,6 +32,8 @@ BOT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "Train a style: /train NAME, with images as files or photos"),
     ("imagine", "Make an image: /imagine PROMPT style:NAME [seed:N] [size:WxH]"),
     ("restyle", "A picture captioned /restyle style:NAME [strength:0.6]: drawn in that style"),
+    ("extend", "A picture captioned /extend style:NAME zoom:2 (or shape:square): outpainted"),
+    ("repaint", "A picture captioned /repaint style:NAME region:25,25,50,50 PROMPT"),
     ("styles", "The styles you can use here"),
     ("style", "Manage a style: /style info|share|unshare|delete|export NAME"),
     ("verify", "Reply to an image with /verify to trace its watermark"),
@@ -73,6 +75,10 @@ Commands:
 /restyle style:NAME [strength:0.6] [PROMPT] — as the caption of a picture (or a reply to \
 one): that picture drawn in the style (add confirm:yes for a picture that is not a stylebot \
 image of yours)
+/extend style:NAME [zoom:1.5|2 or shape:square|portrait] — the same way: the picture on a \
+larger canvas, the new area drawn in the style
+/repaint style:NAME region:LEFT,TOP,WIDTH,HEIGHT PROMPT — the same way: that region (in \
+percent) drawn anew
 /styles — the styles you can use here
 /style info|share|unshare|delete|export NAME — manage your style (share: with this group; \
 "share NAME public": with everyone)
