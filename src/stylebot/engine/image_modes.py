@@ -29,11 +29,24 @@ __all__ = [
     "fitted_picture",
     "job_picture_and_mask",
     "mask_from_png",
+    "steps_for_strength",
 ]
 
 # Keyword arguments of a text-to-image call that an image-to-image call takes
 # differently: its size is the picture's, and its noise comes from the picture.
 _TEXT_ONLY = ("width", "height", "latents")
+
+
+def steps_for_strength(steps: int, strength: float) -> int:
+    """The schedule's length for `steps` at `strength`: the image pipelines run
+    int(length x strength) of its steps, so few steps at a low strength (an upscale's
+    0.35 with 2 steps) ran none and failed; the schedule is made long enough for one."""
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must be above 0 and at most 1, not {strength}")
+    length = max(1, steps)
+    while int(length * strength) < 1:
+        length += 1
+    return length
 
 
 def fitted_picture(picture: Image.Image, width: int, height: int) -> Image.Image:
@@ -156,6 +169,7 @@ class ImageModes:
             call = {key: value for key, value in kwargs.items() if key not in _TEXT_ONLY}
         call["image"] = pictures
         call["strength"] = first.strength
+        call["num_inference_steps"] = steps_for_strength(first.steps, first.strength)
         if "guidance_rescale" not in _parameters(pipe):
             call.pop("guidance_rescale", None)
         return pipe, call

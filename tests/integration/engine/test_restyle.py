@@ -140,3 +140,18 @@ def test_a_members_mask_image_counts_white_as_repainted() -> None:
     assert set(np.unique(mask)) == {0, 255}
     assert (mask[:, :32] == 255).all()
     assert (mask[:, 32:] == 0).all()
+
+
+@pytest.mark.parametrize(("steps", "strength"), [(1, 0.35), (2, 0.2)])
+def test_few_steps_at_a_low_strength_still_draw_at_least_one_step(
+    generator: Generator, steps: int, strength: float
+) -> None:
+    """steps x strength under one left the image pipeline no step at all (it crashed)."""
+    stripes = _stripes()
+    seen: list[int] = []
+    [made] = generator.generate(
+        replace(REQUEST, steps=steps, init_image=stripes, strength=strength),
+        on_step=lambda done, _total: seen.append(done),
+    )
+    assert made.size == stripes.size
+    assert seen, "no denoising step ran"
