@@ -191,6 +191,8 @@ async def queue_generation(
             source_key=source.key if source else None,
             source_output_id=source.output_id if source else None,
             denoising_strength=source.strength if source else None,
+            keep_box=source.keep_box if source else None,
+            repaint_box=source.repaint_box if source else None,
         )
         for i in range(spec.count)
     ]
@@ -304,10 +306,15 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
         variation_seed=secrets.randbelow(2**31) if vary else None,
         variation_strength=VARIATION_STRENGTH if vary else 0.0,
         described_as=None if output.user_id == user.id else f"output {output.id}",
-        # A restyle's re-roll starts from the same picture (its blob is the output's too).
+        # A restyle's (extension's, repaint's) re-roll starts from the same picture, on
+        # the same canvas or with the same region (its blob is the output's too).
         source=(
             PictureSource(
-                output.source_key, output.denoising_strength or 0.0, output.source_output_id
+                output.source_key,
+                output.denoising_strength or 0.0,
+                output.source_output_id,
+                keep_box=output.keep_box,
+                repaint_box=output.repaint_box,
             )
             if output.source_key
             else None

@@ -164,3 +164,7 @@ class Output:
     source_key: str | None = None
     source_output_id: str | None = None
     denoising_strength: float | None = None
+    # Extend: where the picture went on the canvas; repaint: the region drawn anew
+    # (left, top, width, height in pixels).
+    keep_box: tuple[int, int, int, int] | None = None
+    repaint_box: tuple[int, int, int, int] | None = None
