@@ -26,6 +26,7 @@ from stylebot.bot.core.commands import (
     Restyle,
     ShareStyle,
     UpscaleOutput,
+    VaryOutput,
     Verify,
 )
 from stylebot.bot.core.errors import CommandSyntaxError, QueueUnavailable
@@ -386,3 +387,17 @@ def test_typed_extend_and_repaint_read_their_options() -> None:
     ]:
         with pytest.raises(CommandSyntaxError):
             parse_restyle(bad, verb)
+
+
+async def test_vary_of_a_restyle_draws_again_from_the_picture_with_a_new_seed(
+    world: CoreWorld,
+) -> None:
+    """The image pipelines take no starting noise: the same seed would give the same image."""
+    await trained_style(world)
+    await world.bot.handle(restyle(picture(), rights_confirmed=True))
+    [job] = world.queue.generate_jobs
+    await world.bot.handle(VaryOutput(ALICE, job.output_ids[0]))
+    varied = world.queue.generate_jobs[-1]
+    assert varied.source_key == job.source_key
+    assert varied.seed != job.seed
+    assert varied.variation_seed is None

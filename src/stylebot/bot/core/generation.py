@@ -295,19 +295,21 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
     if isinstance(found, ErrorReply):
         return found
     output, user, style = found
+    # The image pipelines take no starting noise, so a picture-based image varies by a
+    # new seed: drawn again from the same picture, it stays close to it all the same.
+    vary_by_noise = vary and output.source_key is None
     spec = GenerationSpec(
         prompt=output.prompt,
         negative_prompt=output.negative_prompt,
-        seed=output.seed if vary else secrets.randbelow(2**31),
+        seed=output.seed if vary_by_noise else secrets.randbelow(2**31),
         steps=output.steps,
         width=output.width,
         height=output.height,
         count=1,
-        variation_seed=secrets.randbelow(2**31) if vary else None,
-        variation_strength=VARIATION_STRENGTH if vary else 0.0,
+        variation_seed=secrets.randbelow(2**31) if vary_by_noise else None,
+        variation_strength=VARIATION_STRENGTH if vary_by_noise else 0.0,
         described_as=None if output.user_id == user.id else f"output {output.id}",
-        # A restyle's (extension's, repaint's) re-roll starts from the same picture, on
-        # the same canvas or with the same region (its blob is the output's too).
+        # A re-roll of a restyle (extension, repaint) starts from the same picture again.
         source=(
             PictureSource(
                 output.source_key,
