@@ -118,6 +118,7 @@ class InMemoryUnitOfWork(UnitOfWork):
                 | {s.embedding_key for s in self._t.styles.values() if s.embedding_key}
                 | set(self._t.style_exports.values())
                 | {o.blob_key for o in self._t.outputs.values() if o.blob_key}
+                | {o.source_key for o in self._t.outputs.values() if o.source_key}
             )
             return set(keys) - used
 

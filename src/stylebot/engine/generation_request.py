@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from stylebot.queue.payloads import GenerateJob
 from stylebot.trainer.embeddings import StyleEmbedding
 
@@ -26,6 +28,12 @@ class GenerationRequest:
     # The style's textual-inversion token, loaded before the call (its prompt names it):
     # the only added token the request's text reaches (stylebot.engine.own_tokens).
     embedding: StyleEmbedding | None = None
+    # Image-to-image (restyle): the picture to start from, and how much of it is
+    # noised away and drawn again (AUTOMATIC1111's "Denoising strength", 0-1).
+    init_image: Image.Image | None = None
+    strength: float = 0.0
+    # Extend or repaint (inpainting): white is drawn anew, black is kept as it is.
+    mask_image: Image.Image | None = None
 
     @property
     def own_tokens(self) -> frozenset[str]:
@@ -44,9 +52,11 @@ class LoraWeights:
 StyledRequest = tuple[GenerationRequest, "LoraWeights | None"]
 
 
-def batch_key(request: GenerationRequest) -> tuple[int, float, int, int]:
+def batch_key(request: GenerationRequest) -> tuple[int, float, int, int, bool, bool, float]:
     """Requests with equal keys (and the same LoRA) can share one pipeline call."""
-    return (request.steps, request.guidance, request.width, request.height)
+    shape = (request.steps, request.guidance, request.width, request.height)
+    modes = (request.init_image is not None, request.mask_image is not None)
+    return (*shape, *modes, request.strength)
 
 
 def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tuple[object, ...]:
@@ -60,7 +70,17 @@ def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tup
     # negative prompt on zeros, but once any request in a call has one, every
     # request's negative is encoded text, "" included: its image would then
     # depend on its batch-mates.
-    shape = (job.steps, job.guidance, job.width, job.height, bool(job.negative_prompt))
+    # A restyle runs the image-to-image pipeline: with restyles of the same strength only.
+    shape = (
+        job.steps,
+        job.guidance,
+        job.width,
+        job.height,
+        bool(job.negative_prompt),
+        job.source_key is not None,
+        bool(job.mask_key or job.keep_box or job.repaint_box),
+        job.strength,
+    )
     if mixed_styles:
         # A textual-inversion embedding changes the text encoder for the whole call.
         return (job.embedding_key, job.embedding_token, *shape)

@@ -21,6 +21,7 @@ from stylebot.engine.generation_request import (
     StyledRequest,
     batch_key,
 )
+from stylebot.engine.image_modes import ImageModes
 from stylebot.engine.models import AnyPipeline, denoiser
 from stylebot.engine.own_tokens import only_own_style_tokens
 from stylebot.engine.starting_noise import starting_noise
@@ -91,6 +92,8 @@ class Generator:
         self.guidance_rescale = 0.7 if zero_snr else 0.0
         # Styles' textual-inversion tokens, bounded like the adapters.
         self.embeddings = LoadedEmbeddings(pipeline, max_loaded_adapters)
+        # Image-to-image and the other modes, on this pipeline's own components.
+        self.modes = ImageModes(pipeline)
 
     @property
     def loaded_adapters(self) -> tuple[str, ...]:
@@ -312,8 +315,9 @@ class Generator:
 
         # One row per image in each text-encoder call, prompts and negatives alike.
         owned = [request.own_tokens for request in requests for _ in range(request.count)]
-        with only_own_style_tokens(self.pipeline, owned):
-            result = self.pipeline(
+        pipe, call = self.modes.call_for(
+            requests,
+            dict(
                 prompt=prompts,
                 num_inference_steps=first.steps,
                 guidance_scale=first.guidance,
@@ -325,8 +329,11 @@ class Generator:
                 latents=latents,
                 callback_on_step_end=step_end,
                 output_type="pil",
-            )
-        images: list[Image.Image] = list(result.images)
+            ),
+        )
+        with only_own_style_tokens(self.pipeline, owned):
+            result = pipe(**call)
+        images: list[Image.Image] = self.modes.keep_unmasked(requests, list(result.images))
         split: list[list[Image.Image]] = []
         for request in requests:
             split.append(images[: request.count])

@@ -29,6 +29,7 @@ from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDif
 from stylebot.engine.families import family_variant
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
+from stylebot.engine.image_modes import job_picture_and_mask
 from stylebot.engine.models import load_pipeline, model_family, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.style_metrics import StyleMeasurer
@@ -40,7 +41,7 @@ from stylebot.engine.training_previews import (
     with_previews,
 )
 from stylebot.engine.training_report import RunRecorder
-from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache
+from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache, CacheKind
 from stylebot.log_privacy import route_model_library_logs
 from stylebot.provenance.a1111_hashes import (
     MODEL_SHORTHASH_LEN,
@@ -299,6 +300,22 @@ class StyleEngine:
         """Keep a style's embedding (blob `key`) where generation finds it by key."""
         self.cache.store("embeddings", key, data)
 
+    def store_source(self, key: str, data: bytes) -> None:
+        """Keep the picture a restyle starts from (blob `key`) where generation finds it."""
+        self.cache.store("sources", key, data)
+
+    def _source(self, job: GenerateJob) -> bytes | None:
+        """The picture a restyle starts from, as stored (None: text-to-image)."""
+        return self._stored("sources", job.source_key)
+
+    def _stored(self, kind: CacheKind, key: str | None) -> bytes | None:
+        if not key:
+            return None
+        path = self.cache.use(kind, key)
+        if path is None:
+            raise FileNotFoundError(f"blob {key} was not stored before generation")
+        return path.read_bytes()
+
     def _embedding(self, job: GenerateJob) -> StyleEmbedding | None:
         if not job.embedding_key or not job.embedding_token:
             return None
@@ -383,9 +400,21 @@ class StyleEngine:
         if embedding is not None or (job.trigger and weights):
             caption = style_caption(job.trigger or "", embedding.token if embedding else None)
             prompt = f"{caption}, {prompt}"
+        source = self._source(job)
+        # Only Pillow's PNG decoder, the pixel count checked first (open_stored_png).
+        picture = None if source is None else open_stored_png(source, self.max_image_pixels)
+        mask = self._stored("sources", job.mask_key)
+        picture, mask_image = job_picture_and_mask(
+            job,
+            picture,
+            None if mask is None else open_stored_png(mask, self.max_image_pixels),
+        )
         return GenerationRequest(
             prompt=prompt,
             embedding=embedding,
+            init_image=picture,
+            mask_image=mask_image,
+            strength=job.strength if source is not None else 0.0,
             negative_prompt=job.negative_prompt,
             seed=job.seed,
             steps=job.steps,
@@ -407,6 +436,7 @@ class StyleEngine:
             lora_file_hash = self.exports.export_hash(lora, lora_hash)
         finished = []
         now = datetime.now(UTC)
+        source = self._source(job)
         for index, (output_id, image) in enumerate(zip(job.output_ids, images, strict=True)):
             seed = job.seed + index
             marked = embed_watermark(image, output_id)
@@ -427,8 +457,11 @@ class StyleEngine:
                 created_at=now,
                 lora_file_hash=lora_file_hash,
                 model_hash=self.model_hash,
+                denoising_strength=job.strength if source is not None else None,
+                source_sha256=hashlib.sha256(source).hexdigest() if source is not None else None,
+                source_output_id=job.source_output_id,
             )
-            png = finish_output_png(marked, meta, self.signing)
+            png = finish_output_png(marked, meta, self.signing, source=source)
             finished.append(FinishedImage(output_id, png, seed))
         return finished
 

@@ -31,8 +31,9 @@ from stylebot.storage.blobs import sha256_of_file
 
 log = logging.getLogger(__name__)
 
-CacheKind = Literal["loras", "embeddings"]
-KINDS: tuple[CacheKind, ...] = ("loras", "embeddings")
+# "sources": the pictures restyles start from, fetched by the worker before the call.
+CacheKind = Literal["loras", "embeddings", "sources"]
+KINDS: tuple[CacheKind, ...] = ("loras", "embeddings", "sources")
 # Hundreds of SD 1.5 style LoRAs, or a few dozen SDXL ones.
 DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
 # A file stored or used this recently may be loaded any moment: never evicted for size.

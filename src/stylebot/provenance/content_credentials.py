@@ -44,22 +44,52 @@ from stylebot.provenance.signing import SigningIdentity, ensure_signing_identity
 #: Names stylebot's watermark (version 2: dwtDctSvd with dither, Reed-Solomon, CRC).
 SOFT_BINDING_ALG = "org.stylebot.watermark.dwtdctsvd-rs.2"
 _CREATED = "c2pa.created"
+_EDITED = "c2pa.edited"  # a restyle: made from a picture (its parentOf ingredient)
+_OPENED = "c2pa.opened"
+_SOURCE_LABEL = "source"
 # Failure codes about the certificate's dates, not the file's bytes.
 _CREDENTIAL_PROBLEMS = frozenset({"signingCredential.expired"})
 
 
 def finish_output_png(
-    image: Image.Image, meta: OutputMetadata, identity: SigningIdentity | None
+    image: Image.Image,
+    meta: OutputMetadata,
+    identity: SigningIdentity | None,
+    *,
+    source: bytes | None = None,
 ) -> bytes:
     """The bytes of one output as it leaves the worker: PNG with the provenance chunks,
-    then, when the operator has a signing identity, a signed C2PA manifest."""
+    then, when the operator has a signing identity, a signed C2PA manifest. ``source``:
+    the picture a restyle started from, listed as the manifest's ingredient."""
     png = encode_png(image, meta)
-    return sign_output_png(png, meta, identity) if identity is not None else png
+    return sign_output_png(png, meta, identity, source=source) if identity is not None else png
 
 
-def sign_output_png(png: bytes, meta: OutputMetadata, identity: SigningIdentity) -> bytes:
-    """``png`` with a signed C2PA manifest embedded (its text chunks are kept)."""
+def sign_output_png(
+    png: bytes, meta: OutputMetadata, identity: SigningIdentity, *, source: bytes | None = None
+) -> bytes:
+    """``png`` with a signed C2PA manifest embedded (its text chunks are kept).
+
+    With ``source`` (a restyle) the action is ``c2pa.edited`` and the picture is the
+    ``parentOf`` ingredient: its hash, and its own manifest when it carries one (a
+    stylebot output does), so a reader sees what the image was made from."""
     agent_name, _, agent_version = software_name().partition(" ")
+    parameters: dict[str, Any] = {
+        "style": meta.style_name,
+        "base_model": meta.base_model,
+        "output_id": meta.output_id,
+    }
+    if source is not None:
+        parameters["denoising_strength"] = meta.denoising_strength
+        parameters["source_sha256"] = meta.source_sha256
+        if meta.source_output_id:
+            parameters["source_output_id"] = meta.source_output_id
+    # C2PA: the first action is created or opened; opening names the parent ingredient.
+    opened = (
+        []
+        if source is None
+        else [{"action": _OPENED, "parameters": {"ingredientIds": [_SOURCE_LABEL]}}]
+    )
     manifest: dict[str, Any] = {
         "claim_generator_info": [{"name": agent_name, "version": agent_version or "dev"}],
         "title": f"stylebot-{meta.output_id}.png",
@@ -69,16 +99,13 @@ def sign_output_png(png: bytes, meta: OutputMetadata, identity: SigningIdentity)
                 "label": "c2pa.actions",
                 "data": {
                     "actions": [
+                        *opened,
                         {
-                            "action": _CREATED,
+                            "action": _CREATED if source is None else _EDITED,
                             "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
                             "softwareAgent": {"name": software_name()},
-                            "parameters": {
-                                "style": meta.style_name,
-                                "base_model": meta.base_model,
-                                "output_id": meta.output_id,
-                            },
-                        }
+                            "parameters": parameters,
+                        },
                     ]
                 },
             },
@@ -107,8 +134,26 @@ def sign_output_png(png: bytes, meta: OutputMetadata, identity: SigningIdentity)
         c2pa.Signer.from_info(info) as signer,
         c2pa.Builder(json.dumps(manifest), context) as builder,
     ):
+        if source is not None:
+            builder.add_ingredient(
+                json.dumps(
+                    {
+                        "title": _source_title(meta),
+                        "relationship": "parentOf",
+                        "label": _SOURCE_LABEL,
+                    }
+                ),
+                _mime(source) or "image/png",
+                io.BytesIO(source),
+            )
         builder.sign(signer, "image/png", io.BytesIO(png), signed)
     return signed.getvalue()
+
+
+def _source_title(meta: OutputMetadata) -> str:
+    if meta.source_output_id:
+        return f"stylebot-{meta.source_output_id}.png"
+    return f"picture sha256 {meta.source_sha256}"
 
 
 @dataclass(frozen=True)
@@ -125,6 +170,8 @@ class CredentialsReport:
     # When the signature was made, as its RFC 3161 timestamp says (ISO 8601); None
     # without a timestamp.
     signed_at: str | None = None
+    # A restyle's parentOf ingredient in words (`_made_from`); None: made from text.
+    made_from: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -155,7 +202,8 @@ class CredentialsReport:
         made = " made by a trained model (trainedAlgorithmicMedia)"
         if self.digital_source_type != TRAINED_ALGORITHMIC_MEDIA:
             made = ""
-        return head + (f";{made}" if made else "")
+        source = f"; made from {self.made_from}" if self.made_from else ""
+        return head + (f";{made}" if made else "") + source
 
 
 def _quoted(text: str, limit: int = 64) -> str:
@@ -204,7 +252,7 @@ def read_content_credentials(
         body = assertion.get("data", {})
         if label.startswith("c2pa.actions"):
             for action in body.get("actions", []):
-                if action.get("action") == _CREATED:
+                if action.get("action") in (_CREATED, _EDITED):
                     created = action
         elif label == "c2pa.soft-binding" and body.get("alg") == SOFT_BINDING_ALG:
             blocks = body.get("blocks") or [{}]
@@ -214,6 +262,11 @@ def read_content_credentials(
                 binding = None
     parameters = created.get("parameters", {}) or {}
     signature = active.get("signature_info", {}) or {}
+    parents = [
+        ingredient
+        for ingredient in active.get("ingredients", [])
+        if ingredient.get("relationship") == "parentOf"
+    ]
     return CredentialsReport(
         state=str(state),
         problems=problems,
@@ -223,7 +276,24 @@ def read_content_credentials(
         base_model=parameters.get("base_model"),
         watermark_id=binding,
         signed_at=signature.get("time"),
+        made_from=_made_from(parents[0], parameters, store) if parents else None,
     )
+
+
+def _made_from(
+    ingredient: dict[str, Any], parameters: dict[str, Any], store: dict[str, Any]
+) -> str:
+    """The parent ingredient in words: its hash, and whose manifest it carried."""
+    sha256 = str(parameters.get("source_sha256") or "")
+    hashed = f"a picture with SHA-256 {sha256[:16]}…" if sha256 else "a picture"
+    label = ingredient.get("active_manifest")
+    parent = store.get("manifests", {}).get(label, {}) if label else {}
+    if not parent:
+        return f"{hashed} (no Content Credentials of its own)"
+    claimed = parent.get("title") or "?"
+    issuer = (parent.get("signature_info", {}) or {}).get("issuer")
+    by = f", signed by {_quoted(issuer)}" if issuer else ""
+    return f"{hashed}, with Content Credentials of its own ({_quoted(claimed)}{by})"
 
 
 class C2paCredentialsReader:

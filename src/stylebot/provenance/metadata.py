@@ -66,6 +66,12 @@ class OutputMetadata:
     lora_file_hash: str | None = None
     # A1111's short hash of a single-file base checkpoint; None for a folder or hub id.
     model_hash: str | None = None
+    # A restyle (image-to-image): how much of the picture was drawn again (0-1), the
+    # SHA-256 of the picture as the worker got it, and its output id when it was a
+    # stylebot output. None for text-to-image.
+    denoising_strength: float | None = None
+    source_sha256: str | None = None
+    source_output_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:
@@ -117,6 +123,9 @@ def a1111_parameters(meta: OutputMetadata) -> str:
         params.append(("Model hash", meta.model_hash))
         model = _checkpoint_name(model)
     params.append(("Model", model))
+    if meta.denoising_strength is not None:
+        # A1111's img2img key: what share of the picture was noised and drawn again.
+        params.append(("Denoising strength", _format_float(meta.denoising_strength)))
     prompt = meta.prompt
     if meta.lora_file_hash and meta.style_name:
         prompt = f"{prompt} <lora:{meta.style_name}:1>"

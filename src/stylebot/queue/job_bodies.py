@@ -18,7 +18,11 @@ from stylebot.engine.generation_request import generation_batch_key
 from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.engine.runtime import FinishedImage, JobCancelled, StyleEngine
 from stylebot.engine.training_previews import TrainingPreviews
-from stylebot.queue.damaged_inputs import read_style_weights, read_training_images
+from stylebot.queue.damaged_inputs import (
+    read_source_picture,
+    read_style_weights,
+    read_training_images,
+)
 from stylebot.queue.job_lifecycle import CancelWatch, Interruption, run_job
 from stylebot.queue.loop_handoff import LoopGone, loop_stopped, run_on_loop
 from stylebot.queue.outage import is_outage, until_redis_answers
@@ -231,6 +235,10 @@ async def _generate(
                     context.blobs, job.embedding_key, job.style_id, job.style_name
                 )
                 engine.store_embedding(job.embedding_key, embedding)
+            # A restyle (and a repaint's mask): the engine reads its pictures by key too.
+            for key in (job.source_key, job.mask_key):
+                if key:
+                    engine.store_source(key, await read_source_picture(context.blobs, key))
             images = await context.device.run_batched(
                 lambda batch: _generate_together(engine, batch),
                 _Generation(job, lora, report, watch, interruption),

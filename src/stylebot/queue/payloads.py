@@ -165,6 +165,19 @@ class GenerateJob(_JsonData):
     # Who asked (any stable id, e.g. "discord:1234"): workers let the jobs of
     # different owners take turns. None: a queue of its own.
     owner: str | None = None
+    # A restyle (image-to-image): the blob of the picture it starts from (a checked,
+    # metadata-free upload, or a stylebot output as stored, manifest and all), how
+    # much of it is drawn again (0-1), and the output it is when it is one.
+    source_key: str | None = None
+    strength: float = 0.0
+    source_output_id: str | None = None
+    # Extend (outpainting): where the picture goes on the job's larger canvas, as
+    # (left, top, width, height) in pixels; the rest is drawn anew. Repaint
+    # (inpainting): the region drawn anew, as a box in the job's pixels or as a mask
+    # image's blob (white is drawn anew).
+    keep_box: tuple[int, int, int, int] | None = None
+    repaint_box: tuple[int, int, int, int] | None = None
+    mask_key: str | None = None
 
 
 @dataclass(frozen=True)

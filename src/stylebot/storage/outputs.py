@@ -43,6 +43,11 @@ class SqliteOutputStore(SqliteStore):
                     output.maker_username,
                     None if output.made_in_private is None else int(output.made_in_private),
                     output.fingerprint,
+                    output.source_key,
+                    output.source_output_id,
+                    output.denoising_strength,
+                    _box_text(output.keep_box),
+                    _box_text(output.repaint_box),
                 )
             )
         async with self._session.transaction():
@@ -52,8 +57,9 @@ class SqliteOutputStore(SqliteStore):
                         "INSERT INTO outputs (id, job_id, user_id, style_id, prompt,"
                         " negative_prompt, seed, steps, guidance, width, height, blob_key,"
                         " created_at, maker_name, maker_username, made_in_private,"
-                        " fingerprint) VALUES"
-                        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " fingerprint, source_key, source_output_id, denoising_strength,"
+                        " keep_box, repaint_box) VALUES"
+                        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
                 except sqlite3.IntegrityError as exc:
@@ -121,4 +127,17 @@ def _output(row: sqlite3.Row) -> Output:
         row,
         created_at=utc_time(row["created_at"]),
         made_in_private=None if made_in_private is None else bool(made_in_private),
+        keep_box=_box(row["keep_box"]),
+        repaint_box=_box(row["repaint_box"]),
     )
+
+
+def _box_text(box: tuple[int, int, int, int] | None) -> str | None:
+    return None if box is None else ",".join(str(side) for side in box)
+
+
+def _box(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    left, top, width, height = (int(part) for part in text.split(","))
+    return left, top, width, height

@@ -176,8 +176,10 @@ class SqliteStyleStore(SqliteStore):
                 raise RecordNotFound(f"style {style_id} does not exist")
             rows = await self._session.fetch_rows(
                 "SELECT blob_key FROM uploads WHERE style_id = ?"
-                " UNION SELECT blob_key FROM outputs WHERE style_id = ? AND blob_key IS NOT NULL",
-                (style_id, style_id),
+                " UNION SELECT blob_key FROM outputs WHERE style_id = ? AND blob_key IS NOT NULL"
+                " UNION SELECT source_key FROM outputs"
+                " WHERE style_id = ? AND source_key IS NOT NULL",
+                (style_id, style_id, style_id),
             )
             keys = [row[0] for row in rows]
             if style["lora_key"] is not None:

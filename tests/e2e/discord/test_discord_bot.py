@@ -148,6 +148,10 @@ async def test_train_with_consent_then_imagine_in_the_style(
         "forget-me",
         "admin",
         "Add images to a style",
+        "restyle",
+        "extend",
+        "repaint",
+        "Restyle with…",
     }
     imagine_options = {o["name"]: o for o in synced["imagine"]["options"]}
     assert imagine_options["style"]["autocomplete"] is True
@@ -296,8 +300,13 @@ async def test_train_with_consent_then_imagine_in_the_style(
     assert custom_ids(result) == [
         f"sb:reroll:{output_id}",
         f"sb:vary:{output_id}",
+        f"sb:upscale:{output_id}",
         f"sb:info:{output_id}",
         f"sb:delete:{output_id}",
+        f"sb:extend:zoom1.5:{output_id}",
+        f"sb:extend:zoom2:{output_id}",
+        f"sb:extend:square:{output_id}",
+        f"sb:extend:portrait:{output_id}",
     ]
     checked = await fake.send_slash_command(
         guild.id, general.id, bob, "verify", {"image": FakeFile("found.png", image)}

@@ -82,7 +82,7 @@ async def test_four_large_portrait_results_arrive_whole_in_messages_discord_take
         assert sum(sizes) <= discord_limits.ATTACHMENTS_TOTAL_BYTES
     # Each image keeps its buttons, numbered on across the messages.
     assert labels(messages, "Re-roll") == [f"Re-roll {n}" for n in range(1, 5)]
-    assert len({i for m in messages for i in custom_ids(m)}) == 4 * 4
+    assert len({i for m in messages for i in custom_ids(m)}) == 4 * 5
     refused = [r for r in fake.requests if r.status >= 400]
     assert refused == []
     assert await unacknowledged_events(frontend) == 0

@@ -365,6 +365,11 @@ async def test_album_consent_train_imagine_verify_in_a_group(
     assert [data for _, data in photo.buttons] == [
         f"or|{output_id}",
         f"ov|{output_id}",
+        f"ou|{output_id}",
+        f"ow|{output_id}",
+        f"ox|{output_id}",
+        f"os|{output_id}",
+        f"op|{output_id}",
         f"oi|{output_id}",
         f"od|{output_id}",
     ]

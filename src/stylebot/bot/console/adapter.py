@@ -36,6 +36,9 @@ CONSOLE_COMMANDS = (
     "discard",
     "train",
     "imagine",
+    "restyle",
+    "extend",
+    "repaint",
     "styles",
     "style",
     "status",
@@ -59,6 +62,13 @@ Commands:
   /discard                     forget the images waiting for training
   /train NAME                  train a style from the waiting images
   /imagine PROMPT [style:NAME] [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
+  /restyle PATH style:NAME [strength:0.6] [PROMPT]
+                               draw a picture again in a style (add confirm:yes for a
+                               picture that is not a stylebot image of yours)
+  /extend PATH style:NAME [zoom:1.5|2 or shape:square|portrait] [confirm:yes] [PROMPT]
+                               the picture on a larger canvas, the new area drawn in the style
+  /repaint PATH style:NAME region:LEFT,TOP,WIDTH,HEIGHT [confirm:yes] PROMPT
+                               a region (in percent) of the picture drawn anew in the style
   /styles                      the styles you can use
   /style info|share|unshare|delete|export NAME
                                manage a style (share NAME public: share with everyone)
@@ -159,12 +169,21 @@ class ConsoleAdapter:
         return "error" if isinstance(reply, replies.ErrorReply) else "ok"
 
     def _with_files(
-        self, parsed: Command | AdminCommand | grammar.NeedsFiles | grammar.AskConsent
+        self,
+        parsed: Command
+        | AdminCommand
+        | grammar.NeedsFiles
+        | grammar.AskConsent
+        | grammar.RestyleArgs,
     ) -> Command | AdminCommand:
         """The parsed line, with the files it names read (the console's part)."""
         match parsed:
             case grammar.AskConsent():
                 raise ValueError("Name a licence: /consent own-work (see the list above)")
+            case grammar.RestyleArgs(words=words):
+                if not words:
+                    raise ValueError("Give the picture first, e.g. /restyle photo.jpg style:NAME")
+                return parsed.command(self.requester, self._read(Path(words[0])), words[1:])
             case grammar.NeedsFiles(verb="verify", paths=paths):
                 if len(paths) != 1:
                     raise ValueError("Give one image to check: /verify image.png")

@@ -102,7 +102,18 @@ def record_lines(output: Output, attribution: Attribution) -> list[str]:
     return [
         f"by: {attribution.maker}",
         f"style: {style.name if style else 'none (base model)'}",
+        *source_lines(output),
         f"prompt: {output.prompt}",
         f"seed: {output.seed}, steps: {output.steps}, size: {output.width}x{output.height}",
         made,
     ]
+
+
+def source_lines(output: Output) -> list[str]:
+    """What a restyled output was made from (none for one made from text alone)."""
+    if output.source_key is None:
+        return []
+    strength = f"denoising strength {output.denoising_strength or 0:g}"
+    if output.source_output_id is not None:
+        return [f"made from: stylebot output {output.source_output_id} ({strength})"]
+    return [f"made from: a picture its maker sent, SHA-256 {output.source_key[:16]}… ({strength})"]

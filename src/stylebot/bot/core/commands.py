@@ -92,6 +92,28 @@ class Imagine:
 
 
 @dataclass(frozen=True)
+class Restyle:
+    """A picture drawn again in a style (image-to-image), extended or partly repainted.
+    ``strength``: how much of it is drawn again, 0-1 (None: the default).
+    ``rights_confirmed``: the member says they made the picture or may use it, needed for
+    any picture that is not a stylebot output they may see, and recorded in the consent
+    ledger."""
+
+    requester: Requester
+    file: IncomingFile
+    style: str | None
+    prompt: str = ""
+    strength: float | None = None
+    rights_confirmed: bool = False
+    # Extend (outpainting) instead: "zoom1.5", "zoom2", "square" or "portrait"
+    # (stylebot.bot.core.extend.EXTENSIONS).
+    extend: str | None = None
+    # Repaint (inpainting) instead: the region drawn anew, as (left, top, width, height)
+    # in percent of the picture.
+    region: tuple[float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
 class ListStyles:
     requester: Requester
 
@@ -171,6 +193,18 @@ class VaryOutput(OnOutput):
     """Images close to an earlier one: same prompt, style and seed, started from it."""
 
 
+class UpscaleOutput(OnOutput):
+    """An earlier image at twice its size, drawn again in its style ("hires fix")."""
+
+
+@dataclass(frozen=True)
+class ExtendOutput(OnOutput):
+    """An earlier image extended (outpainting): zoomed out ("zoom1.5", "zoom2") or to
+    another shape ("square", "portrait"), the new area drawn in its style (EXTENSIONS)."""
+
+    how: str = "zoom2"
+
+
 class OutputInfo(OnOutput):
     pass
 
@@ -214,6 +248,7 @@ Command = (
     | DiscardUploads
     | TrainStyle
     | Imagine
+    | Restyle
     | ListStyles
     | ShowStatus
     | StyleInfo
@@ -225,6 +260,8 @@ Command = (
     | UsableStyles
     | RerollOutput
     | VaryOutput
+    | UpscaleOutput
+    | ExtendOutput
     | OutputInfo
     | DeleteOutput
     | Verify

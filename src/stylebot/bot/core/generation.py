@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from stylebot.bot.core.attribution import attribute, made_in_private
+from stylebot.bot.core.attribution import attribute, made_in_private, source_lines
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.commands import DeleteOutput, Imagine, OutputInfo
 from stylebot.bot.core.deps import Deps
@@ -14,6 +14,7 @@ from stylebot.bot.core.jobs import job_owner, new_job_id, queue_position, queue_
 from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import NewJob, Output, Requester, Style, StyleStatus, User
 from stylebot.bot.core.permissions import can_use
+from stylebot.bot.core.picture_sources import PictureSource, record_image_use
 from stylebot.bot.core.quotas import GENERATE, admit_generation, record_usage
 from stylebot.bot.core.replies import ErrorReply, JobQueued, Reply, TextReply
 from stylebot.bot.core.styles import resolve_style
@@ -55,6 +56,10 @@ class GenerationSpec:
     # How the queued reply names what is being made: the prompt, or for an image of
     # someone else's, its output id (their prompt is never echoed back to another).
     described_as: str | None = None
+    # A restyle: the picture it starts from (stylebot.bot.core.restyle).
+    source: PictureSource | None = None
+    # How the queued reply starts ("Upscaling"); None: from what the spec is.
+    action: str | None = None
 
 
 def new_output_id() -> str:
@@ -165,6 +170,7 @@ async def queue_generation(
     p = deps.policy
     now = deps.clock.now()
     job_id = new_job_id("generate")
+    source = spec.source
     outputs = [
         Output(
             id=new_output_id(),
@@ -182,14 +188,61 @@ async def queue_generation(
             maker_name=requester.display_name,
             maker_username=requester.username,
             made_in_private=made_in_private(requester, style),
+            source_key=source.key if source else None,
+            source_output_id=source.output_id if source else None,
+            denoising_strength=source.strength if source else None,
+            keep_box=source.keep_box if source else None,
+            repaint_box=source.repaint_box if source else None,
         )
         for i in range(spec.count)
     ]
+    if source is not None and source.upload is not None:
+        # Stored before its records, under the blob lock (stylebot.bot.core.blobs); a
+        # failed queueing below leaves it named by nothing, so it is deleted then.
+        async with deps.blob_lock:
+            await deps.blobs.put(source.upload)
+            return await _queue_with_source(deps, requester, user, style, spec, job_id, outputs)
+    return await _queue_records(deps, requester, user, style, spec, job_id, outputs)
+
+
+async def _queue_with_source(
+    deps: Deps,
+    requester: Requester,
+    user: User,
+    style: Style | None,
+    spec: GenerationSpec,
+    job_id: str,
+    outputs: list[Output],
+) -> JobQueued:
+    assert spec.source is not None
+    try:
+        return await _queue_records(deps, requester, user, style, spec, job_id, outputs)
+    except BaseException:
+        unused = await deps.uow.unreferenced_blob_keys([spec.source.key])
+        for key in unused:
+            await deps.blobs.delete(key)
+        raise
+
+
+async def _queue_records(
+    deps: Deps,
+    requester: Requester,
+    user: User,
+    style: Style | None,
+    spec: GenerationSpec,
+    job_id: str,
+    outputs: list[Output],
+) -> JobQueued:
+    p = deps.policy
+    now = outputs[0].created_at
+    source = spec.source
     async with deps.uow:
         await deps.uow.jobs.add_job(
             NewJob(job_id, "generate", user.id, requester, now, style.id if style else None)
         )
         await deps.uow.outputs.add_outputs(outputs)
+        if source is not None and source.evidence is not None:
+            await record_image_use(deps, user, job_id, source.evidence, now)
         # Inside the transaction: queued in both, or (the queue down) in neither.
         await deps.queue.enqueue_generate(
             GenerateJob(
@@ -215,11 +268,18 @@ async def queue_generation(
                 base_model=style.base_model if style else p.base_model,
                 variation_seed=spec.variation_seed,
                 variation_strength=spec.variation_strength,
+                source_key=source.key if source else None,
+                strength=source.strength if source else 0.0,
+                source_output_id=source.output_id if source else None,
+                keep_box=source.keep_box if source else None,
+                repaint_box=source.repaint_box if source else None,
             )
         )
     position = await queue_position(deps, job_id)
     in_style = f" in style {style.name}" if style else ""
     what = "A variation of" if spec.variation_seed is not None else "Imagining"
+    if source is not None:
+        what = spec.action or "Restyling"
     described = spec.described_as or repr(spec.prompt)
     return JobQueued(
         text=f"{what} {described}{in_style} (seed {spec.seed}, position {position}).",
@@ -230,9 +290,48 @@ async def queue_generation(
 
 
 async def generate_again(deps: Deps, requester: Requester, output_id: str, *, vary: bool) -> Reply:
-    """Re-roll (new seed) or vary (same seed, nearby noise) an earlier image.
+    """Re-roll (new seed) or vary (same seed, nearby noise) an earlier image."""
+    found = await earlier_output(deps, requester, output_id)
+    if isinstance(found, ErrorReply):
+        return found
+    output, user, style = found
+    # The image pipelines take no starting noise, so a picture-based image varies by a
+    # new seed: drawn again from the same picture, it stays close to it all the same.
+    vary_by_noise = vary and output.source_key is None
+    spec = GenerationSpec(
+        prompt=output.prompt,
+        negative_prompt=output.negative_prompt,
+        seed=output.seed if vary_by_noise else secrets.randbelow(2**31),
+        steps=output.steps,
+        width=output.width,
+        height=output.height,
+        count=1,
+        variation_seed=secrets.randbelow(2**31) if vary_by_noise else None,
+        variation_strength=VARIATION_STRENGTH if vary_by_noise else 0.0,
+        described_as=None if output.user_id == user.id else f"output {output.id}",
+        # A re-roll of a restyle (extension, repaint) starts from the same picture again.
+        source=(
+            PictureSource(
+                output.source_key,
+                output.denoising_strength or 0.0,
+                output.source_output_id,
+                keep_box=output.keep_box,
+                repaint_box=output.repaint_box,
+            )
+            if output.source_key
+            else None
+        ),
+    )
+    # Admission checks the prompt again: the blocklist may have grown since the first image.
+    return await admit_and_queue(deps, requester, user, style, spec)
 
-    A re-roll reuses the output's prompt, negative prompt and style, so it is allowed to
+
+async def earlier_output(
+    deps: Deps, requester: Requester, output_id: str
+) -> tuple[Output, User, Style | None] | ErrorReply:
+    """An earlier image to make more from, its asker and its style, if they may.
+
+    More of an image reuses its prompt, negative prompt and style, so it is allowed to
     whoever may see them (`attribute`): an output made in private is its maker's alone,
     whatever its style, as its id is no secret (/verify, file names, callback data)."""
     output = await deps.uow.outputs.get_output(output_id)
@@ -254,20 +353,7 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
     attribution = await attribute(deps.uow, output, requester)
     if not attribution.full:
         return ErrorReply("That image was made in private: only its maker can make more like it.")
-    spec = GenerationSpec(
-        prompt=output.prompt,
-        negative_prompt=output.negative_prompt,
-        seed=output.seed if vary else secrets.randbelow(2**31),
-        steps=output.steps,
-        width=output.width,
-        height=output.height,
-        count=1,
-        variation_seed=secrets.randbelow(2**31) if vary else None,
-        variation_strength=VARIATION_STRENGTH if vary else 0.0,
-        described_as=None if output.user_id == user.id else f"output {output.id}",
-    )
-    # Admission checks the prompt again: the blocklist may have grown since the first image.
-    return await admit_and_queue(deps, requester, user, style, spec)
+    return output, user, style
 
 
 async def output_info(deps: Deps, command: OutputInfo) -> Reply:
@@ -285,11 +371,13 @@ async def output_info(deps: Deps, command: OutputInfo) -> Reply:
         )
     style = attribution.style
     negative = f"\nnegative: {output.negative_prompt}" if output.negative_prompt else ""
+    made_from = "".join(f"{line}\n" for line in source_lines(output))
     # The facts first, the free text (as long as its writer liked) last, so a long
     # prompt never pushes them out of sight; for the asker only, as prompts are.
     return TextReply(
         f"output: {output.id}, made {output.created_at.isoformat(timespec='seconds')}\n"
         f"style: {style.name if style else 'none (base model)'}\n"
+        f"{made_from}"
         f"seed: {output.seed}, steps: {output.steps}, guidance: {output.guidance}, "
         f"size: {output.width}x{output.height}\n"
         f"prompt: {output.prompt}{negative}",
@@ -305,6 +393,8 @@ async def delete_output(deps: Deps, command: DeleteOutput) -> Reply:
     if output.user_id != user.id:
         return ErrorReply("Only the person who made an image can delete it.")
     key = await deps.uow.outputs.delete_output(output.id)
-    if key is not None:
-        await delete_unused_blobs(deps, [key])
+    # A restyle's picture goes with its last output (other restyles may share it).
+    keys = [k for k in (key, output.source_key) if k is not None]
+    if keys:
+        await delete_unused_blobs(deps, keys)
     return TextReply("Deleted the image and its record.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -74,7 +75,45 @@ class AskConsent:
     """``/consent`` without a licence: ask the consent question again."""
 
 
-Parsed = commands.Command | AdminCommand | ShowHelp | Quit | ActAs | NeedsFiles | AskConsent
+@dataclass(frozen=True)
+class RestyleArgs:
+    """``/restyle [PATH] style:NAME [strength:0.6] [confirm:yes] [PROMPT]``: the picture
+    comes from the platform (the console's first word is its path; Telegram's is the
+    photo or file captioned so). ``words``: the words that are not options."""
+
+    words: tuple[str, ...]
+    style: str | None = None
+    strength: float | None = None
+    confirmed: bool = False
+    # /extend's zoom or shape (EXTENSIONS' key) and /repaint's region in percent.
+    extend: str | None = None
+    region: tuple[float, float, float, float] | None = None
+
+    def command(
+        self, requester: Requester, file: commands.IncomingFile, prompt_words: Sequence[str]
+    ) -> commands.Restyle:
+        return commands.Restyle(
+            requester,
+            file,
+            self.style,
+            prompt=" ".join(prompt_words),
+            strength=self.strength,
+            rights_confirmed=self.confirmed,
+            extend=self.extend,
+            region=self.region,
+        )
+
+
+Parsed = (
+    commands.Command
+    | AdminCommand
+    | ShowHelp
+    | Quit
+    | ActAs
+    | NeedsFiles
+    | AskConsent
+    | RestyleArgs
+)
 
 STYLE_USAGE = "Use /style info|share|unshare|delete|export NAME (share NAME public: with everyone)"
 _STYLE_COMMANDS: dict[
@@ -172,6 +211,8 @@ def parse(command: TextCommand, requester: Requester, replied: RepliedUser | Non
             return _train_command(me, words)
         case "imagine":
             return parse_imagine(args).command(me)
+        case "restyle" | "extend" | "repaint":
+            return parse_restyle(args, name)
         case "styles":
             return commands.ListStyles(me)
         case "style":
@@ -347,3 +388,73 @@ def _int_option(options: dict[str, str], key: str) -> int | None:
         return int(options[key])
     except ValueError as exc:
         raise CommandSyntaxError(f"{key}:{options[key]} should be a whole number") from exc
+
+
+RESTYLE_OPTIONS = ("style", "strength", "confirm", "zoom", "shape", "region")
+_RESTYLE_OPTION = re.compile(r"^(" + "|".join(RESTYLE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
+
+
+def parse_restyle(args: str, verb: str = "restyle") -> RestyleArgs:
+    """``/restyle``, ``/extend`` (``zoom:1.5|2`` or ``shape:square|portrait``, zoom 2 when
+    neither) and ``/repaint`` (``region:LEFT,TOP,WIDTH,HEIGHT`` in percent)."""
+    words: list[str] = []
+    options: dict[str, str] = {}
+    try:
+        split = shlex.split(args)  # a console path may be quoted
+    except ValueError:  # a prompt's lone apostrophe ("don't"): plain words then
+        split = args.split()
+    for word in split:
+        match = _RESTYLE_OPTION.match(word)
+        if match:
+            options[match.group(1).lower()] = match.group(2)
+        else:
+            words.append(word)
+    strength: float | None = None
+    if options.get("strength"):
+        try:
+            strength = float(options["strength"])
+        except ValueError as exc:
+            raise CommandSyntaxError(
+                f"strength:{options['strength']} is not a number; write it like strength:0.6"
+            ) from exc
+    confirm = options.get("confirm", "").lower()
+    if confirm not in ("", "yes"):
+        raise CommandSyntaxError("confirm takes the word yes: confirm:yes")
+    extend = region = None
+    if verb == "extend":
+        extend = _extension(options)
+    elif verb == "repaint":
+        region = _region(options.get("region", ""))
+    return RestyleArgs(
+        tuple(words),
+        options.get("style") or None,
+        strength,
+        confirmed=confirm == "yes",
+        extend=extend,
+        region=region,
+    )
+
+
+def _extension(options: dict[str, str]) -> str:
+    zoom, shape = options.get("zoom", "").lower(), options.get("shape", "").lower()
+    if zoom and shape:
+        raise CommandSyntaxError("Give a zoom or a shape, not both: zoom:2 or shape:square")
+    if shape:
+        if shape not in ("square", "portrait"):
+            raise CommandSyntaxError("shape is square or portrait: shape:square")
+        return shape
+    if zoom not in ("", "2", "1.5"):
+        raise CommandSyntaxError("zoom is 1.5 or 2: zoom:2")
+    return f"zoom{zoom or '2'}"
+
+
+def _region(text: str) -> tuple[float, float, float, float]:
+    parts = text.split(",")
+    try:
+        left, top, width, height = (float(part) for part in parts)
+    except ValueError as exc:
+        raise CommandSyntaxError(
+            "Say which part to repaint: region:LEFT,TOP,WIDTH,HEIGHT in percent, "
+            "e.g. region:25,25,50,50"
+        ) from exc
+    return left, top, width, height

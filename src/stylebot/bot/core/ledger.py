@@ -35,6 +35,7 @@ class LedgerKind(StrEnum):
     REVOCATION = "revocation"  # a style and its images were deleted
     ERASURE = "erasure"  # a user asked for everything of theirs to be erased
     OPTOUT_REMOVAL = "optout-removal"  # an admin removed an /optout registration
+    IMAGE_USE = "image-use"  # a user confirmed their right to restyle a picture
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,28 @@ def consent_payload(
             {"sha256": image.sha256, "phash": image.phash}
             for image in sorted(images, key=lambda i: i.sha256)
         ],
+    }
+
+
+def image_use_payload(
+    *,
+    job_id: str,
+    platform: str,
+    platform_user_id: str,
+    terms_sha256: str,
+    image: ImageEvidence,
+    use: str,
+) -> dict[str, Any]:
+    """A user's confirmation that they made, or may use, one picture that is not a stylebot
+    output, for `use` ("restyle"): as a consent entry records training images."""
+    return {
+        "job_id": job_id,
+        "platform": platform,
+        "platform_user_id": platform_user_id,
+        "terms_sha256": terms_sha256,
+        "use": use,
+        "rights_confirmed": True,
+        "image": {"sha256": image.sha256, "phash": image.phash},
     }
 
 

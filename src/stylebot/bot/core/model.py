@@ -164,6 +164,15 @@ class Output:
     # PerceptualHash.hex of the delivered image, for /verify's lookup of pictures whose
     # watermark is gone (None until delivered, or for older outputs).
     fingerprint: str | None = None
+    # A restyle: the blob of the picture it was made from, that picture's output id when
+    # it was a stylebot output, and how much of it was drawn again (0-1). None: from text.
+    source_key: str | None = None
+    source_output_id: str | None = None
+    denoising_strength: float | None = None
+    # Extend: where the picture went on the canvas; repaint: the region drawn anew
+    # (left, top, width, height in pixels).
+    keep_box: tuple[int, int, int, int] | None = None
+    repaint_box: tuple[int, int, int, int] | None = None
 
 
 # What the stores' add_* methods record; the store gives the new record its id.

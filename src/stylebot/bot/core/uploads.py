@@ -75,7 +75,7 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
                 "Nothing was saved; send the images again without it."
             )
         phash = await run_image_work(deps, perceptual_hash_of_png, image.data)
-        copied = await _copies_opted_out(deps, image, phash, command.requester)
+        copied = await copies_opted_out(deps, image, phash, command.requester)
         if copied is not None:
             return ErrorReply(
                 f"“{image.display_name}” matches an image its artist registered with "
@@ -196,7 +196,7 @@ async def discard_uploads(deps: Deps, command: DiscardUploads) -> Reply:
     return TextReply(f"Discarded {len(removed)} waiting image(s).")
 
 
-async def _copies_opted_out(
+async def copies_opted_out(
     deps: Deps, image: NormalizedImage, phash: PerceptualHash, requester: Requester
 ) -> OptedOutImage | None:
     # The registry's index finds the few registrations that may match; only those are

@@ -51,6 +51,7 @@ from stylebot.bot.core.commands import (
 from stylebot.bot.core.replies import StyleChoices
 from stylebot.bot.discord.caption_views import captioned
 from stylebot.bot.discord.optout_admin import install_optout_review
+from stylebot.bot.discord.restyle_commands import install_restyle_commands
 
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
@@ -297,6 +298,7 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
             interaction, EraseMyData(adapter.requester(interaction)), ephemeral=True
         )
 
+    install_restyle_commands(tree, adapter, style_names)
     install_admin_commands(tree, adapter, style_names)
 
 

@@ -165,6 +165,9 @@ def consent_embed(reply: ConsentRequest) -> discord.Embed:
 SLASH_COMMANDS: dict[CommandName, str] = {
     CommandName.TRAIN: "/train",
     CommandName.IMAGINE: "/imagine",
+    CommandName.RESTYLE: "/restyle",
+    CommandName.EXTEND: "/extend",
+    CommandName.REPAINT: "/repaint",
     CommandName.STYLES: "/styles",
     CommandName.STATUS: "/status",
     CommandName.CANCEL: "/cancel",

@@ -4,7 +4,7 @@ components.py).
 
 custom_ids (Discord allows 100 characters), besides the consent question's:
 
-- ``sb:<reroll|vary|info|delete>:<output_id>``  the buttons under a result image
+- ``sb:<reroll|vary|upscale|info|delete>:<output_id>``  the buttons under a result image
 - ``sb:erase:<user_id>`` / ``sb:keep:<user_id>``  confirm or cancel /forget-me
 - ``sb:captions:<user_id>:<first>``  edit the captions of waiting images (caption_views.py)
 """
@@ -22,8 +22,10 @@ import discord
 from stylebot.bot.core.commands import (
     DeleteOutput,
     EraseMyData,
+    ExtendOutput,
     OutputInfo,
     RerollOutput,
+    UpscaleOutput,
     VaryOutput,
 )
 from stylebot.bot.core.replies import ErrorReply
@@ -88,6 +90,7 @@ def erasure_view(user_id: int) -> discord.ui.View:
 class OutputAction(StrEnum):
     REROLL = "reroll"
     VARY = "vary"
+    UPSCALE = "upscale"
     INFO = "info"
     DELETE = "delete"
 
@@ -95,6 +98,11 @@ class OutputAction(StrEnum):
 _ACTION_LOOK: dict[OutputAction, tuple[str, str, discord.ButtonStyle]] = {
     OutputAction.REROLL: ("Re-roll", "\N{GAME DIE}", discord.ButtonStyle.primary),
     OutputAction.VARY: ("Variations", "\N{TWISTED RIGHTWARDS ARROWS}", discord.ButtonStyle.primary),
+    OutputAction.UPSCALE: (
+        "Upscale",
+        "\N{SQUARED UP WITH EXCLAMATION MARK}",
+        discord.ButtonStyle.primary,
+    ),
     OutputAction.INFO: ("Info", "\N{INFORMATION SOURCE}", discord.ButtonStyle.secondary),
     OutputAction.DELETE: ("Delete", "\N{WASTEBASKET}", discord.ButtonStyle.danger),
 }
@@ -103,7 +111,7 @@ _ACTION_LOOK: dict[OutputAction, tuple[str, str, discord.ButtonStyle]] = {
 class OutputButton(
     StatefulItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"sb:(?P<action>reroll|vary|info|delete):(?P<output_id>[0-9a-zA-Z_-]+)",
+    template=r"sb:(?P<action>reroll|vary|upscale|info|delete):(?P<output_id>[0-9a-zA-Z_-]+)",
 ):
     """One action on one generated image; who may do what is the core's decision."""
 
@@ -138,9 +146,50 @@ class OutputButton(
             await output_action(adapter, interaction, self.action, self.output_id)
 
 
+#: Extend buttons (stylebot.bot.core.extend.EXTENSIONS) and their labels.
+_EXTEND_LOOK = {
+    "zoom1.5": "Zoom out 1.5x",
+    "zoom2": "Zoom out 2x",
+    "square": "Make square",
+    "portrait": "Make portrait",
+}
+
+
+class ExtendButton(
+    StatefulItem,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:extend:(?P<how>zoom1\.5|zoom2|square|portrait):(?P<output_id>[0-9a-zA-Z_-]+)",
+):
+    """Extend one generated image (outpainting); who may is the core's decision."""
+
+    def __init__(self, how: str, output_id: str, row: int | None = None) -> None:
+        self.how = how
+        self.output_id = output_id
+        super().__init__(
+            discord.ui.Button(
+                label=_EXTEND_LOOK[how],
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"sb:extend:{how}:{output_id}",
+                row=row,
+            )
+        )
+
+    @classmethod
+    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
+        return cls(match["how"], match["output_id"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            await adapter.defer(interaction, ephemeral=False)
+            command = ExtendOutput(adapter.requester(interaction), self.output_id, self.how)
+            await adapter.run(interaction, command, ephemeral=False)
+
+
 def result_view(output_ids: Sequence[str], *, first_number: int = 1) -> discord.ui.View | None:
     """One row of buttons per image (Discord allows five rows), numbered when several;
-    a result in several messages numbers on from ``first_number``."""
+    a result in several messages numbers on from ``first_number``. A single image also
+    gets a row of Extend buttons (with several, the rows would run out)."""
     if not output_ids:
         return None
     view = discord.ui.View(timeout=None)
@@ -149,6 +198,9 @@ def result_view(output_ids: Sequence[str], *, first_number: int = 1) -> discord.
         number = first_number + row if numbered else None
         for action in OutputAction:
             view.add_item(OutputButton(action, output_id, number, row=row))
+    if len(output_ids) == 1 and not numbered:
+        for how in _EXTEND_LOOK:
+            view.add_item(ExtendButton(how, output_ids[0], row=1))
     return view
 
 
@@ -171,6 +223,7 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     EditCaptionsButton,
     ErasureButton,
     OutputButton,
+    ExtendButton,
 )
 
 
@@ -199,6 +252,9 @@ async def output_action(
         case OutputAction.VARY:
             await adapter.defer(interaction, ephemeral=False)
             await adapter.run(interaction, VaryOutput(requester, output_id), ephemeral=False)
+        case OutputAction.UPSCALE:
+            await adapter.defer(interaction, ephemeral=False)
+            await adapter.run(interaction, UpscaleOutput(requester, output_id), ephemeral=False)
         case OutputAction.INFO:
             await adapter.defer(interaction, ephemeral=True)
             await adapter.run(interaction, OutputInfo(requester, output_id), ephemeral=True)

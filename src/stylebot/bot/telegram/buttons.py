@@ -17,8 +17,10 @@ from stylebot.bot.core.commands import (
     DeleteOutput,
     DeleteStyle,
     EraseMyData,
+    ExtendOutput,
     OutputInfo,
     RerollOutput,
+    UpscaleOutput,
     VaryOutput,
 )
 from stylebot.bot.core.platform_core import PlatformCore
@@ -101,6 +103,10 @@ class Buttons:
                 reply = await self.core.handle(RerollOutput(me, action.output_id))
             case "vary":
                 reply = await self.core.handle(VaryOutput(me, action.output_id))
+            case "upscale":
+                reply = await self.core.handle(UpscaleOutput(me, action.output_id))
+            case "zoom1.5" | "zoom2" | "square" | "portrait":
+                reply = await self.core.handle(ExtendOutput(me, action.output_id, action.verb))
             case "info":
                 reply = await self.core.handle(OutputInfo(me, action.output_id))
             case "delete":

@@ -36,6 +36,7 @@ from stylebot.bot.core.grammar import (
     AskConsent,
     NeedsFiles,
     Quit,
+    RestyleArgs,
     ShowHelp,
     TextCommand,
     caption_edits,
@@ -222,6 +223,9 @@ class TelegramHandlers:
                     await self.images.verify(conversation, message)
             elif command is not None and command.name == "optout":
                 await self.images.opt_out(conversation, messages)
+            elif command is not None and command.name in ("restyle", "extend", "repaint"):
+                for message in messages:
+                    await self.images.restyle(conversation, message, command)
             elif command is not None and command.name not in UPLOAD_COMMANDS:
                 await self.chat.show(
                     conversation,
@@ -260,6 +264,8 @@ class TelegramHandlers:
                 await self.images.verify_reply(conversation, message)
             case NeedsFiles(verb="optout"):
                 await self.images.optout_reply(conversation, message)
+            case RestyleArgs():
+                await self.images.restyle_reply(conversation, message, typed)
             case NeedsFiles() | Quit() | ActAs():  # upload: files come with their caption
                 await self.chat.show(conversation, TextReply(HOW_TO_UPLOAD))
             case AskConsent():

@@ -1,5 +1,5 @@
 """Images sent to the bot on Telegram: reference images for a style, images to /verify,
-and artists' own images to /optout, as captions or as replies say.
+pictures to /restyle, and artists' own images to /optout, as captions or as replies say.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from telegram import Message
 
 from stylebot.bot.core.commands import IncomingFile, OptOut, TrainStyle, UploadImages, Verify
 from stylebot.bot.core.errors import CommandSyntaxError
-from stylebot.bot.core.grammar import TextCommand, parse
+from stylebot.bot.core.grammar import RestyleArgs, TextCommand, parse
 from stylebot.bot.core.platform_core import PlatformCore
 from stylebot.bot.core.replies import ConsentRequest, ErrorReply, VerifyReport, VerifyVerdict
 from stylebot.bot.telegram.chat import ChatOutput
@@ -126,6 +126,37 @@ class ImageFlows:
             )
             return
         await self.opt_out(conversation, [replied])
+
+    async def restyle(
+        self, conversation: Conversation, message: Message, caption: TextCommand
+    ) -> None:
+        """A picture captioned ``/restyle style:NAME [strength:N] [PROMPT]``."""
+        try:
+            parsed = parse(caption, conversation.requester)
+        except CommandSyntaxError as error:
+            await self.chat.show(conversation, ErrorReply(str(error)))
+            return
+        assert isinstance(parsed, RestyleArgs)
+        files = await self._download(conversation, [message])
+        if files is None:
+            return
+        command = parsed.command(conversation.requester, files[0], parsed.words)
+        reply = await self.core.handle(command)
+        typed = f"/{caption.name} {caption.args}".strip()
+        await self.chat.show(conversation, reply, command=typed)
+
+    async def restyle_reply(
+        self, conversation: Conversation, message: Message, caption: TextCommand
+    ) -> None:
+        """``/restyle style:NAME`` typed as a reply to a picture."""
+        replied = await self._replied_image(
+            conversation,
+            message,
+            f"Send the picture with /{caption.name} style:NAME as its caption, or reply "
+            f"/{caption.name} style:NAME to a picture.",
+        )
+        if replied is not None:
+            await self.restyle(conversation, replied, caption)
 
     async def verify(self, conversation: Conversation, message: Message) -> None:
         files = await self._download(conversation, [message])

@@ -31,6 +31,9 @@ MAX_BOT_UPLOAD_BYTES = 50 * 1024 * 1024
 BOT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "Train a style: /train NAME, with images as files or photos"),
     ("imagine", "Make an image: /imagine PROMPT style:NAME [seed:N] [size:WxH]"),
+    ("restyle", "A picture captioned /restyle style:NAME [strength:0.6]: drawn in that style"),
+    ("extend", "A picture captioned /extend style:NAME zoom:2 (or shape:square): outpainted"),
+    ("repaint", "A picture captioned /repaint style:NAME region:25,25,50,50 PROMPT"),
     ("styles", "The styles you can use here"),
     ("style", "Manage a style: /style info|share|unshare|delete|export NAME"),
     ("verify", "Reply to an image with /verify to trace its watermark"),
@@ -70,6 +73,13 @@ Put /train NAME in the caption (in groups, that is how I know they are for me), 
 Commands:
 /train NAME — train a style from the images you sent
 /imagine PROMPT style:NAME [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
+/restyle style:NAME [strength:0.6] [PROMPT] — as the caption of a picture (or a reply to \
+one): that picture drawn in the style (add confirm:yes for a picture that is not a stylebot \
+image of yours)
+/extend style:NAME [zoom:1.5|2 or shape:square|portrait] — the same way: the picture on a \
+larger canvas, the new area drawn in the style
+/repaint style:NAME region:LEFT,TOP,WIDTH,HEIGHT PROMPT — the same way: that region (in \
+percent) drawn anew
 /styles — the styles you can use here
 /style info|share|unshare|delete|export NAME — manage your style (share: with this group; \
 "share NAME public": with everyone)
@@ -125,7 +135,9 @@ def fit(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 # has its "%" and "|" percent-encoded, so whatever it holds it stays one field.
 
 ConsentStep = Literal["licence", "people", "confirm", "cancel"]
-OutputVerb = Literal["reroll", "vary", "info", "delete"]
+OutputVerb = Literal[
+    "reroll", "vary", "upscale", "info", "delete", "zoom1.5", "zoom2", "square", "portrait"
+]
 
 _CONSENT_PREFIX: dict[ConsentStep, str] = {
     "licence": "cl",
@@ -133,7 +145,18 @@ _CONSENT_PREFIX: dict[ConsentStep, str] = {
     "confirm": "cy",
     "cancel": "cn",
 }
-_OUTPUT_PREFIX: dict[OutputVerb, str] = {"reroll": "or", "vary": "ov", "info": "oi", "delete": "od"}
+_OUTPUT_PREFIX: dict[OutputVerb, str] = {
+    "reroll": "or",
+    "vary": "ov",
+    "upscale": "ou",
+    "info": "oi",
+    "delete": "od",
+    # Extend (stylebot.bot.core.extend.EXTENSIONS).
+    "zoom1.5": "ow",
+    "zoom2": "ox",
+    "square": "os",
+    "portrait": "op",
+}
 _STYLE_DELETE_PREFIX = "sd"
 _STYLE_KEEP_PREFIX = "sk"
 _ERASE_PREFIX = "ey"
@@ -312,7 +335,17 @@ def output_keyboard(output_id: str) -> InlineKeyboardMarkup:
 
     return InlineKeyboardMarkup(
         [
-            [button("🎲 Re-roll", "reroll"), button("🪄 Vary", "vary")],
+            [
+                button("🎲 Re-roll", "reroll"),
+                button("🪄 Vary", "vary"),
+                button("🔍 Upscale", "upscale"),
+            ],
+            [
+                button("🔭 1.5x", "zoom1.5"),
+                button("🔭 2x", "zoom2"),
+                button("⬜ Square", "square"),
+                button("📱 Portrait", "portrait"),
+            ],
             [button("ℹ️ Info", "info"), button("🗑 Delete", "delete")],
         ]
     )

@@ -1,0 +1,219 @@
+"""``/restyle``, ``/extend``, ``/repaint`` and the "Restyle with…" message context menu on
+Discord.
+
+Translation only: the picture is the attachment (or the picked message's first image),
+and the core decides the rest (stylebot.bot.core.restyle). The result is shown in the
+channel like /imagine's; a refusal only to the asker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+
+from stylebot.bot.core.commands import Restyle
+from stylebot.bot.core.errors import CommandSyntaxError
+from stylebot.bot.core.grammar import parse_restyle
+from stylebot.bot.core.replies import ErrorReply
+from stylebot.bot.discord.components import AdmittedItem, adapter_of
+
+if TYPE_CHECKING:
+    from stylebot.bot.discord.adapter import DiscordAdapter
+
+__all__ = ["RestyleModal", "install_restyle_commands"]
+
+StyleAutocomplete = Callable[
+    [discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]
+]
+NO_PICTURE = ErrorReply("That message has no picture to restyle.")
+# The core's EXTENSIONS, as a type discord.py turns into the option's choices.
+Extension = Literal["zoom1.5", "zoom2", "square", "portrait"]
+
+
+def _region(option: str) -> tuple[float, float, float, float]:
+    """The typed grammar's reading of a region, so every platform reads it alike."""
+    parsed = parse_restyle(option, "repaint")
+    assert parsed.region is not None
+    return parsed.region
+
+
+def install_restyle_commands(
+    tree: app_commands.CommandTree[Any], adapter: DiscordAdapter, style_names: StyleAutocomplete
+) -> None:
+    @tree.command(name="restyle", description="Draw a picture again in a style")
+    @app_commands.describe(
+        image="The picture (PNG, JPEG or WebP)",
+        style="A style you may use here (yours, or one shared with this server)",
+        prompt="What the picture shows, to guide the style (optional)",
+        strength="How much is drawn again: 0.1 keeps nearly all, 1 keeps only the layout",
+        confirm="yes: you made this picture or may use it (not needed for stylebot images)",
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def restyle(
+        interaction: discord.Interaction[Any],
+        image: discord.Attachment,
+        style: str,
+        prompt: str | None = None,
+        strength: app_commands.Range[float, 0.05, 1.0] | None = None,
+        confirm: Literal["yes"] | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=False)
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction,
+            [image],
+            lambda files: Restyle(
+                requester,
+                files[0],
+                style,
+                prompt=prompt or "",
+                strength=strength,
+                rights_confirmed=confirm == "yes",
+            ),
+            ephemeral=False,
+        )
+
+    @tree.command(name="extend", description="Extend a picture: zoom out, or another shape")
+    @app_commands.describe(
+        image="The picture (PNG, JPEG or WebP)",
+        style="A style you may use here, for the new area",
+        how="Zoom out, or the shape to make it",
+        prompt="What the picture shows, to guide the new area (optional)",
+        confirm="yes: you made this picture or may use it (not needed for stylebot images)",
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def extend(
+        interaction: discord.Interaction[Any],
+        image: discord.Attachment,
+        style: str,
+        how: Extension = "zoom2",
+        prompt: str | None = None,
+        confirm: Literal["yes"] | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=False)
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction,
+            [image],
+            lambda files: Restyle(
+                requester,
+                files[0],
+                style,
+                prompt=prompt or "",
+                rights_confirmed=confirm == "yes",
+                extend=how,
+            ),
+            ephemeral=False,
+        )
+
+    @tree.command(name="repaint", description="Draw a region of a picture anew in a style")
+    @app_commands.describe(
+        image="The picture (PNG, JPEG or WebP)",
+        style="A style you may use here",
+        region="The region in percent: left,top,width,height (25,25,50,50: the middle)",
+        prompt="What to draw there",
+        confirm="yes: you made this picture or may use it (not needed for stylebot images)",
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def repaint(
+        interaction: discord.Interaction[Any],
+        image: discord.Attachment,
+        style: str,
+        region: str,
+        prompt: str,
+        confirm: Literal["yes"] | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=False)
+        try:
+            box = _region(f"region:{region}")
+        except CommandSyntaxError as error:
+            await adapter.respond(interaction, ErrorReply(str(error)), ephemeral=False)
+            return
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction,
+            [image],
+            lambda files: Restyle(
+                requester,
+                files[0],
+                style,
+                prompt=prompt,
+                rights_confirmed=confirm == "yes",
+                region=box,
+            ),
+            ephemeral=False,
+        )
+
+    @tree.context_menu(name="Restyle with…")
+    async def restyle_message(
+        interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        pictures = [a for a in message.attachments if (a.content_type or "").startswith("image/")]
+        if not pictures:
+            await adapter.defer(interaction, ephemeral=True)
+            await adapter.respond(interaction, NO_PICTURE, ephemeral=True)
+            return
+        # The style (and the rest) is asked in a modal: a context menu has no options.
+        await interaction.response.send_modal(RestyleModal(pictures[0]))
+
+
+class RestyleModal(AdmittedItem, discord.ui.Modal):
+    """The style, prompt, strength and confirmation for "Restyle with…"."""
+
+    style: discord.ui.TextInput[RestyleModal] = discord.ui.TextInput(
+        label="Style", custom_id="sb:restyle:style", min_length=1, max_length=64
+    )
+    prompt: discord.ui.TextInput[RestyleModal] = discord.ui.TextInput(
+        label="Prompt (optional)", custom_id="sb:restyle:prompt", required=False, max_length=500
+    )
+    strength: discord.ui.TextInput[RestyleModal] = discord.ui.TextInput(
+        label="Strength, 0.05 to 1 (optional, default 0.6)",
+        custom_id="sb:restyle:strength",
+        required=False,
+        max_length=5,
+    )
+    confirm: discord.ui.TextInput[RestyleModal] = discord.ui.TextInput(
+        label="Type yes if you made it or may use it",
+        placeholder="not needed for stylebot images",
+        custom_id="sb:restyle:confirm",
+        required=False,
+        max_length=3,
+    )
+
+    def __init__(self, picture: discord.Attachment) -> None:
+        super().__init__(title="Restyle this picture", custom_id="sb:restyle")
+        self.picture = picture
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = adapter_of(interaction)
+        async with adapter.guard(interaction):
+            await adapter.defer(interaction, ephemeral=False)
+            try:
+                strength = float(self.strength.value) if self.strength.value.strip() else None
+            except ValueError:
+                refusal = ErrorReply("Strength is a number such as 0.6. Nothing was queued.")
+                await adapter.respond(interaction, refusal, ephemeral=False)
+                return
+            requester = adapter.requester(interaction)
+            await adapter.run_on_files(
+                interaction,
+                [self.picture],
+                lambda files: Restyle(
+                    requester,
+                    files[0],
+                    self.style.value.strip(),
+                    prompt=self.prompt.value.strip(),
+                    strength=strength,
+                    rights_confirmed=self.confirm.value.strip().lower() == "yes",
+                ),
+                ephemeral=False,
+            )
+
+    # This is Modal.on_error's signature (no `item`); see consent_views.NameModal.
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[Any], error: Exception, /
+    ) -> None:
+        await adapter_of(interaction).report_error(interaction, error)
