@@ -19,18 +19,8 @@ from diffusers.pipelines.auto_pipeline import (
 from PIL import Image, ImageFilter
 
 from stylebot.engine.generation_request import GenerationRequest
-from stylebot.engine.models import BasePipeline
+from stylebot.engine.models import AnyPipeline
 from stylebot.queue.payloads import GenerateJob
-
-__all__ = [
-    "ImageModes",
-    "box_mask",
-    "extended_canvas",
-    "fitted_picture",
-    "job_picture_and_mask",
-    "mask_from_png",
-    "steps_for_strength",
-]
 
 # Keyword arguments of a text-to-image call that an image-to-image call takes
 # differently: its size is the picture's, and its noise comes from the picture.
@@ -108,7 +98,7 @@ def job_picture_and_mask(
 class ImageModes:
     """The pipelines other than text-to-image, made from the base pipeline's parts."""
 
-    def __init__(self, pipeline: BasePipeline) -> None:
+    def __init__(self, pipeline: AnyPipeline) -> None:
         self.base = pipeline
         self._image_to_image: Any = None
         self._inpainting: Any = None

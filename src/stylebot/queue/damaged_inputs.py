@@ -59,12 +59,13 @@ async def read_training_images(blobs: BlobStorage, keys: Sequence[str]) -> list[
     return images
 
 
-async def read_source_picture(blobs: LocalBlobStore, key: str) -> bytes:
+async def read_source_picture(blobs: BlobStorage, key: str) -> bytes:
     """The picture a restyle starts from, checked against its name."""
     try:
         return await blobs.get(key)
     except DamagedBlob as exc:
         raise DamagedInput(
-            f"a restyle's picture is damaged (blob {exc.key}): restore {blobs.root} from a backup",
+            f"a restyle's picture is damaged (blob {exc.key}): restore {blobs.location} "
+            "from a backup",
             "the picture to restyle is damaged in storage: send it again",
         ) from exc

@@ -14,8 +14,6 @@ from stylebot.bot.core.picture_sources import PictureSource
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.replies import ErrorReply, Reply
 
-__all__ = ["EXTENSIONS", "extend_geometry", "extend_output"]
-
 #: What each extension does, as the buttons say it.
 EXTENSIONS = {
     "zoom1.5": "zoomed out 1.5x",

@@ -32,8 +32,6 @@ from stylebot.bot.core.training_rights import training_reservation
 from stylebot.bot.core.uploads import copies_opted_out
 from stylebot.bot.core.verification import verify_image
 
-__all__ = ["DEFAULT_STRENGTH", "region_box", "restyle", "restyle_size"]
-
 # AUTOMATIC1111's img2img default: the picture's layout stays, its look changes.
 DEFAULT_STRENGTH = 0.6
 

@@ -13,8 +13,6 @@ from stylebot.bot.core.generation import GenerationSpec, admit_and_queue, earlie
 from stylebot.bot.core.picture_sources import PictureSource
 from stylebot.bot.core.replies import ErrorReply, Reply
 
-__all__ = ["UPSCALE_FACTOR", "UPSCALE_STRENGTH", "upscale_output"]
-
 UPSCALE_FACTOR = 2
 # AUTOMATIC1111's hires-fix range: enough to draw detail, little enough to keep the image.
 UPSCALE_STRENGTH = 0.35

@@ -23,7 +23,6 @@ from stylebot.bot.discord.components import AdmittedItem, adapter_of
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
 
-__all__ = ["RestyleModal", "install_restyle_commands"]
 
 StyleAutocomplete = Callable[
     [discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]
