@@ -278,9 +278,9 @@ async def test_an_upload_keeps_its_caption_and_only_a_pending_one_changes(repo: 
 
 async def test_a_consent_keeps_the_digest_of_its_captions(repo: Repo) -> None:
     alice = await user(repo, "alice")
-    plain = await repo.consents.add_consent(alice.id, "cc0", "v1", True, [KEY_A], T0)
+    plain = await repo.consents.add_consent(NewConsent(alice.id, "cc0", "v1", True, [KEY_A], T0))
     captioned = await repo.consents.add_consent(
-        alice.id, "cc0", "v1", True, [KEY_A], T0 + timedelta(seconds=1), "d" * 64
+        NewConsent(alice.id, "cc0", "v1", True, [KEY_A], T0 + timedelta(seconds=1), "d" * 64)
     )
 
     assert plain.captions_sha256 is None

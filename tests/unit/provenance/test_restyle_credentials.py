@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 from tests.unit.provenance.test_content_credentials import META
 
-from stylebot.provenance import embed_watermark, encode_png
 from stylebot.provenance.content_credentials import read_content_credentials, sign_output_png
-from stylebot.provenance.metadata import a1111_parameters, read_output_metadata
+from stylebot.provenance.metadata import a1111_parameters, encode_png, read_output_metadata
 from stylebot.provenance.signing import SigningIdentity, ensure_signing_identity
+from stylebot.provenance.watermark import embed_watermark
 
 
 def _picture(seed: int) -> Image.Image:

@@ -61,6 +61,11 @@ def mention(command: CommandName, *args: str, **options: str) -> str:
     return f"\u27e6{json.dumps(data)}\u27e7"
 
 
+def mentions_in(text: str) -> list[Mention]:
+    """The mentions in a core text, decoded (what a platform would spell)."""
+    return [_decode(match.group(1)) for match in _MARKED.finditer(text)]
+
+
 def spell(text: str, spelling: Spelling) -> str:
     """``text`` with every mention written the platform's way."""
     return _MARKED.sub(lambda match: spelling(_decode(match.group(1))), text)
