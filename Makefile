@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 # Every dependency's exact version but torch's (TORCH_SPEC picks the build): installs
 # change only when `make lock` is run and its result committed.
 LOCK := requirements.lock
+# pytest-xdist processes for `make test` (each test module stays on one, so its
+# module-scoped fixtures are built once). 2 fits the 2-core machines CI runs on.
+TEST_WORKERS ?= 2
 LOCK_VENV := .lock-venv
 
 .PHONY: demo demo-flux test lint typecheck format install lock clean browser redis-tls mutation
@@ -36,7 +39,7 @@ test: $(STAMP) browser redis-tls
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # The headless browser of the verify page's test (tests/e2e/web): Debian's Chromium and
 # its matching driver, from the package registry, installed only when missing (as root,
