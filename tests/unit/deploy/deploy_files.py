@@ -14,6 +14,7 @@ from stylebot.metrics import METRICS_HOST_SETTING, METRICS_PORT_SETTING
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_CPU = DEPLOY / "compose.cpu.yaml"
+COMPOSE_S3 = DEPLOY / "compose.s3.yaml"
 
 
 class ResetTag:

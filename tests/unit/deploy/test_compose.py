@@ -7,12 +7,14 @@ checks, and environment variables that are real settings.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from tests.unit.deploy.deploy_files import (
     COMPOSE,
     COMPOSE_CPU,
+    COMPOSE_S3,
     DEPLOY,
     environment_of,
     load,
@@ -26,6 +28,11 @@ from stylebot.cli import main as stylebot_main
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def compose_s3(compose: dict[str, Any]) -> dict[str, Any]:
+    return merge(compose, load(COMPOSE_S3))
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +114,10 @@ def test_the_cpu_variant_drops_the_gpu_and_builds_without_cuda(
 
 
 def test_every_environment_variable_set_is_a_setting(
-    compose: dict[str, Any], compose_cpu: dict[str, Any]
+    compose: dict[str, Any], compose_cpu: dict[str, Any], compose_s3: dict[str, Any]
 ) -> None:
     known = setting_names()
-    for variant in (compose, compose_cpu):
+    for variant in (compose, compose_cpu, compose_s3):
         for name, service in variant["services"].items():
             if name == "redis":
                 continue
@@ -128,3 +135,27 @@ def test_the_commands_are_stylebot_subcommands(
         stylebot_main([*arguments, "--help"])
     assert exit_info.value.code == 0
     assert "usage: stylebot" in capsys.readouterr().out
+
+
+def test_the_s3_variant_puts_every_process_on_one_local_object_store(
+    compose_s3: dict[str, Any],
+) -> None:
+    services = compose_s3["services"]
+    store = services["s3"]
+    assert "-s3" in store["command"]
+    assert "s3-data" in compose_s3["volumes"]
+    config_mount = next(v for v in store["volumes"] if v.endswith(":/etc/seaweedfs/s3.json:ro"))
+    # The operator copies the example; the example is what the server would read.
+    example = DEPLOY / (config_mount.split(":", 1)[0].removeprefix("./") + ".example")
+    [identity] = json.loads(example.read_text())["identities"]
+    assert {"Read", "Write", "List"} <= set(identity["actions"])
+    port = next(flag for flag in store["command"] if flag.startswith("-s3.port=")).split("=")[1]
+    for name in ("frontend", "worker"):
+        environment = environment_of(services[name])
+        assert environment["STYLEBOT_BLOB_URL"] == "s3://stylebot/blobs", name
+        assert environment["STYLEBOT_S3_ENDPOINT_URL"] == f"http://s3:{port}", name
+        assert environment["STYLEBOT_S3_ADDRESSING_STYLE"] == "path", name
+        # Merged, not replaced: the base file's settings are still there.
+        assert environment["REDIS_URL"] == "redis://redis:6379/0", name
+        assert services[name]["depends_on"]["s3"]["condition"] == "service_healthy", name
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
