@@ -70,6 +70,6 @@ def test_an_unknown_variant_is_refused_naming_the_setting() -> None:
 
 
 def test_an_unknown_base_model_family_is_refused_naming_the_setting() -> None:
-    with pytest.raises(SettingsError, match=r"STYLEBOT_BASE_MODEL_FAMILY=sd3: must be one of auto"):
-        load_settings(environ={"STYLEBOT_BASE_MODEL_FAMILY": "sd3"})
+    with pytest.raises(SettingsError, match=r"STYLEBOT_BASE_MODEL_FAMILY=sd4: must be one of auto"):
+        load_settings(environ={"STYLEBOT_BASE_MODEL_FAMILY": "sd4"})
     assert load_settings(environ={"STYLEBOT_BASE_MODEL_FAMILY": "sdxl"}).base_model_family == "sdxl"

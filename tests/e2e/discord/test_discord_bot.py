@@ -148,6 +148,7 @@ async def test_train_with_consent_then_imagine_in_the_style(
         "forget-me",
         "admin",
         "Add images to a style",
+        "captions",
         "restyle",
         "extend",
         "repaint",
