@@ -287,9 +287,10 @@ class StyleWorker(OutageTolerantWorker):
                 if not reported:
                     await report_trained(context, job_id, result)
                 return
-        await context.events.publish(JobEvent(job_id, kind, "failed", error=error))
         if kind == "train":
+            # Before the user is told: once they read "failed", nothing of it is kept.
             await context.checkpoints.discard(job_id)
+        await context.events.publish(JobEvent(job_id, kind, "failed", error=error))
 
     def handle_sig(self, signum: int) -> None:
         """arq's stop handler, except that a job's task is cancelled only once.

@@ -50,7 +50,10 @@ def test_restyle_a_picture_then_a_result_and_verify_names_the_source(
     assert "“garden.png” is not a stylebot image of yours" in out
     assert "/restyle style:NAME confirm:yes" in out
     assert "Restyling your picture (strength 0.5)" in out
-    [saved] = [Path(p) for p in re.findall(r"saved (\S+\.png)", out)]
+    # The training's report picture, then the restyled image.
+    report, restyled_path = re.findall(r"saved (\S+\.png)", out)
+    assert Path(report).name == "stylebot-training-ink.png"
+    saved = Path(restyled_path)
     data = saved.read_bytes()
     with Image.open(saved) as restyled:
         # The picture's shape at the default size (256): 256x152 stretched to min_size.

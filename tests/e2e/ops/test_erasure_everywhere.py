@@ -57,7 +57,9 @@ def lora_copies(host: Path) -> list[Path]:
 
 
 def saved_images(console: StylebotProcess) -> list[str]:
-    return re.findall(r"saved (\S+\.png)", console.screen_text())
+    """The generated images the console saved (not a training's report picture)."""
+    saved = re.findall(r"saved (\S+\.png)", console.screen_text())
+    return [path for path in saved if not Path(path).name.startswith("stylebot-training-")]
 
 
 async def test_delete_and_forgetme_leave_nothing_in_files_logs_caches_or_redis(
