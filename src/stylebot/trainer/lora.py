@@ -186,7 +186,7 @@ def train_lora(
     # tiny-model step when it was read in the loop).
     unet_dtype = unet.dtype
     held_cache = LatentCache(pipeline.vae, held_out, flip=False, device=device)
-    validation_set = ValidationSet(
+    validation_set = ValidationSet.diffusion(
         [held_cache.mean(i) for i in range(len(held_cache))],
         noise_scheduler,
         prediction_type,
