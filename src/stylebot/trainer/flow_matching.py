@@ -52,7 +52,12 @@ from stylebot.trainer.hardware import (
     optimizer_name,
 )
 from stylebot.trainer.latents import LatentCache
-from stylebot.trainer.lora import TrainingCancelled, TrainingNotFinite, TrainOutcome
+from stylebot.trainer.lora import (
+    TrainingCancelled,
+    TrainingNotFinite,
+    TrainOutcome,
+    require_finite_latents,
+)
 from stylebot.trainer.validation import ValidationSet, split_holdout
 
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
@@ -224,6 +229,7 @@ def train_flow_lora(
     validation_set = ValidationSet.flow_matching(
         [held_cache.mean(i).to(dtype) for i in range(len(held_cache))], seed=settings.seed
     )
+    require_finite_latents([latents_cache, held_cache], len(images), pipeline.vae.dtype)
     schedule = BatchSchedule(
         [image.bucket for image in training],
         repeats=settings.repeats,
