@@ -7,8 +7,8 @@ towards noise by the scheduler's shift (SD 3.5: a fixed 3; FLUX.1-dev: by the
 image's size). The caption is encoded once (T5 and CLIP) before the first step,
 and on a GPU the text encoders are moved off it for the run.
 
-Checkpoints, resume, cancel and previews work as for the UNet families; a
-held-out validation loss is not computed for these families yet.
+Checkpoints, resume, cancel, previews and the held-out validation loss
+(trainer.validation, with flow matching's noising) work as for the UNet families.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from peft.utils import get_peft_model_state_dict
 from PIL import Image
 
 from stylebot.engine.families import LORA_TARGET_MODULES, FlowPipeline, flow_family
-from stylebot.queue.payloads import TrainSettings
+from stylebot.queue.payloads import TrainSettings, ValidationPoint
 from stylebot.trainer.borrowed_unet import (
     TRAINING_ADAPTER,
     borrowed_unet,
     flush_denormals,
+    make_training_active,
     other_styles_off,
     text_encoders,
 )
@@ -51,7 +52,13 @@ from stylebot.trainer.hardware import (
     optimizer_name,
 )
 from stylebot.trainer.latents import LatentCache
-from stylebot.trainer.lora import TrainingCancelled, TrainingNotFinite, TrainOutcome
+from stylebot.trainer.lora import (
+    TrainingCancelled,
+    TrainingNotFinite,
+    TrainOutcome,
+    require_finite_latents,
+)
+from stylebot.trainer.validation import ValidationSet, split_holdout
 
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 # FLUX.1-dev's distilled guidance during training, as diffusers' and ai-toolkit's
@@ -191,6 +198,10 @@ def train_flow_lora(
     `caption` evokes `images`; writes `output_dir/pytorch_lora_weights.safetensors`
     in diffusers' layout (`transformer.` keys), which `load_lora_weights` loads.
 
+    `settings.holdout_images` of the images never train but measure, at every
+    `checkpoint_every_steps` step and at the end, the loss with the LoRA against
+    the base model's (`TrainOutcome.validation`), as in `train_lora`.
+
     Checkpoints and resume work as in `train_lora` (trainer.checkpoints): the
     state every `checkpoint_every_steps` steps or `checkpoint_every_s` seconds and
     on cancel; a resumed run draws what the uninterrupted one would have.
@@ -209,9 +220,18 @@ def train_flow_lora(
     bucketed = bucket_images(
         [image.convert("RGB") for image in images], settings.resolution, min_step=16
     )
-    latents_cache = LatentCache(pipeline.vae, bucketed, flip=settings.flip, device=device)
+    train_ids, held_ids = split_holdout(len(images), settings.holdout_images, settings.seed)
+    training = [bucketed[i] for i in train_ids]
+    latents_cache = LatentCache(pipeline.vae, training, flip=settings.flip, device=device)
+    held_cache = LatentCache(
+        pipeline.vae, [bucketed[i] for i in held_ids], flip=False, device=device
+    )
+    validation_set = ValidationSet.flow_matching(
+        [held_cache.mean(i).to(dtype) for i in range(len(held_cache))], seed=settings.seed
+    )
+    require_finite_latents([latents_cache, held_cache], len(images), pipeline.vae.dtype)
     schedule = BatchSchedule(
-        [image.bucket for image in bucketed],
+        [image.bucket for image in training],
         repeats=settings.repeats,
         batch_size=settings.batch_size,
         flip=settings.flip,
@@ -222,6 +242,7 @@ def train_flow_lora(
     rng = torch.Generator(device="cpu").manual_seed(settings.seed)
     loss_value = math.nan
     first_step = 1
+    curve: list[tuple[int, float, float]] = []
     devices = [torch.cuda.current_device()] if device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=devices),
@@ -246,6 +267,28 @@ def train_flow_lora(
                 restore_checkpoint(resume_from, names, params, optimizer, rng, optimizer_used)
                 first_step = resume_from.step + 1
                 loss_value = resume_from.loss
+                curve = list(resume_from.validation)
+
+            def held_out_loss() -> float:
+                def prediction(
+                    noisy: torch.Tensor, levels: torch.Tensor, _position: int
+                ) -> torch.Tensor:
+                    with autocast(device, amp_dtype):
+                        return _velocity(pipeline, noisy, levels, conditioning)
+
+                return validation_set.loss(prediction)
+
+            def validate(step: int) -> None:
+                if not validation_set:
+                    return
+                loss = held_out_loss()
+                # The base model, on the same noise and levels.
+                transformer.disable_adapters()
+                try:
+                    base_loss = held_out_loss()
+                finally:
+                    make_training_active(transformer, params)
+                curve.append((step, loss, base_loss))
 
             def checkpoint(step: int) -> TrainingCheckpoint:
                 return TrainingCheckpoint(
@@ -256,6 +299,7 @@ def train_flow_lora(
                     optimizer=cpu_copy(optimizer.state_dict()),
                     optimizer_name=optimizer_used,
                     rng_state=rng.get_state(),
+                    validation=tuple(curve),
                 )
 
             total = settings.steps
@@ -287,6 +331,8 @@ def train_flow_lora(
                     )
                 if on_progress is not None:
                     on_progress(step, total, loss_value)
+                if step % settings.checkpoint_every_steps == 0 or step == total:
+                    validate(step)
                 due = (
                     step % settings.checkpoint_every_steps == 0
                     or time.monotonic() - last_saved_at >= settings.checkpoint_every_s
@@ -307,4 +353,5 @@ def train_flow_lora(
         final_loss=loss_value,
         seconds=time.perf_counter() - started,
         resumed_from=first_step - 1,
+        validation=tuple(ValidationPoint(*point) for point in curve),
     )

@@ -106,6 +106,19 @@ class TrainingNotFinite(RuntimeError):
         self.user_message = message
 
 
+def require_finite_latents(
+    caches: Sequence[LatentCache], image_count: int, vae_dtype: torch.dtype
+) -> None:
+    """`TrainingNotFinite` if the VAE encoded any image to NaN or inf (an fp16 VAE overflowed)."""
+    broken = sum(len(cache.non_finite()) for cache in caches)
+    if broken:
+        raise TrainingNotFinite(
+            f"the VAE encoded {broken} of the {image_count} training images to NaN or "
+            f"infinite latents (VAE in {vae_dtype}); nothing was trained. Load the "
+            "model in float32 (STYLEBOT_DTYPE=float32) or use a VAE that works in float16"
+        )
+
+
 def train_lora(
     pipeline: BasePipeline,
     images: Sequence[Image.Image],
@@ -186,20 +199,14 @@ def train_lora(
     # tiny-model step when it was read in the loop).
     unet_dtype = unet.dtype
     held_cache = LatentCache(pipeline.vae, held_out, flip=False, device=device)
-    validation_set = ValidationSet(
+    validation_set = ValidationSet.diffusion(
         [held_cache.mean(i) for i in range(len(held_cache))],
         noise_scheduler,
         prediction_type,
         seed=settings.seed,
     )
     amp_dtype = autocast_dtype(settings.mixed_precision, device, unet_dtype)
-    broken = len(latents_cache.non_finite()) + len(held_cache.non_finite())
-    if broken:
-        raise TrainingNotFinite(
-            f"the VAE encoded {broken} of the {len(images)} training images to NaN or "
-            f"infinite latents (VAE in {pipeline.vae.dtype}); nothing was trained. Load the "
-            "model in float32 (STYLEBOT_DTYPE=float32) or use a VAE that works in float16"
-        )
+    require_finite_latents([latents_cache, held_cache], len(images), pipeline.vae.dtype)
 
     # Noise, timesteps and batches come from a CPU generator, so a seed gives
     # the same run on any device; the global seed covers the LoRA init.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,9 @@ from stylebot.engine.lora_loading import load_checked_lora
 from stylebot.engine.models import load_pipeline, model_family
 from stylebot.engine.runtime import JobCancelled, StyleEngine
 from stylebot.engine.tiny_model import write_tiny_model
+from stylebot.engine.training_previews import TrainingPreviews
 from stylebot.queue.payloads import TrainJob, TrainSettings
+from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.flow_matching import noise_levels
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -255,6 +258,49 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_weights(
     assert resumed_weights.keys() == whole_weights.keys()
     for key, tensor in whole_weights.items():
         assert torch.allclose(resumed_weights[key], tensor, atol=1e-6), key
+
+
+def test_a_flow_run_validates_on_held_out_images_and_renders_previews(
+    engine: StyleEngine,
+) -> None:
+    settings = dataclasses.replace(
+        SETTINGS, steps=4, holdout_images=1, checkpoint_every_steps=2, preview_every_steps=2
+    )
+    previews: list[tuple[int, str]] = []
+    whole = engine.train(
+        _uploads(),
+        TRIGGER,
+        settings,
+        previews=TrainingPreviews(
+            "job-flow", lambda step, preview, _image: previews.append((step, preview.prompt))
+        ),
+    )
+    # The last step's image is the style itself: one preview, at step 2.
+    assert previews == [(2, TRIGGER)]
+    curve = whole.validation
+    assert [point.step for point in curve] == [2, 4]
+    assert all(math.isfinite(p.loss) and math.isfinite(p.base_loss) for p in curve)
+    # Same noise and levels every time: the base model's loss never moves, the LoRA's does.
+    assert len({point.base_loss for point in curve}) == 1
+    assert all(p.loss != p.base_loss for p in curve)
+
+    # A run stopped after step 3 and resumed returns the same whole curve.
+    saved: list[bytes] = []
+    done: list[int] = []
+    with pytest.raises(JobCancelled):
+        engine.train(
+            _uploads(),
+            TRIGGER,
+            settings,
+            on_progress=lambda step, _total, _loss: done.append(step),
+            should_stop=lambda: len(done) >= 3,
+            on_checkpoint=lambda state, _step: saved.append(state),
+        )
+    assert [p[0] for p in TrainingCheckpoint.from_bytes(saved[-1]).validation] == [2]
+    resumed = engine.train(_uploads(), TRIGGER, settings, resume_from=saved[-1])
+    assert [p.step for p in resumed.validation] == [2, 4]
+    assert [p.loss for p in resumed.validation] == pytest.approx([p.loss for p in curve], rel=1e-4)
+    assert resumed.validation[0].base_loss == pytest.approx(curve[0].base_loss, rel=1e-6)
 
 
 def test_a_style_trains_and_samples_on_an_int8_base_transformer(

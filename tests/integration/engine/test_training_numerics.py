@@ -14,13 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    AutoencoderKL,
+    FluxPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image
 
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer.buckets import bucket_images
+from stylebot.trainer.flow_matching import train_flow_lora
 from stylebot.trainer.latents import LatentCache, needs_upcast
 from stylebot.trainer.lora import WEIGHTS_NAME, TrainingNotFinite, train_lora
 
@@ -104,6 +110,16 @@ def test_nan_latents_fail_the_run_and_save_nothing(
     assert "float32" in failed.value.user_message
     assert not (tmp_path / "out" / WEIGHTS_NAME).exists()
     assert not _has_peft_layers(sdxl.unet)
+
+
+def test_nan_latents_fail_a_flow_run_too(tiny_flux_model_dir: Path, tmp_path: Path) -> None:
+    pipeline = load_pipeline(str(tiny_flux_model_dir), device="cpu")
+    assert isinstance(pipeline, FluxPipeline)
+    _overflowing_in_fp16(pipeline.vae).register_to_config(force_upcast=False)
+    with pytest.raises(TrainingNotFinite, match="NaN or infinite latents"):
+        train_flow_lora(pipeline, _images(), "sks", SETTINGS, tmp_path / "out")
+    assert not (tmp_path / "out" / WEIGHTS_NAME).exists()
+    assert not _has_peft_layers(pipeline.transformer)
 
 
 def test_a_diverging_loss_fails_the_run_and_saves_no_weights(

@@ -24,9 +24,15 @@ from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.console.session import make_sample_images
-from stylebot.bot.core.commands import ConfirmConsent, IncomingFile, TrainStyle, UploadImages
+from stylebot.bot.core.commands import (
+    ConfirmConsent,
+    IncomingFile,
+    StyleInfo,
+    TrainStyle,
+    UploadImages,
+)
 from stylebot.bot.core.model import Requester, StyleStatus
-from stylebot.bot.core.replies import JobFinished, JobQueued
+from stylebot.bot.core.replies import JobFinished, JobQueued, TextReply
 from stylebot.config import Settings
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, checkpoint_key
@@ -143,3 +149,12 @@ async def test_a_killed_worker_s_training_resumes_from_its_checkpoint_on_another
     style = await frontend.uow.styles.find_style(user.id, "sturdy")
     assert style is not None
     assert style.status is StyleStatus.READY
+    # One of the two images was held out: /style info shows its validation loss
+    # against the base model's, the curve carried across the restart.
+    info = await bot.handle(StyleInfo(ME, "sturdy"))
+    assert isinstance(info, TextReply)
+    assert "1 image(s) held out for validation" in info.text
+    assert "validation: Held-out images: validation loss" in info.text
+    curve = await frontend.uow.styles.style_validation(style.id)
+    checkpoint_steps = range(CHECKPOINT_EVERY, STEPS + 1, CHECKPOINT_EVERY)
+    assert [point.step for point in curve] == list(checkpoint_steps)
