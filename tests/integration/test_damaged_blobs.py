@@ -149,16 +149,20 @@ async def test_a_damaged_training_image_fails_training_without_an_offer_to_retry
     assert "try again." not in done.reply.text
 
 
-async def test_a_damaged_training_checkpoint_is_not_resumed_from(frontend: FrontEnd) -> None:
+async def test_a_damaged_training_checkpoint_is_not_resumed_from(
+    frontend: FrontEnd, tmp_path: Path
+) -> None:
     client = await connect(frontend.redis_url)
     try:
         checkpoints = CheckpointStore(client, frontend.blobs)
-        await checkpoints.save("train-damaged", b"lora and optimiser state" * 100, 40)
-        saved = await checkpoints.latest("train-damaged")
-        assert saved is not None
-        flip_byte(frontend.blobs.path(hashlib.sha256(saved[0]).hexdigest()))
+        state = tmp_path / "state.pt"
+        state.write_bytes(b"lora and optimiser state" * 100)
+        await checkpoints.save_file("train-damaged", state, 40)
+        assert await checkpoints.latest_to_file("train-damaged", tmp_path / "first.pt") == 40
+        flip_byte(frontend.blobs.path(hashlib.sha256(state.read_bytes()).hexdigest()))
         # Training again from step 0 is slower, never wrong; resuming from garbage is.
-        assert await checkpoints.latest("train-damaged") is None
+        assert await checkpoints.latest_to_file("train-damaged", tmp_path / "again.pt") is None
+        assert not (tmp_path / "again.pt").exists()
     finally:
         await client.aclose()
 

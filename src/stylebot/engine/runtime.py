@@ -61,7 +61,7 @@ from stylebot.queue.payloads import (
 )
 from stylebot.style_tokens import TRAINING_TOKEN
 from stylebot.trainer.borrowed_unet import DeviceSharing
-from stylebot.trainer.checkpoints import usable_checkpoint
+from stylebot.trainer.checkpoints import checkpoint_files, usable_checkpoint
 from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
 from stylebot.trainer.embeddings import StyleEmbedding, style_caption
 from stylebot.trainer.flow_matching import train_flow_lora
@@ -193,15 +193,16 @@ class StyleEngine:
         on_progress: Callable[[int, int, float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         *,
-        resume_from: bytes | None = None,
-        on_checkpoint: Callable[[bytes, int], None] | None = None,
+        resume_from: Path | None = None,
+        on_checkpoint: Callable[[Path, int], None] | None = None,
         device_sharing: DeviceSharing | None = None,
         export_for: TrainJob | None = None,
         previews: TrainingPreviews | None = None,
         captions: Sequence[str] = (),
     ) -> TrainedWeights:
-        """Train a style's LoRA; `on_checkpoint(state, step)` gets the run's state as
-        bytes now and then, which `resume_from` continues after a crash. A
+        """Train a style's LoRA; `on_checkpoint(file, step)` gets the run's state in a
+        file now and then (read it before returning: the file is reused), which
+        `resume_from` (such a file) continues after a crash. A
         checkpoint from other settings (or unreadable) is ignored, with a log line:
         training again from the start is slower but always right. The result
         also holds the kohya-layout export, described from `export_for`. `captions`:
@@ -243,11 +244,7 @@ class StyleEngine:
                         on_progress=progress,
                         should_stop=should_stop,
                         resume_from=checkpoint,
-                        on_checkpoint=(
-                            None
-                            if on_checkpoint is None
-                            else lambda state: on_checkpoint(state.to_bytes(), state.step)
-                        ),
+                        on_checkpoint=checkpoint_files(on_checkpoint, Path(workdir)),
                     )
                 else:
                     outcome = train_lora(
@@ -259,11 +256,7 @@ class StyleEngine:
                         on_progress=progress,
                         should_stop=should_stop,
                         resume_from=checkpoint,
-                        on_checkpoint=(
-                            None
-                            if on_checkpoint is None
-                            else lambda state: on_checkpoint(state.to_bytes(), state.step)
-                        ),
+                        on_checkpoint=checkpoint_files(on_checkpoint, Path(workdir)),
                         device_sharing=device_sharing,
                         captions=captions,
                     )

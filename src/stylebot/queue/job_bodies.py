@@ -8,9 +8,11 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from stylebot.config import Settings
@@ -65,13 +67,14 @@ async def _train(
     watch = CancelWatch(context.redis, job.job_id)
     loop = asyncio.get_running_loop()
 
-    def save_checkpoint(state: bytes, step: int) -> None:
+    def save_checkpoint(checkpoint_file: Path, step: int) -> None:
         if interruption.final:
             return  # the job failed: nothing will resume it
         try:
             # Gives up at once if the loop stopped (the worker is exiting): waiting
             # on it would hold the device thread, and the process, for ever.
-            run_on_loop(checkpoints.save(job.job_id, state, step), loop, CHECKPOINT_WRITE_TIMEOUT_S)
+            saving = checkpoints.save_file(job.job_id, checkpoint_file, step)
+            run_on_loop(saving, loop, CHECKPOINT_WRITE_TIMEOUT_S)
         except Exception as exc:
             # A lost checkpoint only means a resumed run repeats some steps:
             # no reason to fail the run itself.
@@ -94,6 +97,10 @@ async def _train(
         previews_sent.append(asyncio.run_coroutine_threadsafe(sending, loop))
 
     device = context.device
+    # The checkpoint a resumed run starts from: fetched to a file, never whole in memory.
+    scratch = context.settings.data_dir / "cache"
+    scratch.mkdir(parents=True, exist_ok=True)
+    resume_file = scratch / f"resume-{secrets.token_hex(8)}.pt"
     try:
         if await watch.already_cancelled():
             await checkpoints.discard(job.job_id)
@@ -108,8 +115,8 @@ async def _train(
             if not reported:
                 await report_trained(context, job.job_id, result)
             return result.to_dict()
-        saved = await checkpoints.latest(job.job_id)
-        resume_from, done_steps = saved if saved is not None else (None, 0)
+        saved = await checkpoints.latest_to_file(job.job_id, resume_file)
+        resume_from, done_steps = (resume_file, saved) if saved is not None else (None, 0)
         if saved is not None:
             log.info("training job %s resumes after step %d", job.job_id, done_steps)
         await events.publish(
@@ -157,6 +164,8 @@ async def _train(
         await checkpoints.discard(job.job_id)
         await events.publish(JobEvent(job.job_id, "train", "cancelled"))
         return {"cancelled": True}
+    finally:
+        resume_file.unlink(missing_ok=True)
     result = TrainResult(
         lora_key,
         weights.steps,

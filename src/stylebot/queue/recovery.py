@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from pathlib import Path
 from types import TracebackType
 
 from redis.asyncio import Redis
@@ -145,31 +146,35 @@ async def stop_helper(task: asyncio.Task[None] | None, what: str) -> None:
 
 
 class CheckpointStore:
-    """The latest checkpoint of each training job: bytes in the blob store, key in Redis."""
+    """The latest checkpoint of each training job: a file streamed into the blob store,
+    its key in Redis. Checkpoints move file to store and store to file, never whole in
+    memory (a large model's optimiser state is gigabytes)."""
 
     def __init__(self, redis: Redis, blobs: BlobStorage) -> None:
         self.redis = redis
         self.blobs = blobs
 
-    async def latest(self, job_id: str) -> tuple[bytes, int] | None:
-        """The job's last checkpoint and the steps it holds, or None."""
+    async def latest_to_file(self, job_id: str, path: Path) -> int | None:
+        """Write the job's last checkpoint to `path` (checked against its key) and
+        return the steps it holds; None, and no file, when there is none to use."""
         raw = await self.redis.get(checkpoint_key(job_id))
         if raw is None:
             return None
         record = json.loads(raw)
         try:
-            return await self.blobs.get(record["blob_key"]), int(record["step"])
+            await self.blobs.get_to_file(record["blob_key"], path)
         except KeyError:
             log.warning("checkpoint of job %s is gone from the blob store", job_id)
             return None
         except DamagedBlob as exc:  # training from the start is slower, never wrong
             log.warning("checkpoint of job %s is damaged (%s); training from step 0", job_id, exc)
             return None
+        return int(record["step"])
 
-    async def save(self, job_id: str, data: bytes, step: int) -> None:
-        """Record a newer checkpoint, then drop the one it replaces."""
+    async def save_file(self, job_id: str, path: Path, step: int) -> None:
+        """Record a newer checkpoint (the file at `path`), then drop the one it replaces."""
         previous = await self.redis.get(checkpoint_key(job_id))
-        blob_key = await self.blobs.put(data)
+        blob_key = await self.blobs.put_file(path)
         record = json.dumps({"blob_key": blob_key, "step": step})
         try:
             await self.redis.set(checkpoint_key(job_id), record, ex=RECORD_TTL_S)

@@ -1,16 +1,18 @@
 """A training run's resumable state: LoRA weights, optimiser, step and RNG.
 
-A checkpoint is plain bytes (torch's zip format, read back with
+A checkpoint is a plain file (torch's zip format, read back with
 `weights_only=True` so a checkpoint from a shared blob store can never run
 code), so the worker can keep it anywhere a blob fits and a worker on another
-host can resume the run.
+host can resume the run. It goes to and from the file directly: a large run's
+state is never also held whole as bytes.
 """
 
 from __future__ import annotations
 
-import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,29 +76,33 @@ class TrainingCheckpoint:
         """Whether this checkpoint belongs to a run with these settings (and is not done)."""
         return self.settings == run_fingerprint(settings) and 0 < self.step < settings.steps
 
-    def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(
-            {
-                "format": FORMAT_VERSION,
-                "step": self.step,
-                "settings": self.settings,
-                "loss": self.loss,
-                "adapter": {k: v.detach().cpu() for k, v in self.adapter.items()},
-                "optimizer": cpu_copy(self.optimizer),
-                "rng_state": self.rng_state.cpu(),
-                "validation": [list(point) for point in self.validation],
-                "embedding": {k: v.detach().cpu() for k, v in self.embedding.items()},
-                "optimizer_name": self.optimizer_name,
-                "ema": {k: v.detach().cpu() for k, v in self.ema.items()},
-            },
-            buffer,
-        )
-        return buffer.getvalue()
+    def write_to(self, path: Path) -> None:
+        """Save the state to `path`, straight into the file."""
+        torch.save(self._saved_form(), path)
+
+    def _saved_form(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "step": self.step,
+            "settings": self.settings,
+            "loss": self.loss,
+            "adapter": {k: v.detach().cpu() for k, v in self.adapter.items()},
+            "optimizer": cpu_copy(self.optimizer),
+            "rng_state": self.rng_state.cpu(),
+            "validation": [list(point) for point in self.validation],
+            "embedding": {k: v.detach().cpu() for k, v in self.embedding.items()},
+            "optimizer_name": self.optimizer_name,
+            "ema": {k: v.detach().cpu() for k, v in self.ema.items()},
+        }
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> TrainingCheckpoint:
-        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    def read_from(cls, path: Path) -> TrainingCheckpoint:
+        """The state saved in `path`; its tensors are read from the file, with no
+        whole-file copy of it in memory first."""
+        return cls._from_saved(torch.load(path, map_location="cpu", weights_only=True))
+
+    @classmethod
+    def _from_saved(cls, raw: Any) -> TrainingCheckpoint:
         if raw.get("format") != FORMAT_VERSION:
             raise ValueError(f"unknown checkpoint format {raw.get('format')!r}")
         return cls(
@@ -158,13 +164,37 @@ def restore_checkpoint(
     rng.set_state(saved.rng_state)
 
 
-def usable_checkpoint(data: bytes | None, settings: TrainSettings) -> TrainingCheckpoint | None:
-    """The checkpoint in `data` if it can continue a run with `settings`, else None
-    (logged): training again from the start is slower but always right."""
-    if data is None:
+def checkpoint_files(
+    on_file: Callable[[Path, int], None] | None, directory: Path
+) -> Callable[[TrainingCheckpoint], None] | None:
+    """The trainer's `on_checkpoint` for a consumer of checkpoint files: each state
+    is written to one file in `directory` and handed to `on_file(file, step)`, which
+    must be done with it on return (the next state overwrites it)."""
+    if on_file is None:
+        return None
+    target = directory / "checkpoint.pt"
+
+    def save(state: TrainingCheckpoint) -> None:
+        try:
+            try:
+                state.write_to(target)
+            except OSError:  # a full scratch disk: a resumed run repeats some steps
+                log.warning("checkpoint at step %d not written", state.step, exc_info=True)
+                return
+            on_file(target, state.step)
+        finally:
+            target.unlink(missing_ok=True)
+
+    return save
+
+
+def usable_checkpoint(path: Path | None, settings: TrainSettings) -> TrainingCheckpoint | None:
+    """The checkpoint in the file at `path` if it can continue a run with `settings`,
+    else None (logged): training again from the start is slower but always right."""
+    if path is None:
         return None
     try:
-        checkpoint = TrainingCheckpoint.from_bytes(data)
+        checkpoint = TrainingCheckpoint.read_from(path)
     except Exception:  # a truncated or foreign blob: start over rather than fail the job
         log.exception("unreadable training checkpoint ignored; training from step 0")
         return None

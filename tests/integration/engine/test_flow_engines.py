@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -234,11 +235,11 @@ def test_the_export_loads_in_comfyui_and_diffusers_with_every_module_applied(
 
 
 def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_weights(
-    engine: StyleEngine,
+    engine: StyleEngine, tmp_path: Path
 ) -> None:
     settings = dataclasses.replace(SETTINGS, checkpoint_every_steps=2)
     whole = engine.train(_uploads(), TRIGGER, settings)
-    saved: list[tuple[bytes, int]] = []
+    saved: list[tuple[Path, int]] = []
     done: list[int] = []
     with pytest.raises(JobCancelled):
         engine.train(
@@ -247,7 +248,10 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_weights(
             settings,
             on_progress=lambda step, _total, _loss: done.append(step),
             should_stop=lambda: len(done) >= 3,
-            on_checkpoint=lambda state, step: saved.append((state, step)),
+            # The engine reuses its checkpoint file: keep a copy of each.
+            on_checkpoint=lambda state, step: saved.append(
+                (Path(shutil.copy(state, tmp_path / f"step-{step}.pt")), step)
+            ),
         )
     state, step = saved[-1]
     assert step == 3

@@ -48,8 +48,8 @@ class SlowCheckpoints:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.engine, name)
 
-    def train(self, *args: Any, on_checkpoint: Callable[[bytes, int], None], **kwargs: Any) -> Any:
-        def slow_save(state: bytes, step: int) -> None:
+    def train(self, *args: Any, on_checkpoint: Callable[[Path, int], None], **kwargs: Any) -> Any:
+        def slow_save(state: Path, step: int) -> None:
             time.sleep(SHUTDOWN_SAVE_S)
             on_checkpoint(state, step)
             self.saved_steps.append(step)
