@@ -100,6 +100,20 @@ def single_file_flow_variant(keys: Iterable[str]) -> str | None:
     return None
 
 
+class FlowTrainsPlainLora(ValueError):
+    """A FLUX.1 or SD 3.5 base asked to train more than a plain LoRA: their exports
+    (flow_lora_files) have plain LoRA's layout only. The front end cannot know the
+    worker's family before the job runs (it is read from the loaded pipeline), so
+    `user_message` tells the member here what to choose instead."""
+
+    def __init__(self, family: str, kind: str) -> None:
+        super().__init__(f"{family} styles train a plain LoRA only, not {kind}")
+        advice = " Train it again with variant:lora." if kind in ("dora", "lokr") else ""
+        self.user_message = (
+            f"this bot's base model ({family}) trains a plain LoRA only, not {kind}.{advice}"
+        )
+
+
 def flow_family_of_class(class_name: str) -> FlowFamily | None:
     cls = FLOW_PIPELINE_CLASSES.get(class_name)
     if cls is None:

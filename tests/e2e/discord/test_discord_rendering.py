@@ -25,6 +25,7 @@ from stylebot.bot.discord.adapter import DiscordAdapter
 from stylebot.bot.discord.consent_views import consent_view, licence_options, rename_view
 from stylebot.bot.discord.views import erasure_view
 from stylebot.config import Settings
+from stylebot.queue.payloads import LORA_VARIANTS
 
 pytestmark = pytest.mark.slow
 
@@ -143,13 +144,21 @@ async def test_prompts_show_as_typed_and_never_as_links_or_markdown(
 def test_the_longest_custom_ids_the_bot_makes_fit_discords_100_characters() -> None:
     longest_user_id = 2**64 - 1  # snowflakes are 64-bit: 20 digits
     longest_licence = max((licence.id for licence in LICENCES), key=len)
+    longest_variant = max(LORA_VARIANTS, key=len)
     options = licence_options((licence.id, licence.label) for licence in LICENCES)
     views = [
         # The longest name carried, with every other field at its longest too.
-        consent_view(longest_user_id, "n" * 48, options, longest_licence, PeopleAnswer.NOT_AGREED),
-        consent_view(longest_user_id, "m" * 49, options, longest_licence, PeopleAnswer.AGREED),
+        consent_view(
+            longest_user_id,
+            "n" * 43,
+            options,
+            longest_licence,
+            PeopleAnswer.NOT_AGREED,
+            longest_variant,
+        ),
+        consent_view(longest_user_id, "m" * 44, options, longest_licence, PeopleAnswer.AGREED),
         consent_view(longest_user_id, "a:b", options),  # a name with the separator in it
-        rename_view(longest_user_id, longest_licence, PeopleAnswer.AGREED),
+        rename_view(longest_user_id, longest_licence, PeopleAnswer.AGREED, longest_variant),
         erasure_view(longest_user_id),
     ]
     custom_ids = [
@@ -159,7 +168,7 @@ def test_the_longest_custom_ids_the_bot_makes_fit_discords_100_characters() -> N
     ]
     assert len(custom_ids) == 16
     assert max(len(custom_id) for custom_id in custom_ids) <= 100
-    assert any(custom_id.endswith(":" + "n" * 48) for custom_id in custom_ids)
+    assert any(custom_id.endswith(f":{'n' * 43}:{longest_variant}") for custom_id in custom_ids)
     # Too long (or holding ':') to carry, a name is asked for again instead of being cut.
     assert all("mm" not in c and not c.endswith("a:b") for c in custom_ids)
 

@@ -29,6 +29,7 @@ from stylebot.engine.models import load_pipeline, model_family
 from stylebot.engine.runtime import JobCancelled, StyleEngine
 from stylebot.engine.tiny_model import write_tiny_model
 from stylebot.engine.training_previews import TrainingPreviews
+from stylebot.queue.job_lifecycle import user_error
 from stylebot.queue.payloads import TrainJob, TrainSettings
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.flow_matching import noise_levels
@@ -146,6 +147,17 @@ def test_a_variation_of_strength_zero_is_the_seed_and_a_stronger_one_differs(
 def test_flow_styles_train_a_lora_only(engine: StyleEngine) -> None:
     with pytest.raises(ValueError, match="LoRA only"):
         engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, method="both"))
+
+
+def test_a_member_who_chose_another_variant_is_told_to_train_plain_lora(
+    engine: StyleEngine,
+) -> None:
+    with pytest.raises(ValueError, match="LoRA only") as refused:
+        engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, lora_variant="dora"))
+
+    told = user_error(refused.value)
+    assert "plain LoRA only, not dora" in told
+    assert "variant:lora" in told
 
 
 def test_flux_schnell_samples_at_most_four_steps_without_guidance(tmp_path: Path) -> None:

@@ -67,3 +67,27 @@ async def test_without_a_name_it_only_records_consent(world: CoreWorld) -> None:
     assert isinstance(reply, TextReply)
     assert await consented(world)
     assert world.queue.train_jobs == []
+
+
+async def test_the_variant_chosen_before_consent_goes_with_the_job(world: CoreWorld) -> None:
+    # `/train ink variant:lokr` typed while the consent question was open: the platform
+    # hands both to the core with the confirmation.
+    await upload(world, ALICE, (10, 20, 30))
+    command = ConfirmConsent.answered(ALICE, "own-work", PeopleAnswer.NONE, "ink", "lokr")
+
+    reply = await world.bot.handle(command)
+
+    assert isinstance(reply, JobQueued), reply
+    assert [job.settings.lora_variant for job in world.queue.train_jobs] == ["lokr"]
+
+
+async def test_an_unknown_variant_keeps_the_consent_and_says_why(world: CoreWorld) -> None:
+    await upload(world, ALICE, (10, 20, 30))
+    command = ConfirmConsent.answered(ALICE, "own-work", PeopleAnswer.NONE, "ink", "loha")
+
+    reply = await world.bot.handle(command)
+
+    assert isinstance(reply, TrainingRefused), reply
+    assert "variant:loha" in reply.text
+    assert await consented(world)
+    assert world.queue.train_jobs == []

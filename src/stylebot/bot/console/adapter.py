@@ -60,7 +60,7 @@ Commands:
   /captions STYLE              the captions a style of yours trained on
   /consent LICENCE             confirm you made the images or hold the rights, and pick a licence
   /discard                     forget the images waiting for training
-  /train NAME                  train a style from the waiting images
+  /train NAME [variant:KIND]   train a style from the waiting images (KIND: lora, dora, lokr)
   /imagine PROMPT [style:NAME] [negative:TEXT] [seed:N] [steps:N] [size:WxH] [count:N]
   /restyle PATH style:NAME [strength:0.6] [PROMPT]
                                draw a picture again in a style (add confirm:yes for a

@@ -31,8 +31,9 @@ class UploadImages:
 
 @dataclass(frozen=True)
 class ConfirmConsent:
-    """Consent for the waiting images, then (``train_as``) their training under that name:
-    one command, so no platform sequences the two itself.
+    """Consent for the waiting images, then (``train_as``) their training under that name,
+    as the adapter ``train_variant`` (None: the operator's): one command, so no platform
+    sequences the two itself.
 
     ``identifiable_people``: whether recognisable people appear in the images (None: not
     asked; the terms the user accepts cover it). If True, ``people_agreed`` must be True
@@ -44,14 +45,22 @@ class ConfirmConsent:
     identifiable_people: bool | None = None
     people_agreed: bool | None = None
     train_as: str | None = None
+    train_variant: str | None = None
 
     @classmethod
     def answered(
-        cls, requester: Requester, licence: str, people: PeopleAnswer | None, train_as: str | None
+        cls,
+        requester: Requester,
+        licence: str,
+        people: PeopleAnswer | None,
+        train_as: str | None,
+        train_variant: str | None = None,
     ) -> ConfirmConsent:
         """Rights confirmed (by a press or by typing), with the people answer if asked."""
         identifiable, agreed = people.consent_fields() if people is not None else (None, None)
-        return cls(requester, licence, True, identifiable, agreed, train_as or None)
+        return cls(
+            requester, licence, True, identifiable, agreed, train_as or None, train_variant or None
+        )
 
 
 @dataclass(frozen=True)

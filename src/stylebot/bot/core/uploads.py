@@ -142,7 +142,9 @@ async def confirm_consent(deps: Deps, command: ConfirmConsent) -> Reply:
     consented = await _record_consent(deps, command)
     if isinstance(consented, ErrorReply) or not command.train_as:
         return consented
-    queued = await train_style(deps, TrainStyle(command.requester, command.train_as))
+    queued = await train_style(
+        deps, TrainStyle(command.requester, command.train_as, variant=command.train_variant)
+    )
     return TrainingRefused(queued.text) if isinstance(queued, ErrorReply) else queued
 
 

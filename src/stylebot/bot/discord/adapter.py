@@ -322,13 +322,16 @@ class DiscordAdapter:
         *,
         ephemeral: bool,
         style_name: str = "",
+        variant: str | None = None,
     ) -> None:
         """Download the attachments, then run the command made of them (or say why not)."""
         files = await self.download(attachments)
         if isinstance(files, ErrorReply):
             await self.respond(interaction, files, ephemeral=ephemeral)
             return
-        await self.run(interaction, command(files), ephemeral=ephemeral, style_name=style_name)
+        await self.run(
+            interaction, command(files), ephemeral=ephemeral, style_name=style_name, variant=variant
+        )
 
     async def run(
         self,
@@ -337,10 +340,13 @@ class DiscordAdapter:
         *,
         ephemeral: bool,
         style_name: str = "",
+        variant: str | None = None,
     ) -> None:
         """Hand a command to the core and show its reply as the interaction's answer."""
         reply = await self.bot.handle(command)
-        await self.respond(interaction, reply, ephemeral=ephemeral, style_name=style_name)
+        await self.respond(
+            interaction, reply, ephemeral=ephemeral, style_name=style_name, variant=variant
+        )
 
     async def respond(
         self,
@@ -349,6 +355,7 @@ class DiscordAdapter:
         *,
         ephemeral: bool,
         style_name: str = "",
+        variant: str | None = None,
     ) -> None:
         """Replace the deferred "thinking…" response with the reply; a text longer than
         a message continues in follow-ups, as private as the response.
@@ -368,7 +375,7 @@ class DiscordAdapter:
         view: discord.ui.View | None = None
         if isinstance(reply, ConsentRequest):
             licences = licence_options((lic.id, lic.label) for lic in reply.licences)
-            view = consent_view(interaction.user.id, style_name, licences)
+            view = consent_view(interaction.user.id, style_name, licences, variant=variant)
         elif isinstance(reply, ImagesReady):
             view = result_view([image.output_id for image in reply.images])
         elif isinstance(reply, ErasureConfirmation):

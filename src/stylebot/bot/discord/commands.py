@@ -52,6 +52,7 @@ from stylebot.bot.core.replies import StyleChoices
 from stylebot.bot.discord.caption_views import captioned
 from stylebot.bot.discord.optout_admin import install_optout_review
 from stylebot.bot.discord.restyle_commands import install_restyle_commands
+from stylebot.queue.payloads import LORA_VARIANTS
 
 if TYPE_CHECKING:
     from stylebot.bot.discord.adapter import DiscordAdapter
@@ -153,6 +154,10 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
     @app_commands.describe(
         name="A name for the style: lowercase letters, digits, - or _ (e.g. watercolor)",
         caption="What the images show, e.g. a harbour at dusk, fog (change it with /captions)",
+        variant="The kind of adapter to train (default: the bot's; FLUX.1 and SD 3.5 train lora)",
+    )
+    @app_commands.choices(
+        variant=[app_commands.Choice(name=kind, value=kind) for kind in LORA_VARIANTS]
     )
     @with_images(
         "A reference image (PNG, JPEG or WebP) you made or hold the rights to",
@@ -163,6 +168,7 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
         images: list[discord.Attachment],
         name: str,
         caption: str | None = None,
+        variant: app_commands.Choice[str] | None = None,
     ) -> None:
         await adapter.defer(interaction, ephemeral=True)
         requester = adapter.requester(interaction)
@@ -172,6 +178,7 @@ def install_commands(tree: app_commands.CommandTree[Any], adapter: DiscordAdapte
             lambda files: UploadImages(requester, captioned(files, caption)),
             ephemeral=True,
             style_name=name,
+            variant=variant.value if variant is not None else None,
         )
 
     @tree.context_menu(name="Add images to a style")

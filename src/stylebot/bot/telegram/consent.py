@@ -17,7 +17,7 @@ import dataclasses
 from telegram import CallbackQuery, Message
 from telegram.error import BadRequest
 
-from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads
+from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, TrainStyle
 from stylebot.bot.core.consent import LICENCES, find_licence, people_answer
 from stylebot.bot.core.platform_core import PlatformCore
 from stylebot.bot.core.replies import ConsentRequest, ErrorReply, Reply, TrainingRefused
@@ -35,13 +35,15 @@ ANSWER_BOTH = "Pick a licence and say whether recognisable people appear first."
 
 
 class ConsentFlow:
-    """Open consent questions and the style names waiting for them, per user and chat."""
+    """Open consent questions and the trainings (name, variant) waiting for them, per
+    user and chat."""
 
     def __init__(self, core: PlatformCore, chat: ChatOutput) -> None:
         self.core = core
         self.chat = chat
-        # A style name given with an upload (caption) or while its question is open.
-        self._style_names: dict[UserChat, str] = {}
+        # `/train NAME [variant:KIND]` given with an upload (caption) or while its
+        # question is open: trained once the user confirms.
+        self._trainings: dict[UserChat, TrainStyle] = {}
         # The consent question waiting for each user in each chat (its message id).
         self._open: dict[UserChat, int] = {}
         # Questions whose Confirm is being handled, so a double press counts once.
@@ -51,22 +53,23 @@ class ConsentFlow:
         return conversation.key in self._open
 
     def style_name(self, conversation: Conversation) -> str | None:
-        return self._style_names.get(conversation.key)
+        training = self._trainings.get(conversation.key)
+        return training.name if training is not None else None
 
-    def name_style(self, conversation: Conversation, name: str) -> None:
-        """Train under this name once the user confirms."""
-        self._style_names[conversation.key] = name
+    def name_style(self, conversation: Conversation, training: TrainStyle) -> None:
+        """Train this (its name and variant) once the user confirms."""
+        self._trainings[conversation.key] = training
 
     def forget(self, conversation: Conversation) -> None:
         self._open.pop(conversation.key, None)
-        self._style_names.pop(conversation.key, None)
+        self._trainings.pop(conversation.key, None)
 
     def forget_user(self, user_id: int) -> None:
         """Forget the user's questions and names in every chat (after /forgetme)."""
         for key in [key for key in self._open if key[1] == user_id]:
             del self._open[key]
-        for key in [key for key in self._style_names if key[1] == user_id]:
-            del self._style_names[key]
+        for key in [key for key in self._trainings if key[1] == user_id]:
+            del self._trainings[key]
 
     async def ask(
         self, conversation: Conversation, request: ConsentRequest, *, from_photos: bool
@@ -168,11 +171,15 @@ class ConsentFlow:
     ) -> Reply:
         """Record consent and train the style named for it, if one was (one core command);
         ``pressed`` is the question whose Confirm did it (if any)."""
-        name = self._style_names.get(conversation.key)
-        reply = await self.core.handle(dataclasses.replace(command, train_as=name))
+        training = self._trainings.get(conversation.key)
+        if training is not None:
+            command = dataclasses.replace(
+                command, train_as=training.name, train_variant=training.variant
+            )
+        reply = await self.core.handle(command)
         if isinstance(reply, ErrorReply) and not isinstance(reply, TrainingRefused):
             return reply  # nothing recorded: the name waits for the next try
-        self._style_names.pop(conversation.key, None)
+        self._trainings.pop(conversation.key, None)
         question = self._open.pop(conversation.key, None)
         if question is not None and question != pressed:  # its buttons are stale now
             await self.chat.drop_buttons(conversation.chat_id, question)

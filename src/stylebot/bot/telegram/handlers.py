@@ -293,7 +293,7 @@ class TelegramHandlers:
         # An album sent just before may still be being collected: let it arrive first.
         await self.albums.settled(conversation.chat_id, conversation.user_id)
         if self.consent.is_open(conversation):
-            self.consent.name_style(conversation, command.name)
+            self.consent.name_style(conversation, command)
             await self.chat.show(
                 conversation,
                 TextReply(

@@ -66,7 +66,7 @@ class ImageFlows:
         except CommandSyntaxError as error:
             await self.chat.show(conversation, ErrorReply(str(error)))
             return
-        style_name = named.name if isinstance(named, TrainStyle) else None
+        training = named if isinstance(named, TrainStyle) else None
         files = await self._download(conversation, messages)
         if files is None:
             return
@@ -78,8 +78,8 @@ class ImageFlows:
         if not isinstance(reply, ConsentRequest):
             await self.chat.show(conversation, reply)
             return
-        if style_name:
-            self.consent.name_style(conversation, style_name)
+        if training is not None and training.name:
+            self.consent.name_style(conversation, training)
         from_photos = any(message.photo for message in messages)
         await self.consent.ask(conversation, reply, from_photos=from_photos)
 
