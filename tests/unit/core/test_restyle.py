@@ -490,3 +490,10 @@ def test_typed_repaint_reads_a_mask_path() -> None:
     )
     with pytest.raises(CommandSyntaxError):
         parse_restyle("a.png style:ink mask:m.png region:1,2,3,4", "repaint")
+
+
+def test_a_platform_that_brings_the_mask_needs_no_region() -> None:
+    attached = parse_restyle("style:ink a door", "repaint", mask_attached=True)
+    assert (attached.region, attached.mask_path, attached.words) == (None, None, ("a", "door"))
+    typed = parse_restyle("style:ink region:1,2,3,4 a door", "repaint", mask_attached=True)
+    assert typed.region == (1, 2, 3, 4)

@@ -401,10 +401,12 @@ RESTYLE_OPTIONS = ("style", "strength", "confirm", "zoom", "shape", "region", "m
 _RESTYLE_OPTION = re.compile(r"^(" + "|".join(RESTYLE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
 
 
-def parse_restyle(args: str, verb: str = "restyle") -> RestyleArgs:
+def parse_restyle(args: str, verb: str = "restyle", *, mask_attached: bool = False) -> RestyleArgs:
     """``/restyle``, ``/extend`` (``zoom:1.5|2`` or ``shape:square|portrait``, zoom 2 when
     neither) and ``/repaint`` (``region:LEFT,TOP,WIDTH,HEIGHT`` in percent, or
-    ``mask:PATH``: a mask image, white where the picture is drawn anew)."""
+    ``mask:PATH``: a mask image, white where the picture is drawn anew).
+    ``mask_attached``: the platform brings the mask itself (Telegram's album of two), so
+    /repaint needs no region."""
     words: list[str] = []
     options: dict[str, str] = {}
     try:
@@ -435,7 +437,7 @@ def parse_restyle(args: str, verb: str = "restyle") -> RestyleArgs:
         if options.get("region"):
             raise CommandSyntaxError("Give a region or a mask, not both.")
         mask_path = options["mask"]
-    elif verb == "repaint":
+    elif verb == "repaint" and not (mask_attached and not options.get("region")):
         region = _region(options.get("region", ""))
     return RestyleArgs(
         tuple(words),

@@ -11,7 +11,7 @@ from telegram import Message
 
 from stylebot.bot.core.commands import IncomingFile, OptOut, TrainStyle, UploadImages, Verify
 from stylebot.bot.core.errors import CommandSyntaxError
-from stylebot.bot.core.grammar import RestyleArgs, TextCommand, parse
+from stylebot.bot.core.grammar import RestyleArgs, TextCommand, parse, parse_restyle
 from stylebot.bot.core.platform_core import PlatformCore
 from stylebot.bot.core.replies import ConsentRequest, ErrorReply, VerifyReport, VerifyVerdict
 from stylebot.bot.telegram.chat import ChatOutput
@@ -144,6 +144,29 @@ class ImageFlows:
         reply = await self.core.handle(command)
         typed = f"/{caption.name} {caption.args}".strip()
         await self.chat.show(conversation, reply, command=typed)
+
+    async def repaint_with_mask(
+        self, conversation: Conversation, messages: Sequence[Message], caption: TextCommand
+    ) -> None:
+        """An album of two captioned ``/repaint style:NAME PROMPT``: the picture, then its
+        mask (white is drawn anew)."""
+        try:
+            parsed = parse_restyle(caption.args, "repaint", mask_attached=True)
+        except CommandSyntaxError as error:
+            await self.chat.show(conversation, ErrorReply(str(error)))
+            return
+        if parsed.region is not None:  # a region typed: two pictures, each repainted so
+            for message in messages:
+                await self.restyle(conversation, message, caption)
+            return
+        files = await self._download(conversation, messages)
+        if files is None:
+            return
+        picture, mask = files
+        reply = await self.core.handle(
+            parsed.command(conversation.requester, picture, parsed.words, mask)
+        )
+        await self.chat.show(conversation, reply, command=f"/repaint {caption.args}".strip())
 
     async def restyle_reply(
         self, conversation: Conversation, message: Message, caption: TextCommand
