@@ -223,7 +223,12 @@ async def test_the_picture_goes_with_its_last_output_and_with_an_erasure(
     assert kept not in world.blobs.blobs
 
 
-async def test_when_the_queue_is_down_the_picture_is_not_kept(world: CoreWorld) -> None:
+@pytest.mark.parametrize("masked", [False, True])
+async def test_when_the_queue_is_down_the_picture_is_not_kept(
+    world: CoreWorld, masked: bool
+) -> None:
+    """Nor a repaint's mask."""
+
     class DownQueue(RecordingQueue):
         async def enqueue_generate(self, job: GenerateJob) -> None:
             raise QueueUnavailable("redis is down")
@@ -231,7 +236,8 @@ async def test_when_the_queue_is_down_the_picture_is_not_kept(world: CoreWorld) 
     await trained_style(world)
     world.bot.deps.queue = DownQueue()
     blobs_before = set(world.blobs.blobs)
-    refused = await world.bot.handle(restyle(picture(), rights_confirmed=True))
+    mask = IncomingFile("m.png", mask_png(64, 64, (0, 0, 32, 32))) if masked else None
+    refused = await world.bot.handle(restyle(picture(), rights_confirmed=True, mask=mask))
     assert isinstance(refused, ErrorReply)
     assert set(world.blobs.blobs) == blobs_before
     assert await image_use_entries(world) == []
