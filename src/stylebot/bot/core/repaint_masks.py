@@ -18,6 +18,7 @@ from stylebot.bot.core.commands import IncomingFile
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.image_work import run_image_work
 from stylebot.bot.core.images import ImageLimits, ImageRejected, normalize_for_reading
+from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.names import printable
 from stylebot.bot.core.replies import ErrorReply
 
@@ -29,8 +30,9 @@ MASK_EMPTY = (
     "black where it stays. Nothing was queued."
 )
 MASK_FULL = (
-    "The mask is white all over, so nothing of the picture would stay: use /restyle to "
-    "draw all of it again, or paint black where it should stay. Nothing was queued."
+    "The mask is white all over, so nothing of the picture would stay: use "
+    f"{mention(CommandName.RESTYLE)} to draw all of it again, or paint black where it "
+    "should stay. Nothing was queued."
 )
 
 
