@@ -183,6 +183,8 @@ async def test_repaint_by_a_mask_sent_with_the_picture_as_an_album(
     height, width = difference.shape
     inside = np.asarray(mask.resize((width, height), Image.Resampling.BILINEAR)) >= 128
     assert 0.1 < float(inside.mean()) < 0.3  # the ellipse, not the whole picture
-    # Outside the mask is kept (but for the watermark's faint changes); inside drawn anew.
-    assert float(difference[~inside].mean()) < 4
+    # Outside the mask is kept but for the watermark's faint changes (measured: 3.6-3.75
+    # on average, at most 15, none over 24); inside it is drawn anew (measured: 99% over 24).
+    assert float(difference[~inside].mean()) < 6
+    assert float((difference[~inside] > 24).mean()) < 0.001
     assert float((difference[inside] > 24).mean()) > 0.5
