@@ -188,3 +188,23 @@ async def test_repaint_by_a_mask_sent_with_the_picture_as_an_album(
     assert float(difference[~inside].mean()) < 6
     assert float((difference[~inside] > 24).mean()) < 0.001
     assert float((difference[inside] > 24).mean()) > 0.5
+
+
+async def test_a_typed_mask_path_is_refused_and_nothing_is_restyled(
+    fake: FakeTelegram, telegram: TelegramAdapter, frontend: FrontEnd, ada: FakeUser
+) -> None:
+    """``mask:PATH`` is the console's: on Telegram it says to send an album, rather than
+    restyle all of the picture."""
+    chat = fake.private_chat(ada)
+    await fake.send_document(
+        chat,
+        ada,
+        striped_png(320, 192),
+        "garden.png",
+        "image/png",
+        caption="/repaint style:ink mask:hole.png confirm:yes a red door",
+    )
+    said = await fake.wait_for_sent(chat, lambda m: "as an album" in (m.text or ""), timeout=60)
+    assert "white in the mask is drawn anew" in (said.text or "")
+    member = await frontend.uow.users.find_user("telegram", str(ada.id))
+    assert member is None or await frontend.uow.outputs.user_outputs(member.id) == []

@@ -19,6 +19,11 @@ from stylebot.bot.telegram.consent import ConsentFlow
 from stylebot.bot.telegram.conversation import Conversation, replied_message
 from stylebot.bot.telegram.files import Downloads, UploadRefused
 
+MASK_AS_ALBUM = (
+    "To repaint by a mask, send the picture and then its mask together, as an album "
+    "(white in the mask is drawn anew), captioned /repaint style:NAME PROMPT."
+)
+
 
 def image_caption(message: Message) -> str | None:
     """What a photo's or file's caption says about the image: its text, unless it is a
@@ -137,6 +142,9 @@ class ImageFlows:
             await self.chat.show(conversation, ErrorReply(str(error)))
             return
         assert isinstance(parsed, RestyleArgs)
+        if parsed.mask_path is not None:  # a console path means nothing here
+            await self.chat.show(conversation, ErrorReply(MASK_AS_ALBUM))
+            return
         files = await self._download(conversation, [message])
         if files is None:
             return
