@@ -119,6 +119,7 @@ class InMemoryUnitOfWork(UnitOfWork):
                 | set(self._t.style_exports.values())
                 | {o.blob_key for o in self._t.outputs.values() if o.blob_key}
                 | {o.source_key for o in self._t.outputs.values() if o.source_key}
+                | {o.mask_key for o in self._t.outputs.values() if o.mask_key}
             )
             return set(keys) - used
 

@@ -90,6 +90,11 @@ class InMemoryUserStore(MemoryStore):
                 for o in t.outputs.values()
                 if o.user_id == user_id and o.source_key is not None
             }
+            keys |= {
+                o.mask_key
+                for o in t.outputs.values()
+                if o.user_id == user_id and o.mask_key is not None
+            }
             t.outputs = {k: o for k, o in t.outputs.items() if o.user_id != user_id}
             t.uploads = {k: u for k, u in t.uploads.items() if u.user_id != user_id}
             t.consents = {k: c for k, c in t.consents.items() if c.user_id != user_id}
@@ -323,6 +328,11 @@ class InMemoryStyleStore(MemoryStore):
                 o.source_key
                 for o in t.outputs.values()
                 if o.style_id == style_id and o.source_key is not None
+            }
+            keys |= {
+                o.mask_key
+                for o in t.outputs.values()
+                if o.style_id == style_id and o.mask_key is not None
             }
             if style.lora_key is not None:
                 keys.add(style.lora_key)

@@ -178,8 +178,10 @@ class SqliteStyleStore(SqliteStore):
                 "SELECT blob_key FROM uploads WHERE style_id = ?"
                 " UNION SELECT blob_key FROM outputs WHERE style_id = ? AND blob_key IS NOT NULL"
                 " UNION SELECT source_key FROM outputs"
-                " WHERE style_id = ? AND source_key IS NOT NULL",
-                (style_id, style_id, style_id),
+                " WHERE style_id = ? AND source_key IS NOT NULL"
+                " UNION SELECT mask_key FROM outputs"
+                " WHERE style_id = ? AND mask_key IS NOT NULL",
+                (style_id, style_id, style_id, style_id),
             )
             keys = [row[0] for row in rows]
             if style["lora_key"] is not None:

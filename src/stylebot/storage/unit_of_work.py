@@ -80,7 +80,8 @@ class SqliteUnitOfWork(UnitOfWork):
             " AND NOT EXISTS (SELECT 1 FROM styles WHERE export_key = key)"
             " AND NOT EXISTS (SELECT 1 FROM styles WHERE embedding_key = key)"
             " AND NOT EXISTS (SELECT 1 FROM outputs WHERE blob_key = key)"
-            " AND NOT EXISTS (SELECT 1 FROM outputs WHERE source_key = key)",
+            " AND NOT EXISTS (SELECT 1 FROM outputs WHERE source_key = key)"
+            " AND NOT EXISTS (SELECT 1 FROM outputs WHERE mask_key = key)",
             wanted,
         )
         return {row[0] for row in rows}

@@ -56,8 +56,10 @@ class SqliteUserStore(SqliteStore):
                 "SELECT blob_key FROM uploads WHERE user_id = ?"
                 " UNION SELECT blob_key FROM outputs WHERE user_id = ? AND blob_key IS NOT NULL"
                 " UNION SELECT source_key FROM outputs"
-                " WHERE user_id = ? AND source_key IS NOT NULL",
-                (user_id, user_id, user_id),
+                " WHERE user_id = ? AND source_key IS NOT NULL"
+                " UNION SELECT mask_key FROM outputs"
+                " WHERE user_id = ? AND mask_key IS NOT NULL",
+                (user_id, user_id, user_id, user_id),
             )
             # Children first: outputs name jobs, jobs and uploads name the user.
             await self._session.write("DELETE FROM outputs WHERE user_id = ?", (user_id,))

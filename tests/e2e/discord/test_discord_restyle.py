@@ -119,3 +119,48 @@ async def test_restyle_an_attachment_then_from_the_context_menu_then_upscale_and
         kept = np.asarray(first.convert("RGB")).astype(np.int16)
     # Kept but for the new watermark's faint changes; the border is drawn anew.
     assert float(np.abs(middle - kept).mean()) < 4
+
+
+async def test_repaint_takes_a_mask_attachment_and_refuses_an_empty_one(
+    fake: FakeDiscord,
+    guild: FakeGuild,
+    general: FakeChannel,
+    alice: FakeUser,
+    frontend: FrontEnd,
+    discord_bot: DiscordAdapter,
+) -> None:
+    """The mask option reaches the core as the second file: an all-black mask is refused
+    (before any job, so no worker is needed)."""
+    await add_ready_style(frontend, "discord", str(alice.id), "Alice", "ink", b"lora weights")
+    options = {
+        o["name"]: o for o in {c["name"]: c for c in fake.commands(guild.id)}["repaint"]["options"]
+    }
+    assert options["mask"]["type"] == 11  # an attachment
+    assert not options["mask"].get("required")
+    assert not options["region"].get("required")
+    black = io.BytesIO()
+    Image.new("L", (160, 96), 0).save(black, "PNG")
+    repaint = await fake.send_slash_command(
+        guild.id,
+        general.id,
+        alice,
+        "repaint",
+        {
+            "image": FakeFile("garden.png", striped_png(320, 192)),
+            "style": "ink",
+            "prompt": "a red door",
+            "mask": FakeFile("mask.png", black.getvalue()),
+            "confirm": "yes",
+        },
+    )
+    assert (await repaint.callback()).json["type"] == CB_DEFERRED
+
+    def refusals() -> list[dict[str, Any]]:
+        return [
+            m for m in fake.messages.values() if "has no white in it" in (m.get("content") or "")
+        ]
+
+    await fake.wait_until(lambda: bool(refusals()), timeout=60, what="the refusal")
+    member = await frontend.uow.users.find_user("discord", str(alice.id))
+    assert member is not None
+    assert await frontend.uow.outputs.user_outputs(member.id) == []  # nothing was queued

@@ -4,9 +4,20 @@ again), and the source picture's blob stays while an output names it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from tests.fakes.core import person
+from tests.integration.storage.test_repository import (
+    KEY_A,
+    KEY_B,
+    KEY_C,
+    T0,
+    output,
+    requester,
+    style_for,
+    user,
+)
 from tests.support.verify_world import deliver, verify_world
 from tests.unit.provenance.test_watermark import scene
 
@@ -15,6 +26,7 @@ from stylebot.bot.core.commands import (
     ExtendOutput,
     RerollOutput,
 )
+from stylebot.bot.core.model import NewJob
 from stylebot.bot.core.replies import JobQueued
 from stylebot.storage.blobs import LocalBlobStore
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
@@ -65,5 +77,27 @@ async def test_the_source_blob_stays_while_an_output_names_it(tmp_path: Path) ->
         assert await repo.unreferenced_blob_keys([job.source_key]) == set()
         await world.bot.handle(DeleteOutput(ALICE, output_id))
         assert await repo.unreferenced_blob_keys([job.source_key]) == {job.source_key}
+    finally:
+        await repo.close()
+
+
+async def test_a_repaint_mask_round_trips_and_goes_with_its_outputs(tmp_path: Path) -> None:
+    """The mask blob is named by its outputs: kept while one is, handed back for deletion
+    with the output's style or maker."""
+    repo = await SqliteUnitOfWork.open(tmp_path / "stylebot.sqlite")
+    try:
+        alice = await user(repo, "alice")
+        ink = await style_for(repo, alice, "ink", (KEY_A,))
+        masked = replace(output("out-1", "job-1", alice, ink.id), mask_key=KEY_B)
+        await repo.jobs.add_job(NewJob("job-1", "generate", alice.id, requester(), T0, ink.id))
+        await repo.outputs.add_outputs([masked])
+        assert await repo.outputs.get_output("out-1") == masked
+        assert await repo.unreferenced_blob_keys([KEY_B]) == set()
+        assert KEY_B in await repo.styles.delete_style(ink.id)
+        assert await repo.unreferenced_blob_keys([KEY_B]) == {KEY_B}
+
+        await repo.jobs.add_job(NewJob("job-2", "generate", alice.id, requester(), T0))
+        await repo.outputs.add_outputs([replace(output("out-2", "job-2", alice), mask_key=KEY_C)])
+        assert KEY_C in await repo.users.erase_user(alice.id)
     finally:
         await repo.close()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from tests.fakes.core import CoreWorld, png
 
 from stylebot.bot.console.adapter import ConsoleAdapter
@@ -180,3 +181,34 @@ async def test_user_text_reaches_the_terminal_without_control_sequences(
         assert control not in text, repr(control)
     assert "x31mgnp.png is not a file I can read." in text
     assert "prompt: a boat x31mgnp" in text
+
+
+async def test_repaint_reads_the_mask_path_and_queues_it(world: CoreWorld, tmp_path: Path) -> None:
+    image, picture, mask = tmp_path / "a.png", tmp_path / "garden.png", tmp_path / "hole.png"
+    image.write_bytes(png())
+    picture.write_bytes(png((30, 120, 60), size=128))
+    hole = Image.new("L", (64, 64), 0)
+    hole.paste(255, (16, 16, 48, 48))
+    hole.save(mask)
+    console, out = console_for(world, tmp_path)
+    await console.run(
+        lines(f"/upload {image}", "/consent CC0-1.0", "/train ink"), wait_for_jobs=False
+    )
+    job = world.queue.train_jobs[0]
+    result = TrainResult(await world.blobs.put(b"weights"), 10, 0.1, 1.0)
+    await world.bot.handle_event(JobEvent(job.job_id, "train", "finished", result=result.to_dict()))
+
+    status = await console.run(
+        lines(
+            f"/repaint {picture} style:ink mask:{tmp_path / 'missing.png'} a door",
+            f"/repaint {picture} style:ink mask:{mask} confirm:yes a door",
+        ),
+        wait_for_jobs=False,
+    )
+    assert status != 0  # the first line's missing mask
+    text = out.getvalue()
+    assert "missing.png is not a file I can read" in text
+    assert "Repainting the masked part of your picture in style ink" in text
+    [repaint] = world.queue.generate_jobs
+    assert repaint.mask_key is not None
+    assert repaint.mask_key in world.blobs.blobs

@@ -223,7 +223,12 @@ async def test_the_picture_goes_with_its_last_output_and_with_an_erasure(
     assert kept not in world.blobs.blobs
 
 
-async def test_when_the_queue_is_down_the_picture_is_not_kept(world: CoreWorld) -> None:
+@pytest.mark.parametrize("masked", [False, True])
+async def test_when_the_queue_is_down_the_picture_is_not_kept(
+    world: CoreWorld, masked: bool
+) -> None:
+    """Nor a repaint's mask."""
+
     class DownQueue(RecordingQueue):
         async def enqueue_generate(self, job: GenerateJob) -> None:
             raise QueueUnavailable("redis is down")
@@ -231,7 +236,8 @@ async def test_when_the_queue_is_down_the_picture_is_not_kept(world: CoreWorld) 
     await trained_style(world)
     world.bot.deps.queue = DownQueue()
     blobs_before = set(world.blobs.blobs)
-    refused = await world.bot.handle(restyle(picture(), rights_confirmed=True))
+    mask = IncomingFile("m.png", mask_png(64, 64, (0, 0, 32, 32))) if masked else None
+    refused = await world.bot.handle(restyle(picture(), rights_confirmed=True, mask=mask))
     assert isinstance(refused, ErrorReply)
     assert set(world.blobs.blobs) == blobs_before
     assert await image_use_entries(world) == []
@@ -401,3 +407,99 @@ async def test_vary_of_a_restyle_draws_again_from_the_picture_with_a_new_seed(
     assert varied.source_key == job.source_key
     assert varied.seed != job.seed
     assert varied.variation_seed is None
+
+
+def mask_png(width: int, height: int, white: tuple[int, int, int, int], mode: str = "L") -> bytes:
+    """A mask `width` x `height`, white in the box (left, top, right, bottom), else black
+    (or, in RGBA, transparent: what a drawing program saves of a painted layer)."""
+    mask = Image.new(mode, (width, height), 0)
+    mask.paste(255 if mode == "L" else (255, 255, 255, 255), white)
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+async def test_repaint_by_a_mask_stores_it_scaled_and_thresholded_for_the_job(
+    world: CoreWorld, mode: str
+) -> None:
+    await trained_style(world)
+    # The mask at half the picture's size, white over its right half.
+    mask = IncomingFile("mask.png", mask_png(200, 100, (100, 0, 200, 100), mode))
+    queued = await world.bot.handle(
+        restyle(picture(400, 200), prompt="a red door", rights_confirmed=True, mask=mask)
+    )
+    assert isinstance(queued, JobQueued), queued
+    assert queued.text.startswith("Repainting the masked part of your picture in style ink")
+    job = world.queue.generate_jobs[-1]
+    assert (job.width, job.height, job.strength, job.repaint_box) == (512, 256, 1.0, None)
+    assert job.mask_key is not None
+    with Image.open(io.BytesIO(world.blobs.blobs[job.mask_key])) as stored:
+        assert stored.size == (512, 256)
+        levels = np.asarray(stored.convert("L"))
+    assert set(np.unique(levels)) == {0, 255}
+    assert (levels[:, 260:] == 255).all()
+    assert (levels[:, :252] == 0).all()
+    # A re-roll repaints the same part again.
+    await world.bot.handle(RerollOutput(ALICE, job.output_ids[0]))
+    assert world.queue.generate_jobs[-1].mask_key == job.mask_key
+
+
+@pytest.mark.parametrize(
+    ("box", "said"),
+    [((0, 0, 0, 0), "has no white in it"), ((0, 0, 200, 100), "white all over")],
+)
+async def test_an_empty_or_full_mask_is_refused(
+    world: CoreWorld, box: tuple[int, int, int, int], said: str
+) -> None:
+    await trained_style(world)
+    blobs_before = set(world.blobs.blobs)
+    mask = IncomingFile("mask.png", mask_png(200, 100, box))
+    refused = await world.bot.handle(restyle(picture(), rights_confirmed=True, mask=mask))
+    assert isinstance(refused, ErrorReply)
+    assert said in refused.text
+    assert world.queue.generate_jobs == []
+    assert set(world.blobs.blobs) == blobs_before
+
+
+async def test_a_mask_that_is_not_an_image_or_too_large_is_refused(world: CoreWorld) -> None:
+    await trained_style(world)
+    for data, said in [
+        (b"GIF89a not a mask", "a GIF image"),
+        (mask_png(9000, 64, (0, 0, 10, 10)), "pixels"),
+    ]:
+        refused = await world.bot.handle(
+            restyle(picture(), rights_confirmed=True, mask=IncomingFile("m.png", data))
+        )
+        assert isinstance(refused, ErrorReply)
+        assert refused.text.startswith("The mask m.png:")
+        assert said in refused.text
+    both = await world.bot.handle(
+        restyle(
+            picture(),
+            rights_confirmed=True,
+            region=(0, 0, 50, 50),
+            mask=IncomingFile("m.png", mask_png(64, 64, (0, 0, 10, 10))),
+        )
+    )
+    assert isinstance(both, ErrorReply)
+    assert "not both" in both.text
+    assert world.queue.generate_jobs == []
+
+
+def test_typed_repaint_reads_a_mask_path() -> None:
+    repaint = parse_restyle("a.png style:ink mask:hole.png a door", "repaint")
+    assert (repaint.words, repaint.mask_path, repaint.region) == (
+        ("a.png", "a", "door"),
+        "hole.png",
+        None,
+    )
+    with pytest.raises(CommandSyntaxError):
+        parse_restyle("a.png style:ink mask:m.png region:1,2,3,4", "repaint")
+
+
+def test_a_platform_that_brings_the_mask_needs_no_region() -> None:
+    attached = parse_restyle("style:ink a door", "repaint", mask_attached=True)
+    assert (attached.region, attached.mask_path, attached.words) == (None, None, ("a", "door"))
+    typed = parse_restyle("style:ink region:1,2,3,4 a door", "repaint", mask_attached=True)
+    assert typed.region == (1, 2, 3, 4)

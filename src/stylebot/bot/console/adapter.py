@@ -68,7 +68,8 @@ Commands:
   /extend PATH style:NAME [zoom:1.5|2 or shape:square|portrait] [confirm:yes] [PROMPT]
                                the picture on a larger canvas, the new area drawn in the style
   /repaint PATH style:NAME region:LEFT,TOP,WIDTH,HEIGHT [confirm:yes] PROMPT
-                               a region (in percent) of the picture drawn anew in the style
+                               a region (in percent) of the picture drawn anew in the style;
+                               or mask:MASKPATH for region: where the mask is white
   /styles                      the styles you can use
   /style info|share|unshare|delete|export NAME
                                manage a style (share NAME public: share with everyone)
@@ -183,7 +184,8 @@ class ConsoleAdapter:
             case grammar.RestyleArgs(words=words):
                 if not words:
                     raise ValueError("Give the picture first, e.g. /restyle photo.jpg style:NAME")
-                return parsed.command(self.requester, self._read(Path(words[0])), words[1:])
+                mask = None if parsed.mask_path is None else self._read(Path(parsed.mask_path))
+                return parsed.command(self.requester, self._read(Path(words[0])), words[1:], mask)
             case grammar.NeedsFiles(verb="verify", paths=paths):
                 if len(paths) != 1:
                     raise ValueError("Give one image to check: /verify image.png")

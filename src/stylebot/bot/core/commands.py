@@ -120,6 +120,8 @@ class Restyle:
     # Repaint (inpainting) instead: the region drawn anew, as (left, top, width, height)
     # in percent of the picture.
     region: tuple[float, float, float, float] | None = None
+    # Or a mask image: white is drawn anew, black kept (stylebot.bot.core.repaint_masks).
+    mask: IncomingFile | None = None
 
 
 @dataclass(frozen=True)

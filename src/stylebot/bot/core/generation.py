@@ -193,14 +193,17 @@ async def queue_generation(
             denoising_strength=source.strength if source else None,
             keep_box=source.keep_box if source else None,
             repaint_box=source.repaint_box if source else None,
+            mask_key=source.mask_key if source else None,
         )
         for i in range(spec.count)
     ]
-    if source is not None and source.upload is not None:
+    if source is not None and (source.upload is not None or source.mask_upload is not None):
         # Stored before its records, under the blob lock (stylebot.bot.core.blobs); a
-        # failed queueing below leaves it named by nothing, so it is deleted then.
+        # failed queueing below leaves them named by nothing, so they are deleted then.
         async with deps.blob_lock:
-            await deps.blobs.put(source.upload)
+            for new_blob in (source.upload, source.mask_upload):
+                if new_blob is not None:
+                    await deps.blobs.put(new_blob)
             return await _queue_with_source(deps, requester, user, style, spec, job_id, outputs)
     return await _queue_records(deps, requester, user, style, spec, job_id, outputs)
 
@@ -218,7 +221,8 @@ async def _queue_with_source(
     try:
         return await _queue_records(deps, requester, user, style, spec, job_id, outputs)
     except BaseException:
-        unused = await deps.uow.unreferenced_blob_keys([spec.source.key])
+        stored = [spec.source.key, spec.source.mask_key]
+        unused = await deps.uow.unreferenced_blob_keys([k for k in stored if k is not None])
         for key in unused:
             await deps.blobs.delete(key)
         raise
@@ -273,6 +277,7 @@ async def _queue_records(
                 source_output_id=source.output_id if source else None,
                 keep_box=source.keep_box if source else None,
                 repaint_box=source.repaint_box if source else None,
+                mask_key=source.mask_key if source else None,
             )
         )
     position = await queue_position(deps, job_id)
@@ -317,6 +322,7 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
                 output.source_output_id,
                 keep_box=output.keep_box,
                 repaint_box=output.repaint_box,
+                mask_key=output.mask_key,
             )
             if output.source_key
             else None
@@ -394,7 +400,7 @@ async def delete_output(deps: Deps, command: DeleteOutput) -> Reply:
         return ErrorReply("Only the person who made an image can delete it.")
     key = await deps.uow.outputs.delete_output(output.id)
     # A restyle's picture goes with its last output (other restyles may share it).
-    keys = [k for k in (key, output.source_key) if k is not None]
+    keys = [k for k in (key, output.source_key, output.mask_key) if k is not None]
     if keys:
         await delete_unused_blobs(deps, keys)
     return TextReply("Deleted the image and its record.")

@@ -88,9 +88,15 @@ class RestyleArgs:
     # /extend's zoom or shape (EXTENSIONS' key) and /repaint's region in percent.
     extend: str | None = None
     region: tuple[float, float, float, float] | None = None
+    # /repaint's ``mask:PATH``: the mask image's path (the console reads it).
+    mask_path: str | None = None
 
     def command(
-        self, requester: Requester, file: commands.IncomingFile, prompt_words: Sequence[str]
+        self,
+        requester: Requester,
+        file: commands.IncomingFile,
+        prompt_words: Sequence[str],
+        mask: commands.IncomingFile | None = None,
     ) -> commands.Restyle:
         return commands.Restyle(
             requester,
@@ -101,6 +107,7 @@ class RestyleArgs:
             rights_confirmed=self.confirmed,
             extend=self.extend,
             region=self.region,
+            mask=mask,
         )
 
 
@@ -390,13 +397,16 @@ def _int_option(options: dict[str, str], key: str) -> int | None:
         raise CommandSyntaxError(f"{key}:{options[key]} should be a whole number") from exc
 
 
-RESTYLE_OPTIONS = ("style", "strength", "confirm", "zoom", "shape", "region")
+RESTYLE_OPTIONS = ("style", "strength", "confirm", "zoom", "shape", "region", "mask")
 _RESTYLE_OPTION = re.compile(r"^(" + "|".join(RESTYLE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
 
 
-def parse_restyle(args: str, verb: str = "restyle") -> RestyleArgs:
+def parse_restyle(args: str, verb: str = "restyle", *, mask_attached: bool = False) -> RestyleArgs:
     """``/restyle``, ``/extend`` (``zoom:1.5|2`` or ``shape:square|portrait``, zoom 2 when
-    neither) and ``/repaint`` (``region:LEFT,TOP,WIDTH,HEIGHT`` in percent)."""
+    neither) and ``/repaint`` (``region:LEFT,TOP,WIDTH,HEIGHT`` in percent, or
+    ``mask:PATH``: a mask image, white where the picture is drawn anew).
+    ``mask_attached``: the platform brings the mask itself (Telegram's album of two), so
+    /repaint needs no region."""
     words: list[str] = []
     options: dict[str, str] = {}
     try:
@@ -420,10 +430,14 @@ def parse_restyle(args: str, verb: str = "restyle") -> RestyleArgs:
     confirm = options.get("confirm", "").lower()
     if confirm not in ("", "yes"):
         raise CommandSyntaxError("confirm takes the word yes: confirm:yes")
-    extend = region = None
+    extend = region = mask_path = None
     if verb == "extend":
         extend = _extension(options)
-    elif verb == "repaint":
+    elif verb == "repaint" and options.get("mask"):
+        if options.get("region"):
+            raise CommandSyntaxError("Give a region or a mask, not both.")
+        mask_path = options["mask"]
+    elif verb == "repaint" and not (mask_attached and not options.get("region")):
         region = _region(options.get("region", ""))
     return RestyleArgs(
         tuple(words),
@@ -432,6 +446,7 @@ def parse_restyle(args: str, verb: str = "restyle") -> RestyleArgs:
         confirmed=confirm == "yes",
         extend=extend,
         region=region,
+        mask_path=mask_path,
     )
 
 
@@ -455,6 +470,6 @@ def _region(text: str) -> tuple[float, float, float, float]:
     except ValueError as exc:
         raise CommandSyntaxError(
             "Say which part to repaint: region:LEFT,TOP,WIDTH,HEIGHT in percent, "
-            "e.g. region:25,25,50,50"
+            "e.g. region:25,25,50,50, or mask:MASK.png (white is repainted)"
         ) from exc
     return left, top, width, height

@@ -173,6 +173,8 @@ class Output:
     # (left, top, width, height in pixels).
     keep_box: tuple[int, int, int, int] | None = None
     repaint_box: tuple[int, int, int, int] | None = None
+    # Repaint by a mask image: the blob of its black-and-white PNG (white: drawn anew).
+    mask_key: str | None = None
 
 
 # What the stores' add_* methods record; the store gives the new record its id.

@@ -35,6 +35,9 @@ class PictureSource:
     # in pixels); repaint: the box drawn anew. See GenerateJob.
     keep_box: tuple[int, int, int, int] | None = None
     repaint_box: tuple[int, int, int, int] | None = None
+    # Repaint by a mask image: its blob (white: drawn anew) and, new, its PNG to store.
+    mask_key: str | None = None
+    mask_upload: bytes | None = None
 
 
 async def record_image_use(

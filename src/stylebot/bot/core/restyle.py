@@ -11,6 +11,7 @@ same admission as /imagine: permissions, quotas and queue.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import replace
 
@@ -26,6 +27,7 @@ from stylebot.bot.core.names import printable
 from stylebot.bot.core.perceptual import perceptual_hash_of_png
 from stylebot.bot.core.picture_sources import PICTURE_RIGHTS_TEXT, PictureSource
 from stylebot.bot.core.policy import Policy
+from stylebot.bot.core.repaint_masks import repaint_mask
 from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVerdict
 from stylebot.bot.core.styles import resolve_style
 from stylebot.bot.core.training_rights import training_reservation
@@ -85,15 +87,19 @@ async def restyle(deps: Deps, command: Restyle) -> Reply:
     prompt = command.prompt.strip()
     if len(prompt) > p.max_prompt_chars:
         return ErrorReply(f"Prompts are limited to {p.max_prompt_chars} characters.")
-    refused = await admit_image_work(deps, command.requester, (command.file,))
+    files = (command.file,) if command.mask is None else (command.file, command.mask)
+    refused = await admit_image_work(deps, command.requester, files)
     if refused is not None:
         return refused
     user = await deps.user(command.requester)
     found = await resolve_style(deps, user, command.requester, command.style)
     if isinstance(found, ErrorReply):
         return found
-    if command.extend is not None and command.region is not None:
+    repaints = command.region is not None or command.mask is not None
+    if command.extend is not None and repaints:
         return ErrorReply("Extend or repaint a picture, not both at once.")
+    if command.region is not None and command.mask is not None:
+        return ErrorReply("Give the part to repaint as a region or as a mask, not both.")
     if command.region is not None and (refused := region_refusal(command.region)) is not None:
         return refused
     found_source = await _picture_source(deps, command, strength)
@@ -116,6 +122,18 @@ async def restyle(deps: Deps, command: Restyle) -> Reply:
             source, strength=repaint, repaint_box=region_box(command.region, width, height)
         )
         described, action = "a region of your picture", "Repainting"
+    elif command.mask is not None:
+        mask = await repaint_mask(deps, command.mask, width, height)
+        if isinstance(mask, ErrorReply):
+            return mask
+        repaint = 1.0 if command.strength is None else strength
+        source = replace(
+            source,
+            strength=repaint,
+            mask_key=hashlib.sha256(mask).hexdigest(),
+            mask_upload=mask,
+        )
+        described, action = "the masked part of your picture", "Repainting"
     spec = GenerationSpec(
         prompt=prompt,
         negative_prompt="",
@@ -182,7 +200,7 @@ def _confirm_text(image: NormalizedImage, command: Restyle) -> str:
     name = CommandName.RESTYLE
     if command.extend is not None:
         name = CommandName.EXTEND
-    elif command.region is not None:
+    elif command.region is not None or command.mask is not None:
         name = CommandName.REPAINT
     return (
         f"“{image.display_name}” is not a stylebot image of yours. To use it, confirm: "

@@ -108,12 +108,13 @@ def install_restyle_commands(
             ephemeral=False,
         )
 
-    @tree.command(name="repaint", description="Draw a region of a picture anew in a style")
+    @tree.command(name="repaint", description="Draw part of a picture anew in a style")
     @app_commands.describe(
         image="The picture (PNG, JPEG or WebP)",
         style="A style you may use here",
-        region="The region in percent: left,top,width,height (25,25,50,50: the middle)",
         prompt="What to draw there",
+        region="The region in percent: left,top,width,height (25,25,50,50: the middle)",
+        mask="Or a mask image the picture's shape: white is drawn anew, black kept",
         confirm="yes: you made this picture or may use it (not needed for stylebot images)",
     )
     @app_commands.autocomplete(style=style_names)
@@ -121,20 +122,22 @@ def install_restyle_commands(
         interaction: discord.Interaction[Any],
         image: discord.Attachment,
         style: str,
-        region: str,
         prompt: str,
+        region: str | None = None,
+        mask: discord.Attachment | None = None,
         confirm: Literal["yes"] | None = None,
     ) -> None:
         await adapter.defer(interaction, ephemeral=False)
         try:
-            box = _region(f"region:{region}")
+            # Without a mask, the typed grammar's refusal of no region says what to give.
+            box = None if mask is not None and region is None else _region(f"region:{region}")
         except CommandSyntaxError as error:
             await adapter.respond(interaction, ErrorReply(str(error)), ephemeral=False)
             return
         requester = adapter.requester(interaction)
         await adapter.run_on_files(
             interaction,
-            [image],
+            [image] if mask is None else [image, mask],
             lambda files: Restyle(
                 requester,
                 files[0],
@@ -142,6 +145,7 @@ def install_restyle_commands(
                 prompt=prompt,
                 rights_confirmed=confirm == "yes",
                 region=box,
+                mask=files[1] if len(files) > 1 else None,
             ),
             ephemeral=False,
         )

@@ -223,6 +223,8 @@ class TelegramHandlers:
                     await self.images.verify(conversation, message)
             elif command is not None and command.name == "optout":
                 await self.images.opt_out(conversation, messages)
+            elif command is not None and command.name == "repaint" and len(messages) == 2:
+                await self.images.repaint_with_mask(conversation, messages, command)
             elif command is not None and command.name in ("restyle", "extend", "repaint"):
                 for message in messages:
                     await self.images.restyle(conversation, message, command)

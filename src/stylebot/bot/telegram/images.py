@@ -11,13 +11,18 @@ from telegram import Message
 
 from stylebot.bot.core.commands import IncomingFile, OptOut, TrainStyle, UploadImages, Verify
 from stylebot.bot.core.errors import CommandSyntaxError
-from stylebot.bot.core.grammar import RestyleArgs, TextCommand, parse
+from stylebot.bot.core.grammar import RestyleArgs, TextCommand, parse, parse_restyle
 from stylebot.bot.core.platform_core import PlatformCore
 from stylebot.bot.core.replies import ConsentRequest, ErrorReply, VerifyReport, VerifyVerdict
 from stylebot.bot.telegram.chat import ChatOutput
 from stylebot.bot.telegram.consent import ConsentFlow
 from stylebot.bot.telegram.conversation import Conversation, replied_message
 from stylebot.bot.telegram.files import Downloads, UploadRefused
+
+MASK_AS_ALBUM = (
+    "To repaint by a mask, send the picture and then its mask together, as an album "
+    "(white in the mask is drawn anew), captioned /repaint style:NAME PROMPT."
+)
 
 
 def image_caption(message: Message) -> str | None:
@@ -137,6 +142,9 @@ class ImageFlows:
             await self.chat.show(conversation, ErrorReply(str(error)))
             return
         assert isinstance(parsed, RestyleArgs)
+        if parsed.mask_path is not None:  # a console path means nothing here
+            await self.chat.show(conversation, ErrorReply(MASK_AS_ALBUM))
+            return
         files = await self._download(conversation, [message])
         if files is None:
             return
@@ -144,6 +152,29 @@ class ImageFlows:
         reply = await self.core.handle(command)
         typed = f"/{caption.name} {caption.args}".strip()
         await self.chat.show(conversation, reply, command=typed)
+
+    async def repaint_with_mask(
+        self, conversation: Conversation, messages: Sequence[Message], caption: TextCommand
+    ) -> None:
+        """An album of two captioned ``/repaint style:NAME PROMPT``: the picture, then its
+        mask (white is drawn anew)."""
+        try:
+            parsed = parse_restyle(caption.args, "repaint", mask_attached=True)
+        except CommandSyntaxError as error:
+            await self.chat.show(conversation, ErrorReply(str(error)))
+            return
+        if parsed.region is not None:  # a region typed: two pictures, each repainted so
+            for message in messages:
+                await self.restyle(conversation, message, caption)
+            return
+        files = await self._download(conversation, messages)
+        if files is None:
+            return
+        picture, mask = files
+        reply = await self.core.handle(
+            parsed.command(conversation.requester, picture, parsed.words, mask)
+        )
+        await self.chat.show(conversation, reply, command=f"/repaint {caption.args}".strip())
 
     async def restyle_reply(
         self, conversation: Conversation, message: Message, caption: TextCommand
