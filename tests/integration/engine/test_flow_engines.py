@@ -277,7 +277,7 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_weights(
 
 
 def test_a_flow_run_validates_on_held_out_images_and_renders_previews(
-    engine: StyleEngine,
+    engine: StyleEngine, tmp_path: Path
 ) -> None:
     settings = dataclasses.replace(
         SETTINGS, steps=4, holdout_images=1, checkpoint_every_steps=2, preview_every_steps=2
@@ -301,7 +301,7 @@ def test_a_flow_run_validates_on_held_out_images_and_renders_previews(
     assert all(p.loss != p.base_loss for p in curve)
 
     # A run stopped after step 3 and resumed returns the same whole curve.
-    saved: list[bytes] = []
+    saved: list[Path] = []
     done: list[int] = []
     with pytest.raises(JobCancelled):
         engine.train(
@@ -310,9 +310,12 @@ def test_a_flow_run_validates_on_held_out_images_and_renders_previews(
             settings,
             on_progress=lambda step, _total, _loss: done.append(step),
             should_stop=lambda: len(done) >= 3,
-            on_checkpoint=lambda state, _step: saved.append(state),
+            # The engine reuses its checkpoint file: keep a copy of each.
+            on_checkpoint=lambda state, step: saved.append(
+                Path(shutil.copy(state, tmp_path / f"step-{step}.pt"))
+            ),
         )
-    assert [p[0] for p in TrainingCheckpoint.from_bytes(saved[-1]).validation] == [2]
+    assert [p[0] for p in TrainingCheckpoint.read_from(saved[-1]).validation] == [2]
     resumed = engine.train(_uploads(), TRIGGER, settings, resume_from=saved[-1])
     assert [p.step for p in resumed.validation] == [2, 4]
     assert [p.loss for p in resumed.validation] == pytest.approx([p.loss for p in curve], rel=1e-4)

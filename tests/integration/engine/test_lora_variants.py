@@ -15,6 +15,7 @@ from peft import LoKrConfig, LoraConfig
 from peft.utils import get_peft_model_state_dict
 from PIL import Image
 from safetensors.torch import load
+from tests.support.stored_checkpoints import as_stored
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
 from stylebot.engine.generation_request import LoraWeights
@@ -238,7 +239,7 @@ def test_a_variant_run_resumed_from_a_checkpoint_ends_where_the_whole_run_does(
         TRIGGER,
         settings,
         tmp_path / "resumed",
-        resume_from=TrainingCheckpoint.from_bytes(saved[0].to_bytes()),
+        resume_from=as_stored(saved[0], tmp_path),
     )
     assert resumed.resumed_from == 2
     assert whole.weights_path is not None

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.support.stored_checkpoints import as_stored
 
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
@@ -73,13 +74,13 @@ def test_a_run_resumes_from_another_optimisers_checkpoint_with_a_fresh_state(
             should_stop=lambda: len(done) >= 2,
             on_checkpoint=saved.append,
         )
-    checkpoint = TrainingCheckpoint.from_bytes(saved[-1].to_bytes())
+    checkpoint = as_stored(saved[-1], tmp_path)
     assert checkpoint.step == 2
     # What "auto" became on this (CPU) host, not "auto".
     assert checkpoint.settings["optimizer"] == "auto"
     assert checkpoint.optimizer_name == "adamw"
 
-    foreign = TrainingCheckpoint.from_bytes(_as_if_from_8bit_adamw(checkpoint).to_bytes())
+    foreign = as_stored(_as_if_from_8bit_adamw(checkpoint), tmp_path)
     assert foreign.optimizer_name == "adamw8bit"
     steps: list[int] = []
     losses: list[float] = []

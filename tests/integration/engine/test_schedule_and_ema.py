@@ -10,6 +10,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
+from tests.support.stored_checkpoints import as_stored
 from tests.support.tiny_styles import STRONG, TRIGGER, reference_images
 
 from stylebot.engine.models import load_pipeline
@@ -117,7 +118,7 @@ def test_a_resumed_averaging_run_saves_the_uninterrupted_runs_average(
         TRIGGER,
         settings,
         tmp_path / "resumed",
-        resume_from=TrainingCheckpoint.from_bytes(halfway.to_bytes()),
+        resume_from=as_stored(halfway, tmp_path),
     )
     assert whole.weights_path is not None
     assert resumed.weights_path is not None

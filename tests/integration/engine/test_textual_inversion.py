@@ -15,6 +15,7 @@ import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from tests.support.stored_checkpoints import as_stored
 
 from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.generator import Generator
@@ -173,7 +174,7 @@ def test_a_resumed_run_ends_with_the_embedding_of_the_whole_run(
             should_stop=lambda: len(done) >= 3,
             on_checkpoint=saved.append,
         )
-    restored = TrainingCheckpoint.from_bytes(saved[-1].to_bytes())
+    restored = as_stored(saved[-1], tmp_path)
     assert restored.step == 3
     assert list(restored.embedding) == ["emb_params"]
     resumed = train_lora(

@@ -14,6 +14,7 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from PIL import Image
 from safetensors.torch import load_file
+from tests.support.stored_checkpoints import as_stored
 
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
@@ -209,7 +210,7 @@ def test_a_run_resumed_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(
     assert [c.step for c in saved] == [2, 3]
 
     # Through bytes, as a worker on another host would get it.
-    restored = TrainingCheckpoint.from_bytes(saved[-1].to_bytes())
+    restored = as_stored(saved[-1], tmp_path)
     assert restored.continues(settings)
     resumed_steps: list[int] = []
     resumed_losses: list[float] = []

@@ -15,6 +15,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from PIL import Image
+from tests.support.stored_checkpoints import as_stored
 
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
@@ -245,7 +246,7 @@ def test_validation_compares_with_the_base_model_at_each_checkpoint(
             should_stop=lambda: len(done) >= 3,
             on_checkpoint=saved.append,
         )
-    restored = TrainingCheckpoint.from_bytes(saved[-1].to_bytes())
+    restored = as_stored(saved[-1], tmp_path)
     assert [point[0] for point in restored.validation] == [2]
     _, resumed = _train(pipeline, images, settings, tmp_path / "resumed", resume_from=restored)
     assert [p.step for p in resumed.validation] == [2, 4, 6]
