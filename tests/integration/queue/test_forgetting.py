@@ -14,6 +14,7 @@ import redis
 from arq.jobs import Job as ArqJob
 from tests.support.leftovers import files_containing, redis_keys_containing
 from tests.support.root_logging import restore_root_logging  # noqa: F401 (a fixture)
+from tests.support.stored_checkpoints import save_checkpoint
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.bot.console.session import make_sample_images
@@ -81,7 +82,9 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
     preview = TrainingPreview("o1", "", trigger, 1, 4, 7.5, 64, 64)
     events = EventPublisher(redis_async)
     await events.publish(JobEvent(train.job_id, "train", "progress", step=1, preview=preview))
-    await CheckpointStore(redis_async, frontend.blobs).save(train.job_id, b"state", 1)
+    await save_checkpoint(
+        CheckpointStore(redis_async, frontend.blobs), train.job_id, b"state", 1, tmp_path
+    )
     lora = await frontend.blobs.put(f"weights {token}".encode())
     result = TrainResult(lora_key=lora, steps=4, final_loss=0.1, seconds=1.0)
     await remember_finished_training(redis_async, train.job_id, result)

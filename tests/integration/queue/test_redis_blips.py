@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from tests.support.stored_checkpoints import save_checkpoint
 
 from stylebot.queue.job_lifecycle import CancelWatch
 from stylebot.queue.keys import arq_in_progress_key, cancel_key
@@ -106,6 +107,6 @@ async def test_a_checkpoint_that_could_not_be_recorded_leaves_no_blob(
     store = CheckpointStore(clients.worker, blobs)
     await clients.deny("set")
     with pytest.raises(Exception, match="no permissions"):
-        await store.save("j4", b"state at step 10", 10)
+        await save_checkpoint(store, "j4", b"state at step 10", 10, tmp_path)
     await clients.allow("set")
     assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []

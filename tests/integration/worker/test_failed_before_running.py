@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
+from tests.support.stored_checkpoints import save_checkpoint
 
 from stylebot.config import Settings
 from stylebot.queue.client import ArqJobQueue
@@ -101,14 +102,16 @@ async def _failure(client: ArqRedis, job_id: str, within_s: float = 20) -> JobEv
 
 
 async def test_a_job_over_its_tries_is_reported_failed_and_its_checkpoint_dropped(
-    settings: Settings, redis: tuple[str, ArqRedis], start_worker: StartWorker
+    settings: Settings, redis: tuple[str, ArqRedis], start_worker: StartWorker, tmp_path: Path
 ) -> None:
     _url, client = redis
     blobs = LocalBlobStore(settings.blob_dir)
     job = TrainJob("killed-thrice", 1, "t", (await blobs.put(b"image"),), owner="u1")
     await ArqJobQueue(client).enqueue_train(job)
     # Three earlier runs were SIGKILLed after saving a checkpoint: arq counted three tries.
-    await CheckpointStore(client, blobs).save(job.job_id, b"lora and optimiser state", 150)
+    await save_checkpoint(
+        CheckpointStore(client, blobs), job.job_id, b"lora and optimiser state", 150, tmp_path
+    )
     saved_blob = await blobs.put(b"lora and optimiser state")
     await client.set(arq_retry_key(job.job_id), 3)
 
@@ -176,13 +179,15 @@ async def test_an_error_before_training_starts_is_reported(
 
 
 async def test_a_failed_training_drops_the_checkpoint_an_earlier_run_left(
-    settings: Settings, redis: tuple[str, ArqRedis], start_worker: StartWorker
+    settings: Settings, redis: tuple[str, ArqRedis], start_worker: StartWorker, tmp_path: Path
 ) -> None:
     _url, client = redis
     blobs = LocalBlobStore(settings.blob_dir)
     # An earlier run saved a checkpoint and died; its reference image is gone since.
     job = TrainJob("image-gone", 4, "t", ("f" * 64,), owner="u4")
-    await CheckpointStore(client, blobs).save(job.job_id, b"state at step 40", 40)
+    await save_checkpoint(
+        CheckpointStore(client, blobs), job.job_id, b"state at step 40", 40, tmp_path
+    )
     saved_blob = await blobs.put(b"state at step 40")
     await ArqJobQueue(client).enqueue_train(job)
 
