@@ -60,12 +60,13 @@ from stylebot.queue.payloads import (
     ValidationPoint,
 )
 from stylebot.style_tokens import TRAINING_TOKEN
+from stylebot.trainer.adapter_run import TrainingCancelled
 from stylebot.trainer.borrowed_unet import DeviceSharing
 from stylebot.trainer.checkpoints import checkpoint_files, usable_checkpoint
 from stylebot.trainer.dataset import DEFAULT_MAX_PIXELS, open_stored_png, prepare_upload
 from stylebot.trainer.embeddings import StyleEmbedding, style_caption
 from stylebot.trainer.flow_matching import train_flow_lora
-from stylebot.trainer.lora import TrainingCancelled, train_lora
+from stylebot.trainer.lora import train_lora
 
 log = logging.getLogger(__name__)
 

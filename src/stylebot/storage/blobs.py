@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import os
 import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.storage.full import storage_full_as_error
@@ -87,26 +89,8 @@ class LocalBlobStore:
 
     def put_sync(self, data: bytes) -> str:
         """Blocking `put`, for code already in a worker thread (e.g. the trainer)."""
-        key = hashlib.sha256(data).hexdigest()
-        target = self.path(key)
-        if target.is_file() and sha256_of_file(target) == key:
-            return key
-        # No file, or a damaged one: (re)write it, which repairs the damage. A full disk
-        # is StorageFull: nothing was stored (the temporary file is gone).
-        with storage_full_as_error("the blob store"):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-            try:
-                with open(temp, "xb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temp, target)
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-            _fsync_directory(target.parent)
-        return key
+        # BytesIO of bytes shares their buffer: no second copy.
+        return self._store(hashlib.sha256(data).hexdigest(), io.BytesIO(data), None)
 
     def get_sync(self, key: str) -> bytes:
         """Blocking `get`, for code already in a worker thread. `DamagedBlob` when the
@@ -123,6 +107,15 @@ class LocalBlobStore:
     def put_file_sync(self, source: Path) -> str:
         """Blocking `put_file`: the file is hashed, then copied, in chunks."""
         key = sha256_of_file(source)
+        with open(source, "rb") as reading:
+            return self._store(key, reading, source)
+
+    def _store(self, key: str, reading: BinaryIO, source: Path | None) -> str:
+        """Write what `reading` gives as blob `key`: to a temporary file, synced, then
+        renamed into place. A blob already there intact is kept; a missing or damaged
+        one is (re)written, which repairs the damage. A full disk is StorageFull:
+        nothing was stored (the temporary file is gone). From a `source` file, the
+        copy is hashed again, as the file may change while it is copied."""
         target = self.path(key)
         if target.is_file() and sha256_of_file(target) == key:
             return key
@@ -130,14 +123,15 @@ class LocalBlobStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             temp = target.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
             try:
-                with open(source, "rb") as reading, open(temp, "xb") as writing:
+                with open(temp, "xb") as writing:
                     digest = hashlib.sha256()
                     while chunk := reading.read(_HASH_CHUNK):
-                        digest.update(chunk)
+                        if source is not None:
+                            digest.update(chunk)
                         writing.write(chunk)
                     writing.flush()
                     os.fsync(writing.fileno())
-                if digest.hexdigest() != key:  # the source changed while it was copied
+                if source is not None and digest.hexdigest() != key:
                     raise OSError(f"{source} changed while it was stored")
                 os.replace(temp, target)
             except BaseException:

@@ -27,7 +27,8 @@ from peft.utils import get_peft_model_state_dict
 from PIL import Image
 
 from stylebot.engine.families import LORA_TARGET_MODULES, FlowPipeline, flow_family
-from stylebot.queue.payloads import TrainSettings, ValidationPoint
+from stylebot.queue.payloads import TrainSettings
+from stylebot.trainer.adapter_run import AdapterRun
 from stylebot.trainer.borrowed_unet import (
     TRAINING_ADAPTER,
     borrowed_unet,
@@ -39,28 +40,17 @@ from stylebot.trainer.borrowed_unet import (
 from stylebot.trainer.buckets import BatchSchedule, bucket_images
 from stylebot.trainer.checkpoints import (
     TrainingCheckpoint,
-    cpu_copy,
-    restore_checkpoint,
-    run_fingerprint,
 )
 from stylebot.trainer.hardware import (
-    LossScaler,
     autocast,
     autocast_dtype,
     gradient_checkpointing,
     make_optimizer,
-    optimizer_name,
 )
 from stylebot.trainer.latents import LatentCache
-from stylebot.trainer.lora import (
-    TrainingCancelled,
-    TrainingNotFinite,
-    TrainOutcome,
-    require_finite_latents,
-)
+from stylebot.trainer.lora import WEIGHTS_NAME, TrainOutcome, require_finite_latents
 from stylebot.trainer.validation import ValidationSet, split_holdout
 
-WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 # FLUX.1-dev's distilled guidance during training, as diffusers' and ai-toolkit's
 # trainers pass it (the value users sample with is about 3.5; 1 trains the base).
 FLUX_TRAINING_GUIDANCE = 1.0
@@ -240,9 +230,6 @@ def train_flow_lora(
     scheduler = pipeline.scheduler.config
     amp_dtype = autocast_dtype(settings.mixed_precision, device, dtype)
     rng = torch.Generator(device="cpu").manual_seed(settings.seed)
-    loss_value = math.nan
-    first_step = 1
-    curve: list[tuple[int, float, float]] = []
     devices = [torch.cuda.current_device()] if device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=devices),
@@ -261,13 +248,9 @@ def train_flow_lora(
         ):
             names = [n for n, _ in transformer.named_parameters() if TRAINING_ADAPTER in n]
             optimizer = make_optimizer(params, settings.learning_rate, settings.optimizer, device)
-            optimizer_used = optimizer_name(settings.optimizer, device)
-            scaler = LossScaler(amp_dtype)
+            run = AdapterRun(names, params, optimizer, settings, device, amp_dtype, rng)
             if resume_from is not None:
-                restore_checkpoint(resume_from, names, params, optimizer, rng, optimizer_used)
-                first_step = resume_from.step + 1
-                loss_value = resume_from.loss
-                curve = list(resume_from.validation)
+                run.restore(resume_from)
 
             def held_out_loss() -> float:
                 def prediction(
@@ -288,27 +271,14 @@ def train_flow_lora(
                     base_loss = held_out_loss()
                 finally:
                     make_training_active(transformer, params)
-                curve.append((step, loss, base_loss))
+                run.curve.append((step, loss, base_loss))
 
-            def checkpoint(step: int) -> TrainingCheckpoint:
-                return TrainingCheckpoint(
-                    step=step,
-                    settings=run_fingerprint(settings),
-                    loss=loss_value,
-                    adapter=cpu_copy(dict(zip(names, params, strict=True))),
-                    optimizer=cpu_copy(optimizer.state_dict()),
-                    optimizer_name=optimizer_used,
-                    rng_state=rng.get_state(),
-                    validation=tuple(curve),
-                )
-
+            save = (
+                None if on_checkpoint is None else lambda step: on_checkpoint(run.checkpoint(step))
+            )
             total = settings.steps
-            last_saved_at = time.monotonic()
-            for step in range(first_step, total + 1):
-                if should_stop is not None and should_stop():
-                    if on_checkpoint is not None and step > first_step:
-                        on_checkpoint(checkpoint(step - 1))
-                    raise TrainingCancelled(f"training cancelled before step {step} of {total}")
+            for step in range(run.first_step, total + 1):
+                run.stop_if_asked(step, should_stop, save)
                 latents = latents_cache.draw(schedule.batch(step), rng).to(dtype)
                 noise = torch.randn(latents.shape, generator=rng).to(device, dtype)
                 shift = float(scheduler.get("shift", 1.0))
@@ -320,26 +290,8 @@ def train_flow_lora(
                 with autocast(device, amp_dtype):
                     predicted = _velocity(pipeline, noisy, levels, conditioning)
                 loss = torch.nn.functional.mse_loss(predicted.float(), (noise - latents).float())
-                optimizer.zero_grad(set_to_none=True)
-                scaler.backward_and_step(loss, optimizer)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise TrainingNotFinite(
-                        f"training diverged: the loss became {loss_value} at step {step} of "
-                        f"{total}; nothing was saved. Try a lower learning rate "
-                        f"(it was {settings.learning_rate:g}) or float32 training"
-                    )
-                if on_progress is not None:
-                    on_progress(step, total, loss_value)
-                if step % settings.checkpoint_every_steps == 0 or step == total:
-                    validate(step)
-                due = (
-                    step % settings.checkpoint_every_steps == 0
-                    or time.monotonic() - last_saved_at >= settings.checkpoint_every_s
-                )
-                if on_checkpoint is not None and step < total and due:
-                    on_checkpoint(checkpoint(step))
-                    last_saved_at = time.monotonic()
+                run.optimise(loss, step)
+                run.finish_step(step, on_progress, validate, save)
             weights = get_peft_model_state_dict(transformer, adapter_name=TRAINING_ADAPTER)
             output_dir.mkdir(parents=True, exist_ok=True)
             type(pipeline).save_lora_weights(
@@ -350,8 +302,8 @@ def train_flow_lora(
     return TrainOutcome(
         weights_path=output_dir / WEIGHTS_NAME,
         steps=settings.steps,
-        final_loss=loss_value,
+        final_loss=run.loss,
         seconds=time.perf_counter() - started,
-        resumed_from=first_step - 1,
-        validation=tuple(ValidationPoint(*point) for point in curve),
+        resumed_from=run.first_step - 1,
+        validation=run.validation(),
     )

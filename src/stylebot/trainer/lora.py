@@ -11,7 +11,6 @@ one GPU job at a time per pipeline.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -25,6 +24,7 @@ from stylebot.engine.diffusers_classes import DDPMScheduler
 from stylebot.engine.models import BasePipeline
 from stylebot.queue.payloads import TRAIN_METHODS, TrainSettings, ValidationPoint
 from stylebot.style_tokens import TRAINING_TOKEN
+from stylebot.trainer.adapter_run import AdapterRun, TrainingNotFinite
 from stylebot.trainer.adapter_variants import save_adapter
 from stylebot.trainer.borrowed_unet import (
     TRAINING_ADAPTER,
@@ -41,30 +41,23 @@ from stylebot.trainer.buckets import BatchSchedule, BucketedImage, bucket_images
 from stylebot.trainer.captions import CaptionEncoder, TrainingCaptions
 from stylebot.trainer.checkpoints import (
     TrainingCheckpoint,
-    cpu_copy,
-    restore_checkpoint,
-    run_fingerprint,
 )
 from stylebot.trainer.conditioning import (
     TextConditioning,
     with_size_conditioning,
 )
-from stylebot.trainer.ema import AdapterEMA
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
     TrainableToken,
     style_caption,
 )
 from stylebot.trainer.hardware import (
-    LossScaler,
     autocast,
     autocast_dtype,
     gradient_checkpointing,
-    optimizer_name,
     run_optimizer,
 )
 from stylebot.trainer.latents import LatentCache
-from stylebot.trainer.lr_schedule import ScheduledLearningRate
 from stylebot.trainer.objectives import diffusion_loss, min_snr_weights, sample_noise
 from stylebot.trainer.validation import ValidationSet, split_holdout
 
@@ -90,20 +83,6 @@ class TrainOutcome:
     # Held-out loss with the LoRA and with the base model, at each checkpoint step and the end.
     validation: tuple[ValidationPoint, ...] = ()
     embedding_path: Path | None = None
-
-
-class TrainingCancelled(Exception):
-    """`should_stop()` returned True; no weights were written (a checkpoint may have been)."""
-
-
-class TrainingNotFinite(RuntimeError):
-    """The training images' latents or the loss became NaN or infinite; no
-    weights were written (a LoRA trained on NaN draws only noise or black).
-    `user_message` says so in words a chat user can act on."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.user_message = message
 
 
 def require_finite_latents(
@@ -211,10 +190,7 @@ def train_lora(
     # Noise, timesteps and batches come from a CPU generator, so a seed gives
     # the same run on any device; the global seed covers the LoRA init.
     rng = torch.Generator(device="cpu").manual_seed(settings.seed)
-    loss_value = math.nan
-    first_step = 1
     devices = [torch.cuda.current_device()] if device.type == "cuda" else []
-    curve: list[tuple[int, float, float]] = []
     with (
         torch.random.fork_rng(devices=devices),
         torch.enable_grad(),
@@ -244,22 +220,11 @@ def train_lora(
         with borrowed as params:
             names = [n for n, _ in unet.named_parameters() if TRAINING_ADAPTER in n]
             optimizer = run_optimizer(params, token, settings, device)
-            # Before a checkpoint's optimiser state replaces the rates with scheduled ones.
-            learning_rate = ScheduledLearningRate(optimizer, settings)
-            ema = AdapterEMA(names, params, settings.ema_decay) if settings.ema_decay else None
-            # What "auto" became on this host: a checkpoint records it, as its
-            # state only loads into the same optimiser (see `_restore`).
-            optimizer_used = optimizer_name(settings.optimizer, device)
-            scaler = LossScaler(amp_dtype)
+            run = AdapterRun(names, params, optimizer, settings, device, amp_dtype, rng)
             if resume_from is not None:
-                restore_checkpoint(resume_from, names, params, optimizer, rng, optimizer_used)
+                run.restore(resume_from)
                 if token is not None:
                     token.load_state(resume_from.embedding)
-                if ema is not None:
-                    ema.load_state(resume_from.ema)
-                first_step = resume_from.step + 1
-                loss_value = resume_from.loss
-                curve = list(resume_from.validation)
 
             def held_out_loss() -> float:
                 def prediction(
@@ -294,30 +259,18 @@ def train_lora(
                     if token is not None:
                         token.enabled = True
                     make_training_active(unet, params)
-                curve.append((step, loss, base_loss))
+                run.curve.append((step, loss, base_loss))
 
-            def checkpoint(step: int) -> TrainingCheckpoint:
-                return TrainingCheckpoint(
-                    step=step,
-                    settings=run_fingerprint(settings),
-                    loss=loss_value,
-                    # Copies: the run goes on changing the live tensors.
-                    adapter=cpu_copy(dict(zip(names, params, strict=True))),
-                    optimizer=cpu_copy(optimizer.state_dict()),
-                    optimizer_name=optimizer_used,
-                    rng_state=rng.get_state(),
-                    validation=tuple(curve),
-                    embedding=token.state() if token is not None else {},
-                    ema=ema.state() if ema is not None else {},
+            save = (
+                None
+                if on_checkpoint is None
+                else lambda step: on_checkpoint(
+                    run.checkpoint(step, token.state() if token is not None else None)
                 )
-
+            )
             total = settings.steps
-            last_saved_at = time.monotonic()
-            for step in range(first_step, total + 1):
-                if should_stop is not None and should_stop():
-                    if on_checkpoint is not None and step > first_step:
-                        on_checkpoint(checkpoint(step - 1))
-                    raise TrainingCancelled(f"training cancelled before step {step} of {total}")
+            for step in range(run.first_step, total + 1):
+                run.stop_if_asked(step, should_stop, save)
                 batch = schedule.batch(step)
                 texts = [prompts.at_step(train_ids[sample.index], step) for sample in batch]
                 batch_conditioning = conditioning(texts, [training[s.index] for s in batch])
@@ -344,35 +297,8 @@ def train_lora(
                     if settings.min_snr_gamma > 0
                     else None
                 )
-                loss = diffusion_loss(prediction, target, snr_weights)
-                optimizer.zero_grad(set_to_none=True)
-                learning_rate.set_for(step)
-                scaler.backward_and_step(loss, optimizer)
-                if ema is not None:
-                    ema.update()
-                    if step == total:  # the average is the style: validated and saved
-                        ema.copy_to_params()
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    # Diverged (or overflowed in half precision): the weights
-                    # are broken, so neither they nor a checkpoint are saved.
-                    raise TrainingNotFinite(
-                        f"training diverged: the loss became {loss_value} at step {step} of "
-                        f"{settings.steps}; nothing was saved. Try a lower learning rate "
-                        f"(it was {settings.learning_rate:g}) or float32 training"
-                    )
-                if on_progress is not None:
-                    on_progress(step, total, loss_value)
-                if step % settings.checkpoint_every_steps == 0 or step == total:
-                    validate(step)
-                # The last step's state is the result itself: no checkpoint for it.
-                due = (
-                    step % settings.checkpoint_every_steps == 0
-                    or time.monotonic() - last_saved_at >= settings.checkpoint_every_s
-                )
-                if on_checkpoint is not None and step < total and due:
-                    on_checkpoint(checkpoint(step))
-                    last_saved_at = time.monotonic()
+                run.optimise(diffusion_loss(prediction, target, snr_weights), step)
+                run.finish_step(step, on_progress, validate, save)
                 if device_sharing is not None and step < total and device_sharing.has_waiting():
                     with lent_out(unet, params, device, styles_off):
                         device_sharing.run_waiting()
@@ -388,10 +314,10 @@ def train_lora(
     return TrainOutcome(
         weights_path=weights_path,
         steps=settings.steps,
-        final_loss=loss_value,
+        final_loss=run.loss,
         seconds=time.perf_counter() - started,
-        resumed_from=first_step - 1,
-        validation=tuple(ValidationPoint(*point) for point in curve),
+        resumed_from=run.first_step - 1,
+        validation=run.validation(),
         embedding_path=embedding_path,
     )
 

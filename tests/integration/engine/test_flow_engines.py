@@ -33,6 +33,7 @@ from stylebot.queue.job_lifecycle import user_error
 from stylebot.queue.payloads import TrainJob, TrainSettings
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.flow_matching import noise_levels
+from stylebot.trainer.lr_schedule import lr_factor
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -356,3 +357,25 @@ def test_auto_quantises_a_flow_base_only_on_a_gpu_too_small_for_it() -> None:
     assert plan_quantization("int8", "sd3-large", "cpu", None) == "int8"
     with pytest.raises(ValueError, match="int4"):
         plan_quantization("int4", "flux-dev", "cuda", 16 * gib)
+
+
+def test_a_flow_run_trains_at_the_scheduled_rate_and_checkpoints_its_average(
+    engine: StyleEngine,
+) -> None:
+    """The flow trainer shares the UNet trainer's optimisation (trainer.adapter_run):
+    it once ran at a constant rate and kept no moving average, whatever was set."""
+    settings = dataclasses.replace(
+        SETTINGS, steps=4, checkpoint_every_steps=1, lr_warmup=0.5, ema_decay=0.8
+    )
+    saved: list[TrainingCheckpoint] = []
+    engine.train(
+        _uploads(),
+        TRIGGER,
+        settings,
+        on_checkpoint=lambda state, _step: saved.append(TrainingCheckpoint.read_from(state)),
+    )
+    rates = [c.optimizer["param_groups"][0]["lr"] for c in saved]
+    expected = [settings.learning_rate * lr_factor(s, 4, 2, "cosine") for s in range(1, 4)]
+    assert rates == pytest.approx(expected)
+    # The average goes into each checkpoint, so a resumed run ends with the same one.
+    assert all(c.ema and c.ema.keys() - {"__updates__"} == c.adapter.keys() for c in saved)

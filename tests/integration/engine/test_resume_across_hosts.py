@@ -17,8 +17,9 @@ from tests.support.stored_checkpoints import as_stored
 
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
+from stylebot.trainer.adapter_run import TrainingCancelled
 from stylebot.trainer.checkpoints import TrainingCheckpoint
-from stylebot.trainer.lora import TrainingCancelled, train_lora
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

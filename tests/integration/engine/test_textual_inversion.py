@@ -23,6 +23,7 @@ from stylebot.engine.models import load_pipeline
 from stylebot.engine.worker_cache import BlobCache
 from stylebot.queue.payloads import TrainSettings
 from stylebot.style_tokens import TRAINING_TOKEN
+from stylebot.trainer.adapter_run import TrainingCancelled
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.embeddings import (
     EMBEDDING_NAME,
@@ -30,7 +31,7 @@ from stylebot.trainer.embeddings import (
     initial_vector,
     text_encoder_slots,
 )
-from stylebot.trainer.lora import TrainingCancelled, train_lora
+from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

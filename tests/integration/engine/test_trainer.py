@@ -18,9 +18,10 @@ from tests.support.stored_checkpoints import as_stored
 
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
+from stylebot.trainer.adapter_run import TrainingCancelled
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.dataset import prepare_training_image
-from stylebot.trainer.lora import WEIGHTS_NAME, TrainingCancelled, train_lora
+from stylebot.trainer.lora import WEIGHTS_NAME, train_lora
 
 TRIGGER = "sks style"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -19,9 +19,10 @@ from tests.support.stored_checkpoints import as_stored
 
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
+from stylebot.trainer.adapter_run import TrainingCancelled
 from stylebot.trainer.buckets import bucket_images
 from stylebot.trainer.checkpoints import TrainingCheckpoint
-from stylebot.trainer.lora import TrainingCancelled, train_lora
+from stylebot.trainer.lora import train_lora
 from stylebot.trainer.objectives import min_snr_weights
 from stylebot.trainer.validation import split_holdout
 

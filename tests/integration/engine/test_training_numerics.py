@@ -25,10 +25,11 @@ from PIL import Image
 
 from stylebot.engine.models import load_pipeline
 from stylebot.queue.payloads import TrainSettings
+from stylebot.trainer.adapter_run import TrainingNotFinite
 from stylebot.trainer.buckets import bucket_images
 from stylebot.trainer.flow_matching import train_flow_lora
 from stylebot.trainer.latents import LatentCache, needs_upcast
-from stylebot.trainer.lora import WEIGHTS_NAME, TrainingNotFinite, train_lora
+from stylebot.trainer.lora import WEIGHTS_NAME, train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

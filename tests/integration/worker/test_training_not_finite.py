@@ -4,7 +4,7 @@ user is told why in the trainer's words, not only the error's class."""
 from __future__ import annotations
 
 from stylebot.queue.job_lifecycle import user_error
-from stylebot.trainer.lora import TrainingNotFinite
+from stylebot.trainer.adapter_run import TrainingNotFinite
 
 
 def test_the_failed_job_reports_the_trainers_message() -> None:

@@ -7,6 +7,8 @@ as stored is the job's picture (its manifest too: the new image's ingredient).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from stylebot.bot.core.commands import ExtendOutput
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.generation import GenerationSpec, admit_and_queue, earlier_output
@@ -69,14 +71,10 @@ async def extend_output(deps: Deps, command: ExtendOutput) -> Reply:
     if isinstance(geometry, str):
         return ErrorReply(geometry)
     width, height, box = geometry
-    spec = GenerationSpec(
-        prompt=output.prompt,
-        negative_prompt=output.negative_prompt,
-        seed=output.seed,
-        steps=output.steps,
+    spec = replace(
+        GenerationSpec.of_output(output),
         width=width,
         height=height,
-        count=1,
         described_as=f"output {output.id}, {EXTENSIONS[command.how]} ({width}x{height})",
         source=PictureSource(output.blob_key, EXTEND_STRENGTH, output.id, keep_box=box),
         action="Extending",

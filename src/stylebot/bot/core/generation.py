@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stylebot.bot.core.attribution import attribute, made_in_private, source_lines
 from stylebot.bot.core.blobs import delete_unused_blobs
@@ -60,6 +60,20 @@ class GenerationSpec:
     source: PictureSource | None = None
     # How the queued reply starts ("Upscaling"); None: from what the spec is.
     action: str | None = None
+
+    @classmethod
+    def of_output(cls, output: Output) -> GenerationSpec:
+        """An earlier image made again (re-roll, vary, extend, upscale start from it):
+        its prompt, seed, steps and size, one image."""
+        return cls(
+            prompt=output.prompt,
+            negative_prompt=output.negative_prompt,
+            seed=output.seed,
+            steps=output.steps,
+            width=output.width,
+            height=output.height,
+            count=1,
+        )
 
 
 def new_output_id() -> str:
@@ -303,14 +317,9 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
     # The image pipelines take no starting noise, so a picture-based image varies by a
     # new seed: drawn again from the same picture, it stays close to it all the same.
     vary_by_noise = vary and output.source_key is None
-    spec = GenerationSpec(
-        prompt=output.prompt,
-        negative_prompt=output.negative_prompt,
+    spec = replace(
+        GenerationSpec.of_output(output),
         seed=output.seed if vary_by_noise else secrets.randbelow(2**31),
-        steps=output.steps,
-        width=output.width,
-        height=output.height,
-        count=1,
         variation_seed=secrets.randbelow(2**31) if vary_by_noise else None,
         variation_strength=VARIATION_STRENGTH if vary_by_noise else 0.0,
         described_as=None if output.user_id == user.id else f"output {output.id}",

@@ -7,6 +7,8 @@ upscale is who may re-roll (`earlier_output`); admission is /imagine's.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from stylebot.bot.core.commands import UpscaleOutput
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.generation import GenerationSpec, admit_and_queue, earlier_output
@@ -32,14 +34,10 @@ async def upscale_output(deps: Deps, command: UpscaleOutput) -> Reply:
             f"At twice its size that image would be {width}x{height}, larger than the "
             f"{largest} pixels a side this bot makes."
         )
-    spec = GenerationSpec(
-        prompt=output.prompt,
-        negative_prompt=output.negative_prompt,
-        seed=output.seed,
-        steps=output.steps,
+    spec = replace(
+        GenerationSpec.of_output(output),
         width=width,
         height=height,
-        count=1,
         described_as=f"output {output.id} to {width}x{height}",
         # The output as stored (its manifest too): the new image's ingredient.
         source=PictureSource(output.blob_key, UPSCALE_STRENGTH, output_id=output.id),

@@ -42,6 +42,37 @@ def _region(option: str) -> tuple[float, float, float, float]:
 def install_restyle_commands(
     tree: app_commands.CommandTree[Any], adapter: DiscordAdapter, style_names: StyleAutocomplete
 ) -> None:
+    async def queue_restyle(
+        interaction: discord.Interaction[Any],
+        images: list[discord.Attachment],
+        style: str,
+        prompt: str | None,
+        confirm: str | None,
+        *,
+        strength: float | None = None,
+        extend: str | None = None,
+        region: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        """The attachments fetched and checked, then the core's Restyle (a second
+        attachment is the mask); the interaction is deferred already."""
+        requester = adapter.requester(interaction)
+        await adapter.run_on_files(
+            interaction,
+            images,
+            lambda files: Restyle(
+                requester,
+                files[0],
+                style,
+                prompt=prompt or "",
+                strength=strength,
+                rights_confirmed=confirm == "yes",
+                extend=extend,
+                region=region,
+                mask=files[1] if len(files) > 1 else None,
+            ),
+            ephemeral=False,
+        )
+
     @tree.command(name="restyle", description="Draw a picture again in a style")
     @app_commands.describe(
         image="The picture (PNG, JPEG or WebP)",
@@ -60,20 +91,7 @@ def install_restyle_commands(
         confirm: Literal["yes"] | None = None,
     ) -> None:
         await adapter.defer(interaction, ephemeral=False)
-        requester = adapter.requester(interaction)
-        await adapter.run_on_files(
-            interaction,
-            [image],
-            lambda files: Restyle(
-                requester,
-                files[0],
-                style,
-                prompt=prompt or "",
-                strength=strength,
-                rights_confirmed=confirm == "yes",
-            ),
-            ephemeral=False,
-        )
+        await queue_restyle(interaction, [image], style, prompt, confirm, strength=strength)
 
     @tree.command(name="extend", description="Extend a picture: zoom out, or another shape")
     @app_commands.describe(
@@ -93,20 +111,7 @@ def install_restyle_commands(
         confirm: Literal["yes"] | None = None,
     ) -> None:
         await adapter.defer(interaction, ephemeral=False)
-        requester = adapter.requester(interaction)
-        await adapter.run_on_files(
-            interaction,
-            [image],
-            lambda files: Restyle(
-                requester,
-                files[0],
-                style,
-                prompt=prompt or "",
-                rights_confirmed=confirm == "yes",
-                extend=how,
-            ),
-            ephemeral=False,
-        )
+        await queue_restyle(interaction, [image], style, prompt, confirm, extend=how)
 
     @tree.command(name="repaint", description="Draw part of a picture anew in a style")
     @app_commands.describe(
@@ -134,21 +139,8 @@ def install_restyle_commands(
         except CommandSyntaxError as error:
             await adapter.respond(interaction, ErrorReply(str(error)), ephemeral=False)
             return
-        requester = adapter.requester(interaction)
-        await adapter.run_on_files(
-            interaction,
-            [image] if mask is None else [image, mask],
-            lambda files: Restyle(
-                requester,
-                files[0],
-                style,
-                prompt=prompt,
-                rights_confirmed=confirm == "yes",
-                region=box,
-                mask=files[1] if len(files) > 1 else None,
-            ),
-            ephemeral=False,
-        )
+        images = [image] if mask is None else [image, mask]
+        await queue_restyle(interaction, images, style, prompt, confirm, region=box)
 
     @tree.context_menu(name="Restyle with…")
     async def restyle_message(
