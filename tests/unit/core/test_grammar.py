@@ -33,6 +33,7 @@ from stylebot.bot.core.grammar import (
     parse_confirmation,
     parse_imagine,
     split_command,
+    strength_option,
 )
 from stylebot.bot.core.model import Requester
 
@@ -170,3 +171,11 @@ def test_every_typed_command_parses_to_the_cores_command(line: str, expected: ob
 def test_a_line_that_does_not_fit_says_how_and_builds_no_command(line: str) -> None:
     with pytest.raises(CommandSyntaxError):
         parsed(line)
+
+
+def test_a_strength_reads_the_same_typed_or_from_a_form() -> None:
+    # Discord's "Restyle with…" form reads its field with the typed grammar's rule.
+    assert strength_option("0.4") == 0.4
+    assert strength_option("  ") is None
+    with pytest.raises(CommandSyntaxError, match=r"strength:lots is not a number"):
+        strength_option("lots")

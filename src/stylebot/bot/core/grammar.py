@@ -419,14 +419,7 @@ def parse_restyle(args: str, verb: str = "restyle", *, mask_attached: bool = Fal
             options[match.group(1).lower()] = match.group(2)
         else:
             words.append(word)
-    strength: float | None = None
-    if options.get("strength"):
-        try:
-            strength = float(options["strength"])
-        except ValueError as exc:
-            raise CommandSyntaxError(
-                f"strength:{options['strength']} is not a number; write it like strength:0.6"
-            ) from exc
+    strength = strength_option(options.get("strength", ""))
     confirm = options.get("confirm", "").lower()
     if confirm not in ("", "yes"):
         raise CommandSyntaxError("confirm takes the word yes: confirm:yes")
@@ -461,6 +454,18 @@ def _extension(options: dict[str, str]) -> str:
     if zoom not in ("", "2", "1.5"):
         raise CommandSyntaxError("zoom is 1.5 or 2: zoom:2")
     return f"zoom{zoom or '2'}"
+
+
+def strength_option(text: str) -> float | None:
+    """A restyle's ``strength:`` as typed (or as a form field holds it); None when empty."""
+    if not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise CommandSyntaxError(
+            f"strength:{text.strip()} is not a number; write it like strength:0.6"
+        ) from exc
 
 
 def _region(text: str) -> tuple[float, float, float, float]:

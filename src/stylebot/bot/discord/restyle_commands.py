@@ -16,7 +16,7 @@ from discord import app_commands
 
 from stylebot.bot.core.commands import Restyle
 from stylebot.bot.core.errors import CommandSyntaxError
-from stylebot.bot.core.grammar import parse_restyle
+from stylebot.bot.core.grammar import parse_restyle, strength_option
 from stylebot.bot.core.replies import ErrorReply
 from stylebot.bot.discord.components import AdmittedItem, adapter_of
 
@@ -187,10 +187,9 @@ class RestyleModal(AdmittedItem, discord.ui.Modal):
         async with adapter.guard(interaction):
             await adapter.defer(interaction, ephemeral=False)
             try:
-                strength = float(self.strength.value) if self.strength.value.strip() else None
-            except ValueError:
-                refusal = ErrorReply("Strength is a number such as 0.6. Nothing was queued.")
-                await adapter.respond(interaction, refusal, ephemeral=False)
+                strength = strength_option(self.strength.value)
+            except CommandSyntaxError as error:
+                await adapter.respond(interaction, ErrorReply(str(error)), ephemeral=False)
                 return
             requester = adapter.requester(interaction)
             await adapter.run_on_files(
