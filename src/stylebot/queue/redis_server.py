@@ -53,6 +53,15 @@ log = logging.getLogger(__name__)
 PRESENCE_NAME_PREFIX = "stylebot-embedded"
 #: The exit lock (`EMBEDDED_REDIS_EXIT_LOCK_KEY`) expires on its own if its holder dies.
 _EXIT_LOCK_MS = 10_000
+#: Release the exit lock only if the given client still holds it.
+_DELETE_IF_HELD_BY = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+
+
+def _closing(client: dict[str, str]) -> bool:
+    """CLIENT LIST flags 'c' / 'A': the connection is being closed (its owner quit)."""
+    return bool(set(str(client.get("flags", ""))) & {"c", "A"})
 
 
 def find_redis_server() -> str:
@@ -209,7 +218,7 @@ class EmbeddedRedis(StartedInWith):
 
     def _left_for_others(self, presence: redis.Redis, timeout: float) -> bool:
         """Under the exit lock: if other sharers are connected, disconnect and return True
-        (the lock is released with it); else keep the connection for SHUTDOWN."""
+        (the next one to leave takes the lock over); else keep the connection for SHUTDOWN."""
         try:
             presence.ping()
         except redis.ResponseError:
@@ -218,27 +227,15 @@ class EmbeddedRedis(StartedInWith):
             return False  # the server is gone or unreachable: nothing to leave running
         try:
             locked = self._take_exit_lock(presence, time.monotonic() + timeout)
-            own_id = presence.client_id()
-            others = [
-                client
-                for client in list_reply(presence.client_list())
-                if int(client["id"]) != own_id
-                and str(client.get("name", "")).startswith(PRESENCE_NAME_PREFIX)
-                # 'c'/'A': already closing (another sharer that just left).
-                and not set(str(client.get("flags", ""))) & {"c", "A"}
-            ]
+            others = self._other_sharers(presence)
             if not others:
                 if locked:
                     presence.delete(EMBEDDED_REDIS_EXIT_LOCK_KEY)
                 return False
-            # One round trip: Redis frees a QUITting client before serving the next
-            # sharer that takes the lock, so that one does not count us.
-            pipe = presence.pipeline(transaction=False)
-            if locked:
-                pipe.delete(EMBEDDED_REDIS_EXIT_LOCK_KEY)
-            pipe.execute_command("QUIT")
+            # Leave still holding the lock: the next sharer takes it over once it sees
+            # this connection closing (`_take_exit_lock`), so it cannot count us.
             with contextlib.suppress(redis.ConnectionError):
-                pipe.execute()
+                presence.quit()
         except redis.RedisError as exc:
             log.warning("embedded Redis: could not ask who else uses it (%s); stopping it", exc)
             return False
@@ -250,16 +247,38 @@ class EmbeddedRedis(StartedInWith):
         )
         return True
 
+    @staticmethod
+    def _other_sharers(presence: redis.Redis) -> list[dict[str, str]]:
+        """The presence connections of the other sharers still using the server."""
+        own_id = presence.client_id()
+        return [
+            client
+            for client in list_reply(presence.client_list())
+            if int(client["id"]) != own_id
+            and str(client.get("name", "")).startswith(PRESENCE_NAME_PREFIX)
+            and not _closing(client)
+        ]
+
     def _take_exit_lock(self, presence: redis.Redis, deadline: float) -> bool:
         """Take the exit lock; False when it cannot be had, and the caller decides
         without it. A Redis that refuses writes (a full disk fails its append-only
         file: MISCONF) refuses the lock too; that is no reason to stop it under
-        the processes still using it."""
-        name = value_reply(presence.client_getname()) or ""
+        the processes still using it.
+
+        The lock holds the holder's client id. A sharer that leaves the server to
+        others quits without releasing it, so that its connection is closing before
+        anyone else can look; a waiter takes over a lock whose holder's connection is
+        closing or gone (which also frees it at once when its holder dies)."""
+        own_id = str(presence.client_id())
         while True:
             try:
-                if presence.set(EMBEDDED_REDIS_EXIT_LOCK_KEY, name, nx=True, px=_EXIT_LOCK_MS):
+                if presence.set(EMBEDDED_REDIS_EXIT_LOCK_KEY, own_id, nx=True, px=_EXIT_LOCK_MS):
                     return True
+                held = value_reply(presence.get(EMBEDDED_REDIS_EXIT_LOCK_KEY))
+                holder = held.decode() if isinstance(held, bytes) else held
+                if holder is not None and not self._still_connected(presence, holder):
+                    presence.eval(_DELETE_IF_HELD_BY, 1, EMBEDDED_REDIS_EXIT_LOCK_KEY, holder)
+                    continue
             except redis.ResponseError as exc:
                 log.warning(
                     "embedded Redis refuses writes (%s); deciding without the exit lock", exc
@@ -269,6 +288,13 @@ class EmbeddedRedis(StartedInWith):
                 log.warning("embedded Redis: exit lock still held; deciding without it")
                 return False
             time.sleep(0.05)
+
+    @staticmethod
+    def _still_connected(presence: redis.Redis, client_id: str) -> bool:
+        if not client_id.isdigit():
+            return False  # not a client id: a lock left by an older stylebot
+        listed = list_reply(presence.client_list(client_id=[client_id]))
+        return any(not _closing(client) for client in listed)
 
     def _shutdown(
         self,

@@ -108,6 +108,54 @@ def test_processes_leaving_at_the_same_time_do_not_leave_redis_orphaned(
     assert not _answers(handles[0])
 
 
+def test_a_sharer_that_leaves_is_not_counted_by_the_next_one_while_it_closes(
+    tmp_path: Path,
+) -> None:
+    """A sharer leaving Redis to the others must already be closing when the next one
+    looks: it once quit a second pooled connection and closed its named one later, so
+    two leaving close together each counted the other and left Redis orphaned."""
+    first = EmbeddedRedis(tmp_path).start()
+    second = EmbeddedRedis(tmp_path).start()
+    third = EmbeddedRedis(tmp_path).start()
+    second_has_left = threading.Event()
+    first_presence = first._presence
+    assert first_presence is not None
+    closing_for_real = first_presence.close
+
+    def close_after_the_second_left() -> None:  # the first process is slow to close
+        second_has_left.wait(timeout=30)
+        closing_for_real()
+
+    first_presence.close = close_after_the_second_left  # type: ignore[method-assign]
+    third.stop()  # one left earlier: the other two decide between themselves
+    first_leaving = threading.Thread(target=first.stop)
+    first_leaving.start()
+    try:
+        deadline = time.monotonic() + 30
+        while _presence_count(second) > 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the first has decided and quit
+        second.stop()
+        second_has_left.set()
+    finally:
+        second_has_left.set()
+        first_leaving.join(timeout=30)
+    assert not _answers(second), "both left Redis running for each other"
+
+
+def _presence_count(server: EmbeddedRedis) -> int:
+    client = redis.Redis(unix_socket_path=str(server.socket_path), socket_timeout=2)
+    try:
+        listed = client.client_list()
+    finally:
+        client.close()
+    return sum(
+        1
+        for entry in listed
+        if str(entry.get("name", "")).startswith("stylebot-embedded")
+        and not set(str(entry.get("flags", ""))) & {"c", "A"}
+    )
+
+
 def _until_writes_are_refused(client: redis.Redis) -> str:
     """Write until Redis refuses (its append-only file cannot grow); the refusal."""
     deadline = time.monotonic() + 30
