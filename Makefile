@@ -39,7 +39,7 @@ test: $(STAMP) browser redis-tls
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=30
 
 # The headless browser of the verify page's test (tests/e2e/web): Debian's Chromium and
 # its matching driver, from the package registry, installed only when missing (as root,
