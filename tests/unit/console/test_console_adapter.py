@@ -212,3 +212,22 @@ async def test_repaint_reads_the_mask_path_and_queues_it(world: CoreWorld, tmp_p
     [repaint] = world.queue.generate_jobs
     assert repaint.mask_key is not None
     assert repaint.mask_key in world.blobs.blobs
+
+
+async def test_news_of_a_job_names_commands_as_the_console_types_them(
+    world: CoreWorld, tmp_path: Path
+) -> None:
+    """The ready message read "⟦["verify", [], []]⟧ traces it": the console printed
+    notifications without spelling their mentions, as it does its answers."""
+    console, out = console_for(world, tmp_path)
+    await console.run(lines("/imagine a lighthouse"), wait_for_jobs=False)
+    [job] = world.queue.generate_jobs
+    image = GeneratedImage(job.output_ids[0], await world.blobs.put(png()), 1)
+    result = GenerateResult((image,), 1.0)
+    for note in await world.bot.handle_event(
+        JobEvent(job.job_id, "generate", "finished", result=result.to_dict())
+    ):
+        await console.notify(note)
+    text = out.getvalue()
+    assert "/verify traces it" in text
+    assert "\u27e6" not in text

@@ -212,6 +212,7 @@ class ConsoleAdapter:
     # -- output ---------------------------------------------------------------
 
     async def notify(self, notification: replies.Notification) -> None:
+        notification = self.bot.spelled(notification)
         # Every console user shares this terminal: say whose news it is when it is not
         # the current user's.
         if notification.to.user_id != self.requester.user_id:
