@@ -3,6 +3,7 @@ reference images, and pixels to compare."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image
 
 from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.models import BasePipeline
+from stylebot.engine.worker_cache import BlobCache, CachedBlob, CacheKind
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer.lora import train_lora
 
@@ -50,3 +52,12 @@ def striped_png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def cached_copy(cache: BlobCache, kind: CacheKind, data: bytes, key: str = "") -> CachedBlob:
+    """`data` as the worker's copy of a blob (named `key`, else by its SHA-256), as a
+    job body leaves it after fetching it from the store."""
+    key = key or hashlib.sha256(data).hexdigest()
+    download = cache.download_path(kind, key)
+    download.write_bytes(data)
+    return cache.adopt(kind, key, download)

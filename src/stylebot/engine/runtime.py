@@ -41,7 +41,13 @@ from stylebot.engine.training_previews import (
     with_previews,
 )
 from stylebot.engine.training_report import RunRecorder
-from stylebot.engine.worker_cache import DEFAULT_CACHE_MAX_BYTES, BlobCache, CacheKind
+from stylebot.engine.worker_cache import (
+    DEFAULT_CACHE_MAX_BYTES,
+    BlobCache,
+    CachedBlob,
+    CacheKind,
+    RevokedBlobError,
+)
 from stylebot.log_privacy import route_model_library_logs
 from stylebot.provenance.a1111_hashes import (
     MODEL_SHORTHASH_LEN,
@@ -290,14 +296,6 @@ class StyleEngine:
         pipeline's memory (the cache files are named by blob key). Device thread only."""
         return self.generator.unload_files(frozenset(keys))
 
-    def store_embedding(self, key: str, data: bytes) -> None:
-        """Keep a style's embedding (blob `key`) where generation finds it by key."""
-        self.cache.store("embeddings", key, data)
-
-    def store_source(self, key: str, data: bytes) -> None:
-        """Keep the picture a restyle starts from (blob `key`) where generation finds it."""
-        self.cache.store("sources", key, data)
-
     def _source(self, job: GenerateJob) -> bytes | None:
         """The picture a restyle starts from, as stored (None: text-to-image)."""
         return self._stored("sources", job.source_key)
@@ -307,7 +305,7 @@ class StyleEngine:
             return None
         path = self.cache.use(kind, key)
         if path is None:
-            raise FileNotFoundError(f"blob {key} was not stored before generation")
+            raise FileNotFoundError(f"blob {key} was not fetched before generation")
         return path.read_bytes()
 
     def _embedding(self, job: GenerateJob) -> StyleEmbedding | None:
@@ -316,14 +314,14 @@ class StyleEngine:
         path = self.cache.use("embeddings", job.embedding_key)
         if path is None:
             raise FileNotFoundError(
-                f"embedding {job.embedding_key} was not stored before generation (store_embedding)"
+                f"embedding {job.embedding_key} was not fetched before generation"
             )
         return StyleEmbedding(job.embedding_token, path)
 
     def generate(
         self,
         job: GenerateJob,
-        lora: bytes | None = None,
+        lora: CachedBlob | None = None,
         on_step: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[FinishedImage]:
@@ -338,7 +336,7 @@ class StyleEngine:
     def generate_batch(
         self,
         jobs: Sequence[GenerateJob],
-        lora: bytes | None = None,
+        lora: CachedBlob | None = None,
         on_step: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[list[FinishedImage]]:
@@ -362,7 +360,7 @@ class StyleEngine:
     def generate_mixed(
         self,
         jobs: Sequence[GenerateJob],
-        loras: Sequence[bytes | None],
+        loras: Sequence[CachedBlob | None],
         on_step: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[list[FinishedImage]]:
@@ -421,13 +419,17 @@ class StyleEngine:
         )
 
     def _finish(
-        self, job: GenerateJob, prompt: str, images: Sequence[Image.Image], lora: bytes | None
+        self,
+        job: GenerateJob,
+        prompt: str,
+        images: Sequence[Image.Image],
+        lora: CachedBlob | None,
     ) -> list[FinishedImage]:
         """Watermark and label each image: nothing leaves the worker without both."""
         lora_hash = lora_file_hash = None
         if lora is not None:
-            lora_hash = hashlib.sha256(lora).hexdigest()
-            lora_file_hash = self.exports.export_hash(lora, lora_hash)
+            lora_hash = lora.key
+            lora_file_hash = self.exports.export_hash(lora.path, lora.key)
         finished = []
         now = datetime.now(UTC)
         source = self._source(job)
@@ -459,12 +461,12 @@ class StyleEngine:
             finished.append(FinishedImage(output_id, png, seed))
         return finished
 
-    def _lora_file(self, job: GenerateJob, data: bytes) -> LoraWeights:
-        """LoRA weights as a file (diffusers loads from paths), cached by content."""
-        key = hashlib.sha256(data).hexdigest()  # the blob key: revocations name it
-        path = self.cache.store("loras", key, data)
+    def _lora_file(self, job: GenerateJob, lora: CachedBlob) -> LoraWeights:
+        """The style's weights as diffusers loads them (from a file the worker fetched)."""
+        if self.cache.use("loras", lora.key) is None:
+            raise RevokedBlobError(f"blob {lora.key} was revoked: its style was deleted")
         # The adapter name changes with the weights, so a retrained style is reloaded.
-        return LoraWeights(adapter_name=f"style{job.style_id}_{key[:12]}", path=path)
+        return LoraWeights(adapter_name=f"style{job.style_id}_{lora.key[:12]}", path=lora.path)
 
     def _render_preview(
         self, job_id: str, trigger: str, settings: TrainSettings, step: int

@@ -100,12 +100,14 @@ class StyleExports:
             )
             return None
 
-    def export_hash(self, lora: bytes, key: str) -> str:
-        """The hash A1111 gives the file `/style export` hands out for these weights
-        (sha256 `key`): the kohya export's (made at training end from the same
-        weights on this model), or, when no export can be made, the weights' own."""
+    def export_hash(self, weights: Path, key: str) -> str:
+        """The hash A1111 gives the file `/style export` hands out for the weights in
+        this file (sha256 `key`): the kohya export's (made at training end from the
+        same weights on this model), or, when no export can be made, the weights' own.
+        Read once per style (kept by key)."""
         cache = self._export_hashes
         if key not in cache:
+            lora = weights.read_bytes()
             try:
                 cache[key] = (
                     flow_export_hash(lora)

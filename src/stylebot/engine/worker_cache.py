@@ -1,16 +1,20 @@
-"""The copies of blobs a worker keeps on its own disk: LoRA weights and embeddings.
+"""The copies of blobs a worker keeps on its own disk: LoRA weights, embeddings and
+the pictures restyles start from.
 
-diffusers loads weights from files, so a worker writes a style's blob to its cache
-dir, named by the blob key (the SHA-256 of its bytes), and reuses it. Two limits:
+diffusers loads weights from files, so a worker downloads a style's blob into its
+cache dir (streamed, checked against its key), named by the blob key (the SHA-256 of
+its bytes), and generates from that copy while it stays intact: a style used again
+costs a hash of the local file, not a download (`stylebot.queue.damaged_inputs`).
+Two limits:
 
 * size: least recently used files go once the cache holds more than `max_bytes`
-  (a file's mtime is its last use). Files used in the last `IN_USE_S` stay whatever
-  the size, since a job may be about to load them.
+  (a file's mtime is its last use). Files used in the last `IN_USE_S`, and those a
+  job has fetched and not yet used (`pinned`), stay whatever the size.
 * revocation: a deleted style's weights must leave every worker (`revoke`), which the
   worker does on a revocation record in Redis (`stylebot.queue.cache_revocation`);
   files unused for longer than that record is kept go at start (`drop_unused_for`).
   A revoked key is refused from then on: a job that read the weights before the
-  deletion cannot store them again after the copy was dropped.
+  deletion cannot cache them again after the copy was dropped.
 
 Plain files, no model: the worker's revocation watch and tests use it on its own.
 """
@@ -18,12 +22,14 @@ Plain files, no model: the worker's revocation watch and tests use it on its own
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
+import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +51,14 @@ class RevokedBlobError(LookupError):
     """The blob was revoked (its style deleted): this worker keeps no copy of it."""
 
 
+@dataclass(frozen=True)
+class CachedBlob:
+    """A blob's intact copy on the worker's disk."""
+
+    key: str  # the SHA-256 of its content
+    path: Path
+
+
 class BlobCache:
     """Blob copies under `root/<kind>/<blob key>.safetensors`. Thread-safe: the device
     thread stores and uses files, the event loop drops revoked ones."""
@@ -56,28 +70,59 @@ class BlobCache:
         # Blob keys revoked since this process started: never stored again. Bounded by
         # the revocations kept in Redis (a blob key names content nobody has any more).
         self._revoked: set[str] = set()
+        # Copies a job has fetched and not yet used: never evicted for size meanwhile
+        # (a job may wait on the device longer than IN_USE_S). Counted: jobs share styles.
+        self._pinned: Counter[Path] = Counter()
 
     def path(self, kind: CacheKind, key: str) -> Path:
         return self.root / kind / f"{key}{SUFFIX}"
 
-    def store(self, kind: CacheKind, key: str, data: bytes) -> Path:
-        """The blob's file, written unless an intact copy is there; marked as just used.
+    def intact(self, kind: CacheKind, key: str) -> CachedBlob | None:
+        """The blob's copy if there is one and it still matches its key (hashed on every
+        call: a damaged copy is deleted, never loaded), marked as just used."""
+        path = self.path(kind, key)
+        with self._lock:
+            if key in self._revoked or not path.exists():
+                return None
+            if sha256_of_file(path) != key:
+                log.warning("worker cache: %s/%s was damaged; fetching it again", kind, key)
+                path.unlink(missing_ok=True)
+                return None
+            _touch(path)
+        return CachedBlob(key, path)
 
-        The copy is checked on every store, like the blob it came from: a damaged one is
-        rewritten from `data` (already verified against `key`), never loaded."""
+    def download_path(self, kind: CacheKind, key: str) -> Path:
+        """A file name of its own beside the cache's files (two jobs may fetch the same
+        blob at once), for a download to `adopt`."""
+        directory = self.root / kind
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{key}.{secrets.token_hex(4)}.partial"
+
+    def adopt(self, kind: CacheKind, key: str, download: Path) -> CachedBlob:
+        """Take a download already checked against `key` (`BlobStorage.get_to_file`)
+        as the blob's copy; refused, and the download deleted, once the key is revoked."""
         path = self.path(kind, key)
         with self._lock:
             if key in self._revoked:
+                download.unlink(missing_ok=True)
                 raise RevokedBlobError(f"blob {key} was revoked: not cached")
-            if path.exists() and sha256_of_file(path) == hashlib.sha256(data).hexdigest():
-                _touch(path)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_suffix(".partial")
-                partial.write_bytes(data)
-                partial.replace(path)
+            download.replace(path)
             self._evict_over_size()
-        return path
+        return CachedBlob(key, path)
+
+    @contextlib.contextmanager
+    def pinned(self, blobs: Iterable[CachedBlob]) -> Iterator[None]:
+        """Keep these copies from size eviction while a job uses them (revocation still
+        removes them: a deleted style's weights go whoever holds them)."""
+        paths = [blob.path for blob in blobs]
+        with self._lock:
+            self._pinned.update(paths)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pinned.subtract(paths)
+                self._pinned = +self._pinned  # forget the zero counts
 
     def use(self, kind: CacheKind, key: str) -> Path | None:
         """The blob's file if cached, marked as just used; else None."""
@@ -131,7 +176,7 @@ class BlobCache:
         for path, used, size in files:
             if total <= self.max_bytes:
                 return
-            if used >= recent:
+            if used >= recent or path in self._pinned:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

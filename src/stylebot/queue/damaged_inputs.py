@@ -10,9 +10,11 @@ traceback.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from stylebot.bot.core.errors import DamagedBlob
+from stylebot.engine.worker_cache import BlobCache, CachedBlob, CacheKind
 from stylebot.storage.blob_storage import BlobStorage
 
 
@@ -24,16 +26,21 @@ class DamagedInput(Exception):
         self.user_message = user_message
 
 
-async def read_style_weights(
-    blobs: BlobStorage, key: str, style_id: int | None, style_name: str | None
-) -> bytes:
-    """A style's LoRA or embedding bytes, checked against their name.
+async def fetch_style_weights(
+    blobs: BlobStorage,
+    cache: BlobCache,
+    kind: CacheKind,
+    key: str,
+    style_id: int | None,
+    style_name: str | None,
+) -> CachedBlob:
+    """A style's LoRA or embedding on the worker's disk, checked against its name.
 
     The operator's message names the style by id and the blob by key: a style's name is
     its owner's text, and logs are kept beyond the reach of /style delete and /forgetme.
     """
     try:
-        return await blobs.get(key)
+        return await _fetched(blobs, cache, kind, key)
     except DamagedBlob as exc:
         raise DamagedInput(
             f"style {style_id}'s weights are damaged (blob {exc.key}): retrain it or "
@@ -59,13 +66,28 @@ async def read_training_images(blobs: BlobStorage, keys: Sequence[str]) -> list[
     return images
 
 
-async def read_source_picture(blobs: BlobStorage, key: str) -> bytes:
-    """The picture a restyle starts from, checked against its name."""
+async def fetch_source_picture(blobs: BlobStorage, cache: BlobCache, key: str) -> CachedBlob:
+    """The picture a restyle starts from (or a repaint's mask) on the worker's disk,
+    checked against its name."""
     try:
-        return await blobs.get(key)
+        return await _fetched(blobs, cache, "sources", key)
     except DamagedBlob as exc:
         raise DamagedInput(
             f"a restyle's picture is damaged (blob {exc.key}): restore {blobs.location} "
             "from a backup",
             "the picture to restyle is damaged in storage: send it again",
         ) from exc
+
+
+async def _fetched(blobs: BlobStorage, cache: BlobCache, kind: CacheKind, key: str) -> CachedBlob:
+    """The worker's intact copy when it has one, else a streamed download of the blob:
+    a style used again costs a hash of the local file, not a trip to the store."""
+    cached = await asyncio.to_thread(cache.intact, kind, key)
+    if cached is not None:
+        return cached
+    download = cache.download_path(kind, key)
+    try:
+        await blobs.get_to_file(key, download)
+        return cache.adopt(kind, key, download)
+    finally:
+        download.unlink(missing_ok=True)

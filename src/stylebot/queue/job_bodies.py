@@ -20,9 +20,10 @@ from stylebot.engine.generation_request import generation_batch_key
 from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.engine.runtime import FinishedImage, JobCancelled, StyleEngine
 from stylebot.engine.training_previews import TrainingPreviews
+from stylebot.engine.worker_cache import CachedBlob
 from stylebot.queue.damaged_inputs import (
-    read_source_picture,
-    read_style_weights,
+    fetch_source_picture,
+    fetch_style_weights,
     read_training_images,
 )
 from stylebot.queue.job_lifecycle import CancelWatch, Interruption, run_job
@@ -231,31 +232,27 @@ async def _generate(
             await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
             return {"cancelled": True}
         await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
+        engine = context.engine
         lora = (
-            await read_style_weights(context.blobs, job.lora_key, job.style_id, job.style_name)
+            await fetch_style_weights(
+                context.blobs, engine.cache, "loras", job.lora_key, job.style_id, job.style_name
+            )
             if job.lora_key
             else None
         )
         report = ProgressReporter(events, asyncio.get_running_loop(), job.job_id, "generate")
         async with watch:
-            engine = context.engine
-            if job.embedding_key:  # the engine loads it by key, from its own disk
-                embedding = await read_style_weights(
-                    context.blobs, job.embedding_key, job.style_id, job.style_name
+            # The engine reads these by key, from its own disk (`_fetch_inputs`).
+            inputs = await _fetch_inputs(context, job)
+            with engine.cache.pinned([*inputs, *([lora] if lora else [])]):
+                images = await context.device.run_batched(
+                    lambda batch: _generate_together(engine, batch),
+                    _Generation(job, lora, report, watch, interruption),
+                    batch_key=generation_batch_key(
+                        job, mixed_styles=mixed_style_batches(context.settings, engine)
+                    ),
+                    max_batch=max_batch_size(context.settings),
                 )
-                engine.store_embedding(job.embedding_key, embedding)
-            # A restyle (and a repaint's mask): the engine reads its pictures by key too.
-            for key in (job.source_key, job.mask_key):
-                if key:
-                    engine.store_source(key, await read_source_picture(context.blobs, key))
-            images = await context.device.run_batched(
-                lambda batch: _generate_together(engine, batch),
-                _Generation(job, lora, report, watch, interruption),
-                batch_key=generation_batch_key(
-                    job, mixed_styles=mixed_style_batches(context.settings, engine)
-                ),
-                max_batch=max_batch_size(context.settings),
-            )
         if isinstance(images, LoraMismatchError):  # its style failed; others in the batch went on
             raise images
         if watch.is_set():  # cancelled while it shared a batch with jobs that went on
@@ -272,12 +269,28 @@ async def _generate(
     return result.to_dict()
 
 
+async def _fetch_inputs(context: WorkerContext, job: GenerateJob) -> list[CachedBlob]:
+    """A style's embedding, a restyle's picture and a repaint's mask, on the worker's disk."""
+    cache = context.engine.cache
+    fetched = []
+    if job.embedding_key:
+        fetched.append(
+            await fetch_style_weights(
+                context.blobs, cache, "embeddings", job.embedding_key, job.style_id, job.style_name
+            )
+        )
+    for key in (job.source_key, job.mask_key):
+        if key:
+            fetched.append(await fetch_source_picture(context.blobs, cache, key))
+    return fetched
+
+
 @dataclass(frozen=True)
 class _Generation:
     """One generation job's share of a batch."""
 
     job: GenerateJob
-    lora: bytes | None
+    lora: CachedBlob | None
     report: ProgressReporter
     watch: CancelWatch
     interruption: Interruption

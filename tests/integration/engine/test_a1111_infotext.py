@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load, save
 from tests.support import a1111
 from tests.support.single_file import write_sd_single_file
-from tests.support.tiny_styles import STRONG, TRIGGER, reference_images
+from tests.support.tiny_styles import STRONG, TRIGGER, cached_copy, reference_images
 
 from stylebot.engine.lora_files import read_safetensors_metadata
 from stylebot.engine.runtime import StyleEngine, TrainedWeights
@@ -86,7 +86,9 @@ def test_the_image_names_the_exported_lora_by_the_hash_a1111_gives_that_file(
 ) -> None:
     export = trained.export_data
     assert export is not None
-    [image] = engine.generate(_generate_job("export-hash"), trained.data)
+    [image] = engine.generate(
+        _generate_job("export-hash"), cached_copy(engine.cache, "loras", trained.data)
+    )
 
     parsed = _parameters(image.png)
     file_hash = a1111.addnet_hash(export)
@@ -118,7 +120,9 @@ def test_a_single_file_checkpoint_is_named_and_hashed_as_a1111_does(
     )
     trained = engine.train(_pngs(), TRIGGER, STRONG, export_for=_train_job(checkpoint.name))
     assert trained.export_data is not None
-    [image] = engine.generate(_generate_job("checkpoint-hash"), trained.data)
+    [image] = engine.generate(
+        _generate_job("checkpoint-hash"), cached_copy(engine.cache, "loras", trained.data)
+    )
 
     parsed = _parameters(image.png)
     assert parsed["Model hash"] == a1111.checkpoint_shorthash(checkpoint)

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load
+from tests.support.tiny_styles import cached_copy
 
 from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.models import model_family
@@ -104,14 +105,14 @@ def test_a_trained_style_changes_the_image_and_every_image_is_watermarked(
 
     base_job, styled_job = _job("base"), _job("styled")
     [base] = engine.generate(dataclasses.replace(base_job, lora_key=None, trigger=None))
-    [styled] = engine.generate(styled_job, lora=style)
+    [styled] = engine.generate(styled_job, lora=cached_copy(engine.cache, "loras", style))
     assert np.abs(_pixels(styled) - _pixels(base)).mean() > 2.0
     assert _watermark(base) == base_job.output_ids[0]
     assert _watermark(styled) == styled_job.output_ids[0]
 
     # The loaded adapter is reused: the same job gives the same image.
     adapters = engine.generator.loaded_adapters
-    [again] = engine.generate(styled_job, lora=style)
+    [again] = engine.generate(styled_job, lora=cached_copy(engine.cache, "loras", style))
     assert engine.generator.loaded_adapters == adapters
     assert np.array_equal(_pixels(again), _pixels(styled))
 
@@ -120,7 +121,7 @@ def test_a_batch_gives_each_job_its_own_watermarked_images(
     engine: StyleEngine, style: bytes
 ) -> None:
     jobs = [_job("batch-a", seed=1), _job("batch-b", seed=2)]
-    batches = engine.generate_batch(jobs, lora=style)
+    batches = engine.generate_batch(jobs, lora=cached_copy(engine.cache, "loras", style))
     assert [len(images) for images in batches] == [1, 1]
     for job, [image] in zip(jobs, batches, strict=True):
         assert _watermark(image) == job.output_ids[0]

@@ -19,6 +19,7 @@ from PIL import Image
 from safetensors.torch import load
 from tests.integration.engine.test_family_engines import _job, _pixels, _uploads, _watermark
 from tests.support.comfyui_keys import comfyui_flux_targets, comfyui_sd3_targets, keys_not_loaded
+from tests.support.tiny_styles import cached_copy
 
 from stylebot.engine.base_quantization import is_quantized, plan_quantization
 from stylebot.engine.families import LORA_TARGET_MODULES, family_variant, licence_for
@@ -84,12 +85,12 @@ def test_a_trained_style_changes_the_image_and_every_image_is_watermarked(
 ) -> None:
     base_job, styled_job = _job("base"), _job("styled")
     [base] = engine.generate(dataclasses.replace(base_job, lora_key=None, trigger=None))
-    [styled] = engine.generate(styled_job, lora=style)
+    [styled] = engine.generate(styled_job, lora=cached_copy(engine.cache, "loras", style))
     assert np.abs(_pixels(styled) - _pixels(base)).mean() > 1.0
     assert _watermark(base) == base_job.output_ids[0]
     assert _watermark(styled) == styled_job.output_ids[0]
     adapters = engine.generator.loaded_adapters
-    [again] = engine.generate(styled_job, lora=style)
+    [again] = engine.generate(styled_job, lora=cached_copy(engine.cache, "loras", style))
     assert engine.generator.loaded_adapters == adapters
     assert np.array_equal(_pixels(again), _pixels(styled))
     # The base model again: the style is off, the image is the base one.
@@ -101,14 +102,16 @@ def test_a_batch_and_a_mixed_style_batch_match_their_single_images(
     engine: StyleEngine, style: bytes
 ) -> None:
     jobs = [_job("batch-a", seed=1), _job("batch-b", seed=2)]
-    batches = engine.generate_batch(jobs, lora=style)
+    batches = engine.generate_batch(jobs, lora=cached_copy(engine.cache, "loras", style))
     for job, [image] in zip(jobs, batches, strict=True):
         assert _watermark(image) == job.output_ids[0]
-    [[alone]] = [engine.generate(jobs[0], lora=style)]
+    [[alone]] = [engine.generate(jobs[0], lora=cached_copy(engine.cache, "loras", style))]
     assert np.abs(_pixels(batches[0][0]) - _pixels(alone)).max() <= 2
 
     base_job = dataclasses.replace(jobs[1], lora_key=None, trigger=None)
-    mixed = engine.generate_mixed([jobs[0], base_job], [style, None])
+    mixed = engine.generate_mixed(
+        [jobs[0], base_job], [cached_copy(engine.cache, "loras", style), None]
+    )
     [base_alone] = engine.generate(base_job)
     assert np.abs(_pixels(mixed[0][0]) - _pixels(alone)).max() <= 2
     assert np.abs(_pixels(mixed[1][0]) - _pixels(base_alone)).max() <= 2
@@ -120,9 +123,12 @@ def test_a_second_style_is_hot_swapped_into_a_full_cache(
     other = engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, seed=1)).data
     engine.generator.adapters.max_loaded_adapters = 1
     try:
-        [first] = engine.generate(_job("swap-a"), lora=style)
+        [first] = engine.generate(_job("swap-a"), lora=cached_copy(engine.cache, "loras", style))
         swaps = engine.generator.adapters.hotswaps
-        [second] = engine.generate(dataclasses.replace(_job("swap-b"), style_id=2), lora=other)
+        [second] = engine.generate(
+            dataclasses.replace(_job("swap-b"), style_id=2),
+            lora=cached_copy(engine.cache, "loras", other),
+        )
         assert engine.generator.adapters.hotswaps == swaps + 1
         assert len(engine.generator.loaded_adapters) == 1
         assert not np.array_equal(_pixels(first), _pixels(second))
@@ -230,7 +236,8 @@ def test_the_export_loads_in_comfyui_and_diffusers_with_every_module_applied(
     assert metadata["modelspec.license"] == "CC-BY-4.0"
     assert metadata["sshs_model_hash"] == tensor_data_sha256(tensors)
     # The image's "Lora hashes" name the export a user downloads.
-    assert engine.exports.export_hash(trained.data, "k") == metadata["sshs_model_hash"]
+    weights = cached_copy(engine.cache, "loras", trained.data)
+    assert engine.exports.export_hash(weights.path, weights.key) == metadata["sshs_model_hash"]
 
     # diffusers loads the export onto a fresh pipeline with every module applied.
     exported = tmp_path / "export.safetensors"
@@ -343,7 +350,9 @@ def test_a_style_trains_and_samples_on_an_int8_base_transformer(
     # The LoRA trained in full precision on top of the int8 weights.
     assert all(tensor.dtype == torch.float32 for tensor in load(trained.data).values())
     [base] = engine.generate(_job("q-base", lora_key=None, trigger=None))
-    [styled] = engine.generate(_job("q-styled"), lora=trained.data)
+    [styled] = engine.generate(
+        _job("q-styled"), lora=cached_copy(engine.cache, "loras", trained.data)
+    )
     assert np.abs(_pixels(styled) - _pixels(base)).mean() > 1.0
     assert _watermark(styled) == _job("q-styled").output_ids[0]
 

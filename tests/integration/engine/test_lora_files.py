@@ -26,6 +26,7 @@ from PIL import Image
 from safetensors.torch import load, save
 from tests.support import a1111
 from tests.support.text_encoder_lora import kohya_text_encoder_layers, text_encoder_lora_layers
+from tests.support.tiny_styles import cached_copy
 
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
@@ -304,7 +305,10 @@ def test_the_engine_reports_a_mismatched_style_as_an_error_not_a_plain_image(
         trigger="sbt other style",
     )
     with pytest.raises(LoraMismatchError):
-        engine.generate(job, lora=other_architecture_lora(tmp_path).read_bytes())
+        engine.generate(
+            job,
+            lora=cached_copy(engine.cache, "loras", other_architecture_lora(tmp_path).read_bytes()),
+        )
     assert engine.generator.loaded_adapters == ()
 
 

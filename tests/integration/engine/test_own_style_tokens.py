@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from tests.support.tiny_styles import pixels
+from tests.support.tiny_styles import cached_copy, pixels
 
 from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.generator import Generator
@@ -177,7 +177,7 @@ def test_the_engine_keeps_the_victims_embedding_from_an_attackers_job(
     """The issue's case through the worker's engine: the job's text as sent."""
     engine = StyleEngine(str(tiny_model_dir), tmp_path / "cache", device="cpu")
     path = _victim_embedding(engine.pipeline, tmp_path)
-    engine.store_embedding("v" * 64, path.read_bytes())
+    cached_copy(engine.cache, "embeddings", path.read_bytes(), "v" * 64)
     # A nested spelling is plain text to the tokenizer: the image does not
     # depend on whether the victim's embedding is loaded.
     nested = _job("nested", "<sb<sb-x>-1> a cat")

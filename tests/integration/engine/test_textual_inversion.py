@@ -16,6 +16,7 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from tests.support.stored_checkpoints import as_stored
+from tests.support.tiny_styles import cached_copy
 
 from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.generator import Generator
@@ -376,7 +377,7 @@ def test_the_engine_returns_the_embedding_and_previews_show_the_token_in_trainin
     assert trained.embedding_data is not None
     assert previews == [(2, f"{TRAINING_TOKEN} {TRIGGER}")]
 
-    engine.store_embedding("e" * 64, trained.embedding_data)
+    cached_copy(engine.cache, "embeddings", trained.embedding_data, "e" * 64)
     job = GenerateJob(
         "g1",
         "a boat",
@@ -415,7 +416,7 @@ def test_a_revoked_embedding_leaves_the_pipeline(
     assert trained.embedding_path is not None
     data = trained.embedding_path.read_bytes()
     key = hashlib.sha256(data).hexdigest()
-    cached = BlobCache(tmp_path / "cache").store("embeddings", key, data)
+    cached = cached_copy(BlobCache(tmp_path / "cache"), "embeddings", data, key).path
     generator = Generator(pipeline, max_loaded_adapters=2)
     size = pipeline.text_encoder.get_input_embeddings().weight.shape[0]
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
+from tests.support.tiny_styles import cached_copy
 
 from stylebot.engine.worker_cache import IN_USE_S, BlobCache, RevokedBlobError
 from stylebot.queue.cache_revocation import CacheRevocationWatch
@@ -33,9 +34,9 @@ async def test_a_worker_that_starts_after_the_deletion_drops_its_stale_copy(
 ) -> None:
     # The worker cached two styles, then went offline; one style was deleted meanwhile.
     cache = BlobCache(tmp_path / "cache")
-    deleted = cache.store("loras", DELETED, b"weights of the deleted style")
-    embedding = cache.store("embeddings", DELETED, b"its embedding")
-    kept = cache.store("loras", KEPT, b"weights of another style")
+    deleted = cached_copy(cache, "loras", b"weights of the deleted style", DELETED).path
+    embedding = cached_copy(cache, "embeddings", b"its embedding", DELETED).path
+    kept = cached_copy(cache, "loras", b"weights of another style", KEPT).path
     await ArqJobQueue(redis).revoke_blobs([DELETED])
 
     watch = CacheRevocationWatch(redis, cache, poll_s=0.05)
@@ -46,7 +47,7 @@ async def test_a_worker_that_starts_after_the_deletion_drops_its_stale_copy(
         assert kept.exists()
 
         # While it runs: a later deletion reaches it within a poll or two.
-        later = cache.store("loras", LATER, b"weights of a style deleted later")
+        later = cached_copy(cache, "loras", b"weights of a style deleted later", LATER).path
         await ArqJobQueue(redis).revoke_blobs([LATER])
         for _poll in range(250):
             if not later.exists():
@@ -64,9 +65,9 @@ async def test_copies_older_than_the_kept_revocations_go_at_start_and_old_record
     """Revocations are kept REVOCATION_KEEP_S; a copy unused for longer may have had its
     revocation forgotten, so it goes at start without looking."""
     cache = BlobCache(tmp_path / "cache")
-    old = cache.store("loras", KEPT, b"not used for a long time")
+    old = cached_copy(cache, "loras", b"not used for a long time", KEPT).path
     used_ago(old, REVOCATION_KEEP_S + 3600)
-    recent = cache.store("loras", LATER, b"used today")
+    recent = cached_copy(cache, "loras", b"used today", LATER).path
     # A revocation record older than the limit is trimmed by the next revocation.
     await redis.zadd(REVOKED_BLOBS_KEY, {"0" * 64: 1})
     await ArqJobQueue(redis).revoke_blobs([DELETED])
@@ -81,19 +82,19 @@ async def test_copies_older_than_the_kept_revocations_go_at_start_and_old_record
 
 def test_the_cache_keeps_under_its_size_dropping_the_least_recently_used(tmp_path: Path) -> None:
     cache = BlobCache(tmp_path / "cache", max_bytes=250)
-    first = cache.store("loras", "1" * 64, b"x" * 100)
-    second = cache.store("loras", "2" * 64, b"x" * 100)
+    first = cached_copy(cache, "loras", b"x" * 100, "1" * 64).path
+    second = cached_copy(cache, "loras", b"x" * 100, "2" * 64).path
     used_ago(first, IN_USE_S + 20)
     used_ago(second, IN_USE_S + 10)
     assert cache.use("loras", "1" * 64) == first  # used again: now the most recent
 
-    third = cache.store("embeddings", "3" * 64, b"x" * 100)
+    third = cached_copy(cache, "embeddings", b"x" * 100, "3" * 64).path
     assert first.exists()
     assert not second.exists()  # least recently used
     assert third.exists()
     assert cache.total_bytes() == 200
     # Files in use (stored or used within IN_USE_S) stay even over the limit.
-    fourth = cache.store("loras", "4" * 64, b"x" * 100)
+    fourth = cached_copy(cache, "loras", b"x" * 100, "4" * 64).path
     assert {first.exists(), third.exists(), fourth.exists()} == {True}
 
 
@@ -101,19 +102,20 @@ async def test_a_job_that_read_the_weights_before_the_deletion_cannot_cache_them
     redis: ArqRedis, tmp_path: Path
 ) -> None:
     cache = BlobCache(tmp_path / "cache")
-    cache.store("loras", DELETED, b"weights of the deleted style")
+    cached_copy(cache, "loras", b"weights of the deleted style", DELETED)
     await ArqJobQueue(redis).revoke_blobs([DELETED])
     watch = CacheRevocationWatch(redis, cache, poll_s=0.05)
     await watch.start()
     try:
         # The job read the blob before the deletion; it stores it after the drop.
         with pytest.raises(RevokedBlobError):
-            cache.store("loras", DELETED, b"weights of the deleted style")
+            cached_copy(cache, "loras", b"weights of the deleted style", DELETED)
         with pytest.raises(RevokedBlobError):
-            cache.store("embeddings", DELETED, b"its embedding")
+            cached_copy(cache, "embeddings", b"its embedding", DELETED)
+        assert not list((tmp_path / "cache").rglob("*.partial"))  # the downloads went too
         assert not cache.path("loras", DELETED).exists()
         assert not cache.path("embeddings", DELETED).exists()
-        assert cache.store("loras", KEPT, b"weights of another style").exists()
+        assert cached_copy(cache, "loras", b"weights of another style", KEPT).path.exists()
     finally:
         await watch.stop()
 
@@ -124,7 +126,7 @@ async def test_a_revocation_that_lands_late_with_an_earlier_time_is_not_skipped(
     """Two front ends: one's revocation is timed before the other's but written after
     a worker's poll saw the later one (or Redis's clock stepped back)."""
     cache = BlobCache(tmp_path / "cache")
-    late = cache.store("loras", LATER, b"weights revoked by the slower front end")
+    late = cached_copy(cache, "loras", b"weights revoked by the slower front end", LATER).path
     await ArqJobQueue(redis).revoke_blobs([DELETED])
     watch = CacheRevocationWatch(redis, cache, poll_s=0.05)
     await watch.start()

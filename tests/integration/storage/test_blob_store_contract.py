@@ -23,7 +23,8 @@ from tests.support.s3_server import SeaweedS3
 
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.config import load_settings
-from stylebot.queue.damaged_inputs import DamagedInput, read_style_weights
+from stylebot.engine.worker_cache import BlobCache
+from stylebot.queue.damaged_inputs import DamagedInput, fetch_style_weights
 from stylebot.storage.blob_storage import BlobStorage, open_blob_store
 from stylebot.storage.blobs import LocalBlobStore, sha256_of_file
 from stylebot.storage.s3_blobs import S3BlobStore, parse_s3_url
@@ -186,9 +187,12 @@ async def test_a_damaged_blob_is_refused_naming_its_key_and_a_put_repairs_it(
     # Neither the target nor a temporary file: damaged content never lands on disk.
     assert _names_in(tmp_path) - {"blobs"} == set()
 
-    # The worker's handling of a damaged input still names the store to restore.
+    # The worker's handling of a damaged input still names the store to restore, and
+    # keeps no copy of it.
+    cache = BlobCache(tmp_path / "cache")
     with pytest.raises(DamagedInput, match=f"restore {store.location}"):
-        await read_style_weights(store, key, 7, "sturdy")
+        await fetch_style_weights(store, cache, "loras", key, 7, "sturdy")
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
     assert await store.put(data) == key
     assert await store.get(key) == data
