@@ -31,7 +31,16 @@ def queued_job_ttl_text() -> str:
 def serialize_job(data: dict[str, Any]) -> bytes:
     # JSON, not arq's default pickle: a job read from a shared Redis must never
     # be able to run code on a worker.
-    return json.dumps(data, separators=(",", ":")).encode()
+    return json.dumps(data, separators=(",", ":"), default=_failure_name).encode()
+
+
+def _failure_name(value: object) -> str:
+    """A failed job's result is its exception: kept as the exception's type only (its
+    text may quote what the user asked; the failure event told them already). arq
+    logged a traceback for every failed job when JSON refused it."""
+    if isinstance(value, BaseException):
+        return type(value).__name__
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 def deserialize_job(data: bytes) -> dict[str, Any]:

@@ -120,7 +120,11 @@ async def test_different_styles_never_share_a_call_when_mixed_batches_are_off(
 
 
 async def test_a_style_that_does_not_fit_fails_alone_in_a_mixed_batch(
-    frontend: FrontEnd, tiny_engine: Any, style_weights: list[bytes], tmp_path: Path
+    frontend: FrontEnd,
+    tiny_engine: Any,
+    style_weights: list[bytes],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     good = await frontend.blobs.put(style_weights[0])
     foreign = await frontend.blobs.put(other_architecture_lora(tmp_path).read_bytes())
@@ -147,6 +151,8 @@ async def test_a_style_that_does_not_fit_fails_alone_in_a_mixed_batch(
     assert list(failed) == ["foreign"]
     assert "different base model" in str(failed["foreign"])
     assert "foreign" not in "".join(tiny_engine.generator.loaded_adapters)
+    # Its result (the exception) was stored without a traceback in the log.
+    assert "error serializing result" not in caplog.text
 
 
 def test_auto_mixes_styles_on_cuda_only(frontend: FrontEnd, tiny_engine: Any) -> None:
