@@ -226,14 +226,17 @@ class EventConsumer:
         """Events trimmed away or undecodable: acknowledged, with their delivery state,
         or they would be claimed (and their counts kept) for ever."""
         if message_ids:
-            await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, *message_ids)
-            await forget_delivery_state(self.redis, message_ids)
+            await self._ack_and_forget(message_ids)
 
     async def ack(self, message_id: str) -> None:
-        """Acknowledge the event and forget its delivery state, in one round trip."""
+        await self._ack_and_forget([message_id])
+
+    async def _ack_and_forget(self, message_ids: list[str]) -> None:
+        """Acknowledge the events and forget their delivery state, in one round trip
+        (an acknowledgement is on every event's way)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(EVENTS_STREAM, FRONTEND_GROUP, message_id)
-            pipe.delete(*delivery_state_keys(message_id))
+            pipe.xack(EVENTS_STREAM, FRONTEND_GROUP, *message_ids)
+            pipe.delete(*(key for mid in message_ids for key in delivery_state_keys(mid)))
             await pipe.execute()
 
     async def delivered_parts(self, message_id: str) -> dict[str, str]:
