@@ -143,10 +143,6 @@ class EventDelivery:
         be reached is no refusal: tried again with capped backoff, uncounted, until it is.
         """
         unreachable_pause = 0.0
-        try:
-            failures = await self.events.delivery_failures(message_id)
-        except OUTAGE_ERRORS:
-            failures = 0  # Redis is back soon or the next start counts again
         while True:
             sending: Notification | None = None
             try:

@@ -21,6 +21,7 @@ from stylebot.bot.core.commands import (
     UploadImages,
     Verify,
 )
+from stylebot.bot.core.fingerprints import fingerprint_of_png
 from stylebot.bot.core.model import Requester, StyleStatus
 from stylebot.bot.core.replies import (
     ConsentRequest,
@@ -80,6 +81,8 @@ async def test_train_then_generate_through_the_queue(
         assert record is not None
         assert record.style_id == style.id
         assert record.blob_key is not None
+        # Reported by the worker, taken before the PNG was made: the one the PNG gives.
+        assert record.fingerprint == fingerprint_of_png(image.data)
         meta = read_png_metadata(image.data)
         assert "a lighthouse at dawn" in meta["parameters"]
         assert f"Seed: {record.seed}" in meta["parameters"]

@@ -7,6 +7,7 @@ core's own code; only the pictures are chosen by the test instead of a diffusion
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -14,6 +15,7 @@ from PIL import Image
 
 from stylebot.bootstrap import PngWatermarkReader
 from stylebot.bot.core.commands import Imagine, IncomingFile, Verify
+from stylebot.bot.core.fingerprints import fingerprint_of_image
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import BlobStore, WatermarkReader
@@ -62,16 +64,19 @@ async def deliver(
     *,
     style: str | None = None,
     mark: bool = True,
+    reported_fingerprint: Callable[[Image.Image], str | None] = fingerprint_of_image,
 ) -> str:
     """Ask for one image as `who` and deliver `picture` (watermarked with the output's id
-    unless `mark` is False) as the worker would; returns the output id."""
+    unless `mark` is False) as the worker would, with the fingerprint it reports (a
+    worker older than that field reports None); returns the output id."""
     queued = await world.bot.handle(Imagine(who, prompt, style=style, seed=1, steps=4))
     assert isinstance(queued, JobQueued), queued
     job = world.queue.generate_jobs[-1]
     [output_id] = job.output_ids
     shown = embed_watermark(picture, output_id) if mark else picture
     key = await world.bot.deps.blobs.put(png_bytes(shown))
-    result = GenerateResult((GeneratedImage(output_id, key, 1),), 1.0)
+    image = GeneratedImage(output_id, key, 1, reported_fingerprint(shown))
+    result = GenerateResult((image,), 1.0)
     await world.bot.handle_event(
         JobEvent(job.job_id, "generate", "finished", result=result.to_dict())
     )

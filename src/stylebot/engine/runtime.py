@@ -24,6 +24,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from stylebot.bot.core.fingerprints import fingerprint_of_image
 from stylebot.engine.base_quantization import prepare_base
 from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
 from stylebot.engine.families import FlowTrainsPlainLora, family_variant
@@ -108,6 +109,9 @@ class FinishedImage:
     output_id: str
     png: bytes
     seed: int
+    # The perceptual hash of the PNG's pixels (stylebot.bot.core.fingerprints), taken
+    # from the image in memory: the front end records it without decoding the PNG.
+    fingerprint: str
 
 
 def _stepper(
@@ -458,7 +462,9 @@ class StyleEngine:
                 source_output_id=job.source_output_id,
             )
             png = finish_output_png(marked, meta, self.signing, source=source)
-            finished.append(FinishedImage(output_id, png, seed))
+            # PNG is lossless: these are the pixels the PNG decodes to.
+            fingerprint = fingerprint_of_image(marked)
+            finished.append(FinishedImage(output_id, png, seed, fingerprint))
         return finished
 
     def _lora_file(self, job: GenerateJob, lora: CachedBlob) -> LoraWeights:

@@ -128,4 +128,5 @@ def preview_record(image: FinishedImage, trigger: str, job: GenerateJob) -> Trai
         guidance=job.guidance,
         width=job.width,
         height=job.height,
+        fingerprint=image.fingerprint,
     )

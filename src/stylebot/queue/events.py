@@ -54,19 +54,29 @@ STREAM_MAXLEN = 100_000
 # trigger), so none stays longer than a job may wait for a front end to read it.
 EVENTS_KEEP_S = QUEUED_JOB_TTL_S
 
-# XADD and the job's index in one step: an entry is never in the stream unindexed.
+# XADD, the job's index and the trim by age in one step (one round trip per event: it
+# is on the way of every result). An entry is never in the stream unindexed. Entries
+# older than ARGV[3] seconds go (their ids start with the ms they were added at);
+# XTRIM MINID needs Redis 6.2, so an older one's error is returned, not raised, and the
+# stream keeps only its length bound there.
 _PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2])
 redis.call('SADD', KEYS[2], id)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return id
+local newest_ms = tonumber(string.match(id, '^%d+'))
+local minid = string.format('%.0f', newest_ms - tonumber(ARGV[3]) * 1000)
+local trimmed = redis.pcall('XTRIM', KEYS[1], 'MINID', minid)
+if type(trimmed) == 'table' and trimmed.err then
+  return {id, trimmed.err}
+end
+return {id, ''}
 """
 
 
 class EventPublisher:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._trim_by_age = True
+        self._said_no_trim_by_age = False
 
     async def publish(self, event: JobEvent) -> None:
         """Add the event to the stream. While Redis is down, an event the user must get
@@ -82,8 +92,8 @@ class EventPublisher:
 
     async def add(self, event: JobEvent) -> None:
         """Add the event to the stream, once: raises while Redis is down."""
-        message_id = await awaited(
-            self.redis.eval(
+        reply: list[bytes | str] = await awaited(
+            self.redis.eval(  # type: ignore[arg-type]  # the script returns {id, error}
                 _PUBLISH,
                 2,
                 EVENTS_STREAM,
@@ -93,21 +103,11 @@ class EventPublisher:
                 EVENTS_KEEP_S,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
             )
         )
-        if self._trim_by_age:
-            await self._trim_older_than_kept(message_id)
-
-    async def _trim_older_than_kept(self, newest_id: bytes | str) -> None:
-        """Entries older than EVENTS_KEEP_S go (their ids start with the ms they were
-        added at). XTRIM MINID needs Redis 6.2: an older one keeps only the length bound."""
-        text = newest_id.decode() if isinstance(newest_id, bytes) else newest_id
-        newest_ms = int(text.split("-")[0])
-        try:
-            await self.redis.xtrim(
-                EVENTS_STREAM, minid=newest_ms - EVENTS_KEEP_S * 1000, approximate=False
-            )
-        except ResponseError as exc:
-            self._trim_by_age = False
-            log.warning("this Redis cannot trim the events stream by age (%s); by length only", exc)
+        _message_id, error = reply
+        if error and not self._said_no_trim_by_age:
+            self._said_no_trim_by_age = True
+            text = error.decode(errors="replace") if isinstance(error, bytes) else error
+            log.warning("this Redis cannot trim the events stream by age (%s); by length", text)
 
 
 async def index_old_entries(redis: Redis) -> int:
@@ -226,12 +226,18 @@ class EventConsumer:
         """Events trimmed away or undecodable: acknowledged, with their delivery state,
         or they would be claimed (and their counts kept) for ever."""
         if message_ids:
-            await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, *message_ids)
-            await forget_delivery_state(self.redis, message_ids)
+            await self._ack_and_forget(message_ids)
 
     async def ack(self, message_id: str) -> None:
-        await self.redis.xack(EVENTS_STREAM, FRONTEND_GROUP, message_id)
-        await forget_delivery_state(self.redis, [message_id])
+        await self._ack_and_forget([message_id])
+
+    async def _ack_and_forget(self, message_ids: list[str]) -> None:
+        """Acknowledge the events and forget their delivery state, in one round trip
+        (an acknowledgement is on every event's way)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(EVENTS_STREAM, FRONTEND_GROUP, *message_ids)
+            pipe.delete(*(key for mid in message_ids for key in delivery_state_keys(mid)))
+            await pipe.execute()
 
     async def delivered_parts(self, message_id: str) -> dict[str, str]:
         """The parts of this event's notifications that reached their platform."""

@@ -258,7 +258,9 @@ async def _generate(
         if watch.is_set():  # cancelled while it shared a batch with jobs that went on
             raise JobCancelled(f"job {job.job_id} was cancelled")
         stored = [
-            GeneratedImage(image.output_id, await context.blobs.put(image.png), image.seed)
+            GeneratedImage(
+                image.output_id, await context.blobs.put(image.png), image.seed, image.fingerprint
+            )
             for image in images
         ]
     except JobCancelled:

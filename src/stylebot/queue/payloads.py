@@ -235,6 +235,10 @@ class GeneratedImage(_JsonData):
     output_id: str
     blob_key: str
     seed: int
+    # The image's perceptual hash, taken by the worker from the pixels it made (the
+    # front end records it for /verify without decoding the image); None from a worker
+    # older than this field, when the front end takes it itself.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,8 @@ class TrainingPreview(_JsonData):
     guidance: float
     width: int
     height: int
+    # As GeneratedImage.fingerprint.
+    fingerprint: str | None = None
 
 
 def preview_output_id(job_id: str, step: int) -> str:

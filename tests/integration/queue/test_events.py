@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from tests.support.redis_round_trips import counting_client
 
 from stylebot.queue.events import EVENTS_KEEP_S, FRONTEND_GROUP, EventConsumer, EventPublisher
 from stylebot.queue.keys import EVENTS_STREAM, delivery_failures_key
@@ -17,11 +18,16 @@ from stylebot.queue.redis_server import EmbeddedRedis
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Redis]:
-    with EmbeddedRedis(tmp_path) as server:
-        connection = Redis(unix_socket_path=str(server.socket_path))
-        yield connection
-        await connection.aclose()
+def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    connection = Redis(unix_socket_path=str(server.socket_path))
+    yield connection
+    await connection.aclose()
 
 
 async def test_a_published_event_reaches_a_blocked_reader_promptly(client: Redis) -> None:
@@ -107,3 +113,40 @@ async def test_an_undecodable_event_is_acknowledged_when_dropped(client: Redis) 
 
 async def _pending(client: Redis) -> list[dict]:  # type: ignore[type-arg]
     return await client.xpending_range(EVENTS_STREAM, FRONTEND_GROUP, "-", "+", 10)
+
+
+async def test_publishing_an_event_is_one_round_trip(server: EmbeddedRedis) -> None:
+    """Every result's event is on its way to the member: the entry, its job's index and
+    the trim by age go in one request (issue 19: the trim was a second one)."""
+    counted, trips = counting_client(server.socket_path)
+    try:
+        await counted.ping()  # the connection's own handshake is not the event's
+        trips.clear()
+        await EventPublisher(counted).publish(JobEvent("job-1", "generate", "finished"))
+        assert trips.commands == ["EVAL"]
+        [(_id, fields)] = await counted.xrange(EVENTS_STREAM)
+        assert JobEvent.from_json(fields[b"event"]).job_id == "job-1"
+    finally:
+        await counted.aclose()
+
+
+async def test_acknowledging_an_event_is_one_round_trip(server: EmbeddedRedis) -> None:
+    """The acknowledgement and the event's delivery state go together (issue 19)."""
+    counted, trips = counting_client(server.socket_path)
+    try:
+        consumer = EventConsumer(counted, "front-1")
+        await consumer.ensure_group()
+        await EventPublisher(counted).publish(JobEvent("job-1", "generate", "finished"))
+        [(message_id, _event)] = await consumer.read(block_ms=100)
+        await consumer.delivery_failed(message_id)
+        await consumer.part_delivered(message_id, "0/image-1")
+        trips.clear()
+
+        await consumer.ack(message_id)
+
+        assert trips.count == 1, trips.commands
+        assert await _pending(counted) == []
+        assert not await counted.exists(delivery_failures_key(message_id))
+        assert await consumer.delivered_parts(message_id) == {}
+    finally:
+        await counted.aclose()

@@ -19,6 +19,7 @@ from stylebot.bot.core.commands import (
     UploadImages,
     Verify,
 )
+from stylebot.bot.core.fingerprints import fingerprint_of_png
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued, VerifyReport
 from stylebot.provenance.watermark import read_watermark
@@ -79,7 +80,8 @@ async def test_previews_come_watermarked_every_few_steps_and_verify_to_the_train
         # A style in training is its owner's: private wherever asked, and findable by its
         # fingerprint if its mark is lost.
         assert record.made_in_private is True
-        assert record.fingerprint is not None
+        # The worker's, taken before the PNG was made: the one the PNG gives.
+        assert record.fingerprint == fingerprint_of_png(image.data)
         # ...which /verify finds, with the style in training.
         report = await bot.handle(Verify(ME, IncomingFile(image.filename, image.data)))
         assert isinstance(report, VerifyReport)

@@ -5,14 +5,13 @@ sees it again), so handling one is safe to repeat."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.errors import DamagedBlob
-from stylebot.bot.core.fingerprints import fingerprint_of_png
+from stylebot.bot.core.fingerprints import fingerprint_to_record
 from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import (
     Job,
@@ -187,7 +186,7 @@ async def _training_preview(
                     maker_username=job.origin.username,
                     # A style in training is its owner's alone, wherever it was asked.
                     made_in_private=True,
-                    fingerprint=await asyncio.to_thread(fingerprint_of_png, data),
+                    fingerprint=await fingerprint_to_record(preview.fingerprint, data),
                 )
             ]
         )
@@ -321,7 +320,10 @@ async def _generation_finished(
         ]
     if record:
         # Kept so that /verify can still find an image whose watermark is gone.
-        fingerprints = [await asyncio.to_thread(fingerprint_of_png, f.data) for f in files]
+        fingerprints = [
+            await fingerprint_to_record(image.fingerprint, file.data)
+            for image, file in zip(images, files, strict=True)
+        ]
         async with deps.uow:
             for image, fingerprint in zip(images, fingerprints, strict=True):
                 await deps.uow.outputs.set_output_blob(image.output_id, image.blob_key, image.seed)

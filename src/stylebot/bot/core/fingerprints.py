@@ -8,11 +8,13 @@ compared block by block (:mod:`.aligned_match`) before anything is claimed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 
 from PIL import Image
 
-from stylebot.bot.core.perceptual import perceptual_hash_of_png
+from stylebot.bot.core.perceptual import perceptual_hash, perceptual_hash_of_png
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,24 @@ log = logging.getLogger(__name__)
 #: pictures; unrelated pictures differ in ~32 +- 6. Stricter than the opt-out's 10: the
 #: claim names a person.
 RESEMBLES_MAX_BITS = 6
+
+# What PerceptualHash.hex writes: 64 bits in hex, "flat:" before a flat image's.
+_FINGERPRINT = re.compile(r"(flat:)?[0-9a-f]{16}")
+
+
+def fingerprint_of_image(image: Image.Image) -> str:
+    """The fingerprint of an image in memory: a worker takes it from the pixels it made
+    (a PNG of them decodes to the same pixels, so to the same fingerprint)."""
+    return perceptual_hash(image).hex
+
+
+async def fingerprint_to_record(reported: str | None, png: bytes) -> str | None:
+    """The fingerprint kept for a delivered output: the one its worker reported (taken
+    before the PNG was made: no decode on the way of every result, issue 19), or, from
+    a worker older than that or a malformed one, the PNG's own, taken in a thread."""
+    if reported is not None and _FINGERPRINT.fullmatch(reported):
+        return reported
+    return await asyncio.to_thread(fingerprint_of_png, png)
 
 
 def fingerprint_of_png(data: bytes) -> str | None:
