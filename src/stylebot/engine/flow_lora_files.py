@@ -16,7 +16,6 @@ from datetime import datetime
 
 import safetensors.torch
 
-from stylebot.engine.families import licence_for
 from stylebot.engine.lora_files import (
     StyleCard,
     _Architecture,
@@ -52,10 +51,9 @@ def flow_lora_file(
     image_count: int | None = None,
 ) -> bytes:
     """The style's LoRA with its metadata (kohya's, Stability's and stylebot's keys,
-    plus the base model's variant and licence), as safetensors bytes."""
+    the base model's variant and licence among them), as safetensors bytes."""
     tensors = safetensors.torch.load(diffusers_file)
     rank = max(t.shape[0] for k, t in tensors.items() if k.endswith(".lora_A.weight"))
-    licence = licence_for(variant)
     metadata = _export_metadata(
         card,
         settings,
@@ -68,9 +66,6 @@ def flow_lora_file(
         image_count=image_count,
     )
     metadata["ss_v2"] = "False"
-    metadata["stylebot.base_model_variant"] = variant
-    metadata["stylebot.base_model_licence"] = licence.name
-    metadata["stylebot.base_model_licence_url"] = licence.url
     training_only = {key: value for key, value in metadata.items() if key.startswith("ss_")}
     metadata["sshs_legacy_hash"] = addnet_legacy_hash(
         safetensors.torch.save(tensors, metadata=training_only)

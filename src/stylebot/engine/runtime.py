@@ -54,6 +54,7 @@ from stylebot.provenance.watermark import embed_watermark
 from stylebot.queue.payloads import (
     GenerateJob,
     StyleMetrics,
+    TrainedBase,
     TrainingPreview,
     TrainJob,
     TrainSettings,
@@ -95,6 +96,8 @@ class TrainedWeights:
     report_png: bytes | None = None
     # Measured with the configured CLIP model (style_metrics); None without one.
     metrics: StyleMetrics | None = None
+    # The base model it trained on, with its family and licence (StyleExports).
+    base: TrainedBase | None = None
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,7 @@ class StyleEngine:
             embedding_data=embedding,
             report_png=record.report_png(outcome.validation),
             metrics=metrics,
+            base=self.exports.trained_base,
         )
 
     def unload_blobs(self, keys: Sequence[str]) -> int:

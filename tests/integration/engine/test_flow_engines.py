@@ -224,7 +224,16 @@ def test_the_export_loads_in_comfyui_and_diffusers_with_every_module_applied(
     variant = family_variant(engine.pipeline)
     assert variant is not None
     assert metadata["stylebot.base_model_variant"] == variant
-    assert metadata["stylebot.base_model_licence"] == licence_for(variant).name
+    licence = licence_for(variant)
+    assert metadata["stylebot.base_model_licence"] == licence.name
+    assert metadata["stylebot.base_model_licence_url"] == licence.url
+    if family == "flux":  # the tiny Flux takes guidance, as FLUX.1 [dev]
+        assert metadata["modelspec.architecture"] == "flux-1-dev/lora"
+        assert metadata["stylebot.base_model_licence"] == "FLUX.1 [dev] Non-Commercial License"
+    # The style's record gets the same base model and licence (TrainResult.base).
+    assert trained.base is not None
+    assert (trained.base.variant, trained.base.licence) == (variant, licence.name)
+    assert trained.base.name == Path(engine.base_model).name
     assert metadata["ss_base_model_version"] == ("flux1" if family == "flux" else "sd3")
     assert metadata["modelspec.trigger_phrase"] == TRIGGER
     assert metadata["modelspec.license"] == "CC-BY-4.0"
