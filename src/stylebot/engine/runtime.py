@@ -249,6 +249,7 @@ class StyleEngine:
                         should_stop=should_stop,
                         resume_from=checkpoint,
                         on_checkpoint=checkpoint_files(on_checkpoint, Path(workdir)),
+                        captions=captions,
                     )
                 else:
                     outcome = train_lora(
