@@ -26,7 +26,7 @@ from transformers.utils import logging as transformers_logging
 
 from stylebot.engine.base_quantization import prepare_base
 from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
-from stylebot.engine.families import FlowTrainsPlainLora, family_variant
+from stylebot.engine.families import FlowTrainsLoraOnly, family_variant
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
 from stylebot.engine.image_modes import job_picture_and_mask
@@ -213,10 +213,8 @@ class StyleEngine:
         each image's own ("" or none: the trigger alone), after the trigger."""
         pipeline = self.pipeline
         flow = not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline)
-        if flow and (settings.method != "lora" or settings.lora_variant != "lora"):
-            # Their exports (flow_lora_files) have plain LoRA's layout only.
-            kind = settings.method if settings.method != "lora" else settings.lora_variant
-            raise FlowTrainsPlainLora(model_family(pipeline), kind)
+        if flow and settings.method != "lora":
+            raise FlowTrainsLoraOnly(model_family(pipeline), settings.method)
         checkpoint = usable_checkpoint(resume_from, settings)
         record = RunRecorder()
         pictures = [

@@ -226,7 +226,10 @@ def train_flow_lora(
             text_encoders_released(pipeline),
             torch.enable_grad(),
             borrowed_unet(
-                transformer, settings.rank, target_modules=LORA_TARGET_MODULES[family]
+                transformer,
+                settings.rank,
+                settings.lora_variant,
+                target_modules=LORA_TARGET_MODULES[family],
             ) as params,
         ):
             names = [n for n, _ in transformer.named_parameters() if TRAINING_ADAPTER in n]

@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load
 from tests.integration.engine.test_caption_exports import _pictures
 
-from stylebot.engine.models import model_family
 from stylebot.engine.runtime import JobCancelled, StyleEngine
 from stylebot.queue.payloads import TrainSettings
 
@@ -26,15 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 TRIGGER = "sks style"
 CAPTIONS = ("red city, night", "", "blue forest, fog, dawn")
 SETTINGS = TrainSettings(steps=6, resolution=64, rank=4, learning_rate=1e-2, seed=7)
-MODEL_DIRS = {"flux": "tiny_flux_model_dir", "sd3": "tiny_sd3_model_dir"}
-
-
-@pytest.fixture(scope="module", params=sorted(MODEL_DIRS))
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> StyleEngine:
-    model_dir: Path = request.getfixturevalue(MODEL_DIRS[request.param])
-    made = StyleEngine(str(model_dir), tmp_path_factory.mktemp("engine"), device="cpu")
-    assert model_family(made.pipeline) == request.param
-    return made
 
 
 @dataclasses.dataclass
@@ -84,9 +74,9 @@ def _train(engine: StyleEngine, captions: tuple[str, ...], settings: TrainSettin
 
 
 def test_each_image_trains_on_its_caption_encoded_once_before_the_first_step(
-    engine: StyleEngine,
+    flow_engine: StyleEngine,
 ) -> None:
-    calls = _train(engine, CAPTIONS, SETTINGS)
+    calls = _train(flow_engine, CAPTIONS, SETTINGS)
     # Each text once, all before the transformer's first step (the encoders can leave
     # the GPU for the run), the captionless image on the trigger alone.
     assert sorted(calls.encoded()) == sorted(
@@ -97,37 +87,37 @@ def test_each_image_trains_on_its_caption_encoded_once_before_the_first_step(
     # The transformer saw three different conditionings: each image its own.
     assert len(calls.conditionings()) == 3
 
-    plain = _train(engine, ("", "", ""), SETTINGS)
+    plain = _train(flow_engine, ("", "", ""), SETTINGS)
     assert plain.encoded() == ["sks style"]
     assert len(plain.conditionings()) == 1
 
 
-def test_a_batch_is_conditioned_on_each_of_its_images_captions(engine: StyleEngine) -> None:
+def test_a_batch_is_conditioned_on_each_of_its_images_captions(flow_engine: StyleEngine) -> None:
     settings = dataclasses.replace(SETTINGS, steps=2, batch_size=3)
-    calls = _train(engine, CAPTIONS, settings)
+    calls = _train(flow_engine, CAPTIONS, settings)
     steps = [rows for kind, rows in calls.events if kind == "step"]
     assert steps
     assert all(len(rows) == 3 for rows in steps)
 
 
-def test_a_held_out_image_is_measured_on_its_caption(engine: StyleEngine) -> None:
+def test_a_held_out_image_is_measured_on_its_caption(flow_engine: StyleEngine) -> None:
     settings = dataclasses.replace(SETTINGS, holdout_images=1, checkpoint_every_steps=3)
-    calls = _train(engine, CAPTIONS, settings)
+    calls = _train(flow_engine, CAPTIONS, settings)
     assert sorted(calls.encoded()) == sorted(
         ["sks style, red city, night", "sks style", "sks style, blue forest, fog, dawn"]
     )
 
 
 def test_shuffled_and_dropped_captions_are_encoded_up_front_and_resume_alike(
-    engine: StyleEngine, tmp_path: Path
+    flow_engine: StyleEngine, tmp_path: Path
 ) -> None:
     settings = dataclasses.replace(
         SETTINGS, steps=8, shuffle_tags=True, caption_dropout=0.3, checkpoint_every_steps=2
     )
     first, second = ["fog", "night", "red", "city"], ["blue", "forest", "dawn", "sea"]
     captions = (", ".join(first), ", ".join(second))
-    with watched(engine) as calls:
-        whole = engine.train(_pictures(2), TRIGGER, settings, captions=captions)
+    with watched(flow_engine) as calls:
+        whole = flow_engine.train(_pictures(2), TRIGGER, settings, captions=captions)
     texts = calls.encoded()
     assert len(texts) == len(set(texts))  # each distinct text once
     assert TRIGGER in texts  # a dropped caption: the trigger alone
@@ -143,7 +133,7 @@ def test_shuffled_and_dropped_captions_are_encoded_up_front_and_resume_alike(
     saved: list[Path] = []
     done: list[int] = []
     with pytest.raises(JobCancelled):
-        engine.train(
+        flow_engine.train(
             _pictures(2),
             TRIGGER,
             settings,
@@ -155,7 +145,7 @@ def test_shuffled_and_dropped_captions_are_encoded_up_front_and_resume_alike(
             ),
             captions=captions,
         )
-    resumed = engine.train(
+    resumed = flow_engine.train(
         _pictures(2), TRIGGER, settings, resume_from=saved[-1], captions=captions
     )
     assert resumed.resumed_from == 3
@@ -164,6 +154,6 @@ def test_shuffled_and_dropped_captions_are_encoded_up_front_and_resume_alike(
         assert torch.allclose(resumed_weights[key], tensor, atol=1e-6), key
 
 
-def test_captions_must_be_one_per_image(engine: StyleEngine) -> None:
+def test_captions_must_be_one_per_image(flow_engine: StyleEngine) -> None:
     with pytest.raises(ValueError, match="2 captions for 3 images"):
-        engine.train(_pictures(3), TRIGGER, SETTINGS, captions=("a", "b"))
+        flow_engine.train(_pictures(3), TRIGGER, SETTINGS, captions=("a", "b"))

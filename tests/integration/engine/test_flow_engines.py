@@ -150,15 +150,13 @@ def test_flow_styles_train_a_lora_only(engine: StyleEngine) -> None:
         engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, method="both"))
 
 
-def test_a_member_who_chose_another_variant_is_told_to_train_plain_lora(
-    engine: StyleEngine,
-) -> None:
+def test_a_token_on_a_flow_base_is_refused_with_whom_to_ask(engine: StyleEngine) -> None:
     with pytest.raises(ValueError, match="LoRA only") as refused:
-        engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, lora_variant="dora"))
+        engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, method="textual_inversion"))
 
     told = user_error(refused.value)
-    assert "plain LoRA only, not dora" in told
-    assert "variant:lora" in told
+    assert "LoRA only (plain, DoRA or LoKr), not textual_inversion" in told
+    assert "train_method" in told
 
 
 def test_flux_schnell_samples_at_most_four_steps_without_guidance(tmp_path: Path) -> None:
