@@ -30,10 +30,10 @@ from stylebot.engine.tiny_model import write_tiny_model
 from stylebot.queue.payloads import TrainSettings
 from stylebot.trainer.borrowed_unet import borrowed_unet, flush_denormals
 from stylebot.trainer.conditioning import images_to_tensor
+from stylebot.trainer.flow_captions import encode_caption_once
 from stylebot.trainer.flow_matching import (
     WEIGHTS_NAME,
     _velocity,
-    encode_caption_once,
     noise_levels,
     train_flow_lora,
 )

@@ -35,7 +35,7 @@ from stylebot.bot.core.model import (
     Visibility,
 )
 from stylebot.bot.core.perceptual import PerceptualHash
-from stylebot.queue.payloads import StyleMetrics, ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, TrainedBase, ValidationPoint
 from tests.fakes.memory_tables import MemoryStore, _check_seed, _json_copy, _style_copy, _utc
 
 
@@ -294,6 +294,17 @@ class InMemoryStyleStore(MemoryStore):
         async with self.transaction():
             self._need_style(style_id)
             self._t.style_metrics[style_id] = metrics
+
+    async def set_style_base(self, style_id: int, base: TrainedBase) -> None:
+        async with self.transaction():
+            style = self._need_style(style_id)
+            self._t.styles[style_id] = replace(
+                style,
+                base_model_variant=base.variant,
+                base_model_sha256=base.sha256,
+                base_model_licence=base.licence,
+                base_model_licence_url=base.licence_url,
+            )
 
     async def style_metrics(self, style_id: int) -> StyleMetrics | None:
         async with self._reading():

@@ -1,5 +1,6 @@
 """Through the real queue and worker: /style export hands out the kohya-layout file
-the worker made, and a style whose weights do not fit the worker's model fails
+the worker made, the style records the base model it trained on and its licence
+(issue 16), and a style whose weights do not fit the worker's model fails
 with a message instead of drawing the base model's image."""
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from stylebot.bot.core.commands import (
     ExportStyle,
     Imagine,
     IncomingFile,
+    StyleInfo,
     TrainStyle,
     UploadImages,
 )
 from stylebot.bot.core.model import Requester, StyleStatus
-from stylebot.bot.core.replies import FileReply, ImagesReady, JobFinished, JobQueued
+from stylebot.bot.core.replies import FileReply, ImagesReady, JobFinished, JobQueued, TextReply
+from stylebot.engine.families import licence_for
 from stylebot.engine.lora_files import read_safetensors_metadata
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -63,6 +66,19 @@ async def test_export_and_mismatch_through_the_queue(
     assert meta["modelspec.license"] == "CC-BY-SA-4.0"
     assert meta["stylebot.consent_id"] == str(style.consent_id)
     assert meta["modelspec.trigger_phrase"] == style.trigger
+    # The worker's base (the tiny SD 1.5 model) is recorded with its licence, in the
+    # style's record, in /style info and in the file's metadata.
+    licence = licence_for("sd15")
+    assert style.base_model_variant == "sd15"
+    assert style.base_model_sha256 == ""  # a diffusers folder, not a single file
+    assert style.base_model_licence == licence.name
+    assert meta["stylebot.base_model_variant"] == "sd15"
+    assert meta["stylebot.base_model_licence"] == licence.name
+    assert meta["stylebot.base_model_licence_url"] == licence.url
+    assert licence.name in exported.text
+    info = await bot.handle(StyleInfo(ME, "warm"))
+    assert isinstance(info, TextReply)
+    assert f"(Stable Diffusion 1.5), licence: {licence.name} ({licence.url})" in info.text
 
     # The style's weights now come from a model of another shape, as when the
     # operator moves the workers to another base model.

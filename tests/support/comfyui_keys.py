@@ -60,6 +60,16 @@ _LORA_SUFFIXES = (
     ".lora.up.weight",
     ".lora.down.weight",
     ".alpha",
+    # load_lora's `dora_scale` beside a LoRA's halves, and comfy/weight_adapter/lokr.py's
+    # Kronecker factors (whole, or in low-rank halves; `lokr_t2` for Tucker).
+    ".dora_scale",
+    ".lokr_w1",
+    ".lokr_w2",
+    ".lokr_w1_a",
+    ".lokr_w1_b",
+    ".lokr_w2_a",
+    ".lokr_w2_b",
+    ".lokr_t2",
 )
 
 

@@ -100,17 +100,17 @@ def single_file_flow_variant(keys: Iterable[str]) -> str | None:
     return None
 
 
-class FlowTrainsPlainLora(ValueError):
-    """A FLUX.1 or SD 3.5 base asked to train more than a plain LoRA: their exports
-    (flow_lora_files) have plain LoRA's layout only. The front end cannot know the
-    worker's family before the job runs (it is read from the loaded pipeline), so
-    `user_message` tells the member here what to choose instead."""
+class FlowTrainsLoraOnly(ValueError):
+    """A FLUX.1 or SD 3.5 base asked to train a textual-inversion token: the flow
+    trainer trains a LoRA (plain, DoRA or LoKr) on the transformer only, and a
+    token would need T5's embedding trained too. The operator's `train_method`
+    chooses this, so `user_message` tells the member whom to ask."""
 
     def __init__(self, family: str, kind: str) -> None:
-        super().__init__(f"{family} styles train a plain LoRA only, not {kind}")
-        advice = " Train it again with variant:lora." if kind in ("dora", "lokr") else ""
+        super().__init__(f"{family} styles train a LoRA only, not {kind}")
         self.user_message = (
-            f"this bot's base model ({family}) trains a plain LoRA only, not {kind}.{advice}"
+            f"this bot's base model ({family}) trains a LoRA only (plain, DoRA or LoKr), "
+            f"not {kind}; ask the operator to set train_method to lora."
         )
 
 

@@ -4,9 +4,11 @@ metadata as the UNet families' kohya exports (stylebot.engine.lora_files).
 The layout is the one ComfyUI's `comfy/lora.py` maps first for both families:
 `transformer.<diffusers module>.lora_A.weight` / `.lora_B.weight` (its
 "transformer." key map over `flux_to_diffusers` / `mmdit_to_diffusers`), which is
-also diffusers' own `save_lora_weights` layout, so the trained file's tensors go
-out as they are. No `.alpha` keys: the trainer's alpha equals the rank, which is
-the scale ComfyUI and diffusers both assume without one.
+also diffusers' own `save_lora_weights` layout, so a plain LoRA's tensors go out
+as they are. No `.alpha` keys: the trainer's alpha equals the rank, which is
+the scale ComfyUI and diffusers both assume without one. DoRA's magnitudes and
+LoKr's factors go under the same module names as ComfyUI's weight adapters read
+them (`dora_scale`, `lokr_w1` ...: engine.lycoris_names.flow_lycoris_state_dict).
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from datetime import datetime
 
 import safetensors.torch
 
-from stylebot.engine.families import licence_for
 from stylebot.engine.lora_files import (
     StyleCard,
     _Architecture,
     _export_metadata,
     tensor_data_sha256,
 )
+from stylebot.engine.lycoris_names import flow_lycoris_state_dict, network_metadata
 from stylebot.provenance.a1111_hashes import addnet_legacy_hash
 from stylebot.queue.payloads import TrainSettings
 
@@ -38,8 +40,8 @@ FLOW_ARCHITECTURES: dict[str, _Architecture] = {
 
 
 def flow_export_hash(diffusers_file: bytes) -> str:
-    """`sshs_model_hash` of `flow_lora_file`'s export: its tensors are the file's own."""
-    return tensor_data_sha256(safetensors.torch.load(diffusers_file))
+    """`sshs_model_hash` of `flow_lora_file`'s export, from its tensors alone."""
+    return tensor_data_sha256(flow_lycoris_state_dict(safetensors.torch.load(diffusers_file)))
 
 
 def flow_lora_file(
@@ -52,10 +54,10 @@ def flow_lora_file(
     image_count: int | None = None,
 ) -> bytes:
     """The style's LoRA with its metadata (kohya's, Stability's and stylebot's keys,
-    plus the base model's variant and licence), as safetensors bytes."""
-    tensors = safetensors.torch.load(diffusers_file)
-    rank = max(t.shape[0] for k, t in tensors.items() if k.endswith(".lora_A.weight"))
-    licence = licence_for(variant)
+    the base model's variant and licence among them), as safetensors bytes."""
+    tensors = flow_lycoris_state_dict(safetensors.torch.load(diffusers_file))
+    ranks = [t.shape[0] for k, t in tensors.items() if k.endswith(".lora_A.weight")]
+    rank = max(ranks, default=settings.rank)  # LoKr has no lora_A: the rank it trained with
     metadata = _export_metadata(
         card,
         settings,
@@ -68,9 +70,7 @@ def flow_lora_file(
         image_count=image_count,
     )
     metadata["ss_v2"] = "False"
-    metadata["stylebot.base_model_variant"] = variant
-    metadata["stylebot.base_model_licence"] = licence.name
-    metadata["stylebot.base_model_licence_url"] = licence.url
+    metadata.update(network_metadata(settings.lora_variant, rank))
     training_only = {key: value for key, value in metadata.items() if key.startswith("ss_")}
     metadata["sshs_legacy_hash"] = addnet_legacy_hash(
         safetensors.torch.save(tensors, metadata=training_only)

@@ -1,7 +1,8 @@
 """Image-to-image on the hot base pipeline: restyle, upscale, extend and repaint.
 
 diffusers' ``from_pipe`` builds the image-to-image pipeline of the loaded model's family
-from the very same components (UNet, VAE, text encoders, scheduler): no second copy of
+(SD 1.5/2.x, SDXL, and FLUX.1's and SD 3.5's Img2Img and Inpaint pipelines) from the
+very same components (UNet or transformer, VAE, text encoders, scheduler): no second copy of
 the model in memory, and the LoRA adapters and textual-inversion tokens loaded into those
 components serve both. The pipeline is made once, on first use, and kept.
 """
@@ -23,8 +24,11 @@ from stylebot.engine.models import AnyPipeline
 from stylebot.queue.payloads import GenerateJob
 
 # Keyword arguments of a text-to-image call that an image-to-image call takes
-# differently: its size is the picture's, and its noise comes from the picture.
+# differently: its size is the picture's (fitted to the request's), and its noise
+# comes from the picture. FLUX.1's and SD 3.5's image-to-image pipelines take the
+# size as well, and without it draw at their default size: they are given it.
 _TEXT_ONLY = ("width", "height", "latents")
+_SIZE = ("width", "height")
 
 
 def steps_for_strength(steps: int, strength: float) -> int:
@@ -156,7 +160,12 @@ class ImageModes:
             ]
         else:
             pipe = self.image_to_image()
-            call = {key: value for key, value in kwargs.items() if key not in _TEXT_ONLY}
+            takes = _parameters(pipe)
+            call = {
+                key: value
+                for key, value in kwargs.items()
+                if key not in _TEXT_ONLY or (key in _SIZE and key in takes)
+            }
         call["image"] = pictures
         call["strength"] = first.strength
         call["num_inference_steps"] = steps_for_strength(first.steps, first.strength)

@@ -102,6 +102,11 @@ class StyleCard:
     # sd-scripts records them so Civitai and A1111 link the LoRA to it; "" otherwise.
     base_model_sha256: str = ""
     base_model_legacy_hash: str = ""
+    # The base's family variant (sd15 ... flux-dev) and licence (engine.families), as
+    # the style's record keeps them (queue.payloads.TrainedBase); "": not known.
+    base_model_variant: str = ""
+    base_model_licence: str = ""
+    base_model_licence_url: str = ""
     # kohya's ss_tag_frequency (stylebot.trainer.captions.tag_frequency); None: not known.
     tag_frequency: Mapping[str, Mapping[str, int]] | None = None
 
@@ -375,6 +380,11 @@ def _export_metadata(
     if card.base_model_sha256:
         metadata["ss_new_sd_model_hash"] = card.base_model_sha256
         metadata["ss_sd_model_hash"] = card.base_model_legacy_hash
+    if card.base_model_variant:
+        metadata["stylebot.base_model_variant"] = card.base_model_variant
+    if card.base_model_licence:
+        metadata["stylebot.base_model_licence"] = card.base_model_licence
+        metadata["stylebot.base_model_licence_url"] = card.base_model_licence_url
     if not card.licence:
         del metadata["modelspec.license"]
     return metadata

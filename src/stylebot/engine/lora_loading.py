@@ -75,7 +75,7 @@ def load_checked_lora(pipeline: Any, path: Path, adapter_name: str) -> None:
     `LoraMismatchError` names what did not fit.
     """
     base_model = model_label(pipeline)
-    lokr = _lokr_unet_state(path, base_model)
+    lokr = _lokr_denoiser_state(pipeline, path, base_model)
     try:
         with warnings.catch_warnings():
             # peft warns whenever a second adapter joins a model: the generator's cache.
@@ -83,9 +83,9 @@ def load_checked_lora(pipeline: Any, path: Path, adapter_name: str) -> None:
             if lokr is None:
                 pipeline.load_lora_weights(str(path), adapter_name=adapter_name)
             else:
-                # The pipelines' loaders take LoRA names only; the UNet's own loader
-                # knows LoKr factors (diffusers' PeftAdapterMixin.load_lora_adapter).
-                pipeline.unet.load_lora_adapter(lokr, prefix=None, adapter_name=adapter_name)
+                # The pipelines' loaders take LoRA names only; the denoiser's own
+                # loader knows LoKr factors (diffusers' PeftAdapterMixin.load_lora_adapter).
+                _denoiser(pipeline).load_lora_adapter(lokr, prefix=None, adapter_name=adapter_name)
     except ValueError as exc:  # no layer matched, or keys diffusers cannot convert
         _drop_adapter(pipeline, adapter_name)
         raise LoraMismatchError(base_model, first_line(exc)) from exc
@@ -109,15 +109,16 @@ def load_checked_lora(pipeline: Any, path: Path, adapter_name: str) -> None:
 def unapplied_lora_keys(pipeline: Any, path: Path, adapter_name: str) -> tuple[list[str], int]:
     """The file's LoRA tensors (in peft's naming) that the adapter `adapter_name`
     does not hold, and how many LoRA tensors the file has."""
-    lokr = _lokr_unet_state(path, model_label(pipeline))
+    lokr = _lokr_denoiser_state(pipeline, path, model_label(pipeline))
     if lokr is not None:
-        unet = pipeline.unet
+        denoiser = _denoiser(pipeline)
         held = (
-            set(get_peft_model_state_dict(unet, adapter_name=adapter_name))
-            if adapter_name in (getattr(unet, "peft_config", None) or {})
+            set(get_peft_model_state_dict(denoiser, adapter_name=adapter_name))
+            if adapter_name in (getattr(denoiser, "peft_config", None) or {})
             else set()
         )
-        return [f"unet.{key}" for key in sorted(set(lokr) - held)], len(lokr)
+        prefix = _denoiser_prefix(pipeline)
+        return [f"{prefix}{key}" for key in sorted(set(lokr) - held)], len(lokr)
     # As load_lora_weights reads the file: an SDXL pipeline passes its UNet's config,
     # which maps SGM block names (sd-scripts' SDXL layout) to diffusers' blocks.
     if is_flow_pipeline(pipeline):
@@ -149,18 +150,32 @@ def unapplied_lora_keys(pipeline: Any, path: Path, adapter_name: str) -> tuple[l
     return unmatched, len(state)
 
 
-def _lokr_unet_state(path: Path, base_model: str) -> dict[str, torch.Tensor] | None:
-    """A LoKr file's UNet factors in peft's naming (None: not LoKr). Only the UNet's:
-    the trainer makes no text-encoder LoKr, so any other key cannot be applied."""
+def _denoiser(pipeline: Any) -> Any:
+    """The UNet, or a FLUX.1 / SD 3.5 pipeline's transformer: what a style adapts."""
+    return pipeline.transformer if is_flow_pipeline(pipeline) else pipeline.unet
+
+
+def _denoiser_prefix(pipeline: Any) -> str:
+    return "transformer." if is_flow_pipeline(pipeline) else "unet."
+
+
+def _lokr_denoiser_state(
+    pipeline: Any, path: Path, base_model: str
+) -> dict[str, torch.Tensor] | None:
+    """A LoKr file's UNet (or transformer) factors in peft's naming (None: not LoKr).
+    Only the denoiser's: the trainers make no text-encoder LoKr, so any other key
+    cannot be applied."""
     with safetensors.safe_open(str(path), framework="pt") as tensors:
         keys = list(tensors.keys())
     if not is_lokr(keys):
         return None
     state = safetensors.torch.load_file(str(path))
-    outside = [key for key in state if not key.startswith("unet.")]
+    prefix = _denoiser_prefix(pipeline)
+    outside = [key for key in state if not key.startswith(prefix)]
     if outside:
-        raise LoraMismatchError(base_model, "LoKr factors outside the UNet", outside)
-    return {key.removeprefix("unet."): tensor for key, tensor in state.items()}
+        where = "the transformer" if prefix == "transformer." else "the UNet"
+        raise LoraMismatchError(base_model, f"LoKr factors outside {where}", outside)
+    return {key.removeprefix(prefix): tensor for key, tensor in state.items()}
 
 
 def _component_peft_keys(
@@ -169,13 +184,19 @@ def _component_peft_keys(
     """Keys as diffusers renames them on the way into peft (loaders.peft / lora_base)."""
     if prefix == "unet":
         return set(convert_unet_state_dict_to_peft(part))
-    if all(".lora_A." in key or ".lora_B." in key for key in part):
-        keys = set(part)  # already peft's naming
+    if all(_in_peft_naming(key) for key in part):
+        keys = set(part)
     else:
         keys = set(convert_state_dict_to_peft(convert_state_dict_to_diffusers(part)))
     if not hasattr(module, "text_model"):  # transformers 5 flattened CLIPTextModel
         keys = {key.removeprefix("text_model.") for key in keys}
     return keys
+
+
+def _in_peft_naming(key: str) -> bool:
+    """A LoRA tensor named as peft names it (the flow trainer's files): its halves, or
+    DoRA's magnitude."""
+    return ".lora_A." in key or ".lora_B." in key or key.endswith(".lora_magnitude_vector")
 
 
 def _drop_adapter(pipeline: Any, adapter_name: str) -> None:

@@ -44,6 +44,26 @@ def lokr_kohya_state_dict(diffusers_lokr: Mapping[str, torch.Tensor]) -> dict[st
     return kohya
 
 
+def flow_lycoris_state_dict(diffusers_file: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A FLUX.1 / SD 3.5 style as the flow trainer saves it (`transformer.<module>.`
+    then peft's names) in the names ComfyUI loads under its "transformer." key map:
+    LoRA's `lora_A`/`lora_B` as they are, DoRA's magnitude as a `dora_scale` column,
+    LoKr's factors as they are with `.alpha` by `lokr_kohya_state_dict`'s rule."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in diffusers_file.items():
+        if not key.startswith("transformer."):
+            raise ValueError(f"not a transformer adapter tensor: {key}")
+        tensor = tensor.detach().cpu().contiguous()
+        if key.endswith(MAGNITUDE):
+            out[key.removesuffix(MAGNITUDE) + DORA_SCALE] = tensor.reshape(-1, 1)
+            continue
+        out[key] = tensor
+        module, _, factor = key.rpartition(".")
+        if factor in ("lokr_w2_b", "lokr_w1_b") and f"{module}.alpha" not in out:
+            out[f"{module}.alpha"] = torch.tensor(float(tensor.shape[0]), dtype=torch.float32)
+    return out
+
+
 def split_dora_scales(
     peft_layout: Mapping[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

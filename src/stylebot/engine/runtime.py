@@ -27,7 +27,7 @@ from transformers.utils import logging as transformers_logging
 from stylebot.bot.core.fingerprints import fingerprint_of_image
 from stylebot.engine.base_quantization import prepare_base
 from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
-from stylebot.engine.families import FlowTrainsPlainLora, family_variant
+from stylebot.engine.families import FlowTrainsLoraOnly, family_variant
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
 from stylebot.engine.image_modes import job_picture_and_mask
@@ -61,6 +61,7 @@ from stylebot.provenance.watermark import embed_watermark
 from stylebot.queue.payloads import (
     GenerateJob,
     StyleMetrics,
+    TrainedBase,
     TrainingPreview,
     TrainJob,
     TrainSettings,
@@ -102,6 +103,8 @@ class TrainedWeights:
     report_png: bytes | None = None
     # Measured with the configured CLIP model (style_metrics); None without one.
     metrics: StyleMetrics | None = None
+    # The base model it trained on, with its family and licence (StyleExports).
+    base: TrainedBase | None = None
 
 
 @dataclass(frozen=True)
@@ -220,10 +223,8 @@ class StyleEngine:
         each image's own ("" or none: the trigger alone), after the trigger."""
         pipeline = self.pipeline
         flow = not isinstance(pipeline, StableDiffusionPipeline | StableDiffusionXLPipeline)
-        if flow and (settings.method != "lora" or settings.lora_variant != "lora"):
-            # Their exports (flow_lora_files) have plain LoRA's layout only.
-            kind = settings.method if settings.method != "lora" else settings.lora_variant
-            raise FlowTrainsPlainLora(model_family(pipeline), kind)
+        if flow and settings.method != "lora":
+            raise FlowTrainsLoraOnly(model_family(pipeline), settings.method)
         checkpoint = usable_checkpoint(resume_from, settings)
         record = RunRecorder()
         pictures = [
@@ -256,6 +257,7 @@ class StyleEngine:
                         should_stop=should_stop,
                         resume_from=checkpoint,
                         on_checkpoint=checkpoint_files(on_checkpoint, Path(workdir)),
+                        captions=captions,
                     )
                 else:
                     outcome = train_lora(
@@ -293,6 +295,7 @@ class StyleEngine:
             embedding_data=embedding,
             report_png=record.report_png(outcome.validation),
             metrics=metrics,
+            base=self.exports.trained_base,
         )
 
     def unload_blobs(self, keys: Sequence[str]) -> int:

@@ -8,13 +8,13 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stylebot.engine.families import family_variant, is_flow_pipeline
+from stylebot.engine.families import LICENCES, family_variant, is_flow_pipeline
 from stylebot.engine.flow_lora_files import flow_export_hash, flow_lora_file
 from stylebot.engine.lora_files import StyleCard, export_model_hash, kohya_lora_file
 from stylebot.engine.lora_loading import model_label
 from stylebot.engine.models import AnyPipeline, model_family
 from stylebot.provenance.a1111_hashes import addnet_hash, checkpoint_legacy_hash
-from stylebot.queue.payloads import TrainJob, TrainSettings
+from stylebot.queue.payloads import TrainedBase, TrainJob, TrainSettings
 from stylebot.trainer.captions import tag_frequency
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,18 @@ class StyleExports:
         self.checkpoint_sha256 = checkpoint_sha256
         # sha256 of a style's weights -> its export's hash (see export_hash).
         self._export_hashes: OrderedDict[str, str] = OrderedDict()
+        # A single-file pipeline has no name of its own: the file's, as sd-scripts writes.
+        name = Path(base_model).name if checkpoint_sha256 else model_label(pipeline)
+        variant = family_variant(pipeline) or model_family(pipeline)
+        licence = LICENCES.get(variant)
+        # What every style trained here records of its base, and its export says.
+        self.trained_base = TrainedBase(
+            name=name,
+            variant=variant,
+            sha256=checkpoint_sha256 or "",
+            licence=licence.name if licence else "",
+            licence_url=licence.url if licence else "",
+        )
 
     def kohya_export(
         self,
@@ -45,10 +57,8 @@ class StyleExports:
         image_count: int,
     ) -> bytes | None:
         """The LoRA as AUTOMATIC1111 / ComfyUI / diffusers load it, with its metadata."""
-        # A single-file pipeline has no name of its own: the file's, as sd-scripts writes.
-        trained_on = (
-            Path(self.base_model).name if self.checkpoint_sha256 else model_label(self.pipeline)
-        )
+        base = self.trained_base
+        trained_on = base.name
         recorded = Path(job.base_model).name if job is not None and job.base_model else ""
         if job is not None and recorded and recorded != Path(trained_on).name:
             # The job id, not the style's name: no job argument goes to a log.
@@ -64,10 +74,13 @@ class StyleExports:
             licence=job.licence if job is not None else "",
             consent_id=job.consent_id if job is not None else None,
             base_model=trained_on,
-            base_model_sha256=self.checkpoint_sha256 or "",
+            base_model_sha256=base.sha256,
             base_model_legacy_hash=(
                 checkpoint_legacy_hash(Path(self.base_model)) if self.checkpoint_sha256 else ""
             ),
+            base_model_variant=base.variant,
+            base_model_licence=base.licence,
+            base_model_licence_url=base.licence_url,
             tag_frequency=tag_frequency(
                 trigger, job.captions if job is not None else (), image_count, settings.repeats
             ),

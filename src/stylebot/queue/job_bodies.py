@@ -177,6 +177,7 @@ async def _train(
         embedding_key=embedding_key,
         report_key=report_key,
         metrics=weights.metrics,
+        base=weights.base,
     )
     # Trained: through a Redis outage, wait to record it rather than train it again.
     await until_redis_answers(

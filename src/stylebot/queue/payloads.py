@@ -212,6 +212,22 @@ class StyleMetrics(_JsonData):
 
 
 @dataclass(frozen=True)
+class TrainedBase(_JsonData):
+    """The base model a style trained on, as the worker loaded it: what the style's
+    record and its export say of it (issue 16, "Licences")."""
+
+    # The folder's or hub id's model name, or the single file's name.
+    name: str
+    # sd15, sd2, sdxl, flux-dev, flux-schnell, sd3-medium or sd3-large.
+    variant: str
+    # A single-file checkpoint's SHA-256; "" for a diffusers folder or hub id.
+    sha256: str
+    # The base model's licence (engine.families.LICENCES); "" when not known.
+    licence: str
+    licence_url: str
+
+
+@dataclass(frozen=True)
 class TrainResult(_JsonData):
     lora_key: str
     steps: int
@@ -228,6 +244,8 @@ class TrainResult(_JsonData):
     report_key: str | None = None
     # Measured with the operator's CLIP model; None when none is configured.
     metrics: StyleMetrics | None = None
+    # What the style trained on; None from a worker older than this field.
+    base: TrainedBase | None = None
 
 
 @dataclass(frozen=True)
@@ -315,4 +333,5 @@ _NESTED: dict[tuple[str, str], type[_JsonData]] = {
     ("JobEvent", "preview"): TrainingPreview,
     ("TrainResult", "validation"): ValidationPoint,
     ("TrainResult", "metrics"): StyleMetrics,
+    ("TrainResult", "base"): TrainedBase,
 }

@@ -10,7 +10,7 @@ from typing import Any
 from stylebot.bot.core.errors import DuplicateStyleName, RecordNotFound
 from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import NewStyle, Style, StyleStatus, Visibility
-from stylebot.queue.payloads import StyleMetrics, ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, TrainedBase, ValidationPoint
 from stylebot.storage.session import SqliteStore, from_row, integrity_error, utc_time
 
 
@@ -139,6 +139,17 @@ class SqliteStyleStore(SqliteStore):
             )
             if cursor.rowcount == 0:
                 raise RecordNotFound(f"style {style_id} does not exist")
+
+    async def set_style_base(self, style_id: int, base: TrainedBase) -> None:
+        await self._update(
+            style_id,
+            "base_model_variant = ?, base_model_sha256 = ?, base_model_licence = ?,"
+            " base_model_licence_url = ?",
+            base.variant,
+            base.sha256,
+            base.licence,
+            base.licence_url,
+        )
 
     async def style_metrics(self, style_id: int) -> StyleMetrics | None:
         row = await self._session.fetch_row("SELECT metrics FROM styles WHERE id = ?", (style_id,))

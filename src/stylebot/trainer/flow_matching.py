@@ -4,8 +4,10 @@ The model predicts the velocity `noise - latents` at a point `(1 - s) * latents 
 s * noise` of the straight path between them. Noise levels `s` are drawn as
 these models were trained: logit-normal (a sigmoid of a normal draw), shifted
 towards noise by the scheduler's shift (SD 3.5: a fixed 3; FLUX.1-dev: by the
-image's size). The caption is encoded once (T5 and CLIP) before the first step,
-and on a GPU the text encoders are moved off it for the run.
+image's size). Each image trains on the trigger and its own caption (dropped or
+shuffled per step as the UNet trainer does, trainer.captions); every text the run
+draws is encoded once (T5 and CLIP) before the first step, and on a GPU the text
+encoders are moved off it for the run (trainer.flow_captions).
 
 Checkpoints, resume, cancel, previews and the held-out validation loss
 (trainer.validation, with flow matching's noising) work as for the UNet families.
@@ -15,9 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,13 @@ from stylebot.trainer.borrowed_unet import (
     other_styles_off,
     text_encoders,
 )
-from stylebot.trainer.buckets import BatchSchedule, bucket_images
-from stylebot.trainer.checkpoints import (
-    TrainingCheckpoint,
+from stylebot.trainer.buckets import BatchSchedule, Sample, bucket_images
+from stylebot.trainer.captions import TrainingCaptions
+from stylebot.trainer.checkpoints import TrainingCheckpoint
+from stylebot.trainer.flow_captions import (
+    EncodedCaptions,
+    FlowConditioning,
+    text_encoders_released,
 )
 from stylebot.trainer.hardware import (
     autocast,
@@ -56,16 +60,6 @@ from stylebot.trainer.validation import ValidationSet, split_holdout
 FLUX_TRAINING_GUIDANCE = 1.0
 
 
-@dataclass(frozen=True)
-class FlowConditioning:
-    """The caption, encoded once: T5's sequence and CLIP's pooled vector (and
-    Flux's text position ids)."""
-
-    hidden_states: torch.Tensor
-    pooled: torch.Tensor
-    text_ids: torch.Tensor | None
-
-
 def noise_levels(
     count: int, generator: torch.Generator, *, shift: float, mu: float | None
 ) -> torch.Tensor:
@@ -77,38 +71,6 @@ def noise_levels(
     return shift * u / (1.0 + (shift - 1.0) * u)
 
 
-@torch.no_grad()
-def encode_caption_once(pipeline: FlowPipeline, caption: str) -> FlowConditioning:
-    device = pipeline.transformer.device
-    if isinstance(pipeline, FluxPipeline):
-        hidden, pooled, text_ids = pipeline.encode_prompt(caption, None, device=device)
-        return FlowConditioning(hidden, pooled, text_ids)
-    # The caption goes to all three encoders, as the pipeline sends a prompt.
-    hidden, _, pooled, _ = pipeline.encode_prompt(
-        caption, caption, caption, device=device, do_classifier_free_guidance=False
-    )
-    return FlowConditioning(hidden, pooled, None)
-
-
-@contextmanager
-def text_encoders_released(pipeline: FlowPipeline) -> Iterator[None]:
-    """On a GPU the text encoders (T5-XXL alone is 9 GB in bf16) leave it for the
-    run and come back after; on a CPU there is nothing to free."""
-    encoders = text_encoders(pipeline)
-    device = pipeline.transformer.device
-    if device.type == "cpu":
-        yield
-        return
-    for encoder in encoders:
-        encoder.to("cpu")
-    torch.cuda.empty_cache()
-    try:
-        yield
-    finally:
-        for encoder in encoders:
-            encoder.to(device)
-
-
 def _velocity(
     pipeline: FlowPipeline,
     noisy: torch.Tensor,
@@ -117,8 +79,7 @@ def _velocity(
 ) -> torch.Tensor:
     """The transformer's predicted velocity, in the latents' (B, C, h, w) shape."""
     batch, channels, height, width = noisy.shape
-    hidden = conditioning.hidden_states.expand(batch, -1, -1)
-    pooled = conditioning.pooled.expand(batch, -1)
+    hidden, pooled = conditioning.for_batch(batch)
     if isinstance(pipeline, FluxPipeline):
         packed = pipeline._pack_latents(noisy, batch, channels, height, width)
         image_ids = pipeline._prepare_latent_image_ids(
@@ -175,7 +136,7 @@ def _flux_mu(scheduler: Any, latents: torch.Tensor) -> float | None:
 def train_flow_lora(
     pipeline: FlowPipeline,
     images: Sequence[Image.Image],
-    caption: str,
+    trigger: str,
     settings: TrainSettings,
     output_dir: Path,
     *,
@@ -183,9 +144,10 @@ def train_flow_lora(
     should_stop: Callable[[], bool] | None = None,
     resume_from: TrainingCheckpoint | None = None,
     on_checkpoint: Callable[[TrainingCheckpoint], None] | None = None,
+    captions: Sequence[str] = (),
 ) -> TrainOutcome:
     """Train a LoRA on the transformer's attention and feed-forward layers so that
-    `caption` evokes `images`; writes `output_dir/pytorch_lora_weights.safetensors`
+    `trigger` evokes `images`; writes `output_dir/pytorch_lora_weights.safetensors`
     in diffusers' layout (`transformer.` keys), which `load_lora_weights` loads.
 
     `settings.holdout_images` of the images never train but measure, at every
@@ -196,10 +158,14 @@ def train_flow_lora(
     state every `checkpoint_every_steps` steps or `checkpoint_every_s` seconds and
     on cancel; a resumed run draws what the uninterrupted one would have.
     Gradient checkpointing, mixed precision and 8-bit AdamW follow the settings
-    as there (trainer.hardware)."""
+    as there (trainer.hardware).
+
+    `captions`: each image's own, after the trigger, with the settings' caption
+    dropout and tag shuffling (trainer.captions); none: the trigger alone."""
     family = flow_family(pipeline)
     if family is None or not images:
         raise ValueError("train_flow_lora needs a FLUX.1 or SD 3.5 pipeline and images")
+    prompts = TrainingCaptions.for_run(trigger, captions, len(images), settings)
     if resume_from is not None and not resume_from.continues(settings):
         raise ValueError(f"checkpoint at step {resume_from.step} is not from a run like {settings}")
     started = time.perf_counter()
@@ -237,13 +203,33 @@ def train_flow_lora(
         other_styles_off([transformer, *text_encoders(pipeline)]),
         gradient_checkpointing(transformer, settings.gradient_checkpointing),
     ):
-        conditioning = encode_caption_once(pipeline, caption)
+        first_step = resume_from.step + 1 if resume_from is not None else 1
+        encoded = EncodedCaptions(
+            pipeline,
+            [
+                *(prompts.fixed(i) for i in held_ids),
+                *(
+                    prompts.at_step(train_ids[sample.index], step)
+                    for step in range(first_step, settings.steps + 1)
+                    for sample in schedule.batch(step)
+                ),
+            ],
+        )
+
+        def conditioning(samples: Sequence[Sample], step: int) -> FlowConditioning:
+            return encoded.conditioning(
+                [prompts.at_step(train_ids[sample.index], step) for sample in samples]
+            )
+
         torch.manual_seed(settings.seed)
         with (
             text_encoders_released(pipeline),
             torch.enable_grad(),
             borrowed_unet(
-                transformer, settings.rank, target_modules=LORA_TARGET_MODULES[family]
+                transformer,
+                settings.rank,
+                settings.lora_variant,
+                target_modules=LORA_TARGET_MODULES[family],
             ) as params,
         ):
             names = [n for n, _ in transformer.named_parameters() if TRAINING_ADAPTER in n]
@@ -254,10 +240,11 @@ def train_flow_lora(
 
             def held_out_loss() -> float:
                 def prediction(
-                    noisy: torch.Tensor, levels: torch.Tensor, _position: int
+                    noisy: torch.Tensor, levels: torch.Tensor, position: int
                 ) -> torch.Tensor:
+                    held = encoded.conditioning([prompts.fixed(held_ids[position])])
                     with autocast(device, amp_dtype):
-                        return _velocity(pipeline, noisy, levels, conditioning)
+                        return _velocity(pipeline, noisy, levels, held)
 
                 return validation_set.loss(prediction)
 
@@ -279,7 +266,8 @@ def train_flow_lora(
             total = settings.steps
             for step in range(run.first_step, total + 1):
                 run.stop_if_asked(step, should_stop, save)
-                latents = latents_cache.draw(schedule.batch(step), rng).to(dtype)
+                batch = schedule.batch(step)
+                latents = latents_cache.draw(batch, rng).to(dtype)
                 noise = torch.randn(latents.shape, generator=rng).to(device, dtype)
                 shift = float(scheduler.get("shift", 1.0))
                 levels = noise_levels(
@@ -288,7 +276,7 @@ def train_flow_lora(
                 s = levels.view(-1, 1, 1, 1)
                 noisy = (1.0 - s) * latents + s * noise
                 with autocast(device, amp_dtype):
-                    predicted = _velocity(pipeline, noisy, levels, conditioning)
+                    predicted = _velocity(pipeline, noisy, levels, conditioning(batch, step))
                 loss = torch.nn.functional.mse_loss(predicted.float(), (noise - latents).float())
                 run.optimise(loss, step)
                 run.finish_step(step, on_progress, validate, save)

@@ -156,15 +156,13 @@ def test_flow_styles_train_a_lora_only(engine: StyleEngine) -> None:
         engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, method="both"))
 
 
-def test_a_member_who_chose_another_variant_is_told_to_train_plain_lora(
-    engine: StyleEngine,
-) -> None:
+def test_a_token_on_a_flow_base_is_refused_with_whom_to_ask(engine: StyleEngine) -> None:
     with pytest.raises(ValueError, match="LoRA only") as refused:
-        engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, lora_variant="dora"))
+        engine.train(_uploads(), TRIGGER, dataclasses.replace(SETTINGS, method="textual_inversion"))
 
     told = user_error(refused.value)
-    assert "plain LoRA only, not dora" in told
-    assert "variant:lora" in told
+    assert "LoRA only (plain, DoRA or LoKr), not textual_inversion" in told
+    assert "train_method" in told
 
 
 def test_flux_schnell_samples_at_most_four_steps_without_guidance(tmp_path: Path) -> None:
@@ -230,7 +228,16 @@ def test_the_export_loads_in_comfyui_and_diffusers_with_every_module_applied(
     variant = family_variant(engine.pipeline)
     assert variant is not None
     assert metadata["stylebot.base_model_variant"] == variant
-    assert metadata["stylebot.base_model_licence"] == licence_for(variant).name
+    licence = licence_for(variant)
+    assert metadata["stylebot.base_model_licence"] == licence.name
+    assert metadata["stylebot.base_model_licence_url"] == licence.url
+    if family == "flux":  # the tiny Flux takes guidance, as FLUX.1 [dev]
+        assert metadata["modelspec.architecture"] == "flux-1-dev/lora"
+        assert metadata["stylebot.base_model_licence"] == "FLUX.1 [dev] Non-Commercial License"
+    # The style's record gets the same base model and licence (TrainResult.base).
+    assert trained.base is not None
+    assert (trained.base.variant, trained.base.licence) == (variant, licence.name)
+    assert trained.base.name == Path(engine.base_model).name
     assert metadata["ss_base_model_version"] == ("flux1" if family == "flux" else "sd3")
     assert metadata["modelspec.trigger_phrase"] == TRIGGER
     assert metadata["modelspec.license"] == "CC-BY-4.0"

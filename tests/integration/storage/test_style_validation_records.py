@@ -1,5 +1,5 @@
-"""A style's validation curve (migration 0005) and CLIP metrics (0013) in the records:
-on SQLite and on the fake."""
+"""A style's validation curve (migration 0005), CLIP metrics (0013) and base model
+(0015) in the records: on SQLite and on the fake."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.fakes.memory import InMemoryUnitOfWork
 
 from stylebot.bot.core.errors import RecordNotFound
 from stylebot.bot.core.model import NewConsent, NewStyle, Style, StyleStatus
-from stylebot.queue.payloads import StyleMetrics, ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, TrainedBase, ValidationPoint
 from stylebot.storage.unit_of_work import SqliteUnitOfWork
 
 Repo = SqliteUnitOfWork | InMemoryUnitOfWork
@@ -20,6 +20,13 @@ T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 IMAGE = "c" * 64
 CURVE = (ValidationPoint(50, 0.31, 0.25), ValidationPoint(100, 0.2125, 0.25))
 METRICS = StyleMetrics(0.21, 0.8, 0.59, 27.5, 29.0, 0.012, 4, "openai/clip-vit-large-patch14")
+FLUX_DEV = TrainedBase(
+    "flux1-dev.safetensors",
+    "flux-dev",
+    "f" * 64,
+    "FLUX.1 [dev] Non-Commercial License",
+    "https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/LICENSE.md",
+)
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -83,3 +90,19 @@ async def test_a_style_keeps_its_metrics_and_they_go_with_it(repo: Repo) -> None
     await repo.styles.delete_style(style.id)
     with pytest.raises(RecordNotFound):
         await repo.styles.style_metrics(style.id)
+
+
+async def test_a_style_records_the_base_model_it_trained_on(repo: Repo) -> None:
+    style = await _style(repo)
+    assert style.base_model_variant is None
+    assert style.base_model_licence is None
+    await repo.styles.set_style_base(style.id, FLUX_DEV)
+    stored = await repo.styles.get_style(style.id)
+    assert stored is not None
+    assert stored.base_model == "tiny"  # the operator's setting when asked for stays
+    assert stored.base_model_variant == "flux-dev"
+    assert stored.base_model_sha256 == "f" * 64
+    assert stored.base_model_licence == FLUX_DEV.licence
+    assert stored.base_model_licence_url == FLUX_DEV.licence_url
+    with pytest.raises(RecordNotFound):
+        await repo.styles.set_style_base(9999, FLUX_DEV)

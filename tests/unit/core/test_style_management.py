@@ -9,6 +9,7 @@ from tests.unit.core.test_service import trained_style, upload
 
 from stylebot.bot.core.commands import (
     CancelJob,
+    ConfirmConsent,
     DeleteOutput,
     DeleteStyle,
     ExportStyle,
@@ -18,6 +19,7 @@ from stylebot.bot.core.commands import (
     RerollOutput,
     ShareStyle,
     StyleInfo,
+    TrainStyle,
     UnshareStyle,
     UploadImages,
     UsableStyles,
@@ -32,7 +34,13 @@ from stylebot.bot.core.replies import (
     StyleChoices,
     TextReply,
 )
-from stylebot.queue.payloads import GeneratedImage, GenerateResult, JobEvent
+from stylebot.queue.payloads import (
+    GeneratedImage,
+    GenerateResult,
+    JobEvent,
+    TrainedBase,
+    TrainResult,
+)
 
 ALICE = person("alice", server="guild-1")
 BOB_HERE = person("bob", server="guild-1")
@@ -268,3 +276,45 @@ async def test_queued_jobs_are_limited_per_user_and_per_server(world: CoreWorld)
     assert len(world.queue.generate_jobs) == 4
     await world.bot.handle(CancelJob(ALICE))
     assert isinstance(await world.bot.handle(Imagine(ALICE, "now")), JobQueued)
+
+
+FLUX_DEV = TrainedBase(
+    "FLUX.1-dev",
+    "flux-dev",
+    "",
+    "FLUX.1 [dev] Non-Commercial License",
+    "https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/LICENSE.md",
+)
+
+
+async def test_style_info_and_export_name_the_base_model_the_worker_trained_on(
+    world: CoreWorld,
+) -> None:
+    await trained_style(world, ALICE, "old")  # a worker that did not say its base
+    old = await world.bot.handle(StyleInfo(ALICE, "old"))
+    assert isinstance(old, TextReply)
+    assert "base model: " in old.text
+    assert "licence:" not in old.text
+
+    await upload(world, ALICE, (7, 8, 9))
+    await world.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
+    queued = await world.bot.handle(TrainStyle(ALICE, "ink"))
+    assert isinstance(queued, JobQueued)
+    result = TrainResult(
+        lora_key=await world.blobs.put(b"flux-lora"),
+        steps=10,
+        final_loss=0.1,
+        seconds=1.0,
+        export_key=await world.blobs.put(b"flux-export"),
+        base=FLUX_DEV,
+    )
+    await world.bot.handle_event(
+        JobEvent(queued.job_id, "train", "finished", result=result.to_dict())
+    )
+
+    info = await world.bot.handle(StyleInfo(ALICE, "ink"))
+    assert isinstance(info, TextReply)
+    assert f"(FLUX.1 [dev]), licence: {FLUX_DEV.licence} ({FLUX_DEV.licence_url})" in info.text
+    exported = await world.bot.handle(ExportStyle(ALICE, "ink"))
+    assert isinstance(exported, FileReply)
+    assert FLUX_DEV.licence in exported.text

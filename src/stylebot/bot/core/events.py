@@ -251,6 +251,8 @@ async def _training_finished(
                     await deps.uow.styles.set_style_validation(style.id, result.validation)
                 if result.metrics is not None:
                     await deps.uow.styles.set_style_metrics(style.id, result.metrics)
+                if result.base is not None:
+                    await deps.uow.styles.set_style_base(style.id, result.base)
             await deps.uow.jobs.update_job(
                 job.id,
                 JobStatus.FINISHED,

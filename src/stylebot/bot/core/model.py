@@ -121,6 +121,12 @@ class Style:
     train_settings: dict[str, object] = field(default_factory=dict)
     # The style token's textual-inversion embedding (None: a LoRA-only style).
     embedding_key: str | None = None
+    # What the worker trained it on (queue.payloads.TrainedBase); None until it
+    # finished, or for styles trained before this was recorded.
+    base_model_variant: str | None = None
+    base_model_sha256: str | None = None
+    base_model_licence: str | None = None
+    base_model_licence_url: str | None = None
 
 
 @dataclass(frozen=True)

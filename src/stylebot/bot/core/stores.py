@@ -38,7 +38,7 @@ from stylebot.bot.core.ports import (
     PendingQueueCleanups,
     UsageLog,
 )
-from stylebot.queue.payloads import StyleMetrics, ValidationPoint
+from stylebot.queue.payloads import StyleMetrics, TrainedBase, ValidationPoint
 
 
 class UserStore(Protocol):
@@ -154,6 +154,10 @@ class StyleStore(Protocol):
 
     async def set_style_metrics(self, style_id: int, metrics: StyleMetrics) -> None:
         """Keep what the worker's CLIP model measured of the finished style."""
+        ...
+
+    async def set_style_base(self, style_id: int, base: TrainedBase) -> None:
+        """Keep the base model the worker trained the style on, with its licence."""
         ...
 
     async def style_metrics(self, style_id: int) -> StyleMetrics | None:

@@ -112,6 +112,7 @@ async def style_info(deps: Deps, command: StyleInfo) -> Reply:
         f"status: {style.status}\n"
         f"visibility: {shared}\n"
         f"trained on: {len(images)} image(s), {steps} steps\n"
+        f"{base_model_line(style)}"
         f"{await _training_lines(deps, style)}"
         f"trigger: {style.trigger}\n"
         f"created: {style.created_at.isoformat(timespec='seconds')}",
@@ -293,13 +294,21 @@ async def export_style(deps: Deps, command: ExportStyle) -> Reply:
             f"Style {style.name} as a LoRA in kohya's format (safetensors): it loads in "
             "AUTOMATIC1111/Forge (models/Lora), ComfyUI (models/loras, LoraLoader) and "
             f"diffusers (pipe.load_lora_weights), on the base model it was trained on "
-            f"({_model_name(style.base_model)}). {trigger} Its metadata records the base "
+            f"({_model_name(style.base_model)}).{_base_licence(style)} {trigger} Its "
+            "metadata records the base "
             "model, the trigger, the training settings, the licence, the consent record "
             f"and a hash of the weights.{_embedding_left_out(style)}"
         ),
         filename=filename,
         data=await deps.blobs.get(export_key),
     )
+
+
+def _base_licence(style: Style) -> str:
+    """The base model's licence travels with the file: say which it is."""
+    if not style.base_model_licence:
+        return ""
+    return f" The base model's licence applies to its use: {style.base_model_licence}."
 
 
 def _embedding_left_out(style: Style) -> str:
@@ -310,6 +319,30 @@ def _embedding_left_out(style: Style) -> str:
         " Here the style also uses a textual-inversion embedding trained with it; this "
         "file holds the LoRA alone, so elsewhere the style may come out a little weaker."
     )
+
+
+# A base model's family variant (queue.payloads.TrainedBase.variant) as people call it.
+_VARIANT_NAMES = {
+    "sd15": "Stable Diffusion 1.5",
+    "sd2": "Stable Diffusion 2.x",
+    "sdxl": "SDXL",
+    "flux-dev": "FLUX.1 [dev]",
+    "flux-schnell": "FLUX.1 [schnell]",
+    "sd3-medium": "Stable Diffusion 3.5 Medium",
+    "sd3-large": "Stable Diffusion 3.5 Large",
+}
+
+
+def base_model_line(style: Style) -> str:
+    """The base model the style trained on, its family and its licence, as a line."""
+    line = f"base model: {_model_name(style.base_model)}"
+    if style.base_model_variant:
+        line += f" ({_VARIANT_NAMES.get(style.base_model_variant, style.base_model_variant)})"
+    if style.base_model_licence:
+        line += f", licence: {style.base_model_licence}"
+        if style.base_model_licence_url:
+            line += f" ({style.base_model_licence_url})"
+    return line + "\n"
 
 
 def _model_name(base_model: str) -> str:
