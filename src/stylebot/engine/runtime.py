@@ -25,6 +25,7 @@ from PIL import Image
 from transformers.utils import logging as transformers_logging
 
 from stylebot.engine.base_quantization import prepare_base
+from stylebot.engine.captioner import CaptionerSlot
 from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
 from stylebot.engine.families import FlowTrainsPlainLora, family_variant
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
@@ -135,6 +136,7 @@ class StyleEngine:
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         clip_model: str = "",
+        captioner: str = "",
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -147,6 +149,8 @@ class StyleEngine:
         self.max_image_pixels = max_image_pixels
         # Measures finished styles with a CLIPModel checkpoint ("": none).
         self.measurer = StyleMeasurer(clip_model)
+        # Proposes captions for waiting images (a Florence-2 or BLIP checkpoint; "": none).
+        self.captioner = CaptionerSlot(captioner)
         # Style weights and embeddings as files, bounded, and dropped when revoked.
         self.cache = BlobCache(cache_dir, cache_max_bytes)
         # A worker logs; progress bars on its stderr would only fill the log.
@@ -380,6 +384,12 @@ class StyleEngine:
             self._finish(job, request.prompt, images, lora)
             for job, request, images, lora in zip(jobs, requests, batches, loras, strict=True)
         ]
+
+    def caption(self, images: Sequence[bytes], should_stop: Callable[[], bool]) -> list[str]:
+        """A proposed caption per stored training image (PNG), by the operator's captioner."""
+        pictures = [open_stored_png(data, self.max_image_pixels) for data in images]
+        captioner = self.captioner.get(self.pipeline.device, self.pipeline.dtype)
+        return captioner.caption(pictures, should_stop)
 
     @property
     def device_type(self) -> str:
