@@ -45,7 +45,7 @@ from stylebot.queue.worker_presence import lease_holder
 from stylebot.redaction import TextOutput
 from stylebot.redis_replies import int_reply, list_reply, value_reply
 
-JOB_KINDS = ("train", "generate")
+JOB_KINDS = ("train", "generate", "caption")
 # Progress of running jobs is looked up in this many of the newest events.
 RECENT_EVENTS = 1000
 _HEALTH_FIELD = re.compile(r"(\w+)=(\d+)")

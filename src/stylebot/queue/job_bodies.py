@@ -20,6 +20,7 @@ from stylebot.engine.generation_request import generation_batch_key
 from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.engine.runtime import FinishedImage, JobCancelled, StyleEngine
 from stylebot.engine.training_previews import TrainingPreviews
+from stylebot.queue import caption_job
 from stylebot.queue.damaged_inputs import (
     read_source_picture,
     read_style_weights,
@@ -344,4 +345,8 @@ def max_batch_size(settings: Settings) -> int:
 
 JobBody = Callable[[WorkerContext, dict[str, Any]], Awaitable[dict[str, Any]]]
 # What a job of each kind does: the arq function of that name runs it.
-JOB_BODIES: dict[JobKind, JobBody] = {"train": train, "generate": generate}
+JOB_BODIES: dict[JobKind, JobBody] = {
+    "train": train,
+    "generate": generate,
+    "caption": caption_job.caption,
+}

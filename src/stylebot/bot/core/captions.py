@@ -61,15 +61,29 @@ def captions_digest(uploads: Sequence[Upload]) -> str | None:
 
 def listing(uploads: Sequence[Upload], heading: str, style: str | None) -> CaptionList:
     entries = tuple(
-        ImageCaption(number, upload.display_name, upload.caption or "")
+        ImageCaption(
+            number,
+            upload.display_name,
+            upload.caption or "",
+            (upload.suggested_caption or "") if style is None else "",
+        )
         for number, upload in enumerate(uploads, start=1)
     )
     lines = [heading]
-    lines.extend(
-        f"{entry.number}. {entry.display_name}: {entry.caption or '(none: the trigger alone)'}"
-        for entry in entries
-    )
+    for entry in entries:
+        line = (
+            f"{entry.number}. {entry.display_name}: {entry.caption or '(none: the trigger alone)'}"
+        )
+        if entry.suggestion:
+            line += f" · suggested: “{entry.suggestion}”"
+        lines.append(line)
     if style is None:
+        if any(entry.suggestion for entry in entries):
+            lines.append(
+                f"Suggestions are not used until you accept them: "
+                f"{mention(CommandName.CAPTIONS, 'accept')} takes them all, "
+                f"{mention(CommandName.CAPTIONS, 'accept', 'NUMBER')} one; or write your own."
+            )
         lines.append(
             f"Change one with {mention(CommandName.CAPTIONS, 'NUMBER', 'CAPTION')} "
             f"({CLEAR} or an empty caption clears it). The style's trigger goes first when "

@@ -59,3 +59,6 @@ class Policy(PolicySettings):
     # (stylebot.bot.core.training_defaults); Settings has the same-named property.
     train_chosen_from_images: tuple[str, ...] = ()
     images: ImageLimits = field(default_factory=ImageLimits)
+    # Whether workers have a captioner (the `captioner` setting): /captions auto says so
+    # plainly when not, instead of queueing a job no worker can do.
+    captioner_configured: bool = False
