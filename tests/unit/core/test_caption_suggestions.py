@@ -82,7 +82,7 @@ async def test_proposals_are_listed_beside_the_captions_and_not_trained_on(
     await upload_captioned(captioning, None, "fog")
     await captioning.bot.handle(ConfirmConsent(ALICE, "own-work", rights_confirmed=True))
 
-    done, shown = await _proposed(captioning, "a red\nsquare", "a blue square")
+    shown, done = await _proposed(captioning, "a red\nsquare", "a blue square")
 
     assert isinstance(done, JobFinished)
     assert done.ok

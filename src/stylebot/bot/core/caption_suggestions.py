@@ -94,11 +94,12 @@ async def captions_proposed(
         ok=True,
         private=True,
     )
-    notices = [Notification(job.origin, done)]
+    # The listing first: the job's end comes last, once there is nothing more to show.
+    notices = []
     if pending:
         heading = f"{WAITING_LISTING}{len(pending)} waiting image(s), with suggestions:"
         notices.append(Notification(job.origin, listing(pending, heading, None)))
-    return notices
+    return [*notices, Notification(job.origin, done)]
 
 
 async def accept_captions(deps: Deps, command: AcceptCaptions) -> Reply:
