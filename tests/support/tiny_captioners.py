@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import (
     BartTokenizer,
@@ -20,6 +21,9 @@ from transformers import (
     Florence2ForConditionalGeneration,
     Florence2Processor,
 )
+
+from stylebot.engine.captioner import CaptionerSlot
+from stylebot.engine.runtime import StyleEngine
 
 # Images are read at 16 px: Florence-2's first stage (stride 4) makes 4 × 4 features,
 # plus one pooled, which is how many image tokens its processor must insert.
@@ -125,3 +129,19 @@ def write_tiny_blip(folder: Path, seed: int = 0) -> Path:
     )
     BlipForConditionalGeneration(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_captioner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Florence-2 captioner, written once per session."""
+    return write_tiny_florence2(tmp_path_factory.mktemp("captioners") / "florence2")
+
+
+@pytest.fixture
+def captioning_engine(
+    tiny_engine: StyleEngine, tiny_captioner_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> StyleEngine:
+    """The stack's shared engine (tests/support/stack.py) with the tiny captioner configured,
+    as `captioner` would configure it, for this test only."""
+    monkeypatch.setattr(tiny_engine, "captioner", CaptionerSlot(str(tiny_captioner_dir)))
+    return tiny_engine
