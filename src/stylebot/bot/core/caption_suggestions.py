@@ -98,7 +98,8 @@ async def captions_proposed(
     notices = []
     if pending:
         heading = f"{WAITING_LISTING}{len(pending)} waiting image(s), with suggestions:"
-        notices.append(Notification(job.origin, listing(pending, heading, None)))
+        shown = listing(pending, heading, None, can_suggest=deps.policy.captioner_configured)
+        notices.append(Notification(job.origin, shown))
     return [*notices, Notification(job.origin, done)]
 
 
@@ -128,4 +129,4 @@ async def accept_captions(deps: Deps, command: AcceptCaptions) -> Reply:
     heading = (
         f"{WAITING_LISTING}{len(pending)} waiting image(s), {len(chosen)} suggestion(s) accepted:"
     )
-    return listing(pending, heading, None)
+    return listing(pending, heading, None, can_suggest=deps.policy.captioner_configured)

@@ -59,7 +59,11 @@ def captions_digest(uploads: Sequence[Upload]) -> str | None:
     return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
 
 
-def listing(uploads: Sequence[Upload], heading: str, style: str | None) -> CaptionList:
+def listing(
+    uploads: Sequence[Upload], heading: str, style: str | None, *, can_suggest: bool = False
+) -> CaptionList:
+    """The images' captions; for the waiting images (`style` None) with the suggestions
+    waiting to be accepted, and whether a captioner may be asked for some."""
     entries = tuple(
         ImageCaption(
             number,
@@ -80,7 +84,7 @@ def listing(uploads: Sequence[Upload], heading: str, style: str | None) -> Capti
     if style is None:
         if any(entry.suggestion for entry in entries):
             lines.append(
-                f"Suggestions are not used until you accept them: "
+                "Suggestions are not used until you accept them: "
                 f"{mention(CommandName.CAPTIONS, 'accept')} takes them all, "
                 f"{mention(CommandName.CAPTIONS, 'accept', 'NUMBER')} one; or write your own."
             )
@@ -89,7 +93,14 @@ def listing(uploads: Sequence[Upload], heading: str, style: str | None) -> Capti
             f"({CLEAR} or an empty caption clears it). The style's trigger goes first when "
             "it trains."
         )
-    return CaptionList("\n".join(lines), private=True, captions=entries, style=style)
+        if can_suggest:
+            lines.append(
+                f"{mention(CommandName.CAPTIONS, 'auto')} has a captioner suggest captions."
+            )
+    text = "\n".join(lines)
+    return CaptionList(
+        text, private=True, captions=entries, style=style, can_suggest=can_suggest and not style
+    )
 
 
 async def show_captions(deps: Deps, command: ShowCaptions) -> Reply:
@@ -99,7 +110,8 @@ async def show_captions(deps: Deps, command: ShowCaptions) -> Reply:
         pending = await deps.uow.uploads.pending_uploads(user.id)
         if not pending:
             return ErrorReply("There are no images waiting. Upload images first.")
-        return listing(pending, f"{WAITING_LISTING}{len(pending)} waiting image(s):", None)
+        heading = f"{WAITING_LISTING}{len(pending)} waiting image(s):"
+        return listing(pending, heading, None, can_suggest=deps.policy.captioner_configured)
     try:
         name = normalise_style_name(command.style)
     except InvalidStyleName as exc:

@@ -44,6 +44,8 @@ class CaptionList(TextReply):
 
     captions: tuple[ImageCaption, ...] = ()
     style: str | None = None
+    # Whether a captioner can suggest captions for these images (`/captions auto`).
+    can_suggest: bool = False
 
 
 @dataclass(frozen=True)
