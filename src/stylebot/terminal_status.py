@@ -46,8 +46,8 @@ from stylebot.redaction import TextOutput
 from stylebot.redis_replies import int_reply, list_reply, value_reply
 
 JOB_KINDS = ("train", "generate")
-# Kinds counted only when some wait: caption jobs are short and only asked for now and then.
-OCCASIONAL_KINDS = ("caption",)
+# Kinds counted only when some wait: short jobs that come now and then.
+OCCASIONAL_KINDS = ("caption", "compare")
 # Progress of running jobs is looked up in this many of the newest events.
 RECENT_EVENTS = 1000
 _HEALTH_FIELD = re.compile(r"(\w+)=(\d+)")

@@ -31,6 +31,7 @@ from stylebot.engine.families import FlowTrainsPlainLora, family_variant
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
 from stylebot.engine.image_modes import job_picture_and_mask
+from stylebot.engine.image_similarity import similar_pairs
 from stylebot.engine.models import load_pipeline, model_family, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.style_metrics import StyleMeasurer
@@ -384,6 +385,15 @@ class StyleEngine:
             self._finish(job, request.prompt, images, lora)
             for job, request, images, lora in zip(jobs, requests, batches, loras, strict=True)
         ]
+
+    def similar_images(
+        self, images: Sequence[bytes], first_new: int
+    ) -> list[tuple[int, int, float]]:
+        """Pairs of stored training images (PNG) alike by CLIP image embedding (see
+        engine.image_similarity), with the operator's `clip_model`."""
+        embedder = self.measurer.embedder(self.pipeline.device)
+        pictures = [open_stored_png(data, self.max_image_pixels) for data in images]
+        return similar_pairs(embedder.images(pictures), first_new)
 
     def caption(self, images: Sequence[bytes], should_stop: Callable[[], bool]) -> list[str]:
         """A proposed caption per stored training image (PNG), by the operator's captioner."""

@@ -20,7 +20,7 @@ from stylebot.engine.generation_request import generation_batch_key
 from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.engine.runtime import FinishedImage, JobCancelled, StyleEngine
 from stylebot.engine.training_previews import TrainingPreviews
-from stylebot.queue import caption_job
+from stylebot.queue import caption_job, compare_job
 from stylebot.queue.damaged_inputs import (
     read_source_picture,
     read_style_weights,
@@ -349,4 +349,5 @@ JOB_BODIES: dict[JobKind, JobBody] = {
     "train": train,
     "generate": generate,
     "caption": caption_job.caption,
+    "compare": compare_job.compare,
 }

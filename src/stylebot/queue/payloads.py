@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
-JobKind = Literal["train", "generate", "caption"]
+JobKind = Literal["train", "generate", "caption", "compare"]
 
 
 class _JsonData:
@@ -201,6 +201,26 @@ class CaptionResult(_JsonData):
 
 
 @dataclass(frozen=True)
+class CompareJob(_JsonData):
+    """Find near-duplicates among a member's waiting images by CLIP image embedding
+    (engine.image_similarity): pairs with at least one image from `first_new` on."""
+
+    job_id: str
+    image_keys: tuple[str, ...]
+    first_new: int = 0
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class CompareResult(_JsonData):
+    """(blob key, blob key, cosine) of each pair of images alike."""
+
+    pairs: tuple[tuple[str, str, float], ...]
+    seconds: float
+    clip_model: str = ""
+
+
+@dataclass(frozen=True)
 class ValidationPoint(_JsonData):
     """Loss on the held-out images after `step` steps, with the LoRA and without it."""
 
@@ -321,6 +341,13 @@ class JobEvent(_JsonData):
     def generate_result(self) -> GenerateResult:
         assert self.result is not None
         return GenerateResult.from_dict(self.result)
+
+    def compare_result(self) -> CompareResult:
+        assert self.result is not None
+        result = CompareResult.from_dict(self.result)
+        # JSON turns the triples into lists.
+        pairs = tuple((str(a), str(b), float(c)) for a, b, c in result.pairs)
+        return dataclasses.replace(result, pairs=pairs)
 
     def caption_result(self) -> CaptionResult:
         assert self.result is not None

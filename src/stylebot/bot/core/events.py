@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.caption_suggestions import captions_proposed
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.embedding_duplicates import near_duplicates_found
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.fingerprints import fingerprint_of_png
 from stylebot.bot.core.mentions import CommandName, mention
@@ -116,6 +117,8 @@ async def _resumed(deps: Deps, job: Job, event: JobEvent) -> list[Notification]:
         text = f"Training {label} resumed {where}: the worker running it had stopped."
     elif job.kind == "caption":
         text = "Your captions are being written again: the worker writing them had stopped."
+    elif job.kind == "compare":
+        return []  # a background check: nobody waits for it
     else:
         text = "Your image is being made again: the worker making it had stopped."
     return [Notification(job.origin, TextReply(text))]
@@ -236,6 +239,8 @@ async def _ending(deps: Deps, job: Job, event: JobEvent, *, record: bool) -> lis
         return await _training_finished(deps, job, event, record)
     if job.kind == "caption":
         return await captions_proposed(deps, job, event, record)
+    if job.kind == "compare":
+        return await near_duplicates_found(deps, job, event, record)
     return await _generation_finished(deps, job, event, record)
 
 
@@ -358,7 +363,11 @@ async def _job_failed(deps: Deps, job: Job, event: JobEvent, record: bool) -> li
             if job.kind == "train" and job.style_id is not None:
                 await deps.uow.styles.set_style_status(job.style_id, StyleStatus.FAILED)
             await deps.uow.jobs.update_job(job.id, JobStatus.FAILED, deps.clock.now(), error=error)
-    what = {"train": "Training", "caption": "Captioning"}.get(job.kind, "Generation")
+    what = {
+        "train": "Training",
+        "caption": "Captioning",
+        "compare": "Comparing your images by content",
+    }.get(job.kind, "Generation")
     return [
         Notification(
             job.origin,

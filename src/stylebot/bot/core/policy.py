@@ -62,3 +62,6 @@ class Policy(PolicySettings):
     # Whether workers have a captioner (the `captioner` setting): /captions auto says so
     # plainly when not, instead of queueing a job no worker can do.
     captioner_configured: bool = False
+    # Whether workers have a CLIP model (`clip_model`): new images are then compared by
+    # embedding too (stylebot.bot.core.embedding_duplicates).
+    clip_configured: bool = False
