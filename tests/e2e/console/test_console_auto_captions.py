@@ -49,7 +49,9 @@ def test_suggested_captions_are_accepted_and_trained_on(
     assert "Writing captions for your 2 waiting image(s)" in out
     suggested = {number: text for number, _, text in _SUGGESTED.findall(out)}
     assert set(suggested) == {"1", "2"}, out
-    assert "Suggested captions for 2 of your waiting image(s)." in out
+    assert "Suggested captions for 2 of your waiting image(s): /captions shows them" in out, out
+    assert "Suggestions are not used until you accept them: /captions accept" in out
+    assert "\u27e6" not in out  # every command named is spelled as the console types it
     assert "2 suggestion(s) accepted" in out
     assert "! The captions changed since you confirmed" in out
     assert "Style ink is ready" in out

@@ -214,6 +214,8 @@ class ConsoleAdapter:
     # -- output ---------------------------------------------------------------
 
     async def notify(self, notification: replies.Notification) -> None:
+        # Named commands spelled as typed here, as in answers (Discord and Telegram do too).
+        notification = self.bot.spelled(notification)
         # Every console user shares this terminal: say whose news it is when it is not
         # the current user's.
         if notification.to.user_id != self.requester.user_id:

@@ -88,7 +88,10 @@ async def captions_proposed(
     pending = await deps.uow.uploads.pending_uploads(job.user_id)
     proposed = sum(1 for upload in pending if upload.suggested_caption)
     done = JobFinished(
-        text=f"Suggested captions for {proposed} of your waiting image(s).",
+        text=(
+            f"Suggested captions for {proposed} of your waiting image(s): "
+            f"{mention(CommandName.CAPTIONS)} shows them, to accept or change before training."
+        ),
         job_id=job.id,
         kind=job.kind,
         ok=True,
