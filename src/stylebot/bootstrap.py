@@ -103,6 +103,8 @@ def policy_from(settings: Settings) -> Policy:
             max_total_bytes=settings.max_upload_total_bytes,
         ),
         train_chosen_from_images=settings.train_chosen_from_images,
+        captioner_configured=bool(settings.captioner),
+        clip_configured=bool(settings.clip_model),
         **knobs,
     )
 

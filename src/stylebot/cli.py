@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Exit status: 0 when no check failed (warnings allowed), 1 otherwise.",
     )
     doctor.add_argument(
-        "--no-model", action="store_true", help="skip loading the base model (slow for big ones)"
+        "--no-model",
+        action="store_true",
+        help="skip loading the base model and the captioner (slow for big ones)",
     )
     doctor.add_argument(
         "--check-blobs",

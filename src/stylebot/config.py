@@ -195,6 +195,9 @@ class Settings(PolicySettings):
     # A CLIPModel checkpoint (folder or hub id, e.g. openai/clip-vit-large-patch14)
     # with which workers measure each finished style for /style info; "": none.
     clip_model: str = setting("", Text("a CLIPModel folder or hub id"))
+    # A Florence-2 or BLIP captioning checkpoint (folder or hub id) with which workers
+    # propose a caption per waiting image (/captions auto); "": none.
+    captioner: str = setting("", Text("a Florence-2 or BLIP captioning folder or hub id"))
     checkpoint_every_steps: int = setting(
         _TRAIN.checkpoint_every_steps, Whole(low=0, high=1_000_000, low_means="every step")
     )

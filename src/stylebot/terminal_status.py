@@ -46,6 +46,8 @@ from stylebot.redaction import TextOutput
 from stylebot.redis_replies import int_reply, list_reply, value_reply
 
 JOB_KINDS = ("train", "generate")
+# Kinds counted only when some wait: short jobs that come now and then.
+OCCASIONAL_KINDS = ("caption", "compare")
 # Progress of running jobs is looked up in this many of the newest events.
 RECENT_EVENTS = 1000
 _HEALTH_FIELD = re.compile(r"(\w+)=(\d+)")
@@ -286,7 +288,8 @@ def render_snapshot(snapshot: QueueSnapshot, now: datetime | None = None) -> str
             f"  {worker.name:<28} checked {worker.checked_at}  done {worker.completed}"
             f"  failed {worker.failed}  retried {worker.retried}  running {worker.ongoing}"
         )
-    depths = ", ".join(f"{kind} {snapshot.depth(kind)}" for kind in JOB_KINDS)
+    shown = [*JOB_KINDS, *(k for k in OCCASIONAL_KINDS if snapshot.depth(k))]
+    depths = ", ".join(f"{kind} {snapshot.depth(kind)}" for kind in shown)
     lines += ["", f"Queue: {len(snapshot.queued)} waiting ({depths})"]
     if snapshot.training_paused_by is not None:
         lines.append(f"  training is paused (by {snapshot.training_paused_by}); generation goes on")

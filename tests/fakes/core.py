@@ -22,7 +22,7 @@ from stylebot.bot.core.ports import (
 from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.stores import UnitOfWork
 from stylebot.queue.fairness import Lane, lane_of
-from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
+from stylebot.queue.payloads import CaptionJob, CompareJob, GenerateJob, JobKind, TrainJob
 from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch, FakeWorkerDirectory
 from tests.fakes.lane_turns import LaneTurns
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
@@ -35,6 +35,8 @@ class RecordingQueue:
 
     train_jobs: list[TrainJob] = field(default_factory=list)
     generate_jobs: list[GenerateJob] = field(default_factory=list)
+    caption_jobs: list[CaptionJob] = field(default_factory=list)
+    compare_jobs: list[CompareJob] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
     forgotten_owners: list[str] = field(default_factory=list)
@@ -57,6 +59,14 @@ class RecordingQueue:
     async def enqueue_generate(self, job: GenerateJob) -> None:
         self.generate_jobs.append(job)
         self.turns["generate"].give(job.job_id, job.owner)
+
+    async def enqueue_caption(self, job: CaptionJob) -> None:
+        self.caption_jobs.append(job)
+        self.turns[lane_of("caption")].give(job.job_id, job.owner)
+
+    async def enqueue_compare(self, job: CompareJob) -> None:
+        self.compare_jobs.append(job)
+        self.turns[lane_of("compare")].give(job.job_id, job.owner)
 
     async def cancel(self, job_id: str) -> None:
         self.cancelled.append(job_id)

@@ -8,7 +8,7 @@ one short class per store, kept side by side like the port they fake.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -137,8 +137,16 @@ class InMemoryUploadStore(MemoryStore):
             upload = self._t.uploads.get(upload_id)
             if upload is None or upload.user_id != user_id or upload.style_id is not None:
                 return None
-            self._t.uploads[upload_id] = replace(upload, caption=caption)
+            self._t.uploads[upload_id] = replace(upload, caption=caption, suggested_caption=None)
             return self._t.uploads[upload_id]
+
+    async def suggest_pending_captions(self, user_id: int, suggestions: Mapping[str, str]) -> int:
+        async with self.transaction():
+            waiting = [u for u in self._pending(user_id) if u.blob_key in suggestions]
+            for upload in waiting:
+                suggested = suggestions[upload.blob_key]
+                self._t.uploads[upload.id] = replace(upload, suggested_caption=suggested)
+            return len(waiting)
 
     async def pending_uploads(self, user_id: int) -> list[Upload]:
         async with self._reading():

@@ -26,11 +26,13 @@ from transformers.utils import logging as transformers_logging
 
 from stylebot.bot.core.fingerprints import fingerprint_of_image
 from stylebot.engine.base_quantization import prepare_base
+from stylebot.engine.captioner import CaptionerSlot
 from stylebot.engine.diffusers_classes import StableDiffusionPipeline, StableDiffusionXLPipeline
 from stylebot.engine.families import FlowTrainsLoraOnly, family_variant
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
 from stylebot.engine.generator import Generator
 from stylebot.engine.image_modes import job_picture_and_mask
+from stylebot.engine.image_similarity import similar_pairs
 from stylebot.engine.models import load_pipeline, model_family, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.style_metrics import StyleMeasurer
@@ -148,6 +150,7 @@ class StyleEngine:
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         clip_model: str = "",
+        captioner: str = "",
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -160,6 +163,8 @@ class StyleEngine:
         self.max_image_pixels = max_image_pixels
         # Measures finished styles with a CLIPModel checkpoint ("": none).
         self.measurer = StyleMeasurer(clip_model)
+        # Proposes captions for waiting images (a Florence-2 or BLIP checkpoint; "": none).
+        self.captioner = CaptionerSlot(captioner)
         # Style weights and embeddings as files, bounded, and dropped when revoked.
         self.cache = BlobCache(cache_dir, cache_max_bytes)
         # A worker logs; progress bars on its stderr would only fill the log.
@@ -385,6 +390,21 @@ class StyleEngine:
             self._finish(job, request.prompt, images, lora)
             for job, request, images, lora in zip(jobs, requests, batches, loras, strict=True)
         ]
+
+    def similar_images(
+        self, images: Sequence[bytes], first_new: int
+    ) -> list[tuple[int, int, float]]:
+        """Pairs of stored training images (PNG) alike by CLIP image embedding (see
+        engine.image_similarity), with the operator's `clip_model`."""
+        embedder = self.measurer.embedder(self.pipeline.device)
+        pictures = [open_stored_png(data, self.max_image_pixels) for data in images]
+        return similar_pairs(embedder.images(pictures), first_new)
+
+    def caption(self, images: Sequence[bytes], should_stop: Callable[[], bool]) -> list[str]:
+        """A proposed caption per stored training image (PNG), by the operator's captioner."""
+        pictures = [open_stored_png(data, self.max_image_pixels) for data in images]
+        captioner = self.captioner.get(self.pipeline.device, self.pipeline.dtype)
+        return captioner.caption(pictures, should_stop)
 
     @property
     def device_type(self) -> str:

@@ -104,6 +104,12 @@ def measure_style(
     )
 
 
+class NoClipModel(RuntimeError):
+    """A job that needs CLIP reached a worker without `clip_model`."""
+
+    user_message = "the worker that took it has no CLIP model configured"
+
+
 class StyleMeasurer:
     """The worker's measuring of finished styles with `clip_model` ("": none);
     the CLIP model loads on the first style it measures, on the pipeline's device."""
@@ -111,6 +117,14 @@ class StyleMeasurer:
     def __init__(self, clip_model: str) -> None:
         self.clip_model = clip_model
         self._embedder: ClipEmbedder | None = None
+
+    def embedder(self, device: torch.device) -> ClipEmbedder:
+        """The CLIP model, loaded on `device` the first time it is needed."""
+        if not self.clip_model:
+            raise NoClipModel("no CLIP model is configured on this worker")
+        if self._embedder is None:
+            self._embedder = ClipEmbedder(self.clip_model, device)
+        return self._embedder
 
     def measure(
         self,
@@ -126,10 +140,9 @@ class StyleMeasurer:
         if not self.clip_model or weights is None or settings.method != "lora":
             return None
         try:
-            if self._embedder is None:
-                self._embedder = ClipEmbedder(self.clip_model, generator.pipeline.device)
+            embedder = self.embedder(generator.pipeline.device)
             return measure_trained_style(
-                generator, weights, trigger, settings.resolution, self._embedder, references
+                generator, weights, trigger, settings.resolution, embedder, references
             )
         except Exception:
             log.exception("the style's CLIP metrics could not be computed; the style is ready")

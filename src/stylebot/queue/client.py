@@ -15,7 +15,14 @@ from stylebot.queue.fairness import Lane, in_turn_order, lane_of
 from stylebot.queue.forgetting import forget_jobs, forget_owner, revoke_blobs
 from stylebot.queue.keys import WAKE_KEY, cancel_key
 from stylebot.queue.outage import OUTAGE_ERRORS, as_queue_unavailable
-from stylebot.queue.payloads import GenerateJob, JobEvent, JobKind, TrainJob
+from stylebot.queue.payloads import (
+    CaptionJob,
+    CompareJob,
+    GenerateJob,
+    JobEvent,
+    JobKind,
+    TrainJob,
+)
 from stylebot.queue.traces import untraced_jobs
 from stylebot.queue.turns import drop_turn, enqueue_with_turn, lane_turns
 from stylebot.queue.worker_presence import job_worker_alive
@@ -49,6 +56,13 @@ class ArqJobQueue:
     async def enqueue_generate(self, job: GenerateJob) -> None:
         await self._enqueue("generate", job.job_id, job.owner, job.to_dict())
 
+    async def enqueue_caption(self, job: CaptionJob) -> None:
+        # The generation lane (fairness.lane_of): short device work, in turns with images.
+        await self._enqueue("caption", job.job_id, job.owner, job.to_dict())
+
+    async def enqueue_compare(self, job: CompareJob) -> None:
+        await self._enqueue("compare", job.job_id, job.owner, job.to_dict())
+
     async def cancel(self, job_id: str) -> None:
         async with as_queue_unavailable():
             # Workers look for this key before a job starts and between steps; kept
@@ -60,7 +74,7 @@ class ArqJobQueue:
     async def waiting_order(self, kind: JobKind) -> list[str]:
         """Jobs of a lane with a turn (queued, or running), in the order workers start them."""
         async with as_queue_unavailable():
-            turns = await lane_turns(self.redis, kind)
+            turns = await lane_turns(self.redis, lane_of(kind))
         return in_turn_order(list(turns), turns)
 
     async def forget_jobs(self, job_ids: Sequence[str], owner: str | None = None) -> None:

@@ -21,6 +21,7 @@ from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.engine.runtime import FinishedImage, JobCancelled, StyleEngine
 from stylebot.engine.training_previews import TrainingPreviews
 from stylebot.engine.worker_cache import CachedBlob
+from stylebot.queue import caption_job, compare_job
 from stylebot.queue.damaged_inputs import (
     fetch_source_picture,
     fetch_style_weights,
@@ -360,4 +361,9 @@ def max_batch_size(settings: Settings) -> int:
 
 JobBody = Callable[[WorkerContext, dict[str, Any]], Awaitable[dict[str, Any]]]
 # What a job of each kind does: the arq function of that name runs it.
-JOB_BODIES: dict[JobKind, JobBody] = {"train": train, "generate": generate}
+JOB_BODIES: dict[JobKind, JobBody] = {
+    "train": train,
+    "generate": generate,
+    "caption": caption_job.caption,
+    "compare": compare_job.compare,
+}

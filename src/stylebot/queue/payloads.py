@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
-JobKind = Literal["train", "generate"]
+JobKind = Literal["train", "generate", "caption", "compare"]
 
 
 class _JsonData:
@@ -181,6 +181,46 @@ class GenerateJob(_JsonData):
 
 
 @dataclass(frozen=True)
+class CaptionJob(_JsonData):
+    """Propose a caption for each of a member's waiting images (stylebot.engine.captioner)."""
+
+    job_id: str
+    image_keys: tuple[str, ...]
+    # Who asked: caption jobs take turns with image requests in the generation lane.
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptionResult(_JsonData):
+    """The proposed caption of each image, by its blob key ("" : the captioner wrote
+    nothing readable); the front end matches them to the images still waiting."""
+
+    captions: tuple[tuple[str, str], ...]
+    seconds: float
+    captioner: str = ""
+
+
+@dataclass(frozen=True)
+class CompareJob(_JsonData):
+    """Find near-duplicates among a member's waiting images by CLIP image embedding
+    (engine.image_similarity): pairs with at least one image from `first_new` on."""
+
+    job_id: str
+    image_keys: tuple[str, ...]
+    first_new: int = 0
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class CompareResult(_JsonData):
+    """(blob key, blob key, cosine) of each pair of images alike."""
+
+    pairs: tuple[tuple[str, str, float], ...]
+    seconds: float
+    clip_model: str = ""
+
+
+@dataclass(frozen=True)
 class ValidationPoint(_JsonData):
     """Loss on the held-out images after `step` steps, with the LoRA and without it."""
 
@@ -325,6 +365,20 @@ class JobEvent(_JsonData):
     def generate_result(self) -> GenerateResult:
         assert self.result is not None
         return GenerateResult.from_dict(self.result)
+
+    def compare_result(self) -> CompareResult:
+        assert self.result is not None
+        result = CompareResult.from_dict(self.result)
+        # JSON turns the triples into lists.
+        pairs = tuple((str(a), str(b), float(c)) for a, b, c in result.pairs)
+        return dataclasses.replace(result, pairs=pairs)
+
+    def caption_result(self) -> CaptionResult:
+        assert self.result is not None
+        result = CaptionResult.from_dict(self.result)
+        # JSON turns the pairs into lists.
+        pairs = tuple((str(key), str(text)) for key, text in result.captions)
+        return dataclasses.replace(result, captions=pairs)
 
 
 _NESTED: dict[tuple[str, str], type[_JsonData]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 
 from stylebot.bot.core.ledger import utc_text
 from stylebot.bot.core.model import Upload
@@ -48,7 +49,8 @@ class SqliteUploadStore(SqliteStore):
     ) -> Upload | None:
         async with self._session.transaction():
             await self._session.write(
-                "UPDATE uploads SET caption = ? WHERE id = ? AND user_id = ? AND style_id IS NULL",
+                "UPDATE uploads SET caption = ?, suggested_caption = NULL"
+                " WHERE id = ? AND user_id = ? AND style_id IS NULL",
                 (caption, upload_id, user_id),
             )
             row = await self._session.fetch_row(
@@ -56,6 +58,18 @@ class SqliteUploadStore(SqliteStore):
                 (upload_id, user_id),
             )
         return _upload(row) if row is not None else None
+
+    async def suggest_pending_captions(self, user_id: int, suggestions: Mapping[str, str]) -> int:
+        changed = 0
+        async with self._session.transaction():
+            for blob_key, text in suggestions.items():
+                cursor = await self._session.write(
+                    "UPDATE uploads SET suggested_caption = ?"
+                    " WHERE user_id = ? AND blob_key = ? AND style_id IS NULL",
+                    (text, user_id, blob_key),
+                )
+                changed += cursor.rowcount
+        return changed
 
     async def discard_pending_uploads(self, user_id: int) -> list[Upload]:
         """Delete the pending uploads and return them.

@@ -12,6 +12,8 @@ from tests.support.processes import free_port
 from tests.support.s3_server import SeaweedS3
 from tests.support.single_file import write_sd_single_file
 from tests.support.small_disk import fill, mounted_tmpfs
+from tests.support.tiny_captioners import write_tiny_blip
+from tests.support.tiny_clip import write_tiny_clip
 
 from stylebot.storage.blobs import LocalBlobStore
 
@@ -84,6 +86,7 @@ def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_di
         "tokens",
         "redis",
         "model",
+        "captioner",
         "gpu",
         "disk",
         "blob store",
@@ -98,6 +101,7 @@ def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_di
     assert "CreativeML Open RAIL-M" in result.stdout
     assert "will start Discord and Telegram" in result.stdout
     assert levels["metrics"] == "OK"
+    assert "none configured" in result.stdout  # no captioner
 
 
 def test_the_object_store_is_checked_by_a_probe_that_leaves_nothing_behind(
@@ -222,3 +226,18 @@ def test_low_disk_space_warns_before_it_fails(tmp_path: Path) -> None:
         fill(disk, leave=5 * 1024 * 1024)
         result = doctor(disk, "--no-model", STYLEBOT_DISK_LOW_FREE_MB="100")
         assert lines_by_check(result.stdout)["disk"] == "FAIL", result.stdout  # < 10 MiB
+
+
+def test_the_captioner_is_loaded_and_named_by_family_or_refused_with_a_fix(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    blip = write_tiny_blip(tmp_path / "blip")
+    clip = write_tiny_clip(tmp_path / "clip", tiny_model_dir / "tokenizer")
+    ready = doctor(tmp_path, STYLEBOT_CAPTIONER=str(blip), STYLEBOT_DEVICE="cpu")
+    wrong = doctor(tmp_path, STYLEBOT_CAPTIONER=str(clip), STYLEBOT_DEVICE="cpu")
+
+    assert lines_by_check(ready.stdout)["captioner"] == "OK", ready.stdout + ready.stderr
+    assert f"{blip} (blip) loads on cpu and captions a test image" in ready.stdout
+    assert lines_by_check(wrong.stdout)["captioner"] == "FAIL", wrong.stdout + wrong.stderr
+    assert "is not a captioner" in wrong.stdout
+    assert "fix: set STYLEBOT_CAPTIONER to a Florence-2" in wrong.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 
 from stylebot.bootstrap import FrontEnd
-from stylebot.queue.payloads import GenerateJob, TrainJob, TrainSettings
+from stylebot.queue.payloads import CaptionJob, GenerateJob, TrainJob, TrainSettings
 from stylebot.queue.training_switch import RedisTrainingSwitch
 from stylebot.terminal_status import progress_bar, read_snapshot, render_snapshot, run_status
 
@@ -72,6 +72,18 @@ async def test_the_snapshot_lists_queued_jobs_in_order_with_their_kind(
     assert "none has checked in" in text
     assert text.index("train-1") < text.index("gen-1")
     assert "paused" not in text
+
+
+async def test_caption_jobs_are_counted_only_when_some_wait(frontend: FrontEnd) -> None:
+    await frontend.queue.enqueue_generate(generate_job("gen-1"))
+    await frontend.queue.enqueue_caption(CaptionJob("caption-1", ("a" * 64,), "test:1"))
+    client = redis.Redis.from_url(frontend.redis_url)
+    try:
+        snapshot = await asyncio.to_thread(read_snapshot, client)
+    finally:
+        client.close()
+    assert snapshot.depth("caption") == 1
+    assert "Queue: 2 waiting (train 0, generate 1, caption 1)" in render_snapshot(snapshot)
 
 
 async def test_a_cancelled_job_is_not_counted_as_waiting(frontend: FrontEnd) -> None:

@@ -1008,3 +1008,30 @@ async def test_erase_user_refuses_while_they_own_a_style_and_changes_nothing(
     assert await repo.uploads.pending_uploads(alice.id) == pending
     assert await repo.jobs.get_job("job-a") is not None
     assert await repo.styles.get_style(ink.id) is not None
+
+
+async def test_suggested_captions_go_to_the_owners_waiting_images_until_decided(
+    repo: Repo,
+) -> None:
+    alice, bob = await user(repo, "alice"), await user(repo, "bob")
+    used = await style_for(repo, alice, "used", (KEY_A,))
+    first = await repo.uploads.add_upload(alice.id, KEY_B, "b.png", 64, 64, "mine")
+    await repo.uploads.add_upload(alice.id, KEY_C, "c.png", 64, 64)
+    await repo.uploads.add_upload(bob.id, KEY_B, "b.png", 64, 64)
+
+    count = await repo.uploads.suggest_pending_captions(
+        alice.id, {KEY_A: "trained", KEY_B: "a harbour", KEY_C: "fog"}
+    )
+
+    assert count == 2  # not the image already trained on, nor Bob's copy of KEY_B
+    waiting = await repo.uploads.pending_uploads(alice.id)
+    assert [(u.caption, u.suggested_caption) for u in waiting] == [
+        ("mine", "a harbour"),
+        (None, "fog"),
+    ]
+    assert [u.suggested_caption for u in await repo.uploads.pending_uploads(bob.id)] == [None]
+    assert [u.suggested_caption for u in await repo.uploads.style_uploads(used.id)] == [None]
+    # Setting the caption decides it: the suggestion goes.
+    decided = await repo.uploads.set_pending_caption(alice.id, first.id, "a harbour")
+    assert decided is not None
+    assert (decided.caption, decided.suggested_caption) == ("a harbour", None)

@@ -69,6 +69,9 @@ async def test_style_commands_and_export_write_a_file(world: CoreWorld, tmp_path
     assert status == 0
     text = out.getvalue()
     assert "Style ink is ready" in text
+    # A notification names commands as the console types them, as its answers do.
+    assert "Try: /imagine a lighthouse at dawn style:ink" in text
+    assert "\u27e6" not in text
     assert "owner: you" in text
     assert "now public" in text
     exported = tmp_path / "outputs" / "ink.safetensors"

@@ -6,6 +6,7 @@ import pytest
 
 from stylebot.bot.core.admin_commands import PauseTraining
 from stylebot.bot.core.commands import (
+    AcceptCaptions,
     CancelJob,
     ConfirmConsent,
     DeleteStyle,
@@ -19,6 +20,7 @@ from stylebot.bot.core.commands import (
     ShowCaptions,
     ShowStatus,
     StyleInfo,
+    SuggestCaptions,
     TrainStyle,
     UnshareStyle,
 )
@@ -137,6 +139,9 @@ def parsed(line: str) -> object:
         ("/captions ink", ShowCaptions(ME, "ink")),
         ('/captions 2 a city, "at" night', SetCaption(ME, 2, 'a city, "at" night')),
         ("/captions 3 -", SetCaption(ME, 3, "-")),
+        ("/captions auto", SuggestCaptions(ME)),
+        ("/captions accept", AcceptCaptions(ME)),
+        ("/captions Accept 2", AcceptCaptions(ME, 2)),
         ("/as bob", ActAs("bob")),
         ("/help", ShowHelp()),
         ("/start", ShowHelp()),
@@ -161,6 +166,8 @@ def test_every_typed_command_parses_to_the_cores_command(line: str, expected: ob
         "/train my style",
         "/captions 2",
         "/captions ink wash",
+        "/captions auto now",
+        "/captions accept two",
         "/cancel a b",
         '/upload "unclosed.png',
         "/as",

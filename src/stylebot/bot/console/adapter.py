@@ -58,6 +58,8 @@ Commands:
                                add reference images (PNG, JPEG or WebP), captioned TEXT
   /captions [NUMBER CAPTION]   the waiting images' captions; change one (- clears it)
   /captions STYLE              the captions a style of yours trained on
+  /captions auto               have the captioner suggest captions for the waiting images
+  /captions accept [NUMBER]    make the suggestions (or one) the images' captions
   /consent LICENCE             confirm you made the images or hold the rights, and pick a licence
   /discard                     forget the images waiting for training
   /train NAME [variant:KIND]   train a style from the waiting images (KIND: lora, dora, lokr)
@@ -212,6 +214,7 @@ class ConsoleAdapter:
     # -- output ---------------------------------------------------------------
 
     async def notify(self, notification: replies.Notification) -> None:
+        # Named commands spelled as typed here, as in answers (Discord and Telegram do too).
         notification = self.bot.spelled(notification)
         # Every console user shares this terminal: say whose news it is when it is not
         # the current user's.

@@ -59,23 +59,48 @@ def captions_digest(uploads: Sequence[Upload]) -> str | None:
     return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
 
 
-def listing(uploads: Sequence[Upload], heading: str, style: str | None) -> CaptionList:
+def listing(
+    uploads: Sequence[Upload], heading: str, style: str | None, *, can_suggest: bool = False
+) -> CaptionList:
+    """The images' captions; for the waiting images (`style` None) with the suggestions
+    waiting to be accepted, and whether a captioner may be asked for some."""
     entries = tuple(
-        ImageCaption(number, upload.display_name, upload.caption or "")
+        ImageCaption(
+            number,
+            upload.display_name,
+            upload.caption or "",
+            (upload.suggested_caption or "") if style is None else "",
+        )
         for number, upload in enumerate(uploads, start=1)
     )
     lines = [heading]
-    lines.extend(
-        f"{entry.number}. {entry.display_name}: {entry.caption or '(none: the trigger alone)'}"
-        for entry in entries
-    )
+    for entry in entries:
+        line = (
+            f"{entry.number}. {entry.display_name}: {entry.caption or '(none: the trigger alone)'}"
+        )
+        if entry.suggestion:
+            line += f" · suggested: “{entry.suggestion}”"
+        lines.append(line)
     if style is None:
+        if any(entry.suggestion for entry in entries):
+            lines.append(
+                "Suggestions are not used until you accept them: "
+                f"{mention(CommandName.CAPTIONS, 'accept')} takes them all, "
+                f"{mention(CommandName.CAPTIONS, 'accept', 'NUMBER')} one; or write your own."
+            )
         lines.append(
             f"Change one with {mention(CommandName.CAPTIONS, 'NUMBER', 'CAPTION')} "
             f"({CLEAR} or an empty caption clears it). The style's trigger goes first when "
             "it trains."
         )
-    return CaptionList("\n".join(lines), private=True, captions=entries, style=style)
+        if can_suggest:
+            lines.append(
+                f"{mention(CommandName.CAPTIONS, 'auto')} has a captioner suggest captions."
+            )
+    text = "\n".join(lines)
+    return CaptionList(
+        text, private=True, captions=entries, style=style, can_suggest=can_suggest and not style
+    )
 
 
 async def show_captions(deps: Deps, command: ShowCaptions) -> Reply:
@@ -85,7 +110,8 @@ async def show_captions(deps: Deps, command: ShowCaptions) -> Reply:
         pending = await deps.uow.uploads.pending_uploads(user.id)
         if not pending:
             return ErrorReply("There are no images waiting. Upload images first.")
-        return listing(pending, f"{WAITING_LISTING}{len(pending)} waiting image(s):", None)
+        heading = f"{WAITING_LISTING}{len(pending)} waiting image(s):"
+        return listing(pending, heading, None, can_suggest=deps.policy.captioner_configured)
     try:
         name = normalise_style_name(command.style)
     except InvalidStyleName as exc:

@@ -81,6 +81,21 @@ class SetCaption:
 
 
 @dataclass(frozen=True)
+class SuggestCaptions:
+    """``/captions auto``: a worker's captioner proposes a caption for each waiting image."""
+
+    requester: Requester
+
+
+@dataclass(frozen=True)
+class AcceptCaptions:
+    """``/captions accept [NUMBER]``: the proposed captions (or one) become the captions."""
+
+    requester: Requester
+    number: int | None = None
+
+
+@dataclass(frozen=True)
 class DiscardUploads:
     requester: Requester
 
@@ -256,6 +271,8 @@ Command = (
     | ConfirmConsent
     | ShowCaptions
     | SetCaption
+    | SuggestCaptions
+    | AcceptCaptions
     | DiscardUploads
     | TrainStyle
     | Imagine

@@ -9,7 +9,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from stylebot.bot.core.blobs import delete_unused_blobs
+from stylebot.bot.core.caption_suggestions import captions_proposed
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.embedding_duplicates import near_duplicates_found
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.fingerprints import fingerprint_to_record
 from stylebot.bot.core.mentions import CommandName, mention
@@ -112,6 +114,10 @@ async def _resumed(deps: Deps, job: Job, event: JobEvent) -> list[Notification]:
         label = style.name if style else "your style"
         where = f"from step {event.step}/{event.total}" if event.step else "from the start"
         text = f"Training {label} resumed {where}: the worker running it had stopped."
+    elif job.kind == "caption":
+        text = "Your captions are being written again: the worker writing them had stopped."
+    elif job.kind == "compare":
+        return []  # a background check: nobody waits for it
     else:
         text = "Your image is being made again: the worker making it had stopped."
     return [Notification(job.origin, TextReply(text))]
@@ -129,7 +135,7 @@ async def _discard_unwanted_blobs(deps: Deps, event: JobEvent) -> None:
             result = event.train_result()
             keys += [result.lora_key] + ([result.export_key] if result.export_key else [])
             keys = [key for key in [*keys, result.embedding_key or ""] if key]  # "": no LoRA
-        else:
+        elif event.job_kind == "generate":
             keys += [image.blob_key for image in event.generate_result().images]
     await delete_unused_blobs(deps, keys)
 
@@ -144,6 +150,8 @@ async def _progress_reply(deps: Deps, job: Job, event: JobEvent) -> JobProgress:
             parts.append(time_left_text(event.eta_s))
         label = style.name if style else "style"
         text = f"Training {label}: " + " · ".join(parts)
+    elif job.kind == "caption":
+        text = f"Captioning: {event.step}/{event.total} images"
     else:
         text = f"Imagining: step {event.step}/{event.total}"
     return JobProgress(
@@ -228,6 +236,10 @@ async def _ending(deps: Deps, job: Job, event: JobEvent, *, record: bool) -> lis
         return await _job_failed(deps, job, event, record)
     if job.kind == "train":
         return await _training_finished(deps, job, event, record)
+    if job.kind == "caption":
+        return await captions_proposed(deps, job, event, record)
+    if job.kind == "compare":
+        return await near_duplicates_found(deps, job, event, record)
     return await _generation_finished(deps, job, event, record)
 
 
@@ -355,7 +367,11 @@ async def _job_failed(deps: Deps, job: Job, event: JobEvent, record: bool) -> li
             if job.kind == "train" and job.style_id is not None:
                 await deps.uow.styles.set_style_status(job.style_id, StyleStatus.FAILED)
             await deps.uow.jobs.update_job(job.id, JobStatus.FAILED, deps.clock.now(), error=error)
-    what = "Training" if job.kind == "train" else "Generation"
+    what = {
+        "train": "Training",
+        "caption": "Captioning",
+        "compare": "Comparing your images by content",
+    }.get(job.kind, "Generation")
     return [
         Notification(
             job.origin,

@@ -251,7 +251,10 @@ def _train_command(me: Requester, words: list[str]) -> commands.TrainStyle:
     return commands.TrainStyle(me, name, variant=variants[0] if variants else None)
 
 
-CAPTIONS_USAGE = "Use /captions, /captions NUMBER CAPTION (- clears it) or /captions STYLE"
+CAPTIONS_USAGE = (
+    "Use /captions, /captions NUMBER CAPTION (- clears it), /captions auto, "
+    "/captions accept [NUMBER] or /captions STYLE"
+)
 
 
 _CAPTION = re.compile(r"(?:^|\s)caption:", re.IGNORECASE)
@@ -268,10 +271,19 @@ def _split_caption(args: str) -> tuple[str, str | None]:
 
 def _captions_command(me: Requester, args: str) -> commands.Command:
     """``/captions`` lists the waiting images' captions, ``/captions 2 TEXT`` sets one,
-    ``/captions STYLE`` lists those a style trained on."""
+    ``/captions auto`` asks the captioner for proposals, ``/captions accept [2]`` takes
+    them (or one), ``/captions STYLE`` lists those a style trained on."""
     first, _, rest = args.strip().partition(" ")
     if not first:
         return commands.ShowCaptions(me)
+    if first.lower() == "auto" and not rest.strip():
+        return commands.SuggestCaptions(me)
+    if first.lower() == "accept":
+        if not rest.strip():
+            return commands.AcceptCaptions(me)
+        if rest.strip().isdecimal():
+            return commands.AcceptCaptions(me, int(rest.strip()))
+        raise CommandSyntaxError(CAPTIONS_USAGE)
     if first.isdecimal():
         if not rest.strip():
             raise CommandSyntaxError(CAPTIONS_USAGE)

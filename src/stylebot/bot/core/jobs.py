@@ -11,7 +11,7 @@ from stylebot.bot.core.errors import QueueUnavailable
 from stylebot.bot.core.mentions import CommandName, mention
 from stylebot.bot.core.model import Job, JobStatus, Requester, StyleStatus, User
 from stylebot.bot.core.replies import ErrorReply, JobFinished, Reply, TextReply
-from stylebot.queue.fairness import LANES
+from stylebot.queue.fairness import LANES, lane_of
 
 
 def new_job_id(kind: str) -> str:
@@ -108,7 +108,9 @@ async def waiting_positions(deps: Deps, active: Sequence[Job]) -> dict[str, int]
     """
     positions: dict[str, int] = {}
     for lane in LANES:
-        waiting = [job.id for job in active if job.kind == lane and job.status is JobStatus.QUEUED]
+        waiting = [
+            job.id for job in active if lane_of(job.kind) == lane and job.status is JobStatus.QUEUED
+        ]
         if not waiting:
             continue
         try:

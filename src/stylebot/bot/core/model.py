@@ -87,6 +87,9 @@ class Upload:
     style_id: int | None = None
     # What the image shows, in the member's words (None: none; it trains on the trigger).
     caption: str | None = None
+    # A waiting image's caption as a captioner proposed it (/captions auto): never trained
+    # on until the member accepts it, which makes it `caption`.
+    suggested_caption: str | None = None
 
 
 @dataclass(frozen=True)

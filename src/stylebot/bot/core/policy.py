@@ -59,3 +59,9 @@ class Policy(PolicySettings):
     # (stylebot.bot.core.training_defaults); Settings has the same-named property.
     train_chosen_from_images: tuple[str, ...] = ()
     images: ImageLimits = field(default_factory=ImageLimits)
+    # Whether workers have a captioner (the `captioner` setting): /captions auto says so
+    # plainly when not, instead of queueing a job no worker can do.
+    captioner_configured: bool = False
+    # Whether workers have a CLIP model (`clip_model`): new images are then compared by
+    # embedding too (stylebot.bot.core.embedding_duplicates).
+    clip_configured: bool = False

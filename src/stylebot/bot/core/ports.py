@@ -15,7 +15,7 @@ from stylebot.bot.core.ledger import LedgerEntry, LedgerKind
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.bot.core.queue_cleanup import QueueCleanup
-from stylebot.queue.payloads import GenerateJob, JobKind, TrainJob
+from stylebot.queue.payloads import CaptionJob, CompareJob, GenerateJob, JobKind, TrainJob
 
 
 class BlobStore(Protocol):
@@ -36,6 +36,10 @@ class JobQueue(Protocol):
     async def enqueue_train(self, job: TrainJob) -> None: ...
 
     async def enqueue_generate(self, job: GenerateJob) -> None: ...
+
+    async def enqueue_caption(self, job: CaptionJob) -> None: ...
+
+    async def enqueue_compare(self, job: CompareJob) -> None: ...
 
     async def cancel(self, job_id: str) -> None:
         """Ask workers to drop the job: before it starts, or between two steps."""

@@ -28,11 +28,13 @@ class TextReply:
 
 @dataclass(frozen=True)
 class ImageCaption:
-    """One image in a caption listing: its number there, its name and caption ("": none)."""
+    """One image in a caption listing: its number there, its name and caption ("": none),
+    and what a captioner proposed for it ("": nothing waits to be accepted)."""
 
     number: int
     display_name: str
     caption: str
+    suggestion: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class CaptionList(TextReply):
 
     captions: tuple[ImageCaption, ...] = ()
     style: str | None = None
+    # Whether a captioner can suggest captions for these images (`/captions auto`).
+    can_suggest: bool = False
 
 
 @dataclass(frozen=True)

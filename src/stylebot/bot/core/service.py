@@ -14,6 +14,7 @@ from typing import Any
 from stylebot.bot.core import (
     admin,
     artist_optout,
+    caption_suggestions,
     captions,
     erasure,
     events,
@@ -42,6 +43,7 @@ from stylebot.bot.core.admin_commands import (
 )
 from stylebot.bot.core.admin_ports import AdminPorts
 from stylebot.bot.core.commands import (
+    AcceptCaptions,
     CancelJob,
     Command,
     ConfirmConsent,
@@ -62,6 +64,7 @@ from stylebot.bot.core.commands import (
     ShowCaptions,
     ShowStatus,
     StyleInfo,
+    SuggestCaptions,
     TrainStyle,
     UnshareStyle,
     UploadImages,
@@ -119,6 +122,8 @@ HANDLERS: dict[type, Handler] = {
     DiscardUploads: uploads.discard_uploads,
     ShowCaptions: captions.show_captions,
     SetCaption: captions.set_caption,
+    SuggestCaptions: caption_suggestions.suggest_captions,
+    AcceptCaptions: caption_suggestions.accept_captions,
     TrainStyle: training.train_style,
     Imagine: generation.imagine,
     Restyle: restyle.restyle,

@@ -11,7 +11,7 @@ workers never write records.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from datetime import datetime
@@ -79,8 +79,14 @@ class UploadStore(Protocol):
     async def set_pending_caption(
         self, user_id: int, upload_id: int, caption: str | None
     ) -> Upload | None:
-        """Set (None: clear) the caption of one of the user's pending uploads; the
-        changed upload, or None when it is not one of them."""
+        """Set (None: clear) the caption of one of the user's pending uploads, which
+        drops its suggested caption (the member decided); the changed upload, or None
+        when it is not one of them."""
+        ...
+
+    async def suggest_pending_captions(self, user_id: int, suggestions: Mapping[str, str]) -> int:
+        """Store a captioner's proposals (by image blob key) on the user's pending
+        uploads of those images; returns how many uploads got one."""
         ...
 
     async def pending_uploads(self, user_id: int) -> list[Upload]:

@@ -9,6 +9,7 @@ from stylebot.bot.core.blobs import delete_unused_blobs
 from stylebot.bot.core.captions import captions_digest, fitted_caption
 from stylebot.bot.core.commands import ConfirmConsent, DiscardUploads, TrainStyle, UploadImages
 from stylebot.bot.core.deps import Deps
+from stylebot.bot.core.embedding_duplicates import queue_comparison
 from stylebot.bot.core.evidence import consent_images, record_consent
 from stylebot.bot.core.image_work import admit_image_work, run_image_work
 from stylebot.bot.core.images import ImageRejected, NormalizedImage, normalize_upload
@@ -122,6 +123,8 @@ async def upload_images(deps: Deps, command: UploadImages) -> Reply:
 
     note = f" ({duplicates} already received, skipped)" if duplicates else ""
     pairs = near_duplicate_pairs(await waiting_hashes(deps, pending), new_hashes)
+    keys = [*(u.blob_key for u in pending), *(image.sha256 for image, _ in accepted)]
+    await queue_comparison(deps, command.requester, user, keys, first_new=len(pending))
     return ConsentRequest(
         text=(
             f"Received {len(accepted)} image(s){note}; {total} waiting for training. "

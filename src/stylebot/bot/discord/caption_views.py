@@ -5,6 +5,11 @@ button per five images; its custom_id ``sb:captions:<user_id>:<first>`` says who
 and from which number. A press reads the captions as they are now (the core's
 ``ShowCaptions``) into the modal; on submit each changed field becomes the core's
 ``SetCaption`` (an emptied field clears the caption).
+
+With a captioner configured the listing also has *Suggest captions* (the core's
+``SuggestCaptions``: a worker's job, whose suggestions come back as a listing), and once
+suggestions wait, *Accept suggestions* (``AcceptCaptions``). The modal opens with an image's
+suggestion in place of its caption, so submitting it accepts the suggestion, as edited.
 """
 
 from __future__ import annotations
@@ -17,7 +22,13 @@ from typing import TYPE_CHECKING, Any, Self
 import discord
 
 from stylebot.bot.core.captions import CLEAR, MAX_CAPTION_CHARS
-from stylebot.bot.core.commands import IncomingFile, SetCaption, ShowCaptions
+from stylebot.bot.core.commands import (
+    AcceptCaptions,
+    IncomingFile,
+    SetCaption,
+    ShowCaptions,
+    SuggestCaptions,
+)
 from stylebot.bot.core.replies import CaptionList, ImageCaption
 from stylebot.bot.discord.components import AdmittedItem, OwnedItem, adapter_of
 from stylebot.bot.discord.render import render
@@ -27,8 +38,9 @@ if TYPE_CHECKING:
 
 #: Text inputs a Discord modal holds.
 PER_MODAL = 5
-# Five rows of five buttons: the most a message carries.
+# Five rows of five buttons: the most a message carries; two are Suggest and Accept.
 _MAX_BUTTONS = 25
+_MAX_EDIT_BUTTONS = _MAX_BUTTONS - 2
 # Discord's limits on a modal's title and a text input's label.
 _TITLE_CHARS = 45
 _LABEL_CHARS = 45
@@ -76,8 +88,65 @@ class EditCaptionsButton(
         await interaction.response.send_modal(CaptionsModal(self.user_id, page))
 
 
+class SuggestCaptionsButton(
+    OwnedItem,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:captions-auto:(?P<user_id>[0-9]+)",
+):
+    """Asks the captioner for suggestions (a worker's job; they come back as a listing)."""
+
+    hint = "To caption your own images, use /captions."
+
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+        super().__init__(
+            discord.ui.Button(
+                label="Suggest captions",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"sb:captions-auto:{user_id}",
+            )
+        )
+
+    @classmethod
+    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
+        return cls(int(match["user_id"]))
+
+    async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+        command = SuggestCaptions(adapter.requester(interaction))
+        await adapter.answer(interaction, command, ephemeral=True)
+
+
+class AcceptSuggestionsButton(
+    OwnedItem,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"sb:captions-accept:(?P<user_id>[0-9]+)",
+):
+    """Makes every waiting suggestion its image's caption."""
+
+    hint = "To caption your own images, use /captions."
+
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+        super().__init__(
+            discord.ui.Button(
+                label="Accept suggestions",
+                style=discord.ButtonStyle.success,
+                custom_id=f"sb:captions-accept:{user_id}",
+            )
+        )
+
+    @classmethod
+    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
+        return cls(int(match["user_id"]))
+
+    async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
+        command = AcceptCaptions(adapter.requester(interaction))
+        await adapter.answer(interaction, command, ephemeral=True)
+
+
 class CaptionsModal(AdmittedItem, discord.ui.Modal):
-    """A text input per image, holding its caption; changed ones are saved on submit."""
+    """A text input per image, holding its caption (or the suggestion waiting for it);
+    changed ones are saved on submit."""
 
     def __init__(self, user_id: int, page: Sequence[ImageCaption]) -> None:
         first, last = page[0].number, page[-1].number
@@ -92,7 +161,8 @@ class CaptionsModal(AdmittedItem, discord.ui.Modal):
             field: discord.ui.TextInput[CaptionsModal] = discord.ui.TextInput(
                 label=f"{entry.number}. {entry.display_name}"[:_LABEL_CHARS],
                 custom_id=f"caption-{entry.number}",
-                default=entry.caption,
+                # A suggestion is offered in place of the caption: submitted, it is taken.
+                default=entry.suggestion or entry.caption,
                 placeholder="What the image shows, e.g. a lighthouse at dusk, fog",
                 required=False,
                 max_length=MAX_CAPTION_CHARS,
@@ -136,11 +206,15 @@ def captioned(files: tuple[IncomingFile, ...], caption: str | None) -> tuple[Inc
 
 def captions_view(user_id: int, reply: CaptionList) -> discord.ui.View | None:
     """Edit buttons under the listing of the waiting images (none for a style's: those
-    trained already and stay as they were)."""
+    trained already and stay as they were), and Suggest and Accept where they apply."""
     if reply.style is not None or not reply.captions:
         return None
     view = discord.ui.View(timeout=None)
     count = len(reply.captions)
-    for first in range(1, count + 1, PER_MODAL)[:_MAX_BUTTONS]:
+    for first in range(1, count + 1, PER_MODAL)[:_MAX_EDIT_BUTTONS]:
         view.add_item(EditCaptionsButton(user_id, first, min(PER_MODAL, count - first + 1)))
+    if any(entry.suggestion for entry in reply.captions):
+        view.add_item(AcceptSuggestionsButton(user_id))
+    if reply.can_suggest:
+        view.add_item(SuggestCaptionsButton(user_id))
     return view

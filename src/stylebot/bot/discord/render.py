@@ -187,8 +187,17 @@ INSTEAD_OF: dict[CommandName, str] = {
 _FIRST_OPTION = {CommandName.TRAIN: "name", CommandName.IMAGINE: "prompt"}
 
 
+#: /captions' typed forms, as the buttons under Discord's /captions listing.
+CAPTION_BUTTONS = {
+    "auto": "the Suggest captions button under /captions",
+    "accept": "the Accept suggestions button under /captions",
+}
+
+
 def discord_spelling(mention: Mention) -> str:
     """A command a reply names, as a Discord user finds it: ``/train name:NAME``."""
+    if mention.command is CommandName.CAPTIONS and mention.args[:1] in (("auto",), ("accept",)):
+        return CAPTION_BUTTONS[mention.args[0]]
     if mention.command in INSTEAD_OF:
         return INSTEAD_OF[mention.command]
     words = [SLASH_COMMANDS[mention.command]]

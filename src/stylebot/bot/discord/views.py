@@ -29,7 +29,11 @@ from stylebot.bot.core.commands import (
     VaryOutput,
 )
 from stylebot.bot.core.replies import ErrorReply
-from stylebot.bot.discord.caption_views import EditCaptionsButton
+from stylebot.bot.discord.caption_views import (
+    AcceptSuggestionsButton,
+    EditCaptionsButton,
+    SuggestCaptionsButton,
+)
 from stylebot.bot.discord.components import OwnedItem, StatefulItem, adapter_of
 from stylebot.bot.discord.consent_views import CONSENT_ITEMS
 from stylebot.bot.discord.render import render
@@ -221,6 +225,8 @@ def output_ids_on(message: discord.Message | None) -> list[str]:
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     *CONSENT_ITEMS,
     EditCaptionsButton,
+    AcceptSuggestionsButton,
+    SuggestCaptionsButton,
     ErasureButton,
     OutputButton,
     ExtendButton,
