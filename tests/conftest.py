@@ -21,6 +21,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_controlnet_dir(tiny_model_dir: Path) -> Path:
+    """A tiny random ControlNet for the tiny SD 1.5 model (/sketch's edges)."""
+    from stylebot.engine.tiny_model import write_tiny_controlnet
+
+    return write_tiny_controlnet(tiny_model_dir.parent / "tiny-controlnet", tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
 def tiny_sd2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny SD 2.x-architecture model (v-prediction), written once per session."""
     from stylebot.engine.tiny_model import write_tiny_model

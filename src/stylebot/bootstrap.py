@@ -103,6 +103,7 @@ def policy_from(settings: Settings) -> Policy:
             max_total_bytes=settings.max_upload_total_bytes,
         ),
         train_chosen_from_images=settings.train_chosen_from_images,
+        sketch_follows=tuple(settings.controlnets),
         **knobs,
     )
 

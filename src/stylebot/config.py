@@ -195,6 +195,10 @@ class Settings(PolicySettings):
     # A CLIPModel checkpoint (folder or hub id, e.g. openai/clip-vit-large-patch14)
     # with which workers measure each finished style for /style info; "": none.
     clip_model: str = setting("", Text("a CLIPModel folder or hub id"))
+    # /sketch: a ControlNet trained on Canny edges for the base model's family (SD 1.x,
+    # 2.x or SDXL; a diffusers folder or hub id, e.g. lllyasviel/sd-controlnet-canny for
+    # SD 1.5). "": /sketch is off. Front end and workers read it.
+    controlnet_edges: str = setting("", Text("a ControlNet folder or hub id"))
     checkpoint_every_steps: int = setting(
         _TRAIN.checkpoint_every_steps, Whole(low=0, high=1_000_000, low_means="every step")
     )
@@ -278,6 +282,11 @@ class Settings(PolicySettings):
     telegram_api_url: str | None = setting(None, Url(schemes=("http", "https")))
 
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def controlnets(self) -> dict[str, str]:
+        """The ControlNet of each kind /sketch follows (FOLLOW_KINDS), the unset left out."""
+        return {kind: source for kind, source in {"edges": self.controlnet_edges}.items() if source}
 
     @property
     def database_path(self) -> Path:

@@ -55,6 +55,7 @@ BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "train_method": ("dreambooth",),
     "train_lora_variant": ("loha", "DoRA "),
     "clip_model": ("openai/clip\x00vit", "a\nb"),
+    "controlnet_edges": ("lllyasviel/sd-controlnet\x00canny", "a\nb"),
     "train_lr_schedule": ("linear", "cosine-ish"),
     "train_lr_warmup": ("-0.1", "0.9", "nan"),
     "train_ema_decay": ("-0.5", "1", "1.5", "inf"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stylebot.config import Settings
+from stylebot.doctor.controlnet import check_controlnet
 from stylebot.doctor.device import check_gpu, check_model
 from stylebot.doctor.host import (
     check_blob_store,
@@ -32,6 +33,7 @@ ALL_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_redis,
     check_model,
     check_gpu,
+    check_controlnet,
     check_disk,
     check_blob_store,
     check_metrics,
@@ -46,7 +48,7 @@ def run_checks(
     results = []
     checks = (*ALL_CHECKS, check_blobs) if scan_blobs else ALL_CHECKS
     for check in checks:
-        if check is check_model and not load_model:
+        if check in (check_model, check_controlnet) and not load_model:
             continue
         try:
             results.append(check(settings))

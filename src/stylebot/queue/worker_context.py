@@ -121,6 +121,7 @@ def _load_engine(settings: Settings) -> StyleEngine:
         max_image_pixels=settings.max_upload_pixels,
         cache_max_bytes=settings.worker_cache_max_bytes,
         clip_model=settings.clip_model,
+        controlnets=settings.controlnets,
     )
 
 

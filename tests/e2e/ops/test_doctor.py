@@ -85,6 +85,7 @@ def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_di
         "redis",
         "model",
         "gpu",
+        "controlnet",
         "disk",
         "blob store",
         "metrics",
@@ -222,3 +223,24 @@ def test_low_disk_space_warns_before_it_fails(tmp_path: Path) -> None:
         fill(disk, leave=5 * 1024 * 1024)
         result = doctor(disk, "--no-model", STYLEBOT_DISK_LOW_FREE_MB="100")
         assert lines_by_check(result.stdout)["disk"] == "FAIL", result.stdout  # < 10 MiB
+
+
+def test_the_controlnet_line_names_its_family_and_refuses_a_flow_base(
+    tmp_path: Path, tiny_model_dir: Path, tiny_flux_model_dir: Path, tiny_controlnet_dir: Path
+) -> None:
+    fits = doctor(
+        tmp_path,
+        STYLEBOT_BASE_MODEL=str(tiny_model_dir),
+        STYLEBOT_DEVICE="cpu",
+        STYLEBOT_CONTROLNET_EDGES=str(tiny_controlnet_dir),
+    )
+    assert lines_by_check(fits.stdout)["controlnet"] == "OK", fits.stdout + fits.stderr
+    assert f"edges {tiny_controlnet_dir}: for this sd15 model" in fits.stdout
+    refused = doctor(
+        tmp_path,
+        STYLEBOT_BASE_MODEL=str(tiny_flux_model_dir),
+        STYLEBOT_DEVICE="cpu",
+        STYLEBOT_CONTROLNET_EDGES=str(tiny_controlnet_dir),
+    )
+    assert lines_by_check(refused.stdout)["controlnet"] == "FAIL", refused.stdout
+    assert "not this worker's flux model: unset it" in refused.stdout

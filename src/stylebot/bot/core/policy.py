@@ -59,3 +59,5 @@ class Policy(PolicySettings):
     # (stylebot.bot.core.training_defaults); Settings has the same-named property.
     train_chosen_from_images: tuple[str, ...] = ()
     images: ImageLimits = field(default_factory=ImageLimits)
+    # What /sketch may follow: the kinds (FOLLOW_KINDS) a ControlNet is configured for.
+    sketch_follows: tuple[str, ...] = ()
