@@ -1,5 +1,5 @@
-"""``/restyle``, ``/extend``, ``/repaint`` and the "Restyle with…" message context menu on
-Discord.
+"""``/restyle``, ``/extend``, ``/repaint``, ``/sketch`` and the "Restyle with…" message
+context menu on Discord.
 
 Translation only: the picture is the attachment (or the picked message's first image),
 and the core decides the rest (stylebot.bot.core.restyle). The result is shown in the
@@ -30,6 +30,8 @@ StyleAutocomplete = Callable[
 NO_PICTURE = ErrorReply("That message has no picture to restyle.")
 # The core's EXTENSIONS, as a type discord.py turns into the option's choices.
 Extension = Literal["zoom1.5", "zoom2", "square", "portrait"]
+# The grammar's SKETCH_FOLLOWS (the core says which ones this bot has).
+Follow = Literal["edges", "depth"]
 
 
 def _region(option: str) -> tuple[float, float, float, float]:
@@ -52,6 +54,7 @@ def install_restyle_commands(
         strength: float | None = None,
         extend: str | None = None,
         region: tuple[float, float, float, float] | None = None,
+        follow: str | None = None,
     ) -> None:
         """The attachments fetched and checked, then the core's Restyle (a second
         attachment is the mask); the interaction is deferred already."""
@@ -69,6 +72,7 @@ def install_restyle_commands(
                 extend=extend,
                 region=region,
                 mask=files[1] if len(files) > 1 else None,
+                follow=follow,
             ),
             ephemeral=False,
         )
@@ -141,6 +145,30 @@ def install_restyle_commands(
             return
         images = [image] if mask is None else [image, mask]
         await queue_restyle(interaction, images, style, prompt, confirm, region=box)
+
+    @tree.command(name="sketch", description="Draw a prompt in a style along a picture's edges")
+    @app_commands.describe(
+        image="The sketch or picture to follow (PNG, JPEG or WebP)",
+        style="A style you may use here",
+        prompt="What to draw along it",
+        follow="What to follow of the picture",
+        strength="How closely it is followed: 0.05 loosely, 1 (the default) closely",
+        confirm="yes: you made this picture or may use it (not needed for stylebot images)",
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def sketch(
+        interaction: discord.Interaction[Any],
+        image: discord.Attachment,
+        style: str,
+        prompt: str,
+        follow: Follow = "edges",
+        strength: app_commands.Range[float, 0.05, 1.0] | None = None,
+        confirm: Literal["yes"] | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=False)
+        await queue_restyle(
+            interaction, [image], style, prompt, confirm, strength=strength, follow=follow
+        )
 
     @tree.context_menu(name="Restyle with…")
     async def restyle_message(
