@@ -50,3 +50,14 @@ def striped_png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def difference_from(picture: bytes, made: bytes) -> np.ndarray:
+    """How far each pixel of `made` is from `picture` scaled to its size (the largest of
+    the three channels' differences)."""
+    with Image.open(io.BytesIO(made)) as result:
+        size = result.size
+        after = np.asarray(result.convert("RGB")).astype(np.int16)
+    with Image.open(io.BytesIO(picture)) as original:
+        before = np.asarray(original.convert("RGB").resize(size, Image.Resampling.LANCZOS))
+    return np.abs(after - before.astype(np.int16)).max(axis=2)
