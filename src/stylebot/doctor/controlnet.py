@@ -31,7 +31,7 @@ def check_controlnet(settings: Settings) -> CheckResult:
             family=settings.base_model_family,
             config=settings.base_model_config or None,
         )
-        check_controlnets(pipeline, controlnets)
+        check_controlnets(pipeline, controlnets, settings.depth_estimator or "")
     except SketchUnsupported as exc:
         return fail("controlnet", str(exc), "see docs/operations.md, Following a sketch")
     except (OSError, ValueError, RuntimeError) as exc:

@@ -74,6 +74,7 @@ class Generator:
         lora_hotswap: bool = True,
         hotswap_rank: int = DEFAULT_HOTSWAP_RANK,
         controlnets: Mapping[str, str] | None = None,
+        depth_estimator: str = "",
     ) -> None:
         self.adapters = AdapterSlots(
             pipeline,
@@ -94,7 +95,7 @@ class Generator:
         # Styles' textual-inversion tokens, bounded like the adapters.
         self.embeddings = LoadedEmbeddings(pipeline, max_loaded_adapters)
         # Image-to-image and the other modes, on this pipeline's own components.
-        self.modes = ImageModes(pipeline, controlnets)
+        self.modes = ImageModes(pipeline, controlnets, depth_estimator)
 
     @property
     def loaded_adapters(self) -> tuple[str, ...]:

@@ -99,10 +99,15 @@ def job_picture_and_mask(
 class ImageModes:
     """The pipelines other than text-to-image, made from the base pipeline's parts."""
 
-    def __init__(self, pipeline: AnyPipeline, controlnets: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: AnyPipeline,
+        controlnets: Mapping[str, str] | None = None,
+        depth_estimator: str = "",
+    ) -> None:
         self.base = pipeline
         # Follow a sketch: the ControlNet of each kind the operator configured.
-        self.sketches = SketchPipelines(pipeline, controlnets or {})
+        self.sketches = SketchPipelines(pipeline, controlnets or {}, depth_estimator)
         self._image_to_image: Any = None
         self._inpainting: Any = None
 

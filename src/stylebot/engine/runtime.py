@@ -136,6 +136,7 @@ class StyleEngine:
         cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         clip_model: str = "",
         controlnets: Mapping[str, str] | None = None,
+        depth_estimator: str = "",
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -173,6 +174,7 @@ class StyleEngine:
             lora_hotswap=lora_hotswap,
             hotswap_rank=lora_hotswap_rank,
             controlnets=controlnets,  # /sketch's, by kind (engine.sketch_control)
+            depth_estimator=depth_estimator,
         )
         # None: outputs carry the watermark and PNG metadata but no C2PA manifest.
         self.signing = signing

@@ -244,6 +244,32 @@ _CONDITIONING_GAIN = 20.0
 _OUTPUT_SPREAD = 0.2
 
 
+def write_tiny_depth_estimator(path: Path, *, seed: int = 0) -> Path:
+    """Write a DPT depth estimator with tiny random weights and its image processor (32 px
+    inputs), as `AutoModelForDepthEstimation` loads one for /sketch follow:depth."""
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    config = DPTConfig(
+        image_size=32,
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=4,
+        backbone_out_indices=[0, 1, 2, 3],
+        num_attention_heads=4,
+        intermediate_size=37,
+        neck_hidden_sizes=[16, 16, 32, 32],
+        reassemble_factors=[4, 2, 1, 0.5],
+        fusion_hidden_size=16,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        DPTForDepthEstimation(config).save_pretrained(path)
+    DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(
+        path
+    )
+    return path
+
+
 def write_tiny_controlnet(path: Path, model: Path, *, seed: int = 0) -> Path:
     """Write a ControlNet with random weights for the tiny SD model at `model` (its UNet's
     blocks and widths, diffusers' `ControlNetModel.from_unet`). A trained ControlNet's

@@ -61,8 +61,9 @@ TRAIN_METHODS = ("lora", "textual_inversion", "both")
 LORA_VARIANTS = ("lora", "dora", "lokr")
 # TrainSettings.lr_schedule (stylebot.trainer.lr_schedule).
 LR_SCHEDULES = ("cosine", "constant")
-# What /sketch follows of a picture: its Canny edges (stylebot.engine.sketch_control).
-FOLLOW_KINDS = ("edges",)
+# What /sketch follows of a picture: its Canny edges or its depth
+# (stylebot.engine.sketch_control).
+FOLLOW_KINDS = ("edges", "depth")
 
 
 @dataclass(frozen=True)

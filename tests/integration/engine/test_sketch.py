@@ -97,6 +97,36 @@ def test_the_styles_lora_applies_to_a_sketch(generator: Generator, tmp_path: Pat
     assert _mean_difference(plain, styled) > 2
 
 
+def test_depth_follows_the_estimators_map_of_the_picture(
+    tiny_model_dir: Path, tiny_controlnet_dir: Path, tiny_depth_estimator_dir: Path
+) -> None:
+    # The tiny ControlNet stands for a depth one: the same architecture, other weights.
+    depth = Generator(
+        load_pipeline(str(tiny_model_dir), device="cpu"),
+        controlnets={"depth": str(tiny_controlnet_dir)},
+        depth_estimator=str(tiny_depth_estimator_dir),
+    )
+    stripes_map = np.asarray(depth.modes.sketches.control_image("depth", _stripes()))
+    ring_map = np.asarray(depth.modes.sketches.control_image("depth", _ring()))
+    assert stripes_map.shape == ring_map.shape == (64, 64, 3)
+    # Grey (the same in each channel), from black to white, and made from the picture.
+    assert (stripes_map[..., 0] == stripes_map[..., 2]).all()
+    assert (stripes_map.min(), stripes_map.max()) == (0, 255)
+    assert float(np.abs(stripes_map.astype(int) - ring_map.astype(int)).mean()) > 5
+    request = replace(SKETCH, follow="depth")
+    [stripes] = depth.generate(replace(request, init_image=_stripes()))
+    [ring] = depth.generate(replace(request, init_image=_ring()))
+    assert _mean_difference(stripes, ring) > 2
+
+
+def test_a_depth_controlnet_without_its_estimator_is_refused_at_start_up(
+    tiny_model_dir: Path, tiny_controlnet_dir: Path
+) -> None:
+    pipeline = load_pipeline(str(tiny_model_dir), device="cpu")
+    with pytest.raises(SketchUnsupported, match="without STYLEBOT_DEPTH_ESTIMATOR"):
+        Generator(pipeline, controlnets={"depth": str(tiny_controlnet_dir)})
+
+
 def test_sketches_share_a_batch_only_with_sketches(generator: Generator) -> None:
     first = replace(SKETCH, init_image=_stripes())
     second = replace(first, seed=99, init_image=_ring())

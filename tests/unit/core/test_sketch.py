@@ -22,13 +22,15 @@ def sketching() -> CoreWorld:
     return core_world(sketch_follows=("edges",))
 
 
-def sketch(data: bytes, prompt: str = "a castle", **options: object) -> Restyle:
+def sketch(
+    data: bytes, prompt: str = "a castle", follow: str = "edges", **options: object
+) -> Restyle:
     return Restyle(
         ALICE,
         IncomingFile("sketch.png", data),
         "ink",
         prompt=prompt,
-        follow="edges",
+        follow=follow,
         **options,  # type: ignore[arg-type]
     )
 
@@ -83,6 +85,15 @@ async def test_a_sketch_is_queued_following_its_edges_and_the_ledger_records_the
     await sketching.bot.handle(RerollOutput(ALICE, job.output_ids[0]))
     reroll = sketching.queue.generate_jobs[-1]
     assert (reroll.follow, reroll.source_key, reroll.strength) == ("edges", job.source_key, 1.0)
+
+
+async def test_depth_is_queued_where_its_controlnet_is_configured() -> None:
+    both = core_world(sketch_follows=("edges", "depth"))
+    await trained_style(both)
+    queued = await both.bot.handle(sketch(picture(), rights_confirmed=True, follow="depth"))
+    assert isinstance(queued, JobQueued), queued
+    assert "following the depth of your picture" in queued.text
+    assert [job.follow for job in both.queue.generate_jobs] == ["depth"]
 
 
 async def test_a_sketch_needs_a_prompt_and_takes_no_region(sketching: CoreWorld) -> None:

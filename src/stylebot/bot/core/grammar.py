@@ -25,6 +25,7 @@ from stylebot.bot.core.admin_grammar import RepliedUser, parse_admin
 from stylebot.bot.core.errors import CommandSyntaxError
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
+from stylebot.queue.payloads import FOLLOW_KINDS
 
 IMAGINE_OPTIONS = (
     "style",
@@ -401,8 +402,7 @@ def _int_option(options: dict[str, str], key: str) -> int | None:
 
 
 RESTYLE_OPTIONS = ("style", "strength", "confirm", "zoom", "shape", "region", "mask", "follow")
-# What /sketch's follow: takes (the core says which ones this bot has).
-SKETCH_FOLLOWS = ("edges", "depth")
+
 _RESTYLE_OPTION = re.compile(r"^(" + "|".join(RESTYLE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
 
 
@@ -432,7 +432,7 @@ def parse_restyle(args: str, verb: str = "restyle", *, mask_attached: bool = Fal
     extend = region = mask_path = follow = None
     if verb == "sketch":
         follow = options.get("follow", "").lower() or "edges"
-        if follow not in SKETCH_FOLLOWS:
+        if follow not in FOLLOW_KINDS:  # the core says which ones this bot has
             raise CommandSyntaxError("follow is edges or depth: follow:edges")
     elif verb == "extend":
         extend = _extension(options)

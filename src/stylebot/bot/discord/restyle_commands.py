@@ -30,7 +30,7 @@ StyleAutocomplete = Callable[
 NO_PICTURE = ErrorReply("That message has no picture to restyle.")
 # The core's EXTENSIONS, as a type discord.py turns into the option's choices.
 Extension = Literal["zoom1.5", "zoom2", "square", "portrait"]
-# The grammar's SKETCH_FOLLOWS (the core says which ones this bot has).
+# FOLLOW_KINDS (the core says which ones this bot has).
 Follow = Literal["edges", "depth"]
 
 

@@ -81,8 +81,8 @@ image of yours)
 larger canvas, the new area drawn in the style
 /repaint style:NAME region:LEFT,TOP,WIDTH,HEIGHT PROMPT — the same way: that region (in \
 percent) drawn anew
-/sketch style:NAME [follow:edges] [strength:1] PROMPT — the same way: PROMPT drawn in the \
-style along the picture's edges
+/sketch style:NAME [follow:edges|depth] [strength:1] PROMPT — the same way: PROMPT drawn \
+in the style along the picture's edges (or following its depth)
 /styles — the styles you can use here
 /style info|share|unshare|delete|export NAME — manage your style (share: with this group; \
 "share NAME public": with everyone)
