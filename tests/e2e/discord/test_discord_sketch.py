@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from tests.e2e.discord.conftest import StartWorker
-from tests.e2e.discord.test_discord_bot import CB_DEFERRED, original_when
+from tests.e2e.discord.test_discord_bot import CB_DEFERRED, CB_MODAL, original_when
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeFile, FakeGuild, FakeUser
 from tests.support.records import add_ready_style
 from tests.support.tiny_styles import quick_lora_bytes, striped_png
@@ -30,7 +30,7 @@ def settings(settings: Settings, tiny_controlnet_dir: Path) -> Settings:
     return settings.replace(controlnet_edges=str(tiny_controlnet_dir))
 
 
-async def test_sketch_an_attachment_and_verify_names_the_picture_it_followed(
+async def test_sketch_an_attachment_verify_it_then_follow_the_result_from_the_menu(
     fake: FakeDiscord,
     guild: FakeGuild,
     general: FakeChannel,
@@ -81,3 +81,26 @@ async def test_sketch_an_attachment_and_verify_names_the_picture_it_followed(
     assert f"output {output_id}" in report["content"]
     assert "made from: a picture its maker sent" in report["content"]
     assert "its edges followed, weight 1" in report["content"]
+
+    # "Follow this sketch" on the result: a form asks for the style and what to draw.
+    menu = await fake.send_message_command(
+        guild.id, general.id, alice, "Follow this sketch", int(result["id"])
+    )
+    assert (await menu.callback()).json["type"] == CB_MODAL
+    submitted = await fake.submit_modal(
+        menu,
+        {"sb:restyle:style": "ink", "sb:restyle:prompt": "a ship", "sb:restyle:strength": "0.5"},
+    )
+    assert (await submitted.callback()).json["type"] == CB_DEFERRED
+    again = await original_when(fake, submitted, lambda m: m["attachments"], "the second")
+    again_png = fake.attachment_bytes(int(again["attachments"][0]["id"]))
+    second_id = PngWatermarkReader().read(again_png)
+    assert second_id is not None
+    second = await frontend.uow.outputs.get_output(second_id)
+    assert second is not None
+    assert (second.follow, second.source_output_id, second.denoising_strength) == (
+        "edges",
+        output_id,
+        0.5,
+    )
+    assert "Weight: 0.5" in read_png_metadata(again_png)["parameters"]

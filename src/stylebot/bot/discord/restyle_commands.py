@@ -1,5 +1,5 @@
-"""``/restyle``, ``/extend``, ``/repaint``, ``/sketch`` and the "Restyle with…" message
-context menu on Discord.
+"""``/restyle``, ``/extend``, ``/repaint``, ``/sketch`` and the "Restyle with…" and
+"Follow this sketch" message context menus on Discord.
 
 Translation only: the picture is the attachment (or the picked message's first image),
 and the core decides the rest (stylebot.bot.core.restyle). The result is shown in the
@@ -182,6 +182,17 @@ def install_restyle_commands(
         # The style (and the rest) is asked in a modal: a context menu has no options.
         await interaction.response.send_modal(RestyleModal(pictures[0]))
 
+    @tree.context_menu(name="Follow this sketch")
+    async def sketch_message(
+        interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        pictures = [a for a in message.attachments if (a.content_type or "").startswith("image/")]
+        if not pictures:
+            await adapter.defer(interaction, ephemeral=True)
+            await adapter.respond(interaction, NO_PICTURE, ephemeral=True)
+            return
+        await interaction.response.send_modal(SketchModal(pictures[0]))
+
 
 class RestyleModal(AdmittedItem, discord.ui.Modal):
     """The style, prompt, strength and confirmation for "Restyle with…"."""
@@ -206,8 +217,11 @@ class RestyleModal(AdmittedItem, discord.ui.Modal):
         max_length=3,
     )
 
-    def __init__(self, picture: discord.Attachment) -> None:
-        super().__init__(title="Restyle this picture", custom_id="sb:restyle")
+    # None: restyled; "edges": its edges followed (SketchModal).
+    follow: str | None = None
+
+    def __init__(self, picture: discord.Attachment, title: str = "Restyle this picture") -> None:
+        super().__init__(title=title, custom_id="sb:restyle")
         self.picture = picture
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
@@ -230,6 +244,7 @@ class RestyleModal(AdmittedItem, discord.ui.Modal):
                     prompt=self.prompt.value.strip(),
                     strength=strength,
                     rights_confirmed=self.confirm.value.strip().lower() == "yes",
+                    follow=self.follow,
                 ),
                 ephemeral=False,
             )
@@ -239,3 +254,22 @@ class RestyleModal(AdmittedItem, discord.ui.Modal):
         self, interaction: discord.Interaction[Any], error: Exception, /
     ) -> None:
         await adapter_of(interaction).report_error(interaction, error)
+
+
+class SketchModal(RestyleModal):
+    """ "Follow this sketch": the same form, the prompt said to be what is drawn along the
+    picture's edges, and the strength how closely (the core's default 1)."""
+
+    follow = "edges"
+    prompt: discord.ui.TextInput[RestyleModal] = discord.ui.TextInput(
+        label="What to draw along it", custom_id="sb:restyle:prompt", max_length=500
+    )
+    strength: discord.ui.TextInput[RestyleModal] = discord.ui.TextInput(
+        label="How closely, 0.05 to 1 (optional, default 1)",
+        custom_id="sb:restyle:strength",
+        required=False,
+        max_length=5,
+    )
+
+    def __init__(self, picture: discord.Attachment) -> None:
+        super().__init__(picture, title="Draw along this sketch's edges")
