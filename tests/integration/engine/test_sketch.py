@@ -14,11 +14,12 @@ from PIL import Image
 from tests.integration.engine.test_restyle import _stripes
 from tests.support.tiny_styles import REQUEST, STRONG, TRIGGER, pixels, reference_images
 
-from stylebot.engine.generation_request import LoraWeights
+from stylebot.engine.generation_request import LoraWeights, generation_batch_key
 from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline
 from stylebot.engine.sketch_control import SketchUnsupported, canny_edges
 from stylebot.engine.tiny_model import write_tiny_controlnet
+from stylebot.queue.payloads import GenerateJob
 from stylebot.trainer.lora import train_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -135,6 +136,17 @@ def test_sketches_share_a_batch_only_with_sketches(generator: Generator) -> None
     restyle = replace(first, follow=None)
     with pytest.raises(ValueError, match="same steps"):
         generator.generate_batch([first, restyle])
+
+
+def test_the_worker_batches_sketch_jobs_only_with_sketches_of_the_same_kind() -> None:
+    restyle = GenerateJob(
+        "job-1", "a castle", "", 1, 3, 7.5, 64, 64, ("out-1",), source_key="a", strength=1.0
+    )
+    edges = replace(restyle, job_id="job-2", source_key="b", follow="edges")
+    key = generation_batch_key(edges)
+    assert generation_batch_key(replace(edges, job_id="job-3", source_key="c")) == key
+    assert generation_batch_key(restyle) != key
+    assert generation_batch_key(replace(edges, follow="depth")) != key
 
 
 def test_sdxl_follows_a_sketch_with_its_own_controlnet(
