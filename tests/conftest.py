@@ -21,6 +21,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_controlnet_dir(tiny_model_dir: Path) -> Path:
+    """A tiny random ControlNet for the tiny SD 1.5 model (/sketch's edges)."""
+    from stylebot.engine.tiny_model import write_tiny_controlnet
+
+    return write_tiny_controlnet(tiny_model_dir.parent / "tiny-controlnet", tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_estimator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random DPT depth estimator (/sketch follow:depth's depth maps)."""
+    from stylebot.engine.tiny_model import write_tiny_depth_estimator
+
+    return write_tiny_depth_estimator(tmp_path_factory.mktemp("models") / "tiny-depth")
+
+
+@pytest.fixture(scope="session")
 def tiny_sd2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny SD 2.x-architecture model (v-prediction), written once per session."""
     from stylebot.engine.tiny_model import write_tiny_model

@@ -105,6 +105,7 @@ def policy_from(settings: Settings) -> Policy:
         train_chosen_from_images=settings.train_chosen_from_images,
         captioner_configured=bool(settings.captioner),
         clip_configured=bool(settings.clip_model),
+        sketch_follows=tuple(settings.controlnets),
         **knobs,
     )
 

@@ -198,6 +198,15 @@ class Settings(PolicySettings):
     # A Florence-2 or BLIP captioning checkpoint (folder or hub id) with which workers
     # propose a caption per waiting image (/captions auto); "": none.
     captioner: str = setting("", Text("a Florence-2 or BLIP captioning folder or hub id"))
+    # /sketch: a ControlNet trained on Canny edges for the base model's family (SD 1.x,
+    # 2.x or SDXL; a diffusers folder or hub id, e.g. lllyasviel/sd-controlnet-canny for
+    # SD 1.5). "": /sketch is off. Front end and workers read it.
+    controlnet_edges: str = setting("", Text("a ControlNet folder or hub id"))
+    # /sketch follow:depth: a ControlNet trained on depth maps for the base's family, and
+    # the transformers depth estimator (AutoModelForDepthEstimation: DPT, Depth Anything)
+    # that makes them from the member's picture on the worker. Both or neither.
+    controlnet_depth: str | None = setting(None, Text("a ControlNet folder or hub id"))
+    depth_estimator: str | None = setting(None, Text("a depth-estimation folder or hub id"))
     checkpoint_every_steps: int = setting(
         _TRAIN.checkpoint_every_steps, Whole(low=0, high=1_000_000, low_means="every step")
     )
@@ -281,6 +290,12 @@ class Settings(PolicySettings):
     telegram_api_url: str | None = setting(None, Url(schemes=("http", "https")))
 
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def controlnets(self) -> dict[str, str]:
+        """The ControlNet of each kind /sketch follows (FOLLOW_KINDS), the unset left out."""
+        kinds = {"edges": self.controlnet_edges, "depth": self.controlnet_depth}
+        return {kind: source for kind, source in kinds.items() if source}
 
     @property
     def database_path(self) -> Path:

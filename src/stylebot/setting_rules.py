@@ -294,6 +294,8 @@ _PAIRED = (
     ("s3_access_key_id", "s3_secret_access_key"),
     ("c2pa_cert_chain", "c2pa_private_key"),
     ("redis_tls_cert_file", "redis_tls_key_file"),
+    # /sketch's depth: the ControlNet and the model that makes its depth maps.
+    ("controlnet_depth", "depth_estimator"),
 )
 # Used by a rediss:// REDIS_URL only; set with another, they would silently do nothing.
 _REDIS_TLS_FILES = ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")

@@ -22,7 +22,14 @@ from stylebot.bot.core.ports import (
 from stylebot.bot.core.service import StyleBot
 from stylebot.bot.core.stores import UnitOfWork
 from stylebot.queue.fairness import Lane, lane_of
-from stylebot.queue.payloads import CaptionJob, CompareJob, GenerateJob, JobKind, TrainJob
+from stylebot.queue.payloads import (
+    CaptionJob,
+    CompareJob,
+    GenerateJob,
+    JobKind,
+    TrainJob,
+    TrainSettings,
+)
 from tests.fakes.admin import FakeAdminStore, FakeTrainingSwitch, FakeWorkerDirectory
 from tests.fakes.lane_turns import LaneTurns
 from tests.fakes.memory import InMemoryBlobStore, InMemoryUnitOfWork
@@ -185,6 +192,28 @@ class CoreWorld:
     blobs: InMemoryBlobStore
     queue: RecordingQueue
     watermark: PixelWatermark
+
+
+def core_world(**policy_options: object) -> CoreWorld:
+    """The core on fresh fakes with quotas and rate limits off (their own tests,
+    tests/unit/safety, turn them on); `policy_options` change the policy."""
+    options: dict[str, object] = {
+        "base_model": "tiny",
+        "train": TrainSettings(steps=10, resolution=64),
+        "requests_per_window": 0,
+        "images_per_user_per_day": 0,
+        "trainings_per_user_per_day": 0,
+        "erasures_per_user_per_day": 0,
+        **policy_options,
+    }
+    uow, blobs, queue, watermark = (
+        InMemoryUnitOfWork(),
+        InMemoryBlobStore(),
+        RecordingQueue(),
+        PixelWatermark(),
+    )
+    bot = bot_on(uow, blobs, queue, watermark, SteppingClock(), Policy(**options))  # type: ignore[arg-type]
+    return CoreWorld(bot, uow, blobs, queue, watermark)
 
 
 def person(

@@ -21,11 +21,18 @@ from stylebot.config import Settings, load_settings
 
 
 @pytest.fixture(scope="session")
-def tiny_engine(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """One loaded engine for the session: loading the pipeline is the slow part."""
+def tiny_engine(
+    tiny_model_dir: Path, tiny_controlnet_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """One loaded engine for the session: loading the pipeline is the slow part. /sketch's
+    tiny ControlNet loads only when a test sketches (tests/e2e/*/test_*_sketch.py)."""
     from stylebot.engine.runtime import StyleEngine
 
-    return StyleEngine(str(tiny_model_dir), tmp_path_factory.mktemp("engine-cache"))
+    return StyleEngine(
+        str(tiny_model_dir),
+        tmp_path_factory.mktemp("engine-cache"),
+        controlnets={"edges": str(tiny_controlnet_dir)},
+    )
 
 
 @pytest.fixture

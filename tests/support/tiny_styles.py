@@ -61,3 +61,14 @@ def cached_copy(cache: BlobCache, kind: CacheKind, data: bytes, key: str = "") -
     download = cache.download_path(kind, key)
     download.write_bytes(data)
     return cache.adopt(kind, key, download)
+
+
+def difference_from(picture: bytes, made: bytes) -> np.ndarray:
+    """How far each pixel of `made` is from `picture` scaled to its size (the largest of
+    the three channels' differences)."""
+    with Image.open(io.BytesIO(made)) as result:
+        size = result.size
+        after = np.asarray(result.convert("RGB")).astype(np.int16)
+    with Image.open(io.BytesIO(picture)) as original:
+        before = np.asarray(original.convert("RGB").resize(size, Image.Resampling.LANCZOS))
+    return np.abs(after - before.astype(np.int16)).max(axis=2)

@@ -56,6 +56,9 @@ BAD_IN_ENV: dict[str, tuple[str, ...]] = {
     "train_lora_variant": ("loha", "DoRA "),
     "clip_model": ("openai/clip\x00vit", "a\nb"),
     "captioner": ("microsoft/Florence\x00-2", "a\nb"),
+    "controlnet_edges": ("lllyasviel/sd-controlnet\x00canny", "a\nb"),
+    "controlnet_depth": ("lllyasviel/sd-controlnet\x00depth", "a\nb"),
+    "depth_estimator": ("Intel/dpt\x00large", "a\nb"),
     "train_lr_schedule": ("linear", "cosine-ish"),
     "train_lr_warmup": ("-0.1", "0.9", "nan"),
     "train_ema_decay": ("-0.5", "1", "1.5", "inf"),
@@ -175,6 +178,11 @@ def test_a_value_of_the_wrong_type_in_the_file_is_refused(
         ({"STYLEBOT_DEFAULT_SIZE": "2048"}, "STYLEBOT_DEFAULT_SIZE=2048: must be at most"),
         ({"STYLEBOT_DEFAULT_STEPS": "80"}, "STYLEBOT_DEFAULT_STEPS=80: must be at most"),
         ({"STYLEBOT_MIN_TRAIN_IMAGES": "50"}, "STYLEBOT_MIN_TRAIN_IMAGES=50: must be at most"),
+        (
+            {"STYLEBOT_CONTROLNET_DEPTH": "lllyasviel/sd-controlnet-depth"},
+            "STYLEBOT_CONTROLNET_DEPTH=lllyasviel/sd-controlnet-depth: must be set together "
+            "with STYLEBOT_DEPTH_ESTIMATOR",
+        ),
         (
             {"STYLEBOT_C2PA_CERT_CHAIN": "/etc/chain.pem"},
             "STYLEBOT_C2PA_CERT_CHAIN=/etc/chain.pem: must be set together with "

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from stylebot.config import Settings
 from stylebot.doctor.captioner import check_captioner
+from stylebot.doctor.controlnet import check_controlnet
 from stylebot.doctor.device import check_gpu, check_model
 from stylebot.doctor.host import (
     check_blob_store,
@@ -34,6 +35,7 @@ ALL_CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_model,
     check_captioner,
     check_gpu,
+    check_controlnet,
     check_disk,
     check_blob_store,
     check_metrics,
@@ -48,7 +50,7 @@ def run_checks(
     results = []
     checks = (*ALL_CHECKS, check_blobs) if scan_blobs else ALL_CHECKS
     for check in checks:
-        if check in (check_model, check_captioner) and not load_model:
+        if check in (check_model, check_captioner, check_controlnet) and not load_model:
             continue
         try:
             results.append(check(settings))

@@ -34,6 +34,9 @@ class GenerationRequest:
     strength: float = 0.0
     # Extend or repaint (inpainting): white is drawn anew, black is kept as it is.
     mask_image: Image.Image | None = None
+    # Follow a sketch (ControlNet): `init_image` guides a text-to-image call by its
+    # edges ("edges"), `strength` being how closely (the conditioning scale, 0-1).
+    follow: str | None = None
 
     @property
     def own_tokens(self) -> frozenset[str]:
@@ -52,10 +55,12 @@ class LoraWeights:
 StyledRequest = tuple[GenerationRequest, "LoraWeights | None"]
 
 
-def batch_key(request: GenerationRequest) -> tuple[int, float, int, int, bool, bool, float]:
+def batch_key(
+    request: GenerationRequest,
+) -> tuple[int, float, int, int, bool, bool, str | None, float]:
     """Requests with equal keys (and the same LoRA) can share one pipeline call."""
     shape = (request.steps, request.guidance, request.width, request.height)
-    modes = (request.init_image is not None, request.mask_image is not None)
+    modes = (request.init_image is not None, request.mask_image is not None, request.follow)
     return (*shape, *modes, request.strength)
 
 
@@ -70,7 +75,8 @@ def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tup
     # negative prompt on zeros, but once any request in a call has one, every
     # request's negative is encoded text, "" included: its image would then
     # depend on its batch-mates.
-    # A restyle runs the image-to-image pipeline: with restyles of the same strength only.
+    # A restyle runs the image-to-image pipeline: with restyles of the same strength only
+    # (a sketch its kind's ControlNet pipeline).
     shape = (
         job.steps,
         job.guidance,
@@ -79,6 +85,7 @@ def generation_batch_key(job: GenerateJob, *, mixed_styles: bool = False) -> tup
         bool(job.negative_prompt),
         job.source_key is not None,
         bool(job.mask_key or job.keep_box or job.repaint_box),
+        job.follow,
         job.strength,
     )
     if mixed_styles:

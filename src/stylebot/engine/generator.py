@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -73,6 +73,8 @@ class Generator:
         few_step: bool | None = None,
         lora_hotswap: bool = True,
         hotswap_rank: int = DEFAULT_HOTSWAP_RANK,
+        controlnets: Mapping[str, str] | None = None,
+        depth_estimator: str = "",
     ) -> None:
         self.adapters = AdapterSlots(
             pipeline,
@@ -93,7 +95,7 @@ class Generator:
         # Styles' textual-inversion tokens, bounded like the adapters.
         self.embeddings = LoadedEmbeddings(pipeline, max_loaded_adapters)
         # Image-to-image and the other modes, on this pipeline's own components.
-        self.modes = ImageModes(pipeline)
+        self.modes = ImageModes(pipeline, controlnets, depth_estimator)
 
     @property
     def loaded_adapters(self) -> tuple[str, ...]:

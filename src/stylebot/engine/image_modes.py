@@ -1,4 +1,4 @@
-"""Image-to-image on the hot base pipeline: restyle, upscale, extend and repaint.
+"""Image-to-image on the hot base pipeline: restyle, upscale, extend, repaint and sketch.
 
 diffusers' ``from_pipe`` builds the image-to-image pipeline of the loaded model's family
 (SD 1.5/2.x, SDXL, and FLUX.1's and SD 3.5's Img2Img and Inpaint pipelines) from the
@@ -10,7 +10,7 @@ components serve both. The pipeline is made once, on first use, and kept.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from diffusers.pipelines.auto_pipeline import (
@@ -21,6 +21,7 @@ from PIL import Image, ImageFilter
 
 from stylebot.engine.generation_request import GenerationRequest
 from stylebot.engine.models import AnyPipeline
+from stylebot.engine.sketch_control import SketchPipelines
 from stylebot.queue.payloads import GenerateJob
 
 # Keyword arguments of a text-to-image call that an image-to-image call takes
@@ -102,8 +103,15 @@ def job_picture_and_mask(
 class ImageModes:
     """The pipelines other than text-to-image, made from the base pipeline's parts."""
 
-    def __init__(self, pipeline: AnyPipeline) -> None:
+    def __init__(
+        self,
+        pipeline: AnyPipeline,
+        controlnets: Mapping[str, str] | None = None,
+        depth_estimator: str = "",
+    ) -> None:
         self.base = pipeline
+        # Follow a sketch: the ControlNet of each kind the operator configured.
+        self.sketches = SketchPipelines(pipeline, controlnets or {}, depth_estimator)
         self._image_to_image: Any = None
         self._inpainting: Any = None
 
@@ -149,6 +157,8 @@ class ImageModes:
             for request in rows
             if request.init_image is not None
         ]
+        if first.follow is not None:
+            return self._sketch_call(first.follow, first.strength, pictures, kwargs)
         if first.mask_image is not None:
             pipe = self.inpainting()
             # The inpainting call takes the size; its noise comes from the picture too.
@@ -169,6 +179,19 @@ class ImageModes:
         call["image"] = pictures
         call["strength"] = first.strength
         call["num_inference_steps"] = steps_for_strength(first.steps, first.strength)
+        if "guidance_rescale" not in _parameters(pipe):
+            call.pop("guidance_rescale", None)
+        return pipe, call
+
+    def _sketch_call(
+        self, kind: str, weight: float, pictures: list[Image.Image], kwargs: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """A text-to-image call (its size and noise as they are) guided by the pictures'
+        control images, `weight` being the ControlNet's conditioning scale."""
+        pipe = self.sketches.pipeline(kind)
+        call = dict(kwargs)
+        call["image"] = [self.sketches.control_image(kind, picture) for picture in pictures]
+        call["controlnet_conditioning_scale"] = weight
         if "guidance_rescale" not in _parameters(pipe):
             call.pop("guidance_rescale", None)
         return pipe, call

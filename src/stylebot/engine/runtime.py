@@ -15,7 +15,7 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +151,8 @@ class StyleEngine:
         cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         clip_model: str = "",
         captioner: str = "",
+        controlnets: Mapping[str, str] | None = None,
+        depth_estimator: str = "",
     ) -> None:
         # family: a single-file checkpoint's (auto: from its keys); config: the
         # folder or hub id of its component configs (None: diffusers' guess);
@@ -189,6 +191,8 @@ class StyleEngine:
             few_step=few_step,
             lora_hotswap=lora_hotswap,
             hotswap_rank=lora_hotswap_rank,
+            controlnets=controlnets,  # /sketch's, by kind (engine.sketch_control)
+            depth_estimator=depth_estimator,
         )
         # None: outputs carry the watermark and PNG metadata but no C2PA manifest.
         self.signing = signing
@@ -434,6 +438,7 @@ class StyleEngine:
             init_image=picture,
             mask_image=mask_image,
             strength=job.strength if source is not None else 0.0,
+            follow=job.follow,
             negative_prompt=job.negative_prompt,
             seed=job.seed,
             steps=job.steps,
@@ -480,7 +485,8 @@ class StyleEngine:
                 created_at=now,
                 lora_file_hash=lora_file_hash,
                 model_hash=self.model_hash,
-                denoising_strength=job.strength if source is not None else None,
+                denoising_strength=job.strength if source and not job.follow else None,
+                controlnet=self.generator.modes.sketches.infotext(job.follow, job.strength),
                 source_sha256=hashlib.sha256(source).hexdigest() if source is not None else None,
                 source_output_id=job.source_output_id,
             )

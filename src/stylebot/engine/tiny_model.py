@@ -236,3 +236,62 @@ def _tiny_sdxl(path: Path) -> StableDiffusionXLPipeline:
         force_zeros_for_empty_prompt=True,
         add_watermarker=False,
     )
+
+
+# The tiny ControlNet's weights (write_tiny_controlnet): the conditioning's last
+# convolution loud enough to outweigh the noisy latents it is added to, the outputs soft.
+_CONDITIONING_GAIN = 20.0
+_OUTPUT_SPREAD = 0.2
+
+
+def write_tiny_depth_estimator(path: Path, *, seed: int = 0) -> Path:
+    """Write a DPT depth estimator with tiny random weights and its image processor (32 px
+    inputs), as `AutoModelForDepthEstimation` loads one for /sketch follow:depth."""
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    config = DPTConfig(
+        image_size=32,
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=4,
+        backbone_out_indices=[0, 1, 2, 3],
+        num_attention_heads=4,
+        intermediate_size=37,
+        neck_hidden_sizes=[16, 16, 32, 32],
+        reassemble_factors=[4, 2, 1, 0.5],
+        fusion_hidden_size=16,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        DPTForDepthEstimation(config).save_pretrained(path)
+    DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(
+        path
+    )
+    return path
+
+
+def write_tiny_controlnet(path: Path, model: Path, *, seed: int = 0) -> Path:
+    """Write a ControlNet with random weights for the tiny SD model at `model` (its UNet's
+    blocks and widths, diffusers' `ControlNetModel.from_unet`). A trained ControlNet's
+    output convolutions start at zero; these are random too, so that the control image
+    visibly steers even an untrained tiny model."""
+    from diffusers.models.controlnets.controlnet import ControlNetModel
+
+    unet = UNet2DConditionModel.from_pretrained(model / "unet")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        controlnet = ControlNetModel.from_unet(
+            unet, conditioning_embedding_out_channels=(8, 16, 16, 16), load_weights_from_unet=False
+        )
+        # The untrained default makes the edges fade out over the conditioning convolutions;
+        # He's spread keeps them.
+        with torch.no_grad():
+            for layer in controlnet.controlnet_cond_embedding.modules():
+                if isinstance(layer, torch.nn.Conv2d):
+                    fan_in = layer.weight[0].numel()
+                    layer.weight.normal_(0, (2 / fan_in) ** 0.5)
+            controlnet.controlnet_cond_embedding.conv_out.weight.mul_(_CONDITIONING_GAIN)
+            for layer in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+                layer.weight.normal_(0, _OUTPUT_SPREAD)
+    controlnet.save_pretrained(path, safe_serialization=True)
+    return path

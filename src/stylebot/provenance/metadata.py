@@ -72,6 +72,9 @@ class OutputMetadata:
     denoising_strength: float | None = None
     source_sha256: str | None = None
     source_output_id: str | None = None
+    # A sketch: the ControlNet that guided it, as AUTOMATIC1111's ControlNet extension
+    # writes its "ControlNet 0" ("Module: canny, Model: NAME, Weight: 1"). None: none.
+    controlnet: str | None = None
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:
@@ -126,6 +129,8 @@ def a1111_parameters(meta: OutputMetadata) -> str:
     if meta.denoising_strength is not None:
         # A1111's img2img key: what share of the picture was noised and drawn again.
         params.append(("Denoising strength", _format_float(meta.denoising_strength)))
+    if meta.controlnet is not None:
+        params.append(("ControlNet 0", meta.controlnet))
     prompt = meta.prompt
     if meta.lora_file_hash and meta.style_name:
         prompt = f"{prompt} <lora:{meta.style_name}:1>"

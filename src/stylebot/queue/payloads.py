@@ -61,6 +61,9 @@ TRAIN_METHODS = ("lora", "textual_inversion", "both")
 LORA_VARIANTS = ("lora", "dora", "lokr")
 # TrainSettings.lr_schedule (stylebot.trainer.lr_schedule).
 LR_SCHEDULES = ("cosine", "constant")
+# What /sketch follows of a picture: its Canny edges or its depth
+# (stylebot.engine.sketch_control).
+FOLLOW_KINDS = ("edges", "depth")
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,9 @@ class GenerateJob(_JsonData):
     keep_box: tuple[int, int, int, int] | None = None
     repaint_box: tuple[int, int, int, int] | None = None
     mask_key: str | None = None
+    # Follow a sketch (ControlNet): the picture at `source_key` guides a text-to-image
+    # call by its edges ("edges", FOLLOW_KINDS), `strength` being how closely (0-1).
+    follow: str | None = None
 
 
 @dataclass(frozen=True)

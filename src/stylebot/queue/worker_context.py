@@ -122,6 +122,8 @@ def _load_engine(settings: Settings) -> StyleEngine:
         cache_max_bytes=settings.worker_cache_max_bytes,
         clip_model=settings.clip_model,
         captioner=settings.captioner,
+        controlnets=settings.controlnets,
+        depth_estimator=settings.depth_estimator or "",
     )
 
 

@@ -49,6 +49,7 @@ class SqliteOutputStore(SqliteStore):
                     _box_text(output.keep_box),
                     _box_text(output.repaint_box),
                     output.mask_key,
+                    output.follow,
                 )
             )
         async with self._session.transaction():
@@ -59,8 +60,8 @@ class SqliteOutputStore(SqliteStore):
                         " negative_prompt, seed, steps, guidance, width, height, blob_key,"
                         " created_at, maker_name, maker_username, made_in_private,"
                         " fingerprint, source_key, source_output_id, denoising_strength,"
-                        " keep_box, repaint_box, mask_key) VALUES"
-                        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " keep_box, repaint_box, mask_key, follow) VALUES"
+                        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
                 except sqlite3.IntegrityError as exc:

@@ -88,6 +88,7 @@ def test_a_ready_host_passes_with_the_model_loaded(tmp_path: Path, tiny_model_di
         "model",
         "captioner",
         "gpu",
+        "controlnet",
         "disk",
         "blob store",
         "metrics",
@@ -241,3 +242,24 @@ def test_the_captioner_is_loaded_and_named_by_family_or_refused_with_a_fix(
     assert lines_by_check(wrong.stdout)["captioner"] == "FAIL", wrong.stdout + wrong.stderr
     assert "is not a captioner" in wrong.stdout
     assert "fix: set STYLEBOT_CAPTIONER to a Florence-2" in wrong.stdout
+
+
+def test_the_controlnet_line_names_its_family_and_refuses_a_flow_base(
+    tmp_path: Path, tiny_model_dir: Path, tiny_flux_model_dir: Path, tiny_controlnet_dir: Path
+) -> None:
+    fits = doctor(
+        tmp_path,
+        STYLEBOT_BASE_MODEL=str(tiny_model_dir),
+        STYLEBOT_DEVICE="cpu",
+        STYLEBOT_CONTROLNET_EDGES=str(tiny_controlnet_dir),
+    )
+    assert lines_by_check(fits.stdout)["controlnet"] == "OK", fits.stdout + fits.stderr
+    assert f"edges {tiny_controlnet_dir}: for this sd15 model" in fits.stdout
+    refused = doctor(
+        tmp_path,
+        STYLEBOT_BASE_MODEL=str(tiny_flux_model_dir),
+        STYLEBOT_DEVICE="cpu",
+        STYLEBOT_CONTROLNET_EDGES=str(tiny_controlnet_dir),
+    )
+    assert lines_by_check(refused.stdout)["controlnet"] == "FAIL", refused.stdout
+    assert "not this worker's flux model: unset it" in refused.stdout

@@ -12,24 +12,13 @@ import pytest
 from PIL import Image, ImageDraw
 from tests.e2e.telegram.conftest import ReadyStyle
 from tests.fakes.telegram_api import AlbumDocument, FakeTelegram, FakeUser
-from tests.support.tiny_styles import quick_lora_bytes, striped_png
+from tests.support.tiny_styles import difference_from, quick_lora_bytes, striped_png
 
 from stylebot.bootstrap import FrontEnd, PngWatermarkReader
 from stylebot.bot.telegram.adapter import TelegramAdapter
 from stylebot.provenance.metadata import read_png_metadata
 
 pytestmark = pytest.mark.slow
-
-
-def difference_from(picture: bytes, made: bytes) -> np.ndarray:
-    """How far each pixel of `made` is from `picture` scaled to its size (the largest of
-    the three channels' differences)."""
-    with Image.open(io.BytesIO(made)) as result:
-        size = result.size
-        after = np.asarray(result.convert("RGB")).astype(np.int16)
-    with Image.open(io.BytesIO(picture)) as original:
-        before = np.asarray(original.convert("RGB").resize(size, Image.Resampling.LANCZOS))
-    return np.abs(after - before.astype(np.int16)).max(axis=2)
 
 
 async def test_restyle_a_captioned_file_then_reply_restyle_then_upscale(

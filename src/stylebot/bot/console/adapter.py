@@ -39,6 +39,7 @@ CONSOLE_COMMANDS = (
     "restyle",
     "extend",
     "repaint",
+    "sketch",
     "styles",
     "style",
     "status",
@@ -72,6 +73,9 @@ Commands:
   /repaint PATH style:NAME region:LEFT,TOP,WIDTH,HEIGHT [confirm:yes] PROMPT
                                a region (in percent) of the picture drawn anew in the style;
                                or mask:MASKPATH for region: where the mask is white
+  /sketch PATH style:NAME [follow:edges|depth] [strength:1] [confirm:yes] PROMPT
+                               PROMPT drawn in the style along the picture's edges
+                               (or following its depth)
   /styles                      the styles you can use
   /style info|share|unshare|delete|export NAME
                                manage a style (share NAME public: share with everyone)

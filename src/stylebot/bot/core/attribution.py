@@ -114,6 +114,8 @@ def source_lines(output: Output) -> list[str]:
     if output.source_key is None:
         return []
     strength = f"denoising strength {output.denoising_strength or 0:g}"
+    if output.follow is not None:
+        strength = f"its {output.follow} followed, weight {output.denoising_strength or 0:g}"
     if output.source_output_id is not None:
         return [f"made from: stylebot output {output.source_output_id} ({strength})"]
     return [f"made from: a picture its maker sent, SHA-256 {output.source_key[:16]}… ({strength})"]

@@ -137,6 +137,9 @@ class Restyle:
     region: tuple[float, float, float, float] | None = None
     # Or a mask image: white is drawn anew, black kept (stylebot.bot.core.repaint_masks).
     mask: IncomingFile | None = None
+    # Follow a sketch (ControlNet) instead: drawn from the prompt, guided by the picture's
+    # "edges" (FOLLOW_KINDS) or "depth"; `strength` is then how closely (0-1).
+    follow: str | None = None
 
 
 @dataclass(frozen=True)

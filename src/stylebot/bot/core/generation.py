@@ -208,6 +208,7 @@ async def queue_generation(
             keep_box=source.keep_box if source else None,
             repaint_box=source.repaint_box if source else None,
             mask_key=source.mask_key if source else None,
+            follow=source.follow if source else None,
         )
         for i in range(spec.count)
     ]
@@ -292,6 +293,7 @@ async def _queue_records(
                 keep_box=source.keep_box if source else None,
                 repaint_box=source.repaint_box if source else None,
                 mask_key=source.mask_key if source else None,
+                follow=source.follow if source else None,
             )
         )
     position = await queue_position(deps, job_id)
@@ -332,6 +334,7 @@ async def generate_again(deps: Deps, requester: Requester, output_id: str, *, va
                 keep_box=output.keep_box,
                 repaint_box=output.repaint_box,
                 mask_key=output.mask_key,
+                follow=output.follow,
             )
             if output.source_key
             else None

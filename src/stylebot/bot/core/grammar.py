@@ -25,6 +25,7 @@ from stylebot.bot.core.admin_grammar import RepliedUser, parse_admin
 from stylebot.bot.core.errors import CommandSyntaxError
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.names import printable
+from stylebot.queue.payloads import FOLLOW_KINDS
 
 IMAGINE_OPTIONS = (
     "style",
@@ -90,6 +91,8 @@ class RestyleArgs:
     region: tuple[float, float, float, float] | None = None
     # /repaint's ``mask:PATH``: the mask image's path (the console reads it).
     mask_path: str | None = None
+    # /sketch's ``follow:edges|depth`` (edges when not given).
+    follow: str | None = None
 
     def command(
         self,
@@ -108,6 +111,7 @@ class RestyleArgs:
             extend=self.extend,
             region=self.region,
             mask=mask,
+            follow=self.follow,
         )
 
 
@@ -218,7 +222,7 @@ def parse(command: TextCommand, requester: Requester, replied: RepliedUser | Non
             return _train_command(me, words)
         case "imagine":
             return parse_imagine(args).command(me)
-        case "restyle" | "extend" | "repaint":
+        case "restyle" | "extend" | "repaint" | "sketch":
             return parse_restyle(args, name)
         case "styles":
             return commands.ListStyles(me)
@@ -409,14 +413,16 @@ def _int_option(options: dict[str, str], key: str) -> int | None:
         raise CommandSyntaxError(f"{key}:{options[key]} should be a whole number") from exc
 
 
-RESTYLE_OPTIONS = ("style", "strength", "confirm", "zoom", "shape", "region", "mask")
+RESTYLE_OPTIONS = ("style", "strength", "confirm", "zoom", "shape", "region", "mask", "follow")
+
 _RESTYLE_OPTION = re.compile(r"^(" + "|".join(RESTYLE_OPTIONS) + r"):(.*)$", re.IGNORECASE)
 
 
 def parse_restyle(args: str, verb: str = "restyle", *, mask_attached: bool = False) -> RestyleArgs:
     """``/restyle``, ``/extend`` (``zoom:1.5|2`` or ``shape:square|portrait``, zoom 2 when
     neither) and ``/repaint`` (``region:LEFT,TOP,WIDTH,HEIGHT`` in percent, or
-    ``mask:PATH``: a mask image, white where the picture is drawn anew).
+    ``mask:PATH``: a mask image, white where the picture is drawn anew) and ``/sketch``
+    (``follow:edges|depth``, edges when not given).
     ``mask_attached``: the platform brings the mask itself (Telegram's album of two), so
     /repaint needs no region."""
     words: list[str] = []
@@ -435,8 +441,12 @@ def parse_restyle(args: str, verb: str = "restyle", *, mask_attached: bool = Fal
     confirm = options.get("confirm", "").lower()
     if confirm not in ("", "yes"):
         raise CommandSyntaxError("confirm takes the word yes: confirm:yes")
-    extend = region = mask_path = None
-    if verb == "extend":
+    extend = region = mask_path = follow = None
+    if verb == "sketch":
+        follow = options.get("follow", "").lower() or "edges"
+        if follow not in FOLLOW_KINDS:  # the core says which ones this bot has
+            raise CommandSyntaxError("follow is edges or depth: follow:edges")
+    elif verb == "extend":
         extend = _extension(options)
     elif verb == "repaint" and options.get("mask"):
         if options.get("region"):
@@ -452,6 +462,7 @@ def parse_restyle(args: str, verb: str = "restyle", *, mask_attached: bool = Fal
         extend=extend,
         region=region,
         mask_path=mask_path,
+        follow=follow,
     )
 
 

@@ -31,6 +31,7 @@ class CommandName(StrEnum):
     RESTYLE = "restyle"
     EXTEND = "extend"
     REPAINT = "repaint"
+    SKETCH = "sketch"
     STYLES = "styles"
     STATUS = "status"
     CANCEL = "cancel"

@@ -184,6 +184,9 @@ class Output:
     repaint_box: tuple[int, int, int, int] | None = None
     # Repaint by a mask image: the blob of its black-and-white PNG (white: drawn anew).
     mask_key: str | None = None
+    # A sketch: what it followed of the source ("edges"); denoising_strength is then the
+    # ControlNet's weight (how closely it followed).
+    follow: str | None = None
 
 
 # What the stores' add_* methods record; the store gives the new record its id.

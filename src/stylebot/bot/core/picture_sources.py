@@ -38,6 +38,9 @@ class PictureSource:
     # Repaint by a mask image: its blob (white: drawn anew) and, new, its PNG to store.
     mask_key: str | None = None
     mask_upload: bytes | None = None
+    # Follow a sketch: what a text-to-image call follows of the picture ("edges"),
+    # `strength` then being how closely (the ControlNet's weight).
+    follow: str | None = None
 
 
 async def record_image_use(

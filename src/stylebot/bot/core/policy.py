@@ -65,3 +65,5 @@ class Policy(PolicySettings):
     # Whether workers have a CLIP model (`clip_model`): new images are then compared by
     # embedding too (stylebot.bot.core.embedding_duplicates).
     clip_configured: bool = False
+    # What /sketch may follow: the kinds (FOLLOW_KINDS) a ControlNet is configured for.
+    sketch_follows: tuple[str, ...] = ()

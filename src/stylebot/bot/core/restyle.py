@@ -1,4 +1,5 @@
-"""Restyle: a picture drawn again in a style (image-to-image).
+"""Restyle: a picture drawn again in a style (image-to-image); extend, repaint and sketch
+(a prompt drawn along the picture's edges, ControlNet) go the same way.
 
 The picture is an upload like any other: checked, turned upright and stripped of its
 metadata (`normalize_upload`), refused when its own metadata forbids AI use or it matches
@@ -36,6 +37,8 @@ from stylebot.bot.core.verification import verify_image
 
 # AUTOMATIC1111's img2img default: the picture's layout stays, its look changes.
 DEFAULT_STRENGTH = 0.6
+# A sketch's ControlNet weight when not given: the edges followed as it was trained to.
+SKETCH_STRENGTH = 1.0
 
 
 def region_refusal(region: tuple[float, float, float, float]) -> ErrorReply | None:
@@ -74,14 +77,37 @@ def restyle_size(width: int, height: int, policy: Policy) -> tuple[int, int]:
     return side(width), side(height)
 
 
+def sketch_refusal(policy: Policy, command: Restyle) -> ErrorReply | None:
+    """Why /sketch can't follow what it was asked to here, or None when it can."""
+    if command.follow not in policy.sketch_follows:
+        if not policy.sketch_follows:
+            return ErrorReply(
+                "Following a sketch is not set up on this bot: its operator has configured "
+                "no ControlNet. Nothing was queued."
+            )
+        kinds = " or ".join(f"follow:{kind}" for kind in policy.sketch_follows)
+        return ErrorReply(f"This bot can't follow the {command.follow} of a picture; use {kinds}.")
+    if command.extend is not None or command.region is not None or command.mask is not None:
+        return ErrorReply("A sketch is followed as it is: no extend, region or mask with it.")
+    if not command.prompt.strip():
+        return ErrorReply(
+            "Say what to draw along the sketch, e.g. "
+            f"{mention(CommandName.SKETCH, 'a castle on a hill', style='NAME')}."
+        )
+    return None
+
+
 async def restyle(deps: Deps, command: Restyle) -> Reply:
     p = deps.policy
     if not command.style:
+        name = CommandName.RESTYLE if command.follow is None else CommandName.SKETCH
         return ErrorReply(
-            "Name the style to draw the picture in, e.g. "
-            f"{mention(CommandName.RESTYLE, style='NAME')}."
+            f"Name the style to draw the picture in, e.g. {mention(name, style='NAME')}."
         )
-    strength = DEFAULT_STRENGTH if command.strength is None else command.strength
+    if command.follow is not None and (refused := sketch_refusal(deps.policy, command)):
+        return refused
+    default = DEFAULT_STRENGTH if command.follow is None else SKETCH_STRENGTH
+    strength = default if command.strength is None else command.strength
     if not 0 < strength <= 1:
         return ErrorReply("strength is a number above 0 and at most 1 (e.g. 0.6).")
     prompt = command.prompt.strip()
@@ -108,7 +134,11 @@ async def restyle(deps: Deps, command: Restyle) -> Reply:
     source, picture_size = found_source
     width, height = restyle_size(*picture_size, p)
     described, action = f"your picture (strength {strength:g})", None
-    if command.extend is not None:
+    if command.follow is not None:
+        source = replace(source, follow=command.follow)
+        described = f"{prompt or 'your prompt'}, following the {command.follow} of your picture"
+        action = "Sketching"
+    elif command.extend is not None:
         geometry = extend_geometry(width, height, command.extend, p)
         if isinstance(geometry, str):
             return ErrorReply(geometry)
@@ -198,7 +228,9 @@ async def _picture_source(
 
 def _confirm_text(image: NormalizedImage, command: Restyle) -> str:
     name = CommandName.RESTYLE
-    if command.extend is not None:
+    if command.follow is not None:
+        name = CommandName.SKETCH
+    elif command.extend is not None:
         name = CommandName.EXTEND
     elif command.region is not None or command.mask is not None:
         name = CommandName.REPAINT

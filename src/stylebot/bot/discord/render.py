@@ -168,6 +168,7 @@ SLASH_COMMANDS: dict[CommandName, str] = {
     CommandName.RESTYLE: "/restyle",
     CommandName.EXTEND: "/extend",
     CommandName.REPAINT: "/repaint",
+    CommandName.SKETCH: "/sketch",
     CommandName.STYLES: "/styles",
     CommandName.STATUS: "/status",
     CommandName.CANCEL: "/cancel",
@@ -184,7 +185,11 @@ INSTEAD_OF: dict[CommandName, str] = {
     CommandName.CAPTIONS: "/captions and its Edit captions button",
 }
 #: The option a command's first words fill on Discord (typed, they come unnamed).
-_FIRST_OPTION = {CommandName.TRAIN: "name", CommandName.IMAGINE: "prompt"}
+_FIRST_OPTION = {
+    CommandName.TRAIN: "name",
+    CommandName.IMAGINE: "prompt",
+    CommandName.SKETCH: "prompt",
+}
 
 
 #: /captions' typed forms, as the buttons under Discord's /captions listing.

@@ -1,5 +1,5 @@
-"""``/restyle``, ``/extend``, ``/repaint`` and the "Restyle with…" message context menu on
-Discord.
+"""``/restyle``, ``/extend``, ``/repaint``, ``/sketch`` and the "Restyle with…" and
+"Follow this sketch" message context menus on Discord.
 
 Translation only: the picture is the attachment (or the picked message's first image),
 and the core decides the rest (stylebot.bot.core.restyle). The result is shown in the
@@ -30,6 +30,8 @@ StyleAutocomplete = Callable[
 NO_PICTURE = ErrorReply("That message has no picture to restyle.")
 # The core's EXTENSIONS, as a type discord.py turns into the option's choices.
 Extension = Literal["zoom1.5", "zoom2", "square", "portrait"]
+# FOLLOW_KINDS (the core says which ones this bot has).
+Follow = Literal["edges", "depth"]
 
 
 def _region(option: str) -> tuple[float, float, float, float]:
@@ -52,6 +54,7 @@ def install_restyle_commands(
         strength: float | None = None,
         extend: str | None = None,
         region: tuple[float, float, float, float] | None = None,
+        follow: str | None = None,
     ) -> None:
         """The attachments fetched and checked, then the core's Restyle (a second
         attachment is the mask); the interaction is deferred already."""
@@ -69,6 +72,7 @@ def install_restyle_commands(
                 extend=extend,
                 region=region,
                 mask=files[1] if len(files) > 1 else None,
+                follow=follow,
             ),
             ephemeral=False,
         )
@@ -142,6 +146,30 @@ def install_restyle_commands(
         images = [image] if mask is None else [image, mask]
         await queue_restyle(interaction, images, style, prompt, confirm, region=box)
 
+    @tree.command(name="sketch", description="Draw a prompt in a style along a picture's edges")
+    @app_commands.describe(
+        image="The sketch or picture to follow (PNG, JPEG or WebP)",
+        style="A style you may use here",
+        prompt="What to draw along it",
+        follow="What to follow of the picture",
+        strength="How closely it is followed: 0.05 loosely, 1 (the default) closely",
+        confirm="yes: you made this picture or may use it (not needed for stylebot images)",
+    )
+    @app_commands.autocomplete(style=style_names)
+    async def sketch(
+        interaction: discord.Interaction[Any],
+        image: discord.Attachment,
+        style: str,
+        prompt: str,
+        follow: Follow = "edges",
+        strength: app_commands.Range[float, 0.05, 1.0] | None = None,
+        confirm: Literal["yes"] | None = None,
+    ) -> None:
+        await adapter.defer(interaction, ephemeral=False)
+        await queue_restyle(
+            interaction, [image], style, prompt, confirm, strength=strength, follow=follow
+        )
+
     @tree.context_menu(name="Restyle with…")
     async def restyle_message(
         interaction: discord.Interaction[Any], message: discord.Message
@@ -153,6 +181,17 @@ def install_restyle_commands(
             return
         # The style (and the rest) is asked in a modal: a context menu has no options.
         await interaction.response.send_modal(RestyleModal(pictures[0]))
+
+    @tree.context_menu(name="Follow this sketch")
+    async def sketch_message(
+        interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        pictures = [a for a in message.attachments if (a.content_type or "").startswith("image/")]
+        if not pictures:
+            await adapter.defer(interaction, ephemeral=True)
+            await adapter.respond(interaction, NO_PICTURE, ephemeral=True)
+            return
+        await interaction.response.send_modal(SketchModal(pictures[0]))
 
 
 class RestyleModal(AdmittedItem, discord.ui.Modal):
@@ -178,8 +217,11 @@ class RestyleModal(AdmittedItem, discord.ui.Modal):
         max_length=3,
     )
 
-    def __init__(self, picture: discord.Attachment) -> None:
-        super().__init__(title="Restyle this picture", custom_id="sb:restyle")
+    # None: restyled; "edges": its edges followed (SketchModal).
+    follow: str | None = None
+
+    def __init__(self, picture: discord.Attachment, title: str = "Restyle this picture") -> None:
+        super().__init__(title=title, custom_id="sb:restyle")
         self.picture = picture
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
@@ -202,6 +244,7 @@ class RestyleModal(AdmittedItem, discord.ui.Modal):
                     prompt=self.prompt.value.strip(),
                     strength=strength,
                     rights_confirmed=self.confirm.value.strip().lower() == "yes",
+                    follow=self.follow,
                 ),
                 ephemeral=False,
             )
@@ -211,3 +254,22 @@ class RestyleModal(AdmittedItem, discord.ui.Modal):
         self, interaction: discord.Interaction[Any], error: Exception, /
     ) -> None:
         await adapter_of(interaction).report_error(interaction, error)
+
+
+class SketchModal(RestyleModal):
+    """ "Follow this sketch": the same form, the prompt said to be what is drawn along the
+    picture's edges, and the strength how closely (the core's default 1)."""
+
+    follow = "edges"
+    prompt: discord.ui.TextInput[RestyleModal] = discord.ui.TextInput(
+        label="What to draw along it", custom_id="sb:restyle:prompt", max_length=500
+    )
+    strength: discord.ui.TextInput[RestyleModal] = discord.ui.TextInput(
+        label="How closely, 0.05 to 1 (optional, default 1)",
+        custom_id="sb:restyle:strength",
+        required=False,
+        max_length=5,
+    )
+
+    def __init__(self, picture: discord.Attachment) -> None:
+        super().__init__(picture, title="Draw along this sketch's edges")

@@ -225,7 +225,7 @@ class TelegramHandlers:
                 await self.images.opt_out(conversation, messages)
             elif command is not None and command.name == "repaint" and len(messages) == 2:
                 await self.images.repaint_with_mask(conversation, messages, command)
-            elif command is not None and command.name in ("restyle", "extend", "repaint"):
+            elif command is not None and command.name in ("restyle", "extend", "repaint", "sketch"):
                 for message in messages:
                     await self.images.restyle(conversation, message, command)
             elif command is not None and command.name not in UPLOAD_COMMANDS:

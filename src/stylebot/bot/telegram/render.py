@@ -34,6 +34,7 @@ BOT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("restyle", "A picture captioned /restyle style:NAME [strength:0.6]: drawn in that style"),
     ("extend", "A picture captioned /extend style:NAME zoom:2 (or shape:square): outpainted"),
     ("repaint", "A picture captioned /repaint style:NAME region:25,25,50,50 PROMPT"),
+    ("sketch", "A picture captioned /sketch style:NAME PROMPT: drawn along its edges"),
     ("styles", "The styles you can use here"),
     ("style", "Manage a style: /style info|share|unshare|delete|export NAME"),
     ("verify", "Reply to an image with /verify to trace its watermark"),
@@ -80,6 +81,8 @@ image of yours)
 larger canvas, the new area drawn in the style
 /repaint style:NAME region:LEFT,TOP,WIDTH,HEIGHT PROMPT — the same way: that region (in \
 percent) drawn anew
+/sketch style:NAME [follow:edges|depth] [strength:1] PROMPT — the same way: PROMPT drawn \
+in the style along the picture's edges (or following its depth)
 /styles — the styles you can use here
 /style info|share|unshare|delete|export NAME — manage your style (share: with this group; \
 "share NAME public": with everyone)
