@@ -240,7 +240,8 @@ def _run_command(
 def _demo(settings: Settings, family: str = "sd15") -> int:
     from stylebot.bot.console.session import run_demo
 
-    if not settings.base_model:
+    on_tiny_model = not settings.base_model
+    if on_tiny_model:
         model_dir = settings.tiny_model_dir
         if family != "sd15":
             # Another family's tiny model beside the default one, as the base model.
@@ -251,7 +252,7 @@ def _demo(settings: Settings, family: str = "sd15") -> int:
 
             print(f"Building the tiny {family} demo model in {model_dir} ...", flush=True)
             write_tiny_model(model_dir, family=family)
-    return asyncio.run(run_demo(settings))
+    return asyncio.run(run_demo(settings, on_tiny_model))
 
 
 async def _verify(settings: Settings, filename: str, data: bytes) -> int:

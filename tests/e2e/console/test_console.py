@@ -105,6 +105,10 @@ def test_the_demo_runs_from_an_empty_data_directory(
     assert match, result.stdout
     assert Path(match.group(1)).is_file()
     assert "Made with stylebot" in result.stdout
+    # Every family's tiny model gets the demo's small settings (FLUX.1's once trained
+    # 300 steps at 512 px), and every command it names is spelled for the console.
+    assert "steps: 12, size: 256x256" in result.stdout
+    assert "\u27e6" not in result.stdout
 
 
 def test_run_without_a_platform_token_says_what_to_set(env: dict[str, str]) -> None:

@@ -102,9 +102,10 @@ def _console(
     )
 
 
-def demo_settings(settings: Settings) -> Settings:
-    """Small, fast settings when the demo runs on the tiny model (the default)."""
-    if settings.base_model:
+def demo_settings(settings: Settings, on_tiny_model: bool) -> Settings:
+    """Small, fast settings when the demo runs on a tiny model (the default, or another
+    family's with --family); the operator's own base model keeps the operator's."""
+    if not on_tiny_model:
         return settings
     return settings.replace(
         train_steps=60,
@@ -134,9 +135,9 @@ def make_sample_images(directory: Path, count: int = 4, size: int = 256) -> list
     return paths
 
 
-async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
+async def run_demo(settings: Settings, on_tiny_model: bool, out: TextIO = sys.stdout) -> int:
     """Upload, consent, train, imagine and verify, printing each step like a user would see."""
-    settings = demo_settings(settings)
+    settings = demo_settings(settings, on_tiny_model)
     samples = make_sample_images(settings.data_dir / "demo")
     style = f"demo-{datetime.now(UTC):%H%M%S}"
     script = [
