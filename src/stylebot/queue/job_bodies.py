@@ -47,6 +47,7 @@ from stylebot.queue.recovery import (
     remember_finished_training,
 )
 from stylebot.queue.worker_context import WorkerContext
+from stylebot.storage.blob_storage import BlobStorage
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +260,10 @@ async def _generate(
             raise images
         if watch.is_set():  # cancelled while it shared a batch with jobs that went on
             raise JobCancelled(f"job {job.job_id} was cancelled")
+        keys = await store_together(context.blobs, [image.png for image in images])
         stored = [
-            GeneratedImage(
-                image.output_id, await context.blobs.put(image.png), image.seed, image.fingerprint
-            )
-            for image in images
+            GeneratedImage(image.output_id, key, image.seed, image.fingerprint)
+            for image, key in zip(images, keys, strict=True)
         ]
     except JobCancelled:
         await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
@@ -287,6 +287,17 @@ async def _fetch_inputs(context: WorkerContext, job: GenerateJob) -> list[Cached
         if key:
             fetched.append(await fetch_source_picture(context.blobs, cache, key))
     return fetched
+
+
+async def store_together(blobs: BlobStorage, pngs: list[bytes]) -> list[str]:
+    """Store a job's images at once (each put waits on its fsyncs: together, the job
+    waits for one, not one each; issue 19). The first failure is raised once every put
+    is over, as storing them one by one would."""
+    keys = await asyncio.gather(*(blobs.put(png) for png in pngs), return_exceptions=True)
+    for key in keys:
+        if isinstance(key, BaseException):
+            raise key
+    return [key for key in keys if isinstance(key, str)]
 
 
 @dataclass(frozen=True)

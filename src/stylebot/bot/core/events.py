@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from stylebot.bot.core.blobs import delete_unused_blobs
+from stylebot.bot.core.blobs import delete_unused_blobs, read_together
 from stylebot.bot.core.caption_suggestions import captions_proposed
 from stylebot.bot.core.deps import Deps
 from stylebot.bot.core.embedding_duplicates import near_duplicates_found
@@ -302,13 +302,10 @@ async def _generation_finished(
     if len(images) != len(result.images):
         log.error("job %s returned outputs it was not given; ignored them", job.id)
     try:
+        contents = await read_together(deps.blobs, [image.blob_key for image in images])
         files = [
-            ImageFile(
-                image.output_id,
-                f"stylebot-{image.output_id}.png",
-                await deps.blobs.get(image.blob_key),
-            )
-            for image in images
+            ImageFile(image.output_id, f"stylebot-{image.output_id}.png", data)
+            for image, data in zip(images, contents, strict=True)
         ]
     except DamagedBlob as exc:
         # Said once, in words; an exception would leave the event to fail at every start.
