@@ -136,7 +136,7 @@ async def restyle(deps: Deps, command: Restyle) -> Reply:
     described, action = f"your picture (strength {strength:g})", None
     if command.follow is not None:
         source = replace(source, follow=command.follow)
-        described = f"{prompt or 'your prompt'}, following the {command.follow} of your picture"
+        described = f"{prompt}, following the {command.follow} of your picture"
         action = "Sketching"
     elif command.extend is not None:
         geometry = extend_geometry(width, height, command.extend, p)
