@@ -152,7 +152,9 @@ async def test_train_with_consent_then_imagine_in_the_style(
         "restyle",
         "extend",
         "repaint",
+        "sketch",
         "Restyle with…",
+        "Follow this sketch",
     }
     imagine_options = {o["name"]: o for o in synced["imagine"]["options"]}
     assert imagine_options["style"]["autocomplete"] is True

@@ -17,6 +17,7 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load
 from tests.integration.engine.test_family_engines import _uploads
 from tests.support.comfyui_keys import comfyui_flux_targets, comfyui_sd3_targets, keys_not_loaded
+from tests.support.tiny_styles import cached_copy
 
 from stylebot.engine.families import LORA_TARGET_MODULES
 from stylebot.engine.generation_request import GenerationRequest, LoraWeights
@@ -123,9 +124,8 @@ def test_the_export_uses_the_names_comfyui_maps_for_the_family(
     assert meta["ss_network_module"] == "lycoris.kohya"
     assert ("dora_wd" if variant == "dora" else '"lokr"') in meta["ss_network_args"]
     assert meta["sshs_model_hash"] == tensor_data_sha256(tensors)
-    assert (
-        flow_engine.exports.export_hash(trained[variant].data, variant) == meta["sshs_model_hash"]
-    )
+    weights = cached_copy(flow_engine.cache, "loras", trained[variant].data)
+    assert flow_engine.exports.export_hash(weights.path, weights.key) == meta["sshs_model_hash"]
     if variant == "dora":
         # A column per module: ComfyUI reads a first dimension of the output size as a
         # magnitude per output row, which is what peft trained.
