@@ -9,12 +9,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-def scene(width: int, height: int, seed: int) -> Image.Image:
-    """Stand-in for a generated picture: smooth random colour fields plus fine grain."""
+def scene(width: int, height: int, seed: int, cell: int = 32, grain_sd: float = 6.0) -> Image.Image:
+    """Stand-in for a generated picture: smooth random colour fields (one random colour
+    every ``cell`` pixels) plus fine grain."""
     rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8)
+    coarse = rng.integers(0, 256, (height // cell + 1, width // cell + 1, 3), dtype=np.uint8)
     smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC))
-    grain = rng.normal(0, 6, (height, width, 3))
+    grain = rng.normal(0, grain_sd, (height, width, 3))
     return Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8))
 
 

@@ -159,17 +159,18 @@ def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | N
     height, width = rgb.shape[:2]
     if height * width < MIN_READ_PIXELS:
         return None
-    looks = [
-        look
-        for estimate in (rescale_candidates(rgb) if rescales else [1.0])
-        if (look := _look(rgb, estimate)) is not None
-    ]
-    # First, every candidate as found (cheap): the spectral estimates are a dozen, mostly
-    # wrong, but the right one is often within 0.05%, and only a decode tells which.
-    for look in looks:
+    # First, every candidate as found (cheap), most likely first, stopping at the first
+    # that decodes: the spectral estimates are a dozen, mostly wrong, but the right one
+    # is often within 0.05%, and only a decode tells which.
+    looks: list[_Look] = []
+    for estimate in rescale_candidates(rgb) if rescales else [1.0]:
+        look = _look(rgb, estimate)
+        if look is None:
+            continue
         reading = _read_at(look.window, look.placements[0])
         if reading is not None:
             return dataclasses.replace(reading, scale=round(look.scale, 4))
+        looks.append(look)
     # Then the whole read region, with the scale refined (an estimate may be 1.5% off),
     # for no rescale and the candidates whose best placement votes most clearly.
     unscaled = [look for look in looks if look.scale == 1.0]
