@@ -37,8 +37,11 @@ from stylebot.engine.models import load_pipeline, model_family, sampler_name
 from stylebot.engine.style_exports import StyleExports
 from stylebot.engine.style_metrics import StyleMeasurer
 from stylebot.engine.training_previews import (
+    EncodedPrompt,
     TrainingPreviews,
     draw_preview,
+    encode_preview_prompt,
+    preview_guidance,
     preview_job,
     preview_record,
     with_previews,
@@ -246,11 +249,21 @@ class StyleEngine:
         preview_caption = style_caption(
             trigger, TRAINING_TOKEN if settings.method != "lora" else None
         )
+        # FLUX.1 / SD 3.5 runs release their text encoders: the prompt is encoded first.
+        encoded = (
+            encode_preview_prompt(
+                pipeline, preview_caption, preview_guidance(self.generator.few_step)
+            )
+            if flow and previews is not None and settings.preview_every_steps > 0
+            else None
+        )
         progress = with_previews(
             record.on_progress(on_progress),
             settings,
             record.previews_to(previews),
-            lambda job_id, step: self._render_preview(job_id, preview_caption, settings, step),
+            lambda job_id, step: self._render_preview(
+                job_id, preview_caption, settings, step, encoded
+            ),
         )
         with tempfile.TemporaryDirectory(dir=self._scratch()) as workdir:
             try:
@@ -504,11 +517,17 @@ class StyleEngine:
         return LoraWeights(adapter_name=f"style{job.style_id}_{lora.key[:12]}", path=lora.path)
 
     def _render_preview(
-        self, job_id: str, trigger: str, settings: TrainSettings, step: int
+        self,
+        job_id: str,
+        trigger: str,
+        settings: TrainSettings,
+        step: int,
+        encoded: EncodedPrompt | None = None,
     ) -> tuple[TrainingPreview, FinishedImage]:
         """Job `job_id`'s preview at `step`, finished like any output."""
         job = preview_job(job_id, trigger, settings, step, few_step=self.generator.few_step)
-        [image] = self._finish(job, trigger, [draw_preview(self.pipeline, trigger, job)], None)
+        drawn = draw_preview(self.pipeline, trigger, job, encoded)
+        [image] = self._finish(job, trigger, [drawn], None)
         return preview_record(image, trigger, job), image
 
     def _scratch(self) -> Path:

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from diffusers.pipelines.flux.pipeline_flux import FluxPipeline
+from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import (
+    StableDiffusion3Pipeline,
+)
 from PIL import Image
 
 from stylebot.config import FEW_STEP_MAX_STEPS
@@ -70,6 +74,11 @@ def with_previews(
     return progress
 
 
+def preview_guidance(few_step: bool) -> float:
+    """A few-step (turbo) model is distilled without classifier-free guidance."""
+    return FEW_STEP_GUIDANCE if few_step else PREVIEW_GUIDANCE
+
+
 def preview_job(
     job_id: str, trigger: str, settings: TrainSettings, step: int, *, few_step: bool
 ) -> GenerateJob:
@@ -81,16 +90,47 @@ def preview_job(
         seed=settings.seed,
         # A few-step (turbo) model blurs with more steps than its preset.
         steps=min(PREVIEW_STEPS, FEW_STEP_MAX_STEPS) if few_step else PREVIEW_STEPS,
-        # ... and is distilled without classifier-free guidance.
-        guidance=FEW_STEP_GUIDANCE if few_step else PREVIEW_GUIDANCE,
+        guidance=preview_guidance(few_step),
         width=PREVIEW_SIZE,
         height=PREVIEW_SIZE,
         output_ids=(preview_output_id(job_id, step),),
     )
 
 
-def draw_preview(pipeline: AnyPipeline, trigger: str, job: GenerateJob) -> Image.Image:
-    """The preview's image, unfinished.
+# The prompt's encoding as the pipeline takes it (prompt_embeds=... and the rest).
+EncodedPrompt = dict[str, torch.Tensor]
+
+
+@torch.no_grad()
+def encode_preview_prompt(pipeline: AnyPipeline, prompt: str, guidance: float) -> EncodedPrompt:
+    """A FLUX.1 or SD 3.5 run's preview prompt, encoded before the run: on a GPU their
+    text encoders leave it for the run (trainer.flow_captions), so a preview drawn
+    from the text would call encoders that are no longer there. {} for the SD
+    families, whose runs keep their encoders."""
+    if isinstance(pipeline, FluxPipeline):
+        device = pipeline.transformer.device
+        embeds, pooled, _ids = pipeline.encode_prompt(prompt, None, device=device)
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+    if isinstance(pipeline, StableDiffusion3Pipeline):
+        device = pipeline.transformer.device
+        embeds, negative, pooled, negative_pooled = pipeline.encode_prompt(
+            prompt, prompt, prompt, device=device, do_classifier_free_guidance=guidance > 1
+        )
+        encoded = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        if negative is not None and negative_pooled is not None:
+            encoded |= {
+                "negative_prompt_embeds": negative,
+                "negative_pooled_prompt_embeds": negative_pooled,
+            }
+        return encoded
+    return {}
+
+
+def draw_preview(
+    pipeline: AnyPipeline, trigger: str, job: GenerateJob, encoded: EncodedPrompt | None = None
+) -> Image.Image:
+    """The preview's image, unfinished; from `encoded` (`encode_preview_prompt`) when
+    given, else from the text.
 
     Called between two training steps: the training adapter is the active
     one, so the pipeline is called directly (the Generator would switch
@@ -99,10 +139,11 @@ def draw_preview(pipeline: AnyPipeline, trigger: str, job: GenerateJob) -> Image
     unet = denoiser(pipeline)
     was_training = unet.training
     unet.eval()
+    prompt: dict[str, object] = dict(encoded) if encoded else {"prompt": trigger}
     try:
         with torch.no_grad():
             result = pipeline(
-                prompt=trigger,
+                **prompt,
                 num_inference_steps=job.steps,
                 guidance_scale=job.guidance,
                 width=job.width,

@@ -32,6 +32,7 @@ from stylebot.engine.tiny_model import write_tiny_model
 from stylebot.engine.training_previews import TrainingPreviews
 from stylebot.queue.job_lifecycle import user_error
 from stylebot.queue.payloads import TrainJob, TrainSettings
+from stylebot.trainer.borrowed_unet import text_encoders
 from stylebot.trainer.checkpoints import TrainingCheckpoint
 from stylebot.trainer.flow_matching import noise_levels
 from stylebot.trainer.lr_schedule import lr_factor
@@ -289,6 +290,33 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_weights(
     assert resumed_weights.keys() == whole_weights.keys()
     for key, tensor in whole_weights.items():
         assert torch.allclose(resumed_weights[key], tensor, atol=1e-6), key
+
+
+def test_previews_draw_while_the_text_encoders_are_away(engine: StyleEngine) -> None:
+    """On a GPU a FLUX.1 / SD 3.5 run sends its text encoders off the device for the
+    whole run (trainer.flow_captions); previews drew from the text and so failed,
+    logged, every time. Here the encoders refuse any call once the run has begun."""
+    running: list[int] = []
+
+    def away(_module: torch.nn.Module, _args: object) -> None:
+        if running:
+            raise RuntimeError("a text encoder was called during the run")
+
+    hooks = [part.register_forward_pre_hook(away) for part in text_encoders(engine.pipeline)]
+    previews: list[int] = []
+    try:
+        engine.train(
+            _uploads(),
+            TRIGGER,
+            dataclasses.replace(SETTINGS, steps=3, preview_every_steps=2),
+            on_progress=lambda step, _total, _loss: running.append(step),
+            previews=TrainingPreviews("job-away", lambda step, _p, _i: previews.append(step)),
+        )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert running == [1, 2, 3]
+    assert previews == [2]
 
 
 def test_a_flow_run_validates_on_held_out_images_and_renders_previews(
