@@ -5,6 +5,9 @@ environment variable `STYLEBOT_<NAME>` (upper case). `REDIS_URL`,
 `DISCORD_TOKEN`, `DISCORD_GUILD_ID` and `TELEGRAM_TOKEN` are also read without the prefix, since
 that is how hosting platforms and compose files usually pass them.
 The TOML file is `STYLEBOT_CONFIG`, else `./stylebot.toml` when it exists.
+
+Over 400 lines on purpose: every setting, with its default, its rule and why it is there,
+in one typed object (the rules themselves live in `stylebot.setting_rules`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Generating images: new requests, re-rolls, variations, and what became of them."""
+"""Generating images: new requests, re-rolls, variations, and what became of them.
+
+A little over 400 lines: the four paths share one admission (permissions, quotas, turns)
+and one way of recording a job and its outputs, kept together here.
+"""
 
 from __future__ import annotations
 
