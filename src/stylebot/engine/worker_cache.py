@@ -73,22 +73,32 @@ class BlobCache:
         # Copies a job has fetched and not yet used: never evicted for size meanwhile
         # (a job may wait on the device longer than IN_USE_S). Counted: jobs share styles.
         self._pinned: Counter[Path] = Counter()
+        # Each copy as it was when last hashed or written here (`_identity`): a copy
+        # that still looks so is not hashed again.
+        self._checked: dict[Path, tuple[int, int, int]] = {}
 
     def path(self, kind: CacheKind, key: str) -> Path:
         return self.root / kind / f"{key}{SUFFIX}"
 
     def intact(self, kind: CacheKind, key: str) -> CachedBlob | None:
-        """The blob's copy if there is one and it still matches its key (hashed on every
-        call: a damaged copy is deleted, never loaded), marked as just used."""
+        """The blob's copy if there is one and it still matches its key, marked as just
+        used; a damaged copy is deleted, never loaded. Hashed again only when the file
+        changed since this cache last checked or wrote it (an SDXL style is ~200 MB: a
+        hash on every generation was most of a second)."""
         path = self.path(kind, key)
         with self._lock:
-            if key in self._revoked or not path.exists():
+            if key in self._revoked:
                 return None
-            if sha256_of_file(path) != key:
+            try:
+                seen = _identity(path)
+            except FileNotFoundError:
+                return None
+            if self._checked.get(path) != seen and sha256_of_file(path) != key:
                 log.warning("worker cache: %s/%s was damaged; fetching it again", kind, key)
+                self._checked.pop(path, None)
                 path.unlink(missing_ok=True)
                 return None
-            _touch(path)
+            self._checked[path] = _touched(path)
         return CachedBlob(key, path)
 
     def download_path(self, kind: CacheKind, key: str) -> Path:
@@ -107,6 +117,7 @@ class BlobCache:
                 download.unlink(missing_ok=True)
                 raise RevokedBlobError(f"blob {key} was revoked: not cached")
             download.replace(path)
+            self._checked[path] = _touched(path)
             self._evict_over_size()
         return CachedBlob(key, path)
 
@@ -128,9 +139,13 @@ class BlobCache:
         """The blob's file if cached, marked as just used; else None."""
         path = self.path(kind, key)
         with self._lock:
-            if not path.exists():
+            try:
+                seen = _identity(path)
+            except FileNotFoundError:
                 return None
-            _touch(path)
+            now = _touched(path)
+            if self._checked.get(path) == seen:  # still as checked: stays checked
+                self._checked[path] = now
         return path
 
     def revoke(self, keys: Iterable[str]) -> tuple[list[str], int]:
@@ -149,7 +164,7 @@ class BlobCache:
             for key in set(keys):
                 for kind in KINDS:
                     with contextlib.suppress(FileNotFoundError):
-                        self.path(kind, key).unlink()
+                        self._delete(self.path(kind, key))
                         dropped += 1
         return dropped
 
@@ -161,7 +176,7 @@ class BlobCache:
             for path, used, _size in self._files():
                 if used < cutoff or path.suffix != SUFFIX:
                     with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
+                        self._delete(path)
                         dropped += 1
         return dropped
 
@@ -179,9 +194,13 @@ class BlobCache:
             if used >= recent or path in self._pinned:
                 continue
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                self._delete(path)
                 total -= size
                 log.info("worker cache over %d bytes: dropped %s", self.max_bytes, path.name)
+
+    def _delete(self, path: Path) -> None:
+        self._checked.pop(path, None)
+        path.unlink()
 
     def _files(self) -> list[tuple[Path, float, int]]:
         found = []
@@ -196,6 +215,13 @@ class BlobCache:
         return found
 
 
-def _touch(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.utime(path)
+def _identity(path: Path) -> tuple[int, int, int]:
+    """Inode, size and modification time: any write to the file changes the last."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _touched(path: Path) -> tuple[int, int, int]:
+    """Mark the copy as just used (its mtime is its last use) and return its identity."""
+    os.utime(path)
+    return _identity(path)

@@ -82,3 +82,24 @@ def test_a_copy_a_job_holds_is_not_evicted_for_size_however_long_it_waits(
     os.utime(held.path, (long_ago, long_ago))
     cached_copy(cache, "embeddings", b"w" * 100, "4" * 64)
     assert not held.path.exists()  # released: an old copy like any other
+
+
+async def test_a_copy_checked_once_is_not_hashed_again_until_it_changes(tmp_path: Path) -> None:
+    """Each generation in a style asks for its copy: an unchanged one is not read whole
+    again (an SDXL style is ~200 MB). A write changes its mtime, and it is hashed again."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    cache = BlobCache(tmp_path / "cache")
+    data = os.urandom(100_000)
+    key = await store.put(data)
+    copy = (await fetch_style_weights(store, cache, "loras", key, 1, "ink")).path
+    assert cache.use("loras", key) == copy  # the engine marks it used: still checked
+    # Changed behind the cache's back with its identity kept (size, inode, mtime): not
+    # hashed again, so it is handed out as it is. That is the trade made.
+    before = os.stat(copy)
+    flip_byte(copy)
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert cache.intact("loras", key) is not None
+    # Any ordinary write moves the mtime: hashed again, and the damage found.
+    flip_byte(copy, offset=0)
+    assert cache.intact("loras", key) is None
+    assert not copy.exists()
