@@ -83,8 +83,8 @@ class BlobCache:
     def intact(self, kind: CacheKind, key: str) -> CachedBlob | None:
         """The blob's copy if there is one and it still matches its key, marked as just
         used; a damaged copy is deleted, never loaded. Hashed again only when the file
-        changed since this cache last checked or wrote it (an SDXL style is ~200 MB: a
-        hash on every generation was most of a second)."""
+        changed since this cache last checked or wrote it (an SDXL style is ~200 MB:
+        0.15 s of hashing on every generation in it, measured on this machine)."""
         path = self.path(kind, key)
         with self._lock:
             if key in self._revoked:

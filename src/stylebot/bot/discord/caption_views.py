@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import discord
@@ -24,11 +24,13 @@ import discord
 from stylebot.bot.core.captions import CLEAR, MAX_CAPTION_CHARS
 from stylebot.bot.core.commands import (
     AcceptCaptions,
+    Command,
     IncomingFile,
     SetCaption,
     ShowCaptions,
     SuggestCaptions,
 )
+from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import CaptionList, ImageCaption
 from stylebot.bot.discord.components import AdmittedItem, OwnedItem, adapter_of
 from stylebot.bot.discord.render import render
@@ -88,59 +90,38 @@ class EditCaptionsButton(
         await interaction.response.send_modal(CaptionsModal(self.user_id, page))
 
 
-class SuggestCaptionsButton(
+# What each button under the listing sends: its label, its look and the core command.
+_CAPTION_ACTIONS: dict[str, tuple[str, discord.ButtonStyle, Callable[[Requester], Command]]] = {
+    "auto": ("Suggest captions", discord.ButtonStyle.secondary, SuggestCaptions),
+    "accept": ("Accept suggestions", discord.ButtonStyle.success, AcceptCaptions),
+}
+
+
+class CaptionsActionButton(
     OwnedItem,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"sb:captions-auto:(?P<user_id>[0-9]+)",
+    template=r"sb:captions-(?P<action>auto|accept):(?P<user_id>[0-9]+)",
 ):
-    """Asks the captioner for suggestions (a worker's job; they come back as a listing)."""
+    """*Suggest captions* (the core's ``SuggestCaptions``: a worker's job, whose
+    suggestions come back as a listing) or *Accept suggestions* (``AcceptCaptions``:
+    every waiting suggestion becomes its image's caption)."""
 
     hint = "To caption your own images, use /captions."
 
-    def __init__(self, user_id: int) -> None:
+    def __init__(self, user_id: int, action: str) -> None:
         self.user_id = user_id
+        self.action = action
+        label, style, _command = _CAPTION_ACTIONS[action]
         super().__init__(
-            discord.ui.Button(
-                label="Suggest captions",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"sb:captions-auto:{user_id}",
-            )
+            discord.ui.Button(label=label, style=style, custom_id=f"sb:captions-{action}:{user_id}")
         )
 
     @classmethod
     def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
-        return cls(int(match["user_id"]))
+        return cls(int(match["user_id"]), match["action"])
 
     async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
-        command = SuggestCaptions(adapter.requester(interaction))
-        await adapter.answer(interaction, command, ephemeral=True)
-
-
-class AcceptSuggestionsButton(
-    OwnedItem,
-    discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"sb:captions-accept:(?P<user_id>[0-9]+)",
-):
-    """Makes every waiting suggestion its image's caption."""
-
-    hint = "To caption your own images, use /captions."
-
-    def __init__(self, user_id: int) -> None:
-        self.user_id = user_id
-        super().__init__(
-            discord.ui.Button(
-                label="Accept suggestions",
-                style=discord.ButtonStyle.success,
-                custom_id=f"sb:captions-accept:{user_id}",
-            )
-        )
-
-    @classmethod
-    def from_match(cls, match: re.Match[str], item: discord.ui.Item[Any]) -> Self:
-        return cls(int(match["user_id"]))
-
-    async def pressed(self, adapter: DiscordAdapter, interaction: discord.Interaction[Any]) -> None:
-        command = AcceptCaptions(adapter.requester(interaction))
+        command = _CAPTION_ACTIONS[self.action][2](adapter.requester(interaction))
         await adapter.answer(interaction, command, ephemeral=True)
 
 
@@ -214,7 +195,7 @@ def captions_view(user_id: int, reply: CaptionList) -> discord.ui.View | None:
     for first in range(1, count + 1, PER_MODAL)[:_MAX_EDIT_BUTTONS]:
         view.add_item(EditCaptionsButton(user_id, first, min(PER_MODAL, count - first + 1)))
     if any(entry.suggestion for entry in reply.captions):
-        view.add_item(AcceptSuggestionsButton(user_id))
+        view.add_item(CaptionsActionButton(user_id, "accept"))
     if reply.can_suggest:
-        view.add_item(SuggestCaptionsButton(user_id))
+        view.add_item(CaptionsActionButton(user_id, "auto"))
     return view

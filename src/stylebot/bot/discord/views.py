@@ -30,9 +30,8 @@ from stylebot.bot.core.commands import (
 )
 from stylebot.bot.core.replies import ErrorReply
 from stylebot.bot.discord.caption_views import (
-    AcceptSuggestionsButton,
+    CaptionsActionButton,
     EditCaptionsButton,
-    SuggestCaptionsButton,
 )
 from stylebot.bot.discord.components import OwnedItem, StatefulItem, adapter_of
 from stylebot.bot.discord.consent_views import CONSENT_ITEMS
@@ -225,8 +224,7 @@ def output_ids_on(message: discord.Message | None) -> list[str]:
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     *CONSENT_ITEMS,
     EditCaptionsButton,
-    AcceptSuggestionsButton,
-    SuggestCaptionsButton,
+    CaptionsActionButton,
     ErasureButton,
     OutputButton,
     ExtendButton,
