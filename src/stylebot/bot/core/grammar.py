@@ -260,7 +260,8 @@ def _train_command(me: Requester, words: list[str]) -> commands.TrainStyle:
 
 CAPTIONS_USAGE = (
     "Use /captions, /captions NUMBER CAPTION (- clears it), /captions auto, "
-    "/captions accept [NUMBER] or /captions STYLE"
+    "/captions accept [NUMBER] or /captions STYLE (/captions style:STYLE for a style "
+    "named auto or accept)"
 )
 
 
@@ -279,10 +280,15 @@ def _split_caption(args: str) -> tuple[str, str | None]:
 def _captions_command(me: Requester, args: str) -> commands.Command:
     """``/captions`` lists the waiting images' captions, ``/captions 2 TEXT`` sets one,
     ``/captions auto`` asks the captioner for proposals, ``/captions accept [2]`` takes
-    them (or one), ``/captions STYLE`` lists those a style trained on."""
+    them (or one), ``/captions STYLE`` lists those a style trained on; ``style:STYLE``
+    says it is a style's name, so a style named "auto" or "accept" can be listed too."""
     first, _, rest = args.strip().partition(" ")
     if not first:
         return commands.ShowCaptions(me)
+    if first.lower().startswith("style:") and not rest.strip():
+        if not first[len("style:") :]:
+            raise CommandSyntaxError(CAPTIONS_USAGE)
+        return commands.ShowCaptions(me, first[len("style:") :])
     if first.lower() == "auto" and not rest.strip():
         return commands.SuggestCaptions(me)
     if first.lower() == "accept":
