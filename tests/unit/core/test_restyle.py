@@ -503,3 +503,51 @@ def test_a_platform_that_brings_the_mask_needs_no_region() -> None:
     assert (attached.region, attached.mask_path, attached.words) == (None, None, ("a", "door"))
     typed = parse_restyle("style:ink region:1,2,3,4 a door", "repaint", mask_attached=True)
     assert typed.region == (1, 2, 3, 4)
+
+
+def cropped(data: bytes, keep: float) -> bytes:
+    """The picture with its right side cut off, keeping `keep` of its width."""
+    with Image.open(io.BytesIO(data)) as image:
+        kept = image.crop((0, 0, round(image.width * keep), image.height))
+        buffer = io.BytesIO()
+        kept.save(buffer, "PNG")
+        return buffer.getvalue()
+
+
+def marked_picture(seed: int) -> bytes:
+    """A 256x256 picture with texture everywhere and (1, 2, 3) at its top left, which the
+    fake watermark reads."""
+    with Image.open(io.BytesIO(picture(256, 256, seed=seed))) as image:
+        rgb = image.convert("RGB")
+        rgb.putpixel((0, 0), (1, 2, 3))
+        buffer = io.BytesIO()
+        rgb.save(buffer, "PNG")
+        return buffer.getvalue()
+
+
+async def test_a_crop_of_an_output_is_restyled_as_cropped_not_as_the_whole_output(
+    world: CoreWorld,
+) -> None:
+    """The member asked for *this* picture: a crop of their output is what is drawn
+    again (traced to the output, so nothing to confirm), not the whole output."""
+    await trained_style(world)
+    await world.bot.handle(Imagine(ALICE, "a lighthouse", style="ink"))
+    [made] = world.queue.generate_jobs
+    world.watermark.ids[(1, 2, 3)] = made.output_ids[0]
+    whole = marked_picture(seed=9)
+    output_id = await deliver(world, made, whole)
+    stored_key = (await world.uow.outputs.get_output(output_id)).blob_key  # type: ignore[union-attr]
+
+    part = cropped(whole, 0.75)
+    traced = await world.bot.handle(Verify(ALICE, IncomingFile("part.png", part)))
+    assert isinstance(traced, VerifyReport), traced
+    assert traced.shown_percent == 75
+    queued = await world.bot.handle(restyle(part))
+    assert isinstance(queued, JobQueued), queued
+    job = world.queue.generate_jobs[-1]
+    assert job.source_output_id == output_id
+    assert job.source_key != stored_key
+    with Image.open(io.BytesIO(world.blobs.blobs[job.source_key])) as source:  # type: ignore[index]
+        assert source.size == (192, 256)
+    assert job.width < job.height  # the crop's shape, not the square output's
+    assert await image_use_entries(world) == []  # traced to their own output

@@ -218,7 +218,14 @@ async def _picture_source(
         and made is not None
         and made.blob_key is not None
     ):
-        return PictureSource(made.blob_key, strength, output_id=made.id), (made.width, made.height)
+        if report.shown_percent in (None, 100):
+            # The whole output, at any size: its stored blob is the better copy.
+            source = PictureSource(made.blob_key, strength, output_id=made.id)
+            return source, (made.width, made.height)
+        # A crop of it is what the member asked to draw again: its own pixels, traced to
+        # the output (nothing to confirm, as for the whole).
+        source = PictureSource(image.sha256, strength, output_id=made.id, upload=image.data)
+        return source, (image.width, image.height)
     if not command.rights_confirmed:
         return ErrorReply(_confirm_text(image, command))
     evidence = ImageEvidence(image.sha256, phash.hex)
