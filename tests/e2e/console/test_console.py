@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tests.support.redis_outage import shut_down_if_running
 
 from stylebot.bot.console.session import make_sample_images
+from stylebot.queue.redis_socket import socket_path_for
 
 pytestmark = pytest.mark.slow
 
@@ -19,15 +21,22 @@ pytestmark = pytest.mark.slow
 def run_stylebot(
     args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stylebot", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
+    """Run the CLI to its end. Timed out, it is killed, and so is the embedded Redis it
+    started in its own session, which would otherwise outlive the test."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "stylebot", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        if "STYLEBOT_DATA_DIR" in env:
+            shut_down_if_running(socket_path_for(Path(env["STYLEBOT_DATA_DIR"])))
+        raise
 
 
 @pytest.fixture
