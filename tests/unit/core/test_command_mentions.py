@@ -3,8 +3,10 @@
 Every reply kind, with every command the core can name in it, is rendered for every
 platform; a command the text then names must be one that platform registers, read from
 the adapter's own registration (Discord's command tree, Telegram's command menus, the
-console's command list), never from a list kept here. And the core writes no command
-name of its own: its texts name commands only as mentions.
+console's command list), never from a list kept here. The mentions are every one the
+core's source makes, as well as every command. And the core writes no command name of
+its own: its texts name commands only as mentions; an adapter's own texts name only
+commands its platform has.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import ast
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import discord
@@ -221,10 +223,14 @@ def test_typed_platforms_name_commands_as_typed() -> None:
 def core_texts() -> list[tuple[str, int, str]]:
     """Every string the core writes but docstrings (file, line, text); the typed
     grammar's own usage lines are for the typed platforms only, and are left out."""
+    paths = Path(core_package.__file__).parent.glob("*.py")
+    return texts_in(path for path in paths if path.name not in ("grammar.py", "admin_grammar.py"))
+
+
+def texts_in(paths: Iterable[Path]) -> list[tuple[str, int, str]]:
+    """Every string these modules write but docstrings (file, line, text)."""
     found = []
-    for path in sorted(Path(core_package.__file__).parent.glob("*.py")):
-        if path.name in ("grammar.py", "admin_grammar.py"):
-            continue
+    for path in sorted(paths):
         tree = ast.parse(path.read_text())
         docstrings = {
             id(node.body[0].value)
@@ -252,3 +258,25 @@ def test_the_core_names_commands_only_as_mentions() -> None:
     assert spelled_out == []
     # ... and its mentions are there to be spelled (the scan above sees the core's texts).
     assert spell(mention(CommandName.TRAIN, "NAME"), lambda m: m.command) == CommandName.TRAIN
+
+
+# Telegram's own bot for bot tokens, named where the token is refused.
+BOTFATHER_COMMANDS = {"mybots"}
+
+
+@pytest.mark.parametrize("platform", ["discord", "telegram", "console"])
+def test_an_adapters_own_texts_name_only_commands_its_platform_has(
+    platform: str, world: CoreWorld
+) -> None:
+    registered = {
+        "discord": discord_commands(world),
+        "telegram": set(TELEGRAM_COMMANDS) | BOTFATHER_COMMANDS,
+        "console": set(CONSOLE_COMMANDS),
+    }[platform]
+    package = Path(core_package.__file__).parent.parent / platform
+    named_elsewhere = [
+        (name, line, text)
+        for name, line, text in texts_in(package.glob("*.py"))
+        if not set(COMMAND_NAMED.findall(text)) <= registered
+    ]
+    assert named_elsewhere == []
