@@ -203,6 +203,18 @@ def test_discord_spells_every_core_mention_with_options_its_command_has(
         assert options <= {p.name for p in command.parameters}, (found, shown)
 
 
+def test_discord_points_to_the_button_that_does_what_the_mention_says() -> None:
+    """`/captions accept` takes every suggestion, `/captions accept NUMBER` one: on
+    Discord the Accept suggestions button takes them all, an image's is taken by
+    submitting the Edit captions modal, which opens with it filled in."""
+    every = discord_spelling(Mention(CommandName.CAPTIONS, ("accept",)))
+    one = discord_spelling(Mention(CommandName.CAPTIONS, ("accept", "NUMBER")))
+    assert "Accept suggestions button" in every
+    assert "Accept suggestions" not in one
+    assert "Edit captions button" in one
+    assert "Suggest captions button" in discord_spelling(Mention(CommandName.CAPTIONS, ("auto",)))
+
+
 def test_discord_names_its_own_commands_with_their_options(world: CoreWorld) -> None:
     shown = spell_reply(ErrorReply(EVERY_MENTION), discord_spelling).text
     assert "/train name:NAME" in shown
