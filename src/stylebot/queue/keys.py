@@ -5,7 +5,7 @@ what a shared Redis holds for stylebot. Each key's type, writer, lifetime and pu
 docs/architecture.md, "The Redis key schema".
 
 The `arq:` keys are arq 0.28's own (its `arq.constants`, pinned in pyproject.toml);
-`tests/unit/queue/test_arq_contract.py` fails when a release changes them.
+`tests/integration/queue/test_arq_contract.py` fails when a release changes them.
 """
 
 from __future__ import annotations

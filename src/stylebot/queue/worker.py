@@ -3,6 +3,11 @@
 What its jobs do is in `job_bodies`; a job's lease, time limit, cancel, shutdown
 and failure in `job_lifecycle`; what the jobs share in `worker_context`. It
 extends arq's internals, pinned (tests/integration/queue/test_arq_contract.py).
+
+Over 400 lines because `StyleWorker`'s overrides of arq's `Worker` (start in fair order,
+finish, fail, stop on a signal) share one state, the jobs it has read, claimed and
+announced, and are checked against arq together; all that stands alone is in the
+modules above.
 """
 
 from __future__ import annotations

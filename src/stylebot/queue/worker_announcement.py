@@ -23,7 +23,7 @@ import socket
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.asyncio import Redis
@@ -31,6 +31,9 @@ from redis.asyncio import Redis
 from stylebot.bot.core.admin_ports import LiveWorker
 from stylebot.queue.keys import presence_key
 from stylebot.redis_replies import list_reply
+
+if TYPE_CHECKING:  # torch: imported where the engine is built, and only there
+    from stylebot.engine.runtime import StyleEngine
 
 _PRESENCE_PREFIX = presence_key("")
 
@@ -50,8 +53,9 @@ def running_jobs(tasks: Mapping[str, asyncio.Task[Any]]) -> tuple[str, ...]:
     return tuple(sorted(job_id for job_id, task in tasks.items() if not task.done()))
 
 
-def _device(engine: Any) -> tuple[str, int | None]:
-    """The engine's device: a CUDA GPU's name and memory, else its type ("cpu")."""
+def _device(engine: StyleEngine) -> tuple[str, int | None]:
+    """The engine's device: a CUDA GPU's name and memory, else its type ("cpu"). Read
+    with getattr: tests hand the worker stand-ins without a pipeline."""
     kind = str(getattr(engine, "device_type", "cpu"))
     if kind != "cuda":
         return kind, None
@@ -62,7 +66,7 @@ def _device(engine: Any) -> tuple[str, int | None]:
     return str(properties.name), int(properties.total_memory)
 
 
-def _family(engine: Any, configured: str) -> str:
+def _family(engine: StyleEngine, configured: str) -> str:
     pipeline = getattr(engine, "pipeline", None)
     if pipeline is None:
         return configured
@@ -72,7 +76,11 @@ def _family(engine: Any, configured: str) -> str:
 
 
 def worker_snapshot(
-    worker_id: str, engine: Any, base_model: str, configured_family: str, activity: WorkerSnapshot
+    worker_id: str,
+    engine: StyleEngine,
+    base_model: str,
+    configured_family: str,
+    activity: WorkerSnapshot,
 ) -> Callable[[], LiveWorker]:
     """A function giving this worker's announcement as of now; what does not change
     (device, family, version, start) is read once, here."""

@@ -240,6 +240,9 @@ async def test_managers_review_and_remove_optouts_made_in_their_server(
     assert str(bob.id) not in listing
     bad = await answer(fake, guild, general, alice, "admin remove-optout", {"ids": "two"})
     assert "numbers" in bad
+    # A digit int() cannot read (it crashed the command) is no id either.
+    bad = await answer(fake, guild, general, alice, "admin remove-optout", {"ids": "²"})
+    assert "numbers" in bad
     # Discord shows '#12' as typed: the bot escapes a '#' that starts a line ('\\#12').
     shown = [line.removeprefix("\\") for line in listing.splitlines()]
     ids = " ".join(line.split()[0] for line in shown if line.startswith("#"))

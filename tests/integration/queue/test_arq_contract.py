@@ -10,9 +10,11 @@ overrides before changing anything here.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import logging
+import sys
 import tomllib
 from collections.abc import Callable
 from importlib import metadata
@@ -106,17 +108,51 @@ def test_the_arq_code_we_extend_is_the_code_we_read(function: Callable[..., Any]
     )
 
 
-@pytest.mark.parametrize(
-    ("ours", "name"),
-    [
-        (StyleWorker, "start_jobs"),
-        (StyleWorker, "finish_job"),
-        (StyleWorker, "finish_failed_job"),
-        (StyleWorker, "handle_sig"),
-        (OutageTolerantWorker, "_poll_iteration"),
-        (OutageTolerantWorker, "close"),
-    ],
-)
+# Every method of arq's Worker that ours override (their __init__ aside, whose arq source
+# is hashed above and which they call with arq's keywords).
+OVERRIDES: list[tuple[type[Worker], str]] = [
+    (StyleWorker, "start_jobs"),
+    (StyleWorker, "finish_job"),
+    (StyleWorker, "finish_failed_job"),
+    (StyleWorker, "handle_sig"),
+    (OutageTolerantWorker, "_poll_iteration"),
+    (OutageTolerantWorker, "close"),
+]
+OUR_WORKERS = (StyleWorker, OutageTolerantWorker)
+
+
+def test_every_override_of_arq_is_in_this_contract() -> None:
+    """A method added to our workers under a name arq's Worker has is an override too:
+    it must be read against arq's code and listed here."""
+    overridden = {
+        (ours, name)
+        for ours in OUR_WORKERS
+        for name, value in vars(ours).items()
+        if name != "__init__" and callable(value) and callable(getattr(Worker, name, None))
+    }
+    assert overridden == set(OVERRIDES)
+    assert {getattr(Worker, name) for _ours, name in OVERRIDES} <= set(ARQ_SOURCES)
+
+
+def test_every_worker_attribute_ours_use_is_in_this_contract() -> None:
+    """`self.X` in our workers' source, X an attribute arq's Worker sets: in WORKER_STATE."""
+    fresh = Worker(functions=[func(_noop, name="noop")], redis_pool=None, handle_signals=False)
+    arqs = set(vars(fresh))
+    used = set()
+    for ours in OUR_WORKERS:
+        tree = ast.parse(inspect.getsource(sys.modules[ours.__module__]))
+        used |= {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+        }
+    assert "tasks" in used & arqs  # the scan sees them
+    assert used & arqs <= set(WORKER_STATE)
+
+
+@pytest.mark.parametrize(("ours", "name"), OVERRIDES)
 def test_the_overrides_take_what_arq_passes(ours: type[Worker], name: str) -> None:
     """arq calls these itself: our override must accept exactly arq's parameters."""
     assert name in vars(ours), f"{ours.__name__} no longer overrides {name}"

@@ -22,7 +22,7 @@ from stylebot.bot.core.commands import Imagine
 from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import ImagesReady, JobFinished, JobQueued
 from stylebot.config import Settings
-from stylebot.doctor import check_redis
+from stylebot.doctor.host import check_redis
 from stylebot.doctor.results import Level
 from stylebot.metrics import build_registry
 from stylebot.queue.redis_endpoint import RedisEndpoint

@@ -133,12 +133,25 @@ def _registrant(verb: str, rest: list[str]) -> tuple[str | None, list[str]]:
     return None, rest
 
 
+def registration_ids(text: str) -> tuple[int, ...] | None:
+    """The /optout registration ids ``text`` gives as listings show them (``#12 #15``,
+    with commas or without), None when a word is not one: Discord's ids option and the
+    typed ``/admin removeoptout`` read them alike."""
+    words = text.replace(",", " ").split()
+    # isdecimal, not isdigit: int() refuses digits such as '²' that isdigit accepts.
+    if not all(word.lstrip("#").isdecimal() for word in words):
+        return None
+    return tuple(int(word.lstrip("#")) for word in words)
+
+
 def _remove_optouts(requester: Requester, rest: list[str]) -> RemoveOptOuts:
     registrant, words = _registrant("removeoptout", rest)
     ids: list[int] = []
     if registrant is None:
-        while words and words[0].lstrip("#").isdigit():
-            ids.append(int(words.pop(0).lstrip("#")))
+        # The leading words that are ids; the rest is the reason.
+        while words and (leading := registration_ids(words[0])):
+            ids.extend(leading)
+            words.pop(0)
         if not ids:
             problem = "Give the ids a listing shows (/admin optouts), or by:CODE."
             raise AdminUsageError(_usage("removeoptout", problem))
@@ -159,7 +172,7 @@ def _quota(requester: Requester, rest: list[str]) -> SetQuota:
         )
     if limit in QUOTA_LIFTED:
         per_day = None
-    elif limit.isdigit() and int(limit) >= 1:
+    elif limit.isdecimal() and int(limit) >= 1:
         per_day = int(limit)
     else:
         problem = f"The limit is a whole number from 1, or none, not {printable(limit)!r}."
@@ -170,7 +183,7 @@ def _quota(requester: Requester, rest: list[str]) -> SetQuota:
 def _target(verb: str, rest: list[str], replied: RepliedUser | None) -> tuple[str, list[str]]:
     """Whom a ban or unban is for (the replied-to sender, or a user id given first), and
     the words after it. A reply that also names someone else is refused, not guessed."""
-    named = rest[0] if rest and (rest[0].isdigit() or rest[0].startswith("@")) else None
+    named = rest[0] if rest and (rest[0].isdecimal() or rest[0].startswith("@")) else None
     if replied is None:
         if not rest:
             raise AdminUsageError(_usage(verb, f"Say whom to {verb}."))
@@ -178,7 +191,7 @@ def _target(verb: str, rest: list[str], replied: RepliedUser | None) -> tuple[st
     target = _replied_target(replied, verb)
     if named is None:
         return target, rest
-    if not named.isdigit() or int(named) != int(target):
+    if not named.isdecimal() or int(named) != int(target):
         raise AdminUsageError(
             _usage(
                 verb,
@@ -191,7 +204,7 @@ def _target(verb: str, rest: list[str], replied: RepliedUser | None) -> tuple[st
 
 def _user_id(word: str, verb: str) -> str:
     """Telegram (the one typed platform with /admin) has positive numeric user ids."""
-    if word.isdigit() and int(word) > 0:
+    if word.isdecimal() and int(word) > 0:
         return str(int(word))
     if word.startswith("@"):
         problem = (

@@ -40,7 +40,7 @@ class Deps:
     # Requests that count against limits are admitted one at a time: the limits are
     # checked and the request recorded (job, usage) under this lock, so that requests
     # sent at once cannot all pass the same check. One front-end process owns the
-    # database (DESIGN.md), so a lock in that process is enough. Erasure and style
+    # database (docs/architecture.md), so a lock in that process is enough. Erasure and style
     # deletion hold it for their SQLite part only (their queue work runs after it).
     admission: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     # Held from storing an upload's blob until its record exists, and by deleters

@@ -169,9 +169,8 @@ class CaptionsModal(AdmittedItem, discord.ui.Modal):
             text = "\n".join(render(answer).short for answer in answers)
             await interaction.followup.send(text, ephemeral=True)
 
-    # This is Modal.on_error's signature (no `item`); mypy checks it against
-    # BaseView.on_error, which Modal itself narrows the same way.
-    async def on_error(  # type: ignore[override]
+    # This is Modal.on_error's signature (no `item`), which Modal itself narrows the same way.
+    async def on_error(  # type: ignore[override]  # mypy checks it against BaseView.on_error
         self, interaction: discord.Interaction[Any], error: Exception, /
     ) -> None:
         await adapter_of(interaction).report_error(interaction, error)

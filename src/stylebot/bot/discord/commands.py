@@ -9,6 +9,10 @@ since that is where the community wants to see the images.
 may not manage the server they use it in, and the core refuses everyone
 without authority with a clear reply. Discord's Manage Server permission is
 what the adapter passes on as `manages_server`.
+
+Over 400 lines on purpose: the slash commands and the context menu, each a few lines
+from Discord's options to a core command, read in one place (the picture commands are
+in restyle_commands.py, /admin's opt-out ones in optout_admin.py).
 """
 
 from __future__ import annotations
@@ -122,7 +126,7 @@ def with_images(first: str, more: str) -> Callable[[ImagesCallback], ImagesCallb
         # Discord (and Python) take required options before optional ones.
         required = [p for p in named if p.default is inspect.Parameter.empty]
         optional = [p for p in named if p.default is not inspect.Parameter.empty]
-        command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        command.__signature__ = signature.replace(  # type: ignore[attr-defined]  # inspect reads it
             parameters=[interaction, *required, slots[0], *optional, *slots[1:]]
         )
         descriptions = {f"image{n}": first if n == 1 else more for n in range(1, MAX_IMAGES + 1)}

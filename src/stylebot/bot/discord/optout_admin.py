@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 
 from stylebot.bot.core.admin_commands import ListOptOuts, RemoveOptOuts
+from stylebot.bot.core.admin_grammar import registration_ids
 from stylebot.bot.core.replies import ErrorReply
 
 if TYPE_CHECKING:
@@ -57,13 +58,13 @@ def install_optout_review(
         reason: str | None = None,
     ) -> None:
         await adapter.defer(interaction, ephemeral=True)
-        words = (ids or "").replace(",", " ").split()
-        if not all(word.lstrip("#").isdigit() for word in words):
+        chosen = registration_ids(ids or "")
+        if chosen is None:
             await adapter.respond(interaction, BAD_IDS, ephemeral=True)
             return
         command = RemoveOptOuts(
             adapter.requester(interaction),
-            tuple(int(word.lstrip("#")) for word in words),
+            chosen,
             registrant or None,
             (reason or "").strip(),
             manages_server=manages_server(interaction),

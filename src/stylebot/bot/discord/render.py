@@ -192,17 +192,21 @@ _FIRST_OPTION = {
 }
 
 
-#: /captions' typed forms, as the buttons under Discord's /captions listing.
+#: /captions' typed forms (by their words, a number as NUMBER), as the buttons under
+#: Discord's /captions listing. One suggestion is accepted by submitting the Edit
+#: captions modal, which opens with the suggestions filled in.
 CAPTION_BUTTONS = {
-    "auto": "the Suggest captions button under /captions",
-    "accept": "the Accept suggestions button under /captions",
+    ("auto",): "the Suggest captions button under /captions",
+    ("accept",): "the Accept suggestions button under /captions",
+    ("accept", "NUMBER"): "the Edit captions button under /captions (suggestions filled in)",
 }
 
 
 def discord_spelling(mention: Mention) -> str:
     """A command a reply names, as a Discord user finds it: ``/train name:NAME``."""
     if mention.command is CommandName.CAPTIONS and mention.args[:1] in (("auto",), ("accept",)):
-        return CAPTION_BUTTONS[mention.args[0]]
+        words = tuple("NUMBER" if arg.isdecimal() else arg for arg in mention.args)
+        return CAPTION_BUTTONS.get(words, INSTEAD_OF[CommandName.CAPTIONS])
     if mention.command in INSTEAD_OF:
         return INSTEAD_OF[mention.command]
     words = [SLASH_COMMANDS[mention.command]]

@@ -250,7 +250,7 @@ class RestyleModal(AdmittedItem, discord.ui.Modal):
             )
 
     # This is Modal.on_error's signature (no `item`); see consent_views.NameModal.
-    async def on_error(  # type: ignore[override]
+    async def on_error(  # type: ignore[override]  # mypy checks it against BaseView.on_error
         self, interaction: discord.Interaction[Any], error: Exception, /
     ) -> None:
         await adapter_of(interaction).report_error(interaction, error)
