@@ -36,8 +36,8 @@ demo-flux: $(STAMP)
 	$(BIN)/stylebot demo --family flux
 
 test: $(STAMP) browser redis-tls
-	$(BIN)/ruff check src tests bench tools
-	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools deploy
+	$(BIN)/ruff format --check src tests bench tools deploy
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=30
 
@@ -70,7 +70,7 @@ redis-tls:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff check src tests bench tools deploy
 
 # mypy over src/ as pyproject.toml's [tool.mypy] configures it (strict).
 typecheck: $(STAMP)

@@ -89,10 +89,25 @@ def pip_requirements(run_line: str) -> list[tuple[Requirement, bool]]:
         if words[:2] != ["pip", "install"]:
             continue
         no_deps = "--no-deps" in words
+        after_option = False
         for word in words[2:]:
-            if not word.startswith("-") and word != ".":
+            if word in ("-c", "--constraint", "-r", "--requirement"):
+                after_option = True  # its argument is a file, not a requirement
+            elif after_option:
+                after_option = False
+            elif not word.startswith("-") and word != ".":
                 found.append((Requirement(word), no_deps))
     return found
+
+
+def pip_installs(path: Path) -> list[list[str]]:
+    """The words of every `pip install` a Dockerfile runs."""
+    return [
+        words
+        for line in values(path, "RUN")
+        for command in re.split(r"&&|;", line)
+        if (words := shlex.split(command))[:2] == ["pip", "install"]
+    ]
 
 
 def installed_closure(roots: list[tuple[Requirement, bool]]) -> set[str]:
@@ -165,7 +180,7 @@ def test_the_worker_image_builds_on_cuda_and_keeps_its_torch() -> None:
     assert values(dockerfile, "FROM") == ["${BASE_IMAGE}"]
     assert args["TORCH_SPEC"] == '""', "the CUDA base's torch must not be replaced by default"
     runs = " ".join(values(dockerfile, "RUN"))
-    assert "pip install ." in runs
+    assert "pip install -c constraints.txt ." in runs
     assert "libgl1" in runs  # OpenCV's import needs it
     # The compose file keeps the model cache in a volume at HF_HOME.
     env = " ".join(values(dockerfile, "ENV"))
@@ -190,3 +205,35 @@ def test_images_run_stylebot_as_a_user_and_stop_on_sigterm(name: str, command: l
     copied = [args.split()[0] for args in values(dockerfile, "COPY")]
     for source in copied:
         assert (REPO / source).exists(), f"{name} copies {source}, which is not in the repo"
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.frontend", "Dockerfile.worker"])
+def test_images_install_the_locked_versions(name: str) -> None:
+    """Every pip install but the worker's optional torch takes requirements.lock's pins
+    (as lock_constraints.py writes them), so an image built later gets what the suite
+    passed with."""
+    dockerfile = DEPLOY / name
+    runs = " ".join(values(dockerfile, "RUN"))
+    assert "python lock_constraints.py requirements.lock > constraints.txt" in runs
+    copied = " ".join(values(dockerfile, "COPY"))
+    assert "requirements.lock" in copied
+    assert "deploy/lock_constraints.py" in copied
+    for words in pip_installs(dockerfile):
+        if "$TORCH_SPEC" in words:
+            continue  # the operator's chosen torch, from its own index
+        assert words[words.index("-c") + 1] == "constraints.txt", words
+
+
+def test_lock_constraints_leave_out_what_the_base_image_has(tmp_path: Path) -> None:
+    """Run as the image runs it: the pins of packages installed here (Pillow, this
+    venv's) are left to the base; one that is not installed is kept."""
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("# a comment\nPillow==1.0\nnot-installed-anywhere==2.3\n\n")
+    printed = subprocess.run(
+        [sys.executable, str(DEPLOY / "lock_constraints.py"), str(lock)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert printed.stdout.split() == ["not-installed-anywhere==2.3"]
