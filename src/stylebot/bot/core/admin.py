@@ -44,7 +44,9 @@ from stylebot.bot.core.model import Job, JobStatus, Requester, Visibility
 from stylebot.bot.core.names import InvalidStyleName, normalise_style_name, printable
 from stylebot.bot.core.replies import ErrorReply, Reply, TextReply
 
-JOB_KINDS = ("train", "generate")
+# The jobs a daily quota counts (terminal_status.JOB_KINDS, the queues always shown, is
+# another list that happens to hold the same two today).
+QUOTA_KINDS = ("train", "generate")
 QUOTA_UNITS = {"generate": "images", "train": "trainings"}
 
 
@@ -108,9 +110,9 @@ async def handle_resume_training(deps: Deps, command: ResumeTraining) -> Reply:
 async def handle_set_quota(deps: Deps, command: SetQuota) -> Reply:
     ports = deps.admin
     authority = authority_of(ports, command.requester, command.manages_server)
-    if command.kind not in JOB_KINDS:
+    if command.kind not in QUOTA_KINDS:
         return ErrorReply(
-            f"A quota is for {' or '.join(JOB_KINDS)}, not {printable(command.kind)!r}."
+            f"A quota is for {' or '.join(QUOTA_KINDS)}, not {printable(command.kind)!r}."
         )
     if command.per_day is not None and command.per_day < 1:
         return ErrorReply("A quota is a number per member per day: 1 or more (or none).")

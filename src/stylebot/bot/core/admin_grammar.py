@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeGuard
 
-from stylebot.bot.core.admin import JOB_KINDS
+from stylebot.bot.core.admin import QUOTA_KINDS
 from stylebot.bot.core.admin_commands import (
     AdminCommand,
     BanUser,
@@ -166,7 +166,7 @@ def _quota(requester: Requester, rest: list[str]) -> SetQuota:
     if len(words) != 2:
         raise AdminUsageError(_usage("quota", "Give what to limit and how many."))
     kind, limit = words
-    if kind not in JOB_KINDS:
+    if kind not in QUOTA_KINDS:
         raise AdminUsageError(
             _usage("quota", f"A quota is for generate or train, not {printable(kind)!r}.")
         )
