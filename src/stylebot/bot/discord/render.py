@@ -205,8 +205,8 @@ CAPTION_BUTTONS = {
 def discord_spelling(mention: Mention) -> str:
     """A command a reply names, as a Discord user finds it: ``/train name:NAME``."""
     if mention.command is CommandName.CAPTIONS and mention.args[:1] in (("auto",), ("accept",)):
-        words = tuple("NUMBER" if arg.isdecimal() else arg for arg in mention.args)
-        return CAPTION_BUTTONS.get(words, INSTEAD_OF[CommandName.CAPTIONS])
+        typed = tuple("NUMBER" if arg.isdecimal() else arg for arg in mention.args)
+        return CAPTION_BUTTONS.get(typed, INSTEAD_OF[CommandName.CAPTIONS])
     if mention.command in INSTEAD_OF:
         return INSTEAD_OF[mention.command]
     words = [SLASH_COMMANDS[mention.command]]
