@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from diffusers.pipelines.auto_pipeline import (
@@ -190,11 +191,11 @@ class ImageModes:
         control images, `weight` being the ControlNet's conditioning scale."""
         pipe = self.sketches.pipeline(kind)
         call = dict(kwargs)
-        call["image"] = [self.sketches.control_image(kind, picture) for picture in pictures]
+        call.update(self.sketches.control_arguments(kind, pictures))
         call["controlnet_conditioning_scale"] = weight
         if "guidance_rescale" not in _parameters(pipe):
             call.pop("guidance_rescale", None)
-        return pipe, call
+        return partial(self.sketches.run, pipe), call
 
 
 def _parameters(pipe: Any) -> frozenset[str]:

@@ -169,11 +169,3 @@ def test_a_controlnet_for_another_base_model_is_refused_at_start_up(
     pipeline = load_pipeline(str(tiny_sdxl_model_dir), device="cpu")
     with pytest.raises(SketchUnsupported, match="ControlNet for another base model"):
         Generator(pipeline, controlnets={"edges": str(tiny_controlnet_dir)})
-
-
-def test_a_flow_model_refuses_a_controlnet_at_start_up(
-    tiny_flux_model_dir: Path, tiny_controlnet_dir: Path
-) -> None:
-    pipeline = load_pipeline(str(tiny_flux_model_dir), device="cpu")
-    with pytest.raises(SketchUnsupported, match="not this worker's flux model"):
-        Generator(pipeline, controlnets={"edges": str(tiny_controlnet_dir)})
