@@ -136,3 +136,15 @@ def test_a_batch_of_sketches_draws_what_each_draws_alone(generator: Generator) -
     # Up to a batched kernel's rounding (Generator.generate_batch).
     assert _mean_difference(together_first, alone_first) < 0.5
     assert _mean_difference(together_second, alone_second) < 0.5
+
+
+def test_every_mode_draws_at_a_size_in_eights_not_only_sixteens(generator: Generator) -> None:
+    # The front end sizes pictures in multiples of 8 (restyle_size); FLUX.1's and SD 3.5's
+    # transformers take 2x2 patches of the 8x smaller latent, so their pipelines want 16s
+    # (SD 3.5's refused 72 px, FLUX.1's drew 64).
+    picture = _stripes().resize((72, 56))
+    text = replace(REQUEST, steps=2, width=72, height=56)
+    [drawn] = generator.generate(text)
+    [restyled] = generator.generate(replace(text, init_image=picture, strength=0.6))
+    [sketched] = generator.generate(replace(FLOW_SKETCH, width=72, height=56, init_image=picture))
+    assert drawn.size == restyled.size == sketched.size == (72, 56)
