@@ -271,7 +271,9 @@ def write_tiny_depth_estimator(path: Path, *, seed: int = 0) -> Path:
     return path
 
 
-def write_tiny_controlnet(path: Path, model: Path, *, seed: int = 0) -> Path:
+def write_tiny_controlnet(
+    path: Path, model: Path, *, seed: int = 0, union_modes: int | None = None
+) -> Path:
     """Write a ControlNet with random weights for the tiny model at `model`, of its
     family's ControlNet class. SD 1.5/2.x/SDXL: its UNet's blocks and widths (diffusers'
     `ControlNetModel.from_unet`); FLUX.1 and SD 3.5: see `write_tiny_flow_controlnet`.
@@ -285,7 +287,7 @@ def write_tiny_controlnet(path: Path, model: Path, *, seed: int = 0) -> Path:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return write_tiny_flow_controlnet(path, model, _OUTPUT_SPREAD)
+            return write_tiny_flow_controlnet(path, model, _OUTPUT_SPREAD, union_modes=union_modes)
     unet = UNet2DConditionModel.from_pretrained(model / "unet")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

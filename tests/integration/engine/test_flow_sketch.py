@@ -22,6 +22,7 @@ from stylebot.engine.generation_request import LoraWeights
 from stylebot.engine.generator import Generator
 from stylebot.engine.models import load_pipeline, model_family
 from stylebot.engine.sketch_control import SketchUnsupported
+from stylebot.engine.tiny_model import write_tiny_controlnet
 from stylebot.trainer.flow_matching import train_flow_lora
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -148,3 +149,17 @@ def test_every_mode_draws_at_a_size_in_eights_not_only_sixteens(generator: Gener
     [restyled] = generator.generate(replace(text, init_image=picture, strength=0.6))
     [sketched] = generator.generate(replace(FLOW_SKETCH, width=72, height=56, init_image=picture))
     assert drawn.size == restyled.size == sketched.size == (72, 56)
+
+
+def test_a_flux_union_controlnet_is_told_the_kind_it_follows(
+    tiny_flux_model_dir: Path, tmp_path: Path
+) -> None:
+    # One ControlNet for many kinds (InstantX's and Shakker-Labs' FLUX.1 union models):
+    # without its mode it refuses to run.
+    union = write_tiny_controlnet(tmp_path / "union", tiny_flux_model_dir, union_modes=7)
+    pipeline = load_pipeline(str(tiny_flux_model_dir), device="cpu")
+    flux = Generator(pipeline, controlnets={"edges": str(union)})
+    [stripes] = flux.generate(replace(FLOW_SKETCH, init_image=_stripes()))
+    [ring] = flux.generate(replace(FLOW_SKETCH, init_image=_ring()))
+    assert flux.modes.sketches.pipeline("edges").controlnet.union
+    assert _mean_difference(stripes, ring) > 2
