@@ -122,7 +122,8 @@ def check_controlnets(
     for kind, source in configured.items():
         named = f"STYLEBOT_CONTROLNET_{kind.upper()}={source}"
         config = controlnet_config(named, source)
-        class_name = str(config.get("_class_name"))
+        # diffusers writes the class into every config; an old hand-made one may lack it.
+        class_name = str(config.get("_class_name") or "ControlNetModel")
         if class_name not in CONTROLNET_CLASSES:
             raise SketchUnsupported(
                 f"{named} is a {class_name}, which /sketch does not load: name a "

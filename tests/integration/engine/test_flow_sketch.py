@@ -163,3 +163,22 @@ def test_a_flux_union_controlnet_is_told_the_kind_it_follows(
     [ring] = flux.generate(replace(FLOW_SKETCH, init_image=_ring()))
     assert flux.modes.sketches.pipeline("edges").controlnet.union
     assert _mean_difference(stripes, ring) > 2
+
+
+def test_a_flux_union_controlnet_follows_depth_as_its_mode_2(
+    tiny_flux_model_dir: Path, tiny_depth_estimator_dir: Path, tmp_path: Path
+) -> None:
+    union = write_tiny_controlnet(tmp_path / "union", tiny_flux_model_dir, union_modes=7)
+    flux = Generator(
+        load_pipeline(str(tiny_flux_model_dir), device="cpu"),
+        controlnets={"edges": str(union), "depth": str(union)},
+        depth_estimator=str(tiny_depth_estimator_dir),
+    )
+    sketches = flux.modes.sketches
+    assert sketches.control_arguments("edges", [_stripes()])["control_mode"] == 0
+    assert sketches.control_arguments("depth", [_stripes()])["control_mode"] == 2
+    edges = replace(FLOW_SKETCH, init_image=_stripes())
+    [followed_edges] = flux.generate(edges)
+    [followed_depth] = flux.generate(replace(edges, follow="depth"))
+    # The same ControlNet and picture, another kind: another control image and mode.
+    assert _mean_difference(followed_edges, followed_depth) > 1
