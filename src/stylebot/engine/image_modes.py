@@ -146,9 +146,10 @@ class ImageModes:
     def call_for(
         self, requests: Sequence[GenerationRequest], kwargs: dict[str, Any]
     ) -> tuple[Any, dict[str, Any]]:
-        """The pipeline and its arguments for one call of compatible requests:
-        `kwargs` (a text-to-image call's) as they are, or turned into an
-        image-to-image call when the requests start from pictures."""
+        """The pipeline (for a sketch, what calls it, `SketchPipelines.run`) and its
+        arguments for one call of compatible requests: `kwargs` (a text-to-image call's)
+        as they are, or turned into an image-to-image call when the requests start from
+        pictures."""
         first = requests[0]
         if first.init_image is None:
             return self.base, kwargs
