@@ -19,8 +19,8 @@ from PIL import Image
 from stylebot.engine.tiny_model import write_tiny_model
 
 
-def tiny_model(root: Path) -> Path:
-    return write_tiny_model(root / "tiny-sd", seed=0)
+def tiny_model(root: Path, family: str = "sd15") -> Path:
+    return write_tiny_model(root / f"tiny-{family}", seed=0, family=family)
 
 
 def one_thread() -> None:

@@ -8,7 +8,8 @@ tiny model on the CPU: text-to-image rounds until the memory settles, then the s
 rounds with a restyle (256x256), an upscale (to 512x512) and a sketch (a tiny random
 ControlNet) in each; and the parameter bytes of the image-to-image and ControlNet
 pipelines that the text pipeline does not hold (0 and the ControlNet's own: shared).
-Run: .venv/bin/python bench/image_modes_memory.py [--rounds N]
+`--family flux` or `sd3`: the same on that family's tiny model and tiny ControlNet.
+Run: .venv/bin/python bench/image_modes_memory.py [--rounds N] [--family F]
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def settled(work: list[GenerationRequest], generator: Generator, rounds: int) ->
     return rss_mb()
 
 
-def main(rounds: int) -> None:
+def main(rounds: int, family: str) -> None:
     one_thread()
     with tempfile.TemporaryDirectory() as tmp:
-        model = tiny_model(Path(tmp))
+        model = tiny_model(Path(tmp), family)
         controlnet = write_tiny_controlnet(Path(tmp) / "controlnet", model)
         pipeline = load_pipeline(str(model), device="cpu")
         generator = Generator(pipeline, controlnets={"edges": str(controlnet)})
@@ -93,4 +94,6 @@ def main(rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    main(parser.parse_args().rounds)
+    parser.add_argument("--family", choices=("sd15", "sd2", "sdxl", "flux", "sd3"), default="sd15")
+    arguments = parser.parse_args()
+    main(arguments.rounds, arguments.family)

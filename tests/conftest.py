@@ -68,6 +68,24 @@ def tiny_sd3_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd3", family="sd3")
 
 
+@pytest.fixture(scope="session")
+def tiny_flux_controlnet_dir(tiny_flux_model_dir: Path) -> Path:
+    """A tiny random FluxControlNetModel for the tiny FLUX.1 model (/sketch on FLUX.1)."""
+    from stylebot.engine.tiny_model import write_tiny_controlnet
+
+    folder = tiny_flux_model_dir.parent / "tiny-flux-controlnet"
+    return write_tiny_controlnet(folder, tiny_flux_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_controlnet_dir(tiny_sd3_model_dir: Path) -> Path:
+    """A tiny random SD3ControlNetModel for the tiny SD 3.5 model (/sketch on SD 3.5)."""
+    from stylebot.engine.tiny_model import write_tiny_controlnet
+
+    folder = tiny_sd3_model_dir.parent / "tiny-sd3-controlnet"
+    return write_tiny_controlnet(folder, tiny_sd3_model_dir)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Run torch on one CPU thread for a module's tests.

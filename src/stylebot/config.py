@@ -201,9 +201,11 @@ class Settings(PolicySettings):
     # A Florence-2 or BLIP captioning checkpoint (folder or hub id) with which workers
     # propose a caption per waiting image (/captions auto); "": none.
     captioner: str = setting("", Text("a Florence-2 or BLIP captioning folder or hub id"))
-    # /sketch: a ControlNet trained on Canny edges for the base model's family (SD 1.x,
-    # 2.x or SDXL; a diffusers folder or hub id, e.g. lllyasviel/sd-controlnet-canny for
-    # SD 1.5). "": /sketch is off. Front end and workers read it.
+    # /sketch: a ControlNet trained on Canny edges for the base model's family (a diffusers
+    # folder or hub id: a ControlNetModel for SD 1.x, 2.x or SDXL, e.g.
+    # lllyasviel/sd-controlnet-canny for SD 1.5, a FluxControlNetModel for FLUX.1, an
+    # SD3ControlNetModel for SD 3.5; its config says which, engine.sketch_control).
+    # "": /sketch is off. Front end and workers read it.
     controlnet_edges: str = setting("", Text("a ControlNet folder or hub id"))
     # /sketch follow:depth: a ControlNet trained on depth maps for the base's family, and
     # the transformers depth estimator (AutoModelForDepthEstimation: DPT, Depth Anything)

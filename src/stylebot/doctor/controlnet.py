@@ -1,5 +1,6 @@
-"""Doctor's check of /sketch's ControlNets: each configured one is for the base model's
-family, as the worker checks them at start-up (stylebot.engine.sketch_control)."""
+"""Doctor's check of /sketch's ControlNets: each configured one is of the base model's
+family's ControlNet class and widths, as the worker checks them at start-up
+(stylebot.engine.sketch_control)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def check_controlnet(settings: Settings) -> CheckResult:
             family=settings.base_model_family,
             config=settings.base_model_config or None,
         )
-        check_controlnets(pipeline, controlnets, settings.depth_estimator or "")
+        classes = check_controlnets(pipeline, controlnets, settings.depth_estimator or "")
     except SketchUnsupported as exc:
         return fail("controlnet", str(exc), "see docs/operations.md, Following a sketch")
     except (OSError, ValueError, RuntimeError) as exc:
@@ -40,4 +41,5 @@ def check_controlnet(settings: Settings) -> CheckResult:
             f"{named}: {type(exc).__name__}: {exc}",
             "set STYLEBOT_CONTROLNET_EDGES to a ControlNet folder or hub id",
         )
-    return ok("controlnet", f"{named}: for this {model_family(pipeline)} model")
+    kinds = ", ".join(f"{kind} {source}: a {classes[kind]}" for kind, source in controlnets.items())
+    return ok("controlnet", f"{kinds} for this {model_family(pipeline)} model")

@@ -46,3 +46,21 @@ def as_pipeline_latents(pipeline: object, noise: torch.Tensor) -> torch.Tensor:
         packed: torch.Tensor = pipeline._pack_latents(noise, batch, channels, height, width)
         return packed
     return noise
+
+
+def size_multiple(pipeline: object) -> int:
+    """What the pipeline's width and height must be multiples of: the VAE's downsampling
+    (8), times the 2x2 patch that FLUX.1's and SD 3.5's transformers see the latent in."""
+    if isinstance(pipeline, FluxPipeline):
+        return int(pipeline.vae_scale_factor) * 2
+    if isinstance(pipeline, StableDiffusion3Pipeline):
+        return int(pipeline.vae_scale_factor) * int(pipeline.patch_size)
+    return 8
+
+
+def drawn_size(pipeline: object, width: int, height: int) -> tuple[int, int]:
+    """The size a request for `width` x `height` (multiples of 8, as the front end sizes
+    pictures) is drawn at: each side rounded up to the pipeline's `size_multiple`; the
+    generator scales the images back to the size asked for."""
+    multiple = size_multiple(pipeline)
+    return -(-width // multiple) * multiple, -(-height // multiple) * multiple

@@ -14,7 +14,7 @@ from PIL import Image
 from stylebot.config import FEW_STEP_MAX_STEPS, is_few_step_model
 from stylebot.engine.adapter_slots import DEFAULT_HOTSWAP_RANK, AdapterSlots
 from stylebot.engine.families import family_variant
-from stylebot.engine.flow_sampling import family_call_options
+from stylebot.engine.flow_sampling import drawn_size, family_call_options
 from stylebot.engine.generation_request import (
     GenerationRequest,
     LoraWeights,
@@ -290,6 +290,10 @@ class Generator:
     ) -> list[list[Image.Image]]:
         """One pipeline call for compatible requests, with the adapters as set up."""
         self.embeddings.ensure([request.embedding for request in requests])
+        asked = requests
+        # FLUX.1 and SD 3.5 draw in multiples of 16: a little larger, scaled back after.
+        width, height = drawn_size(self.pipeline, asked[0].width, asked[0].height)
+        requests = [replace(request, width=width, height=height) for request in asked]
         first = requests[0]
         prompts: list[str] = []
         negatives: list[str] = []
@@ -335,9 +339,14 @@ class Generator:
         )
         with only_own_style_tokens(self.pipeline, owned):
             result = pipe(**call)
-        images: list[Image.Image] = self.modes.keep_unmasked(requests, list(result.images))
+        size = (asked[0].width, asked[0].height)
+        drawn = [
+            image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+            for image in result.images
+        ]
+        images: list[Image.Image] = self.modes.keep_unmasked(asked, drawn)
         split: list[list[Image.Image]] = []
-        for request in requests:
+        for request in asked:
             split.append(images[: request.count])
             images = images[request.count :]
         return split

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from diffusers.pipelines.auto_pipeline import (
@@ -145,9 +146,10 @@ class ImageModes:
     def call_for(
         self, requests: Sequence[GenerationRequest], kwargs: dict[str, Any]
     ) -> tuple[Any, dict[str, Any]]:
-        """The pipeline and its arguments for one call of compatible requests:
-        `kwargs` (a text-to-image call's) as they are, or turned into an
-        image-to-image call when the requests start from pictures."""
+        """The pipeline (for a sketch, what calls it, `SketchPipelines.run`) and its
+        arguments for one call of compatible requests: `kwargs` (a text-to-image call's)
+        as they are, or turned into an image-to-image call when the requests start from
+        pictures."""
         first = requests[0]
         if first.init_image is None:
             return self.base, kwargs
@@ -190,11 +192,11 @@ class ImageModes:
         control images, `weight` being the ControlNet's conditioning scale."""
         pipe = self.sketches.pipeline(kind)
         call = dict(kwargs)
-        call["image"] = [self.sketches.control_image(kind, picture) for picture in pictures]
+        call.update(self.sketches.control_arguments(kind, pictures))
         call["controlnet_conditioning_scale"] = weight
         if "guidance_rescale" not in _parameters(pipe):
             call.pop("guidance_rescale", None)
-        return pipe, call
+        return partial(self.sketches.run, pipe), call
 
 
 def _parameters(pipe: Any) -> frozenset[str]:

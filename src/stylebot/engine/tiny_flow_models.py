@@ -10,8 +10,13 @@ the real ones, so `load_pipeline` and the LoRA code run as for a user's model.
 
 from __future__ import annotations
 
+import inspect
+import json
 from pathlib import Path
 
+import torch
+from diffusers.models.controlnets.controlnet_flux import FluxControlNetModel
+from diffusers.models.controlnets.controlnet_sd3 import SD3ControlNetModel
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
 from diffusers.models.transformers.transformer_sd3 import SD3Transformer2DModel
 from diffusers.pipelines.flux.pipeline_flux import FluxPipeline
@@ -228,3 +233,36 @@ def write_tiny_flow_model(path: Path, kind: str) -> None:
         tiny_sd3(path) if kind == "sd3" else tiny_flux(path, guidance_embeds=kind == "flux")
     )
     pipeline.save_pretrained(path, safe_serialization=True)
+
+
+def write_tiny_flow_controlnet(
+    path: Path, model: Path, spread: float, *, union_modes: int | None = None
+) -> Path:
+    """Write a FLUX.1 (`FluxControlNetModel`) or SD 3.5 (`SD3ControlNetModel`) ControlNet
+    with random weights for the tiny flow model at `model`: its transformer's widths and
+    depth, from the transformer's config. A trained ControlNet's input embedding and output
+    projections start at zero; these are random (`spread`), so that the control image
+    visibly steers an untrained tiny model. `union_modes`: a FLUX.1 union ControlNet's
+    number of kinds (`num_mode`), told the kind by number. The caller seeds torch."""
+    index = json.loads((model / "model_index.json").read_text())
+    flux = index["_class_name"] == "FluxPipeline"
+    transformer_class = FluxTransformer2DModel if flux else SD3Transformer2DModel
+    controlnet_class = FluxControlNetModel if flux else SD3ControlNetModel
+    config = dict(transformer_class.load_config(model / "transformer"))
+    takes = inspect.signature(controlnet_class.__init__).parameters
+    options = {key: value for key, value in config.items() if key in takes}
+    if union_modes is not None:
+        options["num_mode"] = union_modes
+    controlnet: FluxControlNetModel | SD3ControlNetModel = controlnet_class(**options)
+    # The zero-initialised parts: the control's embedding and each block's output.
+    zeroed: list[torch.nn.Module] = [*controlnet.controlnet_blocks]
+    if isinstance(controlnet, FluxControlNetModel):
+        zeroed += [*controlnet.controlnet_single_blocks, controlnet.controlnet_x_embedder]
+    else:
+        zeroed.append(controlnet.pos_embed_input)
+    with torch.no_grad():
+        for module in zeroed:
+            for parameter in module.parameters():
+                parameter.normal_(0, spread)
+    controlnet.save_pretrained(path, safe_serialization=True)
+    return path

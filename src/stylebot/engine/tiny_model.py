@@ -239,7 +239,8 @@ def _tiny_sdxl(path: Path) -> StableDiffusionXLPipeline:
 
 
 # The tiny ControlNet's weights (write_tiny_controlnet): the conditioning's last
-# convolution loud enough to outweigh the noisy latents it is added to, the outputs soft.
+# convolution loud enough to outweigh the noisy latents it is added to, the outputs soft
+# (a FLUX.1 or SD 3.5 ControlNet's input embedding too).
 _CONDITIONING_GAIN = 20.0
 _OUTPUT_SPREAD = 0.2
 
@@ -270,13 +271,23 @@ def write_tiny_depth_estimator(path: Path, *, seed: int = 0) -> Path:
     return path
 
 
-def write_tiny_controlnet(path: Path, model: Path, *, seed: int = 0) -> Path:
-    """Write a ControlNet with random weights for the tiny SD model at `model` (its UNet's
-    blocks and widths, diffusers' `ControlNetModel.from_unet`). A trained ControlNet's
-    output convolutions start at zero; these are random too, so that the control image
-    visibly steers even an untrained tiny model."""
+def write_tiny_controlnet(
+    path: Path, model: Path, *, seed: int = 0, union_modes: int | None = None
+) -> Path:
+    """Write a ControlNet with random weights for the tiny model at `model`, of its
+    family's ControlNet class. SD 1.5/2.x/SDXL: its UNet's blocks and widths (diffusers'
+    `ControlNetModel.from_unet`); FLUX.1 and SD 3.5: see `write_tiny_flow_controlnet`.
+    A trained ControlNet's output convolutions start at zero; these are random too, so
+    that the control image visibly steers even an untrained tiny model."""
     from diffusers.models.controlnets.controlnet import ControlNetModel
 
+    if not (model / "unet").is_dir():
+        # Imported here: it builds on this module's CLIP helpers.
+        from stylebot.engine.tiny_flow_models import write_tiny_flow_controlnet
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return write_tiny_flow_controlnet(path, model, _OUTPUT_SPREAD, union_modes=union_modes)
     unet = UNet2DConditionModel.from_pretrained(model / "unet")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -80,7 +80,11 @@ def sign_output_png(
         "output_id": meta.output_id,
     }
     if source is not None:
-        parameters["denoising_strength"] = meta.denoising_strength
+        # A restyle's strength; a sketch has none, but the ControlNet that followed it.
+        if meta.denoising_strength is not None:
+            parameters["denoising_strength"] = meta.denoising_strength
+        if meta.controlnet is not None:
+            parameters["controlnet"] = meta.controlnet
         parameters["source_sha256"] = meta.source_sha256
         if meta.source_output_id:
             parameters["source_output_id"] = meta.source_output_id
@@ -172,6 +176,9 @@ class CredentialsReport:
     signed_at: str | None = None
     # A restyle's parentOf ingredient in words (`_made_from`); None: made from text.
     made_from: str | None = None
+    # A sketch's ControlNet as the infotext names it ("Module: canny, Model: NAME,
+    # Weight: 1"); None: no ControlNet guided it.
+    controlnet: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -203,6 +210,8 @@ class CredentialsReport:
         if self.digital_source_type != TRAINED_ALGORITHMIC_MEDIA:
             made = ""
         source = f"; made from {self.made_from}" if self.made_from else ""
+        if self.controlnet:
+            source += f", followed by the ControlNet {_quoted(self.controlnet, 160)}"
         return head + (f";{made}" if made else "") + source
 
 
@@ -277,6 +286,7 @@ def read_content_credentials(
         watermark_id=binding,
         signed_at=signature.get("time"),
         made_from=_made_from(parents[0], parameters, store) if parents else None,
+        controlnet=str(parameters["controlnet"]) if parameters.get("controlnet") else None,
     )
 
 

@@ -1,7 +1,8 @@
 """/extend, /repaint and /sketch on the console, as a person runs it: separate processes,
 the tiny model (and tiny ControlNet), a real worker. Measured on the pixels: the extended
 picture is kept and the new area drawn; the repainted region is drawn and the rest kept;
-a sketch is watermarked, names its ControlNet and /verify names the picture it followed."""
+a sketch (on SD 1.5, FLUX.1 and SD 3.5) is watermarked, names its ControlNet and /verify
+names the picture it followed."""
 
 from __future__ import annotations
 
@@ -85,9 +86,21 @@ def test_extend_keeps_the_picture_and_repaint_keeps_all_but_the_region(
     assert float((difference[region] > 24).mean()) > 0.5
 
 
+# Each family's tiny model and tiny ControlNet (session fixtures, tests/conftest.py).
+SKETCH_FAMILIES = {
+    "sd15": ("tiny_model_dir", "tiny_controlnet_dir"),
+    "flux": ("tiny_flux_model_dir", "tiny_flux_controlnet_dir"),
+    "sd3": ("tiny_sd3_model_dir", "tiny_sd3_controlnet_dir"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(SKETCH_FAMILIES))
 def test_sketch_follows_a_pictures_edges_and_verify_names_it(
-    tmp_path: Path, env: dict[str, str], tiny_controlnet_dir: Path
+    tmp_path: Path, env: dict[str, str], family: str, request: pytest.FixtureRequest
 ) -> None:
+    model_fixture, controlnet_fixture = SKETCH_FAMILIES[family]
+    env = {**env, "STYLEBOT_BASE_MODEL": str(request.getfixturevalue(model_fixture))}
+    tiny_controlnet_dir: Path = request.getfixturevalue(controlnet_fixture)
     samples = make_sample_images(tmp_path / "refs", 2)
     mine = tmp_path / "drawing.png"
     mine.write_bytes(striped_png(320, 192))
@@ -101,6 +114,7 @@ def test_sketch_follows_a_pictures_edges_and_verify_names_it(
     ran = run_stylebot(["console"], on, line + "\n/quit\n")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "Sketching a castle on a hill, following the edges of your picture" in ran.stdout
+    assert "saved" in ran.stdout, ran.stdout + ran.stderr
     [sketched] = [Path(p) for p in re.findall(r"saved (\S+\.png)", ran.stdout)]
     with Image.open(sketched) as image:
         assert image.size == restyle_size(320, 192, POLICY)
@@ -115,3 +129,7 @@ def test_sketch_follows_a_pictures_edges_and_verify_names_it(
     assert "style: ink" in verified.stdout  # its watermark leads to its record
     assert "made from: a picture its maker sent" in verified.stdout
     assert "its edges followed, weight 1" in verified.stdout
+    # The signed manifest names the ControlNet too.
+    assert f"followed by the ControlNet 'Module: canny, Model: {tiny_controlnet_dir.name}" in (
+        verified.stdout
+    )

@@ -244,8 +244,13 @@ def test_the_captioner_is_loaded_and_named_by_family_or_refused_with_a_fix(
     assert "fix: set STYLEBOT_CAPTIONER to a Florence-2" in wrong.stdout
 
 
-def test_the_controlnet_line_names_its_family_and_refuses_a_flow_base(
-    tmp_path: Path, tiny_model_dir: Path, tiny_flux_model_dir: Path, tiny_controlnet_dir: Path
+def test_the_controlnet_line_names_its_family_and_refuses_another_familys(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    tiny_flux_model_dir: Path,
+    tiny_controlnet_dir: Path,
+    tiny_flux_controlnet_dir: Path,
+    tiny_sd3_controlnet_dir: Path,
 ) -> None:
     fits = doctor(
         tmp_path,
@@ -254,12 +259,24 @@ def test_the_controlnet_line_names_its_family_and_refuses_a_flow_base(
         STYLEBOT_CONTROLNET_EDGES=str(tiny_controlnet_dir),
     )
     assert lines_by_check(fits.stdout)["controlnet"] == "OK", fits.stdout + fits.stderr
-    assert f"edges {tiny_controlnet_dir}: for this sd15 model" in fits.stdout
+    assert f"edges {tiny_controlnet_dir}: a ControlNetModel for this sd15 model" in fits.stdout
+    flux = doctor(
+        tmp_path,
+        STYLEBOT_BASE_MODEL=str(tiny_flux_model_dir),
+        STYLEBOT_DEVICE="cpu",
+        STYLEBOT_CONTROLNET_EDGES=str(tiny_flux_controlnet_dir),
+    )
+    assert lines_by_check(flux.stdout)["controlnet"] == "OK", flux.stdout + flux.stderr
+    assert f"{tiny_flux_controlnet_dir}: a FluxControlNetModel for this flux model" in flux.stdout
+    # The operator named SD 3.5's ControlNet on a FLUX.1 worker.
     refused = doctor(
         tmp_path,
         STYLEBOT_BASE_MODEL=str(tiny_flux_model_dir),
         STYLEBOT_DEVICE="cpu",
-        STYLEBOT_CONTROLNET_EDGES=str(tiny_controlnet_dir),
+        STYLEBOT_CONTROLNET_EDGES=str(tiny_sd3_controlnet_dir),
     )
     assert lines_by_check(refused.stdout)["controlnet"] == "FAIL", refused.stdout
-    assert "not this worker's flux model: unset it" in refused.stdout
+    assert "is a ControlNet for SD 3.5 (SD3ControlNetModel), not for this worker's flux" in (
+        refused.stdout
+    )
+    assert "name a FluxControlNetModel trained for flux" in refused.stdout

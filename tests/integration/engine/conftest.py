@@ -11,6 +11,8 @@ from stylebot.engine.runtime import StyleEngine
 
 # The session fixture (tests/conftest.py) that writes each flow family's tiny model.
 FLOW_MODEL_DIRS = {"flux": "tiny_flux_model_dir", "sd3": "tiny_sd3_model_dir"}
+# And the session fixture that writes a tiny random ControlNet for it.
+FLOW_CONTROLNET_DIRS = {"flux": "tiny_flux_controlnet_dir", "sd3": "tiny_sd3_controlnet_dir"}
 
 
 @pytest.fixture(scope="module", params=sorted(FLOW_MODEL_DIRS))

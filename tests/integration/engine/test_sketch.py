@@ -5,6 +5,8 @@ at start-up."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -171,9 +173,18 @@ def test_a_controlnet_for_another_base_model_is_refused_at_start_up(
         Generator(pipeline, controlnets={"edges": str(tiny_controlnet_dir)})
 
 
-def test_a_flow_model_refuses_a_controlnet_at_start_up(
-    tiny_flux_model_dir: Path, tiny_controlnet_dir: Path
+def test_a_single_file_or_another_kind_of_controlnet_is_refused_with_what_to_name(
+    tiny_model_dir: Path, tiny_controlnet_dir: Path, tmp_path: Path
 ) -> None:
-    pipeline = load_pipeline(str(tiny_flux_model_dir), device="cpu")
-    with pytest.raises(SketchUnsupported, match="not this worker's flux model"):
-        Generator(pipeline, controlnets={"edges": str(tiny_controlnet_dir)})
+    pipeline = load_pipeline(str(tiny_model_dir), device="cpu")
+    single = tmp_path / "control_canny.safetensors"
+    shutil.copy(tiny_controlnet_dir / "diffusion_pytorch_model.safetensors", single)
+    with pytest.raises(SketchUnsupported, match=r"is a single file: .* diffusers' layout"):
+        Generator(pipeline, controlnets={"edges": str(single)})
+    # SDXL's union ControlNets are another class, which /sketch does not drive.
+    union = shutil.copytree(tiny_controlnet_dir, tmp_path / "union")
+    config = json.loads((union / "config.json").read_text())
+    config["_class_name"] = "ControlNetUnionModel"
+    (union / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SketchUnsupported, match="is a ControlNetUnionModel, which /sketch"):
+        Generator(pipeline, controlnets={"edges": str(union)})

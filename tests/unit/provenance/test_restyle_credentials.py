@@ -38,11 +38,19 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> SigningIdentity:
     return ensure_signing_identity(tmp_path_factory.mktemp("c2pa"))
 
 
-def _restyled(source: bytes, identity: SigningIdentity, source_output_id: str | None) -> bytes:
+def _restyled(
+    source: bytes,
+    identity: SigningIdentity,
+    source_output_id: str | None,
+    *,
+    denoising_strength: float | None = 0.55,
+    controlnet: str | None = None,
+) -> bytes:
     meta = dataclasses.replace(
         META,
         output_id="bbbbbbbbbbbb",
-        denoising_strength=0.55,
+        denoising_strength=denoising_strength,
+        controlnet=controlnet,
         source_sha256=hashlib.sha256(source).hexdigest(),
         source_output_id=source_output_id,
     )
@@ -99,6 +107,34 @@ def test_a_restyle_of_a_signed_output_carries_that_outputs_manifest(
     assert "Content Credentials of its own" in report.made_from
     assert "no Content" not in report.made_from
     assert f"stylebot-{META.output_id}.png" in report.made_from
+
+
+def test_a_sketchs_manifest_names_its_controlnet_and_no_strength(
+    identity: SigningIdentity,
+) -> None:
+    named = "Module: canny, Model: control_v11p_sd15_canny, Weight: 0.8"
+    signed = _restyled(_png(_picture(6)), identity, None, denoising_strength=None, controlnet=named)
+    report = read_content_credentials(signed)
+    assert report is not None
+    assert report.valid, report
+    store = _store(signed)
+    active = store["manifests"][store["active_manifest"]]  # type: ignore[index]
+    [edited] = [
+        a
+        for x in active["assertions"]
+        if x["label"].startswith("c2pa.actions")
+        for a in x["data"]["actions"]
+        if a["action"] == "c2pa.edited"
+    ]
+    assert edited["parameters"]["controlnet"] == named
+    assert "denoising_strength" not in edited["parameters"]
+    assert report.controlnet == named
+    assert f"followed by the ControlNet '{named}'" in report.describe()
+    # A restyle names none.
+    restyled = read_content_credentials(_restyled(_png(_picture(6)), identity, None))
+    assert restyled is not None
+    assert restyled.controlnet is None
+    assert "ControlNet" not in restyled.describe()
 
 
 def test_the_infotext_and_json_say_the_denoising_strength(identity: SigningIdentity) -> None:
