@@ -14,7 +14,7 @@ from typing import Any
 
 from stylebot.engine.captioner import CaptioningStopped
 from stylebot.queue.damaged_inputs import read_training_images
-from stylebot.queue.job_lifecycle import CancelWatch, Interruption, run_job
+from stylebot.queue.job_lifecycle import CancelWatch, Interruption, report_cancelled, run_job
 from stylebot.queue.payloads import CaptionJob, CaptionResult, JobEvent
 from stylebot.queue.worker_context import WorkerContext
 
@@ -31,8 +31,7 @@ async def _caption(
     watch = CancelWatch(context.redis, job.job_id)
     started = time.perf_counter()
     if await watch.already_cancelled():
-        await events.publish(JobEvent(job.job_id, "caption", "cancelled"))
-        return {"cancelled": True}
+        return await report_cancelled(context, job.job_id, "caption")
     total = len(job.image_keys)
     await events.publish(JobEvent(job.job_id, "caption", "started", total=total))
     images = await read_training_images(context.blobs, job.image_keys)
@@ -48,8 +47,7 @@ async def _caption(
     except CaptioningStopped:
         if interruption.is_set() and not watch.is_set():
             raise  # shut down or out of time: the lifecycle tells what happens next
-        await events.publish(JobEvent(job.job_id, "caption", "cancelled"))
-        return {"cancelled": True}
+        return await report_cancelled(context, job.job_id, "caption")
     result = CaptionResult(
         tuple(zip(job.image_keys, captions, strict=True)),
         time.perf_counter() - started,

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from stylebot.queue.damaged_inputs import read_training_images
-from stylebot.queue.job_lifecycle import CancelWatch, Interruption, run_job
+from stylebot.queue.job_lifecycle import CancelWatch, Interruption, report_cancelled, run_job
 from stylebot.queue.payloads import CompareJob, CompareResult, JobEvent
 from stylebot.queue.worker_context import WorkerContext
 
@@ -25,8 +25,7 @@ async def _compare(
     events = context.events
     started = time.perf_counter()
     if await CancelWatch(context.redis, job.job_id).already_cancelled():
-        await events.publish(JobEvent(job.job_id, "compare", "cancelled"))
-        return {"cancelled": True}
+        return await report_cancelled(context, job.job_id, "compare")
     await events.publish(JobEvent(job.job_id, "compare", "started"))
     images = await read_training_images(context.blobs, job.image_keys)
     engine = context.engine

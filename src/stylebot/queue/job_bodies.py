@@ -27,7 +27,7 @@ from stylebot.queue.damaged_inputs import (
     fetch_style_weights,
     read_training_images,
 )
-from stylebot.queue.job_lifecycle import CancelWatch, Interruption, run_job
+from stylebot.queue.job_lifecycle import CancelWatch, Interruption, report_cancelled, run_job
 from stylebot.queue.loop_handoff import LoopGone, loop_stopped, run_on_loop
 from stylebot.queue.outage import is_outage, until_redis_answers
 from stylebot.queue.payloads import (
@@ -107,8 +107,7 @@ async def _train(
     try:
         if await watch.already_cancelled():
             await checkpoints.discard(job.job_id)
-            await events.publish(JobEvent(job.job_id, "train", "cancelled"))
-            return {"cancelled": True}
+            return await report_cancelled(context, job.job_id, "train")
         done = await finished_training(context.redis, job.job_id)
         if done is not None:
             # An earlier attempt trained the style and died before arq recorded
@@ -165,8 +164,7 @@ async def _train(
         report_key = await context.blobs.put(weights.report_png) if weights.report_png else None
     except JobCancelled:
         await checkpoints.discard(job.job_id)
-        await events.publish(JobEvent(job.job_id, "train", "cancelled"))
-        return {"cancelled": True}
+        return await report_cancelled(context, job.job_id, "train")
     finally:
         resume_file.unlink(missing_ok=True)
     result = TrainResult(
@@ -232,8 +230,7 @@ async def _generate(
     started = time.perf_counter()
     try:
         if await watch.already_cancelled():
-            await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
-            return {"cancelled": True}
+            return await report_cancelled(context, job.job_id, "generate")
         await events.publish(JobEvent(job.job_id, "generate", "started", total=job.steps))
         engine = context.engine
         lora = (
@@ -266,8 +263,7 @@ async def _generate(
             for image, key in zip(images, keys, strict=True)
         ]
     except JobCancelled:
-        await events.publish(JobEvent(job.job_id, "generate", "cancelled"))
-        return {"cancelled": True}
+        return await report_cancelled(context, job.job_id, "generate")
     result = GenerateResult(tuple(stored), time.perf_counter() - started)
     await events.publish(JobEvent(job.job_id, "generate", "finished", result=result.to_dict()))
     return result.to_dict()

@@ -144,6 +144,12 @@ class Interruption:
             raise asyncio.CancelledError
 
 
+async def report_cancelled(context: WorkerContext, job_id: str, kind: JobKind) -> dict[str, Any]:
+    """Tell the front end the job was cancelled; what the job body returns then."""
+    await context.events.publish(JobEvent(job_id, kind, "cancelled"))
+    return {"cancelled": True}
+
+
 def own_time_limit_s(limit_s: float) -> float:
     """When a job ends itself: a little before arq's limit, so it can say why.
 
