@@ -23,7 +23,7 @@ from diffusers.models.controlnets.controlnet import ControlNetModel
 from diffusers.pipelines.auto_pipeline import AutoPipelineForText2Image
 from PIL import Image
 
-from stylebot.engine.models import AnyPipeline, denoiser, model_family
+from stylebot.engine.models import AnyPipeline, denoiser, model_family, pipeline_from
 
 # The families whose UNet takes `ControlNetModel`'s residuals.
 SKETCH_FAMILIES = ("sd15", "sd2", "sdxl")
@@ -128,8 +128,8 @@ class SketchPipelines:
             if source is None:
                 raise SketchUnsupported(f"no ControlNet is configured for {kind} on this worker")
             controlnet = ControlNetModel.from_pretrained(source, torch_dtype=self.base.dtype)
-            self._pipelines[kind] = AutoPipelineForText2Image.from_pipe(
-                self.base, controlnet=controlnet.to(self.base.device)
+            self._pipelines[kind] = pipeline_from(
+                AutoPipelineForText2Image, self.base, controlnet=controlnet.to(self.base.device)
             )
         return self._pipelines[kind]
 
