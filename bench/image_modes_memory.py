@@ -14,21 +14,31 @@ rounds in a row within 1%):
   and a repaint in each round;
 - sketch: the modes plus a sketch (a ControlNet of the model's size, random weights).
 
-Reported per side: resident memory after loading, settled, and the peak while generating
-(VmHWM reset after loading); and the bytes of tensors the mode pipelines hold that the
-text pipeline does not (by storage: 0 when shared). The target is the modes side's
-settled memory over the text side's. The ControlNet is a second model the operator chose
-to load, not an overhead of the modes: the sketch side's ratio is given with the
-ControlNet's own tensor bytes taken off its resident memory, and as measured.
+Reported per side: resident memory after loading, settled (and how much of it is pages
+mapped from the model's files), the peak while generating (VmHWM reset after loading) and
+after malloc_trim (held, not cached by the C heap); the bytes of tensors the mode
+pipelines hold that the text pipeline does not (by storage: 0 when shared), and of
+tensors alive after the rounds that no pipeline holds (a kept buffer would show there).
+The target is the modes side's settled memory over the text side's. The ControlNet is a
+second model the operator chose to load, not an overhead of the modes: the sketch side's
+ratio is given with the ControlNet's own tensor bytes taken off its resident memory, and
+as measured.
 
 --size sd15 (the default): an SD 1.5-sized model with random weights (UNet 860 M, CLIP
 ViT-L/14 123 M, VAE 84 M parameters, float32: 4.0 GiB; the ControlNet 361 M, 1.4 GiB),
-written once into a cache folder (`_real_size_models.py`), 128 px and 256 px, 2 steps.
---size tiny: the tiny model at 256 and 512 px, quick, but on a 7.6 MiB model the
-allocator's noise is larger than what is measured (ratios 1.00-1.18 from run to run).
+written once into a cache folder (`_real_size_models.py`, ~50 s, 5.4 GB), 64 and 128 px
+(`--px`), 2 steps; 4-7 minutes on a shared 2-core machine. --size tiny: the tiny model at
+256 and 512 px, quick, but on a 7.6 MiB model the allocator's noise is larger than what
+is measured (ratios 0.98-1.19 from run to run).
 
-Run: .venv/bin/python bench/image_modes_memory.py [--size sd15|tiny] [--rounds N]
-Figures: bench/README.md ("memory with the image modes").
+Measured 2026-12-06 (load average 4-5), sd15 at 64/128 px, two runs: text 4453 and 4434
+MiB settled, with the modes 4589 and 4611 MiB: 1.030 and 1.040 (1.031 and 1.029 after
+malloc_trim); with a sketch too, less the ControlNet's own 1378 MiB: 1.012 and 1.030.
+The image pipelines share every tensor (0 MiB not shared); what the modes add is mostly
+the VAE's encoder (130 MiB), mapped from its file but never read by text-to-image.
+
+Run: .venv/bin/python bench/image_modes_memory.py [--size sd15|tiny] [--px N] [--rounds N]
+[--repeats N] [--cache DIR]. Figures: bench/README.md ("memory with the image modes").
 """
 
 from __future__ import annotations
