@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel
@@ -32,7 +33,7 @@ from stylebot.engine.models import SD15_SCHEDULE
 from stylebot.engine.tiny_model import tiny_clip_tokenizer
 
 # stable-diffusion-v1-5/stable-diffusion-v1-5's unet/config.json (defaults left out).
-SD15_UNET = {
+SD15_UNET: dict[str, Any] = {
     "sample_size": 64,
     "in_channels": 4,
     "out_channels": 4,
@@ -55,7 +56,7 @@ SD15_UNET = {
     "norm_num_groups": 32,
 }
 # Its text_encoder/config.json: OpenAI's CLIP ViT-L/14 text tower.
-SD15_TEXT_ENCODER = {
+SD15_TEXT_ENCODER: dict[str, Any] = {
     "vocab_size": 49408,
     "hidden_size": 768,
     "intermediate_size": 3072,
@@ -66,7 +67,7 @@ SD15_TEXT_ENCODER = {
     "projection_dim": 768,
 }
 # Its vae/config.json.
-SD15_VAE = {
+SD15_VAE: dict[str, Any] = {
     "in_channels": 3,
     "out_channels": 3,
     "down_block_types": ("DownEncoderBlock2D",) * 4,

@@ -29,13 +29,15 @@ ViT-L/14 123 M, VAE 84 M parameters, float32: 4.0 GiB; the ControlNet 361 M, 1.4
 written once into a cache folder (`_real_size_models.py`, ~50 s, 5.4 GB), 64 and 128 px
 (`--px`), 2 steps; 4-7 minutes on a shared 2-core machine. --size tiny: the tiny model at
 256 and 512 px, quick, but on a 7.6 MiB model the allocator's noise is larger than what
-is measured (ratios 0.98-1.19 from run to run).
+is measured (settled ratios 0.98-1.27 from run to run; 1.01 after malloc_trim).
 
 Measured 2026-12-06 (load average 4-5), sd15 at 64/128 px, two runs: text 4453 and 4434
 MiB settled, with the modes 4589 and 4611 MiB: 1.030 and 1.040 (1.031 and 1.029 after
 malloc_trim); with a sketch too, less the ControlNet's own 1378 MiB: 1.012 and 1.030.
 The image pipelines share every tensor (0 MiB not shared); what the modes add is mostly
-the VAE's encoder (130 MiB), mapped from its file but never read by text-to-image.
+the VAE's encoder (130 MiB), mapped from its file but never read by text-to-image. At 128
+and 256 px: 1.021 settled, 1.031 trimmed; with a sketch, less the ControlNet, 1.058 settled
+(the C heap keeping the ControlNet's freed activations) and 1.032 trimmed.
 
 Run: .venv/bin/python bench/image_modes_memory.py [--size sd15|tiny] [--px N] [--rounds N]
 [--repeats N] [--cache DIR]. Figures: bench/README.md ("memory with the image modes").
@@ -282,8 +284,8 @@ def main() -> None:
     args = parser.parse_args()
     small = args.px or SMALL_PX[args.size]
     if args.side is not None:
-        figures = run_side(args.side, small, args.model, args.controlnet, args.rounds)
-        print(json.dumps(asdict(figures)))
+        side = run_side(args.side, small, args.model, args.controlnet, args.rounds)
+        print(json.dumps(asdict(side)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.size == "tiny":
