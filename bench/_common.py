@@ -55,3 +55,30 @@ def rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
     return pages * resource.getpagesize() / 2**20
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory (VmHWM) again from now (Linux 4.0+), so
+    that a peak measured after loading a model is not the loading's."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM) since it started or since
+    `reset_peak_rss`, in MiB."""
+    return _status_mb("VmHWM")
+
+
+def file_rss_mb() -> float:
+    """The part of this process's resident memory that is pages of files it maps (RssFile):
+    a model's weights, when they are mapped from its .safetensors files."""
+    return _status_mb("RssFile")
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 2**10
+    raise RuntimeError(f"no {field} in /proc/self/status")

@@ -21,7 +21,7 @@ from diffusers.pipelines.auto_pipeline import (
 from PIL import Image, ImageFilter
 
 from stylebot.engine.generation_request import GenerationRequest
-from stylebot.engine.models import AnyPipeline
+from stylebot.engine.models import AnyPipeline, pipeline_from
 from stylebot.engine.sketch_control import SketchPipelines
 from stylebot.queue.payloads import GenerateJob
 
@@ -118,12 +118,12 @@ class ImageModes:
 
     def image_to_image(self) -> Any:
         if self._image_to_image is None:
-            self._image_to_image = AutoPipelineForImage2Image.from_pipe(self.base)
+            self._image_to_image = pipeline_from(AutoPipelineForImage2Image, self.base)
         return self._image_to_image
 
     def inpainting(self) -> Any:
         if self._inpainting is None:
-            self._inpainting = AutoPipelineForInpainting.from_pipe(self.base)
+            self._inpainting = pipeline_from(AutoPipelineForInpainting, self.base)
         return self._inpainting
 
     @staticmethod

@@ -352,6 +352,16 @@ def load_pipeline(
     return pipeline
 
 
+def pipeline_from(auto_class: Any, base: AnyPipeline, **components: Any) -> Any:
+    """The pipeline of another task (`auto_class`: one of diffusers' AutoPipelineFor...)
+    made from `base`'s very components (`from_pipe`, no second copy), with what
+    `load_pipeline` set on `base` that `from_pipe` does not carry: no progress bar (the
+    worker's log got one per restyle, repaint and sketch)."""
+    pipe = auto_class.from_pipe(base, **components)
+    pipe.set_progress_bar_config(**getattr(base, "_progress_bar_config", {}))
+    return pipe
+
+
 # AUTOMATIC1111's names for diffusers' schedulers, for the PNG's "Sampler" field.
 SAMPLER_NAMES = {
     "DDIMScheduler": "DDIM",

@@ -32,7 +32,13 @@ from diffusers.pipelines.auto_pipeline import AutoPipelineForText2Image
 from PIL import Image
 
 from stylebot.engine.diffusers_classes import AutoencoderKL
-from stylebot.engine.models import SINGLE_FILE_SUFFIXES, AnyPipeline, denoiser, model_family
+from stylebot.engine.models import (
+    SINGLE_FILE_SUFFIXES,
+    AnyPipeline,
+    denoiser,
+    model_family,
+    pipeline_from,
+)
 
 # Each ControlNet class /sketch loads (a ControlNet's config names it), the families
 # whose denoiser takes its residuals, and the families in words.
@@ -230,8 +236,8 @@ class SketchPipelines:
             controlnet: torch.nn.Module = controlnet_class.from_pretrained(
                 source, torch_dtype=self.base.dtype
             )
-            self._pipelines[kind] = AutoPipelineForText2Image.from_pipe(
-                self.base, controlnet=controlnet.to(self.base.device)
+            self._pipelines[kind] = pipeline_from(
+                AutoPipelineForText2Image, self.base, controlnet=controlnet.to(self.base.device)
             )
         return self._pipelines[kind]
 

@@ -44,6 +44,17 @@ def test_the_image_pipeline_shares_every_component_of_the_text_pipeline(
     assert generator.modes.image_to_image() is image_pipe  # made once
 
 
+def test_the_image_pipelines_draw_no_progress_bar_as_the_text_pipeline(
+    generator: Generator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # from_pipe does not carry the loaded pipeline's settings: the worker's log had a
+    # progress bar for every restyle, extend and repaint.
+    generator.generate(replace(REQUEST, init_image=_stripes(), strength=0.5))
+    mask = box_mask(64, 64, (16, 16, 32, 24))
+    generator.generate(replace(REQUEST, init_image=_stripes(), mask_image=mask, strength=1.0))
+    assert "%|" not in capsys.readouterr().err, "a progress bar"
+
+
 def test_a_restyle_starts_from_the_picture_and_strength_sets_how_far_it_moves(
     generator: Generator,
 ) -> None:

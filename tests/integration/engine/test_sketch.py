@@ -67,6 +67,13 @@ def test_the_controlnet_pipeline_shares_every_component_of_the_text_pipeline(
     assert generator.modes.sketches.pipeline("edges") is sketch  # made once
 
 
+def test_the_controlnet_pipeline_draws_no_progress_bar_as_the_text_pipeline(
+    generator: Generator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generator.generate(replace(SKETCH, init_image=_stripes()))
+    assert "%|" not in capsys.readouterr().err, "a progress bar"
+
+
 def test_the_control_image_steers_the_output(generator: Generator) -> None:
     [stripes] = generator.generate(replace(SKETCH, init_image=_stripes()))
     [ring] = generator.generate(replace(SKETCH, init_image=_ring()))
