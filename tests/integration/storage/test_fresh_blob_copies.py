@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from stylebot.storage.blobs import LocalBlobStore
 from stylebot.storage.s3_blobs import S3BlobStore
 
 PNG_SIZED = 150 * 1024
+WORKER_ACL = Path(__file__).resolve().parents[3] / "deploy" / "redis-worker.acl"
 
 
 @pytest.fixture
@@ -136,3 +138,35 @@ async def test_without_redis_the_store_alone_serves(
 def test_a_directory_store_gets_no_copies(tmp_path: Path, redis: ArqRedis) -> None:
     local = LocalBlobStore(tmp_path / "blobs")
     assert with_fresh_copies(local, redis, leaves_copies=True) is local
+
+
+async def test_the_workers_redis_user_may_leave_take_and_delete_copies(
+    store: S3BlobStore, redis: ArqRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    [rules] = [line for line in WORKER_ACL.read_text().splitlines() if "stylebot-worker" in line]
+    _user, name, *grants = rules.split()
+    password = secrets.token_hex(16)
+    grants = [f">{password}" if grant.startswith(">") else grant for grant in grants]
+    await redis.execute_command("ACL", "SETUSER", name, *grants)
+    as_worker = Redis(
+        unix_socket_path=redis.connection_pool.connection_kwargs["path"],
+        username=name,
+        password=password,
+        # No CLIENT SETINFO at connect: the ACL refuses CLIENT, and only the copies count.
+        lib_name=None,
+        lib_version=None,
+    )
+    try:
+        worker = FreshBlobCopies(store, as_worker, leaves_copies=True)
+        data = os.urandom(PNG_SIZED)
+        key = await worker.put(data)
+        assert await redis.exists(fresh_blob_key(key)), "left"
+        assert await worker.get(key) == data
+        await worker.put(data)
+        await worker.delete(key)
+        assert not await redis.exists(fresh_blob_key(key)), "deleted"
+    finally:
+        await as_worker.aclose()
+    assert not [r for r in caplog.records if "fresh blob copy" in r.getMessage()]
+    refused = await redis.execute_command("ACL", "LOG")
+    assert refused == [], [str(entry) for entry in refused]
