@@ -26,8 +26,6 @@ from stylebot.bot.core.model import Requester
 from stylebot.bot.core.replies import ImagesReady, JobQueued
 from stylebot.config import Settings
 
-pytestmark = pytest.mark.slow
-
 ME = Requester("test", "u1", "Ada", chat_id="c1")
 
 
@@ -48,6 +46,7 @@ def settings(
     )
 
 
+@pytest.mark.slow
 async def test_a_generation_stores_its_png_in_one_put_and_reads_nothing_back(
     frontend: FrontEnd, inbox: Inbox, worker: None, proxy: CuttingProxy, s3_prefix: str
 ) -> None:
