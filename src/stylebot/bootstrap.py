@@ -31,6 +31,7 @@ from stylebot.queue.client import ArqJobQueue
 from stylebot.queue.connection import connect
 from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.events import EventConsumer
+from stylebot.queue.fresh_blobs import with_fresh_copies
 from stylebot.queue.redis_endpoint import RedisEndpoint
 from stylebot.queue.redis_server import EmbeddedRedis, redis_url_or_embedded
 from stylebot.startup_checks import StartupError
@@ -162,9 +163,10 @@ async def open_frontend(settings: Settings) -> AsyncIterator[FrontEnd]:
         # The records and every store that must commit with them, on one connection.
         uow = SqliteUnitOfWork(await open_database(settings.database_path))
         stack.push_async_callback(uow.close)
-        blobs = open_blob_store(settings)
         redis = await connect(RedisEndpoint.from_settings(settings, redis_url))
         stack.push_async_callback(redis.aclose)
+        # Results' pictures come from the copies workers leave in Redis when there are.
+        blobs = with_fresh_copies(open_blob_store(settings), redis, leaves_copies=False)
         queue = ArqJobQueue(redis, blobs)
         stack.push_async_callback(queue.close)
         events = EventConsumer(redis, on_outage=keeper.revive)

@@ -4,6 +4,9 @@ Between a client and a server on 127.0.0.1. Once armed with `cut_after(n)`, the 
 response that passes `n` bytes on one connection is forwarded up to byte `n`, then
 both sides are reset (RST, as a NAT box or a dying load balancer does). Every other
 connection, before and after, passes untouched.
+
+It also notes the HTTP requests that pass (`requests`: method, path and headers, as
+sent on the wire), so a test can count what a client asked of the server.
 """
 
 from __future__ import annotations
@@ -12,9 +15,52 @@ import contextlib
 import socket
 import struct
 import threading
+from dataclasses import dataclass
 from typing import Self
 
-__all__ = ["CuttingProxy"]
+__all__ = ["CuttingProxy", "NotedRequest"]
+
+
+@dataclass(frozen=True)
+class NotedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+
+
+class _RequestReader:
+    """Splits one connection's client-to-server bytes into HTTP/1.1 requests (bodies
+    sized by Content-Length, as S3 clients send them) and notes each request."""
+
+    def __init__(self, noted: list[NotedRequest], lock: threading.Lock) -> None:
+        self._noted = noted
+        self._lock = lock
+        self._buffer = b""
+        self._body_left = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            if self._body_left:
+                skipped = min(self._body_left, len(self._buffer))
+                self._buffer = self._buffer[skipped:]
+                self._body_left -= skipped
+                if self._body_left:
+                    return
+            head, found, rest = self._buffer.partition(b"\r\n\r\n")
+            if not found:
+                return
+            request_line, *lines = head.decode("latin-1").split("\r\n")
+            method, path, _version = request_line.split(" ", 2)
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in lines)
+            }
+            assert "chunked" not in headers.get("transfer-encoding", ""), "chunked body"
+            with self._lock:
+                self._noted.append(NotedRequest(method, path, headers))
+            self._buffer = rest
+            self._body_left = int(headers.get("content-length", "0"))
 
 
 class CuttingProxy:
@@ -23,6 +69,7 @@ class CuttingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.cuts = 0
+        self.requests: list[NotedRequest] = []
         self._cut_at: int | None = None
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
@@ -61,8 +108,11 @@ class CuttingProxy:
 
     def _pipe(self, source: socket.socket, sink: socket.socket, downstream: bool) -> None:
         passed = 0
+        reader = None if downstream else _RequestReader(self.requests, self._lock)
         try:
             while data := source.recv(64 * 1024):
+                if reader is not None:
+                    reader.feed(data)
                 cut_at = self._take_cut(passed + len(data)) if downstream else None
                 if cut_at is not None:
                     sink.sendall(data[: cut_at - passed])

@@ -55,6 +55,8 @@ OLD_DELIVERY_FAILURES_KEY = "stylebot:events:delivery-failures"
 delivered_parts_key = _keyed("stylebot:events:delivered-parts:")
 
 REVOKED_BLOBS_KEY = "stylebot:revoked-blobs"
+# A small blob a worker just stored, for the front end to read without the blob store.
+fresh_blob_key = _keyed("stylebot:fresh-blob:")
 TRAINING_PAUSED_KEY = "stylebot:admin:training-paused"
 EMBEDDED_REDIS_EXIT_LOCK_KEY = "stylebot:embedded-redis:exiting"
 presence_key = _keyed("stylebot:worker-alive:")

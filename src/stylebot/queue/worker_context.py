@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from stylebot.config import Settings
 from stylebot.queue.cache_revocation import CacheRevocationWatch
 from stylebot.queue.events import EventPublisher
+from stylebot.queue.fresh_blobs import with_fresh_copies
 from stylebot.queue.recovery import CheckpointStore
 from stylebot.queue.scheduler import DeviceScheduler
 from stylebot.queue.worker_announcement import WorkerSnapshot, worker_snapshot
@@ -55,7 +56,8 @@ async def start_worker_context(
     """Load the engine (unless one is given), start watching cache revocations and
     announcing this worker's presence (`activity`: its jobs and whether it drains)."""
     device = DeviceScheduler()
-    blobs = open_blob_store(settings)
+    # Small blobs (results, previews) also go to Redis for the front end to take.
+    blobs = with_fresh_copies(open_blob_store(settings), redis, leaves_copies=True)
     worker_id = this_worker_id()
     presence = WorkerPresence(redis, worker_id)
     watch: CacheRevocationWatch | None = None

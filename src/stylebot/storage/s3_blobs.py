@@ -142,6 +142,7 @@ class S3BlobStore:
             aws_secret_access_key=secret_access_key or None,
             config=config,
         )
+        self._client.meta.events.register("before-sign.s3.PutObject", _send_body_at_once)
         self._transfer = TransferConfig(
             multipart_threshold=part_size,
             multipart_chunksize=part_size,
@@ -363,6 +364,14 @@ class S3BlobStore:
 
     def _failed(self, what: str, key: str, exc: BaseException) -> str:
         return f"could not {what} blob {key} in {self.location}: {type(exc).__name__}: {exc}"
+
+
+def _send_body_at_once(request: Any, **_: Any) -> None:
+    """botocore sends "Expect: 100-continue" with every PutObject body and waits for the
+    server's go-ahead before the body: a round trip per store, on the way of every
+    result (issue 19). A single PUT is under `part_size` (parts go by UploadPart, which
+    keeps it): sending such a body at once costs nothing when the server refuses."""
+    del request.headers["Expect"]
 
 
 class _Discard(io.BytesIO):
