@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker = commands.add_parser("worker", help="run a GPU worker")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="stop as on SIGTERM when standard input closes (the console's own worker: "
+        "it must not outlive a console that was killed)",
+    )
     verify = commands.add_parser(
         "verify",
         help="trace an image back through its watermark",
@@ -203,6 +209,10 @@ def _run_command(
             case "worker":
                 from stylebot.bootstrap import run_worker
 
+                if args.stop_with_parent:
+                    from stylebot.queue.local_worker import stop_when_stdin_closes
+
+                    stop_when_stdin_closes()
                 run_worker(settings, burst=args.burst)
                 return 0
             case "verify":

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Self
 
@@ -44,10 +47,14 @@ class LocalWorker(StartedInWith):
     def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            # Its stdin is a pipe this process holds and never writes: when this process
+            # ends, however it ends (SIGKILL, the OOM killer), the worker reads EOF and
+            # stops (stop_when_stdin_closes) instead of holding the model, and the GPU,
+            # for ever beside the next start's worker.
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "stylebot", "worker"],
+                [sys.executable, "-m", "stylebot", "worker", "--stop-with-parent"],
                 env=settings_env(self.settings, self.redis_url),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -85,3 +92,19 @@ class LocalWorker(StartedInWith):
             return
         process.terminate()  # arq finishes or abandons the job and exits
         wait_or_kill(process, timeout)
+        if process.stdin is not None:
+            process.stdin.close()
+
+
+def stop_when_stdin_closes() -> None:
+    """`stylebot worker --stop-with-parent`: SIGTERM to this process once standard input
+    reaches its end, that is once the process holding the pipe's other end is gone. The
+    worker then stops as on any SIGTERM (its job finished or given back); before arq
+    handles signals (the model still loading), Python's default ends it at once."""
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(65536):
+            pass  # nothing is ever written: a read returns only at the end
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
