@@ -60,6 +60,7 @@ from stylebot.provenance.watermark import (
     _quantise_blocks,
     _u_plane,
 )
+from stylebot.provenance.watermark_refinement import best_nearby, refine
 from stylebot.provenance.watermark_resampling import prefiltered, resample, same_parity, shape_at
 from stylebot.provenance.watermark_scale import rescale_candidates
 
@@ -77,6 +78,7 @@ _READ_SIDE = 1024  # pixels (original scale) around the centre the final read us
 _MIN_WINDOW_PIXELS = 2 * _PIXELS_PER_BLOCK  # narrower than two blocks: nothing to read
 _LOCAL_BLOCKS = 5  # side of the neighbourhood whose mean vote is taken out
 _DECODED_SCALES = 3  # rescaled candidates refined and decoded, the clearest first
+_RANKED_SCALES = 8  # rescaled candidates looked at either side before they are ranked
 # Sub-pixel shifts of the resampling grid tried at each rescale (original pixels): the
 # quantiser reads a block's exact sum, and a grid half a pixel off reads noise (module doc).
 _PHASES = ((0.0, 0.0), (0.0, 0.5), (0.5, 0.0), (0.5, 0.5))
@@ -112,6 +114,13 @@ def _make_layout() -> _Layout:
 
 
 _LAYOUT = _make_layout()
+# The layout's spectra in single precision (_soft_by_shift), and for the code bits that
+# rank placements (_search_shift).
+_LAYOUT_COS = _LAYOUT.cos_by_bit.astype(np.complex64)
+_LAYOUT_SIN = _LAYOUT.sin_by_bit.astype(np.complex64)
+_LAYOUT_ONES = _LAYOUT.ones_by_bit.astype(np.complex64)
+_RANKING_COS = _LAYOUT_COS[: CODE_BITS // 4]
+_RANKING_SIN = _LAYOUT_SIN[: CODE_BITS // 4]
 
 
 def quantise_tiled(low: np.ndarray, bits: np.ndarray) -> None:
@@ -147,10 +156,14 @@ class _Look:
     def clarity(self) -> float:
         """The best placement's strength over its noise level (which falls as the square
         root of the blocks read), comparable across scales and window sizes."""
+        return self.clarity_of(self.placements[0].strength)
+
+    def clarity_of(self, strength: float) -> float:
+        """A strength measured on this look's window, over its noise level."""
         blocks = (self.window_shape[0] // _PIXELS_PER_BLOCK) * (
             self.window_shape[1] // _PIXELS_PER_BLOCK
         )
-        return self.placements[0].strength * float(np.sqrt(blocks))
+        return strength * float(np.sqrt(blocks))
 
 
 def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | None:
@@ -172,16 +185,36 @@ def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | N
             return dataclasses.replace(reading, scale=round(look.scale, 4))
         looks.append(look)
     # Then the whole read region, with the scale refined (an estimate may be 1.5% off),
-    # for no rescale and the candidates whose best placement votes most clearly.
+    # for no rescale and the candidates that vote most clearly within 0.5% of themselves
+    # (looked at for the clearest few as found, a fraction of the cost of a refinement).
     unscaled = [look for look in looks if look.scale == 1.0]
-    rescaled = sorted(
+    clearest = sorted(
         (look for look in looks if look.scale != 1.0), key=lambda look: look.clarity, reverse=True
     )
-    for look in unscaled + rescaled[:_DECODED_SCALES]:
+    ranked = sorted(
+        (_nearby(look) for look in clearest[:_RANKED_SCALES]),
+        key=lambda ranked: ranked[0],
+        reverse=True,
+    )
+    for look in unscaled + [look for _clarity, look in ranked[:_DECODED_SCALES]]:
         reading = _decode_look(look)
         if reading is not None:
             return reading
     return None
+
+
+def _nearby(look: _Look) -> tuple[float, _Look]:
+    """The look moved to the scale within 0.5% where its best placement votes most
+    clearly, and that clarity (comparable across scales, like :attr:`_Look.clarity`)."""
+    placement = look.placements[0]
+
+    def strength(scale: float, phase: tuple[float, float]) -> float:
+        return _strength_at(
+            _u_plane_of(resample(look.source, scale, look.window_shape, phase)), placement
+        )
+
+    best, scale = best_nearby(strength, look.scale, look.phase)
+    return look.clarity_of(best), dataclasses.replace(look, scale=scale)
 
 
 def _look(rgb: np.ndarray, estimate: float) -> _Look | None:
@@ -209,7 +242,14 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
     for placement in look.placements[: 2 if look.scale == 1.0 else 3]:
         scale, phase = look.scale, look.phase
         if scale != 1.0:  # an estimate is within ~1.5%; the mark needs ~0.1%
-            scale, phase = _refine_scale(look.source, scale, phase, look.window_shape, placement)
+
+            def strength(
+                scale: float, phase: tuple[float, float], at: _Placement = placement
+            ) -> float:
+                window = resample(look.source, scale, look.window_shape, phase)
+                return _strength_at(_u_plane_of(window), at)
+
+            scale, phase = refine(strength, scale, phase)
         region = _u_plane_of(resample(look.source, scale, look.region_shape, phase))
         top = (look.region_shape[0] - look.window_shape[0]) // 2
         left = (look.region_shape[1] - look.window_shape[1]) // 2
@@ -221,34 +261,6 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
 
 def _u_plane_of(rgb: np.ndarray) -> np.ndarray:
     return _u_plane(rgb, rgb.shape[0], rgb.shape[1])
-
-
-def _refine_scale(
-    source: np.ndarray,
-    estimate: float,
-    phase: tuple[float, float],
-    shape: tuple[int, int],
-    placement: _Placement,
-) -> tuple[float, tuple[float, float]]:
-    """The scale and sub-pixel phase near ``estimate`` and ``phase`` at which the
-    placement's votes are clearest: scale steps of 0.2% over +-1.6%, then 0.1% and
-    0.05% either side of the best, then the phase in quarter pixels."""
-
-    def strength(scale: float, phase: tuple[float, float]) -> float:
-        return _strength_at(_u_plane_of(resample(source, scale, shape, phase)), placement)
-
-    tried = {(estimate * (1 + step * 0.002), phase): 0.0 for step in range(-8, 9)}
-    for key in tried:
-        tried[key] = strength(*key)
-    for step in (0.001, 0.0005):
-        best, at = max(tried, key=tried.__getitem__)
-        for scale in (best * (1 - step), best * (1 + step)):
-            tried[scale, at] = strength(scale, at)
-    best, at = max(tried, key=tried.__getitem__)
-    for dy, dx in ((-0.25, 0.0), (0.25, 0.0), (0.0, -0.25), (0.0, 0.25)):
-        moved = (at[0] + dy, at[1] + dx)
-        tried[best, moved] = strength(best, moved)
-    return max(tried, key=tried.__getitem__)
 
 
 def _moved(placement: _Placement, top: int, left: int) -> _Placement:
@@ -303,13 +315,10 @@ def _search_shift(angle: np.ndarray) -> tuple[float, tuple[int, int]]:
     """Mean |vote| for the best tile shift of a grid of block angles, and the shift.
 
     Ranking only: a quarter of the code bits, and each bit's vote divided by the mean
-    number of blocks per bit rather than its own (a quarter of the FFT work)."""
-    sin_f, cos_f = _folded_spectra(angle)[:2]
-    ranked = slice(0, CODE_BITS // 4)
-    votes = np.fft.irfft2(
-        np.conj(sin_f) * _LAYOUT.cos_by_bit[ranked] - np.conj(cos_f) * _LAYOUT.sin_by_bit[ranked],
-        s=(_TILE, _TILE),
-    )
+    number of blocks per bit rather than its own (a quarter of the FFT work), in single
+    precision (the FFTs are most of a read's time, and a third faster)."""
+    sin_f, cos_f = (np.conj(f).astype(np.complex64) for f in _folded_spectra(angle))
+    votes = np.fft.irfft2(sin_f * _RANKING_COS - cos_f * _RANKING_SIN, s=(_TILE, _TILE))
     strength = np.abs(votes).mean(axis=0) * CODE_BITS / angle.size
     best = np.unravel_index(int(np.argmax(strength)), strength.shape)
     return float(strength[best]), (int(best[0]), int(best[1]))
@@ -317,30 +326,34 @@ def _search_shift(angle: np.ndarray) -> tuple[float, tuple[int, int]]:
 
 def _soft_by_shift(angle: np.ndarray, centred: bool = True) -> np.ndarray:
     """(128, 32, 32): each code bit's mean vote if the grid's first block sits at tile
-    position (i, j)."""
-    sin_f, cos_f, count_f = _folded_spectra(angle, centred)
+    position (i, j). In single precision, like the ranking: votes are sums of a few
+    hundred terms of size 1, far from its limits."""
+    sin_f, cos_f = (np.conj(f).astype(np.complex64) for f in _folded_spectra(angle, centred))
+    count_f = np.conj(np.fft.rfft2(_folded((np.ones(angle.shape),))[0])).astype(np.complex64)
     shape = (_TILE, _TILE)
-    votes = np.fft.irfft2(
-        np.conj(sin_f) * _LAYOUT.cos_by_bit - np.conj(cos_f) * _LAYOUT.sin_by_bit, s=shape
-    )
-    counts = np.fft.irfft2(np.conj(count_f) * _LAYOUT.ones_by_bit, s=shape)
-    return votes / np.maximum(np.rint(counts), 1)
+    votes = np.fft.irfft2(sin_f * _LAYOUT_COS - cos_f * _LAYOUT_SIN, s=shape)
+    counts = np.fft.irfft2(count_f * _LAYOUT_ONES, s=shape)
+    return np.asarray(votes / np.maximum(np.rint(counts), 1), dtype=np.float64)
 
 
-def _folded_spectra(
-    angle: np.ndarray, centred: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """rfft2 of sin(angle), cos(angle) (less their local mean if ``centred``) and 1
-    summed into one tile (by position mod 32)."""
+def _folded_spectra(angle: np.ndarray, centred: bool = True) -> list[np.ndarray]:
+    """rfft2 of sin(angle) and cos(angle) (less their local mean if ``centred``) summed
+    into one tile (by position mod 32)."""
     votes = _without_local_mean(angle) if centred else (np.sin(angle), np.cos(angle))
-    rows, cols = angle.shape
+    return [np.fft.rfft2(plane) for plane in _folded(votes)]
+
+
+def _folded(planes: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """Each of ``planes`` (a grid of blocks) summed into one 32x32 tile by position mod
+    32."""
+    rows, cols = planes[0].shape
     index = (np.arange(rows) % _TILE)[:, None] * _TILE + (np.arange(cols) % _TILE)[None, :]
-    folded = [
-        np.bincount(index.ravel(), weights=weights.ravel(), minlength=_TILE * _TILE)
-        for weights in (*votes, np.ones(angle.size))
+    return [
+        np.bincount(index.ravel(), weights=plane.ravel(), minlength=_TILE * _TILE).reshape(
+            _TILE, _TILE
+        )
+        for plane in planes
     ]
-    sin_f, cos_f, count_f = (np.fft.rfft2(f.reshape(_TILE, _TILE)) for f in folded)
-    return sin_f, cos_f, count_f
 
 
 def _without_local_mean(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
