@@ -27,9 +27,10 @@ marked grid only if the picture's side at the original scale is known to the pix
 and it is not (an estimate a hair too high gives a side one pixel short; a crop can make
 it odd), so each candidate is searched at four sub-pixel phases (0 or half a pixel on
 each axis). Every candidate is decoded once as found (the right one is often within
-0.05%); then no rescale and the three candidates whose best placement votes most
-clearly are refined (scale over +-1.6%, then the phase by a quarter pixel) and decoded
-over the whole read region. Votes are taken less their local mean, so that plain
+0.05%); then the eight whose best placement votes most clearly are looked at 0.5%
+either side, and no rescale and the three clearest there are refined
+(``watermark_refinement.py``: scale over +-1.6%, then the phase by a quarter pixel) and
+decoded over the whole read region. Votes are taken less their local mean, so that plain
 regions, which give every block one angle, do not vote at wrong scales. Decoding uses
 the same Reed-Solomon code and CRC check as version 2 (own prefix and whitening), which
 is what keeps unmarked pictures from reading as marked however many placements are
@@ -60,7 +61,8 @@ from stylebot.provenance.watermark import (
     _quantise_blocks,
     _u_plane,
 )
-from stylebot.provenance.watermark_refinement import best_nearby, refine
+from stylebot.provenance.watermark_blocks import largest_singular_fast, low_band, pair_sums, trim
+from stylebot.provenance.watermark_refinement import Strength, best_nearby, refine
 from stylebot.provenance.watermark_resampling import prefiltered, resample, same_parity, shape_at
 from stylebot.provenance.watermark_scale import rescale_candidates
 
@@ -206,15 +208,18 @@ def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | N
 def _nearby(look: _Look) -> tuple[float, _Look]:
     """The look moved to the scale within 0.5% where its best placement votes most
     clearly, and that clarity (comparable across scales, like :attr:`_Look.clarity`)."""
-    placement = look.placements[0]
+    best, scale = best_nearby(_votes(look, look.placements[0]), look.scale, look.phase)
+    return look.clarity_of(best), dataclasses.replace(look, scale=scale)
+
+
+def _votes(look: _Look, placement: _Placement) -> Strength:
+    """How clearly ``placement`` votes on the look's window resampled at a scale and phase."""
 
     def strength(scale: float, phase: tuple[float, float]) -> float:
-        return _strength_at(
-            _u_plane_of(resample(look.source, scale, look.window_shape, phase)), placement
-        )
+        window = resample(look.source, scale, look.window_shape, phase)
+        return _strength_at(_u_plane_of(window), placement)
 
-    best, scale = best_nearby(strength, look.scale, look.phase)
-    return look.clarity_of(best), dataclasses.replace(look, scale=scale)
+    return strength
 
 
 def _look(rgb: np.ndarray, estimate: float) -> _Look | None:
@@ -242,14 +247,7 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
     for placement in look.placements[: 2 if look.scale == 1.0 else 3]:
         scale, phase = look.scale, look.phase
         if scale != 1.0:  # an estimate is within ~1.5%; the mark needs ~0.1%
-
-            def strength(
-                scale: float, phase: tuple[float, float], at: _Placement = placement
-            ) -> float:
-                window = resample(look.source, scale, look.window_shape, phase)
-                return _strength_at(_u_plane_of(window), at)
-
-            scale, phase = refine(strength, scale, phase)
+            scale, phase = refine(_votes(look, placement), scale, phase)
         region = _u_plane_of(resample(look.source, scale, look.region_shape, phase))
         top = (look.region_shape[0] - look.window_shape[0]) // 2
         left = (look.region_shape[1] - look.window_shape[1]) // 2
@@ -272,39 +270,19 @@ def _moved(placement: _Placement, top: int, left: int) -> _Placement:
     return _Placement(placement.strength, (oy % _PIXELS_PER_BLOCK, ox % _PIXELS_PER_BLOCK), shift)
 
 
-def _low_band(u: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
-    """The Haar low band of ``u`` from pixel ``offset`` on, whole blocks only: each value
-    is half the sum of a 2x2 pixel square (what ``pywt.dwt2(..., "haar")`` gives)."""
-    return _trim(_pair_sums(u, (offset[0] % 2, offset[1] % 2)), offset)
-
-
-def _pair_sums(u: np.ndarray, parity: tuple[int, int]) -> np.ndarray:
-    """Half the sums of the 2x2 squares starting at ``parity``: every low band of this
-    parity is a part of it."""
-    part = u[parity[0] :, parity[1] :]
-    part = part[: part.shape[0] // 2 * 2, : part.shape[1] // 2 * 2]
-    sums: np.ndarray = part[0::2, 0::2] + part[0::2, 1::2] + part[1::2, 0::2] + part[1::2, 1::2]
-    return sums / 2
-
-
-def _trim(sums: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
-    low = sums[offset[0] // 2 :, offset[1] // 2 :]
-    return low[: low.shape[0] // _BLOCK * _BLOCK, : low.shape[1] // _BLOCK * _BLOCK]
-
-
 def _best_placements(u: np.ndarray, offset_step: int = 1) -> list[_Placement]:
     """The placements (pixel offset, tile shift) of ``u``'s block grid whose votes are
     the clearest, best first; pixel offsets in steps of ``offset_step``."""
     found: list[_Placement] = []
     parities = [(0, 0), (0, 1), (1, 0), (1, 1)] if offset_step == 1 else [(0, 0)]
-    sums = {parity: _pair_sums(u, parity) for parity in parities}
+    sums = {parity: pair_sums(u, parity) for parity in parities}
     for dy in range(0, _PIXELS_PER_BLOCK, offset_step):
         for dx in range(0, _PIXELS_PER_BLOCK, offset_step):
-            low = _trim(sums[dy % 2, dx % 2], (dy, dx))
+            low = trim(sums[dy % 2, dx % 2], (dy, dx))
             blocks, (rows, cols) = _blocks(low)
             if len(blocks) == 0:
                 continue
-            angle = 2 * np.pi * _largest_singular_fast(blocks) / _SCALE
+            angle = 2 * np.pi * largest_singular_fast(blocks) / _SCALE
             strength, shift = _search_shift(angle.reshape(rows // _BLOCK, cols // _BLOCK))
             found.append(_Placement(strength, (dy, dx), shift))
     found.sort(key=lambda placement: placement.strength, reverse=True)
@@ -373,9 +351,9 @@ def _without_local_mean(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _soft_at(u: np.ndarray, placement: _Placement, centred: bool = True) -> np.ndarray:
     """The 128 code bits' mean votes over all of ``u`` at one placement."""
-    low = _low_band(u, placement.offset)
+    low = low_band(u, placement.offset)
     blocks, (rows, cols) = _blocks(low)
-    angle = 2 * np.pi * _largest_singular_fast(blocks) / _SCALE
+    angle = 2 * np.pi * largest_singular_fast(blocks) / _SCALE
     soft = _soft_by_shift(angle.reshape(rows // _BLOCK, cols // _BLOCK), centred)
     return soft[:, placement.shift[0], placement.shift[1]]
 
@@ -395,19 +373,3 @@ def _read_at(u: np.ndarray, placement: _Placement) -> WatermarkReading | None:
         if reading is not None:
             return reading
     return None
-
-
-def _largest_singular_fast(blocks: np.ndarray) -> np.ndarray:
-    """Each 4x4 block's largest singular value by power iteration from the flat vector:
-    a fraction of the time of an SVD. U is offset by 128, so every block's top singular
-    vector is close to flat and far above the next: one step and the Rayleigh quotient
-    land within 1e-3 of it."""
-    # v = B^T B 1, then sigma^2 = |B v|^2 / |v|^2 (the Rayleigh quotient of B^T B), as
-    # sums over each block's entries: batched 4x4 matmuls took twice as long.
-    row_sums = blocks.sum(axis=2)
-    vector = np.einsum("nij,ni->nj", blocks, row_sums)
-    image = np.einsum("nij,nj->ni", blocks, vector)
-    sigma: np.ndarray = np.sqrt(
-        np.einsum("ni,ni->n", image, image) / np.einsum("nj,nj->n", vector, vector)
-    )
-    return sigma
