@@ -1,9 +1,10 @@
 """The version 3 reader's arithmetic on a U plane (``tiled_watermark.py``): the Haar low
-band at any pixel offset of the block grid, and each block's largest singular value, fast.
-"""
+band at any pixel offset of the block grid, each block's largest singular value, fast,
+and a U plane sharpened."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from stylebot.provenance.watermark import _BLOCK
@@ -45,3 +46,9 @@ def largest_singular_fast(blocks: np.ndarray) -> np.ndarray:
         np.einsum("ni,ni->n", image, image) / np.einsum("nj,nj->n", vector, vector)
     )
     return sigma
+
+
+def sharpened(u: np.ndarray, sigma: float) -> np.ndarray:
+    """``u`` plus its difference from a Gaussian blur of ``sigma`` pixels (unsharp mask)."""
+    sharp: np.ndarray = 2 * u - cv2.GaussianBlur(u, (0, 0), sigmaX=sigma, sigmaY=sigma)
+    return sharp
