@@ -145,6 +145,21 @@ def test_mark_survives_a_screenshot_saved_as_jpeg() -> None:
     assert untraced(512, jpeg_screenshot) == []
 
 
+def test_mark_survives_a_shrunk_jpeg_screenshot_sent_as_a_telegram_photo() -> None:
+    # Shown at 80%, saved as JPEG q80, then Telegram's JPEG: the mark's block edges are
+    # blurred by the downscale and twice by chroma subsampling, and the votes were lost
+    # even at the right scale. The reader now sharpens a shrunk copy's U plane.
+    def shrunk_screenshot(image: Image.Image) -> Image.Image:
+        shown = rescaled(image, 0.8)
+        framed = Image.new("RGB", (shown.width + 6, shown.height + 6), (90, 90, 90))
+        framed.paste(shown, (3, 3))
+        return telegram_photo(reencode(framed, "JPEG", quality=80))
+
+    output_id = hashlib.sha256(b"illustration 512").hexdigest()[:12]
+    marked = embed_watermark(illustration(seed=514), output_id)
+    assert read_watermark(shrunk_screenshot(marked)) == output_id
+
+
 def test_mark_survives_jpeg_q60_at_256() -> None:
     assert untraced(256, lambda image: reencode(image, "JPEG", quality=60)) == []
 
