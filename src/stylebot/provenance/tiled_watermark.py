@@ -27,9 +27,10 @@ marked grid only if the picture's side at the original scale is known to the pix
 and it is not (an estimate a hair too high gives a side one pixel short; a crop can make
 it odd), so each candidate is searched at four sub-pixel phases (0 or half a pixel on
 each axis). Every candidate is decoded once as found (the right one is often within
-0.05%); then no rescale and the three candidates whose best placement votes most
-clearly are refined (scale over +-1.6%, then the phase by a quarter pixel) and decoded
-over the whole read region. Votes are taken less their local mean, so that plain
+0.05%); then the eight whose best placement votes most clearly are looked at 0.5%
+either side, and no rescale and the three clearest there are refined
+(``watermark_refinement.py``: scale over +-1.6%, then the phase by a quarter pixel) and
+decoded over the whole read region. Votes are taken less their local mean, so that plain
 regions, which give every block one angle, do not vote at wrong scales. Decoding uses
 the same Reed-Solomon code and CRC check as version 2 (own prefix and whitening), which
 is what keeps unmarked pictures from reading as marked however many placements are
@@ -60,6 +61,14 @@ from stylebot.provenance.watermark import (
     _quantise_blocks,
     _u_plane,
 )
+from stylebot.provenance.watermark_blocks import (
+    largest_singular_fast,
+    low_band,
+    pair_sums,
+    sharpened,
+    trim,
+)
+from stylebot.provenance.watermark_refinement import Strength, best_nearby, refine
 from stylebot.provenance.watermark_resampling import prefiltered, resample, same_parity, shape_at
 from stylebot.provenance.watermark_scale import rescale_candidates
 
@@ -77,6 +86,11 @@ _READ_SIDE = 1024  # pixels (original scale) around the centre the final read us
 _MIN_WINDOW_PIXELS = 2 * _PIXELS_PER_BLOCK  # narrower than two blocks: nothing to read
 _LOCAL_BLOCKS = 5  # side of the neighbourhood whose mean vote is taken out
 _DECODED_SCALES = 3  # rescaled candidates refined and decoded, the clearest first
+_RANKED_SCALES = 8  # rescaled candidates looked at either side before they are ranked
+# Blurs (pixels, original scale) whose difference is added back to the U plane of a shrunk
+# copy for a second and third decode: at the true scale, after a downscale to 0.57-0.81x
+# (with JPEG in 6 of 8), 4 of 8 copies the plain read missed were read this way.
+_SHARPENING = 1.5
 # Sub-pixel shifts of the resampling grid tried at each rescale (original pixels): the
 # quantiser reads a block's exact sum, and a grid half a pixel off reads noise (module doc).
 _PHASES = ((0.0, 0.0), (0.0, 0.5), (0.5, 0.0), (0.5, 0.5))
@@ -112,6 +126,13 @@ def _make_layout() -> _Layout:
 
 
 _LAYOUT = _make_layout()
+# The layout's spectra in single precision (_soft_by_shift), and for the code bits that
+# rank placements (_search_shift).
+_LAYOUT_COS = _LAYOUT.cos_by_bit.astype(np.complex64)
+_LAYOUT_SIN = _LAYOUT.sin_by_bit.astype(np.complex64)
+_LAYOUT_ONES = _LAYOUT.ones_by_bit.astype(np.complex64)
+_RANKING_COS = _LAYOUT_COS[: CODE_BITS // 4]
+_RANKING_SIN = _LAYOUT_SIN[: CODE_BITS // 4]
 
 
 def quantise_tiled(low: np.ndarray, bits: np.ndarray) -> None:
@@ -147,10 +168,14 @@ class _Look:
     def clarity(self) -> float:
         """The best placement's strength over its noise level (which falls as the square
         root of the blocks read), comparable across scales and window sizes."""
+        return self.clarity_of(self.placements[0].strength)
+
+    def clarity_of(self, strength: float) -> float:
+        """A strength measured on this look's window, over its noise level."""
         blocks = (self.window_shape[0] // _PIXELS_PER_BLOCK) * (
             self.window_shape[1] // _PIXELS_PER_BLOCK
         )
-        return self.placements[0].strength * float(np.sqrt(blocks))
+        return strength * float(np.sqrt(blocks))
 
 
 def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | None:
@@ -172,16 +197,39 @@ def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | N
             return dataclasses.replace(reading, scale=round(look.scale, 4))
         looks.append(look)
     # Then the whole read region, with the scale refined (an estimate may be 1.5% off),
-    # for no rescale and the candidates whose best placement votes most clearly.
+    # for no rescale and the candidates that vote most clearly within 0.5% of themselves
+    # (looked at for the clearest few as found, a fraction of the cost of a refinement).
     unscaled = [look for look in looks if look.scale == 1.0]
-    rescaled = sorted(
+    clearest = sorted(
         (look for look in looks if look.scale != 1.0), key=lambda look: look.clarity, reverse=True
     )
-    for look in unscaled + rescaled[:_DECODED_SCALES]:
+    ranked = sorted(
+        (_nearby(look) for look in clearest[:_RANKED_SCALES]),
+        key=lambda ranked: ranked[0],
+        reverse=True,
+    )
+    for look in unscaled + [look for _clarity, look in ranked[:_DECODED_SCALES]]:
         reading = _decode_look(look)
         if reading is not None:
             return reading
     return None
+
+
+def _nearby(look: _Look) -> tuple[float, _Look]:
+    """The look moved to the scale within 0.5% where its best placement votes most
+    clearly, and that clarity (comparable across scales, like :attr:`_Look.clarity`)."""
+    best, scale = best_nearby(_votes(look, look.placements[0]), look.scale, look.phase)
+    return look.clarity_of(best), dataclasses.replace(look, scale=scale)
+
+
+def _votes(look: _Look, placement: _Placement) -> Strength:
+    """How clearly ``placement`` votes on the look's window resampled at a scale and phase."""
+
+    def strength(scale: float, phase: tuple[float, float]) -> float:
+        window = _u_plane_of(resample(look.source, scale, look.window_shape, phase))
+        return _strength_at(sharpened(window, _SHARPENING) if scale < 1.0 else window, placement)
+
+    return strength
 
 
 def _look(rgb: np.ndarray, estimate: float) -> _Look | None:
@@ -197,6 +245,7 @@ def _look(rgb: np.ndarray, estimate: float) -> _Look | None:
     best: _Look | None = None
     for phase in _PHASES if estimate != 1.0 else _PHASES[:1]:
         window = _u_plane_of(resample(source, estimate, window_shape, phase))
+        window = sharpened(window, _SHARPENING) if estimate < 1.0 else window
         placements = _best_placements(window)
         if placements and (best is None or placements[0].strength > best.placements[0].strength):
             best = _Look(estimate, phase, source, region_shape, window_shape, window, placements)
@@ -209,11 +258,15 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
     for placement in look.placements[: 2 if look.scale == 1.0 else 3]:
         scale, phase = look.scale, look.phase
         if scale != 1.0:  # an estimate is within ~1.5%; the mark needs ~0.1%
-            scale, phase = _refine_scale(look.source, scale, phase, look.window_shape, placement)
+            scale, phase = refine(_votes(look, placement), scale, phase)
         region = _u_plane_of(resample(look.source, scale, look.region_shape, phase))
         top = (look.region_shape[0] - look.window_shape[0]) // 2
         left = (look.region_shape[1] - look.window_shape[1]) // 2
         reading = _read_at(region, _moved(placement, top, left))
+        # A shrunk copy has lost the sharpness of the mark's block edges (and JPEG
+        # halves chroma again): sharpened back, the blocks' sums come closer to theirs.
+        if reading is None and scale < 1.0:
+            reading = _read_at(sharpened(region, _SHARPENING), _moved(placement, top, left))
         if reading is not None:
             return dataclasses.replace(reading, scale=round(scale, 4))
     return None
@@ -221,34 +274,6 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
 
 def _u_plane_of(rgb: np.ndarray) -> np.ndarray:
     return _u_plane(rgb, rgb.shape[0], rgb.shape[1])
-
-
-def _refine_scale(
-    source: np.ndarray,
-    estimate: float,
-    phase: tuple[float, float],
-    shape: tuple[int, int],
-    placement: _Placement,
-) -> tuple[float, tuple[float, float]]:
-    """The scale and sub-pixel phase near ``estimate`` and ``phase`` at which the
-    placement's votes are clearest: scale steps of 0.2% over +-1.6%, then 0.1% and
-    0.05% either side of the best, then the phase in quarter pixels."""
-
-    def strength(scale: float, phase: tuple[float, float]) -> float:
-        return _strength_at(_u_plane_of(resample(source, scale, shape, phase)), placement)
-
-    tried = {(estimate * (1 + step * 0.002), phase): 0.0 for step in range(-8, 9)}
-    for key in tried:
-        tried[key] = strength(*key)
-    for step in (0.001, 0.0005):
-        best, at = max(tried, key=tried.__getitem__)
-        for scale in (best * (1 - step), best * (1 + step)):
-            tried[scale, at] = strength(scale, at)
-    best, at = max(tried, key=tried.__getitem__)
-    for dy, dx in ((-0.25, 0.0), (0.25, 0.0), (0.0, -0.25), (0.0, 0.25)):
-        moved = (at[0] + dy, at[1] + dx)
-        tried[best, moved] = strength(best, moved)
-    return max(tried, key=tried.__getitem__)
 
 
 def _moved(placement: _Placement, top: int, left: int) -> _Placement:
@@ -260,39 +285,19 @@ def _moved(placement: _Placement, top: int, left: int) -> _Placement:
     return _Placement(placement.strength, (oy % _PIXELS_PER_BLOCK, ox % _PIXELS_PER_BLOCK), shift)
 
 
-def _low_band(u: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
-    """The Haar low band of ``u`` from pixel ``offset`` on, whole blocks only: each value
-    is half the sum of a 2x2 pixel square (what ``pywt.dwt2(..., "haar")`` gives)."""
-    return _trim(_pair_sums(u, (offset[0] % 2, offset[1] % 2)), offset)
-
-
-def _pair_sums(u: np.ndarray, parity: tuple[int, int]) -> np.ndarray:
-    """Half the sums of the 2x2 squares starting at ``parity``: every low band of this
-    parity is a part of it."""
-    part = u[parity[0] :, parity[1] :]
-    part = part[: part.shape[0] // 2 * 2, : part.shape[1] // 2 * 2]
-    sums: np.ndarray = part[0::2, 0::2] + part[0::2, 1::2] + part[1::2, 0::2] + part[1::2, 1::2]
-    return sums / 2
-
-
-def _trim(sums: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
-    low = sums[offset[0] // 2 :, offset[1] // 2 :]
-    return low[: low.shape[0] // _BLOCK * _BLOCK, : low.shape[1] // _BLOCK * _BLOCK]
-
-
 def _best_placements(u: np.ndarray, offset_step: int = 1) -> list[_Placement]:
     """The placements (pixel offset, tile shift) of ``u``'s block grid whose votes are
     the clearest, best first; pixel offsets in steps of ``offset_step``."""
     found: list[_Placement] = []
     parities = [(0, 0), (0, 1), (1, 0), (1, 1)] if offset_step == 1 else [(0, 0)]
-    sums = {parity: _pair_sums(u, parity) for parity in parities}
+    sums = {parity: pair_sums(u, parity) for parity in parities}
     for dy in range(0, _PIXELS_PER_BLOCK, offset_step):
         for dx in range(0, _PIXELS_PER_BLOCK, offset_step):
-            low = _trim(sums[dy % 2, dx % 2], (dy, dx))
+            low = trim(sums[dy % 2, dx % 2], (dy, dx))
             blocks, (rows, cols) = _blocks(low)
             if len(blocks) == 0:
                 continue
-            angle = 2 * np.pi * _largest_singular_fast(blocks) / _SCALE
+            angle = 2 * np.pi * largest_singular_fast(blocks) / _SCALE
             strength, shift = _search_shift(angle.reshape(rows // _BLOCK, cols // _BLOCK))
             found.append(_Placement(strength, (dy, dx), shift))
     found.sort(key=lambda placement: placement.strength, reverse=True)
@@ -303,13 +308,10 @@ def _search_shift(angle: np.ndarray) -> tuple[float, tuple[int, int]]:
     """Mean |vote| for the best tile shift of a grid of block angles, and the shift.
 
     Ranking only: a quarter of the code bits, and each bit's vote divided by the mean
-    number of blocks per bit rather than its own (a quarter of the FFT work)."""
-    sin_f, cos_f = _folded_spectra(angle)[:2]
-    ranked = slice(0, CODE_BITS // 4)
-    votes = np.fft.irfft2(
-        np.conj(sin_f) * _LAYOUT.cos_by_bit[ranked] - np.conj(cos_f) * _LAYOUT.sin_by_bit[ranked],
-        s=(_TILE, _TILE),
-    )
+    number of blocks per bit rather than its own (a quarter of the FFT work), in single
+    precision (the FFTs are most of a read's time, and a third faster)."""
+    sin_f, cos_f = (np.conj(f).astype(np.complex64) for f in _folded_spectra(angle))
+    votes = np.fft.irfft2(sin_f * _RANKING_COS - cos_f * _RANKING_SIN, s=(_TILE, _TILE))
     strength = np.abs(votes).mean(axis=0) * CODE_BITS / angle.size
     best = np.unravel_index(int(np.argmax(strength)), strength.shape)
     return float(strength[best]), (int(best[0]), int(best[1]))
@@ -317,30 +319,34 @@ def _search_shift(angle: np.ndarray) -> tuple[float, tuple[int, int]]:
 
 def _soft_by_shift(angle: np.ndarray, centred: bool = True) -> np.ndarray:
     """(128, 32, 32): each code bit's mean vote if the grid's first block sits at tile
-    position (i, j)."""
-    sin_f, cos_f, count_f = _folded_spectra(angle, centred)
+    position (i, j). In single precision, like the ranking: votes are sums of a few
+    hundred terms of size 1, far from its limits."""
+    sin_f, cos_f = (np.conj(f).astype(np.complex64) for f in _folded_spectra(angle, centred))
+    count_f = np.conj(np.fft.rfft2(_folded((np.ones(angle.shape),))[0])).astype(np.complex64)
     shape = (_TILE, _TILE)
-    votes = np.fft.irfft2(
-        np.conj(sin_f) * _LAYOUT.cos_by_bit - np.conj(cos_f) * _LAYOUT.sin_by_bit, s=shape
-    )
-    counts = np.fft.irfft2(np.conj(count_f) * _LAYOUT.ones_by_bit, s=shape)
-    return votes / np.maximum(np.rint(counts), 1)
+    votes = np.fft.irfft2(sin_f * _LAYOUT_COS - cos_f * _LAYOUT_SIN, s=shape)
+    counts = np.fft.irfft2(count_f * _LAYOUT_ONES, s=shape)
+    return np.asarray(votes / np.maximum(np.rint(counts), 1), dtype=np.float64)
 
 
-def _folded_spectra(
-    angle: np.ndarray, centred: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """rfft2 of sin(angle), cos(angle) (less their local mean if ``centred``) and 1
-    summed into one tile (by position mod 32)."""
+def _folded_spectra(angle: np.ndarray, centred: bool = True) -> list[np.ndarray]:
+    """rfft2 of sin(angle) and cos(angle) (less their local mean if ``centred``) summed
+    into one tile (by position mod 32)."""
     votes = _without_local_mean(angle) if centred else (np.sin(angle), np.cos(angle))
-    rows, cols = angle.shape
+    return [np.fft.rfft2(plane) for plane in _folded(votes)]
+
+
+def _folded(planes: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """Each of ``planes`` (a grid of blocks) summed into one 32x32 tile by position mod
+    32."""
+    rows, cols = planes[0].shape
     index = (np.arange(rows) % _TILE)[:, None] * _TILE + (np.arange(cols) % _TILE)[None, :]
-    folded = [
-        np.bincount(index.ravel(), weights=weights.ravel(), minlength=_TILE * _TILE)
-        for weights in (*votes, np.ones(angle.size))
+    return [
+        np.bincount(index.ravel(), weights=plane.ravel(), minlength=_TILE * _TILE).reshape(
+            _TILE, _TILE
+        )
+        for plane in planes
     ]
-    sin_f, cos_f, count_f = (np.fft.rfft2(f.reshape(_TILE, _TILE)) for f in folded)
-    return sin_f, cos_f, count_f
 
 
 def _without_local_mean(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -360,9 +366,9 @@ def _without_local_mean(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _soft_at(u: np.ndarray, placement: _Placement, centred: bool = True) -> np.ndarray:
     """The 128 code bits' mean votes over all of ``u`` at one placement."""
-    low = _low_band(u, placement.offset)
+    low = low_band(u, placement.offset)
     blocks, (rows, cols) = _blocks(low)
-    angle = 2 * np.pi * _largest_singular_fast(blocks) / _SCALE
+    angle = 2 * np.pi * largest_singular_fast(blocks) / _SCALE
     soft = _soft_by_shift(angle.reshape(rows // _BLOCK, cols // _BLOCK), centred)
     return soft[:, placement.shift[0], placement.shift[1]]
 
@@ -382,19 +388,3 @@ def _read_at(u: np.ndarray, placement: _Placement) -> WatermarkReading | None:
         if reading is not None:
             return reading
     return None
-
-
-def _largest_singular_fast(blocks: np.ndarray) -> np.ndarray:
-    """Each 4x4 block's largest singular value by power iteration from the flat vector:
-    a fraction of the time of an SVD. U is offset by 128, so every block's top singular
-    vector is close to flat and far above the next: one step and the Rayleigh quotient
-    land within 1e-3 of it."""
-    # v = B^T B 1, then sigma^2 = |B v|^2 / |v|^2 (the Rayleigh quotient of B^T B), as
-    # sums over each block's entries: batched 4x4 matmuls took twice as long.
-    row_sums = blocks.sum(axis=2)
-    vector = np.einsum("nij,ni->nj", blocks, row_sums)
-    image = np.einsum("nij,nj->ni", blocks, vector)
-    sigma: np.ndarray = np.sqrt(
-        np.einsum("ni,ni->n", image, image) / np.einsum("nj,nj->n", vector, vector)
-    )
-    return sigma

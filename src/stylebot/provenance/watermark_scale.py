@@ -35,14 +35,19 @@ _JPEG_PERIOD = 16  # pixels: JPEG's chroma blocks (8x8 samples, subsampled by 2)
 # Scales where the mark's grid and JPEG's coincide: always tried, never estimated.
 _JPEG_SCALES = (1.0, 0.5, 2 / 3, 2.0)
 _JPEG_FREQUENCIES = tuple(k / 16 for k in range(1, 5))
+# Within about 2.5% of those scales JPEG's peak swamps ours (a 250 px picture cannot tell
+# 1/7.8 from 1/8): the reader tries these instead, each refined over +-1.6%.
+_BESIDE_JPEG = (1 - 0.015, 1 + 0.015)
 _SAME = 0.004  # relative distance under which two scales (or frequencies) are one
 
 
 def rescale_candidates(rgb: np.ndarray) -> list[float]:
     """Scales to try, most likely first: 1 (not rescaled), the spectral estimates, then the
-    other scales at which JPEG's grid hides ours."""
+    other scales at which JPEG's grid hides ours, and 1.5% either side of each."""
     candidates = [1.0]
-    for scale in (*_estimated_scales(rgb), *_JPEG_SCALES):
+    beside = [scale * step for scale in _JPEG_SCALES for step in _BESIDE_JPEG]
+    in_range = [scale for scale in beside if 0.5 <= scale <= 2.0]  # the promised range
+    for scale in (*_estimated_scales(rgb), *_JPEG_SCALES, *in_range):
         if all(abs(scale / known - 1) > _SAME for known in candidates):
             candidates.append(scale)
     return candidates
