@@ -102,8 +102,12 @@ def stop_when_stdin_closes() -> None:
     worker then stops as on any SIGTERM (its job finished or given back); before arq
     handles signals (the model still loading), Python's default ends it at once."""
 
+    # The descriptor, not sys.stdin: a daemon thread blocked in the buffered reader holds
+    # its lock, and the interpreter aborts at exit when it cannot take it (SIGABRT).
+    stdin = sys.stdin.fileno()
+
     def watch() -> None:
-        while sys.stdin.buffer.read(65536):
+        while os.read(stdin, 65536):
             pass  # nothing is ever written: a read returns only at the end
         os.kill(os.getpid(), signal.SIGTERM)
 
