@@ -88,12 +88,15 @@ class LocalWorker(StartedInWith):
 
     def stop(self, timeout: float = 30.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()  # arq finishes or abandons the job and exits
-        wait_or_kill(process, timeout)
-        if process.stdin is not None:
-            process.stdin.close()
+        try:
+            if process.poll() is None:
+                process.terminate()  # arq finishes or abandons the job and exits
+                wait_or_kill(process, timeout)
+        finally:
+            if process.stdin is not None:
+                process.stdin.close()  # after it exited: its end is its cue to stop
 
 
 def stop_when_stdin_closes() -> None:
