@@ -11,7 +11,6 @@ and signing identity; the family-specific parts live in their own modules.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import time
@@ -500,7 +499,8 @@ class StyleEngine:
                 model_hash=self.model_hash,
                 denoising_strength=job.strength if source and not job.follow else None,
                 controlnet=self.generator.modes.sketches.infotext(job.follow, job.strength),
-                source_sha256=hashlib.sha256(source).hexdigest() if source is not None else None,
+                # Its blob key is its SHA-256 (content-addressed, checked when fetched).
+                source_sha256=job.source_key if source is not None else None,
                 source_output_id=job.source_output_id,
             )
             png = finish_output_png(marked, meta, self.signing, source=source)
