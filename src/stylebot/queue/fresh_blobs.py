@@ -4,8 +4,9 @@ left in Redis for a minute, and the front end takes it from there (issue 19).
 Why: with the S3 store, the front end's GET of each result's PNG was on the way of
 every generation (3-4 ms on a SeaweedFS on the same host, more from a cloud store),
 while Redis is the connection the result's event has just come on. The object store
-stays the record: the worker stores the blob there first and leaves the copy after,
-so a copy never names a blob that is not stored. A copy is read once (taken: read
+stays the record: the worker writes the copy while its PUT is under way (Redis is
+done first), and the key reaches no one before both are in place; a failed PUT takes
+its copy away again, so a copy never outlives a blob that was not stored. A copy is read once (taken: read
 and deleted in one transaction) and checked against its key as every read is; with
 no copy (too big, expired, read already, Redis refused it) or a copy that does not
 match its key, the read goes to the store, whose answers for a missing or damaged
@@ -18,6 +19,7 @@ Redis (`with_fresh_copies`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -57,13 +59,35 @@ class FreshBlobCopies:
         return self.store.location
 
     async def put(self, data: bytes) -> str:
-        key = await self.store.put(data)
-        if self.leaves_copies and len(data) <= COPY_MAX_BYTES:
-            try:
-                await self.redis.set(fresh_blob_key(key), data, ex=COPY_KEPT_S)
-            except _REDIS_ERRORS as exc:
-                self._refused(exc)
-        return key
+        if not self.leaves_copies or len(data) > COPY_MAX_BYTES:
+            return await self.store.put(data)
+        # The copy is written while the store's PUT is under way (Redis is done long
+        # before it): the key goes to no one until `put` returns, by then both are in
+        # place; a failed PUT takes its copy away again.
+        key = hashlib.sha256(data).hexdigest()
+        copy = asyncio.ensure_future(self._leave_copy(key, data))
+        try:
+            stored = await self.store.put(data)
+        except BaseException:
+            if await copy:
+                await self._drop_copy(key)
+            raise
+        await copy
+        return stored
+
+    async def _leave_copy(self, key: str, data: bytes) -> bool:
+        try:
+            await self.redis.set(fresh_blob_key(key), data, ex=COPY_KEPT_S)
+        except _REDIS_ERRORS as exc:
+            self._refused(exc)
+            return False
+        return True
+
+    async def _drop_copy(self, key: str) -> None:
+        try:
+            await self.redis.delete(fresh_blob_key(key))
+        except _REDIS_ERRORS as exc:
+            self._refused(exc)
 
     async def get(self, key: str) -> bytes:
         copy = await self._take(check_blob_key(key))
@@ -75,11 +99,8 @@ class FreshBlobCopies:
         return await self.store.exists(key)
 
     async def delete(self, key: str) -> None:
-        try:
-            await self.redis.delete(fresh_blob_key(check_blob_key(key)))
-        except _REDIS_ERRORS as exc:
-            # Kept a minute at most: the store's copy, the lasting one, goes now.
-            self._refused(exc)
+        # A copy is kept a minute at most; the store's, the lasting one, goes now.
+        await self._drop_copy(check_blob_key(key))
         await self.store.delete(key)
 
     async def put_file(self, path: Path) -> str:

@@ -14,6 +14,11 @@ class SqliteUserStore(SqliteStore):
     async def get_or_create_user(
         self, platform: str, platform_user_id: str, display_name: str
     ) -> User:
+        # Every command asks this; nearly always the user is known under the same name,
+        # and one read answers without taking the write lock (issue 19's overhead).
+        known = await self.find_user(platform, platform_user_id)
+        if known is not None and known.display_name == display_name:
+            return known
         async with self._session.transaction():
             await self._session.write(
                 "INSERT INTO users (platform, platform_user_id, display_name, created_at)"

@@ -103,6 +103,23 @@ async def test_a_copy_that_does_not_match_its_key_is_passed_over_for_the_store(
         await worker.get(key)
 
 
+async def test_a_put_the_store_refused_leaves_no_copy(
+    s3_server: SeaweedS3, s3_prefix: str, redis: ArqRedis
+) -> None:
+    # The copy is written while the PUT is under way: a PUT that fails (no S3 server
+    # on that port: a real refusal) must take it away again.
+    unreachable = s3_store(
+        s3_server, s3_prefix, max_attempts=1, endpoint_url=f"http://127.0.0.1:{free_port()}"
+    )
+    worker = FreshBlobCopies(unreachable, redis, leaves_copies=True)
+    data = os.urandom(PNG_SIZED)
+
+    with pytest.raises(Exception, match="store"):
+        await worker.put(data)
+
+    assert not await redis.exists(fresh_blob_key(hashlib.sha256(data).hexdigest()))
+
+
 async def test_deleting_a_blob_deletes_its_copy(store: S3BlobStore, redis: ArqRedis) -> None:
     worker = FreshBlobCopies(store, redis, leaves_copies=True)
     key = await worker.put(b"a result its owner erased")
