@@ -181,6 +181,10 @@ class StyleEngine:
             base_model, device=device, dtype=dtype, family=family, config=config
         )
         log.info("loaded %s in %.1f s", base_model, time.perf_counter() - started)
+        # Where the pipeline runs ("cuda", "cpu", "mps"); it stays there. Kept, not asked:
+        # diffusers' `pipeline.device` inspects the pipeline's signature each time (1.1
+        # ms here), and every generation asks (`job_bodies.mixed_style_batches`).
+        self.device_type = str(self.pipeline.device.type)
         # sd15 ... flux-dev: what doctor and the exports name; the base's weights
         # in int8 when the family and the GPU call for it.
         self.variant = family_variant(self.pipeline) or model_family(self.pipeline)
@@ -421,11 +425,6 @@ class StyleEngine:
         pictures = [open_stored_png(data, self.max_image_pixels) for data in images]
         captioner = self.captioner.get(self.pipeline.device, self.pipeline.dtype)
         return captioner.caption(pictures, should_stop)
-
-    @property
-    def device_type(self) -> str:
-        """Where the pipeline runs: "cuda", "cpu", "mps", ..."""
-        return str(self.pipeline.device.type)
 
     def _request(self, job: GenerateJob, weights: LoraWeights | None) -> GenerationRequest:
         embedding = self._embedding(job)

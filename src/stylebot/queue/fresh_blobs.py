@@ -6,8 +6,9 @@ every generation (3-4 ms on a SeaweedFS on the same host, more from a cloud stor
 while Redis is the connection the result's event has just come on. The object store
 stays the record: the worker writes the copy while its PUT is under way (Redis is
 done first), and the key reaches no one before both are in place; a failed PUT takes
-its copy away again, so a copy never outlives a blob that was not stored. A copy is read once (taken: read
-and deleted in one transaction) and checked against its key as every read is; with
+its copy away again, so a copy never outlives a blob that was not stored. A copy is
+read once (taken: read and deleted in one transaction) and checked against its key as
+every read is; with
 no copy (too big, expired, read already, Redis refused it) or a copy that does not
 match its key, the read goes to the store, whose answers for a missing or damaged
 blob are unchanged. Deleting a blob deletes its copy too (erasure).
