@@ -33,9 +33,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 from watermark_robustness import EDITS, KINDS, SIZES, jpeg, rescale, screenshot, telegram
 
-from stylebot.bot.core.fingerprints import fingerprint_bands, fingerprint_of_png
+from stylebot.bot.core.fingerprints import fingerprint_of_png
+from stylebot.bot.core.hash_bands import hash_bands
 from stylebot.bot.core.images import ImageLimits, normalize_for_reading
 from stylebot.bot.core.model import Output
+from stylebot.bot.core.perceptual import PerceptualHash
 from stylebot.bot.core.resemblance import resembled_output
 
 COPY_EDITS = [
@@ -66,7 +68,8 @@ class Outputs:
         return [
             o
             for o in self.by_id.values()
-            if o.fingerprint is not None and not wanted.isdisjoint(fingerprint_bands(o.fingerprint))
+            if o.fingerprint is not None
+            and not wanted.isdisjoint(hash_bands(PerceptualHash.from_hex(o.fingerprint)))
         ]
 
 
