@@ -108,14 +108,18 @@ def compare_aligned(
     like: AlignedDifference | None = None,
     *,
     thorough: bool = True,
+    edge_allowance: float = 0.0,
 ) -> AlignedDifference:
     """Place ``picture`` on ``output`` (or where ``like`` placed a picture of the same
     size: the same file over another background) and compare. ``thorough=False``: see
-    :func:`.picture_alignment.align`. CPU-bound."""
+    :func:`.picture_alignment.align`; ``edge_allowance``: see
+    :func:`.picture_match.compare_pictures`. CPU-bound."""
     alignment = align(picture, output, thorough=thorough) if like is None else like.alignment
     if alignment is None or alignment.stretched:
-        return _whole(picture, output, stretched=alignment is not None)
-    return _placed(picture, output, alignment)
+        return _whole(
+            picture, output, stretched=alignment is not None, edge_allowance=edge_allowance
+        )
+    return _placed(picture, output, alignment, edge_allowance)
 
 
 def compare_aligned_png(
@@ -124,24 +128,31 @@ def compare_aligned_png(
     like: AlignedDifference | None = None,
     *,
     thorough: bool = True,
+    edge_allowance: float = 0.0,
 ) -> AlignedDifference:
     """`compare_aligned` on already-checked PNGs (a normalised upload, a stored output)."""
     with (
         Image.open(io.BytesIO(picture_png), formats=["PNG"]) as picture,
         Image.open(io.BytesIO(output_png), formats=["PNG"]) as output,
     ):
-        return compare_aligned(picture, output, like, thorough=thorough)
+        return compare_aligned(
+            picture, output, like, thorough=thorough, edge_allowance=edge_allowance
+        )
 
 
-def _whole(picture: Image.Image, output: Image.Image, *, stretched: bool) -> AlignedDifference:
+def _whole(
+    picture: Image.Image, output: Image.Image, *, stretched: bool, edge_allowance: float
+) -> AlignedDifference:
     """Compared as whole pictures: not placed (too small a piece, flat, another picture),
     stretched, or placed over the whole output."""
-    difference = compare_pictures(picture, output)
+    difference = compare_pictures(picture, output, edge_allowance=edge_allowance)
     scale = (picture.width / output.width + picture.height / output.height) / 2
     return AlignedDifference(difference, scale=scale, stretched=stretched)
 
 
-def _placed(picture: Image.Image, output: Image.Image, alignment: Alignment) -> AlignedDifference:
+def _placed(
+    picture: Image.Image, output: Image.Image, alignment: Alignment, edge_allowance: float
+) -> AlignedDifference:
     # The picture's edges on the output, in output pixels.
     left, top = alignment.left, alignment.top
     right = left + picture.width / alignment.scale_x
@@ -150,7 +161,9 @@ def _placed(picture: Image.Image, output: Image.Image, alignment: Alignment) -> 
     left, top = _snap(left, 0), _snap(top, 0)
     right, bottom = _snap(right, output.width), _snap(bottom, output.height)
     if (left, top, right, bottom) == (0, 0, output.width, output.height):
-        difference = _compare_part(picture, _all_of(picture), output, _all_of(output))
+        difference = _compare_part(
+            picture, _all_of(picture), output, _all_of(output), edge_allowance
+        )
         return AlignedDifference(difference, scale=alignment.scale, alignment=alignment)
     shown: Box = (
         max(0.0, left),
@@ -159,7 +172,7 @@ def _placed(picture: Image.Image, output: Image.Image, alignment: Alignment) -> 
         min(output.height, bottom),
     )
     if shown[2] - shown[0] < 1 or shown[3] - shown[1] < 1:
-        return _whole(picture, output, stretched=False)
+        return _whole(picture, output, stretched=False, edge_allowance=edge_allowance)
     # The same part in the picture's pixels, kept inside the picture.
     on_picture: Box = (
         max(0.0, (shown[0] - alignment.left) * alignment.scale_x),
@@ -167,7 +180,7 @@ def _placed(picture: Image.Image, output: Image.Image, alignment: Alignment) -> 
         min(picture.width, (shown[2] - alignment.left) * alignment.scale_x),
         min(picture.height, (shown[3] - alignment.top) * alignment.scale_y),
     )
-    difference = _compare_part(picture, on_picture, output, shown)
+    difference = _compare_part(picture, on_picture, output, shown, edge_allowance)
     shown_area = (shown[2] - shown[0]) * (shown[3] - shown[1])
     # What of the picture lies beyond the output's edges (past the slack): not its pixels.
     beyond = (min(right, output.width) - max(left, 0)) * (min(bottom, output.height) - max(top, 0))
@@ -186,7 +199,7 @@ def _all_of(image: Image.Image) -> Box:
 
 
 def _compare_part(
-    picture: Image.Image, on_picture: Box, output: Image.Image, shown: Box
+    picture: Image.Image, on_picture: Box, output: Image.Image, shown: Box, edge_allowance: float
 ) -> PictureDifference:
     """Compare a part of the picture with the part of the output it shows.
 
@@ -197,7 +210,7 @@ def _compare_part(
     so that the two stay registered."""
     width, height = on_picture[2] - on_picture[0], on_picture[3] - on_picture[1]
     if width >= shown[2] - shown[0]:
-        return compare_pictures(picture, output, on_picture, shown)
+        return compare_pictures(picture, output, on_picture, shown, edge_allowance=edge_allowance)
     whole_width, whole_height = max(1, math.floor(width)), max(1, math.floor(height))
     shown = (
         shown[0],
@@ -214,7 +227,7 @@ def _compare_part(
     as_small = output.convert("RGB").resize(
         (whole_width, whole_height), Image.Resampling.BICUBIC, box=shown
     )
-    return compare_pictures(picture, as_small, on_picture)
+    return compare_pictures(picture, as_small, on_picture, edge_allowance=edge_allowance)
 
 
 def _snap(edge: float, to: float) -> float:

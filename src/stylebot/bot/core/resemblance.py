@@ -34,6 +34,7 @@ from stylebot.bot.core.images import NormalizedImage
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash
 from stylebot.bot.core.picture_frame import without_plain_frame
+from stylebot.bot.core.picture_match import LIKENESS_EDGE_ALLOWANCE
 from stylebot.bot.core.ports import BlobStore
 from stylebot.bot.core.stores import UnitOfWork
 
@@ -125,13 +126,21 @@ async def _matching(
 ) -> AlignedDifference | None:
     """How the variant sits on the stored output, when every region of it matches."""
     difference = await asyncio.to_thread(
-        compare_aligned_png, variant.png, stored, thorough=thorough
+        compare_aligned_png,
+        variant.png,
+        stored,
+        thorough=thorough,
+        edge_allowance=LIKENESS_EDGE_ALLOWANCE,
     )
     if not difference.same:
         return None
     if picture.over_black is not None:
         over_black = await asyncio.to_thread(
-            compare_aligned_png, picture.over_black, stored, difference
+            compare_aligned_png,
+            picture.over_black,
+            stored,
+            difference,
+            edge_allowance=LIKENESS_EDGE_ALLOWANCE,
         )
         if not over_black.same:
             return None
