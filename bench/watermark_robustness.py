@@ -16,8 +16,16 @@ Each marked image is read three ways, in the same run (columns of the table):
 * ``v3``: the mark outputs carry now (tiled layout), read by ``inspect_watermark``: the
   search over crops and rescales;
 * ``v3 no-rescale``: the same mark, searched over crops only (the rescale step off);
-* ``v2``: the same image marked with the old block-order mark and read as before.
+* ``v2``: the same image marked with the old block-order mark and read as before;
+* ``likeness``: /verify's second line alone, as if the mark were gone: the copy looked up
+  by fingerprint and compared region by region (``stylebot.bot.core.resemblance``, over a
+  store holding every marked output of the run, as ``resemblance_lookup.py`` sets it up);
+* ``traced``: what /verify tells a user, the mark's output (``v3``) or, when no mark is
+  read, the likeness's.
 
+A read that names another output, by the mark or by likeness, is a false claim: each is
+printed. The likeness columns are a second pass over the same pictures and edits (the
+same seed), once every output of the run is in the store.
 Unmarked reads (the false-claim count) use the full reader. PSNR is of the marked image
 against the unmarked one.
 
@@ -27,6 +35,7 @@ Run: .venv/bin/python bench/watermark_robustness.py [--images 300] [--unmarked 3
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import time
 from collections.abc import Callable
@@ -207,6 +216,8 @@ EDITS: list[tuple[str, Edit]] = [
     ("screenshot+telegram", lambda i, r: telegram(screenshot(i, r))),
 ]
 METHODS = ["v3", "v3 no-rescale", "v2"]
+#: The likeness alone, and /verify's answer: the mark's, else the likeness's.
+TRACED = ["likeness", "traced"]
 
 
 def embed_block_order(image: Image.Image, output_id: str) -> Image.Image:
@@ -233,8 +244,11 @@ def main(images: int, unmarked: int, seed: int) -> None:
     started = time.perf_counter()
     # (method, edit, size label, kind) -> [traced, tried]
     tally: dict[tuple[str, str, str, str], list[int]] = {}
-    wrong = {method: 0 for method in METHODS}
+    wrong = {method: 0 for method in METHODS + TRACED}
     quality = {"v3": [], "v2": []}  # type: dict[str, list[float]]
+    made: list[tuple[str, Image.Image]] = []  # each output's id and marked image
+    marked_reads: dict[tuple[int, str], str | None] = {}  # (image, edit) -> v3's id
+    copies: dict[tuple[int, str], int] = {}  # (image, edit) -> hash of the v3 copy's pixels
     for n in range(images):
         kind, make = KINDS[n % len(KINDS)]
         w, h = SIZES[(n // len(KINDS)) % len(SIZES)]
@@ -245,6 +259,7 @@ def main(images: int, unmarked: int, seed: int) -> None:
         marked["v2"] = embed_block_order(original, output_id)
         quality["v3"].append(psnr(original, marked["v3"]))
         quality["v2"].append(psnr(original, marked["v2"]))
+        made.append((output_id, marked["v3"]))
         for name, edit in EDITS:
             state = rng.bit_generator.state  # the same edit for both marks
             edited = {"v3": edit(marked["v3"], rng)}
@@ -254,10 +269,14 @@ def main(images: int, unmarked: int, seed: int) -> None:
                 reading = read_as(method, edited["v2" if method == "v2" else "v3"])
                 cell = tally.setdefault((method, name, size, kind), [0, 0])
                 cell[1] += 1
+                if method == "v3":
+                    marked_reads[(n, name)] = None if reading is None else reading.output_id
+                    copies[(n, name)] = hash(edited["v3"].tobytes())
                 if reading is not None and reading.output_id == output_id:
                     cell[0] += 1
                 elif reading is not None:
                     wrong[method] += 1
+    false_traces = asyncio.run(_traced_by_likeness(made, marked_reads, copies, seed, tally, wrong))
 
     false_claims = 0
     checked = 0
@@ -281,13 +300,64 @@ def main(images: int, unmarked: int, seed: int) -> None:
     for mark in ("v3", "v2"):
         print(f"PSNR {mark}: mean {np.mean(quality[mark]):.1f} dB, min {min(quality[mark]):.1f} dB")
     print()
-    print(_table(tally, "size", ["256", "512+"], METHODS))
+    print(_table(tally, "size", ["256", "512+"], METHODS + TRACED))
     print()
-    print(_table(tally, "kind", [kind for kind, _ in KINDS], ["v3"]))
+    print(_table(tally, "kind", [kind for kind, _ in KINDS], ["v3", *TRACED]))
     print()
     print(f"read as a different id: {wrong} (of {images * len(EDITS)} reads per method)")
+    for line in false_traces:
+        print(f"FALSE CLAIM: {line}")
     print(f"false claims: {false_claims} of {checked} unmarked reads (slowest {slowest:.1f} s)")
     print(f"({time.perf_counter() - started:.0f} s)")
+
+
+async def _traced_by_likeness(
+    made: list[tuple[str, Image.Image]],
+    marked_reads: dict[tuple[int, str], str | None],
+    copies: dict[tuple[int, str], int],
+    seed: int,
+    tally: dict[tuple[str, str, str, str], list[int]],
+    wrong: dict[str, int],
+) -> list[str]:
+    """The second pass: the same edited copies (the generator replayed from the seed),
+    each looked up by likeness over a store of every output of the run; tallied as
+    ``likeness`` and as ``traced`` (the mark's id, else the likeness's). Returns a line for
+    each read that named another output."""
+    # Imported here: resemblance_lookup imports this module's pictures and edits.
+    from resemblance_lookup import Blobs, Outputs, Records, encoded, output_record, traced
+
+    from stylebot.bot.core.fingerprints import fingerprint_of_image
+
+    records, blobs = Records(Outputs()), Blobs()
+    ids: dict[str, str] = {}  # the store's record id -> the output id its mark carries
+    for n, (output_id, marked) in enumerate(made):
+        record = output_record(n, fingerprint_of_image(marked))
+        records.outputs.by_id[record.id] = record
+        blobs.data[record.blob_key or ""] = encoded(marked)
+        ids[record.id] = output_id
+    rng = np.random.default_rng(seed)
+    false_traces: list[str] = []
+    for n, (output_id, marked) in enumerate(made):
+        kind, make = KINDS[n % len(KINDS)]
+        w, h = SIZES[(n // len(KINDS)) % len(SIZES)]
+        size = "256" if max(w, h) == 256 else "512+"
+        make(w, h, rng)  # the first pass's draws, in its order
+        for name, edit in EDITS:
+            copy = edit(marked, rng)
+            assert hash(copy.tobytes()) == copies[(n, name)], "the replay drew other edits"
+            found = await traced(records, blobs, copy)
+            by_likeness = None if found is None else ids[found]
+            by_mark = marked_reads[(n, name)]
+            answer = by_mark if by_mark is not None else by_likeness
+            for method, read in (("likeness", by_likeness), ("traced", answer)):
+                cell = tally.setdefault((method, name, size, kind), [0, 0])
+                cell[1] += 1
+                cell[0] += read == output_id
+                wrong[method] += read not in (None, output_id)
+            for how, read in (("mark", by_mark), ("likeness", by_likeness)):
+                if read not in (None, output_id):
+                    false_traces.append(f"{name} of {kind} {w}x{h} {output_id}: {how} {read}")
+    return false_traces
 
 
 def _table(
