@@ -27,6 +27,7 @@ from PIL import Image
 from stylebot.bot.core.picture_alignment import MIN_SHOWN_SHARE, align
 from stylebot.bot.core.picture_match import (
     ALTERED_MAX_SHARE,
+    LIKENESS_EDGE_ALLOWANCE,
     Box,
     PictureDifference,
     compare_pictures,
@@ -108,18 +109,18 @@ def compare_aligned(
     like: AlignedDifference | None = None,
     *,
     thorough: bool = True,
-    edge_allowance: float = 0.0,
+    likeness: bool = False,
 ) -> AlignedDifference:
     """Place ``picture`` on ``output`` (or where ``like`` placed a picture of the same
     size: the same file over another background) and compare. ``thorough=False``: see
-    :func:`.picture_alignment.align`; ``edge_allowance``: see
-    :func:`.picture_match.compare_pictures`. CPU-bound."""
+    :func:`.picture_alignment.align`. ``likeness``: compared for "resembles" (no mark),
+    which allows for re-encoding at edges (:data:`.picture_match.LIKENESS_EDGE_ALLOWANCE`)
+    and compares the parts exactly where the placement put them (see :func:`_placed`).
+    CPU-bound."""
     alignment = align(picture, output, thorough=thorough) if like is None else like.alignment
     if alignment is None or alignment.stretched:
-        return _whole(
-            picture, output, stretched=alignment is not None, edge_allowance=edge_allowance
-        )
-    return _placed(picture, output, alignment, edge_allowance)
+        return _whole(picture, output, stretched=alignment is not None, likeness=likeness)
+    return _placed(picture, output, alignment, likeness)
 
 
 def compare_aligned_png(
@@ -128,51 +129,56 @@ def compare_aligned_png(
     like: AlignedDifference | None = None,
     *,
     thorough: bool = True,
-    edge_allowance: float = 0.0,
+    likeness: bool = False,
 ) -> AlignedDifference:
     """`compare_aligned` on already-checked PNGs (a normalised upload, a stored output)."""
     with (
         Image.open(io.BytesIO(picture_png), formats=["PNG"]) as picture,
         Image.open(io.BytesIO(output_png), formats=["PNG"]) as output,
     ):
-        return compare_aligned(
-            picture, output, like, thorough=thorough, edge_allowance=edge_allowance
-        )
+        return compare_aligned(picture, output, like, thorough=thorough, likeness=likeness)
 
 
 def _whole(
-    picture: Image.Image, output: Image.Image, *, stretched: bool, edge_allowance: float
+    picture: Image.Image, output: Image.Image, *, stretched: bool, likeness: bool
 ) -> AlignedDifference:
     """Compared as whole pictures: not placed (too small a piece, flat, another picture),
     stretched, or placed over the whole output."""
-    difference = compare_pictures(picture, output, edge_allowance=edge_allowance)
+    difference = compare_pictures(picture, output, edge_allowance=_allowance(likeness))
     scale = (picture.width / output.width + picture.height / output.height) / 2
     return AlignedDifference(difference, scale=scale, stretched=stretched)
 
 
 def _placed(
-    picture: Image.Image, output: Image.Image, alignment: Alignment, edge_allowance: float
+    picture: Image.Image, output: Image.Image, alignment: Alignment, likeness: bool
 ) -> AlignedDifference:
     # The picture's edges on the output, in output pixels.
-    left, top = alignment.left, alignment.top
-    right = left + picture.width / alignment.scale_x
-    bottom = top + picture.height / alignment.scale_y
+    placed: Box = (
+        alignment.left,
+        alignment.top,
+        alignment.left + picture.width / alignment.scale_x,
+        alignment.top + picture.height / alignment.scale_y,
+    )
     # An edge within the slack of the output's is that edge (rounding, not a crop).
-    left, top = _snap(left, 0), _snap(top, 0)
-    right, bottom = _snap(right, output.width), _snap(bottom, output.height)
-    if (left, top, right, bottom) == (0, 0, output.width, output.height):
-        difference = _compare_part(
-            picture, _all_of(picture), output, _all_of(output), edge_allowance
-        )
+    left, top = _snap(placed[0], 0), _snap(placed[1], 0)
+    right, bottom = _snap(placed[2], output.width), _snap(placed[3], output.height)
+    # For a likeness the parts compared are where the placement put them: a screenshot
+    # without its frame lost a pixel or two of each side (the frame's margin), which the
+    # slack would otherwise stretch over the whole output (measured: edges of a 256 px
+    # illustration a pixel off, blocks along them read as differing). The slack still
+    # decides what is shown and what lies outside.
+    compared = placed if likeness else (left, top, right, bottom)
+    if not likeness and (left, top, right, bottom) == (0, 0, output.width, output.height):
+        difference = _compare_part(picture, _all_of(picture), output, _all_of(output), likeness)
         return AlignedDifference(difference, scale=alignment.scale, alignment=alignment)
     shown: Box = (
-        max(0.0, left),
-        max(0.0, top),
-        min(output.width, right),
-        min(output.height, bottom),
+        max(0.0, compared[0]),
+        max(0.0, compared[1]),
+        min(output.width, compared[2]),
+        min(output.height, compared[3]),
     )
     if shown[2] - shown[0] < 1 or shown[3] - shown[1] < 1:
-        return _whole(picture, output, stretched=False, edge_allowance=edge_allowance)
+        return _whole(picture, output, stretched=False, likeness=likeness)
     # The same part in the picture's pixels, kept inside the picture.
     on_picture: Box = (
         max(0.0, (shown[0] - alignment.left) * alignment.scale_x),
@@ -180,8 +186,10 @@ def _placed(
         min(picture.width, (shown[2] - alignment.left) * alignment.scale_x),
         min(picture.height, (shown[3] - alignment.top) * alignment.scale_y),
     )
-    difference = _compare_part(picture, on_picture, output, shown, edge_allowance)
-    shown_area = (shown[2] - shown[0]) * (shown[3] - shown[1])
+    difference = _compare_part(picture, on_picture, output, shown, likeness)
+    shown_area = (min(output.width, right) - max(0.0, left)) * (
+        min(output.height, bottom) - max(0.0, top)
+    )
     # What of the picture lies beyond the output's edges (past the slack): not its pixels.
     beyond = (min(right, output.width) - max(left, 0)) * (min(bottom, output.height) - max(top, 0))
     outside = 1 - max(0.0, beyond) / ((right - left) * (bottom - top))
@@ -194,12 +202,16 @@ def _placed(
     )
 
 
+def _allowance(likeness: bool) -> float:
+    return LIKENESS_EDGE_ALLOWANCE if likeness else 0.0
+
+
 def _all_of(image: Image.Image) -> Box:
     return (0.0, 0.0, float(image.width), float(image.height))
 
 
 def _compare_part(
-    picture: Image.Image, on_picture: Box, output: Image.Image, shown: Box, edge_allowance: float
+    picture: Image.Image, on_picture: Box, output: Image.Image, shown: Box, likeness: bool
 ) -> PictureDifference:
     """Compare a part of the picture with the part of the output it shows.
 
@@ -210,7 +222,9 @@ def _compare_part(
     so that the two stay registered."""
     width, height = on_picture[2] - on_picture[0], on_picture[3] - on_picture[1]
     if width >= shown[2] - shown[0]:
-        return compare_pictures(picture, output, on_picture, shown, edge_allowance=edge_allowance)
+        return compare_pictures(
+            picture, output, on_picture, shown, edge_allowance=_allowance(likeness)
+        )
     whole_width, whole_height = max(1, math.floor(width)), max(1, math.floor(height))
     shown = (
         shown[0],
@@ -227,7 +241,7 @@ def _compare_part(
     as_small = output.convert("RGB").resize(
         (whole_width, whole_height), Image.Resampling.BICUBIC, box=shown
     )
-    return compare_pictures(picture, as_small, on_picture, edge_allowance=edge_allowance)
+    return compare_pictures(picture, as_small, on_picture, edge_allowance=_allowance(likeness))
 
 
 def _snap(edge: float, to: float) -> float:

@@ -34,7 +34,6 @@ from stylebot.bot.core.images import NormalizedImage
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash
 from stylebot.bot.core.picture_frame import without_plain_frame
-from stylebot.bot.core.picture_match import LIKENESS_EDGE_ALLOWANCE
 from stylebot.bot.core.ports import BlobStore
 from stylebot.bot.core.stores import UnitOfWork
 
@@ -130,7 +129,7 @@ async def _matching(
         variant.png,
         stored,
         thorough=thorough,
-        edge_allowance=LIKENESS_EDGE_ALLOWANCE,
+        likeness=True,
     )
     if not difference.same:
         return None
@@ -140,7 +139,7 @@ async def _matching(
             picture.over_black,
             stored,
             difference,
-            edge_allowance=LIKENESS_EDGE_ALLOWANCE,
+            likeness=True,
         )
         if not over_black.same:
             return None
