@@ -4,8 +4,9 @@ matches; unrelated pictures never do."""
 
 from __future__ import annotations
 
+from PIL import Image
 from tests.fakes.core import person
-from tests.support.picture_edits import banner
+from tests.support.picture_edits import banner, paste, small_logo, text_over
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
 from tests.unit.provenance.test_watermark import (
     illustration,
@@ -69,6 +70,51 @@ async def test_a_screenshot_or_rescale_whose_mark_is_gone_resembles_its_output()
         assert f"closely resembles stylebot output {output_id}" in report.text
         # The frame's edge is left out with it: compared as a crop of nearly all of it.
         assert how in report.text, report.text
+
+
+def shown_framed(image: Image.Image, factor: float) -> Image.Image:
+    """Shown at ``factor``, captured with a 4 px grey frame (the screenshot of the
+    geometry tests, at another zoom)."""
+    shown = rescaled(image, factor)
+    framed = Image.new("RGB", (shown.width + 8, shown.height + 8), (200, 200, 200))
+    framed.paste(shown, (4, 4))
+    return framed
+
+
+async def test_a_screenshot_of_an_illustration_sent_through_telegram_resembles_it() -> None:
+    """Hard colour edges, enlarged 1.36x inside a frame, then Telegram's JPEG: the copy's
+    edges ring and the frame took a pixel of each side with it. Missed before the
+    likeness allowed for values an edge already has nearby and compared the parts where
+    the placement put them."""
+    world = verify_world()
+    output_id = await deliver(world, ALICE, illustration(3), mark=False)
+    made = await stored_picture(world, output_id)
+
+    report = await check(world, BOB, telegram_photo(shown_framed(made, 1.36)))
+    assert report.verdict is VerifyVerdict.RESEMBLES, report.text
+    assert report.output_id == output_id
+    assert "inside a plain frame" in report.text
+
+
+async def test_a_near_duplicate_sent_the_same_way_resembles_nothing() -> None:
+    """The same path (enlarged in a frame, Telegram) for pictures that are not the
+    output: a small logo added, the output's own logo taken away, text written over it,
+    a quarter of another picture pasted on it. The likeness's allowance for edges must
+    not pass any of them."""
+    world = verify_world()
+    plain, other = illustration(3), illustration(4)
+    for stored in (plain, small_logo(other, 0.04)):
+        await deliver(world, ALICE, stored, mark=False)
+
+    near_duplicates = {
+        "a logo added": small_logo(plain, 0.03),
+        "text written over it": text_over(plain, 12, (255, 255, 255)),
+        "a quarter of another pasted on": paste(plain, scene(512, 512, seed=5), 0.25),
+        "its logo taken away": other,
+    }
+    for what, picture in near_duplicates.items():
+        report = await check(world, BOB, telegram_photo(shown_framed(picture, 1.36)))
+        assert report.verdict is VerifyVerdict.NO_MARK, (what, report.text)
 
 
 async def test_unrelated_pictures_resemble_no_stored_output() -> None:

@@ -27,7 +27,7 @@ from PIL import Image
 from stylebot.bot.core.picture_alignment import MIN_SHOWN_SHARE, align
 from stylebot.bot.core.picture_match import (
     ALTERED_MAX_SHARE,
-    LIKENESS_EDGE_ALLOWANCE,
+    LIKENESS_SHIFT,
     Box,
     PictureDifference,
     compare_pictures,
@@ -114,7 +114,7 @@ def compare_aligned(
     """Place ``picture`` on ``output`` (or where ``like`` placed a picture of the same
     size: the same file over another background) and compare. ``thorough=False``: see
     :func:`.picture_alignment.align`. ``likeness``: compared for "resembles" (no mark),
-    which allows for re-encoding at edges (:data:`.picture_match.LIKENESS_EDGE_ALLOWANCE`)
+    which allows for re-encoding at edges (:data:`.picture_match.LIKENESS_SHIFT`)
     and compares the parts exactly where the placement put them (see :func:`_placed`).
     CPU-bound."""
     alignment = align(picture, output, thorough=thorough) if like is None else like.alignment
@@ -144,7 +144,7 @@ def _whole(
 ) -> AlignedDifference:
     """Compared as whole pictures: not placed (too small a piece, flat, another picture),
     stretched, or placed over the whole output."""
-    difference = compare_pictures(picture, output, edge_allowance=_allowance(likeness))
+    difference = compare_pictures(picture, output, shift=_shift(likeness))
     scale = (picture.width / output.width + picture.height / output.height) / 2
     return AlignedDifference(difference, scale=scale, stretched=stretched)
 
@@ -162,15 +162,18 @@ def _placed(
     # An edge within the slack of the output's is that edge (rounding, not a crop).
     left, top = _snap(placed[0], 0), _snap(placed[1], 0)
     right, bottom = _snap(placed[2], output.width), _snap(placed[3], output.height)
-    # For a likeness the parts compared are where the placement put them: a screenshot
-    # without its frame lost a pixel or two of each side (the frame's margin), which the
-    # slack would otherwise stretch over the whole output (measured: edges of a 256 px
-    # illustration a pixel off, blocks along them read as differing). The slack still
-    # decides what is shown and what lies outside.
+    # For a likeness the parts are also compared where the placement put them: a
+    # screenshot without its frame lost a pixel or two of each side (the frame's margin),
+    # which the slack would otherwise stretch over the whole output (measured: edges of a
+    # 256 px illustration a pixel off, blocks along them read as differing). The slack
+    # still decides what is shown and what lies outside.
     compared = placed if likeness else (left, top, right, bottom)
-    if not likeness and (left, top, right, bottom) == (0, 0, output.width, output.height):
+    if (left, top, right, bottom) == (0, 0, output.width, output.height):
         difference = _compare_part(picture, _all_of(picture), output, _all_of(output), likeness)
-        return AlignedDifference(difference, scale=alignment.scale, alignment=alignment)
+        # A likeness is also tried where the placement put it (above); for an output
+        # resized as a whole, the whole-to-whole comparison is the truer one.
+        if not likeness or difference.same:
+            return AlignedDifference(difference, scale=alignment.scale, alignment=alignment)
     shown: Box = (
         max(0.0, compared[0]),
         max(0.0, compared[1]),
@@ -202,8 +205,8 @@ def _placed(
     )
 
 
-def _allowance(likeness: bool) -> float:
-    return LIKENESS_EDGE_ALLOWANCE if likeness else 0.0
+def _shift(likeness: bool) -> int:
+    return LIKENESS_SHIFT if likeness else 0
 
 
 def _all_of(image: Image.Image) -> Box:
@@ -222,9 +225,7 @@ def _compare_part(
     so that the two stay registered."""
     width, height = on_picture[2] - on_picture[0], on_picture[3] - on_picture[1]
     if width >= shown[2] - shown[0]:
-        return compare_pictures(
-            picture, output, on_picture, shown, edge_allowance=_allowance(likeness)
-        )
+        return compare_pictures(picture, output, on_picture, shown, shift=_shift(likeness))
     whole_width, whole_height = max(1, math.floor(width)), max(1, math.floor(height))
     shown = (
         shown[0],
@@ -241,7 +242,7 @@ def _compare_part(
     as_small = output.convert("RGB").resize(
         (whole_width, whole_height), Image.Resampling.BICUBIC, box=shown
     )
-    return compare_pictures(picture, as_small, on_picture, edge_allowance=_allowance(likeness))
+    return compare_pictures(picture, as_small, on_picture, shift=_shift(likeness))
 
 
 def _snap(edge: float, to: float) -> float:

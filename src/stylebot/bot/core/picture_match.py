@@ -47,13 +47,14 @@ MAX_BLOCK_COLOUR_SHIFT = 12.0
 MAX_LOCAL_DIFFERENCE = 30.0
 _FINE_BLUR = 1.5
 _FINE_WINDOW = 4
-#: For a likeness only ("resembles", no mark): each square of the finer check may also
-#: differ by this share of the stored picture's own local contrast (the range of its
-#: values over the square and its neighbours). Re-encoding and resampling err at edges in
-#: proportion to the step (JPEG's ringing and halved chroma, a rescale's overshoot, a
-#: placement off by a fraction of a pixel), while an added logo or text differs on plain
-#: ground too. "Made by" keeps none (0): any edit there must read as one.
-LIKENESS_EDGE_ALLOWANCE = 0.4
+#: For a likeness only ("resembles", no mark): the finer check measures how far each
+#: pixel of one picture lies outside the values the other has within this many pixels
+#: (at twice the working size), both ways. Re-encoding and rescaling err at hard edges
+#: (JPEG's ringing and halved chroma, a rescale's overshoot, a placement a fraction of a
+#: pixel off) with values the edge already has nearby; a logo or text added or taken away
+#: brings values that are nowhere near. "Made by" compares pixel with pixel (0): any edit
+#: there must read as one.
+LIKENESS_SHIFT = 1
 #: Aspect ratios this close count as one shape: resizing to whole pixels (Telegram's
 #: 1280 px side, halving an odd side) moves the ratio by well under 1%.
 SAME_SHAPE_TOLERANCE = 0.02
@@ -129,20 +130,21 @@ def _local_differences(
     stored: Image.Image,
     stored_box: Box,
     size: tuple[int, int],
-    edge_allowance: float = 0.0,
+    shift: int = 0,
 ) -> np.ndarray:
-    """(rows, cols) of each block's largest local difference at twice the working size,
-    less ``edge_allowance`` times the stored part's local contrast there."""
+    """(rows, cols) of each block's largest local difference at twice the working size.
+    ``shift``: see :func:`_beyond_neighbours`."""
     fine = (size[0] * 2, size[1] * 2)
     blur = ImageFilter.GaussianBlur(_FINE_BLUR)
-    a = np.asarray(_resized(submitted, submitted_box, fine).filter(blur))
-    b = np.asarray(_resized(stored, stored_box, fine).filter(blur))
-    per_pixel = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1)
+    a = _resized(submitted, submitted_box, fine).filter(blur)
+    b = _resized(stored, stored_box, fine).filter(blur)
+    if shift:
+        per_pixel = np.maximum(_beyond_neighbours(a, b, shift), _beyond_neighbours(b, a, shift))
+    else:
+        per_pixel = np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max(axis=-1)
     h, w = per_pixel.shape
     squares = per_pixel.reshape(h // _FINE_WINDOW, _FINE_WINDOW, w // _FINE_WINDOW, _FINE_WINDOW)
     local = squares.mean(axis=(1, 3))
-    if edge_allowance:
-        local = local - edge_allowance * _local_contrast(b)
     per_block = 2 * BLOCK // _FINE_WINDOW  # squares along a block's side
     lh, lw = local.shape
     grid = local.reshape(lh // per_block, per_block, lw // per_block, per_block)
@@ -150,28 +152,17 @@ def _local_differences(
     return result
 
 
-def _local_contrast(pixels: np.ndarray) -> np.ndarray:
-    """Per finer-check square, the range of the picture's values (largest channel) over
-    the square and the eight around it: an edge next to a square is where re-encoding and
-    a sub-pixel misplacement spill into it."""
-    h, w, channels = pixels.shape
-    squares = pixels.reshape(
-        h // _FINE_WINDOW, _FINE_WINDOW, w // _FINE_WINDOW, _FINE_WINDOW, channels
-    )
-    high = _spread(squares.max(axis=(1, 3)).astype(np.float64), np.maximum)
-    low = _spread(squares.min(axis=(1, 3)).astype(np.float64), np.minimum)
-    result: np.ndarray = (high - low).max(axis=-1)
-    return result
-
-
-def _spread(values: np.ndarray, pick: np.ufunc) -> np.ndarray:
-    """Each cell's value combined (``pick``) with its eight neighbours' (edges repeated)."""
-    padded = np.pad(values, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    h, w = values.shape[:2]
-    result = values.copy()
-    for dy in range(3):
-        for dx in range(3):
-            result = pick(result, padded[dy : dy + h, dx : dx + w])
+def _beyond_neighbours(a: Image.Image, b: Image.Image, shift: int) -> np.ndarray:
+    """Per pixel, how far ``a`` lies outside the range of ``b``'s values within ``shift``
+    pixels (0-255, largest channel). A copy re-encoded, resampled or placed a pixel off
+    keeps its values between those of the original's neighbours, however sharp the edge;
+    a logo or text brings colours its place in the other picture does not have."""
+    side = 2 * shift + 1
+    high = np.asarray(b.filter(ImageFilter.MaxFilter(side)), np.int16)
+    low = np.asarray(b.filter(ImageFilter.MinFilter(side)), np.int16)
+    values = np.asarray(a, np.int16)
+    beyond = np.maximum(np.maximum(values - high, low - values), 0)
+    result: np.ndarray = beyond.max(axis=-1)
     return result
 
 
@@ -189,12 +180,11 @@ def compare_pictures(
     submitted_box: Box | None = None,
     stored_box: Box | None = None,
     *,
-    edge_allowance: float = 0.0,
+    shift: int = 0,
 ) -> PictureDifference:
     """Compare `submitted` to `stored` (or the given parts of them, which
     :mod:`.aligned_match` finds for a crop or a rescale) at the stored part's shape
-    (CPU-bound). ``edge_allowance``: :data:`LIKENESS_EDGE_ALLOWANCE` for a likeness, 0 for
-    "made by"."""
+    (CPU-bound). ``shift``: :data:`LIKENESS_SHIFT` for a likeness, 0 for "made by"."""
     submitted_box = submitted_box or _whole(submitted)
     stored_box = stored_box or _whole(stored)
     stored_width, stored_height = stored_box[2] - stored_box[0], stored_box[3] - stored_box[1]
@@ -215,7 +205,7 @@ def compare_pictures(
         (ssim < MIN_BLOCK_SSIM)
         | (colour_shift > MAX_BLOCK_COLOUR_SHIFT)
         | (
-            _local_differences(submitted, submitted_box, stored, stored_box, size, edge_allowance)
+            _local_differences(submitted, submitted_box, stored, stored_box, size, shift)
             > MAX_LOCAL_DIFFERENCE
         )
     )
