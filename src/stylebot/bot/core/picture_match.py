@@ -11,6 +11,11 @@ the structure of the blocks it covers, which then score low. At that size a thin
 block is also checked at twice the working size, after a light blur that evens out JPEG
 and rescaling noise: the largest local difference in it must stay small. The answer is
 the share of blocks that differ; "the same picture" means none differs.
+
+A likeness (no mark to read, :mod:`.resemblance`) is compared with one allowance more:
+the finer check counts only how far a pixel lies outside the other picture's values
+next to it, since a copy whose mark was destroyed went through heavier re-encoding and
+rescaling, which blur a hard edge without bringing new values to it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ things keep copies that people make findable:
   framed without being so;
 * the closest candidate is placed on its output by the full search over scales, which
   finds a rescale the whole-side fits miss (after JPEG, at 256 px); the others by the
-  whole-side fits only, which bounds the work of a lookup that brings many.
+  whole-side fits only, which bounds the work of a lookup that brings many;
+* the comparison is the likeness's (``likeness=True``): a hard edge blurred or ringing
+  after re-encoding is not a difference, and the copy is also compared exactly where it
+  was placed (a frame taken off took a pixel of each side with it).
 
 Crops are not found: the whole-picture hash of a crop keeping 75-90% of an output is as
 far from the output's as an unrelated picture's (docs/provenance.md).
