@@ -51,7 +51,6 @@ from stylebot.provenance.watermark import (
     _read_block_order,
     embed_watermark,
     inspect_watermark,
-    new_output_id,
 )
 
 SIZES = [(256, 256), (512, 512), (768, 512), (512, 768), (1024, 1024)]
@@ -241,6 +240,9 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
 
 def main(images: int, unmarked: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
+    # Ids from their own stream: the same marks in two runs of one seed (before and after
+    # a change), as in watermark_failed_reads.py.
+    ids = np.random.default_rng(seed + 1)
     started = time.perf_counter()
     # (method, edit, size label, kind) -> [traced, tried]
     tally: dict[tuple[str, str, str, str], list[int]] = {}
@@ -253,7 +255,7 @@ def main(images: int, unmarked: int, seed: int) -> None:
         kind, make = KINDS[n % len(KINDS)]
         w, h = SIZES[(n // len(KINDS)) % len(SIZES)]
         size = "256" if max(w, h) == 256 else "512+"
-        output_id = new_output_id()
+        output_id = ids.bytes(6).hex()
         original = make(w, h, rng)
         marked = {"v3": embed_watermark(original, output_id)}
         marked["v2"] = embed_block_order(original, output_id)
