@@ -51,7 +51,6 @@ import functools
 import hashlib
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from stylebot.provenance.watermark import (
@@ -67,10 +66,12 @@ from stylebot.provenance.watermark import (
 from stylebot.provenance.watermark_blocks import (
     block_norms,
     clearest_deblur,
+    folded,
     largest_singular_fast,
     low_band,
     pair_sums,
     sharpened,
+    without_local_mean,
 )
 from stylebot.provenance.watermark_refinement import Strength, best_nearby, refine
 from stylebot.provenance.watermark_resampling import prefiltered, resample, same_parity, shape_at
@@ -92,7 +93,6 @@ _RESCALED_SEARCH_SIDE = 256
 _SHRUNK_SEARCH_SIDE = 512
 _READ_SIDE = 1024  # pixels (original scale) around the centre the final read uses
 _MIN_WINDOW_PIXELS = 2 * _PIXELS_PER_BLOCK  # narrower than two blocks: nothing to read
-_LOCAL_BLOCKS = 5  # side of the neighbourhood whose mean vote is taken out
 _DECODED_SCALES = 3  # rescaled candidates refined and decoded, the clearest first
 _RANKED_SCALES = 8  # rescaled candidates looked at either side before they are ranked
 # Blur (pixels, original scale) whose difference is added back to the U plane of a shrunk
@@ -342,7 +342,7 @@ def _soft_by_shift(angle: np.ndarray, centred: bool = True) -> np.ndarray:
     position (i, j). In single precision, like the ranking: votes are sums of a few
     hundred terms of size 1, far from its limits."""
     sin_f, cos_f = (np.conj(f).astype(np.complex64) for f in _folded_spectra(angle, centred))
-    count_f = np.conj(np.fft.rfft2(_folded((np.ones(angle.shape),))[0])).astype(np.complex64)
+    count_f = np.conj(np.fft.rfft2(folded((np.ones(angle.shape),), _TILE)[0])).astype(np.complex64)
     shape = (_TILE, _TILE)
     votes = np.fft.irfft2(sin_f * _LAYOUT_COS - cos_f * _LAYOUT_SIN, s=shape)
     counts = np.fft.irfft2(count_f * _LAYOUT_ONES, s=shape)
@@ -352,36 +352,8 @@ def _soft_by_shift(angle: np.ndarray, centred: bool = True) -> np.ndarray:
 def _folded_spectra(angle: np.ndarray, centred: bool = True) -> list[np.ndarray]:
     """rfft2 of sin(angle) and cos(angle) (less their local mean if ``centred``) summed
     into one tile (by position mod 32)."""
-    votes = _without_local_mean(angle) if centred else (np.sin(angle), np.cos(angle))
-    return [np.fft.rfft2(plane) for plane in _folded(votes)]
-
-
-def _folded(planes: tuple[np.ndarray, ...]) -> list[np.ndarray]:
-    """Each of ``planes`` (a grid of blocks) summed into one 32x32 tile by position mod
-    32."""
-    rows, cols = planes[0].shape
-    index = (np.arange(rows) % _TILE)[:, None] * _TILE + (np.arange(cols) % _TILE)[None, :]
-    return [
-        np.bincount(index.ravel(), weights=plane.ravel(), minlength=_TILE * _TILE).reshape(
-            _TILE, _TILE
-        )
-        for plane in planes
-    ]
-
-
-def _without_local_mean(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """sin and cos of the block angles, less their mean over the nearest 5x5 blocks.
-
-    A plain region (a flat background, JPEG's smoothed chroma) gives all its blocks one
-    angle whatever the mark: read at a wrong scale or placement, it votes as loudly as a
-    mark, and a mostly plain picture then ranks wrong candidates first. Marked blocks
-    differ by their dithers, so their local mean is close to 0 and they keep their votes.
-    """
-    sin, cos = np.sin(angle), np.cos(angle)
-    if min(angle.shape) < _LOCAL_BLOCKS:
-        return sin, cos
-    size = (_LOCAL_BLOCKS, _LOCAL_BLOCKS)
-    return sin - cv2.blur(sin, size), cos - cv2.blur(cos, size)
+    votes = without_local_mean(angle) if centred else (np.sin(angle), np.cos(angle))
+    return [np.fft.rfft2(plane) for plane in folded(votes, _TILE)]
 
 
 def _soft_at(u: np.ndarray, placement: _Placement, centred: bool = True) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The version 3 reader's arithmetic on a U plane (``tiled_watermark.py``): the Haar low
-band at any pixel offset of the block grid, each block's largest singular value, fast,
-and a U plane sharpened."""
+band at any pixel offset of the block grid, each block's largest singular value (fast)
+or norm (for every grid offset at once), a U plane sharpened, and block votes folded
+into one tile."""
 
 from __future__ import annotations
 
@@ -88,3 +89,32 @@ def clearest_deblur(u: np.ndarray, strength: Callable[[np.ndarray], float]) -> n
     blurs = {sigma: cv2.GaussianBlur(u, (0, 0), sigmaX=sigma, sigmaY=sigma) for sigma, _ in DEBLURS}
     candidates = [u + amount * (u - blurs[sigma]) for sigma, amount in DEBLURS]
     return max(candidates, key=strength)
+
+
+LOCAL_BLOCKS = 5  # side of the neighbourhood whose mean vote is taken out
+
+
+def folded(planes: tuple[np.ndarray, ...], tile: int) -> list[np.ndarray]:
+    """Each of ``planes`` (a grid of blocks) summed into one ``tile`` x ``tile`` tile by
+    position mod ``tile``."""
+    rows, cols = planes[0].shape
+    index = (np.arange(rows) % tile)[:, None] * tile + (np.arange(cols) % tile)[None, :]
+    return [
+        np.bincount(index.ravel(), weights=plane.ravel(), minlength=tile * tile).reshape(tile, tile)
+        for plane in planes
+    ]
+
+
+def without_local_mean(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sin and cos of the block angles, less their mean over the nearest 5x5 blocks.
+
+    A plain region (a flat background, JPEG's smoothed chroma) gives all its blocks one
+    angle whatever the mark: read at a wrong scale or placement, it votes as loudly as a
+    mark, and a mostly plain picture then ranks wrong candidates first. Marked blocks
+    differ by their dithers, so their local mean is close to 0 and they keep their votes.
+    """
+    sin, cos = np.sin(angle), np.cos(angle)
+    if min(angle.shape) < LOCAL_BLOCKS:
+        return sin, cos
+    size = (LOCAL_BLOCKS, LOCAL_BLOCKS)
+    return sin - cv2.blur(sin, size), cos - cv2.blur(cos, size)
