@@ -87,9 +87,10 @@ _SEARCH_SIDE = 384  # pixels (original scale) around the centre the placement se
 # ... at a rescale, where it runs once per sub-pixel phase: a smaller window costs less,
 # and an estimate a little off drifts less over it.
 _RESCALED_SEARCH_SIDE = 256
-# ... at a downscale: a shrunk copy (with JPEG) votes so faintly that over 256x256 pixels
-# the placement search found the right grid for 1 of 10 test pictures shown at 0.62-0.78x
-# and sent through Telegram even at the true scale; over 512x512, 9 of 10.
+# ... at a downscale: a shrunk copy (with JPEG) votes so faintly that, searched over
+# 256x256 pixels at the true scale, 1 of 10 test pictures shown at 0.62-0.78x in a JPEG
+# screenshot sent through Telegram decoded (a wrong grid won); over 512x512, 9 of 10. It
+# makes an unmarked read about a third slower (docs/provenance.md).
 _SHRUNK_SEARCH_SIDE = 512
 _READ_SIDE = 1024  # pixels (original scale) around the centre the final read uses
 _MIN_WINDOW_PIXELS = 2 * _PIXELS_PER_BLOCK  # narrower than two blocks: nothing to read
