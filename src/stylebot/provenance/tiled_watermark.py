@@ -37,18 +37,20 @@ is what keeps unmarked pictures from reading as marked however many placements a
 tried.
 
 Cost is bounded whatever the upload: the placement search looks at a central window of at
-most 384x384 pixels (256x256 at a rescale, where it runs four times) at the original
-scale, with a fast power-iteration singular value, and the final read at a central
-region of at most 1024x1024 pixels.
+most 384x384 pixels (256x256 at an enlargement, 512x512 at a downscale, where it runs four
+times) at the original scale, with each block's norm standing in for its largest singular
+value (every grid offset at once), and the final read at a central region of at most
+1024x1024 pixels. A shrunk copy's final decode is sharpened by the unsharp mask under which
+its votes are clearest (``watermark_blocks.DEBLURS``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from stylebot.provenance.watermark import (
@@ -62,11 +64,14 @@ from stylebot.provenance.watermark import (
     _u_plane,
 )
 from stylebot.provenance.watermark_blocks import (
+    block_norms,
+    clearest_deblur,
+    folded,
     largest_singular_fast,
     low_band,
     pair_sums,
     sharpened,
-    trim,
+    without_local_mean,
 )
 from stylebot.provenance.watermark_refinement import Strength, best_nearby, refine
 from stylebot.provenance.watermark_resampling import prefiltered, resample, same_parity, shape_at
@@ -82,14 +87,19 @@ _SEARCH_SIDE = 384  # pixels (original scale) around the centre the placement se
 # ... at a rescale, where it runs once per sub-pixel phase: a smaller window costs less,
 # and an estimate a little off drifts less over it.
 _RESCALED_SEARCH_SIDE = 256
+# ... at a downscale: a shrunk copy (with JPEG) votes so faintly that, searched over
+# 256x256 pixels at the true scale, 1 of 10 test pictures shown at 0.62-0.78x in a JPEG
+# screenshot sent through Telegram decoded (a wrong grid won); over 512x512, 9 of 10. It
+# makes an unmarked read about a third slower (docs/provenance.md).
+_SHRUNK_SEARCH_SIDE = 512
 _READ_SIDE = 1024  # pixels (original scale) around the centre the final read uses
 _MIN_WINDOW_PIXELS = 2 * _PIXELS_PER_BLOCK  # narrower than two blocks: nothing to read
-_LOCAL_BLOCKS = 5  # side of the neighbourhood whose mean vote is taken out
 _DECODED_SCALES = 3  # rescaled candidates refined and decoded, the clearest first
 _RANKED_SCALES = 8  # rescaled candidates looked at either side before they are ranked
-# Blurs (pixels, original scale) whose difference is added back to the U plane of a shrunk
-# copy for a second and third decode: at the true scale, after a downscale to 0.57-0.81x
-# (with JPEG in 6 of 8), 4 of 8 copies the plain read missed were read this way.
+# Blur (pixels, original scale) whose difference is added back to the U plane of a shrunk
+# copy for the search and refinement: at the true scale, after a downscale to 0.57-0.81x
+# (with JPEG in 6 of 8), 4 of 8 copies the plain read missed were read this way. The final
+# decode picks among several masks (watermark_blocks.DEBLURS).
 _SHARPENING = 1.5
 # Sub-pixel shifts of the resampling grid tried at each rescale (original pixels): the
 # quantiser reads a block's exact sum, and a grid half a pixel off reads noise (module doc).
@@ -235,7 +245,13 @@ def _votes(look: _Look, placement: _Placement) -> Strength:
 def _look(rgb: np.ndarray, estimate: float) -> _Look | None:
     source = prefiltered(rgb, estimate)
     region_shape = shape_at(rgb, estimate, _READ_SIDE)
-    search_side = _SEARCH_SIDE if estimate == 1.0 else _RESCALED_SEARCH_SIDE
+    search_side = (
+        _SEARCH_SIDE
+        if estimate == 1.0
+        else _SHRUNK_SEARCH_SIDE
+        if estimate < 1.0
+        else _RESCALED_SEARCH_SIDE
+    )
     window_shape = (
         same_parity(shape_at(rgb, estimate, search_side)[0], region_shape[0]),
         same_parity(shape_at(rgb, estimate, search_side)[1], region_shape[1]),
@@ -265,8 +281,11 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
         reading = _read_at(region, _moved(placement, top, left))
         # A shrunk copy has lost the sharpness of the mark's block edges (and JPEG
         # halves chroma again): sharpened back, the blocks' sums come closer to theirs.
+        # How much to sharpen depends on the copy; the votes say which mask suits it.
         if reading is None and scale < 1.0:
-            reading = _read_at(sharpened(region, _SHARPENING), _moved(placement, top, left))
+            moved = _moved(placement, top, left)
+            clearest = clearest_deblur(region, functools.partial(_strength_at, placement=moved))
+            reading = _read_at(clearest, moved)
         if reading is not None:
             return dataclasses.replace(reading, scale=round(scale, 4))
     return None
@@ -285,21 +304,23 @@ def _moved(placement: _Placement, top: int, left: int) -> _Placement:
     return _Placement(placement.strength, (oy % _PIXELS_PER_BLOCK, ox % _PIXELS_PER_BLOCK), shift)
 
 
-def _best_placements(u: np.ndarray, offset_step: int = 1) -> list[_Placement]:
+def _best_placements(u: np.ndarray) -> list[_Placement]:
     """The placements (pixel offset, tile shift) of ``u``'s block grid whose votes are
-    the clearest, best first; pixel offsets in steps of ``offset_step``."""
+    the clearest, best first."""
     found: list[_Placement] = []
-    parities = [(0, 0), (0, 1), (1, 0), (1, 1)] if offset_step == 1 else [(0, 0)]
-    sums = {parity: pair_sums(u, parity) for parity in parities}
-    for dy in range(0, _PIXELS_PER_BLOCK, offset_step):
-        for dx in range(0, _PIXELS_PER_BLOCK, offset_step):
-            low = trim(sums[dy % 2, dx % 2], (dy, dx))
-            blocks, (rows, cols) = _blocks(low)
-            if len(blocks) == 0:
-                continue
-            angle = 2 * np.pi * largest_singular_fast(blocks) / _SCALE
-            strength, shift = _search_shift(angle.reshape(rows // _BLOCK, cols // _BLOCK))
-            found.append(_Placement(strength, (dy, dx), shift))
+    for parity in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        sums = pair_sums(u, parity)
+        norms = block_norms(sums)
+        for dy in range(parity[0], _PIXELS_PER_BLOCK, 2):
+            for dx in range(parity[1], _PIXELS_PER_BLOCK, 2):
+                # the whole blocks of the low band from this offset (``trim``)
+                rows = (sums.shape[0] - dy // 2) // _BLOCK
+                cols = (sums.shape[1] - dx // 2) // _BLOCK
+                if rows == 0 or cols == 0:
+                    continue
+                grid = norms[dy // 2 :: _BLOCK, dx // 2 :: _BLOCK][:rows, :cols]
+                strength, shift = _search_shift(2 * np.pi * grid / _SCALE)
+                found.append(_Placement(strength, (dy, dx), shift))
     found.sort(key=lambda placement: placement.strength, reverse=True)
     return found
 
@@ -322,7 +343,7 @@ def _soft_by_shift(angle: np.ndarray, centred: bool = True) -> np.ndarray:
     position (i, j). In single precision, like the ranking: votes are sums of a few
     hundred terms of size 1, far from its limits."""
     sin_f, cos_f = (np.conj(f).astype(np.complex64) for f in _folded_spectra(angle, centred))
-    count_f = np.conj(np.fft.rfft2(_folded((np.ones(angle.shape),))[0])).astype(np.complex64)
+    count_f = np.conj(np.fft.rfft2(folded((np.ones(angle.shape),), _TILE)[0])).astype(np.complex64)
     shape = (_TILE, _TILE)
     votes = np.fft.irfft2(sin_f * _LAYOUT_COS - cos_f * _LAYOUT_SIN, s=shape)
     counts = np.fft.irfft2(count_f * _LAYOUT_ONES, s=shape)
@@ -332,36 +353,8 @@ def _soft_by_shift(angle: np.ndarray, centred: bool = True) -> np.ndarray:
 def _folded_spectra(angle: np.ndarray, centred: bool = True) -> list[np.ndarray]:
     """rfft2 of sin(angle) and cos(angle) (less their local mean if ``centred``) summed
     into one tile (by position mod 32)."""
-    votes = _without_local_mean(angle) if centred else (np.sin(angle), np.cos(angle))
-    return [np.fft.rfft2(plane) for plane in _folded(votes)]
-
-
-def _folded(planes: tuple[np.ndarray, ...]) -> list[np.ndarray]:
-    """Each of ``planes`` (a grid of blocks) summed into one 32x32 tile by position mod
-    32."""
-    rows, cols = planes[0].shape
-    index = (np.arange(rows) % _TILE)[:, None] * _TILE + (np.arange(cols) % _TILE)[None, :]
-    return [
-        np.bincount(index.ravel(), weights=plane.ravel(), minlength=_TILE * _TILE).reshape(
-            _TILE, _TILE
-        )
-        for plane in planes
-    ]
-
-
-def _without_local_mean(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """sin and cos of the block angles, less their mean over the nearest 5x5 blocks.
-
-    A plain region (a flat background, JPEG's smoothed chroma) gives all its blocks one
-    angle whatever the mark: read at a wrong scale or placement, it votes as loudly as a
-    mark, and a mostly plain picture then ranks wrong candidates first. Marked blocks
-    differ by their dithers, so their local mean is close to 0 and they keep their votes.
-    """
-    sin, cos = np.sin(angle), np.cos(angle)
-    if min(angle.shape) < _LOCAL_BLOCKS:
-        return sin, cos
-    size = (_LOCAL_BLOCKS, _LOCAL_BLOCKS)
-    return sin - cv2.blur(sin, size), cos - cv2.blur(cos, size)
+    votes = without_local_mean(angle) if centred else (np.sin(angle), np.cos(angle))
+    return [np.fft.rfft2(plane) for plane in folded(votes, _TILE)]
 
 
 def _soft_at(u: np.ndarray, placement: _Placement, centred: bool = True) -> np.ndarray:
