@@ -71,6 +71,7 @@ from stylebot.provenance.watermark_blocks import (
     low_band,
     pair_sums,
     sharpened,
+    trim,
     without_local_mean,
 )
 from stylebot.provenance.watermark_refinement import Strength, best_nearby, refine
@@ -313,9 +314,8 @@ def _best_placements(u: np.ndarray) -> list[_Placement]:
         norms = block_norms(sums)
         for dy in range(parity[0], _PIXELS_PER_BLOCK, 2):
             for dx in range(parity[1], _PIXELS_PER_BLOCK, 2):
-                # the whole blocks of the low band from this offset (``trim``)
-                rows = (sums.shape[0] - dy // 2) // _BLOCK
-                cols = (sums.shape[1] - dx // 2) // _BLOCK
+                # the whole blocks of the low band from this offset (a view: no copy)
+                rows, cols = (side // _BLOCK for side in trim(sums, (dy, dx)).shape)
                 if rows == 0 or cols == 0:
                     continue
                 grid = norms[dy // 2 :: _BLOCK, dx // 2 :: _BLOCK][:rows, :cols]
