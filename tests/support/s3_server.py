@@ -153,16 +153,6 @@ class SeaweedS3:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers (weed takes its time to leave)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
     def log_tail(self) -> str:
         path = self.home / "weed.log"
         text = path.read_text(errors="replace") if path.exists() else ""
@@ -172,7 +162,9 @@ class SeaweedS3:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        # Killed, not stopped: its data goes with its directory, and on SIGTERM weed takes
+        # about 25 s to leave (a wait of 10 s then a kill cost every test session 10 s).
+        self.kill()
 
 
 # Each port weed would otherwise take at a fixed default (gRPC ports included).
