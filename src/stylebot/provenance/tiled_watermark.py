@@ -41,7 +41,9 @@ most 384x384 pixels (256x256 at an enlargement, 512x512 at a downscale, where it
 times) at the original scale, with each block's norm standing in for its largest singular
 value (every grid offset at once), and the final read at a central region of at most
 1024x1024 pixels. A shrunk copy's final decode is sharpened by the unsharp mask under which
-its votes are clearest (``watermark_blocks.DEBLURS``).
+its votes are clearest (``watermark_blocks.DEBLURS``). At one placement the votes are summed
+block by block (the FFT is for the search), and a window resampled at a scale every
+refinement tries is made once for the placements refined.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +78,7 @@ from stylebot.provenance.watermark_blocks import (
     trim,
     without_local_mean,
 )
-from stylebot.provenance.watermark_refinement import Strength, best_nearby, refine
+from stylebot.provenance.watermark_refinement import Strength, best_nearby, coarse_steps, refine
 from stylebot.provenance.watermark_resampling import prefiltered, resample, same_parity, shape_at
 from stylebot.provenance.watermark_scale import rescale_candidates
 
@@ -217,18 +220,29 @@ def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | N
 def _nearby(look: _Look) -> tuple[float, _Look]:
     """The look moved to the scale within 0.5% where its best placement votes most
     clearly, and that clarity (comparable across scales, like :attr:`_Look.clarity`)."""
-    best, scale = best_nearby(_votes(look, look.placements[0]), look.scale, look.phase)
+    votes = _votes(_window_of(look), look.placements[0])
+    best, scale = best_nearby(votes, look.scale, look.phase)
     return look.clarity_of(best), dataclasses.replace(look, scale=scale)
 
 
-def _votes(look: _Look, placement: _Placement) -> Strength:
-    """How clearly ``placement`` votes on the look's window resampled at a scale and phase."""
+Window = Callable[[float, tuple[float, float]], np.ndarray]
 
-    def strength(scale: float, phase: tuple[float, float]) -> float:
-        window = _u_plane_of(resample(look.source, scale, look.window_shape, phase))
-        return _strength_at(sharpened(window, _SHARPENING) if scale < 1.0 else window, placement)
 
-    return strength
+def _votes(window_at: Window, placement: _Placement) -> Strength:
+    """How clearly ``placement`` votes on a look's window resampled at a scale and phase."""
+    return lambda scale, phase: _strength_at(window_at(scale, phase), placement)
+
+
+def _window_of(look: _Look) -> Window:
+    """The look's window at a scale and phase (U plane, sharpened if shrunk)."""
+    return functools.partial(_window, look.source, look.window_shape)
+
+
+def _window(
+    source: np.ndarray, shape: tuple[int, int], scale: float, phase: tuple[float, float]
+) -> np.ndarray:
+    window = _u_plane_of(resample(source, scale, shape, phase))
+    return sharpened(window, _SHARPENING) if scale < 1.0 else window
 
 
 def _look(rgb: np.ndarray, estimate: float) -> _Look | None:
@@ -249,8 +263,7 @@ def _look(rgb: np.ndarray, estimate: float) -> _Look | None:
         return None
     best: _Look | None = None
     for phase in _PHASES if estimate != 1.0 else _PHASES[:1]:
-        window = _u_plane_of(resample(source, estimate, window_shape, phase))
-        window = sharpened(window, _SHARPENING) if estimate < 1.0 else window
+        window = _window(source, window_shape, estimate, phase)
         placements = _best_placements(window)
         if placements and (best is None or placements[0].strength > best.placements[0].strength):
             best = _Look(estimate, phase, source, region_shape, window_shape, window, placements)
@@ -260,10 +273,12 @@ def _look(rgb: np.ndarray, estimate: float) -> _Look | None:
 def _decode_look(look: _Look) -> WatermarkReading | None:
     # A placement found at an estimated scale may be off by a pixel (the estimate is
     # off by up to ~1.5%): refine and decode the best three.
-    for placement in look.placements[: 2 if look.scale == 1.0 else 3]:
+    placements = look.placements[: 2 if look.scale == 1.0 else 3]
+    coarse = _coarse_votes(look, placements) if look.scale != 1.0 else []
+    for number, placement in enumerate(placements):
         scale, phase = look.scale, look.phase
         if scale != 1.0:  # an estimate is within ~1.5%; the mark needs ~0.1%
-            scale, phase = refine(_votes(look, placement), scale, phase)
+            scale, phase = refine(_votes(_window_of(look), placement), coarse[number])
         region = _u_plane_of(resample(look.source, scale, look.region_shape, phase))
         top = (look.region_shape[0] - look.window_shape[0]) // 2
         left = (look.region_shape[1] - look.window_shape[1]) // 2
@@ -278,6 +293,19 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
         if reading is not None:
             return dataclasses.replace(reading, scale=round(scale, 4))
     return None
+
+
+def _coarse_votes(
+    look: _Look, placements: list[_Placement]
+) -> list[dict[tuple[float, tuple[float, float]], float]]:
+    """How clearly each placement votes at every scale its refinement starts with: each
+    window made once for all of them (making one costs several times a vote)."""
+    coarse: list[dict[tuple[float, tuple[float, float]], float]] = [{} for _ in placements]
+    for step in coarse_steps(look.scale, look.phase):
+        window = _window_of(look)(*step)
+        for votes, placement in zip(coarse, placements, strict=True):
+            votes[step] = _strength_at(window, placement)
+    return coarse
 
 
 def _u_plane_of(rgb: np.ndarray) -> np.ndarray:
@@ -319,7 +347,7 @@ def _search_shift(angle: np.ndarray) -> tuple[float, tuple[int, int]]:
     Ranking only: a quarter of the code bits, and each bit's vote divided by the mean
     number of blocks per bit rather than its own (a quarter of the FFT work), in single
     precision (the FFTs are most of a read's time, and a third faster)."""
-    sin_f, cos_f = (np.conj(f).astype(np.complex64) for f in _folded_spectra(angle))
+    sin_f, cos_f = np.conj(_folded_spectra(angle)).astype(np.complex64)
     votes = np.fft.irfft2(sin_f * _RANKING_COS - cos_f * _RANKING_SIN, s=(_TILE, _TILE))
     strength = np.abs(votes).mean(axis=0) * CODE_BITS / angle.size
     best = np.unravel_index(int(np.argmax(strength)), strength.shape)
@@ -343,10 +371,10 @@ def _soft_for_shift(angle: np.ndarray, shift: tuple[int, int], centred: bool) ->
     return soft
 
 
-def _folded_spectra(angle: np.ndarray) -> list[np.ndarray]:
-    """rfft2 of sin(angle) and cos(angle), less their local mean, summed into one tile
-    (by position mod 32)."""
-    return [np.fft.rfft2(plane) for plane in folded(without_local_mean(angle), _TILE)]
+def _folded_spectra(angle: np.ndarray) -> np.ndarray:
+    """(2, 32, 17): rfft2 of sin(angle) and cos(angle), less their local mean, summed
+    into one tile (by position mod 32)."""
+    return np.fft.rfft2(np.stack(folded(without_local_mean(angle), _TILE)))
 
 
 def _soft_at(u: np.ndarray, placement: _Placement, centred: bool = True) -> np.ndarray:

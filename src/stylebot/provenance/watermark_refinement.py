@@ -29,13 +29,16 @@ def best_nearby(strength: Strength, estimate: float, phase: Phase) -> tuple[floa
     return tried[scale], scale
 
 
-def refine(strength: Strength, estimate: float, phase: Phase) -> tuple[float, Phase]:
-    """The scale and sub-pixel phase near ``estimate`` and ``phase`` at which the votes
-    are clearest: scale steps of 0.2% over +-1.6%, then 0.1% and 0.05% either side of the
-    best, then the phase in quarter pixels."""
-    tried = {(estimate * (1 + step * 0.002), phase): 0.0 for step in range(-8, 9)}
-    for key in tried:
-        tried[key] = strength(*key)
+def coarse_steps(estimate: float, phase: Phase) -> list[tuple[float, Phase]]:
+    """Where every refinement of ``estimate`` starts: scale steps of 0.2% over +-1.6%."""
+    return [(estimate * (1 + step * 0.002), phase) for step in range(-8, 9)]
+
+
+def refine(strength: Strength, coarse: dict[tuple[float, Phase], float]) -> tuple[float, Phase]:
+    """The scale and sub-pixel phase at which the votes are clearest, from ``coarse`` (the
+    votes' ``strength`` at each of :func:`coarse_steps`): then 0.1% and 0.05% either side
+    of the best, then the phase in quarter pixels."""
+    tried = dict(coarse)
     for step in (0.001, 0.0005):
         best, at = max(tried, key=tried.__getitem__)
         for scale in (best * (1 - step), best * (1 + step)):
