@@ -51,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,6 +178,10 @@ class _Look:
         )
         return strength * float(np.sqrt(blocks))
 
+    def window_at(self, scale: float, phase: tuple[float, float]) -> np.ndarray:
+        """The window as it reads at another scale and phase."""
+        return _window(self.source, self.window_shape, scale, phase)
+
 
 def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | None:
     """Find and read a version 3 mark in an RGB array, after crops and (unless
@@ -220,27 +223,20 @@ def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | N
 def _nearby(look: _Look) -> tuple[float, _Look]:
     """The look moved to the scale within 0.5% where its best placement votes most
     clearly, and that clarity (comparable across scales, like :attr:`_Look.clarity`)."""
-    votes = _votes(_window_of(look), look.placements[0])
+    votes = _votes(look, look.placements[0])
     best, scale = best_nearby(votes, look.scale, look.phase)
     return look.clarity_of(best), dataclasses.replace(look, scale=scale)
 
 
-Window = Callable[[float, tuple[float, float]], np.ndarray]
-
-
-def _votes(window_at: Window, placement: _Placement) -> Strength:
-    """How clearly ``placement`` votes on a look's window resampled at a scale and phase."""
-    return lambda scale, phase: _strength_at(window_at(scale, phase), placement)
-
-
-def _window_of(look: _Look) -> Window:
-    """The look's window at a scale and phase (U plane, sharpened if shrunk)."""
-    return functools.partial(_window, look.source, look.window_shape)
+def _votes(look: _Look, placement: _Placement) -> Strength:
+    """How clearly ``placement`` votes on the look's window resampled at a scale and phase."""
+    return lambda scale, phase: _strength_at(look.window_at(scale, phase), placement)
 
 
 def _window(
     source: np.ndarray, shape: tuple[int, int], scale: float, phase: tuple[float, float]
 ) -> np.ndarray:
+    """The U plane of ``source`` resampled at ``scale`` and ``phase``, sharpened if shrunk."""
     window = _u_plane_of(resample(source, scale, shape, phase))
     return sharpened(window, _SHARPENING) if scale < 1.0 else window
 
@@ -278,7 +274,7 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
     for number, placement in enumerate(placements):
         scale, phase = look.scale, look.phase
         if scale != 1.0:  # an estimate is within ~1.5%; the mark needs ~0.1%
-            scale, phase = refine(_votes(_window_of(look), placement), coarse[number])
+            scale, phase = refine(_votes(look, placement), coarse[number])
         region = _u_plane_of(resample(look.source, scale, look.region_shape, phase))
         top = (look.region_shape[0] - look.window_shape[0]) // 2
         left = (look.region_shape[1] - look.window_shape[1]) // 2
@@ -302,7 +298,7 @@ def _coarse_votes(
     window made once for all of them (making one costs several times a vote)."""
     coarse: list[dict[tuple[float, tuple[float, float]], float]] = [{} for _ in placements]
     for step in coarse_steps(look.scale, look.phase):
-        window = _window_of(look)(*step)
+        window = look.window_at(*step)
         for votes, placement in zip(coarse, placements, strict=True):
             votes[step] = _strength_at(window, placement)
     return coarse
@@ -346,7 +342,7 @@ def _search_shift(angle: np.ndarray) -> tuple[float, tuple[int, int]]:
 
     Ranking only: a quarter of the code bits, and each bit's vote divided by the mean
     number of blocks per bit rather than its own (a quarter of the FFT work), in single
-    precision (the FFTs are most of a read's time, and a third faster)."""
+    precision (a third faster: the FFTs are a large part of the search)."""
     sin_f, cos_f = np.conj(_folded_spectra(angle)).astype(np.complex64)
     votes = np.fft.irfft2(sin_f * _RANKING_COS - cos_f * _RANKING_SIN, s=(_TILE, _TILE))
     strength = np.abs(votes).mean(axis=0) * CODE_BITS / angle.size
