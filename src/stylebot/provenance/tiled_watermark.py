@@ -162,7 +162,7 @@ class _Look:
     source: np.ndarray  # the picture, prefiltered for this scale
     region_shape: tuple[int, int]
     window_shape: tuple[int, int]
-    window: np.ndarray  # U plane of the central window at this scale
+    window: np.ndarray  # U plane of the central window as found (_nearby moves scale only)
     placements: list[_Placement]
 
     @property
@@ -271,19 +271,19 @@ def _decode_look(look: _Look) -> WatermarkReading | None:
     # off by up to ~1.5%): refine and decode the best three.
     placements = look.placements[: 2 if look.scale == 1.0 else 3]
     coarse = _coarse_votes(look, placements) if look.scale != 1.0 else []
+    top = (look.region_shape[0] - look.window_shape[0]) // 2
+    left = (look.region_shape[1] - look.window_shape[1]) // 2
     for number, placement in enumerate(placements):
         scale, phase = look.scale, look.phase
         if scale != 1.0:  # an estimate is within ~1.5%; the mark needs ~0.1%
             scale, phase = refine(_votes(look, placement), coarse[number])
         region = _u_plane_of(resample(look.source, scale, look.region_shape, phase))
-        top = (look.region_shape[0] - look.window_shape[0]) // 2
-        left = (look.region_shape[1] - look.window_shape[1]) // 2
-        reading = _read_at(region, _moved(placement, top, left))
+        moved = _moved(placement, top, left)
+        reading = _read_at(region, moved)
         # A shrunk copy has lost the sharpness of the mark's block edges (and JPEG
         # halves chroma again): sharpened back, the blocks' sums come closer to theirs.
         # How much to sharpen depends on the copy; the votes say which mask suits it.
         if reading is None and scale < 1.0:
-            moved = _moved(placement, top, left)
             clearest = clearest_deblur(region, functools.partial(_strength_at, placement=moved))
             reading = _read_at(clearest, moved)
         if reading is not None:
