@@ -14,7 +14,13 @@ from typing import Any
 
 from stylebot.engine.captioner import CaptioningStopped
 from stylebot.queue.damaged_inputs import read_training_images
-from stylebot.queue.job_lifecycle import CancelWatch, Interruption, report_cancelled, run_job
+from stylebot.queue.job_lifecycle import (
+    CancelWatch,
+    Interruption,
+    report_cancelled,
+    report_finished,
+    run_job,
+)
 from stylebot.queue.payloads import CaptionJob, CaptionResult, JobEvent
 from stylebot.queue.worker_context import WorkerContext
 
@@ -44,6 +50,7 @@ async def _caption(
                 )
             )
             captions = await work
+        interruption.work_done()
     except CaptioningStopped:
         if interruption.is_set() and not watch.is_set():
             raise  # shut down or out of time: the lifecycle tells what happens next
@@ -53,9 +60,9 @@ async def _caption(
         time.perf_counter() - started,
         captioner=engine.captioner.source,
     )
-    await events.publish(
+    return await report_finished(
+        context,
         JobEvent(
             job.job_id, "caption", "finished", step=total, total=total, result=result.to_dict()
-        )
+        ),
     )
-    return result.to_dict()

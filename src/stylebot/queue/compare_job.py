@@ -9,7 +9,13 @@ import time
 from typing import Any
 
 from stylebot.queue.damaged_inputs import read_training_images
-from stylebot.queue.job_lifecycle import CancelWatch, Interruption, report_cancelled, run_job
+from stylebot.queue.job_lifecycle import (
+    CancelWatch,
+    Interruption,
+    report_cancelled,
+    report_finished,
+    run_job,
+)
 from stylebot.queue.payloads import CompareJob, CompareResult, JobEvent
 from stylebot.queue.worker_context import WorkerContext
 
@@ -30,11 +36,13 @@ async def _compare(
     images = await read_training_images(context.blobs, job.image_keys)
     engine = context.engine
     found = await context.device.run(lambda: engine.similar_images(images, job.first_new))
+    interruption.work_done()
     keys = job.image_keys
     result = CompareResult(
         tuple((keys[i], keys[j], cosine) for i, j, cosine in found),
         time.perf_counter() - started,
         clip_model=engine.measurer.clip_model,
     )
-    await events.publish(JobEvent(job.job_id, "compare", "finished", result=result.to_dict()))
-    return result.to_dict()
+    return await report_finished(
+        context, JobEvent(job.job_id, "compare", "finished", result=result.to_dict())
+    )

@@ -45,9 +45,9 @@ from stylebot.queue.keys import (
     arq_result_key,
     arq_retry_key,
     checkpoint_key,
+    job_end_key,
     job_events_key,
     owner_rounds_key,
-    train_result_key,
     turns_key,
 )
 from stylebot.redis_replies import awaited, list_reply
@@ -104,7 +104,7 @@ async def _forget_job_records(redis: Redis, ids: list[str]) -> list[str]:
                 arq_result_key(job_id),
                 arq_retry_key(job_id),
                 checkpoint_key(job_id),
-                train_result_key(job_id),
+                job_end_key(job_id),
             )
         pipe.zrem(QUEUE_NAME, *ids)
         pipe.zrem(ARQ_ABORTED_JOBS_KEY, *ids)

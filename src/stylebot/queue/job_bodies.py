@@ -27,7 +27,13 @@ from stylebot.queue.damaged_inputs import (
     fetch_style_weights,
     read_training_images,
 )
-from stylebot.queue.job_lifecycle import CancelWatch, Interruption, report_cancelled, run_job
+from stylebot.queue.job_lifecycle import (
+    CancelWatch,
+    Interruption,
+    report_cancelled,
+    report_finished,
+    run_job,
+)
 from stylebot.queue.loop_handoff import LoopGone, loop_stopped, run_on_loop
 from stylebot.queue.outage import is_outage, until_redis_answers
 from stylebot.queue.payloads import (
@@ -41,11 +47,6 @@ from stylebot.queue.payloads import (
     TrainResult,
 )
 from stylebot.queue.progress import ProgressReporter
-from stylebot.queue.recovery import (
-    finished_training,
-    mark_training_reported,
-    remember_finished_training,
-)
 from stylebot.queue.worker_context import WorkerContext
 from stylebot.storage.blob_storage import BlobStorage
 
@@ -108,15 +109,6 @@ async def _train(
         if await watch.already_cancelled():
             await checkpoints.discard(job.job_id)
             return await report_cancelled(context, job.job_id, "train")
-        done = await finished_training(context.redis, job.job_id)
-        if done is not None:
-            # An earlier attempt trained the style and died before arq recorded
-            # it: return that result rather than train a second time, and tell the
-            # front end if that attempt could not.
-            result, reported = done
-            if not reported:
-                await report_trained(context, job.job_id, result)
-            return result.to_dict()
         saved = await checkpoints.latest_to_file(job.job_id, resume_file)
         resume_from, done_steps = (resume_file, saved) if saved is not None else (None, 0)
         if saved is not None:
@@ -153,6 +145,7 @@ async def _train(
             # has saved its checkpoint), see `Interruption.settled`.
             interruption.track(training)
             weights = await asyncio.shield(training)
+        interruption.work_done()
         for sent in previews_sent:
             await asyncio.wrap_future(sent)
         # No LoRA bytes: only a textual-inversion embedding trained ("" names no blob).
@@ -179,16 +172,15 @@ async def _train(
         metrics=weights.metrics,
         base=weights.base,
     )
-    # Trained: through a Redis outage, wait to record it rather than train it again.
-    await until_redis_answers(
-        lambda: remember_finished_training(context.redis, job.job_id, result),
-        f"recording the result of training job {job.job_id}",
+    event = JobEvent(job.job_id, "train", "finished", step=result.steps, result=result.to_dict())
+    # Recorded first: through a Redis outage, wait to record it rather than train it again.
+    return await report_finished(
+        context,
+        event,
+        after_recording=lambda: until_redis_answers(
+            lambda: checkpoints.discard(job.job_id), f"dropping the checkpoint of {job.job_id}"
+        ),
     )
-    await until_redis_answers(
-        lambda: checkpoints.discard(job.job_id), f"dropping the checkpoint of {job.job_id}"
-    )
-    await report_trained(context, job.job_id, result)
-    return result.to_dict()
 
 
 async def _send_preview(
@@ -203,15 +195,6 @@ async def _send_preview(
         await context.events.publish(event)
     except Exception:  # a preview is a courtesy: the run goes on without it
         log.exception("training preview of job %s at step %d was not sent", job.job_id, step)
-
-
-async def report_trained(context: WorkerContext, job_id: str, result: TrainResult) -> None:
-    await context.events.publish(
-        JobEvent(job_id, "train", "finished", step=result.steps, result=result.to_dict())
-    )
-    await until_redis_answers(
-        lambda: mark_training_reported(context.redis, job_id), f"noting {job_id} reported"
-    )
 
 
 async def generate(context: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -257,6 +240,7 @@ async def _generate(
             raise images
         if watch.is_set():  # cancelled while it shared a batch with jobs that went on
             raise JobCancelled(f"job {job.job_id} was cancelled")
+        interruption.work_done()
         keys = await store_together(context.blobs, [image.png for image in images])
         stored = [
             GeneratedImage(image.output_id, key, image.seed, image.fingerprint)
@@ -265,8 +249,8 @@ async def _generate(
     except JobCancelled:
         return await report_cancelled(context, job.job_id, "generate")
     result = GenerateResult(tuple(stored), time.perf_counter() - started)
-    await events.publish(JobEvent(job.job_id, "generate", "finished", result=result.to_dict()))
-    return result.to_dict()
+    event = JobEvent(job.job_id, "generate", "finished", result=result.to_dict())
+    return await report_finished(context, event)
 
 
 async def _fetch_inputs(context: WorkerContext, job: GenerateJob) -> list[CachedBlob]:

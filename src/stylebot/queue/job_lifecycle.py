@@ -1,8 +1,11 @@
-"""A job's lifecycle around its body: lease, time limit, cancel, shutdown, failure.
+"""A job's lifecycle around its body: lease, time limit, cancel, shutdown, end, failure.
 
 `run_job` holds the job's lease (`JobLease`) while it runs, ends it at its time
 limit or the worker's shutdown (`Interruption`, read by the device thread between
-two steps, as a cancel is: `CancelWatch`), and tells its user of every failure.
+two steps, as a cancel is: `CancelWatch`), and tells its user of every failure. A
+body ends with `report_finished`, which keeps the finished event in Redis before
+telling it: a run after one that finished (its worker stopped or died before arq
+recorded the job) tells that end, once, instead of doing the work again.
 """
 
 from __future__ import annotations
@@ -22,9 +25,17 @@ from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.log_privacy import private_texts
 from stylebot.queue.damaged_inputs import DamagedInput
 from stylebot.queue.keys import cancel_key
-from stylebot.queue.outage import is_outage
+from stylebot.queue.outage import is_outage, until_redis_answers
 from stylebot.queue.payloads import JobEvent, JobKind
-from stylebot.queue.recovery import JobLease, give_back_try, stop_helper
+from stylebot.queue.recovery import (
+    JobEnd,
+    JobLease,
+    earlier_end,
+    give_back_try,
+    mark_end_told,
+    remember_end,
+    stop_helper,
+)
 from stylebot.queue.worker_context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -106,6 +117,8 @@ class Interruption:
         self._flag = threading.Event()
         # Final: nothing will resume the run, so no checkpoint is worth saving.
         self.final = False
+        # Its device work is done; it stores and tells its result (`RunningJobs`).
+        self.recording = False
         self._device_work: list[asyncio.Future[Any]] = []
 
     def time_out(self) -> None:
@@ -120,6 +133,10 @@ class Interruption:
 
     def is_set(self) -> bool:
         return self._flag.is_set()
+
+    def work_done(self) -> None:
+        """From here the job only stores and tells its result: a shutdown lets it."""
+        self.recording = True
 
     def track(self, work: asyncio.Future[Any]) -> None:
         """`work` runs on the device thread; `settled` waits for it."""
@@ -150,6 +167,35 @@ async def report_cancelled(context: WorkerContext, job_id: str, kind: JobKind) -
     return {"cancelled": True}
 
 
+async def report_finished(
+    context: WorkerContext,
+    event: JobEvent,
+    *,
+    after_recording: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """A job's finished event, kept in Redis before it is told (through an outage);
+    what the job body returns. A later run (the worker stopped or died before arq
+    recorded this one) finds it and does not do the work again (`run_job`)."""
+    job_id = event.job_id
+    await until_redis_answers(
+        lambda: remember_end(context.redis, event), f"recording the end of job {job_id}"
+    )
+    if after_recording is not None:
+        await after_recording()
+    return await report_end(context, JobEnd(event, told=False))
+
+
+async def report_end(context: WorkerContext, end: JobEnd) -> dict[str, Any]:
+    """Tell a job's kept end unless it was told; what arq records for the job."""
+    event = end.event
+    if not end.told:
+        await context.events.publish(event)
+        await until_redis_answers(
+            lambda: mark_end_told(context.redis, event.job_id), f"noting {event.job_id} told"
+        )
+    return dict(event.result or {})
+
+
 def own_time_limit_s(limit_s: float) -> float:
     """When a job ends itself: a little before arq's limit, so it can say why.
 
@@ -170,15 +216,17 @@ async def _within_limits(
     """Run a job to its end, its time limit, or the worker's shutdown.
 
     Time limit: the job stops at its next step and fails (`_reporting_failure`
-    tells its user). Shutdown (arq cancels running jobs on SIGTERM): the job
-    stops at its next step, saves a checkpoint if it trains, and only then goes
-    back on the queue (its lease renewed meanwhile), so the next run resumes
-    from that checkpoint; that run does not count as one of the job's tries.
+    tells its user). Shutdown (`RunningJobs.stop_all` cancels the job, unless it
+    only records its result): the job stops at its next step, saves a checkpoint
+    if it trains, and only then goes back on the queue (its lease renewed
+    meanwhile), so the next run resumes from that checkpoint; that run does not
+    count as one of the job's tries.
     """
     deadline = asyncio.timeout(own_time_limit_s(limit_s))
     try:
-        async with deadline:
-            return await run()
+        with context.running_jobs.running(interruption):
+            async with deadline:
+                return await run()
     except TimeoutError:
         if not deadline.expired():
             raise  # a timeout of something inside the job: an error like any other
@@ -276,13 +324,23 @@ async def run_job(
     no log line quoting its `private` texts (a prompt, a style's name)."""
     interruption = Interruption()
     limit_s = time_limit_s(context.settings, kind)
+
+    async def unless_it_ended() -> dict[str, Any]:
+        end = await earlier_end(context.redis, job_id)
+        if end is None:
+            return await body(interruption)
+        # An earlier run finished it and stopped (or died) before arq recorded that:
+        # its result stands, and is told once.
+        log.info("%s job %s had finished; its result is kept", kind, job_id)
+        return await report_end(context, end)
+
     with private_texts(*private):
         async with (
             _reporting_failure(context, job_id, kind, interruption),
             JobLease(context.redis, job_id, context.settings.job_lease_s, context.worker_id),
         ):
             return await _within_limits(
-                context, job_id, kind, limit_s, interruption, lambda: body(interruption)
+                context, job_id, kind, limit_s, interruption, unless_it_ended
             )
 
 

@@ -62,6 +62,12 @@ class OutageTolerantWorker(Worker):
         outage, until the worker is told to stop."""
         return await until_redis_answers(operation, what, give_up=lambda: self.stopping)
 
+    def stop_running_jobs(self, why: str) -> None:
+        """Stop the jobs running here (each at its next step); `why` is for the log."""
+        for task in self.tasks.values():
+            if not task.done() and not task.cancelling():
+                task.cancel()
+
     async def close(self) -> None:
         """arq's close, except that Redis being down does not turn a clean stop into
         a crash, and a poll loop that crashed stops the running jobs (they go back on
@@ -70,9 +76,7 @@ class OutageTolerantWorker(Worker):
         if main is not None and main.done() and not main.cancelled() and main.exception():
             log.error("the worker's poll loop crashed; stopping its jobs and exiting")
             self.stopping = True
-            for task in self.tasks.values():
-                if not task.done() and not task.cancelling():
-                    task.cancel()
+            self.stop_running_jobs("after the crash")
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)  # as arq's close does
         if not self._pool:

@@ -8,9 +8,9 @@ host) is picked up again by any worker within one lease.
 
 A training run's checkpoints go to the blob store (shared by the hosts of a
 scaled-out deployment) and the latest one's key to Redis under the job id, so
-the next attempt, on whatever host, continues from there. A finished run's
-result is kept in Redis too: an attempt that finds it reports that result
-instead of training the style a second time.
+the next attempt, on whatever host, continues from there. How a run of any job
+ended is kept in Redis too, until arq has recorded the job: a run that finds it
+tells that end (once) instead of doing the work a second time.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -28,8 +29,8 @@ from redis.exceptions import ResponseError
 
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
-from stylebot.queue.keys import arq_in_progress_key, arq_retry_key, checkpoint_key, train_result_key
-from stylebot.queue.payloads import TrainResult
+from stylebot.queue.keys import arq_in_progress_key, arq_retry_key, checkpoint_key, job_end_key
+from stylebot.queue.payloads import JobEvent, TrainResult
 from stylebot.redis_replies import awaited
 from stylebot.storage.blob_storage import BlobStorage
 
@@ -196,34 +197,51 @@ class CheckpointStore:
             await self.blobs.delete(json.loads(raw)["blob_key"])
 
 
-async def finished_training(redis: Redis, job_id: str) -> tuple[TrainResult, bool] | None:
-    """A finished attempt's result, and whether the front end was told of it."""
-    raw = await awaited(redis.hgetall(train_result_key(job_id)))
+@dataclass(frozen=True)
+class JobEnd:
+    """How an earlier run of a job ended, and whether its event reached the stream."""
+
+    event: JobEvent
+    told: bool
+
+
+async def earlier_end(redis: Redis, job_id: str) -> JobEnd | None:
+    """How an earlier run of the job ended, if one did and arq has not recorded it."""
+    raw = await awaited(redis.hgetall(job_end_key(job_id)))
     if not raw:
         return None
-    result = TrainResult.from_json(raw[b"result"])
-    return result, raw.get(b"reported") == b"1"
+    if b"event" in raw:
+        event = JobEvent.from_json(raw[b"event"])
+    else:  # kept by a worker older than the event field: a training's result only
+        result = TrainResult.from_json(raw[b"result"])
+        event = JobEvent(job_id, "train", "finished", step=result.steps, result=result.to_dict())
+    return JobEnd(event, raw.get(b"reported") == b"1")
 
 
-async def remember_finished_training(redis: Redis, job_id: str, result: TrainResult) -> None:
-    key = train_result_key(job_id)
+async def remember_end(redis: Redis, event: JobEvent) -> None:
+    """Keep how the job ended (a finished or cancelled event) before telling it."""
+    record = {"event": event.to_json(), "reported": "0"}
+    if event.job_kind == "train" and event.result is not None:
+        # What a worker older than the event field reads (a fleet upgraded host by host).
+        record["result"] = TrainResult.from_dict(event.result).to_json()
+    key = job_end_key(event.job_id)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping={"result": result.to_json(), "reported": "0"})
+        pipe.hset(key, mapping=record)
         pipe.expire(key, RECORD_TTL_S)
         await pipe.execute()
 
 
-async def mark_training_reported(redis: Redis, job_id: str) -> None:
-    """The finished event is in the stream: a later attempt need not send it again.
+async def mark_end_told(redis: Redis, job_id: str) -> None:
+    """The job's end is in the stream: a later run need not send it again.
 
-    Only on a result still there: the front end may have forgotten the job meanwhile,
+    Only on a record still there: the front end may have forgotten the job meanwhile,
     and a bare HSET would bring the key back with no expiry."""
     await awaited(
         redis.eval(
             "if redis.call('EXISTS', KEYS[1]) == 1 then "
             "redis.call('HSET', KEYS[1], 'reported', '1') end",
             1,
-            train_result_key(job_id),
+            job_end_key(job_id),
         )
     )
 

@@ -19,7 +19,7 @@ from stylebot.queue.keys import (
     arq_in_progress_key,
     arq_job_key,
     arq_result_key,
-    train_result_key,
+    job_end_key,
 )
 
 # Stream entries read per round trip while looking for unhandled events.
@@ -36,7 +36,7 @@ async def untraced_jobs(redis: Redis, job_ids: Sequence[str]) -> set[str]:
                 arq_job_key(job_id),
                 arq_in_progress_key(job_id),
                 arq_result_key(job_id),
-                train_result_key(job_id),
+                job_end_key(job_id),
             )
         found = await pipe.execute()
     candidates = {job_id for job_id, count in zip(job_ids, found, strict=True) if not count}

@@ -34,19 +34,20 @@ from stylebot.queue.connection import (
 from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
 from stylebot.queue.fairness import LANES, Lane, Turn, lane_of, lanes_in_fair_order
 from stylebot.queue.forgetting import result_without_arguments
-from stylebot.queue.job_bodies import JOB_BODIES, JobBody, max_batch_size, report_trained
-from stylebot.queue.job_lifecycle import time_limit_s
+from stylebot.queue.job_bodies import JOB_BODIES, JobBody, max_batch_size
+from stylebot.queue.job_lifecycle import report_end, time_limit_s
 from stylebot.queue.keys import (
     QUEUE_NAME,
     WAKE_KEY,
     arq_job_key,
     arq_retry_key,
+    job_end_key,
     turns_key,
     worker_health_key,
 )
 from stylebot.queue.outage_worker import OutageTolerantWorker
 from stylebot.queue.payloads import JobEvent, JobKind
-from stylebot.queue.recovery import finished_training
+from stylebot.queue.recovery import earlier_end
 from stylebot.queue.redis_endpoint import RedisEndpoint
 from stylebot.queue.training_switch import training_paused
 from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
@@ -226,6 +227,8 @@ class StyleWorker(OutageTolerantWorker):
             )
             if finish:  # not finished: arq retries it, in its turn
                 await drop_turn(self.pool, job_id)
+                # arq's result is its record now, and no run of it can follow.
+                await self.pool.delete(job_end_key(job_id))
 
         # Through an outage: a result lost here means the job runs again.
         await self.lasting(record, f"recording the end of job {job_id}")
@@ -283,39 +286,29 @@ class StyleWorker(OutageTolerantWorker):
 
     async def _report_unrun_failure(self, job_id: str, kind: JobKind, error: str) -> None:
         context = self.context
-        if kind == "train":
-            done = await finished_training(self.pool, job_id)
-            if done is not None:
-                # An earlier run trained it and died before arq recorded that:
-                # the style is there, so report it rather than a failure.
-                result, reported = done
-                if not reported:
-                    await report_trained(context, job_id, result)
-                return
+        end = await earlier_end(self.pool, job_id)
+        if end is not None:
+            # An earlier run finished it and died before arq recorded that: its
+            # result is there (a style trained, images made), so report it, not a failure.
+            await report_end(context, end)
+            return
         if kind == "train":
             # Before the user is told: once they read "failed", nothing of it is kept.
             await context.checkpoints.discard(job_id)
         await context.events.publish(JobEvent(job_id, kind, "failed", error=error))
 
     def handle_sig(self, signum: int) -> None:
-        """arq's stop handler, except that a job's task is cancelled only once.
+        """arq's stop handler, except that the jobs stop as `RunningJobs` says.
 
-        A cancelled job stops at its next step and, training, saves a checkpoint
-        before arq hands it back to the queue (see `job_lifecycle._within_limits`). A second
-        cancel (a second SIGTERM; arq's close() signals again when it does not
-        handle signals) would make arq hand it back at once, and another worker
-        resume it from an older checkpoint while this one still saves.
+        arq cancels its own task around each job, at any moment: once a job had
+        returned, that put a finished job back on the queue, to be done and told
+        again. Here a job's own task is cancelled, once, unless the job only records
+        its result: it stops at its next step and, training, saves a checkpoint
+        before arq hands it back to the queue (see `job_lifecycle._within_limits`).
         """
         sig = signal.Signals(signum)
         self.stopping = True
-        log.info(
-            "shutdown on %s: %d jobs running stop at their next step",
-            sig.name,
-            sum(not task.done() for task in self.tasks.values()),
-        )
-        for task in self.tasks.values():
-            if not task.done() and not task.cancelling():
-                task.cancel()
+        self.stop_running_jobs(f"shutdown on {sig.name}")
         if self.main_task is not None:
             self.main_task.cancel()
         if self._context is not None:
@@ -323,6 +316,17 @@ class StyleWorker(OutageTolerantWorker):
             self._announcing = asyncio.ensure_future(self._context.presence.announce_now())
         if self.on_stop is not None:
             self.on_stop(sig)
+
+    def stop_running_jobs(self, why: str) -> None:
+        if self._context is None:
+            return  # not started: no job runs yet
+        stopped, recording = self._context.running_jobs.stop_all()
+        log.info(
+            "%s: %d jobs running stop at their next step, %d finish recording their results",
+            why,
+            stopped,
+            recording,
+        )
 
     async def poll_once(self) -> None:
         await super().poll_once()

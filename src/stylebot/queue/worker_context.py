@@ -1,7 +1,8 @@
 """What a worker's jobs share, built once at start-up: `WorkerContext`.
 
 The engine (base pipeline loaded once and kept), the one thread that touches the
-device, the blob store, the event publisher and the checkpoint store. The worker
+device, the blob store, the event publisher, the checkpoint store and the jobs
+running (for a shutdown to stop, `running_jobs`). The worker
 never opens the database: it reads blobs named in the payload, writes result
 blobs, and reports through events and its return value.
 """
@@ -21,6 +22,7 @@ from stylebot.queue.cache_revocation import CacheRevocationWatch
 from stylebot.queue.events import EventPublisher
 from stylebot.queue.fresh_blobs import with_fresh_copies
 from stylebot.queue.recovery import CheckpointStore
+from stylebot.queue.running_jobs import RunningJobs
 from stylebot.queue.scheduler import DeviceScheduler
 from stylebot.queue.worker_announcement import WorkerSnapshot, worker_snapshot
 from stylebot.queue.worker_presence import WorkerPresence, this_worker_id
@@ -45,6 +47,8 @@ class WorkerContext:
     worker_id: str
     presence: WorkerPresence
     cache_revocations: CacheRevocationWatch | None
+    # What a shutdown stops, and what it lets finish.
+    running_jobs: RunningJobs
 
 
 async def start_worker_context(
@@ -86,6 +90,7 @@ async def start_worker_context(
         worker_id=worker_id,
         presence=presence,
         cache_revocations=watch,
+        running_jobs=RunningJobs(),
     )
 
 

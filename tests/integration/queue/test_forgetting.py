@@ -36,7 +36,7 @@ from stylebot.queue.connection import deserialize_job
 from stylebot.queue.events import FRONTEND_GROUP, EventPublisher
 from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, arq_job_key, arq_result_key
 from stylebot.queue.payloads import JobEvent, TrainingPreview, TrainResult
-from stylebot.queue.recovery import CheckpointStore, remember_finished_training
+from stylebot.queue.recovery import CheckpointStore, remember_end
 
 pytestmark = pytest.mark.slow
 
@@ -87,8 +87,9 @@ async def test_erasure_leaves_nothing_of_the_users_jobs_in_redis_or_its_file(
     )
     lora = await frontend.blobs.put(f"weights {token}".encode())
     result = TrainResult(lora_key=lora, steps=4, final_loss=0.1, seconds=1.0)
-    await remember_finished_training(redis_async, train.job_id, result)
-    await bot.handle_event(JobEvent(train.job_id, "train", "finished", result=result.to_dict()))
+    trained = JobEvent(train.job_id, "train", "finished", result=result.to_dict())
+    await remember_end(redis_async, trained)
+    await bot.handle_event(trained)
     queued = await bot.handle(Imagine(me, prompt, style=style, seed=1))
     assert isinstance(queued, JobQueued), queued
     await events.publish(JobEvent(queued.job_id, "generate", "started", total=4))

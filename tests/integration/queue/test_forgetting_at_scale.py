@@ -11,11 +11,11 @@ from stylebot.queue.forgetting import forget_jobs
 from stylebot.queue.keys import (
     EVENTS_STREAM,
     delivery_failures_key,
+    job_end_key,
     job_events_key,
-    train_result_key,
 )
 from stylebot.queue.payloads import JobEvent, TrainResult
-from stylebot.queue.recovery import mark_training_reported, remember_finished_training
+from stylebot.queue.recovery import mark_end_told, remember_end
 
 FORGOTTEN = "generate-forgotten"
 OTHERS = 20_000
@@ -74,15 +74,15 @@ async def test_a_late_report_does_not_bring_a_forgotten_training_result_back(
 ) -> None:
     job_id = "train-forgotten"
     result = TrainResult(lora_key="d" * 64, steps=4, final_loss=0.1, seconds=1.0)
-    await remember_finished_training(redis, job_id, result)
-    await mark_training_reported(redis, job_id)  # still there: marked
-    assert await redis.hget(train_result_key(job_id), "reported") == b"1"
+    await remember_end(redis, JobEvent(job_id, "train", "finished", result=result.to_dict()))
+    await mark_end_told(redis, job_id)  # still there: marked
+    assert await redis.hget(job_end_key(job_id), "reported") == b"1"
 
     # The front end forgets the job before the worker's report lands.
     await forget_jobs(redis, [job_id])
-    await mark_training_reported(redis, job_id)
+    await mark_end_told(redis, job_id)
 
-    assert await redis.exists(train_result_key(job_id)) == 0
+    assert await redis.exists(job_end_key(job_id)) == 0
 
 
 async def test_entries_written_before_the_index_existed_are_found_after_an_upgrade(

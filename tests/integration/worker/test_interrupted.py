@@ -1,4 +1,5 @@
-"""A worker stopped (SIGTERM) mid-generation stops between two steps, and the job runs again.
+"""A worker stopped (SIGTERM) mid-generation stops between two steps, and the job runs again;
+stopped once its images are made, it finishes the job rather than run it twice.
 
 Real worker processes (`python -m stylebot worker`), real Redis: the first
 worker is told to stop while it generates; it must exit long before the
@@ -10,6 +11,7 @@ run did not use up one of the job's tries.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from arq.jobs import Job as ArqJob
+from tests.support.redis_outage import redis_pid
 from tests.support.stack import Inbox
 
 from stylebot.bootstrap import FrontEnd
@@ -28,6 +31,8 @@ from stylebot.queue.connection import deserialize_job
 from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME
 from stylebot.queue.local_worker import settings_env
 from stylebot.queue.payloads import JobEvent
+from stylebot.queue.redis_socket import socket_path_for
+from stylebot.storage.blob_storage import open_blob_store
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +51,14 @@ def _start_worker(frontend: FrontEnd, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+async def _events_of(frontend: FrontEnd, job_id: str) -> list[JobEvent]:
+    return [
+        e
+        for _id, fields in await frontend.queue.redis.xrange(EVENTS_STREAM)
+        if (e := JobEvent.from_json(fields[b"event"])).job_id == job_id
+    ]
 
 
 async def _progress(frontend: FrontEnd, job_id: str) -> list[tuple[float, int]]:
@@ -93,11 +106,7 @@ async def test_a_stopped_worker_leaves_its_generation_to_another_without_losing_
     assert "interrupted by the worker's shutdown" in log_a
 
     # Neither the user nor the records hear of a failure or a cancel.
-    events = [
-        e
-        for _id, fields in await frontend.queue.redis.xrange(EVENTS_STREAM)
-        if (e := JobEvent.from_json(fields[b"event"])).job_id == queued.job_id
-    ]
+    events = await _events_of(frontend, queued.job_id)
     assert not [e for e in events if e.kind in ("failed", "cancelled", "finished")]
     job = await frontend.uow.jobs.get_job(queued.job_id)
     assert job is not None
@@ -122,3 +131,63 @@ async def test_a_stopped_worker_leaves_its_generation_to_another_without_losing_
     job = await frontend.uow.jobs.get_job(queued.job_id)
     assert job is not None
     assert job.status is JobStatus.FINISHED
+
+
+async def test_a_worker_stopped_once_its_images_are_made_finishes_the_job_and_runs_it_once(
+    frontend: FrontEnd, inbox: Inbox, tmp_path: Path
+) -> None:
+    """SIGTERM while the images are stored and told (here held up by a frozen Redis):
+    stopping the job then would throw the images away, or, once the user had them,
+    make and send them a second time from another worker."""
+    queued = await frontend.bot.handle(
+        Imagine(ME, "a lighthouse", steps=4, width=256, height=256, seed=7)
+    )
+    assert isinstance(queued, JobQueued), queued
+    blobs = open_blob_store(frontend.settings)
+    stored_before = set(blobs.stored_keys())
+    redis = redis_pid(socket_path_for(frontend.settings.data_dir))
+    assert redis is not None
+    log = tmp_path / "worker.log"
+    worker = _start_worker(frontend, log)
+    try:
+        async with asyncio.timeout(180):
+            while not [e for e in await _events_of(frontend, queued.job_id) if e.kind == "started"]:
+                assert worker.poll() is None, log.read_text()
+                await asyncio.sleep(0.05)
+        # From here the worker reaches Redis only once it is thawed: the images are
+        # made and stored, and the job waits to record and tell them.
+        os.kill(redis, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(120):
+                while not set(blobs.stored_keys()) - stored_before:
+                    assert worker.poll() is None, log.read_text()
+                    await asyncio.sleep(0.05)
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1.5)  # the worker has taken the signal while it waits
+        finally:
+            os.kill(redis, signal.SIGCONT)
+        try:
+            done = await inbox.next((ImagesReady, JobFinished), within=60)
+        except TimeoutError:
+            pytest.fail(f"the images were never sent:\n{log.read_text()}")
+        await asyncio.to_thread(worker.wait, 60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    text = log.read_text()
+    assert worker.returncode == 0, text
+    assert isinstance(done.reply, ImagesReady), done.reply
+    assert done.reply.job_id == queued.job_id
+    assert "interrupted by the worker's shutdown" not in text
+    # arq recorded the run that made the images: nothing is left to run again.
+    arq_job = ArqJob(
+        queued.job_id, frontend.queue.redis, _queue_name=QUEUE_NAME, _deserializer=deserialize_job
+    )
+    outcome = await arq_job.result_info()
+    assert outcome is not None, text
+    assert outcome.success
+    assert outcome.job_try == 1
+    assert await frontend.queue.redis.zscore(QUEUE_NAME, queued.job_id) is None
+    kinds = [e.kind for e in await _events_of(frontend, queued.job_id) if e.kind != "progress"]
+    assert kinds == ["started", "finished"]

@@ -1,0 +1,78 @@
+"""How a worker's shutdown reaches the jobs it runs: work stops, finished work is kept.
+
+On SIGTERM each running job is asked to stop: its task is cancelled once, it stops
+at its next step (`job_lifecycle._within_limits`) and goes back on the queue. A job
+whose device work is done, and which only stores and tells its result, is left to
+finish: stopping it then would throw that work away or, once its user had the
+result, have another worker do it and send it a second time. It is stopped all the
+same after `RECORDING_GRACE_S` (Redis or the blob store down), so a SIGTERM is
+obeyed throughout. A job arq starts after the signal (it had read the job just
+before) stops before it begins.
+
+Only a job's own task is cancelled, never arq's task around it: arq's recording of
+a job that has returned must not be cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+# Storing and telling a result takes well under a second; this is for a slow blob
+# store, and well inside the 120 s a service manager gives a worker to stop.
+RECORDING_GRACE_S = 60.0
+
+
+class StoppableJob(Protocol):
+    @property
+    def recording(self) -> bool:
+        """Its work is done: it stores and tells its result."""
+        ...
+
+
+class RunningJobs:
+    """The jobs running in one worker, for its shutdown to stop (see the module doc)."""
+
+    def __init__(self, recording_grace_s: float = RECORDING_GRACE_S) -> None:
+        self._jobs: dict[asyncio.Task[Any], StoppableJob] = {}
+        self._grace_s = recording_grace_s
+        self.stopping = False
+
+    @contextlib.contextmanager
+    def running(self, job: StoppableJob) -> Iterator[None]:
+        """While the current task runs `job`; if the worker is stopping, it stops at
+        its first step."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a job runs in a task of its own")
+        if self.stopping:
+            _stop(task)
+        self._jobs[task] = job
+        try:
+            yield
+        finally:
+            self._jobs.pop(task, None)
+
+    def stop_all(self) -> tuple[int, int]:
+        """Ask every running job to stop: (how many stop at their next step, how many
+        first finish recording their result)."""
+        self.stopping = True
+        stopped = recording = 0
+        for task, job in list(self._jobs.items()):
+            if job.recording:
+                asyncio.get_running_loop().call_later(self._grace_s, _stop, task)
+                recording += 1
+            else:
+                stopped += _stop(task)
+        return stopped, recording
+
+
+def _stop(task: asyncio.Task[Any]) -> bool:
+    # Once: a second cancel would cut short the wait for the device thread to stop
+    # (and a training's checkpoint), see `Interruption.settled`.
+    if task.done() or task.cancelling():
+        return False
+    task.cancel()
+    return True

@@ -1,0 +1,155 @@
+"""A job whose earlier run finished is not done again: its result stands, told once.
+
+The earlier run kept its finished event in Redis before telling it, then stopped or
+died before arq recorded the job (a SIGTERM or SIGKILL at that moment): arq runs the
+job again, and that run must neither train, generate, caption nor compare a second
+time, nor send its user the result twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from arq.jobs import Job as ArqJob
+
+from stylebot.bootstrap import FrontEnd
+from stylebot.queue.connection import deserialize_job
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, job_end_key
+from stylebot.queue.payloads import (
+    CaptionJob,
+    CaptionResult,
+    CompareJob,
+    CompareResult,
+    GeneratedImage,
+    GenerateJob,
+    GenerateResult,
+    JobEvent,
+    JobKind,
+    TrainJob,
+    TrainResult,
+)
+from stylebot.queue.recovery import earlier_end, mark_end_told, remember_end
+from stylebot.queue.worker import build_worker
+
+pytestmark = pytest.mark.slow
+
+KEY = "cd" * 32
+ENDS: dict[JobKind, JobEvent] = {
+    "train": JobEvent(
+        "train-once",
+        "train",
+        "finished",
+        step=8,
+        result=TrainResult(lora_key="ab" * 32, steps=8, final_loss=0.25, seconds=3.0).to_dict(),
+    ),
+    "generate": JobEvent(
+        "generate-once",
+        "generate",
+        "finished",
+        result=GenerateResult((GeneratedImage("out-1", "ef" * 32, 5, "0" * 16),), 2.0).to_dict(),
+    ),
+    "caption": JobEvent(
+        "caption-once",
+        "caption",
+        "finished",
+        step=1,
+        total=1,
+        result=CaptionResult(((KEY, "a red boat"),), 1.0).to_dict(),
+    ),
+    "compare": JobEvent(
+        "compare-once", "compare", "finished", result=CompareResult((), 1.0).to_dict()
+    ),
+}
+
+
+async def _enqueue(frontend: FrontEnd, kind: JobKind, job_id: str) -> None:
+    queue = frontend.queue
+    if kind == "train":
+        await queue.enqueue_train(TrainJob(job_id, 1, "sbt style", (KEY,)))
+    elif kind == "generate":
+        await queue.enqueue_generate(
+            GenerateJob(job_id, "a boat", "", 5, 4, 7.5, 64, 64, output_ids=("out-1",))
+        )
+    elif kind == "caption":
+        await queue.enqueue_caption(CaptionJob(job_id, (KEY,)))
+    else:
+        await queue.enqueue_compare(CompareJob(job_id, (KEY, KEY)))
+
+
+async def _run_once(frontend: FrontEnd, kind: JobKind, job_id: str) -> Any:
+    await _enqueue(frontend, kind, job_id)
+    worker = build_worker(
+        frontend.settings,
+        frontend.redis_url,
+        burst=True,
+        handle_signals=False,
+        engine=object(),  # no work may run: it would fail on this
+    )
+    async with asyncio.timeout(30):
+        await worker.async_run()
+    await worker.close()
+    redis = frontend.queue.redis
+    arq_job = ArqJob(job_id, redis, _queue_name=QUEUE_NAME, _deserializer=deserialize_job)
+    return await arq_job.result(timeout=5)
+
+
+async def _finished_events(frontend: FrontEnd, job_id: str) -> list[JobEvent]:
+    entries = await frontend.queue.redis.xrange(EVENTS_STREAM)
+    events = [JobEvent.from_json(fields[b"event"]) for _id, fields in entries]
+    return [e for e in events if e.job_id == job_id and e.kind == "finished"]
+
+
+@pytest.mark.parametrize("kind", list(ENDS))
+async def test_an_untold_end_is_told_once_and_returned_without_the_work(
+    frontend: FrontEnd, kind: JobKind
+) -> None:
+    end = ENDS[kind]
+    # The earlier run kept its end and stopped before it told anyone.
+    await remember_end(frontend.queue.redis, end)
+    # Through arq's JSON, so compared as JSON (tuples come back as lists).
+    assert (
+        JobEvent(
+            end.job_id, kind, "finished", result=await _run_once(frontend, kind, end.job_id)
+        ).to_json()
+        == JobEvent(end.job_id, kind, "finished", result=end.result).to_json()
+    )
+    assert [e.to_json() for e in await _finished_events(frontend, end.job_id)] == [end.to_json()]
+    # arq recorded the job: its result is the record now.
+    assert await frontend.queue.redis.exists(job_end_key(end.job_id)) == 0
+
+
+@pytest.mark.parametrize("kind", list(ENDS))
+async def test_a_told_end_is_returned_without_a_second_event(
+    frontend: FrontEnd, kind: JobKind
+) -> None:
+    end = ENDS[kind]
+    redis = frontend.queue.redis
+    # The earlier run told the front end, then stopped before arq recorded the job.
+    await remember_end(redis, end)
+    await mark_end_told(redis, end.job_id)
+    found = await earlier_end(redis, end.job_id)
+    assert found is not None
+    assert found.told
+    assert found.event.to_json() == end.to_json()
+    result = await _run_once(frontend, kind, end.job_id)
+    assert (
+        JobEvent(end.job_id, kind, "finished", result=result).to_json()
+        == JobEvent(end.job_id, kind, "finished", result=end.result).to_json()
+    )
+    assert await _finished_events(frontend, end.job_id) == []
+
+
+async def test_a_training_result_kept_by_an_older_worker_is_still_told(
+    frontend: FrontEnd,
+) -> None:
+    """Before the finished event was kept, a training kept only its result."""
+    end = ENDS["train"]
+    assert end.result is not None
+    old_record = {"result": TrainResult.from_dict(end.result).to_json(), "reported": "0"}
+    await frontend.queue.redis.hset(job_end_key(end.job_id), mapping=old_record)  # type: ignore[misc]
+    result = await _run_once(frontend, "train", end.job_id)
+    assert TrainResult.from_dict(result) == TrainResult.from_dict(end.result)
+    told = await _finished_events(frontend, end.job_id)
+    assert [e.train_result() for e in told] == [TrainResult.from_dict(end.result)]
