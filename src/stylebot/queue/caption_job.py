@@ -50,7 +50,7 @@ async def _caption(
                 )
             )
             captions = await work
-        interruption.work_done()
+        interruption.now_recording()
     except CaptioningStopped:
         if interruption.is_set() and not watch.is_set():
             raise  # shut down or out of time: the lifecycle tells what happens next

@@ -36,7 +36,7 @@ async def _compare(
     images = await read_training_images(context.blobs, job.image_keys)
     engine = context.engine
     found = await context.device.run(lambda: engine.similar_images(images, job.first_new))
-    interruption.work_done()
+    interruption.now_recording()
     keys = job.image_keys
     result = CompareResult(
         tuple((keys[i], keys[j], cosine) for i, j, cosine in found),

@@ -33,6 +33,7 @@ from stylebot.queue.keys import (
     OLD_DELIVERY_FAILURES_KEY,
     delivered_parts_key,
     delivery_failures_key,
+    job_end_key,
     job_events_key,
 )
 from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch, until_redis_answers
@@ -58,11 +59,19 @@ EVENTS_KEEP_S = QUEUED_JOB_TTL_S
 # is on the way of every result). An entry is never in the stream unindexed. Entries
 # older than ARGV[3] seconds go (their ids start with the ms they were added at);
 # XTRIM MINID needs Redis 6.2, so an older one's error is returned, not raised, and the
-# stream keeps only its length bound there.
+# stream keeps only its length bound there. With a job's end record (KEYS[3],
+# `recovery.remember_end`), the event is added only if that end was not told yet, and
+# the record says it is told in the same step: told once, whatever is retried or killed.
 _PUBLISH = """
+if KEYS[3] and redis.call('HGET', KEYS[3], 'reported') == '1' then
+  return {'', ''}
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2])
 redis.call('SADD', KEYS[2], id)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], 'reported', '1')
+end
 local newest_ms = tonumber(string.match(id, '^%d+'))
 local minid = string.format('%.0f', newest_ms - tonumber(ARGV[3]) * 1000)
 local trimmed = redis.pcall('XTRIM', KEYS[1], 'MINID', minid)
@@ -78,26 +87,44 @@ class EventPublisher:
         self.redis = redis
         self._said_no_trim_by_age = False
 
-    async def publish(self, event: JobEvent) -> None:
+    async def publish(
+        self, event: JobEvent, *, give_up: Callable[[], bool] = lambda: False
+    ) -> None:
         """Add the event to the stream. While Redis is down, an event the user must get
         (started, finished, failed, a preview) waits for it to come back (cancelling
-        the caller ends the wait); a plain progress update is dropped with an error,
-        as the next one soon says more."""
+        the caller, or `give_up()` turning true, ends the wait); a plain progress update
+        is dropped with an error, as the next one soon says more."""
         if event.kind == "progress" and event.preview is None:
             await self.add(event)
             return
         await until_redis_answers(
-            lambda: self.add(event), f"the {event.kind} event of job {event.job_id}"
+            lambda: self.add(event),
+            f"the {event.kind} event of job {event.job_id}",
+            give_up=give_up,
         )
 
-    async def add(self, event: JobEvent) -> None:
+    async def publish_end(
+        self, event: JobEvent, *, give_up: Callable[[], bool] = lambda: False
+    ) -> None:
+        """A job's kept end (`recovery.remember_end`), told once: not added if the record
+        says it was told, and the record marked told in the same step, so a retry after a
+        lost reply, or a run after one killed in between, does not tell it again."""
+        await until_redis_answers(
+            lambda: self.add(event, end_record=job_end_key(event.job_id)),
+            f"the {event.kind} event of job {event.job_id}",
+            give_up=give_up,
+        )
+
+    async def add(self, event: JobEvent, end_record: str | None = None) -> None:
         """Add the event to the stream, once: raises while Redis is down."""
+        keys = [EVENTS_STREAM, job_events_key(event.job_id)]
+        if end_record is not None:
+            keys.append(end_record)
         reply: list[bytes | str] = await awaited(
             self.redis.eval(  # type: ignore[arg-type]  # the script returns {id, error}
                 _PUBLISH,
-                2,
-                EVENTS_STREAM,
-                job_events_key(event.job_id),
+                len(keys),
+                *keys,
                 STREAM_MAXLEN,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
                 event.to_json(),
                 EVENTS_KEEP_S,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes

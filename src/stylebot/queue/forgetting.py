@@ -1,8 +1,8 @@
 """What an erasure reaches beyond SQLite and the blob store: Redis, and the workers' caches.
 
 Forgetting jobs (`forget_jobs`): arq's job record (the payload: prompt, style name,
-trigger) and its result, its retry counter, the job's fair turn, a training's result
-and checkpoint, and the job's entries in the events stream (progress previews carry
+trigger) and its result, its retry counter, the job's fair turn, its kept finished
+event, a training's checkpoint, and the job's entries in the events stream (progress previews carry
 the trigger), found by the stream's per-job index (`stylebot.queue.events`). arq's
 results never hold a job's arguments in the first place (`result_without_arguments`),
 since a cancelled job's result is written by its worker after the erasure that

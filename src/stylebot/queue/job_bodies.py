@@ -145,7 +145,7 @@ async def _train(
             # has saved its checkpoint), see `Interruption.settled`.
             interruption.track(training)
             weights = await asyncio.shield(training)
-        interruption.work_done()
+        interruption.now_recording()
         for sent in previews_sent:
             await asyncio.wrap_future(sent)
         # No LoRA bytes: only a textual-inversion embedding trained ("" names no blob).
@@ -240,7 +240,7 @@ async def _generate(
             raise images
         if watch.is_set():  # cancelled while it shared a batch with jobs that went on
             raise JobCancelled(f"job {job.job_id} was cancelled")
-        interruption.work_done()
+        interruption.now_recording()
         keys = await store_together(context.blobs, [image.png for image in images])
         stored = [
             GeneratedImage(image.output_id, key, image.seed, image.fingerprint)

@@ -32,7 +32,6 @@ from stylebot.queue.recovery import (
     JobLease,
     earlier_end,
     give_back_try,
-    mark_end_told,
     remember_end,
     stop_helper,
 )
@@ -117,7 +116,7 @@ class Interruption:
         self._flag = threading.Event()
         # Final: nothing will resume the run, so no checkpoint is worth saving.
         self.final = False
-        # Its device work is done; it stores and tells its result (`RunningJobs`).
+        # It only records how it ended: its result, or its failure (`RunningJobs`).
         self.recording = False
         self._device_work: list[asyncio.Future[Any]] = []
 
@@ -134,8 +133,9 @@ class Interruption:
     def is_set(self) -> bool:
         return self._flag.is_set()
 
-    def work_done(self) -> None:
-        """From here the job only stores and tells its result: a shutdown lets it."""
+    def now_recording(self) -> None:
+        """From here the job only stores and tells how it ended (its work is done, or
+        it failed): a shutdown lets it, for a while."""
         self.recording = True
 
     def track(self, work: asyncio.Future[Any]) -> None:
@@ -185,15 +185,14 @@ async def report_finished(
     return await report_end(context, JobEnd(event, told=False))
 
 
-async def report_end(context: WorkerContext, end: JobEnd) -> dict[str, Any]:
-    """Tell a job's kept end unless it was told; what arq records for the job."""
-    event = end.event
+async def report_end(
+    context: WorkerContext, end: JobEnd, *, give_up: Callable[[], bool] = lambda: False
+) -> dict[str, Any]:
+    """Tell a job's kept end unless it was told (once: `EventPublisher.publish_end`);
+    what arq records for the job."""
     if not end.told:
-        await context.events.publish(event)
-        await until_redis_answers(
-            lambda: mark_end_told(context.redis, event.job_id), f"noting {event.job_id} told"
-        )
-    return dict(event.result or {})
+        await context.events.publish_end(end.event, give_up=give_up)
+    return dict(end.event.result or {})
 
 
 def own_time_limit_s(limit_s: float) -> float:
@@ -217,16 +216,15 @@ async def _within_limits(
 
     Time limit: the job stops at its next step and fails (`_reporting_failure`
     tells its user). Shutdown (`RunningJobs.stop_all` cancels the job, unless it
-    only records its result): the job stops at its next step, saves a checkpoint
+    only records how it ended): the job stops at its next step, saves a checkpoint
     if it trains, and only then goes back on the queue (its lease renewed
-    meanwhile), so the next run resumes from that checkpoint; that run does not
-    count as one of the job's tries.
+    meanwhile), so the next run resumes from that checkpoint; `run_job` gives
+    back the try.
     """
     deadline = asyncio.timeout(own_time_limit_s(limit_s))
     try:
-        with context.running_jobs.running(interruption):
-            async with deadline:
-                return await run()
+        async with deadline:
+            return await run()
     except TimeoutError:
         if not deadline.expired():
             raise  # a timeout of something inside the job: an error like any other
@@ -244,19 +242,20 @@ async def _within_limits(
             kind,
             job_id,
         )
-        try:
-            await interruption.settled()
-        finally:
-            try:
-                await give_back_try(context.redis, job_id)
-            except Exception as exc:  # the job still runs again; only its try counts
-                log.warning(
-                    "could not give back the try of interrupted job %s: %r",
-                    job_id,
-                    exc,
-                    exc_info=not is_outage(exc),
-                )
+        await interruption.settled()
         raise
+
+
+async def _give_back_try(context: WorkerContext, job_id: str) -> None:
+    try:
+        await give_back_try(context.redis, job_id)
+    except Exception as exc:  # the job still runs again; only its try counts
+        log.warning(
+            "could not give back the try of interrupted job %s: %r",
+            job_id,
+            exc,
+            exc_info=not is_outage(exc),
+        )
 
 
 @contextlib.asynccontextmanager
@@ -272,6 +271,8 @@ async def _reporting_failure(
     try:
         yield
     except Exception as exc:
+        # Telling it is how it ends: a shutdown lets it, for a while (`RunningJobs`).
+        interruption.now_recording()
         if isinstance(exc, DamagedInput | StorageFull):
             # One line that says what to do (a damaged file, a full disk): not a bug, so
             # a traceback would add nothing.
@@ -331,17 +332,27 @@ async def run_job(
             return await body(interruption)
         # An earlier run finished it and stopped (or died) before arq recorded that:
         # its result stands, and is told once.
+        interruption.now_recording()
         log.info("%s job %s had finished; its result is kept", kind, job_id)
+        if kind == "train":  # that run may have died before it dropped its checkpoint
+            await context.checkpoints.discard(job_id)
         return await report_end(context, end)
 
-    with private_texts(*private):
-        async with (
-            _reporting_failure(context, job_id, kind, interruption),
-            JobLease(context.redis, job_id, context.settings.job_lease_s, context.worker_id),
-        ):
-            return await _within_limits(
-                context, job_id, kind, limit_s, interruption, unless_it_ended
-            )
+    # Registered throughout, failure reporting included: a shutdown stops all of it.
+    with private_texts(*private), context.running_jobs.running(interruption):
+        try:
+            async with (
+                _reporting_failure(context, job_id, kind, interruption),
+                JobLease(context.redis, job_id, context.settings.job_lease_s, context.worker_id),
+            ):
+                return await _within_limits(
+                    context, job_id, kind, limit_s, interruption, unless_it_ended
+                )
+        except asyncio.CancelledError:
+            # Stopped by the worker's shutdown, wherever it was: the run goes back on
+            # the queue, and does not count as one of the job's tries.
+            await _give_back_try(context, job_id)
+            raise
 
 
 def user_error(exc: Exception) -> str:

@@ -43,8 +43,8 @@ TURN_ARRIVALS_KEY = "stylebot:turns:arrivals"
 TURNS_VERSION_KEY = "stylebot:turns:version"
 
 checkpoint_key = _keyed("stylebot:checkpoint:")
-# How a run of a job of any kind ended (its finished or cancelled event), kept until
-# arq has recorded the job (`recovery.remember_end`). Named when only training's was
+# A job's finished event (any kind of job), kept until arq has recorded the job
+# (`recovery.remember_end`). Named when only training's was
 # kept: renaming it would break the Redis ACLs operators already wrote for workers.
 job_end_key = _keyed("stylebot:train-result:")
 

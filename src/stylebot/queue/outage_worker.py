@@ -63,10 +63,11 @@ class OutageTolerantWorker(Worker):
         return await until_redis_answers(operation, what, give_up=lambda: self.stopping)
 
     def stop_running_jobs(self, why: str) -> None:
-        """Stop the jobs running here (each at its next step); `why` is for the log."""
-        for task in self.tasks.values():
-            if not task.done() and not task.cancelling():
-                task.cancel()
+        """Stop the jobs running here (each at its next step); `why` is for the log.
+
+        Not by cancelling arq's tasks: cancelled after a job returned, one puts the
+        finished job back on the queue. The worker that runs the jobs knows how."""
+        raise NotImplementedError
 
     async def close(self) -> None:
         """arq's close, except that Redis being down does not turn a clean stop into

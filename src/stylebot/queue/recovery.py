@@ -219,7 +219,7 @@ async def earlier_end(redis: Redis, job_id: str) -> JobEnd | None:
 
 
 async def remember_end(redis: Redis, event: JobEvent) -> None:
-    """Keep how the job ended (a finished or cancelled event) before telling it."""
+    """Keep the job's finished event before telling it (`EventPublisher.publish_end`)."""
     record = {"event": event.to_json(), "reported": "0"}
     if event.job_kind == "train" and event.result is not None:
         # What a worker older than the event field reads (a fleet upgraded host by host).
@@ -229,21 +229,6 @@ async def remember_end(redis: Redis, event: JobEvent) -> None:
         pipe.hset(key, mapping=record)
         pipe.expire(key, RECORD_TTL_S)
         await pipe.execute()
-
-
-async def mark_end_told(redis: Redis, job_id: str) -> None:
-    """The job's end is in the stream: a later run need not send it again.
-
-    Only on a record still there: the front end may have forgotten the job meanwhile,
-    and a bare HSET would bring the key back with no expiry."""
-    await awaited(
-        redis.eval(
-            "if redis.call('EXISTS', KEYS[1]) == 1 then "
-            "redis.call('HSET', KEYS[1], 'reported', '1') end",
-            1,
-            job_end_key(job_id),
-        )
-    )
 
 
 async def give_back_try(redis: Redis, job_id: str) -> None:

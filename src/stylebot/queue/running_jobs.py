@@ -2,12 +2,11 @@
 
 On SIGTERM each running job is asked to stop: its task is cancelled once, it stops
 at its next step (`job_lifecycle._within_limits`) and goes back on the queue. A job
-whose device work is done, and which only stores and tells its result, is left to
-finish: stopping it then would throw that work away or, once its user had the
-result, have another worker do it and send it a second time. It is stopped all the
-same after `RECORDING_GRACE_S` (Redis or the blob store down), so a SIGTERM is
-obeyed throughout. A job arq starts after the signal (it had read the job just
-before) stops before it begins.
+that only records how it ended (its work done, it stores and tells its result; or it
+failed, and tells that) is left to finish: stopping it then would throw the work away
+or have it done again. It is stopped all the same after `RECORDING_GRACE_S` (Redis
+or the blob store down), so a SIGTERM is obeyed throughout. A job arq starts after
+the signal (it had read the job just before) stops before it begins.
 
 Only a job's own task is cancelled, never arq's task around it: arq's recording of
 a job that has returned must not be cut short.
@@ -62,11 +61,17 @@ class RunningJobs:
         stopped = recording = 0
         for task, job in list(self._jobs.items()):
             if job.recording:
-                asyncio.get_running_loop().call_later(self._grace_s, _stop, task)
+                asyncio.get_running_loop().call_later(self._grace_s, self._stop_late, task, job)
                 recording += 1
             else:
                 stopped += _stop(task)
         return stopped, recording
+
+    def _stop_late(self, task: asyncio.Task[Any], job: StoppableJob) -> None:
+        # Only the job the grace was for: its task may have moved on since (arq's own
+        # recording of it, which must not be cut short).
+        if self._jobs.get(task) is job:
+            _stop(task)
 
 
 def _stop(task: asyncio.Task[Any]) -> bool:

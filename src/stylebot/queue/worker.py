@@ -253,6 +253,7 @@ class StyleWorker(OutageTolerantWorker):
         log.warning("job %s failed before it ran: %s", job_id, error)
         try:
             await self._report_unrun_failure(job_id, kind, error)
+            await self.pool.delete(job_end_key(job_id))  # told: arq's record is the rest
         except Exception:
             log.exception("could not report the failure of job %s", job_id)
 
@@ -286,16 +287,19 @@ class StyleWorker(OutageTolerantWorker):
 
     async def _report_unrun_failure(self, job_id: str, kind: JobKind, error: str) -> None:
         context = self.context
+        # In arq's task, which a shutdown does not stop: it gives up waiting for Redis.
+        stopping = lambda: self.stopping  # noqa: E731
         end = await earlier_end(self.pool, job_id)
         if end is not None:
             # An earlier run finished it and died before arq recorded that: its
             # result is there (a style trained, images made), so report it, not a failure.
-            await report_end(context, end)
+            await report_end(context, end, give_up=stopping)
             return
         if kind == "train":
             # Before the user is told: once they read "failed", nothing of it is kept.
             await context.checkpoints.discard(job_id)
-        await context.events.publish(JobEvent(job_id, kind, "failed", error=error))
+        failed = JobEvent(job_id, kind, "failed", error=error)
+        await context.events.publish(failed, give_up=stopping)
 
     def handle_sig(self, signum: int) -> None:
         """arq's stop handler, except that the jobs stop as `RunningJobs` says.

@@ -103,10 +103,7 @@ async def start_worker(
 
     yield start
     for worker, task in running:
-        # A job's last event comes before arq has recorded the job: let arq
-        # finish its bookkeeping, so that stopping does not cancel it half-way.
-        if worker.tasks:
-            await asyncio.wait(worker.tasks.values(), timeout=10)
+        # Stopping lets a job that records its result finish, and arq record it.
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

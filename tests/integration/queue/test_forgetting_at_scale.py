@@ -15,7 +15,7 @@ from stylebot.queue.keys import (
     job_events_key,
 )
 from stylebot.queue.payloads import JobEvent, TrainResult
-from stylebot.queue.recovery import mark_end_told, remember_end
+from stylebot.queue.recovery import remember_end
 
 FORGOTTEN = "generate-forgotten"
 OTHERS = 20_000
@@ -74,13 +74,14 @@ async def test_a_late_report_does_not_bring_a_forgotten_training_result_back(
 ) -> None:
     job_id = "train-forgotten"
     result = TrainResult(lora_key="d" * 64, steps=4, final_loss=0.1, seconds=1.0)
-    await remember_end(redis, JobEvent(job_id, "train", "finished", result=result.to_dict()))
-    await mark_end_told(redis, job_id)  # still there: marked
+    trained = JobEvent(job_id, "train", "finished", result=result.to_dict())
+    await remember_end(redis, trained)
+    await EventPublisher(redis).publish_end(trained)  # still there: marked told
     assert await redis.hget(job_end_key(job_id), "reported") == b"1"
 
-    # The front end forgets the job before the worker's report lands.
+    # The front end forgets the job before a worker's report lands.
     await forget_jobs(redis, [job_id])
-    await mark_end_told(redis, job_id)
+    await EventPublisher(redis).publish_end(trained)
 
     assert await redis.exists(job_end_key(job_id)) == 0
 

@@ -16,6 +16,7 @@ from arq.jobs import Job as ArqJob
 
 from stylebot.bootstrap import FrontEnd
 from stylebot.queue.connection import deserialize_job
+from stylebot.queue.events import EventPublisher
 from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, job_end_key
 from stylebot.queue.payloads import (
     CaptionJob,
@@ -30,7 +31,7 @@ from stylebot.queue.payloads import (
     TrainJob,
     TrainResult,
 )
-from stylebot.queue.recovery import earlier_end, mark_end_told, remember_end
+from stylebot.queue.recovery import earlier_end, remember_end
 from stylebot.queue.worker import build_worker
 
 pytestmark = pytest.mark.slow
@@ -128,7 +129,7 @@ async def test_a_told_end_is_returned_without_a_second_event(
     redis = frontend.queue.redis
     # The earlier run told the front end, then stopped before arq recorded the job.
     await remember_end(redis, end)
-    await mark_end_told(redis, end.job_id)
+    await EventPublisher(redis).publish_end(end)
     found = await earlier_end(redis, end.job_id)
     assert found is not None
     assert found.told
@@ -138,7 +139,21 @@ async def test_a_told_end_is_returned_without_a_second_event(
         JobEvent(end.job_id, kind, "finished", result=result).to_json()
         == JobEvent(end.job_id, kind, "finished", result=end.result).to_json()
     )
-    assert await _finished_events(frontend, end.job_id) == []
+    # Only the earlier run's event: none from this one.
+    assert [e.to_json() for e in await _finished_events(frontend, end.job_id)] == [end.to_json()]
+    assert await redis.exists(job_end_key(end.job_id)) == 0
+
+
+async def test_an_end_is_told_once_however_often_it_is_sent(frontend: FrontEnd) -> None:
+    """A retry after a lost reply, or a run after one killed between telling the end and
+    noting it told, sends it again: the stream gets it once."""
+    end = ENDS["generate"]
+    redis = frontend.queue.redis
+    await remember_end(redis, end)
+    publisher = EventPublisher(redis)
+    for _ in range(3):
+        await publisher.publish_end(end)
+    assert [e.to_json() for e in await _finished_events(frontend, end.job_id)] == [end.to_json()]
 
 
 async def test_a_training_result_kept_by_an_older_worker_is_still_told(

@@ -179,6 +179,8 @@ async def test_a_worker_stopped_once_its_images_are_made_finishes_the_job_and_ru
     assert worker.returncode == 0, text
     assert isinstance(done.reply, ImagesReady), done.reply
     assert done.reply.job_id == queued.job_id
+    # It was told to stop while it recorded its images (not after it had finished).
+    assert "0 jobs running stop at their next step, 1 finish recording their results" in text
     assert "interrupted by the worker's shutdown" not in text
     # arq recorded the run that made the images: nothing is left to run again.
     arq_job = ArqJob(

@@ -42,8 +42,6 @@ async def limited_worker(frontend: FrontEnd, tiny_engine: Any) -> AsyncIterator[
     worker = build_worker(settings, frontend.redis_url, handle_signals=False, engine=tiny_engine)
     task = asyncio.create_task(worker.async_run())
     yield
-    if worker.tasks:
-        await asyncio.wait(worker.tasks.values(), timeout=10)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

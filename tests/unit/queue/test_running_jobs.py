@@ -52,21 +52,20 @@ async def test_a_recording_job_is_stopped_after_the_grace() -> None:
 
 
 async def test_a_job_is_stopped_once_however_often_the_worker_is_told() -> None:
+    """A second cancel would cut short what a stopped job still does (a training
+    saving its checkpoint)."""
     jobs = RunningJobs()
     job = _Job()
-    cancels = 0
+    cleaned_up = asyncio.Event()
 
     async def holds_on() -> None:
-        nonlocal cancels
         with jobs.running(job):
-            while True:  # as a job waits for its device thread to stop
-                try:
-                    await asyncio.sleep(0.05)
-                except asyncio.CancelledError:
-                    cancels += 1
-                    if cancels == 1:
-                        await asyncio.sleep(0.2)  # a second signal comes meanwhile
-                    raise
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.2)  # a second signal comes meanwhile
+                cleaned_up.set()
+                raise
 
     task = asyncio.create_task(holds_on())
     await asyncio.sleep(0.01)
@@ -75,7 +74,27 @@ async def test_a_job_is_stopped_once_however_often_the_worker_is_told() -> None:
     assert jobs.stop_all() == (0, 0)
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert cancels == 1
+    assert cleaned_up.is_set()
+
+
+async def test_the_grace_ends_only_the_job_it_was_for() -> None:
+    """The task goes on once its job has returned (arq records it): not cancelled."""
+    jobs = RunningJobs(recording_grace_s=0.1)
+    job = _Job(recording=True)
+    left = asyncio.Event()
+
+    async def records_then_moves_on() -> str:
+        with jobs.running(job):
+            await asyncio.sleep(0.01)
+        left.set()
+        await asyncio.sleep(0.4)  # arq's recording of the job, past the grace
+        return "recorded"
+
+    task = asyncio.create_task(records_then_moves_on())
+    await asyncio.sleep(0)
+    assert jobs.stop_all() == (0, 1)
+    assert await task == "recorded"
+    assert left.is_set()
 
 
 async def test_a_job_started_after_the_shutdown_stops_before_it_begins() -> None:

@@ -1,0 +1,64 @@
+"""A job that tells how it ended when Redis is gone does not hold a stopping worker
+for ever: the shutdown lets it try for a while, then stops it.
+
+A real `run_job` on a real Redis that goes away while the job runs; the context holds
+what `run_job` reaches, and a grace of half a second instead of a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from stylebot.config import load_settings
+from stylebot.queue.connection import connect
+from stylebot.queue.events import EventPublisher
+from stylebot.queue.job_lifecycle import Interruption, run_job
+from stylebot.queue.redis_server import EmbeddedRedis
+from stylebot.queue.running_jobs import RunningJobs
+from stylebot.queue.worker_context import WorkerContext
+
+GRACE_S = 0.5
+
+
+async def test_a_failure_told_through_an_outage_is_stopped_after_the_grace(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    client = await connect(server.url)
+    running = RunningJobs(recording_grace_s=GRACE_S)
+    context = cast(
+        WorkerContext,
+        SimpleNamespace(
+            settings=load_settings(environ={}, data_dir=tmp_path / "data"),
+            redis=client,
+            events=EventPublisher(client),
+            running_jobs=running,
+            worker_id="worker-1",
+        ),
+    )
+    failing = asyncio.Event()
+
+    async def body(interruption: Interruption) -> dict[str, Any]:
+        await asyncio.to_thread(server.stop)  # Redis goes away while the job runs
+        failing.set()
+        raise RuntimeError("the device fell over")
+
+    try:
+        job = asyncio.create_task(run_job(context, "generate-1", "generate", (), body))
+        await asyncio.wait_for(failing.wait(), 30)
+        await asyncio.sleep(0.2)  # telling "failed" now waits for Redis
+        assert not job.done()
+        asked = time.monotonic()
+        assert running.stop_all() == (0, 1)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(job, 30)
+        assert GRACE_S <= time.monotonic() - asked < GRACE_S + 5
+    finally:
+        await client.aclose()
+        server.stop()
