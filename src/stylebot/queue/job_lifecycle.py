@@ -118,6 +118,8 @@ class Interruption:
         self.final = False
         # It only records how it ended: its result, or its failure (`RunningJobs`).
         self.recording = False
+        # The job's own time limit while its body runs (`_within_limits`).
+        self.deadline: asyncio.Timeout | None = None
         self._device_work: list[asyncio.Future[Any]] = []
 
     def time_out(self) -> None:
@@ -135,8 +137,12 @@ class Interruption:
 
     def now_recording(self) -> None:
         """From here the job only stores and tells how it ended (its work is done, or
-        it failed): a shutdown lets it, for a while."""
+        it failed): a shutdown lets it, for a while, and its own time limit no longer
+        applies (work done in time is not failed for the time its result takes to
+        store; arq's limit, a little later, stays the backstop)."""
         self.recording = True
+        if self.deadline is not None and not self.deadline.expired():
+            self.deadline.reschedule(None)
 
     def track(self, work: asyncio.Future[Any]) -> None:
         """`work` runs on the device thread; `settled` waits for it."""
@@ -224,7 +230,11 @@ async def _within_limits(
     deadline = asyncio.timeout(own_time_limit_s(limit_s))
     try:
         async with deadline:
-            return await run()
+            interruption.deadline = deadline
+            try:
+                return await run()
+            finally:
+                interruption.deadline = None
     except TimeoutError:
         if not deadline.expired():
             raise  # a timeout of something inside the job: an error like any other
