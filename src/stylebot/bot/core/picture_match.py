@@ -15,14 +15,11 @@ the share of blocks that differ; "the same picture" means none differs.
 A likeness (no mark to read, :mod:`.resemblance`) is compared with one allowance more:
 the finer check counts only how far a pixel lies outside the other picture's values
 next to it, since a copy whose mark was destroyed went through heavier re-encoding and
-rescaling, which blur a hard edge without bringing new values to it. "Next to it" is at
-least half of one of the copy's own pixels wide: a copy smaller than the working size is
-brought up to it, and each of its values spreads over that footprint.
+rescaling, which blur a hard edge without bringing new values to it.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,14 +157,6 @@ def _local_differences(
     return result
 
 
-def _footprint_shift(size: tuple[int, int], width: float, height: float) -> int:
-    """Half the width of one of the submitted part's own pixels at the finer check's size
-    (rounded up): a copy smaller than the working size, brought up to it, has each of its
-    values spread over that footprint, so a hard edge may lie anywhere within it."""
-    per_pixel = max(2 * size[0] / max(width, 1.0), 2 * size[1] / max(height, 1.0))
-    return math.ceil(per_pixel / 2 - 1e-9)
-
-
 def _beyond_neighbours(a: Image.Image, b: Image.Image, shift: int) -> np.ndarray:
     """Per pixel, how far ``a`` lies outside the range of ``b``'s values within ``shift``
     pixels (0-255, largest channel). A copy re-encoded, resampled or placed a pixel off
@@ -217,8 +206,6 @@ def compare_pictures(
         (mean_a**2 + mean_b**2 + _C1) * (var_a + var_b + _C2)
     )
     colour_shift = np.abs(_blocks(a).mean(axis=-2) - _blocks(b).mean(axis=-2)).max(axis=-1)
-    if shift:
-        shift = max(shift, _footprint_shift(size, width, height))
     differs = (
         (ssim < MIN_BLOCK_SSIM)
         | (colour_shift > MAX_BLOCK_COLOUR_SHIFT)

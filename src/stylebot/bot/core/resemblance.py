@@ -9,9 +9,7 @@ things keep copies that people make findable:
 * a screenshot's plain frame is taken off first (:mod:`.picture_frame`): left on, it moves
   the hash by up to a dozen bits and puts every whole-side fit off by its width. The
   picture as it came is looked up as well, since a subject on a plain background looks
-  framed without being so; and a candidate found by either is compared with both, the
-  nearer first (a small picture's frame can bring the hash nearer than the picture
-  without it, which is the one that matches);
+  framed without being so;
 * the closest candidate is placed on its output by the full search over scales, which
   finds a rescale the whole-side fits miss (after JPEG, at 256 px); the others by the
   whole-side fits only, which bounds the work of a lookup that brings many;
@@ -101,13 +99,12 @@ async def resembled_output(
         if output.fingerprint is None:
             continue
         stored_hash = PerceptualHash.from_hex(output.fingerprint)
-        # Every variant is compared with a candidate, the nearest first: the frame moves
-        # the hash, so the picture without its frame may be the one that matches though
-        # only the framed one's hash came near (measured: 4 bits framed, 8 without).
-        near = sorted(variants, key=lambda v: hamming(v.phash, stored_hash))
-        distance = hamming(near[0].phash, stored_hash)
-        if distance <= RESEMBLES_MAX_BITS:
-            candidates.append((distance, output, near))
+        near = sorted(
+            (v for v in variants if hamming(v.phash, stored_hash) <= RESEMBLES_MAX_BITS),
+            key=lambda v: hamming(v.phash, stored_hash),
+        )
+        if near:
+            candidates.append((hamming(near[0].phash, stored_hash), output, near))
     compared: set[str] = set()
     for _distance, output, near in sorted(candidates, key=lambda found: found[0]):
         if len(compared) >= MAX_RESEMBLES_CANDIDATES:
