@@ -31,3 +31,10 @@ def test_a_picture_without_a_frame_has_none() -> None:
     # A frame on three sides only is not a screenshot's.
     picture = framed(scene(300, 200, seed=5), 4, 200).crop((4, 0, 308, 208))
     assert without_plain_frame(picture) is None
+
+
+def test_a_band_of_the_frames_colour_along_one_side_is_not_frame() -> None:
+    """A caption's banner inside a frame of its colour: 16 px at the top, 4 elsewhere."""
+    picture = scene(300, 200, seed=6)
+    picture.paste((30, 30, 30), (0, 0, 300, 12))
+    assert without_plain_frame(framed(picture, 4, 30)) is None

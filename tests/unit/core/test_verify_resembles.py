@@ -4,7 +4,7 @@ matches; unrelated pictures never do."""
 
 from __future__ import annotations
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from tests.fakes.core import person
 from tests.support.picture_edits import banner, paste, small_logo, text_over
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
@@ -97,10 +97,10 @@ async def test_a_screenshot_of_an_illustration_sent_through_telegram_resembles_i
 
 
 async def test_a_near_duplicate_sent_the_same_way_resembles_nothing() -> None:
-    """The same path (enlarged in a frame, Telegram) for pictures that are not the
-    output: a small logo added, the output's own logo taken away, text written over it,
-    a quarter of another picture pasted on it. The likeness's allowance for edges must
-    not pass any of them."""
+    """The same path (enlarged, or shrunk, in a frame, Telegram) for pictures that are
+    not the output: a small logo added, the output's own logo taken away, text written
+    over it, a quarter of another picture pasted on it. The likeness's allowance for
+    edges must not pass any of them."""
     world = verify_world()
     plain, other = illustration(3), illustration(4)
     for stored in (plain, small_logo(other, 0.04)):
@@ -113,8 +113,30 @@ async def test_a_near_duplicate_sent_the_same_way_resembles_nothing() -> None:
         "its logo taken away": other,
     }
     for what, picture in near_duplicates.items():
-        report = await check(world, BOB, telegram_photo(shown_framed(picture, 1.36)))
-        assert report.verdict is VerifyVerdict.NO_MARK, (what, report.text)
+        for shown_at in (1.36, 0.77):
+            report = await check(world, BOB, telegram_photo(shown_framed(picture, shown_at)))
+            assert report.verdict is VerifyVerdict.NO_MARK, (what, shown_at, report.text)
+
+
+async def test_a_caption_band_inside_a_frame_is_not_taken_for_the_frame() -> None:
+    """A black band with red text across the top of the output, inside a black frame:
+    the band is the frame's colour, but a screenshot's frame is even on all four sides,
+    and this one would be 24 px at the top and 4 elsewhere. Taken for frame, it left
+    a crop of the untouched output that "closely resembles" it (found by a hostile
+    review)."""
+    world = verify_world()
+    output_id = await deliver(world, ALICE, illustration(3), mark=False)
+    made = await stored_picture(world, output_id)
+    captioned = banner(made, 0.04, "black", at_top=True)
+    ImageDraw.Draw(captioned).text(
+        (85, 1), "FAKE", fill=(255, 0, 0), font=ImageFont.load_default(size=18)
+    )
+    framed = Image.new("RGB", (made.width + 8, made.height + 8), "black")
+    framed.paste(captioned, (4, 4))
+
+    for copy in (framed, telegram_photo(framed)):
+        report = await check(world, BOB, copy)
+        assert report.verdict is VerifyVerdict.NO_MARK, report.text
 
 
 async def test_unrelated_pictures_resemble_no_stored_output() -> None:

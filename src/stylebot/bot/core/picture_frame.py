@@ -4,9 +4,9 @@ around the image it captured).
 The frame changes a whole-picture fingerprint by a few to a dozen bits and moves every
 whole-side fit of the alignment off by its width, so an unmarked screenshot of an output
 would not be found by its fingerprint nor placed on the output. Taking the frame off first
-gives back the picture that was captured. A frame here is one colour on all four sides:
-a picture of a subject on a plain background can look framed too, which is why the
-caller tries the picture as it came as well.
+gives back the picture that was captured. A frame here is one colour, and as wide, on
+all four sides: a picture of a subject on a plain background can look framed too, which
+is why the caller tries the picture as it came as well.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from PIL import Image
 
 #: A frame wider than this share of a side is not a frame but most of the picture.
 MAX_FRAME_SHARE = 0.25
+#: A screenshot's frame is as wide on every side, give or take JPEG's smear of its edge
+#: (a pixel or two). One side much wider is a band of the frame's colour inside it (a
+#: caption's banner): taken for frame, it would leave a crop of what it covers.
+MAX_FRAME_UNEVENNESS = 2
 #: A frame must stand out: the picture's lines differ from the frame's colour at least
 #: this many times as much (plus :data:`_NOISE`) as the frame's own lines do. JPEG's
 #: chroma subsampling smears a thin frame (its lines move by 6-15 of 255 on average, a
@@ -41,6 +45,8 @@ def without_plain_frame(image: Image.Image, margin: int = 0) -> Image.Image | No
     right = _frame_lines(off.T[::-1])
     if min(top, bottom, left, right) == 0:
         return None
+    if max(top, bottom, left, right) - min(top, bottom, left, right) > MAX_FRAME_UNEVENNESS:
+        return None  # a band of the frame's colour along one side is the picture's own
     if top + bottom > MAX_FRAME_SHARE * height or left + right > MAX_FRAME_SHARE * width:
         return None
     box = (left + margin, top + margin, width - right - margin, height - bottom - margin)
