@@ -154,6 +154,7 @@ async def test_a_damaged_training_checkpoint_is_not_resumed_from(
 ) -> None:
     client = await connect(frontend.redis_url)
     try:
+        await client.enqueue_job("train", {}, _job_id="train-damaged")  # a training, in arq
         checkpoints = CheckpointStore(client, frontend.blobs)
         state = tmp_path / "state.pt"
         state.write_bytes(b"lora and optimiser state" * 100)

@@ -6,7 +6,8 @@ both sides are reset (RST, as a NAT box or a dying load balancer does). Every ot
 connection, before and after, passes untouched.
 
 It also notes the HTTP requests that pass (`requests`: method, path and headers, as
-sent on the wire), so a test can count what a client asked of the server.
+sent on the wire), so a test can count what a client asked of the server, and can
+hold every response for a while (`hold_responses`): a slow link to the server.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Self
 
@@ -71,6 +73,7 @@ class CuttingProxy:
         self.cuts = 0
         self.requests: list[NotedRequest] = []
         self._cut_at: int | None = None
+        self._hold_s = 0.0
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._accepting = threading.Thread(target=self._accept, daemon=True)
@@ -82,6 +85,11 @@ class CuttingProxy:
     def cut_after(self, byte_count: int) -> None:
         with self._lock:
             self._cut_at = byte_count
+
+    def hold_responses(self, seconds: float) -> None:
+        """Hold each response's bytes this long before passing them on (0: no more)."""
+        with self._lock:
+            self._hold_s = seconds
 
     def __enter__(self) -> Self:
         self._accepting.start()
@@ -113,6 +121,8 @@ class CuttingProxy:
             while data := source.recv(64 * 1024):
                 if reader is not None:
                     reader.feed(data)
+                if downstream and (hold_s := self._hold_s):
+                    time.sleep(hold_s)
                 cut_at = self._take_cut(passed + len(data)) if downstream else None
                 if cut_at is not None:
                     sink.sendall(data[: cut_at - passed])

@@ -31,6 +31,7 @@ from stylebot.queue.keys import (
     EVENTS_INDEXED_MARK,
     EVENTS_STREAM,
     OLD_DELIVERY_FAILURES_KEY,
+    arq_job_key,
     delivered_parts_key,
     delivery_failures_key,
     job_end_key,
@@ -38,6 +39,7 @@ from stylebot.queue.keys import (
 )
 from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch, until_redis_answers
 from stylebot.queue.payloads import JobEvent
+from stylebot.queue.recovery import RECORD_TTL_S
 from stylebot.redis_replies import awaited
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,10 @@ EVENTS_KEEP_S = QUEUED_JOB_TTL_S
 # stream keeps only its length bound there. With a job's end record (KEYS[3],
 # `recovery.remember_end`), the event is added only if that end was not told yet, and
 # the record says it is told in the same step: told once, whatever is retried or killed.
+# A job that kept no record first (only training must, `report_finished`) gets one here,
+# kept for ARGV[4] seconds: one round trip on the way of every result, not two; but only
+# while arq holds the job (KEYS[4]): a report landing after the front end forgot the job
+# (`forgetting.forget_jobs`) must not bring its record back.
 _PUBLISH = """
 if KEYS[3] and redis.call('HGET', KEYS[3], 'reported') == '1' then
   return {'', ''}
@@ -69,8 +75,13 @@ end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2])
 redis.call('SADD', KEYS[2], id)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('HSET', KEYS[3], 'reported', '1')
+if KEYS[3] then
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('HSET', KEYS[3], 'reported', '1')
+  elseif redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('HSET', KEYS[3], 'event', ARGV[2], 'reported', '1')
+    redis.call('EXPIRE', KEYS[3], ARGV[4])
+  end
 end
 local newest_ms = tonumber(string.match(id, '^%d+'))
 local minid = string.format('%.0f', newest_ms - tonumber(ARGV[3]) * 1000)
@@ -106,20 +117,22 @@ class EventPublisher:
     async def publish_end(
         self, event: JobEvent, *, give_up: Callable[[], bool] = lambda: False
     ) -> None:
-        """A job's kept end (`recovery.remember_end`), told once: not added if the record
-        says it was told, and the record marked told in the same step, so a retry after a
-        lost reply, or a run after one killed in between, does not tell it again."""
+        """A job's end, told once: not added if its record (`recovery.remember_end`, or
+        made here when there is none) says it was told, and the record marked told in the
+        same step, so a retry after a lost reply, or a run after one killed in between,
+        does not tell it again."""
         await until_redis_answers(
-            lambda: self.add(event, end_record=job_end_key(event.job_id)),
+            lambda: self.add(event, the_end=True),
             f"the {event.kind} event of job {event.job_id}",
             give_up=give_up,
         )
 
-    async def add(self, event: JobEvent, end_record: str | None = None) -> None:
-        """Add the event to the stream, once: raises while Redis is down."""
+    async def add(self, event: JobEvent, *, the_end: bool = False) -> None:
+        """Add the event to the stream, once: raises while Redis is down. `the_end`: the
+        job's end, checked against and marked in its end record (`publish_end`)."""
         keys = [EVENTS_STREAM, job_events_key(event.job_id)]
-        if end_record is not None:
-            keys.append(end_record)
+        if the_end:
+            keys += [job_end_key(event.job_id), arq_job_key(event.job_id)]
         reply: list[bytes | str] = await awaited(
             self.redis.eval(  # type: ignore[arg-type]  # the script returns {id, error}
                 _PUBLISH,
@@ -128,6 +141,7 @@ class EventPublisher:
                 STREAM_MAXLEN,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
                 event.to_json(),
                 EVENTS_KEEP_S,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+                RECORD_TTL_S,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
             )
         )
         _message_id, error = reply

@@ -3,9 +3,10 @@
 `run_job` holds the job's lease (`JobLease`) while it runs, ends it at its time
 limit or the worker's shutdown (`Interruption`, read by the device thread between
 two steps, as a cancel is: `CancelWatch`), and tells its user of every failure. A
-body ends with `report_finished`, which keeps the finished event in Redis before
-telling it: a run after one that finished (its worker stopped or died before arq
-recorded the job) tells that end, once, instead of doing the work again.
+body ends with `report_finished`, which keeps the finished event in Redis in the
+step that tells it: a run after one that finished (its worker stopped or died before
+arq recorded the job) finds that end, tells it if untold, once, and does not do the
+work again.
 """
 
 from __future__ import annotations
@@ -179,14 +180,17 @@ async def report_finished(
     *,
     after_recording: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
-    """A job's finished event, kept in Redis before it is told (through an outage);
-    what the job body returns. A later run (the worker stopped or died before arq
-    recorded this one) finds it and does not do the work again (`run_job`)."""
+    """A job's finished event, kept in Redis as it is told (through an outage); what
+    the job body returns. A later run (the worker stopped or died before arq recorded
+    this one) finds it and does not do the work again (`run_job`).
+
+    `after_recording` runs once the event is kept and before it is told: a training
+    drops its checkpoint there, so the event is kept in a step of its own first."""
     job_id = event.job_id
-    await until_redis_answers(
-        lambda: remember_end(context.redis, event), f"recording the end of job {job_id}"
-    )
     if after_recording is not None:
+        await until_redis_answers(
+            lambda: remember_end(context.redis, event), f"recording the end of job {job_id}"
+        )
         await after_recording()
     return await report_end(context, JobEnd(event, told=False))
 
@@ -199,15 +203,6 @@ async def report_end(
     if not end.told:
         await context.events.publish_end(end.event, give_up=give_up)
     return dict(end.event.result or {})
-
-
-def own_time_limit_s(limit_s: float) -> float:
-    """When a job ends itself: a little before arq's limit, so it can say why.
-
-    arq's own limit cancels the job without a word to its user; it stays as
-    the backstop.
-    """
-    return max(limit_s * 0.8, limit_s - 5.0)
 
 
 async def _within_limits(
@@ -227,7 +222,7 @@ async def _within_limits(
     meanwhile), so the next run resumes from that checkpoint; `run_job` gives
     back the try.
     """
-    deadline = asyncio.timeout(own_time_limit_s(limit_s))
+    deadline = asyncio.timeout(limit_s)
     try:
         async with deadline:
             interruption.deadline = deadline
@@ -320,7 +315,7 @@ async def _discard_when_stopped(
 
 
 def time_limit_s(settings: Settings, kind: JobKind) -> float:
-    """arq's time limit for a job of this kind (the job ends itself a little earlier)."""
+    """The time limit of a job of this kind (arq's backstop: `arq_time_limit_s`)."""
     return settings.train_timeout_s if kind == "train" else settings.generate_timeout_s
 
 

@@ -44,7 +44,7 @@ TURNS_VERSION_KEY = "stylebot:turns:version"
 
 checkpoint_key = _keyed("stylebot:checkpoint:")
 # A job's finished event (any kind of job), kept until arq has recorded the job
-# (`recovery.remember_end`). Named when only training's was kept: renaming it would
+# (`EventPublisher.publish_end`). Named when only training's was kept: renaming it would
 # break the Redis ACLs operators already wrote for workers.
 job_end_key = _keyed("stylebot:train-result:")
 

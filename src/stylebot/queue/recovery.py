@@ -29,7 +29,13 @@ from redis.exceptions import ResponseError
 
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.queue.connection import QUEUED_JOB_TTL_S
-from stylebot.queue.keys import arq_in_progress_key, arq_retry_key, checkpoint_key, job_end_key
+from stylebot.queue.keys import (
+    arq_in_progress_key,
+    arq_job_key,
+    arq_retry_key,
+    checkpoint_key,
+    job_end_key,
+)
 from stylebot.queue.payloads import JobEvent, TrainResult
 from stylebot.redis_replies import awaited
 from stylebot.storage.blob_storage import BlobStorage
@@ -173,18 +179,33 @@ class CheckpointStore:
         return int(record["step"])
 
     async def save_file(self, job_id: str, path: Path, step: int) -> None:
-        """Record a newer checkpoint (the file at `path`), then drop the one it replaces."""
+        """Record a newer checkpoint (the file at `path`), then drop the one it replaces.
+        Nothing is kept of a job the front end forgot meanwhile (`forgetting.forget_jobs`:
+        its owner erased it): it is cancelled, and stops at its next step."""
         previous = await self.redis.get(checkpoint_key(job_id))
         blob_key = await self.blobs.put_file(path)
         record = json.dumps({"blob_key": blob_key, "step": step})
         try:
-            await self.redis.set(checkpoint_key(job_id), record, ex=RECORD_TTL_S)
+            kept = await awaited(
+                self.redis.eval(
+                    _KEEP_CHECKPOINT,
+                    2,
+                    checkpoint_key(job_id),
+                    arq_job_key(job_id),
+                    record,
+                    RECORD_TTL_S,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+                )
+            )
         except Exception:
             # Not recorded: nothing would ever name (and delete) the new blob.
             if previous is None or json.loads(previous)["blob_key"] != blob_key:
                 with contextlib.suppress(Exception):
                     await self.blobs.delete(blob_key)
             raise
+        if not kept:
+            log.info("job %s was forgotten while it trained: its checkpoint is not kept", job_id)
+            await self.blobs.delete(blob_key)
+            return
         if previous is not None:
             old_key = json.loads(previous)["blob_key"]
             if old_key != blob_key:
@@ -219,16 +240,43 @@ async def earlier_end(redis: Redis, job_id: str) -> JobEnd | None:
 
 
 async def remember_end(redis: Redis, event: JobEvent) -> None:
-    """Keep the job's finished event before telling it (`EventPublisher.publish_end`)."""
+    """Keep the job's finished event before telling it (`EventPublisher.publish_end`), for a
+    job with work to undo in between (a training's checkpoint). Only while arq holds the
+    job: one the front end forgot meanwhile (`forgetting.forget_jobs`) keeps nothing."""
     record = {"event": event.to_json(), "reported": "0"}
     if event.job_kind == "train" and event.result is not None:
         # What a worker older than the event field reads (a fleet upgraded host by host).
         record["result"] = TrainResult.from_dict(event.result).to_json()
-    key = job_end_key(event.job_id)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping=record)
-        pipe.expire(key, RECORD_TTL_S)
-        await pipe.execute()
+    fields = [part for pair in record.items() for part in pair]
+    await awaited(
+        redis.eval(
+            _KEEP_END,
+            2,
+            job_end_key(event.job_id),
+            arq_job_key(event.job_id),
+            RECORD_TTL_S,  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
+            *fields,
+        )
+    )
+
+
+# A checkpoint's record, kept only if arq's job (KEYS[2]) is still there, in one step.
+_KEEP_CHECKPOINT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+# The end record, likewise.
+_KEEP_END = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 async def give_back_try(redis: Redis, job_id: str) -> None:

@@ -24,6 +24,18 @@ from typing import Any, Protocol
 RECORDING_GRACE_S = 60.0
 
 
+def arq_time_limit_s(limit_s: float) -> float:
+    """arq's limit for a job whose own is `limit_s`: the backstop, well after it.
+
+    arq's limit cancels a job without a word to its user and records it failed. A
+    job ends itself at its own limit and says why; one whose work was done in time
+    but whose result is slow to store (a rented GPU far from the object store) has
+    its own limit lifted (`Interruption.now_recording`) and the grace a shutdown
+    gives it (`RECORDING_GRACE_S`) before arq's.
+    """
+    return limit_s + RECORDING_GRACE_S
+
+
 class StoppableJob(Protocol):
     @property
     def recording(self) -> bool:

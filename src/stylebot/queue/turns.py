@@ -26,6 +26,7 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job as arq_job_bytes
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from stylebot.queue.connection import QUEUED_JOB_TTL_S, serialize_job
 from stylebot.queue.fairness import LANES, Lane, Turn
@@ -124,9 +125,14 @@ async def claim(redis: Redis, version: bytes, lane: Lane, job_id: str) -> bool:
 async def drop_turn(redis: Redis, job_id: str) -> None:
     """The job finished or was cancelled: it leaves the order of its lane."""
     async with redis.pipeline(transaction=True) as pipe:
-        for lane in LANES:
-            pipe.hdel(turns_key(lane), job_id)
+        queue_turn_drop(pipe, job_id)
         await pipe.execute()
+
+
+def queue_turn_drop(pipe: Pipeline, job_id: str) -> None:
+    """`drop_turn` as part of a caller's pipeline (one round trip with its other steps)."""
+    for lane in LANES:
+        pipe.hdel(turns_key(lane), job_id)
 
 
 async def read_turns(redis: Redis, lane: Lane, job_ids: Sequence[str]) -> dict[str, Turn]:

@@ -49,8 +49,9 @@ from stylebot.queue.outage_worker import OutageTolerantWorker
 from stylebot.queue.payloads import JobEvent, JobKind
 from stylebot.queue.recovery import earlier_end
 from stylebot.queue.redis_endpoint import RedisEndpoint
+from stylebot.queue.running_jobs import arq_time_limit_s
 from stylebot.queue.training_switch import training_paused
-from stylebot.queue.turns import claim, drop_turn, queue_version, read_turns
+from stylebot.queue.turns import claim, drop_turn, queue_turn_drop, queue_version, read_turns
 from stylebot.queue.worker_announcement import running_jobs
 from stylebot.queue.worker_context import WorkerContext, start_worker_context, stop_worker_context
 from stylebot.queue.worker_presence import this_worker_id
@@ -156,7 +157,7 @@ class StyleWorker(OutageTolerantWorker):
         return func(
             observed,  # type: ignore[arg-type]  # arq's WorkerCoroutine wants *args; it passes the payload
             name=kind,
-            timeout=time_limit_s(self.settings, kind),
+            timeout=arq_time_limit_s(time_limit_s(self.settings, kind)),
         )
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
@@ -226,9 +227,11 @@ class StyleWorker(OutageTolerantWorker):
                 keep_in_progress,
             )
             if finish:  # not finished: arq retries it, in its turn
-                await drop_turn(self.pool, job_id)
-                # arq's result is its record now, and no run of it can follow.
-                await self.pool.delete(job_end_key(job_id))
+                async with self.pool.pipeline(transaction=True) as pipe:
+                    queue_turn_drop(pipe, job_id)
+                    # arq's result is its record now, and no run of it can follow.
+                    pipe.delete(job_end_key(job_id))
+                    await pipe.execute()
 
         # Through an outage: a result lost here means the job runs again.
         await self.lasting(record, f"recording the end of job {job_id}")

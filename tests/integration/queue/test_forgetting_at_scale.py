@@ -4,18 +4,24 @@ jobs fill it), and nothing of a forgotten job comes back or stays without an exp
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from arq.connections import ArqRedis
+from tests.support.stored_checkpoints import save_checkpoint
 
 from stylebot.queue.events import EVENTS_KEEP_S, FRONTEND_GROUP, EventConsumer, EventPublisher
 from stylebot.queue.forgetting import forget_jobs
 from stylebot.queue.keys import (
     EVENTS_STREAM,
+    checkpoint_key,
     delivery_failures_key,
     job_end_key,
     job_events_key,
 )
-from stylebot.queue.payloads import JobEvent, TrainResult
-from stylebot.queue.recovery import remember_end
+from stylebot.queue.payloads import JobEvent, JobKind, TrainResult
+from stylebot.queue.recovery import CheckpointStore, remember_end
+from stylebot.storage.blobs import LocalBlobStore
 
 FORGOTTEN = "generate-forgotten"
 OTHERS = 20_000
@@ -73,6 +79,7 @@ async def test_a_late_report_does_not_bring_a_forgotten_training_result_back(
     redis: ArqRedis,
 ) -> None:
     job_id = "train-forgotten"
+    await redis.enqueue_job("train", {}, _job_id=job_id)  # the job, in arq
     result = TrainResult(lora_key="d" * 64, steps=4, final_loss=0.1, seconds=1.0)
     trained = JobEvent(job_id, "train", "finished", result=result.to_dict())
     await remember_end(redis, trained)
@@ -83,6 +90,24 @@ async def test_a_late_report_does_not_bring_a_forgotten_training_result_back(
     await forget_jobs(redis, [job_id])
     await EventPublisher(redis).publish_end(trained)
 
+    assert await redis.exists(job_end_key(job_id)) == 0
+
+
+@pytest.mark.parametrize("kind", ["train", "generate"])
+async def test_an_end_kept_after_the_job_was_forgotten_is_not_kept(
+    redis: ArqRedis, kind: JobKind
+) -> None:
+    """A worker still running a job the front end forgot (its owner erased it) keeps no
+    record of its end, however it keeps it: before telling (training) or as it tells."""
+    job_id = f"{kind}-forgotten-while-running"
+    await redis.enqueue_job(kind, {}, _job_id=job_id)
+    await forget_jobs(redis, [job_id])
+    result = TrainResult(lora_key="e" * 64, steps=4, final_loss=0.1, seconds=1.0)
+    ended = JobEvent(job_id, kind, "finished", result=result.to_dict())
+    if kind == "train":
+        await remember_end(redis, ended)
+        assert await redis.exists(job_end_key(job_id)) == 0
+    await EventPublisher(redis).publish_end(ended)
     assert await redis.exists(job_end_key(job_id)) == 0
 
 
@@ -101,3 +126,21 @@ async def test_entries_written_before_the_index_existed_are_found_after_an_upgra
     left = [fields[b"event"] for _id, fields in await redis.xrange(EVENTS_STREAM)]
     assert len(left) == 1
     assert b"g-other" in left[0]
+
+
+async def test_a_checkpoint_saved_after_the_job_was_forgotten_is_not_kept(
+    redis: ArqRedis, tmp_path: Path
+) -> None:
+    """A training the front end forgot (its owner erased it) may be saving a checkpoint
+    as it happens: neither the record nor the state, trained on the erased images, stays."""
+    job_id = "train-forgotten-while-saving"
+    await redis.enqueue_job("train", {}, _job_id=job_id)
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    checkpoints = CheckpointStore(redis, blobs)
+    await save_checkpoint(checkpoints, job_id, b"state at step 10", 10, tmp_path)
+    assert await redis.exists(checkpoint_key(job_id)) == 1
+    for blob_key in await forget_jobs(redis, [job_id]):  # what the front end does
+        await blobs.delete(blob_key)
+    await save_checkpoint(checkpoints, job_id, b"state at step 20", 20, tmp_path)
+    assert await redis.exists(checkpoint_key(job_id)) == 0
+    assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []

@@ -43,6 +43,7 @@ def big_checkpoint(step: int) -> TrainingCheckpoint:
 async def test_a_large_checkpoint_is_saved_and_resumed_without_a_whole_copy_in_memory(
     redis: ArqRedis, tmp_path: Path
 ) -> None:
+    await redis.enqueue_job("train", {}, _job_id="train-big")  # a training, in arq
     checkpoints = CheckpointStore(redis, LocalBlobStore(tmp_path / "blobs"))
     state = big_checkpoint(40)
     loop = asyncio.get_running_loop()
@@ -81,6 +82,7 @@ async def test_a_large_checkpoint_is_saved_and_resumed_without_a_whole_copy_in_m
 async def test_a_damaged_stored_checkpoint_gives_no_file_and_training_from_step_0(
     redis: ArqRedis, tmp_path: Path
 ) -> None:
+    await redis.enqueue_job("train", {}, _job_id="train-damaged")  # a training, in arq
     blobs = LocalBlobStore(tmp_path / "blobs")
     checkpoints = CheckpointStore(redis, blobs)
     source = tmp_path / "state.pt"

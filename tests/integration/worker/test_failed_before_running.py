@@ -185,11 +185,11 @@ async def test_a_failed_training_drops_the_checkpoint_an_earlier_run_left(
     blobs = LocalBlobStore(settings.blob_dir)
     # An earlier run saved a checkpoint and died; its reference image is gone since.
     job = TrainJob("image-gone", 4, "t", ("f" * 64,), owner="u4")
+    await ArqJobQueue(client).enqueue_train(job)
     await save_checkpoint(
         CheckpointStore(client, blobs), job.job_id, b"state at step 40", 40, tmp_path
     )
     saved_blob = await blobs.put(b"state at step 40")
-    await ArqJobQueue(client).enqueue_train(job)
 
     await start_worker()
     failed = await _failure(client, job.job_id)

@@ -19,6 +19,7 @@ from stylebot.bot.core.replies import VerifyReport
 from stylebot.bot.core.service import StyleBot
 from stylebot.config import Settings
 from stylebot.queue.local_worker import LocalWorker
+from stylebot.queue.running_jobs import arq_time_limit_s
 
 
 async def run_console(
@@ -97,7 +98,8 @@ def _console(
         settings.outputs_dir,
         user=user,
         max_read_bytes=settings.max_upload_bytes,
-        job_timeout_s=settings.train_timeout_s,
+        # The longest a running job may take to end, storing its result included.
+        job_timeout_s=arq_time_limit_s(settings.train_timeout_s),
         is_alive=worker.problem if worker else None,
     )
 
