@@ -26,7 +26,7 @@ from stylebot.engine.lora_loading import LoraMismatchError
 from stylebot.log_privacy import private_texts
 from stylebot.queue.damaged_inputs import DamagedInput
 from stylebot.queue.keys import cancel_key
-from stylebot.queue.outage import is_outage, until_redis_answers
+from stylebot.queue.outage import STOPPING_REPLY_WAIT_S, is_outage, until_redis_answers
 from stylebot.queue.payloads import JobEvent, JobKind
 from stylebot.queue.recovery import (
     JobEnd,
@@ -253,7 +253,8 @@ async def _within_limits(
 
 async def _give_back_try(context: WorkerContext, job_id: str) -> None:
     try:
-        await give_back_try(context.redis, job_id)
+        async with asyncio.timeout(STOPPING_REPLY_WAIT_S):
+            await give_back_try(context.redis, job_id)
     except Exception as exc:  # the job still runs again; only its try counts
         log.warning(
             "could not give back the try of interrupted job %s: %r",

@@ -44,6 +44,10 @@ def is_outage(exc: BaseException) -> bool:
 #: Bounded: enqueueing runs inside the job's SQLite transaction, and Redis sets no
 #: reply timeout, so a server that stopped answering (not closed) would hold it for ever.
 QUEUE_CALL_TIMEOUT_S = 10.0
+#: How long a stopping worker's last Redis calls (its health and presence keys, an
+#: interrupted job's try) wait for a reply: a frozen or cut-off Redis sends no error,
+#: and a SIGTERM must still be obeyed. An unanswered call is given up as an outage.
+STOPPING_REPLY_WAIT_S = 5.0
 
 
 @contextlib.asynccontextmanager

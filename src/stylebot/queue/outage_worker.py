@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 from arq.worker import Worker
 
 from stylebot.queue.embedded_keeper import EmbeddedRedisKeeper
-from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch, until_redis_answers
+from stylebot.queue.outage import (
+    OUTAGE_ERRORS,
+    STOPPING_REPLY_WAIT_S,
+    OutageWatch,
+    until_redis_answers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +88,9 @@ class OutageTolerantWorker(Worker):
         if not self._pool:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        with contextlib.suppress(*OUTAGE_ERRORS):
-            await self.pool.delete(self.health_check_key)
+        with contextlib.suppress(*OUTAGE_ERRORS):  # TimeoutError among them
+            async with asyncio.timeout(STOPPING_REPLY_WAIT_S):
+                await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)

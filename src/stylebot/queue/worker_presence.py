@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 
 from stylebot.bot.core.admin_ports import LiveWorker
 from stylebot.queue.keys import arq_in_progress_key, presence_key
-from stylebot.queue.outage import OUTAGE_ERRORS, OutageWatch
+from stylebot.queue.outage import OUTAGE_ERRORS, STOPPING_REPLY_WAIT_S, OutageWatch
 from stylebot.queue.worker_announcement import announcement_json
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class WorkerPresence:
     async def announce_now(self) -> None:
         """Renew at once, not at the next beat: the worker started draining."""
         try:
-            await self._renew_once()
+            async with asyncio.timeout(STOPPING_REPLY_WAIT_S):
+                await self._renew_once()
         except _OUTAGE_OR_REFUSED as exc:
             log.warning("worker %s could not announce its change: %r", self.worker_id, exc)
 
@@ -100,7 +101,8 @@ class WorkerPresence:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
-            await self.redis.delete(self.key)
+            async with asyncio.timeout(STOPPING_REPLY_WAIT_S):
+                await self.redis.delete(self.key)
         except _OUTAGE_OR_REFUSED as exc:
             log.warning("could not remove the presence key of worker %s: %r", self.worker_id, exc)
 
