@@ -61,28 +61,33 @@ EVENTS_KEEP_S = QUEUED_JOB_TTL_S
 # is on the way of every result). An entry is never in the stream unindexed. Entries
 # older than ARGV[3] seconds go (their ids start with the ms they were added at);
 # XTRIM MINID needs Redis 6.2, so an older one's error is returned, not raised, and the
-# stream keeps only its length bound there. With a job's end record (KEYS[3],
-# `recovery.remember_end`), the event is added only if that end was not told yet, and
-# the record says it is told in the same step: told once, whatever is retried or killed.
-# A job that kept no record first (only training must, `report_finished`) gets one here,
-# kept for ARGV[4] seconds: one round trip on the way of every result, not two; but only
-# while arq holds the job (KEYS[4]): a report landing after the front end forgot the job
-# (`forgetting.forget_jobs`) must not bring its record back.
+# stream keeps only its length bound there.
+# A job's end (`publish_end`) is told once, whatever is retried, killed or run twice:
+# - with an end record (KEYS[3], `recovery.remember_end`), only if that end was not
+#   told yet, and the record says it is told in the same step;
+# - without one, while arq holds the job (KEYS[4]), the record is made here, told, and
+#   kept for ARGV[4] seconds (one round trip on the way of every result, not two: only
+#   training keeps it a step earlier, `report_finished`);
+# - with neither, the job is over: arq recorded it (another run of it, whose lease had
+#   lapsed, told its end) or the front end forgot it (`forgetting.forget_jobs`). Nothing
+#   is told or kept.
 _PUBLISH = """
-if KEYS[3] and redis.call('HGET', KEYS[3], 'reported') == '1' then
-  return {'', ''}
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2])
-redis.call('SADD', KEYS[2], id)
-redis.call('EXPIRE', KEYS[2], ARGV[3])
 if KEYS[3] then
   if redis.call('EXISTS', KEYS[3]) == 1 then
+    if redis.call('HGET', KEYS[3], 'reported') == '1' then
+      return {'', ''}
+    end
     redis.call('HSET', KEYS[3], 'reported', '1')
   elseif redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('HSET', KEYS[3], 'event', ARGV[2], 'reported', '1')
     redis.call('EXPIRE', KEYS[3], ARGV[4])
+  else
+    return {'', ''}
   end
 end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[2])
+redis.call('SADD', KEYS[2], id)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 local newest_ms = tonumber(string.match(id, '^%d+'))
 local minid = string.format('%.0f', newest_ms - tonumber(ARGV[3]) * 1000)
 local trimmed = redis.pcall('XTRIM', KEYS[1], 'MINID', minid)

@@ -95,9 +95,11 @@ async def forget_jobs(redis: Redis, job_ids: Sequence[str]) -> list[str]:
 
 
 async def _forget_job_records(redis: Redis, ids: list[str]) -> list[str]:
-    checkpoints = await redis.mget([checkpoint_key(job_id) for job_id in ids])
-    checkpoint_blobs = [json.loads(raw)["blob_key"] for raw in checkpoints if raw is not None]
+    # The checkpoints are read in the transaction that deletes them: one a worker
+    # records in between would be deleted unread, its blob (trained on what is being
+    # erased) left for ever. After it, arq's job is gone and no worker records one.
     async with redis.pipeline(transaction=True) as pipe:
+        pipe.mget([checkpoint_key(job_id) for job_id in ids])
         for job_id in ids:
             pipe.delete(
                 arq_job_key(job_id),
@@ -110,8 +112,8 @@ async def _forget_job_records(redis: Redis, ids: list[str]) -> list[str]:
         pipe.zrem(ARQ_ABORTED_JOBS_KEY, *ids)
         for lane in LANES:
             pipe.hdel(turns_key(lane), *ids)
-        await pipe.execute()
-    return checkpoint_blobs
+        checkpoints, *_deleted = await pipe.execute()
+    return [json.loads(raw)["blob_key"] for raw in checkpoints if raw is not None]
 
 
 async def forget_owner(redis: Redis, owner: str) -> None:

@@ -140,7 +140,7 @@ class Interruption:
         """From here the job only stores and tells how it ended (its work is done, or
         it failed): a shutdown lets it, for a while, and its own time limit no longer
         applies (work done in time is not failed for the time its result takes to
-        store; arq's limit, a little later, stays the backstop)."""
+        store; arq's limit, a minute later, stays the backstop)."""
         self.recording = True
         if self.deadline is not None and not self.deadline.expired():
             self.deadline.reschedule(None)

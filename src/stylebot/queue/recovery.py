@@ -180,8 +180,9 @@ class CheckpointStore:
 
     async def save_file(self, job_id: str, path: Path, step: int) -> None:
         """Record a newer checkpoint (the file at `path`), then drop the one it replaces.
-        Nothing is kept of a job the front end forgot meanwhile (`forgetting.forget_jobs`:
-        its owner erased it): it is cancelled, and stops at its next step."""
+        Nothing is kept of a job arq no longer holds: the front end forgot it meanwhile
+        (`forgetting.forget_jobs`: its owner erased it; it is cancelled, and stops at its
+        next step), or it expired while it waited (arq would not run it again anyway)."""
         previous = await self.redis.get(checkpoint_key(job_id))
         blob_key = await self.blobs.put_file(path)
         record = json.dumps({"blob_key": blob_key, "step": step})
@@ -203,7 +204,7 @@ class CheckpointStore:
                     await self.blobs.delete(blob_key)
             raise
         if not kept:
-            log.info("job %s was forgotten while it trained: its checkpoint is not kept", job_id)
+            log.info("job %s is gone from arq (forgotten, expired): checkpoint not kept", job_id)
             await self.blobs.delete(blob_key)
             return
         if previous is not None:
@@ -268,9 +269,10 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
-# The end record, likewise.
+# The end record, likewise, and only the first end kept: a second run of the job (the
+# first's lease lapsed) must not mark an end already told as untold.
 _KEEP_END = """
-if redis.call('EXISTS', KEYS[2]) == 0 then
+if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))

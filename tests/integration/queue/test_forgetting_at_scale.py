@@ -91,6 +91,9 @@ async def test_a_late_report_does_not_bring_a_forgotten_training_result_back(
     await EventPublisher(redis).publish_end(trained)
 
     assert await redis.exists(job_end_key(job_id)) == 0
+    # Nor is the forgotten job's end put back on the stream.
+    assert await redis.exists(job_events_key(job_id)) == 0
+    assert await redis.xlen(EVENTS_STREAM) == 0
 
 
 @pytest.mark.parametrize("kind", ["train", "generate"])

@@ -9,6 +9,7 @@ time, nor send its user the result twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -168,6 +169,50 @@ async def test_an_end_told_without_a_kept_record_is_kept_as_told(
         == JobEvent(end.job_id, kind, "finished", result=end.result).to_json()
     )
     assert [e.to_json() for e in await _finished_events(frontend, end.job_id)] == [end.to_json()]
+
+
+async def test_two_runs_of_a_training_tell_one_end(frontend: FrontEnd) -> None:
+    """The first run's lease lapsed (its worker cut off from Redis) and a second worker
+    ran the job too: both keep and tell their end; the user hears of it once."""
+    redis = frontend.queue.redis
+    first = ENDS["train"]
+    assert first.result is not None
+    second_result = TrainResult.from_dict(first.result)
+    second = dataclasses.replace(
+        first, result=dataclasses.replace(second_result, lora_key="9" * 64).to_dict()
+    )
+    await _enqueue(frontend, "train", first.job_id)
+    publisher = EventPublisher(redis)
+    for run in (first, second):  # each as `report_finished` does for a training
+        await remember_end(redis, run)
+        await publisher.publish_end(run)
+    assert [e.to_json() for e in await _finished_events(frontend, first.job_id)] == [
+        first.to_json()
+    ]
+    found = await earlier_end(redis, first.job_id)
+    assert found is not None
+    assert found.told
+    assert found.event.to_json() == first.to_json()
+
+
+async def test_an_end_told_after_arq_recorded_the_job_is_not_told_again(
+    frontend: FrontEnd,
+) -> None:
+    """A run whose lease lapsed ends after another run of the job told its end and arq
+    recorded it (its job and end record gone): it tells nothing."""
+    redis = frontend.queue.redis
+    end = ENDS["generate"]
+    await _enqueue(frontend, "generate", end.job_id)
+    await EventPublisher(redis).publish_end(end)  # the second run told it...
+    await _run_once(frontend, end.job_id)  # ...and arq recorded the job
+    assert await redis.exists(job_end_key(end.job_id)) == 0
+    late = dataclasses.replace(
+        end,
+        result=GenerateResult((GeneratedImage("out-1", "77" * 32, 5, "0" * 16),), 9.0).to_dict(),
+    )
+    await EventPublisher(redis).publish_end(late)
+    assert [e.to_json() for e in await _finished_events(frontend, end.job_id)] == [end.to_json()]
+    assert await redis.exists(job_end_key(end.job_id)) == 0
 
 
 async def test_an_end_is_told_once_however_often_it_is_sent(frontend: FrontEnd) -> None:
