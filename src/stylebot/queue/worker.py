@@ -217,10 +217,15 @@ class StyleWorker(OutageTolerantWorker):
         keep_in_progress: float | None,
     ) -> None:
         async def record() -> None:
+            kept = result_without_arguments(result_data)
+            if finish and kept is not None and not await self.pool.exists(arq_job_key(job_id)):
+                # Forgotten while it ran (its owner erased it): arq's record of it must
+                # not bring its result back (a caption job's captions, images' keys).
+                kept = None
             await super(StyleWorker, self).finish_job(
                 job_id,
                 finish,
-                result_without_arguments(result_data),
+                kept,
                 result_timeout_s,
                 keep_result_forever,
                 incr_score,

@@ -34,7 +34,14 @@ from stylebot.bot.core.replies import JobQueued, TextReply
 from stylebot.logs import configure_logging
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.events import FRONTEND_GROUP, EventPublisher
-from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, arq_job_key, arq_result_key
+from stylebot.queue.keys import (
+    EVENTS_STREAM,
+    QUEUE_NAME,
+    arq_in_progress_key,
+    arq_job_key,
+    arq_result_key,
+    job_end_key,
+)
 from stylebot.queue.payloads import JobEvent, TrainingPreview, TrainResult
 from stylebot.queue.recovery import CheckpointStore, remember_end
 
@@ -167,3 +174,31 @@ async def test_a_workers_results_and_logs_hold_no_job_arguments(frontend: FrontE
     logged = out.getvalue()
     assert queued.job_id in logged  # arq's lines about the job are there...
     assert token not in logged  # ...without its arguments
+
+
+async def test_a_job_forgotten_while_it_runs_leaves_no_result_when_it_ends(
+    frontend: FrontEnd, worker: None
+) -> None:
+    """Its owner erased it while a worker made its images: the worker tells nothing and
+    arq's record of the job holds no result (its images' keys, a caption job's captions)."""
+    me = Requester("test", "u-forgotten", "Ada", chat_id="c1")
+    queued = await frontend.bot.handle(
+        Imagine(me, "a slow harbour", steps=12, width=256, height=256, seed=3)
+    )
+    assert isinstance(queued, JobQueued), queued
+    job_id = queued.job_id
+    redis_async = frontend.queue.redis
+    for _ in range(6000):  # 2 minutes
+        if await redis_async.exists(arq_in_progress_key(job_id)):
+            break
+        await asyncio.sleep(0.02)
+    await frontend.queue.forget_jobs([job_id])
+    for _ in range(2400):  # the run ends and arq records it
+        if not await redis_async.exists(arq_in_progress_key(job_id)):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the run never ended")
+    assert await redis_async.exists(arq_result_key(job_id), job_end_key(job_id)) == 0
+    events = [JobEvent.from_json(f[b"event"]) for _i, f in await redis_async.xrange(EVENTS_STREAM)]
+    assert [e.kind for e in events if e.job_id == job_id and e.kind == "finished"] == []
