@@ -36,7 +36,6 @@ from stylebot.queue.recovery import (
     remember_end,
     stop_helper,
 )
-from stylebot.queue.running_jobs import arq_time_limit_s
 from stylebot.queue.worker_context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -334,7 +333,7 @@ async def run_job(
     limit_s = time_limit_s(context.settings, kind)
 
     async def unless_it_ended() -> dict[str, Any]:
-        end = await earlier_end(context.redis, job_id, run_for_s=arq_time_limit_s(limit_s))
+        end = await earlier_end(context.redis, job_id)
         if end is None:
             return await body(interruption)
         # An earlier run finished it and stopped (or died) before arq recorded that:

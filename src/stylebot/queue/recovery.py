@@ -227,23 +227,9 @@ class JobEnd:
     told: bool
 
 
-async def earlier_end(redis: Redis, job_id: str, *, run_for_s: float = 0) -> JobEnd | None:
-    """How an earlier run of the job ended, if one did and arq has not recorded it.
-
-    `run_for_s`: a run starts, and may last this long. arq's job expires 30 days after
-    it was queued (`QUEUED_JOB_TTL_S`), so a job that waited almost that long would lose
-    it mid-run, and with it the right to keep its checkpoints and tell its end: it is
-    kept at least that long, in the same step (never shortened)."""
-    raw_pairs: list[bytes] = await awaited(
-        redis.eval(
-            _READ_END,
-            2,
-            job_end_key(job_id),
-            arq_job_key(job_id),
-            int(run_for_s * 1000),  # type: ignore[arg-type]  # redis-py types eval args str; any bytes/int goes
-        )
-    )
-    raw = dict(zip(raw_pairs[::2], raw_pairs[1::2], strict=True))
+async def earlier_end(redis: Redis, job_id: str) -> JobEnd | None:
+    """How an earlier run of the job ended, if one did and arq has not recorded it."""
+    raw = await awaited(redis.hgetall(job_end_key(job_id)))
     if not raw:
         return None
     if b"event" in raw:
@@ -275,14 +261,6 @@ async def remember_end(redis: Redis, event: JobEvent) -> None:
     )
 
 
-# The end record (KEYS[1]); arq's job (KEYS[2]) kept at least ARGV[1] ms more.
-_READ_END = """
-local left = redis.call('PTTL', KEYS[2])
-if left >= 0 and left < tonumber(ARGV[1]) then
-  redis.call('PEXPIRE', KEYS[2], ARGV[1])
-end
-return redis.call('HGETALL', KEYS[1])
-"""
 # A checkpoint's record, kept only if arq's job (KEYS[2]) is still there, in one step.
 _KEEP_CHECKPOINT = """
 if redis.call('EXISTS', KEYS[2]) == 0 then

@@ -18,7 +18,7 @@ from arq.jobs import Job as ArqJob
 from stylebot.bootstrap import FrontEnd
 from stylebot.queue.connection import deserialize_job
 from stylebot.queue.events import EventPublisher
-from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, arq_job_key, job_end_key
+from stylebot.queue.keys import EVENTS_STREAM, QUEUE_NAME, job_end_key
 from stylebot.queue.payloads import (
     CaptionJob,
     CaptionResult,
@@ -241,19 +241,3 @@ async def test_a_training_result_kept_by_an_older_worker_is_still_told(
     assert TrainResult.from_dict(result) == TrainResult.from_dict(end.result)
     told = await _finished_events(frontend, end.job_id)
     assert [e.train_result() for e in told] == [TrainResult.from_dict(end.result)]
-
-
-async def test_a_run_keeps_its_job_in_arq_for_as_long_as_it_may_last(frontend: FrontEnd) -> None:
-    """arq's job expires 30 days after it was queued. A run that starts a moment before
-    (the job waited that long) keeps it while it runs: without it, the run could keep
-    no checkpoint and tell no end. A job with longer to go keeps its own expiry."""
-    redis = frontend.queue.redis
-    end = ENDS["generate"]
-    await _enqueue(frontend, "generate", end.job_id)
-    job_key = arq_job_key(end.job_id)
-    await redis.pexpire(job_key, 1000)  # its last second in the queue
-    assert await earlier_end(redis, end.job_id, run_for_s=600) is None
-    assert 590_000 < await redis.pttl(job_key) <= 600_000
-    await redis.expire(job_key, 10 * 24 * 3600)
-    await earlier_end(redis, end.job_id, run_for_s=600)
-    assert await redis.ttl(job_key) > 9 * 24 * 3600
