@@ -243,7 +243,8 @@ async def earlier_end(redis: Redis, job_id: str) -> JobEnd | None:
 async def remember_end(redis: Redis, event: JobEvent) -> None:
     """Keep the job's finished event before telling it (`EventPublisher.publish_end`), for a
     job with work to undo in between (a training's checkpoint). Only while arq holds the
-    job: one the front end forgot meanwhile (`forgetting.forget_jobs`) keeps nothing."""
+    job (one the front end forgot meanwhile, `forgetting.forget_jobs`, keeps nothing),
+    and only the first end of it (a second run, the first's lease lapsed, keeps none)."""
     record = {"event": event.to_json(), "reported": "0"}
     if event.job_kind == "train" and event.result is not None:
         # What a worker older than the event field reads (a fleet upgraded host by host).
