@@ -3,7 +3,7 @@ without one has none."""
 
 from __future__ import annotations
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from tests.support.watermark_images import reencode, scene
 
 from stylebot.bot.core.picture_frame import without_plain_frame
@@ -38,3 +38,29 @@ def test_a_band_of_the_frames_colour_along_one_side_is_not_frame() -> None:
     picture = scene(300, 200, seed=6)
     picture.paste((30, 30, 30), (0, 0, 300, 12))
     assert without_plain_frame(framed(picture, 4, 30)) is None
+
+
+def test_a_frame_with_something_in_it_is_not_plain() -> None:
+    """A meme's caption, a sticker, or shapes as light as the frame (the same grey in
+    colour): what is in it is not frame, and taking it off would claim what it covers."""
+    picture = scene(300, 200, seed=7)
+    captioned = framed(picture, 24, 0)
+    ImageDraw.Draw(captioned).text((30, 4), "STOLEN", fill="white", font=_font(14))
+    sticker = framed(picture, 24, 0)
+    ImageDraw.Draw(sticker).ellipse((2, 80, 20, 98), fill=(220, 30, 30))
+    same_grey = framed(picture, 24, 128)
+    ImageDraw.Draw(same_grey).rectangle((40, 3, 200, 18), fill=(255, 88, 0))  # grey 128
+    for copy in (captioned, sticker, same_grey):
+        assert without_plain_frame(copy) is None
+        assert without_plain_frame(reencode(copy, "JPEG", quality=80)) is None
+    # The same frames left plain are taken off, JPEG or not.
+    for grey in (0, 128):
+        plain = framed(picture, 24, grey)
+        for copy in (plain, reencode(plain, "JPEG", quality=80)):
+            inside = without_plain_frame(copy)
+            assert inside is not None
+            assert inside.size == picture.size
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)

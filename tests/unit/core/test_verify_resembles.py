@@ -139,6 +139,27 @@ async def test_a_caption_band_inside_a_frame_is_not_taken_for_the_frame() -> Non
         assert report.verdict is VerifyVerdict.NO_MARK, report.text
 
 
+async def test_a_caption_in_a_plain_frame_is_not_taken_for_the_frame() -> None:
+    """A meme: the untouched output in an even black frame whose bottom band carries a
+    caption. The frame is not plain, and the output's maker is not named for the whole
+    (found by a hostile review: "closely resembles ... inside a plain frame")."""
+    world = verify_world()
+    output_id = await deliver(world, ALICE, scene(512, 512, seed=103), mark=False)
+    made = await stored_picture(world, output_id)
+    band = made.width // 8
+    meme = Image.new("RGB", (made.width + 2 * band, made.height + 2 * band), "black")
+    meme.paste(made, (band, band))
+    ImageDraw.Draw(meme).text(
+        (band + 4, meme.height - band + band // 4),
+        "FAKE! made by bob",
+        fill="white",
+        font=ImageFont.load_default(size=band // 2),
+    )
+    for copy in (meme, telegram_photo(meme)):
+        report = await check(world, BOB, copy)
+        assert report.verdict is VerifyVerdict.NO_MARK, report.text
+
+
 async def test_unrelated_pictures_resemble_no_stored_output() -> None:
     """Measured false matches: 24 stored outputs of three kinds, 45 unrelated pictures
     (noise, flat colours, gradients, other scenes and illustrations): none is claimed."""

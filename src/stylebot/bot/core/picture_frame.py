@@ -26,6 +26,14 @@ MAX_FRAME_UNEVENNESS = 2
 #: picture's by 30 and more), so only the contrast is sure, not the frame's exact colour.
 _CONTRAST = 3.0
 _NOISE = 2.0
+#: ...and it must be plain: every pixel of it farther than :data:`_EDGE_SMEAR` from the
+#: picture within this of the frame's colour, in each of red, green and blue. Text,
+#: stickers or another picture in it (a meme's caption; in a colour as light as the
+#: frame's, too) are not a frame, and taking them off would claim what they cover.
+#: Measured through JPEG q80 and Telegram's q87 on frames of 8-40 px around scenes,
+#: illustrations and subjects on plain backgrounds: at most 32 of 255 beyond 2 px.
+_PLAIN_TOLERANCE = 48
+_EDGE_SMEAR = 2
 
 
 def without_plain_frame(image: Image.Image, margin: int = 0) -> Image.Image | None:
@@ -52,7 +60,24 @@ def without_plain_frame(image: Image.Image, margin: int = 0) -> Image.Image | No
     box = (left + margin, top + margin, width - right - margin, height - bottom - margin)
     if box[2] - box[0] < 16 or box[3] - box[1] < 16:
         return None
-    return image.convert("RGB").crop(box)
+    rgb = image.convert("RGB")
+    if not _plain(np.asarray(rgb, dtype=np.int16), top, bottom, left, right):
+        return None
+    return rgb.crop(box)
+
+
+def _plain(rgb: np.ndarray, top: int, bottom: int, left: int, right: int) -> bool:
+    """Whether the frame (``top``... lines on each side) is one colour, in all three
+    channels, but for JPEG's smear next to the picture."""
+    ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    off = np.abs(rgb - np.median(ring, axis=0)).max(axis=2)
+    height, width = off.shape
+    frame = np.ones(off.shape, dtype=bool)
+    frame[
+        max(0, top - _EDGE_SMEAR) : height - max(0, bottom - _EDGE_SMEAR),
+        max(0, left - _EDGE_SMEAR) : width - max(0, right - _EDGE_SMEAR),
+    ] = False
+    return not bool((off[frame] > _PLAIN_TOLERANCE).any())
 
 
 def _frame_lines(off: np.ndarray) -> int:
