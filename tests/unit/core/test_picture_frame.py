@@ -50,7 +50,9 @@ def test_a_frame_with_something_in_it_is_not_plain() -> None:
     ImageDraw.Draw(sticker).ellipse((2, 80, 20, 98), fill=(220, 30, 30))
     same_grey = framed(picture, 24, 128)
     ImageDraw.Draw(same_grey).rectangle((40, 3, 200, 18), fill=(255, 88, 0))  # grey 128
-    for copy in (captioned, sticker, same_grey):
+    faint = framed(picture, 48, 255)  # light grey on white, well off the picture
+    ImageDraw.Draw(faint).text((60, 6), "STOLEN BY BOB", fill=(215, 215, 215), font=_font(24))
+    for copy in (captioned, sticker, same_grey, faint):
         assert without_plain_frame(copy) is None
         assert without_plain_frame(reencode(copy, "JPEG", quality=80)) is None
     # The same frames left plain are taken off, JPEG or not.
