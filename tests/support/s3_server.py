@@ -66,6 +66,14 @@ class SeaweedS3:
             "STYLEBOT_S3_ADDRESSING_STYLE": "path",
         }
 
+    def settings_fields(self, prefix: str, endpoint_url: str | None = None) -> dict[str, str]:
+        """`env` as `Settings` fields (for `dataclasses.replace`); `endpoint_url`: a proxy
+        in front of the server, if the test puts one there."""
+        env = self.env(prefix)
+        if endpoint_url is not None:
+            env["STYLEBOT_S3_ENDPOINT_URL"] = endpoint_url
+        return {name.removeprefix("STYLEBOT_").lower(): value for name, value in env.items()}
+
     def client(self) -> Any:
         """A plain boto3 client, for tests that reach past the store (damage, listing)."""
         import boto3

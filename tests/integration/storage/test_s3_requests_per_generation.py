@@ -40,10 +40,7 @@ def settings(
     settings: Settings, s3_server: SeaweedS3, s3_prefix: str, proxy: CuttingProxy
 ) -> Settings:
     """The stack's settings, with the blobs in S3 behind the noting proxy."""
-    env = s3_server.env(s3_prefix) | {"STYLEBOT_S3_ENDPOINT_URL": proxy.url}
-    return dataclasses.replace(
-        settings, **{name.removeprefix("STYLEBOT_").lower(): value for name, value in env.items()}
-    )
+    return dataclasses.replace(settings, **s3_server.settings_fields(s3_prefix, proxy.url))
 
 
 @pytest.mark.slow

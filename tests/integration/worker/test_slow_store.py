@@ -46,11 +46,8 @@ def settings(
     settings: Settings, s3_server: SeaweedS3, s3_prefix: str, proxy: CuttingProxy
 ) -> Settings:
     """The stack's settings: blobs in S3 behind the proxy, generations limited to LIMIT_S."""
-    env = s3_server.env(s3_prefix) | {"STYLEBOT_S3_ENDPOINT_URL": proxy.url}
     return dataclasses.replace(
-        settings,
-        generate_timeout_s=LIMIT_S,
-        **{name.removeprefix("STYLEBOT_").lower(): value for name, value in env.items()},
+        settings, generate_timeout_s=LIMIT_S, **s3_server.settings_fields(s3_prefix, proxy.url)
     )
 
 
