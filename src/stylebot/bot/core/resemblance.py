@@ -24,12 +24,13 @@ far from the output's as an unrelated picture's (docs/provenance.md).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from dataclasses import dataclass
 
 from PIL import Image
 
-from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png
+from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png, snap_edge
 from stylebot.bot.core.errors import DamagedBlob
 from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
 from stylebot.bot.core.hash_bands import band_probes
@@ -68,18 +69,19 @@ class _Variant:
     png: bytes
     phash: PerceptualHash
     framed: bool
+    size: tuple[int, int]
 
 
 def _variants(picture_png: bytes, translucent: bool) -> list[_Variant]:
     """The picture, and the picture without its plain frame when it has one (not for a
     translucent file, whose frame would look different over another background)."""
     with Image.open(io.BytesIO(picture_png), formats=["PNG"]) as image:
-        variants = [_Variant(picture_png, perceptual_hash(image), framed=False)]
+        variants = [_Variant(picture_png, perceptual_hash(image), False, image.size)]
         inside = None if translucent else without_plain_frame(image, _FRAME_MARGIN)
     if inside is not None:
         buffer = io.BytesIO()
         inside.save(buffer, "PNG")
-        variants.append(_Variant(buffer.getvalue(), perceptual_hash(inside), framed=True))
+        variants.append(_Variant(buffer.getvalue(), perceptual_hash(inside), True, inside.size))
     return variants
 
 
@@ -99,8 +101,18 @@ async def resembled_output(
         if output.fingerprint is None:
             continue
         stored_hash = PerceptualHash.from_hex(output.fingerprint)
+        # The picture without its frame is compared also when only the picture as it
+        # came (frame and all) is within the limit: taking the frame off with its margin
+        # can move the hash past it (measured: 4 bits as it came, 8 without), and only
+        # the picture without its frame can match the output region by region. Not the
+        # other way: a picture as it came that is farther than the limit differs.
+        whole_near = hamming(variants[0].phash, stored_hash) <= RESEMBLES_MAX_BITS
         near = sorted(
-            (v for v in variants if hamming(v.phash, stored_hash) <= RESEMBLES_MAX_BITS),
+            (
+                v
+                for v in variants
+                if hamming(v.phash, stored_hash) <= RESEMBLES_MAX_BITS or (v.framed and whole_near)
+            ),
             key=lambda v: hamming(v.phash, stored_hash),
         )
         if near:
@@ -118,6 +130,8 @@ async def resembled_output(
             continue
         for variant in near:
             found = await _matching(picture, variant, stored, thorough)
+            if found is not None and variant.framed:
+                found = _margin_shown(found, variant.size, stored)
             if found is not None:
                 return Resemblance(output, found, variant.framed)
     return None
@@ -147,6 +161,25 @@ async def _matching(
         if not over_black.same:
             return None
     return difference
+
+
+def _margin_shown(
+    difference: AlignedDifference, size: tuple[int, int], stored: bytes
+) -> AlignedDifference:
+    """The comparison of a picture without its frame, counting the margin left out with
+    the frame (:data:`_FRAME_MARGIN`) as shown: it was taken off here, not cropped by
+    whoever made the copy (an untouched output in a frame read as "cropped to 97%")."""
+    placed = difference.alignment
+    if placed is None:
+        return difference
+    with Image.open(io.BytesIO(stored), formats=["PNG"]) as output:
+        width, height = output.size
+    left = max(0.0, snap_edge(placed.left - _FRAME_MARGIN / placed.scale_x, 0))
+    top = max(0.0, snap_edge(placed.top - _FRAME_MARGIN / placed.scale_y, 0))
+    right = min(width, snap_edge(placed.left + (size[0] + _FRAME_MARGIN) / placed.scale_x, width))
+    bottom = min(height, snap_edge(placed.top + (size[1] + _FRAME_MARGIN) / placed.scale_y, height))
+    shown = max(0.0, right - left) * max(0.0, bottom - top) / (width * height)
+    return dataclasses.replace(difference, shown_share=max(difference.shown_share, shown))
 
 
 async def stored_image(blobs: BlobStore, output: Output) -> bytes | None:
