@@ -6,7 +6,7 @@ Each case here was a copy of an unmarked output that /verify traced to nothing b
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from tests.fakes.core import person
 from tests.support.picture_edits import small_logo, text_over
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
@@ -118,3 +118,38 @@ async def test_an_untouched_small_output_in_a_frame_is_not_called_cropped() -> N
         assert "inside a plain frame" in report.text
         assert "cropped" not in report.text, report.text
         assert report.shown_percent == 100
+
+
+def with_white_border(seed: int, border: int) -> Image.Image:
+    """An output with its own white border around a scene."""
+    picture = Image.new("RGB", (256, 256), "white")
+    picture.paste(scene(256 - 2 * border, 256 - 2 * border, seed=seed), (border, border))
+    return picture
+
+
+async def test_text_on_an_outputs_own_border_is_not_a_frame_around_a_crop() -> None:
+    """Light grey text written on the output's own white border is plain enough to pass
+    for a screenshot's frame, and the rest matched: the copy "closely resembled" the
+    output, "cropped to 86% of it, inside a plain frame" (a hostile review). The frame
+    lands on the output's own white pixels, so only the picture as it came is compared,
+    and the text differs. Untouched, the output still resembles itself, unframed. (The
+    picture without this 16 px border hashes too far from the output to be compared on
+    its own; it is, since the picture as it came is near.)"""
+    border = 16
+    world = verify_world()
+    output_id = await deliver(world, ALICE, with_white_border(8, border), mark=False)
+    made = await stored_picture(world, output_id)
+
+    signed = made.copy()
+    draw = ImageDraw.Draw(signed)
+    font = ImageFont.load_default(size=11)
+    draw.text((30, 256 - border), "(c) somebody else", fill=(212, 212, 212), font=font)
+    draw.text((30, 0), "not by stylebot", fill=(212, 212, 212), font=font)
+    for copy in (reencode(signed, "PNG"), reencode(signed, "JPEG", quality=90)):
+        report = await check(world, BOB, copy)
+        assert report.verdict is VerifyVerdict.NO_MARK, report.text
+
+    report = await check(world, BOB, reencode(made, "JPEG", quality=90))
+    assert report.verdict is VerifyVerdict.RESEMBLES, report.text
+    assert "frame" not in report.text
+    assert "cropped" not in report.text

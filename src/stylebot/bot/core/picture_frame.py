@@ -11,6 +11,8 @@ is why the caller tries the picture as it came as well.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image
 
@@ -41,10 +43,27 @@ _JPEG_REACH = 16
 _FAR_TOLERANCE = 8
 
 
+@dataclass(frozen=True)
+class PlainFrame:
+    """A plain frame found around a picture."""
+
+    inside: Image.Image  # the picture without the frame (and the margin asked for)
+    left: int  # where ``inside`` starts in the framed picture, in its pixels
+    top: int
+    colour: tuple[int, int, int]  # the frame's colour (median of the outermost ring)
+
+
 def without_plain_frame(image: Image.Image, margin: int = 0) -> Image.Image | None:
     """``image`` without a plain frame of one colour around all four sides (and
     ``margin`` more pixels on each side), or None when it has none (or what would be left
     is too small to be a picture)."""
+    found = plain_frame(image, margin)
+    return None if found is None else found.inside
+
+
+def plain_frame(image: Image.Image, margin: int = 0) -> PlainFrame | None:
+    """The plain frame around ``image``, taken off with ``margin`` more pixels on each
+    side (see :func:`without_plain_frame`), or None."""
     grey = np.asarray(image.convert("L"), dtype=np.float64)
     height, width = grey.shape
     if min(height, width) < 16:
@@ -60,9 +79,12 @@ def without_plain_frame(image: Image.Image, margin: int = 0) -> Image.Image | No
     box = (left + margin, top + margin, width - right - margin, height - bottom - margin)
     if box[2] - box[0] < 16 or box[3] - box[1] < 16:
         return None
-    if not _plain(np.asarray(rgb, dtype=np.int16), top, bottom, left, right):
+    pixels = np.asarray(rgb, dtype=np.int16)
+    if not _plain(pixels, top, bottom, left, right):
         return None
-    return rgb.crop(box)
+    ring = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    red, green, blue = (int(v) for v in np.median(ring, axis=0))
+    return PlainFrame(rgb.crop(box), box[0], box[1], (red, green, blue))
 
 
 def _frame_widths(grey: np.ndarray, rgb: np.ndarray) -> tuple[int, int, int, int]:

@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import math
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 
 from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png, snap_edge
@@ -37,7 +39,7 @@ from stylebot.bot.core.hash_bands import band_probes
 from stylebot.bot.core.images import NormalizedImage
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash
-from stylebot.bot.core.picture_frame import without_plain_frame
+from stylebot.bot.core.picture_frame import PlainFrame, plain_frame
 from stylebot.bot.core.ports import BlobStore
 from stylebot.bot.core.stores import UnitOfWork
 
@@ -51,6 +53,13 @@ MAX_RESEMBLES_CANDIDATES = 10
 #: pixels enough for the finest region check (a 4 px square 36 of 255 off, measured
 #: after Telegram's q87). Left out, the copy is compared as a crop of what it shows.
 _FRAME_MARGIN = 2
+#: A frame whose footprint on the output (where the picture without it was placed)
+#: covers at least this share of the output, and lands at least
+#: :data:`_OWN_BORDER_SHARE` on pixels within :data:`_OWN_BORDER_TOLERANCE` of its
+#: colour, is the output's own border (see :func:`_frame_is_the_outputs_own`).
+_OWN_BORDER_AREA = 0.01
+_OWN_BORDER_SHARE = 0.5
+_OWN_BORDER_TOLERANCE = 24
 
 
 @dataclass(frozen=True)
@@ -68,20 +77,29 @@ class _Variant:
 
     png: bytes
     phash: PerceptualHash
-    framed: bool
     size: tuple[int, int]
+    frame: PlainFrame | None = None  # the frame left out, for the picture without it
+    whole_size: tuple[int, int] = (0, 0)  # the picture's as it came
+
+    @property
+    def framed(self) -> bool:
+        return self.frame is not None
 
 
 def _variants(picture_png: bytes, translucent: bool) -> list[_Variant]:
     """The picture, and the picture without its plain frame when it has one (not for a
     translucent file, whose frame would look different over another background)."""
     with Image.open(io.BytesIO(picture_png), formats=["PNG"]) as image:
-        variants = [_Variant(picture_png, perceptual_hash(image), False, image.size)]
-        inside = None if translucent else without_plain_frame(image, _FRAME_MARGIN)
-    if inside is not None:
+        variants = [_Variant(picture_png, perceptual_hash(image), image.size)]
+        frame = None if translucent else plain_frame(image, _FRAME_MARGIN)
+        whole_size = image.size
+    if frame is not None:
         buffer = io.BytesIO()
-        inside.save(buffer, "PNG")
-        variants.append(_Variant(buffer.getvalue(), perceptual_hash(inside), True, inside.size))
+        frame.inside.save(buffer, "PNG")
+        inside = _Variant(
+            buffer.getvalue(), perceptual_hash(frame.inside), frame.inside.size, frame, whole_size
+        )
+        variants.append(inside)
     return variants
 
 
@@ -131,6 +149,8 @@ async def resembled_output(
         for variant in near:
             found = await _matching(picture, variant, stored, thorough)
             if found is not None and variant.framed:
+                if await asyncio.to_thread(_frame_is_the_outputs_own, variant, found, stored):
+                    continue  # the picture as it came is the one to compare
                 found = _margin_shown(found, variant.size, stored)
             if found is not None:
                 return Resemblance(output, found, variant.framed)
@@ -161,6 +181,52 @@ async def _matching(
         if not over_black.same:
             return None
     return difference
+
+
+def _frame_is_the_outputs_own(
+    variant: _Variant, difference: AlignedDifference, stored: bytes
+) -> bool:
+    """Whether the frame taken off lands, where the picture without it was placed, on
+    the output's own pixels of the frame's colour (:data:`_OWN_BORDER_SHARE` of them,
+    over :data:`_OWN_BORDER_AREA` of the output): then it is the output's own plain
+    border, with whatever was drawn on it, not a screenshot's, and only the picture as it
+    came may be compared (a hostile review: light grey text on an output's white border
+    read "cropped to 86% of it, inside a plain frame"). A screenshot's frame lands beyond
+    the output; one around a crop lands on what the crop cut off."""
+    placed, frame = difference.alignment, variant.frame
+    if placed is None or frame is None:
+        return False
+    with Image.open(io.BytesIO(stored), formats=["PNG"]) as output:
+        pixels = np.asarray(output.convert("RGB"), dtype=np.int16)
+    height, width = pixels.shape[:2]
+    sx, sy = placed.scale_x, placed.scale_y
+    # The picture as it came, and (with the margin and a pixel of smear) without its frame.
+    outer = (
+        placed.left - frame.left / sx,
+        placed.top - frame.top / sy,
+        placed.left + (variant.whole_size[0] - frame.left) / sx,
+        placed.top + (variant.whole_size[1] - frame.top) / sy,
+    )
+    reach = _FRAME_MARGIN + 1
+    inner = (
+        placed.left - reach / sx,
+        placed.top - reach / sy,
+        placed.left + (variant.size[0] + reach) / sx,
+        placed.top + (variant.size[1] + reach) / sy,
+    )
+    footprint = np.zeros((height, width), dtype=bool)
+    footprint[
+        max(0, math.ceil(outer[1])) : min(height, math.floor(outer[3])),
+        max(0, math.ceil(outer[0])) : min(width, math.floor(outer[2])),
+    ] = True
+    footprint[
+        max(0, math.floor(inner[1])) : min(height, math.ceil(inner[3])),
+        max(0, math.floor(inner[0])) : min(width, math.ceil(inner[2])),
+    ] = False
+    if footprint.sum() < _OWN_BORDER_AREA * width * height:
+        return False
+    off = np.abs(pixels[footprint] - np.array(frame.colour)).max(axis=-1)
+    return bool((off <= _OWN_BORDER_TOLERANCE).mean() >= _OWN_BORDER_SHARE)
 
 
 def _margin_shown(
