@@ -25,7 +25,14 @@ import pytest
 
 from stylebot.config import ENV_PREFIX
 
-__all__ = ["StylebotProcess", "child_env", "free_port", "wait_until", "worker_host"]
+__all__ = [
+    "StylebotProcess",
+    "child_env",
+    "free_port",
+    "free_ports",
+    "wait_until",
+    "worker_host",
+]
 
 # Variables read without the prefix too (see stylebot.config.UNPREFIXED_ENV).
 _UNPREFIXED = ("REDIS_URL", "DISCORD_TOKEN", "DISCORD_GUILD_ID", "TELEGRAM_TOKEN")
@@ -33,9 +40,22 @@ _UNPREFIXED = ("REDIS_URL", "DISCORD_TOKEN", "DISCORD_GUILD_ID", "TELEGRAM_TOKEN
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on 127.0.0.1 that nothing listens on (right now).
+    Each probe is held until all are chosen: a port whose probe was closed can be handed
+    out again at once (two calls of :func:`free_port` gave a SeaweedFS server one port for
+    its master and its master's gRPC, and it failed to start)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def child_env(**settings: str) -> dict[str, str]:

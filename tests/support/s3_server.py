@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
-from tests.support.processes import free_port
+from tests.support.processes import free_ports
 
 __all__ = ["ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SeaweedS3", "weed_binary"]
 
@@ -48,7 +48,7 @@ class SeaweedS3:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.ports = {name: free_port() for name in _PORT_FLAGS}
+        self.ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from stylebot.queue.redis_endpoint import RedisEndpoint
-from tests.support.processes import free_port
+from tests.support.processes import free_ports
 
 __all__ = ["TlsFiles", "TlsRedis", "make_tls_files", "running_tls_redis", "tls_redis_server"]
 
@@ -182,7 +182,7 @@ def running_tls_redis(
     """A TLS redis-server on 127.0.0.1 until the block ends; `client_certs` is its
     `tls-auth-clients` (yes: mutual TLS; no; optional)."""
     files = make_tls_files(directory / "tls")
-    tls_port, plain_port = free_port(), free_port()
+    tls_port, plain_port = free_ports(2)
     log_path = directory / "redis.log"
     lines = [
         "bind 127.0.0.1",
