@@ -1,8 +1,11 @@
 """Small outputs (256 px) whose copies were shrunk and re-encoded twice still resemble
-them, and what was drawn on such a copy still keeps it from resembling anything.
+them, and what was drawn on such a copy still keeps it from resembling anything; a small
+output in a frame is not called cropped, and an output's own plain border is not a
+frame.
 
-Each case here was a copy of an unmarked output that /verify traced to nothing before
-(found by ``bench/watermark_robustness.py`` at 256 px)."""
+The first four cases were copies of unmarked outputs that /verify traced to nothing
+(found with ``bench/small_copies.py``); the last two, wrong words found by a hostile
+review."""
 
 from __future__ import annotations
 
