@@ -1,21 +1,20 @@
 """Small outputs (256 px) whose copies were shrunk and re-encoded twice still resemble
-them, and what was drawn on such a copy still keeps it from resembling anything; a small
+them, and a line drawn on such a copy still keeps it from resembling anything; a small
 output in a frame is not called cropped, and an output's own plain border is not a
 frame.
 
-The first four cases were copies of unmarked outputs that /verify traced to nothing
-(found with ``bench/small_copies.py``); the last two, wrong words found by a hostile
-review."""
+The cases were found with ``bench/small_copies.py`` (copies of unmarked outputs that
+/verify traced to nothing) and by hostile reviews (wrong words, a false likeness)."""
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tests.fakes.core import person
-from tests.support.picture_edits import small_logo, text_over
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
 from tests.support.watermark_images import reencode, scene
 from tests.unit.core.test_picture_frame import framed
-from tests.unit.provenance.test_watermark import illustration, telegram_photo
+from tests.unit.provenance.test_watermark import telegram_photo
 from tests.unit.provenance.test_watermark_geometry import rescaled
 
 from stylebot.bot.core.fingerprints import RESEMBLES_MAX_BITS
@@ -39,38 +38,27 @@ def subject_on_white(seed: int) -> Image.Image:
     return picture
 
 
-async def test_a_small_copy_that_rings_at_a_saturated_edge_resembles_its_output() -> None:
-    """Shown at 0.7x in a frame, JPEG, then Telegram: the subject's edge rings with values
-    neither white nor the subject has, and halved chroma moves the mean colour of its
-    finest blocks by up to 16, which read as edits (7 blocks) before the likeness allowed
-    for what a re-encoding of the output has there. Text and a logo drawn on the same
-    copy still differ."""
+def outlined(picture: Image.Image) -> Image.Image:
+    """A 1 px line a pixel outside the subject of :func:`subject_on_white`, halfway
+    between the white and the subject's edge in colour."""
+    pixels = np.asarray(picture, dtype=np.float64)
+    edge, white = pixels[51:205, 51:54].reshape(-1, 3).mean(axis=0), pixels[2, 2]
+    colour = tuple(int(v) for v in white + 0.5 * (edge - white))
+    lined = picture.copy()
+    ImageDraw.Draw(lined).rectangle((50, 50, 205, 205), outline=colour, width=1)
+    return lined
+
+
+async def test_a_thin_line_beside_the_subject_of_a_small_copy_keeps_it_unclaimed() -> None:
+    """The outlined output shrunk to 0.7x through Telegram. Allowing a shrunk copy the
+    values the output's own JPEG has beside a hard edge (tried, to trace copies whose
+    JPEG rings there) made this copy "resemble" the output, and such lines passed in 16
+    of 128 hostile copies that the likeness refused before; the allowance was taken out."""
     world = verify_world()
     output_id = await deliver(world, ALICE, subject_on_white(seed=0), mark=False)
     made = await stored_picture(world, output_id)
 
-    report = await check(world, BOB, telegram_photo(screenshot_at(made, 0.7, 3, 200)))
-    assert report.verdict is VerifyVerdict.RESEMBLES, report.text
-    assert report.output_id == output_id
-
-    for edited in (small_logo(made, 0.06), text_over(made, 40, (40, 60, 250))):
-        report = await check(world, BOB, telegram_photo(screenshot_at(edited, 0.7, 3, 200)))
-        assert report.verdict is VerifyVerdict.NO_MARK, report.text
-
-
-async def test_a_copy_at_half_size_that_cannot_be_placed_is_compared_at_its_size() -> None:
-    """A 256 px illustration at 0.5x through Telegram: the placement finds no fit, so the
-    copy is compared whole, and was compared with the output at full size, where the
-    detail the copy lost reads as edits."""
-    world = verify_world()
-    output_id = await deliver(world, ALICE, illustration(7).resize((256, 256)), mark=False)
-    made = await stored_picture(world, output_id)
-
-    report = await check(world, BOB, telegram_photo(rescaled(made, 0.5)))
-    assert report.verdict is VerifyVerdict.RESEMBLES, report.text
-    assert report.output_id == output_id
-
-    report = await check(world, BOB, telegram_photo(rescaled(small_logo(made, 0.1), 0.5)))
+    report = await check(world, BOB, telegram_photo(rescaled(outlined(made), 0.7)))
     assert report.verdict is VerifyVerdict.NO_MARK, report.text
 
 

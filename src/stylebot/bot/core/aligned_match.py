@@ -28,7 +28,6 @@ from stylebot.bot.core.picture_alignment import MIN_SHOWN_SHARE, align
 from stylebot.bot.core.picture_match import (
     ALTERED_MAX_SHARE,
     LIKENESS_SHIFT,
-    SAME_SHAPE_TOLERANCE,
     Box,
     PictureDifference,
     compare_pictures,
@@ -145,14 +144,7 @@ def _whole(
 ) -> AlignedDifference:
     """Compared as whole pictures: not placed (too small a piece, flat, another picture),
     stretched, or placed over the whole output."""
-    ratio = (picture.width * output.height) / (picture.height * output.width)
-    if stretched or abs(ratio - 1) > SAME_SHAPE_TOLERANCE:
-        difference = compare_pictures(picture, output, shift=_shift(likeness))
-    else:
-        # A smaller copy is compared with the output brought to its size, as if placed
-        # (measured: 256 px outputs at 0.5x after Telegram, which the placement misses,
-        # read as 1 and 26 blocks differing at full size, none at the copy's).
-        difference = _compare_part(picture, _all_of(picture), output, _all_of(output), likeness)
+    difference = compare_pictures(picture, output, shift=_shift(likeness))
     scale = (picture.width / output.width + picture.height / output.height) / 2
     return AlignedDifference(difference, scale=scale, stretched=stretched)
 
@@ -250,7 +242,7 @@ def _compare_part(
     as_small = output.convert("RGB").resize(
         (whole_width, whole_height), Image.Resampling.BICUBIC, box=shown
     )
-    return compare_pictures(picture, as_small, on_picture, shift=_shift(likeness), shrunk=likeness)
+    return compare_pictures(picture, as_small, on_picture, shift=_shift(likeness))
 
 
 def snap_edge(edge: float, to: float) -> float:

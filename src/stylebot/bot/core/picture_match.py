@@ -15,14 +15,11 @@ the share of blocks that differ; "the same picture" means none differs.
 A likeness (no mark to read, :mod:`.resemblance`) is compared with one allowance more:
 the finer check counts only how far a pixel lies outside the other picture's values
 next to it, since a copy whose mark was destroyed went through heavier re-encoding and
-rescaling, which blur a hard edge without bringing new values to it; and for a copy
-smaller than the output, what the output's own re-encoding has beside a hard edge is not
-a difference either (:data:`LIKENESS_REENCODING_QUALITY`).
+rescaling, which blur a hard edge without bringing new values to it.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,25 +60,6 @@ _FINE_WINDOW = 4
 #: brings values that are nowhere near. "Made by" compares pixel with pixel (0): any edit
 #: there must read as one.
 LIKENESS_SHIFT = 1
-#: For a likeness of a smaller copy the stored part, brought to the copy's size, is also
-#: re-encoded as JPEG at this quality: near a hard edge (below) a value either it or the
-#: stored part has nearby is not a difference, and anywhere a block colour either has is
-#: not. A copy shrunk and re-encoded twice (a screenshot sent on through Telegram) rings
-#: at a saturated edge with values neither side of the edge has, well past the shift (40
-#: of 255 beside a blue square on white), and halved chroma moves the mean colour of a
-#: block of fine saturated detail by up to 16. Measured on 8 copies of 256 px outputs at
-#: 0.6-0.8x that differed in 1-18 blocks: 4 match now; the other 4 are of photo-like
-#: texture, where the allowance is not made. A copy at full size keeps the tighter range.
-LIKENESS_REENCODING_QUALITY = 85
-#: ...only within this many pixels (at twice the working size) of a hard edge of the
-#: stored part (values at least :data:`_HARD_EDGE` apart, largest channel), where JPEG
-#: rings. Over fine texture the re-encoded range let a faint overlay pass as well as the
-#: copy's own noise: "FAKE" at 25% opacity on a 256 px photo-like picture, shrunk and
-#: sent through Telegram, differed in 2-3 blocks by the stored range alone and in none
-#: with the re-encoded one everywhere (a hostile set of 320 copies: 4 claimed without
-#: the allowance, 6 with it everywhere, 4 with it at hard edges only).
-_EDGE_REACH = 4
-_HARD_EDGE = 64
 #: Aspect ratios this close count as one shape: resizing to whole pixels (Telegram's
 #: 1280 px side, halving an odd side) moves the ratio by well under 1%.
 SAME_SHAPE_TOLERANCE = 0.02
@@ -158,25 +136,15 @@ def _local_differences(
     stored_box: Box,
     size: tuple[int, int],
     shift: int = 0,
-    stored_again: Image.Image | None = None,
 ) -> np.ndarray:
     """(rows, cols) of each block's largest local difference at twice the working size.
-    ``shift``: see :func:`_beyond_neighbours`; ``stored_again``: the stored picture
-    re-encoded, for a likeness (:data:`LIKENESS_REENCODING_QUALITY`)."""
+    ``shift``: see :func:`_beyond_neighbours`."""
     fine = (size[0] * 2, size[1] * 2)
     blur = ImageFilter.GaussianBlur(_FINE_BLUR)
     a = _resized(submitted, submitted_box, fine).filter(blur)
     b = _resized(stored, stored_box, fine).filter(blur)
     if shift:
-        stored_beyond = _beyond_neighbours(b, (a,), shift)
-        per_pixel = np.maximum(_beyond_neighbours(a, (b,), shift), stored_beyond)
-        if stored_again is not None:
-            b_again = _resized(stored_again, stored_box, fine).filter(blur)
-            allowing = np.maximum(
-                _beyond_neighbours(a, (b, b_again), shift),
-                np.minimum(stored_beyond, _beyond_neighbours(b_again, (a,), shift)),
-            )
-            per_pixel = np.where(_near_hard_edge(b), allowing, per_pixel)
+        per_pixel = np.maximum(_beyond_neighbours(a, b, shift), _beyond_neighbours(b, a, shift))
     else:
         per_pixel = np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max(axis=-1)
     h, w = per_pixel.shape
@@ -189,38 +157,14 @@ def _local_differences(
     return result
 
 
-def _near_hard_edge(image: Image.Image) -> np.ndarray:
-    """Per pixel, whether ``image`` spans a hard edge within :data:`_EDGE_REACH` pixels."""
-    side = 2 * _EDGE_REACH + 1
-    high = np.asarray(image.filter(ImageFilter.MaxFilter(side)), np.int16)
-    low = np.asarray(image.filter(ImageFilter.MinFilter(side)), np.int16)
-    result: np.ndarray = (high - low).max(axis=-1) >= _HARD_EDGE
-    return result
-
-
-def _reencoded(image: Image.Image) -> Image.Image:
-    """``image`` after JPEG at :data:`LIKENESS_REENCODING_QUALITY`."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=LIKENESS_REENCODING_QUALITY)
-    with Image.open(buffer, formats=["JPEG"]) as again:
-        return again.convert("RGB")
-
-
-def _beyond_neighbours(
-    a: Image.Image, references: tuple[Image.Image, ...], shift: int
-) -> np.ndarray:
-    """Per pixel, how far ``a`` lies outside the range of the references' values within
-    ``shift`` pixels (0-255, largest channel). A copy re-encoded, resampled or placed a
-    pixel off keeps its values between those of the original's neighbours, however sharp
-    the edge (or of the original's own re-encoding: :data:`LIKENESS_REENCODING_QUALITY`);
+def _beyond_neighbours(a: Image.Image, b: Image.Image, shift: int) -> np.ndarray:
+    """Per pixel, how far ``a`` lies outside the range of ``b``'s values within ``shift``
+    pixels (0-255, largest channel). A copy re-encoded, resampled or placed a pixel off
+    keeps its values between those of the original's neighbours, however sharp the edge;
     a logo or text brings colours its place in the other picture does not have."""
     side = 2 * shift + 1
-    high = np.max(
-        [np.asarray(b.filter(ImageFilter.MaxFilter(side)), np.int16) for b in references], axis=0
-    )
-    low = np.min(
-        [np.asarray(b.filter(ImageFilter.MinFilter(side)), np.int16) for b in references], axis=0
-    )
+    high = np.asarray(b.filter(ImageFilter.MaxFilter(side)), np.int16)
+    low = np.asarray(b.filter(ImageFilter.MinFilter(side)), np.int16)
     values = np.asarray(a, np.int16)
     beyond = np.maximum(np.maximum(values - high, low - values), 0)
     result: np.ndarray = beyond.max(axis=-1)
@@ -242,13 +186,10 @@ def compare_pictures(
     stored_box: Box | None = None,
     *,
     shift: int = 0,
-    shrunk: bool = False,
 ) -> PictureDifference:
     """Compare `submitted` to `stored` (or the given parts of them, which
     :mod:`.aligned_match` finds for a crop or a rescale) at the stored part's shape
-    (CPU-bound). ``shift``: :data:`LIKENESS_SHIFT` for a likeness, 0 for "made by".
-    ``shrunk``: ``stored`` was brought down to a smaller copy's size, and a likeness
-    allows for what the output's own re-encoding has (:data:`LIKENESS_REENCODING_QUALITY`)."""
+    (CPU-bound). ``shift``: :data:`LIKENESS_SHIFT` for a likeness, 0 for "made by"."""
     submitted_box = submitted_box or _whole(submitted)
     stored_box = stored_box or _whole(stored)
     stored_width, stored_height = stored_box[2] - stored_box[0], stored_box[3] - stored_box[1]
@@ -265,22 +206,11 @@ def compare_pictures(
         (mean_a**2 + mean_b**2 + _C1) * (var_a + var_b + _C2)
     )
     colour_shift = np.abs(_blocks(a).mean(axis=-2) - _blocks(b).mean(axis=-2)).max(axis=-1)
-    stored_again = _reencoded(stored) if shift and shrunk else None
-    if stored_again is not None:
-        # JPEG's halved chroma moves the mean colour of a block of fine, saturated detail
-        # (clipped at 0 or 255) or at a saturated edge by up to ~16 in a shrunk copy; the
-        # output's own re-encoding moves it alike.
-        b_again = _blocks(_pixels(stored_again, stored_box, size)).mean(axis=-2)
-        colour_shift = np.minimum(
-            colour_shift, np.abs(_blocks(a).mean(axis=-2) - b_again).max(axis=-1)
-        )
     differs = (
         (ssim < MIN_BLOCK_SSIM)
         | (colour_shift > MAX_BLOCK_COLOUR_SHIFT)
         | (
-            _local_differences(
-                submitted, submitted_box, stored, stored_box, size, shift, stored_again
-            )
+            _local_differences(submitted, submitted_box, stored, stored_box, size, shift)
             > MAX_LOCAL_DIFFERENCE
         )
     )
