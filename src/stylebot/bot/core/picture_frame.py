@@ -51,6 +51,7 @@ class PlainFrame:
     left: int  # where ``inside`` starts in the framed picture, in its pixels
     top: int
     colour: tuple[int, int, int]  # the frame's colour (median of the outermost ring)
+    framed_size: tuple[int, int]  # the picture with its frame
 
 
 def without_plain_frame(image: Image.Image, margin: int = 0) -> Image.Image | None:
@@ -69,7 +70,9 @@ def plain_frame(image: Image.Image, margin: int = 0) -> PlainFrame | None:
     if min(height, width) < 16:
         return None
     rgb = image.convert("RGB")
-    top, bottom, left, right = _frame_widths(grey, np.asarray(rgb, dtype=np.float64))
+    pixels = np.asarray(rgb, dtype=np.int16)
+    colour = np.median(_ring(pixels), axis=0)
+    top, bottom, left, right = _frame_widths(grey, pixels, colour)
     if min(top, bottom, left, right) == 0:
         return None
     if max(top, bottom, left, right) - min(top, bottom, left, right) > MAX_FRAME_UNEVENNESS:
@@ -79,15 +82,20 @@ def plain_frame(image: Image.Image, margin: int = 0) -> PlainFrame | None:
     box = (left + margin, top + margin, width - right - margin, height - bottom - margin)
     if box[2] - box[0] < 16 or box[3] - box[1] < 16:
         return None
-    pixels = np.asarray(rgb, dtype=np.int16)
-    if not _plain(pixels, top, bottom, left, right):
+    if not _plain(pixels, colour, (top, bottom, left, right)):
         return None
-    ring = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    red, green, blue = (int(v) for v in np.median(ring, axis=0))
-    return PlainFrame(rgb.crop(box), box[0], box[1], (red, green, blue))
+    red, green, blue = (int(v) for v in colour)
+    return PlainFrame(rgb.crop(box), box[0], box[1], (red, green, blue), image.size)
 
 
-def _frame_widths(grey: np.ndarray, rgb: np.ndarray) -> tuple[int, int, int, int]:
+def _ring(plane: np.ndarray) -> np.ndarray:
+    """The outermost ring of pixels of ``plane``, whose median is the frame's colour."""
+    return np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]])
+
+
+def _frame_widths(
+    grey: np.ndarray, rgb: np.ndarray, colour: np.ndarray
+) -> tuple[int, int, int, int]:
     """The frame's width on each side (top, bottom, left, right; 0: none), by how far
     each line is from the frame's colour (the median of the outermost ring) in brightness,
     else in colour. A picture's edge can be as bright as the frame and differ in hue (or
@@ -98,9 +106,6 @@ def _frame_widths(grey: np.ndarray, rgb: np.ndarray) -> tuple[int, int, int, int
     screenshots at 256 px (2-6 px frames; PNG, JPEG q80, Telegram): brightness alone
     found 283 frames, this 296 (294 to the pixel), none more than a pixel off."""
 
-    def ring(plane: np.ndarray) -> np.ndarray:
-        return np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]])
-
     def per_side(off: np.ndarray) -> tuple[int, int, int, int]:
         return (
             _frame_lines(off),
@@ -109,8 +114,8 @@ def _frame_widths(grey: np.ndarray, rgb: np.ndarray) -> tuple[int, int, int, int
             _frame_lines(off.T[::-1]),
         )
 
-    by_brightness = per_side(np.abs(grey - float(np.median(ring(grey)))))
-    by_colour = per_side(np.abs(rgb - np.median(ring(rgb), axis=0)).max(axis=2))
+    by_brightness = per_side(np.abs(grey - float(np.median(_ring(grey)))))
+    by_colour = per_side(np.abs(rgb - colour).max(axis=2))
     for widths in (by_brightness, by_colour):
         if min(widths) > 0 and max(widths) - min(widths) <= MAX_FRAME_UNEVENNESS:
             return widths
@@ -121,23 +126,13 @@ def _frame_widths(grey: np.ndarray, rgb: np.ndarray) -> tuple[int, int, int, int
     return top, bottom, left, right
 
 
-def _plain(rgb: np.ndarray, top: int, bottom: int, left: int, right: int) -> bool:
-    """Whether the frame (``top``... lines on each side) is one colour, in all three
+def _plain(rgb: np.ndarray, colour: np.ndarray, widths: tuple[int, int, int, int]) -> bool:
+    """Whether the frame (``widths``: top, bottom, left, right) is ``colour`` in all three
     channels, but for JPEG's smear next to the picture."""
-    ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    off = np.abs(rgb - np.median(ring, axis=0)).max(axis=2)
-    return not (
-        bool(
-            (
-                off[_outside(off.shape, (top, bottom, left, right), _EDGE_SMEAR)] > _PLAIN_TOLERANCE
-            ).any()
-        )
-        or bool(
-            (
-                off[_outside(off.shape, (top, bottom, left, right), _JPEG_REACH)] > _FAR_TOLERANCE
-            ).any()
-        )
-    )
+    off = np.abs(rgb - colour).max(axis=2)
+    near = off[_outside(off.shape, widths, _EDGE_SMEAR)] > _PLAIN_TOLERANCE
+    far = off[_outside(off.shape, widths, _JPEG_REACH)] > _FAR_TOLERANCE
+    return not (bool(near.any()) or bool(far.any()))
 
 
 def _outside(shape: tuple[int, ...], widths: tuple[int, int, int, int], reach: int) -> np.ndarray:

@@ -79,7 +79,6 @@ class _Variant:
     phash: PerceptualHash
     size: tuple[int, int]
     frame: PlainFrame | None = None  # the frame left out, for the picture without it
-    whole_size: tuple[int, int] = (0, 0)  # the picture's as it came
 
     @property
     def framed(self) -> bool:
@@ -92,12 +91,11 @@ def _variants(picture_png: bytes, translucent: bool) -> list[_Variant]:
     with Image.open(io.BytesIO(picture_png), formats=["PNG"]) as image:
         variants = [_Variant(picture_png, perceptual_hash(image), image.size)]
         frame = None if translucent else plain_frame(image, _FRAME_MARGIN)
-        whole_size = image.size
     if frame is not None:
         buffer = io.BytesIO()
         frame.inside.save(buffer, "PNG")
         inside = _Variant(
-            buffer.getvalue(), perceptual_hash(frame.inside), frame.inside.size, frame, whole_size
+            buffer.getvalue(), perceptual_hash(frame.inside), frame.inside.size, frame
         )
         variants.append(inside)
     return variants
@@ -148,10 +146,8 @@ async def resembled_output(
             continue
         for variant in near:
             found = await _matching(picture, variant, stored, thorough)
-            if found is not None and variant.framed:
-                if await asyncio.to_thread(_frame_is_the_outputs_own, variant, found, stored):
-                    continue  # the picture as it came is the one to compare
-                found = _margin_shown(found, variant.size, stored)
+            if found is not None and variant.frame is not None:
+                found = await asyncio.to_thread(_without_frame, variant, found, stored)
             if found is not None:
                 return Resemblance(output, found, variant.framed)
     return None
@@ -183,8 +179,21 @@ async def _matching(
     return difference
 
 
-def _frame_is_the_outputs_own(
+def _without_frame(
     variant: _Variant, difference: AlignedDifference, stored: bytes
+) -> AlignedDifference | None:
+    """How the picture without its frame matched, once the frame is told apart: None when
+    it is the output's own border (the picture as it came is the one to compare), else
+    with the margin left out counted as shown. Decodes the stored image once. CPU-bound."""
+    with Image.open(io.BytesIO(stored), formats=["PNG"]) as output:
+        pixels = np.asarray(output.convert("RGB"), dtype=np.int16)
+    if _frame_is_the_outputs_own(variant, difference, pixels):
+        return None
+    return _margin_shown(difference, variant.size, pixels.shape[1], pixels.shape[0])
+
+
+def _frame_is_the_outputs_own(
+    variant: _Variant, difference: AlignedDifference, pixels: np.ndarray
 ) -> bool:
     """Whether the frame taken off lands, where the picture without it was placed, on
     the output's own pixels of the frame's colour (:data:`_OWN_BORDER_SHARE` of them,
@@ -196,16 +205,14 @@ def _frame_is_the_outputs_own(
     placed, frame = difference.alignment, variant.frame
     if placed is None or frame is None:
         return False
-    with Image.open(io.BytesIO(stored), formats=["PNG"]) as output:
-        pixels = np.asarray(output.convert("RGB"), dtype=np.int16)
     height, width = pixels.shape[:2]
     sx, sy = placed.scale_x, placed.scale_y
     # The picture as it came, and (with the margin and a pixel of smear) without its frame.
     outer = (
         placed.left - frame.left / sx,
         placed.top - frame.top / sy,
-        placed.left + (variant.whole_size[0] - frame.left) / sx,
-        placed.top + (variant.whole_size[1] - frame.top) / sy,
+        placed.left + (frame.framed_size[0] - frame.left) / sx,
+        placed.top + (frame.framed_size[1] - frame.top) / sy,
     )
     reach = _FRAME_MARGIN + 1
     inner = (
@@ -230,7 +237,7 @@ def _frame_is_the_outputs_own(
 
 
 def _margin_shown(
-    difference: AlignedDifference, size: tuple[int, int], stored: bytes
+    difference: AlignedDifference, size: tuple[int, int], width: int, height: int
 ) -> AlignedDifference:
     """The comparison of a picture without its frame, counting the margin left out with
     the frame (:data:`_FRAME_MARGIN`) as shown: it was taken off here, not cropped by
@@ -238,8 +245,6 @@ def _margin_shown(
     placed = difference.alignment
     if placed is None:
         return difference
-    with Image.open(io.BytesIO(stored), formats=["PNG"]) as output:
-        width, height = output.size
     left = max(0.0, snap_edge(placed.left - _FRAME_MARGIN / placed.scale_x, 0))
     top = max(0.0, snap_edge(placed.top - _FRAME_MARGIN / placed.scale_y, 0))
     right = min(width, snap_edge(placed.left + (size[0] + _FRAME_MARGIN) / placed.scale_x, width))
