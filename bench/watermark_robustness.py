@@ -13,14 +13,16 @@ to 0.7x and to a random factor in [0.5, 2] (not undone), a screenshot (random re
 
 Each marked image is read three ways, in the same run (columns of the table):
 
-* ``v3``: the mark outputs carry now (tiled layout), read by ``inspect_watermark``: the
-  search over crops and rescales;
-* ``v3 no-rescale``: the same mark, searched over crops only (the rescale step off);
+* ``v4``: the mark outputs carry now (tiled layout, BCH code), read by
+  ``inspect_watermark``: the search over crops and rescales;
+* ``v4 no-rescale``: the same mark, searched over crops only (the rescale step off);
+* ``v3``: the same image marked with the tiled layout and the Reed-Solomon code of
+  December 2026 (the BCH code's part), read by ``inspect_watermark``;
 * ``v2``: the same image marked with the old block-order mark and read as before;
 * ``likeness``: /verify's second line alone, as if the mark were gone: the copy looked up
   by fingerprint and compared region by region (``stylebot.bot.core.resemblance``, over a
   store holding every marked output of the run, as ``resemblance_lookup.py`` sets it up);
-* ``traced``: what /verify tells a user, the mark's output (``v3``) or, when no mark is
+* ``traced``: what /verify tells a user, the mark's output (``v4``) or, when no mark is
   read, the likeness's.
 
 A read that names another output, by the mark or by likeness, is a false claim: each is
@@ -43,7 +45,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from stylebot.provenance.tiled_watermark import search_tiled
+from stylebot.provenance.tiled_watermark import quantise_tiled, search_tiled
 from stylebot.provenance.watermark import (
     WatermarkReading,
     _embed,
@@ -214,21 +216,26 @@ EDITS: list[tuple[str, Edit]] = [
     ("rescale-0.5..2+telegram", lambda i, r: telegram(rescale(i, float(r.uniform(0.5, 2))))),
     ("screenshot+telegram", lambda i, r: telegram(screenshot(i, r))),
 ]
-METHODS = ["v3", "v3 no-rescale", "v2"]
+METHODS = ["v4", "v4 no-rescale", "v3", "v2"]
+MARKS = ["v4", "v3", "v2"]
 #: The likeness alone, and /verify's answer: the mark's, else the likeness's.
 TRACED = ["likeness", "traced"]
 
 
-def embed_block_order(image: Image.Image, output_id: str) -> Image.Image:
-    """The version 2 mark, as outputs carried it before version 3."""
+def embed_as(mark: str, image: Image.Image, output_id: str) -> Image.Image:
+    """``image`` marked with the current mark (v4) or an earlier one (v3, v2)."""
+    if mark == "v4":
+        return embed_watermark(image, output_id)
+    if mark == "v3":
+        return _embed(image, output_id, 3, quantise_tiled)
     return _embed(image, output_id, 2, _quantise)
 
 
 def read_as(method: str, image: Image.Image) -> WatermarkReading | None:
     rgb = np.asarray(image.convert("RGB"))
-    if method == "v3":
+    if method in ("v4", "v3"):
         return inspect_watermark(image)
-    if method == "v3 no-rescale":
+    if method == "v4 no-rescale":
         return search_tiled(rgb, rescales=False)
     return _read_block_order(rgb)
 
@@ -247,33 +254,33 @@ def main(images: int, unmarked: int, seed: int) -> None:
     # (method, edit, size label, kind) -> [traced, tried]
     tally: dict[tuple[str, str, str, str], list[int]] = {}
     wrong = {method: 0 for method in METHODS + TRACED}
-    quality = {"v3": [], "v2": []}  # type: dict[str, list[float]]
+    quality: dict[str, list[float]] = {mark: [] for mark in MARKS}
     made: list[tuple[str, Image.Image]] = []  # each output's id and marked image
-    marked_reads: dict[tuple[int, str], str | None] = {}  # (image, edit) -> v3's id
-    copies: dict[tuple[int, str], int] = {}  # (image, edit) -> hash of the v3 copy's pixels
+    marked_reads: dict[tuple[int, str], str | None] = {}  # (image, edit) -> v4's id
+    copies: dict[tuple[int, str], int] = {}  # (image, edit) -> hash of the v4 copy's pixels
     for n in range(images):
         kind, make = KINDS[n % len(KINDS)]
         w, h = SIZES[(n // len(KINDS)) % len(SIZES)]
         size = "256" if max(w, h) == 256 else "512+"
         output_id = ids.bytes(6).hex()
         original = make(w, h, rng)
-        marked = {"v3": embed_watermark(original, output_id)}
-        marked["v2"] = embed_block_order(original, output_id)
-        quality["v3"].append(psnr(original, marked["v3"]))
-        quality["v2"].append(psnr(original, marked["v2"]))
-        made.append((output_id, marked["v3"]))
+        marked = {mark: embed_as(mark, original, output_id) for mark in MARKS}
+        for mark in MARKS:
+            quality[mark].append(psnr(original, marked[mark]))
+        made.append((output_id, marked["v4"]))
         for name, edit in EDITS:
-            state = rng.bit_generator.state  # the same edit for both marks
-            edited = {"v3": edit(marked["v3"], rng)}
-            rng.bit_generator.state = state
-            edited["v2"] = edit(marked["v2"], rng)
+            state = rng.bit_generator.state  # the same edit for every mark
+            edited = {}
+            for mark in MARKS:
+                rng.bit_generator.state = state
+                edited[mark] = edit(marked[mark], rng)
             for method in METHODS:
-                reading = read_as(method, edited["v2" if method == "v2" else "v3"])
+                reading = read_as(method, edited[method.split()[0]])
                 cell = tally.setdefault((method, name, size, kind), [0, 0])
                 cell[1] += 1
-                if method == "v3":
+                if method == "v4":
                     marked_reads[(n, name)] = None if reading is None else reading.output_id
-                    copies[(n, name)] = hash(edited["v3"].tobytes())
+                    copies[(n, name)] = hash(edited["v4"].tobytes())
                 if reading is not None and reading.output_id == output_id:
                     cell[0] += 1
                 elif reading is not None:
@@ -299,12 +306,12 @@ def main(images: int, unmarked: int, seed: int) -> None:
         false_claims += inspect_watermark(flat) is not None
 
     print(f"watermark robustness: {images} marked images, {checked} unmarked reads")
-    for mark in ("v3", "v2"):
+    for mark in MARKS:
         print(f"PSNR {mark}: mean {np.mean(quality[mark]):.1f} dB, min {min(quality[mark]):.1f} dB")
     print()
     print(_table(tally, "size", ["256", "512+"], METHODS + TRACED))
     print()
-    print(_table(tally, "kind", [kind for kind, _ in KINDS], ["v3", *TRACED]))
+    print(_table(tally, "kind", [kind for kind, _ in KINDS], ["v4", *TRACED]))
     print()
     print(f"read as a different id: {wrong} (of {images * len(EDITS)} reads per method)")
     for line in false_traces:

@@ -1,5 +1,6 @@
-"""Version 3 of the mark: the same blocks as version 2, laid out so that crops and rescales
-can be undone at read time.
+"""Versions 3 and 4 of the mark: the same blocks as version 2, laid out so that crops and
+rescales can be undone at read time (version 4 differs from 3 only in its code, see
+``watermark.py``; this module calls both "version 3" below).
 
 Version 2 (``watermark.py``) gives block *i* (counted row by row from the top left corner)
 code bit ``i % 128`` and its own dither. Crop a few pixels off the left edge, or rescale,
@@ -84,7 +85,7 @@ from stylebot.provenance.watermark_scale import rescale_candidates
 #: The smallest picture searched: a 256x256 output shrunk to half.
 MIN_READ_PIXELS = 128 * 128
 
-_VERSION = 3
+_VERSIONS = (4, 3)  # the codes a tiled mark may carry, the one written now first
 _TILE = 32  # blocks per tile side; a block is 8x8 pixels, so 256 pixels
 _PIXELS_PER_BLOCK = 2 * _BLOCK  # the low band of the Haar DWT is half size
 _SEARCH_SIDE = 384  # pixels (original scale) around the centre the placement search reads
@@ -184,7 +185,7 @@ class _Look:
 
 
 def search_tiled(rgb: np.ndarray, rescales: bool = True) -> WatermarkReading | None:
-    """Find and read a version 3 mark in an RGB array, after crops and (unless
+    """Find and read a tiled mark (version 4 or 3) in an RGB array, after crops and (unless
     ``rescales`` is false, which the benchmark uses to measure their part) rescales."""
     height, width = rgb.shape[:2]
     if height * width < MIN_READ_PIXELS:
@@ -389,10 +390,12 @@ def _read_at(u: np.ndarray, placement: _Placement) -> WatermarkReading | None:
     """Decode the votes of all of ``u`` at one placement: as they are, then less their
     local mean. Taking it out ranks placements and scales right on plain pictures, but
     at the right placement it also takes a little of the mark (JPEG q60 at 256 px
-    lost 2 of 5 pictures), so a decode tries both; the CRC still decides."""
+    lost 2 of 5 pictures), so a decode tries both; the CRC still decides. Each is
+    decoded with both codes (decoding is a fraction of a millisecond)."""
     for centred in (False, True):
         bits = _soft_at(u, placement, centred)
-        reading = _decode(bits, float(np.mean(np.abs(bits))), _VERSION)
-        if reading is not None:
-            return reading
+        for version in _VERSIONS:
+            reading = _decode(bits, float(np.mean(np.abs(bits))), version)
+            if reading is not None:
+                return reading
     return None

@@ -5,13 +5,18 @@ the U (blue-difference) chroma plane is split by a Haar DWT, and in every 4x4 bl
 low band the largest singular value of the block's DCT is quantised so that its remainder
 modulo ``_SCALE`` encodes one bit (a quarter of the step for 0, three quarters for 1).
 
-Two versions, read in this order, with the same blocks, quantiser and code:
+Three versions, read in this order, with the same blocks and quantiser:
 
 * version 2 (this module), every output until issue 14: the code bits repeat over all
   blocks in imwatermark's block order, so a crop or a rescale loses them;
-* version 3 (``tiled_watermark.py``), what :func:`embed_watermark` writes now: bits and
-  dithers tile the picture every 32x32 blocks, and the reader searches for crops and
-  rescales. It has its own CRC prefix and whitening, so neither reads as the other.
+* version 3 (``tiled_watermark.py``), outputs of 2026-12: bits and dithers tile the
+  picture every 32x32 blocks, and the reader searches for crops and rescales;
+* version 4, what :func:`embed_watermark` writes now: version 3's layout carrying a
+  binary BCH codeword (``bch_code.py``) instead of the Reed-Solomon one below, which
+  repairs 10 scattered wrong bits where Reed-Solomon repairs 4 wrong bytes (the tiled
+  layout scatters a damaged copy's wrong bits; see ``bch_code.py``).
+
+Each version has its own CRC prefix and whitening, so that none reads as another.
 
 One change from imwatermark: each block's quantiser is shifted by a fixed pseudo-random
 offset (subtractive dither). Without it, JPEG pulls flat regions (plain backgrounds,
@@ -25,19 +30,21 @@ What is carried (128 bits):
 
 1. the 48-bit output id and a CRC-16 (CRC-16/CCITT-FALSE over a stylebot-specific prefix
    and the id): 8 bytes;
-2. Reed-Solomon over GF(256) with 8 parity bytes (``reedsolo``): 16 bytes, which corrects
-   any 4 wrong bytes, or up to 8 bytes the reader marks as unreliable (erasures);
+2. versions 2 and 3: Reed-Solomon over GF(256) with 8 parity bytes (``reedsolo``): 16
+   bytes, which corrects any 4 wrong bytes, or up to 8 bytes the reader marks as
+   unreliable (erasures); version 4: the extended BCH(128, 64) code of ``bch_code.py``;
 3. XOR with a fixed pseudo-random mask, so that a flat image (every block voting alike)
    reads as a random word, not as the all-zero codeword.
 
 Reading is soft: each block gives ``sin(2*pi*remainder/scale)`` (+1 for a clean 0, -1 for
 a clean 1, about 0 for a block the attack moved half a step), each code bit averages its
 blocks, and the bytes with the weakest averages are the first offered to the Reed-Solomon
-decoder as erasures. An id is returned only if the votes are clearly not noise, the RS
-decoder finds a codeword within its radius (at most 2 erasures + 3 errors, or 4 erasures
-+ 2 errors, so at least 4 parity bytes always remain as a check) *and* the CRC matches.
-For an unmarked image each of those is a separate long shot, which is why false positives
-are not seen in the benchmark (``bench/watermark_robustness.py``).
+decoder as erasures (the BCH decoder takes the averages' signs). An id is returned only
+if the votes are clearly not noise, the decoder finds a codeword within its radius (RS:
+at most 2 erasures + 3 errors, or 4 erasures + 2 errors, so at least 4 parity bytes
+always remain as a check; BCH: 10 wrong bits of 128) *and* the CRC matches. For an
+unmarked image each of those is a separate long shot, which is why false positives are
+not seen in the benchmarks (``bench/watermark_false_claims.py``).
 
 Why this module does not simply call ``imwatermark.WatermarkEncoder``:
 
@@ -74,6 +81,8 @@ import pywt
 from PIL import Image
 from reedsolo import ReedSolomonError, RSCodec
 
+from stylebot.provenance import bch_code
+
 #: imwatermark refuses images with fewer pixels than 256x256; so do we.
 MIN_WATERMARK_PIXELS = 256 * 256
 #: A larger picture is reduced by a whole factor before reading: the reader's float planes
@@ -90,7 +99,7 @@ _OUTPUT_ID_RE = re.compile(r"[0-9a-f]{12}")
 # Mixed into the CRC so that another system's "48 bits + CRC-16" mark never reads as ours.
 # Each version of the mark has its own prefix and whitening, so that a word read with one
 # version's layout never decodes as the other's.
-_CRC_PREFIX = {2: b"stylebot-wm2", 3: b"stylebot-wm3"}
+_CRC_PREFIX = {2: b"stylebot-wm2", 3: b"stylebot-wm3", 4: b"stylebot-wm4"}
 _WHITENING = {
     version: np.frombuffer(hashlib.sha256(prefix + b" whitening").digest()[:16], np.uint8)
     for version, prefix in _CRC_PREFIX.items()
@@ -123,9 +132,11 @@ class WatermarkReading:
 
     output_id: str
     strength: float  # mean |soft vote|, 0 (noise) to 1 (pristine)
-    corrected_bytes: int  # bytes the Reed-Solomon decoder changed or filled in
-    version: int = 2  # 2: the block-order mark of 2026; 3: the tiled mark (tiled_watermark)
-    scale: float = 1.0  # how much the picture was enlarged since it was marked (version 3)
+    # what the code repaired: bytes the Reed-Solomon decoder changed or filled in
+    # (versions 2 and 3), or wrong bits (version 4)
+    corrected: int
+    version: int = 2  # 2: the block-order mark; 3 and 4: the tiled mark (tiled_watermark)
+    scale: float = 1.0  # how much the picture was enlarged since it was marked (3 and 4)
 
 
 def new_output_id() -> str:
@@ -143,7 +154,7 @@ def embed_watermark(image: Image.Image, output_id: str) -> Image.Image:
     """
     from stylebot.provenance.tiled_watermark import quantise_tiled  # builds on this module
 
-    return _embed(image, output_id, 3, quantise_tiled)
+    return _embed(image, output_id, 4, quantise_tiled)
 
 
 def _embed(
@@ -201,7 +212,7 @@ def inspect_watermark(image: Image.Image) -> WatermarkReading | None:
     """Like :func:`read_watermark`, with how clearly the mark was read.
 
     Tries the version 2 mark where it was put (cheap), then searches for the tiled
-    version 3 mark over rescales and crops (:mod:`stylebot.provenance.tiled_watermark`).
+    marks (versions 4 and 3) over rescales and crops (:mod:`stylebot.provenance.tiled_watermark`).
     """
     from stylebot.provenance.tiled_watermark import MIN_READ_PIXELS, search_tiled
 
@@ -229,13 +240,19 @@ def _read_block_order(rgb: np.ndarray) -> WatermarkReading | None:
 
 
 def code_bits(output_id: str, version: int = 2) -> list[int]:
-    """The 128 bits embedded for ``output_id``: id, CRC, Reed-Solomon parity, whitened."""
+    """The 128 bits embedded for ``output_id``: id, CRC, the code's parity, whitened."""
     id_bytes = bytes.fromhex(output_id)
-    codeword = np.frombuffer(bytes(_RS.encode(id_bytes + _crc(id_bytes, version))), np.uint8)
+    message = id_bytes + _crc(id_bytes, version)
+    if version == 4:
+        codeword = np.packbits(bch_code.encode(message))
+    else:
+        codeword = np.frombuffer(bytes(_RS.encode(message)), np.uint8)
     return [int(bit) for bit in np.unpackbits(codeword ^ _WHITENING[version])]
 
 
 def _decode(soft: np.ndarray, strength: float, version: int = 2) -> WatermarkReading | None:
+    if version == 4:
+        return _decode_bch(soft, strength)
     received = np.packbits(soft < 0) ^ _WHITENING[version]  # soft > 0 votes for 0
     # A byte is as reliable as its least certain bit.
     reliability = np.abs(soft).reshape(-1, 8).min(axis=1)
@@ -253,6 +270,18 @@ def _decode(soft: np.ndarray, strength: float, version: int = 2) -> WatermarkRea
         changed = int(np.count_nonzero(np.frombuffer(bytes(codeword), np.uint8) != received))
         return WatermarkReading(id_bytes.hex(), strength, changed, version)
     return None
+
+
+def _decode_bch(soft: np.ndarray, strength: float) -> WatermarkReading | None:
+    received = (soft < 0).astype(np.uint8) ^ np.unpackbits(_WHITENING[4])
+    decoded = bch_code.decode(received)
+    if decoded is None:
+        return None
+    message, wrong_bits = decoded
+    id_bytes, crc = message[:_ID_BYTES], message[_ID_BYTES:]
+    if _crc(id_bytes, 4) != crc:
+        return None
+    return WatermarkReading(id_bytes.hex(), strength, wrong_bits, 4)
 
 
 def _crc(id_bytes: bytes, version: int) -> bytes:

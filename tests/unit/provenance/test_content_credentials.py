@@ -76,6 +76,39 @@ def test_a_signed_output_says_created_by_a_trained_model_with_style_model_and_wa
     assert "valid" in report.describe()
 
 
+def test_outputs_signed_before_the_bch_mark_still_name_their_watermark(
+    signing_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stylebot.provenance import content_credentials
+
+    # Until version 4 of the mark, manifests named the algorithm as below.
+    monkeypatch.setattr(
+        content_credentials, "SOFT_BINDING_ALG", "org.stylebot.watermark.dwtdctsvd-rs.2"
+    )
+    picture = Image.fromarray(np.full((256, 256, 3), 90, np.uint8))
+    png = encode_png(embed_watermark(picture, OUTPUT_ID), META)
+    old = sign_output_png(png, META, ensure_signing_identity(signing_dir))
+    monkeypatch.undo()
+    report = read_content_credentials(old)
+    assert report is not None
+    assert report.watermark_id == OUTPUT_ID
+
+
+def test_a_soft_binding_of_another_algorithm_is_not_taken_for_ours(
+    signing_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stylebot.provenance import content_credentials
+
+    monkeypatch.setattr(content_credentials, "SOFT_BINDING_ALG", "com.example.other-mark.1")
+    picture = Image.fromarray(np.full((256, 256, 3), 90, np.uint8))
+    png = encode_png(embed_watermark(picture, OUTPUT_ID), META)
+    other = sign_output_png(png, META, ensure_signing_identity(signing_dir))
+    monkeypatch.undo()
+    report = read_content_credentials(other)
+    assert report is not None
+    assert report.watermark_id is None
+
+
 def test_the_operators_ca_as_trust_anchor_makes_it_trusted(
     signed: bytes, signing_dir: Path
 ) -> None:

@@ -174,7 +174,7 @@ def test_reed_solomon_repairs_wrong_bytes_and_the_crc_rejects_the_rest() -> None
     reading = _decode(damaged, 0.5)
     assert reading is not None
     assert reading.output_id == output_id
-    assert reading.corrected_bytes == 4
+    assert reading.corrected == 4
     # Six wrong bytes, but the weakest votes point at them: repaired as erasures.
     weak = soft.copy()
     for byte in (1, 3, 5, 7, 9, 11):
@@ -188,11 +188,35 @@ def test_reed_solomon_repairs_wrong_bytes_and_the_crc_rejects_the_rest() -> None
     assert _decode(hopeless, 0.5) is None
 
 
+def test_scattered_wrong_bits_of_the_current_mark_are_repaired() -> None:
+    # A damaged copy of a tiled mark loses scattered bits (each bit's blocks lie all over
+    # the picture): 10 of 128 bits wrong, in 10 different bytes, one byte per 16 bits.
+    from stylebot.provenance.watermark import _decode, code_bits
+
+    output_id = "0123456789ab"
+    soft = np.where(np.array(code_bits(output_id, 4)) == 1, -0.5, 0.5)
+    soft[np.arange(10) * 13 + 3] *= -1
+    reading = _decode(soft, 0.5, 4)
+    assert reading is not None
+    assert (reading.output_id, reading.corrected, reading.version) == (output_id, 10, 4)
+    # Eleven wrong bits: refused, never another id.
+    soft[127] *= -1
+    assert _decode(soft, 0.5, 4) is None
+
+
+def test_the_current_mark_is_the_bch_one() -> None:
+    marked = embed_watermark(Image.effect_noise((256, 256), 40).convert("RGB"), "0123456789ab")
+    reading = inspect_watermark(marked)
+    assert reading is not None
+    assert (reading.output_id, reading.version) == ("0123456789ab", 4)
+
+
 def test_flat_and_constant_votes_never_decode() -> None:
     from stylebot.provenance.watermark import CODE_BITS, _decode
 
     for value in (1.0, -1.0):
-        assert _decode(np.full(CODE_BITS, value), 1.0) is None
+        for version in (2, 3, 4):
+            assert _decode(np.full(CODE_BITS, value), 1.0, version) is None
 
 
 def test_a_reading_reports_strength_and_repairs() -> None:
@@ -200,7 +224,7 @@ def test_a_reading_reports_strength_and_repairs() -> None:
     marked = embed_watermark(scene(512, 512, seed=41), output_id)
     pristine = inspect_watermark(marked)
     assert pristine is not None
-    assert pristine.corrected_bytes == 0
+    assert pristine.corrected == 0
     assert pristine.strength > 0.8
     compressed = inspect_watermark(reencode(marked, "JPEG", quality=60))
     assert compressed is not None
