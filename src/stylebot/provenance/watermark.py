@@ -180,7 +180,16 @@ def _embed(
     low, details = pywt.dwt2(u, "haar")
     quantise(low, np.array(code_bits(output_id, version), dtype=np.float64))
     du = pywt.idwt2((low, details), "haar") - u
+    marked = Image.fromarray(with_u_changed(rgb, du), "RGB")
+    if alpha is not None:
+        marked.putalpha(alpha)
+    return marked
 
+
+def with_u_changed(rgb: np.ndarray, du: np.ndarray) -> np.ndarray:
+    """``rgb`` (uint8) with its U plane changed by ``du`` over ``du``'s area from the top
+    left corner, as uint8."""
+    rows, cols = du.shape
     out = rgb.astype(np.float64)
     out[:rows, :cols, 2] += _DB_PER_DU * du
     out[:rows, :cols, 1] += _DG_PER_DU * du
@@ -191,10 +200,8 @@ def _embed(
     high_shift = 255.0 - out.max(axis=2)
     shift = np.where(low_shift > high_shift, 0.0, np.clip(0.0, low_shift, high_shift))
     out += shift[..., None]
-    marked = Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
-    if alpha is not None:
-        marked.putalpha(alpha)
-    return marked
+    changed: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return changed
 
 
 def read_watermark(image: Image.Image) -> str | None:
