@@ -32,10 +32,10 @@ each axis). Every candidate is decoded once as found (the right one is often wit
 either side, and no rescale and the three clearest there are refined
 (``watermark_refinement.py``: scale over +-1.6%, then the phase by a quarter pixel) and
 decoded over the whole read region. Votes are taken less their local mean, so that plain
-regions, which give every block one angle, do not vote at wrong scales. Decoding uses
-the same Reed-Solomon code and CRC check as version 2 (own prefix and whitening), which
-is what keeps unmarked pictures from reading as marked however many placements are
-tried.
+regions, which give every block one angle, do not vote at wrong scales. Each decode
+tries version 4's BCH code, then version 3's Reed-Solomon code (as version 2's), each
+with its own CRC prefix and whitening: the codes and the CRC, not the votes, are what
+keep unmarked pictures from reading as marked however many placements are tried.
 
 Cost is bounded whatever the upload: the placement search looks at a central window of at
 most 384x384 pixels (256x256 at an enlargement, 512x512 at a downscale, where it runs four

@@ -3,7 +3,7 @@
 A candidate scale from the spectral estimate (``watermark_scale.py``) is often 0.2-1.5%
 off after JPEG, and the mark needs about 0.1% over the read window. Both steps here only
 ask how clearly a fixed placement of the mark votes at a given scale and sub-pixel phase
-(``strength``); the Reed-Solomon code and CRC, not these votes, decide what is a mark.
+(``strength``); the error-correcting code and CRC, not these votes, decide what is a mark.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ of the step series that repeats every 16 pixels is taken out, peaks at ``k / 16`
 skipped, and the scales they would give (1, 1/2, 2/3, 2) are always tried instead. Steps
 are clipped at 3 U levels, so the picture's own edges do not drown the mark's small ones.
 After JPEG the right peak is often not among the strongest three, so twelve are offered;
-the reader ranks them by the mark's own votes, and the Reed-Solomon code and CRC, not
+the reader ranks them by the mark's own votes, and the error-correcting code and CRC, not
 these guesses, decide what is a mark.
 """
 

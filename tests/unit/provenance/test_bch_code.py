@@ -45,11 +45,44 @@ def test_eleven_wrong_bits_are_always_refused() -> None:
         assert bch_code.decode(damaged(bch_code.encode(rng.bytes(8)), 11, rng)) is None
 
 
-def test_random_words_seldom_decode() -> None:
-    # About 2^-15 of all words lie within 10 bits of a codeword (module doc).
+def test_random_words_seldom_decode_and_only_to_a_codeword_within_ten_bits() -> None:
+    # About 2^-16 of all words lie within 10 bits of a codeword (module doc).
     rng = np.random.default_rng(5)
-    accepted = sum(bch_code.decode(rng.integers(0, 2, 128)) is not None for _ in range(4000))
+    accepted = 0
+    for _ in range(4000):
+        word = rng.integers(0, 2, 128).astype(np.uint8)
+        decoded = bch_code.decode(word)
+        if decoded is not None:
+            accepted += 1
+            distance = int(np.count_nonzero(bch_code.encode(decoded[0]) != word))
+            assert distance == decoded[1] <= 10
     assert accepted <= 2
+
+
+@pytest.mark.parametrize("wrong", [12, 16, 24, 40])
+def test_words_far_off_decode_only_to_a_codeword_within_ten_bits(wrong: int) -> None:
+    rng = np.random.default_rng(wrong)
+    for _ in range(200):
+        word = damaged(bch_code.encode(rng.bytes(8)), wrong, rng)
+        decoded = bch_code.decode(word)
+        if decoded is not None:
+            distance = int(np.count_nonzero(bch_code.encode(decoded[0]) != word))
+            assert distance == decoded[1] <= 10
+
+
+def test_the_generator_divides_x127_plus_1() -> None:
+    # So the code is cyclic: every codeword's shift is a codeword.
+    assert bch_code._remainder((1 << 127) | 1) == 0
+    message = bytes.fromhex("00000000000000ff")
+    shifted = np.roll(bch_code.encode(message)[:127], 5)
+    assert bch_code._remainder(sum(int(b) << k for k, b in enumerate(shifted))) == 0
+
+
+def test_a_received_word_of_the_wrong_shape_or_values_is_refused() -> None:
+    with pytest.raises(ValueError, match="128 values"):
+        bch_code.decode(np.zeros(127, np.uint8))
+    with pytest.raises(ValueError, match="128 values"):
+        bch_code.decode(np.full(128, 2, np.uint8))
 
 
 def test_a_message_of_the_wrong_length_is_refused() -> None:
