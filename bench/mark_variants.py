@@ -26,7 +26,13 @@ import cv2
 import numpy as np
 import pywt
 from PIL import Image
-from watermark_failed_reads import Edited, rescale_telegram, screenshot, screenshot_telegram
+from watermark_failed_reads import (
+    Edited,
+    on_marked_grid,
+    rescale_telegram,
+    screenshot,
+    screenshot_telegram,
+)
 from watermark_robustness import KINDS, jpeg, psnr, telegram
 
 from stylebot.provenance import watermark as mark
@@ -94,18 +100,6 @@ def soft_bits(
     return np.bincount(which, votes * weights, mark.CODE_BITS) / np.maximum(counts, 1)
 
 
-def back(edited: Image.Image, scale: float, offset: float) -> np.ndarray:
-    """The copy brought back onto the marked grid: marked pixel x sits at
-    (x + 0.5) * scale + offset - 0.5 in it (as watermark_failed_reads.py's oracle)."""
-    pixels = np.ascontiguousarray(np.asarray(edited.convert("RGB")))
-    if scale > 1.05:
-        pixels = cv2.GaussianBlur(pixels, (0, 0), sigmaX=0.45 * scale, sigmaY=0.45 * scale)
-    start = 0.5 * scale + offset - 0.5
-    matrix = np.array([[scale, 0.0, start], [0.0, scale, start]])
-    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
-    return cv2.warpAffine(pixels, matrix, (SIDE, SIDE), flags=flags, borderMode=cv2.BORDER_REFLECT)
-
-
 def cropped_telegram(image: Image.Image, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A window keeping 75% of the area sent through Telegram, put back in place, and
     which pixels it covers."""
@@ -150,7 +144,7 @@ def main(images: int, seed: int) -> None:
             copies = {"crop-75%+telegram": cropped_telegram(marked, edit_rng)}
             for edit_name, edit in EDITS.items():
                 edited, scale, offset = edit(marked, edit_rng)
-                copies[edit_name] = (back(edited, scale, offset), whole)
+                copies[edit_name] = (on_marked_grid(edited, (SIDE, SIDE), scale, offset), whole)
             for edit_name, (pixels, inside) in copies.items():
                 u = mark._u_plane(pixels, SIDE, SIDE)
                 sharpened = [

@@ -12,7 +12,7 @@ The edits draw their parameters as ``watermark_robustness.py`` does, but the pic
 and ids come from their own random streams (ids from ``seed + 1``), so that two runs of
 one seed, before and after a change to the reader, read the same pictures.
 
-Run: .venv/bin/python bench/watermark_failed_reads.py [--images 30] [--seed 2026]
+Run: .venv/bin/python bench/watermark_failed_reads.py [--images 30] [--seed 2026] [--side 256]
 """
 
 from __future__ import annotations
@@ -67,8 +67,16 @@ EDITS: dict[str, Callable[[Image.Image, np.random.Generator], Edited]] = {
 def read_at_true_scale(
     edited: Image.Image, size: tuple[int, int], scale: float, offset: float
 ) -> str | None:
-    """The id read once the picture is brought back onto the marked grid exactly:
-    marked pixel x sits at (x + 0.5) * scale + offset - 0.5 in the edited picture."""
+    """The id read once the picture is brought back onto the marked grid exactly."""
+    reading = search_tiled(on_marked_grid(edited, size, scale, offset), rescales=False)
+    return reading.output_id if reading is not None else None
+
+
+def on_marked_grid(
+    edited: Image.Image, size: tuple[int, int], scale: float, offset: float
+) -> np.ndarray:
+    """The edited picture brought back onto the marked grid (RGB, ``size``): marked pixel
+    x sits at (x + 0.5) * scale + offset - 0.5 in the edited picture."""
     pixels = np.ascontiguousarray(np.asarray(edited.convert("RGB")))
     if scale > 1.05:  # shrinking back: blur first, as the reader does
         pixels = cv2.GaussianBlur(pixels, (0, 0), sigmaX=0.45 * scale, sigmaY=0.45 * scale)
@@ -81,17 +89,16 @@ def read_at_true_scale(
         flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT,
     )
-    reading = search_tiled(np.ascontiguousarray(back), rescales=False)
-    return reading.output_id if reading is not None else None
+    return np.ascontiguousarray(back)
 
 
-def main(images: int, seed: int) -> None:
+def main(images: int, seed: int, side: int | None) -> None:
     rng = np.random.default_rng(seed)
     ids = np.random.default_rng(seed + 1)
     tally: dict[tuple[str, str], dict[str, int]] = {}
     for n in range(images):
         kind, make = KINDS[n % len(KINDS)]
-        w, h = SIZES[(n // len(KINDS)) % len(SIZES)]
+        w, h = (side, side) if side else SIZES[(n // len(KINDS)) % len(SIZES)]
         output_id = ids.bytes(6).hex()
         marked = embed_watermark(make(w, h, rng), output_id)
         for name, edit in EDITS.items():
@@ -124,5 +131,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--side", type=int, help="every picture this size (default: the mix)")
     args = parser.parse_args()
-    main(args.images, args.seed)
+    main(args.images, args.seed, args.side)

@@ -76,37 +76,33 @@ def test_a_signed_output_says_created_by_a_trained_model_with_style_model_and_wa
     assert "valid" in report.describe()
 
 
-def test_outputs_signed_before_the_bch_mark_still_name_their_watermark(
-    signing_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def signed_naming(algorithm: str, signing_dir: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """An output signed with its soft binding named ``algorithm``."""
     from stylebot.provenance import content_credentials
 
-    # Until version 4 of the mark, manifests named the algorithm as below.
-    monkeypatch.setattr(
-        content_credentials, "SOFT_BINDING_ALG", "org.stylebot.watermark.dwtdctsvd-rs.2"
-    )
+    monkeypatch.setattr(content_credentials, "SOFT_BINDING_ALG", algorithm)
     picture = Image.fromarray(np.full((256, 256, 3), 90, np.uint8))
     png = encode_png(embed_watermark(picture, OUTPUT_ID), META)
-    old = sign_output_png(png, META, ensure_signing_identity(signing_dir))
+    signed = sign_output_png(png, META, ensure_signing_identity(signing_dir))
     monkeypatch.undo()
-    report = read_content_credentials(old)
-    assert report is not None
-    assert report.watermark_id == OUTPUT_ID
+    return signed
 
 
-def test_a_soft_binding_of_another_algorithm_is_not_taken_for_ours(
-    signing_dir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("algorithm", "watermark_id"),
+    [
+        # Until version 4 of the mark, manifests named the algorithm so.
+        ("org.stylebot.watermark.dwtdctsvd-rs.2", OUTPUT_ID),
+        # Another system's soft binding is not ours to read.
+        ("com.example.other-mark.1", None),
+    ],
+)
+def test_a_soft_binding_is_read_under_our_names_only(
+    algorithm: str, watermark_id: str | None, signing_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stylebot.provenance import content_credentials
-
-    monkeypatch.setattr(content_credentials, "SOFT_BINDING_ALG", "com.example.other-mark.1")
-    picture = Image.fromarray(np.full((256, 256, 3), 90, np.uint8))
-    png = encode_png(embed_watermark(picture, OUTPUT_ID), META)
-    other = sign_output_png(png, META, ensure_signing_identity(signing_dir))
-    monkeypatch.undo()
-    report = read_content_credentials(other)
+    report = read_content_credentials(signed_naming(algorithm, signing_dir, monkeypatch))
     assert report is not None
-    assert report.watermark_id is None
+    assert report.watermark_id == watermark_id
 
 
 def test_the_operators_ca_as_trust_anchor_makes_it_trusted(
