@@ -40,7 +40,8 @@ Reading is soft: each block gives ``sin(2*pi*remainder/scale)`` (+1 for a clean 
 a clean 1, about 0 for a block the attack moved half a step), each code bit averages its
 blocks, and the bytes with the weakest averages are the first offered to the Reed-Solomon
 decoder as erasures (the BCH decoder takes the averages' signs). An id is returned only
-if the votes are clearly not noise, the decoder finds a codeword within its radius (RS:
+if (for version 2, read where it was put) the votes are clearly not noise, the decoder
+finds a codeword within its radius (RS:
 at most 2 erasures + 3 errors, or 4 erasures + 2 errors, so at least 4 parity bytes
 always remain as a check; BCH: 10 wrong bits of 128) *and* the CRC matches. For an
 unmarked image each of those is a separate long shot, which is why false positives are
