@@ -8,11 +8,15 @@ Telegram), brought back to the marked grid with the edit's true scale and offset
 its 128 code bits read there, plain and under each of the reader's unsharp masks (the
 fewest wrong bits counts). No search: what fails here, no search can read.
 
-Variants: blocks of 8 px (as outputs carry) or 16 px (the mark put on the U plane at
-half size, so a quarter as many blocks: a 16x16-block tile, each code bit twice), and
-the quantiser's step (48 as outputs carry; more is stronger and costs PSNR). For each,
-how many copies the Reed-Solomon code of version 3 decodes (with its erasures) and how
-many have at most 10 wrong bits, which the BCH code of version 4 repairs.
+Variants: blocks of 8 px (as outputs carry), 16 px (the mark put on the U plane at
+half size, so a quarter as many blocks: a 16x16-block tile, each code bit twice) or 12 px
+(on the U plane reduced to two thirds, 168 px: a 21x21-block tile, each code bit 3 or 4
+times, or version 4's 32x32-block tile, of which 21x21 blocks show; embedded through
+resampling, the reduced plane of the result corrected three times towards the marked
+one), and the quantiser's step (48 as outputs carry; more is stronger and costs PSNR).
+For each, how many copies the Reed-Solomon code of version 3 decodes (with its
+erasures) and how many have at most 10 wrong bits, which the BCH code of version 4
+repairs.
 
 Run: .venv/bin/python bench/mark_variants.py [--images 40] [--seed 6]
 """
@@ -41,10 +45,13 @@ from stylebot.provenance.watermark_blocks import DEBLURS, largest_singular_fast
 SIDE = 256
 # name -> (pixels per block / 8, tile side in blocks, quantiser step)
 VARIANTS = {
-    "8 px, step 48 (outputs)": (1, 32, 48.0),
-    "8 px, step 56": (1, 32, 56.0),
-    "16 px, step 48": (2, 16, 48.0),
-    "16 px, step 56": (2, 16, 56.0),
+    "8 px, step 48 (outputs)": (1.0, 32, 48.0),
+    "8 px, step 56": (1.0, 32, 56.0),
+    "12 px, step 48": (1.5, 21, 48.0),
+    # the reduced plane shows 21x21 blocks of a 32x32 tile: some bits in 0-1 blocks
+    "12 px, step 48, 32-block tile": (1.5, 32, 48.0),
+    "16 px, step 48": (2.0, 16, 48.0),
+    "16 px, step 56": (2.0, 16, 56.0),
 }
 Layout = tuple[np.ndarray, np.ndarray]  # (tile of code bit indices, tile of dithers)
 
@@ -62,14 +69,24 @@ def by_block(low: np.ndarray, table: np.ndarray) -> np.ndarray:
     return table[(np.arange(rows) % tile)[:, None], (np.arange(cols) % tile)[None, :]].ravel()
 
 
-def reduced(u: np.ndarray, factor: int) -> np.ndarray:
-    h, w = u.shape[0] // factor * factor, u.shape[1] // factor * factor
-    blocks: np.ndarray = u[:h, :w].reshape(h // factor, factor, w // factor, factor)
-    return blocks.mean(axis=(1, 3))
+def reduced(plane: np.ndarray, factor: float) -> np.ndarray:
+    """``plane`` (SIDE x SIDE) averaged down by ``factor`` to whole 8 px blocks (an exact
+    box mean for a whole factor)."""
+    side = int(SIDE / factor) // 8 * 8
+    small: np.ndarray = cv2.resize(plane, (side, side), interpolation=cv2.INTER_AREA)
+    return small
+
+
+def enlarged(change: np.ndarray, factor: float) -> np.ndarray:
+    """A change of the reduced plane spread back over SIDE x SIDE pixels."""
+    if factor == int(factor):
+        return np.kron(change, np.ones((int(factor), int(factor))))
+    large: np.ndarray = cv2.resize(change, (SIDE, SIDE), interpolation=cv2.INTER_LINEAR)
+    return large
 
 
 def embed(
-    image: Image.Image, bits: np.ndarray, factor: int, step: float, tiles: Layout
+    image: Image.Image, bits: np.ndarray, factor: float, step: float, tiles: Layout
 ) -> Image.Image:
     rgb = np.asarray(image.convert("RGB"))
     u = mark._u_plane(rgb, SIDE, SIDE)
@@ -82,18 +99,23 @@ def embed(
     singular[:, 0] = (steps + 0.25 + 0.5 * bits[by_block(low, tiles[0])]) * step + dither
     rebuilt = (left @ (singular[:, :, None] * right)).reshape(rows // 4, cols // 4, 4, 4)
     low[:rows, :cols] = rebuilt.swapaxes(1, 2).reshape(rows, cols)
-    du = np.kron(pywt.idwt2((low, details), "haar") - plane, np.ones((factor, factor)))
+    target = pywt.idwt2((low, details), "haar")
+    du = enlarged(target - plane, factor)
+    for _ in range(3):  # resampling is not exact: move the reduced plane onto the target
+        du += enlarged(target - reduced(u + du, factor), factor)
     return Image.fromarray(mark.with_u_changed(rgb, du))
 
 
 def soft_bits(
-    u: np.ndarray, factor: int, step: float, tiles: Layout, inside: np.ndarray
+    u: np.ndarray, factor: float, step: float, tiles: Layout, inside: np.ndarray
 ) -> np.ndarray:
     """Each code bit's mean vote over the blocks wholly inside the copy."""
     low, _details = pywt.dwt2(reduced(u, factor), "haar")
     blocks, _area = mark._blocks(low)
     votes = np.sin(2 * np.pi * (largest_singular_fast(blocks) - by_block(low, tiles[1])) / step)
-    seen, _ = mark._blocks(reduced(inside, 2 * factor))
+    covered = reduced(inside, factor)
+    half = covered.shape[0] // 2
+    seen, _ = mark._blocks(covered.reshape(half, 2, half, 2).mean(axis=(1, 3)))
     weights = seen.reshape(len(seen), -1).min(axis=1)
     which = by_block(low, tiles[0])
     counts = np.bincount(which, weights, mark.CODE_BITS)
