@@ -1,6 +1,5 @@
-"""Versions 3 and 4 of the mark: the same blocks as version 2, laid out so that crops and
-rescales can be undone at read time (version 4 differs from 3 only in its code, see
-``watermark.py``; this module calls both "version 3" below).
+"""Versions 3 and 4 of the mark (4 differs only in its code; "version 3" below means both):
+the same blocks as version 2, laid out so that crops and rescales can be undone.
 
 Version 2 (``watermark.py``) gives block *i* (counted row by row from the top left corner)
 code bit ``i % 128`` and its own dither. Crop a few pixels off the left edge, or rescale,
@@ -390,8 +389,8 @@ def _read_at(u: np.ndarray, placement: _Placement) -> WatermarkReading | None:
     """Decode the votes of all of ``u`` at one placement: as they are, then less their
     local mean. Taking it out ranks placements and scales right on plain pictures, but
     at the right placement it also takes a little of the mark (JPEG q60 at 256 px
-    lost 2 of 5 pictures), so a decode tries both; the CRC still decides. Each is
-    decoded with both codes (decoding is a fraction of a millisecond)."""
+    lost 2 of 5 pictures), so a decode tries both, each with both codes (under a
+    millisecond); the CRC still decides."""
     for centred in (False, True):
         bits = _soft_at(u, placement, centred)
         for version in _VERSIONS:
