@@ -92,13 +92,8 @@ def embed(
     u = mark._u_plane(rgb, SIDE, SIDE)
     plane = reduced(u, factor)
     low, details = pywt.dwt2(plane, "haar")
-    blocks, (rows, cols) = mark._blocks(low)
-    left, singular, right = np.linalg.svd(blocks)
-    dither = by_block(low, tiles[1])
-    steps = (singular[:, 0] - dither) // step
-    singular[:, 0] = (steps + 0.25 + 0.5 * bits[by_block(low, tiles[0])]) * step + dither
-    rebuilt = (left @ (singular[:, :, None] * right)).reshape(rows // 4, cols // 4, 4, 4)
-    low[:rows, :cols] = rebuilt.swapaxes(1, 2).reshape(rows, cols)
+    block_bits = bits[by_block(low, tiles[0])]
+    mark._quantise_blocks(low, block_bits, by_block(low, tiles[1]), step)
     target = pywt.idwt2((low, details), "haar")
     du = enlarged(target - plane, factor)
     for _ in range(3):  # resampling is not exact: move the reduced plane onto the target

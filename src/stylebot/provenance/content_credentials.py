@@ -45,8 +45,9 @@ from stylebot.provenance.signing import SigningIdentity, ensure_signing_identity
 #: a tiled layout, BCH code, CRC), which tells a reader of the manifest which decoder
 #: reads the binding from the pixels.
 SOFT_BINDING_ALG = "org.stylebot.watermark.dwtdctsvd-tiled-bch.4"
-#: Its name on outputs signed before version 4 (versions 2 and 3 were both written so).
-_EARLIER_SOFT_BINDING_ALGS = frozenset({"org.stylebot.watermark.dwtdctsvd-rs.2"})
+#: The names read back: the one written now, and the one on outputs signed before
+#: version 4 (versions 2 and 3 were both written so).
+_OUR_SOFT_BINDING_ALGS = frozenset({SOFT_BINDING_ALG, "org.stylebot.watermark.dwtdctsvd-rs.2"})
 _CREATED = "c2pa.created"
 _EDITED = "c2pa.edited"  # a restyle: made from a picture (its parentOf ingredient)
 _OPENED = "c2pa.opened"
@@ -267,9 +268,7 @@ def read_content_credentials(
             for action in body.get("actions", []):
                 if action.get("action") in (_CREATED, _EDITED):
                     created = action
-        elif label == "c2pa.soft-binding" and (
-            body.get("alg") == SOFT_BINDING_ALG or body.get("alg") in _EARLIER_SOFT_BINDING_ALGS
-        ):
+        elif label == "c2pa.soft-binding" and body.get("alg") in _OUR_SOFT_BINDING_ALGS:
             blocks = body.get("blocks") or [{}]
             try:
                 binding = base64.b64decode(str(blocks[0].get("value", ""))).hex() or None

@@ -386,15 +386,14 @@ def _strength_at(u: np.ndarray, placement: _Placement) -> float:
 
 
 def _read_at(u: np.ndarray, placement: _Placement) -> WatermarkReading | None:
-    """Decode the votes of all of ``u`` at one placement: as they are, then less their
-    local mean. Taking it out ranks placements and scales right on plain pictures, but
-    at the right placement it also takes a little of the mark (JPEG q60 at 256 px
-    lost 2 of 5 pictures), so a decode tries both, each with both codes (under a
-    millisecond); the CRC still decides."""
+    """Decode the votes of all of ``u`` at one placement, as they are and less their local
+    mean (which ranks placements right on plain pictures but takes a little of the mark:
+    JPEG q60 at 256 px lost 2 of 5 pictures), each with both codes; the CRC decides."""
     for centred in (False, True):
         bits = _soft_at(u, placement, centred)
+        strength = float(np.mean(np.abs(bits)))
         for version in _VERSIONS:
-            reading = _decode(bits, float(np.mean(np.abs(bits))), version)
+            reading = _decode(bits, strength, version)
             if reading is not None:
                 return reading
     return None

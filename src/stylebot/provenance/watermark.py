@@ -312,13 +312,16 @@ def _quantise(low: np.ndarray, bits: np.ndarray) -> None:
     _quantise_blocks(low, bits[np.arange(count) % len(bits)], _dither(count))
 
 
-def _quantise_blocks(low: np.ndarray, block_bits: np.ndarray, dither: np.ndarray) -> None:
+def _quantise_blocks(
+    low: np.ndarray, block_bits: np.ndarray, dither: np.ndarray, step: float = _SCALE
+) -> None:
     """Put each block's largest singular value at its bit's quarter of the step above its
-    dither, in place; ``block_bits`` and ``dither`` are in :func:`_blocks` order."""
+    dither, in place; ``block_bits`` and ``dither`` are in :func:`_blocks` order. Another
+    ``step`` than the mark's is for ``bench/mark_variants.py``."""
     blocks, (rows, cols) = _blocks(low)
     left, singular, right = np.linalg.svd(blocks)
-    steps = (singular[:, 0] - dither) // _SCALE
-    singular[:, 0] = (steps + 0.25 + 0.5 * block_bits) * _SCALE + dither
+    steps = (singular[:, 0] - dither) // step
+    singular[:, 0] = (steps + 0.25 + 0.5 * block_bits) * step + dither
     rebuilt = left @ (singular[:, :, None] * right)
     grid = rebuilt.reshape(rows // _BLOCK, cols // _BLOCK, _BLOCK, _BLOCK).swapaxes(1, 2)
     low[:rows, :cols] = grid.reshape(rows, cols)

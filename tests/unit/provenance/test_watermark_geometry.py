@@ -47,13 +47,18 @@ def pictures(side: int) -> list[tuple[str, Image.Image]]:
     ]
 
 
+def digest(name: str) -> str:
+    """A fixed output id for ``name``."""
+    return hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
 def untraced(side: int, edit: Callable[[Image.Image], Image.Image]) -> list[str]:
     """The kinds of picture whose mark is not read back after ``edit``."""
     failed = []
     for kind, picture in pictures(side):
         # A fixed id per picture: which ids an edit loses is chance (the bench measures
         # the rates over many), and a test must give the same answer every run.
-        output_id = hashlib.sha256(f"{kind} {side}".encode()).hexdigest()[:12]
+        output_id = digest(f"{kind} {side}")
         if read_watermark(edit(embed_watermark(picture, output_id))) != output_id:
             failed.append(kind)
     return failed
@@ -135,7 +140,7 @@ def test_mark_survives_a_rescale_of_a_grainy_picture(factor: float) -> None:
     # resample at one phase only, which is half a pixel off whenever the estimated scale
     # is a hair high (the picture's side then comes out a pixel short); it lost all
     # three of these.
-    output_id = hashlib.sha256(b"scene 1").hexdigest()[:12]
+    output_id = digest("scene 1")
     marked = embed_watermark(scene(512, 512, seed=1, cell=16, grain_sd=8.0), output_id)
     assert read_watermark(reencode(rescaled(marked, factor), "PNG")) == output_id
 
@@ -164,7 +169,7 @@ def test_mark_survives_a_shrunk_jpeg_screenshot_sent_as_a_telegram_photo() -> No
     # Shown at 80%, saved as JPEG q80, then Telegram's JPEG: the mark's block edges are
     # blurred by the downscale and twice by chroma subsampling, and the votes were lost
     # even at the right scale. The reader now sharpens a shrunk copy's U plane.
-    output_id = hashlib.sha256(b"illustration 512").hexdigest()[:12]
+    output_id = digest("illustration 512")
     marked = embed_watermark(illustration(seed=514), output_id)
     assert read_watermark(shrunk_screenshot(marked, 0.8)) == output_id
 
@@ -187,10 +192,6 @@ def test_a_screenshot_at_seventy_percent_sent_as_a_telegram_photo_is_mostly_trac
         == digest(name)
     ]
     assert len(traced) >= 2, traced
-
-
-def digest(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:12]
 
 
 def test_mark_survives_jpeg_q60_at_256() -> None:
