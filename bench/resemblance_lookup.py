@@ -33,12 +33,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from watermark_robustness import EDITS, KINDS, SIZES, jpeg, rescale, screenshot, telegram
 
+from stylebot.bootstrap import PngWatermarkReader
 from stylebot.bot.core.fingerprints import fingerprint_of_png
 from stylebot.bot.core.hash_bands import hash_bands
 from stylebot.bot.core.images import ImageLimits, normalize_for_reading
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash
-from stylebot.bot.core.resemblance import resembled_output
+from stylebot.bot.core.resemblance import carrying_its_mark, resembled_output
 
 COPY_EDITS = [
     ("jpeg-q60", lambda i, r: jpeg(i, 60)),
@@ -86,9 +87,10 @@ class Blobs:
         return self.data[key]
 
 
-def output_record(n: int, fingerprint: str | None) -> Output:
+def output_record(n: int, fingerprint: str | None, output_id: str | None = None) -> Output:
+    """The n-th stored output; ``output_id``: the id its mark carries (else out000n)."""
     return Output(
-        id=f"out{n:04d}",
+        id=output_id or f"out{n:04d}",
         job_id="job",
         user_id=1,
         style_id=None,
@@ -105,10 +107,21 @@ def output_record(n: int, fingerprint: str | None) -> Output:
     )
 
 
-async def traced(records: Records, blobs: Blobs, picture: Image.Image) -> str | None:
+@dataclass(frozen=True)
+class Traced:
+    """What /verify finds for a copy whose mark it could not read blind."""
+
+    likeness: str | None  # the output the copy resembles
+    by_placement: str | None  # else the output whose mark it carries where it was placed
+
+
+async def traced(records: Records, blobs: Blobs, picture: Image.Image) -> Traced:
     normal = normalize_for_reading("copy.png", encoded(picture), ImageLimits(), 1024)
-    found = await resembled_output(records, blobs, normal)  # type: ignore[arg-type]
-    return None if found is None else found.output.id
+    lookup = await resembled_output(records, blobs, normal)  # type: ignore[arg-type]
+    if lookup.resemblance is not None:
+        return Traced(lookup.resemblance.output.id, None)
+    placed = await carrying_its_mark(lookup, PngWatermarkReader())
+    return Traced(None, None if placed is None else placed.output.id)
 
 
 def banner_over(image: Image.Image, share: float) -> Image.Image:
@@ -163,9 +176,12 @@ async def main(outputs: int, unrelated: int, seed: int) -> None:
             label, candidate = f"{kind} {w}x{h} {name}", edit(make(w, h, rng), rng)
         checked += 1
         found = await traced(records, blobs, candidate)
-        if found is not None:
-            false_claims.append(f"{label}: resembles {found}")
+        if found.likeness is not None:
+            false_claims.append(f"{label}: resembles {found.likeness}")
             print(f"FALSE LIKENESS: {false_claims[-1]}", flush=True)
+        if found.by_placement is not None:  # the stored outputs carry no mark
+            false_claims.append(f"{label}: carries the mark of {found.by_placement}")
+            print(f"FALSE MARK: {false_claims[-1]}", flush=True)
         if checked % 100 == 0:
             print(f"{checked} unrelated pictures, {len(false_claims)} false likenesses", flush=True)
 
@@ -176,10 +192,12 @@ async def main(outputs: int, unrelated: int, seed: int) -> None:
             found = await traced(records, blobs, edit(picture, rng))
             cell = tally.setdefault(name, [0, 0])
             cell[1] += 1
-            cell[0] += found == output_id
-            print(f"{name} of {output_id} ({kind}): {found}", flush=True)
-            if found not in (None, output_id):
-                wrong.append(f"{name} of {output_id} ({kind}) traced to {found}")
+            cell[0] += found.likeness == output_id
+            print(f"{name} of {output_id} ({kind}): {found.likeness}", flush=True)
+            if found.likeness not in (None, output_id):
+                wrong.append(f"{name} of {output_id} ({kind}) traced to {found.likeness}")
+            if found.by_placement is not None:  # the stored outputs carry no mark
+                wrong.append(f"{name} of {output_id} ({kind}): mark of {found.by_placement}")
 
     print(f"resemblance lookup: {outputs} stored outputs (unmarked), seed {seed}")
     print("| edit of a stored output | traced |")

@@ -3,9 +3,12 @@
 screenshot then Telegram), with more pictures than that bench gives the size.
 
 Each output is marked; each copy is read by the mark, and looked up by likeness over a
-store holding every output of the run (as ``watermark_robustness.py``'s second pass).
-A copy is traced when the mark names its output, or no mark is read and the likeness
-names it. A read naming another output is printed as a false claim. Each miss is printed
+store holding every output of the run (as ``watermark_robustness.py``'s second pass);
+when the likeness places the copy on an output without claiming it, the copy is
+checked for that output's mark where it was placed (``watermark_at_placement.py``). A
+copy is traced, as /verify traces it, when the mark names its output, else the likeness,
+else the mark at the likeness's placement. A read naming another output is printed as a
+false claim. Each miss is printed
 with the edit's scale, so a change can be checked against the same copies (same seed).
 
 Run: .venv/bin/python bench/small_copies.py [--images 40] [--seed 5150]
@@ -46,37 +49,37 @@ async def main(images: int, seed: int) -> None:
         for name, edit in EDITS:
             copies.append((n, kind, name, edit(marked, rng)))
     records, blobs = Records(Outputs()), Blobs()
-    mark_of: dict[str, str] = {}  # the store's record id -> the id the output's mark carries
     for n, (output_id, marked) in enumerate(made):
-        record = output_record(n, fingerprint_of_image(marked))
+        record = output_record(n, fingerprint_of_image(marked), output_id)
         records.outputs.by_id[record.id] = record
         blobs.data[record.blob_key or ""] = encoded(marked)
-        mark_of[record.id] = output_id
-    tally = {name: [0, 0, 0, 0] for name, _ in EDITS}  # mark, likeness, traced, tried
+    tally = {name: [0, 0, 0, 0, 0] for name, _ in EDITS}  # mark, likeness, placed, traced, tried
     false_claims = 0
     for n, kind, name, copy in copies:
         output_id = made[n][0]
         reading = inspect_watermark(copy)
         by_mark = None if reading is None else reading.output_id
         found = await traced(records, blobs, copy)
-        by_likeness = None if found is None else mark_of[found]
-        answer = by_mark if by_mark is not None else by_likeness
+        answer = by_mark or found.likeness or found.by_placement
         cell = tally[name]
         cell[0] += by_mark == output_id
-        cell[1] += by_likeness == output_id
-        cell[2] += answer == output_id
-        cell[3] += 1
+        cell[1] += found.likeness == output_id
+        cell[2] += found.by_placement == output_id
+        cell[3] += answer == output_id
+        cell[4] += 1
         if answer != output_id:
             print(f"missed: {name} of picture {n} ({kind}, {copy.width}x{copy.height})")
-        for how, read in (("mark", by_mark), ("likeness", by_likeness)):
+        reads = (("mark", by_mark), ("likeness", found.likeness), ("placed", found.by_placement))
+        for how, read in reads:
             if read not in (None, output_id):
                 false_claims += 1
                 print(f"FALSE CLAIM: {name} of picture {n} ({kind}): {how} names {read}")
     print(f"/verify at 256 px: {images} outputs, seed {seed}")
-    print("| edit | mark | likeness | /verify |")
-    print("|---|---:|---:|---:|")
-    for name, (mark, likeness, answer, tried) in tally.items():
-        print(f"| {name} | {mark}/{tried} | {likeness}/{tried} | {answer}/{tried} |")
+    print("| edit | mark | likeness | mark at the likeness's placement | /verify |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (mark, likeness, placed, answer, tried) in tally.items():
+        counts = " | ".join(f"{count}/{tried}" for count in (mark, likeness, placed, answer))
+        print(f"| {name} | {counts} |")
     print(f"false claims: {false_claims}")
     print(f"({time.perf_counter() - started:.0f} s)")
 

@@ -23,11 +23,13 @@ Each marked image is read three ways, in the same run (columns of the table):
   by fingerprint and compared region by region (``stylebot.bot.core.resemblance``, over a
   store holding every marked output of the run, as ``resemblance_lookup.py`` sets it up);
 * ``traced``: what /verify tells a user, the mark's output (``v4``) or, when no mark is
-  read, the likeness's.
+  read, the likeness's, or else the output whose mark the copy carries where the
+  likeness placed it without claiming it (``watermark_at_placement.py``).
 
-A read that names another output, by the mark or by likeness, is a false claim: each is
-printed. The likeness columns are a second pass over the same pictures and edits (the
-same seed), once every output of the run is in the store.
+A read that names another output, by the mark, by likeness or by the mark at the
+likeness's placement, is a false claim: each is printed. The likeness columns are a
+second pass over the same pictures and edits (the same seed), once every output of the
+run is in the store.
 Unmarked reads (the false-claim count) use the full reader. PSNR is of the marked image
 against the unmarked one.
 
@@ -330,20 +332,19 @@ async def _traced_by_likeness(
 ) -> list[str]:
     """The second pass: the same edited copies (the generator replayed from the seed),
     each looked up by likeness over a store of every output of the run; tallied as
-    ``likeness`` and as ``traced`` (the mark's id, else the likeness's). Returns a line for
-    each read that named another output."""
+    ``likeness`` and as ``traced`` (as /verify: the mark's id, else the likeness's, else
+    the output whose mark the copy carries where the likeness placed it). Returns a line
+    for each read that named another output."""
     # Imported here: resemblance_lookup imports this module's pictures and edits.
     from resemblance_lookup import Blobs, Outputs, Records, encoded, output_record, traced
 
     from stylebot.bot.core.fingerprints import fingerprint_of_image
 
     records, blobs = Records(Outputs()), Blobs()
-    ids: dict[str, str] = {}  # the store's record id -> the output id its mark carries
     for n, (output_id, marked) in enumerate(made):
-        record = output_record(n, fingerprint_of_image(marked))
+        record = output_record(n, fingerprint_of_image(marked), output_id)
         records.outputs.by_id[record.id] = record
         blobs.data[record.blob_key or ""] = encoded(marked)
-        ids[record.id] = output_id
     rng = np.random.default_rng(seed)
     false_traces: list[str] = []
     for n, (output_id, marked) in enumerate(made):
@@ -355,15 +356,16 @@ async def _traced_by_likeness(
             copy = edit(marked, rng)
             assert hash(copy.tobytes()) == copies[(n, name)], "the replay drew other edits"
             found = await traced(records, blobs, copy)
-            by_likeness = None if found is None else ids[found]
+            by_likeness, by_placement = found.likeness, found.by_placement
             by_mark = marked_reads[(n, name)]
-            answer = by_mark if by_mark is not None else by_likeness
+            answer = by_mark or by_likeness or by_placement
             for method, read in (("likeness", by_likeness), ("traced", answer)):
                 cell = tally.setdefault((method, name, size, kind), [0, 0])
                 cell[1] += 1
                 cell[0] += read == output_id
                 wrong[method] += read not in (None, output_id)
-            for how, read in (("mark", by_mark), ("likeness", by_likeness)):
+            reads = (("mark", by_mark), ("likeness", by_likeness), ("placed", by_placement))
+            for how, read in reads:
                 if read not in (None, output_id):
                     false_traces.append(f"{name} of {kind} {w}x{h} {output_id}: {how} {read}")
     return false_traces

@@ -19,6 +19,7 @@ from typing import Protocol
 from PIL import Image
 
 from stylebot.bot.core.images import ImageLimits
+from stylebot.bot.core.placement import Alignment
 from stylebot.bot.core.policy import Policy, PolicySettings
 from stylebot.bot.core.replies import Notification
 from stylebot.bot.core.service import StyleBot
@@ -88,6 +89,19 @@ class PngWatermarkReader:
                 return read_watermark(image.convert("RGB"))
             except ValueError:  # too small to carry our watermark
                 return None
+
+    def carries(
+        self, image_bytes: bytes, output_id: str, output_size: tuple[int, int], placed: Alignment
+    ) -> bool:
+        import numpy as np
+
+        from stylebot.provenance.watermark_at_placement import carries_mark
+
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            rgb = np.asarray(image.convert("RGB"))
+        return carries_mark(
+            rgb, output_id, output_size, (placed.scale_x, placed.scale_y), (placed.left, placed.top)
+        )
 
 
 def policy_from(settings: Settings) -> Policy:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from stylebot.bot.core.admin_ports import AdminPorts, parse_operators
 from stylebot.bot.core.model import Requester
+from stylebot.bot.core.placement import Alignment
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.ports import (
     BlobStore,
@@ -135,6 +136,12 @@ class PixelWatermark:
     def read(self, image_bytes: bytes) -> str | None:
         with Image.open(io.BytesIO(image_bytes)) as image:
             return self.ids.get(image.convert("RGB").getpixel((0, 0)))  # type: ignore[arg-type]
+
+    def carries(
+        self, image_bytes: bytes, output_id: str, output_size: tuple[int, int], placed: Alignment
+    ) -> bool:
+        """Whether the image's top-left pixel keys ``output_id`` (the placement aside)."""
+        return self.read(image_bytes) == output_id
 
 
 class NoCredentials:

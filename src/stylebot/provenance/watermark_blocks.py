@@ -83,12 +83,16 @@ def sharpened(u: np.ndarray, sigma: float) -> np.ndarray:
 DEBLURS = ((1.5, 1.0), (1.0, 4.0), (2.0, 2.0), (2.0, 4.0), (3.0, 2.0))
 
 
+def deblurred(u: np.ndarray) -> list[np.ndarray]:
+    """``u`` sharpened by each mask of :data:`DEBLURS`, in that order."""
+    blurs = {sigma: cv2.GaussianBlur(u, (0, 0), sigmaX=sigma, sigmaY=sigma) for sigma, _ in DEBLURS}
+    return [u + amount * (u - blurs[sigma]) for sigma, amount in DEBLURS]
+
+
 def clearest_deblur(u: np.ndarray, strength: Callable[[np.ndarray], float]) -> np.ndarray:
     """``u`` sharpened by the mask of :data:`DEBLURS` under which ``strength`` (how clearly
     the mark's votes stand out, measured without knowing the bits) is highest."""
-    blurs = {sigma: cv2.GaussianBlur(u, (0, 0), sigmaX=sigma, sigmaY=sigma) for sigma, _ in DEBLURS}
-    candidates = [u + amount * (u - blurs[sigma]) for sigma, amount in DEBLURS]
-    return max(candidates, key=strength)
+    return max(deblurred(u), key=strength)
 
 
 LOCAL_BLOCKS = 5  # side of the neighbourhood whose mean vote is taken out

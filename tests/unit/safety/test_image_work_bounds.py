@@ -26,6 +26,7 @@ from tests.support.processes import child_env
 from stylebot.bootstrap import policy_from
 from stylebot.bot.core.commands import Command, Imagine, IncomingFile, OptOut, UploadImages, Verify
 from stylebot.bot.core.images import ImageLimits, normalize_for_reading
+from stylebot.bot.core.placement import Alignment
 from stylebot.bot.core.policy import Policy
 from stylebot.bot.core.replies import ErrorReply, VerifyReport
 from stylebot.config import Settings
@@ -154,6 +155,11 @@ class CountingReader:
         with self._lock:
             self.running -= 1
         return None
+
+    def carries(
+        self, image_bytes: bytes, output_id: str, output_size: tuple[int, int], placed: Alignment
+    ) -> bool:
+        return False
 
 
 async def test_at_most_image_work_concurrency_images_are_worked_on_at_once() -> None:

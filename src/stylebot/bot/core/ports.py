@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from stylebot.bot.core.ledger import LedgerEntry, LedgerKind
 from stylebot.bot.core.optout import OptedOutImage
 from stylebot.bot.core.perceptual import PerceptualHash
+from stylebot.bot.core.placement import Alignment
 from stylebot.bot.core.queue_cleanup import QueueCleanup
 from stylebot.queue.payloads import CaptionJob, CompareJob, GenerateJob, JobKind, TrainJob
 
@@ -103,6 +104,14 @@ class WatermarkReader(Protocol):
     """Reads the output id an image's invisible watermark carries."""
 
     def read(self, image_bytes: bytes) -> str | None: ...
+
+    def carries(
+        self, image_bytes: bytes, output_id: str, output_size: tuple[int, int], placed: Alignment
+    ) -> bool:
+        """Whether the image carries ``output_id``'s mark where ``placed`` puts it on that
+        output (``output_size``: width, height): a narrower question than :meth:`read`,
+        for a copy the likeness lookup placed on the output but did not claim."""
+        ...
 
 
 class Clock(Protocol):

@@ -40,7 +40,8 @@ from stylebot.bot.core.images import NormalizedImage
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash, hamming, perceptual_hash
 from stylebot.bot.core.picture_frame import PlainFrame, plain_frame
-from stylebot.bot.core.ports import BlobStore
+from stylebot.bot.core.placement import Alignment
+from stylebot.bot.core.ports import BlobStore, WatermarkReader
 from stylebot.bot.core.stores import UnitOfWork
 
 #: At most this many stored outputs, the closest fingerprints first, are compared with an
@@ -92,26 +93,67 @@ def _variants(picture_png: bytes, translucent: bool) -> list[_Variant]:
         variants = [_Variant(picture_png, perceptual_hash(image), image.size)]
         frame = None if translucent else plain_frame(image, _FRAME_MARGIN)
     if frame is not None:
-        buffer = io.BytesIO()
-        frame.inside.save(buffer, "PNG")
-        inside = _Variant(
-            buffer.getvalue(), perceptual_hash(frame.inside), frame.inside.size, frame
-        )
-        variants.append(inside)
+        variants.append(_inside(frame))
     return variants
+
+
+def _inside(frame: PlainFrame) -> _Variant:
+    buffer = io.BytesIO()
+    frame.inside.save(buffer, "PNG")
+    return _Variant(buffer.getvalue(), perceptual_hash(frame.inside), frame.inside.size, frame)
+
+
+def compared_without_frame(picture_png: bytes, stored: bytes) -> AlignedDifference | None:
+    """The picture without its plain frame (a screenshot's window around it) compared
+    with the stored output as for "made by", the margin left out with the frame counted
+    as shown; None when it has no plain frame, or what looks like one is the output's own
+    border. CPU-bound."""
+    with Image.open(io.BytesIO(picture_png), formats=["PNG"]) as image:
+        frame = plain_frame(image, _FRAME_MARGIN)
+    if frame is None:
+        return None
+    inside = _inside(frame)
+    return _without_frame(inside, compare_aligned_png(inside.png, stored), stored)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A stored output the picture was placed on but not claimed to resemble (some
+    regions differ): /verify asks the mark reader whether the picture carries that
+    output's mark where it was placed."""
+
+    output: Output
+    stored: bytes  # the output's image as stored
+    png: bytes  # the picture as placed (without its frame, when it had one)
+    alignment: Alignment
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The stored image's width and height, from its header."""
+        with Image.open(io.BytesIO(self.stored), formats=["PNG"]) as image:
+            return image.size
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the fingerprint index and the region comparison found for a picture."""
+
+    resemblance: Resemblance | None
+    placed: list[Placed]  # closest fingerprint first; empty when a resemblance is found
 
 
 async def resembled_output(
     records: UnitOfWork, blobs: BlobStore, picture: NormalizedImage
-) -> Resemblance | None:
+) -> Lookup:
     """The stored output the picture closely resembles, if any: found through the
     fingerprint index, and only claimed when its regions match as for "made by" (over
     black too, for a translucent file). At most :data:`MAX_RESEMBLES_CANDIDATES` stored
-    images, the closest first, each image once."""
+    images, the closest first, each image once. The candidates placed on their output
+    but not claimed come back too, for the mark reader."""
     variants = await asyncio.to_thread(_variants, picture.data, picture.over_black is not None)
     probes = sorted({probe for v in variants for probe in band_probes(v.phash, RESEMBLES_MAX_BITS)})
     if not probes:
-        return None  # a flat picture: its hash says nothing
+        return Lookup(None, [])  # a flat picture: its hash says nothing
     candidates: list[tuple[int, Output, list[_Variant]]] = []
     for output in await records.outputs.outputs_with_bands(probes):
         if output.fingerprint is None:
@@ -134,6 +176,7 @@ async def resembled_output(
         if near:
             candidates.append((hamming(near[0].phash, stored_hash), output, near))
     compared: set[str] = set()
+    placed: list[Placed] = []
     for _distance, output, near in sorted(candidates, key=lambda found: found[0]):
         if len(compared) >= MAX_RESEMBLES_CANDIDATES:
             break
@@ -145,38 +188,42 @@ async def resembled_output(
         if stored is None:
             continue
         for variant in near:
-            found = await _matching(picture, variant, stored, thorough)
+            difference = await asyncio.to_thread(
+                compare_aligned_png, variant.png, stored, thorough=thorough, likeness=True
+            )
+            found = difference if await _same_over_black(picture, stored, difference) else None
             if found is not None and variant.frame is not None:
                 found = await asyncio.to_thread(_without_frame, variant, found, stored)
             if found is not None:
-                return Resemblance(output, found, variant.framed)
+                return Lookup(Resemblance(output, found, variant.framed), [])
+            if difference.comparable and difference.alignment is not None:
+                placed.append(Placed(output, stored, variant.png, difference.alignment))
+    return Lookup(None, placed)
+
+
+async def carrying_its_mark(lookup: Lookup, watermark: WatermarkReader) -> Placed | None:
+    """The first output the picture was placed on whose mark it carries there (closest
+    fingerprint first); CPU-bound checks run in a worker thread."""
+    for placed in lookup.placed:
+        if await asyncio.to_thread(
+            watermark.carries, placed.png, placed.output.id, placed.output_size, placed.alignment
+        ):
+            return placed
     return None
 
 
-async def _matching(
-    picture: NormalizedImage, variant: _Variant, stored: bytes, thorough: bool
-) -> AlignedDifference | None:
-    """How the variant sits on the stored output, when every region of it matches."""
-    difference = await asyncio.to_thread(
-        compare_aligned_png,
-        variant.png,
-        stored,
-        thorough=thorough,
-        likeness=True,
-    )
+async def _same_over_black(
+    picture: NormalizedImage, stored: bytes, difference: AlignedDifference
+) -> bool:
+    """Whether every region matches, over black too for a translucent file."""
     if not difference.same:
-        return None
-    if picture.over_black is not None:
-        over_black = await asyncio.to_thread(
-            compare_aligned_png,
-            picture.over_black,
-            stored,
-            difference,
-            likeness=True,
-        )
-        if not over_black.same:
-            return None
-    return difference
+        return False
+    if picture.over_black is None:
+        return True
+    over_black = await asyncio.to_thread(
+        compare_aligned_png, picture.over_black, stored, difference, likeness=True
+    )
+    return over_black.same
 
 
 def _without_frame(

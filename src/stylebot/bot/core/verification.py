@@ -23,7 +23,11 @@ from __future__ import annotations
 import asyncio
 from typing import TypedDict
 
-from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png
+from stylebot.bot.core.aligned_match import (
+    RESIZED_BEYOND,
+    AlignedDifference,
+    compare_aligned_png,
+)
 from stylebot.bot.core.attribution import Attribution, Viewer, attribute, record_lines
 from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
@@ -38,10 +42,16 @@ from stylebot.bot.core.images import (
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.ports import BlobStore, WatermarkReader
 from stylebot.bot.core.replies import ErrorReply, Reply, VerifyReport, VerifyVerdict
-from stylebot.bot.core.resemblance import resembled_output, stored_image
+from stylebot.bot.core.resemblance import (
+    carrying_its_mark,
+    compared_without_frame,
+    resembled_output,
+    stored_image,
+)
 from stylebot.bot.core.stores import UnitOfWork
 
 NO_MARK_TEXT = "No stylebot watermark found in this image."
+FRAME_LEFT_OUT = ", inside a plain frame (left out to compare)"
 DEFAULT_READ_SIDE = 1024  # Policy.max_size's default
 
 
@@ -73,7 +83,7 @@ async def verify_image(
         return ErrorReply(f"I can't check that file: {exc.reason}")
     output_id = await asyncio.to_thread(watermark.read, image.data)
     if output_id is None:
-        return await _without_mark(records, blobs, image, viewer)
+        return await _without_mark(records, blobs, watermark, image, viewer)
     output = await records.outputs.get_output(output_id)
     if output is None:
         return VerifyReport(
@@ -85,9 +95,24 @@ async def verify_image(
     stored = await stored_image(blobs, output)
     if stored is None:
         return await _mark_only(records, output, viewer)
+    return await _marked(records, image, output, stored, viewer)
+
+
+async def _marked(
+    records: UnitOfWork, image: NormalizedImage, output: Output, stored: bytes, viewer: Viewer
+) -> VerifyReport:
+    """A picture carrying ``output``'s mark, compared with the output's stored image."""
     # A crop or a rescale is placed on the output first, then compared with the part of
     # the output it shows (aligned_match).
     difference = await asyncio.to_thread(compare_aligned_png, image.data, stored)
+    # A screenshot's plain window around the picture is not the maker's, nor an edit of
+    # their picture: compared without it (not for a translucent file, whose frame looks
+    # different over another background), and the report says it was left out.
+    framed = ""
+    if not difference.same and image.over_black is None:
+        inside = await asyncio.to_thread(compared_without_frame, image.data, stored)
+        if inside is not None and inside.comparable:
+            difference, framed = inside, FRAME_LEFT_OUT
     if difference.same and image.over_black is not None:
         over_black = await asyncio.to_thread(
             compare_aligned_png, image.over_black, stored, difference
@@ -99,7 +124,7 @@ async def verify_image(
         return VerifyReport(
             text="\n".join(
                 [
-                    f"Made with stylebot: {copy_of(difference, output.id)}",
+                    f"Made with stylebot: {copy_of(difference, output.id)}{framed}",
                     *record_lines(output, attribution),
                 ]
             ),
@@ -112,14 +137,22 @@ async def verify_image(
     if difference.altered:
         attribution = await attribute(records, output, viewer)
         added = ", or added around it" if difference.outside_share > 0 else ""
+        # A copy shrunk and re-compressed blurs and rings at hard edges as much as a thin
+        # line drawn there changes them (measured: docs/provenance.md): say so.
+        worn = (
+            ", or worn by shrinking and re-compression, which at this size can't be told "
+            "from an edit"
+            if difference.scale < 1 - RESIZED_BEYOND
+            else ""
+        )
         return VerifyReport(
             text="\n".join(
                 [
                     f"An altered copy of stylebot output {output.id}"
-                    f"{_cut_and_size(difference)}: about {difference.percent}% of this "
-                    "picture differs from that output (covered, replaced or pasted over"
-                    f"{added}), so only the rest is its maker's work. The output it was "
-                    "made from:",
+                    f"{_cut_and_size(difference)}{framed}: about {difference.percent}% of this "
+                    f"picture differs from that output (covered, replaced or pasted over{added}"
+                    f"{worn}), so only the rest is certainly its maker's work. The output it "
+                    "was made from:",
                     *record_lines(output, attribution),
                 ]
             ),
@@ -130,9 +163,9 @@ async def verify_image(
         )
     # Nothing from the record: it belongs to whoever made the real output.
     return VerifyReport(
-        f"This image carries the stylebot watermark of output {output_id}, but it "
+        f"This image carries the stylebot watermark of output {output.id}, but it "
         f"{_why_not_traced(difference)} It can't be traced to anyone.",
-        output_id,
+        output.id,
         verdict=VerifyVerdict.MISMATCH,
         differs_percent=difference.percent,
     )
@@ -251,13 +284,24 @@ async def _mark_only(records: UnitOfWork, output: Output, viewer: Viewer) -> Ver
 
 
 async def _without_mark(
-    records: UnitOfWork, blobs: BlobStore, picture: NormalizedImage, viewer: Viewer
+    records: UnitOfWork,
+    blobs: BlobStore,
+    watermark: WatermarkReader,
+    picture: NormalizedImage,
+    viewer: Viewer,
 ) -> VerifyReport:
-    found = await resembled_output(records, blobs, picture)
+    """No mark read blind: a likeness, or the mark of an output the picture was placed on
+    (the reader checks one output's bits where the placement puts them, which a copy
+    too worn for a blind read still carries: ``provenance/watermark_at_placement.py``)."""
+    lookup = await resembled_output(records, blobs, picture)
+    found = lookup.resemblance
     if found is None:
+        placed = await carrying_its_mark(lookup, watermark)
+        if placed is not None:
+            return await _marked(records, picture, placed.output, placed.stored, viewer)
         return VerifyReport(NO_MARK_TEXT, None)
     output, difference = found.output, found.difference
-    framed = ", inside a plain frame (left out to compare)" if found.framed else ""
+    framed = FRAME_LEFT_OUT if found.framed else ""
     attribution = await attribute(records, output, viewer)
     return VerifyReport(
         text="\n".join(
