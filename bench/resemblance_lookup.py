@@ -11,7 +11,9 @@ into the band index exactly as the core writes them. Then:
 * unrelated pictures: varied new pictures (plain colours, gradients, scenes,
   illustrations, with and without those edits), and near-duplicates of stored outputs
   (the same picture with a small logo on it, a quarter of another picture blended in, or
-  a banner over a fifth of it): none may be said to resemble anything.
+  a banner over a fifth of it): none may be said to resemble anything, nor to carry
+  the mark of an output it was placed on (the stored outputs carry none; /verify checks
+  for it where the likeness places a picture without claiming it).
 
 The lookup is the core's own (``stylebot.bot.core.resemblance``) over an in-memory index
 with the store's semantics (``outputs_with_bands``).
@@ -39,7 +41,7 @@ from stylebot.bot.core.hash_bands import hash_bands
 from stylebot.bot.core.images import ImageLimits, normalize_for_reading
 from stylebot.bot.core.model import Output
 from stylebot.bot.core.perceptual import PerceptualHash
-from stylebot.bot.core.resemblance import carrying_its_mark, resembled_output
+from stylebot.bot.core.resemblance import Placed, carrying_its_mark, resembled_output
 
 COPY_EDITS = [
     ("jpeg-q60", lambda i, r: jpeg(i, 60)),
@@ -87,10 +89,10 @@ class Blobs:
         return self.data[key]
 
 
-def output_record(n: int, fingerprint: str | None, output_id: str | None = None) -> Output:
-    """The n-th stored output; ``output_id``: the id its mark carries (else out000n)."""
+def output_record(n: int, fingerprint: str | None, output_id: str) -> Output:
+    """The n-th stored output, under an id a mark can carry."""
     return Output(
-        id=output_id or f"out{n:04d}",
+        id=output_id,
         job_id="job",
         user_id=1,
         style_id=None,
@@ -113,15 +115,16 @@ class Traced:
 
     likeness: str | None  # the output the copy resembles
     by_placement: str | None  # else the output whose mark it carries where it was placed
+    placed: list[Placed]  # the outputs it was placed on without a likeness
 
 
 async def traced(records: Records, blobs: Blobs, picture: Image.Image) -> Traced:
     normal = normalize_for_reading("copy.png", encoded(picture), ImageLimits(), 1024)
     lookup = await resembled_output(records, blobs, normal)  # type: ignore[arg-type]
     if lookup.resemblance is not None:
-        return Traced(lookup.resemblance.output.id, None)
+        return Traced(lookup.resemblance.output.id, None, [])
     placed = await carrying_its_mark(lookup, PngWatermarkReader())
-    return Traced(None, None if placed is None else placed.output.id)
+    return Traced(None, None if placed is None else placed.output.id, lookup.placed)
 
 
 def banner_over(image: Image.Image, share: float) -> Image.Image:
@@ -149,7 +152,9 @@ async def main(outputs: int, unrelated: int, seed: int) -> None:
         w, h = SIZES[(n // len(KINDS)) % len(SIZES)]
         picture = make(w, h, rng)
         data = encoded(picture)
-        record = output_record(n, fingerprint_of_png(data))
+        # An id a mark could carry, so that /verify's check for the mark where the likeness
+        # placed a picture runs too: these outputs carry none, so whatever it finds is false.
+        record = output_record(n, fingerprint_of_png(data), f"{n:012x}")
         records.outputs.by_id[record.id] = record
         blobs.data[f"blob{n}"] = data
         originals.append((record.id, kind, picture))

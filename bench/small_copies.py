@@ -8,8 +8,9 @@ when the likeness places the copy on an output without claiming it, the copy is
 checked for that output's mark where it was placed (``watermark_at_placement.py``). A
 copy is traced, as /verify traces it, when the mark names its output, else the likeness,
 else the mark at the likeness's placement. A read naming another output is printed as a
-false claim. Each miss is printed
-with the edit's scale, so a change can be checked against the same copies (same seed).
+false claim. Where a copy was placed without a likeness, ``--others`` random ids are
+checked too: how many of their bits agree by chance (the check needs 100 of 128). Each
+miss is printed, so a change can be checked against the same copies (same seed).
 
 Run: .venv/bin/python bench/small_copies.py [--images 40] [--seed 5150]
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import time
 
 import numpy as np
@@ -26,7 +28,9 @@ from resemblance_lookup import Blobs, Outputs, Records, encoded, output_record, 
 from watermark_robustness import KINDS, rescale, screenshot, telegram
 
 from stylebot.bot.core.fingerprints import fingerprint_of_image
+from stylebot.bot.core.resemblance import Placed
 from stylebot.provenance.watermark import embed_watermark, inspect_watermark
+from stylebot.provenance.watermark_at_placement import LOOKS, MIN_AGREEING, agreeing_bits
 
 EDITS = [
     ("rescale 0.5-2x + Telegram", lambda i, r: telegram(rescale(i, float(r.uniform(0.5, 2))))),
@@ -35,7 +39,19 @@ EDITS = [
 ]
 
 
-async def main(images: int, seed: int) -> None:
+def by_chance(placed: Placed, ids: np.random.Generator, others: int) -> list[int]:
+    """The most agreeing bits of ``others`` random ids (none an output's) at a placement."""
+    with Image.open(io.BytesIO(placed.png)) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    where = placed.alignment
+    scale, corner = (where.scale_x, where.scale_y), (where.left, where.top)
+    return [
+        agreeing_bits(rgb, ids.bytes(6).hex(), placed.output_size, scale, corner)
+        for _ in range(others)
+    ]
+
+
+async def main(images: int, seed: int, others: int) -> None:
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     ids = np.random.default_rng(seed + 1)
@@ -55,6 +71,7 @@ async def main(images: int, seed: int) -> None:
         blobs.data[record.blob_key or ""] = encoded(marked)
     tally = {name: [0, 0, 0, 0, 0] for name, _ in EDITS}  # mark, likeness, placed, traced, tried
     false_claims = 0
+    chance: list[int] = []
     for n, kind, name, copy in copies:
         output_id = made[n][0]
         reading = inspect_watermark(copy)
@@ -69,6 +86,8 @@ async def main(images: int, seed: int) -> None:
         cell[4] += 1
         if answer != output_id:
             print(f"missed: {name} of picture {n} ({kind}, {copy.width}x{copy.height})")
+        for placed in found.placed:  # other outputs' bits where this copy was placed
+            chance.extend(by_chance(placed, ids, others))
         reads = (("mark", by_mark), ("likeness", found.likeness), ("placed", found.by_placement))
         for how, read in reads:
             if read not in (None, output_id):
@@ -81,6 +100,12 @@ async def main(images: int, seed: int) -> None:
         counts = " | ".join(f"{count}/{tried}" for count in (mark, likeness, placed, answer))
         print(f"| {name} | {counts} |")
     print(f"false claims: {false_claims}")
+    if chance:
+        print(
+            f"other outputs' bits at the likeness's placements: {len(chance)} checks of "
+            f"{LOOKS} looks, most agreeing {max(chance)} of 128 (mean {np.mean(chance):.1f}; "
+            f"{sum(a >= 90 for a in chance)} at 90 or more; a mark needs {MIN_AGREEING})"
+        )
     print(f"({time.perf_counter() - started:.0f} s)")
 
 
@@ -88,5 +113,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--seed", type=int, default=5150)
+    parser.add_argument(
+        "--others", type=int, default=20, help="random ids checked where each copy was placed"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.images, args.seed))
+    asyncio.run(main(args.images, args.seed, args.others))

@@ -158,6 +158,11 @@ def embed_watermark(image: Image.Image, output_id: str) -> Image.Image:
     return _embed(image, output_id, 4, quantise_tiled)
 
 
+def is_output_id(value: str) -> bool:
+    """Whether ``value`` is an id a mark can carry: 12 lowercase hex characters."""
+    return _OUTPUT_ID_RE.fullmatch(value) is not None
+
+
 def _embed(
     image: Image.Image,
     output_id: str,
@@ -165,7 +170,7 @@ def _embed(
     quantise: Callable[[np.ndarray, np.ndarray], None],
 ) -> Image.Image:
     """Embed ``output_id``'s code bits of ``version`` by ``quantise(low band, bits)``."""
-    if not isinstance(output_id, str) or not _OUTPUT_ID_RE.fullmatch(output_id):
+    if not isinstance(output_id, str) or not is_output_id(output_id):
         raise ValueError(f"output id must be 12 lowercase hex characters, got {output_id!r}")
     width, height = image.size
     if width * height < MIN_WATERMARK_PIXELS:

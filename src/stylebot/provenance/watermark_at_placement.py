@@ -40,7 +40,7 @@ from stylebot.provenance.tiled_watermark import (
     _soft_at,
     _u_plane_of,
 )
-from stylebot.provenance.watermark import code_bits
+from stylebot.provenance.watermark import code_bits, is_output_id
 from stylebot.provenance.watermark_blocks import DEBLURS, deblurred
 from stylebot.provenance.watermark_resampling import prefiltered
 
@@ -76,7 +76,10 @@ def agreeing_bits(
 ) -> int:
     """The most code bits (of 128) whose votes agree with ``output_id``'s over the
     :data:`LOOKS` looks, placed as for :func:`carries_mark`; 0 when the picture shows
-    too little of the output to read."""
+    too little of the output to read, or ``output_id`` is no id a mark carries (a record
+    of another system's)."""
+    if not is_output_id(output_id):
+        return 0
     (scale_x, scale_y), (left, top) = scale, corner
     height, width = rgb.shape[:2]
     # The output's whole blocks the picture shows.

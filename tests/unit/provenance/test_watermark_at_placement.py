@@ -121,3 +121,9 @@ def test_a_sliver_of_the_output_is_too_little_to_tell() -> None:
     assert carries_mark(whole, OUTPUT_ID, (256, 256), (1.0, 1.0), (0.0, 0.0))
     sliver = whole[:, :30]  # 3 whole 8 px blocks across
     assert agreeing_bits(sliver, OUTPUT_ID, (256, 256), (1.0, 1.0), (0.0, 0.0)) == 0
+
+
+def test_an_id_no_mark_can_carry_is_carried_by_nothing() -> None:
+    made = np.asarray(embed_watermark(scene(256, 256, seed=8), OUTPUT_ID))
+    for not_an_id in ("out0001", OUTPUT_ID.upper(), OUTPUT_ID + "0", ""):
+        assert agreeing_bits(made, not_an_id, (256, 256), (1.0, 1.0), (0.0, 0.0)) == 0
