@@ -160,7 +160,7 @@ async def main(outputs: int, unrelated: int, seed: int) -> None:
         originals.append((record.id, kind, picture))
 
     false_claims: list[str] = []
-    checked = 0
+    checked = placed = placements = 0
     for n in range(unrelated):
         if n % 10 == 4:  # a near-duplicate of a stored output
             output_id, kind, picture = originals[n % len(originals)]
@@ -181,6 +181,8 @@ async def main(outputs: int, unrelated: int, seed: int) -> None:
             label, candidate = f"{kind} {w}x{h} {name}", edit(make(w, h, rng), rng)
         checked += 1
         found = await traced(records, blobs, candidate)
+        placed += bool(found.placed)
+        placements += len(found.placed)
         if found.likeness is not None:
             false_claims.append(f"{label}: resembles {found.likeness}")
             print(f"FALSE LIKENESS: {false_claims[-1]}", flush=True)
@@ -211,6 +213,10 @@ async def main(outputs: int, unrelated: int, seed: int) -> None:
         print(f"| {name} | {good}/{total} ({good / total:.0%}) |")
     print(f"traced to another output: {len(wrong)} {wrong}")
     print(f"false likenesses: {len(false_claims)} of {checked} unrelated pictures")
+    print(
+        f"checked for a stored output's mark where the likeness placed them: {placed} of "
+        f"the unrelated pictures, at {placements} placements"
+    )
     print(f"({time.perf_counter() - started:.0f} s)")
 
 

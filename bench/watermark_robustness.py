@@ -26,12 +26,10 @@ Each marked image is read three ways, in the same run (columns of the table):
   read, the likeness's, or else the output whose mark the copy carries where the
   likeness placed it without claiming it (``watermark_at_placement.py``).
 
-A read that names another output, by the mark, by likeness or by the mark at the
-likeness's placement, is a false claim: each is printed. The likeness columns are a
-second pass over the same pictures and edits (the same seed), once every output of the
-run is in the store.
-Unmarked reads (the false-claim count) use the full reader. PSNR is of the marked image
-against the unmarked one.
+A read naming another output, by any of these, is a false claim: each is printed. The
+likeness columns are a second pass over the same pictures and edits (the same seed),
+with every output of the run in the store. Unmarked reads (the false-claim count) use
+the full reader. PSNR is of the marked image against the unmarked one.
 
 Run: .venv/bin/python bench/watermark_robustness.py [--images 300] [--unmarked 300]
 """
@@ -330,11 +328,9 @@ async def _traced_by_likeness(
     tally: dict[tuple[str, str, str, str], list[int]],
     wrong: dict[str, int],
 ) -> list[str]:
-    """The second pass: the same edited copies (the generator replayed from the seed),
-    each looked up by likeness over a store of every output of the run; tallied as
-    ``likeness`` and as ``traced`` (as /verify: the mark's id, else the likeness's, else
-    the output whose mark the copy carries where the likeness placed it). Returns a line
-    for each read that named another output."""
+    """The second pass: the same edited copies (the generator replayed from the seed)
+    looked up over a store of every output of the run; tallied as ``likeness`` and as
+    ``traced`` (as /verify answers). Returns a line per read naming another output."""
     # Imported here: resemblance_lookup imports this module's pictures and edits.
     from resemblance_lookup import Blobs, Outputs, Records, encoded, output_record, traced
 

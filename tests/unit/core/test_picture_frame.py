@@ -6,7 +6,7 @@ from __future__ import annotations
 from PIL import Image, ImageDraw, ImageFont
 from tests.support.watermark_images import reencode, scene
 
-from stylebot.bot.core.picture_frame import without_plain_frame
+from stylebot.bot.core.picture_frame import plain_frame, without_plain_frame
 
 
 def framed(picture: Image.Image, border: int, grey: int) -> Image.Image:
@@ -66,3 +66,23 @@ def test_a_frame_with_something_in_it_is_not_plain() -> None:
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
+
+
+def test_a_strict_frame_is_plain_right_up_to_the_picture() -> None:
+    """Faint text in the 16 px next to the picture passes for JPEG's smear, but not in a
+    strict frame (the one a "made by" comparison leaves out); a clean frame is found
+    either way, and a JPEG's smeared one only without ``strict``."""
+    picture = scene(300, 200, seed=3)
+    clean = framed(picture, 24, 255)
+    signed = clean.copy()
+    font = ImageFont.load_default(size=8)
+    ImageDraw.Draw(signed).text((40, 24 + 200 + 1), "FAKE", fill=(225,) * 3, font=font)
+
+    assert plain_frame(signed) is not None
+    assert plain_frame(signed, strict=True) is None
+    found = plain_frame(clean, strict=True)
+    assert found is not None
+    assert found.inside.size == picture.size
+    smeared = reencode(clean, "JPEG", quality=80)
+    assert plain_frame(smeared) is not None
+    assert plain_frame(smeared, strict=True) is None

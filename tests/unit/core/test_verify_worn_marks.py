@@ -1,31 +1,24 @@
-"""Marked copies as screenshots make them: a copy too worn for the blind reader (a small
-output shown at 80% in a frame, captured as JPEG and sent through Telegram) is traced by
-its mark where the likeness lookup placed it on the output, and a screenshot's plain
-frame is left out of the comparison as the likeness leaves it out, rather than counted
-as something "added around" the maker's picture.
-
-Before: the worn copies read "No stylebot watermark found"; a marked output in a plain
-frame read "an altered copy ... (covered, replaced or pasted over, or added around it)"."""
+"""A copy too worn for the blind reader (a small output shown at 80% in a frame, captured
+as JPEG and sent through Telegram) is traced by its mark where the likeness lookup placed
+it on the output, and then said of as any marked copy: a line drawn on it still makes it
+an altered copy, and a copy of an unmarked output carries no mark. Before, each of these
+read "No stylebot watermark found"."""
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from tests.fakes.core import person
 from tests.support.verify_world import check, deliver, stored_picture, verify_world
 from tests.support.watermark_images import reencode, scene, telegram_photo
-from tests.unit.core.test_picture_frame import framed
-from tests.unit.core.test_verify_resembles_small import (
-    outlined,
-    screenshot_at,
-    subject_on_white,
-    with_white_border,
-)
+from tests.unit.core.test_verify_resembles_small import outlined, screenshot_at, subject_on_white
+from tests.unit.provenance.test_watermark_geometry import rescaled
 
 from stylebot.bot.core.replies import VerifyVerdict
 from stylebot.provenance.watermark import read_watermark
 
 ALICE = person("alice")
 BOB = person("bob")
+WORN = "worn by shrinking and re-compression"
 
 
 def worn(made: Image.Image) -> Image.Image:
@@ -44,11 +37,10 @@ async def test_a_copy_too_worn_to_read_blind_is_traced_by_its_mark_where_it_sits
     report = await check(world, BOB, copy)
     assert report.output_id == output_id, report.text
     # The subject's edges ring after JPEG at 80% as much as a line drawn there (below)
-    # changes them: the words say the two can't be told apart.
+    # changes them, and the JPEG's smeared frame is not left out of a "made by"
+    # comparison (test_verify_marked_frames): the words say what can't be told apart.
     assert report.verdict is VerifyVerdict.ALTERED, report.text
-    assert "worn by shrinking and re-compression" in report.text
-    assert "inside a plain frame (left out to compare)" in report.text
-    assert "added around" not in report.text
+    assert WORN in report.text
 
 
 async def test_a_line_drawn_on_a_worn_copy_keeps_it_an_altered_copy() -> None:
@@ -69,48 +61,43 @@ async def test_a_worn_copy_of_an_unmarked_output_carries_no_mark() -> None:
     assert report.verdict is VerifyVerdict.NO_MARK, report.text
 
 
-async def test_a_marked_output_in_a_plain_frame_is_made_by_its_maker() -> None:
+async def test_a_slightly_shrunk_copy_with_a_third_pasted_over_is_not_called_worn() -> None:
+    """The words that differences may be wear are for copies shrunk to 85% or less that
+    differ in a fifth or less (a hostile review: a 95% PNG with 27% pasted over got them)."""
     world = verify_world()
-    output_id = await deliver(world, ALICE, scene(512, 512, seed=3))
-    made = await stored_picture(world, output_id)
-
-    for copy in (reencode(framed(made, 6, 230), "PNG"), reencode(framed(made, 3, 20), "PNG")):
-        assert read_watermark(copy) == output_id
-        report = await check(world, BOB, copy)
-        assert report.verdict is VerifyVerdict.MADE, report.text
-        assert "inside a plain frame (left out to compare)" in report.text
-        assert report.shown_percent == 100
+    output_id = await deliver(world, ALICE, scene(512, 512, seed=5))
+    pasted = (await stored_picture(world, output_id)).copy()
+    pasted.paste(scene(300, 200, seed=99), (0, 0))
+    for factor in (0.95, 0.7):
+        report = await check(world, BOB, reencode(rescaled(pasted, factor), "PNG"))
+        assert report.verdict is VerifyVerdict.ALTERED, report.text
+        assert WORN not in report.text
 
 
-async def test_a_frame_with_a_caption_in_it_is_still_added_around_the_picture() -> None:
+async def test_a_worn_copy_names_its_own_output_among_twins() -> None:
+    """The same picture made three times (two marks, one unmarked), worn alike: each
+    marked copy names its own output, never its twin; the unmarked one's names none.
+    Only the closest of equally close candidates is given the full placement search:
+    the second was never checked (a hostile review: 3 of 4 such copies untraced)."""
     world = verify_world()
-    output_id = await deliver(world, ALICE, scene(512, 512, seed=3))
-    captioned = framed(await stored_picture(world, output_id), 24, 230)
-    font = ImageFont.load_default(size=16)
-    ImageDraw.Draw(captioned).text((40, 2), "my own work, honest", fill=(20, 20, 20), font=font)
+    alices = await deliver(world, ALICE, subject_on_white(2), "alice's prompt")
+    carols = await deliver(world, person("carol"), subject_on_white(2), "carol's prompt")
+    unmarked = await deliver(world, ALICE, subject_on_white(2), "unmarked", mark=False)
 
-    report = await check(world, BOB, reencode(captioned, "PNG"))
+    for output_id in (alices, carols):
+        report = await check(world, BOB, worn(await stored_picture(world, output_id)))
+        assert report.output_id == output_id, report.text
+    report = await check(world, BOB, worn(await stored_picture(world, unmarked)))
+    assert report.verdict is VerifyVerdict.NO_MARK, report.text
+
+
+async def test_a_worn_copy_of_a_private_output_keeps_its_prompt_from_others() -> None:
+    world = verify_world()
+    output_id = await deliver(world, person("alice", server=None), subject_on_white(2), "hush")
+    copy = worn(await stored_picture(world, output_id))
+
+    report = await check(world, BOB, copy)
     assert report.output_id == output_id, report.text
-    assert report.verdict is VerifyVerdict.ALTERED, report.text
-    assert "added around it" in report.text
-    assert "frame" not in report.text
-
-
-async def test_text_on_a_marked_outputs_own_border_is_not_a_frame() -> None:
-    """The marked counterpart of the likeness's hostile case (test_verify_resembles_small):
-    light grey text on the output's own white border passes for a plain frame; left out,
-    the rest would be "made by". The frame lands on the output's own white pixels, so
-    the picture is compared as it came, text and all."""
-    border = 16
-    world = verify_world()
-    output_id = await deliver(world, ALICE, with_white_border(8, border))
-    signed = (await stored_picture(world, output_id)).copy()
-    draw = ImageDraw.Draw(signed)
-    font = ImageFont.load_default(size=11)
-    draw.text((30, 256 - border), "(c) somebody else", fill=(212, 212, 212), font=font)
-    draw.text((30, 0), "not by stylebot", fill=(212, 212, 212), font=font)
-
-    report = await check(world, BOB, reencode(signed, "PNG"))
-    assert report.output_id == output_id, report.text
-    assert report.verdict is VerifyVerdict.ALTERED, report.text
-    assert "frame" not in report.text
+    assert "hush" not in report.text
+    mine = await check(world, person("alice", server=None), copy)
+    assert "hush" in mine.text

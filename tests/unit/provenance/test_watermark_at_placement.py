@@ -86,8 +86,10 @@ def test_the_mark_is_read_only_where_the_placement_puts_it(
             alignment.scale_x, alignment.scale_y, alignment.left + dx, alignment.top + dy
         )
         assert not check(rgb, OUTPUT_ID, off)
-    # 3% off in scale: the grid drifts by half a block across the picture.
-    wrong_scale = Alignment(alignment.scale_x * 1.03, alignment.scale_y * 1.03, 0, 0)
+    # 3% off in scale, the corner where it is: the grid drifts by half a block across
+    # the picture.
+    left, top = alignment.left, alignment.top
+    wrong_scale = Alignment(alignment.scale_x * 1.03, alignment.scale_y * 1.03, left, top)
     assert not check(rgb, OUTPUT_ID, wrong_scale)
 
 

@@ -37,7 +37,7 @@ _NOISE = 2.0
 #: off the picture (JPEG's blocks reach that far), 11 at 13 px, 0-1 beyond 14 px. So
 #: a frame is held to :data:`_FAR_TOLERANCE` beyond :data:`_JPEG_REACH`: faint text
 #: there (light grey on white) is not frame either.
-_PLAIN_TOLERANCE = 48
+PLAIN_TOLERANCE = 48
 _EDGE_SMEAR = 2
 _JPEG_REACH = 16
 _FAR_TOLERANCE = 8
@@ -62,9 +62,13 @@ def without_plain_frame(image: Image.Image, margin: int = 0) -> Image.Image | No
     return None if found is None else found.inside
 
 
-def plain_frame(image: Image.Image, margin: int = 0) -> PlainFrame | None:
+def plain_frame(image: Image.Image, margin: int = 0, *, strict: bool = False) -> PlainFrame | None:
     """The plain frame around ``image``, taken off with ``margin`` more pixels on each
-    side (see :func:`without_plain_frame`), or None."""
+    side (see :func:`without_plain_frame`), or None. ``strict``: no allowance for JPEG's
+    smear beyond the picture's own edge (:data:`_EDGE_SMEAR`), for a frame left out of
+    a "made by" comparison: faint text next to the picture passes for smear otherwise
+    (a caption 40 of 255 off the frame's grey, 9-22 px from the picture: a hostile
+    review), and JPEG's smear can't be told from it by the pixels."""
     grey = np.asarray(image.convert("L"), dtype=np.float64)
     height, width = grey.shape
     if min(height, width) < 16:
@@ -82,7 +86,7 @@ def plain_frame(image: Image.Image, margin: int = 0) -> PlainFrame | None:
     box = (left + margin, top + margin, width - right - margin, height - bottom - margin)
     if box[2] - box[0] < 16 or box[3] - box[1] < 16:
         return None
-    if not _plain(pixels, colour, (top, bottom, left, right)):
+    if not _plain(pixels, colour, (top, bottom, left, right), strict):
         return None
     red, green, blue = (int(v) for v in colour)
     return PlainFrame(rgb.crop(box), box[0], box[1], (red, green, blue), image.size)
@@ -126,12 +130,15 @@ def _frame_widths(
     return top, bottom, left, right
 
 
-def _plain(rgb: np.ndarray, colour: np.ndarray, widths: tuple[int, int, int, int]) -> bool:
+def _plain(
+    rgb: np.ndarray, colour: np.ndarray, widths: tuple[int, int, int, int], strict: bool
+) -> bool:
     """Whether the frame (``widths``: top, bottom, left, right) is ``colour`` in all three
-    channels, but for JPEG's smear next to the picture."""
+    channels, but for JPEG's smear next to the picture (unless ``strict``)."""
     off = np.abs(rgb - colour).max(axis=2)
-    near = off[_outside(off.shape, widths, _EDGE_SMEAR)] > _PLAIN_TOLERANCE
-    far = off[_outside(off.shape, widths, _JPEG_REACH)] > _FAR_TOLERANCE
+    near = off[_outside(off.shape, widths, _EDGE_SMEAR)] > PLAIN_TOLERANCE
+    reach = _EDGE_SMEAR if strict else _JPEG_REACH
+    far = off[_outside(off.shape, widths, reach)] > _FAR_TOLERANCE
     return not (bool(near.any()) or bool(far.any()))
 
 

@@ -23,11 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import TypedDict
 
-from stylebot.bot.core.aligned_match import (
-    RESIZED_BEYOND,
-    AlignedDifference,
-    compare_aligned_png,
-)
+from stylebot.bot.core.aligned_match import AlignedDifference, compare_aligned_png
 from stylebot.bot.core.attribution import Attribution, Viewer, attribute, record_lines
 from stylebot.bot.core.commands import Verify
 from stylebot.bot.core.credentials import with_credentials
@@ -52,6 +48,12 @@ from stylebot.bot.core.stores import UnitOfWork
 
 NO_MARK_TEXT = "No stylebot watermark found in this image."
 FRAME_LEFT_OUT = ", inside a plain frame (left out to compare)"
+#: An altered copy shrunk to this or less, differing in at most this share, may be worn
+#: rather than edited: worn copies of 256 px outputs shrunk to 0.6-0.8x through JPEG
+#: twice differ in 8-16% (tests/unit/core/test_verify_worn_marks.py), and a thin line
+#: drawn beside a subject's edge reads alike at that size.
+WORN_BELOW_SCALE = 0.85
+WORN_AT_MOST = 0.2
 DEFAULT_READ_SIDE = 1024  # Policy.max_size's default
 
 
@@ -111,7 +113,15 @@ async def _marked(
     framed = ""
     if not difference.same and image.over_black is None:
         inside = await asyncio.to_thread(compared_without_frame, image.data, stored)
-        if inside is not None and inside.comparable:
+        # Only when the picture without its frame was placed on the output and matches
+        # it better: one that can't be placed is compared whole (a framed crop would
+        # read "the mark was copied onto another picture").
+        if (
+            inside is not None
+            and inside.alignment is not None
+            and inside.comparable
+            and inside.share < difference.share
+        ):
             difference, framed = inside, FRAME_LEFT_OUT
     if difference.same and image.over_black is not None:
         over_black = await asyncio.to_thread(
@@ -138,11 +148,12 @@ async def _marked(
         attribution = await attribute(records, output, viewer)
         added = ", or added around it" if difference.outside_share > 0 else ""
         # A copy shrunk and re-compressed blurs and rings at hard edges as much as a thin
-        # line drawn there changes them (measured: docs/provenance.md): say so.
+        # line drawn there changes them (measured: docs/provenance.md): say so, for a
+        # copy shrunk that much whose differences are few enough to be that.
         worn = (
             ", or worn by shrinking and re-compression, which at this size can't be told "
             "from an edit"
-            if difference.scale < 1 - RESIZED_BEYOND
+            if difference.scale <= WORN_BELOW_SCALE and difference.share <= WORN_AT_MOST
             else ""
         )
         return VerifyReport(
