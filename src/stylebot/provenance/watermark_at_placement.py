@@ -98,9 +98,10 @@ def agreeing_bits(
     placement = _Placement(0.0, (0, 0), (first_row % _TILE, first_col % _TILE))
     u = _u_plane_of(region)
     most = 0
+    planes = (u, *deblurred(u))
     for version in _VERSIONS:
         zero = np.array(code_bits(output_id, version)) == 0  # a vote > 0 is a 0 bit
-        for plane in (u, *deblurred(u)):
+        for plane in planes:
             for centred in (False, True):
                 soft = _soft_at(plane, placement, centred)
                 # a bit with no vote (0) agrees with neither

@@ -135,3 +135,20 @@ async def test_an_unmarked_picture_is_compared_with_at_most_a_few_stored_outputs
     assert report.verdict is VerifyVerdict.NO_MARK, report.text
     assert 1 <= len(blobs.read) <= MAX_RESEMBLES_CANDIDATES
     assert len(set(blobs.read)) == len(blobs.read), "a blob shared by outputs is read once"
+
+
+async def test_an_altered_translucent_copy_is_as_altered_as_it_looks_over_black() -> None:
+    """A small logo on the output, and "FAKE" that shows only over a dark background: the
+    altered copy was compared over white only (a hostile review), so the report counted
+    the logo and said "the rest is certainly its maker's work"."""
+    world = verify_world()
+    output_id = await deliver(world, ALICE, bright_scene(seed=6))
+    logo = small_logo(await stored_picture(world, output_id), 0.06)
+
+    plain = await verify_file(world, png_bytes(logo))
+    hostile = await verify_file(world, hostile_translucent(logo))
+    assert plain.verdict is VerifyVerdict.ALTERED, plain.text
+    assert hostile.output_id == output_id, hostile.text
+    assert plain.differs_percent is not None
+    assert hostile.differs_percent is not None
+    assert hostile.differs_percent > plain.differs_percent + 5, (plain.text, hostile.text)

@@ -19,6 +19,10 @@ things keep copies that people make findable:
 
 Crops are not found: the whole-picture hash of a crop keeping 75-90% of an output is as
 far from the output's as an unrelated picture's (docs/provenance.md).
+
+The outputs a picture was placed on but not claimed to resemble come back as well
+(:class:`Placed`): /verify asks whether the picture carries one of their marks where it
+sits (:func:`carrying_its_mark`), which a copy too worn to read blind often still does.
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ _FRAME_MARGIN = 2
 #: tolerance is the frame finder's own next to the picture: at 24, an output's white
 #: border inside a 6 px frame of grey 230 (25 off) was taken for frame and not for the
 #: output's own, and text on that border read "made by" (a hostile review).
+#: Outputs whose fingerprints are this many bits farther than the one a picture resembles
+#: are not its twins (rerolls of one picture differ by a bit or two).
+_TWIN_BITS = 2
 _OWN_BORDER_AREA = 0.01
 _OWN_BORDER_SHARE = 0.5
 _OWN_BORDER_TOLERANCE = PLAIN_TOLERANCE
@@ -83,6 +90,7 @@ class _Variant:
     phash: PerceptualHash
     size: tuple[int, int]
     frame: PlainFrame | None = None  # the frame left out, for the picture without it
+    margin: int = 0  # pixels of the picture left out with the frame
 
     @property
     def framed(self) -> bool:
@@ -100,10 +108,11 @@ def _variants(picture_png: bytes, translucent: bool) -> list[_Variant]:
     return variants
 
 
-def _inside(frame: PlainFrame) -> _Variant:
+def _inside(frame: PlainFrame, margin: int = _FRAME_MARGIN) -> _Variant:
     buffer = io.BytesIO()
     frame.inside.save(buffer, "PNG")
-    return _Variant(buffer.getvalue(), perceptual_hash(frame.inside), frame.inside.size, frame)
+    inside = frame.inside
+    return _Variant(buffer.getvalue(), perceptual_hash(inside), inside.size, frame, margin)
 
 
 def compared_without_frame(picture_png: bytes, stored: bytes) -> AlignedDifference | None:
@@ -112,11 +121,13 @@ def compared_without_frame(picture_png: bytes, stored: bytes) -> AlignedDifferen
     as shown; None when it has no plain frame (held to the frame finder's ``strict``
     rule: a JPEG's smeared frame stays in), or what looks like one is the output's own
     border. CPU-bound."""
+    # A strict frame has no JPEG smear, so none of the picture goes with it: taking 2 px
+    # off hid edits along the picture's outermost pixels (a hostile review).
     with Image.open(io.BytesIO(picture_png), formats=["PNG"]) as image:
-        frame = plain_frame(image, _FRAME_MARGIN, strict=True)
+        frame = plain_frame(image, 0, strict=True)
     if frame is None:
         return None
-    inside = _inside(frame)
+    inside = _inside(frame, 0)
     return _without_frame(inside, compare_aligned_png(inside.png, stored), stored)
 
 
@@ -142,7 +153,10 @@ class Lookup:
     """What the fingerprint index and the region comparison found for a picture."""
 
     resemblance: Resemblance | None
-    placed: list[Placed]  # closest fingerprint first; empty when a resemblance is found
+    # Closest fingerprint first: the outputs placed but not claimed; or, with a
+    # resemblance that has twins (see _twins), that output and its twins, placed where
+    # the picture sat on it.
+    placed: list[Placed]
 
 
 async def resembled_output(
@@ -181,7 +195,8 @@ async def resembled_output(
     compared: set[str] = set()
     placed: list[Placed] = []
     first_placed: dict[tuple[bytes, tuple[int, int]], Alignment] = {}
-    for _distance, output, near in sorted(candidates, key=lambda found: found[0]):
+    ranked = sorted(candidates, key=lambda found: found[0])
+    for rank, (distance, output, near) in enumerate(ranked):
         if len(compared) >= MAX_RESEMBLES_CANDIDATES:
             break
         if output.blob_key is None or output.blob_key in compared:
@@ -191,6 +206,7 @@ async def resembled_output(
         stored = await stored_image(blobs, output)
         if stored is None:
             continue
+        size = _size(stored)
         for variant in near:
             difference = await asyncio.to_thread(
                 compare_aligned_png, variant.png, stored, thorough=thorough, likeness=True
@@ -199,18 +215,53 @@ async def resembled_output(
             if found is not None and variant.frame is not None:
                 found = await asyncio.to_thread(_without_frame, variant, found, stored)
             if found is not None:
-                return Lookup(Resemblance(output, found, variant.framed), [])
+                twins = await _twins(
+                    blobs, ranked[rank + 1 :], compared, distance, size, variant.png, difference
+                )
+                if twins and difference.alignment is not None:
+                    # the output itself first: its own mark says the copy is of it
+                    itself = Placed(output, stored, variant.png, difference.alignment)
+                    twins.insert(0, itself)
+                return Lookup(Resemblance(output, found, variant.framed), twins)
             alignment = difference.alignment if difference.comparable else None
-            size = _size(stored)
             if alignment is None:
-                # Only the closest candidate gets the full placement search: an output of
-                # the same size found as close (a twin: the same picture made twice, each
-                # with its own mark) is checked where the copy sat on the first.
+                # Only the closest candidate gets the full placement search: a later one
+                # of the same size (a twin: the same picture made twice, each with its
+                # own mark) is checked where the copy sat on the first.
                 alignment = first_placed.get((variant.png, size))
             if alignment is not None:
                 placed.append(Placed(output, stored, variant.png, alignment))
                 first_placed.setdefault((variant.png, size), alignment)
     return Lookup(None, placed)
+
+
+async def _twins(
+    blobs: BlobStore,
+    rest: list[tuple[int, Output, list[_Variant]]],
+    compared: set[str],
+    distance: int,
+    size: tuple[int, int],
+    png: bytes,
+    difference: AlignedDifference,
+) -> list[Placed]:
+    """The outputs of ``rest`` as close (within :data:`_TWIN_BITS`) and as large as the
+    one the picture resembles: the same picture made again, each with its own mark. The
+    likeness can't tell which the picture came from; placed where it sat on the one it
+    resembles, their marks can (a hostile review: a worn copy of Carol's output
+    "resembled" Alice's twin, with Alice's record)."""
+    if difference.alignment is None:
+        return []
+    twins: list[Placed] = []
+    for other_distance, other, _near in rest:
+        if other_distance > distance + _TWIN_BITS or len(compared) >= MAX_RESEMBLES_CANDIDATES:
+            break
+        if other.blob_key is None or other.blob_key in compared:
+            continue
+        compared.add(other.blob_key)
+        stored = await stored_image(blobs, other)
+        if stored is not None and _size(stored) == size:
+            twins.append(Placed(other, stored, png, difference.alignment))
+    return twins
 
 
 def _size(png: bytes) -> tuple[int, int]:
@@ -254,7 +305,7 @@ def _without_frame(
         pixels = np.asarray(output.convert("RGB"), dtype=np.int16)
     if _frame_is_the_outputs_own(variant, difference, pixels):
         return None
-    return _margin_shown(difference, variant.size, pixels.shape[1], pixels.shape[0])
+    return _margin_shown(difference, variant, pixels.shape[1], pixels.shape[0])
 
 
 def _frame_is_the_outputs_own(
@@ -279,7 +330,7 @@ def _frame_is_the_outputs_own(
         placed.left + (frame.framed_size[0] - frame.left) / sx,
         placed.top + (frame.framed_size[1] - frame.top) / sy,
     )
-    reach = _FRAME_MARGIN + 1
+    reach = variant.margin + 1
     inner = (
         placed.left - reach / sx,
         placed.top - reach / sy,
@@ -302,18 +353,19 @@ def _frame_is_the_outputs_own(
 
 
 def _margin_shown(
-    difference: AlignedDifference, size: tuple[int, int], width: int, height: int
+    difference: AlignedDifference, variant: _Variant, width: int, height: int
 ) -> AlignedDifference:
     """The comparison of a picture without its frame, counting the margin left out with
-    the frame (:data:`_FRAME_MARGIN`) as shown: it was taken off here, not cropped by
+    the frame (``variant.margin``) as shown: it was taken off here, not cropped by
     whoever made the copy (an untouched output in a frame read as "cropped to 97%")."""
     placed = difference.alignment
     if placed is None:
         return difference
-    left = max(0.0, snap_edge(placed.left - _FRAME_MARGIN / placed.scale_x, 0))
-    top = max(0.0, snap_edge(placed.top - _FRAME_MARGIN / placed.scale_y, 0))
-    right = min(width, snap_edge(placed.left + (size[0] + _FRAME_MARGIN) / placed.scale_x, width))
-    bottom = min(height, snap_edge(placed.top + (size[1] + _FRAME_MARGIN) / placed.scale_y, height))
+    size, margin = variant.size, variant.margin
+    left = max(0.0, snap_edge(placed.left - margin / placed.scale_x, 0))
+    top = max(0.0, snap_edge(placed.top - margin / placed.scale_y, 0))
+    right = min(width, snap_edge(placed.left + (size[0] + margin) / placed.scale_x, width))
+    bottom = min(height, snap_edge(placed.top + (size[1] + margin) / placed.scale_y, height))
     shown = max(0.0, right - left) * max(0.0, bottom - top) / (width * height)
     return dataclasses.replace(difference, shown_share=max(difference.shown_share, shown))
 

@@ -11,7 +11,11 @@ no others); an "altered copy" when some regions differ or something was added ar
 was put on another picture and nothing of the record is shown. A
 picture without a mark may still "resemble" a stored output: its fingerprint is looked up
 in an index (:mod:`.fingerprints`) and the candidate compared block by block as well.
-What of the record is shown depends on who asks (:mod:`.attribution`).
+A copy too worn for the mark to be read blind, placed on a stored output by that lookup
+but not claimed, is checked for that one output's mark where it sits
+(``WatermarkReader.carries``) and, carrying it, is compared as any marked copy. A
+screenshot's frame plain to the pixel is left out of a marked copy's comparison, and
+named. What of the record is shown depends on who asks (:mod:`.attribution`).
 
 A file with transparency is compared twice, over white and over black: a PNG can equal an
 output over a white background yet show something else on a dark theme, so it is "made
@@ -48,10 +52,10 @@ from stylebot.bot.core.stores import UnitOfWork
 
 NO_MARK_TEXT = "No stylebot watermark found in this image."
 FRAME_LEFT_OUT = ", inside a plain frame (left out to compare)"
-#: An altered copy shrunk to this or less, differing in at most this share, may be worn
-#: rather than edited: worn copies of 256 px outputs shrunk to 0.6-0.8x through JPEG
-#: twice differ in 8-16% (tests/unit/core/test_verify_worn_marks.py), and a thin line
-#: drawn beside a subject's edge reads alike at that size.
+#: An altered copy in a lossy file shrunk to this or less, differing within the output
+#: in at most this share, may be worn rather than edited: worn copies of 256 px outputs
+#: shrunk to 0.65-0.8x through JPEG twice differ in 8-17% (a hostile review's and this
+#: module's tests' copies), and a thin line drawn beside a subject's edge reads alike.
 WORN_BELOW_SCALE = 0.85
 WORN_AT_MOST = 0.2
 DEFAULT_READ_SIDE = 1024  # Policy.max_size's default
@@ -123,12 +127,16 @@ async def _marked(
             and inside.share < difference.share
         ):
             difference, framed = inside, FRAME_LEFT_OUT
-    if difference.same and image.over_black is not None:
+    if image.over_black is not None:
         over_black = await asyncio.to_thread(
             compare_aligned_png, image.over_black, stored, difference
         )
-        if not over_black.same:
+        if difference.same and not over_black.same:
             return await _depends_on_background(records, output, viewer, over_black)
+        # An altered copy is as altered as it looks on either background (a hostile
+        # review: text that shows only over black was not counted).
+        if over_black.share > difference.share:
+            difference = over_black
     if difference.same:
         attribution = await attribute(records, output, viewer)
         return VerifyReport(
@@ -149,11 +157,14 @@ async def _marked(
         added = ", or added around it" if difference.outside_share > 0 else ""
         # A copy shrunk and re-compressed blurs and rings at hard edges as much as a thin
         # line drawn there changes them (measured: docs/provenance.md): say so, for a
-        # copy shrunk that much whose differences are few enough to be that.
+        # lossy file shrunk that much whose differences within the output are few
+        # enough to be that (a PNG went through no re-compression here).
         worn = (
             ", or worn by shrinking and re-compression, which at this size can't be told "
             "from an edit"
-            if difference.scale <= WORN_BELOW_SCALE and difference.share <= WORN_AT_MOST
+            if image.source_format != "PNG"
+            and difference.scale <= WORN_BELOW_SCALE
+            and difference.difference.share <= WORN_AT_MOST
             else ""
         )
         return VerifyReport(
@@ -305,12 +316,21 @@ async def _without_mark(
     (the reader checks one output's bits where the placement puts them, which a copy
     too worn for a blind read still carries: ``provenance/watermark_at_placement.py``)."""
     lookup = await resembled_output(records, blobs, picture)
+    placed = await carrying_its_mark(lookup, watermark)
     found = lookup.resemblance
+    if placed is not None and (found is None or placed.output.id != found.output.id):
+        return await _marked(records, picture, placed.output, placed.stored, viewer)
     if found is None:
-        placed = await carrying_its_mark(lookup, watermark)
-        if placed is not None:
-            return await _marked(records, picture, placed.output, placed.stored, viewer)
         return VerifyReport(NO_MARK_TEXT, None)
+    if placed is None and lookup.placed:
+        # Twins (the same picture made again), and no mark tells which it came from.
+        ids = ", ".join(twin.output.id for twin in lookup.placed)
+        return VerifyReport(
+            f"{NO_MARK_TEXT} It closely resembles several stylebot outputs that look the "
+            f"same ({ids}); without its watermark, which one it was made from can't be told.",
+            None,
+            verdict=VerifyVerdict.RESEMBLES,
+        )
     output, difference = found.output, found.difference
     framed = FRAME_LEFT_OUT if found.framed else ""
     attribution = await attribute(records, output, viewer)
