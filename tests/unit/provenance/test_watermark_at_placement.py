@@ -129,3 +129,15 @@ def test_an_id_no_mark_can_carry_is_carried_by_nothing() -> None:
     made = np.asarray(embed_watermark(scene(256, 256, seed=8), OUTPUT_ID))
     for not_an_id in ("out0001", OUTPUT_ID.upper(), OUTPUT_ID + "0", ""):
         assert agreeing_bits(made, not_an_id, (256, 256), (1.0, 1.0), (0.0, 0.0)) == 0
+
+
+def test_a_large_output_is_read_in_its_middle_only() -> None:
+    """512x512 output pixels at most (its cost bounded whatever the output's size); a
+    large output's copy still reads, and a mark only outside that middle does not."""
+    made = embed_watermark(scene(1024, 1024, seed=9), OUTPUT_ID)
+    copy = rescaled(made, 0.5)
+    rgb = np.asarray(copy.convert("RGB"))
+    assert carries_mark(rgb, OUTPUT_ID, (1024, 1024), (0.5, 0.5), (0.0, 0.0))
+    unmarked_middle = np.asarray(made).copy()
+    unmarked_middle[256:768, 256:768] = np.asarray(scene(1024, 1024, seed=9))[256:768, 256:768]
+    assert agreeing_bits(unmarked_middle, OUTPUT_ID, (1024, 1024), (1.0, 1.0), (0.0, 0.0)) < 90
