@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 from PIL import Image
 from watermark_robustness import KINDS, SIZES, jpeg, png, rescale, telegram
 
 from stylebot.provenance.tiled_watermark import search_tiled
 from stylebot.provenance.watermark import embed_watermark, inspect_watermark
+from stylebot.provenance.watermark_at_placement import on_output_grid
 from stylebot.provenance.watermark_scale import rescale_candidates
 
 # An edit returns the edited picture, its scale against the marked one, and the offset
@@ -77,19 +77,8 @@ def on_marked_grid(
 ) -> np.ndarray:
     """The edited picture brought back onto the marked grid (RGB, ``size``): marked pixel
     x sits at (x + 0.5) * scale + offset - 0.5 in the edited picture."""
-    pixels = np.ascontiguousarray(np.asarray(edited.convert("RGB")))
-    if scale > 1.05:  # shrinking back: blur first, as the reader does
-        pixels = cv2.GaussianBlur(pixels, (0, 0), sigmaX=0.45 * scale, sigmaY=0.45 * scale)
-    start = 0.5 * scale + offset - 0.5
-    matrix = np.array([[scale, 0.0, start], [0.0, scale, start]])
-    back = cv2.warpAffine(
-        pixels,
-        matrix,
-        size,
-        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REFLECT,
-    )
-    return np.ascontiguousarray(back)
+    pixels = np.asarray(edited.convert("RGB"))
+    return on_output_grid(pixels, (scale, scale), (offset / scale,) * 2, size)
 
 
 def main(images: int, seed: int, side: int | None) -> None:

@@ -95,8 +95,8 @@ def agreeing_bits(
         return 0
     first_col, end_col = _central(first_col, end_col)
     first_row, end_row = _central(first_row, end_row)
-    region = _on_output_grid(
-        prefiltered(rgb, max(scale_x, scale_y)),
+    region = on_output_grid(
+        rgb,
         (scale_x, scale_y),
         (first_col * _PIXELS_PER_BLOCK - left, first_row * _PIXELS_PER_BLOCK - top),
         ((end_col - first_col) * _PIXELS_PER_BLOCK, (end_row - first_row) * _PIXELS_PER_BLOCK),
@@ -121,15 +121,18 @@ def _central(first: int, end: int) -> tuple[int, int]:
     return first + extra // 2, end - (extra - extra // 2)
 
 
-def _on_output_grid(
+def on_output_grid(
     rgb: np.ndarray,
     scale: tuple[float, float],
     start: tuple[float, float],
     size: tuple[int, int],
 ) -> np.ndarray:
-    """The picture resampled onto the output's pixels: region pixel (0, 0) is output pixel
-    ``start`` (relative to the picture's corner on the output), ``size`` wide and high."""
+    """The picture (shown at ``scale`` picture pixels per output pixel) resampled onto the
+    output's pixels, blurred first if that shrinks it: region pixel (0, 0) is output
+    pixel ``start`` (relative to the picture's corner on the output), ``size`` wide and
+    high."""
     (scale_x, scale_y), (start_x, start_y) = scale, start
+    rgb = prefiltered(rgb, max(scale_x, scale_y))
     # region pixel i's centre, i + 0.5 output pixels past start, at picture pixel index
     # (start + i + 0.5) * scale - 0.5
     matrix = np.array(

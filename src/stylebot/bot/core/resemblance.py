@@ -65,12 +65,12 @@ _FRAME_MARGIN = 2
 #: tolerance is the frame finder's own next to the picture: at 24, an output's white
 #: border inside a 6 px frame of grey 230 (25 off) was taken for frame and not for the
 #: output's own, and text on that border read "made by" (a hostile review).
-#: Outputs whose fingerprints are this many bits farther than the one a picture resembles
-#: are not its twins (rerolls of one picture differ by a bit or two).
-_TWIN_BITS = 2
 _OWN_BORDER_AREA = 0.01
 _OWN_BORDER_SHARE = 0.5
 _OWN_BORDER_TOLERANCE = PLAIN_TOLERANCE
+#: Outputs whose fingerprints are this many bits farther than the one a picture resembles
+#: are not its twins (rerolls of one picture differ by a bit or two).
+_TWIN_BITS = 2
 
 
 @dataclass(frozen=True)
@@ -139,13 +139,9 @@ class Placed:
 
     output: Output
     stored: bytes  # the output's image as stored
+    output_size: tuple[int, int]  # its width and height
     png: bytes  # the picture as placed (without its frame, when it had one)
     alignment: Alignment
-
-    @property
-    def output_size(self) -> tuple[int, int]:
-        """The stored image's width and height, from its header."""
-        return _size(self.stored)
 
 
 @dataclass(frozen=True)
@@ -215,13 +211,10 @@ async def resembled_output(
             if found is not None and variant.frame is not None:
                 found = await asyncio.to_thread(_without_frame, variant, found, stored)
             if found is not None:
-                twins = await _twins(
-                    blobs, ranked[rank + 1 :], compared, distance, size, variant.png, difference
-                )
-                if twins and difference.alignment is not None:
-                    # the output itself first: its own mark says the copy is of it
-                    itself = Placed(output, stored, variant.png, difference.alignment)
-                    twins.insert(0, itself)
+                matched = None
+                if difference.alignment is not None:
+                    matched = Placed(output, stored, size, variant.png, difference.alignment)
+                twins = await _twins(blobs, ranked[rank + 1 :], compared, distance, matched)
                 return Lookup(Resemblance(output, found, variant.framed), twins)
             alignment = difference.alignment if difference.comparable else None
             if alignment is None:
@@ -230,7 +223,7 @@ async def resembled_output(
                 # own mark) is checked where the copy sat on the first.
                 alignment = first_placed.get((variant.png, size))
             if alignment is not None:
-                placed.append(Placed(output, stored, variant.png, alignment))
+                placed.append(Placed(output, stored, size, variant.png, alignment))
                 first_placed.setdefault((variant.png, size), alignment)
     return Lookup(None, placed)
 
@@ -240,16 +233,15 @@ async def _twins(
     rest: list[tuple[int, Output, list[_Variant]]],
     compared: set[str],
     distance: int,
-    size: tuple[int, int],
-    png: bytes,
-    difference: AlignedDifference,
+    matched: Placed | None,
 ) -> list[Placed]:
-    """The outputs of ``rest`` as close (within :data:`_TWIN_BITS`) and as large as the
-    one the picture resembles: the same picture made again, each with its own mark. The
-    likeness can't tell which the picture came from; placed where it sat on the one it
-    resembles, their marks can (a hostile review: a worn copy of Carol's output
-    "resembled" Alice's twin, with Alice's record)."""
-    if difference.alignment is None:
+    """The output the picture resembles (``matched``, where it sat on it) and, first
+    after it, the outputs of ``rest`` as close (within :data:`_TWIN_BITS`) and as large,
+    placed there too: the same picture made again, each with its own mark. The likeness
+    can't tell which the picture came from; their marks can (a hostile review: a worn
+    copy of Carol's output "resembled" Alice's twin, with Alice's record). Empty when
+    there are none."""
+    if matched is None:
         return []
     twins: list[Placed] = []
     for other_distance, other, _near in rest:
@@ -259,9 +251,9 @@ async def _twins(
             continue
         compared.add(other.blob_key)
         stored = await stored_image(blobs, other)
-        if stored is not None and _size(stored) == size:
-            twins.append(Placed(other, stored, png, difference.alignment))
-    return twins
+        if stored is not None and _size(stored) == matched.output_size:
+            twins.append(dataclasses.replace(matched, output=other, stored=stored))
+    return [matched, *twins] if twins else []
 
 
 def _size(png: bytes) -> tuple[int, int]:
